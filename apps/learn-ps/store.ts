@@ -1,0 +1,61 @@
+/** Kysely queries of learn-ps. Every query is scoped by tenant: there is no query without one. */
+import { sql, type Kysely } from "kysely";
+
+export interface PetRow {
+  id: string;
+  tenant: string;
+  name: string;
+  species: string;
+  age_years: number | null;
+  tags: string; // JSON array
+  owner_note: Uint8Array | null;
+  created_at: string;
+  updated_at: string;
+  seq: number;
+}
+
+export interface PetsDb {
+  pets: PetRow;
+}
+
+export interface PetFilter {
+  species?: string;
+  namePrefix?: string;
+  tag?: string;
+  afterSeq?: number;
+  limit: number;
+}
+
+export class PetStore {
+  constructor(private readonly db: Kysely<PetsDb>) {}
+
+  async insert(row: Omit<PetRow, "seq">): Promise<void> {
+    // seq orders pages stably; taken in the same statement so it stays monotonic per tenant.
+    await sql`INSERT INTO pets (id, tenant, name, species, age_years, tags, owner_note, created_at, updated_at, seq)
+      SELECT ${row.id}, ${row.tenant}, ${row.name}, ${row.species}, ${row.age_years}, ${row.tags}, ${row.owner_note},
+             ${row.created_at}, ${row.updated_at}, COALESCE(MAX(seq), 0) + 1 FROM pets WHERE tenant = ${row.tenant}`.execute(this.db);
+  }
+
+  get(tenant: string, id: string): Promise<PetRow | undefined> {
+    return this.db.selectFrom("pets").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+  }
+
+  list(tenant: string, f: PetFilter): Promise<PetRow[]> {
+    let q = this.db.selectFrom("pets").selectAll().where("tenant", "=", tenant);
+    if (f.species) q = q.where("species", "=", f.species);
+    if (f.namePrefix) q = q.where("name", ">=", f.namePrefix).where("name", "<", f.namePrefix + "\uffff");
+    if (f.tag) q = q.where("tags", "like", `%"${f.tag}"%`);
+    if (f.afterSeq !== undefined) q = q.where("seq", ">", f.afterSeq);
+    return q.orderBy("seq").limit(f.limit).execute();
+  }
+
+  async update(tenant: string, id: string, patch: Partial<Omit<PetRow, "id" | "tenant" | "seq" | "created_at">>): Promise<boolean> {
+    const r = await this.db.updateTable("pets").set(patch).where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  async delete(tenant: string, id: string): Promise<boolean> {
+    const r = await this.db.deleteFrom("pets").where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+    return r.numDeletedRows > 0n;
+  }
+}

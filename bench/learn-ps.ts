@@ -1,0 +1,94 @@
+/**
+ * learn-ps over HTTPS: `GET /service/api/v1/pets/{id}` with a bearer token, keep-alive,
+ * 64 connections, next to a bare Bun.serve TLS server answering the same JSON (the
+ * framework ceiling). Both run in their own process and are measured by the same
+ * load generator (wrk) in the same run, alternating, several rounds; medians reported.
+ *
+ * Usage: npm run bench -- learn-ps [--seconds=10] [--rounds=3] [--connections=64]
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startTestIssuer } from "../test/support/issuer.ts";
+import { haveWrk, wrk, type WrkResult } from "./wrk.ts";
+
+const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
+const SECONDS = arg("seconds", 10);
+const ROUNDS = arg("rounds", 3);
+const CONNS = arg("connections", 64);
+
+if (!haveWrk()) {
+  console.error("wrk is required (Debian package 'wrk')");
+  process.exit(2);
+}
+
+async function spawnTarget(script: string, args: string[]) {
+  const p = Bun.spawn([process.execPath, "run", join(import.meta.dir, "targets", script), ...args], { stdout: "pipe", stderr: "inherit" });
+  const reader = p.stdout.getReader();
+  let buf = "";
+  while (!buf.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${script} exited early`);
+    buf += new TextDecoder().decode(value);
+  }
+  return { proc: p, info: JSON.parse(buf.slice(0, buf.indexOf("\n"))) };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+const dir = mkdtempSync(join(tmpdir(), "cryptoutil-bench-"));
+const issuer = await startTestIssuer();
+writeFileSync(join(dir, "issuer-ca.pem"), issuer.caPem);
+const token = await issuer.mint({ tenant: "bench", scope: "pets:read pets:write" }, { expiresIn: "1h" });
+
+const learn = await spawnTarget("learn-ps.ts", [join(dir, "learn-ps"), issuer.issuer, issuer.jwksUrl, join(dir, "issuer-ca.pem")]);
+const ca = readFileSync(learn.info.trust, "utf8");
+const created = await fetch(`${learn.info.url}/service/api/v1/pets`, {
+  method: "POST",
+  headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+  body: JSON.stringify({ name: "Bench", species: "dog", age_years: 3, tags: ["bench"] }),
+  tls: { ca },
+} as RequestInit);
+if (created.status !== 201) throw new Error(`create failed: ${created.status} ${await created.text()}`);
+const pet = await created.json();
+const bare = await spawnTarget("bare-tls.ts", [JSON.stringify(pet)]);
+
+const targets = {
+  "learn-ps": { url: `${learn.info.url}/service/api/v1/pets/${pet.id}`, headers: { authorization: `Bearer ${token}` } },
+  "bare Bun.serve TLS": { url: `${bare.info.url}/service/api/v1/pets/${pet.id}`, headers: { authorization: `Bearer ${token}` } },
+};
+const results: Record<string, WrkResult[]> = { "learn-ps": [], "bare Bun.serve TLS": [] };
+
+try {
+  for (const [, t] of Object.entries(targets)) await wrk(t.url, { connections: CONNS, seconds: 2, headers: t.headers }); // warm-up
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [name, t] of Object.entries(targets)) {
+      const res = await wrk(t.url, { connections: CONNS, seconds: SECONDS, headers: t.headers });
+      if (res.errors) throw new Error(`${name}: ${res.errors} errors during the run`);
+      results[name]!.push(res);
+    }
+  }
+} finally {
+  learn.proc.kill("SIGTERM");
+  bare.proc.kill("SIGTERM");
+  await issuer.stop();
+}
+
+const row = (name: string) => {
+  const rs = results[name]!;
+  return { name, rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50ms)), p99: median(rs.map((x) => x.p99ms)) };
+};
+const l = row("learn-ps");
+const b = row("bare Bun.serve TLS");
+console.log(`\nlearn-ps GET /service/api/v1/pets/{id}, HTTPS keep-alive, ${CONNS} connections, wrk, median of ${ROUNDS} x ${SECONDS}s\n`);
+console.log("| target | req/s | p50 ms | p99 ms | ratio to bare |");
+console.log("|---|---:|---:|---:|---:|");
+for (const x of [l, b]) {
+  console.log(`| ${x.name} | ${x.rps.toFixed(0)} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${(x.rps / b.rps).toFixed(2)} |`);
+}
+const pass = l.rps >= 0.6 * b.rps && l.p99 < 20;
+console.log(`\ntarget: >= 0.60 of bare req/s and p99 < 20 ms -> ${pass ? "met" : "NOT met"}`);

@@ -1,0 +1,40 @@
+/** Runs wrk (Debian package `wrk`) as the HTTP load generator and parses its report. */
+export interface WrkResult {
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  errors: number;
+}
+
+function toMs(v: string): number {
+  const m = v.match(/^([\d.]+)(us|ms|s)$/);
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === "us" ? n / 1000 : m[2] === "s" ? n * 1000 : n;
+}
+
+export function parseWrk(out: string): WrkResult {
+  const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)?.[1]);
+  const p50 = out.match(/\s50%\s+([\d.]+\w+)/)?.[1];
+  const p99 = out.match(/\s99%\s+([\d.]+\w+)/)?.[1];
+  const non2xx = Number(out.match(/Non-2xx or 3xx responses:\s+(\d+)/)?.[1] ?? 0);
+  const sockErr = out.match(/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/);
+  const errors = non2xx + (sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  if (!rps || !p50 || !p99) throw new Error(`cannot parse wrk output:\n${out}`);
+  return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors };
+}
+
+export async function wrk(url: string, opts: { connections: number; seconds: number; threads?: number; headers?: Record<string, string> }): Promise<WrkResult> {
+  const args = ["wrk", `-t${opts.threads ?? 1}`, `-c${opts.connections}`, `-d${opts.seconds}s`, "--latency"];
+  for (const [k, v] of Object.entries(opts.headers ?? {})) args.push("-H", `${k}: ${v}`);
+  args.push(url);
+  const p = Bun.spawn(args, { stdout: "pipe", stderr: "pipe" });
+  const out = await new Response(p.stdout).text();
+  const err = await new Response(p.stderr).text();
+  if ((await p.exited) !== 0) throw new Error(`wrk failed: ${err || out}`);
+  return parseWrk(out);
+}
+
+export function haveWrk(): boolean {
+  return Bun.which("wrk") !== null;
+}

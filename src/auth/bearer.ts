@@ -1,0 +1,119 @@
+/**
+ * Bearer access tokens for `/service/**`: JWTs (RFC 9068) verified against the
+ * configured issuer's JWKS, fetched over HTTPS with the configured CA bundle.
+ *
+ * Checks: signature with an allowed algorithm, `iss`, `aud`, `exp`/`nbf` with
+ * clock tolerance, a tenant, and the route's scopes. Verified tokens are cached
+ * until they expire, keyed by the full token string, so a repeat costs one
+ * map lookup instead of a signature verification.
+ */
+import { createRemoteJWKSet, customFetch, jwtVerify, errors as joseErrors, type JWTPayload } from "jose";
+import { AppError } from "../service/errors.ts";
+
+export interface Principal {
+  kind: "service" | "browser";
+  tenant: string;
+  subject: string;
+  scopes: ReadonlySet<string>;
+  clientId?: string;
+}
+
+export interface BearerConfig {
+  issuer?: string;
+  jwksUrl?: string;
+  audience: string;
+  /** PEM of the CA that signs the issuer's TLS certificate. */
+  caPem?: string;
+  clockToleranceS: number;
+  algorithms: string[];
+}
+
+const MAX_CACHE = 10_000;
+
+function scopesOf(payload: JWTPayload): Set<string> {
+  const s = payload.scope ?? payload.scp;
+  if (typeof s === "string") return new Set(s.split(" ").filter(Boolean));
+  if (Array.isArray(s)) return new Set(s.filter((x): x is string => typeof x === "string"));
+  return new Set();
+}
+
+/** Tenant from a `tenant` claim, else from a per-tenant issuer URL ending in `/t/{tenant}`. */
+function tenantOf(payload: JWTPayload): string | undefined {
+  if (typeof payload.tenant === "string" && payload.tenant) return payload.tenant;
+  const m = typeof payload.iss === "string" ? payload.iss.match(/\/t\/([A-Za-z0-9._-]{1,64})$/) : null;
+  return m?.[1];
+}
+
+const unauthorized = (code: "unauthenticated" | "invalid_token", message: string) =>
+  new AppError(code, message, {
+    headers: { "WWW-Authenticate": code === "invalid_token" ? 'Bearer error="invalid_token"' : "Bearer" },
+  });
+
+export class BearerVerifier {
+  private readonly jwks?: ReturnType<typeof createRemoteJWKSet>;
+  private readonly cache = new Map<string, { principal: Principal; exp: number }>();
+
+  constructor(private readonly cfg: BearerConfig) {
+    if (cfg.issuer && cfg.jwksUrl) {
+      const ca = cfg.caPem;
+      this.jwks = createRemoteJWKSet(new URL(cfg.jwksUrl), {
+        timeoutDuration: 5000,
+        cooldownDuration: 30_000,
+        // Bun's fetch takes a CA bundle per request; other runtimes use their trust store.
+        [customFetch]: (url, init) => fetch(url, ca ? ({ ...init, tls: { ca } } as RequestInit) : init),
+      });
+    }
+  }
+
+  /** Verifies an `Authorization` header value; throws 401 AppErrors with stable codes. */
+  async verify(authorization: string | null): Promise<Principal> {
+    if (!authorization) throw unauthorized("unauthenticated", "a bearer access token is required");
+    const m = authorization.match(/^Bearer ([A-Za-z0-9_\-.~+/]+=*)$/);
+    if (!m) throw unauthorized("invalid_token", "malformed Authorization header");
+    const token = m[1]!;
+    const now = Date.now() / 1000;
+    const hit = this.cache.get(token);
+    if (hit && hit.exp > now - this.cfg.clockToleranceS) return hit.principal;
+    if (!this.jwks || !this.cfg.issuer) throw unauthorized("invalid_token", "no token issuer is configured");
+
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, this.jwks, {
+        issuer: this.cfg.issuer,
+        audience: this.cfg.audience,
+        algorithms: this.cfg.algorithms,
+        clockTolerance: this.cfg.clockToleranceS,
+        requiredClaims: ["exp", "sub"],
+      }));
+    } catch (e) {
+      if (e instanceof joseErrors.JWKSTimeout || !(e instanceof joseErrors.JOSEError)) {
+        throw new AppError("unavailable", "the token issuer's keys could not be fetched", { cause: e });
+      }
+      if (e instanceof joseErrors.JWTExpired) throw unauthorized("invalid_token", "the access token has expired");
+      if (e instanceof joseErrors.JWTClaimValidationFailed) throw unauthorized("invalid_token", `token claim '${e.claim}' is not acceptable`);
+      throw unauthorized("invalid_token", "the access token is not valid");
+    }
+    const tenant = tenantOf(payload);
+    if (!tenant) throw unauthorized("invalid_token", "the access token names no tenant");
+    const principal: Principal = {
+      kind: "service",
+      tenant,
+      subject: payload.sub!,
+      scopes: scopesOf(payload),
+      clientId: typeof payload.client_id === "string" ? payload.client_id : undefined,
+    };
+    if (this.cache.size >= MAX_CACHE) this.cache.clear();
+    this.cache.set(token, { principal, exp: payload.exp! });
+    return principal;
+  }
+}
+
+/** Throws 403 unless the principal holds every required scope. */
+export function requireScopes(p: Principal, required: readonly string[]): void {
+  const missing = required.filter((s) => !p.scopes.has(s));
+  if (missing.length) {
+    throw new AppError("insufficient_scope", `missing scope: ${missing.join(" ")}`, {
+      headers: p.kind === "service" ? { "WWW-Authenticate": `Bearer error="insufficient_scope", scope="${required.join(" ")}"` } : undefined,
+    });
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * The one config loader of cryptoutil.
+ *
+ * Precedence, lowest to highest: built-in defaults, a YAML file (`--config PATH`
+ * or `CRYPTOUTIL_CONFIG`), environment variables `CRYPTOUTIL_<SECTION>_<KEY>`,
+ * then command-line flags `--section.key=value`. The merged tree is validated
+ * with valibot once at start; the first bad value stops start-up with one
+ * message that names its key (`server.port: ...`).
+ */
+import * as v from "valibot";
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { AppError } from "./errors.ts";
+
+const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
+const positiveInt = v.pipe(v.number(), v.integer(), v.minValue(1));
+const stringList = v.array(v.pipe(v.string(), v.minLength(1)));
+
+/** The config every service shares. Apps add their own section under `app`. */
+/** Sections shared by every service; strict, since an unknown key is a typo. */
+const sections = {
+  server: v.strictObject({
+    /** Public bind address. */
+    bind: v.pipe(v.string(), v.minLength(1)),
+    port,
+    /** Admin port; the admin server always binds 127.0.0.1. */
+    admin_port: port,
+    /** Largest request body accepted, in bytes. */
+    body_limit: positiveInt,
+    /** How long a graceful shutdown waits for in-flight requests. */
+    shutdown_timeout_ms: positiveInt,
+    /** Public base URL override (for links and redirects behind a proxy). */
+    public_url: v.optional(v.pipe(v.string(), v.url())),
+  }),
+  tls: v.strictObject({
+    mode: v.picklist(["auto", "static"]),
+    /** Extra DNS names / IPs for the auto certificate. */
+    hostnames: stringList,
+    cert_file: v.optional(v.string()),
+    cert_pem: v.optional(v.string()),
+    key_file: v.optional(v.string()),
+    key_pem: v.optional(v.string()),
+    /** Where the suite CA lives (shared by all services on one host). */
+    suite_ca_dir: v.optional(v.string()),
+  }),
+  data: v.strictObject({
+    /** The service's data directory (database, trust bundle). */
+    dir: v.pipe(v.string(), v.minLength(1)),
+  }),
+  database: v.strictObject({
+    /** libSQL URL: ":memory:", "file:...", "libsql://...", "http(s)://...". Default: file in data.dir. */
+    url: v.optional(v.string()),
+    auth_token_file: v.optional(v.string()),
+    /** Embedded replica: the remote primary to sync from. */
+    sync_url: v.optional(v.string()),
+    sync_interval_s: v.optional(positiveInt),
+  }),
+  barrier: v.strictObject({
+    /** Files holding the unseal secret(s). Empty: a development secret is created in data.dir. */
+    unseal_files: stringList,
+  }),
+  auth: v.strictObject({
+    /** Expected `iss` of access tokens. Unset: /service rejects every request. */
+    issuer: v.optional(v.pipe(v.string(), v.url())),
+    /** JWKS URL of the issuer; default `<issuer>/.well-known/jwks.json` is NOT assumed: set it. */
+    jwks_url: v.optional(v.pipe(v.string(), v.url())),
+    /** Expected audience of access tokens. */
+    audience: v.pipe(v.string(), v.minLength(1)),
+    /** PEM bundle that verifies the issuer's TLS certificate. */
+    ca_file: v.optional(v.string()),
+    clock_tolerance_s: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(300)),
+    /** Allowed JWS algorithms for access tokens. */
+    algorithms: stringList,
+  }),
+  browser: v.strictObject({
+    /** Origins allowed for CORS and for the Origin check of unsafe requests. */
+    cors_origins: stringList,
+    session_idle_s: positiveInt,
+    session_absolute_s: positiveInt,
+  }),
+  security: v.strictObject({
+    /** CIDR ranges allowed to reach the public server. */
+    ip_allowlist: stringList,
+    /** Token bucket per client IP: sustained requests per second and burst size. */
+    rate_limit_rps: positiveInt,
+    rate_limit_burst: positiveInt,
+  }),
+  log: v.strictObject({
+    level: v.picklist(["debug", "info", "warn", "error"]),
+    /** One JSON line per request. */
+    access: v.boolean(),
+  }),
+};
+
+/** The config schema of a service: the shared sections plus the app's own `app` section. */
+export function serviceConfigSchema<A extends v.GenericSchema>(app: A) {
+  return v.strictObject({ ...sections, app });
+}
+
+export const ServiceConfigSchema = serviceConfigSchema(v.optional(v.strictObject({})));
+
+export type ServiceConfig = v.InferOutput<typeof ServiceConfigSchema>;
+
+/** Built-in defaults; a service overrides its port and data dir. */
+export function defaultConfig(service: string, publicPort: number): ServiceConfig {
+  return {
+    server: {
+      bind: "127.0.0.1",
+      port: publicPort,
+      admin_port: 0,
+      body_limit: 1024 * 1024,
+      shutdown_timeout_ms: 10_000,
+    },
+    tls: { mode: "auto", hostnames: [] },
+    data: { dir: `data/${service}` },
+    database: {},
+    barrier: { unseal_files: [] },
+    auth: {
+      audience: service,
+      clock_tolerance_s: 30,
+      algorithms: ["ES256", "ES384", "PS256", "RS256", "EdDSA"],
+    },
+    browser: { cors_origins: [], session_idle_s: 1800, session_absolute_s: 12 * 3600 },
+    security: { ip_allowlist: ["0.0.0.0/0", "::/0"], rate_limit_rps: 1000, rate_limit_burst: 2000 },
+    log: { level: "info", access: true },
+  };
+}
+
+type Tree = Record<string, unknown>;
+
+const isTree = (x: unknown): x is Tree => typeof x === "object" && x !== null && !Array.isArray(x);
+
+function deepMerge(base: Tree, over: Tree): Tree {
+  const out: Tree = { ...base };
+  for (const [k, val] of Object.entries(over)) {
+    out[k] = isTree(val) && isTree(out[k]) ? deepMerge(out[k] as Tree, val) : val;
+  }
+  return out;
+}
+
+/** The schema node at a dotted path, unwrapping optionals, to coerce strings from env and flags. */
+function schemaAt(schema: v.GenericSchema, path: string[]): v.GenericSchema | undefined {
+  let node: any = schema;
+  for (const key of path) {
+    while (node?.type === "optional" || node?.type === "nullable") node = node.wrapped;
+    if (node?.type !== "object" && node?.type !== "strict_object") return undefined;
+    node = node.entries[key];
+  }
+  while (node?.type === "optional" || node?.type === "nullable") node = node.wrapped;
+  return node;
+}
+
+/** Turns an env/flag string into the type the schema expects; leaves it a string when unsure. */
+function coerce(schema: v.GenericSchema, path: string[], raw: string): unknown {
+  const node: any = schemaAt(schema, path);
+  switch (node?.type) {
+    case "number": {
+      const n = Number(raw);
+      return raw.trim() === "" || Number.isNaN(n) ? raw : n;
+    }
+    case "boolean":
+      return raw === "true" || raw === "1" ? true : raw === "false" || raw === "0" ? false : raw;
+    case "array":
+      return raw === "" ? [] : raw.split(",").map((s) => s.trim());
+    default:
+      return raw;
+  }
+}
+
+function setPath(tree: Tree, path: string[], value: unknown): void {
+  let node = tree;
+  for (const key of path.slice(0, -1)) {
+    if (!isTree(node[key])) node[key] = {};
+    node = node[key] as Tree;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+/** Resolves an env key like SERVER_ADMIN_PORT to ["server", "admin_port"] using the schema's sections. */
+function envPath(schema: v.GenericSchema, rest: string): string[] | undefined {
+  const lower = rest.toLowerCase();
+  const root: any = schema;
+  for (const section of Object.keys(root.entries)) {
+    if (lower.startsWith(section + "_")) return [section, lower.slice(section.length + 1)];
+  }
+  return undefined;
+}
+
+export interface LoadOptions<S extends v.GenericSchema> {
+  schema: S;
+  defaults: v.InferInput<S>;
+  argv?: string[];
+  env?: Record<string, string | undefined>;
+}
+
+/**
+ * Loads and validates config. Throws `AppError("config_invalid")` with a message
+ * naming the offending key.
+ */
+export function loadConfig<S extends v.GenericSchema>(opts: LoadOptions<S>): v.InferOutput<S> {
+  const env = opts.env ?? process.env;
+  const argv = opts.argv ?? process.argv.slice(2);
+  let tree: Tree = structuredClone(opts.defaults) as Tree;
+
+  const flags: Array<[string, string]> = [];
+  let configPath = env.CRYPTOUTIL_CONFIG;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith("--")) throw new AppError("config_invalid", `unexpected argument '${arg}'`, { status: 400 });
+    const eq = arg.indexOf("=");
+    const key = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+    let value = eq >= 0 ? arg.slice(eq + 1) : argv[i + 1];
+    if (eq < 0) i++;
+    if (value === undefined) throw new AppError("config_invalid", `${key}: missing value`, { status: 400 });
+    if (key === "config") configPath = value;
+    else flags.push([key, value]);
+  }
+
+  if (configPath) {
+    let doc: unknown;
+    try {
+      doc = parseYaml(readFileSync(configPath, "utf8"));
+    } catch (e) {
+      throw new AppError("config_invalid", `config file ${configPath}: ${(e as Error).message}`, { status: 400 });
+    }
+    if (doc != null && !isTree(doc)) throw new AppError("config_invalid", `config file ${configPath}: not a mapping`, { status: 400 });
+    if (doc) tree = deepMerge(tree, doc);
+  }
+
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith("CRYPTOUTIL_") || name === "CRYPTOUTIL_CONFIG" || value === undefined) continue;
+    const path = envPath(opts.schema, name.slice("CRYPTOUTIL_".length));
+    if (!path) continue; // other CRYPTOUTIL_* variables belong to tools, not to this service
+    setPath(tree, path, coerce(opts.schema, path, value));
+  }
+
+  for (const [key, value] of flags) {
+    const path = key.split(".");
+    if (!schemaAt(opts.schema, path)) throw new AppError("config_invalid", `${key}: unknown setting`, { status: 400 });
+    setPath(tree, path, coerce(opts.schema, path, value));
+  }
+
+  const result = v.safeParse(opts.schema, tree);
+  if (!result.success) {
+    const issue = result.issues[0];
+    const key = issue.path?.map((p: { key: unknown }) => String(p.key)).join(".") ?? "(root)";
+    throw new AppError("config_invalid", `${key}: ${issue.message}`, { status: 400 });
+  }
+  return result.output;
+}

@@ -1,0 +1,41 @@
+/** What the template hands each app: its config, database, data protection and logger. */
+import type { Kysely } from "kysely";
+import type { Elysia } from "elysia";
+import type { Logger } from "./log.ts";
+import type { ServiceConfig } from "./config.ts";
+import type { SessionStore } from "../auth/session.ts";
+
+/** Encrypts values at rest; the barrier implements it. `context` binds a ciphertext to its place. */
+export interface DataProtector {
+  encrypt(plaintext: Uint8Array, context: string): Promise<Uint8Array>;
+  decrypt(ciphertext: Uint8Array, context: string): Promise<Uint8Array>;
+}
+
+export interface ServiceContext {
+  name: string;
+  config: ServiceConfig;
+  db: Kysely<any>;
+  protector: DataProtector;
+  sessions: SessionStore;
+  logger: Logger;
+}
+
+export interface Migration {
+  version: number;
+  name: string;
+  up(db: Kysely<any>): Promise<void>;
+}
+
+/** An app plugged into the template. */
+export interface ServiceDefinition {
+  name: string;
+  title: string;
+  description: string;
+  version: string;
+  defaultPort: number;
+  migrations: Migration[];
+  /** The API, mounted under both /service/api/v1 and /browser/api/v1. Called once per prefix. */
+  api(ctx: ServiceContext): Elysia<any, any, any, any, any, any, any>;
+  /** UI pages under /browser (optional). */
+  pages?(ctx: ServiceContext): Elysia<any, any, any, any, any, any, any>;
+}

@@ -1,0 +1,54 @@
+/**
+ * OpenAPI 3.1 document generated from each route's valibot schemas, and the
+ * Scalar API explorer served from the service itself (`/docs`), never from a CDN,
+ * so it works offline and under a strict CSP.
+ */
+import { Elysia } from "elysia";
+import { openapi } from "@elysiajs/openapi";
+import { toJsonSchema } from "@valibot/to-json-schema";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+
+let scalarBundle: Uint8Array<ArrayBuffer> | undefined;
+
+/** The Scalar standalone bundle from the installed `@scalar/api-reference` package. */
+function scalarScript(): Uint8Array {
+  if (!scalarBundle) {
+    const entry = fileURLToPath(import.meta.resolve("@scalar/api-reference"));
+    scalarBundle = new Uint8Array(readFileSync(join(dirname(entry), "browser", "standalone.js")));
+  }
+  return scalarBundle;
+}
+
+export const DOCS_PATH = "/docs";
+export const SPEC_PATH = "/docs/openapi.json";
+
+export function docsPlugin(opts: { title: string; version: string; description: string }) {
+  return new Elysia({ name: "cryptoutil.docs" })
+    .use(
+      openapi({
+        path: DOCS_PATH,
+        specPath: SPEC_PATH,
+        provider: "scalar",
+        // Actions with no JSON Schema form (trim, transform) are left out of the document, not errors.
+        mapJsonSchema: { valibot: (schema: never) => toJsonSchema(schema, { errorMode: "ignore" }) },
+        scalar: { cdn: `${DOCS_PATH}/scalar.js`, hideClientButton: true, telemetry: false } as never,
+        exclude: { paths: [DOCS_PATH, SPEC_PATH, `${DOCS_PATH}/scalar.js`] },
+        documentation: {
+          info: { title: opts.title, version: opts.version, description: opts.description },
+          components: {
+            securitySchemes: {
+              bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "OAuth 2 access token (RFC 9068) for /service/api/v1" },
+              session: { type: "apiKey", in: "cookie", name: "__Host-cryptoutil_session", description: "Browser session for /browser/api/v1, with X-CSRF-Token on unsafe methods" },
+            },
+          },
+        },
+      }),
+    )
+    .get(`${DOCS_PATH}/scalar.js`, () =>
+      new Response(scalarScript(), {
+        headers: { "content-type": "text/javascript; charset=utf-8", "cache-control": "public, max-age=86400" },
+      }),
+    { detail: { hide: true } });
+}

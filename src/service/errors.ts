@@ -1,0 +1,78 @@
+/**
+ * The one error model of cryptoutil.
+ *
+ * Domain code throws `AppError` (or a subclass) with a stable, machine-readable
+ * `code`; the HTTP layer maps it to a status and a JSON body in one place
+ * (`errorBody`). Messages are for humans and never carry secrets or key material.
+ *
+ * @example
+ *   throw new AppError("pet_not_found", "no pet with that id");
+ */
+
+/** Stable error codes and the HTTP status each maps to. */
+export const ERROR_STATUS = {
+  // 400
+  bad_request: 400,
+  malformed_json: 400,
+  validation_failed: 400,
+  malformed_input: 400,
+  // 401 / 403
+  unauthenticated: 401,
+  invalid_token: 401,
+  insufficient_scope: 403,
+  forbidden: 403,
+  csrf_failed: 403,
+  ip_not_allowed: 403,
+  // 404 / 405 / 409 / 413 / 415 / 429
+  not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  // 5xx: only for faults of the service itself, never for bad input
+  sealed: 503,
+  unavailable: 503,
+  internal: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** An error whose code and status are part of the public API. */
+export class AppError extends Error {
+  readonly code: string;
+  readonly status: number;
+  readonly details?: unknown;
+  /** Extra response headers (e.g. Retry-After, WWW-Authenticate). */
+  readonly headers?: Record<string, string>;
+
+  constructor(
+    code: ErrorCode | string,
+    message: string,
+    opts: { status?: number; details?: unknown; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = "AppError";
+    this.code = code;
+    this.status = opts.status ?? (ERROR_STATUS as Record<string, number>)[code] ?? 400;
+    this.details = opts.details;
+    this.headers = opts.headers;
+  }
+}
+
+/** Shorthand constructors for the common cases. */
+export const notFound = (what: string) => new AppError("not_found", `${what} not found`);
+export const badRequest = (message: string, details?: unknown) =>
+  new AppError("bad_request", message, { details });
+
+/** The JSON body every error response carries. */
+export interface ErrorBody {
+  error: { code: string; message: string; request_id?: string; details?: unknown };
+}
+
+export function errorBody(err: AppError, requestId?: string): ErrorBody {
+  const body: ErrorBody = { error: { code: err.code, message: err.message } };
+  if (requestId) body.error.request_id = requestId;
+  if (err.details !== undefined) body.error.details = err.details;
+  return body;
+}

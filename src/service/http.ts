@@ -1,0 +1,234 @@
+/**
+ * The request pipeline in front of every app's Elysia instance.
+ *
+ * Order for each public request: request id -> IP allowlist -> rate limit ->
+ * body size and content type -> CORS preflight -> authentication by path
+ * (`/service/api/**`: bearer JWT only; `/browser/api/**`: session cookie only,
+ * plus CSRF and Origin checks on unsafe methods) -> the app -> security headers,
+ * metrics and the access log. Errors anywhere become the one JSON error body.
+ */
+import { Elysia } from "elysia";
+import { AppError, errorBody } from "./errors.ts";
+import type { Logger } from "./log.ts";
+import type { HttpMetrics } from "./metrics.ts";
+import type { IpAllowlist, RateLimiter } from "./guard.ts";
+import { requireScopes, type BearerVerifier, type Principal } from "../auth/bearer.ts";
+import { readCookie, SESSION_COOKIE, type SessionStore } from "../auth/session.ts";
+
+export interface RequestInfo {
+  id: string;
+  ip?: string;
+  principal?: Principal;
+  /** Session id, for /browser requests. */
+  sessionId?: string;
+  route?: string;
+}
+
+const infos = new WeakMap<Request, RequestInfo>();
+
+/** What the pipeline learned about a request (id, client IP, principal). */
+export function requestInfo(req: Request): RequestInfo {
+  let info = infos.get(req);
+  if (!info) {
+    info = { id: crypto.randomUUID() };
+    infos.set(req, info);
+  }
+  return info;
+}
+
+/** The authenticated principal of a request; throws 401 if there is none. */
+export function principalOf(req: Request): Principal {
+  const p = infos.get(req)?.principal;
+  if (!p) throw new AppError("unauthenticated", "authentication is required");
+  return p;
+}
+
+/** Standard Schema issue paths are arrays of keys or {key}; show them as a.b.0 */
+function pathOf(p: unknown): string | undefined {
+  // Elysia stringifies Standard Schema paths badly ("[object Object]"); drop those.
+  if (typeof p === "string") return p.includes("[object") ? undefined : p;
+  if (Array.isArray(p)) return p.map((k) => (typeof k === "object" && k !== null ? String((k as { key: unknown }).key) : String(k))).join(".");
+  return undefined;
+}
+
+const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+const API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+const PAGE_CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+  "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'";
+// Scalar injects styles and uses workers; still no third-party origin anywhere.
+const DOCS_CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; " +
+  "font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+
+export function errorResponse(err: unknown, requestId: string, logger?: Logger): Response {
+  const appErr =
+    err instanceof AppError ? err : new AppError("internal", "internal error", { status: 500, cause: err });
+  if (appErr.status >= 500) logger?.error("request failed", { request_id: requestId, code: appErr.code, error: appErr.cause ?? appErr });
+  return new Response(JSON.stringify(errorBody(appErr, requestId)), {
+    status: appErr.status,
+    headers: { "content-type": "application/json", ...appErr.headers },
+  });
+}
+
+export interface PipelineDeps {
+  app: { handle(req: Request): Promise<Response> | Response };
+  logger: Logger;
+  metrics: HttpMetrics;
+  allowlist: IpAllowlist;
+  limiter: RateLimiter;
+  bodyLimit: number;
+  corsOrigins: string[];
+  bearer: BearerVerifier;
+  sessions?: SessionStore;
+  accessLog: boolean;
+}
+
+type ClientIp = (req: Request) => string | undefined;
+
+/** Builds the public server's fetch handler. */
+export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
+  const cors = new Set(d.corsOrigins);
+  return async (req: Request): Promise<Response> => {
+    const start = performance.now();
+    const info = requestInfo(req);
+    info.ip = clientIp(req);
+    const url = new URL(req.url);
+    const path = url.pathname;
+    const isService = path.startsWith("/service/");
+    const isBrowser = path.startsWith("/browser/");
+    const origin = req.headers.get("origin");
+    let res: Response;
+    try {
+      if (!d.allowlist.allows(info.ip)) throw new AppError("ip_not_allowed", "this address may not use the service");
+      const wait = d.limiter.take(info.ip ?? "unknown");
+      if (wait) throw new AppError("rate_limited", "too many requests", { headers: { "Retry-After": String(wait) } });
+
+      const len = req.headers.get("content-length");
+      if (len !== null && Number(len) > d.bodyLimit) {
+        throw new AppError("payload_too_large", `request body exceeds ${d.bodyLimit} bytes`);
+      }
+      if (UNSAFE.has(req.method) && (isService || isBrowser) && path.includes("/api/") && (len === null ? req.body !== null : len !== "0")) {
+        const ct = req.headers.get("content-type") ?? "";
+        if (!/^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/i.test(ct)) {
+          throw new AppError("unsupported_media_type", "request bodies must be application/json");
+        }
+      }
+
+      if (isBrowser && req.method === "OPTIONS") {
+        if (!origin || !cors.has(origin)) throw new AppError("forbidden", "origin not allowed");
+        res = new Response(null, {
+          status: 204,
+          headers: {
+            "access-control-allow-origin": origin,
+            "access-control-allow-credentials": "true",
+            "access-control-allow-methods": "GET, POST, PUT, PATCH, DELETE",
+            "access-control-allow-headers": "content-type, x-csrf-token",
+            "access-control-max-age": "600",
+            vary: "Origin",
+          },
+        });
+      } else {
+        if (isService && path.startsWith("/service/api/")) {
+          if (readCookie(req.headers.get("cookie"), SESSION_COOKIE)) {
+            throw new AppError("unauthenticated", "session cookies are not accepted on /service; use a bearer token");
+          }
+          info.principal = await d.bearer.verify(req.headers.get("authorization"));
+        } else if (isBrowser && path.startsWith("/browser/api/")) {
+          if (req.headers.has("authorization")) {
+            throw new AppError("unauthenticated", "bearer tokens are not accepted on /browser; use the session");
+          }
+          if (!d.sessions) throw new AppError("unauthenticated", "browser sessions are not enabled");
+          const sid = readCookie(req.headers.get("cookie"), SESSION_COOKIE);
+          if (!sid) throw new AppError("unauthenticated", "no session; log in first");
+          info.principal = await d.sessions.authenticate(sid);
+          info.sessionId = sid;
+          if (UNSAFE.has(req.method)) {
+            // Same-origin requests or allowlisted origins only, plus the CSRF token.
+            if (origin && origin !== url.origin && !cors.has(origin)) throw new AppError("csrf_failed", "cross-origin request refused");
+            await d.sessions.verifyCsrf(sid, req.headers.get("x-csrf-token"));
+          }
+        }
+        res = await d.app.handle(req);
+      }
+    } catch (e) {
+      res = errorResponse(e, info.id, d.logger);
+    }
+
+    const h = res.headers;
+    h.set("x-request-id", info.id);
+    h.set("strict-transport-security", "max-age=63072000; includeSubDomains");
+    h.set("x-content-type-options", "nosniff");
+    h.set("x-frame-options", "DENY");
+    h.set("referrer-policy", "no-referrer");
+    h.set("cross-origin-opener-policy", "same-origin");
+    if (!h.has("content-security-policy")) {
+      const ct = h.get("content-type") ?? "";
+      h.set("content-security-policy", path.startsWith("/docs") ? DOCS_CSP : ct.startsWith("text/html") ? PAGE_CSP : API_CSP);
+    }
+    if (path.includes("/api/") && !h.has("cache-control")) h.set("cache-control", "no-store");
+    if (isBrowser && origin && cors.has(origin)) {
+      h.set("access-control-allow-origin", origin);
+      h.set("access-control-allow-credentials", "true");
+      h.append("vary", "Origin");
+    }
+
+    const seconds = (performance.now() - start) / 1000;
+    const route = info.route ?? (res.status === 404 ? "unmatched" : path.startsWith("/docs") ? "/docs" : "unmatched");
+    d.metrics.observe(req.method, route, res.status, seconds);
+    if (d.accessLog) {
+      d.logger.info("request", {
+        request_id: info.id,
+        method: req.method,
+        route,
+        status: res.status,
+        ms: Math.round(seconds * 1e4) / 10,
+        ip: info.ip,
+        tenant: info.principal?.tenant,
+      });
+    }
+    return res;
+  };
+}
+
+/** Maps any error inside Elysia to the one JSON error body. Used by every Elysia instance. */
+export function mapError({ code, error, request, set }: { code: unknown; error: unknown; request: Request; set: { status?: number | string; headers: Record<string, string | number> } }) {
+    const id = requestInfo(request).id;
+    let err: AppError;
+    if (error instanceof AppError) err = error;
+    else if (code === "PARSE") err = new AppError("malformed_json", "the request body is not valid JSON");
+    else if (code === "VALIDATION") {
+      const e = error as { type?: string; all?: Array<{ path?: unknown; summary?: string; message?: string }> };
+      const summary = e.all?.slice(0, 10).map((x) => ({ in: e.type, path: pathOf(x.path), message: x.summary ?? x.message }));
+      err = new AppError("validation_failed", "the request does not match the schema", { details: summary });
+    } else if (code === "NOT_FOUND") err = new AppError("not_found", "no such route");
+    else if (code === "INVALID_COOKIE_SIGNATURE") err = new AppError("unauthenticated", "bad cookie");
+    else err = new AppError("internal", "internal error", { status: 500, cause: error });
+    set.status = err.status;
+    for (const [k, v] of Object.entries(err.headers ?? {})) set.headers[k] = v;
+    set.headers["content-type"] = "application/json";
+    return errorBody(err, id);
+  }
+
+/**
+ * Elysia plugin every app uses first: maps errors to the one JSON body,
+ * records the matched route for metrics, and offers the `scopes` macro.
+ *
+ * @example
+ *   new Elysia().use(appBase).get("/pets", handler, { scopes: ["pets:read"] })
+ */
+export const appBase = new Elysia({ name: "cryptoutil.base" })
+  .error({ AppError })
+  .onTransform({ as: "global" }, ({ request, route }) => {
+    requestInfo(request).route = route;
+  })
+  .onError({ as: "global" }, mapError)
+  .macro({
+    /** Required scopes of a route; checked against the request's principal. */
+    scopes: (required: string[]) => ({
+      beforeHandle({ request }: { request: Request }) {
+        requireScopes(principalOf(request), required);
+      },
+    }),
+  });

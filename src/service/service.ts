@@ -1,0 +1,377 @@
+/**
+ * The service template: everything a cryptoutil service does before and around
+ * its own routes. `startService(def)` loads config, opens the database and runs
+ * migrations, unseals the barrier, loads or creates TLS certificates, and starts
+ * two HTTPS servers, TLS 1.3 only: the public one and the admin one on 127.0.0.1.
+ *
+ * This file is Bun-specific (Bun.serve); the apps' Elysia instances are not, so
+ * `buildPublicApp(...).handle` can be mounted on any Web-standard runtime.
+ */
+import { Elysia } from "elysia";
+import { constants as cryptoConstants } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import type { Server } from "bun";
+import type { Kysely } from "kysely";
+import { AppError } from "./errors.ts";
+import { defaultConfig, loadConfig, serviceConfigSchema, type ServiceConfig } from "./config.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { HttpMetrics } from "./metrics.ts";
+import { IpAllowlist, RateLimiter } from "./guard.ts";
+import { appBase, errorResponse, mapError, publicHandler, requestInfo } from "./http.ts";
+import { docsPlugin, DOCS_PATH } from "./docs.ts";
+import type { ServiceContext, ServiceDefinition } from "./context.ts";
+import { BearerVerifier } from "../auth/bearer.ts";
+import { createSessionTable, SessionStore } from "../auth/session.ts";
+import { openDatabase, ping, runMigrations, type Database } from "../storage/index.ts";
+import { Barrier } from "../barrier/index.ts";
+import {
+  DirectoryStore,
+  loadOrCreateTlsMaterial,
+  loadStaticTlsMaterial,
+  serverSans,
+  suiteCaSealerFromFiles,
+  writeTrustBundle,
+  type TlsMaterial,
+} from "../pki/index.ts";
+import * as v from "valibot";
+
+/** TLS 1.3 only: every older protocol version is switched off. */
+export const TLS13_ONLY =
+  cryptoConstants.SSL_OP_NO_SSLv2 |
+  cryptoConstants.SSL_OP_NO_SSLv3 |
+  cryptoConstants.SSL_OP_NO_TLSv1 |
+  cryptoConstants.SSL_OP_NO_TLSv1_1 |
+  cryptoConstants.SSL_OP_NO_TLSv1_2;
+
+/** The migrations every service runs before its own. */
+const templateMigrations = [
+  { version: 1, name: "sessions", up: createSessionTable },
+  {
+    version: 2,
+    name: "service secrets",
+    up: (db: Kysely<any>) =>
+      db.schema
+        .createTable("service_secrets")
+        .addColumn("name", "text", (c) => c.primaryKey())
+        .addColumn("value", "blob", (c) => c.notNull())
+        .execute(),
+  },
+];
+
+/** A random 32-byte secret of the service (e.g. the CSRF HMAC key), kept barrier-encrypted. */
+async function loadOrCreateServiceSecret(db: Kysely<any>, barrier: Barrier, name: string): Promise<Uint8Array> {
+  const context = `template/service_secrets/${name}`;
+  const row = await db.selectFrom("service_secrets").select("value").where("name", "=", name).executeTakeFirst();
+  if (row) return barrier.decrypt(new Uint8Array(row.value as ArrayBuffer), context);
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  await db
+    .insertInto("service_secrets")
+    .values({ name, value: await barrier.encrypt(secret, context) })
+    .onConflict((oc) => oc.column("name").doNothing())
+    .execute();
+  // Another instance may have won the race: read back what is stored.
+  secret.fill(0);
+  return loadOrCreateServiceSecret(db, barrier, name);
+}
+
+export interface RunningService {
+  name: string;
+  config: ServiceConfig;
+  publicUrl: string;
+  adminUrl: string;
+  docsUrl: string;
+  /** PEM file clients use to verify the servers (`curl --cacert`). */
+  trustBundlePath: string;
+  /** Bearer token for the unsafe admin endpoints (shutdown, rotation); kept in data.dir. */
+  adminToken: string;
+  ctx: ServiceContext;
+  barrier: Barrier;
+  database: Database<any>;
+  /** Graceful stop: no new connections, in-flight requests finish, then storage closes. */
+  stop(): Promise<void>;
+  /** Resolves once the service has stopped (by stop() or POST /admin/v1/shutdown). */
+  stopped: Promise<void>;
+}
+
+export interface StartOptions {
+  argv?: string[];
+  env?: Record<string, string | undefined>;
+  /** Overrides applied after file, env and flags (tests). */
+  overrides?: (c: ServiceConfig) => void;
+  logSink?: (line: string) => void;
+}
+
+function readOrCreateSecretFile(path: string, bytes: number, logger: Logger, what: string): Uint8Array {
+  if (existsSync(path)) return readFileSync(path);
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("base64url");
+  writeFileSync(path, secret + "\n", { mode: 0o600, flag: "wx" });
+  chmodSync(path, 0o600);
+  logger.warn(`created ${what}`, { file: path });
+  return readFileSync(path);
+}
+
+function tlsOptions(m: TlsMaterial) {
+  return { cert: m.certChainPem, key: m.keyPem, secureOptions: TLS13_ONLY };
+}
+
+function serverUrl(host: string, port: number): string {
+  const h = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  return `https://${h}:${port}`;
+}
+
+/** The public Elysia app of a service (docs, API under both prefixes, pages). */
+export function buildPublicApp(def: ServiceDefinition, ctx: ServiceContext) {
+  const app = new Elysia()
+    .use(appBase)
+    .onError(mapError)
+    .use(docsPlugin({ title: def.title, version: def.version, description: def.description }))
+    .use(new Elysia({ prefix: "/service/api/v1" }).use(def.api(ctx)))
+    .use(new Elysia({ prefix: "/browser/api/v1" }).use(def.api(ctx)))
+    .get("/", ({ redirect }) => redirect(def.pages ? "/browser/" : DOCS_PATH), { detail: { hide: true } });
+  return def.pages ? app.use(def.pages(ctx)) : app;
+}
+
+/** Starts a service from its definition; returns once both servers listen. */
+export async function startService(def: ServiceDefinition, opts: StartOptions = {}): Promise<RunningService> {
+  const defaults = defaultConfig(def.name, def.defaultPort);
+  const config = loadConfig({
+    schema: serviceConfigSchema(v.optional(v.record(v.string(), v.unknown()))),
+    defaults: defaults as never,
+    argv: opts.argv,
+    env: opts.env,
+  }) as ServiceConfig;
+  opts.overrides?.(config);
+
+  const logger = createLogger({ level: config.log.level, service: def.name, sink: opts.logSink });
+  const dataDir = resolve(config.data.dir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const suiteDir = resolve(config.tls.suite_ca_dir ?? join(dirname(dataDir), "suite-ca"));
+
+  // Unseal secrets: configured files, else one development secret shared by the suite on this host.
+  let unsealFiles = config.barrier.unseal_files.map((f) => resolve(f));
+  if (unsealFiles.length === 0) {
+    const devFile = join(dirname(dataDir), "dev-unseal.secret");
+    readOrCreateSecretFile(devFile, 32, logger, "a development unseal secret; configure barrier.unseal_files in production");
+    unsealFiles = [devFile];
+  }
+  const adminToken = new TextDecoder().decode(readOrCreateSecretFile(join(dataDir, "admin.token"), 32, logger, "the admin token")).trim();
+
+  const database = await openDatabase<any>({
+    service: def.name,
+    dataDir,
+    url: config.database.url,
+    syncUrl: config.database.sync_url,
+    authToken: config.database.auth_token_file ? readFileSync(config.database.auth_token_file, "utf8").trim() : undefined,
+    syncInterval: config.database.sync_interval_s,
+  });
+  const db = database.db;
+  await runMigrations(db, "template", templateMigrations);
+  await runMigrations(db, def.name, def.migrations);
+
+  const barrier = new Barrier({ db, service: def.name });
+  await barrier.unsealFromFiles(unsealFiles);
+
+  const csrfSecret = await loadOrCreateServiceSecret(db, barrier, "csrf-hmac-key");
+  const csrfKey = await crypto.subtle.importKey("raw", csrfSecret as Uint8Array<ArrayBuffer>, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  csrfSecret.fill(0);
+  const sessions = new SessionStore(db, csrfKey, { idleS: config.browser.session_idle_s, absoluteS: config.browser.session_absolute_s });
+
+  // TLS: the suite CA shared on this host and a leaf per service, or operator-provided PEM.
+  let material: TlsMaterial;
+  if (config.tls.mode === "static") {
+    material = await loadStaticTlsMaterial({
+      certPath: config.tls.cert_file,
+      certPem: config.tls.cert_pem,
+      keyFile: config.tls.key_file,
+      keyPem: config.tls.key_pem,
+    });
+  } else {
+    const sans = serverSans({ bindAddresses: [config.server.bind, "127.0.0.1"], hostnames: config.tls.hostnames });
+    ({ material } = await loadOrCreateTlsMaterial({
+      store: new DirectoryStore(join(dataDir, "tls")),
+      sealer: { seal: (p, c) => barrier.encrypt(p, c), open: (c, ctx) => barrier.decrypt(c, ctx) },
+      serviceName: def.name,
+      sans,
+      suiteCa: { store: new DirectoryStore(suiteDir), sealer: await suiteCaSealerFromFiles(unsealFiles) },
+    }));
+  }
+  const trustBundlePath = join(dataDir, "trust-bundle.pem");
+  await writeTrustBundle(trustBundlePath, material);
+
+  const caPem = config.auth.ca_file ? readFileSync(config.auth.ca_file, "utf8") : undefined;
+  const bearer = new BearerVerifier({
+    issuer: config.auth.issuer,
+    jwksUrl: config.auth.jwks_url,
+    audience: config.auth.audience,
+    caPem,
+    clockToleranceS: config.auth.clock_tolerance_s,
+    algorithms: config.auth.algorithms,
+  });
+
+  const ctx: ServiceContext = { name: def.name, config, db, protector: barrier, sessions, logger };
+  const app = buildPublicApp(def, ctx);
+  const metrics = new HttpMetrics();
+  metrics.gauge("barrier_sealed", () => (barrier.sealed ? 1 : 0));
+  const handler = publicHandler(
+    {
+      app,
+      logger,
+      metrics,
+      allowlist: new IpAllowlist(config.security.ip_allowlist),
+      limiter: new RateLimiter(config.security.rate_limit_rps, config.security.rate_limit_burst),
+      bodyLimit: config.server.body_limit,
+      corsOrigins: config.browser.cors_origins,
+      bearer,
+      sessions,
+      accessLog: config.log.access,
+    },
+    (req) => publicServer.requestIP(req)?.address,
+  );
+
+  let stopping: Promise<void> | undefined;
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+
+  const publicServer: Server<undefined> = Bun.serve({
+    hostname: config.server.bind,
+    port: config.server.port,
+    tls: tlsOptions(material),
+    maxRequestBodySize: config.server.body_limit,
+    fetch: handler,
+    error: (e) => errorResponse(e, "unknown", logger),
+  });
+
+  const admin = adminApp({
+    name: def.name,
+    adminToken,
+    metrics,
+    logger,
+    ready: async () => {
+      const dbPing = await ping(db);
+      const sealed = barrier.sealed;
+      return {
+        ready: dbPing.ok && !sealed && !stopping,
+        checks: { database: dbPing, barrier: { sealed }, draining: !!stopping },
+      };
+    },
+    details: () => ({ barrier: barrier.status(), database: { mode: database.mode, location: database.location }, tls: material.leaf }),
+    barrier,
+    unsealFiles,
+    shutdown: () => void stop(),
+  });
+  const adminServer: Server<undefined> = Bun.serve({
+    hostname: "127.0.0.1",
+    port: config.server.admin_port,
+    tls: tlsOptions(material),
+    maxRequestBodySize: 64 * 1024,
+    fetch: (req) => admin.handle(req),
+  });
+
+  async function stop(): Promise<void> {
+    if (stopping) return stopping;
+    stopping = (async () => {
+      logger.info("stopping: draining in-flight requests");
+      const drain = publicServer.stop(false);
+      const timeout = new Promise<void>((r) => setTimeout(r, config.server.shutdown_timeout_ms).unref?.());
+      await Promise.race([drain, timeout]);
+      await publicServer.stop(true);
+      await adminServer.stop(true);
+      await barrier.seal();
+      await database.close();
+      logger.info("stopped");
+      resolveStopped();
+    })();
+    return stopping;
+  }
+
+  const publicUrl = config.server.public_url ?? serverUrl(config.server.bind, publicServer.port!);
+  const running: RunningService = {
+    name: def.name,
+    config,
+    publicUrl,
+    adminUrl: serverUrl("127.0.0.1", adminServer.port!),
+    docsUrl: `${publicUrl}${DOCS_PATH}`,
+    trustBundlePath,
+    adminToken,
+    ctx,
+    barrier,
+    database,
+    stop,
+    stopped,
+  };
+  logger.info("listening", { public: running.publicUrl, admin: running.adminUrl, docs: running.docsUrl, trust_bundle: trustBundlePath });
+  return running;
+}
+
+interface AdminDeps {
+  name: string;
+  adminToken: string;
+  metrics: HttpMetrics;
+  logger: Logger;
+  ready(): Promise<{ ready: boolean; checks: Record<string, unknown> }>;
+  details(): Record<string, unknown>;
+  barrier: Barrier;
+  unsealFiles: string[];
+  shutdown(): void;
+}
+
+const enc = new TextEncoder();
+function constantTimeEqual(a: string, b: string): boolean {
+  const x = enc.encode(a);
+  const y = enc.encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < y.length; i++) diff |= (x[i] ?? 0) ^ y[i]!;
+  return diff === 0;
+}
+
+/** The admin server's app: probes, metrics, and token-protected operations. */
+function adminApp(d: AdminDeps) {
+  const started = Date.now();
+  const requireAdmin = ({ request }: { request: Request }) => {
+    const h = request.headers.get("authorization") ?? "";
+    if (!h.startsWith("Bearer ") || !constantTimeEqual(h.slice(7), d.adminToken)) {
+      throw new AppError("unauthenticated", "the admin token is required", { headers: { "WWW-Authenticate": "Bearer" } });
+    }
+  };
+  return new Elysia({ prefix: "/admin/v1" })
+    .use(appBase)
+    .onError(mapError)
+    .get("/livez", () => ({ status: "alive" }))
+    .get("/readyz", async ({ set }) => {
+      const r = await d.ready();
+      set.status = r.ready ? 200 : 503;
+      return { status: r.ready ? "ready" : "not_ready", checks: r.checks };
+    })
+    .get("/healthz", async () => {
+      const r = await d.ready();
+      return { service: d.name, status: r.ready ? "ready" : "not_ready", uptime_s: Math.round((Date.now() - started) / 1000), checks: r.checks, ...d.details() };
+    })
+    .get("/metrics", () => new Response(d.metrics.render(d.name), { headers: { "content-type": "text/plain; version=0.0.4" } }))
+    .post(
+      "/shutdown",
+      ({ set, request }) => {
+        d.logger.warn("shutdown requested", { request_id: requestInfo(request).id });
+        setTimeout(d.shutdown, 10);
+        set.status = 202;
+        return { status: "stopping" };
+      },
+      { beforeHandle: requireAdmin },
+    )
+    .post("/barrier/seal", () => d.barrier.seal(), { beforeHandle: requireAdmin })
+    .post("/barrier/unseal", () => d.barrier.unsealFromFiles(d.unsealFiles), { beforeHandle: requireAdmin })
+    .post(
+      "/barrier/rotate/:layer",
+      async ({ params }) => {
+        const layer = params.layer;
+        if (layer !== "root" && layer !== "intermediate" && layer !== "content") {
+          throw new AppError("not_found", "layer must be root, intermediate or content");
+        }
+        const status =
+          layer === "root" ? await d.barrier.rotateRoot() : layer === "intermediate" ? await d.barrier.rotateIntermediate() : await d.barrier.rotateContent();
+        return { layer, status };
+      },
+      { beforeHandle: requireAdmin },
+    );
+}

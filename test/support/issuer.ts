@@ -1,0 +1,63 @@
+/**
+ * A token issuer for tests until identity-authz exists: an ES256 key, its JWKS
+ * served over real HTTPS (TLS 1.3, certificate from the suite CA code), and a
+ * `mint` that signs RFC 9068 access tokens. Services verify these exactly as
+ * they will verify identity-authz's tokens: nothing is bypassed.
+ */
+import { SignJWT, exportJWK, generateKeyPair, type JWTPayload } from "jose";
+import { createSuiteCa, issueLeaf, toPem, trustBundlePem } from "../../src/pki/index.ts";
+import { TLS13_ONLY } from "../../src/service/service.ts";
+
+export interface TestIssuer {
+  issuer: string;
+  jwksUrl: string;
+  caPem: string;
+  mint(claims: JWTPayload & { tenant?: string; scope?: string }, opts?: { expiresIn?: string | number; key?: "current" | "foreign"; alg?: string }): Promise<string>;
+  jwksFetches(): number;
+  stop(): Promise<void>;
+}
+
+/** `audience` is the default `aud` of minted tokens (a claim in `mint` overrides it). */
+export async function startTestIssuer(opts: { audience?: string } = {}): Promise<TestIssuer> {
+  const ca = await createSuiteCa();
+  const leaf = await issueLeaf(ca, { serviceName: "test-issuer", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
+  const keyPem = toPem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", leaf.keys.privateKey)));
+  const certPem = toPem("CERTIFICATE", new Uint8Array(leaf.cert.rawData)) + toPem("CERTIFICATE", new Uint8Array(ca.intermediate.cert.rawData));
+
+  const { publicKey, privateKey } = await generateKeyPair("ES256");
+  const foreign = await generateKeyPair("ES256");
+  const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256", use: "sig" };
+  let fetches = 0;
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    tls: { cert: certPem, key: keyPem, secureOptions: TLS13_ONLY },
+    fetch(req) {
+      if (new URL(req.url).pathname === "/jwks.json") {
+        fetches++;
+        return Response.json({ keys: [jwk] });
+      }
+      return new Response("not found", { status: 404 });
+    },
+  });
+  const issuer = `https://127.0.0.1:${server.port}`;
+  return {
+    issuer,
+    jwksUrl: `${issuer}/jwks.json`,
+    caPem: trustBundlePem(ca),
+    jwksFetches: () => fetches,
+    async mint(claims, opts = {}) {
+      const key = opts.key === "foreign" ? foreign.privateKey : privateKey;
+      return new SignJWT({ aud: opts.audience ?? "learn-ps", ...claims })
+        .setProtectedHeader({ alg: opts.alg ?? "ES256", kid: "k1", typ: "at+jwt" })
+        .setIssuer((claims.iss as string) ?? issuer)
+        .setIssuedAt()
+        .setExpirationTime(opts.expiresIn ?? "5m")
+        .setSubject((claims.sub as string) ?? "client-1")
+        .sign(key);
+    },
+    async stop() {
+      await server.stop(true);
+    },
+  };
+}

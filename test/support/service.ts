@@ -1,0 +1,63 @@
+/** Starts a real service (real HTTPS, real libSQL file) in a temp data dir for tests. */
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ServiceDefinition } from "../../src/service/context.ts";
+import type { ServiceConfig } from "../../src/service/config.ts";
+import { startService, type RunningService } from "../../src/service/service.ts";
+import type { TestIssuer } from "./issuer.ts";
+
+export interface TestService extends RunningService {
+  ca: string;
+  /** fetch against the public server, trusting the suite CA. */
+  call(path: string, init?: RequestInit): Promise<Response>;
+  /** fetch against the admin server. */
+  admin(path: string, init?: RequestInit): Promise<Response>;
+  dataDir: string;
+  logs: string[];
+}
+
+export function tempDir(prefix = "cryptoutil-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function startTestService(
+  def: ServiceDefinition,
+  opts: { issuer?: TestIssuer; root?: string; overrides?: (c: ServiceConfig) => void } = {},
+): Promise<TestService> {
+  const root = opts.root ?? tempDir();
+  const dataDir = join(root, def.name);
+  const logs: string[] = [];
+  let issuerCaFile: string | undefined;
+  if (opts.issuer) {
+    mkdirSync(root, { recursive: true });
+    issuerCaFile = join(root, "issuer-ca.pem");
+    writeFileSync(issuerCaFile, opts.issuer.caPem);
+  }
+  const running = await startService(def, {
+    argv: [],
+    env: {},
+    logSink: (l) => logs.push(l),
+    overrides: (c) => {
+      c.server.port = 0;
+      c.data.dir = dataDir;
+      c.log.level = "debug";
+      if (opts.issuer) {
+        c.auth.issuer = opts.issuer.issuer;
+        c.auth.jwks_url = opts.issuer.jwksUrl;
+        c.auth.audience = def.name;
+        c.auth.ca_file = issuerCaFile;
+      }
+      opts.overrides?.(c);
+    },
+  });
+  const ca = readFileSync(running.trustBundlePath, "utf8");
+  return {
+    ...running,
+    ca,
+    dataDir,
+    logs,
+    call: (path, init = {}) => fetch(running.publicUrl + path, { ...init, tls: { ca } } as RequestInit),
+    admin: (path, init = {}) => fetch(running.adminUrl + path, { ...init, tls: { ca } } as RequestInit),
+  };
+}
