@@ -1,0 +1,13 @@
+/** Storage: the database factory, migrations and transactions (see each file's header). */
+export {
+  resolveStorageConfig,
+  describeStorage,
+  DEFAULT_BUSY_TIMEOUT_MS,
+  type StorageConfig,
+  type StorageMode,
+  type ResolvedStorage,
+} from "./config.ts";
+export { openDatabase, ping, mapStorageError, libsqlCode, type Database, type PingResult } from "./database.ts";
+export { runMigrations, ensureMigrationsTable, type Migration, type MigrationReport } from "./migrations.ts";
+export { withTransaction, type TransactionOptions } from "./transaction.ts";
+export { LibsqlClientDialect } from "./libsql-dialect.ts";
