@@ -47,7 +47,7 @@ export function docsPlugin(opts: { title: string; version: string; description: 
       }),
     )
     .get(`${DOCS_PATH}/scalar.js`, () =>
-      new Response(scalarScript(), {
+      new Response(scalarScript() as BodyInit, {
         headers: { "content-type": "text/javascript; charset=utf-8", "cache-control": "public, max-age=86400" },
       }),
     { detail: { hide: true } });

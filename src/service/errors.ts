@@ -16,6 +16,9 @@ export const ERROR_STATUS = {
   malformed_json: 400,
   validation_failed: 400,
   malformed_input: 400,
+  config_invalid: 400,
+  unseal_failed: 400,
+  decryption_failed: 400,
   // 401 / 403
   unauthenticated: 401,
   invalid_token: 401,
@@ -34,6 +37,11 @@ export const ERROR_STATUS = {
   sealed: 503,
   unavailable: 503,
   internal: 500,
+  // stored data that no longer opens: a server-side fault, never the caller's
+  decrypt_failed: 500,
+  sealed_open_failed: 500,
+  stored_material_corrupt: 500,
+  migration_failed: 500,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -1,0 +1,25 @@
+/**
+ * X.509 helpers shared by the services' automatic TLS certificates and pki-ca.
+ *
+ * Auto mode: `loadOrCreateTlsMaterial` (suite CA shared on the machine + per-service leaf).
+ * Static mode: `loadStaticTlsMaterial` (operator-provided PEM).
+ */
+export * as x509 from "./x509.ts";
+export { randomSerialHex } from "./serial.ts";
+export { generateP256, toPem, importKeyForCertificate, P256, ECDSA_SHA256 } from "./keys.ts";
+export { createSuiteCa, type SuiteCa, type CaLevel } from "./suite-ca.ts";
+export { issueLeaf, sansOf, checkServiceName, MAX_LEAF_VALIDITY_DAYS, type LeafRequest, type IssuedLeaf } from "./leaf.ts";
+export { serverSans, normalizeSans, sameSans, canonicalIp, type SubjectAltNames } from "./sans.ts";
+export { AesGcmSealer, suiteCaSealerFromSecrets, suiteCaSealerFromFiles, type Sealer } from "./sealer.ts";
+export { DirectoryStore, type KeyValueStore, type CreateOnceStore } from "./store.ts";
+export { loadOrCreateSuiteCa, trustBundlePem, SUITE_CA_RECORD, type SuiteCaLocation } from "./suite-ca-store.ts";
+export {
+  loadOrCreateTlsMaterial,
+  writeTrustBundle,
+  leafRecordName,
+  RENEW_BEFORE_DAYS,
+  type TlsMaterial,
+  type LeafOutcome,
+  type LoadOrCreateTlsOptions,
+} from "./tls-material.ts";
+export { loadStaticTlsMaterial, type StaticTlsSource } from "./static-tls.ts";

@@ -1,0 +1,366 @@
+/**
+ * Checks of the deploy files without a container engine: compose.yml and the Kubernetes
+ * manifests are parsed and checked field by field, the Dockerfile by a small instruction
+ * parser; `docker compose config` / `docker-compose config` and `kubectl kustomize` validate
+ * them too when those clients are installed (they need no daemon or cluster). The health
+ * check script is run for real against a TLS server using the suite's auto certificates.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cp, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { parse, parseAllDocuments } from "yaml";
+import { loadOrCreateTlsMaterial, type TlsMaterial } from "../../src/pki/tls-material.ts";
+import { DirectoryStore } from "../../src/pki/store.ts";
+import { suiteCaSealerFromSecrets } from "../../src/pki/sealer.ts";
+import { createSuiteCa } from "../../src/pki/suite-ca.ts";
+import { barrierSealer, tempDir } from "../pki/helpers.ts";
+
+const DEPLOY = new URL("../../deploy/", import.meta.url).pathname;
+
+/** The suite and its default public ports (ARCHITECTURE.md). */
+const SUITE: Record<string, number> = {
+  "learn-ps": 8888,
+  "sm-kms": 8080,
+  "jose-ja": 9443,
+  "pki-ca": 8443,
+  "identity-authz": 18000,
+  "identity-idp": 18100,
+  "identity-rs": 18200,
+  "identity-rp": 18300,
+  "identity-spa": 18400,
+};
+const NAMES = Object.keys(SUITE).sort();
+
+type Obj = Record<string, any>;
+
+/**
+ * The optional external validators: absent is a failure in CI, a printed skip elsewhere.
+ * A candidate with `probe` must also answer that command (e.g. the docker CLI without its compose plugin).
+ */
+function tool(candidates: Array<{ cmd: string[]; probe?: string[] }>, what: string): string[] | undefined {
+  for (const { cmd, probe } of candidates) {
+    if (Bun.which(cmd[0]!) === null) continue;
+    if (probe === undefined) return cmd;
+    if (Bun.spawnSync([...cmd, ...probe], { stdout: "ignore", stderr: "ignore" }).exitCode === 0) return cmd;
+  }
+  if (process.env.CI === "true") throw new Error(`${what} is required in CI`);
+  console.warn(`SKIPPED: ${what} not installed`);
+  return undefined;
+}
+
+// ---------- Dockerfile ----------
+
+interface Instruction {
+  op: string;
+  args: string;
+  stage: number;
+}
+
+/** Splits a Dockerfile into instructions: comments dropped, backslash continuations joined. */
+function parseDockerfile(text: string): Instruction[] {
+  const out: Instruction[] = [];
+  let pending = "";
+  let stage = -1;
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (pending === "" && (line === "" || line.startsWith("#"))) continue;
+    if (pending !== "" && line.startsWith("#")) continue;
+    if (line.endsWith("\\")) {
+      pending += line.slice(0, -1).trimEnd() + " ";
+      continue;
+    }
+    const full = (pending + line).trim();
+    pending = "";
+    const m = /^([A-Za-z]+)\s+([\s\S]*)$/.exec(full);
+    if (!m) throw new Error(`unparsable Dockerfile line: ${full}`);
+    const op = m[1]!.toUpperCase();
+    if (op === "FROM") stage++;
+    out.push({ op, args: m[2]!.trim(), stage });
+  }
+  return out;
+}
+
+function jsonArgs(args: string): string[] {
+  const a = JSON.parse(args);
+  expect(Array.isArray(a)).toBe(true);
+  return a as string[];
+}
+
+describe("Dockerfile", async () => {
+  const text = await readFile(join(DEPLOY, "Dockerfile"), "utf8");
+  const ins = parseDockerfile(text);
+  const last = Math.max(...ins.map((i) => i.stage));
+  const final = ins.filter((i) => i.stage === last);
+
+  test("every FROM is an official image pinned by version", () => {
+    const froms = ins.filter((i) => i.op === "FROM");
+    expect(froms.length).toBeGreaterThanOrEqual(1);
+    for (const f of froms) {
+      const image = f.args.split(/\s+/)[0]!;
+      expect(image).toMatch(/^[a-z0-9/._-]+:\d+\.\d+\.\d+(-[a-z0-9.-]+)?(@sha256:[0-9a-f]{64})?$/);
+      expect(image).not.toContain("latest");
+    }
+    expect(final.find((i) => i.op === "FROM")!.args).toMatch(/^oven\/bun:\d+\.\d+\.\d+/);
+  });
+
+  test("npm ci builds; APP selects apps/$APP/main.ts", () => {
+    expect(ins.some((i) => i.op === "RUN" && /\bnpm ci\b/.test(i.args))).toBe(true);
+    expect(final.some((i) => i.op === "ARG" && i.args === "APP")).toBe(true);
+    expect(final.some((i) => i.op === "ENV" && /\bAPP=\$\{APP\}/.test(i.args))).toBe(true);
+    const cmd = jsonArgs(final.find((i) => i.op === "CMD")!.args).join(" ");
+    expect(cmd).toContain("apps/${APP:?");
+    expect(cmd).toContain("/main.ts");
+    expect(cmd).toContain("exec bun");
+  });
+
+  test("runs as a non-root user, with a data volume and admin port 9090", () => {
+    const users = final.filter((i) => i.op === "USER");
+    expect(users.length).toBeGreaterThan(0);
+    const user = users[users.length - 1]!.args.split(":")[0]!;
+    expect(["root", "0"]).not.toContain(user);
+    // USER comes before HEALTHCHECK and CMD so both run unprivileged.
+    expect(final.indexOf(users[users.length - 1]!)).toBeLessThan(final.findIndex((i) => i.op === "CMD"));
+    expect(final.find((i) => i.op === "VOLUME")!.args).toContain("/data");
+    const env = final.filter((i) => i.op === "ENV").map((i) => i.args).join(" ");
+    expect(env).toContain("CRYPTOUTIL_SERVER_ADMIN_PORT=9090");
+    expect(env).toContain("CRYPTOUTIL_DATA_DIR=/data");
+  });
+
+  test("HEALTHCHECK calls the admin livez with the trust bundle; EXPOSE lists the public ports", async () => {
+    const hc = final.filter((i) => i.op === "HEALTHCHECK");
+    expect(hc.length).toBe(1);
+    const m = /CMD\s+(\[.*\])$/.exec(hc[0]!.args)!;
+    expect(jsonArgs(m[1]!)).toEqual(["bun", "/app/deploy/healthcheck.ts", "livez"]);
+    expect(ins.some((i) => i.op === "COPY" && i.args.includes("deploy/healthcheck.ts"))).toBe(true);
+    expect(await Bun.file(join(DEPLOY, "healthcheck.ts")).exists()).toBe(true);
+    const exposed = final.filter((i) => i.op === "EXPOSE").flatMap((i) => i.args.split(/\s+/)).map(Number).sort((a, b) => a - b);
+    expect(exposed).toEqual(Object.values(SUITE).sort((a, b) => a - b));
+  });
+
+  test("the parser sees through continuations and comments", () => {
+    const p = parseDockerfile("# c\nFROM a:1.2.3 AS x\nRUN a \\\n  # inner\n  b\nUSER 1000\n");
+    expect(p).toEqual([
+      { op: "FROM", args: "a:1.2.3 AS x", stage: 0 },
+      { op: "RUN", args: "a b", stage: 0 },
+      { op: "USER", args: "1000", stage: 0 },
+    ]);
+  });
+});
+
+// ---------- compose.yml ----------
+
+describe("compose.yml", async () => {
+  const text = await readFile(join(DEPLOY, "compose.yml"), "utf8");
+  const doc = parse(text, { merge: true }) as Obj;
+
+  test("every service of the suite, one image, its default port", () => {
+    expect(Object.keys(doc.services).sort()).toEqual(NAMES);
+    const images = new Set(NAMES.map((n) => doc.services[n].image));
+    expect(images.size).toBe(1);
+    for (const n of NAMES) {
+      const s = doc.services[n];
+      expect(s.environment.APP).toBe(n);
+      expect(s.environment.CRYPTOUTIL_SERVER_PORT).toBe(String(SUITE[n]));
+      expect(s.ports).toEqual([`${SUITE[n]}:${SUITE[n]}`]);
+      expect(s.build.dockerfile).toBe("deploy/Dockerfile");
+    }
+  });
+
+  test("non-root, read-only, no capabilities, secrets, volumes, health checks", () => {
+    expect(Object.keys(doc.secrets).sort()).toEqual(["unseal_1", "unseal_2"]);
+    for (const sec of Object.values(doc.secrets) as Obj[]) expect(sec.file).toMatch(/^\.\/secrets\/.+\.secret$/);
+    const volumes = Object.keys(doc.volumes);
+    for (const n of NAMES) {
+      const s = doc.services[n];
+      expect(s.user.split(":")[0]).not.toBe("0");
+      expect(s.read_only).toBe(true);
+      expect(s.cap_drop).toEqual(["ALL"]);
+      expect(s.security_opt).toContain("no-new-privileges:true");
+      expect(s.secrets).toEqual(["unseal_1", "unseal_2"]);
+      expect(s.environment.CRYPTOUTIL_BARRIER_UNSEAL_FILES).toBe("/run/secrets/unseal_1,/run/secrets/unseal_2");
+      expect(s.volumes).toContain(`${n}-data:/data`);
+      expect(s.volumes).toContain("suite-ca:/suite-ca");
+      expect(volumes).toContain(`${n}-data`);
+      expect(s.healthcheck.test).toEqual(["CMD", "bun", "/app/deploy/healthcheck.ts", "readyz"]);
+    }
+    expect(volumes).toContain("suite-ca");
+  });
+
+  test("docker compose config accepts it and rejects a broken copy", async () => {
+    const cli = tool([{ cmd: ["docker", "compose"], probe: ["version"] }, { cmd: ["docker-compose"] }], "docker compose (or docker-compose)");
+    if (!cli) return;
+    const { dir, cleanup } = await tempDir("compose");
+    try {
+      await writeFile(join(dir, "compose.yml"), text.replace("    ports:\n", "    portz:\n"));
+      const check = async (file: string) => {
+        const p = Bun.spawn([...cli, "-f", file, "config", "-q"], { stdout: "ignore", stderr: "pipe" });
+        return { code: await p.exited, err: await new Response(p.stderr).text() };
+      };
+      // Both at once: each run of the Python client costs about two seconds of start-up.
+      const [ok, bad] = await Promise.all([check(join(DEPLOY, "compose.yml")), check(join(dir, "compose.yml"))]);
+      expect(ok.err).toBe("");
+      expect(ok.code).toBe(0);
+      expect(bad.code).not.toBe(0);
+    } finally {
+      await cleanup();
+    }
+  });
+});
+
+// ---------- Kubernetes ----------
+
+describe("Kubernetes manifests", async () => {
+  const dir = join(DEPLOY, "k8s");
+  const files = (await readdir(dir)).filter((f) => f.endsWith(".yaml")).sort();
+  const objects: Obj[] = [];
+  for (const f of files.filter((f) => f !== "kustomization.yaml")) {
+    for (const d of parseAllDocuments(await readFile(join(dir, f), "utf8"))) {
+      expect(d.errors).toEqual([]);
+      objects.push(d.toJS() as Obj);
+    }
+  }
+  const kustomization = parse(await readFile(join(dir, "kustomization.yaml"), "utf8")) as Obj;
+  const find = (kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata?.name === name);
+
+  test("the kustomization lists every manifest and generates the unseal Secret", () => {
+    expect([...kustomization.resources].sort()).toEqual(files.filter((f) => f !== "kustomization.yaml"));
+    const gen = kustomization.secretGenerator.find((g: Obj) => g.name === "cryptoutil-unseal");
+    expect(gen.files).toEqual(["unseal-1=secrets/unseal-1.secret", "unseal-2=secrets/unseal-2.secret"]);
+  });
+
+  test("a Deployment and a Service per app, probes over HTTPS on the admin endpoints", () => {
+    for (const n of NAMES) {
+      const dep = find("Deployment", n)!;
+      expect(dep).toBeDefined();
+      const pod = dep.spec.template.spec;
+      expect(dep.spec.selector.matchLabels).toEqual({ "app.kubernetes.io/name": n });
+      expect(dep.spec.template.metadata.labels["app.kubernetes.io/name"]).toBe(n);
+      expect(pod.securityContext.runAsNonRoot).toBe(true);
+      expect(pod.securityContext.runAsUser).toBeGreaterThan(0);
+      expect(pod.automountServiceAccountToken).toBe(false);
+      expect(pod.containers.length).toBe(1);
+      const c = pod.containers[0];
+      const env = Object.fromEntries(c.env.map((e: Obj) => [e.name, e.value]));
+      expect(env.APP).toBe(n);
+      expect(env.CRYPTOUTIL_SERVER_PORT).toBe(String(SUITE[n]));
+      expect(env.CRYPTOUTIL_SERVER_ADMIN_PORT).toBe("9090");
+      expect(c.ports).toEqual([{ name: "https", containerPort: SUITE[n], protocol: "TCP" }]);
+      expect(c.securityContext).toMatchObject({
+        runAsNonRoot: true,
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ["ALL"] },
+      });
+      expect(c.livenessProbe.exec.command).toEqual(["bun", "/app/deploy/healthcheck.ts", "livez"]);
+      expect(c.readinessProbe.exec.command).toEqual(["bun", "/app/deploy/healthcheck.ts", "readyz"]);
+      // Unseal secret files mounted read-only from the Secret, and named in the env.
+      const unsealVol = pod.volumes.find((v: Obj) => v.secret?.secretName === "cryptoutil-unseal");
+      expect(unsealVol.secret.defaultMode).toBe(0o440);
+      const mount = c.volumeMounts.find((m: Obj) => m.name === unsealVol.name);
+      expect(mount.readOnly).toBe(true);
+      for (const f of env.CRYPTOUTIL_BARRIER_UNSEAL_FILES.split(",")) expect(f.startsWith(mount.mountPath + "/")).toBe(true);
+      // Writable paths are volumes (the root file system is read-only).
+      expect(c.volumeMounts.map((m: Obj) => m.mountPath).sort()).toEqual(["/data", "/run/secrets/cryptoutil", "/suite-ca", "/tmp"]);
+      const svc = find("Service", n)!;
+      expect(svc.spec.selector).toEqual({ "app.kubernetes.io/name": n });
+      expect(svc.spec.ports).toEqual([{ name: "https", port: SUITE[n], targetPort: "https", protocol: "TCP" }]);
+      expect(find("PersistentVolumeClaim", `${n}-data`)).toBeDefined();
+    }
+    expect(find("PersistentVolumeClaim", "cryptoutil-suite-ca")!.spec.accessModes).toEqual(["ReadWriteMany"]);
+    expect(objects.filter((o) => o.kind === "Deployment").length).toBe(NAMES.length);
+  });
+
+  test("kubectl kustomize renders the suite (with secret files present) and fails without them", async () => {
+    const cli = tool([{ cmd: ["kubectl"] }], "kubectl");
+    if (!cli) return;
+    const missing = Bun.spawnSync(["kubectl", "kustomize", dir], { stdout: "pipe", stderr: "pipe" });
+    expect(missing.exitCode).not.toBe(0);
+    const t = await tempDir("k8s");
+    try {
+      await cp(dir, t.dir, { recursive: true });
+      await mkdir(join(t.dir, "secrets"), { recursive: true });
+      for (const i of [1, 2]) await writeFile(join(t.dir, "secrets", `unseal-${i}.secret`), crypto.getRandomValues(new Uint8Array(32)));
+      const r = Bun.spawnSync(["kubectl", "kustomize", t.dir], { stdout: "pipe", stderr: "pipe" });
+      expect(r.stderr.toString()).toBe("");
+      expect(r.exitCode).toBe(0);
+      const rendered = parseAllDocuments(r.stdout.toString()).map((d) => d.toJS() as Obj);
+      const secret = rendered.find((o) => o.kind === "Secret")!;
+      expect(secret.metadata).toMatchObject({ name: "cryptoutil-unseal", namespace: "cryptoutil" });
+      expect(Object.keys(secret.data).sort()).toEqual(["unseal-1", "unseal-2"]);
+      expect(rendered.filter((o) => o.kind === "Deployment").map((o) => o.metadata.name).sort()).toEqual(NAMES);
+      expect(rendered.every((o) => o.kind === "Namespace" || o.metadata.namespace === "cryptoutil")).toBe(true);
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
+
+// ---------- healthcheck.ts, for real ----------
+
+describe("deploy/healthcheck.ts", () => {
+  let t: { dir: string; cleanup: () => Promise<void> };
+  let material: TlsMaterial;
+  let server: ReturnType<typeof Bun.serve>;
+  let caFile = "";
+  let ready = true;
+
+  beforeAll(async () => {
+    t = await tempDir("health");
+    ({ material } = await loadOrCreateTlsMaterial({
+      store: new DirectoryStore(join(t.dir, "svc")),
+      sealer: (await barrierSealer()).sealer,
+      serviceName: "sm-kms",
+      sans: { dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"] },
+      suiteCa: { store: new DirectoryStore(join(t.dir, "suite-ca")), sealer: await suiteCaSealerFromSecrets([crypto.getRandomValues(new Uint8Array(32))]) },
+    }));
+    caFile = join(t.dir, "trust-bundle.pem");
+    await writeFile(caFile, material.caBundlePem);
+    server = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      tls: { cert: material.certChainPem, key: material.keyPem },
+      fetch: (req) => {
+        const path = new URL(req.url).pathname;
+        if (path === "/admin/v1/livez") return new Response("ok");
+        if (path === "/admin/v1/readyz") return new Response(ready ? "ok" : "not ready", { status: ready ? 200 : 503 });
+        return new Response("no", { status: 404 });
+      },
+    });
+  });
+
+  afterAll(async () => {
+    server?.stop(true);
+    await t?.cleanup();
+  });
+
+  async function run(args: string[], env: Record<string, string>): Promise<number> {
+    const p = Bun.spawn([process.execPath, join(DEPLOY, "healthcheck.ts"), ...args], {
+      env: { PATH: process.env.PATH ?? "", ...env },
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    return p.exited;
+  }
+
+  test("exit 0 when the probe answers, 1 when not ready, on a bad trust anchor, or on bad input", async () => {
+    const env = { CRYPTOUTIL_SERVER_ADMIN_PORT: String(server.port), CRYPTOUTIL_HEALTHCHECK_CA_FILE: caFile };
+    const otherCa = join(t.dir, "other.pem");
+    await writeFile(otherCa, (await createSuiteCa()).root.cert.toString("pem"));
+    const emptyCa = join(t.dir, "empty.pem");
+    await writeFile(emptyCa, "");
+    const results = await Promise.all([
+      run(["livez"], env),
+      run(["readyz"], env),
+      run([], env),
+      run(["livez"], { ...env, CRYPTOUTIL_HEALTHCHECK_CA_FILE: otherCa }),
+      run(["livez"], { ...env, CRYPTOUTIL_HEALTHCHECK_CA_FILE: join(t.dir, "absent.pem") }),
+      run(["shutdown"], env),
+      run(["livez"], { ...env, CRYPTOUTIL_HEALTHCHECK_CA_FILE: emptyCa }),
+      run(["livez"], { ...env, CRYPTOUTIL_SERVER_ADMIN_PORT: "not-a-port" }),
+    ]);
+    expect(results).toEqual([0, 0, 0, 1, 1, 1, 1, 1]);
+    ready = false;
+    expect(await run(["readyz"], env)).toBe(1);
+    expect(await run(["livez"], env)).toBe(0);
+  }, 20_000);
+});
