@@ -7,7 +7,7 @@
  * until they expire, keyed by the full token string, so a repeat costs one
  * map lookup instead of a signature verification.
  */
-import { createRemoteJWKSet, customFetch, jwtVerify, errors as joseErrors, type JWTPayload } from "jose";
+import { createRemoteJWKSet, customFetch, decodeJwt, jwtVerify, errors as joseErrors, type JWTPayload } from "jose";
 import { AppError } from "../service/errors.ts";
 
 export interface Principal {
@@ -19,6 +19,11 @@ export interface Principal {
 }
 
 export interface BearerConfig {
+  /**
+   * Expected `iss`. May hold `{tenant}` (e.g. `https://id.example/t/{tenant}`) for a
+   * per-tenant issuer; the tenant then comes from the verified `iss`, and `jwksUrl`
+   * may hold `{tenant}` too.
+   */
   issuer?: string;
   jwksUrl?: string;
   audience: string;
@@ -49,20 +54,37 @@ const unauthorized = (code: "unauthenticated" | "invalid_token", message: string
     headers: { "WWW-Authenticate": code === "invalid_token" ? 'Bearer error="invalid_token"' : "Bearer" },
   });
 
+const TENANT = /^[A-Za-z0-9._-]{1,64}$/;
+
 export class BearerVerifier {
-  private readonly jwks?: ReturnType<typeof createRemoteJWKSet>;
+  private readonly jwksByTenant = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
   private readonly cache = new Map<string, { principal: Principal; exp: number }>();
+  private readonly issuerPattern?: RegExp;
 
   constructor(private readonly cfg: BearerConfig) {
-    if (cfg.issuer && cfg.jwksUrl) {
-      const ca = cfg.caPem;
-      this.jwks = createRemoteJWKSet(new URL(cfg.jwksUrl), {
+    if (cfg.issuer?.includes("{tenant}")) {
+      const [before, after] = cfg.issuer.split("{tenant}") as [string, string];
+      const esc = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      this.issuerPattern = new RegExp(`^${esc(before)}([A-Za-z0-9._-]{1,64})${esc(after)}$`);
+    }
+  }
+
+  /** The JWKS of a tenant's issuer (one for a single issuer), fetched over HTTPS and cached. */
+  private jwksFor(tenant: string): ReturnType<typeof createRemoteJWKSet> {
+    const key = this.issuerPattern ? tenant : "";
+    let set = this.jwksByTenant.get(key);
+    if (!set) {
+      const ca = this.cfg.caPem;
+      set = createRemoteJWKSet(new URL(this.cfg.jwksUrl!.replace("{tenant}", encodeURIComponent(tenant))), {
         timeoutDuration: 5000,
         cooldownDuration: 30_000,
         // Bun's fetch takes a CA bundle per request; other runtimes use their trust store.
         [customFetch]: (url, init) => fetch(url, ca ? ({ ...init, tls: { ca } } as RequestInit) : init),
       });
+      if (this.jwksByTenant.size > 10_000) this.jwksByTenant.clear();
+      this.jwksByTenant.set(key, set);
     }
+    return set;
   }
 
   /** Verifies an `Authorization` header value; throws 401 AppErrors with stable codes. */
@@ -74,12 +96,29 @@ export class BearerVerifier {
     const now = Date.now() / 1000;
     const hit = this.cache.get(token);
     if (hit && hit.exp > now - this.cfg.clockToleranceS) return hit.principal;
-    if (!this.jwks || !this.cfg.issuer) throw unauthorized("invalid_token", "no token issuer is configured");
+    if (!this.cfg.jwksUrl || !this.cfg.issuer) throw unauthorized("invalid_token", "no token issuer is configured");
+
+    // For a per-tenant issuer, pick the tenant from the (still unverified) iss; the
+    // signature check below then pins iss to exactly that tenant's issuer.
+    let issuer = this.cfg.issuer;
+    let issuerTenant = "";
+    if (this.issuerPattern) {
+      let iss: unknown;
+      try {
+        iss = decodeJwt(token).iss;
+      } catch {
+        throw unauthorized("invalid_token", "the access token is not valid");
+      }
+      const m = typeof iss === "string" ? iss.match(this.issuerPattern) : null;
+      if (!m || !TENANT.test(m[1]!)) throw unauthorized("invalid_token", "token claim 'iss' is not acceptable");
+      issuerTenant = m[1]!;
+      issuer = this.cfg.issuer.replace("{tenant}", issuerTenant);
+    }
 
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, this.jwks, {
-        issuer: this.cfg.issuer,
+      ({ payload } = await jwtVerify(token, this.jwksFor(issuerTenant), {
+        issuer,
         audience: this.cfg.audience,
         algorithms: this.cfg.algorithms,
         clockTolerance: this.cfg.clockToleranceS,
@@ -93,7 +132,10 @@ export class BearerVerifier {
       if (e instanceof joseErrors.JWTClaimValidationFailed) throw unauthorized("invalid_token", `token claim '${e.claim}' is not acceptable`);
       throw unauthorized("invalid_token", "the access token is not valid");
     }
-    const tenant = tenantOf(payload);
+    const tenant = issuerTenant || tenantOf(payload);
+    if (issuerTenant && payload.tenant !== undefined && payload.tenant !== issuerTenant) {
+      throw unauthorized("invalid_token", "token claim 'tenant' does not match its issuer");
+    }
     if (!tenant) throw unauthorized("invalid_token", "the access token names no tenant");
     const principal: Principal = {
       kind: "service",

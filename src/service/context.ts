@@ -36,6 +36,11 @@ export interface ServiceDefinition {
   migrations: Migration[];
   /** The API, mounted under both /service/api/v1 and /browser/api/v1. Called once per prefix. */
   api(ctx: ServiceContext): Elysia<any, any, any, any, any, any, any>;
+  /**
+   * Public routes outside /service/api and /browser/api (optional): protocol endpoints that
+   * authenticate callers themselves, such as OAuth's /authorize and /token.
+   */
+  routes?(ctx: ServiceContext): Elysia<any, any, any, any, any, any, any>;
   /** UI pages under /browser (optional). */
   pages?(ctx: ServiceContext): Elysia<any, any, any, any, any, any, any>;
 }

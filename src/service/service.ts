@@ -130,7 +130,9 @@ export function buildPublicApp(def: ServiceDefinition, ctx: ServiceContext) {
     .use(new Elysia({ prefix: "/service/api/v1" }).use(def.api(ctx)))
     .use(new Elysia({ prefix: "/browser/api/v1" }).use(def.api(ctx)))
     .get("/", ({ redirect }) => redirect(def.pages ? "/browser/" : DOCS_PATH), { detail: { hide: true } });
-  return def.pages ? app.use(def.pages(ctx)) : app;
+  if (def.routes) app.use(def.routes(ctx));
+  if (def.pages) app.use(def.pages(ctx));
+  return app;
 }
 
 /** Starts a service from its definition; returns once both servers listen. */

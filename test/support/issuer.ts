@@ -18,7 +18,7 @@ export interface TestIssuer {
 }
 
 /** `audience` is the default `aud` of minted tokens (a claim in `mint` overrides it). */
-export async function startTestIssuer(opts: { audience?: string } = {}): Promise<TestIssuer> {
+export async function startTestIssuer(settings: { audience?: string } = {}): Promise<TestIssuer> {
   const ca = await createSuiteCa();
   const leaf = await issueLeaf(ca, { serviceName: "test-issuer", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
   const keyPem = toPem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", leaf.keys.privateKey)));
@@ -33,7 +33,8 @@ export async function startTestIssuer(opts: { audience?: string } = {}): Promise
     port: 0,
     tls: { cert: certPem, key: keyPem, secureOptions: TLS13_ONLY },
     fetch(req) {
-      if (new URL(req.url).pathname === "/jwks.json") {
+      const path = new URL(req.url).pathname;
+      if (path === "/jwks.json" || /^\/t\/[A-Za-z0-9._-]+\/jwks$/.test(path)) {
         fetches++;
         return Response.json({ keys: [jwk] });
       }
@@ -48,7 +49,7 @@ export async function startTestIssuer(opts: { audience?: string } = {}): Promise
     jwksFetches: () => fetches,
     async mint(claims, opts = {}) {
       const key = opts.key === "foreign" ? foreign.privateKey : privateKey;
-      return new SignJWT({ aud: opts.audience ?? "learn-ps", ...claims })
+      return new SignJWT({ aud: settings.audience ?? "learn-ps", ...claims })
         .setProtectedHeader({ alg: opts.alg ?? "ES256", kid: "k1", typ: "at+jwt" })
         .setIssuer((claims.iss as string) ?? issuer)
         .setIssuedAt()
