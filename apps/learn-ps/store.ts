@@ -1,5 +1,6 @@
 /** Kysely queries of learn-ps. Every query is scoped by tenant: there is no query without one. */
 import { sql, type Kysely } from "kysely";
+import { precompile } from "../../src/storage/index.ts";
 
 export interface PetRow {
   id: string;
@@ -27,7 +28,12 @@ export interface PetFilter {
 }
 
 export class PetStore {
-  constructor(private readonly db: Kysely<PetsDb>) {}
+  /** The hot read path (GET /pets/{id}), compiled once. */
+  private readonly getById: (tenant: string, id: string) => Promise<PetRow[]>;
+
+  constructor(private readonly db: Kysely<PetsDb>) {
+    this.getById = precompile(db, (tenant: string, id: string) => db.selectFrom("pets").selectAll().where("tenant", "=", tenant).where("id", "=", id), ["t", "i"]);
+  }
 
   async insert(row: Omit<PetRow, "seq">): Promise<void> {
     // seq orders pages stably; taken in the same statement so it stays monotonic per tenant.
@@ -36,8 +42,8 @@ export class PetStore {
              ${row.created_at}, ${row.updated_at}, COALESCE(MAX(seq), 0) + 1 FROM pets WHERE tenant = ${row.tenant}`.execute(this.db);
   }
 
-  get(tenant: string, id: string): Promise<PetRow | undefined> {
-    return this.db.selectFrom("pets").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+  async get(tenant: string, id: string): Promise<PetRow | undefined> {
+    return (await this.getById(tenant, id))[0];
   }
 
   list(tenant: string, f: PetFilter): Promise<PetRow[]> {

@@ -179,22 +179,28 @@ export async function openDatabase<DB = unknown>(config: StorageConfig | Resolve
   };
 }
 
+const directReaders = new WeakMap<Kysely<any>, (sql: string, params: readonly unknown[]) => unknown[] | undefined>();
+
+/** The direct read path of an embedded database (see native-dialect.ts), if `db` is one. */
+export function directReaderOf(db: Kysely<any>) {
+  return directReaders.get(db);
+}
+
 async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
   let closed = false;
-  let opened: ReturnType<typeof openNative>;
+  let native: Awaited<ReturnType<typeof openNative>>;
   const path = r.mode === "memory" ? ":memory:" : r.filePath!;
   try {
-    opened = openNative(path, () => (closed = true));
+    native = await openNative(path, () => (closed = true));
   } catch (err) {
     throw new AppError("unavailable", `cannot open the ${r.mode} database`, { details: { storage: libsqlCode(err) }, cause: err });
   }
-  const { native, dialect } = opened;
+  const { dialect } = native;
   let journalMode: string | undefined;
   try {
     native.exec("PRAGMA foreign_keys = ON");
     native.exec(`PRAGMA busy_timeout = ${r.busyTimeoutMs | 0}`);
-    const row = native.prepare(r.mode === "file" ? "PRAGMA journal_mode = WAL" : "PRAGMA journal_mode").raw().get() as unknown[] | undefined;
-    journalMode = String(row?.[0] ?? "").toLowerCase();
+    journalMode = String(native.scalar(r.mode === "file" ? "PRAGMA journal_mode = WAL" : "PRAGMA journal_mode") ?? "").toLowerCase();
   } catch (err) {
     native.close();
     throw new AppError("unavailable", `cannot configure the ${r.mode} database`, { details: { storage: libsqlCode(err) }, cause: err });
@@ -204,6 +210,7 @@ async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
     await chmod(r.filePath, 0o600).catch(() => undefined);
   }
   const db = new Kysely<DB>({ dialect });
+  directReaders.set(db, native.readDirect);
   return {
     db,
     mode: r.mode,

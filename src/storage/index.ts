@@ -10,4 +10,5 @@ export {
 export { openDatabase, ping, mapStorageError, libsqlCode, type Database, type PingResult } from "./database.ts";
 export { runMigrations, ensureMigrationsTable, type Migration, type MigrationReport } from "./migrations.ts";
 export { withTransaction, type TransactionOptions } from "./transaction.ts";
+export { precompile } from "./precompiled.ts";
 export { LibsqlClientDialect } from "./libsql-dialect.ts";
