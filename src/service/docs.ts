@@ -22,6 +22,29 @@ function scalarScript(): Uint8Array {
 }
 
 export const DOCS_PATH = "/docs";
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** The explorer page: scripts only from this origin, so it runs under the strict docs CSP. */
+function explorerPage(title: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${escapeHtml(title)} API</title></head>
+<body><div id="app"></div><script src="/docs/scalar.js"></script><script src="/docs/init.js"></script></body>
+</html>`;
+}
+
+// Scalar's options: the spec from this service; no hosted fonts, AI agent, MCP or client download.
+const EXPLORER_INIT = `Scalar.createApiReference("#app", ${JSON.stringify({
+  url: "/docs/openapi.json",
+  withDefaultFonts: false,
+  hideClientButton: true,
+  telemetry: false,
+  showDeveloperTools: "never",
+  agent: { disabled: true },
+  mcp: { disabled: true },
+})});
+`;
 export const SPEC_PATH = "/docs/openapi.json";
 
 export function docsPlugin(opts: { title: string; version: string; description: string }) {
@@ -30,10 +53,9 @@ export function docsPlugin(opts: { title: string; version: string; description: 
       openapi({
         path: DOCS_PATH,
         specPath: SPEC_PATH,
-        provider: "scalar",
+        provider: null, // the explorer page below is ours: no inline script, no CDN
         // Actions with no JSON Schema form (trim, transform) are left out of the document, not errors.
         mapJsonSchema: { valibot: (schema: never) => toJsonSchema(schema, { errorMode: "ignore" }) },
-        scalar: { cdn: `${DOCS_PATH}/scalar.js`, hideClientButton: true, telemetry: false } as never,
         exclude: { paths: [DOCS_PATH, SPEC_PATH, `${DOCS_PATH}/scalar.js`] },
         documentation: {
           info: { title: opts.title, version: opts.version, description: opts.description },
@@ -46,6 +68,12 @@ export function docsPlugin(opts: { title: string; version: string; description: 
         },
       }),
     )
+    .get(DOCS_PATH, () => new Response(explorerPage(opts.title), { headers: { "content-type": "text/html; charset=utf-8" } }), {
+      detail: { hide: true },
+    })
+    .get(`${DOCS_PATH}/init.js`, () => new Response(EXPLORER_INIT, { headers: { "content-type": "text/javascript; charset=utf-8" } }), {
+      detail: { hide: true },
+    })
     .get(`${DOCS_PATH}/scalar.js`, () =>
       new Response(scalarScript() as BodyInit, {
         headers: { "content-type": "text/javascript; charset=utf-8", "cache-control": "public, max-age=86400" },

@@ -127,8 +127,13 @@ export function buildPublicApp(def: ServiceDefinition, ctx: ServiceContext) {
     .use(appBase)
     .onError(mapError)
     .use(docsPlugin({ title: def.title, version: def.version, description: def.description }))
-    .use(new Elysia({ prefix: "/service/api/v1" }).use(def.api(ctx)))
-    .use(new Elysia({ prefix: "/browser/api/v1" }).use(def.api(ctx)))
+    // One API, two front doors; the document tags and secures each prefix on its own.
+    .group("/service/api/v1", { detail: { tags: ["machines: /service, OAuth bearer token"], security: [{ bearer: [] }] } } as never, (g) =>
+      g.use(def.api(ctx)),
+    )
+    .group("/browser/api/v1", { detail: { tags: ["browsers: /browser, session cookie + CSRF"], security: [{ session: [] }] } } as never, (g) =>
+      g.use(def.api(ctx)),
+    )
     .get("/", ({ redirect }) => redirect(def.pages ? "/browser/" : DOCS_PATH), { detail: { hide: true } });
   if (def.routes) app.use(def.routes(ctx));
   if (def.pages) app.use(def.pages(ctx));
