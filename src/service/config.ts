@@ -11,6 +11,7 @@ import * as v from "valibot";
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { AppError } from "./errors.ts";
+import { BrowserLoginConfig } from "../auth/bff.ts";
 
 const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
 const positiveInt = v.pipe(v.number(), v.integer(), v.minValue(1));
@@ -77,6 +78,8 @@ const sections = {
     cors_origins: stringList,
     session_idle_s: positiveInt,
     session_absolute_s: positiveInt,
+    /** Log-in through identity-authz (authorization code + PKCE); absent: no /browser/login. */
+    login: v.optional(BrowserLoginConfig),
   }),
   security: v.strictObject({
     /** CIDR ranges allowed to reach the public server. */
@@ -97,7 +100,8 @@ export function serviceConfigSchema<A extends v.GenericSchema>(app: A) {
   return v.strictObject({ ...sections, app });
 }
 
-export const ServiceConfigSchema = serviceConfigSchema(v.optional(v.strictObject({})));
+/** The shared schema with a free-form `app` section, which each app validates itself. */
+export const ServiceConfigSchema = serviceConfigSchema(v.optional(v.record(v.string(), v.unknown())));
 
 export type ServiceConfig = v.InferOutput<typeof ServiceConfigSchema>;
 
@@ -176,14 +180,25 @@ function setPath(tree: Tree, path: string[], value: unknown): void {
   node[path[path.length - 1]!] = value;
 }
 
-/** Resolves an env key like SERVER_ADMIN_PORT to ["server", "admin_port"] using the schema's sections. */
+/**
+ * Resolves an env key like SERVER_ADMIN_PORT to ["server", "admin_port"], or
+ * BROWSER_LOGIN_CLIENT_ID to ["browser", "login", "client_id"], using the schema's
+ * nested objects (underscores are ambiguous, so the schema decides where a level ends).
+ */
 function envPath(schema: v.GenericSchema, rest: string): string[] | undefined {
-  const lower = rest.toLowerCase();
-  const root: any = schema;
-  for (const section of Object.keys(root.entries)) {
-    if (lower.startsWith(section + "_")) return [section, lower.slice(section.length + 1)];
-  }
-  return undefined;
+  const walk = (node: any, lower: string): string[] | undefined => {
+    while (node?.type === "optional" || node?.type === "nullable") node = node.wrapped;
+    if (node?.type !== "object" && node?.type !== "strict_object") return undefined;
+    for (const key of Object.keys(node.entries)) {
+      if (lower === key) return [key];
+      if (lower.startsWith(key + "_")) {
+        const deeper = walk(node.entries[key], lower.slice(key.length + 1));
+        if (deeper) return [key, ...deeper];
+      }
+    }
+    return undefined;
+  };
+  return walk(schema, rest.toLowerCase());
 }
 
 export interface LoadOptions<S extends v.GenericSchema> {
@@ -236,7 +251,9 @@ export function loadConfig<S extends v.GenericSchema>(opts: LoadOptions<S>): v.I
 
   for (const [key, value] of flags) {
     const path = key.split(".");
-    if (!schemaAt(opts.schema, path)) throw new AppError("config_invalid", `${key}: unknown setting`, { status: 400 });
+    // The `app` section belongs to the app, which validates it itself.
+    const appKey = path[0] === "app" && path.length > 1;
+    if (!appKey && !schemaAt(opts.schema, path)) throw new AppError("config_invalid", `${key}: unknown setting`, { status: 400 });
     setPath(tree, path, coerce(opts.schema, path, value));
   }
 

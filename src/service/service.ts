@@ -14,7 +14,7 @@ import { dirname, join, resolve } from "node:path";
 import type { Server } from "bun";
 import type { Kysely } from "kysely";
 import { AppError } from "./errors.ts";
-import { defaultConfig, loadConfig, serviceConfigSchema, type ServiceConfig } from "./config.ts";
+import { defaultConfig, loadConfig, ServiceConfigSchema, type ServiceConfig } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { HttpMetrics } from "./metrics.ts";
 import { IpAllowlist, RateLimiter } from "./guard.ts";
@@ -23,6 +23,7 @@ import { docsPlugin, DOCS_PATH } from "./docs.ts";
 import type { ServiceContext, ServiceDefinition } from "./context.ts";
 import { BearerVerifier } from "../auth/bearer.ts";
 import { createSessionTable, SessionStore } from "../auth/session.ts";
+import { browserLogin } from "../auth/bff.ts";
 import { openDatabase, ping, runMigrations, type Database } from "../storage/index.ts";
 import { Barrier } from "../barrier/index.ts";
 import {
@@ -34,7 +35,6 @@ import {
   writeTrustBundle,
   type TlsMaterial,
 } from "../pki/index.ts";
-import * as v from "valibot";
 
 /** TLS 1.3 only: every older protocol version is switched off. */
 export const TLS13_ONLY =
@@ -136,6 +136,7 @@ export function buildPublicApp(def: ServiceDefinition, ctx: ServiceContext) {
     )
     .get("/", ({ redirect }) => redirect(def.pages ? "/browser/" : DOCS_PATH), { detail: { hide: true } });
   if (def.routes) app.use(def.routes(ctx));
+  if (ctx.config.browser.login) app.use(browserLogin(ctx, ctx.config.browser.login));
   if (def.pages) app.use(def.pages(ctx));
   return app;
 }
@@ -144,7 +145,7 @@ export function buildPublicApp(def: ServiceDefinition, ctx: ServiceContext) {
 export async function startService(def: ServiceDefinition, opts: StartOptions = {}): Promise<RunningService> {
   const defaults = defaultConfig(def.name, def.defaultPort);
   const config = loadConfig({
-    schema: serviceConfigSchema(v.optional(v.record(v.string(), v.unknown()))),
+    schema: ServiceConfigSchema,
     defaults: defaults as never,
     argv: opts.argv,
     env: opts.env,

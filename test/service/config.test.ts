@@ -56,6 +56,16 @@ describe("config precedence", () => {
   });
 });
 
+test("nested env keys and app-section flags", () => {
+  const c = load(["--app.anything=1"], {
+    CRYPTOUTIL_BROWSER_LOGIN_ISSUER: "https://id.example/t/acme",
+    CRYPTOUTIL_BROWSER_LOGIN_CLIENT_ID: "learn-ps",
+    CRYPTOUTIL_BROWSER_LOGIN_CLIENT_SECRET_FILE: "secret.txt",
+  });
+  expect(c.browser.login).toMatchObject({ issuer: "https://id.example/t/acme", client_id: "learn-ps", client_secret_file: "secret.txt" });
+  expect((c as { app?: Record<string, unknown> }).app).toEqual({ anything: "1" });
+});
+
 describe("bad config stops start-up with one message naming the key", () => {
   const cases: Array<[string, () => unknown, string]> = [
     ["port out of range (flag)", () => load(["--server.port=70000"]), "server.port"],

@@ -1,0 +1,185 @@
+/**
+ * The login hand-off with identity-authz (see README.md): verifies the `login_challenge`
+ * JWS against authz's JWKS for the tenant and signs the `login_verifier` with the idp's key.
+ *
+ * Guarantees: a challenge is accepted only with ES256, `typ: login-challenge+jwt`, `iss`
+ * exactly `{authz_url}/t/{tenant}` of the page's tenant, `aud: identity-idp`, an unexpired
+ * `exp`, and a `jti`; so the verifier can only ever be sent to the configured authz. The
+ * idp's private key is stored barrier-encrypted and never leaves this process in clear.
+ */
+import { SignJWT, createRemoteJWKSet, customFetch, exportJWK, generateKeyPair, importJWK, jwtVerify, errors as joseErrors, type JWK } from "jose";
+import { readFileSync } from "node:fs";
+import { AppError } from "../../../src/service/errors.ts";
+import type { DataProtector } from "../../../src/service/context.ts";
+import type { IdpStore } from "../store.ts";
+
+export interface LoginChallenge {
+  jti: string;
+  iss: string;
+  tenant: string;
+  client_id: string;
+  client_name: string;
+  scopes: string[];
+  prompt: Set<string>;
+  max_age?: number;
+  login_hint?: string;
+  acr_values?: string;
+  exp: number;
+}
+
+export type VerifierResult =
+  | { sub: string; authTime: number; amr: string[]; grantedScopes: string[]; claims: Record<string, unknown> }
+  | { error: "access_denied" | "login_required" | "consent_required" | "interaction_required"; description?: string };
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** The idp's ES256 signing key, created on first start and kept barrier-encrypted. */
+export class IdpKeys {
+  private current?: Promise<{ kid: string; key: CryptoKey; publicJwk: JWK }>;
+  constructor(
+    private readonly store: IdpStore,
+    private readonly protector: DataProtector,
+  ) {}
+
+  private static context = (kid: string) => `identity-idp/idp_keys/${kid}/private_jwk`;
+
+  signingKey() {
+    this.current ??= this.loadOrCreate().catch((e) => {
+      this.current = undefined;
+      throw e;
+    });
+    return this.current;
+  }
+
+  private async loadOrCreate() {
+    const db = this.store.db;
+    let row = await db.selectFrom("idp_keys").selectAll().where("status", "=", "current").orderBy("created_at", "desc").executeTakeFirst();
+    if (!row) {
+      const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
+      const kid = crypto.randomUUID();
+      const pub = { ...(await exportJWK(publicKey)), kid, alg: "ES256", use: "sig" };
+      const priv = enc.encode(JSON.stringify(await exportJWK(privateKey)));
+      await db
+        .insertInto("idp_keys")
+        .values({ kid, status: "current", public_jwk: JSON.stringify(pub), private_jwk: await this.protector.encrypt(priv, IdpKeys.context(kid)), created_at: Date.now() })
+        .execute();
+      priv.fill(0);
+      row = await db.selectFrom("idp_keys").selectAll().where("status", "=", "current").orderBy("created_at", "desc").executeTakeFirstOrThrow();
+    }
+    const priv = await this.protector.decrypt(new Uint8Array(row.private_jwk), IdpKeys.context(row.kid));
+    const key = (await importJWK(JSON.parse(dec.decode(priv)) as JWK, "ES256", { extractable: false })) as CryptoKey;
+    priv.fill(0);
+    return { kid: row.kid, key, publicJwk: JSON.parse(row.public_jwk) as JWK };
+  }
+
+  async jwks(): Promise<{ keys: JWK[] }> {
+    await this.signingKey();
+    const rows = await this.store.db.selectFrom("idp_keys").select("public_jwk").execute();
+    return { keys: rows.map((r) => JSON.parse(r.public_jwk) as JWK) };
+  }
+}
+
+const TENANT = /^[A-Za-z0-9._-]{1,64}$/;
+const badChallenge = (why: string, cause?: unknown) => new AppError("invalid_login_challenge", `the login request is not valid: ${why}`, { status: 400, cause });
+
+export class LoginHandoff {
+  private readonly jwksByTenant = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+  private ca?: string;
+
+  constructor(
+    private readonly opts: { authzUrl: string; authzJwksUrl?: string; caFile: string },
+    private readonly keys: IdpKeys,
+  ) {}
+
+  authzIssuer(tenant: string): string {
+    return `${this.opts.authzUrl.replace(/\/+$/, "")}/t/${tenant}`;
+  }
+
+  private jwks(tenant: string) {
+    let set = this.jwksByTenant.get(tenant);
+    if (!set) {
+      const url = (this.opts.authzJwksUrl ?? `${this.opts.authzUrl.replace(/\/+$/, "")}/t/{tenant}/jwks`).replace("{tenant}", encodeURIComponent(tenant));
+      set = createRemoteJWKSet(new URL(url), {
+        timeoutDuration: 5000,
+        cooldownDuration: 30_000,
+        [customFetch]: (u, init) => {
+          this.ca ??= readFileSync(this.opts.caFile, "utf8");
+          // Bun's fetch takes a CA bundle per request; other runtimes use their trust store.
+          return fetch(u, { ...init, tls: { ca: this.ca } } as RequestInit);
+        },
+      });
+      if (this.jwksByTenant.size > 10_000) this.jwksByTenant.clear();
+      this.jwksByTenant.set(tenant, set);
+    }
+    return set;
+  }
+
+  /** Verifies a `login_challenge` for the tenant of the page it arrived on. */
+  async verifyChallenge(tenant: string, jws: unknown): Promise<LoginChallenge> {
+    if (!TENANT.test(tenant)) throw badChallenge("unknown tenant");
+    if (typeof jws !== "string" || jws.length > 8192 || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(jws)) throw badChallenge("malformed");
+    let p: Record<string, unknown>;
+    try {
+      ({ payload: p } = await jwtVerify(jws, this.jwks(tenant), {
+        issuer: this.authzIssuer(tenant),
+        audience: "identity-idp",
+        typ: "login-challenge+jwt",
+        algorithms: ["ES256"],
+        clockTolerance: 5,
+        requiredClaims: ["exp", "jti"],
+      }));
+    } catch (e) {
+      if (e instanceof joseErrors.JWKSTimeout || !(e instanceof joseErrors.JOSEError)) {
+        throw new AppError("unavailable", "the authorization server's keys could not be fetched", { cause: e });
+      }
+      if (e instanceof joseErrors.JWTExpired) throw badChallenge("it has expired; start again from the application", e);
+      throw badChallenge("its signature or claims do not verify", e);
+    }
+    const str = (k: string) => (typeof p[k] === "string" ? (p[k] as string) : undefined);
+    const clientId = str("client_id");
+    if (!clientId) throw badChallenge("no client_id");
+    const maxAge = p.max_age;
+    return {
+      jti: str("jti")!,
+      iss: str("iss")!,
+      tenant,
+      client_id: clientId,
+      client_name: str("client_name") ?? clientId,
+      scopes: (str("scope") ?? "").split(" ").filter(Boolean),
+      prompt: new Set((str("prompt") ?? "").split(" ").filter(Boolean)),
+      max_age: typeof maxAge === "number" && Number.isInteger(maxAge) && maxAge >= 0 ? maxAge : undefined,
+      login_hint: str("login_hint"),
+      acr_values: str("acr_values"),
+      exp: p.exp as number,
+    };
+  }
+
+  /** The URL of authz's login callback carrying the signed verifier. */
+  async callbackUrl(ch: LoginChallenge, result: VerifierResult, idpUrl: string): Promise<string> {
+    const { kid, key } = await this.keys.signingKey();
+    const body: Record<string, unknown> = { challenge: ch.jti };
+    if ("error" in result) {
+      body.error = result.error;
+      if (result.description) body.error_description = result.description;
+    } else {
+      Object.assign(body, {
+        sub: result.sub,
+        auth_time: result.authTime,
+        amr: result.amr,
+        acr: result.amr.includes("otp") ? "urn:cryptoutil:acr:mfa" : "urn:cryptoutil:acr:pwd",
+        granted_scope: result.grantedScopes.join(" "),
+        claims: result.claims,
+      });
+    }
+    const jws = await new SignJWT(body)
+      .setProtectedHeader({ alg: "ES256", kid, typ: "login-verifier+jwt" })
+      .setIssuer(idpUrl)
+      .setAudience(this.authzIssuer(ch.tenant))
+      .setJti(crypto.randomUUID())
+      .setIssuedAt()
+      .setExpirationTime("120s")
+      .sign(key);
+    return `${this.authzIssuer(ch.tenant)}/login/callback?login_verifier=${encodeURIComponent(jws)}`;
+  }
+}

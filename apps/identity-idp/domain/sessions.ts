@@ -1,0 +1,134 @@
+/**
+ * identity-idp's own browser sessions (cookie `__Host-idp_session`), apart from the template's
+ * app sessions: one exists before login to carry the login in progress and its CSRF token.
+ *
+ * Guarantees: the cookie is a random 256-bit id and only its SHA-256 is stored; the id is
+ * rotated whenever the session gains privilege (password accepted, login complete); idle and
+ * absolute timeouts are enforced on every read; revocation is server-side. The CSRF token
+ * is HMAC(service key, id) (synchronizer token), compared in constant time.
+ */
+import type { Kysely } from "kysely";
+import { AppError } from "../../../src/service/errors.ts";
+import { readCookie, timingSafeEqualStr, type SessionStore } from "../../../src/auth/session.ts";
+import type { IdpDb, IdpSessionRow } from "../store.ts";
+
+export const IDP_COOKIE = "__Host-idp_session";
+
+/** The login in progress, kept server-side in the session row. */
+export interface LoginFlow {
+  /** The raw login_challenge JWS (re-verified on use) and its verified claims. */
+  challenge?: string;
+  /** Password accepted for this user; second factor or enrolment pending. */
+  pendingUser?: string;
+  pendingAt?: number;
+  stage?: "mfa" | "enroll";
+  /** Recovery codes just generated, shown once by the next page. */
+  showCodes?: string[];
+}
+
+export interface IdpSession {
+  id: string;
+  row: IdpSessionRow;
+  flow: LoginFlow;
+  csrf: string;
+}
+
+const enc = new TextEncoder();
+const b64url = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const hashId = async (id: string) => Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", enc.encode(id))), (x) => x.toString(16).padStart(2, "0")).join("");
+
+export class IdpSessions {
+  constructor(
+    private readonly db: Kysely<IdpDb>,
+    /** The template's store; only its HMAC CSRF derivation is used. */
+    private readonly csrfSource: SessionStore,
+    private readonly timeouts: { idleS: number; absoluteS: number },
+    private readonly now: () => number = () => Math.floor(Date.now() / 1000),
+  ) {}
+
+  cookie(id: string): string {
+    return `${IDP_COOKIE}=${id}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=${this.timeouts.absoluteS}`;
+  }
+  static clearCookie(): string {
+    return `${IDP_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0`;
+  }
+
+  private async csrfOf(id: string) {
+    return "i" + (await this.csrfSource.csrfToken("idp:" + id));
+  }
+
+  /** The live session of this request for `tenant`, or undefined. */
+  async load(req: Request, tenant: string): Promise<IdpSession | undefined> {
+    const id = readCookie(req.headers.get("cookie"), IDP_COOKIE);
+    if (!id || !/^[A-Za-z0-9_-]{43}$/.test(id)) return undefined;
+    const row = await this.db.selectFrom("idp_sessions").selectAll().where("id_hash", "=", await hashId(id)).executeTakeFirst();
+    const t = this.now();
+    if (!row || row.revoked || row.tenant !== tenant || row.expires_at <= t || row.last_seen_at + this.timeouts.idleS <= t) return undefined;
+    if (t - row.last_seen_at >= 30) await this.db.updateTable("idp_sessions").set({ last_seen_at: t }).where("id_hash", "=", row.id_hash).execute();
+    return { id, row, flow: JSON.parse(row.flow) as LoginFlow, csrf: await this.csrfOf(id) };
+  }
+
+  private lastSweep = 0;
+  /** Deletes ended sessions, at most every five minutes (piggybacks on session creation). */
+  private async sweep(): Promise<void> {
+    const t = this.now();
+    if (t - this.lastSweep < 300) return;
+    this.lastSweep = t;
+    await this.db
+      .deleteFrom("idp_sessions")
+      .where((eb) => eb.or([eb("revoked", "=", 1), eb("expires_at", "<=", t), eb("last_seen_at", "<=", t - this.timeouts.idleS)]))
+      .execute();
+  }
+
+  async create(tenant: string, flow: LoginFlow = {}, user?: { userId: string; authTime: number; amr: string[] }, expiresAt?: number): Promise<IdpSession> {
+    const id = b64url(crypto.getRandomValues(new Uint8Array(32)));
+    const t = this.now();
+    const row: IdpSessionRow = {
+      id_hash: await hashId(id),
+      tenant,
+      user_id: user?.userId ?? null,
+      auth_time: user?.authTime ?? null,
+      amr: user ? user.amr.join(" ") : null,
+      flow: JSON.stringify(flow),
+      created_at: t,
+      last_seen_at: t,
+      expires_at: expiresAt ?? t + this.timeouts.absoluteS,
+      revoked: 0,
+    };
+    await this.sweep();
+    await this.db.insertInto("idp_sessions").values(row).execute();
+    return { id, row, flow, csrf: await this.csrfOf(id) };
+  }
+
+  async saveFlow(s: IdpSession, flow: LoginFlow): Promise<void> {
+    s.flow = flow;
+    await this.db.updateTable("idp_sessions").set({ flow: JSON.stringify(flow) }).where("id_hash", "=", s.row.id_hash).execute();
+  }
+
+  /**
+   * Replaces the session with a new id (session fixation defence) carrying `flow` and, when
+   * given, the authenticated user. The absolute timeout of an authenticated session restarts.
+   */
+  async rotate(s: IdpSession, flow: LoginFlow, user?: { userId: string; authTime: number; amr: string[] }): Promise<IdpSession> {
+    await this.revoke(s);
+    return this.create(s.row.tenant, flow, user, user ? undefined : s.row.expires_at);
+  }
+
+  async revoke(s: IdpSession): Promise<void> {
+    await this.db.updateTable("idp_sessions").set({ revoked: 1 }).where("id_hash", "=", s.row.id_hash).execute();
+  }
+
+  /** Ends every session of a user, except `keep` (e.g. the one that changed the password). */
+  async revokeUser(tenant: string, userId: string, keep?: IdpSession): Promise<void> {
+    let q = this.db.updateTable("idp_sessions").set({ revoked: 1 }).where("tenant", "=", tenant).where("user_id", "=", userId);
+    if (keep) q = q.where("id_hash", "!=", keep.row.id_hash);
+    await q.execute();
+  }
+
+  /** Throws `csrf_failed` unless `token` is this session's synchronizer token. */
+  verifyCsrf(s: IdpSession | undefined, token: unknown): void {
+    if (!s || typeof token !== "string" || !timingSafeEqualStr(token, s.csrf)) {
+      throw new AppError("csrf_failed", "the form has expired or did not come from this site; reload the page");
+    }
+  }
+}

@@ -1,0 +1,93 @@
+/** identity-idp's schema, versioned. A new change is a new entry; never edit an applied one. */
+import type { Kysely } from "kysely";
+
+export const migrations = [
+  {
+    version: 1,
+    name: "users, factors, sessions, consents, throttles, keys",
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("users")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("username", "text", (c) => c.notNull()) // lower-case, unique per tenant
+        .addColumn("password_hash", "text") // Argon2id PHC string; null: no password yet
+        .addColumn("name", "text")
+        .addColumn("email", "text")
+        .addColumn("email_verified", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("disabled", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("password_changed_at", "integer")
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .addColumn("updated_at", "integer", (c) => c.notNull())
+        .addColumn("seq", "integer", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("users_by_name").unique().on("users").columns(["tenant", "username"]).execute();
+      await db.schema.createIndex("users_by_seq").on("users").columns(["tenant", "seq"]).execute();
+      await db.schema
+        .createTable("otp_factors")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("user_id", "text", (c) => c.notNull())
+        .addColumn("kind", "text", (c) => c.notNull()) // totp | hotp
+        .addColumn("seed", "blob", (c) => c.notNull()) // barrier ciphertext
+        .addColumn("confirmed", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("last_step", "integer") // TOTP: last accepted step (replay protection)
+        .addColumn("counter", "integer", (c) => c.notNull().defaultTo(0)) // HOTP: next counter
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("otp_by_user").on("otp_factors").columns(["tenant", "user_id"]).execute();
+      await db.schema
+        .createTable("recovery_codes")
+        .addColumn("code_hash", "text", (c) => c.primaryKey()) // SHA-256 hex of user id + code
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("user_id", "text", (c) => c.notNull())
+        .addColumn("used_at", "integer")
+        .execute();
+      await db.schema.createIndex("recovery_by_user").on("recovery_codes").columns(["tenant", "user_id"]).execute();
+      await db.schema
+        .createTable("idp_sessions")
+        .addColumn("id_hash", "text", (c) => c.primaryKey()) // SHA-256 hex of the cookie value
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("user_id", "text") // set once fully authenticated
+        .addColumn("auth_time", "integer")
+        .addColumn("amr", "text")
+        .addColumn("flow", "text", (c) => c.notNull()) // JSON: the login in progress
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .addColumn("last_seen_at", "integer", (c) => c.notNull())
+        .addColumn("expires_at", "integer", (c) => c.notNull())
+        .addColumn("revoked", "integer", (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema.createIndex("idp_sessions_by_user").on("idp_sessions").columns(["tenant", "user_id"]).execute();
+      await db.schema
+        .createTable("consents")
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("user_id", "text", (c) => c.notNull())
+        .addColumn("client_id", "text", (c) => c.notNull())
+        .addColumn("scopes", "text", (c) => c.notNull()) // sorted, space-separated
+        .addColumn("granted_at", "integer", (c) => c.notNull())
+        .addPrimaryKeyConstraint("consents_pk", ["tenant", "user_id", "client_id"])
+        .execute();
+      await db.schema
+        .createTable("login_throttle")
+        .addColumn("key", "text", (c) => c.primaryKey()) // "u:{tenant}:{username}" or "ip:{address}"
+        .addColumn("failures", "integer", (c) => c.notNull())
+        .addColumn("locked_until", "integer", (c) => c.notNull())
+        .addColumn("updated_at", "integer", (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable("tenant_policies")
+        .addColumn("tenant", "text", (c) => c.primaryKey())
+        .addColumn("mfa", "text", (c) => c.notNull())
+        .addColumn("updated_at", "integer", (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable("idp_keys")
+        .addColumn("kid", "text", (c) => c.primaryKey())
+        .addColumn("status", "text", (c) => c.notNull()) // current | retired
+        .addColumn("public_jwk", "text", (c) => c.notNull())
+        .addColumn("private_jwk", "blob", (c) => c.notNull()) // barrier ciphertext
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .execute();
+    },
+  },
+];

@@ -1,0 +1,169 @@
+/** Kysely queries of identity-idp. Every user-data query is scoped by tenant. */
+import { sql, type Kysely } from "kysely";
+
+export interface UserRow {
+  id: string;
+  tenant: string;
+  username: string;
+  password_hash: string | null;
+  name: string | null;
+  email: string | null;
+  email_verified: number;
+  disabled: number;
+  password_changed_at: number | null;
+  created_at: number;
+  updated_at: number;
+  seq: number;
+}
+
+export interface FactorRow {
+  id: string;
+  tenant: string;
+  user_id: string;
+  kind: "totp" | "hotp";
+  seed: Uint8Array;
+  confirmed: number;
+  last_step: number | null;
+  counter: number;
+  created_at: number;
+}
+
+export interface IdpSessionRow {
+  id_hash: string;
+  tenant: string;
+  user_id: string | null;
+  auth_time: number | null;
+  amr: string | null;
+  flow: string;
+  created_at: number;
+  last_seen_at: number;
+  expires_at: number;
+  revoked: number;
+}
+
+export interface IdpDb {
+  users: UserRow;
+  otp_factors: FactorRow;
+  recovery_codes: { code_hash: string; tenant: string; user_id: string; used_at: number | null };
+  idp_sessions: IdpSessionRow;
+  consents: { tenant: string; user_id: string; client_id: string; scopes: string; granted_at: number };
+  login_throttle: { key: string; failures: number; locked_until: number; updated_at: number };
+  tenant_policies: { tenant: string; mfa: string; updated_at: number };
+  idp_keys: { kid: string; status: string; public_jwk: string; private_jwk: Uint8Array; created_at: number };
+}
+
+export class IdpStore {
+  constructor(readonly db: Kysely<IdpDb>) {}
+
+  // users
+  async insertUser(row: Omit<UserRow, "seq">): Promise<void> {
+    // seq orders pages stably; taken in the same statement so it stays monotonic per tenant.
+    await sql`INSERT INTO users (id, tenant, username, password_hash, name, email, email_verified, disabled, password_changed_at, created_at, updated_at, seq)
+      SELECT ${row.id}, ${row.tenant}, ${row.username}, ${row.password_hash}, ${row.name}, ${row.email}, ${row.email_verified}, ${row.disabled},
+             ${row.password_changed_at}, ${row.created_at}, ${row.updated_at}, COALESCE(MAX(seq), 0) + 1 FROM users WHERE tenant = ${row.tenant}`.execute(this.db);
+  }
+  userById(tenant: string, id: string): Promise<UserRow | undefined> {
+    return this.db.selectFrom("users").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+  }
+  userByName(tenant: string, username: string): Promise<UserRow | undefined> {
+    return this.db.selectFrom("users").selectAll().where("tenant", "=", tenant).where("username", "=", username).executeTakeFirst();
+  }
+  listUsers(tenant: string, afterSeq: number, limit: number): Promise<UserRow[]> {
+    return this.db.selectFrom("users").selectAll().where("tenant", "=", tenant).where("seq", ">", afterSeq).orderBy("seq").limit(limit).execute();
+  }
+  async updateUser(tenant: string, id: string, set: Partial<Omit<UserRow, "id" | "tenant" | "seq">>): Promise<boolean> {
+    const r = await this.db.updateTable("users").set(set).where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  // second factors
+  factors(tenant: string, userId: string): Promise<FactorRow[]> {
+    return this.db.selectFrom("otp_factors").selectAll().where("tenant", "=", tenant).where("user_id", "=", userId).orderBy("created_at").execute();
+  }
+  async insertFactor(row: FactorRow): Promise<void> {
+    await this.db.insertInto("otp_factors").values(row).execute();
+  }
+  async confirmFactor(tenant: string, id: string, lastStep: number | null, counter: number): Promise<void> {
+    await this.db.updateTable("otp_factors").set({ confirmed: 1, last_step: lastStep, counter }).where("tenant", "=", tenant).where("id", "=", id).execute();
+  }
+  /** Moves a TOTP factor's last step forward; false if another request used that step first. */
+  async advanceStep(tenant: string, id: string, step: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable("otp_factors")
+      .set({ last_step: step })
+      .where("tenant", "=", tenant)
+      .where("id", "=", id)
+      .where((eb) => eb.or([eb("last_step", "is", null), eb("last_step", "<", step)]))
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+  /** Moves an HOTP counter forward; false if another request moved it first. */
+  async advanceCounter(tenant: string, id: string, from: number, to: number): Promise<boolean> {
+    const r = await this.db.updateTable("otp_factors").set({ counter: to }).where("tenant", "=", tenant).where("id", "=", id).where("counter", "=", from).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+  async deleteFactor(tenant: string, userId: string, id: string): Promise<void> {
+    await this.db.deleteFrom("otp_factors").where("tenant", "=", tenant).where("user_id", "=", userId).where("id", "=", id).execute();
+  }
+  async deleteUnconfirmed(tenant: string, userId: string): Promise<void> {
+    await this.db.deleteFrom("otp_factors").where("tenant", "=", tenant).where("user_id", "=", userId).where("confirmed", "=", 0).execute();
+  }
+  async deleteFactors(tenant: string, userId: string): Promise<void> {
+    await this.db.deleteFrom("otp_factors").where("tenant", "=", tenant).where("user_id", "=", userId).execute();
+    await this.db.deleteFrom("recovery_codes").where("tenant", "=", tenant).where("user_id", "=", userId).execute();
+  }
+
+  // recovery codes
+  async replaceRecoveryCodes(tenant: string, userId: string, hashes: string[]): Promise<void> {
+    await this.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom("recovery_codes").where("tenant", "=", tenant).where("user_id", "=", userId).execute();
+      await tx.insertInto("recovery_codes").values(hashes.map((code_hash) => ({ code_hash, tenant, user_id: userId, used_at: null }))).execute();
+    });
+  }
+  /** Marks an unused code used; false when there is none (wrong or already used). */
+  async useRecoveryCode(tenant: string, userId: string, hash: string, now: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable("recovery_codes")
+      .set({ used_at: now })
+      .where("code_hash", "=", hash)
+      .where("tenant", "=", tenant)
+      .where("user_id", "=", userId)
+      .where("used_at", "is", null)
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+  async recoveryCodesLeft(tenant: string, userId: string): Promise<number> {
+    const r = await this.db
+      .selectFrom("recovery_codes")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("tenant", "=", tenant)
+      .where("user_id", "=", userId)
+      .where("used_at", "is", null)
+      .executeTakeFirst();
+    return Number(r?.n ?? 0);
+  }
+
+  // consents
+  consent(tenant: string, userId: string, clientId: string) {
+    return this.db.selectFrom("consents").selectAll().where("tenant", "=", tenant).where("user_id", "=", userId).where("client_id", "=", clientId).executeTakeFirst();
+  }
+  async saveConsent(tenant: string, userId: string, clientId: string, scopes: string, now: number): Promise<void> {
+    await this.db
+      .insertInto("consents")
+      .values({ tenant, user_id: userId, client_id: clientId, scopes, granted_at: now })
+      .onConflict((oc) => oc.columns(["tenant", "user_id", "client_id"]).doUpdateSet({ scopes, granted_at: now }))
+      .execute();
+  }
+
+  // policies
+  async policy(tenant: string): Promise<string | undefined> {
+    return (await this.db.selectFrom("tenant_policies").select("mfa").where("tenant", "=", tenant).executeTakeFirst())?.mfa;
+  }
+  async setPolicy(tenant: string, mfa: string, now: number): Promise<void> {
+    await this.db
+      .insertInto("tenant_policies")
+      .values({ tenant, mfa, updated_at: now })
+      .onConflict((oc) => oc.column("tenant").doUpdateSet({ mfa, updated_at: now }))
+      .execute();
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * The `/browser` login of every app (backend-for-frontend): OAuth 2.1 authorization code
+ * + PKCE (S256) against identity-authz with `oauth4webapi`, ending in a server-side session
+ * (`SessionStore`) whose id is the `__Host-cryptoutil_session` cookie. Tokens never reach
+ * the browser.
+ *
+ * Guarantees: state, nonce and the PKCE verifier are random per login and kept in a
+ * short-lived cookie that is barrier-encrypted (AEAD, bound to the client id), so it can be
+ * neither read nor forged; the callback checks state, requires `iss` (RFC 9207) equal to the
+ * discovered issuer, exchanges the code with client authentication over HTTPS (configured CA),
+ * and checks the ID token's iss, aud, exp and nonce. `return_to` only accepts local
+ * `/browser/` paths. Logout is POST only, same-origin, with the session's CSRF token.
+ *
+ * @example
+ *   app.use(browserLogin(ctx, parseBrowserLoginConfig(raw)))
+ */
+import { Elysia } from "elysia";
+import * as v from "valibot";
+import * as oauth from "oauth4webapi";
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { AppError } from "../service/errors.ts";
+import { requestInfo, principalOf } from "../service/http.ts";
+import type { ServiceContext } from "../service/context.ts";
+import { readCookie, sessionCookie } from "./session.ts";
+
+/** `browser.login`: where and as whom an app logs its users in. */
+export const BrowserLoginConfig = v.strictObject({
+  /** Issuer of the tenant the app belongs to, e.g. `https://id.example:18000/t/acme`. */
+  issuer: v.pipe(v.string(), v.url(), v.startsWith("https://")),
+  client_id: v.pipe(v.string(), v.minLength(1), v.maxLength(200)),
+  /** File holding the client secret (client_secret_basic). */
+  client_secret_file: v.pipe(v.string(), v.minLength(1)),
+  /** Registered redirect URI. Default: `{this server's origin}/browser/callback`. */
+  redirect_uri: v.optional(v.pipe(v.string(), v.url())),
+  scope: v.optional(v.pipe(v.string(), v.regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/)), "openid profile"),
+  /** PEM bundle trusted for the issuer's TLS. Default: this service's trust bundle (the suite CA). */
+  ca_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+  /** Where authz sends the browser after logout. Default: `{origin}/browser/`. */
+  post_logout_redirect_uri: v.optional(v.pipe(v.string(), v.url())),
+  /** Expected ID token algorithm. */
+  id_token_alg: v.optional(v.picklist(["ES256", "ES384", "RS256", "PS256", "EdDSA"]), "ES256"),
+  /** How long a started login may take. */
+  login_ttl_s: v.optional(v.pipe(v.number(), v.integer(), v.minValue(30), v.maxValue(3600)), 600),
+});
+
+export type BrowserLoginSettings = v.InferOutput<typeof BrowserLoginConfig>;
+
+/** Validates `browser.login`; a bad value stops the start with the key named. */
+export function parseBrowserLoginConfig(raw: unknown): BrowserLoginSettings {
+  const r = v.safeParse(BrowserLoginConfig, raw);
+  if (!r.success) {
+    const issue = r.issues[0];
+    const key = issue.path?.map((p: { key: unknown }) => String(p.key)).join(".") ?? "";
+    throw new AppError("config_invalid", `browser.login${key ? "." + key : ""}: ${issue.message}`, { status: 400 });
+  }
+  return r.output;
+}
+
+const LOGIN_COOKIE = "__Host-cryptoutil_login";
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const b64url = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const unb64url = (s: string) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+
+interface LoginState {
+  state: string;
+  nonce: string;
+  verifier: string;
+  returnTo: string;
+  exp: number;
+}
+
+const TENANT_OF_ISSUER = /\/t\/([A-Za-z0-9._-]{1,64})$/;
+const safeReturn = (p: unknown) => (typeof p === "string" && /^\/browser\/[A-Za-z0-9._~\-/?=&%]*$/.test(p) && !p.includes("//") ? p : "/browser/");
+
+function loginErrorPage(message: string, status: number): Response {
+  const esc = message.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  return new Response(
+    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign-in failed</title></head><body><main><h1>Sign-in failed</h1><p role="alert">${esc}</p><p><a href="/browser/login">Try again</a></p></main></body></html>`,
+    { status, headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } },
+  );
+}
+
+/** The Elysia plugin: `/browser/login`, `/browser/callback`, `/browser/logout`, `/browser/api/v1/session`. */
+export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
+  const tenant = cfg.issuer.match(TENANT_OF_ISSUER)?.[1];
+  if (!tenant) throw new AppError("config_invalid", "browser.login.issuer: must end in /t/{tenant}", { status: 400 });
+  const secret = readFileSync(cfg.client_secret_file, "utf8").trim();
+  if (!secret) throw new AppError("config_invalid", "browser.login.client_secret_file: the file is empty", { status: 400 });
+  const caFile = cfg.ca_file ?? join(resolve(ctx.config.data.dir), "trust-bundle.pem");
+  let ca: string | undefined;
+  // Bun's fetch takes a CA bundle per request; other runtimes use their trust store.
+  const tlsFetch = (url: string, init: RequestInit) => fetch(url, { ...init, tls: { ca: (ca ??= readFileSync(caFile, "utf8")) } } as RequestInit);
+  const httpOpts = { [oauth.customFetch]: tlsFetch, signal: () => AbortSignal.timeout(10_000) };
+  const client: oauth.Client = { client_id: cfg.client_id, id_token_signed_response_alg: cfg.id_token_alg };
+  const clientAuth = oauth.ClientSecretBasic(secret);
+  const stateContext = `bff/login-state/${cfg.client_id}`;
+  const sessionMaxAge = ctx.config.browser.session_absolute_s;
+  const loginCookie = (value: string, maxAge: number) => `${LOGIN_COOKIE}=${value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=${maxAge}`;
+  const origin = (req: Request) => ctx.config.server.public_url?.replace(/\/+$/, "") ?? new URL(req.url).origin;
+  const redirectUri = (req: Request) => cfg.redirect_uri ?? `${origin(req)}/browser/callback`;
+
+  let discovered: Promise<oauth.AuthorizationServer> | undefined;
+  const server = () => {
+    discovered ??= (async () => {
+      const issuer = new URL(cfg.issuer);
+      const res = await oauth.discoveryRequest(issuer, { algorithm: "oidc", ...httpOpts });
+      return oauth.processDiscoveryResponse(issuer, res);
+    })().catch((e) => {
+      discovered = undefined;
+      throw new AppError("unavailable", "the identity service could not be reached", { cause: e });
+    });
+    return discovered;
+  };
+
+  async function sealState(s: LoginState): Promise<string> {
+    return b64url(await ctx.protector.encrypt(enc.encode(JSON.stringify(s)), stateContext));
+  }
+  async function openState(cookie: string | undefined): Promise<LoginState | undefined> {
+    if (!cookie || cookie.length > 4096 || !/^[A-Za-z0-9_-]+$/.test(cookie)) return undefined;
+    try {
+      const s = JSON.parse(dec.decode(await ctx.protector.decrypt(unb64url(cookie), stateContext))) as LoginState;
+      return s.exp > Date.now() / 1000 ? s : undefined;
+    } catch {
+      return undefined; // not ours, tampered or from before a key rotation: start again
+    }
+  }
+
+  return new Elysia({ name: `cryptoutil.bff.${cfg.client_id}` })
+    .get(
+      "/browser/login",
+      async ({ request, query }) => {
+        const as = await server();
+        if (!as.authorization_endpoint) throw new AppError("unavailable", "the identity service has no authorization endpoint");
+        const s: LoginState = {
+          state: oauth.generateRandomState(),
+          nonce: oauth.generateRandomNonce(),
+          verifier: oauth.generateRandomCodeVerifier(),
+          returnTo: safeReturn(query.return_to),
+          exp: Math.floor(Date.now() / 1000) + cfg.login_ttl_s,
+        };
+        const url = new URL(as.authorization_endpoint);
+        url.search = new URLSearchParams({
+          response_type: "code",
+          client_id: cfg.client_id,
+          redirect_uri: redirectUri(request),
+          scope: cfg.scope,
+          state: s.state,
+          nonce: s.nonce,
+          code_challenge: await oauth.calculatePKCECodeChallenge(s.verifier),
+          code_challenge_method: "S256",
+        }).toString();
+        return new Response(null, { status: 302, headers: { location: url.toString(), "set-cookie": loginCookie(await sealState(s), cfg.login_ttl_s), "cache-control": "no-store" } });
+      },
+      { query: v.object({ return_to: v.optional(v.pipe(v.string(), v.maxLength(512))) }), detail: { summary: "Start a browser login (authorization code + PKCE)", tags: ["browser"] } },
+    )
+    .get(
+      "/browser/callback",
+      async ({ request }) => {
+        const clear = loginCookie("", 0);
+        const s = await openState(readCookie(request.headers.get("cookie"), LOGIN_COOKIE));
+        if (!s) return loginErrorPage("This sign-in has expired or was started elsewhere.", 400);
+        const as = await server();
+        const current = new URL(request.url);
+        let params: URLSearchParams;
+        try {
+          if (current.searchParams.get("iss") !== as.issuer) throw new AppError("login_failed", "the response does not name the expected issuer", { status: 400 });
+          params = oauth.validateAuthResponse(as, client, current, s.state);
+        } catch (e) {
+          const why = e instanceof oauth.AuthorizationResponseError ? (e.error === "access_denied" ? "Access was denied." : `The identity service refused: ${e.error}.`) : "The sign-in response is not valid.";
+          const res = loginErrorPage(why, e instanceof oauth.AuthorizationResponseError && e.error === "access_denied" ? 403 : 400);
+          res.headers.append("set-cookie", clear);
+          return res;
+        }
+        let result: oauth.TokenEndpointResponse;
+        try {
+          const res = await oauth.authorizationCodeGrantRequest(as, client, clientAuth, params, redirectUri(request), s.verifier, httpOpts);
+          result = await oauth.processAuthorizationCodeResponse(as, client, res, { expectedNonce: s.nonce, requireIdToken: true });
+        } catch (e) {
+          ctx.logger.warn("browser login: code exchange failed", { request_id: requestInfo(request).id, error: e instanceof Error ? e.message : String(e) });
+          const res = loginErrorPage("The sign-in could not be completed.", 400);
+          res.headers.append("set-cookie", clear);
+          return res;
+        }
+        const claims = oauth.getValidatedIdTokenClaims(result)!;
+        const scopes = (result.scope ?? cfg.scope).split(" ").filter(Boolean);
+        const session = await ctx.sessions.create({ tenant, subject: claims.sub, scopes });
+        const headers = new Headers({ location: s.returnTo, "cache-control": "no-store" });
+        headers.append("set-cookie", sessionCookie(session.id, sessionMaxAge));
+        headers.append("set-cookie", clear);
+        return new Response(null, { status: 303, headers });
+      },
+      { detail: { summary: "Finish a browser login: check state and iss, exchange the code, start the session", tags: ["browser"] } },
+    )
+    .post(
+      "/browser/logout",
+      async ({ request, body }) => {
+        const o = request.headers.get("origin");
+        if (o !== null && o !== new URL(request.url).origin && o !== origin(request)) throw new AppError("csrf_failed", "cross-origin request refused");
+        const sid = readCookie(request.headers.get("cookie"), "__Host-cryptoutil_session");
+        const token = request.headers.get("x-csrf-token") ?? (body as { csrf_token?: string } | undefined)?.csrf_token ?? null;
+        if (!sid) throw new AppError("unauthenticated", "no session");
+        await ctx.sessions.verifyCsrf(sid, token);
+        await ctx.sessions.revoke(sid);
+        const as = await server().catch(() => undefined);
+        let location = "/browser/";
+        if (as?.end_session_endpoint) {
+          const u = new URL(as.end_session_endpoint);
+          u.searchParams.set("client_id", cfg.client_id);
+          u.searchParams.set("post_logout_redirect_uri", cfg.post_logout_redirect_uri ?? `${origin(request)}/browser/`);
+          location = u.toString();
+        }
+        const headers = new Headers({ location, "cache-control": "no-store" });
+        headers.append("set-cookie", sessionCookie("", 0));
+        return new Response(null, { status: 303, headers });
+      },
+      { body: v.optional(v.object({ csrf_token: v.optional(v.pipe(v.string(), v.maxLength(200))) })), detail: { summary: "End the browser session", tags: ["browser"] } },
+    )
+    .get(
+      "/browser/api/v1/session",
+      async ({ request }) => {
+        const p = principalOf(request);
+        const sid = requestInfo(request).sessionId;
+        if (!sid || p.kind !== "browser") throw new AppError("unauthenticated", "no session");
+        return { tenant: p.tenant, subject: p.subject, scopes: [...p.scopes], csrf_token: await ctx.sessions.csrfToken(sid) };
+      },
+      {
+        response: v.object({ tenant: v.string(), subject: v.string(), scopes: v.array(v.string()), csrf_token: v.string() }),
+        detail: { summary: "The signed-in user and the CSRF token for unsafe calls", tags: ["browser"] },
+      },
+    );
+}
