@@ -1,0 +1,121 @@
+/**
+ * Crypto micro-benchmarks of the WASM core against its anchors: WebCrypto,
+ * @noble/ciphers / @noble/hashes, hash-wasm (SHA-256) and native OpenSSL
+ * (`openssl speed`, when installed). Each anchor row shows wasm ÷ anchor and the
+ * issue's target. EC rows come from bench/crypto-ec.ts and dudect rows from
+ * bench/dudect.ts.
+ *
+ * Run: npx bun bench/crypto.ts [--quick] [--no-dudect]
+ */
+import { execFileSync } from "node:child_process";
+import { gcm } from "@noble/ciphers/aes.js";
+import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
+import { createSHA256 } from "hash-wasm";
+import { measureMany, printTable, type Row } from "./lib.ts";
+import { dudectAll } from "./dudect.ts";
+import { wasmCore, wasmVariant } from "../src/crypto/wasm.ts";
+
+// Optional: the EC half's benchmarks (a variable specifier, as the file may not exist).
+const EC_BENCH: string = "./crypto-ec.ts";
+const quick = process.argv.includes("--quick");
+const minMs = quick ? 50 : 100;
+const rounds = quick ? 3 : 7;
+const fmtSize = (n: number) => (n >= 1 << 20 ? `${n >> 20} MiB` : n >= 1024 ? `${n >> 10} KiB` : `${n} B`);
+
+/** ops/s from `openssl speed -evp ALG -bytes N`, or undefined without openssl. */
+function opensslSpeed(alg: string, bytes: number): number | undefined {
+  try {
+    const out = execFileSync("openssl", ["speed", "-evp", alg, "-bytes", String(bytes), "-seconds", "1"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+      timeout: 20_000,
+    });
+    // Last line: "<ALG>  <thousands of bytes per second>k".
+    const line = out.trim().split("\n").pop() ?? "";
+    const m = /([\d.]+)k\s*$/.exec(line);
+    return m ? (Number(m[1]) * 1000) / bytes : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function compare(group: string, wasmOps: number, anchors: { name: string; ops: number | undefined; target?: string }[]): Row[] {
+  const rows: Row[] = [{ group, name: `wasm (${wasmVariant()})`, opsPerSec: wasmOps }];
+  for (const a of anchors) {
+    if (a.ops === undefined) continue;
+    rows.push({
+      group,
+      name: a.name,
+      opsPerSec: a.ops,
+      anchor: `wasm/${a.name}${a.target ? ` (target ${a.target})` : ""}`,
+      ratio: wasmOps / a.ops,
+    });
+  }
+  return rows;
+}
+
+async function benchSym(): Promise<Row[]> {
+  const rows: Row[] = [];
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const ck = await crypto.subtle.importKey("raw", key, "AES-GCM", false, ["encrypt"]);
+  for (const size of [64, 1024, 65536, 1 << 20]) {
+    const pt = crypto.getRandomValues(new Uint8Array(size));
+    const m = size >= 65536 ? { minMs: minMs * 2, rounds } : { minMs, rounds };
+    const [w, web, nob] = await measureMany([
+      () => wasmCore.aesGcmEncrypt(key, iv, pt),
+      () => crypto.subtle.encrypt({ name: "AES-GCM", iv }, ck, pt),
+      () => gcm(key, iv).encrypt(pt),
+    ], m) as [number, number, number];
+    const small = size <= 1024;
+    rows.push(
+      ...compare(`AES-256-GCM encrypt ${fmtSize(size)}`, w, [
+        { name: "webcrypto", ops: web, target: small ? ">= 3x" : undefined },
+        { name: "noble", ops: nob, target: small ? ">= 1.5x" : size === 1 << 20 ? ">= 2x" : undefined },
+        { name: "openssl", ops: opensslSpeed("aes-256-gcm", size) },
+      ]),
+    );
+  }
+  const hasher = await createSHA256();
+  for (const size of [64, 1 << 20]) {
+    const d = crypto.getRandomValues(new Uint8Array(size));
+    const m = size > 1024 ? { minMs: minMs * 2, rounds } : { minMs, rounds };
+    const [w, web, nob, hw] = await measureMany([
+      () => wasmCore.sha256(d),
+      () => crypto.subtle.digest("SHA-256", d),
+      () => nobleSha256(d),
+      () => {
+        hasher.init();
+        hasher.update(d);
+        return hasher.digest("binary");
+      },
+    ], m) as [number, number, number, number];
+    rows.push(
+      ...compare(`SHA-256 ${fmtSize(size)}`, w, [
+        { name: "webcrypto", ops: web, target: size === 64 ? ">= 20x" : undefined },
+        { name: "noble", ops: nob },
+        { name: "hash-wasm", ops: hw, target: size === 64 ? ">= 0.8x" : undefined },
+        { name: "openssl", ops: opensslSpeed("sha256", size) },
+      ]),
+    );
+  }
+  return rows;
+}
+
+async function benchEcRows(): Promise<Row[]> {
+  try {
+    const ec = (await import(EC_BENCH)) as { benchEc?: () => Row[] | Promise<Row[]> };
+    return typeof ec.benchEc === "function" ? await ec.benchEc() : [];
+  } catch (e) {
+    if (e instanceof Error && /Cannot find module|not found/i.test(e.message)) return [];
+    throw e;
+  }
+}
+
+const started = performance.now();
+const rows = [...(await benchSym()), ...(await benchEcRows())];
+printTable(`crypto ops/s (runtime: Bun ${typeof Bun !== "undefined" ? Bun.version : "?"}, wasm ${wasmVariant()})`, rows);
+if (!process.argv.includes("--no-dudect")) {
+  printTable("dudect constant-time check (|t| > 4.5: timing difference detected)", await dudectAll(quick ? 20_000 : 100_000));
+}
+console.log(`\ntotal ${((performance.now() - started) / 1000).toFixed(1)} s`);

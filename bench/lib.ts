@@ -1,0 +1,148 @@
+/**
+ * Shared benchmark helpers: timing, statistics and the table every crypto
+ * benchmark prints.
+ */
+
+/**
+ * One result row. `anchor` labels a comparison and `ratio` is its value (for
+ * anchor rows: the ops/s of the implementation under test divided by this
+ * row's). Constant-time rows carry the Welch `t` statistic of a dudect run.
+ */
+export interface Row {
+  group: string;
+  name: string;
+  opsPerSec: number;
+  anchor?: string;
+  ratio?: number;
+  t?: number;
+}
+
+const now = (): number => performance.now();
+
+/** Median of `xs` (NaN when empty). */
+export function median(xs: readonly number[]): number {
+  return percentile(xs, 50);
+}
+
+/** The p-th percentile (0..100) of `xs`, by linear interpolation. */
+export function percentile(xs: readonly number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const pos = ((s.length - 1) * Math.min(100, Math.max(0, p))) / 100;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return s[lo]! + (s[hi]! - s[lo]!) * (pos - lo);
+}
+
+/**
+ * Ops/s of `fn` (sync or async): calibrates a batch size, then runs `rounds`
+ * rounds of at least `minMs` each and returns the median rate.
+ */
+export async function measure(
+  fn: () => unknown,
+  opts: { minMs?: number; rounds?: number } = {},
+): Promise<number> {
+  const minMs = opts.minMs ?? 100;
+  const rounds = opts.rounds ?? 5;
+  const first = fn();
+  const isAsync = first instanceof Promise;
+  if (isAsync) await first;
+  // Calibrate: grow the batch until one batch takes about minMs / 4.
+  let batch = 1;
+  for (;;) {
+    const t0 = now();
+    if (isAsync) for (let i = 0; i < batch; i++) await fn();
+    else for (let i = 0; i < batch; i++) fn();
+    const dt = now() - t0;
+    if (dt >= minMs / 4 || batch >= 1 << 24) break;
+    batch *= dt < minMs / 64 ? 8 : 2;
+  }
+  const rates: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    let ops = 0;
+    const t0 = now();
+    let dt = 0;
+    do {
+      if (isAsync) for (let i = 0; i < batch; i++) await fn();
+      else for (let i = 0; i < batch; i++) fn();
+      ops += batch;
+      dt = now() - t0;
+    } while (dt < minMs);
+    rates.push((ops * 1000) / dt);
+  }
+  return median(rates);
+}
+
+/**
+ * Ops/s of several functions measured in interleaved rounds (A, B, C, A, B, C,
+ * ...), so that changes in machine load hit all of them alike; returns the
+ * median rate of each, in order.
+ */
+export async function measureMany(
+  fns: readonly (() => unknown)[],
+  opts: { minMs?: number; rounds?: number } = {},
+): Promise<number[]> {
+  const minMs = opts.minMs ?? 100;
+  const rounds = opts.rounds ?? 5;
+  const batches: number[] = [];
+  const asyncs: boolean[] = [];
+  for (const fn of fns) {
+    const first = fn();
+    const isAsync = first instanceof Promise;
+    if (isAsync) await first;
+    asyncs.push(isAsync);
+    let batch = 1;
+    for (;;) {
+      const t0 = now();
+      if (isAsync) for (let i = 0; i < batch; i++) await fn();
+      else for (let i = 0; i < batch; i++) fn();
+      const dt = now() - t0;
+      if (dt >= minMs / 8 || batch >= 1 << 24) break;
+      batch *= dt < minMs / 128 ? 8 : 2;
+    }
+    batches.push(batch);
+  }
+  const rates: number[][] = fns.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < fns.length; k++) {
+      const fn = fns[k]!;
+      const batch = batches[k]!;
+      let ops = 0;
+      const t0 = now();
+      let dt = 0;
+      do {
+        if (asyncs[k]) for (let i = 0; i < batch; i++) await fn();
+        else for (let i = 0; i < batch; i++) fn();
+        ops += batch;
+        dt = now() - t0;
+      } while (dt < minMs);
+      rates[k]!.push((ops * 1000) / dt);
+    }
+  }
+  return rates.map(median);
+}
+
+function fmtOps(x: number): string {
+  if (!Number.isFinite(x)) return "-";
+  if (x >= 1e6) return `${(x / 1e6).toFixed(2)} M`;
+  if (x >= 1e3) return `${(x / 1e3).toFixed(1)} k`;
+  return x.toFixed(1);
+}
+
+/** Prints rows as an aligned text table under `title`. */
+export function printTable(title: string, rows: readonly Row[]): void {
+  const head = ["group", "name", "ops/s", "ratio"];
+  const body = rows.map((r) => [
+    r.group,
+    r.name,
+    fmtOps(r.opsPerSec),
+    (r.t !== undefined ? `|t| = ${Math.abs(r.t).toFixed(2)} ` : "") +
+      (r.anchor ? `${r.ratio === undefined || !Number.isFinite(r.ratio) ? "-" : r.ratio.toFixed(2) + "x"} ${r.anchor}` : ""),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
+  console.log(`\n${title}`);
+  console.log(line(head));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const b of body) console.log(line(b));
+}

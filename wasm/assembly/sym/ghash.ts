@@ -1,0 +1,156 @@
+// GHASH (NIST SP 800-38D) by constant-time carry-less multiplication.
+// 64x64-bit carry-less products use integer multiplies on operands masked to
+// every fourth bit ("holes"), so carries never reach a bit that is kept; there
+// are no tables and no branches on H or the data (only on public lengths).
+//
+// Blocks are read as big-endian 128-bit integers: the bit-reflected form of the
+// GCM polynomial, where multiplying by x is a right shift. Four blocks at a time
+// are multiplied by H^4..H^1 and summed before one reduction.
+
+// Powers H^1..H^4: per power h1, h0, rev(h1), rev(h0), rev(h1 ^ h0).
+const HP: usize = memory.data(4 * 40, 16);
+let powers: i32 = 0; // how many powers are ready (1 or 4)
+let x1: u64 = 0, x0: u64 = 0; // accumulator X
+// Unreduced sums of the Karatsuba parts: low halves, and reversed high halves.
+let la: u64 = 0, lb: u64 = 0, lc: u64 = 0, ra: u64 = 0, rb: u64 = 0, rc: u64 = 0;
+
+const LAST: usize = memory.data(16, 16);
+
+// @ts-ignore: decorator
+@inline function rev64(x: u64): u64 {
+  x = ((x >> 1) & 0x5555555555555555) | ((x & 0x5555555555555555) << 1);
+  x = ((x >> 2) & 0x3333333333333333) | ((x & 0x3333333333333333) << 2);
+  x = ((x >> 4) & 0x0F0F0F0F0F0F0F0F) | ((x & 0x0F0F0F0F0F0F0F0F) << 4);
+  return bswap<u64>(x);
+}
+
+// Low 64 bits of the carry-less product of x and y.
+// @ts-ignore: decorator
+@inline function bmul64(x: u64, y: u64): u64 {
+  const m0: u64 = 0x1111111111111111, m1: u64 = 0x2222222222222222;
+  const m2: u64 = 0x4444444444444444, m3: u64 = 0x8888888888888888;
+  const a0 = x & m0, a1 = x & m1, a2 = x & m2, a3 = x & m3;
+  const b0 = y & m0, b1 = y & m1, b2 = y & m2, b3 = y & m3;
+  const z0 = (a0 * b0) ^ (a1 * b3) ^ (a2 * b2) ^ (a3 * b1);
+  const z1 = (a0 * b1) ^ (a1 * b0) ^ (a2 * b3) ^ (a3 * b2);
+  const z2 = (a0 * b2) ^ (a1 * b1) ^ (a2 * b0) ^ (a3 * b3);
+  const z3 = (a0 * b3) ^ (a1 * b2) ^ (a2 * b1) ^ (a3 * b0);
+  return (z0 & m0) | (z1 & m1) | (z2 & m2) | (z3 & m3);
+}
+
+// Adds V * H^k (k-th entry of HP at `hp`) to the unreduced sums. The high half
+// of a 64x64 product is the reversed low half of the reversed operands (shifted
+// by one), so only low halves are computed and reversal waits until finish().
+// @ts-ignore: decorator
+@inline function accumulate(v1: u64, v0: u64, hp: usize): void {
+  const u1 = load<u64>(hp), u0 = load<u64>(hp, 8);
+  const vr1 = rev64(v1), vr0 = rev64(v0);
+  la ^= bmul64(v1, u1);
+  ra ^= bmul64(vr1, load<u64>(hp, 16));
+  lb ^= bmul64(v0, u0);
+  rb ^= bmul64(vr0, load<u64>(hp, 24));
+  lc ^= bmul64(v1 ^ v0, u1 ^ u0);
+  rc ^= bmul64(vr1 ^ vr0, load<u64>(hp, 32));
+}
+
+// Reduces the sums into X and clears them.
+// @ts-ignore: decorator
+@inline function finish(): void {
+  const a1 = rev64(ra) >> 1, a0 = la;
+  const b1 = rev64(rb) >> 1, b0 = lb;
+  const c1 = (rev64(rc) >> 1) ^ a1 ^ b1, c0 = lc ^ a0 ^ b0;
+  // 256-bit product p3:p2:p1:p0, then one left shift for the reflected form.
+  const p3 = a1, p2 = a0 ^ c1, p1 = b1 ^ c0, p0 = b0;
+  const r3 = (p3 << 1) | (p2 >> 63), r2 = (p2 << 1) | (p1 >> 63);
+  const r1 = (p1 << 1) | (p0 >> 63), r0 = p0 << 1;
+  // Fold the low half (degrees 128..255) back with x^128 = x^7 + x^2 + x + 1.
+  const d1 = r1 ^ (r0 << 63) ^ (r0 << 62) ^ (r0 << 57);
+  const d0 = r0;
+  x1 = r3 ^ d1 ^ (d1 >> 1) ^ (d1 >> 2) ^ (d1 >> 7);
+  x0 = r2 ^ d0 ^ (d0 >> 1) ^ (d0 >> 2) ^ (d0 >> 7) ^ (d1 << 63) ^ (d1 << 62) ^ (d1 << 57);
+  la = 0; lb = 0; lc = 0; ra = 0; rb = 0; rc = 0;
+}
+
+// @ts-ignore: decorator
+@inline function setPower(k: usize, h1: u64, h0: u64): void {
+  const hp = HP + k * 40;
+  store<u64>(hp, h1);
+  store<u64>(hp, h0, 8);
+  store<u64>(hp, rev64(h1), 16);
+  store<u64>(hp, rev64(h0), 24);
+  store<u64>(hp, rev64(h1 ^ h0), 32);
+}
+
+// H^2..H^4 for the four-block path, computed on first use.
+function preparePowers(): void {
+  const s1 = x1, s0 = x0;
+  x1 = load<u64>(HP); x0 = load<u64>(HP, 8);
+  for (let k: usize = 1; k < 4; k++) {
+    accumulate(x1, x0, HP);
+    finish();
+    setPower(k, x1, x0);
+  }
+  x1 = s1; x0 = s0;
+  powers = 4;
+}
+
+/** Sets H (16 bytes at `h`, as produced by AES) and clears the accumulator. */
+export function ghashInit(h: usize): void {
+  setPower(0, bswap<u64>(load<u64>(h)), bswap<u64>(load<u64>(h, 8)));
+  powers = 1;
+  x1 = 0;
+  x0 = 0;
+}
+
+// X = (X ^ V) * H.
+// @ts-ignore: decorator
+@inline function mulBlock(v1: u64, v0: u64): void {
+  accumulate(x1 ^ v1, x0 ^ v0, HP);
+  finish();
+}
+
+/** Absorbs `len` bytes, zero-padding a final partial block. */
+export function ghashUpdate(p: usize, len: i32): void {
+  let n = len;
+  // Computing H^2..H^4 costs three products: worth it from a few batches on.
+  if (n >= 256 && powers < 4) preparePowers();
+  while (n >= 64 && powers == 4) {
+    // X' = (X ^ B0) H^4 ^ B1 H^3 ^ B2 H^2 ^ B3 H.
+    accumulate(x1 ^ bswap<u64>(load<u64>(p)), x0 ^ bswap<u64>(load<u64>(p, 8)), HP + 120);
+    accumulate(bswap<u64>(load<u64>(p, 16)), bswap<u64>(load<u64>(p, 24)), HP + 80);
+    accumulate(bswap<u64>(load<u64>(p, 32)), bswap<u64>(load<u64>(p, 40)), HP + 40);
+    accumulate(bswap<u64>(load<u64>(p, 48)), bswap<u64>(load<u64>(p, 56)), HP);
+    finish();
+    p += 64;
+    n -= 64;
+  }
+  while (n >= 16) {
+    mulBlock(bswap<u64>(load<u64>(p)), bswap<u64>(load<u64>(p, 8)));
+    p += 16;
+    n -= 16;
+  }
+  if (n > 0) {
+    memory.fill(LAST, 0, 16);
+    memory.copy(LAST, p, <usize>n);
+    mulBlock(bswap<u64>(load<u64>(LAST)), bswap<u64>(load<u64>(LAST, 8)));
+    memory.fill(LAST, 0, 16);
+  }
+}
+
+/** Absorbs the length block (bit lengths of AAD and ciphertext). */
+export function ghashLengths(aadLen: i32, dataLen: i32): void {
+  mulBlock(<u64>aadLen << 3, <u64>dataLen << 3);
+}
+
+/** Writes the accumulator, big-endian, to `out` (16 bytes). */
+export function ghashOut(out: usize): void {
+  store<u64>(out, bswap<u64>(x1));
+  store<u64>(out, bswap<u64>(x0), 8);
+}
+
+/** Erases H, its powers and the accumulator. */
+export function ghashWipe(): void {
+  memory.fill(HP, 0, 160);
+  powers = 0;
+  x1 = 0; x0 = 0; la = 0; lb = 0; lc = 0; ra = 0; rb = 0; rc = 0;
+}
