@@ -34,6 +34,11 @@ export interface ServiceDefinition {
   version: string;
   defaultPort: number;
   migrations: Migration[];
+  /**
+   * Adjusts the loaded config before start (optional), e.g. identity-authz pointing its
+   * own token verifier at itself. Runs after file, env, flags and test overrides.
+   */
+  configure?(config: ServiceConfig): void;
   /** The API, mounted under both /service/api/v1 and /browser/api/v1. Called once per prefix. */
   api(ctx: ServiceContext): Elysia<any, any, any, any, any, any, any>;
   /**

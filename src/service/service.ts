@@ -151,6 +151,7 @@ export async function startService(def: ServiceDefinition, opts: StartOptions = 
     env: opts.env,
   }) as ServiceConfig;
   opts.overrides?.(config);
+  def.configure?.(config);
 
   const logger = createLogger({ level: config.log.level, service: def.name, sink: opts.logSink });
   const dataDir = resolve(config.data.dir);
@@ -174,6 +175,23 @@ export async function startService(def: ServiceDefinition, opts: StartOptions = 
     authToken: config.database.auth_token_file ? readFileSync(config.database.auth_token_file, "utf8").trim() : undefined,
     syncInterval: config.database.sync_interval_s,
   });
+  try {
+    return await startOnDatabase(def, config, logger, database, { dataDir, suiteDir, unsealFiles, adminToken });
+  } catch (e) {
+    // A failed start must not leave the database (and its file lock) open.
+    await database.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+async function startOnDatabase(
+  def: ServiceDefinition,
+  config: ServiceConfig,
+  logger: Logger,
+  database: Database<any>,
+  paths: { dataDir: string; suiteDir: string; unsealFiles: string[]; adminToken: string },
+): Promise<RunningService> {
+  const { dataDir, suiteDir, unsealFiles, adminToken } = paths;
   const db = database.db;
   await runMigrations(db, "template", templateMigrations);
   await runMigrations(db, def.name, def.migrations);

@@ -1,0 +1,41 @@
+/** The `app` config section of identity-authz, validated once at start. */
+import * as v from "valibot";
+import { AppError } from "../../src/service/errors.ts";
+import type { ServiceConfig } from "../../src/service/config.ts";
+
+const ttl = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
+
+export const AuthzAppConfig = v.strictObject({
+  /** Public base URL of identity-idp (the login hand-off goes to `{idp_url}/t/{T}/login`). */
+  idp_url: v.optional(v.pipe(v.string(), v.url()), "https://127.0.0.1:18100"),
+  /** JWKS of the idp's login-verifier key; may hold `{tenant}`. Default `{idp_url}/t/{tenant}/jwks`. */
+  idp_jwks_url: v.optional(v.pipe(v.string(), v.url())),
+  /** PEM bundle trusted for the idp's and clients' `jwks_uri` TLS. Default: this service's trust bundle (the suite CA). */
+  ca_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+  /** Longest access or ID token lifetime any client may get; retired keys stay published this long. */
+  max_token_ttl_s: v.optional(ttl(60, 86_400), 86_400),
+  access_token_ttl_s: v.optional(ttl(30, 86_400), 600),
+  id_token_ttl_s: v.optional(ttl(30, 86_400), 600),
+  refresh_token_ttl_s: v.optional(ttl(60, 365 * 86_400), 30 * 86_400),
+  code_ttl_s: v.optional(ttl(10, 600), 60),
+  /** Signing keys older than this are rotated by the schedule. */
+  key_rotation_days: v.optional(ttl(1, 3650), 90),
+  key_rotation_check_s: v.optional(ttl(10, 86_400), 3600),
+  /** Accepted age of a DPoP proof, in seconds. */
+  proof_window_s: v.optional(ttl(5, 600), 60),
+  /** Create tenant `root` and client `bootstrap-admin` on first start. */
+  bootstrap: v.optional(v.boolean(), true),
+});
+
+export type AuthzConfig = v.InferOutput<typeof AuthzAppConfig>;
+
+/** Validates `app`; a bad value stops the start with the key named. */
+export function parseAppConfig(config: ServiceConfig): AuthzConfig {
+  const r = v.safeParse(AuthzAppConfig, (config as { app?: unknown }).app ?? {});
+  if (!r.success) {
+    const issue = r.issues[0];
+    const key = issue.path?.map((p: { key: unknown }) => String(p.key)).join(".") ?? "";
+    throw new AppError("config_invalid", `app${key ? "." + key : ""}: ${issue.message}`, { status: 400 });
+  }
+  return r.output;
+}

@@ -1,0 +1,311 @@
+/**
+ * The front channel: authorization requests (direct or pushed, RFC 9126), the
+ * signed login hand-off to identity-idp and back, and RP-initiated logout.
+ *
+ * Validated before anything is trusted: the client, then the redirect URI by
+ * exact string match (errors before that point are shown, never redirected);
+ * PKCE S256 is required; pending requests and PAR references are random,
+ * single use and short-lived; the login verifier must be signed by the idp, be
+ * addressed to this tenant's issuer, be fresh, answer a pending request and be
+ * used once. Responses carry `iss` (RFC 9207).
+ */
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, jwtVerify, SignJWT, type JWTPayload } from "jose";
+import type { DataProtector } from "../../../src/service/context.ts";
+import type { AuthzConfig } from "../config.ts";
+import type { AuthzStore } from "../store.ts";
+import type { KeyRing } from "./keys.ts";
+import type { RegisteredClient, Registry } from "./registry.ts";
+import { codeCtx, splitScope, type CodeData, type TokenService } from "./tokens.ts";
+import { oauthError, type OAuthErrorCode } from "./oauth-error.ts";
+import { nowS, randomToken, sha256Hex } from "./crypto.ts";
+import type { Form } from "./client-auth.ts";
+import { AppError } from "../../../src/service/errors.ts";
+
+export const PAR_PREFIX = "urn:ietf:params:oauth:request_uri:";
+const PAR_TTL_S = 60;
+const PENDING_TTL_S = 600;
+const CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
+const PROMPTS = new Set(["none", "login", "consent", "select_account"]);
+const IDP_ERRORS = new Set(["access_denied", "login_required", "consent_required", "interaction_required", "account_selection_required"]);
+
+export interface AuthParams {
+  client_id: string;
+  redirect_uri: string;
+  redirect_uri_given: boolean;
+  scope: string;
+  state?: string;
+  nonce?: string;
+  code_challenge: string;
+  prompt?: string;
+  max_age?: number;
+  login_hint?: string;
+  acr_values?: string;
+  resource?: string;
+  dpop_jkt?: string;
+}
+
+/** An error shown to the user agent, never redirected: the redirect URI is not trusted (yet). */
+export class FrontChannelError extends AppError {}
+
+/** An error reported to the client at its (validated) redirect URI. */
+export class RedirectError extends Error {
+  constructor(readonly location: string) {
+    super("redirect");
+  }
+}
+
+export type FrontResult = { redirect: string } | { page: string; status: number };
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const pendingCtx = (tenant: string, id: string) => `identity-authz/auth_requests/${tenant}/${id}`;
+
+function withParams(uri: string, params: Record<string, string | undefined>): string {
+  const u = new URL(uri);
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) u.searchParams.set(k, v);
+  return u.toString();
+}
+
+const limited = (q: Form, k: string, max: number) => {
+  const x = q.get(k);
+  if (x !== undefined && x.length > max) throw oauthError("invalid_request", `${k} is too long`);
+  return x;
+};
+
+export class AuthorizeService {
+  private readonly idpSets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+
+  constructor(
+    private readonly store: AuthzStore,
+    private readonly registry: Registry,
+    private readonly keys: KeyRing,
+    private readonly tokens: TokenService,
+    private readonly protector: DataProtector,
+    private readonly cfg: AuthzConfig,
+    private readonly issuer: (tenant: string) => string,
+    private readonly caPem: () => string | undefined,
+  ) {}
+
+  private get idpUrl(): string {
+    return this.cfg.idp_url.replace(/\/+$/, "");
+  }
+
+  private errorRedirect(tenant: string, p: { redirect_uri: string; state?: string }, code: OAuthErrorCode, description: string): RedirectError {
+    return new RedirectError(withParams(p.redirect_uri, { error: code, error_description: description, state: p.state, iss: this.issuer(tenant) }));
+  }
+
+  /** Client and redirect URI first: until both are known good, errors are shown, not redirected. */
+  private redirectOf(client: RegisteredClient, q: Form): { redirect_uri: string; given: boolean } {
+    const given = q.get("redirect_uri");
+    if (given !== undefined) {
+      if (!client.redirect_uris.includes(given)) throw new FrontChannelError("invalid_request", "redirect_uri is not registered for this client", { status: 400 });
+      return { redirect_uri: given, given: true };
+    }
+    if (client.redirect_uris.length !== 1) throw new FrontChannelError("invalid_request", "redirect_uri is required", { status: 400 });
+    return { redirect_uri: client.redirect_uris[0]!, given: false };
+  }
+
+  /** The rest of the request, once the redirect URI is trusted. Throws OAuth AppErrors. */
+  private parse(client: RegisteredClient, q: Form, redirect: { redirect_uri: string; given: boolean }): AuthParams {
+    if (!client.grant_types.includes("authorization_code")) throw oauthError("unauthorized_client", "this client may not use authorization_code");
+    if (q.get("response_type") !== "code") throw oauthError("unsupported_response_type", "only response_type=code is supported");
+    if (q.has("request")) throw oauthError("invalid_request", "request objects are not supported; use PAR");
+    const challenge = q.get("code_challenge");
+    if (!challenge) throw oauthError("invalid_request", "code_challenge is required (PKCE)");
+    if (q.get("code_challenge_method") !== "S256") throw oauthError("invalid_request", "code_challenge_method must be S256");
+    if (!CHALLENGE.test(challenge)) throw oauthError("invalid_request", "code_challenge is malformed");
+    const scopes = splitScope(limited(q, "scope", 2000));
+    for (const s of scopes) if (!client.scopes.includes(s)) throw oauthError("invalid_scope", `scope '${s}' is not allowed for this client`);
+    const prompt = limited(q, "prompt", 100);
+    const prompts = splitScope(prompt);
+    if (prompts.some((p) => !PROMPTS.has(p)) || (prompts.includes("none") && prompts.length > 1)) throw oauthError("invalid_request", "prompt is not valid");
+    const maxAgeRaw = q.get("max_age");
+    if (maxAgeRaw !== undefined && !/^\d{1,9}$/.test(maxAgeRaw)) throw oauthError("invalid_request", "max_age must be a non-negative integer");
+    const resource = limited(q, "resource", 300);
+    if (resource !== undefined && !client.audiences.includes(resource)) throw oauthError("invalid_target", "this client may not request that resource");
+    const dpopJkt = q.get("dpop_jkt");
+    if (dpopJkt !== undefined && !CHALLENGE.test(dpopJkt)) throw oauthError("invalid_request", "dpop_jkt is malformed");
+    return {
+      client_id: client.client_id,
+      redirect_uri: redirect.redirect_uri,
+      redirect_uri_given: redirect.given,
+      scope: [...new Set(scopes)].join(" "),
+      state: limited(q, "state", 2000),
+      nonce: limited(q, "nonce", 512),
+      code_challenge: challenge,
+      prompt,
+      max_age: maxAgeRaw === undefined ? undefined : Number(maxAgeRaw),
+      login_hint: limited(q, "login_hint", 256),
+      acr_values: limited(q, "acr_values", 256),
+      resource,
+      dpop_jkt: dpopJkt,
+    };
+  }
+
+  /** PAR (RFC 9126): the client is already authenticated; errors are JSON, not redirects. */
+  async par(tenant: string, client: RegisteredClient, form: Form, dpopJkt: string | null): Promise<{ request_uri: string; expires_in: number }> {
+    if (form.has("request_uri")) throw oauthError("invalid_request", "request_uri is not allowed in a pushed request");
+    let redirect;
+    try {
+      redirect = this.redirectOf(client, form);
+    } catch (e) {
+      throw oauthError("invalid_request", (e as Error).message);
+    }
+    const params = this.parse(client, form, redirect);
+    // A DPoP proof at PAR binds the code to that key (RFC 9449 10.1).
+    if (dpopJkt) {
+      if (params.dpop_jkt && params.dpop_jkt !== dpopJkt) throw oauthError("invalid_dpop_proof", "dpop_jkt differs from the proof's key");
+      params.dpop_jkt = dpopJkt;
+    }
+    const ref = randomToken(32);
+    const id = await sha256Hex(ref);
+    const t = nowS();
+    await this.store.insertAuthRequest({
+      id, tenant, kind: "par", client_id: client.client_id,
+      params: await this.protector.encrypt(enc.encode(JSON.stringify(params)), pendingCtx(tenant, id)),
+      created_at: t, expires_at: t + PAR_TTL_S,
+    });
+    return { request_uri: PAR_PREFIX + ref, expires_in: PAR_TTL_S };
+  }
+
+  /** GET /authorize: validates, stores the pending request, and hands the browser to the idp. */
+  async authorize(tenant: string, q: Form): Promise<string> {
+    const clientId = q.get("client_id");
+    if (!clientId) throw new FrontChannelError("invalid_request", "client_id is required", { status: 400 });
+    const client = await this.registry.client(tenant, clientId);
+    if (!client) throw new FrontChannelError("invalid_client", "unknown client", { status: 400 });
+    let params: AuthParams;
+    const requestUri = q.get("request_uri");
+    if (requestUri !== undefined) {
+      if (!requestUri.startsWith(PAR_PREFIX) || requestUri.length > 200) throw new FrontChannelError("invalid_request_uri", "request_uri is not valid", { status: 400 });
+      const id = await sha256Hex(requestUri.slice(PAR_PREFIX.length));
+      const row = await this.store.takeAuthRequest(tenant, id, "par");
+      if (!row || row.client_id !== client.client_id) throw new FrontChannelError("invalid_request_uri", "request_uri is unknown, expired or used", { status: 400 });
+      params = JSON.parse(dec.decode(await this.protector.decrypt(row.params, pendingCtx(tenant, id)))) as AuthParams;
+    } else {
+      const redirect = this.redirectOf(client, q);
+      try {
+        if (client.require_par) throw oauthError("invalid_request", "this client must use pushed authorization requests");
+        params = this.parse(client, q, redirect);
+      } catch (e) {
+        if (e instanceof AppError) throw this.errorRedirect(tenant, { redirect_uri: redirect.redirect_uri, state: q.get("state")?.slice(0, 2000) }, e.code as OAuthErrorCode, e.message);
+        throw e;
+      }
+    }
+
+    const id = randomToken(16); // 128-bit pending-request id, the challenge's jti
+    const t = nowS();
+    await this.store.insertAuthRequest({
+      id, tenant, kind: "pending", client_id: client.client_id,
+      params: await this.protector.encrypt(enc.encode(JSON.stringify(params)), pendingCtx(tenant, id)),
+      created_at: t, expires_at: t + PENDING_TTL_S,
+    });
+    const signer = await this.keys.signer(tenant, "ES256");
+    const challenge = await new SignJWT({
+      jti: id,
+      client_id: client.client_id,
+      client_name: client.client_name,
+      scope: params.scope,
+      ...(params.prompt ? { prompt: params.prompt } : {}),
+      ...(params.max_age !== undefined ? { max_age: params.max_age } : {}),
+      ...(params.login_hint ? { login_hint: params.login_hint } : {}),
+      ...(params.acr_values ? { acr_values: params.acr_values } : {}),
+    })
+      .setProtectedHeader({ alg: "ES256", typ: "login-challenge+jwt", kid: signer.kid })
+      .setIssuer(this.issuer(tenant))
+      .setAudience("identity-idp")
+      .setIssuedAt(t)
+      .setExpirationTime(t + PENDING_TTL_S)
+      .sign(signer.key);
+    return withParams(`${this.idpUrl}/t/${encodeURIComponent(tenant)}/login`, { login_challenge: challenge });
+  }
+
+  private idpKeys(tenant: string) {
+    const url = (this.cfg.idp_jwks_url ?? `${this.idpUrl}/t/{tenant}/jwks`).replace("{tenant}", encodeURIComponent(tenant));
+    let set = this.idpSets.get(url);
+    if (!set) {
+      const ca = this.caPem();
+      set = createRemoteJWKSet(new URL(url), {
+        timeoutDuration: 5000,
+        cooldownDuration: 30_000,
+        [customFetch]: (u, init) => fetch(u, ca ? ({ ...init, tls: { ca } } as RequestInit) : init),
+      });
+      if (this.idpSets.size > 10_000) this.idpSets.clear();
+      this.idpSets.set(url, set);
+    }
+    return set;
+  }
+
+  /** GET /login/callback: the idp's signed answer; issues the code and returns the client redirect. */
+  async callback(tenant: string, verifier: string | undefined): Promise<string> {
+    if (!verifier || verifier.length > 16_384) throw new FrontChannelError("invalid_request", "login_verifier is missing", { status: 400 });
+    let v: JWTPayload;
+    try {
+      ({ payload: v } = await jwtVerify(verifier, this.idpKeys(tenant), {
+        typ: "login-verifier+jwt",
+        issuer: [this.idpUrl, this.idpUrl + "/"],
+        audience: this.issuer(tenant),
+        algorithms: ["ES256", "ES384", "EdDSA", "Ed25519", "PS256", "RS256"],
+        requiredClaims: ["exp", "jti"],
+        clockTolerance: 5,
+      }));
+    } catch (e) {
+      throw new FrontChannelError("invalid_request", "the login verifier is not valid", { status: 400, cause: e });
+    }
+    if (typeof v.challenge !== "string" || typeof v.jti !== "string" || v.jti.length > 256) throw new FrontChannelError("invalid_request", "the login verifier is malformed", { status: 400 });
+    if (!(await this.store.useJti(tenant, "verifier", v.jti, (v.exp ?? nowS()) + 10))) throw new FrontChannelError("invalid_request", "the login verifier was already used", { status: 400 });
+    const row = await this.store.takeAuthRequest(tenant, v.challenge, "pending");
+    if (!row) throw new FrontChannelError("invalid_request", "the login request is unknown, expired or already completed", { status: 400 });
+    const p = JSON.parse(dec.decode(await this.protector.decrypt(row.params, pendingCtx(tenant, row.id)))) as AuthParams;
+    const fail = (code: OAuthErrorCode, d: string) => withParams(p.redirect_uri, { error: code, error_description: d, state: p.state, iss: this.issuer(tenant) });
+
+    if (typeof v.error === "string") return fail(IDP_ERRORS.has(v.error) ? (v.error as OAuthErrorCode) : "access_denied", "the user did not complete the login");
+    if (typeof v.sub !== "string" || !v.sub || v.sub.length > 255 || typeof v.auth_time !== "number") return fail("server_error", "the login verifier lacks the subject");
+    const t = nowS();
+    if (p.max_age !== undefined && t - v.auth_time > p.max_age + 5) return fail("login_required", "the authentication is older than max_age");
+    if (splitScope(p.prompt).includes("login") && v.auth_time < row.created_at - 5) return fail("login_required", "prompt=login needs a fresh authentication");
+    const granted = Array.isArray(v.granted_scope) ? v.granted_scope.map(String) : typeof v.granted_scope === "string" ? splitScope(v.granted_scope) : splitScope(p.scope);
+    const scope = splitScope(p.scope).filter((s) => granted.includes(s)).join(" ");
+    const claims = v.claims && typeof v.claims === "object" && !Array.isArray(v.claims) ? (v.claims as Record<string, unknown>) : {};
+
+    const code = randomToken(32);
+    const hash = await sha256Hex(code);
+    const data: CodeData = {
+      sub: v.sub, auth_time: v.auth_time,
+      amr: Array.isArray(v.amr) ? v.amr.map(String).slice(0, 10) : undefined,
+      acr: typeof v.acr === "string" ? v.acr : undefined,
+      claims, redirect_uri: p.redirect_uri, redirect_uri_given: p.redirect_uri_given, code_challenge: p.code_challenge,
+      nonce: p.nonce, scope, resource: p.resource, dpop_jkt: p.dpop_jkt,
+    };
+    await this.store.insertCode({ hash, tenant, client_id: p.client_id, data: await this.protector.encrypt(enc.encode(JSON.stringify(data)), codeCtx(tenant, hash)), expires_at: t + this.cfg.code_ttl_s });
+    return withParams(p.redirect_uri, { code, state: p.state, iss: this.issuer(tenant) });
+  }
+
+  /** RP-initiated logout: ends this client's grants for the user and returns to a registered URI. */
+  async logout(tenant: string, q: Form): Promise<FrontResult> {
+    const hint = q.get("id_token_hint");
+    let clientId = q.get("client_id");
+    let sub: string | undefined;
+    if (hint) {
+      try {
+        const set = createLocalJWKSet({ keys: await this.keys.publicKeys(tenant) } as never);
+        // An expired hint still names the session to end.
+        const { payload } = await jwtVerify(hint, set, { issuer: this.issuer(tenant), typ: "JWT", clockTolerance: this.cfg.refresh_token_ttl_s });
+        const aud = Array.isArray(payload.aud) ? payload.aud[0] : payload.aud;
+        if (clientId && clientId !== aud) throw new Error("client_id differs");
+        clientId = aud;
+        sub = payload.sub;
+      } catch {
+        throw new FrontChannelError("invalid_request", "id_token_hint is not valid", { status: 400 });
+      }
+    }
+    const target = q.get("post_logout_redirect_uri");
+    const client = clientId ? await this.registry.client(tenant, clientId) : null;
+    if (target !== undefined && (!client || !client.post_logout_redirect_uris.includes(target))) {
+      throw new FrontChannelError("invalid_request", "post_logout_redirect_uri is not registered for this client", { status: 400 });
+    }
+    if (sub && client) await this.tokens.endGrants(tenant, sub, client.client_id);
+    if (target) return { redirect: withParams(target, { state: q.get("state")?.slice(0, 2000) }) };
+    return { page: "You are signed out of this application.", status: 200 };
+  }
+}

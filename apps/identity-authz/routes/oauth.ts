@@ -1,0 +1,168 @@
+/** identity-authz's protocol endpoints under /t/{tenant}: discovery, JWKS, authorize, PAR, token, userinfo, introspection, revocation, logout. */
+import { Elysia } from "elysia";
+import { appBase } from "../../../src/service/http.ts";
+import type { Logger } from "../../../src/service/log.ts";
+import { TENANT_ID, SIGNING_ALGS } from "../../../schemas/identity-authz.ts";
+import type { Authz } from "../domain/authz.ts";
+import { oauthError } from "../domain/oauth-error.ts";
+import { DPOP_ALGS } from "../domain/dpop.ts";
+import { json, oauthFailure, page, paramsOf, readForm, redirect } from "./protocol.ts";
+import { notFound } from "../../../src/service/errors.ts";
+
+type Ctx = { request: Request; params: Record<string, string> };
+const GRANTS = ["authorization_code", "refresh_token", "client_credentials"];
+const AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
+const ASSERTION_ALGS = ["ES256", "ES384", "PS256", "RS256", "EdDSA"];
+
+export function oauthRoutes(authz: Authz, logger: Logger) {
+  /** Every endpoint: tenant check, bootstrap done, errors as OAuth responses. */
+  const endpoint = (fn: (tenant: string, c: Ctx) => Promise<Response>) => async (c: Ctx) => {
+    try {
+      authz.baseUrl(c.request);
+      await authz.ready;
+      const tenant = c.params.tenant ?? "";
+      if (!TENANT_ID.test(tenant) || !(await authz.registry.tenant(tenant))) throw notFound("tenant");
+      return await fn(tenant, c);
+    } catch (e) {
+      return oauthFailure(e, c.request, logger);
+    }
+  };
+  const url = (tenant: string, path: string) => `${authz.issuer(tenant)}/${path}`;
+  const audiences = (tenant: string, path: string) => [authz.issuer(tenant), url(tenant, path)];
+
+  const discovery = async (tenant: string) => {
+    const iss = authz.issuer(tenant);
+    const scopes = await authz.registry.scopeClaims(tenant);
+    const claims = new Set(["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "azp", ...[...scopes.values()].flat()]);
+    return json(
+      {
+        issuer: iss,
+        authorization_endpoint: `${iss}/authorize`,
+        pushed_authorization_request_endpoint: `${iss}/par`,
+        token_endpoint: `${iss}/token`,
+        userinfo_endpoint: `${iss}/userinfo`,
+        jwks_uri: `${iss}/jwks`,
+        introspection_endpoint: `${iss}/introspect`,
+        revocation_endpoint: `${iss}/revoke`,
+        end_session_endpoint: `${iss}/logout`,
+        response_types_supported: ["code"],
+        response_modes_supported: ["query"],
+        grant_types_supported: GRANTS,
+        subject_types_supported: ["public"],
+        scopes_supported: [...scopes.keys()],
+        claims_supported: [...claims],
+        id_token_signing_alg_values_supported: [...SIGNING_ALGS],
+        token_endpoint_auth_methods_supported: AUTH_METHODS,
+        token_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGS,
+        introspection_endpoint_auth_methods_supported: AUTH_METHODS.filter((m) => m !== "none"),
+        introspection_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGS,
+        revocation_endpoint_auth_methods_supported: AUTH_METHODS,
+        revocation_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGS,
+        code_challenge_methods_supported: ["S256"],
+        dpop_signing_alg_values_supported: DPOP_ALGS.filter((a) => a !== "Ed25519"),
+        authorization_response_iss_parameter_supported: true,
+        require_pushed_authorization_requests: false,
+        prompt_values_supported: ["none", "login", "consent", "select_account"],
+        request_parameter_supported: false,
+        request_uri_parameter_supported: false,
+        claims_parameter_supported: false,
+      },
+      200,
+      { "cache-control": "public, max-age=300" },
+    );
+  };
+
+  const authorize = endpoint(async (tenant, c) => {
+    const q = c.request.method === "POST" ? await readForm(c.request) : paramsOf(new URL(c.request.url).searchParams);
+    return redirect(await authz.front.authorize(tenant, q));
+  });
+
+  const userinfo = endpoint(async (tenant, c) => json(await authz.tokens.userinfo(tenant, c.request, url(tenant, "userinfo"))));
+
+  const logout = endpoint(async (tenant, c) => {
+    const q = c.request.method === "POST" ? await readForm(c.request) : paramsOf(new URL(c.request.url).searchParams);
+    const r = await authz.front.logout(tenant, q);
+    // The idp session is the idp's: offer its sign-out page as well.
+    return "redirect" in r ? redirect(r.redirect) : page("Signed out", r.page, r.status, { href: `${authz.cfg.idp_url.replace(/\/+$/, "")}/t/${tenant}/logout`, text: "Also sign out of your account" });
+  });
+
+  return new Elysia({ tags: ["oauth"] } as never)
+    .use(appBase)
+    .get("/t/:tenant/.well-known/openid-configuration", endpoint((t) => discovery(t)), { detail: { summary: "OpenID Connect discovery" } })
+    .get("/t/:tenant/.well-known/oauth-authorization-server", endpoint((t) => discovery(t)), { detail: { summary: "OAuth 2.0 AS metadata" } })
+    .get("/.well-known/oauth-authorization-server/t/:tenant", endpoint((t) => discovery(t)), { detail: { summary: "OAuth 2.0 AS metadata (RFC 8414 path form)" } })
+    .get(
+      "/t/:tenant/jwks",
+      endpoint(async (tenant, c) => {
+        const { body, etag } = await authz.keys.jwks(tenant);
+        const headers = { etag, "cache-control": "public, max-age=300, must-revalidate" };
+        if (c.request.headers.get("if-none-match") === etag) return new Response(null, { status: 304, headers });
+        return new Response(body, { headers: { "content-type": "application/jwk-set+json", ...headers } });
+      }),
+      { detail: { summary: "The tenant's public signing keys" } },
+    )
+    .get("/t/:tenant/authorize", authorize, { detail: { summary: "Authorization endpoint (code flow, PKCE S256)" } })
+    .post("/t/:tenant/authorize", authorize, { parse: "none", detail: { summary: "Authorization endpoint (form post)" } })
+    .post(
+      "/t/:tenant/par",
+      endpoint(async (tenant, c) => {
+        const form = await readForm(c.request);
+        const client = await authz.clientAuth.authenticate(tenant, c.request, form, audiences(tenant, "par"));
+        const jkt = await authz.dpop.verify(tenant, c.request, url(tenant, "par"));
+        return json(await authz.front.par(tenant, client, form, jkt), 201);
+      }),
+      { parse: "none", detail: { summary: "Pushed authorization request (RFC 9126)" } },
+    )
+    .get(
+      "/t/:tenant/login/callback",
+      endpoint(async (tenant, c) => redirect(await authz.front.callback(tenant, new URL(c.request.url).searchParams.get("login_verifier") ?? undefined))),
+      { detail: { summary: "Return from identity-idp with a signed login verifier" } },
+    )
+    .post(
+      "/t/:tenant/token",
+      endpoint(async (tenant, c) => {
+        const form = await readForm(c.request);
+        const grantType = form.get("grant_type");
+        if (!grantType) throw oauthError("invalid_request", "grant_type is missing");
+        const client = await authz.clientAuth.authenticate(tenant, c.request, form, audiences(tenant, "token"));
+        const jkt = await authz.dpop.verify(tenant, c.request, url(tenant, "token"));
+        if (client.dpop_bound_access_tokens && !jkt) throw oauthError("invalid_dpop_proof", "this client's tokens must be DPoP-bound");
+        const t = authz.tokens;
+        switch (grantType) {
+          case "client_credentials":
+            return json(await t.clientCredentials(tenant, client, form, jkt));
+          case "authorization_code":
+            return json(await t.authorizationCode(tenant, client, form, jkt));
+          case "refresh_token":
+            return json(await t.refresh(tenant, client, form, jkt));
+          default:
+            throw oauthError("unsupported_grant_type", "grant_type is not supported");
+        }
+      }),
+      { parse: "none", detail: { summary: "Token endpoint" } },
+    )
+    .get("/t/:tenant/userinfo", userinfo, { detail: { summary: "OpenID Connect userinfo" } })
+    .post("/t/:tenant/userinfo", userinfo, { parse: "none", detail: { summary: "OpenID Connect userinfo" } })
+    .post(
+      "/t/:tenant/introspect",
+      endpoint(async (tenant, c) => {
+        const form = await readForm(c.request);
+        const client = await authz.clientAuth.authenticate(tenant, c.request, form, audiences(tenant, "introspect"));
+        if (client.token_endpoint_auth_method === "none") throw oauthError("invalid_client", "introspection needs an authenticated client");
+        return json(await authz.tokens.introspect(tenant, form.get("token"), form.get("token_type_hint")));
+      }),
+      { parse: "none", detail: { summary: "Token introspection (RFC 7662)" } },
+    )
+    .post(
+      "/t/:tenant/revoke",
+      endpoint(async (tenant, c) => {
+        const form = await readForm(c.request);
+        const client = await authz.clientAuth.authenticate(tenant, c.request, form, audiences(tenant, "revoke"));
+        await authz.tokens.revoke(tenant, client, form.get("token"), form.get("token_type_hint"));
+        return new Response(null, { status: 200, headers: { "cache-control": "no-store" } });
+      }),
+      { parse: "none", detail: { summary: "Token revocation (RFC 7009)" } },
+    )
+    .get("/t/:tenant/logout", logout, { detail: { summary: "RP-initiated logout" } })
+    .post("/t/:tenant/logout", logout, { parse: "none", detail: { summary: "RP-initiated logout" } });
+}

@@ -1,0 +1,194 @@
+/** Kysely queries of identity-authz. Every query is scoped by tenant. */
+import { sql, type Kysely } from "kysely";
+
+export interface TenantRow { id: string; display_name: string; created_at: string }
+export interface ClientRow { tenant: string; client_id: string; doc: string; secret_hash: string | null; created_at: string; updated_at: string }
+export interface SigningKeyRow {
+  kid: string; tenant: string; alg: string; status: string; public_jwk: string; private_jwk: Uint8Array;
+  created_at: number; retired_at: number | null; publish_until: number | null;
+}
+export interface AuthRequestRow { id: string; tenant: string; kind: string; client_id: string; params: Uint8Array; created_at: number; expires_at: number; used: number }
+export interface CodeRow { hash: string; tenant: string; client_id: string; data: Uint8Array; expires_at: number; used: number; grant_id: string | null }
+export interface GrantRow {
+  id: string; tenant: string; client_id: string; subject: string; scope: string; data: Uint8Array;
+  dpop_jkt: string | null; created_at: number; expires_at: number; revoked: number;
+}
+export interface RefreshRow { hash: string; tenant: string; grant_id: string; client_id: string; created_at: number; expires_at: number; used: number }
+
+export interface ScopeRow { tenant: string; name: string; description: string; claims: string }
+
+export interface AuthzDb {
+  tenant_scopes: ScopeRow;
+  tenants: TenantRow;
+  clients: ClientRow;
+  signing_keys: SigningKeyRow;
+  auth_requests: AuthRequestRow;
+  codes: CodeRow;
+  grants: GrantRow;
+  refresh_tokens: RefreshRow;
+  access_tokens: { jti: string; tenant: string; grant_id: string; expires_at: number };
+  revoked_tokens: { jti: string; tenant: string; expires_at: number };
+  used_jtis: { tenant: string; kind: string; jti: string; expires_at: number };
+}
+
+const now = () => Math.floor(Date.now() / 1000);
+const bytes = (b: unknown) => (b instanceof Uint8Array ? b : new Uint8Array(b as ArrayBuffer));
+
+export class AuthzStore {
+  constructor(readonly db: Kysely<AuthzDb>) {}
+
+  // tenants
+  getTenant(id: string) {
+    return this.db.selectFrom("tenants").selectAll().where("id", "=", id).executeTakeFirst();
+  }
+  listTenants() {
+    return this.db.selectFrom("tenants").selectAll().orderBy("id").execute();
+  }
+  async insertTenant(row: TenantRow): Promise<boolean> {
+    const r = await this.db.insertInto("tenants").values(row).onConflict((oc) => oc.column("id").doNothing()).executeTakeFirst();
+    return (r.numInsertedOrUpdatedRows ?? 0n) > 0n;
+  }
+
+  // clients
+  getClient(tenant: string, clientId: string) {
+    return this.db.selectFrom("clients").selectAll().where("tenant", "=", tenant).where("client_id", "=", clientId).executeTakeFirst();
+  }
+  listClients(tenant: string) {
+    return this.db.selectFrom("clients").selectAll().where("tenant", "=", tenant).orderBy("client_id").execute();
+  }
+  async insertClient(row: ClientRow): Promise<boolean> {
+    const r = await this.db.insertInto("clients").values(row).onConflict((oc) => oc.columns(["tenant", "client_id"]).doNothing()).executeTakeFirst();
+    return (r.numInsertedOrUpdatedRows ?? 0n) > 0n;
+  }
+  async updateClient(tenant: string, clientId: string, set: Partial<Pick<ClientRow, "doc" | "secret_hash" | "updated_at">>): Promise<boolean> {
+    const r = await this.db.updateTable("clients").set(set).where("tenant", "=", tenant).where("client_id", "=", clientId).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+  async deleteClient(tenant: string, clientId: string): Promise<boolean> {
+    const r = await this.db.deleteFrom("clients").where("tenant", "=", tenant).where("client_id", "=", clientId).executeTakeFirst();
+    return r.numDeletedRows > 0n;
+  }
+
+  // scope definitions
+  listScopes(tenant: string) {
+    return this.db.selectFrom("tenant_scopes").selectAll().where("tenant", "=", tenant).orderBy("name").execute();
+  }
+  async putScope(row: ScopeRow): Promise<void> {
+    await this.db
+      .insertInto("tenant_scopes")
+      .values(row)
+      .onConflict((oc) => oc.columns(["tenant", "name"]).doUpdateSet({ description: row.description, claims: row.claims }))
+      .execute();
+  }
+  async deleteScope(tenant: string, name: string): Promise<boolean> {
+    const r = await this.db.deleteFrom("tenant_scopes").where("tenant", "=", tenant).where("name", "=", name).executeTakeFirst();
+    return r.numDeletedRows > 0n;
+  }
+
+  // signing keys
+  async keysOf(tenant: string): Promise<SigningKeyRow[]> {
+    const rows = await this.db.selectFrom("signing_keys").selectAll().where("tenant", "=", tenant).orderBy("created_at").execute();
+    return rows.map((r) => ({ ...r, private_jwk: bytes(r.private_jwk) }));
+  }
+  async insertCurrentKey(row: SigningKeyRow): Promise<boolean> {
+    try {
+      await this.db.insertInto("signing_keys").values(row).execute();
+      return true;
+    } catch {
+      return false; // another instance made the current key of this algorithm first
+    }
+  }
+  async retireKey(kid: string, publishUntil: number): Promise<void> {
+    await this.db.updateTable("signing_keys").set({ status: "retired", retired_at: now(), publish_until: publishUntil }).where("kid", "=", kid).where("status", "=", "current").execute();
+  }
+  async pruneKeys(tenant: string): Promise<void> {
+    await this.db.deleteFrom("signing_keys").where("tenant", "=", tenant).where("status", "=", "retired").where("publish_until", "<", now()).execute();
+  }
+  async tenantsWithKeys(): Promise<string[]> {
+    return (await this.db.selectFrom("signing_keys").select("tenant").distinct().execute()).map((r) => r.tenant);
+  }
+
+  // authorization requests (PAR and pending logins)
+  async insertAuthRequest(row: Omit<AuthRequestRow, "used">): Promise<void> {
+    await this.db.insertInto("auth_requests").values({ ...row, used: 0 }).execute();
+  }
+  /** Takes a request once: returns it only to the first caller, and only before it expires. */
+  async takeAuthRequest(tenant: string, id: string, kind: string): Promise<AuthRequestRow | undefined> {
+    const r = await this.db
+      .updateTable("auth_requests")
+      .set({ used: 1 })
+      .where("id", "=", id).where("tenant", "=", tenant).where("kind", "=", kind).where("used", "=", 0).where("expires_at", ">=", now())
+      .returningAll()
+      .executeTakeFirst();
+    return r ? { ...r, params: bytes(r.params) } : undefined;
+  }
+
+  // codes
+  async insertCode(row: Omit<CodeRow, "used" | "grant_id">): Promise<void> {
+    await this.db.insertInto("codes").values({ ...row, used: 0, grant_id: null }).execute();
+  }
+  async getCode(tenant: string, hash: string): Promise<CodeRow | undefined> {
+    const r = await this.db.selectFrom("codes").selectAll().where("tenant", "=", tenant).where("hash", "=", hash).executeTakeFirst();
+    return r ? { ...r, data: bytes(r.data) } : undefined;
+  }
+  /** Marks a code used; false if it already was (a replay). */
+  async useCode(hash: string, grantId: string): Promise<boolean> {
+    const r = await this.db.updateTable("codes").set({ used: 1, grant_id: grantId }).where("hash", "=", hash).where("used", "=", 0).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  // grants, refresh tokens, access tokens
+  async insertGrant(row: GrantRow): Promise<void> {
+    await this.db.insertInto("grants").values(row).execute();
+  }
+  async getGrant(tenant: string, id: string): Promise<GrantRow | undefined> {
+    const r = await this.db.selectFrom("grants").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+    return r ? { ...r, data: bytes(r.data) } : undefined;
+  }
+  async revokeGrant(tenant: string, id: string): Promise<void> {
+    await this.db.updateTable("grants").set({ revoked: 1 }).where("tenant", "=", tenant).where("id", "=", id).execute();
+  }
+  async revokeGrantsOf(tenant: string, subject: string, clientId: string): Promise<void> {
+    await this.db.updateTable("grants").set({ revoked: 1 }).where("tenant", "=", tenant).where("subject", "=", subject).where("client_id", "=", clientId).execute();
+  }
+  async insertRefresh(row: Omit<RefreshRow, "used">): Promise<void> {
+    await this.db.insertInto("refresh_tokens").values({ ...row, used: 0 }).execute();
+  }
+  getRefresh(tenant: string, hash: string) {
+    return this.db.selectFrom("refresh_tokens").selectAll().where("tenant", "=", tenant).where("hash", "=", hash).executeTakeFirst();
+  }
+  async useRefresh(hash: string): Promise<boolean> {
+    const r = await this.db.updateTable("refresh_tokens").set({ used: 1 }).where("hash", "=", hash).where("used", "=", 0).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+  async insertAccessToken(row: { jti: string; tenant: string; grant_id: string; expires_at: number }): Promise<void> {
+    await this.db.insertInto("access_tokens").values(row).execute();
+  }
+  getAccessToken(tenant: string, jti: string) {
+    return this.db.selectFrom("access_tokens").selectAll().where("tenant", "=", tenant).where("jti", "=", jti).executeTakeFirst();
+  }
+  async revokeJti(tenant: string, jti: string, expiresAt: number): Promise<void> {
+    await this.db.insertInto("revoked_tokens").values({ jti, tenant, expires_at: expiresAt }).onConflict((oc) => oc.column("jti").doNothing()).execute();
+  }
+  async isRevokedJti(tenant: string, jti: string): Promise<boolean> {
+    return !!(await this.db.selectFrom("revoked_tokens").select("jti").where("tenant", "=", tenant).where("jti", "=", jti).executeTakeFirst());
+  }
+
+  /** Records a single-use identifier; false if it was seen before (a replay). */
+  async useJti(tenant: string, kind: string, jti: string, expiresAt: number): Promise<boolean> {
+    const r = await this.db.insertInto("used_jtis").values({ tenant, kind, jti, expires_at: expiresAt }).onConflict((oc) => oc.columns(["tenant", "kind", "jti"]).doNothing()).executeTakeFirst();
+    return (r.numInsertedOrUpdatedRows ?? 0n) > 0n;
+  }
+
+  /** Deletes what has expired; run by the housekeeping timer. */
+  async sweep(): Promise<void> {
+    const t = now();
+    await this.db.deleteFrom("used_jtis").where("expires_at", "<", t).execute();
+    await this.db.deleteFrom("auth_requests").where("expires_at", "<", t - 3600).execute();
+    await this.db.deleteFrom("codes").where("expires_at", "<", t - 86_400).execute();
+    await this.db.deleteFrom("revoked_tokens").where("expires_at", "<", t).execute();
+    await this.db.deleteFrom("access_tokens").where("expires_at", "<", t).execute();
+    await this.db.deleteFrom("refresh_tokens").where("expires_at", "<", t).execute();
+    await sql`DELETE FROM grants WHERE expires_at < ${t}`.execute(this.db);
+  }
+}

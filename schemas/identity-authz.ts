@@ -1,0 +1,121 @@
+/** Request and response schemas of identity-authz's admin API, shared by its routes and its OpenAPI document. */
+import * as v from "valibot";
+
+export const TENANT_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const tenantId = v.pipe(v.string(), v.regex(TENANT_ID, "tenant ids are lowercase letters, digits and '-' (max 63)"));
+const clientId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "client ids are letters, digits, '.', '_' and '-' (max 128)"));
+const scopeToken = v.pipe(v.string(), v.regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/, "a scope is one RFC 6749 scope token"));
+/** Absolute https URL, or http on loopback (RFC 8252 native apps); never a fragment. */
+const redirectUri = v.pipe(
+  v.string(),
+  v.maxLength(2000),
+  v.url(),
+  v.check((u) => {
+    const x = new URL(u);
+    return !x.hash && (x.protocol === "https:" || (x.protocol === "http:" && ["127.0.0.1", "[::1]", "localhost"].includes(x.hostname)));
+  }, "redirect URIs are https (or http on loopback) without a fragment"),
+);
+
+export const AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"] as const;
+export const GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials"] as const;
+export const SIGNING_ALGS = ["ES256", "RS256", "PS256", "EdDSA"] as const;
+
+export const TenantParams = v.object({ tenant: tenantId });
+export const ClientParams = v.object({ tenant: tenantId, client_id: clientId });
+
+export const CreateTenant = v.strictObject({
+  id: tenantId,
+  display_name: v.optional(v.pipe(v.string(), v.trim(), v.minLength(1), v.maxLength(200))),
+});
+
+export const Tenant = v.object({ id: v.string(), display_name: v.string(), created_at: v.string() });
+export const TenantList = v.object({ items: v.array(Tenant) });
+
+const clientFields = {
+  client_name: v.pipe(v.string(), v.trim(), v.minLength(1), v.maxLength(200)),
+  redirect_uris: v.pipe(v.array(redirectUri), v.maxLength(20)),
+  post_logout_redirect_uris: v.pipe(v.array(redirectUri), v.maxLength(20)),
+  grant_types: v.pipe(v.array(v.picklist(GRANT_TYPES)), v.minLength(1)),
+  /** Scopes the client may request. */
+  scopes: v.pipe(v.array(scopeToken), v.maxLength(100)),
+  /** Audiences (RFC 8707 `resource` values) the client may request; the first is the default. */
+  audiences: v.pipe(v.array(v.pipe(v.string(), v.minLength(1), v.maxLength(300))), v.maxLength(20)),
+  token_endpoint_auth_method: v.picklist(AUTH_METHODS),
+  /** The client's public keys for private_key_jwt, by value. */
+  jwks: v.nullable(v.object({ keys: v.pipe(v.array(v.record(v.string(), v.unknown())), v.minLength(1), v.maxLength(10)) })),
+  /** ... or by reference (https). */
+  jwks_uri: v.nullable(v.pipe(v.string(), v.url(), v.startsWith("https://"))),
+  require_par: v.boolean(),
+  /** Access tokens must be DPoP-bound (RFC 9449). */
+  dpop_bound_access_tokens: v.boolean(),
+  id_token_signed_response_alg: v.picklist(SIGNING_ALGS),
+  access_token_ttl_s: v.nullable(v.pipe(v.number(), v.integer(), v.minValue(30), v.maxValue(86_400))),
+};
+
+export const CreateClient = v.strictObject({
+  client_id: v.optional(clientId),
+  client_name: clientFields.client_name,
+  redirect_uris: v.optional(clientFields.redirect_uris, []),
+  post_logout_redirect_uris: v.optional(clientFields.post_logout_redirect_uris, []),
+  grant_types: v.optional(clientFields.grant_types, ["client_credentials"]),
+  scopes: v.optional(clientFields.scopes, []),
+  audiences: v.optional(clientFields.audiences, []),
+  token_endpoint_auth_method: v.optional(clientFields.token_endpoint_auth_method, "client_secret_basic"),
+  jwks: v.optional(clientFields.jwks, null),
+  jwks_uri: v.optional(clientFields.jwks_uri, null),
+  require_par: v.optional(clientFields.require_par, false),
+  dpop_bound_access_tokens: v.optional(clientFields.dpop_bound_access_tokens, false),
+  id_token_signed_response_alg: v.optional(clientFields.id_token_signed_response_alg, "ES256"),
+  access_token_ttl_s: v.optional(clientFields.access_token_ttl_s, null),
+});
+
+export const UpdateClient = v.strictObject(Object.fromEntries(Object.entries(clientFields).map(([k, s]) => [k, v.optional(s)])) as {
+  [K in keyof typeof clientFields]: v.OptionalSchema<(typeof clientFields)[K], undefined>;
+});
+
+export const Client = v.object({
+  tenant: v.string(),
+  client_id: v.string(),
+  ...clientFields,
+  created_at: v.string(),
+  updated_at: v.string(),
+});
+/** A client as returned once at creation or secret rotation: the only time the secret is shown. */
+export const ClientWithSecret = v.object({ ...Client.entries, client_secret: v.nullable(v.string()) });
+export const ClientList = v.object({ items: v.array(Client) });
+
+const claimName = v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/, "a claim name"));
+/** The OIDC scopes and the claims they release; tenants cannot redefine them. */
+export const STANDARD_SCOPES: Record<string, string[]> = {
+  openid: [],
+  offline_access: [],
+  profile: ["name", "given_name", "family_name", "preferred_username", "locale", "zoneinfo", "updated_at"],
+  email: ["email", "email_verified"],
+};
+export const ScopeParams = v.object({ tenant: tenantId, name: scopeToken });
+export const PutScope = v.strictObject({
+  description: v.optional(v.pipe(v.string(), v.maxLength(500)), ""),
+  /** User claims (sent by the idp in the login verifier) this scope releases in ID tokens and userinfo. */
+  claims: v.optional(v.pipe(v.array(claimName), v.maxLength(50)), []),
+});
+export const ScopeDefinition = v.object({ name: v.string(), description: v.string(), claims: v.array(v.string()), standard: v.boolean() });
+export const ScopeList = v.object({ items: v.array(ScopeDefinition) });
+
+export const RotateKeys = v.strictObject({ alg: v.optional(v.picklist(SIGNING_ALGS), "ES256") });
+export const SigningKeyInfo = v.object({
+  kid: v.string(),
+  alg: v.string(),
+  status: v.picklist(["current", "retired"]),
+  created_at: v.number(),
+  retired_at: v.nullable(v.number()),
+  publish_until: v.nullable(v.number()),
+});
+export const SigningKeyList = v.object({ items: v.array(SigningKeyInfo) });
+
+export type CreateTenantInput = v.InferOutput<typeof CreateTenant>;
+export type CreateClientInput = v.InferOutput<typeof CreateClient>;
+export type UpdateClientInput = v.InferOutput<typeof UpdateClient>;
+export type ClientView = v.InferOutput<typeof Client>;
+export type ClientDoc = Omit<ClientView, "tenant" | "client_id" | "created_at" | "updated_at">;
+export type PutScopeInput = v.InferOutput<typeof PutScope>;
+export type SigningAlg = (typeof SIGNING_ALGS)[number];
