@@ -9,7 +9,7 @@
  */
 import { Elysia } from "elysia";
 import { constants as cryptoConstants } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { Server } from "bun";
 import type { Kysely } from "kysely";
@@ -102,13 +102,26 @@ export interface StartOptions {
   logSink?: (line: string) => void;
 }
 
+/**
+ * Reads a secret file, creating it with random content first if absent. Several services
+ * of the suite start at once and share the development unseal secret: the file is written
+ * under a temporary name and hard-linked into place, so exactly one content wins and no
+ * reader ever sees a half-written file.
+ */
 function readOrCreateSecretFile(path: string, bytes: number, logger: Logger, what: string): Uint8Array {
   if (existsSync(path)) return readFileSync(path);
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("base64url");
-  writeFileSync(path, secret + "\n", { mode: 0o600, flag: "wx" });
-  chmodSync(path, 0o600);
-  logger.warn(`created ${what}`, { file: path });
+  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+  writeFileSync(tmp, secret + "\n", { mode: 0o600, flag: "wx" });
+  try {
+    linkSync(tmp, path);
+    logger.warn(`created ${what}`, { file: path });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+  } finally {
+    unlinkSync(tmp);
+  }
   return readFileSync(path);
 }
 
