@@ -28,7 +28,10 @@ export interface StorageConfig {
   authToken?: string;
   /** Seconds between background syncs of an embedded replica (default: only explicit `sync()`). */
   syncInterval?: number;
-  /** How long a local writer waits on a locked database before failing, in ms (default 5000). */
+  /**
+   * How long a local writer waits on a locked database before failing, in ms (default 5000).
+   * File and memory modes; an embedded replica keeps libSQL's own (its writes run on the primary).
+   */
   busyTimeoutMs?: number;
 }
 

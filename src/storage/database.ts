@@ -1,11 +1,15 @@
 /**
  * The one database factory of cryptoutil: Kysely over libSQL.
  *
- * Local databases (memory, file, replica) get one connection with `foreign_keys = ON` and a
- * busy timeout; file databases switch to WAL. Open one `Database` per file per process: local
- * libSQL calls block the thread, so a second handle in the same process waiting on the busy
- * timeout would stall the first (separate processes share a file safely). Errors from libSQL are reported by code only:
- * their messages can carry the URL, and a remote URL or sync URL may carry a token.
+ * Local databases (memory, file, replica) get one connection with `foreign_keys = ON`;
+ * memory and file databases also a busy timeout, and file databases switch to WAL. A remote
+ * database is a libSQL server (sqld), which runs its connections with foreign keys on. An
+ * embedded replica syncs once at open (an unreachable primary or a refused token fails the
+ * open), reads its local file, and forwards writes and write transactions to the primary.
+ * Open one `Database` per file per process: local libSQL calls block the thread, so a second
+ * handle in the same process waiting on the busy timeout would stall the first (separate
+ * processes share a file safely). Errors from libSQL are reported by code only: their
+ * messages can carry the URL, and a remote URL or sync URL may carry a token.
  *
  * @example
  *   const store = await openDatabase<MyTables>({ service: "sm-kms", dataDir: "./data" });
@@ -45,12 +49,69 @@ export interface Database<DB> {
   close(): Promise<void>;
 }
 
+// SQLite result codes, for errors an embedded replica relays from its primary by number.
+const SQLITE_PRIMARY_CODES = [
+  "OK", "ERROR", "INTERNAL", "PERM", "ABORT", "BUSY", "LOCKED", "NOMEM", "READONLY", "INTERRUPT",
+  "IOERR", "CORRUPT", "NOTFOUND", "FULL", "CANTOPEN", "PROTOCOL", "EMPTY", "SCHEMA", "TOOBIG",
+  "CONSTRAINT", "MISMATCH", "MISUSE", "NOLFS", "AUTH", "FORMAT", "RANGE", "NOTADB",
+];
+const SQLITE_EXTENDED_CODES: Record<number, string> = {
+  275: "CONSTRAINT_CHECK",
+  787: "CONSTRAINT_FOREIGNKEY",
+  1299: "CONSTRAINT_NOTNULL",
+  1555: "CONSTRAINT_PRIMARYKEY",
+  1811: "CONSTRAINT_TRIGGER",
+  2067: "CONSTRAINT_UNIQUE",
+  2579: "CONSTRAINT_ROWID",
+  3091: "CONSTRAINT_DATATYPE",
+  517: "BUSY_SNAPSHOT",
+  773: "BUSY_TIMEOUT",
+};
+
+function sqliteCodeName(extended: number): string | undefined {
+  const name = SQLITE_EXTENDED_CODES[extended] ?? SQLITE_PRIMARY_CODES[extended & 0xff];
+  return name ? `SQLITE_${name}` : undefined;
+}
+
+/**
+ * A code for the errors an embedded replica raises without one: libSQL's native binding
+ * reports them as plain `Error`s whose message is a Rust debug form, e.g.
+ * `RemoteSqliteFailure(3, 1555, "UNIQUE constraint failed: t.id")` for a write the primary
+ * refused. Only the code is derived; the message itself is never passed on.
+ */
+function replicaCode(message: string): string | undefined {
+  const remote = /^RemoteSqliteFailure\(\d+, (\d+),/.exec(message);
+  if (remote) return sqliteCodeName(Number(remote[1]));
+  const delegated = /^WriteDelegation\(status: (\w+)/.exec(message);
+  if (delegated) return `REPLICA_WRITE_${delegated[1]!.toUpperCase()}`;
+  if (/^(Replication|Sync)\(|^sync error:/.test(message)) return "REPLICA_SYNC_FAILED";
+  if (message.startsWith("Sqlite3UnsupportedStatement")) return "REPLICA_UNSUPPORTED_STATEMENT";
+  return undefined;
+}
+
 /** The libSQL error code of an error, if it has one (never its message). */
 export function libsqlCode(err: unknown): string | undefined {
-  if (err && typeof err === "object" && "code" in err && typeof (err as { code: unknown }).code === "string") {
-    return (err as { code: string }).code;
+  if (!err || typeof err !== "object") return undefined;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && code !== "") return code;
+  const message = (err as { message?: unknown }).message;
+  return typeof message === "string" ? replicaCode(message) : undefined;
+}
+
+/** Whether the server refused the token (Hrana over HTTP: 401/403; WebSocket: AUTH_*; replica). */
+function credentialsRefused(code: string, err: unknown): boolean {
+  if (code === "SERVER_ERROR") {
+    const status = httpStatusOf(err);
+    return status === 401 || status === 403;
   }
-  return undefined;
+  return code.startsWith("AUTH_") || code === "REPLICA_WRITE_UNAUTHENTICATED";
+}
+
+/** The HTTP status behind a `SERVER_ERROR` of the Hrana-over-HTTP client (e.g. 401). */
+function httpStatusOf(err: unknown): number | undefined {
+  const cause = (err as { cause?: unknown }).cause;
+  const status = cause && typeof cause === "object" ? (cause as { status?: unknown }).status : undefined;
+  return typeof status === "number" ? status : undefined;
 }
 
 // Socket-level failures reaching a remote server (Node/Bun/Deno spellings).
@@ -81,7 +142,19 @@ export function mapStorageError(err: unknown): AppError {
   if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
     return new AppError("unavailable", "the database is busy", { details: { storage: code }, cause: err });
   }
+  if (credentialsRefused(code, err)) {
+    const httpStatus = httpStatusOf(err);
+    // A fault of this service's configuration (token missing, expired, read-only or signed
+    // by another key), not of the caller: 503 like any other unusable database.
+    return new AppError("unavailable", "the database server refused the credentials", {
+      details: { storage: code, ...(httpStatus ? { httpStatus } : {}) },
+      cause: err,
+    });
+  }
   if (
+    code.startsWith("REPLICA_SYNC") ||
+    code === "REPLICA_WRITE_UNAVAILABLE" ||
+    code === "REPLICA_WRITE_DEADLINEEXCEEDED" ||
     code.startsWith("HRANA_") ||
     code.startsWith("UND_ERR_") ||
     NETWORK_CODES.has(code) ||
@@ -126,8 +199,10 @@ export async function openDatabase<DB = unknown>(config: StorageConfig | Resolve
       intMode: "number",
     });
   } catch (err) {
-    throw new AppError("unavailable", `cannot open the ${r.mode} database`, {
-      details: { storage: libsqlCode(err) },
+    // A replica's client contacts the primary already here, even when its file has data.
+    const mapped = mapStorageError(err);
+    throw new AppError("unavailable", `cannot open the ${r.mode} database: ${mapped.message}`, {
+      details: mapped.details,
       cause: err,
     });
   }
@@ -140,15 +215,33 @@ export async function openDatabase<DB = unknown>(config: StorageConfig | Resolve
   let journalMode: string | undefined;
   if (local) {
     try {
+      // Replica writes run on the primary (sqld enforces foreign keys there). A replica
+      // refuses `PRAGMA busy_timeout = n` (unsupported statement) and ignores `timeout`: it
+      // keeps libSQL's 100 ms, which only its own sync contends with. Until its first sync a
+      // replica forwards even these statements, so a refused token or a dead primary fails here.
       await client.execute("PRAGMA foreign_keys = ON");
-      await client.execute(`PRAGMA busy_timeout = ${r.busyTimeoutMs | 0}`);
       // An embedded replica's local file keeps the journal mode the replication protocol needs.
       const rs = await client.execute("PRAGMA journal_mode");
       journalMode = String(rs.rows[0]?.[0] ?? "").toLowerCase();
     } catch (err) {
       client.close();
-      throw new AppError("unavailable", `cannot configure the ${r.mode} database`, {
-        details: { storage: libsqlCode(err) },
+      const mapped = mapStorageError(err);
+      throw new AppError("unavailable", `cannot open the ${r.mode} database: ${mapped.message}`, {
+        details: mapped.details,
+        cause: err,
+      });
+    }
+  }
+  if (r.mode === "replica") {
+    // Pull the primary's state before the first local read (a new replica file is empty),
+    // and fail the start now if the primary is unreachable or refuses the token.
+    try {
+      await client.sync();
+    } catch (err) {
+      client.close();
+      const mapped = mapStorageError(err);
+      throw new AppError("unavailable", `cannot sync the embedded replica from its primary: ${mapped.message}`, {
+        details: mapped.details,
         cause: err,
       });
     }
@@ -229,8 +322,8 @@ async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
 export type PingResult = { ok: true; latencyMs: number } | { ok: false; error: string; latencyMs: number };
 
 /**
- * Runs `SELECT 1` with a deadline; never throws. The error is a short code
- * ("timeout", or the libSQL code), never a message that could carry a URL.
+ * Runs `SELECT 1` with a deadline; never throws. The error is a short code ("timeout",
+ * "credentials_refused", or the libSQL code), never a message that could carry a URL.
  */
 export async function ping(db: Kysely<any>, timeoutMs = 2000): Promise<PingResult> {
   const start = performance.now();
@@ -247,7 +340,9 @@ export async function ping(db: Kysely<any>, timeoutMs = 2000): Promise<PingResul
     if (outcome === "timeout") return { ok: false, error: "timeout", latencyMs };
     return outcome ? { ok: true, latencyMs } : { ok: false, error: "unexpected_result", latencyMs };
   } catch (err) {
-    return { ok: false, error: libsqlCode(err) ?? "error", latencyMs: performance.now() - start };
+    const code = libsqlCode(err) ?? "error";
+    const error = credentialsRefused(code, err) ? "credentials_refused" : code;
+    return { ok: false, error, latencyMs: performance.now() - start };
   } finally {
     clearTimeout(timer);
   }

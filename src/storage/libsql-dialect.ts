@@ -94,9 +94,11 @@ class LibsqlConnection implements DatabaseConnection {
 
   async commit(): Promise<void> {
     const tx = this.#tx;
-    this.#tx = undefined;
     if (!tx) throw new Error("no open transaction");
+    // On failure the transaction stays attached: Kysely then calls rollback(), which must
+    // still reach it (a failed local COMMIT leaves the transaction open).
     await tx.commit();
+    this.#tx = undefined;
   }
 
   async rollback(): Promise<void> {
