@@ -56,12 +56,15 @@ const created = await fetch(`${learn.info.url}/service/api/v1/pets`, {
 if (created.status !== 201) throw new Error(`create failed: ${created.status} ${await created.text()}`);
 const pet = await created.json();
 const bare = await spawnTarget("bare-tls.ts", [JSON.stringify(pet)]);
+// Not an anchor of the target: shows how much of the gap the framework alone takes.
+const elysia = await spawnTarget("elysia-tls.ts", [JSON.stringify(pet)]);
 
 const targets = {
   "learn-ps": { url: `${learn.info.url}/service/api/v1/pets/${pet.id}`, headers: { authorization: `Bearer ${token}` } },
   "bare Bun.serve TLS": { url: `${bare.info.url}/service/api/v1/pets/${pet.id}`, headers: { authorization: `Bearer ${token}` } },
+  "Elysia alone, same TLS": { url: `${elysia.info.url}/service/api/v1/pets/${pet.id}`, headers: { authorization: `Bearer ${token}` } },
 };
-const results: Record<string, WrkResult[]> = { "learn-ps": [], "bare Bun.serve TLS": [] };
+const results: Record<string, WrkResult[]> = { "learn-ps": [], "bare Bun.serve TLS": [], "Elysia alone, same TLS": [] };
 
 try {
   for (const [, t] of Object.entries(targets)) await wrk(t.url, { connections: CONNS, seconds: 2, headers: t.headers }); // warm-up
@@ -75,6 +78,7 @@ try {
 } finally {
   learn.proc.kill("SIGTERM");
   bare.proc.kill("SIGTERM");
+  elysia.proc.kill("SIGTERM");
   await issuer.stop();
 }
 
@@ -87,7 +91,8 @@ const b = row("bare Bun.serve TLS");
 console.log(`\nlearn-ps GET /service/api/v1/pets/{id}, HTTPS keep-alive, ${CONNS} connections, wrk, median of ${ROUNDS} x ${SECONDS}s\n`);
 console.log("| target | req/s | p50 ms | p99 ms | ratio to bare |");
 console.log("|---|---:|---:|---:|---:|");
-for (const x of [l, b]) {
+const e = row("Elysia alone, same TLS");
+for (const x of [l, b, e]) {
   console.log(`| ${x.name} | ${x.rps.toFixed(0)} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${(x.rps / b.rps).toFixed(2)} |`);
 }
 const pass = l.rps >= 0.6 * b.rps && l.p99 < 20;

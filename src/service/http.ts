@@ -51,9 +51,31 @@ function pathOf(p: unknown): string | undefined {
   return undefined;
 }
 
+/** The path of an absolute URL without building a URL object (hot path). */
+function pathOfUrl(u: string): string {
+  const start = u.indexOf("/", u.indexOf("//") + 2);
+  if (start < 0) return "/";
+  const q = u.indexOf("?", start);
+  const h = u.indexOf("#", start);
+  const end = q < 0 ? h : h < 0 ? q : Math.min(q, h);
+  return end < 0 ? u.slice(start) : u.slice(start, end);
+}
+
 const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
 const API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+/** Headers on every public response; JSON APIs are never cached. */
+export const SECURITY_HEADERS: Record<string, string> = {
+  "strict-transport-security": "max-age=63072000; includeSubDomains",
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer",
+  "cross-origin-opener-policy": "same-origin",
+  "content-security-policy": API_CSP,
+  "cache-control": "no-store",
+};
+const SECURITY_ENTRIES = Object.entries(SECURITY_HEADERS);
 const PAGE_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
   "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'";
@@ -94,8 +116,7 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
     const start = performance.now();
     const info = requestInfo(req);
     info.ip = clientIp(req);
-    const url = new URL(req.url);
-    const path = url.pathname;
+    const path = pathOfUrl(req.url);
     const isService = path.startsWith("/service/");
     const isBrowser = path.startsWith("/browser/");
     const origin = req.headers.get("origin");
@@ -146,7 +167,7 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
           info.sessionId = sid;
           if (UNSAFE.has(req.method)) {
             // Same-origin requests or allowlisted origins only, plus the CSRF token.
-            if (origin && origin !== url.origin && !cors.has(origin)) throw new AppError("csrf_failed", "cross-origin request refused");
+            if (origin && origin !== new URL(req.url).origin && !cors.has(origin)) throw new AppError("csrf_failed", "cross-origin request refused");
             await d.sessions.verifyCsrf(sid, req.headers.get("x-csrf-token"));
           }
         }
@@ -158,16 +179,12 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
 
     const h = res.headers;
     h.set("x-request-id", info.id);
-    h.set("strict-transport-security", "max-age=63072000; includeSubDomains");
-    h.set("x-content-type-options", "nosniff");
-    h.set("x-frame-options", "DENY");
-    h.set("referrer-policy", "no-referrer");
-    h.set("cross-origin-opener-policy", "same-origin");
-    if (!h.has("content-security-policy")) {
-      const ct = h.get("content-type") ?? "";
-      h.set("content-security-policy", path.startsWith("/docs") ? DOCS_CSP : ct.startsWith("text/html") ? PAGE_CSP : API_CSP);
-    }
-    if (path.includes("/api/") && !h.has("cache-control")) h.set("cache-control", "no-store");
+    // Responses built by the app already carry SECURITY_HEADERS (Elysia's .headers());
+    // errors made here or by the router's 404 do not.
+    if (!h.has("x-content-type-options")) for (const [k, v] of SECURITY_ENTRIES) h.set(k, v);
+    // HTML (pages, the explorer) gets a CSP that allows same-origin scripts; JSON keeps 'none'.
+    if (h.get("content-type")?.startsWith("text/html")) h.set("content-security-policy", path.startsWith("/docs") ? DOCS_CSP : PAGE_CSP);
+    else if (path.startsWith("/docs")) h.set("content-security-policy", DOCS_CSP);
     if (isBrowser && origin && cors.has(origin)) {
       h.set("access-control-allow-origin", origin);
       h.set("access-control-allow-credentials", "true");

@@ -18,7 +18,7 @@ import { defaultConfig, loadConfig, ServiceConfigSchema, type ServiceConfig } fr
 import { createLogger, type Logger } from "./log.ts";
 import { HttpMetrics } from "./metrics.ts";
 import { IpAllowlist, RateLimiter } from "./guard.ts";
-import { appBase, errorResponse, mapError, publicHandler, requestInfo } from "./http.ts";
+import { appBase, errorResponse, mapError, publicHandler, requestInfo, SECURITY_HEADERS } from "./http.ts";
 import { docsPlugin, DOCS_PATH } from "./docs.ts";
 import type { ServiceContext, ServiceDefinition } from "./context.ts";
 import { BearerVerifier } from "../auth/bearer.ts";
@@ -137,6 +137,7 @@ function serverUrl(host: string, port: number): string {
 /** The public Elysia app of a service (docs, API under both prefixes, pages). */
 export function buildPublicApp(def: ServiceDefinition, ctx: ServiceContext) {
   const app = new Elysia()
+    .headers(SECURITY_HEADERS)
     .use(appBase)
     .onError(mapError)
     .use(docsPlugin({ title: def.title, version: def.version, description: def.description }))
