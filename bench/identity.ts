@@ -12,8 +12,8 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeJwt, decodeProtectedHeader } from "jose";
-import { createSuiteCa, issueLeaf, toPem, trustBundlePem } from "../src/pki/index.ts";
-import { haveWrk, parseWrk, type WrkResult } from "./wrk.ts";
+import { throwawayTls } from "../test/support/tls.ts";
+import { haveWrk, median, parseWrk, spawnTarget, type WrkResult } from "./wrk.ts";
 
 const argOf = (k: string) => process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1];
 const arg = (k: string, d: number) => Number(argOf(k) ?? d);
@@ -36,37 +36,13 @@ const freePort = () =>
     });
   });
 
-const children: Array<{ kill(signal?: number | NodeJS.Signals): void }> = [];
-// No target outlives the run, even when a step throws.
-process.on("exit", () => children.forEach((c) => c.kill("SIGTERM")));
-
-async function spawnTarget(cmd: string[]) {
-  const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "inherit" });
-  children.push(p);
-  const reader = p.stdout.getReader();
-  let buf = "";
-  while (!buf.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${cmd.join(" ")} exited early`);
-    buf += new TextDecoder().decode(value);
-  }
-  return { proc: p, info: JSON.parse(buf.slice(0, buf.indexOf("\n"))) };
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
 const dir = mkdtempSync(join(tmpdir(), "cryptoutil-bench-identity-"));
 
 // The anchor's TLS certificate, from the suite CA code (P-256, like identity-authz's own).
-const ca = await createSuiteCa();
-const leaf = await issueLeaf(ca, { serviceName: "oidc-provider", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
-writeFileSync(join(dir, "anchor-key.pem"), toPem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", leaf.keys.privateKey))));
-writeFileSync(join(dir, "anchor-cert.pem"), toPem("CERTIFICATE", new Uint8Array(leaf.cert.rawData)) + toPem("CERTIFICATE", new Uint8Array(ca.intermediate.cert.rawData)));
-const anchorCa = trustBundlePem(ca);
+const anchorTls = await throwawayTls("oidc-provider");
+writeFileSync(join(dir, "anchor-key.pem"), anchorTls.keyPem);
+writeFileSync(join(dir, "anchor-cert.pem"), anchorTls.certPem);
+const anchorCa = anchorTls.caPem;
 const anchorSecret = crypto.randomUUID() + crypto.randomUUID();
 
 const authz = await spawnTarget([process.execPath, "run", join(import.meta.dir, "targets", "identity-authz.ts"), join(dir, "identity-authz"), String(await freePort())]);

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestIssuer } from "../test/support/issuer.ts";
-import { haveWrk, wrk, type WrkResult } from "./wrk.ts";
+import { haveWrk, median, spawnTarget, wrk, type WrkResult } from "./wrk.ts";
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
 const SECONDS = arg("seconds", 10);
@@ -22,30 +22,14 @@ if (!haveWrk()) {
   process.exit(2);
 }
 
-async function spawnTarget(script: string, args: string[]) {
-  const p = Bun.spawn([process.execPath, "run", join(import.meta.dir, "targets", script), ...args], { stdout: "pipe", stderr: "inherit" });
-  const reader = p.stdout.getReader();
-  let buf = "";
-  while (!buf.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${script} exited early`);
-    buf += new TextDecoder().decode(value);
-  }
-  return { proc: p, info: JSON.parse(buf.slice(0, buf.indexOf("\n"))) };
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
+const target = (script: string, args: string[]) => spawnTarget([process.execPath, "run", join(import.meta.dir, "targets", script), ...args]);
 
 const dir = mkdtempSync(join(tmpdir(), "cryptoutil-bench-"));
 const issuer = await startTestIssuer();
 writeFileSync(join(dir, "issuer-ca.pem"), issuer.caPem);
 const token = await issuer.mint({ tenant: "bench", scope: "pets:read pets:write" }, { expiresIn: "1h" });
 
-const learn = await spawnTarget("learn-ps.ts", [join(dir, "learn-ps"), issuer.issuer, issuer.jwksUrl, join(dir, "issuer-ca.pem")]);
+const learn = await target("learn-ps.ts", [join(dir, "learn-ps"), issuer.issuer, issuer.jwksUrl, join(dir, "issuer-ca.pem")]);
 const ca = readFileSync(learn.info.trust, "utf8");
 const created = await fetch(`${learn.info.url}/service/api/v1/pets`, {
   method: "POST",
@@ -55,9 +39,9 @@ const created = await fetch(`${learn.info.url}/service/api/v1/pets`, {
 } as RequestInit);
 if (created.status !== 201) throw new Error(`create failed: ${created.status} ${await created.text()}`);
 const pet = await created.json();
-const bare = await spawnTarget("bare-tls.ts", [JSON.stringify(pet)]);
+const bare = await target("bare-tls.ts", [JSON.stringify(pet)]);
 // Not an anchor of the target: shows how much of the gap the framework alone takes.
-const elysia = await spawnTarget("elysia-tls.ts", [JSON.stringify(pet)]);
+const elysia = await target("elysia-tls.ts", [JSON.stringify(pet)]);
 
 const targets = {
   "learn-ps": { url: `${learn.info.url}/service/api/v1/pets/${pet.id}`, headers: { authorization: `Bearer ${token}` } },

@@ -38,3 +38,27 @@ export async function wrk(url: string, opts: { connections: number; seconds: num
 export function haveWrk(): boolean {
   return Bun.which("wrk") !== null;
 }
+
+const children: Array<{ kill(signal?: number | NodeJS.Signals): void }> = [];
+// No benchmark target outlives the run, even when a step throws.
+process.on("exit", () => children.forEach((c) => c.kill("SIGTERM")));
+
+/** Starts a target process and waits for the JSON line it prints once it listens. */
+export async function spawnTarget(cmd: string[]): Promise<{ proc: ReturnType<typeof Bun.spawn>; info: any }> {
+  const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "inherit" });
+  children.push(p);
+  const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
+  let buf = "";
+  while (!buf.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${cmd.join(" ")} exited before it was ready`);
+    buf += new TextDecoder().decode(value);
+  }
+  return { proc: p, info: JSON.parse(buf.slice(0, buf.indexOf("\n"))) };
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}

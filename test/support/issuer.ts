@@ -5,8 +5,7 @@
  * they will verify identity-authz's tokens: nothing is bypassed.
  */
 import { SignJWT, exportJWK, generateKeyPair, type JWTPayload } from "jose";
-import { createSuiteCa, issueLeaf, toPem, trustBundlePem } from "../../src/pki/index.ts";
-import { TLS13_ONLY } from "../../src/service/service.ts";
+import { throwawayTls } from "./tls.ts";
 
 export interface TestIssuer {
   issuer: string;
@@ -19,10 +18,7 @@ export interface TestIssuer {
 
 /** `audience` is the default `aud` of minted tokens (a claim in `mint` overrides it). */
 export async function startTestIssuer(settings: { audience?: string } = {}): Promise<TestIssuer> {
-  const ca = await createSuiteCa();
-  const leaf = await issueLeaf(ca, { serviceName: "test-issuer", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
-  const keyPem = toPem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", leaf.keys.privateKey)));
-  const certPem = toPem("CERTIFICATE", new Uint8Array(leaf.cert.rawData)) + toPem("CERTIFICATE", new Uint8Array(ca.intermediate.cert.rawData));
+  const tlsId = await throwawayTls("test-issuer");
 
   const { publicKey, privateKey } = await generateKeyPair("ES256");
   const foreign = await generateKeyPair("ES256");
@@ -31,7 +27,7 @@ export async function startTestIssuer(settings: { audience?: string } = {}): Pro
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
-    tls: { cert: certPem, key: keyPem, secureOptions: TLS13_ONLY },
+    tls: tlsId.serve,
     fetch(req) {
       const path = new URL(req.url).pathname;
       if (path === "/jwks.json" || /^\/t\/[A-Za-z0-9._-]+\/jwks$/.test(path)) {
@@ -45,7 +41,7 @@ export async function startTestIssuer(settings: { audience?: string } = {}): Pro
   return {
     issuer,
     jwksUrl: `${issuer}/jwks.json`,
-    caPem: trustBundlePem(ca),
+    caPem: tlsId.caPem,
     jwksFetches: () => fetches,
     async mint(claims, opts = {}) {
       const key = opts.key === "foreign" ? foreign.privateKey : privateKey;

@@ -10,8 +10,7 @@ import { createServer } from "node:net";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { createRemoteJWKSet, customFetch, exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK, type JWTPayload } from "jose";
-import { createSuiteCa, issueLeaf, toPem, trustBundlePem } from "../../../src/pki/index.ts";
-import { TLS13_ONLY } from "../../../src/service/service.ts";
+import { throwawayTls } from "../../support/tls.ts";
 import { identityAuthz } from "../../../apps/identity-authz/service.ts";
 import { startTestService, tempDir, type TestService } from "../../support/service.ts";
 import type { ServiceConfig } from "../../../src/service/config.ts";
@@ -62,16 +61,13 @@ export interface TestIdp {
 }
 
 export async function startTestIdp(dir: string, authzUrl: () => string, authzCa: () => string): Promise<TestIdp> {
-  const ca = await createSuiteCa();
-  const leaf = await issueLeaf(ca, { serviceName: "test-idp", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
-  const keyPem = toPem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", leaf.keys.privateKey)));
-  const certPem = toPem("CERTIFICATE", new Uint8Array(leaf.cert.rawData)) + toPem("CERTIFICATE", new Uint8Array(ca.intermediate.cert.rawData));
+  const tlsId = await throwawayTls("test-idp");
   const { publicKey, privateKey } = await generateKeyPair("ES256");
   const foreign = await generateKeyPair("ES256");
   const jwk = { ...(await exportJWK(publicKey)), kid: "idp-1", alg: "ES256", use: "sig" };
   const hosted = new Map<string, JWK[]>();
   const authzSets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
-  const caPem = trustBundlePem(ca);
+  const caPem = tlsId.caPem;
   mkdirSync(dir, { recursive: true });
   const caFile = join(dir, "test-idp-ca.pem");
   writeFileSync(caFile, caPem);
@@ -102,7 +98,7 @@ export async function startTestIdp(dir: string, authzUrl: () => string, authzCa:
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
-    tls: { cert: certPem, key: keyPem, secureOptions: TLS13_ONLY },
+    tls: tlsId.serve,
     async fetch(req) {
       const url = new URL(req.url);
       let m = url.pathname.match(/^\/t\/([a-z0-9-]+)\/jwks$/);

@@ -4,8 +4,7 @@
  * `/t/{T}/jwks`, and a signer of `login_challenge` JWS. Nothing in the idp is bypassed.
  */
 import { SignJWT, exportJWK, generateKeyPair } from "jose";
-import { createSuiteCa, issueLeaf, toPem, trustBundlePem } from "../../../src/pki/index.ts";
-import { TLS13_ONLY } from "../../../src/service/service.ts";
+import { throwawayTls } from "../../support/tls.ts";
 
 export interface AuthzStub {
   url: string;
@@ -16,17 +15,14 @@ export interface AuthzStub {
 }
 
 export async function startAuthzStub(): Promise<AuthzStub> {
-  const ca = await createSuiteCa();
-  const leaf = await issueLeaf(ca, { serviceName: "authz-stub", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
-  const keyPem = toPem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", leaf.keys.privateKey)));
-  const certPem = toPem("CERTIFICATE", new Uint8Array(leaf.cert.rawData)) + toPem("CERTIFICATE", new Uint8Array(ca.intermediate.cert.rawData));
+  const tlsId = await throwawayTls("authz-stub");
   const { publicKey, privateKey } = await generateKeyPair("ES256");
   const foreign = await generateKeyPair("ES256");
   const jwk = { ...(await exportJWK(publicKey)), kid: "authz-1", alg: "ES256", use: "sig" };
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
-    tls: { cert: certPem, key: keyPem, secureOptions: TLS13_ONLY },
+    tls: tlsId.serve,
     fetch(req) {
       if (/^\/t\/[A-Za-z0-9._-]+\/jwks$/.test(new URL(req.url).pathname)) return Response.json({ keys: [jwk] });
       return new Response("not found", { status: 404 });
@@ -36,7 +32,7 @@ export async function startAuthzStub(): Promise<AuthzStub> {
   const issuer = (t: string) => `${url}/t/${t}`;
   return {
     url,
-    caPem: trustBundlePem(ca),
+    caPem: tlsId.caPem,
     issuer,
     challenge(tenant, claims = {}, o = {}) {
       const now = Math.floor(Date.now() / 1000);

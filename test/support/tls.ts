@@ -1,0 +1,25 @@
+/**
+ * A throwaway TLS identity for test and benchmark servers: a fresh suite CA (P-256 root ->
+ * intermediate) and a leaf for localhost / 127.0.0.1, as PEM, plus the Bun.serve options
+ * (TLS 1.3 only, like the services).
+ */
+import { createSuiteCa, issueLeaf, toPem, trustBundlePem } from "../../src/pki/index.ts";
+import { TLS13_ONLY } from "../../src/service/service.ts";
+
+export interface ThrowawayTls {
+  /** Leaf then intermediate. */
+  certPem: string;
+  keyPem: string;
+  /** The root, for clients. */
+  caPem: string;
+  /** Ready for `Bun.serve({ tls })`. */
+  serve: { cert: string; key: string; secureOptions: number };
+}
+
+export async function throwawayTls(serviceName: string): Promise<ThrowawayTls> {
+  const ca = await createSuiteCa();
+  const leaf = await issueLeaf(ca, { serviceName, dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
+  const keyPem = toPem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", leaf.keys.privateKey)));
+  const certPem = toPem("CERTIFICATE", new Uint8Array(leaf.cert.rawData)) + toPem("CERTIFICATE", new Uint8Array(ca.intermediate.cert.rawData));
+  return { certPem, keyPem, caPem: trustBundlePem(ca), serve: { cert: certPem, key: keyPem, secureOptions: TLS13_ONLY } };
+}
