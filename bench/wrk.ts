@@ -4,6 +4,8 @@ export interface WrkResult {
   p50ms: number;
   p99ms: number;
   errors: number;
+  /** wrk's own words about the errors, if any. */
+  detail: string;
 }
 
 function toMs(v: string): number {
@@ -21,11 +23,20 @@ export function parseWrk(out: string): WrkResult {
   const sockErr = out.match(/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/);
   const errors = non2xx + (sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
   if (!rps || !p50 || !p99) throw new Error(`cannot parse wrk output:\n${out}`);
-  return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors };
+  const detail = [out.match(/Non-2xx or 3xx responses:\s+\d+/)?.[0], sockErr?.[0]].filter(Boolean).join("; ");
+  return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors, detail };
 }
 
+/**
+ * With BENCH_PIN=1 on a machine with 2+ cores, targets run pinned to core 0 and wrk to core 1
+ * (taskset, from util-linux), so the load generator and the server never take each other's
+ * core. Only on an otherwise quiet machine: other work landing on core 0 skews it badly.
+ */
+export const PIN = process.env.BENCH_PIN === "1" && Bun.which("taskset") !== null && navigator.hardwareConcurrency >= 2;
+const pinned = (core: number, cmd: string[]) => (PIN ? ["taskset", "-c", String(core), ...cmd] : cmd);
+
 export async function wrk(url: string, opts: { connections: number; seconds: number; threads?: number; headers?: Record<string, string> }): Promise<WrkResult> {
-  const args = ["wrk", `-t${opts.threads ?? 1}`, `-c${opts.connections}`, `-d${opts.seconds}s`, "--latency"];
+  const args = pinned(1, ["wrk", `-t${opts.threads ?? 1}`, `-c${opts.connections}`, `-d${opts.seconds}s`, "--latency"]);
   for (const [k, v] of Object.entries(opts.headers ?? {})) args.push("-H", `${k}: ${v}`);
   args.push(url);
   const p = Bun.spawn(args, { stdout: "pipe", stderr: "pipe" });
@@ -45,7 +56,7 @@ process.on("exit", () => children.forEach((c) => c.kill("SIGTERM")));
 
 /** Starts a target process and waits for the JSON line it prints once it listens. */
 export async function spawnTarget(cmd: string[]): Promise<{ proc: ReturnType<typeof Bun.spawn>; info: any }> {
-  const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "inherit" });
+  const p = Bun.spawn(pinned(0, cmd), { stdout: "pipe", stderr: "inherit" });
   children.push(p);
   const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
   let buf = "";
