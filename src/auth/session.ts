@@ -9,6 +9,7 @@
  */
 import type { Kysely } from "kysely";
 import { AppError } from "../service/errors.ts";
+import { equalStrings } from "../crypto/constant-time.ts";
 import type { Principal } from "./bearer.ts";
 
 export const SESSION_COOKIE = "__Host-cryptoutil_session";
@@ -44,16 +45,6 @@ export async function createSessionTable(db: Kysely<any>): Promise<void> {
 const enc = new TextEncoder();
 const b64url = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 const hex = (b: ArrayBuffer) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, "0")).join("");
-
-/** Constant-time equality of two strings of possibly different length. */
-export function timingSafeEqualStr(a: string, b: string): boolean {
-  const x = enc.encode(a);
-  const y = enc.encode(b);
-  let diff = x.length ^ y.length;
-  const n = Math.max(x.length, y.length);
-  for (let i = 0; i < n; i++) diff |= (x[i % (x.length || 1)] ?? 0) ^ (y[i % (y.length || 1)] ?? 0);
-  return diff === 0;
-}
 
 export interface SessionTimeouts {
   idleS: number;
@@ -124,7 +115,7 @@ export class SessionStore {
   }
 
   async verifyCsrf(id: string, token: string | null): Promise<void> {
-    if (!token || !timingSafeEqualStr(token, await this.csrfToken(id))) {
+    if (!token || !equalStrings(token, await this.csrfToken(id))) {
       throw new AppError("csrf_failed", "missing or wrong X-CSRF-Token header");
     }
   }

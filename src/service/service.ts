@@ -14,6 +14,7 @@ import { dirname, join, resolve } from "node:path";
 import type { Server } from "bun";
 import type { Kysely } from "kysely";
 import { AppError } from "./errors.ts";
+import { equalStrings } from "../crypto/constant-time.ts";
 import { defaultConfig, loadConfig, ServiceConfigSchema, type ServiceConfig } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { HttpMetrics } from "./metrics.ts";
@@ -357,21 +358,13 @@ interface AdminDeps {
   shutdown(): void;
 }
 
-const enc = new TextEncoder();
-function constantTimeEqual(a: string, b: string): boolean {
-  const x = enc.encode(a);
-  const y = enc.encode(b);
-  let diff = x.length ^ y.length;
-  for (let i = 0; i < y.length; i++) diff |= (x[i] ?? 0) ^ y[i]!;
-  return diff === 0;
-}
 
 /** The admin server's app: probes, metrics, and token-protected operations. */
 function adminApp(d: AdminDeps) {
   const started = Date.now();
   const requireAdmin = ({ request }: { request: Request }) => {
     const h = request.headers.get("authorization") ?? "";
-    if (!h.startsWith("Bearer ") || !constantTimeEqual(h.slice(7), d.adminToken)) {
+    if (!h.startsWith("Bearer ") || !equalStrings(h.slice(7), d.adminToken)) {
       throw new AppError("unauthenticated", "the admin token is required", { headers: { "WWW-Authenticate": "Bearer" } });
     }
   };

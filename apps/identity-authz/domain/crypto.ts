@@ -29,13 +29,7 @@ export async function sha256B64url(s: string): Promise<string> {
   return b64url(await sha256(s));
 }
 
-export function equalConstantTime(a: string, b: string): boolean {
-  const x = enc.encode(a);
-  const y = enc.encode(b);
-  if (x.length !== y.length) return false;
-  let d = 0;
-  for (let i = 0; i < x.length; i++) d |= x[i]! ^ y[i]!;
-  return d === 0;
-}
+/** Constant-time string equality (the one in src/crypto). */
+export { equalStrings as equalConstantTime } from "../../../src/crypto/constant-time.ts";
 
 export const nowS = () => Math.floor(Date.now() / 1000);

@@ -9,7 +9,8 @@
  */
 import type { Kysely } from "kysely";
 import { AppError } from "../../../src/service/errors.ts";
-import { readCookie, timingSafeEqualStr, type SessionStore } from "../../../src/auth/session.ts";
+import { readCookie, type SessionStore } from "../../../src/auth/session.ts";
+import { equalStrings } from "../../../src/crypto/constant-time.ts";
 import type { IdpDb, IdpSessionRow } from "../store.ts";
 
 export const IDP_COOKIE = "__Host-idp_session";
@@ -127,7 +128,7 @@ export class IdpSessions {
 
   /** Throws `csrf_failed` unless `token` is this session's synchronizer token. */
   verifyCsrf(s: IdpSession | undefined, token: unknown): void {
-    if (!s || typeof token !== "string" || !timingSafeEqualStr(token, s.csrf)) {
+    if (!s || typeof token !== "string" || !equalStrings(token, s.csrf)) {
       throw new AppError("csrf_failed", "the form has expired or did not come from this site; reload the page");
     }
   }
