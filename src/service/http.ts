@@ -24,21 +24,24 @@ export interface RequestInfo {
   route?: string;
 }
 
-const infos = new WeakMap<Request, RequestInfo>();
+// Kept on the Request itself under a private symbol: a WeakMap keyed by every request
+// made the garbage collector trace one ephemeron per request in flight.
+const INFO = Symbol("cryptoutil.requestInfo");
+type WithInfo = Request & { [INFO]?: RequestInfo };
 
 /** What the pipeline learned about a request (id, client IP, principal). */
 export function requestInfo(req: Request): RequestInfo {
-  let info = infos.get(req);
+  let info = (req as WithInfo)[INFO];
   if (!info) {
     info = { id: crypto.randomUUID() };
-    infos.set(req, info);
+    (req as WithInfo)[INFO] = info;
   }
   return info;
 }
 
 /** The authenticated principal of a request; throws 401 if there is none. */
 export function principalOf(req: Request): Principal {
-  const p = infos.get(req)?.principal;
+  const p = (req as WithInfo)[INFO]?.principal;
   if (!p) throw new AppError("unauthenticated", "authentication is required");
   return p;
 }
