@@ -88,6 +88,13 @@ const sections = {
     rate_limit_rps: positiveInt,
     rate_limit_burst: positiveInt,
   }),
+  /** A PKCS#11 token (HSM). Configured when `pin_file` is set; a bad module, token or PIN stops the start. */
+  hsm: v.strictObject({
+    module: v.optional(v.pipe(v.string(), v.minLength(1))),
+    token_label: v.optional(v.pipe(v.string(), v.minLength(1))),
+    slot: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+    pin_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+  }),
   log: v.strictObject({
     level: v.picklist(["debug", "info", "warn", "error"]),
     /** One JSON line per request. */
@@ -126,6 +133,7 @@ export function defaultConfig(service: string, publicPort: number): ServiceConfi
     },
     browser: { cors_origins: [], session_idle_s: 1800, session_absolute_s: 12 * 3600 },
     security: { ip_allowlist: ["0.0.0.0/0", "::/0"], rate_limit_rps: 1000, rate_limit_burst: 2000 },
+    hsm: {},
     log: { level: "info", access: true },
   };
 }

@@ -4,6 +4,8 @@ import type { Elysia } from "elysia";
 import type { Logger } from "./log.ts";
 import type { ServiceConfig } from "./config.ts";
 import type { SessionStore } from "../auth/session.ts";
+import type { Dispatcher } from "../crypto/dispatcher.ts";
+import type { Pkcs11Provider } from "../crypto/pkcs11/index.ts";
 
 /** Encrypts values at rest; the barrier implements it. `context` binds a ciphertext to its place. */
 export interface DataProtector {
@@ -18,6 +20,10 @@ export interface ServiceContext {
   protector: DataProtector;
   sessions: SessionStore;
   logger: Logger;
+  /** The crypto dispatcher (wasm, WebCrypto, and the HSM when configured). */
+  crypto: Dispatcher;
+  /** The HSM, when `hsm.pin_file` is configured: for keys that must be generated and kept there. */
+  hsm?: Pkcs11Provider;
 }
 
 export interface Migration {

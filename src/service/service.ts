@@ -25,6 +25,7 @@ import type { ServiceContext, ServiceDefinition } from "./context.ts";
 import { BearerVerifier } from "../auth/bearer.ts";
 import { createSessionTable, SessionStore } from "../auth/session.ts";
 import { browserLogin } from "../auth/bff.ts";
+import { createDispatcher, createWasmProvider, createWebCryptoProvider, openPkcs11Provider } from "../crypto/index.ts";
 import { openDatabase, ping, runMigrations, type Database } from "../storage/index.ts";
 import { Barrier } from "../barrier/index.ts";
 import {
@@ -211,6 +212,17 @@ async function startOnDatabase(
   await runMigrations(db, "template", templateMigrations);
   await runMigrations(db, def.name, def.migrations);
 
+  // The HSM opens first: a wrong module, token or PIN stops the start with a clear error.
+  const hsm = config.hsm.pin_file
+    ? await openPkcs11Provider({
+        modulePath: config.hsm.module,
+        tokenLabel: config.hsm.token_label,
+        slot: config.hsm.slot,
+        pinFile: config.hsm.pin_file,
+      })
+    : undefined;
+  const cryptoDispatcher = createDispatcher({ providers: [createWasmProvider(), createWebCryptoProvider(), ...(hsm ? [hsm] : [])] });
+
   const barrier = new Barrier({ db, service: def.name });
   await barrier.unsealFromFiles(unsealFiles);
 
@@ -251,7 +263,7 @@ async function startOnDatabase(
     algorithms: config.auth.algorithms,
   });
 
-  const ctx: ServiceContext = { name: def.name, config, db, protector: barrier, sessions, logger };
+  const ctx: ServiceContext = { name: def.name, config, db, protector: barrier, sessions, logger, crypto: cryptoDispatcher, hsm };
   const app = buildPublicApp(def, ctx);
   const metrics = new HttpMetrics();
   metrics.gauge("barrier_sealed", () => (barrier.sealed ? 1 : 0));
@@ -320,6 +332,7 @@ async function startOnDatabase(
       await publicServer.stop(true);
       await adminServer.stop(true);
       await barrier.seal();
+      await hsm?.close();
       await database.close();
       logger.info("stopped");
       resolveStopped();

@@ -176,10 +176,10 @@ describe("learn-ps accepts authz's tokens", () => {
     // An expired token signed with the tenant's real current key.
     const signer = await Authz.of(authz.ctx).keys.signer("acme");
     const past = Math.floor(Date.now() / 1000) - 3600;
-    const expired = await new SignJWT({ client_id: secretClient.client_id, scope: "pets:read", tenant: "acme", jti: "x" })
-      .setProtectedHeader({ alg: "ES256", typ: "at+jwt", kid: signer.kid })
-      .setIssuer(`${base}/t/acme`).setSubject(secretClient.client_id).setAudience("learn-ps").setIssuedAt(past).setExpirationTime(past + 600)
-      .sign(signer.key);
+    const expired = await signer.signJwt("at+jwt", {
+      client_id: secretClient.client_id, scope: "pets:read", tenant: "acme", jti: "x",
+      iss: `${base}/t/acme`, sub: secretClient.client_id, aud: "learn-ps", iat: past, exp: past + 600,
+    });
     const r2 = await pets(expired);
     expect(r2.status).toBe(401);
     expect(((await r2.json()) as { error: { message: string } }).error.message).toContain("expired");
@@ -202,10 +202,11 @@ describe("learn-ps accepts authz's tokens", () => {
     expect(introA).toMatchObject({ active: true, client_id: secretClient.client_id, scope: "pets:read pets:write", token_type: "Bearer" });
     // Signed by acme's key but claiming globex's issuer: learn-ps refuses it.
     const signer = await Authz.of(authz.ctx).keys.signer("acme");
-    const forged = await new SignJWT({ client_id: "x", scope: "pets:read", tenant: "globex", jti: "y" })
-      .setProtectedHeader({ alg: "ES256", typ: "at+jwt", kid: signer.kid })
-      .setIssuer(`${base}/t/globex`).setSubject("x").setAudience("learn-ps").setIssuedAt().setExpirationTime("5m")
-      .sign(signer.key);
+    const now = Math.floor(Date.now() / 1000);
+    const forged = await signer.signJwt("at+jwt", {
+      client_id: "x", scope: "pets:read", tenant: "globex", jti: "y",
+      iss: `${base}/t/globex`, sub: "x", aud: "learn-ps", iat: now, exp: now + 300,
+    });
     expect((await pets(forged)).status).toBe(401);
   });
 

@@ -9,7 +9,7 @@
  * addressed to this tenant's issuer, be fresh, answer a pending request and be
  * used once. Responses carry `iss` (RFC 9207).
  */
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, jwtVerify, SignJWT, type JWTPayload } from "jose";
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, jwtVerify, type JWTPayload } from "jose";
 import type { DataProtector } from "../../../src/service/context.ts";
 import type { AuthzConfig } from "../config.ts";
 import type { AuthzStore } from "../store.ts";
@@ -201,7 +201,11 @@ export class AuthorizeService {
       created_at: t, expires_at: t + PENDING_TTL_S,
     });
     const signer = await this.keys.signer(tenant, "ES256");
-    const challenge = await new SignJWT({
+    const challenge = await signer.signJwt("login-challenge+jwt", {
+      iss: this.issuer(tenant),
+      aud: "identity-idp",
+      iat: t,
+      exp: t + PENDING_TTL_S,
       jti: id,
       client_id: client.client_id,
       client_name: client.client_name,
@@ -210,13 +214,7 @@ export class AuthorizeService {
       ...(params.max_age !== undefined ? { max_age: params.max_age } : {}),
       ...(params.login_hint ? { login_hint: params.login_hint } : {}),
       ...(params.acr_values ? { acr_values: params.acr_values } : {}),
-    })
-      .setProtectedHeader({ alg: "ES256", typ: "login-challenge+jwt", kid: signer.kid })
-      .setIssuer(this.issuer(tenant))
-      .setAudience("identity-idp")
-      .setIssuedAt(t)
-      .setExpirationTime(t + PENDING_TTL_S)
-      .sign(signer.key);
+    });
     return withParams(`${this.idpUrl}/t/${encodeURIComponent(tenant)}/login`, { login_challenge: challenge });
   }
 

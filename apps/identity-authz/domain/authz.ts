@@ -39,7 +39,7 @@ export class Authz {
     else if (s.port !== 0) this.base = `https://${s.bind === "0.0.0.0" || s.bind === "::" ? "127.0.0.1" : s.bind.includes(":") ? `[${s.bind}]` : s.bind}:${s.port}`;
     this.store = new AuthzStore(ctx.db);
     this.registry = new Registry(this.store);
-    this.keys = new KeyRing(this.store, ctx.protector, this.cfg.max_token_ttl_s);
+    this.keys = new KeyRing(this.store, ctx.protector, this.cfg.max_token_ttl_s, ctx.hsm ? { provider: ctx.hsm, crypto: ctx.crypto } : undefined);
     const caPem = () => this.caPem();
     this.clientAuth = new ClientAuthenticator(this.registry, this.store, caPem);
     this.dpop = new DpopVerifier(this.store, this.cfg.proof_window_s);

@@ -1,23 +1,64 @@
 /**
  * Signing keys per tenant. The private JWK is stored barrier-encrypted, bound to
- * its kid; the imported CryptoKey of each current key is cached in memory so the
+ * its kid — or, with an HSM configured (`hsm.*`), ES256 keys are generated inside the token
+ * as non-extractable objects and only their label is stored; the imported CryptoKey of each current key is cached in memory so the
  * token path never decrypts or imports per request. Rotation: the new key signs
  * at once; the retired key stays in the JWKS until every token it signed has
  * expired (`max_token_ttl_s` plus clock skew), then is deleted.
  */
-import { exportJWK, generateKeyPair, importJWK, type JWK } from "jose";
+import { Buffer } from "node:buffer";
+import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type JWTPayload } from "jose";
+import { AppError } from "../../../src/service/errors.ts";
+import type { Dispatcher } from "../../../src/crypto/dispatcher.ts";
+import type { Pkcs11Provider } from "../../../src/crypto/pkcs11/index.ts";
+import type { TokenKey } from "../../../src/crypto/provider.ts";
 import type { DataProtector } from "../../../src/service/context.ts";
 import type { SigningAlg } from "../../../schemas/identity-authz.ts";
 import type { AuthzStore, SigningKeyRow } from "../store.ts";
 import { randomToken, sha256B64url, nowS } from "./crypto.ts";
-import { es256CompactSigner, type CompactSigner } from "./jws.ts";
+import { es256CompactSigner } from "./jws.ts";
 
 export interface SigningKey {
   kid: string;
   alg: SigningAlg;
-  key: CryptoKey;
-  /** ES256 only: the fast compact signer used for access tokens. */
-  compact?: CompactSigner;
+  /** Where the private key is: barrier-encrypted in the database, or inside the HSM. */
+  location: "barrier" | "hsm";
+  /** Signs a JWT (compact JWS, header `{alg, typ, kid}`) with this key. */
+  signJwt(typ: string, payload: JWTPayload): Promise<string>;
+}
+
+/** The marker stored (barrier-encrypted) in place of a private JWK for a key that lives in the HSM. */
+interface HsmKeyRef {
+  hsm: string; // the key's CKA_LABEL in the token
+}
+
+const b64u = (b: Uint8Array) => Buffer.from(b).toString("base64url");
+
+/** A signer over a key in the HSM: ES256/ES384 signatures computed by the token. */
+function hsmSigner(crypto: Dispatcher, key: TokenKey, alg: "ES256" | "ES384", kid: string): SigningKey["signJwt"] {
+  const headers = new Map<string, string>();
+  return async (typ, payload) => {
+    let h = headers.get(typ);
+    if (!h) headers.set(typ, (h = b64u(enc.encode(JSON.stringify({ alg, typ, kid })))));
+    const input = `${h}.${b64u(enc.encode(JSON.stringify(payload)))}`;
+    const sig = await crypto.sign(key, alg === "ES256" ? "SHA-256" : "SHA-384", enc.encode(input));
+    return `${input}.${b64u(sig)}`;
+  };
+}
+
+/** A signer over a software key: the fast compact path for ES256, jose for the others. */
+function softwareSigner(jwk: JWK, key: CryptoKey, alg: SigningAlg, kid: string): SigningKey["signJwt"] {
+  if (alg === "ES256") {
+    const compact = es256CompactSigner(jwk, kid);
+    return async (typ, payload) => compact.sign(typ, payload);
+  }
+  return (typ, payload) => new SignJWT(payload).setProtectedHeader({ alg, typ, kid }).sign(key);
+}
+
+/** SEC1 uncompressed point -> public JWK. */
+function ecPublicJwk(point: Uint8Array, crv: "P-256" | "P-384"): JWK {
+  const n = (point.length - 1) / 2;
+  return { kty: "EC", crv, x: b64u(point.subarray(1, 1 + n)), y: b64u(point.subarray(1 + n)) };
 }
 
 interface TenantKeys {
@@ -39,13 +80,25 @@ export class KeyRing {
     private readonly store: AuthzStore,
     private readonly protector: DataProtector,
     private readonly maxTokenTtlS: number,
+    /** When set, ES256 keys are generated and kept in the HSM (the token supports EC only). */
+    private readonly hsm?: { provider: Pkcs11Provider; crypto: Dispatcher },
   ) {}
 
   private async create(tenant: string, alg: SigningAlg): Promise<void> {
-    const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg === "RS256" || alg === "PS256" ? { modulusLength: 2048 } : {}) });
     const kid = randomToken(12);
-    const pub = { ...(await exportJWK(publicKey)), kid, alg, use: "sig" };
-    const priv = await exportJWK(privateKey);
+    let pub: JWK;
+    let priv: JWK | HsmKeyRef;
+    if (this.hsm && alg === "ES256") {
+      // Non-extractable, persistent, found again by label after a restart; only a reference is stored.
+      const label = `identity-authz/${tenant}/${kid}`;
+      const pair = await this.hsm.provider.generateEcKeyPair("P-256", { location: "token", label, persistent: true });
+      pub = { ...ecPublicJwk(pair.publicKey.material, "P-256"), kid, alg, use: "sig" };
+      priv = { hsm: label };
+    } else {
+      const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg === "RS256" || alg === "PS256" ? { modulusLength: 2048 } : {}) });
+      pub = { ...(await exportJWK(publicKey)), kid, alg, use: "sig" };
+      priv = await exportJWK(privateKey);
+    }
     const row: SigningKeyRow = {
       kid,
       tenant,
@@ -73,13 +126,16 @@ export class KeyRing {
       if (r.status === "retired" && (r.publish_until ?? 0) < t) continue;
       published.push(JSON.parse(r.public_jwk) as JWK);
       if (r.status !== "current") continue;
-      const jwk = JSON.parse(new TextDecoder().decode(await this.protector.decrypt(r.private_jwk, ctxOf(tenant, r.kid)))) as JWK;
-      current.set(r.alg, {
-        kid: r.kid,
-        alg: r.alg as SigningAlg,
-        key: (await importJWK(jwk, r.alg)) as CryptoKey,
-        compact: r.alg === "ES256" ? es256CompactSigner(jwk, r.kid) : undefined,
-      });
+      const stored = JSON.parse(new TextDecoder().decode(await this.protector.decrypt(r.private_jwk, ctxOf(tenant, r.kid)))) as JWK | HsmKeyRef;
+      const alg = r.alg as SigningAlg;
+      if ("hsm" in stored) {
+        if (!this.hsm) throw new AppError("unavailable", `signing key ${r.kid} lives in an HSM, and none is configured (hsm.*)`);
+        const key = await this.hsm.provider.findKey(stored.hsm);
+        current.set(r.alg, { kid: r.kid, alg, location: "hsm", signJwt: hsmSigner(this.hsm.crypto, key, alg as "ES256", r.kid) });
+      } else {
+        const key = (await importJWK(stored, r.alg)) as CryptoKey;
+        current.set(r.alg, { kid: r.kid, alg, location: "barrier", signJwt: softwareSigner(stored, key, alg, r.kid) });
+      }
     }
     // Newest first, so clients that pick the first match pick the current key.
     const body = JSON.stringify({ keys: published.reverse() });

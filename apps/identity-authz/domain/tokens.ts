@@ -10,7 +10,7 @@
  * SHA-256; grant data (user claims) is barrier-encrypted; PKCE is compared in
  * constant time.
  */
-import { createLocalJWKSet, jwtVerify, SignJWT, type JWTPayload } from "jose";
+import { createLocalJWKSet, jwtVerify, type JWTPayload } from "jose";
 import type { DataProtector } from "../../../src/service/context.ts";
 import type { AuthzConfig } from "../config.ts";
 import type { AuthzStore, GrantRow } from "../store.ts";
@@ -111,9 +111,7 @@ export class TokenService {
     const claims: JWTPayload = { iss: this.issuer(tenant), sub: a.sub, aud: a.aud, iat, exp: iat + ttl, client_id: a.client.client_id, scope: a.scope, tenant, jti };
     if (a.authTime !== undefined) claims.auth_time = a.authTime;
     if (a.jkt) claims.cnf = { jkt: a.jkt };
-    const token = signer.compact
-      ? signer.compact.sign("at+jwt", claims)
-      : await new SignJWT(claims).setProtectedHeader({ alg: "ES256", typ: "at+jwt", kid: signer.kid }).sign(signer.key);
+    const token = await signer.signJwt("at+jwt", claims);
     return { token, jti, exp: iat + ttl, ttl };
   }
 
@@ -124,14 +122,14 @@ export class TokenService {
     if (nonce) claims.nonce = nonce;
     if (f.amr?.length) claims.amr = f.amr;
     if (f.acr) claims.acr = f.acr;
-    return new SignJWT(claims)
-      .setProtectedHeader({ alg: signer.alg, typ: "JWT", kid: signer.kid })
-      .setIssuer(this.issuer(tenant))
-      .setSubject(f.sub)
-      .setAudience(client.client_id)
-      .setIssuedAt(iat)
-      .setExpirationTime(iat + Math.min(this.cfg.id_token_ttl_s, this.cfg.max_token_ttl_s))
-      .sign(signer.key);
+    return signer.signJwt("JWT", {
+      ...claims,
+      iss: this.issuer(tenant),
+      sub: f.sub,
+      aud: client.client_id,
+      iat,
+      exp: iat + Math.min(this.cfg.id_token_ttl_s, this.cfg.max_token_ttl_s),
+    });
   }
 
   /** client_credentials: no user, no grant row, no refresh token. */
