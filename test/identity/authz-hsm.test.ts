@@ -75,6 +75,19 @@ if (softhsm) {
       expect(decodeProtectedHeader(at).kid).toBe(kidBefore);
     });
 
+    test("a wrong PIN is refused even for a token this process already logged in", async () => {
+      const wrongPin = softhsm.pinFile("wrong-again", "not-the-pin");
+      let error: unknown;
+      try {
+        const s = await startTestService(identityAuthz, { overrides: (c) => (c.hsm = { ...hsmConfig(), pin_file: wrongPin }) });
+        await s.stop();
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(AppError);
+      expect((error as AppError).details).toEqual({ reason: "pin_incorrect" });
+    });
+
     test("a wrong PIN stops the start with a clear error", async () => {
       // A token of its own: the running service keeps its token logged in for this process.
       const wrongPin = softhsm.pinFile("wrong", "not-the-pin");

@@ -48,6 +48,12 @@ import { type Pkcs11Config, DEFAULT_PKCS11_MODULE, readPin, startFailure } from 
 import { ckrName, toAppError } from "./errors.ts";
 import { type LoadedModule, type Pkcs11Lib, acquireModule, findSlot, releaseModule } from "./module.ts";
 import { SessionPool } from "./sessions.ts";
+import { createHash } from "node:crypto";
+import { Buffer } from "node:buffer";
+import { equalBytes } from "../constant-time.ts";
+
+/** SHA-256 of the PIN that logged each token in (module path + slot), for later opens in this process. */
+const loggedIn = new Map<string, Uint8Array>();
 import {
   type Naming,
   aesKeyTemplate,
@@ -108,12 +114,21 @@ export class Pkcs11Provider implements CryptoProvider {
     try {
       const { slot, label } = findSlot(m, config);
       for (let i = 0; i < sessions; i++) opened.push(m.p11.C_OpenSession(slot, P.CKF_RW_SESSION | P.CKF_SERIAL_SESSION));
+      const loginKey = `${config.modulePath ?? DEFAULT_PKCS11_MODULE}\0${Buffer.from(slot).toString("hex")}`;
+      const pinHash = createHash("sha256").update(pin, "utf8").digest();
       try {
         m.p11.C_Login(opened[0] as Handle, P.CKU_USER, pin);
+        loggedIn.set(loginKey, pinHash);
       } catch (e) {
         const ckr = ckrName(e);
-        // Login state is per token and process: a second provider on the same token finds it done.
-        if (ckr !== "CKR_USER_ALREADY_LOGGED_IN") {
+        // Login state is per token and process: a second provider on the same token finds it
+        // done, and the token cannot check its PIN again, so we compare with the PIN that logged in.
+        if (ckr === "CKR_USER_ALREADY_LOGGED_IN") {
+          const first = loggedIn.get(loginKey);
+          if (!first || !equalBytes(first, new Uint8Array(pinHash))) {
+            throw startFailure("pin_incorrect", `PKCS#11 login to token '${label}' failed: wrong PIN`);
+          }
+        } else {
           if (ckr === "CKR_PIN_INCORRECT" || ckr === "CKR_PIN_LEN_RANGE") {
             throw startFailure("pin_incorrect", `PKCS#11 login to token '${label}' failed: wrong PIN`);
           }
