@@ -4,14 +4,14 @@
  * sends the POST bodies); next to the same operation done in-process with `jose` (the
  * no-network ceiling, 64 operations in flight) in the same run. Medians of several rounds.
  *
- * Usage: npm run bench -- kms [--seconds=8] [--rounds=2] [--connections=64]
+ * Usage: npm run bench -- kms [--seconds=8] [--rounds=2] [--connections=64]   (BENCH_PIN=1: see wrk.ts)
  */
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CompactEncrypt, CompactSign, compactDecrypt, compactVerify, generateKeyPair, generateSecret } from "jose";
 import { startTestIssuer } from "../test/support/issuer.ts";
-import { haveWrk, median, parseWrk, spawnTarget, type WrkResult } from "./wrk.ts";
+import { haveWrk, median, parseWrk, PIN, spawnTarget, type WrkResult } from "./wrk.ts";
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
 const SECONDS = arg("seconds", 8);
@@ -66,7 +66,9 @@ async function load(op: { path: string; body: unknown }, seconds: number): Promi
     script,
     `wrk.method = "POST"\nwrk.body = [[${JSON.stringify(op.body)}]]\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer ${token}"\n`,
   );
-  const p = Bun.spawn(["wrk", "-t1", `-c${CONNS}`, `-d${seconds}s`, "--latency", "-s", script, api + op.path], { stdout: "pipe", stderr: "pipe" });
+  const cmd = ["wrk", "-t1", `-c${CONNS}`, `-d${seconds}s`, "--latency", "-s", script, api + op.path];
+  // Same placement as wrk.ts: the target on core 0, the load generator on core 1.
+  const p = Bun.spawn(PIN ? ["taskset", "-c", "1", ...cmd] : cmd, { stdout: "pipe", stderr: "pipe" });
   const out = await new Response(p.stdout).text();
   const err = await new Response(p.stderr).text();
   if ((await p.exited) !== 0) throw new Error(`wrk failed: ${err || out}`);
@@ -118,7 +120,7 @@ try {
   await issuer.stop();
 }
 
-console.log(`\nsm-kms, 1 KiB payloads, HTTPS keep-alive, ${CONNS} connections, wrk, median of ${ROUNDS} x ${SECONDS}s; in-process = jose in this process, ${CONNS} in flight\n`);
+console.log(`\nsm-kms, 1 KiB payloads, HTTPS keep-alive, ${CONNS} connections, wrk, median of ${ROUNDS} x ${SECONDS}s; in-process = jose in this process, ${CONNS} in flight${PIN ? "; server pinned to core 0, wrk to core 1" : ""}\n`);
 console.log("| operation | sm-kms req/s | p50 ms | p99 ms | in-process jose ops/s | sm-kms / in-process |");
 console.log("|---|---:|---:|---:|---:|---:|");
 const rows: Record<string, { rps: number; p99: number }> = {};

@@ -24,6 +24,8 @@ export interface ServiceContext {
   crypto: Dispatcher;
   /** The HSM, when `hsm.pin_file` is configured: for keys that must be generated and kept there. */
   hsm?: Pkcs11Provider;
+  /** Registers work to run at graceful stop (timers, background jobs), before storage closes. */
+  onStop(fn: () => void | Promise<void>): void;
 }
 
 export interface Migration {

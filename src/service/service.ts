@@ -263,7 +263,18 @@ async function startOnDatabase(
     algorithms: config.auth.algorithms,
   });
 
-  const ctx: ServiceContext = { name: def.name, config, db, protector: barrier, sessions, logger, crypto: cryptoDispatcher, hsm };
+  const stopHooks: Array<() => void | Promise<void>> = [];
+  const ctx: ServiceContext = {
+    name: def.name,
+    config,
+    db,
+    protector: barrier,
+    sessions,
+    logger,
+    crypto: cryptoDispatcher,
+    hsm,
+    onStop: (fn) => void stopHooks.push(fn),
+  };
   const app = buildPublicApp(def, ctx);
   const metrics = new HttpMetrics();
   metrics.gauge("barrier_sealed", () => (barrier.sealed ? 1 : 0));
@@ -331,6 +342,13 @@ async function startOnDatabase(
       await Promise.race([drain, timeout]);
       await publicServer.stop(true);
       await adminServer.stop(true);
+      for (const hook of stopHooks) {
+        try {
+          await hook();
+        } catch (e) {
+          logger.warn("a stop hook failed", { error: e });
+        }
+      }
       await barrier.seal();
       await hsm?.close();
       await database.close();

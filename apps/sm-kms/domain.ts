@@ -1,0 +1,285 @@
+/**
+ * sm-kms's rules: JOSE operations over the shared keyring. No HTTP here.
+ *
+ * Guarantees:
+ * - Every output names its key and version in the `kid` header (`<key-id>.v<n>`); decrypt
+ *   and verify take the version from that kid and refuse versions below the key's minimum
+ *   decryption version, disabled keys and keys pending deletion.
+ * - An encryption context is bound to the JWE as authenticated data. Compact JWEs have no
+ *   AAD field, so there the protected header (which is the AAD) carries `ctx` = SHA-256 of the
+ *   context's canonical JSON; flattened JSON JWEs carry the canonical JSON itself as `aad`.
+ *   Decrypt refuses a JWE whose binding does not match the context given (absent must match
+ *   absent). The context is authenticated, not secret: a JSON JWE shows it in `aad`.
+ * - Each operation accepts only its key's own `alg` (and `A256GCM` content encryption):
+ *   no algorithm substitution. JOSE parsing and crypto are `jose`'s (WebCrypto underneath,
+ *   the constant-time provider `src/crypto`'s dispatcher picks for AES-GCM and ECDSA).
+ * - Failures to decrypt or verify are one code each (`decryption_failed`, `signature_invalid`),
+ *   whatever check failed; malformed JOSE input is `malformed_jose`. Plaintext is never logged.
+ */
+import {
+  CompactEncrypt,
+  CompactSign,
+  FlattenedEncrypt,
+  compactDecrypt,
+  compactVerify,
+  decodeProtectedHeader,
+  flattenedDecrypt,
+  errors as joseErrors,
+  type CompactJWEHeaderParameters,
+} from "jose";
+import * as v from "valibot";
+import { AppError } from "../../src/service/errors.ts";
+import { equalStrings } from "../../src/crypto/constant-time.ts";
+import { canonicalJson, decodeBase64url, encodeBase64url, parseKid, type ActiveVersion, type ElasticKey, type Keyring, type KeyPurpose, type PublicJwk } from "../../src/keyring/index.ts";
+import type { CreateKeyInput, DataKeyInput, FlattenedJweValue, JweFormat, ListKeysInput, UpdateKeyInput } from "../../schemas/sm-kms.ts";
+
+/** A JWE in compact form or flattened JSON form (RFC 7516 §7.2.2, protected header only). */
+export type Jwe = string | FlattenedJweValue;
+
+/** sm-kms's own config section (`app.*`). */
+export const KmsConfig = v.strictObject({
+  /** Most items in one batch request. */
+  batch_max: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000)), 100),
+  /** How often the rotation / deletion sweep runs, in seconds. */
+  rotation_check_s: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(86_400)), 60),
+  /** How many opened key versions stay in memory. */
+  key_cache_size: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_000_000)), 1000),
+});
+export type KmsConfig = v.InferOutput<typeof KmsConfig>;
+
+export function parseKmsConfig(app: unknown): KmsConfig {
+  const r = v.safeParse(KmsConfig, app ?? {});
+  if (!r.success) {
+    const issue = r.issues[0];
+    const path = issue.path?.map((p) => String(p.key)).join(".");
+    throw new AppError("config_invalid", `app${path ? "." + path : ""}: ${issue.message}`);
+  }
+  return r.output;
+}
+
+const utf8 = new TextEncoder();
+
+/** base64url without padding, the encoding of every binary field. */
+export const b64u = encodeBase64url;
+export const fromB64u = decodeBase64url;
+
+const malformed = (what: string) => new AppError("malformed_jose", `malformed ${what}`, { status: 400 });
+const decryptionFailed = () => new AppError("decryption_failed", "the JWE does not decrypt with this key and context");
+const signatureInvalid = () => new AppError("signature_invalid", "the signature does not verify with this key", { status: 400 });
+const macInvalid = () => new AppError("mac_invalid", "the MAC does not verify with this key", { status: 400 });
+
+async function contextHash(context: Record<string, string> | undefined): Promise<string | undefined> {
+  if (!context) return undefined;
+  return b64u(new Uint8Array(await crypto.subtle.digest("SHA-256", utf8.encode(canonicalJson(context)))));
+}
+
+/** The kid of a JOSE object's header, which must name a version of key `id`. */
+function versionFromKid(kid: unknown, id: string, fail: () => AppError): number {
+  const k = parseKid(kid);
+  if (!k || k.id !== id) throw fail();
+  return k.version;
+}
+
+type BatchResult<T> = T | { error: { code: string; message: string } };
+
+export class KmsService {
+  constructor(
+    readonly ring: Keyring,
+    private readonly cfg: KmsConfig,
+  ) {}
+
+  // --- key management -------------------------------------------------------------------
+
+  create(tenant: string, input: CreateKeyInput): Promise<ElasticKey> {
+    return this.ring.create(tenant, input);
+  }
+  get(tenant: string, id: string): Promise<ElasticKey> {
+    return this.ring.get(tenant, id);
+  }
+  list(tenant: string, q: ListKeysInput) {
+    return this.ring.list(tenant, q);
+  }
+  update(tenant: string, id: string, patch: UpdateKeyInput): Promise<ElasticKey> {
+    return this.ring.update(tenant, id, patch);
+  }
+  rotate(tenant: string, id: string): Promise<ElasticKey> {
+    return this.ring.rotate(tenant, id);
+  }
+  disable(tenant: string, id: string): Promise<ElasticKey> {
+    return this.ring.disable(tenant, id);
+  }
+  enable(tenant: string, id: string): Promise<ElasticKey> {
+    return this.ring.enable(tenant, id);
+  }
+  scheduleDeletion(tenant: string, id: string, days: number): Promise<ElasticKey> {
+    return this.ring.scheduleDeletion(tenant, id, days);
+  }
+  restore(tenant: string, id: string): Promise<ElasticKey> {
+    return this.ring.restore(tenant, id);
+  }
+  publicKey(tenant: string, id: string, version?: number): Promise<PublicJwk> {
+    return this.ring.publicKey(tenant, id, version);
+  }
+
+  // --- encrypt / decrypt ----------------------------------------------------------------
+
+  private async encryptWith(active: ActiveVersion, plaintext: Uint8Array, context: Record<string, string> | undefined, format: JweFormat): Promise<Jwe> {
+    const key = active.spec.asymmetric ? active.usable.public! : active.usable.secret;
+    const header: CompactJWEHeaderParameters & { ctx?: string } = { alg: active.spec.jose, enc: active.spec.enc!, kid: active.kid };
+    if (format === "json") {
+      const enc = new FlattenedEncrypt(plaintext).setProtectedHeader(header);
+      if (context) enc.setAdditionalAuthenticatedData(utf8.encode(canonicalJson(context)));
+      // jose always emits protected, iv and tag for these algorithms; the type marks them optional.
+      return (await enc.encrypt(key)) as FlattenedJweValue;
+    }
+    const ctx = await contextHash(context);
+    if (ctx) header.ctx = ctx;
+    return new CompactEncrypt(plaintext).setProtectedHeader(header).encrypt(key);
+  }
+
+  async encrypt(tenant: string, id: string, plaintext: Uint8Array, context?: Record<string, string>, format: JweFormat = "compact"): Promise<{ kid: string; jwe: Jwe }> {
+    const active = await this.ring.current(tenant, id, ENCRYPTING);
+    return { kid: active.kid, jwe: await this.encryptWith(active, plaintext, context, format) };
+  }
+
+  /** Checks that the JWE's context binding matches `context`; every mismatch is `decryption_failed`. */
+  private async checkContext(jwe: Jwe, header: Record<string, unknown>, context: Record<string, string> | undefined): Promise<void> {
+    if (typeof jwe === "string") {
+      const expected = await contextHash(context);
+      const got = header.ctx;
+      if (expected === undefined ? got !== undefined : typeof got !== "string" || !equalStrings(got, expected)) throw decryptionFailed();
+      return;
+    }
+    // JSON: the aad itself is checked by the AEAD; here only that it is this context's canonical form.
+    if (header.ctx !== undefined) throw decryptionFailed();
+    const expected = context ? b64u(utf8.encode(canonicalJson(context))) : undefined;
+    if (expected === undefined ? jwe.aad !== undefined : jwe.aad === undefined || !equalStrings(jwe.aad, expected)) {
+      throw decryptionFailed();
+    }
+  }
+
+  async decrypt(tenant: string, id: string, jwe: Jwe, context?: Record<string, string>): Promise<{ kid: string; plaintext: Uint8Array; format: JweFormat }> {
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      if (typeof jwe === "string" && jwe.split(".").length !== 5) throw new Error("parts");
+      header = decodeProtectedHeader(jwe);
+    } catch {
+      throw malformed("JWE");
+    }
+    const version = versionFromKid(header.kid, id, decryptionFailed);
+    const active = await this.ring.version(tenant, id, version, ENCRYPTING);
+    if (header.alg !== active.spec.jose || header.enc !== active.spec.enc) throw decryptionFailed();
+    await this.checkContext(jwe, header, context);
+    const opts = { keyManagementAlgorithms: [active.spec.jose], contentEncryptionAlgorithms: [active.spec.enc!] };
+    try {
+      const r = typeof jwe === "string" ? await compactDecrypt(jwe, active.usable.secret, opts) : await flattenedDecrypt(jwe, active.usable.secret, opts);
+      return { kid: active.kid, plaintext: r.plaintext, format: typeof jwe === "string" ? "compact" : "json" };
+    } catch (e) {
+      if (e instanceof AppError) throw e;
+      if (e instanceof joseErrors.JWEInvalid) throw malformed("JWE");
+      throw decryptionFailed();
+    }
+  }
+
+  /** Re-encrypts under the current version, in the input's own format. */
+  async rewrap(tenant: string, id: string, jwe: Jwe, context?: Record<string, string>): Promise<{ kid: string; jwe: Jwe }> {
+    const { plaintext, format } = await this.decrypt(tenant, id, jwe, context);
+    try {
+      return await this.encrypt(tenant, id, plaintext, context, format);
+    } finally {
+      plaintext.fill(0);
+    }
+  }
+
+  async dataKey(tenant: string, id: string, input: DataKeyInput): Promise<{ kid: string; wrapped_key: Jwe; plaintext_key?: string }> {
+    const key = crypto.getRandomValues(new Uint8Array(input.bytes));
+    try {
+      const { kid, jwe } = await this.encrypt(tenant, id, key, input.context, input.format);
+      return input.include_plaintext ? { kid, wrapped_key: jwe, plaintext_key: b64u(key) } : { kid, wrapped_key: jwe };
+    } finally {
+      key.fill(0);
+    }
+  }
+
+  // --- sign / verify ----------------------------------------------------------------------
+
+  async sign(tenant: string, id: string, payload: Uint8Array, detached = false): Promise<{ kid: string; jws: string }> {
+    const active = await this.ring.current(tenant, id, ["sign"]);
+    const jws = await new CompactSign(payload).setProtectedHeader({ alg: active.spec.jose, kid: active.kid }).sign(active.usable.secret);
+    if (!detached) return { kid: active.kid, jws };
+    const [h, , s] = jws.split(".");
+    return { kid: active.kid, jws: `${h}..${s}` };
+  }
+
+  async verify(tenant: string, id: string, jws: string, payload?: Uint8Array): Promise<{ valid: true; kid: string }> {
+    const parts = jws.split(".");
+    if (parts.length !== 3) throw malformed("JWS");
+    if (parts[1] === "") {
+      if (!payload) throw new AppError("validation_failed", "a detached JWS needs the payload");
+      jws = `${parts[0]}.${b64u(payload)}.${parts[2]}`;
+    } else if (payload && parts[1] !== b64u(payload)) {
+      throw signatureInvalid();
+    }
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      header = decodeProtectedHeader(jws);
+    } catch {
+      throw malformed("JWS");
+    }
+    const version = versionFromKid(header.kid, id, signatureInvalid);
+    const active = await this.ring.version(tenant, id, version, ["sign"]);
+    if (header.alg !== active.spec.jose) throw signatureInvalid();
+    try {
+      await compactVerify(jws, active.usable.public!, { algorithms: [active.spec.jose] });
+    } catch (e) {
+      if (e instanceof AppError) throw e;
+      if (e instanceof joseErrors.JWSInvalid) throw malformed("JWS");
+      throw signatureInvalid();
+    }
+    return { valid: true, kid: active.kid };
+  }
+
+  // --- MAC, random ----------------------------------------------------------------------
+
+  async mac(tenant: string, id: string, data: Uint8Array<ArrayBuffer>): Promise<{ kid: string; mac: string }> {
+    const active = await this.ring.current(tenant, id, ["mac"]);
+    return { kid: active.kid, mac: b64u(new Uint8Array(await crypto.subtle.sign("HMAC", active.usable.secret, data))) };
+  }
+
+  async macVerify(tenant: string, id: string, data: Uint8Array<ArrayBuffer>, mac: Uint8Array<ArrayBuffer>, kid: string): Promise<{ valid: true; kid: string }> {
+    const version = versionFromKid(kid, id, macInvalid);
+    const active = await this.ring.version(tenant, id, version, ["mac"]);
+    // WebCrypto's HMAC verify compares in constant time.
+    if (!(await crypto.subtle.verify("HMAC", active.usable.secret, mac, data))) throw macInvalid();
+    return { valid: true, kid: active.kid };
+  }
+
+  random(bytes: number): { random: string } {
+    if (!Number.isInteger(bytes) || bytes < 1 || bytes > 1024) throw new AppError("validation_failed", "bytes must be 1..1024");
+    return { random: b64u(crypto.getRandomValues(new Uint8Array(bytes))) };
+  }
+
+  // --- batches ----------------------------------------------------------------------------
+
+  /**
+   * Runs `op` on each item; an item that fails reports its own error and the others go on.
+   * A key-level refusal (unknown key, wrong tenant) still fails per item, with the same code.
+   */
+  async batch<I, O>(items: I[], op: (item: I) => Promise<O>): Promise<{ results: Array<BatchResult<O>> }> {
+    if (items.length > this.cfg.batch_max) throw new AppError("batch_too_large", `a batch holds at most ${this.cfg.batch_max} items`);
+    const results = await Promise.all(
+      items.map(async (item): Promise<BatchResult<O>> => {
+        try {
+          return await op(item);
+        } catch (e) {
+          if (e instanceof AppError && e.status < 500) return { error: { code: e.code, message: e.message } };
+          throw e;
+        }
+      }),
+    );
+    return { results };
+  }
+}
+
+const ENCRYPTING: readonly KeyPurpose[] = ["encrypt", "wrap"];
+

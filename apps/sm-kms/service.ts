@@ -1,0 +1,50 @@
+/**
+ * sm-kms: the Secrets Manager key management service. Elastic keys (per-tenant key rings
+ * from `src/keyring`) encrypt, decrypt, wrap, sign, verify and MAC with JOSE outputs.
+ * `domain.ts` holds the rules, `routes.ts` the HTTP layer; storage is the keyring's.
+ */
+import type { ServiceContext, ServiceDefinition } from "../../src/service/context.ts";
+import { Keyring } from "../../src/keyring/index.ts";
+import { migrations } from "./migrations.ts";
+import { KmsService, parseKmsConfig } from "./domain.ts";
+import { kmsRoutes } from "./routes.ts";
+
+const instances = new WeakMap<ServiceContext, KmsService>();
+
+/** One domain per service context (the template calls `api` once per prefix), with its sweep timer. */
+function kmsOf(ctx: ServiceContext): KmsService {
+  let kms = instances.get(ctx);
+  if (!kms) {
+    const cfg = parseKmsConfig(ctx.config.app);
+    const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size });
+    kms = new KmsService(ring, cfg);
+    instances.set(ctx, kms);
+    let running = false;
+    const timer = setInterval(() => {
+      if (running) return;
+      running = true;
+      ring
+        .sweep()
+        .then((r) => (r.rotated || r.purged) && ctx.logger.info("keyring sweep", r))
+        .catch((e) => {
+          // Sealed barrier or a closed database after shutdown: try again next tick.
+          if ((e as { code?: string })?.code !== "sealed") ctx.logger.warn("keyring sweep failed", { error: String(e) });
+        })
+        .finally(() => (running = false));
+    }, cfg.rotation_check_s * 1000);
+    (timer as { unref?: () => void }).unref?.();
+    ctx.onStop(() => clearInterval(timer));
+  }
+  return kms;
+}
+
+export const smKms: ServiceDefinition = {
+  name: "sm-kms",
+  title: "sm-kms: Key Management",
+  description:
+    "Multi-tenant key management on elastic keys: JWE encrypt/decrypt with an encryption context, data keys, rewrap, JWS sign/verify, HMAC, random bytes, public JWK export, batches. Key material is stored barrier-encrypted.",
+  version: "1.0.0",
+  defaultPort: 8080,
+  migrations,
+  api: (ctx) => kmsRoutes(kmsOf(ctx)),
+};

@@ -1,0 +1,430 @@
+/**
+ * Elastic keys: a named, per-tenant ring of material keys of one algorithm. The current
+ * (latest) version encrypts and signs; every retained version at or above the minimum
+ * decryption version still decrypts and verifies. Shared by sm-kms and jose-ja; no HTTP.
+ *
+ * Guarantees:
+ * - Material is stored only barrier-encrypted, its context naming tenant, key and version,
+ *   so sealed material moved to another row does not open.
+ * - Opened material lives only as non-extractable CryptoKeys in a bounded LRU; material
+ *   versions never change once written, so the cache needs no invalidation but purge.
+ * - Every lookup is tenant-scoped: another tenant's key is "not found", never "forbidden".
+ * - Status (disabled, pending deletion) and the minimum decryption version are read from
+ *   the database on every use, so a change takes effect on the next request.
+ */
+import type { Kysely } from "kysely";
+import type { JWK } from "jose";
+import type { DataProtector } from "../service/context.ts";
+import { AppError, notFound } from "../service/errors.ts";
+import { algorithmSpec, generateMaterial, importMaterial, type AlgorithmSpec, type KeyPurpose, type UsableKey } from "./algorithms.ts";
+import { Lru } from "./lru.ts";
+import { KeyringStore, type ElasticKeyRow, type KeyringDb, type MaterialKeyRow } from "./store.ts";
+
+export type KeyStatus = "enabled" | "disabled" | "pending_deletion";
+export type MaterialOrigin = "generated" | "imported";
+
+/** A material key as shown to callers: never the material. */
+export interface MaterialKey {
+  version: number;
+  kid: string;
+  created_at: string;
+  retired_at: string | null;
+  origin: MaterialOrigin;
+}
+
+export interface ElasticKey {
+  id: string;
+  name: string;
+  description: string | null;
+  algorithm: string;
+  purpose: KeyPurpose;
+  status: KeyStatus;
+  deletion_date: string | null;
+  rotation_period_days: number | null;
+  next_rotation_at: string | null;
+  current_version: number;
+  min_decryption_version: number;
+  import_allowed: boolean;
+  tags: string[];
+  created_at: string;
+  updated_at: string;
+  versions?: MaterialKey[];
+}
+
+export interface CreateElasticKey {
+  name: string;
+  algorithm: string;
+  purpose?: KeyPurpose;
+  description?: string;
+  rotation_period_days?: number;
+  import_allowed?: boolean;
+  tags?: string[];
+}
+
+export interface UpdateElasticKey {
+  description?: string | null;
+  tags?: string[];
+  rotation_period_days?: number | null;
+  min_decryption_version?: number;
+  import_allowed?: boolean;
+}
+
+export interface ListElasticKeys {
+  purpose?: KeyPurpose;
+  status?: KeyStatus;
+  tag?: string;
+  limit?: number;
+  page_token?: string;
+}
+
+/** A version ready for use: the key's row, its algorithm and the imported CryptoKeys. */
+export interface ActiveVersion {
+  key: ElasticKeyRow;
+  spec: AlgorithmSpec;
+  version: number;
+  kid: string;
+  usable: UsableKey;
+}
+
+/** An exported public key: always with kty, kid, alg and use. */
+export type PublicJwk = JWK & { kty: string; kid: string; alg: string; use: string };
+
+export const DELETION_WAIT_MIN_DAYS = 7;
+export const DELETION_WAIT_MAX_DAYS = 30;
+const DAY_MS = 86_400_000;
+
+/** `<key-id>.v<version>`: the kid of every output of a key. */
+export const kidOf = (id: string, version: number) => `${id}.v${version}`;
+
+/** Splits a kid into key id and version; undefined when it is not one of ours. */
+export function parseKid(kid: unknown): { id: string; version: number } | undefined {
+  if (typeof kid !== "string") return undefined;
+  const m = /^([0-9a-f-]{36})\.v([1-9][0-9]{0,8})$/.exec(kid);
+  return m ? { id: m[1]!, version: Number(m[2]) } : undefined;
+}
+
+const materialContext = (tenant: string, id: string, version: number) => `keyring/${tenant}/${id}/v${version}`;
+const utf8 = new TextEncoder();
+const utf8Decode = new TextDecoder();
+
+function encodePageToken(seq: number): string {
+  return btoa(JSON.stringify({ s: seq })).replace(/=+$/, "");
+}
+
+function decodePageToken(token: string): number {
+  try {
+    const { s } = JSON.parse(atob(token)) as { s: unknown };
+    if (typeof s === "number" && Number.isSafeInteger(s) && s >= 0) return s;
+  } catch {
+    // fall through to the error below
+  }
+  throw new AppError("validation_failed", "page_token is not valid");
+}
+
+export const keyDisabled = () => new AppError("key_disabled", "the key is disabled", { status: 409 });
+export const keyPendingDeletion = () => new AppError("key_pending_deletion", "the key is scheduled for deletion", { status: 409 });
+export const versionBelowMinimum = (min: number) =>
+  new AppError("key_version_below_minimum", `this key version is below the key's minimum decryption version (${min})`, { status: 409 });
+export const purposeMismatch = (purpose: string) => new AppError("key_purpose_mismatch", `this operation is not allowed for a ${purpose} key`);
+
+export interface KeyringOptions {
+  /** How many opened material versions stay in memory (default 1000). */
+  cacheSize?: number;
+  /** Clock, for tests of scheduled rotation and deletion. */
+  now?: () => Date;
+}
+
+export class Keyring {
+  readonly store: KeyringStore;
+  private readonly cache: Lru<string, Promise<UsableKey>>;
+  private readonly now: () => Date;
+
+  constructor(
+    db: Kysely<any>,
+    private readonly protector: DataProtector,
+    opts: KeyringOptions = {},
+  ) {
+    this.store = new KeyringStore(db as Kysely<KeyringDb>);
+    this.cache = new Lru(opts.cacheSize ?? 1000);
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  private view(row: ElasticKeyRow, versions?: Array<Omit<MaterialKeyRow, "material">>): ElasticKey {
+    const v: ElasticKey = {
+      id: row.id,
+      name: row.name,
+      description: row.description,
+      algorithm: row.algorithm,
+      purpose: row.purpose as KeyPurpose,
+      status: row.status as KeyStatus,
+      deletion_date: row.deletion_date,
+      rotation_period_days: row.rotation_period_s === null ? null : row.rotation_period_s / 86_400,
+      next_rotation_at: row.next_rotation_at,
+      current_version: row.current_version,
+      min_decryption_version: row.min_decryption_version,
+      import_allowed: row.import_allowed === 1,
+      tags: JSON.parse(row.tags) as string[],
+      created_at: row.created_at,
+      updated_at: row.updated_at,
+    };
+    if (versions) {
+      v.versions = versions.map((m) => ({ version: m.version, kid: kidOf(m.key_id, m.version), created_at: m.created_at, retired_at: m.retired_at, origin: m.origin as MaterialOrigin }));
+    }
+    return v;
+  }
+
+  private async seal(tenant: string, id: string, version: number, spec: AlgorithmSpec, createdAt: string): Promise<MaterialKeyRow> {
+    const jwk = await generateMaterial(spec);
+    const bytes = utf8.encode(JSON.stringify(jwk));
+    try {
+      const material = await this.protector.encrypt(bytes, materialContext(tenant, id, version));
+      return { key_id: id, version, tenant, origin: "generated", material, created_at: createdAt, retired_at: null };
+    } finally {
+      bytes.fill(0);
+    }
+  }
+
+  private nextRotation(from: Date, periodS: number | null): string | null {
+    return periodS === null ? null : new Date(from.getTime() + periodS * 1000).toISOString();
+  }
+
+  async create(tenant: string, input: CreateElasticKey): Promise<ElasticKey> {
+    const spec = algorithmSpec(input.algorithm);
+    if (input.purpose && input.purpose !== spec.purpose) {
+      throw new AppError("validation_failed", `algorithm ${spec.name} is for purpose ${spec.purpose}, not ${input.purpose}`);
+    }
+    const id = crypto.randomUUID();
+    const now = this.now();
+    const iso = now.toISOString();
+    const periodS = input.rotation_period_days ? Math.round(input.rotation_period_days * 86_400) : null;
+    const row: Omit<ElasticKeyRow, "seq"> = {
+      id,
+      tenant,
+      name: input.name,
+      description: input.description ?? null,
+      algorithm: spec.name,
+      purpose: spec.purpose,
+      status: "enabled",
+      deletion_date: null,
+      rotation_period_s: periodS,
+      next_rotation_at: this.nextRotation(now, periodS),
+      current_version: 1,
+      min_decryption_version: 1,
+      import_allowed: input.import_allowed ? 1 : 0,
+      tags: JSON.stringify([...new Set(input.tags ?? [])]),
+      created_at: iso,
+      updated_at: iso,
+    };
+    const material = await this.seal(tenant, id, 1, spec, iso);
+    try {
+      await this.store.insert(row, material);
+    } catch (e) {
+      if (/UNIQUE|constraint/i.test(String((e as Error)?.message ?? e)) || (e as AppError)?.code === "conflict") {
+        throw new AppError("conflict", `an elastic key named ${input.name} already exists`);
+      }
+      throw e;
+    }
+    return this.get(tenant, id);
+  }
+
+  private async row(tenant: string, id: string): Promise<ElasticKeyRow> {
+    const row = await this.store.get(tenant, id);
+    if (!row) throw notFound("elastic key");
+    return row;
+  }
+
+  async get(tenant: string, id: string): Promise<ElasticKey> {
+    const row = await this.row(tenant, id);
+    return this.view(row, await this.store.versions(tenant, id));
+  }
+
+  async list(tenant: string, q: ListElasticKeys): Promise<{ items: ElasticKey[]; next_page_token: string | null }> {
+    const limit = q.limit ?? 20;
+    const rows = await this.store.list(tenant, {
+      purpose: q.purpose,
+      status: q.status,
+      tag: q.tag,
+      afterSeq: q.page_token ? decodePageToken(q.page_token) : undefined,
+      limit: limit + 1,
+    });
+    const page = rows.slice(0, limit);
+    return { items: page.map((r) => this.view(r)), next_page_token: rows.length > limit ? encodePageToken(page[page.length - 1]!.seq) : null };
+  }
+
+  async update(tenant: string, id: string, patch: UpdateElasticKey): Promise<ElasticKey> {
+    const row = await this.row(tenant, id);
+    const now = this.now();
+    const set: Partial<ElasticKeyRow> = { updated_at: now.toISOString() };
+    if (patch.description !== undefined) set.description = patch.description;
+    if (patch.tags !== undefined) set.tags = JSON.stringify([...new Set(patch.tags)]);
+    if (patch.import_allowed !== undefined) set.import_allowed = patch.import_allowed ? 1 : 0;
+    if (patch.rotation_period_days !== undefined) {
+      set.rotation_period_s = patch.rotation_period_days === null ? null : Math.round(patch.rotation_period_days * 86_400);
+      set.next_rotation_at = this.nextRotation(now, set.rotation_period_s);
+    }
+    if (patch.min_decryption_version !== undefined) {
+      if (patch.min_decryption_version > row.current_version) {
+        throw new AppError("validation_failed", `min_decryption_version cannot exceed the current version (${row.current_version})`);
+      }
+      set.min_decryption_version = patch.min_decryption_version;
+    }
+    if (!(await this.store.update(tenant, id, set))) throw notFound("elastic key");
+    return this.get(tenant, id);
+  }
+
+  /** Adds a new material version and makes it current. */
+  async rotate(tenant: string, id: string): Promise<ElasticKey> {
+    const row = await this.row(tenant, id);
+    if (row.status === "pending_deletion") throw keyPendingDeletion();
+    await this.rotateRow(row);
+    return this.get(tenant, id);
+  }
+
+  private async rotateRow(row: ElasticKeyRow): Promise<void> {
+    const now = this.now();
+    const iso = now.toISOString();
+    const version = row.current_version + 1;
+    const material = await this.seal(row.tenant, row.id, version, algorithmSpec(row.algorithm), iso);
+    const ok = await this.store.addVersion(row.tenant, row.id, row.current_version, material, {
+      updated_at: iso,
+      next_rotation_at: this.nextRotation(now, row.rotation_period_s),
+    });
+    if (!ok) throw new AppError("conflict", "the key was rotated concurrently; retry");
+  }
+
+  /**
+   * The scheduled sweep: rotates enabled keys whose rotation is due and purges keys whose
+   * deletion date has passed. Returns how many of each.
+   */
+  async sweep(now = this.now(), batch = 100): Promise<{ rotated: number; purged: number }> {
+    const iso = now.toISOString();
+    let rotated = 0;
+    for (const row of await this.store.dueForRotation(iso, batch)) {
+      try {
+        await this.rotateRow(row);
+        rotated++;
+      } catch (e) {
+        if ((e as AppError)?.code !== "conflict") throw e; // another instance rotated it
+      }
+    }
+    let purged = 0;
+    for (const row of await this.store.dueForDeletion(iso, batch)) {
+      await this.store.purge(row.tenant, row.id);
+      this.cache.deletePrefix(`${row.tenant}/${row.id}.`);
+      purged++;
+    }
+    return { rotated, purged };
+  }
+
+  /** Rotation on schedule only (see `sweep`). */
+  async rotateDue(now = this.now()): Promise<number> {
+    return (await this.sweep(now)).rotated;
+  }
+
+  async disable(tenant: string, id: string): Promise<ElasticKey> {
+    return this.setStatus(tenant, id, "disabled", ["enabled", "disabled"]);
+  }
+
+  async enable(tenant: string, id: string): Promise<ElasticKey> {
+    return this.setStatus(tenant, id, "enabled", ["enabled", "disabled"]);
+  }
+
+  private async setStatus(tenant: string, id: string, status: KeyStatus, from: KeyStatus[]): Promise<ElasticKey> {
+    const row = await this.row(tenant, id);
+    if (!from.includes(row.status as KeyStatus)) {
+      throw row.status === "pending_deletion" ? keyPendingDeletion() : new AppError("conflict", `the key is ${row.status}`);
+    }
+    await this.store.update(tenant, id, { status, updated_at: this.now().toISOString() });
+    return this.get(tenant, id);
+  }
+
+  /** Schedules deletion after `waitingDays` (7..30, default 30); the key is refused meanwhile. */
+  async scheduleDeletion(tenant: string, id: string, waitingDays = DELETION_WAIT_MAX_DAYS): Promise<ElasticKey> {
+    if (!Number.isInteger(waitingDays) || waitingDays < DELETION_WAIT_MIN_DAYS || waitingDays > DELETION_WAIT_MAX_DAYS) {
+      throw new AppError("validation_failed", `waiting period must be ${DELETION_WAIT_MIN_DAYS}..${DELETION_WAIT_MAX_DAYS} days`);
+    }
+    const row = await this.row(tenant, id);
+    if (row.status === "pending_deletion") throw keyPendingDeletion();
+    const now = this.now();
+    await this.store.update(tenant, id, {
+      status: "pending_deletion",
+      deletion_date: new Date(now.getTime() + waitingDays * DAY_MS).toISOString(),
+      updated_at: now.toISOString(),
+    });
+    return this.get(tenant, id);
+  }
+
+  /** Cancels a scheduled deletion; the key comes back disabled, to be enabled on purpose. */
+  async restore(tenant: string, id: string): Promise<ElasticKey> {
+    const row = await this.row(tenant, id);
+    if (row.status !== "pending_deletion") throw new AppError("conflict", "the key is not scheduled for deletion");
+    await this.store.update(tenant, id, { status: "disabled", deletion_date: null, updated_at: this.now().toISOString() });
+    return this.get(tenant, id);
+  }
+
+  private checkUsable(row: ElasticKeyRow, purposes: readonly KeyPurpose[]): AlgorithmSpec {
+    if (row.status === "disabled") throw keyDisabled();
+    if (row.status === "pending_deletion") throw keyPendingDeletion();
+    if (!purposes.includes(row.purpose as KeyPurpose)) throw purposeMismatch(row.purpose);
+    return algorithmSpec(row.algorithm);
+  }
+
+  private async usable(row: ElasticKeyRow, spec: AlgorithmSpec, version: number): Promise<UsableKey> {
+    const cacheKey = `${row.tenant}/${kidOf(row.id, version)}`;
+    let p = this.cache.get(cacheKey);
+    if (!p) {
+      p = this.open(row, spec, version);
+      this.cache.set(cacheKey, p);
+      p.catch(() => this.cache.delete(cacheKey));
+    }
+    return p;
+  }
+
+  private async open(row: ElasticKeyRow, spec: AlgorithmSpec, version: number): Promise<UsableKey> {
+    const m = await this.store.material(row.tenant, row.id, version);
+    if (!m) throw notFound("key version");
+    const bytes = await this.protector.decrypt(m.material, materialContext(row.tenant, row.id, version));
+    try {
+      const jwk = JSON.parse(utf8Decode.decode(bytes)) as JWK;
+      try {
+        return await importMaterial(spec, jwk);
+      } finally {
+        for (const k of ["d", "p", "q", "dp", "dq", "qi", "k"] as const) delete jwk[k];
+      }
+    } finally {
+      bytes.fill(0);
+    }
+  }
+
+  /** The current version of an enabled key of one of `purposes` (to encrypt, sign, mac). */
+  async current(tenant: string, id: string, purposes: readonly KeyPurpose[]): Promise<ActiveVersion> {
+    const key = await this.row(tenant, id);
+    const spec = this.checkUsable(key, purposes);
+    const version = key.current_version;
+    return { key, spec, version, kid: kidOf(key.id, version), usable: await this.usable(key, spec, version) };
+  }
+
+  /** A retained version of an enabled key, at or above its minimum decryption version (to decrypt, verify). */
+  async version(tenant: string, id: string, version: number, purposes: readonly KeyPurpose[]): Promise<ActiveVersion> {
+    const key = await this.row(tenant, id);
+    const spec = this.checkUsable(key, purposes);
+    if (!Number.isInteger(version) || version < 1 || version > key.current_version) throw notFound("key version");
+    if (version < key.min_decryption_version) throw versionBelowMinimum(key.min_decryption_version);
+    return { key, spec, version, kid: kidOf(key.id, version), usable: await this.usable(key, spec, version) };
+  }
+
+  /**
+   * The public JWK (with kid, alg, use) of an asymmetric key's version (default current).
+   * A disabled key still exports (holders of old signatures may need it); one pending deletion does not.
+   */
+  async publicKey(tenant: string, id: string, version?: number): Promise<PublicJwk> {
+    const key = await this.row(tenant, id);
+    const spec = algorithmSpec(key.algorithm);
+    if (!spec.asymmetric) throw new AppError("key_not_asymmetric", "only asymmetric keys have a public key");
+    if (key.status === "pending_deletion") throw keyPendingDeletion();
+    const v = version ?? key.current_version;
+    if (!Number.isInteger(v) || v < 1 || v > key.current_version) throw notFound("key version");
+    const usable = await this.usable(key, spec, v);
+    return { ...usable.publicJwk!, kty: usable.publicJwk!.kty!, kid: kidOf(key.id, v), alg: spec.jose, use: spec.purpose === "sign" ? "sig" : "enc" };
+  }
+}
