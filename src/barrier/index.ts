@@ -15,3 +15,4 @@ export {
   MAX_UNSEAL_SECRET_BYTES,
 } from "./unseal-files.ts";
 export { FORMAT_V1, MAX_CONTEXT_BYTES } from "./format.ts";
+export { pkcs11RootLayer } from "./pkcs11-root-layer.ts";

@@ -27,7 +27,7 @@ import { createSessionTable, SessionStore } from "../auth/session.ts";
 import { browserLogin } from "../auth/bff.ts";
 import { createDispatcher, createWasmProvider, createWebCryptoProvider, openPkcs11Provider } from "../crypto/index.ts";
 import { openDatabase, ping, runMigrations, type Database } from "../storage/index.ts";
-import { Barrier } from "../barrier/index.ts";
+import { Barrier, pkcs11RootLayer } from "../barrier/index.ts";
 import {
   DirectoryStore,
   loadOrCreateTlsMaterial,
@@ -223,7 +223,8 @@ async function startOnDatabase(
     : undefined;
   const cryptoDispatcher = createDispatcher({ providers: [createWasmProvider(), createWebCryptoProvider(), ...(hsm ? [hsm] : [])] });
 
-  const barrier = new Barrier({ db, service: def.name });
+  // With an HSM, the barrier's root keys live in it; otherwise the unseal files protect them.
+  const barrier = new Barrier({ db, service: def.name, rootLayer: hsm ? pkcs11RootLayer(hsm) : undefined });
   await barrier.unsealFromFiles(unsealFiles);
 
   const csrfSecret = await loadOrCreateServiceSecret(db, barrier, "csrf-hmac-key");
