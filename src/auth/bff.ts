@@ -82,6 +82,8 @@ function loginErrorPage(message: string, status: number): Response {
   );
 }
 
+const ID_TOKEN_COOKIE = "__Host-cryptoutil_idt";
+
 /** The Elysia plugin: `/browser/login`, `/browser/callback`, `/browser/logout`, `/browser/api/v1/session`. */
 export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
   const tenant = cfg.issuer.match(TENANT_OF_ISSUER)?.[1];
@@ -113,6 +115,17 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
     });
     return discovered;
   };
+
+  const idTokenContext = (sid: string) => `bff/${cfg.client_id}/id_token/${sid}`;
+  const idTokenCookie = (value: string, maxAge: number) => `${ID_TOKEN_COOKIE}=${value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=${maxAge}`;
+  async function openIdToken(cookie: string | undefined, sid: string): Promise<string | undefined> {
+    if (!cookie || cookie.length > 8192 || !/^[A-Za-z0-9_-]+$/.test(cookie)) return undefined;
+    try {
+      return dec.decode(await ctx.protector.decrypt(unb64url(cookie), idTokenContext(sid)));
+    } catch {
+      return undefined; // another session's, tampered, or from before a key rotation: log out without a hint
+    }
+  }
 
   async function sealState(s: LoginState): Promise<string> {
     return b64url(await ctx.protector.encrypt(enc.encode(JSON.stringify(s)), stateContext));
@@ -188,6 +201,11 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
         const session = await ctx.sessions.create({ tenant, subject: claims.sub, scopes });
         const headers = new Headers({ location: s.returnTo, "cache-control": "no-store" });
         headers.append("set-cookie", sessionCookie(session.id, sessionMaxAge));
+        // The ID token, sealed and bound to this session, for the id_token_hint at logout.
+        if (result.id_token) {
+          const sealed = b64url(await ctx.protector.encrypt(enc.encode(result.id_token), idTokenContext(session.id)));
+          headers.append("set-cookie", idTokenCookie(sealed, sessionMaxAge));
+        }
         headers.append("set-cookie", clear);
         return new Response(null, { status: 303, headers });
       },
@@ -203,16 +221,20 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
         if (!sid) throw new AppError("unauthenticated", "no session");
         await ctx.sessions.verifyCsrf(sid, token);
         await ctx.sessions.revoke(sid);
+        const idToken = await openIdToken(readCookie(request.headers.get("cookie"), ID_TOKEN_COOKIE), sid);
         const as = await server().catch(() => undefined);
         let location = "/browser/";
         if (as?.end_session_endpoint) {
           const u = new URL(as.end_session_endpoint);
           u.searchParams.set("client_id", cfg.client_id);
+          // With the hint, identity-authz ends this user's grants at this client.
+          if (idToken) u.searchParams.set("id_token_hint", idToken);
           u.searchParams.set("post_logout_redirect_uri", cfg.post_logout_redirect_uri ?? `${origin(request)}/browser/`);
           location = u.toString();
         }
         const headers = new Headers({ location, "cache-control": "no-store" });
         headers.append("set-cookie", sessionCookie("", 0));
+        headers.append("set-cookie", idTokenCookie("", 0));
         return new Response(null, { status: 303, headers });
       },
       { body: v.optional(v.object({ csrf_token: v.optional(v.pipe(v.string(), v.maxLength(200))) })), detail: { summary: "End the browser session", tags: ["browser"] } },

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Elysia } from "elysia";
+import { decodeJwt } from "jose";
 import { learnPs } from "../../apps/learn-ps/service.ts";
 import { browserLogin, parseBrowserLoginConfig } from "../../src/auth/bff.ts";
 import type { ServiceDefinition } from "../../src/service/context.ts";
@@ -23,6 +24,8 @@ let ps: TestService;
 let ca: string;
 const T = "shop";
 
+let webClientId = "";
+
 beforeAll(async () => {
   authz = await startAuthz();
   await authz.createTenant(T);
@@ -37,6 +40,7 @@ beforeAll(async () => {
     scopes: ["openid", "profile", "pets:read"],
     audiences: ["learn-ps"],
   });
+  webClientId = web.client_id;
   const secretFile = join(root, "client.secret");
   writeFileSync(secretFile, web.client_secret!);
   const caFile = join(root, "authz-ca.pem");
@@ -111,6 +115,10 @@ describe("browser login", () => {
     const bye = new URL(out.headers.get("location")!);
     expect(bye.origin + bye.pathname).toBe(`${authz.publicUrl}/t/${T}/logout`);
     expect(bye.searchParams.get("post_logout_redirect_uri")).toBe(`${ps.publicUrl}/browser/`);
+    // The ID token from the login goes along as the hint, so authz ends this user's grants.
+    const hint = bye.searchParams.get("id_token_hint");
+    expect(hint).not.toBeNull();
+    expect(decodeJwt(hint!)).toMatchObject({ sub: "user-42", aud: webClientId, iss: `${authz.publicUrl}/t/${T}` });
     const back = await b.follow(out);
     expect(back.url).toBe(`${ps.publicUrl}/browser/`);
     expect((await b.request(`${ps.publicUrl}/browser/api/v1/session`)).status).toBe(401);
