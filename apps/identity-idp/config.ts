@@ -37,6 +37,8 @@ export const IdpAppConfig = v.strictObject({
   mfa_default: v.optional(v.picklist(["optional", "required"]), "optional"),
   totp_drift_steps: v.optional(int(0, 3), 1),
   hotp_look_ahead: v.optional(int(1, 100), 10),
+  /** The signing key of login verifiers is replaced after this many days. */
+  signing_key_rotation_days: v.optional(int(1, 3650), 90),
 });
 
 export type IdpConfig = v.InferOutput<typeof IdpAppConfig>;

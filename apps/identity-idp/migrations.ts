@@ -90,4 +90,11 @@ export const migrations = [
         .execute();
     },
   },
+  {
+    version: 2,
+    name: "signing key rotation",
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable("idp_keys").addColumn("retired_at", "integer").execute();
+    },
+  },
 ];

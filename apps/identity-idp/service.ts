@@ -35,6 +35,15 @@ export function buildIdp(ctx: ServiceContext) {
   });
   void prepareDummy(argon2, runner).catch(() => undefined);
   const keys = new IdpKeys(store, ctx.protector);
+  // Hourly check of the signing key's age; stopped with the service.
+  const rotation = setInterval(() => {
+    keys.rotateDue(cfg.signing_key_rotation_days * 86_400_000).then(
+      (rotated) => rotated && ctx.logger.info("idp signing key rotated"),
+      (e) => (e as { code?: string })?.code !== "sealed" && ctx.logger.warn("idp signing key rotation failed", { error: e }),
+    );
+  }, 3600_000);
+  (rotation as { unref?: () => void }).unref?.();
+  ctx.onStop(() => clearInterval(rotation));
   const caFile = cfg.ca_file ?? join(resolve(ctx.config.data.dir), "trust-bundle.pem");
   const handoff = new LoginHandoff({ authzUrl: cfg.authz_url, authzJwksUrl: cfg.authz_jwks_url, caFile }, keys);
   return { cfg, store, sessions, factors, throttle, users, keys, handoff };
@@ -57,7 +66,7 @@ export const identityIdp: ServiceDefinition = {
   migrations,
   api: (ctx) => {
     const b = idpOf(ctx);
-    return adminRoutes(b.users, b.sessions);
+    return adminRoutes(b.users, b.sessions, b.keys);
   },
   routes: (ctx) => {
     const b = idpOf(ctx);

@@ -49,7 +49,7 @@ export interface IdpDb {
   consents: { tenant: string; user_id: string; client_id: string; scopes: string; granted_at: number };
   login_throttle: { key: string; failures: number; locked_until: number; updated_at: number };
   tenant_policies: { tenant: string; mfa: string; updated_at: number };
-  idp_keys: { kid: string; status: string; public_jwk: string; private_jwk: Uint8Array; created_at: number };
+  idp_keys: { kid: string; status: string; public_jwk: string; private_jwk: Uint8Array; created_at: number; retired_at: number | null };
 }
 
 export class IdpStore {

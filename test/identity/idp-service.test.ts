@@ -387,3 +387,16 @@ describe("lockout and sessions", () => {
     expect((await a.get(`${idp.publicUrl}/t/${T}/account`)).html).toContain('name="password"');
   });
 });
+
+describe("signing-key rotation endpoint", () => {
+  test("only the root tenant's admins rotate the shared key; the JWKS then leads with the new one", async () => {
+    expect((await admin("/signing-keys/rotate", "POST")).status).toBe(403); // tenant acme
+    const rootAdmin = await issuer.mint({ sub: "root-admin", tenant: "root", scope: "identity:admin" });
+    const r = await admin("/signing-keys/rotate", "POST", undefined, rootAdmin);
+    expect(r.status).toBe(200);
+    const { kid } = (await r.json()) as { kid: string };
+    const jwks = (await (await idp.call(`/t/${T}/jwks`)).json()) as JSONWebKeySet;
+    expect(jwks.keys[0]!.kid).toBe(kid);
+    expect(jwks.keys.length).toBeGreaterThanOrEqual(2);
+  });
+});

@@ -34,49 +34,97 @@ export type VerifierResult =
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-/** The idp's ES256 signing key, created on first start and kept barrier-encrypted. */
+/**
+ * The idp's ES256 signing key (one for every tenant), kept barrier-encrypted. Rotation makes a
+ * new key current at once; the retired one stays in the JWKS for RETAIN_RETIRED_MS, far longer
+ * than a login verifier lives, then is deleted. Instances re-read the current key every
+ * RELOAD_MS, so a rotation made by one instance reaches the others.
+ */
 export class IdpKeys {
-  private current?: Promise<{ kid: string; key: CryptoKey; publicJwk: JWK }>;
+  private current?: Promise<{ kid: string; key: CryptoKey; publicJwk: JWK; loadedAt: number }>;
+  static readonly RETAIN_RETIRED_MS = 3600_000;
+  private static readonly RELOAD_MS = 600_000;
   constructor(
     private readonly store: IdpStore,
     private readonly protector: DataProtector,
+    private readonly now: () => number = Date.now,
   ) {}
 
   private static context = (kid: string) => `identity-idp/idp_keys/${kid}/private_jwk`;
 
-  signingKey() {
-    this.current ??= this.loadOrCreate().catch((e) => {
-      this.current = undefined;
-      throw e;
-    });
-    return this.current;
+  async signingKey() {
+    const cached = this.current ? await this.current.catch(() => undefined) : undefined;
+    if (!cached || this.now() - cached.loadedAt > IdpKeys.RELOAD_MS) {
+      this.current = this.loadOrCreate().catch((e) => {
+        this.current = undefined;
+        throw e;
+      });
+    }
+    return this.current!;
+  }
+
+  private async insertNew(db: IdpStore["db"]): Promise<string> {
+    const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
+    const kid = crypto.randomUUID();
+    const pub = { ...(await exportJWK(publicKey)), kid, alg: "ES256", use: "sig" };
+    const priv = enc.encode(JSON.stringify(await exportJWK(privateKey)));
+    try {
+      await db
+        .insertInto("idp_keys")
+        .values({ kid, status: "current", public_jwk: JSON.stringify(pub), private_jwk: await this.protector.encrypt(priv, IdpKeys.context(kid)), created_at: this.now(), retired_at: null })
+        .execute();
+    } finally {
+      priv.fill(0);
+    }
+    return kid;
   }
 
   private async loadOrCreate() {
     const db = this.store.db;
     let row = await db.selectFrom("idp_keys").selectAll().where("status", "=", "current").orderBy("created_at", "desc").executeTakeFirst();
     if (!row) {
-      const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
-      const kid = crypto.randomUUID();
-      const pub = { ...(await exportJWK(publicKey)), kid, alg: "ES256", use: "sig" };
-      const priv = enc.encode(JSON.stringify(await exportJWK(privateKey)));
-      await db
-        .insertInto("idp_keys")
-        .values({ kid, status: "current", public_jwk: JSON.stringify(pub), private_jwk: await this.protector.encrypt(priv, IdpKeys.context(kid)), created_at: Date.now() })
-        .execute();
-      priv.fill(0);
+      await this.insertNew(db);
       row = await db.selectFrom("idp_keys").selectAll().where("status", "=", "current").orderBy("created_at", "desc").executeTakeFirstOrThrow();
     }
     const priv = await this.protector.decrypt(new Uint8Array(row.private_jwk), IdpKeys.context(row.kid));
     const key = (await importJWK(JSON.parse(dec.decode(priv)) as JWK, "ES256", { extractable: false })) as CryptoKey;
     priv.fill(0);
-    return { kid: row.kid, key, publicJwk: JSON.parse(row.public_jwk) as JWK };
+    return { kid: row.kid, key, publicJwk: JSON.parse(row.public_jwk) as JWK, loadedAt: this.now() };
   }
 
+  /** Retires the current key and makes a new one current; returns the new kid. */
+  async rotate(): Promise<string> {
+    const kid = await this.store.db.transaction().execute(async (trx) => {
+      await trx.updateTable("idp_keys").set({ status: "retired", retired_at: this.now() }).where("status", "=", "current").execute();
+      return this.insertNew(trx);
+    });
+    this.current = undefined;
+    return kid;
+  }
+
+  /** The schedule: rotates a current key older than `maxAgeMs`; deletes retired keys past retention. */
+  async rotateDue(maxAgeMs: number): Promise<boolean> {
+    const t = this.now();
+    await this.store.db.deleteFrom("idp_keys").where("status", "=", "retired").where("retired_at", "<", t - IdpKeys.RETAIN_RETIRED_MS).execute();
+    const cur = await this.store.db.selectFrom("idp_keys").select("created_at").where("status", "=", "current").executeTakeFirst();
+    if (cur && cur.created_at + maxAgeMs <= t) {
+      await this.rotate();
+      return true;
+    }
+    return false;
+  }
+
+  /** Current key first, then retired keys still within retention. */
   async jwks(): Promise<{ keys: JWK[] }> {
     await this.signingKey();
-    const rows = await this.store.db.selectFrom("idp_keys").select("public_jwk").execute();
-    return { keys: rows.map((r) => JSON.parse(r.public_jwk) as JWK) };
+    const rows = await this.store.db
+      .selectFrom("idp_keys")
+      .select(["public_jwk", "status", "retired_at"])
+      .orderBy("created_at", "desc")
+      .execute();
+    const t = this.now();
+    const live = rows.filter((r) => r.status === "current" || (r.retired_at ?? 0) >= t - IdpKeys.RETAIN_RETIRED_MS);
+    return { keys: live.map((r) => JSON.parse(r.public_jwk) as JWK) };
   }
 }
 

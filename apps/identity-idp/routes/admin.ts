@@ -5,10 +5,12 @@ import { appBase, principalOf } from "../../../src/service/http.ts";
 import { CreateUser, ListUsersQuery, MfaPolicy, ResetPassword, UpdateUser, User, UserId, UserList } from "../../../schemas/identity-idp.ts";
 import type { UserService } from "../domain/users.ts";
 import type { IdpSessions } from "../domain/sessions.ts";
+import type { IdpKeys } from "../domain/handoff.ts";
+import { AppError } from "../../../src/service/errors.ts";
 
 const ADMIN = ["identity:admin"];
 
-export function adminRoutes(users: UserService, sessions: IdpSessions) {
+export function adminRoutes(users: UserService, sessions: IdpSessions, keys: IdpKeys) {
   const tenantOf = (req: Request) => principalOf(req).tenant;
   return new Elysia({ tags: ["users"] } as never)
     .use(appBase)
@@ -90,5 +92,14 @@ export function adminRoutes(users: UserService, sessions: IdpSessions) {
         return { mfa: body.mfa };
       },
       { body: MfaPolicy, response: MfaPolicy, scopes: ADMIN, detail: { summary: "Set the tenant's MFA policy" } },
+    )
+    .post(
+      "/signing-keys/rotate",
+      async ({ request }) => {
+        // One key signs for every tenant, so only the root tenant's admins may replace it.
+        if (tenantOf(request) !== "root") throw new AppError("forbidden", "only the root tenant's administrators rotate the idp's signing key");
+        return { kid: await keys.rotate() };
+      },
+      { response: v.object({ kid: v.string() }), scopes: ADMIN, detail: { summary: "Replace the idp's signing key (root tenant only)" } },
     );
 }
