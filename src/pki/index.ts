@@ -23,3 +23,10 @@ export {
   type LoadOrCreateTlsOptions,
 } from "./tls-material.ts";
 export { loadStaticTlsMaterial, type StaticTlsSource } from "./static-tls.ts";
+export { CA_KEY_TYPES, SUBJECT_KEY_TYPES, generateCaKey, importCaKey, keyGenParams, signingAlgorithm, signDer, subjectKeyType, type CaKeyType, type SubjectKeyType } from "./signing.ts";
+export { decodeCsr, parseCsr, verifyPossession, MAX_CSR_BYTES, type ParsedCsr } from "./csr.ts";
+export { signCrl, type RevokedEntry, type CrlIssuer } from "./crl.ts";
+export { parseOcspRequest, signOcspResponse, ocspErrorResponse, issuerHashes, serialHexOf, OCSPResponseStatus, MAX_OCSP_REQUEST_BYTES, type OcspAnswer, type OcspSigner, type OcspQuestion, type ParsedOcspRequest } from "./ocsp.ts";
+export { parseTimeStampReq, stamp, timeStampRejection, TSP_FAILURE, MAX_TSP_REQUEST_BYTES, type TsaSigner, type TspOutcome, type TspFailure } from "./tsp.ts";
+export { certsOnlyPkcs7 } from "./pkcs7.ts";
+export { signLeaf, csrParts, extensionDer, derTlv, type LeafIssuer, type LeafParams } from "./leaf-signer.ts";

@@ -23,6 +23,7 @@ export const ERROR_STATUS = {
   key_purpose_mismatch: 400,
   key_not_asymmetric: 400,
   batch_too_large: 400,
+  csr_signature_invalid: 400,
   unseal_failed: 400,
   decryption_failed: 400,
   // 401 / 403
@@ -34,12 +35,15 @@ export const ERROR_STATUS = {
   ip_not_allowed: 403,
   // 404 / 405 / 409 / 413 / 415 / 429
   not_found: 404,
+  unknown_profile: 404,
   method_not_allowed: 405,
   conflict: 409,
   key_disabled: 409,
   key_pending_deletion: 409,
   key_version_below_minimum: 409,
   payload_too_large: 413,
+  policy_rejected: 422,
+  lint_failed: 422,
   unsupported_media_type: 415,
   rate_limited: 429,
   // 5xx: only for faults of the service itself, never for bad input

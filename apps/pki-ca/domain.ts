@@ -1,0 +1,453 @@
+/**
+ * pki-ca's rules: the RA (submit, approve, reject), issuance with lint, search,
+ * revocation, CRLs and OCSP answers. No HTTP here; routes.ts maps errors to statuses.
+ *
+ * Guarantees: nothing is signed unless the CSR's proof of possession verifies,
+ * the profile's policy passes (or an approver approved a queued request whose
+ * policy had passed), and the lint finds no violation. Certificates and requests
+ * are read and changed only within the caller's tenant; OCSP and CRLs answer for
+ * the whole instance, as relying parties cannot name a tenant.
+ */
+import { AppError, notFound } from "../../src/service/errors.ts";
+import { decodeCsr, parseCsr, verifyPossession, type ParsedCsr } from "../../src/pki/csr.ts";
+import { signCrl } from "../../src/pki/crl.ts";
+import { ocspErrorResponse, OCSPResponseStatus, parseOcspRequest, signOcspResponse, type OcspAnswer } from "../../src/pki/ocsp.ts";
+import { randomSerialHex } from "../../src/pki/serial.ts";
+import { parseTimeStampReq, stamp, timeStampRejection } from "../../src/pki/tsp.ts";
+import { toPem } from "../../src/pki/keys.ts";
+import { toBase64 } from "../../src/pki/codec.ts";
+import type { CaKeyType } from "../../src/pki/signing.ts";
+import { extensionDer, signLeaf, subjectAltNameDer } from "../../src/pki/leaf-signer.ts";
+import * as x509 from "../../src/pki/x509.ts";
+import type { PkiCaConfig, Profile } from "./config.ts";
+import type { Hierarchy, IssuingCa } from "./hierarchy.ts";
+import { effectiveDnsNames, evaluate, ipBytes, keyUsageFor, lint, type Reason } from "./policy.ts";
+import type { CertificateFilter, CertificateRow, PkiStore, RequestRow } from "./store.ts";
+
+const DAY_MS = 86_400_000;
+/** Bound on cached OCSP responses (about 1 KiB each); a flood of distinct requests only empties it. */
+const MAX_CACHED_OCSP = 20_000;
+const BACKDATE_MS = 60_000;
+
+/** RFC 5280 CRLReason names accepted by the API (7 is unused by the RFC). */
+export const REVOCATION_REASONS = {
+  unspecified: 0,
+  keyCompromise: 1,
+  cACompromise: 2,
+  affiliationChanged: 3,
+  superseded: 4,
+  cessationOfOperation: 5,
+  certificateHold: 6,
+  privilegeWithdrawn: 9,
+} as const;
+export type RevocationReason = keyof typeof REVOCATION_REASONS;
+const REASON_NAME = Object.fromEntries(Object.entries(REVOCATION_REASONS).map(([k, v]) => [v, k])) as Record<number, RevocationReason>;
+
+const KU_FLAGS: Record<string, number> = {
+  digitalSignature: x509.KeyUsageFlags.digitalSignature,
+  nonRepudiation: x509.KeyUsageFlags.nonRepudiation,
+  keyEncipherment: x509.KeyUsageFlags.keyEncipherment,
+  dataEncipherment: x509.KeyUsageFlags.dataEncipherment,
+  keyAgreement: x509.KeyUsageFlags.keyAgreement,
+};
+const EKU_OIDS: Record<string, string> = {
+  serverAuth: x509.ExtendedKeyUsage.serverAuth,
+  clientAuth: x509.ExtendedKeyUsage.clientAuth,
+  codeSigning: x509.ExtendedKeyUsage.codeSigning,
+  emailProtection: x509.ExtendedKeyUsage.emailProtection,
+  timeStamping: x509.ExtendedKeyUsage.timeStamping,
+};
+
+export interface CertificateView {
+  serial: string;
+  subject: string;
+  sans: string[];
+  profile: string;
+  issuing_ca: string;
+  key_type: string;
+  status: "valid" | "revoked";
+  not_before: string;
+  not_after: string;
+  revoked_at: string | null;
+  revocation_reason: RevocationReason | null;
+  certificate_pem: string;
+  chain_pem: string;
+}
+
+export interface RequestView {
+  id: string;
+  status: "pending" | "issued" | "rejected";
+  profile: string;
+  subject: string;
+  sans: string[];
+  validity_days: number;
+  reasons: Reason[];
+  serial: string | null;
+  created_at: string;
+  decided_at: string | null;
+}
+
+export type SubmitOutcome = { status: "issued"; request_id: string; certificate: CertificateView } | { status: "pending"; request: RequestView };
+
+export class PkiCa {
+  private readonly ocspCache = new Map<string, { der: Uint8Array; expires: number }>();
+  private readonly crlLocks = new Map<string, Promise<unknown>>();
+  private readonly extensionCache = new Map<string, Uint8Array[]>();
+
+  constructor(
+    readonly config: PkiCaConfig,
+    readonly store: PkiStore,
+    readonly hierarchy: Hierarchy,
+  ) {}
+
+  profile(name: string): Profile {
+    const p = this.config.profiles[name];
+    if (!p) throw new AppError("unknown_profile", `no certificate profile named ${name}`, { status: 404 });
+    return p;
+  }
+
+  private issuer(t: CaKeyType): IssuingCa {
+    const ca = this.hierarchy.issuing.get(t);
+    if (!ca) throw new AppError("internal", `issuing CA ${t} is not loaded`, { status: 500 });
+    return ca;
+  }
+
+  /** RA entry point: checks the CSR and the policy, then issues, queues, or refuses with reasons. */
+  async submit(tenant: string, input: { csr: string; profile: string; validity_days?: number }): Promise<SubmitOutcome> {
+    const profile = this.profile(input.profile);
+    const parsed = parseCsr(decodeCsr(input.csr));
+    if (!(await verifyPossession(parsed))) {
+      throw new AppError("csr_signature_invalid", "the CSR's signature does not verify: no proof of possession", {
+        status: 400,
+        details: { reasons: [{ code: "csr_signature_invalid", message: "the CSR signature does not verify under its public key" }] },
+      });
+    }
+    const validity = input.validity_days ?? profile.default_validity_days;
+    const reasons = evaluate(profile, parsed, validity);
+    if (reasons.length > 0) throw new AppError("policy_rejected", "the request does not meet the profile's policy", { status: 422, details: { reasons } });
+
+    const now = new Date().toISOString();
+    const row: RequestRow = {
+      id: crypto.randomUUID(),
+      tenant,
+      profile: input.profile,
+      status: "pending",
+      subject: parsed.subject,
+      sans: JSON.stringify(sansOf(parsed)),
+      validity_days: validity,
+      csr_der: parsed.der,
+      reasons: "[]",
+      serial: null,
+      decided_by: null,
+      created_at: now,
+      decided_at: null,
+    };
+    if (profile.approval === "manual") {
+      await this.store.insertRequest(row);
+      return { status: "pending", request: requestView(row) };
+    }
+    const cert = await this.issue(tenant, row.id, input.profile, profile, parsed, validity);
+    await this.store.insertIssued(cert, { ...row, status: "issued", serial: cert.serial, decided_by: "policy", decided_at: now });
+    return { status: "issued", request_id: row.id, certificate: this.view(cert) };
+  }
+
+  async listRequests(tenant: string, status: RequestRow["status"], limit: number): Promise<RequestView[]> {
+    return (await this.store.listRequests(tenant, status, limit)).map(requestView);
+  }
+
+  async getRequest(tenant: string, id: string): Promise<RequestView> {
+    const r = await this.store.request(tenant, id);
+    if (!r) throw notFound("request");
+    return requestView(r);
+  }
+
+  /** Approves a queued request: the policy is evaluated again (config may have changed), then the certificate is issued. */
+  async approve(tenant: string, id: string, approver: string): Promise<CertificateView> {
+    const r = await this.store.request(tenant, id);
+    if (!r) throw notFound("request");
+    if (r.status !== "pending") throw new AppError("conflict", `the request is already ${r.status}`);
+    const profile = this.profile(r.profile);
+    const parsed = parseCsr(r.csr_der);
+    const reasons = evaluate(profile, parsed, r.validity_days);
+    if (reasons.length > 0) {
+      await this.store.decide(tenant, id, { status: "rejected", decided_by: "policy", decided_at: new Date().toISOString(), reasons: JSON.stringify(reasons) });
+      throw new AppError("policy_rejected", "the request no longer meets the profile's policy", { status: 422, details: { reasons } });
+    }
+    // Claim the request first so two approvers cannot issue twice.
+    const serial = randomSerialHex();
+    if (!(await this.store.decide(tenant, id, { status: "issued", decided_by: approver, decided_at: new Date().toISOString(), serial }))) {
+      throw new AppError("conflict", "the request was decided concurrently");
+    }
+    try {
+      const cert = await this.issue(tenant, id, r.profile, profile, parsed, r.validity_days, serial);
+      await this.store.insertCertificate(cert);
+      return this.view(cert);
+    } catch (e) {
+      // Nothing was stored: give the request back to the queue rather than leave it "issued" without a certificate.
+      await this.store.reopen(tenant, id, serial);
+      throw e;
+    }
+  }
+
+  async reject(tenant: string, id: string, approver: string, reason: string): Promise<RequestView> {
+    const ok = await this.store.decide(tenant, id, {
+      status: "rejected",
+      decided_by: approver,
+      decided_at: new Date().toISOString(),
+      reasons: JSON.stringify([{ code: "rejected_by_approver", message: reason }]),
+    });
+    if (!ok) {
+      const r = await this.store.request(tenant, id);
+      if (!r) throw notFound("request");
+      throw new AppError("conflict", `the request is already ${r.status}`);
+    }
+    return this.getRequest(tenant, id);
+  }
+
+  /** Lints and signs; the caller stores the returned row (with its request, when new). */
+  private async issue(tenant: string, requestId: string, profileName: string, profile: Profile, p: ParsedCsr, validityDays: number, presetSerial?: string): Promise<CertificateRow> {
+    const ca = this.issuer(profile.issuing_ca);
+    // Whole seconds: what UTCTime can say, so the stored times are the certificate's.
+    const now = Math.floor(Date.now() / 1000) * 1000;
+    const notBefore = new Date(now - BACKDATE_MS);
+    const notAfter = new Date(Math.min(now + validityDays * DAY_MS, Math.floor(ca.cert.notAfter.getTime() / 1000) * 1000));
+    // 127 random bits; the primary key on serial turns the never-expected duplicate into a failed insert.
+    const serial = presetSerial ?? randomSerialHex();
+    const dns = effectiveDnsNames(p);
+    const keyUsage = keyUsageFor(profile, p.keyType);
+    const violations = lint({
+      serialHex: serial,
+      notBefore,
+      notAfter,
+      maxValidityDays: profile.max_validity_days,
+      sanCount: dns.length + p.ips.length + p.emails.length,
+      commonName: p.commonName,
+      isCa: false,
+      keyType: p.keyType,
+      keyUsage,
+    });
+    if (violations.length > 0) throw new AppError("lint_failed", "the certificate failed lint and was not signed", { status: 422, details: { reasons: violations } });
+
+    const names: x509.JsonGeneralName[] = [...dns.map((value) => ({ type: "dns" as const, value })), ...p.ips.map((value) => ({ type: "ip" as const, value })), ...p.emails.map((value) => ({ type: "email" as const, value }))];
+    const der = await signLeaf(ca, {
+      serialHex: serial,
+      csrDer: p.der,
+      notBefore,
+      notAfter,
+      extensions: [...(await this.fixedExtensions(ca, profileName, profile, keyUsage)), subjectAltNameDer({ dns, ips: p.ips.map((ip) => ipBytes(ip)!), emails: p.emails })],
+    });
+    const row: CertificateRow = {
+      serial,
+      tenant,
+      ca_id: ca.id,
+      profile: profileName,
+      subject: p.subject,
+      sans: JSON.stringify(names.map((n) => `${n.type}:${n.value}`)),
+      key_type: p.keyType,
+      status: "valid",
+      not_before: notBefore.toISOString(),
+      not_after: notAfter.toISOString(),
+      revoked_at: null,
+      revocation_reason: null,
+      request_id: requestId,
+      cert_der: der,
+      created_at: new Date().toISOString(),
+    };
+    return row;
+  }
+
+  /** The extensions every certificate of a profile and key usage shares, encoded once. */
+  private async fixedExtensions(ca: IssuingCa, profileName: string, profile: Profile, keyUsage: string[]): Promise<Uint8Array[]> {
+    const key = `${ca.id}|${profileName}|${keyUsage.join(",")}`;
+    let exts = this.extensionCache.get(key);
+    if (!exts) {
+      const list: x509.Extension[] = [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(keyUsage.reduce((f, u) => f | KU_FLAGS[u]!, 0), true),
+        await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey),
+        new x509.CRLDistributionPointsExtension([this.crlUrl(ca.id)]),
+        new x509.AuthorityInfoAccessExtension({ ocsp: this.ocspUrl(), caIssuers: this.caIssuersUrl(ca.id) }),
+      ];
+      if (profile.extended_key_usage.length > 0) list.push(new x509.ExtendedKeyUsageExtension(profile.extended_key_usage.map((e) => EKU_OIDS[e]!), false));
+      exts = list.map(extensionDer);
+      this.extensionCache.set(key, exts);
+    }
+    return exts;
+  }
+
+  crlUrl(caId: string): string {
+    return `${this.config.base_url}/pki/crl/${caId}.crl`;
+  }
+  ocspUrl(): string {
+    return `${this.config.base_url}/pki/ocsp`;
+  }
+  caIssuersUrl(caId: string): string {
+    return `${this.config.base_url}/pki/ca/${caId}.crt`;
+  }
+
+  private view(r: CertificateRow): CertificateView {
+    const ca = [...this.hierarchy.issuing.values()].find((c) => c.id === r.ca_id);
+    return {
+      serial: r.serial,
+      subject: r.subject,
+      sans: JSON.parse(r.sans),
+      profile: r.profile,
+      issuing_ca: r.ca_id,
+      key_type: r.key_type,
+      status: r.status,
+      not_before: r.not_before,
+      not_after: r.not_after,
+      revoked_at: r.revoked_at,
+      revocation_reason: r.revocation_reason === null ? null : (REASON_NAME[r.revocation_reason] ?? "unspecified"),
+      certificate_pem: toPem("CERTIFICATE", r.cert_der),
+      chain_pem: ca?.chainPem ?? "",
+    };
+  }
+
+  async getCertificate(tenant: string, serial: string): Promise<CertificateView> {
+    const r = await this.store.certificate(tenant, serial.toLowerCase());
+    if (!r) throw notFound("certificate");
+    return this.view(r);
+  }
+
+  async search(tenant: string, f: CertificateFilter): Promise<CertificateView[]> {
+    return (await this.store.searchCertificates(tenant, { ...f, serial: f.serial?.toLowerCase() })).map((r) => this.view(r));
+  }
+
+  /** Revokes a certificate of the tenant; the CRL is regenerated and cached OCSP answers dropped. */
+  async revoke(tenant: string, serial: string, reason: RevocationReason): Promise<CertificateView> {
+    const s = serial.toLowerCase();
+    const r = await this.store.certificate(tenant, s);
+    if (!r) throw notFound("certificate");
+    if (r.status === "revoked") throw new AppError("conflict", "the certificate is already revoked");
+    if (!(await this.store.revoke(tenant, s, new Date().toISOString(), REVOCATION_REASONS[reason]))) throw new AppError("conflict", "the certificate is already revoked");
+    this.ocspCache.clear();
+    await this.regenerateCrl(r.ca_id);
+    return this.getCertificate(tenant, s);
+  }
+
+  /** Signs a fresh full CRL for one issuing CA (serialized per CA so CRL numbers only grow). */
+  async regenerateCrl(caId: string): Promise<Uint8Array> {
+    const prev = this.crlLocks.get(caId) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(async () => {
+      const ca = [...this.hierarchy.issuing.values()].find((c) => c.id === caId);
+      if (!ca) throw notFound("issuing CA");
+      const revoked = await this.store.revokedOf(caId);
+      const last = await this.store.crl(caId);
+      const thisUpdate = new Date();
+      const nextUpdate = new Date(thisUpdate.getTime() + this.config.crl_validity_hours * 3_600_000);
+      const number = (last?.number ?? 0) + 1;
+      const crl = await signCrl(ca, revoked.map((e) => ({ serialHex: e.serial, revokedAt: new Date(e.revoked_at!), reason: e.revocation_reason ?? 0 })), { number, thisUpdate, nextUpdate });
+      const der = new Uint8Array(crl.rawData);
+      await this.store.putCrl({ ca_id: caId, number, der, this_update: thisUpdate.toISOString(), next_update: nextUpdate.toISOString() });
+      return der;
+    });
+    this.crlLocks.set(caId, next);
+    return next;
+  }
+
+  /** The current CRL of an issuing CA, regenerated when missing or past half its validity. */
+  async currentCrl(caId: string): Promise<Uint8Array> {
+    if (![...this.hierarchy.issuing.values()].some((c) => c.id === caId)) throw notFound("CRL");
+    const row = await this.store.crl(caId);
+    const refreshAt = row ? new Date(row.this_update).getTime() + this.config.crl_refresh_minutes * 60_000 : 0;
+    if (row && Date.now() < refreshAt && Date.now() < new Date(row.next_update).getTime()) return row.der;
+    return this.regenerateCrl(caId);
+  }
+
+  /** Regenerates every issuing CA's CRL (the schedule). */
+  async refreshCrls(): Promise<void> {
+    for (const ca of this.hierarchy.issuing.values()) await this.currentCrl(ca.id);
+  }
+
+  /**
+   * Answers a DER OCSP request. Malformed input gives a `malformedRequest` response with status 400;
+   * certificates of an issuer this instance does not run are `unknown`.
+   */
+  async ocsp(der: Uint8Array): Promise<{ status: number; body: Uint8Array }> {
+    // Keyed by the request's bytes: a repeated nonce-less request is answered without parsing.
+    // Only nonce-less requests are ever stored, so a request with a nonce always misses.
+    const key = der.length <= 512 ? toBase64(der) : undefined;
+    if (key) {
+      const hit = this.ocspCache.get(key);
+      if (hit && hit.expires > Date.now()) return { status: 200, body: hit.der };
+    }
+    let req;
+    try {
+      req = parseOcspRequest(der);
+    } catch (e) {
+      if (e instanceof AppError && e.status < 500) return { status: 400, body: ocspErrorResponse(OCSPResponseStatus.malformedRequest) };
+      throw e;
+    }
+    const answers: Array<{ certId: (typeof req.questions)[number]["certId"]; answer: OcspAnswer }> = [];
+    let signer: IssuingCa | undefined;
+    for (const q of req.questions) {
+      const ca = [...this.hierarchy.issuing.values()].find((c) => c.hashes[q.hashAlgorithm].name === q.issuerNameHash && c.hashes[q.hashAlgorithm].key === q.issuerKeyHash);
+      signer ??= ca;
+      let answer: OcspAnswer = { status: "unknown" };
+      if (ca && ca === signer) {
+        const row = await this.store.certificateBySerial(q.serialHex);
+        if (row && row.ca_id === ca.id) {
+          answer = row.status === "revoked" ? { status: "revoked", revokedAt: new Date(row.revoked_at!), reason: row.revocation_reason ?? undefined } : { status: "good" };
+        }
+      }
+      answers.push({ certId: q.certId, answer });
+    }
+    // No issuer of ours was named: RFC 6960 §2.3 "unauthorized".
+    if (!signer) return { status: 200, body: ocspErrorResponse(OCSPResponseStatus.unauthorized) };
+    const now = new Date();
+    const validity = this.config.ocsp_validity_minutes * 60_000;
+    const body = await signOcspResponse(
+      { keyType: signer.responder.keyType, key: signer.responder.key, cert: signer.responder.cert },
+      answers,
+      { now, nextUpdate: new Date(now.getTime() + validity), nonce: req.nonce },
+    );
+    // Refreshed well before nextUpdate so relying parties never see a stale answer.
+    if (key && !req.nonce) {
+      if (this.ocspCache.size >= MAX_CACHED_OCSP) this.ocspCache.clear();
+      this.ocspCache.set(key, { der: body, expires: now.getTime() + validity / 2 });
+    }
+    return { status: 200, body };
+  }
+}
+
+/**
+ * Answers a DER TimeStampReq (RFC 3161). Malformed DER gives a rejection with status 400;
+ * a well-formed request the TSA refuses (algorithm, policy, extension) a rejection with 200.
+ */
+export async function timestamp(ca: PkiCa, der: Uint8Array): Promise<{ status: number; body: Uint8Array }> {
+  let req;
+  try {
+    req = parseTimeStampReq(der);
+  } catch (e) {
+    if (e instanceof AppError && e.status < 500) return { status: 400, body: timeStampRejection("badDataFormat", e.message) };
+    throw e;
+  }
+  const t = ca.hierarchy.tsa;
+  const out = await stamp({ keyType: t.keyType, key: t.key, cert: t.cert }, req, {
+    policy: ca.config.tsa_policy,
+    serialHex: randomSerialHex(),
+    now: new Date(),
+    accuracySeconds: ca.config.tsa_accuracy_seconds,
+  });
+  return { status: 200, body: out.response };
+}
+
+function sansOf(p: ParsedCsr): string[] {
+  return [...effectiveDnsNames(p).map((d) => `dns:${d}`), ...p.ips.map((i) => `ip:${i}`), ...p.emails.map((e) => `email:${e}`), ...p.uris.map((u) => `uri:${u}`)];
+}
+
+function requestView(r: RequestRow): RequestView {
+  return {
+    id: r.id,
+    status: r.status,
+    profile: r.profile,
+    subject: r.subject,
+    sans: JSON.parse(r.sans),
+    validity_days: r.validity_days,
+    reasons: JSON.parse(r.reasons),
+    serial: r.serial,
+    created_at: r.created_at,
+    decided_at: r.decided_at,
+  };
+}

@@ -1,0 +1,66 @@
+/** pki-ca's schema, versioned. A new change is a new entry; never edit an applied one. */
+import type { Kysely } from "kysely";
+
+export const migrations = [
+  {
+    version: 1,
+    name: "create CA hierarchy, certificates, requests and CRLs",
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("pki_cas")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("kind", "text", (c) => c.notNull()) // root | issuing | ocsp | tsa
+        .addColumn("key_type", "text", (c) => c.notNull())
+        .addColumn("parent_id", "text")
+        .addColumn("cert_der", "blob", (c) => c.notNull())
+        .addColumn("key_sealed", "blob", (c) => c.notNull()) // barrier ciphertext of the PKCS#8 key, never plaintext
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable("pki_certificates")
+        .addColumn("serial", "text", (c) => c.primaryKey())
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("ca_id", "text", (c) => c.notNull())
+        .addColumn("profile", "text", (c) => c.notNull())
+        .addColumn("subject", "text", (c) => c.notNull())
+        .addColumn("sans", "text", (c) => c.notNull()) // JSON array of "dns:x", "ip:x", ...
+        .addColumn("key_type", "text", (c) => c.notNull())
+        .addColumn("status", "text", (c) => c.notNull()) // valid | revoked
+        .addColumn("not_before", "text", (c) => c.notNull())
+        .addColumn("not_after", "text", (c) => c.notNull())
+        .addColumn("revoked_at", "text")
+        .addColumn("revocation_reason", "integer")
+        .addColumn("request_id", "text", (c) => c.notNull())
+        .addColumn("cert_der", "blob", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("pki_certificates_by_tenant").on("pki_certificates").columns(["tenant", "created_at"]).execute();
+      await db.schema.createIndex("pki_certificates_revoked").on("pki_certificates").columns(["ca_id", "status"]).execute();
+      await db.schema
+        .createTable("pki_requests")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("profile", "text", (c) => c.notNull())
+        .addColumn("status", "text", (c) => c.notNull()) // pending | issued | rejected
+        .addColumn("subject", "text", (c) => c.notNull())
+        .addColumn("sans", "text", (c) => c.notNull())
+        .addColumn("validity_days", "integer", (c) => c.notNull())
+        .addColumn("csr_der", "blob", (c) => c.notNull())
+        .addColumn("reasons", "text", (c) => c.notNull()) // JSON array
+        .addColumn("serial", "text")
+        .addColumn("decided_by", "text")
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addColumn("decided_at", "text")
+        .execute();
+      await db.schema.createIndex("pki_requests_by_tenant_status").on("pki_requests").columns(["tenant", "status"]).execute();
+      await db.schema
+        .createTable("pki_crls")
+        .addColumn("ca_id", "text", (c) => c.primaryKey())
+        .addColumn("number", "integer", (c) => c.notNull())
+        .addColumn("der", "blob", (c) => c.notNull())
+        .addColumn("this_update", "text", (c) => c.notNull())
+        .addColumn("next_update", "text", (c) => c.notNull())
+        .execute();
+    },
+  },
+];

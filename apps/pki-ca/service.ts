@@ -1,0 +1,60 @@
+/**
+ * pki-ca: the certificate authority. An instance root and online issuing CAs
+ * (keys barrier-encrypted), profile policy, an RA with approval, revocation with
+ * CRLs, and an OCSP responder. The hierarchy loads (or is created) once per
+ * service context and is shared by both API prefixes and the public routes.
+ */
+import type { ServiceContext, ServiceDefinition } from "../../src/service/context.ts";
+import { migrations } from "./migrations.ts";
+import { parsePkiCaConfig } from "./config.ts";
+import { PkiStore } from "./store.ts";
+import { loadOrCreateHierarchy } from "./hierarchy.ts";
+import { PkiCa } from "./domain.ts";
+import { caApi, caPublicRoutes } from "./routes.ts";
+
+const instances = new WeakMap<ServiceContext, Promise<PkiCa>>();
+
+/** The CA of a service context, created on first use; also schedules CRL regeneration. */
+export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
+  let p = instances.get(ctx);
+  if (!p) {
+    const config = parsePkiCaConfig(ctx.config);
+    const store = new PkiStore(ctx.db);
+    p = (async () => {
+      const hierarchy = await loadOrCreateHierarchy(store, ctx.protector, config.issuing_cas, {
+        crl: (id) => `${config.base_url}/pki/crl/${id}.crl`,
+        caIssuers: (id) => `${config.base_url}/pki/ca/${id}.crt`,
+        ocsp: `${config.base_url}/pki/ocsp`,
+      });
+      const ca = new PkiCa(config, store, hierarchy);
+      await ca.refreshCrls();
+      const timer = setInterval(() => {
+        ca.refreshCrls().catch((e) => ctx.logger.error("CRL refresh failed", { error: e }));
+      }, config.crl_refresh_minutes * 60_000);
+      (timer as { unref?: () => void }).unref?.();
+      ctx.onStop(() => clearInterval(timer));
+      ctx.logger.info("pki-ca hierarchy ready", { issuing_cas: config.issuing_cas, base_url: config.base_url });
+      return ca;
+    })();
+    p.catch((e) => ctx.logger.error("pki-ca hierarchy failed to load", { error: e }));
+    instances.set(ctx, p);
+  }
+  return p;
+}
+
+export const pkiCa: ServiceDefinition = {
+  name: "pki-ca",
+  title: "pki-ca: Certificate Authority",
+  description:
+    "Issuing CAs under an instance root, profile policy and RA approval for PKCS#10 requests, revocation with CRLs, and an OCSP responder. CA keys are stored barrier-encrypted.",
+  version: "1.0.0",
+  defaultPort: 8443,
+  migrations,
+  // Validates the app section before anything starts: a bad profile stops the start.
+  configure: (config) => void parsePkiCaConfig(config),
+  api: (ctx) => caApi(() => pkiCaOf(ctx)),
+  routes: (ctx) => {
+    void pkiCaOf(ctx);
+    return caPublicRoutes(() => pkiCaOf(ctx));
+  },
+};

@@ -1,0 +1,213 @@
+/** Kysely queries of pki-ca. Certificates and requests are tenant-scoped; CA material and CRLs are instance-wide. */
+import type { Kysely } from "kysely";
+
+export interface CaRow {
+  id: string;
+  kind: "root" | "issuing" | "ocsp" | "tsa";
+  key_type: string;
+  parent_id: string | null;
+  cert_der: Uint8Array;
+  key_sealed: Uint8Array;
+  created_at: string;
+}
+
+export interface CertificateRow {
+  serial: string;
+  tenant: string;
+  ca_id: string;
+  profile: string;
+  subject: string;
+  sans: string;
+  key_type: string;
+  status: "valid" | "revoked";
+  not_before: string;
+  not_after: string;
+  revoked_at: string | null;
+  revocation_reason: number | null;
+  request_id: string;
+  cert_der: Uint8Array;
+  created_at: string;
+}
+
+export interface RequestRow {
+  id: string;
+  tenant: string;
+  profile: string;
+  status: "pending" | "issued" | "rejected";
+  subject: string;
+  sans: string;
+  validity_days: number;
+  csr_der: Uint8Array;
+  reasons: string;
+  serial: string | null;
+  decided_by: string | null;
+  created_at: string;
+  decided_at: string | null;
+}
+
+export interface CrlRow {
+  ca_id: string;
+  number: number;
+  der: Uint8Array;
+  this_update: string;
+  next_update: string;
+}
+
+export interface PkiDb {
+  pki_cas: CaRow;
+  pki_certificates: CertificateRow;
+  pki_requests: RequestRow;
+  pki_crls: CrlRow;
+}
+
+export interface CertificateFilter {
+  serial?: string;
+  subject?: string;
+  san?: string;
+  status?: "valid" | "revoked";
+  expires_before?: string;
+  limit: number;
+}
+
+interface PendingIssue {
+  cert: CertificateRow;
+  request: RequestRow;
+  done: (err?: unknown) => void;
+}
+
+/** Rows per group commit: well under SQLite's bound-parameter limit (15 columns each). */
+const MAX_BATCH = 100;
+
+export class PkiStore {
+  private pending: PendingIssue[] = [];
+  private flushing = false;
+
+  constructor(readonly db: Kysely<PkiDb>) {}
+
+  /**
+   * Stores an issued certificate and its request. Concurrent calls are group-committed:
+   * one transaction per batch instead of two commits per certificate. A batch that fails
+   * (a duplicate serial, say) is retried row by row so only the offending call fails.
+   */
+  insertIssued(cert: CertificateRow, request: RequestRow): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ cert, request, done: (err) => (err === undefined ? resolve() : reject(err)) });
+      if (!this.flushing) {
+        this.flushing = true;
+        queueMicrotask(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, MAX_BATCH);
+      try {
+        await this.db.transaction().execute(async (trx) => {
+          await trx.insertInto("pki_certificates").values(batch.map((b) => b.cert)).execute();
+          await trx.insertInto("pki_requests").values(batch.map((b) => b.request)).execute();
+        });
+        for (const b of batch) b.done();
+      } catch {
+        for (const b of batch) {
+          try {
+            await this.db.transaction().execute(async (trx) => {
+              await trx.insertInto("pki_certificates").values(b.cert).execute();
+              await trx.insertInto("pki_requests").values(b.request).execute();
+            });
+            b.done();
+          } catch (e) {
+            b.done(e);
+          }
+        }
+      }
+    }
+    this.flushing = false;
+  }
+
+  async getCa(id: string): Promise<CaRow | undefined> {
+    return this.db.selectFrom("pki_cas").selectAll().where("id", "=", id).executeTakeFirst();
+  }
+
+  /** Inserts a CA record unless one with that id exists (another start won the race); returns the stored one. */
+  async putCaOnce(row: CaRow): Promise<CaRow> {
+    await this.db.insertInto("pki_cas").values(row).onConflict((oc) => oc.column("id").doNothing()).execute();
+    return (await this.getCa(row.id))!;
+  }
+
+  async insertCertificate(row: CertificateRow): Promise<void> {
+    await this.db.insertInto("pki_certificates").values(row).execute();
+  }
+
+  /** Any tenant's certificate by serial: for OCSP and CRLs, which answer for the whole instance. */
+  async certificateBySerial(serial: string): Promise<CertificateRow | undefined> {
+    return this.db.selectFrom("pki_certificates").selectAll().where("serial", "=", serial).executeTakeFirst();
+  }
+
+  async certificate(tenant: string, serial: string): Promise<CertificateRow | undefined> {
+    return this.db.selectFrom("pki_certificates").selectAll().where("tenant", "=", tenant).where("serial", "=", serial).executeTakeFirst();
+  }
+
+  searchCertificates(tenant: string, f: CertificateFilter): Promise<CertificateRow[]> {
+    let q = this.db.selectFrom("pki_certificates").selectAll().where("tenant", "=", tenant);
+    if (f.serial) q = q.where("serial", "=", f.serial);
+    // The schema admits no LIKE wildcards (% _) in these filters, so they match literally.
+    if (f.subject) q = q.where("subject", "like", `%${f.subject}%`);
+    if (f.san) q = q.where("sans", "like", `%${f.san}%`);
+    if (f.status) q = q.where("status", "=", f.status);
+    if (f.expires_before) q = q.where("not_after", "<", f.expires_before);
+    return q.orderBy("created_at", "desc").limit(f.limit).execute();
+  }
+
+  async revoke(tenant: string, serial: string, at: string, reason: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable("pki_certificates")
+      .set({ status: "revoked", revoked_at: at, revocation_reason: reason })
+      .where("tenant", "=", tenant)
+      .where("serial", "=", serial)
+      .where("status", "=", "valid")
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  revokedOf(caId: string): Promise<Array<Pick<CertificateRow, "serial" | "revoked_at" | "revocation_reason">>> {
+    return this.db.selectFrom("pki_certificates").select(["serial", "revoked_at", "revocation_reason"]).where("ca_id", "=", caId).where("status", "=", "revoked").execute();
+  }
+
+  async insertRequest(row: RequestRow): Promise<void> {
+    await this.db.insertInto("pki_requests").values(row).execute();
+  }
+
+  async request(tenant: string, id: string): Promise<RequestRow | undefined> {
+    return this.db.selectFrom("pki_requests").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+  }
+
+  listRequests(tenant: string, status: RequestRow["status"], limit: number): Promise<RequestRow[]> {
+    return this.db.selectFrom("pki_requests").selectAll().where("tenant", "=", tenant).where("status", "=", status).orderBy("created_at").limit(limit).execute();
+  }
+
+  /** Moves a pending request to its decision; false when it was no longer pending (decided concurrently). */
+  async decide(tenant: string, id: string, patch: Pick<RequestRow, "status" | "decided_by" | "decided_at"> & Partial<Pick<RequestRow, "serial" | "reasons">>): Promise<boolean> {
+    const r = await this.db.updateTable("pki_requests").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("status", "=", "pending").executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  /** Undoes an approval whose issuance failed (matched by the serial it claimed). */
+  async reopen(tenant: string, id: string, serial: string): Promise<void> {
+    await this.db
+      .updateTable("pki_requests")
+      .set({ status: "pending", serial: null, decided_by: null, decided_at: null })
+      .where("tenant", "=", tenant)
+      .where("id", "=", id)
+      .where("serial", "=", serial)
+      .execute();
+  }
+
+  async crl(caId: string): Promise<CrlRow | undefined> {
+    return this.db.selectFrom("pki_crls").selectAll().where("ca_id", "=", caId).executeTakeFirst();
+  }
+
+  async putCrl(row: CrlRow): Promise<void> {
+    await this.db.insertInto("pki_crls").values(row).onConflict((oc) => oc.column("ca_id").doUpdateSet({ number: row.number, der: row.der, this_update: row.this_update, next_update: row.next_update })).execute();
+  }
+}

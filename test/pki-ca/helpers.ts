@@ -1,0 +1,104 @@
+/** Shared setup of the pki-ca tests: a real pki-ca over HTTPS, a token issuer, and openssl. */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pkiCa } from "../../apps/pki-ca/service.ts";
+import { startTestIssuer, type TestIssuer } from "../support/issuer.ts";
+import { startTestService, type TestService } from "../support/service.ts";
+export { haveOpenssl, openssl } from "../pki/helpers.ts";
+
+export const BASE_URL = "http://pki.example.test";
+
+export const PROFILES = {
+  server: {
+    issuing_ca: "P-256",
+    key_types: ["P-256", "P-384", "RSA-2048", "RSA-3072", "Ed25519"],
+    max_validity_days: 90,
+    default_validity_days: 30,
+    key_usage: ["digitalSignature", "keyEncipherment"],
+    extended_key_usage: ["serverAuth", "clientAuth"],
+    dns: { allow: ["*.example.com", "example.com"], deny: ["*.bad.example.com"] },
+    ip_ranges: ["10.0.0.0/8", "fd00::/8"],
+    email_domains: ["example.com"],
+  },
+  "server-p384": {
+    issuing_ca: "P-384",
+    key_types: ["P-256", "P-384"],
+    max_validity_days: 90,
+    default_validity_days: 30,
+    key_usage: ["digitalSignature"],
+    extended_key_usage: ["serverAuth"],
+    dns: { allow: ["*.example.com"] },
+  },
+  manual: {
+    issuing_ca: "P-256",
+    key_types: ["P-256"],
+    max_validity_days: 30,
+    default_validity_days: 7,
+    key_usage: ["digitalSignature"],
+    extended_key_usage: ["clientAuth"],
+    dns: { allow: ["*.example.com"] },
+    approval: "manual",
+  },
+};
+
+export interface CaFixture {
+  svc: TestService;
+  issuer: TestIssuer;
+  dir: string;
+  token(tenant: string, scope: string): Promise<string>;
+  api(path: string, token: string, init?: { method?: string; body?: unknown }): Promise<Response>;
+  /** Stops the service and the issuer; removes the data directory unless `keep` (for a restart). */
+  stop(opts?: { keep?: boolean }): Promise<void>;
+}
+
+export async function startCa(app: Record<string, unknown> = {}, existingDir?: string): Promise<CaFixture> {
+  const dir = existingDir ?? mkdtempSync(join(tmpdir(), "cryptoutil-pki-ca-"));
+  const issuer = await startTestIssuer({ audience: "pki-ca" });
+  const svc = await startTestService(pkiCa, {
+    issuer,
+    root: dir,
+    overrides: (c) => {
+      c.log.access = false;
+      c.log.level = "warn";
+      c.security.rate_limit_rps = 100_000;
+      c.security.rate_limit_burst = 100_000;
+      c.app = { base_url: BASE_URL, issuing_cas: ["P-256", "P-384"], profiles: PROFILES, ...app };
+    },
+  });
+  return {
+    svc,
+    issuer,
+    dir,
+    token: (tenant, scope) => issuer.mint({ tenant, scope }),
+    api: (path, token, init = {}) =>
+      svc.call(`/service/api/v1${path}`, {
+        method: init.method ?? (init.body === undefined ? "GET" : "POST"),
+        headers: { authorization: `Bearer ${token}`, ...(init.body === undefined ? {} : { "content-type": "application/json" }) },
+        body: init.body === undefined ? undefined : JSON.stringify(init.body),
+      }),
+    async stop(opts = {}) {
+      await svc.stop();
+      await issuer.stop();
+      if (!opts.keep) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Makes a key and CSR with openssl; returns the CSR PEM and the key file path. */
+export function makeCsr(dir: string, name: string, opts: { subj: string; san?: string; key?: "ec256" | "ec384" | "rsa1024" | "rsa2048" | "ed25519" }): { csr: string; keyFile: string } {
+  const keyFile = join(dir, `${name}.key`);
+  const csrFile = join(dir, `${name}.csr`);
+  const newkey = { ec256: ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], ec384: ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"], rsa1024: ["-newkey", "rsa:1024"], rsa2048: ["-newkey", "rsa:2048"], ed25519: ["-newkey", "ed25519"] }[opts.key ?? "ec256"];
+  const args = ["req", "-new", ...newkey, "-nodes", "-keyout", keyFile, "-out", csrFile, "-subj", opts.subj];
+  if (opts.san) args.push("-addext", `subjectAltName=${opts.san}`);
+  const p = Bun.spawnSync(["openssl", ...args], { stderr: "pipe" });
+  if (p.exitCode !== 0) throw new Error(`openssl req failed: ${p.stderr.toString()}`);
+  return { csr: readFileSync(csrFile, "utf8"), keyFile };
+}
+
+export function write(dir: string, name: string, data: string | Uint8Array): string {
+  const f = join(dir, name);
+  writeFileSync(f, data);
+  return f;
+}

@@ -1,0 +1,92 @@
+/** Unit tests of pki-ca's policy rules, lint and config validation (no HTTP). */
+import { describe, expect, test } from "bun:test";
+import { dnsMatches, ipInRange, lint, type TbsSummary } from "../../apps/pki-ca/policy.ts";
+import { parsePkiCaConfig } from "../../apps/pki-ca/config.ts";
+import { defaultConfig } from "../../src/service/config.ts";
+import { AppError } from "../../src/service/errors.ts";
+import { PROFILES } from "./helpers.ts";
+
+describe("name rules", () => {
+  test("DNS wildcards match subdomains only", () => {
+    expect(dnsMatches("*.example.com", "a.example.com")).toBe(true);
+    expect(dnsMatches("*.example.com", "a.b.example.com")).toBe(true);
+    expect(dnsMatches("*.example.com", "*.example.com")).toBe(true);
+    expect(dnsMatches("*.example.com", "example.com")).toBe(false);
+    expect(dnsMatches("*.example.com", "badexample.com")).toBe(false);
+    expect(dnsMatches("example.com", "example.com")).toBe(true);
+    expect(dnsMatches("example.com", "a.example.com")).toBe(false);
+  });
+  test("IP ranges, v4 and v6", () => {
+    expect(ipInRange("10.0.0.0/8", "10.200.3.4")).toBe(true);
+    expect(ipInRange("10.0.0.0/8", "11.0.0.1")).toBe(false);
+    expect(ipInRange("192.168.1.0/25", "192.168.1.127")).toBe(true);
+    expect(ipInRange("192.168.1.0/25", "192.168.1.128")).toBe(false);
+    expect(ipInRange("fd00::/8", "fd12:3456::1")).toBe(true);
+    expect(ipInRange("fd00::/8", "fe80::1")).toBe(false);
+    expect(ipInRange("::ffff:0:0/96", "::ffff:10.0.0.1")).toBe(true);
+    expect(ipInRange("10.0.0.0/8", "fd00::1")).toBe(false);
+    expect(ipInRange("10.0.0.0/8", "10.0.0.256")).toBe(false);
+    expect(ipInRange("0.0.0.0/0", "1.2.3.4")).toBe(true);
+  });
+});
+
+describe("lint", () => {
+  const base: TbsSummary = {
+    serialHex: "7f" + "01".repeat(15),
+    notBefore: new Date("2026-01-01T00:00:00Z"),
+    notAfter: new Date("2026-02-01T00:00:00Z"),
+    maxValidityDays: 90,
+    sanCount: 1,
+    commonName: "a.example.com",
+    isCa: false,
+    keyType: "P-256",
+    keyUsage: ["digitalSignature"],
+  };
+  const codes = (t: Partial<TbsSummary>) => lint({ ...base, ...t }).map((r) => r.code);
+  test("a good leaf passes", () => expect(codes({})).toEqual([]));
+  test("serial: negative, too long, zero, odd digits", () => {
+    expect(codes({ serialHex: "80" + "00".repeat(15) })).toEqual(["lint_serial"]);
+    expect(codes({ serialHex: "01".repeat(21) })).toEqual(["lint_serial"]);
+    expect(codes({ serialHex: "00" })).toEqual(["lint_serial"]);
+    expect(codes({ serialHex: "abc" })).toEqual(["lint_serial"]);
+  });
+  test("validity order and cap", () => {
+    expect(codes({ notAfter: base.notBefore })).toEqual(["lint_validity"]);
+    expect(codes({ notAfter: new Date("2026-06-01T00:00:00Z") })).toEqual(["lint_validity"]);
+  });
+  test("SAN, CA flag, key usage", () => {
+    expect(codes({ sanCount: 0 })).toEqual(["lint_san", "lint_san"]);
+    expect(codes({ isCa: true })).toEqual(["lint_ca_flag"]);
+    expect(codes({ keyUsage: ["digitalSignature", "keyEncipherment"] })).toEqual(["lint_key_usage"]);
+    expect(codes({ keyType: "RSA-2048", keyUsage: ["keyAgreement"] })).toEqual(["lint_key_usage"]);
+    expect(codes({ keyType: "RSA-2048", keyUsage: ["digitalSignature", "keyEncipherment"] })).toEqual([]);
+  });
+});
+
+describe("config", () => {
+  const cfg = (app: unknown) => ({ ...defaultConfig("pki-ca", 8443), app: app as Record<string, unknown> });
+  const err = (app: unknown) => {
+    try {
+      parsePkiCaConfig(cfg(app));
+    } catch (e) {
+      expect(e).toBeInstanceOf(AppError);
+      return (e as AppError).message;
+    }
+    throw new Error("expected config_invalid");
+  };
+  test("valid profiles parse with defaults", () => {
+    const c = parsePkiCaConfig(cfg({ issuing_cas: ["P-256", "P-384"], profiles: PROFILES, base_url: "http://ca.test/" }));
+    expect(c.base_url).toBe("http://ca.test");
+    expect(c.profiles.server!.approval).toBe("auto");
+    expect(c.profiles.manual!.approval).toBe("manual");
+    expect(c.crl_validity_hours).toBe(24);
+  });
+  test("bad values name the key", () => {
+    expect(err({ issuing_cas: ["P-521"] })).toContain("app.issuing_cas.0");
+    expect(err({ profiles: { x: { ...PROFILES.server, key_types: ["RSA-1024"] } } })).toContain("app.profiles.x.key_types.0");
+    expect(err({ profiles: { x: { ...PROFILES.server, max_validity_days: 5000 } } })).toContain("app.profiles.x.max_validity_days");
+    expect(err({ profiles: { x: { ...PROFILES.server, issuing_ca: "Ed25519" } } })).toContain("app.profiles.x.issuing_ca");
+    expect(err({ profiles: { x: { ...PROFILES.server, surprise: 1 } } })).toContain("app.profiles.x");
+    expect(err({ profiles: { x: { ...PROFILES.server, ip_ranges: ["not-a-range"] } } })).toContain("app.profiles.x.ip_ranges.0");
+  });
+});
