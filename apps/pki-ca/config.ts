@@ -42,6 +42,17 @@ export const PkiCaConfigSchema = v.strictObject({
   /** The TSA policy OID written into every time-stamp token; set your own arc in production. */
   tsa_policy: v.optional(v.pipe(v.string(), v.regex(/^[0-2](\.(0|[1-9]\d*)){1,30}$/, "an OID in dotted form")), "2.999.3161.1"),
   tsa_accuracy_seconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(60)), 1),
+  /**
+   * A separate read-only plain-HTTP listener for CA certificates, CRLs and OCSP only (relying
+   * parties check revocation before they can trust TLS; CA/Browser Forum rules expect http URLs).
+   * Off unless configured. Set base_url to its http URL so certificates point at it.
+   */
+  http_revocation: v.optional(
+    v.strictObject({
+      bind: v.optional(v.pipe(v.string(), v.minLength(1))),
+      port: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535)),
+    }),
+  ),
   profiles: v.optional(v.record(v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,63}$/)), ProfileSchema), {}),
 });
 

@@ -127,9 +127,12 @@ const der = (body: Uint8Array, type: string, maxAge: number) =>
 const caFile = v.object({ file: v.pipe(v.string(), v.regex(/^[a-z0-9-]{1,40}\.(pem|crt|p7c)$/)) });
 const crlFile = v.object({ file: v.pipe(v.string(), v.regex(/^[a-z0-9-]{1,40}\.crl$/)) });
 
-/** Unauthenticated routes for relying parties: CA certificates, CRLs, OCSP. */
-export function caPublicRoutes(ca: () => Promise<PkiCa>) {
-  return new Elysia({ tags: ["revocation"] } as never)
+/**
+ * Unauthenticated routes for relying parties: CA certificates, CRLs, OCSP, and (unless
+ * `revocationOnly`, as on the plain-HTTP listener) time-stamping.
+ */
+export function caPublicRoutes(ca: () => Promise<PkiCa>, opts: { revocationOnly?: boolean } = {}) {
+  const app = new Elysia({ tags: ["revocation"] } as never)
     .use(appBase)
     .get(
       "/pki/ca/:file",
@@ -177,8 +180,9 @@ export function caPublicRoutes(ca: () => Promise<PkiCa>) {
         return ocspResponse(await (await ca()).ocsp(bytes));
       },
       { detail: { summary: "OCSP (RFC 6960) over GET, base64 request in the path" } },
-    )
-    .post(
+    );
+  if (opts.revocationOnly) return app;
+  return app.post(
       "/pki/tsa",
       async ({ request }) => {
         const ct = request.headers.get("content-type") ?? "";

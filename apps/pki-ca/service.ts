@@ -11,6 +11,8 @@ import { PkiStore } from "./store.ts";
 import { loadOrCreateHierarchy } from "./hierarchy.ts";
 import { PkiCa } from "./domain.ts";
 import { caApi, caPublicRoutes } from "./routes.ts";
+import { Elysia } from "elysia";
+import { mapError } from "../../src/service/http.ts";
 
 const instances = new WeakMap<ServiceContext, Promise<PkiCa>>();
 
@@ -33,6 +35,11 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
       }, config.crl_refresh_minutes * 60_000);
       (timer as { unref?: () => void }).unref?.();
       ctx.onStop(() => clearInterval(timer));
+      if (config.http_revocation) {
+        const listener = startHttpRevocationListener(ca, config.http_revocation.bind ?? ctx.config.server.bind, config.http_revocation.port);
+        ctx.onStop(() => listener.stop(true));
+        ctx.logger.info("plain-HTTP revocation listener", { url: `http://${listener.hostname}:${listener.port}` });
+      }
       ctx.logger.info("pki-ca hierarchy ready", { issuing_cas: config.issuing_cas, base_url: config.base_url });
       return ca;
     })();
@@ -40,6 +47,25 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
     instances.set(ctx, p);
   }
   return p;
+}
+
+/**
+ * The read-only plain-HTTP listener: GET (and POST for OCSP) on /pki/ca, /pki/crl and /pki/ocsp,
+ * nothing else — no API, no docs, no time-stamping, no admin.
+ */
+function startHttpRevocationListener(ca: PkiCa, hostname: string, port: number) {
+  const app = new Elysia().onError(mapError).use(caPublicRoutes(async () => ca, { revocationOnly: true }));
+  return Bun.serve({
+    hostname,
+    port,
+    maxRequestBodySize: 64 * 1024,
+    fetch(req) {
+      const path = new URL(req.url).pathname;
+      const allowed = req.method === "GET" || req.method === "HEAD" || (req.method === "POST" && path === "/pki/ocsp");
+      if (!allowed) return new Response(null, { status: 405, headers: { allow: "GET, HEAD, POST" } });
+      return app.handle(req);
+    },
+  });
 }
 
 export const pkiCa: ServiceDefinition = {
