@@ -4,6 +4,7 @@
  * start; a bad value stops the start with `config_invalid` naming the key.
  */
 import * as v from "valibot";
+import { WebhookSchema } from "./webhooks.ts";
 import { AppError } from "../../src/service/errors.ts";
 import type { ServiceConfig } from "../../src/service/config.ts";
 import { CA_KEY_TYPES, SUBJECT_KEY_TYPES } from "../../src/pki/signing.ts";
@@ -53,6 +54,12 @@ export const PkiCaConfigSchema = v.strictObject({
       port: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535)),
     }),
   ),
+  /** Signed POSTs on request and certificate state changes and expiry notices. */
+  webhooks: v.optional(v.array(WebhookSchema), []),
+  /** Delays before each retry of a failed webhook delivery. */
+  webhook_retry_seconds: v.optional(v.pipe(v.array(v.pipe(v.number(), v.minValue(0.01), v.maxValue(3600))), v.maxLength(10)), [1, 4, 16]),
+  /** How often valid certificates are checked for the 90/30/7-day expiry notices. */
+  expiry_check_minutes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(24 * 60)), 60),
   profiles: v.optional(v.record(v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,63}$/)), ProfileSchema), {}),
 });
 

@@ -8,6 +8,7 @@
  * are read and changed only within the caller's tenant; OCSP and CRLs answer for
  * the whole instance, as relying parties cannot name a tenant.
  */
+import type { WebhookEvent, WebhookNotifier } from "./webhooks.ts";
 import { AppError, notFound } from "../../src/service/errors.ts";
 import { decodeCsr, parseCsr, verifyPossession, type ParsedCsr } from "../../src/pki/csr.ts";
 import { signCrl } from "../../src/pki/crl.ts";
@@ -94,11 +95,48 @@ export class PkiCa {
   private readonly crlLocks = new Map<string, Promise<unknown>>();
   private readonly extensionCache = new Map<string, Uint8Array[]>();
 
+  /** Webhooks for state changes and expiry notices (none configured: events go nowhere). */
+  notifier?: WebhookNotifier;
+
   constructor(
     readonly config: PkiCaConfig,
     readonly store: PkiStore,
     readonly hierarchy: Hierarchy,
   ) {}
+
+  private emit(type: WebhookEvent, tenant: string, data: Record<string, unknown>): void {
+    this.notifier?.emit(type, tenant, data);
+  }
+
+  private certEvent(c: CertificateRow) {
+    return { serial: c.serial, subject: c.subject, sans: JSON.parse(c.sans) as string[], profile: c.profile, issuing_ca: c.ca_id, not_after: c.not_after, request_id: c.request_id };
+  }
+
+  /**
+   * Sends `certificate.expiring` once per threshold (90, 30, 7 days) for valid certificates:
+   * a certificate that crosses several thresholds between checks gets only the smallest.
+   */
+  async expirySweep(now = new Date()): Promise<number> {
+    const THRESHOLDS = [7, 30, 90];
+    const horizon = new Date(now.getTime() + 90 * 86_400_000).toISOString();
+    const rows = await this.store.db
+      .selectFrom("pki_certificates")
+      .select(["serial", "tenant", "subject", "sans", "profile", "ca_id", "not_after", "request_id", "expiry_notified"])
+      .where("status", "=", "valid")
+      .where("not_after", "<=", horizon)
+      .where("not_after", ">", now.toISOString())
+      .execute();
+    let sent = 0;
+    for (const r of rows) {
+      const daysLeft = (Date.parse(r.not_after) - now.getTime()) / 86_400_000;
+      const threshold = THRESHOLDS.find((t) => daysLeft <= t)!;
+      if (r.expiry_notified != null && r.expiry_notified <= threshold) continue;
+      await this.store.db.updateTable("pki_certificates").set({ expiry_notified: threshold }).where("serial", "=", r.serial).execute();
+      this.emit("certificate.expiring", r.tenant, { ...this.certEvent(r as CertificateRow), days_left: Math.ceil(daysLeft), threshold_days: threshold });
+      sent++;
+    }
+    return sent;
+  }
 
   profile(name: string): Profile {
     const p = this.config.profiles[name];
@@ -144,10 +182,12 @@ export class PkiCa {
     };
     if (profile.approval === "manual") {
       await this.store.insertRequest(row);
+      this.emit("request.pending", tenant, { request_id: row.id, subject: row.subject, sans: JSON.parse(row.sans), profile: row.profile });
       return { status: "pending", request: requestView(row) };
     }
     const cert = await this.issue(tenant, row.id, input.profile, profile, parsed, validity);
     await this.store.insertIssued(cert, { ...row, status: "issued", serial: cert.serial, decided_by: "policy", decided_at: now });
+    this.emit("certificate.issued", tenant, { ...this.certEvent(cert), decided_by: "policy" });
     return { status: "issued", request_id: row.id, certificate: this.view(cert) };
   }
 
@@ -171,6 +211,7 @@ export class PkiCa {
     const reasons = evaluate(profile, parsed, r.validity_days);
     if (reasons.length > 0) {
       await this.store.decide(tenant, id, { status: "rejected", decided_by: "policy", decided_at: new Date().toISOString(), reasons: JSON.stringify(reasons) });
+      this.emit("request.rejected", tenant, { request_id: id, decided_by: "policy", reasons });
       throw new AppError("policy_rejected", "the request no longer meets the profile's policy", { status: 422, details: { reasons } });
     }
     // Claim the request first so two approvers cannot issue twice.
@@ -181,6 +222,7 @@ export class PkiCa {
     try {
       const cert = await this.issue(tenant, id, r.profile, profile, parsed, r.validity_days, serial);
       await this.store.insertCertificate(cert);
+      this.emit("certificate.issued", tenant, { ...this.certEvent(cert), decided_by: approver });
       return this.view(cert);
     } catch (e) {
       // Nothing was stored: give the request back to the queue rather than leave it "issued" without a certificate.
@@ -201,6 +243,7 @@ export class PkiCa {
       if (!r) throw notFound("request");
       throw new AppError("conflict", `the request is already ${r.status}`);
     }
+    this.emit("request.rejected", tenant, { request_id: id, decided_by: approver, reasons: [{ code: "rejected_by_approver", message: reason }] });
     return this.getRequest(tenant, id);
   }
 
@@ -323,6 +366,7 @@ export class PkiCa {
     if (!(await this.store.revoke(tenant, s, new Date().toISOString(), REVOCATION_REASONS[reason]))) throw new AppError("conflict", "the certificate is already revoked");
     this.ocspCache.clear();
     await this.regenerateCrl(r.ca_id);
+    this.emit("certificate.revoked", tenant, { ...this.certEvent(r), reason });
     return this.getCertificate(tenant, s);
   }
 

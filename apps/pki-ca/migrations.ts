@@ -63,4 +63,11 @@ export const migrations = [
         .execute();
     },
   },
+  {
+    version: 2,
+    name: "expiry notices",
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable("pki_certificates").addColumn("expiry_notified", "integer").execute();
+    },
+  },
 ];

@@ -10,6 +10,7 @@ import { parsePkiCaConfig } from "./config.ts";
 import { PkiStore } from "./store.ts";
 import { loadOrCreateHierarchy } from "./hierarchy.ts";
 import { PkiCa } from "./domain.ts";
+import { WebhookNotifier } from "./webhooks.ts";
 import { caApi, caPublicRoutes } from "./routes.ts";
 import { Elysia } from "elysia";
 import { mapError } from "../../src/service/http.ts";
@@ -29,6 +30,16 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
         ocsp: `${config.base_url}/pki/ocsp`,
       });
       const ca = new PkiCa(config, store, hierarchy);
+      if (config.webhooks.length) {
+        const notifier = new WebhookNotifier(config.webhooks, ctx.logger, config.webhook_retry_seconds.map((s) => s * 1000));
+        ca.notifier = notifier;
+        ctx.onStop(() => notifier.stop());
+      }
+      const expiry = setInterval(() => {
+        ca.expirySweep().catch((e) => ctx.logger.warn("expiry notice sweep failed", { error: e }));
+      }, config.expiry_check_minutes * 60_000);
+      (expiry as { unref?: () => void }).unref?.();
+      ctx.onStop(() => clearInterval(expiry));
       await ca.refreshCrls();
       const timer = setInterval(() => {
         ca.refreshCrls().catch((e) => ctx.logger.error("CRL refresh failed", { error: e }));

@@ -27,6 +27,8 @@ export interface CertificateRow {
   request_id: string;
   cert_der: Uint8Array;
   created_at: string;
+  /** The smallest expiry-notice threshold (days) already sent, or null. */
+  expiry_notified?: number | null;
 }
 
 export interface RequestRow {
