@@ -16,21 +16,12 @@
  * - Failures to decrypt or verify are one code each (`decryption_failed`, `signature_invalid`),
  *   whatever check failed; malformed JOSE input is `malformed_jose`. Plaintext is never logged.
  */
-import {
-  CompactEncrypt,
-  CompactSign,
-  FlattenedEncrypt,
-  compactDecrypt,
-  compactVerify,
-  decodeProtectedHeader,
-  flattenedDecrypt,
-  errors as joseErrors,
-  type CompactJWEHeaderParameters,
-} from "jose";
+import { CompactEncrypt, FlattenedEncrypt, type CompactJWEHeaderParameters } from "jose";
 import * as v from "valibot";
 import { AppError } from "../../src/service/errors.ts";
 import { equalStrings } from "../../src/crypto/constant-time.ts";
-import { canonicalJson, decodeBase64url, encodeBase64url, parseKid, type ActiveVersion, type ElasticKey, type Keyring, type KeyPurpose, type PublicJwk } from "../../src/keyring/index.ts";
+import { canonicalJson, decodeBase64url, encodeBase64url, type ActiveVersion, type ElasticKey, type Keyring, type KeyPurpose, type PublicJwk } from "../../src/keyring/index.ts";
+import { decryptionFailed, malformedJose as malformed, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, versionFromKid } from "../../src/keyring/jose-ops.ts";
 import type { CreateKeyInput, DataKeyInput, FlattenedJweValue, JweFormat, ListKeysInput, UpdateKeyInput } from "../../schemas/sm-kms.ts";
 
 /** A JWE in compact form or flattened JSON form (RFC 7516 §7.2.2, protected header only). */
@@ -63,21 +54,11 @@ const utf8 = new TextEncoder();
 export const b64u = encodeBase64url;
 export const fromB64u = decodeBase64url;
 
-const malformed = (what: string) => new AppError("malformed_jose", `malformed ${what}`, { status: 400 });
-const decryptionFailed = () => new AppError("decryption_failed", "the JWE does not decrypt with this key and context");
-const signatureInvalid = () => new AppError("signature_invalid", "the signature does not verify with this key", { status: 400 });
 const macInvalid = () => new AppError("mac_invalid", "the MAC does not verify with this key", { status: 400 });
 
 async function contextHash(context: Record<string, string> | undefined): Promise<string | undefined> {
   if (!context) return undefined;
   return b64u(new Uint8Array(await crypto.subtle.digest("SHA-256", utf8.encode(canonicalJson(context)))));
-}
-
-/** The kid of a JOSE object's header, which must name a version of key `id`. */
-function versionFromKid(kid: unknown, id: string, fail: () => AppError): number {
-  const k = parseKid(kid);
-  if (!k || k.id !== id) throw fail();
-  return k.version;
 }
 
 type BatchResult<T> = T | { error: { code: string; message: string } };
@@ -159,26 +140,13 @@ export class KmsService {
   }
 
   async decrypt(tenant: string, id: string, jwe: Jwe, context?: Record<string, string>): Promise<{ kid: string; plaintext: Uint8Array; format: JweFormat }> {
-    let header: ReturnType<typeof decodeProtectedHeader>;
-    try {
-      if (typeof jwe === "string" && jwe.split(".").length !== 5) throw new Error("parts");
-      header = decodeProtectedHeader(jwe);
-    } catch {
-      throw malformed("JWE");
-    }
+    const header = protectedHeaderOf(jwe, 5, "JWE");
     const version = versionFromKid(header.kid, id, decryptionFailed);
     const active = await this.ring.version(tenant, id, version, ENCRYPTING);
     if (header.alg !== active.spec.jose || header.enc !== active.spec.enc) throw decryptionFailed();
     await this.checkContext(jwe, header, context);
-    const opts = { keyManagementAlgorithms: [active.spec.jose], contentEncryptionAlgorithms: [active.spec.enc!] };
-    try {
-      const r = typeof jwe === "string" ? await compactDecrypt(jwe, active.usable.secret, opts) : await flattenedDecrypt(jwe, active.usable.secret, opts);
-      return { kid: active.kid, plaintext: r.plaintext, format: typeof jwe === "string" ? "compact" : "json" };
-    } catch (e) {
-      if (e instanceof AppError) throw e;
-      if (e instanceof joseErrors.JWEInvalid) throw malformed("JWE");
-      throw decryptionFailed();
-    }
+    const plaintext = await openJwe(active, jwe);
+    return { kid: active.kid, plaintext, format: typeof jwe === "string" ? "compact" : "json" };
   }
 
   /** Re-encrypts under the current version, in the input's own format. */
@@ -205,7 +173,7 @@ export class KmsService {
 
   async sign(tenant: string, id: string, payload: Uint8Array, detached = false): Promise<{ kid: string; jws: string }> {
     const active = await this.ring.current(tenant, id, ["sign"]);
-    const jws = await new CompactSign(payload).setProtectedHeader({ alg: active.spec.jose, kid: active.kid }).sign(active.usable.secret);
+    const jws = await signCompact(active, payload);
     if (!detached) return { kid: active.kid, jws };
     const [h, , s] = jws.split(".");
     return { kid: active.kid, jws: `${h}..${s}` };
@@ -220,22 +188,7 @@ export class KmsService {
     } else if (payload && parts[1] !== b64u(payload)) {
       throw signatureInvalid();
     }
-    let header: ReturnType<typeof decodeProtectedHeader>;
-    try {
-      header = decodeProtectedHeader(jws);
-    } catch {
-      throw malformed("JWS");
-    }
-    const version = versionFromKid(header.kid, id, signatureInvalid);
-    const active = await this.ring.version(tenant, id, version, ["sign"]);
-    if (header.alg !== active.spec.jose) throw signatureInvalid();
-    try {
-      await compactVerify(jws, active.usable.public!, { algorithms: [active.spec.jose] });
-    } catch (e) {
-      if (e instanceof AppError) throw e;
-      if (e instanceof joseErrors.JWSInvalid) throw malformed("JWS");
-      throw signatureInvalid();
-    }
+    const { active } = await verifyCompact(this.ring, tenant, id, jws, ["sign"]);
     return { valid: true, kid: active.kid };
   }
 

@@ -4,7 +4,7 @@
  * `domain.ts` holds the rules, `routes.ts` the HTTP layer; storage is the keyring's.
  */
 import type { ServiceContext, ServiceDefinition } from "../../src/service/context.ts";
-import { Keyring } from "../../src/keyring/index.ts";
+import { Keyring, startKeyringSweep } from "../../src/keyring/index.ts";
 import { migrations } from "./migrations.ts";
 import { KmsService, parseKmsConfig } from "./domain.ts";
 import { kmsRoutes } from "./routes.ts";
@@ -19,21 +19,7 @@ function kmsOf(ctx: ServiceContext): KmsService {
     const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size });
     kms = new KmsService(ring, cfg);
     instances.set(ctx, kms);
-    let running = false;
-    const timer = setInterval(() => {
-      if (running) return;
-      running = true;
-      ring
-        .sweep()
-        .then((r) => (r.rotated || r.purged) && ctx.logger.info("keyring sweep", r))
-        .catch((e) => {
-          // Sealed barrier or a closed database after shutdown: try again next tick.
-          if ((e as { code?: string })?.code !== "sealed") ctx.logger.warn("keyring sweep failed", { error: String(e) });
-        })
-        .finally(() => (running = false));
-    }, cfg.rotation_check_s * 1000);
-    (timer as { unref?: () => void }).unref?.();
-    ctx.onStop(() => clearInterval(timer));
+    startKeyringSweep(ctx, ring, cfg.rotation_check_s);
   }
   return kms;
 }

@@ -2,6 +2,7 @@
 export { ALGORITHMS, ALGORITHM_NAMES, algorithmSpec, publicJwk, type AlgorithmSpec, type KeyPurpose, type UsableKey } from "./algorithms.ts";
 export {
   Keyring,
+  materialContext,
   kidOf,
   parseKid,
   keyDisabled,
@@ -26,3 +27,6 @@ export { KeyringStore, type ElasticKeyRow, type MaterialKeyRow, type KeyringDb }
 export { canonicalJson } from "./canonical.ts";
 export { Lru } from "./lru.ts";
 export { encodeBase64url, decodeBase64url } from "./base64url.ts";
+export * from "./jose-ops.ts";
+export * from "./import.ts";
+export { startKeyringSweep } from "./sweeper.ts";

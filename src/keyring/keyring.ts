@@ -103,7 +103,8 @@ export function parseKid(kid: unknown): { id: string; version: number } | undefi
   return m ? { id: m[1]!, version: Number(m[2]) } : undefined;
 }
 
-const materialContext = (tenant: string, id: string, version: number) => `keyring/${tenant}/${id}/v${version}`;
+/** The barrier context of a material key: binds its ciphertext to tenant, key and version. */
+export const materialContext = (tenant: string, id: string, version: number) => `keyring/${tenant}/${id}/v${version}`;
 const utf8 = new TextEncoder();
 const utf8Decode = new TextDecoder();
 

@@ -24,6 +24,9 @@ export const ERROR_STATUS = {
   key_not_asymmetric: 400,
   batch_too_large: 400,
   csr_signature_invalid: 400,
+  jwt_expired: 400,
+  jwt_not_yet_valid: 400,
+  jwt_claim_invalid: 400,
   unseal_failed: 400,
   decryption_failed: 400,
   // 401 / 403
@@ -41,6 +44,8 @@ export const ERROR_STATUS = {
   key_disabled: 409,
   key_pending_deletion: 409,
   key_version_below_minimum: 409,
+  key_public_only: 409,
+  import_not_allowed: 409,
   payload_too_large: 413,
   policy_rejected: 422,
   lint_failed: 422,

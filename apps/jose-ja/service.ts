@@ -1,0 +1,43 @@
+/**
+ * jose-ja: the JOSE Authority. JWK management on elastic keys (the shared keyring of
+ * `src/keyring`, as sm-kms), public JWKS, JWS, JWE, JWT issue and validation, and an audit
+ * log of every key operation. `domain.ts` holds the rules, `routes.ts` the HTTP layer.
+ */
+import type { ServiceContext, ServiceDefinition } from "../../src/service/context.ts";
+import { Keyring } from "../../src/keyring/index.ts";
+import { KeyImporter } from "../../src/keyring/import.ts";
+import { startKeyringSweep } from "../../src/keyring/sweeper.ts";
+import { migrations } from "./migrations.ts";
+import { JoseService, parseJoseConfig } from "./domain.ts";
+import { AuditLog } from "./audit.ts";
+import { joseRootRoutes, joseRoutes } from "./routes.ts";
+
+const instances = new WeakMap<ServiceContext, { jose: JoseService; audit: AuditLog }>();
+
+/** One domain per service context (the template calls `api` once per prefix), with its sweep timer. */
+function joseOf(ctx: ServiceContext): { jose: JoseService; audit: AuditLog } {
+  let inst = instances.get(ctx);
+  if (!inst) {
+    const cfg = parseJoseConfig(ctx.config.app);
+    const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size });
+    inst = { jose: new JoseService(ring, new KeyImporter(ctx.db, ctx.protector, ring), cfg), audit: new AuditLog(ctx.db) };
+    instances.set(ctx, inst);
+    startKeyringSweep(ctx, ring, cfg.rotation_check_s);
+  }
+  return inst;
+}
+
+export const joseJa: ServiceDefinition = {
+  name: "jose-ja",
+  title: "jose-ja: JOSE Authority",
+  description:
+    "Multi-tenant JOSE on elastic keys: JWK generate/import/get/list/delete/rotate, public JWKS (cacheable, ETag), JWS sign/verify, JWE encrypt/decrypt, JWT issue/validate, and an audit log of every key operation. Key material is stored barrier-encrypted.",
+  version: "1.0.0",
+  defaultPort: 9443,
+  migrations,
+  api: (ctx) => {
+    const { jose, audit } = joseOf(ctx);
+    return joseRoutes(jose, audit);
+  },
+  routes: (ctx) => joseRootRoutes(joseOf(ctx).jose),
+};

@@ -1,0 +1,152 @@
+/** Request schemas of jose-ja, shared by its routes and its OpenAPI document. */
+import * as v from "valibot";
+import { ALGORITHM_NAMES } from "../src/keyring/algorithms.ts";
+import { ElasticKey, ElasticKeyList, PublicJwk } from "./sm-kms.ts";
+
+export const PURPOSES = ["encrypt", "sign", "mac", "wrap"] as const;
+export const STATUSES = ["enabled", "disabled", "pending_deletion"] as const;
+
+/** Largest binary input (payload, plaintext) in bytes, before base64url. */
+export const MAX_DATA_BYTES = 64 * 1024;
+/** Largest compact JWS/JWE/JWT accepted. */
+export const MAX_COMPACT_CHARS = 256 * 1024;
+
+const name = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "names are 1..64 of A-Z a-z 0-9 . _ - and start with a letter or digit"));
+const tag = v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "tags are lowercase words of up to 32 characters"));
+const b64u = (maxBytes: number) => v.pipe(v.string(), v.maxLength(Math.ceil((maxBytes * 4) / 3)), v.regex(/^[A-Za-z0-9_-]*$/, "must be base64url without padding"));
+const compact = v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_COMPACT_CHARS));
+const rotationDays = v.pipe(v.number(), v.minValue(1), v.maxValue(3650));
+const shortString = v.pipe(v.string(), v.minLength(1), v.maxLength(1024));
+const typ = v.pipe(v.string(), v.regex(/^[A-Za-z0-9.+/_-]{1,64}$/, "typ is a media type of up to 64 characters"));
+const claimName = v.pipe(v.string(), v.minLength(1), v.maxLength(128));
+
+export const KeyId = v.object({ id: v.pipe(v.string(), v.uuid()) });
+export const TenantParams = v.object({ tenant: v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,128}$/)) });
+export const TenantKeyParams = v.object({ tenant: v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,128}$/)), id: v.string() });
+
+export const GenerateKey = v.strictObject({
+  name,
+  algorithm: v.picklist(ALGORITHM_NAMES),
+  description: v.optional(v.pipe(v.string(), v.maxLength(512))),
+  rotation_period_days: v.optional(rotationDays),
+  import_allowed: v.optional(v.boolean()),
+  tags: v.optional(v.pipe(v.array(tag), v.maxLength(16)), []),
+});
+
+/** A JWK as given by the caller: checked member by member by the keyring's importer. */
+const jwk = v.pipe(
+  v.record(v.pipe(v.string(), v.maxLength(32)), v.unknown()),
+  v.check((o) => Object.keys(o).length <= 24, "too many JWK members"),
+);
+
+export const ImportKey = v.strictObject({
+  name,
+  algorithm: v.picklist(ALGORITHM_NAMES),
+  jwk,
+  description: v.optional(v.pipe(v.string(), v.maxLength(512))),
+  tags: v.optional(v.pipe(v.array(tag), v.maxLength(16)), []),
+});
+export const ImportVersion = v.strictObject({ jwk });
+
+export const ListKeysQuery = v.strictObject({
+  limit: v.optional(v.pipe(v.string(), v.regex(/^\d{1,3}$/), v.transform(Number), v.minValue(1), v.maxValue(100))),
+  page_token: v.optional(v.pipe(v.string(), v.maxLength(200))),
+  purpose: v.optional(v.picklist(PURPOSES)),
+  status: v.optional(v.picklist(STATUSES)),
+  tag: v.optional(tag),
+});
+
+export const DeleteQuery = v.strictObject({
+  waiting_period_days: v.optional(v.pipe(v.string(), v.regex(/^\d{1,2}$/), v.transform(Number), v.integer(), v.minValue(7), v.maxValue(30))),
+});
+
+export const UpdateKey = v.strictObject({
+  description: v.optional(v.nullable(v.pipe(v.string(), v.maxLength(512)))),
+  tags: v.optional(v.pipe(v.array(tag), v.maxLength(16))),
+  min_decryption_version: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  import_allowed: v.optional(v.boolean()),
+});
+
+export const RotationSchedule = v.strictObject({ rotation_period_days: v.nullable(rotationDays) });
+
+export const VersionQuery = v.strictObject({
+  version: v.optional(v.pipe(v.string(), v.regex(/^[1-9]\d{0,8}$/), v.transform(Number))),
+});
+
+export const SignRequest = v.strictObject({ payload: b64u(MAX_DATA_BYTES), typ: v.optional(typ), cty: v.optional(typ) });
+export const VerifyRequest = v.strictObject({ jws: compact });
+export const EncryptRequest = v.strictObject({ plaintext: b64u(MAX_DATA_BYTES), cty: v.optional(typ) });
+export const DecryptRequest = v.strictObject({ jwe: compact });
+
+const audience = v.union([shortString, v.pipe(v.array(shortString), v.minLength(1), v.maxLength(16))]);
+
+export const JwtIssueRequest = v.strictObject({
+  /** The caller's claims; iat and exp are set by the service, iss/aud/sub/jti/nbf may be given here or below. */
+  claims: v.optional(
+    v.pipe(
+      v.record(claimName, v.unknown()),
+      v.check((o) => Object.keys(o).length <= 64, "at most 64 claims"),
+    ),
+    {},
+  ),
+  ttl_s: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(31_536_000)),
+  iss: v.optional(shortString),
+  aud: v.optional(audience),
+  sub: v.optional(shortString),
+  typ: v.optional(typ, "JWT"),
+  jti: v.optional(v.boolean(), false),
+});
+
+export const JwtValidateRequest = v.strictObject({
+  jwt: compact,
+  iss: v.optional(shortString),
+  aud: v.optional(audience),
+  typ: v.optional(typ),
+  clock_skew_s: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(3600)), 0),
+  max_age_s: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(31_536_000))),
+  required_claims: v.optional(v.pipe(v.array(claimName), v.maxLength(32)), []),
+});
+
+const isoTime = v.pipe(v.string(), v.isoTimestamp());
+export const AuditQuery = v.strictObject({
+  key: v.optional(v.pipe(v.string(), v.uuid())),
+  operation: v.optional(v.pipe(v.string(), v.regex(/^[a-z_]{1,32}$/))),
+  from: v.optional(isoTime),
+  to: v.optional(isoTime),
+  limit: v.optional(v.pipe(v.string(), v.regex(/^\d{1,3}$/), v.transform(Number), v.minValue(1), v.maxValue(500))),
+  page_token: v.optional(v.pipe(v.string(), v.maxLength(200))),
+});
+
+export type GenerateKeyInput = v.InferOutput<typeof GenerateKey>;
+export type ImportKeyInput = v.InferOutput<typeof ImportKey>;
+export type UpdateKeyInput = v.InferOutput<typeof UpdateKey>;
+export type ListKeysInput = v.InferOutput<typeof ListKeysQuery>;
+export type JwtIssueInput = v.InferOutput<typeof JwtIssueRequest>;
+export type JwtValidateInput = v.InferOutput<typeof JwtValidateRequest>;
+export type AuditQueryInput = v.InferOutput<typeof AuditQuery>;
+
+// --- responses ------------------------------------------------------------------------------
+// The key ring views are the keyring's, as sm-kms shows them: one schema for both apps.
+export { ElasticKey, ElasticKeyList, PublicJwk };
+
+export const ElasticKeyWithJwk = v.object({ ...ElasticKey.entries, public_jwk: v.optional(PublicJwk) });
+const header = v.record(v.string(), v.unknown());
+export const SignResult = v.object({ kid: v.string(), version: v.number(), jws: v.string() });
+export const VerifyResult = v.object({ valid: v.literal(true), kid: v.string(), version: v.number(), payload: v.string(), header });
+export const EncryptResult = v.object({ kid: v.string(), version: v.number(), jwe: v.string() });
+export const DecryptResult = v.object({ kid: v.string(), version: v.number(), plaintext: v.string() });
+export const JwtIssueResult = v.object({ kid: v.string(), version: v.number(), jwt: v.string(), exp: v.number() });
+export const JwtValidateResult = v.object({ valid: v.literal(true), kid: v.string(), version: v.number(), header, claims: v.record(v.string(), v.unknown()) });
+export const AuditEntry = v.object({
+  seq: v.number(),
+  tenant: v.string(),
+  at: v.string(),
+  subject: v.string(),
+  client_id: v.nullable(v.string()),
+  operation: v.string(),
+  key_id: v.nullable(v.string()),
+  version: v.nullable(v.number()),
+  /** "ok" or the error code the operation failed with. */
+  result: v.string(),
+});
+export const AuditPage = v.object({ items: v.array(AuditEntry), next_page_token: v.nullable(v.string()) });
