@@ -39,6 +39,11 @@ export const PkiCaConfigSchema = v.strictObject({
   issuing_cas: v.optional(v.pipe(v.array(v.picklist(CA_KEY_TYPES)), v.minLength(1)), ["P-256"]),
   crl_validity_hours: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(24 * 30)), 24),
   crl_refresh_minutes: v.optional(v.pipe(v.number(), v.minValue(1)), 60),
+  /**
+   * On revocation, sign a new full CRL (true), or only a new delta CRL (false: cheaper for
+   * large CRLs; relying parties that ignore deltas see the revocation at the next full CRL).
+   */
+  crl_full_on_revoke: v.optional(v.boolean(), true),
   ocsp_validity_minutes: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(7 * 24 * 60)), 60),
   /** The TSA policy OID written into every time-stamp token; set your own arc in production. */
   tsa_policy: v.optional(v.pipe(v.string(), v.regex(/^[0-2](\.(0|[1-9]\d*)){1,30}$/, "an OID in dotted form")), "2.999.3161.1"),

@@ -88,6 +88,16 @@ export interface RequestView {
   decided_at: string | null;
 }
 
+/** Storage key suffix of a CA's delta CRL (not a valid CA id, so never a clash). */
+const DELTA = "#delta";
+/** How far before its base's thisUpdate a delta CRL still lists revocations (clock and commit races). */
+const DELTA_OVERLAP_MS = 5 * 60_000;
+const toEntry = (e: { serial: string; revoked_at: string | null; revocation_reason: number | null }) => ({
+  serialHex: e.serial,
+  revokedAt: new Date(e.revoked_at!),
+  reason: e.revocation_reason ?? 0,
+});
+
 export type SubmitOutcome = { status: "issued"; request_id: string; certificate: CertificateView } | { status: "pending"; request: RequestView };
 
 export class PkiCa {
@@ -365,38 +375,86 @@ export class PkiCa {
     if (r.status === "revoked") throw new AppError("conflict", "the certificate is already revoked");
     if (!(await this.store.revoke(tenant, s, new Date().toISOString(), REVOCATION_REASONS[reason]))) throw new AppError("conflict", "the certificate is already revoked");
     this.ocspCache.clear();
-    await this.regenerateCrl(r.ca_id);
+    if (this.config.crl_full_on_revoke) await this.regenerateCrl(r.ca_id);
+    else await this.regenerateDelta(r.ca_id);
     this.emit("certificate.revoked", tenant, { ...this.certEvent(r), reason });
     return this.getCertificate(tenant, s);
   }
 
-  /** Signs a fresh full CRL for one issuing CA (serialized per CA so CRL numbers only grow). */
-  async regenerateCrl(caId: string): Promise<Uint8Array> {
+  /** The URL of an issuing CA's delta CRL (named in its full CRLs). */
+  private deltaUrl(caId: string): string {
+    return `${this.config.base_url}/pki/crl/${caId}-delta.crl`;
+  }
+
+  /** Serializes CRL signing per CA, so full and delta CRL numbers only grow. */
+  private withCrlLock<T>(caId: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.crlLocks.get(caId) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(async () => {
-      const ca = [...this.hierarchy.issuing.values()].find((c) => c.id === caId);
-      if (!ca) throw notFound("issuing CA");
-      const revoked = await this.store.revokedOf(caId);
-      const last = await this.store.crl(caId);
-      const thisUpdate = new Date();
-      const nextUpdate = new Date(thisUpdate.getTime() + this.config.crl_validity_hours * 3_600_000);
-      const number = (last?.number ?? 0) + 1;
-      const crl = await signCrl(ca, revoked.map((e) => ({ serialHex: e.serial, revokedAt: new Date(e.revoked_at!), reason: e.revocation_reason ?? 0 })), { number, thisUpdate, nextUpdate });
-      const der = new Uint8Array(crl.rawData);
-      await this.store.putCrl({ ca_id: caId, number, der, this_update: thisUpdate.toISOString(), next_update: nextUpdate.toISOString() });
-      return der;
-    });
+    const next = prev.catch(() => undefined).then(fn);
     this.crlLocks.set(caId, next);
     return next;
   }
 
-  /** The current CRL of an issuing CA, regenerated when missing or past half its validity. */
-  async currentCrl(caId: string): Promise<Uint8Array> {
+  private async nextCrlNumber(caId: string): Promise<number> {
+    const [full, delta] = await Promise.all([this.store.crl(caId), this.store.crl(`${caId}${DELTA}`)]);
+    return Math.max(full?.number ?? 0, delta?.number ?? 0) + 1;
+  }
+
+  /** Signs a fresh full CRL for one issuing CA, then a fresh (empty) delta over it. */
+  async regenerateCrl(caId: string): Promise<Uint8Array> {
+    const der = await this.withCrlLock(caId, async () => {
+      const ca = this.issuingById(caId);
+      // thisUpdate is taken before the read: a delta over this base re-lists anything revoked near it.
+      const thisUpdate = new Date();
+      const revoked = await this.store.revokedOf(caId);
+      const nextUpdate = new Date(thisUpdate.getTime() + this.config.crl_validity_hours * 3_600_000);
+      const number = await this.nextCrlNumber(caId);
+      const crl = await signCrl(ca, revoked.map(toEntry), { number, thisUpdate, nextUpdate, freshestUrl: this.deltaUrl(caId) });
+      const bytes = new Uint8Array(crl.rawData);
+      await this.store.putCrl({ ca_id: caId, number, der: bytes, this_update: thisUpdate.toISOString(), next_update: nextUpdate.toISOString() });
+      return bytes;
+    });
+    await this.regenerateDelta(caId);
+    return der;
+  }
+
+  /** Signs a delta CRL: revocations since the current full CRL (with a margin), over its number. */
+  async regenerateDelta(caId: string): Promise<Uint8Array> {
+    const base = await this.store.crl(caId);
+    if (!base) return (await this.regenerateCrl(caId), (await this.store.crl(`${caId}${DELTA}`))!.der);
+    return this.withCrlLock(caId, async () => {
+      const ca = this.issuingById(caId);
+      const current = (await this.store.crl(caId))!;
+      const since = new Date(current.this_update).getTime() - DELTA_OVERLAP_MS;
+      const revoked = (await this.store.revokedOf(caId)).filter((e) => new Date(e.revoked_at!).getTime() >= since);
+      const thisUpdate = new Date();
+      // A delta never outlives its base.
+      const nextUpdate = new Date(Math.min(thisUpdate.getTime() + this.config.crl_validity_hours * 3_600_000, new Date(current.next_update).getTime()));
+      const number = await this.nextCrlNumber(caId);
+      const crl = await signCrl(ca, revoked.map(toEntry), { number, thisUpdate, nextUpdate, deltaOf: current.number });
+      const bytes = new Uint8Array(crl.rawData);
+      await this.store.putCrl({ ca_id: `${caId}${DELTA}`, number, der: bytes, this_update: thisUpdate.toISOString(), next_update: nextUpdate.toISOString() });
+      return bytes;
+    });
+  }
+
+  private issuingById(caId: string) {
+    const ca = [...this.hierarchy.issuing.values()].find((c) => c.id === caId);
+    if (!ca) throw notFound("issuing CA");
+    return ca;
+  }
+
+  /**
+   * A CRL by its published name: `<ca>` (full, regenerated when missing or past its refresh
+   * time) or `<ca>-delta`.
+   */
+  async currentCrl(name: string): Promise<Uint8Array> {
+    const isDelta = name.endsWith("-delta");
+    const caId = isDelta ? name.slice(0, -"-delta".length) : name;
     if (![...this.hierarchy.issuing.values()].some((c) => c.id === caId)) throw notFound("CRL");
-    const row = await this.store.crl(caId);
+    const row = await this.store.crl(isDelta ? `${caId}${DELTA}` : caId);
     const refreshAt = row ? new Date(row.this_update).getTime() + this.config.crl_refresh_minutes * 60_000 : 0;
     if (row && Date.now() < refreshAt && Date.now() < new Date(row.next_update).getTime()) return row.der;
-    return this.regenerateCrl(caId);
+    return isDelta ? this.regenerateDelta(caId) : this.regenerateCrl(caId);
   }
 
   /** Regenerates every issuing CA's CRL (the schedule). */

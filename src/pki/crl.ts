@@ -1,9 +1,21 @@
 /**
- * Full CRLs (RFC 5280 §5) signed by an issuing CA: v2, with the CRL number and
- * authority key identifier extensions and a reason code on each entry.
+ * CRLs (RFC 5280 §5) signed by an issuing CA: v2, with the CRL number and authority key
+ * identifier extensions and a reason code on each entry. A full CRL may name where its delta
+ * CRLs are (freshestCRL, §5.2.6); a delta CRL carries the number of its base (deltaCRLIndicator,
+ * critical, §5.2.4). Full and delta CRLs of one issuer share one growing number sequence.
  */
 import { AsnConvert } from "@peculiar/asn1-schema";
-import { CRLNumber, id_ce_cRLNumber } from "@peculiar/asn1-x509";
+import {
+  BaseCRLNumber,
+  CRLNumber,
+  DistributionPoint,
+  DistributionPointName,
+  FreshestCRL,
+  GeneralName,
+  id_ce_cRLNumber,
+  id_ce_deltaCRLIndicator,
+  id_ce_freshestCRL,
+} from "@peculiar/asn1-x509";
 import { signingAlgorithm, type CaKeyType } from "./signing.ts";
 import * as x509 from "./x509.ts";
 
@@ -20,8 +32,27 @@ export interface CrlIssuer {
   cert: x509.X509Certificate;
 }
 
-/** Builds and signs a full CRL. `number` must grow with every CRL of this issuer. */
-export async function signCrl(issuer: CrlIssuer, entries: RevokedEntry[], opts: { number: number; thisUpdate: Date; nextUpdate: Date }): Promise<x509.X509Crl> {
+export interface CrlOptions {
+  /** Must grow with every CRL (full or delta) of this issuer. */
+  number: number;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  /** Makes this a delta CRL over the full CRL with this number. */
+  deltaOf?: number;
+  /** On a full CRL: the URL of its delta CRLs. */
+  freshestUrl?: string;
+}
+
+/** Builds and signs a full or (with `deltaOf`) delta CRL. */
+export async function signCrl(issuer: CrlIssuer, entries: RevokedEntry[], opts: CrlOptions): Promise<x509.X509Crl> {
+  const extra: x509.Extension[] = [];
+  if (opts.deltaOf !== undefined) {
+    extra.push(new x509.Extension(id_ce_deltaCRLIndicator, true, AsnConvert.serialize(new BaseCRLNumber(opts.deltaOf))));
+  }
+  if (opts.freshestUrl) {
+    const dp = new DistributionPoint({ distributionPoint: new DistributionPointName({ fullName: [new GeneralName({ uniformResourceIdentifier: opts.freshestUrl })] }) });
+    extra.push(new x509.Extension(id_ce_freshestCRL, false, AsnConvert.serialize(new FreshestCRL([dp]))));
+  }
   return x509.X509CrlGenerator.create({
     issuer: issuer.cert.subjectName,
     thisUpdate: opts.thisUpdate,
@@ -31,6 +62,7 @@ export async function signCrl(issuer: CrlIssuer, entries: RevokedEntry[], opts: 
     extensions: [
       await x509.AuthorityKeyIdentifierExtension.create(issuer.cert.publicKey, false),
       new x509.Extension(id_ce_cRLNumber, false, AsnConvert.serialize(new CRLNumber(opts.number))),
+      ...extra,
     ],
     entries: entries.map((e) => ({
       serialNumber: e.serialHex,
