@@ -156,3 +156,16 @@ export type SignInput = v.InferOutput<typeof SignRequest>;
 export type VerifyInput = v.InferOutput<typeof VerifyRequest>;
 export type MacInput = v.InferOutput<typeof MacRequest>;
 export type MacVerifyInput = v.InferOutput<typeof MacVerifyRequest>;
+
+/** BYOK: the import key to wrap material for one elastic key. */
+export const ImportParams = v.object({
+  import_token: v.string(),
+  public_jwk: v.record(v.string(), v.unknown()),
+  expires_at: v.string(),
+});
+
+export const ImportWrapped = v.strictObject({
+  import_token: v.pipe(v.string(), v.uuid()),
+  /** Compact JWE (RSA-OAEP-256, A256GCM) whose plaintext is the JWK to import. */
+  wrapped_key: v.pipe(v.string(), v.maxLength(65536), v.regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]*){4}$/, "a compact JWE")),
+});

@@ -21,6 +21,7 @@ import * as v from "valibot";
 import { AppError } from "../../src/service/errors.ts";
 import { equalStrings } from "../../src/crypto/constant-time.ts";
 import { canonicalJson, decodeBase64url, encodeBase64url, type ActiveVersion, type ElasticKey, type Keyring, type KeyPurpose, type PublicJwk } from "../../src/keyring/index.ts";
+import type { ByokImporter } from "./byok.ts";
 import { decryptionFailed, malformedJose as malformed, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, versionFromKid } from "../../src/keyring/jose-ops.ts";
 import type { CreateKeyInput, DataKeyInput, FlattenedJweValue, JweFormat, ListKeysInput, UpdateKeyInput } from "../../schemas/sm-kms.ts";
 
@@ -67,6 +68,8 @@ export class KmsService {
   constructor(
     readonly ring: Keyring,
     private readonly cfg: KmsConfig,
+    /** BYOK import of wrapped key material (byok.ts). */
+    readonly byok?: ByokImporter,
   ) {}
 
   // --- key management -------------------------------------------------------------------

@@ -17,6 +17,10 @@ const PUBLIC_KEY_SCOPES = ["kms:admin", "kms:encrypt", "kms:verify"];
 const tenantOf = (request: Request) => principalOf(request).tenant;
 
 export function kmsRoutes(kms: KmsService) {
+  const byok = () => {
+    if (!kms.byok) throw new AppError("unavailable", "key import is not enabled");
+    return kms.byok;
+  };
   const encrypt = (t: string, id: string, b: S.EncryptInput) => kms.encrypt(t, id, fromB64u(b.plaintext), b.context, b.format);
   const decrypt = async (t: string, id: string, b: S.DecryptInput) => {
     const r = await kms.decrypt(t, id, b.jwe, b.context);
@@ -61,6 +65,23 @@ export function kmsRoutes(kms: KmsService) {
         response: S.ElasticKey,
         scopes: ADMIN,
         detail: { summary: "Rotate: a new material version becomes current" },
+      })
+      .post(
+        "/keys/:id/import-params",
+        ({ request, params }) => byok().params(tenantOf(request), params.id),
+        {
+          params: S.KeyId,
+          response: S.ImportParams,
+          scopes: ADMIN,
+          detail: { summary: "BYOK: a one-off RSA-OAEP-256 public key to wrap key material for this key (import must be allowed)" },
+        },
+      )
+      .post("/keys/:id/import", ({ request, params, body }) => byok().import(tenantOf(request), params.id, body.import_token, body.wrapped_key), {
+        params: S.KeyId,
+        body: S.ImportWrapped,
+        response: S.ElasticKey,
+        scopes: ADMIN,
+        detail: { summary: "BYOK: import a JWK wrapped in a compact JWE (RSA-OAEP-256, A256GCM) to the import key; it becomes the current version" },
       })
       .post("/keys/:id/disable", ({ request, params }) => kms.disable(tenantOf(request), params.id), {
         params: S.KeyId,

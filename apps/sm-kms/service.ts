@@ -4,7 +4,8 @@
  * `domain.ts` holds the rules, `routes.ts` the HTTP layer; storage is the keyring's.
  */
 import type { ServiceContext, ServiceDefinition } from "../../src/service/context.ts";
-import { Keyring, startKeyringSweep } from "../../src/keyring/index.ts";
+import { KeyImporter, Keyring, startKeyringSweep } from "../../src/keyring/index.ts";
+import { ByokImporter } from "./byok.ts";
 import { migrations } from "./migrations.ts";
 import { KmsService, parseKmsConfig } from "./domain.ts";
 import { kmsRoutes } from "./routes.ts";
@@ -17,7 +18,7 @@ function kmsOf(ctx: ServiceContext): KmsService {
   if (!kms) {
     const cfg = parseKmsConfig(ctx.config.app);
     const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size });
-    kms = new KmsService(ring, cfg);
+    kms = new KmsService(ring, cfg, new ByokImporter(ctx.db, ctx.protector, ring, new KeyImporter(ctx.db, ctx.protector, ring)));
     instances.set(ctx, kms);
     startKeyringSweep(ctx, ring, cfg.rotation_check_s);
   }

@@ -25,6 +25,7 @@ export const ERROR_STATUS = {
   batch_too_large: 400,
   csr_signature_invalid: 400,
   jwt_expired: 400,
+  import_token_expired: 400,
   jwt_not_yet_valid: 400,
   jwt_claim_invalid: 400,
   unseal_failed: 400,
