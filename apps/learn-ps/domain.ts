@@ -1,4 +1,5 @@
 /** learn-ps's rules: pets per tenant, owner notes encrypted through the barrier. No HTTP here. */
+import { decodePageToken, encodePageToken } from "../../src/storage/page-token.ts";
 import { AppError, notFound } from "../../src/service/errors.ts";
 import type { DataProtector } from "../../src/service/context.ts";
 import type { CreatePetInput, ListPetsInput, PetView, UpdatePetInput } from "../../schemas/learn-ps.ts";
@@ -10,19 +11,6 @@ const dec = new TextDecoder();
 /** The note of pet `id` is bound to that pet: a ciphertext moved to another row fails to decrypt. */
 const noteContext = (tenant: string, id: string) => `learn-ps/pets/${tenant}/${id}/owner_note`;
 
-function encodePageToken(seq: number): string {
-  return btoa(JSON.stringify({ s: seq })).replace(/=+$/, "");
-}
-
-function decodePageToken(token: string): number {
-  try {
-    const { s } = JSON.parse(atob(token)) as { s: unknown };
-    if (typeof s === "number" && Number.isSafeInteger(s) && s >= 0) return s;
-  } catch {
-    // fall through to the error below
-  }
-  throw new AppError("validation_failed", "page_token is not valid");
-}
 
 export class PetService {
   constructor(

@@ -12,6 +12,7 @@
  * - Status (disabled, pending deletion) and the minimum decryption version are read from
  *   the database on every use, so a change takes effect on the next request.
  */
+import { decodePageToken, encodePageToken } from "../storage/page-token.ts";
 import type { Kysely } from "kysely";
 import type { JWK } from "jose";
 import type { DataProtector } from "../service/context.ts";
@@ -108,19 +109,6 @@ export const materialContext = (tenant: string, id: string, version: number) => 
 const utf8 = new TextEncoder();
 const utf8Decode = new TextDecoder();
 
-function encodePageToken(seq: number): string {
-  return btoa(JSON.stringify({ s: seq })).replace(/=+$/, "");
-}
-
-function decodePageToken(token: string): number {
-  try {
-    const { s } = JSON.parse(atob(token)) as { s: unknown };
-    if (typeof s === "number" && Number.isSafeInteger(s) && s >= 0) return s;
-  } catch {
-    // fall through to the error below
-  }
-  throw new AppError("validation_failed", "page_token is not valid");
-}
 
 export const keyDisabled = () => new AppError("key_disabled", "the key is disabled", { status: 409 });
 export const keyPendingDeletion = () => new AppError("key_pending_deletion", "the key is scheduled for deletion", { status: 409 });

@@ -12,3 +12,4 @@ export { runMigrations, ensureMigrationsTable, type Migration, type MigrationRep
 export { withTransaction, type TransactionOptions } from "./transaction.ts";
 export { precompile } from "./precompiled.ts";
 export { LibsqlClientDialect } from "./libsql-dialect.ts";
+export { encodePageToken, decodePageToken } from "./page-token.ts";

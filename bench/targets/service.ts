@@ -1,0 +1,38 @@
+/**
+ * Starts a real service as a benchmark target, in its own process, with the access log off,
+ * the rate limit out of the way and tokens from the bench's issuer. Prints one JSON line with
+ * the public URL and the trust bundle once it listens; stops on SIGTERM.
+ *
+ * Args: <data dir> <issuer> <jwks url> <issuer CA file>
+ */
+import type { ServiceDefinition } from "../../src/service/context.ts";
+import type { ServiceConfig } from "../../src/service/config.ts";
+import { startService, type RunningService } from "../../src/service/service.ts";
+
+export async function serveBenchTarget(
+  def: ServiceDefinition,
+  opts: { config?: (c: ServiceConfig) => void; ready?: (s: RunningService) => Promise<unknown> } = {},
+): Promise<void> {
+  const [dataDir, issuer, jwksUrl, caFile] = process.argv.slice(2);
+  const s = await startService(def, {
+    argv: [],
+    env: {},
+    logSink: () => {},
+    overrides: (c) => {
+      c.server.port = 0;
+      c.data.dir = dataDir!;
+      c.auth.issuer = issuer;
+      c.auth.jwks_url = jwksUrl;
+      c.auth.ca_file = caFile;
+      c.auth.audience = def.name;
+      c.log.access = false;
+      c.log.level = "warn";
+      c.security.rate_limit_rps = 1_000_000;
+      c.security.rate_limit_burst = 1_000_000;
+      opts.config?.(c);
+    },
+  });
+  await opts.ready?.(s);
+  console.log(JSON.stringify({ url: s.publicUrl, trust: s.trustBundlePath }));
+  process.on("SIGTERM", () => void s.stop().then(() => process.exit(0)));
+}
