@@ -35,6 +35,11 @@ export const ProfileSchema = v.strictObject({
 export const PkiCaConfigSchema = v.strictObject({
   /** Base URL written into certificates for the CRL, OCSP and CA issuer URLs (defaults to server.public_url). */
   base_url: v.optional(v.pipe(v.string(), v.url())),
+  /**
+   * instance: pki-ca creates and holds its own root. external: the root is offline (cli.ts
+   * root ceremony); issuing CAs wait for their certificate via the pki:admin /cas routes.
+   */
+  root: v.optional(v.picklist(["instance", "external"]), "instance"),
   /** One online issuing CA per key type. */
   issuing_cas: v.optional(v.pipe(v.array(v.picklist(CA_KEY_TYPES)), v.minLength(1)), ["P-256"]),
   crl_validity_hours: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(24 * 30)), 24),

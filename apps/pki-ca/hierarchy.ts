@@ -8,10 +8,12 @@
  * Guarantees: root CA:true pathLen 1, issuing CAs CA:true pathLen 0, both with
  * critical keyCertSign|cRLSign; responder certificates carry id-kp-OCSPSigning and
  * id-pkix-ocsp-nocheck and no CA flag; the TSA certificate carries only a critical
- * id-kp-timeStamping. The offline root ceremony (CLI, HSM or
- * passphrase-encrypted PKCS#8) is not built yet: the root is online here.
+ * id-kp-timeStamping. With app.root: external the root is offline (cli.ts ceremony) and
+ * ceremony/external.ts builds the hierarchy from imported certificates, reusing the
+ * responder and TSA code paths below.
  */
 import type { DataProtector } from "../../src/service/context.ts";
+import { AppError } from "../../src/service/errors.ts";
 import { randomSerialHex } from "../../src/pki/serial.ts";
 import { toPem } from "../../src/pki/keys.ts";
 import { generateCaKey, importCaKey, signingAlgorithm, type CaKeyType } from "../../src/pki/signing.ts";
@@ -46,15 +48,26 @@ export interface IssuingCa extends Signer {
 }
 
 export interface Hierarchy {
-  root: Signer;
+  /** The root: an online Signer, or (app.root: external) only the imported certificate. */
+  root: Signer | { id: "root"; keyType: string; cert: x509.X509Certificate; key?: undefined };
   issuing: Map<CaKeyType, IssuingCa>;
   /** The time-stamping authority: P-256, issued by the first configured issuing CA. */
   tsa: Signer & { chainPem: string };
+  /** With app.root: external, the admin handle for issuing CAs awaiting their certificate (ceremony/external.ts). */
+  external?: ExternalRootAdmin;
+}
+
+/** What the admin routes need from an externally rooted hierarchy. */
+export interface ExternalRootAdmin {
+  /** The PEM CSR of an issuing CA that awaits its certificate. */
+  csr(type: string): Promise<string>;
+  /** Imports the issuing CA's certificate and the root (PEM chain); returns the now-ready CA's id. */
+  importCertificate(type: string, chainPem: string): Promise<{ id: string; subject: string; not_after: string; root_sha256: string }>;
 }
 
 export const issuingId = (t: CaKeyType) => `issuing-${t.toLowerCase()}`;
-const responderId = (t: CaKeyType) => `ocsp-${t.toLowerCase()}`;
-const sealContext = (id: string) => `pki-ca/ca-key/${id}`;
+export const responderId = (t: CaKeyType) => `ocsp-${t.toLowerCase()}`;
+export const sealContext = (id: string) => `pki-ca/ca-key/${id}`;
 
 export interface CaUrls {
   crl(caId: string): string;
@@ -105,28 +118,7 @@ export async function loadOrCreateHierarchy(store: PkiStore, protector: DataProt
         ],
       });
     }, root.id);
-    const responder = await loadOrCreate(store, protector, responderId(t), t, async (keys) => {
-      const now = new Date();
-      return x509.X509CertificateGenerator.create({
-        serialNumber: randomSerialHex(),
-        subject: `CN=cryptoutil pki-ca OCSP Responder ${t} ${tag}, O=cryptoutil`,
-        issuer: ca.cert.subjectName,
-        notBefore: new Date(now.getTime() - BACKDATE_MS),
-        notAfter: new Date(Math.min(now.getTime() + RESPONDER_DAYS * DAY_MS, ca.cert.notAfter.getTime())),
-        publicKey: keys.publicKey,
-        signingKey: ca.key,
-        signingAlgorithm: signingAlgorithm(t),
-        extensions: [
-          new x509.BasicConstraintsExtension(false, undefined, true),
-          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-          new x509.ExtendedKeyUsageExtension([ID_KP_OCSP_SIGNING], false),
-          // id-pkix-ocsp-nocheck: relying parties need not check the responder's own revocation (RFC 6960 §4.2.2.2.1).
-          new x509.Extension(ID_PKIX_OCSP_NOCHECK, false, new Uint8Array([0x05, 0x00])),
-          await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-          await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey),
-        ],
-      });
-    }, ca.id);
+    const responder = await loadOrCreateResponder(store, protector, t, ca, tag);
     issuing.set(t, {
       ...ca,
       responder,
@@ -135,7 +127,39 @@ export async function loadOrCreateHierarchy(store: PkiStore, protector: DataProt
     });
   }
   const tsaIssuer = issuing.get(keyTypes[0]!)!;
-  const tsa = await loadOrCreate(store, protector, "tsa", "P-256", async (keys) => {
+  const tsa = await loadOrCreateTsa(store, protector, tsaIssuer, urls, tag);
+  return { root, issuing, tsa: { ...tsa, chainPem: toPem("CERTIFICATE", tsa.cert.rawData) + tsaIssuer.chainPem } };
+}
+
+/** The delegated OCSP responder of an issuing CA (created on first use, then loaded). */
+export function loadOrCreateResponder(store: PkiStore, protector: DataProtector, t: CaKeyType, ca: Signer, tag: string): Promise<Signer> {
+  return loadOrCreate(store, protector, responderId(t), t, async (keys) => {
+    const now = new Date();
+    return x509.X509CertificateGenerator.create({
+      serialNumber: randomSerialHex(),
+      subject: `CN=cryptoutil pki-ca OCSP Responder ${t} ${tag}, O=cryptoutil`,
+      issuer: ca.cert.subjectName,
+      notBefore: new Date(now.getTime() - BACKDATE_MS),
+      notAfter: new Date(Math.min(now.getTime() + RESPONDER_DAYS * DAY_MS, ca.cert.notAfter.getTime())),
+      publicKey: keys.publicKey,
+      signingKey: ca.key,
+      signingAlgorithm: signingAlgorithm(t),
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([ID_KP_OCSP_SIGNING], false),
+        // id-pkix-ocsp-nocheck: relying parties need not check the responder's own revocation (RFC 6960 §4.2.2.2.1).
+        new x509.Extension(ID_PKIX_OCSP_NOCHECK, false, new Uint8Array([0x05, 0x00])),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+        await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey),
+      ],
+    });
+  }, ca.id);
+}
+
+/** The time-stamping authority certificate under an issuing CA (created on first use, then loaded). */
+export function loadOrCreateTsa(store: PkiStore, protector: DataProtector, tsaIssuer: Signer, urls: CaUrls, tag: string): Promise<Signer> {
+  return loadOrCreate(store, protector, "tsa", "P-256", async (keys) => {
     const now = new Date();
     return x509.X509CertificateGenerator.create({
       serialNumber: randomSerialHex(),
@@ -157,10 +181,9 @@ export async function loadOrCreateHierarchy(store: PkiStore, protector: DataProt
       ],
     });
   }, tsaIssuer.id);
-  return { root, issuing, tsa: { ...tsa, chainPem: toPem("CERTIFICATE", tsa.cert.rawData) + tsaIssuer.chainPem } };
 }
 
-async function loadOrCreate(
+export async function loadOrCreate(
   store: PkiStore,
   protector: DataProtector,
   id: string,
@@ -169,6 +192,8 @@ async function loadOrCreate(
   parentId: string | null = null,
 ): Promise<Signer> {
   let row = await store.getCa(id);
+  // Rows of an externally rooted instance: a root without key, an issuing CA without certificate.
+  if (row && (row.key_sealed.length === 0 || row.cert_der.length === 0)) throw new AppError("config_invalid", `CA ${id} belongs to an external root: set app.root: external`);
   if (!row) {
     const keys = await generateCaKey(keyType);
     const cert = await make(keys);

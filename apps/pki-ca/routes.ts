@@ -118,7 +118,33 @@ export function caApi(ca: () => Promise<PkiCa>) {
         };
       },
       { response: IssuingCaList, scopes: READ, detail: { summary: "List the issuing CAs" } },
+    )
+    // --- admin: issuing CAs under an offline root (app.root: external) ---
+    .get(
+      "/cas/:type/csr",
+      async ({ params }) => new Response(await externalRoot(await ca()).csr(params.type), { headers: { "content-type": "application/pkcs10; charset=utf-8", "cache-control": "no-store" } }),
+      { params: caTypeParam, scopes: ADMIN, detail: { summary: "The PEM CSR of an issuing CA that awaits its certificate from the offline root" } },
+    )
+    .put(
+      "/cas/:type/certificate",
+      async ({ params, body }) => externalRoot(await ca()).importCertificate(params.type, body.chain_pem),
+      {
+        params: caTypeParam,
+        body: ImportCaCertificate,
+        scopes: ADMIN,
+        detail: { summary: "Import the issuing CA's certificate from the offline root: `{chain_pem}` = its certificate then the root's; checked against the stored key and the root's signature" },
+      },
     );
+}
+
+const ADMIN = ["pki:admin"];
+/** `{chain_pem}`: the issuing CA's certificate, then the root's, as PEM. */
+const ImportCaCertificate = v.strictObject({ chain_pem: v.pipe(v.string(), v.minLength(1), v.maxLength(64 * 1024)) });
+const caTypeParam = v.object({ type: v.pipe(v.string(), v.regex(/^[A-Za-z0-9-]{1,16}$/)) });
+
+function externalRoot(c: PkiCa) {
+  if (!c.hierarchy.external) throw new AppError("conflict", "this instance's root is online (app.root: instance); there is no issuing CA to import");
+  return c.hierarchy.external;
 }
 
 const der = (body: Uint8Array, type: string, maxAge: number) =>

@@ -9,6 +9,7 @@ import { migrations } from "./migrations.ts";
 import { parsePkiCaConfig } from "./config.ts";
 import { PkiStore } from "./store.ts";
 import { loadOrCreateHierarchy } from "./hierarchy.ts";
+import { loadExternalHierarchy } from "./ceremony/external.ts";
 import { PkiCa } from "./domain.ts";
 import { WebhookNotifier } from "./webhooks.ts";
 import { caApi, caPublicRoutes } from "./routes.ts";
@@ -24,7 +25,7 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
     const config = parsePkiCaConfig(ctx.config);
     const store = new PkiStore(ctx.db);
     p = (async () => {
-      const hierarchy = await loadOrCreateHierarchy(store, ctx.protector, config.issuing_cas, {
+      const hierarchy = await (config.root === "external" ? loadExternalHierarchy : loadOrCreateHierarchy)(store, ctx.protector, config.issuing_cas, {
         crl: (id) => `${config.base_url}/pki/crl/${id}.crl`,
         caIssuers: (id) => `${config.base_url}/pki/ca/${id}.crt`,
         ocsp: `${config.base_url}/pki/ocsp`,

@@ -49,11 +49,13 @@ export const ERROR_STATUS = {
   import_not_allowed: 409,
   payload_too_large: 413,
   policy_rejected: 422,
+  certificate_rejected: 422,
   lint_failed: 422,
   unsupported_media_type: 415,
   rate_limited: 429,
   // 5xx: only for faults of the service itself, never for bad input
   sealed: 503,
+  ca_not_ready: 503,
   unavailable: 503,
   internal: 500,
   // stored data that no longer opens: a server-side fault, never the caller's

@@ -15,6 +15,7 @@ import { learnPs } from "../../apps/learn-ps/service.ts";
 import { setupSoftHsm, type SoftHsm, type SoftHsmToken } from "../support/softhsm.ts";
 import { startTestIssuer, type TestIssuer } from "../support/issuer.ts";
 import { startTestService, tempDir } from "../support/service.ts";
+import type { ServiceConfig } from "../../src/service/config.ts";
 
 const softhsm: SoftHsm | undefined = await setupSoftHsm();
 const secret = () => crypto.getRandomValues(new Uint8Array(32));
@@ -112,8 +113,7 @@ if (softhsm) {
   describe("a service with hsm.* configured", () => {
     test("learn-ps stores and reads barrier-encrypted notes across a restart", async () => {
       const root = tempDir();
-      const overrides = (c: Parameters<NonNullable<Parameters<typeof startTestService>[1]>["overrides"]>[0]) =>
-        void (c.hsm = { module: softhsm.modulePath, token_label: app.label, pin_file: app.pinFile });
+      const overrides = (c: ServiceConfig) => void (c.hsm = { module: softhsm.modulePath, token_label: app.label, pin_file: app.pinFile });
       const token = await issuer.mint({ tenant: "t", scope: "pets:read pets:write" });
       const auth = { authorization: `Bearer ${token}` };
       let svc = await startTestService(learnPs, { issuer, root, overrides });
