@@ -94,7 +94,7 @@ async function benchSym(): Promise<Row[]> {
   for (const size of [64, 1 << 20]) {
     const d = crypto.getRandomValues(new Uint8Array(size));
     const m = size > 1024 ? { minMs: minMs * 2, rounds } : { minMs, rounds };
-    const [w, web, nob, hw] = await measureMany([
+    const [w, web, nob, hw, disp] = await measureMany([
       () => wasmCore.sha256(d),
       () => crypto.subtle.digest("SHA-256", d),
       () => nobleSha256(d),
@@ -103,7 +103,8 @@ async function benchSym(): Promise<Row[]> {
         hasher.update(d);
         return hasher.digest("binary");
       },
-    ], m) as [number, number, number, number];
+      () => dispatcher.digest("SHA-256", d),
+    ], m) as [number, number, number, number, number];
     rows.push(
       ...compare(`SHA-256 ${fmtSize(size)}`, w, [
         { name: "webcrypto", ops: web, target: size === 64 ? ">= 20x" : undefined },
@@ -111,6 +112,7 @@ async function benchSym(): Promise<Row[]> {
         { name: "hash-wasm", ops: hw, target: size === 64 ? ">= 0.8x" : undefined },
         { name: "openssl", ops: opensslSpeed("sha256", size) },
       ]),
+      { group: `SHA-256 ${fmtSize(size)}`, name: "dispatcher", opsPerSec: disp, anchor: "dispatcher/webcrypto", ratio: disp / web },
     );
   }
   return rows;
