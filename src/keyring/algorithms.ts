@@ -25,15 +25,29 @@ export interface AlgorithmSpec {
   /** JWE `enc` for encrypt/wrap keys. */
   enc?: "A256GCM";
   asymmetric: boolean;
+  /** Curve of EC/OKP material (ECDH-ES keys; EdDSA is Ed25519). */
+  crv?: "P-256" | "P-384" | "X25519" | "Ed25519";
 }
 
-const spec = (name: string, purpose: KeyPurpose, jose: string, asymmetric: boolean, enc?: "A256GCM"): AlgorithmSpec => ({ name, purpose, jose, asymmetric, enc });
+const spec = (name: string, purpose: KeyPurpose, jose: string, asymmetric: boolean, enc?: "A256GCM", crv?: AlgorithmSpec["crv"]): AlgorithmSpec => ({
+  name,
+  purpose,
+  jose,
+  asymmetric,
+  enc,
+  crv,
+});
 
 export const ALGORITHMS: Record<string, AlgorithmSpec> = {
   A256GCM: spec("A256GCM", "encrypt", "dir", false, "A256GCM"),
   "RSA-OAEP-256": spec("RSA-OAEP-256", "encrypt", "RSA-OAEP-256", true, "A256GCM"),
-  "ECDH-ES": spec("ECDH-ES", "encrypt", "ECDH-ES", true, "A256GCM"),
-  "ECDH-ES+A256KW": spec("ECDH-ES+A256KW", "encrypt", "ECDH-ES+A256KW", true, "A256GCM"),
+  "ECDH-ES": spec("ECDH-ES", "encrypt", "ECDH-ES", true, "A256GCM", "P-256"),
+  "ECDH-ES+A256KW": spec("ECDH-ES+A256KW", "encrypt", "ECDH-ES+A256KW", true, "A256GCM", "P-256"),
+  // The same JOSE algorithms on other curves; the API name says the curve.
+  "ECDH-ES/P-384": spec("ECDH-ES/P-384", "encrypt", "ECDH-ES", true, "A256GCM", "P-384"),
+  "ECDH-ES+A256KW/P-384": spec("ECDH-ES+A256KW/P-384", "encrypt", "ECDH-ES+A256KW", true, "A256GCM", "P-384"),
+  "ECDH-ES/X25519": spec("ECDH-ES/X25519", "encrypt", "ECDH-ES", true, "A256GCM", "X25519"),
+  "ECDH-ES+A256KW/X25519": spec("ECDH-ES+A256KW/X25519", "encrypt", "ECDH-ES+A256KW", true, "A256GCM", "X25519"),
   A256KW: spec("A256KW", "wrap", "A256KW", false, "A256GCM"),
   A256GCMKW: spec("A256GCMKW", "wrap", "A256GCMKW", false, "A256GCM"),
   ES256: spec("ES256", "sign", "ES256", true),
@@ -45,7 +59,7 @@ export const ALGORITHMS: Record<string, AlgorithmSpec> = {
   "ML-DSA-87": spec("ML-DSA-87", "sign", "ML-DSA-87", true),
   PS256: spec("PS256", "sign", "PS256", true),
   RS256: spec("RS256", "sign", "RS256", true),
-  EdDSA: spec("EdDSA", "sign", "EdDSA", true),
+  EdDSA: spec("EdDSA", "sign", "EdDSA", true, undefined, "Ed25519"),
   HS256: spec("HS256", "mac", "HS256", false),
   HS384: spec("HS384", "mac", "HS384", false),
   HS512: spec("HS512", "mac", "HS512", false),
@@ -62,7 +76,7 @@ export function algorithmSpec(name: string): AlgorithmSpec {
 /** New material as a private (or secret) JWK, ready to be sealed. */
 export async function generateMaterial(s: AlgorithmSpec): Promise<JWK> {
   if (s.asymmetric) {
-    const opts = s.name === "EdDSA" ? { extractable: true, crv: "Ed25519" } : s.name.startsWith("ECDH-ES") ? { extractable: true, crv: "P-256" } : { extractable: true, modulusLength: 2048 };
+    const opts = s.crv ? { extractable: true, crv: s.crv } : { extractable: true, modulusLength: 2048 };
     const { privateKey } = await generateKeyPair(s.jose, opts);
     return exportJWK(privateKey);
   }

@@ -42,7 +42,11 @@ function expectedShape(s: AlgorithmSpec): { kty: string; crv?: string[]; octByte
       return { kty: "OKP", crv: ["Ed25519"] };
     case "ECDH-ES":
     case "ECDH-ES+A256KW":
-      return { kty: "EC", crv: ["P-256"] };
+    case "ECDH-ES/P-384":
+    case "ECDH-ES+A256KW/P-384":
+    case "ECDH-ES/X25519":
+    case "ECDH-ES+A256KW/X25519":
+      return s.crv === "X25519" ? { kty: "OKP", crv: ["X25519"] } : { kty: "EC", crv: [s.crv!] };
     case "PS256":
     case "RS256":
     case "RSA-OAEP-256":
