@@ -105,7 +105,13 @@ export const FlattenedJwe = v.strictObject({
 const jwe = v.union([compact, FlattenedJwe]);
 export type FlattenedJweValue = v.InferOutput<typeof FlattenedJwe>;
 
-export const EncryptRequest = v.strictObject({ plaintext: b64u(MAX_DATA_BYTES), context: v.optional(context), format });
+export const EncryptRequest = v.strictObject({
+  plaintext: b64u(MAX_DATA_BYTES),
+  context: v.optional(context),
+  format,
+  /** JWE content encryption; A128CBC-HS256 needs a key-wrapping or key-agreement key. Default A256GCM. */
+  enc: v.optional(v.picklist(["A256GCM", "A128CBC-HS256"])),
+});
 export const EncryptResult = v.object({ kid: v.string(), jwe: v.union([v.string(), FlattenedJwe]) });
 export const DecryptRequest = v.strictObject({ jwe, context: v.optional(context) });
 export const DecryptResult = v.object({ kid: v.string(), plaintext: v.string() });

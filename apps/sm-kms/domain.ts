@@ -22,6 +22,7 @@ import { AppError } from "../../src/service/errors.ts";
 import { equalStrings } from "../../src/crypto/constant-time.ts";
 import { canonicalJson, decodeBase64url, encodeBase64url, type ActiveVersion, type ElasticKey, type Keyring, type KeyPurpose, type PublicJwk } from "../../src/keyring/index.ts";
 import type { ByokImporter } from "./byok.ts";
+import { contentEncryptions, type ContentEncryption } from "../../src/keyring/algorithms.ts";
 import { decryptionFailed, malformedJose as malformed, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, versionFromKid } from "../../src/keyring/jose-ops.ts";
 import type { CreateKeyInput, DataKeyInput, FlattenedJweValue, JweFormat, ListKeysInput, UpdateKeyInput } from "../../schemas/sm-kms.ts";
 
@@ -107,9 +108,12 @@ export class KmsService {
 
   // --- encrypt / decrypt ----------------------------------------------------------------
 
-  private async encryptWith(active: ActiveVersion, plaintext: Uint8Array, context: Record<string, string> | undefined, format: JweFormat): Promise<Jwe> {
+  private async encryptWith(active: ActiveVersion, plaintext: Uint8Array, context: Record<string, string> | undefined, format: JweFormat, enc?: ContentEncryption): Promise<Jwe> {
     const key = active.spec.asymmetric ? active.usable.public! : active.usable.secret;
-    const header: CompactJWEHeaderParameters & { ctx?: string } = { alg: active.spec.jose, enc: active.spec.enc!, kid: active.kid };
+    if (enc && !contentEncryptions(active.spec).includes(enc)) {
+      throw new AppError("validation_failed", `enc ${enc} needs a key-wrapping or key-agreement key; ${active.spec.name} keys use ${active.spec.enc}`);
+    }
+    const header: CompactJWEHeaderParameters & { ctx?: string } = { alg: active.spec.jose, enc: enc ?? active.spec.enc!, kid: active.kid };
     if (format === "json") {
       const enc = new FlattenedEncrypt(plaintext).setProtectedHeader(header);
       if (context) enc.setAdditionalAuthenticatedData(utf8.encode(canonicalJson(context)));
@@ -121,9 +125,9 @@ export class KmsService {
     return new CompactEncrypt(plaintext).setProtectedHeader(header).encrypt(key);
   }
 
-  async encrypt(tenant: string, id: string, plaintext: Uint8Array, context?: Record<string, string>, format: JweFormat = "compact"): Promise<{ kid: string; jwe: Jwe }> {
+  async encrypt(tenant: string, id: string, plaintext: Uint8Array, context?: Record<string, string>, format: JweFormat = "compact", enc?: ContentEncryption): Promise<{ kid: string; jwe: Jwe }> {
     const active = await this.ring.current(tenant, id, ENCRYPTING);
-    return { kid: active.kid, jwe: await this.encryptWith(active, plaintext, context, format) };
+    return { kid: active.kid, jwe: await this.encryptWith(active, plaintext, context, format, enc) };
   }
 
   /** Checks that the JWE's context binding matches `context`; every mismatch is `decryption_failed`. */
@@ -146,7 +150,7 @@ export class KmsService {
     const header = protectedHeaderOf(jwe, 5, "JWE");
     const version = versionFromKid(header.kid, id, decryptionFailed);
     const active = await this.ring.version(tenant, id, version, ENCRYPTING);
-    if (header.alg !== active.spec.jose || header.enc !== active.spec.enc) throw decryptionFailed();
+    if (header.alg !== active.spec.jose || !contentEncryptions(active.spec).includes(header.enc as ContentEncryption)) throw decryptionFailed();
     await this.checkContext(jwe, header, context);
     const plaintext = await openJwe(active, jwe);
     return { kid: active.kid, plaintext, format: typeof jwe === "string" ? "compact" : "json" };

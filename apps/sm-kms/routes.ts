@@ -21,7 +21,7 @@ export function kmsRoutes(kms: KmsService) {
     if (!kms.byok) throw new AppError("unavailable", "key import is not enabled");
     return kms.byok;
   };
-  const encrypt = (t: string, id: string, b: S.EncryptInput) => kms.encrypt(t, id, fromB64u(b.plaintext), b.context, b.format);
+  const encrypt = (t: string, id: string, b: S.EncryptInput) => kms.encrypt(t, id, fromB64u(b.plaintext), b.context, b.format, b.enc);
   const decrypt = async (t: string, id: string, b: S.DecryptInput) => {
     const r = await kms.decrypt(t, id, b.jwe, b.context);
     return { kid: r.kid, plaintext: b64u(r.plaintext) };

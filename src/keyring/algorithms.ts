@@ -67,6 +67,18 @@ export const ALGORITHMS: Record<string, AlgorithmSpec> = {
 
 export const ALGORITHM_NAMES = Object.keys(ALGORITHMS) as [string, ...string[]];
 
+export const CONTENT_ENCRYPTIONS = ["A256GCM", "A128CBC-HS256"] as const;
+export type ContentEncryption = (typeof CONTENT_ENCRYPTIONS)[number];
+
+/**
+ * JWE `enc` values a key accepts: its default (A256GCM) and, for key wrapping and key
+ * agreement, A128CBC-HS256. `dir` keys are AES-GCM keys and serve A256GCM only.
+ */
+export function contentEncryptions(s: AlgorithmSpec): readonly ContentEncryption[] {
+  if (!s.enc) return [];
+  return s.jose === "dir" ? ["A256GCM"] : CONTENT_ENCRYPTIONS;
+}
+
 export function algorithmSpec(name: string): AlgorithmSpec {
   const s = ALGORITHMS[name];
   if (!s) throw new AppError("validation_failed", `unsupported algorithm ${name}`);

@@ -9,6 +9,7 @@
  *   check failed; input that is not JOSE at all is `malformed_jose`. JOSE parsing and the
  *   crypto are `jose`'s, on WebCrypto (constant-time comparisons of tags and signatures).
  */
+import { contentEncryptions } from "./algorithms.ts";
 import { CompactSign, compactDecrypt, compactVerify, decodeProtectedHeader, flattenedDecrypt, errors as joseErrors, type FlattenedJWE, type ProtectedHeaderParameters } from "jose";
 import { AppError } from "../service/errors.ts";
 import type { ActiveVersion, Keyring } from "./keyring.ts";
@@ -69,7 +70,7 @@ export async function verifyCompact(
 
 /** Opens a compact or flattened JWE with the version's private/secret key, accepting only its own alg and enc. */
 export async function openJwe(active: ActiveVersion, jwe: string | FlattenedJWE): Promise<Uint8Array> {
-  const opts = { keyManagementAlgorithms: [active.spec.jose], contentEncryptionAlgorithms: [active.spec.enc!] };
+  const opts = { keyManagementAlgorithms: [active.spec.jose], contentEncryptionAlgorithms: [...contentEncryptions(active.spec)] };
   try {
     const r = typeof jwe === "string" ? await compactDecrypt(jwe, active.usable.secret, opts) : await flattenedDecrypt(jwe, active.usable.secret, opts);
     return r.plaintext;
