@@ -10,7 +10,7 @@
  */
 import type { WebhookEvent, WebhookNotifier } from "./webhooks.ts";
 import { AppError, notFound } from "../../src/service/errors.ts";
-import { decodeCsr, parseCsr, verifyPossession, type ParsedCsr } from "../../src/pki/csr.ts";
+import { decodeCsr, parseCsr, verifyBySpki, verifyPossession, type ParsedCsr } from "../../src/pki/csr.ts";
 import { signCrl } from "../../src/pki/crl.ts";
 import { ocspErrorResponse, OCSPResponseStatus, parseOcspRequest, signOcspResponse, type OcspAnswer } from "../../src/pki/ocsp.ts";
 import { randomSerialHex } from "../../src/pki/serial.ts";
@@ -87,6 +87,8 @@ export interface RequestView {
   created_at: string;
   decided_at: string | null;
 }
+
+const bytesEqual = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Storage key suffix of a CA's delta CRL (not a valid CA id, so never a clash). */
 const DELTA = "#delta";
@@ -397,6 +399,36 @@ export class PkiCa {
   private async nextCrlNumber(caId: string): Promise<number> {
     const [full, delta] = await Promise.all([this.store.crl(caId), this.store.crl(`${caId}${DELTA}`)]);
     return Math.max(full?.number ?? 0, delta?.number ?? 0) + 1;
+  }
+
+  /**
+   * Revocation for key compromise, proven with the certificate's own private key (no account
+   * needed, as ACME allows): `signature` is over `revoke:<serial hex>:<timestamp>` with the
+   * certificate's key (ECDSA with SHA-256 for P-256 and SHA-384 for P-384, DER-encoded;
+   * RSASSA-PKCS1-v1_5 with SHA-256; Ed25519), and the timestamp must be within 5 minutes.
+   * The certificate must be one this CA issued, byte for byte.
+   */
+  async revokeByKeyProof(certificatePem: string, timestamp: string, signature: Uint8Array): Promise<CertificateView> {
+    let cert: x509.X509Certificate;
+    try {
+      cert = new x509.X509Certificate(certificatePem);
+    } catch {
+      throw new AppError("malformed_input", "certificate is not a PEM or base64 DER certificate");
+    }
+    const serial = cert.serialNumber.toLowerCase().replace(/^0+(?=.)/, "");
+    const row = (await this.store.certificateBySerial(serial)) ?? (await this.store.certificateBySerial(cert.serialNumber.toLowerCase()));
+    if (!row || !bytesEqual(row.cert_der, new Uint8Array(cert.rawData))) throw notFound("certificate");
+    const t = Date.parse(timestamp);
+    if (!Number.isFinite(t) || Math.abs(Date.now() - t) > 5 * 60_000) {
+      throw new AppError("bad_request", "timestamp must be an ISO time within 5 minutes of now");
+    }
+    const keyAlg = cert.publicKey.algorithm as Algorithm & { namedCurve?: string };
+    const kind = keyAlg.name === "ECDSA" ? "ecdsa" : keyAlg.name === "Ed25519" ? "ed25519" : "rsa";
+    const hash = keyAlg.namedCurve === "P-384" ? "SHA-384" : "SHA-256";
+    const message = new TextEncoder().encode(`revoke:${row.serial}:${timestamp}`);
+    const ok = await verifyBySpki(cert.publicKey.rawData, keyAlg, { kind, hash }, message.slice().buffer, signature.slice().buffer);
+    if (!ok) throw new AppError("forbidden", "the signature does not prove possession of the certificate's private key");
+    return this.revoke(row.tenant, row.serial, "keyCompromise");
   }
 
   /** Signs a fresh full CRL for one issuing CA, then a fresh (empty) delta over it. */

@@ -208,7 +208,30 @@ export function caPublicRoutes(ca: () => Promise<PkiCa>, opts: { revocationOnly?
       { detail: { summary: "OCSP (RFC 6960) over GET, base64 request in the path" } },
     );
   if (opts.revocationOnly) return app;
-  return app.post(
+  return app
+    .post(
+      "/pki/revoke",
+      async ({ body }) => {
+        let sig: Uint8Array;
+        try {
+          sig = fromBase64(body.signature.replace(/-/g, "+").replace(/_/g, "/"));
+        } catch {
+          throw new AppError("malformed_input", "signature is not base64");
+        }
+        return (await ca()).revokeByKeyProof(body.certificate, body.timestamp, sig);
+      },
+      {
+        body: v.strictObject({
+          certificate: v.pipe(v.string(), v.maxLength(16384)),
+          timestamp: v.pipe(v.string(), v.maxLength(64)),
+          signature: v.pipe(v.string(), v.maxLength(2048)),
+        }),
+        detail: {
+          summary: "Revoke for key compromise, proven with the certificate's private key: a signature over `revoke:<serial hex>:<timestamp>`",
+        },
+      },
+    )
+    .post(
       "/pki/tsa",
       async ({ request }) => {
         const ct = request.headers.get("content-type") ?? "";

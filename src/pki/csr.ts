@@ -104,26 +104,40 @@ export async function verifyPossession(p: ParsedCsr): Promise<boolean> {
     const { info, spki, signature, oidHex } = csrSignedParts(p.der);
     const alg = DIRECT[oidHex];
     if (!alg) return await p.csr.verify();
-    const keyAlg = p.csr.publicKey.algorithm as Algorithm & { namedCurve?: string };
-    if (alg.kind === "ecdsa") {
-      if (keyAlg.name !== "ECDSA") return false;
-      const params = { name: "ECDSA", namedCurve: keyAlg.namedCurve! };
-      const key = await crypto.subtle.importKey("spki", spki, params, false, ["verify"]);
-      const raw = ecFormatter.toWebSignature(params, signature);
-      if (!raw) return false;
-      return await crypto.subtle.verify({ name: "ECDSA", hash: alg.hash! }, key, raw, info);
-    }
-    if (alg.kind === "rsa") {
-      if (!keyAlg.name.startsWith("RSA")) return false;
-      const key = await crypto.subtle.importKey("spki", spki, { name: "RSASSA-PKCS1-v1_5", hash: alg.hash! }, false, ["verify"]);
-      return await crypto.subtle.verify("RSASSA-PKCS1-v1_5", key, signature, info);
-    }
-    if (keyAlg.name !== "Ed25519") return false;
-    const key = await crypto.subtle.importKey("spki", spki, { name: "Ed25519" }, false, ["verify"]);
-    return await crypto.subtle.verify("Ed25519", key, signature, info);
+    return await verifyBySpki(spki, p.csr.publicKey.algorithm as Algorithm & { namedCurve?: string }, alg, info, signature);
   } catch {
     return false;
   }
+}
+
+/**
+ * Verifies `signature` over `data` with a SubjectPublicKeyInfo, for a signature of the given
+ * kind (ECDSA signatures in their DER form, as X.509 and openssl write them). False on any
+ * mismatch of key and signature kind.
+ */
+export async function verifyBySpki(
+  spki: ArrayBuffer,
+  keyAlg: Algorithm & { namedCurve?: string },
+  sig: { kind: "ecdsa" | "rsa" | "ed25519"; hash?: string },
+  data: ArrayBuffer,
+  signature: ArrayBuffer,
+): Promise<boolean> {
+  if (sig.kind === "ecdsa") {
+    if (keyAlg.name !== "ECDSA") return false;
+    const params = { name: "ECDSA", namedCurve: keyAlg.namedCurve! };
+    const key = await crypto.subtle.importKey("spki", spki, params, false, ["verify"]);
+    const raw = ecFormatter.toWebSignature(params, signature);
+    if (!raw) return false;
+    return crypto.subtle.verify({ name: "ECDSA", hash: sig.hash! }, key, raw, data);
+  }
+  if (sig.kind === "rsa") {
+    if (!keyAlg.name.startsWith("RSA")) return false;
+    const key = await crypto.subtle.importKey("spki", spki, { name: "RSASSA-PKCS1-v1_5", hash: sig.hash! }, false, ["verify"]);
+    return crypto.subtle.verify("RSASSA-PKCS1-v1_5", key, signature, data);
+  }
+  if (keyAlg.name !== "Ed25519") return false;
+  const key = await crypto.subtle.importKey("spki", spki, { name: "Ed25519" }, false, ["verify"]);
+  return crypto.subtle.verify("Ed25519", key, signature, data);
 }
 
 /** The signed CertificationRequestInfo bytes, the SubjectPublicKeyInfo and the signature value of a CSR. */
