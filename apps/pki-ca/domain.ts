@@ -103,7 +103,8 @@ const toEntry = (e: { serial: string; revoked_at: string | null; revocation_reas
 export type SubmitOutcome = { status: "issued"; request_id: string; certificate: CertificateView } | { status: "pending"; request: RequestView };
 
 export class PkiCa {
-  private readonly ocspCache = new Map<string, { der: Uint8Array; expires: number }>();
+  /** Signed answers to nonce-less OCSP requests, by request bytes; re-signed before they go stale. */
+  private readonly ocspCache = new Map<string, { der: Uint8Array; request: Uint8Array; expires: number }>();
   private readonly crlLocks = new Map<string, Promise<unknown>>();
   private readonly extensionCache = new Map<string, Uint8Array[]>();
 
@@ -376,9 +377,10 @@ export class PkiCa {
     if (!r) throw notFound("certificate");
     if (r.status === "revoked") throw new AppError("conflict", "the certificate is already revoked");
     if (!(await this.store.revoke(tenant, s, new Date().toISOString(), REVOCATION_REASONS[reason]))) throw new AppError("conflict", "the certificate is already revoked");
-    this.ocspCache.clear();
     if (this.config.crl_full_on_revoke) await this.regenerateCrl(r.ca_id);
     else await this.regenerateDelta(r.ca_id);
+    // Every cached answer is re-signed now, so none says "good" for this certificate.
+    await this.refreshOcsp({ all: true });
     this.emit("certificate.revoked", tenant, { ...this.certEvent(r), reason });
     return this.getCertificate(tenant, s);
   }
@@ -506,6 +508,27 @@ export class PkiCa {
       const hit = this.ocspCache.get(key);
       if (hit && hit.expires > Date.now()) return { status: 200, body: hit.der };
     }
+    return this.answerOcsp(der, key);
+  }
+
+  /**
+   * Re-signs cached OCSP answers: those within a quarter of their validity of going stale
+   * (the schedule), or every one (`all`, after a revocation), so relying parties get
+   * pre-signed, current answers and never wait for a signature.
+   */
+  async refreshOcsp(opts: { all?: boolean; now?: number } = {}): Promise<number> {
+    const now = opts.now ?? Date.now();
+    const margin = (this.config.ocsp_validity_minutes * 60_000) / 4;
+    let n = 0;
+    for (const [key, entry] of [...this.ocspCache]) {
+      if (!opts.all && entry.expires - now > margin) continue;
+      await this.answerOcsp(entry.request, key);
+      n++;
+    }
+    return n;
+  }
+
+  private async answerOcsp(der: Uint8Array, key: string | undefined): Promise<{ status: number; body: Uint8Array }> {
     let req;
     try {
       req = parseOcspRequest(der);
@@ -539,7 +562,7 @@ export class PkiCa {
     // Refreshed well before nextUpdate so relying parties never see a stale answer.
     if (key && !req.nonce) {
       if (this.ocspCache.size >= MAX_CACHED_OCSP) this.ocspCache.clear();
-      this.ocspCache.set(key, { der: body, expires: now.getTime() + validity / 2 });
+      this.ocspCache.set(key, { der: body, request: der, expires: now.getTime() + validity / 2 });
     }
     return { status: 200, body };
   }

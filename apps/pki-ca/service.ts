@@ -36,6 +36,12 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
         ca.notifier = notifier;
         ctx.onStop(() => notifier.stop());
       }
+      // Cached OCSP answers are re-signed before they go stale (a quarter of their validity ahead).
+      const ocspRefresh = setInterval(() => {
+        ca.refreshOcsp().catch((e) => ctx.logger.warn("OCSP refresh failed", { error: e }));
+      }, Math.max(15_000, (config.ocsp_validity_minutes * 60_000) / 8));
+      (ocspRefresh as { unref?: () => void }).unref?.();
+      ctx.onStop(() => clearInterval(ocspRefresh));
       const expiry = setInterval(() => {
         ca.expirySweep().catch((e) => ctx.logger.warn("expiry notice sweep failed", { error: e }));
       }, config.expiry_check_minutes * 60_000);
