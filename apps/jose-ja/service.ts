@@ -20,7 +20,7 @@ function joseOf(ctx: ServiceContext): { jose: JoseService; audit: AuditLog } {
   if (!inst) {
     const cfg = parseJoseConfig(ctx.config.app);
     const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size });
-    inst = { jose: new JoseService(ring, new KeyImporter(ctx.db, ctx.protector, ring), cfg), audit: new AuditLog(ctx.db) };
+    inst = { jose: new JoseService(ring, new KeyImporter(ring), cfg), audit: new AuditLog(ctx.db) };
     instances.set(ctx, inst);
     startKeyringSweep(ctx, ring, cfg.rotation_check_s);
   }

@@ -18,7 +18,7 @@ function kmsOf(ctx: ServiceContext): KmsService {
   if (!kms) {
     const cfg = parseKmsConfig(ctx.config.app);
     const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size });
-    kms = new KmsService(ring, cfg, new ByokImporter(ctx.db, ctx.protector, ring, new KeyImporter(ctx.db, ctx.protector, ring)));
+    kms = new KmsService(ring, cfg, new ByokImporter(ctx.db, ctx.protector, ring, new KeyImporter(ring)));
     instances.set(ctx, kms);
     startKeyringSweep(ctx, ring, cfg.rotation_check_s);
   }

@@ -6,21 +6,16 @@
  * - The JWK must fit the key's algorithm: `kty`, `crv`, key size, and `alg`/`use` when given;
  *   it must import in WebCrypto (points on the curve, consistent RSA members), else
  *   `validation_failed`. Only the members of its key type are kept (no `key_ops`, `ext`, ...).
- * - Material (private or public-only) is stored barrier-encrypted exactly as generated
- *   material is, under the same per-tenant/key/version context, with origin `imported`.
+ * - Material (private or public-only) is sealed and stored by the keyring itself, exactly as
+ *   generated material is, with origin `imported`.
  * - A public-only key can verify and encrypt but never sign or decrypt (`key_public_only`).
  */
 import type { JWK } from "jose";
-import { materialContext } from "./keyring.ts";
-import type { Kysely } from "kysely";
-import type { DataProtector } from "../service/context.ts";
-import { AppError, notFound } from "../service/errors.ts";
+import { AppError } from "../service/errors.ts";
 import { algorithmSpec, importMaterial, type AlgorithmSpec } from "./algorithms.ts";
 import { decodeBase64url } from "./base64url.ts";
 import { keyPendingDeletion, type ElasticKey, type Keyring } from "./keyring.ts";
-import { KeyringStore, type ElasticKeyRow, type KeyringDb, type MaterialKeyRow } from "./store.ts";
 
-/** Must match the keyring's own sealing context, so imported versions open like generated ones. */
 
 const MEMBERS: Record<string, readonly string[]> = {
   EC: ["kty", "crv", "x", "y", "d"],
@@ -112,73 +107,22 @@ export interface ImportNewKey {
   tags?: string[];
 }
 
-/** Imports caller JWKs into a keyring's tables, sealing them with the same barrier. */
+/** Imports caller JWKs into a keyring: checks them here; the keyring seals and stores them. */
 export class KeyImporter {
-  private readonly store: KeyringStore;
-
-  constructor(
-    db: Kysely<any>,
-    private readonly protector: DataProtector,
-    private readonly ring: Keyring,
-    private readonly now: () => Date = () => new Date(),
-  ) {
-    this.store = new KeyringStore(db as Kysely<KeyringDb>);
-  }
-
-  private async seal(tenant: string, id: string, version: number, jwk: JWK, createdAt: string): Promise<MaterialKeyRow> {
-    const bytes = new TextEncoder().encode(JSON.stringify(jwk));
-    try {
-      const material = await this.protector.encrypt(bytes, materialContext(tenant, id, version));
-      return { key_id: id, version, tenant, origin: "imported", material, created_at: createdAt, retired_at: null };
-    } finally {
-      bytes.fill(0);
-    }
-  }
+  constructor(private readonly ring: Keyring) {}
 
   /** A new elastic key (import allowed) whose version 1 is the caller's JWK. */
   async importNew(tenant: string, input: ImportNewKey): Promise<ElasticKey> {
     const { jwk, spec } = await normalizeImportedJwk(input.algorithm, input.jwk);
-    const id = crypto.randomUUID();
-    const iso = this.now().toISOString();
-    const row: Omit<ElasticKeyRow, "seq"> = {
-      id,
-      tenant,
-      name: input.name,
-      description: input.description ?? null,
-      algorithm: spec.name,
-      purpose: spec.purpose,
-      status: "enabled",
-      deletion_date: null,
-      rotation_period_s: null,
-      next_rotation_at: null,
-      current_version: 1,
-      min_decryption_version: 1,
-      import_allowed: 1,
-      tags: JSON.stringify([...new Set(input.tags ?? [])]),
-      created_at: iso,
-      updated_at: iso,
-    };
-    const material = await this.seal(tenant, id, 1, jwk, iso);
-    try {
-      await this.store.insert(row, material);
-    } catch (e) {
-      if (/UNIQUE|constraint/i.test(String((e as Error)?.message ?? e))) throw new AppError("conflict", `an elastic key named ${input.name} already exists`);
-      throw e;
-    }
-    return this.ring.get(tenant, id);
+    return this.ring.create(tenant, { name: input.name, algorithm: spec.name, description: input.description, tags: input.tags, import_allowed: true }, jwk);
   }
 
   /** Adds the caller's JWK as the new current version of a key that allows import. */
   async importVersion(tenant: string, id: string, input: Record<string, unknown>): Promise<ElasticKey> {
-    const row = await this.store.get(tenant, id);
-    if (!row) throw notFound("elastic key");
-    if (row.status === "pending_deletion") throw keyPendingDeletion();
-    if (row.import_allowed !== 1) throw new AppError("import_not_allowed", "this key does not allow import", { status: 409 });
-    const { jwk } = await normalizeImportedJwk(row.algorithm, input);
-    const iso = this.now().toISOString();
-    const material = await this.seal(tenant, id, row.current_version + 1, jwk, iso);
-    const ok = await this.store.addVersion(tenant, id, row.current_version, material, { updated_at: iso });
-    if (!ok) throw new AppError("conflict", "the key was rotated concurrently; retry");
-    return this.ring.get(tenant, id);
+    const key = await this.ring.get(tenant, id);
+    if (key.status === "pending_deletion") throw keyPendingDeletion();
+    if (!key.import_allowed) throw new AppError("import_not_allowed", "this key does not allow import", { status: 409 });
+    const { jwk } = await normalizeImportedJwk(key.algorithm, input);
+    return this.ring.rotate(tenant, id, jwk);
   }
 }

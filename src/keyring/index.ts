@@ -2,7 +2,6 @@
 export { ALGORITHMS, ALGORITHM_NAMES, algorithmSpec, publicJwk, type AlgorithmSpec, type KeyPurpose, type UsableKey } from "./algorithms.ts";
 export {
   Keyring,
-  materialContext,
   kidOf,
   parseKid,
   keyDisabled,

@@ -105,7 +105,7 @@ export function parseKid(kid: unknown): { id: string; version: number } | undefi
 }
 
 /** The barrier context of a material key: binds its ciphertext to tenant, key and version. */
-export const materialContext = (tenant: string, id: string, version: number) => `keyring/${tenant}/${id}/v${version}`;
+const materialContext = (tenant: string, id: string, version: number) => `keyring/${tenant}/${id}/v${version}`;
 const utf8 = new TextEncoder();
 const utf8Decode = new TextDecoder();
 
@@ -162,12 +162,13 @@ export class Keyring {
     return v;
   }
 
-  private async seal(tenant: string, id: string, version: number, spec: AlgorithmSpec, createdAt: string): Promise<MaterialKeyRow> {
-    const jwk = await generateMaterial(spec);
+  /** Seals a version's material: the caller's (imported, already validated) or freshly generated. */
+  private async seal(tenant: string, id: string, version: number, spec: AlgorithmSpec, createdAt: string, supplied?: JWK): Promise<MaterialKeyRow> {
+    const jwk = supplied ?? (await generateMaterial(spec));
     const bytes = utf8.encode(JSON.stringify(jwk));
     try {
       const material = await this.protector.encrypt(bytes, materialContext(tenant, id, version));
-      return { key_id: id, version, tenant, origin: "generated", material, created_at: createdAt, retired_at: null };
+      return { key_id: id, version, tenant, origin: supplied ? "imported" : "generated", material, created_at: createdAt, retired_at: null };
     } finally {
       bytes.fill(0);
     }
@@ -177,7 +178,11 @@ export class Keyring {
     return periodS === null ? null : new Date(from.getTime() + periodS * 1000).toISOString();
   }
 
-  async create(tenant: string, input: CreateElasticKey): Promise<ElasticKey> {
+  /**
+   * Creates an elastic key. `imported` is caller material for version 1, already checked against
+   * the algorithm (src/keyring/import.ts); without it the material is generated.
+   */
+  async create(tenant: string, input: CreateElasticKey, imported?: JWK): Promise<ElasticKey> {
     const spec = algorithmSpec(input.algorithm);
     if (input.purpose && input.purpose !== spec.purpose) {
       throw new AppError("validation_failed", `algorithm ${spec.name} is for purpose ${spec.purpose}, not ${input.purpose}`);
@@ -204,7 +209,7 @@ export class Keyring {
       created_at: iso,
       updated_at: iso,
     };
-    const material = await this.seal(tenant, id, 1, spec, iso);
+    const material = await this.seal(tenant, id, 1, spec, iso, imported);
     try {
       await this.store.insert(row, material);
     } catch (e) {
@@ -262,18 +267,23 @@ export class Keyring {
   }
 
   /** Adds a new material version and makes it current. */
-  async rotate(tenant: string, id: string): Promise<ElasticKey> {
+  /**
+   * Rotates: a new version becomes current, generated, or `imported` (caller material already
+   * checked against the algorithm; the key must allow import).
+   */
+  async rotate(tenant: string, id: string, imported?: JWK): Promise<ElasticKey> {
     const row = await this.row(tenant, id);
     if (row.status === "pending_deletion") throw keyPendingDeletion();
-    await this.rotateRow(row);
+    if (imported && row.import_allowed !== 1) throw new AppError("import_not_allowed", "this key does not allow import", { status: 409 });
+    await this.rotateRow(row, imported);
     return this.get(tenant, id);
   }
 
-  private async rotateRow(row: ElasticKeyRow): Promise<void> {
+  private async rotateRow(row: ElasticKeyRow, imported?: JWK): Promise<void> {
     const now = this.now();
     const iso = now.toISOString();
     const version = row.current_version + 1;
-    const material = await this.seal(row.tenant, row.id, version, algorithmSpec(row.algorithm), iso);
+    const material = await this.seal(row.tenant, row.id, version, algorithmSpec(row.algorithm), iso, imported);
     const ok = await this.store.addVersion(row.tenant, row.id, row.current_version, material, {
       updated_at: iso,
       next_rotation_at: this.nextRotation(now, row.rotation_period_s),
