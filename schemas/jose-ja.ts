@@ -1,36 +1,24 @@
 /** Request schemas of jose-ja, shared by its routes and its OpenAPI document. */
 import * as v from "valibot";
 import { ALGORITHM_NAMES } from "../src/keyring/algorithms.ts";
-import { ElasticKey, ElasticKeyList, PublicJwk } from "./sm-kms.ts";
+import { b64u, compact, description, ElasticKey, keyName as name, ListKeysQuery, MAX_DATA_BYTES, PublicJwk, rotationDays, tagList } from "./keyring.ts";
 
-export const PURPOSES = ["encrypt", "sign", "mac", "wrap"] as const;
-export const STATUSES = ["enabled", "disabled", "pending_deletion"] as const;
+export { ElasticKey, ElasticKeyList, KeyId, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, PURPOSES, STATUSES } from "./keyring.ts";
 
-/** Largest binary input (payload, plaintext) in bytes, before base64url. */
-export const MAX_DATA_BYTES = 64 * 1024;
-/** Largest compact JWS/JWE/JWT accepted. */
-export const MAX_COMPACT_CHARS = 256 * 1024;
-
-const name = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "names are 1..64 of A-Z a-z 0-9 . _ - and start with a letter or digit"));
-const tag = v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "tags are lowercase words of up to 32 characters"));
-const b64u = (maxBytes: number) => v.pipe(v.string(), v.maxLength(Math.ceil((maxBytes * 4) / 3)), v.regex(/^[A-Za-z0-9_-]*$/, "must be base64url without padding"));
-const compact = v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_COMPACT_CHARS));
-const rotationDays = v.pipe(v.number(), v.minValue(1), v.maxValue(3650));
 const shortString = v.pipe(v.string(), v.minLength(1), v.maxLength(1024));
 const typ = v.pipe(v.string(), v.regex(/^[A-Za-z0-9.+/_-]{1,64}$/, "typ is a media type of up to 64 characters"));
 const claimName = v.pipe(v.string(), v.minLength(1), v.maxLength(128));
 
-export const KeyId = v.object({ id: v.pipe(v.string(), v.uuid()) });
 export const TenantParams = v.object({ tenant: v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,128}$/)) });
 export const TenantKeyParams = v.object({ tenant: v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,128}$/)), id: v.string() });
 
 export const GenerateKey = v.strictObject({
   name,
   algorithm: v.picklist(ALGORITHM_NAMES),
-  description: v.optional(v.pipe(v.string(), v.maxLength(512))),
+  description: v.optional(description),
   rotation_period_days: v.optional(rotationDays),
   import_allowed: v.optional(v.boolean()),
-  tags: v.optional(v.pipe(v.array(tag), v.maxLength(16)), []),
+  tags: v.optional(tagList, []),
 });
 
 /** A JWK as given by the caller: checked member by member by the keyring's importer. */
@@ -43,26 +31,18 @@ export const ImportKey = v.strictObject({
   name,
   algorithm: v.picklist(ALGORITHM_NAMES),
   jwk,
-  description: v.optional(v.pipe(v.string(), v.maxLength(512))),
-  tags: v.optional(v.pipe(v.array(tag), v.maxLength(16)), []),
+  description: v.optional(description),
+  tags: v.optional(tagList, []),
 });
 export const ImportVersion = v.strictObject({ jwk });
-
-export const ListKeysQuery = v.strictObject({
-  limit: v.optional(v.pipe(v.string(), v.regex(/^\d{1,3}$/), v.transform(Number), v.minValue(1), v.maxValue(100))),
-  page_token: v.optional(v.pipe(v.string(), v.maxLength(200))),
-  purpose: v.optional(v.picklist(PURPOSES)),
-  status: v.optional(v.picklist(STATUSES)),
-  tag: v.optional(tag),
-});
 
 export const DeleteQuery = v.strictObject({
   waiting_period_days: v.optional(v.pipe(v.string(), v.regex(/^\d{1,2}$/), v.transform(Number), v.integer(), v.minValue(7), v.maxValue(30))),
 });
 
 export const UpdateKey = v.strictObject({
-  description: v.optional(v.nullable(v.pipe(v.string(), v.maxLength(512)))),
-  tags: v.optional(v.pipe(v.array(tag), v.maxLength(16))),
+  description: v.optional(v.nullable(description)),
+  tags: v.optional(tagList),
   min_decryption_version: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
   import_allowed: v.optional(v.boolean()),
 });
@@ -127,7 +107,6 @@ export type AuditQueryInput = v.InferOutput<typeof AuditQuery>;
 
 // --- responses ------------------------------------------------------------------------------
 // The key ring views are the keyring's, as sm-kms shows them: one schema for both apps.
-export { ElasticKey, ElasticKeyList, PublicJwk };
 
 export const ElasticKeyWithJwk = v.object({ ...ElasticKey.entries, public_jwk: v.optional(PublicJwk) });
 const header = v.record(v.string(), v.unknown());

@@ -1,54 +1,34 @@
 /** Request and response schemas of sm-kms, shared by its routes and its OpenAPI document. */
 import * as v from "valibot";
 import { ALGORITHM_NAMES } from "../src/keyring/algorithms.ts";
+import { b64u, compact, description, keyName as name, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PURPOSES, rotationDays, tag, tagList } from "./keyring.ts";
 
-export const PURPOSES = ["encrypt", "sign", "mac", "wrap"] as const;
-export const STATUSES = ["enabled", "disabled", "pending_deletion"] as const;
+export { ElasticKey, ElasticKeyList, KeyId, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, PURPOSES, STATUSES } from "./keyring.ts";
 
-/** Largest binary input (plaintext, payload, MAC data) in bytes, before base64url. */
-export const MAX_DATA_BYTES = 64 * 1024;
-/** Largest compact JWE/JWS accepted. */
-export const MAX_COMPACT_CHARS = 256 * 1024;
-
-const name = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "names are 1..64 of A-Z a-z 0-9 . _ - and start with a letter or digit"));
-const tag = v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "tags are lowercase words of up to 32 characters"));
-const b64u = (maxBytes: number) =>
-  v.pipe(v.string(), v.maxLength(Math.ceil((maxBytes * 4) / 3)), v.regex(/^[A-Za-z0-9_-]*$/, "must be base64url without padding"));
-const compact = v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_COMPACT_CHARS));
 const kid = v.pipe(v.string(), v.maxLength(64));
 /** An encryption context: a flat map bound to the ciphertext; the same map must be given to decrypt. */
 const context = v.pipe(
   v.record(v.pipe(v.string(), v.minLength(1), v.maxLength(128)), v.pipe(v.string(), v.maxLength(1024))),
   v.check((o) => Object.keys(o).length <= 32, "at most 32 context entries"),
 );
-const rotationDays = v.pipe(v.number(), v.minValue(1), v.maxValue(3650));
 
-export const KeyId = v.object({ id: v.pipe(v.string(), v.uuid()) });
 
 export const CreateKey = v.strictObject({
   name,
   algorithm: v.picklist(ALGORITHM_NAMES),
   purpose: v.optional(v.picklist(PURPOSES)),
-  description: v.optional(v.pipe(v.string(), v.maxLength(512))),
+  description: v.optional(description),
   rotation_period_days: v.optional(rotationDays),
   import_allowed: v.optional(v.boolean()),
-  tags: v.optional(v.pipe(v.array(tag), v.maxLength(16)), []),
+  tags: v.optional(tagList, []),
 });
 
 export const UpdateKey = v.strictObject({
-  description: v.optional(v.nullable(v.pipe(v.string(), v.maxLength(512)))),
-  tags: v.optional(v.pipe(v.array(tag), v.maxLength(16))),
+  description: v.optional(v.nullable(description)),
+  tags: v.optional(tagList),
   rotation_period_days: v.optional(v.nullable(rotationDays)),
   min_decryption_version: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
   import_allowed: v.optional(v.boolean()),
-});
-
-export const ListKeysQuery = v.strictObject({
-  limit: v.optional(v.pipe(v.string(), v.regex(/^\d{1,3}$/), v.transform(Number), v.minValue(1), v.maxValue(100))),
-  page_token: v.optional(v.pipe(v.string(), v.maxLength(200))),
-  purpose: v.optional(v.picklist(PURPOSES)),
-  status: v.optional(v.picklist(STATUSES)),
-  tag: v.optional(tag),
 });
 
 export const ScheduleDeletion = v.strictObject({
@@ -59,34 +39,6 @@ export const PublicKeyQuery = v.strictObject({
   version: v.optional(v.pipe(v.string(), v.regex(/^[1-9]\d{0,8}$/), v.transform(Number))),
 });
 
-const MaterialKey = v.object({
-  version: v.number(),
-  kid: v.string(),
-  created_at: v.string(),
-  retired_at: v.nullable(v.string()),
-  origin: v.picklist(["generated", "imported"]),
-});
-
-export const ElasticKey = v.object({
-  id: v.string(),
-  name: v.string(),
-  description: v.nullable(v.string()),
-  algorithm: v.string(),
-  purpose: v.picklist(PURPOSES),
-  status: v.picklist(STATUSES),
-  deletion_date: v.nullable(v.string()),
-  rotation_period_days: v.nullable(v.number()),
-  next_rotation_at: v.nullable(v.string()),
-  current_version: v.number(),
-  min_decryption_version: v.number(),
-  import_allowed: v.boolean(),
-  tags: v.array(v.string()),
-  created_at: v.string(),
-  updated_at: v.string(),
-  versions: v.optional(v.array(MaterialKey)),
-});
-
-export const ElasticKeyList = v.object({ items: v.array(ElasticKey), next_page_token: v.nullable(v.string()) });
 
 /** `compact` (default) or `json`: RFC 7516 flattened JSON serialization, the context as its `aad`. */
 export const JWE_FORMATS = ["compact", "json"] as const;
@@ -137,7 +89,6 @@ export const MacVerifyRequest = v.strictObject({ data: b64u(MAX_DATA_BYTES), mac
 export const RandomRequest = v.strictObject({ bytes: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)) });
 export const RandomResult = v.object({ random: v.string() });
 
-export const PublicJwk = v.objectWithRest({ kty: v.string(), kid: v.string(), alg: v.string(), use: v.string() }, v.unknown());
 
 const ItemError = v.object({ error: v.object({ code: v.string(), message: v.string() }) });
 const batchOf = <T extends v.GenericSchema>(item: T) => v.strictObject({ items: v.pipe(v.array(item), v.minLength(1)) });
