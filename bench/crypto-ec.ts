@@ -8,7 +8,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { p256, p384 } from "@noble/curves/nist.js";
-import { measure, printTable, type Row } from "./lib.ts";
+import { compareRows, measure, printTable, type Row } from "./lib.ts";
 import { dudect } from "./dudect.ts";
 import { ecdhSharedSecret, ecdsaSign, ecdsaVerify, ecGenerateKeyPair, type EcCurve } from "../src/crypto/wasm-ec.ts";
 import { wasmVariant } from "../src/crypto/wasm-runtime.ts";
@@ -49,20 +49,8 @@ function opensslSpeed(alg: string): OpensslEc | undefined {
   }
 }
 
-function compare(group: string, wasmOps: number, anchors: { name: string; ops: number | undefined; target?: string }[]): Row[] {
-  const rows: Row[] = [{ group, name: `wasm (${wasmVariant()})`, opsPerSec: wasmOps }];
-  for (const a of anchors) {
-    if (a.ops === undefined) continue;
-    rows.push({
-      group,
-      name: a.name,
-      opsPerSec: a.ops,
-      anchor: `wasm/${a.name}${a.target ? ` (target ${a.target})` : ""}`,
-      ratio: wasmOps / a.ops,
-    });
-  }
-  return rows;
-}
+const compare = (group: string, wasmOps: number, anchors: Parameters<typeof compareRows>[2]) =>
+  compareRows(group, { name: `wasm (${wasmVariant()})`, ops: wasmOps }, anchors);
 
 const b64u = (s: string) => Uint8Array.from(Buffer.from(s, "base64url"));
 

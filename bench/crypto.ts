@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import { gcm } from "@noble/ciphers/aes.js";
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { createSHA256 } from "hash-wasm";
-import { measureMany, printTable, type Row } from "./lib.ts";
+import { compareRows, measureMany, printTable, type Row } from "./lib.ts";
 import { dudectAll } from "./dudect.ts";
 import { wasmCore, wasmVariant } from "../src/crypto/wasm.ts";
 import { createCrypto, rawKey } from "../src/crypto/index.ts";
@@ -43,20 +43,8 @@ function opensslSpeed(alg: string, bytes: number): number | undefined {
   }
 }
 
-function compare(group: string, wasmOps: number, anchors: { name: string; ops: number | undefined; target?: string }[]): Row[] {
-  const rows: Row[] = [{ group, name: `wasm (${wasmVariant()})`, opsPerSec: wasmOps }];
-  for (const a of anchors) {
-    if (a.ops === undefined) continue;
-    rows.push({
-      group,
-      name: a.name,
-      opsPerSec: a.ops,
-      anchor: `wasm/${a.name}${a.target ? ` (target ${a.target})` : ""}`,
-      ratio: wasmOps / a.ops,
-    });
-  }
-  return rows;
-}
+const compare = (group: string, wasmOps: number, anchors: Parameters<typeof compareRows>[2]) =>
+  compareRows(group, { name: `wasm (${wasmVariant()})`, ops: wasmOps }, anchors);
 
 async function benchSym(): Promise<Row[]> {
   const rows: Row[] = [];

@@ -146,3 +146,27 @@ export function printTable(title: string, rows: readonly Row[]): void {
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
   for (const b of body) console.log(line(b));
 }
+
+/**
+ * Rows for one operation: the implementation under test first (`subject`, ops/s), then each
+ * anchor with the ratio subject/anchor and the issue's target in the label. Anchors that
+ * could not be measured (e.g. no openssl) are left out.
+ */
+export function compareRows(
+  group: string,
+  subject: { name: string; ops: number },
+  anchors: readonly { name: string; ops: number | undefined; target?: string }[],
+): Row[] {
+  const rows: Row[] = [{ group, name: subject.name, opsPerSec: subject.ops }];
+  for (const a of anchors) {
+    if (a.ops === undefined) continue;
+    rows.push({
+      group,
+      name: a.name,
+      opsPerSec: a.ops,
+      anchor: `wasm/${a.name}${a.target ? ` (target ${a.target})` : ""}`,
+      ratio: subject.ops / a.ops,
+    });
+  }
+  return rows;
+}

@@ -257,3 +257,10 @@ export const concatBytes = (a: Uint8Array, b: Uint8Array): Uint8Array => {
   out.set(b, a.length);
   return out;
 };
+
+/** An in-memory AES key of fresh random bytes, for providers that keep keys in memory. */
+export function randomAesKey(provider: ProviderName, bits: AesBits, opts: KeyGenOptions = {}): RawKey {
+  checkAesBits(bits);
+  if (opts.location === "token") throw new AppError("bad_request", `${provider} cannot create token keys`);
+  return rawKey("aes", crypto.getRandomValues(new Uint8Array(bits / 8)));
+}

@@ -34,6 +34,7 @@ import {
   expectRaw,
   malformed,
   rawKey,
+  randomAesKey,
 } from "./provider.ts";
 import { wasmCore } from "./wasm.ts";
 
@@ -112,9 +113,7 @@ export class WasmProvider implements CryptoProvider {
   }
 
   async generateAesKey(bits: AesBits, opts: KeyGenOptions = {}): Promise<KeyHandle> {
-    checkAesBits(bits);
-    if (opts.location === "token") throw new AppError("bad_request", "wasm cannot create token keys");
-    return rawKey("aes", crypto.getRandomValues(new Uint8Array(bits / 8)));
+    return randomAesKey("wasm", bits, opts);
   }
 
   async generateEcKeyPair(curve: EcCurve, opts: KeyGenOptions = {}): Promise<EcKeyPair> {

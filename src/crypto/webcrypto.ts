@@ -34,6 +34,7 @@ import {
   expectRaw,
   malformed,
   rawKey,
+  randomAesKey,
 } from "./provider.ts";
 
 const subtle = globalThis.crypto.subtle;
@@ -184,9 +185,7 @@ export class WebCryptoProvider implements CryptoProvider {
   }
 
   async generateAesKey(bits: AesBits, opts: KeyGenOptions = {}): Promise<KeyHandle> {
-    checkAesBits(bits);
-    if (opts.location === "token") throw new AppError("bad_request", "webcrypto cannot create token keys");
-    return rawKey("aes", crypto.getRandomValues(new Uint8Array(bits / 8)));
+    return randomAesKey("webcrypto", bits, opts);
   }
 
   async generateEcKeyPair(curve: EcCurve, opts: KeyGenOptions = {}): Promise<EcKeyPair> {
