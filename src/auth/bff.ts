@@ -84,6 +84,14 @@ function loginErrorPage(message: string, status: number): Response {
 
 const ID_TOKEN_COOKIE = "__Host-cryptoutil_idt";
 
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** A page that sends the browser on to `url` without script (meta refresh, plus a link). */
+function continuePage(url: string): string {
+  const u = escapeHtml(url);
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${u}"><title>Signing out</title></head><body><p><a href="${u}">Continue signing out</a></p></body></html>`;
+}
+
 /** The Elysia plugin: `/browser/login`, `/browser/callback`, `/browser/logout`, `/browser/api/v1/session`. */
 export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
   const tenant = cfg.issuer.match(TENANT_OF_ISSUER)?.[1];
@@ -215,7 +223,10 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
       "/browser/logout",
       async ({ request, body }) => {
         const o = request.headers.get("origin");
-        if (o !== null && o !== new URL(request.url).origin && o !== origin(request)) throw new AppError("csrf_failed", "cross-origin request refused");
+        // A form POST from a page with `Referrer-Policy: no-referrer` carries `Origin: null`;
+        // the browser's own Sec-Fetch-Site then says whether it came from this origin.
+        const sameOrigin = o === null || o === new URL(request.url).origin || o === origin(request) || (o === "null" && request.headers.get("sec-fetch-site") === "same-origin");
+        if (!sameOrigin) throw new AppError("csrf_failed", "cross-origin request refused");
         const sid = readCookie(request.headers.get("cookie"), "__Host-cryptoutil_session");
         const token = request.headers.get("x-csrf-token") ?? (body as { csrf_token?: string } | undefined)?.csrf_token ?? null;
         if (!sid) throw new AppError("unauthenticated", "no session");
@@ -232,10 +243,13 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
           u.searchParams.set("post_logout_redirect_uri", cfg.post_logout_redirect_uri ?? `${origin(request)}/browser/`);
           location = u.toString();
         }
-        const headers = new Headers({ location, "cache-control": "no-store" });
+        // A browser form POST gets a page that moves on by itself: the page's CSP
+        // (form-action 'self') would stop a redirect from the form to authz's origin.
+        const navigate = request.headers.get("sec-fetch-mode") === "navigate";
+        const headers = new Headers(navigate ? { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } : { location, "cache-control": "no-store" });
         headers.append("set-cookie", sessionCookie("", 0));
         headers.append("set-cookie", idTokenCookie("", 0));
-        return new Response(null, { status: 303, headers });
+        return navigate ? new Response(continuePage(location), { status: 200, headers }) : new Response(null, { status: 303, headers });
       },
       { body: v.optional(v.object({ csrf_token: v.optional(v.pipe(v.string(), v.maxLength(200))) })), detail: { summary: "End the browser session", tags: ["browser"] } },
     )

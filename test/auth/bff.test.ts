@@ -110,6 +110,8 @@ describe("browser login", () => {
     // Logout: POST only, CSRF required; then the session is dead and the browser goes to authz's logout.
     expect((await b.request(`${ps.publicUrl}/browser/logout`, { method: "POST" })).status).toBe(403);
     expect((await b.request(`${ps.publicUrl}/browser/logout`, { method: "POST", headers: { "x-csrf-token": j.csrf_token, origin: "https://evil.example" } })).status).toBe(403);
+    // `Origin: null` (a form POST under no-referrer) passes only when the browser says same-origin.
+    expect((await b.request(`${ps.publicUrl}/browser/logout`, { method: "POST", headers: { "x-csrf-token": j.csrf_token, origin: "null", "sec-fetch-site": "cross-site" } })).status).toBe(403);
     const out = await b.request(`${ps.publicUrl}/browser/logout`, { method: "POST", headers: { "x-csrf-token": j.csrf_token } });
     expect(out.status).toBe(303);
     const bye = new URL(out.headers.get("location")!);
@@ -121,6 +123,8 @@ describe("browser login", () => {
     expect(decodeJwt(hint!)).toMatchObject({ sub: "user-42", aud: webClientId, iss: `${authz.publicUrl}/t/${T}` });
     const back = await b.follow(out);
     expect(back.url).toBe(`${ps.publicUrl}/browser/`);
+    // The test idp received authz's signed logout request for this user on the way.
+    expect(authz.idp.logoutRequests.at(-1)).toMatchObject({ sub: "user-42", client_id: webClientId });
     expect((await b.request(`${ps.publicUrl}/browser/api/v1/session`)).status).toBe(401);
   });
 

@@ -381,9 +381,13 @@ describe("RP-initiated logout", () => {
     u.searchParams.set("id_token_hint", f.tokens.id_token!);
     u.searchParams.set("post_logout_redirect_uri", "https://client.example/bye");
     u.searchParams.set("state", "bye1");
+    const seen = authz.idp.logoutRequests.length;
     const b = await browse(u.toString());
     expect(b.callback!.toString()).toBe("https://client.example/bye?state=bye1");
     expect((await introspect(f.tokens.access_token)).active).toBe(false);
+    // On the way, the browser carried a signed logout request for this user to the idp.
+    expect(authz.idp.logoutRequests.length).toBe(seen + 1);
+    expect(authz.idp.logoutRequests[seen]).toMatchObject({ sub: "user-1", client_id: web.client_id, post_logout_redirect_uri: "https://client.example/bye?state=bye1" });
     u.searchParams.set("post_logout_redirect_uri", "https://evil.example/");
     expect((await browse(u.toString())).status).toBe(400);
   });

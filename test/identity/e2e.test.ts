@@ -214,16 +214,34 @@ describe("(b) headless Chromium through the HTML pages", () => {
       const who = await page.evaluate(async () => (await fetch("/browser/api/v1/session")).json());
       expect(who).toMatchObject({ subject: pat.id, tenant: s.tenant });
       expect(errors).toEqual([]);
-      // Logout from the page: POST with the CSRF token ends the server-side session.
-      const statuses = await page.evaluate(async () => {
-        const { csrf_token } = await (await fetch("/browser/api/v1/session")).json();
-        const forged = await fetch("/browser/logout", { method: "POST", redirect: "manual" });
-        const out = await fetch("/browser/logout", { method: "POST", headers: { "x-csrf-token": csrf_token }, redirect: "manual" });
-        return [forged.status, out.type, (await fetch("/browser/api/v1/session")).status];
+      // Logout from the page: a POST without the CSRF token is refused; the Sign out form ends
+      // the app session, then the browser passes authz's logout (grants ended) and the idp's
+      // (its session ended too) and comes back to the app.
+      const forged = await page.evaluate(async () => (await fetch("/browser/logout", { method: "POST", redirect: "manual" })).status);
+      expect(forged).toBe(403);
+      errors.length = 0;
+      const hops: string[] = [];
+      page.on("request", (r) => {
+        if (r.isNavigationRequest()) hops.push(new URL(r.url()).origin + new URL(r.url()).pathname);
       });
-      expect(statuses).toEqual([403, "opaqueredirect", 401]);
-      await page.reload();
+      const idpHop = page.waitForRequest((r) => r.url().startsWith(`${s.idp.publicUrl}/t/${s.tenant}/logout/continue`));
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await idpHop;
+      await page.waitForURL(`${s.ps.publicUrl}/browser/`);
       await page.locator("#status", { hasText: "You are not signed in." }).waitFor({ timeout: 10_000 });
+      expect(hops).toEqual([
+        `${s.ps.publicUrl}/browser/logout`, // answers with a page that moves on (form-action 'self')
+        `${s.authz.publicUrl}/t/${s.tenant}/logout`,
+        `${s.idp.publicUrl}/t/${s.tenant}/logout/continue`,
+        `${s.ps.publicUrl}/browser/`,
+      ]);
+      expect(await page.evaluate(async () => (await fetch("/browser/api/v1/session")).status)).toBe(401);
+      // Signing in again asks for the password: the idp session ended with the app's.
+      await page.goto(`${s.ps.publicUrl}/browser/login`);
+      await page.waitForURL((u) => u.pathname === `/t/${s.tenant}/login`);
+      expect(await page.title()).toBe("Sign in");
+      // Signed out, the pets page's own API calls get 401; nothing else failed on the way.
+      expect(errors.filter((e) => !/^401 .*\/browser\/api\/v1\//.test(e))).toEqual([]);
     } finally {
       await browser.close();
     }

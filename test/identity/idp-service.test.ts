@@ -388,6 +388,47 @@ describe("lockout and sessions", () => {
   });
 });
 
+describe("logout hand-off from authz", () => {
+  const BACK = "https://app.example/bye?state=s1";
+  const atApp = (u: string) => u.startsWith("https://app.example/");
+  const logoutUrl = (jws: string) => `${idp.publicUrl}/t/${T}/logout/continue?logout_request=${encodeURIComponent(jws)}`;
+  const logoutRequest = (sub: string, extra: Record<string, unknown> = {}, o: { typ?: string; foreignKey?: boolean } = {}) =>
+    authz.challenge(T, { sub, post_logout_redirect_uri: BACK, ...extra }, { typ: "logout-request+jwt", ...o });
+
+  test("ends the browser's session only when it is the named user's, then returns to the client", async () => {
+    const hal = await createUser("harriet");
+    const b = new ScriptedBrowser(idp.ca);
+    expect((await b.submit(await b.get(`${idp.publicUrl}/t/${T}/login`), "/login", { username: "harriet", password: PASSWORD })).html).toContain("account-username");
+    // A request for another user (e.g. an attacker's own id_token_hint) ends nothing here.
+    const other = await b.get(logoutUrl(await logoutRequest("someone-else")), atApp);
+    expect(other.url).toBe(BACK);
+    expect((await b.get(`${idp.publicUrl}/t/${T}/account`)).html).toContain("account-username");
+    const mine = await b.get(logoutUrl(await logoutRequest(hal.id)), atApp);
+    expect(mine.url).toBe(BACK);
+    expect((await b.get(`${idp.publicUrl}/t/${T}/account`)).html).toContain('name="password"');
+    // Without a return URI the idp shows its own signed-out page.
+    const page = await b.get(logoutUrl(await logoutRequest(hal.id, { post_logout_redirect_uri: undefined })));
+    expect(page.html).toContain("You are signed out");
+  });
+
+  test("forged, mistyped, malformed or missing logout requests are 400 with the reason", async () => {
+    const bad = [
+      await logoutRequest("u", {}, { foreignKey: true }),
+      await logoutRequest("u", {}, { typ: "login-challenge+jwt" }),
+      await authz.challenge(T, { sub: "u" }), // a login challenge is not a logout request
+      await logoutRequest("u", { post_logout_redirect_uri: "javascript:alert(1)" }),
+      "not.a.jws",
+    ];
+    for (const jws of bad) {
+      const r = await idp.call(`/t/${T}/logout/continue?logout_request=${encodeURIComponent(jws)}`);
+      expect(r.status).toBe(400);
+      expect(await r.text()).toContain("the logout request is not valid");
+    }
+    expect((await idp.call(`/t/${T}/logout/continue`)).status).toBe(400);
+    expect((await idp.call(`/t/${T}/logout/continue?logout_request=${"x".repeat(9000)}`)).status).toBe(400); // schema: too long
+  });
+});
+
 describe("signing-key rotation endpoint", () => {
   test("only the root tenant's admins rotate the shared key; the JWKS then leads with the new one", async () => {
     expect((await admin("/signing-keys/rotate", "POST")).status).toBe(403); // tenant acme

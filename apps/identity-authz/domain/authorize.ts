@@ -24,6 +24,8 @@ import { AppError } from "../../../src/service/errors.ts";
 export const PAR_PREFIX = "urn:ietf:params:oauth:request_uri:";
 const PAR_TTL_S = 60;
 const PENDING_TTL_S = 600;
+/** A logout request only has to survive one browser redirect. */
+const LOGOUT_REQUEST_TTL_S = 120;
 const CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
 const PROMPTS = new Set(["none", "login", "consent", "select_account"]);
 const IDP_ERRORS = new Set(["access_denied", "login_required", "consent_required", "interaction_required", "account_selection_required"]);
@@ -303,7 +305,25 @@ export class AuthorizeService {
       throw new FrontChannelError("invalid_request", "post_logout_redirect_uri is not registered for this client", { status: 400 });
     }
     if (sub && client) await this.tokens.endGrants(tenant, sub, client.client_id);
-    if (target) return { redirect: withParams(target, { state: q.get("state")?.slice(0, 2000) }) };
+    const returnTo = target ? withParams(target, { state: q.get("state")?.slice(0, 2000) }) : undefined;
+    if (sub) {
+      // Front-channel hand-off: the browser carries a signed logout request to identity-idp,
+      // which ends its own session of this user (its cookie is on its origin) and comes back.
+      const t = nowS();
+      const signer = await this.keys.signer(tenant, "ES256");
+      const request = await signer.signJwt("logout-request+jwt", {
+        iss: this.issuer(tenant),
+        aud: "identity-idp",
+        iat: t,
+        exp: t + LOGOUT_REQUEST_TTL_S,
+        jti: randomToken(16),
+        sub,
+        ...(client ? { client_id: client.client_id } : {}),
+        ...(returnTo ? { post_logout_redirect_uri: returnTo } : {}),
+      });
+      return { redirect: withParams(`${this.idpUrl}/t/${encodeURIComponent(tenant)}/logout/continue`, { logout_request: request }) };
+    }
+    if (returnTo) return { redirect: returnTo };
     return { page: "You are signed out of this application.", status: 200 };
   }
 }

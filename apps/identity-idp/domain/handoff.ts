@@ -130,6 +130,7 @@ export class IdpKeys {
 
 const TENANT = /^[A-Za-z0-9._-]{1,64}$/;
 const badChallenge = (why: string, cause?: unknown) => new AppError("invalid_login_challenge", `the login request is not valid: ${why}`, { status: 400, cause });
+const badLogout = (why: string, cause?: unknown) => new AppError("invalid_logout_request", `the logout request is not valid: ${why}`, { status: 400, cause });
 
 export class LoginHandoff {
   private readonly jwksByTenant = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
@@ -163,27 +164,44 @@ export class LoginHandoff {
     return set;
   }
 
-  /** Verifies a `login_challenge` for the tenant of the page it arrived on. */
-  async verifyChallenge(tenant: string, jws: unknown): Promise<LoginChallenge> {
-    if (!TENANT.test(tenant)) throw badChallenge("unknown tenant");
-    if (typeof jws !== "string" || jws.length > 8192 || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(jws)) throw badChallenge("malformed");
-    let p: Record<string, unknown>;
+  /** Verifies a JWT authz signed for the idp (`typ` names its kind) for the tenant of the page it arrived on. */
+  private async fromAuthz(tenant: string, jws: unknown, typ: string, bad: (why: string, cause?: unknown) => AppError): Promise<Record<string, unknown>> {
+    if (!TENANT.test(tenant)) throw bad("unknown tenant");
+    if (typeof jws !== "string" || jws.length > 8192 || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(jws)) throw bad("malformed");
     try {
-      ({ payload: p } = await jwtVerify(jws, this.jwks(tenant), {
+      const { payload } = await jwtVerify(jws, this.jwks(tenant), {
         issuer: this.authzIssuer(tenant),
         audience: "identity-idp",
-        typ: "login-challenge+jwt",
+        typ,
         algorithms: ["ES256"],
         clockTolerance: 5,
         requiredClaims: ["exp", "jti"],
-      }));
+      });
+      return payload as Record<string, unknown>;
     } catch (e) {
       if (e instanceof joseErrors.JWKSTimeout || !(e instanceof joseErrors.JOSEError)) {
         throw new AppError("unavailable", "the authorization server's keys could not be fetched", { cause: e });
       }
-      if (e instanceof joseErrors.JWTExpired) throw badChallenge("it has expired; start again from the application", e);
-      throw badChallenge("its signature or claims do not verify", e);
+      if (e instanceof joseErrors.JWTExpired) throw bad("it has expired; start again from the application", e);
+      throw bad("its signature or claims do not verify", e);
     }
+  }
+
+  /**
+   * Verifies a `logout_request` authz sends after an RP-initiated logout: whose session to end
+   * here and where to send the browser next (a URI authz checked against the client's registration).
+   */
+  async verifyLogoutRequest(tenant: string, jws: unknown): Promise<{ sub: string; returnTo?: string }> {
+    const p = await this.fromAuthz(tenant, jws, "logout-request+jwt", badLogout);
+    if (typeof p.sub !== "string" || !p.sub) throw badLogout("no subject");
+    const back = p.post_logout_redirect_uri;
+    if (back !== undefined && (typeof back !== "string" || !/^https?:\/\//.test(back))) throw badLogout("bad post_logout_redirect_uri");
+    return { sub: p.sub, returnTo: back as string | undefined };
+  }
+
+  /** Verifies a `login_challenge` for the tenant of the page it arrived on. */
+  async verifyChallenge(tenant: string, jws: unknown): Promise<LoginChallenge> {
+    const p = await this.fromAuthz(tenant, jws, "login-challenge+jwt", badChallenge);
     const str = (k: string) => (typeof p[k] === "string" ? (p[k] as string) : undefined);
     const clientId = str("client_id");
     if (!clientId) throw badChallenge("no client_id");

@@ -340,6 +340,21 @@ export function idpPages(d: PageDeps) {
     )
 
     .get(
+      "/t/:tenant/logout/continue",
+      asPage(async ({ request, params, query }: { request: Request; params: { tenant: string }; query: { logout_request?: string } }) => {
+        // RP-initiated logout arriving from authz: end this browser's session if it is the
+        // same user's (a request for someone else ends nothing), then return to the client.
+        const r = await d.handoff.verifyLogoutRequest(params.tenant, query.logout_request);
+        const s = await d.sessions.load(request, params.tenant);
+        const ended = s !== undefined && s.row.user_id === r.sub;
+        if (ended) await d.sessions.revoke(s);
+        const cookie: Record<string, string> = ended ? { "set-cookie": IdpSessions.clearCookie() } : {};
+        if (r.returnTo) return seeOther(r.returnTo, cookie);
+        return html(H.logoutPage({ tenant: params.tenant, done: true }), 200, cookie);
+      }),
+      { params: TenantParam, query: v.object({ logout_request: v.optional(v.pipe(v.string(), v.maxLength(8192))) }), detail: { hide: true } },
+    )
+    .get(
       "/t/:tenant/account",
       asPage(async ({ request, params }: { request: Request; params: { tenant: string } }) => {
         const s = await authenticated(request, params.tenant);

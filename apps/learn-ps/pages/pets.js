@@ -44,4 +44,16 @@ document.getElementById("filter").addEventListener("submit", (e) => {
   load(true);
 });
 more.addEventListener("click", () => load(false));
+
+// Sign out is a plain form POST carrying the session's CSRF token, so the browser follows the
+// logout through identity-authz and identity-idp and back here.
+async function session() {
+  const res = await fetch("/browser/api/v1/session", { credentials: "same-origin" });
+  if (!res.ok) return;
+  const s = await res.json();
+  const form = document.getElementById("signout");
+  form.elements.csrf_token.value = s.csrf_token;
+  form.hidden = false;
+}
+session();
 load(true);

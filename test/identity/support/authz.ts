@@ -53,6 +53,8 @@ export interface TestIdp {
   nextLogin: LoginScript;
   /** Challenges the idp received (verified). */
   challenges: JWTPayload[];
+  /** Logout requests the idp received from authz (verified). */
+  logoutRequests: JWTPayload[];
   /** Signs a login verifier with the idp key (for hand-made callbacks). */
   signVerifier(claims: JWTPayload, opts?: { key?: "idp" | "foreign"; typ?: string }): Promise<string>;
   /** Publishes a client JWKS at `{url}/clients/{name}/jwks`. */
@@ -78,6 +80,7 @@ export async function startTestIdp(dir: string, authzUrl: () => string, authzCa:
     caFile,
     nextLogin: { sub: "user-1" },
     challenges: [],
+    logoutRequests: [],
     async signVerifier(claims, opts = {}) {
       return new SignJWT({ jti: crypto.randomUUID(), ...claims })
         .setProtectedHeader({ alg: "ES256", kid: "idp-1", typ: opts.typ ?? "login-verifier+jwt" })
@@ -105,16 +108,32 @@ export async function startTestIdp(dir: string, authzUrl: () => string, authzCa:
       if (m) return Response.json({ keys: [jwk] });
       m = url.pathname.match(/^\/clients\/([A-Za-z0-9_-]+)\/jwks$/);
       if (m) return Response.json({ keys: hosted.get(m[1]!) ?? [] });
+      const authzKeys = (issuer: string) => {
+        let set = authzSets.get(issuer);
+        if (!set) {
+          const authzCaPem = authzCa();
+          set = createRemoteJWKSet(new URL(`${issuer}/jwks`), { [customFetch]: (u, init) => fetch(u, { ...init, tls: { ca: authzCaPem } } as RequestInit) });
+          authzSets.set(issuer, set);
+        }
+        return set;
+      };
+      m = url.pathname.match(/^\/t\/([a-z0-9-]+)\/logout\/continue$/);
+      if (m) {
+        const issuer = `${authzUrl()}/t/${m[1]!}`;
+        try {
+          const { payload } = await jwtVerify(url.searchParams.get("logout_request") ?? "", authzKeys(issuer), { issuer, audience: "identity-idp", typ: "logout-request+jwt" });
+          idp.logoutRequests.push(payload);
+          const back = payload.post_logout_redirect_uri;
+          return typeof back === "string" ? new Response(null, { status: 303, headers: { location: back } }) : new Response("signed out");
+        } catch (e) {
+          return new Response(`bad logout request: ${(e as Error).message}`, { status: 400 });
+        }
+      }
       m = url.pathname.match(/^\/t\/([a-z0-9-]+)\/login$/);
       if (m) {
         const tenant = m[1]!;
         const issuer = `${authzUrl()}/t/${tenant}`;
-        let set = authzSets.get(tenant);
-        if (!set) {
-          const authzCaPem = authzCa();
-          set = createRemoteJWKSet(new URL(`${issuer}/jwks`), { [customFetch]: (u, init) => fetch(u, { ...init, tls: { ca: authzCaPem } } as RequestInit) });
-          authzSets.set(tenant, set);
-        }
+        const set = authzKeys(issuer);
         let challenge: JWTPayload;
         try {
           ({ payload: challenge } = await jwtVerify(url.searchParams.get("login_challenge") ?? "", set, { issuer, audience: "identity-idp", typ: "login-challenge+jwt" }));
