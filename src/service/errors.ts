@@ -18,6 +18,7 @@ export const ERROR_STATUS = {
   malformed_input: 400,
   config_invalid: 400,
   malformed_jose: 400,
+  malformed_key: 400,
   signature_invalid: 400,
   mac_invalid: 400,
   key_purpose_mismatch: 400,
