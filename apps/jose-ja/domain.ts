@@ -12,12 +12,14 @@
  * - JWT validation checks the signature first, then exp, nbf, iat (not in the future), iss,
  *   aud, typ and the required claims, with the caller's clock skew; each failure has one code.
  * - A key imported as public-only verifies and encrypts but is refused for sign and decrypt.
+ * - Keys in software or in an HSM are used alike, through the keyring's JOSE operations
+ *   (`src/keyring/jose-ops.ts`); JWT claims are checked by `jose` after the signature.
  */
-import { CompactEncrypt, SignJWT, jwtVerify, errors as joseErrors, type JWTPayload } from "jose";
+import { UnsecuredJWT, errors as joseErrors, type JWTPayload } from "jose";
 import * as v from "valibot";
 import { AppError, notFound } from "../../src/service/errors.ts";
 import { algorithmSpec, decodeBase64url, parseKid, encodeBase64url, type ActiveVersion, type ElasticKey, type Keyring, type KeyPurpose, type PublicJwk } from "../../src/keyring/index.ts";
-import { decryptionFailed, malformedJose, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, versionFromKid } from "../../src/keyring/jose-ops.ts";
+import { decryptionFailed, encryptJwe, hasPrivate, keyPublicOnly, malformedJose, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, versionFromKid } from "../../src/keyring/jose-ops.ts";
 import type { KeyImporter } from "../../src/keyring/import.ts";
 import type { GenerateKeyInput, ImportKeyInput, JwtIssueInput, JwtValidateInput, ListKeysInput, UpdateKeyInput } from "../../schemas/jose-ja.ts";
 
@@ -33,6 +35,8 @@ export const JoseConfig = v.strictObject({
   key_cache_size: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_000_000)), 1000),
   /** Most keys one tenant JWKS lists. */
   jwks_max_keys: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)), 1000),
+  /** With an HSM configured: whether algorithms it cannot hold (ML-DSA, X25519) may have barrier-sealed software keys. */
+  keyring_software_fallback: v.optional(v.boolean(), false),
 });
 export type JoseConfig = v.InferOutput<typeof JoseConfig>;
 
@@ -51,12 +55,11 @@ const ENCRYPTING: readonly KeyPurpose[] = ["encrypt", "wrap"];
 /** Claims the service sets itself on issue. */
 const RESERVED_CLAIMS = ["iat", "exp"];
 
-const publicOnly = () => new AppError("key_public_only", "this key holds only a public key: it can verify and encrypt, not sign or decrypt", { status: 409 });
 const jwtError = (code: "jwt_expired" | "jwt_not_yet_valid" | "jwt_claim_invalid", message: string, claim?: string) =>
   new AppError(code, message, { status: 400, details: claim ? { claim } : undefined });
 
 function requirePrivate(active: ActiveVersion): void {
-  if (active.spec.asymmetric && active.usable.secret.type !== "private") throw publicOnly();
+  if (!hasPrivate(active)) throw keyPublicOnly();
 }
 
 export interface Jwks {
@@ -177,10 +180,8 @@ export class JoseService {
 
   async encrypt(tenant: string, id: string, plaintext: Uint8Array, cty?: string): Promise<{ kid: string; version: number; jwe: string }> {
     const active = await this.ring.current(tenant, id, ENCRYPTING);
-    const key = active.spec.asymmetric ? active.usable.public! : active.usable.secret;
-    const header: { alg: string; enc: string; kid: string; cty?: string } = { alg: active.spec.jose, enc: active.spec.enc!, kid: active.kid };
-    if (cty) header.cty = cty;
-    return { kid: active.kid, version: active.version, jwe: await new CompactEncrypt(plaintext).setProtectedHeader(header).encrypt(key) };
+    const jwe = (await encryptJwe(active, plaintext, { header: cty ? { cty } : {} })) as string;
+    return { kid: active.kid, version: active.version, jwe };
   }
 
   async decrypt(tenant: string, id: string, jwe: string): Promise<{ kid: string; version: number; plaintext: Uint8Array }> {
@@ -206,7 +207,9 @@ export class JoseService {
     if (input.aud !== undefined) claims.aud = input.aud;
     if (input.sub !== undefined) claims.sub = input.sub;
     if (input.jti) claims.jti = crypto.randomUUID();
-    const jwt = await new SignJWT(claims).setProtectedHeader({ alg: active.spec.jose, kid: active.kid, typ: input.typ }).setIssuedAt(iat).setExpirationTime(exp).sign(active.usable.secret);
+    claims.iat = iat;
+    claims.exp = exp;
+    const jwt = await signCompact(active, utf8.encode(JSON.stringify(claims)), input.typ ? { typ: input.typ } : {});
     return { kid: active.kid, version: active.version, jwt, exp };
   }
 
@@ -219,15 +222,16 @@ export class JoseService {
   }
 
   async validateJwt(tenant: string, id: string, input: JwtValidateInput): Promise<{ valid: true; kid: string; version: number; header: Record<string, unknown>; claims: JWTPayload }> {
-    const header = protectedHeaderOf(input.jwt, 3, "JWT");
-    const version = versionFromKid(header.kid, id, signatureInvalid);
-    const active = await this.ring.version(tenant, id, version, SIGNING);
-    if (header.alg !== active.spec.jose) throw signatureInvalid();
-    const key = active.spec.asymmetric ? active.usable.public! : active.usable.secret;
+    const parts = input.jwt.split(".");
+    if (parts.length !== 3) throw malformedJose("JWT");
+    const { active, header } = await verifyCompact(this.ring, tenant, id, input.jwt, SIGNING);
+    if (header.b64 === false) throw malformedJose("JWT");
     const now = this.now();
     try {
-      const r = await jwtVerify(input.jwt, key, {
-        algorithms: [active.spec.jose],
+      // The signature is verified above (in software or the HSM); jose checks the claims of
+      // the same header and payload, presented to it as an unsecured JWT.
+      const unsecured = `${encodeBase64url(utf8.encode(JSON.stringify(header.typ === undefined ? { alg: "none" } : { alg: "none", typ: header.typ })))}.${parts[1]}.`;
+      const r = { payload: UnsecuredJWT.decode(unsecured, {
         issuer: input.iss,
         audience: input.aud,
         typ: input.typ,
@@ -235,7 +239,7 @@ export class JoseService {
         maxTokenAge: input.max_age_s,
         requiredClaims: input.required_claims,
         currentDate: now,
-      });
+      }).payload, protectedHeader: header };
       // jose checks iat only with maxTokenAge: a token issued in the future is refused regardless.
       if (typeof r.payload.iat === "number" && r.payload.iat > now.getTime() / 1000 + input.clock_skew_s) {
         throw jwtError("jwt_claim_invalid", 'the "iat" claim is in the future', "iat");
@@ -253,6 +257,8 @@ export class JoseService {
     }
   }
 }
+
+const utf8 = new TextEncoder();
 
 /** base64url helpers of the API's binary fields. */
 export const b64u = encodeBase64url;

@@ -19,7 +19,7 @@ function joseOf(ctx: ServiceContext): { jose: JoseService; audit: AuditLog } {
   let inst = instances.get(ctx);
   if (!inst) {
     const cfg = parseJoseConfig(ctx.config.app);
-    const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size });
+    const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size, hsm: ctx.hsm, softwareFallback: cfg.keyring_software_fallback });
     inst = { jose: new JoseService(ring, new KeyImporter(ring), cfg), audit: new AuditLog(ctx.db) };
     instances.set(ctx, inst);
     startKeyringSweep(ctx, ring, cfg.rotation_check_s);
@@ -31,7 +31,7 @@ export const joseJa: ServiceDefinition = {
   name: "jose-ja",
   title: "jose-ja: JOSE Authority",
   description:
-    "Multi-tenant JOSE on elastic keys: JWK generate/import/get/list/delete/rotate, public JWKS (cacheable, ETag), JWS sign/verify, JWE encrypt/decrypt, JWT issue/validate, and an audit log of every key operation. Key material is stored barrier-encrypted.",
+    "Multi-tenant JOSE on elastic keys: JWK generate/import/get/list/delete/rotate, public JWKS (cacheable, ETag), JWS sign/verify, JWE encrypt/decrypt, JWT issue/validate, and an audit log of every key operation. Key material is stored barrier-encrypted, or kept in the HSM when one is configured.",
   version: "1.0.0",
   defaultPort: 9443,
   migrations,

@@ -11,19 +11,18 @@
  *   Decrypt refuses a JWE whose binding does not match the context given (absent must match
  *   absent). The context is authenticated, not secret: a JSON JWE shows it in `aad`.
  * - Each operation accepts only its key's own `alg` (and `A256GCM` content encryption):
- *   no algorithm substitution. JOSE parsing and crypto are `jose`'s (WebCrypto underneath,
- *   the constant-time provider `src/crypto`'s dispatcher picks for AES-GCM and ECDSA).
+ *   no algorithm substitution. The JOSE operations are the keyring's (`jose-ops.ts`): `jose`
+ *   on WebCrypto for software keys, the HSM for keys held there; this file never branches on it.
  * - Failures to decrypt or verify are one code each (`decryption_failed`, `signature_invalid`),
  *   whatever check failed; malformed JOSE input is `malformed_jose`. Plaintext is never logged.
  */
-import { CompactEncrypt, FlattenedEncrypt, type CompactJWEHeaderParameters } from "jose";
 import * as v from "valibot";
 import { AppError } from "../../src/service/errors.ts";
 import { equalStrings } from "../../src/crypto/constant-time.ts";
 import { canonicalJson, decodeBase64url, encodeBase64url, type ActiveVersion, type ElasticKey, type Keyring, type KeyPurpose, type PublicJwk } from "../../src/keyring/index.ts";
 import type { ByokImporter } from "./byok.ts";
 import { contentEncryptions, type ContentEncryption } from "../../src/keyring/algorithms.ts";
-import { decryptionFailed, malformedJose as malformed, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, versionFromKid } from "../../src/keyring/jose-ops.ts";
+import { decryptionFailed, encryptJwe, macOf, malformedJose as malformed, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, verifyMac, versionFromKid } from "../../src/keyring/jose-ops.ts";
 import type { CreateKeyInput, DataKeyInput, FlattenedJweValue, JweFormat, ListKeysInput, UpdateKeyInput } from "../../schemas/sm-kms.ts";
 
 /** A JWE in compact form or flattened JSON form (RFC 7516 §7.2.2, protected header only). */
@@ -37,6 +36,8 @@ export const KmsConfig = v.strictObject({
   rotation_check_s: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(86_400)), 60),
   /** How many opened key versions stay in memory. */
   key_cache_size: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_000_000)), 1000),
+  /** With an HSM configured: whether algorithms it cannot hold (ML-DSA, X25519) may have barrier-sealed software keys. */
+  keyring_software_fallback: v.optional(v.boolean(), false),
 });
 export type KmsConfig = v.InferOutput<typeof KmsConfig>;
 
@@ -109,20 +110,15 @@ export class KmsService {
   // --- encrypt / decrypt ----------------------------------------------------------------
 
   private async encryptWith(active: ActiveVersion, plaintext: Uint8Array, context: Record<string, string> | undefined, format: JweFormat, enc?: ContentEncryption): Promise<Jwe> {
-    const key = active.spec.asymmetric ? active.usable.public! : active.usable.secret;
     if (enc && !contentEncryptions(active.spec).includes(enc)) {
       throw new AppError("validation_failed", `enc ${enc} needs a key-wrapping or key-agreement key; ${active.spec.name} keys use ${active.spec.enc}`);
     }
-    const header: CompactJWEHeaderParameters & { ctx?: string } = { alg: active.spec.jose, enc: enc ?? active.spec.enc!, kid: active.kid };
     if (format === "json") {
-      const enc = new FlattenedEncrypt(plaintext).setProtectedHeader(header);
-      if (context) enc.setAdditionalAuthenticatedData(utf8.encode(canonicalJson(context)));
       // jose always emits protected, iv and tag for these algorithms; the type marks them optional.
-      return (await enc.encrypt(key)) as FlattenedJweValue;
+      return (await encryptJwe(active, plaintext, { format, enc, aad: context ? utf8.encode(canonicalJson(context)) : undefined })) as FlattenedJweValue;
     }
     const ctx = await contextHash(context);
-    if (ctx) header.ctx = ctx;
-    return new CompactEncrypt(plaintext).setProtectedHeader(header).encrypt(key);
+    return (await encryptJwe(active, plaintext, { enc, header: ctx ? { ctx } : {} })) as string;
   }
 
   async encrypt(tenant: string, id: string, plaintext: Uint8Array, context?: Record<string, string>, format: JweFormat = "compact", enc?: ContentEncryption): Promise<{ kid: string; jwe: Jwe }> {
@@ -203,14 +199,14 @@ export class KmsService {
 
   async mac(tenant: string, id: string, data: Uint8Array<ArrayBuffer>): Promise<{ kid: string; mac: string }> {
     const active = await this.ring.current(tenant, id, ["mac"]);
-    return { kid: active.kid, mac: b64u(new Uint8Array(await crypto.subtle.sign("HMAC", active.usable.secret, data))) };
+    return { kid: active.kid, mac: b64u(await macOf(active, data)) };
   }
 
   async macVerify(tenant: string, id: string, data: Uint8Array<ArrayBuffer>, mac: Uint8Array<ArrayBuffer>, kid: string): Promise<{ valid: true; kid: string }> {
     const version = versionFromKid(kid, id, macInvalid);
     const active = await this.ring.version(tenant, id, version, ["mac"]);
-    // WebCrypto's HMAC verify compares in constant time.
-    if (!(await crypto.subtle.verify("HMAC", active.usable.secret, mac, data))) throw macInvalid();
+    // Compared in constant time (WebCrypto's verify, or the token's MAC against `mac`).
+    if (!(await verifyMac(active, data, mac))) throw macInvalid();
     return { valid: true, kid: active.kid };
   }
 

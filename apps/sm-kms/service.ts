@@ -17,7 +17,7 @@ function kmsOf(ctx: ServiceContext): KmsService {
   let kms = instances.get(ctx);
   if (!kms) {
     const cfg = parseKmsConfig(ctx.config.app);
-    const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size });
+    const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size, hsm: ctx.hsm, softwareFallback: cfg.keyring_software_fallback });
     kms = new KmsService(ring, cfg, new ByokImporter(ctx.db, ctx.protector, ring, new KeyImporter(ring)));
     instances.set(ctx, kms);
     startKeyringSweep(ctx, ring, cfg.rotation_check_s);
@@ -29,7 +29,7 @@ export const smKms: ServiceDefinition = {
   name: "sm-kms",
   title: "sm-kms: Key Management",
   description:
-    "Multi-tenant key management on elastic keys: JWE encrypt/decrypt with an encryption context, data keys, rewrap, JWS sign/verify, HMAC, random bytes, public JWK export, batches. Key material is stored barrier-encrypted.",
+    "Multi-tenant key management on elastic keys: JWE encrypt/decrypt with an encryption context, data keys, rewrap, JWS sign/verify, HMAC, random bytes, public JWK export, batches. Key material is stored barrier-encrypted, or kept in the HSM when one is configured.",
   version: "1.0.0",
   defaultPort: 8080,
   migrations,

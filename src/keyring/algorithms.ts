@@ -13,6 +13,7 @@
 import { exportJWK, generateKeyPair, generateSecret, importJWK, type JWK } from "jose";
 import { AppError } from "../service/errors.ts";
 import { decodeBase64url } from "./base64url.ts";
+import type { TokenKeyObjects, TokenObject } from "../crypto/pkcs11/keyring-objects.ts";
 
 export type KeyPurpose = "encrypt" | "sign" | "mac" | "wrap";
 
@@ -99,6 +100,9 @@ export async function generateMaterial(s: AlgorithmSpec): Promise<JWK> {
 
 const PRIVATE_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth", "k", "priv"] as const;
 
+/** Whether a JWK holds private or secret members. */
+export const hasPrivateMembers = (jwk: JWK): boolean => PRIVATE_MEMBERS.some((m) => (jwk as Record<string, unknown>)[m] !== undefined);
+
 /** The public part of an asymmetric JWK (no private members). */
 export function publicJwk(jwk: JWK): JWK {
   const out: JWK = { ...jwk };
@@ -108,23 +112,34 @@ export function publicJwk(jwk: JWK): JWK {
   return out;
 }
 
-/** In-memory keys of one material version: never extractable. */
+/**
+ * The keys of one opened material version: non-extractable CryptoKeys for software material,
+ * or a reference to the token object for material held in an HSM (plus the public key, which
+ * is not secret and runs in WebCrypto either way).
+ */
 export interface UsableKey {
-  /** Private or secret key (decrypt, sign, mac, unwrap). */
-  secret: CryptoKey;
+  /** Software private or secret key (decrypt, sign, mac, unwrap); absent for public-only or HSM material. */
+  secret?: CryptoKey;
   /** Public key of asymmetric material (encrypt, verify). */
   public?: CryptoKey;
   /** The public JWK of asymmetric material, for export. */
   publicJwk?: JWK;
+  /** The token object that holds the private/secret key, for HSM material. */
+  token?: { objects: TokenKeyObjects; object: TokenObject };
+}
+
+/** Imports a public JWK (HSM versions keep theirs in the database) for encrypt and verify. */
+export async function importPublic(s: AlgorithmSpec, jwk: JWK): Promise<UsableKey> {
+  const pub = publicJwk(jwk);
+  return { public: (await importJWK(pub, s.jose, { extractable: true })) as CryptoKey, publicJwk: pub };
 }
 
 /** Imports sealed-and-opened material as non-extractable CryptoKeys for its algorithm. */
 export async function importMaterial(s: AlgorithmSpec, jwk: JWK): Promise<UsableKey> {
   if (s.asymmetric) {
-    const secret = (await importJWK(jwk, s.jose, { extractable: false })) as CryptoKey;
-    const pub = publicJwk(jwk);
-    const publicKey = (await importJWK(pub, s.jose, { extractable: true })) as CryptoKey;
-    return { secret, public: publicKey, publicJwk: pub };
+    const pub = await importPublic(s, jwk);
+    if (!hasPrivateMembers(jwk)) return pub; // public-only import
+    return { ...pub, secret: (await importJWK(jwk, s.jose, { extractable: false })) as CryptoKey };
   }
   const raw = decodeBase64url(jwk.k ?? "");
   try {

@@ -33,6 +33,8 @@ function expectedShape(s: AlgorithmSpec): { kty: string; crv?: string[]; octByte
       return { kty: "EC", crv: ["P-256"] };
     case "ES384":
       return { kty: "EC", crv: ["P-384"] };
+    case "ES512":
+      return { kty: "EC", crv: ["P-521"] };
     case "EdDSA":
       return { kty: "OKP", crv: ["Ed25519"] };
     case "ECDH-ES":

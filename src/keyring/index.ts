@@ -22,6 +22,7 @@ export {
   type UpdateElasticKey,
 } from "./keyring.ts";
 export { keyringMigrations } from "./migrations.ts";
+export { KeyringHsm, algorithmNotInHsm, tokenObjectLabel, tokenSpecOf, type HsmMaterialDoc } from "./hsm.ts";
 export { KeyringStore, type ElasticKeyRow, type MaterialKeyRow, type KeyringDb } from "./store.ts";
 export { canonicalJson } from "./canonical.ts";
 export { Lru } from "./lru.ts";

@@ -6,6 +6,11 @@
  * Guarantees:
  * - Material is stored only barrier-encrypted, its context naming tenant, key and version,
  *   so sealed material moved to another row does not open.
+ * - With an HSM (`opts.hsm`), every new version of an algorithm the token can hold is generated
+ *   in (or imported into) the token as a sensitive, non-extractable object; its row holds only
+ *   the sealed reference and public JWK (origin `hsm` / `hsm-imported`), never private or secret
+ *   bytes. Other algorithms are refused (`algorithm_not_in_hsm`) unless `softwareFallback`.
+ *   Purging a key destroys its token objects.
  * - Opened material lives only as non-extractable CryptoKeys in a bounded LRU; material
  *   versions never change once written, so the cache needs no invalidation but purge.
  * - Every lookup is tenant-scoped: another tenant's key is "not found", never "forbidden".
@@ -17,12 +22,19 @@ import type { Kysely } from "kysely";
 import type { JWK } from "jose";
 import type { DataProtector } from "../service/context.ts";
 import { AppError, notFound } from "../service/errors.ts";
-import { algorithmSpec, generateMaterial, importMaterial, type AlgorithmSpec, type KeyPurpose, type UsableKey } from "./algorithms.ts";
+import { algorithmSpec, generateMaterial, hasPrivateMembers, importMaterial, importPublic, type AlgorithmSpec, type KeyPurpose, type UsableKey } from "./algorithms.ts";
+import { KeyringHsm, algorithmNotInHsm, type HsmMaterialDoc } from "./hsm.ts";
+import { TokenKeyObjects } from "../crypto/pkcs11/keyring-objects.ts";
+import type { Pkcs11Provider } from "../crypto/pkcs11/provider.ts";
 import { Lru } from "./lru.ts";
 import { KeyringStore, type ElasticKeyRow, type KeyringDb, type MaterialKeyRow } from "./store.ts";
 
 export type KeyStatus = "enabled" | "disabled" | "pending_deletion";
 export type MaterialOrigin = "generated" | "imported";
+/** The origin column: where the material was made and where it lives. */
+type StoredOrigin = MaterialOrigin | "hsm" | "hsm-imported";
+const VIEW_ORIGIN: Record<string, MaterialOrigin> = { generated: "generated", imported: "imported", hsm: "generated", "hsm-imported": "imported" };
+const IN_TOKEN = new Set(["hsm", "hsm-imported"]);
 
 /** A material key as shown to callers: never the material. */
 export interface MaterialKey {
@@ -121,12 +133,25 @@ export interface KeyringOptions {
   cacheSize?: number;
   /** Clock, for tests of scheduled rotation and deletion. */
   now?: () => Date;
+  /** The HSM: new material of every algorithm it can hold is generated and kept there. */
+  hsm?: Pkcs11Provider;
+  /** With an HSM, whether algorithms it cannot hold may still have (barrier-sealed) software keys. */
+  softwareFallback?: boolean;
+}
+
+/** A sealed material row, and how to undo what was made for it outside the database. */
+interface SealedMaterial {
+  row: MaterialKeyRow;
+  discard: () => Promise<void>;
 }
 
 export class Keyring {
   readonly store: KeyringStore;
   private readonly cache: Lru<string, Promise<UsableKey>>;
   private readonly now: () => Date;
+  /** The token keeping new material, when an HSM is configured. */
+  readonly hsm?: KeyringHsm;
+  private readonly softwareFallback: boolean;
 
   constructor(
     db: Kysely<any>,
@@ -136,6 +161,8 @@ export class Keyring {
     this.store = new KeyringStore(db as Kysely<KeyringDb>);
     this.cache = new Lru(opts.cacheSize ?? 1000);
     this.now = opts.now ?? (() => new Date());
+    this.hsm = opts.hsm ? new KeyringHsm(new TokenKeyObjects(opts.hsm)) : undefined;
+    this.softwareFallback = opts.softwareFallback ?? false;
   }
 
   private view(row: ElasticKeyRow, versions?: Array<Omit<MaterialKeyRow, "material">>): ElasticKey {
@@ -157,18 +184,43 @@ export class Keyring {
       updated_at: row.updated_at,
     };
     if (versions) {
-      v.versions = versions.map((m) => ({ version: m.version, kid: kidOf(m.key_id, m.version), created_at: m.created_at, retired_at: m.retired_at, origin: m.origin as MaterialOrigin }));
+      v.versions = versions.map((m) => ({ version: m.version, kid: kidOf(m.key_id, m.version), created_at: m.created_at, retired_at: m.retired_at, origin: VIEW_ORIGIN[m.origin] ?? "generated" }));
     }
     return v;
   }
 
-  /** Seals a version's material: the caller's (imported, already validated) or freshly generated. */
-  private async seal(tenant: string, id: string, version: number, spec: AlgorithmSpec, createdAt: string, supplied?: JWK): Promise<MaterialKeyRow> {
+  /**
+   * Makes and seals a version's material: the caller's (imported, already validated) or fresh.
+   * With an HSM that can hold the algorithm, private/secret material goes into the token and
+   * only its reference (and public JWK) is sealed; public-only imports have nothing secret.
+   */
+  private async seal(tenant: string, id: string, version: number, spec: AlgorithmSpec, createdAt: string, supplied?: JWK): Promise<SealedMaterial> {
+    const hasSecret = !supplied || hasPrivateMembers(supplied);
+    if (this.hsm && hasSecret) {
+      if (this.hsm.holds(spec, supplied)) {
+        const hsm = this.hsm;
+        const { doc, object } = supplied ? await hsm.import(spec, supplied, tenant, id, version) : await hsm.generate(spec, tenant, id, version);
+        const origin: StoredOrigin = supplied ? "hsm-imported" : "hsm";
+        try {
+          const row = await this.sealDoc(tenant, id, version, doc, origin, createdAt);
+          return { row, discard: () => hsm.discard(object) };
+        } catch (e) {
+          await hsm.discard(object).catch(() => undefined);
+          throw e;
+        }
+      }
+      if (!this.softwareFallback) throw algorithmNotInHsm(spec.name);
+    }
     const jwk = supplied ?? (await generateMaterial(spec));
-    const bytes = utf8.encode(JSON.stringify(jwk));
+    const row = await this.sealDoc(tenant, id, version, jwk, supplied ? "imported" : "generated", createdAt);
+    return { row, discard: async () => undefined };
+  }
+
+  private async sealDoc(tenant: string, id: string, version: number, doc: JWK | HsmMaterialDoc, origin: StoredOrigin, createdAt: string): Promise<MaterialKeyRow> {
+    const bytes = utf8.encode(JSON.stringify(doc));
     try {
       const material = await this.protector.encrypt(bytes, materialContext(tenant, id, version));
-      return { key_id: id, version, tenant, origin: supplied ? "imported" : "generated", material, created_at: createdAt, retired_at: null };
+      return { key_id: id, version, tenant, origin, material, created_at: createdAt, retired_at: null };
     } finally {
       bytes.fill(0);
     }
@@ -211,8 +263,9 @@ export class Keyring {
     };
     const material = await this.seal(tenant, id, 1, spec, iso, imported);
     try {
-      await this.store.insert(row, material);
+      await this.store.insert(row, material.row);
     } catch (e) {
+      await material.discard().catch(() => undefined);
       if (/UNIQUE|constraint/i.test(String((e as Error)?.message ?? e)) || (e as AppError)?.code === "conflict") {
         throw new AppError("conflict", `an elastic key named ${input.name} already exists`);
       }
@@ -284,10 +337,15 @@ export class Keyring {
     const iso = now.toISOString();
     const version = row.current_version + 1;
     const material = await this.seal(row.tenant, row.id, version, algorithmSpec(row.algorithm), iso, imported);
-    const ok = await this.store.addVersion(row.tenant, row.id, row.current_version, material, {
-      updated_at: iso,
-      next_rotation_at: this.nextRotation(now, row.rotation_period_s),
-    });
+    let ok = false;
+    try {
+      ok = await this.store.addVersion(row.tenant, row.id, row.current_version, material.row, {
+        updated_at: iso,
+        next_rotation_at: this.nextRotation(now, row.rotation_period_s),
+      });
+    } finally {
+      if (!ok) await material.discard().catch(() => undefined);
+    }
     if (!ok) throw new AppError("conflict", "the key was rotated concurrently; retry");
   }
 
@@ -303,11 +361,17 @@ export class Keyring {
         await this.rotateRow(row);
         rotated++;
       } catch (e) {
-        if ((e as AppError)?.code !== "conflict") throw e; // another instance rotated it
+        // Another instance rotated it; or the HSM cannot hold its algorithm (a fallback key after the fallback was turned off).
+        if ((e as AppError)?.code !== "conflict" && (e as AppError)?.code !== "algorithm_not_in_hsm") throw e;
       }
     }
     let purged = 0;
     for (const row of await this.store.dueForDeletion(iso, batch)) {
+      const inToken = (await this.store.versions(row.tenant, row.id)).filter((m) => IN_TOKEN.has(m.origin));
+      // Without the HSM its objects cannot be destroyed: the key waits for a sweep that has it.
+      if (inToken.length > 0 && !this.hsm) continue;
+      // Token objects first: if this fails the rows stay, and the next sweep tries again.
+      for (const m of inToken) await this.hsm!.destroyVersion(row.tenant, row.id, m.version);
       await this.store.purge(row.tenant, row.id);
       this.cache.deletePrefix(`${row.tenant}/${row.id}.`);
       purged++;
@@ -384,11 +448,19 @@ export class Keyring {
     if (!m) throw notFound("key version");
     const bytes = await this.protector.decrypt(m.material, materialContext(row.tenant, row.id, version));
     try {
+      if (IN_TOKEN.has(m.origin)) {
+        const doc = JSON.parse(utf8Decode.decode(bytes)) as HsmMaterialDoc;
+        if (!this.hsm) throw new AppError("unavailable", "this key version lives in an HSM, which is not configured");
+        const object = await this.hsm.open(spec, doc, row.tenant, row.id, version);
+        if (spec.asymmetric && !doc.public_jwk) throw new AppError("stored_material_corrupt", "an HSM key version has no public key stored");
+        const pub = spec.asymmetric ? await importPublic(spec, doc.public_jwk!) : {};
+        return { ...pub, token: { objects: this.hsm.objects, object } };
+      }
       const jwk = JSON.parse(utf8Decode.decode(bytes)) as JWK;
       try {
         return await importMaterial(spec, jwk);
       } finally {
-        for (const k of ["d", "p", "q", "dp", "dq", "qi", "k"] as const) delete jwk[k];
+        for (const k of ["d", "p", "q", "dp", "dq", "qi", "k", "priv"] as const) delete (jwk as Record<string, unknown>)[k];
       }
     } finally {
       bytes.fill(0);

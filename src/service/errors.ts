@@ -50,6 +50,7 @@ export const ERROR_STATUS = {
   import_not_allowed: 409,
   payload_too_large: 413,
   policy_rejected: 422,
+  algorithm_not_in_hsm: 422,
   certificate_rejected: 422,
   lint_failed: 422,
   unsupported_media_type: 415,

@@ -15,22 +15,13 @@ import { type EcCurve, type HashAlg, type TokenKey, rawKey } from "../../src/cry
 import { Pkcs11Provider } from "../../src/crypto/pkcs11/index.ts";
 import { createWebCryptoProvider } from "../../src/crypto/webcrypto.ts";
 import { setupSoftHsm, type SoftHsm, type SoftHsmToken } from "../support/softhsm.ts";
+import { appError } from "../support/app-error.ts";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const vectors = (name: string) => JSON.parse(readFileSync(join(here, "../vectors/wycheproof", name), "utf8"));
 const fromHex = (h: string) => new Uint8Array(Buffer.from(h, "hex"));
 const toHex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
-/** Resolves to the AppError a promise rejects with (fails the test if it resolves). */
-async function appError(p: Promise<unknown>): Promise<AppError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(AppError);
-    return e as AppError;
-  }
-  throw new Error("expected an AppError, got a result");
-}
 
 const hsm: SoftHsm | undefined = await setupSoftHsm();
 

@@ -11,18 +11,10 @@ import { Pkcs11Provider } from "../../src/crypto/pkcs11/index.ts";
 import { createWasmProvider } from "../../src/crypto/wasm-provider.ts";
 import { createWebCryptoProvider } from "../../src/crypto/webcrypto.ts";
 import { setupSoftHsm } from "../support/softhsm.ts";
+import { appError } from "../support/app-error.ts";
 
 const rand = (n: number) => crypto.getRandomValues(new Uint8Array(n));
 
-async function appError(p: Promise<unknown>): Promise<AppError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(AppError);
-    return e as AppError;
-  }
-  throw new Error("expected an AppError, got a result");
-}
 
 /** Records `provider.op` for every operation a provider runs, then runs it for real. */
 function recorded(p: CryptoProvider, log: string[]): CryptoProvider {

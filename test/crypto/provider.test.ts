@@ -14,6 +14,7 @@ import { AppError } from "../../src/service/errors.ts";
 import { type CryptoProvider, type EcCurve, type HashAlg, type TokenKey, rawKey } from "../../src/crypto/provider.ts";
 import { createWasmProvider } from "../../src/crypto/wasm-provider.ts";
 import { createWebCryptoProvider } from "../../src/crypto/webcrypto.ts";
+import { appError } from "../support/app-error.ts";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const vectors = (name: string) => JSON.parse(readFileSync(join(here, "../vectors/wycheproof", name), "utf8"));
@@ -21,15 +22,6 @@ const fromHex = (h: string) => new Uint8Array(Buffer.from(h, "hex"));
 const toHex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const noble = { "P-256": p256, "P-384": p384 } as const;
 
-async function appError(p: Promise<unknown>): Promise<AppError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(AppError);
-    return e as AppError;
-  }
-  throw new Error("expected an AppError, got a result");
-}
 
 /** An in-memory EC private key from a scalar, with its public point computed by @noble/curves (memoized: vectors reuse scalars). */
 const publicOf = new Map<string, Uint8Array>();

@@ -6,10 +6,11 @@ import { normalizeImportedJwk } from "../../src/keyring/import.ts";
 
 describe("app config", () => {
   test("defaults", () => {
-    expect(parseJoseConfig(undefined)).toEqual({ jwks_max_age_s: 300, jwt_max_ttl_s: 86_400, rotation_check_s: 60, key_cache_size: 1000, jwks_max_keys: 1000 });
+    expect(parseJoseConfig(undefined)).toEqual({ jwks_max_age_s: 300, jwt_max_ttl_s: 86_400, rotation_check_s: 60, key_cache_size: 1000, jwks_max_keys: 1000, keyring_software_fallback: false });
+    expect(parseJoseConfig({ keyring_software_fallback: true }).keyring_software_fallback).toBe(true);
   });
   test("bad values name the key", () => {
-    for (const [cfg, key] of [[{ jwks_max_age_s: -1 }, "app.jwks_max_age_s"], [{ jwt_max_ttl_s: "x" }, "app.jwt_max_ttl_s"], [{ typo: 1 }, "app"]] as const) {
+    for (const [cfg, key] of [[{ jwks_max_age_s: -1 }, "app.jwks_max_age_s"], [{ jwt_max_ttl_s: "x" }, "app.jwt_max_ttl_s"], [{ keyring_software_fallback: "yes" }, "app.keyring_software_fallback"], [{ typo: 1 }, "app"]] as const) {
       let err: { code?: string; message?: string } = {};
       try {
         parseJoseConfig(cfg);

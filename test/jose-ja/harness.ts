@@ -29,9 +29,10 @@ async function read(res: Response): Promise<Res> {
   return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
 }
 
-export async function startJose(overrides?: (c: ServiceConfig) => void): Promise<Jose> {
+/** `root`: a data root to reuse (a restart over the same database). */
+export async function startJose(overrides?: (c: ServiceConfig) => void, opts: { root?: string } = {}): Promise<Jose> {
   const issuer = await startTestIssuer({ audience: "jose-ja" });
-  const svc = await startTestService(joseJa, { issuer, overrides });
+  const svc = await startTestService(joseJa, { issuer, overrides, root: opts.root });
   const tokens = new Map<string, string>();
   const token = async (tenant: string, scope = ALL_SCOPES, sub = `user-of-${tenant}`) => {
     const k = `${tenant} ${scope} ${sub}`;

@@ -40,13 +40,13 @@ describe("keyring", () => {
     expect(k.tags).toEqual(["a", "b"]);
     const v1 = await ring.current("t1", k.id, ["encrypt"]);
     expect(v1.kid).toBe(`${k.id}.v1`);
-    const jwe = await new CompactEncrypt(new TextEncoder().encode("hi")).setProtectedHeader({ alg: "dir", enc: "A256GCM", kid: v1.kid }).encrypt(v1.usable.secret);
+    const jwe = await new CompactEncrypt(new TextEncoder().encode("hi")).setProtectedHeader({ alg: "dir", enc: "A256GCM", kid: v1.kid }).encrypt(v1.usable.secret!);
     for (let i = 0; i < 3; i++) await ring.rotate("t1", k.id);
     const after = await ring.get("t1", k.id);
     expect(after.current_version).toBe(4);
     expect(after.versions!.map((v) => v.retired_at === null)).toEqual([false, false, false, true]);
     const old = await ring.version("t1", k.id, 1, ["encrypt"]);
-    expect(new TextDecoder().decode((await compactDecrypt(jwe, old.usable.secret)).plaintext)).toBe("hi");
+    expect(new TextDecoder().decode((await compactDecrypt(jwe, old.usable.secret!)).plaintext)).toBe("hi");
     await ring.update("t1", k.id, { min_decryption_version: 2 });
     await expect(ring.version("t1", k.id, 1, ["encrypt"])).rejects.toMatchObject({ code: "key_version_below_minimum" });
     await expect(ring.update("t1", k.id, { min_decryption_version: 9 })).rejects.toMatchObject({ code: "validation_failed" });
@@ -59,7 +59,7 @@ describe("keyring", () => {
     await expect(ring.create("t1", { name: "sig", algorithm: "ES256" })).rejects.toMatchObject({ code: "conflict" });
     await expect(ring.current("t1", k.id, ["encrypt"])).rejects.toMatchObject({ code: "key_purpose_mismatch" });
     const cur = await ring.current("t1", k.id, ["sign"]);
-    const jws = await new CompactSign(new Uint8Array([1, 2])).setProtectedHeader({ alg: "EdDSA", kid: cur.kid }).sign(cur.usable.secret);
+    const jws = await new CompactSign(new Uint8Array([1, 2])).setProtectedHeader({ alg: "EdDSA", kid: cur.kid }).sign(cur.usable.secret!);
     expect((await compactVerify(jws, cur.usable.public!)).protectedHeader.kid).toBe(cur.kid);
 
     await ring.disable("t1", k.id);

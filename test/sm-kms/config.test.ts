@@ -5,10 +5,11 @@ import { b64u, fromB64u } from "../../apps/sm-kms/domain.ts";
 
 describe("app config", () => {
   test("defaults", () => {
-    expect(parseKmsConfig(undefined)).toEqual({ batch_max: 100, rotation_check_s: 60, key_cache_size: 1000 });
+    expect(parseKmsConfig(undefined)).toEqual({ batch_max: 100, rotation_check_s: 60, key_cache_size: 1000, keyring_software_fallback: false });
+    expect(parseKmsConfig({ keyring_software_fallback: true }).keyring_software_fallback).toBe(true);
   });
   test("bad values name the key", () => {
-    for (const [cfg, key] of [[{ batch_max: 0 }, "app.batch_max"], [{ rotation_check_s: "x" }, "app.rotation_check_s"], [{ typo: 1 }, "app"]] as const) {
+    for (const [cfg, key] of [[{ batch_max: 0 }, "app.batch_max"], [{ rotation_check_s: "x" }, "app.rotation_check_s"], [{ keyring_software_fallback: 1 }, "app.keyring_software_fallback"], [{ typo: 1 }, "app"]] as const) {
       let err: { code?: string; message?: string } = {};
       try {
         parseKmsConfig(cfg);

@@ -16,9 +16,10 @@ export interface Kms {
   stop: () => Promise<void>;
 }
 
-export async function startKms(overrides?: (c: ServiceConfig) => void): Promise<Kms> {
+/** `root`: a data root to reuse (a restart over the same database). */
+export async function startKms(overrides?: (c: ServiceConfig) => void, opts: { root?: string } = {}): Promise<Kms> {
   const issuer = await startTestIssuer({ audience: "sm-kms" });
-  const svc = await startTestService(smKms, { issuer, overrides });
+  const svc = await startTestService(smKms, { issuer, overrides, root: opts.root });
   const tokens = new Map<string, string>();
   const token = async (tenant: string, scope = ALL_SCOPES) => {
     const k = `${tenant} ${scope}`;

@@ -4,3 +4,4 @@
  */
 export { type Pkcs11Config, type Pkcs11StartFailure, DEFAULT_PKCS11_MODULE } from "./config.ts";
 export { Pkcs11Provider, openPkcs11Provider } from "./provider.ts";
+export { TokenKeyObjects, type TokenCurve, type TokenKeySpec, type TokenObject, type TokenObjectRef, type TokenSignAlg } from "./keyring-objects.ts";

@@ -13,7 +13,7 @@
  * ECDSA signs a digest computed outside the token (CKM_ECDSA): SoftHSM2 lacks CKM_ECDSA_SHA*,
  * and the message is not secret. Signatures are P1363 (r ‖ s), as CKM_ECDSA returns them.
  */
-import type { ECDH1, Handle, Mechanism, Template } from "pkcs11js";
+import type { ECDH1, Handle, Mechanism, PKCS11, Template } from "pkcs11js";
 import { AppError } from "../../service/errors.ts";
 import {
   type AesBits,
@@ -152,6 +152,24 @@ export class Pkcs11Provider implements CryptoProvider {
 
   private get p11() {
     return this.module.p11;
+  }
+
+  /**
+   * Runs `fn` with exclusive use of one logged-in session, for the keyring's token objects
+   * (`keyring-objects.ts`), which need mechanisms beyond the `CryptoProvider` interface.
+   */
+  withSession<T>(fn: (session: Handle, p11: PKCS11, P: Pkcs11Lib) => T | Promise<T>): Promise<T> {
+    return this.pool.use((s) => fn(s, this.p11, this.P));
+  }
+
+  /** The pkcs11js module: its CKA_/CKM_/CKO_ constants. */
+  get lib(): Pkcs11Lib {
+    return this.P;
+  }
+
+  /** Whether the token lists mechanism `mechanism` (a CKM_* value). */
+  hasMechanism(mechanism: number): boolean {
+    return this.mechanisms.has(mechanism);
   }
 
   constantTime(_op: CryptoOp): boolean {
