@@ -12,7 +12,8 @@
  */
 import type { JWK } from "jose";
 import { AppError } from "../service/errors.ts";
-import { algorithmSpec, importMaterial, type AlgorithmSpec } from "./algorithms.ts";
+import { algorithmSpec, importMaterial, isMlKem, type AlgorithmSpec } from "./algorithms.ts";
+import { validateMlKemJwk, type MlKemAlg } from "./pq-kem.ts";
 import { decodeBase64url } from "./base64url.ts";
 import { keyPendingDeletion, type ElasticKey, type Keyring } from "./keyring.ts";
 
@@ -65,6 +66,13 @@ function expectedShape(s: AlgorithmSpec): { kty: string; crv?: string[]; octByte
  */
 export async function normalizeImportedJwk(algorithm: string, input: Record<string, unknown>): Promise<{ jwk: JWK; isPrivate: boolean; spec: AlgorithmSpec }> {
   const spec = algorithmSpec(algorithm);
+  if (isMlKem(spec)) {
+    // AKP keys: pq-kem.ts checks sizes, the key's alg, and that pub is the one priv derives.
+    if (input.use !== undefined && input.use !== "enc") throw invalid("use must be enc");
+    const key = validateMlKemJwk(input, spec.jose as MlKemAlg) as unknown as Record<string, unknown>;
+    const jwk: JWK = { kty: "AKP", alg: spec.jose, pub: key.pub as string, ...(typeof key.priv === "string" ? { priv: key.priv } : {}) } as JWK;
+    return { jwk, isPrivate: typeof key.priv === "string", spec };
+  }
   const shape = expectedShape(spec);
   if (input.kty !== shape.kty) throw invalid(`${spec.name} needs kty ${shape.kty}`);
   if (shape.crv && !shape.crv.includes(input.crv as string)) throw invalid(`${spec.name} needs crv ${shape.crv.join(" or ")}`);

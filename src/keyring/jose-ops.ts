@@ -16,7 +16,8 @@
  *   encrypt to a public key) stay `jose`'s with the public JWK. MACs and tags are compared in
  *   constant time. Outputs are standard JWS/JWE that `jose` verifies and decrypts.
  */
-import { contentEncryptions, type AlgorithmSpec, type ContentEncryption, type KeyPurpose, type UsableKey } from "./algorithms.ts";
+import { contentEncryptions, isMlKem, type AlgorithmSpec, type ContentEncryption, type KeyPurpose, type UsableKey } from "./algorithms.ts";
+import { decryptMlKem, encryptMlKem, type FlattenedMlKemJwe, type MlKemAlg, type MlKemEnc, type MlKemPublicJwk } from "./pq-kem.ts";
 import {
   CompactEncrypt,
   CompactSign,
@@ -77,7 +78,7 @@ export function protectedHeaderOf(jose: string | FlattenedJWE, parts: 3 | 5, wha
 
 /** Whether the version can sign / decrypt / mac (it holds a private or secret key, in software or a token). */
 export function hasPrivate(active: ActiveVersion): boolean {
-  return active.usable.secret !== undefined || active.usable.token !== undefined;
+  return active.usable.secret !== undefined || active.usable.token !== undefined || active.usable.kem !== undefined;
 }
 
 type Token = { objects: TokenKeyObjects; object: TokenObject };
@@ -197,6 +198,7 @@ export type FlattenedJweOut = { protected: string; encrypted_key?: string; iv: s
 export async function encryptJwe(active: ActiveVersion, plaintext: Uint8Array, opts: EncryptOptions = {}): Promise<string | FlattenedJweOut> {
   const enc = opts.enc ?? active.spec.enc!;
   if (!contentEncryptions(active.spec).includes(enc)) throw new AppError("validation_failed", `enc ${enc} is not available for ${active.spec.name} keys`);
+  if (isMlKem(active.spec)) return encryptMlKemJwe(active, plaintext, enc, opts);
   const header: Record<string, string> = { ...opts.header, alg: active.spec.jose, enc, kid: active.kid };
   const key = publicOf(active);
   if (key) {
@@ -210,6 +212,14 @@ export async function encryptJwe(active: ActiveVersion, plaintext: Uint8Array, o
   const token = active.usable.token;
   if (!token) throw keyPublicOnly();
   return encryptWithToken(active, token, plaintext, enc, header, opts);
+}
+
+/** ML-KEM versions: the JWE is pq-kem.ts's (draft-ietf-jose-pqc-kem), to the public key. */
+async function encryptMlKemJwe(active: ActiveVersion, plaintext: Uint8Array, enc: ContentEncryption, opts: EncryptOptions): Promise<string | FlattenedJweOut> {
+  const pub = active.usable.publicJwk as MlKemPublicJwk;
+  const base = { alg: active.spec.jose as MlKemAlg, enc: enc as MlKemEnc, kid: active.kid, header: opts.header };
+  if (opts.format === "json") return (await encryptMlKem(pub, plaintext, { ...base, aad: opts.aad, format: "flattened" })) as FlattenedJweOut;
+  return encryptMlKem(pub, plaintext, base);
 }
 
 /** dir, A256KW and A256GCMKW with the key in the token: the JWE is assembled here. */
@@ -264,6 +274,11 @@ export function openJwe(active: ActiveVersion, jwe: string | FlattenedJWE): Prom
  * algorithm and opened keys, software or in the token.
  */
 export async function openJweWith(active: { spec: AlgorithmSpec; usable: UsableKey }, jwe: string | FlattenedJWE): Promise<Uint8Array> {
+  if (isMlKem(active.spec)) {
+    if (!active.usable.kem) throw keyPublicOnly();
+    const accepted = { algorithms: [active.spec.jose as MlKemAlg], encryptionAlgorithms: contentEncryptions(active.spec) as readonly MlKemEnc[] };
+    return decryptMlKem(active.usable.kem, jwe as string | FlattenedMlKemJwe, accepted);
+  }
   const key = privateOf(active);
   if (key.token) return openWithToken(active, key.token, jwe as string | FlattenedJweInput);
   const opts = { keyManagementAlgorithms: [active.spec.jose], contentEncryptionAlgorithms: [...contentEncryptions(active.spec)] };
