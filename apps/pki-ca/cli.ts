@@ -2,19 +2,32 @@
  * The offline root ceremony CLI of pki-ca.
  *
  *   bun run apps/pki-ca/cli.ts root init --dir DIR --cn NAME [--key-type P-384|P-256|RSA-4096] [--days 7300] [--path-len N] --passphrase-file FILE
- *   bun run apps/pki-ca/cli.ts root sign --dir DIR --passphrase-file FILE --csr issuing.csr.pem --out issuing.crt.pem [--days 1825] [--path-len 0]
+ *   bun run apps/pki-ca/cli.ts root init --dir DIR --cn NAME [--key-type P-384|P-256] [--days 7300] [--path-len N] --hsm-module M --hsm-token LABEL --hsm-pin-file F [--hsm-key-label L]
+ *   bun run apps/pki-ca/cli.ts root sign --dir DIR (--passphrase-file FILE | --hsm-module M --hsm-pin-file F [--hsm-token LABEL]) --csr issuing.csr.pem --out issuing.crt.pem [--days 1825] [--path-len 0]
  *
- * Exit codes: 0 done, 2 refused (bad arguments, missing file, wrong passphrase, bad CSR,
- * existing output), 1 an unexpected fault. Errors are one line on stderr, never a stack.
- * The root key lives in a passphrase-encrypted PKCS#8 file; an HSM-held root is not supported yet.
+ * Exit codes: 0 done, 2 refused (bad arguments, missing file, wrong passphrase or PIN, bad
+ * CSR, existing output or key label), 1 an unexpected fault. Errors are one line on stderr,
+ * never a stack. The root key lives in a passphrase-encrypted PKCS#8 file, or (with the
+ * --hsm-* flags) inside a PKCS#11 token as a non-extractable key (ceremony/hsm-root.ts).
  */
 import { readFile } from "node:fs/promises";
 import { AppError } from "../../src/service/errors.ts";
 import { assertAbsent, KEY_FILE_DESCRIPTION, readPassphrase, ROOT_KEY_TYPES, rootInit, rootSign, writeNewFile, type RootKeyType } from "./ceremony/root.ts";
+import { rootInitHsm, rootSignHsm, type HsmAccess } from "./ceremony/hsm-root.ts";
 
 const USAGE = `usage:
   cli.ts root init --dir DIR --cn NAME [--key-type P-384|P-256|RSA-4096] [--days 7300] [--path-len N] --passphrase-file FILE
-  cli.ts root sign --dir DIR --passphrase-file FILE --csr CSR.pem --out CERT.pem [--days 1825] [--path-len 0]`;
+  cli.ts root init --dir DIR --cn NAME [--key-type P-384|P-256] [--days 7300] [--path-len N] --hsm-module M --hsm-token LABEL --hsm-pin-file F [--hsm-key-label L]
+  cli.ts root sign --dir DIR (--passphrase-file FILE | --hsm-module M --hsm-pin-file F [--hsm-token LABEL]) --csr CSR.pem --out CERT.pem [--days 1825] [--path-len 0]`;
+const HSM_FLAGS = ["hsm-module", "hsm-token", "hsm-pin-file"];
+
+/** The HSM access the flags name, or undefined when none is given; passphrase and HSM exclude each other. */
+function hsmAccess(f: Map<string, string>, tokenRequired: boolean): HsmAccess | undefined {
+  const given = [...HSM_FLAGS, "hsm-key-label"].filter((n) => f.has(n));
+  if (given.length === 0) return undefined;
+  if (f.has("passphrase-file")) throw new UsageError("--passphrase-file and --hsm-* exclude each other");
+  return { modulePath: required(f, "hsm-module"), tokenLabel: tokenRequired ? required(f, "hsm-token") : f.get("hsm-token"), pinFile: required(f, "hsm-pin-file") };
+}
 
 class UsageError extends Error {}
 
@@ -56,11 +69,27 @@ async function run(argv: string[]): Promise<void> {
   const [group, cmd, ...rest] = argv;
   if (group !== "root" || (cmd !== "init" && cmd !== "sign")) throw new UsageError(group === undefined ? "no command given" : `unknown command ${[group, cmd].filter(Boolean).join(" ")}`);
   if (cmd === "init") {
-    const f = parseFlags(rest, ["dir", "cn", "key-type", "days", "path-len", "passphrase-file"]);
+    const f = parseFlags(rest, ["dir", "cn", "key-type", "days", "path-len", "passphrase-file", ...HSM_FLAGS, "hsm-key-label"]);
     const keyType = f.get("key-type") ?? "P-384";
     if (!(ROOT_KEY_TYPES as readonly string[]).includes(keyType)) throw new UsageError(`--key-type must be one of ${ROOT_KEY_TYPES.join(", ")}`);
     const dir = required(f, "dir");
     const cn = required(f, "cn");
+    const hsm = hsmAccess(f, true);
+    if (hsm) {
+      const r = await rootInitHsm({ dir, cn, keyType: keyType as RootKeyType, days: int(f, "days"), pathLen: int(f, "path-len"), hsm, keyLabel: f.get("hsm-key-label") });
+      printResult(
+        [
+          ["root certificate", r.certPath],
+          ["root key", `token '${r.token}', key label '${r.keyLabel}' (non-extractable, in the HSM)`],
+          ["subject", r.subject],
+          ["serial", r.serial],
+          ["not after", r.notAfter.toISOString()],
+        ],
+        r.fingerprints,
+      );
+      return;
+    }
+    if (!f.has("passphrase-file")) throw new UsageError("--passphrase-file, or --hsm-module, --hsm-token and --hsm-pin-file, is required");
     const passphrase = await readPassphrase(required(f, "passphrase-file"), { forNewKey: true });
     try {
       const r = await rootInit({ dir, cn, keyType: keyType as RootKeyType, days: int(f, "days"), pathLen: int(f, "path-len"), passphrase });
@@ -79,7 +108,7 @@ async function run(argv: string[]): Promise<void> {
     }
     return;
   }
-  const f = parseFlags(rest, ["dir", "passphrase-file", "csr", "out", "days", "path-len"]);
+  const f = parseFlags(rest, ["dir", "passphrase-file", "csr", "out", "days", "path-len", ...HSM_FLAGS]);
   const dir = required(f, "dir");
   const out = required(f, "out");
   const csrPath = required(f, "csr");
@@ -90,9 +119,12 @@ async function run(argv: string[]): Promise<void> {
     throw new AppError("not_found", `cannot read CSR ${csrPath}${(e as { code?: string }).code === "ENOENT" ? ": no such file" : ""}`);
   }
   await assertAbsent(out);
-  const passphrase = await readPassphrase(required(f, "passphrase-file"));
+  const hsm = hsmAccess(f, false);
+  if (!hsm && !f.has("passphrase-file")) throw new UsageError("--passphrase-file, or --hsm-module and --hsm-pin-file, is required");
+  const passphrase = hsm ? new Uint8Array(0) : await readPassphrase(required(f, "passphrase-file"));
   try {
-    const r = await rootSign({ dir, passphrase, csrPem, days: int(f, "days"), pathLen: int(f, "path-len") });
+    const opts = { dir, csrPem, days: int(f, "days"), pathLen: int(f, "path-len") };
+    const r = hsm ? await rootSignHsm({ ...opts, hsm }) : await rootSign({ ...opts, passphrase });
     await writeNewFile(out, r.pem);
     printResult(
       [

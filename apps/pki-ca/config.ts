@@ -8,12 +8,22 @@ import { WebhookSchema } from "./webhooks.ts";
 import { AppError } from "../../src/service/errors.ts";
 import type { ServiceConfig } from "../../src/service/config.ts";
 import { CA_KEY_TYPES, SUBJECT_KEY_TYPES } from "../../src/pki/signing.ts";
+import { CA_TRUE, extensionOid } from "./policy.ts";
 
 export const KEY_USAGES = ["digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment", "keyAgreement"] as const;
 export const EXTENDED_KEY_USAGES = ["serverAuth", "clientAuth", "codeSigning", "emailProtection", "timeStamping"] as const;
 
 const dnsPattern = v.pipe(v.string(), v.toLowerCase(), v.regex(/^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/, "a DNS name, optionally starting with *."));
 const cidr = v.pipe(v.string(), v.regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, "an IP range in CIDR form"));
+/** scheme://host[:port][/path]: host exact or `*.domain`, `*` in the path matches anything. */
+const uriPattern = v.pipe(
+  v.string(),
+  v.maxLength(512),
+  v.regex(/^[a-z][a-z0-9+.-]*:\/\/(\*\.)?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?(:\d{1,5})?(\/[!-~]*)?$/i, "a URI pattern scheme://host[:port][/path], host optionally *.domain, path may use *"),
+  v.check((s) => !s.includes("#") && !s.includes("?"), "a URI pattern without query or fragment"),
+);
+/** An extension by well-known name (see policy.ts EXTENSION_OIDS) or dotted OID. */
+const extensionRef = v.pipe(v.string(), v.check((s) => extensionOid(s) !== undefined, "a known extension name (e.g. subjectAltName, nameConstraints, basicConstraints:CA) or a dotted OID"));
 const domain = v.pipe(v.string(), v.toLowerCase(), v.regex(/^([a-z0-9-]+\.)+[a-z0-9-]+$/, "a domain name"));
 
 export const ProfileSchema = v.strictObject({
@@ -28,6 +38,12 @@ export const ProfileSchema = v.strictObject({
   dns: v.strictObject({ allow: v.array(dnsPattern), deny: v.optional(v.array(dnsPattern), []) }),
   ip_ranges: v.optional(v.array(cidr), []),
   email_domains: v.optional(v.array(domain), []),
+  /** URI SANs admitted by pattern, e.g. `spiffe://example.org/*`; none by default. */
+  uri: v.optional(v.strictObject({ allow: v.array(uriPattern) }), { allow: [] }),
+  /** Extensions the CSR must request (name or OID). */
+  required_extensions: v.optional(v.array(extensionRef), []),
+  /** Extensions the CSR must not request; `basicConstraints:CA` refuses only CA:TRUE. */
+  forbidden_extensions: v.optional(v.array(extensionRef), []),
   /** auto: issue when the policy passes; manual: queue for a `pki:approve` approver. */
   approval: v.optional(v.picklist(["auto", "manual"]), "auto"),
 });
@@ -49,6 +65,18 @@ export const PkiCaConfigSchema = v.strictObject({
    * large CRLs; relying parties that ignore deltas see the revocation at the next full CRL).
    */
   crl_full_on_revoke: v.optional(v.boolean(), true),
+  /**
+   * CRL shards per issuing CA, fixed when the CA is created (1: one unsharded CRL). Each
+   * certificate's CRLDP names shard `serial mod N` (`/pki/crl/<ca>-s<k>.crl`, delta
+   * `<ca>-s<k>-delta.crl`), a partitioned CRL with a critical issuingDistributionPoint; the
+   * complete CRL `/pki/crl/<ca>.crl` stays available.
+   */
+  crl_shards: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(256)), 1),
+  /** Validity of delegated OCSP responder certificates, and of the TSA certificate. */
+  responder_validity_hours: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(5 * 365 * 24)), 365 * 24),
+  tsa_validity_hours: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(10 * 365 * 24)), 5 * 365 * 24),
+  /** Responder and TSA certificates are renewed when less than this fraction of their validity remains. */
+  signer_renewal_fraction: v.optional(v.pipe(v.number(), v.minValue(0.01), v.maxValue(0.9)), 0.25),
   ocsp_validity_minutes: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(7 * 24 * 60)), 60),
   /** The TSA policy OID written into every time-stamp token; set your own arc in production. */
   tsa_policy: v.optional(v.pipe(v.string(), v.regex(/^[0-2](\.(0|[1-9]\d*)){1,30}$/, "an OID in dotted form")), "2.999.3161.1"),
@@ -88,6 +116,10 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
   for (const [name, p] of Object.entries(out.profiles)) {
     if (!out.issuing_cas.includes(p.issuing_ca)) throw new AppError("config_invalid", `app.profiles.${name}.issuing_ca: no issuing CA of type ${p.issuing_ca} is configured`);
     if (p.default_validity_days > p.max_validity_days) throw new AppError("config_invalid", `app.profiles.${name}.default_validity_days: exceeds max_validity_days`);
+    if (p.required_extensions.includes(CA_TRUE)) throw new AppError("config_invalid", `app.profiles.${name}.required_extensions: ${CA_TRUE} can only be forbidden`);
+    const forbidden = new Set(p.forbidden_extensions.filter((r) => r !== CA_TRUE).map((r) => extensionOid(r)));
+    const both = p.required_extensions.find((r) => forbidden.has(extensionOid(r)));
+    if (both) throw new AppError("config_invalid", `app.profiles.${name}.required_extensions: ${both} is also forbidden`);
   }
   const base = (out.base_url ?? config.server.public_url ?? `https://localhost:${config.server.port || 8443}`).replace(/\/+$/, "");
   return { ...out, base_url: base };

@@ -6,7 +6,9 @@
  * the profile's policy passes (or an approver approved a queued request whose
  * policy had passed), and the lint finds no violation. Certificates and requests
  * are read and changed only within the caller's tenant; OCSP and CRLs answer for
- * the whole instance, as relying parties cannot name a tenant.
+ * the whole instance, as relying parties cannot name a tenant. With CRL shards, a
+ * certificate's CRLDP names the shard of its serial (decided at issuance and stored), and
+ * each shard's CRL lists exactly the revoked certificates of that shard.
  */
 import type { WebhookEvent, WebhookNotifier } from "./webhooks.ts";
 import { AppError, notFound } from "../../src/service/errors.ts";
@@ -90,8 +92,23 @@ export interface RequestView {
 
 const bytesEqual = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
-/** Storage key suffix of a CA's delta CRL (not a valid CA id, so never a clash). */
+/** Storage key suffix of a scope's delta CRL (not a valid CA id, so never a clash). */
 const DELTA = "#delta";
+
+/** A CRL scope: an issuing CA's complete CRL, or (shard set) one partition of it. */
+interface CrlScope {
+  caId: string;
+  shard?: number;
+}
+/** The published name of a scope's CRL (before `.crl`). */
+const crlName = (s: CrlScope) => (s.shard === undefined ? s.caId : `${s.caId}-s${s.shard}`);
+/** The pki_crls key of a scope's full CRL; complete CRLs keep the CA id, as before sharding. */
+const crlStoreKey = (s: CrlScope) => (s.shard === undefined ? s.caId : `${s.caId}#s${s.shard}`);
+
+/** The CRL shard of a serial under a sharded CA (serial mod shard count), or undefined. */
+export function shardOf(ca: { crlShards: number }, serialHex: string): number | undefined {
+  return ca.crlShards > 1 ? Number(BigInt(`0x${serialHex}`) % BigInt(ca.crlShards)) : undefined;
+}
 /** How far before its base's thisUpdate a delta CRL still lists revocations (clock and commit races). */
 const DELTA_OVERLAP_MS = 5 * 60_000;
 const toEntry = (e: { serial: string; revoked_at: string | null; revocation_reason: number | null }) => ({
@@ -269,6 +286,7 @@ export class PkiCa {
     const notAfter = new Date(Math.min(now + validityDays * DAY_MS, Math.floor(ca.cert.notAfter.getTime() / 1000) * 1000));
     // 127 random bits; the primary key on serial turns the never-expected duplicate into a failed insert.
     const serial = presetSerial ?? randomSerialHex();
+    const shard = shardOf(ca, serial);
     const dns = effectiveDnsNames(p);
     const keyUsage = keyUsageFor(profile, p.keyType);
     const violations = lint({
@@ -276,7 +294,7 @@ export class PkiCa {
       notBefore,
       notAfter,
       maxValidityDays: profile.max_validity_days,
-      sanCount: dns.length + p.ips.length + p.emails.length,
+      sanCount: dns.length + p.ips.length + p.emails.length + p.uris.length,
       commonName: p.commonName,
       isCa: false,
       keyType: p.keyType,
@@ -284,13 +302,13 @@ export class PkiCa {
     });
     if (violations.length > 0) throw new AppError("lint_failed", "the certificate failed lint and was not signed", { status: 422, details: { reasons: violations } });
 
-    const names: x509.JsonGeneralName[] = [...dns.map((value) => ({ type: "dns" as const, value })), ...p.ips.map((value) => ({ type: "ip" as const, value })), ...p.emails.map((value) => ({ type: "email" as const, value }))];
+    const names: x509.JsonGeneralName[] = [...dns.map((value) => ({ type: "dns" as const, value })), ...p.ips.map((value) => ({ type: "ip" as const, value })), ...p.emails.map((value) => ({ type: "email" as const, value })), ...p.uris.map((value) => ({ type: "url" as const, value }))];
     const der = await signLeaf(ca, {
       serialHex: serial,
       csrDer: p.der,
       notBefore,
       notAfter,
-      extensions: [...(await this.fixedExtensions(ca, profileName, profile, keyUsage)), subjectAltNameDer({ dns, ips: p.ips.map((ip) => ipBytes(ip)!), emails: p.emails })],
+      extensions: [...(await this.fixedExtensions(ca, profileName, profile, keyUsage, shard)), subjectAltNameDer({ dns, ips: p.ips.map((ip) => ipBytes(ip)!), emails: p.emails, uris: p.uris })],
     });
     const row: CertificateRow = {
       serial,
@@ -298,7 +316,7 @@ export class PkiCa {
       ca_id: ca.id,
       profile: profileName,
       subject: p.subject,
-      sans: JSON.stringify(names.map((n) => `${n.type}:${n.value}`)),
+      sans: JSON.stringify(names.map((n) => `${n.type === "url" ? "uri" : n.type}:${n.value}`)),
       key_type: p.keyType,
       status: "valid",
       not_before: notBefore.toISOString(),
@@ -308,20 +326,21 @@ export class PkiCa {
       request_id: requestId,
       cert_der: der,
       created_at: new Date().toISOString(),
+      crl_shard: shard ?? null,
     };
     return row;
   }
 
-  /** The extensions every certificate of a profile and key usage shares, encoded once. */
-  private async fixedExtensions(ca: IssuingCa, profileName: string, profile: Profile, keyUsage: string[]): Promise<Uint8Array[]> {
-    const key = `${ca.id}|${profileName}|${keyUsage.join(",")}`;
+  /** The extensions every certificate of a profile, key usage and CRL shard shares, encoded once. */
+  private async fixedExtensions(ca: IssuingCa, profileName: string, profile: Profile, keyUsage: string[], shard: number | undefined): Promise<Uint8Array[]> {
+    const key = `${ca.id}|${profileName}|${keyUsage.join(",")}|${shard ?? ""}`;
     let exts = this.extensionCache.get(key);
     if (!exts) {
       const list: x509.Extension[] = [
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(keyUsage.reduce((f, u) => f | KU_FLAGS[u]!, 0), true),
         await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey),
-        new x509.CRLDistributionPointsExtension([this.crlUrl(ca.id)]),
+        new x509.CRLDistributionPointsExtension([this.crlUrl(ca.id, shard)]),
         new x509.AuthorityInfoAccessExtension({ ocsp: this.ocspUrl(), caIssuers: this.caIssuersUrl(ca.id) }),
       ];
       if (profile.extended_key_usage.length > 0) list.push(new x509.ExtendedKeyUsageExtension(profile.extended_key_usage.map((e) => EKU_OIDS[e]!), false));
@@ -331,8 +350,9 @@ export class PkiCa {
     return exts;
   }
 
-  crlUrl(caId: string): string {
-    return `${this.config.base_url}/pki/crl/${caId}.crl`;
+  /** The URL of an issuing CA's complete CRL, or of one shard's partitioned CRL. */
+  crlUrl(caId: string, shard?: number): string {
+    return `${this.config.base_url}/pki/crl/${crlName({ caId, shard })}.crl`;
   }
   ocspUrl(): string {
     return `${this.config.base_url}/pki/ocsp`;
@@ -377,29 +397,32 @@ export class PkiCa {
     if (!r) throw notFound("certificate");
     if (r.status === "revoked") throw new AppError("conflict", "the certificate is already revoked");
     if (!(await this.store.revoke(tenant, s, new Date().toISOString(), REVOCATION_REASONS[reason]))) throw new AppError("conflict", "the certificate is already revoked");
-    if (this.config.crl_full_on_revoke) await this.regenerateCrl(r.ca_id);
-    else await this.regenerateDelta(r.ca_id);
+    const shard = r.crl_shard ?? undefined;
+    if (this.config.crl_full_on_revoke) await this.regenerateCrl(r.ca_id, shard);
+    else await this.regenerateDelta(r.ca_id, shard);
+    // Sharded: the complete CRL (named only by the TSA certificate) learns of it through its delta.
+    if (shard !== undefined) await this.regenerateDelta(r.ca_id);
     // Every cached answer is re-signed now, so none says "good" for this certificate.
     await this.refreshOcsp({ all: true });
     this.emit("certificate.revoked", tenant, { ...this.certEvent(r), reason });
     return this.getCertificate(tenant, s);
   }
 
-  /** The URL of an issuing CA's delta CRL (named in its full CRLs). */
-  private deltaUrl(caId: string): string {
-    return `${this.config.base_url}/pki/crl/${caId}-delta.crl`;
+  /** The URL of a CRL scope's delta CRLs (named in its full CRLs). */
+  private deltaUrl(scope: CrlScope): string {
+    return `${this.config.base_url}/pki/crl/${crlName(scope)}-delta.crl`;
   }
 
-  /** Serializes CRL signing per CA, so full and delta CRL numbers only grow. */
-  private withCrlLock<T>(caId: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.crlLocks.get(caId) ?? Promise.resolve();
+  /** Serializes CRL signing per scope, so its full and delta CRL numbers only grow. */
+  private withCrlLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.crlLocks.get(key) ?? Promise.resolve();
     const next = prev.catch(() => undefined).then(fn);
-    this.crlLocks.set(caId, next);
+    this.crlLocks.set(key, next);
     return next;
   }
 
-  private async nextCrlNumber(caId: string): Promise<number> {
-    const [full, delta] = await Promise.all([this.store.crl(caId), this.store.crl(`${caId}${DELTA}`)]);
+  private async nextCrlNumber(key: string): Promise<number> {
+    const [full, delta] = await Promise.all([this.store.crl(key), this.store.crl(`${key}${DELTA}`)]);
     return Math.max(full?.number ?? 0, delta?.number ?? 0) + 1;
   }
 
@@ -433,40 +456,47 @@ export class PkiCa {
     return this.revoke(row.tenant, row.serial, "keyCompromise");
   }
 
-  /** Signs a fresh full CRL for one issuing CA, then a fresh (empty) delta over it. */
-  async regenerateCrl(caId: string): Promise<Uint8Array> {
-    const der = await this.withCrlLock(caId, async () => {
+  /**
+   * Signs a fresh full CRL for one issuing CA (its complete CRL, or with `shard` that shard's
+   * partitioned CRL), then a fresh delta over it.
+   */
+  async regenerateCrl(caId: string, shard?: number): Promise<Uint8Array> {
+    const scope = { caId, shard };
+    const key = crlStoreKey(scope);
+    const der = await this.withCrlLock(key, async () => {
       const ca = this.issuingById(caId);
       // thisUpdate is taken before the read: a delta over this base re-lists anything revoked near it.
       const thisUpdate = new Date();
-      const revoked = await this.store.revokedOf(caId);
+      const revoked = await this.store.revokedOf(caId, { shard });
       const nextUpdate = new Date(thisUpdate.getTime() + this.config.crl_validity_hours * 3_600_000);
-      const number = await this.nextCrlNumber(caId);
-      const crl = await signCrl(ca, revoked.map(toEntry), { number, thisUpdate, nextUpdate, freshestUrl: this.deltaUrl(caId) });
+      const number = await this.nextCrlNumber(key);
+      const crl = await signCrl(ca, revoked.map(toEntry), { number, thisUpdate, nextUpdate, freshestUrl: this.deltaUrl(scope), scopeUrl: shard === undefined ? undefined : this.crlUrl(caId, shard) });
       const bytes = new Uint8Array(crl.rawData);
-      await this.store.putCrl({ ca_id: caId, number, der: bytes, this_update: thisUpdate.toISOString(), next_update: nextUpdate.toISOString() });
+      await this.store.putCrl({ ca_id: key, number, der: bytes, this_update: thisUpdate.toISOString(), next_update: nextUpdate.toISOString() });
       return bytes;
     });
-    await this.regenerateDelta(caId);
+    await this.regenerateDelta(caId, shard);
     return der;
   }
 
-  /** Signs a delta CRL: revocations since the current full CRL (with a margin), over its number. */
-  async regenerateDelta(caId: string): Promise<Uint8Array> {
-    const base = await this.store.crl(caId);
-    if (!base) return (await this.regenerateCrl(caId), (await this.store.crl(`${caId}${DELTA}`))!.der);
-    return this.withCrlLock(caId, async () => {
+  /** Signs a delta CRL of a scope: revocations since its current full CRL (with a margin), over its number. */
+  async regenerateDelta(caId: string, shard?: number): Promise<Uint8Array> {
+    const scope = { caId, shard };
+    const key = crlStoreKey(scope);
+    const base = await this.store.crl(key);
+    if (!base) return (await this.regenerateCrl(caId, shard), (await this.store.crl(`${key}${DELTA}`))!.der);
+    return this.withCrlLock(key, async () => {
       const ca = this.issuingById(caId);
-      const current = (await this.store.crl(caId))!;
-      const since = new Date(current.this_update).getTime() - DELTA_OVERLAP_MS;
-      const revoked = (await this.store.revokedOf(caId)).filter((e) => new Date(e.revoked_at!).getTime() >= since);
+      const current = (await this.store.crl(key))!;
+      const since = new Date(new Date(current.this_update).getTime() - DELTA_OVERLAP_MS).toISOString();
+      const revoked = await this.store.revokedOf(caId, { shard, since });
       const thisUpdate = new Date();
       // A delta never outlives its base.
       const nextUpdate = new Date(Math.min(thisUpdate.getTime() + this.config.crl_validity_hours * 3_600_000, new Date(current.next_update).getTime()));
-      const number = await this.nextCrlNumber(caId);
-      const crl = await signCrl(ca, revoked.map(toEntry), { number, thisUpdate, nextUpdate, deltaOf: current.number });
+      const number = await this.nextCrlNumber(key);
+      const crl = await signCrl(ca, revoked.map(toEntry), { number, thisUpdate, nextUpdate, deltaOf: current.number, scopeUrl: shard === undefined ? undefined : this.crlUrl(caId, shard) });
       const bytes = new Uint8Array(crl.rawData);
-      await this.store.putCrl({ ca_id: `${caId}${DELTA}`, number, der: bytes, this_update: thisUpdate.toISOString(), next_update: nextUpdate.toISOString() });
+      await this.store.putCrl({ ca_id: `${key}${DELTA}`, number, der: bytes, this_update: thisUpdate.toISOString(), next_update: nextUpdate.toISOString() });
       return bytes;
     });
   }
@@ -478,22 +508,38 @@ export class PkiCa {
   }
 
   /**
-   * A CRL by its published name: `<ca>` (full, regenerated when missing or past its refresh
-   * time) or `<ca>-delta`.
+   * A CRL by its published name: `<ca>` (complete), `<ca>-s<k>` (shard k of a sharded CA),
+   * each with a `-delta` form. Full CRLs are regenerated when missing or past their refresh time.
    */
   async currentCrl(name: string): Promise<Uint8Array> {
-    const isDelta = name.endsWith("-delta");
-    const caId = isDelta ? name.slice(0, -"-delta".length) : name;
-    if (![...this.hierarchy.issuing.values()].some((c) => c.id === caId)) throw notFound("CRL");
-    const row = await this.store.crl(isDelta ? `${caId}${DELTA}` : caId);
+    const m = /^([a-z0-9-]+?)(?:-s(0|[1-9]\d{0,2}))?(-delta)?$/.exec(name);
+    const ca = m ? [...this.hierarchy.issuing.values()].find((c) => c.id === m[1]) : undefined;
+    const shard = m?.[2] === undefined ? undefined : Number(m[2]);
+    if (!m || !ca || (shard !== undefined && (ca.crlShards <= 1 || shard >= ca.crlShards))) throw notFound("CRL");
+    const isDelta = m[3] !== undefined;
+    const key = crlStoreKey({ caId: ca.id, shard });
+    const row = await this.store.crl(isDelta ? `${key}${DELTA}` : key);
     const refreshAt = row ? new Date(row.this_update).getTime() + this.config.crl_refresh_minutes * 60_000 : 0;
     if (row && Date.now() < refreshAt && Date.now() < new Date(row.next_update).getTime()) return row.der;
-    return isDelta ? this.regenerateDelta(caId) : this.regenerateCrl(caId);
+    return isDelta ? this.regenerateDelta(ca.id, shard) : this.regenerateCrl(ca.id, shard);
   }
 
-  /** Regenerates every issuing CA's CRL (the schedule). */
+  /** Regenerates every issuing CA's CRLs that are due: the complete one and each shard's (the schedule). */
   async refreshCrls(): Promise<void> {
-    for (const ca of this.hierarchy.issuing.values()) await this.currentCrl(ca.id);
+    for (const ca of this.hierarchy.issuing.values()) {
+      await this.currentCrl(ca.id);
+      for (let k = 0; ca.crlShards > 1 && k < ca.crlShards; k++) await this.currentCrl(crlName({ caId: ca.id, shard: k }));
+    }
+  }
+
+  /** Renewal of responder and TSA certificates (wired by the service; none without it). */
+  signerRenewal?: (now: number) => Promise<string[]>;
+
+  /** Renews responder and TSA certificates nearing expiry; after a responder renewal, every cached OCSP answer is re-signed. */
+  async renewSigners(now = Date.now()): Promise<string[]> {
+    const ids = (await this.signerRenewal?.(now)) ?? [];
+    if (ids.some((id) => id !== "tsa")) await this.refreshOcsp({ all: true });
+    return ids;
   }
 
   /**
@@ -554,11 +600,10 @@ export class PkiCa {
     if (!signer) return { status: 200, body: ocspErrorResponse(OCSPResponseStatus.unauthorized) };
     const now = new Date();
     const validity = this.config.ocsp_validity_minutes * 60_000;
-    const body = await signOcspResponse(
-      { keyType: signer.responder.keyType, key: signer.responder.key, cert: signer.responder.cert },
-      answers,
-      { now, nextUpdate: new Date(now.getTime() + validity), nonce: req.nonce },
-    );
+    const responder = { keyType: signer.responder.keyType, key: signer.responder.key, cert: signer.responder.cert };
+    // An answer never claims to be fresh beyond its responder certificate (renewed before that).
+    const nextUpdate = new Date(Math.min(now.getTime() + validity, responder.cert.notAfter.getTime()));
+    const body = await signOcspResponse(responder, answers, { now, nextUpdate, nonce: req.nonce });
     // Refreshed well before nextUpdate so relying parties never see a stale answer.
     if (key && !req.nonce) {
       if (this.ocspCache.size >= MAX_CACHED_OCSP) this.ocspCache.clear();

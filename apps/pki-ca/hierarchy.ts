@@ -10,7 +10,9 @@
  * id-pkix-ocsp-nocheck and no CA flag; the TSA certificate carries only a critical
  * id-kp-timeStamping. With app.root: external the root is offline (cli.ts ceremony) and
  * ceremony/external.ts builds the hierarchy from imported certificates, reusing the
- * responder and TSA code paths below.
+ * responder and TSA code paths below. Responder and TSA certificates are renewed (new key,
+ * same subject) before they expire (`renewSigners`); an issuing CA's CRL shard count is
+ * fixed in its record when it is created.
  */
 import type { DataProtector } from "../../src/service/context.ts";
 import { AppError } from "../../src/service/errors.ts";
@@ -41,6 +43,8 @@ export interface Signer {
 
 export interface IssuingCa extends Signer {
   responder: Signer;
+  /** CRL shards of this CA (1: one unsharded CRL); fixed when the CA was created. */
+  crlShards: number;
   /** CertID hashes, for matching OCSP requests. */
   hashes: Awaited<ReturnType<typeof issuerHashes>>;
   /** PEM of issuing CA then root. */
@@ -69,6 +73,21 @@ export const issuingId = (t: CaKeyType) => `issuing-${t.toLowerCase()}`;
 export const responderId = (t: CaKeyType) => `ocsp-${t.toLowerCase()}`;
 export const sealContext = (id: string) => `pki-ca/ca-key/${id}`;
 
+/** Settings applied when a CA level is created (or, for responder and TSA, renewed). */
+export interface HierarchyOptions {
+  /** CRL shards for issuing CAs created now (existing CAs keep theirs). */
+  crlShards: number;
+  responderValidityHours: number;
+  tsaValidityHours: number;
+}
+
+export const DEFAULT_HIERARCHY_OPTIONS: HierarchyOptions = { crlShards: 1, responderValidityHours: RESPONDER_DAYS * 24, tsaValidityHours: TSA_DAYS * 24 };
+
+/** The stored CRL shard count of an issuing CA (1 for CAs created before sharding existed). */
+export async function crlShardsOf(store: PkiStore, id: string): Promise<number> {
+  return (await store.getCa(id))?.crl_shards ?? 1;
+}
+
 export interface CaUrls {
   crl(caId: string): string;
   caIssuers(caId: string): string;
@@ -76,7 +95,7 @@ export interface CaUrls {
 }
 
 /** Loads the hierarchy, creating whatever is missing (first start, or a newly configured key type). */
-export async function loadOrCreateHierarchy(store: PkiStore, protector: DataProtector, keyTypes: CaKeyType[], urls: CaUrls): Promise<Hierarchy> {
+export async function loadOrCreateHierarchy(store: PkiStore, protector: DataProtector, keyTypes: CaKeyType[], urls: CaUrls, opts: HierarchyOptions = DEFAULT_HIERARCHY_OPTIONS): Promise<Hierarchy> {
   const tag = randomSerialHex().slice(0, 8);
   const root = await loadOrCreate(store, protector, "root", "P-256", async (keys) => {
     const now = new Date();
@@ -117,71 +136,143 @@ export async function loadOrCreateHierarchy(store: PkiStore, protector: DataProt
           new x509.AuthorityInfoAccessExtension({ caIssuers: urls.caIssuers("root") }),
         ],
       });
-    }, root.id);
-    const responder = await loadOrCreateResponder(store, protector, t, ca, tag);
+    }, root.id, opts.crlShards);
+    const responder = await loadOrCreateResponder(store, protector, t, ca, tag, opts);
     issuing.set(t, {
       ...ca,
       responder,
+      crlShards: await crlShardsOf(store, id),
       hashes: await issuerHashes(ca.cert),
       chainPem: toPem("CERTIFICATE", ca.cert.rawData) + toPem("CERTIFICATE", root.cert.rawData),
     });
   }
   const tsaIssuer = issuing.get(keyTypes[0]!)!;
-  const tsa = await loadOrCreateTsa(store, protector, tsaIssuer, urls, tag);
+  const tsa = await loadOrCreateTsa(store, protector, tsaIssuer, urls, tag, opts);
   return { root, issuing, tsa: { ...tsa, chainPem: toPem("CERTIFICATE", tsa.cert.rawData) + tsaIssuer.chainPem } };
 }
 
+/** A leaf certificate for one of the CA's own signers (OCSP responder, TSA): end entity, digitalSignature, key ids. */
+async function delegatedCertificate(keys: CryptoKeyPair, subject: string | x509.Name, issuer: Signer, validityHours: number, usages: number, more: x509.Extension[]): Promise<x509.X509Certificate> {
+  const now = Date.now();
+  return x509.X509CertificateGenerator.create({
+    serialNumber: randomSerialHex(),
+    subject,
+    issuer: issuer.cert.subjectName,
+    notBefore: new Date(now - BACKDATE_MS),
+    notAfter: new Date(Math.min(now + validityHours * 3_600_000, issuer.cert.notAfter.getTime())),
+    publicKey: keys.publicKey,
+    signingKey: issuer.key,
+    signingAlgorithm: signingAlgorithm(issuer.keyType),
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(usages, true),
+      ...more,
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(issuer.cert.publicKey),
+    ],
+  });
+}
+
+/** A delegated OCSP responder certificate for `keys`, issued by `ca` (same key type). */
+function responderCertificate(keys: CryptoKeyPair, subject: string | x509.Name, ca: Signer, validityHours: number): Promise<x509.X509Certificate> {
+  return delegatedCertificate(keys, subject, ca, validityHours, x509.KeyUsageFlags.digitalSignature, [
+    new x509.ExtendedKeyUsageExtension([ID_KP_OCSP_SIGNING], false),
+    // id-pkix-ocsp-nocheck: relying parties need not check the responder's own revocation (RFC 6960 §4.2.2.2.1).
+    new x509.Extension(ID_PKIX_OCSP_NOCHECK, false, new Uint8Array([0x05, 0x00])),
+  ]);
+}
+
+/** A TSA certificate for `keys`, issued by `tsaIssuer`. */
+function tsaCertificate(keys: CryptoKeyPair, subject: string | x509.Name, tsaIssuer: Signer, validityHours: number, urls: CaUrls): Promise<x509.X509Certificate> {
+  return delegatedCertificate(keys, subject, tsaIssuer, validityHours, x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.nonRepudiation, [
+    // RFC 3161 §2.3: the TSA certificate has exactly id-kp-timeStamping, critical.
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.timeStamping], true),
+    new x509.CRLDistributionPointsExtension([urls.crl(tsaIssuer.id)]),
+  ]);
+}
+
 /** The delegated OCSP responder of an issuing CA (created on first use, then loaded). */
-export function loadOrCreateResponder(store: PkiStore, protector: DataProtector, t: CaKeyType, ca: Signer, tag: string): Promise<Signer> {
-  return loadOrCreate(store, protector, responderId(t), t, async (keys) => {
-    const now = new Date();
-    return x509.X509CertificateGenerator.create({
-      serialNumber: randomSerialHex(),
-      subject: `CN=cryptoutil pki-ca OCSP Responder ${t} ${tag}, O=cryptoutil`,
-      issuer: ca.cert.subjectName,
-      notBefore: new Date(now.getTime() - BACKDATE_MS),
-      notAfter: new Date(Math.min(now.getTime() + RESPONDER_DAYS * DAY_MS, ca.cert.notAfter.getTime())),
-      publicKey: keys.publicKey,
-      signingKey: ca.key,
-      signingAlgorithm: signingAlgorithm(t),
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([ID_KP_OCSP_SIGNING], false),
-        // id-pkix-ocsp-nocheck: relying parties need not check the responder's own revocation (RFC 6960 §4.2.2.2.1).
-        new x509.Extension(ID_PKIX_OCSP_NOCHECK, false, new Uint8Array([0x05, 0x00])),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-        await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey),
-      ],
-    });
-  }, ca.id);
+export function loadOrCreateResponder(store: PkiStore, protector: DataProtector, t: CaKeyType, ca: Signer, tag: string, opts: HierarchyOptions = DEFAULT_HIERARCHY_OPTIONS): Promise<Signer> {
+  return loadOrCreate(store, protector, responderId(t), t, (keys) => responderCertificate(keys, `CN=cryptoutil pki-ca OCSP Responder ${t} ${tag}, O=cryptoutil`, ca, opts.responderValidityHours), ca.id);
 }
 
 /** The time-stamping authority certificate under an issuing CA (created on first use, then loaded). */
-export function loadOrCreateTsa(store: PkiStore, protector: DataProtector, tsaIssuer: Signer, urls: CaUrls, tag: string): Promise<Signer> {
-  return loadOrCreate(store, protector, "tsa", "P-256", async (keys) => {
-    const now = new Date();
-    return x509.X509CertificateGenerator.create({
-      serialNumber: randomSerialHex(),
-      subject: `CN=cryptoutil pki-ca Time Stamping Authority ${tag}, O=cryptoutil`,
-      issuer: tsaIssuer.cert.subjectName,
-      notBefore: new Date(now.getTime() - BACKDATE_MS),
-      notAfter: new Date(Math.min(now.getTime() + TSA_DAYS * DAY_MS, tsaIssuer.cert.notAfter.getTime())),
-      publicKey: keys.publicKey,
-      signingKey: tsaIssuer.key,
-      signingAlgorithm: signingAlgorithm(tsaIssuer.keyType),
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.nonRepudiation, true),
-        // RFC 3161 §2.3: the TSA certificate has exactly id-kp-timeStamping, critical.
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.timeStamping], true),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-        await x509.AuthorityKeyIdentifierExtension.create(tsaIssuer.cert.publicKey),
-        new x509.CRLDistributionPointsExtension([urls.crl(tsaIssuer.id)]),
-      ],
-    });
-  }, tsaIssuer.id);
+export function loadOrCreateTsa(store: PkiStore, protector: DataProtector, tsaIssuer: Signer, urls: CaUrls, tag: string, opts: HierarchyOptions = DEFAULT_HIERARCHY_OPTIONS): Promise<Signer> {
+  return loadOrCreate(store, protector, "tsa", "P-256", (keys) => tsaCertificate(keys, `CN=cryptoutil pki-ca Time Stamping Authority ${tag}, O=cryptoutil`, tsaIssuer, opts.tsaValidityHours, urls), tsaIssuer.id);
 }
+
+/** True when less than `fraction` of the certificate's validity remains at `now`. */
+export function renewalDue(cert: x509.X509Certificate, now: number, fraction: number): boolean {
+  const total = cert.notAfter.getTime() - cert.notBefore.getTime();
+  return cert.notAfter.getTime() - now < total * fraction;
+}
+
+/**
+ * Renews the delegated OCSP responders and the TSA when less than `fraction` of their
+ * validity remains at `now`: a fresh key and certificate with the same subject from the
+ * same issuer, swapped in place (callers holding the level see the new one). The stored row
+ * is replaced only if it still holds the old certificate, so instances sharing a database
+ * renew once; the loser loads the winner's. The old certificate is kept as `<id>@<serial>`
+ * without its key: responses and tokens signed before carry it and keep verifying until it
+ * expires. A renewal that would not extend the validity (the issuer expires first) is skipped.
+ * Returns the ids renewed.
+ */
+export async function renewSigners(store: PkiStore, protector: DataProtector, h: Hierarchy, urls: CaUrls, opts: HierarchyOptions, now: number, fraction: number): Promise<string[]> {
+  const renewed: string[] = [];
+  for (const ca of h.issuing.values()) {
+    const r = ca.responder;
+    if (!renewalDue(r.cert, now, fraction)) continue;
+    const next = await renewOne(store, protector, r, ca.cert.notAfter, (keys) => responderCertificate(keys, r.cert.subjectName, ca, opts.responderValidityHours));
+    if (next) {
+      Object.assign(r, next);
+      renewed.push(r.id);
+    }
+  }
+  let tsa: Hierarchy["tsa"] | undefined;
+  try {
+    tsa = h.tsa;
+  } catch {
+    tsa = undefined; // an external root not imported yet: no TSA to renew
+  }
+  if (tsa && renewalDue(tsa.cert, now, fraction)) {
+    const issuer = [...h.issuing.values()].find((i) => i.cert.subject === tsa.cert.issuer);
+    if (issuer) {
+      const next = await renewOne(store, protector, tsa, issuer.cert.notAfter, (keys) => tsaCertificate(keys, tsa.cert.subjectName, issuer, opts.tsaValidityHours, urls));
+      if (next) {
+        Object.assign(tsa, next, { chainPem: toPem("CERTIFICATE", next.cert.rawData) + issuer.chainPem });
+        renewed.push(tsa.id);
+      }
+    }
+  }
+  return renewed;
+}
+
+async function renewOne(store: PkiStore, protector: DataProtector, old: Signer, issuerNotAfter: Date, make: (keys: CryptoKeyPair) => Promise<x509.X509Certificate>): Promise<Signer | undefined> {
+  // Nothing to gain when the issuer's own expiry caps the new certificate where the old one ends.
+  if (issuerNotAfter.getTime() - old.cert.notAfter.getTime() < 60_000) return undefined;
+  const keys = await generateCaKey(old.keyType);
+  const cert = await make(keys);
+  const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
+  const sealed = await protector.encrypt(pkcs8, sealContext(old.id));
+  pkcs8.fill(0);
+  const oldDer = new Uint8Array(old.cert.rawData);
+  const row = await store.getCa(old.id);
+  if (!row) throw new AppError("internal", `CA ${old.id} is not stored`, { status: 500 });
+  if (bytesEqual(row.cert_der, oldDer) && (await store.replaceCaCertificate(old.id, oldDer, new Uint8Array(cert.rawData), sealed))) {
+    await store.putCaOnce({ ...row, id: `${old.id}@${old.cert.serialNumber.toLowerCase()}`, key_sealed: new Uint8Array(0), created_at: new Date().toISOString() });
+  }
+  // Whatever the store now holds (ours, or another instance's renewal) is the current signer.
+  const current = (await store.getCa(old.id))!;
+  if (bytesEqual(current.cert_der, oldDer)) return undefined;
+  const key = await protector.decrypt(current.key_sealed, sealContext(old.id));
+  try {
+    return { id: old.id, keyType: old.keyType, cert: new x509.X509Certificate(current.cert_der.slice().buffer as ArrayBuffer), key: await importCaKey(old.keyType, key) };
+  } finally {
+    key.fill(0);
+  }
+}
+
+const bytesEqual = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 export async function loadOrCreate(
   store: PkiStore,
@@ -190,6 +281,7 @@ export async function loadOrCreate(
   keyType: CaKeyType,
   make: (keys: CryptoKeyPair) => Promise<x509.X509Certificate>,
   parentId: string | null = null,
+  crlShards: number | null = null,
 ): Promise<Signer> {
   let row = await store.getCa(id);
   // Rows of an externally rooted instance: a root without key, an issuing CA without certificate.
@@ -206,6 +298,7 @@ export async function loadOrCreate(
       cert_der: new Uint8Array(cert.rawData),
       key_sealed: await protector.encrypt(pkcs8, sealContext(id)),
       created_at: new Date().toISOString(),
+      crl_shards: crlShards,
     };
     pkcs8.fill(0);
     row = await store.putCaOnce(fresh);

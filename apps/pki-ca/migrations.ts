@@ -70,4 +70,17 @@ export const migrations = [
       await db.schema.alterTable("pki_certificates").addColumn("expiry_notified", "integer").execute();
     },
   },
+  {
+    version: 3,
+    name: "CRL shards and renewable responder and TSA certificates",
+    async up(db: Kysely<any>) {
+      // Fixed per issuing CA when it is created; null (older CAs) means one unsharded CRL.
+      await db.schema.alterTable("pki_cas").addColumn("crl_shards", "integer").execute();
+      // The CRL shard a certificate's CRLDP names, decided at issuance; null when unsharded.
+      await db.schema.alterTable("pki_certificates").addColumn("crl_shard", "integer").execute();
+      // One index serves revoked-by-CA and revoked-by-shard reads (one less to maintain per issuance).
+      await db.schema.dropIndex("pki_certificates_revoked").execute();
+      await db.schema.createIndex("pki_certificates_revoked").on("pki_certificates").columns(["ca_id", "status", "crl_shard"]).execute();
+    },
+  },
 ];

@@ -4,12 +4,16 @@
  *
  * Guarantees: a request passes only when every name (CN, DNS, IP, email) is
  * allowed by the profile and none is denied (deny wins), the key type is allowed
- * (RSA below 2048 bits never), and the validity is within the cap. URI SANs are
- * refused (no profile rule admits them yet). Lint enforces RFC 5280 rules the
+ * (RSA below 2048 bits never), and the validity is within the cap. A URI SAN passes only
+ * when it is printable ASCII without userinfo or fragment and matches one of the profile's
+ * `uri.allow` patterns (scheme and host compared case-insensitively, the path glob exactly).
+ * The CSR's requested extensions are checked against the profile's required and forbidden
+ * lists (by OID). Every reason is reported, not only the first. Lint enforces RFC 5280 rules the
  * issuance code could get wrong: serial positive 1..20 octets, notBefore <
  * notAfter within the cap, SAN present, no CA flag, key usage fits the key.
  */
 import type { ParsedCsr } from "../../src/pki/csr.ts";
+import * as x509 from "../../src/pki/x509.ts";
 import type { Profile } from "./config.ts";
 
 export interface Reason {
@@ -73,6 +77,119 @@ export function ipInRange(range: string, ip: string): boolean {
   return true;
 }
 
+/** Well-known extension names accepted in `required_extensions` / `forbidden_extensions`. */
+export const EXTENSION_OIDS: Record<string, string> = {
+  subjectDirectoryAttributes: "2.5.29.9",
+  subjectKeyIdentifier: "2.5.29.14",
+  keyUsage: "2.5.29.15",
+  subjectAltName: "2.5.29.17",
+  issuerAltName: "2.5.29.18",
+  basicConstraints: "2.5.29.19",
+  nameConstraints: "2.5.29.30",
+  crlDistributionPoints: "2.5.29.31",
+  certificatePolicies: "2.5.29.32",
+  policyMappings: "2.5.29.33",
+  authorityKeyIdentifier: "2.5.29.35",
+  policyConstraints: "2.5.29.36",
+  extendedKeyUsage: "2.5.29.37",
+  freshestCRL: "2.5.29.46",
+  inhibitAnyPolicy: "2.5.29.54",
+  authorityInfoAccess: "1.3.6.1.5.5.7.1.1",
+  subjectInfoAccess: "1.3.6.1.5.5.7.1.11",
+  tlsFeature: "1.3.6.1.5.5.7.1.24",
+  ocspNoCheck: "1.3.6.1.5.5.7.48.1.5",
+  ctPrecertificatePoison: "1.3.6.1.4.1.11129.2.4.3",
+};
+/** A forbidden-list entry that refuses only basicConstraints with cA TRUE (CA:FALSE passes). */
+export const CA_TRUE = "basicConstraints:CA";
+const OID = /^[0-2](\.(0|[1-9]\d*)){1,30}$/;
+
+/** The OID an extension reference (name, dotted OID, or `basicConstraints:CA`) names; undefined when unknown. */
+export function extensionOid(ref: string): string | undefined {
+  if (ref === CA_TRUE) return EXTENSION_OIDS.basicConstraints;
+  return EXTENSION_OIDS[ref] ?? (OID.test(ref) ? ref : undefined);
+}
+
+const URI = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)([^#]*)$/i;
+const HOST = /^([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
+
+/** A URI split for matching: lowercase scheme and host, port (or ""), and the rest (path and query). */
+function splitUri(u: string): { scheme: string; host: string; port: string; rest: string } | undefined {
+  const m = URI.exec(u);
+  if (!m) return undefined;
+  const hp = /^([^:]*)(?::(\d{1,5}))?$/.exec(m[2]!);
+  if (!hp) return undefined;
+  return { scheme: m[1]!.toLowerCase(), host: hp[1]!.toLowerCase(), port: hp[2] ?? "", rest: m[3]! };
+}
+
+/**
+ * Why a URI SAN value cannot be certified, or undefined: an IA5String of printable ASCII,
+ * `scheme://host[:port][path]` with a DNS-name or IPv4 host, no userinfo, no fragment.
+ */
+export function uriProblem(u: string): string | undefined {
+  if (u.length > 2048) return "longer than 2048 characters";
+  if (!/^[!-~]+$/.test(u)) return "not printable ASCII without spaces";
+  if (u.includes("#")) return "carries a fragment";
+  const m = URI.exec(u);
+  if (!m) return "not of the form scheme://host/path";
+  if (m[2]!.includes("@")) return "carries userinfo";
+  const parts = splitUri(u);
+  if (!parts || !HOST.test(parts.host)) return "has no valid host name";
+  return undefined;
+}
+
+const globCache = new Map<string, RegExp>();
+/** `*` in a pattern's path matches any run of characters (including `/`); everything else is literal. */
+function pathGlob(glob: string): RegExp {
+  let re = globCache.get(glob);
+  if (!re) {
+    re = new RegExp(`^${glob.split("*").map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`, "s");
+    if (globCache.size < 1000) globCache.set(glob, re);
+  }
+  return re;
+}
+
+/**
+ * True when a (valid) URI falls under a pattern such as `spiffe://example.org/*` or
+ * `https://*.example.com/*`: same scheme, host equal or under a `*.` wildcard, same port,
+ * and the rest matching the path glob (a pattern without a path admits only "" or "/").
+ */
+export function uriMatches(pattern: string, uri: string): boolean {
+  const p = splitUri(pattern);
+  const u = splitUri(uri);
+  if (!p || !u || p.scheme !== u.scheme || p.port !== u.port || !dnsMatches(p.host, u.host)) return false;
+  if (p.rest === "") return u.rest === "" || u.rest === "/";
+  return pathGlob(p.rest).test(u.rest);
+}
+
+/** Reasons the CSR's requested extensions break the profile's required and forbidden lists. */
+export function extensionReasons(profile: Profile, p: ParsedCsr): Reason[] {
+  const out: Reason[] = [];
+  const has = (oid: string) => p.extensions.find((e) => e.oid === oid);
+  for (const ref of profile.required_extensions) {
+    const oid = extensionOid(ref)!;
+    if (!has(oid)) out.push({ code: "extension_required", message: `the request must ask for extension ${ref}${ref === oid ? "" : ` (${oid})`}` });
+  }
+  for (const ref of profile.forbidden_extensions) {
+    const oid = extensionOid(ref)!;
+    const e = has(oid);
+    if (!e) continue;
+    if (ref === CA_TRUE) {
+      let ca: boolean;
+      try {
+        ca = new x509.BasicConstraintsExtension(e.der.slice().buffer as ArrayBuffer).ca;
+      } catch {
+        out.push({ code: "extension_invalid", message: "the requested basicConstraints extension cannot be read" });
+        continue;
+      }
+      if (ca) out.push({ code: "extension_forbidden", message: "the request asks for basicConstraints CA:TRUE, which this profile forbids" });
+    } else {
+      out.push({ code: "extension_forbidden", message: `the request asks for extension ${ref}${ref === oid ? "" : ` (${oid})`}, which this profile forbids` });
+    }
+  }
+  return out;
+}
+
 /** The names a certificate for this CSR would carry: its SANs, plus a DNS-like CN when not already listed. */
 export function effectiveDnsNames(p: ParsedCsr): string[] {
   const dns = [...p.dns];
@@ -106,8 +223,13 @@ export function evaluate(profile: Profile, p: ParsedCsr, validityDays: number): 
     if (!/^[!-~]+@[!-~]+$/.test(e)) reasons.push({ code: "email_invalid", message: `${e} is not an ASCII email address` });
     else if (!domain || !profile.email_domains.includes(domain)) reasons.push({ code: "email_not_allowed", message: `${e} is not in an allowed email domain` });
   }
-  for (const u of p.uris) reasons.push({ code: "uri_not_allowed", message: `URI SAN ${u} is not allowed by this profile` });
-  if (dns.length + p.ips.length + p.emails.length === 0) reasons.push({ code: "san_missing", message: "the request names no DNS name, IP address or email address" });
+  for (const u of p.uris) {
+    const problem = uriProblem(u);
+    if (problem) reasons.push({ code: "uri_invalid", message: `URI SAN ${JSON.stringify(u.slice(0, 200))} is ${problem}` });
+    else if (!profile.uri.allow.some((a) => uriMatches(a, u))) reasons.push({ code: "uri_not_allowed", message: `URI SAN ${u} matches none of the profile's URI patterns` });
+  }
+  if (dns.length + p.ips.length + p.emails.length + p.uris.length === 0) reasons.push({ code: "san_missing", message: "the request names no DNS name, IP address, email address or URI" });
+  reasons.push(...extensionReasons(profile, p));
   return reasons;
 }
 

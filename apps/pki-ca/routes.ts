@@ -178,7 +178,7 @@ export function caPublicRoutes(ca: () => Promise<PkiCa>, opts: { revocationOnly?
     )
     .get("/pki/crl/:file", async ({ params }) => der(await (await ca()).currentCrl(params.file.slice(0, -4)), "application/pkix-crl", 300), {
       params: crlFile,
-      detail: { summary: "The full CRL of an issuing CA (DER)" },
+      detail: { summary: "A CRL of an issuing CA (DER): `<ca>` complete, `<ca>-s<k>` one shard (crl_shards), each also as `-delta`" },
     })
     .post(
       "/pki/ocsp",

@@ -8,7 +8,7 @@ import type { ServiceContext, ServiceDefinition } from "../../src/service/contex
 import { migrations } from "./migrations.ts";
 import { parsePkiCaConfig } from "./config.ts";
 import { PkiStore } from "./store.ts";
-import { loadOrCreateHierarchy } from "./hierarchy.ts";
+import { loadOrCreateHierarchy, renewSigners, type CaUrls, type HierarchyOptions } from "./hierarchy.ts";
 import { loadExternalHierarchy } from "./ceremony/external.ts";
 import { PkiCa } from "./domain.ts";
 import { WebhookNotifier } from "./webhooks.ts";
@@ -25,20 +25,32 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
     const config = parsePkiCaConfig(ctx.config);
     const store = new PkiStore(ctx.db);
     p = (async () => {
-      const hierarchy = await (config.root === "external" ? loadExternalHierarchy : loadOrCreateHierarchy)(store, ctx.protector, config.issuing_cas, {
+      const urls: CaUrls = {
         crl: (id) => `${config.base_url}/pki/crl/${id}.crl`,
         caIssuers: (id) => `${config.base_url}/pki/ca/${id}.crt`,
         ocsp: `${config.base_url}/pki/ocsp`,
-      });
+      };
+      const opts: HierarchyOptions = { crlShards: config.crl_shards, responderValidityHours: config.responder_validity_hours, tsaValidityHours: config.tsa_validity_hours };
+      const hierarchy = await (config.root === "external" ? loadExternalHierarchy : loadOrCreateHierarchy)(store, ctx.protector, config.issuing_cas, urls, opts);
       const ca = new PkiCa(config, store, hierarchy);
+      ca.signerRenewal = (now) => renewSigners(store, ctx.protector, hierarchy, urls, opts, now, config.signer_renewal_fraction);
+      for (const [t, i] of hierarchy.issuing) {
+        if (i.crlShards !== config.crl_shards) ctx.logger.warn("issuing CA keeps the CRL shard count it was created with", { issuing_ca: t, crl_shards: i.crlShards, configured: config.crl_shards });
+      }
+      await ca.renewSigners();
       if (config.webhooks.length) {
         const notifier = new WebhookNotifier(config.webhooks, ctx.logger, config.webhook_retry_seconds.map((s) => s * 1000));
         ca.notifier = notifier;
         ctx.onStop(() => notifier.stop());
       }
-      // Cached OCSP answers are re-signed before they go stale (a quarter of their validity ahead).
+      // Cached OCSP answers are re-signed before they go stale (a quarter of their validity ahead);
+      // responder and TSA certificates nearing expiry are renewed on the same schedule.
       const ocspRefresh = setInterval(() => {
-        ca.refreshOcsp().catch((e) => ctx.logger.warn("OCSP refresh failed", { error: e }));
+        ca.renewSigners()
+          .then((ids) => ids.length && ctx.logger.info("renewed signer certificates", { ids }))
+          .catch((e) => ctx.logger.warn("signer renewal failed", { error: e }))
+          .then(() => ca.refreshOcsp())
+          .catch((e) => ctx.logger.warn("OCSP refresh failed", { error: e }));
       }, Math.max(15_000, (config.ocsp_validity_minutes * 60_000) / 8));
       (ocspRefresh as { unref?: () => void }).unref?.();
       ctx.onStop(() => clearInterval(ocspRefresh));

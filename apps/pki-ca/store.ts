@@ -1,5 +1,5 @@
 /** Kysely queries of pki-ca. Certificates and requests are tenant-scoped; CA material and CRLs are instance-wide. */
-import type { Kysely } from "kysely";
+import { CompiledQuery, type Kysely } from "kysely";
 
 export interface CaRow {
   id: string;
@@ -9,6 +9,8 @@ export interface CaRow {
   cert_der: Uint8Array;
   key_sealed: Uint8Array;
   created_at: string;
+  /** Issuing CAs: the number of CRL shards, fixed at creation (null: one unsharded CRL). */
+  crl_shards?: number | null;
 }
 
 export interface CertificateRow {
@@ -29,6 +31,8 @@ export interface CertificateRow {
   created_at: string;
   /** The smallest expiry-notice threshold (days) already sent, or null. */
   expiry_notified?: number | null;
+  /** The CRL shard named in the certificate's CRLDP (null when its CA is unsharded). */
+  crl_shard?: number | null;
 }
 
 export interface RequestRow {
@@ -77,8 +81,13 @@ interface PendingIssue {
   done: (err?: unknown) => void;
 }
 
-/** Rows per group commit: well under SQLite's bound-parameter limit (15 columns each). */
+/** Rows per group commit: well under SQLite's bound-parameter limit (16 columns each). */
 const MAX_BATCH = 100;
+/**
+ * How long the first certificate of a batch waits for others: each commit is a WAL sync that
+ * blocks the process, so a few milliseconds of gathering turns many syncs into one.
+ */
+const GATHER_MS = 2;
 
 export class PkiStore {
   private pending: PendingIssue[] = [];
@@ -96,7 +105,7 @@ export class PkiStore {
       this.pending.push({ cert, request, done: (err) => (err === undefined ? resolve() : reject(err)) });
       if (!this.flushing) {
         this.flushing = true;
-        queueMicrotask(() => void this.flush());
+        setTimeout(() => void this.flush(), GATHER_MS);
       }
     });
   }
@@ -106,8 +115,8 @@ export class PkiStore {
       const batch = this.pending.splice(0, MAX_BATCH);
       try {
         await this.db.transaction().execute(async (trx) => {
-          await trx.insertInto("pki_certificates").values(batch.map((b) => b.cert)).execute();
-          await trx.insertInto("pki_requests").values(batch.map((b) => b.request)).execute();
+          await this.insertRows(trx, "pki_certificates", batch.map((b) => b.cert));
+          await this.insertRows(trx, "pki_requests", batch.map((b) => b.request));
         });
         for (const b of batch) b.done();
       } catch {
@@ -127,6 +136,39 @@ export class PkiStore {
     this.flushing = false;
   }
 
+  /** Compiled multi-row INSERTs by table, columns and row count (a handful of shapes in practice). */
+  private readonly insertSql = new Map<string, { sql: string; columns: string[] } | null>();
+
+  /**
+   * A multi-row INSERT whose SQL Kysely compiles once per shape; later batches only bind
+   * values. Used when every row has the same columns in the same order and the compiled
+   * parameters are exactly the row values in that order (checked once with sentinel
+   * values); otherwise the query builder runs as usual.
+   */
+  private async insertRows<T extends "pki_certificates" | "pki_requests">(trx: Kysely<PkiDb>, table: T, rows: PkiDb[T][]): Promise<void> {
+    const columns = Object.keys(rows[0]!);
+    const sameShape = rows.every((r) => {
+      const k = Object.keys(r);
+      return k.length === columns.length && k.every((c, i) => c === columns[i]);
+    });
+    const key = `${table}|${rows.length}|${columns.join(",")}`;
+    let compiled = sameShape ? this.insertSql.get(key) : null;
+    if (compiled === undefined) {
+      const sentinels = rows.map(() => Object.fromEntries(columns.map((c) => [c, { sentinel: c }])));
+      const c = trx.insertInto(table).values(sentinels as never).compile();
+      const expected = sentinels.flatMap((r) => columns.map((col) => r[col]));
+      const exact = c.parameters.length === expected.length && c.parameters.every((p, i) => Object.is(p, expected[i]));
+      compiled = exact ? { sql: c.sql, columns } : null;
+      if (this.insertSql.size < 4 * MAX_BATCH) this.insertSql.set(key, compiled);
+    }
+    if (!compiled) {
+      await trx.insertInto(table).values(rows as never).execute();
+      return;
+    }
+    const params = rows.flatMap((r) => compiled.columns.map((c) => (r as unknown as Record<string, unknown>)[c]));
+    await trx.executeQuery(CompiledQuery.raw(compiled.sql, params));
+  }
+
   async getCa(id: string): Promise<CaRow | undefined> {
     return this.db.selectFrom("pki_cas").selectAll().where("id", "=", id).executeTakeFirst();
   }
@@ -135,6 +177,12 @@ export class PkiStore {
   async putCaOnce(row: CaRow): Promise<CaRow> {
     await this.db.insertInto("pki_cas").values(row).onConflict((oc) => oc.column("id").doNothing()).execute();
     return (await this.getCa(row.id))!;
+  }
+
+  /** Swaps a CA level's certificate and sealed key, only if it still holds `oldCert`; false otherwise. */
+  async replaceCaCertificate(id: string, oldCert: Uint8Array, cert: Uint8Array, keySealed: Uint8Array): Promise<boolean> {
+    const r = await this.db.updateTable("pki_cas").set({ cert_der: cert, key_sealed: keySealed }).where("id", "=", id).where("cert_der", "=", oldCert).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
   }
 
   async insertCertificate(row: CertificateRow): Promise<void> {
@@ -172,8 +220,16 @@ export class PkiStore {
     return r.numUpdatedRows > 0n;
   }
 
-  revokedOf(caId: string): Promise<Array<Pick<CertificateRow, "serial" | "revoked_at" | "revocation_reason">>> {
-    return this.db.selectFrom("pki_certificates").select(["serial", "revoked_at", "revocation_reason"]).where("ca_id", "=", caId).where("status", "=", "revoked").execute();
+  /**
+   * Revoked certificates of an issuing CA: all of them, or (shard given) those of one CRL
+   * shard, optionally only those revoked at or after `since` (ISO time, for delta CRLs).
+   */
+  revokedOf(caId: string, opts: { shard?: number; since?: string } = {}): Promise<Array<Pick<CertificateRow, "serial" | "revoked_at" | "revocation_reason">>> {
+    let q = this.db.selectFrom("pki_certificates").select(["serial", "revoked_at", "revocation_reason"]).where("ca_id", "=", caId);
+    if (opts.shard !== undefined) q = q.where("crl_shard", "=", opts.shard);
+    q = q.where("status", "=", "revoked");
+    if (opts.since !== undefined) q = q.where("revoked_at", ">=", opts.since);
+    return q.execute();
   }
 
   async insertRequest(row: RequestRow): Promise<void> {

@@ -1,9 +1,12 @@
 /**
  * PKCS#10 certificate signing requests (RFC 2986): decoding and proof of possession.
  *
- * Guarantees: input is size-capped, accepted as one PEM block or base64 DER only,
- * and parsed by `@peculiar/x509`; any parse failure is `malformed_input` (400),
- * never an unhandled error. `verifyPossession` checks the CSR's self-signature,
+ * Guarantees: input is size-capped, accepted as one PEM block or base64 DER only, and
+ * parsed either by a strict DER walk (common shapes; every tag and length checked against
+ * the buffer, the whole input consumed) or, for anything the walk does not fully accept, by
+ * `@peculiar/x509`; both give the same result (checked by differential tests over mutated
+ * CSRs). Any parse failure is `malformed_input` (400), never an unhandled error; a requested
+ * extension appearing twice is refused. `verifyPossession` checks the CSR's self-signature,
  * which proves the requester holds the private key of the public key it asks for; on
  * its WebCrypto path it also requires strict DER lengths and a signature BIT STRING
  * with no unused bits, so it never accepts a CSR the library's verifier refuses.
@@ -12,6 +15,7 @@ import { AppError } from "../service/errors.ts";
 import { fromBase64 } from "./codec.ts";
 import { subjectKeyType, type SubjectKeyType } from "./signing.ts";
 import * as x509 from "./x509.ts";
+import { derToRaw, EC_SIZES } from "./ecdsa-signature.ts";
 
 /** Larger than any real CSR (an RSA-4096 request with many SANs is under 8 KiB). */
 export const MAX_CSR_BYTES = 64 * 1024;
@@ -27,6 +31,15 @@ export interface ParsedCsr {
   ips: string[];
   emails: string[];
   uris: string[];
+  /** The extensions the CSR requests (PKCS#9 extensionRequest), in order; each OID at most once. */
+  extensions: RequestedExtension[];
+}
+
+/** One requested extension: its OID, criticality and full Extension DER. */
+export interface RequestedExtension {
+  oid: string;
+  critical: boolean;
+  der: Uint8Array;
 }
 
 /** Decodes a CSR given as PEM (`-----BEGIN CERTIFICATE REQUEST-----`) or base64 DER. */
@@ -47,8 +60,20 @@ export function decodeCsr(text: string): Uint8Array {
   }
 }
 
-/** Parses DER CSR bytes; throws `malformed_input` on anything that is not a PKCS#10 request. */
+/**
+ * Parses DER CSR bytes; throws `malformed_input` on anything that is not a PKCS#10 request.
+ * The common shapes (EC P-256/384/521, rsaEncryption or Ed25519 keys; no attribute but one
+ * extensionRequest; SANs of DNS, email, URI and IP names in printable ASCII) are read by a
+ * strict DER walk, about 20 times faster than the library; anything else, or anything the
+ * walk does not fully understand, is parsed by `@peculiar/x509` (`parseCsrGeneric`), so both
+ * paths give the same answer (test/pki-ca/csr.test.ts compares them on mutated inputs).
+ */
 export function parseCsr(der: Uint8Array): ParsedCsr {
+  return parseCsrFast(der) ?? parseCsrGeneric(der);
+}
+
+/** Parses a CSR with `@peculiar/x509` only. */
+export function parseCsrGeneric(der: Uint8Array): ParsedCsr {
   let csr: x509.Pkcs10CertificateRequest;
   let keyAlg: Algorithm;
   try {
@@ -58,11 +83,16 @@ export function parseCsr(der: Uint8Array): ParsedCsr {
   } catch (cause) {
     throw new AppError("malformed_input", "the CSR is not a valid PKCS#10 request", { cause });
   }
-  const out: ParsedCsr = { csr, der, subject: csr.subject, keyType: subjectKeyType(keyAlg as never), dns: [], ips: [], emails: [], uris: [] };
+  const out: ParsedCsr = { csr, der, subject: csr.subject, keyType: subjectKeyType(keyAlg as never), dns: [], ips: [], emails: [], uris: [], extensions: [] };
   try {
     const cn = csr.subjectName.getField("CN");
     if (cn.length > 1) throw new AppError("malformed_input", "the CSR subject has more than one common name");
     out.commonName = cn[0];
+    for (const e of csr.extensions) {
+      // RFC 5280 §4.2: an extension appears at most once; a request asking twice is ambiguous.
+      if (out.extensions.some((x) => x.oid === e.type)) throw new AppError("malformed_input", `the CSR requests extension ${e.type} twice`);
+      out.extensions.push({ oid: e.type, critical: e.critical, der: new Uint8Array(e.rawData) });
+    }
     const ext = csr.getExtension("2.5.29.17");
     const san = ext ? new x509.SubjectAlternativeNameExtension(ext.rawData) : undefined;
     for (const n of san?.names.items ?? []) {
@@ -79,6 +109,270 @@ export function parseCsr(der: Uint8Array): ParsedCsr {
   return out;
 }
 
+const OID_EXTENSION_REQUEST = "2a864886f70d01090e"; // 1.2.840.113549.1.9.14
+const OID_SAN = "551d11"; // 2.5.29.17
+const KEY_OIDS: Record<string, "ec" | "rsa" | "ed25519"> = { "2a8648ce3d0201": "ec", "2a864886f70d010101": "rsa", "2b6570": "ed25519" };
+const CURVES: Record<string, SubjectKeyType> = { "2a8648ce3d030107": "P-256", "2b81040022": "P-384", "2b81040023": "P-521" };
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+function hexOf(b: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < b.length; i++) out += HEX[b[i]!];
+  return out;
+}
+
+/** OID content the library also decodes: non-empty, ending on a complete subidentifier. */
+const wellFormedOid = (b: Uint8Array) => b.length > 0 && b[b.length - 1]! < 0x80;
+
+/** Dotted form of DER OID content bytes. */
+function oidText(b: Uint8Array): string {
+  const parts: number[] = [];
+  let v = 0;
+  for (const x of b) {
+    v = v * 128 + (x & 0x7f);
+    if (!(x & 0x80)) {
+      if (parts.length === 0) parts.push(v < 80 ? Math.floor(v / 40) : 2, v < 80 ? v % 40 : v - 80);
+      else parts.push(v);
+      v = 0;
+    }
+  }
+  return parts.join(".");
+}
+
+/** The text of an IA5String-like value when it is printable ASCII, else undefined. */
+function printable(b: Uint8Array): string | undefined {
+  for (const x of b) if (x < 0x20 || x > 0x7e) return undefined;
+  return String.fromCharCode(...b);
+}
+
+/** An IP address as `@peculiar/x509` writes it: dotted IPv4, or IPv6 with the first longest zero run (of 2+) compressed. */
+function ipText(b: Uint8Array): string {
+  if (b.length === 4) return Array.from(b).join(".");
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((b[i]! << 8) | b[i + 1]!).toString(16));
+  let best = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== "0") {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === "0") j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j;
+  }
+  if (bestLen < 2) return groups.join(":");
+  return `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLen).join(":")}`;
+}
+
+/** Short names `@peculiar/x509` gives attribute types in a Name's text, by OID content hex. */
+const NAME_TYPES: Record<string, string> = {
+  "550403": "CN",
+  "550407": "L",
+  "550408": "ST",
+  "55040a": "O",
+  "55040b": "OU",
+  "550406": "C",
+  "0992268993f22c640119": "DC",
+  "2a864886f70d010901": "E",
+  "55042a": "G",
+  "55042b": "I",
+  "550404": "SN",
+  "55040c": "T",
+};
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The library's escaping of a Name attribute value (RFC 4514 specials; the first CR/LF/TAB as hex). */
+function escapeValue(v: string): string {
+  return v
+    .replace(/([,+"\\<>;])/g, "\\$1")
+    .replace(/^([ #])/, "\\$1")
+    .replace(/([ ]$)/, "\\$1")
+    .replace(/([\r\n\t])/, (c) => `\\${c.charCodeAt(0).toString(16).padStart(2, "0").toUpperCase()}`);
+}
+
+function libraryName(der: Uint8Array): { text: string; cn: string[] } {
+  const name = new x509.Name(der.slice().buffer as ArrayBuffer);
+  return { text: name.toString(), cn: name.getField("CN") };
+}
+
+/**
+ * The subject's text as `@peculiar/x509` writes it (`CN=a, O=b`, multi-valued RDNs with `+`)
+ * and its common names, for values in UTF8String, PrintableString or IA5String; undefined for
+ * anything else (the library then reads it).
+ */
+function subjectText(der: Uint8Array, subject: { contentStart: number; end: number }): { text: string; cn: string[] } | undefined {
+  const rdns: string[] = [];
+  const cn: string[] = [];
+  for (let at = subject.contentStart; at < subject.end; ) {
+    const set = tlv(der, at, subject.end, 0x31);
+    if (set.contentStart === set.end) return undefined;
+    const parts: string[] = [];
+    for (let p = set.contentStart; p < set.end; ) {
+      const atv = tlv(der, p, set.end, 0x30);
+      const type = tlv(der, atv.contentStart, atv.end, 0x06);
+      const typeBytes = der.subarray(type.contentStart, type.end);
+      if (!wellFormedOid(typeBytes)) return undefined;
+      const tag = der[type.end];
+      if (tag !== 0x0c && tag !== 0x13 && tag !== 0x16) return undefined;
+      const value = tlv(der, type.end, atv.end, tag);
+      if (value.end !== atv.end) return undefined;
+      const bytes = der.subarray(value.contentStart, value.end);
+      let text: string;
+      if (tag === 0x0c) {
+        try {
+          text = strictUtf8.decode(bytes);
+        } catch {
+          return undefined;
+        }
+      } else {
+        const ascii = printable(bytes);
+        if (ascii === undefined) return undefined;
+        text = ascii;
+      }
+      // The library reads an empty value as absent and writes "#"; leave that to it.
+      if (text === "") return undefined;
+      const hex = hexOf(typeBytes);
+      const short = NAME_TYPES[hex];
+      if (short === "CN") cn.push(text);
+      parts.push(`${short ?? oidText(typeBytes)}=${escapeValue(text)}`);
+      p = atv.end;
+    }
+    rdns.push(parts.join("+"));
+    at = set.end;
+  }
+  return { text: rdns.join(", "), cn };
+}
+
+/** The strict DER walk of `parseCsr`; undefined when the request is outside its shapes. */
+function parseCsrFast(der: Uint8Array): ParsedCsr | undefined {
+  try {
+    const outer = tlv(der, 0, der.length, 0x30);
+    if (outer.end !== der.length) return undefined;
+    const info = tlv(der, outer.contentStart, outer.end, 0x30);
+    const version = tlv(der, info.contentStart, info.end, 0x02);
+    if (version.end - version.contentStart !== 1 || der[version.contentStart] !== 0) return undefined;
+    const subject = tlv(der, version.end, info.end, 0x30);
+    const spki = tlv(der, subject.end, info.end, 0x30);
+    const attrs = tlv(der, spki.end, info.end, 0xa0);
+    if (attrs.end !== info.end) return undefined;
+    const sigAlg = tlv(der, info.end, outer.end, 0x30);
+    const sigOid = tlv(der, sigAlg.contentStart, sigAlg.end, 0x06);
+    // No parameters, or NULL; anything else (RSA-PSS parameters) is left to the library.
+    if (!wellFormedOid(der.subarray(sigOid.contentStart, sigOid.end))) return undefined;
+    if (sigOid.end !== sigAlg.end && tlv(der, sigOid.end, sigAlg.end, 0x05).end !== sigAlg.end) return undefined;
+    if (sigOid.end !== sigAlg.end && der[sigOid.end + 1] !== 0) return undefined;
+    const sig = tlv(der, sigAlg.end, outer.end, 0x03);
+    if (sig.end !== outer.end || sig.end === sig.contentStart || der[sig.contentStart] !== 0) return undefined;
+
+    // Key type from the SubjectPublicKeyInfo.
+    const alg = tlv(der, spki.contentStart, spki.end, 0x30);
+    const keyOid = tlv(der, alg.contentStart, alg.end, 0x06);
+    const bits = tlv(der, alg.end, spki.end, 0x03);
+    if (bits.end !== spki.end || der[bits.contentStart] !== 0) return undefined;
+    const kind = KEY_OIDS[hexOf(der.subarray(keyOid.contentStart, keyOid.end))];
+    let keyType: SubjectKeyType | undefined;
+    if (kind === "ec") {
+      const curve = tlv(der, keyOid.end, alg.end, 0x06);
+      if (curve.end !== alg.end) return undefined;
+      keyType = CURVES[hexOf(der.subarray(curve.contentStart, curve.end))];
+    } else if (kind === "rsa") {
+      // NULL parameters, then RSAPublicKey { modulus, exponent } in the bit string.
+      const nul = tlv(der, keyOid.end, alg.end, 0x05);
+      if (nul.end !== alg.end || nul.contentStart !== nul.end) return undefined;
+      const rsa = tlv(der, bits.contentStart + 1, bits.end, 0x30);
+      const n = tlv(der, rsa.contentStart, rsa.end, 0x02);
+      const e = tlv(der, n.end, rsa.end, 0x02);
+      if (e.end !== rsa.end || rsa.end !== bits.end || n.end === n.contentStart || e.end === e.contentStart) return undefined;
+      // As the library counts it: the modulus bytes without one leading zero, times 8.
+      keyType = `RSA-${(der[n.contentStart] === 0 ? n.end - n.contentStart - 1 : n.end - n.contentStart) * 8}` as SubjectKeyType;
+    } else if (kind === "ed25519") {
+      if (keyOid.end !== alg.end) return undefined;
+      keyType = "Ed25519";
+    }
+    if (!keyType) return undefined;
+
+    // Attributes: none, or one extensionRequest with one Extensions value.
+    const extensions: RequestedExtension[] = [];
+    let sanDer: Uint8Array | undefined;
+    if (attrs.contentStart !== attrs.end) {
+      const attr = tlv(der, attrs.contentStart, attrs.end, 0x30);
+      if (attr.end !== attrs.end) return undefined;
+      const type = tlv(der, attr.contentStart, attr.end, 0x06);
+      if (hexOf(der.subarray(type.contentStart, type.end)) !== OID_EXTENSION_REQUEST) return undefined;
+      const values = tlv(der, type.end, attr.end, 0x31);
+      if (values.end !== attr.end) return undefined;
+      const exts = tlv(der, values.contentStart, values.end, 0x30);
+      if (exts.end !== values.end) return undefined;
+      for (let at = exts.contentStart; at < exts.end; ) {
+        const ext = tlv(der, at, exts.end, 0x30);
+        const oid = tlv(der, ext.contentStart, ext.end, 0x06);
+        let next = oid.end;
+        let critical = false;
+        if (der[next] === 0x01) {
+          const b = tlv(der, next, ext.end, 0x01);
+          if (b.end - b.contentStart !== 1 || (der[b.contentStart] !== 0 && der[b.contentStart] !== 0xff)) return undefined;
+          critical = der[b.contentStart] === 0xff;
+          next = b.end;
+        }
+        const value = tlv(der, next, ext.end, 0x04);
+        const oidBytes = der.subarray(oid.contentStart, oid.end);
+        if (value.end !== ext.end || !wellFormedOid(oidBytes)) return undefined;
+        const dotted = oidText(oidBytes);
+        if (extensions.some((x) => x.oid === dotted)) throw new AppError("malformed_input", `the CSR requests extension ${dotted} twice`);
+        extensions.push({ oid: dotted, critical, der: der.slice(ext.start, ext.end) });
+        if (hexOf(oidBytes) === OID_SAN) sanDer = der.subarray(value.contentStart, value.end);
+        // Other extensions are read as the library reads them, so the same requests fail.
+        else x509.ExtensionFactory.create(der.slice(ext.start, ext.end).buffer as ArrayBuffer);
+        at = ext.end;
+      }
+    }
+
+    const out: ParsedCsr = { der, subject: "", keyType, dns: [], ips: [], emails: [], uris: [], extensions } as unknown as ParsedCsr;
+    if (sanDer) {
+      const names = tlv(sanDer, 0, sanDer.length, 0x30);
+      if (names.end !== sanDer.length) return undefined;
+      for (let at = names.contentStart; at < names.end; ) {
+        const tag = sanDer[at]!;
+        if (tag !== 0x81 && tag !== 0x82 && tag !== 0x86 && tag !== 0x87) return undefined;
+        const n = tlv(sanDer, at, names.end, tag);
+        const value = sanDer.subarray(n.contentStart, n.end);
+        if (tag === 0x87) {
+          if (value.length !== 4 && value.length !== 16) return undefined;
+          out.ips.push(ipText(value));
+        } else {
+          const text = printable(value);
+          if (text === undefined) return undefined;
+          (tag === 0x81 ? out.emails : tag === 0x82 ? out.dns : out.uris).push(tag === 0x82 ? text.toLowerCase() : text);
+        }
+        at = n.end;
+      }
+    }
+
+    const name = subjectText(der, subject) ?? libraryName(der.slice(subject.start, subject.end));
+    if (name.cn.length > 1) throw new AppError("malformed_input", "the CSR subject has more than one common name");
+    out.commonName = name.cn[0];
+    out.subject = name.text;
+    // The library's view is built only when someone asks for it (the CA ceremony, exotic signatures).
+    let lib: x509.Pkcs10CertificateRequest | undefined;
+    Object.defineProperty(out, "csr", {
+      enumerable: true,
+      get: () => {
+        try {
+          return (lib ??= new x509.Pkcs10CertificateRequest(der.slice().buffer as ArrayBuffer));
+        } catch (cause) {
+          throw new AppError("malformed_input", "the CSR is not a valid PKCS#10 request", { cause });
+        }
+      },
+    });
+    return out;
+  } catch (e) {
+    if (e instanceof AppError) throw e;
+    return undefined;
+  }
+}
+
 /**
  * Signature algorithms verified directly with WebCrypto, keyed by the hex of the OID's DER
  * content; anything else (RSA-PSS, SHA-1) goes through `@peculiar/x509`.
@@ -92,7 +386,6 @@ const DIRECT: Record<string, { hash?: string; kind: "ecdsa" | "rsa" | "ed25519" 
   "2a864886f70d01010d": { kind: "rsa", hash: "SHA-512" }, // 1.2.840.113549.1.1.13
   "2b6570": { kind: "ed25519" }, // 1.3.101.112
 };
-const ecFormatter = new x509.AsnEcSignatureFormatter();
 
 /**
  * True when the CSR's signature verifies under its own public key (proof of possession).
@@ -104,7 +397,7 @@ export async function verifyPossession(p: ParsedCsr): Promise<boolean> {
     const { info, spki, signature, oidHex } = csrSignedParts(p.der);
     const alg = DIRECT[oidHex];
     if (!alg) return await p.csr.verify();
-    return await verifyBySpki(spki, p.csr.publicKey.algorithm as Algorithm & { namedCurve?: string }, alg, info, signature);
+    return await verifyBySpki(spki, keyAlgorithmOf(p), alg, info, signature);
   } catch {
     return false;
   }
@@ -125,9 +418,10 @@ export async function verifyBySpki(
   if (sig.kind === "ecdsa") {
     if (keyAlg.name !== "ECDSA") return false;
     const params = { name: "ECDSA", namedCurve: keyAlg.namedCurve! };
-    const key = await crypto.subtle.importKey("spki", spki, params, false, ["verify"]);
-    const raw = ecFormatter.toWebSignature(params, signature);
+    const size = EC_SIZES[params.namedCurve];
+    const raw = size ? derToRaw(new Uint8Array(signature), size) : undefined;
     if (!raw) return false;
+    const key = await crypto.subtle.importKey("spki", spki, params, false, ["verify"]);
     return crypto.subtle.verify({ name: "ECDSA", hash: sig.hash! }, key, raw, data);
   }
   if (sig.kind === "rsa") {
@@ -138,6 +432,15 @@ export async function verifyBySpki(
   if (keyAlg.name !== "Ed25519") return false;
   const key = await crypto.subtle.importKey("spki", spki, { name: "Ed25519" }, false, ["verify"]);
   return crypto.subtle.verify("Ed25519", key, signature, data);
+}
+
+/** The WebCrypto algorithm of the CSR's key, from its key type when known (no library parse needed). */
+function keyAlgorithmOf(p: ParsedCsr): Algorithm & { namedCurve?: string } {
+  if (p.keyType === "P-256" || p.keyType === "P-384" || p.keyType === "P-521") return { name: "ECDSA", namedCurve: p.keyType };
+  if (p.keyType === "Ed25519") return { name: "Ed25519" };
+  // verifyBySpki reads only the name of an RSA key's algorithm.
+  if (p.keyType.startsWith("RSA-")) return { name: "RSASSA-PKCS1-v1_5" };
+  return p.csr.publicKey.algorithm as Algorithm & { namedCurve?: string };
 }
 
 /** The signed CertificationRequestInfo bytes, the SubjectPublicKeyInfo and the signature value of a CSR. */

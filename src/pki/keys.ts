@@ -8,6 +8,7 @@
  */
 import { AppError } from "../service/errors.ts";
 import * as x509 from "./x509.ts";
+import { toBase64 } from "./codec.ts";
 
 /** The curve and signature algorithm of every key the suite CA makes. */
 export const P256: EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
@@ -20,7 +21,10 @@ export async function generateP256(extractable: boolean): Promise<CryptoKeyPair>
 
 /** Encodes DER bytes as one PEM block with 64-column lines (RFC 7468). */
 export function toPem(label: string, der: ArrayBuffer | Uint8Array): string {
-  return x509.PemConverter.encode(der instanceof Uint8Array ? toArrayBuffer(der) : der, label) + "\n";
+  const b64 = toBase64(der instanceof Uint8Array ? der : new Uint8Array(der));
+  let body = "";
+  for (let i = 0; i < b64.length; i += 64) body += `${b64.slice(i, i + 64)}\n`;
+  return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`;
 }
 
 /** The PKCS#8 DER of an extractable private key. */

@@ -12,6 +12,7 @@
  * minimal); validity is UTCTime through 2049 and GeneralizedTime from 2050 (RFC 5280 §4.1.2.5).
  */
 import { AsnConvert } from "@peculiar/asn1-schema";
+import { sha1 } from "@noble/hashes/legacy.js";
 import type { Extension } from "@peculiar/asn1-x509";
 import { AppError } from "../service/errors.ts";
 import { signDer, signatureAlgorithmId, type CaKeyType } from "./signing.ts";
@@ -106,13 +107,14 @@ export function extensionDer(e: x509.Extension | Extension): Uint8Array {
 
 /**
  * DER of a non-critical subjectAltName Extension (RFC 5280 §4.2.1.6). Names must already be
- * validated: DNS names and emails are written as IA5String bytes, IPs as 4 or 16 octets.
+ * validated: DNS names, emails and URIs are written as IA5String bytes, IPs as 4 or 16 octets.
  */
-export function subjectAltNameDer(names: { dns: string[]; ips: Uint8Array[]; emails: string[] }): Uint8Array {
+export function subjectAltNameDer(names: { dns: string[]; ips: Uint8Array[]; emails: string[]; uris?: string[] }): Uint8Array {
   const enc = new TextEncoder();
   const general = [
     ...names.emails.map((e) => derTlv(0x81, enc.encode(e))),
     ...names.dns.map((d) => derTlv(0x82, enc.encode(d))),
+    ...(names.uris ?? []).map((u) => derTlv(0x86, enc.encode(u))),
     ...names.ips.map((ip) => derTlv(0x87, ip)),
   ];
   return derTlv(0x30, SAN_OID, derTlv(0x04, derTlv(0x30, ...general)));
@@ -127,9 +129,14 @@ function time(d: Date): Uint8Array {
   return derTlv(utc ? 0x17 : 0x18, new TextEncoder().encode(`${utc ? two(y % 100) : String(y).padStart(4, "0")}${rest}`));
 }
 
+function nibble(c: number): number {
+  // 0-9, a-f, A-F (checked by signLeaf).
+  return c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x57;
+}
+
 function hexBytes(hex: string): Uint8Array {
   const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  for (let i = 0; i < out.length; i++) out[i] = (nibble(hex.charCodeAt(i * 2)) << 4) | nibble(hex.charCodeAt(i * 2 + 1));
   return out;
 }
 
@@ -151,9 +158,11 @@ export async function signLeaf(issuer: LeafIssuer, p: LeafParams): Promise<Uint8
     alg = new Uint8Array(AsnConvert.serialize(signatureAlgorithmId(issuer.keyType)));
     algorithmDers.set(issuer.keyType, alg);
   }
+  if (!/^([0-9a-fA-F]{2}){1,20}$/.test(p.serialHex)) throw new AppError("bad_request", "the serial must be 1 to 20 octets of hex");
   const { subject, spki, keyBits } = csrParts(p.csrDer);
   // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits.
-  const ski = derTlv(0x30, SKI_PREFIX, new Uint8Array(await crypto.subtle.digest("SHA-1", keyBits.slice())));
+  // Computed in place (a 20-byte identifier, not a security function): no async round trip per certificate.
+  const ski = derTlv(0x30, SKI_PREFIX, sha1(keyBits));
   const tbs = derTlv(
     0x30,
     VERSION_V3,

@@ -9,6 +9,7 @@
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier } from "@peculiar/asn1-x509";
 import * as x509 from "./x509.ts";
+import { rawToDer } from "./ecdsa-signature.ts";
 
 /** Key types an issuing CA can have. */
 export const CA_KEY_TYPES = ["P-256", "P-384", "RSA-3072", "Ed25519"] as const;
@@ -63,7 +64,6 @@ export function subjectKeyType(alg: Algorithm & { namedCurve?: string; modulusLe
   return alg.name;
 }
 
-const ecFormatter = new x509.AsnEcSignatureFormatter();
 const algorithms = new x509.AlgorithmProvider();
 
 /** The AlgorithmIdentifier of a CA key type's signatures (the same value `signDer` returns). */
@@ -82,7 +82,6 @@ const algorithmIds = new Map<CaKeyType, AlgorithmIdentifier>();
 export async function signDer(t: CaKeyType, key: CryptoKey, tbs: ArrayBuffer): Promise<{ algorithm: AlgorithmIdentifier; signature: ArrayBuffer }> {
   const alg = signingAlgorithm(t);
   const raw = await crypto.subtle.sign(alg as EcdsaParams, key, tbs);
-  // The formatter sizes r and s by the curve, which only the key's algorithm names.
-  const signature = alg.name === "ECDSA" ? ecFormatter.toAsnSignature({ ...alg, ...key.algorithm, name: "ECDSA" }, raw)! : raw;
+  const signature = alg.name === "ECDSA" ? (rawToDer(new Uint8Array(raw)).buffer as ArrayBuffer) : raw;
   return { algorithm: signatureAlgorithmId(t), signature };
 }

@@ -1,12 +1,13 @@
 /**
  * CSR decoding and proof of possession: the WebCrypto fast path accepts real openssl
- * CSRs of every key type and never accepts a mutated CSR that @peculiar/x509 refuses.
+ * CSRs of every key type and never accepts a mutated CSR that @peculiar/x509 refuses; the
+ * DER-walk parser gives the library's answer on real CSRs of many shapes and their mutations.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { decodeCsr, parseCsr, verifyPossession } from "../../src/pki/csr.ts";
+import { decodeCsr, parseCsr, parseCsrGeneric, verifyPossession, type ParsedCsr } from "../../src/pki/csr.ts";
 import { AppError } from "../../src/service/errors.ts";
 import { haveOpenssl, makeCsr } from "./helpers.ts";
 
@@ -64,4 +65,71 @@ describe.skipIf(!ok)("proof of possession", () => {
       expect(() => parseCsr(decodeCsr(bad))).toThrow(AppError);
     }
   });
+});
+
+/** What a parse yields, comparable across the two parsers; or the error code. */
+function outcome(parse: () => ParsedCsr): unknown {
+  try {
+    const p = parse();
+    return {
+      subject: p.subject,
+      commonName: p.commonName,
+      keyType: p.keyType,
+      dns: p.dns,
+      ips: p.ips,
+      emails: p.emails,
+      uris: p.uris,
+      extensions: p.extensions.map((e) => ({ oid: e.oid, critical: e.critical, der: Buffer.from(e.der).toString("hex") })),
+    };
+  } catch (e) {
+    expect(e).toBeInstanceOf(AppError);
+    return { error: (e as AppError).code };
+  }
+}
+const usedFastPath = (p: ParsedCsr) => typeof Object.getOwnPropertyDescriptor(p, "csr")?.get === "function";
+
+describe.skipIf(!ok)("DER-walk parser against the library", () => {
+  const shapes: Array<{ name: string; key?: "ec256" | "ec384" | "rsa2048" | "ed25519"; subj: string; exts?: string[]; fast: boolean }> = [
+    { name: "plain", subj: "/CN=a.example.com", fast: true },
+    { name: "no-cn", subj: "/O=Example/OU=Ops", exts: ["subjectAltName=DNS:x.example.com"], fast: true },
+    { name: "multi", subj: "/C=DE/ST=Be/O=Ex Ample, Inc./CN=Mixed.Example.COM", exts: ["subjectAltName=DNS:Mixed.Example.COM,DNS:*.example.com,email:a@example.com,URI:spiffe://example.org/x,IP:10.1.2.3,IP:2001:db8::1,IP:::1,IP:fd00:0:0:1::,IP:1:0:0:2:0:0:0:3,IP:0:0:1:0:0:1:0:0"], fast: true },
+    { name: "utf8", subj: "/CN=tést.example.com/O=Ümlaut+OU=Zwei", fast: true },
+    { name: "exts", key: "ec384", subj: "/CN=e.example.com", exts: ["subjectAltName=DNS:e.example.com", "basicConstraints=critical,CA:TRUE", "keyUsage=critical,digitalSignature", "extendedKeyUsage=serverAuth", "nameConstraints=permitted;DNS:example.com", "tlsfeature=status_request"], fast: true },
+    { name: "rsa", key: "rsa2048", subj: "/CN=r.example.com", exts: ["subjectAltName=DNS:r.example.com"], fast: true },
+    { name: "ed", key: "ed25519", subj: "/CN=ed.example.com", exts: ["subjectAltName=IP:192.168.0.1"], fast: true },
+    { name: "escapes", subj: "/DC=com/DC=example/CN=a\\, b \\+ c;\"q\"<x>/OU=#hash/OU= lead/emailAddress=a@example.com/2.5.4.5=1234", fast: true },
+    { name: "two-cn", subj: "/CN=a.example.com/CN=b.example.com", fast: true },
+    { name: "dirname", subj: "/CN=d.example.com", exts: ["subjectAltName=dirName:dir_sect"], fast: false },
+  ];
+
+  for (const shape of shapes) {
+    test(`${shape.name}: same answer as the library, for the CSR and 400 mutations`, () => {
+      const keyFile = join(dir, `${shape.name}.key`);
+      const csrFile = join(dir, `${shape.name}.csr`);
+      const newkey = { ec256: ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"], ec384: ["ec", "-pkeyopt", "ec_paramgen_curve:P-384"], rsa2048: ["rsa:2048"], ed25519: ["ed25519"] }[shape.key ?? "ec256"];
+      const cnf = join(dir, `${shape.name}.cnf`);
+      Bun.write(cnf, "[req]\ndistinguished_name=dn\n[dn]\n[dir_sect]\nCN=Inner\n");
+      const args = ["openssl", "req", "-new", "-config", cnf, "-newkey", ...newkey, "-nodes", "-keyout", keyFile, "-out", csrFile, "-subj", shape.subj, "-utf8", "-multivalue-rdn"];
+      for (const e of shape.exts ?? []) args.push("-addext", e);
+      const r = Bun.spawnSync(args, { stderr: "pipe" });
+      expect(r.exitCode).toBe(0);
+      const der = decodeCsr(require("node:fs").readFileSync(csrFile, "utf8"));
+      const fastOutcome = outcome(() => parseCsr(der));
+      expect(fastOutcome).toEqual(outcome(() => parseCsrGeneric(der)));
+      if (!("error" in (fastOutcome as object))) expect(usedFastPath(parseCsr(der))).toBe(shape.fast);
+      let fast = 0;
+      for (let i = 0; i < 400; i++) {
+        const m = der.slice();
+        const at = (i * 53 + 7) % m.length;
+        m[at] = m[at]! ^ (1 << (i % 8));
+        const a = outcome(() => parseCsr(m));
+        const b = outcome(() => parseCsrGeneric(m));
+        expect({ i, at, a }).toEqual({ i, at, a: b });
+        try {
+          if (usedFastPath(parseCsr(m))) fast++;
+        } catch {}
+      }
+      if (shape.fast) expect(fast).toBeGreaterThan(0);
+    });
+  }
 });

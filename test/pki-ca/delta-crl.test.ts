@@ -60,6 +60,10 @@ test.skipIf(!haveOpenssl())("a revocation reaches the delta CRL at once and the 
   expect(full2).toContain(cert.serial.toUpperCase());
 });
 
-test("an unknown CA's delta CRL is 404", async () => {
+test("an unknown CA's delta CRL is 404, and so are shard names of an unsharded CA", async () => {
   expect((await f.svc.call("/pki/crl/nope-delta.crl")).status).toBe(404);
+  const ca = await pkiCaOf(f.svc.ctx);
+  const id = ca.hierarchy.issuing.get("P-256")!.id;
+  expect((await f.svc.call(`/pki/crl/${id}-s0.crl`)).status).toBe(404);
+  expect((await f.svc.call(`/pki/crl/${id}-s0-delta.crl`)).status).toBe(404);
 });

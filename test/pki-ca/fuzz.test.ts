@@ -59,8 +59,10 @@ async function pool<T>(items: T[], fn: (t: T) => Promise<void>) {
 beforeAll(async () => {
   f = await startCa();
   tok = await f.token("fuzz", "pki:request");
+  // The fuzzed CSR names every SAN type the DER-walk parser reads, so mutations reach each branch.
+  const rich = makeCsr(f.dir, "fuzz-rich", { subj: "/CN=fuzz.example.com/O=Fuzz", san: "DNS:fuzz.example.com,IP:10.1.2.3,IP:fd00::1,email:a@example.com,URI:https://x.example.com/a" }).csr;
+  csrDer = new Uint8Array(Buffer.from(rich.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""), "base64"));
   const { csr } = makeCsr(f.dir, "fuzz", { subj: "/CN=fuzz.example.com", san: "DNS:fuzz.example.com" });
-  csrDer = new Uint8Array(Buffer.from(csr.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""), "base64"));
   const issued = (await (await f.api("/certificates", tok, { body: { csr, profile: "server" } })).json()) as any;
   const leaf = write(f.dir, "leaf.pem", issued.certificate.certificate_pem);
   const issuing = write(f.dir, "issuing.pem", issued.certificate.chain_pem.split(/(?<=-----END CERTIFICATE-----\n)/)[0]);

@@ -90,3 +90,49 @@ describe("config", () => {
     expect(err({ profiles: { x: { ...PROFILES.server, ip_ranges: ["not-a-range"] } } })).toContain("app.profiles.x.ip_ranges.0");
   });
 });
+
+describe("URI and extension rules", () => {
+  test("URI patterns: scheme, host wildcard, port, path glob", async () => {
+    const { uriMatches, uriProblem } = await import("../../apps/pki-ca/policy.ts");
+    expect(uriMatches("spiffe://example.org/*", "spiffe://example.org/ns/a/sa/b")).toBe(true);
+    expect(uriMatches("spiffe://example.org/*", "SPIFFE://Example.ORG/x")).toBe(true);
+    expect(uriMatches("spiffe://example.org/*", "spiffe://example.org.evil/x")).toBe(false);
+    expect(uriMatches("spiffe://example.org/*", "spiffe://evil.example.org/x")).toBe(false);
+    expect(uriMatches("spiffe://example.org/*", "https://example.org/x")).toBe(false);
+    expect(uriMatches("https://*.example.com/api/*", "https://a.b.example.com/api/v1?x=1")).toBe(true);
+    expect(uriMatches("https://*.example.com/api/*", "https://example.com/api/v1")).toBe(false);
+    expect(uriMatches("https://*.example.com/api/*", "https://a.example.com/API/v1")).toBe(false);
+    expect(uriMatches("https://*.example.com/api/*", "https://a.example.com:8443/api/v1")).toBe(false);
+    expect(uriMatches("https://a.example.com:8443/api/*", "https://a.example.com:8443/api/v1")).toBe(true);
+    expect(uriMatches("https://a.example.com", "https://a.example.com/")).toBe(true);
+    expect(uriMatches("https://a.example.com", "https://a.example.com/x")).toBe(false);
+    expect(uriMatches("urn://a.example.com/x.y", "urn://a.example.com/xzy")).toBe(false); // '.' is literal
+    expect(uriProblem("spiffe://example.org/a")).toBeUndefined();
+    expect(uriProblem("https://u:p@example.org/a")).toContain("userinfo");
+    expect(uriProblem("https://example.org/a#frag")).toContain("fragment");
+    expect(uriProblem("https://exa mple.org/")).toContain("ASCII");
+    expect(uriProblem("mailto:a@example.org")).toContain("scheme://");
+    expect(uriProblem("https://*.example.org/")).toContain("host");
+  });
+  test("config: URI patterns and extension names are validated", () => {
+    const cfg = (p: Record<string, unknown>) => ({ ...defaultConfig("pki-ca", 8443), app: { profiles: { x: { ...PROFILES.server, ...p } } } as Record<string, unknown> });
+    const message = (p: Record<string, unknown>) => {
+      try {
+        parsePkiCaConfig(cfg(p));
+      } catch (e) {
+        expect(e).toBeInstanceOf(AppError);
+        expect((e as AppError).code).toBe("config_invalid");
+        return (e as AppError).message;
+      }
+      throw new Error("expected config_invalid");
+    };
+    const c = parsePkiCaConfig(cfg({ uri: { allow: ["spiffe://example.org/*"] }, required_extensions: ["subjectAltName"], forbidden_extensions: ["basicConstraints:CA", "2.5.29.30"] }));
+    expect(c.profiles.x!.uri.allow).toEqual(["spiffe://example.org/*"]);
+    expect(parsePkiCaConfig(cfg({})).profiles.x!.forbidden_extensions).toEqual([]);
+    expect(message({ uri: { allow: ["not a uri"] } })).toContain("app.profiles.x.uri.allow.0");
+    expect(message({ uri: { allow: ["https://a.example.com/#x"] } })).toContain("app.profiles.x.uri.allow.0");
+    expect(message({ forbidden_extensions: ["noSuchExtension"] })).toContain("app.profiles.x.forbidden_extensions.0");
+    expect(message({ required_extensions: ["basicConstraints:CA"] })).toContain("app.profiles.x.required_extensions");
+    expect(message({ required_extensions: ["nameConstraints"], forbidden_extensions: ["2.5.29.30"] })).toContain("also forbidden");
+  });
+});

@@ -21,7 +21,20 @@ import { issuerHashes } from "../../../src/pki/ocsp.ts";
 import { CA_KEY_TYPES, generateCaKey, importCaKey, keyGenParams, signingAlgorithm, type CaKeyType } from "../../../src/pki/signing.ts";
 import { randomSerialHex } from "../../../src/pki/serial.ts";
 import * as x509 from "../../../src/pki/x509.ts";
-import { issuingId, loadOrCreateResponder, loadOrCreateTsa, sealContext, type CaUrls, type ExternalRootAdmin, type Hierarchy, type IssuingCa, type Signer } from "../hierarchy.ts";
+import {
+  crlShardsOf,
+  DEFAULT_HIERARCHY_OPTIONS,
+  issuingId,
+  loadOrCreateResponder,
+  loadOrCreateTsa,
+  sealContext,
+  type CaUrls,
+  type ExternalRootAdmin,
+  type Hierarchy,
+  type HierarchyOptions,
+  type IssuingCa,
+  type Signer,
+} from "../hierarchy.ts";
 import type { CaRow, PkiStore } from "../store.ts";
 
 const MAX_CHAIN_BYTES = 64 * 1024;
@@ -89,7 +102,7 @@ async function sha256Hex(der: ArrayBuffer): Promise<string> {
 }
 
 /** Loads the hierarchy of an instance whose root is offline, creating pending issuing-CA keys. */
-export async function loadExternalHierarchy(store: PkiStore, protector: DataProtector, keyTypes: CaKeyType[], urls: CaUrls): Promise<Hierarchy> {
+export async function loadExternalHierarchy(store: PkiStore, protector: DataProtector, keyTypes: CaKeyType[], urls: CaUrls, opts: HierarchyOptions = DEFAULT_HIERARCHY_OPTIONS): Promise<Hierarchy> {
   const tag = randomSerialHex().slice(0, 8);
   const rootRow = await store.getCa("root");
   if (rootRow && rootRow.key_sealed.length > 0) throw new AppError("config_invalid", "app.root: this instance already has an online instance root; external cannot be switched on");
@@ -98,11 +111,11 @@ export async function loadExternalHierarchy(store: PkiStore, protector: DataProt
   const issuing = new IssuingMap();
 
   const attach = async (t: CaKeyType, ca: Signer, rootCert: x509.X509Certificate) => {
-    const responder = await loadOrCreateResponder(store, protector, t, ca, tag);
+    const responder = await loadOrCreateResponder(store, protector, t, ca, tag, opts);
     issuing.pending.delete(t);
-    issuing.set(t, { ...ca, responder, hashes: await issuerHashes(ca.cert), chainPem: toPem("CERTIFICATE", ca.cert.rawData) + toPem("CERTIFICATE", rootCert.rawData) });
+    issuing.set(t, { ...ca, responder, crlShards: await crlShardsOf(store, ca.id), hashes: await issuerHashes(ca.cert), chainPem: toPem("CERTIFICATE", ca.cert.rawData) + toPem("CERTIFICATE", rootCert.rawData) });
     if (t === keyTypes[0] && !tsa) {
-      const s = await loadOrCreateTsa(store, protector, ca, urls, tag);
+      const s = await loadOrCreateTsa(store, protector, ca, urls, tag, opts);
       tsa = { ...s, chainPem: toPem("CERTIFICATE", s.cert.rawData) + issuing.get(t)!.chainPem };
     }
   };
@@ -113,7 +126,7 @@ export async function loadExternalHierarchy(store: PkiStore, protector: DataProt
     if (!row) {
       const keys = await generateCaKey(t);
       const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
-      const fresh: CaRow = { id, kind: "issuing", key_type: t, parent_id: "root", cert_der: new Uint8Array(0), key_sealed: await protector.encrypt(pkcs8, sealContext(id)), created_at: new Date().toISOString() };
+      const fresh: CaRow = { id, kind: "issuing", key_type: t, parent_id: "root", cert_der: new Uint8Array(0), key_sealed: await protector.encrypt(pkcs8, sealContext(id)), created_at: new Date().toISOString(), crl_shards: opts.crlShards };
       pkcs8.fill(0);
       row = await store.putCaOnce(fresh);
     }

@@ -9,7 +9,7 @@
  * is signed only when its proof of possession verifies, its key type is acceptable, and it
  * asks for no extension or attribute other than basicConstraints (CA), keyUsage and SKI.
  * Serial numbers are 127-bit random positive integers. Every failure is an AppError.
- * An HSM-held root key (PKCS#11) is not supported yet.
+ * An HSM-held root key (PKCS#11) is handled by hsm-root.ts, through the same certificate code.
  */
 import { open, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -133,36 +133,53 @@ export interface CeremonyResult {
   fingerprints: Fingerprints;
 }
 
-/** `root init`: a fresh root key and self-signed certificate in `dir`. */
-export async function rootInit(o: RootInitOptions): Promise<CeremonyResult & { keyPath: string }> {
+/** Checks `root init` options; returns the key type and validity to use. */
+export function checkInitOptions(o: { cn: string; keyType?: RootKeyType; days?: number; pathLen?: number }): { keyType: RootKeyType; days: number } {
   const keyType = o.keyType ?? "P-384";
   const days = o.days ?? 7300;
   if (!o.cn.trim() || o.cn.length > 64) throw new AppError("bad_request", "--cn must be 1 to 64 characters");
   if (!Number.isInteger(days) || days < 1 || days > 36500) throw new AppError("bad_request", "--days must be a whole number of days from 1 to 36500");
   if (o.pathLen !== undefined && (!Number.isInteger(o.pathLen) || o.pathLen < 0 || o.pathLen > 8)) throw new AppError("bad_request", "--path-len must be 0 to 8");
+  return { keyType, days };
+}
+
+/**
+ * The self-signed root certificate for a key pair. `signer` (an HSM) is the Crypto whose
+ * `subtle.sign` signs with `keys.privateKey`; WebCrypto by default.
+ */
+export async function selfSignedRoot(o: { cn: string; days: number; pathLen?: number; keyType: RootKeyType }, keys: CryptoKeyPair, signer?: Crypto): Promise<x509.X509Certificate> {
+  // Whole seconds: what the certificate's time fields can say.
+  const now = Math.floor(Date.now() / 1000) * 1000;
+  return x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: randomSerialHex(),
+      name: new x509.Name([{ CN: [o.cn] }]),
+      notBefore: new Date(now - BACKDATE_MS),
+      notAfter: new Date(now + o.days * DAY_MS),
+      keys,
+      signingAlgorithm: keyGen(o.keyType).sign,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, o.pathLen, true),
+        new x509.KeyUsagesExtension(CA_USAGE, true),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      ],
+    },
+    signer,
+  );
+}
+
+/** `root init`: a fresh root key and self-signed certificate in `dir`. */
+export async function rootInit(o: RootInitOptions): Promise<CeremonyResult & { keyPath: string }> {
+  const { keyType, days } = checkInitOptions(o);
   const certPath = join(o.dir, ROOT_CERT_FILE);
   const keyPath = join(o.dir, ROOT_KEY_FILE);
   // Both checked before any work, so a refused run leaves nothing half-written.
   await assertAbsent(certPath);
   await assertAbsent(keyPath);
 
-  const { gen, sign } = keyGen(keyType);
+  const { gen } = keyGen(keyType);
   const keys = (await crypto.subtle.generateKey(gen as EcKeyGenParams, true, ["sign", "verify"])) as CryptoKeyPair;
-  // Whole seconds: what the certificate's time fields can say.
-  const now = Math.floor(Date.now() / 1000) * 1000;
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: randomSerialHex(),
-    name: new x509.Name([{ CN: [o.cn] }]),
-    notBefore: new Date(now - BACKDATE_MS),
-    notAfter: new Date(now + days * DAY_MS),
-    keys,
-    signingAlgorithm: sign,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, o.pathLen, true),
-      new x509.KeyUsagesExtension(CA_USAGE, true),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-    ],
-  });
+  const cert = await selfSignedRoot({ cn: o.cn, days, pathLen: o.pathLen, keyType }, keys);
   const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
   let encrypted: Uint8Array;
   try {
@@ -175,6 +192,14 @@ export async function rootInit(o: RootInitOptions): Promise<CeremonyResult & { k
   return { certPath, keyPath, subject: cert.subject, serial: cert.serialNumber, notAfter: cert.notAfter, fingerprints: await fingerprints(cert.rawData) };
 }
 
+/** Writes a new file (never over an existing one) with the given mode. */
+export async function writeNew(path: string, data: string, mode: number): Promise<void> {
+  await createNew(path, data, mode);
+}
+
+/** Fingerprints of a certificate, as the CLI prints them. */
+export const certificateFingerprints = (der: ArrayBuffer): Promise<Fingerprints> => fingerprints(der);
+
 function pemBlocks(text: string, label: string): Uint8Array[] {
   const re = new RegExp(`-----BEGIN ${label}-----([\\s\\S]*?)-----END ${label}-----`, "g");
   const out: Uint8Array[] = [];
@@ -186,18 +211,29 @@ function pemBlocks(text: string, label: string): Uint8Array[] {
   return out;
 }
 
-/** Loads root.crt.pem and decrypts root.key.pem, checking that they belong together. */
-export async function loadRoot(dir: string, passphrase: Uint8Array): Promise<{ cert: x509.X509Certificate; key: CryptoKey }> {
+/** A root that can sign: its certificate, its key, and (HSM) the Crypto that signs with that key. */
+export interface RootSigner {
+  cert: x509.X509Certificate;
+  key: CryptoKey;
+  signer?: Crypto;
+}
+
+/** Reads root.crt.pem from the ceremony directory. */
+export async function loadRootCertificate(dir: string): Promise<x509.X509Certificate> {
   const certText = new TextDecoder().decode(await readInput(join(dir, ROOT_CERT_FILE), "root certificate"));
-  const keyText = new TextDecoder().decode(await readInput(join(dir, ROOT_KEY_FILE), "root key"));
   const certDer = pemBlocks(certText, "CERTIFICATE")[0];
   if (!certDer) throw new AppError("malformed_input", `${ROOT_CERT_FILE} holds no CERTIFICATE block`);
-  let cert: x509.X509Certificate;
   try {
-    cert = new x509.X509Certificate(certDer.slice().buffer as ArrayBuffer);
+    return new x509.X509Certificate(certDer.slice().buffer as ArrayBuffer);
   } catch (cause) {
     throw new AppError("malformed_input", `${ROOT_CERT_FILE} is not a valid certificate`, { cause });
   }
+}
+
+/** Loads root.crt.pem and decrypts root.key.pem, checking that they belong together. */
+export async function loadRoot(dir: string, passphrase: Uint8Array): Promise<RootSigner> {
+  const cert = await loadRootCertificate(dir);
+  const keyText = new TextDecoder().decode(await readInput(join(dir, ROOT_KEY_FILE), "root key"));
   const keyDer = pemBlocks(keyText, "ENCRYPTED PRIVATE KEY")[0];
   if (!keyDer) throw new AppError("malformed_input", `${ROOT_KEY_FILE} holds no ENCRYPTED PRIVATE KEY block`);
   const pkcs8 = await decryptPkcs8(keyDer, passphrase);
@@ -238,12 +274,17 @@ export async function checkCaCsr(csrPem: string) {
 
 /** `root sign`: issues an issuing-CA certificate for a CSR with the root in `dir`. */
 export async function rootSign(o: RootSignOptions): Promise<CeremonyResult & { pem: string; capped: boolean }> {
+  return signIssuingCa(o, () => loadRoot(o.dir, o.passphrase));
+}
+
+/** Checks the options and the CSR, then loads the root (`load`) and signs the issuing-CA certificate. */
+export async function signIssuingCa(o: { csrPem: string; days?: number; pathLen?: number }, load: () => Promise<RootSigner>): Promise<CeremonyResult & { pem: string; capped: boolean }> {
   const days = o.days ?? 1825;
   const pathLen = o.pathLen ?? 0;
   if (!Number.isInteger(days) || days < 1 || days > 36500) throw new AppError("bad_request", "--days must be a whole number of days from 1 to 36500");
   if (!Number.isInteger(pathLen) || pathLen < 0 || pathLen > 8) throw new AppError("bad_request", "--path-len must be 0 to 8");
   const csr = await checkCaCsr(o.csrPem);
-  const root = await loadRoot(o.dir, o.passphrase);
+  const root = await load();
   const rootPathLen = root.cert.getExtension(x509.BasicConstraintsExtension)?.pathLength;
   if (rootPathLen !== undefined && pathLen >= rootPathLen) throw new AppError("bad_request", `--path-len must be below the root's pathLen ${rootPathLen}`);
   const rootSki = root.cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
@@ -251,23 +292,26 @@ export async function rootSign(o: RootSignOptions): Promise<CeremonyResult & { p
   const wanted = now + days * DAY_MS;
   const notAfter = new Date(Math.min(wanted, root.cert.notAfter.getTime()));
   if (notAfter.getTime() <= now) throw new AppError("conflict", "the root certificate has expired");
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerialHex(),
-    subject: csr.csr.subjectName,
-    issuer: root.cert.subjectName,
-    notBefore: new Date(now - BACKDATE_MS),
-    notAfter,
-    publicKey: csr.csr.publicKey,
-    signingKey: root.key,
-    signingAlgorithm: rootSigningAlgorithm(root.cert),
-    extensions: [
-      new x509.BasicConstraintsExtension(true, pathLen, true),
-      new x509.KeyUsagesExtension(CA_USAGE, true),
-      await x509.SubjectKeyIdentifierExtension.create(csr.csr.publicKey),
-      // The root's own SKI when it has one, so the AKI matches whatever method made it.
-      rootSki ? new x509.AuthorityKeyIdentifierExtension(rootSki) : await x509.AuthorityKeyIdentifierExtension.create(root.cert.publicKey),
-    ],
-  });
+  const cert = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: randomSerialHex(),
+      subject: csr.csr.subjectName,
+      issuer: root.cert.subjectName,
+      notBefore: new Date(now - BACKDATE_MS),
+      notAfter,
+      publicKey: csr.csr.publicKey,
+      signingKey: root.key,
+      signingAlgorithm: rootSigningAlgorithm(root.cert),
+      extensions: [
+        new x509.BasicConstraintsExtension(true, pathLen, true),
+        new x509.KeyUsagesExtension(CA_USAGE, true),
+        await x509.SubjectKeyIdentifierExtension.create(csr.csr.publicKey),
+        // The root's own SKI when it has one, so the AKI matches whatever method made it.
+        rootSki ? new x509.AuthorityKeyIdentifierExtension(rootSki) : await x509.AuthorityKeyIdentifierExtension.create(root.cert.publicKey),
+      ],
+    },
+    root.signer,
+  );
   return {
     certPath: "",
     pem: toPem("CERTIFICATE", cert.rawData),
