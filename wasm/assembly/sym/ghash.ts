@@ -5,10 +5,16 @@
 //
 // Blocks are read as big-endian 128-bit integers: the bit-reflected form of the
 // GCM polynomial, where multiplying by x is a right shift. Four blocks at a time
-// are multiplied by H^4..H^1 and summed before one reduction.
+// are multiplied by H^4..H^1 and summed before one reduction. The H side of
+// every product is split into bit classes once per key (setPower), and the
+// multiplies run in small non-inlined functions so their values stay in
+// registers (the engine spilled the fully inlined loop heavily).
 
-// Powers H^1..H^4: per power h1, h0, rev(h1), rev(h0), rev(h1 ^ h0).
-const HP: usize = memory.data(4 * 40, 16);
+// Powers H^1..H^4: per power h1, h0, then the six multiplier operands h1, h0,
+// h1 ^ h0, rev(h1), rev(h0), rev(h1 ^ h0), each already split into its four
+// bit classes (the masks of bmul64), so only the data side is masked per block.
+const PW: i32 = 16 + 6 * 32;
+const HP: usize = memory.data(4 * PW, 16);
 let powers: i32 = 0; // how many powers are ready (1 or 4)
 let x1: u64 = 0, x0: u64 = 0; // accumulator X
 // Unreduced sums of the Karatsuba parts: low halves, and reversed high halves.
@@ -24,13 +30,17 @@ const LAST: usize = memory.data(16, 16);
   return bswap<u64>(x);
 }
 
-// Low 64 bits of the carry-less product of x and y.
+// Low 64 bits of the carry-less product of x and the operand whose bit classes
+// are at `h`. Integer products of operands holding every fourth bit keep each
+// kept bit exact: fewer than 16 terms meet at a position below 60, so carries
+// stay in the three hole bits above it; 16 only from 60 up, whose carry leaves
+// the word.
 // @ts-ignore: decorator
-@inline function bmul64(x: u64, y: u64): u64 {
+@inline function bmul64(x: u64, h: usize): u64 {
   const m0: u64 = 0x1111111111111111, m1: u64 = 0x2222222222222222;
   const m2: u64 = 0x4444444444444444, m3: u64 = 0x8888888888888888;
   const a0 = x & m0, a1 = x & m1, a2 = x & m2, a3 = x & m3;
-  const b0 = y & m0, b1 = y & m1, b2 = y & m2, b3 = y & m3;
+  const b0 = load<u64>(h), b1 = load<u64>(h, 8), b2 = load<u64>(h, 16), b3 = load<u64>(h, 24);
   const z0 = (a0 * b0) ^ (a1 * b3) ^ (a2 * b2) ^ (a3 * b1);
   const z1 = (a0 * b1) ^ (a1 * b0) ^ (a2 * b3) ^ (a3 * b2);
   const z2 = (a0 * b2) ^ (a1 * b1) ^ (a2 * b0) ^ (a3 * b3);
@@ -38,19 +48,29 @@ const LAST: usize = memory.data(16, 16);
   return (z0 & m0) | (z1 & m1) | (z2 & m2) | (z3 & m3);
 }
 
+// The three Karatsuba parts of V * H^k (high halves, low halves, their sums):
+// low halves of the products with the operands at hp + 16, + 48, + 80, and of
+// the reversed products (reversed operands 96 bytes further). Calls, not
+// inlined (each is above the engine's inlining size): their few live values
+// fit in registers, where a fully inlined four-block loop spills heavily.
+function mulLowHalves(v1: u64, v0: u64, hp: usize): void {
+  la ^= bmul64(v1, hp + 16);
+  lb ^= bmul64(v0, hp + 48);
+  lc ^= bmul64(v1 ^ v0, hp + 80);
+}
+function mulReversed(vr1: u64, vr0: u64, hp: usize): void {
+  ra ^= bmul64(vr1, hp + 112);
+  rb ^= bmul64(vr0, hp + 144);
+  rc ^= bmul64(vr1 ^ vr0, hp + 176);
+}
+
 // Adds V * H^k (k-th entry of HP at `hp`) to the unreduced sums. The high half
 // of a 64x64 product is the reversed low half of the reversed operands (shifted
 // by one), so only low halves are computed and reversal waits until finish().
 // @ts-ignore: decorator
 @inline function accumulate(v1: u64, v0: u64, hp: usize): void {
-  const u1 = load<u64>(hp), u0 = load<u64>(hp, 8);
-  const vr1 = rev64(v1), vr0 = rev64(v0);
-  la ^= bmul64(v1, u1);
-  ra ^= bmul64(vr1, load<u64>(hp, 16));
-  lb ^= bmul64(v0, u0);
-  rb ^= bmul64(vr0, load<u64>(hp, 24));
-  lc ^= bmul64(v1 ^ v0, u1 ^ u0);
-  rc ^= bmul64(vr1 ^ vr0, load<u64>(hp, 32));
+  mulLowHalves(v1, v0, hp);
+  mulReversed(rev64(v1), rev64(v0), hp);
 }
 
 // Reduces the sums into X and clears them.
@@ -71,14 +91,25 @@ const LAST: usize = memory.data(16, 16);
   la = 0; lb = 0; lc = 0; ra = 0; rb = 0; rc = 0;
 }
 
+// Stores the four bit classes of `v` at `p`.
 // @ts-ignore: decorator
-@inline function setPower(k: usize, h1: u64, h0: u64): void {
-  const hp = HP + k * 40;
+@inline function storeClasses(p: usize, v: u64): void {
+  store<u64>(p, v & 0x1111111111111111);
+  store<u64>(p, v & 0x2222222222222222, 8);
+  store<u64>(p, v & 0x4444444444444444, 16);
+  store<u64>(p, v & 0x8888888888888888, 24);
+}
+
+function setPower(k: usize, h1: u64, h0: u64): void {
+  const hp = HP + k * <usize>PW;
   store<u64>(hp, h1);
   store<u64>(hp, h0, 8);
-  store<u64>(hp, rev64(h1), 16);
-  store<u64>(hp, rev64(h0), 24);
-  store<u64>(hp, rev64(h1 ^ h0), 32);
+  storeClasses(hp + 16, h1);
+  storeClasses(hp + 48, h0);
+  storeClasses(hp + 80, h1 ^ h0);
+  storeClasses(hp + 112, rev64(h1));
+  storeClasses(hp + 144, rev64(h0));
+  storeClasses(hp + 176, rev64(h1 ^ h0));
 }
 
 // H^2..H^4 for the four-block path, computed on first use.
@@ -116,9 +147,9 @@ export function ghashUpdate(p: usize, len: i32): void {
   if (n >= 256 && powers < 4) preparePowers();
   while (n >= 64 && powers == 4) {
     // X' = (X ^ B0) H^4 ^ B1 H^3 ^ B2 H^2 ^ B3 H.
-    accumulate(x1 ^ bswap<u64>(load<u64>(p)), x0 ^ bswap<u64>(load<u64>(p, 8)), HP + 120);
-    accumulate(bswap<u64>(load<u64>(p, 16)), bswap<u64>(load<u64>(p, 24)), HP + 80);
-    accumulate(bswap<u64>(load<u64>(p, 32)), bswap<u64>(load<u64>(p, 40)), HP + 40);
+    accumulate(x1 ^ bswap<u64>(load<u64>(p)), x0 ^ bswap<u64>(load<u64>(p, 8)), HP + <usize>(3 * PW));
+    accumulate(bswap<u64>(load<u64>(p, 16)), bswap<u64>(load<u64>(p, 24)), HP + <usize>(2 * PW));
+    accumulate(bswap<u64>(load<u64>(p, 32)), bswap<u64>(load<u64>(p, 40)), HP + <usize>PW);
     accumulate(bswap<u64>(load<u64>(p, 48)), bswap<u64>(load<u64>(p, 56)), HP);
     finish();
     p += 64;
@@ -150,7 +181,7 @@ export function ghashOut(out: usize): void {
 
 /** Erases H, its powers and the accumulator. */
 export function ghashWipe(): void {
-  memory.fill(HP, 0, 160);
+  memory.fill(HP, 0, <usize>(4 * PW));
   powers = 0;
   x1 = 0; x0 = 0; la = 0; lb = 0; lc = 0; ra = 0; rb = 0; rc = 0;
 }
