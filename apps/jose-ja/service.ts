@@ -4,9 +4,7 @@
  * log of every key operation. `domain.ts` holds the rules, `routes.ts` the HTTP layer.
  */
 import type { ServiceContext, ServiceDefinition } from "../../src/service/context.ts";
-import { Keyring } from "../../src/keyring/index.ts";
-import { KeyImporter } from "../../src/keyring/import.ts";
-import { startKeyringSweep } from "../../src/keyring/sweeper.ts";
+import { KeyImporter, serviceKeyring } from "../../src/keyring/index.ts";
 import { migrations } from "./migrations.ts";
 import { JoseService, parseJoseConfig } from "./domain.ts";
 import { AuditLog } from "./audit.ts";
@@ -19,10 +17,9 @@ function joseOf(ctx: ServiceContext): { jose: JoseService; audit: AuditLog } {
   let inst = instances.get(ctx);
   if (!inst) {
     const cfg = parseJoseConfig(ctx.config.app);
-    const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size, hsm: ctx.hsm, softwareFallback: cfg.keyring_software_fallback });
+    const ring = serviceKeyring(ctx, cfg);
     inst = { jose: new JoseService(ring, new KeyImporter(ring), cfg), audit: new AuditLog(ctx.db) };
     instances.set(ctx, inst);
-    startKeyringSweep(ctx, ring, cfg.rotation_check_s);
   }
   return inst;
 }

@@ -4,7 +4,7 @@
  * `domain.ts` holds the rules, `routes.ts` the HTTP layer; storage is the keyring's.
  */
 import type { ServiceContext, ServiceDefinition } from "../../src/service/context.ts";
-import { KeyImporter, Keyring, startKeyringSweep } from "../../src/keyring/index.ts";
+import { KeyImporter, serviceKeyring } from "../../src/keyring/index.ts";
 import { ByokImporter } from "./byok.ts";
 import { migrations } from "./migrations.ts";
 import { KmsService, parseKmsConfig } from "./domain.ts";
@@ -17,10 +17,9 @@ function kmsOf(ctx: ServiceContext): KmsService {
   let kms = instances.get(ctx);
   if (!kms) {
     const cfg = parseKmsConfig(ctx.config.app);
-    const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size, hsm: ctx.hsm, softwareFallback: cfg.keyring_software_fallback });
+    const ring = serviceKeyring(ctx, cfg);
     kms = new KmsService(ring, cfg, new ByokImporter(ctx.db, ctx.protector, ring, new KeyImporter(ring)));
     instances.set(ctx, kms);
-    startKeyringSweep(ctx, ring, cfg.rotation_check_s);
   }
   return kms;
 }

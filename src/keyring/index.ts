@@ -29,4 +29,4 @@ export { Lru } from "./lru.ts";
 export { encodeBase64url, decodeBase64url } from "./base64url.ts";
 export * from "./jose-ops.ts";
 export * from "./import.ts";
-export { startKeyringSweep } from "./sweeper.ts";
+export { serviceKeyring, startKeyringSweep, type KeyringAppConfig } from "./sweeper.ts";

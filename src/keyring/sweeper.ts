@@ -4,7 +4,21 @@
  * time; stopped with the service.
  */
 import type { ServiceContext } from "../service/context.ts";
-import type { Keyring } from "./keyring.ts";
+import { Keyring } from "./keyring.ts";
+
+/** The app config every keyring service shares (sm-kms, jose-ja). */
+export interface KeyringAppConfig {
+  key_cache_size: number;
+  keyring_software_fallback: boolean;
+  rotation_check_s: number;
+}
+
+/** A service's keyring: on the service's database, barrier and HSM (if any), with its sweep running. */
+export function serviceKeyring(ctx: ServiceContext, cfg: KeyringAppConfig): Keyring {
+  const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size, hsm: ctx.hsm, softwareFallback: cfg.keyring_software_fallback });
+  startKeyringSweep(ctx, ring, cfg.rotation_check_s);
+  return ring;
+}
 
 export function startKeyringSweep(ctx: ServiceContext, ring: Keyring, periodS: number): void {
   let running = false;
