@@ -11,7 +11,7 @@ import { p256, p384 } from "@noble/curves/nist.js";
 import { compareRows, measure, printTable, type Row } from "./lib.ts";
 import { dudect } from "./dudect.ts";
 import { ecdhSharedSecret, ecdsaSign, ecdsaVerify, ecGenerateKeyPair, type EcCurve } from "../src/crypto/wasm-ec.ts";
-import { wasmVariant } from "../src/crypto/wasm-runtime.ts";
+import { put, scratch, wasmExports, wasmVariant } from "../src/crypto/wasm-runtime.ts";
 import { createCrypto, rawKey } from "../src/crypto/index.ts";
 
 // The dispatcher as services use it: it sends EC work to the faster constant-time provider.
@@ -115,7 +115,8 @@ export async function benchEc(): Promise<Row[]> {
 
 /**
  * dudect rows: ECDSA P-256 signing and ECDH P-256 with a fixed private key vs
- * random private keys (same message / peer key), n measurements each.
+ * random private keys (same message / peer key), and signing with a fixed vs a
+ * random nonce (same key and message), n measurements each.
  */
 export function dudectEc(n = quick ? 20_000 : 100_000): Row[] {
   const rows: Row[] = [];
@@ -130,6 +131,23 @@ export function dudectEc(n = quick ? 20_000 : 100_000): Row[] {
     ecdsaSign("P-256", "SHA-256", key, msg);
   }, { n });
   rows.push({ group: "dudect", name: sign.name, opsPerSec: sign.perSecond, t: sign.t });
+  // The nonce path alone (comb, inversions): one key and message; the same 32
+  // extra bytes give the same RFC 6979 nonce every call, random ones a fresh one.
+  const core = wasmExports() as unknown as {
+    ecdsaSignDigest(c: number, a: number, d: number, m: number, ml: number, x: number, xl: number, o: number): number;
+  };
+  const fixedExtra = crypto.getRandomValues(new Uint8Array(32));
+  const extras = Array.from({ length: pool }, () => crypto.getRandomValues(new Uint8Array(32)));
+  const nonce = dudect("ECDSA P-256 sign, fixed vs random nonce", (cls, i) => {
+    const base = scratch(512);
+    put(base, fixed);
+    put(base + 64, cls === 0 ? fixedExtra : extras[i % pool]!);
+    put(base + 128, msg);
+  }, () => {
+    const base = scratch(512);
+    if (core.ecdsaSignDigest(256, 256, base, base + 128, msg.length, base + 64, 32, base + 256) !== 0) throw new Error("sign failed");
+  }, { n });
+  rows.push({ group: "dudect", name: nonce.name, opsPerSec: nonce.perSecond, t: nonce.t });
   const dh = dudect("ECDH P-256, fixed vs random private key", prepare, () => {
     ecdhSharedSecret("P-256", key, peer);
   }, { n });

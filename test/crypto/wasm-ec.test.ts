@@ -141,8 +141,8 @@ describe("ECDH and keys differential", () => {
       for (let i = 0; i < bits; i += 7) scalars.push(1n << BigInt(i));
       const rep = (nib: bigint) => BigInt("0x" + nib.toString(16).repeat(bits / 4 - 1));
       for (let nib = 1n; nib < 16n; nib++) scalars.push(rep(nib), ORDER[curve] - rep(nib));
-      // 5-bit windows at the carry boundary (16 / 17 per window), and the
-      // scalars named in the comb's exceptional-case argument
+      // repeated digits at 5-bit window carry boundaries (16 / 17) and 2^bits - n,
+      // 2^(bits+1) - 2n; the P-256 comb's own 6-bit cases are in wasm-ec-p256-core.test.ts
       for (const digit of [15n, 16n, 17n, 31n]) {
         let v = 0n;
         for (let i = 0n; i * 5n < BigInt(bits); i++) v += digit << (5n * i);

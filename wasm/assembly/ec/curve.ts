@@ -9,7 +9,8 @@
 //   their exceptional cases provably cannot occur (the P-256 comb, the ECDH
 //   window; see mulBaseCt and mulVarJac), an accumulator at infinity being
 //   handled by mask, or on public data with explicit special cases (verify).
-// - SECRET scalars only meet mulBaseCt (signed 4-bit fixed-base comb) and
+// - SECRET scalars only meet mulBaseCt (signed fixed-base comb, 6-bit windows
+//   for P-256, 4-bit for P-384) and
 //   mulVarJac (4-bit fixed window): fixed loop bounds, every table entry read
 //   for every window and picked by masks, negation by mask, the addition always
 //   performed and kept or dropped by mask; the recoded digits sit in static
@@ -38,7 +39,7 @@ const C_STEP: usize = C_N + 12; // i32, comb passes: windows of one pass share a
 const C_GODD: usize = C_N + 16; // usize, odd multiples G, 3G, ..., 63G (affine) for verification
 const C_WB: usize = C_N + 20; // i32, comb window bits
 const C_TE: usize = C_N + 24; // i32, table entries per row (2^(WB-1))
-const C_WIN: usize = C_N + 28; // i32, comb windows including the final carry window
+const C_WIN: usize = C_N + 28; // i32, comb windows (P-384: including a final carry window)
 const C_SIZE: usize = C_N + 32;
 
 export const PT: usize = 3 * FE; // one projective point buffer
@@ -59,10 +60,12 @@ const P384_GY = memory.data<u32>([0x90ea0e5f, 0x7a431d7c, 0x1d7e819d, 0x0a60b1ce
 const CTX256 = memory.data(<i32>C_SIZE, 16);
 const CTX384 = memory.data(<i32>C_SIZE, 16);
 // Fixed-base comb tables, affine, entry j of row r = (j + 1) * 2^(WB * STEP * r) * G.
-// P-256: signed 5-bit windows (digits in [-16, 16]), one row per window, 52
-// windows plus one for the final carry. P-384: signed 4-bit windows, rows for
+// P-256: signed 6-bit windows (digits in [-32, 32]), one row per window, 43
+// windows; the top one holds bits 252..255 plus a carry, at most 16, so it
+// never carries out. P-384: signed 4-bit windows plus a carry window, rows for
 // every third window only (memory), the three passes joined by doublings.
-const TABLE256 = memory.data(53 * 16 * <i32>AFF_STRIDE8, 16);
+const WIN256: i32 = 43;
+const TABLE256 = memory.data(WIN256 * 32 * <i32>AFF_STRIDE8, 16);
 const TABLE384 = memory.data(33 * 8 * <i32>AFF_STRIDE12, 16);
 const GODD_COUNT: i32 = 32; // wNAF width 7
 const GODD256 = memory.data(GODD_COUNT * <i32>AFF_STRIDE8, 16);
@@ -71,12 +74,12 @@ let inited = false;
 
 function ctxInit(
   c: usize, n: i32, p: usize, order: usize, b: usize, gx: usize, gy: usize, table: usize, step: i32, godd: usize,
-  wb: i32,
+  wb: i32, win: i32,
 ): void {
   store<i32>(c + C_STEP, step);
   store<i32>(c + C_WB, wb);
   store<i32>(c + C_TE, 1 << (wb - 1));
-  store<i32>(c + C_WIN, (n * 32 + wb - 1) / wb + 1);
+  store<i32>(c + C_WIN, win);
   store<usize>(c + C_GODD, godd);
   mdInit(c + C_FP, n, p, n == 8 ? KIND_FP256 : KIND_FP384);
   mdInit(c + C_FN, n, order, n == 8 ? KIND_FN256 : KIND_FN384);
@@ -104,8 +107,8 @@ function ctxInit(
 /** Curve context for id 256 or 384 (0 for anything else). */
 export function curveCtx(id: i32): usize {
   if (!inited) {
-    ctxInit(CTX256, 8, P256_P, P256_N, P256_B, P256_GX, P256_GY, TABLE256, 1, GODD256, 5);
-    ctxInit(CTX384, 12, P384_P, P384_N, P384_B, P384_GX, P384_GY, TABLE384, 3, GODD384, 4);
+    ctxInit(CTX256, 8, P256_P, P256_N, P256_B, P256_GX, P256_GY, TABLE256, 1, GODD256, 6, WIN256);
+    ctxInit(CTX384, 12, P384_P, P384_N, P384_B, P384_GX, P384_GY, TABLE384, 3, GODD384, 4, 384 / 4 + 1);
     inited = true;
   }
   if (id == 256) return CTX256;
@@ -571,6 +574,29 @@ function recodeSigned(c: usize, k: usize): void {
 }
 
 /**
+ * SIMD build, 64-byte entries (P-256): SEL = entry mag of the row (entry 1 when
+ * mag is 0), reading all te entries and keeping one by a mask (v128.bitselect).
+ */
+function selectRow64(row: usize, mag: u32, te: u32): void {
+  let s0 = v128.load(row, 0);
+  let s1 = v128.load(row, 16);
+  let s2 = v128.load(row, 32);
+  let s3 = v128.load(row, 48);
+  for (let j: u32 = 2; j <= te; j++) {
+    const m = i32x4.splat(<i32>((<u64>(mag ^ j) - 1) >> 32));
+    const e = row + <usize>(j - 1) * 64;
+    s0 = v128.bitselect(v128.load(e, 0), s0, m);
+    s1 = v128.bitselect(v128.load(e, 16), s1, m);
+    s2 = v128.bitselect(v128.load(e, 32), s2, m);
+    s3 = v128.bitselect(v128.load(e, 48), s3, m);
+  }
+  v128.store(SEL, s0, 0);
+  v128.store(SEL, s1, 16);
+  v128.store(SEL, s2, 32);
+  v128.store(SEL, s3, 48);
+}
+
+/**
  * Loads digit * (row base) into SEL (x then y, affine) by scanning all entries
  * of the row with masks and negating y by mask; returns all ones when digit != 0.
  */
@@ -581,10 +607,14 @@ function selectEntry(c: usize, row: usize, digit: i32): u32 {
   const te = <u32>load<i32>(c + C_TE);
   const neg = digit >> 31;
   const mag = <u32>((digit ^ neg) - neg);
-  memory.copy(SEL, row, stride);
-  for (let j: u32 = 2; j <= te; j++) {
-    const mask = <u32>((<u64>(mag ^ j) - 1) >> 32);
-    cmovBytes(SEL, row + <usize>(j - 1) * stride, mask, stride);
+  if (ASC_FEATURE_SIMD && stride == 64) {
+    selectRow64(row, mag, te);
+  } else {
+    memory.copy(SEL, row, stride);
+    for (let j: u32 = 2; j <= te; j++) {
+      const mask = <u32>((<u64>(mag ^ j) - 1) >> 32);
+      cmovBytes(SEL, row + <usize>(j - 1) * stride, mask, stride);
+    }
   }
   msub(SEL_NY, ZERO, SEL + L, fp);
   cmovBytes(SEL + L, SEL_NY, <u32>neg, L);
@@ -595,14 +625,16 @@ function selectEntry(c: usize, row: usize, digit: i32): u32 {
  * r = k * G in Jacobian coordinates for a SECRET scalar k (< n). Constant time:
  * every window scans its whole table row by mask and always adds.
  *
- * P-256 (one row per 5-bit window) uses the incomplete Jacobian mixed
+ * P-256 (one row per 6-bit window) uses the incomplete Jacobian mixed
  * addition, which is safe here. Before window w the accumulator is A = k_w G
- * with |k_w| <= 16 (32^w - 1) / 31 < 32^w, the entry is E = d 32^w G with
- * 1 <= |d| <= 16, so k_w -+ d 32^w is never 0 and, for w <= 50, its size is
- * below 17 * 2^250 < n: A != +-E. In window 51 (bit 255 and the carry) d is 1
- * or 2 and k_w + d 2^255 = k, so A == -E would need k == 0 and A == E would need
- * k == 2d 2^255 mod n, i.e. k in {2^256 - n, 2^257 - 2n}, whose window 51 is 0.
- * The carry window 52 is 0 for k < n. An accumulator at infinity is handled by mask.
+ * with |k_w| <= 32 (64^w - 1) / 63 < 64^w, the entry is E = d 64^w G with
+ * 1 <= |d| <= 32, so k_w -+ d 64^w is never 0 and, for w <= 41, its size is
+ * below 2^251 (1 + 1/63) < n: A != +-E. In the top window 42 (bits 252..255 and
+ * the carry) 1 <= d <= 16 and k_w + d 2^252 = k, so A == -E would need k == 0,
+ * and A == E would need k == d 2^253 mod n, a value whose top digit is not d
+ * (checked for every d by the tests' recoding of those 16 scalars). An
+ * accumulator at infinity is handled by mask; a dropped addition (d == 0) may
+ * compute garbage, which the mask discards.
  *
  * P-384 (rows for every third 4-bit window) uses the complete projective
  * formulas: three passes (windows 2, 1, 0 mod 3) joined by four doublings, so

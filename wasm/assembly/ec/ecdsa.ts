@@ -4,8 +4,9 @@
 // Guarantees:
 // - Private keys and nonces only meet constant-time code: `mulBaseCt`
 //   (fixed-base comb, masked table scan), `mulVarJac` (fixed window, masked
-//   table scan), Montgomery arithmetic mod n, Fermat inversion (fixed-window
-//   exponentiation by the public exponent n-2 or p-2).
+//   table scan), Montgomery arithmetic mod n, and `minv`: constant-time
+//   safegcd for P-256 (fixed 600 division steps), Fermat (exponentiation by the
+//   public exponent n-2 or p-2) for P-384.
 //   Branches on secrets are limited to rejection decisions that happen with
 //   probability < 2^-32 (nonce >= n, r == 0, s == 0) and to the validity of a
 //   caller's private key (1 <= d < n), which is an input error.

@@ -1,7 +1,9 @@
 // Generates field-mont.ts: fully unrolled Montgomery multiplication and
 // squaring (product scanning, "FIPS" order), addition and subtraction for the
 // four moduli (P-256/P-384 field and group order), with the modulus limbs as
-// literals so the optimizer folds 0 and 1 limbs. Output is straight-line code
+// literals so the optimizer folds 0 and 1 limbs; operands are loaded once into
+// locals, and the P-256 prime's reduction uses its sparse form (additions and
+// subtractions of q instead of multiplications). Output is straight-line code
 // with no branch and no secret-dependent address.
 // Run: node wasm/assembly/ec/gen-field.mjs > wasm/assembly/ec/field-mont.ts
 const moduli = {
@@ -25,16 +27,35 @@ for (const [name, m] of Object.entries(moduli)) {
   const minv = (0x100000000n - inv) & 0xffffffffn;
   // multiplication: product-scanning Montgomery (FIPS), low register pressure.
   // The column sum is kept as lo + hi * 2^32 with both halves far below 2^64.
+  // The P-256 prime is 2^256 - 2^224 + 2^192 + 2^96 - 1 and -p^-1 = 1 mod 2^32,
+  // so q_i p is added as +-q_i in four columns instead of by multiplications;
+  // the column sum may then go negative, so its carry is an arithmetic shift.
+  const solinas = name === "fp256";
+  const carry = solinas ? "  lo = hi + <u64>(<i64>lo >> 32); hi = 0;" : "  lo = hi + (lo >> 32); hi = 0;";
+  const loads = (v) => {
+    for (let j = 0; j < n; j++) w(`  const ${v}${j} = <u64>load<u32>(${v}, ${4 * j});`);
+  };
   w(`export function mul_${name}(r: usize, a: usize, b: usize): void {`);
   w("  let lo: u64 = 0, hi: u64 = 0, p: u64;");
   for (let j = 0; j < n; j++) w(`  let q${j}: u64 = 0;`);
-  const A = (j) => `<u64>load<u32>(a, ${4 * j})`;
-  const B = (j) => `<u64>load<u32>(b, ${4 * j})`;
+  loads("a");
+  loads("b");
+  const A = (j) => `a${j}`;
+  const B = (j) => `b${j}`;
   const addProd = (x) => w(`  p = ${x}; lo += p & 0xffffffff; hi += p >> 32;`);
   const addQm = (j, k) => {
+    if (solinas) return;
     if (ml[k] === 0n) return;
     if (ml[k] === 1n) w(`  lo += q${j};`);
     else addProd(`q${j} * ${hex(ml[k])}`);
+  };
+  // column k of q p for the P-256 prime: +q_(k-3) +q_(k-6) -q_(k-7) +q_(k-8); -q_k cancels the low word
+  const addQs = (k) => {
+    if (!solinas) return;
+    for (const [off, op] of [[3, "+="], [6, "+="], [7, "-="], [8, "+="]]) {
+      const j = k - off;
+      if (j >= 0 && j < n) w(`  lo ${op} q${j};`);
+    }
   };
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < i; j++) {
@@ -42,17 +63,19 @@ for (const [name, m] of Object.entries(moduli)) {
       addQm(j, i - j);
     }
     addProd(`${A(i)} * ${B(0)}`);
+    addQs(i);
     w(minv === 1n ? `  q${i} = lo & 0xffffffff;` : `  q${i} = ((lo & 0xffffffff) * ${hex(minv)}) & 0xffffffff;`);
     addQm(i, 0);
-    w("  lo = hi + (lo >> 32); hi = 0;");
+    w(carry);
   }
   for (let i = n; i < 2 * n; i++) {
     for (let j = i - n + 1; j < n; j++) {
       addProd(`${A(j)} * ${B(i - j)}`);
       addQm(j, i - j);
     }
+    addQs(i);
     w(`  const t${i - n} = lo & 0xffffffff;`);
-    w("  lo = hi + (lo >> 32); hi = 0;");
+    w(carry);
   }
   finalSub(n, ml, "lo");
   w("}");
@@ -61,6 +84,7 @@ for (const [name, m] of Object.entries(moduli)) {
   w(`export function sqr_${name}(r: usize, a: usize): void {`);
   w("  let lo: u64 = 0, hi: u64 = 0, p: u64;");
   for (let j = 0; j < n; j++) w(`  let q${j}: u64 = 0;`);
+  loads("a");
   const addSq = (i) => {
     for (let j = Math.max(0, i - n + 1); j <= Math.min(i, n - 1); j++) {
       const k = i - j;
@@ -72,15 +96,17 @@ for (const [name, m] of Object.entries(moduli)) {
   for (let i = 0; i < n; i++) {
     addSq(i);
     for (let j = 0; j < i; j++) addQm(j, i - j);
+    addQs(i);
     w(minv === 1n ? `  q${i} = lo & 0xffffffff;` : `  q${i} = ((lo & 0xffffffff) * ${hex(minv)}) & 0xffffffff;`);
     addQm(i, 0);
-    w("  lo = hi + (lo >> 32); hi = 0;");
+    w(carry);
   }
   for (let i = n; i < 2 * n; i++) {
     addSq(i);
     for (let j = i - n + 1; j < n; j++) addQm(j, i - j);
+    addQs(i);
     w(`  const t${i - n} = lo & 0xffffffff;`);
-    w("  lo = hi + (lo >> 32); hi = 0;");
+    w(carry);
   }
   finalSub(n, ml, "lo");
   w("}");
