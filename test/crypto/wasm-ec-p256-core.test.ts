@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs";
 import { p256 } from "@noble/curves/nist.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { ecdsaSign, ecdsaVerify, ecPublicKey, ecdhSharedSecret } from "../../src/crypto/wasm-ec.ts";
+import { wasmBuilds } from "../support/wasm-builds.ts";
 
 const N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
 const WB = 6;
@@ -137,16 +138,7 @@ interface CoreEc {
   ecdsaSignDigest(c: number, a: number, d: number, m: number, ml: number, x: number, xl: number, o: number): number;
 }
 
-const builds = ["core.wasm", "core-simd.wasm"].flatMap((file) => {
-  const bytes = readFileSync(new URL(`../../wasm/build/${file}`, import.meta.url));
-  if (!WebAssembly.validate(bytes)) {
-    // Only the SIMD build may be unsupported by a runtime; the scalar build must load.
-    if (file === "core.wasm") throw new Error("scalar wasm build does not validate");
-    console.log(`skipping ${file}: this runtime has no wasm SIMD`);
-    return [];
-  }
-  return [{ file, ex: new WebAssembly.Instance(new WebAssembly.Module(bytes), {}).exports as unknown as CoreEc }];
-});
+const builds = wasmBuilds<CoreEc>();
 
 describe("P-256 core, both builds", () => {
   for (const { file, ex } of builds) {

@@ -5,6 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { gcm } from "@noble/ciphers/aes.js";
 import type { SymExports } from "../../src/crypto/wasm-runtime.ts";
+import { wasmBuilds } from "../support/wasm-builds.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
@@ -27,15 +28,7 @@ function open(ex: SymExports, key: Uint8Array, iv: Uint8Array, sealed: Uint8Arra
   return ex.aesGcmOpen(ko, key.length, io, iv.length, ao, aad.length, co, len, co + len, oo);
 }
 
-const builds = ["core.wasm", "core-simd.wasm"].flatMap((file) => {
-  const bytes = readFileSync(new URL(`../../wasm/build/${file}`, import.meta.url));
-  if (!WebAssembly.validate(bytes)) {
-    if (file === "core.wasm") throw new Error("scalar wasm build does not validate");
-    console.log(`skipping ${file}: this runtime has no wasm SIMD`);
-    return [];
-  }
-  return [{ file, ex: new WebAssembly.Instance(new WebAssembly.Module(bytes), {}).exports as unknown as SymExports }];
-});
+const builds = wasmBuilds<SymExports>();
 
 describe("GHASH, both builds", () => {
   for (const { file, ex } of builds) {

@@ -5,6 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { gcm } from "@noble/ciphers/aes.js";
 import type { SymExports } from "../../src/crypto/wasm-runtime.ts";
+import { wasmBuilds } from "../support/wasm-builds.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
@@ -18,16 +19,7 @@ function seal(ex: SymExports, key: Uint8Array, iv: Uint8Array, pt: Uint8Array, a
   return m.slice(oo, oo + pt.length + 16);
 }
 
-const builds = ["core.wasm", "core-simd.wasm"].flatMap((file) => {
-  const bytes = readFileSync(new URL(`../../wasm/build/${file}`, import.meta.url));
-  if (!WebAssembly.validate(bytes)) {
-    // Only the SIMD build may be unsupported by a runtime; the scalar build must load.
-    if (file === "core.wasm") throw new Error("scalar wasm build does not validate");
-    console.log(`skipping ${file}: this runtime has no wasm SIMD`);
-    return [];
-  }
-  return [{ file, ex: new WebAssembly.Instance(new WebAssembly.Module(bytes), {}).exports as unknown as SymExports }];
-});
+const builds = wasmBuilds<SymExports>();
 
 describe("AES key schedule, both builds", () => {
   for (const { file, ex } of builds) {
