@@ -1,7 +1,7 @@
 /** Request schemas of jose-ja, shared by its routes and its OpenAPI document. */
 import * as v from "valibot";
 import { ALGORITHM_NAMES } from "../src/keyring/algorithms.ts";
-import { b64u, compact, description, ElasticKey, keyName as name, ListKeysQuery, MAX_DATA_BYTES, PublicJwk, rotationDays, tagList } from "./keyring.ts";
+import { b64u, compact, description, ElasticKey, keyName as name, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, rotationDays, tagList } from "./keyring.ts";
 
 export { ElasticKey, ElasticKeyList, KeyId, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, PURPOSES, STATUSES } from "./keyring.ts";
 
@@ -53,8 +53,16 @@ export const VersionQuery = v.strictObject({
   version: v.optional(v.pipe(v.string(), v.regex(/^[1-9]\d{0,8}$/), v.transform(Number))),
 });
 
-export const SignRequest = v.strictObject({ payload: b64u(MAX_DATA_BYTES), typ: v.optional(typ), cty: v.optional(typ) });
-export const VerifyRequest = v.strictObject({ jws: compact });
+/** Flattened JSON JWS (RFC 7515 §7.2.2) with a protected header only. */
+export const FlattenedJws = v.strictObject({ protected: v.pipe(v.string(), v.maxLength(4096)), payload: v.optional(v.pipe(v.string(), v.maxLength(MAX_COMPACT_CHARS))), signature: v.pipe(v.string(), v.maxLength(8192)) });
+export const SignRequest = v.strictObject({
+  payload: b64u(MAX_DATA_BYTES),
+  typ: v.optional(typ),
+  cty: v.optional(typ),
+  /** `compact` (default) or `json`: the flattened JSON serialization. */
+  format: v.optional(v.picklist(["compact", "json"]), "compact"),
+});
+export const VerifyRequest = v.strictObject({ jws: v.union([compact, FlattenedJws]) });
 export const EncryptRequest = v.strictObject({ plaintext: b64u(MAX_DATA_BYTES), cty: v.optional(typ) });
 export const DecryptRequest = v.strictObject({ jwe: compact });
 
@@ -110,7 +118,7 @@ export type AuditQueryInput = v.InferOutput<typeof AuditQuery>;
 
 export const ElasticKeyWithJwk = v.object({ ...ElasticKey.entries, public_jwk: v.optional(PublicJwk) });
 const header = v.record(v.string(), v.unknown());
-export const SignResult = v.object({ kid: v.string(), version: v.number(), jws: v.string() });
+export const SignResult = v.object({ kid: v.string(), version: v.number(), jws: v.union([v.string(), FlattenedJws]) });
 export const VerifyResult = v.object({ valid: v.literal(true), kid: v.string(), version: v.number(), payload: v.string(), header });
 export const EncryptResult = v.object({ kid: v.string(), version: v.number(), jwe: v.string() });
 export const DecryptResult = v.object({ kid: v.string(), version: v.number(), plaintext: v.string() });

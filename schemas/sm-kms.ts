@@ -40,7 +40,10 @@ export const PublicKeyQuery = v.strictObject({
 });
 
 
-/** `compact` (default) or `json`: RFC 7516 flattened JSON serialization, the context as its `aad`. */
+/**
+ * `compact` (default) or `json`: flattened JSON serialization (RFC 7516 §7.2.2 for JWE, with
+ * the context as its `aad`; RFC 7515 §7.2.2 for JWS).
+ */
 export const JWE_FORMATS = ["compact", "json"] as const;
 export type JweFormat = (typeof JWE_FORMATS)[number];
 const format = v.optional(v.picklist(JWE_FORMATS), "compact");
@@ -77,9 +80,16 @@ export const DataKeyRequest = v.strictObject({
 });
 export const DataKeyResult = v.object({ kid: v.string(), wrapped_key: v.union([v.string(), FlattenedJwe]), plaintext_key: v.optional(v.string()) });
 
-export const SignRequest = v.strictObject({ payload: b64u(MAX_DATA_BYTES), detached: v.optional(v.boolean(), false) });
-export const SignResult = v.object({ kid: v.string(), jws: v.string() });
-export const VerifyRequest = v.strictObject({ jws: compact, payload: v.optional(b64u(MAX_DATA_BYTES)) });
+/** Flattened JSON JWS (RFC 7515 §7.2.2) with a protected header only; `payload` absent when detached. */
+export const FlattenedJws = v.strictObject({
+  protected: seg(4096),
+  payload: v.optional(seg(MAX_COMPACT_CHARS)),
+  signature: seg(8192),
+});
+export type FlattenedJwsValue = v.InferOutput<typeof FlattenedJws>;
+export const SignRequest = v.strictObject({ payload: b64u(MAX_DATA_BYTES), detached: v.optional(v.boolean(), false), format });
+export const SignResult = v.object({ kid: v.string(), jws: v.union([v.string(), FlattenedJws]) });
+export const VerifyRequest = v.strictObject({ jws: v.union([compact, FlattenedJws]), payload: v.optional(b64u(MAX_DATA_BYTES)) });
 export const VerifyResult = v.object({ valid: v.literal(true), kid: v.string() });
 
 export const MacRequest = v.strictObject({ data: b64u(MAX_DATA_BYTES) });

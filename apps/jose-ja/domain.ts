@@ -19,7 +19,7 @@ import { UnsecuredJWT, errors as joseErrors, type JWTPayload } from "jose";
 import * as v from "valibot";
 import { AppError, notFound } from "../../src/service/errors.ts";
 import { algorithmSpec, decodeBase64url, parseKid, encodeBase64url, type ActiveVersion, type ElasticKey, type Keyring, type KeyPurpose, type PublicJwk } from "../../src/keyring/index.ts";
-import { decryptionFailed, encryptJwe, hasPrivate, keyPublicOnly, malformedJose, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, versionFromKid } from "../../src/keyring/jose-ops.ts";
+import { compactFromFlattened, decryptionFailed, encryptJwe, flattenedFromCompact, hasPrivate, type FlattenedJwsOut, keyPublicOnly, malformedJose, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, versionFromKid } from "../../src/keyring/jose-ops.ts";
 import type { KeyImporter } from "../../src/keyring/import.ts";
 import type { GenerateKeyInput, ImportKeyInput, JwtIssueInput, JwtValidateInput, ListKeysInput, UpdateKeyInput } from "../../schemas/jose-ja.ts";
 
@@ -162,16 +162,20 @@ export class JoseService {
 
   // --- JWS --------------------------------------------------------------------------------
 
-  async sign(tenant: string, id: string, payload: Uint8Array, header: { typ?: string; cty?: string } = {}): Promise<{ kid: string; version: number; jws: string }> {
+  async sign(tenant: string, id: string, payload: Uint8Array, opts: { typ?: string; cty?: string; format?: "compact" | "json" } = {}): Promise<{ kid: string; version: number; jws: string | FlattenedJwsOut }> {
     const active = await this.ring.current(tenant, id, SIGNING);
     requirePrivate(active);
     const extra: Record<string, string> = {};
-    if (header.typ) extra.typ = header.typ;
-    if (header.cty) extra.cty = header.cty;
-    return { kid: active.kid, version: active.version, jws: await signCompact(active, payload, extra) };
+    if (opts.typ) extra.typ = opts.typ;
+    if (opts.cty) extra.cty = opts.cty;
+    const jws = await signCompact(active, payload, extra);
+    return { kid: active.kid, version: active.version, jws: opts.format === "json" ? flattenedFromCompact(jws) : jws };
   }
 
-  async verify(tenant: string, id: string, jws: string): Promise<{ valid: true; kid: string; version: number; payload: string; header: Record<string, unknown> }> {
+  /** Verifies a compact or flattened JSON JWS (payload attached) with the version its kid names. */
+  async verify(tenant: string, id: string, input: string | FlattenedJwsOut): Promise<{ valid: true; kid: string; version: number; payload: string; header: Record<string, unknown> }> {
+    const jws = typeof input === "string" ? input : compactFromFlattened(input);
+    if (jws.split(".")[1] === "") throw malformedJose("JWS");
     const r = await verifyCompact(this.ring, tenant, id, jws, SIGNING);
     return { valid: true, kid: r.active.kid, version: r.active.version, payload: encodeBase64url(r.payload), header: r.header };
   }
@@ -214,8 +218,8 @@ export class JoseService {
   }
 
   /** The key a JWS/JWT's kid names, for the tenant-wide routes; a kid that is not ours is `signature_invalid`. */
-  keyIdOf(jws: string): string {
-    const header = protectedHeaderOf(jws, 3, "JWS");
+  keyIdOf(jws: string | FlattenedJwsOut): string {
+    const header = protectedHeaderOf(typeof jws === "string" ? jws : compactFromFlattened(jws), 3, "JWS");
     const k = parseKid(header.kid);
     if (!k) throw signatureInvalid();
     return k.id;

@@ -214,7 +214,7 @@ export function joseRoutes(jose: JoseService, audit: AuditLog) {
           const id = jose.keyIdOf(body.jws);
           return audited(request, "verify", id, (t) => jose.verify(t, id, body.jws));
         },
-        { body: S.VerifyRequest, response: S.VerifyResult, scopes: VERIFY, detail: { summary: "Verify a compact JWS made by any of the tenant's keys (the key from its kid)" } },
+        { body: S.VerifyRequest, response: S.VerifyResult, scopes: VERIFY, detail: { summary: "Verify a JWS (compact or flattened JSON) made by any of the tenant's keys (the key from its kid)" } },
       )
       // --- JWKS (also public at /t/{tenant}/jwks) -------------------------------------------
       .get("/jwks", async ({ request }) => jwksResponse(request, await jose.tenantJwks(tenantOf(request)), jose.cfg.jwks_max_age_s), {

@@ -22,8 +22,8 @@ import { equalStrings } from "../../src/crypto/constant-time.ts";
 import { canonicalJson, decodeBase64url, encodeBase64url, type ActiveVersion, type ElasticKey, type Keyring, type KeyPurpose, type PublicJwk } from "../../src/keyring/index.ts";
 import type { ByokImporter } from "./byok.ts";
 import { contentEncryptions, type ContentEncryption } from "../../src/keyring/algorithms.ts";
-import { decryptionFailed, encryptJwe, macOf, malformedJose as malformed, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, verifyMac, versionFromKid } from "../../src/keyring/jose-ops.ts";
-import type { CreateKeyInput, DataKeyInput, FlattenedJweValue, JweFormat, ListKeysInput, UpdateKeyInput } from "../../schemas/sm-kms.ts";
+import { compactFromFlattened, decryptionFailed, encryptJwe, flattenedFromCompact, macOf, malformedJose as malformed, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, verifyMac, versionFromKid } from "../../src/keyring/jose-ops.ts";
+import type { CreateKeyInput, DataKeyInput, FlattenedJweValue, FlattenedJwsValue, JweFormat, ListKeysInput, UpdateKeyInput } from "../../schemas/sm-kms.ts";
 
 /** A JWE in compact form or flattened JSON form (RFC 7516 §7.2.2, protected header only). */
 export type Jwe = string | FlattenedJweValue;
@@ -174,15 +174,17 @@ export class KmsService {
 
   // --- sign / verify ----------------------------------------------------------------------
 
-  async sign(tenant: string, id: string, payload: Uint8Array, detached = false): Promise<{ kid: string; jws: string }> {
+  async sign(tenant: string, id: string, payload: Uint8Array, detached = false, format: JweFormat = "compact"): Promise<{ kid: string; jws: string | FlattenedJwsValue }> {
     const active = await this.ring.current(tenant, id, ["sign"]);
     const jws = await signCompact(active, payload);
+    if (format === "json") return { kid: active.kid, jws: flattenedFromCompact(jws, detached) };
     if (!detached) return { kid: active.kid, jws };
     const [h, , s] = jws.split(".");
     return { kid: active.kid, jws: `${h}..${s}` };
   }
 
-  async verify(tenant: string, id: string, jws: string, payload?: Uint8Array): Promise<{ valid: true; kid: string }> {
+  async verify(tenant: string, id: string, input: string | FlattenedJwsValue, payload?: Uint8Array): Promise<{ valid: true; kid: string }> {
+    let jws = typeof input === "string" ? input : compactFromFlattened(input);
     const parts = jws.split(".");
     if (parts.length !== 3) throw malformed("JWS");
     if (parts[1] === "") {

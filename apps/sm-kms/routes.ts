@@ -26,7 +26,7 @@ export function kmsRoutes(kms: KmsService) {
     const r = await kms.decrypt(t, id, b.jwe, b.context);
     return { kid: r.kid, plaintext: b64u(r.plaintext) };
   };
-  const sign = (t: string, id: string, b: S.SignInput) => kms.sign(t, id, fromB64u(b.payload), b.detached);
+  const sign = (t: string, id: string, b: S.SignInput) => kms.sign(t, id, fromB64u(b.payload), b.detached, b.format);
   const verify = (t: string, id: string, b: S.VerifyInput) => kms.verify(t, id, b.jws, b.payload === undefined ? undefined : fromB64u(b.payload));
 
   return (
@@ -160,7 +160,7 @@ export function kmsRoutes(kms: KmsService) {
         body: S.VerifyRequest,
         response: S.VerifyResult,
         scopes: VERIFY,
-        detail: { summary: "Verify a compact JWS; the version comes from its kid; a bad signature is 400 signature_invalid" },
+        detail: { summary: "Verify a JWS (compact or flattened JSON); the version comes from its kid; a bad signature is 400 signature_invalid" },
       })
       .post("/keys/:id/mac", ({ request, params, body }) => kms.mac(tenantOf(request), params.id, fromB64u(body.data)), {
         params: S.KeyId,

@@ -100,6 +100,24 @@ const hmacHash = (name: string) => HMAC_HASH[name as keyof typeof HMAC_HASH];
 
 // --- JWS ----------------------------------------------------------------------------------
 
+/** A JWS in flattened JSON serialization (RFC 7515 §7.2.2), protected header only; no `payload` when detached. */
+export interface FlattenedJwsOut {
+  protected: string;
+  payload?: string;
+  signature: string;
+}
+
+/** The flattened JSON form of a compact JWS: the same signing input, other framing. */
+export function flattenedFromCompact(jws: string, detached = false): FlattenedJwsOut {
+  const [h, p, s] = jws.split(".") as [string, string, string];
+  return detached ? { protected: h, signature: s } : { protected: h, payload: p, signature: s };
+}
+
+/** The compact form of a flattened JWS (its payload empty when detached), for `verifyCompact`. */
+export function compactFromFlattened(jws: FlattenedJwsOut): string {
+  return `${jws.protected}.${jws.payload ?? ""}.${jws.signature}`;
+}
+
 /** A compact JWS over `payload` with the version's key; `kid` names the version. */
 export async function signCompact(active: ActiveVersion, payload: Uint8Array, extraHeader: Record<string, string> = {}): Promise<string> {
   const header = { ...extraHeader, alg: active.spec.jose, kid: active.kid };
