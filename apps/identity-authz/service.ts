@@ -9,7 +9,7 @@ import type { ServiceDefinition } from "../../src/service/context.ts";
 import { migrations } from "./migrations.ts";
 import { Authz } from "./domain/authz.ts";
 import { adminRoutes } from "./routes/admin.ts";
-import { oauthRoutes } from "./routes/oauth.ts";
+import { oauthFastRoutes, oauthRoutes } from "./routes/oauth.ts";
 
 export const identityAuthz: ServiceDefinition = {
   name: "identity-authz",
@@ -30,4 +30,5 @@ export const identityAuthz: ServiceDefinition = {
   },
   api: (ctx) => adminRoutes(Authz.of(ctx)),
   routes: (ctx) => oauthRoutes(Authz.of(ctx), ctx.logger),
+  fastRoutes: (ctx) => oauthFastRoutes(Authz.of(ctx), ctx.logger),
 };

@@ -56,4 +56,21 @@ export interface ServiceDefinition {
   routes?(ctx: ServiceContext): Elysia<any, any, any, any, any, any, any>;
   /** UI pages under /browser (optional). */
   pages?(ctx: ServiceContext): Elysia<any, any, any, any, any, any, any>;
+  /**
+   * Hot protocol routes served without the Elysia router (optional): the pipeline's guards,
+   * headers, error model and metrics still apply. Each must also be declared in `routes` (the
+   * API document and the fallback come from there) and must authenticate callers itself: a
+   * fast route may not lie under /service/ or /browser/, whose auth and scopes are Elysia's.
+   */
+  fastRoutes?(ctx: ServiceContext): FastRoute[];
+}
+
+/** A route the pipeline dispatches itself (see `ServiceDefinition.fastRoutes`). */
+export interface FastRoute {
+  method: "GET" | "POST";
+  /** Matched against the request path; capture groups are the route's parameters. */
+  pattern: RegExp;
+  /** The route's name in metrics, as Elysia would name it (e.g. "/t/:tenant/token"). */
+  route: string;
+  handle(req: Request, params: string[]): Promise<Response>;
 }

@@ -12,6 +12,7 @@ import { AppError, errorBody } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { HttpMetrics } from "./metrics.ts";
 import type { IpAllowlist, RateLimiter } from "./guard.ts";
+import type { FastRoute } from "./context.ts";
 import { requireScopes, type BearerVerifier, type Principal } from "../auth/bearer.ts";
 import { readCookie, SESSION_COOKIE, type SessionStore } from "../auth/session.ts";
 
@@ -66,6 +67,21 @@ function pathOfUrl(u: string): string {
 
 const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
+function matchFast(routes: FastRoute[], method: string, path: string): { route: FastRoute; params: string[] } | undefined {
+  for (const route of routes) {
+    if (route.method !== method) continue;
+    const m = route.pattern.exec(path);
+    if (m) {
+      try {
+        return { route, params: m.slice(1).map((x) => decodeURIComponent(x ?? "")) };
+      } catch {
+        throw new AppError("bad_request", "the request path is not valid percent-encoding");
+      }
+    }
+  }
+  return undefined;
+}
+
 const API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
 /** Headers on every public response; JSON APIs are never cached. */
@@ -99,6 +115,8 @@ export function errorResponse(err: unknown, requestId: string, logger?: Logger):
 
 export interface PipelineDeps {
   app: { handle(req: Request): Promise<Response> | Response };
+  /** Routes dispatched before the app (never under /service/ or /browser/; checked at start). */
+  fastRoutes?: FastRoute[];
   logger: Logger;
   metrics: HttpMetrics;
   allowlist: IpAllowlist;
@@ -115,6 +133,12 @@ type ClientIp = (req: Request) => string | undefined;
 /** Builds the public server's fetch handler. */
 export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
   const cors = new Set(d.corsOrigins);
+  const fastRoutes = d.fastRoutes ?? [];
+  for (const r of fastRoutes) {
+    if (r.route.startsWith("/service/") || r.route.startsWith("/browser/") || r.pattern.test("/service/api/v1/x") || r.pattern.test("/browser/api/v1/x")) {
+      throw new Error(`fast route ${r.route} may not serve /service/ or /browser/ paths`);
+    }
+  }
   return async (req: Request): Promise<Response> => {
     const start = performance.now();
     const info = requestInfo(req);
@@ -122,7 +146,8 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
     const path = pathOfUrl(req.url);
     const isService = path.startsWith("/service/");
     const isBrowser = path.startsWith("/browser/");
-    const origin = req.headers.get("origin");
+    // Origin matters only on /browser/ (CORS and CSRF); each header read is a native call.
+    const origin = isBrowser ? req.headers.get("origin") : null;
     let res: Response;
     try {
       if (!d.allowlist.allows(info.ip)) throw new AppError("ip_not_allowed", "this address may not use the service");
@@ -174,7 +199,13 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
             await d.sessions.verifyCsrf(sid, req.headers.get("x-csrf-token"));
           }
         }
-        res = await d.app.handle(req);
+        const fast = fastRoutes.length > 0 ? matchFast(fastRoutes, req.method, path) : undefined;
+        if (fast) {
+          info.route = fast.route.route;
+          res = await fast.route.handle(req, fast.params);
+        } else {
+          res = await d.app.handle(req);
+        }
       }
     } catch (e) {
       res = errorResponse(e, info.id, d.logger);
@@ -186,7 +217,8 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
     // errors made here or by the router's 404 do not.
     if (!h.has("x-content-type-options")) for (const [k, v] of SECURITY_ENTRIES) h.set(k, v);
     // HTML (pages, the explorer) gets a CSP that allows same-origin scripts; JSON keeps 'none'.
-    if (h.get("content-type")?.startsWith("text/html")) h.set("content-security-policy", path.startsWith("/docs") ? DOCS_CSP : PAGE_CSP);
+    // (API responses are JSON: only other paths can carry a page.)
+    if (!path.includes("/api/") && h.get("content-type")?.startsWith("text/html")) h.set("content-security-policy", path.startsWith("/docs") ? DOCS_CSP : PAGE_CSP);
     else if (path.startsWith("/docs")) h.set("content-security-policy", DOCS_CSP);
     if (isBrowser && origin && cors.has(origin)) {
       h.set("access-control-allow-origin", origin);

@@ -282,6 +282,7 @@ async function startOnDatabase(
   const handler = publicHandler(
     {
       app,
+      fastRoutes: def.fastRoutes?.(ctx),
       logger,
       metrics,
       allowlist: new IpAllowlist(config.security.ip_allowlist),

@@ -273,3 +273,29 @@ describe("refusals with OAuth error codes", () => {
     expect(((await ui.json()) as { error: string }).error).toBe("invalid_token");
   });
 });
+
+describe("the token endpoint as a fast route (dispatched by the pipeline, not the router)", () => {
+  test("same answers and headers as any route, its own metrics label; bad path encoding is a 400", async () => {
+    const r = await authz.fetch(`${base}/t/acme/token`, form({ grant_type: "client_credentials" }, { authorization: basic(secretClient.client_id, secretClient.client_secret) }));
+    expect(r.status).toBe(200);
+    for (const h of ["x-content-type-options", "strict-transport-security", "content-security-policy", "x-request-id"]) expect(r.headers.get(h)).not.toBeNull();
+    expect(r.headers.get("cache-control")).toBe("no-store");
+    const metrics = await (await authz.admin("/admin/v1/metrics")).text();
+    expect(metrics).toMatch(/route="\/t\/:tenant\/token",status="200"/);
+    const bad = await authz.fetch(`${base}/t/%E0%A4%A/token`, form({ grant_type: "client_credentials" }));
+    expect(bad.status).toBe(400);
+    const unknown = await authz.fetch(`${base}/t/no-such-tenant/token`, form({ grant_type: "client_credentials" }));
+    expect(unknown.status).toBe(404);
+  });
+
+  test("a fast route may not take over /service/ or /browser/ paths", async () => {
+    const { publicHandler } = await import("../../src/service/http.ts");
+    const handle = async () => new Response(null);
+    for (const r of [
+      { method: "GET" as const, pattern: /^\/service\/api\/v1\/x$/, route: "/service/api/v1/x", handle },
+      { method: "POST" as const, pattern: /^\/.*$/, route: "/anything", handle },
+    ]) {
+      expect(() => publicHandler({ fastRoutes: [r], corsOrigins: [] } as never, () => undefined)).toThrow(/may not serve/);
+    }
+  });
+});

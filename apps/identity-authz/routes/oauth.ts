@@ -8,25 +8,62 @@ import { oauthError } from "../domain/oauth-error.ts";
 import { DPOP_ALGS } from "../domain/dpop.ts";
 import { json, oauthFailure, page, paramsOf, readForm, redirect } from "./protocol.ts";
 import { notFound } from "../../../src/service/errors.ts";
+import type { FastRoute } from "../../../src/service/context.ts";
 
 type Ctx = { request: Request; params: Record<string, string> };
 const GRANTS = ["authorization_code", "refresh_token", "client_credentials"];
 const AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
 const ASSERTION_ALGS = ["ES256", "ES384", "PS256", "RS256", "EdDSA"];
 
-export function oauthRoutes(authz: Authz, logger: Logger) {
-  /** Every endpoint: tenant check, bootstrap done, errors as OAuth responses. */
-  const endpoint = (fn: (tenant: string, c: Ctx) => Promise<Response>) => async (c: Ctx) => {
-    try {
-      authz.baseUrl(c.request);
-      await authz.ready;
-      const tenant = c.params.tenant ?? "";
-      if (!TENANT_ID.test(tenant) || !(await authz.registry.tenant(tenant))) throw notFound("tenant");
-      return await fn(tenant, c);
-    } catch (e) {
-      return oauthFailure(e, c.request, logger);
+/** Every endpoint: tenant check, bootstrap done, errors as OAuth responses. */
+const endpointOf = (authz: Authz, logger: Logger) => (fn: (tenant: string, c: Ctx) => Promise<Response>) => async (c: Ctx) => {
+  try {
+    authz.baseUrl(c.request);
+    await authz.ready;
+    const tenant = c.params.tenant ?? "";
+    if (!TENANT_ID.test(tenant) || !(await authz.registry.tenant(tenant))) throw notFound("tenant");
+    return await fn(tenant, c);
+  } catch (e) {
+    return oauthFailure(e, c.request, logger);
+  }
+};
+
+/** The token endpoint (RFC 6749 §3.2): authorization_code, refresh_token, client_credentials. */
+function tokenEndpoint(authz: Authz, logger: Logger) {
+  const url = (tenant: string, path: string) => `${authz.issuer(tenant)}/${path}`;
+  return endpointOf(authz, logger)(async (tenant, c) => {
+    const form = await readForm(c.request);
+    const grantType = form.get("grant_type");
+    if (!grantType) throw oauthError("invalid_request", "grant_type is missing");
+    const client = await authz.clientAuth.authenticate(tenant, c.request, form, [authz.issuer(tenant), url(tenant, "token")]);
+    const jkt = await authz.dpop.verify(tenant, c.request, url(tenant, "token"));
+    if (client.dpop_bound_access_tokens && !jkt) throw oauthError("invalid_dpop_proof", "this client's tokens must be DPoP-bound");
+    const t = authz.tokens;
+    switch (grantType) {
+      case "client_credentials":
+        return json(await t.clientCredentials(tenant, client, form, jkt));
+      case "authorization_code":
+        return json(await t.authorizationCode(tenant, client, form, jkt));
+      case "refresh_token":
+        return json(await t.refresh(tenant, client, form, jkt));
+      default:
+        throw oauthError("unsupported_grant_type", "grant_type is not supported");
     }
-  };
+  });
+}
+
+/**
+ * The token endpoint again, for the pipeline to dispatch without the router: it is the busiest
+ * route (every machine client's grant) and authenticates clients itself. Same handler as the
+ * Elysia route in `oauthRoutes`, which documents it and serves it on any other path shape.
+ */
+export function oauthFastRoutes(authz: Authz, logger: Logger): FastRoute[] {
+  const token = tokenEndpoint(authz, logger);
+  return [{ method: "POST", pattern: /^\/t\/([^/]+)\/token$/, route: "/t/:tenant/token", handle: (request, [tenant]) => token({ request, params: { tenant: tenant ?? "" } }) }];
+}
+
+export function oauthRoutes(authz: Authz, logger: Logger) {
+  const endpoint = endpointOf(authz, logger);
   const url = (tenant: string, path: string) => `${authz.issuer(tenant)}/${path}`;
   const audiences = (tenant: string, path: string) => [authz.issuer(tenant), url(tenant, path)];
 
@@ -120,25 +157,7 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
     )
     .post(
       "/t/:tenant/token",
-      endpoint(async (tenant, c) => {
-        const form = await readForm(c.request);
-        const grantType = form.get("grant_type");
-        if (!grantType) throw oauthError("invalid_request", "grant_type is missing");
-        const client = await authz.clientAuth.authenticate(tenant, c.request, form, audiences(tenant, "token"));
-        const jkt = await authz.dpop.verify(tenant, c.request, url(tenant, "token"));
-        if (client.dpop_bound_access_tokens && !jkt) throw oauthError("invalid_dpop_proof", "this client's tokens must be DPoP-bound");
-        const t = authz.tokens;
-        switch (grantType) {
-          case "client_credentials":
-            return json(await t.clientCredentials(tenant, client, form, jkt));
-          case "authorization_code":
-            return json(await t.authorizationCode(tenant, client, form, jkt));
-          case "refresh_token":
-            return json(await t.refresh(tenant, client, form, jkt));
-          default:
-            throw oauthError("unsupported_grant_type", "grant_type is not supported");
-        }
-      }),
+      tokenEndpoint(authz, logger),
       { parse: "none", detail: { summary: "Token endpoint" } },
     )
     .get("/t/:tenant/userinfo", userinfo, { detail: { summary: "OpenID Connect userinfo" } })

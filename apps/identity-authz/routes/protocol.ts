@@ -5,7 +5,7 @@
  */
 import { AppError } from "../../../src/service/errors.ts";
 import type { Logger } from "../../../src/service/log.ts";
-import { requestInfo } from "../../../src/service/http.ts";
+import { requestInfo, SECURITY_HEADERS } from "../../../src/service/http.ts";
 import { isOAuthCode, oauthError } from "../domain/oauth-error.ts";
 import { FrontChannelError, RedirectError } from "../domain/authorize.ts";
 
@@ -40,8 +40,10 @@ export async function readForm(req: Request): Promise<Map<string, string>> {
   }
 }
 
+// The security headers go in when the response is made: setting them afterwards (as the
+// pipeline does for responses that lack them) costs a native call each, on the busiest route.
 export const json = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
-  new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...NO_STORE, ...headers } });
+  new Response(JSON.stringify(body), { status, headers: { ...SECURITY_HEADERS, "content-type": "application/json", ...NO_STORE, ...headers } });
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
