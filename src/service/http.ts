@@ -73,7 +73,7 @@ function matchFast(routes: FastRoute[], method: string, path: string): { route: 
     const m = route.pattern.exec(path);
     if (m) {
       try {
-        return { route, params: m.slice(1).map((x) => decodeURIComponent(x ?? "")) };
+        return { route, params: m.slice(1).map((x) => (x && x.includes("%") ? decodeURIComponent(x) : (x ?? ""))) };
       } catch {
         throw new AppError("bad_request", "the request path is not valid percent-encoding");
       }

@@ -18,6 +18,7 @@ const MAX_ASSERTION_LIFETIME_S = 600;
 export type Form = Map<string, string>;
 
 function decodeBasicPart(s: string): string {
+  if (!/[%+]/.test(s)) return s; // nothing encoded: the common case, no decoding work
   try {
     return decodeURIComponent(s.replace(/\+/g, "%20"));
   } catch {
