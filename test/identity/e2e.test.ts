@@ -156,11 +156,11 @@ describe("refusals", () => {
 
 describe("(b) headless Chromium through the HTML pages", () => {
   test("logs in at learn-ps /browser/login (password + TOTP) and sees the pets page", async () => {
-    // Debian's package installs it here; CHROMIUM_PATH points elsewhere.
-    const exe = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-    if (!existsSync(exe)) {
-      if (process.env.CI === "true") throw new Error(`the Debian package chromium is required (missing ${exe})`);
-      console.warn(`skipping the Chromium test: ${exe} is not installed (apt-get install -y chromium, or set CHROMIUM_PATH)`);
+    // The Debian package's binary on PATH; CHROMIUM_PATH points elsewhere.
+    const exe = process.env.CHROMIUM_PATH ?? Bun.which("chromium") ?? Bun.which("chromium-browser");
+    if (!exe || !existsSync(exe)) {
+      if (process.env.CI === "true") throw new Error(`the Debian package chromium is required (missing ${exe ?? "chromium on PATH"})`);
+      console.warn("skipping the Chromium test: chromium is not installed (apt-get install -y chromium, or set CHROMIUM_PATH)");
       return;
     }
     const pat = await s.userWithTotp("pat", PASSWORD);

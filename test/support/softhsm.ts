@@ -50,13 +50,13 @@ async function setNativeEnv(name: string, value: string): Promise<void> {
   if (rc !== 0) throw new Error(`setenv(${name}) failed`);
 }
 
-const MODULE_CANDIDATES = [
-  process.env.SOFTHSM2_MODULE,
-  DEFAULT_PKCS11_MODULE,
-  "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-  "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-  "/usr/local/lib/softhsm/libsofthsm2.so",
-];
+/** Where the package put the module: SOFTHSM2_MODULE, the documented default, else what dpkg lists. */
+function moduleCandidates(): string[] {
+  const listed = spawnSync("dpkg", ["-L", "libsofthsm2"], { encoding: "utf8" });
+  const fromDpkg = listed.status === 0 ? listed.stdout.split("\n").filter((l) => l.endsWith("/libsofthsm2.so")) : [];
+  return [process.env.SOFTHSM2_MODULE, DEFAULT_PKCS11_MODULE, ...fromDpkg].filter((p): p is string => !!p);
+}
+const MODULE_CANDIDATES = moduleCandidates();
 
 /** Why SoftHSM2 cannot be used here, or undefined when it can. */
 export function softHsmMissing(): string | undefined {

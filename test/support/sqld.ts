@@ -117,7 +117,7 @@ export async function startSqld(): Promise<SqldServer | undefined> {
         "--shutdown-timeout",
         "1",
       ],
-      { cwd: dir, stdio: ["ignore", "pipe", "pipe"], env: { PATH: process.env.PATH ?? "/usr/bin:/bin", RUST_LOG: "warn" } },
+      { cwd: dir, stdio: ["ignore", "pipe", "pipe"], env: { PATH: process.env.PATH ?? "", RUST_LOG: "warn" } },
     );
     let output = "";
     const collect = (b: Buffer) => {
