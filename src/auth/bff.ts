@@ -23,6 +23,7 @@ import { AppError } from "../service/errors.ts";
 import { requestInfo, principalOf } from "../service/http.ts";
 import type { ServiceContext } from "../service/context.ts";
 import { readCookie, sessionCookie } from "./session.ts";
+import { escapeHtml } from "../service/html.ts";
 
 /** `browser.login`: where and as whom an app logs its users in. */
 export const BrowserLoginConfig = v.strictObject({
@@ -75,7 +76,7 @@ const TENANT_OF_ISSUER = /\/t\/([A-Za-z0-9._-]{1,64})$/;
 const safeReturn = (p: unknown) => (typeof p === "string" && /^\/browser\/[A-Za-z0-9._~\-/?=&%]*$/.test(p) && !p.includes("//") ? p : "/browser/");
 
 function loginErrorPage(message: string, status: number): Response {
-  const esc = message.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const esc = escapeHtml(message);
   return new Response(
     `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign-in failed</title></head><body><main><h1>Sign-in failed</h1><p role="alert">${esc}</p><p><a href="/browser/login">Try again</a></p></main></body></html>`,
     { status, headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } },
@@ -83,8 +84,6 @@ function loginErrorPage(message: string, status: number): Response {
 }
 
 const ID_TOKEN_COOKIE = "__Host-cryptoutil_idt";
-
-const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** A page that sends the browser on to `url` without script (meta refresh, plus a link). */
 function continuePage(url: string): string {

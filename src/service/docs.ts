@@ -9,6 +9,7 @@ import { toJsonSchema } from "@valibot/to-json-schema";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
+import { escapeHtml } from "./html.ts";
 
 let scalarBundle: Uint8Array<ArrayBuffer> | undefined;
 
@@ -22,8 +23,6 @@ function scalarScript(): Uint8Array {
 }
 
 export const DOCS_PATH = "/docs";
-
-const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** The explorer page: scripts only from this origin, so it runs under the strict docs CSP. */
 function explorerPage(title: string): string {

@@ -6,6 +6,7 @@
 import { AppError } from "../../../src/service/errors.ts";
 import type { Logger } from "../../../src/service/log.ts";
 import { requestInfo, SECURITY_HEADERS } from "../../../src/service/http.ts";
+import { escapeHtml } from "../../../src/service/html.ts";
 import { isOAuthCode, oauthError } from "../domain/oauth-error.ts";
 import { FrontChannelError, RedirectError } from "../domain/authorize.ts";
 
@@ -45,11 +46,11 @@ export async function readForm(req: Request): Promise<Map<string, string>> {
 export const json = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
   new Response(JSON.stringify(body), { status, headers: { ...SECURITY_HEADERS, "content-type": "application/json", ...NO_STORE, ...headers } });
 
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
 
 export function page(title: string, text: string, status: number, link?: { href: string; text: string }): Response {
-  const a = link ? `<p><a href="${esc(link.href)}">${esc(link.text)}</a></p>` : "";
-  const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title></head><body><main><h1>${esc(title)}</h1><p>${esc(text)}</p>${a}</main></body></html>`;
+  const a = link ? `<p><a href="${escapeHtml(link.href)}">${escapeHtml(link.text)}</a></p>` : "";
+  const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><main><h1>${escapeHtml(title)}</h1><p>${escapeHtml(text)}</p>${a}</main></body></html>`;
   return new Response(html, { status, headers: { "content-type": "text/html; charset=utf-8", ...NO_STORE } });
 }
 
