@@ -46,8 +46,6 @@ export async function readForm(req: Request): Promise<Map<string, string>> {
 export const json = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
   new Response(JSON.stringify(body), { status, headers: { ...SECURITY_HEADERS, "content-type": "application/json", ...NO_STORE, ...headers } });
 
-
-
 export function page(title: string, text: string, status: number, link?: { href: string; text: string }): Response {
   const a = link ? `<p><a href="${escapeHtml(link.href)}">${escapeHtml(link.text)}</a></p>` : "";
   const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><main><h1>${escapeHtml(title)}</h1><p>${escapeHtml(text)}</p>${a}</main></body></html>`;
