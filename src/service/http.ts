@@ -13,6 +13,7 @@ import type { Logger } from "./log.ts";
 import type { HttpMetrics } from "./metrics.ts";
 import type { IpAllowlist, RateLimiter } from "./guard.ts";
 import type { FastRoute } from "./context.ts";
+import { turnBarrier } from "./turn.ts";
 import { requireScopes, type BearerVerifier, type Principal } from "../auth/bearer.ts";
 import { readCookie, SESSION_COOKIE, type SessionStore } from "../auth/session.ts";
 
@@ -139,10 +140,13 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
       throw new Error(`fast route ${r.route} may not serve /service/ or /browser/ paths`);
     }
   }
+  const nextTurn = turnBarrier();
   return async (req: Request): Promise<Response> => {
     const start = performance.now();
     const info = requestInfo(req);
     info.ip = clientIp(req);
+    // The requests of one event-loop turn run together (see turn.ts).
+    await nextTurn();
     const path = pathOfUrl(req.url);
     const isService = path.startsWith("/service/");
     const isBrowser = path.startsWith("/browser/");
