@@ -15,7 +15,7 @@ import { AppError, notFound } from "../../src/service/errors.ts";
 import { decodeCsr, parseCsr, verifyBySpki, verifyPossession, type ParsedCsr } from "../../src/pki/csr.ts";
 import { signCrl } from "../../src/pki/crl.ts";
 import { ocspErrorResponse, OCSPResponseStatus, parseOcspRequest, signOcspResponse, type OcspAnswer } from "../../src/pki/ocsp.ts";
-import { randomSerialHex } from "../../src/pki/serial.ts";
+import { randomSerialHex, uuidV7 } from "../../src/pki/serial.ts";
 import { parseTimeStampReq, stamp, timeStampRejection } from "../../src/pki/tsp.ts";
 import { toPem } from "../../src/pki/keys.ts";
 import { toBase64 } from "../../src/pki/codec.ts";
@@ -196,7 +196,7 @@ export class PkiCa {
 
     const now = new Date().toISOString();
     const row: RequestRow = {
-      id: crypto.randomUUID(),
+      id: uuidV7(),
       tenant,
       profile: input.profile,
       status: "pending",

@@ -5,7 +5,7 @@ import { AppError } from "../../src/service/errors.ts";
 import { createSuiteCa, type SuiteCa } from "../../src/pki/suite-ca.ts";
 import { issueLeaf, sansOf } from "../../src/pki/leaf.ts";
 import { serverSans } from "../../src/pki/sans.ts";
-import { randomSerialHex } from "../../src/pki/serial.ts";
+import { randomSerialHex, uuidV7 } from "../../src/pki/serial.ts";
 import * as x509 from "../../src/pki/x509.ts";
 import { haveOpenssl, openssl, tempDir } from "./helpers.ts";
 
@@ -35,6 +35,40 @@ describe("suite CA and leaf", () => {
       expect(first).toBeLessThan(0x80);
     }
     for (const c of [ca.root.cert, ca.intermediate.cert, leaf.cert]) expect(c.serialNumber).toMatch(/^[0-7][0-9A-Fa-f]{31}$/);
+  });
+
+  test("serials: 48-bit ms time, then 80 random bits (unique, time-ordered)", () => {
+    const before = Date.now();
+    const serials = Array.from({ length: 2000 }, () => randomSerialHex());
+    const after = Date.now();
+    expect(new Set(serials).size).toBe(serials.length);
+    expect(new Set(serials.map((s) => s.slice(12))).size).toBe(serials.length);
+    for (const s of serials) {
+      const t = parseInt(s.slice(0, 12), 16);
+      expect(t).toBeGreaterThanOrEqual(before);
+      expect(t).toBeLessThanOrEqual(after);
+    }
+    const times = serials.map((s) => s.slice(0, 12));
+    expect([...times].sort()).toEqual(times);
+    // The random part is not constant in any bit position over 2000 draws.
+    let or = 0n;
+    let and = (1n << 80n) - 1n;
+    for (const s of serials) {
+      const r = BigInt(`0x${s.slice(12)}`);
+      or |= r;
+      and &= r;
+    }
+    expect(or).toBe((1n << 80n) - 1n);
+    expect(and).toBe(0n);
+  });
+
+  test("uuidV7: RFC 9562 version 7 layout, time-ordered", () => {
+    const ids = Array.from({ length: 500 }, () => uuidV7());
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(new Set(ids).size).toBe(ids.length);
+    const times = ids.map((id) => id.slice(0, 13));
+    expect([...times].sort()).toEqual(times);
+    expect(Math.abs(parseInt(ids[0]!.replace("-", "").slice(0, 12), 16) - Date.now())).toBeLessThan(60_000);
   });
 
   test("root: self-signed, CA pathLen 1, keyCertSign+cRLSign, 10 years", async () => {
