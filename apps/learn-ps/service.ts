@@ -7,7 +7,7 @@ import type { ServiceDefinition } from "../../src/service/context.ts";
 import { migrations } from "./migrations.ts";
 import { PetStore } from "./store.ts";
 import { PetService } from "./domain.ts";
-import { petRoutes } from "./routes.ts";
+import { petFastRoutes, petRoutes } from "./routes.ts";
 import { petPages } from "./pages/index.ts";
 
 export const learnPs: ServiceDefinition = {
@@ -18,5 +18,7 @@ export const learnPs: ServiceDefinition = {
   defaultPort: 8888,
   migrations,
   api: (ctx) => petRoutes(new PetService(new PetStore(ctx.db), ctx.protector)),
+  // The hot read, served by the pipeline on /service (same schemas and scopes as in routes.ts).
+  fastRoutes: (ctx) => petFastRoutes(new PetService(new PetStore(ctx.db), ctx.protector)),
   pages: () => petPages(),
 };

@@ -57,10 +57,15 @@ export interface ServiceDefinition {
   /** UI pages under /browser (optional). */
   pages?(ctx: ServiceContext): Elysia<any, any, any, any, any, any, any>;
   /**
-   * Hot protocol routes served without the Elysia router (optional): the pipeline's guards,
-   * headers, error model and metrics still apply. Each must also be declared in `routes` (the
-   * API document and the fallback come from there) and must authenticate callers itself: a
-   * fast route may not lie under /service/ or /browser/, whose auth and scopes are Elysia's.
+   * Hot routes served without the Elysia router (optional): the pipeline's guards, headers,
+   * error model and metrics still apply, and each must also be declared as an Elysia route
+   * (the API document and the fallback come from there). Two kinds:
+   *  - protocol routes outside /service/ and /browser/, which authenticate callers themselves
+   *    (identity-authz's token endpoint);
+   *  - reads of the machine API under /service/api/ that declare `scopes`: the pipeline has
+   *    verified the bearer token by then and checks the scopes before the handler runs.
+   *    The handler validates its parameters and its answer with the route's valibot schemas
+   *    (`apiRoute` in http.ts does both). Never under /browser/.
    */
   fastRoutes?(ctx: ServiceContext): FastRoute[];
 }
@@ -72,5 +77,7 @@ export interface FastRoute {
   pattern: RegExp;
   /** The route's name in metrics, as Elysia would name it (e.g. "/t/:tenant/token"). */
   route: string;
+  /** Required scopes: set on, and only on, routes under /service/api/ (see `fastRoutes`). */
+  scopes?: string[];
   handle(req: Request, params: string[]): Promise<Response>;
 }

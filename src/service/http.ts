@@ -8,6 +8,7 @@
  * metrics and the access log. Errors anywhere become the one JSON error body.
  */
 import { Elysia } from "elysia";
+import * as v from "valibot";
 import { AppError, errorBody } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { HttpMetrics } from "./metrics.ts";
@@ -56,6 +57,22 @@ function pathOf(p: unknown): string | undefined {
   return undefined;
 }
 
+type Issue = { message: string; path?: readonly unknown[] };
+type StandardLike = { "~standard": { validate(value: unknown): unknown } };
+
+/** The issues of a Standard Schema validator (as Elysia keeps it: the schema or `{schema}`), if synchronous. */
+function standardIssues(validator: unknown, value: unknown): readonly Issue[] | undefined {
+  if (!validator || typeof validator !== "object") return undefined;
+  const s = ("~standard" in validator ? validator : (validator as { schema?: unknown }).schema) as StandardLike | undefined;
+  if (!s || typeof s !== "object" || !("~standard" in s)) return undefined;
+  try {
+    const r = s["~standard"].validate(value) as { issues?: readonly Issue[] } | Promise<unknown>;
+    return r instanceof Promise ? undefined : r.issues;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The path of an absolute URL without building a URL object (hot path). */
 function pathOfUrl(u: string): string {
   const start = u.indexOf("/", u.indexOf("//") + 2);
@@ -96,6 +113,8 @@ export const SECURITY_HEADERS: Record<string, string> = {
   "cache-control": "no-store",
 };
 const SECURITY_ENTRIES = Object.entries(SECURITY_HEADERS);
+/** The headers of a JSON answer of the API; a Response copies them, so one set serves all. */
+const API_JSON_HEADERS = new Headers({ ...SECURITY_HEADERS, "content-type": "application/json;charset=utf-8" });
 const PAGE_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
   "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'";
@@ -136,7 +155,13 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
   const cors = new Set(d.corsOrigins);
   const fastRoutes = d.fastRoutes ?? [];
   for (const r of fastRoutes) {
-    if (r.route.startsWith("/service/") || r.route.startsWith("/browser/") || r.pattern.test("/service/api/v1/x") || r.pattern.test("/browser/api/v1/x")) {
+    if (r.scopes) {
+      // A scoped API route: its pattern is anchored under /service/api/, so the pipeline's
+      // bearer verification has always run before it.
+      if (!r.route.startsWith("/service/api/") || !r.pattern.source.startsWith("^\\/service\\/api\\/")) {
+        throw new Error(`fast route ${r.route} has scopes but does not lie under /service/api/`);
+      }
+    } else if (r.route.startsWith("/service/") || r.route.startsWith("/browser/") || r.pattern.test("/service/api/v1/x") || r.pattern.test("/browser/api/v1/x")) {
       throw new Error(`fast route ${r.route} may not serve /service/ or /browser/ paths`);
     }
   }
@@ -206,6 +231,7 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
         const fast = fastRoutes.length > 0 ? matchFast(fastRoutes, req.method, path) : undefined;
         if (fast) {
           info.route = fast.route.route;
+          if (fast.route.scopes) requireScopes(principalOf(req), fast.route.scopes);
           res = await fast.route.handle(req, fast.params);
         } else {
           res = await d.app.handle(req);
@@ -255,8 +281,13 @@ export function mapError({ code, error, request, set }: { code: unknown; error: 
     if (error instanceof AppError) err = error;
     else if (code === "PARSE") err = new AppError("malformed_json", "the request body is not valid JSON");
     else if (code === "VALIDATION") {
-      const e = error as { type?: string; all?: Array<{ path?: unknown; summary?: string; message?: string }> };
-      const summary = e.all?.slice(0, 10).map((x) => ({ in: e.type, path: pathOf(x.path), message: x.summary ?? x.message }));
+      const e = error as { type?: string; all?: Array<{ path?: unknown; summary?: string; message?: string }>; validator?: unknown; value?: unknown };
+      // Elysia flattens a Standard Schema issue's path to "[object Object]"; the schema's own
+      // issues keep it, so they are asked again (an error path only).
+      const issues = standardIssues(e.validator, e.value);
+      const summary = issues
+        ? issues.slice(0, 10).map((i) => ({ in: e.type, path: pathOf(i.path), message: i.message }))
+        : e.all?.slice(0, 10).map((x) => ({ in: e.type, path: pathOf(x.path), message: x.summary ?? x.message }));
       err = new AppError("validation_failed", "the request does not match the schema", { details: summary });
     } else if (code === "NOT_FOUND") err = new AppError("not_found", "no such route");
     else if (code === "INVALID_COOKIE_SIGNATURE") err = new AppError("unauthenticated", "bad cookie");
@@ -288,3 +319,50 @@ export const appBase = new Elysia({ name: "cryptoutil.base" })
       },
     }),
   });
+
+/** valibot issues as the `details` of a `validation_failed` error (the shape `mapError` gives Elysia's). */
+function validationFailed(where: "params" | "response", issues: readonly v.BaseIssue<unknown>[]): AppError {
+  const details = issues.slice(0, 10).map((i) => ({ in: where, path: pathOf(i.path), message: i.message }));
+  return new AppError("validation_failed", "the request does not match the schema", { details });
+}
+
+/**
+ * A scoped GET of the machine API as a fast route (see `ServiceDefinition.fastRoutes`): the
+ * path's parameters and the answer are checked with the same valibot schemas as the route's
+ * Elysia declaration, which stays for the API document and for /browser/.
+ *
+ * @example
+ *   apiRoute("/service/api/v1/pets/:id", { params: PetId, response: Pet, scopes: ["pets:read"] },
+ *     (req, { id }) => pets.get(principalOf(req).tenant, id))
+ */
+export function apiRoute<P extends v.GenericSchema<Record<string, string>, Record<string, string>>, R extends v.GenericSchema>(
+  path: string,
+  spec: { params: P; response: R; scopes: string[] },
+  handler: (req: Request, params: v.InferOutput<P>) => Promise<v.InferInput<R>> | v.InferInput<R>,
+): FastRoute {
+  if (!path.startsWith("/service/api/")) throw new Error(`apiRoute ${path}: only /service/api/ paths`);
+  const names: string[] = [];
+  const source = path
+    .split("/")
+    .map((seg) => {
+      if (!seg.startsWith(":")) return seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      names.push(seg.slice(1));
+      return "([^/]+)";
+    })
+    .join("\\/");
+  return {
+    method: "GET",
+    pattern: new RegExp(`^${source}$`),
+    route: path,
+    scopes: spec.scopes,
+    async handle(req, values) {
+      const raw: Record<string, string> = {};
+      names.forEach((n, i) => (raw[n] = values[i] ?? ""));
+      const params = v.safeParse(spec.params, raw);
+      if (!params.success) throw validationFailed("params", params.issues);
+      const answer = v.safeParse(spec.response, await handler(req, params.output));
+      if (!answer.success) throw validationFailed("response", answer.issues);
+      return new Response(JSON.stringify(answer.output), { headers: API_JSON_HEADERS });
+    },
+  };
+}
