@@ -1,5 +1,6 @@
 /** Kysely queries of pki-ca. Certificates and requests are tenant-scoped; CA material and CRLs are instance-wide. */
 import { CompiledQuery, type Kysely } from "kysely";
+import { directWriterOf } from "../../src/storage/index.ts";
 
 export interface CaRow {
   id: string;
@@ -166,7 +167,11 @@ export class PkiStore {
       return;
     }
     const params = rows.flatMap((r) => compiled.columns.map((c) => (r as unknown as Record<string, unknown>)[c]));
-    await trx.executeQuery(CompiledQuery.raw(compiled.sql, params));
+    // Embedded: straight to the connection Kysely holds for this transaction (Kysely's
+    // CompiledQuery freezes the batch's parameter array, about 4% of an issuance's CPU).
+    const direct = directWriterOf(this.db);
+    if (direct) direct(compiled.sql, params);
+    else await trx.executeQuery(CompiledQuery.raw(compiled.sql, params));
   }
 
   async getCa(id: string): Promise<CaRow | undefined> {

@@ -279,6 +279,16 @@ export function directReaderOf(db: Kysely<any>) {
   return directReaders.get(db);
 }
 
+const directWriters = new WeakMap<Kysely<any>, (sql: string, params: readonly unknown[]) => void>();
+
+/**
+ * The direct write path of an embedded database, if `db` is one: only for use inside the
+ * caller's own `db.transaction()` callback (see `writeDirect` in native-dialect.ts).
+ */
+export function directWriterOf(db: Kysely<any>) {
+  return directWriters.get(db);
+}
+
 async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
   let closed = false;
   let native: Awaited<ReturnType<typeof openNative>>;
@@ -304,6 +314,7 @@ async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
   }
   const db = new Kysely<DB>({ dialect });
   directReaders.set(db, native.readDirect);
+  directWriters.set(db, native.writeDirect);
   return {
     db,
     mode: r.mode,

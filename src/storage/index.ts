@@ -7,7 +7,7 @@ export {
   type StorageMode,
   type ResolvedStorage,
 } from "./config.ts";
-export { openDatabase, ping, mapStorageError, libsqlCode, type Database, type PingResult } from "./database.ts";
+export { openDatabase, ping, mapStorageError, libsqlCode, directWriterOf, type Database, type PingResult } from "./database.ts";
 export { runMigrations, ensureMigrationsTable, type Migration, type MigrationReport } from "./migrations.ts";
 export { withTransaction, type TransactionOptions } from "./transaction.ts";
 export { precompile } from "./precompiled.ts";

@@ -137,6 +137,12 @@ export interface EmbeddedDatabase {
    * through Kysely, which waits its turn, so it never sees another caller's uncommitted rows).
    */
   readDirect(sql: string, params: readonly unknown[]): unknown[] | undefined;
+  /**
+   * Runs a write statement directly on the connection, for callers inside one of their own
+   * Kysely transactions on it (Kysely holds the single connection for the transaction's
+   * callback, so nothing else runs in between). Throws when no transaction is open.
+   */
+  writeDirect(sql: string, params: readonly unknown[]): void;
 }
 
 /** Opens an embedded database (path or ":memory:") and returns it with its Kysely dialect. */
@@ -151,5 +157,9 @@ export async function openNative(path: string, onClose: () => void): Promise<Emb
     close: () => engine.close(),
     dialect: new SqliteDialect({ database }),
     readDirect: (sql, params) => (database.inTransaction ? undefined : database.statement(sql).all(params)),
+    writeDirect: (sql, params) => {
+      if (!database.inTransaction) throw new Error("writeDirect needs an open transaction");
+      database.statement(sql).run(params);
+    },
   };
 }

@@ -47,3 +47,24 @@ test("a read during another caller's open transaction waits and does not see its
   await expect(trx).rejects.toThrow("roll back");
   expect(await read).toEqual([]);
 });
+
+test("directWriterOf: refused outside a transaction; inside one it commits and rolls back with it", async () => {
+  const { directWriterOf } = await import("../../src/storage/index.ts");
+  const write = directWriterOf(d.db)!;
+  expect(write).toBeFunction();
+  expect(() => write("insert into items (id, owner, data) values (?, ?, ?)", ["w0", "o9", null])).toThrow(/transaction/);
+  await d.db.transaction().execute(async () => {
+    write("insert into items (id, owner, data) values (?, ?, ?), (?, ?, ?)", ["w1", "o9", null, "w2", "o9", new Uint8Array([7])]);
+  });
+  await expect(
+    d.db.transaction().execute(async () => {
+      write("insert into items (id, owner, data) values (?, ?, ?)", ["w3", "o9", null]);
+      throw new Error("roll back");
+    }),
+  ).rejects.toThrow("roll back");
+  const rows = await d.db.selectFrom("items").select(["id", "data"]).where("owner", "=", "o9").orderBy("id").execute();
+  expect(rows).toEqual([
+    { id: "w1", data: null },
+    { id: "w2", data: new Uint8Array([7]) },
+  ]);
+});
