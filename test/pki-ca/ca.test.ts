@@ -52,7 +52,7 @@ async function ocspRoundTrip(reqFile: string, issuing: string, via: "POST" | "GE
   return openssl(["ocsp", "-issuer", issuing, "-reqin", reqFile, "-respin", respFile, "-CAfile", join(f.dir, "root.pem"), "-resp_text"]);
 }
 
-describe.skipIf(!ok)("pki-ca with openssl", () => {
+describe.skipIf(!ok)("pki-ca with openssl [needs Debian openssl]", () => {
   test("issues P-256, P-384, RSA and Ed25519 subject keys; openssl verify accepts every chain; x509 -text shows CRLDP and AIA", async () => {
     const cases = [
       { key: "ec256" as const, profile: "server" },

@@ -32,7 +32,7 @@ function expectRefusal(r: { code: number; err: string }, text: RegExp) {
   expect(r.err).not.toMatch(/\n\s+at /);
 }
 
-describe.skipIf(!softhsm)("HSM-held offline root", () => {
+describe.skipIf(!softhsm)("HSM-held offline root [needs Debian openssl and softhsm2]", () => {
   let dir: string;
   let token: SoftHsmToken;
   let empty: SoftHsmToken;

@@ -38,7 +38,7 @@ async function unsealError(p: Promise<unknown>): Promise<AppError> {
   throw new Error("expected unseal_failed");
 }
 
-describe.skipIf(!ok)("ceremony key files", () => {
+describe.skipIf(!ok)("ceremony key files [needs Debian openssl]", () => {
   test("openssl-made PBES2 (HMAC-SHA256, AES-256-CBC) opens; SHA-1 PRF, AES-128, PBES1 and wrong passphrases are refused", async () => {
     const plain = write(dir, "k.pem", openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]).out);
     const expected = pemDer(openssl(["pkcs8", "-topk8", "-nocrypt", "-in", plain]).out);

@@ -57,7 +57,7 @@ function caCsr(name: string, extra: string[] = []): string {
   return csr;
 }
 
-describe.skipIf(!ok)("offline root ceremony", () => {
+describe.skipIf(!ok)("offline root ceremony [needs Debian openssl]", () => {
   test("root init: encrypted PKCS#8 openssl opens, CA extensions, fingerprints, no overwrite", async () => {
     const r = await cli(["root", "init", "--dir", dir, "--cn", "Ceremony Test Root", "--passphrase-file", passFile]);
     expect(r.err).toBe("");

@@ -26,7 +26,7 @@ test("serial to shard is serial mod N, and nothing when unsharded", () => {
   expect(shardOf({ crlShards: 1 }, "0f")).toBeUndefined();
 });
 
-test.skipIf(!haveOpenssl())("each certificate points at its shard; each shard CRL is partitioned, verifies, and lists only its serials", async () => {
+test.skipIf(!haveOpenssl())("each certificate points at its shard; each shard CRL is partitioned, verifies, and lists only its serials [needs Debian openssl]", async () => {
   const tok = await f.token("acme", "pki:request pki:revoke");
   const certs: Array<{ serial: string; issuing_ca: string; certificate_pem: string; chain_pem: string; shard: number; file: string }> = [];
   for (let i = 0; i < 16; i++) {

@@ -15,7 +15,7 @@ const ok = haveOpenssl();
 const dir = mkdtempSync(join(tmpdir(), "cryptoutil-csr-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-describe.skipIf(!ok)("proof of possession", () => {
+describe.skipIf(!ok)("proof of possession [needs Debian openssl]", () => {
   const keys = ["ec256", "ec384", "rsa2048", "ed25519"] as const;
   for (const key of keys) {
     test(`${key}: a real CSR verifies, a flipped signature bit does not, no mutation passes that the library refuses`, async () => {
@@ -88,7 +88,7 @@ function outcome(parse: () => ParsedCsr): unknown {
 }
 const usedFastPath = (p: ParsedCsr) => typeof Object.getOwnPropertyDescriptor(p, "csr")?.get === "function";
 
-describe.skipIf(!ok)("DER-walk parser against the library", () => {
+describe.skipIf(!ok)("DER-walk parser against the library [needs Debian openssl]", () => {
   const shapes: Array<{ name: string; key?: "ec256" | "ec384" | "rsa2048" | "ed25519"; subj: string; exts?: string[]; fast: boolean }> = [
     { name: "plain", subj: "/CN=a.example.com", fast: true },
     { name: "no-cn", subj: "/O=Example/OU=Ops", exts: ["subjectAltName=DNS:x.example.com"], fast: true },

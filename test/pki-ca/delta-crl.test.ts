@@ -17,7 +17,7 @@ afterAll(async () => {
 
 const crlNumber = (text: string, label: string) => Number(text.match(new RegExp(`${label}:\\s*(?:critical\\s*)?\\n?\\s*(\\d+)`))?.[1]);
 
-test.skipIf(!haveOpenssl())("a revocation reaches the delta CRL at once and the full CRL at its next regeneration", async () => {
+test.skipIf(!haveOpenssl())("a revocation reaches the delta CRL at once and the full CRL at its next regeneration [needs Debian openssl]", async () => {
   const tok = await f.token("acme", "pki:request pki:revoke");
   const { csr } = makeCsr(f.dir, "d", { subj: "/CN=d.example.com", san: "DNS:d.example.com" });
   const cert = ((await (await f.api("/certificates", tok, { body: { csr, profile: "server" } })).json()) as any).certificate;

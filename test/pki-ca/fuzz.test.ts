@@ -77,7 +77,7 @@ afterAll(async () => {
   await f?.stop();
 });
 
-describe.skipIf(!ok)(`mutation fuzz (${N} per endpoint)`, () => {
+describe.skipIf(!ok)(`mutation fuzz (${N} per endpoint) [needs Debian openssl]`, () => {
   test("CSR submission never answers 5xx", async () => {
     const r = rng(0xc5a);
     const statuses = new Map<number, number>();

@@ -25,7 +25,7 @@ afterAll(async () => {
   await f?.stop();
 });
 
-describe.skipIf(!ok)("issuing CA key types", () => {
+describe.skipIf(!ok)("issuing CA key types [needs Debian openssl]", () => {
   test("every key type issues, verifies, revokes and answers OCSP; restart keeps the hierarchy", async () => {
     f = await startCa(app);
     const rootPem = await (await f.svc.call("/pki/ca/root.pem")).text();

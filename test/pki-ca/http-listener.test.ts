@@ -18,7 +18,7 @@ afterAll(async () => {
   await f?.stop();
 });
 
-test.skipIf(!haveOpenssl())("certificates point at the http listener, which serves CRLs, CA certificates and OCSP", async () => {
+test.skipIf(!haveOpenssl())("certificates point at the http listener, which serves CRLs, CA certificates and OCSP [needs Debian openssl]", async () => {
   const tok = await f.token("acme", "pki:request pki:read");
   const { csr } = makeCsr(f.dir, "web", { subj: "/CN=www.example.com", san: "DNS:www.example.com" });
   const r = await f.api("/certificates", tok, { body: { csr, profile: "server" } });

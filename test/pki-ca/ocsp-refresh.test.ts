@@ -13,7 +13,7 @@ afterAll(async () => {
   await f?.stop();
 });
 
-test.skipIf(!haveOpenssl())("the scheduled refresh re-signs answers nearing staleness; revocation re-signs all", async () => {
+test.skipIf(!haveOpenssl())("the scheduled refresh re-signs answers nearing staleness; revocation re-signs all [needs Debian openssl]", async () => {
   const tok = await f.token("acme", "pki:request pki:revoke");
   const { csr } = makeCsr(f.dir, "o", { subj: "/CN=o.example.com", san: "DNS:o.example.com" });
   const cert = ((await (await f.api("/certificates", tok, { body: { csr, profile: "server" } })).json()) as any).certificate;

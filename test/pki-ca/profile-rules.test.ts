@@ -52,7 +52,7 @@ async function submit(csr: string, profile = "workload") {
 }
 const codes = (body: any): string[] => body.error.details.reasons.map((r: any) => r.code).sort();
 
-describe.skipIf(!ok)("URI SAN rules", () => {
+describe.skipIf(!ok)("URI SAN rules [needs Debian openssl]", () => {
   test("a SPIFFE ID and an https URI under the patterns are issued; openssl verifies and shows them", async () => {
     const csr = csrWith("spiffe", "/CN=w1.svc.example.com", ["subjectAltName=URI:spiffe://example.org/ns/prod/sa/web,URI:https://api.example.com/api/v1,DNS:w1.svc.example.com"]);
     const { status, body } = await submit(csr);
@@ -96,7 +96,7 @@ describe.skipIf(!ok)("URI SAN rules", () => {
   });
 });
 
-describe.skipIf(!ok)("required and forbidden extensions", () => {
+describe.skipIf(!ok)("required and forbidden extensions [needs Debian openssl]", () => {
   test("CA:TRUE, nameConstraints and TLS feature requested: all three reasons", async () => {
     const csr = csrWith("ca-req", "/CN=c.svc.example.com", [
       "subjectAltName=DNS:c.svc.example.com",

@@ -34,7 +34,7 @@ function sign(keyFile: string, message: string, mode: "sha256" | "sha384" | "ed2
 const revoke = (body: unknown) =>
   f.svc.call("/pki/revoke", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
-test.skipIf(!haveOpenssl())("EC P-256, EC P-384, RSA and Ed25519 keys prove possession and revoke their certificate", async () => {
+test.skipIf(!haveOpenssl())("EC P-256, EC P-384, RSA and Ed25519 keys prove possession and revoke their certificate [needs Debian openssl]", async () => {
   for (const [name, key] of [["kc-p256", "ec256"], ["kc-p384", "ec384"], ["kc-rsa", "rsa2048"], ["kc-ed", "ed25519"]] as const) {
     const { cert, keyFile } = await issue(name, key);
     const timestamp = new Date().toISOString();
@@ -45,7 +45,7 @@ test.skipIf(!haveOpenssl())("EC P-256, EC P-384, RSA and Ed25519 keys prove poss
   }
 });
 
-test.skipIf(!haveOpenssl())("refusals: another key, a stale timestamp, a certificate this CA did not issue, malformed input", async () => {
+test.skipIf(!haveOpenssl())("refusals: another key, a stale timestamp, a certificate this CA did not issue, malformed input [needs Debian openssl]", async () => {
   const { cert, keyFile } = await issue("kc-neg", "ec256");
   const other = await issue("kc-other", "ec256");
   const now = new Date().toISOString();

@@ -22,7 +22,7 @@ afterAll(async () => {
   await f?.stop();
 });
 
-test.skipIf(!haveOpenssl())("responder and TSA certificates renew near expiry; earlier responses and tokens keep verifying", async () => {
+test.skipIf(!haveOpenssl())("responder and TSA certificates renew near expiry; earlier responses and tokens keep verifying [needs Debian openssl]", async () => {
   const ca = await pkiCaOf(f.svc.ctx);
   const p256 = ca.hierarchy.issuing.get("P-256")!;
   const oldResponder = p256.responder.cert;

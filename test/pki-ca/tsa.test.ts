@@ -31,7 +31,7 @@ async function tsa(body: Uint8Array, contentType = "application/timestamp-query"
   return f.svc.call("/pki/tsa", { method: "POST", headers: { "content-type": contentType }, body: body.slice().buffer as ArrayBuffer });
 }
 
-describe.skipIf(!ok)("time-stamping authority", () => {
+describe.skipIf(!ok)("time-stamping authority [needs Debian openssl]", () => {
   test("openssl ts -query / -reply / -verify round trip with nonce, certReq, policy and accuracy", async () => {
     for (const digest of ["-sha256", "-sha384", "-sha512"]) {
       const q = join(f.dir, `q${digest}.tsq`);
