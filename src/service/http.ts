@@ -113,8 +113,12 @@ export const SECURITY_HEADERS: Record<string, string> = {
   "cache-control": "no-store",
 };
 const SECURITY_ENTRIES = Object.entries(SECURITY_HEADERS);
-/** The headers of a JSON answer of the API; a Response copies them, so one set serves all. */
-const API_JSON_HEADERS = new Headers({ ...SECURITY_HEADERS, "content-type": "application/json;charset=utf-8" });
+/**
+ * The headers of a plain JSON answer (security headers included). A Response copies the
+ * Headers it is given, so one prebuilt set serves every answer: about a third of the cost of
+ * building them from an object per response.
+ */
+export const JSON_HEADERS = new Headers({ ...SECURITY_HEADERS, "content-type": "application/json;charset=utf-8" });
 const PAGE_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
   "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'";
@@ -362,7 +366,7 @@ export function apiRoute<P extends v.GenericSchema<Record<string, string>, Recor
       if (!params.success) throw validationFailed("params", params.issues);
       const answer = v.safeParse(spec.response, await handler(req, params.output));
       if (!answer.success) throw validationFailed("response", answer.issues);
-      return new Response(JSON.stringify(answer.output), { headers: API_JSON_HEADERS });
+      return new Response(JSON.stringify(answer.output), { headers: JSON_HEADERS });
     },
   };
 }

@@ -4,22 +4,15 @@
  * ECDSA in Bun and no per-request key import). The KeyObject is made once from the
  * decrypted JWK when the tenant's keys load. Runtime-specific on purpose: Bun,
  * Node and Deno all provide node:crypto. Verification stays with jose.
- *
- * `signBatched` queues the signature with the others of the same event-loop turn (see
- * src/crypto/turn-batch.ts): under load that is what keeps the token endpoint's signatures
- * at their in-loop cost.
  */
 import { Buffer } from "node:buffer";
 import { createPrivateKey, sign, type KeyObject } from "node:crypto";
 import type { JWK } from "jose";
-import { turnBatched } from "../../../src/crypto/turn-batch.ts";
 
 export interface CompactSigner {
   kid: string;
   /** Signs `payload` with header `{alg: ES256, typ, kid}`. */
   sign(typ: string, payload: Record<string, unknown>): string;
-  /** The same, run with the other signatures of this event-loop turn. */
-  signBatched(typ: string, payload: Record<string, unknown>): Promise<string>;
 }
 
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64url");
@@ -27,20 +20,17 @@ const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64url");
 export function es256CompactSigner(privateJwk: JWK, kid: string): CompactSigner {
   const key: KeyObject = createPrivateKey({ key: privateJwk as never, format: "jwk" });
   const headers = new Map<string, string>();
-  const signCompact = (typ: string, payload: Record<string, unknown>) => {
-    let h = headers.get(typ);
-    if (!h) {
-      h = b64(JSON.stringify({ alg: "ES256", typ, kid }));
-      headers.set(typ, h);
-    }
-    const input = `${h}.${b64(JSON.stringify(payload))}`;
-    const sig = sign("sha256", Buffer.from(input, "utf8"), { key, dsaEncoding: "ieee-p1363" });
-    return `${input}.${sig.toString("base64url")}`;
-  };
-  const batched = turnBatched((j: { typ: string; payload: Record<string, unknown> }) => signCompact(j.typ, j.payload));
   return {
     kid,
-    sign: signCompact,
-    signBatched: (typ, payload) => batched({ typ, payload }),
+    sign(typ, payload) {
+      let h = headers.get(typ);
+      if (!h) {
+        h = b64(JSON.stringify({ alg: "ES256", typ, kid }));
+        headers.set(typ, h);
+      }
+      const input = `${h}.${b64(JSON.stringify(payload))}`;
+      const sig = sign("sha256", Buffer.from(input, "utf8"), { key, dsaEncoding: "ieee-p1363" });
+      return `${input}.${sig.toString("base64url")}`;
+    },
   };
 }

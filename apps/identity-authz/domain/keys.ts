@@ -50,7 +50,7 @@ function hsmSigner(crypto: Dispatcher, key: TokenKey, alg: "ES256" | "ES384", ki
 function softwareSigner(jwk: JWK, key: CryptoKey, alg: SigningAlg, kid: string): SigningKey["signJwt"] {
   if (alg === "ES256") {
     const compact = es256CompactSigner(jwk, kid);
-    return (typ, payload) => compact.signBatched(typ, payload);
+    return async (typ, payload) => compact.sign(typ, payload);
   }
   return (typ, payload) => new SignJWT(payload).setProtectedHeader({ alg, typ, kid }).sign(key);
 }
