@@ -13,7 +13,7 @@
  * then 0x02...; never zero, and the top bit is cleared, which only matters after the year 6400).
  */
 
-const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+import { bytesToHex as hex } from "@noble/hashes/utils.js";
 
 /** `n` bytes: the first 6 are the time in ms (big-endian), the rest CSPRNG output. */
 function timeOrdered(n: number): Uint8Array {
