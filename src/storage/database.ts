@@ -30,7 +30,7 @@ import {
   type StorageMode,
 } from "./config.ts";
 import { LibsqlClientDialect } from "./libsql-dialect.ts";
-import { openNative } from "./native-dialect.ts";
+import { openNative, type EmbeddedDatabase } from "./native-dialect.ts";
 
 /** An open database and what the service template needs to manage it. */
 export interface Database<DB> {
@@ -272,21 +272,20 @@ export async function openDatabase<DB = unknown>(config: StorageConfig | Resolve
   };
 }
 
-const directReaders = new WeakMap<Kysely<any>, (sql: string, params: readonly unknown[]) => unknown[] | undefined>();
+/** The direct paths of embedded databases (see native-dialect.ts), by their Kysely instance. */
+const directPaths = new WeakMap<Kysely<any>, Pick<EmbeddedDatabase, "readDirect" | "writeDirect">>();
 
-/** The direct read path of an embedded database (see native-dialect.ts), if `db` is one. */
+/** The direct read path of an embedded database, if `db` is one. */
 export function directReaderOf(db: Kysely<any>) {
-  return directReaders.get(db);
+  return directPaths.get(db)?.readDirect;
 }
-
-const directWriters = new WeakMap<Kysely<any>, (sql: string, params: readonly unknown[]) => void>();
 
 /**
  * The direct write path of an embedded database, if `db` is one: only for use inside the
  * caller's own `db.transaction()` callback (see `writeDirect` in native-dialect.ts).
  */
 export function directWriterOf(db: Kysely<any>) {
-  return directWriters.get(db);
+  return directPaths.get(db)?.writeDirect;
 }
 
 async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
@@ -313,8 +312,7 @@ async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
     await chmod(r.filePath, 0o600).catch(() => undefined);
   }
   const db = new Kysely<DB>({ dialect });
-  directReaders.set(db, native.readDirect);
-  directWriters.set(db, native.writeDirect);
+  directPaths.set(db, { readDirect: native.readDirect, writeDirect: native.writeDirect });
   return {
     db,
     mode: r.mode,
