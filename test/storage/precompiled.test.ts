@@ -68,3 +68,54 @@ test("directWriterOf: refused outside a transaction; inside one it commits and r
     { id: "w2", data: new Uint8Array([7]) },
   ]);
 });
+
+test("the reads of one turn share a read transaction that never holds back a write or a later turn", async () => {
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { setImmediate } = await import("node:timers");
+  const nextTurn = () => new Promise<void>((r) => setImmediate(r));
+  const dir = mkdtempSync(join(tmpdir(), "cryptoutil-shared-read-"));
+  // Two connections to one WAL file, as two processes sharing it would have.
+  const a = await openDatabase<any>({ service: "shared-read", url: `file:${join(dir, "s.db")}` });
+  const b = await openDatabase<any>({ service: "shared-read", url: `file:${join(dir, "s.db")}` });
+  try {
+    await a.db.schema.createTable("kv").addColumn("k", "text", (c) => c.primaryKey()).addColumn("v", "text").execute();
+    await a.db.insertInto("kv").values({ k: "x", v: "1" }).execute();
+    const get = precompile(a.db, (k: string) => a.db.selectFrom("kv").selectAll().where("k", "=", k), ["k"]);
+    await nextTurn();
+
+    // Within a turn, reads share a snapshot: the other connection's commit is not seen yet ...
+    expect(await get("x")).toEqual([{ k: "x", v: "1" }]);
+    await b.db.updateTable("kv").set({ v: "2" }).where("k", "=", "x").execute();
+    expect(await get("x")).toEqual([{ k: "x", v: "1" }]);
+    // ... and the next turn reads a fresh one.
+    await nextTurn();
+    expect(await get("x")).toEqual([{ k: "x", v: "2" }]);
+
+    // A write through Kysely in the same turn ends the shared read first: it commits at once
+    // (the other connection sees it in the same turn) and later reads of the turn see it.
+    await a.db.updateTable("kv").set({ v: "3" }).where("k", "=", "x").execute();
+    expect(await b.db.selectFrom("kv").select("v").where("k", "=", "x").executeTakeFirst()).toEqual({ v: "3" });
+    expect(await get("x")).toEqual([{ k: "x", v: "3" }]);
+
+    // Kysely transactions start while a shared read is open, and reads inside them go
+    // through the transaction.
+    expect(await get("x")).toHaveLength(1);
+    await a.db.transaction().execute(async (t) => {
+      await t.updateTable("kv").set({ v: "4" }).where("k", "=", "x").execute();
+      expect(await t.selectFrom("kv").select("v").where("k", "=", "x").executeTakeFirst()).toEqual({ v: "4" });
+    });
+    expect(await get("x")).toEqual([{ k: "x", v: "4" }]);
+
+    // The other connection can still write while a shared read is open (WAL readers do not
+    // block the writer), and closing with one open is clean.
+    await b.db.insertInto("kv").values({ k: "y", v: "5" }).execute();
+    expect(await get("y")).toEqual([]);
+  } finally {
+    await a.close();
+    await b.close();
+    await nextTurn(); // the shared read's scheduled commit finds nothing to do
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
