@@ -16,16 +16,27 @@ interface Series {
 const esc = (s: string) => s.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 
 export class HttpMetrics {
-  private readonly series = new Map<string, Series>();
+  /** Series in the order they first appeared (the export order). */
+  private readonly series: Series[] = [];
+  /**
+   * The same series by route, then method, then status: route and method are the
+   * handlers' constant strings and status a number, so a hot request finds its series
+   * without building a key.
+   */
+  private readonly index = new Map<string, Map<string, Map<number, Series>>>();
   private readonly gauges = new Map<string, () => number>();
 
   /** Records one finished request. `route` is the route pattern, never the raw path. */
   observe(method: string, route: string, status: number, seconds: number): void {
-    const key = `${method} ${route} ${status}`;
-    let s = this.series.get(key);
+    let byMethod = this.index.get(route);
+    if (!byMethod) this.index.set(route, (byMethod = new Map()));
+    let byStatus = byMethod.get(method);
+    if (!byStatus) byMethod.set(method, (byStatus = new Map()));
+    let s = byStatus.get(status);
     if (!s) {
       s = { method, route, status, count: 0, sum: 0, buckets: new Float64Array(BUCKETS.length) };
-      this.series.set(key, s);
+      byStatus.set(status, s);
+      this.series.push(s);
     }
     s.count++;
     s.sum += seconds;
@@ -46,12 +57,12 @@ export class HttpMetrics {
     const out: string[] = [];
     out.push("# HELP http_requests_total Requests handled, by route and status.");
     out.push("# TYPE http_requests_total counter");
-    for (const s of this.series.values()) {
+    for (const s of this.series) {
       out.push(`http_requests_total{service="${esc(service)}",method="${s.method}",route="${esc(s.route)}",status="${s.status}"} ${s.count}`);
     }
     out.push("# HELP http_request_duration_seconds Request latency, by route and status.");
     out.push("# TYPE http_request_duration_seconds histogram");
-    for (const s of this.series.values()) {
+    for (const s of this.series) {
       const labels = `service="${esc(service)}",method="${s.method}",route="${esc(s.route)}",status="${s.status}"`;
       let cum = 0;
       for (let i = 0; i < BUCKETS.length; i++) {
