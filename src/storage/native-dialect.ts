@@ -15,6 +15,7 @@
  */
 import { setImmediate } from "node:timers";
 import { SqliteDialect, type SqliteDatabase, type SqliteStatement } from "kysely";
+import { RowCache, VERSION_SQL } from "./row-cache.ts";
 
 const MAX_CACHED_STATEMENTS = 512;
 
@@ -92,6 +93,8 @@ class CachingDatabase implements SqliteDatabase {
   inTransaction = false;
   /** True while the direct reads of this event-loop turn share one read transaction. */
   private sharedRead = false;
+  /** Results of direct reads, valid while the database is unchanged (see row-cache.ts). */
+  private readonly rows = new RowCache();
 
   constructor(
     private readonly engine: Engine,
@@ -113,6 +116,9 @@ class CachingDatabase implements SqliteDatabase {
    * next turn's barrier opens), so what they read was current at a moment during their
    * request; the snapshot is at most one event-loop turn old for anything else. Writes of
    * this process never meet it: every statement through Kysely commits it first.
+   *
+   * The transaction's first statement reads the database's version, which keeps or drops
+   * the row cache; reads then come from the cache when they can.
    */
   readShared(sql: string, params: readonly unknown[]): unknown[] | undefined {
     if (this.inTransaction) return undefined;
@@ -120,8 +126,9 @@ class CachingDatabase implements SqliteDatabase {
       this.statement("begin").run([]);
       this.sharedRead = true;
       setImmediate(this.endSharedRead);
+      this.rows.validate(this.statement(VERSION_SQL).all([])[0] as { own: number; other: number });
     }
-    return this.statement(sql).all(params);
+    return this.rows.get(sql, params) ?? this.rows.put(sql, params, this.statement(sql).all(params));
   }
 
   /** Commits the shared read transaction, if one is open. */
@@ -142,7 +149,11 @@ class CachingDatabase implements SqliteDatabase {
     } else if (sql === "commit" || sql === "rollback") {
       this.inTransaction = false;
     }
-    return this.statement(sql);
+    const st = this.statement(sql);
+    // Writes and schema changes: total_changes() would catch the first at the next shared
+    // read, but not the second.
+    if (!st.reader) this.rows.clear();
+    return st;
   }
 
   statement(sql: string): SqliteStatement {
@@ -155,8 +166,15 @@ class CachingDatabase implements SqliteDatabase {
     return st;
   }
 
+  /** For statements outside Kysely (PRAGMAs, schema changes): ends the shared read, drops cached rows. */
+  beforeExec(): void {
+    this.endSharedRead();
+    this.rows.clear();
+  }
+
   close(): void {
     this.endSharedRead();
+    this.rows.clear();
     this.cache.clear();
     this.engine.close();
     this.onClose();
@@ -192,11 +210,11 @@ export async function openNative(path: string, onClose: () => void): Promise<Emb
   return {
     engine: onBun ? "bun:sqlite" : "libsql",
     exec: (sql) => {
-      database.endSharedRead();
+      database.beforeExec();
       engine.exec(sql);
     },
     scalar: (sql) => {
-      database.endSharedRead();
+      database.beforeExec();
       return engine.scalar(sql);
     },
     close: () => {

@@ -119,3 +119,42 @@ test("the reads of one turn share a read transaction that never holds back a wri
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("cached reads hand out copies and never outlive a schema change", async () => {
+  const { setImmediate } = await import("node:timers");
+  const nextTurn = () => new Promise<void>((r) => setImmediate(r));
+  const m = await openDatabase<any>({ service: "row-cache", url: ":memory:" });
+  try {
+    const create = () => m.db.schema.createTable("t").addColumn("id", "text", (c) => c.primaryKey()).addColumn("b", "blob").execute();
+    await create();
+    await m.db.insertInto("t").values({ id: "k", b: new Uint8Array([1, 2, 3]) }).execute();
+    const get = precompile(m.db, (id: string) => m.db.selectFrom("t").selectAll().where("id", "=", id), ["i"]);
+    await nextTurn();
+    const first = await get("k");
+    first[0].b.fill(0); // a caller wiping what it read
+    first[0].id = "changed";
+    for (const turn of [0, 1]) {
+      if (turn) await nextTurn();
+      const again = await get("k");
+      expect(again).toEqual([{ id: "k", b: new Uint8Array([1, 2, 3]) }]);
+      expect(again[0]).not.toBe(first[0]);
+    }
+    // A write that returns rows (a statement Kysely runs as a read) is seen at once too.
+    await m.db.updateTable("t").set({ b: new Uint8Array([4]) }).where("id", "=", "k").returning("id").execute();
+    expect(await get("k")).toEqual([{ id: "k", b: new Uint8Array([4]) }]);
+    // A table dropped and created again, without a row change in between, reads empty.
+    await m.db.schema.dropTable("t").execute();
+    await create();
+    expect(await get("k")).toEqual([]);
+    await nextTurn();
+    expect(await get("k")).toEqual([]);
+    // Parameters that are not strings or numbers are read, not cached, and still right.
+    const byBlob = precompile(m.db, (b: Uint8Array) => m.db.selectFrom("t").select("id").where("b", "=", b), [new Uint8Array([9])]);
+    await m.db.insertInto("t").values({ id: "z", b: new Uint8Array([9]) }).execute();
+    expect(await byBlob(new Uint8Array([9]))).toEqual([{ id: "z" }]);
+    await m.db.deleteFrom("t").execute();
+    expect(await byBlob(new Uint8Array([9]))).toEqual([]);
+  } finally {
+    await m.close();
+  }
+});
