@@ -131,11 +131,23 @@ class CachingDatabase implements SqliteDatabase {
     return this.rows.get(sql, params) ?? this.rows.put(sql, params, this.statement(sql).all(params));
   }
 
-  /** Commits the shared read transaction, if one is open. */
+  /**
+   * Commits the shared read transaction, if one is open. Never throws: it also runs from a
+   * timer, and a read-only transaction that cannot commit is rolled back instead (there is
+   * nothing in it to lose).
+   */
   readonly endSharedRead = (): void => {
     if (!this.sharedRead) return;
     this.sharedRead = false;
-    this.statement("commit").run([]);
+    try {
+      this.statement("commit").run([]);
+    } catch {
+      try {
+        this.statement("rollback").run([]);
+      } catch {
+        // Then the connection itself is broken, and its next statement reports that.
+      }
+    }
   };
 
   prepare(sql: string): SqliteStatement {
