@@ -35,7 +35,9 @@ const children = apps.map((name) => {
     cwd: root,
     stdout: "pipe",
     stderr: "inherit",
-    env: { ...process.env, CRYPTOUTIL_LOG_ACCESS: process.env.CRYPTOUTIL_LOG_ACCESS ?? "false" },
+    // The services stop by themselves if this process goes away without stopping them
+    // (killed, or its terminal closed): see src/service/main.ts.
+    env: { ...process.env, CRYPTOUTIL_LOG_ACCESS: process.env.CRYPTOUTIL_LOG_ACCESS ?? "false", CRYPTOUTIL_SUPERVISOR_PID: String(process.pid) },
   });
   const ready = new Promise<Ready>(async (resolveReady, reject) => {
     const decoder = new TextDecoder();
@@ -80,6 +82,7 @@ async function shutdown(code: number) {
 }
 process.on("SIGINT", () => void shutdown(0));
 process.on("SIGTERM", () => void shutdown(0));
+process.on("SIGHUP", () => void shutdown(0));
 
 async function waitReady(r: Ready): Promise<void> {
   const ca = readFileSync(r.trust_bundle, "utf8");

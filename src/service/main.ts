@@ -26,6 +26,27 @@ export async function runMain(def: ServiceDefinition): Promise<void> {
   const onSignal = () => void running.stop();
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  process.on("SIGHUP", onSignal);
+  watchSupervisor(onSignal);
   await running.stopped;
   process.exit(0);
+}
+
+/**
+ * Under the suite launcher (which sets CRYPTOUTIL_SUPERVISOR_PID), stops gracefully once the
+ * launcher is gone, so a launcher that was killed outright leaves no services running.
+ */
+function watchSupervisor(stop: () => void): void {
+  const pid = Number(process.env.CRYPTOUTIL_SUPERVISOR_PID);
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  const timer = setInterval(() => {
+    try {
+      process.kill(pid, 0); // signal 0: only asks whether the process exists
+    } catch (e) {
+      if ((e as { code?: string }).code !== "ESRCH") return; // exists, but not ours to signal
+      clearInterval(timer);
+      stop();
+    }
+  }, 1000);
+  timer.unref();
 }

@@ -47,3 +47,36 @@ test("npm start's launcher prints the URLs, serves learn-ps on 8888 and stops on
   expect(await proc.exited).toBe(0);
   expect(out).toContain("stopped.");
 });
+
+test("services stop by themselves when the launcher is killed outright", async () => {
+  const data = tempDir();
+  const proc = Bun.spawn([process.execPath, "run", join(root, "scripts/start.ts"), "--only=learn-ps", `--data=${data}`], {
+    cwd: root,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, CRYPTOUTIL_SERVER_PORT: "0" },
+  });
+  const reader = proc.stdout.getReader();
+  let out = "";
+  const deadline = Date.now() + 30_000;
+  while (!out.includes("press Ctrl-C") && Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += new TextDecoder().decode(value);
+  }
+  const row = out.split("\n").find((l) => l.startsWith("learn-ps"))!;
+  const adminUrl = row.trim().split(/\s+/)[2]!;
+  const tls = { tls: { ca: readFileSync(join(data, "learn-ps", "trust-bundle.pem"), "utf8") } } as RequestInit;
+  expect((await fetch(`${adminUrl}/admin/v1/livez`, tls)).status).toBe(200);
+  proc.kill("SIGKILL"); // no chance to stop its children
+  await proc.exited;
+  let gone = false;
+  for (let i = 0; i < 50 && !gone; i++) {
+    await Bun.sleep(200);
+    gone = await fetch(`${adminUrl}/admin/v1/livez`, tls).then(
+      () => false,
+      () => true,
+    );
+  }
+  expect(gone).toBe(true);
+}, 40_000);
