@@ -9,12 +9,14 @@ import { tempDir } from "../support/service.ts";
 
 const root = resolve(import.meta.dir, "../..");
 
-test("npm start's launcher prints the URLs, serves learn-ps on 8888 and stops on Ctrl-C", async () => {
+/** Starts the launcher with learn-ps only and reads its output up to the URL table. */
+async function startLauncher(env: Record<string, string> = {}) {
   const data = tempDir();
   const proc = Bun.spawn([process.execPath, "run", join(root, "scripts/start.ts"), "--only=learn-ps", `--data=${data}`], {
     cwd: root,
     stdout: "pipe",
     stderr: "pipe",
+    env: { ...process.env, ...env },
   });
   const reader = proc.stdout.getReader();
   let out = "";
@@ -24,6 +26,12 @@ test("npm start's launcher prints the URLs, serves learn-ps on 8888 and stops on
     if (done) break;
     out += new TextDecoder().decode(value);
   }
+  return { data, proc, reader, out };
+}
+
+test("npm start's launcher prints the URLs, serves learn-ps on 8888 and stops on Ctrl-C", async () => {
+  const { data, proc, reader, out: started } = await startLauncher();
+  let out = started;
   try {
     expect(out).toContain("cryptoutil is running");
     const row = out.split("\n").find((l) => l.startsWith("learn-ps"))!;
@@ -49,21 +57,7 @@ test("npm start's launcher prints the URLs, serves learn-ps on 8888 and stops on
 });
 
 test("services stop by themselves when the launcher is killed outright", async () => {
-  const data = tempDir();
-  const proc = Bun.spawn([process.execPath, "run", join(root, "scripts/start.ts"), "--only=learn-ps", `--data=${data}`], {
-    cwd: root,
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, CRYPTOUTIL_SERVER_PORT: "0" },
-  });
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + 30_000;
-  while (!out.includes("press Ctrl-C") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
+  const { data, proc, out } = await startLauncher({ CRYPTOUTIL_SERVER_PORT: "0" });
   const row = out.split("\n").find((l) => l.startsWith("learn-ps"))!;
   const adminUrl = row.trim().split(/\s+/)[2]!;
   const tls = { tls: { ca: readFileSync(join(data, "learn-ps", "trust-bundle.pem"), "utf8") } } as RequestInit;
