@@ -138,6 +138,9 @@ const freePort = () => {
 sh(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=www.bench.test", "-addext", "subjectAltName=DNS:www.bench.test"]);
 const csr = readFileSync(join(dir, "leaf.csr"), "utf8");
 
+// Under BENCH_PIN the anchors get the same core as pki-ca (spawnTarget pins it to core 0).
+const onServerCore = PIN ? ["taskset", "-c", "0"] : [];
+
 // CFSSL: a P-256 CA, an OCSP responder certificate, TLS for `cfssl serve`.
 const ext = (name: string, body: string) => writeFileSync(join(dir, name), body);
 ext("ca.ext", "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n");
@@ -150,7 +153,7 @@ for (const [name, extFile] of [["resp", "resp.ext"], ["tls", "tls.ext"]] as cons
 }
 ext("cfssl.json", JSON.stringify({ signing: { default: { expiry: "720h", usages: ["digital signature", "server auth"] } } }));
 const cfsslPort = freePort();
-const cfssl = Bun.spawn(["cfssl", "serve", "-address", "127.0.0.1", "-port", String(cfsslPort), "-ca", "ca.pem", "-ca-key", "ca-key.pem", "-config", "cfssl.json", "-tls-cert", "tls.pem", "-tls-key", "tls-key.pem", "-loglevel", "5"], { cwd: dir, stdout: "ignore", stderr: "ignore" });
+const cfssl = Bun.spawn([...onServerCore, "cfssl", "serve", "-address", "127.0.0.1", "-port", String(cfsslPort), "-ca", "ca.pem", "-ca-key", "ca-key.pem", "-config", "cfssl.json", "-tls-cert", "tls.pem", "-tls-key", "tls-key.pem", "-loglevel", "5"], { cwd: dir, stdout: "ignore", stderr: "ignore" });
 process.on("exit", () => cfssl.kill("SIGTERM"));
 
 // The same CFSSL with its certificate database (the certdb schema of CFSSL 1.2's sqlite migrations).
@@ -164,7 +167,7 @@ sh([
 ]);
 ext("certdb.json", JSON.stringify({ driver: "sqlite3", data_source: join(dir, "certdb.sqlite") }));
 const cfsslDbPort = freePort();
-const cfsslDb = Bun.spawn(["cfssl", "serve", "-address", "127.0.0.1", "-port", String(cfsslDbPort), "-ca", "ca.pem", "-ca-key", "ca-key.pem", "-config", "cfssl.json", "-db-config", "certdb.json", "-tls-cert", "tls.pem", "-tls-key", "tls-key.pem", "-loglevel", "5"], { cwd: dir, stdout: "ignore", stderr: "ignore" });
+const cfsslDb = Bun.spawn([...onServerCore, "cfssl", "serve", "-address", "127.0.0.1", "-port", String(cfsslDbPort), "-ca", "ca.pem", "-ca-key", "ca-key.pem", "-config", "cfssl.json", "-db-config", "certdb.json", "-tls-cert", "tls.pem", "-tls-key", "tls-key.pem", "-loglevel", "5"], { cwd: dir, stdout: "ignore", stderr: "ignore" });
 process.on("exit", () => cfsslDb.kill("SIGTERM"));
 
 // pki-ca in its own process, with a token issuer here.
@@ -198,7 +201,7 @@ writeFileSync(join(dir, "cfssl-leaf.pem"), signed.result.certificate);
 const ocspSigned = JSON.parse(sh(["cfssl", "ocspsign", "-ca", "ca.pem", "-responder", "resp.pem", "-responder-key", "resp-key.pem", "-cert", "cfssl-leaf.pem", "-loglevel", "5"])) as { ocspResponse: string };
 writeFileSync(join(dir, "responses"), ocspSigned.ocspResponse + "\n");
 const ocspPort = freePort();
-const ocspserve = Bun.spawn(["cfssl", "ocspserve", "-address", "127.0.0.1", "-port", String(ocspPort), "-responses", "responses", "-loglevel", "5"], { cwd: dir, stdout: "ignore", stderr: "ignore" });
+const ocspserve = Bun.spawn([...onServerCore, "cfssl", "ocspserve", "-address", "127.0.0.1", "-port", String(ocspPort), "-responses", "responses", "-loglevel", "5"], { cwd: dir, stdout: "ignore", stderr: "ignore" });
 process.on("exit", () => ocspserve.kill("SIGTERM"));
 sh(["openssl", "ocsp", "-issuer", "ca.pem", "-cert", "cfssl-leaf.pem", "-no_nonce", "-reqout", "cfssl-ocsp.der"]);
 const cfsslOcspDer = new Uint8Array(readFileSync(join(dir, "cfssl-ocsp.der")));

@@ -422,16 +422,7 @@ export async function verifyBySpki(
 ): Promise<boolean> {
   if (sig.kind === "ecdsa") {
     if (keyAlg.name !== "ECDSA") return false;
-    const curve = keyAlg.namedCurve!;
-    const size = EC_SIZES[curve];
-    // The strict DER check of the signature stays ours; the verification is node:crypto's
-    // (the runtime's native ECDSA, synchronous: about 40% cheaper per call than WebCrypto's
-    // on Bun, measured with the SPKI imported each time as here). The key's curve must be
-    // the one the caller expects.
-    if (!size || !derToRaw(new Uint8Array(signature), size)) return false;
-    const key = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
-    if (key.asymmetricKeyType !== "ec" || key.asymmetricKeyDetails?.namedCurve !== NODE_CURVE[curve]) return false;
-    return nodeVerify(NODE_HASH[sig.hash!] ?? "-", new Uint8Array(data), key, new Uint8Array(signature));
+    return verifyEcdsaSpki(spki, keyAlg.namedCurve!, sig.hash!, data, signature, ECDSA_OFF_THREAD);
   }
   if (sig.kind === "rsa") {
     if (!keyAlg.name.startsWith("RSA")) return false;
@@ -441,6 +432,40 @@ export async function verifyBySpki(
   if (keyAlg.name !== "Ed25519") return false;
   const key = await crypto.subtle.importKey("spki", spki, { name: "Ed25519" }, false, ["verify"]);
   return crypto.subtle.verify("Ed25519", key, signature, data);
+}
+
+/**
+ * Where ECDSA verifications run: WebCrypto's calls run on the runtime's worker threads, off the
+ * event loop, while node:crypto's synchronous call costs about 40% less CPU but runs on it.
+ * With a core to spare (the process's CPU affinity allows more than one) the event loop's
+ * time is the scarce one: `npm run bench -- ca` on 2 cores, unpinned, issued about 20% more
+ * certificates per second with WebCrypto verifying the CSRs; confined to one core, less.
+ */
+const ECDSA_OFF_THREAD = (globalThis.navigator?.hardwareConcurrency ?? 1) > 1;
+
+/**
+ * ECDSA verification of a DER signature over `data` with a SubjectPublicKeyInfo on `curve`,
+ * on WebCrypto (`offThread`) or node:crypto. False when the key is not on that curve or the
+ * signature is not strict DER.
+ */
+export async function verifyEcdsaSpki(spki: ArrayBuffer, curve: string, hash: string, data: ArrayBuffer, signature: ArrayBuffer, offThread: boolean): Promise<boolean> {
+  const size = EC_SIZES[curve];
+  // The strict DER check of the signature stays ours.
+  const raw = size ? derToRaw(new Uint8Array(signature), size) : null;
+  if (!raw || !NODE_HASH[hash]) return false;
+  if (offThread) {
+    let key: CryptoKey;
+    try {
+      // Refuses an SPKI whose key is on another curve.
+      key = await crypto.subtle.importKey("spki", spki, { name: "ECDSA", namedCurve: curve }, false, ["verify"]);
+    } catch {
+      return false;
+    }
+    return crypto.subtle.verify({ name: "ECDSA", hash }, key, raw, data);
+  }
+  const key = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
+  if (key.asymmetricKeyType !== "ec" || key.asymmetricKeyDetails?.namedCurve !== NODE_CURVE[curve]) return false;
+  return nodeVerify(NODE_HASH[hash]!, new Uint8Array(data), key, new Uint8Array(signature));
 }
 
 /** The WebCrypto algorithm of the CSR's key, from its key type when known (no library parse needed). */

@@ -7,7 +7,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { decodeCsr, parseCsr, parseCsrGeneric, verifyPossession, type ParsedCsr } from "../../src/pki/csr.ts";
+import { generateKeyPairSync, sign } from "node:crypto";
+import { decodeCsr, parseCsr, parseCsrGeneric, verifyEcdsaSpki, verifyPossession, type ParsedCsr } from "../../src/pki/csr.ts";
 import { AppError } from "../../src/service/errors.ts";
 import { haveOpenssl, makeCsr } from "./helpers.ts";
 
@@ -130,6 +131,42 @@ describe.skipIf(!ok)("DER-walk parser against the library [needs Debian openssl]
         } catch {}
       }
       if (shape.fast) expect(fast).toBeGreaterThan(0);
+    });
+  }
+});
+
+describe("ECDSA verification: WebCrypto (off the event loop) and node:crypto give the same answers", () => {
+  const curves = [
+    ["P-256", "prime256v1", "SHA-256", "sha256"],
+    ["P-384", "secp384r1", "SHA-384", "sha384"],
+    ["P-521", "secp521r1", "SHA-512", "sha512"],
+  ] as const;
+  const ab = (u: Uint8Array) => u.slice().buffer as ArrayBuffer;
+  for (const [curve, nodeCurve, hash, nodeHash] of curves) {
+    test(`${curve}: valid, tampered data, tampered signature, wrong curve, not DER`, async () => {
+      const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: nodeCurve });
+      const other = generateKeyPairSync("ec", { namedCurve: curve === "P-256" ? "secp384r1" : "prime256v1" }).publicKey;
+      const spki = new Uint8Array(publicKey.export({ format: "der", type: "spki" }));
+      const otherSpki = new Uint8Array(other.export({ format: "der", type: "spki" }));
+      const data = crypto.getRandomValues(new Uint8Array(200));
+      const sig = new Uint8Array(sign(nodeHash, data, privateKey));
+      const flippedData = data.slice();
+      flippedData[0]! ^= 1;
+      const flippedSig = sig.slice();
+      flippedSig[sig.length - 1]! ^= 1;
+      const cases: [string, ArrayBuffer, Uint8Array, Uint8Array, boolean][] = [
+        ["valid", ab(spki), data, sig, true],
+        ["tampered data", ab(spki), flippedData, sig, false],
+        ["tampered signature", ab(spki), data, flippedSig, false],
+        ["key on another curve", ab(otherSpki), data, sig, false],
+        ["signature with trailing byte", ab(spki), data, new Uint8Array([...sig, 0]), false],
+        ["empty signature", ab(spki), data, new Uint8Array(0), false],
+      ];
+      for (const [name, key, d, s, want] of cases) {
+        for (const offThread of [true, false]) {
+          expect({ name, offThread, ok: await verifyEcdsaSpki(key, curve, hash, ab(d), ab(s), offThread) }).toEqual({ name, offThread, ok: want });
+        }
+      }
     });
   }
 });
