@@ -28,6 +28,10 @@ export interface SymExports {
     key: number, keyLen: number, iv: number, ivLen: number, aad: number, aadLen: number,
     data: number, len: number, tag: number, out: number,
   ): number;
+  aesGcmContextSize(): number;
+  aesGcmPrepare(key: number, keyLen: number, ctx: number): number;
+  aesGcmSealPrepared(ctx: number, iv: number, ivLen: number, aad: number, aadLen: number, data: number, len: number, out: number): number;
+  aesGcmOpenPrepared(ctx: number, iv: number, ivLen: number, aad: number, aadLen: number, data: number, len: number, tag: number, out: number): number;
 }
 
 /** All exports: the symmetric ones typed, the elliptic-curve ones by name. */

@@ -105,70 +105,134 @@ export function hkdf(hash: HashName, ikm: Uint8Array, salt: Uint8Array, info: Ui
   return out;
 }
 
-function gcmArgs(key: unknown, iv: unknown, data: unknown, aad: unknown): [Uint8Array, Uint8Array, Uint8Array, Uint8Array] {
+const GCM_CONTEXT = ex.aesGcmContextSize();
+
+/**
+ * An AES key prepared for GCM once (its round keys and GHASH's H and powers), for many
+ * messages: each call then skips the key schedule, about a third of the cost of a small
+ * message. Held privately; `destroy()` erases it.
+ *
+ * @example
+ *   const k = aesGcmPrepareKey(rawKey);
+ *   const ct = aesGcmEncrypt(k, iv, plaintext);
+ *   k.destroy();
+ */
+export class AesGcmKey {
+  #context: Uint8Array | undefined;
+  /** Key length in bytes (16, 24 or 32). */
+  readonly length: number;
+
+  constructor(context: Uint8Array, length: number) {
+    this.#context = context;
+    this.length = length;
+  }
+
+  /** The prepared state, for this module's calls only. */
+  static contextOf(k: AesGcmKey): Uint8Array {
+    if (!k.#context) throw new AppError("malformed_input", "the AES-GCM key was destroyed");
+    return k.#context;
+  }
+
+  /** Erases the prepared state; later calls with this key throw. */
+  destroy(): void {
+    this.#context?.fill(0);
+    this.#context = undefined;
+  }
+}
+
+/** Prepares an AES-128/192/256 key for repeated AES-GCM calls (see AesGcmKey). */
+export function aesGcmPrepareKey(key: Uint8Array): AesGcmKey {
+  const k = rawAesKey(key);
+  const co = 32;
+  const base = scratch(co + GCM_CONTEXT);
+  memoryView().set(k, base);
+  const status = ex.aesGcmPrepare(base, k.length, base + co);
+  wipe(base, 32);
+  if (status !== 0) throw new AppError("malformed_input", `AES-GCM rejected the key (status ${status})`);
+  const context = take(base + co, GCM_CONTEXT);
+  wipe(base + co, GCM_CONTEXT);
+  return new AesGcmKey(context, k.length);
+}
+
+function rawAesKey(key: unknown): Uint8Array {
   const k = bytes("key", key);
   if (k.length !== 16 && k.length !== 24 && k.length !== 32) {
     throw new AppError("malformed_input", "AES key must be 16, 24 or 32 bytes");
   }
+  return k;
+}
+
+/** The key as the core takes it: raw bytes or a prepared context. */
+function gcmKey(key: unknown): { bytes: Uint8Array; prepared: boolean } {
+  if (key instanceof AesGcmKey) return { bytes: AesGcmKey.contextOf(key), prepared: true };
+  return { bytes: rawAesKey(key), prepared: false };
+}
+
+function gcmArgs(iv: unknown, data: unknown, aad: unknown): [Uint8Array, Uint8Array, Uint8Array] {
   const n = bytes("iv", iv);
   if (n.length === 0) throw new AppError("malformed_input", "GCM IV must not be empty");
   if (n.length > 1 << 20) throw new AppError("malformed_input", "GCM IV is too long");
   const a = aad === undefined ? new Uint8Array(0) : bytes("aad", aad);
-  return [k, n, bytes("data", data), a];
+  return [n, bytes("data", data), a];
 }
 
 /**
- * AES-GCM encryption with a 128-bit tag: returns ciphertext ‖ tag.
+ * AES-GCM encryption with a 128-bit tag: returns ciphertext ‖ tag. `key` is raw key bytes
+ * or a prepared key (aesGcmPrepareKey).
  * @example aesGcmEncrypt(key, iv12, plaintext, aad)
  */
-export function aesGcmEncrypt(key: Uint8Array, iv: Uint8Array, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array {
-  const [k, n, p, a] = gcmArgs(key, iv, plaintext, aad);
+export function aesGcmEncrypt(key: Uint8Array | AesGcmKey, iv: Uint8Array, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array {
+  const k = gcmKey(key);
+  const [n, p, a] = gcmArgs(iv, plaintext, aad);
   if (p.length > GCM_MAX_PLAINTEXT || a.length > GCM_MAX_PLAINTEXT) {
     throw new AppError("payload_too_large", "AES-GCM input too large");
   }
   const ko = 0;
-  const no = 32;
+  const no = up(k.bytes.length);
   const ao = no + up(n.length);
   const po = ao + up(a.length);
   const oo = po + up(p.length);
   const base = scratch(oo + p.length + TAG_LEN);
   const m = memoryView();
-  m.set(k, base + ko);
+  m.set(k.bytes, base + ko);
   m.set(n, base + no);
   m.set(a, base + ao);
   m.set(p, base + po);
-  const status = ex.aesGcmSeal(base + ko, k.length, base + no, n.length, base + ao, a.length, base + po, p.length, base + oo);
-  wipe(base + ko, 32);
+  const status = k.prepared
+    ? ex.aesGcmSealPrepared(base + ko, base + no, n.length, base + ao, a.length, base + po, p.length, base + oo)
+    : ex.aesGcmSeal(base + ko, k.bytes.length, base + no, n.length, base + ao, a.length, base + po, p.length, base + oo);
+  wipe(base + ko, k.bytes.length);
   if (status !== 0) throw new AppError("malformed_input", `AES-GCM rejected its arguments (status ${status})`);
   return take(base + oo, p.length + TAG_LEN);
 }
 
 /**
- * AES-GCM decryption of ciphertext ‖ tag (128-bit tag). Throws
- * AppError("decryption_failed") when the tag does not verify.
+ * AES-GCM decryption of ciphertext ‖ tag (128-bit tag), with raw key bytes or a prepared
+ * key. Throws AppError("decryption_failed") when the tag does not verify.
  */
-export function aesGcmDecrypt(key: Uint8Array, iv: Uint8Array, ciphertextAndTag: Uint8Array, aad?: Uint8Array): Uint8Array {
-  const [k, n, c, a] = gcmArgs(key, iv, ciphertextAndTag, aad);
+export function aesGcmDecrypt(key: Uint8Array | AesGcmKey, iv: Uint8Array, ciphertextAndTag: Uint8Array, aad?: Uint8Array): Uint8Array {
+  const k = gcmKey(key);
+  const [n, c, a] = gcmArgs(iv, ciphertextAndTag, aad);
   if (c.length < TAG_LEN) throw new AppError("decryption_failed", "AES-GCM decryption failed", { status: 400 });
   if (c.length > GCM_MAX_PLAINTEXT || a.length > GCM_MAX_PLAINTEXT) {
     throw new AppError("payload_too_large", "AES-GCM input too large");
   }
   const len = c.length - TAG_LEN;
   const ko = 0;
-  const no = 32;
+  const no = up(k.bytes.length);
   const ao = no + up(n.length);
   const co = ao + up(a.length);
   const oo = co + up(c.length);
   const base = scratch(oo + len);
   const m = memoryView();
-  m.set(k, base + ko);
+  m.set(k.bytes, base + ko);
   m.set(n, base + no);
   m.set(a, base + ao);
   m.set(c, base + co);
-  const status = ex.aesGcmOpen(
-    base + ko, k.length, base + no, n.length, base + ao, a.length, base + co, len, base + co + len, base + oo,
-  );
-  wipe(base + ko, 32);
+  const status = k.prepared
+    ? ex.aesGcmOpenPrepared(base + ko, base + no, n.length, base + ao, a.length, base + co, len, base + co + len, base + oo)
+    : ex.aesGcmOpen(base + ko, k.bytes.length, base + no, n.length, base + ao, a.length, base + co, len, base + co + len, base + oo);
+  wipe(base + ko, k.bytes.length);
   if (status === 2) throw new AppError("decryption_failed", "AES-GCM decryption failed", { status: 400 });
   if (status !== 0) throw new AppError("malformed_input", `AES-GCM rejected its arguments (status ${status})`);
   const out = take(base + oo, len);

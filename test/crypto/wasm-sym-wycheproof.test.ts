@@ -40,15 +40,21 @@ describe("wycheproof aes_gcm_test.json", () => {
         run++;
         const key = hex(t.key), iv = hex(t.iv), aad = hex(t.aad), msg = hex(t.msg);
         const sealed = hex(t.ct + t.tag);
-        if (t.result === "valid") {
-          const c = wasmCore.aesGcmEncrypt(key, iv, msg, aad);
-          if (toHex(c) !== t.ct + t.tag) failures.push(`${t.tcId}: encrypt mismatch`);
-          const p = wasmCore.aesGcmDecrypt(key, iv, sealed, aad);
-          if (toHex(p) !== t.msg) failures.push(`${t.tcId}: decrypt mismatch`);
-        } else {
-          const code = rejects(() => wasmCore.aesGcmDecrypt(key, iv, sealed, aad));
-          if (code !== "decryption_failed" && code !== "malformed_input") failures.push(`${t.tcId}: not rejected (${code})`);
+        // Every case with the raw key and with the key prepared once (aesGcmPrepareKey).
+        const prepared = [16, 24, 32].includes(key.length) ? wasmCore.aesGcmPrepareKey(key) : undefined;
+        for (const k of prepared ? [key, prepared] : [key]) {
+          const how = k === key ? "raw" : "prepared";
+          if (t.result === "valid") {
+            const c = wasmCore.aesGcmEncrypt(k, iv, msg, aad);
+            if (toHex(c) !== t.ct + t.tag) failures.push(`${t.tcId} ${how}: encrypt mismatch`);
+            const p = wasmCore.aesGcmDecrypt(k, iv, sealed, aad);
+            if (toHex(p) !== t.msg) failures.push(`${t.tcId} ${how}: decrypt mismatch`);
+          } else {
+            const code = rejects(() => wasmCore.aesGcmDecrypt(k, iv, sealed, aad));
+            if (code !== "decryption_failed" && code !== "malformed_input") failures.push(`${t.tcId} ${how}: not rejected (${code})`);
+          }
         }
+        prepared?.destroy();
       }
     }
     console.log(`aes_gcm: ${run} cases run, ${skipped} skipped (tag size other than 128 bits)`);

@@ -77,6 +77,33 @@ describe("AES-GCM", () => {
     expect(codeOf(() => wasmCore.aesGcmDecrypt(key, iv, c.subarray(0, c.length - 1), aad))).toBe("decryption_failed/400");
   });
 
+  test("a prepared key gives the raw key's answers: every size 0..300, IVs of 1..64 bytes, AES-128/192/256", () => {
+    for (const keyLen of [16, 24, 32]) {
+      const key = rnd(keyLen);
+      const k = wasmCore.aesGcmPrepareKey(key);
+      expect(k.length).toBe(keyLen);
+      for (let n = 0; n <= 300; n++) {
+        const iv = rnd(n % 7 === 0 ? 1 + randInt(64) : 12), aad = rnd(n % 23), pt = rnd(n);
+        const sealed = wasmCore.aesGcmEncrypt(k, iv, pt, aad);
+        // @noble/ciphers takes IVs of 8 bytes and more; the raw-key path (checked against
+        // WebCrypto for short IVs above) answers for all.
+        expect(Buffer.from(sealed)).toEqual(Buffer.from(wasmCore.aesGcmEncrypt(key, iv, pt, aad)));
+        if (iv.length >= 8) expect(Buffer.from(sealed).toString("hex")).toBe(Buffer.from(gcm(key, iv, aad).encrypt(pt)).toString("hex"));
+        expect(Buffer.from(wasmCore.aesGcmDecrypt(k, iv, sealed, aad))).toEqual(Buffer.from(pt));
+        const forged = sealed.slice();
+        forged[randInt(forged.length)]! ^= 1 << randInt(8);
+        expect(codeOf(() => wasmCore.aesGcmDecrypt(k, iv, forged, aad))).toBe("decryption_failed/400");
+      }
+      // Long messages and AAD (H powers from the prepared state).
+      const big = rnd(70_000), aad = rnd(5000), iv = rnd(12);
+      expect(Buffer.from(wasmCore.aesGcmEncrypt(k, iv, big, aad))).toEqual(Buffer.from(gcm(key, iv, aad).encrypt(big)));
+      k.destroy();
+      expect(codeOf(() => wasmCore.aesGcmEncrypt(k, iv, big))).toBe("malformed_input/400");
+    }
+    expect(codeOf(() => wasmCore.aesGcmPrepareKey(rnd(20)))).toBe("malformed_input/400");
+    expect(codeOf(() => wasmCore.aesGcmPrepareKey("k" as never))).toBe("malformed_input/400");
+  });
+
   test("bad arguments give malformed_input", () => {
     const pt = rnd(10);
     for (const len of [0, 8, 15, 17, 31, 33, 64]) {
@@ -158,7 +185,7 @@ describe("both builds", () => {
       for (const n of [0, 1, 16, 31, 32, 33, 64, 100, 127, 128, 129, 255, 256, 1000, 4099]) {
         for (const ivLen of [12, 16]) {
           const key = rnd(n % 3 === 0 ? 16 : 32), iv = rnd(ivLen), aad = rnd(n % 17), pt = rnd(n);
-          const base = ex.scratch(96 + 3 * n + 256);
+          const base = ex.scratch(96 + 3 * n + 256 + 16 + ex.aesGcmContextSize());
           const m = new Uint8Array(ex.memory.buffer);
           const [ko, io, ao, po] = [base, base + 32, base + 64, base + 96];
           const oo = po + n + 16;
@@ -181,6 +208,20 @@ describe("both builds", () => {
           expect(ex.aesGcmSeal(ko, 20, io, iv.length, ao, aad.length, po, n, oo)).toBe(1);
           expect(ex.aesGcmSeal(ko, key.length, io, 0, ao, aad.length, po, n, oo)).toBe(3);
           expect(ex.aesGcmOpen(ko, key.length, io, iv.length, ao, -1, oo, n, tagAt, outAt)).toBe(4);
+          // The same through a prepared key (its state at the end of scratch), and its
+          // round count checked: a corrupted one is refused, not used.
+          const cx = (base + 96 + 3 * n + 256 + 15) & ~15;
+          m.set(key, ko);
+          expect(ex.aesGcmPrepare(ko, key.length, cx)).toBe(0);
+          expect(ex.aesGcmSealPrepared(cx, io, iv.length, ao, aad.length, po, n, oo)).toBe(0);
+          expect(Buffer.from(m.slice(oo, oo + n + 16))).toEqual(Buffer.from(got));
+          expect(ex.aesGcmOpenPrepared(cx, io, iv.length, ao, aad.length, oo, n, tagAt, outAt)).toBe(0);
+          expect(Buffer.from(m.slice(outAt, outAt + n))).toEqual(Buffer.from(pt));
+          const roundsAt = cx + ex.aesGcmContextSize() - (file === "core.wasm" ? 15 * 64 : 15 * 128) - 16;
+          const saved = m[roundsAt]!;
+          m[roundsAt] = 11;
+          expect(ex.aesGcmSealPrepared(cx, io, iv.length, ao, aad.length, po, n, oo)).toBe(1);
+          m[roundsAt] = saved;
           ex.sha2Digest(256, po, n, oo);
           expect(Buffer.from(m.slice(oo, oo + 32))).toEqual(Buffer.from(sha256(pt)));
         }

@@ -342,6 +342,28 @@ export function aesSetKey(key: usize, keyLen: i32): bool {
   return true;
 }
 
+/** Bytes of a saved key schedule: the round count, then this build's round keys. */
+const RK_BYTES: usize = ASC_FEATURE_SIMD ? 15 * 128 : 15 * 64;
+export const AES_SAVED: usize = 16 + RK_BYTES;
+
+/** Copies the current key schedule to `dst` (AES_SAVED bytes). */
+export function aesSaveKey(dst: usize): void {
+  store<i32>(dst, rounds);
+  memory.copy(dst + 16, ASC_FEATURE_SIMD ? RKV : RK, RK_BYTES);
+}
+
+/**
+ * Makes the schedule saved at `src` the current one. False (nothing loaded) when its round
+ * count is not one of AES's; the count is public, the round keys are copied whole.
+ */
+export function aesLoadKey(src: usize): bool {
+  const r = load<i32>(src);
+  if (r != 10 && r != 12 && r != 14) return false;
+  rounds = r;
+  memory.copy(ASC_FEATURE_SIMD ? RKV : RK, src + 16, RK_BYTES);
+  return true;
+}
+
 /** Erases the key schedule and working state. */
 export function aesWipe(): void {
   memory.fill(RK, 0, 15 * 64);

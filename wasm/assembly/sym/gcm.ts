@@ -5,8 +5,8 @@
 // final verdict. Decryption authenticates the whole ciphertext before it
 // decrypts anything, so a forged message leaves `out` untouched.
 
-import { aesSetKey, aesWipe, encryptBatch, BATCH } from "./aes";
-import { ghashInit, ghashUpdate, ghashLengths, ghashOut, ghashWipe } from "./ghash";
+import { aesSetKey, aesWipe, encryptBatch, aesSaveKey, aesLoadKey, BATCH, AES_SAVED } from "./aes";
+import { ghashInit, ghashUpdate, ghashLengths, ghashOut, ghashWipe, ghashSave, ghashLoad, ghashReset, GHASH_SAVED } from "./ghash";
 
 /** Status codes of aesGcmSeal / aesGcmOpen. */
 export const GCM_BAD_KEY: i32 = 1;
@@ -40,6 +40,21 @@ let preLen: i32 = 0;
 // ready for the AAD.
 function setup(key: usize, keyLen: i32, iv: usize, ivLen: i32): i32 {
   if (!aesSetKey(key, keyLen)) return GCM_BAD_KEY;
+  start(iv, ivLen, false);
+  return 0;
+}
+
+// The same with the schedule and H of a prepared key (see aesGcmPrepare).
+function setupPrepared(ctx: usize, iv: usize, ivLen: i32): i32 {
+  if (!aesLoadKey(ctx + GHASH_SAVED)) return GCM_BAD_KEY;
+  ghashLoad(ctx);
+  start(iv, ivLen, true);
+  return 0;
+}
+
+// Derives J0 and encrypts the first counters with the current key; `haveH` (public) says
+// whether GHASH already holds H, else H = E(0) is taken from the first batch.
+function start(iv: usize, ivLen: i32, haveH: bool): void {
   if (ivLen == 12) {
     // One batch gives H = E(0), E(J0), and keystream for counters 2 .. BATCH - 1.
     memory.copy(J0, iv, 12);
@@ -47,19 +62,21 @@ function setup(key: usize, keyLen: i32, iv: usize, ivLen: i32): i32 {
     fillCounters(0);
     memory.fill(BLK, 0, 16);
     encryptBatch(BLK, KS);
-    ghashInit(KS);
+    if (!haveH) ghashInit(KS);
     memory.copy(TAGMASK, KS + 16, 16);
     preOff = 32;
     preLen = BYTES - 32;
     nextCtr = BATCH;
   } else {
-    memory.fill(BLK, 0, <usize>BYTES);
-    encryptBatch(BLK, KS);
-    ghashInit(KS);
+    if (!haveH) {
+      memory.fill(BLK, 0, <usize>BYTES);
+      encryptBatch(BLK, KS);
+      ghashInit(KS);
+    }
     ghashUpdate(iv, ivLen);
     ghashLengths(0, ivLen);
     ghashOut(J0);
-    ghashInit(KS);
+    ghashReset();
     const c = bswap<u32>(load<u32>(J0, 12));
     fillCounters(c);
     encryptBatch(BLK, KS);
@@ -68,7 +85,6 @@ function setup(key: usize, keyLen: i32, iv: usize, ivLen: i32): i32 {
     preLen = BYTES - 16;
     nextCtr = c + <u32>BATCH;
   }
-  return 0;
 }
 
 // dst = src ^ ks over `len` bytes, eight at a time where possible.
@@ -110,6 +126,59 @@ function wipe(): void {
   memory.fill(SUM, 0, 16);
 }
 
+/** Bytes of a prepared key (aesGcmPrepare): GHASH's H and powers, then the AES schedule. */
+export function aesGcmContextSize(): i32 {
+  return <i32>(GHASH_SAVED + AES_SAVED);
+}
+
+/**
+ * Prepares a key once for many messages: writes its AES schedule and GHASH's H and powers
+ * to `ctx` (aesGcmContextSize() bytes), which the caller keeps secret and erases when done.
+ * Returns 0 or GCM_BAD_KEY.
+ */
+export function aesGcmPrepare(key: usize, keyLen: i32, ctx: usize): i32 {
+  if (!aesSetKey(key, keyLen)) return GCM_BAD_KEY;
+  memory.fill(BLK, 0, 16);
+  encryptBatch(BLK, KS);
+  ghashInit(KS);
+  ghashSave(ctx);
+  aesSaveKey(ctx + GHASH_SAVED);
+  wipe();
+  return 0;
+}
+
+// Seals after setup: AAD, CTR, GHASH over the ciphertext, tag.
+function sealBody(aad: usize, aadLen: i32, data: usize, len: i32, out: usize): void {
+  ghashUpdate(aad, aadLen);
+  ctrXor(data, out, len);
+  ghashUpdate(out, len);
+  ghashLengths(aadLen, len);
+  ghashOut(SUM);
+  const t = out + <usize>len;
+  store<u64>(t, load<u64>(SUM) ^ load<u64>(TAGMASK));
+  store<u64>(t, load<u64>(SUM, 8) ^ load<u64>(TAGMASK, 8), 8);
+  wipe();
+}
+
+// Opens after setup: authenticates everything first, decrypts only then.
+function openBody(aad: usize, aadLen: i32, data: usize, len: i32, tag: usize, out: usize): i32 {
+  ghashUpdate(aad, aadLen);
+  ghashUpdate(data, len);
+  ghashLengths(aadLen, len);
+  ghashOut(SUM);
+  const d = (load<u64>(SUM) ^ load<u64>(TAGMASK) ^ load<u64>(tag))
+    | (load<u64>(SUM, 8) ^ load<u64>(TAGMASK, 8) ^ load<u64>(tag, 8));
+  // All-ones mask when d == 0, without a data-dependent branch.
+  const ok = <u64>(((d | (0 - d)) >> 63) ^ 1);
+  if (ok == 0) {
+    wipe();
+    return GCM_AUTH_FAILED;
+  }
+  ctrXor(data, out, len);
+  wipe();
+  return 0;
+}
+
 /**
  * Encrypts `len` bytes at `data` into `out` and appends the 16-byte tag.
  * Returns 0, GCM_BAD_KEY, GCM_BAD_IV or GCM_BAD_LENGTH.
@@ -122,15 +191,19 @@ export function aesGcmSeal(
   if (aadLen < 0 || len < 0) return GCM_BAD_LENGTH;
   const s = setup(key, keyLen, iv, ivLen);
   if (s != 0) return s;
-  ghashUpdate(aad, aadLen);
-  ctrXor(data, out, len);
-  ghashUpdate(out, len);
-  ghashLengths(aadLen, len);
-  ghashOut(SUM);
-  const t = out + <usize>len;
-  store<u64>(t, load<u64>(SUM) ^ load<u64>(TAGMASK));
-  store<u64>(t, load<u64>(SUM, 8) ^ load<u64>(TAGMASK, 8), 8);
-  wipe();
+  sealBody(aad, aadLen, data, len, out);
+  return 0;
+}
+
+/** aesGcmSeal with a prepared key at `ctx` (see aesGcmPrepare). */
+export function aesGcmSealPrepared(
+  ctx: usize, iv: usize, ivLen: i32, aad: usize, aadLen: i32, data: usize, len: i32, out: usize,
+): i32 {
+  if (ivLen <= 0) return GCM_BAD_IV;
+  if (aadLen < 0 || len < 0) return GCM_BAD_LENGTH;
+  const s = setupPrepared(ctx, iv, ivLen);
+  if (s != 0) return s;
+  sealBody(aad, aadLen, data, len, out);
   return 0;
 }
 
@@ -147,19 +220,16 @@ export function aesGcmOpen(
   if (aadLen < 0 || len < 0) return GCM_BAD_LENGTH;
   const s = setup(key, keyLen, iv, ivLen);
   if (s != 0) return s;
-  ghashUpdate(aad, aadLen);
-  ghashUpdate(data, len);
-  ghashLengths(aadLen, len);
-  ghashOut(SUM);
-  const d = (load<u64>(SUM) ^ load<u64>(TAGMASK) ^ load<u64>(tag))
-    | (load<u64>(SUM, 8) ^ load<u64>(TAGMASK, 8) ^ load<u64>(tag, 8));
-  // All-ones mask when d == 0, without a data-dependent branch.
-  const ok = <u64>(((d | (0 - d)) >> 63) ^ 1);
-  if (ok == 0) {
-    wipe();
-    return GCM_AUTH_FAILED;
-  }
-  ctrXor(data, out, len);
-  wipe();
-  return 0;
+  return openBody(aad, aadLen, data, len, tag, out);
+}
+
+/** aesGcmOpen with a prepared key at `ctx` (see aesGcmPrepare). */
+export function aesGcmOpenPrepared(
+  ctx: usize, iv: usize, ivLen: i32, aad: usize, aadLen: i32, data: usize, len: i32, tag: usize, out: usize,
+): i32 {
+  if (ivLen <= 0) return GCM_BAD_IV;
+  if (aadLen < 0 || len < 0) return GCM_BAD_LENGTH;
+  const s = setupPrepared(ctx, iv, ivLen);
+  if (s != 0) return s;
+  return openBody(aad, aadLen, data, len, tag, out);
 }

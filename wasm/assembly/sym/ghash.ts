@@ -179,6 +179,27 @@ export function ghashOut(out: usize): void {
   store<u64>(out, bswap<u64>(x0), 8);
 }
 
+/** Bytes of saved GHASH key state: H^1..H^4 in their split forms. */
+export const GHASH_SAVED: usize = <usize>(4 * PW);
+
+/** Copies H and its powers (computed now if needed) to `dst` (GHASH_SAVED bytes). */
+export function ghashSave(dst: usize): void {
+  if (powers < 4) preparePowers();
+  memory.copy(dst, HP, GHASH_SAVED);
+}
+
+/** Makes the saved H and powers at `src` current and clears the accumulator. */
+export function ghashLoad(src: usize): void {
+  memory.copy(HP, src, GHASH_SAVED);
+  powers = 4;
+  ghashReset();
+}
+
+/** Clears the accumulator, keeping H. */
+export function ghashReset(): void {
+  x1 = 0; x0 = 0; la = 0; lb = 0; lc = 0; ra = 0; rb = 0; rc = 0;
+}
+
 /** Erases H, its powers and the accumulator. */
 export function ghashWipe(): void {
   memory.fill(HP, 0, <usize>(4 * PW));

@@ -2,4 +2,4 @@
 export { sha2Digest } from "./sha2";
 export { hmacDigest } from "./hmac";
 export { hkdfDerive } from "./hkdf";
-export { aesGcmSeal, aesGcmOpen } from "./gcm";
+export { aesGcmSeal, aesGcmOpen, aesGcmContextSize, aesGcmPrepare, aesGcmSealPrepared, aesGcmOpenPrepared } from "./gcm";
