@@ -13,10 +13,13 @@
  * and pages leave the CPU caches between requests); a hit costs a copy of the rows. Callers
  * get their own copies (BLOBs included), so one that wipes or edits a row never changes the
  * cached one. Only reads whose parameters are all strings or numbers and that return at most
- * MAX_ROWS rows are kept, at most MAX_ENTRIES of them.
+ * MAX_ROWS rows of at most MAX_ENTRY_BYTES are kept; the cache starts over beyond MAX_ENTRIES
+ * entries or MAX_BYTES bytes (counted as string lengths and BLOB sizes).
  */
 const MAX_ENTRIES = 10_000;
 const MAX_ROWS = 16;
+const MAX_ENTRY_BYTES = 64 * 1024;
+const MAX_BYTES = 32 * 1024 * 1024;
 
 /** The statement that reads the version pair; run inside the read transaction it validates. */
 export const VERSION_SQL = "select total_changes() as own, data_version as other from pragma_data_version()";
@@ -24,6 +27,7 @@ export const VERSION_SQL = "select total_changes() as own, data_version as other
 export class RowCache {
   private readonly bySql = new Map<string, Map<string, unknown[]>>();
   private entries = 0;
+  private bytes = 0;
   private own = -1;
   private other = -1;
 
@@ -39,6 +43,7 @@ export class RowCache {
     if (this.entries === 0) return;
     this.bySql.clear();
     this.entries = 0;
+    this.bytes = 0;
   }
 
   /** A copy of the cached rows of `sql` with `params`, or undefined. */
@@ -53,10 +58,13 @@ export class RowCache {
   put(sql: string, params: readonly unknown[], rows: unknown[]): unknown[] {
     const key = paramsKey(params);
     if (key === undefined || rows.length > MAX_ROWS) return rows;
-    if (this.entries >= MAX_ENTRIES) this.clear();
+    const size = sizeOf(rows) + key.length + sql.length;
+    if (size > MAX_ENTRY_BYTES) return rows;
+    if (this.entries >= MAX_ENTRIES || this.bytes + size > MAX_BYTES) this.clear();
     let byKey = this.bySql.get(sql);
     if (!byKey) this.bySql.set(sql, (byKey = new Map()));
     if (!byKey.has(key)) this.entries++;
+    this.bytes += size;
     byKey.set(key, rows);
     return copyRows(rows);
   }
@@ -71,6 +79,23 @@ function paramsKey(params: readonly unknown[]): string | undefined {
     else return undefined;
   }
   return key;
+}
+
+/** Approximate bytes held by rows: string lengths, BLOB sizes, 8 per other value. */
+function sizeOf(rows: unknown[]): number {
+  let n = 0;
+  for (const row of rows) {
+    if (row === null || typeof row !== "object") {
+      n += 8;
+      continue;
+    }
+    const r = row as Record<string, unknown>;
+    for (const k in r) {
+      const v = r[k];
+      n += k.length + (typeof v === "string" ? v.length : v instanceof Uint8Array ? v.byteLength : 8);
+    }
+  }
+  return n;
 }
 
 function copyRows(rows: unknown[]): unknown[] {
