@@ -1,27 +1,17 @@
 /** The keyring files in src/ (import checks, shared JOSE ops, sweep, the HSM JWE parts and token objects) run unchanged on Deno. */
 import { expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-
-const ROOT = new URL("../../", import.meta.url).pathname;
+import { moduleUrl, runOnDeno } from "../support/deno.ts";
 
 test("src/keyring's import and jose-ops run on Deno", async () => {
-  const deno = join(ROOT, "node_modules", ".bin", "deno");
-  expect(await Bun.file(deno).exists()).toBe(true); // a dev dependency, so never optional
-  const dir = mkdtempSync(join(tmpdir(), "jose-ja-deno-"));
-  try {
-    const src = (f: string) => JSON.stringify(new URL(`../../src/keyring/${f}`, import.meta.url).href);
-    const script = join(dir, "check.ts");
-    writeFileSync(
-      script,
-      `import { normalizeImportedJwk } from ${src("import.ts")};
+  const src = (f: string) => moduleUrl(`src/keyring/${f}`);
+  // The keyring's store reaches libSQL's native client, hence --allow-ffi and --allow-sys.
+  const result = await runOnDeno(["--allow-read", "--allow-env", "--allow-ffi", "--allow-sys"], () => `import { normalizeImportedJwk } from ${src("import.ts")};
 import { signatureInvalid, versionFromKid } from ${src("jose-ops.ts")};
 import ${src("sweeper.ts")};
 import { concatKdf, encryptContent, decryptContent, parseJwe } from ${src("jwe-parts.ts")};
 import { tokenSpecOf } from ${src("hsm.ts")};
 import { encodeBase64url } from ${src("base64url.ts")};
-import { TokenKeyObjects } from ${JSON.stringify(new URL("../../src/crypto/pkcs11/keyring-objects.ts", import.meta.url).href)};
+import { TokenKeyObjects } from ${moduleUrl("src/crypto/pkcs11/keyring-objects.ts")};
 const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]) as CryptoKeyPair;
 const r = await normalizeImportedJwk("ES256", { ...(await crypto.subtle.exportKey("jwk", pair.privateKey)) });
 const id = "00000000-0000-4000-8000-000000000001";
@@ -35,14 +25,8 @@ const c = await encryptContent("A128CBC-HS256", cek, new TextEncoder().encode("d
 const b = encodeBase64url;
 const back = new TextDecoder().decode(await decryptContent("A128CBC-HS256", cek, parseJwe([p, "", b(c.iv), b(c.ciphertext), b(c.tag)].join("."))));
 console.log(JSON.stringify({ isPrivate: r.isPrivate, members: Object.keys(r.jwk).sort(), version: versionFromKid(id + ".v3", id, signatureInvalid), refused, kdf, back, es: tokenSpecOf({ name: "ES512", purpose: "sign", jose: "ES512", asymmetric: true }), objects: typeof TokenKeyObjects }));
-`,
-    );
-    // The keyring's store reaches libSQL's native client, hence --allow-ffi and --allow-sys.
-    const p = Bun.spawn([deno, "run", "--allow-read", "--allow-env", "--allow-ffi", "--allow-sys", "--node-modules-dir=manual", script], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-    const [code, out, err] = await Promise.all([p.exited, new Response(p.stdout).text(), new Response(p.stderr).text()]);
-    expect(err).not.toContain("error");
-    expect(code).toBe(0);
-    expect(JSON.parse(out.trim().split("\n").pop()!)).toEqual({
+`);
+  expect(result).toEqual({
       isPrivate: true,
       members: ["crv", "d", "kty", "x", "y"],
       version: 3,
@@ -52,7 +36,4 @@ console.log(JSON.stringify({ isPrivate: r.isPrivate, members: Object.keys(r.jwk)
       es: { type: "ec", curve: "P-521", use: "sign" },
       objects: "function",
     });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }, 30_000);
