@@ -128,7 +128,7 @@ class CachingDatabase implements SqliteDatabase {
       setImmediate(this.endSharedRead);
       this.rows.validate(this.statement(VERSION_SQL).all([])[0] as { own: number; other: number });
     }
-    return this.rows.get(sql, params) ?? this.rows.put(sql, params, this.statement(sql).all(params));
+    return this.rows.read(sql, params, () => this.statement(sql).all(params));
   }
 
   /**

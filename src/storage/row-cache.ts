@@ -46,24 +46,26 @@ export class RowCache {
     this.bytes = 0;
   }
 
-  /** A copy of the cached rows of `sql` with `params`, or undefined. */
-  get(sql: string, params: readonly unknown[]): unknown[] | undefined {
+  /**
+   * The rows of `sql` with `params`: a copy of the cached ones, or those `load` reads (kept,
+   * when they may be, and then also handed out as a copy).
+   */
+  read(sql: string, params: readonly unknown[], load: () => unknown[]): unknown[] {
     const key = paramsKey(params);
-    if (key === undefined) return undefined;
-    const rows = this.bySql.get(sql)?.get(key);
-    return rows && copyRows(rows);
-  }
-
-  /** Keeps `rows` (owned by the cache from now on) and returns a copy for the caller. */
-  put(sql: string, params: readonly unknown[], rows: unknown[]): unknown[] {
-    const key = paramsKey(params);
-    if (key === undefined || rows.length > MAX_ROWS) return rows;
+    if (key === undefined) return load();
+    let byKey = this.bySql.get(sql);
+    const cached = byKey?.get(key);
+    if (cached) return copyRows(cached);
+    const rows = load();
+    if (rows.length > MAX_ROWS) return rows;
     const size = sizeOf(rows) + key.length + sql.length;
     if (size > MAX_ENTRY_BYTES) return rows;
-    if (this.entries >= MAX_ENTRIES || this.bytes + size > MAX_BYTES) this.clear();
-    let byKey = this.bySql.get(sql);
+    if (this.entries >= MAX_ENTRIES || this.bytes + size > MAX_BYTES) {
+      this.clear();
+      byKey = undefined;
+    }
     if (!byKey) this.bySql.set(sql, (byKey = new Map()));
-    if (!byKey.has(key)) this.entries++;
+    this.entries++;
     this.bytes += size;
     byKey.set(key, rows);
     return copyRows(rows);

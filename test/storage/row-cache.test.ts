@@ -4,58 +4,69 @@ import { RowCache } from "../../src/storage/row-cache.ts";
 
 const SQL = "select * from t where a = ? and b = ?";
 
-test("hands out copies, BLOBs included, and forgets everything when the version moves", () => {
+/** A cache and a read through it that reports whether the database was asked. */
+function cache() {
   const c = new RowCache();
+  c.validate({ own: 0, other: 0 });
+  const read = (params: unknown[], rows: unknown[]) => {
+    let loaded = false;
+    const got = c.read(SQL, params, () => {
+      loaded = true;
+      return rows;
+    });
+    return { got, loaded };
+  };
+  return { c, read };
+}
+
+test("hands out copies, BLOBs included, and forgets everything when the version moves", () => {
+  const { c, read } = cache();
   c.validate({ own: 1, other: 1 });
-  const first = c.put(SQL, ["x", 1], [{ id: "x", b: new Uint8Array([1, 2]) }]) as { id: string; b: Uint8Array }[];
-  first[0]!.b.fill(0);
-  const hit = c.get(SQL, ["x", 1]) as { id: string; b: Uint8Array }[];
-  expect(hit).toEqual([{ id: "x", b: new Uint8Array([1, 2]) }]);
-  expect(hit[0]).not.toBe(first[0]);
-  expect(c.get(SQL, ["x", 2])).toBeUndefined();
+  const first = read(["x", 1], [{ id: "x", b: new Uint8Array([1, 2]) }]);
+  expect(first.loaded).toBe(true);
+  const row = (first.got as { id: string; b: Uint8Array }[])[0]!;
+  row.b.fill(0);
+  const hit = read(["x", 1], [{ id: "stale" }]);
+  expect(hit).toEqual({ got: [{ id: "x", b: new Uint8Array([1, 2]) }], loaded: false });
+  expect(hit.got[0]).not.toBe(row);
+  expect(read(["x", 2], [{ id: "other" }])).toEqual({ got: [{ id: "other" }], loaded: true });
   c.validate({ own: 1, other: 1 });
-  expect(c.get(SQL, ["x", 1])).toBeDefined();
+  expect(read(["x", 1], []).loaded).toBe(false);
   c.validate({ own: 2, other: 1 });
-  expect(c.get(SQL, ["x", 1])).toBeUndefined();
-  c.put(SQL, ["x", 1], []);
-  expect(c.get(SQL, ["x", 1])).toEqual([]); // no row is an answer too
+  expect(read(["x", 1], []).loaded).toBe(true);
+  expect(read(["x", 1], [{ id: "x" }])).toEqual({ got: [], loaded: false }); // no row is an answer too
   c.validate({ own: 2, other: 5 });
-  expect(c.get(SQL, ["x", 1])).toBeUndefined();
+  expect(read(["x", 1], [{ id: "x" }])).toEqual({ got: [{ id: "x" }], loaded: true });
 });
 
 test("parameter keys are injective: no two parameter lists share an entry", () => {
-  const c = new RowCache();
-  c.validate({ own: 0, other: 0 });
-  c.put(SQL, ["a:b", "c"], [{ v: 1 }]);
-  c.put(SQL, ["a", "b:c"], [{ v: 2 }]);
-  c.put(SQL, ["1", 1], [{ v: 3 }]);
-  c.put(SQL, [1, "1"], [{ v: 4 }]);
-  expect(c.get(SQL, ["a:b", "c"])).toEqual([{ v: 1 }]);
-  expect(c.get(SQL, ["a", "b:c"])).toEqual([{ v: 2 }]);
-  expect(c.get(SQL, ["1", 1])).toEqual([{ v: 3 }]);
-  expect(c.get(SQL, [1, "1"])).toEqual([{ v: 4 }]);
+  const { read } = cache();
+  const lists = [["a:b", "c"], ["a", "b:c"], ["1", 1], [1, "1"], ["#1;"], [1]];
+  lists.forEach((params, i) => expect(read(params, [{ v: i }]).loaded).toBe(true));
+  lists.forEach((params, i) => expect(read(params, [])).toEqual({ got: [{ v: i }], loaded: false }));
 });
 
 test("keeps nothing for other parameter types, many rows or large rows; stays within its bounds", () => {
-  const c = new RowCache();
-  c.validate({ own: 0, other: 0 });
+  const { c, read } = cache();
   for (const params of [[new Uint8Array([1])], [null], [1n], [true]]) {
-    c.put(SQL, params, [{ v: 1 }]);
-    expect(c.get(SQL, params)).toBeUndefined();
+    read(params, [{ v: 1 }]);
+    expect(read(params, [{ v: 2 }])).toEqual({ got: [{ v: 2 }], loaded: true });
   }
-  c.put(SQL, ["many"], Array.from({ length: 17 }, (_, i) => ({ i })));
-  expect(c.get(SQL, ["many"])).toBeUndefined();
-  c.put(SQL, ["big"], [{ b: new Uint8Array(70_000) }]);
-  expect(c.get(SQL, ["big"])).toBeUndefined();
+  const many = Array.from({ length: 17 }, (_, i) => ({ i }));
+  read(["many"], many);
+  expect(read(["many"], []).loaded).toBe(true);
+  read(["big"], [{ b: new Uint8Array(70_000) }]);
+  expect(read(["big"], []).loaded).toBe(true);
   // 10,000 entries at most: the next one starts the cache over.
-  for (let i = 0; i < 10_000; i++) c.put(SQL, [i], [{ i }]);
-  expect(c.get(SQL, [0])).toEqual([{ i: 0 }]);
-  c.put(SQL, [10_000], [{ i: 10_000 }]);
-  expect(c.get(SQL, [0])).toBeUndefined();
-  expect(c.get(SQL, [10_000])).toEqual([{ i: 10_000 }]);
+  c.clear();
+  for (let i = 0; i < 10_000; i++) read([i], [{ i }]);
+  expect(read([0], []).loaded).toBe(false);
+  read([10_000], [{ i: 10_000 }]);
+  expect(read([0], []).loaded).toBe(true);
+  expect(read([10_000], [])).toEqual({ got: [{ i: 10_000 }], loaded: false });
   // 32 MiB at most, counted in string lengths and BLOB sizes.
   c.clear();
-  for (let i = 0; i < 600; i++) c.put(SQL, [i], [{ b: new Uint8Array(60_000) }]);
-  expect(c.get(SQL, [0])).toBeUndefined();
-  expect(c.get(SQL, [599])).toHaveLength(1);
+  for (let i = 0; i < 600; i++) read([i], [{ b: new Uint8Array(60_000) }]);
+  expect(read([0], []).loaded).toBe(true);
+  expect(read([599], []).loaded).toBe(false);
 });
