@@ -118,27 +118,23 @@ const GCM_CONTEXT = ex.aesGcmContextSize();
  *   k.destroy();
  */
 export class AesGcmKey {
-  #context: Uint8Array | undefined;
   /** Key length in bytes (16, 24 or 32). */
   readonly length: number;
 
-  constructor(context: Uint8Array, length: number) {
-    this.#context = context;
+  /** Made by aesGcmPrepareKey; one built directly holds no key and is refused. */
+  constructor(length: number) {
     this.length = length;
-  }
-
-  /** The prepared state, for this module's calls only. */
-  static contextOf(k: AesGcmKey): Uint8Array {
-    if (!k.#context) throw new AppError("malformed_input", "the AES-GCM key was destroyed");
-    return k.#context;
   }
 
   /** Erases the prepared state; later calls with this key throw. */
   destroy(): void {
-    this.#context?.fill(0);
-    this.#context = undefined;
+    contexts.get(this)?.fill(0);
+    contexts.delete(this);
   }
 }
+
+/** The prepared state of each AesGcmKey: reachable from this module only. */
+const contexts = new WeakMap<AesGcmKey, Uint8Array>();
 
 /** Prepares an AES-128/192/256 key for repeated AES-GCM calls (see AesGcmKey). */
 export function aesGcmPrepareKey(key: Uint8Array): AesGcmKey {
@@ -149,9 +145,10 @@ export function aesGcmPrepareKey(key: Uint8Array): AesGcmKey {
   const status = ex.aesGcmPrepare(base, k.length, base + co);
   wipe(base, 32);
   if (status !== 0) throw new AppError("malformed_input", `AES-GCM rejected the key (status ${status})`);
-  const context = take(base + co, GCM_CONTEXT);
+  const prepared = new AesGcmKey(k.length);
+  contexts.set(prepared, take(base + co, GCM_CONTEXT));
   wipe(base + co, GCM_CONTEXT);
-  return new AesGcmKey(context, k.length);
+  return prepared;
 }
 
 function rawAesKey(key: unknown): Uint8Array {
@@ -164,7 +161,11 @@ function rawAesKey(key: unknown): Uint8Array {
 
 /** The key as the core takes it: raw bytes or a prepared context. */
 function gcmKey(key: unknown): { bytes: Uint8Array; prepared: boolean } {
-  if (key instanceof AesGcmKey) return { bytes: AesGcmKey.contextOf(key), prepared: true };
+  if (key instanceof AesGcmKey) {
+    const context = contexts.get(key);
+    if (!context) throw new AppError("malformed_input", "the AES-GCM key was destroyed or never prepared (aesGcmPrepareKey)");
+    return { bytes: context, prepared: true };
+  }
   return { bytes: rawAesKey(key), prepared: false };
 }
 
