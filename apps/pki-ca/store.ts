@@ -1,6 +1,6 @@
 /** Kysely queries of pki-ca. Certificates and requests are tenant-scoped; CA material and CRLs are instance-wide. */
 import { CompiledQuery, type Kysely } from "kysely";
-import { directWriterOf } from "../../src/storage/index.ts";
+import { commitDeferred, directWriterOf } from "../../src/storage/index.ts";
 
 export interface CaRow {
   id: string;
@@ -85,8 +85,8 @@ interface PendingIssue {
 /** Rows per group commit: well under SQLite's bound-parameter limit (16 columns each). */
 const MAX_BATCH = 100;
 /**
- * How long the first certificate of a batch waits for others: each commit is a WAL sync that
- * blocks the process, so a few milliseconds of gathering turns many syncs into one.
+ * How long the first certificate of a batch waits for others: a few milliseconds of gathering
+ * turns many commits (and WAL syncs) into one.
  */
 const GATHER_MS = 2;
 
@@ -100,6 +100,8 @@ export class PkiStore {
    * Stores an issued certificate and its request. Concurrent calls are group-committed:
    * one transaction per batch instead of two commits per certificate. A batch that fails
    * (a duplicate serial, say) is retried row by row so only the offending call fails.
+   * Each call resolves once its batch is on disk; the WAL sync runs off the event loop
+   * (see commitDeferred), so the next batch can commit meanwhile.
    */
   insertIssued(cert: CertificateRow, request: RequestRow): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -114,12 +116,12 @@ export class PkiStore {
   private async flush(): Promise<void> {
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0, MAX_BATCH);
+      let committed: { durable: Promise<void> };
       try {
-        await this.db.transaction().execute(async (trx) => {
+        committed = await commitDeferred(this.db, async (trx) => {
           await this.insertRows(trx, "pki_certificates", batch.map((b) => b.cert));
           await this.insertRows(trx, "pki_requests", batch.map((b) => b.request));
         });
-        for (const b of batch) b.done();
       } catch {
         for (const b of batch) {
           try {
@@ -132,7 +134,17 @@ export class PkiStore {
             b.done(e);
           }
         }
+        continue;
       }
+      // Answered once on disk; meanwhile the next batch can commit.
+      committed.durable.then(
+        () => {
+          for (const b of batch) b.done();
+        },
+        (e: unknown) => {
+          for (const b of batch) b.done(e);
+        },
+      );
     }
     this.flushing = false;
   }

@@ -31,6 +31,7 @@ import {
 } from "./config.ts";
 import { LibsqlClientDialect } from "./libsql-dialect.ts";
 import { openNative, type EmbeddedDatabase } from "./native-dialect.ts";
+import { registerWalSyncer, WalSyncer } from "./wal-sync.ts";
 
 /** An open database and what the service template needs to manage it. */
 export interface Database<DB> {
@@ -290,10 +291,14 @@ export function directWriterOf(db: Kysely<any>) {
 
 async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
   let closed = false;
+  let syncer: WalSyncer | undefined;
   let native: Awaited<ReturnType<typeof openNative>>;
   const path = r.mode === "memory" ? ":memory:" : r.filePath!;
   try {
-    native = await openNative(path, () => (closed = true));
+    native = await openNative(path, () => {
+      closed = true;
+      syncer?.close();
+    });
   } catch (err) {
     throw new AppError("unavailable", `cannot open the ${r.mode} database`, { details: { storage: libsqlCode(err) }, cause: err });
   }
@@ -313,6 +318,10 @@ async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
   }
   const db = new Kysely<DB>({ dialect });
   directPaths.set(db, { readDirect: native.readDirect, writeDirect: native.writeDirect });
+  if (r.mode === "file" && journalMode === "wal") {
+    syncer = new WalSyncer(`${r.filePath}-wal`);
+    registerWalSyncer(db, syncer);
+  }
   return {
     db,
     mode: r.mode,

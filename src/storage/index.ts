@@ -8,6 +8,7 @@ export {
   type ResolvedStorage,
 } from "./config.ts";
 export { openDatabase, ping, mapStorageError, libsqlCode, directWriterOf, type Database, type PingResult } from "./database.ts";
+export { commitDeferred } from "./wal-sync.ts";
 export { runMigrations, ensureMigrationsTable, type Migration, type MigrationReport } from "./migrations.ts";
 export { withTransaction, type TransactionOptions } from "./transaction.ts";
 export { precompile } from "./precompiled.ts";

@@ -1,0 +1,119 @@
+/**
+ * Group commit with the WAL sync off the event loop.
+ *
+ * With `synchronous = FULL` (SQLite's default), a WAL-mode COMMIT writes its frames and then
+ * fsyncs the -wal file before returning; bun:sqlite and libSQL's binding are synchronous, so
+ * the whole process waits for the disk (about a quarter of pki-ca's event loop under its
+ * issuance benchmark). `synchronous = NORMAL` differs from FULL in one thing only: the COMMIT
+ * does not fsync the WAL. SQLite still syncs the WAL before every checkpoint, the database
+ * file after it, and the WAL header before the file is reused, so a transaction is durable
+ * once the -wal file has been synced after its COMMIT, and a crash can only lose commits
+ * whose sync had not finished.
+ *
+ * `commitDeferred` runs one transaction that way: NORMAL for its COMMIT (restored to the
+ * connection's own setting right after, before any other statement can run), then an fsync of
+ * the -wal file on the runtime's thread pool. The caller answers its clients when `durable`
+ * settles, which is the same guarantee FULL gives, while the event loop goes on serving.
+ * Concurrent syncs are coalesced: a request waits for one fsync that started after it.
+ */
+import { closeSync, fsync, openSync } from "node:fs";
+import { sql, type Kysely, type Transaction } from "kysely";
+
+/** The file operations a syncer uses (node:fs's, or a test's). */
+export interface SyncIo {
+  open(path: string): number;
+  fsync(fd: number, done: (err: Error | null) => void): void;
+  close(fd: number): void;
+}
+
+const nodeIo: SyncIo = { open: (p) => openSync(p, "r+"), fsync, close: closeSync };
+
+/** fsyncs one file, coalescing overlapping requests. */
+export class WalSyncer {
+  private fd: number | undefined;
+  /** The fsync running now, if any. */
+  private running: Promise<void> | undefined;
+  /** The fsync that starts when `running` ends, shared by every request made meanwhile. */
+  private queued: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(
+    readonly path: string,
+    private readonly io: SyncIo = nodeIo,
+  ) {}
+
+  /** Resolves once an fsync of the file that started after this call has completed. */
+  sync(): Promise<void> {
+    if (this.queued) return this.queued;
+    if (!this.running) return this.start();
+    const q = this.running.then(
+      () => this.start(),
+      () => this.start(),
+    );
+    this.queued = q;
+    return q;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.fd !== undefined) this.io.close(this.fd);
+    this.fd = undefined;
+  }
+
+  private start(): Promise<void> {
+    this.queued = undefined;
+    const p = new Promise<void>((resolve, reject) => {
+      if (this.closed) return reject(new Error("the database is closed"));
+      // Opened on first use: the -wal file exists once a transaction has committed.
+      this.fd ??= this.io.open(this.path);
+      this.io.fsync(this.fd, (err) => (err ? reject(err) : resolve()));
+    });
+    this.running = p;
+    const clear = () => {
+      if (this.running === p) this.running = undefined;
+    };
+    p.then(clear, clear);
+    return p;
+  }
+}
+
+/** Syncers of embedded WAL-mode file databases, by their Kysely instance. */
+const syncers = new WeakMap<Kysely<any>, WalSyncer>();
+
+export function registerWalSyncer(db: Kysely<any>, syncer: WalSyncer): void {
+  syncers.set(db, syncer);
+}
+
+/**
+ * Runs `work` in one transaction and returns once it has committed; `durable` settles when
+ * the commit is on disk (rejecting if the sync fails). On databases without a local WAL
+ * (memory, remote, replica) the commit is synchronous as usual and `durable` is already
+ * settled. Wrapped in an object so awaiting the commit does not also await the sync.
+ */
+export async function commitDeferred<DB>(db: Kysely<DB>, work: (trx: Transaction<DB>) => Promise<void>): Promise<{ durable: Promise<void> }> {
+  const syncer = syncers.get(db);
+  if (!syncer) {
+    await db.transaction().execute(work);
+    return { durable: Promise.resolve() };
+  }
+  await db.connection().execute(async (conn) => {
+    const before = Number((await sql<{ synchronous: number }>`PRAGMA synchronous`.execute(conn)).rows[0]?.synchronous);
+    // OFF (0) stays OFF: it skips the checkpoint syncs too, and was somebody's choice.
+    if (!(before >= 1)) {
+      await conn.transaction().execute(work);
+      return;
+    }
+    await sql`PRAGMA synchronous = NORMAL`.execute(conn);
+    try {
+      await conn.transaction().execute(work);
+    } finally {
+      await sql.raw(`PRAGMA synchronous = ${before | 0}`).execute(conn);
+    }
+  });
+  return { durable: syncer.sync() };
+}
+
+/** The syncer registered for `db`, if it is an embedded WAL-mode file database (for tests). */
+export function walSyncerOf(db: Kysely<any>): WalSyncer | undefined {
+  return syncers.get(db);
+}
