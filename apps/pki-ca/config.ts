@@ -78,6 +78,12 @@ export const PkiCaConfigSchema = v.strictObject({
   /** Responder and TSA certificates are renewed when less than this fraction of their validity remains. */
   signer_renewal_fraction: v.optional(v.pipe(v.number(), v.minValue(0.01), v.maxValue(0.9)), 0.25),
   ocsp_validity_minutes: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(7 * 24 * 60)), 60),
+  /**
+   * How often an instance looks in the database for revocations made by other instances that
+   * share it; when there were any, its cached OCSP answers are dropped and re-signed. The most
+   * a cached answer of another instance lags a revocation (its own revocations apply at once).
+   */
+  revocation_check_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(10), v.maxValue(60_000)), 1000),
   /** The TSA policy OID written into every time-stamp token; set your own arc in production. */
   tsa_policy: v.optional(v.pipe(v.string(), v.regex(/^[0-2](\.(0|[1-9]\d*)){1,30}$/, "an OID in dotted form")), "2.999.3161.1"),
   tsa_accuracy_seconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(60)), 1),

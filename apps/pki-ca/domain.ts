@@ -25,7 +25,7 @@ import * as x509 from "../../src/pki/x509.ts";
 import type { PkiCaConfig, Profile } from "./config.ts";
 import type { Hierarchy, IssuingCa } from "./hierarchy.ts";
 import { effectiveDnsNames, evaluate, ipBytes, keyUsageFor, lint, type Reason } from "./policy.ts";
-import type { CertificateFilter, CertificateRow, PkiStore, RequestRow } from "./store.ts";
+import type { CertificateFilter, CertificateRow, CrlRow, PkiStore, RequestRow } from "./store.ts";
 
 const DAY_MS = 86_400_000;
 /** Bound on cached OCSP responses (about 1 KiB each); a flood of distinct requests only empties it. */
@@ -124,6 +124,8 @@ export class PkiCa {
   private readonly ocspCache = new Map<string, { der: Uint8Array; request: Uint8Array; expires: number }>();
   private readonly crlLocks = new Map<string, Promise<unknown>>();
   private readonly extensionCache = new Map<string, Uint8Array[]>();
+  /** The database's revocation count when this instance last looked (see checkPeerRevocations). */
+  private revocationsSeen: number | undefined;
 
   /** Webhooks for state changes and expiry notices (none configured: events go nowhere). */
   notifier?: WebhookNotifier;
@@ -396,7 +398,11 @@ export class PkiCa {
     const r = await this.store.certificate(tenant, s);
     if (!r) throw notFound("certificate");
     if (r.status === "revoked") throw new AppError("conflict", "the certificate is already revoked");
-    if (!(await this.store.revoke(tenant, s, new Date().toISOString(), REVOCATION_REASONS[reason]))) throw new AppError("conflict", "the certificate is already revoked");
+    const count = await this.store.revoke(tenant, s, new Date().toISOString(), REVOCATION_REASONS[reason]);
+    if (count === undefined) throw new AppError("conflict", "the certificate is already revoked");
+    // Only this revocation since the last look: the re-signing below covers it. Otherwise the
+    // next checkPeerRevocations() also sees the others'.
+    if (this.revocationsSeen === count - 1) this.revocationsSeen = count;
     const shard = r.crl_shard ?? undefined;
     if (this.config.crl_full_on_revoke) await this.regenerateCrl(r.ca_id, shard);
     else await this.regenerateDelta(r.ca_id, shard);
@@ -421,9 +427,21 @@ export class PkiCa {
     return next;
   }
 
+  /**
+   * The next number of a scope's CRLs (full and delta share one sequence), from a counter the
+   * instances of the database share; the stored CRLs give the floor for databases older than it.
+   * Taken before the revoked certificates are read: a CRL with a higher number then never
+   * misses a revocation that one with a lower number lists, so keeping the highest is safe.
+   */
   private async nextCrlNumber(key: string): Promise<number> {
     const [full, delta] = await Promise.all([this.store.crl(key), this.store.crl(`${key}${DELTA}`)]);
-    return Math.max(full?.number ?? 0, delta?.number ?? 0) + 1;
+    return this.store.allocateCrlNumber(key, Math.max(full?.number ?? 0, delta?.number ?? 0) + 1);
+  }
+
+  /** Stores a CRL just signed; when another instance stored a newer one meanwhile, that one is current. */
+  private async storeCrl(row: CrlRow): Promise<Uint8Array> {
+    if (await this.store.putCrl(row)) return row.der;
+    return (await this.store.crl(row.ca_id))?.der ?? row.der;
   }
 
   /**
@@ -467,13 +485,11 @@ export class PkiCa {
       const ca = this.issuingById(caId);
       // thisUpdate is taken before the read: a delta over this base re-lists anything revoked near it.
       const thisUpdate = new Date();
+      const number = await this.nextCrlNumber(key);
       const revoked = await this.store.revokedOf(caId, { shard });
       const nextUpdate = new Date(thisUpdate.getTime() + this.config.crl_validity_hours * 3_600_000);
-      const number = await this.nextCrlNumber(key);
       const crl = await signCrl(ca, revoked.map(toEntry), { number, thisUpdate, nextUpdate, freshestUrl: this.deltaUrl(scope), scopeUrl: shard === undefined ? undefined : this.crlUrl(caId, shard) });
-      const bytes = new Uint8Array(crl.rawData);
-      await this.store.putCrl({ ca_id: key, number, der: bytes, this_update: thisUpdate.toISOString(), next_update: nextUpdate.toISOString() });
-      return bytes;
+      return this.storeCrl({ ca_id: key, number, der: new Uint8Array(crl.rawData), this_update: thisUpdate.toISOString(), next_update: nextUpdate.toISOString() });
     });
     await this.regenerateDelta(caId, shard);
     return der;
@@ -489,15 +505,13 @@ export class PkiCa {
       const ca = this.issuingById(caId);
       const current = (await this.store.crl(key))!;
       const since = new Date(new Date(current.this_update).getTime() - DELTA_OVERLAP_MS).toISOString();
+      const number = await this.nextCrlNumber(key);
       const revoked = await this.store.revokedOf(caId, { shard, since });
       const thisUpdate = new Date();
       // A delta never outlives its base.
       const nextUpdate = new Date(Math.min(thisUpdate.getTime() + this.config.crl_validity_hours * 3_600_000, new Date(current.next_update).getTime()));
-      const number = await this.nextCrlNumber(key);
       const crl = await signCrl(ca, revoked.map(toEntry), { number, thisUpdate, nextUpdate, deltaOf: current.number, scopeUrl: shard === undefined ? undefined : this.crlUrl(caId, shard) });
-      const bytes = new Uint8Array(crl.rawData);
-      await this.store.putCrl({ ca_id: `${key}${DELTA}`, number, der: bytes, this_update: thisUpdate.toISOString(), next_update: nextUpdate.toISOString() });
-      return bytes;
+      return this.storeCrl({ ca_id: `${key}${DELTA}`, number, der: new Uint8Array(crl.rawData), this_update: thisUpdate.toISOString(), next_update: nextUpdate.toISOString() });
     });
   }
 
@@ -543,6 +557,20 @@ export class PkiCa {
   }
 
   /**
+   * Looks for revocations made by other instances sharing the database (run every
+   * `revocation_check_ms`): when there were any, cached OCSP answers are dropped at once and
+   * re-signed. Resolves to whether there were.
+   */
+  async checkPeerRevocations(): Promise<boolean> {
+    const count = await this.store.revocationCount();
+    const seen = this.revocationsSeen;
+    this.revocationsSeen = count;
+    if (seen === undefined || seen === count) return false;
+    await this.refreshOcsp({ all: true });
+    return true;
+  }
+
+  /**
    * Answers a DER OCSP request. Malformed input gives a `malformedRequest` response with status 400;
    * certificates of an issuer this instance does not run are `unknown`.
    */
@@ -566,7 +594,10 @@ export class PkiCa {
     const now = opts.now ?? Date.now();
     const margin = (this.config.ocsp_validity_minutes * 60_000) / 4;
     let n = 0;
-    for (const [key, entry] of [...this.ocspCache]) {
+    const entries = [...this.ocspCache];
+    // After a revocation no old answer may be served while the new ones are being signed.
+    if (opts.all) this.ocspCache.clear();
+    for (const [key, entry] of entries) {
       if (!opts.all && entry.expires - now > margin) continue;
       await this.answerOcsp(entry.request, key);
       n++;

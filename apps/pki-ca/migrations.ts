@@ -83,4 +83,17 @@ export const migrations = [
       await db.schema.createIndex("pki_certificates_revoked").on("pki_certificates").columns(["ca_id", "status", "crl_shard"]).execute();
     },
   },
+  {
+    version: 4,
+    name: "counters shared by the instances of one database",
+    async up(db: Kysely<any>) {
+      // "revocations": bumped by every revocation, so other instances know to re-sign OCSP
+      // answers; "crl:<scope>": the last CRL number handed out for a CRL scope.
+      await db.schema
+        .createTable("pki_counters")
+        .addColumn("name", "text", (c) => c.primaryKey())
+        .addColumn("value", "integer", (c) => c.notNull())
+        .execute();
+    },
+  },
 ];

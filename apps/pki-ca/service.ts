@@ -54,6 +54,18 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
       }, Math.max(15_000, (config.ocsp_validity_minutes * 60_000) / 8));
       (ocspRefresh as { unref?: () => void }).unref?.();
       ctx.onStop(() => clearInterval(ocspRefresh));
+      // Revocations by other instances sharing the database reach this one's OCSP cache.
+      await ca.checkPeerRevocations();
+      let checking = false;
+      const peers = setInterval(() => {
+        if (checking) return;
+        checking = true;
+        ca.checkPeerRevocations()
+          .catch((e) => ctx.logger.warn("revocation check failed", { error: e }))
+          .finally(() => (checking = false));
+      }, config.revocation_check_ms);
+      (peers as { unref?: () => void }).unref?.();
+      ctx.onStop(() => clearInterval(peers));
       const expiry = setInterval(() => {
         ca.expirySweep().catch((e) => ctx.logger.warn("expiry notice sweep failed", { error: e }));
       }, config.expiry_check_minutes * 60_000);

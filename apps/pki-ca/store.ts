@@ -1,5 +1,5 @@
 /** Kysely queries of pki-ca. Certificates and requests are tenant-scoped; CA material and CRLs are instance-wide. */
-import { CompiledQuery, type Kysely } from "kysely";
+import { CompiledQuery, sql, type Kysely } from "kysely";
 import { commitDeferred, directWriterOf } from "../../src/storage/index.ts";
 
 export interface CaRow {
@@ -65,6 +65,7 @@ export interface PkiDb {
   pki_certificates: CertificateRow;
   pki_requests: RequestRow;
   pki_crls: CrlRow;
+  pki_counters: { name: string; value: number };
 }
 
 export interface CertificateFilter {
@@ -89,6 +90,19 @@ const MAX_BATCH = 100;
  * turns many commits (and WAL syncs) into one.
  */
 const GATHER_MS = 2;
+
+const REVOCATIONS = "revocations";
+
+/** Adds one to a counter (creating it at `floor`), never leaving it below `floor`; returns the new value. */
+async function bumpCounter(db: Kysely<PkiDb>, name: string, floor: number): Promise<number> {
+  const r = await db
+    .insertInto("pki_counters")
+    .values({ name, value: floor })
+    .onConflict((oc) => oc.column("name").doUpdateSet({ value: sql<number>`max(pki_counters.value + 1, excluded.value)` }))
+    .returning("value")
+    .executeTakeFirstOrThrow();
+  return Number(r.value);
+}
 
 export class PkiStore {
   private pending: PendingIssue[] = [];
@@ -226,15 +240,36 @@ export class PkiStore {
     return q.orderBy("created_at", "desc").limit(f.limit).execute();
   }
 
-  async revoke(tenant: string, serial: string, at: string, reason: number): Promise<boolean> {
-    const r = await this.db
-      .updateTable("pki_certificates")
-      .set({ status: "revoked", revoked_at: at, revocation_reason: reason })
-      .where("tenant", "=", tenant)
-      .where("serial", "=", serial)
-      .where("status", "=", "valid")
-      .executeTakeFirst();
-    return r.numUpdatedRows > 0n;
+  /**
+   * Revokes a valid certificate and bumps the revocation counter in the same transaction;
+   * returns the counter's new value, or undefined when the certificate was not valid.
+   */
+  async revoke(tenant: string, serial: string, at: string, reason: number): Promise<number | undefined> {
+    return this.db.transaction().execute(async (trx) => {
+      const r = await trx
+        .updateTable("pki_certificates")
+        .set({ status: "revoked", revoked_at: at, revocation_reason: reason })
+        .where("tenant", "=", tenant)
+        .where("serial", "=", serial)
+        .where("status", "=", "valid")
+        .executeTakeFirst();
+      if (r.numUpdatedRows === 0n) return undefined;
+      return bumpCounter(trx, REVOCATIONS, 1);
+    });
+  }
+
+  /** How many revocations the database has seen (any instance's): compared, never interpreted. */
+  async revocationCount(): Promise<number> {
+    const r = await this.db.selectFrom("pki_counters").select("value").where("name", "=", REVOCATIONS).executeTakeFirst();
+    return Number(r?.value ?? 0);
+  }
+
+  /**
+   * The next CRL number of a scope, at least `floor`: one atomic statement, so instances
+   * sharing the database never hand out the same number twice.
+   */
+  allocateCrlNumber(scope: string, floor: number): Promise<number> {
+    return bumpCounter(this.db, `crl:${scope}`, floor);
   }
 
   /**
@@ -282,7 +317,16 @@ export class PkiStore {
     return this.db.selectFrom("pki_crls").selectAll().where("ca_id", "=", caId).executeTakeFirst();
   }
 
-  async putCrl(row: CrlRow): Promise<void> {
-    await this.db.insertInto("pki_crls").values(row).onConflict((oc) => oc.column("ca_id").doUpdateSet({ number: row.number, der: row.der, this_update: row.this_update, next_update: row.next_update })).execute();
+  /**
+   * Stores a CRL unless one with a higher number is stored already (another instance signed
+   * later); false then.
+   */
+  async putCrl(row: CrlRow): Promise<boolean> {
+    const r = await this.db
+      .insertInto("pki_crls")
+      .values(row)
+      .onConflict((oc) => oc.column("ca_id").doUpdateSet({ number: row.number, der: row.der, this_update: row.this_update, next_update: row.next_update }).where("pki_crls.number", "<", row.number))
+      .executeTakeFirst();
+    return Number(r.numInsertedOrUpdatedRows ?? 0n) > 0;
   }
 }

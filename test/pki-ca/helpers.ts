@@ -52,9 +52,23 @@ export interface CaFixture {
   stop(opts?: { keep?: boolean }): Promise<void>;
 }
 
-export async function startCa(app: Record<string, unknown> = {}, existingDir?: string): Promise<CaFixture> {
+/** The bearer-token /service/api/v1 caller of a fixture, over any `call(path, init)`. */
+export function apiOver(call: (path: string, init?: RequestInit) => Promise<Response>): CaFixture["api"] {
+  return (path, token, init = {}) =>
+    call(`/service/api/v1${path}`, {
+      method: init.method ?? (init.body === undefined ? "GET" : "POST"),
+      headers: { authorization: `Bearer ${token}`, ...(init.body === undefined ? {} : { "content-type": "application/json" }) },
+      body: init.body === undefined ? undefined : JSON.stringify(init.body),
+    });
+}
+
+/**
+ * Starts pki-ca on a fresh data directory, or on `existingDir` (a restart, or with `issuer`
+ * given, a second instance on the same database, whose stop leaves directory and issuer alone).
+ */
+export async function startCa(app: Record<string, unknown> = {}, existingDir?: string, shared?: { issuer: TestIssuer }): Promise<CaFixture> {
   const dir = existingDir ?? mkdtempSync(join(tmpdir(), "cryptoutil-pki-ca-"));
-  const issuer = await startTestIssuer({ audience: "pki-ca" });
+  const issuer = shared?.issuer ?? (await startTestIssuer({ audience: "pki-ca" }));
   const svc = await startTestService(pkiCa, {
     issuer,
     root: dir,
@@ -71,14 +85,10 @@ export async function startCa(app: Record<string, unknown> = {}, existingDir?: s
     issuer,
     dir,
     token: (tenant, scope) => issuer.mint({ tenant, scope }),
-    api: (path, token, init = {}) =>
-      svc.call(`/service/api/v1${path}`, {
-        method: init.method ?? (init.body === undefined ? "GET" : "POST"),
-        headers: { authorization: `Bearer ${token}`, ...(init.body === undefined ? {} : { "content-type": "application/json" }) },
-        body: init.body === undefined ? undefined : JSON.stringify(init.body),
-      }),
+    api: apiOver(svc.call),
     async stop(opts = {}) {
       await svc.stop();
+      if (shared) return;
       await issuer.stop();
       if (!opts.keep) rmSync(dir, { recursive: true, force: true });
     },
