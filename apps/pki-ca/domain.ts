@@ -163,7 +163,14 @@ export class PkiCa {
       const daysLeft = (Date.parse(r.not_after) - now.getTime()) / 86_400_000;
       const threshold = THRESHOLDS.find((t) => daysLeft <= t)!;
       if (r.expiry_notified != null && r.expiry_notified <= threshold) continue;
-      await this.store.db.updateTable("pki_certificates").set({ expiry_notified: threshold }).where("serial", "=", r.serial).execute();
+      // Claimed by a conditional update: of instances sweeping at once, one sends the notice.
+      const claim = await this.store.db
+        .updateTable("pki_certificates")
+        .set({ expiry_notified: threshold })
+        .where("serial", "=", r.serial)
+        .where((eb) => eb.or([eb("expiry_notified", "is", null), eb("expiry_notified", ">", threshold)]))
+        .executeTakeFirst();
+      if (claim.numUpdatedRows === 0n) continue;
       this.emit("certificate.expiring", r.tenant, { ...this.certEvent(r as CertificateRow), days_left: Math.ceil(daysLeft), threshold_days: threshold });
       sent++;
     }

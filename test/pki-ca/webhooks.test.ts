@@ -6,6 +6,9 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { makeCsr, startCa, write, type CaFixture } from "./helpers.ts";
 import { pkiCaOf } from "../../apps/pki-ca/service.ts";
+import { PkiCa } from "../../apps/pki-ca/domain.ts";
+import { PkiStore, type PkiDb } from "../../apps/pki-ca/store.ts";
+import { openDatabase } from "../../src/storage/index.ts";
 
 interface Received {
   type: string;
@@ -106,6 +109,27 @@ test("expiry notices: one per threshold, the smallest crossed", async () => {
     ["certificate.expiring", 7],
   ]);
   expect(mine[0]!.tenant).toBe("globex");
+});
+
+test("expiry notices: two instances sweeping the same database at once send each notice once", async () => {
+  const ca = await pkiCaOf(f.svc.ctx);
+  const other = await openDatabase<PkiDb>({ service: "pki-ca", dataDir: f.svc.dataDir });
+  try {
+    const peer = new PkiCa(ca.config, new PkiStore(other.db), ca.hierarchy);
+    peer.notifier = ca.notifier;
+    const tok = await f.token("initech", "pki:request");
+    const csr = makeCsr(f.dir, "two", { subj: "/CN=two.example.com", san: "DNS:two.example.com" });
+    const cert = ((await (await f.api("/certificates", tok, { body: { csr: csr.csr, profile: "server", validity_days: 60 } })).json()) as any).certificate;
+    await settle();
+    received.length = 0;
+    const at = new Date(Date.parse(cert.not_after) - 20 * 86_400_000);
+    const [one, two] = await Promise.all([ca.expirySweep(at), peer.expirySweep(at)]);
+    await settle();
+    expect(received.filter((e) => e.data.serial === cert.serial).map((e) => e.data.threshold_days)).toEqual([30]);
+    expect(one + two).toBeGreaterThanOrEqual(1);
+  } finally {
+    await other.close();
+  }
 });
 
 test("webhook URLs must be https except on loopback", async () => {
