@@ -156,11 +156,18 @@ class CachingDatabase implements SqliteDatabase {
     // gets SQLITE_BUSY at once when another process holds the write lock (no busy wait).
     // IMMEDIATE takes the write lock up front, so the busy timeout applies instead.
     if (sql === "begin") {
-      sql = "begin immediate";
-      this.inTransaction = true;
-    } else if (sql === "commit" || sql === "rollback") {
-      this.inTransaction = false;
+      // Open only once BEGIN has succeeded: a BEGIN refused for a busy lock opens nothing.
+      const begin = this.statement("begin immediate");
+      return {
+        ...begin,
+        run: (params) => {
+          const r = begin.run(params);
+          this.inTransaction = true;
+          return r;
+        },
+      };
     }
+    if (sql === "commit" || sql === "rollback") this.inTransaction = false;
     const st = this.statement(sql);
     // Writes and schema changes: total_changes() would catch the first at the next shared
     // read, but not the second.

@@ -15,6 +15,12 @@
  * the -wal file on the runtime's thread pool. The caller answers its clients when `durable`
  * settles, which is the same guarantee FULL gives, while the event loop goes on serving.
  * Concurrent syncs are coalesced: a request waits for one fsync that started after it.
+ *
+ * Waiting for the write lock is asynchronous too. Both engines wait for a lock held by another
+ * process in SQLite's busy handler, which sleeps on the calling thread: the whole event loop
+ * stops for as long as the other writer holds the lock (up to the busy timeout). Here the busy
+ * timeout is 0 for the transaction's BEGIN IMMEDIATE, and a busy lock is tried again after a
+ * timer (1, 2, 4 ... 16 ms) until the connection's own busy timeout has passed.
  */
 import { closeSync, fsync, openSync } from "node:fs";
 import { sql, type Kysely, type Transaction } from "kysely";
@@ -89,6 +95,8 @@ export function registerWalSyncer(db: Kysely<any>, syncer: WalSyncer): void {
  * the commit is on disk (rejecting if the sync fails). On databases without a local WAL
  * (memory, remote, replica) the commit is synchronous as usual and `durable` is already
  * settled. Wrapped in an object so awaiting the commit does not also await the sync.
+ * `work` may run more than once (again after a busy lock made its transaction fail to start),
+ * so it must only issue statements on `trx`.
  */
 export async function commitDeferred<DB>(db: Kysely<DB>, work: (trx: Transaction<DB>) => Promise<void>): Promise<{ durable: Promise<void> }> {
   const syncer = syncers.get(db);
@@ -98,19 +106,33 @@ export async function commitDeferred<DB>(db: Kysely<DB>, work: (trx: Transaction
   }
   await db.connection().execute(async (conn) => {
     const before = Number((await sql<{ synchronous: number }>`PRAGMA synchronous`.execute(conn)).rows[0]?.synchronous);
+    const busyTimeout = Number((await sql<{ timeout: number }>`PRAGMA busy_timeout`.execute(conn)).rows[0]?.timeout);
     // OFF (0) stays OFF: it skips the checkpoint syncs too, and was somebody's choice.
-    if (!(before >= 1)) {
-      await conn.transaction().execute(work);
-      return;
-    }
-    await sql`PRAGMA synchronous = NORMAL`.execute(conn);
+    if (before >= 1) await sql`PRAGMA synchronous = NORMAL`.execute(conn);
+    await sql`PRAGMA busy_timeout = 0`.execute(conn);
     try {
-      await conn.transaction().execute(work);
+      const deadline = performance.now() + (busyTimeout > 0 ? busyTimeout : 0);
+      for (let delay = 1; ; delay = Math.min(delay * 2, 16)) {
+        try {
+          await conn.transaction().execute(work);
+          break;
+        } catch (e) {
+          if (!isBusy(e) || performance.now() >= deadline) throw e;
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
     } finally {
-      await sql.raw(`PRAGMA synchronous = ${before | 0}`).execute(conn);
+      await sql.raw(`PRAGMA busy_timeout = ${busyTimeout | 0}`).execute(conn);
+      if (before >= 1) await sql.raw(`PRAGMA synchronous = ${before | 0}`).execute(conn);
     }
   });
   return { durable: syncer.sync() };
+}
+
+/** SQLITE_BUSY (and its extended codes) from either engine. */
+function isBusy(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.startsWith("SQLITE_BUSY");
 }
 
 /** The syncer registered for `db`, if it is an embedded WAL-mode file database (for tests). */

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql, type Kysely } from "kysely";
 import { commitDeferred, openDatabase } from "../../src/storage/index.ts";
+import { directReaderOf } from "../../src/storage/database.ts";
 import { WalSyncer, walSyncerOf, type SyncIo } from "../../src/storage/wal-sync.ts";
 import { moduleUrl, runOnDeno } from "../support/deno.ts";
 
@@ -122,6 +123,65 @@ describe("commitDeferred", () => {
     }
     // Closed: the syncer refuses rather than syncing a stale descriptor.
     expect(await settled(walSyncerOf(a.db)!.sync())).toBe("rejected");
+  });
+
+  test("waits for a write lock another connection holds without stopping the event loop, up to the busy timeout", async () => {
+    const dir = await tempDir();
+    const url = `file:${join(dir, "d.db")}`;
+    const a = await openDatabase<any>({ service: "t", url, busyTimeoutMs: 2000 });
+    const b = await openDatabase<any>({ service: "t", url });
+    const quick = await openDatabase<any>({ service: "t", url, busyTimeoutMs: 60 });
+    try {
+      await a.db.schema.createTable("kv").addColumn("k", "text", (c) => c.primaryKey()).execute();
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      // b takes the write lock and keeps it for 150 ms of timers.
+      let locked!: () => void;
+      const lockTaken = new Promise<void>((r) => (locked = r));
+      let released = 0;
+      const holder = b.db.transaction().execute(async (trx) => {
+        await trx.insertInto("kv").values({ k: "b" }).execute();
+        locked();
+        await sleep(150);
+        released = performance.now();
+      });
+      await lockTaken;
+      let ticks = 0;
+      const ticker = setInterval(() => ticks++, 10);
+      const start = performance.now();
+      const { durable } = await commitDeferred(a.db, async (trx) => void (await trx.insertInto("kv").values({ k: "a" }).execute()));
+      const committed = performance.now();
+      clearInterval(ticker);
+      await holder;
+      await durable;
+      // a committed only after b released the lock, and timers ran meanwhile.
+      expect(committed).toBeGreaterThanOrEqual(released);
+      expect(committed - start).toBeLessThan(1500);
+      expect(ticks).toBeGreaterThanOrEqual(5);
+      expect((await b.db.selectFrom("kv").selectAll().orderBy("k").execute()).map((r) => r.k)).toEqual(["a", "b"]);
+      expect(Number((await sql<{ timeout: number }>`PRAGMA busy_timeout`.execute(a.db)).rows[0]!.timeout)).toBe(2000);
+
+      // Held past the busy timeout: SQLITE_BUSY, the settings restored, the next commit works.
+      const holder2 = b.db.transaction().execute(async (trx) => {
+        await trx.insertInto("kv").values({ k: "b2" }).execute();
+        await sleep(300);
+      });
+      await sleep(20);
+      const t0 = performance.now();
+      const err = await commitDeferred(quick.db, async (trx) => void (await trx.insertInto("kv").values({ k: "q" }).execute())).catch((e: unknown) => e);
+      expect((err as { code?: string }).code).toStartWith("SQLITE_BUSY");
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(55);
+      expect(performance.now() - t0).toBeLessThan(290);
+      // The refused BEGIN opened no transaction: the direct read path still serves.
+      expect(directReaderOf(quick.db)!("select count(*) as n from kv", [])).toEqual([{ n: 2 }]);
+      await holder2;
+      expect(Number((await sql<{ timeout: number }>`PRAGMA busy_timeout`.execute(quick.db)).rows[0]!.timeout)).toBe(60);
+      await (await commitDeferred(quick.db, async (trx) => void (await trx.insertInto("kv").values({ k: "q" }).execute()))).durable;
+      expect((await a.db.selectFrom("kv").selectAll().execute()).length).toBe(4);
+    } finally {
+      await a.close();
+      await b.close();
+      await quick.close();
+    }
   });
 
   test("in memory: a plain transaction, durable at once", async () => {
