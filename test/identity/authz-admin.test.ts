@@ -10,6 +10,9 @@ import { join } from "node:path";
 import { createRemoteJWKSet, customFetch, decodeProtectedHeader, jwtVerify } from "jose";
 import { identityAuthz } from "../../apps/identity-authz/service.ts";
 import { Authz } from "../../apps/identity-authz/domain/authz.ts";
+import { randomId } from "../../apps/identity-authz/domain/crypto.ts";
+import { ClientParams } from "../../schemas/identity-authz.ts";
+import * as v from "valibot";
 import { startTestService } from "../support/service.ts";
 import { basic, form, startAuthz, type TestAuthz } from "./support/authz.ts";
 
@@ -53,10 +56,19 @@ describe("bootstrap", () => {
 });
 
 describe("tenants and clients", () => {
+  test("generated client ids are always valid in the admin API's paths", () => {
+    // base64url ids started with '-' or '_' about once in 32, which the path schema refuses.
+    for (let i = 0; i < 10_000; i++) {
+      const id = randomId(16);
+      expect(v.safeParse(ClientParams, { tenant: "t", client_id: id }).success).toBe(true);
+    }
+  });
+
   test("a client secret is shown once, stored hashed, and rotation retires the old one", async () => {
     await authz.createTenant("shop");
     const c = await authz.createClient("shop", { client_name: "svc", grant_types: ["client_credentials"], scopes: ["a", "b"], audiences: ["learn-ps"] });
     expect(c.client_secret).toBeTruthy();
+    expect(c.client_id).toMatch(/^[0-9a-f]{32}$/);
     const got = (await (await authz.adminApi("GET", `/tenants/shop/clients/${c.client_id}`)).json()) as Record<string, unknown>;
     expect(got.client_secret).toBeUndefined();
     expect(got.secretHash).toBeUndefined();

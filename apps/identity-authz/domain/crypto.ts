@@ -16,6 +16,12 @@ export function b64url(b: Uint8Array): string {
 /** A fresh random token, base64url of `bytes` random bytes. */
 export const randomToken = (bytes = 32) => b64url(crypto.getRandomValues(new Uint8Array(bytes)));
 
+/**
+ * A fresh random identifier: hex of `bytes` random bytes. Unlike base64url it always starts
+ * with a letter or digit, as client ids must (schemas/identity-authz.ts).
+ */
+export const randomId = (bytes = 16) => Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("hex");
+
 export async function sha256(s: string): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", enc.encode(s)));
 }

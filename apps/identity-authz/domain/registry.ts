@@ -6,7 +6,7 @@
 import { AppError, notFound } from "../../../src/service/errors.ts";
 import { STANDARD_SCOPES, type ClientDoc, type ClientView, type CreateClientInput, type CreateTenantInput, type PutScopeInput, type UpdateClientInput } from "../../../schemas/identity-authz.ts";
 import type { AuthzStore, ClientRow, TenantRow } from "../store.ts";
-import { equalConstantTime, randomToken, sha256Hex } from "./crypto.ts";
+import { equalConstantTime, randomId, randomToken, sha256Hex } from "./crypto.ts";
 
 export interface RegisteredClient extends ClientView {
   secretHash: string | null;
@@ -102,7 +102,7 @@ export class Registry {
     await this.requireTenant(tenant);
     const { client_id, ...doc } = input;
     check(doc);
-    const id = client_id ?? randomToken(16);
+    const id = client_id ?? randomId(16);
     const secret = Registry.needsSecret(doc) ? randomToken(32) : null;
     const ts = new Date().toISOString();
     const row: ClientRow = { tenant, client_id: id, doc: JSON.stringify(doc), secret_hash: secret ? await sha256Hex(secret) : null, created_at: ts, updated_at: ts };
