@@ -1,6 +1,6 @@
 /** Kysely queries of pki-ca. Certificates and requests are tenant-scoped; CA material and CRLs are instance-wide. */
 import { CompiledQuery, sql, type Kysely } from "kysely";
-import { commitDeferred, directWriterOf } from "../../src/storage/index.ts";
+import { directWriterOf, GroupCommit } from "../../src/storage/index.ts";
 
 export interface CaRow {
   id: string;
@@ -77,12 +77,6 @@ export interface CertificateFilter {
   limit: number;
 }
 
-interface PendingIssue {
-  cert: CertificateRow;
-  request: RequestRow;
-  done: (err?: unknown) => void;
-}
-
 /** Rows per group commit: well under SQLite's bound-parameter limit (16 columns each). */
 const MAX_BATCH = 100;
 /**
@@ -105,62 +99,27 @@ async function bumpCounter(db: Kysely<PkiDb>, name: string, floor: number): Prom
 }
 
 export class PkiStore {
-  private pending: PendingIssue[] = [];
-  private flushing = false;
+  /** Issued certificates and their requests, group-committed (see GroupCommit). */
+  private readonly issued: GroupCommit<PkiDb, { cert: CertificateRow; request: RequestRow }>;
 
-  constructor(readonly db: Kysely<PkiDb>) {}
-
-  /**
-   * Stores an issued certificate and its request. Concurrent calls are group-committed:
-   * one transaction per batch instead of two commits per certificate. A batch that fails
-   * (a duplicate serial, say) is retried row by row so only the offending call fails.
-   * Each call resolves once its batch is on disk; the WAL sync runs off the event loop
-   * (see commitDeferred), so the next batch can commit meanwhile.
-   */
-  insertIssued(cert: CertificateRow, request: RequestRow): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.pending.push({ cert, request, done: (err) => (err === undefined ? resolve() : reject(err)) });
-      if (!this.flushing) {
-        this.flushing = true;
-        setTimeout(() => void this.flush(), GATHER_MS);
-      }
-    });
+  constructor(readonly db: Kysely<PkiDb>) {
+    this.issued = new GroupCommit(
+      db,
+      async (trx, rows) => {
+        await this.insertRows(trx, "pki_certificates", rows.map((r) => r.cert));
+        await this.insertRows(trx, "pki_requests", rows.map((r) => r.request));
+      },
+      { maxBatch: MAX_BATCH, gatherMs: GATHER_MS },
+    );
   }
 
-  private async flush(): Promise<void> {
-    while (this.pending.length > 0) {
-      const batch = this.pending.splice(0, MAX_BATCH);
-      let committed: { durable: Promise<void> };
-      try {
-        committed = await commitDeferred(this.db, async (trx) => {
-          await this.insertRows(trx, "pki_certificates", batch.map((b) => b.cert));
-          await this.insertRows(trx, "pki_requests", batch.map((b) => b.request));
-        });
-      } catch {
-        for (const b of batch) {
-          try {
-            await this.db.transaction().execute(async (trx) => {
-              await trx.insertInto("pki_certificates").values(b.cert).execute();
-              await trx.insertInto("pki_requests").values(b.request).execute();
-            });
-            b.done();
-          } catch (e) {
-            b.done(e);
-          }
-        }
-        continue;
-      }
-      // Answered once on disk; meanwhile the next batch can commit.
-      committed.durable.then(
-        () => {
-          for (const b of batch) b.done();
-        },
-        (e: unknown) => {
-          for (const b of batch) b.done(e);
-        },
-      );
-    }
-    this.flushing = false;
+  /**
+   * Stores an issued certificate and its request, together with those of concurrent calls
+   * (one transaction per batch instead of two commits per certificate); resolves once on
+   * disk. A failing batch (a duplicate serial, say) is retried row by row.
+   */
+  insertIssued(cert: CertificateRow, request: RequestRow): Promise<void> {
+    return this.issued.add({ cert, request });
   }
 
   /** Compiled multi-row INSERTs by table, columns and row count (a handful of shapes in practice). */
