@@ -109,9 +109,11 @@ export async function commitDeferred<DB>(db: Kysely<DB>, work: (trx: Transaction
     const busyTimeout = Number((await sql<{ timeout: number }>`PRAGMA busy_timeout`.execute(conn)).rows[0]?.timeout);
     // OFF (0) stays OFF: it skips the checkpoint syncs too, and was somebody's choice.
     if (before >= 1) await sql`PRAGMA synchronous = NORMAL`.execute(conn);
-    await sql`PRAGMA busy_timeout = 0`.execute(conn);
+    // Left alone if it cannot be read back (then SQLite's own busy wait applies).
+    const ownWait = Number.isInteger(busyTimeout) && busyTimeout > 0;
+    if (ownWait) await sql`PRAGMA busy_timeout = 0`.execute(conn);
     try {
-      const deadline = performance.now() + (busyTimeout > 0 ? busyTimeout : 0);
+      const deadline = performance.now() + (ownWait ? busyTimeout : 0);
       for (let delay = 1; ; delay = Math.min(delay * 2, 16)) {
         try {
           await conn.transaction().execute(work);
@@ -122,7 +124,7 @@ export async function commitDeferred<DB>(db: Kysely<DB>, work: (trx: Transaction
         }
       }
     } finally {
-      await sql.raw(`PRAGMA busy_timeout = ${busyTimeout | 0}`).execute(conn);
+      if (ownWait) await sql.raw(`PRAGMA busy_timeout = ${busyTimeout}`).execute(conn);
       if (before >= 1) await sql.raw(`PRAGMA synchronous = ${before | 0}`).execute(conn);
     }
   });
