@@ -488,7 +488,9 @@ function csrSignedParts(der: Uint8Array): { info: ArrayBuffer; spki: ArrayBuffer
   const oid = tlv(der, sigAlg.contentStart, sigAlg.end, 0x06);
   const sig = tlv(der, sigAlg.end, outer.end, 0x03);
   if (sig.end - sig.contentStart < 2 || der[sig.contentStart] !== 0) throw new Error("signature bits");
-  const copy = (a: number, b: number) => der.slice(a, b).buffer as ArrayBuffer;
+  // ArrayBuffer slices of the one buffer: a typed array's own .buffer is materialized per copy.
+  const buf = der.buffer as ArrayBuffer;
+  const copy = (a: number, b: number) => buf.slice(der.byteOffset + a, der.byteOffset + b);
   const oidHex = Array.from(der.subarray(oid.contentStart, oid.end), (x) => x.toString(16).padStart(2, "0")).join("");
   return { info: copy(info.start, info.end), spki: copy(spki.start, spki.end), signature: copy(sig.contentStart + 1, sig.end), oidHex };
 }
