@@ -132,7 +132,7 @@ export async function commitDeferred<DB>(db: Kysely<DB>, work: (trx: Transaction
 }
 
 /** SQLITE_BUSY (and its extended codes) from either engine. */
-function isBusy(e: unknown): boolean {
+export function isBusy(e: unknown): boolean {
   const code = (e as { code?: unknown } | null)?.code;
   return typeof code === "string" && code.startsWith("SQLITE_BUSY");
 }

@@ -414,14 +414,16 @@ describe("runMigrations", () => {
     }
   });
 
-  test("two processes racing on one database file apply each migration once", async () => {
+  test("six processes racing to create one database file apply each migration once", async () => {
     // Separate processes: local libSQL calls block the thread, so in one process a second
     // handle on the same file would wait on the busy timeout for a lock it can never get.
+    // Six, so that two of them switching the new file to WAL at once (SQLITE_BUSY without a
+    // busy wait, retried by openDatabase) happens often enough to be seen.
     const dir = await tempDir();
     const script = new URL("./fixtures/migrate-race.ts", import.meta.url).pathname;
     const run = () =>
       Bun.spawn([process.execPath, script, dir], { stdout: "pipe", stderr: "pipe" });
-    const procs = [run(), run()];
+    const procs = Array.from({ length: 6 }, run);
     const outs = await Promise.all(
       procs.map(async (p) => {
         const [out, errText, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
