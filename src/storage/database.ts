@@ -31,7 +31,7 @@ import {
 } from "./config.ts";
 import { LibsqlClientDialect } from "./libsql-dialect.ts";
 import { openNative, type EmbeddedDatabase } from "./native-dialect.ts";
-import { isBusy, registerWalSyncer, WalSyncer } from "./wal-sync.ts";
+import { registerWalSyncer, retryWhileBusy, WalSyncer } from "./wal-sync.ts";
 
 /** An open database and what the service template needs to manage it. */
 export interface Database<DB> {
@@ -307,21 +307,15 @@ async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
   // Processes opening a new file at once can both hold a shared lock while each needs the
   // exclusive one to switch it to WAL; SQLite then answers SQLITE_BUSY at once instead of
   // calling the busy handler (it would deadlock). The statements are idempotent: try again.
-  const deadline = performance.now() + r.busyTimeoutMs;
-  for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
-    try {
+  try {
+    await retryWhileBusy(() => {
       native.exec("PRAGMA foreign_keys = ON");
       native.exec(`PRAGMA busy_timeout = ${r.busyTimeoutMs | 0}`);
       journalMode = String(native.scalar(r.mode === "file" ? "PRAGMA journal_mode = WAL" : "PRAGMA journal_mode") ?? "").toLowerCase();
-      break;
-    } catch (err) {
-      if (isBusy(err) && performance.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, delay));
-        continue;
-      }
-      native.close();
-      throw new AppError("unavailable", `cannot configure the ${r.mode} database`, { details: { storage: libsqlCode(err) }, cause: err });
-    }
+    }, r.busyTimeoutMs);
+  } catch (err) {
+    native.close();
+    throw new AppError("unavailable", `cannot configure the ${r.mode} database`, { details: { storage: libsqlCode(err) }, cause: err });
   }
   if (r.filePath) {
     // SQLite gives the -wal and -shm files the database file's mode; keep all three private.
@@ -331,7 +325,7 @@ async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
   directPaths.set(db, { readDirect: native.readDirect, writeDirect: native.writeDirect });
   if (r.mode === "file" && journalMode === "wal") {
     syncer = new WalSyncer(`${r.filePath}-wal`);
-    registerWalSyncer(db, syncer);
+    registerWalSyncer(db, { syncer, synchronous: Number(native.scalar("PRAGMA synchronous")), busyTimeoutMs: r.busyTimeoutMs });
   }
   return {
     db,

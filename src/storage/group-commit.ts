@@ -49,29 +49,30 @@ export class GroupCommit<DB, T> {
   private async flush(): Promise<void> {
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0, this.opts.maxBatch);
-      let committed: { durable: Promise<void> };
       try {
-        committed = await commitDeferred(this.db, (trx) => this.write(trx, batch.map((b) => b.item)));
+        settleOnDisk(await commitDeferred(this.db, (trx) => this.write(trx, batch.map((b) => b.item))), batch);
       } catch {
         for (const b of batch) {
           try {
-            const one = await commitDeferred(this.db, (trx) => this.write(trx, [b.item]));
-            one.durable.then(() => b.done(), (e: unknown) => b.done(e));
+            settleOnDisk(await commitDeferred(this.db, (trx) => this.write(trx, [b.item])), [b]);
           } catch (e) {
             b.done(e);
           }
         }
-        continue;
       }
-      committed.durable.then(
-        () => {
-          for (const b of batch) b.done();
-        },
-        (e: unknown) => {
-          for (const b of batch) b.done(e);
-        },
-      );
     }
     this.flushing = false;
   }
+}
+
+/** Answers the calls of a committed batch once it is durable (or its sync has failed). */
+function settleOnDisk<T>(committed: { durable: Promise<void> }, batch: Pending<T>[]): void {
+  committed.durable.then(
+    () => {
+      for (const b of batch) b.done();
+    },
+    (e: unknown) => {
+      for (const b of batch) b.done(e);
+    },
+  );
 }

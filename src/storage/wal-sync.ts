@@ -20,7 +20,7 @@
  * process in SQLite's busy handler, which sleeps on the calling thread: the whole event loop
  * stops for as long as the other writer holds the lock (up to the busy timeout). Here the busy
  * timeout is 0 for the transaction's BEGIN IMMEDIATE, and a busy lock is tried again after a
- * timer (1, 2, 4 ... 16 ms) until the connection's own busy timeout has passed.
+ * timer (retryWhileBusy) until the connection's own busy timeout has passed.
  */
 import { closeSync, fsync, openSync } from "node:fs";
 import { sql, type Kysely, type Transaction } from "kysely";
@@ -83,11 +83,37 @@ export class WalSyncer {
   }
 }
 
-/** Syncers of embedded WAL-mode file databases, by their Kysely instance. */
-const syncers = new WeakMap<Kysely<any>, WalSyncer>();
+/** What commitDeferred needs of a connection: its syncer and the settings it was opened with. */
+interface WalConnection {
+  syncer: WalSyncer;
+  /** PRAGMA synchronous as opened (2 = FULL, SQLite's default). */
+  synchronous: number;
+  /** PRAGMA busy_timeout as opened, in ms. */
+  busyTimeoutMs: number;
+}
 
-export function registerWalSyncer(db: Kysely<any>, syncer: WalSyncer): void {
-  syncers.set(db, syncer);
+/** Embedded WAL-mode file databases, by their Kysely instance. */
+const walConnections = new WeakMap<Kysely<any>, WalConnection>();
+
+export function registerWalSyncer(db: Kysely<any>, connection: WalConnection): void {
+  walConnections.set(db, connection);
+}
+
+/**
+ * Runs `attempt` until it does not fail with SQLITE_BUSY, waiting on a timer between tries
+ * (2, 4 ... 16 ms) rather than in SQLite's busy handler, which sleeps on the event loop;
+ * the last SQLITE_BUSY is thrown once `timeoutMs` has passed.
+ */
+export async function retryWhileBusy<T>(attempt: () => Promise<T> | T, timeoutMs: number): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (let delay = 2; ; delay = Math.min(delay * 2, 16)) {
+    try {
+      return await attempt();
+    } catch (e) {
+      if (!isBusy(e) || performance.now() >= deadline) throw e;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }
 
 /**
@@ -99,45 +125,33 @@ export function registerWalSyncer(db: Kysely<any>, syncer: WalSyncer): void {
  * so it must only issue statements on `trx`.
  */
 export async function commitDeferred<DB>(db: Kysely<DB>, work: (trx: Transaction<DB>) => Promise<void>): Promise<{ durable: Promise<void> }> {
-  const syncer = syncers.get(db);
-  if (!syncer) {
+  const c = walConnections.get(db);
+  if (!c) {
     await db.transaction().execute(work);
     return { durable: Promise.resolve() };
   }
   await db.connection().execute(async (conn) => {
-    const before = Number((await sql<{ synchronous: number }>`PRAGMA synchronous`.execute(conn)).rows[0]?.synchronous);
-    const busyTimeout = Number((await sql<{ timeout: number }>`PRAGMA busy_timeout`.execute(conn)).rows[0]?.timeout);
     // OFF (0) stays OFF: it skips the checkpoint syncs too, and was somebody's choice.
-    if (before >= 1) await sql`PRAGMA synchronous = NORMAL`.execute(conn);
-    // Left alone if it cannot be read back (then SQLite's own busy wait applies).
-    const ownWait = Number.isInteger(busyTimeout) && busyTimeout > 0;
-    if (ownWait) await sql`PRAGMA busy_timeout = 0`.execute(conn);
+    const relax = c.synchronous >= 1;
+    if (relax) await sql`PRAGMA synchronous = NORMAL`.execute(conn);
+    await sql`PRAGMA busy_timeout = 0`.execute(conn);
     try {
-      const deadline = performance.now() + (ownWait ? busyTimeout : 0);
-      for (let delay = 1; ; delay = Math.min(delay * 2, 16)) {
-        try {
-          await conn.transaction().execute(work);
-          break;
-        } catch (e) {
-          if (!isBusy(e) || performance.now() >= deadline) throw e;
-          await new Promise((r) => setTimeout(r, delay));
-        }
-      }
+      await retryWhileBusy(() => conn.transaction().execute(work), c.busyTimeoutMs);
     } finally {
-      if (ownWait) await sql.raw(`PRAGMA busy_timeout = ${busyTimeout}`).execute(conn);
-      if (before >= 1) await sql.raw(`PRAGMA synchronous = ${before | 0}`).execute(conn);
+      await sql.raw(`PRAGMA busy_timeout = ${c.busyTimeoutMs | 0}`).execute(conn);
+      if (relax) await sql.raw(`PRAGMA synchronous = ${c.synchronous | 0}`).execute(conn);
     }
   });
-  return { durable: syncer.sync() };
+  return { durable: c.syncer.sync() };
 }
 
 /** SQLITE_BUSY (and its extended codes) from either engine. */
-export function isBusy(e: unknown): boolean {
+function isBusy(e: unknown): boolean {
   const code = (e as { code?: unknown } | null)?.code;
   return typeof code === "string" && code.startsWith("SQLITE_BUSY");
 }
 
 /** The syncer registered for `db`, if it is an embedded WAL-mode file database (for tests). */
 export function walSyncerOf(db: Kysely<any>): WalSyncer | undefined {
-  return syncers.get(db);
+  return walConnections.get(db)?.syncer;
 }
