@@ -1,0 +1,210 @@
+/**
+ * The suite for the CLI tests: identity-authz (the issuer, tenant `demo`) and the services a
+ * test file needs, started in-process over real HTTPS in one temp root (one suite CA), the
+ * clients made through identity-authz's admin API as `npm start` makes them, and a
+ * suite.json in the launcher's format. `cli(...)` runs `bun cli/main.ts` as a subprocess,
+ * exactly as a user would, with its own CRYPTOUTIL_HOME.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { identityAuthz } from "../../../apps/identity-authz/service.ts";
+import { identityIdp } from "../../../apps/identity-idp/service.ts";
+import { joseJa } from "../../../apps/jose-ja/service.ts";
+import { pkiCa } from "../../../apps/pki-ca/service.ts";
+import { smKms } from "../../../apps/sm-kms/service.ts";
+import type { ServiceConfig } from "../../../src/service/config.ts";
+import type { ServiceDefinition } from "../../../src/service/context.ts";
+import { startTestService, tempDir, type TestService } from "../../support/service.ts";
+import { freePort } from "../../identity/support/authz.ts";
+
+export const REPO = resolve(import.meta.dir, "../../..");
+export const TENANT = "demo";
+
+export const SERVICE_SCOPES: Record<string, string[]> = {
+  "identity-authz": ["identity:admin"],
+  "identity-idp": ["identity:admin"],
+  "sm-kms": ["kms:admin", "kms:encrypt", "kms:decrypt", "kms:sign", "kms:verify", "kms:mac"],
+  "jose-ja": ["jose:admin", "jose:sign", "jose:verify", "jose:encrypt", "jose:decrypt"],
+  "pki-ca": ["pki:request", "pki:read", "pki:approve", "pki:revoke", "pki:admin"],
+};
+
+export const TLS_SERVER_PROFILE = {
+  issuing_ca: "P-256",
+  key_types: ["P-256", "P-384", "RSA-2048", "RSA-3072", "Ed25519"],
+  max_validity_days: 90,
+  default_validity_days: 30,
+  key_usage: ["digitalSignature", "keyEncipherment"],
+  extended_key_usage: ["serverAuth"],
+  dns: { allow: ["*.example.com", "example.com"] },
+  ip_ranges: ["10.0.0.0/8"],
+};
+
+type Optional = "sm-kms" | "jose-ja" | "pki-ca" | "identity-idp";
+const DEFS: Record<Optional, ServiceDefinition> = { "sm-kms": smKms, "jose-ja": joseJa, "pki-ca": pkiCa, "identity-idp": identityIdp };
+
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+  bytes: Uint8Array;
+}
+
+export interface CliSuite {
+  root: string;
+  suiteFile: string;
+  ca: string;
+  authzUrl: string;
+  services: Record<string, TestService>;
+  /** A fresh CRYPTOUTIL_HOME. */
+  newHome(): string;
+  /** Runs the CLI with `home` as CRYPTOUTIL_HOME. */
+  cli(home: string, args: string[], opts?: { stdin?: string | Uint8Array; env?: Record<string, string>; cwd?: string }): Promise<CliRun>;
+  /** A token of the suite administrator (tenant root) for identity-authz's admin API. */
+  rootToken(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+const quiet = (c: ServiceConfig) => {
+  c.log.level = "warn";
+  c.log.access = false;
+  c.security.rate_limit_rps = 100_000;
+  c.security.rate_limit_burst = 100_000;
+};
+
+/** Runs `bun cli/main.ts args...`; asynchronous, so the in-process services keep answering. */
+export async function runCli(home: string, args: string[], opts: { stdin?: string | Uint8Array; env?: Record<string, string>; cwd?: string } = {}): Promise<CliRun> {
+  const p = Bun.spawn([process.execPath, join(REPO, "cli/main.ts"), ...args], {
+    cwd: opts.cwd ?? home,
+    env: { ...process.env, CRYPTOUTIL_HOME: home, CRYPTOUTIL_SUITE: "", NO_COLOR: "1", ...opts.env },
+    stdin: opts.stdin === undefined ? "ignore" : typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).arrayBuffer(), new Response(p.stderr).text(), p.exited]);
+  const bytes = new Uint8Array(out);
+  return { code, stdout: new TextDecoder().decode(bytes), stderr: err, bytes };
+}
+
+export async function startCliSuite(wanted: Optional[]): Promise<CliSuite> {
+  const root = tempDir("cryptoutil-cli-");
+  const authzPort = await freePort();
+  const authzUrl = `https://127.0.0.1:${authzPort}`;
+  const idpPort = wanted.includes("identity-idp") ? await freePort() : 0;
+  const pkiPort = wanted.includes("pki-ca") ? await freePort() : 0;
+  const bundle = (svc: string) => join(root, svc, "trust-bundle.pem");
+  const verifyTokensOf = (svc: string) => (c: ServiceConfig) => {
+    c.auth.issuer = `${authzUrl}/t/{tenant}`;
+    c.auth.jwks_url = `${authzUrl}/t/{tenant}/jwks`;
+    c.auth.ca_file = bundle(svc);
+    c.auth.audience = svc;
+  };
+
+  const services: Record<string, TestService> = {};
+  services["identity-authz"] = await startTestService(identityAuthz, {
+    root,
+    overrides: (c) => {
+      quiet(c);
+      verifyTokensOf("identity-authz")(c);
+      c.server.port = authzPort;
+      (c as { app?: unknown }).app = idpPort ? { idp_url: `https://127.0.0.1:${idpPort}` } : {};
+    },
+  });
+  const ca = services["identity-authz"].ca;
+  const f = (url: string, init: RequestInit = {}) => fetch(url, { ...init, tls: { ca } } as RequestInit);
+  await f(`${authzUrl}/t/root/.well-known/openid-configuration`);
+  const bootSecretFile = join(root, "identity-authz", "bootstrap-admin.secret");
+  const token = async (tenant: string, id: string, secret: string, resource?: string) => {
+    const r = await f(`${authzUrl}/t/${tenant}/token`, {
+      method: "POST",
+      headers: { authorization: `Basic ${btoa(`${id}:${secret}`)}`, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ grant_type: "client_credentials", ...(resource ? { resource } : {}) }),
+    });
+    if (r.status !== 200) throw new Error(`token for ${id}: ${r.status} ${await r.text()}`);
+    return ((await r.json()) as { access_token: string }).access_token;
+  };
+  const rootToken = () => token("root", "bootstrap-admin", readFileSync(bootSecretFile, "utf8").trim());
+  const admin = async (path: string, body: unknown) => {
+    const r = await f(`${authzUrl}/service/api/v1${path}`, { method: "POST", headers: { authorization: `Bearer ${await rootToken()}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    if (r.status !== 201) throw new Error(`authz admin ${path}: ${r.status} ${await r.text()}`);
+    return r.json() as Promise<{ client_id: string; client_secret: string | null }>;
+  };
+
+  const names = ["identity-authz", ...wanted];
+  const audiences = [...names];
+  const scopes = [...new Set(audiences.flatMap((s) => SERVICE_SCOPES[s] ?? []))];
+  await admin("/tenants", { id: TENANT });
+  const cliClient = await admin(`/tenants/${TENANT}/clients`, { client_id: "demo-cli", client_name: "cryptoutil CLI", grant_types: ["client_credentials"], scopes, audiences });
+  await admin(`/tenants/${TENANT}/clients`, {
+    client_id: "cryptoutil-cli",
+    client_name: "cryptoutil CLI (browser login)",
+    grant_types: ["authorization_code", "refresh_token"],
+    redirect_uris: ["http://127.0.0.1/callback"],
+    scopes: ["openid", "profile", "offline_access", ...scopes],
+    audiences,
+    token_endpoint_auth_method: "none",
+  });
+  mkdirSync(join(root, "demo"), { recursive: true, mode: 0o700 });
+  writeFileSync(join(root, "demo", "demo-cli.secret"), cliClient.client_secret + "\n", { mode: 0o600 });
+
+  for (const name of wanted) {
+    services[name] = await startTestService(DEFS[name], {
+      root,
+      overrides: (c) => {
+        quiet(c);
+        verifyTokensOf(name)(c);
+        if (name === "identity-idp") {
+          c.server.port = idpPort;
+          (c as { app?: unknown }).app = { authz_url: authzUrl, lockout_user_threshold: 100, lockout_ip_threshold: 10_000 };
+        }
+        if (name === "pki-ca") {
+          c.server.port = pkiPort;
+          c.app = { base_url: `https://127.0.0.1:${pkiPort}`, issuing_cas: ["P-256"], profiles: { "tls-server": TLS_SERVER_PROFILE } };
+        }
+      },
+    });
+  }
+
+  const suiteFile = join(root, "suite.json");
+  writeFileSync(
+    suiteFile,
+    JSON.stringify(
+      {
+        version: 1,
+        development: true,
+        trust_bundle: "identity-authz/trust-bundle.pem",
+        services: Object.fromEntries(
+          names.map((n) => [n, { public: services[n]!.publicUrl, admin: services[n]!.adminUrl, docs: `${services[n]!.publicUrl}/docs`, audience: n, admin_token_file: `${n}/admin.token` }]),
+        ),
+        contexts: {
+          demo: { tenant: TENANT, issuer: `${authzUrl}/t/${TENANT}`, client_id: "demo-cli", client_secret_file: "demo/demo-cli.secret", browser_client_id: "cryptoutil-cli" },
+          admin: { tenant: "root", issuer: `${authzUrl}/t/root`, client_id: "bootstrap-admin", client_secret_file: "identity-authz/bootstrap-admin.secret" },
+        },
+      },
+      null,
+      2,
+    ),
+  );
+
+  return {
+    root,
+    suiteFile,
+    ca,
+    authzUrl,
+    services,
+    newHome: () => mkdtempSync(join(tmpdir(), "cryptoutil-cli-home-")),
+    cli: (home, args, opts = {}) => runCli(home, args, { ...opts, env: { CRYPTOUTIL_SUITE: suiteFile, ...opts.env } }),
+    rootToken,
+    async stop() {
+      for (const name of [...wanted].reverse()) await services[name]!.stop();
+      await services["identity-authz"]!.stop();
+    },
+  };
+}
+
+/** One line on stderr, no stack trace: what every refusal of the CLI must look like. */
+export function oneErrorLine(stderr: string): string {
+  const lines = stderr.trimEnd().split("\n");
+  if (lines.length !== 1 || !lines[0]!.startsWith("error: ") || /\bat .+:\d+:\d+/.test(stderr)) throw new Error(`expected one error line on stderr, got:\n${stderr}`);
+  return lines[0]!;
+}
