@@ -23,6 +23,11 @@ export const AuthzAppConfig = v.strictObject({
   key_rotation_check_s: v.optional(ttl(10, 86_400), 3600),
   /** Accepted age of a DPoP proof, in seconds. */
   proof_window_s: v.optional(ttl(5, 600), 60),
+  /**
+   * Origins whose pages may call the token endpoint, JWKS and discovery without credentials
+   * (the suite's API explorers, single-page apps); exact `https://host:port` origins.
+   */
+  cors_origins: v.optional(v.array(v.pipe(v.string(), v.regex(/^https:\/\/[^/?#]+$/, "an https origin without a path"))), []),
   /** Create tenant `root` and client `bootstrap-admin` on first start. */
   bootstrap: v.optional(v.boolean(), true),
 });

@@ -7,6 +7,7 @@
 import { join, resolve } from "node:path";
 import type { ServiceDefinition } from "../../src/service/context.ts";
 import { migrations } from "./migrations.ts";
+import { parseAppConfig } from "./config.ts";
 import { Authz } from "./domain/authz.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { oauthFastRoutes, oauthRoutes } from "./routes/oauth.ts";
@@ -18,6 +19,7 @@ export const identityAuthz: ServiceDefinition = {
   version: "1.0.0",
   defaultPort: 18000,
   migrations,
+  checkConfig: (c) => void parseAppConfig(c),
   // The admin API is protected by this service's own tokens: unless auth.* is configured,
   // point the template's verifier at our per-tenant issuers (needs a fixed port or public_url).
   configure(c) {
@@ -27,6 +29,10 @@ export const identityAuthz: ServiceDefinition = {
     c.auth.issuer = `${base}/t/{tenant}`;
     c.auth.jwks_url = `${base}/t/{tenant}/jwks`;
     c.auth.ca_file ??= join(resolve(c.data.dir), "trust-bundle.pem");
+  },
+  protocolCors: (c) => {
+    const origins = parseAppConfig(c).cors_origins;
+    return origins.length ? { paths: /^\/t\/[^/]+\/(token|jwks|userinfo|revoke|\.well-known\/[a-z-]+)$/, origins } : undefined;
   },
   api: (ctx) => adminRoutes(Authz.of(ctx)),
   routes: (ctx) => oauthRoutes(Authz.of(ctx), ctx.logger),

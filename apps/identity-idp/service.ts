@@ -64,6 +64,7 @@ export const identityIdp: ServiceDefinition = {
   version: "1.0.0",
   defaultPort: 18100,
   migrations,
+  checkConfig: (c) => void parseAppConfig(c),
   api: (ctx) => {
     const b = idpOf(ctx);
     return adminRoutes(b.users, b.sessions, b.keys);

@@ -32,6 +32,7 @@ export const joseJa: ServiceDefinition = {
   version: "1.0.0",
   defaultPort: 9443,
   migrations,
+  checkConfig: (c) => void parseJoseConfig(c.app),
   api: (ctx) => {
     const { jose, audit } = joseOf(ctx);
     return joseRoutes(jose, audit);

@@ -32,5 +32,6 @@ export const smKms: ServiceDefinition = {
   version: "1.0.0",
   defaultPort: 8080,
   migrations,
+  checkConfig: (c) => void parseKmsConfig(c.app),
   api: (ctx) => kmsRoutes(kmsOf(ctx)),
 };

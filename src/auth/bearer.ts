@@ -14,6 +14,8 @@ export interface Principal {
   kind: "service" | "browser";
   tenant: string;
   subject: string;
+  /** A browser user's name for display, when the login gave one. */
+  name?: string;
   scopes: ReadonlySet<string>;
   clientId?: string;
 }
@@ -98,7 +100,12 @@ export class BearerVerifier {
     const m = authorization.match(/^Bearer ([A-Za-z0-9_\-.~+/]+=*)$/);
     if (!m) throw unauthorized("invalid_token", "malformed Authorization header");
     const token = m[1]!; // the same string as the cache key looked up above: not cached
-    if (!this.cfg.jwksUrl || !this.cfg.issuer) throw unauthorized("invalid_token", "no token issuer is configured");
+    if (!this.cfg.jwksUrl || !this.cfg.issuer) {
+      throw unauthorized(
+        "invalid_token",
+        "no token issuer is configured: set auth.issuer, auth.jwks_url and auth.ca_file (CRYPTOUTIL_AUTH_ISSUER, _JWKS_URL, _CA_FILE), or run the suite with npm start",
+      );
+    }
 
     // For a per-tenant issuer, pick the tenant from the (still unverified) iss; the
     // signature check below then pins iss to exactly that tenant's issuer.

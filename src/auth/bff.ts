@@ -205,7 +205,8 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
         }
         const claims = oauth.getValidatedIdTokenClaims(result)!;
         const scopes = (result.scope ?? cfg.scope).split(" ").filter(Boolean);
-        const session = await ctx.sessions.create({ tenant, subject: claims.sub, scopes });
+        const shown = [claims.preferred_username, claims.name, claims.email].find((x): x is string => typeof x === "string" && x.length > 0);
+        const session = await ctx.sessions.create({ tenant, subject: claims.sub, scopes, name: shown });
         const headers = new Headers({ location: s.returnTo, "cache-control": "no-store" });
         headers.append("set-cookie", sessionCookie(session.id, sessionMaxAge));
         // The ID token, sealed and bound to this session, for the id_token_hint at logout.
@@ -258,10 +259,10 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
         const p = principalOf(request);
         const sid = requestInfo(request).sessionId;
         if (!sid || p.kind !== "browser") throw new AppError("unauthenticated", "no session");
-        return { tenant: p.tenant, subject: p.subject, scopes: [...p.scopes], csrf_token: await ctx.sessions.csrfToken(sid) };
+        return { tenant: p.tenant, subject: p.subject, name: p.name ?? null, scopes: [...p.scopes], csrf_token: await ctx.sessions.csrfToken(sid) };
       },
       {
-        response: v.object({ tenant: v.string(), subject: v.string(), scopes: v.array(v.string()), csrf_token: v.string() }),
+        response: v.object({ tenant: v.string(), subject: v.string(), name: v.nullable(v.string()), scopes: v.array(v.string()), csrf_token: v.string() }),
         detail: { summary: "The signed-in user and the CSRF token for unsafe calls", tags: ["browser"] },
       },
     );

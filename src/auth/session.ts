@@ -18,6 +18,8 @@ export interface SessionTable {
   id_hash: string;
   tenant: string;
   subject: string;
+  /** The user's name for display ("signed in as"), from the ID token; null when it gave none. */
+  name: string | null;
   scopes: string;
   created_at: number;
   last_seen_at: number;
@@ -42,6 +44,11 @@ export async function createSessionTable(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex("sessions_by_subject").ifNotExists().on("sessions").columns(["tenant", "subject"]).execute();
 }
 
+/** Migration adding the display name to sessions. */
+export async function addSessionName(db: Kysely<any>): Promise<void> {
+  await db.schema.alterTable("sessions").addColumn("name", "text").execute();
+}
+
 const enc = new TextEncoder();
 const b64url = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 const hex = (b: ArrayBuffer) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, "0")).join("");
@@ -64,7 +71,7 @@ export class SessionStore {
   }
 
   /** Starts a session (a login); returns the cookie value and its CSRF token. */
-  async create(p: { tenant: string; subject: string; scopes: string[] }): Promise<{ id: string; csrfToken: string }> {
+  async create(p: { tenant: string; subject: string; scopes: string[]; name?: string }): Promise<{ id: string; csrfToken: string }> {
     const id = b64url(crypto.getRandomValues(new Uint8Array(32)));
     const t = this.now();
     await this.db
@@ -73,6 +80,7 @@ export class SessionStore {
         id_hash: await SessionStore.hashId(id),
         tenant: p.tenant,
         subject: p.subject,
+        name: p.name?.slice(0, 200) ?? null,
         scopes: p.scopes.join(" "),
         created_at: t,
         last_seen_at: t,
@@ -87,7 +95,7 @@ export class SessionStore {
   async rotate(oldId: string): Promise<{ id: string; csrfToken: string }> {
     const row = await this.lookup(oldId);
     await this.revoke(oldId);
-    return this.create({ tenant: row.tenant, subject: row.subject, scopes: row.scopes.split(" ").filter(Boolean) });
+    return this.create({ tenant: row.tenant, subject: row.subject, scopes: row.scopes.split(" ").filter(Boolean), name: row.name ?? undefined });
   }
 
   async csrfToken(id: string): Promise<string> {
@@ -111,7 +119,7 @@ export class SessionStore {
     if (t - row.last_seen_at >= 60) {
       await this.db.updateTable("sessions").set({ last_seen_at: t }).where("id_hash", "=", row.id_hash).execute();
     }
-    return { kind: "browser", tenant: row.tenant, subject: row.subject, scopes: new Set(row.scopes.split(" ").filter(Boolean)) };
+    return { kind: "browser", tenant: row.tenant, subject: row.subject, name: row.name ?? undefined, scopes: new Set(row.scopes.split(" ").filter(Boolean)) };
   }
 
   async verifyCsrf(id: string, token: string | null): Promise<void> {

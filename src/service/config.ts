@@ -1,9 +1,11 @@
 /**
  * The one config loader of cryptoutil.
  *
- * Precedence, lowest to highest: built-in defaults, a YAML file (`--config PATH`
- * or `CRYPTOUTIL_CONFIG`), environment variables `CRYPTOUTIL_<SECTION>_<KEY>`,
- * then command-line flags `--section.key=value`. The merged tree is validated
+ * Precedence, lowest to highest: built-in defaults, the suite's wiring (JSON in
+ * `CRYPTOUTIL_SUITE_DEFAULTS`, set by the `npm start` launcher), YAML files
+ * (`CRYPTOUTIL_CONFIG`, then each `--config PATH` in order, each merged over the last),
+ * environment variables `CRYPTOUTIL_<SECTION>_<KEY>`, then command-line flags
+ * `--section.key=value`. The merged tree is validated
  * with valibot once at start; the first bad value stops start-up with one
  * message that names its key (`server.port: ...`).
  */
@@ -73,6 +75,16 @@ const sections = {
     /** Allowed JWS algorithms for access tokens. */
     algorithms: stringList,
   }),
+  /** The API explorer at /docs. */
+  explorer: v.strictObject({
+    /**
+     * Token endpoint for the explorer's OAuth 2 client-credentials flow ("Test Request" fetches
+     * a token there, with `resource` = auth.audience). Unset: the explorer takes a pasted token.
+     */
+    token_url: v.optional(v.pipe(v.string(), v.url(), v.startsWith("https://"))),
+    /** Client id the explorer fills in (its secret is never served). */
+    client_id: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(200))),
+  }),
   browser: v.strictObject({
     /** Origins allowed for CORS and for the Origin check of unsafe requests. */
     cors_origins: stringList,
@@ -131,11 +143,23 @@ export function defaultConfig(service: string, publicPort: number): ServiceConfi
       clock_tolerance_s: 30,
       algorithms: ["ES256", "ES384", "PS256", "RS256", "EdDSA"],
     },
+    explorer: {},
     browser: { cors_origins: [], session_idle_s: 1800, session_absolute_s: 12 * 3600 },
     security: { ip_allowlist: ["0.0.0.0/0", "::/0"], rate_limit_rps: 1000, rate_limit_burst: 2000 },
     hsm: {},
     log: { level: "info", access: true },
   };
+}
+
+/** Development mode: no unseal files configured, so the barrier runs on a development secret. */
+export function isDevelopment(config: Pick<ServiceConfig, "barrier">): boolean {
+  return config.barrier.unseal_files.length === 0;
+}
+
+/** The https URL clients use for a server bound to `host` (a wildcard bind is reached on 127.0.0.1). */
+export function serverUrl(host: string, port: number): string {
+  const h = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  return `https://${h}:${port}`;
 }
 
 type Tree = Record<string, unknown>;
@@ -225,8 +249,20 @@ export function loadConfig<S extends v.GenericSchema>(opts: LoadOptions<S>): v.I
   const argv = opts.argv ?? process.argv.slice(2);
   let tree: Tree = structuredClone(opts.defaults) as Tree;
 
+  const suite = env.CRYPTOUTIL_SUITE_DEFAULTS;
+  if (suite) {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(suite);
+    } catch (e) {
+      throw new AppError("config_invalid", `CRYPTOUTIL_SUITE_DEFAULTS: ${(e as Error).message}`, { status: 400 });
+    }
+    if (!isTree(doc)) throw new AppError("config_invalid", "CRYPTOUTIL_SUITE_DEFAULTS: not a JSON object", { status: 400 });
+    tree = deepMerge(tree, doc);
+  }
+
   const flags: Array<[string, string]> = [];
-  let configPath = env.CRYPTOUTIL_CONFIG;
+  const configPaths = env.CRYPTOUTIL_CONFIG ? [env.CRYPTOUTIL_CONFIG] : [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (!arg.startsWith("--")) throw new AppError("config_invalid", `unexpected argument '${arg}'`, { status: 400 });
@@ -235,11 +271,11 @@ export function loadConfig<S extends v.GenericSchema>(opts: LoadOptions<S>): v.I
     let value = eq >= 0 ? arg.slice(eq + 1) : argv[i + 1];
     if (eq < 0) i++;
     if (value === undefined) throw new AppError("config_invalid", `${key}: missing value`, { status: 400 });
-    if (key === "config") configPath = value;
+    if (key === "config") configPaths.push(value);
     else flags.push([key, value]);
   }
 
-  if (configPath) {
+  for (const configPath of configPaths) {
     let doc: unknown;
     try {
       doc = parseYaml(readFileSync(configPath, "utf8"));
@@ -251,7 +287,7 @@ export function loadConfig<S extends v.GenericSchema>(opts: LoadOptions<S>): v.I
   }
 
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith("CRYPTOUTIL_") || name === "CRYPTOUTIL_CONFIG" || value === undefined) continue;
+    if (!name.startsWith("CRYPTOUTIL_") || name === "CRYPTOUTIL_CONFIG" || name === "CRYPTOUTIL_SUITE_DEFAULTS" || value === undefined) continue;
     const path = envPath(opts.schema, name.slice("CRYPTOUTIL_".length));
     if (!path) continue; // other CRYPTOUTIL_* variables belong to tools, not to this service
     setPath(tree, path, coerce(opts.schema, path, value));

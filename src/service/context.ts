@@ -16,6 +16,11 @@ export interface DataProtector {
 export interface ServiceContext {
   name: string;
   config: ServiceConfig;
+  /**
+   * Development mode: no `barrier.unseal_files` configured, so the service runs on a
+   * development unseal secret. Conveniences (demo data, default profiles) exist only then.
+   */
+  development: boolean;
   db: Kysely<any>;
   protector: DataProtector;
   sessions: SessionStore;
@@ -47,6 +52,11 @@ export interface ServiceDefinition {
    * own token verifier at itself. Runs after file, env, flags and test overrides.
    */
   configure?(config: ServiceConfig): void;
+  /**
+   * Validates the app's own `app` section (optional); throws `config_invalid` naming the key.
+   * Runs before the service writes anything to disk, and by `--check-config`.
+   */
+  checkConfig?(config: ServiceConfig): void;
   /** The API, mounted under both /service/api/v1 and /browser/api/v1. Called once per prefix. */
   api(ctx: ServiceContext): Elysia<any, any, any, any, any, any, any>;
   /**
@@ -68,6 +78,11 @@ export interface ServiceDefinition {
    *    (`apiRoute` in http.ts does both). Never under /browser/.
    */
   fastRoutes?(ctx: ServiceContext): FastRoute[];
+  /**
+   * Protocol endpoints that pages of other origins may call without credentials (optional),
+   * e.g. identity-authz's token endpoint for the suite's API explorers.
+   */
+  protocolCors?(config: ServiceConfig): { paths: RegExp; origins: string[] } | undefined;
 }
 
 /** A route the pipeline dispatches itself (see `ServiceDefinition.fastRoutes`). */

@@ -33,20 +33,39 @@ function explorerPage(title: string): string {
 </html>`;
 }
 
+/** The explorer's OAuth 2 client-credentials flow: a token for `audience` from `tokenUrl`. */
+export interface ExplorerOAuth {
+  tokenUrl: string;
+  audience: string;
+  clientId?: string;
+}
+
+/** The OpenAPI security scheme name of the explorer's OAuth flow. */
+export const OAUTH_SCHEME = "oauth2";
+
 // Scalar's options: the spec from this service; no hosted fonts, AI agent, MCP or client download.
-const EXPLORER_INIT = `Scalar.createApiReference("#app", ${JSON.stringify({
-  url: "/docs/openapi.json",
-  withDefaultFonts: false,
-  hideClientButton: true,
-  telemetry: false,
-  showDeveloperTools: "never",
-  agent: { disabled: true },
-  mcp: { disabled: true },
-})});
+// With a token endpoint, the OAuth scheme is preselected and its client id filled in.
+const explorerInit = (oauth?: ExplorerOAuth) =>
+  `Scalar.createApiReference("#app", ${JSON.stringify({
+    url: "/docs/openapi.json",
+    withDefaultFonts: false,
+    hideClientButton: true,
+    telemetry: false,
+    showDeveloperTools: "never",
+    agent: { disabled: true },
+    mcp: { disabled: true },
+    ...(oauth && {
+      authentication: {
+        preferredSecurityScheme: OAUTH_SCHEME,
+        securitySchemes: { [OAUTH_SCHEME]: { flows: { clientCredentials: { "x-scalar-client-id": oauth.clientId ?? "" } } } },
+      },
+    }),
+  })});
 `;
 export const SPEC_PATH = "/docs/openapi.json";
 
-export function docsPlugin(opts: { title: string; version: string; description: string }) {
+export function docsPlugin(opts: { title: string; version: string; description: string; oauth?: ExplorerOAuth }) {
+  const init = explorerInit(opts.oauth);
   return new Elysia({ name: "cryptoutil.docs" })
     .use(
       openapi({
@@ -62,6 +81,14 @@ export function docsPlugin(opts: { title: string; version: string; description: 
             securitySchemes: {
               bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "OAuth 2 access token (RFC 9068) for /service/api/v1" },
               session: { type: "apiKey", in: "cookie", name: "__Host-cryptoutil_session", description: "Browser session for /browser/api/v1, with X-CSRF-Token on unsafe methods" },
+              ...(opts.oauth && {
+                [OAUTH_SCHEME]: {
+                  type: "oauth2",
+                  description: `An access token from identity-authz by client credentials, for audience ${opts.oauth.audience}`,
+                  // Scalar sends x-scalar-security-body's members in the token request (RFC 8707 resource).
+                  flows: { clientCredentials: { tokenUrl: opts.oauth.tokenUrl, scopes: {}, ...{ "x-scalar-security-body": { resource: opts.oauth.audience } } } },
+                },
+              }),
             },
           },
         },
@@ -70,7 +97,7 @@ export function docsPlugin(opts: { title: string; version: string; description: 
     .get(DOCS_PATH, () => new Response(explorerPage(opts.title), { headers: { "content-type": "text/html; charset=utf-8" } }), {
       detail: { hide: true },
     })
-    .get(`${DOCS_PATH}/init.js`, () => new Response(EXPLORER_INIT, { headers: { "content-type": "text/javascript; charset=utf-8" } }), {
+    .get(`${DOCS_PATH}/init.js`, () => new Response(init, { headers: { "content-type": "text/javascript; charset=utf-8" } }), {
       detail: { hide: true },
     })
     .get(`${DOCS_PATH}/scalar.js`, () =>

@@ -122,10 +122,11 @@ export const JSON_HEADERS = new Headers({ ...SECURITY_HEADERS, "content-type": "
 const PAGE_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
   "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'";
-// Scalar injects styles and uses workers; still no third-party origin anywhere.
-const DOCS_CSP =
+// Scalar injects styles and uses workers; still no third-party origin anywhere, except the
+// token endpoint the explorer's OAuth flow calls (`explorer.token_url`).
+const docsCsp = (connect: string[]) =>
   "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; " +
-  "font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+  `font-src 'self' data:; connect-src ${["'self'", ...connect].join(" ")}; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'`;
 
 export function errorResponse(err: unknown, requestId: string, logger?: Logger): Response {
   const appErr =
@@ -147,6 +148,13 @@ export interface PipelineDeps {
   limiter: RateLimiter;
   bodyLimit: number;
   corsOrigins: string[];
+  /**
+   * Protocol endpoints that pages of other origins may call without credentials (an OAuth
+   * token endpoint for API explorers and SPAs): their paths and the origins allowed.
+   */
+  protocolCors?: { paths: RegExp; origins: string[] };
+  /** Origins the API explorer may connect to besides its own (the token endpoint's). */
+  docsConnect?: string[];
   bearer: BearerVerifier;
   sessions?: SessionStore;
   accessLog: boolean;
@@ -157,6 +165,8 @@ type ClientIp = (req: Request) => string | undefined;
 /** Builds the public server's fetch handler. */
 export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
   const cors = new Set(d.corsOrigins);
+  const protocolOrigins = new Set(d.protocolCors?.origins ?? []);
+  const DOCS_CSP = docsCsp(d.docsConnect ?? []);
   const fastRoutes = d.fastRoutes ?? [];
   for (const r of fastRoutes) {
     if (r.scopes) {
@@ -179,8 +189,10 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
     const path = pathOfUrl(req.url);
     const isService = path.startsWith("/service/");
     const isBrowser = path.startsWith("/browser/");
-    // Origin matters only on /browser/ (CORS and CSRF); each header read is a native call.
-    const origin = isBrowser ? req.headers.get("origin") : null;
+    // Origin matters only on /browser/ (CORS and CSRF) and on protocol endpoints open to other
+    // origins; each header read is a native call.
+    const protocolCors = protocolOrigins.size > 0 && !isService && !isBrowser && d.protocolCors!.paths.test(path);
+    const origin = isBrowser || protocolCors ? req.headers.get("origin") : null;
     let res: Response;
     try {
       if (!d.allowlist.allows(info.ip)) throw new AppError("ip_not_allowed", "this address may not use the service");
@@ -198,7 +210,19 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
         }
       }
 
-      if (isBrowser && req.method === "OPTIONS") {
+      if (protocolCors && req.method === "OPTIONS") {
+        if (!origin || !protocolOrigins.has(origin)) throw new AppError("forbidden", "origin not allowed");
+        res = new Response(null, {
+          status: 204,
+          headers: {
+            "access-control-allow-origin": origin,
+            "access-control-allow-methods": "GET, POST",
+            "access-control-allow-headers": "authorization, content-type, dpop",
+            "access-control-max-age": "600",
+            vary: "Origin",
+          },
+        });
+      } else if (isBrowser && req.method === "OPTIONS") {
         if (!origin || !cors.has(origin)) throw new AppError("forbidden", "origin not allowed");
         res = new Response(null, {
           status: 204,
@@ -257,6 +281,11 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
     if (isBrowser && origin && cors.has(origin)) {
       h.set("access-control-allow-origin", origin);
       h.set("access-control-allow-credentials", "true");
+      h.append("vary", "Origin");
+    } else if (protocolCors && origin && protocolOrigins.has(origin) && req.method !== "OPTIONS") {
+      // No credentials: the caller authenticates in the request itself (client authentication).
+      h.set("access-control-allow-origin", origin);
+      h.set("access-control-expose-headers", "dpop-nonce, www-authenticate");
       h.append("vary", "Origin");
     }
 

@@ -1,12 +1,31 @@
 /** Process entry shared by every app's main.ts: start, print URLs, stop cleanly on signals. */
 import { AppError } from "./errors.ts";
 import type { ServiceDefinition } from "./context.ts";
-import { startService } from "./service.ts";
+import { resolveConfig, startService } from "./service.ts";
+import { isDevelopment, serverUrl } from "./config.ts";
+
+/**
+ * `--check-config` validates the configuration exactly as a start would, writes nothing, and
+ * prints one JSON line (the suite launcher checks every service this way before starting any).
+ */
+function checkOnly(def: ServiceDefinition, argv: string[]): never {
+  const config = resolveConfig(def, { argv });
+  const { server, data } = config;
+  const publicUrl = server.public_url ?? (server.port ? serverUrl(server.bind, server.port) : undefined);
+  process.stdout.write(JSON.stringify({ msg: "cryptoutil.config", service: def.name, development: isDevelopment(config), public: publicUrl, data_dir: data.dir }) + "\n");
+  process.exit(0);
+}
 
 export async function runMain(def: ServiceDefinition): Promise<void> {
+  // A launcher that went away closes our stdout: stop writing instead of throwing EPIPE.
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", () => undefined);
+  const args = process.argv.slice(2);
+  const check = args.includes("--check-config");
+  const argv = args.filter((a) => a !== "--check-config");
   let running;
   try {
-    running = await startService(def);
+    if (check) checkOnly(def, argv);
+    running = await startService(def, { argv });
   } catch (e) {
     const msg = e instanceof AppError ? `${e.code}: ${e.message}` : (e as Error).message;
     process.stderr.write(`${def.name}: cannot start: ${msg}\n`);

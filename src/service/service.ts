@@ -15,15 +15,15 @@ import type { Server } from "bun";
 import type { Kysely } from "kysely";
 import { AppError } from "./errors.ts";
 import { equalStrings } from "../crypto/constant-time.ts";
-import { defaultConfig, loadConfig, ServiceConfigSchema, type ServiceConfig } from "./config.ts";
+import { defaultConfig, isDevelopment, loadConfig, serverUrl, ServiceConfigSchema, type ServiceConfig } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { HttpMetrics } from "./metrics.ts";
 import { IpAllowlist, RateLimiter } from "./guard.ts";
 import { appBase, errorResponse, mapError, publicHandler, requestInfo, SECURITY_HEADERS } from "./http.ts";
-import { docsPlugin, DOCS_PATH } from "./docs.ts";
+import { docsPlugin, DOCS_PATH, OAUTH_SCHEME } from "./docs.ts";
 import type { ServiceContext, ServiceDefinition } from "./context.ts";
 import { BearerVerifier } from "../auth/bearer.ts";
-import { createSessionTable, SessionStore } from "../auth/session.ts";
+import { addSessionName, createSessionTable, SessionStore } from "../auth/session.ts";
 import { browserLogin } from "../auth/bff.ts";
 import { createDispatcher, createWasmProvider, createWebCryptoProvider, openPkcs11Provider } from "../crypto/index.ts";
 import { openDatabase, ping, runMigrations, type Database } from "../storage/index.ts";
@@ -59,6 +59,7 @@ const templateMigrations = [
         .addColumn("value", "blob", (c) => c.notNull())
         .execute(),
   },
+  { version: 3, name: "session display names", up: addSessionName },
 ];
 
 /** A random 32-byte secret of the service (e.g. the CSRF HMAC key), kept barrier-encrypted. */
@@ -131,20 +132,17 @@ function tlsOptions(m: TlsMaterial) {
   return { cert: m.certChainPem, key: m.keyPem, secureOptions: TLS13_ONLY };
 }
 
-function serverUrl(host: string, port: number): string {
-  const h = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
-  return `https://${h}:${port}`;
-}
-
 /** The public Elysia app of a service (docs, API under both prefixes, pages). */
 export function buildPublicApp(def: ServiceDefinition, ctx: ServiceContext) {
+  const { explorer, auth } = ctx.config;
+  const oauth = explorer.token_url ? { tokenUrl: explorer.token_url, audience: auth.audience, clientId: explorer.client_id } : undefined;
   const app = new Elysia()
     .headers(SECURITY_HEADERS)
     .use(appBase)
     .onError(mapError)
-    .use(docsPlugin({ title: def.title, version: def.version, description: def.description }))
+    .use(docsPlugin({ title: def.title, version: def.version, description: def.description, oauth }))
     // One API, two front doors; the document tags and secures each prefix on its own.
-    .group("/service/api/v1", { detail: { tags: ["machines: /service, OAuth bearer token"], security: [{ bearer: [] }] } } as never, (g) =>
+    .group("/service/api/v1", { detail: { tags: ["machines: /service, OAuth bearer token"], security: [...(oauth ? [{ [OAUTH_SCHEME]: [] }] : []), { bearer: [] }] } } as never, (g) =>
       g.use(def.api(ctx)),
     )
     .group("/browser/api/v1", { detail: { tags: ["browsers: /browser, session cookie + CSRF"], security: [{ session: [] }] } } as never, (g) =>
@@ -157,17 +155,27 @@ export function buildPublicApp(def: ServiceDefinition, ctx: ServiceContext) {
   return app;
 }
 
-/** Starts a service from its definition; returns once both servers listen. */
-export async function startService(def: ServiceDefinition, opts: StartOptions = {}): Promise<RunningService> {
-  const defaults = defaultConfig(def.name, def.defaultPort);
+/**
+ * The service's validated config: defaults, suite wiring, files, env and flags, then the
+ * app's own section. Reads only the config files and writes nothing, so a bad key stops a
+ * start before anything is on disk (`--check-config` runs just this).
+ */
+export function resolveConfig(def: ServiceDefinition, opts: Pick<StartOptions, "argv" | "env" | "overrides"> = {}): ServiceConfig {
   const config = loadConfig({
     schema: ServiceConfigSchema,
-    defaults: defaults as never,
+    defaults: defaultConfig(def.name, def.defaultPort) as never,
     argv: opts.argv,
     env: opts.env,
   }) as ServiceConfig;
   opts.overrides?.(config);
   def.configure?.(config);
+  def.checkConfig?.(config);
+  return config;
+}
+
+/** Starts a service from its definition; returns once both servers listen. */
+export async function startService(def: ServiceDefinition, opts: StartOptions = {}): Promise<RunningService> {
+  const config = resolveConfig(def, opts);
 
   const logger = createLogger({ level: config.log.level, service: def.name, sink: opts.logSink });
   const dataDir = resolve(config.data.dir);
@@ -268,6 +276,7 @@ async function startOnDatabase(
   const ctx: ServiceContext = {
     name: def.name,
     config,
+    development: isDevelopment(config),
     db,
     protector: barrier,
     sessions,
@@ -289,6 +298,8 @@ async function startOnDatabase(
       limiter: new RateLimiter(config.security.rate_limit_rps, config.security.rate_limit_burst),
       bodyLimit: config.server.body_limit,
       corsOrigins: config.browser.cors_origins,
+      protocolCors: def.protocolCors?.(config),
+      docsConnect: config.explorer.token_url ? [new URL(config.explorer.token_url).origin] : [],
       bearer,
       sessions,
       accessLog: config.log.access,
