@@ -76,4 +76,23 @@ export const IssuingCaList = v.object({
   items: v.array(v.object({ id: v.string(), key_type: v.string(), subject: v.string(), not_after: v.string(), chain_pem_url: v.string(), crl_url: v.string(), ocsp_url: v.string() })),
 });
 
+export const ProfileList = v.object({
+  items: v.array(
+    v.object({
+      name: v.string(),
+      issuing_ca: v.string(),
+      key_types: v.array(v.string()),
+      max_validity_days: v.number(),
+      default_validity_days: v.number(),
+      key_usage: v.array(v.string()),
+      extended_key_usage: v.array(v.string()),
+      dns_allow: v.array(v.string()),
+      ip_ranges: v.array(v.string()),
+      email_domains: v.array(v.string()),
+      uri_allow: v.array(v.string()),
+      approval: v.picklist(["auto", "manual"]),
+    }),
+  ),
+});
+
 export type SubmitCertificateInput = v.InferOutput<typeof SubmitCertificate>;

@@ -6,7 +6,7 @@
 import * as v from "valibot";
 import { WebhookSchema } from "./webhooks.ts";
 import { AppError } from "../../src/service/errors.ts";
-import type { ServiceConfig } from "../../src/service/config.ts";
+import { isDevelopment, serverUrl, type ServiceConfig } from "../../src/service/config.ts";
 import { CA_KEY_TYPES, SUBJECT_KEY_TYPES } from "../../src/pki/signing.ts";
 import { CA_TRUE, extensionOid } from "./policy.ts";
 
@@ -108,6 +108,27 @@ export const PkiCaConfigSchema = v.strictObject({
 });
 
 export type Profile = v.InferOutput<typeof ProfileSchema>;
+
+/** Names a development CA issues for: loopback, private and reserved names and ranges, never public ones. */
+const DEV_DNS = ["localhost", "*.localhost", "*.test", "*.example", "*.internal", "*.local", "*.home.arpa", "example.com", "*.example.com", "example.org", "*.example.org"];
+const DEV_IPS = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fd00::/8"];
+const DEV_EMAIL = ["example.com", "example.org"];
+const DEV_KEYS = ["P-256", "P-384", "RSA-2048", "RSA-3072", "RSA-4096", "Ed25519"];
+
+/**
+ * The profiles of a development CA (no `barrier.unseal_files`, no `app.profiles`): one per
+ * common use, each limited to loopback, private and reserved names (RFC 2606, RFC 6761).
+ */
+export function developmentProfiles(): Record<string, Profile> {
+  const base = { issuing_ca: "P-256", key_types: DEV_KEYS, max_validity_days: 397, default_validity_days: 90 };
+  const none = { dns: { allow: [] } };
+  return v.parse(v.record(v.string(), ProfileSchema), {
+    "tls-server": { ...base, ...none, key_usage: ["digitalSignature", "keyEncipherment"], extended_key_usage: ["serverAuth"], dns: { allow: DEV_DNS, deny: [] }, ip_ranges: DEV_IPS },
+    "tls-client": { ...base, ...none, key_usage: ["digitalSignature"], extended_key_usage: ["clientAuth"], dns: { allow: DEV_DNS, deny: [] }, ip_ranges: DEV_IPS, email_domains: DEV_EMAIL, uri: { allow: ["spiffe://*.example.com/*", "spiffe://*.test/*"] } },
+    email: { ...base, ...none, key_usage: ["digitalSignature", "keyEncipherment"], extended_key_usage: ["emailProtection"], email_domains: DEV_EMAIL },
+    "code-signing": { ...base, ...none, key_usage: ["digitalSignature"], extended_key_usage: ["codeSigning"], email_domains: DEV_EMAIL, uri: { allow: ["https://*.example.com/*", "https://*.example.org/*"] } },
+  });
+}
 export type PkiCaConfig = v.InferOutput<typeof PkiCaConfigSchema> & { base_url: string };
 
 /** Validates the `app` section and resolves defaults; throws `config_invalid` naming the key. */
@@ -119,6 +140,8 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
     throw new AppError("config_invalid", `${key}: ${issue.message}`);
   }
   const out = r.output;
+  // A development CA (no unseal files) without profiles of its own gets the development set.
+  if (Object.keys(out.profiles).length === 0 && isDevelopment(config)) out.profiles = developmentProfiles();
   for (const [name, p] of Object.entries(out.profiles)) {
     if (!out.issuing_cas.includes(p.issuing_ca)) throw new AppError("config_invalid", `app.profiles.${name}.issuing_ca: no issuing CA of type ${p.issuing_ca} is configured`);
     if (p.default_validity_days > p.max_validity_days) throw new AppError("config_invalid", `app.profiles.${name}.default_validity_days: exceeds max_validity_days`);
@@ -127,6 +150,6 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
     const both = p.required_extensions.find((r) => forbidden.has(extensionOid(r)));
     if (both) throw new AppError("config_invalid", `app.profiles.${name}.required_extensions: ${both} is also forbidden`);
   }
-  const base = (out.base_url ?? config.server.public_url ?? `https://localhost:${config.server.port || 8443}`).replace(/\/+$/, "");
+  const base = (out.base_url ?? config.server.public_url ?? serverUrl(config.server.bind, config.server.port || 8443)).replace(/\/+$/, "");
   return { ...out, base_url: base };
 }

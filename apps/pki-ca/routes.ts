@@ -17,6 +17,7 @@ import {
   CertificateList,
   CertificateRequest,
   IssuingCaList,
+  ProfileList,
   ListRequestsQuery,
   RejectRequest,
   RequestIdParam,
@@ -118,6 +119,28 @@ export function caApi(ca: () => Promise<PkiCa>) {
         };
       },
       { response: IssuingCaList, scopes: READ, detail: { summary: "List the issuing CAs" } },
+    )
+    .get(
+      "/profiles",
+      async () => ({
+        items: Object.entries((await ca()).config.profiles)
+          .sort(([a], [b]) => a.localeCompare(b))
+          .map(([name, p]) => ({
+            name,
+            issuing_ca: p.issuing_ca,
+            key_types: p.key_types,
+            max_validity_days: p.max_validity_days,
+            default_validity_days: p.default_validity_days,
+            key_usage: p.key_usage,
+            extended_key_usage: p.extended_key_usage,
+            dns_allow: p.dns.allow,
+            ip_ranges: p.ip_ranges,
+            email_domains: p.email_domains,
+            uri_allow: p.uri.allow,
+            approval: p.approval,
+          })),
+      }),
+      { response: ProfileList, scopes: READ, detail: { summary: "List the certificate profiles a CSR may name" } },
     )
     // --- admin: issuing CAs under an offline root (app.root: external) ---
     .get(

@@ -118,8 +118,8 @@ export const pkiCa: ServiceDefinition = {
   version: "1.0.0",
   defaultPort: 8443,
   migrations,
+  checkConfig: (c) => void parsePkiCaConfig(c),
   // Validates the app section before anything starts: a bad profile stops the start.
-  configure: (config) => void parsePkiCaConfig(config),
   api: (ctx) => caApi(() => pkiCaOf(ctx)),
   routes: (ctx) => {
     void pkiCaOf(ctx);
