@@ -5,6 +5,7 @@
  * CRYPTOUTIL_DEBUG=1 to see one).
  */
 import { CommanderError } from "commander";
+import { AppError } from "../src/service/errors.ts";
 
 /** The caller's mistake: a flag, an argument, a file. Exit 2. */
 export class UsageError extends Error {}
@@ -48,6 +49,11 @@ export function report(e: unknown, write: (line: string) => void = (l) => proces
   }
   if (e instanceof UsageError) {
     write(`error: ${e.message}`);
+    return 2;
+  }
+  if (e instanceof AppError) {
+    // Raised by code that runs here (the root ceremony, CSR and key parsing): the input's fault.
+    write(`error: ${e.message} (${e.code})`);
     return 2;
   }
   if (e instanceof RefusedError) {

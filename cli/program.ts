@@ -2,6 +2,7 @@
 import { Command } from "commander";
 import { registerLogin } from "./commands/login.ts";
 import { registerKms } from "./commands/kms.ts";
+import { registerCa } from "./commands/ca.ts";
 
 export const VERSION = "0.1.0";
 
@@ -30,5 +31,6 @@ Environment: CRYPTOUTIL_HOME (default ~/.cryptoutil), CRYPTOUTIL_SUITE (default 
     );
   registerLogin(program);
   registerKms(program);
+  registerCa(program);
   return program;
 }

@@ -10,7 +10,7 @@ import { UsageError } from "../errors.ts";
 import { contextsOf, readSuite, suitePath } from "../suite.ts";
 
 /** The scopes each service's API checks (as its routes name them). */
-const SERVICE_SCOPES: Record<string, string[]> = {
+export const SERVICE_SCOPES: Record<string, string[]> = {
   "identity-authz": ["identity:admin"],
   "identity-idp": ["identity:admin"],
   "sm-kms": ["kms:admin", "kms:encrypt", "kms:decrypt", "kms:sign", "kms:verify", "kms:mac"],

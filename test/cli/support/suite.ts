@@ -17,17 +17,10 @@ import type { ServiceConfig } from "../../../src/service/config.ts";
 import type { ServiceDefinition } from "../../../src/service/context.ts";
 import { startTestService, tempDir, type TestService } from "../../support/service.ts";
 import { freePort } from "../../identity/support/authz.ts";
+import { SERVICE_SCOPES } from "../../../cli/commands/login.ts";
 
 export const REPO = resolve(import.meta.dir, "../../..");
 export const TENANT = "demo";
-
-export const SERVICE_SCOPES: Record<string, string[]> = {
-  "identity-authz": ["identity:admin"],
-  "identity-idp": ["identity:admin"],
-  "sm-kms": ["kms:admin", "kms:encrypt", "kms:decrypt", "kms:sign", "kms:verify", "kms:mac"],
-  "jose-ja": ["jose:admin", "jose:sign", "jose:verify", "jose:encrypt", "jose:decrypt"],
-  "pki-ca": ["pki:request", "pki:read", "pki:approve", "pki:revoke", "pki:admin"],
-};
 
 export const TLS_SERVER_PROFILE = {
   issuing_ca: "P-256",
