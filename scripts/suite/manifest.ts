@@ -1,0 +1,78 @@
+/**
+ * What the launcher knows about the suite's services: the scopes each one's API checks, and
+ * how each is wired to the others under `npm start` (the suite defaults, a config layer below
+ * the operator's own files). A service started alone gets none of this.
+ */
+import { join } from "node:path";
+
+/** The scopes each service's API checks (its routes hold the same names). */
+export const SERVICE_SCOPES: Record<string, string[]> = {
+  "identity-authz": ["identity:admin"],
+  "identity-idp": ["identity:admin"],
+  "sm-kms": ["kms:admin", "kms:encrypt", "kms:decrypt", "kms:sign", "kms:verify", "kms:mac"],
+  "jose-ja": ["jose:admin", "jose:sign", "jose:verify", "jose:encrypt", "jose:decrypt"],
+  "pki-ca": ["pki:request", "pki:read", "pki:approve", "pki:revoke", "pki:admin"],
+  "learn-ps": ["pets:read", "pets:write"],
+};
+
+/** The scopes of a set of services, each once. */
+export const scopesOf = (services: string[]): string[] => [...new Set(services.flatMap((s) => SERVICE_SCOPES[s] ?? []))];
+
+export const DEMO_TENANT = "demo";
+/** The client learn-ps's page signs users in with (authorization code + PKCE). */
+export const LEARN_PS_WEB_CLIENT = "learn-ps-web";
+export const LEARN_PS_SCOPE = "openid profile pets:read pets:write";
+
+export interface SuiteLayout {
+  dataRoot: string;
+  /** Public URL of every service in this run, from its own checked configuration. */
+  urls: Record<string, string | undefined>;
+  /** Whether the demo tenant exists for this run (development mode, identity-authz running). */
+  demo: boolean;
+}
+
+/** Where the demo's generated secrets live: `<data>/demo/<name>`, files of mode 0600. */
+export const demoFile = (dataRoot: string, name: string) => join(dataRoot, "demo", name);
+
+/**
+ * The suite defaults of one service: every service trusts the local identity-authz (a
+ * per-tenant issuer, its JWKS, the suite CA), the identity services find each other, pki-ca
+ * writes its own address into certificates, and learn-ps signs browsers in through the
+ * demo tenant.
+ */
+export function suiteDefaults(service: string, s: SuiteLayout): Record<string, unknown> {
+  const authz = s.urls["identity-authz"];
+  const out: Record<string, any> = {};
+  if (authz && service !== "identity-authz") {
+    out.auth = {
+      issuer: `${authz}/t/{tenant}`,
+      jwks_url: `${authz}/t/{tenant}/jwks`,
+      ca_file: join(s.dataRoot, "identity-authz", "trust-bundle.pem"),
+    };
+  }
+  if (authz && s.demo) {
+    // The API explorer's "Test Request" gets a token for this service from the demo tenant.
+    out.explorer = { token_url: `${authz}/t/${DEMO_TENANT}/token`, client_id: `demo-${service}` };
+  }
+  const idp = s.urls["identity-idp"];
+  if (service === "identity-authz") {
+    // The other services' explorers fetch tokens from this origin.
+    const origins = Object.entries(s.urls)
+      .filter(([name, url]) => name !== service && url)
+      .map(([, url]) => new URL(url!).origin);
+    out.app = { ...(idp && { idp_url: idp }), cors_origins: [...new Set(origins)] };
+  }
+  if (service === "identity-idp" && authz) out.app = { authz_url: authz };
+  if (service === "pki-ca" && s.urls["pki-ca"]) out.app = { base_url: s.urls["pki-ca"] };
+  if (service === "learn-ps" && authz && s.demo) {
+    out.browser = {
+      login: {
+        issuer: `${authz}/t/${DEMO_TENANT}`,
+        client_id: LEARN_PS_WEB_CLIENT,
+        client_secret_file: demoFile(s.dataRoot, `${LEARN_PS_WEB_CLIENT}.secret`),
+        scope: LEARN_PS_SCOPE,
+      },
+    };
+  }
+  return out;
+}
