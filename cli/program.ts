@@ -3,6 +3,10 @@ import { Command } from "commander";
 import { registerLogin } from "./commands/login.ts";
 import { registerKms } from "./commands/kms.ts";
 import { registerCa } from "./commands/ca.ts";
+import { registerJose } from "./commands/jose.ts";
+import { registerIdentity } from "./commands/identity.ts";
+import { registerAdmin } from "./commands/admin.ts";
+import { registerCompletion } from "./completion.ts";
 
 export const VERSION = "0.1.0";
 
@@ -31,6 +35,10 @@ Environment: CRYPTOUTIL_HOME (default ~/.cryptoutil), CRYPTOUTIL_SUITE (default 
     );
   registerLogin(program);
   registerKms(program);
+  registerJose(program);
   registerCa(program);
+  registerIdentity(program);
+  registerAdmin(program);
+  registerCompletion(program);
   return program;
 }

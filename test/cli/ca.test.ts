@@ -16,9 +16,7 @@ let home: string;
 
 beforeAll(async () => {
   s = await startCliSuite(["pki-ca"]);
-  home = s.newHome();
-  const r = await s.cli(home, ["login"]);
-  if (r.code !== 0) throw new Error(`login failed: ${r.stderr}`);
+  home = await s.loggedInHome();
 }, 120_000);
 
 afterAll(async () => {

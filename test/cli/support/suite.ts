@@ -51,6 +51,8 @@ export interface CliSuite {
   services: Record<string, TestService>;
   /** A fresh CRYPTOUTIL_HOME. */
   newHome(): string;
+  /** A fresh CRYPTOUTIL_HOME after `cryptoutil login` (context demo). */
+  loggedInHome(): Promise<string>;
   /** Runs the CLI with `home` as CRYPTOUTIL_HOME. */
   cli(home: string, args: string[], opts?: { stdin?: string | Uint8Array; env?: Record<string, string>; cwd?: string }): Promise<CliRun>;
   /** A token of the suite administrator (tenant root) for identity-authz's admin API. */
@@ -186,6 +188,12 @@ export async function startCliSuite(wanted: Optional[]): Promise<CliSuite> {
     authzUrl,
     services,
     newHome: () => mkdtempSync(join(tmpdir(), "cryptoutil-cli-home-")),
+    async loggedInHome() {
+      const home = mkdtempSync(join(tmpdir(), "cryptoutil-cli-home-"));
+      const r = await runCli(home, ["login"], { env: { CRYPTOUTIL_SUITE: suiteFile } });
+      if (r.code !== 0) throw new Error(`login failed: ${r.stderr}`);
+      return home;
+    },
     cli: (home, args, opts = {}) => runCli(home, args, { ...opts, env: { CRYPTOUTIL_SUITE: suiteFile, ...opts.env } }),
     rootToken,
     async stop() {
