@@ -3,7 +3,8 @@
  * signed login hand-off to identity-idp and back, and RP-initiated logout.
  *
  * Validated before anything is trusted: the client, then the redirect URI by
- * exact string match (errors before that point are shown, never redirected);
+ * exact string match, any port for a registered loopback IP URI without one (RFC 8252
+ * §7.3) (errors before that point are shown, never redirected);
  * PKCE S256 is required; pending requests and PAR references are random,
  * single use and short-lived; the login verifier must be signed by the idp, be
  * addressed to this tenant's issuer, be fresh, answer a pending request and be
@@ -56,6 +57,19 @@ export class RedirectError extends Error {
   }
 }
 
+/**
+ * Whether `given` is one of the client's redirect URIs: an exact string match, or (RFC 8252
+ * §7.3) a loopback IP literal URI `http://127.0.0.1:<port>/...` or `http://[::1]:<port>/...`
+ * whose registered form has no port: native apps listen on whatever port is free. Only the
+ * port may differ; `localhost` is not a loopback IP literal and matches exactly only.
+ */
+export function redirectMatches(registered: readonly string[], given: string): boolean {
+  if (registered.includes(given)) return true;
+  const m = /^http:\/\/(127\.0\.0\.1|\[::1\]):(\d{1,5})([/?][^#]*)?$/.exec(given);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) return false;
+  return registered.includes(`http://${m[1]}${m[3] ?? ""}`);
+}
+
 export type FrontResult = { redirect: string } | { page: string; status: number };
 
 const enc = new TextEncoder();
@@ -100,7 +114,7 @@ export class AuthorizeService {
   private redirectOf(client: RegisteredClient, q: Form): { redirect_uri: string; given: boolean } {
     const given = q.get("redirect_uri");
     if (given !== undefined) {
-      if (!client.redirect_uris.includes(given)) throw new FrontChannelError("invalid_request", "redirect_uri is not registered for this client", { status: 400 });
+      if (!redirectMatches(client.redirect_uris, given)) throw new FrontChannelError("invalid_request", "redirect_uri is not registered for this client", { status: 400 });
       return { redirect_uri: given, given: true };
     }
     if (client.redirect_uris.length !== 1) throw new FrontChannelError("invalid_request", "redirect_uri is required", { status: 400 });

@@ -51,6 +51,12 @@ export interface CodeData extends LoginFacts {
 
 interface GrantData extends LoginFacts {
   aud: string;
+  /**
+   * The audiences a refresh of this grant may name as `resource` (RFC 8707): the one of the
+   * authorization request, else the client's audiences at the time of the grant. Absent on
+   * grants made before it was recorded: then only `aud`.
+   */
+  audiences?: string[];
 }
 
 const enc = new TextEncoder();
@@ -180,7 +186,11 @@ export class TokenService {
     if (data.dpop_jkt && data.dpop_jkt !== jkt) throw oauthError("invalid_grant", "the code is bound to another DPoP key");
     const grantId = randomToken(16);
     if (!(await this.store.useCode(hash, grantId))) throw oauthError("invalid_grant", "the code was already used");
-    const gdata: GrantData = { sub: data.sub, auth_time: data.auth_time, amr: data.amr, acr: data.acr, claims: data.claims, aud: this.audienceOf(client, data.resource) };
+    const gdata: GrantData = {
+      sub: data.sub, auth_time: data.auth_time, amr: data.amr, acr: data.acr, claims: data.claims,
+      aud: this.audienceOf(client, data.resource),
+      audiences: data.resource !== undefined ? [data.resource] : [...client.audiences],
+    };
     const t = nowS();
     const grant: GrantRow = {
       id: grantId,
@@ -214,15 +224,21 @@ export class TokenService {
     const grant = await this.store.getGrant(tenant, row.grant_id);
     if (!grant || grant.revoked || grant.expires_at < nowS() || row.expires_at < nowS()) throw oauthError("invalid_grant", "the grant is revoked or expired");
     if (grant.dpop_jkt && grant.dpop_jkt !== jkt) throw oauthError("invalid_grant", "the refresh token is bound to another DPoP key");
-    if (!(await this.store.useRefresh(hash))) {
-      await this.store.revokeGrant(tenant, row.grant_id);
-      throw oauthError("invalid_grant", "the refresh token was already used; the grant is revoked");
-    }
+    // Scope and resource are checked before the token is used up, so a refused request leaves it valid.
     const granted = splitScope(grant.scope);
     const requested = form.has("scope") ? splitScope(form.get("scope")) : granted;
     for (const s of requested) if (!granted.includes(s)) throw oauthError("invalid_scope", `scope '${s}' was not granted`);
     const data = JSON.parse(dec.decode(await this.protector.decrypt(grant.data, grantCtx(tenant, grant.id)))) as GrantData;
-    return this.issueForGrant(tenant, client, grant, data, jkt, requested);
+    // RFC 8707: an access token for one of the audiences the grant covers, still allowed to the client.
+    const resource = form.get("resource");
+    if (resource !== undefined && !((data.audiences ?? [data.aud]).includes(resource) && client.audiences.includes(resource))) {
+      throw oauthError("invalid_target", "this grant does not cover that resource");
+    }
+    if (!(await this.store.useRefresh(hash))) {
+      await this.store.revokeGrant(tenant, row.grant_id);
+      throw oauthError("invalid_grant", "the refresh token was already used; the grant is revoked");
+    }
+    return this.issueForGrant(tenant, client, grant, resource === undefined ? data : { ...data, aud: resource }, jkt, requested);
   }
 
   /** Verifies an access token of this tenant; null if it is not one (bad signature, expired, wrong issuer). */
