@@ -251,13 +251,14 @@ try {
     const suiteFlag = suiteFile === resolve("data", "suite.json") ? "" : ` --suite ${suiteFile}`;
     const steps: string[] = [`npx cryptoutil login${suiteFlag}`];
     if (readies.has("sm-kms")) {
-      steps.push("npx cryptoutil kms key create demo-key", "echo hello | npx cryptoutil kms encrypt demo-key > hello.jwe && npx cryptoutil kms decrypt demo-key hello.jwe");
+      steps.push("npx cryptoutil kms key create demo-key --alg A256GCM", 'echo "hello, world" | npx cryptoutil kms encrypt demo-key -o hello.jwe', "npx cryptoutil kms decrypt demo-key hello.jwe");
     }
-    if (readies.has("pki-ca")) steps.push("npx cryptoutil ca certificate localhost localhost.crt localhost.key --san localhost --profile tls-server");
-    if (readies.has("jose-ja")) steps.push("npx cryptoutil jose jwt sign --claims '{\"sub\":\"alice\"}'");
+    if (readies.has("pki-ca")) steps.push("npx cryptoutil ca certificate localhost localhost.crt localhost.key --san localhost --san 127.0.0.1");
+    if (readies.has("jose-ja")) steps.push("npx cryptoutil jose jwk create demo-signer --alg ES256", "npx cryptoutil jose jwt sign demo-signer --sub alice --ttl 15m");
     out.push("", `development mode: tenant "${DEMO_TENANT}", secrets in ${demoFile(dataRoot, "")}`, "", "next steps:");
     for (const s of steps) out.push(`  ${s}`);
     if (readies.has("learn-ps") && idp) out.push(`  open ${readies.get("learn-ps")!.public}/browser/ and sign in as "${DEMO_USER}" (password in ${demoFile(dataRoot, "user.password")})`);
+    out.push("  (the README's quickstart has more; `npx cryptoutil --help` lists every command)");
   }
   out.push("", "press Ctrl-C to stop", "");
   console.log(out.join("\n"));

@@ -6,11 +6,11 @@
  * /browser/login and sees its pets page; plus the refusals on the way.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync } from "node:fs";
 import * as oauth from "oauth4webapi";
 import { decodeJwt } from "jose";
 import { startIdentitySuite, type IdentitySuite } from "./support/e2e-suite.ts";
 import { ScriptedBrowser, type Page } from "./support/browser.ts";
+import { chromiumPath, launchChromium } from "../support/chromium.ts";
 
 
 // Real HTTPS services and Argon2id logins: slower than unit tests on a loaded machine.
@@ -157,31 +157,11 @@ describe("refusals", () => {
 describe("(b) headless Chromium through the HTML pages", () => {
   test("logs in at learn-ps /browser/login (password + TOTP) and sees the pets page", async () => {
     // The Debian package's binary on PATH; CHROMIUM_PATH points elsewhere.
-    const exe = process.env.CHROMIUM_PATH ?? Bun.which("chromium") ?? Bun.which("chromium-browser");
-    if (!exe || !existsSync(exe)) {
-      if (process.env.CI === "true") throw new Error(`the Debian package chromium is required (missing ${exe ?? "chromium on PATH"})`);
-      console.warn("skipping the Chromium test: chromium is not installed (apt-get install -y chromium, or set CHROMIUM_PATH)");
-      return;
-    }
+    const exe = chromiumPath();
+    if (!exe) return;
     const pat = await s.userWithTotp("pat", PASSWORD);
     // The tenant's pet "Biscuit" was created through /service in (a), which runs first.
-    const { chromium } = await import("playwright-core");
-    const pins = await s.spkiPins();
-    const browser = await chromium.launch({
-      executablePath: exe,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        // Trust exactly the suite's server keys; certificate verification stays on for everything else.
-        `--ignore-certificate-errors-spki-list=${pins.join(",")}`,
-      ],
-    });
+    const browser = await launchChromium(exe, await s.spkiPins());
     try {
       const context = await browser.newContext({ ignoreHTTPSErrors: false });
       const page = await context.newPage();

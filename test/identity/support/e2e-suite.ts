@@ -5,8 +5,6 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { connect } from "node:tls";
-import { X509Certificate } from "node:crypto";
 import { Elysia } from "elysia";
 import { identityAuthz } from "../../../apps/identity-authz/service.ts";
 import { identityIdp } from "../../../apps/identity-idp/service.ts";
@@ -15,6 +13,7 @@ import { browserLogin, parseBrowserLoginConfig } from "../../../src/auth/bff.ts"
 import type { ServiceConfig } from "../../../src/service/config.ts";
 import type { ServiceDefinition } from "../../../src/service/context.ts";
 import { startTestService, tempDir, type TestService } from "../../support/service.ts";
+import { spkiPins } from "../../support/chromium.ts";
 import { freePort } from "./authz.ts";
 import { ScriptedBrowser, enrolmentSecret } from "./browser.ts";
 import { base32Decode, totp } from "../../../apps/identity-idp/domain/otp.ts";
@@ -182,21 +181,7 @@ export async function startIdentitySuite(opts: { tenant?: string } = {}): Promis
         },
       };
     },
-    async spkiPins() {
-      const pins: string[] = [];
-      for (const port of [authzPort, idpPort, psPort]) {
-        const der = await new Promise<Buffer>((resolve, reject) => {
-          const s = connect({ host: "127.0.0.1", port, ca, servername: undefined }, () => {
-            resolve(s.getPeerCertificate().raw);
-            s.end();
-          });
-          s.once("error", reject);
-        });
-        const spki = new X509Certificate(der).publicKey.export({ type: "spki", format: "der" });
-        pins.push(Buffer.from(await crypto.subtle.digest("SHA-256", spki)).toString("base64"));
-      }
-      return pins;
-    },
+    spkiPins: () => spkiPins([authzPort, idpPort, psPort], ca),
     async stop() {
       await ps.stop();
       await idp.stop();
