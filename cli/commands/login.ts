@@ -90,6 +90,7 @@ async function login(cmd: Command, o: LoginOpts): Promise<void> {
   } else {
     const path = suitePath(o.suite);
     Object.assign(imported, contextsOf(readSuite(path), path));
+    if (Object.keys(imported).length === 0) throw new UsageError(`${path} has no contexts (the suite ran without identity-authz)`);
     name = g.context ?? (imported.demo ? "demo" : Object.keys(imported)[0]!);
     if (!imported[name]) throw new UsageError(`the suite file has no context '${name}' (it has: ${Object.keys(imported).join(", ") || "none"})`);
   }
