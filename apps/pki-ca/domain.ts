@@ -129,6 +129,16 @@ export class PkiCa {
 
   /** Webhooks for state changes and expiry notices (none configured: events go nowhere). */
   notifier?: WebhookNotifier;
+  /** The CA's schedules (CRL, OCSP refresh, peer revocations, expiry), ended by dispose(). */
+  timers: Array<ReturnType<typeof setInterval>> = [];
+
+  /** Ends this CA's schedules and webhook deliveries and drops its caches (at seal and stop). */
+  async dispose(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.ocspCache.clear();
+    this.extensionCache.clear();
+    await this.notifier?.stop();
+  }
 
   constructor(
     readonly config: PkiCaConfig,

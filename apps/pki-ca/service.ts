@@ -14,16 +14,27 @@ import { PkiCa } from "./domain.ts";
 import { WebhookNotifier } from "./webhooks.ts";
 import { caApi, caPublicRoutes } from "./routes.ts";
 import { Elysia } from "elysia";
-import { mapError } from "../../src/service/http.ts";
+import { errorResponse, mapError } from "../../src/service/http.ts";
+import { AppError } from "../../src/service/errors.ts";
 
 const instances = new WeakMap<ServiceContext, Promise<PkiCa>>();
 
-/** The CA of a service context, created on first use; also schedules CRL regeneration. */
+/**
+ * The CA of a service context, created on first use; also schedules CRL regeneration. A seal
+ * drops it, keys, caches and timers with it (sealed means no CA key in memory); the first use
+ * after unseal loads it again from the database through the barrier.
+ */
 export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
   let p = instances.get(ctx);
   if (!p) {
+    if (!sealHooked.has(ctx)) {
+      sealHooked.add(ctx);
+      ctx.protector.onSeal(() => void dropCa(ctx));
+      ctx.onStop(() => dropCa(ctx));
+    }
     const config = parsePkiCaConfig(ctx.config);
     const store = new PkiStore(ctx.db);
+    const timers: Array<ReturnType<typeof setInterval>> = [];
     p = (async () => {
       const urls: CaUrls = {
         crl: (id) => `${config.base_url}/pki/crl/${id}.crl`,
@@ -33,6 +44,7 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
       const opts: HierarchyOptions = { crlShards: config.crl_shards, responderValidityHours: config.responder_validity_hours, tsaValidityHours: config.tsa_validity_hours };
       const hierarchy = await (config.root === "external" ? loadExternalHierarchy : loadOrCreateHierarchy)(store, ctx.protector, config.issuing_cas, urls, opts);
       const ca = new PkiCa(config, store, hierarchy);
+      ca.timers = timers;
       ca.signerRenewal = (now) => renewSigners(store, ctx.protector, hierarchy, urls, opts, now, config.signer_renewal_fraction);
       for (const [t, i] of hierarchy.issuing) {
         if (i.crlShards !== config.crl_shards) ctx.logger.warn("issuing CA keeps the CRL shard count it was created with", { issuing_ca: t, crl_shards: i.crlShards, configured: config.crl_shards });
@@ -41,7 +53,6 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
       if (config.webhooks.length) {
         const notifier = new WebhookNotifier(config.webhooks, ctx.logger, config.webhook_retry_seconds.map((s) => s * 1000));
         ca.notifier = notifier;
-        ctx.onStop(() => notifier.stop());
       }
       // Cached OCSP answers are re-signed before they go stale (a quarter of their validity ahead);
       // responder and TSA certificates nearing expiry are renewed on the same schedule.
@@ -52,8 +63,7 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
           .then(() => ca.refreshOcsp())
           .catch((e) => ctx.logger.warn("OCSP refresh failed", { error: e }));
       }, Math.max(15_000, (config.ocsp_validity_minutes * 60_000) / 8));
-      (ocspRefresh as { unref?: () => void }).unref?.();
-      ctx.onStop(() => clearInterval(ocspRefresh));
+      timers.push(ocspRefresh);
       // Revocations by other instances sharing the database reach this one's OCSP cache.
       await ca.checkPeerRevocations();
       let checking = false;
@@ -64,21 +74,20 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
           .catch((e) => ctx.logger.warn("revocation check failed", { error: e }))
           .finally(() => (checking = false));
       }, config.revocation_check_ms);
-      (peers as { unref?: () => void }).unref?.();
-      ctx.onStop(() => clearInterval(peers));
+      timers.push(peers);
       const expiry = setInterval(() => {
         ca.expirySweep().catch((e) => ctx.logger.warn("expiry notice sweep failed", { error: e }));
       }, config.expiry_check_minutes * 60_000);
-      (expiry as { unref?: () => void }).unref?.();
-      ctx.onStop(() => clearInterval(expiry));
+      timers.push(expiry);
       await ca.refreshCrls();
       const timer = setInterval(() => {
         ca.refreshCrls().catch((e) => ctx.logger.error("CRL refresh failed", { error: e }));
       }, config.crl_refresh_minutes * 60_000);
-      (timer as { unref?: () => void }).unref?.();
-      ctx.onStop(() => clearInterval(timer));
-      if (config.http_revocation) {
-        const listener = startHttpRevocationListener(ca, config.http_revocation.bind ?? ctx.config.server.bind, config.http_revocation.port);
+      timers.push(timer);
+      for (const t of timers) (t as { unref?: () => void }).unref?.();
+      if (config.http_revocation && !httpListeners.has(ctx)) {
+        const listener = startHttpRevocationListener(ctx, config.http_revocation.bind ?? ctx.config.server.bind, config.http_revocation.port);
+        httpListeners.add(ctx);
         ctx.onStop(() => listener.stop(true));
         ctx.logger.info("plain-HTTP revocation listener", { url: `http://${listener.hostname}:${listener.port}` });
       }
@@ -91,12 +100,22 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
   return p;
 }
 
+const sealHooked = new WeakSet<ServiceContext>();
+const httpListeners = new WeakSet<ServiceContext>();
+
+/** Forgets the context's CA (at seal and stop): its timers end, its keys and caches go with it. */
+async function dropCa(ctx: ServiceContext): Promise<void> {
+  const p = instances.get(ctx);
+  instances.delete(ctx);
+  await p?.then((ca) => ca.dispose(), () => undefined);
+}
+
 /**
  * The read-only plain-HTTP listener: GET (and POST for OCSP) on /pki/ca, /pki/crl and /pki/ocsp,
  * nothing else — no API, no docs, no time-stamping, no admin.
  */
-function startHttpRevocationListener(ca: PkiCa, hostname: string, port: number) {
-  const app = new Elysia().onError(mapError).use(caPublicRoutes(async () => ca, { revocationOnly: true }));
+function startHttpRevocationListener(ctx: ServiceContext, hostname: string, port: number) {
+  const app = new Elysia().onError(mapError).use(caPublicRoutes(() => pkiCaOf(ctx), { revocationOnly: true }));
   return Bun.serve({
     hostname,
     port,
@@ -105,6 +124,7 @@ function startHttpRevocationListener(ca: PkiCa, hostname: string, port: number) 
       const path = new URL(req.url).pathname;
       const allowed = req.method === "GET" || req.method === "HEAD" || (req.method === "POST" && path === "/pki/ocsp");
       if (!allowed) return new Response(null, { status: 405, headers: { allow: "GET, HEAD, POST" } });
+      if (ctx.protector.sealed) return errorResponse(new AppError("sealed", "the service is sealed"), "http-revocation");
       return app.handle(req);
     },
   });

@@ -86,6 +86,7 @@ export class Barrier {
   readonly #crypto: BarrierCrypto;
   readonly #rootFactory: RootLayerFactory;
   #state: UnsealedState | undefined;
+  readonly #sealListeners: Array<() => void> = [];
   #rootKind = "software";
   #migrated = false;
   #queue: Promise<unknown> = Promise.resolve();
@@ -172,8 +173,21 @@ export class Barrier {
         s.intermediates.clear();
         s.contents.clear();
       }
+      // Holders of keys this barrier decrypted drop them too (see onSeal).
+      for (const fn of this.#sealListeners) {
+        try {
+          fn();
+        } catch {
+          // a listener's failure must not leave the barrier half sealed
+        }
+      }
       return this.status();
     });
+  }
+
+  /** Runs `fn` at every seal, after the barrier's own keys are gone. */
+  onSeal(fn: () => void): void {
+    this.#sealListeners.push(fn);
   }
 
   /** Encrypts `plaintext` (bytes or UTF-8 text) bound to `context`; returns the v1 ciphertext (format.ts). */

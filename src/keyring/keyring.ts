@@ -160,6 +160,8 @@ export class Keyring {
   ) {
     this.store = new KeyringStore(db as Kysely<KeyringDb>);
     this.cache = new Lru(opts.cacheSize ?? 1000);
+    // Sealed means no usable key in memory: the next use decrypts again, which the barrier refuses.
+    protector.onSeal(() => this.cache.clear());
     this.now = opts.now ?? (() => new Date());
     this.hsm = opts.hsm ? new KeyringHsm(new TokenKeyObjects(opts.hsm)) : undefined;
     this.softwareFallback = opts.softwareFallback ?? false;

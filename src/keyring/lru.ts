@@ -29,6 +29,10 @@ export class Lru<K, V> {
     for (const k of [...this.map.keys()]) if (typeof k === "string" && k.startsWith(prefix)) this.map.delete(k);
   }
 
+  clear(): void {
+    this.map.clear();
+  }
+
   get size(): number {
     return this.map.size;
   }

@@ -11,6 +11,13 @@ import type { Pkcs11Provider } from "../crypto/pkcs11/index.ts";
 export interface DataProtector {
   encrypt(plaintext: Uint8Array, context: string): Promise<Uint8Array>;
   decrypt(ciphertext: Uint8Array, context: string): Promise<Uint8Array>;
+  /**
+   * Registers `fn` to run at every seal: a holder of key material decrypted through this
+   * protector (a cache of keys, a loaded CA) drops it there, so sealed means no key in memory.
+   */
+  onSeal(fn: () => void): void;
+  /** True while sealed: nothing that needs a key may run. */
+  readonly sealed: boolean;
 }
 
 export interface ServiceContext {

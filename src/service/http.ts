@@ -155,6 +155,8 @@ export interface PipelineDeps {
   protocolCors?: { paths: RegExp; origins: string[] };
   /** Origins the API explorer may connect to besides its own (the token endpoint's). */
   docsConnect?: string[];
+  /** While this says true (the barrier is sealed), every request but the API document is refused. */
+  sealed?: () => boolean;
   bearer: BearerVerifier;
   sessions?: SessionStore;
   accessLog: boolean;
@@ -198,6 +200,11 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
       if (!d.allowlist.allows(info.ip)) throw new AppError("ip_not_allowed", "this address may not use the service");
       const wait = d.limiter.take(info.ip ?? "unknown");
       if (wait) throw new AppError("rate_limited", "too many requests", { headers: { "Retry-After": String(wait) } });
+      // Sealed as Vault is sealed: no operation at all until an operator unseals, not only the
+      // ones that would decrypt something (keys already in memory were dropped at seal).
+      if (d.sealed?.() && !path.startsWith("/docs")) {
+        throw new AppError("sealed", "the service is sealed; an operator unseals it through the admin API", { headers: { "Retry-After": "5" } });
+      }
 
       const len = req.headers.get("content-length");
       if (len !== null && Number(len) > d.bodyLimit) {

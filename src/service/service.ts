@@ -299,6 +299,7 @@ async function startOnDatabase(
       bodyLimit: config.server.body_limit,
       corsOrigins: config.browser.cors_origins,
       protocolCors: def.protocolCors?.(config),
+      sealed: () => barrier.sealed,
       docsConnect: config.explorer.token_url ? [new URL(config.explorer.token_url).origin] : [],
       bearer,
       sessions,

@@ -82,7 +82,13 @@ export class KeyRing {
     private readonly maxTokenTtlS: number,
     /** When set, ES256 keys are generated and kept in the HSM (the token supports EC only). */
     private readonly hsm?: { provider: Pkcs11Provider; crypto: Dispatcher },
-  ) {}
+  ) {
+    // Sealed means no signing key in memory: they are loaded again (through the barrier) after unseal.
+    protector.onSeal(() => {
+      this.tenants.clear();
+      this.loading.clear();
+    });
+  }
 
   private async create(tenant: string, alg: SigningAlg): Promise<void> {
     const kid = randomToken(12);
@@ -186,6 +192,15 @@ export class KeyRing {
       retired_at: r.retired_at,
       publish_until: r.publish_until,
     }));
+  }
+
+  /** Before a tenant is deleted: its keys kept in the HSM are destroyed there (the rows go with the tenant). */
+  async destroyTenantKeys(tenant: string): Promise<void> {
+    for (const r of await this.store.keysOf(tenant)) {
+      const stored = JSON.parse(new TextDecoder().decode(await this.protector.decrypt(r.private_jwk, ctxOf(tenant, r.kid)))) as JWK | HsmKeyRef;
+      if ("hsm" in stored && this.hsm) await this.hsm.provider.destroyKey(await this.hsm.provider.findKey(stored.hsm));
+    }
+    this.tenants.delete(tenant);
   }
 
   /** Retires the current key of `alg` and makes a new one current. */

@@ -48,7 +48,10 @@ export class IdpKeys {
     private readonly store: IdpStore,
     private readonly protector: DataProtector,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    // Sealed means no signing key in memory; it is loaded again through the barrier after unseal.
+    protector.onSeal(() => (this.current = undefined));
+  }
 
   private static context = (kid: string) => `identity-idp/idp_keys/${kid}/private_jwk`;
 
