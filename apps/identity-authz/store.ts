@@ -34,6 +34,9 @@ export interface AuthzDb {
 const now = () => Math.floor(Date.now() / 1000);
 const bytes = (b: unknown) => (b instanceof Uint8Array ? b : new Uint8Array(b as ArrayBuffer));
 
+/** The tables whose rows belong to one tenant (column `tenant`). */
+const TENANT_TABLES = ["clients", "signing_keys", "auth_requests", "codes", "grants", "refresh_tokens", "access_tokens", "revoked_tokens", "used_jtis", "tenant_scopes"] as const;
+
 export class AuthzStore {
   constructor(readonly db: Kysely<AuthzDb>) {}
 
@@ -47,6 +50,15 @@ export class AuthzStore {
   async insertTenant(row: TenantRow): Promise<boolean> {
     const r = await this.db.insertInto("tenants").values(row).onConflict((oc) => oc.column("id").doNothing()).executeTakeFirst();
     return (r.numInsertedOrUpdatedRows ?? 0n) > 0n;
+  }
+
+  /** Deletes a tenant and every row it owns (clients, keys, grants, tokens, scopes), at once. */
+  async deleteTenant(id: string): Promise<boolean> {
+    return this.db.transaction().execute(async (tx) => {
+      for (const table of TENANT_TABLES) await tx.deleteFrom(table).where("tenant", "=", id).execute();
+      const r = await tx.deleteFrom("tenants").where("id", "=", id).executeTakeFirst();
+      return r.numDeletedRows > 0n;
+    });
   }
 
   // clients

@@ -75,6 +75,16 @@ export class IdpStore {
     const r = await this.db.updateTable("users").set(set).where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
     return r.numUpdatedRows > 0n;
   }
+  /** Deletes a user with everything kept for them (factors, recovery codes, consents, sessions), at once. */
+  async deleteUser(tenant: string, id: string): Promise<boolean> {
+    return this.db.transaction().execute(async (tx) => {
+      for (const table of ["otp_factors", "recovery_codes", "consents", "idp_sessions"] as const) {
+        await tx.deleteFrom(table).where("tenant", "=", tenant).where("user_id", "=", id).execute();
+      }
+      const r = await tx.deleteFrom("users").where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+      return r.numDeletedRows > 0n;
+    });
+  }
 
   // second factors
   factors(tenant: string, userId: string): Promise<FactorRow[]> {

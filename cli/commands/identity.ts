@@ -57,6 +57,11 @@ function registerTenants(identity: Command): void {
     const t = checked(A.TenantParams, { tenant: id }, "tenant").tenant;
     emit(cmd, await Session.open(cmd).api(AUTHZ).api<Tenant>("GET", `/tenants/${t}`), (x) => fields({ id: x.id, "display name": x.display_name, created: x.created_at }));
   });
+  sub(tenant, "delete <id>", "Delete a tenant with its clients, keys, grants and scopes (root admins)", ["identity tenant delete acme --context admin"]).action(async (id: string, _: unknown, cmd: Command) => {
+    const t = checked(A.TenantParams, { tenant: id }, "tenant").tenant;
+    await Session.open(cmd).api(AUTHZ).api<undefined>("DELETE", `/tenants/${t}`);
+    emit(cmd, { deleted: t }, (x) => `deleted tenant ${x.deleted}`);
+  });
 }
 
 function registerClients(identity: Command): void {
@@ -131,6 +136,12 @@ function registerUsers(identity: Command): void {
   sub(user, "get <user>", "Show a user (by id or username)", ["identity user get alice"]).action(async (u: string, _: unknown, cmd: Command) => {
     const api = Session.open(cmd).api(IDP);
     emit(cmd, await api.api<User>("GET", `/users/${await userIdOf(api, u)}`), userFields);
+  });
+  sub(user, "delete <user>", "Delete a user (by id or username) with their factors, consents and sessions", ["identity user delete alice"]).action(async (u: string, _: unknown, cmd: Command) => {
+    const api = Session.open(cmd).api(IDP);
+    const id = await userIdOf(api, u);
+    await api.api<undefined>("DELETE", `/users/${id}`);
+    emit(cmd, { deleted: u, id }, (x) => `deleted user ${x.deleted}`);
   });
   const mfa = sub(user, "mfa", "A user's second factors", ["identity user mfa reset alice"]);
   sub(mfa, "reset <user>", "Remove every second factor and recovery code of a user", ["identity user mfa reset alice"]).action(async (u: string, _: unknown, cmd: Command) => {

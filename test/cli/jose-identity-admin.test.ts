@@ -88,6 +88,14 @@ describe("identity", () => {
     const weak = await run(["identity", "user", "create", "bob", "--password-file", f("bob.pw")]);
     expect(weak.code).toBe(2);
     expect(oneErrorLine(weak.stderr)).toContain("no such file");
+    // Delete: the user and everything kept for them go; a second delete finds nobody.
+    expect((await run(["identity", "user", "create", "carol"])).code).toBe(0);
+    const del = await run(["identity", "user", "delete", "carol"]);
+    expect(del.stdout).toContain("deleted user carol");
+    expect(del.code).toBe(0);
+    expect((await run(["identity", "user", "list"])).stdout).not.toContain("carol");
+    const again = await run(["identity", "user", "get", "carol"]);
+    expect(again.code).not.toBe(0);
   });
 
   test("client create writes the secret 0600; list, get, delete; the new client can log in", async () => {
@@ -121,6 +129,16 @@ describe("identity", () => {
     const denied = await run(["identity", "tenant", "create", "evil"]);
     expect(denied.code).toBe(1);
     expect(oneErrorLine(denied.stderr)).toMatch(/^error: forbidden: /);
+    // Delete: a tenant admin of demo may not; the root admin may, with the tenant's clients.
+    expect((await s.cli(other, ["identity", "client", "create", "acme-ci", "--tenant", "acme", "--client-id", "acme-ci", "--scope", "jose:verify", "--audience", "jose-ja", "--secret-out", f("acme.secret")])).code).toBe(0);
+    expect((await run(["identity", "tenant", "delete", "acme"])).code).toBe(1);
+    expect((await s.cli(other, ["identity", "tenant", "delete", "root"])).code).toBe(1);
+    const del = await s.cli(other, ["identity", "tenant", "delete", "acme"]);
+    expect(del.stderr).toBe("");
+    expect(del.code).toBe(0);
+    expect((await s.cli(other, ["identity", "tenant", "list"])).stdout).not.toContain("acme");
+    const gone = await s.cli(other, ["identity", "client", "get", "acme-ci", "--tenant", "acme"]);
+    expect(oneErrorLine(gone.stderr)).toMatch(/^error: not_found: /);
   });
 });
 

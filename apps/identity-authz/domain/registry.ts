@@ -58,6 +58,14 @@ export class Registry {
     return row;
   }
 
+  /** Deletes a tenant with its clients, keys, grants, tokens and scopes. */
+  async deleteTenant(id: string): Promise<void> {
+    if (!(await this.store.deleteTenant(id))) throw notFound("tenant");
+    this.tenants.delete(id);
+    this.scopes.delete(id);
+    for (const key of [...this.clients.keys()]) if (key.startsWith(`${id}\0`)) this.clients.delete(key);
+  }
+
   listTenants() {
     return this.store.listTenants();
   }

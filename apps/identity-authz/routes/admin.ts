@@ -53,6 +53,18 @@ export function adminRoutes(authz: Authz) {
       },
       { params: TenantParams, response: Tenant, scopes: ADMIN, detail: { summary: "Get a tenant" } },
     )
+    .delete(
+      "/tenants/:tenant",
+      async ({ request, params, set }) => {
+        mayManage(request, ROOT_TENANT);
+        if (params.tenant === ROOT_TENANT) throw new AppError("forbidden", "tenant root cannot be deleted");
+        await r.requireTenant(params.tenant);
+        await authz.keys.destroyTenantKeys(params.tenant);
+        await r.deleteTenant(params.tenant);
+        set.status = 204;
+      },
+      { params: TenantParams, response: { 204: v.undefined() }, scopes: ADMIN, detail: { summary: "Delete a tenant with its clients, keys, grants and scopes (root admins)" } },
+    )
     .post(
       "/tenants/:tenant/clients",
       async ({ request, params, body, set }) => {

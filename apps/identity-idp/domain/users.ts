@@ -96,6 +96,11 @@ export class UserService {
     return this.get(tenant, id);
   }
 
+  /** Deletes a user, their factors, recovery codes, consents and sessions. */
+  async delete(tenant: string, id: string): Promise<void> {
+    if (!(await this.store.deleteUser(tenant, id))) throw notFound("user");
+  }
+
   /** Sets a new password (admin reset or self-service change). */
   async setPassword(tenant: string, id: string, password: string): Promise<void> {
     const row = await this.row(tenant, id);

@@ -60,6 +60,14 @@ export function adminRoutes(users: UserService, sessions: IdpSessions, keys: Idp
       scopes: ADMIN,
       detail: { summary: "Enable a user" },
     })
+    .delete(
+      "/users/:id",
+      async ({ request, params, set }) => {
+        await users.delete(tenantOf(request), params.id);
+        set.status = 204;
+      },
+      { params: UserId, response: { 204: v.undefined() }, scopes: ADMIN, detail: { summary: "Delete a user with their factors, consents and sessions" } },
+    )
     .post(
       "/users/:id/password",
       async ({ request, params, body, set }) => {
