@@ -8,20 +8,13 @@ import { collect, emit, globals, sub, table } from "../command.ts";
 import { CONTEXT_NAME, forgetTokens, loadConfig, saveConfig, type Context } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import { contextsOf, readSuite, suitePath } from "../suite.ts";
+import { scopesOf } from "../../schemas/scopes.ts";
 
 /** The scopes each service's API checks (as its routes name them). */
-export const SERVICE_SCOPES: Record<string, string[]> = {
-  "identity-authz": ["identity:admin"],
-  "identity-idp": ["identity:admin"],
-  "sm-kms": ["kms:admin", "kms:encrypt", "kms:decrypt", "kms:sign", "kms:verify", "kms:mac"],
-  "jose-ja": ["jose:admin", "jose:sign", "jose:verify", "jose:encrypt", "jose:decrypt"],
-  "pki-ca": ["pki:request", "pki:read", "pki:approve", "pki:revoke", "pki:admin"],
-  "learn-ps": ["pets:read", "pets:write"],
-};
 
 /** What `login --browser` asks for by default: openid, profile and every scope of the context's services. */
 export function browserScope(ctx: Context): string {
-  return [...new Set(["openid", "profile", ...Object.keys(ctx.services).flatMap((s) => SERVICE_SCOPES[s] ?? [])])].join(" ");
+  return ["openid", "profile", ...scopesOf(Object.keys(ctx.services))].join(" ");
 }
 
 interface LoginOpts {

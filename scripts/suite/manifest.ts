@@ -5,18 +5,7 @@
  */
 import { join } from "node:path";
 
-/** The scopes each service's API checks (its routes hold the same names). */
-export const SERVICE_SCOPES: Record<string, string[]> = {
-  "identity-authz": ["identity:admin"],
-  "identity-idp": ["identity:admin"],
-  "sm-kms": ["kms:admin", "kms:encrypt", "kms:decrypt", "kms:sign", "kms:verify", "kms:mac"],
-  "jose-ja": ["jose:admin", "jose:sign", "jose:verify", "jose:encrypt", "jose:decrypt"],
-  "pki-ca": ["pki:request", "pki:read", "pki:approve", "pki:revoke", "pki:admin"],
-  "learn-ps": ["pets:read", "pets:write"],
-};
-
-/** The scopes of a set of services, each once. */
-export const scopesOf = (services: string[]): string[] => [...new Set(services.flatMap((s) => SERVICE_SCOPES[s] ?? []))];
+export { SERVICE_SCOPES, scopesOf } from "../../schemas/scopes.ts";
 
 export const DEMO_TENANT = "demo";
 /** The client learn-ps's page signs users in with (authorization code + PKCE). */

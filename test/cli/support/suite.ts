@@ -17,7 +17,7 @@ import type { ServiceConfig } from "../../../src/service/config.ts";
 import type { ServiceDefinition } from "../../../src/service/context.ts";
 import { startTestService, tempDir, type TestService } from "../../support/service.ts";
 import { freePort } from "../../identity/support/authz.ts";
-import { SERVICE_SCOPES } from "../../../cli/commands/login.ts";
+import { scopesOf } from "../../../schemas/scopes.ts";
 
 export const REPO = resolve(import.meta.dir, "../../..");
 export const TENANT = "demo";
@@ -127,7 +127,7 @@ export async function startCliSuite(wanted: Optional[]): Promise<CliSuite> {
 
   const names = ["identity-authz", ...wanted];
   const audiences = [...names];
-  const scopes = [...new Set(audiences.flatMap((s) => SERVICE_SCOPES[s] ?? []))];
+  const scopes = scopesOf(audiences);
   await admin("/tenants", { id: TENANT });
   const cliClient = await admin(`/tenants/${TENANT}/clients`, { client_id: "demo-cli", client_name: "cryptoutil CLI", grant_types: ["client_credentials"], scopes, audiences });
   await admin(`/tenants/${TENANT}/clients`, {
