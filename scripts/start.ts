@@ -251,7 +251,7 @@ try {
     const suiteFlag = suiteFile === resolve("data", "suite.json") ? "" : ` --suite ${suiteFile}`;
     const steps: string[] = [`npx cryptoutil login${suiteFlag}`];
     if (readies.has("sm-kms")) {
-      steps.push("npx cryptoutil kms key create demo-key --alg A256GCM", 'echo "hello, world" | npx cryptoutil kms encrypt demo-key -o hello.jwe', "npx cryptoutil kms decrypt demo-key hello.jwe");
+      steps.push("npx cryptoutil kms key create demo-key", 'echo "hello, world" | npx cryptoutil kms encrypt demo-key -o hello.jwe', "npx cryptoutil kms decrypt demo-key hello.jwe");
     }
     if (readies.has("pki-ca")) steps.push("npx cryptoutil ca certificate localhost localhost.crt localhost.key --san localhost --san 127.0.0.1");
     if (readies.has("jose-ja")) steps.push("npx cryptoutil jose jwk create demo-signer --alg ES256", "npx cryptoutil jose jwt sign demo-signer --sub alice --ttl 15m");

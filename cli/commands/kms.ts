@@ -74,8 +74,8 @@ interface DataOpts extends FileOpts {
 function registerKeys(kms: Command): void {
   const key = sub(kms, "key", "Manage elastic keys (create, list, get, rotate, disable, enable, delete, restore)", ["kms key create backups --alg A256GCM", "kms key list"]);
 
-  sub(key, "create <name>", "Create an elastic key", ["kms key create backups --alg A256GCM", "kms key create release-signing --alg ES256 --tag release", "kms key create wrap --alg ECDH-ES+A256KW --rotation-days 90"])
-    .requiredOption("--alg <algorithm>", "A256GCM, RSA-OAEP-256, ECDH-ES, ECDH-ES+A256KW, A256KW, ES256, ES384, PS256, EdDSA, HS256, ML-DSA-65, ... (sm-kms README)")
+  sub(key, "create <name>", "Create an elastic key (AES-256-GCM unless --alg says otherwise)", ["kms key create backups", "kms key create release-signing --alg ES256 --tag release", "kms key create wrap --alg ECDH-ES+A256KW --rotation-days 90"])
+    .option("--alg <algorithm>", "A256GCM, RSA-OAEP-256, ECDH-ES, ECDH-ES+A256KW, A256KW, ES256, ES384, PS256, EdDSA, HS256, ML-DSA-65, ... (sm-kms README)", "A256GCM")
     .option("--purpose <purpose>", "encrypt, sign, mac or wrap (default: from the algorithm)")
     .option("--description <text>", "a description")
     .option("--tag <tag>", "a tag (repeatable)", collect)
