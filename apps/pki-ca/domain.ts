@@ -18,7 +18,7 @@ import { ocspErrorResponse, OCSPResponseStatus, parseOcspRequest, signOcspRespon
 import { randomSerialHex, uuidV7 } from "../../src/pki/serial.ts";
 import { parseTimeStampReq, stamp, timeStampRejection } from "../../src/pki/tsp.ts";
 import { toPem } from "../../src/pki/keys.ts";
-import { toBase64 } from "../../src/pki/codec.ts";
+import { pemOrBase64Der, toBase64 } from "../../src/pki/codec.ts";
 import type { CaKeyType } from "../../src/pki/signing.ts";
 import { extensionDer, signLeaf, subjectAltNameDer } from "../../src/pki/leaf-signer.ts";
 import * as x509 from "../../src/pki/x509.ts";
@@ -460,8 +460,9 @@ export class PkiCa {
    */
   async revokeByKeyProof(certificatePem: string, timestamp: string, signature: Uint8Array): Promise<CertificateView> {
     let cert: x509.X509Certificate;
+    const der = pemOrBase64Der(certificatePem, "CERTIFICATE", "certificate");
     try {
-      cert = new x509.X509Certificate(certificatePem);
+      cert = new x509.X509Certificate(der.slice().buffer as ArrayBuffer);
     } catch {
       throw new AppError("malformed_input", "certificate is not a PEM or base64 DER certificate");
     }

@@ -14,6 +14,7 @@
 import { open, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AppError } from "../../../src/service/errors.ts";
+import { decodePemBlocks } from "../../../src/pki/codec.ts";
 import { decodeCsr, parseCsr, verifyPossession } from "../../../src/pki/csr.ts";
 import { importKeyForCertificate, toPem } from "../../../src/pki/keys.ts";
 import { randomSerialHex } from "../../../src/pki/serial.ts";
@@ -200,15 +201,11 @@ export async function writeNew(path: string, data: string, mode: number): Promis
 /** Fingerprints of a certificate, as the CLI prints them. */
 export const certificateFingerprints = (der: ArrayBuffer): Promise<Fingerprints> => fingerprints(der);
 
+/** The DER of every `label` block of a PEM file (text around the blocks ignored). */
 function pemBlocks(text: string, label: string): Uint8Array[] {
-  const re = new RegExp(`-----BEGIN ${label}-----([\\s\\S]*?)-----END ${label}-----`, "g");
-  const out: Uint8Array[] = [];
-  for (const m of text.matchAll(re)) {
-    const b64 = m[1]!.replace(/\s+/g, "");
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) throw new AppError("malformed_input", `a ${label} PEM block is not base64`);
-    out.push(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
-  }
-  return out;
+  return decodePemBlocks(text)
+    .filter((b) => b.label === label)
+    .map((b) => b.der);
 }
 
 /** A root that can sign: its certificate, its key, and (HSM) the Crypto that signs with that key. */
