@@ -7,6 +7,7 @@
  * request nonce is echoed verbatim (RFC 8954 caps it at 32 octets, checked here).
  */
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
+import { x509Time } from "./time.ts";
 import { Certificate, CRLReason, Extension as AsnExtension, SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import {
   BasicOCSPResponse,
@@ -124,18 +125,19 @@ export async function signOcspResponse(
 ): Promise<Uint8Array> {
   const spki = AsnConvert.parse(signer.cert.publicKey.rawData, SubjectPublicKeyInfo);
   const keyHash = new KeyHash(await crypto.subtle.digest("SHA-1", spki.subjectPublicKey));
+  const now = x509Time(opts.now);
   const responses = answers.map(({ certId, answer }) => {
     let certStatus: CertStatus;
     if (answer.status === "good") certStatus = new CertStatus({ good: null });
     else if (answer.status === "unknown") certStatus = new CertStatus({ unknown: null });
     else {
-      const info = new RevokedInfo({ revocationTime: answer.revokedAt });
+      const info = new RevokedInfo({ revocationTime: x509Time(answer.revokedAt) });
       if (answer.reason !== undefined) info.revocationReason = new CRLReason(answer.reason);
       certStatus = new CertStatus({ revoked: info });
     }
-    return new SingleResponse({ certID: certId, certStatus, thisUpdate: opts.now, nextUpdate: opts.nextUpdate });
+    return new SingleResponse({ certID: certId, certStatus, thisUpdate: now, nextUpdate: x509Time(opts.nextUpdate) });
   });
-  const data = new ResponseData({ responderID: new ResponderID({ byKey: keyHash }), producedAt: opts.now, responses });
+  const data = new ResponseData({ responderID: new ResponderID({ byKey: keyHash }), producedAt: now, responses });
   if (opts.nonce) data.responseExtensions = [new AsnExtension({ extnID: id_pkix_ocsp_nonce, critical: false, extnValue: new OctetString(opts.nonce) })];
   const { algorithm, signature } = await signDer(signer.keyType, signer.key, AsnConvert.serialize(data));
   const basic = new BasicOCSPResponse({

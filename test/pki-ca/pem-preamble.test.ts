@@ -6,9 +6,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import * as x509 from "../../src/pki/x509.ts";
 import { gnutls, haveGnutlsTools } from "../pki/helpers.ts";
-import { startCa, write, type CaFixture } from "./helpers.ts";
+import { ed25519Csr, startCa, write, type CaFixture } from "./helpers.ts";
 
 let f: CaFixture;
 let tok: string;
@@ -21,17 +20,6 @@ afterAll(async () => {
 });
 
 const PREAMBLE = "Certificate request (explanatory text, RFC 7468 §5.2):\n\tSubject: CN=pem.example.com\n\t-----\n\tSignature Algorithm: Ed25519\n\n";
-
-async function ed25519Csr(cn: string) {
-  const keys = (await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"])) as CryptoKeyPair;
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: `CN=${cn}`,
-    keys,
-    signingAlgorithm: { name: "Ed25519" },
-    extensions: [new x509.SubjectAlternativeNameExtension([{ type: "dns", value: cn }])],
-  });
-  return { keys, pem: csr.toString("pem") };
-}
 
 describe("hand-made explanatory text around the PEM block", () => {
   test("a CSR with text before and after a NEW CERTIFICATE REQUEST block is issued; revoke-by-key takes a certificate with a text dump before it", async () => {

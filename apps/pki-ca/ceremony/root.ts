@@ -12,6 +12,7 @@
  * An HSM-held root key (PKCS#11) is handled by hsm-root.ts, through the same certificate code.
  */
 import { open, readFile } from "node:fs/promises";
+import { x509Time } from "../../../src/pki/time.ts";
 import { join } from "node:path";
 import { AppError } from "../../../src/service/errors.ts";
 import { decodePemBlocks } from "../../../src/pki/codec.ts";
@@ -149,8 +150,7 @@ export function checkInitOptions(o: { cn: string; keyType?: RootKeyType; days?: 
  * `subtle.sign` signs with `keys.privateKey`; WebCrypto by default.
  */
 export async function selfSignedRoot(o: { cn: string; days: number; pathLen?: number; keyType: RootKeyType }, keys: CryptoKeyPair, signer?: Crypto): Promise<x509.X509Certificate> {
-  // Whole seconds: what the certificate's time fields can say.
-  const now = Math.floor(Date.now() / 1000) * 1000;
+  const now = x509Time(Date.now()).getTime();
   return x509.X509CertificateGenerator.createSelfSigned(
     {
       serialNumber: randomSerialHex(),
@@ -285,7 +285,7 @@ export async function signIssuingCa(o: { csrPem: string; days?: number; pathLen?
   const rootPathLen = root.cert.getExtension(x509.BasicConstraintsExtension)?.pathLength;
   if (rootPathLen !== undefined && pathLen >= rootPathLen) throw new AppError("bad_request", `--path-len must be below the root's pathLen ${rootPathLen}`);
   const rootSki = root.cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
-  const now = Math.floor(Date.now() / 1000) * 1000;
+  const now = x509Time(Date.now()).getTime();
   const wanted = now + days * DAY_MS;
   const notAfter = new Date(Math.min(wanted, root.cert.notAfter.getTime()));
   if (notAfter.getTime() <= now) throw new AppError("conflict", "the root certificate has expired");
