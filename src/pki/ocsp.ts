@@ -26,7 +26,7 @@ import {
   SingleResponse,
 } from "@peculiar/asn1-ocsp";
 import { AppError } from "../service/errors.ts";
-import { signDer, type CaKeyType } from "./signing.ts";
+import { hashParametersOk, signDer, type CaKeyType } from "./signing.ts";
 import * as x509 from "./x509.ts";
 
 export const MAX_OCSP_REQUEST_BYTES = 16 * 1024;
@@ -72,6 +72,7 @@ export function parseOcspRequest(der: Uint8Array): ParsedOcspRequest {
     const id = r.reqCert;
     const oid = id?.hashAlgorithm?.algorithm;
     if (oid !== SHA1 && oid !== SHA256) throw new AppError("malformed_input", "the OCSP CertID must use SHA-1 or SHA-256");
+    if (!hashParametersOk(id.hashAlgorithm)) throw new AppError("malformed_input", "the OCSP CertID hash algorithm parameters must be absent or NULL");
     const serial = new Uint8Array(id.serialNumber);
     if (serial.length === 0 || serial.length > 21) throw new AppError("malformed_input", "the OCSP CertID serial is out of range");
     return {

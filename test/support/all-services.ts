@@ -66,7 +66,7 @@ export async function startAllServices(): Promise<AllServices> {
     services.push(svc);
     return svc;
   };
-  const mint = (aud: string, scope: string) => issuer.mint({ aud, tenant: TENANT, scope });
+  const mint = (aud: string, scope: string, tenant = TENANT) => issuer.mint({ aud, tenant, scope });
   try {
     const kms = await start(smKms);
     const jose = await start(joseJa);
@@ -78,7 +78,8 @@ export async function startAllServices(): Promise<AllServices> {
     const kmsTok = await mint("sm-kms", "kms:admin kms:encrypt");
     const joseTok = await mint("jose-ja", "jose:admin jose:verify");
     const caTok = await mint("pki-ca", "pki:admin pki:read");
-    const authzTok = await mint("identity-authz", "identity:admin");
+    // identity-authz has one tenant at start, root, whose admins manage every tenant.
+    const authzTok = await mint("identity-authz", "identity:admin", "root");
     const idpTok = await mint("identity-idp", "identity:admin");
     const petsTok = await mint("learn-ps", "pets:read pets:write");
     const noKey = "00000000-0000-4000-8000-000000000000";
@@ -113,7 +114,7 @@ export async function startAllServices(): Promise<AllServices> {
         service: "identity-authz",
         svc: authz,
         method: "POST",
-        path: `/service/api/v1/tenants/${TENANT}/clients`,
+        path: "/service/api/v1/tenants/root/clients",
         token: authzTok,
         seed: { client_name: "fuzz", redirect_uris: ["https://app.example.com/cb"], scopes: ["openid"], grant_types: ["authorization_code"] },
         normal: { method: "GET", path: "/service/api/v1/tenants", token: authzTok },
