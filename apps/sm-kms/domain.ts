@@ -220,11 +220,13 @@ export class KmsService {
   // --- batches ----------------------------------------------------------------------------
 
   /**
-   * Runs `op` on each item; an item that fails reports its own error and the others go on.
-   * A key-level refusal (unknown key, wrong tenant) still fails per item, with the same code.
+   * Runs `op` on each item of a batch on key `id`; an item that fails reports its own error and
+   * the others go on. A key the tenant does not have (unknown, or another tenant's) fails the
+   * whole request with 404, as on the single-item routes.
    */
-  async batch<I, O>(items: I[], op: (item: I) => Promise<O>): Promise<{ results: Array<BatchResult<O>> }> {
+  async batch<I, O>(tenant: string, id: string, items: I[], op: (item: I) => Promise<O>): Promise<{ results: Array<BatchResult<O>> }> {
     if (items.length > this.cfg.batch_max) throw new AppError("batch_too_large", `a batch holds at most ${this.cfg.batch_max} items`);
+    await this.ring.get(tenant, id);
     const results = await Promise.all(
       items.map(async (item): Promise<BatchResult<O>> => {
         try {
