@@ -10,9 +10,10 @@ const redirectUri = v.pipe(
   v.string(),
   v.maxLength(2000),
   v.url(),
+  // A pipe runs every action even after v.url() failed: this check must not assume a parsable URL.
   v.check((u) => {
-    const x = new URL(u);
-    return !x.hash && (x.protocol === "https:" || (x.protocol === "http:" && ["127.0.0.1", "[::1]", "localhost"].includes(x.hostname)));
+    const x = URL.canParse(u) ? new URL(u) : undefined;
+    return !!x && !x.hash && (x.protocol === "https:" || (x.protocol === "http:" && ["127.0.0.1", "[::1]", "localhost"].includes(x.hostname)));
   }, "redirect URIs are https (or http on loopback) without a fragment"),
 );
 

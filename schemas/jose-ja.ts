@@ -1,7 +1,7 @@
 /** Request schemas of jose-ja, shared by its routes and its OpenAPI document. */
 import * as v from "valibot";
 import { ALGORITHM_NAMES } from "../src/keyring/algorithms.ts";
-import { b64u, compact, description, ElasticKey, keyName as name, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, rotationDays, tagList } from "./keyring.ts";
+import { b64u, compact, description, ElasticKey, FlattenedJwe, keyName as name, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, rotationDays, tagList } from "./keyring.ts";
 
 export { ElasticKey, ElasticKeyList, KeyId, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, PURPOSES, STATUSES } from "./keyring.ts";
 
@@ -64,7 +64,8 @@ export const SignRequest = v.strictObject({
 });
 export const VerifyRequest = v.strictObject({ jws: v.union([compact, FlattenedJws]) });
 export const EncryptRequest = v.strictObject({ plaintext: b64u(MAX_DATA_BYTES), cty: v.optional(typ) });
-export const DecryptRequest = v.strictObject({ jwe: compact });
+/** A compact JWE, or a flattened JSON one (RFC 7516 §7.2.2) with any of its unprotected headers. */
+export const DecryptRequest = v.strictObject({ jwe: v.union([compact, FlattenedJwe]) });
 
 const audience = v.union([shortString, v.pipe(v.array(shortString), v.minLength(1), v.maxLength(16))]);
 

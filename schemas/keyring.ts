@@ -17,6 +17,30 @@ export const tag = v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "tags
 export const b64u = (maxBytes: number) =>
   v.pipe(v.string(), v.maxLength(Math.ceil((maxBytes * 4) / 3)), v.regex(/^[A-Za-z0-9_-]*$/, "must be base64url without padding"));
 export const compact = v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_COMPACT_CHARS));
+/** A JOSE serialization member: a string of at most `max` characters. */
+export const seg = (max: number) => v.pipe(v.string(), v.maxLength(max));
+/** A JOSE header given as JSON (not base64url): the unprotected members of a flattened JWE. */
+const joseHeaderObject = v.pipe(
+  v.record(v.pipe(v.string(), v.maxLength(64)), v.unknown()),
+  v.check((o) => Object.keys(o).length <= 32, "a JOSE header has at most 32 parameters"),
+);
+/**
+ * Flattened JSON JWE, every member RFC 7516 §7.2.2 allows: the protected header, the shared
+ * `unprotected` and the per-recipient `header` (e.g. an ECDH-ES `epk`), whose parameter names
+ * must be disjoint (checked where the JWE is parsed).
+ */
+export const FlattenedJwe = v.strictObject({
+  protected: seg(4096),
+  unprotected: v.optional(joseHeaderObject),
+  header: v.optional(joseHeaderObject),
+  encrypted_key: v.optional(seg(4096)),
+  iv: seg(64),
+  ciphertext: seg(MAX_COMPACT_CHARS),
+  tag: seg(64),
+  aad: v.optional(seg(64 * 1024)),
+});
+export type FlattenedJweValue = v.InferOutput<typeof FlattenedJwe>;
+
 export const rotationDays = v.pipe(v.number(), v.minValue(1), v.maxValue(3650));
 export const description = v.pipe(v.string(), v.maxLength(512));
 export const tagList = v.pipe(v.array(tag), v.maxLength(16));

@@ -1,9 +1,9 @@
 /** Request and response schemas of sm-kms, shared by its routes and its OpenAPI document. */
 import * as v from "valibot";
 import { ALGORITHM_NAMES } from "../src/keyring/algorithms.ts";
-import { b64u, compact, description, keyName as name, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PURPOSES, rotationDays, tag, tagList } from "./keyring.ts";
+import { b64u, compact, description, FlattenedJwe, keyName as name, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PURPOSES, rotationDays, seg, tag, tagList } from "./keyring.ts";
 
-export { ElasticKey, ElasticKeyList, KeyId, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, PURPOSES, STATUSES } from "./keyring.ts";
+export { ElasticKey, ElasticKeyList, FlattenedJwe, type FlattenedJweValue, KeyId, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, PURPOSES, STATUSES } from "./keyring.ts";
 
 const kid = v.pipe(v.string(), v.maxLength(64));
 /** An encryption context: a flat map bound to the ciphertext; the same map must be given to decrypt. */
@@ -47,18 +47,7 @@ export const PublicKeyQuery = v.strictObject({
 export const JWE_FORMATS = ["compact", "json"] as const;
 export type JweFormat = (typeof JWE_FORMATS)[number];
 const format = v.optional(v.picklist(JWE_FORMATS), "compact");
-const seg = (max: number) => v.pipe(v.string(), v.maxLength(max));
-/** Flattened JSON JWE with a protected header only (no unprotected headers are accepted). */
-export const FlattenedJwe = v.strictObject({
-  protected: seg(4096),
-  encrypted_key: v.optional(seg(4096)),
-  iv: seg(64),
-  ciphertext: seg(MAX_COMPACT_CHARS),
-  tag: seg(64),
-  aad: v.optional(seg(64 * 1024)),
-});
 const jwe = v.union([compact, FlattenedJwe]);
-export type FlattenedJweValue = v.InferOutput<typeof FlattenedJwe>;
 
 export const EncryptRequest = v.strictObject({
   plaintext: b64u(MAX_DATA_BYTES),

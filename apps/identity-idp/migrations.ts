@@ -97,4 +97,15 @@ export const migrations = [
       await db.schema.alterTable("idp_keys").addColumn("retired_at", "integer").execute();
     },
   },
+  {
+    version: 3,
+    name: "sealed login flows",
+    // The login in progress held the login challenge (and its login_hint) in clear. Flows are
+    // short-lived: the plaintext ones are dropped, not converted; a login under way restarts,
+    // signed-in sessions stay signed in.
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable("idp_sessions").addColumn("flow_sealed", "blob").execute();
+      await db.schema.alterTable("idp_sessions").dropColumn("flow").execute();
+    },
+  },
 ];

@@ -22,7 +22,7 @@ import { idpPages } from "./routes/pages.ts";
 export function buildIdp(ctx: ServiceContext) {
   const cfg = parseAppConfig(ctx.config);
   const store = new IdpStore(ctx.db);
-  const sessions = new IdpSessions(ctx.db, ctx.sessions, { idleS: cfg.session_idle_s, absoluteS: cfg.session_absolute_s });
+  const sessions = new IdpSessions(ctx.db, ctx.protector, ctx.sessions, { idleS: cfg.session_idle_s, absoluteS: cfg.session_absolute_s });
   const factors = new SecondFactors(store, ctx.protector, { issuerName: cfg.display_name, driftSteps: cfg.totp_drift_steps, hotpLookAhead: cfg.hotp_look_ahead });
   const throttle = new LoginThrottle(ctx.db, { userThreshold: cfg.lockout_user_threshold, ipThreshold: cfg.lockout_ip_threshold, baseS: cfg.lockout_base_s, maxS: cfg.lockout_max_s });
   const argon2 = { m: cfg.argon2_memory_kib, t: cfg.argon2_iterations, p: cfg.argon2_parallelism };

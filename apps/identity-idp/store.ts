@@ -34,7 +34,8 @@ export interface IdpSessionRow {
   user_id: string | null;
   auth_time: number | null;
   amr: string | null;
-  flow: string;
+  /** The login in progress (LoginFlow JSON), barrier ciphertext; null: none. */
+  flow_sealed: Uint8Array | null;
   created_at: number;
   last_seen_at: number;
   expires_at: number;

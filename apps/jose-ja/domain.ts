@@ -19,9 +19,10 @@ import { UnsecuredJWT, errors as joseErrors, type JWTPayload } from "jose";
 import * as v from "valibot";
 import { AppError, notFound } from "../../src/service/errors.ts";
 import { algorithmSpec, decodeBase64url, parseKid, encodeBase64url, type ActiveVersion, type ElasticKey, type Keyring, type KeyPurpose, type PublicJwk } from "../../src/keyring/index.ts";
-import { compactFromFlattened, decryptionFailed, encryptJwe, flattenedFromCompact, hasPrivate, type FlattenedJwsOut, keyPublicOnly, malformedJose, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, versionFromKid } from "../../src/keyring/jose-ops.ts";
+import { compactFromFlattened, decryptionFailed, encryptJwe, flattenedFromCompact, hasPrivate, type FlattenedJwsOut, jweHeaderOf, keyPublicOnly, malformedJose, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, versionFromKid } from "../../src/keyring/jose-ops.ts";
 import type { KeyImporter } from "../../src/keyring/import.ts";
 import type { GenerateKeyInput, ImportKeyInput, JwtIssueInput, JwtValidateInput, ListKeysInput, UpdateKeyInput } from "../../schemas/jose-ja.ts";
+import type { FlattenedJweValue } from "../../schemas/keyring.ts";
 
 /** jose-ja's own config section (`app.*`). */
 export const JoseConfig = v.strictObject({
@@ -188,8 +189,8 @@ export class JoseService {
     return { kid: active.kid, version: active.version, jwe };
   }
 
-  async decrypt(tenant: string, id: string, jwe: string): Promise<{ kid: string; version: number; plaintext: Uint8Array }> {
-    const header = protectedHeaderOf(jwe, 5, "JWE");
+  async decrypt(tenant: string, id: string, jwe: string | FlattenedJweValue): Promise<{ kid: string; version: number; plaintext: Uint8Array }> {
+    const header = jweHeaderOf(jwe);
     const version = versionFromKid(header.kid, id, decryptionFailed);
     const active = await this.ring.version(tenant, id, version, ENCRYPTING);
     requirePrivate(active);

@@ -11,6 +11,7 @@
  * each shard's CRL lists exactly the revoked certificates of that shard.
  */
 import type { WebhookEvent, WebhookNotifier } from "./webhooks.ts";
+import { x509Time } from "../../src/pki/time.ts";
 import { AppError, notFound } from "../../src/service/errors.ts";
 import { decodeCsr, parseCsr, verifyBySpki, verifyPossession, type ParsedCsr } from "../../src/pki/csr.ts";
 import { signCrl } from "../../src/pki/crl.ts";
@@ -18,7 +19,7 @@ import { ocspErrorResponse, OCSPResponseStatus, parseOcspRequest, signOcspRespon
 import { randomSerialHex, uuidV7 } from "../../src/pki/serial.ts";
 import { parseTimeStampReq, stamp, timeStampRejection } from "../../src/pki/tsp.ts";
 import { toPem } from "../../src/pki/keys.ts";
-import { toBase64 } from "../../src/pki/codec.ts";
+import { pemOrBase64Der, toBase64 } from "../../src/pki/codec.ts";
 import type { CaKeyType } from "../../src/pki/signing.ts";
 import { extensionDer, signLeaf, subjectAltNameDer } from "../../src/pki/leaf-signer.ts";
 import * as x509 from "../../src/pki/x509.ts";
@@ -299,10 +300,10 @@ export class PkiCa {
   /** Lints and signs; the caller stores the returned row (with its request, when new). */
   private async issue(tenant: string, requestId: string, profileName: string, profile: Profile, p: ParsedCsr, validityDays: number, presetSerial?: string): Promise<CertificateRow> {
     const ca = this.issuer(profile.issuing_ca);
-    // Whole seconds: what UTCTime can say, so the stored times are the certificate's.
-    const now = Math.floor(Date.now() / 1000) * 1000;
-    const notBefore = new Date(now - BACKDATE_MS);
-    const notAfter = new Date(Math.min(now + validityDays * DAY_MS, Math.floor(ca.cert.notAfter.getTime() / 1000) * 1000));
+    // Whole seconds (x509Time), so the stored times are the certificate's.
+    const now = x509Time(Date.now()).getTime();
+    const notBefore = x509Time(now - BACKDATE_MS);
+    const notAfter = x509Time(Math.min(now + validityDays * DAY_MS, ca.cert.notAfter.getTime()));
     // 127 random bits; the primary key on serial turns the never-expected duplicate into a failed insert.
     const serial = presetSerial ?? randomSerialHex();
     const shard = shardOf(ca, serial);
@@ -470,8 +471,9 @@ export class PkiCa {
    */
   async revokeByKeyProof(certificatePem: string, timestamp: string, signature: Uint8Array): Promise<CertificateView> {
     let cert: x509.X509Certificate;
+    const der = pemOrBase64Der(certificatePem, "CERTIFICATE", "certificate");
     try {
-      cert = new x509.X509Certificate(certificatePem);
+      cert = new x509.X509Certificate(der.slice().buffer as ArrayBuffer);
     } catch {
       throw new AppError("malformed_input", "certificate is not a PEM or base64 DER certificate");
     }

@@ -15,6 +15,7 @@
  * fixed in its record when it is created.
  */
 import type { DataProtector } from "../../src/service/context.ts";
+import { x509Time } from "../../src/pki/time.ts";
 import { AppError } from "../../src/service/errors.ts";
 import { randomSerialHex } from "../../src/pki/serial.ts";
 import { toPem } from "../../src/pki/keys.ts";
@@ -102,8 +103,8 @@ export async function loadOrCreateHierarchy(store: PkiStore, protector: DataProt
     return x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: randomSerialHex(),
       name: `CN=cryptoutil pki-ca Root CA ${tag}, O=cryptoutil`,
-      notBefore: new Date(now.getTime() - BACKDATE_MS),
-      notAfter: new Date(now.getTime() + ROOT_DAYS * DAY_MS),
+      notBefore: x509Time(now.getTime() - BACKDATE_MS),
+      notAfter: x509Time(now.getTime() + ROOT_DAYS * DAY_MS),
       keys,
       signingAlgorithm: signingAlgorithm("P-256"),
       extensions: [
@@ -123,8 +124,8 @@ export async function loadOrCreateHierarchy(store: PkiStore, protector: DataProt
         serialNumber: randomSerialHex(),
         subject: `CN=cryptoutil pki-ca Issuing CA ${t} ${tag}, O=cryptoutil`,
         issuer: root.cert.subjectName,
-        notBefore: new Date(now.getTime() - BACKDATE_MS),
-        notAfter: new Date(Math.min(now.getTime() + ISSUING_DAYS * DAY_MS, root.cert.notAfter.getTime())),
+        notBefore: x509Time(now.getTime() - BACKDATE_MS),
+        notAfter: x509Time(Math.min(now.getTime() + ISSUING_DAYS * DAY_MS, root.cert.notAfter.getTime())),
         publicKey: keys.publicKey,
         signingKey: root.key,
         signingAlgorithm: signingAlgorithm(root.keyType),
@@ -158,8 +159,8 @@ async function delegatedCertificate(keys: CryptoKeyPair, subject: string | x509.
     serialNumber: randomSerialHex(),
     subject,
     issuer: issuer.cert.subjectName,
-    notBefore: new Date(now - BACKDATE_MS),
-    notAfter: new Date(Math.min(now + validityHours * 3_600_000, issuer.cert.notAfter.getTime())),
+    notBefore: x509Time(now - BACKDATE_MS),
+    notAfter: x509Time(Math.min(now + validityHours * 3_600_000, issuer.cert.notAfter.getTime())),
     publicKey: keys.publicKey,
     signingKey: issuer.key,
     signingAlgorithm: signingAlgorithm(issuer.keyType),

@@ -22,10 +22,10 @@ import { equalStrings } from "../../src/crypto/constant-time.ts";
 import { canonicalJson, decodeBase64url, encodeBase64url, type ActiveVersion, type ElasticKey, type Keyring, type KeyPurpose, type PublicJwk } from "../../src/keyring/index.ts";
 import type { ByokImporter } from "./byok.ts";
 import { contentEncryptions, type ContentEncryption } from "../../src/keyring/algorithms.ts";
-import { compactFromFlattened, decryptionFailed, encryptJwe, flattenedFromCompact, macOf, malformedJose as malformed, openJwe, protectedHeaderOf, signCompact, signatureInvalid, verifyCompact, verifyMac, versionFromKid } from "../../src/keyring/jose-ops.ts";
+import { compactFromFlattened, decryptionFailed, encryptJwe, flattenedFromCompact, macOf, jweHeaderOf, malformedJose as malformed, openJwe, signCompact, signatureInvalid, verifyCompact, verifyMac, versionFromKid } from "../../src/keyring/jose-ops.ts";
 import type { CreateKeyInput, DataKeyInput, FlattenedJweValue, FlattenedJwsValue, JweFormat, ListKeysInput, UpdateKeyInput } from "../../schemas/sm-kms.ts";
 
-/** A JWE in compact form or flattened JSON form (RFC 7516 §7.2.2, protected header only). */
+/** A JWE in compact form or flattened JSON form (RFC 7516 §7.2.2, unprotected headers allowed). */
 export type Jwe = string | FlattenedJweValue;
 
 /** sm-kms's own config section (`app.*`). */
@@ -143,7 +143,7 @@ export class KmsService {
   }
 
   async decrypt(tenant: string, id: string, jwe: Jwe, context?: Record<string, string>): Promise<{ kid: string; plaintext: Uint8Array; format: JweFormat }> {
-    const header = protectedHeaderOf(jwe, 5, "JWE");
+    const header = jweHeaderOf(jwe);
     const version = versionFromKid(header.kid, id, decryptionFailed);
     const active = await this.ring.version(tenant, id, version, ENCRYPTING);
     if (header.alg !== active.spec.jose || !contentEncryptions(active.spec).includes(header.enc as ContentEncryption)) throw decryptionFailed();
@@ -220,11 +220,13 @@ export class KmsService {
   // --- batches ----------------------------------------------------------------------------
 
   /**
-   * Runs `op` on each item; an item that fails reports its own error and the others go on.
-   * A key-level refusal (unknown key, wrong tenant) still fails per item, with the same code.
+   * Runs `op` on each item of a batch on key `id`; an item that fails reports its own error and
+   * the others go on. A key the tenant does not have (unknown, or another tenant's) fails the
+   * whole request with 404, as on the single-item routes.
    */
-  async batch<I, O>(items: I[], op: (item: I) => Promise<O>): Promise<{ results: Array<BatchResult<O>> }> {
+  async batch<I, O>(tenant: string, id: string, items: I[], op: (item: I) => Promise<O>): Promise<{ results: Array<BatchResult<O>> }> {
     if (items.length > this.cfg.batch_max) throw new AppError("batch_too_large", `a batch holds at most ${this.cfg.batch_max} items`);
+    await this.ring.get(tenant, id);
     const results = await Promise.all(
       items.map(async (item): Promise<BatchResult<O>> => {
         try {

@@ -180,28 +180,28 @@ export function kmsRoutes(kms: KmsService) {
         detail: { summary: "Random bytes (1..1024) from the platform CSPRNG" },
       })
       // --- batches --------------------------------------------------------------------------
-      .post("/keys/:id/batch/encrypt", ({ request, params, body }) => kms.batch(body.items, (i) => encrypt(tenantOf(request), params.id, i)), {
+      .post("/keys/:id/batch/encrypt", ({ request, params, body }) => kms.batch(tenantOf(request), params.id, body.items, (i) => encrypt(tenantOf(request), params.id, i)), {
         params: S.KeyId,
         body: S.BatchEncrypt,
         response: S.BatchEncryptResult,
         scopes: ENCRYPT,
         detail: { summary: "Encrypt several items; each result is a JWE or its own error" },
       })
-      .post("/keys/:id/batch/decrypt", ({ request, params, body }) => kms.batch(body.items, (i) => decrypt(tenantOf(request), params.id, i)), {
+      .post("/keys/:id/batch/decrypt", ({ request, params, body }) => kms.batch(tenantOf(request), params.id, body.items, (i) => decrypt(tenantOf(request), params.id, i)), {
         params: S.KeyId,
         body: S.BatchDecrypt,
         response: S.BatchDecryptResult,
         scopes: DECRYPT,
         detail: { summary: "Decrypt several JWEs; each result is a plaintext or its own error" },
       })
-      .post("/keys/:id/batch/sign", ({ request, params, body }) => kms.batch(body.items, (i) => sign(tenantOf(request), params.id, i)), {
+      .post("/keys/:id/batch/sign", ({ request, params, body }) => kms.batch(tenantOf(request), params.id, body.items, (i) => sign(tenantOf(request), params.id, i)), {
         params: S.KeyId,
         body: S.BatchSign,
         response: S.BatchSignResult,
         scopes: SIGN,
         detail: { summary: "Sign several payloads; each result is a JWS or its own error" },
       })
-      .post("/keys/:id/batch/verify", ({ request, params, body }) => kms.batch(body.items, (i) => verify(tenantOf(request), params.id, i)), {
+      .post("/keys/:id/batch/verify", ({ request, params, body }) => kms.batch(tenantOf(request), params.id, body.items, (i) => verify(tenantOf(request), params.id, i)), {
         params: S.KeyId,
         body: S.BatchVerify,
         response: S.BatchVerifyResult,

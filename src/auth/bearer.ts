@@ -3,7 +3,8 @@
  * configured issuer's JWKS, fetched over HTTPS with the configured CA bundle.
  *
  * Checks: signature with an allowed algorithm, `iss`, `aud`, `exp`/`nbf` with
- * clock tolerance, a tenant, and the route's scopes. Verified tokens are cached
+ * clock tolerance, a tenant, no sender constraint (`cnf`: a DPoP- or certificate-bound token
+ * is not a Bearer token), and the route's scopes. Verified tokens are cached
  * until they expire, keyed by the full token string, so a repeat costs one
  * map lookup instead of a signature verification.
  */
@@ -146,6 +147,14 @@ export class BearerVerifier {
       throw unauthorized("invalid_token", "token claim 'tenant' does not match its issuer");
     }
     if (!tenant) throw unauthorized("invalid_token", "the access token names no tenant");
+    // A sender-constrained token (RFC 9449 DPoP `cnf.jkt`, RFC 8705 `cnf.x5t#S256`) is only
+    // good with the proof of its key, which a Bearer request does not carry (RFC 9449 §7.1).
+    // Refused before the cache below, so a bound token is never a cache hit.
+    if (payload.cnf !== undefined) {
+      throw new AppError("invalid_token", "the access token is sender-constrained (cnf) and cannot be used as a Bearer token", {
+        headers: { "WWW-Authenticate": 'Bearer error="invalid_token", error_description="sender-constrained access tokens are not accepted as Bearer tokens"' },
+      });
+    }
     const principal: Principal = {
       kind: "service",
       tenant,

@@ -29,6 +29,7 @@ import {
   errors as joseErrors,
   type CompactJWEHeaderParameters,
   type FlattenedJWE,
+  type JWEHeaderParameters,
   type ProtectedHeaderParameters,
 } from "jose";
 import { AppError } from "../service/errors.ts";
@@ -44,6 +45,7 @@ import {
   concatKdf,
   decryptContent,
   encryptContent,
+  mergeJweHeaders,
   oaepDecode,
   parseJwe,
   type FlattenedJweInput,
@@ -74,6 +76,16 @@ export function protectedHeaderOf(jose: string | FlattenedJWE, parts: 3 | 5, wha
   } catch {
     throw malformedJose(what);
   }
+}
+
+/**
+ * The JOSE header of a compact or flattened JWE: its protected header, merged for a flattened
+ * one with its `unprotected` and per-recipient `header` members (disjoint names, RFC 7516 §7.2.1).
+ */
+export function jweHeaderOf(jwe: string | FlattenedJWE): JWEHeaderParameters {
+  const protectedHeader = protectedHeaderOf(jwe, 5, "JWE") as Record<string, unknown>;
+  if (typeof jwe === "string") return protectedHeader as JWEHeaderParameters;
+  return mergeJweHeaders(protectedHeader, jwe.unprotected, jwe.header) as JWEHeaderParameters;
 }
 
 /** Whether the version can sign / decrypt / mac (it holds a private or secret key, in software or a token). */

@@ -5,8 +5,8 @@
  * the ECDH-ES Concat KDF, AES-KW with a derived KEK, and EME-OAEP decoding of a raw RSA result.
  *
  * Guarantees:
- * - Parsing is strict: base64url only, a JSON-object protected header, `zip` and `crit`
- *   refused (none is understood), IV and tag of their algorithm's exact sizes; anything else is
+ * - Parsing is strict: base64url only, a JSON-object protected header, unprotected headers
+ *   whose names are disjoint from it and each other, `zip` and `crit` refused (none is understood), IV and tag of their algorithm's exact sizes; anything else is
  *   `malformed_jose` (not JOSE) or `decryption_failed` (JOSE that does not open).
  * - Every failure to open is `decryption_failed`, whatever step failed. The CBC-HMAC tag is
  *   compared in constant time before any decryption; AES-GCM tags are WebCrypto's.
@@ -60,7 +60,25 @@ function seg(s: unknown): Uint8Array {
   }
 }
 
-/** Splits a compact or flattened JWE; only a protected header is accepted. */
+/**
+ * The JOSE header of a flattened JWE (RFC 7516 §7.2.1): the union of the protected header, the
+ * shared `unprotected` header and the per-recipient `header`. A parameter name may appear in only
+ * one of them; a duplicate, or an unprotected member that is not a JSON object, is `malformed_jose`.
+ */
+export function mergeJweHeaders(protectedHeader: Record<string, unknown>, unprotected: unknown, header: unknown): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...protectedHeader };
+  for (const [member, h] of [["unprotected", unprotected], ["header", header]] as const) {
+    if (h === undefined) continue;
+    if (!h || typeof h !== "object" || Array.isArray(h)) throw new AppError("malformed_jose", `the JWE member ${member} must be a JSON object`);
+    for (const [name, value] of Object.entries(h)) {
+      if (Object.hasOwn(merged, name)) throw new AppError("malformed_jose", `the JWE header parameter ${JSON.stringify(name.slice(0, 64))} appears in more than one of protected, unprotected and header`);
+      merged[name] = value;
+    }
+  }
+  return merged;
+}
+
+/** Splits a compact or flattened JWE; a flattened one's header is the merge of its protected and unprotected headers. */
 export function parseJwe(jwe: string | FlattenedJweInput): JweParts {
   let p: string, ek: string, iv: string, ct: string, tag: string, aadB64: string | undefined;
   if (typeof jwe === "string") {
@@ -68,7 +86,7 @@ export function parseJwe(jwe: string | FlattenedJweInput): JweParts {
     if (parts.length !== 5) throw malformedJwe();
     [p, ek, iv, ct, tag] = parts as [string, string, string, string, string];
   } else {
-    if (!jwe || typeof jwe !== "object" || jwe.header !== undefined || jwe.unprotected !== undefined) throw malformedJwe();
+    if (!jwe || typeof jwe !== "object") throw malformedJwe();
     if (typeof jwe.protected !== "string") throw malformedJwe();
     p = jwe.protected;
     ek = jwe.encrypted_key ?? "";
@@ -85,7 +103,7 @@ export function parseJwe(jwe: string | FlattenedJweInput): JweParts {
     throw malformedJwe();
   }
   if (!header || typeof header !== "object" || Array.isArray(header)) throw malformedJwe();
-  const h = header as Record<string, unknown>;
+  const h = typeof jwe === "string" ? (header as Record<string, unknown>) : mergeJweHeaders(header as Record<string, unknown>, jwe.unprotected, jwe.header);
   if (typeof h.alg !== "string" || typeof h.enc !== "string") throw malformedJwe();
   // Neither is understood here: a JWE that needs them cannot be opened correctly.
   if (h.zip !== undefined || h.crit !== undefined) throw jweDecryptionFailed();

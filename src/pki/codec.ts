@@ -1,4 +1,4 @@
-/** Base64 and JSON-record helpers for stored TLS material (Web-standard APIs only). */
+/** Base64, PEM and JSON-record helpers for X.509 material (Web-standard APIs only). */
 import { AppError } from "../service/errors.ts";
 
 /** Uint8Array.prototype.toBase64 (ES2026) where the runtime has it: native and far faster than btoa. */
@@ -17,6 +17,73 @@ export function fromBase64(b64: string): Uint8Array {
   const out = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
   return out;
+}
+
+/** One PEM block (RFC 7468): its label, legacy labels mapped to the standard one, and its DER. */
+export interface PemBlock {
+  label: string;
+  der: Uint8Array;
+}
+
+/** Legacy labels (RFC 7468 §5.1, §7; `NEW CERTIFICATE REQUEST` from older tools) and the label they stand for. */
+const LEGACY_LABELS: Record<string, string> = {
+  "NEW CERTIFICATE REQUEST": "CERTIFICATE REQUEST",
+  "X509 CERTIFICATE": "CERTIFICATE",
+  "X.509 CERTIFICATE": "CERTIFICATE",
+};
+
+// Base64 text never holds '-', so `[^-]*` ends at the END boundary without backtracking.
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 .]{1,64})-----([^-]*)-----END \1-----/g;
+const PEM_BASE64 = /^[A-Za-z0-9+/\s]*={0,2}\s*$/;
+
+/** Whether the text holds a PEM encapsulation boundary (and so must be read as PEM, not base64). */
+export const looksLikePem = (text: string): boolean => text.includes("-----BEGIN ");
+
+/**
+ * Every PEM block of `text`, in order. Whatever lies outside the encapsulation boundaries is
+ * ignored, as RFC 7468 §2 requires of parsers: explanatory text before a block (`certtool`
+ * prints a dump of the request there), other blocks' neighbours, trailing lines. The base64
+ * inside a block is strict (whitespace aside); a block that is not valid base64 throws
+ * `fail(message)` (`malformed_input` by default).
+ */
+export function decodePemBlocks(text: string, fail: (message: string) => AppError = (m) => new AppError("malformed_input", m)): PemBlock[] {
+  const out: PemBlock[] = [];
+  for (const m of text.matchAll(PEM_BLOCK)) {
+    const label = LEGACY_LABELS[m[1]!] ?? m[1]!;
+    const body = m[2]!;
+    let der: Uint8Array | undefined;
+    if (PEM_BASE64.test(body)) {
+      try {
+        der = fromBase64(body.replace(/\s+/g, ""));
+      } catch {
+        der = undefined;
+      }
+    }
+    if (!der || der.length === 0) throw fail(`a ${label} PEM block is not valid base64`);
+    out.push({ label, der });
+  }
+  return out;
+}
+
+/**
+ * The DER of an input given as PEM (exactly one block labelled `label`, anything outside it
+ * ignored) or as bare base64 / base64url DER. Throws `malformed_input` naming `what` otherwise.
+ */
+export function pemOrBase64Der(text: string, label: string, what: string): Uint8Array {
+  if (looksLikePem(text)) {
+    const blocks = decodePemBlocks(text).filter((b) => b.label === label);
+    if (blocks.length !== 1) throw new AppError("malformed_input", `the ${what} must be one ${label} PEM block or base64 DER`);
+    return blocks[0]!.der;
+  }
+  const t = text.trim();
+  if (!/^[A-Za-z0-9+/=_\-\s]+$/.test(t)) throw new AppError("malformed_input", `the ${what} must be PEM or base64 DER`);
+  try {
+    const der = fromBase64(t.replace(/\s+/g, "").replace(/-/g, "+").replace(/_/g, "/"));
+    if (der.length === 0) throw new Error("empty");
+    return der;
+  } catch (cause) {
+    throw new AppError("malformed_input", `the ${what} is not valid base64`, { cause });
+  }
 }
 
 /** Encodes a record as UTF-8 JSON. */

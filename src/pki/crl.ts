@@ -8,6 +8,7 @@
  * its delta CRLs carry the same extension, as a delta must have the scope of its base.
  */
 import { AsnConvert } from "@peculiar/asn1-schema";
+import { x509Time } from "./time.ts";
 import {
   BaseCRLNumber,
   CRLNumber,
@@ -66,8 +67,8 @@ export async function signCrl(issuer: CrlIssuer, entries: RevokedEntry[], opts: 
   }
   return x509.X509CrlGenerator.create({
     issuer: issuer.cert.subjectName,
-    thisUpdate: opts.thisUpdate,
-    nextUpdate: opts.nextUpdate,
+    thisUpdate: x509Time(opts.thisUpdate),
+    nextUpdate: x509Time(opts.nextUpdate),
     signingKey: issuer.key,
     signingAlgorithm: signingAlgorithm(issuer.keyType),
     extensions: [
@@ -77,7 +78,7 @@ export async function signCrl(issuer: CrlIssuer, entries: RevokedEntry[], opts: 
     ],
     entries: entries.map((e) => ({
       serialNumber: e.serialHex,
-      revocationDate: e.revokedAt,
+      revocationDate: x509Time(e.revokedAt),
       ...(e.reason ? { reason: e.reason as x509.X509CrlReason } : {}),
     })),
   });

@@ -12,7 +12,7 @@
  * with no unused bits, so it never accepts a CSR the library's verifier refuses.
  */
 import { AppError } from "../service/errors.ts";
-import { fromBase64 } from "./codec.ts";
+import { pemOrBase64Der } from "./codec.ts";
 import { subjectKeyType, type SubjectKeyType } from "./signing.ts";
 import * as x509 from "./x509.ts";
 import { derToRaw, EC_SIZES } from "./ecdsa-signature.ts";
@@ -47,22 +47,15 @@ export interface RequestedExtension {
   der: Uint8Array;
 }
 
-/** Decodes a CSR given as PEM (`-----BEGIN CERTIFICATE REQUEST-----`) or base64 DER. */
+/**
+ * Decodes a CSR given as PEM (`CERTIFICATE REQUEST`, or the legacy `NEW CERTIFICATE REQUEST`;
+ * text around the block ignored, RFC 7468 §2) or base64 DER.
+ */
 export function decodeCsr(text: string): Uint8Array {
-  if (text.length > MAX_CSR_BYTES * 2) throw new AppError("payload_too_large", "the CSR is too large");
-  const t = text.trim();
-  let b64: string;
-  const pem = /^-----BEGIN (NEW )?CERTIFICATE REQUEST-----([\s\S]*?)-----END (NEW )?CERTIFICATE REQUEST-----$/.exec(t);
-  if (pem) b64 = pem[2]!.replace(/\s+/g, "");
-  else if (/^[A-Za-z0-9+/=_\-\s]+$/.test(t)) b64 = t.replace(/\s+/g, "").replace(/-/g, "+").replace(/_/g, "/");
-  else throw new AppError("malformed_input", "the CSR must be PEM or base64 DER");
-  try {
-    const der = fromBase64(b64);
-    if (der.length === 0 || der.length > MAX_CSR_BYTES) throw new Error("size");
-    return der;
-  } catch (cause) {
-    throw new AppError("malformed_input", "the CSR is not valid base64", { cause });
-  }
+  if (text.length > MAX_CSR_BYTES * 4) throw new AppError("payload_too_large", "the CSR is too large");
+  const der = pemOrBase64Der(text, "CERTIFICATE REQUEST", "CSR");
+  if (der.length > MAX_CSR_BYTES) throw new AppError("payload_too_large", "the CSR is too large");
+  return der;
 }
 
 /**

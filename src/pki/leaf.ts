@@ -8,6 +8,7 @@
  * 397 days (CA/Browser Forum limit) and never past the intermediate's notAfter.
  */
 import { AppError } from "../service/errors.ts";
+import { x509Time } from "./time.ts";
 import { ECDSA_SHA256, generateP256 } from "./keys.ts";
 import { normalizeSans, type SubjectAltNames } from "./sans.ts";
 import { randomSerialHex } from "./serial.ts";
@@ -66,8 +67,8 @@ export async function issueLeaf(ca: SuiteCa, req: LeafRequest): Promise<IssuedLe
     serialNumber: randomSerialHex(),
     subject: `CN=${serviceName}, O=cryptoutil`,
     issuer: ca.intermediate.cert.subjectName,
-    notBefore: new Date(now.getTime() - BACKDATE_MS),
-    notAfter,
+    notBefore: x509Time(now.getTime() - BACKDATE_MS),
+    notAfter: x509Time(notAfter),
     publicKey: keys.publicKey,
     signingKey: ca.intermediate.key,
     signingAlgorithm: ECDSA_SHA256,

@@ -7,6 +7,7 @@
  * request nonce is echoed verbatim (RFC 8954 caps it at 32 octets, checked here).
  */
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
+import { x509Time } from "./time.ts";
 import { Certificate, CRLReason, Extension as AsnExtension, SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import {
   BasicOCSPResponse,
@@ -25,7 +26,7 @@ import {
   SingleResponse,
 } from "@peculiar/asn1-ocsp";
 import { AppError } from "../service/errors.ts";
-import { signDer, type CaKeyType } from "./signing.ts";
+import { hashParametersOk, signDer, type CaKeyType } from "./signing.ts";
 import * as x509 from "./x509.ts";
 
 export const MAX_OCSP_REQUEST_BYTES = 16 * 1024;
@@ -71,6 +72,7 @@ export function parseOcspRequest(der: Uint8Array): ParsedOcspRequest {
     const id = r.reqCert;
     const oid = id?.hashAlgorithm?.algorithm;
     if (oid !== SHA1 && oid !== SHA256) throw new AppError("malformed_input", "the OCSP CertID must use SHA-1 or SHA-256");
+    if (!hashParametersOk(id.hashAlgorithm)) throw new AppError("malformed_input", "the OCSP CertID hash algorithm parameters must be absent or NULL");
     const serial = new Uint8Array(id.serialNumber);
     if (serial.length === 0 || serial.length > 21) throw new AppError("malformed_input", "the OCSP CertID serial is out of range");
     return {
@@ -124,18 +126,19 @@ export async function signOcspResponse(
 ): Promise<Uint8Array> {
   const spki = AsnConvert.parse(signer.cert.publicKey.rawData, SubjectPublicKeyInfo);
   const keyHash = new KeyHash(await crypto.subtle.digest("SHA-1", spki.subjectPublicKey));
+  const now = x509Time(opts.now);
   const responses = answers.map(({ certId, answer }) => {
     let certStatus: CertStatus;
     if (answer.status === "good") certStatus = new CertStatus({ good: null });
     else if (answer.status === "unknown") certStatus = new CertStatus({ unknown: null });
     else {
-      const info = new RevokedInfo({ revocationTime: answer.revokedAt });
+      const info = new RevokedInfo({ revocationTime: x509Time(answer.revokedAt) });
       if (answer.reason !== undefined) info.revocationReason = new CRLReason(answer.reason);
       certStatus = new CertStatus({ revoked: info });
     }
-    return new SingleResponse({ certID: certId, certStatus, thisUpdate: opts.now, nextUpdate: opts.nextUpdate });
+    return new SingleResponse({ certID: certId, certStatus, thisUpdate: now, nextUpdate: x509Time(opts.nextUpdate) });
   });
-  const data = new ResponseData({ responderID: new ResponderID({ byKey: keyHash }), producedAt: opts.now, responses });
+  const data = new ResponseData({ responderID: new ResponderID({ byKey: keyHash }), producedAt: now, responses });
   if (opts.nonce) data.responseExtensions = [new AsnExtension({ extnID: id_pkix_ocsp_nonce, critical: false, extnValue: new OctetString(opts.nonce) })];
   const { algorithm, signature } = await signDer(signer.keyType, signer.key, AsnConvert.serialize(data));
   const basic = new BasicOCSPResponse({

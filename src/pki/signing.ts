@@ -14,6 +14,18 @@ import { rawToDer } from "./ecdsa-signature.ts";
 import { Buffer } from "node:buffer";
 import { createPrivateKey, sign as nodeSign, type KeyObject } from "node:crypto";
 
+/**
+ * Whether a hash AlgorithmIdentifier's parameters are absent or NULL, the two forms RFC 5754
+ * §2 allows for SHA-1 and SHA-2. Anything else (an empty UTCTime `17 00`, say) is kept as raw
+ * bytes by the parser and only fails when re-encoded into an answer: it must be refused first.
+ */
+export function hashParametersOk(alg: AlgorithmIdentifier): boolean {
+  const p = alg.parameters as ArrayBuffer | null | undefined;
+  if (p === undefined || p === null) return true;
+  const b = new Uint8Array(p);
+  return b.length === 2 && b[0] === 0x05 && b[1] === 0x00;
+}
+
 /** Key types an issuing CA can have. */
 export const CA_KEY_TYPES = ["P-256", "P-384", "RSA-3072", "Ed25519"] as const;
 export type CaKeyType = (typeof CA_KEY_TYPES)[number];

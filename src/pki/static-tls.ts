@@ -9,6 +9,7 @@
  * appear in messages. Files larger than 1 MiB are refused.
  */
 import { AppError } from "../service/errors.ts";
+import { decodePemBlocks, type PemBlock } from "./codec.ts";
 import { importKeyForCertificate, toArrayBuffer, toPem } from "./keys.ts";
 import { sansOf } from "./leaf.ts";
 import type { TlsMaterial } from "./tls-material.ts";
@@ -65,25 +66,8 @@ async function pick(
   return pem ?? readText(given[0]![1]!, `${what} file`);
 }
 
-interface PemBlock {
-  label: string;
-  der: Uint8Array;
-}
-
 function pemBlocks(text: string, what: string): PemBlock[] {
-  const re = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
-  const out: PemBlock[] = [];
-  for (const m of text.matchAll(re)) {
-    try {
-      const b64 = m[2]!.replace(/\s+/g, "");
-      const s = atob(b64);
-      const der = new Uint8Array(s.length);
-      for (let i = 0; i < s.length; i++) der[i] = s.charCodeAt(i);
-      out.push({ label: m[1]!, der });
-    } catch {
-      throw new AppError("config_invalid", `tls: the ${what} holds a PEM block that is not valid base64`);
-    }
-  }
+  const out = decodePemBlocks(text, () => new AppError("config_invalid", `tls: the ${what} holds a PEM block that is not valid base64`));
   if (out.length === 0) throw new AppError("config_invalid", `tls: the ${what} holds no PEM block`);
   return out;
 }

@@ -9,6 +9,7 @@
  * extractable only so that they can be sealed for storage (see suite-ca-store.ts).
  */
 import { ECDSA_SHA256, generateP256 } from "./keys.ts";
+import { x509Time } from "./time.ts";
 import { randomSerialHex } from "./serial.ts";
 import * as x509 from "./x509.ts";
 
@@ -46,7 +47,7 @@ function addYears(d: Date, years: number): Date {
 export async function createSuiteCa(opts: { now?: Date; extractable?: boolean } = {}): Promise<SuiteCa> {
   const now = opts.now ?? new Date();
   const extractable = opts.extractable ?? true;
-  const notBefore = new Date(now.getTime() - BACKDATE_MS);
+  const notBefore = x509Time(now.getTime() - BACKDATE_MS);
   // A short random tag in the names keeps two suites on one machine apart in trust stores.
   const tag = randomSerialHex().slice(0, 8);
   const caUsage = x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign;
@@ -56,7 +57,7 @@ export async function createSuiteCa(opts: { now?: Date; extractable?: boolean } 
     serialNumber: randomSerialHex(),
     name: `CN=cryptoutil Suite Root CA ${tag}, O=cryptoutil`,
     notBefore,
-    notAfter: addYears(now, ROOT_YEARS),
+    notAfter: x509Time(addYears(now, ROOT_YEARS)),
     keys: rootKeys,
     signingAlgorithm: ECDSA_SHA256,
     extensions: [
@@ -72,7 +73,7 @@ export async function createSuiteCa(opts: { now?: Date; extractable?: boolean } 
     subject: `CN=cryptoutil Suite Intermediate CA ${tag}, O=cryptoutil`,
     issuer: rootCert.subjectName,
     notBefore,
-    notAfter: addYears(now, INTERMEDIATE_YEARS),
+    notAfter: x509Time(addYears(now, INTERMEDIATE_YEARS)),
     publicKey: intKeys.publicKey,
     signingKey: rootKeys.privateKey,
     signingAlgorithm: ECDSA_SHA256,

@@ -14,7 +14,7 @@ import { Attribute, CertificateChoices, CertificateSet, ContentInfo, Encapsulate
 import { Accuracy, id_ct_tstInfo, PKIFailureInfo, PKIFreeText, PKIStatus, PKIStatusInfo, TimeStampReq, TimeStampResp, TimeStampToken, TSTInfo } from "@peculiar/asn1-tsp";
 import { AlgorithmIdentifier } from "@peculiar/asn1-x509";
 import { AppError } from "../service/errors.ts";
-import { signDer, type CaKeyType } from "./signing.ts";
+import { hashParametersOk, signDer, type CaKeyType } from "./signing.ts";
 import * as x509 from "./x509.ts";
 
 export const MAX_TSP_REQUEST_BYTES = 16 * 1024;
@@ -48,6 +48,7 @@ export function parseTimeStampReq(der: Uint8Array): TimeStampReq {
   try {
     const req = AsnConvert.parse(der.slice().buffer as ArrayBuffer, TimeStampReq);
     if (req.version !== 1 || !req.messageImprint?.hashAlgorithm) throw new Error("version");
+    if (!hashParametersOk(req.messageImprint.hashAlgorithm)) throw new Error("hash algorithm parameters are neither absent nor NULL");
     return req;
   } catch (cause) {
     throw new AppError("malformed_input", "the time-stamp request is not valid DER", { cause });

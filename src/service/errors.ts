@@ -14,6 +14,8 @@ export const ERROR_STATUS = {
   // 400
   bad_request: 400,
   malformed_json: 400,
+  body_too_deep: 400,
+  body_too_complex: 400,
   validation_failed: 400,
   malformed_input: 400,
   config_invalid: 400,

@@ -15,6 +15,7 @@ import type { HttpMetrics } from "./metrics.ts";
 import type { IpAllowlist, RateLimiter } from "./guard.ts";
 import type { FastRoute } from "./context.ts";
 import { turnBarrier } from "./turn.ts";
+import { checkJsonShape, isJsonContentType } from "./json-body.ts";
 import { requireScopes, type BearerVerifier, type Principal } from "../auth/bearer.ts";
 import { readCookie, SESSION_COOKIE, type SessionStore } from "../auth/session.ts";
 
@@ -25,6 +26,8 @@ export interface RequestInfo {
   /** Session id, for /browser requests. */
   sessionId?: string;
   route?: string;
+  /** Why the request failed with a 5xx, for its one error log line. */
+  failure?: unknown;
 }
 
 // Kept on the Request itself under a private symbol: a WeakMap keyed by every request
@@ -49,6 +52,13 @@ export function principalOf(req: Request): Principal {
   return p;
 }
 
+/**
+ * Validation stops at the first issue everywhere: one issue is all an error answer reports,
+ * and collecting one per invalid item (each holding its parents) made refusing a body of many
+ * bad items cost time quadratic in its size, inside the framework's error construction.
+ */
+v.setGlobalConfig({ abortEarly: true });
+
 /** Standard Schema issue paths are arrays of keys or {key}; show them as a.b.0 */
 function pathOf(p: unknown): string | undefined {
   // Elysia stringifies Standard Schema paths badly ("[object Object]"); drop those.
@@ -57,7 +67,33 @@ function pathOf(p: unknown): string | undefined {
   return undefined;
 }
 
-type Issue = { message: string; path?: readonly unknown[] };
+type Issue = { message: string; path?: readonly unknown[]; issues?: readonly Issue[] };
+
+/** Longest message text an error answer repeats: messages may quote the offending input. */
+const MAX_ISSUE_MESSAGE = 200;
+
+/**
+ * The issue to report for `issue`: a union's own issue ("Expected (string | Object)") names no
+ * member, so the deepest issue among its options' is reported instead, with its full path.
+ */
+function innermost(issue: Issue, prefix: readonly unknown[] = []): { path: readonly unknown[]; message: string } {
+  const path = [...prefix, ...(issue.path ?? [])];
+  let best: { path: readonly unknown[]; message: string } = { path, message: issue.message };
+  for (const sub of issue.issues ?? []) {
+    const candidate = innermost(sub, path);
+    if (candidate.path.length > best.path.length) best = candidate;
+  }
+  return best;
+}
+
+/** Issues as the `details` of a `validation_failed` error: where, which member, and a bounded message. */
+function issueDetails(where: unknown, issues: readonly Issue[]) {
+  return issues.slice(0, 10).map((i) => {
+    const { path, message } = innermost(i);
+    const text = message.length > MAX_ISSUE_MESSAGE ? `${message.slice(0, MAX_ISSUE_MESSAGE)}...` : message;
+    return { in: where, path: path.length > 0 ? pathOf(path) : undefined, message: text };
+  });
+}
 type StandardLike = { "~standard": { validate(value: unknown): unknown } };
 
 /** The issues of a Standard Schema validator (as Elysia keeps it: the schema or `{schema}`), if synchronous. */
@@ -128,10 +164,25 @@ const docsCsp = (connect: string[]) =>
   "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; " +
   `font-src 'self' data:; connect-src ${["'self'", ...connect].join(" ")}; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'`;
 
+/** The one error log line of a request answered with a 5xx (never the request's content). */
+export function logServerError(logger: Logger, fields: { request_id: string; method?: string; route?: string; status: number; failure?: unknown }): void {
+  const f = fields.failure;
+  const appErr = f instanceof AppError ? f : undefined;
+  logger.error("request failed", {
+    request_id: fields.request_id,
+    method: fields.method,
+    route: fields.route,
+    status: fields.status,
+    code: appErr?.code,
+    error: appErr ? (appErr.cause ?? appErr) : f,
+  });
+}
+
+/** The JSON error answer for `err`; a 5xx is logged when a logger is given. */
 export function errorResponse(err: unknown, requestId: string, logger?: Logger): Response {
   const appErr =
     err instanceof AppError ? err : new AppError("internal", "internal error", { status: 500, cause: err });
-  if (appErr.status >= 500) logger?.error("request failed", { request_id: requestId, code: appErr.code, error: appErr.cause ?? appErr });
+  if (appErr.status >= 500 && logger) logServerError(logger, { request_id: requestId, status: appErr.status, failure: appErr });
   return new Response(JSON.stringify(errorBody(appErr, requestId)), {
     status: appErr.status,
     headers: { "content-type": "application/json", ...appErr.headers },
@@ -164,6 +215,28 @@ export interface PipelineDeps {
 
 type ClientIp = (req: Request) => string | undefined;
 
+/**
+ * The request with its JSON body read and checked against the shape bounds (`checkJsonShape`),
+ * as a new Request carrying the same text and the same RequestInfo for the app to parse.
+ */
+async function boundedJsonRequest(req: Request, info: RequestInfo): Promise<Request> {
+  const text = await req.text();
+  checkJsonShape(text);
+  const copy = new Request(req.url, { method: req.method, headers: req.headers, body: text }) as WithInfo;
+  copy[INFO] = info;
+  return copy;
+}
+
+/** The admin server's fetch handler: the admin app, plus the log line of any request that failed with a 5xx. */
+export function adminHandler(app: { handle(req: Request): Promise<Response> }, logger: Logger) {
+  return async (req: Request): Promise<Response> => {
+    const res = await app.handle(req);
+    const info = requestInfo(req);
+    if (res.status >= 500 && info.failure !== undefined) logServerError(logger, { request_id: info.id, method: req.method, route: info.route, status: res.status, failure: info.failure });
+    return res;
+  };
+}
+
 /** Builds the public server's fetch handler. */
 export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
   const cors = new Set(d.corsOrigins);
@@ -182,7 +255,8 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
     }
   }
   const nextTurn = turnBarrier();
-  return async (req: Request): Promise<Response> => {
+  return async (received: Request): Promise<Response> => {
+    let req = received;
     const start = performance.now();
     const info = requestInfo(req);
     info.ip = clientIp(req);
@@ -210,12 +284,13 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
       if (len !== null && Number(len) > d.bodyLimit) {
         throw new AppError("payload_too_large", `request body exceeds ${d.bodyLimit} bytes`);
       }
-      if (UNSAFE.has(req.method) && (isService || isBrowser) && path.includes("/api/") && (len === null ? req.body !== null : len !== "0")) {
-        const ct = req.headers.get("content-type") ?? "";
-        if (!/^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/i.test(ct)) {
-          throw new AppError("unsupported_media_type", "request bodies must be application/json");
-        }
+      const hasBody = len === null ? req.body !== null : len !== "0";
+      const ct = hasBody ? req.headers.get("content-type") : null;
+      if (UNSAFE.has(req.method) && (isService || isBrowser) && path.includes("/api/") && hasBody && !isJsonContentType(ct)) {
+        throw new AppError("unsupported_media_type", "request bodies must be application/json");
       }
+      // Every JSON body, on any path, is bounded here before the app parses and validates it.
+      if (hasBody && isJsonContentType(ct)) req = await boundedJsonRequest(req, info);
 
       if (protocolCors && req.method === "OPTIONS") {
         if (!origin || !protocolOrigins.has(origin)) throw new AppError("forbidden", "origin not allowed");
@@ -273,7 +348,8 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
         }
       }
     } catch (e) {
-      res = errorResponse(e, info.id, d.logger);
+      if (!(e instanceof AppError) || e.status >= 500) info.failure = e;
+      res = errorResponse(e, info.id);
     }
 
     const h = res.headers;
@@ -299,6 +375,7 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
     const seconds = (performance.now() - start) / 1000;
     const route = info.route ?? (res.status === 404 ? "unmatched" : path.startsWith("/docs") ? "/docs" : "unmatched");
     d.metrics.observe(req.method, route, res.status, seconds);
+    if (res.status >= 500) logServerError(d.logger, { request_id: info.id, method: req.method, route, status: res.status, failure: info.failure });
     if (d.accessLog) {
       d.logger.info("request", {
         request_id: info.id,
@@ -326,12 +403,14 @@ export function mapError({ code, error, request, set }: { code: unknown; error: 
       // issues keep it, so they are asked again (an error path only).
       const issues = standardIssues(e.validator, e.value);
       const summary = issues
-        ? issues.slice(0, 10).map((i) => ({ in: e.type, path: pathOf(i.path), message: i.message }))
-        : e.all?.slice(0, 10).map((x) => ({ in: e.type, path: pathOf(x.path), message: x.summary ?? x.message }));
+        ? issueDetails(e.type, issues)
+        : issueDetails(e.type, (e.all ?? []).map((x) => ({ path: typeof x.path === "string" && !x.path.includes("[object") ? x.path.split(".") : undefined, message: x.summary ?? x.message ?? "invalid" })));
       err = new AppError("validation_failed", "the request does not match the schema", { details: summary });
     } else if (code === "NOT_FOUND") err = new AppError("not_found", "no such route");
     else if (code === "INVALID_COOKIE_SIGNATURE") err = new AppError("unauthenticated", "bad cookie");
     else err = new AppError("internal", "internal error", { status: 500, cause: error });
+    // The pipeline (or the admin server) writes the one log line of a 5xx: it knows the logger.
+    if (err.status >= 500) requestInfo(request).failure = err;
     set.status = err.status;
     for (const [k, v] of Object.entries(err.headers ?? {})) set.headers[k] = v;
     set.headers["content-type"] = "application/json";
@@ -362,7 +441,7 @@ export const appBase = new Elysia({ name: "cryptoutil.base" })
 
 /** valibot issues as the `details` of a `validation_failed` error (the shape `mapError` gives Elysia's). */
 function validationFailed(where: "params" | "response", issues: readonly v.BaseIssue<unknown>[]): AppError {
-  const details = issues.slice(0, 10).map((i) => ({ in: where, path: pathOf(i.path), message: i.message }));
+  const details = issueDetails(where, issues as readonly Issue[]);
   return new AppError("validation_failed", "the request does not match the schema", { details });
 }
 

@@ -19,7 +19,7 @@ import { defaultConfig, isDevelopment, loadConfig, serverUrl, ServiceConfigSchem
 import { createLogger, type Logger } from "./log.ts";
 import { HttpMetrics } from "./metrics.ts";
 import { IpAllowlist, RateLimiter } from "./guard.ts";
-import { appBase, errorResponse, mapError, publicHandler, requestInfo, SECURITY_HEADERS } from "./http.ts";
+import { adminHandler, appBase, errorResponse, mapError, publicHandler, requestInfo, SECURITY_HEADERS } from "./http.ts";
 import { docsPlugin, DOCS_PATH, OAUTH_SCHEME } from "./docs.ts";
 import type { ServiceContext, ServiceDefinition } from "./context.ts";
 import { BearerVerifier } from "../auth/bearer.ts";
@@ -344,7 +344,7 @@ async function startOnDatabase(
     port: config.server.admin_port,
     tls: tlsOptions(material),
     maxRequestBodySize: 64 * 1024,
-    fetch: (req) => admin.handle(req),
+    fetch: adminHandler(admin, logger),
   });
 
   async function stop(): Promise<void> {

@@ -338,7 +338,7 @@ describe("lockout and sessions", () => {
 
   test("idp sessions: idle and absolute timeouts, rotation kills the old id, tenant-bound, CSRF bound to the id", async () => {
     let t = 2_000_000;
-    const sessions = new IdpSessions(idp.ctx.db as any, idp.ctx.sessions, { idleS: 100, absoluteS: 1000 }, () => t);
+    const sessions = new IdpSessions(idp.ctx.db as any, idp.ctx.protector, idp.ctx.sessions, { idleS: 100, absoluteS: 1000 }, () => t);
     const req = (id: string) => new Request("https://x/", { headers: { cookie: `${IDP_COOKIE}=${id}` } });
     const s = await sessions.create(T, {}, { userId: "u1", authTime: t, amr: ["pwd"] });
     expect((await sessions.load(req(s.id), T))?.row.user_id).toBe("u1");

@@ -75,14 +75,17 @@ describe("OAEP decoding", () => {
 });
 
 describe("parsing", () => {
-  test("not JOSE is malformed_jose; zip and crit are decryption_failed; unprotected headers are refused", () => {
+  test("not JOSE is malformed_jose; zip and crit are decryption_failed; unprotected headers merge, disjoint", () => {
     for (const bad of ["a.b.c", "!!.a.b.c.d", `${b64u("[1]")}....`, `${b64u('{"alg":1,"enc":"A256GCM"}')}....`, `${b64u("not json")}....`]) {
       expect(() => parseJwe(bad)).toThrow(expect.objectContaining({ code: "malformed_jose" }));
     }
     expect(() => parseJwe(`${b64u('{"alg":"dir","enc":"A256GCM","zip":"DEF"}')}....`)).toThrow(expect.objectContaining({ code: "decryption_failed" }));
     expect(() => parseJwe(`${b64u('{"alg":"dir","enc":"A256GCM","crit":["x"],"x":1}')}....`)).toThrow(expect.objectContaining({ code: "decryption_failed" }));
     const p = b64u('{"alg":"dir","enc":"A256GCM"}');
-    expect(() => parseJwe({ protected: p, iv: "", ciphertext: "", tag: "", header: { kid: "x" } })).toThrow(expect.objectContaining({ code: "malformed_jose" }));
+    expect(parseJwe({ protected: p, iv: "", ciphertext: "", tag: "", header: { kid: "x" }, unprotected: { cty: "y" } }).header).toEqual({ alg: "dir", enc: "A256GCM", kid: "x", cty: "y" });
+    expect(() => parseJwe({ protected: p, iv: "", ciphertext: "", tag: "", header: { alg: "dir" } })).toThrow(expect.objectContaining({ code: "malformed_jose" }));
+    expect(() => parseJwe({ protected: p, iv: "", ciphertext: "", tag: "", header: { kid: "x" }, unprotected: { kid: "x" } })).toThrow(expect.objectContaining({ code: "malformed_jose" }));
+    expect(() => parseJwe({ protected: p, iv: "", ciphertext: "", tag: "", header: "kid" })).toThrow(expect.objectContaining({ code: "malformed_jose" }));
     expect(() => parseJwe({ protected: p, iv: "", ciphertext: "", tag: "", aad: "+/" })).toThrow(expect.objectContaining({ code: "malformed_jose" }));
     expect(parseJwe(`${p}....`).header).toEqual({ alg: "dir", enc: "A256GCM" });
   });

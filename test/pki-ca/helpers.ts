@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pkiCa } from "../../apps/pki-ca/service.ts";
+import * as x509 from "../../src/pki/x509.ts";
 import { startTestIssuer, type TestIssuer } from "../support/issuer.ts";
 import { startTestService, type TestService } from "../support/service.ts";
 export { haveOpenssl, openssl } from "../pki/helpers.ts";
@@ -111,4 +112,16 @@ export function write(dir: string, name: string, data: string | Uint8Array): str
   const f = join(dir, name);
   writeFileSync(f, data);
   return f;
+}
+
+/** An Ed25519 key pair and a PEM CSR for `cn` (SAN dNSName `cn`), made in-process without openssl. */
+export async function ed25519Csr(cn: string): Promise<{ keys: CryptoKeyPair; pem: string }> {
+  const keys = (await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${cn}`,
+    keys,
+    signingAlgorithm: { name: "Ed25519" },
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: "dns", value: cn }])],
+  });
+  return { keys, pem: csr.toString("pem") };
 }

@@ -36,3 +36,20 @@ export function includesBytes(hay: Uint8Array, needle: Uint8Array): boolean {
   }
   return false;
 }
+
+/**
+ * True when GnuTLS's command-line tools (`certtool`, `ocsptool`, Debian gnutls-bin) are usable;
+ * in CI their absence is a failure, elsewhere the caller skips with a printed reason.
+ */
+export function haveGnutlsTools(): boolean {
+  const ok = Bun.which("certtool") !== null && Bun.which("ocsptool") !== null;
+  if (!ok && process.env.CI === "true") throw new Error("certtool and ocsptool are required in CI (apt-get install -y gnutls-bin)");
+  if (!ok) console.warn("SKIPPED: certtool/ocsptool not installed (apt-get install -y gnutls-bin)");
+  return ok;
+}
+
+/** Runs a GnuTLS tool (`certtool`, `ocsptool`); stdout and stderr together. */
+export function gnutls(tool: "certtool" | "ocsptool", args: string[]): { code: number; out: string } {
+  const p = Bun.spawnSync([tool, ...args], { stdin: "ignore", stderr: "pipe" });
+  return { code: p.exitCode ?? -1, out: p.stdout.toString() + p.stderr.toString() };
+}

@@ -5,12 +5,15 @@
  * Guarantees: the cookie is a random 256-bit id and only its SHA-256 is stored; the id is
  * rotated whenever the session gains privilege (password accepted, login complete); idle and
  * absolute timeouts are enforced on every read; revocation is server-side. The CSRF token
- * is HMAC(service key, id) (synchronizer token), compared in constant time.
+ * is HMAC(service key, id) (synchronizer token), compared in constant time. The login in
+ * progress (the login challenge, with its login_hint, the pending user, recovery codes about to
+ * be shown) is barrier-encrypted, bound to its row (tenant and id hash).
  */
 import type { Kysely } from "kysely";
 import { AppError } from "../../../src/service/errors.ts";
 import { readCookie, type SessionStore } from "../../../src/auth/session.ts";
 import { equalStrings } from "../../../src/crypto/constant-time.ts";
+import type { DataProtector } from "../../../src/service/context.ts";
 import type { IdpDb, IdpSessionRow } from "../store.ts";
 
 export const IDP_COOKIE = "__Host-idp_session";
@@ -35,12 +38,16 @@ export interface IdpSession {
 }
 
 const enc = new TextEncoder();
+const dec = new TextDecoder();
+/** The barrier context of a session row's flow: tenant and id hash, so a ciphertext opens in its own row only. */
+const flowCtx = (tenant: string, idHash: string) => `identity-idp/idp_sessions/${tenant}/${idHash}/flow`;
 const b64url = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 const hashId = async (id: string) => Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", enc.encode(id))), (x) => x.toString(16).padStart(2, "0")).join("");
 
 export class IdpSessions {
   constructor(
     private readonly db: Kysely<IdpDb>,
+    private readonly protector: DataProtector,
     /** The template's store; only its HMAC CSRF derivation is used. */
     private readonly csrfSource: SessionStore,
     private readonly timeouts: { idleS: number; absoluteS: number },
@@ -66,7 +73,17 @@ export class IdpSessions {
     const t = this.now();
     if (!row || row.revoked || row.tenant !== tenant || row.expires_at <= t || row.last_seen_at + this.timeouts.idleS <= t) return undefined;
     if (t - row.last_seen_at >= 30) await this.db.updateTable("idp_sessions").set({ last_seen_at: t }).where("id_hash", "=", row.id_hash).execute();
-    return { id, row, flow: JSON.parse(row.flow) as LoginFlow, csrf: await this.csrfOf(id) };
+    return { id, row, flow: await this.openFlow(row), csrf: await this.csrfOf(id) };
+  }
+
+  private sealFlow(tenant: string, idHash: string, flow: LoginFlow): Promise<Uint8Array> {
+    return this.protector.encrypt(enc.encode(JSON.stringify(flow)), flowCtx(tenant, idHash));
+  }
+
+  /** A row's flow; none (a session from before flows were sealed, whose flow was cleared) is an empty one. */
+  private async openFlow(row: IdpSessionRow): Promise<LoginFlow> {
+    if (!row.flow_sealed) return {};
+    return JSON.parse(dec.decode(await this.protector.decrypt(new Uint8Array(row.flow_sealed), flowCtx(row.tenant, row.id_hash)))) as LoginFlow;
   }
 
   private lastSweep = 0;
@@ -84,13 +101,14 @@ export class IdpSessions {
   async create(tenant: string, flow: LoginFlow = {}, user?: { userId: string; authTime: number; amr: string[] }, expiresAt?: number): Promise<IdpSession> {
     const id = b64url(crypto.getRandomValues(new Uint8Array(32)));
     const t = this.now();
+    const idHash = await hashId(id);
     const row: IdpSessionRow = {
-      id_hash: await hashId(id),
+      id_hash: idHash,
       tenant,
       user_id: user?.userId ?? null,
       auth_time: user?.authTime ?? null,
       amr: user ? user.amr.join(" ") : null,
-      flow: JSON.stringify(flow),
+      flow_sealed: await this.sealFlow(tenant, idHash, flow),
       created_at: t,
       last_seen_at: t,
       expires_at: expiresAt ?? t + this.timeouts.absoluteS,
@@ -103,7 +121,8 @@ export class IdpSessions {
 
   async saveFlow(s: IdpSession, flow: LoginFlow): Promise<void> {
     s.flow = flow;
-    await this.db.updateTable("idp_sessions").set({ flow: JSON.stringify(flow) }).where("id_hash", "=", s.row.id_hash).execute();
+    const sealed = await this.sealFlow(s.row.tenant, s.row.id_hash, flow);
+    await this.db.updateTable("idp_sessions").set({ flow_sealed: sealed }).where("id_hash", "=", s.row.id_hash).execute();
   }
 
   /**

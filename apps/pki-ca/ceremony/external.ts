@@ -16,6 +16,7 @@
 import { sql } from "kysely";
 import type { DataProtector } from "../../../src/service/context.ts";
 import { AppError } from "../../../src/service/errors.ts";
+import { decodePemBlocks } from "../../../src/pki/codec.ts";
 import { toPem } from "../../../src/pki/keys.ts";
 import { issuerHashes } from "../../../src/pki/ocsp.ts";
 import { CA_KEY_TYPES, generateCaKey, importCaKey, keyGenParams, signingAlgorithm, type CaKeyType } from "../../../src/pki/signing.ts";
@@ -77,12 +78,11 @@ async function publicOf(t: CaKeyType, pkcs8: Uint8Array): Promise<{ publicKey: C
 
 function parseChain(pem: string): x509.X509Certificate[] {
   if (pem.length > MAX_CHAIN_BYTES) throw new AppError("payload_too_large", `the PEM chain is at most ${MAX_CHAIN_BYTES} bytes`);
-  const blocks = [...pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)];
+  const blocks = decodePemBlocks(pem).filter((b) => b.label === "CERTIFICATE");
   if (blocks.length !== 2) throw new AppError("malformed_input", "send exactly two PEM certificates: the issuing CA's, then the root's");
-  return blocks.map((m, i) => {
+  return blocks.map((b, i) => {
     try {
-      const b64 = m[1]!.replace(/\s+/g, "");
-      return new x509.X509Certificate(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)).buffer as ArrayBuffer);
+      return new x509.X509Certificate(b.der.slice().buffer as ArrayBuffer);
     } catch (cause) {
       throw new AppError("malformed_input", `PEM certificate ${i + 1} is not a valid X.509 certificate`, { cause });
     }

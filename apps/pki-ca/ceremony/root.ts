@@ -12,8 +12,10 @@
  * An HSM-held root key (PKCS#11) is handled by hsm-root.ts, through the same certificate code.
  */
 import { open, readFile } from "node:fs/promises";
+import { x509Time } from "../../../src/pki/time.ts";
 import { join } from "node:path";
 import { AppError } from "../../../src/service/errors.ts";
+import { decodePemBlocks } from "../../../src/pki/codec.ts";
 import { decodeCsr, parseCsr, verifyPossession } from "../../../src/pki/csr.ts";
 import { importKeyForCertificate, toPem } from "../../../src/pki/keys.ts";
 import { randomSerialHex } from "../../../src/pki/serial.ts";
@@ -148,8 +150,7 @@ export function checkInitOptions(o: { cn: string; keyType?: RootKeyType; days?: 
  * `subtle.sign` signs with `keys.privateKey`; WebCrypto by default.
  */
 export async function selfSignedRoot(o: { cn: string; days: number; pathLen?: number; keyType: RootKeyType }, keys: CryptoKeyPair, signer?: Crypto): Promise<x509.X509Certificate> {
-  // Whole seconds: what the certificate's time fields can say.
-  const now = Math.floor(Date.now() / 1000) * 1000;
+  const now = x509Time(Date.now()).getTime();
   return x509.X509CertificateGenerator.createSelfSigned(
     {
       serialNumber: randomSerialHex(),
@@ -200,15 +201,11 @@ export async function writeNew(path: string, data: string, mode: number): Promis
 /** Fingerprints of a certificate, as the CLI prints them. */
 export const certificateFingerprints = (der: ArrayBuffer): Promise<Fingerprints> => fingerprints(der);
 
+/** The DER of every `label` block of a PEM file (text around the blocks ignored). */
 function pemBlocks(text: string, label: string): Uint8Array[] {
-  const re = new RegExp(`-----BEGIN ${label}-----([\\s\\S]*?)-----END ${label}-----`, "g");
-  const out: Uint8Array[] = [];
-  for (const m of text.matchAll(re)) {
-    const b64 = m[1]!.replace(/\s+/g, "");
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) throw new AppError("malformed_input", `a ${label} PEM block is not base64`);
-    out.push(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
-  }
-  return out;
+  return decodePemBlocks(text)
+    .filter((b) => b.label === label)
+    .map((b) => b.der);
 }
 
 /** A root that can sign: its certificate, its key, and (HSM) the Crypto that signs with that key. */
@@ -288,7 +285,7 @@ export async function signIssuingCa(o: { csrPem: string; days?: number; pathLen?
   const rootPathLen = root.cert.getExtension(x509.BasicConstraintsExtension)?.pathLength;
   if (rootPathLen !== undefined && pathLen >= rootPathLen) throw new AppError("bad_request", `--path-len must be below the root's pathLen ${rootPathLen}`);
   const rootSki = root.cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
-  const now = Math.floor(Date.now() / 1000) * 1000;
+  const now = x509Time(Date.now()).getTime();
   const wanted = now + days * DAY_MS;
   const notAfter = new Date(Math.min(wanted, root.cert.notAfter.getTime()));
   if (notAfter.getTime() <= now) throw new AppError("conflict", "the root certificate has expired");
