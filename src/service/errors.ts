@@ -59,6 +59,7 @@ export const ERROR_STATUS = {
   rate_limited: 429,
   // 5xx: only for faults of the service itself, never for bad input
   sealed: 503,
+  shutting_down: 503,
   ca_not_ready: 503,
   unavailable: 503,
   internal: 500,

@@ -208,6 +208,12 @@ export interface PipelineDeps {
   docsConnect?: string[];
   /** While this says true (the barrier is sealed), every request but the API document is refused. */
   sealed?: () => boolean;
+  /**
+   * While this says true (a graceful stop has begun), new requests are answered 503 with
+   * `Connection: close`, so a client on a kept-alive connection learns its request was not
+   * processed instead of meeting a reset connection.
+   */
+  draining?: () => boolean;
   bearer: BearerVerifier;
   sessions?: SessionStore;
   accessLog: boolean;
@@ -271,6 +277,7 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
     const origin = isBrowser || protocolCors ? req.headers.get("origin") : null;
     let res: Response;
     try {
+      if (d.draining?.()) throw new AppError("shutting_down", "the service is shutting down; retry on another instance or later", { headers: { Connection: "close", "Retry-After": "1" } });
       if (!d.allowlist.allows(info.ip)) throw new AppError("ip_not_allowed", "this address may not use the service");
       const wait = d.limiter.take(info.ip ?? "unknown");
       if (wait) throw new AppError("rate_limited", "too many requests", { headers: { "Retry-After": String(wait) } });

@@ -46,6 +46,9 @@ export const TLS13_ONLY =
   cryptoConstants.SSL_OP_NO_TLSv1_1 |
   cryptoConstants.SSL_OP_NO_TLSv1_2;
 
+/** How long a graceful stop answers new requests 503 + Connection: close before closing connections. */
+const DRAIN_GRACE_MS = 500;
+
 /** The migrations every service runs before its own. */
 const templateMigrations = [
   { version: 1, name: "sessions", up: createSessionTable },
@@ -288,6 +291,8 @@ async function startOnDatabase(
   const app = buildPublicApp(def, ctx);
   const metrics = new HttpMetrics();
   metrics.gauge("barrier_sealed", () => (barrier.sealed ? 1 : 0));
+  // Set when a graceful stop begins: the pipeline answers new requests 503 + Connection: close.
+  let draining = false;
   const handler = publicHandler(
     {
       app,
@@ -300,6 +305,7 @@ async function startOnDatabase(
       corsOrigins: config.browser.cors_origins,
       protocolCors: def.protocolCors?.(config),
       sealed: () => barrier.sealed,
+      draining: () => draining,
       docsConnect: config.explorer.token_url ? [new URL(config.explorer.token_url).origin] : [],
       bearer,
       sessions,
@@ -351,8 +357,15 @@ async function startOnDatabase(
     if (stopping) return stopping;
     stopping = (async () => {
       logger.info("stopping: draining in-flight requests");
+      // First the pipeline refuses new requests with 503 + Connection: close while those in
+      // flight finish, for at least DRAIN_GRACE_MS so clients on kept-alive connections hear
+      // it; only then does the server stop taking connections and close the idle ones.
+      draining = true;
+      const deadline = Date.now() + config.server.shutdown_timeout_ms;
+      const graceEnd = Date.now() + Math.min(DRAIN_GRACE_MS, config.server.shutdown_timeout_ms);
+      while (Date.now() < deadline && (Date.now() < graceEnd || publicServer.pendingRequests > 0)) await new Promise((r) => setTimeout(r, 20));
       const drain = publicServer.stop(false);
-      const timeout = new Promise<void>((r) => setTimeout(r, config.server.shutdown_timeout_ms).unref?.());
+      const timeout = new Promise<void>((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref?.());
       await Promise.race([drain, timeout]);
       await publicServer.stop(true);
       await adminServer.stop(true);

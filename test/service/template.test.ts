@@ -427,4 +427,22 @@ describe("barrier, restart and data at rest", () => {
     await expect(s.call("/service/api/v1/pets", auth(tokenA))).rejects.toThrow();
   });
 
+  test("a graceful stop answers new requests on kept-alive connections 503 shutting_down with Connection: close", async () => {
+    const s = await startTestService(learnPs, { issuer });
+    expect((await s.call("/service/api/v1/pets", auth(tokenA))).status).toBe(200); // a kept-alive connection
+    expect((await s.admin("/admin/v1/shutdown", { method: "POST", headers: { authorization: `Bearer ${s.adminToken}` } })).status).toBe(202);
+    // Until the stop begins the answers are 200; then, for the drain's grace, 503 (never a reset).
+    let drained: Response | undefined;
+    for (let i = 0; i < 100 && !drained; i++) {
+      const r = await s.call("/service/api/v1/pets", auth(tokenA));
+      if (r.status === 503) drained = r;
+      else expect(r.status).toBe(200);
+    }
+    expect(drained).toBeDefined();
+    expect(drained!.headers.get("connection")).toBe("close");
+    expect(((await drained!.json()) as { error: { code: string } }).error.code).toBe("shutting_down");
+    await s.stopped;
+    await expect(s.call("/service/api/v1/pets", auth(tokenA))).rejects.toThrow();
+  });
+
 });
