@@ -71,7 +71,7 @@ describe("resolveStorageConfig", () => {
       [{ service: "a", url: "file:a.db", syncUrl: "ftp://y" }, "storage.syncUrl"],
       [{ service: "a", url: "file:a.db", syncInterval: 5 }, "storage.syncInterval"],
       [{ service: "a", url: "file:a.db", syncUrl: "libsql://y", syncInterval: -1 }, "storage.syncInterval"],
-      [{ service: "a", url: "postgres://x" }, "storage.url"],
+      [{ service: "a", url: "mysql://x" }, "storage.url"],
       [{ service: "a", url: "file:" }, "storage.url"],
       [{ service: "a", url: ":memory:", busyTimeoutMs: 1.5 }, "storage.busyTimeoutMs"],
       [{ service: "a", url: "libsql://x", authToken: "" }, "storage.authToken"],
