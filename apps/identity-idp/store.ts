@@ -1,5 +1,6 @@
 /** Kysely queries of identity-idp. Every user-data query is scoped by tenant. */
-import { sql, type Kysely } from "kysely";
+import type { Kysely } from "kysely";
+import { nextSeq } from "../../src/storage/index.ts";
 
 export interface UserRow {
   id: string;
@@ -59,9 +60,7 @@ export class IdpStore {
   // users
   async insertUser(row: Omit<UserRow, "seq">): Promise<void> {
     // seq orders pages stably; taken in the same statement so it stays monotonic per tenant.
-    await sql`INSERT INTO users (id, tenant, username, password_hash, name, email, email_verified, disabled, password_changed_at, created_at, updated_at, seq)
-      SELECT ${row.id}, ${row.tenant}, ${row.username}, ${row.password_hash}, ${row.name}, ${row.email}, ${row.email_verified}, ${row.disabled},
-             ${row.password_changed_at}, ${row.created_at}, ${row.updated_at}, COALESCE(MAX(seq), 0) + 1 FROM users WHERE tenant = ${row.tenant}`.execute(this.db);
+    await this.db.transaction().execute((trx) => trx.insertInto("users").values({ ...row, seq: nextSeq(trx, "users", row.tenant) }).execute());
   }
   userById(tenant: string, id: string): Promise<UserRow | undefined> {
     return this.db.selectFrom("users").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();

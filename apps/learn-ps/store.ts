@@ -1,6 +1,6 @@
 /** Kysely queries of learn-ps. Every query is scoped by tenant: there is no query without one. */
-import { sql, type Kysely } from "kysely";
-import { precompile } from "../../src/storage/index.ts";
+import type { Kysely } from "kysely";
+import { likeIgnoringCase, nextSeq, precompile } from "../../src/storage/index.ts";
 
 export interface PetRow {
   id: string;
@@ -37,9 +37,7 @@ export class PetStore {
 
   async insert(row: Omit<PetRow, "seq">): Promise<void> {
     // seq orders pages stably; taken in the same statement so it stays monotonic per tenant.
-    await sql`INSERT INTO pets (id, tenant, name, species, age_years, tags, owner_note, created_at, updated_at, seq)
-      SELECT ${row.id}, ${row.tenant}, ${row.name}, ${row.species}, ${row.age_years}, ${row.tags}, ${row.owner_note},
-             ${row.created_at}, ${row.updated_at}, COALESCE(MAX(seq), 0) + 1 FROM pets WHERE tenant = ${row.tenant}`.execute(this.db);
+    await this.db.transaction().execute((trx) => trx.insertInto("pets").values({ ...row, seq: nextSeq(trx, "pets", row.tenant) }).execute());
   }
 
   async get(tenant: string, id: string): Promise<PetRow | undefined> {
@@ -50,7 +48,7 @@ export class PetStore {
     let q = this.db.selectFrom("pets").selectAll().where("tenant", "=", tenant);
     if (f.species) q = q.where("species", "=", f.species);
     if (f.namePrefix) q = q.where("name", ">=", f.namePrefix).where("name", "<", f.namePrefix + "\uffff");
-    if (f.tag) q = q.where("tags", "like", `%"${f.tag}"%`);
+    if (f.tag) q = q.where("tags", likeIgnoringCase(this.db), `%"${f.tag}"%`);
     if (f.afterSeq !== undefined) q = q.where("seq", ">", f.afterSeq);
     return q.orderBy("seq").limit(f.limit).execute();
   }

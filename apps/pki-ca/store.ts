@@ -1,6 +1,6 @@
 /** Kysely queries of pki-ca. Certificates and requests are tenant-scoped; CA material and CRLs are instance-wide. */
 import { CompiledQuery, sql, type Kysely } from "kysely";
-import { directWriterOf, GroupCommit } from "../../src/storage/index.ts";
+import { directWriterOf, greatest, GroupCommit, likeIgnoringCase } from "../../src/storage/index.ts";
 
 export interface CaRow {
   id: string;
@@ -92,7 +92,7 @@ async function bumpCounter(db: Kysely<PkiDb>, name: string, floor: number): Prom
   const r = await db
     .insertInto("pki_counters")
     .values({ name, value: floor })
-    .onConflict((oc) => oc.column("name").doUpdateSet({ value: sql<number>`max(pki_counters.value + 1, excluded.value)` }))
+    .onConflict((oc) => oc.column("name").doUpdateSet({ value: greatest(db, sql<number>`pki_counters.value + 1`, sql.ref<number>("excluded.value")) }))
     .returning("value")
     .executeTakeFirstOrThrow();
   return Number(r.value);
@@ -192,8 +192,8 @@ export class PkiStore {
     let q = this.db.selectFrom("pki_certificates").selectAll().where("tenant", "=", tenant);
     if (f.serial) q = q.where("serial", "=", f.serial);
     // The schema admits no LIKE wildcards (% _) in these filters, so they match literally.
-    if (f.subject) q = q.where("subject", "like", `%${f.subject}%`);
-    if (f.san) q = q.where("sans", "like", `%${f.san}%`);
+    if (f.subject) q = q.where("subject", likeIgnoringCase(this.db), `%${f.subject}%`);
+    if (f.san) q = q.where("sans", likeIgnoringCase(this.db), `%${f.san}%`);
     if (f.status) q = q.where("status", "=", f.status);
     if (f.expires_before) q = q.where("not_after", "<", f.expires_before);
     return q.orderBy("created_at", "desc").limit(f.limit).execute();

@@ -35,19 +35,22 @@ export const barrierMigrations: readonly Migration[] = [
     version: 1,
     name: "barrier-keys",
     async up(db) {
-      await sql`create table barrier_keys (
-        layer text not null check (layer in ('root', 'intermediate', 'content')),
-        version integer not null check (version > 0),
-        parent_version integer not null check (parent_version >= 0),
-        wrapped blob not null,
-        created_at text not null,
-        primary key (layer, version)
-      )`.execute(db);
-      await sql`create table barrier_unseal (
-        id integer primary key check (id = 1),
-        verifier blob not null,
-        created_at text not null
-      )`.execute(db);
+      // The schema builder, so the column types also translate for PostgreSQL (storage/postgres.ts).
+      await db.schema
+        .createTable("barrier_keys")
+        .addColumn("layer", "text", (c) => c.notNull().check(sql`layer in ('root', 'intermediate', 'content')`))
+        .addColumn("version", "integer", (c) => c.notNull().check(sql`version > 0`))
+        .addColumn("parent_version", "integer", (c) => c.notNull().check(sql`parent_version >= 0`))
+        .addColumn("wrapped", "blob", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("barrier_keys_pk", ["layer", "version"])
+        .execute();
+      await db.schema
+        .createTable("barrier_unseal")
+        .addColumn("id", "integer", (c) => c.primaryKey().check(sql`id = 1`))
+        .addColumn("verifier", "blob", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .execute();
     },
   },
 ];

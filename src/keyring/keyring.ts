@@ -18,6 +18,7 @@
  *   the database on every use, so a change takes effect on the next request.
  */
 import { decodePageToken, encodePageToken } from "../storage/page-token.ts";
+import { mapStorageError } from "../storage/database.ts";
 import type { Kysely } from "kysely";
 import type { JWK } from "jose";
 import type { DataProtector } from "../service/context.ts";
@@ -268,7 +269,7 @@ export class Keyring {
       await this.store.insert(row, material.row);
     } catch (e) {
       await material.discard().catch(() => undefined);
-      if (/UNIQUE|constraint/i.test(String((e as Error)?.message ?? e)) || (e as AppError)?.code === "conflict") {
+      if (mapStorageError(e).code === "conflict") {
         throw new AppError("conflict", `an elastic key named ${input.name} already exists`);
       }
       throw e;

@@ -1,6 +1,6 @@
 /** Kysely queries of the keyring. Every query is scoped by tenant: there is no query without one. */
-import { sql, type Kysely } from "kysely";
-import { precompile } from "../storage/index.ts";
+import type { Kysely } from "kysely";
+import { likeIgnoringCase, nextSeq, precompile } from "../storage/index.ts";
 
 export interface ElasticKeyRow {
   id: string;
@@ -64,11 +64,7 @@ export class KeyringStore {
   async insert(row: Omit<ElasticKeyRow, "seq">, material: MaterialKeyRow): Promise<void> {
     await this.db.transaction().execute(async (tx) => {
       // seq orders pages stably; taken in the same statement so it stays monotonic per tenant.
-      await sql`INSERT INTO elastic_keys (id, tenant, name, description, algorithm, purpose, status, deletion_date, rotation_period_s,
-          next_rotation_at, current_version, min_decryption_version, import_allowed, tags, created_at, updated_at, seq)
-        SELECT ${row.id}, ${row.tenant}, ${row.name}, ${row.description}, ${row.algorithm}, ${row.purpose}, ${row.status}, ${row.deletion_date},
-          ${row.rotation_period_s}, ${row.next_rotation_at}, ${row.current_version}, ${row.min_decryption_version}, ${row.import_allowed},
-          ${row.tags}, ${row.created_at}, ${row.updated_at}, COALESCE(MAX(seq), 0) + 1 FROM elastic_keys WHERE tenant = ${row.tenant}`.execute(tx);
+      await tx.insertInto("elastic_keys").values({ ...row, seq: nextSeq(tx, "elastic_keys", row.tenant) }).execute();
       await tx.insertInto("material_keys").values(material).execute();
     });
   }
@@ -96,7 +92,7 @@ export class KeyringStore {
     let q = this.db.selectFrom("elastic_keys").selectAll().where("tenant", "=", tenant);
     if (f.purpose) q = q.where("purpose", "=", f.purpose);
     if (f.status) q = q.where("status", "=", f.status);
-    if (f.tag) q = q.where("tags", "like", `%"${f.tag}"%`);
+    if (f.tag) q = q.where("tags", likeIgnoringCase(this.db), `%"${f.tag}"%`);
     if (f.afterSeq !== undefined) q = q.where("seq", ">", f.afterSeq);
     return q.orderBy("seq").limit(f.limit).execute();
   }

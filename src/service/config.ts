@@ -51,9 +51,13 @@ const sections = {
     dir: v.pipe(v.string(), v.minLength(1)),
   }),
   database: v.strictObject({
-    /** libSQL URL: ":memory:", "file:...", "libsql://...", "http(s)://...". Default: file in data.dir. */
+    /** ":memory:", "file:...", "libsql://...", "http(s)://...", "postgres://user@host/db". Default: file in data.dir. */
     url: v.optional(v.string()),
     auth_token_file: v.optional(v.string()),
+    /** PostgreSQL: file holding the password (never put it in the url). */
+    password_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+    /** PostgreSQL: connections in each instance's pool (default 10). */
+    pool_size: v.optional(v.pipe(positiveInt, v.maxValue(1000))),
     /** Embedded replica: the remote primary to sync from. */
     sync_url: v.optional(v.string()),
     sync_interval_s: v.optional(positiveInt),

@@ -201,6 +201,8 @@ export async function startService(def: ServiceDefinition, opts: StartOptions = 
     syncUrl: config.database.sync_url,
     authToken: config.database.auth_token_file ? readFileSync(config.database.auth_token_file, "utf8").trim() : undefined,
     syncInterval: config.database.sync_interval_s,
+    password: config.database.password_file ? readFileSync(config.database.password_file, "utf8").replace(/\r?\n$/, "") : undefined,
+    poolSize: config.database.pool_size,
   });
   try {
     return await startOnDatabase(def, config, logger, database, { dataDir, suiteDir, unsealFiles, adminToken });

@@ -1,16 +1,20 @@
 /**
- * Storage configuration: which libSQL database a service opens.
+ * Storage configuration: which database a service opens.
  *
- * Four modes, chosen from the fields given:
+ * Five modes, chosen from the fields given:
  * - `memory`   — `url: ":memory:"`, for tests; gone when closed.
  * - `file`     — an embedded database file; the default is `file:<dataDir>/<service>.db`.
  * - `remote`   — a libSQL server: `libsql://`, `http(s)://` or `ws(s)://` with `authToken`.
  * - `replica`  — an embedded replica: `url: "file:..."` plus `syncUrl` (and `authToken`,
  *                `syncInterval` in seconds); reads are local, writes go to the primary.
+ * - `postgres` — a PostgreSQL server: `postgres://` or `postgresql://` (user, host, port,
+ *                database; libpq options such as `sslmode` in the query), `password` read by
+ *                the caller from a file, a pool of `poolSize` connections.
  *
  * Validation: the service name is restricted to `[a-z0-9-]` so it cannot steer the
  * default path out of `dataDir`; every bad combination raises `AppError("validation_failed")`
- * naming the offending key. The auth token is never part of any message.
+ * naming the offending key. The auth token and the password are never part of any message,
+ * and a password inside the URL is refused (it would end up in logs and process listings).
  */
 import { AppError } from "../service/errors.ts";
 
@@ -33,9 +37,13 @@ export interface StorageConfig {
    * File and memory modes; an embedded replica keeps libSQL's own (its writes run on the primary).
    */
   busyTimeoutMs?: number;
+  /** PostgreSQL: the password (the service template reads it from `database.password_file`). */
+  password?: string;
+  /** PostgreSQL: connections in this instance's pool (default 10). */
+  poolSize?: number;
 }
 
-export type StorageMode = "memory" | "file" | "remote" | "replica";
+export type StorageMode = "memory" | "file" | "remote" | "replica" | "postgres";
 
 /** A fully resolved configuration: exactly what the factory hands to libSQL. */
 export interface ResolvedStorage {
@@ -47,11 +55,15 @@ export interface ResolvedStorage {
   authToken?: string;
   syncInterval?: number;
   busyTimeoutMs: number;
+  password?: string;
+  poolSize?: number;
 }
 
 const SERVICE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const REMOTE_SCHEMES = ["libsql:", "http:", "https:", "ws:", "wss:"];
+const POSTGRES_SCHEMES = ["postgres:", "postgresql:"];
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+export const DEFAULT_POOL_SIZE = 10;
 
 function invalid(key: string, message: string): AppError {
   return new AppError("validation_failed", `storage.${key}: ${message}`, { details: { key: `storage.${key}` } });
@@ -99,6 +111,16 @@ export function resolveStorageConfig(cfg: StorageConfig): ResolvedStorage {
   if (cfg.authToken !== undefined && (typeof cfg.authToken !== "string" || cfg.authToken === "")) {
     throw invalid("authToken", "must be a non-empty string when set");
   }
+  if (cfg.password !== undefined && (typeof cfg.password !== "string" || cfg.password === "")) {
+    throw invalid("password", "must be a non-empty string when set");
+  }
+  if (cfg.poolSize !== undefined && (!Number.isInteger(cfg.poolSize) || cfg.poolSize < 1 || cfg.poolSize > 1000)) {
+    throw invalid("poolSize", "must be an integer between 1 and 1000");
+  }
+  const urlScheme = cfg.url ? schemeOf(cfg.url) : undefined;
+  if (urlScheme && POSTGRES_SCHEMES.includes(urlScheme)) return resolvePostgres(cfg, cfg.url!, busyTimeoutMs);
+  if (cfg.password !== undefined) throw invalid("password", "only applies to a postgres:// url");
+  if (cfg.poolSize !== undefined) throw invalid("poolSize", "only applies to a postgres:// url");
 
   let url = cfg.url;
   if (url === undefined || url === "") {
@@ -140,7 +162,25 @@ export function resolveStorageConfig(cfg: StorageConfig): ResolvedStorage {
     if (cfg.syncInterval !== undefined) throw invalid("syncInterval", "only applies to an embedded replica");
     return { mode: "remote", url, authToken: cfg.authToken, busyTimeoutMs };
   }
-  throw invalid("url", "must be :memory:, file:, libsql:, http(s): or ws(s):");
+  throw invalid("url", "must be :memory:, file:, libsql:, http(s):, ws(s): or postgres(ql):");
+}
+
+function resolvePostgres(cfg: StorageConfig, url: string, busyTimeoutMs: number): ResolvedStorage {
+  if (cfg.syncUrl !== undefined) throw invalid("syncUrl", "only applies to a file url (embedded replica)");
+  if (cfg.syncInterval !== undefined) throw invalid("syncInterval", "only applies to an embedded replica");
+  if (cfg.authToken !== undefined) throw invalid("authToken", "does not apply to PostgreSQL; use the password file");
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw invalid("url", "is not a valid postgres:// url");
+  }
+  if (parsed.password !== "" || parsed.searchParams.has("password")) {
+    throw invalid("url", "must not contain the password; put it in database.password_file");
+  }
+  if (parsed.hostname === "" && !parsed.searchParams.has("host")) throw invalid("url", "must name the PostgreSQL host");
+  if (parsed.pathname.replace(/^\//, "") === "") throw invalid("url", "must name the database (postgres://user@host:port/database)");
+  return { mode: "postgres", url, password: cfg.password, poolSize: cfg.poolSize ?? DEFAULT_POOL_SIZE, busyTimeoutMs };
 }
 
 /** The database location without credentials, safe to log or show in healthz. */
@@ -150,7 +190,8 @@ export function describeStorage(r: ResolvedStorage): string {
   const strip = (u: string) => {
     try {
       const parsed = new URL(u);
-      parsed.username = "";
+      // A PostgreSQL user name says which role the service runs as; a libSQL one may be a token.
+      if (r.mode !== "postgres") parsed.username = "";
       parsed.password = "";
       parsed.search = "";
       return parsed.toString();
@@ -158,5 +199,5 @@ export function describeStorage(r: ResolvedStorage): string {
       return "<invalid url>";
     }
   };
-  return r.mode === "remote" ? strip(r.url) : `${r.url} <- ${strip(r.syncUrl ?? "")}`;
+  return r.mode === "remote" || r.mode === "postgres" ? strip(r.url) : `${r.url} <- ${strip(r.syncUrl ?? "")}`;
 }

@@ -1,5 +1,6 @@
 /**
- * The one database factory of cryptoutil: Kysely over libSQL.
+ * The one database factory of cryptoutil: Kysely over libSQL, or over PostgreSQL (postgres.ts)
+ * for several instances of a service on one database.
  *
  * Local databases (memory, file, replica) get one connection with `foreign_keys = ON`;
  * memory and file databases also a busy timeout, and file databases switch to WAL. A remote
@@ -8,8 +9,8 @@
  * open), reads its local file, and forwards writes and write transactions to the primary.
  * Open one `Database` per file per process: local libSQL calls block the thread, so a second
  * handle in the same process waiting on the busy timeout would stall the first (separate
- * processes share a file safely). Errors from libSQL are reported by code only: their
- * messages can carry the URL, and a remote URL or sync URL may carry a token.
+ * processes share a file safely). Errors from libSQL and PostgreSQL are reported by code
+ * only: their messages can carry the URL, and a remote URL or sync URL may carry a token.
  *
  * @example
  *   const store = await openDatabase<MyTables>({ service: "sm-kms", dataDir: "./data" });
@@ -23,6 +24,7 @@ import { createClient, type Client } from "@libsql/client";
 import { Kysely, sql } from "kysely";
 import { AppError } from "../service/errors.ts";
 import {
+  DEFAULT_POOL_SIZE,
   describeStorage,
   resolveStorageConfig,
   type ResolvedStorage,
@@ -30,6 +32,7 @@ import {
   type StorageMode,
 } from "./config.ts";
 import { LibsqlClientDialect } from "./libsql-dialect.ts";
+import { openPostgres } from "./postgres.ts";
 import { openNative, type EmbeddedDatabase } from "./native-dialect.ts";
 import { registerWalSyncer, retryWhileBusy, WalSyncer } from "./wal-sync.ts";
 
@@ -90,17 +93,40 @@ function replicaCode(message: string): string | undefined {
   return undefined;
 }
 
-/** The libSQL error code of an error, if it has one (never its message). */
+/**
+ * A code for the errors `pg` raises without one (derived from the message, which is never
+ * passed on: it can name the host or the user).
+ */
+function pgClientCode(message: string): string | undefined {
+  if (/^SASL: |password must be a string/.test(message)) return "PG_CLIENT_AUTH";
+  if (/^timeout exceeded when trying to connect|^Connection terminated/.test(message)) return "PG_CONNECTION_LOST";
+  if (/^Cannot use a pool after calling end|^driver has already been destroyed/.test(message)) return "CLIENT_CLOSED";
+  return undefined;
+}
+
+/** A PostgreSQL server error: a five-character SQLSTATE and a severity. */
+function isPgServerError(err: object, code: string): boolean {
+  return /^[0-9A-Z]{5}$/.test(code) && typeof (err as { severity?: unknown }).severity === "string";
+}
+
+/**
+ * The storage error code of an error, if it has one (never its message): libSQL's codes,
+ * and PostgreSQL's SQLSTATEs as `PG_<sqlstate>` (e.g. `PG_23505`, a unique violation).
+ */
 export function libsqlCode(err: unknown): string | undefined {
   if (!err || typeof err !== "object") return undefined;
   const code = (err as { code?: unknown }).code;
-  if (typeof code === "string" && code !== "") return code;
+  if (typeof code === "string" && code !== "") return isPgServerError(err, code) ? `PG_${code}` : code;
   const message = (err as { message?: unknown }).message;
-  return typeof message === "string" ? replicaCode(message) : undefined;
+  return typeof message === "string" ? (replicaCode(message) ?? pgClientCode(message)) : undefined;
 }
 
-/** Whether the server refused the token (Hrana over HTTP: 401/403; WebSocket: AUTH_*; replica). */
+/**
+ * Whether the server refused the credentials (Hrana over HTTP: 401/403; WebSocket: AUTH_*;
+ * replica; PostgreSQL: invalid password or authorization, or none given when one is needed).
+ */
 function credentialsRefused(code: string, err: unknown): boolean {
+  if (code === "PG_28P01" || code === "PG_28000" || code === "PG_CLIENT_AUTH") return true;
   if (code === "SERVER_ERROR") {
     const status = httpStatusOf(err);
     return status === 401 || status === 403;
@@ -129,6 +155,12 @@ const NETWORK_CODES = new Set([
   "ConnectionClosed",
 ]);
 
+// PostgreSQL SQLSTATEs of a busy database: serialization failure, deadlock, lock not available.
+const PG_BUSY = new Set(["PG_40001", "PG_40P01", "PG_55P03"]);
+// Connection exceptions (class 08), the server shutting down (57P0x), too many connections,
+// an unknown database: the service cannot use its database, through no fault of the caller.
+const PG_UNREACHABLE = /^PG_(08...|57P0[1-3]|53300|3D000|CONNECTION_LOST)$/;
+
 /**
  * Maps a storage error to an `AppError`: constraint violations are `conflict` (409), a
  * locked or unreachable database is `unavailable` (503), anything else `internal`.
@@ -137,10 +169,11 @@ const NETWORK_CODES = new Set([
 export function mapStorageError(err: unknown): AppError {
   if (err instanceof AppError) return err;
   const code = libsqlCode(err) ?? "";
-  if (code.startsWith("SQLITE_CONSTRAINT")) {
+  // Class 23 is PostgreSQL's integrity constraint violations (unique, foreign key, not null, check).
+  if (code.startsWith("SQLITE_CONSTRAINT") || code.startsWith("PG_23")) {
     return new AppError("conflict", "the change conflicts with stored data", { details: { storage: code }, cause: err });
   }
-  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
+  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED") || PG_BUSY.has(code)) {
     return new AppError("unavailable", "the database is busy", { details: { storage: code }, cause: err });
   }
   if (credentialsRefused(code, err)) {
@@ -161,7 +194,8 @@ export function mapStorageError(err: unknown): AppError {
     NETWORK_CODES.has(code) ||
     code === "SERVER_ERROR" ||
     code === "CLIENT_CLOSED" ||
-    code.includes("WEBSOCKET")
+    code.includes("WEBSOCKET") ||
+    PG_UNREACHABLE.test(code)
   ) {
     return new AppError("unavailable", "the database is unreachable", { details: { storage: code }, cause: err });
   }
@@ -186,6 +220,7 @@ export async function openDatabase<DB = unknown>(config: StorageConfig | Resolve
   // Embedded databases run on libSQL's native binding with cached statements; remote and
   // replica modes need @libsql/client's network protocol.
   if (r.mode === "memory" || r.mode === "file") return openEmbedded<DB>(r);
+  if (r.mode === "postgres") return openPostgresDatabase<DB>(r);
 
   let client: Client;
   try {
@@ -336,6 +371,29 @@ async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
     async sync() {},
     async close() {
       if (closed) return;
+      await db.destroy();
+    },
+  };
+}
+
+async function openPostgresDatabase<DB>(r: ResolvedStorage): Promise<Database<DB>> {
+  let opened: Awaited<ReturnType<typeof openPostgres>>;
+  try {
+    opened = await openPostgres({ url: r.url, password: r.password, poolSize: r.poolSize ?? DEFAULT_POOL_SIZE, connectTimeoutMs: Math.max(r.busyTimeoutMs, 1000) });
+  } catch (err) {
+    const mapped = mapStorageError(err);
+    throw new AppError("unavailable", `cannot open the postgres database: ${mapped.message}`, { details: mapped.details, cause: err });
+  }
+  let closed = false;
+  const db = new Kysely<DB>({ dialect: opened.dialect, plugins: [opened.plugin] });
+  return {
+    db,
+    mode: r.mode,
+    location: describeStorage(r),
+    async sync() {},
+    async close() {
+      if (closed) return;
+      closed = true;
       await db.destroy();
     },
   };

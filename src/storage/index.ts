@@ -3,6 +3,7 @@ export {
   resolveStorageConfig,
   describeStorage,
   DEFAULT_BUSY_TIMEOUT_MS,
+  DEFAULT_POOL_SIZE,
   type StorageConfig,
   type StorageMode,
   type ResolvedStorage,
@@ -14,4 +15,5 @@ export { runMigrations, ensureMigrationsTable, type Migration, type MigrationRep
 export { withTransaction, type TransactionOptions } from "./transaction.ts";
 export { precompile } from "./precompiled.ts";
 export { LibsqlClientDialect } from "./libsql-dialect.ts";
-export { encodePageToken, decodePageToken } from "./page-token.ts";
+export { encodePageToken, decodePageToken, nextSeq } from "./page-token.ts";
+export { engineOf, greatest, likeIgnoringCase, type Engine } from "./dialect.ts";

@@ -8,9 +8,15 @@
  * duplicate or non-positive versions, a recorded version whose name changed, a recorded
  * version this build does not know (database newer than the code), and a new version lower
  * than one already applied (history must not be rewritten).
+ *
+ * One history for both engines: migrations name SQLite's column types (`integer`, `blob`,
+ * `text`), which PostgreSQL gets translated (see postgres.ts), and use Kysely's schema builder
+ * rather than raw SQL. On PostgreSQL each step also takes an advisory lock, so instances that
+ * start together on an empty database wait for each other and apply every version once.
  */
-import { sql, type Kysely } from "kysely";
+import type { Kysely } from "kysely";
 import { AppError } from "../service/errors.ts";
+import { engineOf, lockForMigrations } from "./dialect.ts";
 
 /** One schema change of an app. `up` gets the transaction it must use. */
 export interface Migration {
@@ -42,13 +48,25 @@ function failed(message: string, details?: unknown, cause?: unknown): AppError {
 
 /** Creates the bookkeeping table if missing (safe to call any number of times). */
 export async function ensureMigrationsTable(db: Kysely<any>): Promise<void> {
-  await sql`create table if not exists schema_migrations (
-    app text not null,
-    version integer not null,
-    name text not null,
-    applied_at text not null,
-    primary key (app, version)
-  )`.execute(db);
+  const create = (q: Kysely<any>) =>
+    q.schema
+      .createTable("schema_migrations")
+      .ifNotExists()
+      .addColumn("app", "text", (c) => c.notNull())
+      .addColumn("version", "integer", (c) => c.notNull())
+      .addColumn("name", "text", (c) => c.notNull())
+      .addColumn("applied_at", "text", (c) => c.notNull())
+      .addPrimaryKeyConstraint("schema_migrations_pk", ["app", "version"])
+      .execute();
+  // PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a concurrent one: lock first.
+  if (engineOf(db) === "postgres") {
+    await db.transaction().execute(async (trx) => {
+      await lockForMigrations(trx);
+      await create(trx);
+    });
+  } else {
+    await create(db);
+  }
 }
 
 /**
@@ -113,6 +131,7 @@ export async function runMigrations(
   for (const m of pending) {
     try {
       const ran = await db.transaction().execute(async (trx) => {
+        await lockForMigrations(trx);
         const again = await (trx as unknown as Kysely<SchemaMigrationsTable>)
           .selectFrom("schema_migrations")
           .select("version")

@@ -6,6 +6,7 @@ import { pkiCa } from "../../apps/pki-ca/service.ts";
 import * as x509 from "../../src/pki/x509.ts";
 import { startTestIssuer, type TestIssuer } from "../support/issuer.ts";
 import { startTestService, type TestService } from "../support/service.ts";
+import { EMBEDDED, type TestEngine } from "../support/engine.ts";
 export { haveOpenssl, openssl } from "../pki/helpers.ts";
 
 export const BASE_URL = "http://pki.example.test";
@@ -65,14 +66,21 @@ export function apiOver(call: (path: string, init?: RequestInit) => Promise<Resp
 
 /**
  * Starts pki-ca on a fresh data directory, or on `existingDir` (a restart, or with `issuer`
- * given, a second instance on the same database, whose stop leaves directory and issuer alone).
+ * given, a second instance on the same database, whose stop leaves directory and issuer alone),
+ * with its database on `engine`.
  */
-export async function startCa(app: Record<string, unknown> = {}, existingDir?: string, shared?: { issuer: TestIssuer }): Promise<CaFixture> {
+export async function startCa(
+  app: Record<string, unknown> = {},
+  existingDir?: string,
+  shared?: { issuer: TestIssuer },
+  engine: TestEngine = EMBEDDED,
+): Promise<CaFixture> {
   const dir = existingDir ?? mkdtempSync(join(tmpdir(), "cryptoutil-pki-ca-"));
   const issuer = shared?.issuer ?? (await startTestIssuer({ audience: "pki-ca" }));
   const svc = await startTestService(pkiCa, {
     issuer,
     root: dir,
+    engine,
     overrides: (c) => {
       c.log.access = false;
       c.log.level = "warn";

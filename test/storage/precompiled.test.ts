@@ -1,4 +1,8 @@
-/** Precompiled queries: same results as Kysely, and never a peek into another caller's open transaction. */
+/**
+ * Precompiled queries on the embedded engine: never a peek into another caller's open
+ * transaction, the direct write path, the shared read transaction and the row cache. What
+ * holds on both engines (same results as Kysely) is in storage-suite.ts.
+ */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { openDatabase, precompile, type Database } from "../../src/storage/index.ts";
 
@@ -11,19 +15,6 @@ beforeAll(async () => {
 afterAll(() => d.close());
 
 const byOwner = () => precompile(d.db, (owner: string, id: string) => d.db.selectFrom("items").selectAll().where("owner", "=", owner).where("id", "=", id), ["x", "y"]);
-
-test("returns what Kysely returns, blobs as Uint8Array", async () => {
-  const get = byOwner();
-  const rows = await get("o1", "a");
-  expect(rows).toEqual(await d.db.selectFrom("items").selectAll().where("owner", "=", "o1").where("id", "=", "a").execute());
-  expect(rows[0]!.data).toBeInstanceOf(Uint8Array);
-  expect(await get("o2", "a")).toEqual([]);
-});
-
-test("refuses a builder whose parameters are not the arguments in order", () => {
-  expect(() => precompile(d.db, (id: string, owner: string) => d.db.selectFrom("items").selectAll().where("owner", "=", owner).where("id", "=", id), ["i", "o"])).toThrow();
-  expect(() => precompile(d.db, (id: string) => d.db.selectFrom("items").selectAll().where("id", "=", id).where("owner", "=", id), ["i"])).toThrow();
-});
 
 test("a read during another caller's open transaction waits and does not see its uncommitted row", async () => {
   const get = byOwner();

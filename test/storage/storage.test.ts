@@ -2,16 +2,11 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sql, type Kysely } from "kysely";
+import { sql } from "kysely";
 import { AppError } from "../../src/service/errors.ts";
-import {
-  openDatabase,
-  ping,
-  resolveStorageConfig,
-  runMigrations,
-  withTransaction,
-  type Migration,
-} from "../../src/storage/index.ts";
+import { describeStorage, openDatabase, ping, resolveStorageConfig, withTransaction } from "../../src/storage/index.ts";
+import { EMBEDDED } from "../support/engine.ts";
+import { catchErr, expectAppError, storageSuite } from "./storage-suite.ts";
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {
@@ -22,21 +17,6 @@ async function tempDir(): Promise<string> {
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
-
-function expectAppError(err: unknown, code: string): AppError {
-  expect(err).toBeInstanceOf(AppError);
-  expect((err as AppError).code).toBe(code);
-  return err as AppError;
-}
-
-async function catchErr(p: Promise<unknown> | (() => unknown)): Promise<unknown> {
-  try {
-    await (typeof p === "function" ? p() : p);
-  } catch (e) {
-    return e;
-  }
-  throw new Error("expected an error");
-}
 
 describe("resolveStorageConfig", () => {
   test("defaults to an embedded file under dataDir named after the service", () => {
@@ -71,10 +51,19 @@ describe("resolveStorageConfig", () => {
       [{ service: "a", url: "file:a.db", syncUrl: "ftp://y" }, "storage.syncUrl"],
       [{ service: "a", url: "file:a.db", syncInterval: 5 }, "storage.syncInterval"],
       [{ service: "a", url: "file:a.db", syncUrl: "libsql://y", syncInterval: -1 }, "storage.syncInterval"],
-      [{ service: "a", url: "postgres://x" }, "storage.url"],
+      [{ service: "a", url: "mysql://x" }, "storage.url"],
       [{ service: "a", url: "file:" }, "storage.url"],
       [{ service: "a", url: ":memory:", busyTimeoutMs: 1.5 }, "storage.busyTimeoutMs"],
       [{ service: "a", url: "libsql://x", authToken: "" }, "storage.authToken"],
+      [{ service: "a", url: "postgres://svc:s3cret-pw@db/x" }, "storage.url"],
+      [{ service: "a", url: "postgres://svc@db/x?password=s3cret-pw" }, "storage.url"],
+      [{ service: "a", url: "postgres://svc@db/" }, "storage.url"],
+      [{ service: "a", url: "postgres://svc@db/x", poolSize: 0 }, "storage.poolSize"],
+      [{ service: "a", url: "postgres://svc@db/x", password: "" }, "storage.password"],
+      [{ service: "a", url: "postgres://svc@db/x", authToken: "t" }, "storage.authToken"],
+      [{ service: "a", url: "postgres://svc@db/x", syncUrl: "libsql://y" }, "storage.syncUrl"],
+      [{ service: "a", url: ":memory:", password: "pw" }, "storage.password"],
+      [{ service: "a", url: "libsql://x", poolSize: 2 }, "storage.poolSize"],
     ];
     for (const [cfg, key] of cases) {
       let err: unknown;
@@ -85,7 +74,15 @@ describe("resolveStorageConfig", () => {
       }
       const e = expectAppError(err, "validation_failed");
       expect(e.message.startsWith(key)).toBe(true);
+      expect(e.message).not.toContain("s3cret-pw"); // a password in a url is refused, not echoed
     }
+  });
+
+  test("postgres:// and postgresql:// select PostgreSQL; pool size defaults to 10; the location keeps the user only", () => {
+    const r = resolveStorageConfig({ service: "a", url: "postgres://svc@db.example.test:5432/cryptoutil?sslmode=require", password: "pw" });
+    expect(r).toMatchObject({ mode: "postgres", poolSize: 10, password: "pw" });
+    expect(describeStorage(r)).toBe("postgres://svc@db.example.test:5432/cryptoutil");
+    expect(resolveStorageConfig({ service: "a", url: "postgresql://svc@db/x", poolSize: 3 })).toMatchObject({ mode: "postgres", poolSize: 3 });
   });
 });
 
@@ -184,262 +181,4 @@ describe("openDatabase (replica)", () => {
   });
 });
 
-describe("transactions", () => {
-  test("roll back every statement when the callback throws, and rethrow", async () => {
-    const store = await openDatabase<any>({ service: "t", url: ":memory:" });
-    try {
-      await sql`create table t (id integer primary key, v text)`.execute(store.db);
-      const boom = new AppError("bad_request", "boom");
-      const err = await catchErr(
-        withTransaction(store.db, async (trx) => {
-          await trx.insertInto("t").values({ id: 1, v: "x" }).execute();
-          await trx.insertInto("t").values({ id: 2, v: "y" }).execute();
-          throw boom;
-        }),
-      );
-      expect(err).toBe(boom);
-      const n = await store.db.selectFrom("t").select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow();
-      expect(n.n).toBe(0);
-
-      // a constraint failure in the middle also undoes the earlier insert
-      await store.db.insertInto("t").values({ id: 5, v: "kept" }).execute();
-      const err2 = await catchErr(
-        withTransaction(store.db, async (trx) => {
-          await trx.insertInto("t").values({ id: 6, v: "new" }).execute();
-          await trx.insertInto("t").values({ id: 5, v: "dup" }).execute();
-        }),
-      );
-      expectAppError(err2, "conflict");
-      const rows = await store.db.selectFrom("t").select(["id", "v"]).orderBy("id").execute();
-      expect(rows).toEqual([{ id: 5, v: "kept" }]);
-
-      // commit path returns the callback's value
-      const got = await withTransaction(store.db, async (trx) => {
-        await trx.insertInto("t").values({ id: 7, v: "c" }).execute();
-        return "done";
-      });
-      expect(got).toBe("done");
-      expect((await store.db.selectFrom("t").select("id").execute()).length).toBe(2);
-    } finally {
-      await store.close();
-    }
-  });
-
-  test("queries issued while a transaction is open wait for it instead of failing", async () => {
-    const store = await openDatabase<any>({ service: "t", url: ":memory:" });
-    try {
-      await sql`create table t (id integer primary key)`.execute(store.db);
-      let release!: () => void;
-      const gate = new Promise<void>((r) => (release = r));
-      const tx = withTransaction(store.db, async (trx) => {
-        await trx.insertInto("t").values({ id: 1 }).execute();
-        await gate;
-        await trx.insertInto("t").values({ id: 2 }).execute();
-      });
-      const outside = store.db.selectFrom("t").select("id").execute();
-      await new Promise((r) => setTimeout(r, 20));
-      release();
-      await tx;
-      const seen = await outside;
-      // the outside read ran after commit, so it sees both rows (never a half transaction)
-      expect(seen.map((r) => r.id)).toEqual([1, 2]);
-    } finally {
-      await store.close();
-    }
-  });
-
-  test("nested savepoints roll back only the inner part", async () => {
-    const store = await openDatabase<any>({ service: "t", url: ":memory:" });
-    try {
-      await sql`create table t (id integer primary key)`.execute(store.db);
-      const trx = await store.db.startTransaction().execute();
-      await trx.insertInto("t").values({ id: 1 }).execute();
-      const sp = await trx.savepoint("inner").execute();
-      await sp.insertInto("t").values({ id: 2 }).execute();
-      await sp.rollbackToSavepoint("inner").execute();
-      await trx.commit().execute();
-      expect((await store.db.selectFrom("t").select("id").execute()).map((r) => r.id)).toEqual([1]);
-    } finally {
-      await store.close();
-    }
-  });
-});
-
-describe("runMigrations", () => {
-  function recorder(log: string[]): Migration[] {
-    // deliberately out of order: they must run sorted by version
-    return [
-      {
-        version: 3,
-        name: "add-index",
-        up: async (db) => {
-          log.push("3");
-          await db.schema.createIndex("pets_name").on("pets").column("name").execute();
-        },
-      },
-      {
-        version: 1,
-        name: "pets",
-        up: async (db) => {
-          log.push("1");
-          await db.schema.createTable("pets").addColumn("id", "integer", (c) => c.primaryKey()).execute();
-        },
-      },
-      {
-        version: 2,
-        name: "pet-name",
-        up: async (db) => {
-          log.push("2");
-          await db.schema.alterTable("pets").addColumn("name", "text").execute();
-        },
-      },
-    ];
-  }
-
-  test("apply in version order, once, and record (app, version)", async () => {
-    const store = await openDatabase<any>({ service: "t", url: ":memory:" });
-    try {
-      const log: string[] = [];
-      const first = await runMigrations(store.db, "learn-ps", recorder(log));
-      expect(first).toEqual({ app: "learn-ps", applied: [1, 2, 3], current: 3 });
-      expect(log).toEqual(["1", "2", "3"]);
-      const second = await runMigrations(store.db, "learn-ps", recorder(log));
-      expect(second).toEqual({ app: "learn-ps", applied: [], current: 3 });
-      expect(log).toEqual(["1", "2", "3"]);
-
-      // another app has its own history in the same table
-      const other = await runMigrations(store.db, "other-app", [
-        { version: 1, name: "x", up: async (db) => void (await sql`create table x (a int)`.execute(db)) },
-      ]);
-      expect(other.applied).toEqual([1]);
-      const rows = await store.db
-        .selectFrom("schema_migrations")
-        .select(["app", "version", "name"])
-        .orderBy("app")
-        .orderBy("version")
-        .execute();
-      expect(rows).toEqual([
-        { app: "learn-ps", version: 1, name: "pets" },
-        { app: "learn-ps", version: 2, name: "pet-name" },
-        { app: "learn-ps", version: 3, name: "add-index" },
-        { app: "other-app", version: 1, name: "x" },
-      ]);
-
-      // a later build adds version 4 only
-      const more = [
-        ...recorder(log),
-        { version: 4, name: "v4", up: async (db: Kysely<any>) => void (await sql`create table v4 (a int)`.execute(db)) },
-      ];
-      expect((await runMigrations(store.db, "learn-ps", more)).applied).toEqual([4]);
-    } finally {
-      await store.close();
-    }
-  });
-
-  test("a failing migration leaves no table and no record, and stops the run", async () => {
-    const store = await openDatabase<any>({ service: "t", url: ":memory:" });
-    try {
-      const migrations: Migration[] = [
-        { version: 1, name: "ok", up: async (db) => void (await sql`create table ok1 (a int)`.execute(db)) },
-        {
-          version: 2,
-          name: "broken",
-          up: async (db) => {
-            await sql`create table half (a int)`.execute(db);
-            await sql`this is not sql`.execute(db);
-          },
-        },
-        { version: 3, name: "never", up: async (db) => void (await sql`create table never3 (a int)`.execute(db)) },
-      ];
-      const err = await catchErr(runMigrations(store.db, "app", migrations));
-      const e = expectAppError(err, "migration_failed");
-      expect(e.status).toBe(500);
-      const tables = await sql<{ name: string }>`select name from sqlite_master where type = 'table' order by name`.execute(
-        store.db,
-      );
-      expect(tables.rows.map((r) => r.name)).toEqual(["ok1", "schema_migrations"]);
-      const recorded = await store.db.selectFrom("schema_migrations").select("version").execute();
-      expect(recorded.map((r) => r.version)).toEqual([1]);
-    } finally {
-      await store.close();
-    }
-  });
-
-  test("refuses duplicate, invalid, renamed, unknown and out-of-order versions", async () => {
-    const store = await openDatabase<any>({ service: "t", url: ":memory:" });
-    const noop = async () => {};
-    try {
-      for (const bad of [
-        [
-          { version: 1, name: "a", up: noop },
-          { version: 1, name: "b", up: noop },
-        ],
-        [{ version: 0, name: "a", up: noop }],
-        [{ version: 1.5, name: "a", up: noop }],
-        [{ version: 1, name: " ", up: noop }],
-      ]) {
-        expectAppError(await catchErr(runMigrations(store.db, "app", bad)), "migration_failed");
-      }
-      expectAppError(await catchErr(runMigrations(store.db, "Bad App", [])), "migration_failed");
-
-      await runMigrations(store.db, "app", [
-        { version: 1, name: "one", up: noop },
-        { version: 3, name: "three", up: noop },
-      ]);
-      // renamed
-      expectAppError(
-        await catchErr(
-          runMigrations(store.db, "app", [
-            { version: 1, name: "renamed", up: noop },
-            { version: 3, name: "three", up: noop },
-          ]),
-        ),
-        "migration_failed",
-      );
-      // database knows a version this build does not
-      expectAppError(await catchErr(runMigrations(store.db, "app", [{ version: 1, name: "one", up: noop }])), "migration_failed");
-      // a new version 2 inserted below the applied 3
-      expectAppError(
-        await catchErr(
-          runMigrations(store.db, "app", [
-            { version: 1, name: "one", up: noop },
-            { version: 2, name: "two", up: noop },
-            { version: 3, name: "three", up: noop },
-          ]),
-        ),
-        "migration_failed",
-      );
-    } finally {
-      await store.close();
-    }
-  });
-
-  test("six processes racing to create one database file apply each migration once", async () => {
-    // Separate processes: local libSQL calls block the thread, so in one process a second
-    // handle on the same file would wait on the busy timeout for a lock it can never get.
-    // Six, so that two of them switching the new file to WAL at once (SQLITE_BUSY without a
-    // busy wait, retried by openDatabase) happens often enough to be seen.
-    const dir = await tempDir();
-    const script = new URL("./fixtures/migrate-race.ts", import.meta.url).pathname;
-    const run = () =>
-      Bun.spawn([process.execPath, script, dir], { stdout: "pipe", stderr: "pipe" });
-    const procs = Array.from({ length: 6 }, run);
-    const outs = await Promise.all(
-      procs.map(async (p) => {
-        const [out, errText, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-        expect(errText).toBe("");
-        expect(code).toBe(0);
-        return JSON.parse(out) as { applied: number[]; current: number };
-      }),
-    );
-    expect(outs.flatMap((o) => o.applied).sort()).toEqual([1, 2]);
-    expect(outs.every((o) => o.current === 2)).toBe(true);
-    const store = await openDatabase<any>({ service: "race", dataDir: dir });
-    try {
-      const n = await store.db.selectFrom("counter").select("n").executeTakeFirstOrThrow();
-      expect(n.n).toBe(1); // the data migration ran exactly once
-    } finally {
-      await store.close();
-    }
-  });
-});
+storageSuite(EMBEDDED);

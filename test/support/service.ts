@@ -1,4 +1,7 @@
-/** Starts a real service (real HTTPS, real libSQL file) in a temp data dir for tests. */
+/**
+ * Starts a real service (real HTTPS, real embedded database file, or a database of its own
+ * on a test PostgreSQL server with `engine`) in a temp data dir for tests.
+ */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,6 +9,7 @@ import type { ServiceDefinition } from "../../src/service/context.ts";
 import type { ServiceConfig } from "../../src/service/config.ts";
 import { startService, type RunningService } from "../../src/service/service.ts";
 import type { TestIssuer } from "./issuer.ts";
+import { databaseConfig, EMBEDDED, type TestEngine } from "./engine.ts";
 
 export interface TestService extends RunningService {
   ca: string;
@@ -23,10 +27,11 @@ export function tempDir(prefix = "cryptoutil-test-"): string {
 
 export async function startTestService(
   def: ServiceDefinition,
-  opts: { issuer?: TestIssuer; root?: string; overrides?: (c: ServiceConfig) => void } = {},
+  opts: { issuer?: TestIssuer; root?: string; overrides?: (c: ServiceConfig) => void; engine?: TestEngine } = {},
 ): Promise<TestService> {
   const root = opts.root ?? tempDir();
   const dataDir = join(root, def.name);
+  const database = await databaseConfig(opts.engine ?? EMBEDDED, dataDir);
   const logs: string[] = [];
   let issuerCaFile: string | undefined;
   if (opts.issuer) {
@@ -42,6 +47,7 @@ export async function startTestService(
       c.server.port = 0;
       c.data.dir = dataDir;
       c.log.level = "debug";
+      Object.assign(c.database, database);
       if (opts.issuer) {
         c.auth.issuer = opts.issuer.issuer;
         c.auth.jwks_url = opts.issuer.jwksUrl;

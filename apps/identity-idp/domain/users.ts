@@ -7,6 +7,7 @@
  * before any hash is computed. Passwords follow NIST 800-63B (length + blocklist only).
  */
 import { AppError, notFound } from "../../../src/service/errors.ts";
+import { mapStorageError } from "../../../src/storage/index.ts";
 import type { CreateUserInput, UpdateUserInput, UserView } from "../../../schemas/identity-idp.ts";
 import type { IdpStore, UserRow } from "../store.ts";
 import { assertPassword, hashPassword, needsRehash, verifyDummy, verifyPassword, type Argon2Params, type PasswordRules } from "./password.ts";
@@ -63,7 +64,7 @@ export class UserService {
     try {
       await this.store.insertUser(row);
     } catch (e) {
-      if (String((e as Error).message).includes("UNIQUE")) throw new AppError("conflict", "a user with that username exists");
+      if (mapStorageError(e).code === "conflict") throw new AppError("conflict", "a user with that username exists");
       throw e;
     }
     return this.view({ ...row, seq: 0 });

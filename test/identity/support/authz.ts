@@ -13,6 +13,7 @@ import { createRemoteJWKSet, customFetch, exportJWK, generateKeyPair, jwtVerify,
 import { throwawayTls } from "../../support/tls.ts";
 import { identityAuthz } from "../../../apps/identity-authz/service.ts";
 import { startTestService, tempDir, type TestService } from "../../support/service.ts";
+import type { TestEngine } from "../../support/engine.ts";
 import type { ServiceConfig } from "../../../src/service/config.ts";
 
 /**
@@ -178,8 +179,8 @@ export interface TestAuthz extends TestService {
   fetch(url: string, init?: RequestInit): Promise<Response>;
 }
 
-/** `root` reuses the data of an earlier (stopped) instance: a restart. */
-export async function startAuthz(opts: { overrides?: (c: ServiceConfig) => void; root?: string } = {}): Promise<TestAuthz> {
+/** `root` reuses the data of an earlier (stopped) instance: a restart; `engine` holds the database. */
+export async function startAuthz(opts: { overrides?: (c: ServiceConfig) => void; root?: string; engine?: TestEngine } = {}): Promise<TestAuthz> {
   const root = opts.root ?? tempDir("cryptoutil-authz-");
   const port = await freePort();
   const base = `https://127.0.0.1:${port}`;
@@ -188,6 +189,7 @@ export async function startAuthz(opts: { overrides?: (c: ServiceConfig) => void;
   const dataDir = join(root, "identity-authz");
   const svc = await startTestService(identityAuthz, {
     root,
+    engine: opts.engine,
     overrides: (c) => {
       c.server.port = port;
       c.auth.issuer = `${base}/t/{tenant}`;

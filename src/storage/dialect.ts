@@ -1,0 +1,32 @@
+/**
+ * The few places where SQL differs between SQLite and PostgreSQL, in one file. Prefer Kysely's
+ * builder, which compiles each query for its engine; use these where it cannot express the
+ * query, instead of branching on the engine elsewhere.
+ */
+import { PostgresAdapter, sql, type Expression, type Kysely, type RawBuilder } from "kysely";
+import { MIGRATION_LOCK_SQL } from "./postgres.ts";
+
+export type Engine = "sqlite" | "postgres";
+
+/** The engine behind a Kysely instance or transaction. */
+export function engineOf(db: Kysely<any>): Engine {
+  return db.getExecutor().adapter instanceof PostgresAdapter ? "postgres" : "sqlite";
+}
+
+/** The larger of two values: SQLite's two-argument max(), PostgreSQL's greatest(). */
+export function greatest<T>(db: Kysely<any>, a: Expression<T>, b: Expression<T>): RawBuilder<T> {
+  return engineOf(db) === "postgres" ? sql<T>`greatest(${a}, ${b})` : sql<T>`max(${a}, ${b})`;
+}
+
+/** A LIKE that ignores ASCII case on both engines, as SQLite's LIKE does (PostgreSQL's does not). */
+export function likeIgnoringCase(db: Kysely<any>): "like" | "ilike" {
+  return engineOf(db) === "postgres" ? "ilike" : "like";
+}
+
+/**
+ * Makes the transaction `trx` wait until no other instance is migrating the database. On
+ * SQLite, the migration's BEGIN IMMEDIATE already holds the only write lock.
+ */
+export async function lockForMigrations(trx: Kysely<any>): Promise<void> {
+  if (engineOf(trx) === "postgres") await sql.raw(MIGRATION_LOCK_SQL).execute(trx);
+}

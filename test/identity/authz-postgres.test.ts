@@ -1,0 +1,22 @@
+/**
+ * identity-authz's suites (authz-*-suite.ts) on PostgreSQL (Debian package postgresql): one
+ * server for the file, a database per service; the HSM suite also needs softhsm2.
+ */
+import { afterAll, describe } from "bun:test";
+import { startPostgresEngine } from "../support/engine.ts";
+import { setupSoftHsm } from "../support/softhsm.ts";
+import { authzAdminSuite } from "./authz-admin-suite.ts";
+import { authzClientCredentialsSuite } from "./authz-client-credentials-suite.ts";
+import { authzCodeSuite } from "./authz-code-suite.ts";
+import { authzHsmSuite } from "./authz-hsm-suite.ts";
+
+const engine = await startPostgresEngine();
+const softhsm = engine ? await setupSoftHsm() : undefined;
+describe("on PostgreSQL (Debian package postgresql)", () => {
+  if (!engine) return;
+  describe("admin", () => authzAdminSuite(engine));
+  describe("client credentials", () => authzClientCredentialsSuite(engine));
+  describe("authorization code", () => authzCodeSuite(engine));
+  if (softhsm) describe("HSM (Debian package softhsm2)", () => authzHsmSuite(engine, softhsm));
+});
+afterAll(() => engine?.server.stop());
