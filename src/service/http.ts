@@ -225,8 +225,10 @@ type ClientIp = (req: Request) => string | undefined;
  * The request with its JSON body read and checked against the shape bounds (`checkJsonShape`),
  * as a new Request carrying the same text and the same RequestInfo for the app to parse.
  */
-async function boundedJsonRequest(req: Request, info: RequestInfo): Promise<Request> {
+async function boundedJsonRequest(req: Request, info: RequestInfo, bodyLimit: number): Promise<Request> {
   const text = await req.text();
+  // A body without Content-Length (chunked) is measured once read; the runtime caps it at twice the limit.
+  if (text.length > bodyLimit || Buffer.byteLength(text) > bodyLimit) throw new AppError("payload_too_large", `request body exceeds ${bodyLimit} bytes`);
   checkJsonShape(text);
   const copy = new Request(req.url, { method: req.method, headers: req.headers, body: text }) as WithInfo;
   copy[INFO] = info;
@@ -297,7 +299,7 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
         throw new AppError("unsupported_media_type", "request bodies must be application/json");
       }
       // Every JSON body, on any path, is bounded here before the app parses and validates it.
-      if (hasBody && isJsonContentType(ct)) req = await boundedJsonRequest(req, info);
+      if (hasBody && isJsonContentType(ct)) req = await boundedJsonRequest(req, info, d.bodyLimit);
 
       if (protocolCors && req.method === "OPTIONS") {
         if (!origin || !protocolOrigins.has(origin)) throw new AppError("forbidden", "origin not allowed");

@@ -324,7 +324,10 @@ async function startOnDatabase(
     hostname: config.server.bind,
     port: config.server.port,
     tls: tlsOptions(material),
-    maxRequestBodySize: config.server.body_limit,
+    // Above body_limit, so that the pipeline answers an oversized body itself (413 with the error
+    // model, headers, request id and metrics); only a body over twice the limit meets the
+    // runtime's bare 413, which no handler can shape.
+    maxRequestBodySize: 2 * config.server.body_limit,
     fetch: handler,
     error: (e) => errorResponse(e, "unknown", logger),
   });

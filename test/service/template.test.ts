@@ -215,10 +215,25 @@ describe("error model", () => {
     });
   }
 
-  test("oversized body -> 413", async () => {
-    const big = JSON.stringify({ name: "Rex", species: "dog", owner_note: "x".repeat(2 * 1024 * 1024) });
+  test("oversized body -> 413 from the pipeline: the error model, request id and security headers", async () => {
+    const big = JSON.stringify({ name: "Rex", species: "dog", owner_note: "x".repeat(1024 * 1024) });
     const res = await svc.call("/service/api/v1/pets", auth(tokenA, { method: "POST", body: big, headers: { "content-type": "application/json" } }));
     expect(res.status).toBe(413);
+    expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+    const body = (await res.json()) as { error: { code: string; request_id: string } };
+    expect(body.error.code).toBe("payload_too_large");
+    expect(body.error.request_id).toBe(res.headers.get("x-request-id")!);
+    // Without Content-Length (a streamed body) the pipeline measures what it read.
+    const enc = new TextEncoder();
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(enc.encode(big));
+        c.close();
+      },
+    });
+    const chunked = await svc.call("/service/api/v1/pets", auth(tokenA, { method: "POST", body: stream, headers: { "content-type": "application/json" }, duplex: "half" } as RequestInit));
+    expect(chunked.status).toBe(413);
+    expect(((await chunked.json()) as { error: { code: string } }).error.code).toBe("payload_too_large");
   });
 
   test("bad path parameter and bad query -> 400; unknown pet -> 404", async () => {
