@@ -17,7 +17,7 @@ import type { ServiceConfig } from "../../src/service/config.ts";
 import { startAuthzStub, type AuthzStub } from "../identity/support/idp-authz-stub.ts";
 import { BASE_URL, PROFILES } from "../pki-ca/helpers.ts";
 import { startTestIssuer, type TestIssuer } from "./issuer.ts";
-import { startTestService, tempDir, type TestService } from "./service.ts";
+import { quiet, startTestService, tempDir, type TestService } from "./service.ts";
 
 /** One JSON endpoint of a service: where to send, with which token, and a valid body to mutate. */
 export interface JsonTarget {
@@ -39,12 +39,6 @@ export interface AllServices {
 }
 
 const TENANT = "tenant-a";
-const quiet = (c: ServiceConfig) => {
-  c.log.access = false;
-  c.log.level = "warn";
-  c.security.rate_limit_rps = 100_000;
-  c.security.rate_limit_burst = 100_000;
-};
 
 /** Starts the six services one after the other (each start does TLS and key work; in parallel they only contend). */
 export async function startAllServices(): Promise<AllServices> {

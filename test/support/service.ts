@@ -21,6 +21,14 @@ export interface TestService extends RunningService {
   logs: string[];
 }
 
+/** Test services log only warnings and have no practical rate limit. */
+export const quiet = (c: ServiceConfig) => {
+  c.log.level = "warn";
+  c.log.access = false;
+  c.security.rate_limit_rps = 100_000;
+  c.security.rate_limit_burst = 100_000;
+};
+
 export function tempDir(prefix = "cryptoutil-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }

@@ -15,7 +15,7 @@ import { pkiCa } from "../../../apps/pki-ca/service.ts";
 import { smKms } from "../../../apps/sm-kms/service.ts";
 import type { ServiceConfig } from "../../../src/service/config.ts";
 import type { ServiceDefinition } from "../../../src/service/context.ts";
-import { startTestService, tempDir, type TestService } from "../../support/service.ts";
+import { quiet, startTestService, tempDir, type TestService } from "../../support/service.ts";
 import { freePort } from "../../identity/support/authz.ts";
 import { scopesOf } from "../../../schemas/scopes.ts";
 
@@ -59,13 +59,6 @@ export interface CliSuite {
   rootToken(): Promise<string>;
   stop(): Promise<void>;
 }
-
-const quiet = (c: ServiceConfig) => {
-  c.log.level = "warn";
-  c.log.access = false;
-  c.security.rate_limit_rps = 100_000;
-  c.security.rate_limit_burst = 100_000;
-};
 
 /** Runs `bun cli/main.ts args...`; asynchronous, so the in-process services keep answering. */
 export async function runCli(home: string, args: string[], opts: { stdin?: string | Uint8Array; env?: Record<string, string>; cwd?: string } = {}): Promise<CliRun> {

@@ -12,7 +12,7 @@ import { learnPs } from "../../../apps/learn-ps/service.ts";
 import { browserLogin, parseBrowserLoginConfig } from "../../../src/auth/bff.ts";
 import type { ServiceConfig } from "../../../src/service/config.ts";
 import type { ServiceDefinition } from "../../../src/service/context.ts";
-import { startTestService, tempDir, type TestService } from "../../support/service.ts";
+import { quiet, startTestService, tempDir, type TestService } from "../../support/service.ts";
 import { spkiPins } from "../../support/chromium.ts";
 import { freePort } from "./authz.ts";
 import { ScriptedBrowser, enrolmentSecret } from "./browser.ts";
@@ -38,13 +38,6 @@ export interface IdentitySuite {
   spkiPins(): Promise<string[]>;
   stop(): Promise<void>;
 }
-
-const quiet = (c: ServiceConfig) => {
-  c.log.level = "warn";
-  c.log.access = false;
-  c.security.rate_limit_rps = 100_000;
-  c.security.rate_limit_burst = 100_000;
-};
 
 export async function startIdentitySuite(opts: { tenant?: string } = {}): Promise<IdentitySuite> {
   const tenant = opts.tenant ?? "acme";
