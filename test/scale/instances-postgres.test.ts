@@ -19,20 +19,10 @@ import { startTestIssuer, type TestIssuer } from "../support/issuer.ts";
 import { tempDir, type TestService } from "../support/service.ts";
 import { apiOver, BASE_URL, haveOpenssl, makeCsr, openssl, PROFILES, write } from "../pki-ca/helpers.ts";
 import { basic, form, freePort, startTestIdp, type TestIdp } from "../identity/support/authz.ts";
-import { startInstances } from "./instances.ts";
+import { eventually, startInstances } from "./instances.ts";
 
 const engine = await startPostgresEngine();
 afterAll(() => engine?.server.stop());
-
-/** Asks `probe` until it gives `want` (a change notice is on its way), for at most 20 s. */
-async function eventually<T>(probe: () => Promise<T>, want: T): Promise<T> {
-  let got = await probe();
-  for (let i = 0; got !== want && i < 200; i++) {
-    await Bun.sleep(100);
-    got = await probe();
-  }
-  return got;
-}
 
 describe("on PostgreSQL (Debian package postgresql)", () => {
   if (!engine) return;
