@@ -21,6 +21,14 @@ export const AuthzAppConfig = v.strictObject({
   /** Signing keys older than this are rotated by the schedule. */
   key_rotation_days: v.optional(ttl(1, 3650), 90),
   key_rotation_check_s: v.optional(ttl(10, 86_400), 3600),
+  /**
+   * How long tenants, clients and scopes (registry_cache_s) and signing keys (key_reload_s) stay
+   * in memory. Another instance's changes reach this one at once by change notice on PostgreSQL;
+   * these are the bounds for the time its listening connection is down (and for other processes
+   * sharing an embedded file).
+   */
+  registry_cache_s: v.optional(ttl(1, 3600), 5),
+  key_reload_s: v.optional(ttl(1, 3600), 60),
   /** Accepted age of a DPoP proof, in seconds. */
   proof_window_s: v.optional(ttl(5, 600), 60),
   /**

@@ -11,6 +11,7 @@
  * each shard's CRL lists exactly the revoked certificates of that shard.
  */
 import type { WebhookEvent, WebhookNotifier } from "./webhooks.ts";
+import type { ChangeFeed } from "../../src/storage/change-feed.ts";
 import { x509Time } from "../../src/pki/time.ts";
 import { AppError, notFound } from "../../src/service/errors.ts";
 import { decodeCsr, parseCsr, verifyBySpki, verifyPossession, type ParsedCsr } from "../../src/pki/csr.ts";
@@ -118,6 +119,9 @@ const toEntry = (e: { serial: string; revoked_at: string | null; revocation_reas
   reason: e.revocation_reason ?? 0,
 });
 
+/** The change-feed channel of revocations: each instance then re-checks (checkPeerRevocations). */
+export const REVOCATIONS_CHANNEL = "pki-ca.revocations";
+
 export type SubmitOutcome = { status: "issued"; request_id: string; certificate: CertificateView } | { status: "pending"; request: RequestView };
 
 export class PkiCa {
@@ -128,6 +132,11 @@ export class PkiCa {
   /** The database's revocation count when this instance last looked (see checkPeerRevocations). */
   private revocationsSeen: number | undefined;
 
+  /** Change notices to the other instances sharing the database (set by the service). */
+  changes?: ChangeFeed;
+  /** Ends the subscription to other instances' revocation notices (set by the service). */
+  unsubscribe?: () => void;
+
   /** Webhooks for state changes and expiry notices (none configured: events go nowhere). */
   notifier?: WebhookNotifier;
   /** The CA's schedules (CRL, OCSP refresh, peer revocations, expiry), ended by dispose(). */
@@ -136,6 +145,7 @@ export class PkiCa {
   /** Ends this CA's schedules and webhook deliveries and drops its caches (at seal and stop). */
   async dispose(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    this.unsubscribe?.();
     this.ocspCache.clear();
     this.extensionCache.clear();
     await this.notifier?.stop();
@@ -421,6 +431,8 @@ export class PkiCa {
     // Only this revocation since the last look: the re-signing below covers it. Otherwise the
     // next checkPeerRevocations() also sees the others'.
     if (this.revocationsSeen === count - 1) this.revocationsSeen = count;
+    // The other instances on the database re-sign their cached OCSP answers when this arrives.
+    void this.changes?.publish(REVOCATIONS_CHANNEL);
     const shard = r.crl_shard ?? undefined;
     if (this.config.crl_full_on_revoke) await this.regenerateCrl(r.ca_id, shard);
     else await this.regenerateDelta(r.ca_id, shard);

@@ -10,7 +10,7 @@ import { parsePkiCaConfig } from "./config.ts";
 import { PkiStore } from "./store.ts";
 import { loadOrCreateHierarchy, renewSigners, type CaUrls, type HierarchyOptions } from "./hierarchy.ts";
 import { loadExternalHierarchy } from "./ceremony/external.ts";
-import { PkiCa } from "./domain.ts";
+import { PkiCa, REVOCATIONS_CHANNEL } from "./domain.ts";
 import { WebhookNotifier } from "./webhooks.ts";
 import { caApi, caPublicRoutes } from "./routes.ts";
 import { Elysia } from "elysia";
@@ -64,17 +64,14 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
           .catch((e) => ctx.logger.warn("OCSP refresh failed", { error: e }));
       }, Math.max(15_000, (config.ocsp_validity_minutes * 60_000) / 8));
       timers.push(ocspRefresh);
-      // Revocations by other instances sharing the database reach this one's OCSP cache.
+      // Revocations by other instances sharing the database reach this one's OCSP cache: at
+      // once through their change notices (PostgreSQL), and every revocation_check_ms in any case
+      // (embedded files shared by processes; notices lost while the listener was down).
       await ca.checkPeerRevocations();
-      let checking = false;
-      const peers = setInterval(() => {
-        if (checking) return;
-        checking = true;
-        ca.checkPeerRevocations()
-          .catch((e) => ctx.logger.warn("revocation check failed", { error: e }))
-          .finally(() => (checking = false));
-      }, config.revocation_check_ms);
-      timers.push(peers);
+      const check = coalesced(() => ca.checkPeerRevocations().then(() => undefined, (e) => ctx.logger.warn("revocation check failed", { error: e })));
+      ca.changes = ctx.changes;
+      ca.unsubscribe = ctx.changes.subscribe(REVOCATIONS_CHANNEL, check, check);
+      timers.push(setInterval(check, config.revocation_check_ms));
       const expiry = setInterval(() => {
         ca.expirySweep().catch((e) => ctx.logger.warn("expiry notice sweep failed", { error: e }));
       }, config.expiry_check_minutes * 60_000);
@@ -98,6 +95,28 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
     instances.set(ctx, p);
   }
   return p;
+}
+
+/**
+ * Runs `fn` now, or once more right after the run in progress ends: calls that come while it
+ * runs are never lost, and never run in parallel.
+ */
+function coalesced(fn: () => Promise<void>): () => void {
+  let running = false;
+  let again = false;
+  const run = (): void => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    again = false;
+    void fn().finally(() => {
+      running = false;
+      if (again) run();
+    });
+  };
+  return run;
 }
 
 const sealHooked = new WeakSet<ServiceContext>();

@@ -6,6 +6,7 @@ import type { ServiceConfig } from "./config.ts";
 import type { SessionStore } from "../auth/session.ts";
 import type { Dispatcher } from "../crypto/dispatcher.ts";
 import type { Pkcs11Provider } from "../crypto/pkcs11/index.ts";
+import type { ChangeFeed } from "../storage/change-feed.ts";
 
 /** Encrypts values at rest; the barrier implements it. `context` binds a ciphertext to its place. */
 export interface DataProtector {
@@ -29,6 +30,8 @@ export interface ServiceContext {
    */
   development: boolean;
   db: Kysely<any>;
+  /** Change notices to the other instances on the database, to keep in-memory caches coherent. */
+  changes: ChangeFeed;
   protector: DataProtector;
   sessions: SessionStore;
   logger: Logger;

@@ -15,6 +15,7 @@ import type { HttpMetrics } from "./metrics.ts";
 import type { IpAllowlist, RateLimiter } from "./guard.ts";
 import type { FastRoute } from "./context.ts";
 import { turnBarrier } from "./turn.ts";
+import { mapStorageError } from "../storage/database.ts";
 import { checkJsonShape, isJsonContentType } from "./json-body.ts";
 import { requireScopes, type BearerVerifier, type Principal } from "../auth/bearer.ts";
 import { readCookie, SESSION_COOKIE, type SessionStore } from "../auth/session.ts";
@@ -179,9 +180,19 @@ export function logServerError(logger: Logger, fields: { request_id: string; met
 }
 
 /** The JSON error answer for `err`; a 5xx is logged when a logger is given. */
+/**
+ * The AppError of anything a handler threw: AppErrors as they are; a storage error the
+ * database layer classifies (a busy or unreachable database: 503 `unavailable`; a constraint:
+ * 409) as classified; anything else 500 `internal`, saying nothing about its cause.
+ */
+export function toAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  const mapped = mapStorageError(err);
+  return mapped.code === "internal" ? new AppError("internal", "internal error", { status: 500, cause: err }) : mapped;
+}
+
 export function errorResponse(err: unknown, requestId: string, logger?: Logger): Response {
-  const appErr =
-    err instanceof AppError ? err : new AppError("internal", "internal error", { status: 500, cause: err });
+  const appErr = toAppError(err);
   if (appErr.status >= 500 && logger) logServerError(logger, { request_id: requestId, status: appErr.status, failure: appErr });
   return new Response(JSON.stringify(errorBody(appErr, requestId)), {
     status: appErr.status,
@@ -417,7 +428,7 @@ export function mapError({ code, error, request, set }: { code: unknown; error: 
       err = new AppError("validation_failed", "the request does not match the schema", { details: summary });
     } else if (code === "NOT_FOUND") err = new AppError("not_found", "no such route");
     else if (code === "INVALID_COOKIE_SIGNATURE") err = new AppError("unauthenticated", "bad cookie");
-    else err = new AppError("internal", "internal error", { status: 500, cause: error });
+    else err = toAppError(error);
     // The pipeline (or the admin server) writes the one log line of a 5xx: it knows the logger.
     if (err.status >= 500) requestInfo(request).failure = err;
     set.status = err.status;

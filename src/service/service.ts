@@ -283,6 +283,7 @@ async function startOnDatabase(
     config,
     development: isDevelopment(config),
     db,
+    changes: database.changes,
     protector: barrier,
     sessions,
     logger,

@@ -31,6 +31,7 @@ import {
   type StorageConfig,
   type StorageMode,
 } from "./config.ts";
+import { LocalChangeFeed, type ChangeFeed } from "./change-feed.ts";
 import { LibsqlClientDialect } from "./libsql-dialect.ts";
 import { openPostgres } from "./postgres.ts";
 import { openNative, type EmbeddedDatabase } from "./native-dialect.ts";
@@ -47,6 +48,8 @@ export interface Database<DB> {
   readonly filePath?: string;
   /** SQLite journal mode of a local database ("wal" for file mode), undefined for remote. */
   readonly journalMode?: string;
+  /** Change notices between the instances sharing the database (change-feed.ts). */
+  readonly changes: ChangeFeed;
   /** Embedded replica: pull the primary's latest frames now. No-op in other modes. */
   sync(): Promise<void>;
   /** Closes the client; idempotent. */
@@ -293,6 +296,7 @@ export async function openDatabase<DB = unknown>(config: StorageConfig | Resolve
     location: describeStorage(r),
     filePath: r.filePath,
     journalMode,
+    changes: new LocalChangeFeed(),
     async sync() {
       if (r.mode !== "replica") return;
       try {
@@ -368,6 +372,7 @@ async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
     location: describeStorage(r),
     filePath: r.filePath,
     journalMode,
+    changes: new LocalChangeFeed(),
     async sync() {},
     async close() {
       if (closed) return;
@@ -390,10 +395,12 @@ async function openPostgresDatabase<DB>(r: ResolvedStorage): Promise<Database<DB
     db,
     mode: r.mode,
     location: describeStorage(r),
+    changes: opened.changes,
     async sync() {},
     async close() {
       if (closed) return;
       closed = true;
+      await opened.changes.close();
       await db.destroy();
     },
   };

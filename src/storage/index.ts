@@ -9,6 +9,7 @@ export {
   type ResolvedStorage,
 } from "./config.ts";
 export { openDatabase, ping, mapStorageError, libsqlCode, directWriterOf, type Database, type PingResult } from "./database.ts";
+export { LocalChangeFeed, type ChangeFeed } from "./change-feed.ts";
 export { commitDeferred } from "./wal-sync.ts";
 export { GroupCommit, type GroupCommitOptions } from "./group-commit.ts";
 export { runMigrations, ensureMigrationsTable, type Migration, type MigrationReport } from "./migrations.ts";

@@ -15,6 +15,9 @@
  *   instances on the database also run one at a time (READ COMMITTED: each statement sees
  *   what committed before it). Single statements outside transactions run concurrently.
  *
+ * - Change notices (`PostgresChangeFeed`): LISTEN on one connection of its own per instance,
+ *   reconnected with backoff when it drops; NOTIFY through the pool.
+ *
  * Not here: the embedded engine's direct reads, row cache and deferred WAL sync (see
  * precompiled.ts and wal-sync.ts); on PostgreSQL those fall back to plain Kysely queries and
  * transactions.
@@ -39,7 +42,8 @@ import {
   type TransactionSettings,
   type UnknownRow,
 } from "kysely";
-import type { Pool, PoolConfig } from "pg";
+import type { Client, ClientConfig, Pool, PoolConfig } from "pg";
+import { ChangeSubscribers, type ChangeFeed } from "./change-feed.ts";
 
 /**
  * Advisory lock keys (two int4s: a namespace, then the lock). The namespace is "cryp" in
@@ -133,7 +137,7 @@ export interface PostgresOptions {
  * server, an unknown database or a refused password fail here, with the pg error).
  * `pg` is loaded only when PostgreSQL is configured.
  */
-export async function openPostgres(o: PostgresOptions): Promise<{ dialect: Dialect; plugin: KyselyPlugin; pool: Pool }> {
+export async function openPostgres(o: PostgresOptions): Promise<{ dialect: Dialect; plugin: KyselyPlugin; pool: Pool; changes: PostgresChangeFeed }> {
   const { default: pg } = await import("pg");
   const { parseIntoClientConfig } = await import("pg-connection-string");
   const builtin = pg.types;
@@ -151,13 +155,8 @@ export async function openPostgres(o: PostgresOptions): Promise<{ dialect: Diale
   } as PoolConfig["types"];
   // Parsed here rather than passed as `connectionString`: pg lets the url's (empty) password
   // override the one from the password file.
-  const pool = new pg.Pool({
-    ...parseIntoClientConfig(o.url),
-    password: o.password,
-    max: o.poolSize,
-    connectionTimeoutMillis: o.connectTimeoutMs,
-    types,
-  });
+  const clientConfig: ClientConfig = { ...parseIntoClientConfig(o.url), password: o.password, connectionTimeoutMillis: o.connectTimeoutMs, types };
+  const pool = new pg.Pool({ ...clientConfig, max: o.poolSize });
   // An idle connection the server drops (restart, failover) is an 'error' event on the pool;
   // unhandled, it would end the process. The pool discards that connection by itself.
   pool.on("error", () => undefined);
@@ -168,5 +167,105 @@ export async function openPostgres(o: PostgresOptions): Promise<{ dialect: Diale
     await pool.end().catch(() => undefined);
     throw err;
   }
-  return { dialect: new SerialTransactionDialect(pool), plugin: new PortableSchemaPlugin(), pool };
+  const changes = new PostgresChangeFeed(pool, () => new pg.Client({ ...clientConfig, keepAlive: true }));
+  return { dialect: new SerialTransactionDialect(pool), plugin: new PortableSchemaPlugin(), pool, changes };
+}
+
+/** A channel name as a quoted identifier (LISTEN takes an identifier, pg_notify a text). */
+const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+const RECONNECT_MIN_MS = 100;
+const RECONNECT_MAX_MS = 5_000;
+
+/**
+ * Change notices over LISTEN/NOTIFY (see change-feed.ts). The listening connection opens at
+ * the first subscription; whenever it (re)connects and listens again, every subscriber resyncs,
+ * since notices sent while it was down (or not yet listening) are lost.
+ */
+export class PostgresChangeFeed implements ChangeFeed {
+  readonly shared = true;
+  readonly #subs = new ChangeSubscribers();
+  #client?: Client;
+  #connecting = false;
+  #closed = false;
+  #retryMs = RECONNECT_MIN_MS;
+  #timer?: ReturnType<typeof setTimeout>;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly newClient: () => Client,
+  ) {}
+
+  /** Whether the listening connection is up (for healthz). */
+  get listening(): boolean {
+    return this.#client !== undefined;
+  }
+
+  subscribe(channel: string, onChange: (payload: string) => void, onResync?: () => void): () => void {
+    const { isNew, remove } = this.#subs.add(channel, { onChange, onResync });
+    const client = this.#client;
+    if (isNew && client) {
+      client.query(`listen ${quoteIdent(channel)}`).then(
+        () => this.#subs.resync([channel]),
+        () => this.#drop(client),
+      );
+    } else if (!client) this.#connect();
+    return remove;
+  }
+
+  async publish(channel: string, payload = ""): Promise<void> {
+    if (this.#closed) return;
+    await this.pool.query("select pg_notify($1, $2)", [channel, payload]).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    const client = this.#client;
+    this.#client = undefined;
+    await client?.end().catch(() => undefined);
+  }
+
+  #connect(): void {
+    if (this.#closed || this.#connecting || this.#client) return;
+    this.#connecting = true;
+    const client = this.newClient();
+    // A dropped listening connection is an 'error' (and then 'end') event; unhandled, it would end the process.
+    client.on("error", () => this.#drop(client));
+    client.on("end", () => this.#drop(client));
+    client.on("notification", (m) => this.#subs.deliver(m.channel, m.payload ?? ""));
+    (async () => {
+      await client.connect();
+      for (const channel of this.#subs.byChannel.keys()) await client.query(`listen ${quoteIdent(channel)}`);
+    })().then(
+      () => {
+        this.#connecting = false;
+        if (this.#closed) return void client.end().catch(() => undefined);
+        this.#client = client;
+        this.#retryMs = RECONNECT_MIN_MS;
+        this.#subs.resync();
+      },
+      () => {
+        this.#connecting = false;
+        client.end().catch(() => undefined);
+        this.#retry();
+      },
+    );
+  }
+
+  #drop(client: Client): void {
+    if (this.#client !== client) return;
+    this.#client = undefined;
+    client.end().catch(() => undefined);
+    this.#retry();
+  }
+
+  #retry(): void {
+    if (this.#closed || this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#connect();
+    }, this.#retryMs);
+    (this.#timer as { unref?: () => void }).unref?.();
+    this.#retryMs = Math.min(this.#retryMs * 2, RECONNECT_MAX_MS);
+  }
 }

@@ -5,7 +5,8 @@
  * in afterAll): initdb in a temp directory, `postgres` on a free loopback port, password
  * authentication (SCRAM) for a superuser with a generated password kept in a 0600 file,
  * fsync off (the data is thrown away). `createDatabase()` makes a fresh empty database per
- * test or suite. PostgreSQL refuses to run as root, and tests and CI run as root: then
+ * test or suite; `halt()` and `start()` stop the server and start it again on the same port and
+ * data, for tests of an outage. PostgreSQL refuses to run as root, and tests and CI run as root: then
  * initdb and postgres run as the `postgres` system user (setpriv), in a directory it owns.
  * When the package is missing: `CI=true` fails the run; otherwise the caller skips with the
  * printed reason.
@@ -27,6 +28,10 @@ export interface PostgresServer {
   createDatabase(prefix?: string): Promise<string>;
   /** Everything the server wrote so far (for failure messages). */
   log(): string;
+  /** Stops the server (fast shutdown) and keeps its data, as an outage does; `start()` brings it back. */
+  halt(): Promise<void>;
+  /** Starts the halted server again on the same port, with the same data. */
+  start(): Promise<void>;
   /** Stops the server (fast shutdown, then SIGKILL after 10 s) and removes its directory. */
   stop(): Promise<void>;
 }
@@ -102,10 +107,9 @@ export async function startPostgres(): Promise<PostgresServer | undefined> {
     throw new Error(`initdb failed (${init.status}): ${init.stderr || init.stdout}`);
   }
 
-  let lastLog = "";
-  // The free port may be taken between probe and bind by another process: retry a few times.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
+  /** One run of the server on `port`; undefined (and its output kept) when it did not become ready. */
+  let output = "";
+  const launch = async (port: number): Promise<{ proc: ChildProcess; admin: pg.Pool; onExit: () => void } | undefined> => {
     const [cmd, args] = asServer(join(bin, "postgres"), [
       "-D", data, "-p", String(port), "-k", dir,
       "-c", "listen_addresses=127.0.0.1",
@@ -113,7 +117,6 @@ export async function startPostgres(): Promise<PostgresServer | undefined> {
       "-c", "max_connections=300", "-c", "shared_buffers=32MB",
     ]);
     const proc = spawn(cmd, args, { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
     const collect = (b: Buffer) => {
       output = (output + b.toString("utf8")).slice(-8000);
     };
@@ -122,44 +125,65 @@ export async function startPostgres(): Promise<PostgresServer | undefined> {
     // A test process that dies must not leave the server behind.
     const onExit = () => proc.kill("SIGKILL");
     process.once("exit", onExit);
-
     const admin = new pg.Pool({ host: "127.0.0.1", port, user: USER, password, database: "postgres", max: 2 });
     admin.on("error", () => undefined);
-    if (await waitUntilReady(admin, proc, 30_000)) {
-      let stopped = false;
-      let n = 0;
-      return {
-        port,
-        user: USER,
-        passwordFile,
-        log: () => output,
-        async createDatabase(prefix = "t") {
-          const name = `${prefix.replace(/[^a-z0-9_]/g, "_")}_${process.pid}_${++n}`;
-          await admin.query(`create database "${name}"`);
-          return `postgres://${USER}@127.0.0.1:${port}/${name}`;
-        },
-        async stop() {
-          if (stopped) return;
-          stopped = true;
-          await admin.end().catch(() => undefined);
-          const done = exited(proc);
-          proc.kill("SIGINT"); // fast shutdown: ends the sessions, no waiting for clients
-          const timer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
-          await done;
-          clearTimeout(timer);
-          process.removeListener("exit", onExit);
-          rmSync(dir, { recursive: true, force: true });
-        },
-      };
-    }
+    if (await waitUntilReady(admin, proc, 30_000)) return { proc, admin, onExit };
     await admin.end().catch(() => undefined);
     proc.kill("SIGKILL");
     await exited(proc);
     process.removeListener("exit", onExit);
-    lastLog = output;
+    return undefined;
+  };
+  /** Fast shutdown (ends the sessions, no waiting for clients), then SIGKILL after 10 s. */
+  const shutdown = async (run: NonNullable<Awaited<ReturnType<typeof launch>>>) => {
+    await run.admin.end().catch(() => undefined);
+    const done = exited(run.proc);
+    run.proc.kill("SIGINT");
+    const timer = setTimeout(() => run.proc.kill("SIGKILL"), 10_000);
+    await done;
+    clearTimeout(timer);
+    process.removeListener("exit", run.onExit);
+  };
+
+  // The free port may be taken between probe and bind by another process: retry a few times.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    let run = await launch(port);
+    if (!run) continue;
+    let stopped = false;
+    let n = 0;
+    return {
+      port,
+      user: USER,
+      passwordFile,
+      log: () => output,
+      async createDatabase(prefix = "t") {
+        const name = `${prefix.replace(/[^a-z0-9_]/g, "_")}_${process.pid}_${++n}`;
+        await run!.admin.query(`create database "${name}"`);
+        return `postgres://${USER}@127.0.0.1:${port}/${name}`;
+      },
+      async halt() {
+        if (!run) return;
+        const r = run;
+        run = undefined;
+        await shutdown(r);
+      },
+      async start() {
+        if (run) return;
+        run = await launch(port);
+        if (!run) throw new Error(`PostgreSQL did not start again on port ${port}:\n${output}`);
+      },
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        if (run) await shutdown(run);
+        run = undefined;
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
   }
   rmSync(dir, { recursive: true, force: true });
-  throw new Error(`PostgreSQL did not start; last output:\n${lastLog}`);
+  throw new Error(`PostgreSQL did not start; last output:\n${output}`);
 }
 
 async function waitUntilReady(admin: pg.Pool, proc: ChildProcess, deadlineMs: number): Promise<boolean> {

@@ -3,6 +3,7 @@ import { chmodSync, existsSync, readFileSync, unlinkSync, writeFileSync } from "
 import { join, resolve } from "node:path";
 import type { ServiceContext } from "../../../src/service/context.ts";
 import { parseAppConfig, type AuthzConfig } from "../config.ts";
+import { AppError } from "../../../src/service/errors.ts";
 import { AuthzStore } from "../store.ts";
 import { Registry } from "./registry.ts";
 import { KeyRing } from "./keys.ts";
@@ -38,8 +39,8 @@ export class Authz {
     if (s.public_url) this.base = s.public_url.replace(/\/+$/, "");
     else if (s.port !== 0) this.base = `https://${s.bind === "0.0.0.0" || s.bind === "::" ? "127.0.0.1" : s.bind.includes(":") ? `[${s.bind}]` : s.bind}:${s.port}`;
     this.store = new AuthzStore(ctx.db);
-    this.registry = new Registry(this.store);
-    this.keys = new KeyRing(this.store, ctx.protector, this.cfg.max_token_ttl_s, ctx.hsm ? { provider: ctx.hsm, crypto: ctx.crypto } : undefined);
+    this.registry = new Registry(this.store, ctx.changes, this.cfg.registry_cache_s);
+    this.keys = new KeyRing(this.store, ctx.protector, this.cfg.max_token_ttl_s, ctx.changes, this.cfg.key_reload_s, ctx.hsm ? { provider: ctx.hsm, crypto: ctx.crypto } : undefined);
     const caPem = () => this.caPem();
     this.clientAuth = new ClientAuthenticator(this.registry, this.store, caPem);
     this.dpop = new DpopVerifier(this.store, this.cfg.proof_window_s);
@@ -83,10 +84,17 @@ export class Authz {
     return this.ca.pem;
   }
 
-  /** First start: tenant `root` and the `bootstrap-admin` client, its secret in a 0600 file (never logged). */
+  /**
+   * First start: tenant `root` and the `bootstrap-admin` client, its secret in a 0600 file (never
+   * logged). Instances starting together on an empty database all try; the database lets one
+   * insert each row (a conflict is another instance's success), so exactly one instance creates
+   * the client and writes the secret file, into its own data directory, and the others go on.
+   */
   private async bootstrap(): Promise<void> {
     if (!this.cfg.bootstrap || (await this.store.getTenant(ROOT_TENANT))) return;
-    await this.registry.createTenant({ id: ROOT_TENANT, display_name: "Root tenant" }).catch(() => undefined);
+    await this.registry.createTenant({ id: ROOT_TENANT, display_name: "Root tenant" }).catch((e: unknown) => {
+      if (!(e instanceof AppError && e.code === "conflict")) throw e;
+    });
     if (await this.store.getClient(ROOT_TENANT, BOOTSTRAP_CLIENT)) return;
     const c = await this.registry.createClient(ROOT_TENANT, {
       client_id: BOOTSTRAP_CLIENT,
@@ -103,7 +111,11 @@ export class Authz {
       dpop_bound_access_tokens: false,
       id_token_signed_response_alg: "ES256",
       access_token_ttl_s: null,
+    }).catch((e: unknown) => {
+      if (e instanceof AppError && e.code === "conflict") return undefined; // another instance created it
+      throw e;
     });
+    if (!c) return;
     const file = join(resolve(this.ctx.config.data.dir), BOOTSTRAP_SECRET_FILE);
     if (existsSync(file)) unlinkSync(file);
     writeFileSync(file, c.client_secret + "\n", { mode: 0o600, flag: "wx" });

@@ -79,9 +79,8 @@ export class ClientAuthenticator {
       const id = decodeBasicPart(decoded.slice(0, i));
       const pw = decodeBasicPart(decoded.slice(i + 1));
       if (form.has("client_id") && form.get("client_id") !== id) throw oauthError("invalid_request", "client_id differs from the Basic credentials");
-      const c = await this.registry.client(tenant, id);
-      const ok = c ? await Registry.secretMatches(c, pw) : false;
-      if (!c || !ok || c.token_endpoint_auth_method !== "client_secret_basic") throw invalid("client authentication failed");
+      const c = await this.registry.clientWithSecret(tenant, id, pw);
+      if (!c || c.token_endpoint_auth_method !== "client_secret_basic") throw invalid("client authentication failed");
       return c;
     }
 
@@ -121,9 +120,8 @@ export class ClientAuthenticator {
     if (secret !== undefined) {
       const id = form.get("client_id");
       if (!id) throw oauthError("invalid_request", "client_id is missing");
-      const c = await this.registry.client(tenant, id);
-      const ok = c ? await Registry.secretMatches(c, secret) : false;
-      if (!c || !ok || c.token_endpoint_auth_method !== "client_secret_post") throw invalid("client authentication failed");
+      const c = await this.registry.clientWithSecret(tenant, id, secret);
+      if (!c || c.token_endpoint_auth_method !== "client_secret_post") throw invalid("client authentication failed");
       return c;
     }
 

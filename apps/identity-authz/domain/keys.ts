@@ -4,7 +4,9 @@
  * as non-extractable objects and only their label is stored; the imported CryptoKey of each current key is cached in memory so the
  * token path never decrypts or imports per request. Rotation: the new key signs
  * at once; the retired key stays in the JWKS until every token it signed has
- * expired (`max_token_ttl_s` plus clock skew), then is deleted.
+ * expired (`max_token_ttl_s` plus clock skew), then is deleted. A tenant's keys are loaded
+ * again after `key_reload_s`, and at once when the change feed says another instance changed
+ * them (rotation, a new algorithm's key, pruning): see src/storage/change-feed.ts.
  */
 import { Buffer } from "node:buffer";
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type JWTPayload } from "jose";
@@ -14,6 +16,7 @@ import type { Pkcs11Provider } from "../../../src/crypto/pkcs11/index.ts";
 import type { TokenKey } from "../../../src/crypto/provider.ts";
 import type { DataProtector } from "../../../src/service/context.ts";
 import type { SigningAlg } from "../../../schemas/identity-authz.ts";
+import type { ChangeFeed } from "../../../src/storage/change-feed.ts";
 import type { AuthzStore, SigningKeyRow } from "../store.ts";
 import { randomToken, sha256B64url, nowS } from "./crypto.ts";
 import { es256CompactSigner } from "./jws.ts";
@@ -67,7 +70,8 @@ interface TenantKeys {
   jwks: { body: string; etag: string };
 }
 
-const RELOAD_MS = 60_000; // other instances' rotations become visible within this
+/** The change-feed channel of signing keys; payload: the tenant. */
+export const KEYS_CHANNEL = "identity-authz.keys";
 const SKEW_S = 300;
 const enc = new TextEncoder();
 const ctxOf = (tenant: string, kid: string) => `identity-authz/signing_keys/${tenant}/${kid}`;
@@ -75,19 +79,38 @@ const ctxOf = (tenant: string, kid: string) => `identity-authz/signing_keys/${te
 export class KeyRing {
   private readonly tenants = new Map<string, TenantKeys>();
   private readonly loading = new Map<string, Promise<TenantKeys>>();
+  private readonly reloadMs: number;
 
   constructor(
     private readonly store: AuthzStore,
     private readonly protector: DataProtector,
     private readonly maxTokenTtlS: number,
+    private readonly changes: ChangeFeed,
+    reloadS: number,
     /** When set, ES256 keys are generated and kept in the HSM (the token supports EC only). */
     private readonly hsm?: { provider: Pkcs11Provider; crypto: Dispatcher },
   ) {
+    this.reloadMs = reloadS * 1000;
+    changes.subscribe(KEYS_CHANNEL, (tenant) => this.forget(tenant), () => this.forgetAll());
     // Sealed means no signing key in memory: they are loaded again (through the barrier) after unseal.
-    protector.onSeal(() => {
-      this.tenants.clear();
-      this.loading.clear();
-    });
+    protector.onSeal(() => this.forgetAll());
+  }
+
+  /** Drops a tenant's loaded keys (and a load under way, which may predate the change). */
+  private forget(tenant: string): void {
+    this.tenants.delete(tenant);
+    this.loading.delete(tenant);
+  }
+
+  private forgetAll(): void {
+    this.tenants.clear();
+    this.loading.clear();
+  }
+
+  /** Forgets the tenant's keys here at once, and tells the other instances. */
+  private async changed(tenant: string): Promise<void> {
+    this.forget(tenant);
+    await this.changes.publish(KEYS_CHANNEL, tenant);
   }
 
   private async create(tenant: string, alg: SigningAlg): Promise<void> {
@@ -150,15 +173,24 @@ export class KeyRing {
 
   private async keys(tenant: string): Promise<TenantKeys> {
     const hit = this.tenants.get(tenant);
-    if (hit && Date.now() - hit.loadedAt < RELOAD_MS) return hit;
+    if (hit && Date.now() - hit.loadedAt < this.reloadMs) return hit;
     let p = this.loading.get(tenant);
     if (!p) {
-      p = this.load(tenant).finally(() => this.loading.delete(tenant));
-      this.loading.set(tenant, p);
+      const load = this.load(tenant);
+      this.loading.set(tenant, load);
+      // Kept only if no change was heard of while it loaded (forget() drops it from `loading`).
+      const current = () => this.loading.get(tenant) === load;
+      load.then(
+        (k) => {
+          if (!current()) return;
+          this.loading.delete(tenant);
+          this.tenants.set(tenant, k);
+        },
+        () => void (current() && this.loading.delete(tenant)),
+      );
+      p = load;
     }
-    const k = await p;
-    this.tenants.set(tenant, k);
-    return k;
+    return p;
   }
 
   /** The current key of an algorithm; created on first use (e.g. when a client selects RS256). */
@@ -166,7 +198,7 @@ export class KeyRing {
     let k = (await this.keys(tenant)).current.get(alg);
     if (!k) {
       await this.create(tenant, alg);
-      this.tenants.delete(tenant);
+      await this.changed(tenant);
       k = (await this.keys(tenant)).current.get(alg);
       if (!k) throw new Error(`no ${alg} key for tenant ${tenant}`);
     }
@@ -200,7 +232,7 @@ export class KeyRing {
       const stored = JSON.parse(new TextDecoder().decode(await this.protector.decrypt(r.private_jwk, ctxOf(tenant, r.kid)))) as JWK | HsmKeyRef;
       if ("hsm" in stored && this.hsm) await this.hsm.provider.destroyKey(await this.hsm.provider.findKey(stored.hsm));
     }
-    this.tenants.delete(tenant);
+    await this.changed(tenant);
   }
 
   /** Retires the current key of `alg` and makes a new one current. */
@@ -208,7 +240,7 @@ export class KeyRing {
     const rows = await this.store.keysOf(tenant);
     for (const r of rows) if (r.status === "current" && r.alg === alg) await this.store.retireKey(r.kid, nowS() + this.maxTokenTtlS + SKEW_S);
     await this.create(tenant, alg);
-    this.tenants.delete(tenant);
+    await this.changed(tenant);
   }
 
   /** The schedule: rotates keys older than `maxAgeS`, prunes retired keys past their publication. */
@@ -218,7 +250,7 @@ export class KeyRing {
         if (r.status === "current" && r.created_at + maxAgeS <= nowS()) await this.rotate(tenant, r.alg as SigningAlg);
       }
       await this.store.pruneKeys(tenant);
-      this.tenants.delete(tenant);
+      await this.changed(tenant);
     }
   }
 }

@@ -1,18 +1,27 @@
 /**
  * Tenants and their clients. Client secrets are 256-bit random values shown once
  * and stored as SHA-256 (enough for high-entropy secrets); checks are constant time.
- * Registrations are cached in memory for a few seconds: the token endpoint is hot.
+ * Registrations are cached in memory for a few seconds (`registry_cache_s`): the token
+ * endpoint is hot. Every change is published on the change feed, and each instance drops what
+ * it cached of it on the notice (at once on PostgreSQL; see src/storage/change-feed.ts), so a
+ * deleted client or a rotated secret stops working on every instance. Unknown tenants and
+ * clients are not cached (one created on another instance works at once), and a secret that
+ * does not match the cached registration is checked once more against the stored one (a secret
+ * just rotated on another instance works at once).
  */
 import { AppError, notFound } from "../../../src/service/errors.ts";
 import { STANDARD_SCOPES, type ClientDoc, type ClientView, type CreateClientInput, type CreateTenantInput, type PutScopeInput, type UpdateClientInput } from "../../../schemas/identity-authz.ts";
 import type { AuthzStore, ClientRow, TenantRow } from "../store.ts";
+import type { ChangeFeed } from "../../../src/storage/change-feed.ts";
 import { equalConstantTime, randomId, randomToken, sha256Hex } from "./crypto.ts";
 
 export interface RegisteredClient extends ClientView {
   secretHash: string | null;
 }
 
-const CACHE_MS = 5_000;
+/** The change-feed channel of registrations; payload: a `Change`. */
+export const REGISTRY_CHANNEL = "identity-authz.registry";
+type Change = { tenant: string; client_id?: string; scopes?: true };
 
 function check(doc: ClientDoc): void {
   const m = doc.token_endpoint_auth_method;
@@ -29,17 +38,56 @@ function check(doc: ClientDoc): void {
   }
 }
 
-export class Registry {
-  private readonly clients = new Map<string, { c: RegisteredClient | null; at: number }>();
-  private readonly tenants = new Map<string, { t: TenantRow | null; at: number }>();
-  private readonly scopes = new Map<string, { m: Map<string, string[]>; at: number }>();
+const clientKey = (tenant: string, clientId: string) => `${tenant}\0${clientId}`;
 
-  constructor(private readonly store: AuthzStore) {}
+export class Registry {
+  private readonly clients = new Map<string, { c: RegisteredClient; at: number }>();
+  private readonly tenants = new Map<string, { t: TenantRow; at: number }>();
+  private readonly scopes = new Map<string, { m: Map<string, string[]>; at: number }>();
+  private readonly cacheMs: number;
+
+  constructor(
+    private readonly store: AuthzStore,
+    private readonly changes: ChangeFeed,
+    cacheS = 5,
+  ) {
+    this.cacheMs = cacheS * 1000;
+    changes.subscribe(REGISTRY_CHANNEL, (payload) => this.forget(payload), () => this.forgetAll());
+  }
+
+  /** Drops what a change notice names (a whole tenant when it names no client or scopes). */
+  private forget(payload: string): void {
+    let c: Change;
+    try {
+      c = JSON.parse(payload) as Change;
+    } catch {
+      return this.forgetAll();
+    }
+    if (c.client_id !== undefined) return void this.clients.delete(clientKey(c.tenant, c.client_id));
+    this.scopes.delete(c.tenant);
+    if (c.scopes) return;
+    this.tenants.delete(c.tenant);
+    for (const key of [...this.clients.keys()]) if (key.startsWith(`${c.tenant}\0`)) this.clients.delete(key);
+  }
+
+  private forgetAll(): void {
+    this.clients.clear();
+    this.tenants.clear();
+    this.scopes.clear();
+  }
+
+  /** Forgets the change here at once, and tells the other instances. */
+  private async changed(c: Change): Promise<void> {
+    const payload = JSON.stringify(c);
+    this.forget(payload);
+    await this.changes.publish(REGISTRY_CHANNEL, payload);
+  }
 
   async tenant(id: string): Promise<TenantRow | null> {
     const hit = this.tenants.get(id);
-    if (hit && Date.now() - hit.at < CACHE_MS) return hit.t;
+    if (hit && Date.now() - hit.at < this.cacheMs) return hit.t;
     const t = (await this.store.getTenant(id)) ?? null;
+    if (!t) return null;
     if (this.tenants.size > 10_000) this.tenants.clear();
     this.tenants.set(id, { t, at: Date.now() });
     return t;
@@ -54,16 +102,14 @@ export class Registry {
   async createTenant(input: CreateTenantInput): Promise<TenantRow> {
     const row = { id: input.id, display_name: input.display_name ?? input.id, created_at: new Date().toISOString() };
     if (!(await this.store.insertTenant(row))) throw new AppError("conflict", "tenant already exists");
-    this.tenants.delete(row.id);
+    await this.changed({ tenant: row.id });
     return row;
   }
 
   /** Deletes a tenant with its clients, keys, grants, tokens and scopes. */
   async deleteTenant(id: string): Promise<void> {
     if (!(await this.store.deleteTenant(id))) throw notFound("tenant");
-    this.tenants.delete(id);
-    this.scopes.delete(id);
-    for (const key of [...this.clients.keys()]) if (key.startsWith(`${id}\0`)) this.clients.delete(key);
+    await this.changed({ tenant: id });
   }
 
   listTenants() {
@@ -79,15 +125,30 @@ export class Registry {
     return rest;
   }
 
-  async client(tenant: string, clientId: string): Promise<RegisteredClient | null> {
-    const key = `${tenant}\0${clientId}`;
+  async client(tenant: string, clientId: string, fresh = false): Promise<RegisteredClient | null> {
+    const key = clientKey(tenant, clientId);
     const hit = this.clients.get(key);
-    if (hit && Date.now() - hit.at < CACHE_MS) return hit.c;
+    if (hit && !fresh && Date.now() - hit.at < this.cacheMs) return hit.c;
     const row = await this.store.getClient(tenant, clientId);
-    const c = row ? this.toClient(row) : null;
+    if (!row) {
+      this.clients.delete(key);
+      return null;
+    }
+    const c = this.toClient(row);
     if (this.clients.size > 50_000) this.clients.clear();
     this.clients.set(key, { c, at: Date.now() });
     return c;
+  }
+
+  /**
+   * The client, if `presented` is its secret: checked against the cached registration, then
+   * once against the stored one (the secret may have been rotated through another instance).
+   */
+  async clientWithSecret(tenant: string, clientId: string, presented: string): Promise<RegisteredClient | null> {
+    const cached = await this.client(tenant, clientId);
+    if (cached && (await Registry.secretMatches(cached, presented))) return cached;
+    const stored = cached ? await this.client(tenant, clientId, true) : null;
+    return stored && stored.secretHash !== cached?.secretHash && (await Registry.secretMatches(stored, presented)) ? stored : null;
   }
 
   async requireClient(tenant: string, clientId: string): Promise<RegisteredClient> {
@@ -115,7 +176,7 @@ export class Registry {
     const ts = new Date().toISOString();
     const row: ClientRow = { tenant, client_id: id, doc: JSON.stringify(doc), secret_hash: secret ? await sha256Hex(secret) : null, created_at: ts, updated_at: ts };
     if (!(await this.store.insertClient(row))) throw new AppError("conflict", "client already exists");
-    this.clients.delete(`${tenant}\0${id}`);
+    await this.changed({ tenant, client_id: id });
     return { ...Registry.view(this.toClient(row)), client_secret: secret };
   }
 
@@ -130,7 +191,7 @@ export class Registry {
     else if (!secretHash) throw new AppError("validation_failed", "switching to a secret method: rotate the secret with POST .../secret");
     const updated_at = new Date().toISOString();
     await this.store.updateClient(tenant, clientId, { doc: JSON.stringify(doc), secret_hash: secretHash, updated_at });
-    this.clients.delete(`${tenant}\0${clientId}`);
+    await this.changed({ tenant, client_id: clientId });
     return Registry.view(this.toClient({ ...current, doc: JSON.stringify(doc), secret_hash: secretHash, updated_at }));
   }
 
@@ -143,19 +204,19 @@ export class Registry {
     const doc = JSON.parse(current.doc) as ClientDoc;
     if (!Registry.needsSecret(doc)) doc.token_endpoint_auth_method = "client_secret_basic";
     await this.store.updateClient(tenant, clientId, { doc: JSON.stringify(doc), secret_hash: await sha256Hex(secret), updated_at });
-    this.clients.delete(`${tenant}\0${clientId}`);
+    await this.changed({ tenant, client_id: clientId });
     return { ...Registry.view(this.toClient({ ...current, doc: JSON.stringify(doc), updated_at })), client_secret: secret };
   }
 
   async deleteClient(tenant: string, clientId: string): Promise<void> {
     if (!(await this.store.deleteClient(tenant, clientId))) throw notFound("client");
-    this.clients.delete(`${tenant}\0${clientId}`);
+    await this.changed({ tenant, client_id: clientId });
   }
 
   /** Scope name -> released claims: the OIDC scopes plus the tenant's own. */
   async scopeClaims(tenant: string): Promise<Map<string, string[]>> {
     const hit = this.scopes.get(tenant);
-    if (hit && Date.now() - hit.at < CACHE_MS) return hit.m;
+    if (hit && Date.now() - hit.at < this.cacheMs) return hit.m;
     const m = new Map(Object.entries(STANDARD_SCOPES));
     for (const r of await this.store.listScopes(tenant)) m.set(r.name, JSON.parse(r.claims) as string[]);
     if (this.scopes.size > 10_000) this.scopes.clear();
@@ -175,13 +236,13 @@ export class Registry {
     if (Object.hasOwn(STANDARD_SCOPES, name)) throw new AppError("conflict", "the OpenID Connect scopes cannot be redefined");
     const claims = [...new Set(input.claims)];
     await this.store.putScope({ tenant, name, description: input.description, claims: JSON.stringify(claims) });
-    this.scopes.delete(tenant);
+    await this.changed({ tenant, scopes: true });
     return { name, description: input.description, claims, standard: false };
   }
 
   async deleteScope(tenant: string, name: string): Promise<void> {
     if (!(await this.store.deleteScope(tenant, name))) throw notFound("scope");
-    this.scopes.delete(tenant);
+    await this.changed({ tenant, scopes: true });
   }
 
   /** Constant-time check of a presented secret against the stored hash. */
