@@ -1,6 +1,12 @@
 /**
  * Bearer access tokens for `/service/**`: JWTs (RFC 9068) verified against the
- * configured issuer's JWKS, fetched over HTTPS with the configured CA bundle.
+ * configured issuer's JWKS, fetched over HTTPS with the configured CA bundle through the
+ * identity service's federated client (timeouts, retries, circuit breaker).
+ *
+ * While identity is unreachable, `federation.identity.fallback` decides: `cached_jwks`
+ * verifies with the last JWKS fetched (bounded in age), `reject_all` answers 503
+ * `unavailable`, `allow_all` (development only) accepts tokens whose claims pass without
+ * checking their signature, and never caches them.
  *
  * Checks: signature with an allowed algorithm, `iss`, `aud`, `exp`/`nbf` with
  * clock tolerance, a tenant, no sender constraint (`cnf`: a DPoP- or certificate-bound token
@@ -8,8 +14,12 @@
  * until they expire, keyed by the full token string, so a repeat costs one
  * map lookup instead of a signature verification.
  */
-import { createRemoteJWKSet, customFetch, decodeJwt, jwtVerify, errors as joseErrors, type JWTPayload } from "jose";
+import { decodeJwt, decodeProtectedHeader, jwtVerify, errors as joseErrors, type JWTPayload } from "jose";
 import { AppError } from "../service/errors.ts";
+import { defaultFederationConfig } from "../federation/config.ts";
+import { Federation } from "../federation/federation.ts";
+import { FederationError } from "../federation/errors.ts";
+import type { IdentityKeys } from "../federation/identity-keys.ts";
 
 export interface Principal {
   kind: "service" | "browser";
@@ -34,6 +44,11 @@ export interface BearerConfig {
   caPem?: string;
   clockToleranceS: number;
   algorithms: string[];
+  /**
+   * The identity service's keys (the service's `Federation`). Unset: a client with the
+   * default federation settings over `jwksUrl`'s origin and `caPem`, with no health polling.
+   */
+  keys?: IdentityKeys;
 }
 
 const MAX_CACHE = 10_000;
@@ -59,8 +74,19 @@ const unauthorized = (code: "unauthenticated" | "invalid_token", message: string
 
 const TENANT = /^[A-Za-z0-9._-]{1,64}$/;
 
+const identityUnavailable = (cause?: unknown) =>
+  new AppError("unavailable", "the token issuer's keys could not be fetched", { cause, headers: { "Retry-After": "5" } });
+
+/** A failed `jwtVerify` as the caller sees it: 503 when identity's keys are out of reach, else 401. */
+function verificationError(e: unknown): AppError {
+  if (e instanceof FederationError || e instanceof joseErrors.JWKSTimeout || !(e instanceof joseErrors.JOSEError)) return identityUnavailable(e);
+  if (e instanceof joseErrors.JWTExpired) return unauthorized("invalid_token", "the access token has expired");
+  if (e instanceof joseErrors.JWTClaimValidationFailed) return unauthorized("invalid_token", `token claim '${e.claim}' is not acceptable`);
+  return unauthorized("invalid_token", "the access token is not valid");
+}
+
 export class BearerVerifier {
-  private readonly jwksByTenant = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+  private readonly keys?: IdentityKeys;
   private readonly cache = new Map<string, { principal: Principal; exp: number }>();
   private readonly issuerPattern?: RegExp;
 
@@ -70,29 +96,21 @@ export class BearerVerifier {
       const esc = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
       this.issuerPattern = new RegExp(`^${esc(before)}([A-Za-z0-9._-]{1,64})${esc(after)}$`);
     }
+    this.keys =
+      cfg.keys ??
+      (cfg.jwksUrl ? new Federation(defaultFederationConfig(), { identity: { baseUrl: new URL(cfg.jwksUrl).origin, caPem: cfg.caPem } }).identity : undefined);
   }
 
-  /** The JWKS of a tenant's issuer (one for a single issuer), fetched over HTTPS and cached. */
-  private jwksFor(tenant: string): ReturnType<typeof createRemoteJWKSet> {
-    const key = this.issuerPattern ? tenant : "";
-    let set = this.jwksByTenant.get(key);
-    if (!set) {
-      const ca = this.cfg.caPem;
-      set = createRemoteJWKSet(new URL(this.cfg.jwksUrl!.replace("{tenant}", encodeURIComponent(tenant))), {
-        timeoutDuration: 5000,
-        cooldownDuration: 30_000,
-        // Bun's fetch takes a CA bundle per request; other runtimes use their trust store.
-        [customFetch]: (url, init) => fetch(url, ca ? ({ ...init, tls: { ca } } as RequestInit) : init),
-      });
-      if (this.jwksByTenant.size > 10_000) this.jwksByTenant.clear();
-      this.jwksByTenant.set(key, set);
-    }
-    return set;
+  /** The JWKS URL of a tenant's issuer (the one URL for a single issuer). */
+  private jwksUrlFor(tenant: string): string {
+    return this.cfg.jwksUrl!.replace("{tenant}", encodeURIComponent(tenant));
   }
 
   /** Verifies an `Authorization` header value; throws 401 AppErrors with stable codes. */
   async verify(authorization: string | null): Promise<Principal> {
     if (!authorization) throw unauthorized("unauthenticated", "a bearer access token is required");
+    const keys = this.keys;
+    if (keys?.fallback === "reject_all" && keys.open) throw identityUnavailable();
     const now = Date.now() / 1000;
     // Only verified tokens are cached, and each passed the syntax check below, so a hit
     // needs no regular expression.
@@ -125,23 +143,24 @@ export class BearerVerifier {
       issuer = this.cfg.issuer.replace("{tenant}", issuerTenant);
     }
 
-    let payload: JWTPayload;
+    let payload!: JWTPayload;
+    // allow_all: while identity is unreachable, claims are checked and the signature is not.
+    let unverified = keys?.fallback === "allow_all" && keys.open;
     try {
-      ({ payload } = await jwtVerify(token, this.jwksFor(issuerTenant), {
-        issuer,
-        audience: this.cfg.audience,
-        algorithms: this.cfg.algorithms,
-        clockTolerance: this.cfg.clockToleranceS,
-        requiredClaims: ["exp", "sub"],
-      }));
-    } catch (e) {
-      if (e instanceof joseErrors.JWKSTimeout || !(e instanceof joseErrors.JOSEError)) {
-        throw new AppError("unavailable", "the token issuer's keys could not be fetched", { cause: e });
+      if (!unverified) {
+        ({ payload } = await jwtVerify(token, keys!.keySet(this.jwksUrlFor(issuerTenant)), {
+          issuer,
+          audience: this.cfg.audience,
+          algorithms: this.cfg.algorithms,
+          clockTolerance: this.cfg.clockToleranceS,
+          requiredClaims: ["exp", "sub"],
+        }));
       }
-      if (e instanceof joseErrors.JWTExpired) throw unauthorized("invalid_token", "the access token has expired");
-      if (e instanceof joseErrors.JWTClaimValidationFailed) throw unauthorized("invalid_token", `token claim '${e.claim}' is not acceptable`);
-      throw unauthorized("invalid_token", "the access token is not valid");
+    } catch (e) {
+      if (e instanceof FederationError && keys?.fallback === "allow_all") unverified = true;
+      else throw verificationError(e);
     }
+    if (unverified) payload = this.claimsWithoutSignature(token, issuer);
     const tenant = issuerTenant || tenantOf(payload);
     if (issuerTenant && payload.tenant !== undefined && payload.tenant !== issuerTenant) {
       throw unauthorized("invalid_token", "token claim 'tenant' does not match its issuer");
@@ -162,9 +181,31 @@ export class BearerVerifier {
       scopes: scopesOf(payload),
       clientId: typeof payload.client_id === "string" ? payload.client_id : undefined,
     };
+    if (unverified) return principal;
     if (this.cache.size >= MAX_CACHE) this.cache.clear();
     this.cache.set(token, { principal, exp: payload.exp! });
     return principal;
+  }
+
+  /** The allow_all fallback: the checks of `jwtVerify` but the signature's. Development mode only. */
+  private claimsWithoutSignature(token: string, issuer: string): JWTPayload {
+    let header, payload: JWTPayload;
+    try {
+      header = decodeProtectedHeader(token);
+      payload = decodeJwt(token);
+    } catch {
+      throw unauthorized("invalid_token", "the access token is not valid");
+    }
+    const now = Date.now() / 1000;
+    const tol = this.cfg.clockToleranceS;
+    const aud = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+    if (typeof header.alg !== "string" || !this.cfg.algorithms.includes(header.alg)) throw unauthorized("invalid_token", "the access token is not valid");
+    if (payload.iss !== issuer) throw unauthorized("invalid_token", "token claim 'iss' is not acceptable");
+    if (!aud.includes(this.cfg.audience)) throw unauthorized("invalid_token", "token claim 'aud' is not acceptable");
+    if (typeof payload.exp !== "number" || typeof payload.sub !== "string") throw unauthorized("invalid_token", "the access token is not valid");
+    if (payload.exp <= now - tol) throw unauthorized("invalid_token", "the access token has expired");
+    if (typeof payload.nbf === "number" && payload.nbf > now + tol) throw unauthorized("invalid_token", "token claim 'nbf' is not acceptable");
+    return payload;
   }
 }
 

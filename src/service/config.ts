@@ -14,6 +14,7 @@ import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { AppError } from "./errors.ts";
 import { BrowserLoginConfig } from "../auth/bff.ts";
+import { defaultFederationConfig, FederationConfig } from "../federation/config.ts";
 
 const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
 const positiveInt = v.pipe(v.number(), v.integer(), v.minValue(1));
@@ -111,6 +112,8 @@ const sections = {
     slot: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
     pin_file: v.optional(v.pipe(v.string(), v.minLength(1))),
   }),
+  /** Where the other services of the suite are and how they are called (src/federation/config.ts). */
+  federation: FederationConfig,
   log: v.strictObject({
     level: v.picklist(["debug", "info", "warn", "error"]),
     /** One JSON line per request. */
@@ -151,6 +154,7 @@ export function defaultConfig(service: string, publicPort: number): ServiceConfi
     browser: { cors_origins: [], session_idle_s: 1800, session_absolute_s: 12 * 3600 },
     security: { ip_allowlist: ["0.0.0.0/0", "::/0"], rate_limit_rps: 1000, rate_limit_burst: 2000 },
     hsm: {},
+    federation: defaultFederationConfig(),
     log: { level: "info", access: true },
   };
 }

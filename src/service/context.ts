@@ -7,6 +7,7 @@ import type { SessionStore } from "../auth/session.ts";
 import type { Dispatcher } from "../crypto/dispatcher.ts";
 import type { Pkcs11Provider } from "../crypto/pkcs11/index.ts";
 import type { ChangeFeed } from "../storage/change-feed.ts";
+import type { Federation } from "../federation/federation.ts";
 
 /** Encrypts values at rest; the barrier implements it. `context` binds a ciphertext to its place. */
 export interface DataProtector {
@@ -39,6 +40,8 @@ export interface ServiceContext {
   crypto: Dispatcher;
   /** The HSM, when `hsm.pin_file` is configured: for keys that must be generated and kept there. */
   hsm?: Pkcs11Provider;
+  /** The other services this one calls, each with its timeouts, retries, breaker and fallback. */
+  federation: Federation;
   /** Registers work to run at graceful stop (timers, background jobs), before storage closes. */
   onStop(fn: () => void | Promise<void>): void;
 }

@@ -25,6 +25,7 @@ export class HttpMetrics {
    */
   private readonly index = new Map<string, Map<string, Map<number, Series>>>();
   private readonly gauges = new Map<string, () => number>();
+  private readonly collectors: Array<(service: string) => string[]> = [];
 
   /** Records one finished request. `route` is the route pattern, never the raw path. */
   observe(method: string, route: string, status: number, seconds: number): void {
@@ -53,6 +54,11 @@ export class HttpMetrics {
     this.gauges.set(name, read);
   }
 
+  /** Registers more series rendered at export time (e.g. the federation clients'), as exposition lines. */
+  collector(render: (service: string) => string[]): void {
+    this.collectors.push(render);
+  }
+
   render(service: string): string {
     const out: string[] = [];
     out.push("# HELP http_requests_total Requests handled, by route and status.");
@@ -77,6 +83,7 @@ export class HttpMetrics {
       out.push(`# TYPE ${name} gauge`);
       out.push(`${name}{service="${esc(service)}"} ${read()}`);
     }
+    for (const render of this.collectors) out.push(...render(service));
     return out.join("\n") + "\n";
   }
 }

@@ -23,6 +23,7 @@ import { adminHandler, appBase, errorResponse, mapError, publicHandler, requestI
 import { docsPlugin, DOCS_PATH, OAUTH_SCHEME } from "./docs.ts";
 import type { ServiceContext, ServiceDefinition } from "./context.ts";
 import { BearerVerifier } from "../auth/bearer.ts";
+import { checkFederationConfig, Federation, identityEndpoints } from "../federation/index.ts";
 import { addSessionName, createSessionTable, SessionStore } from "../auth/session.ts";
 import { browserLogin } from "../auth/bff.ts";
 import { createDispatcher, createWasmProvider, createWebCryptoProvider, openPkcs11Provider } from "../crypto/index.ts";
@@ -151,7 +152,9 @@ export function buildPublicApp(def: ServiceDefinition, ctx: ServiceContext) {
     .group("/browser/api/v1", { detail: { tags: ["browsers: /browser, session cookie + CSRF"], security: [{ session: [] }] } } as never, (g) =>
       g.use(def.api(ctx)),
     )
-    .get("/", ({ redirect }) => redirect(def.pages ? "/browser/" : DOCS_PATH), { detail: { hide: true } });
+    .get("/", ({ redirect }) => redirect(def.pages ? "/browser/" : DOCS_PATH), { detail: { hide: true } })
+    // Public liveness, what other services' federation clients poll: no work, no secrets.
+    .get("/livez", () => ({ status: "alive" }), { detail: { hide: true } });
   if (def.routes) app.use(def.routes(ctx));
   if (ctx.config.browser.login) app.use(browserLogin(ctx, ctx.config.browser.login));
   if (def.pages) app.use(def.pages(ctx));
@@ -172,6 +175,7 @@ export function resolveConfig(def: ServiceDefinition, opts: Pick<StartOptions, "
   }) as ServiceConfig;
   opts.overrides?.(config);
   def.configure?.(config);
+  checkFederationConfig(config.federation, isDevelopment(config));
   def.checkConfig?.(config);
   return config;
 }
@@ -267,14 +271,17 @@ async function startOnDatabase(
   const trustBundlePath = join(dataDir, "trust-bundle.pem");
   await writeTrustBundle(trustBundlePath, material);
 
-  const caPem = config.auth.ca_file ? readFileSync(config.auth.ca_file, "utf8") : undefined;
+  // The other services this one calls (identity for its tokens' keys), each behind its own
+  // timeouts, retries, breaker and fallback; health polling starts once the servers listen.
+  const federation = Federation.fromConfig(config, { logger });
+  const identity = identityEndpoints(config);
   const bearer = new BearerVerifier({
-    issuer: config.auth.issuer,
-    jwksUrl: config.auth.jwks_url,
+    issuer: identity.issuer,
+    jwksUrl: identity.jwksUrl,
     audience: config.auth.audience,
-    caPem,
     clockToleranceS: config.auth.clock_tolerance_s,
     algorithms: config.auth.algorithms,
+    keys: federation.identity,
   });
 
   const stopHooks: Array<() => void | Promise<void>> = [];
@@ -289,11 +296,13 @@ async function startOnDatabase(
     logger,
     crypto: cryptoDispatcher,
     hsm,
+    federation,
     onStop: (fn) => void stopHooks.push(fn),
   };
   const app = buildPublicApp(def, ctx);
   const metrics = new HttpMetrics();
   metrics.gauge("barrier_sealed", () => (barrier.sealed ? 1 : 0));
+  metrics.collector((service) => federation.metrics.render(service));
   // Set when a graceful stop begins: the pipeline answers new requests 503 + Connection: close.
   let draining = false;
   const handler = publicHandler(
@@ -341,9 +350,11 @@ async function startOnDatabase(
     ready: async () => {
       const dbPing = await ping(db);
       const sealed = barrier.sealed;
+      // A federated service counts while it is reachable or its fallback covers it.
+      const fed = federation.readiness();
       return {
-        ready: dbPing.ok && !sealed && !stopping,
-        checks: { database: dbPing, barrier: { sealed }, draining: !!stopping },
+        ready: dbPing.ok && !sealed && !stopping && fed.ok,
+        checks: { database: dbPing, barrier: { sealed }, draining: !!stopping, federation: fed.peers },
       };
     },
     details: () => ({ barrier: barrier.status(), database: { mode: database.mode, location: database.location }, tls: material.leaf }),
@@ -375,6 +386,7 @@ async function startOnDatabase(
       await Promise.race([drain, timeout]);
       await publicServer.stop(true);
       await adminServer.stop(true);
+      await federation.stop();
       for (const hook of stopHooks) {
         try {
           await hook();
@@ -391,6 +403,7 @@ async function startOnDatabase(
     return stopping;
   }
 
+  federation.start();
   const publicUrl = config.server.public_url ?? serverUrl(config.server.bind, publicServer.port!);
   const running: RunningService = {
     name: def.name,
