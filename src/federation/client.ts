@@ -104,6 +104,8 @@ export class FederatedClient {
     let lastError: FederationError | undefined;
     for (let attempt = 0; attempt < attempts; attempt++) {
       if (attempt > 0) await this.clock.sleep(backoffDelayMs(this.opts.policy, attempt, this.random), init.signal ?? undefined);
+      // A caller that gave up before this attempt sends nothing (its abort event has fired already).
+      init.signal?.throwIfAborted();
       if (!this.breaker.tryAcquire()) {
         this.opts.metrics?.fail(this.peer, "breaker_open");
         throw new FederationError(this.peer, "breaker_open", `${this.peer} is unavailable (circuit breaker open)`, lastError);

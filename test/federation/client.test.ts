@@ -188,4 +188,14 @@ describe("breaker in the client", () => {
     await expect(clock.run(p)).rejects.toThrow("caller gave up");
     expect(c.breaker.state).toBe("closed");
   });
+
+  test("a signal aborted before the request starts rejects at once (no hang)", async () => {
+    const { c, clock } = client(hangs, { failures: 1 });
+    const ctl = new AbortController();
+    ctl.abort(new Error("already gone"));
+    const t0 = clock.now();
+    await expect(clock.run(c.request("/slow", { signal: ctl.signal }))).rejects.toThrow("already gone");
+    expect(clock.now()).toBe(t0); // refused at once, not after the attempt's timeout
+    expect(c.breaker.state).toBe("closed");
+  });
 });
