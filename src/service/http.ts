@@ -15,7 +15,7 @@ import type { HttpMetrics } from "./metrics.ts";
 import type { IpAllowlist, RateLimiter } from "./guard.ts";
 import type { FastRoute } from "./context.ts";
 import { turnBarrier } from "./turn.ts";
-import { mapStorageError } from "../storage/database.ts";
+import { mapStorageError } from "../storage/errors.ts";
 import { checkJsonShape, isJsonContentType } from "./json-body.ts";
 import { requireScopes, type BearerVerifier, type Principal } from "../auth/bearer.ts";
 import { readCookie, SESSION_COOKIE, type SessionStore } from "../auth/session.ts";
