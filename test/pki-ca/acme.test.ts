@@ -371,3 +371,20 @@ describe("refusals (nothing issued)", () => {
     expect(bad.status).toBe(400);
   });
 });
+
+describe("development defaults", () => {
+  test("a development CA without an acme section serves tenant demo on tls-server, validating on port 5002", async () => {
+    const { startTestService } = await import("../support/service.ts");
+    const { pkiCa } = await import("../../apps/pki-ca/service.ts");
+    const { parsePkiCaConfig } = await import("../../apps/pki-ca/config.ts");
+    const svc = await startTestService(pkiCa, { overrides: (c) => void (c.app = { base_url: "http://pki.example.test" }) });
+    try {
+      const d = (await (await svc.call("/acme/demo/directory")).json()) as any;
+      expect(d.meta).toMatchObject({ externalAccountRequired: false, profiles: { "tls-server": expect.any(String) } });
+      expect((await svc.call("/acme/acme/directory")).status).toBe(404);
+      expect(parsePkiCaConfig(svc.config).acme).toMatchObject({ http01_port: 5002, allow_private_addresses: true });
+    } finally {
+      await svc.stop();
+    }
+  });
+});

@@ -40,7 +40,10 @@ export const AcmeConfigSchema = v.strictObject({
 export type AcmeConfig = v.InferOutput<typeof AcmeConfigSchema>;
 export type AcmeTenant = v.InferOutput<typeof AcmeTenantSchema>;
 
-/** A development CA's ACME: tenant `demo` on the `tls-server` profile, loopback validation allowed. */
+/**
+ * A development CA's ACME: tenant `demo` on the `tls-server` profile, loopback validation
+ * allowed, http-01 on port 5002 (a client needs no root to listen there).
+ */
 export function developmentAcme(): AcmeConfig {
-  return v.parse(AcmeConfigSchema, { tenants: { demo: { profiles: ["tls-server"] } }, allow_private_addresses: true });
+  return v.parse(AcmeConfigSchema, { tenants: { demo: { profiles: ["tls-server"] } }, allow_private_addresses: true, http01_port: 5002 });
 }
