@@ -9,6 +9,7 @@ import { AppError } from "../../src/service/errors.ts";
 import { isDevelopment, serverUrl, type ServiceConfig } from "../../src/service/config.ts";
 import { CA_KEY_TYPES, SUBJECT_KEY_TYPES } from "../../src/pki/signing.ts";
 import { CA_TRUE, extensionOid } from "./policy.ts";
+import { AcmeConfigSchema, developmentAcme } from "./acme/config.ts";
 
 export const KEY_USAGES = ["digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment", "keyAgreement"] as const;
 export const EXTENDED_KEY_USAGES = ["serverAuth", "clientAuth", "codeSigning", "emailProtection", "timeStamping"] as const;
@@ -105,6 +106,8 @@ export const PkiCaConfigSchema = v.strictObject({
   /** How often valid certificates are checked for the 90/30/7-day expiry notices. */
   expiry_check_minutes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(24 * 60)), 60),
   profiles: v.optional(v.record(v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,63}$/)), ProfileSchema), {}),
+  /** RFC 8555 ACME under `/acme/{tenant}/` (see acme/config.ts); off unless a tenant is listed. */
+  acme: v.optional(AcmeConfigSchema),
 });
 
 export type Profile = v.InferOutput<typeof ProfileSchema>;
@@ -129,7 +132,7 @@ export function developmentProfiles(): Record<string, Profile> {
     "code-signing": { ...base, ...none, key_usage: ["digitalSignature"], extended_key_usage: ["codeSigning"], email_domains: DEV_EMAIL, uri: { allow: ["https://*.example.com/*", "https://*.example.org/*"] } },
   });
 }
-export type PkiCaConfig = v.InferOutput<typeof PkiCaConfigSchema> & { base_url: string };
+export type PkiCaConfig = Omit<v.InferOutput<typeof PkiCaConfigSchema>, "acme"> & { base_url: string; acme: v.InferOutput<typeof AcmeConfigSchema> };
 
 /** Validates the `app` section and resolves defaults; throws `config_invalid` naming the key. */
 export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
@@ -141,7 +144,14 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
   }
   const out = r.output;
   // A development CA (no unseal files) without profiles of its own gets the development set.
-  if (Object.keys(out.profiles).length === 0 && isDevelopment(config)) out.profiles = developmentProfiles();
+  const devProfiles = Object.keys(out.profiles).length === 0 && isDevelopment(config);
+  if (devProfiles) out.profiles = developmentProfiles();
+  // ... and, without an acme section, ACME for tenant demo on those profiles.
+  const acme = out.acme ?? (devProfiles ? developmentAcme() : v.parse(AcmeConfigSchema, {}));
+  for (const [tenant, t] of Object.entries(acme.tenants)) {
+    const missing = t.profiles.find((p) => !out.profiles[p]);
+    if (missing) throw new AppError("config_invalid", `app.acme.tenants.${tenant}.profiles: no certificate profile named ${missing}`);
+  }
   for (const [name, p] of Object.entries(out.profiles)) {
     if (!out.issuing_cas.includes(p.issuing_ca)) throw new AppError("config_invalid", `app.profiles.${name}.issuing_ca: no issuing CA of type ${p.issuing_ca} is configured`);
     if (p.default_validity_days > p.max_validity_days) throw new AppError("config_invalid", `app.profiles.${name}.default_validity_days: exceeds max_validity_days`);
@@ -151,5 +161,5 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
     if (both) throw new AppError("config_invalid", `app.profiles.${name}.required_extensions: ${both} is also forbidden`);
   }
   const base = (out.base_url ?? config.server.public_url ?? serverUrl(config.server.bind, config.server.port || 8443)).replace(/\/+$/, "");
-  return { ...out, base_url: base };
+  return { ...out, base_url: base, acme };
 }

@@ -1,5 +1,6 @@
 /** pki-ca's schema, versioned. A new change is a new entry; never edit an applied one. */
 import type { Kysely } from "kysely";
+import { createAcmeTables } from "./acme/migrations.ts";
 
 export const migrations = [
   {
@@ -95,5 +96,10 @@ export const migrations = [
         .addColumn("value", "integer", (c) => c.notNull())
         .execute();
     },
+  },
+  {
+    version: 5,
+    name: "ACME accounts, orders, authorizations and external account keys",
+    up: createAcmeTables,
   },
 ];

@@ -198,6 +198,21 @@ export function effectiveDnsNames(p: ParsedCsr): string[] {
   return dns;
 }
 
+/**
+ * The reasons the profile refuses these DNS names and IP addresses (ACME checks an order's
+ * identifiers with it before any validation; `evaluate` checks a CSR's names the same way).
+ */
+export function nameReasons(profile: Profile, dns: string[], ips: string[]): Reason[] {
+  const reasons: Reason[] = [];
+  for (const name of dns) {
+    if (!DNS_NAME.test(name)) reasons.push({ code: "dns_invalid", message: `${name} is not a valid DNS name` });
+    else if (profile.dns.deny.some((d) => dnsMatches(d, name) || (name.startsWith("*.") && dnsMatches(d, name.slice(2))))) reasons.push({ code: "dns_denied", message: `${name} is denied by the profile` });
+    else if (!profile.dns.allow.some((a) => dnsMatches(a, name))) reasons.push({ code: "dns_not_allowed", message: `${name} is not in the profile's allowed names` });
+  }
+  for (const ip of ips) if (!profile.ip_ranges.some((r) => ipInRange(r, ip))) reasons.push({ code: "ip_not_allowed", message: `${ip} is outside the profile's IP ranges` });
+  return reasons;
+}
+
 /** Every reason the profile refuses this request; empty when it may be issued. */
 export function evaluate(profile: Profile, p: ParsedCsr, validityDays: number): Reason[] {
   const reasons: Reason[] = [];
@@ -211,12 +226,7 @@ export function evaluate(profile: Profile, p: ParsedCsr, validityDays: number): 
   if (cn !== undefined && !dns.includes(cn.toLowerCase()) && !p.emails.includes(cn) && !p.ips.includes(cn) && cn.length > 64) {
     reasons.push({ code: "subject_invalid", message: "the common name is longer than 64 characters" });
   }
-  for (const name of dns) {
-    if (!DNS_NAME.test(name)) reasons.push({ code: "dns_invalid", message: `${name} is not a valid DNS name` });
-    else if (profile.dns.deny.some((d) => dnsMatches(d, name) || (name.startsWith("*.") && dnsMatches(d, name.slice(2))))) reasons.push({ code: "dns_denied", message: `${name} is denied by the profile` });
-    else if (!profile.dns.allow.some((a) => dnsMatches(a, name))) reasons.push({ code: "dns_not_allowed", message: `${name} is not in the profile's allowed names` });
-  }
-  for (const ip of p.ips) if (!profile.ip_ranges.some((r) => ipInRange(r, ip))) reasons.push({ code: "ip_not_allowed", message: `${ip} is outside the profile's IP ranges` });
+  reasons.push(...nameReasons(profile, dns, p.ips));
   for (const e of p.emails) {
     const domain = e.split("@")[1]?.toLowerCase();
     // rfc822Name is an IA5String: printable ASCII only.

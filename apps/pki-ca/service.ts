@@ -16,6 +16,11 @@ import { caApi, caPublicRoutes } from "./routes.ts";
 import { Elysia } from "elysia";
 import { errorResponse, mapError } from "../../src/service/http.ts";
 import { AppError } from "../../src/service/errors.ts";
+import { AcmeAuthority } from "./acme/domain.ts";
+import { AcmeStore } from "./acme/store.ts";
+import { ValidationAuthority } from "./acme/validation.ts";
+import { NonceStore } from "./acme/nonces.ts";
+import { acmeAdminApi, acmeRoutes } from "./acme/routes.ts";
 
 const instances = new WeakMap<ServiceContext, Promise<PkiCa>>();
 
@@ -119,6 +124,25 @@ function coalesced(fn: () => Promise<void>): () => void {
   return run;
 }
 
+const acmeByCa = new WeakMap<PkiCa, AcmeAuthority>();
+
+/**
+ * The ACME front end of a context's CA: a new one with each loaded CA (after an unseal too), so
+ * it never holds a dropped one. Validations in progress finish before the service stops.
+ */
+async function acmeOf(ctx: ServiceContext): Promise<AcmeAuthority> {
+  const ca = await pkiCaOf(ctx);
+  let acme = acmeByCa.get(ca);
+  if (!acme) {
+    const config = ca.config.acme;
+    acme = new AcmeAuthority(config, ca, new AcmeStore(ctx.db), new ValidationAuthority(config), ctx.protector, (e) => ctx.logger.warn("ACME validation failed", { error: e }));
+    acmeByCa.set(ca, acme);
+    const current = acme;
+    ctx.onStop(() => current.dispose());
+  }
+  return acme;
+}
+
 const sealHooked = new WeakSet<ServiceContext>();
 const httpListeners = new WeakSet<ServiceContext>();
 
@@ -159,9 +183,9 @@ export const pkiCa: ServiceDefinition = {
   migrations,
   checkConfig: (c) => void parsePkiCaConfig(c),
   // Validates the app section before anything starts: a bad profile stops the start.
-  api: (ctx) => caApi(() => pkiCaOf(ctx)),
+  api: (ctx) => caApi(() => pkiCaOf(ctx)).use(acmeAdminApi(() => acmeOf(ctx))),
   routes: (ctx) => {
     void pkiCaOf(ctx);
-    return caPublicRoutes(() => pkiCaOf(ctx));
+    return new Elysia().use(caPublicRoutes(() => pkiCaOf(ctx))).use(acmeRoutes(() => acmeOf(ctx), new NonceStore()));
   },
 };

@@ -1,0 +1,521 @@
+/**
+ * pki-ca's ACME rules (RFC 8555): accounts, External Account Binding, orders, authorizations
+ * and http-01 challenges. No HTTP here: routes.ts verifies the JWS, nonce and URL and hands over
+ * the verified key or account; this file throws `AcmeProblem`s.
+ *
+ * ACME is only a front end over the RA: finalize submits the CSR to `PkiCa.submit` under the
+ * order's profile, so the same policy, lint, storage, webhooks and (through `PkiCa.revoke`)
+ * revocation, CRLs and OCSP apply as to the REST API. Guarantees: an order is finalized only
+ * when every one of its authorizations is valid and the CSR names exactly its identifiers;
+ * a certificate is revoked only by the account whose order issued it or by a JWS made with the
+ * certificate's own key; everything is read and written within the path's tenant.
+ */
+import { calculateJwkThumbprint, decodeProtectedHeader, flattenedVerify, importJWK, type FlattenedJWS, type JWK } from "jose";
+import type { DataProtector } from "../../../src/service/context.ts";
+import { AppError } from "../../../src/service/errors.ts";
+import { parseCsr, type ParsedCsr } from "../../../src/pki/csr.ts";
+import { toPem } from "../../../src/pki/keys.ts";
+import { uuidV7 } from "../../../src/pki/serial.ts";
+import * as x509 from "../../../src/pki/x509.ts";
+import { REVOCATION_REASONS, type PkiCa, type RevocationReason } from "../domain.ts";
+import { effectiveDnsNames, ipBytes, nameReasons } from "../policy.ts";
+import type { AcmeConfig, AcmeTenant } from "./config.ts";
+import { AcmeProblem, malformed, unauthorized } from "./problem.ts";
+import type { AccountRow, AcmeStore, AuthorizationRow, OrderRow } from "./store.ts";
+import { isNonPublicAddress, type ValidationAuthority } from "./validation.ts";
+
+const MAX_IDENTIFIERS = 100;
+const MAX_CONTACTS = 10;
+const HOUR_MS = 3_600_000;
+
+/** Reasons an ACME client may give (RFC 5280 codes); a subscriber cannot claim a CA compromise or put a hold. */
+const ACME_REASONS = new Map<number, RevocationReason>(
+  Object.entries(REVOCATION_REASONS)
+    .filter(([name]) => name !== "cACompromise" && name !== "certificateHold")
+    .map(([name, code]) => [code, name as RevocationReason]),
+);
+
+export interface Identifier {
+  type: "dns" | "ip";
+  value: string;
+}
+
+/** The absolute URLs of one tenant's ACME resources (from the request's origin). */
+export class AcmeUrls {
+  constructor(
+    readonly origin: string,
+    readonly tenant: string,
+  ) {}
+  get base() {
+    return `${this.origin}/acme/${this.tenant}`;
+  }
+  directory = () => `${this.base}/directory`;
+  newNonce = () => `${this.base}/new-nonce`;
+  newAccount = () => `${this.base}/new-account`;
+  newOrder = () => `${this.base}/new-order`;
+  revokeCert = () => `${this.base}/revoke-cert`;
+  keyChange = () => `${this.base}/key-change`;
+  account = (id: string) => `${this.base}/acct/${id}`;
+  orders = (id: string) => `${this.base}/acct/${id}/orders`;
+  order = (id: string) => `${this.base}/order/${id}`;
+  finalize = (id: string) => `${this.base}/order/${id}/finalize`;
+  authz = (id: string) => `${this.base}/authz/${id}`;
+  challenge = (id: string) => `${this.base}/chall/${id}`;
+  certificate = (serial: string) => `${this.base}/cert/${serial}`;
+}
+
+const randomToken = () => Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+const randomId = () => Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url");
+
+/** An IP identifier's canonical key (its bytes), so 10.0.0.1 and ::ffff-free spellings compare by value. */
+const ipKey = (ip: string) => Buffer.from(ipBytes(ip)!).toString("hex");
+const identifierKey = (i: Identifier) => (i.type === "dns" ? `dns:${i.value}` : `ip:${ipKey(i.value)}`);
+
+const DNS_NAME = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export class AcmeAuthority {
+  /** Validations started and not yet recorded (awaited at dispose). */
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(
+    readonly config: AcmeConfig,
+    readonly ca: PkiCa,
+    readonly store: AcmeStore,
+    readonly va: ValidationAuthority,
+    private readonly protector: DataProtector,
+    private readonly onValidationError: (e: unknown) => void = () => undefined,
+  ) {}
+
+  /** The tenant's ACME settings; an unconfigured tenant has no ACME (404). */
+  tenant(name: string): AcmeTenant {
+    const t = Object.hasOwn(this.config.tenants, name) ? this.config.tenants[name] : undefined;
+    if (!t) throw malformed(`tenant ${name.slice(0, 64)} does not serve ACME`, 404);
+    return t;
+  }
+
+  directory(u: AcmeUrls): Record<string, unknown> {
+    const t = this.tenant(u.tenant);
+    const meta: Record<string, unknown> = {
+      externalAccountRequired: t.external_account_required,
+      caaIdentities: this.config.caa_identities,
+      profiles: Object.fromEntries(t.profiles.map((p) => [p, `pki-ca profile ${p}${p === t.profiles[0] ? " (the default)" : ""}`])),
+    };
+    if (this.config.terms_of_service) meta.termsOfService = this.config.terms_of_service;
+    if (this.config.website) meta.website = this.config.website;
+    return { newNonce: u.newNonce(), newAccount: u.newAccount(), newOrder: u.newOrder(), revokeCert: u.revokeCert(), keyChange: u.keyChange(), meta };
+  }
+
+  // --- accounts ---
+
+  /** The account a `kid` names (the account URL of this tenant); valid accounts only. */
+  async accountByKid(u: AcmeUrls, kid: string): Promise<AccountRow> {
+    const prefix = `${u.base}/acct/`;
+    const id = kid.startsWith(prefix) ? kid.slice(prefix.length) : "";
+    const a = /^[A-Za-z0-9_-]{1,64}$/.test(id) ? await this.store.account(u.tenant, id) : undefined;
+    if (!a) throw new AcmeProblem("accountDoesNotExist", "no account with that kid in this tenant");
+    if (a.status !== "valid") throw unauthorized(`the account is ${a.status}`);
+    return a;
+  }
+
+  /**
+   * newAccount: returns the existing account of this key (created false), or creates one. With
+   * `onlyReturnExisting` nothing is created. With an EAB required (or given), the binding must
+   * be an HMAC JWS over this account key made with an unused key of this tenant.
+   */
+  async newAccount(u: AcmeUrls, jwk: JWK, payload: unknown): Promise<{ account: AccountRow; created: boolean }> {
+    const t = this.tenant(u.tenant);
+    const p = asObject(payload, "the newAccount payload");
+    const thumbprint = await calculateJwkThumbprint(jwk, "sha256");
+    const existing = await this.store.accountByThumbprint(u.tenant, thumbprint);
+    if (existing) {
+      if (existing.status !== "valid") throw unauthorized(`the account of this key is ${existing.status}`);
+      return { account: existing, created: false };
+    }
+    if (p.onlyReturnExisting === true) throw new AcmeProblem("accountDoesNotExist", "no account exists with this key");
+    if (p.termsOfServiceAgreed !== undefined && typeof p.termsOfServiceAgreed !== "boolean") throw malformed("termsOfServiceAgreed must be a boolean");
+    if (this.config.terms_of_service && p.termsOfServiceAgreed !== true) throw unauthorized("the terms of service must be agreed to (termsOfServiceAgreed: true)");
+    const contact = contacts(p.contact);
+    let eabKid: string | null = null;
+    if (p.externalAccountBinding !== undefined) eabKid = await this.verifyEab(u, jwk, thumbprint, p.externalAccountBinding);
+    else if (t.external_account_required) throw new AcmeProblem("externalAccountRequired", "this tenant requires an External Account Binding (ask its administrator for a key id and HMAC key)");
+    const row: AccountRow = { id: randomId(), tenant: u.tenant, thumbprint, jwk: JSON.stringify(publicJwk(jwk)), status: "valid", contact: JSON.stringify(contact), eab_kid: eabKid, created_at: new Date().toISOString() };
+    try {
+      if (!(await this.store.insertAccount(row))) throw unauthorized("the external account key is already bound to another account");
+    } catch (e) {
+      // The same key registered concurrently: answer with the account that won.
+      const again = e instanceof AcmeProblem ? undefined : await this.store.accountByThumbprint(u.tenant, thumbprint);
+      if (again) return { account: again, created: false };
+      throw e;
+    }
+    return { account: row, created: true };
+  }
+
+  /** Checks an External Account Binding (RFC 8555 §7.3.4); returns its key id. */
+  private async verifyEab(u: AcmeUrls, jwk: JWK, thumbprint: string, binding: unknown): Promise<string> {
+    const jws = flattened(binding, "externalAccountBinding");
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      header = decodeProtectedHeader(jws);
+    } catch {
+      throw malformed("externalAccountBinding has no readable protected header");
+    }
+    if (typeof header.alg !== "string" || !["HS256", "HS384", "HS512"].includes(header.alg)) throw new AcmeProblem("badSignatureAlgorithm", "externalAccountBinding must be signed with HS256, HS384 or HS512");
+    if (header.nonce !== undefined) throw malformed("externalAccountBinding must not carry a nonce");
+    if (header.url !== u.newAccount()) throw unauthorized("externalAccountBinding's url is not the newAccount URL");
+    if (typeof header.kid !== "string" || header.kid.length > 128) throw malformed("externalAccountBinding needs a kid");
+    const key = await this.store.eabKey(u.tenant, header.kid);
+    if (!key) throw unauthorized("unknown external account key id");
+    if (key.account_id !== null) throw unauthorized("the external account key is already bound to another account");
+    const hmac = await this.protector.decrypt(key.hmac_sealed, eabContext(u.tenant, key.kid));
+    let payload: Uint8Array;
+    try {
+      payload = (await flattenedVerify(jws, hmac, { algorithms: [header.alg] })).payload;
+    } catch {
+      throw unauthorized("externalAccountBinding's MAC does not verify");
+    }
+    let inner: JWK;
+    try {
+      inner = JSON.parse(new TextDecoder().decode(payload));
+      if ((await calculateJwkThumbprint(inner, "sha256")) !== thumbprint) throw new Error("other key");
+    } catch {
+      throw unauthorized("externalAccountBinding does not bind this account key");
+    }
+    return key.kid;
+  }
+
+  /** Account update: contact, or `status: deactivated` (final). */
+  async updateAccount(tenant: string, account: AccountRow, payload: unknown): Promise<AccountRow> {
+    const p = asObject(payload ?? {}, "the account update");
+    const patch: Partial<Pick<AccountRow, "status" | "contact">> = {};
+    if (p.status !== undefined) {
+      if (p.status !== "deactivated") throw malformed("an account's status can only be changed to deactivated");
+      patch.status = "deactivated";
+    }
+    if (p.contact !== undefined) patch.contact = JSON.stringify(contacts(p.contact));
+    if (Object.keys(patch).length) await this.store.updateAccount(tenant, account.id, patch);
+    return { ...account, ...patch };
+  }
+
+  accountView(u: AcmeUrls, a: AccountRow): Record<string, unknown> {
+    const out: Record<string, unknown> = { status: a.status, contact: JSON.parse(a.contact), orders: u.orders(a.id), createdAt: a.created_at };
+    if (a.eab_kid) out.externalAccountBinding = { kid: a.eab_kid };
+    return out;
+  }
+
+  async ordersList(u: AcmeUrls, a: AccountRow): Promise<Record<string, unknown>> {
+    return { orders: (await this.store.ordersOf(u.tenant, a.id, 1000)).map((o) => u.order(o.id)) };
+  }
+
+  // --- External Account Binding keys (admin API) ---
+
+  /** A new EAB key for the tenant: the HMAC key is returned once and stored only barrier-encrypted. */
+  async createEabKey(tenant: string): Promise<{ kid: string; hmac_key: string; created_at: string }> {
+    const kid = `eab_${randomId()}`;
+    const hmac = crypto.getRandomValues(new Uint8Array(32));
+    const created_at = new Date().toISOString();
+    await this.store.insertEabKey({ kid, tenant, hmac_sealed: await this.protector.encrypt(hmac, eabContext(tenant, kid)), account_id: null, created_at, bound_at: null });
+    return { kid, hmac_key: Buffer.from(hmac).toString("base64url"), created_at };
+  }
+
+  // --- orders ---
+
+  async newOrder(u: AcmeUrls, account: AccountRow, payload: unknown): Promise<OrderRow> {
+    const t = this.tenant(u.tenant);
+    const p = asObject(payload, "the newOrder payload");
+    if (p.notBefore !== undefined || p.notAfter !== undefined) throw malformed("notBefore and notAfter are not supported: the profile sets the validity");
+    if (p.profile !== undefined && (typeof p.profile !== "string" || !t.profiles.includes(p.profile))) throw malformed(`profile must be one of ${t.profiles.join(", ")}`);
+    const profileName = (p.profile as string | undefined) ?? t.profiles[0]!;
+    const identifiers = this.identifiers(p.identifiers);
+    const subproblems: NonNullable<AcmeProblem["subproblems"]> = [];
+    const profile = this.ca.profile(profileName);
+    for (const id of identifiers) {
+      const reasons = nameReasons(profile, id.type === "dns" ? [id.value] : [], id.type === "ip" ? [id.value] : []);
+      if (reasons.length) subproblems.push({ type: "rejectedIdentifier", detail: reasons.map((r) => r.message).join("; "), identifier: id });
+      else if (id.type === "ip" && !this.config.allow_private_addresses && isNonPublicAddress(id.value)) {
+        subproblems.push({ type: "rejectedIdentifier", detail: `${id.value} is a non-public address, which this CA does not validate`, identifier: id });
+      }
+    }
+    if (subproblems.length) throw new AcmeProblem("rejectedIdentifier", `the profile ${profileName} refuses ${subproblems.length === 1 ? "an identifier" : "identifiers"}`, { subproblems });
+    const now = new Date();
+    const expires = new Date(now.getTime() + this.config.order_lifetime_hours * HOUR_MS).toISOString();
+    const order: OrderRow = { id: randomId(), tenant: u.tenant, account_id: account.id, status: "pending", identifiers: JSON.stringify(identifiers), profile: profileName, expires, error: null, request_id: null, serial: null, created_at: now.toISOString() };
+    const authzs: AuthorizationRow[] = identifiers.map((id) => ({
+      id: randomId(),
+      tenant: u.tenant,
+      account_id: account.id,
+      order_id: order.id,
+      identifier_type: id.type,
+      identifier_value: id.value,
+      status: "pending",
+      expires,
+      token: randomToken(),
+      challenge_status: "pending",
+      validated_at: null,
+      error: null,
+    }));
+    await this.store.insertOrder(order, authzs);
+    return order;
+  }
+
+  /** Checks and normalizes newOrder identifiers: DNS names (lowercase, no wildcard: http-01 only) and IP addresses. */
+  private identifiers(raw: unknown): Identifier[] {
+    if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_IDENTIFIERS) throw malformed(`identifiers must be an array of 1 to ${MAX_IDENTIFIERS} identifiers`);
+    const out = new Map<string, Identifier>();
+    for (const item of raw) {
+      const i = asObject(item, "an identifier");
+      if (typeof i.value !== "string" || i.value.length === 0 || i.value.length > 253) throw malformed("an identifier's value must be a string of 1 to 253 characters");
+      let id: Identifier;
+      if (i.type === "dns") {
+        const value = i.value.toLowerCase().replace(/\.$/, "");
+        if (value.startsWith("*.")) throw new AcmeProblem("rejectedIdentifier", "wildcard names need dns-01, which this CA does not offer yet");
+        if (!DNS_NAME.test(value) || ipBytes(value)) throw new AcmeProblem("rejectedIdentifier", `${value.slice(0, 253)} is not a DNS name`);
+        id = { type: "dns", value };
+      } else if (i.type === "ip") {
+        if (!ipBytes(i.value)) throw new AcmeProblem("rejectedIdentifier", `${i.value.slice(0, 64)} is not an IP address`);
+        id = { type: "ip", value: i.value.toLowerCase() };
+      } else throw new AcmeProblem("unsupportedIdentifier", "identifiers are of type dns or ip");
+      out.set(identifierKey(id), id);
+    }
+    return [...out.values()];
+  }
+
+  /** An order of the account, its status brought up to date (authorizations, expiry, a queued RA request). */
+  async order(tenant: string, account: AccountRow, id: string): Promise<OrderRow> {
+    const o = /^[A-Za-z0-9_-]{1,64}$/.test(id) ? await this.store.order(tenant, id) : undefined;
+    if (!o || o.account_id !== account.id) throw malformed("no such order for this account", 404);
+    return this.refresh(o);
+  }
+
+  private async refresh(o: OrderRow): Promise<OrderRow> {
+    const expired = Date.parse(o.expires) <= Date.now();
+    if (o.status === "pending") {
+      const authzs = await this.store.authorizationsOf(o.tenant, o.id);
+      const failed = authzs.find((a) => a.status === "invalid" || a.status === "deactivated");
+      let next: Partial<OrderRow> | undefined;
+      if (failed) next = { status: "invalid", error: JSON.stringify(new AcmeProblem("unauthorized", `the authorization for ${failed.identifier_value} is ${failed.status}`).toJSON()) };
+      else if (expired) next = { status: "invalid", error: JSON.stringify(malformed("the order expired before it was ready").toJSON()) };
+      else if (authzs.every((a) => a.status === "valid")) next = { status: "ready" };
+      if (next && (await this.store.moveOrder(o.tenant, o.id, ["pending"], next))) return { ...o, ...next };
+    } else if (o.status === "ready" && expired) {
+      const next = { status: "invalid" as const, error: JSON.stringify(malformed("the order expired before it was finalized").toJSON()) };
+      if (await this.store.moveOrder(o.tenant, o.id, ["ready"], next)) return { ...o, ...next };
+    } else if (o.status === "processing" && o.request_id) {
+      // A profile with manual approval: the RA request decides.
+      const r = await this.ca.store.request(o.tenant, o.request_id);
+      let next: Partial<OrderRow> | undefined;
+      if (r?.status === "issued" && r.serial) next = { status: "valid", serial: r.serial };
+      else if (r?.status === "rejected") next = { status: "invalid", error: JSON.stringify(unauthorized("the request was rejected by an approver").toJSON()) };
+      if (next && (await this.store.moveOrder(o.tenant, o.id, ["processing"], next))) return { ...o, ...next };
+    }
+    return o;
+  }
+
+  async orderView(u: AcmeUrls, o: OrderRow): Promise<Record<string, unknown>> {
+    const authzs = await this.store.authorizationsOf(o.tenant, o.id);
+    const out: Record<string, unknown> = {
+      status: o.status,
+      expires: o.expires,
+      identifiers: JSON.parse(o.identifiers),
+      profile: o.profile,
+      authorizations: authzs.map((a) => u.authz(a.id)),
+      finalize: u.finalize(o.id),
+    };
+    if (o.serial && o.status === "valid") out.certificate = u.certificate(o.serial);
+    if (o.error) out.error = JSON.parse(o.error);
+    return out;
+  }
+
+  // --- authorizations and challenges ---
+
+  async authorization(tenant: string, account: AccountRow, id: string): Promise<AuthorizationRow> {
+    const a = /^[A-Za-z0-9_-]{1,64}$/.test(id) ? await this.store.authorization(tenant, id) : undefined;
+    if (!a || a.account_id !== account.id) throw malformed("no such authorization for this account", 404);
+    if (a.status === "pending" && Date.parse(a.expires) <= Date.now()) return { ...a, status: "invalid" };
+    return a;
+  }
+
+  /** Authorization update: only `status: deactivated` (RFC 8555 §7.5.2). */
+  async deactivateAuthorization(tenant: string, account: AccountRow, id: string, payload: unknown): Promise<AuthorizationRow> {
+    const p = asObject(payload, "the authorization update");
+    if (p.status !== "deactivated") throw malformed("an authorization can only be changed to deactivated");
+    const a = await this.authorization(tenant, account, id);
+    await this.store.deactivateAuthorization(tenant, a.id);
+    return (await this.store.authorization(tenant, a.id))!;
+  }
+
+  authorizationView(u: AcmeUrls, a: AuthorizationRow): Record<string, unknown> {
+    return {
+      identifier: { type: a.identifier_type, value: a.identifier_value },
+      status: a.status,
+      expires: a.expires,
+      challenges: [this.challengeView(u, a)],
+    };
+  }
+
+  challengeView(u: AcmeUrls, a: AuthorizationRow): Record<string, unknown> {
+    const out: Record<string, unknown> = { type: "http-01", url: u.challenge(a.id), status: a.challenge_status, token: a.token };
+    if (a.validated_at) out.validated = a.validated_at;
+    if (a.error) out.error = JSON.parse(a.error);
+    return out;
+  }
+
+  /**
+   * The client says the challenge is ready: it moves to processing and the validation
+   * authority fetches the key authorization in the background; a repeat answers the current state.
+   */
+  async respondToChallenge(tenant: string, account: AccountRow, id: string): Promise<AuthorizationRow> {
+    const a = await this.authorization(tenant, account, id);
+    if (a.status !== "pending" || a.challenge_status !== "pending") return a;
+    if (!(await this.store.moveAuthorization(tenant, a.id, ["pending"], { challenge_status: "processing" }))) return (await this.store.authorization(tenant, a.id))!;
+    const keyAuthorization = `${a.token}.${await calculateJwkThumbprint(JSON.parse(account.jwk) as JWK, "sha256")}`;
+    const run = this.validate(a, keyAuthorization).catch(this.onValidationError);
+    this.inFlight.add(run);
+    void run.finally(() => this.inFlight.delete(run));
+    return { ...a, challenge_status: "processing" };
+  }
+
+  private async validate(a: AuthorizationRow, keyAuthorization: string): Promise<void> {
+    try {
+      await this.va.http01({ type: a.identifier_type, value: a.identifier_value, token: a.token, keyAuthorization });
+      await this.store.moveAuthorization(a.tenant, a.id, ["processing"], { challenge_status: "valid", status: "valid", validated_at: new Date().toISOString() });
+    } catch (e) {
+      const problem = e instanceof AcmeProblem ? e : new AcmeProblem("connection", "the validation failed");
+      await this.store.moveAuthorization(a.tenant, a.id, ["processing"], { challenge_status: "invalid", status: "invalid", error: JSON.stringify(problem.toJSON()) });
+      if (!(e instanceof AcmeProblem)) throw e;
+    }
+  }
+
+  /** Waits for validations in progress (at stop), so none writes to a closed database. */
+  async dispose(): Promise<void> {
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  // --- finalize, download, revoke ---
+
+  /**
+   * Finalize: the order must be ready, the CSR must name exactly the order's identifiers; then
+   * the RA decides under the order's profile (issued now, or queued for an approver).
+   */
+  async finalize(tenant: string, account: AccountRow, id: string, payload: unknown): Promise<OrderRow> {
+    const o = await this.order(tenant, account, id);
+    if (o.status !== "ready") throw new AcmeProblem("orderNotReady", `the order is ${o.status}, not ready`);
+    const p = asObject(payload, "the finalize payload");
+    if (typeof p.csr !== "string" || p.csr.length > 32_768 || !/^[A-Za-z0-9_-]+$/.test(p.csr)) throw new AcmeProblem("badCSR", "csr must be the base64url DER of a PKCS#10 request");
+    const der = new Uint8Array(Buffer.from(p.csr, "base64url"));
+    let parsed: ParsedCsr;
+    try {
+      parsed = parseCsr(der);
+    } catch {
+      throw new AcmeProblem("badCSR", "the CSR is not a PKCS#10 request");
+    }
+    const want = new Set((JSON.parse(o.identifiers) as Identifier[]).map(identifierKey));
+    const got = new Set([...effectiveDnsNames(parsed).map((d) => `dns:${d.toLowerCase()}`), ...parsed.ips.map((ip) => `ip:${ipBytes(ip) ? ipKey(ip) : ip}`)]);
+    if (parsed.emails.length || parsed.uris.length || got.size !== want.size || [...got].some((g) => !want.has(g))) {
+      throw new AcmeProblem("badCSR", "the CSR's names differ from the order's identifiers");
+    }
+    // Claimed first, so two finalize requests cannot issue twice.
+    if (!(await this.store.moveOrder(tenant, o.id, ["ready"], { status: "processing" }))) throw new AcmeProblem("orderNotReady", "the order is being finalized already");
+    let outcome;
+    try {
+      outcome = await this.ca.submit(tenant, { csr: Buffer.from(der).toString("base64"), profile: o.profile });
+    } catch (e) {
+      const refused = e instanceof AppError && e.status < 500;
+      // A CSR the RA refuses leaves the order ready for a better one; a fault of ours ends it.
+      await this.store.moveOrder(tenant, o.id, ["processing"], refused ? { status: "ready" } : { status: "invalid", error: JSON.stringify(new AcmeProblem("serverInternal", "issuance failed").toJSON()) });
+      if (refused) {
+        const reasons = ((e.details as { reasons?: Array<{ message: string }> } | undefined)?.reasons ?? []).map((r) => r.message);
+        throw new AcmeProblem("badCSR", reasons.length ? `the CSR is refused: ${reasons.join("; ")}` : `the CSR is refused: ${e.message}`);
+      }
+      throw e;
+    }
+    const next: Partial<OrderRow> = outcome.status === "issued" ? { status: "valid", serial: outcome.certificate.serial, request_id: outcome.request_id } : { request_id: outcome.request.id };
+    await this.store.moveOrder(tenant, o.id, ["processing"], next);
+    return { ...o, status: "processing", ...next };
+  }
+
+  /** The certificate of one of the account's orders, with its issuing CA (RFC 8555 §7.4.2). */
+  async certificateChain(tenant: string, account: AccountRow, serial: string): Promise<string> {
+    const o = /^[0-9a-f]{1,64}$/.test(serial) ? await this.store.orderBySerial(tenant, serial) : undefined;
+    const cert = o && o.account_id === account.id ? await this.ca.store.certificate(tenant, serial) : undefined;
+    if (!cert) throw malformed("no such certificate for this account", 404);
+    const issuing = [...this.ca.hierarchy.issuing.values()].find((c) => c.id === cert.ca_id);
+    return toPem("CERTIFICATE", cert.cert_der) + (issuing ? toPem("CERTIFICATE", issuing.cert.rawData) : "");
+  }
+
+  /**
+   * revokeCert (RFC 8555 §7.6): by the account whose order issued the certificate, or by a JWS
+   * made with the certificate's own key (that JWK and the JWS's alg). Revocation itself is PkiCa's (CRL, OCSP, webhook).
+   */
+  async revoke(tenant: string, signer: { account: AccountRow } | { jwk: JWK; alg: string }, payload: unknown): Promise<void> {
+    const p = asObject(payload, "the revokeCert payload");
+    if (typeof p.certificate !== "string" || p.certificate.length > 32_768 || !/^[A-Za-z0-9_-]+$/.test(p.certificate)) throw malformed("certificate must be the base64url DER of a certificate");
+    let code = 0;
+    if (p.reason !== undefined) {
+      if (typeof p.reason !== "number" || !ACME_REASONS.has(p.reason)) throw new AcmeProblem("badRevocationReason", `reason must be one of ${[...ACME_REASONS.keys()].join(", ")}`);
+      code = p.reason;
+    }
+    const der = new Uint8Array(Buffer.from(p.certificate, "base64url"));
+    let cert: x509.X509Certificate;
+    try {
+      cert = new x509.X509Certificate(der.slice().buffer as ArrayBuffer);
+    } catch {
+      throw malformed("certificate is not an X.509 certificate");
+    }
+    const serial = cert.serialNumber.toLowerCase().replace(/^0+(?=.)/, "");
+    const row = (await this.ca.store.certificate(tenant, serial)) ?? (await this.ca.store.certificate(tenant, cert.serialNumber.toLowerCase()));
+    if (!row || Buffer.compare(Buffer.from(row.cert_der), Buffer.from(der)) !== 0) throw malformed("this CA did not issue that certificate in this tenant", 404);
+    if ("account" in signer) {
+      const o = await this.store.orderBySerial(tenant, row.serial);
+      if (!o || o.account_id !== signer.account.id) throw unauthorized("this account did not order that certificate");
+    } else {
+      const key = (await importJWK(signer.jwk, signer.alg, { extractable: true })) as CryptoKey;
+      const spki = new Uint8Array(await crypto.subtle.exportKey("spki", key));
+      if (Buffer.compare(Buffer.from(spki), Buffer.from(cert.publicKey.rawData)) !== 0) throw unauthorized("the JWS is not signed with the certificate's key");
+    }
+    if (row.status === "revoked") throw new AcmeProblem("alreadyRevoked", "the certificate is already revoked");
+    try {
+      await this.ca.revoke(tenant, row.serial, ACME_REASONS.get(code)!);
+    } catch (e) {
+      if (e instanceof AppError && e.code === "conflict") throw new AcmeProblem("alreadyRevoked", "the certificate is already revoked");
+      throw e;
+    }
+  }
+}
+
+/** Where an EAB key's ciphertext is bound (tenant and key id). */
+const eabContext = (tenant: string, kid: string) => `acme_eab_keys/${tenant}/${kid}/hmac`;
+
+function asObject(v: unknown, what: string): Record<string, unknown> {
+  if (!v || typeof v !== "object" || Array.isArray(v)) throw malformed(`${what} must be a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/** A flattened JWS object (protected, payload, signature as strings; nothing unprotected). */
+export function flattened(v: unknown, what = "the request"): FlattenedJWS {
+  const o = asObject(v, what);
+  const keys = Object.keys(o).sort().join(",");
+  if (keys !== "payload,protected,signature" || typeof o.protected !== "string" || typeof o.payload !== "string" || typeof o.signature !== "string") {
+    throw malformed(`${what} must be a flattened JWS with exactly protected, payload and signature`);
+  }
+  return o as unknown as FlattenedJWS;
+}
+
+/** The public members of a JWK (what is stored and compared). */
+export function publicJwk(jwk: JWK): JWK {
+  const all = jwk as Record<string, unknown>;
+  const pick = (names: string[]): JWK => Object.fromEntries(names.filter((n) => typeof all[n] === "string").map((n) => [n, all[n]]));
+  if (jwk.kty === "EC") return pick(["kty", "crv", "x", "y"]);
+  if (jwk.kty === "RSA") return pick(["kty", "n", "e"]);
+  return pick(["kty", "crv", "x"]);
+}
+
+function contacts(raw: unknown): string[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw) || raw.length > MAX_CONTACTS) throw new AcmeProblem("invalidContact", `contact must be an array of at most ${MAX_CONTACTS} mailto: URLs`);
+  for (const c of raw) {
+    if (typeof c !== "string") throw new AcmeProblem("invalidContact", "a contact must be a string");
+    if (!c.startsWith("mailto:")) throw new AcmeProblem("unsupportedContact", "only mailto: contacts are supported");
+    if (!/^mailto:[^\s@,?]{1,64}@[A-Za-z0-9.-]{1,253}$/.test(c)) throw new AcmeProblem("invalidContact", "a contact must be mailto: with one address and no headers");
+  }
+  return raw as string[];
+}

@@ -1,0 +1,248 @@
+/**
+ * ACME's HTTP layer (RFC 8555), under `/acme/{tenant}/`: the directory, nonces, the JWS checks
+ * of every POST (jws.ts), status codes, Location/Link/Retry-After headers and problem documents
+ * (`application/problem+json`, every error). No 5xx for bad input: anything the domain or the
+ * JWS checks refuse is an `AcmeProblem` with a 4xx. Also `acmeAdminApi`: the tenant's External
+ * Account Binding keys on the authenticated API (`pki:admin`).
+ */
+import { Elysia } from "elysia";
+import * as v from "valibot";
+import type { JWK } from "jose";
+import { appBase, principalOf, requestInfo } from "../../../src/service/http.ts";
+import { AppError, notFound } from "../../../src/service/errors.ts";
+import { AcmeProblem, malformed, unauthorized } from "./problem.ts";
+import { AcmeUrls, type AcmeAuthority } from "./domain.ts";
+import { verifyRequest, type VerifiedRequest } from "./jws.ts";
+import type { NonceStore } from "./nonces.ts";
+import type { AccountRow } from "./store.ts";
+
+/** Bound on an ACME request body: a CSR or certificate in base64url inside a JWS is far below it. */
+const MAX_BODY = 64 * 1024;
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+interface Ctx {
+  request: Request;
+  params: Record<string, string>;
+}
+
+/** The protocol routes; `authority` resolves once pki-ca's hierarchy is loaded. */
+export function acmeRoutes(authority: () => Promise<AcmeAuthority>, nonces: NonceStore) {
+  const urlsOf = (request: Request, tenant: string) => new AcmeUrls(new URL(request.url).origin, tenant);
+
+  /** Runs a handler, turning problems into problem documents; every answer carries a fresh nonce and the index link. */
+  const guarded =
+    (fn: (c: Ctx, acme: AcmeAuthority, u: AcmeUrls) => Promise<Response>) =>
+    async (c: Ctx): Promise<Response> => {
+      const tenant = c.params.tenant ?? "";
+      const u = urlsOf(c.request, ID.test(tenant) ? tenant : "-");
+      let res: Response;
+      try {
+        if (!ID.test(tenant)) throw malformed("no such tenant", 404);
+        const acme = await authority();
+        acme.tenant(tenant);
+        res = await fn(c, acme, u);
+      } catch (e) {
+        res = problemResponse(c.request, e);
+      }
+      res.headers.set("replay-nonce", nonces.issue());
+      res.headers.append("link", `<${u.directory()}>;rel="index"`);
+      if (!res.headers.has("cache-control")) res.headers.set("cache-control", "no-store");
+      return res;
+    };
+
+  /** A POST: reads and verifies the JWS, resolving a kid to its (valid) account. */
+  const signed =
+    (accept: "jwk" | "kid" | "either", fn: (c: Ctx, acme: AcmeAuthority, u: AcmeUrls, r: VerifiedRequest & { account?: AccountRow }) => Promise<Response>) =>
+    guarded(async (c, acme, u) => {
+      const ct = c.request.headers.get("content-type") ?? "";
+      if (!/^application\/jose\+json\s*(;|$)/i.test(ct)) throw malformed("ACME requests are application/jose+json", 415);
+      const text = await c.request.text();
+      if (text.length > MAX_BODY) throw malformed(`the request is over ${MAX_BODY} bytes`, 413);
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw malformed("the body is not JSON");
+      }
+      let account: AccountRow | undefined;
+      const r = await verifyRequest(body, {
+        url: c.request.url,
+        nonces,
+        accept,
+        keyOf: async (kid) => {
+          account = await acme.accountByKid(u, kid);
+          return JSON.parse(account.jwk) as JWK;
+        },
+      });
+      return fn(c, acme, u, { ...r, account });
+    });
+
+  const kid = (fn: (c: Ctx, acme: AcmeAuthority, u: AcmeUrls, account: AccountRow, r: VerifiedRequest) => Promise<Response>) =>
+    signed("kid", (c, acme, u, r) => fn(c, acme, u, r.account!, r));
+
+  const pathId = (c: Ctx, name: string) => {
+    const id = c.params[name] ?? "";
+    if (!ID.test(id)) throw malformed("no such resource", 404);
+    return id;
+  };
+
+  // HEAD reaches the GET route too: 200 for HEAD, 204 for GET (RFC 8555 §7.2).
+  const nonce = guarded(async (c) => new Response(null, { status: c.request.method === "HEAD" ? 200 : 204 }));
+
+  return new Elysia({ tags: ["acme"] } as never)
+    .use(appBase)
+    .get("/acme/:tenant/directory", guarded(async (_c, acme, u) => json(200, acme.directory(u), { "cache-control": "public, max-age=300" })), {
+      detail: { summary: "ACME directory (RFC 8555 §7.1.1) of a tenant: resource URLs and meta (termsOfService, website, caaIdentities, externalAccountRequired, profiles)" },
+    })
+    .get("/acme/:tenant/new-nonce", nonce, { detail: { summary: "A fresh Replay-Nonce (HEAD: 200, GET: 204)" } })
+    .post(
+      "/acme/:tenant/new-account",
+      signed("jwk", async (_c, acme, u, r) => {
+        const { account, created } = await acme.newAccount(u, r.jwk!, r.payload);
+        return json(created ? 201 : 200, acme.accountView(u, account), { location: u.account(account.id) });
+      }),
+      { parse: "none", detail: { summary: "newAccount: JWS with jwk; onlyReturnExisting; externalAccountBinding (required when the tenant says so)" } },
+    )
+    .post(
+      "/acme/:tenant/acct/:id",
+      kid(async (c, acme, u, account, r) => {
+        if (pathId(c, "id") !== account.id) throw unauthorized("the kid is not this account");
+        const out = r.postAsGet ? account : await acme.updateAccount(u.tenant, account, r.payload);
+        return json(200, acme.accountView(u, out), { location: u.account(account.id) });
+      }),
+      { parse: "none", detail: { summary: "Account: POST-as-GET, contact update or deactivation" } },
+    )
+    .post(
+      "/acme/:tenant/acct/:id/orders",
+      kid(async (c, acme, u, account) => {
+        if (pathId(c, "id") !== account.id) throw unauthorized("the kid is not this account");
+        return json(200, await acme.ordersList(u, account));
+      }),
+      { parse: "none", detail: { summary: "The account's orders (newest first, at most 1000)" } },
+    )
+    .post(
+      "/acme/:tenant/new-order",
+      kid(async (_c, acme, u, account, r) => {
+        const o = await acme.newOrder(u, account, r.payload);
+        return json(201, await acme.orderView(u, o), { location: u.order(o.id) });
+      }),
+      { parse: "none", detail: { summary: "newOrder: dns and ip identifiers, optional profile; one http-01 authorization per identifier" } },
+    )
+    .post(
+      "/acme/:tenant/order/:id",
+      kid(async (c, acme, u, account) => {
+        const o = await acme.order(u.tenant, account, pathId(c, "id"));
+        return json(200, await acme.orderView(u, o), o.status === "processing" ? { "retry-after": "2" } : {});
+      }),
+      { parse: "none", detail: { summary: "An order (POST-as-GET)" } },
+    )
+    .post(
+      "/acme/:tenant/order/:id/finalize",
+      kid(async (c, acme, u, account, r) => {
+        const o = await acme.finalize(u.tenant, account, pathId(c, "id"), r.payload);
+        return json(200, await acme.orderView(u, o), { location: u.order(o.id), ...(o.status === "processing" ? { "retry-after": "2" } : {}) });
+      }),
+      { parse: "none", detail: { summary: "Finalize with a CSR naming exactly the order's identifiers; the RA issues under the order's profile" } },
+    )
+    .post(
+      "/acme/:tenant/authz/:id",
+      kid(async (c, acme, u, account, r) => {
+        const id = pathId(c, "id");
+        const a = r.postAsGet ? await acme.authorization(u.tenant, account, id) : await acme.deactivateAuthorization(u.tenant, account, id, r.payload);
+        return json(200, acme.authorizationView(u, a), a.challenge_status === "processing" ? { "retry-after": "1" } : {});
+      }),
+      { parse: "none", detail: { summary: "An authorization (POST-as-GET) or its deactivation" } },
+    )
+    .post(
+      "/acme/:tenant/chall/:id",
+      kid(async (c, acme, u, account, r) => {
+        const id = pathId(c, "id");
+        const a = r.postAsGet ? await acme.authorization(u.tenant, account, id) : await acme.respondToChallenge(u.tenant, account, id);
+        return json(200, acme.challengeView(u, a), { link: `<${u.authz(a.id)}>;rel="up"`, ...(a.challenge_status === "processing" ? { "retry-after": "1" } : {}) });
+      }),
+      { parse: "none", detail: { summary: "The http-01 challenge: POST {} to have it validated, POST-as-GET to read it" } },
+    )
+    .post(
+      "/acme/:tenant/cert/:serial",
+      kid(async (c, acme, u, account, r) => {
+        if (!r.postAsGet) throw malformed("certificates are fetched with POST-as-GET");
+        const pem = await acme.certificateChain(u.tenant, account, (c.params.serial ?? "").toLowerCase());
+        return new Response(pem, { status: 200, headers: { "content-type": "application/pem-certificate-chain" } });
+      }),
+      { parse: "none", detail: { summary: "The certificate of an order and its issuing CA (application/pem-certificate-chain)" } },
+    )
+    .post(
+      "/acme/:tenant/revoke-cert",
+      signed("either", async (_c, acme, u, r) => {
+        await acme.revoke(u.tenant, r.account ? { account: r.account } : { jwk: r.jwk!, alg: r.header.alg! }, r.payload);
+        return new Response(null, { status: 200 });
+      }),
+      { parse: "none", detail: { summary: "revokeCert: signed by the ordering account (kid) or by the certificate's key (jwk), with an RFC 5280 reason" } },
+    )
+    .post(
+      "/acme/:tenant/key-change",
+      signed("kid", async () => {
+        throw malformed("account key rollover is not offered yet: create a new account with the new key");
+      }),
+      { parse: "none", detail: { summary: "keyChange: not offered yet (answers malformed)" } },
+    );
+}
+
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
+}
+
+/** The one mapping of errors to problem documents; faults of ours are serverInternal (logged by the pipeline). */
+function problemResponse(request: Request, e: unknown): Response {
+  let p: AcmeProblem;
+  if (e instanceof AcmeProblem) p = e;
+  else if (e instanceof AppError && e.status < 500) p = malformed(e.message, e.status);
+  else {
+    requestInfo(request).failure = e;
+    const status = e instanceof AppError ? e.status : 500;
+    p = new AcmeProblem("serverInternal", e instanceof AppError ? e.message : "internal error", { status });
+  }
+  const headers: Record<string, string> = { "content-type": "application/problem+json" };
+  if (e instanceof AppError) for (const [k, val] of Object.entries(e.headers ?? {})) headers[k.toLowerCase()] = val;
+  return new Response(JSON.stringify(p.toJSON()), { status: p.status, headers });
+}
+
+const EabKey = v.object({ kid: v.string(), hmac_key: v.string(), created_at: v.string() });
+const EabKeyInfo = v.object({ kid: v.string(), account_id: v.nullable(v.string()), created_at: v.string(), bound_at: v.nullable(v.string()) });
+const KidParam = v.object({ kid: v.pipe(v.string(), v.regex(/^eab_[A-Za-z0-9_-]{1,64}$/)) });
+const ADMIN = ["pki:admin"];
+
+/** The tenant's External Account Binding keys (the tenant comes from the token), on the authenticated API. */
+export function acmeAdminApi(authority: () => Promise<AcmeAuthority>) {
+  return new Elysia({ tags: ["acme"] } as never)
+    .use(appBase)
+    .post(
+      "/acme/eab-keys",
+      async ({ request, set }) => {
+        const tenant = principalOf(request).tenant;
+        const acme = await authority();
+        if (!Object.hasOwn(acme.config.tenants, tenant)) throw new AppError("conflict", `tenant ${tenant} does not serve ACME (app.acme.tenants)`);
+        set.status = 201;
+        return acme.createEabKey(tenant);
+      },
+      {
+        response: { 201: EabKey },
+        scopes: ADMIN,
+        detail: { summary: "A new External Account Binding key for this tenant's ACME: `kid` and `hmac_key` (base64url, shown only now) for the client's --eab-kid/--eab-hmac-key" },
+      },
+    )
+    .get("/acme/eab-keys", async ({ request }) => ({ items: await (await authority()).store.eabKeys(principalOf(request).tenant) }), {
+      response: v.object({ items: v.array(EabKeyInfo) }),
+      scopes: ADMIN,
+      detail: { summary: "This tenant's EAB keys (never their HMAC keys) and the account each is bound to" },
+    })
+    .delete(
+      "/acme/eab-keys/:kid",
+      async ({ request, params, set }) => {
+        if (!(await (await authority()).store.deleteEabKey(principalOf(request).tenant, params.kid))) throw notFound("EAB key");
+        set.status = 204;
+        return undefined;
+      },
+      { params: KidParam, scopes: ADMIN, detail: { summary: "Delete an EAB key (an account already bound to it stays)" } },
+    );
+}

@@ -1,0 +1,157 @@
+/** Kysely queries of pki-ca's ACME front end. Every query takes the tenant. */
+import type { Kysely } from "kysely";
+
+export interface AccountRow {
+  id: string;
+  tenant: string;
+  thumbprint: string;
+  jwk: string;
+  status: "valid" | "deactivated";
+  contact: string;
+  eab_kid: string | null;
+  created_at: string;
+}
+
+export type OrderStatus = "pending" | "ready" | "processing" | "valid" | "invalid";
+
+export interface OrderRow {
+  id: string;
+  tenant: string;
+  account_id: string;
+  status: OrderStatus;
+  identifiers: string;
+  profile: string;
+  expires: string;
+  error: string | null;
+  request_id: string | null;
+  serial: string | null;
+  created_at: string;
+}
+
+export interface AuthorizationRow {
+  id: string;
+  tenant: string;
+  account_id: string;
+  order_id: string;
+  identifier_type: "dns" | "ip";
+  identifier_value: string;
+  status: "pending" | "valid" | "invalid" | "deactivated";
+  expires: string;
+  token: string;
+  challenge_status: "pending" | "processing" | "valid" | "invalid";
+  validated_at: string | null;
+  error: string | null;
+}
+
+export interface EabKeyRow {
+  kid: string;
+  tenant: string;
+  hmac_sealed: Uint8Array;
+  account_id: string | null;
+  created_at: string;
+  bound_at: string | null;
+}
+
+export interface AcmeDb {
+  acme_accounts: AccountRow;
+  acme_orders: OrderRow;
+  acme_authorizations: AuthorizationRow;
+  acme_eab_keys: EabKeyRow;
+}
+
+export class AcmeStore {
+  constructor(readonly db: Kysely<AcmeDb>) {}
+
+  account(tenant: string, id: string): Promise<AccountRow | undefined> {
+    return this.db.selectFrom("acme_accounts").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+  }
+
+  accountByThumbprint(tenant: string, thumbprint: string): Promise<AccountRow | undefined> {
+    return this.db.selectFrom("acme_accounts").selectAll().where("tenant", "=", tenant).where("thumbprint", "=", thumbprint).executeTakeFirst();
+  }
+
+  /**
+   * Creates an account and, with an EAB key, binds that key to it in the same transaction;
+   * false when the key was bound to another account meanwhile (nothing is stored then).
+   */
+  async insertAccount(row: AccountRow): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      if (row.eab_kid) {
+        const bound = await trx
+          .updateTable("acme_eab_keys")
+          .set({ account_id: row.id, bound_at: row.created_at })
+          .where("tenant", "=", row.tenant)
+          .where("kid", "=", row.eab_kid)
+          .where("account_id", "is", null)
+          .executeTakeFirst();
+        if (bound.numUpdatedRows === 0n) return false;
+      }
+      await trx.insertInto("acme_accounts").values(row).execute();
+      return true;
+    });
+  }
+
+  async updateAccount(tenant: string, id: string, patch: Partial<Pick<AccountRow, "status" | "contact">>): Promise<void> {
+    await this.db.updateTable("acme_accounts").set(patch).where("tenant", "=", tenant).where("id", "=", id).execute();
+  }
+
+  async insertOrder(order: OrderRow, authzs: AuthorizationRow[]): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      await trx.insertInto("acme_orders").values(order).execute();
+      if (authzs.length) await trx.insertInto("acme_authorizations").values(authzs).execute();
+    });
+  }
+
+  order(tenant: string, id: string): Promise<OrderRow | undefined> {
+    return this.db.selectFrom("acme_orders").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+  }
+
+  orderBySerial(tenant: string, serial: string): Promise<OrderRow | undefined> {
+    return this.db.selectFrom("acme_orders").selectAll().where("tenant", "=", tenant).where("serial", "=", serial).executeTakeFirst();
+  }
+
+  ordersOf(tenant: string, accountId: string, limit: number): Promise<Array<Pick<OrderRow, "id">>> {
+    return this.db.selectFrom("acme_orders").select("id").where("tenant", "=", tenant).where("account_id", "=", accountId).orderBy("created_at", "desc").limit(limit).execute();
+  }
+
+  /** Moves an order from one of `from` to a new state; false when it was in none of them (a concurrent change). */
+  async moveOrder(tenant: string, id: string, from: OrderStatus[], patch: Partial<Pick<OrderRow, "status" | "error" | "request_id" | "serial">>): Promise<boolean> {
+    const r = await this.db.updateTable("acme_orders").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", from).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  authorization(tenant: string, id: string): Promise<AuthorizationRow | undefined> {
+    return this.db.selectFrom("acme_authorizations").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+  }
+
+  authorizationsOf(tenant: string, orderId: string): Promise<AuthorizationRow[]> {
+    return this.db.selectFrom("acme_authorizations").selectAll().where("tenant", "=", tenant).where("order_id", "=", orderId).orderBy("id").execute();
+  }
+
+  /** Changes an authorization only while its challenge is in one of `from`; false otherwise. */
+  async moveAuthorization(tenant: string, id: string, from: AuthorizationRow["challenge_status"][], patch: Partial<Pick<AuthorizationRow, "status" | "challenge_status" | "validated_at" | "error">>): Promise<boolean> {
+    const r = await this.db.updateTable("acme_authorizations").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("challenge_status", "in", from).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  async deactivateAuthorization(tenant: string, id: string): Promise<void> {
+    await this.db.updateTable("acme_authorizations").set({ status: "deactivated" }).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", ["pending", "valid"]).execute();
+  }
+
+  async insertEabKey(row: EabKeyRow): Promise<void> {
+    await this.db.insertInto("acme_eab_keys").values(row).execute();
+  }
+
+  eabKey(tenant: string, kid: string): Promise<EabKeyRow | undefined> {
+    return this.db.selectFrom("acme_eab_keys").selectAll().where("tenant", "=", tenant).where("kid", "=", kid).executeTakeFirst();
+  }
+
+  eabKeys(tenant: string): Promise<Array<Omit<EabKeyRow, "hmac_sealed">>> {
+    return this.db.selectFrom("acme_eab_keys").select(["kid", "tenant", "account_id", "created_at", "bound_at"]).where("tenant", "=", tenant).orderBy("created_at").execute();
+  }
+
+  async deleteEabKey(tenant: string, kid: string): Promise<boolean> {
+    const r = await this.db.deleteFrom("acme_eab_keys").where("tenant", "=", tenant).where("kid", "=", kid).executeTakeFirst();
+    return r.numDeletedRows > 0n;
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Mutation fuzz of pki-ca's ACME endpoints: per endpoint, FUZZ_N (default 1,200) requests whose
+ * JWS is mutated in one of three places: the flattened JWS object itself; the protected header
+ * (a fresh nonce, then mutated, then signed correctly so the checks after the signature run);
+ * or the payload (correctly signed). Every answer must be a 2xx/4xx (the shared runner in
+ * test/support/fuzz.ts fails on any 5xx), and the server must still issue afterwards.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { fuzz, mutateJson, rng, type Rng } from "../support/fuzz.ts";
+import type { CaFixture } from "./helpers.ts";
+import { b64u, csrFor, startAcmeCa, startHttp01, TestAcme } from "./acme-helpers.ts";
+
+const N = Number(process.env.FUZZ_N ?? 1200);
+let f: CaFixture;
+let http01: ReturnType<typeof startHttp01>;
+let c: TestAcme;
+let order: any;
+let certDer: string;
+
+beforeAll(async () => {
+  http01 = startHttp01();
+  f = await startAcmeCa(http01.port);
+  c = await TestAcme.create(`${f.svc.publicUrl}/acme/acme/directory`, f.svc.ca);
+  await c.register();
+  // A valid certificate for revokeCert, and a ready order for finalize.
+  const first = await c.orderReady([{ type: "dns", value: "fuzz.localhost" }], http01);
+  await c.post(first.order.finalize, { csr: b64u((await csrFor(["fuzz.localhost"])).der) });
+  const done = await c.poll(first.url, (o) => o.status === "valid");
+  const pem = await (await c.post(done.certificate, "")).text();
+  certDer = b64u(new Uint8Array(Buffer.from(pem.split("-----")[2]!.replace(/\s+/g, ""), "base64")));
+  order = (await c.orderReady([{ type: "dns", value: "fuzz2.localhost" }], http01)).order;
+});
+afterAll(async () => {
+  await f?.stop();
+  http01?.stop();
+});
+
+/** ES256 over `protected.payload` as JWS wants it (r || s), whatever the header says. */
+async function sign(protectedB64: string, payloadB64: string): Promise<string> {
+  const sig = await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, c.keys.privateKey, new TextEncoder().encode(`${protectedB64}.${payloadB64}`));
+  return b64u(new Uint8Array(sig));
+}
+
+type Case = { kind: number; text: string };
+
+async function makeCase(url: string, payload: unknown, useJwk: boolean, r: Rng): Promise<Case> {
+  const kind = r(3);
+  const header: Record<string, unknown> = { alg: "ES256", nonce: await c.nonce(), url, ...(useJwk ? { jwk: c.jwk } : { kid: c.kid }) };
+  const payloadText = payload === "" ? "" : JSON.stringify(payload);
+  if (kind === 0) return { kind, text: mutateJson(JSON.parse(await c.body(url, payload, { jwk: useJwk })), r) };
+  const h = kind === 1 ? Buffer.from(mutateJson(header, r)).toString("base64url") : Buffer.from(JSON.stringify(header)).toString("base64url");
+  const p = Buffer.from(kind === 2 ? mutateJson(payload === "" ? {} : payload, r) : payloadText).toString("base64url");
+  return { kind, text: JSON.stringify({ protected: h, payload: p, signature: await sign(h, p) }) };
+}
+
+describe(`ACME mutation fuzz (${N} per endpoint)`, () => {
+  const endpoints: Array<[string, () => string, () => unknown, boolean]> = [
+    ["newAccount", () => c.dir.newAccount!, () => ({ termsOfServiceAgreed: true, contact: ["mailto:a@example.test"], onlyReturnExisting: false }), true],
+    ["newOrder", () => c.dir.newOrder!, () => ({ identifiers: [{ type: "dns", value: "a.localhost" }, { type: "ip", value: "127.0.0.2" }], profile: "acme-server" }), false],
+    ["finalize", () => order.finalize, () => ({ csr: "MIIBAA" }), false],
+    ["revokeCert", () => c.dir.revokeCert!, () => ({ certificate: certDer, reason: 4 }), false],
+    ["account", () => c.kid!, () => ({ contact: ["mailto:b@example.test"] }), false],
+  ];
+  for (const [name, url, payload, useJwk] of endpoints) {
+    test(`${name}: no 5xx`, async () => {
+      const r = rng(0xac3e0 + name.length);
+      const cases: Case[] = [];
+      for (let i = 0; i < N; i++) cases.push(await makeCase(url(), payload(), useJwk, r));
+      const { statuses } = await fuzz(cases, (k) => c.fetch(url(), { method: "POST", headers: { "content-type": "application/jose+json" }, body: k.text }), {
+        describe: (k) => `kind ${k.kind}: ${k.text}`,
+        // No timing assertion: the machine may be loaded; only the status matters.
+        maxMs: 120_000,
+        concurrency: 8,
+      });
+      expect([...statuses.keys()].some((s) => s >= 400 && s < 500)).toBe(true);
+    }, 300_000);
+  }
+
+  test("the server still orders and issues afterwards", async () => {
+    const { url, order: o } = await c.orderReady([{ type: "dns", value: "after.localhost" }], http01);
+    await c.post(o.finalize, { csr: b64u((await csrFor(["after.localhost"])).der) });
+    expect((await c.poll(url, (x) => x.status !== "processing" && x.status !== "ready")).status).toBe("valid");
+  }, 60_000);
+});
