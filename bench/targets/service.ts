@@ -4,6 +4,7 @@
  * the public URL and the trust bundle once it listens; stops on SIGTERM.
  *
  * Args: <data dir> <issuer> <jwks url> <issuer CA file>
+ * BENCH_OTLP_ENDPOINT=URL: tracing on, exporting to that OTLP/HTTP collector (to measure its cost).
  */
 import type { ServiceDefinition } from "../../src/service/context.ts";
 import type { ServiceConfig } from "../../src/service/config.ts";
@@ -29,6 +30,7 @@ export async function serveBenchTarget(
       c.log.level = "warn";
       c.security.rate_limit_rps = 1_000_000;
       c.security.rate_limit_burst = 1_000_000;
+      if (process.env.BENCH_OTLP_ENDPOINT) c.telemetry.otlp_endpoint = process.env.BENCH_OTLP_ENDPOINT;
       opts.config?.(c);
     },
   });

@@ -23,6 +23,8 @@ import type {
   OpParams,
   ProviderName,
 } from "./provider.ts";
+import { tracedCall, type Call } from "./tracing.ts";
+import type { Tracer } from "../telemetry/index.ts";
 
 /**
  * Per operation: which provider is faster below `bytes` of input, and which at or above it.
@@ -58,6 +60,8 @@ export interface DispatcherOptions {
   /** Providers in order of preference when the table does not decide. */
   providers: CryptoProvider[];
   crossovers?: CrossoverTable;
+  /** With a tracer, each call is a `crypto <op>` span of the request it serves (tracing.ts). */
+  tracer?: Tracer;
 }
 
 export interface Dispatcher extends Omit<CryptoProvider, "name"> {
@@ -109,29 +113,27 @@ export function createDispatcher(opts: DispatcherOptions): Dispatcher {
   }
 
   // Every method is async so that a routing refusal is a rejected promise, like any other failure.
+  const call: Call = opts.tracer ? tracedCall(opts.tracer, route) : async (op, params, keys, run) => run(route(op, params, keys));
   const d: Dispatcher = {
     name: "dispatcher",
     providers,
     route,
     constantTime: (op) => providers.some((p) => p.name !== "pkcs11" && p.constantTime(op)),
     supports: (op, params) => providers.some((p) => p.supports(op, params)),
-    aesGcmEncrypt: async (key, iv, data, aad) =>
-      route("aesGcmEncrypt", { keyBits: keyBitsOf(key), size: data?.length }, [key]).aesGcmEncrypt(key, iv, data, aad),
-    aesGcmDecrypt: async (key, iv, data, aad) =>
-      route("aesGcmDecrypt", { keyBits: keyBitsOf(key), size: data?.length }, [key]).aesGcmDecrypt(key, iv, data, aad),
-    sign: async (key, hash: HashAlg, data) => route("sign", { curve: key?.curve, hash, size: data?.length }, [key]).sign(key, hash, data),
-    verify: async (key, hash: HashAlg, data, sig) =>
-      route("verify", { curve: key?.curve, hash, size: data?.length }, [key]).verify(key, hash, data, sig),
-    ecdh: async (key, peer, as?: { type: "aes"; bits: AesBits }) => route("ecdh", { curve: key?.curve }, [key]).ecdh(key, peer, as),
-    generateAesKey: async (bits: AesBits, o?: KeyGenOptions) =>
-      route("generateAesKey", { keyBits: bits, location: o?.location }).generateAesKey(bits, o),
-    generateEcKeyPair: async (curve: EcCurve, o?: KeyGenOptions): Promise<EcKeyPair> =>
-      route("generateEcKeyPair", { curve, location: o?.location }).generateEcKeyPair(curve, o),
-    wrapKey: async (w, k) => route("wrapKey", { keyBits: keyBitsOf(w) }, [w, k]).wrapKey(w, k),
-    unwrapKey: async (w, wrapped, as, o) =>
-      route("unwrapKey", { keyBits: keyBitsOf(w), location: o?.location }, [w]).unwrapKey(w, wrapped, as, o),
-    digest: async (hash, data) => route("digest", { hash, size: data?.length }).digest(hash, data),
-    hmac: async (hash, key, data) => route("hmac", { hash, size: data?.length }, [key]).hmac(hash, key, data),
+    aesGcmEncrypt: (key, iv, data, aad) =>
+      call("aesGcmEncrypt", { keyBits: keyBitsOf(key), size: data?.length }, [key], (p) => p.aesGcmEncrypt(key, iv, data, aad)),
+    aesGcmDecrypt: (key, iv, data, aad) =>
+      call("aesGcmDecrypt", { keyBits: keyBitsOf(key), size: data?.length }, [key], (p) => p.aesGcmDecrypt(key, iv, data, aad)),
+    sign: (key, hash: HashAlg, data) => call("sign", { curve: key?.curve, hash, size: data?.length }, [key], (p) => p.sign(key, hash, data)),
+    verify: (key, hash: HashAlg, data, sig) => call("verify", { curve: key?.curve, hash, size: data?.length }, [key], (p) => p.verify(key, hash, data, sig)),
+    ecdh: (key, peer, as?: { type: "aes"; bits: AesBits }) => call("ecdh", { curve: key?.curve }, [key], (p) => p.ecdh(key, peer, as)),
+    generateAesKey: (bits: AesBits, o?: KeyGenOptions) => call("generateAesKey", { keyBits: bits, location: o?.location }, [], (p) => p.generateAesKey(bits, o)),
+    generateEcKeyPair: (curve: EcCurve, o?: KeyGenOptions): Promise<EcKeyPair> =>
+      call("generateEcKeyPair", { curve, location: o?.location }, [], (p) => p.generateEcKeyPair(curve, o)),
+    wrapKey: (w, k) => call("wrapKey", { keyBits: keyBitsOf(w) }, [w, k], (p) => p.wrapKey(w, k)),
+    unwrapKey: (w, wrapped, as, o) => call("unwrapKey", { keyBits: keyBitsOf(w), location: o?.location }, [w], (p) => p.unwrapKey(w, wrapped, as, o)),
+    digest: (hash, data) => call("digest", { hash, size: data?.length }, [], (p) => p.digest(hash, data)),
+    hmac: (hash, key, data) => call("hmac", { hash, size: data?.length }, [key], (p) => p.hmac(hash, key, data)),
     close: async () => {
       await Promise.all(providers.map((p) => p.close()));
     },

@@ -7,6 +7,9 @@
  *
  * The whole exchange (headers and body) runs inside the attempt's timeout: the Response
  * returned holds its body in memory, so reading it cannot hang on a stalled peer.
+ *
+ * With a tracer, each attempt made during a request is a client span of that request and
+ * sends `traceparent`, so the peer's server span joins the trace.
  */
 import { attemptTimeoutMs, backoffDelayMs, type RetryPolicy } from "./backoff.ts";
 import { CircuitBreaker, type BreakerState } from "./breaker.ts";
@@ -14,6 +17,7 @@ import { systemClock, type Clock } from "./clock.ts";
 import { FederationError, type FailureReason } from "./errors.ts";
 import type { FederationMetrics } from "./metrics.ts";
 import type { Logger } from "../service/log.ts";
+import { formatTraceparent, SpanKind, SpanStatus, type Span, type Tracer } from "../telemetry/index.ts";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 
@@ -32,6 +36,7 @@ export interface FederatedClientOptions {
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
   metrics?: FederationMetrics;
   logger?: Logger;
+  tracer?: Tracer;
 }
 
 export interface FederatedRequestInit extends RequestInit {
@@ -111,23 +116,30 @@ export class FederatedClient {
         throw new FederationError(this.peer, "breaker_open", `${this.peer} is unavailable (circuit breaker open)`, lastError);
       }
       const started = performance.now();
+      const traced = this.opts.tracer ? this.traced(this.opts.tracer, url, method, attempt, requestInit) : undefined;
+      const span = traced?.span;
       try {
-        const res = await this.attempt(url, requestInit, attemptTimeoutMs(this.opts.policy, attempt));
+        const res = await this.attempt(url, traced?.init ?? requestInit, attemptTimeoutMs(this.opts.policy, attempt));
         this.opts.metrics?.observe(this.peer, (performance.now() - started) / 1000);
+        span?.setAttribute("http.response.status_code", res.status);
         if (res.status >= 500) {
           lastError = this.failed("status", `${this.peer} answered ${res.status}`);
+          span?.setAttribute("error.type", String(res.status)).setStatus(SpanStatus.ERROR, String(res.status)).end();
           continue;
         }
+        span?.end();
         this.breaker.success();
         this.last = { ok: true, at: this.clock.now() };
         return res;
       } catch (e) {
         if (init.signal?.aborted) {
+          span?.setAttribute("error.type", "aborted").setStatus(SpanStatus.ERROR, "aborted").end();
           this.breaker.release();
           throw init.signal.reason;
         }
         this.opts.metrics?.observe(this.peer, (performance.now() - started) / 1000);
         lastError = e instanceof TimeoutSignal ? this.failed("timeout", `${this.peer} did not answer within ${e.ms} ms`) : this.failed("network", `${this.peer} could not be reached`, e);
+        span?.setAttribute("error.type", lastError.reason).setStatus(SpanStatus.ERROR, lastError.reason).end();
       }
     }
     throw lastError!;
@@ -146,6 +158,28 @@ export class FederatedClient {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Inside a request: the attempt's client span (when the trace is recorded) and its init
+   * with `traceparent` naming it, or the request's position when the trace is not recorded.
+   * Outside any request (health polling): nothing.
+   */
+  private traced(tracer: Tracer, url: string, method: string, attempt: number, init: RequestInit): { span?: Span; init: RequestInit } | undefined {
+    const parent = tracer.active();
+    if (!parent) return undefined;
+    const u = new URL(url);
+    const span = tracer.startChild(`${method} ${this.peer}`, SpanKind.CLIENT, {
+      "http.request.method": method,
+      "server.address": u.hostname,
+      "server.port": Number(u.port || (u.protocol === "https:" ? 443 : 80)),
+      "url.full": `${u.origin}${u.pathname}`,
+      "peer.service": this.peer,
+      "http.request.resend_count": attempt > 0 ? attempt : undefined,
+    });
+    const headers = new Headers(init.headers);
+    headers.set("traceparent", formatTraceparent(span ?? parent));
+    return { span, init: { ...init, headers } };
   }
 
   private failed(reason: FailureReason, message: string, cause?: unknown): FederationError {

@@ -11,6 +11,7 @@
 import { readFileSync } from "node:fs";
 import type { ServiceConfig } from "../service/config.ts";
 import type { Logger } from "../service/log.ts";
+import type { Tracer } from "../telemetry/index.ts";
 import { FederatedClient, type PeerStatus } from "./client.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { retryPolicy, type FederationConfig, type PeerConfig } from "./config.ts";
@@ -26,6 +27,8 @@ export interface FederationDeps {
   clock?: Clock;
   random?: () => number;
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
+  /** With a tracer, calls made during a request are client spans and carry `traceparent`. */
+  tracer?: Tracer;
 }
 
 /** Where the identity service's keys are: `auth.*` first, else derived from `federation.identity.url`. */
@@ -74,6 +77,7 @@ export class Federation {
         fetch: deps.fetch,
         metrics: this.metrics,
         logger: deps.logger,
+        tracer: deps.tracer,
       });
       this.clients.set(peer, client);
       this.pollers.push(new HealthPoller(client, c.health_interval_ms, clock));

@@ -15,6 +15,7 @@ import { parse as parseYaml } from "yaml";
 import { AppError } from "./errors.ts";
 import { BrowserLoginConfig } from "../auth/bff.ts";
 import { defaultFederationConfig, FederationConfig } from "../federation/config.ts";
+import { TelemetryConfig } from "../telemetry/config.ts";
 
 const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
 const positiveInt = v.pipe(v.number(), v.integer(), v.minValue(1));
@@ -114,6 +115,8 @@ const sections = {
   }),
   /** Where the other services of the suite are and how they are called (src/federation/config.ts). */
   federation: FederationConfig,
+  /** Tracing: OpenTelemetry spans exported over OTLP/HTTP when an endpoint is set (src/telemetry/config.ts). */
+  telemetry: TelemetryConfig,
   log: v.strictObject({
     level: v.picklist(["debug", "info", "warn", "error"]),
     /** One JSON line per request. */
@@ -155,6 +158,7 @@ export function defaultConfig(service: string, publicPort: number): ServiceConfi
     security: { ip_allowlist: ["0.0.0.0/0", "::/0"], rate_limit_rps: 1000, rate_limit_burst: 2000 },
     hsm: {},
     federation: defaultFederationConfig(),
+    telemetry: {},
     log: { level: "info", access: true },
   };
 }

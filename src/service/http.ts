@@ -19,6 +19,7 @@ import { mapStorageError } from "../storage/errors.ts";
 import { checkJsonShape, isJsonContentType } from "./json-body.ts";
 import { requireScopes, type BearerVerifier, type Principal } from "../auth/bearer.ts";
 import { readCookie, SESSION_COOKIE, type SessionStore } from "../auth/session.ts";
+import { Span, SpanStatus, type Tracer } from "../telemetry/index.ts";
 
 export interface RequestInfo {
   id: string;
@@ -29,6 +30,8 @@ export interface RequestInfo {
   route?: string;
   /** Why the request failed with a 5xx, for its one error log line. */
   failure?: unknown;
+  /** The request's trace, when tracing is on (in its log lines). */
+  traceId?: string;
 }
 
 // Kept on the Request itself under a private symbol: a WeakMap keyed by every request
@@ -166,11 +169,12 @@ const docsCsp = (connect: string[]) =>
   `font-src 'self' data:; connect-src ${["'self'", ...connect].join(" ")}; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'`;
 
 /** The one error log line of a request answered with a 5xx (never the request's content). */
-export function logServerError(logger: Logger, fields: { request_id: string; method?: string; route?: string; status: number; failure?: unknown }): void {
+export function logServerError(logger: Logger, fields: { request_id: string; trace_id?: string; method?: string; route?: string; status: number; failure?: unknown }): void {
   const f = fields.failure;
   const appErr = f instanceof AppError ? f : undefined;
   logger.error("request failed", {
     request_id: fields.request_id,
+    trace_id: fields.trace_id,
     method: fields.method,
     route: fields.route,
     status: fields.status,
@@ -228,6 +232,8 @@ export interface PipelineDeps {
   bearer: BearerVerifier;
   sessions?: SessionStore;
   accessLog: boolean;
+  /** Set when tracing is on: each request gets a server span (see `tracedHandler`). */
+  tracer?: Tracer;
 }
 
 type ClientIp = (req: Request) => string | undefined;
@@ -274,7 +280,7 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
     }
   }
   const nextTurn = turnBarrier();
-  return async (received: Request): Promise<Response> => {
+  const handle = async (received: Request): Promise<Response> => {
     let req = received;
     const start = performance.now();
     const info = requestInfo(req);
@@ -393,12 +399,13 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
     }
 
     const seconds = (performance.now() - start) / 1000;
-    const route = info.route ?? (res.status === 404 ? "unmatched" : path.startsWith("/docs") ? "/docs" : "unmatched");
+    const route = routeLabel(info, res.status, path);
     d.metrics.observe(req.method, route, res.status, seconds);
-    if (res.status >= 500) logServerError(d.logger, { request_id: info.id, method: req.method, route, status: res.status, failure: info.failure });
+    if (res.status >= 500) logServerError(d.logger, { request_id: info.id, trace_id: info.traceId, method: req.method, route, status: res.status, failure: info.failure });
     if (d.accessLog) {
       d.logger.info("request", {
         request_id: info.id,
+        trace_id: info.traceId,
         method: req.method,
         route,
         status: res.status,
@@ -408,6 +415,65 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
       });
     }
     return res;
+  };
+  // Tracing off (the default): the pipeline is untouched.
+  return d.tracer ? tracedHandler(d.tracer, handle) : handle;
+}
+
+/** The route a request is counted and logged under: its pattern, `/docs`, or `unmatched`. */
+function routeLabel(info: RequestInfo, status: number, path: string): string {
+  return info.route ?? (status === 404 ? "unmatched" : path.startsWith("/docs") ? "/docs" : "unmatched");
+}
+
+/**
+ * The pipeline `handle` inside a server span: a child of the request's `traceparent` when it
+ * carries a valid one, else a new trace. The span is active for everything the request does
+ * (database, crypto, federated calls) and is named and finished from the answer: `METHOD
+ * route`, HTTP semantic-convention attributes, error status on a 5xx.
+ */
+function tracedHandler(tracer: Tracer, handle: (req: Request) => Promise<Response>) {
+  return (req: Request): Promise<Response> => {
+    const info = requestInfo(req);
+    const url = req.url;
+    const path = pathOfUrl(url);
+    const hostStart = url.indexOf("//") + 2;
+    const host = url.slice(hostStart, url.indexOf("/", hostStart));
+    const colon = host.lastIndexOf(":");
+    const hasPort = colon > host.lastIndexOf("]");
+    const ctx = tracer.startServer(req.method, req.headers.get("traceparent"), {
+      "http.request.method": req.method,
+      "url.scheme": "https",
+      "url.path": path,
+      "server.address": hasPort ? host.slice(0, colon) : host,
+      "server.port": hasPort ? Number(host.slice(colon + 1)) : 443,
+      "cryptoutil.request_id": info.id,
+    });
+    info.traceId = ctx.traceId;
+    if (!(ctx instanceof Span)) return tracer.run(ctx, () => handle(req));
+    const span = ctx;
+    return tracer.run(span, async () => {
+      let res: Response;
+      try {
+        res = await handle(req);
+      } catch (e) {
+        span.recordError(e);
+        span.end();
+        throw e;
+      }
+      const route = routeLabel(info, res.status, path);
+      if (route !== "unmatched") {
+        span.name = `${req.method} ${route}`;
+        span.setAttribute("http.route", route);
+      }
+      span.setAttribute("http.response.status_code", res.status);
+      if (res.status >= 500) {
+        if (info.failure !== undefined) span.recordError(info.failure);
+        else span.setStatus(SpanStatus.ERROR);
+        span.setAttribute("error.type", span.statusMessage ?? String(res.status));
+      }
+      span.end();
+      return res;
+    });
   };
 }
 

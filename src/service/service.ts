@@ -29,6 +29,7 @@ import { browserLogin } from "../auth/bff.ts";
 import { createDispatcher, createWasmProvider, createWebCryptoProvider, openPkcs11Provider } from "../crypto/index.ts";
 import { openDatabase, ping, runMigrations, type Database } from "../storage/index.ts";
 import { Barrier, pkcs11RootLayer } from "../barrier/index.ts";
+import { createTracing, type Tracing } from "../telemetry/index.ts";
 import {
   DirectoryStore,
   loadOrCreateTlsMaterial,
@@ -198,7 +199,11 @@ export async function startService(def: ServiceDefinition, opts: StartOptions = 
   }
   const adminToken = new TextDecoder().decode(readOrCreateSecretFile(join(dataDir, "admin.token"), 32, logger, "the admin token")).trim();
 
-  const database = await openDatabase<any>({
+  // Tracing is on only with `telemetry.otlp_endpoint`; off, nothing below gets a tracer.
+  const tracing = createTracing(config.telemetry, def.name);
+  const tracer = tracing?.tracer;
+  const database = await openDatabase<any>(
+    {
     service: def.name,
     dataDir,
     url: config.database.url,
@@ -207,12 +212,15 @@ export async function startService(def: ServiceDefinition, opts: StartOptions = 
     syncInterval: config.database.sync_interval_s,
     password: config.database.password_file ? readFileSync(config.database.password_file, "utf8").replace(/\r?\n$/, "") : undefined,
     poolSize: config.database.pool_size,
-  });
+    },
+    { tracer },
+  );
   try {
-    return await startOnDatabase(def, config, logger, database, { dataDir, suiteDir, unsealFiles, adminToken });
+    return await startOnDatabase(def, config, logger, database, { dataDir, suiteDir, unsealFiles, adminToken }, tracing);
   } catch (e) {
     // A failed start must not leave the database (and its file lock) open.
     await database.close().catch(() => undefined);
+    await tracing?.exporter.shutdown(0);
     throw e;
   }
 }
@@ -223,7 +231,9 @@ async function startOnDatabase(
   logger: Logger,
   database: Database<any>,
   paths: { dataDir: string; suiteDir: string; unsealFiles: string[]; adminToken: string },
+  tracing: Tracing | undefined,
 ): Promise<RunningService> {
+  const tracer = tracing?.tracer;
   const { dataDir, suiteDir, unsealFiles, adminToken } = paths;
   const db = database.db;
   await runMigrations(db, "template", templateMigrations);
@@ -238,7 +248,7 @@ async function startOnDatabase(
         pinFile: config.hsm.pin_file,
       })
     : undefined;
-  const cryptoDispatcher = createDispatcher({ providers: [createWasmProvider(), createWebCryptoProvider(), ...(hsm ? [hsm] : [])] });
+  const cryptoDispatcher = createDispatcher({ providers: [createWasmProvider(), createWebCryptoProvider(), ...(hsm ? [hsm] : [])], tracer });
 
   // With an HSM, the barrier's root keys live in it; otherwise the unseal files protect them.
   const barrier = new Barrier({ db, service: def.name, rootLayer: hsm ? pkcs11RootLayer(hsm) : undefined });
@@ -273,7 +283,7 @@ async function startOnDatabase(
 
   // The other services this one calls (identity for its tokens' keys), each behind its own
   // timeouts, retries, breaker and fallback; health polling starts once the servers listen.
-  const federation = Federation.fromConfig(config, { logger });
+  const federation = Federation.fromConfig(config, { logger, tracer });
   const identity = identityEndpoints(config);
   const bearer = new BearerVerifier({
     issuer: identity.issuer,
@@ -303,6 +313,7 @@ async function startOnDatabase(
   const metrics = new HttpMetrics();
   metrics.gauge("barrier_sealed", () => (barrier.sealed ? 1 : 0));
   metrics.collector((service) => federation.metrics.render(service));
+  if (tracing) metrics.collector((service) => tracing.exporter.metrics(service));
   // Set when a graceful stop begins: the pipeline answers new requests 503 + Connection: close.
   let draining = false;
   const handler = publicHandler(
@@ -322,6 +333,7 @@ async function startOnDatabase(
       bearer,
       sessions,
       accessLog: config.log.access,
+      tracer,
     },
     (req) => publicServer.requestIP(req)?.address,
   );
@@ -397,6 +409,8 @@ async function startOnDatabase(
       await barrier.seal();
       await hsm?.close();
       await database.close();
+      // Last: the spans of the requests that finished during the drain go out too.
+      await tracing?.exporter.shutdown();
       logger.info("stopped");
       resolveStopped();
     })();
@@ -404,6 +418,7 @@ async function startOnDatabase(
   }
 
   federation.start();
+  tracing?.exporter.start();
   const publicUrl = config.server.public_url ?? serverUrl(config.server.bind, publicServer.port!);
   const running: RunningService = {
     name: def.name,

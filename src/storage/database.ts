@@ -39,6 +39,13 @@ import { credentialsRefused, libsqlCode, mapStorageError } from "./errors.ts";
 export { libsqlCode, mapStorageError };
 import { openNative, type EmbeddedDatabase } from "./native-dialect.ts";
 import { registerWalSyncer, retryWhileBusy, WalSyncer } from "./wal-sync.ts";
+import { queryLogSpans, tracedDirect } from "./tracing.ts";
+import type { Tracer } from "../telemetry/index.ts";
+
+/** How a database is opened beyond its location: with a tracer, its statements become spans. */
+export interface OpenOptions {
+  tracer?: Tracer;
+}
 
 /** An open database and what the service template needs to manage it. */
 export interface Database<DB> {
@@ -60,7 +67,7 @@ export interface Database<DB> {
 }
 
 /** Opens (creating if needed) the database a `StorageConfig` describes. */
-export async function openDatabase<DB = unknown>(config: StorageConfig | ResolvedStorage): Promise<Database<DB>> {
+export async function openDatabase<DB = unknown>(config: StorageConfig | ResolvedStorage, opts: OpenOptions = {}): Promise<Database<DB>> {
   const r: ResolvedStorage = "mode" in config ? config : resolveStorageConfig(config);
   const local = r.mode !== "remote";
 
@@ -76,8 +83,8 @@ export async function openDatabase<DB = unknown>(config: StorageConfig | Resolve
 
   // Embedded databases run on libSQL's native binding with cached statements; remote and
   // replica modes need @libsql/client's network protocol.
-  if (r.mode === "memory" || r.mode === "file") return openEmbedded<DB>(r);
-  if (r.mode === "postgres") return openPostgresDatabase<DB>(r);
+  if (r.mode === "memory" || r.mode === "file") return openEmbedded<DB>(r, opts);
+  if (r.mode === "postgres") return openPostgresDatabase<DB>(r, opts);
 
   let client: Client;
   try {
@@ -142,7 +149,7 @@ export async function openDatabase<DB = unknown>(config: StorageConfig | Resolve
 
   let closed = false;
   const dialect = new LibsqlClientDialect(client, { serialize: local, onDestroy: () => (closed = true) });
-  const db = new Kysely<DB>({ dialect });
+  const db = new Kysely<DB>({ dialect, log: opts.tracer ? queryLogSpans(opts.tracer, "sqlite") : undefined });
 
   return {
     db,
@@ -182,7 +189,7 @@ export function directWriterOf(db: Kysely<any>) {
   return directPaths.get(db)?.writeDirect;
 }
 
-async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
+async function openEmbedded<DB>(r: ResolvedStorage, opts: OpenOptions): Promise<Database<DB>> {
   let closed = false;
   let syncer: WalSyncer | undefined;
   let native: Awaited<ReturnType<typeof openNative>>;
@@ -214,8 +221,14 @@ async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
     // SQLite gives the -wal and -shm files the database file's mode; keep all three private.
     await chmod(r.filePath, 0o600).catch(() => undefined);
   }
-  const db = new Kysely<DB>({ dialect });
-  directPaths.set(db, { readDirect: native.readDirect, writeDirect: native.writeDirect });
+  const tracer = opts.tracer;
+  const db = new Kysely<DB>({ dialect, log: tracer ? queryLogSpans(tracer, "sqlite") : undefined });
+  directPaths.set(
+    db,
+    tracer
+      ? { readDirect: tracedDirect(tracer, "sqlite", native.readDirect), writeDirect: tracedDirect(tracer, "sqlite", native.writeDirect) }
+      : { readDirect: native.readDirect, writeDirect: native.writeDirect },
+  );
   if (r.mode === "file" && journalMode === "wal") {
     syncer = new WalSyncer(`${r.filePath}-wal`);
     registerWalSyncer(db, { syncer, synchronous: Number(native.scalar("PRAGMA synchronous")), busyTimeoutMs: r.busyTimeoutMs });
@@ -235,7 +248,7 @@ async function openEmbedded<DB>(r: ResolvedStorage): Promise<Database<DB>> {
   };
 }
 
-async function openPostgresDatabase<DB>(r: ResolvedStorage): Promise<Database<DB>> {
+async function openPostgresDatabase<DB>(r: ResolvedStorage, opts: OpenOptions): Promise<Database<DB>> {
   let opened: Awaited<ReturnType<typeof openPostgres>>;
   try {
     opened = await openPostgres({ url: r.url, password: r.password, poolSize: r.poolSize ?? DEFAULT_POOL_SIZE, connectTimeoutMs: Math.max(r.busyTimeoutMs, 1000) });
@@ -244,7 +257,7 @@ async function openPostgresDatabase<DB>(r: ResolvedStorage): Promise<Database<DB
     throw new AppError("unavailable", `cannot open the postgres database: ${mapped.message}`, { details: mapped.details, cause: err });
   }
   let closed = false;
-  const db = new Kysely<DB>({ dialect: opened.dialect, plugins: [opened.plugin] });
+  const db = new Kysely<DB>({ dialect: opened.dialect, plugins: [opened.plugin], log: opts.tracer ? queryLogSpans(opts.tracer, "postgresql") : undefined });
   return {
     db,
     mode: r.mode,
