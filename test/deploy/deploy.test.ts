@@ -149,41 +149,95 @@ describe("Dockerfile", async () => {
 
 // ---------- compose.yml ----------
 
+/** The services that run as two instances on PostgreSQL (compose and Kubernetes), and their databases. */
+const SCALED: Record<string, string> = { "sm-kms": "sm_kms", "pki-ca": "pki_ca", "identity-authz": "identity_authz" };
+
 describe("compose.yml", async () => {
   const text = await readFile(join(DEPLOY, "compose.yml"), "utf8");
   const doc = parse(text, { merge: true }) as Obj;
+  /** Compose service name -> app: `<app>-1` and `<app>-2` for the scaled ones, `<app>` for the others. */
+  const apps = new Map<string, string>();
+  for (const n of NAMES) {
+    if (SCALED[n]) for (const i of [1, 2]) apps.set(`${n}-${i}`, n);
+    else apps.set(n, n);
+  }
 
-  test("every service of the suite, one image, its default port", () => {
-    expect(Object.keys(doc.services).sort()).toEqual(NAMES);
-    const images = new Set(NAMES.map((n) => doc.services[n].image));
+  test("every service of the suite, one image, its default port; two instances of the scaled ones", () => {
+    expect(Object.keys(doc.services).sort()).toEqual([...apps.keys(), "postgres"].sort());
+    const images = new Set([...apps.keys()].map((s) => doc.services[s].image));
     expect(images.size).toBe(1);
-    for (const n of NAMES) {
-      const s = doc.services[n];
-      expect(s.environment.APP).toBe(n);
-      expect(s.environment.CRYPTOUTIL_SERVER_PORT).toBe(String(SUITE[n]));
-      expect(s.ports).toEqual([`${SUITE[n]}:${SUITE[n]}`]);
+    for (const [name, app] of apps) {
+      const s = doc.services[name];
+      expect(s.environment.APP).toBe(app);
+      expect(s.environment.CRYPTOUTIL_SERVER_PORT).toBe(String(SUITE[app]));
+      // The first (or only) instance on the default host port, the second on the next one up.
+      const hostPort = SUITE[app]! + (name.endsWith("-2") ? 1 : 0);
+      expect(s.ports).toEqual([`${hostPort}:${SUITE[app]}`]);
       expect(s.build.dockerfile).toBe("deploy/Dockerfile");
+      expect(s.environment.CRYPTOUTIL_TLS_HOSTNAMES.split(",")).toContain(app);
     }
+    const hostPorts = (Object.values(doc.services) as Obj[]).flatMap((s) => (s.ports ?? []).map((p: string) => p.split(":")[0]));
+    expect(new Set(hostPorts).size).toBe(hostPorts.length);
   });
 
-  test("non-root, read-only, no capabilities, secrets, volumes, health checks", () => {
-    expect(Object.keys(doc.secrets).sort()).toEqual(["unseal_1", "unseal_2"]);
+  test("non-root, read-only, no capabilities, secrets, volumes, health checks on readyz", () => {
+    expect(Object.keys(doc.secrets).sort()).toEqual(["postgres_password", "unseal_1", "unseal_2"]);
     for (const sec of Object.values(doc.secrets) as Obj[]) expect(sec.file).toMatch(/^\.\/secrets\/.+\.secret$/);
     const volumes = Object.keys(doc.volumes);
-    for (const n of NAMES) {
-      const s = doc.services[n];
+    for (const [name, app] of apps) {
+      const s = doc.services[name];
       expect(s.user.split(":")[0]).not.toBe("0");
       expect(s.read_only).toBe(true);
       expect(s.cap_drop).toEqual(["ALL"]);
       expect(s.security_opt).toContain("no-new-privileges:true");
-      expect(s.secrets).toEqual(["unseal_1", "unseal_2"]);
+      expect(s.secrets).toEqual(SCALED[app] ? ["unseal_1", "unseal_2", "postgres_password"] : ["unseal_1", "unseal_2"]);
       expect(s.environment.CRYPTOUTIL_BARRIER_UNSEAL_FILES).toBe("/run/secrets/unseal_1,/run/secrets/unseal_2");
-      expect(s.volumes).toContain(`${n}-data:/data`);
+      // Each instance has a data volume of its own (admin token, TLS leaf).
+      expect(s.volumes).toContain(`${name}-data:/data`);
       expect(s.volumes).toContain("suite-ca:/suite-ca");
-      expect(volumes).toContain(`${n}-data`);
+      expect(volumes).toContain(`${name}-data`);
       expect(s.healthcheck.test).toEqual(["CMD", "bun", "/app/deploy/healthcheck.ts", "readyz"]);
     }
     expect(volumes).toContain("suite-ca");
+    // Every service has a health check, PostgreSQL included.
+    for (const [name, s] of Object.entries(doc.services) as Array<[string, Obj]>) {
+      expect({ name, test: Array.isArray(s.healthcheck?.test) }).toEqual({ name, test: true });
+      expect(s.healthcheck.interval).toBeDefined();
+    }
+  });
+
+  test("PostgreSQL: the official image pinned, password from the secret file, a database per scaled service", async () => {
+    const pg = doc.services.postgres;
+    expect(pg.image).toMatch(/^postgres:\d+\.\d+(-[a-z0-9.-]+)?$/);
+    expect(pg.environment.POSTGRES_PASSWORD_FILE).toBe("/run/secrets/postgres_password");
+    expect(pg.environment.POSTGRES_PASSWORD).toBeUndefined();
+    expect(pg.secrets).toEqual(["postgres_password"]);
+    expect(pg.healthcheck.test.slice(0, 2)).toEqual(["CMD", "pg_isready"]);
+    expect(pg.volumes).toContain("postgres-data:/var/lib/postgresql/data");
+    const init = pg.volumes.find((v: string) => v.includes("/docker-entrypoint-initdb.d/"));
+    const initSql = await readFile(join(DEPLOY, init.split(":")[0]), "utf8");
+    for (const db of Object.values(SCALED)) expect(initSql).toContain(`CREATE DATABASE ${db};`);
+  });
+
+  test("the two instances of a scaled service share the database, the unseal secret and (identity-authz) the issuer", () => {
+    const user = doc.services.postgres.environment.POSTGRES_USER;
+    for (const [app, db] of Object.entries(SCALED)) {
+      const [a, b] = [doc.services[`${app}-1`], doc.services[`${app}-2`]];
+      for (const s of [a, b]) {
+        expect(s.environment.CRYPTOUTIL_DATABASE_URL).toBe(`postgres://${user}@postgres:5432/${db}`);
+        expect(s.environment.CRYPTOUTIL_DATABASE_PASSWORD_FILE).toBe("/run/secrets/postgres_password");
+        expect(s.depends_on.postgres.condition).toBe("service_healthy");
+        // Both answer to the service's name on the compose network.
+        expect(s.networks.default.aliases).toEqual([app]);
+      }
+      for (const k of ["CRYPTOUTIL_DATABASE_URL", "CRYPTOUTIL_BARRIER_UNSEAL_FILES", "CRYPTOUTIL_SERVER_PUBLIC_URL"]) {
+        expect(b.environment[k]).toBe(a.environment[k]);
+      }
+      expect(b.secrets).toEqual(a.secrets);
+    }
+    expect(doc.services["identity-authz-1"].environment.CRYPTOUTIL_SERVER_PUBLIC_URL).toMatch(/^\$\{CRYPTOUTIL_AUTHZ_PUBLIC_URL:-https:\/\/identity-authz:18000\}$/);
+    // The embedded services keep their own database file: no database settings.
+    for (const n of NAMES.filter((n) => !SCALED[n])) expect(doc.services[n].environment.CRYPTOUTIL_DATABASE_URL).toBeUndefined();
   });
 
   test("docker compose config accepts it and rejects a broken copy", async () => {
@@ -204,7 +258,7 @@ describe("compose.yml", async () => {
     } finally {
       await cleanup();
     }
-  });
+  }, 30_000);
 });
 
 // ---------- Kubernetes ----------
