@@ -276,16 +276,27 @@ describe("Kubernetes manifests", async () => {
   const kustomization = parse(await readFile(join(dir, "kustomization.yaml"), "utf8")) as Obj;
   const find = (kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata?.name === name);
 
-  test("the kustomization lists every manifest and generates the unseal Secret", () => {
+  test("the kustomization lists every manifest and generates the unseal and PostgreSQL Secrets and the database URLs", () => {
     expect([...kustomization.resources].sort()).toEqual(files.filter((f) => f !== "kustomization.yaml"));
     const gen = kustomization.secretGenerator.find((g: Obj) => g.name === "cryptoutil-unseal");
     expect(gen.files).toEqual(["unseal-1=secrets/unseal-1.secret", "unseal-2=secrets/unseal-2.secret"]);
+    const pg = kustomization.secretGenerator.find((g: Obj) => g.name === "cryptoutil-postgres");
+    expect(pg.files).toEqual(["password=secrets/postgres-password.secret"]);
+    const urls = kustomization.configMapGenerator.find((g: Obj) => g.name === "cryptoutil-database");
+    const byService = Object.fromEntries(urls.literals.map((l: string) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    expect(Object.keys(byService).sort()).toEqual(Object.keys(SCALED).sort());
+    // No password in a URL: it comes from the Secret (database.password_file).
+    for (const [n, url] of Object.entries(byService)) expect(url).toMatch(new RegExp(`^postgres://[a-z_]+@[a-z0-9.-]+:5432/${SCALED[n]}$`));
+    expect(kustomization.generatorOptions.disableNameSuffixHash).toBe(true);
   });
 
-  test("a Deployment and a Service per app, probes over HTTPS on the admin endpoints", () => {
+  test("a Deployment, a Service and a PodDisruptionBudget per app, probes over HTTPS on the admin endpoints", () => {
     for (const n of NAMES) {
       const dep = find("Deployment", n)!;
       expect(dep).toBeDefined();
+      const pdb = find("PodDisruptionBudget", n)!;
+      expect(pdb.apiVersion).toBe("policy/v1");
+      expect(pdb.spec).toEqual({ minAvailable: 1, selector: { matchLabels: { "app.kubernetes.io/name": n } } });
       const pod = dep.spec.template.spec;
       expect(dep.spec.selector.matchLabels).toEqual({ "app.kubernetes.io/name": n });
       expect(dep.spec.template.metadata.labels["app.kubernetes.io/name"]).toBe(n);
@@ -294,7 +305,7 @@ describe("Kubernetes manifests", async () => {
       expect(pod.automountServiceAccountToken).toBe(false);
       expect(pod.containers.length).toBe(1);
       const c = pod.containers[0];
-      const env = Object.fromEntries(c.env.map((e: Obj) => [e.name, e.value]));
+      const env = Object.fromEntries(c.env.map((e: Obj) => [e.name, e.value ?? e.valueFrom]));
       expect(env.APP).toBe(n);
       expect(env.CRYPTOUTIL_SERVER_PORT).toBe(String(SUITE[n]));
       expect(env.CRYPTOUTIL_SERVER_ADMIN_PORT).toBe("9090");
@@ -313,13 +324,37 @@ describe("Kubernetes manifests", async () => {
       const mount = c.volumeMounts.find((m: Obj) => m.name === unsealVol.name);
       expect(mount.readOnly).toBe(true);
       for (const f of env.CRYPTOUTIL_BARRIER_UNSEAL_FILES.split(",")) expect(f.startsWith(mount.mountPath + "/")).toBe(true);
-      // Writable paths are volumes (the root file system is read-only).
-      expect(c.volumeMounts.map((m: Obj) => m.mountPath).sort()).toEqual(["/data", "/run/secrets/cryptoutil", "/suite-ca", "/tmp"]);
       const svc = find("Service", n)!;
       expect(svc.spec.selector).toEqual({ "app.kubernetes.io/name": n });
       expect(svc.spec.ports).toEqual([{ name: "https", port: SUITE[n], targetPort: "https", protocol: "TCP" }]);
-      expect(find("PersistentVolumeClaim", `${n}-data`)).toBeDefined();
+      const data = pod.volumes.find((v: Obj) => v.name === c.volumeMounts.find((m: Obj) => m.mountPath === "/data").name);
+      // Writable paths are volumes (the root file system is read-only).
+      const mounts = c.volumeMounts.map((m: Obj) => m.mountPath).sort();
+      if (!SCALED[n]) {
+        expect(dep.spec.replicas).toBe(1);
+        expect(dep.spec.strategy.type).toBe("Recreate");
+        expect(mounts).toEqual(["/data", "/run/secrets/cryptoutil", "/suite-ca", "/tmp"]);
+        expect(data.persistentVolumeClaim.claimName).toBe(`${n}-data`);
+        expect(find("PersistentVolumeClaim", `${n}-data`)).toBeDefined();
+        expect(env.CRYPTOUTIL_DATABASE_URL).toBeUndefined();
+        continue;
+      }
+      // Scaled: two replicas on PostgreSQL, replaced one at a time, no state of their own.
+      expect(dep.spec.replicas).toBe(2);
+      expect(dep.spec.strategy).toEqual({ type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+      expect(mounts).toEqual(["/data", "/run/secrets/cryptoutil", "/run/secrets/postgres", "/suite-ca", "/tmp"]);
+      expect(data.emptyDir).toBeDefined();
+      expect(find("PersistentVolumeClaim", `${n}-data`)).toBeUndefined();
+      expect(env.CRYPTOUTIL_DATABASE_URL).toEqual({ configMapKeyRef: { name: "cryptoutil-database", key: n } });
+      const pgVol = pod.volumes.find((v: Obj) => v.secret?.secretName === "cryptoutil-postgres");
+      expect(pgVol.secret.defaultMode).toBe(0o440);
+      const pgMount = c.volumeMounts.find((m: Obj) => m.name === pgVol.name);
+      expect(pgMount.readOnly).toBe(true);
+      expect(env.CRYPTOUTIL_DATABASE_PASSWORD_FILE).toBe(`${pgMount.mountPath}/password`);
     }
+    expect(find("Deployment", "identity-authz")!.spec.template.spec.containers[0].env.find((e: Obj) => e.name === "CRYPTOUTIL_SERVER_PUBLIC_URL").value).toBe(
+      "https://identity-authz.cryptoutil.svc:18000",
+    );
     expect(find("PersistentVolumeClaim", "cryptoutil-suite-ca")!.spec.accessModes).toEqual(["ReadWriteMany"]);
     expect(objects.filter((o) => o.kind === "Deployment").length).toBe(NAMES.length);
   });
@@ -334,19 +369,25 @@ describe("Kubernetes manifests", async () => {
       await cp(dir, t.dir, { recursive: true });
       await mkdir(join(t.dir, "secrets"), { recursive: true });
       for (const i of [1, 2]) await writeFile(join(t.dir, "secrets", `unseal-${i}.secret`), crypto.getRandomValues(new Uint8Array(32)));
+      await writeFile(join(t.dir, "secrets", "postgres-password.secret"), "not-a-real-password\n");
       const r = Bun.spawnSync(["kubectl", "kustomize", t.dir], { stdout: "pipe", stderr: "pipe" });
       expect(r.stderr.toString()).toBe("");
       expect(r.exitCode).toBe(0);
       const rendered = parseAllDocuments(r.stdout.toString()).map((d) => d.toJS() as Obj);
-      const secret = rendered.find((o) => o.kind === "Secret")!;
+      const secret = rendered.find((o) => o.kind === "Secret" && o.metadata.name === "cryptoutil-unseal")!;
       expect(secret.metadata).toMatchObject({ name: "cryptoutil-unseal", namespace: "cryptoutil" });
       expect(Object.keys(secret.data).sort()).toEqual(["unseal-1", "unseal-2"]);
+      const pg = rendered.find((o) => o.kind === "Secret" && o.metadata.name === "cryptoutil-postgres")!;
+      expect(Buffer.from(pg.data.password, "base64").toString()).toBe("not-a-real-password\n");
+      const urls = rendered.find((o) => o.kind === "ConfigMap" && o.metadata.name === "cryptoutil-database")!;
+      expect(Object.keys(urls.data).sort()).toEqual(Object.keys(SCALED).sort());
+      expect(rendered.filter((o) => o.kind === "PodDisruptionBudget").map((o) => o.metadata.name).sort()).toEqual(NAMES);
       expect(rendered.filter((o) => o.kind === "Deployment").map((o) => o.metadata.name).sort()).toEqual(NAMES);
       expect(rendered.every((o) => o.kind === "Namespace" || o.metadata.namespace === "cryptoutil")).toBe(true);
     } finally {
       await t.cleanup();
     }
-  });
+  }, 30_000);
 });
 
 // ---------- healthcheck.ts, for real ----------
