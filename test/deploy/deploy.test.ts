@@ -14,6 +14,11 @@ import { DirectoryStore } from "../../src/pki/store.ts";
 import { suiteCaSealerFromSecrets } from "../../src/pki/sealer.ts";
 import { createSuiteCa } from "../../src/pki/suite-ca.ts";
 import { barrierSealer, tempDir } from "../pki/helpers.ts";
+import { resolveConfig } from "../../src/service/service.ts";
+import type { ServiceDefinition } from "../../src/service/context.ts";
+import { smKms } from "../../apps/sm-kms/service.ts";
+import { pkiCa } from "../../apps/pki-ca/service.ts";
+import { identityAuthz } from "../../apps/identity-authz/service.ts";
 
 const DEPLOY = new URL("../../deploy/", import.meta.url).pathname;
 
@@ -238,6 +243,35 @@ describe("compose.yml", async () => {
     expect(doc.services["identity-authz-1"].environment.CRYPTOUTIL_SERVER_PUBLIC_URL).toMatch(/^\$\{CRYPTOUTIL_AUTHZ_PUBLIC_URL:-https:\/\/identity-authz:18000\}$/);
     // The embedded services keep their own database file: no database settings.
     for (const n of NAMES.filter((n) => !SCALED[n])) expect(doc.services[n].environment.CRYPTOUTIL_DATABASE_URL).toBeUndefined();
+  });
+
+  test("the scaled instances' environment is config the services read: every CRYPTOUTIL_ variable lands on its key", () => {
+    const defs: Record<string, ServiceDefinition> = { "sm-kms": smKms, "pki-ca": pkiCa, "identity-authz": identityAuthz };
+    // Compose interpolation of `${NAME:-default}` with nothing set.
+    const interpolate = (v: unknown) => String(v).replace(/\$\{\w+:-([^}]*)\}/g, "$1");
+    /** The config path of an env name's rest (`database_password_file` -> database.password_file), found in `config`. */
+    const lookup = (node: any, lower: string): unknown => {
+      for (const key of Object.keys(node ?? {})) {
+        if (lower === key) return node[key];
+        if (lower.startsWith(key + "_") && typeof node[key] === "object") {
+          const v = lookup(node[key], lower.slice(key.length + 1));
+          if (v !== undefined) return v;
+        }
+      }
+      return undefined;
+    };
+    for (const [app, def] of Object.entries(defs)) {
+      for (const i of [1, 2]) {
+        const env = Object.fromEntries(Object.entries(doc.services[`${app}-${i}`].environment as Obj).map(([k, v]) => [k, interpolate(v)]));
+        const config = resolveConfig(def, { argv: [], env });
+        for (const [k, v] of Object.entries(env)) {
+          if (!k.startsWith("CRYPTOUTIL_")) continue;
+          const got = lookup(config, k.slice("CRYPTOUTIL_".length).toLowerCase());
+          expect({ k, got: Array.isArray(got) ? got.join(",") : String(got) }).toEqual({ k, got: v });
+        }
+        expect(config.database.url).toBe(`postgres://cryptoutil@postgres:5432/${SCALED[app]}`);
+      }
+    }
   });
 
   test("docker compose config accepts it and rejects a broken copy", async () => {
