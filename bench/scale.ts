@@ -11,7 +11,7 @@
  * syncs every commit. Every deployment is started before the first measurement and the rounds
  * alternate between them, so load from elsewhere on the machine hits them alike; medians reported.
  *
- * Usage: npm run bench -- scale [--seconds=6] [--rounds=2] [--connections=64]
+ * Usage: npm run bench -- scale [--seconds=6] [--rounds=2] [--connections=64] [--pool=10]   (--pool: PostgreSQL connections per instance)
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -24,6 +24,7 @@ const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWi
 const SECONDS = arg("seconds", 6);
 const ROUNDS = arg("rounds", 2);
 const CONNS = arg("connections", 64);
+const POOL = arg("pool", 10);
 const TARGET_P99_MS = 50;
 
 const missing = [!haveWrk() && "wrk (Debian package wrk)", !Bun.which("openssl") && "openssl (Debian package openssl)", postgresMissing()].filter(Boolean);
@@ -117,7 +118,7 @@ try {
     for (const [k, kind] of kinds.entries()) {
       // Instances of one deployment share a data root: the development unseal secret and the suite CA.
       const root = join(dir, `${op.service}-${k}`);
-      const database = kind.postgres ? [await server.createDatabase(op.service.replace("-", "_")), server.passwordFile] : [];
+      const database = kind.postgres ? [await server.createDatabase(op.service.replace("-", "_")), server.passwordFile, String(POOL)] : [];
       const dep: Deployment = { label: kind.label, urls: [], procs: [] };
       let trust = "";
       for (let i = 0; i < kind.instances; i++) {
@@ -160,7 +161,7 @@ try {
 }
 
 console.log(
-  `\nscale-out, HTTPS keep-alive, ${CONNS} connections in all, wrk, median of ${ROUNDS} x ${SECONDS}s; PostgreSQL: the default pool of 10 connections per instance, fsync on; ${navigator.hardwareConcurrency} cores shared by servers, database and wrk\n`,
+  `\nscale-out, HTTPS keep-alive, ${CONNS} connections in all, wrk, median of ${ROUNDS} x ${SECONDS}s; PostgreSQL: a pool of ${POOL} connections per instance${POOL === 10 ? " (the default)" : ""}, fsync on; ${navigator.hardwareConcurrency} cores shared by servers, database and wrk\n`,
 );
 console.log("| operation | deployment | req/s | p50 ms | p99 ms | errors | p99 < 50 ms |");
 console.log("|---|---|---:|---:|---:|---:|---|");

@@ -3,7 +3,7 @@
  * the rate limit out of the way and tokens from the bench's issuer. Prints one JSON line with
  * the public URL and the trust bundle once it listens; stops on SIGTERM.
  *
- * Args: <data dir> <issuer> <jwks url> <issuer CA file> [<postgres:// url> <password file>]
+ * Args: <data dir> <issuer> <jwks url> <issuer CA file> [<postgres:// url> <password file> [<pool size>]]
  * Without a database url the service uses its embedded database in the data dir. Instances whose
  * data dirs share a parent share the development unseal secret and the suite CA, so several of
  * them can run on one PostgreSQL database.
@@ -16,7 +16,7 @@ export async function serveBenchTarget(
   def: ServiceDefinition,
   opts: { config?: (c: ServiceConfig) => void; ready?: (s: RunningService) => Promise<unknown> } = {},
 ): Promise<void> {
-  const [dataDir, issuer, jwksUrl, caFile, databaseUrl, passwordFile] = process.argv.slice(2);
+  const [dataDir, issuer, jwksUrl, caFile, databaseUrl, passwordFile, poolSize] = process.argv.slice(2);
   const s = await startService(def, {
     argv: [],
     env: {},
@@ -35,6 +35,7 @@ export async function serveBenchTarget(
       if (databaseUrl) {
         c.database.url = databaseUrl;
         c.database.password_file = passwordFile;
+        if (poolSize) c.database.pool_size = Number(poolSize);
       }
       opts.config?.(c);
     },
