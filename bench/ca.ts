@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestIssuer } from "../test/support/issuer.ts";
-import { median, parseWrk, PIN, spawnTarget, type WrkResult } from "./wrk.ts";
+import { median, parseWrk, PIN, spawnTarget, wrkScript, type WrkResult } from "./wrk.ts";
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
 const SECONDS = arg("seconds", 5);
@@ -219,14 +219,7 @@ for (const [name, url, init] of [
   if (!out.includes(": good")) throw new Error(`${name} did not answer good: ${out}`);
 }
 
-function lua(name: string, method: string, body: string | Uint8Array, headers: Record<string, string>): string {
-  const file = join(dir, `${name}.lua`);
-  const h = Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join("\n");
-  // Lua decimal escapes carry any bytes, binary DER included.
-  const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
-  writeFileSync(file, `wrk.method = "${method}"\nwrk.body = "${Array.from(bytes, (b) => `\\${b}`).join("")}"\n${h}\n`);
-  return file;
-}
+const lua = (name: string, method: string, body: string | Uint8Array, headers: Record<string, string>) => wrkScript(join(dir, `${name}.lua`), method, body, headers);
 
 const targets: Record<string, { url: string; script?: string }> = {
   "pki-ca issuance": {

@@ -1,4 +1,6 @@
 /** Runs wrk (Debian package `wrk`) as the HTTP load generator and parses its report. */
+import { writeFileSync } from "node:fs";
+
 export interface WrkResult {
   rps: number;
   p50ms: number;
@@ -35,9 +37,24 @@ export function parseWrk(out: string): WrkResult {
 export const PIN = process.env.BENCH_PIN === "1" && Bun.which("taskset") !== null && navigator.hardwareConcurrency >= 2;
 const pinned = (core: number, cmd: string[]) => (PIN ? ["taskset", "-c", String(core), ...cmd] : cmd);
 
-export async function wrk(url: string, opts: { connections: number; seconds: number; threads?: number; headers?: Record<string, string> }): Promise<WrkResult> {
+/**
+ * Writes a wrk Lua script that sends `body` with `method` and `headers` on every request; returns its path.
+ * Lua decimal escapes carry any bytes, binary DER included.
+ */
+export function wrkScript(file: string, method: string, body: string | Uint8Array, headers: Record<string, string>): string {
+  const h = Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join("\n");
+  const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+  writeFileSync(file, `wrk.method = "${method}"\nwrk.body = "${Array.from(bytes, (b) => `\\${b}`).join("")}"\n${h}\n`);
+  return file;
+}
+
+export async function wrk(
+  url: string,
+  opts: { connections: number; seconds: number; threads?: number; headers?: Record<string, string>; script?: string },
+): Promise<WrkResult> {
   const args = pinned(1, ["wrk", `-t${opts.threads ?? 1}`, `-c${opts.connections}`, `-d${opts.seconds}s`, "--latency"]);
   for (const [k, v] of Object.entries(opts.headers ?? {})) args.push("-H", `${k}: ${v}`);
+  if (opts.script) args.push("-s", opts.script);
   args.push(url);
   const p = Bun.spawn(args, { stdout: "pipe", stderr: "pipe" });
   const out = await new Response(p.stdout).text();

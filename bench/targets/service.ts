@@ -3,7 +3,10 @@
  * the rate limit out of the way and tokens from the bench's issuer. Prints one JSON line with
  * the public URL and the trust bundle once it listens; stops on SIGTERM.
  *
- * Args: <data dir> <issuer> <jwks url> <issuer CA file>
+ * Args: <data dir> <issuer> <jwks url> <issuer CA file> [<postgres:// url> <password file> [<pool size>]]
+ * Without a database url the service uses its embedded database in the data dir. Instances whose
+ * data dirs share a parent share the development unseal secret and the suite CA, so several of
+ * them can run on one PostgreSQL database.
  * BENCH_OTLP_ENDPOINT=URL: tracing on, exporting to that OTLP/HTTP collector (to measure its cost).
  */
 import type { ServiceDefinition } from "../../src/service/context.ts";
@@ -14,7 +17,7 @@ export async function serveBenchTarget(
   def: ServiceDefinition,
   opts: { config?: (c: ServiceConfig) => void; ready?: (s: RunningService) => Promise<unknown> } = {},
 ): Promise<void> {
-  const [dataDir, issuer, jwksUrl, caFile] = process.argv.slice(2);
+  const [dataDir, issuer, jwksUrl, caFile, databaseUrl, passwordFile, poolSize] = process.argv.slice(2);
   const s = await startService(def, {
     argv: [],
     env: {},
@@ -31,6 +34,11 @@ export async function serveBenchTarget(
       c.security.rate_limit_rps = 1_000_000;
       c.security.rate_limit_burst = 1_000_000;
       if (process.env.BENCH_OTLP_ENDPOINT) c.telemetry.otlp_endpoint = process.env.BENCH_OTLP_ENDPOINT;
+      if (databaseUrl) {
+        c.database.url = databaseUrl;
+        c.database.password_file = passwordFile;
+        if (poolSize) c.database.pool_size = Number(poolSize);
+      }
       opts.config?.(c);
     },
   });

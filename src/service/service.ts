@@ -312,6 +312,9 @@ async function startOnDatabase(
   const app = buildPublicApp(def, ctx);
   const metrics = new HttpMetrics();
   metrics.gauge("barrier_sealed", () => (barrier.sealed ? 1 : 0));
+  // The last readiness answer (readyz's checks; the metrics route runs them before each export).
+  let readyNow = false;
+  metrics.gauge("service_ready", () => (readyNow ? 1 : 0));
   metrics.collector((service) => federation.metrics.render(service));
   if (tracing) metrics.collector((service) => tracing.exporter.metrics(service));
   // Set when a graceful stop begins: the pipeline answers new requests 503 + Connection: close.
@@ -364,8 +367,9 @@ async function startOnDatabase(
       const sealed = barrier.sealed;
       // A federated service counts while it is reachable or its fallback covers it.
       const fed = federation.readiness();
+      readyNow = dbPing.ok && !sealed && !stopping && fed.ok;
       return {
-        ready: dbPing.ok && !sealed && !stopping && fed.ok,
+        ready: readyNow,
         checks: { database: dbPing, barrier: { sealed }, draining: !!stopping, federation: fed.peers },
       };
     },
@@ -473,7 +477,10 @@ function adminApp(d: AdminDeps) {
       const r = await d.ready();
       return { service: d.name, status: r.ready ? "ready" : "not_ready", uptime_s: Math.round((Date.now() - started) / 1000), checks: r.checks, ...d.details() };
     })
-    .get("/metrics", () => new Response(d.metrics.render(d.name), { headers: { "content-type": "text/plain; version=0.0.4" } }))
+    .get("/metrics", async () => {
+      await d.ready(); // refreshes the service_ready gauge
+      return new Response(d.metrics.render(d.name), { headers: { "content-type": "text/plain; version=0.0.4" } });
+    })
     .post(
       "/shutdown",
       ({ set, request }) => {

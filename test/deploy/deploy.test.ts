@@ -14,6 +14,11 @@ import { DirectoryStore } from "../../src/pki/store.ts";
 import { suiteCaSealerFromSecrets } from "../../src/pki/sealer.ts";
 import { createSuiteCa } from "../../src/pki/suite-ca.ts";
 import { barrierSealer, tempDir } from "../pki/helpers.ts";
+import { resolveConfig } from "../../src/service/service.ts";
+import type { ServiceDefinition } from "../../src/service/context.ts";
+import { smKms } from "../../apps/sm-kms/service.ts";
+import { pkiCa } from "../../apps/pki-ca/service.ts";
+import { identityAuthz } from "../../apps/identity-authz/service.ts";
 
 const DEPLOY = new URL("../../deploy/", import.meta.url).pathname;
 
@@ -149,41 +154,124 @@ describe("Dockerfile", async () => {
 
 // ---------- compose.yml ----------
 
+/** The services that run as two instances on PostgreSQL (compose and Kubernetes), and their databases. */
+const SCALED: Record<string, string> = { "sm-kms": "sm_kms", "pki-ca": "pki_ca", "identity-authz": "identity_authz" };
+
 describe("compose.yml", async () => {
   const text = await readFile(join(DEPLOY, "compose.yml"), "utf8");
   const doc = parse(text, { merge: true }) as Obj;
+  /** Compose service name -> app: `<app>-1` and `<app>-2` for the scaled ones, `<app>` for the others. */
+  const apps = new Map<string, string>();
+  for (const n of NAMES) {
+    if (SCALED[n]) for (const i of [1, 2]) apps.set(`${n}-${i}`, n);
+    else apps.set(n, n);
+  }
 
-  test("every service of the suite, one image, its default port", () => {
-    expect(Object.keys(doc.services).sort()).toEqual(NAMES);
-    const images = new Set(NAMES.map((n) => doc.services[n].image));
+  test("every service of the suite, one image, its default port; two instances of the scaled ones", () => {
+    expect(Object.keys(doc.services).sort()).toEqual([...apps.keys(), "postgres"].sort());
+    const images = new Set([...apps.keys()].map((s) => doc.services[s].image));
     expect(images.size).toBe(1);
-    for (const n of NAMES) {
-      const s = doc.services[n];
-      expect(s.environment.APP).toBe(n);
-      expect(s.environment.CRYPTOUTIL_SERVER_PORT).toBe(String(SUITE[n]));
-      expect(s.ports).toEqual([`${SUITE[n]}:${SUITE[n]}`]);
+    for (const [name, app] of apps) {
+      const s = doc.services[name];
+      expect(s.environment.APP).toBe(app);
+      expect(s.environment.CRYPTOUTIL_SERVER_PORT).toBe(String(SUITE[app]));
+      // The first (or only) instance on the default host port, the second on the next one up.
+      const hostPort = SUITE[app]! + (name.endsWith("-2") ? 1 : 0);
+      expect(s.ports).toEqual([`${hostPort}:${SUITE[app]}`]);
       expect(s.build.dockerfile).toBe("deploy/Dockerfile");
+      expect(s.environment.CRYPTOUTIL_TLS_HOSTNAMES.split(",")).toContain(app);
     }
+    const hostPorts = (Object.values(doc.services) as Obj[]).flatMap((s) => (s.ports ?? []).map((p: string) => p.split(":")[0]));
+    expect(new Set(hostPorts).size).toBe(hostPorts.length);
   });
 
-  test("non-root, read-only, no capabilities, secrets, volumes, health checks", () => {
-    expect(Object.keys(doc.secrets).sort()).toEqual(["unseal_1", "unseal_2"]);
+  test("non-root, read-only, no capabilities, secrets, volumes, health checks on readyz", () => {
+    expect(Object.keys(doc.secrets).sort()).toEqual(["postgres_password", "unseal_1", "unseal_2"]);
     for (const sec of Object.values(doc.secrets) as Obj[]) expect(sec.file).toMatch(/^\.\/secrets\/.+\.secret$/);
     const volumes = Object.keys(doc.volumes);
-    for (const n of NAMES) {
-      const s = doc.services[n];
+    for (const [name, app] of apps) {
+      const s = doc.services[name];
       expect(s.user.split(":")[0]).not.toBe("0");
       expect(s.read_only).toBe(true);
       expect(s.cap_drop).toEqual(["ALL"]);
       expect(s.security_opt).toContain("no-new-privileges:true");
-      expect(s.secrets).toEqual(["unseal_1", "unseal_2"]);
+      expect(s.secrets).toEqual(SCALED[app] ? ["unseal_1", "unseal_2", "postgres_password"] : ["unseal_1", "unseal_2"]);
       expect(s.environment.CRYPTOUTIL_BARRIER_UNSEAL_FILES).toBe("/run/secrets/unseal_1,/run/secrets/unseal_2");
-      expect(s.volumes).toContain(`${n}-data:/data`);
+      // Each instance has a data volume of its own (admin token, TLS leaf).
+      expect(s.volumes).toContain(`${name}-data:/data`);
       expect(s.volumes).toContain("suite-ca:/suite-ca");
-      expect(volumes).toContain(`${n}-data`);
+      expect(volumes).toContain(`${name}-data`);
       expect(s.healthcheck.test).toEqual(["CMD", "bun", "/app/deploy/healthcheck.ts", "readyz"]);
     }
     expect(volumes).toContain("suite-ca");
+    // Every service has a health check, PostgreSQL included.
+    for (const [name, s] of Object.entries(doc.services) as Array<[string, Obj]>) {
+      expect({ name, test: Array.isArray(s.healthcheck?.test) }).toEqual({ name, test: true });
+      expect(s.healthcheck.interval).toBeDefined();
+    }
+  });
+
+  test("PostgreSQL: the official image pinned, password from the secret file, a database per scaled service", async () => {
+    const pg = doc.services.postgres;
+    expect(pg.image).toMatch(/^postgres:\d+\.\d+(-[a-z0-9.-]+)?$/);
+    expect(pg.environment.POSTGRES_PASSWORD_FILE).toBe("/run/secrets/postgres_password");
+    expect(pg.environment.POSTGRES_PASSWORD).toBeUndefined();
+    expect(pg.secrets).toEqual(["postgres_password"]);
+    expect(pg.healthcheck.test.slice(0, 2)).toEqual(["CMD", "pg_isready"]);
+    expect(pg.volumes).toContain("postgres-data:/var/lib/postgresql/data");
+    const init = pg.volumes.find((v: string) => v.includes("/docker-entrypoint-initdb.d/"));
+    const initSql = await readFile(join(DEPLOY, init.split(":")[0]), "utf8");
+    for (const db of Object.values(SCALED)) expect(initSql).toContain(`CREATE DATABASE ${db};`);
+  });
+
+  test("the two instances of a scaled service share the database, the unseal secret and (identity-authz) the issuer", () => {
+    const user = doc.services.postgres.environment.POSTGRES_USER;
+    for (const [app, db] of Object.entries(SCALED)) {
+      const [a, b] = [doc.services[`${app}-1`], doc.services[`${app}-2`]];
+      for (const s of [a, b]) {
+        expect(s.environment.CRYPTOUTIL_DATABASE_URL).toBe(`postgres://${user}@postgres:5432/${db}`);
+        expect(s.environment.CRYPTOUTIL_DATABASE_PASSWORD_FILE).toBe("/run/secrets/postgres_password");
+        expect(s.depends_on.postgres.condition).toBe("service_healthy");
+        // Both answer to the service's name on the compose network.
+        expect(s.networks.default.aliases).toEqual([app]);
+      }
+      for (const k of ["CRYPTOUTIL_DATABASE_URL", "CRYPTOUTIL_BARRIER_UNSEAL_FILES", "CRYPTOUTIL_SERVER_PUBLIC_URL"]) {
+        expect(b.environment[k]).toBe(a.environment[k]);
+      }
+      expect(b.secrets).toEqual(a.secrets);
+    }
+    expect(doc.services["identity-authz-1"].environment.CRYPTOUTIL_SERVER_PUBLIC_URL).toMatch(/^\$\{CRYPTOUTIL_AUTHZ_PUBLIC_URL:-https:\/\/identity-authz:18000\}$/);
+    // The embedded services keep their own database file: no database settings.
+    for (const n of NAMES.filter((n) => !SCALED[n])) expect(doc.services[n].environment.CRYPTOUTIL_DATABASE_URL).toBeUndefined();
+  });
+
+  test("the scaled instances' environment is config the services read: every CRYPTOUTIL_ variable lands on its key", () => {
+    const defs: Record<string, ServiceDefinition> = { "sm-kms": smKms, "pki-ca": pkiCa, "identity-authz": identityAuthz };
+    // Compose interpolation of `${NAME:-default}` with nothing set.
+    const interpolate = (v: unknown) => String(v).replace(/\$\{\w+:-([^}]*)\}/g, "$1");
+    /** The config path of an env name's rest (`database_password_file` -> database.password_file), found in `config`. */
+    const lookup = (node: any, lower: string): unknown => {
+      for (const key of Object.keys(node ?? {})) {
+        if (lower === key) return node[key];
+        if (lower.startsWith(key + "_") && typeof node[key] === "object") {
+          const v = lookup(node[key], lower.slice(key.length + 1));
+          if (v !== undefined) return v;
+        }
+      }
+      return undefined;
+    };
+    for (const [app, def] of Object.entries(defs)) {
+      for (const i of [1, 2]) {
+        const env = Object.fromEntries(Object.entries(doc.services[`${app}-${i}`].environment as Obj).map(([k, v]) => [k, interpolate(v)]));
+        const config = resolveConfig(def, { argv: [], env });
+        for (const [k, v] of Object.entries(env)) {
+          if (!k.startsWith("CRYPTOUTIL_")) continue;
+          const got = lookup(config, k.slice("CRYPTOUTIL_".length).toLowerCase());
+          expect({ k, got: Array.isArray(got) ? got.join(",") : String(got) }).toEqual({ k, got: v });
+        }
+        expect(config.database.url).toBe(`postgres://cryptoutil@postgres:5432/${SCALED[app]}`);
+      }
+    }
   });
 
   test("docker compose config accepts it and rejects a broken copy", async () => {
@@ -204,7 +292,7 @@ describe("compose.yml", async () => {
     } finally {
       await cleanup();
     }
-  });
+  }, 30_000);
 });
 
 // ---------- Kubernetes ----------
@@ -222,16 +310,27 @@ describe("Kubernetes manifests", async () => {
   const kustomization = parse(await readFile(join(dir, "kustomization.yaml"), "utf8")) as Obj;
   const find = (kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata?.name === name);
 
-  test("the kustomization lists every manifest and generates the unseal Secret", () => {
+  test("the kustomization lists every manifest and generates the unseal and PostgreSQL Secrets and the database URLs", () => {
     expect([...kustomization.resources].sort()).toEqual(files.filter((f) => f !== "kustomization.yaml"));
     const gen = kustomization.secretGenerator.find((g: Obj) => g.name === "cryptoutil-unseal");
     expect(gen.files).toEqual(["unseal-1=secrets/unseal-1.secret", "unseal-2=secrets/unseal-2.secret"]);
+    const pg = kustomization.secretGenerator.find((g: Obj) => g.name === "cryptoutil-postgres");
+    expect(pg.files).toEqual(["password=secrets/postgres-password.secret"]);
+    const urls = kustomization.configMapGenerator.find((g: Obj) => g.name === "cryptoutil-database");
+    const byService = Object.fromEntries(urls.literals.map((l: string) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    expect(Object.keys(byService).sort()).toEqual(Object.keys(SCALED).sort());
+    // No password in a URL: it comes from the Secret (database.password_file).
+    for (const [n, url] of Object.entries(byService)) expect(url).toMatch(new RegExp(`^postgres://[a-z_]+@[a-z0-9.-]+:5432/${SCALED[n]}$`));
+    expect(kustomization.generatorOptions.disableNameSuffixHash).toBe(true);
   });
 
-  test("a Deployment and a Service per app, probes over HTTPS on the admin endpoints", () => {
+  test("a Deployment, a Service and a PodDisruptionBudget per app, probes over HTTPS on the admin endpoints", () => {
     for (const n of NAMES) {
       const dep = find("Deployment", n)!;
       expect(dep).toBeDefined();
+      const pdb = find("PodDisruptionBudget", n)!;
+      expect(pdb.apiVersion).toBe("policy/v1");
+      expect(pdb.spec).toEqual({ minAvailable: 1, selector: { matchLabels: { "app.kubernetes.io/name": n } } });
       const pod = dep.spec.template.spec;
       expect(dep.spec.selector.matchLabels).toEqual({ "app.kubernetes.io/name": n });
       expect(dep.spec.template.metadata.labels["app.kubernetes.io/name"]).toBe(n);
@@ -240,7 +339,7 @@ describe("Kubernetes manifests", async () => {
       expect(pod.automountServiceAccountToken).toBe(false);
       expect(pod.containers.length).toBe(1);
       const c = pod.containers[0];
-      const env = Object.fromEntries(c.env.map((e: Obj) => [e.name, e.value]));
+      const env = Object.fromEntries(c.env.map((e: Obj) => [e.name, e.value ?? e.valueFrom]));
       expect(env.APP).toBe(n);
       expect(env.CRYPTOUTIL_SERVER_PORT).toBe(String(SUITE[n]));
       expect(env.CRYPTOUTIL_SERVER_ADMIN_PORT).toBe("9090");
@@ -259,13 +358,37 @@ describe("Kubernetes manifests", async () => {
       const mount = c.volumeMounts.find((m: Obj) => m.name === unsealVol.name);
       expect(mount.readOnly).toBe(true);
       for (const f of env.CRYPTOUTIL_BARRIER_UNSEAL_FILES.split(",")) expect(f.startsWith(mount.mountPath + "/")).toBe(true);
-      // Writable paths are volumes (the root file system is read-only).
-      expect(c.volumeMounts.map((m: Obj) => m.mountPath).sort()).toEqual(["/data", "/run/secrets/cryptoutil", "/suite-ca", "/tmp"]);
       const svc = find("Service", n)!;
       expect(svc.spec.selector).toEqual({ "app.kubernetes.io/name": n });
       expect(svc.spec.ports).toEqual([{ name: "https", port: SUITE[n], targetPort: "https", protocol: "TCP" }]);
-      expect(find("PersistentVolumeClaim", `${n}-data`)).toBeDefined();
+      const data = pod.volumes.find((v: Obj) => v.name === c.volumeMounts.find((m: Obj) => m.mountPath === "/data").name);
+      // Writable paths are volumes (the root file system is read-only).
+      const mounts = c.volumeMounts.map((m: Obj) => m.mountPath).sort();
+      if (!SCALED[n]) {
+        expect(dep.spec.replicas).toBe(1);
+        expect(dep.spec.strategy.type).toBe("Recreate");
+        expect(mounts).toEqual(["/data", "/run/secrets/cryptoutil", "/suite-ca", "/tmp"]);
+        expect(data.persistentVolumeClaim.claimName).toBe(`${n}-data`);
+        expect(find("PersistentVolumeClaim", `${n}-data`)).toBeDefined();
+        expect(env.CRYPTOUTIL_DATABASE_URL).toBeUndefined();
+        continue;
+      }
+      // Scaled: two replicas on PostgreSQL, replaced one at a time, no state of their own.
+      expect(dep.spec.replicas).toBe(2);
+      expect(dep.spec.strategy).toEqual({ type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+      expect(mounts).toEqual(["/data", "/run/secrets/cryptoutil", "/run/secrets/postgres", "/suite-ca", "/tmp"]);
+      expect(data.emptyDir).toBeDefined();
+      expect(find("PersistentVolumeClaim", `${n}-data`)).toBeUndefined();
+      expect(env.CRYPTOUTIL_DATABASE_URL).toEqual({ configMapKeyRef: { name: "cryptoutil-database", key: n } });
+      const pgVol = pod.volumes.find((v: Obj) => v.secret?.secretName === "cryptoutil-postgres");
+      expect(pgVol.secret.defaultMode).toBe(0o440);
+      const pgMount = c.volumeMounts.find((m: Obj) => m.name === pgVol.name);
+      expect(pgMount.readOnly).toBe(true);
+      expect(env.CRYPTOUTIL_DATABASE_PASSWORD_FILE).toBe(`${pgMount.mountPath}/password`);
     }
+    expect(find("Deployment", "identity-authz")!.spec.template.spec.containers[0].env.find((e: Obj) => e.name === "CRYPTOUTIL_SERVER_PUBLIC_URL").value).toBe(
+      "https://identity-authz.cryptoutil.svc:18000",
+    );
     expect(find("PersistentVolumeClaim", "cryptoutil-suite-ca")!.spec.accessModes).toEqual(["ReadWriteMany"]);
     expect(objects.filter((o) => o.kind === "Deployment").length).toBe(NAMES.length);
   });
@@ -280,19 +403,25 @@ describe("Kubernetes manifests", async () => {
       await cp(dir, t.dir, { recursive: true });
       await mkdir(join(t.dir, "secrets"), { recursive: true });
       for (const i of [1, 2]) await writeFile(join(t.dir, "secrets", `unseal-${i}.secret`), crypto.getRandomValues(new Uint8Array(32)));
+      await writeFile(join(t.dir, "secrets", "postgres-password.secret"), "not-a-real-password\n");
       const r = Bun.spawnSync(["kubectl", "kustomize", t.dir], { stdout: "pipe", stderr: "pipe" });
       expect(r.stderr.toString()).toBe("");
       expect(r.exitCode).toBe(0);
       const rendered = parseAllDocuments(r.stdout.toString()).map((d) => d.toJS() as Obj);
-      const secret = rendered.find((o) => o.kind === "Secret")!;
+      const secret = rendered.find((o) => o.kind === "Secret" && o.metadata.name === "cryptoutil-unseal")!;
       expect(secret.metadata).toMatchObject({ name: "cryptoutil-unseal", namespace: "cryptoutil" });
       expect(Object.keys(secret.data).sort()).toEqual(["unseal-1", "unseal-2"]);
+      const pg = rendered.find((o) => o.kind === "Secret" && o.metadata.name === "cryptoutil-postgres")!;
+      expect(Buffer.from(pg.data.password, "base64").toString()).toBe("not-a-real-password\n");
+      const urls = rendered.find((o) => o.kind === "ConfigMap" && o.metadata.name === "cryptoutil-database")!;
+      expect(Object.keys(urls.data).sort()).toEqual(Object.keys(SCALED).sort());
+      expect(rendered.filter((o) => o.kind === "PodDisruptionBudget").map((o) => o.metadata.name).sort()).toEqual(NAMES);
       expect(rendered.filter((o) => o.kind === "Deployment").map((o) => o.metadata.name).sort()).toEqual(NAMES);
       expect(rendered.every((o) => o.kind === "Namespace" || o.metadata.namespace === "cryptoutil")).toBe(true);
     } finally {
       await t.cleanup();
     }
-  });
+  }, 30_000);
 });
 
 // ---------- healthcheck.ts, for real ----------

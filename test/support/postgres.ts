@@ -4,7 +4,8 @@
  * One server per test file (`startPostgres()` in the file's top level or beforeAll, `stop()`
  * in afterAll): initdb in a temp directory, `postgres` on a free loopback port, password
  * authentication (SCRAM) for a superuser with a generated password kept in a 0600 file,
- * fsync off (the data is thrown away). `createDatabase()` makes a fresh empty database per
+ * fsync off (the data is thrown away; `durable` keeps PostgreSQL's defaults, for benchmarks that
+ * compare it with the embedded database, which syncs every commit). `createDatabase()` makes a fresh empty database per
  * test or suite; `halt()` and `start()` stop the server and start it again on the same port and
  * data, for tests of an outage. PostgreSQL refuses to run as root, and tests and CI run as root: then
  * initdb and postgres run as the `postgres` system user (setpriv), in a directory it owns.
@@ -71,7 +72,7 @@ export function postgresMissing(): string | undefined {
  * Starts a server, or returns undefined (after printing why) when PostgreSQL is missing
  * outside CI. Under CI a missing server throws, failing the suite.
  */
-export async function startPostgres(): Promise<PostgresServer | undefined> {
+export async function startPostgres(opts: { durable?: boolean } = {}): Promise<PostgresServer | undefined> {
   const missing = postgresMissing();
   if (missing) {
     if (process.env.CI === "true") throw new Error(`PostgreSQL is required under CI: ${missing}`);
@@ -113,7 +114,7 @@ export async function startPostgres(): Promise<PostgresServer | undefined> {
     const [cmd, args] = asServer(join(bin, "postgres"), [
       "-D", data, "-p", String(port), "-k", dir,
       "-c", "listen_addresses=127.0.0.1",
-      "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+      ...(opts.durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]),
       "-c", "max_connections=300", "-c", "shared_buffers=32MB",
     ]);
     const proc = spawn(cmd, args, { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] });

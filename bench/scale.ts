@@ -1,0 +1,175 @@
+/**
+ * Scale-out: sm-kms 1 KiB encrypt (dir+A256GCM) and pki-ca P-256 issuance (auto-approved CSR),
+ * HTTPS keep-alive, 64 connections, measured by wrk, in one run on three deployments:
+ *   - the embedded database (SQLite file), one instance;
+ *   - PostgreSQL, one instance;
+ *   - PostgreSQL, two instances of the service on one database, each behind its own port. The
+ *     load is split round-robin by connection: two wrk processes of 32 connections each, one
+ *     per instance, run at the same time; req/s is their sum and p99 the larger of the two.
+ * PostgreSQL is a throwaway server from the Debian package `postgresql` (started as
+ * test/support/postgres.ts does), with its durable defaults (fsync on), as the embedded database
+ * syncs every commit. Every deployment is started before the first measurement and the rounds
+ * alternate between them, so load from elsewhere on the machine hits them alike; medians reported.
+ *
+ * Usage: npm run bench -- scale [--seconds=6] [--rounds=2] [--connections=64] [--pool=10]   (--pool: PostgreSQL connections per instance)
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startTestIssuer, type TestIssuer } from "../test/support/issuer.ts";
+import { postgresMissing, startPostgres, type PostgresServer } from "../test/support/postgres.ts";
+import { haveWrk, median, spawnTarget, wrk, wrkScript, type WrkResult } from "./wrk.ts";
+
+const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
+const SECONDS = arg("seconds", 6);
+const ROUNDS = arg("rounds", 2);
+const CONNS = arg("connections", 64);
+const POOL = arg("pool", 10);
+const TARGET_P99_MS = 50;
+
+const missing = [!haveWrk() && "wrk (Debian package wrk)", !Bun.which("openssl") && "openssl (Debian package openssl)", postgresMissing()].filter(Boolean);
+if (missing.length) {
+  console.error(`required: ${missing.join("; ")}`);
+  process.exit(2);
+}
+
+const dir = mkdtempSync(join(tmpdir(), "cryptoutil-bench-scale-"));
+
+/** One deployment of one service: its instances' public URLs (wrk does not verify certificates). */
+interface Deployment {
+  label: string;
+  urls: string[];
+  procs: Array<ReturnType<typeof Bun.spawn>>;
+}
+
+interface Operation {
+  name: string;
+  service: "sm-kms" | "pki-ca";
+  scope: string;
+  /** Prepares the operation on a fresh deployment (through its first instance); returns the path and JSON body to send. */
+  prepare(url: string, trust: string, token: string): Promise<{ path: string; body: string }>;
+}
+
+async function post(url: string, trust: string, token: string, body: unknown, want: number): Promise<any> {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+    tls: { ca: trust },
+  } as RequestInit);
+  const text = await res.text();
+  if (res.status !== want) throw new Error(`${url}: ${res.status} ${text}`);
+  return JSON.parse(text);
+}
+
+const csrRun = Bun.spawnSync(
+  ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(dir, "leaf.key"), "-subj", "/CN=www.bench.test", "-addext", "subjectAltName=DNS:www.bench.test"],
+  { stdout: "pipe", stderr: "pipe" },
+);
+if (csrRun.exitCode !== 0) throw new Error(`openssl req failed: ${csrRun.stderr.toString()}`);
+const csr = csrRun.stdout.toString();
+const plaintext = Buffer.from(crypto.getRandomValues(new Uint8Array(1024))).toString("base64url");
+
+const OPERATIONS: Operation[] = [
+  {
+    name: "sm-kms encrypt 1 KiB",
+    service: "sm-kms",
+    scope: "kms:admin kms:encrypt",
+    async prepare(url, trust, token) {
+      const key = await post(`${url}/service/api/v1/keys`, trust, token, { name: "bench-enc", algorithm: "A256GCM" }, 201);
+      const path = `/service/api/v1/keys/${key.id}/encrypt`;
+      const body = { plaintext };
+      await post(url + path, trust, token, body, 200);
+      return { path, body: JSON.stringify(body) };
+    },
+  },
+  {
+    name: "pki-ca P-256 issuance",
+    service: "pki-ca",
+    scope: "pki:request",
+    async prepare(url, trust, token) {
+      const path = "/service/api/v1/certificates";
+      const body = { csr, profile: "bench" };
+      await post(url + path, trust, token, body, 201);
+      return { path, body: JSON.stringify(body) };
+    },
+  },
+];
+
+const issuers: TestIssuer[] = [];
+let pg: PostgresServer | undefined;
+const deployments: Array<{ op: Operation; dep: Deployment; script: string; path: string; results: WrkResult[][] }> = [];
+
+try {
+  pg = await startPostgres({ durable: true });
+  if (!pg) throw new Error("PostgreSQL did not start");
+  const server = pg;
+  const kinds = [
+    { label: "embedded SQLite, 1 instance", instances: 1, postgres: false },
+    { label: "PostgreSQL, 1 instance", instances: 1, postgres: true },
+    { label: `PostgreSQL, 2 instances (${CONNS / 2} connections each)`, instances: 2, postgres: true },
+  ];
+  for (const op of OPERATIONS) {
+    const issuer = await startTestIssuer({ audience: op.service });
+    issuers.push(issuer);
+    const issuerCa = join(dir, `issuer-${op.service}.pem`);
+    await Bun.write(issuerCa, issuer.caPem);
+    const token = await issuer.mint({ tenant: "bench", scope: op.scope }, { expiresIn: "2h" });
+    for (const [k, kind] of kinds.entries()) {
+      // Instances of one deployment share a data root: the development unseal secret and the suite CA.
+      const root = join(dir, `${op.service}-${k}`);
+      const database = kind.postgres ? [await server.createDatabase(op.service.replace("-", "_")), server.passwordFile, String(POOL)] : [];
+      const dep: Deployment = { label: kind.label, urls: [], procs: [] };
+      let trust = "";
+      for (let i = 0; i < kind.instances; i++) {
+        const t = await spawnTarget([
+          process.execPath, "run", join(import.meta.dir, "targets", `${op.service}.ts`),
+          join(root, `${op.service}-${i}`), issuer.issuer, issuer.jwksUrl, issuerCa, ...database,
+        ]);
+        dep.urls.push(t.info.url);
+        dep.procs.push(t.proc);
+        trust = readFileSync(t.info.trust, "utf8");
+      }
+      const { path, body } = await op.prepare(dep.urls[0]!, trust, token);
+      const script = wrkScript(join(dir, `${op.service}-${k}.lua`), "POST", body, { "content-type": "application/json", authorization: `Bearer ${token}` });
+      deployments.push({ op, dep, script, path, results: [] });
+    }
+  }
+
+  /** 64 connections on one instance, or split evenly over the instances by concurrent wrk processes. */
+  const load = async (d: (typeof deployments)[number], seconds: number): Promise<WrkResult[]> => {
+    const per = Math.floor(CONNS / d.dep.urls.length);
+    return Promise.all(d.dep.urls.map((u) => wrk(u + d.path, { connections: per, seconds, script: d.script })));
+  };
+  for (const d of deployments) await load(d, 2); // warm-up: JIT, pools, caches
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const d of deployments) {
+      const res = await load(d, SECONDS);
+      d.results.push(res);
+      const rps = res.reduce((a, x) => a + x.rps, 0);
+      const p99 = Math.max(...res.map((x) => x.p99ms));
+      const errors = res.reduce((a, x) => a + x.errors, 0);
+      console.error(`round ${r + 1} ${d.op.name}, ${d.dep.label}: ${rps.toFixed(0)} req/s, p99 ${p99.toFixed(1)} ms${errors ? `, ${errors} errors (${res.map((x) => x.detail).join("; ")})` : ""}`);
+    }
+  }
+} finally {
+  for (const d of deployments) for (const p of d.dep.procs) p.kill("SIGTERM");
+  await Promise.all(deployments.flatMap((d) => d.dep.procs.map((p) => p.exited)));
+  for (const i of issuers) await i.stop();
+  await pg?.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+console.log(
+  `\nscale-out, HTTPS keep-alive, ${CONNS} connections in all, wrk, median of ${ROUNDS} x ${SECONDS}s; PostgreSQL: a pool of ${POOL} connections per instance${POOL === 10 ? " (the default)" : ""}, fsync on; ${navigator.hardwareConcurrency} cores shared by servers, database and wrk\n`,
+);
+console.log("| operation | deployment | req/s | p50 ms | p99 ms | errors | p99 < 50 ms |");
+console.log("|---|---|---:|---:|---:|---:|---|");
+for (const d of deployments) {
+  const rps = median(d.results.map((res) => res.reduce((a, x) => a + x.rps, 0)));
+  const p50 = median(d.results.map((res) => Math.max(...res.map((x) => x.p50ms))));
+  const p99 = median(d.results.map((res) => Math.max(...res.map((x) => x.p99ms))));
+  const errors = d.results.reduce((a, res) => a + res.reduce((b, x) => b + x.errors, 0), 0);
+  console.log(`| ${d.op.name} | ${d.dep.label} | ${rps.toFixed(0)} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${errors} | ${p99 < TARGET_P99_MS ? "met" : "NOT met"} |`);
+}
+process.exit(0);
