@@ -11,7 +11,7 @@
 import { readFileSync } from "node:fs";
 import type { ServiceConfig } from "../service/config.ts";
 import type { Logger } from "../service/log.ts";
-import { FederatedClient, type PeerStatus } from "./client.ts";
+import { FederatedClient, type ClientTls, type PeerStatus } from "./client.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { retryPolicy, type FederationConfig, type PeerConfig } from "./config.ts";
 import { HealthPoller } from "./health.ts";
@@ -26,6 +26,8 @@ export interface FederationDeps {
   clock?: Clock;
   random?: () => number;
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
+  /** The service's client certificate (renewed in place), presented to peers that ask for one. */
+  clientTls?: () => ClientTls | undefined;
 }
 
 /** Where the identity service's keys are: `auth.*` first, else derived from `federation.identity.url`. */
@@ -66,6 +68,7 @@ export class Federation {
         peer,
         baseUrl: where.baseUrl,
         caPem: where.caPem,
+        clientTls: deps.clientTls,
         policy: retryPolicy(c),
         breaker: { failures: c.breaker_failures, cooldownMs: c.breaker_cooldown_ms },
         healthPath: c.health_path,
