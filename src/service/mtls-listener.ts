@@ -211,6 +211,18 @@ export async function startMtlsListener(opts: MtlsListenerOptions): Promise<Mtls
   let pending = 0;
   const server = http2.createSecureServer({ ...secureOptions(opts.tls), allowHTTP1: true });
   let origin = "";
+  // The certificate cannot change within a connection (TLS 1.3 has no renegotiation), and
+  // asking the runtime for it costs more than the rest of the adapter: once per connection.
+  const certificates = new WeakMap<object, Uint8Array | null>();
+  const certificateOf = (connection: object, socket: TLSSocket) => {
+    let der = certificates.get(connection);
+    if (der === undefined) {
+      const raw = socket.getPeerCertificate?.()?.raw;
+      der = raw ? new Uint8Array(raw.buffer, raw.byteOffset, raw.length) : null;
+      certificates.set(connection, der);
+    }
+    return der ?? undefined;
+  };
 
   const onRequest = async (req: NodeRequest, res: NodeResponse) => {
     pending++;
@@ -220,13 +232,12 @@ export async function startMtlsListener(opts: MtlsListenerOptions): Promise<Mtls
       // For h2, `req.socket` stands in for the session's TLS socket; it is the same object for
       // every stream of the connection only through the session.
       const connection: object = http2Stream ? ((req as Http2ServerRequest).stream.session ?? socket) : socket;
-      const der = socket.getPeerCertificate?.()?.raw;
       let answer: Response;
       try {
         const request = toRequest(req, origin, opts.maxRequestBodySize);
         answer = await opts.handler(request, {
           address: socket.remoteAddress,
-          certificate: der ? new Uint8Array(der.buffer, der.byteOffset, der.length) : undefined,
+          certificate: certificateOf(connection, socket),
           connection,
         });
       } catch (e) {
