@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tlsFetch } from "../src/federation/index.ts";
 import { startTestIssuer } from "../test/support/issuer.ts";
-import { haveWrk, median, spawnTarget, wrk } from "./wrk.ts";
+import { createBenchPet, haveWrk, median, spawnTarget, wrk } from "./wrk.ts";
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
 const SECONDS = arg("seconds", 5);
@@ -28,14 +28,7 @@ const dataDir = join(dir, "learn-ps");
 const learn = await spawnTarget([process.execPath, "run", join(import.meta.dir, "targets", "learn-ps-mtls.ts"), dataDir, issuer.issuer, issuer.jwksUrl, join(dir, "issuer-ca.pem")]);
 const ca = readFileSync(learn.info.trust, "utf8");
 const client = { cert: readFileSync(join(dataDir, "client.crt"), "utf8"), key: readFileSync(join(dataDir, "client.key"), "utf8") };
-const created = await fetch(`${learn.info.url}/service/api/v1/pets`, {
-  method: "POST",
-  headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-  body: JSON.stringify({ name: "Bench", species: "dog", age_years: 3, tags: ["bench"] }),
-  tls: { ca },
-} as RequestInit);
-if (created.status !== 201) throw new Error(`create failed: ${created.status} ${await created.text()}`);
-const pet = (await created.json()) as { id: string };
+const pet = await createBenchPet(learn.info.url, token, ca);
 const path = `/service/api/v1/pets/${pet.id}`;
 
 const viaPublic = tlsFetch({ ca });
