@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestIssuer } from "../test/support/issuer.ts";
-import { haveWrk, median, PIN, spawnTarget, wrk, type WrkResult } from "./wrk.ts";
+import { createBenchPet, haveWrk, median, PIN, spawnTarget, wrk, type WrkResult } from "./wrk.ts";
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
 const SECONDS = arg("seconds", 6);
@@ -31,14 +31,7 @@ const token = await issuer.mint({ tenant: "bench", scope: "pets:read pets:write"
 
 const learn = await target("learn-ps.ts", [join(dir, "learn-ps"), issuer.issuer, issuer.jwksUrl, join(dir, "issuer-ca.pem")]);
 const ca = readFileSync(learn.info.trust, "utf8");
-const created = await fetch(`${learn.info.url}/service/api/v1/pets`, {
-  method: "POST",
-  headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-  body: JSON.stringify({ name: "Bench", species: "dog", age_years: 3, tags: ["bench"] }),
-  tls: { ca },
-} as RequestInit);
-if (created.status !== 201) throw new Error(`create failed: ${created.status} ${await created.text()}`);
-const pet = await created.json();
+const pet = await createBenchPet(learn.info.url, token, ca);
 const bare = await target("bare-tls.ts", [JSON.stringify(pet)]);
 // Not an anchor of the target: shows how much of the gap the framework alone takes.
 const elysia = await target("elysia-tls.ts", [JSON.stringify(pet)]);

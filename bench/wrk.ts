@@ -97,3 +97,15 @@ export function median(xs: number[]): number {
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
+
+/** Creates the pet the learn-ps benchmarks read, through the public API with `token`. */
+export async function createBenchPet(baseUrl: string, token: string, ca: string): Promise<{ id: string } & Record<string, unknown>> {
+  const created = await fetch(`${baseUrl}/service/api/v1/pets`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: "Bench", species: "dog", age_years: 3, tags: ["bench"] }),
+    tls: { ca },
+  } as RequestInit);
+  if (created.status !== 201) throw new Error(`create failed: ${created.status} ${await created.text()}`);
+  return (await created.json()) as { id: string };
+}

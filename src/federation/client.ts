@@ -21,12 +21,39 @@ import { formatTraceparent, SpanKind, SpanStatus, type Span, type Tracer } from 
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 
+/** A client certificate and its key, PEM, as Bun's fetch takes them. */
+export interface ClientTls {
+  cert: string;
+  key: string;
+}
+
+/**
+ * A fetch that verifies the server with `ca` (unset: the runtime's trust store) and presents
+ * the client certificate `clientTls()` returns at the time of each call, so a renewed
+ * certificate is used from the next call on. Bun's fetch takes both per request (`tls`);
+ * the certificate is sent only to a server that asks for one (an mTLS port).
+ *
+ * @example
+ *   const call = tlsFetch({ ca: trustBundle, clientTls: () => ({ cert, key }) });
+ *   await call("https://127.0.0.1:8889/service/api/v1/pets/p1", { method: "GET" });
+ */
+export function tlsFetch(opts: { ca?: string; clientTls?: () => ClientTls | undefined }): (url: string, init: RequestInit) => Promise<Response> {
+  const { ca, clientTls } = opts;
+  if (!ca && !clientTls) return (url, init) => fetch(url, init);
+  return (url, init) => {
+    const client = clientTls?.();
+    return fetch(url, { ...init, tls: { ...(ca ? { ca } : {}), ...(client ? { cert: client.cert, key: client.key } : {}) } } as RequestInit);
+  };
+}
+
 export interface FederatedClientOptions {
   /** The federated service's name in metrics, logs and readiness (`identity`, `jose`, `ca`). */
   peer: string;
   baseUrl: string;
   /** PEM bundle that verifies the peer's TLS certificate; unset: the runtime's trust store. */
   caPem?: string;
+  /** The service's own client certificate, presented to a peer that asks for one (mTLS). */
+  clientTls?: () => ClientTls | undefined;
   policy: RetryPolicy;
   breaker: { failures: number; cooldownMs: number };
   /** Path of the peer's cheap public health URL, polled by `probe()`. */
@@ -71,9 +98,8 @@ export class FederatedClient {
     this.baseUrl = opts.baseUrl;
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? Math.random;
-    const ca = opts.caPem;
     // Bun's fetch takes a CA bundle per request; other runtimes use their trust store.
-    this.fetchImpl = opts.fetch ?? ((url, init) => fetch(url, ca ? ({ ...init, tls: { ca } } as RequestInit) : init));
+    this.fetchImpl = opts.fetch ?? tlsFetch({ ca: opts.caPem, clientTls: opts.clientTls });
     this.breaker = new CircuitBreaker({
       failures: opts.breaker.failures,
       cooldownMs: opts.breaker.cooldownMs,

@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import type { ServiceConfig } from "../service/config.ts";
 import type { Logger } from "../service/log.ts";
 import type { Tracer } from "../telemetry/index.ts";
-import { FederatedClient, type PeerStatus } from "./client.ts";
+import { FederatedClient, type ClientTls, type PeerStatus } from "./client.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { retryPolicy, type FederationConfig, type PeerConfig } from "./config.ts";
 import { HealthPoller } from "./health.ts";
@@ -29,6 +29,8 @@ export interface FederationDeps {
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
   /** With a tracer, calls made during a request are client spans and carry `traceparent`. */
   tracer?: Tracer;
+  /** The service's client certificate (renewed in place), presented to peers that ask for one. */
+  clientTls?: () => ClientTls | undefined;
 }
 
 /** Where the identity service's keys are: `auth.*` first, else derived from `federation.identity.url`. */
@@ -69,6 +71,7 @@ export class Federation {
         peer,
         baseUrl: where.baseUrl,
         caPem: where.caPem,
+        clientTls: deps.clientTls,
         policy: retryPolicy(c),
         breaker: { failures: c.breaker_failures, cooldownMs: c.breaker_cooldown_ms },
         healthPath: c.health_path,

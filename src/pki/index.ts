@@ -8,7 +8,7 @@ export * as x509 from "./x509.ts";
 export { randomSerialHex } from "./serial.ts";
 export { generateP256, toPem, importKeyForCertificate, P256, ECDSA_SHA256 } from "./keys.ts";
 export { createSuiteCa, type SuiteCa, type CaLevel } from "./suite-ca.ts";
-export { issueLeaf, sansOf, checkServiceName, MAX_LEAF_VALIDITY_DAYS, type LeafRequest, type IssuedLeaf } from "./leaf.ts";
+export { issueLeaf, sansOf, checkServiceName, MAX_LEAF_VALIDITY_DAYS, type LeafRequest, type IssuedLeaf, type LeafUsage } from "./leaf.ts";
 export { serverSans, normalizeSans, sameSans, canonicalIp, type SubjectAltNames } from "./sans.ts";
 export { AesGcmSealer, suiteCaSealerFromSecrets, suiteCaSealerFromFiles, type Sealer } from "./sealer.ts";
 export { DirectoryStore, type KeyValueStore, type CreateOnceStore } from "./store.ts";
@@ -17,11 +17,13 @@ export {
   loadOrCreateTlsMaterial,
   writeTrustBundle,
   leafRecordName,
+  renewalDue,
   RENEW_BEFORE_DAYS,
   type TlsMaterial,
   type LeafOutcome,
   type LoadOrCreateTlsOptions,
 } from "./tls-material.ts";
+export { RenewingTlsMaterial, type RenewingTlsOptions } from "./renewal.ts";
 export { loadStaticTlsMaterial, type StaticTlsSource } from "./static-tls.ts";
 export { CA_KEY_TYPES, SUBJECT_KEY_TYPES, generateCaKey, importCaKey, keyGenParams, signingAlgorithm, signDer, subjectKeyType, type CaKeyType, type SubjectKeyType } from "./signing.ts";
 export { decodeCsr, parseCsr, verifyPossession, MAX_CSR_BYTES, type ParsedCsr } from "./csr.ts";

@@ -3,7 +3,8 @@
  * intermediate.
  *
  * Guarantees: P-256 key; CN = service name; KU digitalSignature (critical);
- * EKU serverAuth + clientAuth (the latter for mTLS between services); CA:false
+ * EKU serverAuth + clientAuth for a server leaf, clientAuth alone for a service's client
+ * certificate (mTLS between services, named by a URI SAN); CA:false
  * (critical); SKI/AKI; SANs validated and canonical (sans.ts); validity at most
  * 397 days (CA/Browser Forum limit) and never past the intermediate's notAfter.
  */
@@ -20,11 +21,16 @@ export const MAX_LEAF_VALIDITY_DAYS = 397;
 
 const SERVICE_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 
+/** What a leaf is for: a server (which may also act as a client) or a client only. */
+export type LeafUsage = "server" | "client";
+
 /** What `issueLeaf` needs to know about the service. */
 export interface LeafRequest extends SubjectAltNames {
   serviceName: string;
   /** Default and maximum 397. */
   validityDays?: number;
+  /** "server" (default): serverAuth + clientAuth; "client": clientAuth only. */
+  usage?: LeafUsage;
   now?: Date;
 }
 
@@ -75,10 +81,13 @@ export async function issueLeaf(ca: SuiteCa, req: LeafRequest): Promise<IssuedLe
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.ExtendedKeyUsageExtension(
+        req.usage === "client" ? [x509.ExtendedKeyUsage.clientAuth] : [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
+      ),
       new x509.SubjectAlternativeNameExtension([
         ...sans.dnsNames.map((value) => ({ type: "dns" as const, value })),
         ...sans.ipAddresses.map((value) => ({ type: "ip" as const, value })),
+        ...(sans.uris ?? []).map((value) => ({ type: "url" as const, value })),
       ]),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(ca.intermediate.cert.publicKey),
@@ -87,11 +96,12 @@ export async function issueLeaf(ca: SuiteCa, req: LeafRequest): Promise<IssuedLe
   return { cert, keys };
 }
 
-/** The SANs written in a certificate (DNS names and IPs only), canonical. */
+/** The SANs written in a certificate (DNS names, IPs and URIs), canonical. */
 export function sansOf(cert: x509.X509Certificate): SubjectAltNames {
   const ext = cert.getExtension(x509.SubjectAlternativeNameExtension);
   const items = ext?.names.items ?? [];
   const dnsNames = items.filter((n) => n.type === "dns").map((n) => n.value);
   const ipAddresses = items.filter((n) => n.type === "ip").map((n) => n.value);
-  return normalizeSans({ dnsNames, ipAddresses });
+  const uris = items.filter((n) => n.type === "url").map((n) => n.value);
+  return normalizeSans({ dnsNames, ipAddresses, uris });
 }

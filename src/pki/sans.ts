@@ -11,6 +11,8 @@ import { AppError } from "../service/errors.ts";
 export interface SubjectAltNames {
   dnsNames: string[];
   ipAddresses: string[];
+  /** URI names, e.g. a service's SPIFFE ID `spiffe://cryptoutil/sm-kms` (client certificates). */
+  uris?: string[];
 }
 
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -46,21 +48,34 @@ export function normalizeIp(ip: string): string {
   return c;
 }
 
-/** Sorted, de-duplicated, validated copy of `sans`. */
+const URI_NAME = /^[a-z][a-z0-9+.-]*:\/\/[!-~]{1,2000}$/;
+
+/** A URI name as written in a certificate: absolute, printable ASCII, no spaces. */
+export function normalizeUri(uri: string): string {
+  if (!URI_NAME.test(uri)) throw new AppError("config_invalid", `tls: "${uri}" is not a valid URI name`);
+  return uri;
+}
+
+/** Sorted, de-duplicated, validated copy of `sans` (`uris` only when there are some). */
 export function normalizeSans(sans: SubjectAltNames): SubjectAltNames {
   const dns = [...new Set(sans.dnsNames.map(normalizeDnsName))].sort();
   const ips = [...new Set(sans.ipAddresses.map(normalizeIp))].sort();
-  if (dns.length + ips.length === 0) {
-    throw new AppError("config_invalid", "tls: a leaf certificate needs at least one DNS name or IP address");
+  const uris = [...new Set((sans.uris ?? []).map(normalizeUri))].sort();
+  if (dns.length + ips.length + uris.length === 0) {
+    throw new AppError("config_invalid", "tls: a leaf certificate needs at least one DNS name, IP address or URI");
   }
-  return { dnsNames: dns, ipAddresses: ips };
+  return uris.length > 0 ? { dnsNames: dns, ipAddresses: ips, uris } : { dnsNames: dns, ipAddresses: ips };
 }
 
 /** True when both sets of names are the same after normalization. */
 export function sameSans(a: SubjectAltNames, b: SubjectAltNames): boolean {
   const x = normalizeSans(a);
   const y = normalizeSans(b);
-  return x.dnsNames.join(",") === y.dnsNames.join(",") && x.ipAddresses.join(",") === y.ipAddresses.join(",");
+  return (
+    x.dnsNames.join(",") === y.dnsNames.join(",") &&
+    x.ipAddresses.join(",") === y.ipAddresses.join(",") &&
+    (x.uris ?? []).join(",") === (y.uris ?? []).join(",")
+  );
 }
 
 const LOOPBACK: SubjectAltNames = { dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"] };

@@ -18,7 +18,7 @@
 import { AppError } from "../service/errors.ts";
 import { corrupt, decodeRecord, encodeRecord, fromBase64, toBase64 } from "./codec.ts";
 import { exportPkcs8, importKeyForCertificate, toPem } from "./keys.ts";
-import { checkServiceName, issueLeaf, MAX_LEAF_VALIDITY_DAYS, sansOf } from "./leaf.ts";
+import { checkServiceName, issueLeaf, MAX_LEAF_VALIDITY_DAYS, sansOf, type LeafUsage } from "./leaf.ts";
 import { normalizeSans, sameSans, type SubjectAltNames } from "./sans.ts";
 import type { Sealer } from "./sealer.ts";
 import type { KeyValueStore } from "./store.ts";
@@ -35,7 +35,7 @@ export interface TlsMaterial {
   /** Trust anchor for clients (the suite root, or the configured CA in static mode). */
   caBundlePem: string;
   /** Facts about the leaf, for logs and health details (no secrets). */
-  leaf: { serialNumber: string; notAfter: Date; sans: SubjectAltNames };
+  leaf: { serialNumber: string; notBefore?: Date; notAfter: Date; sans: SubjectAltNames };
 }
 
 /** Why a leaf was (re)issued, or "loaded" when the stored one was reused. */
@@ -52,6 +52,8 @@ export interface LoadOrCreateTlsOptions {
   suiteCa: SuiteCaLocation | { ca: SuiteCa };
   /** Lets one service keep several leaves (e.g. "public", "admin"); default "server". */
   label?: string;
+  /** "server" (default) or "client" (clientAuth only: the service's certificate for mTLS calls). */
+  usage?: LeafUsage;
   validityDays?: number;
   now?: Date;
 }
@@ -70,7 +72,8 @@ function leafKeyContext(serviceName: string, cert: x509.X509Certificate): string
   return `cryptoutil/tls/v1/${serviceName}/leaf-key/${cert.serialNumber.toLowerCase()}`;
 }
 
-function renewalDue(cert: x509.X509Certificate, now: Date): boolean {
+/** True when less than RENEW_BEFORE_DAYS, or a third of the validity, remains at `now`. */
+export function renewalDue(cert: Pick<x509.X509Certificate, "notBefore" | "notAfter">, now: Date): boolean {
   const total = cert.notAfter.getTime() - cert.notBefore.getTime();
   const window = Math.min(RENEW_BEFORE_DAYS * DAY_MS, total / 3);
   return cert.notAfter.getTime() - now.getTime() < window;
@@ -138,7 +141,7 @@ export async function loadOrCreateTlsMaterial(
   let pkcs8: Uint8Array;
   let outcome: LeafOutcome;
   if (typeof stored === "string") {
-    const issued = await issueLeaf(ca, { serviceName: opts.serviceName, ...wanted, validityDays, now });
+    const issued = await issueLeaf(ca, { serviceName: opts.serviceName, ...wanted, validityDays, now, usage: opts.usage });
     cert = issued.cert;
     pkcs8 = await exportPkcs8(issued.keys.privateKey);
     const sealed = await opts.sealer.seal(pkcs8, leafKeyContext(opts.serviceName, cert));
@@ -153,7 +156,7 @@ export async function loadOrCreateTlsMaterial(
       certChainPem: toPem("CERTIFICATE", new Uint8Array(cert.rawData)) + toPem("CERTIFICATE", new Uint8Array(ca.intermediate.cert.rawData)),
       keyPem: toPem("PRIVATE KEY", pkcs8),
       caBundlePem: trustBundlePem(ca),
-      leaf: { serialNumber: cert.serialNumber.toLowerCase(), notAfter: cert.notAfter, sans: wanted },
+      leaf: { serialNumber: cert.serialNumber.toLowerCase(), notBefore: cert.notBefore, notAfter: cert.notAfter, sans: wanted },
     };
     return { material, outcome, caCreated };
   } finally {

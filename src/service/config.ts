@@ -16,6 +16,7 @@ import { AppError } from "./errors.ts";
 import { BrowserLoginConfig } from "../auth/bff.ts";
 import { defaultFederationConfig, FederationConfig } from "../federation/config.ts";
 import { TelemetryConfig } from "../telemetry/config.ts";
+import { MtlsPrincipalConfig } from "../auth/client-cert.ts";
 
 const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
 const positiveInt = v.pipe(v.number(), v.integer(), v.minValue(1));
@@ -36,6 +37,8 @@ const sections = {
     shutdown_timeout_ms: positiveInt,
     /** Public base URL override (for links and redirects behind a proxy). */
     public_url: v.optional(v.pipe(v.string(), v.url())),
+    /** Port of the mutual-TLS listener, bound like the public one (`server.bind`); unset: no such listener. */
+    mtls_port: v.optional(port),
   }),
   tls: v.strictObject({
     mode: v.picklist(["auto", "static"]),
@@ -113,6 +116,17 @@ const sections = {
     slot: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
     pin_file: v.optional(v.pipe(v.string(), v.minLength(1))),
   }),
+  /** Mutual TLS: who may call the mTLS port, and the service's own client certificate. */
+  mtls: v.strictObject({
+    /** PEM bundle that client certificates must chain to. Unset: the suite CA (auto mode only). */
+    ca_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+    /** Client certificates allowed on `/service/api` of the mTLS port, and the principal each becomes. */
+    principals: v.array(MtlsPrincipalConfig),
+    /** Validity of the service's own client certificate (auto mode); renewed when a third remains. */
+    client_validity_days: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(397)),
+    /** How often the certificates are checked for renewal. */
+    renew_check_s: positiveInt,
+  }),
   /** Where the other services of the suite are and how they are called (src/federation/config.ts). */
   federation: FederationConfig,
   /** Tracing: OpenTelemetry spans exported over OTLP/HTTP when an endpoint is set (src/telemetry/config.ts). */
@@ -157,6 +171,7 @@ export function defaultConfig(service: string, publicPort: number): ServiceConfi
     browser: { cors_origins: [], session_idle_s: 1800, session_absolute_s: 12 * 3600 },
     security: { ip_allowlist: ["0.0.0.0/0", "::/0"], rate_limit_rps: 1000, rate_limit_burst: 2000 },
     hsm: {},
+    mtls: { principals: [], client_validity_days: 30, renew_check_s: 3600 },
     federation: defaultFederationConfig(),
     telemetry: {},
     log: { level: "info", access: true },

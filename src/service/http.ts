@@ -3,9 +3,9 @@
  *
  * Order for each public request: request id -> IP allowlist -> rate limit ->
  * body size and content type -> CORS preflight -> authentication by path
- * (`/service/api/**`: bearer JWT only; `/browser/api/**`: session cookie only,
- * plus CSRF and Origin checks on unsafe methods) -> the app -> security headers,
- * metrics and the access log. Errors anywhere become the one JSON error body.
+ * (`/service/api/**`: bearer JWT only, or on the mTLS port the client certificate only;
+ * `/browser/api/**`: session cookie only, plus CSRF and Origin checks on unsafe methods)
+ * -> the app -> security headers, metrics and the access log. Errors anywhere become the one JSON error body.
  */
 import { Elysia } from "elysia";
 import * as v from "valibot";
@@ -20,6 +20,7 @@ import { checkJsonShape, isJsonContentType } from "./json-body.ts";
 import { requireScopes, type BearerVerifier, type Principal } from "../auth/bearer.ts";
 import { readCookie, SESSION_COOKIE, type SessionStore } from "../auth/session.ts";
 import { Span, SpanStatus, type Tracer } from "../telemetry/index.ts";
+import type { ClientCertificate } from "../auth/client-cert.ts";
 
 export interface RequestInfo {
   id: string;
@@ -27,6 +28,8 @@ export interface RequestInfo {
   principal?: Principal;
   /** Session id, for /browser requests. */
   sessionId?: string;
+  /** The verified client certificate, on the mTLS port (for RFC 8705 certificate-bound tokens). */
+  clientCert?: ClientCertificate;
   route?: string;
   /** Why the request failed with a 5xx, for its one error log line. */
   failure?: unknown;
@@ -230,6 +233,11 @@ export interface PipelineDeps {
    */
   draining?: () => boolean;
   bearer: BearerVerifier;
+  /**
+   * How `/service/api/**` requests authenticate; default the bearer token. The mTLS port
+   * passes the client certificate's mapping here instead.
+   */
+  serviceAuth?: (req: Request, info: RequestInfo) => Principal | Promise<Principal>;
   sessions?: SessionStore;
   accessLog: boolean;
   /** Set when tracing is on: each request gets a server span (see `tracedHandler`). */
@@ -348,7 +356,7 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
           if (readCookie(req.headers.get("cookie"), SESSION_COOKIE)) {
             throw new AppError("unauthenticated", "session cookies are not accepted on /service; use a bearer token");
           }
-          info.principal = await d.bearer.verify(req.headers.get("authorization"));
+          info.principal = d.serviceAuth ? await d.serviceAuth(req, info) : await d.bearer.verify(req.headers.get("authorization"));
         } else if (isBrowser && path.startsWith("/browser/api/")) {
           if (req.headers.has("authorization")) {
             throw new AppError("unauthenticated", "bearer tokens are not accepted on /browser; use the session");

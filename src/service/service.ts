@@ -2,7 +2,8 @@
  * The service template: everything a cryptoutil service does before and around
  * its own routes. `startService(def)` loads config, opens the database and runs
  * migrations, unseals the barrier, loads or creates TLS certificates, and starts
- * two HTTPS servers, TLS 1.3 only: the public one and the admin one on 127.0.0.1.
+ * two HTTPS servers, TLS 1.3 only: the public one and the admin one on 127.0.0.1, and
+ * optionally a third, the mutual-TLS listener (`server.mtls_port`, see mtls-listener.ts).
  *
  * This file is Bun-specific (Bun.serve); the apps' Elysia instances are not, so
  * `buildPublicApp(...).handle` can be mounted on any Web-standard runtime.
@@ -19,7 +20,9 @@ import { defaultConfig, isDevelopment, loadConfig, serverUrl, ServiceConfigSchem
 import { createLogger, type Logger } from "./log.ts";
 import { HttpMetrics } from "./metrics.ts";
 import { IpAllowlist, RateLimiter } from "./guard.ts";
-import { adminHandler, appBase, errorResponse, mapError, publicHandler, requestInfo, SECURITY_HEADERS } from "./http.ts";
+import { adminHandler, appBase, errorResponse, mapError, publicHandler, requestInfo, SECURITY_HEADERS, type PipelineDeps } from "./http.ts";
+import { startMtlsListener, type MtlsListener, type MtlsPeer } from "./mtls-listener.ts";
+import { CertificatePrincipals, parseClientCertificate, serviceSpiffeId, type ClientCertificate } from "../auth/client-cert.ts";
 import { docsPlugin, DOCS_PATH, OAUTH_SCHEME } from "./docs.ts";
 import type { ServiceContext, ServiceDefinition } from "./context.ts";
 import { BearerVerifier } from "../auth/bearer.ts";
@@ -34,6 +37,7 @@ import {
   DirectoryStore,
   loadOrCreateTlsMaterial,
   loadStaticTlsMaterial,
+  RenewingTlsMaterial,
   serverSans,
   suiteCaSealerFromFiles,
   writeTrustBundle,
@@ -88,6 +92,8 @@ export interface RunningService {
   config: ServiceConfig;
   publicUrl: string;
   adminUrl: string;
+  /** The mutual-TLS listener's URL, when `server.mtls_port` is set. */
+  mtlsUrl?: string;
   docsUrl: string;
   /** PEM file clients use to verify the servers (`curl --cacert`). */
   trustBundlePath: string;
@@ -96,6 +102,11 @@ export interface RunningService {
   ctx: ServiceContext;
   barrier: Barrier;
   database: Database<any>;
+  /**
+   * Certificates renewed while the service runs (auto mode): the service's client certificate
+   * (`spiffe://cryptoutil/<name>`, presented on federated calls) and the mTLS listener's leaf.
+   */
+  certificates: { client?: RenewingTlsMaterial; mtlsServer?: RenewingTlsMaterial };
   /** Graceful stop: no new connections, in-flight requests finish, then storage closes. */
   stop(): Promise<void>;
   /** Resolves once the service has stopped (by stop() or POST /admin/v1/shutdown). */
@@ -108,6 +119,8 @@ export interface StartOptions {
   /** Overrides applied after file, env and flags (tests). */
   overrides?: (c: ServiceConfig) => void;
   logSink?: (line: string) => void;
+  /** The clock certificate renewal decides and issues by (tests); default the system clock. */
+  clock?: () => Date;
 }
 
 /**
@@ -216,7 +229,7 @@ export async function startService(def: ServiceDefinition, opts: StartOptions = 
     { tracer },
   );
   try {
-    return await startOnDatabase(def, config, logger, database, { dataDir, suiteDir, unsealFiles, adminToken }, tracing);
+    return await startOnDatabase(def, config, logger, database, { dataDir, suiteDir, unsealFiles, adminToken, clock: opts.clock }, tracing);
   } catch (e) {
     // A failed start must not leave the database (and its file lock) open.
     await database.close().catch(() => undefined);
@@ -230,11 +243,12 @@ async function startOnDatabase(
   config: ServiceConfig,
   logger: Logger,
   database: Database<any>,
-  paths: { dataDir: string; suiteDir: string; unsealFiles: string[]; adminToken: string },
+  paths: { dataDir: string; suiteDir: string; unsealFiles: string[]; adminToken: string; clock?: () => Date },
   tracing: Tracing | undefined,
 ): Promise<RunningService> {
   const tracer = tracing?.tracer;
   const { dataDir, suiteDir, unsealFiles, adminToken } = paths;
+  const clock = paths.clock ?? (() => new Date());
   const db = database.db;
   await runMigrations(db, "template", templateMigrations);
   await runMigrations(db, def.name, def.migrations);
@@ -260,7 +274,10 @@ async function startOnDatabase(
   const sessions = new SessionStore(db, csrfKey, { idleS: config.browser.session_idle_s, absoluteS: config.browser.session_absolute_s });
 
   // TLS: the suite CA shared on this host and a leaf per service, or operator-provided PEM.
+  // In auto mode the service also gets a client certificate for mTLS calls, renewed in place.
   let material: TlsMaterial;
+  let reloadServerLeaf: ((now: Date) => Promise<TlsMaterial>) | undefined;
+  let clientCerts: RenewingTlsMaterial | undefined;
   if (config.tls.mode === "static") {
     material = await loadStaticTlsMaterial({
       certPath: config.tls.cert_file,
@@ -270,20 +287,42 @@ async function startOnDatabase(
     });
   } else {
     const sans = serverSans({ bindAddresses: [config.server.bind, "127.0.0.1"], hostnames: config.tls.hostnames });
-    ({ material } = await loadOrCreateTlsMaterial({
+    const where = {
       store: new DirectoryStore(join(dataDir, "tls")),
-      sealer: { seal: (p, c) => barrier.encrypt(p, c), open: (c, ctx) => barrier.decrypt(c, ctx) },
+      sealer: { seal: (p: Uint8Array, c: string) => barrier.encrypt(p, c), open: (c: Uint8Array, ctx: string) => barrier.decrypt(c, ctx) },
       serviceName: def.name,
-      sans,
       suiteCa: { store: new DirectoryStore(suiteDir), sealer: await suiteCaSealerFromFiles(unsealFiles) },
-    }));
+    };
+    reloadServerLeaf = async (now) => (await loadOrCreateTlsMaterial({ ...where, sans, now })).material;
+    const reloadClient = async (now: Date) =>
+      (
+        await loadOrCreateTlsMaterial({
+          ...where,
+          sans: { dnsNames: [], ipAddresses: [], uris: [serviceSpiffeId(def.name)] },
+          label: "client",
+          usage: "client",
+          validityDays: config.mtls.client_validity_days,
+          now,
+        })
+      ).material;
+    material = await reloadServerLeaf(clock());
+    clientCerts = new RenewingTlsMaterial(await reloadClient(clock()), {
+      reload: reloadClient,
+      clock,
+      onRenew: (m) => logger.info("client certificate renewed", { serial: m.leaf.serialNumber, not_after: m.leaf.notAfter }),
+      onError: (e) => logger.warn("client certificate renewal failed; retrying at the next check", { error: e }),
+    });
   }
   const trustBundlePath = join(dataDir, "trust-bundle.pem");
   await writeTrustBundle(trustBundlePath, material);
 
   // The other services this one calls (identity for its tokens' keys), each behind its own
   // timeouts, retries, breaker and fallback; health polling starts once the servers listen.
-  const federation = Federation.fromConfig(config, { logger, tracer });
+  const federation = Federation.fromConfig(config, {
+    logger,
+    tracer,
+    clientTls: clientCerts && (() => ({ cert: clientCerts.current.certChainPem, key: clientCerts.current.keyPem })),
+  });
   const identity = identityEndpoints(config);
   const bearer = new BearerVerifier({
     issuer: identity.issuer,
@@ -319,8 +358,7 @@ async function startOnDatabase(
   if (tracing) metrics.collector((service) => tracing.exporter.metrics(service));
   // Set when a graceful stop begins: the pipeline answers new requests 503 + Connection: close.
   let draining = false;
-  const handler = publicHandler(
-    {
+  const pipeline: PipelineDeps = {
       app,
       fastRoutes: def.fastRoutes?.(ctx),
       logger,
@@ -337,9 +375,8 @@ async function startOnDatabase(
       sessions,
       accessLog: config.log.access,
       tracer,
-    },
-    (req) => publicServer.requestIP(req)?.address,
-  );
+  };
+  const handler = publicHandler(pipeline, (req) => publicServer.requestIP(req)?.address);
 
   let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
@@ -385,6 +422,7 @@ async function startOnDatabase(
     maxRequestBodySize: 64 * 1024,
     fetch: adminHandler(admin, logger),
   });
+  const mtls = config.server.mtls_port === undefined ? undefined : await startMtls(config, pipeline, material, logger, reloadServerLeaf, clock);
 
   async function stop(): Promise<void> {
     if (stopping) return stopping;
@@ -396,12 +434,16 @@ async function startOnDatabase(
       draining = true;
       const deadline = Date.now() + config.server.shutdown_timeout_ms;
       const graceEnd = Date.now() + Math.min(DRAIN_GRACE_MS, config.server.shutdown_timeout_ms);
-      while (Date.now() < deadline && (Date.now() < graceEnd || publicServer.pendingRequests > 0)) await new Promise((r) => setTimeout(r, 20));
-      const drain = publicServer.stop(false);
+      const pending = () => publicServer.pendingRequests + (mtls?.listener.pendingRequests ?? 0);
+      while (Date.now() < deadline && (Date.now() < graceEnd || pending() > 0)) await new Promise((r) => setTimeout(r, 20));
+      const drain = Promise.all([publicServer.stop(false), mtls?.listener.stop(false)]);
       const timeout = new Promise<void>((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref?.());
       await Promise.race([drain, timeout]);
       await publicServer.stop(true);
+      await mtls?.listener.stop(true);
       await adminServer.stop(true);
+      await clientCerts?.stop();
+      await mtls?.serverCerts?.stop();
       await federation.stop();
       for (const hook of stopHooks) {
         try {
@@ -423,23 +465,90 @@ async function startOnDatabase(
 
   federation.start();
   tracing?.exporter.start();
+  clientCerts?.start(config.mtls.renew_check_s * 1000);
+  mtls?.serverCerts?.start(config.mtls.renew_check_s * 1000);
   const publicUrl = config.server.public_url ?? serverUrl(config.server.bind, publicServer.port!);
   const running: RunningService = {
     name: def.name,
     config,
     publicUrl,
     adminUrl: serverUrl("127.0.0.1", adminServer.port!),
+    mtlsUrl: mtls && serverUrl(config.server.bind, mtls.listener.port),
     docsUrl: `${publicUrl}${DOCS_PATH}`,
     trustBundlePath,
     adminToken,
     ctx,
     barrier,
     database,
+    certificates: { client: clientCerts, mtlsServer: mtls?.serverCerts },
     stop,
     stopped,
   };
-  logger.info("listening", { public: running.publicUrl, admin: running.adminUrl, docs: running.docsUrl, trust_bundle: trustBundlePath });
+  logger.info("listening", { public: running.publicUrl, admin: running.adminUrl, mtls: running.mtlsUrl, docs: running.docsUrl, trust_bundle: trustBundlePath });
   return running;
+}
+
+/** The PEM blocks after the first (the intermediates of a leaf-first chain). */
+function chainAfterLeaf(chainPem: string): string {
+  return (chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\s*/g) ?? []).slice(1).join("");
+}
+
+/**
+ * The mutual-TLS listener (`server.mtls_port`): the public pipeline, whose `/service/api`
+ * authenticates by client certificate (`mtls.principals`) instead of bearer token. Client
+ * certificates must chain to `mtls.ca_file`, by default the suite CA; in auto mode the
+ * listener's own leaf renews in place.
+ */
+async function startMtls(
+  config: ServiceConfig,
+  pipeline: PipelineDeps,
+  material: TlsMaterial,
+  logger: Logger,
+  reloadServerLeaf: ((now: Date) => Promise<TlsMaterial>) | undefined,
+  clock: () => Date,
+): Promise<{ listener: MtlsListener; serverCerts?: RenewingTlsMaterial }> {
+  let ca: string;
+  if (config.mtls.ca_file) ca = readFileSync(config.mtls.ca_file, "utf8");
+  else if (config.tls.mode === "auto") ca = material.caBundlePem + chainAfterLeaf(material.certChainPem);
+  else throw new AppError("config_invalid", "mtls.ca_file: required for server.mtls_port when tls.mode is static");
+  const principals = new CertificatePrincipals(config.mtls.principals);
+  const handler = publicHandler(
+    { ...pipeline, serviceAuth: (req, info) => principals.authenticate(info.clientCert, req.headers.get("authorization")) },
+    (req) => requestInfo(req).ip,
+  );
+  // A connection's certificate is parsed once, for all the requests it carries.
+  const parsed = new WeakMap<object, Promise<ClientCertificate>>();
+  const certificateOf = (peer: MtlsPeer) => {
+    if (!peer.certificate) return undefined;
+    let p = parsed.get(peer.connection);
+    if (!p) parsed.set(peer.connection, (p = parseClientCertificate(peer.certificate)));
+    return p;
+  };
+  const listener = await startMtlsListener({
+    hostname: config.server.bind,
+    port: config.server.mtls_port!,
+    tls: { cert: material.certChainPem, key: material.keyPem, ca },
+    maxRequestBodySize: 2 * config.server.body_limit,
+    handler: async (req, peer) => {
+      const info = requestInfo(req);
+      info.ip = peer.address;
+      info.clientCert = await certificateOf(peer);
+      return handler(req);
+    },
+    error: (e) => errorResponse(e, "unknown", logger),
+  });
+  const serverCerts =
+    reloadServerLeaf &&
+    new RenewingTlsMaterial(material, {
+      reload: reloadServerLeaf,
+      clock,
+      onRenew: (m) => {
+        listener.setTls({ cert: m.certChainPem, key: m.keyPem, ca });
+        logger.info("mTLS server certificate renewed", { serial: m.leaf.serialNumber, not_after: m.leaf.notAfter });
+      },
+      onError: (e) => logger.warn("mTLS server certificate renewal failed; retrying at the next check", { error: e }),
+    });
+  return { listener, serverCerts };
 }
 
 interface AdminDeps {

@@ -35,7 +35,7 @@ export function tempDir(prefix = "cryptoutil-test-"): string {
 
 export async function startTestService(
   def: ServiceDefinition,
-  opts: { issuer?: TestIssuer; root?: string; overrides?: (c: ServiceConfig) => void; engine?: TestEngine } = {},
+  opts: { issuer?: TestIssuer; root?: string; overrides?: (c: ServiceConfig) => void; engine?: TestEngine; clock?: () => Date } = {},
 ): Promise<TestService> {
   const root = opts.root ?? tempDir();
   const dataDir = join(root, def.name);
@@ -51,6 +51,7 @@ export async function startTestService(
     argv: [],
     env: {},
     logSink: (l) => logs.push(l),
+    clock: opts.clock,
     overrides: (c) => {
       c.server.port = 0;
       c.data.dir = dataDir;
