@@ -29,6 +29,11 @@ export interface RequestInfo {
   route?: string;
   /** Why the request failed with a 5xx, for its one error log line. */
   failure?: unknown;
+  /**
+   * The DER of the TLS client certificate the peer presented. Undefined on the Bun listener,
+   * which does not expose it; the seam for an mTLS listener (EST, RFC 8705) to fill.
+   */
+  clientCertificate?: Uint8Array;
 }
 
 // Kept on the Request itself under a private symbol: a WeakMap keyed by every request
