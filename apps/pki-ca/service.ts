@@ -24,6 +24,9 @@ import { acmeAdminApi, acmeRoutes } from "./acme/routes.ts";
 import { EstAuthority } from "./est/domain.ts";
 import { EstStore } from "./est/store.ts";
 import { estAdminApi, estRoutes } from "./est/routes.ts";
+import { ScepAuthority } from "./scep/domain.ts";
+import { ScepStore } from "./scep/store.ts";
+import { scepAdminApi, scepRoutes } from "./scep/routes.ts";
 
 const instances = new WeakMap<ServiceContext, Promise<PkiCa>>();
 
@@ -159,6 +162,19 @@ async function estOf(ctx: ServiceContext): Promise<EstAuthority> {
   return est;
 }
 
+const scepByCa = new WeakMap<PkiCa, ScepAuthority>();
+
+/** The SCEP front end of a context's CA (a new one with each loaded CA: its RA keys go with it at seal). */
+async function scepOf(ctx: ServiceContext): Promise<ScepAuthority> {
+  const ca = await pkiCaOf(ctx);
+  let scep = scepByCa.get(ca);
+  if (!scep) {
+    scep = new ScepAuthority(ca.config.scep, ca, new ScepStore(ctx.db), ctx.protector);
+    scepByCa.set(ca, scep);
+  }
+  return scep;
+}
+
 const sealHooked = new WeakSet<ServiceContext>();
 const httpListeners = new WeakSet<ServiceContext>();
 
@@ -202,12 +218,14 @@ export const pkiCa: ServiceDefinition = {
   api: (ctx) =>
     caApi(() => pkiCaOf(ctx))
       .use(acmeAdminApi(() => acmeOf(ctx)))
-      .use(estAdminApi(() => estOf(ctx))),
+      .use(estAdminApi(() => estOf(ctx)))
+      .use(scepAdminApi(() => scepOf(ctx))),
   routes: (ctx) => {
     void pkiCaOf(ctx);
     return new Elysia()
       .use(caPublicRoutes(() => pkiCaOf(ctx)))
       .use(acmeRoutes(() => acmeOf(ctx), new NonceStore()))
-      .use(estRoutes(() => estOf(ctx)));
+      .use(estRoutes(() => estOf(ctx)))
+      .use(scepRoutes(() => scepOf(ctx)));
   },
 };

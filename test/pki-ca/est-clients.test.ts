@@ -28,10 +28,10 @@ beforeAll(async () => {
   trust = write(f.dir, "trust.pem", f.svc.ca);
   root = write(f.dir, "root.pem", await (await f.svc.call("/pki/ca/root.pem")).text());
   base = `${f.svc.publicUrl}/.well-known/est`;
-});
+}, 120_000);
 afterAll(async () => {
   await f?.stop();
-});
+}, 30_000);
 
 /** Runs a shell pipeline in the fixture's directory (asynchronously: the CA answers in this process). */
 async function sh(script: string): Promise<{ code: number; out: string }> {
@@ -84,13 +84,13 @@ describe.skipIf(!ok)("EST with curl and openssl (Debian packages curl, openssl)"
     // The label names a profile; an unknown one is 404.
     expect((await sh(`curl -sS --cacert ${trust} -o /dev/null -w '%{http_code}' ${base}/server/cacerts`)).out).toBe("200");
     expect((await sh(`curl -sS --cacert ${trust} -o /dev/null -w '%{http_code}' ${base}/nope/cacerts`)).out).toBe("404");
-  });
+  }, 60_000);
 
   test("csrattrs: the profile's signature algorithms", async () => {
     const r = (await sh(`curl -sS --cacert ${trust} ${base}/server/csrattrs | openssl base64 -d | openssl asn1parse -inform DER`));
     expect(r.code).toBe(0);
     expect(r.out).toContain("ecdsa-with-SHA256");
-  });
+  }, 60_000);
 
   test("simpleenroll with HTTP Basic, then simplereenroll with a new key; openssl verifies both", async () => {
     const c = await credential("server");
@@ -117,7 +117,7 @@ describe.skipIf(!ok)("EST with curl and openssl (Debian packages curl, openssl)"
     expect(refused.status).toBe(400);
     expect((await sh("cat dev2r.out")).out).toContain("simplereenroll");
     expect(await certificateCount()).toBe(before);
-  });
+  }, 60_000);
 
   test("a wrong password is 401 with a Basic challenge; a label of another profile is 403", async () => {
     const c = await credential("server");
@@ -128,7 +128,7 @@ describe.skipIf(!ok)("EST with curl and openssl (Debian packages curl, openssl)"
     expect((await post("simpleenroll", "bad", "est_nobody", "x")).status).toBe(401);
     expect((await sh(`curl -sS --cacert ${trust} -H 'Content-Type: application/pkcs10' --data-binary @bad.b64 -o /dev/null -w '%{http_code}' ${base}/simpleenroll`)).out).toBe("401");
     expect((await sh(`curl -sS --cacert ${trust} -u '${c.username}:${c.password}' -H 'Content-Type: application/pkcs10' --data-binary @bad.b64 -o /dev/null -w '%{http_code}' ${base}/manual/simpleenroll`)).out).toBe("403");
-  });
+  }, 60_000);
 
   test("a CSR the profile forbids is a 4xx with a text reason, and nothing is issued", async () => {
     const c = await credential("server");
@@ -140,7 +140,7 @@ describe.skipIf(!ok)("EST with curl and openssl (Debian packages curl, openssl)"
     expect(r.headers).toContain("content-type: text/plain");
     expect((await sh("cat deny.out")).out).toContain("policy");
     expect(await certificateCount()).toBe(before);
-  });
+  }, 60_000);
 
   test("manual approval: 202 + Retry-After, approved through the REST API, collected by sending the CSR again", async () => {
     const c = await credential("manual");
@@ -156,7 +156,7 @@ describe.skipIf(!ok)("EST with curl and openssl (Debian packages curl, openssl)"
     expect((await f.api(`/requests/${req.id}/approve`, approver, { method: "POST" })).status).toBe(201);
     expect((await post("manual/simpleenroll", "q", c.username, c.password)).status).toBe(200);
     expect(await verifyIssued("q")).toContain("DNS:q.example.com");
-  });
+  }, 60_000);
 
   test("credentials: listed without passwords, deleted ones no longer authenticate", async () => {
     const c = await credential("server");
@@ -168,6 +168,6 @@ describe.skipIf(!ok)("EST with curl and openssl (Debian packages curl, openssl)"
     expect((await post("simpleenroll", "gone", c.username, c.password)).status).toBe(401);
     // A profile this tenant does not serve over EST: 409.
     expect((await f.api("/est/credentials", admin, { body: { profile: "server-p384" } })).status).toBe(409);
-  });
+  }, 60_000);
 });
 

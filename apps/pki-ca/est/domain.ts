@@ -20,6 +20,7 @@ import { AppError, notFound } from "../../../src/service/errors.ts";
 import { parseCsr } from "../../../src/pki/csr.ts";
 import { pemOrBase64Der } from "../../../src/pki/codec.ts";
 import { certsOnlyPkcs7 } from "../../../src/pki/pkcs7.ts";
+import { derTlv } from "../../../src/pki/leaf-signer.ts";
 import * as x509 from "../../../src/pki/x509.ts";
 import { sansOf, type PkiCa } from "../domain.ts";
 import type { EstConfig } from "./config.ts";
@@ -46,18 +47,9 @@ function oidDer(oid: string): Uint8Array {
     for (let x = Math.floor(n / 128); x > 0; x = Math.floor(x / 128)) chunk.unshift((x & 0x7f) | 0x80);
     body.push(...chunk);
   }
-  return tlv(0x06, new Uint8Array(body));
+  return derTlv(0x06, new Uint8Array(body));
 }
 
-function tlv(tag: number, content: Uint8Array): Uint8Array {
-  const n = content.length;
-  const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
-  const out = new Uint8Array(1 + len.length + n);
-  out.set([tag, ...len]);
-  out.set(content, 1 + len.length);
-  return out;
-}
-const concat = (parts: Uint8Array[]) => Uint8Array.from(parts.flatMap((p) => [...p]));
 
 const ECDSA_SHA256 = "1.2.840.10045.4.3.2";
 const ECDSA_SHA384 = "1.2.840.10045.4.3.3";
@@ -123,8 +115,8 @@ export class EstAuthority {
     for (const k of p.key_types) algs.add(k === "P-256" ? ECDSA_SHA256 : k.startsWith("P-") ? ECDSA_SHA384 : k === "Ed25519" ? ED25519 : RSA_SHA256);
     for (const a of algs) items.push(oidDer(a));
     const required = p.required_extensions.map((r) => this.extensionOid(r)).filter((o): o is string => !!o);
-    if (required.length) items.push(tlv(0x30, concat([oidDer(EXTENSION_REQUEST), tlv(0x31, concat(required.map(oidDer)))])));
-    return tlv(0x30, concat(items));
+    if (required.length) items.push(derTlv(0x30, oidDer(EXTENSION_REQUEST), derTlv(0x31, ...required.map(oidDer))));
+    return derTlv(0x30, ...items);
   }
 
   private extensionOid(ref: string): string | undefined {
