@@ -149,7 +149,12 @@ export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
   // Signed over the DER SET OF the attributes as received (RFC 5652 §5.4): each attribute's
   // values are kept as their received bytes, so re-encoding them in order gives those bytes.
   const raw = tlv(0x31, Buffer.concat(si.signedAttrs.map((a) => Buffer.from(AsnConvert.serialize(a)))));
-  const keyAlg = signer.publicKey.algorithm as Algorithm & { namedCurve?: string };
+  let keyAlg: Algorithm & { namedCurve?: string };
+  try {
+    keyAlg = signer.publicKey.algorithm as Algorithm & { namedCurve?: string };
+  } catch (cause) {
+    throw malformed("the signer's public key cannot be read", cause);
+  }
   const kind = keyAlg.name === "ECDSA" ? "ecdsa" : keyAlg.name === "Ed25519" ? "ed25519" : "rsa";
   const sigAlg = si.signatureAlgorithm.algorithm;
   if (kind === "rsa" && sigAlg !== RSA_ENCRYPTION && !sigAlg.startsWith("1.2.840.113549.1.1.")) throw malformed("unsupported signature algorithm");
