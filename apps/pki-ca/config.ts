@@ -10,6 +10,8 @@ import { isDevelopment, serverUrl, type ServiceConfig } from "../../src/service/
 import { CA_KEY_TYPES, SUBJECT_KEY_TYPES } from "../../src/pki/signing.ts";
 import { CA_TRUE, extensionOid } from "./policy.ts";
 import { AcmeConfigSchema, developmentAcme } from "./acme/config.ts";
+import { EstConfigSchema, developmentEst } from "./est/config.ts";
+import { ScepConfigSchema, developmentScep } from "./scep/config.ts";
 
 export const KEY_USAGES = ["digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment", "keyAgreement"] as const;
 export const EXTENDED_KEY_USAGES = ["serverAuth", "clientAuth", "codeSigning", "emailProtection", "timeStamping"] as const;
@@ -108,6 +110,10 @@ export const PkiCaConfigSchema = v.strictObject({
   profiles: v.optional(v.record(v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,63}$/)), ProfileSchema), {}),
   /** RFC 8555 ACME under `/acme/{tenant}/` (see acme/config.ts); off unless a tenant is listed. */
   acme: v.optional(AcmeConfigSchema),
+  /** RFC 7030 EST under `/.well-known/est/` (see est/config.ts); off unless a tenant is listed. */
+  est: v.optional(EstConfigSchema),
+  /** RFC 8894 SCEP under `/scep/` (see scep/config.ts); off unless a tenant is listed. */
+  scep: v.optional(ScepConfigSchema),
 });
 
 export type Profile = v.InferOutput<typeof ProfileSchema>;
@@ -132,7 +138,12 @@ export function developmentProfiles(): Record<string, Profile> {
     "code-signing": { ...base, ...none, key_usage: ["digitalSignature"], extended_key_usage: ["codeSigning"], email_domains: DEV_EMAIL, uri: { allow: ["https://*.example.com/*", "https://*.example.org/*"] } },
   });
 }
-export type PkiCaConfig = Omit<v.InferOutput<typeof PkiCaConfigSchema>, "acme"> & { base_url: string; acme: v.InferOutput<typeof AcmeConfigSchema> };
+export type PkiCaConfig = Omit<v.InferOutput<typeof PkiCaConfigSchema>, "acme" | "est" | "scep"> & {
+  base_url: string;
+  acme: v.InferOutput<typeof AcmeConfigSchema>;
+  est: v.InferOutput<typeof EstConfigSchema>;
+  scep: v.InferOutput<typeof ScepConfigSchema>;
+};
 
 /** Validates the `app` section and resolves defaults; throws `config_invalid` naming the key. */
 export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
@@ -148,9 +159,22 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
   if (devProfiles) out.profiles = developmentProfiles();
   // ... and, without an acme section, ACME for tenant demo on those profiles.
   const acme = out.acme ?? (devProfiles ? developmentAcme() : v.parse(AcmeConfigSchema, {}));
-  for (const [tenant, t] of Object.entries(acme.tenants)) {
-    const missing = t.profiles.find((p) => !out.profiles[p]);
-    if (missing) throw new AppError("config_invalid", `app.acme.tenants.${tenant}.profiles: no certificate profile named ${missing}`);
+  // ... and, without est and scep sections, EST and SCEP for tenant demo (est/config.ts, scep/config.ts).
+  const est = out.est ?? (devProfiles ? developmentEst() : v.parse(EstConfigSchema, {}));
+  const scep = out.scep ?? (devProfiles ? developmentScep() : v.parse(ScepConfigSchema, {}));
+  const lists: Array<[string, Record<string, { profiles: string[] }>]> = [
+    ["acme", acme.tenants],
+    ["est", est.tenants],
+    ["scep", Object.fromEntries(Object.entries(scep.tenants).map(([k, t]) => [k, { profiles: Object.keys(t.profiles) }]))],
+  ];
+  for (const [section, tenants] of lists) {
+    for (const [tenant, t] of Object.entries(tenants)) {
+      const missing = t.profiles.find((p) => !out.profiles[p]);
+      if (missing) throw new AppError("config_invalid", `app.${section}.tenants.${tenant}.profiles: no certificate profile named ${missing}`);
+    }
+  }
+  if (est.default_profile && !Object.values(est.tenants).some((t) => t.profiles.includes(est.default_profile!))) {
+    throw new AppError("config_invalid", `app.est.default_profile: ${est.default_profile} is not one of the EST tenants' profiles`);
   }
   for (const [name, p] of Object.entries(out.profiles)) {
     if (!out.issuing_cas.includes(p.issuing_ca)) throw new AppError("config_invalid", `app.profiles.${name}.issuing_ca: no issuing CA of type ${p.issuing_ca} is configured`);
@@ -161,5 +185,5 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
     if (both) throw new AppError("config_invalid", `app.profiles.${name}.required_extensions: ${both} is also forbidden`);
   }
   const base = (out.base_url ?? config.server.public_url ?? serverUrl(config.server.bind, config.server.port || 8443)).replace(/\/+$/, "");
-  return { ...out, base_url: base, acme };
+  return { ...out, base_url: base, acme, est, scep };
 }

@@ -697,7 +697,8 @@ export async function timestamp(ca: PkiCa, der: Uint8Array): Promise<{ status: n
   return { status: 200, body: out.response };
 }
 
-function sansOf(p: ParsedCsr): string[] {
+/** A CSR's SANs as pki_certificates stores them (`dns:`, `ip:`, `email:`, `uri:`; CN-derived DNS names included). */
+export function sansOf(p: ParsedCsr): string[] {
   return [...effectiveDnsNames(p).map((d) => `dns:${d}`), ...p.ips.map((i) => `ip:${i}`), ...p.emails.map((e) => `email:${e}`), ...p.uris.map((u) => `uri:${u}`)];
 }
 

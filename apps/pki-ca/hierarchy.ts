@@ -152,8 +152,8 @@ export async function loadOrCreateHierarchy(store: PkiStore, protector: DataProt
   return { root, issuing, tsa: { ...tsa, chainPem: toPem("CERTIFICATE", tsa.cert.rawData) + tsaIssuer.chainPem } };
 }
 
-/** A leaf certificate for one of the CA's own signers (OCSP responder, TSA): end entity, digitalSignature, key ids. */
-async function delegatedCertificate(keys: CryptoKeyPair, subject: string | x509.Name, issuer: Signer, validityHours: number, usages: number, more: x509.Extension[]): Promise<x509.X509Certificate> {
+/** A leaf certificate for one of the CA's own signers (OCSP responder, TSA, SCEP RA): end entity, the given key usages, key ids. */
+export async function delegatedCertificate(keys: CryptoKeyPair, subject: string | x509.Name, issuer: Signer, validityHours: number, usages: number, more: x509.Extension[]): Promise<x509.X509Certificate> {
   const now = Date.now();
   return x509.X509CertificateGenerator.create({
     serialNumber: randomSerialHex(),
@@ -248,7 +248,12 @@ export async function renewSigners(store: PkiStore, protector: DataProtector, h:
   return renewed;
 }
 
-async function renewOne(store: PkiStore, protector: DataProtector, old: Signer, issuerNotAfter: Date, make: (keys: CryptoKeyPair) => Promise<x509.X509Certificate>): Promise<Signer | undefined> {
+/**
+ * Replaces one signer's key and certificate (same subject, `make` signs the new one) unless the
+ * issuer's expiry would cap it where the old one ends; see renewSigners. Undefined when nothing
+ * changed, else the current signer (this instance's renewal or another's).
+ */
+export async function renewOne(store: PkiStore, protector: DataProtector, old: Signer, issuerNotAfter: Date, make: (keys: CryptoKeyPair) => Promise<x509.X509Certificate>): Promise<Signer | undefined> {
   // Nothing to gain when the issuer's own expiry caps the new certificate where the old one ends.
   if (issuerNotAfter.getTime() - old.cert.notAfter.getTime() < 60_000) return undefined;
   const keys = await generateCaKey(old.keyType);
@@ -293,7 +298,7 @@ export async function loadOrCreate(
     const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
     const fresh: CaRow = {
       id,
-      kind: id === "root" || id === "tsa" ? id : id.startsWith("ocsp-") ? "ocsp" : "issuing",
+      kind: id === "root" || id === "tsa" ? id : id.startsWith("ocsp-") ? "ocsp" : id.startsWith("scep-ra-") ? "scep-ra" : "issuing",
       key_type: keyType,
       parent_id: parentId,
       cert_der: new Uint8Array(cert.rawData),

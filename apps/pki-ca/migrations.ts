@@ -1,6 +1,8 @@
 /** pki-ca's schema, versioned. A new change is a new entry; never edit an applied one. */
 import type { Kysely } from "kysely";
 import { createAcmeTables } from "./acme/migrations.ts";
+import { createEstTables } from "./est/migrations.ts";
+import { createScepTables } from "./scep/migrations.ts";
 
 export const migrations = [
   {
@@ -101,5 +103,13 @@ export const migrations = [
     version: 5,
     name: "ACME accounts, orders, authorizations and external account keys",
     up: createAcmeTables,
+  },
+  {
+    version: 6,
+    name: "EST credentials and requests, SCEP challenges and transactions",
+    async up(db: Kysely<any>) {
+      await createEstTables(db);
+      await createScepTables(db);
+    },
   },
 ];

@@ -21,6 +21,12 @@ import { AcmeStore } from "./acme/store.ts";
 import { ValidationAuthority } from "./acme/validation.ts";
 import { NonceStore } from "./acme/nonces.ts";
 import { acmeAdminApi, acmeRoutes } from "./acme/routes.ts";
+import { EstAuthority } from "./est/domain.ts";
+import { EstStore } from "./est/store.ts";
+import { estAdminApi, estRoutes } from "./est/routes.ts";
+import { ScepAuthority } from "./scep/domain.ts";
+import { ScepStore } from "./scep/store.ts";
+import { scepAdminApi, scepRoutes } from "./scep/routes.ts";
 
 const instances = new WeakMap<ServiceContext, Promise<PkiCa>>();
 
@@ -143,6 +149,32 @@ async function acmeOf(ctx: ServiceContext): Promise<AcmeAuthority> {
   return acme;
 }
 
+const estByCa = new WeakMap<PkiCa, EstAuthority>();
+
+/** The EST front end of a context's CA (a new one with each loaded CA, as ACME's). */
+async function estOf(ctx: ServiceContext): Promise<EstAuthority> {
+  const ca = await pkiCaOf(ctx);
+  let est = estByCa.get(ca);
+  if (!est) {
+    est = new EstAuthority(ca.config.est, ca, new EstStore(ctx.db));
+    estByCa.set(ca, est);
+  }
+  return est;
+}
+
+const scepByCa = new WeakMap<PkiCa, ScepAuthority>();
+
+/** The SCEP front end of a context's CA (a new one with each loaded CA: its RA keys go with it at seal). */
+async function scepOf(ctx: ServiceContext): Promise<ScepAuthority> {
+  const ca = await pkiCaOf(ctx);
+  let scep = scepByCa.get(ca);
+  if (!scep) {
+    scep = new ScepAuthority(ca.config.scep, ca, new ScepStore(ctx.db), ctx.protector);
+    scepByCa.set(ca, scep);
+  }
+  return scep;
+}
+
 const sealHooked = new WeakSet<ServiceContext>();
 const httpListeners = new WeakSet<ServiceContext>();
 
@@ -183,9 +215,17 @@ export const pkiCa: ServiceDefinition = {
   migrations,
   checkConfig: (c) => void parsePkiCaConfig(c),
   // Validates the app section before anything starts: a bad profile stops the start.
-  api: (ctx) => caApi(() => pkiCaOf(ctx)).use(acmeAdminApi(() => acmeOf(ctx))),
+  api: (ctx) =>
+    caApi(() => pkiCaOf(ctx))
+      .use(acmeAdminApi(() => acmeOf(ctx)))
+      .use(estAdminApi(() => estOf(ctx)))
+      .use(scepAdminApi(() => scepOf(ctx))),
   routes: (ctx) => {
     void pkiCaOf(ctx);
-    return new Elysia().use(caPublicRoutes(() => pkiCaOf(ctx))).use(acmeRoutes(() => acmeOf(ctx), new NonceStore()));
+    return new Elysia()
+      .use(caPublicRoutes(() => pkiCaOf(ctx)))
+      .use(acmeRoutes(() => acmeOf(ctx), new NonceStore()))
+      .use(estRoutes(() => estOf(ctx)))
+      .use(scepRoutes(() => scepOf(ctx)));
   },
 };

@@ -1,0 +1,115 @@
+/**
+ * EST's HTTP layer (RFC 7030 §3.2.2) under `/.well-known/est/` and `/.well-known/est/<label>/`,
+ * the label being a profile: cacerts and csrattrs (anonymous), simpleenroll and simplereenroll
+ * (HTTP Basic). Bodies are base64 (Content-Transfer-Encoding: base64, RFC 7030 §4); answers are
+ * base64 with 64-character lines. Every refusal is a 4xx with a text/plain body; bad input is
+ * never a 5xx. Also `estAdminApi`: the tenant's EST credentials on the authenticated API (`pki:admin`).
+ *
+ * TLS client certificates: the mTLS listener (`server.mtls_port`) fills
+ * `requestInfo(request).clientCert`; EST offers only Basic authentication until it uses that.
+ */
+import { Elysia } from "elysia";
+import * as v from "valibot";
+import { appBase, principalOf, requestInfo } from "../../../src/service/http.ts";
+import { AppError } from "../../../src/service/errors.ts";
+import { toBase64 } from "../../../src/pki/codec.ts";
+import type { EstAuthority } from "./domain.ts";
+
+/** Bound on an EST request body: a base64 CSR is far below it. */
+const MAX_BODY = 128 * 1024;
+const LABEL = /^[a-z0-9][a-z0-9-]{0,63}$/;
+const OPERATIONS = new Set(["cacerts", "simpleenroll", "simplereenroll", "csrattrs"]);
+
+/** base64 in lines of 64 characters, CRLF-separated (RFC 2045 §6.8 allows at most 76). */
+function base64Lines(der: Uint8Array): string {
+  return (toBase64(der).match(/.{1,64}/g) ?? []).join("\r\n") + "\r\n";
+}
+
+function base64Response(status: number, der: Uint8Array, type: string, headers: Record<string, string> = {}): Response {
+  return new Response(base64Lines(der), { status, headers: { "content-type": type, "content-transfer-encoding": "base64", "cache-control": "no-store", ...headers } });
+}
+
+/** The one mapping of errors to EST answers: a status and a one-line text body. */
+function errorText(request: Request, e: unknown): Response {
+  const err = e instanceof AppError ? e : new AppError("internal", "internal error", { status: 500, cause: e });
+  if (err.status >= 500) requestInfo(request).failure = e;
+  const reasons = (err.details as { reasons?: Array<{ message: string }> } | undefined)?.reasons ?? [];
+  const text = [err.message, ...reasons.map((r) => r.message)].join(": ");
+  const headers: Record<string, string> = { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" };
+  for (const [k, val] of Object.entries(err.headers ?? {})) headers[k.toLowerCase()] = String(val);
+  return new Response(`${text}\n`, { status: err.status, headers });
+}
+
+/** The protocol routes; `authority` resolves once pki-ca's hierarchy is loaded. */
+export function estRoutes(authority: () => Promise<EstAuthority>) {
+  const handle = async (request: Request, label: string | undefined, op: string): Promise<Response> => {
+    try {
+      if (label !== undefined && !LABEL.test(label)) throw new AppError("not_found", "no such EST label", { status: 404 });
+      if (!OPERATIONS.has(op)) throw new AppError("not_found", "no such EST operation", { status: 404 });
+      const enroll = op === "simpleenroll" || op === "simplereenroll";
+      if (enroll !== (request.method === "POST")) throw new AppError("method_not_allowed", `${op} is ${enroll ? "POST" : "GET"}`, { status: 405, headers: { Allow: enroll ? "POST" : "GET" } });
+      const est = await authority();
+      if (op === "cacerts") return base64Response(200, est.cacerts(est.profileOf(label)), "application/pkcs7-mime");
+      if (op === "csrattrs") return base64Response(200, est.csrattrs(est.profileOf(label)), "application/csrattrs");
+      est.profileOf(label);
+      const client = await est.authenticate(request.headers.get("authorization"), label);
+      const ct = request.headers.get("content-type") ?? "";
+      if (!/^application\/pkcs10\s*(;|$)/i.test(ct)) throw new AppError("unsupported_media_type", "the CSR is application/pkcs10", { status: 415 });
+      const body = new Uint8Array(await request.arrayBuffer());
+      if (body.length > MAX_BODY) throw new AppError("payload_too_large", `an EST request is at most ${MAX_BODY} bytes`, { status: 413 });
+      // base64 per RFC 7030 §4.2.1; a client sending binary DER is read too (the first byte of a SEQUENCE is not base64 text).
+      const text = body[0] === 0x30 ? toBase64(body) : new TextDecoder().decode(body);
+      const out = await est.enroll(client, text, op === "simplereenroll");
+      if (out.status === "pending") return new Response("the request awaits approval; send it again after Retry-After\n", { status: 202, headers: { "retry-after": String(out.retryAfter), "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
+      return base64Response(200, out.pkcs7, "application/pkcs7-mime; smime-type=certs-only");
+    } catch (e) {
+      return errorText(request, e);
+    }
+  };
+  const detail = (summary: string) => ({ parse: "none" as const, detail: { summary } });
+  return new Elysia({ tags: ["est"] } as never)
+    .use(appBase)
+    // One parameter name at the first level (the router needs it): an operation, or a label before one.
+    .get("/.well-known/est/:first", ({ request, params }) => handle(request, undefined, params.first), detail("EST (RFC 7030) cacerts and csrattrs of the default profile"))
+    .post("/.well-known/est/:first", ({ request, params }) => handle(request, undefined, params.first), detail("EST simpleenroll and simplereenroll (HTTP Basic) under the credential's profile"))
+    .get("/.well-known/est/:first/:op", ({ request, params }) => handle(request, params.first, params.op), detail("EST cacerts and csrattrs of the profile named by the label"))
+    .post("/.well-known/est/:first/:op", ({ request, params }) => handle(request, params.first, params.op), detail("EST simpleenroll and simplereenroll (HTTP Basic) under the label's profile"));
+}
+
+const Credential = v.object({ username: v.string(), password: v.string(), profile: v.string(), created_at: v.string() });
+const CredentialInfo = v.object({ username: v.string(), profile: v.string(), created_at: v.string(), last_used_at: v.nullable(v.string()) });
+const ADMIN = ["pki:admin"];
+
+/** The tenant's EST credentials (the tenant comes from the token), on the authenticated API. */
+export function estAdminApi(authority: () => Promise<EstAuthority>) {
+  return new Elysia({ tags: ["est"] } as never)
+    .use(appBase)
+    .post(
+      "/est/credentials",
+      async ({ request, body, set }) => {
+        const out = await (await authority()).createCredential(principalOf(request).tenant, body.profile);
+        set.status = 201;
+        return out;
+      },
+      {
+        body: v.strictObject({ profile: v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,63}$/)) }),
+        response: { 201: Credential },
+        scopes: ADMIN,
+        detail: { summary: "A new EST credential (HTTP Basic username and password, the password shown only now) for one of this tenant's EST profiles" },
+      },
+    )
+    .get("/est/credentials", async ({ request }) => ({ items: (await (await authority()).store.credentials(principalOf(request).tenant)).map(({ tenant: _t, ...c }) => c) }), {
+      response: v.object({ items: v.array(CredentialInfo) }),
+      scopes: ADMIN,
+      detail: { summary: "This tenant's EST credentials (never their passwords)" },
+    })
+    .delete(
+      "/est/credentials/:username",
+      async ({ request, params, set }) => {
+        await (await authority()).deleteCredential(principalOf(request).tenant, params.username);
+        set.status = 204;
+        return undefined;
+      },
+      { params: v.object({ username: v.pipe(v.string(), v.regex(/^est_[A-Za-z0-9_-]{1,64}$/)) }), scopes: ADMIN, detail: { summary: "Delete an EST credential" } },
+    );
+}

@@ -1,0 +1,226 @@
+/**
+ * pki-ca's SCEP rules (RFC 8894): GetCACaps, GetCACert (the RA certificate and the chain),
+ * PKIOperation with PKCSReq, RenewalReq, CertPoll and GetCert. No HTTP here: routes.ts reads
+ * the message and writes the answer; this file answers with CertRep messages or throws
+ * `AppError`s (4xx) for messages it cannot answer at all (not a verifiable pkiMessage).
+ *
+ * SCEP is only a front end over the RA: a PKCSReq submits its CSR to `PkiCa.submit` under the
+ * path's profile, so the same policy, lint, storage, webhooks, approval queue and revocation
+ * apply as to the REST API, ACME and EST.
+ *
+ * Guarantees: a PKCSReq issues only with a challenge password that matches the profile's static
+ * one (config, SHA-256) or an unused, unexpired one-time challenge of the tenant and profile
+ * (used up by it); the CSR's key must be the key that signed the message. A RenewalReq must be
+ * signed with a valid, unexpired certificate of the tenant and profile, and ask for its subject
+ * and SANs. A resent PKCSReq or a CertPoll learns its transaction's state only when signed with
+ * the same key. GetCert returns a certificate only to the holder of its key. Failures answer
+ * pkiStatus FAILURE with failInfo badRequest (badMessageCheck: the envelope does not open;
+ * badCertId: no such certificate or transaction); nothing is issued then.
+ */
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { IssuerAndSerialNumber } from "@peculiar/asn1-cms";
+import { CertificationRequest } from "@peculiar/asn1-csr";
+import type { DataProtector } from "../../../src/service/context.ts";
+import { AppError } from "../../../src/service/errors.ts";
+import { parseCsr, type ParsedCsr } from "../../../src/pki/csr.ts";
+import { pemOrBase64Der } from "../../../src/pki/codec.ts";
+import { certsOnlyPkcs7 } from "../../../src/pki/pkcs7.ts";
+import * as x509 from "../../../src/pki/x509.ts";
+import { sansOf, type PkiCa } from "../domain.ts";
+import type { ScepConfig } from "./config.ts";
+import { FAIL_INFO, MESSAGE_TYPE, openEnvelope, parsePkiMessage, PKI_STATUS, sealEnvelope, signPkiMessage, type PkiMessage } from "./cms.ts";
+import { loadOrCreateRa, renewRaIfDue, type ScepRa } from "./ra.ts";
+import type { ScepStore, ScepTransactionRow } from "./store.ts";
+
+const CHALLENGE_PASSWORD = "1.2.840.113549.1.9.7";
+const sha256Hex = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
+
+/** The tenant and profile a SCEP path names. */
+export interface ScepTarget {
+  tenant: string;
+  profile: string;
+}
+
+type Outcome = { status: "issued"; cert: Uint8Array } | { status: "pending" } | { status: "failed"; failInfo: string };
+const fail = (failInfo: string): Outcome => ({ status: "failed", failInfo });
+
+export class ScepAuthority {
+  private readonly ras = new Map<string, Promise<ScepRa>>();
+
+  constructor(
+    readonly config: ScepConfig,
+    readonly ca: PkiCa,
+    readonly store: ScepStore,
+    private readonly protector: DataProtector,
+  ) {}
+
+  /** `/scep/<tenant>/<profile>`, `/scep/<tenant>` (its first profile), `/scep` (the first tenant's first profile); 404 otherwise. */
+  target(tenant?: string, profile?: string): ScepTarget {
+    const name = tenant ?? Object.keys(this.config.tenants)[0];
+    const t = name !== undefined && Object.hasOwn(this.config.tenants, name) ? this.config.tenants[name] : undefined;
+    const p = profile ?? (t ? Object.keys(t.profiles)[0] : undefined);
+    if (!t || !p || !Object.hasOwn(t.profiles, p)) throw new AppError("not_found", "no SCEP service at this path", { status: 404 });
+    return { tenant: name!, profile: p };
+  }
+
+  /** GetCACaps (RFC 8894 §3.5.2). */
+  caps(): string {
+    return ["AES", "POSTPKIOperation", "Renewal", "SHA-256", "SCEPStandard"].join("\n") + "\n";
+  }
+
+  /** The RA of a profile's issuing CA, renewed when due (on the responders' schedule fraction). */
+  async ra(profile: string): Promise<ScepRa> {
+    const issuing = this.ca.hierarchy.issuing.get(this.ca.profile(profile).issuing_ca);
+    if (!issuing) throw new AppError("ca_not_ready", "the profile's issuing CA is not loaded", { status: 503 });
+    let p = this.ras.get(issuing.id);
+    if (!p) {
+      p = loadOrCreateRa(this.ca.store, this.protector, issuing, this.config.ra_validity_hours);
+      this.ras.set(issuing.id, p);
+      p.catch(() => this.ras.delete(issuing.id));
+    }
+    const ra = await p;
+    const renewed = await renewRaIfDue(this.ca.store, this.protector, ra, this.config.ra_validity_hours, this.ca.config.signer_renewal_fraction);
+    if (renewed) this.ras.set(issuing.id, Promise.resolve(renewed));
+    return renewed ?? ra;
+  }
+
+  /** GetCACert: the RA certificate, the issuing CA and the root, as a degenerate PKCS#7. */
+  async caCert(t: ScepTarget): Promise<Uint8Array> {
+    const ra = await this.ra(t.profile);
+    return certsOnlyPkcs7([ra.cert, ra.issuing.cert, this.ca.hierarchy.root.cert]);
+  }
+
+  /** PKIOperation: a CertRep for any verifiable pkiMessage (FAILURE included); 4xx for anything else. */
+  async pkiOperation(t: ScepTarget, der: Uint8Array): Promise<Uint8Array> {
+    const ra = await this.ra(t.profile);
+    const msg = await parsePkiMessage(der);
+    let out: Outcome;
+    try {
+      out = await this.answer(t, ra, msg);
+    } catch (e) {
+      // Refusals of the RA (policy, malformed CSR) are failures of the request, never a 5xx.
+      if (!(e instanceof AppError) || e.status >= 500) throw e;
+      out = fail(e.code === "decryption_failed" || e.code === "malformed_input" ? FAIL_INFO.badMessageCheck : FAIL_INFO.badRequest);
+      if (e.code === "policy_rejected" || e.code === "csr_signature_invalid" || e.code === "lint_failed") out = fail(FAIL_INFO.badRequest);
+    }
+    const status = out.status === "issued" ? PKI_STATUS.SUCCESS : out.status === "pending" ? PKI_STATUS.PENDING : PKI_STATUS.FAILURE;
+    const content = out.status === "issued" ? sealEnvelope(certsOnlyPkcs7([new x509.X509Certificate(out.cert.slice().buffer as ArrayBuffer)]), msg.signer) : new Uint8Array(0);
+    return signPkiMessage(
+      ra,
+      { messageType: MESSAGE_TYPE.CertRep, transactionId: msg.transactionId, senderNonce: randomBytes(16), recipientNonce: msg.senderNonce, pkiStatus: status, failInfo: out.status === "failed" ? out.failInfo : undefined },
+      content,
+    );
+  }
+
+  private async answer(t: ScepTarget, ra: ScepRa, msg: PkiMessage): Promise<Outcome> {
+    const signerKey = sha256Hex(new Uint8Array(msg.signer.publicKey.rawData));
+    switch (msg.messageType) {
+      case MESSAGE_TYPE.PKCSReq:
+      case MESSAGE_TYPE.RenewalReq:
+        return this.enroll(t, ra, msg, signerKey);
+      case MESSAGE_TYPE.CertPoll: {
+        const tx = await this.store.transaction(t.tenant, msg.transactionId);
+        if (!tx || tx.key_sha256 !== signerKey) return fail(FAIL_INFO.badCertId);
+        return this.stateOf(t, tx);
+      }
+      case MESSAGE_TYPE.GetCert: {
+        const ias = this.issuerAndSerial(openEnvelope(msg.content, ra.cert, ra.decryptionKey));
+        const row = await this.certificateBySerial(t.tenant, Buffer.from(ias.serialNumber).toString("hex"));
+        if (!row) return fail(FAIL_INFO.badCertId);
+        const cert = new x509.X509Certificate(row.cert_der.slice().buffer as ArrayBuffer);
+        if (sha256Hex(new Uint8Array(cert.publicKey.rawData)) !== signerKey) return fail(FAIL_INFO.badCertId);
+        return { status: "issued", cert: row.cert_der };
+      }
+      default:
+        // GetCRL is not offered (CRLs are at each certificate's CRLDP); unknown types are refused.
+        return fail(FAIL_INFO.badRequest);
+    }
+  }
+
+  private issuerAndSerial(der: Uint8Array): IssuerAndSerialNumber {
+    try {
+      return AsnConvert.parse(der.slice().buffer as ArrayBuffer, IssuerAndSerialNumber);
+    } catch (cause) {
+      throw new AppError("malformed_input", "the message content is not an IssuerAndSerialNumber", { cause });
+    }
+  }
+
+  private async enroll(t: ScepTarget, ra: ScepRa, msg: PkiMessage, signerKey: string): Promise<Outcome> {
+    const csrDer = openEnvelope(msg.content, ra.cert, ra.decryptionKey);
+    const csrHash = sha256Hex(csrDer);
+    // A resent request (after PENDING, or a lost answer) learns its transaction's state.
+    const known = await this.store.transaction(t.tenant, msg.transactionId);
+    if (known) return known.key_sha256 === signerKey && known.csr_sha256 === csrHash ? this.stateOf(t, known) : fail(FAIL_INFO.badRequest);
+    const parsed = parseCsr(csrDer);
+    if (sha256Hex(new Uint8Array(parsed.csr.publicKey.rawData)) !== signerKey) return fail(FAIL_INFO.badRequest);
+    const allowed = msg.messageType === MESSAGE_TYPE.PKCSReq ? await this.checkChallenge(t, csrDer) : await this.checkRenewal(t, msg.signer, parsed);
+    if (!allowed) return fail(FAIL_INFO.badRequest);
+    const out = await this.ca.submit(t.tenant, { csr: Buffer.from(csrDer).toString("base64"), profile: t.profile });
+    const requestId = out.status === "issued" ? out.request_id : out.request.id;
+    await this.store.insertTransaction({ tenant: t.tenant, transaction_id: msg.transactionId, profile: t.profile, key_sha256: signerKey, csr_sha256: csrHash, request_id: requestId, created_at: new Date().toISOString() });
+    if (out.status === "pending") return { status: "pending" };
+    return { status: "issued", cert: pemOrBase64Der(out.certificate.certificate_pem, "CERTIFICATE", "certificate") };
+  }
+
+  private async stateOf(t: ScepTarget, tx: ScepTransactionRow): Promise<Outcome> {
+    const r = await this.ca.getRequest(t.tenant, tx.request_id);
+    if (r.status === "pending") return { status: "pending" };
+    if (r.status !== "issued" || !r.serial) return fail(FAIL_INFO.badRequest);
+    const row = await this.ca.store.certificate(t.tenant, r.serial);
+    return row ? { status: "issued", cert: row.cert_der } : fail(FAIL_INFO.badCertId);
+  }
+
+  /** A certificate of the tenant by serial (hex as the DER INTEGER has it, or without leading zeros). */
+  private async certificateBySerial(tenant: string, hex: string) {
+    const s = hex.toLowerCase();
+    return (await this.ca.store.certificate(tenant, s)) ?? (await this.ca.store.certificate(tenant, s.replace(/^0+(?=.)/, "")));
+  }
+
+  /** The CSR's challengePassword: the profile's static one, or a one-time challenge (used up here). */
+  private async checkChallenge(t: ScepTarget, csrDer: Uint8Array): Promise<boolean> {
+    const password = challengeOf(csrDer);
+    if (password === undefined) return false;
+    const hash = sha256Hex(password);
+    const fixed = this.config.tenants[t.tenant]!.profiles[t.profile]!.challenge_sha256;
+    if (fixed && timingSafeEqual(Buffer.from(fixed, "hex"), Buffer.from(hash, "hex"))) return true;
+    return this.store.consumeChallenge(t.tenant, t.profile, hash, new Date().toISOString());
+  }
+
+  /** RenewalReq: signed with a valid, unexpired certificate of this tenant and profile, asking for its subject and SANs. */
+  private async checkRenewal(t: ScepTarget, signer: x509.X509Certificate, p: ParsedCsr): Promise<boolean> {
+    const row = await this.certificateBySerial(t.tenant, signer.serialNumber);
+    if (!row || !Buffer.from(row.cert_der).equals(Buffer.from(signer.rawData))) return false;
+    if (row.status !== "valid" || row.profile !== t.profile || row.not_after <= new Date().toISOString()) return false;
+    return row.subject === p.subject && JSON.stringify((JSON.parse(row.sans) as string[]).sort()) === JSON.stringify(sansOf(p).sort());
+  }
+
+  /** A one-time challenge password for one of the tenant's SCEP profiles: shown only now, stored as SHA-256. */
+  async createChallenge(tenant: string, profile: string): Promise<{ challenge: string; profile: string; expires_at: string }> {
+    const t = Object.hasOwn(this.config.tenants, tenant) ? this.config.tenants[tenant] : undefined;
+    if (!t) throw new AppError("conflict", `tenant ${tenant} does not serve SCEP (app.scep.tenants)`);
+    if (!Object.hasOwn(t.profiles, profile)) throw new AppError("conflict", `profile ${profile} is not one of this tenant's SCEP profiles (${Object.keys(t.profiles).join(", ")})`);
+    const challenge = randomBytes(24).toString("base64url");
+    const now = new Date();
+    const expires_at = new Date(now.getTime() + this.config.challenge_ttl_minutes * 60_000).toISOString();
+    await this.store.insertChallenge({ secret_sha256: sha256Hex(challenge), tenant, profile, created_at: now.toISOString(), expires_at, used_at: null });
+    return { challenge, profile, expires_at };
+  }
+}
+
+/** The challengePassword attribute of a CSR (a DirectoryString), or undefined. */
+function challengeOf(csrDer: Uint8Array): string | undefined {
+  let req: CertificationRequest;
+  try {
+    req = AsnConvert.parse(csrDer.slice().buffer as ArrayBuffer, CertificationRequest);
+  } catch {
+    return undefined;
+  }
+  const attr = req.certificationRequestInfo.attributes.find((a) => a.type === CHALLENGE_PASSWORD);
+  const v = attr?.values[0];
+  if (!v) return undefined;
+  const b = new Uint8Array(v);
+  // PrintableString, UTF8String, IA5String or T61String with a short length.
+  if (![0x13, 0x0c, 0x16, 0x14].includes(b[0]!) || b.length < 2 || b[1]! >= 0x80 || b[1]! + 2 !== b.length) return undefined;
+  return new TextDecoder().decode(b.subarray(2));
+}

@@ -1,0 +1,173 @@
+/**
+ * EST (RFC 7030) against pki-ca with curl and openssl, as a device script would do it: cacerts
+ * (base64 PKCS#7, decoded with `openssl base64 -d | openssl pkcs7 -print_certs`), csrattrs,
+ * simpleenroll and simplereenroll with HTTP Basic credentials from the admin API, a request queued
+ * for approval (202 + Retry-After), approved through the REST API and collected by sending it
+ * again. openssl verifies every issued chain. Needs the Debian packages curl and openssl; skips
+ * with a printed reason when one is missing (fails under CI=true).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { haveOpenssl, startCa, write, type CaFixture } from "./helpers.ts";
+
+function have(tool: string, pkg: string): boolean {
+  const ok = Bun.which(tool) !== null;
+  if (!ok && process.env.CI === "true") throw new Error(`${tool} is required in CI (apt-get install -y ${pkg})`);
+  if (!ok) console.warn(`SKIPPED: ${tool} not installed (apt-get install -y ${pkg})`);
+  return ok;
+}
+const ok = haveOpenssl() && have("curl", "curl");
+
+let f: CaFixture;
+let trust: string;
+let root: string;
+let base: string;
+
+beforeAll(async () => {
+  if (!ok) return;
+  f = await startCa({ est: { tenants: { t1: { profiles: ["server", "manual"] } }, default_profile: "server", retry_after_seconds: 7 } });
+  trust = write(f.dir, "trust.pem", f.svc.ca);
+  root = write(f.dir, "root.pem", await (await f.svc.call("/pki/ca/root.pem")).text());
+  base = `${f.svc.publicUrl}/.well-known/est`;
+}, 120_000);
+afterAll(async () => {
+  await f?.stop();
+}, 30_000);
+
+/** Runs a shell pipeline in the fixture's directory (asynchronously: the CA answers in this process). */
+async function sh(script: string): Promise<{ code: number; out: string }> {
+  const p = Bun.spawn(["sh", "-c", script], { cwd: f.dir, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+  return { code: await p.exited, out: out + err };
+}
+
+async function credential(profile: string): Promise<{ username: string; password: string }> {
+  const r = await f.api("/est/credentials", await f.token("t1", "pki:admin"), { body: { profile } });
+  const body = (await r.json()) as { username: string; password: string };
+  expect(r.status, JSON.stringify(body)).toBe(201);
+  return body;
+}
+
+/** A new P-256 key and CSR (base64 DER, as EST sends it) in `<name>.key` and `<name>.b64`. */
+async function csr(name: string, subj: string, san: string): Promise<void> {
+  const r = await sh(`openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ${name}.key -subj '${subj}' -addext 'subjectAltName=${san}' -outform DER -out ${name}.der && openssl base64 -in ${name}.der -out ${name}.b64`);
+  expect(r.code).toBe(0);
+}
+
+/** POSTs `<name>.b64` to an EST operation; the answer body lands in `<name>.out`. Returns status and headers. */
+async function post(op: string, name: string, user: string, pass: string): Promise<{ status: number; headers: string }> {
+  const r = await sh(`curl -sS --cacert ${trust} -u '${user}:${pass}' -H 'Content-Type: application/pkcs10' -H 'Content-Transfer-Encoding: base64' --data-binary @${name}.b64 -D ${name}.hdr -o ${name}.out -w '%{http_code}' ${base}/${op}`);
+  return { status: Number(r.out.trim().slice(-3)), headers: (await sh(`cat ${name}.hdr`)).out.toLowerCase() };
+}
+
+/** Decodes `<name>.out` (base64 certs-only PKCS#7) to `<name>.pem` and verifies it to the root with the CA chain. */
+async function verifyIssued(name: string): Promise<string> {
+  const d = await sh(`openssl base64 -d -in ${name}.out | openssl pkcs7 -inform DER -print_certs -out ${name}.pem && openssl verify -CAfile ${root} -untrusted chain.pem ${name}.pem`);
+  expect(d.out).toContain(`${name}.pem: OK`);
+  expect(d.code).toBe(0);
+  return (await sh(`openssl x509 -in ${name}.pem -noout -subject -ext subjectAltName -serial`)).out;
+}
+
+async function certificateCount(): Promise<number> {
+  const r = await f.api("/certificates?limit=100", await f.token("t1", "pki:read"));
+  return ((await r.json()) as { items: unknown[] }).items.length;
+}
+
+describe.skipIf(!ok)("EST with curl and openssl (Debian packages curl, openssl)", () => {
+  test("cacerts: base64 PKCS#7 that openssl decodes into the issuing CA and the root", async () => {
+    const r = (await sh(`curl -sS --cacert ${trust} -D cacerts.hdr ${base}/cacerts | openssl base64 -d | openssl pkcs7 -inform DER -print_certs -out chain.pem && grep -c 'BEGIN CERTIFICATE' chain.pem`));
+    expect(r.code).toBe(0);
+    expect(r.out.trim()).toBe("2");
+    const h = (await sh("cat cacerts.hdr")).out.toLowerCase();
+    expect(h).toContain("content-type: application/pkcs7-mime");
+    expect(h).toContain("content-transfer-encoding: base64");
+    expect((await sh(`openssl verify -CAfile ${root} chain.pem`)).out).toContain("OK");
+    // The label names a profile; an unknown one is 404.
+    expect((await sh(`curl -sS --cacert ${trust} -o /dev/null -w '%{http_code}' ${base}/server/cacerts`)).out).toBe("200");
+    expect((await sh(`curl -sS --cacert ${trust} -o /dev/null -w '%{http_code}' ${base}/nope/cacerts`)).out).toBe("404");
+  }, 60_000);
+
+  test("csrattrs: the profile's signature algorithms", async () => {
+    const r = (await sh(`curl -sS --cacert ${trust} ${base}/server/csrattrs | openssl base64 -d | openssl asn1parse -inform DER`));
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("ecdsa-with-SHA256");
+  }, 60_000);
+
+  test("simpleenroll with HTTP Basic, then simplereenroll with a new key; openssl verifies both", async () => {
+    const c = await credential("server");
+    await csr("dev1", "/CN=dev1.example.com", "DNS:dev1.example.com");
+    const r = await post("simpleenroll", "dev1", c.username, c.password);
+    expect(r.status).toBe(200);
+    expect(r.headers).toContain("content-type: application/pkcs7-mime; smime-type=certs-only");
+    expect(await verifyIssued("dev1")).toContain("DNS:dev1.example.com");
+    // The label of the credential's profile works too.
+    await csr("dev1b", "/CN=dev1b.example.com", "DNS:dev1b.example.com");
+    expect((await sh(`curl -sS --cacert ${trust} -u '${c.username}:${c.password}' -H 'Content-Type: application/pkcs10' --data-binary @dev1b.b64 -o dev1b.out -w '%{http_code}' ${base}/server/simpleenroll`)).out).toBe("200");
+    await verifyIssued("dev1b");
+
+    await csr("dev1r", "/CN=dev1.example.com", "DNS:dev1.example.com");
+    expect((await post("simplereenroll", "dev1r", c.username, c.password)).status).toBe(200);
+    const renewed = await verifyIssued("dev1r");
+    expect(renewed).toContain("DNS:dev1.example.com");
+    expect(renewed).not.toBe(await verifyIssued("dev1"));
+
+    // Re-enrollment of names no valid certificate has: refused, nothing issued.
+    const before = await certificateCount();
+    await csr("dev2r", "/CN=dev2.example.com", "DNS:dev2.example.com");
+    const refused = await post("simplereenroll", "dev2r", c.username, c.password);
+    expect(refused.status).toBe(400);
+    expect((await sh("cat dev2r.out")).out).toContain("simplereenroll");
+    expect(await certificateCount()).toBe(before);
+  }, 60_000);
+
+  test("a wrong password is 401 with a Basic challenge; a label of another profile is 403", async () => {
+    const c = await credential("server");
+    await csr("bad", "/CN=bad.example.com", "DNS:bad.example.com");
+    const r = await post("simpleenroll", "bad", c.username, `${c.password}x`);
+    expect(r.status).toBe(401);
+    expect(r.headers).toContain('www-authenticate: basic realm="est"');
+    expect((await post("simpleenroll", "bad", "est_nobody", "x")).status).toBe(401);
+    expect((await sh(`curl -sS --cacert ${trust} -H 'Content-Type: application/pkcs10' --data-binary @bad.b64 -o /dev/null -w '%{http_code}' ${base}/simpleenroll`)).out).toBe("401");
+    expect((await sh(`curl -sS --cacert ${trust} -u '${c.username}:${c.password}' -H 'Content-Type: application/pkcs10' --data-binary @bad.b64 -o /dev/null -w '%{http_code}' ${base}/manual/simpleenroll`)).out).toBe("403");
+  }, 60_000);
+
+  test("a CSR the profile forbids is a 4xx with a text reason, and nothing is issued", async () => {
+    const c = await credential("server");
+    const before = await certificateCount();
+    await csr("deny", "/CN=x.bad.example.com", "DNS:x.bad.example.com");
+    const r = await post("simpleenroll", "deny", c.username, c.password);
+    expect(r.status).toBeGreaterThanOrEqual(400);
+    expect(r.status).toBeLessThan(500);
+    expect(r.headers).toContain("content-type: text/plain");
+    expect((await sh("cat deny.out")).out).toContain("policy");
+    expect(await certificateCount()).toBe(before);
+  }, 60_000);
+
+  test("manual approval: 202 + Retry-After, approved through the REST API, collected by sending the CSR again", async () => {
+    const c = await credential("manual");
+    await csr("q", "/CN=q.example.com", "DNS:q.example.com");
+    const first = await post("manual/simpleenroll", "q", c.username, c.password);
+    expect(first.status).toBe(202);
+    expect(first.headers).toContain("retry-after: 7");
+    expect((await post("manual/simpleenroll", "q", c.username, c.password)).status).toBe(202);
+    const approver = await f.token("t1", "pki:approve");
+    const pending = (await (await f.api("/requests?status=pending", approver)).json()) as { items: Array<{ id: string; subject: string }> };
+    const req = pending.items.find((i) => i.subject === "CN=q.example.com")!;
+    expect(req).toBeDefined();
+    expect((await f.api(`/requests/${req.id}/approve`, approver, { method: "POST" })).status).toBe(201);
+    expect((await post("manual/simpleenroll", "q", c.username, c.password)).status).toBe(200);
+    expect(await verifyIssued("q")).toContain("DNS:q.example.com");
+  }, 60_000);
+
+  test("credentials: listed without passwords, deleted ones no longer authenticate", async () => {
+    const c = await credential("server");
+    const admin = await f.token("t1", "pki:admin");
+    const list = (await (await f.api("/est/credentials", admin)).json()) as { items: Array<Record<string, unknown>> };
+    expect(list.items.some((i) => i.username === c.username && !("password" in i) && !("secret_sha256" in i))).toBe(true);
+    expect((await f.api(`/est/credentials/${c.username}`, admin, { method: "DELETE" })).status).toBe(204);
+    await csr("gone", "/CN=gone.example.com", "DNS:gone.example.com");
+    expect((await post("simpleenroll", "gone", c.username, c.password)).status).toBe(401);
+    // A profile this tenant does not serve over EST: 409.
+    expect((await f.api("/est/credentials", admin, { body: { profile: "server-p384" } })).status).toBe(409);
+  }, 60_000);
+});
+

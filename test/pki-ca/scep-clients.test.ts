@@ -1,0 +1,170 @@
+/**
+ * SCEP (RFC 8894) against pki-ca with Debian's `scepclient` (micromdm): GetCACaps, GetCACert (RA
+ * certificate with keyEncipherment and digitalSignature, then the chain), PKCSReq with one-time and
+ * static challenge passwords; openssl verifies what it gets. A wrong or reused challenge is a
+ * FAILURE (badRequest) and nothing is issued. A request queued for approval answers PENDING; it
+ * is approved through the REST API and collected by CertPoll (built in-process: scepclient only
+ * resends its PKCSReq every 30 s), GetCert returns a certificate to its key's holder. Needs the
+ * Debian packages scep, openssl and curl; skips with a printed reason when one is missing
+ * (fails under CI=true).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { Certificate } from "@peculiar/asn1-x509";
+import { IssuerAndSerialNumber } from "@peculiar/asn1-cms";
+import { toPem } from "../../src/pki/keys.ts";
+import * as x509 from "../../src/pki/x509.ts";
+import { MESSAGE_TYPE } from "../../apps/pki-ca/scep/cms.ts";
+import { haveOpenssl, PROFILES, startCa, write, type CaFixture } from "./helpers.ts";
+import { certsOf, TestScepClient } from "./scep-helpers.ts";
+
+function have(tool: string, pkg: string): boolean {
+  const ok = Bun.which(tool) !== null;
+  if (!ok && process.env.CI === "true") throw new Error(`${tool} is required in CI (apt-get install -y ${pkg})`);
+  if (!ok) console.warn(`SKIPPED: ${tool} not installed (apt-get install -y ${pkg})`);
+  return ok;
+}
+const sslOk = haveOpenssl() && have("curl", "curl");
+const scepOk = have("scepclient", "scep") && sslOk;
+
+const STATIC = "static-secret-1";
+let f: CaFixture;
+let trust: string;
+let root: string;
+let chainFile: string;
+let url: string;
+let ra: x509.X509Certificate;
+let issuing: x509.X509Certificate;
+
+beforeAll(async () => {
+  if (!sslOk) return;
+  f = await startCa({
+    profiles: { ...PROFILES, "scep-manual": { ...PROFILES.manual, key_types: ["RSA-2048"] } },
+    scep: { tenants: { t1: { profiles: { server: { challenge_sha256: createHash("sha256").update(STATIC).digest("hex") }, "scep-manual": {} } } } },
+  });
+  trust = write(f.dir, "trust.pem", f.svc.ca);
+  root = write(f.dir, "root.pem", await (await f.svc.call("/pki/ca/root.pem")).text());
+  url = `${f.svc.publicUrl}/scep/t1/server`;
+  const certs = certsOf(new Uint8Array(await (await f.svc.call("/scep/t1/server?operation=GetCACert")).arrayBuffer()));
+  [ra, issuing] = certs as [x509.X509Certificate, x509.X509Certificate];
+  chainFile = write(f.dir, "chain.pem", toPem("CERTIFICATE", issuing.rawData));
+}, 120_000);
+afterAll(async () => {
+  await f?.stop();
+}, 30_000);
+
+async function run(cmd: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string }> {
+  const p = Bun.spawn(cmd, { cwd: f.dir, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+  return { code: await p.exited, out: out + err };
+}
+
+async function challenge(profile: string): Promise<string> {
+  const r = await f.api("/scep/challenges", await f.token("t1", "pki:admin"), { body: { profile } });
+  const body = (await r.json()) as { challenge: string };
+  expect(r.status, JSON.stringify(body)).toBe(201);
+  return body.challenge;
+}
+
+async function certificateCount(): Promise<number> {
+  const r = await f.api("/certificates?limit=100", await f.token("t1", "pki:read"));
+  return ((await r.json()) as { items: unknown[] }).items.length;
+}
+
+const fingerprint = (c: x509.X509Certificate) => createHash("sha256").update(new Uint8Array(c.rawData)).digest("hex");
+
+/** scepclient in a directory of its own (it keeps csr.pem and self.pem beside the key). */
+function scepclient(name: string, cn: string, secret: string) {
+  return run(["scepclient", "-server-url", url, "-private-key", `${f.dir}/${name}/client.key`, "-cn", cn, "-challenge", secret, "-ca-fingerprint", fingerprint(ra)], { SSL_CERT_FILE: trust }).then((r) => ({ ...r, cert: `${f.dir}/${name}/client.pem` }));
+}
+
+async function mkdir(name: string) {
+  await run(["mkdir", "-p", `${f.dir}/${name}`]);
+}
+
+describe.skipIf(!sslOk)("SCEP protocol (Debian packages openssl, curl)", () => {
+  test("GetCACaps and GetCACert: the RA certificate (RSA, keyEncipherment + digitalSignature) under the issuing CA", async () => {
+    const caps = await run(["curl", "-sS", "--cacert", trust, `${url}?operation=GetCACaps`]);
+    for (const c of ["AES", "POSTPKIOperation", "Renewal", "SHA-256", "SCEPStandard"]) expect(caps.out).toContain(c);
+    const res = await f.svc.call("/scep/t1/server?operation=GetCACert");
+    expect(res.headers.get("content-type")).toBe("application/x-x509-ca-ra-cert");
+    const ku = ra.getExtension(x509.KeyUsagesExtension)!;
+    expect(ku.usages & x509.KeyUsageFlags.keyEncipherment).toBeTruthy();
+    expect(ku.usages & x509.KeyUsageFlags.digitalSignature).toBeTruthy();
+    expect(ra.publicKey.algorithm.name).toBe("RSASSA-PKCS1-v1_5");
+    expect(ra.issuer).toBe(issuing.subject);
+    write(f.dir, "ra.pem", toPem("CERTIFICATE", ra.rawData));
+    expect((await run(["openssl", "verify", "-CAfile", root, "-untrusted", chainFile, "ra.pem"])).out).toContain("OK");
+    // /scep is the first tenant's first profile; an unknown tenant is 404.
+    expect((await f.svc.call("/scep?operation=GetCACaps")).status).toBe(200);
+    expect((await f.svc.call("/scep/nobody?operation=GetCACaps")).status).toBe(404);
+  }, 60_000);
+
+  test("manual approval: PENDING, approved through the REST API, collected by CertPoll; GetCert for the key's holder", async () => {
+    const c = await TestScepClient.create("poll.example.com");
+    const manualRa = certsOf(new Uint8Array(await (await f.svc.call("/scep/t1/scep-manual?operation=GetCACert")).arrayBuffer()))[0]!;
+    const post = async (der: Uint8Array, path = "/scep/t1/scep-manual") =>
+      new Uint8Array(await (await f.svc.call(`${path}?operation=PKIOperation`, { method: "POST", body: der.slice().buffer as ArrayBuffer, headers: { "content-type": "application/x-pki-message" } })).arrayBuffer());
+    const first = await c.reply(await post(await c.message(MESSAGE_TYPE.PKCSReq, await c.csr("poll.example.com", await challenge("scep-manual")), manualRa)));
+    expect(first.msg.pkiStatus).toBe("3");
+    expect(first.msg.transactionId).toBe(c.transactionId);
+    expect((await c.reply(await post(await c.certPoll(manualRa, issuing)))).msg.pkiStatus).toBe("3");
+    // Another key cannot poll this transaction.
+    const other = await TestScepClient.create("other.example.com");
+    expect((await other.reply(await post(await other.message(MESSAGE_TYPE.CertPoll, new Uint8Array([0x30, 0x00]), manualRa, c.transactionId)))).msg.failInfo).toBe("4");
+
+    const approver = await f.token("t1", "pki:approve");
+    const pending = (await (await f.api("/requests?status=pending", approver)).json()) as { items: Array<{ id: string; subject: string }> };
+    const req = pending.items.find((i) => i.subject === "CN=poll.example.com")!;
+    expect((await f.api(`/requests/${req.id}/approve`, approver, { method: "POST" })).status).toBe(201);
+    const done = await c.reply(await post(await c.certPoll(manualRa, issuing)));
+    expect(done.msg.pkiStatus).toBe("0");
+    expect(done.cert!.subject).toBe("CN=poll.example.com");
+    write(f.dir, "poll.pem", toPem("CERTIFICATE", done.cert!.rawData));
+    expect((await run(["openssl", "verify", "-CAfile", root, "-untrusted", chainFile, "poll.pem"])).out).toContain("poll.pem: OK");
+
+    // GetCert: by issuer and serial, only to the holder of the certificate's key.
+    const asn = AsnConvert.parse(done.cert!.rawData, Certificate);
+    const ias = new Uint8Array(AsnConvert.serialize(new IssuerAndSerialNumber({ issuer: asn.tbsCertificate.issuer, serialNumber: asn.tbsCertificate.serialNumber })));
+    const got = await c.reply(await post(await c.message(MESSAGE_TYPE.GetCert, ias, manualRa, "getcert-1")));
+    expect(got.cert?.serialNumber).toBe(done.cert!.serialNumber);
+    expect((await other.reply(await post(await other.message(MESSAGE_TYPE.GetCert, ias, manualRa, "getcert-2")))).msg.failInfo).toBe("4");
+  }, 60_000);
+});
+
+describe.skipIf(!scepOk)("SCEP with scepclient (Debian packages scep, openssl, curl)", () => {
+  test("enrollment with a one-time challenge from the admin API; openssl verifies the certificate", async () => {
+    await mkdir("c1");
+    const r = await scepclient("c1", "dev1.example.com", await challenge("server"));
+    expect(r.code, r.out).toBe(0);
+    expect(existsSync(r.cert)).toBe(true);
+    const v = await run(["openssl", "verify", "-CAfile", root, "-untrusted", chainFile, r.cert]);
+    expect(v.out).toContain(": OK");
+    expect((await run(["openssl", "x509", "-in", r.cert, "-noout", "-subject", "-ext", "subjectAltName"])).out).toContain("DNS:dev1.example.com");
+  }, 60_000);
+
+  test("a wrong or reused challenge: FAILURE badRequest, nothing issued", async () => {
+    const before = await certificateCount();
+    await mkdir("c2");
+    const wrong = await scepclient("c2", "dev2.example.com", "not-the-challenge");
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.out).toContain("badRequest");
+    const once = await challenge("server");
+    await mkdir("c3");
+    expect((await scepclient("c3", "dev3.example.com", once)).code).toBe(0);
+    await mkdir("c4");
+    const reused = await scepclient("c4", "dev4.example.com", once);
+    expect(reused.code).not.toBe(0);
+    expect(reused.out).toContain("badRequest");
+    expect(await certificateCount()).toBe(before + 1);
+  }, 60_000);
+
+  test("the profile's static challenge (configured as its SHA-256)", async () => {
+    await mkdir("c5");
+    const r = await scepclient("c5", "dev5.example.com", STATIC);
+    expect(r.code, r.out).toBe(0);
+    expect((await run(["openssl", "verify", "-CAfile", root, "-untrusted", chainFile, r.cert])).out).toContain(": OK");
+  }, 60_000);
+});
