@@ -96,7 +96,10 @@ function innermost(issue: Issue, prefix: readonly unknown[] = []): { path: reado
 /** Issues as the `details` of a `validation_failed` error: where, which member, and a bounded message. */
 function issueDetails(where: unknown, issues: readonly Issue[]) {
   return issues.slice(0, 10).map((i) => {
-    const { path, message } = innermost(i);
+    const { path, message: raw } = innermost(i);
+    // valibot's messages end in "but received <the value>": the value may be a secret (a plaintext,
+    // a password), so an answer says what was expected and never what was sent.
+    const message = raw.replace(/ but received [\s\S]*$/, "");
     const text = message.length > MAX_ISSUE_MESSAGE ? `${message.slice(0, MAX_ISSUE_MESSAGE)}...` : message;
     return { in: where, path: path.length > 0 ? pathOf(path) : undefined, message: text };
   });

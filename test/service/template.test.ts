@@ -215,6 +215,14 @@ describe("error model", () => {
     });
   }
 
+  test("a validation error names what was expected, never the value that was sent", async () => {
+    const res = await svc.call("/service/api/v1/pets", auth(tokenA, { method: "POST", body: JSON.stringify({ name: "Rex", species: "hunter2-sekrit" }), headers: { "content-type": "application/json" } }));
+    expect(res.status).toBe(400);
+    const text = await res.text();
+    expect(text).toContain("species");
+    expect(text).not.toContain("hunter2-sekrit");
+  });
+
   test("oversized body -> 413 from the pipeline: the error model, request id and security headers", async () => {
     const big = JSON.stringify({ name: "Rex", species: "dog", owner_note: "x".repeat(1024 * 1024) });
     const res = await svc.call("/service/api/v1/pets", auth(tokenA, { method: "POST", body: big, headers: { "content-type": "application/json" } }));
