@@ -125,11 +125,12 @@ function registerKeys(kms: Command): void {
       emit(cmd, r, (x) => `key ${x.name} (${x.id}) is pending deletion on ${x.deletion_date}`);
     });
 
-  sub(key, "public-key <key>", "Export a version's public key as JWK (sign and asymmetric encryption keys)", ["kms key public-key release-signing > release.jwk", "kms key public-key release-signing --version 2"])
-    .option("--version <n>", "the version (default current)", intOption("--version"))
-    .action(async (k: string, o: { version?: number }, cmd: Command) => {
+  sub(key, "public-key <key>", "Export a version's public key as JWK (sign and asymmetric encryption keys)", ["kms key public-key release-signing > release.jwk", "kms key public-key release-signing --at 2"])
+    // --at, not --version: the root command's --version (the CLI's own) wins wherever it appears.
+    .option("--at <n>", "the version (default current)", intOption("--at"))
+    .action(async (k: string, o: { at?: number }, cmd: Command) => {
       const api = Session.open(cmd).api("sm-kms");
-      const jwk = await api.api<Record<string, unknown>>("GET", `/keys/${await keyIdOf(api, k)}/public-key`, undefined, { version: o.version });
+      const jwk = await api.api<Record<string, unknown>>("GET", `/keys/${await keyIdOf(api, k)}/public-key`, undefined, { version: o.at });
       process.stdout.write(JSON.stringify(jwk, null, globals(cmd).json ? 2 : undefined) + "\n");
     });
 }
