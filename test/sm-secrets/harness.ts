@@ -1,7 +1,7 @@
 /** Starts sm-secrets over real HTTPS with the test issuer and a clock the test moves, and request helpers. */
 import { createSmSecrets } from "../../apps/sm-secrets/service.ts";
 import { startTestIssuer, type TestIssuer } from "../support/issuer.ts";
-import { startTestService, type TestService } from "../support/service.ts";
+import { quiet, startTestService, type TestService } from "../support/service.ts";
 import type { ServiceConfig } from "../../src/service/config.ts";
 
 export const ALL_SCOPES = "secrets:read secrets:write secrets:delete secrets:admin";
@@ -31,7 +31,13 @@ export interface Secrets {
 export async function startSecrets(overrides?: (c: ServiceConfig) => void): Promise<Secrets> {
   const clock = new TestClock();
   const issuer = await startTestIssuer({ audience: "sm-secrets" });
-  const svc = await startTestService(createSmSecrets({ now: clock.now }), { issuer, overrides });
+  const svc = await startTestService(createSmSecrets({ now: clock.now }), {
+    issuer,
+    overrides: (c) => {
+      quiet(c);
+      overrides?.(c);
+    },
+  });
   const tokens = new Map<string, string>();
   const token = async (tenant: string, scope = ALL_SCOPES) => {
     const k = `${tenant} ${scope}`;

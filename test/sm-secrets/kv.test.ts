@@ -15,7 +15,11 @@ setDefaultTimeout(60_000);
 let s: Secrets;
 
 beforeAll(async () => {
-  s = await startSecrets();
+  // Every log line the service can write, so the scan for a secret value sees them all.
+  s = await startSecrets((c) => {
+    c.log.level = "debug";
+    c.log.access = true;
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -329,6 +333,7 @@ describe("values stay secret", () => {
     walk(s.svc.dataDir);
     expect(files.some((f) => f.endsWith(".db"))).toBe(true);
     for (const f of files) expect(readFileSync(f).includes(needle)).toBe(false);
+    expect(s.svc.logs.length).toBeGreaterThan(0);
     expect(s.svc.logs.join("\n")).not.toContain(value);
     const metrics = await (await s.svc.admin("/admin/v1/metrics")).text();
     expect(metrics).not.toContain(value);
