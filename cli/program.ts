@@ -6,6 +6,7 @@ import { registerCa } from "./commands/ca.ts";
 import { registerJose } from "./commands/jose.ts";
 import { registerIdentity } from "./commands/identity.ts";
 import { registerAdmin } from "./commands/admin.ts";
+import { registerSecrets } from "./commands/secrets.ts";
 import { registerCompletion } from "./completion.ts";
 
 export const VERSION = "0.1.0";
@@ -35,6 +36,7 @@ Environment: CRYPTOUTIL_HOME (default ~/.cryptoutil), CRYPTOUTIL_SUITE (default 
     );
   registerLogin(program);
   registerKms(program);
+  registerSecrets(program);
   registerJose(program);
   registerCa(program);
   registerIdentity(program);

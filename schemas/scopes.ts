@@ -6,6 +6,7 @@ export const SERVICE_SCOPES: Record<string, string[]> = {
   "jose-ja": ["jose:admin", "jose:sign", "jose:verify", "jose:encrypt", "jose:decrypt"],
   "pki-ca": ["pki:request", "pki:read", "pki:approve", "pki:revoke", "pki:admin"],
   "learn-ps": ["pets:read", "pets:write"],
+  "sm-secrets": ["secrets:read", "secrets:write", "secrets:delete", "secrets:admin"],
 };
 
 /** The scopes of a set of services, each once. */

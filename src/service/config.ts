@@ -148,6 +148,15 @@ export const ServiceConfigSchema = serviceConfigSchema(v.optional(v.record(v.str
 
 export type ServiceConfig = v.InferOutput<typeof ServiceConfigSchema>;
 
+/** An app's own `app` section checked against its schema: a bad member is `config_invalid` naming `app.<key>`. */
+export function parseAppSection<S extends v.GenericSchema>(schema: S, app: unknown): v.InferOutput<S> {
+  const r = v.safeParse(schema, app ?? {});
+  if (r.success) return r.output;
+  const issue = r.issues[0];
+  const path = issue.path?.map((p) => String(p.key)).join(".");
+  throw new AppError("config_invalid", `app${path ? "." + path : ""}: ${issue.message}`);
+}
+
 /** Built-in defaults; a service overrides its port and data dir. */
 export function defaultConfig(service: string, publicPort: number): ServiceConfig {
   return {

@@ -8,6 +8,7 @@ import type { Dispatcher } from "../crypto/dispatcher.ts";
 import type { Pkcs11Provider } from "../crypto/pkcs11/index.ts";
 import type { ChangeFeed } from "../storage/change-feed.ts";
 import type { Federation } from "../federation/federation.ts";
+import type { BearerVerifier } from "../auth/bearer.ts";
 
 /** Encrypts values at rest; the barrier implements it. `context` binds a ciphertext to its place. */
 export interface DataProtector {
@@ -42,6 +43,12 @@ export interface ServiceContext {
   hsm?: Pkcs11Provider;
   /** The other services this one calls, each with its timeouts, retries, breaker and fallback. */
   federation: Federation;
+  /**
+   * The verifier of the service's access tokens, the one the pipeline applies under
+   * /service/api/: for public `routes` that take the same token in a protocol's own header
+   * (sm-secrets' Vault surface reads `X-Vault-Token`).
+   */
+  bearer: BearerVerifier;
   /** Registers work to run at graceful stop (timers, background jobs), before storage closes. */
   onStop(fn: () => void | Promise<void>): void;
 }

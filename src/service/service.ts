@@ -346,6 +346,7 @@ async function startOnDatabase(
     crypto: cryptoDispatcher,
     hsm,
     federation,
+    bearer,
     onStop: (fn) => void stopHooks.push(fn),
   };
   const app = buildPublicApp(def, ctx);

@@ -13,6 +13,7 @@ import { identityIdp } from "../../../apps/identity-idp/service.ts";
 import { joseJa } from "../../../apps/jose-ja/service.ts";
 import { pkiCa } from "../../../apps/pki-ca/service.ts";
 import { smKms } from "../../../apps/sm-kms/service.ts";
+import { smSecrets } from "../../../apps/sm-secrets/service.ts";
 import type { ServiceConfig } from "../../../src/service/config.ts";
 import type { ServiceDefinition } from "../../../src/service/context.ts";
 import { quiet, startTestService, tempDir, type TestService } from "../../support/service.ts";
@@ -33,8 +34,8 @@ export const TLS_SERVER_PROFILE = {
   ip_ranges: ["10.0.0.0/8"],
 };
 
-type Optional = "sm-kms" | "jose-ja" | "pki-ca" | "identity-idp";
-const DEFS: Record<Optional, ServiceDefinition> = { "sm-kms": smKms, "jose-ja": joseJa, "pki-ca": pkiCa, "identity-idp": identityIdp };
+type Optional = "sm-kms" | "sm-secrets" | "jose-ja" | "pki-ca" | "identity-idp";
+const DEFS: Record<Optional, ServiceDefinition> = { "sm-kms": smKms, "sm-secrets": smSecrets, "jose-ja": joseJa, "pki-ca": pkiCa, "identity-idp": identityIdp };
 
 export interface CliRun {
   code: number;

@@ -1,0 +1,148 @@
+/** Kysely queries of sm-secrets. Every query takes the tenant: there is no query without one. */
+import type { Kysely, Transaction } from "kysely";
+import { withTransaction } from "../../src/storage/index.ts";
+
+export interface KeyRow {
+  tenant: string;
+  path: string;
+  cas_required: number;
+  max_versions: number;
+  delete_version_after: number;
+  custom_metadata: string | null;
+  current_version: number;
+  oldest_version: number;
+  created_time: string;
+  updated_time: string;
+}
+
+export interface VersionRow {
+  tenant: string;
+  path: string;
+  version: number;
+  data: Uint8Array | null;
+  created_time: string;
+  deletion_time: string | null;
+  destroyed: number;
+}
+
+export interface ConfigRow {
+  tenant: string;
+  max_versions: number;
+  cas_required: number;
+  delete_version_after: number;
+}
+
+export interface SecretsDb {
+  kv_keys: KeyRow;
+  kv_versions: VersionRow;
+  kv_config: ConfigRow;
+}
+
+type Db = Kysely<SecretsDb> | Transaction<SecretsDb>;
+
+/** Queries on one database handle (the store itself, or a transaction's). */
+export class KvQueries {
+  constructor(protected readonly db: Db) {}
+
+  key(tenant: string, path: string): Promise<KeyRow | undefined> {
+    return this.db.selectFrom("kv_keys").selectAll().where("tenant", "=", tenant).where("path", "=", path).executeTakeFirst();
+  }
+
+  version(tenant: string, path: string, version: number): Promise<VersionRow | undefined> {
+    return this.db.selectFrom("kv_versions").selectAll().where("tenant", "=", tenant).where("path", "=", path).where("version", "=", version).executeTakeFirst();
+  }
+
+  /** Every version of a key without its data, oldest first. */
+  versions(tenant: string, path: string): Promise<Omit<VersionRow, "data">[]> {
+    return this.db
+      .selectFrom("kv_versions")
+      .select(["tenant", "path", "version", "created_time", "deletion_time", "destroyed"])
+      .where("tenant", "=", tenant)
+      .where("path", "=", path)
+      .orderBy("version")
+      .execute();
+  }
+
+  config(tenant: string): Promise<ConfigRow | undefined> {
+    return this.db.selectFrom("kv_config").selectAll().where("tenant", "=", tenant).executeTakeFirst();
+  }
+
+  async insertKey(row: KeyRow): Promise<void> {
+    await this.db.insertInto("kv_keys").values(row).execute();
+  }
+
+  async updateKey(tenant: string, path: string, set: Partial<Omit<KeyRow, "tenant" | "path" | "created_time">>): Promise<void> {
+    await this.db.updateTable("kv_keys").set(set).where("tenant", "=", tenant).where("path", "=", path).execute();
+  }
+
+  async insertVersion(row: VersionRow): Promise<void> {
+    await this.db.insertInto("kv_versions").values(row).execute();
+  }
+
+  /** Removes the versions below `keepFrom` (max_versions pruning). */
+  async pruneBelow(tenant: string, path: string, keepFrom: number): Promise<void> {
+    await this.db.deleteFrom("kv_versions").where("tenant", "=", tenant).where("path", "=", path).where("version", "<", keepFrom).execute();
+  }
+
+  /** Soft-deletes the listed versions that are live at `now` (not destroyed, not already deleted). */
+  async softDelete(tenant: string, path: string, versions: number[], now: string): Promise<void> {
+    await this.db
+      .updateTable("kv_versions")
+      .set({ deletion_time: now })
+      .where("tenant", "=", tenant)
+      .where("path", "=", path)
+      .where("version", "in", versions)
+      .where("destroyed", "=", 0)
+      .where((eb) => eb.or([eb("deletion_time", "is", null), eb("deletion_time", ">", now)]))
+      .execute();
+  }
+
+  async undelete(tenant: string, path: string, versions: number[]): Promise<void> {
+    await this.db
+      .updateTable("kv_versions")
+      .set({ deletion_time: null })
+      .where("tenant", "=", tenant)
+      .where("path", "=", path)
+      .where("version", "in", versions)
+      .where("destroyed", "=", 0)
+      .execute();
+  }
+
+  /** Destroys the listed versions: their ciphertext is dropped for good. */
+  async destroy(tenant: string, path: string, versions: number[]): Promise<void> {
+    await this.db.updateTable("kv_versions").set({ data: null, destroyed: 1 }).where("tenant", "=", tenant).where("path", "=", path).where("version", "in", versions).execute();
+  }
+
+  /** Removes a key, its metadata and every version. */
+  async deleteKey(tenant: string, path: string): Promise<void> {
+    await this.db.deleteFrom("kv_versions").where("tenant", "=", tenant).where("path", "=", path).execute();
+    await this.db.deleteFrom("kv_keys").where("tenant", "=", tenant).where("path", "=", path).execute();
+  }
+
+  /** The paths of the tenant's keys that start with `prefix`, sorted. */
+  async pathsUnder(tenant: string, prefix: string, limit: number): Promise<string[]> {
+    let q = this.db.selectFrom("kv_keys").select("path").where("tenant", "=", tenant);
+    if (prefix) q = q.where("path", ">=", prefix).where("path", "<", prefix + "\uffff");
+    const rows = await q.orderBy("path").limit(limit).execute();
+    return rows.map((r) => r.path);
+  }
+
+  async upsertConfig(row: ConfigRow): Promise<void> {
+    await this.db
+      .insertInto("kv_config")
+      .values(row)
+      .onConflict((oc) => oc.column("tenant").doUpdateSet({ max_versions: row.max_versions, cas_required: row.cas_required, delete_version_after: row.delete_version_after }))
+      .execute();
+  }
+}
+
+export class KvStore extends KvQueries {
+  constructor(private readonly root: Kysely<SecretsDb>) {
+    super(root);
+  }
+
+  /** Runs `fn` in one read-write transaction: check-and-set and version numbering happen inside. */
+  transaction<T>(fn: (q: KvQueries) => Promise<T>): Promise<T> {
+    return withTransaction(this.root, (trx) => fn(new KvQueries(trx)));
+  }
+}
