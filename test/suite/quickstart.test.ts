@@ -19,8 +19,8 @@ let dir: string;
 let suite: RunningSuite;
 let ca: string;
 
-const SERVICES = ["identity-authz", "identity-idp", "jose-ja", "learn-ps", "pki-ca", "sm-kms"];
-const PORTS = [18000, 18100, 9443, 8888, 8443, 8080];
+const SERVICES = ["identity-authz", "identity-idp", "jose-ja", "learn-ps", "pki-ca", "sm-kms", "sm-secrets"];
+const PORTS = [18000, 18100, 9443, 8888, 8443, 8080, 8090];
 
 /** The README's quickstart block, verbatim. */
 function quickstart(): string {
