@@ -15,7 +15,7 @@ setDefaultTimeout(60_000);
 let dir: string;
 let suite: RunningSuite;
 
-const APPS = ["sm-kms", "jose-ja", "pki-ca", "identity-authz", "identity-idp", "learn-ps"];
+const APPS = ["sm-kms", "jose-ja", "pki-ca", "identity-authz", "identity-idp", "learn-ps", "sm-secrets"];
 const readme = (app: string) => readFileSync(join(REPO, "apps", app, "README.md"), "utf8");
 
 /** The README's try block, verbatim (exactly one per README). */
@@ -170,6 +170,22 @@ describe("the try blocks, verbatim, after npm start", () => {
       expect(patched).toMatchObject({ id: pet.id, age_years: 4, tags: ["friendly"], owner_note: null });
       expect(gone.error.code).toBe("not_found");
       expect(run.out).toContain("(404, as expected)");
+    }
+  });
+
+  test("sm-secrets: a version, check-and-set won then refused, reads, list, metadata, the Vault view; runs twice", async () => {
+    for (let round = 0; round < 2; round++) {
+      const run = await runBlock("sm-secrets");
+      succeeded(run);
+      const [first, second, refused, current, old, list, meta, vault] = answers(run.out);
+      expect(second.version).toBe(first.version + 1);
+      expect(refused.error.code).toBe("cas_mismatch");
+      expect(run.out).toContain("(409, as expected)");
+      expect(current).toMatchObject({ path: "team-a/db", data: { user: "app", password: "n3w" }, metadata: { version: second.version } });
+      expect(old).toMatchObject({ data: { password: "s3cret" }, metadata: { version: first.version } });
+      expect(list).toEqual({ prefix: "team-a/", keys: ["db"] });
+      expect(meta.current_version).toBe(second.version);
+      expect(vault).toMatchObject({ mount_type: "kv", data: { data: { password: "n3w" }, metadata: { version: second.version } } });
     }
   });
 });
