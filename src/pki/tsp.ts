@@ -10,12 +10,13 @@
  */
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import { Certificate } from "@peculiar/asn1-x509";
-import { Attribute, CertificateChoices, CertificateSet, ContentInfo, EncapsulatedContent, EncapsulatedContentInfo, id_signedData, IssuerAndSerialNumber, SignedData, SignerIdentifier, SignerInfo, SignerInfos, DigestAlgorithmIdentifiers } from "@peculiar/asn1-cms";
+import { Attribute, CertificateChoices, CertificateSet, ContentInfo, EncapsulatedContent, EncapsulatedContentInfo, id_signedData, SignedData, SignerInfos, DigestAlgorithmIdentifiers } from "@peculiar/asn1-cms";
 import { Accuracy, id_ct_tstInfo, PKIFailureInfo, PKIFreeText, PKIStatus, PKIStatusInfo, TimeStampReq, TimeStampResp, TimeStampToken, TSTInfo } from "@peculiar/asn1-tsp";
 import { AlgorithmIdentifier } from "@peculiar/asn1-x509";
 import { AppError } from "../service/errors.ts";
 import { hashParametersOk, signDer, type CaKeyType } from "./signing.ts";
 import * as x509 from "./x509.ts";
+import { SHA256_ALGORITHM_OID, signerInfo } from "./cms-signer.ts";
 
 export const MAX_TSP_REQUEST_BYTES = 16 * 1024;
 const HASHES: Record<string, { name: string; length: number }> = {
@@ -23,7 +24,6 @@ const HASHES: Record<string, { name: string; length: number }> = {
   "2.16.840.1.101.3.4.2.2": { name: "SHA-384", length: 48 },
   "2.16.840.1.101.3.4.2.3": { name: "SHA-512", length: 64 },
 };
-const SHA256_OID = "2.16.840.1.101.3.4.2.1";
 const ATTR_CONTENT_TYPE = "1.2.840.113549.1.9.3";
 const ATTR_MESSAGE_DIGEST = "1.2.840.113549.1.9.4";
 const ATTR_SIGNING_CERT_V2 = "1.2.840.113549.1.9.16.2.47";
@@ -101,28 +101,14 @@ export async function stamp(signer: TsaSigner, req: TimeStampReq, opts: { policy
     new Attribute({ attrType: ATTR_MESSAGE_DIGEST, attrValues: [AsnConvert.serialize(new OctetString(await crypto.subtle.digest("SHA-256", tstDer)))] }),
     new Attribute({ attrType: ATTR_SIGNING_CERT_V2, attrValues: [signingCertV2.slice().buffer as ArrayBuffer] }),
   ];
-  // DER SET OF: elements in ascending order of their encodings; the same order is used in the SignerInfo.
-  const encoded = attrs.map((a) => ({ a, d: new Uint8Array(AsnConvert.serialize(a)) })).sort((x, y) => compareBytes(x.d, y.d));
-  const signedAttrsDer = der(0x31, concat(encoded.map((e) => e.d)));
-  const { algorithm, signature } = await signDer(signer.keyType, signer.key, signedAttrsDer.slice().buffer as ArrayBuffer);
-
-  const certAsn = AsnConvert.parse(certDer, Certificate);
-  const sha256 = new AlgorithmIdentifier({ algorithm: SHA256_OID });
-  const signerInfo = new SignerInfo({
-    version: 1,
-    sid: new SignerIdentifier({ issuerAndSerialNumber: new IssuerAndSerialNumber({ issuer: certAsn.tbsCertificate.issuer, serialNumber: certAsn.tbsCertificate.serialNumber }) }),
-    digestAlgorithm: sha256,
-    signedAttrs: encoded.map((e) => e.a),
-    signatureAlgorithm: algorithm,
-    signature: new OctetString(signature),
-  });
+  const info = await signerInfo(attrs, certDer, (signedAttrs) => signDer(signer.keyType, signer.key, signedAttrs));
   const signed = new SignedData({
     version: 3,
-    digestAlgorithms: new DigestAlgorithmIdentifiers([sha256]),
+    digestAlgorithms: new DigestAlgorithmIdentifiers([new AlgorithmIdentifier({ algorithm: SHA256_ALGORITHM_OID })]),
     encapContentInfo: new EncapsulatedContentInfo({ eContentType: id_ct_tstInfo, eContent: new EncapsulatedContent({ single: new OctetString(tstDer) }) }),
-    signerInfos: new SignerInfos([signerInfo]),
+    signerInfos: new SignerInfos([info]),
   });
-  if (req.certReq) signed.certificates = new CertificateSet([new CertificateChoices({ certificate: certAsn })]);
+  if (req.certReq) signed.certificates = new CertificateSet([new CertificateChoices({ certificate: AsnConvert.parse(certDer, Certificate) })]);
   const token = new TimeStampToken({ contentType: id_signedData, content: AsnConvert.serialize(signed) });
   const resp = new TimeStampResp({ status: new PKIStatusInfo({ status: PKIStatus.granted }), timeStampToken: token as ContentInfo });
   return { granted: true, response: new Uint8Array(AsnConvert.serialize(resp)) };
@@ -146,11 +132,6 @@ function concat(parts: Uint8Array[]): Uint8Array {
     o += p.length;
   }
   return out;
-}
-
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return a.length - b.length;
 }
 
 function hexToBytes(hex: string): Uint8Array {

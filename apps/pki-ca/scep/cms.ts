@@ -33,14 +33,13 @@ import {
   RecipientInfo,
   RecipientInfos,
   SignedData,
-  SignerIdentifier,
-  SignerInfo,
   SignerInfos,
 } from "@peculiar/asn1-cms";
 import { AppError } from "../../../src/service/errors.ts";
 import { verifyBySpki } from "../../../src/pki/csr.ts";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
 import * as x509 from "../../../src/pki/x509.ts";
+import { signerInfo } from "../../../src/pki/cms-signer.ts";
 
 /** SCEP attribute OIDs (id-attributes, RFC 8894 §3.2.1). */
 export const SCEP_ATTR = {
@@ -284,26 +283,12 @@ export async function signPkiMessage(
   if (fields.recipientNonce) attrs.push(new Attribute({ attrType: SCEP_ATTR.recipientNonce, attrValues: [octets(fields.recipientNonce)] }));
   if (fields.pkiStatus) attrs.push(new Attribute({ attrType: SCEP_ATTR.pkiStatus, attrValues: [printable(fields.pkiStatus)] }));
   if (fields.failInfo) attrs.push(new Attribute({ attrType: SCEP_ATTR.failInfo, attrValues: [printable(fields.failInfo)] }));
-  // DER SET OF: ascending order of the encodings, the same order in the SignerInfo.
-  const encoded = attrs.map((a) => ({ a, d: Buffer.from(AsnConvert.serialize(a)) })).sort((x, y) => Buffer.compare(x.d, y.d));
-  const { algorithm, signature } = await signer.sign(ab(tlv(0x31, Buffer.concat(encoded.map((e) => e.d)))));
-  const certAsn = AsnConvert.parse(signer.cert.rawData, Certificate);
-  const sha256 = new AlgorithmIdentifier({ algorithm: SHA256_OID });
   const signed = new SignedData({
     version: 1,
-    digestAlgorithms: new DigestAlgorithmIdentifiers([sha256]),
+    digestAlgorithms: new DigestAlgorithmIdentifiers([new AlgorithmIdentifier({ algorithm: SHA256_OID })]),
     encapContentInfo: new EncapsulatedContentInfo({ eContentType: id_data, eContent: new EncapsulatedContent({ single: new OctetString(content) }) }),
     certificates: new CertificateSet([signer.cert, ...extraCerts].map((c) => new CertificateChoices({ certificate: AsnConvert.parse(c.rawData, Certificate) }))),
-    signerInfos: new SignerInfos([
-      new SignerInfo({
-        version: 1,
-        sid: new SignerIdentifier({ issuerAndSerialNumber: new IssuerAndSerialNumber({ issuer: certAsn.tbsCertificate.issuer, serialNumber: certAsn.tbsCertificate.serialNumber }) }),
-        digestAlgorithm: sha256,
-        signedAttrs: encoded.map((e) => e.a),
-        signatureAlgorithm: algorithm,
-        signature: new OctetString(signature),
-      }),
-    ]),
+    signerInfos: new SignerInfos([await signerInfo(attrs, signer.cert.rawData, (signedAttrs) => signer.sign(signedAttrs))]),
   });
   return new Uint8Array(AsnConvert.serialize(new ContentInfo({ contentType: id_signedData, content: AsnConvert.serialize(signed) })));
 }
