@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { identityAuthz } from "../../apps/identity-authz/service.ts";
 import { learnPs } from "../../apps/learn-ps/service.ts";
 import type { ServiceConfig } from "../../src/service/config.ts";
-import { startTestService, tempDir, type TestService } from "../support/service.ts";
+import { startTestService, tempDir, trustIdentity, type TestService } from "../support/service.ts";
 import { freePort } from "../identity/support/authz.ts";
 
 const TENANT = "fed";
@@ -35,10 +35,7 @@ async function startIdentity(): Promise<TestService> {
     root,
     overrides: (c) => {
       c.server.port = port;
-      c.auth.issuer = `${authzUrl}/t/{tenant}`;
-      c.auth.jwks_url = `${authzUrl}/t/{tenant}/jwks`;
-      c.auth.ca_file = join(root, "identity-authz", "trust-bundle.pem");
-      c.auth.audience = "identity-authz";
+      trustIdentity(c, authzUrl, join(root, "identity-authz", "trust-bundle.pem"), "identity-authz");
       c.log.level = "warn";
       c.security.rate_limit_rps = 100_000;
       c.security.rate_limit_burst = 100_000;
@@ -63,10 +60,7 @@ function startLearn(fallback: "cached_jwks" | "reject_all" | "allow_all", fed: P
   return startTestService(learnPs, {
     root: join(root, `learn-${fallback}`),
     overrides: (c) => {
-      c.auth.issuer = `${authzUrl}/t/{tenant}`;
-      c.auth.jwks_url = `${authzUrl}/t/{tenant}/jwks`;
-      c.auth.ca_file = join(root, "identity-authz", "trust-bundle.pem");
-      c.auth.audience = "learn-ps";
+      trustIdentity(c, authzUrl, join(root, "identity-authz", "trust-bundle.pem"), "learn-ps");
       Object.assign(c.federation.identity, {
         fallback,
         retries: 0,

@@ -21,6 +21,17 @@ export interface TestService extends RunningService {
   logs: string[];
 }
 
+/**
+ * Makes a service trust identity-authz at `authzUrl` as `npm start` does: its per-tenant issuers,
+ * their JWKS, the CA bundle in `caFile`, and access tokens for `audience`.
+ */
+export function trustIdentity(c: ServiceConfig, authzUrl: string, caFile: string, audience: string): void {
+  c.auth.issuer = `${authzUrl}/t/{tenant}`;
+  c.auth.jwks_url = `${authzUrl}/t/{tenant}/jwks`;
+  c.auth.ca_file = caFile;
+  c.auth.audience = audience;
+}
+
 /** Test services log only warnings and have no practical rate limit. */
 export const quiet = (c: ServiceConfig) => {
   c.log.level = "warn";

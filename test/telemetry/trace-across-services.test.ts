@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { identityAuthz } from "../../apps/identity-authz/service.ts";
 import { smKms } from "../../apps/sm-kms/service.ts";
 import type { ServiceConfig } from "../../src/service/config.ts";
-import { quiet, startTestService, tempDir, type TestService } from "../support/service.ts";
+import { quiet, startTestService, tempDir, trustIdentity, type TestService } from "../support/service.ts";
 import { freePort } from "../identity/support/authz.ts";
 import { startOtlpReceiver, until, type OtlpReceiver, type ReceivedSpan } from "./otlp-receiver.ts";
 
@@ -37,10 +37,7 @@ beforeAll(async () => {
   const port = await freePort();
   authzUrl = `https://127.0.0.1:${port}`;
   const trust = (c: ServiceConfig, audience: string) => {
-    c.auth.issuer = `${authzUrl}/t/{tenant}`;
-    c.auth.jwks_url = `${authzUrl}/t/{tenant}/jwks`;
-    c.auth.ca_file = join(root, "identity-authz", "trust-bundle.pem");
-    c.auth.audience = audience;
+    trustIdentity(c, authzUrl, join(root, "identity-authz", "trust-bundle.pem"), audience);
   };
   authz = await startTestService(identityAuthz, {
     root,

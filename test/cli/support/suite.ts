@@ -16,7 +16,7 @@ import { smKms } from "../../../apps/sm-kms/service.ts";
 import { smSecrets } from "../../../apps/sm-secrets/service.ts";
 import type { ServiceConfig } from "../../../src/service/config.ts";
 import type { ServiceDefinition } from "../../../src/service/context.ts";
-import { quiet, startTestService, tempDir, type TestService } from "../../support/service.ts";
+import { quiet, startTestService, tempDir, trustIdentity, type TestService } from "../../support/service.ts";
 import { freePort } from "../../identity/support/authz.ts";
 import { scopesOf } from "../../../schemas/scopes.ts";
 
@@ -82,12 +82,7 @@ export async function startCliSuite(wanted: Optional[]): Promise<CliSuite> {
   const idpPort = wanted.includes("identity-idp") ? await freePort() : 0;
   const pkiPort = wanted.includes("pki-ca") ? await freePort() : 0;
   const bundle = (svc: string) => join(root, svc, "trust-bundle.pem");
-  const verifyTokensOf = (svc: string) => (c: ServiceConfig) => {
-    c.auth.issuer = `${authzUrl}/t/{tenant}`;
-    c.auth.jwks_url = `${authzUrl}/t/{tenant}/jwks`;
-    c.auth.ca_file = bundle(svc);
-    c.auth.audience = svc;
-  };
+  const verifyTokensOf = (svc: string) => (c: ServiceConfig) => trustIdentity(c, authzUrl, bundle(svc), svc);
 
   const services: Record<string, TestService> = {};
   services["identity-authz"] = await startTestService(identityAuthz, {

@@ -12,7 +12,7 @@ import { learnPs } from "../../../apps/learn-ps/service.ts";
 import { browserLogin, parseBrowserLoginConfig } from "../../../src/auth/bff.ts";
 import type { ServiceConfig } from "../../../src/service/config.ts";
 import type { ServiceDefinition } from "../../../src/service/context.ts";
-import { quiet, startTestService, tempDir, type TestService } from "../../support/service.ts";
+import { quiet, startTestService, tempDir, trustIdentity, type TestService } from "../../support/service.ts";
 import { spkiPins } from "../../support/chromium.ts";
 import { freePort } from "./authz.ts";
 import { ScriptedBrowser, enrolmentSecret } from "./browser.ts";
@@ -48,12 +48,7 @@ export async function startIdentitySuite(opts: { tenant?: string } = {}): Promis
   const psUrl = `https://127.0.0.1:${psPort}`;
   const issuer = `${authzUrl}/t/${tenant}`;
   const bundle = (svc: string) => join(root, svc, "trust-bundle.pem");
-  const verifyTokensOf = (svc: string) => (c: ServiceConfig) => {
-    c.auth.issuer = `${authzUrl}/t/{tenant}`;
-    c.auth.jwks_url = `${authzUrl}/t/{tenant}/jwks`;
-    c.auth.ca_file = bundle(svc);
-    c.auth.audience = svc;
-  };
+  const verifyTokensOf = (svc: string) => (c: ServiceConfig) => trustIdentity(c, authzUrl, bundle(svc), svc);
 
   const authz = await startTestService(identityAuthz, {
     root,
