@@ -37,6 +37,10 @@ export const IdpAppConfig = v.strictObject({
   mfa_default: v.optional(v.picklist(["optional", "required"]), "optional"),
   totp_drift_steps: v.optional(int(0, 3), 1),
   hotp_look_ahead: v.optional(int(1, 100), 10),
+  /** WebAuthn RP ID (a registrable domain of the pages' host). Default: the host of server.public_url. */
+  webauthn_rp_id: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9.-]{1,253}$/))),
+  /** Origins passkey ceremonies may run on. Default: the origin of server.public_url. */
+  webauthn_origins: v.optional(v.array(v.pipe(v.string(), v.url()))),
   /** The signing key of login verifiers is replaced after this many days. */
   signing_key_rotation_days: v.optional(int(1, 3650), 90),
 });

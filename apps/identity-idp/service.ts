@@ -16,6 +16,12 @@ import { IdpKeys, LoginHandoff } from "./domain/handoff.ts";
 import { prepareDummy } from "./domain/password.ts";
 import { Argon2Pool } from "./domain/argon2-pool.ts";
 import { adminRoutes } from "./routes/admin.ts";
+import { wsapiRoutes } from "./routes/wsapi.ts";
+import { passkeyRoutes } from "./routes/passkeys.ts";
+import { YubiKeys } from "./domain/yubikeys.ts";
+import { Passkeys, type RelyingParty } from "./domain/passkeys.ts";
+import { AppError } from "../../src/service/errors.ts";
+import type { IdpConfig } from "./config.ts";
 import { idpPages } from "./routes/pages.ts";
 
 /** Everything the routes share; built once per service start. */
@@ -23,7 +29,9 @@ export function buildIdp(ctx: ServiceContext) {
   const cfg = parseAppConfig(ctx.config);
   const store = new IdpStore(ctx.db);
   const sessions = new IdpSessions(ctx.db, ctx.protector, ctx.sessions, { idleS: cfg.session_idle_s, absoluteS: cfg.session_absolute_s });
-  const factors = new SecondFactors(store, ctx.protector, { issuerName: cfg.display_name, driftSteps: cfg.totp_drift_steps, hotpLookAhead: cfg.hotp_look_ahead });
+  const yubikeys = new YubiKeys(store, ctx.protector);
+  const passkeys = new Passkeys(store);
+  const factors = new SecondFactors(store, ctx.protector, { issuerName: cfg.display_name, driftSteps: cfg.totp_drift_steps, hotpLookAhead: cfg.hotp_look_ahead }, yubikeys, passkeys);
   const throttle = new LoginThrottle(ctx.db, { userThreshold: cfg.lockout_user_threshold, ipThreshold: cfg.lockout_ip_threshold, baseS: cfg.lockout_base_s, maxS: cfg.lockout_max_s });
   const argon2 = { m: cfg.argon2_memory_kib, t: cfg.argon2_iterations, p: cfg.argon2_parallelism };
   const runner = Argon2Pool.create(cfg.argon2_workers);
@@ -46,7 +54,23 @@ export function buildIdp(ctx: ServiceContext) {
   ctx.onStop(() => clearInterval(rotation));
   const caFile = cfg.ca_file ?? join(resolve(ctx.config.data.dir), "trust-bundle.pem");
   const handoff = new LoginHandoff({ authzUrl: cfg.authz_url, authzJwksUrl: cfg.authz_jwks_url, caFile }, keys);
-  return { cfg, store, sessions, factors, throttle, users, keys, handoff };
+  const relyingParty = relyingPartyOf(cfg, ctx.config.server.public_url, ctx.development);
+  return { cfg, store, sessions, factors, throttle, users, keys, handoff, yubikeys, passkeys, relyingParty };
+}
+
+/**
+ * Where passkey ceremonies may run: configured, or the host of the public URL. Without either,
+ * development mode takes the page's own origin (a local test); production refuses passkeys.
+ */
+function relyingPartyOf(cfg: IdpConfig, publicUrl: string | undefined, development: boolean): (req: Request) => RelyingParty {
+  const fixed = cfg.webauthn_origins ?? (publicUrl ? [new URL(publicUrl).origin] : undefined);
+  const rpId = cfg.webauthn_rp_id ?? (fixed ? new URL(fixed[0]!).hostname : undefined);
+  return (req) => {
+    if (fixed && rpId) return { id: rpId, name: cfg.display_name, origins: fixed };
+    if (!development) throw new AppError("passkeys_unconfigured", "passkeys need app.webauthn_rp_id and app.webauthn_origins, or server.public_url", { status: 404 });
+    const origin = new URL(req.url).origin;
+    return { id: new URL(origin).hostname, name: cfg.display_name, origins: [origin] };
+  };
 }
 
 const built = new WeakMap<ServiceContext, ReturnType<typeof buildIdp>>();
@@ -67,10 +91,22 @@ export const identityIdp: ServiceDefinition = {
   checkConfig: (c) => void parseAppConfig(c),
   api: (ctx) => {
     const b = idpOf(ctx);
-    return adminRoutes(b.users, b.sessions, b.keys);
+    return adminRoutes(b.users, b.sessions, b.keys, b.yubikeys);
   },
   routes: (ctx) => {
     const b = idpOf(ctx);
-    return idpPages({ users: b.users, store: b.store, sessions: b.sessions, handoff: b.handoff, keys: b.keys, cfg: b.cfg, publicUrl: ctx.config.server.public_url });
+    const deps = {
+      users: b.users,
+      store: b.store,
+      sessions: b.sessions,
+      handoff: b.handoff,
+      keys: b.keys,
+      cfg: b.cfg,
+      publicUrl: ctx.config.server.public_url,
+      passkeys: b.passkeys,
+      relyingParty: b.relyingParty,
+      development: ctx.development,
+    };
+    return idpPages(deps).use(passkeyRoutes(deps)).use(wsapiRoutes(b.yubikeys));
   },
 };

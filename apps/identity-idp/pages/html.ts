@@ -1,7 +1,7 @@
 /**
  * Server-rendered pages of identity-idp. Every interpolated value goes through `esc`; pages
- * load one same-origin stylesheet and no script at all, so they work under `script-src 'self'`
- * with no exception. Errors are tied to their field (`aria-describedby`, `aria-invalid`).
+ * load one same-origin stylesheet and, where passkeys are offered, one same-origin script
+ * (`/assets/webauthn.js`), so they work under `script-src 'self'` with no exception. Errors are tied to their field (`aria-describedby`, `aria-invalid`).
  */
 import type { Enrolment } from "../domain/factors.ts";
 
@@ -25,6 +25,13 @@ ${body}
 </html>`;
 }
 
+const PASSKEY_SCRIPT = `\n<script src="/assets/webauthn.js" defer></script>`;
+
+/** A button the passkey script drives, with the status line its errors go to. */
+const passkeyButton = (p: { tenant: string; csrf: string; kind: "register" | "login" | "mfa"; label: string }) =>
+  `<button type="button" id="passkey-${p.kind}" class="secondary" data-passkey="${p.kind}" data-tenant="${esc(p.tenant)}" data-csrf="${esc(p.csrf)}">${esc(p.label)}</button>
+<p id="passkey-status" class="error" role="status"></p>`;
+
 const csrf = (token: string) => `<input type="hidden" name="csrf_token" value="${esc(token)}">`;
 
 /** A text input with its label and, when given, an error tied to it. */
@@ -36,7 +43,7 @@ function field(p: { id: string; label: string; type?: string; autocomplete: stri
 ${err}`;
 }
 
-export function loginPage(p: { tenant: string; csrf: string; username?: string; error?: string; clientName?: string }): string {
+export function loginPage(p: { tenant: string; csrf: string; username?: string; error?: string; clientName?: string; links?: string }): string {
   const who = p.clientName ? `<p>to continue to <strong>${esc(p.clientName)}</strong></p>` : "";
   return page(
     "Sign in",
@@ -45,19 +52,23 @@ ${csrf(p.csrf)}
 ${field({ id: "username", label: "Username", autocomplete: "username", value: p.username, extra: ' autocapitalize="none" spellcheck="false"' })}
 ${field({ id: "password", label: "Password", type: "password", autocomplete: "current-password", error: p.error })}
 <button type="submit">Sign in</button>
-</form>`,
+</form>
+${passkeyButton({ tenant: p.tenant, csrf: p.csrf, kind: "login", label: "Sign in with a passkey" })}${p.links ?? ""}`,
+    PASSKEY_SCRIPT,
   );
 }
 
-export function mfaPage(p: { tenant: string; csrf: string; error?: string }): string {
+export function mfaPage(p: { tenant: string; csrf: string; error?: string; passkey?: boolean }): string {
   return page(
     "Two-step verification",
-    `<p>Enter the 6-digit code from your authenticator app, or one of your recovery codes.</p>
+    `${p.passkey ? passkeyButton({ tenant: p.tenant, csrf: p.csrf, kind: "mfa", label: "Use your passkey or security key" }) : ""}
+<p>Enter the 6-digit code from your authenticator app, touch your YubiKey, or enter one of your recovery codes.</p>
 <form method="post" action="/t/${esc(p.tenant)}/mfa" novalidate>
 ${csrf(p.csrf)}
-${field({ id: "code", label: "Code", autocomplete: "one-time-code", error: p.error, extra: ' inputmode="text" autocapitalize="none" spellcheck="false" maxlength="24"' })}
+${field({ id: "code", label: "Code", autocomplete: "one-time-code", error: p.error, extra: ' inputmode="text" autocapitalize="none" spellcheck="false" maxlength="48"' })}
 <button type="submit">Verify</button>
 </form>`,
+    p.passkey ? PASSKEY_SCRIPT : "",
   );
 }
 
@@ -125,12 +136,19 @@ export function logoutPage(p: { tenant: string; csrf?: string; done?: boolean })
   );
 }
 
+const FACTOR_TEXT: Record<string, string> = {
+  totp: "Authenticator app (TOTP)",
+  hotp: "Hardware token (HOTP)",
+  yubikey: "YubiKey (Yubico OTP)",
+  passkey: "Passkey",
+};
+
 export function accountPage(p: {
   tenant: string;
   csrf: string;
   username: string;
   name: string | null;
-  factors: Array<{ id: string; kind: string; created_at: number }>;
+  factors: Array<{ id: string; kind: string; name?: string; created_at: number }>;
   codesLeft: number;
   message?: string;
   passwordError?: string;
@@ -141,7 +159,7 @@ export function accountPage(p: {
   const factors = p.factors.length
     ? `<ul id="factors">${p.factors
         .map(
-          (f) => `<li>${f.kind === "totp" ? "Authenticator app (TOTP)" : "Hardware token (HOTP)"}, added ${esc(new Date(f.created_at * 1000).toISOString().slice(0, 10))}
+          (f) => `<li>${esc(FACTOR_TEXT[f.kind] ?? f.kind)}${f.name ? ` <strong class="factor-name">${esc(f.name)}</strong>` : ""}, added ${esc(new Date(f.created_at * 1000).toISOString().slice(0, 10))}
 <form class="inline" method="post" action="/t/${t}/account/factors/remove">${csrf(p.csrf)}<input type="hidden" name="factor_id" value="${esc(f.id)}">
 <label for="pw-${esc(f.id)}">Password to confirm</label><input id="pw-${esc(f.id)}" name="password" type="password" autocomplete="current-password" required${p.removeError ? ` aria-invalid="true" aria-describedby="remove-error"` : ""}>
 <button type="submit" class="secondary">Remove</button></form>${
@@ -163,6 +181,10 @@ export function accountPage(p: {
 <h2>Two-step verification</h2>
 ${factors}
 <p><a href="/t/${t}/enroll/totp">Add an authenticator app</a> · <a href="/t/${t}/enroll/hotp">Add a hardware token (HOTP)</a></p>
+<h3>Passkeys</h3>
+<label for="passkey-name">Name of a new passkey</label>
+<input id="passkey-name" name="passkey_name" type="text" maxlength="64" value="Passkey">
+${passkeyButton({ tenant: p.tenant, csrf: p.csrf, kind: "register", label: "Add a passkey" })}
 <p>Recovery codes left: ${p.codesLeft}</p>
 <form method="post" action="/t/${t}/account/recovery-codes">${csrf(p.csrf)}<button type="submit" class="secondary">New recovery codes</button></form>
 <h2>Change password</h2>
@@ -173,6 +195,7 @@ ${field({ id: "new_password", label: "New password", type: "password", autocompl
 <button type="submit">Change password</button>
 </form>
 <p><a href="/t/${t}/logout">Sign out</a></p>`,
+    PASSKEY_SCRIPT,
   );
 }
 
