@@ -39,7 +39,20 @@ export const User = v.object({
   email_verified: v.boolean(),
   disabled: v.boolean(),
   has_password: v.boolean(),
-  mfa: v.object({ factors: v.array(v.object({ id: v.string(), kind: v.string(), created_at: v.number() })), recovery_codes_left: v.number() }),
+  mfa: v.object({
+    factors: v.array(
+      v.object({
+        id: v.string(),
+        /** totp, hotp, yubikey or passkey. */
+        kind: v.string(),
+        name: v.optional(v.string()),
+        /** Passkeys: the attestation format verified at registration (none, packed). */
+        attestation: v.optional(v.string()),
+        created_at: v.number(),
+      }),
+    ),
+    recovery_codes_left: v.number(),
+  }),
   created_at: v.number(),
   updated_at: v.number(),
 });

@@ -105,10 +105,10 @@ export class SecondFactors {
   }
 
   /** The confirmed factors of a user: authenticators, YubiKeys and passkeys. */
-  async list(tenant: string, userId: string): Promise<Array<{ id: string; kind: string; name?: string; created_at: number }>> {
+  async list(tenant: string, userId: string): Promise<Array<{ id: string; kind: string; name?: string; attestation?: string; created_at: number }>> {
     const otp = (await this.store.factors(tenant, userId)).filter((f) => f.confirmed).map((f) => ({ id: f.id, kind: f.kind as string, created_at: f.created_at }));
     const keys = (await this.yubikeys.list(tenant, userId)).map((k) => ({ id: k.id, kind: "yubikey", name: k.name, created_at: k.created_at }));
-    const passkeys = (await this.passkeys.list(tenant, userId)).map((k) => ({ id: k.id, kind: "passkey", name: k.name, created_at: k.created_at }));
+    const passkeys = (await this.passkeys.list(tenant, userId)).map((k) => ({ id: k.id, kind: "passkey", name: k.name, attestation: k.fmt, created_at: k.created_at }));
     return [...otp, ...keys, ...passkeys];
   }
 

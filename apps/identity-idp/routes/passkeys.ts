@@ -35,7 +35,7 @@ const RegistrationResponse = credential({
 const AuthenticationResponse = credential({
   clientDataJSON: b64u(8192),
   authenticatorData: b64u(8192),
-  signature: b64u(1024),
+  signature: b64u(16384), // large enough for ML-DSA-87 (4627 bytes)
   userHandle: v.optional(b64u(128)),
 });
 const RegisterOptionsBody = v.object({ name: v.optional(v.pipe(v.string(), v.trim(), v.minLength(1), v.maxLength(64))) });
