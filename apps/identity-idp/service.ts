@@ -21,11 +21,29 @@ import { passkeyRoutes } from "./routes/passkeys.ts";
 import { YubiKeys } from "./domain/yubikeys.ts";
 import { Passkeys, type RelyingParty } from "./domain/passkeys.ts";
 import { AppError } from "../../src/service/errors.ts";
+import { DevOutbox, SmtpMailer, type Mailer } from "./domain/mailer.ts";
+import { EmailLinks } from "./domain/email-links.ts";
+import { SendLimit } from "./domain/throttle.ts";
+import { emailRoutes } from "./routes/email.ts";
 import type { IdpConfig } from "./config.ts";
 import { idpPages } from "./routes/pages.ts";
 
+/** For tests: the clock of e-mail links and their send limits (seconds since the epoch). */
+export interface IdpOptions {
+  now?: () => number;
+}
+
+/** SMTP when configured; else the development outbox, and in production no mail at all. */
+function mailerOf(cfg: IdpConfig, development: boolean): Mailer | undefined {
+  if (cfg.smtp) {
+    if (cfg.smtp.tls === "none" && !development) throw new AppError("config_invalid", "app.smtp.tls: none (plain SMTP) is allowed only in development", { status: 400 });
+    return new SmtpMailer(cfg.smtp);
+  }
+  return development ? new DevOutbox() : undefined;
+}
+
 /** Everything the routes share; built once per service start. */
-export function buildIdp(ctx: ServiceContext) {
+export function buildIdp(ctx: ServiceContext, opts: IdpOptions = {}) {
   const cfg = parseAppConfig(ctx.config);
   const store = new IdpStore(ctx.db);
   const sessions = new IdpSessions(ctx.db, ctx.protector, ctx.sessions, { idleS: cfg.session_idle_s, absoluteS: cfg.session_absolute_s });
@@ -55,7 +73,28 @@ export function buildIdp(ctx: ServiceContext) {
   const caFile = cfg.ca_file ?? join(resolve(ctx.config.data.dir), "trust-bundle.pem");
   const handoff = new LoginHandoff({ authzUrl: cfg.authz_url, authzJwksUrl: cfg.authz_jwks_url, caFile }, keys);
   const relyingParty = relyingPartyOf(cfg, ctx.config.server.public_url, ctx.development);
-  return { cfg, store, sessions, factors, throttle, users, keys, handoff, yubikeys, passkeys, relyingParty };
+  const mail = mailerOf(cfg, ctx.development);
+  const email = mail
+    ? new EmailLinks(
+        store,
+        ctx.protector,
+        mail,
+        new SendLimit(ctx.db, 900, opts.now),
+        {
+          magicTtlS: cfg.magic_link_ttl_s,
+          tokenTtlS: cfg.email_token_ttl_s,
+          perAddress: cfg.mail_per_address,
+          perIp: cfg.mail_per_ip,
+          displayName: cfg.display_name,
+          password: { minLength: cfg.password_min_length, maxLength: cfg.password_max_length },
+          argon2,
+          runner,
+        },
+        ctx.logger,
+        opts.now,
+      )
+    : undefined;
+  return { cfg, store, sessions, factors, throttle, users, keys, handoff, yubikeys, passkeys, relyingParty, email, outbox: mail instanceof DevOutbox ? mail : undefined };
 }
 
 /**
@@ -73,40 +112,46 @@ function relyingPartyOf(cfg: IdpConfig, publicUrl: string | undefined, developme
   };
 }
 
-const built = new WeakMap<ServiceContext, ReturnType<typeof buildIdp>>();
-const idpOf = (ctx: ServiceContext) => {
-  let b = built.get(ctx);
-  if (!b) built.set(ctx, (b = buildIdp(ctx)));
-  return b;
-};
+/** identity-idp's service definition; `opts` lets tests inject a clock. */
+export function identityIdpService(opts: IdpOptions = {}): ServiceDefinition {
+  const built = new WeakMap<ServiceContext, ReturnType<typeof buildIdp>>();
+  const idpOf = (ctx: ServiceContext) => {
+    let b = built.get(ctx);
+    if (!b) built.set(ctx, (b = buildIdp(ctx, opts)));
+    return b;
+  };
+  return {
+    name: "identity-idp",
+    title: "identity-idp: login, second factors and users",
+    description:
+      "The login, consent and account pages identity-authz hands users to, and the user store: Argon2id passwords, passkeys (WebAuthn), TOTP/HOTP, YubiKey OTP (with the Yubico validation protocol) and recovery codes, magic links, self-registration and password reset by e-mail, lockout, per-tenant policy.",
+    version: "1.0.0",
+    defaultPort: 18100,
+    migrations,
+    checkConfig: (c) => void parseAppConfig(c),
+    api: (ctx) => {
+      const b = idpOf(ctx);
+      return adminRoutes(b.users, b.sessions, b.keys, b.yubikeys);
+    },
+    routes: (ctx) => {
+      const b = idpOf(ctx);
+      const deps = {
+        users: b.users,
+        store: b.store,
+        sessions: b.sessions,
+        handoff: b.handoff,
+        keys: b.keys,
+        cfg: b.cfg,
+        publicUrl: ctx.config.server.public_url,
+        passkeys: b.passkeys,
+        relyingParty: b.relyingParty,
+        development: ctx.development,
+        email: b.email,
+        outbox: b.outbox,
+      };
+      return idpPages(deps).use(passkeyRoutes(deps)).use(emailRoutes(deps)).use(wsapiRoutes(b.yubikeys));
+    },
+  };
+}
 
-export const identityIdp: ServiceDefinition = {
-  name: "identity-idp",
-  title: "identity-idp: login, second factors and users",
-  description:
-    "The login, consent and account pages identity-authz hands users to, and the user store: Argon2id passwords, TOTP/HOTP and recovery codes, lockout, per-tenant MFA policy.",
-  version: "1.0.0",
-  defaultPort: 18100,
-  migrations,
-  checkConfig: (c) => void parseAppConfig(c),
-  api: (ctx) => {
-    const b = idpOf(ctx);
-    return adminRoutes(b.users, b.sessions, b.keys, b.yubikeys);
-  },
-  routes: (ctx) => {
-    const b = idpOf(ctx);
-    const deps = {
-      users: b.users,
-      store: b.store,
-      sessions: b.sessions,
-      handoff: b.handoff,
-      keys: b.keys,
-      cfg: b.cfg,
-      publicUrl: ctx.config.server.public_url,
-      passkeys: b.passkeys,
-      relyingParty: b.relyingParty,
-      development: ctx.development,
-    };
-    return idpPages(deps).use(passkeyRoutes(deps)).use(wsapiRoutes(b.yubikeys));
-  },
-};
+export const identityIdp: ServiceDefinition = identityIdpService();

@@ -7,9 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Browser, BrowserContext, CDPSession, Page } from "playwright-core";
-import { startIdp, type IdpHarness } from "./support/idp-harness.ts";
+import { chromiumFor, startIdp, type IdpHarness } from "./support/idp-harness.ts";
 import { ScriptedBrowser } from "./support/browser.ts";
-import { chromiumPath, launchChromium, spkiPins } from "../support/chromium.ts";
 import { fuzz, mutateJson, rng } from "../support/fuzz.ts";
 
 setDefaultTimeout(60_000);
@@ -24,8 +23,7 @@ beforeAll(async () => {
   h = await startIdp({ overrides: (c) => void (c.tls.hostnames = ["localhost"]) });
   origin = h.idp.publicUrl.replace("127.0.0.1", "localhost");
   user = await h.createUser("pia", PASSWORD);
-  const exe = chromiumPath();
-  if (exe) browser = await launchChromium(exe, await spkiPins([Number(new URL(h.idp.publicUrl).port)], h.idp.ca));
+  browser = await chromiumFor(h);
 }, 60_000);
 afterAll(async () => {
   await browser?.close();

@@ -35,11 +35,11 @@ const passkeyButton = (p: { tenant: string; csrf: string; kind: "register" | "lo
 const csrf = (token: string) => `<input type="hidden" name="csrf_token" value="${esc(token)}">`;
 
 /** A text input with its label and, when given, an error tied to it. */
-function field(p: { id: string; label: string; type?: string; autocomplete: string; value?: string; error?: string; extra?: string }): string {
+function field(p: { id: string; label: string; type?: string; autocomplete: string; value?: string; error?: string; extra?: string; optional?: boolean }): string {
   const err = p.error ? `<p class="error" id="${p.id}-error">${esc(p.error)}</p>` : "";
   const aria = p.error ? ` aria-invalid="true" aria-describedby="${p.id}-error"` : "";
   return `<label for="${p.id}">${esc(p.label)}</label>
-<input id="${p.id}" name="${p.id}" type="${p.type ?? "text"}" autocomplete="${p.autocomplete}" value="${esc(p.value ?? "")}" required${aria}${p.extra ?? ""}>
+<input id="${p.id}" name="${p.id}" type="${p.type ?? "text"}" autocomplete="${p.autocomplete}" value="${esc(p.value ?? "")}"${p.optional ? "" : " required"}${aria}${p.extra ?? ""}>
 ${err}`;
 }
 
@@ -154,6 +154,10 @@ export function accountPage(p: {
   passwordError?: string;
   currentError?: string;
   removeError?: string;
+  /** Shown (with the change form) when mail can be sent. */
+  email?: string | null;
+  emailVerified?: boolean;
+  emailError?: string;
 }): string {
   const t = esc(p.tenant);
   const factors = p.factors.length
@@ -187,6 +191,13 @@ ${factors}
 ${passkeyButton({ tenant: p.tenant, csrf: p.csrf, kind: "register", label: "Add a passkey" })}
 <p>Recovery codes left: ${p.codesLeft}</p>
 <form method="post" action="/t/${t}/account/recovery-codes">${csrf(p.csrf)}<button type="submit" class="secondary">New recovery codes</button></form>
+${p.email !== undefined ? `<h2>E-mail address</h2>
+<p>Now: <strong id="account-email">${esc(p.email ?? "none")}</strong>${p.email && !p.emailVerified ? " (not verified)" : ""}</p>
+<form method="post" action="/t/${t}/account/email" novalidate>
+${csrf(p.csrf)}
+${field({ id: "new_email", label: "New address", type: "email", autocomplete: "email", error: p.emailError, extra: ' maxlength="254"' })}
+<button type="submit" class="secondary">Send a confirmation link</button>
+</form>` : ""}
 <h2>Change password</h2>
 <form method="post" action="/t/${t}/account/password" novalidate>
 ${csrf(p.csrf)}
@@ -201,4 +212,69 @@ ${field({ id: "new_password", label: "New password", type: "password", autocompl
 
 export function errorPage(title: string, message: string): string {
   return page(title, `<p class="error" role="alert">${esc(message)}</p>`);
+}
+
+/** A page with one message (a link sent, an account made). */
+export function messagePage(title: string, message: string, link?: { href: string; label: string }): string {
+  return page(title, `<p class="notice" role="status">${esc(message)}</p>${link ? `<p><a id="continue" href="${esc(link.href)}">${esc(link.label)}</a></p>` : ""}`);
+}
+
+/** The links under the sign-in form: e-mail sign-in and password reset when mail works, sign-up when the tenant allows it. */
+export function loginLinks(p: { tenant: string; email: boolean; register: boolean }): string {
+  const t = esc(p.tenant);
+  const links = [
+    p.email ? `<a href="/t/${t}/magic">Email me a sign-in link</a>` : "",
+    p.email ? `<a href="/t/${t}/password/forgot">Forgot your password?</a>` : "",
+    p.register ? `<a href="/t/${t}/register">Create an account</a>` : "",
+  ].filter(Boolean);
+  return links.length ? `\n<p class="links">${links.join(" · ")}</p>` : "";
+}
+
+/** One form asking for an e-mail address (magic link, password reset). */
+export function emailFormPage(p: { title: string; intro: string; action: string; csrf: string; button: string; error?: string }): string {
+  return page(
+    p.title,
+    `<p>${esc(p.intro)}</p>
+<form method="post" action="${esc(p.action)}" novalidate>
+${csrf(p.csrf)}
+${field({ id: "email", label: "E-mail address", type: "email", autocomplete: "email", error: p.error, extra: ' maxlength="254"' })}
+<button type="submit">${esc(p.button)}</button>
+</form>`,
+  );
+}
+
+export function registerPage(p: { tenant: string; csrf: string; username?: string; email?: string; name?: string; errors?: { username?: string; email?: string; password?: string } }): string {
+  const e = p.errors ?? {};
+  return page(
+    "Create an account",
+    `<form method="post" action="/t/${esc(p.tenant)}/register" novalidate>
+${csrf(p.csrf)}
+${field({ id: "username", label: "Username", autocomplete: "username", value: p.username, error: e.username, extra: ' autocapitalize="none" spellcheck="false" maxlength="128"' })}
+${field({ id: "email", label: "E-mail address", type: "email", autocomplete: "email", value: p.email, error: e.email, extra: ' maxlength="254"' })}
+${field({ id: "name", label: "Your name (optional)", autocomplete: "name", value: p.name, extra: ' maxlength="200"', optional: true })}
+${field({ id: "password", label: "Password", type: "password", autocomplete: "new-password", error: e.password })}
+<button type="submit">Create account</button>
+</form>
+<p>We send a link to your address; the account is created when you open it.</p>`,
+  );
+}
+
+export function resetPage(p: { tenant: string; csrf: string; token: string; error?: string }): string {
+  return page(
+    "Choose a new password",
+    `<form method="post" action="/t/${esc(p.tenant)}/password/reset" novalidate>
+${csrf(p.csrf)}
+<input type="hidden" name="token" value="${esc(p.token)}">
+${field({ id: "new_password", label: "New password", type: "password", autocomplete: "new-password", error: p.error })}
+<button type="submit">Set password</button>
+</form>`,
+  );
+}
+
+/** The development outbox: mails that would have been sent (development mode without SMTP). */
+export function outboxPage(mails: Array<{ to: string; subject: string; text: string; at: number }>): string {
+  const items = mails
+    .map((m) => `<li><p><strong>${esc(m.subject)}</strong> to ${esc(m.to)}, ${esc(new Date(m.at).toISOString())}</p><pre>${esc(m.text)}</pre></li>`)
+    .join("");
+  return page("Development outbox", `<p class="notice">Development mode, no SMTP server configured: mails are kept here instead of being sent.</p><ol id="outbox">${items}</ol>`);
 }

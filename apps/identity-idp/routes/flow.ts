@@ -14,6 +14,8 @@ import type { LoginChallenge, LoginHandoff, IdpKeys } from "../domain/handoff.ts
 import type { UserService } from "../domain/users.ts";
 import type { UserRow } from "../store.ts";
 import type { Passkeys, RelyingParty } from "../domain/passkeys.ts";
+import type { EmailLinks } from "../domain/email-links.ts";
+import type { DevOutbox } from "../domain/mailer.ts";
 import * as H from "../pages/html.ts";
 
 export interface PageDeps {
@@ -30,6 +32,10 @@ export interface PageDeps {
   relyingParty: (req: Request) => RelyingParty;
   /** Development mode. */
   development?: boolean;
+  /** E-mail links; undefined when no mail can be sent (production without SMTP). */
+  email?: EmailLinks;
+  /** The development outbox (development without SMTP only). */
+  outbox?: DevOutbox;
 }
 
 export const TenantParam = v.object({ tenant: v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,64}$/)) });
@@ -114,7 +120,7 @@ export function loginFlow(d: PageDeps) {
     return advance(req, next, cookie(next));
   }
 
-  async function accountView(s: IdpSession, extra: { message?: string; passwordError?: string; currentError?: string; removeError?: string } = {}) {
+  async function accountView(s: IdpSession, extra: { message?: string; passwordError?: string; currentError?: string; removeError?: string; emailError?: string } = {}) {
     const u = await d.users.row(s.row.tenant, s.row.user_id!);
     return H.accountPage({
       tenant: s.row.tenant,
@@ -123,6 +129,7 @@ export function loginFlow(d: PageDeps) {
       name: u.name,
       factors: await d.users.factors.list(s.row.tenant, u.id),
       codesLeft: await d.users.factors.recoveryCodesLeft(s.row.tenant, u.id),
+      ...(d.email ? { email: u.email, emailVerified: !!u.email_verified } : {}),
       ...extra,
     });
   }

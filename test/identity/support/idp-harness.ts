@@ -11,6 +11,14 @@ import { identityIdp } from "../../../apps/identity-idp/service.ts";
 import { startTestService, tempDir, type TestService } from "../../support/service.ts";
 import { startTestIssuer, type TestIssuer } from "../../support/issuer.ts";
 import { startAuthzStub, type AuthzStub } from "./idp-authz-stub.ts";
+import type { Browser } from "playwright-core";
+import { chromiumPath, launchChromium, spkiPins } from "../../support/chromium.ts";
+
+/** Headless Chromium trusting the idp's TLS key; undefined when Chromium is missing outside CI. */
+export async function chromiumFor(h: IdpHarness): Promise<Browser | undefined> {
+  const exe = chromiumPath();
+  return exe ? launchChromium(exe, await spkiPins([Number(new URL(h.idp.publicUrl).port)], h.idp.ca)) : undefined;
+}
 
 export interface IdpHarness {
   idp: TestService;
