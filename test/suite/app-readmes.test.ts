@@ -145,14 +145,15 @@ describe("the try blocks, verbatim, after npm start", () => {
   test("identity-idp: a user created, listed, read, renamed, password reset, disabled and enabled; a second run is a conflict", async () => {
     const run = await runBlock("identity-idp");
     succeeded(run);
-    const [user, list, got, renamed, disabled, enabled, policy] = answers(run.out);
+    const [user, list, got, renamed, disabled, enabled, policy, yubikey] = answers(run.out);
     expect(user).toMatchObject({ username: "alice", name: "Alice Example", has_password: true, disabled: false });
     expect(list.items.map((u: { username: string }) => u.username)).toEqual(expect.arrayContaining(["demo", "alice"]));
     expect(got.id).toBe(user.id);
     expect(renamed.name).toBe("Alice A. Example");
     expect(disabled.disabled).toBe(true);
     expect(enabled.disabled).toBe(false);
-    expect(policy).toEqual({ mfa: "optional" });
+    expect(policy).toEqual({ mfa: "optional", self_registration: false, user_verification: "preferred" });
+    expect(yubikey).toMatchObject({ public_id: "vvccccdtbhrl", name: "Blue key", last_used_at: null });
 
     const again = await runBlock("identity-idp");
     expect(again.code).not.toBe(0);
