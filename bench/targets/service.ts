@@ -15,7 +15,12 @@ import { startService, type RunningService } from "../../src/service/service.ts"
 
 export async function serveBenchTarget(
   def: ServiceDefinition,
-  opts: { config?: (c: ServiceConfig) => void; ready?: (s: RunningService) => Promise<unknown> } = {},
+  opts: {
+    config?: (c: ServiceConfig) => void;
+    ready?: (s: RunningService) => Promise<unknown>;
+    /** More fields for the printed line (what the bench needs to drive the target). */
+    info?: (s: RunningService) => Promise<Record<string, unknown>>;
+  } = {},
 ): Promise<void> {
   const [dataDir, issuer, jwksUrl, caFile, databaseUrl, passwordFile, poolSize] = process.argv.slice(2);
   const s = await startService(def, {
@@ -43,6 +48,6 @@ export async function serveBenchTarget(
     },
   });
   await opts.ready?.(s);
-  console.log(JSON.stringify({ url: s.publicUrl, trust: s.trustBundlePath, mtls: s.mtlsUrl }));
+  console.log(JSON.stringify({ url: s.publicUrl, trust: s.trustBundlePath, mtls: s.mtlsUrl, ...(await opts.info?.(s)) }));
   process.on("SIGTERM", () => void s.stop().then(() => process.exit(0)));
 }
