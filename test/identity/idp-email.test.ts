@@ -180,6 +180,8 @@ describe("account life cycle", () => {
     expect(asked.html).toContain("We sent a confirmation link");
     expect(((await (await h.admin(`/users/${u.id}`)).json()) as { email: string }).email).toBe("sami@example.test");
     const link = mailbox.link(await mailbox.next("sami.new@example.test"));
+    // The current address is told.
+    expect(mailbox.text(await mailbox.next("sami@example.test"))).toContain("sami.new@example.test");
     expect((await b.get(link)).status).toBe(200);
     expect((await (await h.admin(`/users/${u.id}`)).json()) as object).toMatchObject({ email: "sami.new@example.test", email_verified: true });
     expect((await b.get(link)).status).toBe(400);

@@ -196,6 +196,10 @@ export class EmailLinks {
   async requestEmailChange(tenant: string, user: UserRow, newEmail: string, ip: string | undefined, linkBase: string): Promise<void> {
     await this.take(tenant, newEmail, ip);
     const token = await this.issue(tenant, "email_change", this.rules.tokenTtlS, { userId: user.id, data: { email: newEmail } });
+    if (user.email && user.email !== newEmail) {
+      // The current address hears of it, so a session taken over cannot move the account away quietly.
+      this.send({ to: user.email, subject: `Your ${this.rules.displayName} address is being changed`, text: `Someone signed in as "${user.username}" asked to change the account's address to ${newEmail}. If it was not you, change your password and tell your administrator.\n` });
+    }
     this.send({ to: newEmail, subject: `Confirm your new ${this.rules.displayName} address`, text: `Open this link to make this the address of "${user.username}":\n\n${linkBase}/t/${tenant}/email/confirm?token=${token}\n\nIf you did not ask for it, ignore this mail.\n` });
   }
 

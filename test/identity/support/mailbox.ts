@@ -16,10 +16,14 @@ export interface Mailbox {
   received: Received[];
   /** The next message to `to` not yet taken; waits for it (polling, with a generous bound). */
   next(to: string): Promise<Received>;
-  /** The first https link of a message, quoted-printable soft breaks undone. */
+  /** The text of a message, quoted-printable soft breaks and "=3D" undone. */
+  text(m: Received): string;
+  /** The first https link of a message. */
   link(m: Received): string;
   stop(): Promise<void>;
 }
+
+const text = (m: Received) => m.raw.replace(/=\r?\n/g, "").replace(/=3D/g, "=");
 
 export async function startMailbox(): Promise<Mailbox> {
   const tls = await throwawayTls("smtp");
@@ -57,8 +61,9 @@ export async function startMailbox(): Promise<Mailbox> {
       }
       throw new Error(`no mail to ${to} arrived`);
     },
+    text,
     link(m) {
-      const body = m.raw.replace(/=\r?\n/g, "").replace(/=3D/g, "=");
+      const body = text(m);
       const found = /https:\/\/[^\s]+/.exec(body);
       if (!found) throw new Error("no link in the mail: " + body.slice(0, 500));
       return found[0];
