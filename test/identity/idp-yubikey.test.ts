@@ -4,35 +4,20 @@
  * and the Yubico validation protocol 2.0 endpoint answering signed requests.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { spawnSync } from "node:child_process";
 import { startIdp, type IdpHarness } from "./support/idp-harness.ts";
 import { ScriptedBrowser } from "./support/browser.ts";
 import { wsapiSignature } from "../../apps/identity-idp/routes/wsapi.ts";
 import { crc16, modhexDecode, modhexEncode, openOtp } from "../../apps/identity-idp/domain/yubico-otp.ts";
 import { fuzz, mutateJson, rng } from "../support/fuzz.ts";
+import { haveYkgenerate, TEST_KEY, ykOtp } from "./support/ykgenerate.ts";
 
 setDefaultTimeout(30_000);
 const PASSWORD = "amber kettle signal 905";
-const AES = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
-const PRIVATE_ID = "a1b2c3d4e5f6";
-const PUBLIC_ID = "vvccccdtbhrl";
+const { aes: AES, privateId: PRIVATE_ID, publicId: PUBLIC_ID } = TEST_KEY;
 let h: IdpHarness;
 let user: { id: string };
-const hex = (n: number, width: number) => n.toString(16).padStart(width, "0");
-
-/** An OTP of the test key made by Yubico's `ykgenerate`; undefined (with a reason) when the tool is missing outside CI. */
-function otp(session: number, use: number, aes = AES, privateId = PRIVATE_ID): string {
-  const r = spawnSync("ykgenerate", [aes, privateId, hex(session, 4), hex(0x1234, 4), hex(0x56, 2), hex(use, 2)], { encoding: "utf8" });
-  if (r.error) throw new Error("ykgenerate is required (Debian package libyubikey-dev)");
-  expect(r.status).toBe(0);
-  return PUBLIC_ID + r.stdout.trim();
-}
-const hasTool = () => {
-  const ok = !spawnSync("ykgenerate", [], { encoding: "utf8" }).error;
-  if (!ok && process.env.CI === "true") throw new Error("ykgenerate is required (Debian package libyubikey-dev)");
-  if (!ok) console.warn("skipping: ykgenerate is missing (apt-get install -y libyubikey-dev)");
-  return ok;
-};
+const otp = (session: number, use: number, aes = AES) => ykOtp(session, use, { ...TEST_KEY, aes });
+const hasTool = haveYkgenerate;
 
 beforeAll(async () => {
   h = await startIdp({ app: { lockout_user_threshold: 50 } });

@@ -9,6 +9,7 @@ import type { ServiceConfig } from "../../../src/service/config.ts";
 import type { ServiceDefinition } from "../../../src/service/context.ts";
 import { identityIdp } from "../../../apps/identity-idp/service.ts";
 import { startTestService, tempDir, type TestService } from "../../support/service.ts";
+import type { TestEngine } from "../../support/engine.ts";
 import { startTestIssuer, type TestIssuer } from "../../support/issuer.ts";
 import { startAuthzStub, type AuthzStub } from "./idp-authz-stub.ts";
 import type { Browser } from "playwright-core";
@@ -32,7 +33,9 @@ export interface IdpHarness {
   stop(): Promise<void>;
 }
 
-export async function startIdp(opts: { tenant?: string; app?: Record<string, unknown>; def?: ServiceDefinition; overrides?: (c: ServiceConfig) => void } = {}): Promise<IdpHarness> {
+export async function startIdp(
+  opts: { tenant?: string; app?: Record<string, unknown>; def?: ServiceDefinition; overrides?: (c: ServiceConfig) => void; engine?: TestEngine } = {},
+): Promise<IdpHarness> {
   const tenant = opts.tenant ?? "acme";
   const authz = await startAuthzStub();
   const issuer = await startTestIssuer({ audience: "identity-idp" });
@@ -42,6 +45,7 @@ export async function startIdp(opts: { tenant?: string; app?: Record<string, unk
   const idp = await startTestService(opts.def ?? identityIdp, {
     root,
     issuer,
+    engine: opts.engine,
     overrides: (c) => {
       c.log.access = false;
       (c as { app?: unknown }).app = { authz_url: authz.url, ca_file: caFile, lockout_ip_threshold: 10_000, ...opts.app };
