@@ -200,9 +200,9 @@ describe("account life cycle", () => {
 });
 
 describe("development outbox", () => {
-  test("without SMTP in development, mails are listed at /dev/outbox; with SMTP there is no outbox", async () => {
+  test("without SMTP in development, mails are listed at /dev/outbox; with SMTP there is no outbox; per-IP limit", async () => {
     expect((await h.idp.call("/dev/outbox")).status).toBe(404);
-    const dev = await startIdp();
+    const dev = await startIdp({ app: { mail_per_ip: 2 } });
     try {
       await dev.createUser("tara", PASSWORD, { email: "tara@example.test" });
       const b = new ScriptedBrowser(dev.idp.ca);
@@ -212,6 +212,9 @@ describe("development outbox", () => {
       expect(outbox.status).toBe(200);
       expect(outbox.html).toContain("tara@example.test");
       expect(outbox.html).toContain(`/t/${dev.tenant}/magic/open?token=`);
+      // The IP's second request passes, its third (another address) is over the limit.
+      expect((await b.submit(form, "/magic", { email: "x1@example.test" })).status).toBe(200);
+      expect((await b.submit(form, "/magic", { email: "x2@example.test" })).status).toBe(429);
     } finally {
       await dev.stop();
     }
