@@ -57,12 +57,15 @@ export const ERROR_STATUS = {
   lint_failed: 422,
   unsupported_media_type: 415,
   rate_limited: 429,
+  header_too_large: 431,
   // 5xx: only for faults of the service itself, never for bad input
   sealed: 503,
   shutting_down: 503,
   ca_not_ready: 503,
   unavailable: 503,
   internal: 500,
+  // the request's HTTP version (RFC 9110 §15.6.6): the protocol's own answer to it
+  http_version_not_supported: 505,
   // stored data that no longer opens: a server-side fault, never the caller's
   decrypt_failed: 500,
   sealed_open_failed: 500,

@@ -20,7 +20,7 @@ import { defaultConfig, isDevelopment, loadConfig, serverUrl, ServiceConfigSchem
 import { createLogger, type Logger } from "./log.ts";
 import { HttpMetrics } from "./metrics.ts";
 import { IpAllowlist, RateLimiter } from "./guard.ts";
-import { adminHandler, appBase, errorResponse, mapError, publicHandler, requestInfo, SECURITY_HEADERS, type PipelineDeps } from "./http.ts";
+import { adminHandler, appBase, errorResponse, malformedResponse, mapError, publicHandler, requestInfo, RUNTIME_BODY_CAP, SECURITY_HEADERS, type PipelineDeps } from "./http.ts";
 import { startMtlsListener, type MtlsListener, type MtlsPeer } from "./mtls-listener.ts";
 import { CertificatePrincipals, parseClientCertificate, serviceSpiffeId, type ClientCertificate } from "../auth/client-cert.ts";
 import { docsPlugin, DOCS_PATH, OAUTH_SCHEME } from "./docs.ts";
@@ -85,6 +85,13 @@ async function loadOrCreateServiceSecret(db: Kysely<any>, barrier: Barrier, name
   // Another instance may have won the race: read back what is stored.
   secret.fill(0);
   return loadOrCreateServiceSecret(db, barrier, name);
+}
+
+/** What the service needs of a listening server, Bun's or the node listener. */
+interface Listener {
+  readonly port: number | undefined;
+  readonly pendingRequests: number;
+  stop(force: boolean): Promise<void>;
 }
 
 export interface RunningService {
@@ -377,23 +384,42 @@ async function startOnDatabase(
       accessLog: config.log.access,
       tracer,
   };
-  const handler = publicHandler(pipeline, (req) => publicServer.requestIP(req)?.address);
+  let bunPublic: Server<undefined> | undefined;
+  const onNode = config.server.listener === "node";
+  const handler = publicHandler(pipeline, onNode ? (req) => requestInfo(req).ip : (req) => bunPublic!.requestIP(req)?.address);
 
   let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));
 
-  const publicServer: Server<undefined> = Bun.serve({
-    hostname: config.server.bind,
-    port: config.server.port,
-    tls: tlsOptions(material),
-    // Above body_limit, so that the pipeline answers an oversized body itself (413 with the error
-    // model, headers, request id and metrics); only a body over twice the limit meets the
-    // runtime's bare 413, which no handler can shape.
-    maxRequestBodySize: 2 * config.server.body_limit,
-    fetch: handler,
-    error: (e) => errorResponse(e, "unknown", logger),
-  });
+  // The node listener serves the public port when configured (strict ALPN, every answer in the
+  // service's own form) and always the admin port, where throughput does not matter.
+  const nodeListener = (hostname: string, port: number, bodyLimit: number, serve: (req: Request) => Promise<Response>) =>
+    startMtlsListener({
+      hostname,
+      port,
+      tls: { cert: material.certChainPem, key: material.keyPem },
+      maxRequestBodySize: bodyLimit,
+      handler: (req, peer) => {
+        requestInfo(req).ip = peer.address;
+        return serve(req);
+      },
+      error: (e) => errorResponse(e, "unknown", logger),
+      malformed: (kind) => malformedResponse(kind, metrics),
+    });
+  const publicServer: Listener = onNode
+    ? await nodeListener(config.server.bind, config.server.port, 2 * config.server.body_limit, handler)
+    : (bunPublic = Bun.serve({
+        hostname: config.server.bind,
+        port: config.server.port,
+        tls: tlsOptions(material),
+        // Far above body_limit: the pipeline refuses a declared length over the limit before
+        // reading and reads a chunked body only up to the limit, answering 413 in the error
+        // model itself; the runtime's own bare 413 is left for bodies of a gigabyte.
+        maxRequestBodySize: RUNTIME_BODY_CAP,
+        fetch: handler,
+        error: (e) => errorResponse(e, "unknown", logger),
+      }));
 
   const admin = adminApp({
     name: def.name,
@@ -416,13 +442,7 @@ async function startOnDatabase(
     unsealFiles,
     shutdown: () => void stop(),
   });
-  const adminServer: Server<undefined> = Bun.serve({
-    hostname: "127.0.0.1",
-    port: config.server.admin_port,
-    tls: tlsOptions(material),
-    maxRequestBodySize: 64 * 1024,
-    fetch: adminHandler(admin, logger),
-  });
+  const adminServer = await nodeListener("127.0.0.1", config.server.admin_port, 64 * 1024, adminHandler(admin, logger));
   const mtls = config.server.mtls_port === undefined ? undefined : await startMtls(config, pipeline, material, logger, reloadServerLeaf, clock);
 
   async function stop(): Promise<void> {
