@@ -186,7 +186,7 @@ try {
   const layout: SuiteLayout = { dataRoot, urls, demo };
 
   // identity-authz first: every other service trusts its tokens, and the demo clients exist
-  // before learn-ps reads its client secret.
+  // before learn-ps and sm-im read their client secrets.
   const readies = new Map<string, Ready>();
   let ca: string | undefined;
   if (authzChecked) {
@@ -259,6 +259,7 @@ try {
     out.push("", `development mode: tenant "${DEMO_TENANT}", secrets in ${demoFile(dataRoot, "")}`, "", "next steps:");
     for (const s of steps) out.push(`  ${s}`);
     if (readies.has("learn-ps") && idp) out.push(`  open ${readies.get("learn-ps")!.public}/browser/ and sign in as "${DEMO_USER}" (password in ${demoFile(dataRoot, "user.password")})`);
+    if (readies.has("sm-im") && idp) out.push(`  open ${readies.get("sm-im")!.public}/browser/ to send an end-to-end encrypted message (the same sign-in)`);
     out.push("  (the README's quickstart has more; `npx cryptoutil --help` lists every command)");
   }
   out.push("", "press Ctrl-C to stop", "");

@@ -12,6 +12,12 @@ export const DEMO_TENANT = "demo";
 export const LEARN_PS_WEB_CLIENT = "learn-ps-web";
 export const LEARN_PS_SCOPE = "openid profile pets:read pets:write";
 
+/** The services whose pages sign users in under `npm start`: their demo web client and its scope. */
+export const BROWSER_CLIENTS: Record<string, { client_id: string; client_name: string; scope: string }> = {
+  "learn-ps": { client_id: LEARN_PS_WEB_CLIENT, client_name: "Pet Store", scope: LEARN_PS_SCOPE },
+  "sm-im": { client_id: "sm-im-web", client_name: "Messages", scope: "openid profile im:read im:write" },
+};
+
 export interface SuiteLayout {
   dataRoot: string;
   /** Public URL of every service in this run, from its own checked configuration. */
@@ -53,13 +59,14 @@ export function suiteDefaults(service: string, s: SuiteLayout): Record<string, u
   }
   if (service === "identity-idp" && authz) out.app = { authz_url: authz };
   if (service === "pki-ca" && s.urls["pki-ca"]) out.app = { base_url: s.urls["pki-ca"] };
-  if (service === "learn-ps" && authz && s.demo) {
+  const web = BROWSER_CLIENTS[service];
+  if (web && authz && s.demo) {
     out.browser = {
       login: {
         issuer: `${authz}/t/${DEMO_TENANT}`,
-        client_id: LEARN_PS_WEB_CLIENT,
-        client_secret_file: demoFile(s.dataRoot, `${LEARN_PS_WEB_CLIENT}.secret`),
-        scope: LEARN_PS_SCOPE,
+        client_id: web.client_id,
+        client_secret_file: demoFile(s.dataRoot, `${web.client_id}.secret`),
+        scope: web.scope,
       },
     };
   }

@@ -65,7 +65,7 @@ function rawExchange(svc: TestService, url: string, request: string): Promise<st
     const socket = connect({ host: "127.0.0.1", port: Number(portOf(url)), ca: svc.ca, servername: "localhost", ALPNProtocols: ["http/1.1"] }, () => socket.write(request));
     let out = "";
     socket.setEncoding("utf8");
-    socket.on("data", (d) => (out += d));
+    socket.on("data", (d: string) => (out += d));
     socket.on("close", () => resolve(out));
     socket.on("error", reject);
     socket.setTimeout(60_000, () => socket.destroy(new Error("no answer")));

@@ -146,10 +146,9 @@ async function loadContacts() {
   const to = $("to");
   to.replaceChildren();
   for (const c of contacts) {
-    if (c.subject === me.subject) continue;
     const o = document.createElement("option");
     o.value = c.subject;
-    o.textContent = c.name ?? c.subject;
+    o.textContent = c.subject === me.subject ? `${c.name ?? c.subject} (you)` : (c.name ?? c.subject);
     to.append(o);
   }
 }
