@@ -51,6 +51,12 @@ export interface ServiceContext {
   bearer: BearerVerifier;
   /** Registers work to run at graceful stop (timers, background jobs), before storage closes. */
   onStop(fn: () => void | Promise<void>): void;
+  /**
+   * Adds a CA (PEM) whose certificates the mTLS listener accepts besides `mtls.ca_file` (or
+   * the suite CA), for new connections from now on: pki-ca adds its issuing CAs so that
+   * certificates it issued authenticate enrollment (EST). Without an mTLS port it only records.
+   */
+  addClientCa(pem: string): void;
 }
 
 export interface Migration {

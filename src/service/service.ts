@@ -341,6 +341,7 @@ async function startOnDatabase(
   });
 
   const stopHooks: Array<() => void | Promise<void>> = [];
+  const clientCas = new ClientCaSet();
   const ctx: ServiceContext = {
     name: def.name,
     config,
@@ -355,6 +356,7 @@ async function startOnDatabase(
     federation,
     bearer,
     onStop: (fn) => void stopHooks.push(fn),
+    addClientCa: (pem) => clientCas.add(pem),
   };
   const app = buildPublicApp(def, ctx);
   const metrics = new HttpMetrics();
@@ -443,7 +445,7 @@ async function startOnDatabase(
     shutdown: () => void stop(),
   });
   const adminServer = await nodeListener("127.0.0.1", config.server.admin_port, 64 * 1024, adminHandler(admin, logger));
-  const mtls = config.server.mtls_port === undefined ? undefined : await startMtls(config, pipeline, material, logger, reloadServerLeaf, clock);
+  const mtls = config.server.mtls_port === undefined ? undefined : await startMtls(config, pipeline, material, logger, reloadServerLeaf, clock, clientCas);
 
   async function stop(): Promise<void> {
     if (stopping) return stopping;
@@ -509,6 +511,27 @@ async function startOnDatabase(
   return running;
 }
 
+/** CAs added at run time (`ServiceContext.addClientCa`) that the mTLS listener trusts too. */
+class ClientCaSet {
+  private readonly pems = new Set<string>();
+  private listener?: () => void;
+
+  add(pem: string): void {
+    const text = pem.trim() + "\n";
+    if (this.pems.has(text)) return;
+    this.pems.add(text);
+    this.listener?.();
+  }
+
+  pem(): string {
+    return [...this.pems].join("");
+  }
+
+  onChange(fn: () => void): void {
+    this.listener = fn;
+  }
+}
+
 /** The PEM blocks after the first (the intermediates of a leaf-first chain). */
 function chainAfterLeaf(chainPem: string): string {
   return (chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\s*/g) ?? []).slice(1).join("");
@@ -527,11 +550,14 @@ async function startMtls(
   logger: Logger,
   reloadServerLeaf: ((now: Date) => Promise<TlsMaterial>) | undefined,
   clock: () => Date,
+  clientCas: ClientCaSet,
 ): Promise<{ listener: MtlsListener; serverCerts?: RenewingTlsMaterial }> {
-  let ca: string;
-  if (config.mtls.ca_file) ca = readFileSync(config.mtls.ca_file, "utf8");
-  else if (config.tls.mode === "auto") ca = material.caBundlePem + chainAfterLeaf(material.certChainPem);
+  let base: string;
+  if (config.mtls.ca_file) base = readFileSync(config.mtls.ca_file, "utf8");
+  else if (config.tls.mode === "auto") base = material.caBundlePem + chainAfterLeaf(material.certChainPem);
   else throw new AppError("config_invalid", "mtls.ca_file: required for server.mtls_port when tls.mode is static");
+  const trusted = () => base + clientCas.pem();
+  const ca = trusted();
   const principals = new CertificatePrincipals(config.mtls.principals);
   const handler = publicHandler(
     { ...pipeline, serviceAuth: (req, info) => principals.authenticate(info.clientCert, req.headers.get("authorization")) },
@@ -558,13 +584,16 @@ async function startMtls(
     },
     error: (e) => errorResponse(e, "unknown", logger),
   });
+  let current = { cert: material.certChainPem, key: material.keyPem };
+  clientCas.onChange(() => listener.setTls({ ...current, ca: trusted() }));
   const serverCerts =
     reloadServerLeaf &&
     new RenewingTlsMaterial(material, {
       reload: reloadServerLeaf,
       clock,
       onRenew: (m) => {
-        listener.setTls({ cert: m.certChainPem, key: m.keyPem, ca });
+        current = { cert: m.certChainPem, key: m.keyPem };
+        listener.setTls({ ...current, ca: trusted() });
         logger.info("mTLS server certificate renewed", { serial: m.leaf.serialNumber, not_after: m.leaf.notAfter });
       },
       onError: (e) => logger.warn("mTLS server certificate renewal failed; retrying at the next check", { error: e }),

@@ -10,9 +10,9 @@
  * Guarantees: a credential enrolls only in its own tenant and profile (a label naming another
  * profile is refused); passwords are 256 random bits, stored only as SHA-256 and compared in
  * constant time. simplereenroll issues only when the CSR's subject and SANs are exactly those
- * of a valid, unexpired certificate of the same tenant and profile. TLS client certificate
- * authentication is the next step, on the mTLS listener (`clientCert` of the request info):
- * re-enrollment will then require that the presented certificate is the one being renewed.
+ * of a valid, unexpired certificate of the same tenant and profile. On the mTLS listener a TLS
+ * client certificate this CA issued authenticates instead (`clientCert` of the request info):
+ * it enrolls and re-enrolls for its own subject and SANs, under its own tenant and profile.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { AppError, notFound } from "../../../src/service/errors.ts";
@@ -22,14 +22,18 @@ import { certsOnlyPkcs7 } from "../../../src/pki/pkcs7.ts";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
 import * as x509 from "../../../src/pki/x509.ts";
 import { sansOf, type PkiCa } from "../domain.ts";
+import type { ClientCertificate } from "../../../src/auth/client-cert.ts";
+import { equalBytes } from "../../../src/crypto/constant-time.ts";
 import type { EstConfig } from "./config.ts";
 import type { EstStore } from "./store.ts";
 
-/** An authenticated EST client: its credential's tenant and profile. */
+/** An authenticated EST client: its credential's (or certificate's) tenant and profile. */
 export interface EstClient {
   username: string;
   tenant: string;
   profile: string;
+  /** Set when the client authenticated with a TLS client certificate this CA issued. */
+  certificate?: { subject: string; sans: string[] };
 }
 
 export type EnrollOutcome = { status: "issued"; pkcs7: Uint8Array } | { status: "pending"; retryAfter: number };
@@ -96,6 +100,24 @@ export class EstAuthority {
     return { username, tenant: row.tenant, profile: row.profile };
   }
 
+  /**
+   * The client of a TLS client certificate (the mTLS port, RFC 7030 §3.3.2): a certificate this
+   * CA issued, byte for byte the one stored, unexpired and not revoked. Its tenant and profile
+   * are the client's, and it authorizes enrollment for its own subject and SANs only. A label
+   * must be its profile, and its tenant must still serve EST with that profile.
+   */
+  async authenticateCertificate(cert: ClientCertificate, label: string | undefined): Promise<EstClient> {
+    const row = await this.ca.store.certificateBySerial(cert.serialNumber.toLowerCase());
+    const refused = (why: string) => new AppError("forbidden", `this client certificate does not authorize EST: ${why}`, { status: 403 });
+    if (!row || !equalBytes(new Uint8Array(row.cert_der), cert.der)) throw refused("this CA did not issue it");
+    if (row.status !== "valid") throw refused("it is revoked");
+    if (row.not_after <= new Date().toISOString()) throw refused("it has expired");
+    const tenant = Object.hasOwn(this.config.tenants, row.tenant) ? this.config.tenants[row.tenant] : undefined;
+    if (!tenant?.profiles.includes(row.profile)) throw refused("its tenant or profile does not serve EST");
+    if (label !== undefined && label !== row.profile) throw refused(`it enrolls under label ${row.profile}, not ${label.slice(0, 64)}`);
+    return { username: `cert:${row.serial}`, tenant: row.tenant, profile: row.profile, certificate: { subject: row.subject, sans: JSON.parse(row.sans) as string[] } };
+  }
+
   /** The profile's issuing CA and the root, as a certs-only PKCS#7 (RFC 7030 §4.1.3). */
   cacerts(profile: string): Uint8Array {
     const issuing = this.ca.hierarchy.issuing.get(this.ca.profile(profile).issuing_ca);
@@ -132,7 +154,8 @@ export class EstAuthority {
     const csrHash = sha256Hex(der);
     const queued = await this.store.request(client.tenant, client.username, csrHash);
     if (queued) return this.collect(client, queued.request_id, csrHash);
-    if (renew) await this.checkRenewal(client, der);
+    if (client.certificate) this.checkOwnIdentity(client.certificate, der);
+    else if (renew) await this.checkRenewal(client, der);
     const out = await this.ca.submit(client.tenant, { csr: Buffer.from(der).toString("base64"), profile: client.profile });
     if (out.status === "issued") return { status: "issued", pkcs7: this.pkcs7Of(out.certificate.certificate_pem) };
     await this.store.insertRequest({ tenant: client.tenant, username: client.username, csr_sha256: csrHash, request_id: out.request.id, created_at: new Date().toISOString() });
@@ -162,6 +185,13 @@ export class EstAuthority {
     const rows = await this.ca.store.searchCertificates(client.tenant, { subject: p.subject, status: "valid", limit: 1000 });
     const match = rows.find((r) => r.profile === client.profile && r.subject === p.subject && r.not_after > now && JSON.stringify((JSON.parse(r.sans) as string[]).sort()) === sans);
     if (!match) throw new AppError("bad_request", "simplereenroll needs the subject and subjectAltName of a valid certificate of this credential's profile", { status: 400 });
+  }
+
+  /** A certificate-authenticated client asks for its own subject and SANs, nothing else (RFC 7030 §4.2.2). */
+  private checkOwnIdentity(own: { subject: string; sans: string[] }, der: Uint8Array): void {
+    const p = parseCsr(der);
+    const same = p.subject === own.subject && JSON.stringify([...sansOf(p)].sort()) === JSON.stringify([...own.sans].sort());
+    if (!same) throw new AppError("forbidden", "a client certificate enrolls only for its own subject and subjectAltName", { status: 403 });
   }
 
   private pkcs7Of(pem: string): Uint8Array {

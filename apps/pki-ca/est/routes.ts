@@ -5,8 +5,9 @@
  * base64 with 64-character lines. Every refusal is a 4xx with a text/plain body; bad input is
  * never a 5xx. Also `estAdminApi`: the tenant's EST credentials on the authenticated API (`pki:admin`).
  *
- * TLS client certificates: the mTLS listener (`server.mtls_port`) fills
- * `requestInfo(request).clientCert`; EST offers only Basic authentication until it uses that.
+ * TLS client certificates: on the mTLS listener (`server.mtls_port`), which trusts the CA's
+ * own issuing CAs, a certificate this CA issued authenticates simpleenroll and simplereenroll
+ * for its own subject and SANs (`EstAuthority.authenticateCertificate`).
  */
 import { Elysia } from "elysia";
 import * as v from "valibot";
@@ -52,7 +53,10 @@ export function estRoutes(authority: () => Promise<EstAuthority>) {
       if (op === "cacerts") return base64Response(200, est.cacerts(est.profileOf(label)), "application/pkcs7-mime");
       if (op === "csrattrs") return base64Response(200, est.csrattrs(est.profileOf(label)), "application/csrattrs");
       est.profileOf(label);
-      const client = await est.authenticate(request.headers.get("authorization"), label);
+      // A client certificate (the mTLS port) authenticates when no Basic credential is sent.
+      const cert = requestInfo(request).clientCert;
+      const authorization = request.headers.get("authorization");
+      const client = cert && !authorization ? await est.authenticateCertificate(cert, label) : await est.authenticate(authorization, label);
       const ct = request.headers.get("content-type") ?? "";
       if (!/^application\/pkcs10\s*(;|$)/i.test(ct)) throw new AppError("unsupported_media_type", "the CSR is application/pkcs10", { status: 415 });
       const body = new Uint8Array(await request.arrayBuffer());
