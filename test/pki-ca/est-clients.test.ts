@@ -203,5 +203,34 @@ describe.skipIf(!ok)("EST with curl and openssl (Debian packages curl, openssl)"
     expect(foreign.code).not.toBe(0);
     expect(foreign.out).not.toContain("200");
   }, 120_000);
+  test("serverkeygen: a key made by the CA and its certificate, as multipart/mixed; openssl reads both and they match", async () => {
+    const c = await credential("server");
+    await csr("kg", "/CN=kg.example.com", "DNS:kg.example.com");
+    const r = await sh(`curl -sS --cacert ${trust} -u '${c.username}:${c.password}' -H 'Content-Type: application/pkcs10' --data-binary @kg.b64 -D kg.hdr -o kg.out -w '%{http_code}' ${base}/serverkeygen`);
+    expect(r.out).toBe("200");
+    const headers = (await sh("cat kg.hdr")).out.toLowerCase();
+    const boundary = /content-type: multipart\/mixed; boundary=([^\s;]+)/.exec(headers)?.[1];
+    expect(boundary).toBeDefined();
+    const parts = (await sh("cat kg.out")).out.split(`--${boundary}`).slice(1, -1);
+    expect(parts.length).toBe(2);
+    const bodyOf = (p: string) => p.slice(p.indexOf("\r\n\r\n") + 4).trim();
+    expect(parts[0]).toContain("Content-Type: application/pkcs8");
+    expect(parts[1]).toContain("Content-Type: application/pkcs7-mime; smime-type=certs-only");
+    write(f.dir, "kg-key.b64", bodyOf(parts[0]!) + "\n");
+    write(f.dir, "kg-p7.b64", bodyOf(parts[1]!) + "\n");
+    const key = await sh("openssl base64 -d -in kg-key.b64 | openssl pkey -inform DER -pubout");
+    const cert = await sh("openssl base64 -d -in kg-p7.b64 | openssl pkcs7 -inform DER -print_certs -out kg.pem && openssl x509 -in kg.pem -noout -pubkey -subject");
+    expect(key.code).toBe(0);
+    expect(cert.out).toContain(key.out.trim());
+    expect(cert.out).toContain("kg.example.com");
+    expect((await sh(`openssl verify -CAfile ${root} -untrusted chain.pem kg.pem`)).out).toContain("kg.pem: OK");
+    // The CSR's own key is not the one certified.
+    expect(cert.out).not.toContain((await sh("openssl pkey -in kg.key -pubout")).out.trim());
+    // A profile that queues for approval cannot hold a made key: 409.
+    const m = await credential("manual");
+    await csr("kgm", "/CN=kgm.example.com", "DNS:kgm.example.com");
+    expect((await post("manual/serverkeygen", "kgm", m.username, m.password)).status).toBe(409);
+  }, 120_000);
+
 });
 

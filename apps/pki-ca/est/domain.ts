@@ -60,6 +60,17 @@ const RSA_SHA256 = "1.2.840.113549.1.1.11";
 const ED25519 = "1.3.101.112";
 const EXTENSION_REQUEST = "1.2.840.113549.1.9.14";
 
+/** The key types serverkeygen makes, in order of preference, and how. */
+const SERVER_KEY_TYPES = ["P-256", "P-384", "Ed25519", "RSA-3072", "RSA-2048"] as const;
+const rsa = (bits: number) => ({ generate: { name: "RSASSA-PKCS1-v1_5", modulusLength: bits, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" }, sign: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } });
+const SERVER_KEY_ALGORITHMS: Record<string, { generate: AlgorithmIdentifier | EcKeyGenParams | RsaHashedKeyGenParams; sign: Algorithm | EcdsaParams }> = {
+  "P-256": { generate: { name: "ECDSA", namedCurve: "P-256" }, sign: { name: "ECDSA", hash: "SHA-256" } },
+  "P-384": { generate: { name: "ECDSA", namedCurve: "P-384" }, sign: { name: "ECDSA", hash: "SHA-384" } },
+  Ed25519: { generate: { name: "Ed25519" }, sign: { name: "Ed25519" } },
+  "RSA-3072": rsa(3072),
+  "RSA-2048": rsa(2048),
+};
+
 export class EstAuthority {
   constructor(
     readonly config: EstConfig,
@@ -185,6 +196,29 @@ export class EstAuthority {
     const rows = await this.ca.store.searchCertificates(client.tenant, { subject: p.subject, status: "valid", limit: 1000 });
     const match = rows.find((r) => r.profile === client.profile && r.subject === p.subject && r.not_after > now && JSON.stringify((JSON.parse(r.sans) as string[]).sort()) === sans);
     if (!match) throw new AppError("bad_request", "simplereenroll needs the subject and subjectAltName of a valid certificate of this credential's profile", { status: 400 });
+  }
+
+  /**
+   * serverkeygen (RFC 7030 §4.4): a key pair made here for the subject and SANs of the client's
+   * CSR (whose own key is not certified), certified through the same RA path (policy, lint,
+   * storage, webhooks), returned once as PKCS#8 with its certificate and never stored. The
+   * key type is the profile's first of P-256, P-384, Ed25519, RSA-3072, RSA-2048. A profile
+   * that queues requests for approval is refused: the key would have to wait somewhere.
+   */
+  async serverKeygen(client: EstClient, body: string): Promise<{ pkcs8: Uint8Array; pkcs7: Uint8Array }> {
+    const der = pemOrBase64Der(body, "CERTIFICATE REQUEST", "CSR");
+    const parsed = parseCsr(der);
+    if (client.certificate) this.checkOwnIdentity(client.certificate, der);
+    const profile = this.ca.profile(client.profile);
+    if (profile.approval === "manual") throw new AppError("conflict", "serverkeygen needs a profile that issues without approval", { status: 409 });
+    const keyType = SERVER_KEY_TYPES.find((k) => profile.key_types.includes(k));
+    if (!keyType) throw new AppError("conflict", "this profile allows no key type serverkeygen makes", { status: 409 });
+    const alg = SERVER_KEY_ALGORITHMS[keyType]!;
+    const keys = (await crypto.subtle.generateKey(alg.generate, true, ["sign", "verify"])) as CryptoKeyPair;
+    const request = await x509.Pkcs10CertificateRequestGenerator.create({ name: parsed.subject, keys, signingAlgorithm: alg.sign, extensions: parsed.csr?.extensions ?? [] });
+    const out = await this.ca.submit(client.tenant, { csr: Buffer.from(request.rawData).toString("base64"), profile: client.profile });
+    if (out.status !== "issued") throw new AppError("conflict", "the request was queued for approval; serverkeygen needs one that issues at once", { status: 409 });
+    return { pkcs8: new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey)), pkcs7: this.pkcs7Of(out.certificate.certificate_pem) };
   }
 
   /** A certificate-authenticated client asks for its own subject and SANs, nothing else (RFC 7030 §4.2.2). */
