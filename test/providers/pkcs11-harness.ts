@@ -168,7 +168,7 @@ export async function run(cmd: string[], opts: { env?: NodeJS.ProcessEnv; input?
 /** Compiles the threaded driver (providers/pkcs11/tools/p11-driver.c) into `dir`; returns its path. */
 export async function compileDriver(dir: string): Promise<string> {
   const out = join(dir, "p11-driver");
-  const r = await run(["cc", "-O2", "-Wall", "-I/usr/include/p11-kit-1", "-o", out, join(PROJECT_ROOT, "providers", "pkcs11", "tools", "p11-driver.c"), "-ldl", "-lpthread"]);
+  const r = await run(["cc", "-O2", "-Wall", "-I/usr/include/p11-kit-1", "-o", out, join(PROJECT_ROOT, "providers", "pkcs11", "tools", "p11-driver.c"), "-ldl", "-lpthread", "-lcrypto"]);
   if (r.status !== 0) throw new Error(`cc: ${r.stderr}`);
   return out;
 }

@@ -3,13 +3,15 @@
  * tests and the benchmark (bench/supacrypt-pkcs11.ts). It loads the module with dlopen, so the
  * same binary runs against libcryptoutil-pkcs11.so and SoftHSM2.
  *
- *   p11-driver MODULE TOKEN PIN KEY MODE THREADS AMOUNT
+ *   p11-driver MODULE TOKEN PIN KEY MODE THREADS AMOUNT [MECHANISM]
  *
- * TOKEN is the token label, PIN "-" for none, KEY the private/secret key's label.
+ * TOKEN is the token label, PIN "-" for none, KEY the private/secret key's label. MECHANISM is
+ * "ecdsa-sha256" (default: CKM_ECDSA_SHA256 over the message) or "ecdsa" (CKM_ECDSA over the
+ * message's SHA-256 digest, made here with OpenSSL: for tokens without CKM_ECDSA_SHA256).
  * MODE:
  *   sign     each thread signs AMOUNT messages "t<thread>-<n>" with CKM_ECDSA_SHA256 and prints
  *            "<thread> <n> <signature hex>" per signature (the caller verifies them);
- *   bench    each thread signs for AMOUNT seconds; prints "ops <n> seconds <s> errors <e>";
+ *   bench    each thread signs for AMOUNT seconds; prints "ops <n> seconds <s> errors <e> first_error 0x<rv>";
  *   recover  each thread signs until a call fails, then retries every 100 ms until one works;
  *            prints "ready" once every thread has signed once, then per thread
  *            "<thread> failed 0x<rv> recovered <0|1>"; AMOUNT bounds the run in seconds;
@@ -23,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/sha.h>
 
 static CK_FUNCTION_LIST_PTR p11;
 static CK_SLOT_ID slot;
@@ -31,6 +34,7 @@ static long amount;
 static int n_threads;
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile int ready_count;
+static int prehash;
 
 static double now(void) {
   struct timespec t;
@@ -56,11 +60,14 @@ static CK_OBJECT_HANDLE find_key(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls) {
 }
 
 static CK_RV sign_once(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key, const char *msg, unsigned char *sig, CK_ULONG *sig_len) {
-  CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
+  CK_MECHANISM m = {prehash ? CKM_ECDSA : CKM_ECDSA_SHA256, NULL, 0};
   CK_RV rv = p11->C_SignInit(s, &m, key);
   if (rv != CKR_OK) return rv;
   *sig_len = 512;
-  return p11->C_Sign(s, (CK_BYTE_PTR)msg, strlen(msg), sig, sig_len);
+  if (!prehash) return p11->C_Sign(s, (CK_BYTE_PTR)msg, strlen(msg), sig, sig_len);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256((const unsigned char *)msg, strlen(msg), digest);
+  return p11->C_Sign(s, digest, sizeof digest, sig, sig_len);
 }
 
 typedef struct { int index; long ops, errors; CK_RV failed; int recovered; } work;
@@ -90,8 +97,9 @@ static void *thread_main(void *arg) {
     double end = now() + (double)amount;
     for (long n = 0; now() < end; n++) {
       snprintf(msg, sizeof msg, "t%d-%ld", w->index, n);
-      if (sign_once(s, key, msg, sig, &sig_len) == CKR_OK) w->ops++;
-      else w->errors++;
+      rv = sign_once(s, key, msg, sig, &sig_len);
+      if (rv == CKR_OK) w->ops++;
+      else if (w->errors++ == 0) w->failed = rv;
     }
   } else { /* recover */
     double end = now() + (double)amount;
@@ -146,10 +154,11 @@ static int gcm(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 8) {
-    fprintf(stderr, "usage: p11-driver MODULE TOKEN PIN KEY MODE THREADS AMOUNT\n");
+  if (argc != 8 && argc != 9) {
+    fprintf(stderr, "usage: p11-driver MODULE TOKEN PIN KEY MODE THREADS AMOUNT [ecdsa|ecdsa-sha256]\n");
     return 2;
   }
+  prehash = argc == 9 && !strcmp(argv[8], "ecdsa");
   void *lib = dlopen(argv[1], RTLD_NOW);
   if (!lib) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 2; }
   CK_C_GetFunctionList get = (CK_C_GetFunctionList)dlsym(lib, "C_GetFunctionList");
@@ -194,7 +203,9 @@ int main(int argc, char **argv) {
     errors += w[i].errors;
   }
   double elapsed = now() - started;
-  if (!strcmp(mode, "bench")) printf("ops %ld seconds %.3f errors %ld\n", ops, elapsed, errors);
+  CK_RV first_error = 0;
+  for (int i = 0; i < n_threads && !first_error; i++) first_error = w[i].failed;
+  if (!strcmp(mode, "bench")) printf("ops %ld seconds %.3f errors %ld first_error 0x%lx\n", ops, elapsed, errors, (unsigned long)first_error);
   if (!strcmp(mode, "recover"))
     for (int i = 0; i < n_threads; i++) printf("%d failed 0x%lx recovered %d\n", i, (unsigned long)w[i].failed, w[i].recovered);
   p11->C_Logout(login);
