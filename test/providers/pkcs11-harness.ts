@@ -36,6 +36,8 @@ export interface SlotSpec {
   /** A passphrase to encrypt the client key with (the slot's PIN). */
   pin?: string;
   tag?: string;
+  /** Instead of a client certificate: a bearer token in a file, on the public port. */
+  tokenFile?: boolean;
 }
 
 export interface KmsBackend {
@@ -67,7 +69,7 @@ export async function startKmsBackend(slots: SlotSpec[]): Promise<KmsBackend> {
     server: { bind: "127.0.0.1", port, mtls_port: mtlsPort },
     data: { dir: dataDir },
     auth: { issuer: issuer.issuer, jwks_url: issuer.jwksUrl, audience: "sm-kms", ca_file: issuerCa },
-    mtls: { principals: slots.map((s) => ({ dns: `${s.label}.pkcs11.test`, tenant: s.tenant, scopes: ALL_SCOPES })) },
+    mtls: { principals: slots.filter((s) => !s.tokenFile).map((s) => ({ dns: `${s.label}.pkcs11.test`, tenant: s.tenant, scopes: ALL_SCOPES })) },
     log: { level: "warn", access: false },
     security: { rate_limit_rps: 100_000, rate_limit_burst: 100_000 },
   };
@@ -100,8 +102,15 @@ export async function startKmsBackend(slots: SlotSpec[]): Promise<KmsBackend> {
   const ca = (await loadOrCreateSuiteCa({ store: new DirectoryStore(join(root, "suite-ca")), sealer: await suiteCaSealerFromFiles([join(root, "dev-unseal.secret")]) })).ca;
   writeFileSync(trustBundle, trustBundlePem(ca));
 
+  const publicUrl = `https://127.0.0.1:${port}`;
   const moduleSlots = [];
   for (const s of slots) {
+    if (s.tokenFile) {
+      const tokenFile = join(root, `${s.label}.token`);
+      writeFileSync(tokenFile, (await issuer.mint({ tenant: s.tenant, scope: ALL_SCOPES.join(" ") })) + "\n", { mode: 0o600 });
+      moduleSlots.push({ label: s.label, url: publicUrl, token_file: tokenFile, ...(s.tag ? { tag: s.tag } : {}) });
+      continue;
+    }
     const leaf = await issueLeaf(ca, { serviceName: s.label, dnsNames: [`${s.label}.pkcs11.test`], ipAddresses: [], usage: "client", validityDays: 2 });
     const certFile = join(root, `${s.label}.crt`);
     const keyFile = join(root, `${s.label}.key`);
@@ -120,7 +129,6 @@ export async function startKmsBackend(slots: SlotSpec[]): Promise<KmsBackend> {
   const mtlsUrl = `https://127.0.0.1:${mtlsPort}`;
   writeFileSync(configFile, JSON.stringify({ url: mtlsUrl, ca: trustBundle, timeout_s: 60, slots: moduleSlots }, null, 2));
 
-  const publicUrl = `https://127.0.0.1:${port}`;
   const caPem = trustBundlePem(ca);
   const tokens = new Map<string, string>();
   return {

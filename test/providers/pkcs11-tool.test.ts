@@ -3,7 +3,8 @@
  * pkcs11-spy, against sm-kms (a child process) over its mTLS port.
  *
  * Slot "alpha" holds a client certificate of tenant-a whose key is encrypted (the PIN is its
- * passphrase); slot "beta" one of tenant-b with a plain key (no login needed). Signatures made
+ * passphrase); slot "beta" one of tenant-b with a plain key (no login needed); slot "gamma" a
+ * bearer token file of tenant-b on the public port, limited to the keys tagged "gamma". Signatures made
  * through the module are checked by openssl against the public keys sm-kms exports; ciphertexts
  * the module makes are opened by sm-kms and the other way round. Also sm-kms's raw routes over
  * HTTPS: tenant isolation, the padding family bound to the key, bad input is a clean 4xx.
@@ -39,6 +40,7 @@ beforeAll(async () => {
   b = await startKmsBackend([
     { label: "alpha", tenant: "tenant-a", pin: PIN },
     { label: "beta", tenant: "tenant-b" },
+    { label: "gamma", tenant: "tenant-b", tokenFile: true, tag: "gamma" },
   ]);
   for (const [name, algorithm, tenant] of [
     ["ec-signer", "ES256", "tenant-a"],
@@ -47,8 +49,9 @@ beforeAll(async () => {
     ["oaep", "RSA-OAEP-256", "tenant-a"],
     ["gcm", "A256GCM", "tenant-a"],
     ["b-signer", "ES384", "tenant-b"],
+    ["g-signer", "ES256", "tenant-b"],
   ] as const) {
-    const r = await b.api(tenant, "POST", "/keys", { name, algorithm });
+    const r = await b.api(tenant, "POST", "/keys", { name, algorithm, tags: name === "g-signer" ? ["gamma"] : [] });
     expect(r.status).toBe(201);
     keys[name] = r.body.id;
   }
@@ -64,6 +67,7 @@ describe.if(ready)("pkcs11-tool", () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain("Slot 0 (0x0): sm-kms alpha");
     expect(r.stdout).toContain("Slot 1 (0x1): sm-kms beta");
+    expect(r.stdout).toContain("Slot 2 (0x2): sm-kms gamma");
     expect(r.stdout).toMatch(/token label\s+: alpha[\s\S]*login required/);
     const info = await tool(["--show-info"]);
     expect(info.stdout).toContain("cryptoutil sm-kms PKCS#11");
@@ -172,6 +176,18 @@ describe.if(ready)("pkcs11-tool", () => {
     const rnd = await asAlpha(["--generate-random", "2000", "-o", file("random.bin")]);
     expect(rnd.status).toBe(0);
     expect(readFileSync(file("random.bin")).length).toBe(2000);
+  });
+
+  test("a slot with a bearer token file on the public port, limited to the keys of one tag", async () => {
+    const list = await tool(["--token-label", "gamma", "--list-objects"]);
+    expect(list.status).toBe(0);
+    expect(list.stdout).toContain("label:      g-signer");
+    expect(list.stdout).not.toContain("b-signer");
+    const pem = file("g.pub.pem");
+    writeFileSync(pem, await publicPem("tenant-b", keys["g-signer"]!));
+    const r = await tool(["--token-label", "gamma", "--sign", "-m", "ECDSA-SHA256", "--id", idOf("g-signer"), "-i", file("message.txt"), "-o", file("g.sig"), "--signature-format", "openssl"]);
+    expect(r.status).toBe(0);
+    expect((await run(["openssl", "dgst", "-sha256", "-verify", pem, "-signature", file("g.sig"), file("message.txt")])).stdout).toContain("Verified OK");
   });
 
   test("pkcs11-spy traces a session: every call returns CKR_OK but the expected ones", async () => {
