@@ -31,6 +31,8 @@ CURL *backend_handle(const slot_config *slot) {
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
   curl_easy_setopt(h, CURLOPT_TIMEOUT, slot->timeout_s > 0 ? slot->timeout_s : 30L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  /* One request at a time per session: HTTP/1.1 keep-alive; h2 measured no faster here. */
+  curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
