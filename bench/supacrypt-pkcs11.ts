@@ -97,6 +97,7 @@ try {
   if (softhsm !== undefined) rows.push({ group: "ES256 sign", name: `SoftHSM2 direct, CKM_ECDSA on a digest, ${THREADS} threads`, opsPerSec: softhsm, anchor: "module (digest) / SoftHSM2", ratio: modulePrehash / softhsm });
   printTable(`Supacrypt PKCS#11: ES256 signatures per second (${SECONDS} s each, ${navigator.hardwareConcurrency} CPUs, sm-kms in its own process)`, rows);
   console.log(`\nthrough the module: ${Math.round(module)} ops/s, ${module >= TARGET ? "meets" : "below"} the ${TARGET} ops/s target`);
+  console.log(JSON.stringify({ module, moduleOne, modulePrehash, https, softhsm }, (_k, v) => (typeof v === "number" ? Math.round(v) : v)));
 } finally {
   await b.stop();
 }

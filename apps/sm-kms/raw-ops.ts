@@ -122,6 +122,12 @@ const modulusBits = (key: KeyObject) => key.asymmetricKeyDetails?.modulusLength 
 export class RawOps {
   /** Public keys of versions as node KeyObjects, by their opened version. */
   private readonly publicKeys = new WeakMap<object, KeyObject>();
+  /**
+   * EC private scalars for signing a caller's digest (WebCrypto cannot), kept as long as the
+   * opened version's KeyObject is (the keyring's cache of opened versions): exporting the key
+   * again for every signature costs more than the signature.
+   */
+  private readonly scalars = new WeakMap<KeyObject, Uint8Array>();
 
   constructor(private readonly ring: Keyring) {}
 
@@ -139,6 +145,12 @@ export class RawOps {
       this.publicKeys.set(active.usable, k);
     }
     return k;
+  }
+
+  private scalarOf(raw: KeyObject): Uint8Array {
+    let d = this.scalars.get(raw);
+    if (!d) this.scalars.set(raw, (d = fromB64u(raw.export({ format: "jwk" }).d!)));
+    return d;
   }
 
   private check(active: ActiveVersion, mechanism: RawSignMechanism): Family {
@@ -175,12 +187,7 @@ export class RawOps {
       if (input.mechanism !== "ECDSA" && active.usable.secret) {
         signature = new Uint8Array(await crypto.subtle.sign({ name: "ECDSA", hash }, active.usable.secret, data as Uint8Array<ArrayBuffer>));
       } else {
-        const d = fromB64u(raw.export({ format: "jwk" }).d!);
-        try {
-          signature = CURVES[active.spec.jose as keyof typeof CURVES].sign(digest, d, { prehash: false });
-        } finally {
-          d.fill(0);
-        }
+        signature = CURVES[active.spec.jose as keyof typeof CURVES].sign(digest, this.scalarOf(raw), { prehash: false });
       }
     } else if (family === "pkcs1") {
       const t = input.mechanism === "RSA-PKCS" ? digest : concat(DIGEST_INFO[hash], digest);

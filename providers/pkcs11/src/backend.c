@@ -94,6 +94,7 @@ int backend_call(CURL *h, const slot_config *slot, const char *pin, const char *
   if (rc != CURLE_OK) {
     free(out->body);
     memset(out, 0, sizeof *out);
+    out->error = rc;
     return -1;
   }
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);

@@ -26,6 +26,7 @@ typedef struct {
   long status;       /* HTTP status; 0 when the call did not complete */
   char *body;
   size_t len;
+  CURLcode error;    /* why no answer came, when status is 0 */
 } http_answer;
 
 /* Whether the transport failed (no HTTP answer): the device is unreachable or went away mid-call. */

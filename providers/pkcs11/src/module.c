@@ -167,6 +167,8 @@ static CK_RV load_config(void) {
     c->tag = dup_or_null(json_str(s, "tag"));
     c->timeout_s = (long)json_num(s, "timeout_s", json_num(doc, "timeout_s", 30));
     if (!c->label || !c->url || strncmp(c->url, "https://", 8) != 0 || (!c->token_file && (!c->cert || !c->key))) rv = CKR_GENERAL_ERROR;
+    /* A tag goes into URLs and JSON as it is: sm-kms's tag syntax only. */
+    else if (c->tag && (!*c->tag || strlen(c->tag) > 32 || strspn(c->tag, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(c->tag))) rv = CKR_GENERAL_ERROR;
     else c->key_encrypted = c->key && file_contains(c->key, "ENCRYPTED");
     g_n_slots = i + 1;
   }
@@ -768,21 +770,8 @@ CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR
   http_answer a;
   if (!h) rv = CKR_HOST_MEMORY;
   else if (backend_call(h, &sl->cfg, pin, "GET", API "/keys?limit=1", NULL, &a) != 0) {
-    /* A handshake that never started because the key did not open is a wrong PIN; otherwise the device is away. */
-    CURL *probe = backend_handle(&sl->cfg);
-    long os_errno = 0;
-    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
-    rv = CKR_DEVICE_ERROR;
-    if (probe) {
-      char errbuf[CURL_ERROR_SIZE] = "";
-      curl_easy_setopt(probe, CURLOPT_ERRORBUFFER, errbuf);
-      curl_easy_setopt(probe, CURLOPT_URL, sl->cfg.url);
-      curl_easy_setopt(probe, CURLOPT_KEYPASSWD, pin);
-      curl_easy_setopt(probe, CURLOPT_CONNECT_ONLY, 1L);
-      CURLcode c = curl_easy_perform(probe);
-      if (c == CURLE_SSL_CERTPROBLEM) rv = CKR_PIN_INCORRECT;
-      curl_easy_cleanup(probe);
-    }
+    /* The client key did not open with this PIN (the handshake never started), or the device is away. */
+    rv = a.error == CURLE_SSL_CERTPROBLEM ? CKR_PIN_INCORRECT : CKR_DEVICE_ERROR;
   } else {
     if (a.status == 200) rv = CKR_OK;
     else rv = a.status == 401 || a.status == 403 ? CKR_PIN_INCORRECT : CKR_DEVICE_ERROR;
