@@ -5,7 +5,7 @@
  * backend is killed (SIGKILL) while the threads sign: calls in flight and after return
  * CKR_DEVICE_ERROR (0x30), nothing crashes, and once sm-kms is back on the same ports the next
  * call of every thread works. AES-GCM through the module (encrypt, decrypt, a tampered tag
- * refused) runs on the same driver.
+ * refused) and the return values of misuse run on the same driver.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
@@ -48,6 +48,20 @@ describe.if(ready)("the module under threads", () => {
     }
     expect(seen.size).toBe(320);
   }, 300_000);
+
+  test("misuse gets PKCS#11's own return values: bad handles, short buffers, order, sensitive attributes, logout, a wrong PIN, finalize", async () => {
+    const r = await run([driver, MODULE, "threads", PIN, "es256", "errors", "1", "1"], { env: b.env });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("errors ok\n");
+    expect(r.status).toBe(0);
+  });
+
+  test("without a config, C_Initialize fails with one line saying so", async () => {
+    const r = await run([driver, MODULE, "threads", PIN, "es256", "sign", "1", "1"], { env: { ...b.env, CRYPTOUTIL_PKCS11_CONFIG: "" } });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("libcryptoutil-pkcs11: no usable config in CRYPTOUTIL_PKCS11_CONFIG");
+    expect(r.stderr).toContain("C_Initialize failed: 0x5");
+  });
 
   test("AES-GCM through the module: encrypt, decrypt, a tampered tag fails", async () => {
     const r = await run([driver, MODULE, "threads", PIN, "aes", "gcm", "1", "1"], { env: b.env });

@@ -529,6 +529,8 @@ CK_RV C_Initialize(CK_VOID_PTR pInitArgs) {
   CK_RV rv = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? load_config() : CKR_GENERAL_ERROR;
   if (rv == CKR_OK) g_initialized = 1;
   else {
+    /* The one message the module prints: without it a missing config is a bare CKR_GENERAL_ERROR. */
+    fprintf(stderr, "libcryptoutil-pkcs11: no usable config in CRYPTOUTIL_PKCS11_CONFIG (a JSON file with url, ca and slots)\n");
     for (size_t i = 0; i < MAX_SLOTS; i++) free_slot_config(&g_slots[i].cfg);
     g_n_slots = 0;
   }

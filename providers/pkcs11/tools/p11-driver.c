@@ -16,6 +16,9 @@
  *            prints "ready" once every thread has signed once, then per thread
  *            "<thread> failed 0x<rv> recovered <0|1>"; AMOUNT bounds the run in seconds;
  *   gcm      AES-GCM: encrypts, decrypts, and checks a tampered tag fails; prints "gcm ok".
+ *   errors   the return values of misuse (bad handles, short buffers, operations out of order,
+ *            sensitive attributes, logout, a wrong PIN, finalize); prints "errors ok" (KEY: an
+ *            EC key; the token must need a login).
  */
 #include <p11-kit/pkcs11.h>
 #include <dlfcn.h>
@@ -153,6 +156,94 @@ static int gcm(void) {
   return 0;
 }
 
+#define EXPECT(call, want) do { \
+    CK_RV got_ = (call); \
+    if (got_ != (CK_RV)(want)) { fprintf(stderr, "%s: 0x%lx, expected 0x%lx\n", #call, (unsigned long)got_, (unsigned long)(want)); exit(3); } \
+  } while (0)
+
+/* Misuse of the API gets PKCS#11's own return values, and nothing breaks. */
+static int errors(CK_SESSION_HANDLE login) {
+  CK_SESSION_HANDLE s;
+  CK_C_INITIALIZE_ARGS init = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
+  EXPECT(p11->C_Initialize(&init), CKR_CRYPTOKI_ALREADY_INITIALIZED);
+  CK_SLOT_ID few[1];
+  CK_ULONG n = 0;
+  EXPECT(p11->C_GetSlotList(CK_TRUE, few, &n), CKR_BUFFER_TOO_SMALL);
+  if (n < 1) die("slot count", n);
+  EXPECT(p11->C_OpenSession(slot, 0, NULL, NULL, &s), CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+  EXPECT(p11->C_OpenSession(9999, CKF_SERIAL_SESSION, NULL, NULL, &s), CKR_SLOT_ID_INVALID);
+  EXPECT(p11->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s), CKR_OK);
+  CK_OBJECT_HANDLE key = find_key(s, CKO_PRIVATE_KEY), pub = find_key(s, CKO_PUBLIC_KEY);
+  CK_MECHANISM ecdsa = {CKM_ECDSA_SHA256, NULL, 0}, rsa = {CKM_RSA_PKCS, NULL, 0}, md5 = {CKM_MD5, NULL, 0};
+  unsigned char msg[] = "misuse", sig[512];
+  CK_ULONG len;
+  EXPECT(p11->C_SignInit(424242, &ecdsa, key), CKR_SESSION_HANDLE_INVALID);
+  EXPECT(p11->C_Sign(s, msg, 6, sig, &len), CKR_OPERATION_NOT_INITIALIZED);
+  EXPECT(p11->C_SignInit(s, &ecdsa, 4242424), CKR_KEY_HANDLE_INVALID);
+  EXPECT(p11->C_SignInit(s, &rsa, key), CKR_KEY_TYPE_INCONSISTENT);
+  EXPECT(p11->C_SignInit(s, &md5, key), CKR_MECHANISM_INVALID);
+  EXPECT(p11->C_SignInit(s, &ecdsa, pub), CKR_KEY_FUNCTION_NOT_PERMITTED);
+  /* Length query, a short buffer, then the signature; the operation stays active in between. */
+  EXPECT(p11->C_SignInit(s, &ecdsa, key), CKR_OK);
+  EXPECT(p11->C_SignInit(s, &ecdsa, key), CKR_OPERATION_ACTIVE);
+  EXPECT(p11->C_Sign(s, msg, 6, NULL, &len), CKR_OK);
+  if (len != 64) die("signature length query", len);
+  len = 10;
+  EXPECT(p11->C_Sign(s, msg, 6, sig, &len), CKR_BUFFER_TOO_SMALL);
+  if (len != 64) die("signature length after CKR_BUFFER_TOO_SMALL", len);
+  len = sizeof sig;
+  EXPECT(p11->C_Sign(s, msg, 6, sig, &len), CKR_OK);
+  EXPECT(p11->C_Sign(s, msg, 6, sig, &len), CKR_OPERATION_NOT_INITIALIZED);
+  /* Multi-part signing gives a signature the one-part verify accepts; a changed byte does not verify. */
+  EXPECT(p11->C_SignInit(s, &ecdsa, key), CKR_OK);
+  EXPECT(p11->C_SignUpdate(s, msg, 3), CKR_OK);
+  EXPECT(p11->C_SignUpdate(s, msg + 3, 3), CKR_OK);
+  len = sizeof sig;
+  EXPECT(p11->C_SignFinal(s, sig, &len), CKR_OK);
+  EXPECT(p11->C_VerifyInit(s, &ecdsa, pub), CKR_OK);
+  EXPECT(p11->C_Verify(s, msg, 6, sig, len), CKR_OK);
+  sig[10] ^= 1;
+  EXPECT(p11->C_VerifyInit(s, &ecdsa, pub), CKR_OK);
+  EXPECT(p11->C_Verify(s, msg, 6, sig, len), CKR_SIGNATURE_INVALID);
+  /* Attributes: the private value is sensitive; a short buffer is reported per attribute. */
+  unsigned char small[4];
+  CK_ATTRIBUTE value = {CKA_VALUE, small, sizeof small};
+  EXPECT(p11->C_GetAttributeValue(s, key, &value, 1), CKR_ATTRIBUTE_SENSITIVE);
+  if (value.ulValueLen != CK_UNAVAILABLE_INFORMATION) die("sensitive length", value.ulValueLen);
+  CK_ATTRIBUTE point = {CKA_EC_POINT, NULL, 0};
+  EXPECT(p11->C_GetAttributeValue(s, pub, &point, 1), CKR_OK);
+  if (point.ulValueLen != 67) die("EC point length", point.ulValueLen);
+  point.pValue = small;
+  point.ulValueLen = sizeof small;
+  EXPECT(p11->C_GetAttributeValue(s, pub, &point, 1), CKR_BUFFER_TOO_SMALL);
+  CK_ATTRIBUTE bogus = {0x7fff0001UL, NULL, 0};
+  EXPECT(p11->C_GetAttributeValue(s, pub, &bogus, 1), CKR_ATTRIBUTE_TYPE_INVALID);
+  EXPECT(p11->C_GenerateRandom(s, sig, 0), CKR_OK);
+  /* After logout the key does not open: no signature, and a wrong PIN does not log in again. */
+  EXPECT(p11->C_Logout(login), CKR_OK);
+  EXPECT(p11->C_SignInit(s, &ecdsa, key), CKR_USER_NOT_LOGGED_IN);
+  EXPECT(p11->C_Login(login, CKU_USER, (CK_UTF8CHAR_PTR) "not-the-pin", 11), CKR_PIN_INCORRECT);
+  EXPECT(p11->C_Login(login, CKU_SO, (CK_UTF8CHAR_PTR)pin, strlen(pin)), CKR_USER_TYPE_INVALID);
+  EXPECT(p11->C_Login(login, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)), CKR_OK);
+  EXPECT(p11->C_Login(login, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)), CKR_USER_ALREADY_LOGGED_IN);
+  EXPECT(p11->C_SignInit(s, &ecdsa, key), CKR_OK);
+  len = sizeof sig;
+  EXPECT(p11->C_Sign(s, msg, 6, sig, &len), CKR_OK);
+  EXPECT(p11->C_CloseSession(s), CKR_OK);
+  EXPECT(p11->C_CloseSession(s), CKR_SESSION_HANDLE_INVALID);
+  EXPECT(p11->C_Finalize((CK_VOID_PTR)1), CKR_ARGUMENTS_BAD);
+  EXPECT(p11->C_Finalize(NULL), CKR_OK);
+  CK_INFO info;
+  EXPECT(p11->C_GetInfo(&info), CKR_CRYPTOKI_NOT_INITIALIZED);
+  /* Application mutex callbacks without CKF_OS_LOCKING_OK: the module locks only with its own. */
+  CK_C_INITIALIZE_ARGS callbacks = {(CK_CREATEMUTEX)1, (CK_DESTROYMUTEX)1, (CK_LOCKMUTEX)1, (CK_UNLOCKMUTEX)1, 0, NULL};
+  EXPECT(p11->C_Initialize(&callbacks), CKR_CANT_LOCK);
+  EXPECT(p11->C_Initialize(NULL), CKR_OK);
+  EXPECT(p11->C_Finalize(NULL), CKR_OK);
+  printf("errors ok\n");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc != 8 && argc != 9) {
     fprintf(stderr, "usage: p11-driver MODULE TOKEN PIN KEY MODE THREADS AMOUNT [ecdsa|ecdsa-sha256]\n");
@@ -189,6 +280,7 @@ int main(int argc, char **argv) {
   if (strcmp(pin, "-") && (rv = p11->C_Login(login, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin))) != CKR_OK) die("C_Login", rv);
 
   if (!strcmp(mode, "gcm")) return gcm();
+  if (!strcmp(mode, "errors")) return errors(login);
   work *w = calloc((size_t)n_threads, sizeof *w);
   pthread_t *t = calloc((size_t)n_threads, sizeof *t);
   double started = now();
