@@ -80,7 +80,11 @@ export async function startKmsBackend(slots: SlotSpec[]): Promise<KmsBackend> {
   let stderr = "";
   const start = async () => {
     stderr = "";
-    child = spawn(BUN, ["run", join(PROJECT_ROOT, "apps", "sm-kms", "main.ts"), "--config", configYaml], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CRYPTOUTIL_SUITE_DEFAULTS: undefined } });
+    // Only this config: no suite defaults or config file from the environment.
+    const env = { ...process.env };
+    delete env.CRYPTOUTIL_SUITE_DEFAULTS;
+    delete env.CRYPTOUTIL_CONFIG;
+    child = spawn(BUN, ["run", join(PROJECT_ROOT, "apps", "sm-kms", "main.ts"), "--config", configYaml], { stdio: ["ignore", "pipe", "pipe"], env });
     child.stderr!.on("data", (d) => (stderr += d));
     await new Promise<void>((resolve, reject) => {
       let out = "";

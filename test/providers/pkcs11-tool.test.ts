@@ -205,6 +205,14 @@ describe.if(ready)("pkcs11-tool", () => {
 });
 
 describe.if(ready)("sm-kms raw operations over HTTPS", () => {
+  test("are in the OpenAPI document under both prefixes", async () => {
+    const doc = await (await fetch(`${b.publicUrl}/docs/openapi.json`, { tls: { ca: readFileSync(b.trustBundle, "utf8") } } as RequestInit)).json();
+    for (const route of ["sign", "verify", "encrypt", "decrypt"]) {
+      expect(Object.keys(doc.paths)).toContain(`/service/api/v1/keys/{id}/raw/${route}`);
+      expect(Object.keys(doc.paths)).toContain(`/browser/api/v1/keys/{id}/raw/${route}`);
+    }
+  });
+
   test("another tenant's key is 404; a mechanism of another family is 400 mechanism_not_allowed", async () => {
     const data = Buffer.from("x").toString("base64url");
     const other = await b.api("tenant-b", "POST", `/keys/${keys["ec-signer"]}/raw/sign`, { mechanism: "ECDSA-SHA256", data });
