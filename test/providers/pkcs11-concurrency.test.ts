@@ -8,7 +8,9 @@
  * refused) and the return values of misuse run on the same driver.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { compileDriver, ecVerifier, MODULE, requireTools, run, startKmsBackend, type KmsBackend } from "./pkcs11-harness.ts";
 
 const ready = requireTools([["cc", ["--version"]]], [MODULE]);
@@ -61,6 +63,22 @@ describe.if(ready)("the module under threads", () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("libcryptoutil-pkcs11: no usable config in CRYPTOUTIL_PKCS11_CONFIG");
     expect(r.stderr).toContain("C_Initialize failed: 0x5");
+  });
+
+  test("a plain client key that others can read is refused, as ssh refuses such keys", async () => {
+    const config = JSON.parse(readFileSync(b.configFile, "utf8"));
+    const key = join(b.root, "loose.key");
+    const pem = spawnSync("openssl", ["pkey", "-in", config.slots[0].key, "-passin", `pass:${PIN}`], { encoding: "utf8" }).stdout;
+    writeFileSync(key, pem, { mode: 0o644 });
+    chmodSync(key, 0o644);
+    config.slots[0].key = key;
+    writeFileSync(join(b.root, "loose.json"), JSON.stringify(config));
+    const r = await run([driver, MODULE, "threads", "-", "es256", "sign", "1", "1"], { env: { ...b.env, CRYPTOUTIL_PKCS11_CONFIG: join(b.root, "loose.json") } });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("slot 0: a plain key or token file must exist and be readable by its owner only (mode 0600)");
+    chmodSync(key, 0o600);
+    const ok = await run([driver, MODULE, "threads", "-", "es256", "sign", "1", "1"], { env: { ...b.env, CRYPTOUTIL_PKCS11_CONFIG: join(b.root, "loose.json") } });
+    expect(ok.status).toBe(0);
   });
 
   test("AES-GCM through the module: encrypt, decrypt, a tampered tag fails", async () => {

@@ -137,6 +137,14 @@ static void free_slot_config(slot_config *c) {
   memset(c, 0, sizeof *c);
 }
 
+static int g_config_reported;
+
+/* One line on stderr about what is wrong with slot `i` of the config (the module prints nothing else). */
+static void config_error(size_t i, const char *what) {
+  fprintf(stderr, "libcryptoutil-pkcs11: CRYPTOUTIL_PKCS11_CONFIG: slot %zu: %s\n", i, what);
+  g_config_reported = 1;
+}
+
 /* Reads the JSON config named by CRYPTOUTIL_PKCS11_CONFIG. */
 static CK_RV load_config(void) {
   const char *path = getenv("CRYPTOUTIL_PKCS11_CONFIG");
@@ -166,10 +174,23 @@ static CK_RV load_config(void) {
     c->token_file = dup_or_null(json_str(s, "token_file"));
     c->tag = dup_or_null(json_str(s, "tag"));
     c->timeout_s = (long)json_num(s, "timeout_s", json_num(doc, "timeout_s", 30));
-    if (!c->label || !c->url || strncmp(c->url, "https://", 8) != 0 || (!c->token_file && (!c->cert || !c->key))) rv = CKR_GENERAL_ERROR;
-    /* A tag goes into URLs and JSON as it is: sm-kms's tag syntax only. */
-    else if (c->tag && (!*c->tag || strlen(c->tag) > 32 || strspn(c->tag, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(c->tag))) rv = CKR_GENERAL_ERROR;
-    else c->key_encrypted = c->key && file_contains(c->key, "ENCRYPTED");
+    if (!c->label || !c->url || strncmp(c->url, "https://", 8) != 0 || (!c->token_file && (!c->cert || !c->key))) {
+      config_error(i, "needs a label, an https url, and cert and key or a token_file");
+      rv = CKR_GENERAL_ERROR;
+    } else if (c->tag && (!*c->tag || strlen(c->tag) > 32 || strspn(c->tag, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(c->tag))) {
+      /* A tag goes into URLs and JSON as it is: sm-kms's tag syntax only. */
+      config_error(i, "tag must be lowercase letters, digits and -");
+      rv = CKR_GENERAL_ERROR;
+    } else {
+      c->key_encrypted = c->key && file_contains(c->key, "ENCRYPTED");
+      /* Like ssh with its keys: a credential that opens without a PIN must be the owner's alone. */
+      const char *plain = c->token_file ? c->token_file : c->key_encrypted ? NULL : c->key;
+      struct stat st;
+      if (plain && (stat(plain, &st) != 0 || (st.st_mode & 077))) {
+        config_error(i, "a plain key or token file must exist and be readable by its owner only (mode 0600)");
+        rv = CKR_GENERAL_ERROR;
+      }
+    }
     g_n_slots = i + 1;
   }
   json_free(doc);
@@ -529,8 +550,9 @@ CK_RV C_Initialize(CK_VOID_PTR pInitArgs) {
   CK_RV rv = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? load_config() : CKR_GENERAL_ERROR;
   if (rv == CKR_OK) g_initialized = 1;
   else {
-    /* The one message the module prints: without it a missing config is a bare CKR_GENERAL_ERROR. */
-    fprintf(stderr, "libcryptoutil-pkcs11: no usable config in CRYPTOUTIL_PKCS11_CONFIG (a JSON file with url, ca and slots)\n");
+    /* Without a message a missing config is a bare CKR_GENERAL_ERROR. */
+    if (!g_config_reported) fprintf(stderr, "libcryptoutil-pkcs11: no usable config in CRYPTOUTIL_PKCS11_CONFIG (a JSON file with url, ca and slots)\n");
+    g_config_reported = 0;
     for (size_t i = 0; i < MAX_SLOTS; i++) free_slot_config(&g_slots[i].cfg);
     g_n_slots = 0;
   }

@@ -300,6 +300,8 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "bench")) printf("ops %ld seconds %.3f errors %ld first_error 0x%lx\n", ops, elapsed, errors, (unsigned long)first_error);
   if (!strcmp(mode, "recover"))
     for (int i = 0; i < n_threads; i++) printf("%d failed 0x%lx recovered %d\n", i, (unsigned long)w[i].failed, w[i].recovered);
+  free(w);
+  free(t);
   p11->C_Logout(login);
   p11->C_CloseSession(login);
   rv = p11->C_Finalize(NULL);
