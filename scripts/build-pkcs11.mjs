@@ -41,7 +41,8 @@ const r = spawnSync(
   { stdio: "inherit" },
 );
 if (r.status !== 0) {
-  console.error("build-pkcs11: the compiler failed; the PKCS#11 module is not built");
-  process.exit(1);
+  // The rest of the suite does not need the module: the install goes on, the module's tests fail.
+  console.error("build-pkcs11: the compiler failed (above); the PKCS#11 module is not built");
+  process.exit(0);
 }
 console.log(`build-pkcs11: ${out.slice(root.length + 1)} built in ${Date.now() - started} ms`);

@@ -81,6 +81,12 @@ describe.if(ready)("the module under threads", () => {
     expect(ok.status).toBe(0);
   });
 
+  test("the install step skips the module with a message when there is no compiler", async () => {
+    const r = await run(["node", join(import.meta.dir, "..", "..", "scripts", "build-pkcs11.mjs")], { env: { ...process.env, CC: "no-such-cc" } });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("build-pkcs11: skipped, missing a C compiler (no-such-cc)");
+  });
+
   test("AES-GCM through the module: encrypt, decrypt, a tampered tag fails", async () => {
     const r = await run([driver, MODULE, "threads", PIN, "aes", "gcm", "1", "1"], { env: b.env });
     expect(r.status).toBe(0);
