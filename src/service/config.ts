@@ -39,6 +39,11 @@ const sections = {
     public_url: v.optional(v.pipe(v.string(), v.url())),
     /** Port of the mutual-TLS listener, bound like the public one (`server.bind`); unset: no such listener. */
     mtls_port: v.optional(port),
+    /**
+     * Port of the app's gRPC API (sm-kms's KeyService), bound like the public one, mutual TLS with
+     * the mTLS listener's CA and `mtls.principals`; unset: no gRPC listener, and gRPC is never loaded.
+     */
+    grpc_port: v.optional(port),
   }),
   tls: v.strictObject({
     mode: v.picklist(["auto", "static"]),

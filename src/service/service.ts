@@ -22,6 +22,7 @@ import { HttpMetrics } from "./metrics.ts";
 import { IpAllowlist, RateLimiter } from "./guard.ts";
 import { adminHandler, appBase, errorResponse, mapError, publicHandler, requestInfo, SECURITY_HEADERS, type PipelineDeps } from "./http.ts";
 import { startMtlsListener, type MtlsListener, type MtlsPeer } from "./mtls-listener.ts";
+import type { GrpcListener } from "./grpc-listener.ts";
 import { CertificatePrincipals, parseClientCertificate, serviceSpiffeId, type ClientCertificate } from "../auth/client-cert.ts";
 import { docsPlugin, DOCS_PATH, OAUTH_SCHEME } from "./docs.ts";
 import type { ServiceContext, ServiceDefinition } from "./context.ts";
@@ -94,6 +95,8 @@ export interface RunningService {
   adminUrl: string;
   /** The mutual-TLS listener's URL, when `server.mtls_port` is set. */
   mtlsUrl?: string;
+  /** The gRPC listener's `host:port`, when `server.grpc_port` is set. */
+  grpcAddress?: string;
   docsUrl: string;
   /** PEM file clients use to verify the servers (`curl --cacert`). */
   trustBundlePath: string;
@@ -189,6 +192,7 @@ export function resolveConfig(def: ServiceDefinition, opts: Pick<StartOptions, "
   }) as ServiceConfig;
   opts.overrides?.(config);
   def.configure?.(config);
+  if (config.server.grpc_port !== undefined && !def.grpc) throw new AppError("config_invalid", `server.grpc_port: ${def.name} has no gRPC API`);
   checkFederationConfig(config.federation, isDevelopment(config));
   def.checkConfig?.(config);
   return config;
@@ -424,6 +428,7 @@ async function startOnDatabase(
     fetch: adminHandler(admin, logger),
   });
   const mtls = config.server.mtls_port === undefined ? undefined : await startMtls(config, pipeline, material, logger, reloadServerLeaf, clock);
+  const grpcServer = config.server.grpc_port === undefined ? undefined : await startGrpc(def, ctx, material, () => barrier.sealed, reloadServerLeaf, clock);
 
   async function stop(): Promise<void> {
     if (stopping) return stopping;
@@ -437,14 +442,16 @@ async function startOnDatabase(
       const graceEnd = Date.now() + Math.min(DRAIN_GRACE_MS, config.server.shutdown_timeout_ms);
       const pending = () => publicServer.pendingRequests + (mtls?.listener.pendingRequests ?? 0);
       while (Date.now() < deadline && (Date.now() < graceEnd || pending() > 0)) await new Promise((r) => setTimeout(r, 20));
-      const drain = Promise.all([publicServer.stop(false), mtls?.listener.stop(false)]);
+      const drain = Promise.all([publicServer.stop(false), mtls?.listener.stop(false), grpcServer?.listener.stop(false)]);
       const timeout = new Promise<void>((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref?.());
       await Promise.race([drain, timeout]);
       await publicServer.stop(true);
       await mtls?.listener.stop(true);
+      await grpcServer?.listener.stop(true);
       await adminServer.stop(true);
       await clientCerts?.stop();
       await mtls?.serverCerts?.stop();
+      await grpcServer?.serverCerts?.stop();
       await federation.stop();
       for (const hook of stopHooks) {
         try {
@@ -468,6 +475,7 @@ async function startOnDatabase(
   tracing?.exporter.start();
   clientCerts?.start(config.mtls.renew_check_s * 1000);
   mtls?.serverCerts?.start(config.mtls.renew_check_s * 1000);
+  grpcServer?.serverCerts?.start(config.mtls.renew_check_s * 1000);
   const publicUrl = config.server.public_url ?? serverUrl(config.server.bind, publicServer.port!);
   const running: RunningService = {
     name: def.name,
@@ -475,6 +483,7 @@ async function startOnDatabase(
     publicUrl,
     adminUrl: serverUrl("127.0.0.1", adminServer.port!),
     mtlsUrl: mtls && serverUrl(config.server.bind, mtls.listener.port),
+    grpcAddress: grpcServer && `${serverUrl(config.server.bind, grpcServer.listener.port).replace(/^https:\/\//, "")}`,
     docsUrl: `${publicUrl}${DOCS_PATH}`,
     trustBundlePath,
     adminToken,
@@ -485,13 +494,49 @@ async function startOnDatabase(
     stop,
     stopped,
   };
-  logger.info("listening", { public: running.publicUrl, admin: running.adminUrl, mtls: running.mtlsUrl, docs: running.docsUrl, trust_bundle: trustBundlePath });
+  logger.info("listening", { public: running.publicUrl, admin: running.adminUrl, mtls: running.mtlsUrl, grpc: running.grpcAddress, docs: running.docsUrl, trust_bundle: trustBundlePath });
   return running;
 }
 
 /** The PEM blocks after the first (the intermediates of a leaf-first chain). */
 function chainAfterLeaf(chainPem: string): string {
   return (chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\s*/g) ?? []).slice(1).join("");
+}
+
+/** The certificates client certificates must chain to: `mtls.ca_file`, else (auto mode) the suite CA. */
+function clientCaOf(config: ServiceConfig, material: TlsMaterial, port: string): string {
+  if (config.mtls.ca_file) return readFileSync(config.mtls.ca_file, "utf8");
+  if (config.tls.mode === "auto") return material.caBundlePem + chainAfterLeaf(material.certChainPem);
+  throw new AppError("config_invalid", `mtls.ca_file: required for ${port} when tls.mode is static`);
+}
+
+/**
+ * The gRPC listener (`server.grpc_port`) of an app with a gRPC API, on the mTLS listener's trust:
+ * the same client CA and `mtls.principals`. gRPC is loaded here, only when the port is set.
+ */
+async function startGrpc(
+  def: ServiceDefinition,
+  ctx: ServiceContext,
+  material: TlsMaterial,
+  sealed: () => boolean,
+  reloadServerLeaf: ((now: Date) => Promise<TlsMaterial>) | undefined,
+  clock: () => Date,
+): Promise<{ listener: GrpcListener; serverCerts?: RenewingTlsMaterial }> {
+  const { config } = ctx;
+  const ca = clientCaOf(config, material, "server.grpc_port");
+  const { startGrpcListener } = await import("./grpc-listener.ts");
+  const listener = await startGrpcListener({
+    hostname: config.server.bind,
+    port: config.server.grpc_port!,
+    tls: { cert: material.certChainPem, key: material.keyPem, ca },
+    principals: new CertificatePrincipals(config.mtls.principals),
+    maxMessageBytes: config.server.body_limit,
+    sealed,
+    logger: ctx.logger,
+    api: def.grpc!(ctx),
+  });
+  const serverCerts = renewingLeaf("gRPC", material, ctx.logger, reloadServerLeaf, clock, (m) => listener.setTls({ cert: m.certChainPem, key: m.keyPem, ca }));
+  return { listener, serverCerts };
 }
 
 /**
@@ -508,10 +553,7 @@ async function startMtls(
   reloadServerLeaf: ((now: Date) => Promise<TlsMaterial>) | undefined,
   clock: () => Date,
 ): Promise<{ listener: MtlsListener; serverCerts?: RenewingTlsMaterial }> {
-  let ca: string;
-  if (config.mtls.ca_file) ca = readFileSync(config.mtls.ca_file, "utf8");
-  else if (config.tls.mode === "auto") ca = material.caBundlePem + chainAfterLeaf(material.certChainPem);
-  else throw new AppError("config_invalid", "mtls.ca_file: required for server.mtls_port when tls.mode is static");
+  const ca = clientCaOf(config, material, "server.mtls_port");
   const principals = new CertificatePrincipals(config.mtls.principals);
   const handler = publicHandler(
     { ...pipeline, serviceAuth: (req, info) => principals.authenticate(info.clientCert, req.headers.get("authorization")) },
@@ -538,18 +580,31 @@ async function startMtls(
     },
     error: (e) => errorResponse(e, "unknown", logger),
   });
-  const serverCerts =
+  const serverCerts = renewingLeaf("mTLS", material, logger, reloadServerLeaf, clock, (m) => listener.setTls({ cert: m.certChainPem, key: m.keyPem, ca }));
+  return { listener, serverCerts };
+}
+
+/** A listener's server leaf, renewed in place (auto mode); `apply` hands each new one to the listener. */
+function renewingLeaf(
+  what: string,
+  material: TlsMaterial,
+  logger: Logger,
+  reloadServerLeaf: ((now: Date) => Promise<TlsMaterial>) | undefined,
+  clock: () => Date,
+  apply: (m: TlsMaterial) => void,
+): RenewingTlsMaterial | undefined {
+  return (
     reloadServerLeaf &&
     new RenewingTlsMaterial(material, {
       reload: reloadServerLeaf,
       clock,
       onRenew: (m) => {
-        listener.setTls({ cert: m.certChainPem, key: m.keyPem, ca });
-        logger.info("mTLS server certificate renewed", { serial: m.leaf.serialNumber, not_after: m.leaf.notAfter });
+        apply(m);
+        logger.info(`${what} server certificate renewed`, { serial: m.leaf.serialNumber, not_after: m.leaf.notAfter });
       },
-      onError: (e) => logger.warn("mTLS server certificate renewal failed; retrying at the next check", { error: e }),
-    });
-  return { listener, serverCerts };
+      onError: (e) => logger.warn(`${what} server certificate renewal failed; retrying at the next check`, { error: e }),
+    })
+  );
 }
 
 interface AdminDeps {
