@@ -17,6 +17,8 @@ import * as grpc from "@grpc/grpc-js";
 import { createSuiteCa, DirectoryStore, loadOrCreateSuiteCa, suiteCaSealerFromFiles, type SuiteCa } from "../../src/pki/index.ts";
 import { PROTO_ROOT } from "../../src/service/grpc-listener.ts";
 import { tempDir } from "../support/service.ts";
+import { resolveConfig } from "../../src/service/service.ts";
+import { learnPs } from "../../apps/learn-ps/service.ts";
 import { clientCertificate, type ClientCertificateFiles } from "../support/tls.ts";
 import { startKms, type Kms } from "./harness.ts";
 
@@ -222,6 +224,22 @@ describe("buf curl, every method with tenant A's certificate", () => {
       expect(r.stdout + r.stderr).not.toContain('"random"');
       expect(r.json?.code ?? "unavailable").toBe("unavailable");
     }
+  });
+});
+
+describe("configuration and the REST twin", () => {
+  test("server.grpc_port on a service without a gRPC API stops the start with config_invalid", () => {
+    expect(() => resolveConfig(learnPs, { argv: ["--server.grpc_port=0"], env: {} })).toThrow(/server\.grpc_port: learn-ps has no gRPC API/);
+  });
+
+  test("POST /keys/import (the domain operation gRPC's ImportKey uses) over REST: 201, import allowed; bad JWK 400", async () => {
+    const { publicKey } = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign"]);
+    const jwk = await crypto.subtle.exportKey("jwk", publicKey);
+    const r = await kms.req("POST", "/keys/import", { name: "rest-imported", algorithm: "ES256", jwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } });
+    expect(r.status).toBe(201);
+    expect(r.body).toMatchObject({ name: "rest-imported", algorithm: "ES256", import_allowed: true });
+    const bad = await kms.req("POST", "/keys/import", { name: "rest-bad", algorithm: "ES256", jwk: { kty: "EC", crv: "P-256", x: "AA", y: "AA" } });
+    expect(bad.status).toBe(400);
   });
 });
 
