@@ -17,7 +17,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { suiteDefaults, type SuiteLayout, DEMO_TENANT, demoFile } from "./suite/manifest.ts";
-import { CLI_BROWSER_CLIENT, CLI_CLIENT, DEMO_USER, SUITE_ADMIN_CLIENT, provisionClients, provisionSuiteAdmin, provisionUser } from "./suite/demo.ts";
+import { CLI_BROWSER_CLIENT, CLI_CLIENT, DEMO_USER, SUITE_ADMIN_CLIENT, provisionClients, provisionKmsGrpcClient, provisionSuiteAdmin, provisionUser } from "./suite/demo.ts";
 
 interface Ready {
   service: string;
@@ -25,6 +25,8 @@ interface Ready {
   admin: string;
   docs: string;
   trust_bundle: string;
+  /** host:port of the gRPC API, when the service serves one. */
+  grpc?: string;
 }
 
 interface Checked {
@@ -203,6 +205,8 @@ try {
   for (const r of rest) readies.set(r.service, r);
   const idp = readies.get("identity-idp");
   if (demo && ca && idp) await provisionUser({ dataRoot, ca, authz: urls["identity-authz"]!, idp: idp.public });
+  const kmsGrpc = readies.get("sm-kms")?.grpc;
+  const grpcClient = demo && kmsGrpc ? await provisionKmsGrpcClient(dataRoot) : undefined;
 
   // What the CLI reads (`cryptoutil login`): paths relative to this file's folder.
   const first = [...readies.values()][0]!;
@@ -247,6 +251,10 @@ try {
   const out: string[] = ["", "cryptoutil is running:", "", line(head), widths.map((w) => "-".repeat(w)).join("  ")];
   for (const r of rows) out.push(line(r));
   out.push("", `trust bundle (for curl --cacert): ${first.trust_bundle}`, `suite file (for the cryptoutil CLI): ${suiteFile}`);
+  if (kmsGrpc) {
+    out.push(`sm-kms gRPC API (mutual TLS, supacrypt.v1.KeyService): ${kmsGrpc}`);
+    if (grpcClient) out.push(`  demo tenant's client certificate: ${grpcClient.certFile} (key ${grpcClient.keyFile})`);
+  }
   if (demo) {
     const suiteFlag = suiteFile === resolve("data", "suite.json") ? "" : ` --suite ${suiteFile}`;
     const steps: string[] = [`npx cryptoutil login${suiteFlag}`];

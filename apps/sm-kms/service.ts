@@ -11,6 +11,7 @@ import { KmsService, parseKmsConfig } from "./domain.ts";
 import { kmsRoutes } from "./routes.ts";
 import { RawOps } from "./raw-ops.ts";
 import { rawRoutes } from "./raw-routes.ts";
+import { kmsGrpc } from "./grpc.ts";
 
 const instances = new WeakMap<ServiceContext, KmsService>();
 
@@ -39,4 +40,5 @@ export const smKms: ServiceDefinition = {
     const kms = kmsOf(ctx);
     return kmsRoutes(kms).use(rawRoutes(new RawOps(kms.ring)));
   },
+  grpc: (ctx) => kmsGrpc(kmsOf(ctx)),
 };

@@ -5,12 +5,18 @@
  */
 import { join } from "node:path";
 
+import { scopesOf } from "../../schemas/scopes.ts";
+
 export { SERVICE_SCOPES, scopesOf } from "../../schemas/scopes.ts";
 
 export const DEMO_TENANT = "demo";
 /** The client learn-ps's page signs users in with (authorization code + PKCE). */
 export const LEARN_PS_WEB_CLIENT = "learn-ps-web";
 export const LEARN_PS_SCOPE = "openid profile pets:read pets:write";
+/** sm-kms's gRPC port under `npm start` (mutual TLS). */
+export const KMS_GRPC_PORT = 8081;
+/** The URI SAN of the demo tenant's gRPC client certificate, which sm-kms maps to the demo tenant. */
+export const KMS_GRPC_DEMO_CLIENT = "spiffe://cryptoutil/demo/kms-grpc-client";
 
 /** The services whose pages sign users in under `npm start`: their demo web client and its scope. */
 export const BROWSER_CLIENTS: Record<string, { client_id: string; client_name: string; scope: string }> = {
@@ -59,6 +65,11 @@ export function suiteDefaults(service: string, s: SuiteLayout): Record<string, u
   }
   if (service === "identity-idp" && authz) out.app = { authz_url: authz };
   if (service === "pki-ca" && s.urls["pki-ca"]) out.app = { base_url: s.urls["pki-ca"] };
+  if (service === "sm-kms") {
+    // The gRPC API; in the demo, a client certificate (written by the launcher) is the demo tenant.
+    out.server = { grpc_port: KMS_GRPC_PORT };
+    if (s.demo) out.mtls = { principals: [{ uri: KMS_GRPC_DEMO_CLIENT, tenant: DEMO_TENANT, subject: "demo-kms-grpc", scopes: scopesOf(["sm-kms"]) }] };
+  }
   const web = BROWSER_CLIENTS[service];
   if (web && authz && s.demo) {
     out.browser = {

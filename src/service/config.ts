@@ -45,6 +45,11 @@ const sections = {
      * http/1.1, every answer in the service's own form, about 0.6 of the throughput).
      */
     listener: v.picklist(["bun", "node"]),
+    /**
+     * Port of the app's gRPC API (sm-kms's KeyService), bound like the public one, mutual TLS with
+     * the mTLS listener's CA and `mtls.principals`; unset: no gRPC listener, and gRPC is never loaded.
+     */
+    grpc_port: v.optional(port),
   }),
   tls: v.strictObject({
     mode: v.picklist(["auto", "static"]),

@@ -22,6 +22,7 @@ import { HttpMetrics } from "./metrics.ts";
 import { IpAllowlist, RateLimiter } from "./guard.ts";
 import { adminHandler, appBase, errorResponse, malformedResponse, mapError, publicHandler, requestInfo, RUNTIME_BODY_CAP, SECURITY_HEADERS, type PipelineDeps } from "./http.ts";
 import { startMtlsListener, type MtlsListener, type MtlsPeer } from "./mtls-listener.ts";
+import type { GrpcListener } from "./grpc-listener.ts";
 import { CertificatePrincipals, parseClientCertificate, serviceSpiffeId, type ClientCertificate } from "../auth/client-cert.ts";
 import { docsPlugin, DOCS_PATH, OAUTH_SCHEME } from "./docs.ts";
 import type { ServiceContext, ServiceDefinition } from "./context.ts";
@@ -101,6 +102,8 @@ export interface RunningService {
   adminUrl: string;
   /** The mutual-TLS listener's URL, when `server.mtls_port` is set. */
   mtlsUrl?: string;
+  /** The gRPC listener's `host:port`, when `server.grpc_port` is set. */
+  grpcAddress?: string;
   docsUrl: string;
   /** PEM file clients use to verify the servers (`curl --cacert`). */
   trustBundlePath: string;
@@ -196,6 +199,7 @@ export function resolveConfig(def: ServiceDefinition, opts: Pick<StartOptions, "
   }) as ServiceConfig;
   opts.overrides?.(config);
   def.configure?.(config);
+  if (config.server.grpc_port !== undefined && !def.grpc) throw new AppError("config_invalid", `server.grpc_port: ${def.name} has no gRPC API`);
   checkFederationConfig(config.federation, isDevelopment(config));
   def.checkConfig?.(config);
   return config;
@@ -446,6 +450,7 @@ async function startOnDatabase(
   });
   const adminServer = await nodeListener("127.0.0.1", config.server.admin_port, 64 * 1024, adminHandler(admin, logger));
   const mtls = config.server.mtls_port === undefined ? undefined : await startMtls(config, pipeline, material, logger, reloadServerLeaf, clock, clientCas);
+  const grpcServer = config.server.grpc_port === undefined ? undefined : await startGrpc(def, ctx, material, () => barrier.sealed, reloadServerLeaf, clock);
 
   async function stop(): Promise<void> {
     if (stopping) return stopping;
@@ -459,14 +464,16 @@ async function startOnDatabase(
       const graceEnd = Date.now() + Math.min(DRAIN_GRACE_MS, config.server.shutdown_timeout_ms);
       const pending = () => publicServer.pendingRequests + (mtls?.listener.pendingRequests ?? 0);
       while (Date.now() < deadline && (Date.now() < graceEnd || pending() > 0)) await new Promise((r) => setTimeout(r, 20));
-      const drain = Promise.all([publicServer.stop(false), mtls?.listener.stop(false)]);
+      const drain = Promise.all([publicServer.stop(false), mtls?.listener.stop(false), grpcServer?.listener.stop(false)]);
       const timeout = new Promise<void>((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref?.());
       await Promise.race([drain, timeout]);
       await publicServer.stop(true);
       await mtls?.listener.stop(true);
+      await grpcServer?.listener.stop(true);
       await adminServer.stop(true);
       await clientCerts?.stop();
       await mtls?.serverCerts?.stop();
+      await grpcServer?.serverCerts?.stop();
       await federation.stop();
       for (const hook of stopHooks) {
         try {
@@ -490,6 +497,7 @@ async function startOnDatabase(
   tracing?.exporter.start();
   clientCerts?.start(config.mtls.renew_check_s * 1000);
   mtls?.serverCerts?.start(config.mtls.renew_check_s * 1000);
+  grpcServer?.serverCerts?.start(config.mtls.renew_check_s * 1000);
   const publicUrl = config.server.public_url ?? serverUrl(config.server.bind, publicServer.port!);
   const running: RunningService = {
     name: def.name,
@@ -497,6 +505,7 @@ async function startOnDatabase(
     publicUrl,
     adminUrl: serverUrl("127.0.0.1", adminServer.port!),
     mtlsUrl: mtls && serverUrl(config.server.bind, mtls.listener.port),
+    grpcAddress: grpcServer && `${serverUrl(config.server.bind, grpcServer.listener.port).replace(/^https:\/\//, "")}`,
     docsUrl: `${publicUrl}${DOCS_PATH}`,
     trustBundlePath,
     adminToken,
@@ -507,7 +516,7 @@ async function startOnDatabase(
     stop,
     stopped,
   };
-  logger.info("listening", { public: running.publicUrl, admin: running.adminUrl, mtls: running.mtlsUrl, docs: running.docsUrl, trust_bundle: trustBundlePath });
+  logger.info("listening", { public: running.publicUrl, admin: running.adminUrl, mtls: running.mtlsUrl, grpc: running.grpcAddress, docs: running.docsUrl, trust_bundle: trustBundlePath });
   return running;
 }
 
@@ -537,6 +546,42 @@ function chainAfterLeaf(chainPem: string): string {
   return (chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\s*/g) ?? []).slice(1).join("");
 }
 
+/** The certificates client certificates must chain to: `mtls.ca_file`, else (auto mode) the suite CA. */
+function clientCaOf(config: ServiceConfig, material: TlsMaterial, port: string): string {
+  if (config.mtls.ca_file) return readFileSync(config.mtls.ca_file, "utf8");
+  if (config.tls.mode === "auto") return material.caBundlePem + chainAfterLeaf(material.certChainPem);
+  throw new AppError("config_invalid", `mtls.ca_file: required for ${port} when tls.mode is static`);
+}
+
+/**
+ * The gRPC listener (`server.grpc_port`) of an app with a gRPC API, on the mTLS listener's trust:
+ * the same client CA and `mtls.principals`. gRPC is loaded here, only when the port is set.
+ */
+async function startGrpc(
+  def: ServiceDefinition,
+  ctx: ServiceContext,
+  material: TlsMaterial,
+  sealed: () => boolean,
+  reloadServerLeaf: ((now: Date) => Promise<TlsMaterial>) | undefined,
+  clock: () => Date,
+): Promise<{ listener: GrpcListener; serverCerts?: RenewingTlsMaterial }> {
+  const { config } = ctx;
+  const ca = clientCaOf(config, material, "server.grpc_port");
+  const { startGrpcListener } = await import("./grpc-listener.ts");
+  const listener = await startGrpcListener({
+    hostname: config.server.bind,
+    port: config.server.grpc_port!,
+    tls: { cert: material.certChainPem, key: material.keyPem, ca },
+    principals: new CertificatePrincipals(config.mtls.principals),
+    maxMessageBytes: config.server.body_limit,
+    sealed,
+    logger: ctx.logger,
+    api: def.grpc!(ctx),
+  });
+  const serverCerts = renewingLeaf("gRPC", material, ctx.logger, reloadServerLeaf, clock, (m) => listener.setTls({ cert: m.certChainPem, key: m.keyPem, ca }));
+  return { listener, serverCerts };
+}
+
 /**
  * The mutual-TLS listener (`server.mtls_port`): the public pipeline, whose `/service/api`
  * authenticates by client certificate (`mtls.principals`) instead of bearer token. Client
@@ -552,10 +597,7 @@ async function startMtls(
   clock: () => Date,
   clientCas: ClientCaSet,
 ): Promise<{ listener: MtlsListener; serverCerts?: RenewingTlsMaterial }> {
-  let base: string;
-  if (config.mtls.ca_file) base = readFileSync(config.mtls.ca_file, "utf8");
-  else if (config.tls.mode === "auto") base = material.caBundlePem + chainAfterLeaf(material.certChainPem);
-  else throw new AppError("config_invalid", "mtls.ca_file: required for server.mtls_port when tls.mode is static");
+  const base = clientCaOf(config, material, "server.mtls_port");
   const trusted = () => base + clientCas.pem();
   const ca = trusted();
   const principals = new CertificatePrincipals(config.mtls.principals);
@@ -586,19 +628,34 @@ async function startMtls(
   });
   let current = { cert: material.certChainPem, key: material.keyPem };
   clientCas.onChange(() => listener.setTls({ ...current, ca: trusted() }));
-  const serverCerts =
+  const serverCerts = renewingLeaf("mTLS", material, logger, reloadServerLeaf, clock, (m) => {
+    current = { cert: m.certChainPem, key: m.keyPem };
+    listener.setTls({ ...current, ca: trusted() });
+  });
+  return { listener, serverCerts };
+}
+
+/** A listener's server leaf, renewed in place (auto mode); `apply` hands each new one to the listener. */
+function renewingLeaf(
+  what: string,
+  material: TlsMaterial,
+  logger: Logger,
+  reloadServerLeaf: ((now: Date) => Promise<TlsMaterial>) | undefined,
+  clock: () => Date,
+  apply: (m: TlsMaterial) => void,
+): RenewingTlsMaterial | undefined {
+  return (
     reloadServerLeaf &&
     new RenewingTlsMaterial(material, {
       reload: reloadServerLeaf,
       clock,
       onRenew: (m) => {
-        current = { cert: m.certChainPem, key: m.keyPem };
-        listener.setTls({ ...current, ca: trusted() });
-        logger.info("mTLS server certificate renewed", { serial: m.leaf.serialNumber, not_after: m.leaf.notAfter });
+        apply(m);
+        logger.info(`${what} server certificate renewed`, { serial: m.leaf.serialNumber, not_after: m.leaf.notAfter });
       },
-      onError: (e) => logger.warn("mTLS server certificate renewal failed; retrying at the next check", { error: e }),
-    });
-  return { listener, serverCerts };
+      onError: (e) => logger.warn(`${what} server certificate renewal failed; retrying at the next check`, { error: e }),
+    })
+  );
 }
 
 interface AdminDeps {
