@@ -15,7 +15,7 @@ setDefaultTimeout(60_000);
 let dir: string;
 let suite: RunningSuite;
 
-const APPS = ["sm-kms", "jose-ja", "pki-ca", "identity-authz", "identity-idp", "learn-ps", "sm-secrets"];
+const APPS = ["sm-kms", "jose-ja", "pki-ca", "identity-authz", "identity-idp", "learn-ps", "sm-secrets", "sm-im"];
 const readme = (app: string) => readFileSync(join(REPO, "apps", app, "README.md"), "utf8");
 
 /** The README's try block, verbatim (exactly one per README). */
@@ -188,5 +188,15 @@ describe("the try blocks, verbatim, after npm start", () => {
       expect(meta.current_version).toBe(second.version);
       expect(vault).toMatchObject({ mount_type: "kv", data: { data: { password: "n3w" }, metadata: { version: second.version } } });
     }
+  });
+
+  test("sm-im: a device from an openssl key, contacts with its public key, an empty inbox", async () => {
+    const run = await runBlock("sm-im");
+    succeeded(run);
+    const [device, contacts, inbox] = answers(run.out);
+    expect(device).toMatchObject({ name: "laptop", alg: "ECDH-ES+A256KW", public_key: { kty: "EC", crv: "P-256", kid: device.id } });
+    const mine = contacts.items.find((c: { devices: Array<{ id: string }> }) => c.devices.some((d) => d.id === device.id));
+    expect(mine).toBeDefined();
+    expect(inbox).toEqual({ items: [], next_page_token: null });
   });
 });
