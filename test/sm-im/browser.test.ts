@@ -58,7 +58,7 @@ async function signIn(username: string, codes: { nextCode(): Promise<string> }):
   await page.waitForURL((u) => u.pathname === `/t/${s.tenant}/login`);
   await page.getByLabel("Username").fill(username);
   await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await page.waitForURL((u) => u.pathname.endsWith("/mfa"));
   await page.getByLabel("Code").fill(await codes.nextCode());
   await page.getByRole("button", { name: "Verify" }).click();
