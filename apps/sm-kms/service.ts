@@ -9,6 +9,7 @@ import { ByokImporter } from "./byok.ts";
 import { migrations } from "./migrations.ts";
 import { KmsService, parseKmsConfig } from "./domain.ts";
 import { kmsRoutes } from "./routes.ts";
+import { kmsPages } from "./console/index.ts";
 
 const instances = new WeakMap<ServiceContext, KmsService>();
 
@@ -34,4 +35,5 @@ export const smKms: ServiceDefinition = {
   migrations,
   checkConfig: (c) => void parseKmsConfig(c.app),
   api: (ctx) => kmsRoutes(kmsOf(ctx)),
+  pages: (ctx) => kmsPages(ctx, kmsOf(ctx)),
 };

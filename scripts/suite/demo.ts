@@ -9,7 +9,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { DEMO_TENANT, LEARN_PS_SCOPE, LEARN_PS_WEB_CLIENT, SERVICE_SCOPES, demoFile, scopesOf } from "./manifest.ts";
+import { CONSOLE_SERVICES, DEMO_TENANT, SERVICE_SCOPES, consoleClient, consoleScope, demoFile, scopesOf } from "./manifest.ts";
 
 export const DEMO_USER = "demo";
 export const CLI_CLIENT = "demo-cli";
@@ -144,17 +144,19 @@ export async function provisionClients(d: DemoInputs, rootToken: string): Promis
       secret: false,
     },
   ];
-  const ps = d.urls["learn-ps"];
-  if (ps) {
+  // Each console's browser login (a confidential client of the backend-for-frontend).
+  for (const service of CONSOLE_SERVICES) {
+    const url = d.urls[service];
+    if (!url) continue;
     clients.push({
-      id: LEARN_PS_WEB_CLIENT,
+      id: consoleClient(service),
       doc: {
-        client_name: "Pet Store",
+        client_name: `${service} console`,
         grant_types: ["authorization_code", "refresh_token"],
-        redirect_uris: [`${ps}/browser/callback`],
-        post_logout_redirect_uris: [`${ps}/browser/`],
-        audiences: ["learn-ps"],
-        scopes: LEARN_PS_SCOPE.split(" "),
+        redirect_uris: [`${url}/browser/callback`],
+        post_logout_redirect_uris: [`${url}/browser/`],
+        audiences: [service],
+        scopes: consoleScope(service).split(" "),
         token_endpoint_auth_method: "client_secret_basic",
       },
       secret: true,

@@ -5,12 +5,17 @@
  */
 import { join } from "node:path";
 
+import { SERVICE_SCOPES } from "../../schemas/scopes.ts";
+
 export { SERVICE_SCOPES, scopesOf } from "../../schemas/scopes.ts";
 
 export const DEMO_TENANT = "demo";
-/** The client learn-ps's page signs users in with (authorization code + PKCE). */
-export const LEARN_PS_WEB_CLIENT = "learn-ps-web";
-export const LEARN_PS_SCOPE = "openid profile pets:read pets:write";
+/** The services that serve a console under /browser/, each signing users in through the demo tenant. */
+export const CONSOLE_SERVICES = ["learn-ps", "sm-kms"];
+/** The client a service's console signs users in with (authorization code + PKCE). */
+export const consoleClient = (service: string) => `${service}-web`;
+/** What a console asks for: who the user is and every scope of its service. */
+export const consoleScope = (service: string) => ["openid", "profile", ...(SERVICE_SCOPES[service] ?? [])].join(" ");
 
 export interface SuiteLayout {
   dataRoot: string;
@@ -53,14 +58,16 @@ export function suiteDefaults(service: string, s: SuiteLayout): Record<string, u
   }
   if (service === "identity-idp" && authz) out.app = { authz_url: authz };
   if (service === "pki-ca" && s.urls["pki-ca"]) out.app = { base_url: s.urls["pki-ca"] };
-  if (service === "learn-ps" && authz && s.demo) {
+  if (CONSOLE_SERVICES.includes(service) && authz && s.demo) {
     out.browser = {
       login: {
         issuer: `${authz}/t/${DEMO_TENANT}`,
-        client_id: LEARN_PS_WEB_CLIENT,
-        client_secret_file: demoFile(s.dataRoot, `${LEARN_PS_WEB_CLIENT}.secret`),
-        scope: LEARN_PS_SCOPE,
+        client_id: consoleClient(service),
+        client_secret_file: demoFile(s.dataRoot, `${consoleClient(service)}.secret`),
+        scope: consoleScope(service),
       },
+      // The navigation bar of every console links the suite's consoles (single sign-on between them).
+      consoles: CONSOLE_SERVICES.filter((c) => s.urls[c]).map((c) => ({ name: c, url: `${s.urls[c]}/browser/` })),
     };
   }
   return out;

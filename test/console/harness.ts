@@ -164,6 +164,9 @@ export async function noSideScroll(context: BrowserContext, urls: string[]): Pro
     await page.setViewportSize(size);
     for (const u of urls) {
       await page.goto(u);
+      // Another console's session on the same host signs in again here (single sign-on).
+      await page.waitForURL(u);
+      await page.locator("#who").waitFor();
       const excess = await page.evaluate(() =>
         Math.max(document.body.scrollWidth - document.body.clientWidth, document.documentElement.scrollWidth - document.documentElement.clientWidth),
       );

@@ -121,6 +121,8 @@
 
   async function submit(form) {
     clearErrors(form);
+    const output = form.querySelector("[data-output]");
+    if (output) output.textContent = "";
     if (form.dataset.confirm && !(await confirmFirst(form.dataset.confirm))) return;
     let body;
     try {
@@ -153,7 +155,7 @@
       const then = form.dataset.then;
       const message = form.dataset.flash ? fill(form.dataset.flash, answer, false) : "";
       if (then === "stay") {
-        const out = form.querySelector("[data-output]");
+        const out = output;
         if (out) {
           const field = form.dataset.result;
           let v = field ? answer?.[field] : answer;
