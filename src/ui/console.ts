@@ -14,6 +14,7 @@
  *   ] })
  */
 import { Elysia } from "elysia";
+import * as v from "valibot";
 import { readFileSync } from "node:fs";
 import type { ServiceContext } from "../service/context.ts";
 import { AppError } from "../service/errors.ts";
@@ -125,6 +126,13 @@ export function consolePages(ctx: ServiceContext, c: ConsoleInput) {
     app = app.get(full, ({ request, params }) => serve(page, request, params as Record<string, string>), { detail: { hide: true } });
   }
   return app;
+}
+
+/** A page's path or query value checked with the API's own schema; a bad one is a 400 page, never a 500. */
+export function checked<T extends v.GenericSchema>(schema: T, value: unknown): v.InferOutput<T> {
+  const r = v.safeParse(schema, value);
+  if (!r.success) throw new AppError("bad_request", r.issues[0].message.replace(/ but received[\s\S]*$/, ""));
+  return r.output;
 }
 
 /** An answer that sends the browser elsewhere (e.g. after a filter that names one record). */

@@ -13,7 +13,7 @@ import { html, type Fragment, type Html } from "./html.ts";
 export interface Field {
   name: string;
   label: string;
-  type?: "text" | "number" | "select" | "textarea" | "list" | "checkbox" | "hidden" | "password" | "datetime-local";
+  type?: "text" | "number" | "select" | "textarea" | "list" | "checkbox" | "hidden" | "password" | "date";
   required?: boolean;
   options?: readonly (string | { value: string; label: string })[];
   value?: string | number | boolean | readonly string[] | null;

@@ -14,6 +14,7 @@ import type { ServiceDefinition } from "../../src/service/context.ts";
 import { SERVICE_SCOPES } from "../../schemas/scopes.ts";
 import { quiet, startTestService, tempDir, trustIdentity, type TestService } from "../support/service.ts";
 import { launchChromium, spkiPins } from "../support/chromium.ts";
+import { SESSION_COOKIE } from "../../src/auth/session.ts";
 import { freePort } from "../identity/support/authz.ts";
 import { startAuthzForSuite } from "../identity/support/e2e-suite.ts";
 
@@ -175,4 +176,15 @@ export async function noSideScroll(context: BrowserContext, urls: string[]): Pro
   }
   await page.close();
   return over;
+}
+
+/**
+ * A browser context holding a session of `svc` with only these scopes: a user whose grant
+ * lacks the admin scopes (the identity services grant scopes per client, not per user yet).
+ */
+export async function contextWithScopes(browser: Browser, svc: TestService, tenant: string, scopes: string[], name = "viewer"): Promise<BrowserContext> {
+  const { id } = await svc.ctx.sessions.create({ tenant, subject: `${name}-subject`, scopes: ["openid", ...scopes], name });
+  const context = await browser.newContext();
+  await context.addCookies([{ name: SESSION_COOKIE, value: id, url: svc.publicUrl, secure: true, httpOnly: true, sameSite: "Strict" }]);
+  return context;
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import type { Browser } from "playwright-core";
 import { learnPs } from "../../apps/learn-ps/service.ts";
 import { chromiumPath } from "../support/chromium.ts";
-import { noSideScroll, openConsole, startConsoleSuite, watch, type ConsoleSuite } from "./harness.ts";
+import { contextWithScopes, noSideScroll, openConsole, startConsoleSuite, watch, type ConsoleSuite } from "./harness.ts";
 import { SESSION_COOKIE } from "../../src/auth/session.ts";
 
 setDefaultTimeout(60_000);
@@ -28,15 +28,6 @@ afterAll(async () => {
   await browser?.close();
   await s?.stop();
 });
-
-/** A browser context holding a session of learn-ps with only these scopes. */
-async function sessionWith(scopes: string[]) {
-  const ps = s.svc["learn-ps"]!;
-  const { id } = await ps.ctx.sessions.create({ tenant: s.tenant, subject: "viewer-1", scopes: ["openid", ...scopes], name: "viewer" });
-  const context = await browser!.newContext();
-  await context.addCookies([{ name: SESSION_COOKIE, value: id, url: ps.publicUrl, secure: true, httpOnly: true, sameSite: "Strict" }]);
-  return context;
-}
 
 describe("learn-ps console", () => {
   test("signs in, adds a pet (after an inline error), sorts, edits and deletes it", async () => {
@@ -126,7 +117,7 @@ describe("learn-ps console", () => {
 
   test("a user without pets:write sees the page read-only, and a forged POST is refused", async () => {
     if (!browser) return;
-    const context = await sessionWith(["pets:read"]);
+    const context = await contextWithScopes(browser, s.svc["learn-ps"]!, s.tenant, ["pets:read"]);
     const page = await context.newPage();
     const errors = watch(page);
     await page.goto(url);

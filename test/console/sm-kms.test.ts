@@ -12,7 +12,7 @@ import { smKms } from "../../apps/sm-kms/service.ts";
 import { chromiumPath } from "../support/chromium.ts";
 import { SESSION_COOKIE } from "../../src/auth/session.ts";
 import { fuzz, rng } from "../support/fuzz.ts";
-import { noSideScroll, openConsole, startConsoleSuite, watch, type ConsoleSuite } from "./harness.ts";
+import { contextWithScopes, noSideScroll, openConsole, startConsoleSuite, watch, type ConsoleSuite } from "./harness.ts";
 
 setDefaultTimeout(90_000);
 const BEA = { username: "bea", password: "amber falcon orchard 7" };
@@ -162,9 +162,7 @@ describe("sm-kms console", () => {
   test("without operation scopes the try-it panel is closed and a forged encrypt is refused; without kms:admin the console is refused", async () => {
     if (!browser) return;
     const kms = s.svc["sm-kms"]!;
-    const adminOnly = await kms.ctx.sessions.create({ tenant: s.tenant, subject: "auditor", scopes: ["openid", "kms:admin"], name: "auditor" });
-    const context = await browser.newContext();
-    await context.addCookies([{ name: SESSION_COOKIE, value: adminOnly.id, url: kms.publicUrl, secure: true, httpOnly: true, sameSite: "Strict" }]);
+    const context = await contextWithScopes(browser, kms, s.tenant, ["kms:admin"], "auditor");
     const page = await context.newPage();
     const errors = watch(page);
     await page.goto(kmsUrl);
