@@ -188,3 +188,13 @@ export async function contextWithScopes(browser: Browser, svc: TestService, tena
   await context.addCookies([{ name: SESSION_COOKIE, value: id, url: svc.publicUrl, secure: true, httpOnly: true, sameSite: "Strict" }]);
   return context;
 }
+
+/** Fills a "try it" form by its labels, submits it and returns its output (the script empties it when it sends). */
+export async function tryIt(page: Page, id: string, fields: Record<string, string>): Promise<string> {
+  const form = page.locator(`#${id}`);
+  for (const [label, value] of Object.entries(fields)) await form.getByLabel(label).fill(value);
+  await form.getByRole("button").click();
+  const out = form.locator("output:not(:empty)");
+  await out.waitFor({ timeout: 15_000 });
+  return (await out.textContent())!;
+}

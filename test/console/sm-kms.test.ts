@@ -12,7 +12,7 @@ import { smKms } from "../../apps/sm-kms/service.ts";
 import { chromiumPath } from "../support/chromium.ts";
 import { SESSION_COOKIE } from "../../src/auth/session.ts";
 import { fuzz, rng } from "../support/fuzz.ts";
-import { contextWithScopes, noSideScroll, openConsole, startConsoleSuite, watch, type ConsoleSuite } from "./harness.ts";
+import { contextWithScopes, noSideScroll, openConsole, startConsoleSuite, tryIt, watch, type ConsoleSuite } from "./harness.ts";
 
 setDefaultTimeout(90_000);
 const BEA = { username: "bea", password: "amber falcon orchard 7" };
@@ -42,17 +42,6 @@ async function createKey(page: Page, name: string, algorithm: string) {
   await form.getByRole("button", { name: "Create key" }).click();
   await page.waitForURL((u) => u.pathname.startsWith("/browser/keys/"));
   await page.locator("#flash", { hasText: `Created key ${name}.` }).waitFor();
-}
-
-/** Submits a "try it" form and returns its output. */
-async function tryIt(page: Page, id: string, fields: Record<string, string>) {
-  const form = page.locator(`#${id}`);
-  for (const [label, value] of Object.entries(fields)) await form.getByLabel(label).fill(value);
-  await form.getByRole("button").click();
-  // The script empties the output when it sends and fills it with the answer.
-  const out = form.locator("output:not(:empty)");
-  await out.waitFor({ timeout: 15_000 });
-  return (await out.textContent())!;
 }
 
 async function confirmDialog(page: Page) {
