@@ -31,7 +31,7 @@ export interface ConsoleSuite {
   stop(): Promise<void>;
 }
 
-export async function startConsoleSuite(defs: ServiceDefinition[], opts: { configure?: (name: string, c: ServiceConfig) => void } = {}): Promise<ConsoleSuite> {
+export async function startConsoleSuite(defs: ServiceDefinition[], opts: { configure?: (name: string, c: ServiceConfig) => void; authzConsole?: boolean } = {}): Promise<ConsoleSuite> {
   const tenant = "acme";
   const root = tempDir("cryptoutil-console-");
   const authzPort = await freePort();
@@ -58,7 +58,29 @@ export async function startConsoleSuite(defs: ServiceDefinition[], opts: { confi
   });
 
   const consoles = defs.map((d) => ({ name: d.name, url: `${urlOf(d.name)}/browser/` }));
+  if (opts.authzConsole) consoles.push({ name: "identity-authz", url: `${authzUrl}/browser/` });
   const svc: Record<string, TestService> = {};
+  let authzService = authz;
+  if (opts.authzConsole) {
+    // identity-authz's own console signs in through itself: its client exists only once it runs,
+    // so it starts again with the login configured.
+    const web = await authzAdmin(`/tenants/${tenant}/clients`, {
+      client_name: "identity-authz console",
+      grant_types: ["authorization_code", "refresh_token"],
+      redirect_uris: [`${authzUrl}/browser/callback`],
+      post_logout_redirect_uris: [`${authzUrl}/browser/`],
+      scopes: ["openid", "profile", "identity:admin"],
+      audiences: ["identity-authz"],
+    });
+    const secretFile = join(root, "identity-authz-web.secret");
+    writeFileSync(secretFile, web.client_secret + "\n", { mode: 0o600 });
+    await authz.stop();
+    const login = parseBrowserLoginConfig({ issuer, client_id: web.client_id, client_secret_file: secretFile, scope: "openid profile identity:admin" });
+    authzService = (await startAuthzForSuite(root, authzPort, idpUrl, (c) => {
+      c.browser.login = login;
+      c.browser.consoles = consoles;
+    })).authz;
+  }
   for (const d of defs) {
     const scope = ["openid", "profile", ...(SERVICE_SCOPES[d.name] ?? [])];
     const web = await authzAdmin(`/tenants/${tenant}/clients`, {
@@ -89,7 +111,7 @@ export async function startConsoleSuite(defs: ServiceDefinition[], opts: { confi
   return {
     tenant,
     ca,
-    authz,
+    authz: authzService,
     idp,
     svc,
     async user(username, password) {
@@ -108,7 +130,7 @@ export async function startConsoleSuite(defs: ServiceDefinition[], opts: { confi
     async stop() {
       for (const s of Object.values(svc)) await s.stop();
       await idp.stop();
-      await authz.stop();
+      await authzService.stop();
     },
   };
 }

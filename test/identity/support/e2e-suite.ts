@@ -152,7 +152,7 @@ export async function startIdentitySuite(opts: { tenant?: string } = {}): Promis
  * identity-authz on `port` (in `root`, trusting itself), with the root tenant's bootstrap
  * client's token: `authzAdmin` POSTs to its admin API, `clientCredentials` gets a token.
  */
-export async function startAuthzForSuite(root: string, port: number, idpUrl: string) {
+export async function startAuthzForSuite(root: string, port: number, idpUrl: string, extra?: (c: ServiceConfig) => void) {
   const authzUrl = `https://127.0.0.1:${port}`;
   const authz = await startTestService(identityAuthz, {
     root,
@@ -161,6 +161,7 @@ export async function startAuthzForSuite(root: string, port: number, idpUrl: str
       trustIdentity(c, authzUrl, join(root, "identity-authz", "trust-bundle.pem"), "identity-authz");
       c.server.port = port;
       (c as { app?: unknown }).app = { idp_url: idpUrl };
+      extra?.(c);
     },
   });
   const ca = authz.ca;
