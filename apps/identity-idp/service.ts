@@ -17,6 +17,7 @@ import { prepareDummy } from "./domain/password.ts";
 import { Argon2Pool } from "./domain/argon2-pool.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { idpPages } from "./routes/pages.ts";
+import { idpConsole } from "./console/index.ts";
 
 /** Everything the routes share; built once per service start. */
 export function buildIdp(ctx: ServiceContext) {
@@ -69,6 +70,7 @@ export const identityIdp: ServiceDefinition = {
     const b = idpOf(ctx);
     return adminRoutes(b.users, b.sessions, b.keys);
   },
+  pages: (ctx) => idpConsole(ctx, idpOf(ctx).users),
   routes: (ctx) => {
     const b = idpOf(ctx);
     return idpPages({ users: b.users, store: b.store, sessions: b.sessions, handoff: b.handoff, keys: b.keys, cfg: b.cfg, publicUrl: ctx.config.server.public_url });

@@ -31,7 +31,7 @@ export interface ConsoleSuite {
   stop(): Promise<void>;
 }
 
-export async function startConsoleSuite(defs: ServiceDefinition[], opts: { configure?: (name: string, c: ServiceConfig) => void; authzConsole?: boolean } = {}): Promise<ConsoleSuite> {
+export async function startConsoleSuite(defs: ServiceDefinition[], opts: { configure?: (name: string, c: ServiceConfig) => void; authzConsole?: boolean; idpConsole?: boolean } = {}): Promise<ConsoleSuite> {
   const tenant = "acme";
   const root = tempDir("cryptoutil-console-");
   const authzPort = await freePort();
@@ -47,6 +47,24 @@ export async function startConsoleSuite(defs: ServiceDefinition[], opts: { confi
   const { authz, ca, f, clientCredentials: token, authzAdmin } = await startAuthzForSuite(root, authzPort, idpUrl);
   await authzAdmin("/tenants", { id: tenant });
   const idpAdminClient = await authzAdmin(`/tenants/${tenant}/clients`, { client_name: "idp admin", grant_types: ["client_credentials"], scopes: ["identity:admin"], audiences: ["identity-idp"] });
+  // The consoles of the suite, for every navigation bar; identity-idp's console signs in like the others.
+  const consoles = defs.map((d) => ({ name: d.name, url: `${urlOf(d.name)}/browser/` }));
+  if (opts.authzConsole) consoles.push({ name: "identity-authz", url: `${authzUrl}/browser/` });
+  if (opts.idpConsole) consoles.push({ name: "identity-idp", url: `${idpUrl}/browser/` });
+  const consoleLogin = async (name: string, url: string, scope: string[]) => {
+    const web = await authzAdmin(`/tenants/${tenant}/clients`, {
+      client_name: `${name} console`,
+      grant_types: ["authorization_code", "refresh_token"],
+      redirect_uris: [`${url}/browser/callback`],
+      post_logout_redirect_uris: [`${url}/browser/`],
+      scopes: scope,
+      audiences: [name],
+    });
+    const secretFile = join(root, `${name}-web.secret`);
+    writeFileSync(secretFile, web.client_secret + "\n", { mode: 0o600 });
+    return parseBrowserLoginConfig({ issuer, client_id: web.client_id, client_secret_file: secretFile, scope: scope.join(" ") });
+  };
+  const idpLogin = opts.idpConsole ? await consoleLogin("identity-idp", idpUrl, ["openid", "profile", "identity:admin"]) : undefined;
   const idp = await startTestService(identityIdp, {
     root,
     overrides: (c) => {
@@ -54,46 +72,27 @@ export async function startConsoleSuite(defs: ServiceDefinition[], opts: { confi
       trustIdentity(c, authzUrl, bundle("identity-idp"), "identity-idp");
       c.server.port = idpPort;
       (c as { app?: unknown }).app = { authz_url: authzUrl, lockout_user_threshold: 50, lockout_ip_threshold: 10_000 };
+      if (idpLogin) {
+        c.browser.login = idpLogin;
+        c.browser.consoles = consoles;
+      }
     },
   });
 
-  const consoles = defs.map((d) => ({ name: d.name, url: `${urlOf(d.name)}/browser/` }));
-  if (opts.authzConsole) consoles.push({ name: "identity-authz", url: `${authzUrl}/browser/` });
   const svc: Record<string, TestService> = {};
   let authzService = authz;
   if (opts.authzConsole) {
     // identity-authz's own console signs in through itself: its client exists only once it runs,
     // so it starts again with the login configured.
-    const web = await authzAdmin(`/tenants/${tenant}/clients`, {
-      client_name: "identity-authz console",
-      grant_types: ["authorization_code", "refresh_token"],
-      redirect_uris: [`${authzUrl}/browser/callback`],
-      post_logout_redirect_uris: [`${authzUrl}/browser/`],
-      scopes: ["openid", "profile", "identity:admin"],
-      audiences: ["identity-authz"],
-    });
-    const secretFile = join(root, "identity-authz-web.secret");
-    writeFileSync(secretFile, web.client_secret + "\n", { mode: 0o600 });
+    const login = await consoleLogin("identity-authz", authzUrl, ["openid", "profile", "identity:admin"]);
     await authz.stop();
-    const login = parseBrowserLoginConfig({ issuer, client_id: web.client_id, client_secret_file: secretFile, scope: "openid profile identity:admin" });
     authzService = (await startAuthzForSuite(root, authzPort, idpUrl, (c) => {
       c.browser.login = login;
       c.browser.consoles = consoles;
     })).authz;
   }
   for (const d of defs) {
-    const scope = ["openid", "profile", ...(SERVICE_SCOPES[d.name] ?? [])];
-    const web = await authzAdmin(`/tenants/${tenant}/clients`, {
-      client_name: `${d.name} console`,
-      grant_types: ["authorization_code", "refresh_token"],
-      redirect_uris: [`${urlOf(d.name)}/browser/callback`],
-      post_logout_redirect_uris: [`${urlOf(d.name)}/browser/`],
-      scopes: scope,
-      audiences: [d.name],
-    });
-    const secretFile = join(root, `${d.name}-web.secret`);
-    writeFileSync(secretFile, web.client_secret + "\n", { mode: 0o600 });
-    const login = parseBrowserLoginConfig({ issuer, client_id: web.client_id, client_secret_file: secretFile, scope: scope.join(" ") });
+    const login = await consoleLogin(d.name, urlOf(d.name), ["openid", "profile", ...(SERVICE_SCOPES[d.name] ?? [])]);
     svc[d.name] = await startTestService(d, {
       root,
       overrides: (c) => {
@@ -175,7 +174,9 @@ export async function openConsole(page: Page, url: string, creds: { username: st
     }
     await page.waitForURL((u) => !(u.href === at.href), { timeout: 15_000 }).catch(() => undefined);
   }
-  await page.locator("#who").waitFor({ timeout: 15_000 });
+  await page.locator("#who").waitFor({ timeout: 15_000 }).catch(async (e) => {
+    throw new Error(`not signed in at ${page.url()}: ${(await page.locator("body").textContent())?.slice(0, 300)}`, { cause: e });
+  });
   expect(new URL(page.url()).origin).toBe(target.origin);
 }
 

@@ -2,7 +2,9 @@
  * identity-authz's console in headless Chromium (it signs in through itself and identity-idp):
  * the tenant's clients (register with a secret shown once, edit, rotate the secret, delete)
  * and its signing keys (rotate); a rotated secret works at the token endpoint and the old one
- * does not; a user without identity:admin is refused, a forged POST too; no sideways scroll.
+ * does not; identity-idp's console, reached by single sign-on from it: users (create, reset
+ * the password, disable and enable, reset second factors, delete) and the MFA policy; a user
+ * without identity:admin is refused, a forged POST too; no sideways scroll.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Browser } from "playwright-core";
@@ -18,7 +20,7 @@ let browser: Browser | undefined;
 let url: string;
 
 beforeAll(async () => {
-  s = await startConsoleSuite([], { authzConsole: true });
+  s = await startConsoleSuite([], { authzConsole: true, idpConsole: true });
   url = `${s.authz.publicUrl}/browser/`;
   await s.user(EVE.username, EVE.password);
   if (chromiumPath()) browser = await s.browser();
@@ -39,7 +41,7 @@ const tokenWith = async (clientId: string, secret: string) =>
   ).status;
 
 describe("identity-authz console", () => {
-  test("clients: register (secret once), edit, rotate the secret, delete; signing key rotation", async () => {
+  test("clients: register (secret once), edit, rotate the secret, delete", async () => {
     if (!browser) return;
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     const page = await context.newPage();
@@ -88,14 +90,72 @@ describe("identity-authz console", () => {
     await page.locator("#flash", { hasText: "Deleted Billing batch." }).waitFor();
     expect(await tokenWith(clientId, second)).toBe(401);
 
-    const keyRows = () => page.locator("table").filter({ hasText: "Signing keys" }).locator("tbody tr").count();
-    const before = await keyRows();
-    await page.locator("#rotate-keys").getByRole("button").click();
-    await page.getByRole("dialog").getByRole("button", { name: "Confirm" }).click();
-    await page.locator("#flash", { hasText: "Signing key rotated." }).waitFor();
-    expect(await keyRows()).toBe(before + 1);
     expect(errors).toEqual([]);
     expect(await noSideScroll(context, [url, `${url}tenants/${s.tenant}`])).toEqual({});
+    await context.close();
+  });
+
+  test("identity-idp console by single sign-on: users created, password reset (the new one signs in), disabled, enabled, factors reset, deleted; MFA policy", async () => {
+    if (!browser) return;
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+    const page = await context.newPage();
+    const errors = watch(page);
+    await openConsole(page, url, EVE);
+    await page.getByRole("navigation", { name: "Consoles" }).getByRole("link", { name: "identity-idp" }).click();
+    await page.waitForURL((u) => u.href.startsWith(`${s.idp.publicUrl}/browser/`) || u.pathname.endsWith("/consent"));
+    if (page.url().includes("/consent")) await page.getByRole("button", { name: "Allow" }).click();
+    await page.locator("#who", { hasText: "Signed in as eve" }).waitFor();
+    expect(await page.locator("#users").textContent()).toContain("eve");
+
+    const create = page.locator("#create");
+    await create.getByLabel("Username").fill("frank");
+    await create.getByLabel("Display name").fill("Frank");
+    await create.getByLabel("Initial password").fill("short");
+    await create.getByRole("button", { name: "Create user" }).click();
+    await page.locator("#create [data-form-error]").waitFor({ state: "visible" });
+    errors.splice(0);
+    await create.getByLabel("Initial password").fill("quartz meadow lantern 88");
+    await create.getByRole("button", { name: "Create user" }).click();
+    await page.waitForURL((u) => u.pathname.startsWith("/browser/users/"));
+    await page.locator("#flash", { hasText: "Created frank." }).waitFor();
+
+    await page.locator("#password").getByLabel("New password").fill("granite orchard violet 12");
+    await page.locator("#password").getByRole("button", { name: "Set password" }).click();
+    await page.locator("#flash", { hasText: "Password set" }).waitFor();
+    await page.locator("#disable").getByRole("button").click();
+    await page.getByRole("dialog").getByRole("button", { name: "Confirm" }).click();
+    await page.locator("#flash", { hasText: "Disabled" }).waitFor();
+    expect(await page.locator("dl.details").textContent()).toContain("disabled");
+    await page.locator("#enable").getByRole("button").click();
+    await page.locator("#flash", { hasText: "Enabled." }).waitFor();
+    await page.locator("#reset-mfa").getByRole("button").click();
+    await page.getByRole("dialog").getByRole("button", { name: "Confirm" }).click();
+    await page.locator("#flash", { hasText: "Second factors removed." }).waitFor();
+    const frankPage = page.url();
+
+    // frank signs in with the new password (a fresh browser).
+    const other = await browser.newContext();
+    const fp = await other.newPage();
+    await openConsole(fp, `${s.idp.publicUrl}/browser/`, { username: "frank", password: "granite orchard violet 12" });
+    await other.close();
+
+    await page.goto(`${s.idp.publicUrl}/browser/policy`);
+    await page.getByLabel("Second factor").selectOption("required");
+    await page.getByRole("button", { name: "Save policy" }).click();
+    await page.locator("#flash", { hasText: "Policy saved." }).waitFor();
+    expect(await page.getByLabel("Second factor").inputValue()).toBe("required");
+    await page.getByLabel("Second factor").selectOption("optional");
+    await page.getByRole("button", { name: "Save policy" }).click();
+    await page.locator("#flash", { hasText: "Policy saved." }).waitFor();
+
+    await page.goto(frankPage);
+    await page.locator("#delete").getByRole("button").click();
+    await page.getByRole("dialog").getByRole("button", { name: "Confirm" }).click();
+    await page.waitForURL(`${s.idp.publicUrl}/browser/`);
+    await page.locator("#flash", { hasText: "Deleted frank." }).waitFor();
+    expect(await page.locator("#users").textContent()).not.toContain("frank");
+    expect(errors).toEqual([]);
+    expect(await noSideScroll(context, [`${s.idp.publicUrl}/browser/`, `${s.idp.publicUrl}/browser/policy`])).toEqual({});
     await context.close();
   });
 
@@ -128,5 +188,22 @@ describe("identity-authz console", () => {
     const cases = Array.from({ length: 150 }, (_, i) => pages[i % pages.length]!());
     const out = await fuzz(cases, (path) => s.authz.call(path, { headers: { cookie: `${SESSION_COOKIE}=${sid}` }, redirect: "manual" }), { describe: (p) => p, maxMs: 10_000, concurrency: 4 });
     expect(out.statuses.get(200)).toBeGreaterThan(0);
+  });
+
+  // Last: the other services verify tokens and challenges with the keys published before it.
+  test("signing key rotation", async () => {
+    if (!browser) return;
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const errors = watch(page);
+    await openConsole(page, `${url}tenants/${s.tenant}`, EVE);
+    const keyRows = () => page.locator("table").filter({ hasText: "Signing keys" }).locator("tbody tr").count();
+    const before = await keyRows();
+    await page.locator("#rotate-keys").getByRole("button").click();
+    await page.getByRole("dialog").getByRole("button", { name: "Confirm" }).click();
+    await page.locator("#flash", { hasText: "Signing key rotated." }).waitFor();
+    expect(await keyRows()).toBe(before + 1);
+    expect(errors).toEqual([]);
+    await context.close();
   });
 });
