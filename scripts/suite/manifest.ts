@@ -11,7 +11,7 @@ export { SERVICE_SCOPES, scopesOf } from "../../schemas/scopes.ts";
 
 export const DEMO_TENANT = "demo";
 /** The services that serve a console under /browser/, each signing users in through the demo tenant. */
-export const CONSOLE_SERVICES = ["learn-ps", "sm-kms", "pki-ca", "jose-ja"];
+export const CONSOLE_SERVICES = ["learn-ps", "sm-kms", "pki-ca", "jose-ja", "identity-idp"];
 /** The client a service's console signs users in with (authorization code + PKCE). */
 export const consoleClient = (service: string) => `${service}-web`;
 /** What a console asks for: who the user is and every scope of its service. */
