@@ -10,6 +10,7 @@ import { migrations } from "./migrations.ts";
 import { parseAppConfig } from "./config.ts";
 import { Authz } from "./domain/authz.ts";
 import { adminRoutes } from "./routes/admin.ts";
+import { authzPages } from "./console/index.ts";
 import { oauthFastRoutes, oauthRoutes } from "./routes/oauth.ts";
 
 export const identityAuthz: ServiceDefinition = {
@@ -35,6 +36,7 @@ export const identityAuthz: ServiceDefinition = {
     return origins.length ? { paths: /^\/t\/[^/]+\/(token|jwks|userinfo|revoke|\.well-known\/[a-z-]+)$/, origins } : undefined;
   },
   api: (ctx) => adminRoutes(Authz.of(ctx)),
+  pages: (ctx) => authzPages(ctx, Authz.of(ctx)),
   routes: (ctx) => oauthRoutes(Authz.of(ctx), ctx.logger),
   fastRoutes: (ctx) => oauthFastRoutes(Authz.of(ctx), ctx.logger),
 };

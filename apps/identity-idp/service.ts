@@ -27,6 +27,7 @@ import { SendLimit } from "./domain/throttle.ts";
 import { emailRoutes } from "./routes/email.ts";
 import type { IdpConfig } from "./config.ts";
 import { idpPages } from "./routes/pages.ts";
+import { idpConsole } from "./console/index.ts";
 
 /** For tests: the clock of e-mail links and their send limits (seconds since the epoch). */
 export interface IdpOptions {
@@ -133,6 +134,7 @@ export function identityIdpService(opts: IdpOptions = {}): ServiceDefinition {
       const b = idpOf(ctx);
       return adminRoutes(b.users, b.sessions, b.keys, b.yubikeys);
     },
+    pages: (ctx) => idpConsole(ctx, idpOf(ctx).users),
     routes: (ctx) => {
       const b = idpOf(ctx);
       const deps = {

@@ -7,6 +7,8 @@ import type { Kysely } from "kysely";
 import { GroupCommit } from "../../src/storage/index.ts";
 import { AppError } from "../../src/service/errors.ts";
 import type { AuditQueryInput } from "../../schemas/jose-ja.ts";
+import type { Principal } from "../../src/auth/bearer.ts";
+import { parseKid } from "../../src/keyring/index.ts";
 
 export interface AuditRow {
   seq: number;
@@ -40,6 +42,14 @@ function decodeToken(token: string): number {
   throw new AppError("validation_failed", "page_token is not valid");
 }
 
+/** The version a result names (`version` of data operations, `current_version` of key views, a JWK's kid). */
+function versionOf(r: unknown): number | null {
+  const o = r as { version?: unknown; current_version?: unknown; kid?: unknown } | null;
+  if (typeof o?.version === "number") return o.version;
+  if (typeof o?.current_version === "number") return o.current_version;
+  return parseKid(o?.kid)?.version ?? null;
+}
+
 /** Audit rows per transaction (9 columns each, well under SQLite's bound-parameter limit). */
 const MAX_BATCH = 200;
 
@@ -54,6 +64,20 @@ export class AuditLog {
       maxBatch: MAX_BATCH,
       gatherMs: 0,
     });
+  }
+
+  /** Runs a key operation of `p` and records it: ok with the version used, or the error's code. */
+  async around<T>(p: Principal, operation: string, keyId: string | null, fn: (tenant: string) => Promise<T>): Promise<T> {
+    const entry = { tenant: p.tenant, subject: p.subject, client_id: p.clientId ?? null, operation, at: new Date().toISOString() };
+    try {
+      const r = await fn(p.tenant);
+      const id = keyId ?? ((r as { id?: unknown })?.id as string | undefined) ?? null;
+      await this.record({ ...entry, key_id: id, version: versionOf(r), result: "ok" });
+      return r;
+    } catch (e) {
+      await this.record({ ...entry, key_id: keyId, version: null, result: e instanceof AppError ? e.code : "internal" });
+      throw e;
+    }
   }
 
   /** Records an operation; resolves once the row is on disk. */

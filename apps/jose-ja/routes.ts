@@ -9,7 +9,6 @@ import { Elysia } from "elysia";
 import { appBase, principalOf } from "../../src/service/http.ts";
 import { AppError, notFound } from "../../src/service/errors.ts";
 import * as S from "../../schemas/jose-ja.ts";
-import { parseKid } from "../../src/keyring/index.ts";
 import { b64u, fromB64u, type JoseService, type Jwks } from "./domain.ts";
 import type { AuditLog } from "./audit.ts";
 
@@ -25,14 +24,6 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const tenantOf = (request: Request) => principalOf(request).tenant;
 const utf8 = new TextEncoder();
 
-/** The version a result names (`version` of data operations, `current_version` of key views, a JWK's kid). */
-function versionOf(r: unknown): number | null {
-  const o = r as { version?: unknown; current_version?: unknown; kid?: unknown } | null;
-  if (typeof o?.version === "number") return o.version;
-  if (typeof o?.current_version === "number") return o.current_version;
-  return parseKid(o?.kid)?.version ?? null;
-}
-
 /** A JWKS response with a strong ETag (SHA-256 of the body); a matching If-None-Match gets 304. */
 async function jwksResponse(request: Request, jwks: Jwks, maxAge: number): Promise<Response> {
   const body = JSON.stringify(jwks);
@@ -46,20 +37,8 @@ async function jwksResponse(request: Request, jwks: Jwks, maxAge: number): Promi
 }
 
 export function joseRoutes(jose: JoseService, audit: AuditLog) {
-  /** Runs a key operation and records it: ok with the version used, or the error's code. */
-  async function audited<T>(request: Request, operation: string, keyId: string | null, fn: (tenant: string) => Promise<T>): Promise<T> {
-    const p = principalOf(request);
-    const entry = { tenant: p.tenant, subject: p.subject, client_id: p.clientId ?? null, operation, at: new Date().toISOString() };
-    try {
-      const r = await fn(p.tenant);
-      const id = keyId ?? ((r as { id?: unknown })?.id as string | undefined) ?? null;
-      await audit.record({ ...entry, key_id: id, version: versionOf(r), result: "ok" });
-      return r;
-    } catch (e) {
-      await audit.record({ ...entry, key_id: keyId, version: null, result: e instanceof AppError ? e.code : "internal" });
-      throw e;
-    }
-  }
+  /** Runs a key operation and records it in the audit log (see AuditLog.around). */
+  const audited = <T>(request: Request, operation: string, keyId: string | null, fn: (tenant: string) => Promise<T>) => audit.around(principalOf(request), operation, keyId, fn);
 
   return (
     new Elysia({ tags: ["jose"] } as never)

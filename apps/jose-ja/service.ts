@@ -9,6 +9,7 @@ import { migrations } from "./migrations.ts";
 import { JoseService, parseJoseConfig } from "./domain.ts";
 import { AuditLog } from "./audit.ts";
 import { joseRootRoutes, joseRoutes } from "./routes.ts";
+import { josePages } from "./console/index.ts";
 
 const instances = new WeakMap<ServiceContext, { jose: JoseService; audit: AuditLog }>();
 
@@ -38,4 +39,8 @@ export const joseJa: ServiceDefinition = {
     return joseRoutes(jose, audit);
   },
   routes: (ctx) => joseRootRoutes(joseOf(ctx).jose),
+  pages: (ctx) => {
+    const { jose, audit } = joseOf(ctx);
+    return josePages(ctx, jose, audit);
+  },
 };

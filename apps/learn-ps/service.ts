@@ -20,5 +20,5 @@ export const learnPs: ServiceDefinition = {
   api: (ctx) => petRoutes(new PetService(new PetStore(ctx.db), ctx.protector)),
   // The hot read, served by the pipeline on /service (same schemas and scopes as in routes.ts).
   fastRoutes: (ctx) => petFastRoutes(new PetService(new PetStore(ctx.db), ctx.protector)),
-  pages: () => petPages(),
+  pages: (ctx) => petPages(ctx, new PetService(new PetStore(ctx.db), ctx.protector)),
 };

@@ -29,6 +29,7 @@ import {
   SubmitResult,
 } from "../../schemas/pki-ca.ts";
 import { timestamp, type PkiCa } from "./domain.ts";
+import { issuingCaViews, profileViews } from "./catalog.ts";
 import { MAX_TSP_REQUEST_BYTES } from "../../src/pki/tsp.ts";
 
 const REQUEST = ["pki:request"];
@@ -102,46 +103,8 @@ export function caApi(ca: () => Promise<PkiCa>) {
       },
       { params: RequestIdParam, body: RejectRequest, response: CertificateRequest, scopes: APPROVE, detail: { summary: "Reject a queued request" } },
     )
-    .get(
-      "/issuing-cas",
-      async () => {
-        const c = await ca();
-        return {
-          items: [...c.hierarchy.issuing.values()].map((i) => ({
-            id: i.id,
-            key_type: i.keyType,
-            subject: i.cert.subject,
-            not_after: i.cert.notAfter.toISOString(),
-            chain_pem_url: `${c.config.base_url}/pki/ca/${i.id}.pem`,
-            crl_url: c.crlUrl(i.id),
-            ocsp_url: c.ocspUrl(),
-          })),
-        };
-      },
-      { response: IssuingCaList, scopes: READ, detail: { summary: "List the issuing CAs" } },
-    )
-    .get(
-      "/profiles",
-      async () => ({
-        items: Object.entries((await ca()).config.profiles)
-          .sort(([a], [b]) => a.localeCompare(b))
-          .map(([name, p]) => ({
-            name,
-            issuing_ca: p.issuing_ca,
-            key_types: p.key_types,
-            max_validity_days: p.max_validity_days,
-            default_validity_days: p.default_validity_days,
-            key_usage: p.key_usage,
-            extended_key_usage: p.extended_key_usage,
-            dns_allow: p.dns.allow,
-            ip_ranges: p.ip_ranges,
-            email_domains: p.email_domains,
-            uri_allow: p.uri.allow,
-            approval: p.approval,
-          })),
-      }),
-      { response: ProfileList, scopes: READ, detail: { summary: "List the certificate profiles a CSR may name" } },
-    )
+    .get("/issuing-cas", async () => ({ items: issuingCaViews(await ca()) }), { response: IssuingCaList, scopes: READ, detail: { summary: "List the issuing CAs" } })
+    .get("/profiles", async () => ({ items: profileViews(await ca()) }), { response: ProfileList, scopes: READ, detail: { summary: "List the certificate profiles a CSR may name" } })
     // --- admin: issuing CAs under an offline root (app.root: external) ---
     .get(
       "/cas/:type/csr",

@@ -13,6 +13,7 @@ import { loadExternalHierarchy } from "./ceremony/external.ts";
 import { PkiCa, REVOCATIONS_CHANNEL } from "./domain.ts";
 import { WebhookNotifier } from "./webhooks.ts";
 import { caApi, caPublicRoutes } from "./routes.ts";
+import { caPages } from "./console/index.ts";
 import { Elysia } from "elysia";
 import { errorResponse, mapError } from "../../src/service/http.ts";
 import { AppError } from "../../src/service/errors.ts";
@@ -224,6 +225,7 @@ export const pkiCa: ServiceDefinition = {
       .use(acmeAdminApi(() => acmeOf(ctx)))
       .use(estAdminApi(() => estOf(ctx)))
       .use(scepAdminApi(() => scepOf(ctx))),
+  pages: (ctx) => caPages(ctx, () => pkiCaOf(ctx)),
   routes: (ctx) => {
     void pkiCaOf(ctx);
     return new Elysia()

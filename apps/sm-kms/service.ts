@@ -12,6 +12,7 @@ import { kmsRoutes } from "./routes.ts";
 import { RawOps } from "./raw-ops.ts";
 import { rawRoutes } from "./raw-routes.ts";
 import { kmsGrpc } from "./grpc.ts";
+import { kmsPages } from "./console/index.ts";
 
 const instances = new WeakMap<ServiceContext, KmsService>();
 
@@ -41,4 +42,5 @@ export const smKms: ServiceDefinition = {
     return kmsRoutes(kms).use(rawRoutes(new RawOps(kms.ring)));
   },
   grpc: (ctx) => kmsGrpc(kmsOf(ctx)),
+  pages: (ctx) => kmsPages(ctx, kmsOf(ctx)),
 };

@@ -9,7 +9,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { BROWSER_CLIENTS, DEMO_TENANT, KMS_GRPC_DEMO_CLIENT, SERVICE_SCOPES, demoFile, scopesOf } from "./manifest.ts";
+import { CONSOLE_SERVICES, DEMO_TENANT, KMS_GRPC_DEMO_CLIENT, SERVICE_SCOPES, consoleClient, consoleScope, demoFile, scopesOf } from "./manifest.ts";
 import { DirectoryStore, issueLeaf, loadOrCreateSuiteCa, suiteCaSealerFromFiles, toPem } from "../../src/pki/index.ts";
 
 export const DEMO_USER = "demo";
@@ -145,19 +145,19 @@ export async function provisionClients(d: DemoInputs, rootToken: string): Promis
       secret: false,
     },
   ];
-  // The services whose pages sign users in: a confidential web client each (the BFF).
-  for (const [service, web] of Object.entries(BROWSER_CLIENTS)) {
+  // Each console's browser login (a confidential client of the backend-for-frontend).
+  for (const service of CONSOLE_SERVICES) {
     const url = d.urls[service];
     if (!url) continue;
     clients.push({
-      id: web.client_id,
+      id: consoleClient(service),
       doc: {
-        client_name: web.client_name,
+        client_name: `${service} console`,
         grant_types: ["authorization_code", "refresh_token"],
         redirect_uris: [`${url}/browser/callback`],
         post_logout_redirect_uris: [`${url}/browser/`],
         audiences: [service],
-        scopes: web.scope.split(" "),
+        scopes: consoleScope(service).split(" "),
         token_endpoint_auth_method: "client_secret_basic",
       },
       secret: true,

@@ -5,24 +5,21 @@
  */
 import { join } from "node:path";
 
-import { scopesOf } from "../../schemas/scopes.ts";
+import { SERVICE_SCOPES, scopesOf } from "../../schemas/scopes.ts";
 
 export { SERVICE_SCOPES, scopesOf } from "../../schemas/scopes.ts";
 
 export const DEMO_TENANT = "demo";
-/** The client learn-ps's page signs users in with (authorization code + PKCE). */
-export const LEARN_PS_WEB_CLIENT = "learn-ps-web";
-export const LEARN_PS_SCOPE = "openid profile pets:read pets:write";
 /** sm-kms's gRPC port under `npm start` (mutual TLS). */
 export const KMS_GRPC_PORT = 8081;
 /** The URI SAN of the demo tenant's gRPC client certificate, which sm-kms maps to the demo tenant. */
 export const KMS_GRPC_DEMO_CLIENT = "spiffe://cryptoutil/demo/kms-grpc-client";
-
-/** The services whose pages sign users in under `npm start`: their demo web client and its scope. */
-export const BROWSER_CLIENTS: Record<string, { client_id: string; client_name: string; scope: string }> = {
-  "learn-ps": { client_id: LEARN_PS_WEB_CLIENT, client_name: "Pet Store", scope: LEARN_PS_SCOPE },
-  "sm-im": { client_id: "sm-im-web", client_name: "Messages", scope: "openid profile im:read im:write" },
-};
+/** The services that serve a console (or, for sm-im, its messaging page) under /browser/, each signing users in through the demo tenant. */
+export const CONSOLE_SERVICES = ["learn-ps", "sm-kms", "pki-ca", "jose-ja", "identity-idp", "sm-im"];
+/** The client a service's console signs users in with (authorization code + PKCE). */
+export const consoleClient = (service: string) => `${service}-web`;
+/** What a console asks for: who the user is and every scope of its service. */
+export const consoleScope = (service: string) => ["openid", "profile", ...(SERVICE_SCOPES[service] ?? [])].join(" ");
 
 export interface SuiteLayout {
   dataRoot: string;
@@ -70,15 +67,16 @@ export function suiteDefaults(service: string, s: SuiteLayout): Record<string, u
     out.server = { grpc_port: KMS_GRPC_PORT };
     if (s.demo) out.mtls = { principals: [{ uri: KMS_GRPC_DEMO_CLIENT, tenant: DEMO_TENANT, subject: "demo-kms-grpc", scopes: scopesOf(["sm-kms"]) }] };
   }
-  const web = BROWSER_CLIENTS[service];
-  if (web && authz && s.demo) {
+  if (CONSOLE_SERVICES.includes(service) && authz && s.demo) {
     out.browser = {
       login: {
         issuer: `${authz}/t/${DEMO_TENANT}`,
-        client_id: web.client_id,
-        client_secret_file: demoFile(s.dataRoot, `${web.client_id}.secret`),
-        scope: web.scope,
+        client_id: consoleClient(service),
+        client_secret_file: demoFile(s.dataRoot, `${consoleClient(service)}.secret`),
+        scope: consoleScope(service),
       },
+      // The navigation bar of every console links the suite's consoles (single sign-on between them).
+      consoles: CONSOLE_SERVICES.filter((c) => s.urls[c]).map((c) => ({ name: c, url: `${s.urls[c]}/browser/` })),
     };
   }
   return out;

@@ -112,6 +112,11 @@ const sections = {
     session_absolute_s: positiveInt,
     /** Log-in through identity-authz (authorization code + PKCE); absent: no /browser/login. */
     login: v.optional(BrowserLoginConfig),
+    /** The suite's consoles in the navigation bar (name, /browser/ URL); empty: this service only. */
+    consoles: v.optional(
+      v.array(v.strictObject({ name: v.pipe(v.string(), v.minLength(1), v.maxLength(40)), url: v.pipe(v.string(), v.url(), v.startsWith("https://")) })),
+      [],
+    ),
   }),
   security: v.strictObject({
     /** CIDR ranges allowed to reach the public server. */
@@ -189,7 +194,7 @@ export function defaultConfig(service: string, publicPort: number): ServiceConfi
       algorithms: ["ES256", "ES384", "PS256", "RS256", "EdDSA"],
     },
     explorer: {},
-    browser: { cors_origins: [], session_idle_s: 1800, session_absolute_s: 12 * 3600 },
+    browser: { cors_origins: [], session_idle_s: 1800, session_absolute_s: 12 * 3600, consoles: [] },
     security: { ip_allowlist: ["0.0.0.0/0", "::/0"], rate_limit_rps: 1000, rate_limit_burst: 2000 },
     hsm: {},
     mtls: { principals: [], client_validity_days: 30, renew_check_s: 3600 },

@@ -7,11 +7,9 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Elysia } from "elysia";
 import { decodeJwt } from "jose";
 import { learnPs } from "../../apps/learn-ps/service.ts";
-import { browserLogin, parseBrowserLoginConfig } from "../../src/auth/bff.ts";
-import type { ServiceDefinition } from "../../src/service/context.ts";
+import { parseBrowserLoginConfig } from "../../src/auth/bff.ts";
 import { startTestService, tempDir, type TestService } from "../support/service.ts";
 import { freePort, startAuthz, type TestAuthz } from "../identity/support/authz.ts";
 import { ScriptedBrowser } from "../identity/support/browser.ts";
@@ -46,11 +44,11 @@ beforeAll(async () => {
   const caFile = join(root, "authz-ca.pem");
   writeFileSync(caFile, authz.ca);
   const login = parseBrowserLoginConfig({ issuer: `${authz.publicUrl}/t/${T}`, client_id: web.client_id, client_secret_file: secretFile, scope: "openid profile pets:read", ca_file: caFile });
-  const def: ServiceDefinition = { ...learnPs, pages: (ctx) => new Elysia().use(learnPs.pages!(ctx)).use(browserLogin(ctx, login)) };
-  ps = await startTestService(def, {
+  ps = await startTestService(learnPs, {
     root,
     overrides: (c) => {
       c.server.port = port;
+      c.browser.login = login;
       c.log.access = false;
       c.auth.issuer = `${authz.publicUrl}/t/{tenant}`;
       c.auth.jwks_url = `${authz.publicUrl}/t/{tenant}/jwks`;

@@ -172,7 +172,7 @@ describe("headless Chromium", () => {
       await page.getByLabel("Age").fill("3");
       await page.getByLabel("Tags").fill("friendly, small");
       await page.getByRole("button", { name: "Add" }).click();
-      await page.locator("#add-status", { hasText: "Added Biscuit." }).waitFor();
+      await page.locator("#flash", { hasText: "Added Biscuit." }).waitFor();
       await page.locator("#pets tbody tr", { hasText: "Biscuit" }).waitFor();
       expect(await page.locator("#pets tbody").textContent()).toContain("friendly, small");
       expect(errors).toEqual([]);

@@ -7,6 +7,7 @@ import { Elysia } from "elysia";
 import * as v from "valibot";
 import { appBase, principalOf } from "../../../src/service/http.ts";
 import { AppError } from "../../../src/service/errors.ts";
+import type { Principal } from "../../../src/auth/bearer.ts";
 import {
   Client, ClientList, ClientParams, ClientWithSecret, CreateClient, CreateTenant, PutScope, RotateKeys, ScopeDefinition, ScopeList, ScopeParams,
   SigningKeyList, Tenant, TenantList, TenantParams, UpdateClient,
@@ -15,10 +16,12 @@ import { ADMIN_SCOPE, ROOT_TENANT, type Authz } from "../domain/authz.ts";
 
 const ADMIN = [ADMIN_SCOPE];
 
-function mayManage(request: Request, tenant: string): void {
-  const p = principalOf(request);
+/** Refuses an admin of another tenant: root admins manage every tenant, others only their own. */
+export function requireManage(p: Principal, tenant: string): void {
   if (p.tenant !== ROOT_TENANT && p.tenant !== tenant) throw new AppError("forbidden", "an admin of this tenant cannot manage another tenant");
 }
+
+const mayManage = (request: Request, tenant: string) => requireManage(principalOf(request), tenant);
 
 export function adminRoutes(authz: Authz) {
   const r = authz.registry;

@@ -3,13 +3,12 @@
  * browser login of src/auth/bff.ts mounted) started in-process over HTTPS, on ports chosen up
  * front so each knows the others' URLs, in one temp root so they share the suite CA.
  */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Elysia } from "elysia";
 import { identityAuthz } from "../../../apps/identity-authz/service.ts";
 import { identityIdp } from "../../../apps/identity-idp/service.ts";
 import { learnPs } from "../../../apps/learn-ps/service.ts";
-import { browserLogin, parseBrowserLoginConfig } from "../../../src/auth/bff.ts";
+import { parseBrowserLoginConfig } from "../../../src/auth/bff.ts";
 import type { ServiceConfig } from "../../../src/service/config.ts";
 import type { ServiceDefinition } from "../../../src/service/context.ts";
 import { quiet, startTestService, tempDir, trustIdentity, type TestService } from "../../support/service.ts";
@@ -55,35 +54,7 @@ export async function startIdentitySuite(opts: { tenant?: string } = {}): Promis
   const bundle = (svc: string) => join(root, svc, "trust-bundle.pem");
   const verifyTokensOf = (svc: string) => (c: ServiceConfig) => trustIdentity(c, authzUrl, bundle(svc), svc);
 
-  const authz = await startTestService(identityAuthz, {
-    root,
-    overrides: (c) => {
-      quiet(c);
-      verifyTokensOf("identity-authz")(c);
-      c.server.port = authzPort;
-      (c as { app?: unknown }).app = { idp_url: idpUrl };
-    },
-  });
-  const ca = authz.ca;
-  const f = (url: string, init: RequestInit = {}) => fetch(url, { ...init, tls: { ca } } as RequestInit);
-  const { readFileSync } = await import("node:fs");
-  await f(`${authzUrl}/t/root/.well-known/openid-configuration`);
-  const bootSecret = readFileSync(join(root, "identity-authz", "bootstrap-admin.secret"), "utf8").trim();
-  const clientCredentials = async (tok: string, id: string, secret: string) => {
-    const r = await f(`${authzUrl}/t/${tok}/token`, {
-      method: "POST",
-      headers: { authorization: `Basic ${btoa(`${id}:${secret}`)}`, "content-type": "application/x-www-form-urlencoded" },
-      body: "grant_type=client_credentials",
-    });
-    if (r.status !== 200) throw new Error(`token for ${id}: ${r.status} ${await r.text()}`);
-    return ((await r.json()) as { access_token: string }).access_token;
-  };
-  const rootToken = await clientCredentials("root", "bootstrap-admin", bootSecret);
-  const authzAdmin = async (path: string, body: unknown) => {
-    const r = await f(`${authzUrl}/service/api/v1${path}`, { method: "POST", headers: { authorization: `Bearer ${rootToken}`, "content-type": "application/json" }, body: JSON.stringify(body) });
-    if (r.status !== 201) throw new Error(`authz admin ${path}: ${r.status} ${await r.text()}`);
-    return r.json() as Promise<any>;
-  };
+  const { authz, ca, f, clientCredentials, authzAdmin } = await startAuthzForSuite(root, authzPort, idpUrl);
   await authzAdmin("/tenants", { id: tenant });
   const scopes = ["openid", "profile", "email", "pets:read", "pets:write"];
   const webClient = await authzAdmin(`/tenants/${tenant}/clients`, {
@@ -122,14 +93,13 @@ export async function startIdentitySuite(opts: { tenant?: string } = {}): Promis
   const secretFile = join(root, "pets-web.secret");
   writeFileSync(secretFile, webClient.client_secret + "\n", { mode: 0o600 });
   const login = parseBrowserLoginConfig({ issuer, client_id: webClient.client_id, client_secret_file: secretFile, scope: "openid profile pets:read pets:write" });
-  // learn-ps with the browser login mounted beside its pages, as the template will do from config.
-  const psWithLogin: ServiceDefinition = { ...learnPs, pages: (ctx) => new Elysia().use(learnPs.pages!(ctx)).use(browserLogin(ctx, login)) };
-  const ps = await startTestService(psWithLogin, {
+  const ps = await startTestService(learnPs, {
     root,
     overrides: (c) => {
       quiet(c);
       verifyTokensOf("learn-ps")(c);
       c.server.port = psPort;
+      c.browser.login = login;
     },
   });
 
@@ -211,4 +181,43 @@ export async function startIdentitySuite(opts: { tenant?: string } = {}): Promis
     },
   };
   return suite;
+}
+
+/**
+ * identity-authz on `port` (in `root`, trusting itself), with the root tenant's bootstrap
+ * client's token: `authzAdmin` POSTs to its admin API, `clientCredentials` gets a token.
+ */
+export async function startAuthzForSuite(root: string, port: number, idpUrl: string, extra?: (c: ServiceConfig) => void) {
+  const authzUrl = `https://127.0.0.1:${port}`;
+  const authz = await startTestService(identityAuthz, {
+    root,
+    overrides: (c) => {
+      quiet(c);
+      trustIdentity(c, authzUrl, join(root, "identity-authz", "trust-bundle.pem"), "identity-authz");
+      c.server.port = port;
+      (c as { app?: unknown }).app = { idp_url: idpUrl };
+      extra?.(c);
+    },
+  });
+  const ca = authz.ca;
+  const f = (url: string, init: RequestInit = {}) => fetch(url, { ...init, tls: { ca } } as RequestInit);
+  // The root tenant (and its bootstrap client) is made at the first request.
+  await f(`${authzUrl}/t/root/.well-known/openid-configuration`);
+  const bootSecret = readFileSync(join(root, "identity-authz", "bootstrap-admin.secret"), "utf8").trim();
+  const clientCredentials = async (tok: string, id: string, secret: string) => {
+    const r = await f(`${authzUrl}/t/${tok}/token`, {
+      method: "POST",
+      headers: { authorization: `Basic ${btoa(`${id}:${secret}`)}`, "content-type": "application/x-www-form-urlencoded" },
+      body: "grant_type=client_credentials",
+    });
+    if (r.status !== 200) throw new Error(`token for ${id}: ${r.status} ${await r.text()}`);
+    return ((await r.json()) as { access_token: string }).access_token;
+  };
+  const rootToken = await clientCredentials("root", "bootstrap-admin", bootSecret);
+  const authzAdmin = async (path: string, body: unknown) => {
+    const r = await f(`${authzUrl}/service/api/v1${path}`, { method: "POST", headers: { authorization: `Bearer ${rootToken}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    if (r.status !== 201) throw new Error(`authz admin ${path}: ${r.status} ${await r.text()}`);
+    return r.json() as Promise<any>;
+  };
+  return { authz, ca, f, clientCredentials, authzAdmin };
 }
