@@ -168,7 +168,7 @@ export async function openConsole(page: Page, url: string, creds: { username: st
     if (at.pathname.endsWith("/login") && (await page.getByLabel("Password").count())) {
       await page.getByLabel("Username").fill(creds.username);
       await page.getByLabel("Password").fill(creds.password);
-      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("button", { name: "Sign in", exact: true }).click();
     } else if (at.pathname.endsWith("/consent")) {
       await page.getByRole("button", { name: "Allow" }).click();
     }
