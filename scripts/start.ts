@@ -17,6 +17,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { suiteDefaults, type SuiteLayout, DEMO_TENANT, demoFile } from "./suite/manifest.ts";
+import { forEachLine } from "./suite/runtime.ts";
 import { CLI_BROWSER_CLIENT, CLI_CLIENT, DEMO_USER, SUITE_ADMIN_CLIENT, provisionClients, provisionSuiteAdmin, provisionUser } from "./suite/demo.ts";
 
 interface Ready {
@@ -53,7 +54,7 @@ if (apps.length === 0) {
 /** The command line of a service: its main.ts, its data directory, and its config file if any. */
 function commandOf(name: string, extra: string[] = []): string[] {
   const file = join(configDir, `${name}.yaml`);
-  return [process.execPath, "run", join(root, "apps", name, "main.ts"), `--data.dir=${join(dataRoot, name)}`, ...(existsSync(file) ? ["--config", file] : []), ...extra];
+  return [process.execPath, "run", join(root, "apps", name, "main.ts"), `--data.dir=${join(dataRoot, name)}`, `--data.suite_dir=${dataRoot}`, ...(existsSync(file) ? ["--config", file] : []), ...extra];
 }
 
 const childEnv = (suite?: Record<string, unknown>): Record<string, string | undefined> => ({
@@ -94,26 +95,15 @@ function spawnService(name: string, suite: Record<string, unknown>): Child {
   // The services stop by themselves if this process goes away without stopping them
   // (killed, or its terminal closed): see src/service/main.ts.
   const ready = new Promise<Ready>(async (resolveReady, reject) => {
-    const decoder = new TextDecoder();
-    let buf = "";
     let found = false;
-    const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-    for (;;) {
-      const { value: chunk, done } = await reader.read();
-      if (done) break;
-      buf += decoder.decode(chunk, { stream: true });
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (!found && line.includes('"cryptoutil.ready"')) {
-          found = true;
-          resolveReady(JSON.parse(line) as Ready);
-        } else if (process.env.CRYPTOUTIL_VERBOSE || line.includes('"level":"error"') || line.includes('"level":"warn"')) {
-          process.stdout.write(`[${name}] ${line}\n`);
-        }
+    await forEachLine(proc.stdout as ReadableStream<Uint8Array>, (line) => {
+      if (!found && line.includes('"cryptoutil.ready"')) {
+        found = true;
+        resolveReady(JSON.parse(line) as Ready);
+      } else if (process.env.CRYPTOUTIL_VERBOSE || line.includes('"level":"error"') || line.includes('"level":"warn"')) {
+        process.stdout.write(`[${name}] ${line}\n`);
       }
-    }
+    });
     if (!found) reject(new Error(`${name} exited before it was ready (code ${await proc.exited})`));
   });
   ready.catch(() => undefined);

@@ -31,6 +31,11 @@ export async function runMain(def: ServiceDefinition): Promise<void> {
     process.stderr.write(`${def.name}: cannot start: ${msg}\n`);
     process.exit(2);
   }
+  // Signals stop gracefully from the moment the ready line is out (a launcher may act on it at once).
+  const onSignal = () => void running.stop();
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  process.on("SIGHUP", onSignal);
   // One machine-readable line the suite launcher reads.
   process.stdout.write(
     JSON.stringify({
@@ -42,10 +47,6 @@ export async function runMain(def: ServiceDefinition): Promise<void> {
       trust_bundle: running.trustBundlePath,
     }) + "\n",
   );
-  const onSignal = () => void running.stop();
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  process.on("SIGHUP", onSignal);
   watchSupervisor(onSignal);
   await running.stopped;
   process.exit(0);

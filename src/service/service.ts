@@ -201,12 +201,14 @@ export async function startService(def: ServiceDefinition, opts: StartOptions = 
   const logger = createLogger({ level: config.log.level, service: def.name, sink: opts.logSink });
   const dataDir = resolve(config.data.dir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const suiteDir = resolve(config.tls.suite_ca_dir ?? join(dirname(dataDir), "suite-ca"));
+  // What the services of one suite share lives in the suite's data root, by default data.dir.
+  const suiteRoot = resolve(config.data.suite_dir ?? dataDir);
+  const suiteDir = resolve(config.tls.suite_ca_dir ?? join(suiteRoot, "suite-ca"));
 
-  // Unseal secrets: configured files, else one development secret shared by the suite on this host.
+  // Unseal secrets: configured files, else one development secret shared by the suite's services.
   let unsealFiles = config.barrier.unseal_files.map((f) => resolve(f));
   if (unsealFiles.length === 0) {
-    const devFile = join(dirname(dataDir), "dev-unseal.secret");
+    const devFile = join(suiteRoot, "dev-unseal.secret");
     readOrCreateSecretFile(devFile, 32, logger, "a development unseal secret; configure barrier.unseal_files in production");
     unsealFiles = [devFile];
   }

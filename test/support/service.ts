@@ -66,6 +66,8 @@ export async function startTestService(
     overrides: (c) => {
       c.server.port = 0;
       c.data.dir = dataDir;
+      // The services of one test share a suite root, as `npm start` shares data/.
+      c.data.suite_dir = root;
       c.log.level = "debug";
       Object.assign(c.database, database);
       if (opts.issuer) {
