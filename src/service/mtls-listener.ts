@@ -1,5 +1,7 @@
 /**
- * The mutual-TLS listener: the one place that knows the runtime's node:http2 server.
+ * The mutual-TLS listener: the one place that knows the runtime's node:http2 server. Without
+ * `tls.ca` it asks for no client certificate: the Deno runtime serves its public and admin
+ * servers this way, because `Deno.serve` cannot refuse TLS 1.2 (src/runtime/deno.ts).
  *
  * `Bun.serve` enforces client certificates but gives its handler no peer certificate, so
  * the mTLS port is a `node:http2` secure server (`allowHTTP1`: h2 and HTTP/1.1 on one port)
@@ -34,8 +36,8 @@ export interface MtlsTls {
   cert: string;
   /** Server private key, PEM. */
   key: string;
-  /** Certificates that client certificates must chain to, PEM. */
-  ca: string;
+  /** Certificates that client certificates must chain to, PEM; absent: no client certificate is asked for. */
+  ca?: string;
 }
 
 export interface MtlsListenerOptions {
@@ -64,7 +66,8 @@ export interface MtlsListener {
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
 
 function secureOptions(tls: MtlsTls) {
-  return { cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: "TLSv1.3" as const, requestCert: true, rejectUnauthorized: true };
+  const clientAuth = tls.ca !== undefined;
+  return { cert: tls.cert, key: tls.key, ...(clientAuth ? { ca: tls.ca } : {}), minVersion: "TLSv1.3" as const, requestCert: clientAuth, rejectUnauthorized: clientAuth };
 }
 
 type NodeRequest = Http2ServerRequest | IncomingMessage;

@@ -5,19 +5,19 @@
  * two HTTPS servers, TLS 1.3 only: the public one and the admin one on 127.0.0.1, and
  * optionally a third, the mutual-TLS listener (`server.mtls_port`, see mtls-listener.ts).
  *
- * This file is Bun-specific (Bun.serve); the apps' Elysia instances are not, so
- * `buildPublicApp(...).handle` can be mounted on any Web-standard runtime.
+ * The servers come from the runtime seam (src/runtime: Bun or Deno, chosen at start); the
+ * apps' Elysia instances are Web-standard, so `buildPublicApp(...).handle` can be mounted
+ * on any runtime.
  */
 import { Elysia } from "elysia";
-import { constants as cryptoConstants } from "node:crypto";
 import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import type { Server } from "bun";
 import type { Kysely } from "kysely";
 import { AppError } from "./errors.ts";
 import { equalStrings } from "../crypto/constant-time.ts";
 import { defaultConfig, isDevelopment, loadConfig, serverUrl, ServiceConfigSchema, type ServiceConfig } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { runtime } from "../runtime/index.ts";
 import { HttpMetrics } from "./metrics.ts";
 import { IpAllowlist, RateLimiter } from "./guard.ts";
 import { adminHandler, appBase, errorResponse, mapError, publicHandler, requestInfo, SECURITY_HEADERS, type PipelineDeps } from "./http.ts";
@@ -44,13 +44,7 @@ import {
   type TlsMaterial,
 } from "../pki/index.ts";
 
-/** TLS 1.3 only: every older protocol version is switched off. */
-export const TLS13_ONLY =
-  cryptoConstants.SSL_OP_NO_SSLv2 |
-  cryptoConstants.SSL_OP_NO_SSLv3 |
-  cryptoConstants.SSL_OP_NO_TLSv1 |
-  cryptoConstants.SSL_OP_NO_TLSv1_1 |
-  cryptoConstants.SSL_OP_NO_TLSv1_2;
+export { TLS13_ONLY } from "../runtime/tls.ts";
 
 /** How long a graceful stop answers new requests 503 + Connection: close before closing connections. */
 const DRAIN_GRACE_MS = 500;
@@ -147,7 +141,7 @@ function readOrCreateSecretFile(path: string, bytes: number, logger: Logger, wha
 }
 
 function tlsOptions(m: TlsMaterial) {
-  return { cert: m.certChainPem, key: m.keyPem, secureOptions: TLS13_ONLY };
+  return { cert: m.certChainPem, key: m.keyPem };
 }
 
 /** The public Elysia app of a service (docs, API under both prefixes, pages). */
@@ -379,13 +373,13 @@ async function startOnDatabase(
       accessLog: config.log.access,
       tracer,
   };
-  const handler = publicHandler(pipeline, (req) => publicServer.requestIP(req)?.address);
+  const handler = publicHandler(pipeline, (req) => publicServer.clientAddress(req));
 
   let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));
 
-  const publicServer: Server<undefined> = Bun.serve({
+  const publicServer = await runtime.serve({
     hostname: config.server.bind,
     port: config.server.port,
     tls: tlsOptions(material),
@@ -418,12 +412,13 @@ async function startOnDatabase(
     unsealFiles,
     shutdown: () => void stop(),
   });
-  const adminServer: Server<undefined> = Bun.serve({
+  const adminServer = await runtime.serve({
     hostname: "127.0.0.1",
     port: config.server.admin_port,
     tls: tlsOptions(material),
     maxRequestBodySize: 64 * 1024,
     fetch: adminHandler(admin, logger),
+    error: (e) => errorResponse(e, "unknown", logger),
   });
   const mtls = config.server.mtls_port === undefined ? undefined : await startMtls(config, pipeline, material, logger, reloadServerLeaf, clock);
 

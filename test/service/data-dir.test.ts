@@ -10,8 +10,9 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "../support/service.ts";
 import { startServiceProcess } from "../support/service-process.ts";
+import { RUNTIMES } from "../../scripts/suite/runtime.ts";
 
-for (const runtime of ["bun"] as const) {
+for (const runtime of RUNTIMES) {
   describe(`on ${runtime}`, () => {
     test("a service alone writes only inside its --data.dir", async () => {
       const parent = tempDir("cryptoutil-datadir-");
