@@ -407,7 +407,7 @@ async function startOnDatabase(
         checks: { database: dbPing, barrier: { sealed }, draining: !!stopping, federation: fed.peers },
       };
     },
-    details: () => ({ barrier: barrier.status(), database: { mode: database.mode, location: database.location }, tls: material.leaf }),
+    details: () => ({ runtime: runtime.name, barrier: barrier.status(), database: { mode: database.mode, location: database.location }, tls: material.leaf }),
     barrier,
     unsealFiles,
     shutdown: () => void stop(),
