@@ -75,6 +75,10 @@ async function requestBytes(req: Request, path: string): Promise<Uint8Array | un
 }
 
 let cache: EdgeCache | undefined;
+/** Request bytes (hex) -> the canonical request; its cache key by identity. Per isolate, bounded. */
+const canonicalOf = new Map<string, Uint8Array<ArrayBuffer>>();
+const keyOf = new WeakMap<Uint8Array, string>();
+const MAX_KNOWN_REQUESTS = 10_000;
 
 export default {
   async fetch(req: Request, env: Env): Promise<Response> {
@@ -83,12 +87,22 @@ export default {
     const path = new URL(req.url).pathname;
     const isOcsp = path === "/pki/ocsp" || path.startsWith("/pki/ocsp/");
     if (isOcsp && (req.method === "POST" ? path === "/pki/ocsp" : req.method === "GET")) {
-      const der = await requestBytes(req, path);
-      const canonical = der && canonicalOcspRequest(der);
-      if (!canonical) return ocspError(OCSPResponseStatus.malformedRequest, 400);
+      // The same request again (one client polling, or many clients of one library): its
+      // canonical form is known, so decoding and the ASN.1 parse are skipped. GET: by its path.
+      let canonical = req.method === "GET" ? canonicalOf.get(path) : undefined;
+      if (!canonical) {
+        const der = await requestBytes(req, path);
+        if (!der) return ocspError(OCSPResponseStatus.malformedRequest, 400);
+        const raw = req.method === "GET" ? path : hex(der);
+        canonical = canonicalOf.get(raw) ?? canonicalOcspRequest(der);
+        if (!canonical) return ocspError(OCSPResponseStatus.malformedRequest, 400);
+        if (canonicalOf.size >= MAX_KNOWN_REQUESTS) canonicalOf.clear();
+        canonicalOf.set(raw, canonical);
+      }
+      const body = canonical;
       try {
-        const a = await c.get(`ocsp:${hex(canonical)}`, () =>
-          fromOrigin(env.ORIGIN, "/pki/ocsp", { method: "POST", headers: { "content-type": "application/ocsp-request" }, body: canonical }),
+        const a = await c.get(`ocsp:${keyOf.get(body) ?? keyOf.set(body, hex(body)).get(body)}`, () =>
+          fromOrigin(env.ORIGIN, "/pki/ocsp", { method: "POST", headers: { "content-type": "application/ocsp-request" }, body }),
         );
         return answer(c, a);
       } catch {
