@@ -24,8 +24,11 @@ export class EdgeCache {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The answer for `key`: cached while fresh, else from `load` (the origin), else the stale copy. */
-  async get(key: string, load: () => Promise<CachedAnswer>): Promise<CachedAnswer> {
+  /**
+   * The answer for `key`: cached while fresh, else from `load` (the origin), else the stale
+   * copy. `keep` says which answers are worth repeating (default: all but the origin's 5xx).
+   */
+  async get(key: string, load: () => Promise<CachedAnswer>, keep: (a: CachedAnswer) => boolean = (a) => a.status < 500): Promise<CachedAnswer> {
     const hit = this.entries.get(key);
     if (hit && this.now() - hit.fetchedAt < this.refreshMs) return hit;
     let pending = this.inflight.get(key);
@@ -35,8 +38,8 @@ export class EdgeCache {
     }
     try {
       const fresh = await pending;
-      // Only answers worth repeating are kept: a 5xx of the origin is passed on, not cached.
-      if (fresh.status < 500) {
+      // Only answers worth repeating are kept; the others (a 5xx of the origin) are passed on.
+      if (keep(fresh)) {
         if (this.entries.size >= MAX_ENTRIES && !this.entries.has(key)) this.entries.delete(this.entries.keys().next().value!);
         this.entries.set(key, fresh);
       }

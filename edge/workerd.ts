@@ -22,10 +22,17 @@ export interface EdgeOptions {
   port: number;
   /** Serve HTTPS (TLS 1.3 only) with this certificate chain and key instead of plain HTTP. */
   tls?: { cert: string; key: string };
-  /** The origin: host:port, over plain HTTP or HTTPS verified with `ca` (PEM) for `host`. */
-  origin: { address: string; https?: { ca: string; host?: string } };
+  /** The origin (binding ORIGIN): host:port, over plain HTTP or HTTPS verified with `ca` (PEM) for `host`. */
+  origin: Upstream;
+  /** More upstream services, by binding name (e.g. IDENTITY for a JWKS). */
+  upstreams?: Record<string, Upstream>;
   /** Text bindings (REFRESH_S, ...). */
   vars?: Record<string, string>;
+}
+
+export interface Upstream {
+  address: string;
+  https?: { ca: string; host?: string };
 }
 
 export interface RunningEdge {
@@ -48,18 +55,23 @@ const capnpText = (s: string) => JSON.stringify(s);
 /** The workerd config for `o`, referring to files in its own directory. */
 export function workerdConfig(o: EdgeOptions, moduleFile: string): string {
   const vars = Object.entries(o.vars ?? {}).map(([k, v]) => `(name = ${capnpText(k)}, text = ${capnpText(v)})`);
-  const origin = o.origin.https
-    ? `https = (tlsOptions = (trustedCertificates = [embed "origin-ca.pem"], minVersion = tls1Dot3)${o.origin.https.host ? `, certificateHost = ${capnpText(o.origin.https.host)}` : ""})`
-    : "http = ()";
+  const upstreams = { ORIGIN: o.origin, ...o.upstreams };
+  const external = (name: string, u: Upstream) => {
+    const protocol = u.https
+      ? `https = (tlsOptions = (trustedCertificates = [embed ${capnpText(`${name}-ca.pem`)}], minVersion = tls1Dot3)${u.https.host ? `, certificateHost = ${capnpText(u.https.host)}` : ""})`
+      : "http = ()";
+    return `(name = ${capnpText(name.toLowerCase())}, external = (address = ${capnpText(u.address)}, ${protocol}))`;
+  };
   const socket = o.tls
     ? `https = (options = (), tlsOptions = (keypair = (privateKey = embed "edge-key.pem", certificateChain = embed "edge-cert.pem"), minVersion = tls1Dot3))`
     : "http = ()";
+  const bindings = [...Object.keys(upstreams).map((n) => `(name = ${capnpText(n)}, service = ${capnpText(n.toLowerCase())})`), ...vars];
   return `using Workerd = import "/workerd/workerd.capnp";
 
 const config :Workerd.Config = (
   services = [
     (name = "edge", worker = .edgeWorker),
-    (name = "origin", external = (address = ${capnpText(o.origin.address)}, ${origin})),
+    ${Object.entries(upstreams).map(([n, u]) => external(n, u)).join(",\n    ")},
   ],
   sockets = [(name = "public", address = ${capnpText(`127.0.0.1:${o.port}`)}, ${socket}, service = "edge")],
 );
@@ -67,7 +79,7 @@ const config :Workerd.Config = (
 const edgeWorker :Workerd.Worker = (
   modules = [(name = "edge", esModule = embed ${capnpText(moduleFile)})],
   compatibilityDate = ${capnpText(COMPATIBILITY_DATE)},
-  bindings = [(name = "ORIGIN", service = "origin")${vars.map((v) => `, ${v}`).join("")}],
+  bindings = [${bindings.join(", ")}],
 );
 `;
 }
@@ -87,7 +99,7 @@ export async function startEdge(o: EdgeOptions): Promise<RunningEdge> {
   const dir = mkdtempSync(join(tmpdir(), `cryptoutil-edge-${o.module}-`));
   mkdirSync(dir, { recursive: true });
   const moduleFile = await bundleEdgeModule(o.module, dir);
-  if (o.origin.https) writeFileSync(join(dir, "origin-ca.pem"), o.origin.https.ca);
+  for (const [name, u] of Object.entries({ ORIGIN: o.origin, ...o.upstreams })) if (u.https) writeFileSync(join(dir, `${name}-ca.pem`), u.https.ca);
   if (o.tls) {
     writeFileSync(join(dir, "edge-cert.pem"), o.tls.cert);
     writeFileSync(join(dir, "edge-key.pem"), o.tls.key, { mode: 0o600 });
