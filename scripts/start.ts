@@ -13,10 +13,13 @@
  *
  * Flags: --only=a,b (subset), --data=DIR (data root, default ./data), --config-dir=DIR
  * (per-service files, default ./config); both relative to the working directory.
+ * --runtime=deno runs every service on Deno (`deno run`, writes limited to the data root;
+ * scripts/suite/runtime.ts has the command) instead of Bun.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { suiteDefaults, type SuiteLayout, DEMO_TENANT, demoFile } from "./suite/manifest.ts";
+import { forEachLine, RUNTIMES, serviceCommand, type ServiceRuntime } from "./suite/runtime.ts";
 import { CLI_BROWSER_CLIENT, CLI_CLIENT, DEMO_USER, SUITE_ADMIN_CLIENT, provisionClients, provisionKmsGrpcClient, provisionSuiteAdmin, provisionUser } from "./suite/demo.ts";
 
 interface Ready {
@@ -42,6 +45,11 @@ const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/
 const dataRoot = resolve(args.data ?? "data");
 const configDir = resolve(args["config-dir"] ?? "config");
 const only = args.only ? new Set(args.only.split(",")) : undefined;
+const runtime = (args.runtime ?? "bun") as ServiceRuntime;
+if (!RUNTIMES.includes(runtime)) {
+  console.error(`--runtime: one of ${RUNTIMES.join(", ")}`);
+  process.exit(2);
+}
 
 const apps = readdirSync(join(root, "apps"))
   .filter((name) => existsSync(join(root, "apps", name, "main.ts")))
@@ -55,7 +63,8 @@ if (apps.length === 0) {
 /** The command line of a service: its main.ts, its data directory, and its config file if any. */
 function commandOf(name: string, extra: string[] = []): string[] {
   const file = join(configDir, `${name}.yaml`);
-  return [process.execPath, "run", join(root, "apps", name, "main.ts"), `--data.dir=${join(dataRoot, name)}`, ...(existsSync(file) ? ["--config", file] : []), ...extra];
+  const flags = [`--data.dir=${join(dataRoot, name)}`, `--data.suite_dir=${dataRoot}`, ...(existsSync(file) ? ["--config", file] : []), ...extra];
+  return serviceCommand(runtime, root, join(root, "apps", name, "main.ts"), dataRoot, flags);
 }
 
 const childEnv = (suite?: Record<string, unknown>): Record<string, string | undefined> => ({
@@ -96,26 +105,15 @@ function spawnService(name: string, suite: Record<string, unknown>): Child {
   // The services stop by themselves if this process goes away without stopping them
   // (killed, or its terminal closed): see src/service/main.ts.
   const ready = new Promise<Ready>(async (resolveReady, reject) => {
-    const decoder = new TextDecoder();
-    let buf = "";
     let found = false;
-    const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-    for (;;) {
-      const { value: chunk, done } = await reader.read();
-      if (done) break;
-      buf += decoder.decode(chunk, { stream: true });
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (!found && line.includes('"cryptoutil.ready"')) {
-          found = true;
-          resolveReady(JSON.parse(line) as Ready);
-        } else if (process.env.CRYPTOUTIL_VERBOSE || line.includes('"level":"error"') || line.includes('"level":"warn"')) {
-          process.stdout.write(`[${name}] ${line}\n`);
-        }
+    await forEachLine(proc.stdout as ReadableStream<Uint8Array>, (line) => {
+      if (!found && line.includes('"cryptoutil.ready"')) {
+        found = true;
+        resolveReady(JSON.parse(line) as Ready);
+      } else if (process.env.CRYPTOUTIL_VERBOSE || line.includes('"level":"error"') || line.includes('"level":"warn"')) {
+        process.stdout.write(`[${name}] ${line}\n`);
       }
-    }
+    });
     if (!found) reject(new Error(`${name} exited before it was ready (code ${await proc.exited})`));
   });
   ready.catch(() => undefined);
@@ -248,7 +246,7 @@ try {
   const head = ["service", "public URL", "admin URL (127.0.0.1 only)", "API explorer", "RSS"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
-  const out: string[] = ["", "cryptoutil is running:", "", line(head), widths.map((w) => "-".repeat(w)).join("  ")];
+  const out: string[] = ["", `cryptoutil is running${runtime === "bun" ? "" : ` on ${runtime}`}:`, "", line(head), widths.map((w) => "-".repeat(w)).join("  ")];
   for (const r of rows) out.push(line(r));
   out.push("", `trust bundle (for curl --cacert): ${first.trust_bundle}`, `suite file (for the cryptoutil CLI): ${suiteFile}`);
   if (kmsGrpc) {

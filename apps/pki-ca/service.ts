@@ -18,6 +18,7 @@ import { Elysia } from "elysia";
 import { errorResponse, mapError } from "../../src/service/http.ts";
 import { AppError } from "../../src/service/errors.ts";
 import { toPem } from "../../src/pki/keys.ts";
+import { runtime } from "../../src/runtime/index.ts";
 import { AcmeAuthority } from "./acme/domain.ts";
 import { AcmeStore } from "./acme/store.ts";
 import { ValidationAuthority } from "./acme/validation.ts";
@@ -99,10 +100,11 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
       timers.push(timer);
       for (const t of timers) (t as { unref?: () => void }).unref?.();
       if (config.http_revocation && !httpListeners.has(ctx)) {
-        const listener = startHttpRevocationListener(ctx, config.http_revocation.bind ?? ctx.config.server.bind, config.http_revocation.port);
+        const hostname = config.http_revocation.bind ?? ctx.config.server.bind;
         httpListeners.add(ctx);
+        const listener = await startHttpRevocationListener(ctx, hostname, config.http_revocation.port);
         ctx.onStop(() => listener.stop(true));
-        ctx.logger.info("plain-HTTP revocation listener", { url: `http://${listener.hostname}:${listener.port}` });
+        ctx.logger.info("plain-HTTP revocation listener", { url: `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${listener.port}` });
       }
       ctx.logger.info("pki-ca hierarchy ready", { issuing_cas: config.issuing_cas, base_url: config.base_url });
       return ca;
@@ -196,7 +198,7 @@ async function dropCa(ctx: ServiceContext): Promise<void> {
  */
 function startHttpRevocationListener(ctx: ServiceContext, hostname: string, port: number) {
   const app = new Elysia().onError(mapError).use(caPublicRoutes(() => pkiCaOf(ctx), { revocationOnly: true }));
-  return Bun.serve({
+  return runtime.serve({
     hostname,
     port,
     maxRequestBodySize: 64 * 1024,

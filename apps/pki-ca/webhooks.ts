@@ -11,6 +11,8 @@ import { readFileSync } from "node:fs";
 import { createHmac } from "node:crypto";
 import * as v from "valibot";
 import type { Logger } from "../../src/service/log.ts";
+import { runtime } from "../../src/runtime/index.ts";
+import { setTimeout as sleep } from "node:timers/promises";
 
 export const WEBHOOK_EVENTS = [
   "request.pending",
@@ -78,14 +80,13 @@ export class WebhookNotifier {
     for (let attempt = 0; ; attempt++) {
       try {
         const t = Math.floor(Date.now() / 1000);
-        const res = await fetch(h.url, {
+        const res = await runtime.fetch(h.url, {
           method: "POST",
           headers: { "content-type": "application/json", "cryptoutil-signature": signature(h.secret, t, body) },
           body,
           signal: AbortSignal.timeout(5000),
           redirect: "error",
-          ...(h.ca ? { tls: { ca: h.ca } } : {}),
-        } as RequestInit);
+        }, { ca: h.ca });
         await res.body?.cancel();
         if (res.ok) return;
         throw new Error(`status ${res.status}`);
@@ -94,7 +95,7 @@ export class WebhookNotifier {
           this.logger.warn("webhook delivery failed", { url: h.url, error: (e as Error).message });
           return;
         }
-        await Bun.sleep(this.retryDelaysMs[attempt]!);
+        await sleep(this.retryDelaysMs[attempt]!);
       }
     }
   }

@@ -1,5 +1,5 @@
 /** identity-authz as a benchmark target: the real service, its own process, access log off; prints a ready client. */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { identityAuthz } from "../../apps/identity-authz/service.ts";
 import { Authz } from "../../apps/identity-authz/domain/authz.ts";
 import { startService } from "../../src/service/service.ts";
@@ -13,6 +13,7 @@ const s = await startService(identityAuthz, {
   overrides: (c) => {
     c.server.port = Number(port);
     c.data.dir = dataDir!;
+    c.data.suite_dir = dirname(dataDir!);
     c.auth.issuer = `${base}/t/{tenant}`;
     c.auth.jwks_url = `${base}/t/{tenant}/jwks`;
     c.auth.ca_file = join(dataDir!, "trust-bundle.pem");

@@ -10,6 +10,7 @@
  * BENCH_OTLP_ENDPOINT=URL: tracing on, exporting to that OTLP/HTTP collector (to measure its cost).
  */
 import type { ServiceDefinition } from "../../src/service/context.ts";
+import { dirname } from "node:path";
 import type { ServiceConfig } from "../../src/service/config.ts";
 import { startService, type RunningService } from "../../src/service/service.ts";
 
@@ -30,6 +31,8 @@ export async function serveBenchTarget(
     overrides: (c) => {
       c.server.port = 0;
       c.data.dir = dataDir!;
+    c.data.suite_dir = dirname(dataDir!);
+      c.data.suite_dir = dirname(dataDir!);
       c.auth.issuer = issuer;
       c.auth.jwks_url = jwksUrl;
       c.auth.ca_file = caFile;

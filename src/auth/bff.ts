@@ -24,6 +24,7 @@ import { requestInfo, principalOf } from "../service/http.ts";
 import type { ServiceContext } from "../service/context.ts";
 import { readCookie, sessionCookie } from "./session.ts";
 import { escapeHtml } from "../service/html.ts";
+import { runtime } from "../runtime/index.ts";
 
 /** `browser.login`: where and as whom an app logs its users in. */
 export const BrowserLoginConfig = v.strictObject({
@@ -99,8 +100,7 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
   if (!secret) throw new AppError("config_invalid", "browser.login.client_secret_file: the file is empty", { status: 400 });
   const caFile = cfg.ca_file ?? join(resolve(ctx.config.data.dir), "trust-bundle.pem");
   let ca: string | undefined;
-  // Bun's fetch takes a CA bundle per request; other runtimes use their trust store.
-  const tlsFetch = (url: string, init: RequestInit) => fetch(url, { ...init, tls: { ca: (ca ??= readFileSync(caFile, "utf8")) } } as RequestInit);
+  const tlsFetch = (url: string, init: RequestInit) => runtime.fetch(url, init, { ca: (ca ??= readFileSync(caFile, "utf8")) });
   const httpOpts = { [oauth.customFetch]: tlsFetch, signal: () => AbortSignal.timeout(10_000) };
   const client: oauth.Client = { client_id: cfg.client_id, id_token_signed_response_alg: cfg.id_token_alg };
   const clientAuth = oauth.ClientSecretBasic(secret);

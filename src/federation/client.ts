@@ -18,10 +18,11 @@ import { FederationError, type FailureReason } from "./errors.ts";
 import type { FederationMetrics } from "./metrics.ts";
 import type { Logger } from "../service/log.ts";
 import { formatTraceparent, SpanKind, SpanStatus, type Span, type Tracer } from "../telemetry/index.ts";
+import { runtime } from "../runtime/index.ts";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 
-/** A client certificate and its key, PEM, as Bun's fetch takes them. */
+/** A client certificate and its key, PEM. */
 export interface ClientTls {
   cert: string;
   key: string;
@@ -30,8 +31,8 @@ export interface ClientTls {
 /**
  * A fetch that verifies the server with `ca` (unset: the runtime's trust store) and presents
  * the client certificate `clientTls()` returns at the time of each call, so a renewed
- * certificate is used from the next call on. Bun's fetch takes both per request (`tls`);
- * the certificate is sent only to a server that asks for one (an mTLS port).
+ * certificate is used from the next call on (src/runtime's `fetch`); the certificate is sent
+ * only to a server that asks for one (an mTLS port).
  *
  * @example
  *   const call = tlsFetch({ ca: trustBundle, clientTls: () => ({ cert, key }) });
@@ -42,7 +43,7 @@ export function tlsFetch(opts: { ca?: string; clientTls?: () => ClientTls | unde
   if (!ca && !clientTls) return (url, init) => fetch(url, init);
   return (url, init) => {
     const client = clientTls?.();
-    return fetch(url, { ...init, tls: { ...(ca ? { ca } : {}), ...(client ? { cert: client.cert, key: client.key } : {}) } } as RequestInit);
+    return runtime.fetch(url, init, { ca, ...client });
   };
 }
 
@@ -98,7 +99,6 @@ export class FederatedClient {
     this.baseUrl = opts.baseUrl;
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? Math.random;
-    // Bun's fetch takes a CA bundle per request; other runtimes use their trust store.
     this.fetchImpl = opts.fetch ?? tlsFetch({ ca: opts.caPem, clientTls: opts.clientTls });
     this.breaker = new CircuitBreaker({
       failures: opts.breaker.failures,

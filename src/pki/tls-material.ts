@@ -124,7 +124,7 @@ async function tryStoredLeaf(
  *     sans: serverSans({ bindAddresses: ["0.0.0.0", "127.0.0.1"] }),
  *     suiteCa: { store: new DirectoryStore(join(dataDir, "suite-ca")), sealer: await suiteCaSealerFromFiles(unsealFiles) },
  *   });
- *   Bun.serve({ tls: { cert: material.certChainPem, key: material.keyPem }, ... });
+ *   await runtime.serve({ tls: { cert: material.certChainPem, key: material.keyPem }, ... });
  */
 export async function loadOrCreateTlsMaterial(
   opts: LoadOrCreateTlsOptions,

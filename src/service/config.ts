@@ -59,12 +59,18 @@ const sections = {
     cert_pem: v.optional(v.string()),
     key_file: v.optional(v.string()),
     key_pem: v.optional(v.string()),
-    /** Where the suite CA lives (shared by all services on one host). */
+    /** Where the suite CA lives (shared by all services on one host). Default: `<data.suite_dir>/suite-ca`. */
     suite_ca_dir: v.optional(v.string()),
   }),
   data: v.strictObject({
     /** The service's data directory (database, trust bundle). */
     dir: v.pipe(v.string(), v.minLength(1)),
+    /**
+     * The data root shared by the services of one suite (the development unseal secret and
+     * the suite CA); `npm start` sets it to its `--data` folder. Default: data.dir itself, so
+     * a service started alone writes nothing outside the directory its operator chose.
+     */
+    suite_dir: v.optional(v.pipe(v.string(), v.minLength(1))),
   }),
   database: v.strictObject({
     /** ":memory:", "file:...", "libsql://...", "http(s)://...", "postgres://user@host/db". Default: file in data.dir. */
@@ -79,7 +85,7 @@ const sections = {
     sync_interval_s: v.optional(positiveInt),
   }),
   barrier: v.strictObject({
-    /** Files holding the unseal secret(s). Empty: a development secret is created in data.dir. */
+    /** Files holding the unseal secret(s). Empty: a development secret is created in data.suite_dir (default data.dir). */
     unseal_files: stringList,
   }),
   auth: v.strictObject({

@@ -571,13 +571,28 @@ export function mapError({ code, error, request, set }: { code: unknown; error: 
   }
 
 /**
- * Elysia plugin every app uses first: maps errors to the one JSON body,
- * records the matched route for metrics, and offers the `scopes` macro.
- *
- * @example
- *   new Elysia().use(appBase).get("/pets", handler, { scopes: ["pets:read"] })
+ * Whether this runtime's Response refuses an empty-string body with a null-body status (204,
+ * 205, 304), as the Fetch standard says and Deno does; Bun lets it pass. Elysia answers a
+ * handler that returns nothing with such a body.
  */
-export const appBase = new Elysia({ name: "cryptoutil.base" })
+const STRICT_NULL_BODY = (() => {
+  try {
+    new Response("", { status: 204 });
+    return false;
+  } catch {
+    return true;
+  }
+})();
+
+/** A handler's empty answer with a null-body status, as a Response with no body at all. */
+const nullBodyAnswer = ({ set, responseValue }: { set: { status?: number | string; headers: Record<string, string | string[]> }; responseValue: unknown }) => {
+  const status = set.status;
+  if ((status === 204 || status === 205 || status === 304) && (responseValue === undefined || responseValue === null || responseValue === "")) {
+    return new Response(null, { status, headers: set.headers as unknown as HeadersInit });
+  }
+};
+
+const baseApp = new Elysia({ name: "cryptoutil.base" })
   .error({ AppError })
   .onTransform({ as: "global" }, ({ request, route }) => {
     requestInfo(request).route = route;
@@ -591,6 +606,18 @@ export const appBase = new Elysia({ name: "cryptoutil.base" })
       },
     }),
   });
+
+/**
+ * Elysia plugin every app uses first: maps errors to the one JSON body,
+ * records the matched route for metrics, and offers the `scopes` macro.
+ *
+ * @example
+ *   new Elysia().use(appBase).get("/pets", handler, { scopes: ["pets:read"] })
+ *
+ * On a runtime whose Response is strict about null-body statuses, it also answers an empty
+ * 204/205/304 with no body (see STRICT_NULL_BODY).
+ */
+export const appBase = STRICT_NULL_BODY ? baseApp.mapResponse({ as: "global" }, nullBodyAnswer as never) : baseApp;
 
 /** valibot issues as the `details` of a `validation_failed` error (the shape `mapError` gives Elysia's). */
 function validationFailed(where: "params" | "response", issues: readonly v.BaseIssue<unknown>[]): AppError {

@@ -31,6 +31,11 @@ export async function runMain(def: ServiceDefinition): Promise<void> {
     process.stderr.write(`${def.name}: cannot start: ${msg}\n`);
     process.exit(2);
   }
+  // Signals stop gracefully from the moment the ready line is out (a launcher may act on it at once).
+  const onSignal = () => void running.stop();
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  process.on("SIGHUP", onSignal);
   // One machine-readable line the suite launcher reads.
   process.stdout.write(
     JSON.stringify({
@@ -43,10 +48,6 @@ export async function runMain(def: ServiceDefinition): Promise<void> {
       ...(running.grpcAddress ? { grpc: running.grpcAddress } : {}),
     }) + "\n",
   );
-  const onSignal = () => void running.stop();
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  process.on("SIGHUP", onSignal);
   watchSupervisor(onSignal);
   await running.stopped;
   process.exit(0);

@@ -1,6 +1,8 @@
 /**
  * The node listener: the one place that knows the runtime's node:http2 server. It serves the
- * mutual-TLS port, the admin port, and the public port when `server.listener` is `node`.
+ * mutual-TLS port, the admin port, and the public port when `server.listener` is `node`. Without
+ * `tls.ca` it asks for no client certificate: the Deno runtime also serves its public server
+ * this way, because `Deno.serve` cannot refuse TLS 1.2 (src/runtime/deno.ts).
  *
  * `Bun.serve` enforces client certificates but gives its handler no peer certificate, so
  * the mTLS port is a `node:http2` secure server (`allowHTTP1`: h2 and HTTP/1.1 on one port)
@@ -74,8 +76,8 @@ export interface MtlsListener {
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
 
 function secureOptions(tls: MtlsTls) {
-  const clientCerts = tls.ca !== undefined;
-  return { cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: "TLSv1.3" as const, requestCert: clientCerts, rejectUnauthorized: clientCerts };
+  const clientAuth = tls.ca !== undefined;
+  return { cert: tls.cert, key: tls.key, ...(clientAuth ? { ca: tls.ca } : {}), minVersion: "TLSv1.3" as const, requestCert: clientAuth, rejectUnauthorized: clientAuth };
 }
 
 /** The parser's error code as the kind of refusal it stands for. */

@@ -5,19 +5,20 @@
  * two HTTPS servers, TLS 1.3 only: the public one and the admin one on 127.0.0.1, and
  * optionally a third, the mutual-TLS listener (`server.mtls_port`, see mtls-listener.ts).
  *
- * This file is Bun-specific (Bun.serve); the apps' Elysia instances are not, so
- * `buildPublicApp(...).handle` can be mounted on any Web-standard runtime.
+ * The servers come from the runtime seam (src/runtime: Bun or Deno, chosen at start); the
+ * apps' Elysia instances are Web-standard, so `buildPublicApp(...).handle` can be mounted
+ * on any runtime.
  */
 import { Elysia } from "elysia";
-import { constants as cryptoConstants } from "node:crypto";
 import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import type { Server } from "bun";
 import type { Kysely } from "kysely";
 import { AppError } from "./errors.ts";
 import { equalStrings } from "../crypto/constant-time.ts";
 import { defaultConfig, isDevelopment, loadConfig, serverUrl, ServiceConfigSchema, type ServiceConfig } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { runtime } from "../runtime/index.ts";
+import type { HttpServer } from "../runtime/types.ts";
 import { HttpMetrics } from "./metrics.ts";
 import { IpAllowlist, RateLimiter } from "./guard.ts";
 import { adminHandler, appBase, errorResponse, malformedResponse, mapError, publicHandler, requestInfo, RUNTIME_BODY_CAP, SECURITY_HEADERS, type PipelineDeps } from "./http.ts";
@@ -45,13 +46,7 @@ import {
   type TlsMaterial,
 } from "../pki/index.ts";
 
-/** TLS 1.3 only: every older protocol version is switched off. */
-export const TLS13_ONLY =
-  cryptoConstants.SSL_OP_NO_SSLv2 |
-  cryptoConstants.SSL_OP_NO_SSLv3 |
-  cryptoConstants.SSL_OP_NO_TLSv1 |
-  cryptoConstants.SSL_OP_NO_TLSv1_1 |
-  cryptoConstants.SSL_OP_NO_TLSv1_2;
+export { TLS13_ONLY } from "../runtime/tls.ts";
 
 /** How long a graceful stop answers new requests 503 + Connection: close before closing connections. */
 const DRAIN_GRACE_MS = 500;
@@ -157,7 +152,7 @@ function readOrCreateSecretFile(path: string, bytes: number, logger: Logger, wha
 }
 
 function tlsOptions(m: TlsMaterial) {
-  return { cert: m.certChainPem, key: m.keyPem, secureOptions: TLS13_ONLY };
+  return { cert: m.certChainPem, key: m.keyPem };
 }
 
 /** The public Elysia app of a service (docs, API under both prefixes, pages). */
@@ -212,12 +207,14 @@ export async function startService(def: ServiceDefinition, opts: StartOptions = 
   const logger = createLogger({ level: config.log.level, service: def.name, sink: opts.logSink });
   const dataDir = resolve(config.data.dir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const suiteDir = resolve(config.tls.suite_ca_dir ?? join(dirname(dataDir), "suite-ca"));
+  // What the services of one suite share lives in the suite's data root, by default data.dir.
+  const suiteRoot = resolve(config.data.suite_dir ?? dataDir);
+  const suiteDir = resolve(config.tls.suite_ca_dir ?? join(suiteRoot, "suite-ca"));
 
-  // Unseal secrets: configured files, else one development secret shared by the suite on this host.
+  // Unseal secrets: configured files, else one development secret shared by the suite's services.
   let unsealFiles = config.barrier.unseal_files.map((f) => resolve(f));
   if (unsealFiles.length === 0) {
-    const devFile = join(dirname(dataDir), "dev-unseal.secret");
+    const devFile = join(suiteRoot, "dev-unseal.secret");
     readOrCreateSecretFile(devFile, 32, logger, "a development unseal secret; configure barrier.unseal_files in production");
     unsealFiles = [devFile];
   }
@@ -390,9 +387,9 @@ async function startOnDatabase(
       accessLog: config.log.access,
       tracer,
   };
-  let bunPublic: Server<undefined> | undefined;
+  let runtimeServer: HttpServer | undefined;
   const onNode = config.server.listener === "node";
-  const handler = publicHandler(pipeline, onNode ? (req) => requestInfo(req).ip : (req) => bunPublic!.requestIP(req)?.address);
+  const handler = publicHandler(pipeline, onNode ? (req) => requestInfo(req).ip : (req) => runtimeServer!.clientAddress(req));
 
   let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
@@ -415,7 +412,7 @@ async function startOnDatabase(
     });
   const publicServer: Listener = onNode
     ? await nodeListener(config.server.bind, config.server.port, 2 * config.server.body_limit, handler)
-    : (bunPublic = Bun.serve({
+    : (runtimeServer = await runtime.serve({
         hostname: config.server.bind,
         port: config.server.port,
         tls: tlsOptions(material),
@@ -443,7 +440,7 @@ async function startOnDatabase(
         checks: { database: dbPing, barrier: { sealed }, draining: !!stopping, federation: fed.peers },
       };
     },
-    details: () => ({ barrier: barrier.status(), database: { mode: database.mode, location: database.location }, tls: material.leaf }),
+    details: () => ({ runtime: runtime.name, barrier: barrier.status(), database: { mode: database.mode, location: database.location }, tls: material.leaf }),
     barrier,
     unsealFiles,
     shutdown: () => void stop(),

@@ -1,13 +1,11 @@
 /**
  * Kysely dialect for embedded databases (`:memory:` and files), with a prepared-statement
- * cache. On Bun it uses Bun's built-in SQLite engine; elsewhere (Deno, Node) libSQL's native
- * binding (`libsql`). Both read and write the same SQLite-format file that libSQL servers
- * and embedded replicas use, so the choice is invisible on disk.
+ * cache, over the runtime's SQLite engine (src/runtime: Bun's built-in engine on Bun,
+ * libSQL's native binding on Deno). Both read and write the same SQLite-format file that
+ * libSQL servers and embedded replicas use, so the choice is invisible on disk.
  *
  * Why not @libsql/client for local files: it prepares every statement anew and adds a
- * promise layer per call. Why Bun's engine on Bun: under HTTP load, libSQL's binding spent
- * about 40% of the process's CPU in its per-call row machinery (profiled with
- * `bun --cpu-prof` under `npm run bench -- learn-ps`), against ~3 us per point read here.
+ * promise layer per call; here a point read costs ~3 us.
  *
  * Kysely's SQLite driver runs one query at a time on the single connection, so PRAGMAs
  * (foreign keys, busy timeout) stay on the connection they were set on. BLOBs come back
@@ -16,71 +14,9 @@
 import { setImmediate } from "node:timers";
 import { SqliteDialect, type SqliteDatabase, type SqliteStatement } from "kysely";
 import { RowCache, VERSION_SQL } from "./row-cache.ts";
+import { runtime, type SqliteEngine as Engine } from "../runtime/index.ts";
 
 const MAX_CACHED_STATEMENTS = 512;
-
-/** The little the driver needs from either engine. */
-interface Engine {
-  prepare(sql: string): SqliteStatement;
-  exec(sql: string): void;
-  /** First column of the first row of a query. */
-  scalar(sql: string): unknown;
-  close(): void;
-}
-
-function toUint8(rows: unknown[]): unknown[] {
-  for (const row of rows) {
-    if (row && typeof row === "object") {
-      const r = row as Record<string, unknown>;
-      for (const k in r) if (r[k] instanceof ArrayBuffer) r[k] = new Uint8Array(r[k] as ArrayBuffer);
-    }
-  }
-  return rows;
-}
-
-async function bunEngine(path: string): Promise<Engine> {
-  const spec = "bun:sqlite"; // a variable, so other runtimes never try to resolve it
-  const { Database } = (await import(spec)) as typeof import("bun:sqlite");
-  const db = new Database(path, { create: true, readwrite: true });
-  return {
-    prepare(sql) {
-      const s = db.prepare(sql);
-      const reader = s.columnNames.length > 0;
-      return {
-        reader,
-        all: (params) => s.all(...(params as never[])) as unknown[],
-        run: (params) => {
-          const r = s.run(...(params as never[]));
-          return { changes: r.changes, lastInsertRowid: r.lastInsertRowid };
-        },
-        iterate: (params) => s.iterate(...(params as never[])) as IterableIterator<unknown>,
-      };
-    },
-    exec: (sql) => void db.exec(sql),
-    scalar: (sql) => (db.prepare(sql).values()[0] as unknown[] | undefined)?.[0],
-    close: () => db.close(),
-  };
-}
-
-async function libsqlEngine(path: string): Promise<Engine> {
-  const { default: Libsql } = await import("libsql");
-  const db = new Libsql(path);
-  return {
-    prepare(sql) {
-      const s = db.prepare(sql);
-      const reader = s.reader; // a native call each time; constant per statement
-      return {
-        reader,
-        all: (params) => toUint8(s.all(...(params as unknown[]))),
-        run: (params) => s.run(...(params as unknown[])) as { changes: number; lastInsertRowid: number },
-        iterate: (params) => s.iterate(...(params as unknown[])) as IterableIterator<unknown>,
-      };
-    },
-    exec: (sql) => void db.exec(sql),
-    scalar: (sql) => (db.prepare(sql).raw().get() as unknown[] | undefined)?.[0],
-    close: () => db.close(),
-  };
-}
 
 /**
  * Wraps an engine in the shape Kysely's SQLite driver expects, caching statements, and
@@ -223,11 +159,10 @@ export interface EmbeddedDatabase {
 
 /** Opens an embedded database (path or ":memory:") and returns it with its Kysely dialect. */
 export async function openNative(path: string, onClose: () => void): Promise<EmbeddedDatabase> {
-  const onBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
-  const engine = onBun ? await bunEngine(path) : await libsqlEngine(path);
+  const engine = await runtime.openSqlite(path);
   const database = new CachingDatabase(engine, onClose);
   return {
-    engine: onBun ? "bun:sqlite" : "libsql",
+    engine: runtime.name === "bun" ? "bun:sqlite" : "libsql",
     exec: (sql) => {
       database.beforeExec();
       engine.exec(sql);

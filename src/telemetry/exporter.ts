@@ -11,6 +11,7 @@
 import { encodeTraces } from "./otlp-json.ts";
 import type { Attributes, Span } from "./span.ts";
 import type { SpanSink } from "./tracer.ts";
+import { runtime } from "../runtime/index.ts";
 
 export interface OtlpExporterOptions {
   /** The collector's base URL; spans go to `{endpoint}/v1/traces`. */
@@ -53,7 +54,7 @@ export class OtlpHttpExporter implements SpanSink {
     this.maxQueue = opts.maxQueue ?? 4 * this.batchSize;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     const ca = opts.caPem;
-    this.fetchImpl = opts.fetch ?? ((url, init) => fetch(url, ca ? ({ ...init, tls: { ca } } as RequestInit) : init));
+    this.fetchImpl = opts.fetch ?? ((url, init) => runtime.fetch(url, init, { ca }));
   }
 
   /** Starts the periodic flush; the timer never keeps the process alive. */

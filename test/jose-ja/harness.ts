@@ -3,6 +3,7 @@ import { joseJa } from "../../apps/jose-ja/service.ts";
 import { startTestIssuer, type TestIssuer } from "../support/issuer.ts";
 import { startTestService, type TestService } from "../support/service.ts";
 import type { ServiceConfig } from "../../src/service/config.ts";
+import type { TestEngine } from "../support/engine.ts";
 
 export const ALL_SCOPES = "jose:admin jose:sign jose:verify jose:encrypt jose:decrypt";
 export const API = "/service/api/v1";
@@ -29,10 +30,10 @@ async function read(res: Response): Promise<Res> {
   return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
 }
 
-/** `root`: a data root to reuse (a restart over the same database). */
-export async function startJose(overrides?: (c: ServiceConfig) => void, opts: { root?: string } = {}): Promise<Jose> {
+/** `root`: a data root to reuse (a restart over the same database); `engine`: where it runs (ON_DENO: on Deno). */
+export async function startJose(overrides?: (c: ServiceConfig) => void, opts: { root?: string; engine?: TestEngine } = {}): Promise<Jose> {
   const issuer = await startTestIssuer({ audience: "jose-ja" });
-  const svc = await startTestService(joseJa, { issuer, overrides, root: opts.root });
+  const svc = await startTestService(joseJa, { issuer, overrides, root: opts.root, engine: opts.engine });
   const tokens = new Map<string, string>();
   const token = async (tenant: string, scope = ALL_SCOPES, sub = `user-of-${tenant}`) => {
     const k = `${tenant} ${scope} ${sub}`;

@@ -3,6 +3,7 @@ import { smKms } from "../../apps/sm-kms/service.ts";
 import { startTestIssuer, type TestIssuer } from "../support/issuer.ts";
 import { startTestService, type TestService } from "../support/service.ts";
 import type { ServiceConfig } from "../../src/service/config.ts";
+import type { TestEngine } from "../support/engine.ts";
 
 export const ALL_SCOPES = "kms:admin kms:encrypt kms:decrypt kms:sign kms:verify kms:mac";
 export const API = "/service/api/v1";
@@ -16,10 +17,10 @@ export interface Kms {
   stop: () => Promise<void>;
 }
 
-/** `root`: a data root to reuse (a restart over the same database). */
-export async function startKms(overrides?: (c: ServiceConfig) => void, opts: { root?: string } = {}): Promise<Kms> {
+/** `root`: a data root to reuse (a restart over the same database); `engine`: where it runs (ON_DENO: on Deno). */
+export async function startKms(overrides?: (c: ServiceConfig) => void, opts: { root?: string; engine?: TestEngine } = {}): Promise<Kms> {
   const issuer = await startTestIssuer({ audience: "sm-kms" });
-  const svc = await startTestService(smKms, { issuer, overrides, root: opts.root });
+  const svc = await startTestService(smKms, { issuer, overrides, root: opts.root, engine: opts.engine });
   const tokens = new Map<string, string>();
   const token = async (tenant: string, scope = ALL_SCOPES) => {
     const k = `${tenant} ${scope}`;

@@ -9,7 +9,11 @@ import { openDatabase, type Database } from "../../src/storage/index.ts";
 import type { ServiceConfig } from "../../src/service/config.ts";
 import { startPostgres, type PostgresServer } from "./postgres.ts";
 
-export type TestEngine = { readonly kind: "embedded" } | PostgresEngine;
+/**
+ * `runtime: "deno"`: the service under test runs on Deno, as a child process of the test
+ * (apps/<name>/main.ts with the test's config in a file), on its embedded database.
+ */
+export type TestEngine = { readonly kind: "embedded"; readonly runtime?: "deno" } | PostgresEngine;
 
 export interface PostgresEngine {
   readonly kind: "postgres";
@@ -19,6 +23,12 @@ export interface PostgresEngine {
 }
 
 export const EMBEDDED: TestEngine = { kind: "embedded" };
+
+/** The embedded database, the service started on Deno. */
+export const ON_DENO: TestEngine = { kind: "embedded", runtime: "deno" };
+
+/** Whether services on `engine` run in this test process (their context, database and barrier are at hand). */
+export const inProcess = (engine: TestEngine): boolean => engine.kind !== "embedded" || engine.runtime !== "deno";
 
 /** A PostgreSQL engine on its own server, or undefined (skipped, see startPostgres) without the package. */
 export async function startPostgresEngine(): Promise<PostgresEngine | undefined> {

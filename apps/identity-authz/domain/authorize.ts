@@ -21,6 +21,7 @@ import { oauthError, type OAuthErrorCode } from "./oauth-error.ts";
 import { nowS, randomToken, sha256Hex } from "./crypto.ts";
 import type { Form } from "./client-auth.ts";
 import { AppError } from "../../../src/service/errors.ts";
+import { runtime } from "../../../src/runtime/index.ts";
 
 export const PAR_PREFIX = "urn:ietf:params:oauth:request_uri:";
 const PAR_TTL_S = 60;
@@ -242,7 +243,7 @@ export class AuthorizeService {
       set = createRemoteJWKSet(new URL(url), {
         timeoutDuration: 5000,
         cooldownDuration: 30_000,
-        [customFetch]: (u, init) => fetch(u, ca ? ({ ...init, tls: { ca } } as RequestInit) : init),
+        [customFetch]: (u, init) => runtime.fetch(u, init, { ca }),
       });
       if (this.idpSets.size > 10_000) this.idpSets.clear();
       this.idpSets.set(url, set);

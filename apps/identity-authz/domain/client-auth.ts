@@ -10,6 +10,7 @@ import type { AuthzStore } from "../store.ts";
 import { oauthError } from "./oauth-error.ts";
 import { Registry, type RegisteredClient } from "./registry.ts";
 import { nowS } from "./crypto.ts";
+import { runtime } from "../../../src/runtime/index.ts";
 
 export const JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const ASSERTION_ALGS = ["ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "EdDSA", "Ed25519"];
@@ -44,7 +45,7 @@ export class ClientAuthenticator {
       set = createRemoteJWKSet(new URL(uri), {
         timeoutDuration: 5000,
         cooldownDuration: 30_000,
-        [customFetch]: (url, init) => fetch(url, ca ? ({ ...init, tls: { ca } } as RequestInit) : init),
+        [customFetch]: (url, init) => runtime.fetch(url, init, { ca }),
       });
       if (this.remoteSets.size > 1000) this.remoteSets.clear();
       this.remoteSets.set(uri, set);

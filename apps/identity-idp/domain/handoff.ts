@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs";
 import { AppError } from "../../../src/service/errors.ts";
 import type { DataProtector } from "../../../src/service/context.ts";
 import type { IdpStore } from "../store.ts";
+import { runtime } from "../../../src/runtime/index.ts";
 
 export interface LoginChallenge {
   jti: string;
@@ -163,8 +164,7 @@ export class LoginHandoff {
         cooldownDuration: 30_000,
         [customFetch]: (u, init) => {
           this.ca ??= readFileSync(this.opts.caFile, "utf8");
-          // Bun's fetch takes a CA bundle per request; other runtimes use their trust store.
-          return fetch(u, { ...init, tls: { ca: this.ca } } as RequestInit);
+          return runtime.fetch(u, init, { ca: this.ca });
         },
       });
       if (this.jwksByTenant.size > 10_000) this.jwksByTenant.clear();
