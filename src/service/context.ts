@@ -8,7 +8,7 @@ import type { Dispatcher } from "../crypto/dispatcher.ts";
 import type { Pkcs11Provider } from "../crypto/pkcs11/index.ts";
 import type { ChangeFeed } from "../storage/change-feed.ts";
 import type { Federation } from "../federation/federation.ts";
-import type { BearerVerifier } from "../auth/bearer.ts";
+import type { BearerVerifier, VerifiedToken } from "../auth/bearer.ts";
 
 /** Encrypts values at rest; the barrier implements it. `context` binds a ciphertext to its place. */
 export interface DataProtector {
@@ -49,6 +49,12 @@ export interface ServiceContext {
    * (sm-secrets' Vault surface reads `X-Vault-Token`).
    */
   bearer: BearerVerifier;
+  /**
+   * The service's base URLs as clients reach them: `server.public_url` (or the public
+   * listener's address) and the mTLS listener's (`server.mtls_public_url` or its address).
+   * Filled in once the listeners are up, before the first request.
+   */
+  urls: { public?: string; mtls?: string };
   /** Registers work to run at graceful stop (timers, background jobs), before storage closes. */
   onStop(fn: () => void | Promise<void>): void;
 }
@@ -103,6 +109,11 @@ export interface ServiceDefinition {
    * e.g. identity-authz's token endpoint for the suite's API explorers.
    */
   protocolCors?(config: ServiceConfig): { paths: RegExp; origins: string[] } | undefined;
+  /**
+   * How this service checks access tokens that are not JWTs (optional): an RFC 7662
+   * introspection client, say. Unset: opaque tokens are refused.
+   */
+  introspection?(config: ServiceConfig, logger: Logger): ((token: string) => Promise<VerifiedToken | null>) | undefined;
 }
 
 /** A route the pipeline dispatches itself (see `ServiceDefinition.fastRoutes`). */

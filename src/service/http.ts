@@ -30,6 +30,8 @@ export interface RequestInfo {
   sessionId?: string;
   /** The verified client certificate, on the mTLS port (for RFC 8705 certificate-bound tokens). */
   clientCert?: ClientCertificate;
+  /** Set when the request came in on the mTLS listener (with or without a certificate). */
+  mtls?: boolean;
   route?: string;
   /** Why the request failed with a 5xx, for its one error log line. */
   failure?: unknown;
@@ -237,6 +239,11 @@ export interface PipelineDeps {
   draining?: () => boolean;
   bearer: BearerVerifier;
   /**
+   * This listener's base URL as configured (`server.public_url`, or the listener's address):
+   * the DPoP proofs' `htu` must name it, never the request's own Host header.
+   */
+  origin?: () => string | undefined;
+  /**
    * How `/service/api/**` requests authenticate; default the bearer token. The mTLS port
    * passes the client certificate's mapping here instead.
    */
@@ -359,7 +366,10 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
           if (readCookie(req.headers.get("cookie"), SESSION_COOKIE)) {
             throw new AppError("unauthenticated", "session cookies are not accepted on /service; use a bearer token");
           }
-          info.principal = d.serviceAuth ? await d.serviceAuth(req, info) : await d.bearer.verify(req.headers.get("authorization"));
+          const r = req;
+          info.principal = d.serviceAuth
+            ? await d.serviceAuth(req, info)
+            : await d.bearer.verify(req.headers.get("authorization"), { req, htu: () => `${d.origin?.() ?? new URL(r.url).origin}${path}` });
         } else if (isBrowser && path.startsWith("/browser/api/")) {
           if (req.headers.has("authorization")) {
             throw new AppError("unauthenticated", "bearer tokens are not accepted on /browser; use the session");

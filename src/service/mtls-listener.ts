@@ -23,8 +23,10 @@ import { AppError } from "./errors.ts";
 export interface MtlsPeer {
   /** The client's IP address. */
   address?: string;
-  /** The client certificate (DER), verified against `ca` during the handshake. */
+  /** The client certificate (DER), verified against `ca` during the handshake unless `authorized` is false. */
   certificate?: Uint8Array;
+  /** Whether the certificate chained to `ca` (false only with `acceptUnchained`). */
+  authorized: boolean;
   /** The TLS connection, stable across the requests it carries (a cache key). */
   connection: object;
 }
@@ -36,6 +38,12 @@ export interface MtlsTls {
   key: string;
   /** Certificates that client certificates must chain to, PEM. */
   ca: string;
+  /**
+   * Also complete handshakes with client certificates that do not chain to `ca` (self-signed,
+   * RFC 8705 §2.2); the handler learns which from `MtlsPeer.authorized`. The client still
+   * proves it holds the certificate's key in the handshake.
+   */
+  acceptUnchained?: boolean;
 }
 
 export interface MtlsListenerOptions {
@@ -64,7 +72,7 @@ export interface MtlsListener {
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
 
 function secureOptions(tls: MtlsTls) {
-  return { cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: "TLSv1.3" as const, requestCert: true, rejectUnauthorized: true };
+  return { cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: "TLSv1.3" as const, requestCert: true, rejectUnauthorized: !tls.acceptUnchained };
 }
 
 type NodeRequest = Http2ServerRequest | IncomingMessage;
@@ -238,6 +246,7 @@ export async function startMtlsListener(opts: MtlsListenerOptions): Promise<Mtls
         answer = await opts.handler(request, {
           address: socket.remoteAddress,
           certificate: certificateOf(connection, socket),
+          authorized: socket.authorized === true,
           connection,
         });
       } catch (e) {

@@ -22,10 +22,12 @@ import { HttpMetrics } from "./metrics.ts";
 import { IpAllowlist, RateLimiter } from "./guard.ts";
 import { adminHandler, appBase, errorResponse, mapError, publicHandler, requestInfo, SECURITY_HEADERS, type PipelineDeps } from "./http.ts";
 import { startMtlsListener, type MtlsListener, type MtlsPeer } from "./mtls-listener.ts";
-import { CertificatePrincipals, parseClientCertificate, serviceSpiffeId, type ClientCertificate } from "../auth/client-cert.ts";
+import { CertificatePrincipals, parseClientCertificate, serviceSpiffeId, withinValidity, type ClientCertificate } from "../auth/client-cert.ts";
 import { docsPlugin, DOCS_PATH, OAUTH_SCHEME } from "./docs.ts";
 import type { ServiceContext, ServiceDefinition } from "./context.ts";
 import { BearerVerifier } from "../auth/bearer.ts";
+import { DpopProofVerifier } from "../auth/dpop.ts";
+import { createProofReplayTable, DatabaseProofReplay } from "../auth/proof-replay.ts";
 import { checkFederationConfig, Federation, identityEndpoints } from "../federation/index.ts";
 import { addSessionName, createSessionTable, SessionStore } from "../auth/session.ts";
 import { browserLogin } from "../auth/bff.ts";
@@ -69,7 +71,11 @@ const templateMigrations = [
         .execute(),
   },
   { version: 3, name: "session display names", up: addSessionName },
+  { version: 4, name: "spent DPoP proofs", up: createProofReplayTable },
 ];
+
+/** How often spent DPoP proof ids past their window are deleted. */
+const PROOF_SWEEP_MS = 60_000;
 
 /** A random 32-byte secret of the service (e.g. the CSRF HMAC key), kept barrier-encrypted. */
 async function loadOrCreateServiceSecret(db: Kysely<any>, barrier: Barrier, name: string): Promise<Uint8Array> {
@@ -324,6 +330,8 @@ async function startOnDatabase(
     clientTls: clientCerts && (() => ({ cert: clientCerts.current.certChainPem, key: clientCerts.current.keyPem })),
   });
   const identity = identityEndpoints(config);
+  // Spent DPoP proofs live in the service's database, so every instance on it refuses a replay.
+  const proofReplay = new DatabaseProofReplay(db);
   const bearer = new BearerVerifier({
     issuer: identity.issuer,
     jwksUrl: identity.jwksUrl,
@@ -331,7 +339,10 @@ async function startOnDatabase(
     clockToleranceS: config.auth.clock_tolerance_s,
     algorithms: config.auth.algorithms,
     keys: federation.identity,
+    dpop: new DpopProofVerifier(proofReplay, config.auth.dpop_proof_window_s),
+    introspect: def.introspection?.(config, logger),
   });
+  const urls: ServiceContext["urls"] = {};
 
   const stopHooks: Array<() => void | Promise<void>> = [];
   const ctx: ServiceContext = {
@@ -347,6 +358,7 @@ async function startOnDatabase(
     hsm,
     federation,
     bearer,
+    urls,
     onStop: (fn) => void stopHooks.push(fn),
   };
   const app = buildPublicApp(def, ctx);
@@ -373,6 +385,7 @@ async function startOnDatabase(
       draining: () => draining,
       docsConnect: config.explorer.token_url ? [new URL(config.explorer.token_url).origin] : [],
       bearer,
+      origin: () => urls.public,
       sessions,
       accessLog: config.log.access,
       tracer,
@@ -423,7 +436,9 @@ async function startOnDatabase(
     maxRequestBodySize: 64 * 1024,
     fetch: adminHandler(admin, logger),
   });
-  const mtls = config.server.mtls_port === undefined ? undefined : await startMtls(config, pipeline, material, logger, reloadServerLeaf, clock);
+  const mtls = config.server.mtls_port === undefined ? undefined : await startMtls(config, pipeline, material, logger, reloadServerLeaf, clock, () => urls.mtls);
+  const proofSweep = setInterval(() => void proofReplay.sweep().catch((e) => logger.warn("sweeping spent DPoP proofs failed", { error: e })), PROOF_SWEEP_MS);
+  (proofSweep as { unref?: () => void }).unref?.();
 
   async function stop(): Promise<void> {
     if (stopping) return stopping;
@@ -433,6 +448,7 @@ async function startOnDatabase(
       // flight finish, for at least DRAIN_GRACE_MS so clients on kept-alive connections hear
       // it; only then does the server stop taking connections and close the idle ones.
       draining = true;
+      clearInterval(proofSweep);
       const deadline = Date.now() + config.server.shutdown_timeout_ms;
       const graceEnd = Date.now() + Math.min(DRAIN_GRACE_MS, config.server.shutdown_timeout_ms);
       const pending = () => publicServer.pendingRequests + (mtls?.listener.pendingRequests ?? 0);
@@ -468,13 +484,15 @@ async function startOnDatabase(
   tracing?.exporter.start();
   clientCerts?.start(config.mtls.renew_check_s * 1000);
   mtls?.serverCerts?.start(config.mtls.renew_check_s * 1000);
-  const publicUrl = config.server.public_url ?? serverUrl(config.server.bind, publicServer.port!);
+  const publicUrl = (config.server.public_url ?? serverUrl(config.server.bind, publicServer.port!)).replace(/\/+$/, "");
+  urls.public = publicUrl;
+  urls.mtls = mtls && (config.server.mtls_public_url ?? serverUrl(config.server.bind, mtls.listener.port)).replace(/\/+$/, "");
   const running: RunningService = {
     name: def.name,
     config,
     publicUrl,
     adminUrl: serverUrl("127.0.0.1", adminServer.port!),
-    mtlsUrl: mtls && serverUrl(config.server.bind, mtls.listener.port),
+    mtlsUrl: urls.mtls,
     docsUrl: `${publicUrl}${DOCS_PATH}`,
     trustBundlePath,
     adminToken,
@@ -496,9 +514,10 @@ function chainAfterLeaf(chainPem: string): string {
 
 /**
  * The mutual-TLS listener (`server.mtls_port`): the public pipeline, whose `/service/api`
- * authenticates by client certificate (`mtls.principals`) instead of bearer token. Client
- * certificates must chain to `mtls.ca_file`, by default the suite CA; in auto mode the
- * listener's own leaf renews in place.
+ * authenticates by client certificate (`mtls.principals`), or by an access token bound to that
+ * certificate (RFC 8705 `cnf.x5t#S256`). Client certificates must chain to `mtls.ca_file`, by
+ * default the suite CA (with `mtls.self_signed`, unchained ones are accepted too, for bound
+ * tokens only); in auto mode the listener's own leaf renews in place.
  */
 async function startMtls(
   config: ServiceConfig,
@@ -507,32 +526,47 @@ async function startMtls(
   logger: Logger,
   reloadServerLeaf: ((now: Date) => Promise<TlsMaterial>) | undefined,
   clock: () => Date,
+  origin: () => string | undefined,
 ): Promise<{ listener: MtlsListener; serverCerts?: RenewingTlsMaterial }> {
   let ca: string;
   if (config.mtls.ca_file) ca = readFileSync(config.mtls.ca_file, "utf8");
   else if (config.tls.mode === "auto") ca = material.caBundlePem + chainAfterLeaf(material.certChainPem);
   else throw new AppError("config_invalid", "mtls.ca_file: required for server.mtls_port when tls.mode is static");
   const principals = new CertificatePrincipals(config.mtls.principals);
+  const acceptUnchained = config.mtls.self_signed;
   const handler = publicHandler(
-    { ...pipeline, serviceAuth: (req, info) => principals.authenticate(info.clientCert, req.headers.get("authorization")) },
+    {
+      ...pipeline,
+      origin,
+      serviceAuth: (req, info) => {
+        const authorization = req.headers.get("authorization");
+        if (authorization === null) return principals.authenticate(info.clientCert);
+        return pipeline.bearer.verify(authorization, { req, htu: () => `${origin()}${new URL(req.url).pathname}`, clientCert: info.clientCert, mtls: true });
+      },
+    },
     (req) => requestInfo(req).ip,
   );
   // A connection's certificate is parsed once, for all the requests it carries.
-  const parsed = new WeakMap<object, Promise<ClientCertificate>>();
+  const parsed = new WeakMap<object, Promise<ClientCertificate | undefined>>();
   const certificateOf = (peer: MtlsPeer) => {
     if (!peer.certificate) return undefined;
     let p = parsed.get(peer.connection);
-    if (!p) parsed.set(peer.connection, (p = parseClientCertificate(peer.certificate)));
+    if (!p) {
+      // An unchained certificate had its dates checked by nobody: one outside them counts as none.
+      p = parseClientCertificate(peer.certificate, peer.authorized).then((c) => (c.verified || withinValidity(c) ? c : undefined));
+      parsed.set(peer.connection, p);
+    }
     return p;
   };
   const listener = await startMtlsListener({
     hostname: config.server.bind,
     port: config.server.mtls_port!,
-    tls: { cert: material.certChainPem, key: material.keyPem, ca },
+    tls: { cert: material.certChainPem, key: material.keyPem, ca, acceptUnchained },
     maxRequestBodySize: 2 * config.server.body_limit,
     handler: async (req, peer) => {
       const info = requestInfo(req);
       info.ip = peer.address;
+      info.mtls = true;
       info.clientCert = await certificateOf(peer);
       return handler(req);
     },
@@ -544,7 +578,7 @@ async function startMtls(
       reload: reloadServerLeaf,
       clock,
       onRenew: (m) => {
-        listener.setTls({ cert: m.certChainPem, key: m.keyPem, ca });
+        listener.setTls({ cert: m.certChainPem, key: m.keyPem, ca, acceptUnchained });
         logger.info("mTLS server certificate renewed", { serial: m.leaf.serialNumber, not_after: m.leaf.notAfter });
       },
       onError: (e) => logger.warn("mTLS server certificate renewal failed; retrying at the next check", { error: e }),
