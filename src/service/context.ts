@@ -113,7 +113,7 @@ export interface ServiceDefinition {
    * How this service checks access tokens that are not JWTs (optional): an RFC 7662
    * introspection client, say. Unset: opaque tokens are refused.
    */
-  introspection?(config: ServiceConfig, logger: Logger): ((token: string) => Promise<VerifiedToken | null>) | undefined;
+  introspection?(deps: { config: ServiceConfig; logger: Logger; federation: Federation }): ((token: string) => Promise<VerifiedToken | null>) | undefined;
 }
 
 /** A route the pipeline dispatches itself (see `ServiceDefinition.fastRoutes`). */

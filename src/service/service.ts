@@ -340,7 +340,7 @@ async function startOnDatabase(
     algorithms: config.auth.algorithms,
     keys: federation.identity,
     dpop: new DpopProofVerifier(proofReplay, config.auth.dpop_proof_window_s),
-    introspect: def.introspection?.(config, logger),
+    introspect: def.introspection?.({ config, logger, federation }),
   });
   const urls: ServiceContext["urls"] = {};
 
