@@ -7,6 +7,7 @@ export const SERVICE_SCOPES: Record<string, string[]> = {
   "pki-ca": ["pki:request", "pki:read", "pki:approve", "pki:revoke", "pki:admin"],
   "learn-ps": ["pets:read", "pets:write"],
   "sm-secrets": ["secrets:read", "secrets:write", "secrets:delete", "secrets:admin"],
+  "identity-rs": ["notes:read", "notes:write"],
 };
 
 /** The scopes of a set of services, each once. */

@@ -9,7 +9,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { DEMO_TENANT, LEARN_PS_SCOPE, LEARN_PS_WEB_CLIENT, SERVICE_SCOPES, demoFile, scopesOf } from "./manifest.ts";
+import { DEMO_TENANT, IDENTITY_RS_INTROSPECTION_CLIENT, LEARN_PS_SCOPE, LEARN_PS_WEB_CLIENT, SERVICE_SCOPES, demoFile, scopesOf } from "./manifest.ts";
 
 export const DEMO_USER = "demo";
 export const CLI_CLIENT = "demo-cli";
@@ -159,6 +159,11 @@ export async function provisionClients(d: DemoInputs, rootToken: string): Promis
       },
       secret: true,
     });
+  }
+
+  if (d.urls["identity-rs"]) {
+    // identity-rs's own credential for introspecting opaque tokens: no scope, no audience.
+    clients.push({ id: IDENTITY_RS_INTROSPECTION_CLIENT, doc: confidential("identity-rs (token introspection)", [], []), secret: true });
   }
 
   for (const c of clients) {

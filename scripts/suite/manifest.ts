@@ -11,6 +11,8 @@ export const DEMO_TENANT = "demo";
 /** The client learn-ps's page signs users in with (authorization code + PKCE). */
 export const LEARN_PS_WEB_CLIENT = "learn-ps-web";
 export const LEARN_PS_SCOPE = "openid profile pets:read pets:write";
+/** identity-rs's own client at identity-authz, for RFC 7662 introspection of opaque tokens. */
+export const IDENTITY_RS_INTROSPECTION_CLIENT = "identity-rs-introspection";
 
 export interface SuiteLayout {
   dataRoot: string;
@@ -53,6 +55,15 @@ export function suiteDefaults(service: string, s: SuiteLayout): Record<string, u
   }
   if (service === "identity-idp" && authz) out.app = { authz_url: authz };
   if (service === "pki-ca" && s.urls["pki-ca"]) out.app = { base_url: s.urls["pki-ca"] };
+  if (service === "identity-rs" && authz && s.demo) {
+    out.app = {
+      introspection: {
+        endpoint: `${authz}/t/${DEMO_TENANT}/introspect`,
+        client_id: IDENTITY_RS_INTROSPECTION_CLIENT,
+        client_secret_file: demoFile(s.dataRoot, `${IDENTITY_RS_INTROSPECTION_CLIENT}.secret`),
+      },
+    };
+  }
   if (service === "learn-ps" && authz && s.demo) {
     out.browser = {
       login: {
