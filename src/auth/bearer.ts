@@ -44,11 +44,13 @@ export interface Principal {
   confirmation?: { jkt?: string; "x5t#S256"?: string };
 }
 
-/** What a sender-constrained token is checked against: the request it came with. */
+/**
+ * What a sender-constrained token is checked against, besides the request it came with. The
+ * public pipeline passes one constant object (no allocation per request).
+ */
 export interface TokenRequest {
-  req: Request;
-  /** The URL of this request as the service's configuration names it (DPoP `htu`). */
-  htu(): string;
+  /** The URL of `req` as the service's configuration names it (DPoP `htu`). */
+  htu(req: Request): string;
   /** The verified TLS client certificate (the mTLS listener only). */
   clientCert?: ClientCertificate;
   /** On the mTLS listener a token is accepted only when it is bound to the client certificate. */
@@ -164,10 +166,10 @@ export class BearerVerifier {
 
   /**
    * Verifies an `Authorization` header value (`Bearer` or `DPoP`), and the token's sender
-   * constraint against `request` (without one, bound tokens are refused); throws 401
-   * AppErrors with stable codes.
+   * constraint against `req` and `request` (without them, bound tokens are refused); throws
+   * 401 AppErrors with stable codes.
    */
-  async verify(authorization: string | null, request?: TokenRequest): Promise<Principal> {
+  async verify(authorization: string | null, req?: Request, request?: TokenRequest): Promise<Principal> {
     if (!authorization) throw unauthorized("unauthenticated", "a bearer access token is required");
     const keys = this.keys;
     if (keys?.fallback === "reject_all" && keys.open) throw identityUnavailable();
@@ -176,7 +178,8 @@ export class BearerVerifier {
     // needs no regular expression.
     const seen = authorization.startsWith("Bearer ") ? this.cache.get(authorization.slice(7)) : undefined;
     if (seen && seen.exp > now - this.cfg.clockToleranceS) {
-      return seen.principal.confirmation ? this.bound(seen.principal, "bearer", authorization.slice(7), request) : seen.principal;
+      if (!seen.principal.confirmation && !request?.mtls) return seen.principal;
+      return this.bound(seen.principal, "bearer", authorization.slice(7), req, request);
     }
     const m = authorization.match(/^(Bearer|DPoP) ([A-Za-z0-9_\-.~+/]+=*)$/i);
     if (!m) throw unauthorized("invalid_token", "malformed Authorization header");
@@ -185,15 +188,15 @@ export class BearerVerifier {
     const hit = this.cache.get(token);
     const verified = hit && hit.exp > now - this.cfg.clockToleranceS ? hit : await this.verifyToken(token);
     const p = verified.principal;
-    if (p.confirmation) return this.bound(p, scheme, token, request);
+    if (p.confirmation) return this.bound(p, scheme, token, req, request);
     if (scheme === "dpop") throw dpopRefused("invalid_token", "the access token is not DPoP-bound; send it as a Bearer token");
     if (request?.mtls) throw certificateRefused("on the mTLS port an access token must be bound to the client certificate (RFC 8705)");
     return p;
   }
 
   /** Checks a sender-constrained token's proof of possession; returns its principal. */
-  private async bound(p: Principal, scheme: "bearer" | "dpop", token: string, request?: TokenRequest): Promise<Principal> {
-    const { jkt, "x5t#S256": x5t } = p.confirmation!;
+  private async bound(p: Principal, scheme: "bearer" | "dpop", token: string, req?: Request, request?: TokenRequest): Promise<Principal> {
+    const { jkt, "x5t#S256": x5t } = p.confirmation ?? {};
     if (jkt !== undefined) {
       // A DPoP-bound token is only good with the proof of its key (RFC 9449 §7.1).
       if (scheme !== "dpop") {
@@ -201,9 +204,9 @@ export class BearerVerifier {
           headers: { "WWW-Authenticate": `Bearer error="invalid_token", error_description="sender-constrained access tokens are not accepted as Bearer tokens", DPoP ${DPOP_CHALLENGE}` },
         });
       }
-      if (!request || !this.cfg.dpop) throw dpopRefused("invalid_token", "DPoP-bound access tokens are not accepted on this route");
+      if (!req || !request || !this.cfg.dpop) throw dpopRefused("invalid_token", "DPoP-bound access tokens are not accepted on this route");
       const proven = await this.cfg.dpop.verify(
-        { proof: request.req.headers.get("dpop"), method: request.req.method, htu: request.htu(), accessToken: token },
+        { proof: req.headers.get("dpop"), method: req.method, htu: request.htu(req), accessToken: token },
         (why) => dpopRefused("invalid_dpop_proof", why),
       );
       if (proven === null) throw dpopRefused("invalid_dpop_proof", "a DPoP proof is required with a DPoP-bound access token");

@@ -28,7 +28,7 @@ export interface RequestInfo {
   principal?: Principal;
   /** Session id, for /browser requests. */
   sessionId?: string;
-  /** The verified client certificate, on the mTLS port (for RFC 8705 certificate-bound tokens). */
+  /** The client certificate, on the mTLS port (RFC 8705 bound tokens); `verified` says whether it chained to the CA. */
   clientCert?: ClientCertificate;
   /** Set when the request came in on the mTLS listener (with or without a certificate). */
   mtls?: boolean;
@@ -297,6 +297,8 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
       throw new Error(`fast route ${r.route} may not serve /service/ or /browser/ paths`);
     }
   }
+  // DPoP proofs name this listener's configured URL; built once, not per request.
+  const tokenRequest = { htu: (req: Request) => `${d.origin?.() ?? new URL(req.url).origin}${pathOfUrl(req.url)}` };
   const nextTurn = turnBarrier();
   const handle = async (received: Request): Promise<Response> => {
     let req = received;
@@ -366,10 +368,7 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
           if (readCookie(req.headers.get("cookie"), SESSION_COOKIE)) {
             throw new AppError("unauthenticated", "session cookies are not accepted on /service; use a bearer token");
           }
-          const r = req;
-          info.principal = d.serviceAuth
-            ? await d.serviceAuth(req, info)
-            : await d.bearer.verify(req.headers.get("authorization"), { req, htu: () => `${d.origin?.() ?? new URL(r.url).origin}${path}` });
+          info.principal = d.serviceAuth ? await d.serviceAuth(req, info) : await d.bearer.verify(req.headers.get("authorization"), req, tokenRequest);
         } else if (isBrowser && path.startsWith("/browser/api/")) {
           if (req.headers.has("authorization")) {
             throw new AppError("unauthenticated", "bearer tokens are not accepted on /browser; use the session");

@@ -541,7 +541,7 @@ async function startMtls(
       serviceAuth: (req, info) => {
         const authorization = req.headers.get("authorization");
         if (authorization === null) return principals.authenticate(info.clientCert);
-        return pipeline.bearer.verify(authorization, { req, htu: () => `${origin()}${new URL(req.url).pathname}`, clientCert: info.clientCert, mtls: true });
+        return pipeline.bearer.verify(authorization, req, { htu: (r) => `${origin()}${new URL(r.url).pathname}`, clientCert: info.clientCert, mtls: true });
       },
     },
     (req) => requestInfo(req).ip,
