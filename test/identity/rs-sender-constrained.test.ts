@@ -254,9 +254,9 @@ describe("DPoP at the resource servers", () => {
   }
 });
 
-describe("certificate-bound tokens (RFC 8705)", () => {
-  const mtlsClient = (client_id: string): oauth.Client & { use_mtls_endpoint_aliases: true } => ({ client_id, use_mtls_endpoint_aliases: true });
+const mtlsClient = (client_id: string): oauth.Client & { use_mtls_endpoint_aliases: true } => ({ client_id, use_mtls_endpoint_aliases: true });
 
+describe("certificate-bound tokens (RFC 8705)", () => {
   async function boundToken(clientId: string, tls: Tls, resource: string): Promise<string> {
     const client = mtlsClient(clientId);
     const res = await oauth.clientCredentialsGrantRequest(as, client, oauth.TlsClientAuth(), { resource }, cf(tls));
@@ -324,9 +324,53 @@ describe("certificate-bound tokens (RFC 8705)", () => {
     expect(res.status).toBe(401);
   });
 
-  test("an unbound token is refused on the mTLS port", async () => {
+  test("an unbound token is refused on the mTLS port, also once the public port has cached it", async () => {
     const token = await plainToken("identity-rs");
-    const res = await viaMtls(rs, "/service/api/v1/profile", token, batchTls);
-    expect(res.status).toBe(401);
+    expect((await viaMtls(rs, "/service/api/v1/profile", token, batchTls)).status).toBe(401);
+    expect((await rs.call("/service/api/v1/profile", { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    expect((await viaMtls(rs, "/service/api/v1/profile", token, batchTls)).status).toBe(401);
+  });
+
+  test("the mTLS introspection alias authenticates tls_client_auth and shows the binding", async () => {
+    const token = await boundToken("batch", batchTls, "identity-rs");
+    const client = mtlsClient("batch");
+    const res = await oauth.introspectionRequest(as, client, oauth.TlsClientAuth(), token, cf(batchTls));
+    const body = await oauth.processIntrospectionResponse(as, client, res);
+    expect(body.active).toBe(true);
+    expect((body.cnf as Record<string, string>)["x5t#S256"]).toBe((decodeJwt(token).cnf as Record<string, string>)["x5t#S256"]);
+  });
+});
+
+describe("the client admin API and the RFC 8705 fields", () => {
+  const create = (body: Record<string, unknown>) => authz.adminApi("POST", `/tenants/${TENANT}/clients`, { client_name: "x", ...body });
+
+  test("tls_client_auth needs exactly one name, and a subject DN that parses", async () => {
+    expect((await create({ token_endpoint_auth_method: "tls_client_auth" })).status).toBe(400);
+    expect((await create({ token_endpoint_auth_method: "tls_client_auth", tls_client_auth_san_dns: "a.test", tls_client_auth_san_uri: "spiffe://a" })).status).toBe(400);
+    expect((await create({ token_endpoint_auth_method: "tls_client_auth", tls_client_auth_subject_dn: "not a dn" })).status).toBe(400);
+    expect((await create({ token_endpoint_auth_method: "tls_client_auth", tls_client_auth_san_ip: "999.1.1.1" })).status).toBe(400);
+    const ok = await create({ client_id: "dn-client", token_endpoint_auth_method: "tls_client_auth", tls_client_auth_subject_dn: "CN=dn client, O=Acme" });
+    expect(ok.status).toBe(201);
+    const made = (await ok.json()) as Record<string, unknown>;
+    expect(made).toMatchObject({ token_endpoint_auth_method: "tls_client_auth", tls_client_auth_subject_dn: "CN=dn client, O=Acme", tls_client_auth_san_dns: null, client_secret: null });
+  });
+
+  test("self_signed_tls_client_auth needs the key in jwks or jwks_uri; clients made before these fields read as not using them", async () => {
+    expect((await create({ token_endpoint_auth_method: "self_signed_tls_client_auth" })).status).toBe(400);
+    const got = (await (await authz.adminApi("GET", `/tenants/${TENANT}/clients/plain-app`)).json()) as Record<string, unknown>;
+    expect(got).toMatchObject({ tls_client_certificate_bound_access_tokens: false, tls_client_auth_subject_dn: null });
+  });
+
+  test("a subject DN client authenticates with a certificate whose subject matches, in another spelling", async () => {
+    const leaf = await issueLeaf(suiteCa, { serviceName: "dn-client", dnsNames: ["dn-client.test"], ipAddresses: [], usage: "client", validityDays: 2 });
+    const cert = toPem("CERTIFICATE", new Uint8Array(leaf.cert.rawData)) + toPem("CERTIFICATE", new Uint8Array(suiteCa.intermediate.cert.rawData));
+    const key = toPem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", leaf.keys.privateKey)));
+    const subject = new x509.X509Certificate(leaf.cert.rawData).subject;
+    await authz.adminApi("PATCH", `/tenants/${TENANT}/clients/dn-client`, { tls_client_auth_subject_dn: subject.replace(/, /g, ","), audiences: ["identity-rs"] });
+    const client = mtlsClient("dn-client");
+    const res = await oauth.clientCredentialsGrantRequest(as, client, oauth.TlsClientAuth(), {}, cf({ cert, key }));
+    expect(res.status).toBe(200);
+    const wrong = await oauth.clientCredentialsGrantRequest(as, client, oauth.TlsClientAuth(), {}, cf(batchTls));
+    expect(wrong.status).toBe(401);
   });
 });

@@ -15,10 +15,16 @@ import * as x509 from "../../../src/pki/x509.ts";
 import type { ClientCertificate } from "../../../src/auth/client-cert.ts";
 import type { RegisteredClient } from "./registry.ts";
 
-/** The DER of a distinguished name in RFC 4514 form, or null when it does not parse. */
+/** `type=value` pairs joined by `,` or `+` (RFC 4514), values with backslash escapes. */
+const ATTR = String.raw`\s*(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)\s*=(?:\\.|[^,+\\])*`;
+const RFC4514 = new RegExp(`^${ATTR}(?:[,+]${ATTR})*$`);
+
+/** The DER of a distinguished name in RFC 4514 form, or null when it does not parse (the parser itself accepts anything). */
 function dnDer(dn: string): Buffer | null {
+  if (!RFC4514.test(dn)) return null;
   try {
-    return Buffer.from(new x509.Name(dn).toArrayBuffer());
+    const der = Buffer.from(new x509.Name(dn).toArrayBuffer());
+    return der.length > 2 ? der : null;
   } catch {
     return null;
   }
