@@ -65,6 +65,11 @@ const clientFields = {
   tls_client_auth_san_email: v.nullable(v.pipe(v.string(), v.email(), v.maxLength(320))),
   /** Access tokens must be bound to the client certificate (RFC 8705 §3): issued on the mTLS endpoints only. */
   tls_client_certificate_bound_access_tokens: v.boolean(),
+  /**
+   * `jwt` (RFC 9068, verified locally by resource servers) or `opaque`: a random reference that
+   * only introspection (RFC 7662) resolves, revocable at once; client_credentials clients only.
+   */
+  access_token_format: v.picklist(["jwt", "opaque"]),
 };
 
 export const CreateClient = v.strictObject({
@@ -88,6 +93,7 @@ export const CreateClient = v.strictObject({
   tls_client_auth_san_ip: v.optional(clientFields.tls_client_auth_san_ip, null),
   tls_client_auth_san_email: v.optional(clientFields.tls_client_auth_san_email, null),
   tls_client_certificate_bound_access_tokens: v.optional(clientFields.tls_client_certificate_bound_access_tokens, false),
+  access_token_format: v.optional(clientFields.access_token_format, "jwt"),
 });
 
 export const UpdateClient = v.strictObject(Object.fromEntries(Object.entries(clientFields).map(([k, s]) => [k, v.optional(s)])) as {

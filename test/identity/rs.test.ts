@@ -39,6 +39,7 @@ beforeAll(async () => {
   const common = { audiences: ["identity-rs"], scopes: ["notes:read", "notes:write"] };
   clients.alice = (await authz.createClient(TENANT, { client_id: "alice-app", client_name: "alice", ...common })) as typeof clients[string];
   clients.bob = (await authz.createClient(TENANT, { client_id: "bob-app", client_name: "bob", ...common })) as typeof clients[string];
+  clients.opaque = (await authz.createClient(TENANT, { client_id: "opaque-app", client_name: "opaque", ...common, access_token_format: "opaque" })) as typeof clients[string];
   clients.introspector = (await authz.createClient(TENANT, { client_id: "rs-introspection", client_name: "identity-rs", audiences: [], scopes: [] })) as typeof clients[string];
   const secretFile = join(authz.root, "rs-introspection.secret");
   writeFileSync(secretFile, clients.introspector!.client_secret + "\n", { mode: 0o600 });
@@ -47,7 +48,8 @@ beforeAll(async () => {
     overrides: (c) => {
       quiet(c);
       trustIdentity(c, authz.publicUrl, join(authz.dataDir, "trust-bundle.pem"), "identity-rs");
-      (c as { app?: unknown }).app = { introspection: { endpoint: `${authz.publicUrl}/t/${TENANT}/introspect`, client_id: "rs-introspection", client_secret_file: secretFile } };
+      // No reuse of introspection answers here, so a revocation shows at once.
+      (c as { app?: unknown }).app = { introspection: { endpoint: `${authz.publicUrl}/t/${TENANT}/introspect`, client_id: "rs-introspection", client_secret_file: secretFile, cache_s: 0 } };
     },
   });
   const iss = new URL(`${authz.publicUrl}/t/${TENANT}`);
@@ -105,6 +107,19 @@ describe("opaque tokens go to introspection", () => {
     const res = await call("/profile", "not-a-jwt-but-an-opaque-token");
     expect(res.status).toBe(401);
     expect(((await res.json()) as { error: { code: string; message: string } }).error.message).toContain("not active");
+  });
+
+  test("an opaque access token works through introspection, with its scopes; revoked, it stops at once", async () => {
+    const opaque = await token("opaque", "notes:read");
+    expect(opaque.split(".")).toHaveLength(1);
+    const res = await call("/profile", opaque);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ tenant: TENANT, subject: "opaque-app", client_id: "opaque-app", scopes: ["notes:read"], binding: "none" });
+    expect((await call("/notes", opaque, { method: "POST", body: JSON.stringify({ title: "x" }) })).status).toBe(403);
+    const c: oauth.Client = { client_id: "opaque-app" };
+    const revoked = await oauth.revocationRequest(as, c, oauth.ClientSecretBasic(clients.opaque!.client_secret), opaque, cf());
+    await oauth.processRevocationResponse(revoked);
+    expect((await call("/profile", opaque)).status).toBe(401);
   });
 
   test("the introspection call is made with identity-rs's own client: a wrong secret makes it 503, not 401", async () => {

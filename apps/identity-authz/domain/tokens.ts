@@ -111,7 +111,6 @@ export class TokenService {
     tenant: string,
     a: { client: RegisteredClient; sub: string; scope: string; aud: string; authTime?: number; jkt?: string | null; x5t?: string },
   ): Promise<{ token: string; jti: string; exp: number; ttl: number }> {
-    const signer = await this.keys.signer(tenant, "ES256");
     const iat = nowS();
     const ttl = this.ttlOf(a.client);
     const jti = randomToken(16);
@@ -119,7 +118,13 @@ export class TokenService {
     if (a.authTime !== undefined) claims.auth_time = a.authTime;
     // Bound to the DPoP key (RFC 9449) and/or the TLS client certificate (RFC 8705 §3).
     if (a.jkt || a.x5t) claims.cnf = { ...(a.jkt ? { jkt: a.jkt } : {}), ...(a.x5t ? { "x5t#S256": a.x5t } : {}) };
-    const token = await signer.signJwt("at+jwt", claims);
+    if (a.client.access_token_format === "opaque") {
+      // A reference only introspection resolves: the claims stay here, the token is stored hashed.
+      const token = randomToken(32);
+      await this.store.insertOpaqueToken({ hash: await sha256Hex(token), tenant, claims: JSON.stringify(claims), expires_at: iat + ttl });
+      return { token, jti, exp: iat + ttl, ttl };
+    }
+    const token = await (await this.keys.signer(tenant, "ES256")).signJwt("at+jwt", claims);
     return { token, jti, exp: iat + ttl, ttl };
   }
 
@@ -260,6 +265,13 @@ export class TokenService {
     }
   }
 
+  /** The claims of a live opaque access token of this tenant; null if it is not one. */
+  private async opaqueClaims(tenant: string, token: string): Promise<JWTPayload | null> {
+    if (token.length > 512 || token.includes(".")) return null;
+    const row = await this.store.getOpaqueToken(tenant, await sha256Hex(token));
+    return row ? (JSON.parse(row.claims) as JWTPayload) : null;
+  }
+
   /** Whether a verified access token is still live: not revoked, its grant (if any) not revoked. */
   private async live(tenant: string, p: JWTPayload): Promise<{ grant: GrantRow | null } | null> {
     const jti = String(p.jti);
@@ -274,7 +286,7 @@ export class TokenService {
   async introspect(tenant: string, token: string | undefined, hint: string | undefined): Promise<Record<string, unknown>> {
     if (!token) throw oauthError("invalid_request", "token is missing");
     if (hint !== "refresh_token") {
-      const p = await this.verifyAccessToken(tenant, token);
+      const p = (await this.verifyAccessToken(tenant, token)) ?? (await this.opaqueClaims(tenant, token));
       if (p && (await this.live(tenant, p))) {
         const cnf = p.cnf as { jkt?: string } | undefined;
         return {
@@ -300,7 +312,7 @@ export class TokenService {
   async revoke(tenant: string, client: RegisteredClient, token: string | undefined, hint: string | undefined): Promise<void> {
     if (!token) throw oauthError("invalid_request", "token is missing");
     if (hint !== undefined && hint !== "access_token" && hint !== "refresh_token") throw oauthError("unsupported_token_type", "token_type_hint is not supported");
-    const p = await this.verifyAccessToken(tenant, token);
+    const p = (await this.verifyAccessToken(tenant, token)) ?? (await this.opaqueClaims(tenant, token));
     if (p) {
       if (p.client_id === client.client_id) await this.store.revokeJti(tenant, String(p.jti), Number(p.exp));
       return;
