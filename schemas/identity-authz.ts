@@ -17,7 +17,9 @@ const redirectUri = v.pipe(
   }, "redirect URIs are https (or http on loopback) without a fragment"),
 );
 
-export const AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"] as const;
+export const AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth", "none"] as const;
+/** The RFC 8705 methods: the client authenticates with its TLS certificate, on the mTLS endpoints only. */
+export const MTLS_AUTH_METHODS: readonly string[] = ["tls_client_auth", "self_signed_tls_client_auth"];
 export const GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials"] as const;
 export const SIGNING_ALGS = ["ES256", "RS256", "PS256", "EdDSA"] as const;
 
@@ -51,6 +53,23 @@ const clientFields = {
   dpop_bound_access_tokens: v.boolean(),
   id_token_signed_response_alg: v.picklist(SIGNING_ALGS),
   access_token_ttl_s: v.nullable(v.pipe(v.number(), v.integer(), v.minValue(30), v.maxValue(86_400))),
+  /**
+   * tls_client_auth (RFC 8705 §2.1.2): the one name the client certificate must carry. Exactly
+   * one of these is set for that method: the subject DN (RFC 4514, e.g. `CN=batch,O=Acme`),
+   * or a DNS, URI, IP address or email SAN.
+   */
+  tls_client_auth_subject_dn: v.nullable(v.pipe(v.string(), v.minLength(1), v.maxLength(1000))),
+  tls_client_auth_san_dns: v.nullable(v.pipe(v.string(), v.minLength(1), v.maxLength(253))),
+  tls_client_auth_san_uri: v.nullable(v.pipe(v.string(), v.minLength(1), v.maxLength(2000), v.url())),
+  tls_client_auth_san_ip: v.nullable(v.pipe(v.string(), v.ip())),
+  tls_client_auth_san_email: v.nullable(v.pipe(v.string(), v.email(), v.maxLength(320))),
+  /** Access tokens must be bound to the client certificate (RFC 8705 §3): issued on the mTLS endpoints only. */
+  tls_client_certificate_bound_access_tokens: v.boolean(),
+  /**
+   * `jwt` (RFC 9068, verified locally by resource servers) or `opaque`: a random reference that
+   * only introspection (RFC 7662) resolves, revocable at once; client_credentials clients only.
+   */
+  access_token_format: v.picklist(["jwt", "opaque"]),
 };
 
 export const CreateClient = v.strictObject({
@@ -68,6 +87,13 @@ export const CreateClient = v.strictObject({
   dpop_bound_access_tokens: v.optional(clientFields.dpop_bound_access_tokens, false),
   id_token_signed_response_alg: v.optional(clientFields.id_token_signed_response_alg, "ES256"),
   access_token_ttl_s: v.optional(clientFields.access_token_ttl_s, null),
+  tls_client_auth_subject_dn: v.optional(clientFields.tls_client_auth_subject_dn, null),
+  tls_client_auth_san_dns: v.optional(clientFields.tls_client_auth_san_dns, null),
+  tls_client_auth_san_uri: v.optional(clientFields.tls_client_auth_san_uri, null),
+  tls_client_auth_san_ip: v.optional(clientFields.tls_client_auth_san_ip, null),
+  tls_client_auth_san_email: v.optional(clientFields.tls_client_auth_san_email, null),
+  tls_client_certificate_bound_access_tokens: v.optional(clientFields.tls_client_certificate_bound_access_tokens, false),
+  access_token_format: v.optional(clientFields.access_token_format, "jwt"),
 });
 
 export const UpdateClient = v.strictObject(Object.fromEntries(Object.entries(clientFields).map(([k, s]) => [k, v.optional(s)])) as {

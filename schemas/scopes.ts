@@ -8,6 +8,7 @@ export const SERVICE_SCOPES: Record<string, string[]> = {
   "learn-ps": ["pets:read", "pets:write"],
   "sm-secrets": ["secrets:read", "secrets:write", "secrets:delete", "secrets:admin"],
   "sm-im": ["im:read", "im:write"],
+  "identity-rs": ["notes:read", "notes:write"],
 };
 
 /** The scopes of a set of services, each once. */

@@ -121,4 +121,18 @@ export const migrations = [
         .execute();
     },
   },
+  {
+    version: 3,
+    name: "opaque access tokens",
+    async up(db: Kysely<any>) {
+      // Opaque access tokens: SHA-256 of the token, and the claims a JWT would carry (no secret).
+      await db.schema
+        .createTable("opaque_tokens")
+        .addColumn("hash", "text", (c) => c.primaryKey())
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("claims", "text", (c) => c.notNull())
+        .addColumn("expires_at", "integer", (c) => c.notNull())
+        .execute();
+    },
+  },
 ];

@@ -29,13 +29,14 @@ export interface AuthzDb {
   access_tokens: { jti: string; tenant: string; grant_id: string; expires_at: number };
   revoked_tokens: { jti: string; tenant: string; expires_at: number };
   used_jtis: { tenant: string; kind: string; jti: string; expires_at: number };
+  opaque_tokens: { hash: string; tenant: string; claims: string; expires_at: number };
 }
 
 const now = () => Math.floor(Date.now() / 1000);
 const bytes = (b: unknown) => (b instanceof Uint8Array ? b : new Uint8Array(b as ArrayBuffer));
 
 /** The tables whose rows belong to one tenant (column `tenant`). */
-const TENANT_TABLES = ["clients", "signing_keys", "auth_requests", "codes", "grants", "refresh_tokens", "access_tokens", "revoked_tokens", "used_jtis", "tenant_scopes"] as const;
+const TENANT_TABLES = ["clients", "signing_keys", "auth_requests", "codes", "grants", "refresh_tokens", "access_tokens", "revoked_tokens", "used_jtis", "tenant_scopes", "opaque_tokens"] as const;
 
 export class AuthzStore {
   constructor(readonly db: Kysely<AuthzDb>) {}
@@ -186,6 +187,14 @@ export class AuthzStore {
     return !!(await this.db.selectFrom("revoked_tokens").select("jti").where("tenant", "=", tenant).where("jti", "=", jti).executeTakeFirst());
   }
 
+  // opaque access tokens
+  async insertOpaqueToken(row: { hash: string; tenant: string; claims: string; expires_at: number }): Promise<void> {
+    await this.db.insertInto("opaque_tokens").values(row).execute();
+  }
+  getOpaqueToken(tenant: string, hash: string) {
+    return this.db.selectFrom("opaque_tokens").selectAll().where("tenant", "=", tenant).where("hash", "=", hash).where("expires_at", ">=", now()).executeTakeFirst();
+  }
+
   /** Records a single-use identifier; false if it was seen before (a replay). */
   async useJti(tenant: string, kind: string, jti: string, expiresAt: number): Promise<boolean> {
     const r = await this.db.insertInto("used_jtis").values({ tenant, kind, jti, expires_at: expiresAt }).onConflict((oc) => oc.columns(["tenant", "kind", "jti"]).doNothing()).executeTakeFirst();
@@ -200,6 +209,7 @@ export class AuthzStore {
     await this.db.deleteFrom("codes").where("expires_at", "<", t - 86_400).execute();
     await this.db.deleteFrom("revoked_tokens").where("expires_at", "<", t).execute();
     await this.db.deleteFrom("access_tokens").where("expires_at", "<", t).execute();
+    await this.db.deleteFrom("opaque_tokens").where("expires_at", "<", t).execute();
     await this.db.deleteFrom("refresh_tokens").where("expires_at", "<", t).execute();
     await sql`DELETE FROM grants WHERE expires_at < ${t}`.execute(this.db);
   }

@@ -9,7 +9,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { CONSOLE_SERVICES, DEMO_TENANT, KMS_GRPC_DEMO_CLIENT, SERVICE_SCOPES, consoleClient, consoleScope, demoFile, scopesOf } from "./manifest.ts";
+import { CONSOLE_SERVICES, DEMO_TENANT, IDENTITY_RS_INTROSPECTION_CLIENT, KMS_GRPC_DEMO_CLIENT, SERVICE_SCOPES, consoleClient, consoleScope, demoFile, scopesOf } from "./manifest.ts";
 import { DirectoryStore, issueLeaf, loadOrCreateSuiteCa, suiteCaSealerFromFiles, toPem } from "../../src/pki/index.ts";
 
 export const DEMO_USER = "demo";
@@ -162,6 +162,11 @@ export async function provisionClients(d: DemoInputs, rootToken: string): Promis
       },
       secret: true,
     });
+  }
+
+  if (d.urls["identity-rs"]) {
+    // identity-rs's own credential for introspecting opaque tokens: no scope, no audience.
+    clients.push({ id: IDENTITY_RS_INTROSPECTION_CLIENT, doc: confidential("identity-rs (token introspection)", [], []), secret: true });
   }
 
   for (const c of clients) {

@@ -20,6 +20,8 @@ export const CONSOLE_SERVICES = ["learn-ps", "sm-kms", "pki-ca", "jose-ja", "ide
 export const consoleClient = (service: string) => `${service}-web`;
 /** What a console asks for: who the user is and every scope of its service. */
 export const consoleScope = (service: string) => ["openid", "profile", ...(SERVICE_SCOPES[service] ?? [])].join(" ");
+/** identity-rs's own client at identity-authz, for RFC 7662 introspection of opaque tokens. */
+export const IDENTITY_RS_INTROSPECTION_CLIENT = "identity-rs-introspection";
 
 export interface SuiteLayout {
   dataRoot: string;
@@ -62,6 +64,15 @@ export function suiteDefaults(service: string, s: SuiteLayout): Record<string, u
   }
   if (service === "identity-idp" && authz) out.app = { authz_url: authz };
   if (service === "pki-ca" && s.urls["pki-ca"]) out.app = { base_url: s.urls["pki-ca"] };
+  if (service === "identity-rs" && authz && s.demo) {
+    out.app = {
+      introspection: {
+        endpoint: `${authz}/t/${DEMO_TENANT}/introspect`,
+        client_id: IDENTITY_RS_INTROSPECTION_CLIENT,
+        client_secret_file: demoFile(s.dataRoot, `${IDENTITY_RS_INTROSPECTION_CLIENT}.secret`),
+      },
+    };
+  }
   if (service === "sm-kms") {
     // The gRPC API; in the demo, a client certificate (written by the launcher) is the demo tenant.
     out.server = { grpc_port: KMS_GRPC_PORT };

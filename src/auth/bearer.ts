@@ -9,10 +9,19 @@
  * checking their signature, and never caches them.
  *
  * Checks: signature with an allowed algorithm, `iss`, `aud`, `exp`/`nbf` with
- * clock tolerance, a tenant, no sender constraint (`cnf`: a DPoP- or certificate-bound token
- * is not a Bearer token), and the route's scopes. Verified tokens are cached
- * until they expire, keyed by the full token string, so a repeat costs one
- * map lookup instead of a signature verification.
+ * clock tolerance, a tenant, the sender constraint, and the route's scopes. Verified tokens
+ * are cached until they expire, keyed by the full token string, so a repeat costs one map
+ * lookup instead of a signature verification; the sender constraint is checked on every use.
+ *
+ * Sender constraints (`cnf`):
+ *  - none: `Authorization: Bearer` only;
+ *  - `cnf.jkt` (RFC 9449 DPoP): `Authorization: DPoP <token>` with a `DPoP` proof of that key,
+ *    whose `htu` is the service's configured URL of the route, `htm` the method, `ath` the
+ *    token's hash and `jti` unused (src/auth/dpop.ts); as Bearer it is refused (§7.1);
+ *  - `cnf.x5t#S256` (RFC 8705): the TLS client certificate with that SHA-256 thumbprint, which
+ *    only the mTLS listener sees (Bun.serve gives handlers no peer certificate): refused on
+ *    the public port, and with any other certificate;
+ *  - any other confirmation method: refused.
  */
 import { decodeJwt, decodeProtectedHeader, jwtVerify, errors as joseErrors, type JWTPayload } from "jose";
 import { AppError } from "../service/errors.ts";
@@ -20,6 +29,8 @@ import { defaultFederationConfig } from "../federation/config.ts";
 import { Federation } from "../federation/federation.ts";
 import { FederationError } from "../federation/errors.ts";
 import type { IdentityKeys } from "../federation/identity-keys.ts";
+import { DPOP_ALGS, type DpopProofVerifier } from "./dpop.ts";
+import type { ClientCertificate } from "./client-cert.ts";
 
 export interface Principal {
   kind: "service" | "browser";
@@ -29,6 +40,21 @@ export interface Principal {
   name?: string;
   scopes: ReadonlySet<string>;
   clientId?: string;
+  /** The access token's sender constraint, when it has one (checked before the principal is given). */
+  confirmation?: { jkt?: string; "x5t#S256"?: string };
+}
+
+/**
+ * What a sender-constrained token is checked against, besides the request it came with. The
+ * public pipeline passes one constant object (no allocation per request).
+ */
+export interface TokenRequest {
+  /** The URL of `req` as the service's configuration names it (DPoP `htu`). */
+  htu(req: Request): string;
+  /** The verified TLS client certificate (the mTLS listener only). */
+  clientCert?: ClientCertificate;
+  /** On the mTLS listener a token is accepted only when it is bound to the client certificate. */
+  mtls?: boolean;
 }
 
 export interface BearerConfig {
@@ -49,6 +75,19 @@ export interface BearerConfig {
    * default federation settings over `jwksUrl`'s origin and `caPem`, with no health polling.
    */
   keys?: IdentityKeys;
+  /** Checks DPoP proofs; unset: DPoP-bound tokens are refused. */
+  dpop?: DpopProofVerifier;
+  /**
+   * Tokens that are not JWTs (opaque): the principal from the issuer's introspection endpoint,
+   * or null when it says inactive. Unset: opaque tokens are refused.
+   */
+  introspect?: (token: string) => Promise<VerifiedToken | null>;
+}
+
+/** A verified access token: its principal, expiry and sender constraint. */
+export interface VerifiedToken {
+  principal: Principal;
+  exp: number;
 }
 
 const MAX_CACHE = 10_000;
@@ -72,6 +111,25 @@ const unauthorized = (code: "unauthenticated" | "invalid_token", message: string
     headers: { "WWW-Authenticate": code === "invalid_token" ? 'Bearer error="invalid_token"' : "Bearer" },
   });
 
+const DPOP_CHALLENGE = `algs="${DPOP_ALGS.filter((a) => a !== "Ed25519").join(" ")}"`;
+/** A refused DPoP request (RFC 9449 §7.1): 401 with a DPoP challenge. */
+const dpopRefused = (code: "invalid_token" | "invalid_dpop_proof", message: string) =>
+  new AppError(code, message, { status: 401, headers: { "WWW-Authenticate": `DPoP error="${code}", ${DPOP_CHALLENGE}` } });
+/** A refused certificate-bound request (RFC 8705 §3). */
+const certificateRefused = (message: string) => new AppError("invalid_token", message, { headers: { "WWW-Authenticate": 'Bearer error="invalid_token"' } });
+
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** The sender constraint of a token's `cnf`; throws when it names a method this verifier does not know. */
+function confirmationOf(cnf: unknown): Principal["confirmation"] {
+  if (cnf === undefined) return undefined;
+  const c = cnf as Record<string, unknown>;
+  const keys = typeof cnf === "object" && cnf !== null && !Array.isArray(cnf) ? Object.keys(c) : [];
+  const known = keys.filter((k) => (k === "jkt" || k === "x5t#S256") && typeof c[k] === "string" && c[k] !== "");
+  if (keys.length === 0 || known.length !== keys.length) throw unauthorized("invalid_token", "the access token's confirmation (cnf) is not supported");
+  return { jkt: c.jkt as string | undefined, "x5t#S256": c["x5t#S256"] as string | undefined };
+}
+
 const TENANT = /^[A-Za-z0-9._-]{1,64}$/;
 
 const identityUnavailable = (cause?: unknown) =>
@@ -87,7 +145,7 @@ function verificationError(e: unknown): AppError {
 
 export class BearerVerifier {
   private readonly keys?: IdentityKeys;
-  private readonly cache = new Map<string, { principal: Principal; exp: number }>();
+  private readonly cache = new Map<string, VerifiedToken>();
   private readonly issuerPattern?: RegExp;
 
   constructor(private readonly cfg: BearerConfig) {
@@ -106,8 +164,12 @@ export class BearerVerifier {
     return this.cfg.jwksUrl!.replace("{tenant}", encodeURIComponent(tenant));
   }
 
-  /** Verifies an `Authorization` header value; throws 401 AppErrors with stable codes. */
-  async verify(authorization: string | null): Promise<Principal> {
+  /**
+   * Verifies an `Authorization` header value (`Bearer` or `DPoP`), and the token's sender
+   * constraint against `req` and `request` (without them, bound tokens are refused); throws
+   * 401 AppErrors with stable codes.
+   */
+  async verify(authorization: string | null, req?: Request, request?: TokenRequest): Promise<Principal> {
     if (!authorization) throw unauthorized("unauthenticated", "a bearer access token is required");
     const keys = this.keys;
     if (keys?.fallback === "reject_all" && keys.open) throw identityUnavailable();
@@ -115,10 +177,62 @@ export class BearerVerifier {
     // Only verified tokens are cached, and each passed the syntax check below, so a hit
     // needs no regular expression.
     const seen = authorization.startsWith("Bearer ") ? this.cache.get(authorization.slice(7)) : undefined;
-    if (seen && seen.exp > now - this.cfg.clockToleranceS) return seen.principal;
-    const m = authorization.match(/^Bearer ([A-Za-z0-9_\-.~+/]+=*)$/);
+    if (seen && seen.exp > now - this.cfg.clockToleranceS) {
+      if (!seen.principal.confirmation && !request?.mtls) return seen.principal;
+      return this.bound(seen.principal, "bearer", authorization.slice(7), req, request);
+    }
+    const m = authorization.match(/^(Bearer|DPoP) ([A-Za-z0-9_\-.~+/]+=*)$/i);
     if (!m) throw unauthorized("invalid_token", "malformed Authorization header");
-    const token = m[1]!; // the same string as the cache key looked up above: not cached
+    const scheme = m[1]!.toLowerCase() as "bearer" | "dpop";
+    const token = m[2]!;
+    const hit = this.cache.get(token);
+    const verified = hit && hit.exp > now - this.cfg.clockToleranceS ? hit : await this.verifyToken(token);
+    const p = verified.principal;
+    if (p.confirmation) return this.bound(p, scheme, token, req, request);
+    if (scheme === "dpop") throw dpopRefused("invalid_token", "the access token is not DPoP-bound; send it as a Bearer token");
+    if (request?.mtls) throw certificateRefused("on the mTLS port an access token must be bound to the client certificate (RFC 8705)");
+    return p;
+  }
+
+  /** Checks a sender-constrained token's proof of possession; returns its principal. */
+  private async bound(p: Principal, scheme: "bearer" | "dpop", token: string, req?: Request, request?: TokenRequest): Promise<Principal> {
+    const { jkt, "x5t#S256": x5t } = p.confirmation ?? {};
+    if (jkt !== undefined) {
+      // A DPoP-bound token is only good with the proof of its key (RFC 9449 §7.1).
+      if (scheme !== "dpop") {
+        throw new AppError("invalid_token", "the access token is sender-constrained (cnf) and cannot be used as a Bearer token", {
+          headers: { "WWW-Authenticate": `Bearer error="invalid_token", error_description="sender-constrained access tokens are not accepted as Bearer tokens", DPoP ${DPOP_CHALLENGE}` },
+        });
+      }
+      if (!req || !request || !this.cfg.dpop) throw dpopRefused("invalid_token", "DPoP-bound access tokens are not accepted on this route");
+      const proven = await this.cfg.dpop.verify(
+        { proof: req.headers.get("dpop"), method: req.method, htu: request.htu(req), accessToken: token },
+        (why) => dpopRefused("invalid_dpop_proof", why),
+      );
+      if (proven === null) throw dpopRefused("invalid_dpop_proof", "a DPoP proof is required with a DPoP-bound access token");
+      if (proven !== jkt) throw dpopRefused("invalid_dpop_proof", "the DPoP proof's key is not the one the access token is bound to");
+    } else if (scheme === "dpop") {
+      throw dpopRefused("invalid_token", "the access token is not DPoP-bound");
+    }
+    if (x5t !== undefined) {
+      const cert = request?.clientCert;
+      if (!cert) throw certificateRefused("the access token is bound to a client certificate: present it on the service's mTLS port");
+      if (cert.x5tS256 !== x5t) throw certificateRefused("the client certificate is not the one the access token is bound to");
+    } else if (request?.mtls) {
+      throw certificateRefused("on the mTLS port an access token must be bound to the client certificate (RFC 8705)");
+    }
+    return p;
+  }
+
+  /** Verifies a token (JWT, or opaque through introspection) and caches it when its signature was checked. */
+  private async verifyToken(token: string): Promise<VerifiedToken> {
+    if (!JWT_SHAPE.test(token)) {
+      if (!this.cfg.introspect) throw unauthorized("invalid_token", "the access token is not valid");
+      const r = await this.cfg.introspect(token);
+      if (!r) throw unauthorized("invalid_token", "the access token is not active");
+      return r;
+    }
+    const keys = this.keys;
     if (!this.cfg.jwksUrl || !this.cfg.issuer) {
       throw unauthorized(
         "invalid_token",
@@ -166,25 +280,19 @@ export class BearerVerifier {
       throw unauthorized("invalid_token", "token claim 'tenant' does not match its issuer");
     }
     if (!tenant) throw unauthorized("invalid_token", "the access token names no tenant");
-    // A sender-constrained token (RFC 9449 DPoP `cnf.jkt`, RFC 8705 `cnf.x5t#S256`) is only
-    // good with the proof of its key, which a Bearer request does not carry (RFC 9449 §7.1).
-    // Refused before the cache below, so a bound token is never a cache hit.
-    if (payload.cnf !== undefined) {
-      throw new AppError("invalid_token", "the access token is sender-constrained (cnf) and cannot be used as a Bearer token", {
-        headers: { "WWW-Authenticate": 'Bearer error="invalid_token", error_description="sender-constrained access tokens are not accepted as Bearer tokens"' },
-      });
-    }
     const principal: Principal = {
       kind: "service",
       tenant,
       subject: payload.sub!,
       scopes: scopesOf(payload),
       clientId: typeof payload.client_id === "string" ? payload.client_id : undefined,
+      confirmation: confirmationOf(payload.cnf),
     };
-    if (unverified) return principal;
+    const verified = { principal, exp: payload.exp! };
+    if (unverified) return verified;
     if (this.cache.size >= MAX_CACHE) this.cache.clear();
-    this.cache.set(token, { principal, exp: payload.exp! });
-    return principal;
+    this.cache.set(token, verified);
+    return verified;
   }
 
   /** The allow_all fallback: the checks of `jwtVerify` but the signature's. Development mode only. */

@@ -7,6 +7,11 @@
  * its names exactly: a URI SAN (a service's SPIFFE ID, `spiffe://cryptoutil/<service>`) or a
  * DNS SAN. The subject DN is never used: names in SANs are what the CA vouches for. A verified
  * certificate that no mapping names is refused with 403 by the caller.
+ *
+ * With `mtls.self_signed`, the listener also completes handshakes with certificates that do
+ * not chain to the CA (RFC 8705 §2.2 self-signed certificates, proven by the handshake to be
+ * the client's): those are `verified: false`, never become a principal here, and serve only
+ * to bind access tokens and to authenticate `self_signed_tls_client_auth` OAuth clients.
  */
 import * as v from "valibot";
 import { AppError } from "../service/errors.ts";
@@ -46,11 +51,20 @@ export interface ClientCertificate {
   subject: string;
   uris: string[];
   dnsNames: string[];
+  ipAddresses: string[];
+  emails: string[];
+  notBefore: Date;
   notAfter: Date;
+  /** Whether the handshake chained it to the listener's CA (false: a self-signed certificate). */
+  verified: boolean;
 }
 
-/** Parses a certificate the TLS layer has verified. */
-export async function parseClientCertificate(der: Uint8Array): Promise<ClientCertificate> {
+/**
+ * Parses a certificate the TLS layer has accepted; `verified` says whether it chained to the
+ * CA. An unchained certificate outside its validity period is refused here (nothing else
+ * checked its dates).
+ */
+export async function parseClientCertificate(der: Uint8Array, verified = true): Promise<ClientCertificate> {
   const cert = new x509.X509Certificate(der as Uint8Array<ArrayBuffer>);
   const items = cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [];
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", der as Uint8Array<ArrayBuffer>));
@@ -61,8 +75,17 @@ export async function parseClientCertificate(der: Uint8Array): Promise<ClientCer
     subject: cert.subject,
     uris: items.filter((n) => n.type === "url").map((n) => n.value),
     dnsNames: items.filter((n) => n.type === "dns").map((n) => n.value.toLowerCase()),
+    ipAddresses: items.filter((n) => n.type === "ip").map((n) => n.value),
+    emails: items.filter((n) => n.type === "email").map((n) => n.value),
+    notBefore: cert.notBefore,
     notAfter: cert.notAfter,
+    verified,
   };
+}
+
+/** Whether a certificate is inside its validity period now. */
+export function withinValidity(cert: Pick<ClientCertificate, "notBefore" | "notAfter">, now = new Date()): boolean {
+  return cert.notBefore.getTime() <= now.getTime() && now.getTime() <= cert.notAfter.getTime();
 }
 
 /** The configured mappings from client certificate names to principals. */
@@ -80,6 +103,7 @@ export class CertificatePrincipals {
 
   /** The principal of a verified certificate; URI names are tried before DNS names. */
   principalOf(cert: ClientCertificate): Principal | undefined {
+    if (!cert.verified) return undefined;
     for (const u of cert.uris) {
       const p = this.byUri.get(u);
       if (p) return p;
@@ -92,14 +116,11 @@ export class CertificatePrincipals {
   }
 
   /**
-   * Authenticates a `/service/api` request on the mTLS port: the certificate is the one
-   * credential there, so a request that also carries an `Authorization` header is refused
-   * rather than have one of the two silently ignored.
+   * Authenticates a `/service/api` request on the mTLS port that carries no access token: the
+   * certificate is the credential. (A request with a token is the bearer verifier's: the token
+   * must then be bound to this certificate.)
    */
-  authenticate(cert: ClientCertificate | undefined, authorization: string | null): Principal {
-    if (authorization !== null) {
-      throw new AppError("unauthenticated", "on the mTLS port the client certificate authenticates; send no Authorization header");
-    }
+  authenticate(cert: ClientCertificate | undefined): Principal {
     if (!cert) throw new AppError("unauthenticated", "a client certificate is required");
     const p = this.principalOf(cert);
     if (!p) throw new AppError("forbidden", "the client certificate is not allowed on this service");

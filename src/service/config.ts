@@ -50,6 +50,8 @@ const sections = {
      * the mTLS listener's CA and `mtls.principals`; unset: no gRPC listener, and gRPC is never loaded.
      */
     grpc_port: v.optional(port),
+    /** The mTLS listener's base URL as clients reach it (DPoP `htu`, identity-authz's mTLS endpoint aliases). Default: its bind address and port. */
+    mtls_public_url: v.optional(v.pipe(v.string(), v.url(), v.startsWith("https://"))),
   }),
   tls: v.strictObject({
     mode: v.picklist(["auto", "static"]),
@@ -100,6 +102,8 @@ const sections = {
     clock_tolerance_s: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(300)),
     /** Allowed JWS algorithms for access tokens. */
     algorithms: stringList,
+    /** Accepted age of a DPoP proof (RFC 9449) sent with a DPoP-bound access token, in seconds. */
+    dpop_proof_window_s: v.optional(v.pipe(v.number(), v.integer(), v.minValue(5), v.maxValue(600)), 60),
   }),
   /** The API explorer at /docs. */
   explorer: v.strictObject({
@@ -144,6 +148,12 @@ const sections = {
     ca_file: v.optional(v.pipe(v.string(), v.minLength(1))),
     /** Client certificates allowed on `/service/api` of the mTLS port, and the principal each becomes. */
     principals: v.array(MtlsPrincipalConfig),
+    /**
+     * Also accept client certificates that do not chain to the CA (self-signed, RFC 8705 §2.2):
+     * they never map to a principal, and only bind access tokens (and authenticate identity-authz's
+     * `self_signed_tls_client_auth` clients). Default false: such a handshake fails.
+     */
+    self_signed: v.optional(v.boolean(), false),
     /** Validity of the service's own client certificate (auto mode); renewed when a third remains. */
     client_validity_days: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(397)),
     /** How often the certificates are checked for renewal. */
@@ -198,12 +208,13 @@ export function defaultConfig(service: string, publicPort: number): ServiceConfi
       audience: service,
       clock_tolerance_s: 30,
       algorithms: ["ES256", "ES384", "PS256", "RS256", "EdDSA"],
+      dpop_proof_window_s: 60,
     },
     explorer: {},
     browser: { cors_origins: [], session_idle_s: 1800, session_absolute_s: 12 * 3600, consoles: [] },
     security: { ip_allowlist: ["0.0.0.0/0", "::/0"], rate_limit_rps: 1000, rate_limit_burst: 2000 },
     hsm: {},
-    mtls: { principals: [], client_validity_days: 30, renew_check_s: 3600 },
+    mtls: { principals: [], self_signed: false, client_validity_days: 30, renew_check_s: 3600 },
     federation: defaultFederationConfig(),
     telemetry: {},
     log: { level: "info", access: true },

@@ -8,7 +8,7 @@ import type { Dispatcher } from "../crypto/dispatcher.ts";
 import type { Pkcs11Provider } from "../crypto/pkcs11/index.ts";
 import type { ChangeFeed } from "../storage/change-feed.ts";
 import type { Federation } from "../federation/federation.ts";
-import type { BearerVerifier } from "../auth/bearer.ts";
+import type { BearerVerifier, VerifiedToken } from "../auth/bearer.ts";
 import type { GrpcApi } from "./grpc-listener.ts";
 
 /** Encrypts values at rest; the barrier implements it. `context` binds a ciphertext to its place. */
@@ -50,6 +50,12 @@ export interface ServiceContext {
    * (sm-secrets' Vault surface reads `X-Vault-Token`).
    */
   bearer: BearerVerifier;
+  /**
+   * The service's base URLs as clients reach them: `server.public_url` (or the public
+   * listener's address) and the mTLS listener's (`server.mtls_public_url` or its address).
+   * Filled in once the listeners are up, before the first request.
+   */
+  urls: { public?: string; mtls?: string };
   /** Registers work to run at graceful stop (timers, background jobs), before storage closes. */
   onStop(fn: () => void | Promise<void>): void;
   /**
@@ -115,6 +121,11 @@ export interface ServiceDefinition {
    * TLS and the mTLS principals (see grpc-listener.ts). Called once, only when the port is set.
    */
   grpc?(ctx: ServiceContext): GrpcApi;
+  /**
+   * How this service checks access tokens that are not JWTs (optional): an RFC 7662
+   * introspection client, say. Unset: opaque tokens are refused.
+   */
+  introspection?(deps: { config: ServiceConfig; logger: Logger; federation: Federation }): ((token: string) => Promise<VerifiedToken | null>) | undefined;
 }
 
 /** A route the pipeline dispatches itself (see `ServiceDefinition.fastRoutes`). */

@@ -37,6 +37,7 @@ export const ERROR_STATUS = {
   // 401 / 403
   unauthenticated: 401,
   invalid_token: 401,
+  invalid_dpop_proof: 401,
   insufficient_scope: 403,
   forbidden: 403,
   csrf_failed: 403,

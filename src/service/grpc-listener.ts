@@ -170,10 +170,11 @@ export async function startGrpcListener(opts: GrpcListenerOptions): Promise<Grpc
     let cert = parsed.get(key);
     if (!cert) {
       if (parsed.size >= 1000) parsed.clear();
-      cert = parseClientCertificate(new Uint8Array(raw.buffer, raw.byteOffset, raw.length));
+      // grpc-js verified the chain to the trusted CAs in the handshake (checkClientCertificate).
+      cert = parseClientCertificate(new Uint8Array(raw.buffer, raw.byteOffset, raw.length), true);
       parsed.set(key, cert);
     }
-    return opts.principals.authenticate(await cert, null);
+    return opts.principals.authenticate(await cert);
   };
 
   const implementation: grpc.UntypedServiceImplementation = {};

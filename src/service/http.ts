@@ -28,8 +28,10 @@ export interface RequestInfo {
   principal?: Principal;
   /** Session id, for /browser requests. */
   sessionId?: string;
-  /** The verified client certificate, on the mTLS port (for RFC 8705 certificate-bound tokens). */
+  /** The client certificate, on the mTLS port (RFC 8705 bound tokens); `verified` says whether it chained to the CA. */
   clientCert?: ClientCertificate;
+  /** Set when the request came in on the mTLS listener (with or without a certificate). */
+  mtls?: boolean;
   route?: string;
   /** Why the request failed with a 5xx, for its one error log line. */
   failure?: unknown;
@@ -258,6 +260,11 @@ export interface PipelineDeps {
   draining?: () => boolean;
   bearer: BearerVerifier;
   /**
+   * This listener's base URL as configured (`server.public_url`, or the listener's address):
+   * the DPoP proofs' `htu` must name it, never the request's own Host header.
+   */
+  origin?: () => string | undefined;
+  /**
    * How `/service/api/**` requests authenticate; default the bearer token. The mTLS port
    * passes the client certificate's mapping here instead.
    */
@@ -345,6 +352,8 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
       throw new Error(`fast route ${r.route} may not serve /service/ or /browser/ paths`);
     }
   }
+  // DPoP proofs name this listener's configured URL; built once, not per request.
+  const tokenRequest = { htu: (req: Request) => `${d.origin?.() ?? new URL(req.url).origin}${pathOfUrl(req.url)}` };
   const nextTurn = turnBarrier();
   const handle = async (received: Request): Promise<Response> => {
     let req = received;
@@ -415,7 +424,7 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
           if (readCookie(req.headers.get("cookie"), SESSION_COOKIE)) {
             throw new AppError("unauthenticated", "session cookies are not accepted on /service; use a bearer token");
           }
-          info.principal = d.serviceAuth ? await d.serviceAuth(req, info) : await d.bearer.verify(req.headers.get("authorization"));
+          info.principal = d.serviceAuth ? await d.serviceAuth(req, info) : await d.bearer.verify(req.headers.get("authorization"), req, tokenRequest);
         } else if (isBrowser && path.startsWith("/browser/api/")) {
           if (req.headers.has("authorization")) {
             throw new AppError("unauthenticated", "bearer tokens are not accepted on /browser; use the session");

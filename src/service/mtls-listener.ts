@@ -30,8 +30,10 @@ import { AppError } from "./errors.ts";
 export interface MtlsPeer {
   /** The client's IP address. */
   address?: string;
-  /** The client certificate (DER), verified against `ca` during the handshake. */
+  /** The client certificate (DER), verified against `ca` during the handshake unless `authorized` is false. */
   certificate?: Uint8Array;
+  /** Whether the certificate chained to `ca` (false only with `acceptUnchained`). */
+  authorized: boolean;
   /** The TLS connection, stable across the requests it carries (a cache key). */
   connection: object;
 }
@@ -43,6 +45,12 @@ export interface MtlsTls {
   key: string;
   /** Certificates that client certificates must chain to, PEM; unset: no client certificate is asked for. */
   ca?: string;
+  /**
+   * Also complete handshakes with client certificates that do not chain to `ca` (self-signed,
+   * RFC 8705 §2.2); the handler learns which from `MtlsPeer.authorized`. The client still
+   * proves it holds the certificate's key in the handshake.
+   */
+  acceptUnchained?: boolean;
 }
 
 /** What was wrong with a request the HTTP/1.1 parser refused. */
@@ -77,7 +85,7 @@ const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "tra
 
 function secureOptions(tls: MtlsTls) {
   const clientAuth = tls.ca !== undefined;
-  return { cert: tls.cert, key: tls.key, ...(clientAuth ? { ca: tls.ca } : {}), minVersion: "TLSv1.3" as const, requestCert: clientAuth, rejectUnauthorized: clientAuth };
+  return { cert: tls.cert, key: tls.key, ...(clientAuth ? { ca: tls.ca } : {}), minVersion: "TLSv1.3" as const, requestCert: clientAuth, rejectUnauthorized: clientAuth && !tls.acceptUnchained };
 }
 
 /** The parser's error code as the kind of refusal it stands for. */
@@ -288,6 +296,7 @@ export async function startMtlsListener(opts: MtlsListenerOptions): Promise<Mtls
         answer = await opts.handler(request, {
           address: socket.remoteAddress,
           certificate: certificateOf(connection, socket),
+          authorized: socket.authorized === true,
           connection,
         });
       } catch (e) {

@@ -24,10 +24,12 @@ import { IpAllowlist, RateLimiter } from "./guard.ts";
 import { adminHandler, appBase, errorResponse, malformedResponse, mapError, publicHandler, requestInfo, RUNTIME_BODY_CAP, SECURITY_HEADERS, type PipelineDeps } from "./http.ts";
 import { startMtlsListener, type MtlsListener, type MtlsPeer } from "./mtls-listener.ts";
 import type { GrpcListener } from "./grpc-listener.ts";
-import { CertificatePrincipals, parseClientCertificate, serviceSpiffeId, type ClientCertificate } from "../auth/client-cert.ts";
+import { CertificatePrincipals, parseClientCertificate, serviceSpiffeId, withinValidity, type ClientCertificate } from "../auth/client-cert.ts";
 import { docsPlugin, DOCS_PATH, OAUTH_SCHEME } from "./docs.ts";
 import type { ServiceContext, ServiceDefinition } from "./context.ts";
 import { BearerVerifier } from "../auth/bearer.ts";
+import { DpopProofVerifier } from "../auth/dpop.ts";
+import { createProofReplayTable, DatabaseProofReplay } from "../auth/proof-replay.ts";
 import { checkFederationConfig, Federation, identityEndpoints } from "../federation/index.ts";
 import { addSessionName, createSessionTable, SessionStore } from "../auth/session.ts";
 import { browserLogin } from "../auth/bff.ts";
@@ -65,7 +67,11 @@ const templateMigrations = [
         .execute(),
   },
   { version: 3, name: "session display names", up: addSessionName },
+  { version: 4, name: "spent DPoP proofs", up: createProofReplayTable },
 ];
+
+/** How often spent DPoP proof ids past their window are deleted. */
+const PROOF_SWEEP_MS = 60_000;
 
 /** A random 32-byte secret of the service (e.g. the CSRF HMAC key), kept barrier-encrypted. */
 async function loadOrCreateServiceSecret(db: Kysely<any>, barrier: Barrier, name: string): Promise<Uint8Array> {
@@ -332,6 +338,8 @@ async function startOnDatabase(
     clientTls: clientCerts && (() => ({ cert: clientCerts.current.certChainPem, key: clientCerts.current.keyPem })),
   });
   const identity = identityEndpoints(config);
+  // Spent DPoP proofs live in the service's database, so every instance on it refuses a replay.
+  const proofReplay = new DatabaseProofReplay(db);
   const bearer = new BearerVerifier({
     issuer: identity.issuer,
     jwksUrl: identity.jwksUrl,
@@ -339,7 +347,10 @@ async function startOnDatabase(
     clockToleranceS: config.auth.clock_tolerance_s,
     algorithms: config.auth.algorithms,
     keys: federation.identity,
+    dpop: new DpopProofVerifier(proofReplay, config.auth.dpop_proof_window_s),
+    introspect: def.introspection?.({ config, logger, federation }),
   });
+  const urls: ServiceContext["urls"] = {};
 
   const stopHooks: Array<() => void | Promise<void>> = [];
   const clientCas = new ClientCaSet();
@@ -356,6 +367,7 @@ async function startOnDatabase(
     hsm,
     federation,
     bearer,
+    urls,
     onStop: (fn) => void stopHooks.push(fn),
     addClientCa: (pem) => clientCas.add(pem),
   };
@@ -383,6 +395,7 @@ async function startOnDatabase(
       draining: () => draining,
       docsConnect: config.explorer.token_url ? [new URL(config.explorer.token_url).origin] : [],
       bearer,
+      origin: () => urls.public,
       sessions,
       accessLog: config.log.access,
       tracer,
@@ -446,8 +459,10 @@ async function startOnDatabase(
     shutdown: () => void stop(),
   });
   const adminServer = await nodeListener("127.0.0.1", config.server.admin_port, 64 * 1024, adminHandler(admin, logger));
-  const mtls = config.server.mtls_port === undefined ? undefined : await startMtls(config, pipeline, material, logger, reloadServerLeaf, clock, clientCas);
+  const mtls = config.server.mtls_port === undefined ? undefined : await startMtls(config, pipeline, material, logger, reloadServerLeaf, clock, clientCas, () => urls.mtls);
   const grpcServer = config.server.grpc_port === undefined ? undefined : await startGrpc(def, ctx, material, () => barrier.sealed, reloadServerLeaf, clock);
+  const proofSweep = setInterval(() => void proofReplay.sweep().catch((e) => logger.warn("sweeping spent DPoP proofs failed", { error: e })), PROOF_SWEEP_MS);
+  (proofSweep as { unref?: () => void }).unref?.();
 
   async function stop(): Promise<void> {
     if (stopping) return stopping;
@@ -457,6 +472,7 @@ async function startOnDatabase(
       // flight finish, for at least DRAIN_GRACE_MS so clients on kept-alive connections hear
       // it; only then does the server stop taking connections and close the idle ones.
       draining = true;
+      clearInterval(proofSweep);
       const deadline = Date.now() + config.server.shutdown_timeout_ms;
       const graceEnd = Date.now() + Math.min(DRAIN_GRACE_MS, config.server.shutdown_timeout_ms);
       const pending = () => publicServer.pendingRequests + (mtls?.listener.pendingRequests ?? 0);
@@ -495,13 +511,15 @@ async function startOnDatabase(
   clientCerts?.start(config.mtls.renew_check_s * 1000);
   mtls?.serverCerts?.start(config.mtls.renew_check_s * 1000);
   grpcServer?.serverCerts?.start(config.mtls.renew_check_s * 1000);
-  const publicUrl = config.server.public_url ?? serverUrl(config.server.bind, publicServer.port!);
+  const publicUrl = (config.server.public_url ?? serverUrl(config.server.bind, publicServer.port!)).replace(/\/+$/, "");
+  urls.public = publicUrl;
+  urls.mtls = mtls && (config.server.mtls_public_url ?? serverUrl(config.server.bind, mtls.listener.port)).replace(/\/+$/, "");
   const running: RunningService = {
     name: def.name,
     config,
     publicUrl,
     adminUrl: serverUrl("127.0.0.1", adminServer.port!),
-    mtlsUrl: mtls && serverUrl(config.server.bind, mtls.listener.port),
+    mtlsUrl: urls.mtls,
     grpcAddress: grpcServer && `${serverUrl(config.server.bind, grpcServer.listener.port).replace(/^https:\/\//, "")}`,
     docsUrl: `${publicUrl}${DOCS_PATH}`,
     trustBundlePath,
@@ -581,9 +599,10 @@ async function startGrpc(
 
 /**
  * The mutual-TLS listener (`server.mtls_port`): the public pipeline, whose `/service/api`
- * authenticates by client certificate (`mtls.principals`) instead of bearer token. Client
- * certificates must chain to `mtls.ca_file`, by default the suite CA; in auto mode the
- * listener's own leaf renews in place.
+ * authenticates by client certificate (`mtls.principals`), or by an access token bound to that
+ * certificate (RFC 8705 `cnf.x5t#S256`). Client certificates must chain to `mtls.ca_file`, by
+ * default the suite CA (with `mtls.self_signed`, unchained ones are accepted too, for bound
+ * tokens only); in auto mode the listener's own leaf renews in place.
  */
 async function startMtls(
   config: ServiceConfig,
@@ -593,41 +612,56 @@ async function startMtls(
   reloadServerLeaf: ((now: Date) => Promise<TlsMaterial>) | undefined,
   clock: () => Date,
   clientCas: ClientCaSet,
+  origin: () => string | undefined,
 ): Promise<{ listener: MtlsListener; serverCerts?: RenewingTlsMaterial }> {
   const base = clientCaOf(config, material, "server.mtls_port");
   const trusted = () => base + clientCas.pem();
   const ca = trusted();
   const principals = new CertificatePrincipals(config.mtls.principals);
+  const acceptUnchained = config.mtls.self_signed;
   const handler = publicHandler(
-    { ...pipeline, serviceAuth: (req, info) => principals.authenticate(info.clientCert, req.headers.get("authorization")) },
+    {
+      ...pipeline,
+      origin,
+      serviceAuth: (req, info) => {
+        const authorization = req.headers.get("authorization");
+        if (authorization === null) return principals.authenticate(info.clientCert);
+        return pipeline.bearer.verify(authorization, req, { htu: (r) => `${origin()}${new URL(r.url).pathname}`, clientCert: info.clientCert, mtls: true });
+      },
+    },
     (req) => requestInfo(req).ip,
   );
   // A connection's certificate is parsed once, for all the requests it carries.
-  const parsed = new WeakMap<object, Promise<ClientCertificate>>();
+  const parsed = new WeakMap<object, Promise<ClientCertificate | undefined>>();
   const certificateOf = (peer: MtlsPeer) => {
     if (!peer.certificate) return undefined;
     let p = parsed.get(peer.connection);
-    if (!p) parsed.set(peer.connection, (p = parseClientCertificate(peer.certificate)));
+    if (!p) {
+      // An unchained certificate had its dates checked by nobody: one outside them counts as none.
+      p = parseClientCertificate(peer.certificate, peer.authorized).then((c) => (c.verified || withinValidity(c) ? c : undefined));
+      parsed.set(peer.connection, p);
+    }
     return p;
   };
   const listener = await startMtlsListener({
     hostname: config.server.bind,
     port: config.server.mtls_port!,
-    tls: { cert: material.certChainPem, key: material.keyPem, ca },
+    tls: { cert: material.certChainPem, key: material.keyPem, ca, acceptUnchained },
     maxRequestBodySize: 2 * config.server.body_limit,
     handler: async (req, peer) => {
       const info = requestInfo(req);
       info.ip = peer.address;
+      info.mtls = true;
       info.clientCert = await certificateOf(peer);
       return handler(req);
     },
     error: (e) => errorResponse(e, "unknown", logger),
   });
   let current = { cert: material.certChainPem, key: material.keyPem };
-  clientCas.onChange(() => listener.setTls({ ...current, ca: trusted() }));
+  clientCas.onChange(() => listener.setTls({ ...current, ca: trusted(), acceptUnchained }));
   const serverCerts = renewingLeaf("mTLS", material, logger, reloadServerLeaf, clock, (m) => {
     current = { cert: m.certChainPem, key: m.keyPem };
-    listener.setTls({ ...current, ca: trusted() });
+    listener.setTls({ ...current, ca: trusted(), acceptUnchained });
   });
   return { listener, serverCerts };
 }

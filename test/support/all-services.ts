@@ -29,12 +29,14 @@ export interface JsonTarget {
   token?: string;
   /** A body the schema accepts (the seed of mutations). */
   seed: unknown;
-  /** A normal authenticated API call that must keep answering 2xx. */
-  normal: { method: string; path: string; body?: unknown; token: string };
+  /** A normal authenticated API call that must keep answering 2xx; `claims` are its token's. */
+  normal: { method: string; path: string; body?: unknown; token: string; claims: { aud: string; scope: string; tenant: string } };
 }
 
 export interface AllServices {
   targets: JsonTarget[];
+  /** The issuer every service trusts (to mint tokens with other claims). */
+  issuer: TestIssuer;
   stop(): Promise<void>;
 }
 
@@ -60,7 +62,12 @@ export async function startAllServices(): Promise<AllServices> {
     services.push(svc);
     return svc;
   };
-  const mint = (aud: string, scope: string, tenant = TENANT) => issuer.mint({ aud, tenant, scope });
+  const claims = new Map<string, { aud: string; scope: string; tenant: string }>();
+  const mint = async (aud: string, scope: string, tenant = TENANT) => {
+    const token = await issuer.mint({ aud, tenant, scope });
+    claims.set(token, { aud, scope, tenant });
+    return token;
+  };
   try {
     const kms = await start(smKms);
     const jose = await start(joseJa);
@@ -77,7 +84,7 @@ export async function startAllServices(): Promise<AllServices> {
     const idpTok = await mint("identity-idp", "identity:admin");
     const petsTok = await mint("learn-ps", "pets:read pets:write");
     const noKey = "00000000-0000-4000-8000-000000000000";
-    const targets: JsonTarget[] = [
+    const drafts: Array<Omit<JsonTarget, "normal"> & { normal: Omit<JsonTarget["normal"], "claims"> }> = [
       {
         service: "sm-kms",
         svc: kms,
@@ -132,7 +139,8 @@ export async function startAllServices(): Promise<AllServices> {
         normal: { method: "GET", path: "/service/api/v1/pets", token: petsTok },
       },
     ];
-    return { targets, stop: () => stopAll(services, issuer, stub) };
+    const targets: JsonTarget[] = drafts.map((t) => ({ ...t, normal: { ...t.normal, claims: claims.get(t.normal.token)! } }));
+    return { targets, issuer, stop: () => stopAll(services, issuer, stub) };
   } catch (e) {
     await stopAll(services, issuer, stub);
     throw e;

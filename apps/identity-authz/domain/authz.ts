@@ -66,14 +66,19 @@ export class Authz {
     return a;
   }
 
-  /** The public base URL: configured, derived from a fixed port, or (port 0, tests) learned from the first request. */
+  /** The public base URL: configured, derived from a fixed port, or (port 0, tests) the public listener's address. */
   baseUrl(req?: Request): string {
-    if (!this.base && req) this.base = new URL(req.url).origin;
+    if (!this.base) this.base = this.ctx.urls.public ?? (req && new URL(req.url).origin);
     return this.base ?? "https://127.0.0.1";
   }
 
   issuer(tenant: string): string {
     return `${this.baseUrl()}/t/${tenant}`;
+  }
+
+  /** The tenant's endpoints on the mTLS listener (RFC 8705 `mtls_endpoint_aliases`), when it runs. */
+  mtlsIssuerBase(tenant: string): string | undefined {
+    return this.ctx.urls.mtls && `${this.ctx.urls.mtls}/t/${tenant}`;
   }
 
   private caPem(): string | undefined {

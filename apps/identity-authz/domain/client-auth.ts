@@ -1,11 +1,15 @@
 /**
  * Client authentication at the token, PAR, introspection and revocation endpoints:
- * client_secret_basic, client_secret_post, private_key_jwt (RFC 7523) and none.
+ * client_secret_basic, client_secret_post, private_key_jwt (RFC 7523), tls_client_auth and
+ * self_signed_tls_client_auth (RFC 8705, with the TLS client certificate of the mTLS
+ * listener; see mtls-client-auth.ts) and none.
  * Validated: exactly one method per request, the registered method only, secrets
  * compared in constant time; assertions need iss = sub = client_id, an `aud` of
  * the issuer or the endpoint, a short `exp` and a single-use `jti`.
  */
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload } from "jose";
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, jwtVerify, type JSONWebKeySet, type JWK, type JWTPayload } from "jose";
+import type { ClientCertificate } from "../../../src/auth/client-cert.ts";
+import { holdsRegisteredKey, matchesTlsClientAuth } from "./mtls-client-auth.ts";
 import type { AuthzStore } from "../store.ts";
 import { oauthError } from "./oauth-error.ts";
 import { Registry, type RegisteredClient } from "./registry.ts";
@@ -36,9 +40,20 @@ export class ClientAuthenticator {
     private readonly caPem: () => string | undefined,
   ) {}
 
+  /** The client's registered public keys as a list (self_signed_tls_client_auth). */
+  private async registeredKeys(c: RegisteredClient): Promise<JWK[]> {
+    if (c.jwks) return c.jwks.keys as JWK[];
+    const set = this.remoteSet(c.jwks_uri!);
+    if (!set.fresh) await set.reload().catch(() => undefined);
+    return (set.jwks()?.keys ?? []) as JWK[];
+  }
+
   private keySet(c: RegisteredClient) {
     if (c.jwks) return createLocalJWKSet(c.jwks as unknown as JSONWebKeySet);
-    const uri = c.jwks_uri!;
+    return this.remoteSet(c.jwks_uri!);
+  }
+
+  private remoteSet(uri: string) {
     let set = this.remoteSets.get(uri);
     if (!set) {
       const ca = this.caPem();
@@ -55,9 +70,10 @@ export class ClientAuthenticator {
 
   /**
    * Authenticates the caller of an endpoint. `audiences` are the acceptable `aud`
-   * values of a client assertion (the issuer and the endpoint URL).
+   * values of a client assertion (the issuer and the endpoint URL); `cert` is the TLS client
+   * certificate, on the mTLS listener.
    */
-  async authenticate(tenant: string, req: Request, form: Form, audiences: string[]): Promise<RegisteredClient> {
+  async authenticate(tenant: string, req: Request, form: Form, audiences: string[], cert?: ClientCertificate): Promise<RegisteredClient> {
     const authz = req.headers.get("authorization");
     const basic = authz && /^basic /i.test(authz) ? authz.slice(6).trim() : null;
     const assertionType = form.get("client_assertion_type");
@@ -129,7 +145,20 @@ export class ClientAuthenticator {
     const id = form.get("client_id");
     if (!id) throw invalid("client authentication is required");
     const c = await this.registry.client(tenant, id);
-    if (!c || c.token_endpoint_auth_method !== "none") throw invalid("client authentication failed");
-    return c;
+    if (!c) throw invalid("client authentication failed");
+    switch (c.token_endpoint_auth_method) {
+      case "none":
+        return c;
+      case "tls_client_auth":
+        if (!cert) throw invalid("tls_client_auth needs a client certificate: use the mTLS endpoint");
+        if (!matchesTlsClientAuth(c, cert)) throw invalid("client authentication failed");
+        return c;
+      case "self_signed_tls_client_auth":
+        if (!cert) throw invalid("self_signed_tls_client_auth needs a client certificate: use the mTLS endpoint");
+        if (!(await holdsRegisteredKey(cert, await this.registeredKeys(c)))) throw invalid("client authentication failed");
+        return c;
+      default:
+        throw invalid("client authentication failed");
+    }
   }
 }

@@ -14,6 +14,7 @@ import { STANDARD_SCOPES, type ClientDoc, type ClientView, type CreateClientInpu
 import type { AuthzStore, ClientRow, TenantRow } from "../store.ts";
 import type { ChangeFeed } from "../../../src/storage/change-feed.ts";
 import { equalConstantTime, randomId, randomToken, sha256Hex } from "./crypto.ts";
+import { subjectDnParses } from "./mtls-client-auth.ts";
 
 export interface RegisteredClient extends ClientView {
   secretHash: string | null;
@@ -23,9 +24,32 @@ export interface RegisteredClient extends ClientView {
 export const REGISTRY_CHANNEL = "identity-authz.registry";
 type Change = { tenant: string; client_id?: string; scopes?: true };
 
+/** The tls_client_auth names of a registration (RFC 8705 §2.1.2), set or not. */
+export const TLS_CLIENT_AUTH_NAMES = ["tls_client_auth_subject_dn", "tls_client_auth_san_dns", "tls_client_auth_san_uri", "tls_client_auth_san_ip", "tls_client_auth_san_email"] as const;
+
+/** Registrations stored before these fields existed read as not using them. */
+const FIELD_DEFAULTS = {
+  tls_client_auth_subject_dn: null,
+  tls_client_auth_san_dns: null,
+  tls_client_auth_san_uri: null,
+  tls_client_auth_san_ip: null,
+  tls_client_auth_san_email: null,
+  tls_client_certificate_bound_access_tokens: false,
+  access_token_format: "jwt",
+} satisfies Partial<ClientDoc>;
+
 function check(doc: ClientDoc): void {
   const m = doc.token_endpoint_auth_method;
   if (m === "private_key_jwt" && !doc.jwks && !doc.jwks_uri) throw new AppError("validation_failed", "private_key_jwt needs jwks or jwks_uri");
+  if (m === "self_signed_tls_client_auth" && !doc.jwks && !doc.jwks_uri) throw new AppError("validation_failed", "self_signed_tls_client_auth needs jwks or jwks_uri (the certificate's public key)");
+  if (doc.access_token_format === "opaque" && doc.grant_types.some((g) => g !== "client_credentials")) {
+    throw new AppError("validation_failed", "opaque access tokens are for client_credentials clients only");
+  }
+  if (m === "tls_client_auth") {
+    const names = TLS_CLIENT_AUTH_NAMES.filter((k) => doc[k] !== null && doc[k] !== undefined);
+    if (names.length !== 1) throw new AppError("validation_failed", "tls_client_auth needs exactly one of tls_client_auth_subject_dn, _san_dns, _san_uri, _san_ip, _san_email");
+    if (doc.tls_client_auth_subject_dn && !subjectDnParses(doc.tls_client_auth_subject_dn)) throw new AppError("validation_failed", "tls_client_auth_subject_dn is not an RFC 4514 distinguished name");
+  }
   if (doc.jwks && doc.jwks_uri) throw new AppError("validation_failed", "give jwks or jwks_uri, not both");
   if (m === "none" && doc.grant_types.includes("client_credentials")) {
     throw new AppError("validation_failed", "a public client (auth method none) cannot use client_credentials");
@@ -117,7 +141,7 @@ export class Registry {
   }
 
   private toClient(row: ClientRow): RegisteredClient {
-    return { ...(JSON.parse(row.doc) as ClientDoc), tenant: row.tenant, client_id: row.client_id, created_at: row.created_at, updated_at: row.updated_at, secretHash: row.secret_hash };
+    return { ...FIELD_DEFAULTS, ...(JSON.parse(row.doc) as ClientDoc), tenant: row.tenant, client_id: row.client_id, created_at: row.created_at, updated_at: row.updated_at, secretHash: row.secret_hash };
   }
 
   static view(c: RegisteredClient): ClientView {
@@ -167,9 +191,13 @@ export class Registry {
   }
 
   /** Registers a client; returns the secret once (null for public and private_key_jwt clients). */
-  async createClient(tenant: string, input: CreateClientInput): Promise<ClientView & { client_secret: string | null }> {
+  async createClient(
+    tenant: string,
+    input: Omit<CreateClientInput, keyof typeof FIELD_DEFAULTS> & Partial<CreateClientInput>,
+  ): Promise<ClientView & { client_secret: string | null }> {
     await this.requireTenant(tenant);
-    const { client_id, ...doc } = input;
+    const { client_id, ...given } = input;
+    const doc: ClientDoc = { ...FIELD_DEFAULTS, ...given };
     check(doc);
     const id = client_id ?? randomId(16);
     const secret = Registry.needsSecret(doc) ? randomToken(32) : null;
@@ -183,7 +211,7 @@ export class Registry {
   async updateClient(tenant: string, clientId: string, patch: UpdateClientInput): Promise<ClientView> {
     const current = await this.store.getClient(tenant, clientId);
     if (!current) throw notFound("client");
-    const old = JSON.parse(current.doc) as ClientDoc;
+    const old = { ...FIELD_DEFAULTS, ...(JSON.parse(current.doc) as ClientDoc) };
     const doc: ClientDoc = { ...old, ...Object.fromEntries(Object.entries(patch).filter(([, x]) => x !== undefined)) };
     check(doc);
     let secretHash = current.secret_hash;

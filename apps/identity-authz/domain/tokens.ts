@@ -20,6 +20,7 @@ import type { DpopVerifier } from "./dpop.ts";
 import { oauthError } from "./oauth-error.ts";
 import { equalConstantTime, nowS, randomToken, sha256B64url, sha256Hex } from "./crypto.ts";
 import type { Form } from "./client-auth.ts";
+import type { ClientCertificate } from "../../../src/auth/client-cert.ts";
 
 export interface TokenResponse {
   access_token: string;
@@ -108,16 +109,22 @@ export class TokenService {
 
   async mintAccessToken(
     tenant: string,
-    a: { client: RegisteredClient; sub: string; scope: string; aud: string; authTime?: number; jkt?: string | null },
+    a: { client: RegisteredClient; sub: string; scope: string; aud: string; authTime?: number; jkt?: string | null; x5t?: string },
   ): Promise<{ token: string; jti: string; exp: number; ttl: number }> {
-    const signer = await this.keys.signer(tenant, "ES256");
     const iat = nowS();
     const ttl = this.ttlOf(a.client);
     const jti = randomToken(16);
     const claims: JWTPayload = { iss: this.issuer(tenant), sub: a.sub, aud: a.aud, iat, exp: iat + ttl, client_id: a.client.client_id, scope: a.scope, tenant, jti };
     if (a.authTime !== undefined) claims.auth_time = a.authTime;
-    if (a.jkt) claims.cnf = { jkt: a.jkt };
-    const token = await signer.signJwt("at+jwt", claims);
+    // Bound to the DPoP key (RFC 9449) and/or the TLS client certificate (RFC 8705 §3).
+    if (a.jkt || a.x5t) claims.cnf = { ...(a.jkt ? { jkt: a.jkt } : {}), ...(a.x5t ? { "x5t#S256": a.x5t } : {}) };
+    if (a.client.access_token_format === "opaque") {
+      // A reference only introspection resolves: the claims stay here, the token is stored hashed.
+      const token = randomToken(32);
+      await this.store.insertOpaqueToken({ hash: await sha256Hex(token), tenant, claims: JSON.stringify(claims), expires_at: iat + ttl });
+      return { token, jti, exp: iat + ttl, ttl };
+    }
+    const token = await (await this.keys.signer(tenant, "ES256")).signJwt("at+jwt", claims);
     return { token, jti, exp: iat + ttl, ttl };
   }
 
@@ -139,19 +146,19 @@ export class TokenService {
   }
 
   /** client_credentials: no user, no grant row, no refresh token. */
-  async clientCredentials(tenant: string, client: RegisteredClient, form: Form, jkt: string | null): Promise<TokenResponse> {
+  async clientCredentials(tenant: string, client: RegisteredClient, form: Form, jkt: string | null, x5t?: string): Promise<TokenResponse> {
     if (!client.grant_types.includes("client_credentials")) throw oauthError("unauthorized_client", "this client may not use client_credentials");
     const allowed = client.scopes.filter((s) => !RESERVED.has(s));
     const requested = form.has("scope") ? splitScope(form.get("scope")) : allowed;
     for (const s of requested) if (!allowed.includes(s)) throw oauthError("invalid_scope", `scope '${s}' is not allowed for this client`);
     const scope = [...new Set(requested)].join(" ");
-    const at = await this.mintAccessToken(tenant, { client, sub: client.client_id, scope, aud: this.audienceOf(client, form.get("resource")), jkt });
+    const at = await this.mintAccessToken(tenant, { client, sub: client.client_id, scope, aud: this.audienceOf(client, form.get("resource")), jkt, x5t });
     return { access_token: at.token, token_type: jkt ? "DPoP" : "Bearer", expires_in: at.ttl, scope };
   }
 
-  private async issueForGrant(tenant: string, client: RegisteredClient, grant: GrantRow, data: GrantData, jkt: string | null, scopes: string[], nonce?: string): Promise<TokenResponse> {
+  private async issueForGrant(tenant: string, client: RegisteredClient, grant: GrantRow, data: GrantData, jkt: string | null, scopes: string[], nonce?: string, x5t?: string): Promise<TokenResponse> {
     const scope = scopes.join(" ");
-    const at = await this.mintAccessToken(tenant, { client, sub: grant.subject, scope, aud: data.aud, authTime: data.auth_time, jkt });
+    const at = await this.mintAccessToken(tenant, { client, sub: grant.subject, scope, aud: data.aud, authTime: data.auth_time, jkt, x5t });
     await this.store.insertAccessToken({ jti: at.jti, tenant, grant_id: grant.id, expires_at: at.exp });
     const res: TokenResponse = { access_token: at.token, token_type: jkt ? "DPoP" : "Bearer", expires_in: at.ttl, scope };
     if (client.grant_types.includes("refresh_token")) {
@@ -163,7 +170,7 @@ export class TokenService {
     return res;
   }
 
-  async authorizationCode(tenant: string, client: RegisteredClient, form: Form, jkt: string | null): Promise<TokenResponse> {
+  async authorizationCode(tenant: string, client: RegisteredClient, form: Form, jkt: string | null, x5t?: string): Promise<TokenResponse> {
     if (!client.grant_types.includes("authorization_code")) throw oauthError("unauthorized_client", "this client may not use authorization_code");
     const code = form.get("code");
     if (!code) throw oauthError("invalid_request", "code is missing");
@@ -206,10 +213,10 @@ export class TokenService {
       revoked: 0,
     };
     await this.store.insertGrant(grant);
-    return this.issueForGrant(tenant, client, grant, gdata, jkt, splitScope(data.scope), data.nonce);
+    return this.issueForGrant(tenant, client, grant, gdata, jkt, splitScope(data.scope), data.nonce, x5t);
   }
 
-  async refresh(tenant: string, client: RegisteredClient, form: Form, jkt: string | null): Promise<TokenResponse> {
+  async refresh(tenant: string, client: RegisteredClient, form: Form, jkt: string | null, x5t?: string): Promise<TokenResponse> {
     if (!client.grant_types.includes("refresh_token")) throw oauthError("unauthorized_client", "this client may not use refresh_token");
     const rt = form.get("refresh_token");
     if (!rt) throw oauthError("invalid_request", "refresh_token is missing");
@@ -238,7 +245,7 @@ export class TokenService {
       await this.store.revokeGrant(tenant, row.grant_id);
       throw oauthError("invalid_grant", "the refresh token was already used; the grant is revoked");
     }
-    return this.issueForGrant(tenant, client, grant, resource === undefined ? data : { ...data, aud: resource }, jkt, requested);
+    return this.issueForGrant(tenant, client, grant, resource === undefined ? data : { ...data, aud: resource }, jkt, requested, undefined, x5t);
   }
 
   /** Verifies an access token of this tenant; null if it is not one (bad signature, expired, wrong issuer). */
@@ -258,6 +265,13 @@ export class TokenService {
     }
   }
 
+  /** The claims of a live opaque access token of this tenant; null if it is not one. */
+  private async opaqueClaims(tenant: string, token: string): Promise<JWTPayload | null> {
+    if (token.length > 512 || token.includes(".")) return null;
+    const row = await this.store.getOpaqueToken(tenant, await sha256Hex(token));
+    return row ? (JSON.parse(row.claims) as JWTPayload) : null;
+  }
+
   /** Whether a verified access token is still live: not revoked, its grant (if any) not revoked. */
   private async live(tenant: string, p: JWTPayload): Promise<{ grant: GrantRow | null } | null> {
     const jti = String(p.jti);
@@ -272,7 +286,7 @@ export class TokenService {
   async introspect(tenant: string, token: string | undefined, hint: string | undefined): Promise<Record<string, unknown>> {
     if (!token) throw oauthError("invalid_request", "token is missing");
     if (hint !== "refresh_token") {
-      const p = await this.verifyAccessToken(tenant, token);
+      const p = (await this.verifyAccessToken(tenant, token)) ?? (await this.opaqueClaims(tenant, token));
       if (p && (await this.live(tenant, p))) {
         const cnf = p.cnf as { jkt?: string } | undefined;
         return {
@@ -298,7 +312,7 @@ export class TokenService {
   async revoke(tenant: string, client: RegisteredClient, token: string | undefined, hint: string | undefined): Promise<void> {
     if (!token) throw oauthError("invalid_request", "token is missing");
     if (hint !== undefined && hint !== "access_token" && hint !== "refresh_token") throw oauthError("unsupported_token_type", "token_type_hint is not supported");
-    const p = await this.verifyAccessToken(tenant, token);
+    const p = (await this.verifyAccessToken(tenant, token)) ?? (await this.opaqueClaims(tenant, token));
     if (p) {
       if (p.client_id === client.client_id) await this.store.revokeJti(tenant, String(p.jti), Number(p.exp));
       return;
@@ -308,7 +322,7 @@ export class TokenService {
   }
 
   /** OIDC userinfo: the claims the grant's scopes release. DPoP-bound tokens need their proof. */
-  async userinfo(tenant: string, req: Request, htu: string): Promise<Record<string, unknown>> {
+  async userinfo(tenant: string, req: Request, htu: string, cert?: ClientCertificate): Promise<Record<string, unknown>> {
     const h = req.headers.get("authorization") ?? "";
     const m = h.match(/^(Bearer|DPoP) ([A-Za-z0-9_\-.~+/]+=*)$/i);
     const challenge = (code: string) => ({ "WWW-Authenticate": `Bearer error="${code}", DPoP algs="ES256 PS256 RS256 EdDSA"` });
@@ -326,6 +340,8 @@ export class TokenService {
     } else if (scheme === "dpop") {
       throw oauthError("invalid_token", "this token is not DPoP-bound", challenge("invalid_token"));
     }
+    const x5t = (p.cnf as { "x5t#S256"?: string } | undefined)?.["x5t#S256"];
+    if (x5t !== undefined && cert?.x5tS256 !== x5t) throw oauthError("invalid_token", "this token is bound to another client certificate (use the mTLS endpoint with it)", challenge("invalid_token"));
     const scopes = splitScope(String(p.scope ?? ""));
     if (!state.grant || !scopes.includes("openid")) throw oauthError("insufficient_scope", "userinfo needs a user token with scope openid", challenge("insufficient_scope"));
     const data = JSON.parse(dec.decode(await this.protector.decrypt(state.grant.data, grantCtx(tenant, state.grant.id)))) as GrantData;

@@ -1,8 +1,8 @@
 /** identity-authz's protocol endpoints under /t/{tenant}: discovery, JWKS, authorize, PAR, token, userinfo, introspection, revocation, logout. */
 import { Elysia } from "elysia";
-import { appBase } from "../../../src/service/http.ts";
+import { appBase, requestInfo } from "../../../src/service/http.ts";
 import type { Logger } from "../../../src/service/log.ts";
-import { TENANT_ID, SIGNING_ALGS } from "../../../schemas/identity-authz.ts";
+import { TENANT_ID, SIGNING_ALGS, AUTH_METHODS, MTLS_AUTH_METHODS } from "../../../schemas/identity-authz.ts";
 import type { Authz } from "../domain/authz.ts";
 import { oauthError } from "../domain/oauth-error.ts";
 import { DPOP_ALGS } from "../domain/dpop.ts";
@@ -12,7 +12,6 @@ import type { FastRoute } from "../../../src/service/context.ts";
 
 type Ctx = { request: Request; params: Record<string, string> };
 const GRANTS = ["authorization_code", "refresh_token", "client_credentials"];
-const AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
 const ASSERTION_ALGS = ["ES256", "ES384", "PS256", "RS256", "EdDSA"];
 
 /** Every endpoint: tenant check, bootstrap done, errors as OAuth responses. */
@@ -28,24 +27,41 @@ const endpointOf = (authz: Authz, logger: Logger) => (fn: (tenant: string, c: Ct
   }
 };
 
-/** The token endpoint (RFC 6749 §3.2): authorization_code, refresh_token, client_credentials. */
+/**
+ * Where a request to a tenant endpoint was addressed: the public listener's URL, or the mTLS
+ * listener's (RFC 8705 aliases). DPoP `htu` must name it; client assertions may name either.
+ */
+function endpointUrls(authz: Authz, tenant: string, path: string, req: Request): { here: string; audiences: string[] } {
+  const publicUrl = `${authz.issuer(tenant)}/${path}`;
+  const mtls = requestInfo(req).mtls ? authz.mtlsIssuerBase(tenant) : undefined;
+  const here = mtls ? `${mtls}/${path}` : publicUrl;
+  return { here, audiences: [...new Set([authz.issuer(tenant), publicUrl, here])] };
+}
+
+/**
+ * The token endpoint (RFC 6749 §3.2): authorization_code, refresh_token, client_credentials.
+ * On the mTLS listener every access token is bound to the client certificate (RFC 8705 §3).
+ */
 function tokenEndpoint(authz: Authz, logger: Logger) {
-  const url = (tenant: string, path: string) => `${authz.issuer(tenant)}/${path}`;
   return endpointOf(authz, logger)(async (tenant, c) => {
     const form = await readForm(c.request);
     const grantType = form.get("grant_type");
     if (!grantType) throw oauthError("invalid_request", "grant_type is missing");
-    const client = await authz.clientAuth.authenticate(tenant, c.request, form, [authz.issuer(tenant), url(tenant, "token")]);
-    const jkt = await authz.dpop.verify(tenant, c.request, url(tenant, "token"));
+    const at = endpointUrls(authz, tenant, "token", c.request);
+    const cert = requestInfo(c.request).clientCert;
+    const client = await authz.clientAuth.authenticate(tenant, c.request, form, at.audiences, cert);
+    const jkt = await authz.dpop.verify(tenant, c.request, at.here);
     if (client.dpop_bound_access_tokens && !jkt) throw oauthError("invalid_dpop_proof", "this client's tokens must be DPoP-bound");
+    const x5t = cert?.x5tS256;
+    if (client.tls_client_certificate_bound_access_tokens && !x5t) throw oauthError("invalid_request", "this client's tokens must be certificate-bound: use the mTLS token endpoint with a client certificate");
     const t = authz.tokens;
     switch (grantType) {
       case "client_credentials":
-        return json(await t.clientCredentials(tenant, client, form, jkt));
+        return json(await t.clientCredentials(tenant, client, form, jkt, x5t));
       case "authorization_code":
-        return json(await t.authorizationCode(tenant, client, form, jkt));
+        return json(await t.authorizationCode(tenant, client, form, jkt, x5t));
       case "refresh_token":
-        return json(await t.refresh(tenant, client, form, jkt));
+        return json(await t.refresh(tenant, client, form, jkt, x5t));
       default:
         throw oauthError("unsupported_grant_type", "grant_type is not supported");
     }
@@ -64,13 +80,14 @@ export function oauthFastRoutes(authz: Authz, logger: Logger): FastRoute[] {
 
 export function oauthRoutes(authz: Authz, logger: Logger) {
   const endpoint = endpointOf(authz, logger);
-  const url = (tenant: string, path: string) => `${authz.issuer(tenant)}/${path}`;
-  const audiences = (tenant: string, path: string) => [authz.issuer(tenant), url(tenant, path)];
+  const clientOf = (tenant: string, req: Request, form: Map<string, string>, path: string) =>
+    authz.clientAuth.authenticate(tenant, req, form, endpointUrls(authz, tenant, path, req).audiences, requestInfo(req).clientCert);
 
   const discovery = async (tenant: string) => {
     const iss = authz.issuer(tenant);
     const scopes = await authz.registry.scopeClaims(tenant);
     const claims = new Set(["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "azp", ...[...scopes.values()].flat()]);
+    const mtls = authz.mtlsIssuerBase(tenant);
     return json(
       {
         issuer: iss,
@@ -89,11 +106,11 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
         scopes_supported: [...scopes.keys()],
         claims_supported: [...claims],
         id_token_signing_alg_values_supported: [...SIGNING_ALGS],
-        token_endpoint_auth_methods_supported: AUTH_METHODS,
+        token_endpoint_auth_methods_supported: mtls ? [...AUTH_METHODS] : AUTH_METHODS.filter((m) => !MTLS_AUTH_METHODS.includes(m)),
         token_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGS,
-        introspection_endpoint_auth_methods_supported: AUTH_METHODS.filter((m) => m !== "none"),
+        introspection_endpoint_auth_methods_supported: AUTH_METHODS.filter((m) => m !== "none" && (mtls || !MTLS_AUTH_METHODS.includes(m))),
         introspection_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGS,
-        revocation_endpoint_auth_methods_supported: AUTH_METHODS,
+        revocation_endpoint_auth_methods_supported: mtls ? [...AUTH_METHODS] : AUTH_METHODS.filter((m) => !MTLS_AUTH_METHODS.includes(m)),
         revocation_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGS,
         code_challenge_methods_supported: ["S256"],
         dpop_signing_alg_values_supported: DPOP_ALGS.filter((a) => a !== "Ed25519"),
@@ -103,6 +120,18 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
         request_parameter_supported: false,
         request_uri_parameter_supported: false,
         claims_parameter_supported: false,
+        // RFC 8705: certificate-bound tokens and client certificates, on the mTLS listener only
+        // (the public listener cannot see client certificates).
+        tls_client_certificate_bound_access_tokens: !!mtls,
+        ...(mtls && {
+          mtls_endpoint_aliases: {
+            token_endpoint: `${mtls}/token`,
+            pushed_authorization_request_endpoint: `${mtls}/par`,
+            userinfo_endpoint: `${mtls}/userinfo`,
+            introspection_endpoint: `${mtls}/introspect`,
+            revocation_endpoint: `${mtls}/revoke`,
+          },
+        }),
       },
       200,
       { "cache-control": "public, max-age=300" },
@@ -114,7 +143,9 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
     return redirect(await authz.front.authorize(tenant, q));
   });
 
-  const userinfo = endpoint(async (tenant, c) => json(await authz.tokens.userinfo(tenant, c.request, url(tenant, "userinfo"))));
+  const userinfo = endpoint(async (tenant, c) =>
+    json(await authz.tokens.userinfo(tenant, c.request, endpointUrls(authz, tenant, "userinfo", c.request).here, requestInfo(c.request).clientCert)),
+  );
 
   const logout = endpoint(async (tenant, c) => {
     const q = c.request.method === "POST" ? await readForm(c.request) : paramsOf(new URL(c.request.url).searchParams);
@@ -144,8 +175,8 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
       "/t/:tenant/par",
       endpoint(async (tenant, c) => {
         const form = await readForm(c.request);
-        const client = await authz.clientAuth.authenticate(tenant, c.request, form, audiences(tenant, "par"));
-        const jkt = await authz.dpop.verify(tenant, c.request, url(tenant, "par"));
+        const client = await clientOf(tenant, c.request, form, "par");
+        const jkt = await authz.dpop.verify(tenant, c.request, endpointUrls(authz, tenant, "par", c.request).here);
         return json(await authz.front.par(tenant, client, form, jkt), 201);
       }),
       { parse: "none", detail: { summary: "Pushed authorization request (RFC 9126)" } },
@@ -166,7 +197,7 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
       "/t/:tenant/introspect",
       endpoint(async (tenant, c) => {
         const form = await readForm(c.request);
-        const client = await authz.clientAuth.authenticate(tenant, c.request, form, audiences(tenant, "introspect"));
+        const client = await clientOf(tenant, c.request, form, "introspect");
         if (client.token_endpoint_auth_method === "none") throw oauthError("invalid_client", "introspection needs an authenticated client");
         return json(await authz.tokens.introspect(tenant, form.get("token"), form.get("token_type_hint")));
       }),
@@ -176,7 +207,7 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
       "/t/:tenant/revoke",
       endpoint(async (tenant, c) => {
         const form = await readForm(c.request);
-        const client = await authz.clientAuth.authenticate(tenant, c.request, form, audiences(tenant, "revoke"));
+        const client = await clientOf(tenant, c.request, form, "revoke");
         await authz.tokens.revoke(tenant, client, form.get("token"), form.get("token_type_hint"));
         return new Response(null, { status: 200, headers: { "cache-control": "no-store" } });
       }),
