@@ -7,6 +7,8 @@ export const SERVICE_SCOPES: Record<string, string[]> = {
   "pki-ca": ["pki:request", "pki:read", "pki:approve", "pki:revoke", "pki:admin"],
   "learn-ps": ["pets:read", "pets:write"],
   "sm-secrets": ["secrets:read", "secrets:write", "secrets:delete", "secrets:admin"],
+  // audit:ingest (events of any tenant) is for the suite's services, by client certificate.
+  audit: ["audit:read", "audit:write", "audit:admin"],
 };
 
 /** The scopes of a set of services, each once. */

@@ -9,6 +9,7 @@ import type { Pkcs11Provider } from "../crypto/pkcs11/index.ts";
 import type { ChangeFeed } from "../storage/change-feed.ts";
 import type { Federation } from "../federation/federation.ts";
 import type { BearerVerifier } from "../auth/bearer.ts";
+import type { AuditSender } from "../audit/sender.ts";
 
 /** Encrypts values at rest; the barrier implements it. `context` binds a ciphertext to its place. */
 export interface DataProtector {
@@ -49,6 +50,8 @@ export interface ServiceContext {
    * (sm-secrets' Vault surface reads `X-Vault-Token`).
    */
   bearer: BearerVerifier;
+  /** The service's security events to the audit service (a no-op unless `federation.audit.url` is set). */
+  audit: AuditSender;
   /** Registers work to run at graceful stop (timers, background jobs), before storage closes. */
   onStop(fn: () => void | Promise<void>): void;
 }

@@ -26,7 +26,8 @@ import { CertificatePrincipals, parseClientCertificate, serviceSpiffeId, type Cl
 import { docsPlugin, DOCS_PATH, OAUTH_SCHEME } from "./docs.ts";
 import type { ServiceContext, ServiceDefinition } from "./context.ts";
 import { BearerVerifier } from "../auth/bearer.ts";
-import { checkFederationConfig, Federation, identityEndpoints } from "../federation/index.ts";
+import { checkFederationConfig, Federation, identityEndpoints, retryPolicy } from "../federation/index.ts";
+import { AuditSender, createAuditSpool } from "../audit/sender.ts";
 import { addSessionName, createSessionTable, SessionStore } from "../auth/session.ts";
 import { browserLogin } from "../auth/bff.ts";
 import { createDispatcher, createWasmProvider, createWebCryptoProvider, openPkcs11Provider } from "../crypto/index.ts";
@@ -69,6 +70,7 @@ const templateMigrations = [
         .execute(),
   },
   { version: 3, name: "session display names", up: addSessionName },
+  { version: 4, name: "audit spool", up: createAuditSpool },
 ];
 
 /** A random 32-byte secret of the service (e.g. the CSRF HMAC key), kept barrier-encrypted. */
@@ -333,6 +335,17 @@ async function startOnDatabase(
     keys: federation.identity,
   });
 
+  // Security events go to the audit service when `federation.audit.url` is set, through a spool.
+  const audit = new AuditSender({
+    db,
+    protector: barrier,
+    client: federation.client("audit"),
+    logger,
+    policy: retryPolicy(config.federation.audit),
+    batchSize: config.federation.audit.batch_size,
+    pollMs: config.federation.audit.poll_ms,
+  });
+
   const stopHooks: Array<() => void | Promise<void>> = [];
   const ctx: ServiceContext = {
     name: def.name,
@@ -347,6 +360,7 @@ async function startOnDatabase(
     hsm,
     federation,
     bearer,
+    audit,
     onStop: (fn) => void stopHooks.push(fn),
   };
   const app = buildPublicApp(def, ctx);
@@ -453,6 +467,8 @@ async function startOnDatabase(
           logger.warn("a stop hook failed", { error: e });
         }
       }
+      // After the apps' hooks, which may still record events: what is not sent stays spooled.
+      await audit.stop();
       await barrier.seal();
       await hsm?.close();
       await database.close();
@@ -465,6 +481,7 @@ async function startOnDatabase(
   }
 
   federation.start();
+  audit.start();
   tracing?.exporter.start();
   clientCerts?.start(config.mtls.renew_check_s * 1000);
   mtls?.serverCerts?.start(config.mtls.renew_check_s * 1000);
