@@ -2,11 +2,17 @@
  * jose-ja's audit log: one row per key operation (who, what, which key and version, result,
  * when). Rows hold identifiers and error codes only: never payloads, plaintexts, tokens or key
  * material. Every read is tenant-scoped; pages run newest first.
+ *
+ * This table is jose-ja's local view for its own API (`GET /audit`). When the suite's audit
+ * service is configured (`federation.audit.url`), each row also feeds it, and the audit
+ * service's signed, append-only log is the record; this table only ever feeds it, never
+ * reads from it.
  */
 import type { Kysely } from "kysely";
 import { GroupCommit } from "../../src/storage/index.ts";
 import { AppError } from "../../src/service/errors.ts";
 import type { AuditQueryInput } from "../../schemas/jose-ja.ts";
+import type { AuditSender } from "../../src/audit/sender.ts";
 
 export interface AuditRow {
   seq: number;
@@ -48,7 +54,10 @@ export class AuditLog {
   /** Concurrent operations' rows share one transaction and one WAL sync (see GroupCommit). */
   private readonly rows: GroupCommit<AuditDb, AuditEntry>;
 
-  constructor(db: Kysely<any>) {
+  constructor(
+    db: Kysely<any>,
+    private readonly sender?: AuditSender,
+  ) {
     this.db = db as Kysely<AuditDb>;
     this.rows = new GroupCommit(this.db, async (trx, items) => void (await trx.insertInto("jose_audit").values(items as AuditRow[]).execute()), {
       maxBatch: MAX_BATCH,
@@ -56,9 +65,20 @@ export class AuditLog {
     });
   }
 
-  /** Records an operation; resolves once the row is on disk. */
-  record(e: AuditEntry): Promise<void> {
-    return this.rows.add(e);
+  /** Records an operation (and spools it for the audit service); resolves once both are on disk. */
+  async record(e: AuditEntry, requestId?: string): Promise<void> {
+    await Promise.all([
+      this.rows.add(e),
+      this.sender?.record({
+        tenant: e.tenant,
+        actor: e.client_id ?? e.subject,
+        action: `jwk.${e.operation}`,
+        resource: e.key_id ?? "",
+        result: /^[a-z0-9_.-]{1,64}$/.test(e.result) ? e.result : "error",
+        ...(requestId ? { request_id: requestId } : {}),
+        details: e.version === null ? {} : { version: e.version },
+      }),
+    ]);
   }
 
   async query(tenant: string, q: AuditQueryInput): Promise<{ items: AuditRow[]; next_page_token: string | null }> {

@@ -6,7 +6,7 @@
  * whether it succeeds or fails; the audit row never holds request or response bodies.
  */
 import { Elysia } from "elysia";
-import { appBase, principalOf } from "../../src/service/http.ts";
+import { appBase, principalOf, requestInfo } from "../../src/service/http.ts";
 import { AppError, notFound } from "../../src/service/errors.ts";
 import * as S from "../../schemas/jose-ja.ts";
 import { parseKid } from "../../src/keyring/index.ts";
@@ -53,10 +53,10 @@ export function joseRoutes(jose: JoseService, audit: AuditLog) {
     try {
       const r = await fn(p.tenant);
       const id = keyId ?? ((r as { id?: unknown })?.id as string | undefined) ?? null;
-      await audit.record({ ...entry, key_id: id, version: versionOf(r), result: "ok" });
+      await audit.record({ ...entry, key_id: id, version: versionOf(r), result: "ok" }, requestInfo(request).id);
       return r;
     } catch (e) {
-      await audit.record({ ...entry, key_id: keyId, version: null, result: e instanceof AppError ? e.code : "internal" });
+      await audit.record({ ...entry, key_id: keyId, version: null, result: e instanceof AppError ? e.code : "internal" }, requestInfo(request).id);
       throw e;
     }
   }

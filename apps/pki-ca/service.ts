@@ -56,6 +56,7 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
       const hierarchy = await (config.root === "external" ? loadExternalHierarchy : loadOrCreateHierarchy)(store, ctx.protector, config.issuing_cas, urls, opts);
       const ca = new PkiCa(config, store, hierarchy);
       ca.timers = timers;
+      ca.audit = ctx.audit;
       ca.signerRenewal = (now) => renewSigners(store, ctx.protector, hierarchy, urls, opts, now, config.signer_renewal_fraction);
       for (const [t, i] of hierarchy.issuing) {
         if (i.crlShards !== config.crl_shards) ctx.logger.warn("issuing CA keeps the CRL shard count it was created with", { issuing_ca: t, crl_shards: i.crlShards, configured: config.crl_shards });

@@ -33,5 +33,5 @@ export const smKms: ServiceDefinition = {
   defaultPort: 8080,
   migrations,
   checkConfig: (c) => void parseKmsConfig(c.app),
-  api: (ctx) => kmsRoutes(kmsOf(ctx)),
+  api: (ctx) => kmsRoutes(kmsOf(ctx), ctx.audit),
 };

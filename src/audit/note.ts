@@ -57,9 +57,10 @@ export function encodeVerifierKey(name: string, publicKey: Uint8Array): string {
 
 /** Parses a vkey; checks its hash against its key. */
 export function parseVerifierKey(vkey: string): NoteVerifier {
-  const parts = vkey.trim().split("+");
-  if (parts.length !== 3) throw new NoteError("malformed_key", "a verifier key is <name>+<hash>+<key>");
-  const [name, hashHex, keyB64] = parts as [string, string, string];
+  // The key's base64 may hold "+" too: the name ends at the first, the hash at the second.
+  const m = /^([^+]+)\+([^+]*)\+(.*)$/s.exec(vkey.trim());
+  if (!m) throw new NoteError("malformed_key", "a verifier key is <name>+<hash>+<key>");
+  const [, name, hashHex, keyB64] = m as unknown as [string, string, string, string];
   checkKeyName(name);
   const raw = unb64(keyB64);
   if (!/^[0-9a-f]{8}$/.test(hashHex) || !raw || raw.length !== 33 || raw[0] !== ALG_ED25519) throw new NoteError("malformed_key", "the verifier key is not an Ed25519 key");

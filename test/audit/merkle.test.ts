@@ -98,6 +98,13 @@ describe("signed notes", () => {
     expect(() => parseVerifierKey(VKEY.replace("c74f20a3", "c74f20a4"))).toThrow(/hash/);
   });
 
+  test("a verifier key whose base64 holds '+' parses", () => {
+    for (let i = 0; i < 64; i++) {
+      const signer = new NoteSigner("log", new Uint8Array(32).fill(i));
+      expect(parseVerifierKey(signer.verifierKey).hash).toBe(signer.hash);
+    }
+  });
+
   test("checkpoints round-trip", () => {
     const signer = new NoteSigner("example.com/log", new Uint8Array(32).fill(1));
     const t = treeOf(CT_LEAVES);
