@@ -14,8 +14,7 @@
  * - Reads are tenant-scoped; the suite administrator (tenant root with audit:admin) reads all.
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
-import { hmac } from "@noble/hashes/hmac.js";
-import { sha256 } from "@noble/hashes/sha2.js";
+import { createHmac } from "node:crypto";
 import { AppError, notFound } from "../../src/service/errors.ts";
 import type { DataProtector } from "../../src/service/context.ts";
 import { leafHash, MerkleTree } from "../../src/audit/merkle.ts";
@@ -28,6 +27,9 @@ const enc = new TextEncoder();
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
 const bytes = (x: Uint8Array | ArrayBuffer) => (x instanceof Uint8Array ? x : new Uint8Array(x));
 const DAY_MS = 86_400_000;
+
+/** A sensitive value as the log keeps it: HMAC-SHA256 under the log's key, base64url. */
+const hmacOf = (key: Uint8Array, value: string) => `hmac-sha256:${createHmac("sha256", key).update(value, "utf8").digest("base64url")}`;
 
 /** The tenant whose `audit:admin` callers read every tenant's entries. */
 export const SUITE_TENANT = "root";
@@ -119,7 +121,7 @@ export class AuditLog {
   /** The HMAC of a value under the log's key, as sensitive fields are stored. */
   async hash(value: string): Promise<string> {
     const { hmacKey } = await this.keys();
-    return `hmac-sha256:${Buffer.from(hmac(sha256, hmacKey, enc.encode(value))).toString("base64url")}`;
+    return hmacOf(hmacKey, value);
   }
 
   private async keys(): Promise<{ signer: NoteSigner; hmacKey: Uint8Array }> {
@@ -224,7 +226,7 @@ export class AuditLog {
             result: e.result,
             request_id: e.request_id ?? null,
             details: e.details ?? {},
-            hmac: Object.fromEntries(Object.entries(e.sensitive ?? {}).map(([k, v]) => [k, `hmac-sha256:${Buffer.from(hmac(sha256, hmacKey, enc.encode(v))).toString("base64url")}`])),
+            hmac: Object.fromEntries(Object.entries(e.sensitive ?? {}).map(([k, v]) => [k, hmacOf(hmacKey, v)])),
             retain_until: retainUntil,
           };
           const text = entryText(entry);

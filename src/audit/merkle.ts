@@ -7,33 +7,33 @@
  *
  * `MerkleTree` keeps every complete subtree hash in memory (about two hashes per leaf), so a
  * root or a proof costs O(log n) hashes whatever the size. It only grows: an audit log never
- * removes a leaf.
+ * removes a leaf. Hashing is node:crypto's (native in Bun, Node and Deno): an append hashes
+ * each entry and about one node, on the hot path of every event.
  */
-import { sha256 } from "@noble/hashes/sha2.js";
+import { createHash } from "node:crypto";
 
 export const HASH_BYTES = 32;
-const LEAF_PREFIX = 0x00;
-const NODE_PREFIX = 0x01;
+const LEAF = new Uint8Array([0x00]);
+const NODE = new Uint8Array([0x01]);
+
+const sha256 = (...parts: Uint8Array[]): Uint8Array => {
+  const h = createHash("sha256");
+  for (const p of parts) h.update(p);
+  return new Uint8Array(h.digest());
+};
 
 /** SHA-256(0x00 || entry). */
 export function leafHash(entry: Uint8Array): Uint8Array {
-  const buf = new Uint8Array(entry.length + 1);
-  buf[0] = LEAF_PREFIX;
-  buf.set(entry, 1);
-  return sha256(buf);
+  return sha256(LEAF, entry);
 }
 
 /** SHA-256(0x01 || left || right). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
-  const buf = new Uint8Array(1 + 2 * HASH_BYTES);
-  buf[0] = NODE_PREFIX;
-  buf.set(left, 1);
-  buf.set(right, 1 + HASH_BYTES);
-  return sha256(buf);
+  return sha256(NODE, left, right);
 }
 
 /** The hash of the empty tree: SHA-256 of nothing. */
-export const EMPTY_ROOT = sha256(new Uint8Array(0));
+export const EMPTY_ROOT = sha256();
 
 /** The largest power of two strictly below n (n >= 2). */
 function splitPoint(n: number): number {
