@@ -123,7 +123,8 @@ export const ConsistencyProof = v.object({
   second: v.number(),
   /** The RFC 9162 consistency proof, base64. */
   hashes: v.array(v.string()),
-  first_checkpoint: v.string(),
+  /** The signed checkpoint of `first`, when the log made one of that size. */
+  first_checkpoint: v.nullable(v.string()),
   second_checkpoint: v.string(),
 });
 

@@ -318,14 +318,18 @@ export class AuditLog {
     return { seq, tree_size: size, leaf_hash: b64(bytes(row.leaf_hash)), hashes: this.tree.inclusionProof(seq, size).map(b64), checkpoint: cp.note };
   }
 
-  /** The consistency proof between two checkpoints (the second defaults to the latest). */
+  /**
+   * The consistency proof from the tree of `first` leaves to a checkpoint (default the latest),
+   * with the signed checkpoint of `first` when there is one (a verifier holding an older
+   * checkpoint of its own needs only the proof).
+   */
   async consistency(first: number, second: number | undefined) {
-    const a = await this.checkpointOf(first);
+    const a = await this.store.checkpoint(first);
     const b = second === undefined ? await this.latestCheckpoint() : await this.checkpointOf(second);
     const bs = Number(b.tree_size);
     if (first > bs) throw new AppError("validation_failed", "first must not be larger than second", { details: { first, second: bs } });
     await this.catchUp();
-    return { first, second: bs, hashes: this.tree.consistencyProof(first, bs).map(b64), first_checkpoint: a.note, second_checkpoint: b.note };
+    return { first, second: bs, hashes: this.tree.consistencyProof(first, bs).map(b64), first_checkpoint: a?.note ?? null, second_checkpoint: b.note };
   }
 
   /** The reader's tenant filter: their own tenant, or any (or one named) for the suite administrator. */

@@ -29,8 +29,20 @@ function readFile(path: string): string {
   }
 }
 
-/** `--key` is a vkey, or a file holding one. */
-const keyText = (key: string) => (existsSync(key) ? readFile(key).trim() : key.trim());
+/** A member of a JSON answer saved to a file (`GET /log`, `GET /checkpoints/latest`), or the file's text as it is. */
+function memberOr(text: string, member: string): string {
+  if (!text.trimStart().startsWith("{")) return text;
+  try {
+    const v = (JSON.parse(text) as Record<string, unknown>)[member];
+    if (typeof v === "string") return v;
+  } catch {
+    // not JSON after all: the text as it is
+  }
+  throw new UsageError(`the JSON file has no '${member}'`);
+}
+
+/** `--key` is a vkey, or a file holding one (or the JSON of `GET /log`). */
+const keyText = (key: string) => (existsSync(key) ? memberOr(readFile(key), "verifier_key").trim() : key.trim());
 
 const row = (e: Entry) => [e.seq, e.time, e.service, e.tenant, e.actor, e.action, e.resource || "-", e.result];
 const HEADER = ["seq", "time", "service", "tenant", "actor", "action", "resource", "result"];
@@ -55,12 +67,12 @@ export function registerAudit(program: Command): void {
   sub(audit, "verify <export>", "Check an export against a signed checkpoint, offline: names the first entry changed, deleted or reordered", [
     "audit verify log.jsonl --checkpoint checkpoint.txt --key audit.vkey",
   ])
-    .requiredOption("--checkpoint <file>", "the signed checkpoint (a note as `audit checkpoint` writes it)")
-    .requiredOption("--key <vkey>", "the log's verifier key, or a file holding it (`audit key`)")
+    .requiredOption("--checkpoint <file>", "the signed checkpoint: the note `audit checkpoint` writes, or the JSON of GET /checkpoints/latest")
+    .requiredOption("--key <vkey>", "the log's verifier key, or a file holding it (`audit key`, or the JSON of GET /log)")
     .action((file: string, o: { checkpoint: string; key: string }, cmd: Command) => {
       let r;
       try {
-        r = verifyExport(readFile(file), readFile(o.checkpoint), keyText(o.key));
+        r = verifyExport(readFile(file), memberOr(readFile(o.checkpoint), "note"), keyText(o.key));
       } catch (e) {
         if (e instanceof NoteError) throw new FailedError(`${e.code}: ${e.message}`);
         if (e instanceof ExportFormatError) throw new UsageError(e.message);

@@ -135,8 +135,15 @@ describe("checkpoints and proofs", () => {
     expect(proof.status).toBe(200);
     expect(verifyConsistency(first.size, second.size, first.root, second.root, proof.body.hashes.map(unb64))).toBe(true);
     expect(verifyConsistency(first.size, second.size, second.root, first.root, proof.body.hashes.map(unb64))).toBe(false);
-    // A size that no checkpoint has is 404.
-    expect((await a.req("GET", `/proofs/consistency?first=${first.size + 1}`, undefined, { tenant: "tenant-a", scope: READ })).status).toBe(404);
+    // From a size no checkpoint has: the proof alone, for a verifier holding its own older root.
+    const fromOne = await a.req("GET", `/proofs/consistency?first=1&second=${second.size}`, undefined, { tenant: "tenant-a", scope: READ });
+    expect(fromOne.body.first_checkpoint).toBeNull();
+    // The tree of one leaf has that leaf's hash as its root.
+    const rootOfOne = unb64((await a.req("GET", "/events/0", undefined, { tenant: "root" })).body.leaf_hash);
+    expect(verifyConsistency(1, second.size, rootOfOne, second.root, fromOne.body.hashes.map(unb64))).toBe(true);
+    // Beyond the second checkpoint: 400; no checkpoint of that second size: 404.
+    expect((await a.req("GET", `/proofs/consistency?first=${second.size + 1}&second=${second.size}`, undefined, { tenant: "tenant-a", scope: READ })).status).toBe(400);
+    expect((await a.req("GET", `/proofs/consistency?first=1&second=${second.size - 1}`, undefined, { tenant: "tenant-a", scope: READ })).status).toBe(404);
   });
 
   test("periodic checkpoints follow new entries", async () => {
