@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { smKms } from "../../apps/sm-kms/service.ts";
 import { pkiCa } from "../../apps/pki-ca/service.ts";
 import { createAuditService } from "../../apps/audit/service.ts";
@@ -210,4 +211,47 @@ describe("security events reach audit", () => {
     expect(entries.filter((e) => e.service === "sm-kms" && e.action === "key.encrypt" && e.resource === keyId).length).toBe(N + 1);
     expect(entries.some((e) => e.service === "pki-ca" && e.action === "certificate.issued" && e.resource === issued.body.certificate.serial)).toBe(true);
   }, 180_000);
+
+  test("the CLI online: audit query, tail, proof, checkpoint, key and export, then verify offline", async () => {
+    // A CLI context for the acme operator, as `cryptoutil login` writes one.
+    const home = join(root, "cli-home");
+    mkdirSync(home, { recursive: true, mode: 0o700 });
+    writeFileSync(join(home, "operator.secret"), client.client_secret + "\n", { mode: 0o600 });
+    const context = {
+      tenant: "acme",
+      issuer: `${authz.publicUrl}/t/acme`,
+      ca_file: join(root, "audit", "trust-bundle.pem"),
+      auth: { kind: "client_credentials", client_id: client.client_id, client_secret_file: join(home, "operator.secret") },
+      services: { audit: { public: audit.publicUrl, audience: "audit" } },
+    };
+    writeFileSync(join(home, "config.json"), JSON.stringify({ current: "acme", contexts: { acme: context } }), { mode: 0o600 });
+    const cli = async (...args: string[]) => {
+      const p = Bun.spawn([process.execPath, join(import.meta.dir, "..", "..", "cli", "main.ts"), ...args], { cwd: home, env: { ...process.env, CRYPTOUTIL_HOME: home }, stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      return { out, err, code };
+    };
+    const q = await cli("audit", "query", "--service", "sm-kms", "--action", "key.encrypt", "--limit", "5");
+    expect(q.err).toBe("");
+    expect(q.code).toBe(0);
+    expect(q.out.split("\n")[0]).toMatch(/^seq\s+time\s+service/);
+    expect(q.out).toContain("key.encrypt");
+    expect(q.out).not.toContain("identity-authz");
+    const tail = await cli("--json", "audit", "tail", "--since", "0", "--count", "3", "--interval", "100");
+    expect(tail.code).toBe(0);
+    const tailed = tail.out.trim().split("\n").map((l) => JSON.parse(l));
+    expect(tailed).toHaveLength(3);
+    expect(tailed.every((e) => e.tenant === "acme")).toBe(true);
+    const proof = await cli("audit", "proof", String(tailed[0].seq));
+    expect(proof.err).toBe("");
+    expect(proof.out).toMatch(/^verified: +yes$/m);
+    // Export, checkpoint and key to files, then verify with no server involved.
+    expect((await cli("audit", "checkpoint", "--now", "-o", "cp.txt")).code).toBe(1); // audit:admin is not the operator's
+    expect((await cli("audit", "checkpoint", "-o", "cp.txt")).code).toBe(0);
+    expect((await cli("audit", "export", "-o", "log.jsonl")).code).toBe(0);
+    const key = await cli("audit", "key");
+    writeFileSync(join(home, "audit.vkey"), key.out);
+    const verified = await cli("audit", "verify", "log.jsonl", "--checkpoint", "cp.txt", "--key", "audit.vkey");
+    expect(verified.err).toBe("");
+    expect(verified.out).toMatch(/^ok: \d+ entries match the signed checkpoint/);
+  }, 120_000);
 });
