@@ -62,8 +62,8 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
         if (i.crlShards !== config.crl_shards) ctx.logger.warn("issuing CA keeps the CRL shard count it was created with", { issuing_ca: t, crl_shards: i.crlShards, configured: config.crl_shards });
       }
       await ca.renewSigners();
-      if (config.webhooks.length) {
-        const notifier = new WebhookNotifier(config.webhooks, ctx.logger, config.webhook_retry_seconds.map((s) => s * 1000));
+      if (config.webhooks.length || config.email.length || config.slack.length) {
+        const notifier = new WebhookNotifier(config.webhooks, ctx.logger, config.webhook_retry_seconds.map((s) => s * 1000), { email: config.email, slack: config.slack });
         ca.notifier = notifier;
       }
       // Cached OCSP answers are re-signed before they go stale (a quarter of their validity ahead);
