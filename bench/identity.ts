@@ -5,6 +5,9 @@
  * runs in its own process; the same load generator (wrk, with a Lua script for the
  * POST) measures both in the same run, alternating, several rounds; medians reported.
  *
+ * Then passkey sign-ins per second at identity-idp (bench/passkeys.ts): the whole WebAuthn
+ * ceremony over HTTPS with a software authenticator, no anchor.
+ *
  * Usage: npm run bench -- identity [--seconds=10] [--rounds=3] [--connections=64] [--anchor-runtime=both|bun|node]
  */
 import { mkdtempSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
@@ -14,6 +17,7 @@ import { join } from "node:path";
 import { decodeJwt, decodeProtectedHeader } from "jose";
 import { throwawayTls } from "../test/support/tls.ts";
 import { haveWrk, median, parseWrk, spawnTarget, type WrkResult } from "./wrk.ts";
+import { benchPasskeySignIns } from "./passkeys.ts";
 
 const argOf = (k: string) => process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1];
 const arg = (k: string, d: number) => Number(argOf(k) ?? d);
@@ -136,3 +140,10 @@ for (const a of anchorRows) {
 }
 const pass = ours.rps >= 2 * best.rps && ours.rps >= 2000;
 console.log(`\ntarget: >= 2x oidc-provider (fastest run: ${best.name}) and >= 2,000 grants/s -> ${pass ? "met" : "NOT met"}`);
+
+const passkeys = await benchPasskeySignIns({ dir, seconds: SECONDS, concurrency: 16 });
+console.log(
+  `\npasskey sign-ins (username-less: login page, options, ES256 assertion verified, session), 16 at once, ${SECONDS}s: ` +
+    `${passkeys.perSecond.toFixed(0)}/s (${passkeys.signIns} sign-ins, ${passkeys.failures} failed)`,
+);
+if (passkeys.failures) process.exitCode = 1;

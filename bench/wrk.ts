@@ -77,10 +77,10 @@ process.on("exit", () => children.forEach((c) => c.kill("SIGTERM")));
  * BENCH_CPU_PROF=DIR, Bun targets write a CPU profile (and its markdown summary) to DIR
  * when they exit.
  */
-export async function spawnTarget(cmd: string[]): Promise<{ proc: ReturnType<typeof Bun.spawn>; info: any }> {
+export async function spawnTarget(cmd: string[], env?: Record<string, string>): Promise<{ proc: ReturnType<typeof Bun.spawn>; info: any }> {
   const prof = process.env.BENCH_CPU_PROF;
   if (prof && cmd[0] === process.execPath) cmd = [cmd[0], "--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${prof}`, ...cmd.slice(1)];
-  const p = Bun.spawn(pinned(0, cmd), { stdout: "pipe", stderr: "inherit" });
+  const p = Bun.spawn(pinned(0, cmd), { stdout: "pipe", stderr: "inherit", ...(env ? { env: { ...process.env, ...env } } : {}) });
   children.push(p);
   const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
   let buf = "";

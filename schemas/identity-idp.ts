@@ -39,14 +39,54 @@ export const User = v.object({
   email_verified: v.boolean(),
   disabled: v.boolean(),
   has_password: v.boolean(),
-  mfa: v.object({ factors: v.array(v.object({ id: v.string(), kind: v.string(), created_at: v.number() })), recovery_codes_left: v.number() }),
+  mfa: v.object({
+    factors: v.array(
+      v.object({
+        id: v.string(),
+        /** totp, hotp, yubikey or passkey. */
+        kind: v.string(),
+        name: v.optional(v.string()),
+        /** Passkeys: the attestation format verified at registration (none, packed). */
+        attestation: v.optional(v.string()),
+        created_at: v.number(),
+      }),
+    ),
+    recovery_codes_left: v.number(),
+  }),
   created_at: v.number(),
   updated_at: v.number(),
 });
 
 export const UserList = v.object({ items: v.array(User), next_page_token: v.nullable(v.string()) });
 
-export const MfaPolicy = v.strictObject({ mfa: v.picklist(["optional", "required"]) });
+const mfaPolicy = v.picklist(["optional", "required"]);
+const userVerification = v.picklist(["required", "preferred", "discouraged"]);
+
+/** The tenant's sign-in policy as read; PUT takes any subset of its fields. */
+export const MfaPolicy = v.object({ mfa: mfaPolicy, self_registration: v.boolean(), user_verification: userVerification });
+export const PolicyUpdate = v.strictObject({ mfa: v.optional(mfaPolicy), self_registration: v.optional(v.boolean()), user_verification: v.optional(userVerification) });
+
+const modhex = (min: number, max: number) => v.pipe(v.string(), v.toLowerCase(), v.regex(new RegExp(`^[cbdefghijklnrtuv]{${min},${max}}$`), "modhex characters (cbdefghijklnrtuv)"));
+const hex = (n: number) => v.pipe(v.string(), v.toLowerCase(), v.regex(new RegExp(`^[0-9a-f]{${n}}$`), `${n} hexadecimal characters`));
+
+/** A YubiKey's Yubico OTP credential as configured with ykpersonalize (or generated for it). */
+export const ImportYubiKey = v.strictObject({
+  /** The public id the key types first, 2-16 modhex characters (12 on keys as shipped). */
+  public_id: modhex(2, 16),
+  /** The 6-byte private id (uid), hex. */
+  private_id: hex(12),
+  /** The AES-128 key, hex. */
+  aes_key: hex(32),
+  name: v.optional(v.pipe(v.string(), v.trim(), v.minLength(1), v.maxLength(64))),
+});
+export const YubiKey = v.object({ id: v.string(), public_id: v.string(), name: v.string(), created_at: v.number(), last_used_at: v.nullable(v.number()) });
+export const YubiKeyList = v.object({ items: v.array(YubiKey) });
+export const YubiKeyId = v.object({ id: v.pipe(v.string(), v.uuid()), key_id: v.pipe(v.string(), v.uuid()) });
+
+/** An API client of the Yubico validation protocol (`/wsapi/2.0/verify`); the key is shown once. */
+export const YubicoClient = v.object({ id: v.number(), created_at: v.number(), key: v.optional(v.string()) });
+export const YubicoClientList = v.object({ items: v.array(YubicoClient) });
+export const YubicoClientId = v.object({ id: v.pipe(v.string(), v.regex(/^[1-9][0-9]{0,9}$/), v.transform(Number)) });
 
 export type CreateUserInput = v.InferOutput<typeof CreateUser>;
 export type UpdateUserInput = v.InferOutput<typeof UpdateUser>;

@@ -1,7 +1,7 @@
 /** Request schemas of jose-ja, shared by its routes and its OpenAPI document. */
 import * as v from "valibot";
 import { ALGORITHM_NAMES } from "../src/keyring/algorithms.ts";
-import { b64u, compact, description, ElasticKey, FlattenedJwe, keyName as name, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, rotationDays, tagList } from "./keyring.ts";
+import { b64u, compact, description, ElasticKey, FlattenedJwe, ImportKey, importedJwk as jwk, keyName as name, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, rotationDays, tagList } from "./keyring.ts";
 
 export { ElasticKey, ElasticKeyList, KeyId, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, PURPOSES, STATUSES } from "./keyring.ts";
 
@@ -21,19 +21,7 @@ export const GenerateKey = v.strictObject({
   tags: v.optional(tagList, []),
 });
 
-/** A JWK as given by the caller: checked member by member by the keyring's importer. */
-const jwk = v.pipe(
-  v.record(v.pipe(v.string(), v.maxLength(32)), v.unknown()),
-  v.check((o) => Object.keys(o).length <= 24, "too many JWK members"),
-);
-
-export const ImportKey = v.strictObject({
-  name,
-  algorithm: v.picklist(ALGORITHM_NAMES),
-  jwk,
-  description: v.optional(description),
-  tags: v.optional(tagList, []),
-});
+export { ImportKey };
 export const ImportVersion = v.strictObject({ jwk });
 
 export const DeleteQuery = v.strictObject({

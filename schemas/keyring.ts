@@ -3,6 +3,7 @@
  * views of an elastic key and its public JWK, all from the one shared keyring.
  */
 import * as v from "valibot";
+import { ALGORITHM_NAMES } from "../src/keyring/algorithms.ts";
 
 export const PURPOSES = ["encrypt", "sign", "mac", "wrap"] as const;
 export const STATUSES = ["enabled", "disabled", "pending_deletion"] as const;
@@ -51,6 +52,21 @@ export const ListKeysQuery = v.strictObject({
   purpose: v.optional(v.picklist(PURPOSES)),
   status: v.optional(v.picklist(STATUSES)),
   tag: v.optional(tag),
+});
+
+/** A JWK as given by the caller: checked member by member by the keyring's importer. */
+export const importedJwk = v.pipe(
+  v.record(v.pipe(v.string(), v.maxLength(32)), v.unknown()),
+  v.check((o) => Object.keys(o).length <= 24, "too many JWK members"),
+);
+
+/** A new key whose version 1 is the caller's JWK (public or private; import then allowed). */
+export const ImportKey = v.strictObject({
+  name: keyName,
+  algorithm: v.picklist(ALGORITHM_NAMES),
+  jwk: importedJwk,
+  description: v.optional(description),
+  tags: v.optional(tagList, []),
 });
 
 export const KeyId = v.object({ id: v.pipe(v.string(), v.uuid()) });

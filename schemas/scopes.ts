@@ -7,6 +7,7 @@ export const SERVICE_SCOPES: Record<string, string[]> = {
   "pki-ca": ["pki:request", "pki:read", "pki:approve", "pki:revoke", "pki:admin"],
   "learn-ps": ["pets:read", "pets:write"],
   "sm-secrets": ["secrets:read", "secrets:write", "secrets:delete", "secrets:admin"],
+  "sm-im": ["im:read", "im:write"],
   // audit:ingest (events of any tenant) is for the suite's services, by client certificate.
   audit: ["audit:read", "audit:write", "audit:admin"],
 };

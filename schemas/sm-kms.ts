@@ -1,9 +1,9 @@
 /** Request and response schemas of sm-kms, shared by its routes and its OpenAPI document. */
 import * as v from "valibot";
 import { ALGORITHM_NAMES } from "../src/keyring/algorithms.ts";
-import { b64u, compact, description, FlattenedJwe, keyName as name, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PURPOSES, rotationDays, seg, tag, tagList } from "./keyring.ts";
+import { b64u, compact, description, FlattenedJwe, ImportKey, keyName as name, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PURPOSES, rotationDays, seg, tag, tagList } from "./keyring.ts";
 
-export { ElasticKey, ElasticKeyList, FlattenedJwe, type FlattenedJweValue, KeyId, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, PURPOSES, STATUSES } from "./keyring.ts";
+export { ElasticKey, ElasticKeyList, FlattenedJwe, type FlattenedJweValue, ImportKey, KeyId, ListKeysQuery, MAX_COMPACT_CHARS, MAX_DATA_BYTES, PublicJwk, PURPOSES, STATUSES } from "./keyring.ts";
 
 const kid = v.pipe(v.string(), v.maxLength(64));
 /** An encryption context: a flat map bound to the ciphertext; the same map must be given to decrypt. */
@@ -105,6 +105,7 @@ export const BatchVerifyResult = resultsOf(VerifyResult);
 export type CreateKeyInput = v.InferOutput<typeof CreateKey>;
 export type UpdateKeyInput = v.InferOutput<typeof UpdateKey>;
 export type ListKeysInput = v.InferOutput<typeof ListKeysQuery>;
+export type ImportKeyInput = v.InferOutput<typeof ImportKey>;
 export type EncryptInput = v.InferOutput<typeof EncryptRequest>;
 export type DecryptInput = v.InferOutput<typeof DecryptRequest>;
 export type DataKeyInput = v.InferOutput<typeof DataKeyRequest>;

@@ -17,7 +17,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { suiteDefaults, type SuiteLayout, DEMO_TENANT, demoFile } from "./suite/manifest.ts";
-import { CLI_BROWSER_CLIENT, CLI_CLIENT, DEMO_USER, SUITE_ADMIN_CLIENT, provisionClients, provisionSuiteAdmin, provisionUser } from "./suite/demo.ts";
+import { CLI_BROWSER_CLIENT, CLI_CLIENT, DEMO_USER, SUITE_ADMIN_CLIENT, provisionClients, provisionKmsGrpcClient, provisionSuiteAdmin, provisionUser } from "./suite/demo.ts";
 
 interface Ready {
   service: string;
@@ -25,6 +25,8 @@ interface Ready {
   admin: string;
   docs: string;
   trust_bundle: string;
+  /** host:port of the gRPC API, when the service serves one. */
+  grpc?: string;
 }
 
 interface Checked {
@@ -186,7 +188,7 @@ try {
   const layout: SuiteLayout = { dataRoot, urls, demo };
 
   // identity-authz first: every other service trusts its tokens, and the demo clients exist
-  // before learn-ps reads its client secret.
+  // before learn-ps and sm-im read their client secrets.
   const readies = new Map<string, Ready>();
   let ca: string | undefined;
   if (authzChecked) {
@@ -203,6 +205,8 @@ try {
   for (const r of rest) readies.set(r.service, r);
   const idp = readies.get("identity-idp");
   if (demo && ca && idp) await provisionUser({ dataRoot, ca, authz: urls["identity-authz"]!, idp: idp.public });
+  const kmsGrpc = readies.get("sm-kms")?.grpc;
+  const grpcClient = demo && kmsGrpc ? await provisionKmsGrpcClient(dataRoot) : undefined;
 
   // What the CLI reads (`cryptoutil login`): paths relative to this file's folder.
   const first = [...readies.values()][0]!;
@@ -247,6 +251,10 @@ try {
   const out: string[] = ["", "cryptoutil is running:", "", line(head), widths.map((w) => "-".repeat(w)).join("  ")];
   for (const r of rows) out.push(line(r));
   out.push("", `trust bundle (for curl --cacert): ${first.trust_bundle}`, `suite file (for the cryptoutil CLI): ${suiteFile}`);
+  if (kmsGrpc) {
+    out.push(`sm-kms gRPC API (mutual TLS, supacrypt.v1.KeyService): ${kmsGrpc}`);
+    if (grpcClient) out.push(`  demo tenant's client certificate: ${grpcClient.certFile} (key ${grpcClient.keyFile})`);
+  }
   if (demo) {
     const suiteFlag = suiteFile === resolve("data", "suite.json") ? "" : ` --suite ${suiteFile}`;
     const steps: string[] = [`npx cryptoutil login${suiteFlag}`];
@@ -260,6 +268,7 @@ try {
     out.push("", `development mode: tenant "${DEMO_TENANT}", secrets in ${demoFile(dataRoot, "")}`, "", "next steps:");
     for (const s of steps) out.push(`  ${s}`);
     if (readies.has("learn-ps") && idp) out.push(`  open ${readies.get("learn-ps")!.public}/browser/ and sign in as "${DEMO_USER}" (password in ${demoFile(dataRoot, "user.password")})`);
+    if (readies.has("sm-im") && idp) out.push(`  open ${readies.get("sm-im")!.public}/browser/ to send an end-to-end encrypted message (the same sign-in)`);
     out.push("  (the README's quickstart has more; `npx cryptoutil --help` lists every command)");
   }
   out.push("", "press Ctrl-C to stop", "");

@@ -37,6 +37,33 @@ export const IdpAppConfig = v.strictObject({
   mfa_default: v.optional(v.picklist(["optional", "required"]), "optional"),
   totp_drift_steps: v.optional(int(0, 3), 1),
   hotp_look_ahead: v.optional(int(1, 100), 10),
+  /** WebAuthn RP ID (a registrable domain of the pages' host). Default: the host of server.public_url. */
+  webauthn_rp_id: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9.-]{1,253}$/))),
+  /** Origins passkey ceremonies may run on. Default: the origin of server.public_url. */
+  webauthn_origins: v.optional(v.array(v.pipe(v.string(), v.url()))),
+  /** Outgoing mail (sign-in links, sign-up, password reset, address change). Unset: in development
+   *  the mails go to the outbox page /dev/outbox; in production those features are off. */
+  smtp: v.optional(
+    v.strictObject({
+      host: v.pipe(v.string(), v.minLength(1), v.maxLength(253)),
+      port: v.optional(int(1, 65535), 587),
+      /** starttls (default) or implicit TLS; none only in development. */
+      tls: v.optional(v.picklist(["starttls", "implicit", "none"]), "starttls"),
+      user: v.optional(v.pipe(v.string(), v.minLength(1))),
+      /** File holding the SMTP password (a Docker secret). */
+      password_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+      from: v.pipe(v.string(), v.minLength(3), v.maxLength(254)),
+      /** PEM bundle trusted for the SMTP server's certificate. Default: the system's. */
+      ca_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+    }),
+  ),
+  /** Magic sign-in links live at most this long (10 minutes at most). */
+  magic_link_ttl_s: v.optional(int(60, 600), 600),
+  /** Sign-up, password reset and address change links. */
+  email_token_ttl_s: v.optional(int(300, 86_400), 3600),
+  /** Mails asked for per address, and per client IP, in 15 minutes. */
+  mail_per_address: v.optional(int(1, 100), 5),
+  mail_per_ip: v.optional(int(1, 100_000), 30),
   /** The signing key of login verifiers is replaced after this many days. */
   signing_key_rotation_days: v.optional(int(1, 3650), 90),
 });

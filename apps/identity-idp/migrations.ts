@@ -108,4 +108,63 @@ export const migrations = [
       await db.schema.alterTable("idp_sessions").dropColumn("flow").execute();
     },
   },
+  {
+    version: 4,
+    name: "passkeys, YubiKeys, Yubico API clients, e-mail tokens, tenant sign-up and user verification policy",
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("webauthn_credentials")
+        .addColumn("id", "text", (c) => c.primaryKey()) // credential id, base64url (unique across tenants: authenticators make random ids)
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("user_id", "text", (c) => c.notNull())
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("public_key", "blob", (c) => c.notNull()) // COSE public key (public: not sealed)
+        .addColumn("counter", "integer", (c) => c.notNull())
+        .addColumn("transports", "text", (c) => c.notNull()) // JSON array
+        .addColumn("fmt", "text", (c) => c.notNull()) // attestation format seen at registration
+        .addColumn("aaguid", "text", (c) => c.notNull())
+        .addColumn("backed_up", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .addColumn("last_used_at", "integer")
+        .execute();
+      await db.schema.createIndex("webauthn_by_user").on("webauthn_credentials").columns(["tenant", "user_id"]).execute();
+      await db.schema
+        .createTable("yubikeys")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("user_id", "text", (c) => c.notNull())
+        .addColumn("public_id", "text", (c) => c.notNull()) // modhex
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("secret", "blob", (c) => c.notNull()) // barrier ciphertext of AES key (16) + private id (6)
+        .addColumn("session_counter", "integer", (c) => c.notNull().defaultTo(-1))
+        .addColumn("use_counter", "integer", (c) => c.notNull().defaultTo(-1))
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .addColumn("last_used_at", "integer")
+        .execute();
+      await db.schema.createIndex("yubikeys_by_public_id").unique().on("yubikeys").columns(["tenant", "public_id"]).execute();
+      await db.schema.createIndex("yubikeys_by_user").on("yubikeys").columns(["tenant", "user_id"]).execute();
+      await db.schema
+        .createTable("yubico_clients")
+        .addColumn("id", "integer", (c) => c.primaryKey()) // the protocol's numeric client id
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("key", "blob", (c) => c.notNull()) // barrier ciphertext of the HMAC-SHA1 key
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable("email_tokens")
+        .addColumn("token_hash", "text", (c) => c.primaryKey()) // SHA-256 hex of the token in the link
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("kind", "text", (c) => c.notNull()) // magic | register | reset | email_change
+        .addColumn("user_id", "text")
+        .addColumn("browser_hash", "text") // SHA-256 hex of the asking browser's nonce cookie (magic links)
+        .addColumn("data", "blob") // barrier ciphertext of the kind's payload
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .addColumn("expires_at", "integer", (c) => c.notNull())
+        .addColumn("used_at", "integer")
+        .execute();
+      await db.schema.createIndex("users_by_email").on("users").columns(["tenant", "email"]).execute();
+      await db.schema.alterTable("tenant_policies").addColumn("self_registration", "integer", (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable("tenant_policies").addColumn("user_verification", "text", (c) => c.notNull().defaultTo("preferred")).execute();
+    },
+  },
 ];

@@ -16,14 +16,40 @@ import { IdpKeys, LoginHandoff } from "./domain/handoff.ts";
 import { prepareDummy } from "./domain/password.ts";
 import { Argon2Pool } from "./domain/argon2-pool.ts";
 import { adminRoutes } from "./routes/admin.ts";
+import { wsapiRoutes } from "./routes/wsapi.ts";
+import { passkeyRoutes } from "./routes/passkeys.ts";
+import { YubiKeys } from "./domain/yubikeys.ts";
+import { Passkeys, type RelyingParty } from "./domain/passkeys.ts";
+import { AppError } from "../../src/service/errors.ts";
+import { DevOutbox, SmtpMailer, type Mailer } from "./domain/mailer.ts";
+import { EmailLinks } from "./domain/email-links.ts";
+import { SendLimit } from "./domain/throttle.ts";
+import { emailRoutes } from "./routes/email.ts";
+import type { IdpConfig } from "./config.ts";
 import { idpPages } from "./routes/pages.ts";
 
+/** For tests: the clock of e-mail links and their send limits (seconds since the epoch). */
+export interface IdpOptions {
+  now?: () => number;
+}
+
+/** SMTP when configured; else the development outbox, and in production no mail at all. */
+function mailerOf(cfg: IdpConfig, development: boolean): Mailer | undefined {
+  if (cfg.smtp) {
+    if (cfg.smtp.tls === "none" && !development) throw new AppError("config_invalid", "app.smtp.tls: none (plain SMTP) is allowed only in development", { status: 400 });
+    return new SmtpMailer(cfg.smtp);
+  }
+  return development ? new DevOutbox() : undefined;
+}
+
 /** Everything the routes share; built once per service start. */
-export function buildIdp(ctx: ServiceContext) {
+export function buildIdp(ctx: ServiceContext, opts: IdpOptions = {}) {
   const cfg = parseAppConfig(ctx.config);
   const store = new IdpStore(ctx.db);
   const sessions = new IdpSessions(ctx.db, ctx.protector, ctx.sessions, { idleS: cfg.session_idle_s, absoluteS: cfg.session_absolute_s });
-  const factors = new SecondFactors(store, ctx.protector, { issuerName: cfg.display_name, driftSteps: cfg.totp_drift_steps, hotpLookAhead: cfg.hotp_look_ahead });
+  const yubikeys = new YubiKeys(store, ctx.protector);
+  const passkeys = new Passkeys(store);
+  const factors = new SecondFactors(store, ctx.protector, { issuerName: cfg.display_name, driftSteps: cfg.totp_drift_steps, hotpLookAhead: cfg.hotp_look_ahead }, yubikeys, passkeys);
   const throttle = new LoginThrottle(ctx.db, { userThreshold: cfg.lockout_user_threshold, ipThreshold: cfg.lockout_ip_threshold, baseS: cfg.lockout_base_s, maxS: cfg.lockout_max_s });
   const argon2 = { m: cfg.argon2_memory_kib, t: cfg.argon2_iterations, p: cfg.argon2_parallelism };
   const runner = Argon2Pool.create(cfg.argon2_workers);
@@ -46,31 +72,86 @@ export function buildIdp(ctx: ServiceContext) {
   ctx.onStop(() => clearInterval(rotation));
   const caFile = cfg.ca_file ?? join(resolve(ctx.config.data.dir), "trust-bundle.pem");
   const handoff = new LoginHandoff({ authzUrl: cfg.authz_url, authzJwksUrl: cfg.authz_jwks_url, caFile }, keys);
-  return { cfg, store, sessions, factors, throttle, users, keys, handoff };
+  const relyingParty = relyingPartyOf(cfg, ctx.config.server.public_url, ctx.development);
+  const mail = mailerOf(cfg, ctx.development);
+  const email = mail
+    ? new EmailLinks(
+        store,
+        ctx.protector,
+        mail,
+        new SendLimit(ctx.db, 900, opts.now),
+        {
+          magicTtlS: cfg.magic_link_ttl_s,
+          tokenTtlS: cfg.email_token_ttl_s,
+          perAddress: cfg.mail_per_address,
+          perIp: cfg.mail_per_ip,
+          displayName: cfg.display_name,
+          password: { minLength: cfg.password_min_length, maxLength: cfg.password_max_length },
+          argon2,
+          runner,
+        },
+        ctx.logger,
+        opts.now,
+      )
+    : undefined;
+  return { cfg, store, sessions, factors, throttle, users, keys, handoff, yubikeys, passkeys, relyingParty, email, outbox: mail instanceof DevOutbox ? mail : undefined };
 }
 
-const built = new WeakMap<ServiceContext, ReturnType<typeof buildIdp>>();
-const idpOf = (ctx: ServiceContext) => {
-  let b = built.get(ctx);
-  if (!b) built.set(ctx, (b = buildIdp(ctx)));
-  return b;
-};
+/**
+ * Where passkey ceremonies may run: configured, or the host of the public URL. Without either,
+ * development mode takes the page's own origin (a local test); production refuses passkeys.
+ */
+function relyingPartyOf(cfg: IdpConfig, publicUrl: string | undefined, development: boolean): (req: Request) => RelyingParty {
+  const fixed = cfg.webauthn_origins ?? (publicUrl ? [new URL(publicUrl).origin] : undefined);
+  const rpId = cfg.webauthn_rp_id ?? (fixed ? new URL(fixed[0]!).hostname : undefined);
+  return (req) => {
+    if (fixed && rpId) return { id: rpId, name: cfg.display_name, origins: fixed };
+    if (!development) throw new AppError("passkeys_unconfigured", "passkeys need app.webauthn_rp_id and app.webauthn_origins, or server.public_url", { status: 404 });
+    const origin = new URL(req.url).origin;
+    return { id: new URL(origin).hostname, name: cfg.display_name, origins: [origin] };
+  };
+}
 
-export const identityIdp: ServiceDefinition = {
-  name: "identity-idp",
-  title: "identity-idp: login, second factors and users",
-  description:
-    "The login, consent and account pages identity-authz hands users to, and the user store: Argon2id passwords, TOTP/HOTP and recovery codes, lockout, per-tenant MFA policy.",
-  version: "1.0.0",
-  defaultPort: 18100,
-  migrations,
-  checkConfig: (c) => void parseAppConfig(c),
-  api: (ctx) => {
-    const b = idpOf(ctx);
-    return adminRoutes(b.users, b.sessions, b.keys);
-  },
-  routes: (ctx) => {
-    const b = idpOf(ctx);
-    return idpPages({ users: b.users, store: b.store, sessions: b.sessions, handoff: b.handoff, keys: b.keys, cfg: b.cfg, publicUrl: ctx.config.server.public_url });
-  },
-};
+/** identity-idp's service definition; `opts` lets tests inject a clock. */
+export function identityIdpService(opts: IdpOptions = {}): ServiceDefinition {
+  const built = new WeakMap<ServiceContext, ReturnType<typeof buildIdp>>();
+  const idpOf = (ctx: ServiceContext) => {
+    let b = built.get(ctx);
+    if (!b) built.set(ctx, (b = buildIdp(ctx, opts)));
+    return b;
+  };
+  return {
+    name: "identity-idp",
+    title: "identity-idp: login, second factors and users",
+    description:
+      "The login, consent and account pages identity-authz hands users to, and the user store: Argon2id passwords, passkeys (WebAuthn), TOTP/HOTP, YubiKey OTP (with the Yubico validation protocol) and recovery codes, magic links, self-registration and password reset by e-mail, lockout, per-tenant policy.",
+    version: "1.0.0",
+    defaultPort: 18100,
+    migrations,
+    checkConfig: (c) => void parseAppConfig(c),
+    api: (ctx) => {
+      const b = idpOf(ctx);
+      return adminRoutes(b.users, b.sessions, b.keys, b.yubikeys);
+    },
+    routes: (ctx) => {
+      const b = idpOf(ctx);
+      const deps = {
+        users: b.users,
+        store: b.store,
+        sessions: b.sessions,
+        handoff: b.handoff,
+        keys: b.keys,
+        cfg: b.cfg,
+        publicUrl: ctx.config.server.public_url,
+        passkeys: b.passkeys,
+        relyingParty: b.relyingParty,
+        development: ctx.development,
+        email: b.email,
+        outbox: b.outbox,
+      };
+      return idpPages(deps).use(passkeyRoutes(deps)).use(emailRoutes(deps)).use(wsapiRoutes(b.yubikeys));
+    },
+  };
+}
+
+export const identityIdp: ServiceDefinition = identityIdpService();

@@ -43,6 +43,57 @@ export interface IdpSessionRow {
   revoked: number;
 }
 
+export interface WebAuthnCredentialRow {
+  id: string;
+  tenant: string;
+  user_id: string;
+  name: string;
+  public_key: Uint8Array;
+  counter: number;
+  transports: string;
+  fmt: string;
+  aaguid: string;
+  backed_up: number;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+export interface YubiKeyRow {
+  id: string;
+  tenant: string;
+  user_id: string;
+  public_id: string;
+  name: string;
+  /** Barrier ciphertext of the AES-128 key followed by the 6-byte private id. */
+  secret: Uint8Array;
+  session_counter: number;
+  use_counter: number;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+export type EmailTokenKind = "magic" | "register" | "reset" | "email_change";
+
+export interface EmailTokenRow {
+  token_hash: string;
+  tenant: string;
+  kind: EmailTokenKind;
+  user_id: string | null;
+  browser_hash: string | null;
+  data: Uint8Array | null;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+}
+
+export interface TenantPolicyRow {
+  tenant: string;
+  mfa: string;
+  self_registration: number;
+  user_verification: string;
+  updated_at: number;
+}
+
 export interface IdpDb {
   users: UserRow;
   otp_factors: FactorRow;
@@ -50,7 +101,11 @@ export interface IdpDb {
   idp_sessions: IdpSessionRow;
   consents: { tenant: string; user_id: string; client_id: string; scopes: string; granted_at: number };
   login_throttle: { key: string; failures: number; locked_until: number; updated_at: number };
-  tenant_policies: { tenant: string; mfa: string; updated_at: number };
+  tenant_policies: TenantPolicyRow;
+  webauthn_credentials: WebAuthnCredentialRow;
+  yubikeys: YubiKeyRow;
+  yubico_clients: { id: number; tenant: string; key: Uint8Array; created_at: number };
+  email_tokens: EmailTokenRow;
   idp_keys: { kid: string; status: string; public_jwk: string; private_jwk: Uint8Array; created_at: number; retired_at: number | null };
 }
 
@@ -78,7 +133,7 @@ export class IdpStore {
   /** Deletes a user with everything kept for them (factors, recovery codes, consents, sessions), at once. */
   async deleteUser(tenant: string, id: string): Promise<boolean> {
     return this.db.transaction().execute(async (tx) => {
-      for (const table of ["otp_factors", "recovery_codes", "consents", "idp_sessions"] as const) {
+      for (const table of ["otp_factors", "recovery_codes", "consents", "idp_sessions", "webauthn_credentials", "yubikeys", "email_tokens"] as const) {
         await tx.deleteFrom(table).where("tenant", "=", tenant).where("user_id", "=", id).execute();
       }
       const r = await tx.deleteFrom("users").where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
@@ -120,6 +175,8 @@ export class IdpStore {
   }
   async deleteFactors(tenant: string, userId: string): Promise<void> {
     await this.db.deleteFrom("otp_factors").where("tenant", "=", tenant).where("user_id", "=", userId).execute();
+    await this.db.deleteFrom("webauthn_credentials").where("tenant", "=", tenant).where("user_id", "=", userId).execute();
+    await this.db.deleteFrom("yubikeys").where("tenant", "=", tenant).where("user_id", "=", userId).execute();
     await this.db.deleteFrom("recovery_codes").where("tenant", "=", tenant).where("user_id", "=", userId).execute();
   }
 
@@ -166,14 +223,101 @@ export class IdpStore {
   }
 
   // policies
-  async policy(tenant: string): Promise<string | undefined> {
-    return (await this.db.selectFrom("tenant_policies").select("mfa").where("tenant", "=", tenant).executeTakeFirst())?.mfa;
+  policyRow(tenant: string): Promise<TenantPolicyRow | undefined> {
+    return this.db.selectFrom("tenant_policies").selectAll().where("tenant", "=", tenant).executeTakeFirst();
   }
-  async setPolicy(tenant: string, mfa: string, now: number): Promise<void> {
+  async setPolicy(row: TenantPolicyRow): Promise<void> {
+    const { tenant, ...set } = row;
     await this.db
       .insertInto("tenant_policies")
-      .values({ tenant, mfa, updated_at: now })
-      .onConflict((oc) => oc.column("tenant").doUpdateSet({ mfa, updated_at: now }))
+      .values(row)
+      .onConflict((oc) => oc.column("tenant").doUpdateSet(set))
       .execute();
+  }
+
+  /** The user holding this verified address in the tenant; undefined when none or more than one do. */
+  async userByVerifiedEmail(tenant: string, email: string): Promise<UserRow | undefined> {
+    const rows = await this.db.selectFrom("users").selectAll().where("tenant", "=", tenant).where("email", "=", email).where("email_verified", "=", 1).limit(2).execute();
+    return rows.length === 1 ? rows[0] : undefined;
+  }
+
+  // passkeys (WebAuthn credentials)
+  credentials(tenant: string, userId: string): Promise<WebAuthnCredentialRow[]> {
+    return this.db.selectFrom("webauthn_credentials").selectAll().where("tenant", "=", tenant).where("user_id", "=", userId).orderBy("created_at").execute();
+  }
+  credential(tenant: string, id: string): Promise<WebAuthnCredentialRow | undefined> {
+    return this.db.selectFrom("webauthn_credentials").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+  }
+  async insertCredential(row: WebAuthnCredentialRow): Promise<void> {
+    await this.db.insertInto("webauthn_credentials").values(row).execute();
+  }
+  /** Moves a credential's signature counter from `from` to `to`; false if another sign-in moved it first. */
+  async advanceCredentialCounter(tenant: string, id: string, from: number, to: number, now: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable("webauthn_credentials")
+      .set({ counter: to, last_used_at: now })
+      .where("tenant", "=", tenant)
+      .where("id", "=", id)
+      .where("counter", "=", from)
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+  async deleteCredential(tenant: string, userId: string, id: string): Promise<boolean> {
+    const r = await this.db.deleteFrom("webauthn_credentials").where("tenant", "=", tenant).where("user_id", "=", userId).where("id", "=", id).executeTakeFirst();
+    return r.numDeletedRows > 0n;
+  }
+
+  // YubiKeys (Yubico OTP)
+  yubikeys(tenant: string, userId: string): Promise<YubiKeyRow[]> {
+    return this.db.selectFrom("yubikeys").selectAll().where("tenant", "=", tenant).where("user_id", "=", userId).orderBy("created_at").execute();
+  }
+  yubikeyByPublicId(tenant: string, publicId: string): Promise<YubiKeyRow | undefined> {
+    return this.db.selectFrom("yubikeys").selectAll().where("tenant", "=", tenant).where("public_id", "=", publicId).executeTakeFirst();
+  }
+  async insertYubikey(row: YubiKeyRow): Promise<void> {
+    await this.db.insertInto("yubikeys").values(row).execute();
+  }
+  /** Moves a key's counters from the values read to newer ones; false if another OTP moved them first. */
+  async advanceYubikey(tenant: string, id: string, from: { session: number; use: number }, to: { session: number; use: number }, now: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable("yubikeys")
+      .set({ session_counter: to.session, use_counter: to.use, last_used_at: now })
+      .where("tenant", "=", tenant)
+      .where("id", "=", id)
+      .where("session_counter", "=", from.session)
+      .where("use_counter", "=", from.use)
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+  async deleteYubikey(tenant: string, userId: string, id: string): Promise<boolean> {
+    const r = await this.db.deleteFrom("yubikeys").where("tenant", "=", tenant).where("user_id", "=", userId).where("id", "=", id).executeTakeFirst();
+    return r.numDeletedRows > 0n;
+  }
+  yubicoClient(id: number) {
+    return this.db.selectFrom("yubico_clients").selectAll().where("id", "=", id).executeTakeFirst();
+  }
+  yubicoClients(tenant: string) {
+    return this.db.selectFrom("yubico_clients").select(["id", "created_at"]).where("tenant", "=", tenant).orderBy("created_at").execute();
+  }
+  async insertYubicoClient(row: { id: number; tenant: string; key: Uint8Array; created_at: number }): Promise<void> {
+    await this.db.insertInto("yubico_clients").values(row).execute();
+  }
+  async deleteYubicoClient(tenant: string, id: number): Promise<boolean> {
+    const r = await this.db.deleteFrom("yubico_clients").where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
+    return r.numDeletedRows > 0n;
+  }
+
+  // e-mail tokens (magic links, sign-up, password reset, address change)
+  async insertEmailToken(row: EmailTokenRow): Promise<void> {
+    await this.db.deleteFrom("email_tokens").where("expires_at", "<", row.created_at - 86_400).execute();
+    await this.db.insertInto("email_tokens").values(row).execute();
+  }
+  emailToken(tenant: string, kind: EmailTokenKind, hash: string): Promise<EmailTokenRow | undefined> {
+    return this.db.selectFrom("email_tokens").selectAll().where("tenant", "=", tenant).where("kind", "=", kind).where("token_hash", "=", hash).executeTakeFirst();
+  }
+  /** Marks an unused token used; false when another request used it first. */
+  async useEmailToken(hash: string, now: number): Promise<boolean> {
+    const r = await this.db.updateTable("email_tokens").set({ used_at: now }).where("token_hash", "=", hash).where("used_at", "is", null).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
   }
 }

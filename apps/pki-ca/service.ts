@@ -16,6 +16,7 @@ import { caApi, caPublicRoutes } from "./routes.ts";
 import { Elysia } from "elysia";
 import { errorResponse, mapError } from "../../src/service/http.ts";
 import { AppError } from "../../src/service/errors.ts";
+import { toPem } from "../../src/pki/keys.ts";
 import { AcmeAuthority } from "./acme/domain.ts";
 import { AcmeStore } from "./acme/store.ts";
 import { ValidationAuthority } from "./acme/validation.ts";
@@ -57,6 +58,9 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
       const ca = new PkiCa(config, store, hierarchy);
       ca.timers = timers;
       ca.audit = ctx.audit;
+      // Certificates this CA issued authenticate EST enrollment on the mTLS port.
+      ctx.addClientCa(toPem("CERTIFICATE", new Uint8Array(hierarchy.root.cert.rawData)));
+      for (const i of hierarchy.issuing.values()) ctx.addClientCa(toPem("CERTIFICATE", new Uint8Array(i.cert.rawData)));
       ca.signerRenewal = (now) => renewSigners(store, ctx.protector, hierarchy, urls, opts, now, config.signer_renewal_fraction);
       for (const [t, i] of hierarchy.issuing) {
         if (i.crlShards !== config.crl_shards) ctx.logger.warn("issuing CA keeps the CRL shard count it was created with", { issuing_ca: t, crl_shards: i.crlShards, configured: config.crl_shards });

@@ -19,11 +19,11 @@
 import * as v from "valibot";
 import { AppError } from "../../src/service/errors.ts";
 import { equalStrings } from "../../src/crypto/constant-time.ts";
-import { canonicalJson, decodeBase64url, encodeBase64url, type ActiveVersion, type ElasticKey, type Keyring, type KeyPurpose, type PublicJwk } from "../../src/keyring/index.ts";
+import { canonicalJson, decodeBase64url, encodeBase64url, KeyImporter, type ActiveVersion, type ElasticKey, type Keyring, type KeyPurpose, type PublicJwk } from "../../src/keyring/index.ts";
 import type { ByokImporter } from "./byok.ts";
 import { contentEncryptions, type ContentEncryption } from "../../src/keyring/algorithms.ts";
 import { compactFromFlattened, decryptionFailed, encryptJwe, flattenedFromCompact, macOf, jweHeaderOf, malformedJose as malformed, openJwe, signCompact, signatureInvalid, verifyCompact, verifyMac, versionFromKid } from "../../src/keyring/jose-ops.ts";
-import type { CreateKeyInput, DataKeyInput, FlattenedJweValue, FlattenedJwsValue, JweFormat, ListKeysInput, UpdateKeyInput } from "../../schemas/sm-kms.ts";
+import type { CreateKeyInput, DataKeyInput, ImportKeyInput, FlattenedJweValue, FlattenedJwsValue, JweFormat, ListKeysInput, UpdateKeyInput } from "../../schemas/sm-kms.ts";
 
 /** A JWE in compact form or flattened JSON form (RFC 7516 §7.2.2, unprotected headers allowed). */
 export type Jwe = string | FlattenedJweValue;
@@ -67,17 +67,25 @@ async function contextHash(context: Record<string, string> | undefined): Promise
 type BatchResult<T> = T | { error: { code: string; message: string } };
 
 export class KmsService {
+  private readonly importer: KeyImporter;
+
   constructor(
     readonly ring: Keyring,
     private readonly cfg: KmsConfig,
     /** BYOK import of wrapped key material (byok.ts). */
     readonly byok?: ByokImporter,
-  ) {}
+  ) {
+    this.importer = new KeyImporter(ring);
+  }
 
   // --- key management -------------------------------------------------------------------
 
   create(tenant: string, input: CreateKeyInput): Promise<ElasticKey> {
     return this.ring.create(tenant, input);
+  }
+  /** A new key (import allowed) whose version 1 is the caller's JWK, checked by the keyring's importer. */
+  importKey(tenant: string, input: ImportKeyInput): Promise<ElasticKey> {
+    return this.importer.importNew(tenant, input);
   }
   get(tenant: string, id: string): Promise<ElasticKey> {
     return this.ring.get(tenant, id);

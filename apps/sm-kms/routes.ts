@@ -32,14 +32,7 @@ const AUDITED: Record<string, string> = {
   "POST /keys/:id/batch/verify": "key.batch_verify",
 };
 
-const ADMIN = ["kms:admin"];
-const ENCRYPT = ["kms:encrypt"];
-const DECRYPT = ["kms:decrypt"];
-const SIGN = ["kms:sign"];
-const VERIFY = ["kms:verify"];
-const MAC = ["kms:mac"];
-/** Public keys are for whoever encrypts to or verifies with the key. */
-const PUBLIC_KEY_SCOPES = ["kms:admin", "kms:encrypt", "kms:verify"];
+import { ADMIN, DECRYPT, ENCRYPT, MAC, PUBLIC_KEY_SCOPES, SIGN, VERIFY } from "./scopes.ts";
 
 const tenantOf = (request: Request) => principalOf(request).tenant;
 
@@ -68,6 +61,14 @@ export function kmsRoutes(kms: KmsService, audit?: AuditSender) {
           return kms.create(tenantOf(request), body);
         },
         { body: S.CreateKey, response: { 201: S.ElasticKey }, scopes: ADMIN, detail: { summary: "Create an elastic key" } },
+      )
+      .post(
+        "/keys/import",
+        async ({ request, body, set }) => {
+          set.status = 201;
+          return kms.importKey(tenantOf(request), body);
+        },
+        { body: S.ImportKey, response: { 201: S.ElasticKey }, scopes: ADMIN, detail: { summary: "Import a public or private JWK as version 1 of a new elastic key (import allowed)" } },
       )
       .get("/keys", ({ request, query }) => kms.list(tenantOf(request), query), {
         query: S.ListKeysQuery,

@@ -9,6 +9,9 @@ import { ByokImporter } from "./byok.ts";
 import { migrations } from "./migrations.ts";
 import { KmsService, parseKmsConfig } from "./domain.ts";
 import { kmsRoutes } from "./routes.ts";
+import { RawOps } from "./raw-ops.ts";
+import { rawRoutes } from "./raw-routes.ts";
+import { kmsGrpc } from "./grpc.ts";
 
 const instances = new WeakMap<ServiceContext, KmsService>();
 
@@ -33,5 +36,9 @@ export const smKms: ServiceDefinition = {
   defaultPort: 8080,
   migrations,
   checkConfig: (c) => void parseKmsConfig(c.app),
-  api: (ctx) => kmsRoutes(kmsOf(ctx), ctx.audit),
+  api: (ctx) => {
+    const kms = kmsOf(ctx);
+    return kmsRoutes(kms, ctx.audit).use(rawRoutes(new RawOps(kms.ring)));
+  },
+  grpc: (ctx) => kmsGrpc(kmsOf(ctx)),
 };

@@ -1,7 +1,7 @@
 /**
  * Starts a real service as a benchmark target, in its own process, with the access log off,
  * the rate limit out of the way and tokens from the bench's issuer. Prints one JSON line with
- * the public URL, the trust bundle and the mTLS URL (if any) once it listens; stops on SIGTERM.
+ * the public URL, the trust bundle, the mTLS URL and gRPC address (if any) once it listens; stops on SIGTERM.
  *
  * Args: <data dir> <issuer> <jwks url> <issuer CA file> [<postgres:// url> <password file> [<pool size>]]
  * Without a database url the service uses its embedded database in the data dir. Instances whose
@@ -15,7 +15,12 @@ import { startService, type RunningService } from "../../src/service/service.ts"
 
 export async function serveBenchTarget(
   def: ServiceDefinition,
-  opts: { config?: (c: ServiceConfig) => void; ready?: (s: RunningService) => Promise<unknown> } = {},
+  opts: {
+    config?: (c: ServiceConfig) => void;
+    ready?: (s: RunningService) => Promise<unknown>;
+    /** More fields for the printed line (what the bench needs to drive the target). */
+    info?: (s: RunningService) => Promise<Record<string, unknown>>;
+  } = {},
 ): Promise<void> {
   const [dataDir, issuer, jwksUrl, caFile, databaseUrl, passwordFile, poolSize] = process.argv.slice(2);
   const s = await startService(def, {
@@ -43,6 +48,6 @@ export async function serveBenchTarget(
     },
   });
   await opts.ready?.(s);
-  console.log(JSON.stringify({ url: s.publicUrl, trust: s.trustBundlePath, mtls: s.mtlsUrl }));
+  console.log(JSON.stringify({ url: s.publicUrl, trust: s.trustBundlePath, mtls: s.mtlsUrl, grpc: s.grpcAddress, ...(await opts.info?.(s)) }));
   process.on("SIGTERM", () => void s.stop().then(() => process.exit(0)));
 }

@@ -8,8 +8,9 @@
  * Secrets go to `<data>/demo/*.secret` (mode 0600) and are never printed.
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
-import { DEMO_TENANT, LEARN_PS_SCOPE, LEARN_PS_WEB_CLIENT, SERVICE_SCOPES, demoFile, scopesOf } from "./manifest.ts";
+import { dirname, join } from "node:path";
+import { BROWSER_CLIENTS, DEMO_TENANT, KMS_GRPC_DEMO_CLIENT, SERVICE_SCOPES, demoFile, scopesOf } from "./manifest.ts";
+import { DirectoryStore, issueLeaf, loadOrCreateSuiteCa, suiteCaSealerFromFiles, toPem } from "../../src/pki/index.ts";
 
 export const DEMO_USER = "demo";
 export const CLI_CLIENT = "demo-cli";
@@ -144,17 +145,19 @@ export async function provisionClients(d: DemoInputs, rootToken: string): Promis
       secret: false,
     },
   ];
-  const ps = d.urls["learn-ps"];
-  if (ps) {
+  // The services whose pages sign users in: a confidential web client each (the BFF).
+  for (const [service, web] of Object.entries(BROWSER_CLIENTS)) {
+    const url = d.urls[service];
+    if (!url) continue;
     clients.push({
-      id: LEARN_PS_WEB_CLIENT,
+      id: web.client_id,
       doc: {
-        client_name: "Pet Store",
+        client_name: web.client_name,
         grant_types: ["authorization_code", "refresh_token"],
-        redirect_uris: [`${ps}/browser/callback`],
-        post_logout_redirect_uris: [`${ps}/browser/`],
-        audiences: ["learn-ps"],
-        scopes: LEARN_PS_SCOPE.split(" "),
+        redirect_uris: [`${url}/browser/callback`],
+        post_logout_redirect_uris: [`${url}/browser/`],
+        audiences: [service],
+        scopes: web.scope.split(" "),
         token_endpoint_auth_method: "client_secret_basic",
       },
       secret: true,
@@ -213,4 +216,25 @@ export async function provisionUser(d: Pick<DemoInputs, "dataRoot" | "ca" | "aut
     if (reset.status >= 300) fail("resetting the demo user's password", reset);
     writeSecret(file, password);
   }
+}
+
+/**
+ * The demo tenant's client certificate for sm-kms's gRPC API: issued by the suite CA (which
+ * the services created on their first start, sealed by the development unseal secret), named
+ * `spiffe://cryptoutil/demo/kms-grpc-client`, which sm-kms maps to the demo tenant. Re-issued
+ * on every start (30 days); written to `<data>/demo/kms-grpc-client.{crt,key}`.
+ */
+export async function provisionKmsGrpcClient(dataRoot: string): Promise<{ certFile: string; keyFile: string }> {
+  const { ca } = await loadOrCreateSuiteCa({
+    store: new DirectoryStore(join(dataRoot, "suite-ca")),
+    sealer: await suiteCaSealerFromFiles([join(dataRoot, "dev-unseal.secret")]),
+  });
+  const leaf = await issueLeaf(ca, { serviceName: "kms-grpc-client", dnsNames: [], ipAddresses: [], uris: [KMS_GRPC_DEMO_CLIENT], usage: "client", validityDays: 30 });
+  const certFile = demoFile(dataRoot, "kms-grpc-client.crt");
+  const keyFile = demoFile(dataRoot, "kms-grpc-client.key");
+  mkdirSync(dirname(certFile), { recursive: true, mode: 0o700 });
+  writeFileSync(certFile, toPem("CERTIFICATE", new Uint8Array(leaf.cert.rawData)) + toPem("CERTIFICATE", new Uint8Array(ca.intermediate.cert.rawData)));
+  writeFileSync(keyFile, toPem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", leaf.keys.privateKey))), { mode: 0o600 });
+  chmodSync(keyFile, 0o600);
+  return { certFile, keyFile };
 }

@@ -6,6 +6,8 @@
 import { join } from "node:path";
 import { serviceSpiffeId } from "../../src/auth/client-cert.ts";
 
+import { scopesOf } from "../../schemas/scopes.ts";
+
 export { SERVICE_SCOPES, scopesOf } from "../../schemas/scopes.ts";
 
 export const DEMO_TENANT = "demo";
@@ -14,6 +16,16 @@ export const AUDIT_MTLS_PORT = 8801;
 /** The client learn-ps's page signs users in with (authorization code + PKCE). */
 export const LEARN_PS_WEB_CLIENT = "learn-ps-web";
 export const LEARN_PS_SCOPE = "openid profile pets:read pets:write";
+/** sm-kms's gRPC port under `npm start` (mutual TLS). */
+export const KMS_GRPC_PORT = 8081;
+/** The URI SAN of the demo tenant's gRPC client certificate, which sm-kms maps to the demo tenant. */
+export const KMS_GRPC_DEMO_CLIENT = "spiffe://cryptoutil/demo/kms-grpc-client";
+
+/** The services whose pages sign users in under `npm start`: their demo web client and its scope. */
+export const BROWSER_CLIENTS: Record<string, { client_id: string; client_name: string; scope: string }> = {
+  "learn-ps": { client_id: LEARN_PS_WEB_CLIENT, client_name: "Pet Store", scope: LEARN_PS_SCOPE },
+  "sm-im": { client_id: "sm-im-web", client_name: "Messages", scope: "openid profile im:read im:write" },
+};
 
 export interface SuiteLayout {
   dataRoot: string;
@@ -71,13 +83,19 @@ export function suiteDefaults(service: string, s: SuiteLayout): Record<string, u
     out.federation = { audit: { url: u.origin, ca_file: join(s.dataRoot, service, "trust-bundle.pem") } };
   }
   if (service === "pki-ca" && s.urls["pki-ca"]) out.app = { base_url: s.urls["pki-ca"] };
-  if (service === "learn-ps" && authz && s.demo) {
+  if (service === "sm-kms") {
+    // The gRPC API; in the demo, a client certificate (written by the launcher) is the demo tenant.
+    out.server = { grpc_port: KMS_GRPC_PORT };
+    if (s.demo) out.mtls = { principals: [{ uri: KMS_GRPC_DEMO_CLIENT, tenant: DEMO_TENANT, subject: "demo-kms-grpc", scopes: scopesOf(["sm-kms"]) }] };
+  }
+  const web = BROWSER_CLIENTS[service];
+  if (web && authz && s.demo) {
     out.browser = {
       login: {
         issuer: `${authz}/t/${DEMO_TENANT}`,
-        client_id: LEARN_PS_WEB_CLIENT,
-        client_secret_file: demoFile(s.dataRoot, `${LEARN_PS_WEB_CLIENT}.secret`),
-        scope: LEARN_PS_SCOPE,
+        client_id: web.client_id,
+        client_secret_file: demoFile(s.dataRoot, `${web.client_id}.secret`),
+        scope: web.scope,
       },
     };
   }

@@ -10,6 +10,7 @@
  * provider `src/crypto`'s dispatcher selects for these operations at these sizes; `jose`
  * makes those WebCrypto calls itself, so the JOSE formats are never hand-rolled here.
  */
+import { createPrivateKey, type JsonWebKey, type KeyObject } from "node:crypto";
 import { exportJWK, generateKeyPair, generateSecret, importJWK, type JWK } from "jose";
 import { AppError } from "../service/errors.ts";
 import { decodeBase64url } from "./base64url.ts";
@@ -146,6 +147,11 @@ export interface UsableKey {
   kem?: MlKemDecapsulationKey;
   /** The token object that holds the private/secret key, for HSM material. */
   token?: { objects: TokenKeyObjects; object: TokenObject };
+  /**
+   * The software RSA or EC private key as a node KeyObject, for operations on pre-hashed input
+   * and raw RSA padding (sm-kms's raw operations) that WebCrypto does not offer.
+   */
+  raw?: KeyObject;
 }
 
 /** Imports a public JWK (HSM versions keep theirs in the database) for encrypt and verify. */
@@ -165,7 +171,8 @@ export async function importMaterial(s: AlgorithmSpec, jwk: JWK): Promise<Usable
   if (s.asymmetric) {
     const pub = await importPublic(s, jwk);
     if (!hasPrivateMembers(jwk)) return pub; // public-only import
-    return { ...pub, secret: (await importJWK(jwk, s.jose, { extractable: false })) as CryptoKey };
+    const raw = jwk.kty === "RSA" || jwk.kty === "EC" ? createPrivateKey({ key: jwk as JsonWebKey, format: "jwk" }) : undefined;
+    return { ...pub, secret: (await importJWK(jwk, s.jose, { extractable: false })) as CryptoKey, raw };
   }
   const raw = decodeBase64url(jwk.k ?? "");
   try {

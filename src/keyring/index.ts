@@ -23,6 +23,7 @@ export {
 } from "./keyring.ts";
 export { keyringMigrations } from "./migrations.ts";
 export { KeyringHsm, algorithmNotInHsm, tokenObjectLabel, tokenSpecOf, type HsmMaterialDoc } from "./hsm.ts";
+export { softwareBackend, pkcs11Backend, type KeyBackend, type VersionRef, type CreatedMaterial } from "./backend.ts";
 export { KeyringStore, type ElasticKeyRow, type MaterialKeyRow, type KeyringDb } from "./store.ts";
 export { canonicalJson } from "./canonical.ts";
 export { Lru } from "./lru.ts";

@@ -33,6 +33,7 @@ import {
   type ProtectedHeaderParameters,
 } from "jose";
 import { AppError } from "../service/errors.ts";
+import { inChildSpan, SpanKind } from "../telemetry/index.ts";
 import { equalBytes } from "../crypto/constant-time.ts";
 import { validatePoint } from "../crypto/provider.ts";
 import type { TokenKeyObjects, TokenObject, TokenSignAlg } from "../crypto/pkcs11/keyring-objects.ts";
@@ -131,7 +132,7 @@ export function compactFromFlattened(jws: FlattenedJwsOut): string {
 }
 
 /** A compact JWS over `payload` with the version's key; `kid` names the version. */
-export async function signCompact(active: ActiveVersion, payload: Uint8Array, extraHeader: Record<string, string> = {}): Promise<string> {
+async function signCompactOp(active: ActiveVersion, payload: Uint8Array, extraHeader: Record<string, string> = {}): Promise<string> {
   const header = { ...extraHeader, alg: active.spec.jose, kid: active.kid };
   const key = privateOf(active);
   if (key.secret) return new CompactSign(payload).setProtectedHeader(header).sign(key.secret);
@@ -165,7 +166,7 @@ async function verifyTokenMac(active: ActiveVersion, token: Token, jws: string):
  * Verifies a compact JWS (payload attached) against the version its kid names, of key `id`
  * of one of `purposes`. Returns the version used and the verified payload and header.
  */
-export async function verifyCompact(
+async function verifyCompactOp(
   ring: Keyring,
   tenant: string,
   id: string,
@@ -192,7 +193,7 @@ export async function verifyCompact(
 // --- MAC ----------------------------------------------------------------------------------
 
 /** The raw HMAC of `data` with a mac key's version. */
-export async function macOf(active: ActiveVersion, data: Uint8Array): Promise<Uint8Array> {
+async function macOfOp(active: ActiveVersion, data: Uint8Array): Promise<Uint8Array> {
   const key = privateOf(active);
   const hash = hmacHash(active.spec.name);
   if (!hash) throw new AppError("key_purpose_mismatch", `this operation is not allowed for a ${active.spec.purpose} key`);
@@ -201,11 +202,11 @@ export async function macOf(active: ActiveVersion, data: Uint8Array): Promise<Ui
 }
 
 /** Whether `mac` is the HMAC of `data` with the version; compared in constant time. */
-export async function verifyMac(active: ActiveVersion, data: Uint8Array, mac: Uint8Array): Promise<boolean> {
+async function verifyMacOp(active: ActiveVersion, data: Uint8Array, mac: Uint8Array): Promise<boolean> {
   const key = privateOf(active);
   // WebCrypto's HMAC verify compares in constant time; the token's MAC is compared here, likewise.
   if (key.secret) return crypto.subtle.verify("HMAC", key.secret, new Uint8Array(mac), new Uint8Array(data));
-  return equalBytes(await macOf(active, data), mac);
+  return equalBytes(await macOfOp(active, data), mac);
 }
 
 // --- JWE ----------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ export interface EncryptOptions {
 export type FlattenedJweOut = { protected: string; encrypted_key?: string; iv: string; ciphertext: string; tag: string; aad?: string };
 
 /** Encrypts `plaintext` to the version: `alg` and `kid` name it, `enc` must be one it accepts. */
-export async function encryptJwe(active: ActiveVersion, plaintext: Uint8Array, opts: EncryptOptions = {}): Promise<string | FlattenedJweOut> {
+async function encryptJweOp(active: ActiveVersion, plaintext: Uint8Array, opts: EncryptOptions = {}): Promise<string | FlattenedJweOut> {
   const enc = opts.enc ?? active.spec.enc!;
   if (!contentEncryptions(active.spec).includes(enc)) throw new AppError("validation_failed", `enc ${enc} is not available for ${active.spec.name} keys`);
   if (isMlKem(active.spec)) return encryptMlKemJwe(active, plaintext, enc, opts);
@@ -295,7 +296,7 @@ async function encryptWithToken(active: ActiveVersion, token: Token, plaintext: 
 }
 
 /** Opens a compact or flattened JWE with the version's private/secret key, accepting only its own alg and enc. */
-export function openJwe(active: ActiveVersion, jwe: string | FlattenedJWE): Promise<Uint8Array> {
+function openJweOp(active: ActiveVersion, jwe: string | FlattenedJWE): Promise<Uint8Array> {
   return openJweWith(active, jwe);
 }
 
@@ -413,3 +414,33 @@ async function cekFromToken(active: { spec: AlgorithmSpec; usable: UsableKey }, 
       throw decryptionFailed();
   }
 }
+
+// --- Spans --------------------------------------------------------------------------------
+
+/** Where a version's key lives, for a span: `token` (an HSM) or `raw` (in memory). */
+const locationOf = (active: ActiveVersion) => (active.usable.token ? "token" : "raw");
+
+/**
+ * The operations above as `crypto <op>` spans of the request being traced (no span outside
+ * one): the algorithm and where the key lives, never a key, an input or an output.
+ */
+function traced<A extends unknown[], R>(op: string, fn: (...args: A) => Promise<R>, describe: (...args: A) => { alg?: string; location?: string }): (...args: A) => Promise<R> {
+  return (...args: A) => {
+    const d = describe(...args);
+    return inChildSpan(`crypto ${op}`, SpanKind.INTERNAL, { "crypto.operation": op, "crypto.algorithm": d.alg, "crypto.key.location": d.location }, () => fn(...args));
+  };
+}
+const ofVersion = (active: ActiveVersion) => ({ alg: active.spec.jose, location: locationOf(active) });
+
+/** A compact JWS over `payload` with the version's key; `kid` names the version. */
+export const signCompact = traced("sign", signCompactOp, ofVersion);
+/** See `verifyCompactOp`: the version comes from the JWS's kid, so the span names no algorithm. */
+export const verifyCompact = traced("verify", verifyCompactOp, () => ({}));
+/** The raw HMAC of `data` with a mac key's version. */
+export const macOf = traced("mac", macOfOp, ofVersion);
+/** Whether `mac` is the HMAC of `data` with the version; compared in constant time. */
+export const verifyMac = traced("verifyMac", verifyMacOp, ofVersion);
+/** Encrypts `plaintext` to the version: `alg` and `kid` name it, `enc` must be one it accepts. */
+export const encryptJwe = traced("encrypt", encryptJweOp, ofVersion);
+/** Decrypts a JWE with the version (see `openJweOp`). */
+export const openJwe = traced("decrypt", openJweOp, ofVersion);

@@ -6,6 +6,8 @@
  * Guarantees:
  * - Material is stored only barrier-encrypted, its context naming tenant, key and version,
  *   so sealed material moved to another row does not open.
+ * - Where material lives is a key backend (backend.ts): software (barrier-sealed JWK) or, with
+ *   an HSM, the token; a version's row origin names its backend.
  * - With an HSM (`opts.hsm`), every new version of an algorithm the token can hold is generated
  *   in (or imported into) the token as a sensitive, non-extractable object; its row holds only
  *   the sealed reference and public JWK (origin `hsm` / `hsm-imported`), never private or secret
@@ -23,8 +25,9 @@ import type { Kysely } from "kysely";
 import type { JWK } from "jose";
 import type { DataProtector } from "../service/context.ts";
 import { AppError, notFound } from "../service/errors.ts";
-import { algorithmSpec, generateMaterial, hasPrivateMembers, importMaterial, importPublic, type AlgorithmSpec, type KeyPurpose, type UsableKey } from "./algorithms.ts";
+import { algorithmSpec, hasPrivateMembers, type AlgorithmSpec, type KeyPurpose, type UsableKey } from "./algorithms.ts";
 import { KeyringHsm, algorithmNotInHsm, type HsmMaterialDoc } from "./hsm.ts";
+import { pkcs11Backend, softwareBackend, type KeyBackend } from "./backend.ts";
 import { TokenKeyObjects } from "../crypto/pkcs11/keyring-objects.ts";
 import type { Pkcs11Provider } from "../crypto/pkcs11/provider.ts";
 import { Lru } from "./lru.ts";
@@ -152,6 +155,8 @@ export class Keyring {
   private readonly now: () => Date;
   /** The token keeping new material, when an HSM is configured. */
   readonly hsm?: KeyringHsm;
+  /** The HSM as a key backend (backend.ts); software is the other. */
+  private readonly tokenBackend?: KeyBackend;
   private readonly softwareFallback: boolean;
 
   constructor(
@@ -165,6 +170,7 @@ export class Keyring {
     protector.onSeal(() => this.cache.clear());
     this.now = opts.now ?? (() => new Date());
     this.hsm = opts.hsm ? new KeyringHsm(new TokenKeyObjects(opts.hsm)) : undefined;
+    this.tokenBackend = this.hsm && pkcs11Backend(this.hsm);
     this.softwareFallback = opts.softwareFallback ?? false;
   }
 
@@ -193,30 +199,40 @@ export class Keyring {
   }
 
   /**
-   * Makes and seals a version's material: the caller's (imported, already validated) or fresh.
-   * With an HSM that can hold the algorithm, private/secret material goes into the token and
-   * only its reference (and public JWK) is sealed; public-only imports have nothing secret.
+   * The backend a new version's material goes to: with an HSM, the token for every algorithm it
+   * can hold (software otherwise only with `softwareFallback`); public-only imports have nothing
+   * secret and stay in software. Without an HSM, software.
+   */
+  private backendFor(spec: AlgorithmSpec, supplied?: JWK): KeyBackend {
+    const hasSecret = !supplied || hasPrivateMembers(supplied);
+    if (!this.tokenBackend || !hasSecret) return softwareBackend;
+    if (this.tokenBackend.holds(spec, supplied)) return this.tokenBackend;
+    if (!this.softwareFallback) throw algorithmNotInHsm(spec.name);
+    return softwareBackend;
+  }
+
+  /** The backend that holds a stored version, from its origin; the token's must be configured. */
+  private backendOf(origin: string): KeyBackend {
+    if (!IN_TOKEN.has(origin)) return softwareBackend;
+    if (!this.tokenBackend) throw new AppError("unavailable", "this key version lives in an HSM, which is not configured");
+    return this.tokenBackend;
+  }
+
+  /**
+   * Makes and seals a version's material: the caller's (imported, already validated) or fresh,
+   * in the backend `backendFor` picks; the barrier seals the backend's document (the key itself
+   * in software, a reference and public JWK for a token).
    */
   private async seal(tenant: string, id: string, version: number, spec: AlgorithmSpec, createdAt: string, supplied?: JWK): Promise<SealedMaterial> {
-    const hasSecret = !supplied || hasPrivateMembers(supplied);
-    if (this.hsm && hasSecret) {
-      if (this.hsm.holds(spec, supplied)) {
-        const hsm = this.hsm;
-        const { doc, object } = supplied ? await hsm.import(spec, supplied, tenant, id, version) : await hsm.generate(spec, tenant, id, version);
-        const origin: StoredOrigin = supplied ? "hsm-imported" : "hsm";
-        try {
-          const row = await this.sealDoc(tenant, id, version, doc, origin, createdAt);
-          return { row, discard: () => hsm.discard(object) };
-        } catch (e) {
-          await hsm.discard(object).catch(() => undefined);
-          throw e;
-        }
-      }
-      if (!this.softwareFallback) throw algorithmNotInHsm(spec.name);
+    const backend = this.backendFor(spec, supplied);
+    const made = await backend.create(spec, { tenant, keyId: id, version }, supplied);
+    try {
+      const row = await this.sealDoc(tenant, id, version, made.doc, (supplied ? backend.origins.imported : backend.origins.generated) as StoredOrigin, createdAt);
+      return { row, discard: made.discard };
+    } catch (e) {
+      await made.discard().catch(() => undefined);
+      throw e;
     }
-    const jwk = supplied ?? (await generateMaterial(spec));
-    const row = await this.sealDoc(tenant, id, version, jwk, supplied ? "imported" : "generated", createdAt);
-    return { row, discard: async () => undefined };
   }
 
   private async sealDoc(tenant: string, id: string, version: number, doc: JWK | HsmMaterialDoc, origin: StoredOrigin, createdAt: string): Promise<MaterialKeyRow> {
@@ -372,9 +388,9 @@ export class Keyring {
     for (const row of await this.store.dueForDeletion(iso, batch)) {
       const inToken = (await this.store.versions(row.tenant, row.id)).filter((m) => IN_TOKEN.has(m.origin));
       // Without the HSM its objects cannot be destroyed: the key waits for a sweep that has it.
-      if (inToken.length > 0 && !this.hsm) continue;
+      if (inToken.length > 0 && !this.tokenBackend) continue;
       // Token objects first: if this fails the rows stay, and the next sweep tries again.
-      for (const m of inToken) await this.hsm!.destroyVersion(row.tenant, row.id, m.version);
+      for (const m of inToken) await this.backendOf(m.origin).destroy({ tenant: row.tenant, keyId: row.id, version: m.version });
       await this.store.purge(row.tenant, row.id);
       this.cache.deletePrefix(`${row.tenant}/${row.id}.`);
       purged++;
@@ -449,22 +465,10 @@ export class Keyring {
   private async open(row: ElasticKeyRow, spec: AlgorithmSpec, version: number): Promise<UsableKey> {
     const m = await this.store.material(row.tenant, row.id, version);
     if (!m) throw notFound("key version");
+    const backend = this.backendOf(m.origin);
     const bytes = await this.protector.decrypt(m.material, materialContext(row.tenant, row.id, version));
     try {
-      if (IN_TOKEN.has(m.origin)) {
-        const doc = JSON.parse(utf8Decode.decode(bytes)) as HsmMaterialDoc;
-        if (!this.hsm) throw new AppError("unavailable", "this key version lives in an HSM, which is not configured");
-        const object = await this.hsm.open(spec, doc, row.tenant, row.id, version);
-        if (spec.asymmetric && !doc.public_jwk) throw new AppError("stored_material_corrupt", "an HSM key version has no public key stored");
-        const pub = spec.asymmetric ? await importPublic(spec, doc.public_jwk!) : {};
-        return { ...pub, token: { objects: this.hsm.objects, object } };
-      }
-      const jwk = JSON.parse(utf8Decode.decode(bytes)) as JWK;
-      try {
-        return await importMaterial(spec, jwk);
-      } finally {
-        for (const k of ["d", "p", "q", "dp", "dq", "qi", "k", "priv"] as const) delete (jwk as Record<string, unknown>)[k];
-      }
+      return await backend.open(spec, JSON.parse(utf8Decode.decode(bytes)), { tenant: row.tenant, keyId: row.id, version });
     } finally {
       bytes.fill(0);
     }

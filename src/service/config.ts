@@ -39,6 +39,17 @@ const sections = {
     public_url: v.optional(v.pipe(v.string(), v.url())),
     /** Port of the mutual-TLS listener, bound like the public one (`server.bind`); unset: no such listener. */
     mtls_port: v.optional(port),
+    /**
+     * What serves the public port: `bun` (Bun.serve, the fastest; no ALPN, and the runtime
+     * answers malformed HTTP itself) or `node` (node:http2 with allowHTTP1: strict ALPN h2 and
+     * http/1.1, every answer in the service's own form, about 0.6 of the throughput).
+     */
+    listener: v.picklist(["bun", "node"]),
+    /**
+     * Port of the app's gRPC API (sm-kms's KeyService), bound like the public one, mutual TLS with
+     * the mTLS listener's CA and `mtls.principals`; unset: no gRPC listener, and gRPC is never loaded.
+     */
+    grpc_port: v.optional(port),
   }),
   tls: v.strictObject({
     mode: v.picklist(["auto", "static"]),
@@ -164,6 +175,7 @@ export function defaultConfig(service: string, publicPort: number): ServiceConfi
       bind: "127.0.0.1",
       port: publicPort,
       admin_port: 0,
+      listener: "bun",
       body_limit: 1024 * 1024,
       shutdown_timeout_ms: 10_000,
     },

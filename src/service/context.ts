@@ -10,6 +10,7 @@ import type { ChangeFeed } from "../storage/change-feed.ts";
 import type { Federation } from "../federation/federation.ts";
 import type { BearerVerifier } from "../auth/bearer.ts";
 import type { AuditSender } from "../audit/sender.ts";
+import type { GrpcApi } from "./grpc-listener.ts";
 
 /** Encrypts values at rest; the barrier implements it. `context` binds a ciphertext to its place. */
 export interface DataProtector {
@@ -54,6 +55,12 @@ export interface ServiceContext {
   audit: AuditSender;
   /** Registers work to run at graceful stop (timers, background jobs), before storage closes. */
   onStop(fn: () => void | Promise<void>): void;
+  /**
+   * Adds a CA (PEM) whose certificates the mTLS listener accepts besides `mtls.ca_file` (or
+   * the suite CA), for new connections from now on: pki-ca adds its issuing CAs so that
+   * certificates it issued authenticate enrollment (EST). Without an mTLS port it only records.
+   */
+  addClientCa(pem: string): void;
 }
 
 export interface Migration {
@@ -106,6 +113,11 @@ export interface ServiceDefinition {
    * e.g. identity-authz's token endpoint for the suite's API explorers.
    */
   protocolCors?(config: ServiceConfig): { paths: RegExp; origins: string[] } | undefined;
+  /**
+   * The app's gRPC API (optional), served on `server.grpc_port` when that is set, with mutual
+   * TLS and the mTLS principals (see grpc-listener.ts). Called once, only when the port is set.
+   */
+  grpc?(ctx: ServiceContext): GrpcApi;
 }
 
 /** A route the pipeline dispatches itself (see `ServiceDefinition.fastRoutes`). */

@@ -33,6 +33,7 @@ export const ERROR_STATUS = {
   jwt_claim_invalid: 400,
   unseal_failed: 400,
   decryption_failed: 400,
+  mechanism_not_allowed: 400,
   // 401 / 403
   unauthenticated: 401,
   invalid_token: 401,
@@ -50,19 +51,24 @@ export const ERROR_STATUS = {
   key_version_below_minimum: 409,
   key_public_only: 409,
   import_not_allowed: 409,
+  key_version_not_current: 409,
   payload_too_large: 413,
   policy_rejected: 422,
   algorithm_not_in_hsm: 422,
+  raw_op_not_in_hsm: 422,
   certificate_rejected: 422,
   lint_failed: 422,
   unsupported_media_type: 415,
   rate_limited: 429,
+  header_too_large: 431,
   // 5xx: only for faults of the service itself, never for bad input
   sealed: 503,
   shutting_down: 503,
   ca_not_ready: 503,
   unavailable: 503,
   internal: 500,
+  // the request's HTTP version (RFC 9110 §15.6.6): the protocol's own answer to it
+  http_version_not_supported: 505,
   // stored data that no longer opens: a server-side fault, never the caller's
   decrypt_failed: 500,
   sealed_open_failed: 500,

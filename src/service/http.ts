@@ -212,6 +212,27 @@ export function errorResponse(err: unknown, requestId: string, logger?: Logger):
   });
 }
 
+/** The message of each refusal of the HTTP/1.1 parser. */
+const MALFORMED_MESSAGES = {
+  header_too_large: "the request's headers are too large",
+  http_version_not_supported: "only HTTP/1.1 and HTTP/2 are served",
+  malformed_request: "the request is not well-formed HTTP",
+} as const;
+
+/**
+ * The answer to a request the HTTP parser refused before any handler saw it: the error model,
+ * the security headers and a request id like any other answer, counted under the route
+ * `(malformed)` (the node listener calls it; Bun.serve answers such requests itself).
+ */
+export function malformedResponse(kind: keyof typeof MALFORMED_MESSAGES, metrics?: HttpMetrics): Response {
+  const id = crypto.randomUUID();
+  const res = errorResponse(new AppError(kind, MALFORMED_MESSAGES[kind]), id);
+  for (const [k, v] of SECURITY_ENTRIES) if (k !== "content-type") res.headers.set(k, v);
+  res.headers.set("x-request-id", id);
+  metrics?.observe("UNKNOWN", "(malformed)", res.status, 0);
+  return res;
+}
+
 export interface PipelineDeps {
   app: { handle(req: Request): Promise<Response> | Response };
   /** Routes dispatched before the app (never under /service/ or /browser/; checked at start). */
@@ -257,11 +278,45 @@ type ClientIp = (req: Request) => string | undefined;
  */
 async function boundedJsonRequest(req: Request, info: RequestInfo, bodyLimit: number): Promise<Request> {
   const text = await req.text();
-  // A body without Content-Length (chunked) is measured once read; the runtime caps it at twice the limit.
   if (text.length > bodyLimit || Buffer.byteLength(text) > bodyLimit) throw new AppError("payload_too_large", `request body exceeds ${bodyLimit} bytes`);
   checkJsonShape(text);
   const copy = new Request(req.url, { method: req.method, headers: req.headers, body: text }) as WithInfo;
   copy[INFO] = info;
+  return copy;
+}
+
+/**
+ * The runtime's own cap on a request body, far above any `body_limit`: the pipeline answers
+ * oversized bodies itself (a declared length before reading, a chunked body as it streams in).
+ */
+export const RUNTIME_BODY_CAP = 1 << 30;
+
+/**
+ * A request whose body came without Content-Length (chunked), read up to `limit` bytes:
+ * one byte more is a 413, and nothing past it is buffered.
+ */
+async function boundedChunkedRequest(req: Request, limit: number): Promise<Request> {
+  const reader = req.body!.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw new AppError("payload_too_large", `request body exceeds ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    body.set(c, at);
+    at += c.byteLength;
+  }
+  const copy = new Request(req.url, { method: req.method, headers: req.headers, body }) as WithInfo;
+  copy[INFO] = requestInfo(req);
   return copy;
 }
 
@@ -324,6 +379,7 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
         throw new AppError("payload_too_large", `request body exceeds ${d.bodyLimit} bytes`);
       }
       const hasBody = len === null ? req.body !== null : len !== "0";
+      if (hasBody && len === null && req.method !== "GET" && req.method !== "HEAD") req = await boundedChunkedRequest(req, d.bodyLimit);
       const ct = hasBody ? req.headers.get("content-type") : null;
       if (UNSAFE.has(req.method) && (isService || isBrowser) && path.includes("/api/") && hasBody && !isJsonContentType(ct)) {
         throw new AppError("unsupported_media_type", "request bodies must be application/json");

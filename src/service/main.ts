@@ -40,6 +40,7 @@ export async function runMain(def: ServiceDefinition): Promise<void> {
       admin: running.adminUrl,
       docs: running.docsUrl,
       trust_bundle: running.trustBundlePath,
+      ...(running.grpcAddress ? { grpc: running.grpcAddress } : {}),
     }) + "\n",
   );
   const onSignal = () => void running.stop();

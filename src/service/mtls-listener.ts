@@ -1,5 +1,6 @@
 /**
- * The mutual-TLS listener: the one place that knows the runtime's node:http2 server.
+ * The node listener: the one place that knows the runtime's node:http2 server. It serves the
+ * mutual-TLS port, the admin port, and the public port when `server.listener` is `node`.
  *
  * `Bun.serve` enforces client certificates but gives its handler no peer certificate, so
  * the mTLS port is a `node:http2` secure server (`allowHTTP1`: h2 and HTTP/1.1 on one port)
@@ -12,6 +13,10 @@
  * ALPN: h2 and http/1.1 are offered; a client that offers only other protocols is refused
  * with the `no_application_protocol` alert (the runtime's http2 server does this itself; the
  * listener's test checks it). A client that offers no ALPN at all is served HTTP/1.1.
+ *
+ * Malformed HTTP/1.1 (a bad request line, headers over the runtime's limit, an unknown HTTP
+ * version) never reaches a handler; `malformed` shapes that answer too, so it carries the
+ * error model, the security headers and a request id like every other answer.
  */
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -34,9 +39,12 @@ export interface MtlsTls {
   cert: string;
   /** Server private key, PEM. */
   key: string;
-  /** Certificates that client certificates must chain to, PEM. */
-  ca: string;
+  /** Certificates that client certificates must chain to, PEM; unset: no client certificate is asked for. */
+  ca?: string;
 }
+
+/** What was wrong with a request the HTTP/1.1 parser refused. */
+export type MalformedKind = "header_too_large" | "http_version_not_supported" | "malformed_request";
 
 export interface MtlsListenerOptions {
   hostname: string;
@@ -48,6 +56,8 @@ export interface MtlsListenerOptions {
   handler(req: Request, peer: MtlsPeer): Promise<Response>;
   /** The answer when the request cannot be turned into a `Request` or the handler throws. */
   error(e: unknown): Response;
+  /** The answer to a request the HTTP/1.1 parser refused (the connection closes after it). */
+  malformed?(kind: MalformedKind, peer: { address?: string }): Response;
 }
 
 export interface MtlsListener {
@@ -64,7 +74,30 @@ export interface MtlsListener {
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
 
 function secureOptions(tls: MtlsTls) {
-  return { cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: "TLSv1.3" as const, requestCert: true, rejectUnauthorized: true };
+  const clientCerts = tls.ca !== undefined;
+  return { cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: "TLSv1.3" as const, requestCert: clientCerts, rejectUnauthorized: clientCerts };
+}
+
+/** The parser's error code as the kind of refusal it stands for. */
+function malformedKind(code: string | undefined): MalformedKind {
+  if (code === "HPE_HEADER_OVERFLOW") return "header_too_large";
+  if (code === "HPE_INVALID_VERSION") return "http_version_not_supported";
+  return "malformed_request";
+}
+
+/** A whole HTTP/1.1 answer as bytes, for a socket no request object stands for. */
+async function rawAnswer(answer: Response): Promise<Uint8Array> {
+  const body = new Uint8Array(await answer.arrayBuffer());
+  let head = `HTTP/1.1 ${answer.status} ${answer.statusText || "Error"}\r\n`;
+  answer.headers.forEach((value, name) => {
+    if (name !== "content-length" && name !== "connection" && !/[\r\n]/.test(value)) head += `${name}: ${value}\r\n`;
+  });
+  head += `content-length: ${body.byteLength}\r\nconnection: close\r\n\r\n`;
+  const headBytes = new TextEncoder().encode(head);
+  const out = new Uint8Array(headBytes.byteLength + body.byteLength);
+  out.set(headBytes);
+  out.set(body, headBytes.byteLength);
+  return out;
 }
 
 type NodeRequest = Http2ServerRequest | IncomingMessage;
@@ -108,9 +141,24 @@ function bodyStream(req: NodeRequest, limit: number): ReadableStream<Uint8Array>
       req.resume();
     },
     cancel() {
-      req.destroy();
+      // The reader gave up (the pipeline's own limit): drop the rest rather than reset, so the
+      // answer reaches the client.
+      discardRest(req);
     },
   }, { highWaterMark: 4 });
+}
+
+/** How much of an unwanted request body is read and dropped before the connection is cut. */
+const DRAIN_CAP = 1 << 30;
+
+function discardRest(req: NodeRequest): void {
+  let dropped = 0;
+  req.removeAllListeners("data");
+  req.on("data", (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > DRAIN_CAP) req.destroy();
+  });
+  req.resume();
 }
 
 /** node's request as a Web Request. */
@@ -244,8 +292,10 @@ export async function startMtlsListener(opts: MtlsListenerOptions): Promise<Mtls
         answer = opts.error(e);
       }
       await writeResponse(res, answer, http2Stream, req.method === "HEAD");
-      // An answer given before the body was read (413, 401): the rest of the body is not wanted.
-      if (!req.complete) req.destroy();
+      // An answer given before the body was read (413, 401): the rest of the body is read and
+      // dropped, so the client, still sending, reads the answer instead of a reset; a body past
+      // the drain cap ends the connection.
+      if (!req.complete) discardRest(req);
     } catch {
       if (!res.destroyed) (res as ServerResponse).destroy();
     } finally {
@@ -260,6 +310,17 @@ export async function startMtlsListener(opts: MtlsListenerOptions): Promise<Mtls
   // A refused handshake (no certificate, a foreign CA, no common ALPN protocol) is the
   // client's failure: nothing to log or answer.
   server.on("tlsClientError", () => undefined);
+  // A request the HTTP/1.1 parser refused: answered in the service's own form, then closed.
+  server.on("clientError", (e: Error & { code?: string }, socket: Socket) => {
+    const kind = malformedKind(e.code);
+    if (!opts.malformed || !socket.writable || e.code === "ECONNRESET") {
+      socket.destroy();
+      return;
+    }
+    void rawAnswer(opts.malformed(kind, { address: socket.remoteAddress }))
+      .then((bytes) => socket.end(bytes))
+      .catch(() => socket.destroy());
+  });
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -20,8 +20,9 @@ import { defaultConfig, isDevelopment, loadConfig, serverUrl, ServiceConfigSchem
 import { createLogger, type Logger } from "./log.ts";
 import { HttpMetrics } from "./metrics.ts";
 import { IpAllowlist, RateLimiter } from "./guard.ts";
-import { adminHandler, appBase, errorResponse, mapError, publicHandler, requestInfo, SECURITY_HEADERS, type PipelineDeps } from "./http.ts";
+import { adminHandler, appBase, errorResponse, malformedResponse, mapError, publicHandler, requestInfo, RUNTIME_BODY_CAP, SECURITY_HEADERS, type PipelineDeps } from "./http.ts";
 import { startMtlsListener, type MtlsListener, type MtlsPeer } from "./mtls-listener.ts";
+import type { GrpcListener } from "./grpc-listener.ts";
 import { CertificatePrincipals, parseClientCertificate, serviceSpiffeId, type ClientCertificate } from "../auth/client-cert.ts";
 import { docsPlugin, DOCS_PATH, OAUTH_SCHEME } from "./docs.ts";
 import type { ServiceContext, ServiceDefinition } from "./context.ts";
@@ -89,6 +90,13 @@ async function loadOrCreateServiceSecret(db: Kysely<any>, barrier: Barrier, name
   return loadOrCreateServiceSecret(db, barrier, name);
 }
 
+/** What the service needs of a listening server, Bun's or the node listener. */
+interface Listener {
+  readonly port: number | undefined;
+  readonly pendingRequests: number;
+  stop(force: boolean): Promise<void>;
+}
+
 export interface RunningService {
   name: string;
   config: ServiceConfig;
@@ -96,6 +104,8 @@ export interface RunningService {
   adminUrl: string;
   /** The mutual-TLS listener's URL, when `server.mtls_port` is set. */
   mtlsUrl?: string;
+  /** The gRPC listener's `host:port`, when `server.grpc_port` is set. */
+  grpcAddress?: string;
   docsUrl: string;
   /** PEM file clients use to verify the servers (`curl --cacert`). */
   trustBundlePath: string;
@@ -191,6 +201,7 @@ export function resolveConfig(def: ServiceDefinition, opts: Pick<StartOptions, "
   }) as ServiceConfig;
   opts.overrides?.(config);
   def.configure?.(config);
+  if (config.server.grpc_port !== undefined && !def.grpc) throw new AppError("config_invalid", `server.grpc_port: ${def.name} has no gRPC API`);
   checkFederationConfig(config.federation, isDevelopment(config));
   def.checkConfig?.(config);
   return config;
@@ -347,6 +358,7 @@ async function startOnDatabase(
   });
 
   const stopHooks: Array<() => void | Promise<void>> = [];
+  const clientCas = new ClientCaSet();
   const ctx: ServiceContext = {
     name: def.name,
     config,
@@ -362,6 +374,7 @@ async function startOnDatabase(
     bearer,
     audit,
     onStop: (fn) => void stopHooks.push(fn),
+    addClientCa: (pem) => clientCas.add(pem),
   };
   const app = buildPublicApp(def, ctx);
   const metrics = new HttpMetrics();
@@ -391,23 +404,42 @@ async function startOnDatabase(
       accessLog: config.log.access,
       tracer,
   };
-  const handler = publicHandler(pipeline, (req) => publicServer.requestIP(req)?.address);
+  let bunPublic: Server<undefined> | undefined;
+  const onNode = config.server.listener === "node";
+  const handler = publicHandler(pipeline, onNode ? (req) => requestInfo(req).ip : (req) => bunPublic!.requestIP(req)?.address);
 
   let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));
 
-  const publicServer: Server<undefined> = Bun.serve({
-    hostname: config.server.bind,
-    port: config.server.port,
-    tls: tlsOptions(material),
-    // Above body_limit, so that the pipeline answers an oversized body itself (413 with the error
-    // model, headers, request id and metrics); only a body over twice the limit meets the
-    // runtime's bare 413, which no handler can shape.
-    maxRequestBodySize: 2 * config.server.body_limit,
-    fetch: handler,
-    error: (e) => errorResponse(e, "unknown", logger),
-  });
+  // The node listener serves the public port when configured (strict ALPN, every answer in the
+  // service's own form) and always the admin port, where throughput does not matter.
+  const nodeListener = (hostname: string, port: number, bodyLimit: number, serve: (req: Request) => Promise<Response>) =>
+    startMtlsListener({
+      hostname,
+      port,
+      tls: { cert: material.certChainPem, key: material.keyPem },
+      maxRequestBodySize: bodyLimit,
+      handler: (req, peer) => {
+        requestInfo(req).ip = peer.address;
+        return serve(req);
+      },
+      error: (e) => errorResponse(e, "unknown", logger),
+      malformed: (kind) => malformedResponse(kind, metrics),
+    });
+  const publicServer: Listener = onNode
+    ? await nodeListener(config.server.bind, config.server.port, 2 * config.server.body_limit, handler)
+    : (bunPublic = Bun.serve({
+        hostname: config.server.bind,
+        port: config.server.port,
+        tls: tlsOptions(material),
+        // Far above body_limit: the pipeline refuses a declared length over the limit before
+        // reading and reads a chunked body only up to the limit, answering 413 in the error
+        // model itself; the runtime's own bare 413 is left for bodies of a gigabyte.
+        maxRequestBodySize: RUNTIME_BODY_CAP,
+        fetch: handler,
+        error: (e) => errorResponse(e, "unknown", logger),
+      }));
 
   const admin = adminApp({
     name: def.name,
@@ -430,14 +462,9 @@ async function startOnDatabase(
     unsealFiles,
     shutdown: () => void stop(),
   });
-  const adminServer: Server<undefined> = Bun.serve({
-    hostname: "127.0.0.1",
-    port: config.server.admin_port,
-    tls: tlsOptions(material),
-    maxRequestBodySize: 64 * 1024,
-    fetch: adminHandler(admin, logger),
-  });
-  const mtls = config.server.mtls_port === undefined ? undefined : await startMtls(config, pipeline, material, logger, reloadServerLeaf, clock);
+  const adminServer = await nodeListener("127.0.0.1", config.server.admin_port, 64 * 1024, adminHandler(admin, logger));
+  const mtls = config.server.mtls_port === undefined ? undefined : await startMtls(config, pipeline, material, logger, reloadServerLeaf, clock, clientCas);
+  const grpcServer = config.server.grpc_port === undefined ? undefined : await startGrpc(def, ctx, material, () => barrier.sealed, reloadServerLeaf, clock);
 
   async function stop(): Promise<void> {
     if (stopping) return stopping;
@@ -451,14 +478,16 @@ async function startOnDatabase(
       const graceEnd = Date.now() + Math.min(DRAIN_GRACE_MS, config.server.shutdown_timeout_ms);
       const pending = () => publicServer.pendingRequests + (mtls?.listener.pendingRequests ?? 0);
       while (Date.now() < deadline && (Date.now() < graceEnd || pending() > 0)) await new Promise((r) => setTimeout(r, 20));
-      const drain = Promise.all([publicServer.stop(false), mtls?.listener.stop(false)]);
+      const drain = Promise.all([publicServer.stop(false), mtls?.listener.stop(false), grpcServer?.listener.stop(false)]);
       const timeout = new Promise<void>((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref?.());
       await Promise.race([drain, timeout]);
       await publicServer.stop(true);
       await mtls?.listener.stop(true);
+      await grpcServer?.listener.stop(true);
       await adminServer.stop(true);
       await clientCerts?.stop();
       await mtls?.serverCerts?.stop();
+      await grpcServer?.serverCerts?.stop();
       await federation.stop();
       for (const hook of stopHooks) {
         try {
@@ -485,6 +514,7 @@ async function startOnDatabase(
   tracing?.exporter.start();
   clientCerts?.start(config.mtls.renew_check_s * 1000);
   mtls?.serverCerts?.start(config.mtls.renew_check_s * 1000);
+  grpcServer?.serverCerts?.start(config.mtls.renew_check_s * 1000);
   const publicUrl = config.server.public_url ?? serverUrl(config.server.bind, publicServer.port!);
   const running: RunningService = {
     name: def.name,
@@ -492,6 +522,7 @@ async function startOnDatabase(
     publicUrl,
     adminUrl: serverUrl("127.0.0.1", adminServer.port!),
     mtlsUrl: mtls && serverUrl(config.server.bind, mtls.listener.port),
+    grpcAddress: grpcServer && `${serverUrl(config.server.bind, grpcServer.listener.port).replace(/^https:\/\//, "")}`,
     docsUrl: `${publicUrl}${DOCS_PATH}`,
     trustBundlePath,
     adminToken,
@@ -502,13 +533,70 @@ async function startOnDatabase(
     stop,
     stopped,
   };
-  logger.info("listening", { public: running.publicUrl, admin: running.adminUrl, mtls: running.mtlsUrl, docs: running.docsUrl, trust_bundle: trustBundlePath });
+  logger.info("listening", { public: running.publicUrl, admin: running.adminUrl, mtls: running.mtlsUrl, grpc: running.grpcAddress, docs: running.docsUrl, trust_bundle: trustBundlePath });
   return running;
+}
+
+/** CAs added at run time (`ServiceContext.addClientCa`) that the mTLS listener trusts too. */
+class ClientCaSet {
+  private readonly pems = new Set<string>();
+  private listener?: () => void;
+
+  add(pem: string): void {
+    const text = pem.trim() + "\n";
+    if (this.pems.has(text)) return;
+    this.pems.add(text);
+    this.listener?.();
+  }
+
+  pem(): string {
+    return [...this.pems].join("");
+  }
+
+  onChange(fn: () => void): void {
+    this.listener = fn;
+  }
 }
 
 /** The PEM blocks after the first (the intermediates of a leaf-first chain). */
 function chainAfterLeaf(chainPem: string): string {
   return (chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\s*/g) ?? []).slice(1).join("");
+}
+
+/** The certificates client certificates must chain to: `mtls.ca_file`, else (auto mode) the suite CA. */
+function clientCaOf(config: ServiceConfig, material: TlsMaterial, port: string): string {
+  if (config.mtls.ca_file) return readFileSync(config.mtls.ca_file, "utf8");
+  if (config.tls.mode === "auto") return material.caBundlePem + chainAfterLeaf(material.certChainPem);
+  throw new AppError("config_invalid", `mtls.ca_file: required for ${port} when tls.mode is static`);
+}
+
+/**
+ * The gRPC listener (`server.grpc_port`) of an app with a gRPC API, on the mTLS listener's trust:
+ * the same client CA and `mtls.principals`. gRPC is loaded here, only when the port is set.
+ */
+async function startGrpc(
+  def: ServiceDefinition,
+  ctx: ServiceContext,
+  material: TlsMaterial,
+  sealed: () => boolean,
+  reloadServerLeaf: ((now: Date) => Promise<TlsMaterial>) | undefined,
+  clock: () => Date,
+): Promise<{ listener: GrpcListener; serverCerts?: RenewingTlsMaterial }> {
+  const { config } = ctx;
+  const ca = clientCaOf(config, material, "server.grpc_port");
+  const { startGrpcListener } = await import("./grpc-listener.ts");
+  const listener = await startGrpcListener({
+    hostname: config.server.bind,
+    port: config.server.grpc_port!,
+    tls: { cert: material.certChainPem, key: material.keyPem, ca },
+    principals: new CertificatePrincipals(config.mtls.principals),
+    maxMessageBytes: config.server.body_limit,
+    sealed,
+    logger: ctx.logger,
+    api: def.grpc!(ctx),
+  });
+  const serverCerts = renewingLeaf("gRPC", material, ctx.logger, reloadServerLeaf, clock, (m) => listener.setTls({ cert: m.certChainPem, key: m.keyPem, ca }));
+  return { listener, serverCerts };
 }
 
 /**
@@ -524,11 +612,11 @@ async function startMtls(
   logger: Logger,
   reloadServerLeaf: ((now: Date) => Promise<TlsMaterial>) | undefined,
   clock: () => Date,
+  clientCas: ClientCaSet,
 ): Promise<{ listener: MtlsListener; serverCerts?: RenewingTlsMaterial }> {
-  let ca: string;
-  if (config.mtls.ca_file) ca = readFileSync(config.mtls.ca_file, "utf8");
-  else if (config.tls.mode === "auto") ca = material.caBundlePem + chainAfterLeaf(material.certChainPem);
-  else throw new AppError("config_invalid", "mtls.ca_file: required for server.mtls_port when tls.mode is static");
+  const base = clientCaOf(config, material, "server.mtls_port");
+  const trusted = () => base + clientCas.pem();
+  const ca = trusted();
   const principals = new CertificatePrincipals(config.mtls.principals);
   const handler = publicHandler(
     { ...pipeline, serviceAuth: (req, info) => principals.authenticate(info.clientCert, req.headers.get("authorization")) },
@@ -555,18 +643,36 @@ async function startMtls(
     },
     error: (e) => errorResponse(e, "unknown", logger),
   });
-  const serverCerts =
+  let current = { cert: material.certChainPem, key: material.keyPem };
+  clientCas.onChange(() => listener.setTls({ ...current, ca: trusted() }));
+  const serverCerts = renewingLeaf("mTLS", material, logger, reloadServerLeaf, clock, (m) => {
+    current = { cert: m.certChainPem, key: m.keyPem };
+    listener.setTls({ ...current, ca: trusted() });
+  });
+  return { listener, serverCerts };
+}
+
+/** A listener's server leaf, renewed in place (auto mode); `apply` hands each new one to the listener. */
+function renewingLeaf(
+  what: string,
+  material: TlsMaterial,
+  logger: Logger,
+  reloadServerLeaf: ((now: Date) => Promise<TlsMaterial>) | undefined,
+  clock: () => Date,
+  apply: (m: TlsMaterial) => void,
+): RenewingTlsMaterial | undefined {
+  return (
     reloadServerLeaf &&
     new RenewingTlsMaterial(material, {
       reload: reloadServerLeaf,
       clock,
       onRenew: (m) => {
-        listener.setTls({ cert: m.certChainPem, key: m.keyPem, ca });
-        logger.info("mTLS server certificate renewed", { serial: m.leaf.serialNumber, not_after: m.leaf.notAfter });
+        apply(m);
+        logger.info(`${what} server certificate renewed`, { serial: m.leaf.serialNumber, not_after: m.leaf.notAfter });
       },
-      onError: (e) => logger.warn("mTLS server certificate renewal failed; retrying at the next check", { error: e }),
-    });
-  return { listener, serverCerts };
+      onError: (e) => logger.warn(`${what} server certificate renewal failed; retrying at the next check`, { error: e }),
+    })
+  );
 }
 
 interface AdminDeps {

@@ -6,4 +6,4 @@ export { newSpanId, newTraceId } from "./ids.ts";
 export { encodeTraces, unixNanos } from "./otlp-json.ts";
 export { nowMs, Span, SpanKind, SpanStatus, type AttributeValue, type Attributes, type SpanEvent } from "./span.ts";
 export { formatTraceparent, parseTraceparent, type SpanContext } from "./trace-context.ts";
-export { Tracer, type SpanSink } from "./tracer.ts";
+export { inChildSpan, Tracer, type SpanSink } from "./tracer.ts";

@@ -9,6 +9,7 @@
  */
 import { AppError } from "../service/errors.ts";
 import type { SpanContext } from "./trace-context.ts";
+import { newSpanId } from "./ids.ts";
 
 export const SpanKind = { INTERNAL: 1, SERVER: 2, CLIENT: 3 } as const;
 export type SpanKind = (typeof SpanKind)[keyof typeof SpanKind];
@@ -45,6 +46,11 @@ export class Span implements SpanContext {
     private readonly onEnd: (span: Span) => void,
     readonly startMs: number = nowMs(),
   ) {}
+
+  /** A child of this span that ends into the same exporter. */
+  child(name: string, kind: SpanKind, attributes: Attributes): Span {
+    return new Span(name, kind, this.traceId, newSpanId(), this.spanId, attributes, this.onEnd);
+  }
 
   setAttribute(key: string, value: AttributeValue | undefined): this {
     this.attributes[key] = value;

@@ -64,3 +64,22 @@ export class Tracer {
     return runInContext(ctx, fn);
   }
 }
+
+/**
+ * Runs `fn` inside a child span of the active recorded span, when there is one (a request
+ * being traced); otherwise just runs it. For code that has no tracer of its own, such as the
+ * keyring's JOSE operations: the span ends into the exporter of the request's tracer.
+ */
+export async function inChildSpan<T>(name: string, kind: SpanKind, attributes: Attributes, fn: () => Promise<T>): Promise<T> {
+  const parent = activeContext();
+  if (!(parent instanceof Span)) return fn();
+  const span = parent.child(name, kind, attributes);
+  try {
+    return await fn();
+  } catch (e) {
+    span.recordError(e);
+    throw e;
+  } finally {
+    span.end();
+  }
+}

@@ -177,7 +177,7 @@ describe("(b) headless Chromium through the HTML pages", () => {
       expect(await page.title()).toBe("Sign in");
       await page.getByLabel("Username").fill("pat");
       await page.getByLabel("Password").fill(PASSWORD);
-      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("button", { name: "Sign in", exact: true }).click();
       await page.waitForURL((u) => u.pathname.endsWith("/mfa"));
       await page.getByLabel("Code").fill(await pat.nextCode());
       await page.getByRole("button", { name: "Verify" }).click();

@@ -3,7 +3,9 @@
  * (base64 PKCS#7, decoded with `openssl base64 -d | openssl pkcs7 -print_certs`), csrattrs,
  * simpleenroll and simplereenroll with HTTP Basic credentials from the admin API, a request queued
  * for approval (202 + Retry-After), approved through the REST API and collected by sending it
- * again. openssl verifies every issued chain. Needs the Debian packages curl and openssl; skips
+ * again. openssl verifies every issued chain. On the mTLS port, a certificate the CA issued
+ * re-enrolls for its own identity with no password; another identity, a revoked certificate
+ * and a certificate from another CA are refused. Needs the Debian packages curl and openssl; skips
  * with a printed reason when one is missing (fails under CI=true).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -24,7 +26,9 @@ let base: string;
 
 beforeAll(async () => {
   if (!ok) return;
-  f = await startCa({ est: { tenants: { t1: { profiles: ["server", "manual"] } }, default_profile: "server", retry_after_seconds: 7 } });
+  f = await startCa({ est: { tenants: { t1: { profiles: ["server", "manual"] } }, default_profile: "server", retry_after_seconds: 7 } }, undefined, undefined, undefined, (c) => {
+    c.server.mtls_port = 0;
+  });
   trust = write(f.dir, "trust.pem", f.svc.ca);
   root = write(f.dir, "root.pem", await (await f.svc.call("/pki/ca/root.pem")).text());
   base = `${f.svc.publicUrl}/.well-known/est`;
@@ -169,5 +173,64 @@ describe.skipIf(!ok)("EST with curl and openssl (Debian packages curl, openssl)"
     // A profile this tenant does not serve over EST: 409.
     expect((await f.api("/est/credentials", admin, { body: { profile: "server-p384" } })).status).toBe(409);
   }, 60_000);
+  test("mTLS port: the certificate being renewed authenticates simplereenroll; another identity, a revoked or foreign certificate is refused", async () => {
+    const c = await credential("server");
+    await csr("m1", "/CN=m1.example.com", "DNS:m1.example.com");
+    expect((await post("simpleenroll", "m1", c.username, c.password)).status).toBe(200);
+    await verifyIssued("m1");
+    const mtls = `${f.svc.mtlsUrl}/.well-known/est`;
+    const withCert = (op: string, name: string, cert: string, key: string) =>
+      sh(`curl -sS --cacert ${trust} --cert ${cert} --key ${key} -H 'Content-Type: application/pkcs10' -H 'Content-Transfer-Encoding: base64' --data-binary @${name}.b64 -o ${name}.out -w '%{http_code}' ${mtls}/${op}`);
+    // The same subject and SANs with a new key, authenticated by the certificate alone.
+    await csr("m1r", "/CN=m1.example.com", "DNS:m1.example.com");
+    expect((await withCert("simplereenroll", "m1r", "m1.pem", "m1.key")).out).toBe("200");
+    const renewed = await verifyIssued("m1r");
+    expect(renewed).toContain("m1.example.com");
+    // Another identity: 403.
+    await csr("m1x", "/CN=other.example.com", "DNS:other.example.com");
+    expect((await withCert("simpleenroll", "m1x", "m1r.pem", "m1r.key")).out).toBe("403");
+    expect((await sh("cat m1x.out")).out).toContain("its own subject");
+    // Revoked at the REST API: the same certificate no longer authorizes.
+    const serial = (await sh("openssl x509 -in m1r.pem -noout -serial")).out.trim().split("=")[1]!.toLowerCase();
+    const rv = await f.api(`/certificates/${serial}/revoke`, await f.token("t1", "pki:revoke"), { body: { reason: "superseded" } });
+    expect(rv.status).toBe(200);
+    await csr("m1s", "/CN=m1.example.com", "DNS:m1.example.com");
+    expect((await withCert("simplereenroll", "m1s", "m1r.pem", "m1r.key")).out).toBe("403");
+    expect((await sh("cat m1s.out")).out).toContain("revoked");
+    // A certificate from another CA fails the handshake: no HTTP answer at all.
+    await sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout self.key -out self.pem -subj '/CN=m1.example.com' -days 1");
+    const foreign = await withCert("simplereenroll", "m1s", "self.pem", "self.key");
+    expect(foreign.code).not.toBe(0);
+    expect(foreign.out).not.toContain("200");
+  }, 120_000);
+  test("serverkeygen: a key made by the CA and its certificate, as multipart/mixed; openssl reads both and they match", async () => {
+    const c = await credential("server");
+    await csr("kg", "/CN=kg.example.com", "DNS:kg.example.com");
+    const r = await sh(`curl -sS --cacert ${trust} -u '${c.username}:${c.password}' -H 'Content-Type: application/pkcs10' --data-binary @kg.b64 -D kg.hdr -o kg.out -w '%{http_code}' ${base}/serverkeygen`);
+    expect(r.out).toBe("200");
+    const headers = (await sh("cat kg.hdr")).out.toLowerCase();
+    const boundary = /content-type: multipart\/mixed; boundary=([^\s;]+)/.exec(headers)?.[1];
+    expect(boundary).toBeDefined();
+    const parts = (await sh("cat kg.out")).out.split(`--${boundary}`).slice(1, -1);
+    expect(parts.length).toBe(2);
+    const bodyOf = (p: string) => p.slice(p.indexOf("\r\n\r\n") + 4).trim();
+    expect(parts[0]).toContain("Content-Type: application/pkcs8");
+    expect(parts[1]).toContain("Content-Type: application/pkcs7-mime; smime-type=certs-only");
+    write(f.dir, "kg-key.b64", bodyOf(parts[0]!) + "\n");
+    write(f.dir, "kg-p7.b64", bodyOf(parts[1]!) + "\n");
+    const key = await sh("openssl base64 -d -in kg-key.b64 | openssl pkey -inform DER -pubout");
+    const cert = await sh("openssl base64 -d -in kg-p7.b64 | openssl pkcs7 -inform DER -print_certs -out kg.pem && openssl x509 -in kg.pem -noout -pubkey -subject");
+    expect(key.code).toBe(0);
+    expect(cert.out).toContain(key.out.trim());
+    expect(cert.out).toContain("kg.example.com");
+    expect((await sh(`openssl verify -CAfile ${root} -untrusted chain.pem kg.pem`)).out).toContain("kg.pem: OK");
+    // The CSR's own key is not the one certified.
+    expect(cert.out).not.toContain((await sh("openssl pkey -in kg.key -pubout")).out.trim());
+    // A profile that queues for approval cannot hold a made key: 409.
+    const m = await credential("manual");
+    await csr("kgm", "/CN=kgm.example.com", "DNS:kgm.example.com");
+    expect((await post("manual/serverkeygen", "kgm", m.username, m.password)).status).toBe(409);
+  }, 120_000);
+
 });
 

@@ -1,4 +1,5 @@
 /** Shared setup of the pki-ca tests: a real pki-ca over HTTPS, a token issuer, and openssl. */
+import type { ServiceConfig } from "../../src/service/config.ts";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -74,6 +75,8 @@ export async function startCa(
   existingDir?: string,
   shared?: { issuer: TestIssuer },
   engine: TestEngine = EMBEDDED,
+  /** Settings of the service beyond its app section (an mTLS port, say). */
+  configure?: (c: ServiceConfig) => void,
 ): Promise<CaFixture> {
   const dir = existingDir ?? mkdtempSync(join(tmpdir(), "cryptoutil-pki-ca-"));
   const issuer = shared?.issuer ?? (await startTestIssuer({ audience: "pki-ca" }));
@@ -87,6 +90,7 @@ export async function startCa(
       c.security.rate_limit_rps = 100_000;
       c.security.rate_limit_burst = 100_000;
       c.app = { base_url: BASE_URL, issuing_cas: ["P-256", "P-384"], profiles: PROFILES, ...app };
+      configure?.(c);
     },
   });
   return {

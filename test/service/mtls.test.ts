@@ -20,6 +20,7 @@ import { tlsFetch } from "../../src/federation/index.ts";
 import { createSuiteCa, DirectoryStore, issueLeaf, loadOrCreateSuiteCa, suiteCaSealerFromFiles, toPem, trustBundlePem, type SuiteCa } from "../../src/pki/index.ts";
 import { startTestIssuer, type TestIssuer } from "../support/issuer.ts";
 import { quiet, startTestService, tempDir, type TestService } from "../support/service.ts";
+import { clientCertificate } from "../support/tls.ts";
 
 const DAY_MS = 86_400_000;
 let shiftMs = -2.2 * DAY_MS;
@@ -32,16 +33,7 @@ let suiteCa: SuiteCa;
 let mtlsUrl: string;
 
 /** A client certificate from `ca`, as PEM files for curl and openssl, and as strings for fetch. */
-async function clientCert(ca: SuiteCa, name: string, sans: { uris?: string[]; dnsNames?: string[] }) {
-  const leaf = await issueLeaf(ca, { serviceName: name, dnsNames: sans.dnsNames ?? [], ipAddresses: [], uris: sans.uris, usage: "client", validityDays: 2 });
-  const key = toPem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", leaf.keys.privateKey)));
-  const cert = toPem("CERTIFICATE", new Uint8Array(leaf.cert.rawData)) + toPem("CERTIFICATE", new Uint8Array(ca.intermediate.cert.rawData));
-  const certFile = join(root, `${name}.crt`);
-  const keyFile = join(root, `${name}.key`);
-  writeFileSync(certFile, cert);
-  writeFileSync(keyFile, key, { mode: 0o600 });
-  return { cert, key, certFile, keyFile };
-}
+const clientCert = (ca: SuiteCa, name: string, sans: { uris?: string[]; dnsNames?: string[] }) => clientCertificate(ca, root, name, sans);
 
 const viaMtls = (path: string, tls: { cert: string; key: string }, init: RequestInit = {}) =>
   tlsFetch({ ca: svc.ca, clientTls: () => tls })(mtlsUrl + path, init);

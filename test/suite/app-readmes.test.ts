@@ -15,7 +15,7 @@ setDefaultTimeout(60_000);
 let dir: string;
 let suite: RunningSuite;
 
-const APPS = ["sm-kms", "jose-ja", "pki-ca", "identity-authz", "identity-idp", "learn-ps", "sm-secrets"];
+const APPS = ["sm-kms", "jose-ja", "pki-ca", "identity-authz", "identity-idp", "learn-ps", "sm-secrets", "sm-im"];
 const readme = (app: string) => readFileSync(join(REPO, "apps", app, "README.md"), "utf8");
 
 /** The README's try block, verbatim (exactly one per README). */
@@ -145,14 +145,15 @@ describe("the try blocks, verbatim, after npm start", () => {
   test("identity-idp: a user created, listed, read, renamed, password reset, disabled and enabled; a second run is a conflict", async () => {
     const run = await runBlock("identity-idp");
     succeeded(run);
-    const [user, list, got, renamed, disabled, enabled, policy] = answers(run.out);
+    const [user, list, got, renamed, disabled, enabled, policy, yubikey] = answers(run.out);
     expect(user).toMatchObject({ username: "alice", name: "Alice Example", has_password: true, disabled: false });
     expect(list.items.map((u: { username: string }) => u.username)).toEqual(expect.arrayContaining(["demo", "alice"]));
     expect(got.id).toBe(user.id);
     expect(renamed.name).toBe("Alice A. Example");
     expect(disabled.disabled).toBe(true);
     expect(enabled.disabled).toBe(false);
-    expect(policy).toEqual({ mfa: "optional" });
+    expect(policy).toEqual({ mfa: "optional", self_registration: false, user_verification: "preferred" });
+    expect(yubikey).toMatchObject({ public_id: "vvccccdtbhrl", name: "Blue key", last_used_at: null });
 
     const again = await runBlock("identity-idp");
     expect(again.code).not.toBe(0);
@@ -187,5 +188,15 @@ describe("the try blocks, verbatim, after npm start", () => {
       expect(meta.current_version).toBe(second.version);
       expect(vault).toMatchObject({ mount_type: "kv", data: { data: { password: "n3w" }, metadata: { version: second.version } } });
     }
+  });
+
+  test("sm-im: a device from an openssl key, contacts with its public key, an empty inbox", async () => {
+    const run = await runBlock("sm-im");
+    succeeded(run);
+    const [device, contacts, inbox] = answers(run.out);
+    expect(device).toMatchObject({ name: "laptop", alg: "ECDH-ES+A256KW", public_key: { kty: "EC", crv: "P-256", kid: device.id } });
+    const mine = contacts.items.find((c: { devices: Array<{ id: string }> }) => c.devices.some((d) => d.id === device.id));
+    expect(mine).toBeDefined();
+    expect(inbox).toEqual({ items: [], next_page_token: null });
   });
 });

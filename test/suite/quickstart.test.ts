@@ -159,7 +159,7 @@ describe("headless Chromium", () => {
       await page.waitForURL((u) => u.port === "18100" && u.pathname === "/t/demo/login");
       await page.getByLabel("Username").fill("demo");
       await page.getByLabel("Password").fill(readFileSync(join(dir, "data", "demo", "user.password"), "utf8").trim());
-      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("button", { name: "Sign in", exact: true }).click();
       await page.waitForURL((u) => u.pathname.endsWith("/consent"));
       await page.getByRole("button", { name: "Allow" }).click();
       await page.waitForURL("https://127.0.0.1:8888/browser/");

@@ -3,7 +3,9 @@
  * intermediate) and a leaf for localhost / 127.0.0.1, as PEM, plus the Bun.serve options
  * (TLS 1.3 only, like the services).
  */
-import { createSuiteCa, issueLeaf, toPem, trustBundlePem } from "../../src/pki/index.ts";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createSuiteCa, issueLeaf, toPem, trustBundlePem, type SuiteCa } from "../../src/pki/index.ts";
 import { TLS13_ONLY } from "../../src/service/service.ts";
 
 export interface ThrowawayTls {
@@ -22,4 +24,27 @@ export async function throwawayTls(serviceName: string): Promise<ThrowawayTls> {
   const keyPem = toPem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", leaf.keys.privateKey)));
   const certPem = toPem("CERTIFICATE", new Uint8Array(leaf.cert.rawData)) + toPem("CERTIFICATE", new Uint8Array(ca.intermediate.cert.rawData));
   return { certPem, keyPem, caPem: trustBundlePem(ca), serve: { cert: certPem, key: keyPem, secureOptions: TLS13_ONLY } };
+}
+
+/** A client certificate (leaf then intermediate) and its key. */
+export interface ClientCertificateFiles {
+  cert: string;
+  key: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/**
+ * A 2-day clientAuth certificate from `ca` named by `sans`, as PEM strings (for fetch and
+ * grpc-js) and as files in `dir` (for curl, openssl, buf and Python).
+ */
+export async function clientCertificate(ca: SuiteCa, dir: string, name: string, sans: { uris?: string[]; dnsNames?: string[] }): Promise<ClientCertificateFiles> {
+  const leaf = await issueLeaf(ca, { serviceName: name, dnsNames: sans.dnsNames ?? [], ipAddresses: [], uris: sans.uris, usage: "client", validityDays: 2 });
+  const key = toPem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", leaf.keys.privateKey)));
+  const cert = toPem("CERTIFICATE", new Uint8Array(leaf.cert.rawData)) + toPem("CERTIFICATE", new Uint8Array(ca.intermediate.cert.rawData));
+  const certFile = join(dir, `${name}.crt`);
+  const keyFile = join(dir, `${name}.key`);
+  writeFileSync(certFile, cert);
+  writeFileSync(keyFile, key, { mode: 0o600 });
+  return { cert, key, certFile, keyFile };
 }

@@ -171,6 +171,11 @@ describe("one trace across sm-kms and identity-authz", () => {
     expect(server.parentSpanId).toBe(callerSpan);
     expect(server.name).toBe("POST /service/api/v1/keys/:id/encrypt");
     expect(server.attributes["url.path"]).toBe(`/service/api/v1/keys/${keyId}/encrypt`);
+    // The keyring's JOSE operation is a crypto span of that request: algorithm and key
+    // location, nothing of the key or the data.
+    const crypto = await until("the crypto span arrives", () => byTrace(callerTrace).find((s) => s.service === "sm-kms" && s.name === "crypto encrypt"));
+    expect(crypto.parentSpanId).toBe(server.spanId);
+    expect(crypto.attributes).toMatchObject({ "crypto.operation": "encrypt", "crypto.algorithm": "dir", "crypto.key.location": "raw" });
   }, 120_000);
 
   test("a caller that does not sample: nothing recorded, nothing in the log's trace but its id", async () => {

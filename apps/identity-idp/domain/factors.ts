@@ -11,6 +11,9 @@ import { renderSVG } from "uqr";
 import { AppError } from "../../../src/service/errors.ts";
 import type { DataProtector } from "../../../src/service/context.ts";
 import type { FactorRow, IdpStore } from "../store.ts";
+import type { YubiKeys } from "./yubikeys.ts";
+import type { Passkeys } from "./passkeys.ts";
+import { splitOtp } from "./yubico-otp.ts";
 import { base32Encode, otpauthUri, resyncHotp, verifyHotp, verifyTotp, TOTP_DEFAULTS, type TotpParams } from "./otp.ts";
 
 export interface Enrolment {
@@ -33,6 +36,8 @@ export class SecondFactors {
     private readonly store: IdpStore,
     private readonly protector: DataProtector,
     private readonly cfg: { issuerName: string; driftSteps: number; hotpLookAhead: number },
+    readonly yubikeys: YubiKeys,
+    readonly passkeys: Passkeys,
     private readonly now: () => number = () => Date.now() / 1000,
   ) {
     this.totpParams = { ...TOTP_DEFAULTS, drift: cfg.driftSteps };
@@ -99,21 +104,30 @@ export class SecondFactors {
     return { ok: true, recoveryCodes: left === 0 ? await this.regenerateRecoveryCodes(tenant, userId) : undefined };
   }
 
-  /** The confirmed factors of a user. */
-  async list(tenant: string, userId: string): Promise<Array<{ id: string; kind: string; created_at: number }>> {
-    return (await this.store.factors(tenant, userId)).filter((f) => f.confirmed).map((f) => ({ id: f.id, kind: f.kind, created_at: f.created_at }));
+  /** The confirmed factors of a user: authenticators, YubiKeys and passkeys. */
+  async list(tenant: string, userId: string): Promise<Array<{ id: string; kind: string; name?: string; attestation?: string; created_at: number }>> {
+    const otp = (await this.store.factors(tenant, userId)).filter((f) => f.confirmed).map((f) => ({ id: f.id, kind: f.kind as string, created_at: f.created_at }));
+    const keys = (await this.yubikeys.list(tenant, userId)).map((k) => ({ id: k.id, kind: "yubikey", name: k.name, created_at: k.created_at }));
+    const passkeys = (await this.passkeys.list(tenant, userId)).map((k) => ({ id: k.id, kind: "passkey", name: k.name, attestation: k.fmt, created_at: k.created_at }));
+    return [...otp, ...keys, ...passkeys];
   }
 
   async hasFactor(tenant: string, userId: string): Promise<boolean> {
     return (await this.list(tenant, userId)).length > 0;
   }
 
+  /** Whether the user can answer the second-factor step with a passkey. */
+  async hasPasskey(tenant: string, userId: string): Promise<boolean> {
+    return (await this.passkeys.list(tenant, userId)).length > 0;
+  }
+
   /**
-   * Checks a second-factor code: an authenticator code (6 digits) or a recovery code.
+   * Checks a second-factor code: an authenticator code (6 digits), a YubiKey OTP or a recovery code.
    * Returns which kind matched, or undefined (wrong, replayed or already used).
    */
-  async verify(tenant: string, userId: string, input: string): Promise<"otp" | "recovery" | undefined> {
+  async verify(tenant: string, userId: string, input: string): Promise<"otp" | "hwk" | "recovery" | undefined> {
     const code = input.trim();
+    if (splitOtp(code)) return (await this.yubikeys.verify(tenant, code, userId)).status === "OK" ? "hwk" : undefined;
     if (/^[0-9]{6}$/.test(code)) {
       for (const f of await this.store.factors(tenant, userId)) {
         if (!f.confirmed) continue;
@@ -164,8 +178,11 @@ export class SecondFactors {
     return codes.map((c) => c.match(/.{4}/g)!.join("-"));
   }
 
+  /** Removes one factor of the user, whichever kind it is. */
   async remove(tenant: string, userId: string, factorId: string): Promise<void> {
     await this.store.deleteFactor(tenant, userId, factorId);
+    await this.store.deleteYubikey(tenant, userId, factorId);
+    await this.store.deleteCredential(tenant, userId, factorId);
   }
 
   /** Admin reset: every factor and recovery code of the user goes. */

@@ -131,6 +131,12 @@ export class IdpKeys {
   }
 }
 
+/**
+ * Two factors of different kinds: a one-time code or hardware key after a first factor, or a
+ * passkey whose authenticator verified the user (PIN or biometrics). A recovery code alone is not.
+ */
+export const isMultiFactor = (amr: string[]) => amr.includes("otp") || (amr.includes("hwk") && amr.length > 1);
+
 const TENANT = /^[A-Za-z0-9._-]{1,64}$/;
 const badChallenge = (why: string, cause?: unknown) => new AppError("invalid_login_challenge", `the login request is not valid: ${why}`, { status: 400, cause });
 const badLogout = (why: string, cause?: unknown) => new AppError("invalid_logout_request", `the logout request is not valid: ${why}`, { status: 400, cause });
@@ -236,7 +242,7 @@ export class LoginHandoff {
         sub: result.sub,
         auth_time: result.authTime,
         amr: result.amr,
-        acr: result.amr.includes("otp") ? "urn:cryptoutil:acr:mfa" : "urn:cryptoutil:acr:pwd",
+        acr: isMultiFactor(result.amr) ? "urn:cryptoutil:acr:mfa" : "urn:cryptoutil:acr:pwd",
         granted_scope: result.grantedScopes.join(" "),
         claims: result.claims,
       });

@@ -26,6 +26,10 @@ export interface LoginFlow {
   pendingUser?: string;
   pendingAt?: number;
   stage?: "mfa" | "enroll";
+  /** The `amr` of the first factor that started the pending step (`pwd`, `email`). */
+  firstAmr?: string[];
+  /** A WebAuthn ceremony under way: its challenge (single use) and what it is for. */
+  webauthn?: { challenge: string; purpose: "register" | "login" | "mfa"; at: number; name?: string };
   /** Recovery codes just generated, shown once by the next page. */
   showCodes?: string[];
 }

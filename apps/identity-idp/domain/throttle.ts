@@ -69,3 +69,32 @@ export class LoginThrottle {
     await this.db.deleteFrom("login_throttle").where("key", "=", key).execute();
   }
 }
+
+/**
+ * A fixed-window send limit (mails per address, per IP), in the same table as the lockouts
+ * under its own key prefix. Addresses are counted whether or not an account has them, so
+ * being limited reveals nothing.
+ */
+export class SendLimit {
+  constructor(
+    private readonly db: Kysely<IdpDb>,
+    private readonly windowS: number,
+    private readonly now: () => number = () => Math.floor(Date.now() / 1000),
+  ) {}
+
+  /** Counts one send against `key`; false (and nothing counted) when `max` is already reached in this window. */
+  async take(key: string, max: number): Promise<boolean> {
+    const t = this.now();
+    const row = await this.db.selectFrom("login_throttle").selectAll().where("key", "=", key).executeTakeFirst();
+    const fresh = !row || t - row.updated_at >= this.windowS;
+    const count = fresh ? 1 : row.failures + 1;
+    if (count > max) return false;
+    const updated_at = fresh ? t : row.updated_at;
+    await this.db
+      .insertInto("login_throttle")
+      .values({ key, failures: count, locked_until: 0, updated_at })
+      .onConflict((oc) => oc.column("key").doUpdateSet({ failures: count, updated_at }))
+      .execute();
+    return true;
+  }
+}

@@ -15,6 +15,14 @@ import { LoginThrottle } from "./throttle.ts";
 import type { Argon2Runner } from "./argon2-pool.ts";
 import type { SecondFactors } from "./factors.ts";
 
+export interface TenantPolicy {
+  mfa: "optional" | "required";
+  /** Whether people may create their own account (with a verified e-mail address). */
+  self_registration: boolean;
+  /** WebAuthn user verification (PIN, biometrics) asked of passkeys. */
+  user_verification: "required" | "preferred" | "discouraged";
+}
+
 export type LoginResult = { ok: true; user: UserRow } | { ok: false; lockedForS: number };
 
 export const lockedError = (seconds: number) =>
@@ -119,12 +127,25 @@ export class UserService {
     return true;
   }
 
-  async mfaPolicy(tenant: string): Promise<"optional" | "required"> {
-    return ((await this.store.policy(tenant)) as "optional" | "required" | undefined) ?? this.cfg.mfaDefault;
+  /** The tenant's sign-in policy; a tenant without its own gets the configured defaults. */
+  async policy(tenant: string): Promise<TenantPolicy> {
+    const row = await this.store.policyRow(tenant);
+    return {
+      mfa: (row?.mfa as TenantPolicy["mfa"] | undefined) ?? this.cfg.mfaDefault,
+      self_registration: !!row?.self_registration,
+      user_verification: (row?.user_verification as TenantPolicy["user_verification"] | undefined) ?? "preferred",
+    };
   }
 
-  async setMfaPolicy(tenant: string, mfa: "optional" | "required"): Promise<void> {
-    await this.store.setPolicy(tenant, mfa, this.now());
+  async mfaPolicy(tenant: string): Promise<"optional" | "required"> {
+    return (await this.policy(tenant)).mfa;
+  }
+
+  /** Changes the given fields of the tenant's policy; the others keep their value. */
+  async setPolicy(tenant: string, patch: Partial<TenantPolicy>): Promise<TenantPolicy> {
+    const next = { ...(await this.policy(tenant)), ...patch };
+    await this.store.setPolicy({ tenant, mfa: next.mfa, self_registration: next.self_registration ? 1 : 0, user_verification: next.user_verification, updated_at: this.now() });
+    return next;
   }
 
   /** Throws `login_locked` (429) while the username or the IP is locked. */

@@ -2,7 +2,25 @@
 import { Elysia } from "elysia";
 import * as v from "valibot";
 import { appBase, principalOf } from "../../../src/service/http.ts";
-import { CreateUser, ListUsersQuery, MfaPolicy, ResetPassword, UpdateUser, User, UserId, UserList } from "../../../schemas/identity-idp.ts";
+import {
+  CreateUser,
+  ImportYubiKey,
+  ListUsersQuery,
+  MfaPolicy,
+  PolicyUpdate,
+  ResetPassword,
+  UpdateUser,
+  User,
+  UserId,
+  UserList,
+  YubicoClient,
+  YubicoClientId,
+  YubicoClientList,
+  YubiKey,
+  YubiKeyId,
+  YubiKeyList,
+} from "../../../schemas/identity-idp.ts";
+import type { YubiKeys } from "../domain/yubikeys.ts";
 import type { UserService } from "../domain/users.ts";
 import type { IdpSessions } from "../domain/sessions.ts";
 import type { IdpKeys } from "../domain/handoff.ts";
@@ -10,7 +28,7 @@ import { AppError } from "../../../src/service/errors.ts";
 
 const ADMIN = ["identity:admin"];
 
-export function adminRoutes(users: UserService, sessions: IdpSessions, keys: IdpKeys) {
+export function adminRoutes(users: UserService, sessions: IdpSessions, keys: IdpKeys, yubikeys: YubiKeys) {
   const tenantOf = (req: Request) => principalOf(req).tenant;
   return new Elysia({ tags: ["users"] } as never)
     .use(appBase)
@@ -88,18 +106,64 @@ export function adminRoutes(users: UserService, sessions: IdpSessions, keys: Idp
       },
       { params: UserId, response: User, scopes: ADMIN, detail: { summary: "Remove every second factor and recovery code of a user" } },
     )
-    .get("/policy", async ({ request }) => ({ mfa: await users.mfaPolicy(tenantOf(request)) }), {
+    .get("/policy", ({ request }) => users.policy(tenantOf(request)), {
       response: MfaPolicy,
       scopes: ADMIN,
-      detail: { summary: "The tenant's MFA policy" },
+      detail: { summary: "The tenant's sign-in policy (MFA, self-registration, passkey user verification)" },
     })
-    .put(
-      "/policy",
-      async ({ request, body }) => {
-        await users.setMfaPolicy(tenantOf(request), body.mfa);
-        return { mfa: body.mfa };
+    .put("/policy", ({ request, body }) => users.setPolicy(tenantOf(request), body), {
+      body: PolicyUpdate,
+      response: MfaPolicy,
+      scopes: ADMIN,
+      detail: { summary: "Change the tenant's sign-in policy (the fields given)" },
+    })
+    .post(
+      "/users/:id/yubikeys",
+      async ({ request, params, body, set }) => {
+        const tenant = tenantOf(request);
+        await users.row(tenant, params.id);
+        set.status = 201;
+        return yubikeys.import(tenant, params.id, body);
       },
-      { body: MfaPolicy, response: MfaPolicy, scopes: ADMIN, detail: { summary: "Set the tenant's MFA policy" } },
+      { params: UserId, body: ImportYubiKey, response: { 201: YubiKey }, scopes: ADMIN, detail: { summary: "Import a YubiKey's Yubico OTP credential (public id, private id, AES key) for a user" } },
+    )
+    .get(
+      "/users/:id/yubikeys",
+      async ({ request, params }) => {
+        const tenant = tenantOf(request);
+        await users.row(tenant, params.id);
+        return { items: await yubikeys.list(tenant, params.id) };
+      },
+      { params: UserId, response: YubiKeyList, scopes: ADMIN, detail: { summary: "A user's YubiKeys" } },
+    )
+    .delete(
+      "/users/:id/yubikeys/:key_id",
+      async ({ request, params, set }) => {
+        await yubikeys.remove(tenantOf(request), params.id, params.key_id);
+        set.status = 204;
+      },
+      { params: YubiKeyId, response: { 204: v.undefined() }, scopes: ADMIN, detail: { summary: "Remove a user's YubiKey" } },
+    )
+    .post(
+      "/yubico-clients",
+      async ({ request, set }) => {
+        set.status = 201;
+        return yubikeys.createClient(tenantOf(request));
+      },
+      { response: { 201: YubicoClient }, scopes: ADMIN, detail: { summary: "Create an API client of /wsapi/2.0/verify (its HMAC-SHA1 key is shown once)" } },
+    )
+    .get("/yubico-clients", async ({ request }) => ({ items: await yubikeys.listClients(tenantOf(request)) }), {
+      response: YubicoClientList,
+      scopes: ADMIN,
+      detail: { summary: "The tenant's API clients of the validation protocol" },
+    })
+    .delete(
+      "/yubico-clients/:id",
+      async ({ request, params, set }) => {
+        await yubikeys.removeClient(tenantOf(request), params.id);
+        set.status = 204;
+      },
+      { params: YubicoClientId, response: { 204: v.undefined() }, scopes: ADMIN, detail: { summary: "Remove an API client" } },
     )
     .post(
       "/signing-keys/rotate",

@@ -11,27 +11,12 @@ import { Elysia } from "elysia";
 import * as v from "valibot";
 import { readFileSync } from "node:fs";
 import { AppError } from "../../../src/service/errors.ts";
-import { requestInfo } from "../../../src/service/http.ts";
-import type { IdpStore } from "../store.ts";
-import type { IdpConfig } from "../config.ts";
-import { IdpSessions, type IdpSession, type LoginFlow } from "../domain/sessions.ts";
-import type { LoginChallenge, LoginHandoff, IdpKeys } from "../domain/handoff.ts";
-import { lockedError, type UserService } from "../domain/users.ts";
+import { IdpSessions } from "../domain/sessions.ts";
+import { lockedError } from "../domain/users.ts";
 import { passwordProblem } from "../domain/password.ts";
 import * as H from "../pages/html.ts";
+import { asPage, html, loginFlow, seeOther, TenantParam, type PageDeps } from "./flow.ts";
 
-export interface PageDeps {
-  users: UserService;
-  store: IdpStore;
-  sessions: IdpSessions;
-  handoff: LoginHandoff;
-  keys: IdpKeys;
-  cfg: IdpConfig;
-  publicUrl?: string;
-  now?: () => number;
-}
-
-const TenantParam = v.object({ tenant: v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,64}$/)) });
 const short = v.optional(v.pipe(v.string(), v.maxLength(1024)));
 const LoginQuery = v.object({ login_challenge: v.optional(v.pipe(v.string(), v.maxLength(8192))) });
 const LoginForm = v.object({ csrf_token: short, username: short, password: short });
@@ -42,105 +27,9 @@ const PasswordForm = v.object({ csrf_token: short, current_password: short, new_
 const RemoveForm = v.object({ csrf_token: short, factor_id: short, password: short });
 const ResyncForm = v.object({ csrf_token: short, factor_id: short, code1: short, code2: short });
 
-const NO_STORE = { "cache-control": "no-store" };
-const html = (body: string, status = 200, headers: Record<string, string> = {}) =>
-  new Response(body, { status, headers: { "content-type": "text/html; charset=utf-8", ...NO_STORE, ...headers } });
-const seeOther = (location: string, headers: Record<string, string> = {}) => new Response(null, { status: 303, headers: { location, ...NO_STORE, ...headers } });
-
-/** Turns page errors into HTML pages (bad input and lockouts); faults stay JSON 500s. */
-function asPage<C>(fn: (c: C) => Promise<Response>) {
-  return async (c: C): Promise<Response> => {
-    try {
-      return await fn(c);
-    } catch (e) {
-      if (e instanceof AppError && e.status < 500) {
-        const title = e.status === 429 ? "Too many attempts" : e.code === "csrf_failed" ? "Please try again" : "Sign-in problem";
-        return html(H.errorPage(title, e.message), e.status, e.headers ?? {});
-      }
-      throw e;
-    }
-  };
-}
-
 export function idpPages(d: PageDeps) {
-  const now = d.now ?? (() => Math.floor(Date.now() / 1000));
+  const { now, idpUrl, ip, cookie, sessionOf, challengeOf, pending, finish, advance, complete, accountView, authenticated, afterFirstFactor } = loginFlow(d);
   const css = readFileSync(new URL("../pages/idp.css", import.meta.url));
-  const idpUrl = (req: Request) => d.publicUrl ?? new URL(req.url).origin;
-  const ip = (req: Request) => requestInfo(req).ip;
-  const cookie = (s: IdpSession) => ({ "set-cookie": d.sessions.cookie(s.id) });
-
-  /** The session of a request, or a fresh pre-login one (its cookie must then be set). */
-  async function sessionOf(req: Request, tenant: string): Promise<{ s: IdpSession; fresh: boolean }> {
-    const s = await d.sessions.load(req, tenant);
-    if (s) return { s, fresh: false };
-    return { s: await d.sessions.create(tenant, {}, undefined, now() + d.cfg.login_flow_s), fresh: true };
-  }
-
-  const challengeOf = async (s: IdpSession): Promise<LoginChallenge | undefined> =>
-    s.flow.challenge ? d.handoff.verifyChallenge(s.row.tenant, s.flow.challenge) : undefined;
-
-  /** Pending second-factor or enrolment state of a session; undefined when there is none or it timed out. */
-  function pending(s: IdpSession | undefined, stage: "mfa" | "enroll"): string | undefined {
-    if (!s || s.flow.stage !== stage || !s.flow.pendingUser || !s.flow.pendingAt) return undefined;
-    return now() - s.flow.pendingAt <= d.cfg.login_flow_s ? s.flow.pendingUser : undefined;
-  }
-
-  /** Sends the verifier to authz for an authenticated session. */
-  async function finish(req: Request, s: IdpSession, ch: LoginChallenge, granted: string[], extra: Record<string, string> = {}): Promise<Response> {
-    const user = await d.users.row(s.row.tenant, s.row.user_id!);
-    const claims: Record<string, unknown> = {};
-    if (granted.includes("profile")) {
-      claims.name = user.name ?? user.username;
-      claims.preferred_username = user.username;
-    }
-    if (granted.includes("email") && user.email) {
-      claims.email = user.email;
-      claims.email_verified = !!user.email_verified;
-    }
-    const url = await d.handoff.callbackUrl(ch, { sub: user.id, authTime: s.row.auth_time!, amr: (s.row.amr ?? "pwd").split(" "), grantedScopes: granted, claims }, idpUrl(req));
-    await d.sessions.saveFlow(s, {});
-    return html(H.continuePage(url), 200, extra);
-  }
-
-  /** After authentication: consent when needed, then back to authz (or to the account page). */
-  async function advance(req: Request, s: IdpSession, extra: Record<string, string> = {}): Promise<Response> {
-    const tenant = s.row.tenant;
-    const ch = await challengeOf(s);
-    if (!ch) return seeOther(`/t/${tenant}/account`, extra);
-    const stored = await d.store.consent(tenant, s.row.user_id!, ch.client_id);
-    const remembered = stored ? new Set(stored.scopes.split(" ")) : new Set<string>();
-    const covered = ch.scopes.every((x) => remembered.has(x));
-    if (ch.prompt.has("consent") || !covered) {
-      if (ch.prompt.has("none")) return html(H.continuePage(await d.handoff.callbackUrl(ch, { error: "consent_required" }, idpUrl(req))), 200, extra);
-      return seeOther(`/t/${tenant}/consent`, extra);
-    }
-    return finish(req, s, ch, ch.scopes, extra);
-  }
-
-  async function complete(req: Request, s: IdpSession, userId: string, amr: string[]): Promise<Response> {
-    const flow: LoginFlow = { challenge: s.flow.challenge };
-    const next = await d.sessions.rotate(s, flow, { userId, authTime: now(), amr });
-    return advance(req, next, cookie(next));
-  }
-
-  async function accountView(s: IdpSession, extra: { message?: string; passwordError?: string; currentError?: string; removeError?: string } = {}) {
-    const u = await d.users.row(s.row.tenant, s.row.user_id!);
-    return H.accountPage({
-      tenant: s.row.tenant,
-      csrf: s.csrf,
-      username: u.username,
-      name: u.name,
-      factors: await d.users.factors.list(s.row.tenant, u.id),
-      codesLeft: await d.users.factors.recoveryCodesLeft(s.row.tenant, u.id),
-      ...extra,
-    });
-  }
-
-  async function authenticated(req: Request, tenant: string): Promise<IdpSession | undefined> {
-    const s = await d.sessions.load(req, tenant);
-    return s?.row.user_id ? s : undefined;
-  }
-
   return new Elysia({ name: "identity-idp.pages" })
     .get("/assets/idp.css", () => new Response(css, { headers: { "content-type": "text/css; charset=utf-8", "cache-control": "max-age=3600" } }), { detail: { hide: true } })
     .get("/jwks", () => d.keys.jwks(), { detail: { summary: "The idp's public keys (login verifiers)" } })
@@ -162,7 +51,8 @@ export function idpPages(d: PageDeps) {
         if (ch?.prompt.has("none")) return html(H.continuePage(await d.handoff.callbackUrl(ch, { error: "login_required" }, idpUrl(request))), 200);
         const { s, fresh } = existing ? { s: existing, fresh: false } : await sessionOf(request, tenant);
         await d.sessions.saveFlow(s, { challenge: query.login_challenge });
-        return html(H.loginPage({ tenant, csrf: s.csrf, username: ch?.login_hint, clientName: ch?.client_name }), 200, fresh ? cookie(s) : {});
+        const links = H.loginLinks({ tenant, email: !!d.email, register: !!d.email && (await d.users.policy(tenant)).self_registration });
+        return html(H.loginPage({ tenant, csrf: s.csrf, username: ch?.login_hint, clientName: ch?.client_name, links }), 200, fresh ? cookie(s) : {});
       }),
       { params: TenantParam, query: LoginQuery, detail: { hide: true } },
     )
@@ -187,17 +77,7 @@ export function idpPages(d: PageDeps) {
           if (r.lockedForS > 0) return again(`Wrong username or password. Too many failed attempts: wait ${r.lockedForS} s.`, 429, { "Retry-After": String(r.lockedForS) });
           return again("Wrong username or password.", 401);
         }
-        const user = r.user;
-        const flow: LoginFlow = { challenge: s!.flow.challenge, pendingUser: user.id, pendingAt: now() };
-        if (await d.users.factors.hasFactor(tenant, user.id)) {
-          const next = await d.sessions.rotate(s!, { ...flow, stage: "mfa" });
-          return seeOther(`/t/${tenant}/mfa`, cookie(next));
-        }
-        if ((await d.users.mfaPolicy(tenant)) === "required") {
-          const next = await d.sessions.rotate(s!, { ...flow, stage: "enroll" });
-          return seeOther(`/t/${tenant}/enroll/totp`, cookie(next));
-        }
-        return complete(request, s!, user.id, ["pwd"]);
+        return afterFirstFactor(request, s!, r.user, ["pwd"]);
       }),
       { params: TenantParam, body: LoginForm, detail: { hide: true } },
     )
@@ -207,7 +87,7 @@ export function idpPages(d: PageDeps) {
       asPage(async ({ request, params }: { request: Request; params: { tenant: string } }) => {
         const s = await d.sessions.load(request, params.tenant);
         if (!pending(s, "mfa")) return seeOther(`/t/${params.tenant}/login`);
-        return html(H.mfaPage({ tenant: params.tenant, csrf: s!.csrf }));
+        return html(H.mfaPage({ tenant: params.tenant, csrf: s!.csrf, passkey: await d.users.factors.hasPasskey(params.tenant, pending(s, "mfa")!) }));
       }),
       { params: TenantParam, detail: { hide: true } },
     )
@@ -220,7 +100,8 @@ export function idpPages(d: PageDeps) {
         const userId = pending(s, "mfa");
         if (!userId) throw new AppError("login_expired", "this sign-in has expired; start again", { status: 400 });
         const user = await d.users.row(tenant, userId);
-        const again = (error: string, status: number, headers: Record<string, string> = {}) => html(H.mfaPage({ tenant, csrf: s!.csrf, error }), status, headers);
+        const passkey = await d.users.factors.hasPasskey(tenant, userId);
+        const again = (error: string, status: number, headers: Record<string, string> = {}) => html(H.mfaPage({ tenant, csrf: s!.csrf, error, passkey }), status, headers);
         try {
           await d.users.assertNotLocked(tenant, user.username, ip(request));
         } catch (e) {
@@ -234,7 +115,8 @@ export function idpPages(d: PageDeps) {
           return again("That code is not valid, or it was already used.", 401);
         }
         await d.users.recordSuccess(tenant, user.username);
-        return complete(request, s!, userId, kind === "otp" ? ["pwd", "otp"] : ["pwd", "mfa"]);
+        const first = s!.flow.firstAmr ?? ["pwd"];
+        return complete(request, s!, userId, [...first, kind === "recovery" ? "mfa" : kind]);
       }),
       { params: TenantParam, body: CodeForm, detail: { hide: true } },
     )
@@ -274,7 +156,7 @@ export function idpPages(d: PageDeps) {
         let next = s!;
         let headers: Record<string, string> = {};
         if (inLogin) {
-          next = await d.sessions.rotate(s!, { challenge: s!.flow.challenge }, { userId, authTime: now(), amr: ["pwd", "otp"] });
+          next = await d.sessions.rotate(s!, { challenge: s!.flow.challenge }, { userId, authTime: now(), amr: [...(s!.flow.firstAmr ?? ["pwd"]), "otp"] });
           headers = cookie(next);
         }
         const nextUrl = inLogin ? `/t/${tenant}/login/continue` : `/t/${tenant}/account`;

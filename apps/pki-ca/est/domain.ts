@@ -10,9 +10,9 @@
  * Guarantees: a credential enrolls only in its own tenant and profile (a label naming another
  * profile is refused); passwords are 256 random bits, stored only as SHA-256 and compared in
  * constant time. simplereenroll issues only when the CSR's subject and SANs are exactly those
- * of a valid, unexpired certificate of the same tenant and profile. TLS client certificate
- * authentication is the next step, on the mTLS listener (`clientCert` of the request info):
- * re-enrollment will then require that the presented certificate is the one being renewed.
+ * of a valid, unexpired certificate of the same tenant and profile. On the mTLS listener a TLS
+ * client certificate this CA issued authenticates instead (`clientCert` of the request info):
+ * it enrolls and re-enrolls for its own subject and SANs, under its own tenant and profile.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { AppError, notFound } from "../../../src/service/errors.ts";
@@ -22,14 +22,18 @@ import { certsOnlyPkcs7 } from "../../../src/pki/pkcs7.ts";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
 import * as x509 from "../../../src/pki/x509.ts";
 import { sansOf, type PkiCa } from "../domain.ts";
+import type { ClientCertificate } from "../../../src/auth/client-cert.ts";
+import { equalBytes } from "../../../src/crypto/constant-time.ts";
 import type { EstConfig } from "./config.ts";
 import type { EstStore } from "./store.ts";
 
-/** An authenticated EST client: its credential's tenant and profile. */
+/** An authenticated EST client: its credential's (or certificate's) tenant and profile. */
 export interface EstClient {
   username: string;
   tenant: string;
   profile: string;
+  /** Set when the client authenticated with a TLS client certificate this CA issued. */
+  certificate?: { subject: string; sans: string[] };
 }
 
 export type EnrollOutcome = { status: "issued"; pkcs7: Uint8Array } | { status: "pending"; retryAfter: number };
@@ -55,6 +59,17 @@ const ECDSA_SHA384 = "1.2.840.10045.4.3.3";
 const RSA_SHA256 = "1.2.840.113549.1.1.11";
 const ED25519 = "1.3.101.112";
 const EXTENSION_REQUEST = "1.2.840.113549.1.9.14";
+
+/** The key types serverkeygen makes, in order of preference, and how. */
+const SERVER_KEY_TYPES = ["P-256", "P-384", "Ed25519", "RSA-3072", "RSA-2048"] as const;
+const rsa = (bits: number) => ({ generate: { name: "RSASSA-PKCS1-v1_5", modulusLength: bits, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" }, sign: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } });
+const SERVER_KEY_ALGORITHMS: Record<string, { generate: AlgorithmIdentifier | EcKeyGenParams | RsaHashedKeyGenParams; sign: Algorithm | EcdsaParams }> = {
+  "P-256": { generate: { name: "ECDSA", namedCurve: "P-256" }, sign: { name: "ECDSA", hash: "SHA-256" } },
+  "P-384": { generate: { name: "ECDSA", namedCurve: "P-384" }, sign: { name: "ECDSA", hash: "SHA-384" } },
+  Ed25519: { generate: { name: "Ed25519" }, sign: { name: "Ed25519" } },
+  "RSA-3072": rsa(3072),
+  "RSA-2048": rsa(2048),
+};
 
 export class EstAuthority {
   constructor(
@@ -96,6 +111,24 @@ export class EstAuthority {
     return { username, tenant: row.tenant, profile: row.profile };
   }
 
+  /**
+   * The client of a TLS client certificate (the mTLS port, RFC 7030 §3.3.2): a certificate this
+   * CA issued, byte for byte the one stored, unexpired and not revoked. Its tenant and profile
+   * are the client's, and it authorizes enrollment for its own subject and SANs only. A label
+   * must be its profile, and its tenant must still serve EST with that profile.
+   */
+  async authenticateCertificate(cert: ClientCertificate, label: string | undefined): Promise<EstClient> {
+    const row = await this.ca.store.certificateBySerial(cert.serialNumber.toLowerCase());
+    const refused = (why: string) => new AppError("forbidden", `this client certificate does not authorize EST: ${why}`, { status: 403 });
+    if (!row || !equalBytes(new Uint8Array(row.cert_der), cert.der)) throw refused("this CA did not issue it");
+    if (row.status !== "valid") throw refused("it is revoked");
+    if (row.not_after <= new Date().toISOString()) throw refused("it has expired");
+    const tenant = Object.hasOwn(this.config.tenants, row.tenant) ? this.config.tenants[row.tenant] : undefined;
+    if (!tenant?.profiles.includes(row.profile)) throw refused("its tenant or profile does not serve EST");
+    if (label !== undefined && label !== row.profile) throw refused(`it enrolls under label ${row.profile}, not ${label.slice(0, 64)}`);
+    return { username: `cert:${row.serial}`, tenant: row.tenant, profile: row.profile, certificate: { subject: row.subject, sans: JSON.parse(row.sans) as string[] } };
+  }
+
   /** The profile's issuing CA and the root, as a certs-only PKCS#7 (RFC 7030 §4.1.3). */
   cacerts(profile: string): Uint8Array {
     const issuing = this.ca.hierarchy.issuing.get(this.ca.profile(profile).issuing_ca);
@@ -132,7 +165,8 @@ export class EstAuthority {
     const csrHash = sha256Hex(der);
     const queued = await this.store.request(client.tenant, client.username, csrHash);
     if (queued) return this.collect(client, queued.request_id, csrHash);
-    if (renew) await this.checkRenewal(client, der);
+    if (client.certificate) this.checkOwnIdentity(client.certificate, der);
+    else if (renew) await this.checkRenewal(client, der);
     const out = await this.ca.submit(client.tenant, { csr: Buffer.from(der).toString("base64"), profile: client.profile });
     if (out.status === "issued") return { status: "issued", pkcs7: this.pkcs7Of(out.certificate.certificate_pem) };
     await this.store.insertRequest({ tenant: client.tenant, username: client.username, csr_sha256: csrHash, request_id: out.request.id, created_at: new Date().toISOString() });
@@ -162,6 +196,36 @@ export class EstAuthority {
     const rows = await this.ca.store.searchCertificates(client.tenant, { subject: p.subject, status: "valid", limit: 1000 });
     const match = rows.find((r) => r.profile === client.profile && r.subject === p.subject && r.not_after > now && JSON.stringify((JSON.parse(r.sans) as string[]).sort()) === sans);
     if (!match) throw new AppError("bad_request", "simplereenroll needs the subject and subjectAltName of a valid certificate of this credential's profile", { status: 400 });
+  }
+
+  /**
+   * serverkeygen (RFC 7030 §4.4): a key pair made here for the subject and SANs of the client's
+   * CSR (whose own key is not certified), certified through the same RA path (policy, lint,
+   * storage, webhooks), returned once as PKCS#8 with its certificate and never stored. The
+   * key type is the profile's first of P-256, P-384, Ed25519, RSA-3072, RSA-2048. A profile
+   * that queues requests for approval is refused: the key would have to wait somewhere.
+   */
+  async serverKeygen(client: EstClient, body: string): Promise<{ pkcs8: Uint8Array; pkcs7: Uint8Array }> {
+    const der = pemOrBase64Der(body, "CERTIFICATE REQUEST", "CSR");
+    const parsed = parseCsr(der);
+    if (client.certificate) this.checkOwnIdentity(client.certificate, der);
+    const profile = this.ca.profile(client.profile);
+    if (profile.approval === "manual") throw new AppError("conflict", "serverkeygen needs a profile that issues without approval", { status: 409 });
+    const keyType = SERVER_KEY_TYPES.find((k) => profile.key_types.includes(k));
+    if (!keyType) throw new AppError("conflict", "this profile allows no key type serverkeygen makes", { status: 409 });
+    const alg = SERVER_KEY_ALGORITHMS[keyType]!;
+    const keys = (await crypto.subtle.generateKey(alg.generate, true, ["sign", "verify"])) as CryptoKeyPair;
+    const request = await x509.Pkcs10CertificateRequestGenerator.create({ name: parsed.subject, keys, signingAlgorithm: alg.sign, extensions: parsed.csr?.extensions ?? [] });
+    const out = await this.ca.submit(client.tenant, { csr: Buffer.from(request.rawData).toString("base64"), profile: client.profile });
+    if (out.status !== "issued") throw new AppError("conflict", "the request was queued for approval; serverkeygen needs one that issues at once", { status: 409 });
+    return { pkcs8: new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey)), pkcs7: this.pkcs7Of(out.certificate.certificate_pem) };
+  }
+
+  /** A certificate-authenticated client asks for its own subject and SANs, nothing else (RFC 7030 §4.2.2). */
+  private checkOwnIdentity(own: { subject: string; sans: string[] }, der: Uint8Array): void {
+    const p = parseCsr(der);
+    const same = p.subject === own.subject && JSON.stringify([...sansOf(p)].sort()) === JSON.stringify([...own.sans].sort());
+    if (!same) throw new AppError("forbidden", "a client certificate enrolls only for its own subject and subjectAltName", { status: 403 });
   }
 
   private pkcs7Of(pem: string): Uint8Array {

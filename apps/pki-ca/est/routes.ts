@@ -5,8 +5,9 @@
  * base64 with 64-character lines. Every refusal is a 4xx with a text/plain body; bad input is
  * never a 5xx. Also `estAdminApi`: the tenant's EST credentials on the authenticated API (`pki:admin`).
  *
- * TLS client certificates: the mTLS listener (`server.mtls_port`) fills
- * `requestInfo(request).clientCert`; EST offers only Basic authentication until it uses that.
+ * TLS client certificates: on the mTLS listener (`server.mtls_port`), which trusts the CA's
+ * own issuing CAs, a certificate this CA issued authenticates simpleenroll and simplereenroll
+ * for its own subject and SANs (`EstAuthority.authenticateCertificate`).
  */
 import { Elysia } from "elysia";
 import * as v from "valibot";
@@ -18,7 +19,7 @@ import type { EstAuthority } from "./domain.ts";
 /** Bound on an EST request body: a base64 CSR is far below it. */
 const MAX_BODY = 128 * 1024;
 const LABEL = /^[a-z0-9][a-z0-9-]{0,63}$/;
-const OPERATIONS = new Set(["cacerts", "simpleenroll", "simplereenroll", "csrattrs"]);
+const OPERATIONS = new Set(["cacerts", "simpleenroll", "simplereenroll", "serverkeygen", "csrattrs"]);
 
 /** base64 in lines of 64 characters, CRLF-separated (RFC 2045 §6.8 allows at most 76). */
 function base64Lines(der: Uint8Array): string {
@@ -27,6 +28,17 @@ function base64Lines(der: Uint8Array): string {
 
 function base64Response(status: number, der: Uint8Array, type: string, headers: Record<string, string> = {}): Response {
   return new Response(base64Lines(der), { status, headers: { "content-type": type, "content-transfer-encoding": "base64", "cache-control": "no-store", ...headers } });
+}
+
+/**
+ * serverkeygen's answer (RFC 7030 §4.4.2): multipart/mixed, the private key as
+ * application/pkcs8 then the certificate as a certs-only PKCS#7, each base64.
+ */
+function serverKeygenResponse(pkcs8: Uint8Array, pkcs7: Uint8Array): Response {
+  const boundary = `est-${Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("hex")}`;
+  const part = (type: string, der: Uint8Array) => `--${boundary}\r\nContent-Type: ${type}\r\nContent-Transfer-Encoding: base64\r\n\r\n${base64Lines(der)}`;
+  const body = `${part("application/pkcs8", pkcs8)}${part("application/pkcs7-mime; smime-type=certs-only", pkcs7)}--${boundary}--\r\n`;
+  return new Response(body, { status: 200, headers: { "content-type": `multipart/mixed; boundary=${boundary}`, "cache-control": "no-store" } });
 }
 
 /** The one mapping of errors to EST answers: a status and a one-line text body. */
@@ -46,19 +58,30 @@ export function estRoutes(authority: () => Promise<EstAuthority>) {
     try {
       if (label !== undefined && !LABEL.test(label)) throw new AppError("not_found", "no such EST label", { status: 404 });
       if (!OPERATIONS.has(op)) throw new AppError("not_found", "no such EST operation", { status: 404 });
-      const enroll = op === "simpleenroll" || op === "simplereenroll";
+      const enroll = op === "simpleenroll" || op === "simplereenroll" || op === "serverkeygen";
       if (enroll !== (request.method === "POST")) throw new AppError("method_not_allowed", `${op} is ${enroll ? "POST" : "GET"}`, { status: 405, headers: { Allow: enroll ? "POST" : "GET" } });
       const est = await authority();
       if (op === "cacerts") return base64Response(200, est.cacerts(est.profileOf(label)), "application/pkcs7-mime");
       if (op === "csrattrs") return base64Response(200, est.csrattrs(est.profileOf(label)), "application/csrattrs");
       est.profileOf(label);
-      const client = await est.authenticate(request.headers.get("authorization"), label);
+      // A client certificate (the mTLS port) authenticates when no Basic credential is sent.
+      const cert = requestInfo(request).clientCert;
+      const authorization = request.headers.get("authorization");
+      const client = cert && !authorization ? await est.authenticateCertificate(cert, label) : await est.authenticate(authorization, label);
       const ct = request.headers.get("content-type") ?? "";
       if (!/^application\/pkcs10\s*(;|$)/i.test(ct)) throw new AppError("unsupported_media_type", "the CSR is application/pkcs10", { status: 415 });
       const body = new Uint8Array(await request.arrayBuffer());
       if (body.length > MAX_BODY) throw new AppError("payload_too_large", `an EST request is at most ${MAX_BODY} bytes`, { status: 413 });
       // base64 per RFC 7030 §4.2.1; a client sending binary DER is read too (the first byte of a SEQUENCE is not base64 text).
       const text = body[0] === 0x30 ? toBase64(body) : new TextDecoder().decode(body);
+      if (op === "serverkeygen") {
+        const made = await est.serverKeygen(client, text);
+        try {
+          return serverKeygenResponse(made.pkcs8, made.pkcs7);
+        } finally {
+          made.pkcs8.fill(0);
+        }
+      }
       const out = await est.enroll(client, text, op === "simplereenroll");
       if (out.status === "pending") return new Response("the request awaits approval; send it again after Retry-After\n", { status: 202, headers: { "retry-after": String(out.retryAfter), "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
       return base64Response(200, out.pkcs7, "application/pkcs7-mime; smime-type=certs-only");

@@ -34,6 +34,11 @@ export interface IdentitySuite {
   idpAdmin(method: string, path: string, body?: unknown): Promise<Response>;
   /** Creates an idp user with a confirmed TOTP factor; `nextCode()` gives a code not used before. */
   userWithTotp(username: string, password: string): Promise<{ id: string; seed: Uint8Array; nextCode(): Promise<string> }>;
+  /**
+   * Starts another app in the suite, its pages signing in through a new web client of the
+   * tenant (scope: what the client asks for), as `npm start` wires learn-ps and sm-im.
+   */
+  withBrowserApp(def: ServiceDefinition, scope: string): Promise<TestService>;
   /** SHA-256 of each service's TLS public key (SPKI), base64: Chromium's pinning allowlist. */
   spkiPins(): Promise<string[]>;
   stop(): Promise<void>;
@@ -128,6 +133,8 @@ export async function startIdentitySuite(opts: { tenant?: string } = {}): Promis
     },
   });
 
+  const extraPorts: number[] = [];
+  const extras: TestService[] = [];
   let idpToken: string | undefined;
   const suite: IdentitySuite = {
     root,
@@ -169,8 +176,35 @@ export async function startIdentitySuite(opts: { tenant?: string } = {}): Promis
         },
       };
     },
-    spkiPins: () => spkiPins([authzPort, idpPort, psPort], ca),
+    async withBrowserApp(def, scope) {
+      const port = await freePort();
+      const url = `https://127.0.0.1:${port}`;
+      const client = await authzAdmin(`/tenants/${tenant}/clients`, {
+        client_name: def.name,
+        grant_types: ["authorization_code", "refresh_token"],
+        redirect_uris: [`${url}/browser/callback`],
+        post_logout_redirect_uris: [`${url}/browser/`],
+        scopes: scope.split(" "),
+        audiences: [def.name],
+      });
+      const file = join(root, `${def.name}-web.secret`);
+      writeFileSync(file, client.client_secret + "\n", { mode: 0o600 });
+      const svc = await startTestService(def, {
+        root,
+        overrides: (c) => {
+          quiet(c);
+          verifyTokensOf(def.name)(c);
+          c.server.port = port;
+          c.browser.login = parseBrowserLoginConfig({ issuer, client_id: client.client_id, client_secret_file: file, scope });
+        },
+      });
+      extraPorts.push(port);
+      extras.push(svc);
+      return svc;
+    },
+    spkiPins: () => spkiPins([authzPort, idpPort, psPort, ...extraPorts], ca),
     async stop() {
+      for (const e of extras) await e.stop();
       await ps.stop();
       await idp.stop();
       await authz.stop();

@@ -1,0 +1,15 @@
+/** sm-im's browser client: the page, its script and styles, served under /browser. */
+import { Elysia } from "elysia";
+import { readFileSync } from "node:fs";
+
+const asset = (name: string) => readFileSync(new URL(`./${name}`, import.meta.url));
+
+export function imPages() {
+  const html = asset("im.html");
+  const js = asset("im.js");
+  const css = asset("im.css");
+  return new Elysia({ prefix: "/browser" })
+    .get("/", () => new Response(html, { headers: { "content-type": "text/html; charset=utf-8" } }), { detail: { hide: true } })
+    .get("/im.js", () => new Response(js, { headers: { "content-type": "text/javascript; charset=utf-8" } }), { detail: { hide: true } })
+    .get("/im.css", () => new Response(css, { headers: { "content-type": "text/css; charset=utf-8" } }), { detail: { hide: true } });
+}

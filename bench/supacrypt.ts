@@ -1,0 +1,209 @@
+/**
+ * Supacrypt: ES256 signs per second through sm-kms's gRPC API (mutual TLS, grpc-js client),
+ * through its HTTPS API (bearer token, fetch with keep-alive), and directly on SoftHSM2
+ * (pkcs11js, CKM_ECDSA over the SHA-256 digest), in the same run. sm-kms keeps its keys in a
+ * SoftHSM2 token, so the three rows differ only by the path to the same kind of key. Every row
+ * is a closed loop with the same number of operations in flight; rounds are interleaved
+ * (gRPC, HTTPS, direct, gRPC, ...) so machine load hits all alike, and the medians are printed.
+ *
+ * The PKCS#11 module's row: `bench/supacrypt-pkcs11.ts`, when present, exports
+ * `measurePkcs11Module(ctx: SupacryptBenchContext): Promise<number | undefined>` (signs/s) and is
+ * measured in the same rounds; see "PKCS#11 module hook" below.
+ *
+ * Usage: npm run bench -- supacrypt [--seconds=4] [--rounds=3] [--concurrency=32] [--channels=4]
+ * Needs SoftHSM2 (Debian softhsm2).
+ */
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { startTestIssuer } from "../test/support/issuer.ts";
+import { setupSoftHsm } from "../test/support/softhsm.ts";
+import { clientCertificate } from "../test/support/tls.ts";
+import { DirectoryStore, loadOrCreateSuiteCa, suiteCaSealerFromFiles } from "../src/pki/index.ts";
+import { openPkcs11Provider } from "../src/crypto/index.ts";
+import { PROTO_ROOT } from "../src/service/grpc-listener.ts";
+import { median, spawnTarget } from "./wrk.ts";
+import { printTable, type Row } from "./lib.ts";
+
+const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
+const SECONDS = arg("seconds", 4);
+const ROUNDS = arg("rounds", 3);
+const CONCURRENCY = arg("concurrency", 32);
+const CLIENT_URI = "spiffe://cryptoutil/bench/supacrypt";
+
+/** What a further row (the PKCS#11 module) gets to measure the same operation on the same service. */
+export interface SupacryptBenchContext {
+  /** sm-kms's public URL and a bearer token of tenant `bench` with every kms scope. */
+  restUrl: string;
+  token: string;
+  /** PEM that verifies sm-kms's server certificates. */
+  ca: string;
+  caFile: string;
+  /** host:port of the gRPC API, and a client certificate mapped to tenant `bench`. */
+  grpcAddress: string;
+  clientCertFile: string;
+  clientKeyFile: string;
+  /** The ES256 key (in the HSM) every row signs with, and the payload. */
+  keyId: string;
+  payload: Uint8Array;
+  seconds: number;
+  concurrency: number;
+}
+
+const softhsm = await setupSoftHsm();
+if (!softhsm) {
+  console.error("SoftHSM2 is required (Debian package 'softhsm2')");
+  process.exit(2);
+}
+const serviceToken = softhsm.createToken("supacrypt-kms");
+const directToken = softhsm.createToken("supacrypt-direct");
+
+const dir = mkdtempSync(join(tmpdir(), "cryptoutil-bench-supacrypt-"));
+const issuer = await startTestIssuer({ audience: "sm-kms" });
+writeFileSync(join(dir, "issuer-ca.pem"), issuer.caPem);
+const token = await issuer.mint({ tenant: "bench", scope: "kms:admin kms:sign kms:verify" }, { expiresIn: "2h" });
+const kms = await spawnTarget([process.execPath, "run", join(import.meta.dir, "targets", "sm-kms-grpc.ts"), join(dir, "sm-kms"), issuer.issuer, issuer.jwksUrl, join(dir, "issuer-ca.pem")], {
+  SUPACRYPT_BENCH_CLIENT: CLIENT_URI,
+  SUPACRYPT_BENCH_HSM_MODULE: softhsm.modulePath,
+  SUPACRYPT_BENCH_HSM_TOKEN: serviceToken.label,
+  SUPACRYPT_BENCH_HSM_PIN_FILE: serviceToken.pinFile,
+  SOFTHSM2_CONF: softhsm.confPath,
+});
+const { url, trust, grpc: grpcAddress } = kms.info as { url: string; trust: string; grpc: string };
+const ca = await Bun.file(trust).text();
+
+// The client certificate, from the suite CA the target created beside its data dir.
+const suiteCa = (await loadOrCreateSuiteCa({ store: new DirectoryStore(join(dir, "suite-ca")), sealer: await suiteCaSealerFromFiles([join(dir, "dev-unseal.secret")]) })).ca;
+const client = await clientCertificate(suiteCa, dir, "supacrypt-bench", { uris: [CLIENT_URI] });
+
+async function rest(method: string, path: string, body?: unknown): Promise<any> {
+  const res = await fetch(`${url}/service/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    tls: { ca },
+  } as RequestInit);
+  const j = await res.json();
+  if (res.status >= 300) throw new Error(`${path}: ${res.status} ${JSON.stringify(j)}`);
+  return j;
+}
+
+const payload = crypto.getRandomValues(new Uint8Array(64));
+const payloadB64u = Buffer.from(payload).toString("base64url");
+const key = await rest("POST", "/keys", { name: "supacrypt-bench", algorithm: "ES256" });
+const held = (await rest("GET", `/keys/${key.id}`)).versions?.[0]?.origin;
+console.log(`sm-kms key ${key.id} (ES256, ${held}, in the service's HSM: a SoftHSM2 token); ${CONCURRENCY} in flight, ${ROUNDS} rounds of ${SECONDS} s`);
+
+// --- gRPC ------------------------------------------------------------------------------------
+const definition = protoLoader.loadSync("supacrypt/v1/keys.proto", { keepCase: true, includeDirs: [PROTO_ROOT] });
+const KeyService = (grpc.loadPackageDefinition(definition) as any).supacrypt.v1.KeyService as grpc.ServiceClientConstructor;
+// Several channels (HTTP/2 connections), as the HTTPS client has several keep-alive connections;
+// each channel is its own connection (grpc.channel_id keeps grpc-js from sharing one).
+const CHANNELS = arg("channels", 4);
+const grpcClients = Array.from(
+  { length: CHANNELS },
+  (_, i) =>
+    new KeyService(grpcAddress, grpc.credentials.createSsl(Buffer.from(ca), Buffer.from(client.key), Buffer.from(client.cert)), {
+      "grpc.ssl_target_name_override": "localhost",
+      "grpc.channel_id": i,
+    }) as any,
+);
+let next = 0;
+const grpcSign = () =>
+  new Promise<void>((resolve, reject) =>
+    grpcClients[next++ % CHANNELS].Sign({ key_id: key.id, payload: Buffer.from(payload) }, (err: Error | null, r: { jws: string }) => (err ? reject(err) : r.jws ? resolve() : reject(new Error("no jws")))),
+  );
+
+// --- HTTPS -----------------------------------------------------------------------------------
+const restSign = async () => {
+  const j = await rest("POST", `/keys/${key.id}/sign`, { payload: payloadB64u });
+  if (!j.jws) throw new Error("no jws");
+};
+
+// --- SoftHSM2 directly ----------------------------------------------------------------------
+const hsm = await openPkcs11Provider({ modulePath: softhsm.modulePath, tokenLabel: directToken.label, pinFile: directToken.pinFile });
+const pair = await hsm.generateEcKeyPair("P-256", { location: "token", label: "supacrypt-direct", persistent: false });
+const directSign = async () => {
+  const sig = await hsm.sign(pair.privateKey, "SHA-256", payload);
+  if (sig.length !== 64) throw new Error("bad signature");
+};
+
+// --- PKCS#11 module hook ----------------------------------------------------------------------
+// The PKCS#11 module (providers/pkcs11, libcryptoutil-pkcs11.so) is measured by
+// bench/supacrypt-pkcs11.ts when that file exists: it gets this run's service, key and client
+// certificate, and returns signs/s for the same ES256 operation through the module.
+const moduleFile = join(import.meta.dir, "supacrypt-pkcs11.ts");
+const context: SupacryptBenchContext = {
+  restUrl: url,
+  token,
+  ca,
+  caFile: trust,
+  grpcAddress,
+  clientCertFile: client.certFile,
+  clientKeyFile: client.keyFile,
+  keyId: key.id,
+  payload,
+  seconds: SECONDS,
+  concurrency: CONCURRENCY,
+};
+const pkcs11Module: ((ctx: SupacryptBenchContext) => Promise<number | undefined>) | undefined = existsSync(moduleFile)
+  ? (await import(moduleFile)).measurePkcs11Module
+  : undefined;
+
+/** Operations completed per second by `concurrency` closed-loop workers over `seconds`. */
+async function closedLoop(op: () => Promise<void>): Promise<number> {
+  const deadline = performance.now() + SECONDS * 1000;
+  let done = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (performance.now() < deadline) {
+        await op();
+        done++;
+      }
+    }),
+  );
+  return (done * 1000) / (performance.now() - t0);
+}
+
+// Warm-up: connections, sessions and the service's key cache.
+for (const op of [grpcSign, restSign, directSign]) await closedLoop(op).catch((e) => Promise.reject(new Error(`warm-up failed: ${e}`)));
+
+const rates: Record<string, number[]> = { grpc: [], https: [], direct: [], module: [] };
+for (let r = 0; r < ROUNDS; r++) {
+  rates.grpc!.push(await closedLoop(grpcSign));
+  rates.https!.push(await closedLoop(restSign));
+  rates.direct!.push(await closedLoop(directSign));
+  if (pkcs11Module) {
+    const m = await pkcs11Module(context);
+    if (m !== undefined) rates.module!.push(m);
+  }
+}
+
+const g = median(rates.grpc!);
+const h = median(rates.https!);
+const d = median(rates.direct!);
+const rows: Row[] = [
+  { group: "ES256 sign", name: "sm-kms gRPC (mTLS, grpc-js client)", opsPerSec: g, anchor: "of HTTPS (target >= 1)", ratio: g / h },
+  { group: "ES256 sign", name: "sm-kms HTTPS API (bearer, fetch)", opsPerSec: h },
+  { group: "ES256 sign", name: "SoftHSM2 directly (pkcs11js)", opsPerSec: d },
+];
+if (rates.module!.length > 0) {
+  const m = median(rates.module!);
+  rows.push({ group: "ES256 sign", name: "PKCS#11 module -> sm-kms", opsPerSec: m, anchor: "of 1,000/s target", ratio: m / 1000 });
+} else {
+  rows.push({ group: "ES256 sign", name: "PKCS#11 module -> sm-kms (bench/supacrypt-pkcs11.ts absent)", opsPerSec: NaN });
+}
+printTable(`Supacrypt: ES256 signs/s, ${CONCURRENCY} in flight, median of ${ROUNDS} rounds of ${SECONDS} s`, rows);
+console.log(`\ngRPC / HTTPS: ${(g / h).toFixed(2)}x; gRPC / SoftHSM2 direct: ${(g / d).toFixed(2)}x`);
+
+for (const c of grpcClients) c.close();
+await hsm.close();
+kms.proc.kill("SIGTERM");
+await kms.proc.exited;
+await issuer.stop();
+softhsm.cleanup();
+process.exit(0);

@@ -1,0 +1,260 @@
+/**
+ * The gRPC listener (`server.grpc_port`): an app's unary gRPC API over mutual TLS, with the
+ * standard health service (grpc.health.v1) and server reflection beside it.
+ *
+ * `@grpc/grpc-js` serves HTTP/2 on the runtime's node:http2, as the mTLS listener does; this
+ * file is the one that knows it. It is imported only when the port is configured, so a
+ * service without one never loads gRPC.
+ *
+ * Guarantees:
+ * - TLS 1.3 only; a client certificate chaining to `tls.ca` is required by the handshake (no
+ *   certificate, or one from another CA, never reaches a handler).
+ * - The certificate becomes a principal through the same `mtls.principals` mapping as the mTLS
+ *   port (`CertificatePrincipals`): a verified but unmapped certificate is PERMISSION_DENIED
+ *   `forbidden`; a method's scopes are checked before its handler runs (`insufficient_scope`).
+ * - While the barrier is sealed every API call is UNAVAILABLE `sealed`, and health says NOT_SERVING.
+ * - Errors are status codes with the stable code of the error model in the trailing metadata
+ *   `cryptoutil-error-code` and as a google.rpc.ErrorInfo in `grpc-status-details-bin`; a
+ *   message that does not parse is INVALID_ARGUMENT `malformed_message`, one above
+ *   `maxMessageBytes` RESOURCE_EXHAUSTED; a fault of the service is INTERNAL `internal`, logged.
+ */
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import protobuf from "protobufjs";
+import { AppError } from "./errors.ts";
+import { toAppError, logServerError } from "./http.ts";
+import type { Logger } from "./log.ts";
+import type { MtlsTls } from "./mtls-listener.ts";
+import type { Principal } from "../auth/bearer.ts";
+import { parseClientCertificate, type CertificatePrincipals, type ClientCertificate } from "../auth/client-cert.ts";
+
+/** The folder of the suite's .proto files (`schemas/proto`). */
+export const PROTO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "schemas", "proto");
+
+/** One unary method of an app's gRPC API. */
+export interface GrpcMethod {
+  /** The caller needs every one of `scopes`, or (with `anyOf`) at least one; none: any mapped certificate. */
+  scopes?: string[];
+  anyOf?: boolean;
+  /** The request as proto-loader decodes it (field names as in the .proto, bytes as Buffer). */
+  handle(request: any, principal: Principal): Promise<unknown> | unknown;
+}
+
+/** An app's gRPC API: its .proto file (under `schemas/proto`) and one handler per method. */
+export interface GrpcApi {
+  /** Path under `schemas/proto`, e.g. `supacrypt/v1/keys.proto`. */
+  proto: string;
+  /** Fully qualified service name, e.g. `supacrypt.v1.KeyService`. */
+  service: string;
+  methods: Record<string, GrpcMethod>;
+}
+
+export interface GrpcListenerOptions {
+  hostname: string;
+  /** 0 = any free port. */
+  port: number;
+  tls: MtlsTls;
+  principals: CertificatePrincipals;
+  /** Largest message accepted, in bytes. */
+  maxMessageBytes: number;
+  sealed(): boolean;
+  logger: Logger;
+  api: GrpcApi;
+}
+
+export interface GrpcListener {
+  readonly port: number;
+  /** Swaps the server certificate and trusted CAs for new connections. */
+  setTls(tls: MtlsTls): void;
+  /** Stops: at once (`force`), or once the calls in flight have finished. */
+  stop(force: boolean): Promise<void>;
+}
+
+/** The metadata key that carries the stable error code. */
+export const ERROR_CODE_METADATA = "cryptoutil-error-code";
+
+const HEALTH_PROTO = "grpc/health/v1/health.proto";
+/** Served by reflection too, so that clients can decode the error details. */
+const ERROR_DETAILS_PROTO = "google/rpc/error_details.proto";
+const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true, includeDirs: [PROTO_ROOT] };
+
+/** HTTP statuses of the error model as gRPC codes. */
+function grpcCodeOf(e: AppError): grpc.status {
+  if (e.code === "conflict") return grpc.status.ALREADY_EXISTS;
+  switch (e.status) {
+    case 400:
+    case 422:
+      return grpc.status.INVALID_ARGUMENT;
+    case 401:
+      return grpc.status.UNAUTHENTICATED;
+    case 403:
+      return grpc.status.PERMISSION_DENIED;
+    case 404:
+      return grpc.status.NOT_FOUND;
+    case 409:
+      return grpc.status.FAILED_PRECONDITION;
+    case 413:
+    case 429:
+      return grpc.status.RESOURCE_EXHAUSTED;
+    case 503:
+      return grpc.status.UNAVAILABLE;
+    default:
+      return e.status >= 500 ? grpc.status.INTERNAL : grpc.status.INVALID_ARGUMENT;
+  }
+}
+
+/** Encodes google.rpc.Status with one google.rpc.ErrorInfo, for `grpc-status-details-bin`. */
+function statusDetailsEncoder(): (code: number, message: string, reason: string) => Buffer {
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => (target.startsWith("google/protobuf/") ? target : join(PROTO_ROOT, target));
+  root.loadSync(["google/rpc/status.proto", "google/rpc/error_details.proto"], { keepCase: true });
+  const Status = root.lookupType("google.rpc.Status");
+  const ErrorInfo = root.lookupType("google.rpc.ErrorInfo");
+  return (code, message, reason) => {
+    const info = ErrorInfo.encode({ reason, domain: "cryptoutil" }).finish();
+    return Buffer.from(Status.encode({ code, message, details: [{ type_url: "type.googleapis.com/google.rpc.ErrorInfo", value: info }] }).finish());
+  };
+}
+
+/** grpc-js's server credentials with the suite's TLS policy: TLS 1.3, client certificate required. */
+class MutualTlsCredentials extends (grpc.ServerCredentials as unknown as new (ctor: object | null, ctx?: object) => grpc.ServerCredentials) {
+  constructor(tls: MtlsTls) {
+    super({ requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3" }, MutualTlsCredentials.context(tls));
+  }
+  static context(tls: MtlsTls) {
+    return { cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: "TLSv1.3" as const };
+  }
+  update(tls: MtlsTls): void {
+    (this as unknown as { updateSecureContextOptions(o: object): void }).updateSecureContextOptions(MutualTlsCredentials.context(tls));
+  }
+  _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
+/** A message that did not parse: the handler answers INVALID_ARGUMENT instead of grpc-js's INTERNAL. */
+const MALFORMED = Symbol("malformed");
+
+/** Starts the gRPC listener; resolves once it listens. */
+export async function startGrpcListener(opts: GrpcListenerOptions): Promise<GrpcListener> {
+  const definition = protoLoader.loadSync([opts.api.proto, HEALTH_PROTO, ERROR_DETAILS_PROTO], LOADER_OPTIONS);
+  const service = definition[opts.api.service] as protoLoader.ServiceDefinition | undefined;
+  if (!service) throw new AppError("config_invalid", `${opts.api.proto} defines no service ${opts.api.service}`);
+  const details = statusDetailsEncoder();
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": opts.maxMessageBytes,
+    "grpc.max_send_message_length": opts.maxMessageBytes,
+    // Idle connections are closed after 10 minutes; a client that pings too often is dropped.
+    "grpc.max_connection_idle_ms": 600_000,
+  });
+
+  const fail = (e: unknown, callback: grpc.sendUnaryData<unknown>) => {
+    const err = toAppError(e);
+    if (err.status >= 500 && err.code !== "sealed") logServerError(opts.logger, { request_id: "grpc", route: "grpc", status: err.status, failure: err });
+    const code = grpcCodeOf(err);
+    const metadata = new grpc.Metadata();
+    metadata.set(ERROR_CODE_METADATA, err.code);
+    metadata.set("grpc-status-details-bin", details(code, err.message, err.code));
+    callback({ code, details: err.message, metadata });
+  };
+
+  // A connection's certificate is parsed once; the runtime hands a new object per call, so the DER keys the cache.
+  const parsed = new Map<string, Promise<ClientCertificate>>();
+  const principalOf = async (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<Principal> => {
+    const raw = call.getAuthContext?.()?.sslPeerCertificate?.raw;
+    if (!raw || raw.length === 0) throw new AppError("unauthenticated", "a client certificate is required");
+    const key = raw.toString("base64");
+    let cert = parsed.get(key);
+    if (!cert) {
+      if (parsed.size >= 1000) parsed.clear();
+      cert = parseClientCertificate(new Uint8Array(raw.buffer, raw.byteOffset, raw.length));
+      parsed.set(key, cert);
+    }
+    return opts.principals.authenticate(await cert, null);
+  };
+
+  const implementation: grpc.UntypedServiceImplementation = {};
+  const serviceDefinition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(service)) {
+    const impl = opts.api.methods[name];
+    if (!impl) throw new AppError("config_invalid", `${opts.api.service}.${name} has no handler`);
+    if (method.requestStream || method.responseStream) throw new AppError("config_invalid", `${opts.api.service}.${name}: only unary methods are served`);
+    serviceDefinition[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch {
+          return MALFORMED;
+        }
+      },
+    } as grpc.MethodDefinition<unknown, unknown>;
+    implementation[name] = async (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      try {
+        if (call.request === MALFORMED) throw new AppError("malformed_message", "the request is not a valid protobuf message of this method", { status: 400 });
+        const principal = await principalOf(call);
+        if (opts.sealed()) throw new AppError("sealed", "the service is sealed; an operator unseals it through the admin API");
+        if (impl.scopes && impl.scopes.length > 0) {
+          const ok = impl.anyOf ? impl.scopes.some((s) => principal.scopes.has(s)) : impl.scopes.every((s) => principal.scopes.has(s));
+          if (!ok) throw new AppError("insufficient_scope", `${impl.anyOf ? "one of these scopes is" : "these scopes are"} needed: ${impl.scopes.join(" ")}`);
+        }
+        callback(null, await impl.handle(call.request, principal));
+      } catch (e) {
+        fail(e, callback);
+      }
+    };
+  }
+  server.addService(serviceDefinition, implementation);
+
+  // Health: the API's service and "" (the server) serve while the barrier is open.
+  const healthService = definition["grpc.health.v1.Health"] as grpc.ServiceDefinition;
+  const statusOf = (name: string) => {
+    if (name !== "" && name !== opts.api.service) return undefined;
+    return opts.sealed() ? "NOT_SERVING" : "SERVING";
+  };
+  const watchers = new Set<NodeJS.Timeout>();
+  server.addService(healthService, {
+    check: (call: grpc.ServerUnaryCall<{ service: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const status = statusOf(call.request?.service ?? "");
+      if (!status) return callback({ code: grpc.status.NOT_FOUND, details: "unknown service" });
+      callback(null, { status });
+    },
+    watch: (call: grpc.ServerWritableStream<{ service: string }, unknown>) => {
+      let last = "";
+      const tick = () => {
+        const status = statusOf(call.request?.service ?? "") ?? "SERVICE_UNKNOWN";
+        if (status !== last) call.write({ status });
+        last = status;
+      };
+      tick();
+      const timer = setInterval(tick, 1000);
+      watchers.add(timer);
+      call.on("cancelled", () => {
+        clearInterval(timer);
+        watchers.delete(timer);
+      });
+    },
+  });
+  new ReflectionService(definition).addToServer(server);
+
+  const credentials = new MutualTlsCredentials(opts.tls);
+  const host = opts.hostname.includes(":") ? `[${opts.hostname}]` : opts.hostname;
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host}:${opts.port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return {
+    port,
+    setTls: (tls) => credentials.update(tls),
+    async stop(force) {
+      for (const t of watchers) clearInterval(t);
+      if (force) {
+        server.forceShutdown();
+        return;
+      }
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    },
+  };
+}
