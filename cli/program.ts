@@ -7,6 +7,7 @@ import { registerJose } from "./commands/jose.ts";
 import { registerIdentity } from "./commands/identity.ts";
 import { registerAdmin } from "./commands/admin.ts";
 import { registerSecrets } from "./commands/secrets.ts";
+import { registerAudit } from "./commands/audit.ts";
 import { registerCompletion } from "./completion.ts";
 
 export const VERSION = "0.1.0";
@@ -37,6 +38,7 @@ Environment: CRYPTOUTIL_HOME (default ~/.cryptoutil), CRYPTOUTIL_SUITE (default 
   registerLogin(program);
   registerKms(program);
   registerSecrets(program);
+  registerAudit(program);
   registerJose(program);
   registerCa(program);
   registerIdentity(program);

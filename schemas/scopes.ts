@@ -9,6 +9,8 @@ export const SERVICE_SCOPES: Record<string, string[]> = {
   "sm-secrets": ["secrets:read", "secrets:write", "secrets:delete", "secrets:admin"],
   "sm-im": ["im:read", "im:write"],
   "identity-rs": ["notes:read", "notes:write"],
+  // audit:ingest (events of any tenant) is for the suite's services, by client certificate.
+  audit: ["audit:read", "audit:write", "audit:admin"],
 };
 
 /** The scopes of a set of services, each once. */

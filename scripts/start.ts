@@ -262,6 +262,7 @@ try {
     if (readies.has("pki-ca")) steps.push("npx cryptoutil ca certificate localhost localhost.crt localhost.key --san localhost --san 127.0.0.1");
     if (readies.has("jose-ja")) steps.push("npx cryptoutil jose jwk create demo-signer --alg ES256", "npx cryptoutil jose jwt sign demo-signer --sub alice --ttl 15m");
     if (readies.has("sm-secrets")) steps.push("npx cryptoutil secrets put demo/db user=demo password=s3cret", "npx cryptoutil secrets get demo/db --field password");
+    if (readies.has("audit")) steps.push("npx cryptoutil audit query --limit 10");
     out.push("", `development mode: tenant "${DEMO_TENANT}", secrets in ${demoFile(dataRoot, "")}`, "", "next steps:");
     for (const s of steps) out.push(`  ${s}`);
     if (readies.has("learn-ps") && idp) out.push(`  open ${readies.get("learn-ps")!.public}/browser/ and sign in as "${DEMO_USER}" (password in ${demoFile(dataRoot, "user.password")})`);

@@ -2,6 +2,11 @@
  * jose-ja's audit log: one row per key operation (who, what, which key and version, result,
  * when). Rows hold identifiers and error codes only: never payloads, plaintexts, tokens or key
  * material. Every read is tenant-scoped; pages run newest first.
+ *
+ * This table is jose-ja's local view for its own API (`GET /audit`). When the suite's audit
+ * service is configured (`federation.audit.url`), each row also feeds it, and the audit
+ * service's signed, append-only log is the record; this table only ever feeds it, never
+ * reads from it.
  */
 import type { Kysely } from "kysely";
 import { GroupCommit } from "../../src/storage/index.ts";
@@ -9,6 +14,7 @@ import { AppError } from "../../src/service/errors.ts";
 import type { AuditQueryInput } from "../../schemas/jose-ja.ts";
 import type { Principal } from "../../src/auth/bearer.ts";
 import { parseKid } from "../../src/keyring/index.ts";
+import type { AuditSender } from "../../src/audit/sender.ts";
 
 export interface AuditRow {
   seq: number;
@@ -58,7 +64,10 @@ export class AuditLog {
   /** Concurrent operations' rows share one transaction and one WAL sync (see GroupCommit). */
   private readonly rows: GroupCommit<AuditDb, AuditEntry>;
 
-  constructor(db: Kysely<any>) {
+  constructor(
+    db: Kysely<any>,
+    private readonly sender?: AuditSender,
+  ) {
     this.db = db as Kysely<AuditDb>;
     this.rows = new GroupCommit(this.db, async (trx, items) => void (await trx.insertInto("jose_audit").values(items as AuditRow[]).execute()), {
       maxBatch: MAX_BATCH,
@@ -67,22 +76,33 @@ export class AuditLog {
   }
 
   /** Runs a key operation of `p` and records it: ok with the version used, or the error's code. */
-  async around<T>(p: Principal, operation: string, keyId: string | null, fn: (tenant: string) => Promise<T>): Promise<T> {
+  async around<T>(p: Principal, operation: string, keyId: string | null, fn: (tenant: string) => Promise<T>, requestId?: string): Promise<T> {
     const entry = { tenant: p.tenant, subject: p.subject, client_id: p.clientId ?? null, operation, at: new Date().toISOString() };
     try {
       const r = await fn(p.tenant);
       const id = keyId ?? ((r as { id?: unknown })?.id as string | undefined) ?? null;
-      await this.record({ ...entry, key_id: id, version: versionOf(r), result: "ok" });
+      await this.record({ ...entry, key_id: id, version: versionOf(r), result: "ok" }, requestId);
       return r;
     } catch (e) {
-      await this.record({ ...entry, key_id: keyId, version: null, result: e instanceof AppError ? e.code : "internal" });
+      await this.record({ ...entry, key_id: keyId, version: null, result: e instanceof AppError ? e.code : "internal" }, requestId);
       throw e;
     }
   }
 
-  /** Records an operation; resolves once the row is on disk. */
-  record(e: AuditEntry): Promise<void> {
-    return this.rows.add(e);
+  /** Records an operation (and spools it for the audit service); resolves once both are on disk. */
+  async record(e: AuditEntry, requestId?: string): Promise<void> {
+    await Promise.all([
+      this.rows.add(e),
+      this.sender?.record({
+        tenant: e.tenant,
+        actor: e.client_id ?? e.subject,
+        action: `jwk.${e.operation}`,
+        resource: e.key_id ?? "",
+        result: /^[a-z0-9_.-]{1,64}$/.test(e.result) ? e.result : "error",
+        ...(requestId ? { request_id: requestId } : {}),
+        details: e.version === null ? {} : { version: e.version },
+      }),
+    ]);
   }
 
   async query(tenant: string, q: AuditQueryInput): Promise<{ items: AuditRow[]; next_page_token: string | null }> {

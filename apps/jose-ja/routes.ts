@@ -6,7 +6,7 @@
  * whether it succeeds or fails; the audit row never holds request or response bodies.
  */
 import { Elysia } from "elysia";
-import { appBase, principalOf } from "../../src/service/http.ts";
+import { appBase, principalOf, requestInfo } from "../../src/service/http.ts";
 import { AppError, notFound } from "../../src/service/errors.ts";
 import * as S from "../../schemas/jose-ja.ts";
 import { b64u, fromB64u, type JoseService, type Jwks } from "./domain.ts";
@@ -38,7 +38,8 @@ async function jwksResponse(request: Request, jwks: Jwks, maxAge: number): Promi
 
 export function joseRoutes(jose: JoseService, audit: AuditLog) {
   /** Runs a key operation and records it in the audit log (see AuditLog.around). */
-  const audited = <T>(request: Request, operation: string, keyId: string | null, fn: (tenant: string) => Promise<T>) => audit.around(principalOf(request), operation, keyId, fn);
+  const audited = <T>(request: Request, operation: string, keyId: string | null, fn: (tenant: string) => Promise<T>) =>
+    audit.around(principalOf(request), operation, keyId, fn, requestInfo(request).id);
 
   return (
     new Elysia({ tags: ["jose"] } as never)

@@ -19,7 +19,7 @@ function joseOf(ctx: ServiceContext): { jose: JoseService; audit: AuditLog } {
   if (!inst) {
     const cfg = parseJoseConfig(ctx.config.app);
     const ring = serviceKeyring(ctx, cfg);
-    inst = { jose: new JoseService(ring, new KeyImporter(ring), cfg), audit: new AuditLog(ctx.db) };
+    inst = { jose: new JoseService(ring, new KeyImporter(ring), cfg), audit: new AuditLog(ctx.db, ctx.audit) };
     instances.set(ctx, inst);
   }
   return inst;

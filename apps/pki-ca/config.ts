@@ -5,6 +5,7 @@
  */
 import * as v from "valibot";
 import { WebhookSchema } from "./webhooks.ts";
+import { EmailChannelSchema, SlackChannelSchema } from "../../src/notify/channels.ts";
 import { AppError } from "../../src/service/errors.ts";
 import { isDevelopment, serverUrl, type ServiceConfig } from "../../src/service/config.ts";
 import { CA_KEY_TYPES, SUBJECT_KEY_TYPES } from "../../src/pki/signing.ts";
@@ -103,6 +104,10 @@ export const PkiCaConfigSchema = v.strictObject({
   ),
   /** Signed POSTs on request and certificate state changes and expiry notices. */
   webhooks: v.optional(v.array(WebhookSchema), []),
+  /** E-mail notifications of the same events over SMTP (src/notify/channels.ts). */
+  email: v.optional(v.array(EmailChannelSchema), []),
+  /** Slack-compatible incoming webhooks for the same events. */
+  slack: v.optional(v.array(SlackChannelSchema), []),
   /** Delays before each retry of a failed webhook delivery. */
   webhook_retry_seconds: v.optional(v.pipe(v.array(v.pipe(v.number(), v.minValue(0.01), v.maxValue(3600))), v.maxLength(10)), [1, 4, 16]),
   /** How often valid certificates are checked for the 90/30/7-day expiry notices. */

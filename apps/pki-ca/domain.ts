@@ -28,6 +28,7 @@ import type { PkiCaConfig, Profile } from "./config.ts";
 import type { Hierarchy, IssuingCa } from "./hierarchy.ts";
 import { effectiveDnsNames, evaluate, ipBytes, keyUsageFor, lint, type Reason } from "./policy.ts";
 import type { CertificateFilter, CertificateRow, CrlRow, PkiStore, RequestRow } from "./store.ts";
+import type { AuditSender } from "../../src/audit/sender.ts";
 
 const DAY_MS = 86_400_000;
 /** Bound on cached OCSP responses (about 1 KiB each); a flood of distinct requests only empties it. */
@@ -157,8 +158,19 @@ export class PkiCa {
     readonly hierarchy: Hierarchy,
   ) {}
 
-  private emit(type: WebhookEvent, tenant: string, data: Record<string, unknown>): void {
+  /** Security events (issuance, revocation, decisions on requests) to the audit service, when configured. */
+  audit?: AuditSender;
+
+  private async emit(type: WebhookEvent, tenant: string, data: Record<string, unknown>): Promise<void> {
     this.notifier?.emit(type, tenant, data);
+    if (!this.audit || type === "certificate.expiring") return;
+    const text = (x: unknown) => (typeof x === "string" ? x.slice(0, 512) : undefined);
+    const details = Object.fromEntries(
+      Object.entries({ serial: text(data.serial), profile: text(data.profile), issuing_ca: text(data.issuing_ca), subject: text(data.subject), not_after: text(data.not_after), reason: text(data.reason), request_id: text(data.request_id) }).filter(
+        (e): e is [string, string] => e[1] !== undefined,
+      ),
+    );
+    await this.audit.record({ tenant, actor: text(data.decided_by) || "pki-ca", action: type, resource: text(data.serial) ?? text(data.request_id) ?? "", result: "ok", details });
   }
 
   private certEvent(c: CertificateRow) {
@@ -192,7 +204,7 @@ export class PkiCa {
         .where((eb) => eb.or([eb("expiry_notified", "is", null), eb("expiry_notified", ">", threshold)]))
         .executeTakeFirst();
       if (claim.numUpdatedRows === 0n) continue;
-      this.emit("certificate.expiring", r.tenant, { ...this.certEvent(r as CertificateRow), days_left: Math.ceil(daysLeft), threshold_days: threshold });
+      await this.emit("certificate.expiring", r.tenant, { ...this.certEvent(r as CertificateRow), days_left: Math.ceil(daysLeft), threshold_days: threshold });
       sent++;
     }
     return sent;
@@ -242,12 +254,12 @@ export class PkiCa {
     };
     if (profile.approval === "manual") {
       await this.store.insertRequest(row);
-      this.emit("request.pending", tenant, { request_id: row.id, subject: row.subject, sans: JSON.parse(row.sans), profile: row.profile });
+      await this.emit("request.pending", tenant, { request_id: row.id, subject: row.subject, sans: JSON.parse(row.sans), profile: row.profile });
       return { status: "pending", request: requestView(row) };
     }
     const cert = await this.issue(tenant, row.id, input.profile, profile, parsed, validity);
     await this.store.insertIssued(cert, { ...row, status: "issued", serial: cert.serial, decided_by: "policy", decided_at: now });
-    this.emit("certificate.issued", tenant, { ...this.certEvent(cert), decided_by: "policy" });
+    await this.emit("certificate.issued", tenant, { ...this.certEvent(cert), decided_by: "policy" });
     return { status: "issued", request_id: row.id, certificate: this.view(cert) };
   }
 
@@ -271,7 +283,7 @@ export class PkiCa {
     const reasons = evaluate(profile, parsed, r.validity_days);
     if (reasons.length > 0) {
       await this.store.decide(tenant, id, { status: "rejected", decided_by: "policy", decided_at: new Date().toISOString(), reasons: JSON.stringify(reasons) });
-      this.emit("request.rejected", tenant, { request_id: id, decided_by: "policy", reasons });
+      await this.emit("request.rejected", tenant, { request_id: id, decided_by: "policy", reasons });
       throw new AppError("policy_rejected", "the request no longer meets the profile's policy", { status: 422, details: { reasons } });
     }
     // Claim the request first so two approvers cannot issue twice.
@@ -282,7 +294,7 @@ export class PkiCa {
     try {
       const cert = await this.issue(tenant, id, r.profile, profile, parsed, r.validity_days, serial);
       await this.store.insertCertificate(cert);
-      this.emit("certificate.issued", tenant, { ...this.certEvent(cert), decided_by: approver });
+      await this.emit("certificate.issued", tenant, { ...this.certEvent(cert), decided_by: approver });
       return this.view(cert);
     } catch (e) {
       // Nothing was stored: give the request back to the queue rather than leave it "issued" without a certificate.
@@ -303,7 +315,7 @@ export class PkiCa {
       if (!r) throw notFound("request");
       throw new AppError("conflict", `the request is already ${r.status}`);
     }
-    this.emit("request.rejected", tenant, { request_id: id, decided_by: approver, reasons: [{ code: "rejected_by_approver", message: reason }] });
+    await this.emit("request.rejected", tenant, { request_id: id, decided_by: approver, reasons: [{ code: "rejected_by_approver", message: reason }] });
     return this.getRequest(tenant, id);
   }
 
@@ -440,7 +452,7 @@ export class PkiCa {
     if (shard !== undefined) await this.regenerateDelta(r.ca_id);
     // Every cached answer is re-signed now, so none says "good" for this certificate.
     await this.refreshOcsp({ all: true });
-    this.emit("certificate.revoked", tenant, { ...this.certEvent(r), reason });
+    await this.emit("certificate.revoked", tenant, { ...this.certEvent(r), reason });
     return this.getCertificate(tenant, s);
   }
 

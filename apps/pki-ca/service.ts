@@ -59,6 +59,7 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
       const hierarchy = await (config.root === "external" ? loadExternalHierarchy : loadOrCreateHierarchy)(store, ctx.protector, config.issuing_cas, urls, opts);
       const ca = new PkiCa(config, store, hierarchy);
       ca.timers = timers;
+      ca.audit = ctx.audit;
       // Certificates this CA issued authenticate EST enrollment on the mTLS port.
       ctx.addClientCa(toPem("CERTIFICATE", new Uint8Array(hierarchy.root.cert.rawData)));
       for (const i of hierarchy.issuing.values()) ctx.addClientCa(toPem("CERTIFICATE", new Uint8Array(i.cert.rawData)));
@@ -67,8 +68,8 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
         if (i.crlShards !== config.crl_shards) ctx.logger.warn("issuing CA keeps the CRL shard count it was created with", { issuing_ca: t, crl_shards: i.crlShards, configured: config.crl_shards });
       }
       await ca.renewSigners();
-      if (config.webhooks.length) {
-        const notifier = new WebhookNotifier(config.webhooks, ctx.logger, config.webhook_retry_seconds.map((s) => s * 1000));
+      if (config.webhooks.length || config.email.length || config.slack.length) {
+        const notifier = new WebhookNotifier(config.webhooks, ctx.logger, config.webhook_retry_seconds.map((s) => s * 1000), { email: config.email, slack: config.slack });
         ca.notifier = notifier;
       }
       // Cached OCSP answers are re-signed before they go stale (a quarter of their validity ahead);

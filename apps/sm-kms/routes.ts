@@ -4,12 +4,39 @@ import { appBase, principalOf } from "../../src/service/http.ts";
 import { AppError } from "../../src/service/errors.ts";
 import * as S from "../../schemas/sm-kms.ts";
 import { b64u, fromB64u, type KmsService } from "./domain.ts";
+import { auditedRoutes } from "../../src/audit/routes.ts";
+import type { AuditSender } from "../../src/audit/sender.ts";
+
+/** The key operations sent to the audit service (reads of keys and public keys are not). */
+const AUDITED: Record<string, string> = {
+  "POST /keys": "key.create",
+  "PATCH /keys/:id": "key.update",
+  "POST /keys/:id/rotate": "key.rotate",
+  "POST /keys/:id/import-params": "key.import_params",
+  "POST /keys/:id/import": "key.import",
+  "POST /keys/:id/disable": "key.disable",
+  "POST /keys/:id/enable": "key.enable",
+  "POST /keys/:id/schedule-deletion": "key.schedule_deletion",
+  "POST /keys/:id/restore": "key.restore",
+  "POST /keys/:id/encrypt": "key.encrypt",
+  "POST /keys/:id/decrypt": "key.decrypt",
+  "POST /keys/:id/rewrap": "key.rewrap",
+  "POST /keys/:id/data-key": "key.data_key",
+  "POST /keys/:id/sign": "key.sign",
+  "POST /keys/:id/verify": "key.verify",
+  "POST /keys/:id/mac": "key.mac",
+  "POST /keys/:id/mac/verify": "key.mac_verify",
+  "POST /keys/:id/batch/encrypt": "key.batch_encrypt",
+  "POST /keys/:id/batch/decrypt": "key.batch_decrypt",
+  "POST /keys/:id/batch/sign": "key.batch_sign",
+  "POST /keys/:id/batch/verify": "key.batch_verify",
+};
 
 import { ADMIN, DECRYPT, ENCRYPT, MAC, PUBLIC_KEY_SCOPES, SIGN, VERIFY } from "./scopes.ts";
 
 const tenantOf = (request: Request) => principalOf(request).tenant;
 
-export function kmsRoutes(kms: KmsService) {
+export function kmsRoutes(kms: KmsService, audit?: AuditSender) {
   const byok = () => {
     if (!kms.byok) throw new AppError("unavailable", "key import is not enabled");
     return kms.byok;
@@ -25,6 +52,7 @@ export function kmsRoutes(kms: KmsService) {
   return (
     new Elysia({ tags: ["keys"] } as never)
       .use(appBase)
+      .use(audit ? auditedRoutes(audit, AUDITED) : new Elysia())
       // --- elastic keys -------------------------------------------------------------------
       .post(
         "/keys",

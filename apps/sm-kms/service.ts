@@ -39,7 +39,7 @@ export const smKms: ServiceDefinition = {
   checkConfig: (c) => void parseKmsConfig(c.app),
   api: (ctx) => {
     const kms = kmsOf(ctx);
-    return kmsRoutes(kms).use(rawRoutes(new RawOps(kms.ring)));
+    return kmsRoutes(kms, ctx.audit).use(rawRoutes(new RawOps(kms.ring)));
   },
   grpc: (ctx) => kmsGrpc(kmsOf(ctx)),
   pages: (ctx) => kmsPages(ctx, kmsOf(ctx)),

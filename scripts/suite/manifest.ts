@@ -4,12 +4,15 @@
  * the operator's own files). A service started alone gets none of this.
  */
 import { join } from "node:path";
+import { serviceSpiffeId } from "../../src/auth/client-cert.ts";
 
 import { SERVICE_SCOPES, scopesOf } from "../../schemas/scopes.ts";
 
 export { SERVICE_SCOPES, scopesOf } from "../../schemas/scopes.ts";
 
 export const DEMO_TENANT = "demo";
+/** The audit service's mutual-TLS port, where the other services send their events. */
+export const AUDIT_MTLS_PORT = 8801;
 /** sm-kms's gRPC port under `npm start` (mutual TLS). */
 export const KMS_GRPC_PORT = 8081;
 /** The URI SAN of the demo tenant's gRPC client certificate, which sm-kms maps to the demo tenant. */
@@ -37,8 +40,10 @@ export const demoFile = (dataRoot: string, name: string) => join(dataRoot, "demo
 /**
  * The suite defaults of one service: every service trusts the local identity-authz (a
  * per-tenant issuer, its JWKS, the suite CA), the identity services find each other, pki-ca
- * writes its own address into certificates, and learn-ps signs browsers in through the
- * demo tenant.
+ * writes its own address into certificates, learn-ps signs browsers in through the demo
+ * tenant, and when audit runs every other service sends it its security events: audit listens
+ * on its mTLS port for the suite's client certificates, each service trusting the suite CA
+ * through its own trust bundle.
  */
 export function suiteDefaults(service: string, s: SuiteLayout): Record<string, unknown> {
   const authz = s.urls["identity-authz"];
@@ -63,6 +68,19 @@ export function suiteDefaults(service: string, s: SuiteLayout): Record<string, u
     out.app = { ...(idp && { idp_url: idp }), cors_origins: [...new Set(origins)] };
   }
   if (service === "identity-idp" && authz) out.app = { authz_url: authz };
+  const audit = s.urls.audit;
+  if (audit && service === "audit") {
+    out.server = { mtls_port: AUDIT_MTLS_PORT };
+    out.mtls = {
+      principals: Object.keys(s.urls)
+        .filter((name) => name !== "audit")
+        .map((name) => ({ uri: serviceSpiffeId(name), tenant: "root", subject: name, scopes: ["audit:ingest"] })),
+    };
+  } else if (audit) {
+    const u = new URL(audit);
+    u.port = String(AUDIT_MTLS_PORT);
+    out.federation = { audit: { url: u.origin, ca_file: join(s.dataRoot, service, "trust-bundle.pem") } };
+  }
   if (service === "pki-ca" && s.urls["pki-ca"]) out.app = { base_url: s.urls["pki-ca"] };
   if (service === "identity-rs" && authz && s.demo) {
     out.app = {

@@ -11,6 +11,7 @@
  *       fallback: cached_jwks   # or reject_all; allow_all in development only
  *     jose: { url: ..., fallback: local_crypto }
  *     ca:   { url: ..., fallback: cached_certificates }
+ *     audit: { url: https://audit:8801, fallback: spool }   # the audit service's mTLS port
  *
  * Every key also comes from the environment (`CRYPTOUTIL_FEDERATION_IDENTITY_URL`,
  * `CRYPTOUTIL_FEDERATION_IDENTITY_TIMEOUT_MS`, ...) and from flags, through the one loader.
@@ -47,6 +48,8 @@ const peerEntries = {
 export const IDENTITY_FALLBACKS = ["cached_jwks", "reject_all", "allow_all"] as const;
 export const JOSE_FALLBACKS = ["local_crypto", "reject_all"] as const;
 export const CA_FALLBACKS = ["cached_certificates", "self_signed", "reject_all"] as const;
+/** While audit is unreachable, events wait in the service's own database (src/audit/sender.ts). */
+export const AUDIT_FALLBACKS = ["spool"] as const;
 
 export const FederationConfig = v.strictObject({
   identity: v.strictObject({
@@ -64,10 +67,22 @@ export const FederationConfig = v.strictObject({
   }),
   jose: v.strictObject({ ...peerEntries, fallback: v.picklist(JOSE_FALLBACKS) }),
   ca: v.strictObject({ ...peerEntries, fallback: v.picklist(CA_FALLBACKS) }),
+  /**
+   * The audit service, reached on its mutual-TLS port with this service's client certificate.
+   * Set: the service sends its security events there (src/audit/sender.ts).
+   */
+  audit: v.strictObject({
+    ...peerEntries,
+    fallback: v.picklist(AUDIT_FALLBACKS),
+    /** Events per delivery at most. */
+    batch_size: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(500)),
+    /** How often the spool is looked at when nothing new was recorded (other instances' events, a restart's). */
+    poll_ms: v.pipe(v.number(), v.integer(), v.minValue(10), v.maxValue(HOUR)),
+  }),
 });
 
 export type FederationConfig = v.InferOutput<typeof FederationConfig>;
-export type PeerConfig = FederationConfig["identity"] | FederationConfig["jose"] | FederationConfig["ca"];
+export type PeerConfig = FederationConfig["identity"] | FederationConfig["jose"] | FederationConfig["ca"] | FederationConfig["audit"];
 
 const PEER_DEFAULTS = {
   timeout_ms: 5000,
@@ -88,6 +103,8 @@ export function defaultFederationConfig(): FederationConfig {
     identity: { ...PEER_DEFAULTS, fallback: "cached_jwks", jwks_refresh_ms: 600_000, jwks_max_stale_ms: 24 * HOUR },
     jose: { ...PEER_DEFAULTS, fallback: "local_crypto" },
     ca: { ...PEER_DEFAULTS, fallback: "cached_certificates" },
+    // Delivery retries on its own schedule (backoff_*), so each call is one attempt.
+    audit: { ...PEER_DEFAULTS, retries: 0, backoff_base_ms: 500, backoff_max_ms: 30_000, fallback: "spool", batch_size: 500, poll_ms: 1000 },
   };
 }
 
@@ -103,7 +120,7 @@ export function checkFederationConfig(f: FederationConfig, development: boolean)
   if (f.ca.fallback === "self_signed" && !development) {
     throw bad("ca.fallback", "self_signed is refused unless in development mode (no barrier.unseal_files)");
   }
-  for (const peer of ["identity", "jose", "ca"] as const) {
+  for (const peer of ["identity", "jose", "ca", "audit"] as const) {
     const p = f[peer];
     if (p.max_timeout_ms < p.timeout_ms) throw bad(`${peer}.max_timeout_ms`, `must be at least timeout_ms (${p.timeout_ms})`);
     if (p.backoff_max_ms < p.backoff_base_ms) throw bad(`${peer}.backoff_max_ms`, `must be at least backoff_base_ms (${p.backoff_base_ms})`);

@@ -1,6 +1,6 @@
 /**
  * The federated services of one running service, built from its config: a client per
- * configured peer (identity, jose, ca), the identity JWKS keeper for the bearer verifier,
+ * configured peer (identity, jose, ca, audit), the identity JWKS keeper for the bearer verifier,
  * the health pollers, the metrics and what readiness reports.
  *
  * A peer is federated when its URL is configured; identity also when `auth.jwks_url` is (its
@@ -20,7 +20,7 @@ import { IdentityKeys } from "./identity-keys.ts";
 import { FederationMetrics } from "./metrics.ts";
 
 export type Peer = keyof FederationConfig;
-const PEERS: Peer[] = ["identity", "jose", "ca"];
+const PEERS: Peer[] = ["identity", "jose", "ca", "audit"];
 
 export interface FederationDeps {
   logger?: Logger;
@@ -102,7 +102,7 @@ export class Federation {
     const peers: Partial<Record<Peer, { baseUrl: string; caPem?: string }>> = {};
     const id = identityEndpoints(config);
     if (id.baseUrl && id.jwksUrl) peers.identity = { baseUrl: id.baseUrl, caPem: read(id.caFile) };
-    for (const peer of ["jose", "ca"] as const) {
+    for (const peer of ["jose", "ca", "audit"] as const) {
       const c = config.federation[peer];
       if (c.url) peers[peer] = { baseUrl: c.url.replace(/\/+$/, ""), caPem: read(c.ca_file) };
     }

@@ -9,6 +9,7 @@ import type { Pkcs11Provider } from "../crypto/pkcs11/index.ts";
 import type { ChangeFeed } from "../storage/change-feed.ts";
 import type { Federation } from "../federation/federation.ts";
 import type { BearerVerifier, VerifiedToken } from "../auth/bearer.ts";
+import type { AuditSender } from "../audit/sender.ts";
 import type { GrpcApi } from "./grpc-listener.ts";
 
 /** Encrypts values at rest; the barrier implements it. `context` binds a ciphertext to its place. */
@@ -56,6 +57,8 @@ export interface ServiceContext {
    * Filled in once the listeners are up, before the first request.
    */
   urls: { public?: string; mtls?: string };
+  /** The service's security events to the audit service (a no-op unless `federation.audit.url` is set). */
+  audit: AuditSender;
   /** Registers work to run at graceful stop (timers, background jobs), before storage closes. */
   onStop(fn: () => void | Promise<void>): void;
   /**

@@ -35,6 +35,8 @@ export interface RequestInfo {
   route?: string;
   /** Why the request failed with a 5xx, for its one error log line. */
   failure?: unknown;
+  /** The error code the request was answered with, when it failed (for its audit event). */
+  errorCode?: string;
   /** The request's trace, when tracing is on (in its log lines). */
   traceId?: string;
 }
@@ -573,6 +575,7 @@ export function mapError({ code, error, request, set }: { code: unknown; error: 
     else err = toAppError(error);
     // The pipeline (or the admin server) writes the one log line of a 5xx: it knows the logger.
     if (err.status >= 500) requestInfo(request).failure = err;
+    requestInfo(request).errorCode = err.code;
     set.status = err.status;
     for (const [k, v] of Object.entries(err.headers ?? {})) set.headers[k] = v;
     set.headers["content-type"] = "application/json";

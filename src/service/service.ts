@@ -30,7 +30,8 @@ import type { ServiceContext, ServiceDefinition } from "./context.ts";
 import { BearerVerifier } from "../auth/bearer.ts";
 import { DpopProofVerifier } from "../auth/dpop.ts";
 import { createProofReplayTable, DatabaseProofReplay } from "../auth/proof-replay.ts";
-import { checkFederationConfig, Federation, identityEndpoints } from "../federation/index.ts";
+import { checkFederationConfig, Federation, identityEndpoints, retryPolicy } from "../federation/index.ts";
+import { AuditSender, createAuditSpool } from "../audit/sender.ts";
 import { addSessionName, createSessionTable, SessionStore } from "../auth/session.ts";
 import { browserLogin } from "../auth/bff.ts";
 import { createDispatcher, createWasmProvider, createWebCryptoProvider, openPkcs11Provider } from "../crypto/index.ts";
@@ -68,6 +69,7 @@ const templateMigrations = [
   },
   { version: 3, name: "session display names", up: addSessionName },
   { version: 4, name: "spent DPoP proofs", up: createProofReplayTable },
+  { version: 5, name: "audit spool", up: createAuditSpool },
 ];
 
 /** How often spent DPoP proof ids past their window are deleted. */
@@ -352,6 +354,17 @@ async function startOnDatabase(
   });
   const urls: ServiceContext["urls"] = {};
 
+  // Security events go to the audit service when `federation.audit.url` is set, through a spool.
+  const audit = new AuditSender({
+    db,
+    protector: barrier,
+    client: federation.client("audit"),
+    logger,
+    policy: retryPolicy(config.federation.audit),
+    batchSize: config.federation.audit.batch_size,
+    pollMs: config.federation.audit.poll_ms,
+  });
+
   const stopHooks: Array<() => void | Promise<void>> = [];
   const clientCas = new ClientCaSet();
   const ctx: ServiceContext = {
@@ -368,6 +381,7 @@ async function startOnDatabase(
     federation,
     bearer,
     urls,
+    audit,
     onStop: (fn) => void stopHooks.push(fn),
     addClientCa: (pem) => clientCas.add(pem),
   };
@@ -495,6 +509,8 @@ async function startOnDatabase(
           logger.warn("a stop hook failed", { error: e });
         }
       }
+      // After the apps' hooks, which may still record events: what is not sent stays spooled.
+      await audit.stop();
       await barrier.seal();
       await hsm?.close();
       await database.close();
@@ -507,6 +523,7 @@ async function startOnDatabase(
   }
 
   federation.start();
+  audit.start();
   tracing?.exporter.start();
   clientCerts?.start(config.mtls.renew_check_s * 1000);
   mtls?.serverCerts?.start(config.mtls.renew_check_s * 1000);

@@ -22,6 +22,7 @@ import { nowS, randomToken, sha256Hex } from "./crypto.ts";
 import type { Form } from "./client-auth.ts";
 import { AppError } from "../../../src/service/errors.ts";
 import { runtime } from "../../../src/runtime/index.ts";
+import type { AuditSender } from "../../../src/audit/sender.ts";
 
 export const PAR_PREFIX = "urn:ietf:params:oauth:request_uri:";
 const PAR_TTL_S = 60;
@@ -101,6 +102,7 @@ export class AuthorizeService {
     private readonly cfg: AuthzConfig,
     private readonly issuer: (tenant: string) => string,
     private readonly caPem: () => string | undefined,
+    private readonly audit?: AuditSender,
   ) {}
 
   private get idpUrl(): string {
@@ -293,6 +295,8 @@ export class AuthorizeService {
       nonce: p.nonce, scope, resource: p.resource, dpop_jkt: p.dpop_jkt,
     };
     await this.store.insertCode({ hash, tenant, client_id: p.client_id, data: await this.protector.encrypt(enc.encode(JSON.stringify(data)), codeCtx(tenant, hash)), expires_at: t + this.cfg.code_ttl_s });
+    // The user's subject is kept as an HMAC only: a sign-in is found by it, never shown.
+    await this.audit?.record({ tenant, actor: p.client_id, action: "user.sign_in", resource: p.client_id, result: "ok", details: { acr: data.acr ?? "", scope: scope.slice(0, 512) }, sensitive: { sub: v.sub } });
     return withParams(p.redirect_uri, { code, state: p.state, iss: this.issuer(tenant) });
   }
 

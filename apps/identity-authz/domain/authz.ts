@@ -11,6 +11,7 @@ import { ClientAuthenticator } from "./client-auth.ts";
 import { DpopVerifier } from "./dpop.ts";
 import { TokenService } from "./tokens.ts";
 import { AuthorizeService } from "./authorize.ts";
+import type { AuditSender } from "../../../src/audit/sender.ts";
 
 export const ROOT_TENANT = "root";
 export const BOOTSTRAP_CLIENT = "bootstrap-admin";
@@ -28,6 +29,8 @@ export class Authz {
   readonly dpop: DpopVerifier;
   readonly tokens: TokenService;
   readonly front: AuthorizeService;
+  /** The service's security events (token issuance, sign-ins, admin changes) to the audit service. */
+  readonly audit: AuditSender;
   /** Resolves once the bootstrap has run; every endpoint awaits it. */
   readonly ready: Promise<void>;
   private base?: string;
@@ -35,6 +38,7 @@ export class Authz {
 
   private constructor(private readonly ctx: ServiceContext) {
     this.cfg = parseAppConfig(ctx.config);
+    this.audit = ctx.audit;
     const s = ctx.config.server;
     if (s.public_url) this.base = s.public_url.replace(/\/+$/, "");
     else if (s.port !== 0) this.base = `https://${s.bind === "0.0.0.0" || s.bind === "::" ? "127.0.0.1" : s.bind.includes(":") ? `[${s.bind}]` : s.bind}:${s.port}`;
@@ -46,7 +50,7 @@ export class Authz {
     this.dpop = new DpopVerifier(this.store, this.cfg.proof_window_s);
     const issuer = (t: string) => this.issuer(t);
     this.tokens = new TokenService(this.store, this.registry, this.keys, ctx.protector, this.dpop, this.cfg, issuer);
-    this.front = new AuthorizeService(this.store, this.registry, this.keys, this.tokens, ctx.protector, this.cfg, issuer, caPem);
+    this.front = new AuthorizeService(this.store, this.registry, this.keys, this.tokens, ctx.protector, this.cfg, issuer, caPem, ctx.audit);
     this.ready = this.bootstrap().catch((e) => {
       ctx.logger.error("bootstrap failed", { error: String(e) });
       throw e;

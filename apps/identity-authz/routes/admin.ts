@@ -13,6 +13,7 @@ import {
   SigningKeyList, Tenant, TenantList, TenantParams, UpdateClient,
 } from "../../../schemas/identity-authz.ts";
 import { ADMIN_SCOPE, ROOT_TENANT, type Authz } from "../domain/authz.ts";
+import { auditedRoutes } from "../../../src/audit/routes.ts";
 
 const ADMIN = [ADMIN_SCOPE];
 
@@ -22,11 +23,24 @@ export function requireManage(p: Principal, tenant: string): void {
 }
 
 const mayManage = (request: Request, tenant: string) => requireManage(principalOf(request), tenant);
+/** The admin changes sent to the audit service, under the tenant they change. */
+const AUDITED: Record<string, string> = {
+  "POST /tenants": "tenant.create",
+  "DELETE /tenants/:tenant": "tenant.delete",
+  "POST /tenants/:tenant/clients": "client.create",
+  "PATCH /tenants/:tenant/clients/:client_id": "client.update",
+  "DELETE /tenants/:tenant/clients/:client_id": "client.delete",
+  "POST /tenants/:tenant/clients/:client_id/secret": "client.rotate_secret",
+  "PUT /tenants/:tenant/scopes/:name": "scope.put",
+  "DELETE /tenants/:tenant/scopes/:name": "scope.delete",
+  "POST /tenants/:tenant/keys/rotate": "signing_key.rotate",
+};
 
 export function adminRoutes(authz: Authz) {
   const r = authz.registry;
   return new Elysia({ tags: ["admin"] } as never)
     .use(appBase)
+    .use(auditedRoutes(authz.audit, AUDITED, { resource: (p) => p.client_id ?? p.name ?? p.tenant ?? "", tenant: (p) => (p.tenant && /^[A-Za-z0-9._-]{1,64}$/.test(p.tenant) ? p.tenant : undefined) }))
     .onBeforeHandle(async () => {
       await authz.ready;
     })

@@ -1,6 +1,7 @@
 /** identity-authz's protocol endpoints under /t/{tenant}: discovery, JWKS, authorize, PAR, token, userinfo, introspection, revocation, logout. */
 import { Elysia } from "elysia";
 import { appBase, requestInfo } from "../../../src/service/http.ts";
+import { AppError } from "../../../src/service/errors.ts";
 import type { Logger } from "../../../src/service/log.ts";
 import { TENANT_ID, SIGNING_ALGS, AUTH_METHODS, MTLS_AUTH_METHODS } from "../../../schemas/identity-authz.ts";
 import type { Authz } from "../domain/authz.ts";
@@ -55,17 +56,37 @@ function tokenEndpoint(authz: Authz, logger: Logger) {
     const x5t = cert?.x5tS256;
     if (client.tls_client_certificate_bound_access_tokens && !x5t) throw oauthError("invalid_request", "this client's tokens must be certificate-bound: use the mTLS token endpoint with a client certificate");
     const t = authz.tokens;
-    switch (grantType) {
-      case "client_credentials":
-        return json(await t.clientCredentials(tenant, client, form, jkt, x5t));
-      case "authorization_code":
-        return json(await t.authorizationCode(tenant, client, form, jkt, x5t));
-      case "refresh_token":
-        return json(await t.refresh(tenant, client, form, jkt, x5t));
-      default:
-        throw oauthError("unsupported_grant_type", "grant_type is not supported");
+    const issued = <R extends { scope?: string }>(r: R) => recordToken(authz, c.request, tenant, client.client_id, grantType, "ok", r.scope, r);
+    try {
+      switch (grantType) {
+        case "client_credentials":
+          return json(await issued(await t.clientCredentials(tenant, client, form, jkt, x5t)));
+        case "authorization_code":
+          return json(await issued(await t.authorizationCode(tenant, client, form, jkt, x5t)));
+        case "refresh_token":
+          return json(await issued(await t.refresh(tenant, client, form, jkt, x5t)));
+        default:
+          throw oauthError("unsupported_grant_type", "grant_type is not supported");
+      }
+    } catch (e) {
+      await recordToken(authz, c.request, tenant, client.client_id, grantType, e instanceof AppError ? e.code : "server_error");
+      throw e;
     }
   });
+}
+
+/** A token request of an authenticated client, to the audit service; returns `r`. */
+async function recordToken<R>(authz: Authz, request: Request, tenant: string, clientId: string, grantType: string, result: string, scope?: string, r?: R): Promise<R> {
+  await authz.audit.record({
+    tenant,
+    actor: clientId,
+    action: "token.issue",
+    resource: clientId,
+    result: /^[a-z0-9_.-]{1,64}$/.test(result) ? result : "error",
+    request_id: requestInfo(request).id,
+    details: { grant_type: grantType.slice(0, 64), ...(scope ? { scope: scope.slice(0, 512) } : {}) },
+  });
+  return r as R;
 }
 
 /**
