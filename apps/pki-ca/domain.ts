@@ -591,6 +591,8 @@ export class PkiCa {
 
   /** Renewal of responder and TSA certificates (wired by the service; none without it). */
   signerRenewal?: (now: number) => Promise<string[]>;
+  /** Runs when the hierarchy gains certificates (an offline root's ceremony): the service trusts them for EST. */
+  onHierarchyChange?: () => void;
 
   /** Renews responder and TSA certificates nearing expiry; after a responder renewal, every cached OCSP answer is re-signed. */
   async renewSigners(now = Date.now()): Promise<string[]> {

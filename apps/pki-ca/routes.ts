@@ -113,7 +113,12 @@ export function caApi(ca: () => Promise<PkiCa>) {
     )
     .put(
       "/cas/:type/certificate",
-      async ({ params, body }) => externalRoot(await ca()).importCertificate(params.type, body.chain_pem),
+      async ({ params, body }) => {
+        const c = await ca();
+        const out = await externalRoot(c).importCertificate(params.type, body.chain_pem);
+        c.onHierarchyChange?.();
+        return out;
+      },
       {
         params: caTypeParam,
         body: ImportCaCertificate,

@@ -60,9 +60,21 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
       const ca = new PkiCa(config, store, hierarchy);
       ca.timers = timers;
       ca.audit = ctx.audit;
-      // Certificates this CA issued authenticate EST enrollment on the mTLS port.
-      ctx.addClientCa(toPem("CERTIFICATE", new Uint8Array(hierarchy.root.cert.rawData)));
-      for (const i of hierarchy.issuing.values()) ctx.addClientCa(toPem("CERTIFICATE", new Uint8Array(i.cert.rawData)));
+      // Certificates this CA issued authenticate EST enrollment on the mTLS port (an offline
+      // root's issuing CAs join once the ceremony has given them their certificates).
+      const trustOwn = () => {
+        const certs = [() => hierarchy.root.cert, ...[...hierarchy.issuing.values()].map((i) => () => i.cert)];
+        for (const certOf of certs) {
+          try {
+            const c = certOf();
+            if (c.rawData.byteLength > 0) ctx.addClientCa(toPem("CERTIFICATE", new Uint8Array(c.rawData)));
+          } catch {
+            // an offline root's certificate not imported yet (its getter says ca_not_ready)
+          }
+        }
+      };
+      trustOwn();
+      ca.onHierarchyChange = trustOwn;
       ca.signerRenewal = (now) => renewSigners(store, ctx.protector, hierarchy, urls, opts, now, config.signer_renewal_fraction);
       for (const [t, i] of hierarchy.issuing) {
         if (i.crlShards !== config.crl_shards) ctx.logger.warn("issuing CA keeps the CRL shard count it was created with", { issuing_ca: t, crl_shards: i.crlShards, configured: config.crl_shards });

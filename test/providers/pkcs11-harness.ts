@@ -67,7 +67,8 @@ export async function startKmsBackend(slots: SlotSpec[]): Promise<KmsBackend> {
   const [port, mtlsPort] = [await freePort(), await freePort()];
   const config = {
     server: { bind: "127.0.0.1", port, mtls_port: mtlsPort },
-    data: { dir: dataDir },
+    // The suite layout: the development unseal secret and suite CA beside the data dir.
+    data: { dir: dataDir, suite_dir: root },
     auth: { issuer: issuer.issuer, jwks_url: issuer.jwksUrl, audience: "sm-kms", ca_file: issuerCa },
     mtls: { principals: slots.filter((s) => !s.tokenFile).map((s) => ({ dns: `${s.label}.pkcs11.test`, tenant: s.tenant, scopes: ALL_SCOPES })) },
     log: { level: "warn", access: false },
