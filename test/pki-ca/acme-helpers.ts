@@ -43,6 +43,8 @@ export async function startAcmeCa(http01Port: number, acme: Record<string, unkno
       website: "https://ca.example.test/",
       caa_identities: ["ca.example.test"],
       validation_timeout_ms: 5000,
+      // Far above what a test file does, so only the rate-limit tests (with their own limits) meet them.
+      rate_limits: { orders_per_account: { limit: 100_000, window_seconds: 60 }, orders_per_identifier: { limit: 100_000, window_seconds: 60 }, accounts_per_ip: { limit: 100_000, window_seconds: 60 } },
       ...acme,
     },
   });
@@ -146,6 +148,19 @@ export class TestAcme {
 
   /** newOrder, then serves each http-01 key authorization and answers each challenge; resolves with the order URL once ready. */
   async orderReady(names: Array<{ type: "dns" | "ip"; value: string }>, http01: { tokens: Map<string, string> }, extra: Record<string, unknown> = {}): Promise<{ url: string; order: any }> {
+    return this.orderWith(names, async (a, tp) => {
+      const ch = a.challenges.find((c: any) => c.type === "http-01");
+      http01.tokens.set(ch.token, `${ch.token}.${tp}`);
+      return ch.url;
+    }, extra);
+  }
+
+  /**
+   * newOrder, then for each authorization `solve` puts the answer in place (given the
+   * authorization and the account key's thumbprint) and names the challenge URL to answer;
+   * resolves once the order has left pending.
+   */
+  async orderWith(names: Array<{ type: "dns" | "ip"; value: string }>, solve: (authz: any, thumbprint: string) => Promise<string>, extra: Record<string, unknown> = {}): Promise<{ url: string; order: any }> {
     const r = await this.post(this.dir.newOrder!, { identifiers: names, ...extra });
     if (r.status !== 201) throw new Error(`newOrder ${r.status}: ${await r.text()}`);
     const url = r.headers.get("location")!;
@@ -153,13 +168,23 @@ export class TestAcme {
     const tp = await this.thumbprint();
     for (const az of order.authorizations as string[]) {
       const a = (await (await this.post(az, "")).json()) as any;
-      const ch = a.challenges.find((c: any) => c.type === "http-01");
-      http01.tokens.set(ch.token, `${ch.token}.${tp}`);
-      const cr = await this.post(ch.url, {});
+      const chUrl = await solve(a, tp);
+      const cr = await this.post(chUrl, {});
       if (cr.status !== 200) throw new Error(`challenge ${cr.status}: ${await cr.text()}`);
     }
     order = await this.poll(url, (o) => o.status !== "pending");
     return { url, order };
+  }
+
+  /** Finalizes a ready order with a fresh key's CSR and downloads the chain once valid. */
+  async issue(url: string, order: any, dns: string[], ips: string[] = []): Promise<{ pem: string; certUrl: string; keys: CryptoKeyPair }> {
+    const { der, keys } = await csrFor(dns, ips);
+    const fr = await this.post(order.finalize, { csr: b64u(der) });
+    if (fr.status !== 200) throw new Error(`finalize ${fr.status}: ${await fr.text()}`);
+    const done = await this.poll(url, (o) => o.status === "valid" || o.status === "invalid");
+    if (done.status !== "valid") throw new Error(`order ${done.status}: ${JSON.stringify(done.error)}`);
+    const pem = await (await this.post(done.certificate, "")).text();
+    return { pem, certUrl: done.certificate, keys };
   }
 
   /** POST-as-GET until `done` (no timing assertion: the test's own timeout bounds it). */

@@ -26,6 +26,8 @@ export interface OrderRow {
   request_id: string | null;
   serial: string | null;
   created_at: string;
+  /** ARI (RFC 9773): the serial of the certificate this order replaces. */
+  replaces: string | null;
 }
 
 export interface AuthorizationRow {
@@ -35,10 +37,14 @@ export interface AuthorizationRow {
   order_id: string;
   identifier_type: "dns" | "ip";
   identifier_value: string;
+  /** 1 for a wildcard's authorization (value without `*.`; dns-01 only). */
+  wildcard: number;
   status: "pending" | "valid" | "invalid" | "deactivated";
   expires: string;
   token: string;
   challenge_status: "pending" | "processing" | "valid" | "invalid";
+  /** The challenge the client answered (its status is challenge_status); null before. */
+  challenge_type: "http-01" | "dns-01" | "tls-alpn-01" | null;
   validated_at: string | null;
   error: string | null;
 }
@@ -57,7 +63,12 @@ export interface AcmeDb {
   acme_orders: OrderRow;
   acme_authorizations: AuthorizationRow;
   acme_eab_keys: EabKeyRow;
+  acme_nonce_keys: { id: string; key_sealed: Uint8Array; created_at: string };
+  acme_nonces_used: { nonce: string; expires: number };
+  acme_rate_events: { tenant: string; kind: string; subject: string; at: number };
 }
+
+export type RateKind = "account-orders" | "identifier-orders" | "ip-accounts";
 
 export class AcmeStore {
   constructor(readonly db: Kysely<AcmeDb>) {}
@@ -95,6 +106,38 @@ export class AcmeStore {
     await this.db.updateTable("acme_accounts").set(patch).where("tenant", "=", tenant).where("id", "=", id).execute();
   }
 
+  /** Key rollover: the account's key changes; false when another account of the tenant has that key (unique index). */
+  async changeAccountKey(tenant: string, id: string, jwk: string, thumbprint: string): Promise<boolean> {
+    try {
+      const r = await this.db.updateTable("acme_accounts").set({ jwk, thumbprint }).where("tenant", "=", tenant).where("id", "=", id).where("status", "=", "valid").executeTakeFirst();
+      return r.numUpdatedRows > 0n;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The orders (not invalid) that name `serial` as the certificate they replace. */
+  replacing(tenant: string, serial: string): Promise<Array<Pick<OrderRow, "id" | "status">>> {
+    return this.db.selectFrom("acme_orders").select(["id", "status"]).where("tenant", "=", tenant).where("replaces", "=", serial).where("status", "!=", "invalid").execute();
+  }
+
+  /**
+   * Rate limiting: the events of `kind` for `subject` since `since`, oldest first (at most
+   * `limit`); the caller compares with the limit and records a new event with `recordRate`.
+   */
+  async rateEvents(tenant: string, kind: RateKind, subject: string, since: number, limit: number): Promise<number[]> {
+    const rows = await this.db.selectFrom("acme_rate_events").select("at").where("tenant", "=", tenant).where("kind", "=", kind).where("subject", "=", subject).where("at", ">", since).orderBy("at").limit(limit).execute();
+    return rows.map((r) => Number(r.at));
+  }
+
+  async recordRate(events: Array<{ tenant: string; kind: RateKind; subject: string; at: number }>): Promise<void> {
+    if (events.length) await this.db.insertInto("acme_rate_events").values(events).execute();
+  }
+
+  async pruneRates(before: number): Promise<void> {
+    await this.db.deleteFrom("acme_rate_events").where("at", "<", before).execute();
+  }
+
   async insertOrder(order: OrderRow, authzs: AuthorizationRow[]): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
       await trx.insertInto("acme_orders").values(order).execute();
@@ -129,7 +172,7 @@ export class AcmeStore {
   }
 
   /** Changes an authorization only while its challenge is in one of `from`; false otherwise. */
-  async moveAuthorization(tenant: string, id: string, from: AuthorizationRow["challenge_status"][], patch: Partial<Pick<AuthorizationRow, "status" | "challenge_status" | "validated_at" | "error">>): Promise<boolean> {
+  async moveAuthorization(tenant: string, id: string, from: AuthorizationRow["challenge_status"][], patch: Partial<Pick<AuthorizationRow, "status" | "challenge_status" | "challenge_type" | "validated_at" | "error">>): Promise<boolean> {
     const r = await this.db.updateTable("acme_authorizations").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("challenge_status", "in", from).executeTakeFirst();
     return r.numUpdatedRows > 0n;
   }
