@@ -31,10 +31,10 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Starts pki-ca with ACME tenants `acme` (open) and `eab` (External Account Binding required). */
-export async function startAcmeCa(http01Port: number, acme: Record<string, unknown> = {}): Promise<CaFixture> {
-  return startCa({
-    profiles: { "acme-server": ACME_PROFILE, "acme-manual": { ...ACME_PROFILE, approval: "manual" } },
+/** pki-ca's app section with ACME tenants `acme` (open) and `eab` (External Account Binding required). */
+export function acmeApp(http01Port: number, acme: Record<string, unknown> = {}, profiles: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    profiles: { "acme-server": ACME_PROFILE, "acme-manual": { ...ACME_PROFILE, approval: "manual" }, ...profiles },
     acme: {
       tenants: { acme: { profiles: ["acme-server", "acme-manual"] }, eab: { profiles: ["acme-server"], external_account_required: true } },
       http01_port: http01Port,
@@ -47,7 +47,12 @@ export async function startAcmeCa(http01Port: number, acme: Record<string, unkno
       rate_limits: { orders_per_account: { limit: 100_000, window_seconds: 60 }, orders_per_identifier: { limit: 100_000, window_seconds: 60 }, accounts_per_ip: { limit: 100_000, window_seconds: 60 } },
       ...acme,
     },
-  });
+  };
+}
+
+/** Starts pki-ca with `acmeApp`'s ACME. */
+export async function startAcmeCa(http01Port: number, acme: Record<string, unknown> = {}, profiles: Record<string, unknown> = {}): Promise<CaFixture> {
+  return startCa(acmeApp(http01Port, acme, profiles));
 }
 
 /** An http-01 responder on 127.0.0.1: serves the key authorizations put into `tokens`. */
@@ -177,14 +182,14 @@ export class TestAcme {
   }
 
   /** Finalizes a ready order with a fresh key's CSR and downloads the chain once valid. */
-  async issue(url: string, order: any, dns: string[], ips: string[] = []): Promise<{ pem: string; certUrl: string; keys: CryptoKeyPair }> {
+  async issue(url: string, order: any, dns: string[], ips: string[] = []): Promise<{ pem: string; certUrl: string; keys: CryptoKeyPair; leaf: x509.X509Certificate }> {
     const { der, keys } = await csrFor(dns, ips);
     const fr = await this.post(order.finalize, { csr: b64u(der) });
     if (fr.status !== 200) throw new Error(`finalize ${fr.status}: ${await fr.text()}`);
     const done = await this.poll(url, (o) => o.status === "valid" || o.status === "invalid");
     if (done.status !== "valid") throw new Error(`order ${done.status}: ${JSON.stringify(done.error)}`);
     const pem = await (await this.post(done.certificate, "")).text();
-    return { pem, certUrl: done.certificate, keys };
+    return { pem, certUrl: done.certificate, keys, leaf: new x509.X509Certificate(pem.split(/(?<=-----END CERTIFICATE-----)/)[0]!) };
   }
 
   /** POST-as-GET until `done` (no timing assertion: the test's own timeout bounds it). */
@@ -211,3 +216,13 @@ export async function csrFor(dns: string[], ips: string[] = []): Promise<{ der: 
 }
 
 export const b64u = (b: Uint8Array) => Buffer.from(b).toString("base64url");
+
+/** The ARI certID of a certificate (RFC 9773 §4.1): base64url(AKI keyIdentifier) "." base64url(serial's DER content). */
+export function certIdOf(cert: x509.X509Certificate): string {
+  const aki = cert.getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId!;
+  let serial = cert.serialNumber.toLowerCase();
+  if (serial.length % 2) serial = `0${serial}`;
+  serial = serial.replace(/^(00)+(?=[0-7])/, "").replace(/^(00)+(?=00)/, "");
+  if (/^[89a-f]/.test(serial)) serial = `00${serial}`;
+  return `${Buffer.from(aki, "hex").toString("base64url")}.${Buffer.from(serial, "hex").toString("base64url")}`;
+}
