@@ -4,7 +4,6 @@
  * requests can be bent (another nonce, url, key or alg) for the negative cases.
  */
 import { calculateJwkThumbprint, exportJWK, FlattenedSign, generateKeyPair, type JWK } from "jose";
-import { createServer } from "node:net";
 import * as x509 from "../../src/pki/x509.ts";
 import { startCa, type CaFixture } from "./helpers.ts";
 
@@ -19,17 +18,7 @@ export const ACME_PROFILE = {
   ip_ranges: ["127.0.0.0/8"],
 };
 
-/** A TCP port free at the time of asking (for clients that must listen where the CA connects). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "../support/server-process.ts";
 
 /** pki-ca's app section with ACME tenants `acme` (open) and `eab` (External Account Binding required). */
 export function acmeApp(http01Port: number, acme: Record<string, unknown> = {}, profiles: Record<string, unknown> = {}): Record<string, unknown> {

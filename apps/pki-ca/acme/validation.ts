@@ -106,13 +106,19 @@ export class ValidationAuthority {
     let der: Uint8Array | undefined;
     let failure = "";
     for (const addr of addrs) {
-      try {
-        der = await this.alpnHandshake(addr, servername, deadline);
-        break;
-      } catch (e) {
-        if (e instanceof AcmeProblem) throw e;
-        failure = (e as Error)?.message ?? String(e);
+      // RFC 8737 sets no keyUsage, and some responders (lego's) mark their RSA certificate for
+      // key encipherment only, which a TLS 1.3 client refuses: then once more with TLS 1.2 RSA key exchange.
+      for (const rsaKeyExchange of [false, true]) {
+        try {
+          der = await this.alpnHandshake(addr, servername, deadline, rsaKeyExchange);
+          break;
+        } catch (e) {
+          if (e instanceof AcmeProblem) throw e;
+          failure = (e as Error)?.message ?? String(e);
+          if (!/KEY_USAGE_BIT_INCORRECT/.test(failure)) break;
+        }
       }
+      if (der) break;
     }
     if (!der) throw new AcmeProblem("connection", `could not complete a TLS handshake with ${t.value}:${this.config.tls_alpn01_port}: ${failure.slice(0, 200)}`);
     let cert: x509.X509Certificate;
@@ -136,7 +142,7 @@ export class ValidationAuthority {
     }
   }
 
-  private alpnHandshake(addr: string, servername: string, deadline: number): Promise<Uint8Array> {
+  private alpnHandshake(addr: string, servername: string, deadline: number, rsaKeyExchange: boolean): Promise<Uint8Array> {
     return new Promise((resolve, reject) => {
       const left = deadline - Date.now();
       if (left <= 0) return reject(new AcmeProblem("connection", `no answer within ${this.config.validation_timeout_ms} ms`));
@@ -151,7 +157,8 @@ export class ValidationAuthority {
         fn();
       };
       // The peer's certificate is self-signed by design: its content is what gets checked, not its chain.
-      socket = connect({ host: addr, port: this.config.tls_alpn01_port, servername, ALPNProtocols: ["acme-tls/1"], rejectUnauthorized: false }, () => {
+      const legacy = rsaKeyExchange ? { maxVersion: "TLSv1.2" as const, ciphers: "AES128-GCM-SHA256:AES256-GCM-SHA384" } : {};
+      socket = connect({ host: addr, port: this.config.tls_alpn01_port, servername, ALPNProtocols: ["acme-tls/1"], rejectUnauthorized: false, ...legacy }, () => {
         if (socket.alpnProtocol !== "acme-tls/1") return done(() => reject(new AcmeProblem("tls", `the server did not negotiate acme-tls/1 (got ${socket.alpnProtocol || "none"})`)));
         const peer = socket.getPeerCertificate(false);
         if (!peer?.raw) return done(() => reject(new AcmeProblem("tls", "the server presented no certificate")));
