@@ -293,10 +293,12 @@ export class AcmeAuthority {
     if (subproblems.length) throw new AcmeProblem("rejectedIdentifier", `the profile ${profileName} refuses ${subproblems.length === 1 ? "an identifier" : "identifiers"}`, { subproblems });
     const replaces = p.replaces === undefined ? null : await this.checkReplaces(u.tenant, account, p.replaces, identifiers);
     const limits = this.config.rate_limits;
-    await this.rateLimit(u.tenant, [
-      ["account-orders", account.id, limits.orders_per_account],
-      ...identifiers.map((id) => ["identifier-orders", identifierKey(id), limits.orders_per_identifier] as const),
-    ]);
+    // Counted when the order is stored (same commit).
+    const events = await this.rateLimit(
+      u.tenant,
+      [["account-orders", account.id, limits.orders_per_account], ...identifiers.map((id) => ["identifier-orders", identifierKey(id), limits.orders_per_identifier] as const)],
+      false,
+    );
     const now = new Date();
     const expires = new Date(now.getTime() + this.config.order_lifetime_hours * HOUR_MS).toISOString();
     const order: OrderRow = { id: randomId(), tenant: u.tenant, account_id: account.id, status: "pending", identifiers: JSON.stringify(identifiers), profile: profileName, expires, error: null, request_id: null, serial: null, created_at: now.toISOString(), replaces };
@@ -316,7 +318,7 @@ export class AcmeAuthority {
       validated_at: null,
       error: null,
     }));
-    await this.store.insertOrder(order, authzs);
+    await this.store.insertOrder(order, authzs, events);
     return order;
   }
 
@@ -325,7 +327,7 @@ export class AcmeAuthority {
    * its window, counted in the database (so across instances); then one event of each is recorded.
    * Refused: rateLimited with Retry-After (when the oldest counted event leaves the window).
    */
-  private async rateLimit(tenant: string, checks: ReadonlyArray<readonly [RateKind, string, { limit: number; window_seconds: number }]>): Promise<void> {
+  private async rateLimit(tenant: string, checks: ReadonlyArray<readonly [RateKind, string, { limit: number; window_seconds: number }]>, record = true): Promise<Array<{ tenant: string; kind: RateKind; subject: string; at: number }>> {
     const now = Date.now();
     const active = checks.filter(([, , l]) => l.limit > 0);
     for (const [kind, subject, l] of active) {
@@ -336,12 +338,14 @@ export class AcmeAuthority {
         throw new AcmeProblem("rateLimited", `too many ${kind.replace("-", " per ")}: at most ${l.limit} in ${l.window_seconds} s`, { headers: { "retry-after": String(retry) } });
       }
     }
-    await this.store.recordRate(active.map(([kind, subject]) => ({ tenant, kind, subject, at: now })));
+    const events = active.map(([kind, subject]) => ({ tenant, kind, subject, at: now }));
+    if (record) await this.store.recordRate(events);
     if (now - this.lastRatePrune > RATE_PRUNE_MS) {
       this.lastRatePrune = now;
       const l = this.config.rate_limits;
       await this.store.pruneRates(now - 1000 * Math.max(l.orders_per_account.window_seconds, l.orders_per_identifier.window_seconds, l.accounts_per_ip.window_seconds));
     }
+    return events;
   }
 
   /** Checks and normalizes newOrder identifiers: DNS names (lowercase; a wildcard `*.` only as the first label) and IP addresses. */
@@ -382,7 +386,8 @@ export class AcmeAuthority {
       if (failed) next = { status: "invalid", error: JSON.stringify(new AcmeProblem("unauthorized", `the authorization for ${failed.identifier_value} is ${failed.status}`).toJSON()) };
       else if (expired) next = { status: "invalid", error: JSON.stringify(malformed("the order expired before it was ready").toJSON()) };
       else if (authzs.every((a) => a.status === "valid")) next = { status: "ready" };
-      if (next && (await this.store.moveOrder(o.tenant, o.id, ["pending"], next))) return { ...o, ...next };
+      // Derived from the authorizations: derived again if a crash loses it.
+      if (next && (await this.store.moveOrder(o.tenant, o.id, ["pending"], next, false))) return { ...o, ...next };
     } else if (o.status === "ready" && expired) {
       const next = { status: "invalid" as const, error: JSON.stringify(malformed("the order expired before it was finalized").toJSON()) };
       if (await this.store.moveOrder(o.tenant, o.id, ["ready"], next)) return { ...o, ...next };
@@ -392,7 +397,7 @@ export class AcmeAuthority {
       let next: Partial<OrderRow> | undefined;
       if (r?.status === "issued" && r.serial) next = { status: "valid", serial: r.serial };
       else if (r?.status === "rejected") next = { status: "invalid", error: JSON.stringify(unauthorized("the request was rejected by an approver").toJSON()) };
-      if (next && (await this.store.moveOrder(o.tenant, o.id, ["processing"], next))) return { ...o, ...next };
+      if (next && (await this.store.moveOrder(o.tenant, o.id, ["processing"], next, false))) return { ...o, ...next };
     }
     return o;
   }
@@ -530,7 +535,8 @@ export class AcmeAuthority {
     const a = await this.authorization(u.tenant, account, id);
     const t = this.challengeType(a, type);
     if (a.status !== "pending" || a.challenge_status !== "pending") return a;
-    if (!(await this.store.moveAuthorization(u.tenant, a.id, ["pending"], { challenge_status: "processing", challenge_type: t }))) return (await this.store.authorization(u.tenant, a.id))!;
+    // A claim: lost in a crash, the challenge is pending again and can be answered again.
+    if (!(await this.store.moveAuthorization(u.tenant, a.id, ["pending"], { challenge_status: "processing", challenge_type: t }, false))) return (await this.store.authorization(u.tenant, a.id))!;
     const keyAuthorization = `${a.token}.${await calculateJwkThumbprint(JSON.parse(account.jwk) as JWK, "sha256")}`;
     const run = this.validate(a, t, keyAuthorization, u.account(account.id)).catch(this.onValidationError);
     this.inFlight.add(run);
@@ -593,7 +599,8 @@ export class AcmeAuthority {
       throw new AcmeProblem("badCSR", "the CSR's names differ from the order's identifiers");
     }
     // Claimed first, so two finalize requests cannot issue twice.
-    if (!(await this.store.moveOrder(tenant, o.id, ["ready"], { status: "processing" }))) throw new AcmeProblem("orderNotReady", "the order is being finalized already");
+    // Committed, not awaited to disk: the issuance's own durable commit syncs it too.
+    if (!(await this.store.moveOrder(tenant, o.id, ["ready"], { status: "processing" }, false))) throw new AcmeProblem("orderNotReady", "the order is being finalized already");
     let outcome;
     try {
       outcome = await this.ca.submit(tenant, { csr: Buffer.from(der).toString("base64"), profile: o.profile });

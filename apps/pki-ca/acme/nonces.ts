@@ -9,8 +9,9 @@
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Kysely } from "kysely";
+import { commitDeferred } from "../../../src/storage/index.ts";
 import type { DataProtector } from "../../../src/service/context.ts";
-import type { AcmeDb } from "./store.ts";
+import { commitWrite, type AcmeDb } from "./store.ts";
 
 const TTL_MS = 15 * 60_000;
 const RAW_LEN = 8 + 16 + 16;
@@ -48,11 +49,13 @@ export class NonceStore {
     if (!(expires > now) || expires > now + this.ttlMs) return false;
     if (!timingSafeEqual(this.mac(await this.hmacKey(), raw.subarray(0, 24)), raw.subarray(24))) return false;
     await this.prune(now);
-    const r = await this.db
-      .insertInto("acme_nonces_used")
-      .values({ nonce: Buffer.from(raw.subarray(8, 24)).toString("base64url"), expires })
-      .onConflict((oc) => oc.column("nonce").doNothing())
-      .executeTakeFirst();
+    // Committed (so every instance sees it used) before the request goes on; not awaited to disk:
+    // a crash could only forget nonces that expire within the TTL anyway.
+    const r = await commitWrite(
+      this.db,
+      (trx) => trx.insertInto("acme_nonces_used").values({ nonce: Buffer.from(raw.subarray(8, 24)).toString("base64url"), expires }).onConflict((oc) => oc.column("nonce").doNothing()).executeTakeFirst(),
+      { durable: false },
+    );
     return (r.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
@@ -78,6 +81,6 @@ export class NonceStore {
   private async prune(now: number): Promise<void> {
     if (now - this.lastPrune < PRUNE_EVERY_MS) return;
     this.lastPrune = now;
-    await this.db.deleteFrom("acme_nonces_used").where("expires", "<", now).execute();
+    await commitWrite(this.db, (trx) => trx.deleteFrom("acme_nonces_used").where("expires", "<", now).execute(), { durable: false });
   }
 }

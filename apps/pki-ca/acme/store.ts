@@ -1,5 +1,11 @@
-/** Kysely queries of pki-ca's ACME front end. Every query takes the tenant. */
-import type { Kysely } from "kysely";
+/**
+ * Kysely queries of pki-ca's ACME front end. Every query takes the tenant. Writes commit through
+ * `commitDeferred`: an embedded database syncs its WAL off the event loop (coalesced across
+ * concurrent requests) and the write resolves once durable, so a busy CA is not one fsync per
+ * ACME request on the event loop.
+ */
+import type { Kysely, Transaction } from "kysely";
+import { commitDeferred } from "../../../src/storage/index.ts";
 
 export interface AccountRow {
   id: string;
@@ -70,8 +76,28 @@ export interface AcmeDb {
 
 export type RateKind = "account-orders" | "identifier-orders" | "ip-accounts";
 
+/**
+ * Runs `work` in one transaction; resolves with its result once the commit is durable, or, with
+ * `durable: false`, once it is committed (visible to every instance): for state that is derived
+ * or claimed and made durable by the next durable commit anyway (a WAL sync covers every
+ * earlier commit), whose loss in a crash only puts a step back.
+ */
+export async function commitWrite<DB, T>(db: Kysely<DB>, work: (trx: Transaction<DB>) => Promise<T>, opts: { durable?: boolean } = {}): Promise<T> {
+  let out: T;
+  const { durable } = await commitDeferred(db, async (trx) => {
+    out = await work(trx);
+  });
+  if (opts.durable === false) durable.catch(() => undefined);
+  else await durable;
+  return out!;
+}
+
 export class AcmeStore {
   constructor(readonly db: Kysely<AcmeDb>) {}
+
+  private write<T>(work: (trx: Transaction<AcmeDb>) => Promise<T>, durable = true): Promise<T> {
+    return commitWrite(this.db, work, { durable });
+  }
 
   account(tenant: string, id: string): Promise<AccountRow | undefined> {
     return this.db.selectFrom("acme_accounts").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
@@ -86,7 +112,7 @@ export class AcmeStore {
    * false when the key was bound to another account meanwhile (nothing is stored then).
    */
   async insertAccount(row: AccountRow): Promise<boolean> {
-    return this.db.transaction().execute(async (trx) => {
+    return this.write(async (trx) => {
       if (row.eab_kid) {
         const bound = await trx
           .updateTable("acme_eab_keys")
@@ -103,13 +129,13 @@ export class AcmeStore {
   }
 
   async updateAccount(tenant: string, id: string, patch: Partial<Pick<AccountRow, "status" | "contact">>): Promise<void> {
-    await this.db.updateTable("acme_accounts").set(patch).where("tenant", "=", tenant).where("id", "=", id).execute();
+    await this.write((trx) => trx.updateTable("acme_accounts").set(patch).where("tenant", "=", tenant).where("id", "=", id).execute());
   }
 
   /** Key rollover: the account's key changes; false when another account of the tenant has that key (unique index). */
   async changeAccountKey(tenant: string, id: string, jwk: string, thumbprint: string): Promise<boolean> {
     try {
-      const r = await this.db.updateTable("acme_accounts").set({ jwk, thumbprint }).where("tenant", "=", tenant).where("id", "=", id).where("status", "=", "valid").executeTakeFirst();
+      const r = await this.write((trx) => trx.updateTable("acme_accounts").set({ jwk, thumbprint }).where("tenant", "=", tenant).where("id", "=", id).where("status", "=", "valid").executeTakeFirst());
       return r.numUpdatedRows > 0n;
     } catch {
       return false;
@@ -130,16 +156,19 @@ export class AcmeStore {
     return rows.map((r) => Number(r.at));
   }
 
+  /** Rate-limit events on their own (committed; the next durable write takes them to disk). */
   async recordRate(events: Array<{ tenant: string; kind: RateKind; subject: string; at: number }>): Promise<void> {
-    if (events.length) await this.db.insertInto("acme_rate_events").values(events).execute();
+    if (events.length) await this.write((trx) => trx.insertInto("acme_rate_events").values(events).execute(), false);
   }
 
   async pruneRates(before: number): Promise<void> {
-    await this.db.deleteFrom("acme_rate_events").where("at", "<", before).execute();
+    await this.write((trx) => trx.deleteFrom("acme_rate_events").where("at", "<", before).execute(), false);
   }
 
-  async insertOrder(order: OrderRow, authzs: AuthorizationRow[]): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
+  /** A new order, its authorizations and the rate-limit events it counts as, in one durable commit. */
+  async insertOrder(order: OrderRow, authzs: AuthorizationRow[], events: Array<{ tenant: string; kind: RateKind; subject: string; at: number }> = []): Promise<void> {
+    await this.write(async (trx) => {
+      if (events.length) await trx.insertInto("acme_rate_events").values(events).execute();
       await trx.insertInto("acme_orders").values(order).execute();
       if (authzs.length) await trx.insertInto("acme_authorizations").values(authzs).execute();
     });
@@ -157,9 +186,12 @@ export class AcmeStore {
     return this.db.selectFrom("acme_orders").select("id").where("tenant", "=", tenant).where("account_id", "=", accountId).orderBy("created_at", "desc").limit(limit).execute();
   }
 
-  /** Moves an order from one of `from` to a new state; false when it was in none of them (a concurrent change). */
-  async moveOrder(tenant: string, id: string, from: OrderStatus[], patch: Partial<Pick<OrderRow, "status" | "error" | "request_id" | "serial">>): Promise<boolean> {
-    const r = await this.db.updateTable("acme_orders").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", from).executeTakeFirst();
+  /**
+   * Moves an order from one of `from` to a new state; false when it was in none of them (a
+   * concurrent change). `durable: false` for a claim or a state derived again after a crash.
+   */
+  async moveOrder(tenant: string, id: string, from: OrderStatus[], patch: Partial<Pick<OrderRow, "status" | "error" | "request_id" | "serial">>, durable = true): Promise<boolean> {
+    const r = await this.write((trx) => trx.updateTable("acme_orders").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", from).executeTakeFirst(), durable);
     return r.numUpdatedRows > 0n;
   }
 
@@ -172,17 +204,17 @@ export class AcmeStore {
   }
 
   /** Changes an authorization only while its challenge is in one of `from`; false otherwise. */
-  async moveAuthorization(tenant: string, id: string, from: AuthorizationRow["challenge_status"][], patch: Partial<Pick<AuthorizationRow, "status" | "challenge_status" | "challenge_type" | "validated_at" | "error">>): Promise<boolean> {
-    const r = await this.db.updateTable("acme_authorizations").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("challenge_status", "in", from).executeTakeFirst();
+  async moveAuthorization(tenant: string, id: string, from: AuthorizationRow["challenge_status"][], patch: Partial<Pick<AuthorizationRow, "status" | "challenge_status" | "challenge_type" | "validated_at" | "error">>, durable = true): Promise<boolean> {
+    const r = await this.write((trx) => trx.updateTable("acme_authorizations").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("challenge_status", "in", from).executeTakeFirst(), durable);
     return r.numUpdatedRows > 0n;
   }
 
   async deactivateAuthorization(tenant: string, id: string): Promise<void> {
-    await this.db.updateTable("acme_authorizations").set({ status: "deactivated" }).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", ["pending", "valid"]).execute();
+    await this.write((trx) => trx.updateTable("acme_authorizations").set({ status: "deactivated" }).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", ["pending", "valid"]).execute());
   }
 
   async insertEabKey(row: EabKeyRow): Promise<void> {
-    await this.db.insertInto("acme_eab_keys").values(row).execute();
+    await this.write((trx) => trx.insertInto("acme_eab_keys").values(row).execute());
   }
 
   eabKey(tenant: string, kid: string): Promise<EabKeyRow | undefined> {
@@ -194,7 +226,7 @@ export class AcmeStore {
   }
 
   async deleteEabKey(tenant: string, kid: string): Promise<boolean> {
-    const r = await this.db.deleteFrom("acme_eab_keys").where("tenant", "=", tenant).where("kid", "=", kid).executeTakeFirst();
+    const r = await this.write((trx) => trx.deleteFrom("acme_eab_keys").where("tenant", "=", tenant).where("kid", "=", kid).executeTakeFirst());
     return r.numDeletedRows > 0n;
   }
 }
