@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { pkiCa, pkiCaOf } from "../../apps/pki-ca/service.ts";
+import { benchPkiApp } from "./pki-ca-app.ts";
 import { serveBenchTarget } from "./service.ts";
 
 const acme = JSON.parse(readFileSync(join(dirname(process.argv[2]!), "acme.json"), "utf8")) as { http01_port: number; dns_resolvers: string[] };
@@ -14,19 +15,7 @@ const unlimited = { limit: 0, window_seconds: 60 };
 await serveBenchTarget(pkiCa, {
   config: (c) => {
     c.app = {
-      base_url: "http://pki.bench.test",
-      issuing_cas: ["P-256"],
-      profiles: {
-        bench: {
-          issuing_ca: "P-256",
-          key_types: ["P-256"],
-          max_validity_days: 90,
-          default_validity_days: 30,
-          key_usage: ["digitalSignature"],
-          extended_key_usage: ["serverAuth"],
-          dns: { allow: ["*.bench.test"] },
-        },
-      },
+      ...benchPkiApp(),
       acme: {
         tenants: { bench: { profiles: ["bench"] } },
         http01_port: acme.http01_port,

@@ -1,24 +1,11 @@
 /** pki-ca as a benchmark target: the real service in its own process, one auto-approved P-256 profile. */
 import { pkiCa, pkiCaOf } from "../../apps/pki-ca/service.ts";
+import { benchPkiApp } from "./pki-ca-app.ts";
 import { serveBenchTarget } from "./service.ts";
 
 await serveBenchTarget(pkiCa, {
   config: (c) => {
-    c.app = {
-      base_url: "http://pki.bench.test",
-      issuing_cas: ["P-256"],
-      profiles: {
-        bench: {
-          issuing_ca: "P-256",
-          key_types: ["P-256"],
-          max_validity_days: 90,
-          default_validity_days: 30,
-          key_usage: ["digitalSignature"],
-          extended_key_usage: ["serverAuth"],
-          dns: { allow: ["*.bench.test"] },
-        },
-      },
-    };
+    c.app = benchPkiApp();
   },
   ready: (s) => pkiCaOf(s.ctx),
 });
