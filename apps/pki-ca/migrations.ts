@@ -1,6 +1,6 @@
 /** pki-ca's schema, versioned. A new change is a new entry; never edit an applied one. */
 import type { Kysely } from "kysely";
-import { createAcmeTables } from "./acme/migrations.ts";
+import { addAcmeChallengesAriLimits, createAcmeTables } from "./acme/migrations.ts";
 import { createEstTables } from "./est/migrations.ts";
 import { createScepTables } from "./scep/migrations.ts";
 
@@ -111,5 +111,10 @@ export const migrations = [
       await createEstTables(db);
       await createScepTables(db);
     },
+  },
+  {
+    version: 7,
+    name: "ACME dns-01 and tls-alpn-01, wildcards, ARI replaces, shared nonces, rate limits",
+    up: addAcmeChallengesAriLimits,
   },
 ];

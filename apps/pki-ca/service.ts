@@ -22,7 +22,6 @@ import { runtime } from "../../src/runtime/index.ts";
 import { AcmeAuthority } from "./acme/domain.ts";
 import { AcmeStore } from "./acme/store.ts";
 import { ValidationAuthority } from "./acme/validation.ts";
-import { NonceStore } from "./acme/nonces.ts";
 import { acmeAdminApi, acmeRoutes } from "./acme/routes.ts";
 import { EstAuthority } from "./est/domain.ts";
 import { EstStore } from "./est/store.ts";
@@ -245,7 +244,7 @@ export const pkiCa: ServiceDefinition = {
     void pkiCaOf(ctx);
     return new Elysia()
       .use(caPublicRoutes(() => pkiCaOf(ctx)))
-      .use(acmeRoutes(() => acmeOf(ctx), new NonceStore()))
+      .use(acmeRoutes(() => acmeOf(ctx)))
       .use(estRoutes(() => estOf(ctx)))
       .use(scepRoutes(() => scepOf(ctx)));
   },

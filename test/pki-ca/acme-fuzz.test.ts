@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { fuzz, mutateJson, rng, type Rng } from "../support/fuzz.ts";
 import type { CaFixture } from "./helpers.ts";
-import { b64u, csrFor, startAcmeCa, startHttp01, TestAcme } from "./acme-helpers.ts";
+import * as x509 from "../../src/pki/x509.ts";
+import { b64u, certIdOf, csrFor, startAcmeCa, startHttp01, TestAcme } from "./acme-helpers.ts";
 
 const N = Number(process.env.FUZZ_N ?? 1200);
 let f: CaFixture;
@@ -16,6 +17,9 @@ let http01: ReturnType<typeof startHttp01>;
 let c: TestAcme;
 let order: any;
 let certDer: string;
+let authzUrl: string;
+let challengeUrl: string;
+let certId: string;
 
 beforeAll(async () => {
   http01 = startHttp01();
@@ -29,6 +33,11 @@ beforeAll(async () => {
   const pem = await (await c.post(done.certificate, "")).text();
   certDer = b64u(new Uint8Array(Buffer.from(pem.split("-----")[2]!.replace(/\s+/g, ""), "base64")));
   order = (await c.orderReady([{ type: "dns", value: "fuzz2.localhost" }], http01)).order;
+  certId = certIdOf(new x509.X509Certificate(pem.split(/(?<=-----END CERTIFICATE-----)/)[0]!));
+  // A pending authorization whose dns-01 challenge the fuzz answers (its validation fails: no TXT).
+  const pending = (await (await c.post(c.dir.newOrder!, { identifiers: [{ type: "dns", value: "fuzz3.localhost" }] })).json()) as any;
+  authzUrl = pending.authorizations[0];
+  challengeUrl = ((await (await c.post(authzUrl, "")).json()) as any).challenges.find((x: any) => x.type === "dns-01").url;
 });
 afterAll(async () => {
   await f?.stop();
@@ -60,6 +69,10 @@ describe(`ACME mutation fuzz (${N} per endpoint)`, () => {
     ["finalize", () => order.finalize, () => ({ csr: "MIIBAA" }), false],
     ["revokeCert", () => c.dir.revokeCert!, () => ({ certificate: certDer, reason: 4 }), false],
     ["account", () => c.kid!, () => ({ contact: ["mailto:b@example.test"] }), false],
+    ["keyChange", () => c.dir.keyChange!, () => ({ protected: "eyJhbGciOiJFUzI1NiJ9", payload: "e30", signature: "AAAA" }), false],
+    ["newOrder with replaces", () => c.dir.newOrder!, () => ({ identifiers: [{ type: "dns", value: "fuzz.localhost" }], replaces: certId, profile: "acme-server" }), false],
+    ["challenge", () => challengeUrl, () => ({}), false],
+    ["authorization", () => authzUrl, () => ({ status: "deactivated" }), false],
   ];
   for (const [name, url, payload, useJwk] of endpoints) {
     test(`${name}: no 5xx`, async () => {
@@ -75,6 +88,18 @@ describe(`ACME mutation fuzz (${N} per endpoint)`, () => {
       expect([...statuses.keys()].some((s) => s >= 400 && s < 500)).toBe(true);
     }, 300_000);
   }
+
+  test("renewalInfo: mutated certIDs in the path, no 5xx", async () => {
+    const r = rng(0xa71);
+    const cases: string[] = [];
+    for (let i = 0; i < N; i++) {
+      const m = mutateJson(certId, r);
+      // At most 1 KiB: a longer request line is the HTTP server's to refuse, before any route.
+      cases.push(encodeURIComponent(m.replace(/^"|"$/g, "")).slice(0, 1024));
+    }
+    const { statuses } = await fuzz(cases, (id) => c.fetch(`${c.dir.renewalInfo}/${id}`), { describe: (id) => id, maxMs: 120_000, concurrency: 8 });
+    expect([...statuses.keys()].some((s) => s >= 400 && s < 500)).toBe(true);
+  }, 300_000);
 
   test("the server still orders and issues afterwards", async () => {
     const { url, order: o } = await c.orderReady([{ type: "dns", value: "after.localhost" }], http01);

@@ -4,7 +4,6 @@
  * requests can be bent (another nonce, url, key or alg) for the negative cases.
  */
 import { calculateJwkThumbprint, exportJWK, FlattenedSign, generateKeyPair, type JWK } from "jose";
-import { createServer } from "node:net";
 import * as x509 from "../../src/pki/x509.ts";
 import { startCa, type CaFixture } from "./helpers.ts";
 
@@ -19,22 +18,12 @@ export const ACME_PROFILE = {
   ip_ranges: ["127.0.0.0/8"],
 };
 
-/** A TCP port free at the time of asking (for clients that must listen where the CA connects). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "../support/server-process.ts";
 
-/** Starts pki-ca with ACME tenants `acme` (open) and `eab` (External Account Binding required). */
-export async function startAcmeCa(http01Port: number, acme: Record<string, unknown> = {}): Promise<CaFixture> {
-  return startCa({
-    profiles: { "acme-server": ACME_PROFILE, "acme-manual": { ...ACME_PROFILE, approval: "manual" } },
+/** pki-ca's app section with ACME tenants `acme` (open) and `eab` (External Account Binding required). */
+export function acmeApp(http01Port: number, acme: Record<string, unknown> = {}, profiles: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    profiles: { "acme-server": ACME_PROFILE, "acme-manual": { ...ACME_PROFILE, approval: "manual" }, ...profiles },
     acme: {
       tenants: { acme: { profiles: ["acme-server", "acme-manual"] }, eab: { profiles: ["acme-server"], external_account_required: true } },
       http01_port: http01Port,
@@ -43,9 +32,16 @@ export async function startAcmeCa(http01Port: number, acme: Record<string, unkno
       website: "https://ca.example.test/",
       caa_identities: ["ca.example.test"],
       validation_timeout_ms: 5000,
+      // Far above what a test file does, so only the rate-limit tests (with their own limits) meet them.
+      rate_limits: { orders_per_account: { limit: 100_000, window_seconds: 60 }, orders_per_identifier: { limit: 100_000, window_seconds: 60 }, accounts_per_ip: { limit: 100_000, window_seconds: 60 } },
       ...acme,
     },
-  });
+  };
+}
+
+/** Starts pki-ca with `acmeApp`'s ACME. */
+export async function startAcmeCa(http01Port: number, acme: Record<string, unknown> = {}, profiles: Record<string, unknown> = {}): Promise<CaFixture> {
+  return startCa(acmeApp(http01Port, acme, profiles));
 }
 
 /** An http-01 responder on 127.0.0.1: serves the key authorizations put into `tokens`. */
@@ -146,6 +142,19 @@ export class TestAcme {
 
   /** newOrder, then serves each http-01 key authorization and answers each challenge; resolves with the order URL once ready. */
   async orderReady(names: Array<{ type: "dns" | "ip"; value: string }>, http01: { tokens: Map<string, string> }, extra: Record<string, unknown> = {}): Promise<{ url: string; order: any }> {
+    return this.orderWith(names, async (a, tp) => {
+      const ch = a.challenges.find((c: any) => c.type === "http-01");
+      http01.tokens.set(ch.token, `${ch.token}.${tp}`);
+      return ch.url;
+    }, extra);
+  }
+
+  /**
+   * newOrder, then for each authorization `solve` puts the answer in place (given the
+   * authorization and the account key's thumbprint) and names the challenge URL to answer;
+   * resolves once the order has left pending.
+   */
+  async orderWith(names: Array<{ type: "dns" | "ip"; value: string }>, solve: (authz: any, thumbprint: string) => Promise<string>, extra: Record<string, unknown> = {}): Promise<{ url: string; order: any }> {
     const r = await this.post(this.dir.newOrder!, { identifiers: names, ...extra });
     if (r.status !== 201) throw new Error(`newOrder ${r.status}: ${await r.text()}`);
     const url = r.headers.get("location")!;
@@ -153,13 +162,23 @@ export class TestAcme {
     const tp = await this.thumbprint();
     for (const az of order.authorizations as string[]) {
       const a = (await (await this.post(az, "")).json()) as any;
-      const ch = a.challenges.find((c: any) => c.type === "http-01");
-      http01.tokens.set(ch.token, `${ch.token}.${tp}`);
-      const cr = await this.post(ch.url, {});
+      const chUrl = await solve(a, tp);
+      const cr = await this.post(chUrl, {});
       if (cr.status !== 200) throw new Error(`challenge ${cr.status}: ${await cr.text()}`);
     }
     order = await this.poll(url, (o) => o.status !== "pending");
     return { url, order };
+  }
+
+  /** Finalizes a ready order with a fresh key's CSR and downloads the chain once valid. */
+  async issue(url: string, order: any, dns: string[], ips: string[] = []): Promise<{ pem: string; certUrl: string; keys: CryptoKeyPair; leaf: x509.X509Certificate }> {
+    const { der, keys } = await csrFor(dns, ips);
+    const fr = await this.post(order.finalize, { csr: b64u(der) });
+    if (fr.status !== 200) throw new Error(`finalize ${fr.status}: ${await fr.text()}`);
+    const done = await this.poll(url, (o) => o.status === "valid" || o.status === "invalid");
+    if (done.status !== "valid") throw new Error(`order ${done.status}: ${JSON.stringify(done.error)}`);
+    const pem = await (await this.post(done.certificate, "")).text();
+    return { pem, certUrl: done.certificate, keys, leaf: new x509.X509Certificate(pem.split(/(?<=-----END CERTIFICATE-----)/)[0]!) };
   }
 
   /** POST-as-GET until `done` (no timing assertion: the test's own timeout bounds it). */
@@ -186,3 +205,13 @@ export async function csrFor(dns: string[], ips: string[] = []): Promise<{ der: 
 }
 
 export const b64u = (b: Uint8Array) => Buffer.from(b).toString("base64url");
+
+/** The ARI certID of a certificate (RFC 9773 §4.1): base64url(AKI keyIdentifier) "." base64url(serial's DER content). */
+export function certIdOf(cert: x509.X509Certificate): string {
+  const aki = cert.getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId!;
+  let serial = cert.serialNumber.toLowerCase();
+  if (serial.length % 2) serial = `0${serial}`;
+  serial = serial.replace(/^(00)+(?=[0-7])/, "").replace(/^(00)+(?=00)/, "");
+  if (/^[89a-f]/.test(serial)) serial = `00${serial}`;
+  return `${Buffer.from(aki, "hex").toString("base64url")}.${Buffer.from(serial, "hex").toString("base64url")}`;
+}

@@ -137,3 +137,28 @@ export async function ed25519Csr(cn: string): Promise<{ keys: CryptoKeyPair; pem
   });
   return { keys, pem: csr.toString("pem") };
 }
+
+/**
+ * A second pki-ca instance in its own process (peer-instance.ts) on `a`'s data directory and
+ * test issuer, with the app section `app`; resolves with its public URL once its hierarchy is loaded.
+ */
+export async function spawnPeer(a: CaFixture, app: Record<string, unknown>): Promise<{ url: string; proc: ReturnType<typeof Bun.spawn>; stop(): Promise<void> }> {
+  const issuer = { issuer: a.issuer.issuer, jwksUrl: a.issuer.jwksUrl, caPem: a.issuer.caPem };
+  const proc = Bun.spawn([process.execPath, join(import.meta.dir, "peer-instance.ts"), JSON.stringify({ dir: a.dir, app, issuer })], { stdout: "pipe", stderr: "inherit" });
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the peer instance exited before it was ready");
+    text += new TextDecoder().decode(value);
+  }
+  const { url } = JSON.parse(text.split("\n")[0]!) as { url: string };
+  return {
+    url,
+    proc,
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    },
+  };
+}

@@ -10,34 +10,25 @@ import { readFileSync } from "node:fs";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { CRLNumber, id_ce_cRLNumber } from "@peculiar/asn1-x509";
 import * as x509 from "../../src/pki/x509.ts";
-import { apiOver, haveOpenssl, makeCsr, openssl, startCa, write, type CaFixture } from "./helpers.ts";
+import { apiOver, haveOpenssl, makeCsr, openssl, spawnPeer, startCa, write, type CaFixture } from "./helpers.ts";
 import { pkiCaOf } from "../../apps/pki-ca/service.ts";
 
 const CHECK_MS = 50;
 const APP = { revocation_check_ms: CHECK_MS };
 let a: CaFixture;
-let peer: ReturnType<typeof Bun.spawn> | undefined;
+let peer: Awaited<ReturnType<typeof spawnPeer>> | undefined;
 /** The second instance: the first's API shape, over HTTPS to the other process. */
 let b: Pick<CaFixture, "api" | "svc">;
 beforeAll(async () => {
   a = await startCa(APP);
   await pkiCaOf(a.svc.ctx);
-  const issuer = { issuer: a.issuer.issuer, jwksUrl: a.issuer.jwksUrl, caPem: a.issuer.caPem };
-  peer = Bun.spawn([process.execPath, join(import.meta.dir, "peer-instance.ts"), JSON.stringify({ dir: a.dir, app: APP, issuer })], { stdout: "pipe", stderr: "inherit" });
-  const reader = (peer.stdout as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("the peer instance exited before it was ready");
-    text += new TextDecoder().decode(value);
-  }
-  const { url } = JSON.parse(text.split("\n")[0]!) as { url: string };
+  peer = await spawnPeer(a, APP);
+  const url = peer.url;
   const call = (path: string, init: RequestInit = {}) => fetch(url + path, { ...init, tls: { ca: a.svc.ca } } as RequestInit);
   b = { svc: { call } as CaFixture["svc"], api: apiOver(call) };
 }, 30_000);
 afterAll(async () => {
-  peer?.kill("SIGTERM");
-  await peer?.exited;
+  await peer?.stop();
   await a?.stop();
 });
 

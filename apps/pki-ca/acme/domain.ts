@@ -10,7 +10,7 @@
  * a certificate is revoked only by the account whose order issued it or by a JWS made with the
  * certificate's own key; everything is read and written within the path's tenant.
  */
-import { calculateJwkThumbprint, decodeProtectedHeader, flattenedVerify, importJWK, type FlattenedJWS, type JWK } from "jose";
+import { calculateJwkThumbprint, decodeProtectedHeader, flattenedVerify, importJWK, type FlattenedJWS, type JWK, type ProtectedHeaderParameters } from "jose";
 import type { DataProtector } from "../../../src/service/context.ts";
 import { AppError } from "../../../src/service/errors.ts";
 import { parseCsr, type ParsedCsr } from "../../../src/pki/csr.ts";
@@ -18,11 +18,13 @@ import { toPem } from "../../../src/pki/keys.ts";
 import { uuidV7 } from "../../../src/pki/serial.ts";
 import * as x509 from "../../../src/pki/x509.ts";
 import { REVOCATION_REASONS, type PkiCa, type RevocationReason } from "../domain.ts";
+import type { CertificateRow } from "../store.ts";
 import { effectiveDnsNames, ipBytes, nameReasons } from "../policy.ts";
 import type { AcmeConfig, AcmeTenant } from "./config.ts";
+import { NonceStore } from "./nonces.ts";
 import { AcmeProblem, malformed, unauthorized } from "./problem.ts";
-import type { AccountRow, AcmeStore, AuthorizationRow, OrderRow } from "./store.ts";
-import { isNonPublicAddress, type ValidationAuthority } from "./validation.ts";
+import type { AccountRow, AcmeStore, AuthorizationRow, OrderRow, RateKind } from "./store.ts";
+import { isNonPublicAddress, type ChallengeType, type ValidationAuthority } from "./validation.ts";
 
 const MAX_IDENTIFIERS = 100;
 const MAX_CONTACTS = 10;
@@ -55,12 +57,13 @@ export class AcmeUrls {
   newOrder = () => `${this.base}/new-order`;
   revokeCert = () => `${this.base}/revoke-cert`;
   keyChange = () => `${this.base}/key-change`;
+  renewalInfo = () => `${this.base}/renewal-info`;
   account = (id: string) => `${this.base}/acct/${id}`;
   orders = (id: string) => `${this.base}/acct/${id}/orders`;
   order = (id: string) => `${this.base}/order/${id}`;
   finalize = (id: string) => `${this.base}/order/${id}/finalize`;
   authz = (id: string) => `${this.base}/authz/${id}`;
-  challenge = (id: string) => `${this.base}/chall/${id}`;
+  challenge = (id: string, type: ChallengeType) => `${this.base}/chall/${id}/${type}`;
   certificate = (serial: string) => `${this.base}/cert/${serial}`;
 }
 
@@ -73,9 +76,23 @@ const identifierKey = (i: Identifier) => (i.type === "dns" ? `dns:${i.value}` : 
 
 const DNS_NAME = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
+export const CHALLENGE_TYPES: readonly ChallengeType[] = ["http-01", "dns-01", "tls-alpn-01"];
+
+/** The challenges offered for an authorization: a wildcard only dns-01, an IP address no dns-01 (RFC 8738). */
+export function challengeTypes(a: Pick<AuthorizationRow, "identifier_type" | "wildcard">): ChallengeType[] {
+  if (a.wildcard) return ["dns-01"];
+  return a.identifier_type === "ip" ? ["http-01", "tls-alpn-01"] : [...CHALLENGE_TYPES];
+}
+
+/** Prune rate-limit events older than the longest window at most this often. */
+const RATE_PRUNE_MS = 10 * 60_000;
+
 export class AcmeAuthority {
   /** Validations started and not yet recorded (awaited at dispose). */
   private readonly inFlight = new Set<Promise<void>>();
+  /** Replay nonces any instance can check (database-backed). */
+  readonly nonces: NonceStore;
+  private lastRatePrune = 0;
 
   constructor(
     readonly config: AcmeConfig,
@@ -84,7 +101,9 @@ export class AcmeAuthority {
     readonly va: ValidationAuthority,
     private readonly protector: DataProtector,
     private readonly onValidationError: (e: unknown) => void = () => undefined,
-  ) {}
+  ) {
+    this.nonces = new NonceStore(store.db, protector);
+  }
 
   /** The tenant's ACME settings; an unconfigured tenant has no ACME (404). */
   tenant(name: string): AcmeTenant {
@@ -102,7 +121,7 @@ export class AcmeAuthority {
     };
     if (this.config.terms_of_service) meta.termsOfService = this.config.terms_of_service;
     if (this.config.website) meta.website = this.config.website;
-    return { newNonce: u.newNonce(), newAccount: u.newAccount(), newOrder: u.newOrder(), revokeCert: u.revokeCert(), keyChange: u.keyChange(), meta };
+    return { newNonce: u.newNonce(), newAccount: u.newAccount(), newOrder: u.newOrder(), revokeCert: u.revokeCert(), keyChange: u.keyChange(), renewalInfo: u.renewalInfo(), meta };
   }
 
   // --- accounts ---
@@ -122,7 +141,7 @@ export class AcmeAuthority {
    * `onlyReturnExisting` nothing is created. With an EAB required (or given), the binding must
    * be an HMAC JWS over this account key made with an unused key of this tenant.
    */
-  async newAccount(u: AcmeUrls, jwk: JWK, payload: unknown): Promise<{ account: AccountRow; created: boolean }> {
+  async newAccount(u: AcmeUrls, jwk: JWK, payload: unknown, ip = ""): Promise<{ account: AccountRow; created: boolean }> {
     const t = this.tenant(u.tenant);
     const p = asObject(payload, "the newAccount payload");
     const thumbprint = await calculateJwkThumbprint(jwk, "sha256");
@@ -135,6 +154,7 @@ export class AcmeAuthority {
     if (p.termsOfServiceAgreed !== undefined && typeof p.termsOfServiceAgreed !== "boolean") throw malformed("termsOfServiceAgreed must be a boolean");
     if (this.config.terms_of_service && p.termsOfServiceAgreed !== true) throw unauthorized("the terms of service must be agreed to (termsOfServiceAgreed: true)");
     const contact = contacts(p.contact);
+    if (ip) await this.rateLimit(u.tenant, [["ip-accounts", ip, this.config.rate_limits.accounts_per_ip]]);
     let eabKid: string | null = null;
     if (p.externalAccountBinding !== undefined) eabKid = await this.verifyEab(u, jwk, thumbprint, p.externalAccountBinding);
     else if (t.external_account_required) throw new AcmeProblem("externalAccountRequired", "this tenant requires an External Account Binding (ask its administrator for a key id and HMAC key)");
@@ -152,13 +172,7 @@ export class AcmeAuthority {
 
   /** Checks an External Account Binding (RFC 8555 §7.3.4); returns its key id. */
   private async verifyEab(u: AcmeUrls, jwk: JWK, thumbprint: string, binding: unknown): Promise<string> {
-    const jws = flattened(binding, "externalAccountBinding");
-    let header: ReturnType<typeof decodeProtectedHeader>;
-    try {
-      header = decodeProtectedHeader(jws);
-    } catch {
-      throw malformed("externalAccountBinding has no readable protected header");
-    }
+    const { jws, header } = readJws(binding, "externalAccountBinding");
     if (typeof header.alg !== "string" || !["HS256", "HS384", "HS512"].includes(header.alg)) throw new AcmeProblem("badSignatureAlgorithm", "externalAccountBinding must be signed with HS256, HS384 or HS512");
     if (header.nonce !== undefined) throw malformed("externalAccountBinding must not carry a nonce");
     if (header.url !== u.newAccount()) throw unauthorized("externalAccountBinding's url is not the newAccount URL");
@@ -194,6 +208,47 @@ export class AcmeAuthority {
     if (p.contact !== undefined) patch.contact = JSON.stringify(contacts(p.contact));
     if (Object.keys(patch).length) await this.store.updateAccount(tenant, account.id, patch);
     return { ...account, ...patch };
+  }
+
+  /**
+   * Key rollover (RFC 8555 §7.3.5): `payload` is the inner JWS, signed by the new key (its `jwk`),
+   * for the same URL, without a nonce, over `{account, oldKey}` naming this account and its
+   * current key. A new key another account of the tenant holds is a conflict (409, its Location).
+   */
+  async keyChange(u: AcmeUrls, account: AccountRow, outerUrl: string, payload: unknown): Promise<AccountRow> {
+    const { jws, header } = readJws(payload, "the keyChange inner JWS");
+    if (typeof header.alg !== "string" || !["ES256", "ES384", "RS256", "PS256", "EdDSA"].includes(header.alg)) throw new AcmeProblem("badSignatureAlgorithm", "the inner JWS's alg must be ES256, ES384, RS256, PS256 or EdDSA");
+    if (header.nonce !== undefined) throw malformed("the inner JWS must not carry a nonce");
+    if (header.url !== outerUrl) throw malformed("the inner JWS's url must be the keyChange URL");
+    const raw = header.jwk as JWK | undefined;
+    if (!raw || typeof raw !== "object" || Array.isArray(raw) || raw.kty === "oct" || "d" in raw || "kid" in header) throw new AcmeProblem("badPublicKey", "the inner JWS must carry the new public key as jwk");
+    const newJwk = publicJwk(raw);
+    let inner: Record<string, unknown>;
+    try {
+      const key = await importJWK(newJwk, header.alg);
+      inner = asObject(JSON.parse(new TextDecoder().decode((await flattenedVerify(jws, key, { algorithms: [header.alg] })).payload)), "the inner payload");
+    } catch (e) {
+      if (e instanceof AcmeProblem) throw e;
+      throw malformed("the inner JWS does not verify with its jwk");
+    }
+    if (inner.account !== u.account(account.id)) throw malformed("the inner payload's account is not the signing account");
+    let oldThumbprint = "";
+    try {
+      oldThumbprint = await calculateJwkThumbprint(inner.oldKey as JWK, "sha256");
+    } catch {
+      throw malformed("oldKey must be the account's current public key (a JWK)");
+    }
+    if (oldThumbprint !== account.thumbprint) throw unauthorized("oldKey is not the account's current key");
+    const thumbprint = await calculateJwkThumbprint(newJwk, "sha256");
+    const holder = await this.store.accountByThumbprint(u.tenant, thumbprint);
+    const conflict = (id: string) => new AcmeProblem("malformed", "the new key is already the key of an account", { status: 409, headers: { location: u.account(id) } });
+    if (holder) throw conflict(holder.id);
+    if (!(await this.store.changeAccountKey(u.tenant, account.id, JSON.stringify(newJwk), thumbprint))) {
+      const again = await this.store.accountByThumbprint(u.tenant, thumbprint);
+      if (again) throw conflict(again.id);
+      throw unauthorized("the account is no longer valid");
+    }
+    return { ...account, jwk: JSON.stringify(newJwk), thumbprint };
   }
 
   accountView(u: AcmeUrls, a: AccountRow): Record<string, unknown> {
@@ -236,28 +291,64 @@ export class AcmeAuthority {
       }
     }
     if (subproblems.length) throw new AcmeProblem("rejectedIdentifier", `the profile ${profileName} refuses ${subproblems.length === 1 ? "an identifier" : "identifiers"}`, { subproblems });
+    const replaces = p.replaces === undefined ? null : await this.checkReplaces(u.tenant, account, p.replaces, identifiers);
+    const limits = this.config.rate_limits;
+    // Counted when the order is stored (same commit).
+    const events = await this.rateLimit(
+      u.tenant,
+      [["account-orders", account.id, limits.orders_per_account], ...identifiers.map((id) => ["identifier-orders", identifierKey(id), limits.orders_per_identifier] as const)],
+      false,
+    );
     const now = new Date();
     const expires = new Date(now.getTime() + this.config.order_lifetime_hours * HOUR_MS).toISOString();
-    const order: OrderRow = { id: randomId(), tenant: u.tenant, account_id: account.id, status: "pending", identifiers: JSON.stringify(identifiers), profile: profileName, expires, error: null, request_id: null, serial: null, created_at: now.toISOString() };
+    const order: OrderRow = { id: randomId(), tenant: u.tenant, account_id: account.id, status: "pending", identifiers: JSON.stringify(identifiers), profile: profileName, expires, error: null, request_id: null, serial: null, created_at: now.toISOString(), replaces };
     const authzs: AuthorizationRow[] = identifiers.map((id) => ({
       id: randomId(),
       tenant: u.tenant,
       account_id: account.id,
       order_id: order.id,
       identifier_type: id.type,
-      identifier_value: id.value,
+      identifier_value: id.value.replace(/^\*\./, ""),
+      wildcard: id.value.startsWith("*.") ? 1 : 0,
       status: "pending",
       expires,
       token: randomToken(),
       challenge_status: "pending",
+      challenge_type: null,
       validated_at: null,
       error: null,
     }));
-    await this.store.insertOrder(order, authzs);
+    await this.store.insertOrder(order, authzs, events);
     return order;
   }
 
-  /** Checks and normalizes newOrder identifiers: DNS names (lowercase, no wildcard: http-01 only) and IP addresses. */
+  /**
+   * Rate limits (`rate_limits`): each [kind, subject, limit] must have fewer than `limit` events in
+   * its window, counted in the database (so across instances); then one event of each is recorded.
+   * Refused: rateLimited with Retry-After (when the oldest counted event leaves the window).
+   */
+  private async rateLimit(tenant: string, checks: ReadonlyArray<readonly [RateKind, string, { limit: number; window_seconds: number }]>, record = true): Promise<Array<{ tenant: string; kind: RateKind; subject: string; at: number }>> {
+    const now = Date.now();
+    const active = checks.filter(([, , l]) => l.limit > 0);
+    for (const [kind, subject, l] of active) {
+      const windowMs = l.window_seconds * 1000;
+      const events = await this.store.rateEvents(tenant, kind, subject, now - windowMs, l.limit);
+      if (events.length >= l.limit) {
+        const retry = Math.max(1, Math.ceil((events[0]! + windowMs - now) / 1000));
+        throw new AcmeProblem("rateLimited", `too many ${kind.replace("-", " per ")}: at most ${l.limit} in ${l.window_seconds} s`, { headers: { "retry-after": String(retry) } });
+      }
+    }
+    const events = active.map(([kind, subject]) => ({ tenant, kind, subject, at: now }));
+    if (record) await this.store.recordRate(events);
+    if (now - this.lastRatePrune > RATE_PRUNE_MS) {
+      this.lastRatePrune = now;
+      const l = this.config.rate_limits;
+      await this.store.pruneRates(now - 1000 * Math.max(l.orders_per_account.window_seconds, l.orders_per_identifier.window_seconds, l.accounts_per_ip.window_seconds));
+    }
+    return events;
+  }
+
+  /** Checks and normalizes newOrder identifiers: DNS names (lowercase; a wildcard `*.` only as the first label) and IP addresses. */
   private identifiers(raw: unknown): Identifier[] {
     if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_IDENTIFIERS) throw malformed(`identifiers must be an array of 1 to ${MAX_IDENTIFIERS} identifiers`);
     const out = new Map<string, Identifier>();
@@ -267,8 +358,8 @@ export class AcmeAuthority {
       let id: Identifier;
       if (i.type === "dns") {
         const value = i.value.toLowerCase().replace(/\.$/, "");
-        if (value.startsWith("*.")) throw new AcmeProblem("rejectedIdentifier", "wildcard names need dns-01, which this CA does not offer yet");
-        if (!DNS_NAME.test(value) || ipBytes(value)) throw new AcmeProblem("rejectedIdentifier", `${value.slice(0, 253)} is not a DNS name`);
+        const base = value.startsWith("*.") ? value.slice(2) : value;
+        if (!DNS_NAME.test(base) || ipBytes(base) || (base !== value && !base.includes("."))) throw new AcmeProblem("rejectedIdentifier", `${value.slice(0, 253)} is not a DNS name`);
         id = { type: "dns", value };
       } else if (i.type === "ip") {
         if (!ipBytes(i.value)) throw new AcmeProblem("rejectedIdentifier", `${i.value.slice(0, 64)} is not an IP address`);
@@ -295,7 +386,8 @@ export class AcmeAuthority {
       if (failed) next = { status: "invalid", error: JSON.stringify(new AcmeProblem("unauthorized", `the authorization for ${failed.identifier_value} is ${failed.status}`).toJSON()) };
       else if (expired) next = { status: "invalid", error: JSON.stringify(malformed("the order expired before it was ready").toJSON()) };
       else if (authzs.every((a) => a.status === "valid")) next = { status: "ready" };
-      if (next && (await this.store.moveOrder(o.tenant, o.id, ["pending"], next))) return { ...o, ...next };
+      // Derived from the authorizations: derived again if a crash loses it.
+      if (next && (await this.store.moveOrder(o.tenant, o.id, ["pending"], next, false))) return { ...o, ...next };
     } else if (o.status === "ready" && expired) {
       const next = { status: "invalid" as const, error: JSON.stringify(malformed("the order expired before it was finalized").toJSON()) };
       if (await this.store.moveOrder(o.tenant, o.id, ["ready"], next)) return { ...o, ...next };
@@ -305,7 +397,7 @@ export class AcmeAuthority {
       let next: Partial<OrderRow> | undefined;
       if (r?.status === "issued" && r.serial) next = { status: "valid", serial: r.serial };
       else if (r?.status === "rejected") next = { status: "invalid", error: JSON.stringify(unauthorized("the request was rejected by an approver").toJSON()) };
-      if (next && (await this.store.moveOrder(o.tenant, o.id, ["processing"], next))) return { ...o, ...next };
+      if (next && (await this.store.moveOrder(o.tenant, o.id, ["processing"], next, false))) return { ...o, ...next };
     }
     return o;
   }
@@ -321,8 +413,72 @@ export class AcmeAuthority {
       finalize: u.finalize(o.id),
     };
     if (o.serial && o.status === "valid") out.certificate = u.certificate(o.serial);
+    if (o.replaces) out.replaces = o.replaces;
     if (o.error) out.error = JSON.parse(o.error);
     return out;
+  }
+
+  // --- ARI (RFC 9773) ---
+
+  /**
+   * The certificate a certID names (`base64url(AKI keyIdentifier).base64url(serial)`), in this
+   * tenant, issued by the CA whose key the AKI names; malformed (404 when unknown) otherwise.
+   */
+  private async certByCertId(tenant: string, certId: unknown): Promise<{ row: CertificateRow; cert: x509.X509Certificate }> {
+    const m = typeof certId === "string" ? /^([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{1,64})$/.exec(certId) : null;
+    if (!m) throw malformed("a certID is base64url(authorityKeyIdentifier).base64url(serialNumber)");
+    const aki = Buffer.from(m[1]!, "base64url").toString("hex");
+    const serialHex = Buffer.from(m[2]!, "base64url").toString("hex");
+    // DER's canonical integer: a leading zero byte only before a byte with its high bit set (so one certID per certificate).
+    if (!serialHex || (serialHex.startsWith("00") && serialHex.length > 2 && parseInt(serialHex.slice(2, 4), 16) < 0x80)) throw malformed("the certID's serial is not a DER INTEGER's content");
+    const row = (await this.ca.store.certificate(tenant, serialHex.replace(/^0+(?=.)/, ""))) ?? (await this.ca.store.certificate(tenant, serialHex));
+    const cert = row ? new x509.X509Certificate(row.cert_der.slice().buffer as ArrayBuffer) : undefined;
+    const certAki = cert?.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId?.toLowerCase();
+    if (!row || !cert || certAki !== aki) throw malformed("no certificate of this CA has that certID", 404);
+    return { row, cert };
+  }
+
+  /**
+   * renewalInfo: the window in which to renew. Normally the last third of the lifetime but its
+   * last sixth; a revoked certificate gets a window already past (renew now); a window ending
+   * after the issuing CA's own expiry is moved before it.
+   */
+  async renewalInfo(tenant: string, certId: string): Promise<{ suggestedWindow: { start: string; end: string }; explanationURL?: string }> {
+    const { row } = await this.certByCertId(tenant, certId);
+    const now = Date.now();
+    const nb = Date.parse(row.not_before);
+    const na = Date.parse(row.not_after);
+    const life = Math.max(na - nb, 60_000);
+    let start = na - life / 3;
+    let end = na - life / 6;
+    if (row.status === "revoked") {
+      start = now - 2 * HOUR_MS;
+      end = now - HOUR_MS;
+    } else {
+      const issuing = [...this.ca.hierarchy.issuing.values()].find((c) => c.id === row.ca_id);
+      const issuerEnd = issuing ? issuing.cert.notAfter.getTime() : Infinity;
+      if (end > issuerEnd - life / 6) {
+        end = Math.max(now, issuerEnd - life / 6);
+        start = Math.min(start, end - life / 12);
+      }
+    }
+    const iso = (t: number) => new Date(Math.floor(t / 1000) * 1000).toISOString();
+    return { suggestedWindow: { start: iso(start), end: iso(end) } };
+  }
+
+  /**
+   * newOrder's `replaces` (RFC 9773 §5): the certificate must have been ordered by this account,
+   * share an identifier with the new order, and not be replaced already by an order that is not
+   * invalid (alreadyReplaced, 409). Returns the certID, kept on the order.
+   */
+  private async checkReplaces(tenant: string, account: AccountRow, certId: unknown, identifiers: Identifier[]): Promise<string> {
+    const { row } = await this.certByCertId(tenant, certId);
+    const o = await this.store.orderBySerial(tenant, row.serial);
+    if (!o || o.account_id !== account.id) throw unauthorized("the certificate to replace was not ordered by this account");
+    const old = new Set((JSON.parse(o.identifiers) as Identifier[]).map(identifierKey));
+    if (!identifiers.some((i) => old.has(identifierKey(i)))) throw malformed("the new order shares no identifier with the certificate it replaces");
+    if ((await this.store.replacing(tenant, certId as string)).length) throw new AcmeProblem("alreadyReplaced", "that certificate is already replaced by another order");
+    return certId as string;
   }
 
   // --- authorizations and challenges ---
@@ -344,39 +500,68 @@ export class AcmeAuthority {
   }
 
   authorizationView(u: AcmeUrls, a: AuthorizationRow): Record<string, unknown> {
-    return {
+    const out: Record<string, unknown> = {
       identifier: { type: a.identifier_type, value: a.identifier_value },
       status: a.status,
       expires: a.expires,
-      challenges: [this.challengeView(u, a)],
+      challenges: challengeTypes(a).map((type) => this.challengeView(u, a, type)),
     };
-  }
-
-  challengeView(u: AcmeUrls, a: AuthorizationRow): Record<string, unknown> {
-    const out: Record<string, unknown> = { type: "http-01", url: u.challenge(a.id), status: a.challenge_status, token: a.token };
-    if (a.validated_at) out.validated = a.validated_at;
-    if (a.error) out.error = JSON.parse(a.error);
+    if (a.wildcard) out.wildcard = true;
     return out;
   }
 
-  /**
-   * The client says the challenge is ready: it moves to processing and the validation
-   * authority fetches the key authorization in the background; a repeat answers the current state.
-   */
-  async respondToChallenge(tenant: string, account: AccountRow, id: string): Promise<AuthorizationRow> {
-    const a = await this.authorization(tenant, account, id);
-    if (a.status !== "pending" || a.challenge_status !== "pending") return a;
-    if (!(await this.store.moveAuthorization(tenant, a.id, ["pending"], { challenge_status: "processing" }))) return (await this.store.authorization(tenant, a.id))!;
-    const keyAuthorization = `${a.token}.${await calculateJwkThumbprint(JSON.parse(account.jwk) as JWK, "sha256")}`;
-    const run = this.validate(a, keyAuthorization).catch(this.onValidationError);
-    this.inFlight.add(run);
-    void run.finally(() => this.inFlight.delete(run));
-    return { ...a, challenge_status: "processing" };
+  /** One challenge of an authorization: the answered one carries the state; the others stay pending. */
+  challengeView(u: AcmeUrls, a: AuthorizationRow, type: ChallengeType): Record<string, unknown> {
+    const answered = a.challenge_type === type;
+    const out: Record<string, unknown> = { type, url: u.challenge(a.id, type), status: answered ? a.challenge_status : "pending", token: a.token };
+    if (answered && a.validated_at) out.validated = a.validated_at;
+    if (answered && a.error) out.error = JSON.parse(a.error);
+    return out;
   }
 
-  private async validate(a: AuthorizationRow, keyAuthorization: string): Promise<void> {
+  /** The challenge type of a path segment, offered for this authorization (404 otherwise). */
+  challengeType(a: AuthorizationRow, type: string): ChallengeType {
+    const t = challengeTypes(a).find((c) => c === type);
+    if (!t) throw malformed("no such challenge for this authorization", 404);
+    return t;
+  }
+
+  /**
+   * The client says a challenge is ready: the authorization's challenge moves to processing and
+   * the validation authority checks it in the background; a repeat, or another challenge after
+   * one was answered, answers the current state.
+   */
+  async respondToChallenge(u: AcmeUrls, account: AccountRow, id: string, type: string): Promise<AuthorizationRow> {
+    const a = await this.authorization(u.tenant, account, id);
+    const t = this.challengeType(a, type);
+    if (a.status !== "pending" || a.challenge_status !== "pending") return a;
+    // A claim: lost in a crash, the challenge is pending again and can be answered again.
+    if (!(await this.store.moveAuthorization(u.tenant, a.id, ["pending"], { challenge_status: "processing", challenge_type: t }, false))) return (await this.store.authorization(u.tenant, a.id))!;
+    const keyAuthorization = `${a.token}.${await calculateJwkThumbprint(JSON.parse(account.jwk) as JWK, "sha256")}`;
+    const run = this.validate(a, t, keyAuthorization, u.account(account.id)).catch(this.onValidationError);
+    this.inFlight.add(run);
+    void run.finally(() => this.inFlight.delete(run));
+    return { ...a, challenge_status: "processing", challenge_type: t };
+  }
+
+  /**
+   * Validates, retrying what failed to connect or resolve (`validation_retries`, not a wrong
+   * answer), then checks CAA for DNS names; records valid or invalid with the problem.
+   */
+  private async validate(a: AuthorizationRow, type: ChallengeType, keyAuthorization: string, accountUri: string): Promise<void> {
     try {
-      await this.va.http01({ type: a.identifier_type, value: a.identifier_value, token: a.token, keyAuthorization });
+      const target = { type: a.identifier_type, value: a.identifier_value, token: a.token, keyAuthorization };
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.va.validate(type, target);
+          break;
+        } catch (e) {
+          const retriable = e instanceof AcmeProblem && ["connection", "dns", "tls"].includes(e.type);
+          if (!retriable || attempt >= this.config.validation_retries) throw e;
+          await new Promise((r) => setTimeout(r, this.config.validation_retry_delay_ms * (attempt + 1)));
+        }
+      }
+      if (a.identifier_type === "dns") await this.va.caa(a.identifier_value, a.wildcard === 1, { method: type, accountUri });
       await this.store.moveAuthorization(a.tenant, a.id, ["processing"], { challenge_status: "valid", status: "valid", validated_at: new Date().toISOString() });
     } catch (e) {
       const problem = e instanceof AcmeProblem ? e : new AcmeProblem("connection", "the validation failed");
@@ -414,7 +599,8 @@ export class AcmeAuthority {
       throw new AcmeProblem("badCSR", "the CSR's names differ from the order's identifiers");
     }
     // Claimed first, so two finalize requests cannot issue twice.
-    if (!(await this.store.moveOrder(tenant, o.id, ["ready"], { status: "processing" }))) throw new AcmeProblem("orderNotReady", "the order is being finalized already");
+    // Committed, not awaited to disk: the issuance's own durable commit syncs it too.
+    if (!(await this.store.moveOrder(tenant, o.id, ["ready"], { status: "processing" }, false))) throw new AcmeProblem("orderNotReady", "the order is being finalized already");
     let outcome;
     try {
       outcome = await this.ca.submit(tenant, { csr: Buffer.from(der).toString("base64"), profile: o.profile });
@@ -498,6 +684,16 @@ export function flattened(v: unknown, what = "the request"): FlattenedJWS {
     throw malformed(`${what} must be a flattened JWS with exactly protected, payload and signature`);
   }
   return o as unknown as FlattenedJWS;
+}
+
+/** A flattened JWS and its decoded protected header (malformed when either is unreadable). */
+export function readJws(v: unknown, what = "the request"): { jws: FlattenedJWS; header: ProtectedHeaderParameters } {
+  const jws = flattened(v, what);
+  try {
+    return { jws, header: decodeProtectedHeader(jws) as ProtectedHeaderParameters };
+  } catch {
+    throw malformed(`${what}: the protected header is not base64url JSON`);
+  }
 }
 
 /** The public members of a JWK (what is stored and compared). */

@@ -5,9 +5,9 @@
  * URL; exactly one of `jwk` (a public key) or `kid` (an account URL); then the signature, by the
  * jose library. The caller says which of `jwk`/`kid` the endpoint takes.
  */
-import { decodeProtectedHeader, flattenedVerify, importJWK, type JWK, type ProtectedHeaderParameters } from "jose";
+import { flattenedVerify, importJWK, type JWK, type ProtectedHeaderParameters } from "jose";
 import { AcmeProblem, malformed, unauthorized } from "./problem.ts";
-import { flattened, publicJwk } from "./domain.ts";
+import { publicJwk, readJws } from "./domain.ts";
 import type { NonceStore } from "./nonces.ts";
 
 export const ACME_ALGS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"] as const;
@@ -30,17 +30,11 @@ export async function verifyRequest(
   body: unknown,
   opts: { url: string; nonces: NonceStore; accept: "jwk" | "kid" | "either"; keyOf: (kid: string) => Promise<JWK> },
 ): Promise<VerifiedRequest> {
-  const jws = flattened(body);
-  let header: ProtectedHeaderParameters;
-  try {
-    header = decodeProtectedHeader(jws) as ProtectedHeaderParameters;
-  } catch {
-    throw malformed("the protected header is not base64url JSON");
-  }
+  const { jws, header } = readJws(body);
   if (typeof header.alg !== "string" || !(ACME_ALGS as readonly string[]).includes(header.alg)) {
     throw new AcmeProblem("badSignatureAlgorithm", `alg must be one of ${ACME_ALGS.join(", ")}`);
   }
-  if (!opts.nonces.consume(header.nonce)) throw new AcmeProblem("badNonce", "the nonce is missing, unknown, expired or used");
+  if (!(await opts.nonces.consume(header.nonce))) throw new AcmeProblem("badNonce", "the nonce is missing, unknown, expired or used");
   if (typeof header.url !== "string" || header.url !== opts.url) throw unauthorized("the url header is not this request's URL");
   const hasJwk = header.jwk !== undefined;
   const hasKid = header.kid !== undefined;

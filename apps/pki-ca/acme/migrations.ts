@@ -60,3 +60,36 @@ export async function createAcmeTables(db: Kysely<any>): Promise<void> {
     .addColumn("bound_at", "text")
     .execute();
 }
+
+/**
+ * Version 7: the other challenge types (the one a client answered is kept on the authorization),
+ * wildcard authorizations, ARI's `replaces`, nonces that any instance can check (a sealed HMAC
+ * key shared through the database and the table of used nonces), and the rate-limit events every
+ * instance counts.
+ */
+export async function addAcmeChallengesAriLimits(db: Kysely<any>): Promise<void> {
+  await db.schema.alterTable("acme_authorizations").addColumn("wildcard", "integer", (c) => c.notNull().defaultTo(0)).execute();
+  await db.schema.alterTable("acme_authorizations").addColumn("challenge_type", "text").execute(); // http-01 | dns-01 | tls-alpn-01, once answered
+  await db.schema.alterTable("acme_orders").addColumn("replaces", "text").execute(); // the certID (RFC 9773) of the certificate an ARI renewal replaces
+  await db.schema.createIndex("acme_orders_by_replaces").on("acme_orders").columns(["tenant", "replaces"]).execute();
+  await db.schema
+    .createTable("acme_nonce_keys")
+    .addColumn("id", "text", (c) => c.primaryKey())
+    .addColumn("key_sealed", "blob", (c) => c.notNull()) // barrier ciphertext of the nonce HMAC key
+    .addColumn("created_at", "text", (c) => c.notNull())
+    .execute();
+  await db.schema
+    .createTable("acme_nonces_used")
+    .addColumn("nonce", "text", (c) => c.primaryKey())
+    .addColumn("expires", "integer", (c) => c.notNull()) // epoch ms, after which the row can go
+    .execute();
+  await db.schema.createIndex("acme_nonces_used_by_expiry").on("acme_nonces_used").columns(["expires"]).execute();
+  await db.schema
+    .createTable("acme_rate_events")
+    .addColumn("tenant", "text", (c) => c.notNull())
+    .addColumn("kind", "text", (c) => c.notNull()) // account-orders | identifier-orders | ip-accounts
+    .addColumn("subject", "text", (c) => c.notNull()) // the account id, identifier or IP
+    .addColumn("at", "integer", (c) => c.notNull()) // epoch ms
+    .execute();
+  await db.schema.createIndex("acme_rate_events_by_subject").on("acme_rate_events").columns(["tenant", "kind", "subject", "at"]).execute();
+}

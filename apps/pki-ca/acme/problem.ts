@@ -7,12 +7,14 @@
 /** The ACME error types this server answers with, and the status each maps to. */
 export const PROBLEM_STATUS = {
   accountDoesNotExist: 400,
+  alreadyReplaced: 409,
   alreadyRevoked: 400,
   badCSR: 400,
   badNonce: 400,
   badPublicKey: 400,
   badRevocationReason: 400,
   badSignatureAlgorithm: 400,
+  caa: 403,
   connection: 400,
   dns: 400,
   externalAccountRequired: 400,
@@ -20,8 +22,10 @@ export const PROBLEM_STATUS = {
   invalidContact: 400,
   malformed: 400,
   orderNotReady: 403,
+  rateLimited: 429,
   rejectedIdentifier: 400,
   serverInternal: 500,
+  tls: 400,
   unauthorized: 403,
   unsupportedContact: 400,
   unsupportedIdentifier: 400,
@@ -35,15 +39,18 @@ export const PROBLEM_NS = "urn:ietf:params:acme:error:";
 export class AcmeProblem extends Error {
   readonly status: number;
   readonly subproblems?: Array<{ type: ProblemType; detail: string; identifier?: { type: string; value: string } }>;
+  /** Response headers the problem needs (Retry-After of rateLimited, Location of a key conflict). */
+  readonly headers: Record<string, string>;
   constructor(
     readonly type: ProblemType,
     readonly detail: string,
-    opts: { status?: number; subproblems?: Array<{ type: ProblemType; detail: string; identifier?: { type: string; value: string } }> } = {},
+    opts: { status?: number; subproblems?: Array<{ type: ProblemType; detail: string; identifier?: { type: string; value: string } }>; headers?: Record<string, string> } = {},
   ) {
     super(detail);
     this.name = "AcmeProblem";
     this.status = opts.status ?? PROBLEM_STATUS[type];
     this.subproblems = opts.subproblems;
+    this.headers = opts.headers ?? {};
   }
 
   /** The problem document (RFC 7807) as stored on orders and challenges and sent to clients. */

@@ -13,7 +13,6 @@ import { AppError, notFound } from "../../../src/service/errors.ts";
 import { AcmeProblem, malformed, unauthorized } from "./problem.ts";
 import { AcmeUrls, type AcmeAuthority } from "./domain.ts";
 import { verifyRequest, type VerifiedRequest } from "./jws.ts";
-import type { NonceStore } from "./nonces.ts";
 import type { AccountRow } from "./store.ts";
 
 /** Bound on an ACME request body: a CSR or certificate in base64url inside a JWS is far below it. */
@@ -26,7 +25,7 @@ interface Ctx {
 }
 
 /** The protocol routes; `authority` resolves once pki-ca's hierarchy is loaded. */
-export function acmeRoutes(authority: () => Promise<AcmeAuthority>, nonces: NonceStore) {
+export function acmeRoutes(authority: () => Promise<AcmeAuthority>) {
   const urlsOf = (request: Request, tenant: string) => new AcmeUrls(new URL(request.url).origin, tenant);
 
   /** Runs a handler, turning problems into problem documents; every answer carries a fresh nonce and the index link. */
@@ -36,15 +35,16 @@ export function acmeRoutes(authority: () => Promise<AcmeAuthority>, nonces: Nonc
       const tenant = c.params.tenant ?? "";
       const u = urlsOf(c.request, ID.test(tenant) ? tenant : "-");
       let res: Response;
+      let acme: AcmeAuthority | undefined;
       try {
         if (!ID.test(tenant)) throw malformed("no such tenant", 404);
-        const acme = await authority();
+        acme = await authority();
         acme.tenant(tenant);
         res = await fn(c, acme, u);
       } catch (e) {
         res = problemResponse(c.request, e);
       }
-      res.headers.set("replay-nonce", nonces.issue());
+      if (acme) res.headers.set("replay-nonce", await acme.nonces.issue());
       res.headers.append("link", `<${u.directory()}>;rel="index"`);
       if (!res.headers.has("cache-control")) res.headers.set("cache-control", "no-store");
       return res;
@@ -67,7 +67,7 @@ export function acmeRoutes(authority: () => Promise<AcmeAuthority>, nonces: Nonc
       let account: AccountRow | undefined;
       const r = await verifyRequest(body, {
         url: c.request.url,
-        nonces,
+        nonces: acme.nonces,
         accept,
         keyOf: async (kid) => {
           account = await acme.accountByKid(u, kid);
@@ -98,7 +98,7 @@ export function acmeRoutes(authority: () => Promise<AcmeAuthority>, nonces: Nonc
     .post(
       "/acme/:tenant/new-account",
       signed("jwk", async (_c, acme, u, r) => {
-        const { account, created } = await acme.newAccount(u, r.jwk!, r.payload);
+        const { account, created } = await acme.newAccount(u, r.jwk!, r.payload, requestInfo(_c.request).ip ?? "");
         return json(created ? 201 : 200, acme.accountView(u, account), { location: u.account(account.id) });
       }),
       { parse: "none", detail: { summary: "newAccount: JWS with jwk; onlyReturnExisting; externalAccountBinding (required when the tenant says so)" } },
@@ -126,7 +126,7 @@ export function acmeRoutes(authority: () => Promise<AcmeAuthority>, nonces: Nonc
         const o = await acme.newOrder(u, account, r.payload);
         return json(201, await acme.orderView(u, o), { location: u.order(o.id) });
       }),
-      { parse: "none", detail: { summary: "newOrder: dns and ip identifiers, optional profile; one http-01 authorization per identifier" } },
+      { parse: "none", detail: { summary: "newOrder: dns (wildcards too) and ip identifiers, optional profile (the profiles draft) and replaces (ARI); rate limited per account and identifier" } },
     )
     .post(
       "/acme/:tenant/order/:id",
@@ -154,13 +154,16 @@ export function acmeRoutes(authority: () => Promise<AcmeAuthority>, nonces: Nonc
       { parse: "none", detail: { summary: "An authorization (POST-as-GET) or its deactivation" } },
     )
     .post(
-      "/acme/:tenant/chall/:id",
+      "/acme/:tenant/chall/:id/:type",
       kid(async (c, acme, u, account, r) => {
         const id = pathId(c, "id");
-        const a = r.postAsGet ? await acme.authorization(u.tenant, account, id) : await acme.respondToChallenge(u.tenant, account, id);
-        return json(200, acme.challengeView(u, a), { link: `<${u.authz(a.id)}>;rel="up"`, ...(a.challenge_status === "processing" ? { "retry-after": "1" } : {}) });
+        const type = c.params.type ?? "";
+        let a = r.postAsGet ? await acme.authorization(u.tenant, account, id) : await acme.respondToChallenge(u, account, id, type);
+        const t = acme.challengeType(a, type);
+        if (r.postAsGet) a = await acme.authorization(u.tenant, account, id);
+        return json(200, acme.challengeView(u, a, t), { link: `<${u.authz(a.id)}>;rel="up"`, ...(a.challenge_status === "processing" && a.challenge_type === t ? { "retry-after": "1" } : {}) });
       }),
-      { parse: "none", detail: { summary: "The http-01 challenge: POST {} to have it validated, POST-as-GET to read it" } },
+      { parse: "none", detail: { summary: "A challenge (http-01, dns-01, tls-alpn-01): POST {} to have it validated, POST-as-GET to read it" } },
     )
     .post(
       "/acme/:tenant/cert/:serial",
@@ -181,10 +184,16 @@ export function acmeRoutes(authority: () => Promise<AcmeAuthority>, nonces: Nonc
     )
     .post(
       "/acme/:tenant/key-change",
-      signed("kid", async () => {
-        throw malformed("account key rollover is not offered yet: create a new account with the new key");
+      kid(async (c, acme, u, account, r) => {
+        const out = await acme.keyChange(u, account, c.request.url, r.payload);
+        return json(200, acme.accountView(u, out), { location: u.account(out.id) });
       }),
-      { parse: "none", detail: { summary: "keyChange: not offered yet (answers malformed)" } },
+      { parse: "none", detail: { summary: "keyChange (RFC 8555 §7.3.5): an inner JWS by the new key over {account, oldKey}; 409 with Location when another account has the new key" } },
+    )
+    .get(
+      "/acme/:tenant/renewal-info/:certid",
+      guarded(async (c, acme, u) => json(200, await acme.renewalInfo(u.tenant, c.params.certid ?? ""), { "retry-after": "21600" })),
+      { detail: { summary: "ARI (RFC 9773): the suggested renewal window of a certificate named by base64url(AKI).base64url(serial)" } },
     );
 }
 
@@ -204,6 +213,7 @@ function problemResponse(request: Request, e: unknown): Response {
   }
   const headers: Record<string, string> = { "content-type": "application/problem+json" };
   if (e instanceof AppError) for (const [k, val] of Object.entries(e.headers ?? {})) headers[k.toLowerCase()] = val;
+  for (const [k, val] of Object.entries(p.headers)) headers[k] = val;
   return new Response(JSON.stringify(p.toJSON()), { status: p.status, headers });
 }
 

@@ -1,5 +1,11 @@
-/** Kysely queries of pki-ca's ACME front end. Every query takes the tenant. */
-import type { Kysely } from "kysely";
+/**
+ * Kysely queries of pki-ca's ACME front end. Every query takes the tenant. Writes commit through
+ * `commitDeferred`: an embedded database syncs its WAL off the event loop (coalesced across
+ * concurrent requests) and the write resolves once durable, so a busy CA is not one fsync per
+ * ACME request on the event loop.
+ */
+import type { Kysely, Transaction } from "kysely";
+import { commitDeferred } from "../../../src/storage/index.ts";
 
 export interface AccountRow {
   id: string;
@@ -26,6 +32,8 @@ export interface OrderRow {
   request_id: string | null;
   serial: string | null;
   created_at: string;
+  /** ARI (RFC 9773): the serial of the certificate this order replaces. */
+  replaces: string | null;
 }
 
 export interface AuthorizationRow {
@@ -35,10 +43,14 @@ export interface AuthorizationRow {
   order_id: string;
   identifier_type: "dns" | "ip";
   identifier_value: string;
+  /** 1 for a wildcard's authorization (value without `*.`; dns-01 only). */
+  wildcard: number;
   status: "pending" | "valid" | "invalid" | "deactivated";
   expires: string;
   token: string;
   challenge_status: "pending" | "processing" | "valid" | "invalid";
+  /** The challenge the client answered (its status is challenge_status); null before. */
+  challenge_type: "http-01" | "dns-01" | "tls-alpn-01" | null;
   validated_at: string | null;
   error: string | null;
 }
@@ -57,10 +69,35 @@ export interface AcmeDb {
   acme_orders: OrderRow;
   acme_authorizations: AuthorizationRow;
   acme_eab_keys: EabKeyRow;
+  acme_nonce_keys: { id: string; key_sealed: Uint8Array; created_at: string };
+  acme_nonces_used: { nonce: string; expires: number };
+  acme_rate_events: { tenant: string; kind: string; subject: string; at: number };
+}
+
+export type RateKind = "account-orders" | "identifier-orders" | "ip-accounts";
+
+/**
+ * Runs `work` in one transaction; resolves with its result once the commit is durable, or, with
+ * `durable: false`, once it is committed (visible to every instance): for state that is derived
+ * or claimed and made durable by the next durable commit anyway (a WAL sync covers every
+ * earlier commit), whose loss in a crash only puts a step back.
+ */
+export async function commitWrite<DB, T>(db: Kysely<DB>, work: (trx: Transaction<DB>) => Promise<T>, opts: { durable?: boolean } = {}): Promise<T> {
+  let out: T;
+  const { durable } = await commitDeferred(db, async (trx) => {
+    out = await work(trx);
+  });
+  if (opts.durable === false) durable.catch(() => undefined);
+  else await durable;
+  return out!;
 }
 
 export class AcmeStore {
   constructor(readonly db: Kysely<AcmeDb>) {}
+
+  private write<T>(work: (trx: Transaction<AcmeDb>) => Promise<T>, durable = true): Promise<T> {
+    return commitWrite(this.db, work, { durable });
+  }
 
   account(tenant: string, id: string): Promise<AccountRow | undefined> {
     return this.db.selectFrom("acme_accounts").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
@@ -75,7 +112,7 @@ export class AcmeStore {
    * false when the key was bound to another account meanwhile (nothing is stored then).
    */
   async insertAccount(row: AccountRow): Promise<boolean> {
-    return this.db.transaction().execute(async (trx) => {
+    return this.write(async (trx) => {
       if (row.eab_kid) {
         const bound = await trx
           .updateTable("acme_eab_keys")
@@ -92,11 +129,46 @@ export class AcmeStore {
   }
 
   async updateAccount(tenant: string, id: string, patch: Partial<Pick<AccountRow, "status" | "contact">>): Promise<void> {
-    await this.db.updateTable("acme_accounts").set(patch).where("tenant", "=", tenant).where("id", "=", id).execute();
+    await this.write((trx) => trx.updateTable("acme_accounts").set(patch).where("tenant", "=", tenant).where("id", "=", id).execute());
   }
 
-  async insertOrder(order: OrderRow, authzs: AuthorizationRow[]): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
+  /** Key rollover: the account's key changes; false when another account of the tenant has that key (unique index). */
+  async changeAccountKey(tenant: string, id: string, jwk: string, thumbprint: string): Promise<boolean> {
+    try {
+      const r = await this.write((trx) => trx.updateTable("acme_accounts").set({ jwk, thumbprint }).where("tenant", "=", tenant).where("id", "=", id).where("status", "=", "valid").executeTakeFirst());
+      return r.numUpdatedRows > 0n;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The orders (not invalid) that name `serial` as the certificate they replace. */
+  replacing(tenant: string, serial: string): Promise<Array<Pick<OrderRow, "id" | "status">>> {
+    return this.db.selectFrom("acme_orders").select(["id", "status"]).where("tenant", "=", tenant).where("replaces", "=", serial).where("status", "!=", "invalid").execute();
+  }
+
+  /**
+   * Rate limiting: the events of `kind` for `subject` since `since`, oldest first (at most
+   * `limit`); the caller compares with the limit and records a new event with `recordRate`.
+   */
+  async rateEvents(tenant: string, kind: RateKind, subject: string, since: number, limit: number): Promise<number[]> {
+    const rows = await this.db.selectFrom("acme_rate_events").select("at").where("tenant", "=", tenant).where("kind", "=", kind).where("subject", "=", subject).where("at", ">", since).orderBy("at").limit(limit).execute();
+    return rows.map((r) => Number(r.at));
+  }
+
+  /** Rate-limit events on their own (committed; the next durable write takes them to disk). */
+  async recordRate(events: Array<{ tenant: string; kind: RateKind; subject: string; at: number }>): Promise<void> {
+    if (events.length) await this.write((trx) => trx.insertInto("acme_rate_events").values(events).execute(), false);
+  }
+
+  async pruneRates(before: number): Promise<void> {
+    await this.write((trx) => trx.deleteFrom("acme_rate_events").where("at", "<", before).execute(), false);
+  }
+
+  /** A new order, its authorizations and the rate-limit events it counts as, in one durable commit. */
+  async insertOrder(order: OrderRow, authzs: AuthorizationRow[], events: Array<{ tenant: string; kind: RateKind; subject: string; at: number }> = []): Promise<void> {
+    await this.write(async (trx) => {
+      if (events.length) await trx.insertInto("acme_rate_events").values(events).execute();
       await trx.insertInto("acme_orders").values(order).execute();
       if (authzs.length) await trx.insertInto("acme_authorizations").values(authzs).execute();
     });
@@ -114,9 +186,12 @@ export class AcmeStore {
     return this.db.selectFrom("acme_orders").select("id").where("tenant", "=", tenant).where("account_id", "=", accountId).orderBy("created_at", "desc").limit(limit).execute();
   }
 
-  /** Moves an order from one of `from` to a new state; false when it was in none of them (a concurrent change). */
-  async moveOrder(tenant: string, id: string, from: OrderStatus[], patch: Partial<Pick<OrderRow, "status" | "error" | "request_id" | "serial">>): Promise<boolean> {
-    const r = await this.db.updateTable("acme_orders").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", from).executeTakeFirst();
+  /**
+   * Moves an order from one of `from` to a new state; false when it was in none of them (a
+   * concurrent change). `durable: false` for a claim or a state derived again after a crash.
+   */
+  async moveOrder(tenant: string, id: string, from: OrderStatus[], patch: Partial<Pick<OrderRow, "status" | "error" | "request_id" | "serial">>, durable = true): Promise<boolean> {
+    const r = await this.write((trx) => trx.updateTable("acme_orders").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", from).executeTakeFirst(), durable);
     return r.numUpdatedRows > 0n;
   }
 
@@ -129,17 +204,17 @@ export class AcmeStore {
   }
 
   /** Changes an authorization only while its challenge is in one of `from`; false otherwise. */
-  async moveAuthorization(tenant: string, id: string, from: AuthorizationRow["challenge_status"][], patch: Partial<Pick<AuthorizationRow, "status" | "challenge_status" | "validated_at" | "error">>): Promise<boolean> {
-    const r = await this.db.updateTable("acme_authorizations").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("challenge_status", "in", from).executeTakeFirst();
+  async moveAuthorization(tenant: string, id: string, from: AuthorizationRow["challenge_status"][], patch: Partial<Pick<AuthorizationRow, "status" | "challenge_status" | "challenge_type" | "validated_at" | "error">>, durable = true): Promise<boolean> {
+    const r = await this.write((trx) => trx.updateTable("acme_authorizations").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("challenge_status", "in", from).executeTakeFirst(), durable);
     return r.numUpdatedRows > 0n;
   }
 
   async deactivateAuthorization(tenant: string, id: string): Promise<void> {
-    await this.db.updateTable("acme_authorizations").set({ status: "deactivated" }).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", ["pending", "valid"]).execute();
+    await this.write((trx) => trx.updateTable("acme_authorizations").set({ status: "deactivated" }).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", ["pending", "valid"]).execute());
   }
 
   async insertEabKey(row: EabKeyRow): Promise<void> {
-    await this.db.insertInto("acme_eab_keys").values(row).execute();
+    await this.write((trx) => trx.insertInto("acme_eab_keys").values(row).execute());
   }
 
   eabKey(tenant: string, kid: string): Promise<EabKeyRow | undefined> {
@@ -151,7 +226,7 @@ export class AcmeStore {
   }
 
   async deleteEabKey(tenant: string, kid: string): Promise<boolean> {
-    const r = await this.db.deleteFrom("acme_eab_keys").where("tenant", "=", tenant).where("kid", "=", kid).executeTakeFirst();
+    const r = await this.write((trx) => trx.deleteFrom("acme_eab_keys").where("tenant", "=", tenant).where("kid", "=", kid).executeTakeFirst());
     return r.numDeletedRows > 0n;
   }
 }

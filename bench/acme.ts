@@ -1,0 +1,273 @@
+/**
+ * pki-ca's ACME next to Let's Encrypt's pebble (Debian `pebble`) on the same machine, same run,
+ * same client driver and validation mode: complete orders per second at `--clients` concurrent
+ * ACME clients. One complete order = newOrder → read the authorization → the http-01 key
+ * authorization put on the bench's local responder → answer the challenge → poll until the
+ * CA fetched it (real http-01 over loopback) → finalize with a fresh CSR → poll until valid →
+ * download the certificate. Each client has its own ES256 account, keeps the Replay-Nonce of
+ * each answer for its next request and polls every `--poll-ms`. Names (`o<n>.bench.test`)
+ * resolve through a DNS server of the bench that both CAs use.
+ *
+ * Like for like: pebble runs with PEBBLE_VA_NOSLEEP=1 (no random validation delay),
+ * PEBBLE_WFE_NONCEREJECT=0 (no random badNonce) and PEBBLE_AUTHZREUSE=0 (a new authorization per
+ * order, as pki-ca makes). Not alike: pebble keeps everything in memory and checks no CAA;
+ * pki-ca stores accounts, orders, authorizations and certificates in its database (CAA is off in
+ * this run, as pebble has none).
+ *
+ * Known: Debian's pebble 2.4 can stop answering every request once a finalize hangs under this
+ * concurrency; a request that gets no answer in 20 s fails its order (counted and shown), so the
+ * run ends and the pebble row shows what it completed.
+ *
+ * Usage: npm run bench -- acme [--clients=32] [--seconds=10] [--rounds=3] [--poll-ms=10]
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { exportJWK, FlattenedSign, generateKeyPair, calculateJwkThumbprint, type JWK } from "jose";
+import * as x509 from "../src/pki/x509.ts";
+import { startTestIssuer } from "../test/support/issuer.ts";
+import { TestDns } from "../test/support/dns-server.ts";
+import { freePort } from "../test/support/server-process.ts";
+import { median, PIN, spawnTarget } from "./wrk.ts";
+
+const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
+const CLIENTS = arg("clients", 32);
+const SECONDS = arg("seconds", 10);
+const ROUNDS = arg("rounds", 3);
+const POLL_MS = arg("poll-ms", 10);
+
+for (const tool of ["pebble", "openssl"]) {
+  if (!Bun.which(tool)) {
+    console.error(`${tool} is required (Debian packages: pebble, openssl)`);
+    process.exit(2);
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), "cryptoutil-bench-acme-"));
+process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+
+// The environment both CAs validate in: names resolve to 127.0.0.1, http-01 answers come from here.
+const dns = await TestDns.start();
+dns.fallbackA = "127.0.0.1";
+const tokens = new Map<string, string>();
+const responder = Bun.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  fetch(req) {
+    const m = /^\/\.well-known\/acme-challenge\/([A-Za-z0-9_-]+)$/.exec(new URL(req.url).pathname);
+    const ka = m ? tokens.get(m[1]!) : undefined;
+    return ka ? new Response(ka) : new Response("not found", { status: 404 });
+  },
+});
+
+// pki-ca in its own process.
+const issuer = await startTestIssuer({ audience: "pki-ca" });
+writeFileSync(join(dir, "issuer-ca.pem"), issuer.caPem);
+writeFileSync(join(dir, "acme.json"), JSON.stringify({ http01_port: responder.port, dns_resolvers: [dns.address] }));
+const ca = await spawnTarget([process.execPath, "run", join(import.meta.dir, "targets", "pki-ca-acme.ts"), join(dir, "pki-ca"), issuer.issuer, issuer.jwksUrl, join(dir, "issuer-ca.pem")]);
+const caTrust = readFileSync(ca.info.trust, "utf8");
+
+// pebble in its own process (on the server core too, under BENCH_PIN), with a TLS certificate made here.
+const sh = (cmd: string[]) => {
+  const p = Bun.spawnSync(cmd, { cwd: dir, stderr: "pipe" });
+  if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} failed: ${p.stderr.toString()}`);
+};
+sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "pebble-key.pem", "-out", "pebble.pem", "-subj", "/CN=127.0.0.1", "-days", "2", "-addext", "subjectAltName=IP:127.0.0.1"]);
+const pebblePort = await freePort();
+writeFileSync(
+  join(dir, "pebble.json"),
+  JSON.stringify({
+    pebble: {
+      listenAddress: `127.0.0.1:${pebblePort}`,
+      managementListenAddress: `127.0.0.1:${await freePort()}`,
+      certificate: join(dir, "pebble.pem"),
+      privateKey: join(dir, "pebble-key.pem"),
+      httpPort: responder.port,
+      tlsPort: await freePort(),
+      ocspResponderURL: "",
+      externalAccountBindingRequired: false,
+    },
+  }),
+);
+const pebble = Bun.spawn([...(PIN ? ["taskset", "-c", "0"] : []), "pebble", "-config", join(dir, "pebble.json"), "-dnsserver", dns.address, "-strict=false"], {
+  cwd: dir,
+  env: { ...process.env, PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0", PEBBLE_AUTHZREUSE: "0" },
+  stdout: "ignore",
+  stderr: "ignore",
+});
+process.on("exit", () => pebble.kill("SIGTERM"));
+const pebbleTrust = readFileSync(join(dir, "pebble.pem"), "utf8");
+const pebbleDir = `https://127.0.0.1:${pebblePort}/dir`;
+for (let i = 0; ; i++) {
+  try {
+    if ((await fetch(pebbleDir, { tls: { ca: pebbleTrust } } as RequestInit)).ok) break;
+  } catch {
+    // not listening yet
+  }
+  if (i > 200) throw new Error("pebble did not start");
+  await Bun.sleep(50);
+}
+
+/** One ACME client: its account key, the last Replay-Nonce it got, its request count. */
+class Client {
+  private nonce: string | undefined;
+  kid: string | undefined;
+  requests = 0;
+  private constructor(
+    private readonly dir: Record<string, string>,
+    private readonly trust: string,
+    private readonly keys: CryptoKeyPair,
+    private readonly jwk: JWK,
+    readonly thumbprint: string,
+  ) {}
+
+  static async create(directoryUrl: string, trust: string): Promise<Client> {
+    const keys = (await generateKeyPair("ES256", { extractable: true })) as CryptoKeyPair;
+    const jwk = await exportJWK(keys.publicKey);
+    const dir = (await (await fetch(directoryUrl, { tls: { ca: trust } } as RequestInit)).json()) as Record<string, string>;
+    const c = new Client(dir, trust, keys, jwk, await calculateJwkThumbprint(jwk, "sha256"));
+    const r = await c.post(dir.newAccount!, { termsOfServiceAgreed: true }, true);
+    if (r.status !== 201 && r.status !== 200) throw new Error(`newAccount ${r.status}: ${await r.text()}`);
+    c.kid = r.headers.get("location")!;
+    return c;
+  }
+
+  async post(url: string, payload: unknown, useJwk = false): Promise<Response> {
+    for (let attempt = 0; ; attempt++) {
+      if (!this.nonce) {
+        const h = await fetch(this.dir.newNonce!, { method: "HEAD", tls: { ca: this.trust } } as RequestInit);
+        this.requests++;
+        this.nonce = h.headers.get("replay-nonce")!;
+      }
+      const header = { alg: "ES256", nonce: this.nonce, url, ...(useJwk ? { jwk: this.jwk } : { kid: this.kid }) };
+      const signed = await new FlattenedSign(new TextEncoder().encode(payload === "" ? "" : JSON.stringify(payload))).setProtectedHeader(header as never).sign(this.keys.privateKey);
+      const t0 = performance.now();
+      const r = await fetch(url, { method: "POST", headers: { "content-type": "application/jose+json" }, body: JSON.stringify(signed), tls: { ca: this.trust }, signal: AbortSignal.timeout(20_000) } as RequestInit).catch((e) => {
+        throw new Error(`POST ${url.replace(/^https:\/\/[^/]+/, "")} after ${(performance.now() - t0).toFixed(0)} ms: ${(e as Error).message ?? e}`);
+      });
+      this.requests++;
+      this.nonce = r.headers.get("replay-nonce") ?? undefined;
+      if (r.status === 400 && attempt < 3 && r.headers.get("content-type")?.includes("problem")) {
+        const p = (await r.clone().json()) as { type?: string };
+        if (p.type === "urn:ietf:params:acme:error:badNonce") continue;
+      }
+      return r;
+    }
+  }
+
+  forgetNonce() {
+    this.nonce = undefined;
+  }
+
+  /** POST-as-GET every POLL_MS until `until`; an order that does not move for 30 s fails. */
+  private async poll(url: string, until: (status: string) => boolean): Promise<any> {
+    const deadline = performance.now() + 30_000;
+    for (;;) {
+      const o = (await (await this.post(url, "")).json()) as any;
+      if (until(o.status)) return o;
+      if (performance.now() > deadline) throw new Error(`stuck: ${JSON.stringify(o).slice(0, 300)}`);
+      await Bun.sleep(POLL_MS);
+    }
+  }
+
+  /** One complete order for `name`; returns the certificate PEM. */
+  async order(name: string, csrFor: (name: string) => Promise<string>): Promise<string> {
+    const r = await this.post(this.dir.newOrder!, { identifiers: [{ type: "dns", value: name }] });
+    if (r.status !== 201) throw new Error(`newOrder ${r.status}: ${await r.text()}`);
+    const orderUrl = r.headers.get("location")!;
+    const order = (await r.json()) as any;
+    const authz = (await (await this.post(order.authorizations[0], "")).json()) as any;
+    const ch = authz.challenges.find((c: any) => c.type === "http-01");
+    tokens.set(ch.token, `${ch.token}.${this.thumbprint}`);
+    const cr = await this.post(ch.url, {});
+    if (cr.status !== 200) throw new Error(`challenge ${cr.status}: ${await cr.text()}`);
+    const ready = await this.poll(orderUrl, (s) => s !== "pending");
+    tokens.delete(ch.token);
+    if (ready.status !== "ready") throw new Error(`order ${ready.status}: ${JSON.stringify(ready.error)}`);
+    const fr = await this.post(order.finalize, { csr: await csrFor(name) });
+    if (fr.status !== 200) throw new Error(`finalize ${fr.status}: ${await fr.text()}`);
+    const done = await this.poll(orderUrl, (s) => s === "valid" || s === "invalid");
+    if (done.status !== "valid") throw new Error(`order ${done.status}`);
+    const cert = await this.post(done.certificate, "");
+    if (cert.status !== 200) throw new Error(`certificate ${cert.status}`);
+    return cert.text();
+  }
+}
+
+// CSRs: one P-256 key per client, a CSR per order naming its name.
+const csrKeys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+const csrFor = async (name: string) => {
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${name}`,
+    keys: csrKeys,
+    signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: "dns", value: name }])],
+  });
+  return Buffer.from(csr.rawData).toString("base64url");
+};
+
+let serial = 0;
+/** Runs CLIENTS clients for SECONDS; orders completed in the window, requests made, per-order latencies. */
+async function round(directoryUrl: string, trust: string): Promise<{ orders: number; failures: number; requests: number; latencies: number[] }> {
+  const clients = await Promise.all(Array.from({ length: CLIENTS }, () => Client.create(directoryUrl, trust)));
+  // A warm-up order each (connections, caches) outside the window.
+  await Promise.all(clients.map((c) => c.order(`w${serial++}.bench.test`, csrFor)));
+  for (const c of clients) c.requests = 0;
+  const latencies: number[] = [];
+  const end = performance.now() + SECONDS * 1000;
+  let orders = 0;
+  let failures = 0;
+  await Promise.all(
+    clients.map(async (c) => {
+      while (performance.now() < end) {
+        const t = performance.now();
+        try {
+          await c.order(`o${serial++}.bench.test`, csrFor);
+        } catch (e) {
+          // A failed order is not counted; the first few are shown.
+          if (failures++ < 3) console.error(`an order failed: ${(e as Error).message ?? e}`);
+          c.forgetNonce();
+          continue;
+        }
+        const done = performance.now();
+        if (done <= end) {
+          orders++;
+          latencies.push(done - t);
+        }
+      }
+    }),
+  );
+  return { orders, failures, requests: clients.reduce((n, c) => n + c.requests, 0), latencies };
+}
+
+const targets = [
+  { name: "pki-ca ACME (HTTPS, TLS 1.3, database)", dir: `${ca.info.url}/acme/bench/directory`, trust: caTrust },
+  { name: "pebble 2.4 (HTTPS, in memory)", dir: pebbleDir, trust: pebbleTrust },
+];
+const results = targets.map(() => ({ rates: [] as number[], reqRates: [] as number[], p50: [] as number[] }));
+for (let r = 0; r < ROUNDS; r++) {
+  for (const [i, t] of targets.entries()) {
+    const out = await round(t.dir, t.trust);
+    results[i]!.rates.push(out.orders / SECONDS);
+    results[i]!.reqRates.push(out.requests / SECONDS);
+    results[i]!.p50.push(median(out.latencies));
+    console.error(`round ${r + 1}/${ROUNDS} ${t.name}: ${(out.orders / SECONDS).toFixed(1)} orders/s${out.failures ? `, ${out.failures} failed orders` : ""}`);
+  }
+}
+
+console.log(`\nACME complete orders (new order → http-01 → finalize → download), ${CLIENTS} concurrent clients, ${SECONDS} s × ${ROUNDS} rounds, medians${PIN ? ", servers pinned to core 0" : ""}\n`);
+console.log("| server | orders/s | requests/s | order latency p50 (ms) |");
+console.log("|---|---:|---:|---:|");
+for (const [i, t] of targets.entries()) {
+  const m = results[i]!;
+  console.log(`| ${t.name} | ${median(m.rates).toFixed(1)} | ${median(m.reqRates).toFixed(0)} | ${median(m.p50).toFixed(0)} |`);
+}
+const ratio = median(results[0]!.rates) / median(results[1]!.rates);
+console.log(`\npki-ca / pebble: ${ratio.toFixed(2)}x complete orders per second (target: at least 2x); pki-ca answers ${median(results[0]!.reqRates).toFixed(0)} ACME requests/s (GigVault enrollment target: 500 requests/s)`);
+
+ca.proc.kill("SIGTERM");
+pebble.kill("SIGTERM");
+responder.stop(true);
+dns.stop();
+await issuer.stop();
+process.exit(0);
