@@ -55,7 +55,7 @@ export { TLS13_ONLY } from "../runtime/tls.ts";
 const DRAIN_GRACE_MS = 500;
 
 /** The migrations every service runs before its own. */
-const templateMigrations = [
+export const templateMigrations = [
   { version: 1, name: "sessions", up: createSessionTable },
   {
     version: 2,

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { sql } from "kysely";
 import { pkiCa, pkiCaOf } from "../../apps/pki-ca/service.ts";
 import { migrations as pkiMigrations } from "../../apps/pki-ca/migrations.ts";
+import { templateMigrations } from "../../src/service/service.ts";
 import { startPostgresEngine } from "../support/engine.ts";
 import { startTestIssuer, type TestIssuer } from "../support/issuer.ts";
 import { startTestService, tempDir, type TestService } from "../support/service.ts";
@@ -61,7 +62,7 @@ describe("two pki-ca instances on one new PostgreSQL database (Debian package po
     expect(rows.rows).toEqual([
       { app: "barrier", n: 1 },
       { app: "pki-ca", n: pkiMigrations.length },
-      { app: "template", n: 3 },
+      { app: "template", n: templateMigrations.length },
     ]);
     for (const s of [a, b]) expect((await s.admin("/admin/v1/readyz")).status).toBe(200);
   });
