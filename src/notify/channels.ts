@@ -14,7 +14,7 @@ import { runtime } from "../runtime/index.ts";
 import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
-import { createTransport, type Transporter } from "nodemailer";
+import type { Transporter } from "nodemailer";
 
 export interface Notification {
   id: string;
@@ -114,22 +114,27 @@ export function emailChannel(c: v.InferOutput<typeof EmailChannelSchema>): Chann
   if (c.security === "none" && !["127.0.0.1", "::1", "localhost"].includes(c.host)) throw new Error("email: security none is for a loopback host only");
   const password = c.password_file ? readFileSync(c.password_file, "utf8").replace(/\r?\n$/, "") : undefined;
   const ca = readCa(c.ca_file);
-  const transport: Transporter = createTransport({
-    host: c.host,
-    port: c.port,
-    secure: c.security === "tls",
-    requireTLS: c.security === "starttls",
-    ignoreTLS: c.security === "none",
-    auth: c.user ? { user: c.user, pass: password } : undefined,
-    tls: { minVersion: "TLSv1.2", ...(ca ? { ca } : {}) },
-    connectionTimeout: 10_000,
-    socketTimeout: 10_000,
-  });
+  // nodemailer is loaded with the first mail: a service that never sends one never holds it.
+  let transport: Promise<Transporter> | undefined;
+  const transporter = () =>
+    (transport ??= import("nodemailer").then(({ createTransport }) =>
+      createTransport({
+        host: c.host,
+        port: c.port,
+        secure: c.security === "tls",
+        requireTLS: c.security === "starttls",
+        ignoreTLS: c.security === "none",
+        auth: c.user ? { user: c.user, pass: password } : undefined,
+        tls: { minVersion: "TLSv1.2", ...(ca ? { ca } : {}) },
+        connectionTimeout: 10_000,
+        socketTimeout: 10_000,
+      }),
+    ));
   return {
     name: `email ${c.host}:${c.port}`,
     events: c.events,
     send: async (n) => {
-      await transport.sendMail({
+      await (await transporter()).sendMail({
         from: c.from,
         to: c.to,
         subject: `cryptoutil: ${n.type} (${n.tenant})`,

@@ -6,7 +6,7 @@
  * production mode (see service.ts).
  */
 import { readFileSync } from "node:fs";
-import nodemailer, { type Transporter } from "nodemailer";
+import type { Transporter } from "nodemailer";
 
 export interface Mail {
   to: string;
@@ -29,26 +29,38 @@ export interface SmtpSettings {
 }
 
 export class SmtpMailer implements Mailer {
-  private readonly transport: Transporter;
+  private transport?: Promise<Transporter>;
 
   constructor(private readonly s: SmtpSettings) {
-    const password = s.password_file ? readFileSync(s.password_file, "utf8").trim() : undefined;
-    this.transport = nodemailer.createTransport({
-      host: s.host,
-      port: s.port,
-      secure: s.tls === "implicit",
-      requireTLS: s.tls === "starttls",
-      ignoreTLS: s.tls === "none",
-      auth: s.user ? { user: s.user, pass: password ?? "" } : undefined,
-      // Mail servers commonly stop at TLS 1.2; the certificate is always verified.
-      tls: { minVersion: "TLSv1.2", rejectUnauthorized: true, ...(s.ca_file ? { ca: readFileSync(s.ca_file, "utf8") } : {}) },
-      connectionTimeout: 15_000,
-      socketTimeout: 30_000,
-    });
+    // Read now, so a missing file stops the start rather than the first mail.
+    this.password = s.password_file ? readFileSync(s.password_file, "utf8").trim() : undefined;
+    this.ca = s.ca_file ? readFileSync(s.ca_file, "utf8") : undefined;
+  }
+
+  private readonly password?: string;
+  private readonly ca?: string;
+
+  /** nodemailer, loaded with the first mail: a service that sends none never holds it. */
+  private transporter(): Promise<Transporter> {
+    const s = this.s;
+    return (this.transport ??= import("nodemailer").then((nodemailer) =>
+      nodemailer.createTransport({
+        host: s.host,
+        port: s.port,
+        secure: s.tls === "implicit",
+        requireTLS: s.tls === "starttls",
+        ignoreTLS: s.tls === "none",
+        auth: s.user ? { user: s.user, pass: this.password ?? "" } : undefined,
+        // Mail servers commonly stop at TLS 1.2; the certificate is always verified.
+        tls: { minVersion: "TLSv1.2", rejectUnauthorized: true, ...(this.ca ? { ca: this.ca } : {}) },
+        connectionTimeout: 15_000,
+        socketTimeout: 30_000,
+      }),
+    ));
   }
 
   async send(mail: Mail): Promise<void> {
-    await this.transport.sendMail({ from: this.s.from, to: mail.to, subject: mail.subject, text: mail.text });
+    await (await this.transporter()).sendMail({ from: this.s.from, to: mail.to, subject: mail.subject, text: mail.text });
   }
 }
 

@@ -9,15 +9,11 @@
  * verification follows the tenant's policy; a signature counter that does not move forward (a
  * cloned authenticator) is refused, and the stored counter moves by compare-and-set.
  */
-import {
-  generateAuthenticationOptions,
-  generateRegistrationOptions,
-  verifyAuthenticationResponse,
-  verifyRegistrationResponse,
-  type AuthenticationResponseJSON,
-  type AuthenticatorTransport,
-  type RegistrationResponseJSON,
-} from "@simplewebauthn/server";
+import type { AuthenticationResponseJSON, AuthenticatorTransport, RegistrationResponseJSON } from "@simplewebauthn/server";
+
+/** The WebAuthn library, loaded at the first ceremony: it costs memory that most starts never use. */
+let webauthn: Promise<typeof import("@simplewebauthn/server")> | undefined;
+const lib = () => (webauthn ??= import("@simplewebauthn/server"));
 import { AppError, notFound } from "../../../src/service/errors.ts";
 import type { IdpStore, WebAuthnCredentialRow } from "../store.ts";
 
@@ -49,7 +45,7 @@ export class Passkeys {
   /** Options for `navigator.credentials.create`; the caller keeps `options.challenge` in the session. */
   async registrationOptions(rp: RelyingParty, tenant: string, user: { id: string; username: string; name: string | null }, uv: UserVerification) {
     const existing = await this.store.credentials(tenant, user.id);
-    return generateRegistrationOptions({
+    return (await lib()).generateRegistrationOptions({
       rpName: rp.name,
       rpID: rp.id,
       userName: user.username,
@@ -66,7 +62,7 @@ export class Passkeys {
   async register(rp: RelyingParty, tenant: string, userId: string, name: string, response: RegistrationResponseJSON, challenge: string, uv: UserVerification) {
     let r;
     try {
-      r = await verifyRegistrationResponse({
+      r = await (await lib()).verifyRegistrationResponse({
         response,
         expectedChallenge: challenge,
         expectedOrigin: rp.origins,
@@ -101,7 +97,7 @@ export class Passkeys {
   /** Options for `navigator.credentials.get`: any discoverable credential, or only `userId`'s (second factor). */
   async authenticationOptions(rp: RelyingParty, tenant: string, uv: UserVerification, userId?: string) {
     const allow = userId ? (await this.store.credentials(tenant, userId)).map((c) => ({ id: c.id, transports: JSON.parse(c.transports) as AuthenticatorTransport[] })) : undefined;
-    return generateAuthenticationOptions({ rpID: rp.id, userVerification: uv, allowCredentials: allow, timeout: 120_000 });
+    return (await lib()).generateAuthenticationOptions({ rpID: rp.id, userVerification: uv, allowCredentials: allow, timeout: 120_000 });
   }
 
   /**
@@ -114,7 +110,7 @@ export class Passkeys {
     if (response.response.userHandle !== undefined && response.response.userHandle !== Buffer.from(cred.user_id).toString("base64url")) throw refused("the passkey belongs to another account");
     let r;
     try {
-      r = await verifyAuthenticationResponse({
+      r = await (await lib()).verifyAuthenticationResponse({
         response,
         expectedChallenge: challenge,
         expectedOrigin: rp.origins,
