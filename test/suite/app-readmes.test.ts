@@ -15,7 +15,7 @@ setDefaultTimeout(60_000);
 let dir: string;
 let suite: RunningSuite;
 
-const APPS = ["sm-kms", "jose-ja", "pki-ca", "identity-authz", "identity-idp", "learn-ps", "sm-secrets", "sm-im"];
+const APPS = ["sm-kms", "jose-ja", "pki-ca", "identity-authz", "identity-idp", "learn-ps", "sm-secrets", "sm-im", "identity-rs", "audit"];
 const readme = (app: string) => readFileSync(join(REPO, "apps", app, "README.md"), "utf8");
 
 /** The README's try block, verbatim (exactly one per README). */
@@ -188,6 +188,12 @@ describe("the try blocks, verbatim, after npm start", () => {
       expect(meta.current_version).toBe(second.version);
       expect(vault).toMatchObject({ mount_type: "kv", data: { data: { password: "n3w" }, metadata: { version: second.version } } });
     }
+  });
+
+  test.each(["identity-rs", "audit"])("%s: the block runs to the end and its answers are JSON", async (app) => {
+    const run = await runBlock(app);
+    succeeded(run);
+    expect(answers(run.out).length).toBeGreaterThan(0);
   });
 
   test("sm-im: a device from an openssl key, contacts with its public key, an empty inbox", async () => {
