@@ -244,15 +244,15 @@ describe("no plaintext at rest or in logs", () => {
 });
 
 describe("malformed input", () => {
-  test("2,000 mutations each of device registration and send: no 5xx", async () => {
+  test("10,000 mutations each of device registration and send: no 5xx", async () => {
     const u = await user("fuzz", "fuzzer");
     const d = await device(u);
     const seedSend = { to: ["fuzzer"], jwe: await seal({ body: "fuzz" }, [d]) };
     const seedDevice = { name: "x", public_key: d.publicJwk };
     const r = rng(0x5e11);
     const cases = [
-      ...Array.from({ length: 2000 }, () => ({ path: "/messages", body: mutateJson(seedSend, r) })),
-      ...Array.from({ length: 2000 }, () => ({ path: "/devices", body: mutateJson(seedDevice, r) })),
+      ...Array.from({ length: 10_000 }, () => ({ path: "/messages", body: mutateJson(seedSend, r) })),
+      ...Array.from({ length: 10_000 }, () => ({ path: "/devices", body: mutateJson(seedDevice, r) })),
     ];
     const out = await fuzz(
       cases,

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { fuzz, mutateJson, rng } from "../support/fuzz.ts";
 import { API, startSecrets, type Secrets } from "./harness.ts";
 
-const N = Number(process.env.FUZZ_JSON_N ?? 2_000);
+const N = Number(process.env.FUZZ_JSON_N ?? 10_000);
 let s: Secrets;
 
 beforeAll(async () => {
