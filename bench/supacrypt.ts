@@ -117,6 +117,24 @@ const grpcSign = () =>
     grpcClients[next++ % CHANNELS].Sign({ key_id: key.id, payload: Buffer.from(payload) }, (err: Error | null, r: { jws: string }) => (err ? reject(err) : r.jws ? resolve() : reject(new Error("no jws")))),
   );
 
+// --- gRPC with the grpcio client (gRPC's C core, Python) ---------------------------------------
+// The same calls from a client whose HTTP/2 and TLS are native, to tell the server's rate from the
+// grpc-js client's: bench/supacrypt-grpcio.py, run per round; skipped where python3-grpcio is absent.
+const signRequestHex = (definition["supacrypt.v1.KeyService"] as protoLoader.ServiceDefinition).Sign!.requestSerialize({ key_id: key.id, payload: Buffer.from(payload) }).toString("hex");
+// Debian's python3 (python3-grpcio) where the PATH's python3 has no grpc module.
+const python = ["python3", "/usr/bin/python3"].find((p) => Bun.spawnSync([p, "-c", "import grpc"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0);
+const hasGrpcio = python !== undefined;
+async function grpcioRate(): Promise<number> {
+  const proc = Bun.spawn([python!, join(import.meta.dir, "supacrypt-grpcio.py")], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  proc.stdin.write(
+    JSON.stringify({ address: grpcAddress, ca_file: trust, cert_file: client.certFile, key_file: client.keyFile, request_hex: signRequestHex, seconds: SECONDS, concurrency: CONCURRENCY, channels: CHANNELS }),
+  );
+  proc.stdin.end();
+  const out = await new Response(proc.stdout).text();
+  if ((await proc.exited) !== 0) throw new Error("the grpcio client failed");
+  return Number(out.trim());
+}
+
 // --- HTTPS -----------------------------------------------------------------------------------
 const restSign = async () => {
   const j = await rest("POST", `/keys/${key.id}/sign`, { payload: payloadB64u });
@@ -172,9 +190,10 @@ async function closedLoop(op: () => Promise<void>): Promise<number> {
 // Warm-up: connections, sessions and the service's key cache.
 for (const op of [grpcSign, restSign, directSign]) await closedLoop(op).catch((e) => Promise.reject(new Error(`warm-up failed: ${e}`)));
 
-const rates: Record<string, number[]> = { grpc: [], https: [], direct: [], module: [] };
+const rates: Record<string, number[]> = { grpc: [], grpcio: [], https: [], direct: [], module: [] };
 for (let r = 0; r < ROUNDS; r++) {
   rates.grpc!.push(await closedLoop(grpcSign));
+  if (hasGrpcio) rates.grpcio!.push(await grpcioRate());
   rates.https!.push(await closedLoop(restSign));
   rates.direct!.push(await closedLoop(directSign));
   if (pkcs11Module) {
@@ -188,6 +207,9 @@ const h = median(rates.https!);
 const d = median(rates.direct!);
 const rows: Row[] = [
   { group: "ES256 sign", name: "sm-kms gRPC (mTLS, grpc-js client)", opsPerSec: g, anchor: "of HTTPS (target >= 1)", ratio: g / h },
+  hasGrpcio
+    ? { group: "ES256 sign", name: "sm-kms gRPC (mTLS, grpcio client)", opsPerSec: median(rates.grpcio!), anchor: "of HTTPS", ratio: median(rates.grpcio!) / h }
+    : { group: "ES256 sign", name: "sm-kms gRPC (mTLS, grpcio client: python3-grpcio absent)", opsPerSec: NaN },
   { group: "ES256 sign", name: "sm-kms HTTPS API (bearer, fetch)", opsPerSec: h },
   { group: "ES256 sign", name: "SoftHSM2 directly (pkcs11js)", opsPerSec: d },
 ];
