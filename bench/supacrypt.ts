@@ -13,7 +13,7 @@
  * Usage: npm run bench -- supacrypt [--seconds=4] [--rounds=3] [--concurrency=32] [--channels=4]
  * Needs SoftHSM2 (Debian softhsm2).
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -171,6 +171,32 @@ const pkcs11Module: ((ctx: SupacryptBenchContext) => Promise<number | undefined>
   ? (await import(moduleFile)).measurePkcs11Module
   : undefined;
 
+/** CPU time (user + system, ms) sm-kms's process has used so far; NaN where /proc is not there. */
+function serviceCpuMs(): number {
+  try {
+    const stat = readFileSync(`/proc/${kms.proc.pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in clock ticks of 10 ms
+  } catch {
+    return NaN;
+  }
+}
+/** sm-kms's CPU time per operation (µs) while `measure` ran `ops/s` for about SECONDS. */
+const cpu: Record<string, number[]> = { grpc: [], grpcio: [], https: [] };
+/** This process's CPU time per operation (µs): the in-process clients' cost (grpc-js, fetch). */
+const clientCpu: Record<string, number[]> = { grpc: [], https: [] };
+async function withServiceCpu(row: string, measure: () => Promise<number>): Promise<number> {
+  const c0 = serviceCpuMs();
+  const u0 = process.cpuUsage();
+  const t0 = performance.now();
+  const rate = await measure();
+  const ops = rate * ((performance.now() - t0) / 1000);
+  cpu[row]!.push(((serviceCpuMs() - c0) * 1000) / ops);
+  const u = process.cpuUsage(u0);
+  clientCpu[row]?.push((u.user + u.system) / ops);
+  return rate;
+}
+
 /** Operations completed per second by `concurrency` closed-loop workers over `seconds`. */
 async function closedLoop(op: () => Promise<void>): Promise<number> {
   const deadline = performance.now() + SECONDS * 1000;
@@ -192,9 +218,9 @@ for (const op of [grpcSign, restSign, directSign]) await closedLoop(op).catch((e
 
 const rates: Record<string, number[]> = { grpc: [], grpcio: [], https: [], direct: [], module: [] };
 for (let r = 0; r < ROUNDS; r++) {
-  rates.grpc!.push(await closedLoop(grpcSign));
-  if (hasGrpcio) rates.grpcio!.push(await grpcioRate());
-  rates.https!.push(await closedLoop(restSign));
+  rates.grpc!.push(await withServiceCpu("grpc", () => closedLoop(grpcSign)));
+  if (hasGrpcio) rates.grpcio!.push(await withServiceCpu("grpcio", grpcioRate));
+  rates.https!.push(await withServiceCpu("https", () => closedLoop(restSign)));
   rates.direct!.push(await closedLoop(directSign));
   if (pkcs11Module) {
     const m = await pkcs11Module(context);
@@ -221,6 +247,10 @@ if (rates.module!.length > 0) {
 }
 printTable(`Supacrypt: ES256 signs/s, ${CONCURRENCY} in flight, median of ${ROUNDS} rounds of ${SECONDS} s`, rows);
 console.log(`\ngRPC / HTTPS: ${(g / h).toFixed(2)}x; gRPC / SoftHSM2 direct: ${(g / d).toFixed(2)}x`);
+const us = (row: string) => (cpu[row]!.length > 0 ? `${median(cpu[row]!).toFixed(0)} µs` : "-");
+console.log(`sm-kms CPU per sign (median): gRPC ${us("grpc")} (grpc-js client), ${us("grpcio")} (grpcio client; includes its 1 s warm-up), HTTPS ${us("https")}`);
+const cu = (row: string) => `${median(clientCpu[row]!).toFixed(0)} µs`;
+console.log(`client CPU per sign (median): grpc-js ${cu("grpc")}, fetch ${cu("https")}`);
 
 for (const c of grpcClients) c.close();
 await hsm.close();

@@ -159,6 +159,8 @@ export async function startGrpcListener(opts: GrpcListenerOptions): Promise<Grpc
     "grpc.max_send_message_length": opts.maxMessageBytes,
     // Idle connections are closed after 10 minutes; a client that pings too often is dropped.
     "grpc.max_connection_idle_ms": 600_000,
+    // No channelz: its per-call bookkeeping (call counters, timestamps per stream) has no reader here.
+    "grpc.enable_channelz": 0,
   });
 
   const fail = (e: unknown, callback: grpc.sendUnaryData<unknown>) => {
