@@ -13,7 +13,7 @@
  * Usage: npm run bench -- supacrypt [--seconds=4] [--rounds=3] [--concurrency=32] [--channels=4]
  * Needs SoftHSM2 (Debian softhsm2).
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -117,6 +117,24 @@ const grpcSign = () =>
     grpcClients[next++ % CHANNELS].Sign({ key_id: key.id, payload: Buffer.from(payload) }, (err: Error | null, r: { jws: string }) => (err ? reject(err) : r.jws ? resolve() : reject(new Error("no jws")))),
   );
 
+// --- gRPC with the grpcio client (gRPC's C core, Python) ---------------------------------------
+// The same calls from a client whose HTTP/2 and TLS are native, to tell the server's rate from the
+// grpc-js client's: bench/supacrypt-grpcio.py, run per round; skipped where python3-grpcio is absent.
+const signRequestHex = (definition["supacrypt.v1.KeyService"] as protoLoader.ServiceDefinition).Sign!.requestSerialize({ key_id: key.id, payload: Buffer.from(payload) }).toString("hex");
+// Debian's python3 (python3-grpcio) where the PATH's python3 has no grpc module.
+const python = ["python3", "/usr/bin/python3"].find((p) => Bun.spawnSync([p, "-c", "import grpc"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0);
+const hasGrpcio = python !== undefined;
+async function grpcioRate(): Promise<number> {
+  const proc = Bun.spawn([python!, join(import.meta.dir, "supacrypt-grpcio.py")], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  proc.stdin.write(
+    JSON.stringify({ address: grpcAddress, ca_file: trust, cert_file: client.certFile, key_file: client.keyFile, request_hex: signRequestHex, seconds: SECONDS, concurrency: CONCURRENCY, channels: CHANNELS }),
+  );
+  proc.stdin.end();
+  const out = await new Response(proc.stdout).text();
+  if ((await proc.exited) !== 0) throw new Error("the grpcio client failed");
+  return Number(out.trim());
+}
+
 // --- HTTPS -----------------------------------------------------------------------------------
 const restSign = async () => {
   const j = await rest("POST", `/keys/${key.id}/sign`, { payload: payloadB64u });
@@ -153,6 +171,32 @@ const pkcs11Module: ((ctx: SupacryptBenchContext) => Promise<number | undefined>
   ? (await import(moduleFile)).measurePkcs11Module
   : undefined;
 
+/** CPU time (user + system, ms) sm-kms's process has used so far; NaN where /proc is not there. */
+function serviceCpuMs(): number {
+  try {
+    const stat = readFileSync(`/proc/${kms.proc.pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in clock ticks of 10 ms
+  } catch {
+    return NaN;
+  }
+}
+/** sm-kms's CPU time per operation (µs) while `measure` ran `ops/s` for about SECONDS. */
+const cpu: Record<string, number[]> = { grpc: [], grpcio: [], https: [] };
+/** This process's CPU time per operation (µs): the in-process clients' cost (grpc-js, fetch). */
+const clientCpu: Record<string, number[]> = { grpc: [], https: [] };
+async function withServiceCpu(row: string, measure: () => Promise<number>): Promise<number> {
+  const c0 = serviceCpuMs();
+  const u0 = process.cpuUsage();
+  const t0 = performance.now();
+  const rate = await measure();
+  const ops = rate * ((performance.now() - t0) / 1000);
+  cpu[row]!.push(((serviceCpuMs() - c0) * 1000) / ops);
+  const u = process.cpuUsage(u0);
+  clientCpu[row]?.push((u.user + u.system) / ops);
+  return rate;
+}
+
 /** Operations completed per second by `concurrency` closed-loop workers over `seconds`. */
 async function closedLoop(op: () => Promise<void>): Promise<number> {
   const deadline = performance.now() + SECONDS * 1000;
@@ -172,10 +216,11 @@ async function closedLoop(op: () => Promise<void>): Promise<number> {
 // Warm-up: connections, sessions and the service's key cache.
 for (const op of [grpcSign, restSign, directSign]) await closedLoop(op).catch((e) => Promise.reject(new Error(`warm-up failed: ${e}`)));
 
-const rates: Record<string, number[]> = { grpc: [], https: [], direct: [], module: [] };
+const rates: Record<string, number[]> = { grpc: [], grpcio: [], https: [], direct: [], module: [] };
 for (let r = 0; r < ROUNDS; r++) {
-  rates.grpc!.push(await closedLoop(grpcSign));
-  rates.https!.push(await closedLoop(restSign));
+  rates.grpc!.push(await withServiceCpu("grpc", () => closedLoop(grpcSign)));
+  if (hasGrpcio) rates.grpcio!.push(await withServiceCpu("grpcio", grpcioRate));
+  rates.https!.push(await withServiceCpu("https", () => closedLoop(restSign)));
   rates.direct!.push(await closedLoop(directSign));
   if (pkcs11Module) {
     const m = await pkcs11Module(context);
@@ -188,6 +233,9 @@ const h = median(rates.https!);
 const d = median(rates.direct!);
 const rows: Row[] = [
   { group: "ES256 sign", name: "sm-kms gRPC (mTLS, grpc-js client)", opsPerSec: g, anchor: "of HTTPS (target >= 1)", ratio: g / h },
+  hasGrpcio
+    ? { group: "ES256 sign", name: "sm-kms gRPC (mTLS, grpcio client)", opsPerSec: median(rates.grpcio!), anchor: "of HTTPS", ratio: median(rates.grpcio!) / h }
+    : { group: "ES256 sign", name: "sm-kms gRPC (mTLS, grpcio client: python3-grpcio absent)", opsPerSec: NaN },
   { group: "ES256 sign", name: "sm-kms HTTPS API (bearer, fetch)", opsPerSec: h },
   { group: "ES256 sign", name: "SoftHSM2 directly (pkcs11js)", opsPerSec: d },
 ];
@@ -199,6 +247,10 @@ if (rates.module!.length > 0) {
 }
 printTable(`Supacrypt: ES256 signs/s, ${CONCURRENCY} in flight, median of ${ROUNDS} rounds of ${SECONDS} s`, rows);
 console.log(`\ngRPC / HTTPS: ${(g / h).toFixed(2)}x; gRPC / SoftHSM2 direct: ${(g / d).toFixed(2)}x`);
+const us = (row: string) => (cpu[row]!.length > 0 ? `${median(cpu[row]!).toFixed(0)} µs` : "-");
+console.log(`sm-kms CPU per sign (median): gRPC ${us("grpc")} (grpc-js client), ${us("grpcio")} (grpcio client; includes its 1 s warm-up), HTTPS ${us("https")}`);
+const cu = (row: string) => `${median(clientCpu[row]!).toFixed(0)} µs`;
+console.log(`client CPU per sign (median): grpc-js ${cu("grpc")}, fetch ${cu("https")}`);
 
 for (const c of grpcClients) c.close();
 await hsm.close();

@@ -138,6 +138,16 @@ class MutualTlsCredentials extends (grpc.ServerCredentials as unknown as new (ct
 /** A message that did not parse: the handler answers INVALID_ARGUMENT instead of grpc-js's INTERNAL. */
 const MALFORMED = Symbol("malformed");
 
+/**
+ * The HTTP/2 session (the TLS connection) a call came on: grpc-js keeps it on the call's stream
+ * (`call.call.stream.session` with no server interceptors), which its typings do not expose.
+ * Undefined when that shape is not there, and only a TLS-authorized session is returned.
+ */
+function sessionOf(call: grpc.ServerUnaryCall<unknown, unknown>): object | undefined {
+  const session = (call as unknown as { call?: { stream?: { session?: { socket?: { authorized?: boolean } } } } }).call?.stream?.session;
+  return session && typeof session === "object" && session.socket?.authorized === true ? session : undefined;
+}
+
 /** Starts the gRPC listener; resolves once it listens. */
 export async function startGrpcListener(opts: GrpcListenerOptions): Promise<GrpcListener> {
   const definition = protoLoader.loadSync([opts.api.proto, HEALTH_PROTO, ERROR_DETAILS_PROTO], LOADER_OPTIONS);
@@ -149,6 +159,8 @@ export async function startGrpcListener(opts: GrpcListenerOptions): Promise<Grpc
     "grpc.max_send_message_length": opts.maxMessageBytes,
     // Idle connections are closed after 10 minutes; a client that pings too often is dropped.
     "grpc.max_connection_idle_ms": 600_000,
+    // No channelz: its per-call bookkeeping (call counters, timestamps per stream) has no reader here.
+    "grpc.enable_channelz": 0,
   });
 
   const fail = (e: unknown, callback: grpc.sendUnaryData<unknown>) => {
@@ -161,21 +173,32 @@ export async function startGrpcListener(opts: GrpcListenerOptions): Promise<Grpc
     callback({ code, details: err.message, metadata });
   };
 
-  // A connection's certificate is parsed once; the runtime hands a new object per call, so the DER keys the cache.
-  const parsed = new Map<string, Promise<ClientCertificate>>();
-  const principalOf = async (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<Principal> => {
+  // A connection's certificate is read and parsed once per connection. grpc-js's getAuthContext()
+  // asks the TLS socket for the peer certificate on every call, which on this runtime costs about
+  // as much as the rest of the listener's work for a call; the HTTP/2 session (one TLS connection,
+  // so one client certificate: TLS 1.3 has no renegotiation) keys the cache, so it dies with the
+  // connection. Where the session cannot be reached, the certificate is read per call and its
+  // DER keys a bounded cache.
+  const bySession = new WeakMap<object, Promise<ClientCertificate>>();
+  const byDer = new Map<string, Promise<ClientCertificate>>();
+  const certificateOf = (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<ClientCertificate> => {
+    const session = sessionOf(call);
+    const cached = session && bySession.get(session);
+    if (cached) return cached;
     const raw = call.getAuthContext?.()?.sslPeerCertificate?.raw;
     if (!raw || raw.length === 0) throw new AppError("unauthenticated", "a client certificate is required");
     const key = raw.toString("base64");
-    let cert = parsed.get(key);
+    let cert = byDer.get(key);
     if (!cert) {
-      if (parsed.size >= 1000) parsed.clear();
+      if (byDer.size >= 1000) byDer.clear();
       // grpc-js verified the chain to the trusted CAs in the handshake (checkClientCertificate).
       cert = parseClientCertificate(new Uint8Array(raw.buffer, raw.byteOffset, raw.length), true);
-      parsed.set(key, cert);
+      byDer.set(key, cert);
     }
-    return opts.principals.authenticate(await cert);
+    if (session) bySession.set(session, cert);
+    return cert;
   };
+  const principalOf = async (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<Principal> => opts.principals.authenticate(await certificateOf(call));
 
   const implementation: grpc.UntypedServiceImplementation = {};
   const serviceDefinition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
