@@ -248,8 +248,10 @@ export class PkiCa {
     }
     const window = input.window ? resolveWindow(input.window, profile.default_validity_days) : undefined;
     if (window && profile.approval === "manual") throw new AppError("validity_not_allowed", "a requested validity window needs a profile that issues without approval", { status: 422 });
-    const validity = window ? Math.ceil((window.notAfter - window.notBefore) / DAY_MS) : (input.validity_days ?? profile.default_validity_days);
-    const reasons = evaluate(profile, parsed, validity);
+    // A window's span in days as asked for (the minute a start of "now" is backdated not counted); stored rounded up.
+    const span = window ? (window.notAfter - window.notBefore - (input.window?.not_before ? 0 : BACKDATE_MS)) / DAY_MS : undefined;
+    const validity = span !== undefined ? Math.ceil(span) : (input.validity_days ?? profile.default_validity_days);
+    const reasons = evaluate(profile, parsed, span ?? validity);
     if (reasons.length > 0) throw new AppError("policy_rejected", "the request does not meet the profile's policy", { status: 422, details: { reasons } });
 
     const now = new Date().toISOString();
