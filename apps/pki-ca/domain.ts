@@ -123,6 +123,20 @@ const toEntry = (e: { serial: string; revoked_at: string | null; revocation_reas
 /** The change-feed channel of revocations: each instance then re-checks (checkPeerRevocations). */
 export const REVOCATIONS_CHANNEL = "pki-ca.revocations";
 
+/** A certificate validity asked for by the requester (ISO times; either may be absent). */
+export interface ValidityWindow {
+  not_before?: string;
+  not_after?: string;
+}
+
+/** A window's times in epoch ms: notBefore now (backdated a minute) when absent, notAfter the default validity after it. */
+function resolveWindow(w: ValidityWindow, defaultDays: number): { notBefore: number; notAfter: number } {
+  const notBefore = w.not_before ? Date.parse(w.not_before) : Date.now() - BACKDATE_MS;
+  const notAfter = w.not_after ? Date.parse(w.not_after) : notBefore + defaultDays * DAY_MS;
+  if (!Number.isFinite(notBefore) || !Number.isFinite(notAfter) || notAfter <= notBefore) throw new AppError("validity_invalid", "the requested validity window is not a valid time span", { status: 422 });
+  return { notBefore, notAfter };
+}
+
 export type SubmitOutcome = { status: "issued"; request_id: string; certificate: CertificateView } | { status: "pending"; request: RequestView };
 
 export class PkiCa {
@@ -223,7 +237,7 @@ export class PkiCa {
   }
 
   /** RA entry point: checks the CSR and the policy, then issues, queues, or refuses with reasons. */
-  async submit(tenant: string, input: { csr: string; profile: string; validity_days?: number }): Promise<SubmitOutcome> {
+  async submit(tenant: string, input: { csr: string; profile: string; validity_days?: number; window?: ValidityWindow }): Promise<SubmitOutcome> {
     const profile = this.profile(input.profile);
     const parsed = parseCsr(decodeCsr(input.csr));
     if (!(await verifyPossession(parsed))) {
@@ -232,8 +246,12 @@ export class PkiCa {
         details: { reasons: [{ code: "csr_signature_invalid", message: "the CSR signature does not verify under its public key" }] },
       });
     }
-    const validity = input.validity_days ?? profile.default_validity_days;
-    const reasons = evaluate(profile, parsed, validity);
+    const window = input.window ? resolveWindow(input.window, profile.default_validity_days) : undefined;
+    if (window && profile.approval === "manual") throw new AppError("validity_not_allowed", "a requested validity window needs a profile that issues without approval", { status: 422 });
+    // A window's span in days as asked for (the minute a start of "now" is backdated not counted); stored rounded up.
+    const span = window ? (window.notAfter - window.notBefore - (input.window?.not_before ? 0 : BACKDATE_MS)) / DAY_MS : undefined;
+    const validity = span !== undefined ? Math.ceil(span) : (input.validity_days ?? profile.default_validity_days);
+    const reasons = evaluate(profile, parsed, span ?? validity);
     if (reasons.length > 0) throw new AppError("policy_rejected", "the request does not meet the profile's policy", { status: 422, details: { reasons } });
 
     const now = new Date().toISOString();
@@ -257,7 +275,7 @@ export class PkiCa {
       await this.emit("request.pending", tenant, { request_id: row.id, subject: row.subject, sans: JSON.parse(row.sans), profile: row.profile });
       return { status: "pending", request: requestView(row) };
     }
-    const cert = await this.issue(tenant, row.id, input.profile, profile, parsed, validity);
+    const cert = await this.issue(tenant, row.id, input.profile, profile, parsed, validity, undefined, window);
     await this.store.insertIssued(cert, { ...row, status: "issued", serial: cert.serial, decided_by: "policy", decided_at: now });
     await this.emit("certificate.issued", tenant, { ...this.certEvent(cert), decided_by: "policy" });
     return { status: "issued", request_id: row.id, certificate: this.view(cert) };
@@ -320,12 +338,12 @@ export class PkiCa {
   }
 
   /** Lints and signs; the caller stores the returned row (with its request, when new). */
-  private async issue(tenant: string, requestId: string, profileName: string, profile: Profile, p: ParsedCsr, validityDays: number, presetSerial?: string): Promise<CertificateRow> {
+  private async issue(tenant: string, requestId: string, profileName: string, profile: Profile, p: ParsedCsr, validityDays: number, presetSerial?: string, window?: { notBefore: number; notAfter: number }): Promise<CertificateRow> {
     const ca = this.issuer(profile.issuing_ca);
     // Whole seconds (x509Time), so the stored times are the certificate's.
     const now = x509Time(Date.now()).getTime();
-    const notBefore = x509Time(now - BACKDATE_MS);
-    const notAfter = x509Time(Math.min(now + validityDays * DAY_MS, ca.cert.notAfter.getTime()));
+    const notBefore = x509Time(window ? window.notBefore : now - BACKDATE_MS);
+    const notAfter = x509Time(Math.min(window ? window.notAfter : now + validityDays * DAY_MS, ca.cert.notAfter.getTime()));
     // 127 random bits; the primary key on serial turns the never-expected duplicate into a failed insert.
     const serial = presetSerial ?? randomSerialHex();
     const shard = shardOf(ca, serial);

@@ -1,6 +1,6 @@
 /** pki-ca's schema, versioned. A new change is a new entry; never edit an applied one. */
 import type { Kysely } from "kysely";
-import { addAcmeChallengesAriLimits, createAcmeTables } from "./acme/migrations.ts";
+import { addAcmeAuthorizationReuseValidity, addAcmeChallengesAriLimits, createAcmeTables } from "./acme/migrations.ts";
 import { createEstTables } from "./est/migrations.ts";
 import { createScepTables } from "./scep/migrations.ts";
 
@@ -116,5 +116,10 @@ export const migrations = [
     version: 7,
     name: "ACME dns-01 and tls-alpn-01, wildcards, ARI replaces, shared nonces, rate limits",
     up: addAcmeChallengesAriLimits,
+  },
+  {
+    version: 8,
+    name: "ACME authorizations reused across orders, requested notBefore/notAfter",
+    up: addAcmeAuthorizationReuseValidity,
   },
 ];

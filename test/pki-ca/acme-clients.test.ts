@@ -5,11 +5,16 @@
  * `exec` provider and a hook that edits a Knot DNS zone the test starts on loopback and the CA
  * uses as its resolver), certbot (standalone http-01), uacme (tls-alpn-01 through ualpn and a
  * hook script). openssl verifies each chain to pki-ca's root, and pki-ca's OCSP responder says
- * revoked after each revocation. Needs the Debian packages lego, certbot, uacme, knot and
- * openssl; each test skips with a printed reason when its client is missing (fails under CI=true).
+ * revoked after each revocation. The npm `acme-client` does the same over http-01, answered by a
+ * listener of this test. Needs the Debian packages lego, certbot, uacme, knot and openssl; each
+ * test skips with a printed reason when its client is missing (fails under CI=true).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { Agent } from "node:https";
+import type { AddressInfo } from "node:net";
+import * as acme from "acme-client";
 import { join } from "node:path";
 import { haveOpenssl, openssl, write, type CaFixture } from "./helpers.ts";
 import { freePort, startAcmeCa } from "./acme-helpers.ts";
@@ -246,4 +251,72 @@ describe.skipIf(!uacmeOk)("uacme [needs Debian uacme (with ualpn), util-linux un
       await ualpn.exited;
     }
   }, 240_000);
+});
+
+describe.skipIf(!sslOk)("acme-client (npm) [needs openssl]", () => {
+  test("http-01 answered by the test, with EAB: obtains, renews (reusing the valid authorization), revokes", async () => {
+    const k = await eabKey("eab");
+    // The CA's TLS: acme-client speaks through axios, which takes an https agent trusting pki-ca's TLS root.
+    acme.axios.defaults.httpsAgent = new Agent({ ca: f.svc.ca });
+    const answers = new Map<string, string>();
+    let served = 0;
+    const responder = createServer((req, res) => {
+      const token = /^\/\.well-known\/acme-challenge\/([A-Za-z0-9_-]+)$/.exec(req.url ?? "")?.[1];
+      const body = token ? answers.get(token) : undefined;
+      if (body) served++;
+      res.writeHead(body ? 200 : 404, { "content-type": "text/plain" }).end(body ?? "");
+    });
+    await new Promise<void>((ok) => responder.listen(port, "127.0.0.1", ok));
+    expect((responder.address() as AddressInfo).port).toBe(port);
+    try {
+      const client = new acme.Client({
+        directoryUrl: `${f.svc.publicUrl}/acme/eab/directory`,
+        accountKey: await acme.crypto.createPrivateEcdsaKey(),
+        externalAccountBinding: { kid: k.kid, hmacKey: k.hmac_key },
+        backoffMin: 200,
+        backoffMax: 2000,
+      });
+      let created = 0;
+      const order = async () => {
+        const [, csr] = await acme.crypto.createCsr({ altNames: ["acme-client.localhost"] }, await acme.crypto.createPrivateEcdsaKey());
+        return client.auto({
+          csr,
+          email: "ops@example.test",
+          termsOfServiceAgreed: true,
+          // Its own pre-check fetches the name on port 80; the CA's validation is the one that counts.
+          skipChallengeVerification: true,
+          challengePriority: ["http-01"],
+          challengeCreateFn: async (_authz, challenge, keyAuthorization) => {
+            created++;
+            answers.set(challenge.token, keyAuthorization);
+          },
+          challengeRemoveFn: async (_authz, challenge) => {
+            answers.delete(challenge.token);
+          },
+        });
+      };
+      const crt = join(f.dir, "acme-client.pem");
+      write(f.dir, "acme-client.pem", await order());
+      expect(created).toBe(1);
+      expect(served).toBeGreaterThanOrEqual(1);
+      verifyChain(crt, crt);
+      expect(openssl(["x509", "-in", crt, "-noout", "-ext", "subjectAltName"]).out).toContain("DNS:acme-client.localhost");
+      const firstSerial = serialOf(crt);
+
+      // Renewal: a new order and key; the account's valid authorization is reused, no new challenge.
+      const renewed = await order();
+      write(f.dir, "acme-client.pem", renewed);
+      expect(created).toBe(1);
+      expect(serialOf(crt)).not.toBe(firstSerial);
+      verifyChain(crt, crt);
+      expect(await ocspStatus(crt)).toContain(": good");
+
+      await client.revokeCertificate(renewed, { reason: 1 });
+      await expectRevoked(crt);
+      // Revoked twice: the ACME error reaches the client as alreadyRevoked.
+      await expect(client.revokeCertificate(renewed, { reason: 1 })).rejects.toThrow(/already revoked/i);
+    } finally {
+      await new Promise((ok) => responder.close(ok));
+    }
+  }, 180_000);
 });

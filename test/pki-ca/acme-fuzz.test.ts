@@ -65,7 +65,7 @@ async function makeCase(url: string, payload: unknown, useJwk: boolean, r: Rng):
 describe(`ACME mutation fuzz (${N} per endpoint)`, () => {
   const endpoints: Array<[string, () => string, () => unknown, boolean]> = [
     ["newAccount", () => c.dir.newAccount!, () => ({ termsOfServiceAgreed: true, contact: ["mailto:a@example.test"], onlyReturnExisting: false }), true],
-    ["newOrder", () => c.dir.newOrder!, () => ({ identifiers: [{ type: "dns", value: "a.localhost" }, { type: "ip", value: "127.0.0.2" }], profile: "acme-server" }), false],
+    ["newOrder", () => c.dir.newOrder!, () => ({ identifiers: [{ type: "dns", value: "a.localhost" }, { type: "ip", value: "127.0.0.2" }], profile: "acme-server", notBefore: new Date(Date.now() + 3_600_000).toISOString(), notAfter: new Date(Date.now() + 86_400_000).toISOString() }), false],
     ["finalize", () => order.finalize, () => ({ csr: "MIIBAA" }), false],
     ["revokeCert", () => c.dir.revokeCert!, () => ({ certificate: certDer, reason: 4 }), false],
     ["account", () => c.kid!, () => ({ contact: ["mailto:b@example.test"] }), false],

@@ -68,6 +68,11 @@ export const AcmeConfigSchema = v.strictObject({
   ),
   /** How long a pending order and its authorizations stay usable. */
   order_lifetime_hours: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(24 * 30)), 24),
+  /**
+   * How long a validated authorization stays valid, and so reusable by the account's next orders
+   * for the same identifier (RFC 8555 §7.1.4); 0: never reused once its order is done.
+   */
+  authorization_lifetime_hours: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(24 * 30)), 24 * 7),
 });
 
 export type AcmeConfig = v.InferOutput<typeof AcmeConfigSchema>;

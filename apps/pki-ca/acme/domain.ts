@@ -29,6 +29,10 @@ import { isNonPublicAddress, type ChallengeType, type ValidationAuthority } from
 const MAX_IDENTIFIERS = 100;
 const MAX_CONTACTS = 10;
 const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+/** How far in the past newOrder's notBefore may be (clock skew between client and CA). */
+const VALIDITY_SKEW_MS = 60_000;
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
 /** Reasons an ACME client may give (RFC 5280 codes); a subscriber cannot claim a CA compromise or put a hold. */
 const ACME_REASONS = new Map<number, RevocationReason>(
@@ -277,12 +281,12 @@ export class AcmeAuthority {
   async newOrder(u: AcmeUrls, account: AccountRow, payload: unknown): Promise<OrderRow> {
     const t = this.tenant(u.tenant);
     const p = asObject(payload, "the newOrder payload");
-    if (p.notBefore !== undefined || p.notAfter !== undefined) throw malformed("notBefore and notAfter are not supported: the profile sets the validity");
     if (p.profile !== undefined && (typeof p.profile !== "string" || !t.profiles.includes(p.profile))) throw malformed(`profile must be one of ${t.profiles.join(", ")}`);
     const profileName = (p.profile as string | undefined) ?? t.profiles[0]!;
     const identifiers = this.identifiers(p.identifiers);
     const subproblems: NonNullable<AcmeProblem["subproblems"]> = [];
     const profile = this.ca.profile(profileName);
+    const validity = this.requestedValidity(profileName, p.notBefore, p.notAfter);
     for (const id of identifiers) {
       const reasons = nameReasons(profile, id.type === "dns" ? [id.value] : [], id.type === "ip" ? [id.value] : []);
       if (reasons.length) subproblems.push({ type: "rejectedIdentifier", detail: reasons.map((r) => r.message).join("; "), identifier: id });
@@ -300,9 +304,19 @@ export class AcmeAuthority {
       false,
     );
     const now = new Date();
-    const expires = new Date(now.getTime() + this.config.order_lifetime_hours * HOUR_MS).toISOString();
-    const order: OrderRow = { id: randomId(), tenant: u.tenant, account_id: account.id, status: "pending", identifiers: JSON.stringify(identifiers), profile: profileName, expires, error: null, request_id: null, serial: null, created_at: now.toISOString(), replaces };
-    const authzs: AuthorizationRow[] = identifiers.map((id) => ({
+    let expires = new Date(now.getTime() + this.config.order_lifetime_hours * HOUR_MS).toISOString();
+    // Reused: the account's live authorization for an identifier (valid, or pending for another
+    // order); the order then expires no later than the first of them.
+    const reused: AuthorizationRow[] = [];
+    const fresh: Identifier[] = [];
+    for (const id of identifiers) {
+      const live = await this.store.reusableAuthorization(u.tenant, account.id, id.type, id.value.replace(/^\*\./, ""), id.value.startsWith("*.") ? 1 : 0, now.toISOString());
+      if (live) reused.push(live);
+      else fresh.push(id);
+    }
+    for (const a of reused) if (a.expires < expires) expires = a.expires;
+    const order: OrderRow = { id: randomId(), tenant: u.tenant, account_id: account.id, status: "pending", identifiers: JSON.stringify(identifiers), profile: profileName, expires, error: null, request_id: null, serial: null, created_at: now.toISOString(), replaces, not_before: validity.notBefore, not_after: validity.notAfter };
+    const authzs: AuthorizationRow[] = fresh.map((id) => ({
       id: randomId(),
       tenant: u.tenant,
       account_id: account.id,
@@ -318,8 +332,37 @@ export class AcmeAuthority {
       validated_at: null,
       error: null,
     }));
-    await this.store.insertOrder(order, authzs, events);
+    await this.store.insertOrder(order, authzs, events, reused.map((a) => a.id));
     return order;
+  }
+
+  /**
+   * newOrder's `notBefore`/`notAfter` (RFC 3339 times, each optional): the certificate's validity
+   * when the profile allows it: issued without approval, notAfter after notBefore and in the
+   * future, notBefore not in the past (beyond a minute's clock skew) nor later than the profile's
+   * maximum validity from now, the span within that maximum. Malformed otherwise.
+   */
+  private requestedValidity(profileName: string, notBefore: unknown, notAfter: unknown): { notBefore: string | null; notAfter: string | null } {
+    if (notBefore === undefined && notAfter === undefined) return { notBefore: null, notAfter: null };
+    const profile = this.ca.profile(profileName);
+    if (profile.approval === "manual") throw malformed(`the profile ${profileName} does not allow notBefore or notAfter (its requests wait for approval)`);
+    const time = (v: unknown, name: string): number | undefined => {
+      if (v === undefined) return undefined;
+      const t = typeof v === "string" && RFC3339.test(v) ? Date.parse(v) : NaN;
+      if (!Number.isFinite(t)) throw malformed(`${name} must be an RFC 3339 date-time`);
+      return Math.floor(t / 1000) * 1000;
+    };
+    const now = Date.now();
+    const maxMs = profile.max_validity_days * DAY_MS;
+    const nb = time(notBefore, "notBefore");
+    const na = time(notAfter, "notAfter");
+    if (nb !== undefined && nb < now - VALIDITY_SKEW_MS) throw malformed("notBefore must not be in the past");
+    if (nb !== undefined && nb > now + maxMs) throw malformed(`notBefore must be within ${profile.max_validity_days} days from now`);
+    if (na !== undefined && na <= Math.max(now, nb ?? now)) throw malformed("notAfter must be later than notBefore and than now");
+    const start = nb ?? now;
+    const end = na ?? start + profile.default_validity_days * DAY_MS;
+    if (end - start > maxMs) throw malformed(`the requested validity exceeds the profile ${profileName}'s maximum of ${profile.max_validity_days} days`);
+    return { notBefore: nb === undefined ? null : new Date(nb).toISOString(), notAfter: na === undefined ? null : new Date(na).toISOString() };
   }
 
   /**
@@ -414,6 +457,8 @@ export class AcmeAuthority {
     };
     if (o.serial && o.status === "valid") out.certificate = u.certificate(o.serial);
     if (o.replaces) out.replaces = o.replaces;
+    if (o.not_before) out.notBefore = o.not_before;
+    if (o.not_after) out.notAfter = o.not_after;
     if (o.error) out.error = JSON.parse(o.error);
     return out;
   }
@@ -562,12 +607,18 @@ export class AcmeAuthority {
         }
       }
       if (a.identifier_type === "dns") await this.va.caa(a.identifier_value, a.wildcard === 1, { method: type, accountUri });
-      await this.store.moveAuthorization(a.tenant, a.id, ["processing"], { challenge_status: "valid", status: "valid", validated_at: new Date().toISOString() });
+      await this.store.moveAuthorization(a.tenant, a.id, ["processing"], { challenge_status: "valid", status: "valid", validated_at: new Date().toISOString(), expires: this.validUntil(a) });
     } catch (e) {
       const problem = e instanceof AcmeProblem ? e : new AcmeProblem("connection", "the validation failed");
       await this.store.moveAuthorization(a.tenant, a.id, ["processing"], { challenge_status: "invalid", status: "invalid", error: JSON.stringify(problem.toJSON()) });
       if (!(e instanceof AcmeProblem)) throw e;
     }
+  }
+
+  /** A validated authorization's expiry: `authorization_lifetime_hours` from now, never sooner than it was. */
+  private validUntil(a: AuthorizationRow): string {
+    const until = new Date(Date.now() + this.config.authorization_lifetime_hours * HOUR_MS).toISOString();
+    return until > a.expires ? until : a.expires;
   }
 
   /** Waits for validations in progress (at stop), so none writes to a closed database. */
@@ -603,7 +654,8 @@ export class AcmeAuthority {
     if (!(await this.store.moveOrder(tenant, o.id, ["ready"], { status: "processing" }, false))) throw new AcmeProblem("orderNotReady", "the order is being finalized already");
     let outcome;
     try {
-      outcome = await this.ca.submit(tenant, { csr: Buffer.from(der).toString("base64"), profile: o.profile });
+      const window = o.not_before || o.not_after ? { not_before: o.not_before ?? undefined, not_after: o.not_after ?? undefined } : undefined;
+      outcome = await this.ca.submit(tenant, { csr: Buffer.from(der).toString("base64"), profile: o.profile, ...(window ? { window } : {}) });
     } catch (e) {
       const refused = e instanceof AppError && e.status < 500;
       // A CSR the RA refuses leaves the order ready for a better one; a fault of ours ends it.

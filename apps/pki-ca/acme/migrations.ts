@@ -93,3 +93,27 @@ export async function addAcmeChallengesAriLimits(db: Kysely<any>): Promise<void>
     .execute();
   await db.schema.createIndex("acme_rate_events_by_subject").on("acme_rate_events").columns(["tenant", "kind", "subject", "at"]).execute();
 }
+
+/**
+ * Version 8: authorizations shared between orders (RFC 8555 §7.1.4: an order for identifiers the
+ * account holds a live authorization for reuses it), through a table linking orders to their
+ * authorizations (filled from each existing authorization's own order); and the validity an order
+ * asks for (`notBefore`/`notAfter`).
+ */
+export async function addAcmeAuthorizationReuseValidity(db: Kysely<any>): Promise<void> {
+  await db.schema
+    .createTable("acme_order_authorizations")
+    .addColumn("tenant", "text", (c) => c.notNull())
+    .addColumn("order_id", "text", (c) => c.notNull())
+    .addColumn("authz_id", "text", (c) => c.notNull())
+    .addPrimaryKeyConstraint("acme_order_authorizations_pk", ["tenant", "order_id", "authz_id"])
+    .execute();
+  await db
+    .insertInto("acme_order_authorizations")
+    .columns(["tenant", "order_id", "authz_id"])
+    .expression((eb: any) => eb.selectFrom("acme_authorizations").select(["tenant", "order_id", "id"]))
+    .execute();
+  await db.schema.createIndex("acme_authorizations_by_identifier").on("acme_authorizations").columns(["tenant", "account_id", "identifier_type", "identifier_value"]).execute();
+  await db.schema.alterTable("acme_orders").addColumn("not_before", "text").execute(); // ISO time the order asked for, or null (the profile's)
+  await db.schema.alterTable("acme_orders").addColumn("not_after", "text").execute();
+}

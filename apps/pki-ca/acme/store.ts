@@ -34,6 +34,9 @@ export interface OrderRow {
   created_at: string;
   /** ARI (RFC 9773): the serial of the certificate this order replaces. */
   replaces: string | null;
+  /** The validity the order asked for (ISO times), or null for the profile's. */
+  not_before: string | null;
+  not_after: string | null;
 }
 
 export interface AuthorizationRow {
@@ -68,6 +71,8 @@ export interface AcmeDb {
   acme_accounts: AccountRow;
   acme_orders: OrderRow;
   acme_authorizations: AuthorizationRow;
+  /** Which authorizations each order uses: its own, and the live ones of the account it reused. */
+  acme_order_authorizations: { tenant: string; order_id: string; authz_id: string };
   acme_eab_keys: EabKeyRow;
   acme_nonce_keys: { id: string; key_sealed: Uint8Array; created_at: string };
   acme_nonces_used: { nonce: string; expires: number };
@@ -165,13 +170,39 @@ export class AcmeStore {
     await this.write((trx) => trx.deleteFrom("acme_rate_events").where("at", "<", before).execute(), false);
   }
 
-  /** A new order, its authorizations and the rate-limit events it counts as, in one durable commit. */
-  async insertOrder(order: OrderRow, authzs: AuthorizationRow[], events: Array<{ tenant: string; kind: RateKind; subject: string; at: number }> = []): Promise<void> {
+  /**
+   * A new order, its new authorizations, its links to those and to the reused ones (`reused`:
+   * ids), and the rate-limit events it counts as, in one durable commit.
+   */
+  async insertOrder(order: OrderRow, authzs: AuthorizationRow[], events: Array<{ tenant: string; kind: RateKind; subject: string; at: number }> = [], reused: string[] = []): Promise<void> {
     await this.write(async (trx) => {
       if (events.length) await trx.insertInto("acme_rate_events").values(events).execute();
       await trx.insertInto("acme_orders").values(order).execute();
       if (authzs.length) await trx.insertInto("acme_authorizations").values(authzs).execute();
+      const links = [...authzs.map((a) => a.id), ...reused].map((authz_id) => ({ tenant: order.tenant, order_id: order.id, authz_id }));
+      if (links.length) await trx.insertInto("acme_order_authorizations").values(links).execute();
     });
+  }
+
+  /**
+   * The account's newest authorization for an identifier that is still usable: valid or pending,
+   * expiring after `after` (ISO time); undefined when there is none.
+   */
+  reusableAuthorization(tenant: string, accountId: string, type: AuthorizationRow["identifier_type"], value: string, wildcard: number, after: string): Promise<AuthorizationRow | undefined> {
+    return this.db
+      .selectFrom("acme_authorizations")
+      .selectAll()
+      .where("tenant", "=", tenant)
+      .where("account_id", "=", accountId)
+      .where("identifier_type", "=", type)
+      .where("identifier_value", "=", value)
+      .where("wildcard", "=", wildcard)
+      .where("status", "in", ["valid", "pending"])
+      .where("expires", ">", after)
+      .orderBy("status", "desc") // valid before pending
+      .orderBy("expires", "desc")
+      .limit(1)
+      .executeTakeFirst();
   }
 
   order(tenant: string, id: string): Promise<OrderRow | undefined> {
@@ -199,12 +230,20 @@ export class AcmeStore {
     return this.db.selectFrom("acme_authorizations").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
   }
 
+  /** The authorizations an order uses (its own and the reused ones). */
   authorizationsOf(tenant: string, orderId: string): Promise<AuthorizationRow[]> {
-    return this.db.selectFrom("acme_authorizations").selectAll().where("tenant", "=", tenant).where("order_id", "=", orderId).orderBy("id").execute();
+    return this.db
+      .selectFrom("acme_order_authorizations as l")
+      .innerJoin("acme_authorizations as a", (j) => j.onRef("a.id", "=", "l.authz_id").onRef("a.tenant", "=", "l.tenant"))
+      .selectAll("a")
+      .where("l.tenant", "=", tenant)
+      .where("l.order_id", "=", orderId)
+      .orderBy("a.id")
+      .execute();
   }
 
   /** Changes an authorization only while its challenge is in one of `from`; false otherwise. */
-  async moveAuthorization(tenant: string, id: string, from: AuthorizationRow["challenge_status"][], patch: Partial<Pick<AuthorizationRow, "status" | "challenge_status" | "challenge_type" | "validated_at" | "error">>, durable = true): Promise<boolean> {
+  async moveAuthorization(tenant: string, id: string, from: AuthorizationRow["challenge_status"][], patch: Partial<Pick<AuthorizationRow, "status" | "challenge_status" | "challenge_type" | "validated_at" | "error" | "expires">>, durable = true): Promise<boolean> {
     const r = await this.write((trx) => trx.updateTable("acme_authorizations").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("challenge_status", "in", from).executeTakeFirst(), durable);
     return r.numUpdatedRows > 0n;
   }
