@@ -52,14 +52,12 @@ typedef struct {
   size_t sig_len;           /* signature length for sign keys */
   int sign, encrypt;        /* purpose: sign/verify keys, or encrypt/decrypt keys */
   int present;              /* still an enabled key of the tenant at the last listing */
-  unsigned long seen;       /* the listing that last saw it (see refresh) */
 } object;
 
 typedef struct {
   slot_config cfg;
   object *objects[1024];    /* handle = slot * 100000 + index + 1; never freed before C_Finalize */
   size_t n_objects;
-  unsigned long listings;   /* listings started; a listing that completes retires the keys it did not see */
   char *pin;                /* the passphrase of an encrypted client key, after C_Login */
   int logged_in;
   unsigned generation;      /* bumped at login/logout: sessions drop their connections */
@@ -398,7 +396,7 @@ static long upsert(slot *sl, CK_OBJECT_CLASS cls, const object *proto) {
 }
 
 /* Builds the objects of one listed key (an ElasticKey), fetching its public key when it has one. */
-static CK_RV add_key(session *s, const jvalue *key, long *first_index, unsigned long listing) {
+static CK_RV add_key(session *s, const jvalue *key, long *first_index) {
   const char *id = json_str(key, "id"), *name = json_str(key, "name"), *alg = json_str(key, "algorithm");
   const char *status = json_str(key, "status");
   int kind = alg ? kind_of(alg) : 0;
@@ -443,7 +441,6 @@ static CK_RV add_key(session *s, const jvalue *key, long *first_index, unsigned 
     }
   }
   pthread_mutex_lock(&g_lock);
-  proto.seen = listing ? listing : sl->listings;
   long first;
   if (kind == 4) first = upsert(sl, CKO_SECRET_KEY, &proto);
   else {
@@ -456,17 +453,12 @@ static CK_RV add_key(session *s, const jvalue *key, long *first_index, unsigned 
   return CKR_OK;
 }
 
-/*
- * Lists the slot's keys (every page) and brings its objects up to date. Keys the listing did not
- * see are retired only once it has completed: a listing cut short (the backend went away) leaves
- * every object as it was, so other sessions' operations fail with the backend's error
- * (CKR_DEVICE_ERROR), not with CKR_KEY_HANDLE_INVALID for keys that still exist.
- */
+/* Lists the slot's keys (every page) and brings its objects up to date. */
 static CK_RV refresh(session *s) {
   slot *sl = &g_slots[s->slot];
   char token[256] = "";
   pthread_mutex_lock(&g_lock);
-  unsigned long listing = ++sl->listings;
+  for (size_t i = 0; i < sl->n_objects; i++) sl->objects[i]->present = 0;
   pthread_mutex_unlock(&g_lock);
   for (int page = 0; page < 1000; page++) {
     char path[600];
@@ -481,7 +473,7 @@ static CK_RV refresh(session *s) {
     http_answer_free(&a);
     const jvalue *items = json_get(doc, "items");
     if (!items || items->type != J_ARR) { json_free(doc); return CKR_DEVICE_ERROR; }
-    for (size_t i = 0; rv == CKR_OK && i < items->n; i++) rv = add_key(s, items->items[i], NULL, listing);
+    for (size_t i = 0; rv == CKR_OK && i < items->n; i++) rv = add_key(s, items->items[i], NULL);
     const char *next = json_str(doc, "next_page_token");
     int more = next && *next && strlen(next) < sizeof token && strspn(next, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") == strlen(next);
     if (more) snprintf(token, sizeof token, "%s", next);
@@ -489,12 +481,6 @@ static CK_RV refresh(session *s) {
     if (rv != CKR_OK) return rv;
     if (!more) break;
   }
-  pthread_mutex_lock(&g_lock);
-  for (size_t i = 0; i < sl->n_objects; i++) {
-    if (sl->objects[i]->seen == listing) sl->objects[i]->present = 1;
-    else if (sl->objects[i]->seen < listing) sl->objects[i]->present = 0;
-  }
-  pthread_mutex_unlock(&g_lock);
   return CKR_OK;
 }
 
@@ -991,7 +977,7 @@ static CK_RV create_key(session *s, const char *name, const char *alg, long *fir
   jvalue *key = json_parse(a.body, a.len);
   http_answer_free(&a);
   *first = -1;
-  rv = key ? add_key(s, key, first, 0) : CKR_DEVICE_ERROR;
+  rv = key ? add_key(s, key, first) : CKR_DEVICE_ERROR;
   json_free(key);
   return rv == CKR_OK && *first < 0 ? CKR_DEVICE_ERROR : rv;
 }
