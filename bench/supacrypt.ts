@@ -13,6 +13,7 @@
  * Usage: npm run bench -- supacrypt [--seconds=4] [--rounds=3] [--concurrency=32] [--channels=4]
  * Needs SoftHSM2 (Debian softhsm2).
  */
+import { pythonWith } from "../test/support/python.ts";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mkdtempSync } from "node:fs";
@@ -121,8 +122,8 @@ const grpcSign = () =>
 // The same calls from a client whose HTTP/2 and TLS are native, to tell the server's rate from the
 // grpc-js client's: bench/supacrypt-grpcio.py, run per round; skipped where python3-grpcio is absent.
 const signRequestHex = (definition["supacrypt.v1.KeyService"] as protoLoader.ServiceDefinition).Sign!.requestSerialize({ key_id: key.id, payload: Buffer.from(payload) }).toString("hex");
-// Debian's python3 (python3-grpcio) where the PATH's python3 has no grpc module.
-const python = ["python3", "/usr/bin/python3"].find((p) => Bun.spawnSync([p, "-c", "import grpc"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0);
+// The first python3 on PATH with Debian's python3-grpcio (see test/support/python.ts).
+const python = pythonWith("grpc");
 const hasGrpcio = python !== undefined;
 async function grpcioRate(): Promise<number> {
   const proc = Bun.spawn([python!, join(import.meta.dir, "supacrypt-grpcio.py")], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });

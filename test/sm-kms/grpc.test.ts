@@ -11,6 +11,7 @@
  * verifies over REST and with the SPKI GetPublicKey returns.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { pythonWith } from "../support/python.ts";
 import { createPublicKey, verify as nodeVerify } from "node:crypto";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -24,7 +25,8 @@ import { startKms, type Kms } from "./harness.ts";
 
 const ALL = ["kms:admin", "kms:encrypt", "kms:decrypt", "kms:sign", "kms:verify", "kms:mac"];
 const BUF = join(import.meta.dir, "..", "..", "node_modules", ".bin", "buf");
-const PYTHON = "/usr/bin/python3";
+/** A python3 with Debian's python3-grpcio (python3-grpc-tools compiles the messages at test time). */
+const PYTHON = pythonWith("grpc_tools") ?? "python3";
 const SVC = "supacrypt.v1.KeyService";
 
 let kms: Kms;
