@@ -107,6 +107,8 @@ export interface RunningService {
   mtlsUrl?: string;
   /** The gRPC listener's `host:port`, when `server.grpc_port` is set. */
   grpcAddress?: string;
+  /** Whether the gRPC listener's unary calls take its direct path (see grpc-listener.ts). */
+  grpcDirect?: boolean;
   docsUrl: string;
   /** PEM file clients use to verify the servers (`curl --cacert`). */
   trustBundlePath: string;
@@ -538,6 +540,7 @@ async function startOnDatabase(
     adminUrl: serverUrl("127.0.0.1", adminServer.port!),
     mtlsUrl: urls.mtls,
     grpcAddress: grpcServer && `${serverUrl(config.server.bind, grpcServer.listener.port).replace(/^https:\/\//, "")}`,
+    grpcDirect: grpcServer?.listener.direct,
     docsUrl: `${publicUrl}${DOCS_PATH}`,
     trustBundlePath,
     adminToken,
