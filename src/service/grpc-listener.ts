@@ -24,6 +24,8 @@
  * and a unary call needs none of it: one length-prefixed message in, one out, the status in
  * trailers. The same handler runs on both paths, with the same checks and answers. Anything
  * else (health, reflection, a compressed message, an unexpected content type) goes to grpc-js.
+ * On the direct path a call's `grpc-timeout` is the client's to enforce (the handlers are short
+ * and not cancellable); a stream the client resets gets no answer.
  */
 import type { Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import { dirname, join } from "node:path";
