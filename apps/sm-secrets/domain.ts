@@ -138,7 +138,7 @@ export class SecretKv {
   private async writeVersion(tenant: string, path: string, cas: number | undefined, derive: (current: { key: KeyRow; data: SecretData } | undefined) => SecretData, needsCurrent: boolean) {
     const now = this.now();
     const nowIso = now.toISOString();
-    return this.store.transaction(async (q) => {
+    return this.store.write(async (q) => {
       const cfg = await this.config(tenant, q);
       const key = await q.key(tenant, path);
       if ((cfg.cas_required || key?.cas_required === 1) && cas === undefined) throw casRequired();

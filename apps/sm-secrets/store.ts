@@ -1,6 +1,6 @@
 /** Kysely queries of sm-secrets. Every query takes the tenant: there is no query without one. */
 import type { Kysely, Transaction } from "kysely";
-import { withTransaction } from "../../src/storage/index.ts";
+import { GroupTransaction, withTransaction } from "../../src/storage/index.ts";
 
 export interface KeyRow {
   tenant: string;
@@ -136,9 +136,25 @@ export class KvQueries {
   }
 }
 
+/** Writes per group transaction at most, and how long the first waits for others (ms). */
+const WRITE_BATCH = 128;
+const WRITE_GATHER_MS = 0;
+
 export class KvStore extends KvQueries {
+  /** Concurrent version writes share one transaction and one WAL sync (see GroupTransaction). */
+  private readonly writes: GroupTransaction<SecretsDb, KvQueries>;
+
   constructor(private readonly root: Kysely<SecretsDb>) {
     super(root);
+    this.writes = new GroupTransaction(root, (trx) => new KvQueries(trx), { maxBatch: WRITE_BATCH, gatherMs: WRITE_GATHER_MS });
+  }
+
+  /**
+   * Runs one check-and-set write in a transaction shared with the writes that arrive meanwhile,
+   * each in its own savepoint (a refused one changes nothing); resolves once it is on disk.
+   */
+  write<T>(fn: (q: KvQueries) => Promise<T>): Promise<T> {
+    return this.writes.run(fn);
   }
 
   /** Runs `fn` in one read-write transaction: check-and-set and version numbering happen inside. */
