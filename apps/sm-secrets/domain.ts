@@ -163,7 +163,7 @@ export class SecretKv {
       const oldest = Math.max(key?.oldest_version || 1, version - maxVersions + 1);
       if (key) {
         if (oldest > (key.oldest_version || 1)) await q.pruneBelow(tenant, path, oldest);
-        await q.updateKey(tenant, path, { current_version: version, oldest_version: oldest, updated_time: nowIso });
+        await q.advance(tenant, path, version, oldest, nowIso);
       } else {
         await q.insertKey({ tenant, path, cas_required: 0, max_versions: 0, delete_version_after: 0, custom_metadata: null, current_version: version, oldest_version: oldest, created_time: nowIso, updated_time: nowIso });
       }

@@ -8,7 +8,7 @@
  * offending `add` fails. Rows keep the order of their `add` calls within and across batches.
  */
 import { setImmediate } from "node:timers";
-import { sql, type Kysely, type Transaction } from "kysely";
+import { CompiledQuery, type Kysely, type Transaction } from "kysely";
 import { commitDeferred } from "./wal-sync.ts";
 import { mapStorageError } from "./errors.ts";
 
@@ -78,6 +78,10 @@ function settleOnDisk<T>(committed: { durable: Promise<void> }, batch: Pending<T
   );
 }
 
+const SAVEPOINT = CompiledQuery.raw("SAVEPOINT group_unit");
+const RELEASE = CompiledQuery.raw("RELEASE SAVEPOINT group_unit");
+const ROLLBACK_TO = CompiledQuery.raw("ROLLBACK TO SAVEPOINT group_unit");
+
 interface PendingWork<Q, R> {
   work: (q: Q) => Promise<R>;
   done: (r: { ok: true; value: R } | { ok: false; error: unknown }) => void;
@@ -141,13 +145,13 @@ export class GroupTransaction<DB, Q> {
       outcomes = [];
       const q = this.queries(trx);
       for (const unit of batch) {
-        await sql`SAVEPOINT group_unit`.execute(trx);
+        await trx.executeQuery(SAVEPOINT);
         try {
           outcomes.push({ ok: true, value: await unit.work(q) });
-          await sql`RELEASE SAVEPOINT group_unit`.execute(trx);
+          await trx.executeQuery(RELEASE);
         } catch (error) {
-          await sql`ROLLBACK TO SAVEPOINT group_unit`.execute(trx);
-          await sql`RELEASE SAVEPOINT group_unit`.execute(trx);
+          await trx.executeQuery(ROLLBACK_TO);
+          await trx.executeQuery(RELEASE);
           outcomes.push({ ok: false, error: mapStorageError(error) });
         }
       }
