@@ -32,6 +32,9 @@ import { DpopProofVerifier } from "../auth/dpop.ts";
 import { createProofReplayTable, DatabaseProofReplay } from "../auth/proof-replay.ts";
 import { checkFederationConfig, Federation, identityEndpoints, retryPolicy } from "../federation/index.ts";
 import { AuditSender, createAuditSpool } from "../audit/sender.ts";
+import { Notifier } from "../notify/notifier.ts";
+import { channelsOf } from "../notify/channels.ts";
+import { deadLetterRoutes } from "../notify/admin.ts";
 import { addSessionName, createSessionTable, SessionStore } from "../auth/session.ts";
 import { browserLogin } from "../auth/bff.ts";
 import { createDispatcher, createWasmProvider, createWebCryptoProvider, openPkcs11Provider } from "../crypto/index.ts";
@@ -367,6 +370,9 @@ async function startOnDatabase(
     pollMs: config.federation.audit.poll_ms,
   });
 
+  // Notifications to the configured channels, with retries and a dead-letter list (src/notify).
+  const notifier = new Notifier(channelsOf(config.notifications), { logger, retryDelaysMs: config.notifications.retry_seconds.map((s) => s * 1000) });
+
   const stopHooks: Array<() => void | Promise<void>> = [];
   const clientCas = new ClientCaSet();
   const ctx: ServiceContext = {
@@ -384,6 +390,7 @@ async function startOnDatabase(
     bearer,
     urls,
     audit,
+    notifier,
     onStop: (fn) => void stopHooks.push(fn),
     addClientCa: (pem) => clientCas.add(pem),
   };
@@ -472,6 +479,7 @@ async function startOnDatabase(
     details: () => ({ runtime: runtime.name, barrier: barrier.status(), database: { mode: database.mode, location: database.location }, tls: material.leaf }),
     barrier,
     unsealFiles,
+    notifier,
     shutdown: () => void stop(),
   });
   const adminServer = await nodeListener("127.0.0.1", config.server.admin_port, 64 * 1024, adminHandler(admin, logger));
@@ -513,6 +521,9 @@ async function startOnDatabase(
       }
       // After the apps' hooks, which may still record events: what is not sent stays spooled.
       await audit.stop();
+      // Deliveries in flight stop retrying: what fails now is dead-lettered and logged.
+      notifier.stop();
+      await notifier.settle();
       await barrier.seal();
       await hsm?.close();
       await database.close();
@@ -718,6 +729,7 @@ interface AdminDeps {
   details(): Record<string, unknown>;
   barrier: Barrier;
   unsealFiles: string[];
+  notifier: Notifier;
   shutdown(): void;
 }
 
@@ -758,6 +770,7 @@ function adminApp(d: AdminDeps) {
       },
       { beforeHandle: requireAdmin },
     )
+    .use(deadLetterRoutes(d.notifier, requireAdmin))
     .post("/barrier/seal", () => d.barrier.seal(), { beforeHandle: requireAdmin })
     .post("/barrier/unseal", () => d.barrier.unsealFromFiles(d.unsealFiles), { beforeHandle: requireAdmin })
     .post(

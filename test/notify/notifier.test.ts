@@ -8,9 +8,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { SMTPServer } from "smtp-server";
 import { emailChannel, slackChannel, webhookChannel } from "../../src/notify/channels.ts";
 import { Notifier } from "../../src/notify/notifier.ts";
+import { startReceiver, startSmtp, type SmtpSink, type WebhookSink } from "./receivers.ts";
 import { tempDir } from "../support/service.ts";
 import { ed25519Csr, startCa } from "../pki-ca/helpers.ts";
 
@@ -18,49 +18,27 @@ const dir = tempDir("cryptoutil-notify-");
 const secret = crypto.getRandomValues(new Uint8Array(32));
 writeFileSync(join(dir, "hook.secret"), secret, { mode: 0o600 });
 
-const mails: Array<{ from: string; to: string[]; raw: string }> = [];
-let smtp: SMTPServer;
+let smtp: SmtpSink;
+let receiver: WebhookSink;
+let mails: SmtpSink["mails"];
 let smtpPort: number;
-const hits: Record<string, Array<{ headers: Headers; body: string }>> = { hook: [], slack: [], failing: [], flaky: [] };
-let receiver: ReturnType<typeof Bun.serve>;
 let flakyFailures = 2;
+const hits: Record<string, Array<{ headers: Headers; body: string }>> = { hook: [], slack: [], failing: [], flaky: [] };
 
 beforeAll(async () => {
-  smtp = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ["STARTTLS", "AUTH"],
-    onData(stream, session, cb) {
-      let raw = "";
-      stream.on("data", (c: Buffer) => (raw += c.toString("utf8")));
-      stream.on("end", () => {
-        // The body is quoted-printable: soft line breaks and "=" undone for the checks.
-        mails.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "", to: session.envelope.rcptTo.map((r) => r.address), raw: raw.replace(/=\r\n/g, "").replace(/=3D/g, "=") });
-        cb();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(0, "127.0.0.1", () => resolve()));
-  smtpPort = (smtp.server.address() as { port: number }).port;
-  receiver = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    async fetch(req) {
-      const path = new URL(req.url).pathname.slice(1);
-      const body = await req.text();
-      hits[path]?.push({ headers: req.headers, body });
-      if (path === "failing") return new Response("down", { status: 503 });
-      if (path === "flaky" && flakyFailures-- > 0) return new Response("down", { status: 502 });
-      return new Response(null, { status: 204 });
-    },
-  });
+  smtp = await startSmtp();
+  mails = smtp.mails;
+  smtpPort = smtp.port;
+  receiver = startReceiver((path) => (path === "failing" ? 503 : path === "flaky" && flakyFailures-- > 0 ? 502 : 204));
+  Object.assign(receiver.hits, hits);
 });
 
 afterAll(async () => {
-  receiver?.stop(true);
-  await new Promise<void>((resolve) => smtp?.close(() => resolve()));
+  receiver?.stop();
+  await smtp?.stop();
 });
 
-const url = (p: string) => `http://127.0.0.1:${receiver.port}/${p}`;
+const url = (p: string) => receiver.url(p);
 
 describe("channels", () => {
   test("expiry and revocation reach an SMTP server, a signed webhook and a Slack-compatible receiver", async () => {
