@@ -27,8 +27,8 @@ export function deadLetterRoutes(notifier: Notifier, requireAdmin: (c: { request
     .get("/", ({ query }) => notifier.listDeadLetters(query), { query: ListQuery, beforeHandle: requireAdmin })
     .get(
       "/:id",
-      ({ params }) => {
-        const d = notifier.deadLetter(params.id);
+      async ({ params }) => {
+        const d = await notifier.deadLetter(params.id);
         if (!d) throw missing(params.id);
         return d;
       },
@@ -45,8 +45,8 @@ export function deadLetterRoutes(notifier: Notifier, requireAdmin: (c: { request
     )
     .delete(
       "/:id",
-      ({ params, set }) => {
-        if (!notifier.discardDeadLetter(params.id)) throw missing(params.id);
+      async ({ params, set }) => {
+        if (!(await notifier.discardDeadLetter(params.id))) throw missing(params.id);
         set.status = 204;
       },
       { params: IdParams, beforeHandle: requireAdmin },

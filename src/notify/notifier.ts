@@ -7,12 +7,14 @@
  * `emit()` returns at once: each subscribed channel gets the event in the background, retried
  * after each delay of the channel's `retryDelaysMs` or the notifier's (default 1 s, 4 s, 16 s:
  * backoff by four); an event a channel still refuses after the last retry goes to the
- * dead-letter list (newest kept, up to `deadLetterLimit`) and is logged, never lost silently,
- * and never fails the operation that emitted it. An operator lists, inspects, retries and
+ * dead-letter list (the service's database under the template, dead-letters.ts; in memory
+ * without one, newest `deadLetterLimit` kept) and is logged, never lost silently, and never
+ * fails the operation that emitted it. An operator lists, inspects, retries and
  * discards dead letters through the admin API (`/admin/v1/notifications/dead-letters`).
  */
 import type { Logger } from "../service/log.ts";
 import type { Channel, Notification } from "./channels.ts";
+import { MemoryDeadLetters, type DeadLetterStore } from "./dead-letters.ts";
 
 /** An event no channel attempt could deliver. */
 export interface DeadLetter {
@@ -29,6 +31,8 @@ export interface NotifierOptions {
   logger?: Logger;
   retryDelaysMs?: number[];
   deadLetterLimit?: number;
+  /** Where dead letters are kept; in memory when unset. */
+  deadLetters?: DeadLetterStore;
   sleep?: (ms: number) => Promise<void>;
 }
 
@@ -43,8 +47,7 @@ export type RetryOutcome = { id: string; delivered: true } | { id: string; deliv
 
 export class Notifier {
   private readonly inFlight = new Set<Promise<void>>();
-  /** Dead letters by id, in the order they died (a Map keeps insertion order). */
-  private readonly dead = new Map<string, { letter: DeadLetter; channel: Channel }>();
+  private readonly dead: DeadLetterStore;
   private stopped = false;
   private readonly retryDelaysMs: number[];
   private readonly sleep: (ms: number) => Promise<void>;
@@ -57,6 +60,7 @@ export class Notifier {
     this.channels = [...channels];
     this.retryDelaysMs = opts.retryDelaysMs ?? [1000, 4000, 16000];
     this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.dead = opts.deadLetters ?? new MemoryDeadLetters(opts.deadLetterLimit ?? 1000);
   }
 
   /** Adds channels (an app's own, next to the template's). */
@@ -93,7 +97,7 @@ export class Notifier {
       } catch (e) {
         const error = errorText(e);
         if (this.stopped || attempt >= delays.length) {
-          this.bury({ id: crypto.randomUUID(), channel: c.name, notification: n, attempts: attempt + 1, error, at: new Date().toISOString() }, c);
+          await this.bury({ id: crypto.randomUUID(), channel: c.name, notification: n, attempts: attempt + 1, error, at: new Date().toISOString() });
           return;
         }
         await this.sleep(delays[attempt]!);
@@ -101,37 +105,30 @@ export class Notifier {
     }
   }
 
-  private bury(letter: DeadLetter, channel: Channel): void {
-    this.dead.set(letter.id, { letter, channel });
-    const limit = this.opts.deadLetterLimit ?? 1000;
-    for (const id of this.dead.keys()) {
-      if (this.dead.size <= limit) break;
-      this.dead.delete(id);
+  private async bury(letter: DeadLetter): Promise<void> {
+    this.opts.logger?.warn("notification dead-lettered", { channel: letter.channel, type: letter.notification.type, dead_letter: letter.id, attempts: letter.attempts, error: letter.error });
+    try {
+      await this.dead.add(letter);
+    } catch (e) {
+      // The database is down or closing: the log line above is then the only record.
+      this.opts.logger?.error("dead letter not stored", { dead_letter: letter.id, error: errorText(e) });
     }
-    this.opts.logger?.warn("notification dead-lettered", { channel: channel.name, type: letter.notification.type, dead_letter: letter.id, attempts: letter.attempts, error: letter.error });
   }
 
-  /** The notifications no channel attempt could deliver, oldest first. */
-  deadLetters(): DeadLetter[] {
-    return [...this.dead.values()].map((d) => d.letter);
+  /** The notifications no channel attempt could deliver, oldest first (at most 10,000). */
+  async deadLetters(): Promise<DeadLetter[]> {
+    return (await this.dead.list({ limit: 10_000 })).letters;
   }
 
   /** A page of dead letters, oldest first, of one tenant when given, after the cursor `after` (a dead letter's id). */
-  listDeadLetters(q: { tenant?: string; limit?: number; after?: string } = {}): DeadLetterPage {
-    const all = this.deadLetters().filter((d) => q.tenant === undefined || d.notification.tenant === q.tenant);
-    let start = 0;
-    if (q.after !== undefined) {
-      const i = all.findIndex((d) => d.id === q.after);
-      // A cursor whose letter was retried or discarded since: start over (ids are not ordered).
-      start = i < 0 ? 0 : i + 1;
-    }
-    const limit = q.limit ?? 50;
-    const page = all.slice(start, start + limit);
-    return { dead_letters: page, next: start + limit < all.length ? page[page.length - 1]!.id : null };
+  async listDeadLetters(q: { tenant?: string; limit?: number; after?: string } = {}): Promise<DeadLetterPage> {
+    // A cursor whose letter was retried or discarded since starts over.
+    const { letters, more } = await this.dead.list({ tenant: q.tenant, limit: q.limit ?? 50, after: q.after });
+    return { dead_letters: letters, next: more ? letters[letters.length - 1]!.id : null };
   }
 
-  deadLetter(id: string): DeadLetter | undefined {
-    return this.dead.get(id)?.letter;
+  deadLetter(id: string): Promise<DeadLetter | undefined> {
+    return this.dead.get(id);
   }
 
   /**
@@ -140,26 +137,29 @@ export class Notifier {
    * Undefined when there is no such dead letter.
    */
   async retryDeadLetter(id: string): Promise<RetryOutcome | undefined> {
-    const d = this.dead.get(id);
-    if (!d) return undefined;
+    const letter = await this.dead.get(id);
+    if (!letter) return undefined;
+    const channel = this.channels.find((c) => c.name === letter.channel);
     try {
-      await d.channel.send(d.letter.notification);
+      if (!channel) throw new Error(`channel ${letter.channel} is no longer configured`);
+      await channel.send(letter.notification);
     } catch (e) {
-      d.letter.attempts++;
-      d.letter.error = errorText(e);
-      d.letter.at = new Date().toISOString();
-      return { id, delivered: false, attempts: d.letter.attempts, error: d.letter.error };
+      letter.attempts++;
+      letter.error = errorText(e);
+      letter.at = new Date().toISOString();
+      await this.dead.update(letter);
+      return { id, delivered: false, attempts: letter.attempts, error: letter.error };
     }
-    this.dead.delete(id);
-    this.opts.logger?.info("dead-lettered notification delivered on retry", { channel: d.channel.name, type: d.letter.notification.type, dead_letter: id });
+    await this.dead.remove(id);
+    this.opts.logger?.info("dead-lettered notification delivered on retry", { channel: letter.channel, type: letter.notification.type, dead_letter: id });
     return { id, delivered: true };
   }
 
   /** Drops a dead letter; false when there is none of that id. */
-  discardDeadLetter(id: string): boolean {
-    const d = this.dead.get(id);
-    if (d) this.opts.logger?.info("dead-lettered notification discarded", { channel: d.channel.name, type: d.letter.notification.type, dead_letter: id });
-    return this.dead.delete(id);
+  async discardDeadLetter(id: string): Promise<boolean> {
+    const removed = await this.dead.remove(id);
+    if (removed) this.opts.logger?.info("dead-lettered notification discarded", { dead_letter: id });
+    return removed;
   }
 
   /** Waits for deliveries in flight (tests, graceful stop). */

@@ -33,6 +33,7 @@ import { createProofReplayTable, DatabaseProofReplay } from "../auth/proof-repla
 import { checkFederationConfig, Federation, identityEndpoints, retryPolicy } from "../federation/index.ts";
 import { AuditSender, createAuditSpool } from "../audit/sender.ts";
 import { Notifier } from "../notify/notifier.ts";
+import { createDeadLetterTable, DatabaseDeadLetters } from "../notify/dead-letters.ts";
 import { channelsOf } from "../notify/channels.ts";
 import { deadLetterRoutes } from "../notify/admin.ts";
 import { addSessionName, createSessionTable, SessionStore } from "../auth/session.ts";
@@ -73,6 +74,7 @@ export const templateMigrations = [
   { version: 3, name: "session display names", up: addSessionName },
   { version: 4, name: "spent DPoP proofs", up: createProofReplayTable },
   { version: 5, name: "audit spool", up: createAuditSpool },
+  { version: 6, name: "notification dead letters", up: createDeadLetterTable },
 ];
 
 /** How often spent DPoP proof ids past their window are deleted. */
@@ -371,7 +373,11 @@ async function startOnDatabase(
   });
 
   // Notifications to the configured channels, with retries and a dead-letter list (src/notify).
-  const notifier = new Notifier(channelsOf(config.notifications), { logger, retryDelaysMs: config.notifications.retry_seconds.map((s) => s * 1000) });
+  const notifier = new Notifier(channelsOf(config.notifications), {
+    logger,
+    retryDelaysMs: config.notifications.retry_seconds.map((s) => s * 1000),
+    deadLetters: new DatabaseDeadLetters(db),
+  });
 
   const stopHooks: Array<() => void | Promise<void>> = [];
   const clientCas = new ClientCaSet();

@@ -65,7 +65,7 @@ describe("channels", () => {
       expect(timingSafeEqual(Buffer.from(v1!, "hex"), expected)).toBe(true);
     }
     expect(hits.slack!.map((h) => JSON.parse(h.body).text)).toEqual(["[acme] certificate.revoked: serial=0a1b, reason=keyCompromise"]);
-    expect(n.deadLetters()).toHaveLength(0);
+    expect(await n.deadLetters()).toHaveLength(0);
   });
 
   test("a failing receiver is retried with backoff, then dead-lettered; a flaky one is delivered on a retry", async () => {
@@ -82,7 +82,7 @@ describe("channels", () => {
     expect(hits.failing).toHaveLength(4); // the first attempt and three retries
     expect(hits.flaky).toHaveLength(3); // two refusals, then delivered
     expect(waits.sort((a, b) => a - b)).toEqual([10, 10, 40, 40, 160]);
-    const dead = n.deadLetters();
+    const dead = await n.deadLetters();
     expect(dead).toHaveLength(1);
     expect(dead[0]).toMatchObject({ channel: expect.stringContaining("slack"), attempts: 4, error: "status 503" });
     expect(dead[0]!.notification).toMatchObject({ type: "certificate.revoked", tenant: "acme", data: { serial: "ff" } });
@@ -92,7 +92,7 @@ describe("channels", () => {
     const n = new Notifier([emailChannel({ host: "127.0.0.1", port: 1, security: "none", from: "ca@example.test", to: ["ops@example.test"] })], { retryDelaysMs: [5] });
     n.emit("certificate.expiring", "acme", { serial: "01" });
     await n.settle();
-    expect(n.deadLetters()[0]).toMatchObject({ attempts: 2 });
+    expect((await n.deadLetters())[0]).toMatchObject({ attempts: 2 });
     expect(() => emailChannel({ host: "mail.example.test", port: 25, security: "none", from: "a@example.test", to: ["b@example.test"] })).toThrow(/loopback/);
     writeFileSync(join(dir, "short.secret"), "short");
     expect(() => webhookChannel({ url: url("hook"), secret_file: join(dir, "short.secret") })).toThrow(/32 bytes/);

@@ -63,9 +63,9 @@ export function startReceiver(status: (path: string) => number = () => 204): Web
 }
 
 /** Waits (polling) until `ok()`; fails after `ms`. */
-export async function until(ok: () => boolean, what: string, ms = 30_000): Promise<void> {
+export async function until(ok: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!ok()) {
+  while (!(await ok())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await Bun.sleep(25);
   }

@@ -7,6 +7,7 @@
  *    are listed (paged, per tenant), inspected, retried once the receiver works, and discarded
  *    through the admin API, and the CLI lists them.
  */
+import { DatabaseDeadLetters } from "../../src/notify/dead-letters.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { writeFileSync } from "node:fs";
@@ -134,7 +135,10 @@ describe("key rotation", () => {
         ids.push(k.body.id);
         expect((await flaky.req("POST", `/keys/${k.body.id}/rotate`, undefined, { tenant })).status).toBe(200);
       }
-      await until(() => flaky.svc.ctx.notifier.deadLetters().length === 3, "three dead letters");
+      await until(async () => (await flaky.svc.ctx.notifier.deadLetters()).length === 3, "three dead letters");
+      // Kept in the service's database: another instance on it (a second store here) sees the same list.
+      const shared = await new DatabaseDeadLetters(flaky.svc.ctx.db).list({ limit: 10 });
+      expect(shared.letters.map((d) => d.notification.data.key_id)).toEqual(ids);
       // Each delivery: the first attempt and the two retries of retry_seconds.
       for (const id of ids) expect(bodies("flaky").filter((b) => b.data.key_id === id)).toHaveLength(3);
 
