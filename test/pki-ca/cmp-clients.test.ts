@@ -14,6 +14,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { children, intOf, namedBitsOf, readTlv, topLevel } from "../../apps/pki-ca/cmp/asn1.ts";
 import { BODY, FAIL, parseMessage } from "../../apps/pki-ca/cmp/message.ts";
+import { toPem } from "../../src/pki/keys.ts";
+import { buildIr, certificateOf } from "./cmp-helpers.ts";
 import { haveOpenssl, PROFILES, startCa, write, type CaFixture } from "./helpers.ts";
 
 const sslOk = haveOpenssl();
@@ -55,7 +57,11 @@ function key(name: string): string {
   return file;
 }
 
-/** `openssl cmp` against a label, over TLS trusting the suite CA. */
+/**
+ * `openssl cmp` against a label, over TLS trusting the suite CA. `-keep_alive 0`: OpenSSL 3.0's
+ * client fails to send the second message of a transaction (certConf, pollReq) on a kept-alive
+ * TLS connection ("error sending"), so each message gets its own connection.
+ */
 function cmp(label: string, args: string[]) {
   return run(["openssl", "cmp", "-server", `${base}/.well-known/cmp/p/${label}`, "-tls_used", "-tls_trusted", trust, "-keep_alive", "0", "-msg_timeout", "30", "-total_timeout", "120", ...args]);
 }
@@ -168,11 +174,21 @@ describe.skipIf(!sslOk)("CMP with openssl cmp (Debian package openssl)", () => {
     const revoked = await cmp("server", ["-cmd", "kur", ...sigArgs("cr.pem", key("cr")), "-newkey", key("kur2"), "-certout", "kur2.pem", "-unprotected_errors"]);
     expect(revoked.code).not.toBe(0);
     expect(revoked.out, revoked.out).toContain("certRevoked");
+    // kur with an expired certificate: one issued (through an ir built here) with a validity window already past.
+    const day = 86_400_000;
+    const built = buildIr(kid, secret, "expired.example.com", { notBefore: new Date(Date.now() - 3 * day), notAfter: new Date(Date.now() - day) });
+    const expiredDer = certificateOf((await post(built.der)).der);
+    expect(expiredDer).toBeDefined();
+    write(f.dir, "expired.pem", toPem("CERTIFICATE", expiredDer!.slice().buffer as ArrayBuffer));
+    write(f.dir, "expired.key", built.keyPem);
+    const expired = await cmp("server", ["-cmd", "kur", ...sigArgs("expired.pem", join(f.dir, "expired.key")), "-newkey", key("kur4"), "-certout", "kur4.pem", "-unprotected_errors"]);
+    expect(expired.code).not.toBe(0);
+    expect(expired.out, expired.out).toContain("signerNotTrusted");
     // kur authenticated by a shared secret instead of the certificate: notAuthorized.
     const macKur = await cmp("server", ["-cmd", "kur", ...pbmArgs(), "-oldcert", "kur.pem", "-newkey", key("kur3"), "-certout", "kur3.pem"]);
     expect(macKur.code).not.toBe(0);
     expect(macKur.out, macKur.out).toContain("notAuthorized");
-    expect(await certificateCount()).toBe(before);
+    expect(await certificateCount()).toBe(before + 1); // the expired one made for the kur above
   }, 120_000);
 
   test("a request queued for approval: openssl polls, the approver approves, the certificate arrives", async () => {

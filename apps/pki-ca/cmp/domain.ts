@@ -33,7 +33,7 @@ import { parseCsr } from "../../../src/pki/csr.ts";
 import { pemOrBase64Der } from "../../../src/pki/codec.ts";
 import { equalBytes } from "../../../src/crypto/constant-time.ts";
 import * as x509 from "../../../src/pki/x509.ts";
-import { REVOCATION_REASONS, sansOf, type PkiCa, type RevocationReason } from "../domain.ts";
+import { REVOCATION_REASONS, sansOf, type PkiCa, type RevocationReason, type ValidityWindow } from "../domain.ts";
 import type { CertificateRow } from "../store.ts";
 import { algorithmOf, bitStringBytes, bytesOf, children, CmpAsnError, contentOf, derOf, explicit, intDer, intOf, NULL_DER, oidDer, oidOf, parseCertTemplate, readTlv, seq, type Tlv } from "./asn1.ts";
 import type { CmpConfig } from "./config.ts";
@@ -234,6 +234,7 @@ export class CmpAuthority {
     let csrDer: Uint8Array;
     let certReqId = 0;
     let oldCert: { issuer: Uint8Array; serial: string } | undefined;
+    let window: ValidityWindow | undefined;
     if (msg.bodyType === BODY.p10cr) {
       csrDer = bytesOf(der, msg.body).slice();
     } else {
@@ -241,6 +242,7 @@ export class CmpAuthority {
       certReqId = crmf.certReqId;
       csrDer = crmf.csr;
       oldCert = crmf.oldCert;
+      window = crmf.window;
       if (!(await spkiSignatureValid(crmf.popo.alg, crmf.popo.spki, crmf.popo.data, crmf.popo.signature))) throw refuse("badPOP", "the POPO signature does not verify under the template's key");
     }
     if (msg.bodyType === BODY.kur) {
@@ -261,7 +263,7 @@ export class CmpAuthority {
     const rep = REP_OF[msg.bodyType]!;
     let out;
     try {
-      out = await this.ca.submit(who.tenant, { csr: Buffer.from(csrDer).toString("base64"), profile: who.profile }, { possessionVerified: msg.bodyType !== BODY.p10cr });
+      out = await this.ca.submit(who.tenant, { csr: Buffer.from(csrDer).toString("base64"), profile: who.profile, window }, { possessionVerified: msg.bodyType !== BODY.p10cr });
     } catch (e) {
       if (!(e instanceof AppError) || e.status >= 500) throw e;
       await this.store.advance(who.tenant, tid, "pending", { state: "rejected" });
@@ -294,7 +296,7 @@ export class CmpAuthority {
   }
 
   /** Reads the one CertReqMsg of ir, cr or kur into a PKCS#10 request, after checking its POPO signature. */
-  private readCertReq(der: Uint8Array, body: Tlv): { certReqId: number; csr: Uint8Array; oldCert?: { issuer: Uint8Array; serial: string }; popo: { data: Uint8Array; alg: string; spki: Uint8Array; signature: Uint8Array } } {
+  private readCertReq(der: Uint8Array, body: Tlv): { certReqId: number; csr: Uint8Array; window?: ValidityWindow; oldCert?: { issuer: Uint8Array; serial: string }; popo: { data: Uint8Array; alg: string; spki: Uint8Array; signature: Uint8Array } } {
     const msgs = children(der, body);
     if (body.tag !== 0x30 || msgs.length !== 1) throw refuse("badRequest", "exactly one CertReqMsg is accepted");
     const [certReq, popo, ...rest] = children(der, msgs[0]!);
@@ -326,9 +328,13 @@ export class CmpAuthority {
     const exts = template.extensions ?? [];
     const attrs = exts.length ? derTlv(0xa0, seq(oidDer(EXTENSION_REQUEST), derTlv(0x31, derOf(exts)))) : derTlv(0xa0);
     const info = seq(new Uint8Array([0x02, 0x01, 0x00]), subject, spki, attrs);
+    // A requested validity (OptionalValidity) becomes the RA's validity window, checked against the profile there.
+    const v = template.validity;
+    const window = v && (v.notBefore || v.notAfter) ? { not_before: v.notBefore?.getTime().toISOString(), not_after: v.notAfter?.getTime().toISOString() } : undefined;
     return {
       certReqId,
       oldCert,
+      window,
       // The POPO was checked over the CertRequest, so this request carries no signature of its own.
       csr: seq(info, bytesOf(der, algT), derTlv(0x03, new Uint8Array([0x00]), bitStringBytes(der, sigT))),
       popo: { data: bytesOf(der, certReq).slice(), alg: popoAlg, spki, signature: bitStringBytes(der, sigT).slice() },
