@@ -30,10 +30,21 @@ export function buildIr(kid: string, secret: string, cn: string, validity?: { no
   );
   const certReq = seq(intDer(0), template);
   const popo = derTlv(0xa1, seq(oidDer("1.2.840.10045.4.3.2")), bitString(new Uint8Array(sign("sha256", certReq, { key: privateKey, dsaEncoding: "der" }))));
+  return { der: pbmMessage(kid, secret, BODY.ir, seq(seq(certReq, popo)), transactionID), keyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString() };
+}
+
+/** The CertReqMessages of a built ir (its body's content), to wrap around mutations. */
+export function irBodyOf(der: Uint8Array): Uint8Array {
+  const m = parseMessage(der);
+  return m.der.slice(m.body.start, m.body.end);
+}
+
+/** A PKIMessage of any body content, PBM-protected under `secret` (implicit confirmation asked for). */
+export function pbmMessage(kid: string, secret: string, type: number, content: Uint8Array, transactionID = new Uint8Array(randomBytes(16))): Uint8Array {
   const params = { salt: new Uint8Array(randomBytes(16)), owf: "2.16.840.1.101.3.4.2.1", iterations: 500, mac: "1.2.840.113549.2.9" };
-  const header = headerDer({ pvno: 2, sender: directoryName(name), recipient: directoryName(seq()), transactionID, senderKID: new TextEncoder().encode(kid), protectionAlg: pbmAlgorithmDer(params), implicitConfirm: true }, new Uint8Array(randomBytes(16)));
-  const pp = seq(header, bodyDer(BODY.ir, seq(seq(certReq, popo))));
-  return { der: messageDer(pp, pbm(new TextEncoder().encode(secret), params, pp)), keyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString() };
+  const header = headerDer({ pvno: 2, sender: directoryName(seq()), recipient: directoryName(seq()), transactionID, senderKID: new TextEncoder().encode(kid), protectionAlg: pbmAlgorithmDer(params), implicitConfirm: true }, new Uint8Array(randomBytes(16)));
+  const pp = seq(header, bodyDer(type, content));
+  return messageDer(pp, pbm(new TextEncoder().encode(secret), params, pp));
 }
 
 /** The certificate DER of an accepting ip/cp/kup, or undefined. */
