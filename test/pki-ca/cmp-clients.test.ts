@@ -12,7 +12,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { children, intOf, namedBitsOf, readTlv, topLevel } from "../../apps/pki-ca/cmp/asn1.ts";
+import { children, intOf, namedBitsOf, oidOf, readTlv, topLevel } from "../../apps/pki-ca/cmp/asn1.ts";
 import { BODY, FAIL, parseMessage } from "../../apps/pki-ca/cmp/message.ts";
 import { toPem } from "../../src/pki/keys.ts";
 import { buildIr, certificateOf } from "./cmp-helpers.ts";
@@ -128,11 +128,30 @@ describe.skipIf(!sslOk)("CMP with openssl cmp (Debian package openssl)", () => {
     expect((await run(["openssl", "x509", "-in", "kur.pem", "-noout", "-subject"])).out).toContain("ir.example.com");
   }, 120_000);
 
-  test("genm: CA certificates and key pair types", async () => {
-    const g = await cmp("server", ["-cmd", "genm", ...pbmArgs(), "-infotype", "signKeyPairTypes"]);
-    expect(g.code, g.out).toBe(0);
-    const ca = await cmp("server", ["-cmd", "genm", ...pbmArgs(), "-infotype", "caProtEncCert"]);
+  test("genm: CA certificates (caCerts: issuing CA and root) and key pair types, read from the genp openssl saved", async () => {
+    const itavs = (file: string) => {
+      const der = new Uint8Array(readFileSync(join(f.dir, file)));
+      const m = parseMessage(der);
+      expect(m.bodyType).toBe(BODY.genp);
+      return children(der, m.body).map((itav) => {
+        const [type, value] = children(der, itav);
+        return { oid: oidOf(der, type!), value: value ? children(der, value).map((c) => der.slice(c.start, c.end)) : [] };
+      });
+    };
+    const ca = await cmp("server", ["-cmd", "genm", ...pbmArgs(), "-infotype", "caCerts", "-rspout", "genp-ca.der"]);
     expect(ca.code, ca.out).toBe(0);
+    const [caCerts] = itavs("genp-ca.der");
+    expect(caCerts!.oid).toBe("1.3.6.1.5.5.7.4.17");
+    const pem = (der: Uint8Array) => toPem("CERTIFICATE", der.slice().buffer as ArrayBuffer).trim();
+    // issuing.pem is the issuing CA then the root: the same two certificates, in that order.
+    const blocks = readFileSync(issuing, "utf8").match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g)!;
+    expect(caCerts!.value.map(pem)).toEqual(blocks.map((b) => b.trim()));
+    expect(blocks[1]).toBe(readFileSync(root, "utf8").trim());
+    const kt = await cmp("server", ["-cmd", "genm", ...pbmArgs(), "-infotype", "signKeyPairTypes", "-rspout", "genp-kt.der"]);
+    expect(kt.code, kt.out).toBe(0);
+    const [types] = itavs("genp-kt.der");
+    expect(types!.oid).toBe("1.3.6.1.5.5.7.4.2");
+    expect(types!.value.length).toBe(PROFILES.server.key_types.length);
   }, 60_000);
 
   test("rr: revocation by PBM and by the certificate's own signature; a second rr is certRevoked", async () => {
