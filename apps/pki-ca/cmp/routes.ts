@@ -9,7 +9,8 @@
  */
 import { Elysia } from "elysia";
 import * as v from "valibot";
-import { appBase, principalOf, requestInfo } from "../../../src/service/http.ts";
+import { appBase, requestInfo } from "../../../src/service/http.ts";
+import { credentialAdminApi } from "../credential-api.ts";
 import { AppError } from "../../../src/service/errors.ts";
 import type { CmpAuthority } from "./domain.ts";
 
@@ -54,38 +55,22 @@ export function cmpRoutes(authority: () => Promise<CmpAuthority>) {
 
 const Credential = v.object({ kid: v.string(), secret: v.string(), profile: v.string(), created_at: v.string() });
 const CredentialInfo = v.object({ kid: v.string(), profile: v.string(), created_at: v.string(), last_used_at: v.nullable(v.string()) });
-const ADMIN = ["pki:admin"];
 
 /** The tenant's CMP shared secrets (the tenant comes from the token), on the authenticated API. */
 export function cmpAdminApi(authority: () => Promise<CmpAuthority>) {
-  return new Elysia({ tags: ["cmp"] } as never)
-    .use(appBase)
-    .post(
-      "/cmp/credentials",
-      async ({ request, body, set }) => {
-        const out = await (await authority()).createCredential(principalOf(request).tenant, body.profile);
-        set.status = 201;
-        return out;
-      },
-      {
-        body: v.strictObject({ profile: v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,63}$/)) }),
-        response: { 201: Credential },
-        scopes: ADMIN,
-        detail: { summary: "A new CMP shared secret (key id for senderKID and the PBM secret, the secret shown only now) for one of this tenant's CMP profiles" },
-      },
-    )
-    .get("/cmp/credentials", async ({ request }) => ({ items: (await (await authority()).store.credentials(principalOf(request).tenant)).map(({ tenant: _t, ...c }) => c) }), {
-      response: v.object({ items: v.array(CredentialInfo) }),
-      scopes: ADMIN,
-      detail: { summary: "This tenant's CMP shared secrets (never the secrets)" },
-    })
-    .delete(
-      "/cmp/credentials/:kid",
-      async ({ request, params, set }) => {
-        await (await authority()).deleteCredential(principalOf(request).tenant, params.kid);
-        set.status = 204;
-        return undefined;
-      },
-      { params: v.object({ kid: v.pipe(v.string(), v.regex(/^cmp_[A-Za-z0-9_-]{1,64}$/)) }), scopes: ADMIN, detail: { summary: "Delete a CMP shared secret" } },
-    );
+  return credentialAdminApi({
+    tag: "cmp",
+    idParam: "kid",
+    idPattern: /^cmp_[A-Za-z0-9_-]{1,64}$/,
+    created: Credential,
+    listed: CredentialInfo,
+    create: async (tenant, profile) => (await authority()).createCredential(tenant, profile),
+    list: async (tenant) => (await authority()).store.credentials(tenant),
+    remove: async (tenant, id) => (await authority()).deleteCredential(tenant, id),
+    summaries: {
+      create: "A new CMP shared secret (key id for senderKID and the PBM secret, the secret shown only now) for one of this tenant's CMP profiles",
+      list: "This tenant's CMP shared secrets (never the secrets)",
+      remove: "Delete a CMP shared secret",
+    },
+  });
 }
