@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { children, intOf, namedBitsOf, oidOf, readTlv, topLevel } from "../../apps/pki-ca/cmp/asn1.ts";
 import { BODY, FAIL, parseMessage } from "../../apps/pki-ca/cmp/message.ts";
 import { toPem } from "../../src/pki/keys.ts";
-import { buildIr, certificateOf } from "./cmp-helpers.ts";
+import { buildIr, certificateOf, pbmMessage } from "./cmp-helpers.ts";
 import { haveOpenssl, PROFILES, startCa, write, type CaFixture } from "./helpers.ts";
 
 const sslOk = haveOpenssl();
@@ -209,6 +209,24 @@ describe.skipIf(!sslOk)("CMP with openssl cmp (Debian package openssl)", () => {
     expect(macKur.out, macKur.out).toContain("notAuthorized");
     expect(await certificateCount()).toBe(before + 1); // the expired one made for the kur above
   }, 120_000);
+
+  test("HTTP: a body that is not a PKIMessage is a 400 with an error PKIMessage (badDataFormat); unknown label 404, other media type 415, GET 405", async () => {
+    const junk = await post(new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x00]));
+    expect(junk.status).toBe(400);
+    expect(failInfoOf(junk.der)).toEqual({ body: BODY.error, fail: [FAIL.badDataFormat] });
+    expect((await post(new Uint8Array([0x30, 0x00]), "nope")).status).toBe(404);
+    const text = await f.svc.call("/.well-known/cmp/p/server", { method: "POST", body: "x", headers: { "content-type": "text/plain" } });
+    expect(text.status).toBe(415);
+    expect((await f.svc.call("/.well-known/cmp/p/server")).status).toBe(405);
+    // A certConf under a transaction id another client began is refused (the transaction is not the sender's).
+    const other = buildIr(manualKid, manualSecret, "other.example.com");
+    const irTid = parseMessage(new Uint8Array(readFileSync(join(f.dir, "ir.req.der")))).transactionID!;
+    const second = (await (await f.api("/cmp/credentials", await f.token("t1", "pki:admin"), { body: { profile: "server" } })).json()) as { kid: string; secret: string };
+    const conf = await post(pbmMessage(second.kid, second.secret, BODY.certConf, new Uint8Array([0x30, 0x00]), irTid));
+    expect(failInfoOf(conf.der).fail).toContain(FAIL.badRequest);
+    // A secret of another profile does not authenticate at this label.
+    expect(failInfoOf((await post(other.der)).der).fail).toContain(FAIL.notAuthorized);
+  }, 60_000);
 
   test("a request queued for approval: openssl polls, the approver approves, the certificate arrives", async () => {
     const p = cmp("manual", ["-cmd", "ir", ...pbmArgs(manualKid, manualSecret), "-newkey", key("poll"), "-subject", "/CN=poll.example.com", "-sans", "poll.example.com", "-certout", "poll.pem"]);

@@ -40,7 +40,7 @@ export function irBodyOf(der: Uint8Array): Uint8Array {
 }
 
 /** A PKIMessage of any body content, PBM-protected under `secret` (implicit confirmation asked for). */
-export function pbmMessage(kid: string, secret: string, type: number, content: Uint8Array, transactionID = new Uint8Array(randomBytes(16))): Uint8Array {
+export function pbmMessage(kid: string, secret: string, type: number, content: Uint8Array, transactionID: Uint8Array = new Uint8Array(randomBytes(16))): Uint8Array {
   const params = { salt: new Uint8Array(randomBytes(16)), owf: "2.16.840.1.101.3.4.2.1", iterations: 500, mac: "1.2.840.113549.2.9" };
   const header = headerDer({ pvno: 2, sender: directoryName(seq()), recipient: directoryName(seq()), transactionID, senderKID: new TextEncoder().encode(kid), protectionAlg: pbmAlgorithmDer(params), implicitConfirm: true }, new Uint8Array(randomBytes(16)));
   const pp = seq(header, bodyDer(type, content));

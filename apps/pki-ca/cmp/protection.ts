@@ -43,7 +43,7 @@ const SIGNATURES: Record<string, { kind: "ecdsa" | "rsa" | "ed25519"; hash?: str
   "1.3.101.112": { kind: "ed25519" },
 };
 /** Bounds on PBM parameters a request may name. */
-const MAX_ITERATIONS = 100_000;
+const MAX_ITERATIONS = 10_000;
 const MIN_ITERATIONS = 100;
 
 export interface PbmParameters {
