@@ -73,18 +73,6 @@ export function derTlv(tag: number, ...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** DER of an OBJECT IDENTIFIER in dotted form. */
-export function oidDer(oid: string): Uint8Array {
-  const parts = oid.split(".").map(Number);
-  const body: number[] = [];
-  for (const n of [parts[0]! * 40 + parts[1]!, ...parts.slice(2)]) {
-    const chunk = [n & 0x7f];
-    for (let x = Math.floor(n / 128); x > 0; x = Math.floor(x / 128)) chunk.unshift((x & 0x7f) | 0x80);
-    body.push(...chunk);
-  }
-  return derTlv(0x06, new Uint8Array(body));
-}
-
 /** The CSR's subject Name and SubjectPublicKeyInfo, as their DER bytes, and the public key bits. */
 export function csrParts(csr: Uint8Array): { subject: Uint8Array; spki: Uint8Array; keyBits: Uint8Array } {
   const outer = readTlv(csr, 0, csr.length, 0x30);

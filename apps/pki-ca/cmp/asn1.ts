@@ -11,7 +11,8 @@
  */
 import { AsnArray, AsnConvert, AsnIntegerArrayBufferConverter, AsnProp, AsnPropTypes, AsnType, AsnTypeTypes } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier, Extension, Extensions, Name, SubjectPublicKeyInfo, Time } from "@peculiar/asn1-x509";
-import { derTlv, oidDer } from "../../../src/pki/leaf-signer.ts";
+import { derTlv } from "../../../src/pki/leaf-signer.ts";
+import { oidDer, utf8Der } from "../../../src/pki/der.ts";
 
 export { oidDer };
 
@@ -121,7 +122,7 @@ export const seq = (...parts: Uint8Array[]) => derTlv(0x30, ...parts);
 export const octets = (b: Uint8Array) => derTlv(0x04, b);
 /** An EXPLICIT context-specific [n] around one element. */
 export const ctx = (n: number, inner: Uint8Array) => derTlv(0xa0 | n, inner);
-export const utf8 = (s: string) => derTlv(0x0c, new TextEncoder().encode(s));
+export const utf8 = utf8Der;
 export const NULL_DER = new Uint8Array([0x05, 0x00]);
 
 /** A BIT STRING with no unused bits. */

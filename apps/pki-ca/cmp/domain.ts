@@ -238,7 +238,7 @@ export class CmpAuthority {
     if (msg.bodyType === BODY.p10cr) {
       csrDer = bytesOf(der, msg.body).slice();
     } else {
-      const crmf = this.readCertReq(der, msg.body);
+      const crmf = readOrRefuse(() => this.readCertReq(der, msg.body), "badCertTemplate");
       certReqId = crmf.certReqId;
       csrDer = crmf.csr;
       oldCert = crmf.oldCert;
@@ -395,11 +395,12 @@ export class CmpAuthority {
     if (!templateT) throw refuse("badDataFormat", "RevDetails starts with certDetails");
     const template = parseCertTemplate(bytesOf(der, templateT));
     if (!template.serialNumber || !template.issuer) throw refuse("badCertId", "certDetails must name issuer and serialNumber");
+    const issuerDer = readOrRefuse(() => derOf(template.issuer!), "badCertId");
     await this.begin(msg, who, "done", 0, false);
     const serial = hex(new Uint8Array(template.serialNumber));
     const row = await this.certificateBySerial(who.tenant, serial);
     const rp = (status: Uint8Array) => this.protect(msg, who, BODY.rp, seq(seq(status)));
-    if (!row || !equalBytes(derOf(template.issuer), nameDerOf(row.cert_der, "issuer"))) return rp(statusInfo(STATUS.rejection, ["badCertId"], "no such certificate of this tenant"));
+    if (!row || !equalBytes(issuerDer, nameDerOf(row.cert_der, "issuer"))) return rp(statusInfo(STATUS.rejection, ["badCertId"], "no such certificate of this tenant"));
     const allowed = who.kind === "mac" ? row.profile === who.profile : row.serial === who.cert.serial;
     if (!allowed) return rp(statusInfo(STATUS.rejection, ["notAuthorized"], "this shared secret revokes only its profile's certificates; a certificate only itself"));
     if (row.status !== "valid") return rp(statusInfo(STATUS.rejection, ["certRevoked"], "the certificate is already revoked"));
@@ -502,6 +503,20 @@ export class CmpAuthority {
 
   async deleteCredential(tenant: string, kid: string): Promise<void> {
     if (!(await this.store.deleteCredential(tenant, kid))) throw notFound("CMP credential");
+  }
+}
+
+/**
+ * Runs a read of request structures; a failure of the ASN.1 library on a value it parsed but
+ * cannot write back (a string that is not valid in its type, say) is the request's fault:
+ * a refusal with `fail`, not a 5xx.
+ */
+function readOrRefuse<T>(read: () => T, fail: FailName): T {
+  try {
+    return read();
+  } catch (e) {
+    if (e instanceof CmpRefusal || e instanceof CmpAsnError) throw e;
+    throw refuse(fail, `the request cannot be read: ${(e as Error).message}`);
   }
 }
 

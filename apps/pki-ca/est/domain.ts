@@ -19,7 +19,8 @@ import { AppError, notFound } from "../../../src/service/errors.ts";
 import { parseCsr } from "../../../src/pki/csr.ts";
 import { pemOrBase64Der } from "../../../src/pki/codec.ts";
 import { certsOnlyPkcs7 } from "../../../src/pki/pkcs7.ts";
-import { derTlv, oidDer } from "../../../src/pki/leaf-signer.ts";
+import { derTlv } from "../../../src/pki/leaf-signer.ts";
+import { oidDer } from "../../../src/pki/der.ts";
 import * as x509 from "../../../src/pki/x509.ts";
 import { sansOf, type PkiCa } from "../domain.ts";
 import type { ClientCertificate } from "../../../src/auth/client-cert.ts";
@@ -40,8 +41,6 @@ export type EnrollOutcome = { status: "issued"; pkcs7: Uint8Array } | { status: 
 
 const sha256Hex = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
 const randomB64u = (n: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(n))).toString("base64url");
-
-
 
 const ECDSA_SHA256 = "1.2.840.10045.4.3.2";
 const ECDSA_SHA384 = "1.2.840.10045.4.3.3";
