@@ -3,7 +3,8 @@
  * pki-ca reads and writes. No maintained package implements it for `@peculiar/asn1-schema`, so
  * the structures are written here: the certificate template and its parts as asn1-schema
  * classes (decorators applied by call, the project compiles without decorator syntax), the
- * message framing by a strict DER walk that keeps the exact bytes a protection covers.
+ * message framing by the shared strict DER walk (src/pki/der.ts), which keeps the exact bytes a
+ * protection covers.
  *
  * Guarantees: every read checks each tag and length against its enclosing element and fails
  * with `CmpAsnError`, never another exception; lengths use at most 3 octets (a message is far
@@ -12,7 +13,8 @@
 import { AsnArray, AsnConvert, AsnIntegerArrayBufferConverter, AsnProp, AsnPropTypes, AsnType, AsnTypeTypes } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier, Extension, Extensions, Name, SubjectPublicKeyInfo, Time } from "@peculiar/asn1-x509";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
-import { oidDer, utf8Der } from "../../../src/pki/der.ts";
+import { AppError } from "../../../src/service/errors.ts";
+import { derChildren, derNode, derOid, intDer as nonNegativeIntDer, oidDer, utf8Der, type DerNode } from "../../../src/pki/der.ts";
 
 export { oidDer };
 
@@ -27,35 +29,27 @@ export interface Tlv {
   end: number;
 }
 
+/** Runs a read of the shared DER walker (src/pki/der.ts), its refusals as `CmpAsnError`s. */
+function walk<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    if (e instanceof AppError) throw bad(e.message);
+    throw e;
+  }
+}
+const tlvOf = (n: DerNode): Tlv => ({ tag: n.tag, start: n.start, contentStart: n.body, end: n.end });
+
 /** The element starting at `at`, which must end by `limit`. */
 export function readTlv(b: Uint8Array, at: number, limit: number): Tlv {
-  if (at + 2 > limit) throw bad("truncated element");
-  const tag = b[at]!;
-  if ((tag & 0x1f) === 0x1f) throw bad("multi-octet tags are not used by CMP");
-  let len = b[at + 1]!;
-  let p = at + 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    if (n === 0 || n > 3 || p + n > limit) throw bad("bad length");
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + b[p + i]!;
-    p += n;
-  }
-  if (p + len > limit) throw bad("element overruns its container");
-  return { tag, start: at, contentStart: p, end: p + len };
+  return tlvOf(walk(() => derNode(b, at, limit, "the CMP message")));
 }
 
 /** The elements inside a constructed element. */
 export function children(b: Uint8Array, t: Tlv): Tlv[] {
-  if (!(t.tag & 0x20)) throw bad("a constructed element was expected");
-  const out: Tlv[] = [];
-  for (let p = t.contentStart; p < t.end; ) {
-    const c = readTlv(b, p, t.end);
-    out.push(c);
-    p = c.end;
-    if (out.length > 1024) throw bad("too many elements");
-  }
-  return out;
+  const out = walk(() => derChildren({ bytes: b, tag: t.tag, start: t.start, body: t.contentStart, end: t.end }, "the CMP message"));
+  if (out.length > 1024) throw bad("too many elements");
+  return out.map(tlvOf);
 }
 
 /** The single top-level element of `b`, which must fill it. */
@@ -85,38 +79,13 @@ export function intOf(b: Uint8Array, t: Tlv): number {
   return b[t.contentStart]! & 0x80 ? v - 2 ** (8 * (t.end - t.contentStart)) : v;
 }
 
-/** DER INTEGER of a small number. */
-export function intDer(n: number): Uint8Array {
-  if (n < 0) {
-    if (n === -1) return new Uint8Array([0x02, 0x01, 0xff]);
-    throw new Error("negative integers other than -1 are not written");
-  }
-  const bytes: number[] = [];
-  let x = n;
-  do {
-    bytes.unshift(x & 0xff);
-    x = Math.floor(x / 256);
-  } while (x > 0);
-  if (bytes[0]! & 0x80) bytes.unshift(0);
-  return derTlv(0x02, new Uint8Array(bytes));
-}
+/** DER INTEGER of a non-negative number, or -1 (RFC 9483's certReqId of a p10cr). */
+export const intDer = (n: number): Uint8Array => (n === -1 ? new Uint8Array([0x02, 0x01, 0xff]) : nonNegativeIntDer(n));
 
 /** The dotted OID of an OBJECT IDENTIFIER element. */
 export function oidOf(b: Uint8Array, t: Tlv): string {
-  if (t.tag !== 0x06 || t.end === t.contentStart || t.end - t.contentStart > 64) throw bad("OBJECT IDENTIFIER expected");
-  const parts: number[] = [];
-  let v = 0;
-  for (let i = t.contentStart; i < t.end; i++) {
-    v = v * 128 + (b[i]! & 0x7f);
-    if (!(b[i]! & 0x80)) {
-      if (parts.length === 0) parts.push(v < 80 ? Math.floor(v / 40) : 2, v < 80 ? v % 40 : v - 80);
-      else parts.push(v);
-      v = 0;
-    }
-  }
-  return parts.join(".");
+  return walk(() => derOid({ bytes: b, tag: t.tag, start: t.start, body: t.contentStart, end: t.end }, "an OBJECT IDENTIFIER"));
 }
-
 
 export const seq = (...parts: Uint8Array[]) => derTlv(0x30, ...parts);
 export const octets = (b: Uint8Array) => derTlv(0x04, b);
