@@ -13,6 +13,7 @@ import { CA_TRUE, extensionOid } from "./policy.ts";
 import { AcmeConfigSchema, developmentAcme } from "./acme/config.ts";
 import { EstConfigSchema, developmentEst } from "./est/config.ts";
 import { ScepConfigSchema, developmentScep } from "./scep/config.ts";
+import { CmpConfigSchema, developmentCmp } from "./cmp/config.ts";
 
 export const KEY_USAGES = ["digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment", "keyAgreement"] as const;
 export const EXTENDED_KEY_USAGES = ["serverAuth", "clientAuth", "codeSigning", "emailProtection", "timeStamping"] as const;
@@ -119,6 +120,8 @@ export const PkiCaConfigSchema = v.strictObject({
   est: v.optional(EstConfigSchema),
   /** RFC 8894 SCEP under `/scep/` (see scep/config.ts); off unless a tenant is listed. */
   scep: v.optional(ScepConfigSchema),
+  /** RFC 9810 CMP under `/.well-known/cmp` (see cmp/config.ts); off unless a tenant is listed. */
+  cmp: v.optional(CmpConfigSchema),
 });
 
 export type Profile = v.InferOutput<typeof ProfileSchema>;
@@ -143,11 +146,12 @@ export function developmentProfiles(): Record<string, Profile> {
     "code-signing": { ...base, ...none, key_usage: ["digitalSignature"], extended_key_usage: ["codeSigning"], email_domains: DEV_EMAIL, uri: { allow: ["https://*.example.com/*", "https://*.example.org/*"] } },
   });
 }
-export type PkiCaConfig = Omit<v.InferOutput<typeof PkiCaConfigSchema>, "acme" | "est" | "scep"> & {
+export type PkiCaConfig = Omit<v.InferOutput<typeof PkiCaConfigSchema>, "acme" | "est" | "scep" | "cmp"> & {
   base_url: string;
   acme: v.InferOutput<typeof AcmeConfigSchema>;
   est: v.InferOutput<typeof EstConfigSchema>;
   scep: v.InferOutput<typeof ScepConfigSchema>;
+  cmp: v.InferOutput<typeof CmpConfigSchema>;
 };
 
 /** Validates the `app` section and resolves defaults; throws `config_invalid` naming the key. */
@@ -167,9 +171,11 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
   // ... and, without est and scep sections, EST and SCEP for tenant demo (est/config.ts, scep/config.ts).
   const est = out.est ?? (devProfiles ? developmentEst() : v.parse(EstConfigSchema, {}));
   const scep = out.scep ?? (devProfiles ? developmentScep() : v.parse(ScepConfigSchema, {}));
+  const cmp = out.cmp ?? (devProfiles ? developmentCmp() : v.parse(CmpConfigSchema, {}));
   const lists: Array<[string, Record<string, { profiles: string[] }>]> = [
     ["acme", acme.tenants],
     ["est", est.tenants],
+    ["cmp", cmp.tenants],
     ["scep", Object.fromEntries(Object.entries(scep.tenants).map(([k, t]) => [k, { profiles: Object.keys(t.profiles) }]))],
   ];
   for (const [section, tenants] of lists) {
@@ -181,6 +187,9 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
   if (est.default_profile && !Object.values(est.tenants).some((t) => t.profiles.includes(est.default_profile!))) {
     throw new AppError("config_invalid", `app.est.default_profile: ${est.default_profile} is not one of the EST tenants' profiles`);
   }
+  if (cmp.default_profile && !Object.values(cmp.tenants).some((t) => t.profiles.includes(cmp.default_profile!))) {
+    throw new AppError("config_invalid", `app.cmp.default_profile: ${cmp.default_profile} is not one of the CMP tenants' profiles`);
+  }
   for (const [name, p] of Object.entries(out.profiles)) {
     if (!out.issuing_cas.includes(p.issuing_ca)) throw new AppError("config_invalid", `app.profiles.${name}.issuing_ca: no issuing CA of type ${p.issuing_ca} is configured`);
     if (p.default_validity_days > p.max_validity_days) throw new AppError("config_invalid", `app.profiles.${name}.default_validity_days: exceeds max_validity_days`);
@@ -190,5 +199,5 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
     if (both) throw new AppError("config_invalid", `app.profiles.${name}.required_extensions: ${both} is also forbidden`);
   }
   const base = (out.base_url ?? config.server.public_url ?? serverUrl(config.server.bind, config.server.port || 8443)).replace(/\/+$/, "");
-  return { ...out, base_url: base, acme, est, scep };
+  return { ...out, base_url: base, acme, est, scep, cmp };
 }

@@ -238,10 +238,11 @@ export class PkiCa {
   }
 
   /** RA entry point: checks the CSR and the policy, then issues, queues, or refuses with reasons. */
-  async submit(tenant: string, input: { csr: string; profile: string; validity_days?: number; window?: ValidityWindow }): Promise<SubmitOutcome> {
+  async submit(tenant: string, input: { csr: string; profile: string; validity_days?: number; window?: ValidityWindow }, opts: { possessionVerified?: boolean } = {}): Promise<SubmitOutcome> {
     const profile = this.profile(input.profile);
     const parsed = parseCsr(decodeCsr(input.csr));
-    if (!(await verifyPossession(parsed))) {
+    // A front end that proved possession another way (CMP's CRMF POPO) submits a request without a signature of its own.
+    if (!opts.possessionVerified && !(await verifyPossession(parsed))) {
       throw new AppError("csr_signature_invalid", "the CSR's signature does not verify: no proof of possession", {
         status: 400,
         details: { reasons: [{ code: "csr_signature_invalid", message: "the CSR signature does not verify under its public key" }] },

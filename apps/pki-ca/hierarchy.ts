@@ -298,7 +298,7 @@ export async function loadOrCreate(
     const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
     const fresh: CaRow = {
       id,
-      kind: id === "root" || id === "tsa" ? id : id.startsWith("ocsp-") ? "ocsp" : id.startsWith("scep-ra-") ? "scep-ra" : "issuing",
+      kind: id === "root" || id === "tsa" ? id : id.startsWith("ocsp-") ? "ocsp" : id.startsWith("scep-ra-") ? "scep-ra" : id.startsWith("cmp-ra-") ? "cmp-ra" : "issuing",
       key_type: keyType,
       parent_id: parentId,
       cert_der: new Uint8Array(cert.rawData),

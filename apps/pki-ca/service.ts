@@ -29,6 +29,9 @@ import { estAdminApi, estRoutes } from "./est/routes.ts";
 import { ScepAuthority } from "./scep/domain.ts";
 import { ScepStore } from "./scep/store.ts";
 import { scepAdminApi, scepRoutes } from "./scep/routes.ts";
+import { CmpAuthority } from "./cmp/domain.ts";
+import { CmpStore } from "./cmp/store.ts";
+import { cmpAdminApi, cmpRoutes } from "./cmp/routes.ts";
 
 const instances = new WeakMap<ServiceContext, Promise<PkiCa>>();
 
@@ -193,6 +196,19 @@ async function scepOf(ctx: ServiceContext): Promise<ScepAuthority> {
   return scep;
 }
 
+const cmpByCa = new WeakMap<PkiCa, CmpAuthority>();
+
+/** The CMP front end of a context's CA (a new one with each loaded CA: its RA keys go with it at seal). */
+async function cmpOf(ctx: ServiceContext): Promise<CmpAuthority> {
+  const ca = await pkiCaOf(ctx);
+  let cmp = cmpByCa.get(ca);
+  if (!cmp) {
+    cmp = new CmpAuthority(ca.config.cmp, ca, new CmpStore(ctx.db), ctx.protector);
+    cmpByCa.set(ca, cmp);
+  }
+  return cmp;
+}
+
 const sealHooked = new WeakSet<ServiceContext>();
 const httpListeners = new WeakSet<ServiceContext>();
 
@@ -237,7 +253,8 @@ export const pkiCa: ServiceDefinition = {
     caApi(() => pkiCaOf(ctx))
       .use(acmeAdminApi(() => acmeOf(ctx)))
       .use(estAdminApi(() => estOf(ctx)))
-      .use(scepAdminApi(() => scepOf(ctx))),
+      .use(scepAdminApi(() => scepOf(ctx)))
+      .use(cmpAdminApi(() => cmpOf(ctx))),
   pages: (ctx) => caPages(ctx, () => pkiCaOf(ctx)),
   routes: (ctx) => {
     void pkiCaOf(ctx);
@@ -245,6 +262,7 @@ export const pkiCa: ServiceDefinition = {
       .use(caPublicRoutes(() => pkiCaOf(ctx)))
       .use(acmeRoutes(() => acmeOf(ctx)))
       .use(estRoutes(() => estOf(ctx)))
-      .use(scepRoutes(() => scepOf(ctx)));
+      .use(scepRoutes(() => scepOf(ctx)))
+      .use(cmpRoutes(() => cmpOf(ctx)));
   },
 };

@@ -4,7 +4,7 @@ import { directWriterOf, greatest, GroupCommit, likeIgnoringCase } from "../../s
 
 export interface CaRow {
   id: string;
-  kind: "root" | "issuing" | "ocsp" | "tsa" | "scep-ra";
+  kind: "root" | "issuing" | "ocsp" | "tsa" | "scep-ra" | "cmp-ra";
   key_type: string;
   parent_id: string | null;
   cert_der: Uint8Array;

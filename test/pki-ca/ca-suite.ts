@@ -301,7 +301,7 @@ export function caSuite(engine: TestEngine): void {
       const r = await f.svc.call("/docs/openapi.json");
       expect(r.status).toBe(200);
       const doc = (await r.json()) as { paths: Record<string, unknown> };
-      for (const p of ["/service/api/v1/certificates", "/browser/api/v1/certificates", "/service/api/v1/requests/{id}/approve", "/pki/ocsp", "/pki/tsa", "/pki/crl/{file}"]) {
+      for (const p of ["/service/api/v1/certificates", "/browser/api/v1/certificates", "/service/api/v1/requests/{id}/approve", "/pki/ocsp", "/pki/tsa", "/pki/crl/{file}", "/service/api/v1/cmp/credentials", "/service/api/v1/cmp/credentials/{kid}"]) {
         expect(Object.keys(doc.paths)).toContain(p);
       }
     });

@@ -1,10 +1,12 @@
 /**
- * Mutation fuzz of pki-ca's EST and SCEP endpoints: per endpoint, FUZZ_N (default 1,000)
+ * Mutation fuzz of pki-ca's EST, SCEP and CMP endpoints: per endpoint, FUZZ_N (default 1,000)
  * requests. EST simpleenroll and simplereenroll get mutated CSRs as base64 and as binary DER
  * (authenticated, so the CSR handling runs); SCEP PKIOperation gets mutated whole pkiMessages
  * by POST (DER) and GET (base64), and correctly signed and enveloped messages around mutated
- * CSRs (so decryption, challenge and RA checks run). Every answer must be a 2xx/4xx (the shared
- * runner in test/support/fuzz.ts fails on any 5xx), and both front ends must still issue afterwards.
+ * CSRs (so decryption, challenge and RA checks run). CMP gets mutated whole PKIMessages (DER)
+ * and correctly PBM-protected messages with fresh transaction ids around mutated CertReqMessages
+ * (so the CRMF, POPO and RA checks run). Every answer must be a 2xx/4xx (the shared runner in
+ * test/support/fuzz.ts fails on any 5xx), and every front end must still issue afterwards.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
@@ -13,6 +15,8 @@ import * as x509 from "../../src/pki/x509.ts";
 import { MESSAGE_TYPE } from "../../apps/pki-ca/scep/cms.ts";
 import { ed25519Csr, startCa, type CaFixture } from "./helpers.ts";
 import { certsOf, TestScepClient } from "./scep-helpers.ts";
+import { buildIr, certificateOf, irBodyOf, pbmMessage } from "./cmp-helpers.ts";
+import { BODY } from "../../apps/pki-ca/cmp/message.ts";
 
 const N = Number(process.env.FUZZ_N ?? 1000);
 const STATIC = "fuzz-static";
@@ -23,12 +27,17 @@ let ra: x509.X509Certificate;
 let client: TestScepClient;
 let scepCsr: Uint8Array;
 let scepMessage: Uint8Array;
+let cmpCred: { kid: string; secret: string };
+let cmpIr: Uint8Array;
 
 beforeAll(async () => {
   f = await startCa({
     est: { tenants: { t1: { profiles: ["server"] } } },
     scep: { tenants: { t1: { profiles: { server: { challenge_sha256: createHash("sha256").update(STATIC).digest("hex") } } } } },
+    cmp: { tenants: { t1: { profiles: ["server"] } } },
   });
+  cmpCred = (await (await f.api("/cmp/credentials", await f.token("t1", "pki:admin"), { body: { profile: "server" } })).json()) as { kid: string; secret: string };
+  cmpIr = buildIr(cmpCred.kid, cmpCred.secret, "cmp-fuzz.example.com").der;
   const cred = (await (await f.api("/est/credentials", await f.token("t1", "pki:admin"), { body: { profile: "server" } })).json()) as { username: string; password: string };
   basic = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString("base64")}`;
   csrDer = new Uint8Array(Buffer.from((await ed25519Csr("fuzz.example.com")).pem.split("-----")[2]!.replace(/\s+/g, ""), "base64"));
@@ -44,10 +53,11 @@ afterAll(async () => {
 const estPost = (op: string, body: Uint8Array | string) =>
   f.svc.call(`/.well-known/est/${op}`, { method: "POST", body: typeof body === "string" ? body : (body.slice().buffer as ArrayBuffer), headers: { authorization: basic, "content-type": "application/pkcs10" } });
 const scepPost = (der: Uint8Array) => f.svc.call("/scep/t1/server?operation=PKIOperation", { method: "POST", body: der.slice().buffer as ArrayBuffer, headers: { "content-type": "application/x-pki-message" } });
+const cmpPost = (der: Uint8Array) => f.svc.call("/.well-known/cmp/p/server", { method: "POST", body: der.slice().buffer as ArrayBuffer, headers: { "content-type": "application/pkixcmp" } });
 const hex = (b: Uint8Array | string) => (typeof b === "string" ? b : Buffer.from(b).toString("hex"));
 const opts = (maxMs = 5000) => ({ describe: hex, maxMs, concurrency: 8 });
 
-describe(`EST and SCEP mutation fuzz (${N} per endpoint)`, () => {
+describe(`EST, SCEP and CMP mutation fuzz (${N} per endpoint)`, () => {
   for (const op of ["simpleenroll", "simplereenroll"]) {
     test(`EST ${op}: mutated CSRs as base64 and as DER`, async () => {
       const r = rng(op.length * 7919);
@@ -79,7 +89,25 @@ describe(`EST and SCEP mutation fuzz (${N} per endpoint)`, () => {
     expect(out.statuses.get(200)).toBe(N);
   }, 300_000);
 
-  test("afterwards both still issue", async () => {
+  test("CMP (POST): mutated PKIMessages", async () => {
+    const r = rng(9810);
+    const out = await fuzz(Array.from({ length: N }, () => mutateDer(cmpIr, r)), cmpPost, opts());
+    expect(out.statuses.get(200) ?? 0).toBeGreaterThan(0);
+  }, 300_000);
+
+  test("CMP ir: PBM-protected around mutated CertReqMessages", async () => {
+    const r = rng(4211);
+    const body = irBodyOf(cmpIr);
+    const cases = Array.from({ length: N }, () => pbmMessage(cmpCred.kid, cmpCred.secret, BODY.ir, mutateDer(body, r)));
+    const out = await fuzz(cases, cmpPost, opts());
+    // 200: a CMP answer (ip, or error); 400: a body that no longer fills its [0] (not a PKIMessage), answered badDataFormat.
+    expect([...out.statuses.keys()].every((s) => s === 200 || s === 400)).toBe(true);
+    expect(out.statuses.get(200) ?? 0).toBeGreaterThan(N / 10);
+  }, 300_000);
+
+  test("afterwards every front end still issues", async () => {
+    const cmp = await cmpPost(buildIr(cmpCred.kid, cmpCred.secret, "cmp-final.example.com").der);
+    expect(certificateOf(new Uint8Array(await cmp.arrayBuffer()))).toBeDefined();
     const est = await estPost("simpleenroll", Buffer.from(csrDer).toString("base64"));
     expect(est.status).toBe(200);
     const rep = await client.reply(new Uint8Array(await (await scepPost(await client.message(MESSAGE_TYPE.PKCSReq, scepCsr, ra, "fuzz-final"))).arrayBuffer()));

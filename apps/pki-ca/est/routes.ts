@@ -11,7 +11,8 @@
  */
 import { Elysia } from "elysia";
 import * as v from "valibot";
-import { appBase, principalOf, requestInfo } from "../../../src/service/http.ts";
+import { appBase, requestInfo } from "../../../src/service/http.ts";
+import { credentialAdminApi } from "../credential-api.ts";
 import { AppError } from "../../../src/service/errors.ts";
 import { toBase64 } from "../../../src/pki/codec.ts";
 import type { EstAuthority } from "./domain.ts";
@@ -101,38 +102,22 @@ export function estRoutes(authority: () => Promise<EstAuthority>) {
 
 const Credential = v.object({ username: v.string(), password: v.string(), profile: v.string(), created_at: v.string() });
 const CredentialInfo = v.object({ username: v.string(), profile: v.string(), created_at: v.string(), last_used_at: v.nullable(v.string()) });
-const ADMIN = ["pki:admin"];
 
 /** The tenant's EST credentials (the tenant comes from the token), on the authenticated API. */
 export function estAdminApi(authority: () => Promise<EstAuthority>) {
-  return new Elysia({ tags: ["est"] } as never)
-    .use(appBase)
-    .post(
-      "/est/credentials",
-      async ({ request, body, set }) => {
-        const out = await (await authority()).createCredential(principalOf(request).tenant, body.profile);
-        set.status = 201;
-        return out;
-      },
-      {
-        body: v.strictObject({ profile: v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,63}$/)) }),
-        response: { 201: Credential },
-        scopes: ADMIN,
-        detail: { summary: "A new EST credential (HTTP Basic username and password, the password shown only now) for one of this tenant's EST profiles" },
-      },
-    )
-    .get("/est/credentials", async ({ request }) => ({ items: (await (await authority()).store.credentials(principalOf(request).tenant)).map(({ tenant: _t, ...c }) => c) }), {
-      response: v.object({ items: v.array(CredentialInfo) }),
-      scopes: ADMIN,
-      detail: { summary: "This tenant's EST credentials (never their passwords)" },
-    })
-    .delete(
-      "/est/credentials/:username",
-      async ({ request, params, set }) => {
-        await (await authority()).deleteCredential(principalOf(request).tenant, params.username);
-        set.status = 204;
-        return undefined;
-      },
-      { params: v.object({ username: v.pipe(v.string(), v.regex(/^est_[A-Za-z0-9_-]{1,64}$/)) }), scopes: ADMIN, detail: { summary: "Delete an EST credential" } },
-    );
+  return credentialAdminApi({
+    tag: "est",
+    idParam: "username",
+    idPattern: /^est_[A-Za-z0-9_-]{1,64}$/,
+    created: Credential,
+    listed: CredentialInfo,
+    create: async (tenant, profile) => (await authority()).createCredential(tenant, profile),
+    list: async (tenant) => (await authority()).store.credentials(tenant),
+    remove: async (tenant, id) => (await authority()).deleteCredential(tenant, id),
+    summaries: {
+      create: "A new EST credential (HTTP Basic username and password, the password shown only now) for one of this tenant's EST profiles",
+      list: "This tenant's EST credentials (never their passwords)",
+      remove: "Delete an EST credential",
+    },
+  });
 }
