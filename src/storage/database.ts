@@ -33,7 +33,7 @@ import {
 } from "./config.ts";
 import { LocalChangeFeed, type ChangeFeed } from "./change-feed.ts";
 import { LibsqlClientDialect } from "./libsql-dialect.ts";
-import { openPostgres } from "./postgres.ts";
+import { openPostgres, PostgresKysely } from "./postgres.ts";
 import { credentialsRefused, libsqlCode, mapStorageError } from "./errors.ts";
 
 export { libsqlCode, mapStorageError };
@@ -257,7 +257,7 @@ async function openPostgresDatabase<DB>(r: ResolvedStorage, opts: OpenOptions): 
     throw new AppError("unavailable", `cannot open the postgres database: ${mapped.message}`, { details: mapped.details, cause: err });
   }
   let closed = false;
-  const db = new Kysely<DB>({ dialect: opened.dialect, plugins: [opened.plugin], log: opts.tracer ? queryLogSpans(opts.tracer, "postgresql") : undefined });
+  const db = new PostgresKysely<DB>({ dialect: opened.dialect, plugins: [opened.plugin], log: opts.tracer ? queryLogSpans(opts.tracer, "postgresql") : undefined });
   return {
     db,
     mode: r.mode,
