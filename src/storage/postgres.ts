@@ -26,7 +26,11 @@
  * - Change notices (`PostgresChangeFeed`): LISTEN on one connection of its own per instance,
  *   reconnected with backoff when it drops; NOTIFY through the pool.
  *
- * Not here: the embedded engine's direct reads, row cache and deferred WAL sync (see
+ * - Precompiled reads (`preparedReader`, used by precompile): straight to the pool as named
+ *   prepared statements, so neither Kysely's per-query work nor the server's parse and plan
+ *   run on every call (about half the client's CPU per point read, and less of the server's).
+ *
+ * Not here: the embedded engine's shared read transaction, row cache and deferred WAL sync (see
  * precompiled.ts and wal-sync.ts); on PostgreSQL those fall back to plain Kysely queries and
  * transactions.
  */
@@ -391,4 +395,31 @@ export class PostgresKysely<DB> extends Kysely<DB> {
   override transaction(): TransactionBuilder<DB> {
     return retrying(super.transaction(), this.conflicts);
   }
+}
+
+/** A precompiled SELECT's rows, by SQL text and parameters. */
+export type PreparedReader = (sql: string, params: readonly unknown[]) => Promise<unknown[]>;
+
+/**
+ * Runs precompiled SELECTs as named prepared statements on the pool (each connection prepares a
+ * statement at its first use). A statement whose result type a migration has changed since
+ * (SQLSTATE 0A000, "cached plan must not change result type") runs unprepared from then on.
+ */
+export function preparedReader(pool: Pool): PreparedReader {
+  // Precompiled statements are made once per store, so this stays as small as the code's set.
+  const names = new Map<string, string>();
+  const unprepared = new Set<string>();
+  return async (text, params) => {
+    const values = params as unknown[];
+    if (unprepared.has(text)) return (await pool.query(text, values)).rows;
+    let name = names.get(text);
+    if (!name) names.set(text, (name = `cryptoutil_${names.size + 1}`));
+    try {
+      return (await pool.query({ name, text, values })).rows;
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== "0A000") throw err;
+      unprepared.add(text);
+      return (await pool.query(text, values)).rows;
+    }
+  };
 }

@@ -13,6 +13,7 @@ import {
   likeIgnoringCase,
   openDatabase,
   ping,
+  precompile,
   runMigrations,
   withTransaction,
   type Database,
@@ -145,6 +146,17 @@ describe("on PostgreSQL (Debian package postgresql)", () => {
     } finally {
       await other.close();
     }
+  });
+
+  test("a precompiled read is a prepared statement, and still answers after a migration changes its table's columns", async () => {
+    await sql`create table prep_t (id text primary key, v text)`.execute(d.db);
+    await d.db.insertInto("prep_t").values({ id: "a", v: "one" }).execute();
+    const get = precompile(d.db, (id: string) => d.db.selectFrom("prep_t" as any).selectAll().where("id", "=", id), ["i"]);
+    // Enough calls that every pooled connection has prepared it.
+    for (const rows of await Promise.all(Array.from({ length: 8 }, () => get("a")))) expect(rows).toEqual([{ id: "a", v: "one" }]);
+    // Another instance's migration: SELECT * now has one more column (PostgreSQL refuses the cached plan, 0A000).
+    await sql`alter table prep_t add column w bigint default 7`.execute(d.db);
+    for (const rows of await Promise.all(Array.from({ length: 8 }, () => get("a")))) expect(rows).toEqual([{ id: "a", v: "one", w: 7 }]);
   });
 
   test("a transaction that fails for another reason runs once, and its error is reported as before", async () => {
