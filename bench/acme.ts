@@ -14,9 +14,11 @@
  * pki-ca stores accounts, orders, authorizations and certificates in its database (CAA is off in
  * this run, as pebble has none).
  *
- * Known: Debian's pebble 2.4 can stop answering every request once a finalize hangs under this
- * concurrency; a request that gets no answer in 20 s fails its order (counted and shown), so the
- * run ends and the pebble row shows what it completed.
+ * Known: Debian's pebble 2.4 can stop answering every request under this concurrency: a
+ * lock-order deadlock in its in-memory store (newOrder's FindValidAuthorization holds the store's
+ * read lock and waits for an authorization's lock, which validation holds while it waits for the
+ * store's write lock; seen in a SIGQUIT goroutine dump). A request that gets no answer in 20 s
+ * fails its order (counted and shown), so the run ends and the pebble row shows what it completed.
  *
  * Usage: npm run bench -- acme [--clients=32] [--seconds=10] [--rounds=3] [--poll-ms=10]
  */

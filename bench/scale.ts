@@ -10,6 +10,10 @@
  * test/support/postgres.ts does), with its durable defaults (fsync on), as the embedded database
  * syncs every commit. Every deployment is started before the first measurement and the rounds
  * alternate between them, so load from elsewhere on the machine hits them alike; medians reported.
+ * Next to the wall-clock figures (noisy on a shared machine), CPU time per request from /proc:
+ * the service instances' processes, and the PostgreSQL server's (postmaster and backends); and
+ * per request the database's commits and rollbacks (pg_stat_database, so a transaction that
+ * PostgreSQL aborted for a conflict and that ran again shows as a rollback).
  *
  * Usage: npm run bench -- scale [--seconds=6] [--rounds=2] [--connections=64] [--pool=10]   (--pool: PostgreSQL connections per instance)
  */
@@ -18,7 +22,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestIssuer, type TestIssuer } from "../test/support/issuer.ts";
 import { postgresMissing, startPostgres, type PostgresServer } from "../test/support/postgres.ts";
-import { haveWrk, median, spawnTarget, wrk, wrkScript, type WrkResult } from "./wrk.ts";
+import pgLib from "pg";
+import { cpuMsOf, haveWrk, median, spawnTarget, treeCpuMs, wrk, wrkScript, type WrkResult } from "./wrk.ts";
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
 const SECONDS = arg("seconds", 6);
@@ -98,7 +103,17 @@ const OPERATIONS: Operation[] = [
 
 const issuers: TestIssuer[] = [];
 let pg: PostgresServer | undefined;
-const deployments: Array<{ op: Operation; dep: Deployment; script: string; path: string; results: WrkResult[][] }> = [];
+/** One measured load: wrk's results, and per request CPU ms (service, PostgreSQL) and transactions. */
+interface Sample {
+  wrk: WrkResult[];
+  serviceCpu: number;
+  pgCpu: number;
+  commits: number;
+  rollbacks: number;
+}
+const deployments: Array<{ op: Operation; dep: Deployment; database?: string; script: string; path: string; results: Sample[] }> = [];
+let admin: InstanceType<typeof pgLib.Client> | undefined;
+let postmaster = NaN;
 
 try {
   pg = await startPostgres({ durable: true });
@@ -132,30 +147,54 @@ try {
       }
       const { path, body } = await op.prepare(dep.urls[0]!, trust, token);
       const script = wrkScript(join(dir, `${op.service}-${k}.lua`), "POST", body, { "content-type": "application/json", authorization: `Bearer ${token}` });
-      deployments.push({ op, dep, script, path, results: [] });
+      deployments.push({ op, dep, database: kind.postgres ? new URL(database[0]!).pathname.slice(1) : undefined, script, path, results: [] });
     }
   }
 
+  // The server's own connection: which process is the postmaster, and its per-database counters.
+  // Fields, not `connectionString`: pg lets the url's (empty) password override the given one.
+  const adminUrl = new URL(await server.createDatabase("bench_admin"));
+  admin = new pgLib.Client({ host: adminUrl.hostname, port: Number(adminUrl.port), user: decodeURIComponent(adminUrl.username), database: adminUrl.pathname.slice(1), password: readFileSync(server.passwordFile, "utf8").trim() });
+  await admin.connect();
+  const backend = Number((await admin.query("select pg_backend_pid() as pid")).rows[0].pid);
+  postmaster = Number(readFileSync(`/proc/${backend}/stat`, "utf8").split(") ")[1]!.split(" ")[1]);
+  const xacts = async (db?: string) => {
+    if (!db) return { commits: 0, rollbacks: 0 };
+    const row = (await admin!.query("select xact_commit, xact_rollback from pg_stat_database where datname = $1", [db])).rows[0];
+    return { commits: Number(row?.xact_commit ?? 0), rollbacks: Number(row?.xact_rollback ?? 0) };
+  };
+
   /** 64 connections on one instance, or split evenly over the instances by concurrent wrk processes. */
-  const load = async (d: (typeof deployments)[number], seconds: number): Promise<WrkResult[]> => {
+  const load = async (d: (typeof deployments)[number], seconds: number): Promise<Sample> => {
     const per = Math.floor(CONNS / d.dep.urls.length);
-    return Promise.all(d.dep.urls.map((u) => wrk(u + d.path, { connections: per, seconds, script: d.script })));
+    const serviceCpu = () => d.dep.procs.reduce((a, p) => a + cpuMsOf(p.pid), 0);
+    const [s0, p0, x0] = [serviceCpu(), treeCpuMs(postmaster), await xacts(d.database)];
+    const res = await Promise.all(d.dep.urls.map((u) => wrk(u + d.path, { connections: per, seconds, script: d.script })));
+    // Statistics reach pg_stat_database when a backend goes idle, within a second or so.
+    await Bun.sleep(1000);
+    const [s1, p1, x1] = [serviceCpu(), treeCpuMs(postmaster), await xacts(d.database)];
+    const n = res.reduce((a, x) => a + x.rps, 0) * seconds;
+    return { wrk: res, serviceCpu: (s1 - s0) / n, pgCpu: d.database ? (p1 - p0) / n : 0, commits: (x1.commits - x0.commits) / n, rollbacks: (x1.rollbacks - x0.rollbacks) / n };
   };
   for (const d of deployments) await load(d, 2); // warm-up: JIT, pools, caches
   for (let r = 0; r < ROUNDS; r++) {
     for (const d of deployments) {
-      const res = await load(d, SECONDS);
-      d.results.push(res);
+      const sample = await load(d, SECONDS);
+      d.results.push(sample);
+      const res = sample.wrk;
       const rps = res.reduce((a, x) => a + x.rps, 0);
       const p99 = Math.max(...res.map((x) => x.p99ms));
       const errors = res.reduce((a, x) => a + x.errors, 0);
-      console.error(`round ${r + 1} ${d.op.name}, ${d.dep.label}: ${rps.toFixed(0)} req/s, p99 ${p99.toFixed(1)} ms${errors ? `, ${errors} errors (${res.map((x) => x.detail).join("; ")})` : ""}`);
+      console.error(
+        `round ${r + 1} ${d.op.name}, ${d.dep.label}: ${rps.toFixed(0)} req/s, p99 ${p99.toFixed(1)} ms, CPU ms/req service ${sample.serviceCpu.toFixed(3)} PostgreSQL ${sample.pgCpu.toFixed(3)}, commits/req ${sample.commits.toFixed(2)} rollbacks/req ${sample.rollbacks.toFixed(3)}${errors ? `, ${errors} errors (${res.map((x) => x.detail).join("; ")})` : ""}`,
+      );
     }
   }
 } finally {
   for (const d of deployments) for (const p of d.dep.procs) p.kill("SIGTERM");
   await Promise.all(deployments.flatMap((d) => d.dep.procs.map((p) => p.exited)));
   for (const i of issuers) await i.stop();
+  await admin?.end().catch(() => undefined);
   await pg?.stop();
   rmSync(dir, { recursive: true, force: true });
 }
@@ -163,13 +202,16 @@ try {
 console.log(
   `\nscale-out, HTTPS keep-alive, ${CONNS} connections in all, wrk, median of ${ROUNDS} x ${SECONDS}s; PostgreSQL: a pool of ${POOL} connections per instance${POOL === 10 ? " (the default)" : ""}, fsync on; ${navigator.hardwareConcurrency} cores shared by servers, database and wrk\n`,
 );
-console.log("| operation | deployment | req/s | p50 ms | p99 ms | errors | p99 < 50 ms |");
-console.log("|---|---|---:|---:|---:|---:|---|");
+console.log("| operation | deployment | req/s | p50 ms | p99 ms | errors | p99 < 50 ms | CPU ms/req: service | CPU ms/req: PostgreSQL | commits/req | rollbacks/req |");
+console.log("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|");
 for (const d of deployments) {
-  const rps = median(d.results.map((res) => res.reduce((a, x) => a + x.rps, 0)));
-  const p50 = median(d.results.map((res) => Math.max(...res.map((x) => x.p50ms))));
-  const p99 = median(d.results.map((res) => Math.max(...res.map((x) => x.p99ms))));
-  const errors = d.results.reduce((a, res) => a + res.reduce((b, x) => b + x.errors, 0), 0);
-  console.log(`| ${d.op.name} | ${d.dep.label} | ${rps.toFixed(0)} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${errors} | ${p99 < TARGET_P99_MS ? "met" : "NOT met"} |`);
+  const rps = median(d.results.map((s) => s.wrk.reduce((a, x) => a + x.rps, 0)));
+  const p50 = median(d.results.map((s) => Math.max(...s.wrk.map((x) => x.p50ms))));
+  const p99 = median(d.results.map((s) => Math.max(...s.wrk.map((x) => x.p99ms))));
+  const errors = d.results.reduce((a, s) => a + s.wrk.reduce((b, x) => b + x.errors, 0), 0);
+  const m = (f: (s: Sample) => number, digits: number) => (d.database ? median(d.results.map(f)).toFixed(digits) : "-");
+  console.log(
+    `| ${d.op.name} | ${d.dep.label} | ${rps.toFixed(0)} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${errors} | ${p99 < TARGET_P99_MS ? "met" : "NOT met"} | ${median(d.results.map((s) => s.serviceCpu)).toFixed(3)} | ${m((s) => s.pgCpu, 3)} | ${m((s) => s.commits, 2)} | ${m((s) => s.rollbacks, 3)} |`,
+  );
 }
 process.exit(0);

@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestIssuer } from "../test/support/issuer.ts";
-import { createBenchPet, haveWrk, median, PIN, processCpuMs, spawnTarget, wrk, type WrkResult } from "./wrk.ts";
+import { createBenchPet, haveWrk, median, PIN, cpuMsOf, spawnTarget, wrk, type WrkResult } from "./wrk.ts";
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
 const SECONDS = arg("seconds", 6);
@@ -74,13 +74,13 @@ try {
   await runs.reads(); // warm-up
   for (let r = 0; r < ROUNDS; r++) {
     for (const [name, run] of Object.entries(runs) as Array<[keyof typeof runs, () => Promise<WrkResult>]>) {
-      const c0 = processCpuMs(pidOf[name]);
+      const c0 = cpuMsOf(pidOf[name]);
       const t0 = performance.now();
       const res = await run();
       const requests = res.rps * ((performance.now() - t0) / 1000);
       if (res.errors) throw new Error(`${name}: ${res.errors} errors during the run`);
       results[name].push(res);
-      cpuPerReq[name].push(((processCpuMs(pidOf[name]) - c0) * 1000) / requests);
+      cpuPerReq[name].push(((cpuMsOf(pidOf[name]) - c0) * 1000) / requests);
       console.error(`round ${r + 1} ${name}: ${res.rps.toFixed(0)} req/s, p99 ${res.p99ms.toFixed(2)} ms, server CPU ${cpuPerReq[name].at(-1)!.toFixed(0)} µs/req`);
     }
   }

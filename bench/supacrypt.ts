@@ -23,7 +23,7 @@
  */
 import { pythonWith } from "../test/support/python.ts";
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -35,7 +35,7 @@ import { clientCertificate } from "../test/support/tls.ts";
 import { DirectoryStore, loadOrCreateSuiteCa, suiteCaSealerFromFiles } from "../src/pki/index.ts";
 import { openPkcs11Provider } from "../src/crypto/index.ts";
 import { PROTO_ROOT } from "../src/service/grpc-listener.ts";
-import { median, spawnTarget } from "./wrk.ts";
+import { cpuMsOf, median, spawnTarget } from "./wrk.ts";
 import { printTable, type Row } from "./lib.ts";
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
@@ -203,15 +203,7 @@ const pkcs11Module: ((ctx: SupacryptBenchContext) => Promise<number | undefined>
   : undefined;
 
 /** CPU time (user + system, ms) sm-kms's process has used so far; NaN where /proc is not there. */
-function serviceCpuMs(): number {
-  try {
-    const stat = readFileSync(`/proc/${kms.proc.pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in clock ticks of 10 ms
-  } catch {
-    return NaN;
-  }
-}
+const serviceCpuMs = () => cpuMsOf(kms.proc.pid);
 /** sm-kms's CPU time per operation (µs) while `measure` ran `ops/s` for about SECONDS. */
 const cpu: Record<string, number[]> = { grpc: [], grpcio: [], https: [], "grpc-c": [], "https-c": [] };
 /** This process's CPU time per operation (µs): the in-process clients' cost (grpc-js, fetch). */

@@ -1,5 +1,5 @@
 /** Runs wrk (Debian package `wrk`) as the HTTP load generator and parses its report. */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 
 export interface WrkResult {
   rps: number;
@@ -111,13 +111,34 @@ export async function createBenchPet(baseUrl: string, token: string, ca: string)
   return (await created.json()) as { id: string };
 }
 
-/** CPU time (user + system, ms) process `pid` has used so far, from /proc; NaN where there is none. */
-export function processCpuMs(pid: number): number {
+/** /proc/<pid>/stat fields after the command name: state is [0], ppid [1], utime [11], stime [12], cutime [13], cstime [14]. */
+function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in clock ticks of 10 ms
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   } catch {
-    return NaN;
+    return undefined;
   }
+}
+
+/** CPU time (user + system, ms) process `pid` has used so far; NaN where /proc is not there. */
+export function cpuMsOf(pid: number): number {
+  const f = statFields(pid);
+  return f ? (Number(f[11]) + Number(f[12])) * 10 : NaN; // clock ticks of 10 ms
+}
+
+/**
+ * CPU time (ms) of a process tree one level deep, as a PostgreSQL server is (the postmaster and
+ * its backends): the parent's own and its waited-for children's, plus its live children's.
+ */
+export function treeCpuMs(parent: number): number {
+  const f = statFields(parent);
+  if (!f) return NaN;
+  let ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const c = statFields(Number(name));
+    if (c && Number(c[1]) === parent) ticks += Number(c[11]) + Number(c[12]);
+  }
+  return ticks * 10;
 }

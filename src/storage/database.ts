@@ -33,7 +33,7 @@ import {
 } from "./config.ts";
 import { LocalChangeFeed, type ChangeFeed } from "./change-feed.ts";
 import { LibsqlClientDialect } from "./libsql-dialect.ts";
-import { openPostgres } from "./postgres.ts";
+import { openPostgres, PostgresKysely, preparedReader, type PreparedReader } from "./postgres.ts";
 import { credentialsRefused, libsqlCode, mapStorageError } from "./errors.ts";
 
 export { libsqlCode, mapStorageError };
@@ -176,6 +176,14 @@ export async function openDatabase<DB = unknown>(config: StorageConfig | Resolve
 /** The direct paths of embedded databases (see native-dialect.ts), by their Kysely instance. */
 const directPaths = new WeakMap<Kysely<any>, Pick<EmbeddedDatabase, "readDirect" | "writeDirect">>();
 
+/** The prepared-statement reads of PostgreSQL databases (see postgres.ts), by their Kysely instance. */
+const preparedReaders = new WeakMap<Kysely<any>, PreparedReader>();
+
+/** How a PostgreSQL database runs precompiled SELECTs, if `db` is one (without a tracer: see openPostgresDatabase). */
+export function preparedReaderOf(db: Kysely<any>): PreparedReader | undefined {
+  return preparedReaders.get(db);
+}
+
 /** The direct read path of an embedded database, if `db` is one. */
 export function directReaderOf(db: Kysely<any>) {
   return directPaths.get(db)?.readDirect;
@@ -257,7 +265,9 @@ async function openPostgresDatabase<DB>(r: ResolvedStorage, opts: OpenOptions): 
     throw new AppError("unavailable", `cannot open the postgres database: ${mapped.message}`, { details: mapped.details, cause: err });
   }
   let closed = false;
-  const db = new Kysely<DB>({ dialect: opened.dialect, plugins: [opened.plugin], log: opts.tracer ? queryLogSpans(opts.tracer, "postgresql") : undefined });
+  const db = new PostgresKysely<DB>({ dialect: opened.dialect, plugins: [opened.plugin], log: opts.tracer ? queryLogSpans(opts.tracer, "postgresql") : undefined });
+  // With a tracer, precompiled reads go through Kysely, whose statements become spans.
+  if (!opts.tracer) preparedReaders.set(db, preparedReader(opened.pool));
   return {
     db,
     mode: r.mode,

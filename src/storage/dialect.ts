@@ -24,6 +24,15 @@ export function likeIgnoringCase(db: Kysely<any>): "like" | "ilike" {
 }
 
 /**
+ * A read-write transaction for a migration: READ COMMITTED on PostgreSQL, so that once
+ * `lockForMigrations` returns, its statements see what the instance that held the lock
+ * committed (a SERIALIZABLE snapshot would predate the wait). SQLite's BEGIN IMMEDIATE as usual.
+ */
+export function migrationTransaction<DB>(db: Kysely<DB>) {
+  return engineOf(db) === "postgres" ? db.transaction().setIsolationLevel("read committed") : db.transaction();
+}
+
+/**
  * Makes the transaction `trx` wait until no other instance is migrating the database. On
  * SQLite, the migration's BEGIN IMMEDIATE already holds the only write lock.
  */

@@ -16,7 +16,7 @@
  */
 import type { Kysely } from "kysely";
 import { AppError } from "../service/errors.ts";
-import { engineOf, lockForMigrations } from "./dialect.ts";
+import { engineOf, lockForMigrations, migrationTransaction } from "./dialect.ts";
 
 /** One schema change of an app. `up` gets the transaction it must use. */
 export interface Migration {
@@ -60,7 +60,7 @@ export async function ensureMigrationsTable(db: Kysely<any>): Promise<void> {
       .execute();
   // PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a concurrent one: lock first.
   if (engineOf(db) === "postgres") {
-    await db.transaction().execute(async (trx) => {
+    await migrationTransaction(db).execute(async (trx) => {
       await lockForMigrations(trx);
       await create(trx);
     });
@@ -130,7 +130,7 @@ export async function runMigrations(
   const applied: number[] = [];
   for (const m of pending) {
     try {
-      const ran = await db.transaction().execute(async (trx) => {
+      const ran = await migrationTransaction(db).execute(async (trx) => {
         await lockForMigrations(trx);
         const again = await (trx as unknown as Kysely<SchemaMigrationsTable>)
           .selectFrom("schema_migrations")

@@ -50,17 +50,34 @@ async function sign(protectedB64: string, payloadB64: string): Promise<string> {
   return b64u(new Uint8Array(sig));
 }
 
-type Case = { kind: number; text: string };
+/** One fuzz case: built by the worker that sends it (`text` kept for the failure report). */
+type Case = { seed: number; kind?: number; text?: string };
 
-async function makeCase(url: string, payload: unknown, useJwk: boolean, r: Rng): Promise<Case> {
-  const kind = r(3);
-  const header: Record<string, unknown> = { alg: "ES256", nonce: await c.nonce(), url, ...(useJwk ? { jwk: c.jwk } : { kid: c.kid }) };
+/**
+ * Fresh nonces for the cases: every ACME answer carries a new Replay-Nonce, so each answer feeds
+ * the next case and newNonce is asked only when none is at hand (nonces are stateless HMACs:
+ * keeping a few unused costs the server nothing).
+ */
+const nonces: string[] = [];
+const takeNonce = async () => nonces.pop() ?? (await c.nonce());
+function keepNonce(res: Response): void {
+  const n = res.headers.get("replay-nonce");
+  if (n) nonces.push(n);
+}
+
+async function makeCase(k: Case, url: string, payload: unknown, useJwk: boolean): Promise<string> {
+  const r = rng(k.seed);
+  const kind = (k.kind = r(3));
+  const header: Record<string, unknown> = { alg: "ES256", nonce: await takeNonce(), url, ...(useJwk ? { jwk: c.jwk } : { kid: c.kid }) };
   const payloadText = payload === "" ? "" : JSON.stringify(payload);
-  if (kind === 0) return { kind, text: mutateJson(JSON.parse(await c.body(url, payload, { jwk: useJwk })), r) };
+  if (kind === 0) return mutateJson(JSON.parse(await c.body(url, payload, { jwk: useJwk, nonce: header.nonce as string })), r);
   const h = kind === 1 ? Buffer.from(mutateJson(header, r)).toString("base64url") : Buffer.from(JSON.stringify(header)).toString("base64url");
   const p = Buffer.from(kind === 2 ? mutateJson(payload === "" ? {} : payload, r) : payloadText).toString("base64url");
-  return { kind, text: JSON.stringify({ protected: h, payload: p, signature: await sign(h, p) }) };
+  return JSON.stringify({ protected: h, payload: p, signature: await sign(h, p) });
 }
+
+/** A distinct, replayable seed per case (xorshift seeds must not be 0). */
+const seedOf = (base: number, i: number) => (Math.imul(base ^ (i + 1), 0x9e3779b1) >>> 0) || 1;
 
 describe(`ACME mutation fuzz (${N} per endpoint)`, () => {
   const endpoints: Array<[string, () => string, () => unknown, boolean]> = [
@@ -76,15 +93,22 @@ describe(`ACME mutation fuzz (${N} per endpoint)`, () => {
   ];
   for (const [name, url, payload, useJwk] of endpoints) {
     test(`${name}: no 5xx`, async () => {
-      const r = rng(0xac3e0 + name.length);
-      const cases: Case[] = [];
-      for (let i = 0; i < N; i++) cases.push(await makeCase(url(), payload(), useJwk, r));
-      const { statuses } = await fuzz(cases, (k) => c.fetch(url(), { method: "POST", headers: { "content-type": "application/jose+json" }, body: k.text }), {
-        describe: (k) => `kind ${k.kind}: ${k.text}`,
-        // No timing assertion: the machine may be loaded; only the status matters.
-        maxMs: 120_000,
-        concurrency: 8,
-      });
+      const base = 0xac3e0 + name.length;
+      const cases: Case[] = Array.from({ length: N }, (_, i) => ({ seed: seedOf(base, i) }));
+      const { statuses } = await fuzz(
+        cases,
+        async (k) => {
+          const res = await c.fetch(url(), { method: "POST", headers: { "content-type": "application/jose+json" }, body: (k.text = await makeCase(k, url(), payload(), useJwk)) });
+          keepNonce(res);
+          return res;
+        },
+        {
+          describe: (k) => `seed ${k.seed}, kind ${k.kind}: ${k.text}`,
+          // No timing assertion: the machine may be loaded; only the status matters.
+          maxMs: 120_000,
+          concurrency: 8,
+        },
+      );
       expect([...statuses.keys()].some((s) => s >= 400 && s < 500)).toBe(true);
     }, 300_000);
   }

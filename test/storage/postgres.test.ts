@@ -2,7 +2,8 @@
  * Storage on PostgreSQL (Debian package postgresql), one server for the file: the shared
  * storage suite (storage-suite.ts), and what only this engine has: the password file,
  * errors mapped by SQLSTATE without credentials, values as the embedded engine returns
- * them, the schema translation, and read-write transactions that run one at a time.
+ * them, the schema translation, and read-write transactions that run SERIALIZABLE and run
+ * again after a conflict.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
@@ -12,6 +13,7 @@ import {
   likeIgnoringCase,
   openDatabase,
   ping,
+  precompile,
   runMigrations,
   withTransaction,
   type Database,
@@ -90,31 +92,85 @@ describe("on PostgreSQL (Debian package postgresql)", () => {
     expect(await d.db.selectFrom("words").select("w").where("w", likeIgnoringCase(d.db), "%ALPH%").execute()).toEqual([{ w: "Alpha" }]);
   });
 
-  test("read-write transactions of different connections run one at a time; read-only ones do not wait", async () => {
-    await sql`create table serial_t (id bigint primary key)`.execute(d.db);
+  test("read-write transactions run concurrently and serializably: one that read what another then changed runs again", async () => {
+    await sql`create table serial_t (n bigint)`.execute(d.db);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     let entered!: () => void;
     const inFirst = new Promise<void>((r) => (entered = r));
-    let secondRan = false;
+    let firstRuns = 0;
+    // Each takes the next number after the largest stored (no unique index to catch a duplicate).
+    const next = async (t: typeof d.db) => Number((await t.selectFrom("serial_t").select((eb) => eb.fn.max("n").as("m")).executeTakeFirst())?.m ?? 0) + 1;
     const first = withTransaction(d.db, async (t) => {
-      await t.insertInto("serial_t").values({ id: 1 }).execute();
+      firstRuns++;
+      const n = await next(t);
       entered();
       await gate;
+      await t.insertInto("serial_t").values({ n }).execute();
+      return n;
     });
     await inFirst;
-    const second = withTransaction(d.db, async (t) => {
-      secondRan = true;
-      return (await t.selectFrom("serial_t").select("id").execute()).map((r) => r.id);
+    // The second does not wait for the first (no lock between them) and commits first.
+    const second = await withTransaction(d.db, async (t) => {
+      const n = await next(t);
+      await t.insertInto("serial_t").values({ n }).execute();
+      return n;
     });
-    // A read-only transaction finishes while the first still holds the lock (it would hang otherwise).
-    const seen = await withTransaction(d.db, async (t) => (await t.selectFrom("serial_t").select("id").execute()).length, { readOnly: true });
-    expect(seen).toBe(0);
-    await new Promise((r) => setTimeout(r, 50));
-    expect(secondRan).toBe(false);
+    expect(second).toBe(1);
+    // A read-only transaction does not wait either.
+    expect(await withTransaction(d.db, async (t) => (await t.selectFrom("serial_t").select("n").execute()).length, { readOnly: true })).toBe(1);
+    const retriedBefore = (d.db as unknown as { conflicts: { retried: number } }).conflicts.retried;
     release();
-    await first;
-    expect(await second).toEqual([1]); // it started after the first committed
+    // The first read before the second wrote: PostgreSQL aborts it (40001) and it runs again.
+    expect(await first).toBe(2);
+    expect(firstRuns).toBe(2);
+    expect((d.db as unknown as { conflicts: { retried: number } }).conflicts.retried).toBe(retriedBefore + 1);
+    expect((await d.db.selectFrom("serial_t").select("n").orderBy("n").execute()).map((r) => r.n)).toEqual([1, 2]);
+  });
+
+  test("two instances taking the next number at once, 16 each: every one commits, no number twice", async () => {
+    await sql`create table seq_t (n bigint)`.execute(d.db);
+    // A second handle on the same database: another instance with a pool of its own.
+    const other = await openDatabase<any>({ service: "t", url: d.location, password: password(), poolSize: 4 });
+    try {
+      const take = (db: typeof d.db) =>
+        withTransaction(db, async (t) => {
+          const m = await t.selectFrom("seq_t").select((eb) => eb.fn.max("n").as("m")).executeTakeFirst();
+          const n = Number(m?.m ?? 0) + 1;
+          await t.insertInto("seq_t").values({ n }).execute();
+          return n;
+        });
+      const got = await Promise.all(Array.from({ length: 32 }, (_, i) => take(i % 2 === 0 ? d.db : other.db)));
+      expect(got.sort((a, b) => a - b)).toEqual(Array.from({ length: 32 }, (_, i) => i + 1));
+      expect((await d.db.selectFrom("seq_t").select("n").orderBy("n").execute()).map((r) => r.n)).toEqual(Array.from({ length: 32 }, (_, i) => i + 1));
+    } finally {
+      await other.close();
+    }
+  });
+
+  test("a precompiled read is a prepared statement, and still answers after a migration changes its table's columns", async () => {
+    await sql`create table prep_t (id text primary key, v text)`.execute(d.db);
+    await d.db.insertInto("prep_t").values({ id: "a", v: "one" }).execute();
+    const get = precompile(d.db, (id: string) => d.db.selectFrom("prep_t" as any).selectAll().where("id", "=", id), ["i"]);
+    // Enough calls that every pooled connection has prepared it.
+    for (const rows of await Promise.all(Array.from({ length: 8 }, () => get("a")))) expect(rows).toEqual([{ id: "a", v: "one" }]);
+    // Another instance's migration: SELECT * now has one more column (PostgreSQL refuses the cached plan, 0A000).
+    await sql`alter table prep_t add column w bigint default 7`.execute(d.db);
+    for (const rows of await Promise.all(Array.from({ length: 8 }, () => get("a")))) expect(rows).toEqual([{ id: "a", v: "one", w: 7 }]);
+  });
+
+  test("a transaction that fails for another reason runs once, and its error is reported as before", async () => {
+    await sql`create table once_t (id bigint primary key)`.execute(d.db);
+    await d.db.insertInto("once_t").values({ id: 1 }).execute();
+    let runs = 0;
+    const err = await catchErr(
+      withTransaction(d.db, async (t) => {
+        runs++;
+        await t.insertInto("once_t").values({ id: 1 }).execute();
+      }),
+    );
+    expect(expectAppError(err, "conflict").details).toEqual({ storage: "PG_23505" });
+    expect(runs).toBe(1);
   });
 
   test("the barrier's migration creates the same tables as on SQLite, with bytea and bigint columns", async () => {
