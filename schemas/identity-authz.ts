@@ -20,7 +20,7 @@ const redirectUri = v.pipe(
 export const AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth", "none"] as const;
 /** The RFC 8705 methods: the client authenticates with its TLS certificate, on the mTLS endpoints only. */
 export const MTLS_AUTH_METHODS: readonly string[] = ["tls_client_auth", "self_signed_tls_client_auth"];
-export const GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials"] as const;
+export const GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code"] as const;
 export const SIGNING_ALGS = ["ES256", "RS256", "PS256", "EdDSA"] as const;
 
 export const TenantParams = v.object({ tenant: tenantId });

@@ -135,4 +135,37 @@ export const migrations = [
         .execute();
     },
   },
+  {
+    version: 4,
+    name: "device authorization grant",
+    async up(db: Kysely<any>) {
+      // RFC 8628: one row per device_code (stored as SHA-256), found by the user_code the user types.
+      await db.schema
+        .createTable("device_codes")
+        .addColumn("hash", "text", (c) => c.primaryKey()) // SHA-256 hex of the device_code
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("client_id", "text", (c) => c.notNull())
+        .addColumn("user_code", "text", (c) => c.notNull()) // normalized: 8 letters of an unambiguous alphabet
+        .addColumn("params", "blob", (c) => c.notNull()) // barrier ciphertext: scope, resource
+        .addColumn("status", "text", (c) => c.notNull()) // pending | approved | denied | issued
+        .addColumn("login", "blob") // barrier ciphertext of the user's sign-in, once signed in
+        .addColumn("confirm_hash", "text") // SHA-256 of the one-time approval token shown after sign-in
+        .addColumn("poll_interval", "integer", (c) => c.notNull())
+        .addColumn("last_poll", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("grant_id", "text")
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .addColumn("expires_at", "integer", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("device_codes_user_code").on("device_codes").columns(["tenant", "user_code"]).unique().execute();
+      // Failed user_code entries per tenant and client address, in fixed windows (brute-force bound).
+      await db.schema
+        .createTable("device_attempts")
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("source", "text", (c) => c.notNull())
+        .addColumn("window_start", "integer", (c) => c.notNull())
+        .addColumn("failures", "integer", (c) => c.notNull())
+        .addPrimaryKeyConstraint("device_attempts_pk", ["tenant", "source"])
+        .execute();
+    },
+  },
 ];

@@ -8,6 +8,7 @@ import { setupSoftHsm } from "../support/softhsm.ts";
 import { authzAdminSuite } from "./authz-admin-suite.ts";
 import { authzClientCredentialsSuite } from "./authz-client-credentials-suite.ts";
 import { authzCodeSuite } from "./authz-code-suite.ts";
+import { authzDeviceSuite } from "./authz-device-suite.ts";
 import { authzHsmSuite } from "./authz-hsm-suite.ts";
 
 const engine = await startPostgresEngine();
@@ -17,6 +18,7 @@ describe("on PostgreSQL (Debian package postgresql)", () => {
   describe("admin", () => authzAdminSuite(engine));
   describe("client credentials", () => authzClientCredentialsSuite(engine));
   describe("authorization code", () => authzCodeSuite(engine));
+  describe("device authorization grant", () => authzDeviceSuite(engine));
   if (softhsm) describe("HSM (Debian package softhsm2)", () => authzHsmSuite(engine, softhsm));
 });
 afterAll(() => engine?.server.stop());

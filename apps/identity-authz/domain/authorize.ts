@@ -16,7 +16,7 @@ import type { AuthzConfig } from "../config.ts";
 import type { AuthzStore } from "../store.ts";
 import type { KeyRing } from "./keys.ts";
 import type { RegisteredClient, Registry } from "./registry.ts";
-import { codeCtx, splitScope, type CodeData, type TokenService } from "./tokens.ts";
+import { codeCtx, splitScope, type CodeData, type LoginFacts, type TokenService } from "./tokens.ts";
 import { oauthError, type OAuthErrorCode } from "./oauth-error.ts";
 import { nowS, randomToken, sha256Hex } from "./crypto.ts";
 import type { Form } from "./client-auth.ts";
@@ -47,6 +47,17 @@ export interface AuthParams {
   acr_values?: string;
   resource?: string;
   dpop_jkt?: string;
+  /** A device authorization request (RFC 8628): the SHA-256 of its device_code, and its user code. */
+  device?: { hash: string; user_code: string };
+}
+
+/** A device request's user signed in: the page that asks to approve it follows. */
+export interface DeviceSignIn {
+  hash: string;
+  user_code: string;
+  client_id: string;
+  scope: string;
+  login: LoginFacts & { scope: string };
 }
 
 /** An error shown to the user agent, never redirected: the redirect URI is not trusted (yet). */
@@ -212,6 +223,22 @@ export class AuthorizeService {
       }
     }
 
+    return this.handOff(tenant, client, params);
+  }
+
+  /**
+   * A device request's user code was entered: the same signed hand-off to the idp as an
+   * authorization request; the callback then returns the sign-in instead of a code.
+   */
+  async deviceHandOff(tenant: string, client: RegisteredClient, d: { hash: string; user_code: string; scope: string }): Promise<string> {
+    return this.handOff(tenant, client, {
+      client_id: client.client_id, redirect_uri: "", redirect_uri_given: false, code_challenge: "", scope: d.scope,
+      device: { hash: d.hash, user_code: d.user_code },
+    });
+  }
+
+  /** Stores the pending request and returns the idp's login URL with the signed challenge. */
+  private async handOff(tenant: string, client: RegisteredClient, params: AuthParams): Promise<string> {
     const id = randomToken(16); // 128-bit pending-request id, the challenge's jti
     const t = nowS();
     await this.store.insertAuthRequest({
@@ -254,7 +281,7 @@ export class AuthorizeService {
   }
 
   /** GET /login/callback: the idp's signed answer; issues the code and returns the client redirect. */
-  async callback(tenant: string, verifier: string | undefined): Promise<string> {
+  async callback(tenant: string, verifier: string | undefined): Promise<string | { device: DeviceSignIn }> {
     if (!verifier || verifier.length > 16_384) throw new FrontChannelError("invalid_request", "login_verifier is missing", { status: 400 });
     let v: JWTPayload;
     try {
@@ -274,7 +301,11 @@ export class AuthorizeService {
     const row = await this.store.takeAuthRequest(tenant, v.challenge, "pending");
     if (!row) throw new FrontChannelError("invalid_request", "the login request is unknown, expired or already completed", { status: 400 });
     const p = JSON.parse(dec.decode(await this.protector.decrypt(row.params, pendingCtx(tenant, row.id)))) as AuthParams;
-    const fail = (code: OAuthErrorCode, d: string) => withParams(p.redirect_uri, { error: code, error_description: d, state: p.state, iss: this.issuer(tenant) });
+    const fail = (code: OAuthErrorCode, d: string): string => {
+      // A device request has no redirect URI: the user is told on the page.
+      if (p.device) throw new FrontChannelError(code, d, { status: 400 });
+      return withParams(p.redirect_uri, { error: code, error_description: d, state: p.state, iss: this.issuer(tenant) });
+    };
 
     if (typeof v.error === "string") return fail(IDP_ERRORS.has(v.error) ? (v.error as OAuthErrorCode) : "access_denied", "the user did not complete the login");
     if (typeof v.sub !== "string" || !v.sub || v.sub.length > 255 || typeof v.auth_time !== "number") return fail("server_error", "the login verifier lacks the subject");
@@ -284,14 +315,17 @@ export class AuthorizeService {
     const granted = Array.isArray(v.granted_scope) ? v.granted_scope.map(String) : typeof v.granted_scope === "string" ? splitScope(v.granted_scope) : splitScope(p.scope);
     const scope = splitScope(p.scope).filter((s) => granted.includes(s)).join(" ");
     const claims = v.claims && typeof v.claims === "object" && !Array.isArray(v.claims) ? (v.claims as Record<string, unknown>) : {};
+    const amr = Array.isArray(v.amr) ? v.amr.map(String).slice(0, 10) : undefined;
+    const acr = typeof v.acr === "string" ? v.acr : undefined;
+    if (p.device) {
+      return { device: { ...p.device, client_id: p.client_id, scope, login: { sub: v.sub, auth_time: v.auth_time, amr, acr, claims, scope } } };
+    }
 
     const code = randomToken(32);
     const hash = await sha256Hex(code);
     const data: CodeData = {
       sub: v.sub, auth_time: v.auth_time,
-      amr: Array.isArray(v.amr) ? v.amr.map(String).slice(0, 10) : undefined,
-      acr: typeof v.acr === "string" ? v.acr : undefined,
-      claims, redirect_uri: p.redirect_uri, redirect_uri_given: p.redirect_uri_given, code_challenge: p.code_challenge,
+      amr, acr, claims, redirect_uri: p.redirect_uri, redirect_uri_given: p.redirect_uri_given, code_challenge: p.code_challenge,
       nonce: p.nonce, scope, resource: p.resource, dpop_jkt: p.dpop_jkt,
     };
     await this.store.insertCode({ hash, tenant, client_id: p.client_id, data: await this.protector.encrypt(enc.encode(JSON.stringify(data)), codeCtx(tenant, hash)), expires_at: t + this.cfg.code_ttl_s });

@@ -11,6 +11,7 @@ import { ClientAuthenticator } from "./client-auth.ts";
 import { DpopVerifier } from "./dpop.ts";
 import { TokenService } from "./tokens.ts";
 import { AuthorizeService } from "./authorize.ts";
+import { DeviceService } from "./device.ts";
 import type { AuditSender } from "../../../src/audit/sender.ts";
 
 export const ROOT_TENANT = "root";
@@ -29,6 +30,7 @@ export class Authz {
   readonly dpop: DpopVerifier;
   readonly tokens: TokenService;
   readonly front: AuthorizeService;
+  readonly device: DeviceService;
   /** The service's security events (token issuance, sign-ins, admin changes) to the audit service. */
   readonly audit: AuditSender;
   /** Resolves once the bootstrap has run; every endpoint awaits it. */
@@ -51,6 +53,7 @@ export class Authz {
     const issuer = (t: string) => this.issuer(t);
     this.tokens = new TokenService(this.store, this.registry, this.keys, ctx.protector, this.dpop, this.cfg, issuer);
     this.front = new AuthorizeService(this.store, this.registry, this.keys, this.tokens, ctx.protector, this.cfg, issuer, caPem, ctx.audit);
+    this.device = new DeviceService(this.store, ctx.protector, this.cfg, issuer);
     this.ready = this.bootstrap().catch((e) => {
       ctx.logger.error("bootstrap failed", { error: String(e) });
       throw e;

@@ -150,6 +150,7 @@ export class Registry {
   }
 
   async client(tenant: string, clientId: string, fresh = false): Promise<RegisteredClient | null> {
+    if (clientId.length > 255 || clientId.includes("\u0000")) return null; // never a client id (Basic credentials are not form-checked)
     const key = clientKey(tenant, clientId);
     const hit = this.clients.get(key);
     if (hit && !fresh && Date.now() - hit.at < this.cacheMs) return hit.c;

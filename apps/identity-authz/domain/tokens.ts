@@ -69,6 +69,14 @@ const RESERVED_CLAIMS = new Set(["iss", "sub", "aud", "exp", "iat", "nbf", "jti"
 const grantCtx = (tenant: string, id: string) => `identity-authz/grants/${tenant}/${id}`;
 export const codeCtx = (tenant: string, hash: string) => `identity-authz/codes/${tenant}/${hash}`;
 
+export const DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";
+/** What a device authorization request asked for (stored encrypted with the device code). */
+export interface DeviceParams {
+  scope: string;
+  resource?: string;
+}
+export const deviceCtx = (tenant: string, hash: string) => `identity-authz/device_codes/${tenant}/${hash}`;
+
 export const splitScope = (s: string | undefined) => (s ?? "").split(" ").filter(Boolean);
 
 /** Claims of the user that the granted scopes release (OIDC 5.4, plus the tenant's own scopes). */
@@ -193,18 +201,23 @@ export class TokenService {
     if (data.dpop_jkt && data.dpop_jkt !== jkt) throw oauthError("invalid_grant", "the code is bound to another DPoP key");
     const grantId = randomToken(16);
     if (!(await this.store.useCode(hash, grantId))) throw oauthError("invalid_grant", "the code was already used");
+    return this.newGrant(tenant, client, grantId, data, data.scope, data.resource, jkt, data.nonce, x5t);
+  }
+
+  /** A user grant (claims barrier-encrypted) and its first tokens. */
+  private async newGrant(tenant: string, client: RegisteredClient, grantId: string, facts: LoginFacts, scope: string, resource: string | undefined, jkt: string | null, nonce?: string, x5t?: string): Promise<TokenResponse> {
     const gdata: GrantData = {
-      sub: data.sub, auth_time: data.auth_time, amr: data.amr, acr: data.acr, claims: data.claims,
-      aud: this.audienceOf(client, data.resource),
-      audiences: data.resource !== undefined ? [data.resource] : [...client.audiences],
+      sub: facts.sub, auth_time: facts.auth_time, amr: facts.amr, acr: facts.acr, claims: facts.claims,
+      aud: this.audienceOf(client, resource),
+      audiences: resource !== undefined ? [resource] : [...client.audiences],
     };
     const t = nowS();
     const grant: GrantRow = {
       id: grantId,
       tenant,
       client_id: client.client_id,
-      subject: data.sub,
-      scope: data.scope,
+      subject: facts.sub,
+      scope,
       data: await this.protector.encrypt(enc.encode(JSON.stringify(gdata)), grantCtx(tenant, grantId)),
       // Public clients' refresh tokens are bound to their DPoP key (RFC 9449 5).
       dpop_jkt: client.token_endpoint_auth_method === "none" ? jkt : null,
@@ -213,7 +226,35 @@ export class TokenService {
       revoked: 0,
     };
     await this.store.insertGrant(grant);
-    return this.issueForGrant(tenant, client, grant, gdata, jkt, splitScope(data.scope), data.nonce, x5t);
+    return this.issueForGrant(tenant, client, grant, gdata, jkt, splitScope(scope), nonce, x5t);
+  }
+
+  /**
+   * The device grant (RFC 8628 §3.4-3.5): answers `authorization_pending` until the user decides,
+   * `slow_down` to a poll sooner than the interval, `access_denied`, `expired_token`; an approved
+   * request turns into a grant once (a conditional update), as a code does.
+   */
+  async deviceCode(tenant: string, client: RegisteredClient, form: Form, jkt: string | null, x5t?: string): Promise<TokenResponse> {
+    if (!client.grant_types.includes(DEVICE_GRANT)) throw oauthError("unauthorized_client", "this client may not use the device grant");
+    const code = form.get("device_code");
+    if (!code) throw oauthError("invalid_request", "device_code is missing");
+    const hash = await sha256Hex(code);
+    const row = code.length <= 512 ? await this.store.getDeviceCode(tenant, hash) : undefined;
+    if (!row || row.client_id !== client.client_id) throw oauthError("invalid_grant", "unknown device_code");
+    const t = nowS();
+    if (row.status === "issued") {
+      if (row.grant_id) await this.store.revokeGrant(tenant, row.grant_id);
+      throw oauthError("invalid_grant", "the device_code was already used; its tokens are revoked");
+    }
+    if (row.expires_at < t) throw oauthError("expired_token", "the device_code has expired; start again");
+    if (row.status === "denied") throw oauthError("access_denied", "the user denied the request");
+    if (!(await this.store.pollDevice(hash, t))) throw oauthError("slow_down", "polling too often; wait 5 s more between polls");
+    if (row.status !== "approved" || !row.login) throw oauthError("authorization_pending", "the user has not yet approved the request");
+    const params = JSON.parse(dec.decode(await this.protector.decrypt(row.params, deviceCtx(tenant, hash)))) as DeviceParams;
+    const facts = JSON.parse(dec.decode(await this.protector.decrypt(row.login, deviceCtx(tenant, hash)))) as LoginFacts & { scope: string };
+    const grantId = randomToken(16);
+    if (!(await this.store.issueDevice(hash, grantId))) throw oauthError("invalid_grant", "the device_code was already used");
+    return this.newGrant(tenant, client, grantId, facts, facts.scope, params.resource, jkt, undefined, x5t);
   }
 
   async refresh(tenant: string, client: RegisteredClient, form: Form, jkt: string | null, x5t?: string): Promise<TokenResponse> {
