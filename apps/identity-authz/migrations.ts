@@ -168,4 +168,40 @@ export const migrations = [
         .execute();
     },
   },
+  {
+    version: 5,
+    name: "dynamic client registration",
+    async up(db: Kysely<any>) {
+      // RFC 7591 per tenant: off unless a row says so; the initial access token as SHA-256.
+      await db.schema
+        .createTable("registration_settings")
+        .addColumn("tenant", "text", (c) => c.primaryKey())
+        .addColumn("enabled", "integer", (c) => c.notNull())
+        .addColumn("doc", "text", (c) => c.notNull()) // JSON: scopes, audiences, require_initial_access_token
+        .addColumn("initial_token_hash", "text")
+        .addColumn("updated_at", "text", (c) => c.notNull())
+        .execute();
+      // RFC 7592: the registration access token of a dynamically registered client, as SHA-256.
+      await db.schema
+        .createTable("registration_tokens")
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("client_id", "text", (c) => c.notNull())
+        .addColumn("hash", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("registration_tokens_pk", ["tenant", "client_id"])
+        .execute();
+    },
+  },
+  {
+    version: 6,
+    name: "pairwise subject salt",
+    async up(db: Kysely<any>) {
+      // OIDC Core §8.1: the per-tenant salt of pairwise subject identifiers (barrier ciphertext).
+      await db.schema
+        .createTable("tenant_secrets")
+        .addColumn("tenant", "text", (c) => c.primaryKey())
+        .addColumn("pairwise_salt", "blob", (c) => c.notNull())
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .execute();
+    },
+  },
 ];

@@ -21,6 +21,8 @@ export interface DeviceCodeRow {
   created_at: number; expires_at: number;
 }
 
+export interface RegistrationSettingsRow { tenant: string; enabled: number; doc: string; initial_token_hash: string | null; updated_at: string }
+
 export interface ScopeRow { tenant: string; name: string; description: string; claims: string }
 
 export interface AuthzDb {
@@ -37,6 +39,9 @@ export interface AuthzDb {
   used_jtis: { tenant: string; kind: string; jti: string; expires_at: number };
   opaque_tokens: { hash: string; tenant: string; claims: string; expires_at: number };
   device_codes: DeviceCodeRow;
+  registration_settings: RegistrationSettingsRow;
+  registration_tokens: { tenant: string; client_id: string; hash: string };
+  tenant_secrets: { tenant: string; pairwise_salt: Uint8Array; created_at: number };
   device_attempts: { tenant: string; source: string; window_start: number; failures: number };
 }
 
@@ -45,7 +50,7 @@ const bytes = (b: unknown) => (b instanceof Uint8Array ? b : new Uint8Array(b as
 const deviceRow = (r: DeviceCodeRow): DeviceCodeRow => ({ ...r, params: bytes(r.params), login: r.login === null ? null : bytes(r.login), poll_interval: Number(r.poll_interval), last_poll: Number(r.last_poll), expires_at: Number(r.expires_at), created_at: Number(r.created_at) });
 
 /** The tables whose rows belong to one tenant (column `tenant`). */
-const TENANT_TABLES = ["clients", "signing_keys", "auth_requests", "codes", "grants", "refresh_tokens", "access_tokens", "revoked_tokens", "used_jtis", "tenant_scopes", "opaque_tokens", "device_codes", "device_attempts"] as const;
+const TENANT_TABLES = ["clients", "signing_keys", "auth_requests", "codes", "grants", "refresh_tokens", "access_tokens", "revoked_tokens", "used_jtis", "tenant_scopes", "opaque_tokens", "device_codes", "device_attempts", "registration_settings", "registration_tokens", "tenant_secrets"] as const;
 
 export class AuthzStore {
   constructor(readonly db: Kysely<AuthzDb>) {}
@@ -88,7 +93,48 @@ export class AuthzStore {
   }
   async deleteClient(tenant: string, clientId: string): Promise<boolean> {
     const r = await this.db.deleteFrom("clients").where("tenant", "=", tenant).where("client_id", "=", clientId).executeTakeFirst();
+    // A later client of the same id is not managed by the old registration access token.
+    await this.db.deleteFrom("registration_tokens").where("tenant", "=", tenant).where("client_id", "=", clientId).execute();
     return r.numDeletedRows > 0n;
+  }
+
+  // pairwise subjects
+  async pairwiseSalt(tenant: string): Promise<Uint8Array | undefined> {
+    const r = await this.db.selectFrom("tenant_secrets").select("pairwise_salt").where("tenant", "=", tenant).executeTakeFirst();
+    return r ? bytes(r.pairwise_salt) : undefined;
+  }
+  /** Stores the tenant's salt unless another instance stored one first (then that one is read back). */
+  async insertPairwiseSalt(tenant: string, sealed: Uint8Array): Promise<void> {
+    await this.db.insertInto("tenant_secrets").values({ tenant, pairwise_salt: sealed, created_at: now() }).onConflict((oc) => oc.column("tenant").doNothing()).execute();
+  }
+  /** One grant of a client for a (client-facing) subject: where a pairwise subject's local one is found. */
+  async grantBySubject(tenant: string, subject: string, clientId: string): Promise<GrantRow | undefined> {
+    const r = await this.db.selectFrom("grants").selectAll().where("tenant", "=", tenant).where("subject", "=", subject).where("client_id", "=", clientId).executeTakeFirst();
+    return r ? { ...r, data: bytes(r.data) } : undefined;
+  }
+
+  // dynamic client registration (RFC 7591/7592)
+  getRegistrationSettings(tenant: string) {
+    return this.db.selectFrom("registration_settings").selectAll().where("tenant", "=", tenant).executeTakeFirst();
+  }
+  async putRegistrationSettings(row: RegistrationSettingsRow, keepToken: boolean): Promise<void> {
+    await this.db
+      .insertInto("registration_settings")
+      .values(row)
+      .onConflict((oc) =>
+        oc.column("tenant").doUpdateSet(keepToken ? { enabled: row.enabled, doc: row.doc, updated_at: row.updated_at } : { enabled: row.enabled, doc: row.doc, initial_token_hash: row.initial_token_hash, updated_at: row.updated_at }),
+      )
+      .execute();
+  }
+  async setRegistrationToken(tenant: string, clientId: string, hash: string): Promise<void> {
+    await this.db
+      .insertInto("registration_tokens")
+      .values({ tenant, client_id: clientId, hash })
+      .onConflict((oc) => oc.columns(["tenant", "client_id"]).doUpdateSet({ hash }))
+      .execute();
+  }
+  async registrationTokenHash(tenant: string, clientId: string): Promise<string | undefined> {
+    return (await this.db.selectFrom("registration_tokens").select("hash").where("tenant", "=", tenant).where("client_id", "=", clientId).executeTakeFirst())?.hash;
   }
 
   // scope definitions

@@ -19,7 +19,7 @@ import type { RegisteredClient, Registry } from "./registry.ts";
 import { codeCtx, splitScope, type CodeData, type LoginFacts, type TokenService } from "./tokens.ts";
 import { oauthError, type OAuthErrorCode } from "./oauth-error.ts";
 import { nowS, randomToken, sha256Hex } from "./crypto.ts";
-import type { Form } from "./client-auth.ts";
+import type { ClientAuthenticator, Form } from "./client-auth.ts";
 import { AppError } from "../../../src/service/errors.ts";
 import { runtime } from "../../../src/runtime/index.ts";
 import type { AuditSender } from "../../../src/audit/sender.ts";
@@ -31,6 +31,10 @@ const PENDING_TTL_S = 600;
 const LOGOUT_REQUEST_TTL_S = 120;
 const CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
 const PROMPTS = new Set(["none", "login", "consent", "select_account"]);
+/** RFC 9101 request objects: the signing algorithms accepted (never `none`), the longest lifetime, the claims that are not parameters. */
+export const REQUEST_OBJECT_ALGS = ["ES256", "RS256", "PS256", "EdDSA", "Ed25519"];
+const REQUEST_OBJECT_MAX_LIFETIME_S = 3600;
+const REQUEST_OBJECT_CLAIMS = new Set(["iss", "aud", "exp", "nbf", "iat", "jti", "sub"]);
 const IDP_ERRORS = new Set(["access_denied", "login_required", "consent_required", "interaction_required", "account_selection_required"]);
 
 export interface AuthParams {
@@ -114,6 +118,7 @@ export class AuthorizeService {
     private readonly issuer: (tenant: string) => string,
     private readonly caPem: () => string | undefined,
     private readonly audit?: AuditSender,
+    private readonly clientKeys?: ClientAuthenticator,
   ) {}
 
   private get idpUrl(): string {
@@ -139,7 +144,6 @@ export class AuthorizeService {
   private parse(client: RegisteredClient, q: Form, redirect: { redirect_uri: string; given: boolean }): AuthParams {
     if (!client.grant_types.includes("authorization_code")) throw oauthError("unauthorized_client", "this client may not use authorization_code");
     if (q.get("response_type") !== "code") throw oauthError("unsupported_response_type", "only response_type=code is supported");
-    if (q.has("request")) throw oauthError("invalid_request", "request objects are not supported; use PAR");
     const challenge = q.get("code_challenge");
     if (!challenge) throw oauthError("invalid_request", "code_challenge is required (PKCE)");
     if (q.get("code_challenge_method") !== "S256") throw oauthError("invalid_request", "code_challenge_method must be S256");
@@ -172,9 +176,58 @@ export class AuthorizeService {
     };
   }
 
+  /**
+   * RFC 9101: the authorization request's parameters from a signed request object. Verified with
+   * the client's registered keys (`jwks` or `jwks_uri`; ES256, RS256, PS256, EdDSA; never `none`),
+   * `iss` = the client, `aud` = this issuer, `exp` required and at most an hour after `nbf` (or
+   * now), `nbf` not in the future, `jti` used once. Only the object's parameters count.
+   */
+  private async requestObject(tenant: string, client: RegisteredClient, jwt: string): Promise<Form> {
+    const refuse = (d: string) => oauthError("invalid_request_object", d);
+    if (!this.clientKeys || (!client.jwks && !client.jwks_uri)) throw refuse("the client has no registered keys (jwks or jwks_uri) to verify a request object");
+    if (jwt.length > 16_384) throw refuse("the request object is too long");
+    let payload: JWTPayload;
+    let typ: string | undefined;
+    try {
+      const r = await jwtVerify(jwt, this.clientKeys.keySet(client), {
+        issuer: client.client_id,
+        audience: this.issuer(tenant),
+        algorithms: REQUEST_OBJECT_ALGS,
+        requiredClaims: ["exp", "jti"],
+        clockTolerance: 5,
+      });
+      payload = r.payload;
+      typ = r.protectedHeader.typ;
+    } catch {
+      throw refuse("the request object's signature, issuer, audience or lifetime is not valid");
+    }
+    if (typ !== undefined && !["oauth-authz-req+jwt", "JWT", "jwt"].includes(typ)) throw refuse("the request object's typ must be oauth-authz-req+jwt");
+    const t = nowS();
+    const exp = payload.exp!;
+    if (exp - (payload.nbf ?? t) > REQUEST_OBJECT_MAX_LIFETIME_S) throw refuse("the request object lives longer than an hour");
+    if (payload.client_id !== undefined && payload.client_id !== client.client_id) throw refuse("the request object's client_id differs from the request's");
+    if (typeof payload.jti !== "string" || payload.jti.length > 256) throw refuse("the request object's jti is not valid");
+    if (!(await this.store.useJti(tenant, `request:${client.client_id}`, payload.jti, exp + 10))) throw refuse("the request object was already used");
+    const form: Form = new Map();
+    for (const [k, v] of Object.entries(payload)) {
+      if (REQUEST_OBJECT_CLAIMS.has(k)) continue;
+      if (k === "request" || k === "request_uri") throw refuse(`a request object cannot hold ${k}`);
+      if (typeof v === "string") {
+        if (v.length > 16_384) throw refuse(`parameter '${k.slice(0, 64)}' is too long`);
+        if (v !== "") form.set(k, v);
+      } else if (typeof v === "number" && Number.isInteger(v)) form.set(k, String(v));
+      else throw refuse(`parameter '${k.slice(0, 64)}' must be a string`);
+    }
+    form.set("client_id", client.client_id);
+    return form;
+  }
+
   /** PAR (RFC 9126): the client is already authenticated; errors are JSON, not redirects. */
-  async par(tenant: string, client: RegisteredClient, form: Form, dpopJkt: string | null): Promise<{ request_uri: string; expires_in: number }> {
-    if (form.has("request_uri")) throw oauthError("invalid_request", "request_uri is not allowed in a pushed request");
+  async par(tenant: string, client: RegisteredClient, outer: Form, dpopJkt: string | null): Promise<{ request_uri: string; expires_in: number }> {
+    if (outer.has("request_uri")) throw oauthError("invalid_request", "request_uri is not allowed in a pushed request");
+    const jwt = outer.get("request");
+    if (jwt === undefined && client.require_signed_request_object) throw oauthError("invalid_request", "this client must send a signed request object (request)");
+    const form = jwt === undefined ? outer : await this.requestObject(tenant, client, jwt);
     let redirect;
     try {
       redirect = this.redirectOf(client, form);
@@ -199,13 +252,27 @@ export class AuthorizeService {
   }
 
   /** GET /authorize: validates, stores the pending request, and hands the browser to the idp. */
-  async authorize(tenant: string, q: Form): Promise<string> {
+  async authorize(tenant: string, query: Form): Promise<string> {
+    let q = query;
     const clientId = q.get("client_id");
     if (!clientId) throw new FrontChannelError("invalid_request", "client_id is required", { status: 400 });
     const client = await this.registry.client(tenant, clientId);
     if (!client) throw new FrontChannelError("invalid_client", "unknown client", { status: 400 });
     let params: AuthParams;
     const requestUri = q.get("request_uri");
+    const jwt = q.get("request");
+    if (jwt !== undefined) {
+      if (requestUri !== undefined) throw new FrontChannelError("invalid_request", "request and request_uri cannot both be given", { status: 400 });
+      try {
+        q = await this.requestObject(tenant, client, jwt);
+      } catch (e) {
+        // The redirect URI inside an unverified object is not trusted: shown, never redirected.
+        if (e instanceof AppError) throw new FrontChannelError(e.code, e.message, { status: 400 });
+        throw e;
+      }
+    } else if (requestUri === undefined && client.require_signed_request_object) {
+      throw new FrontChannelError("invalid_request", "this client must send a signed request object (request, or request_uri from PAR)", { status: 400 });
+    }
     if (requestUri !== undefined) {
       if (!requestUri.startsWith(PAR_PREFIX) || requestUri.length > 200) throw new FrontChannelError("invalid_request_uri", "request_uri is not valid", { status: 400 });
       const id = await sha256Hex(requestUri.slice(PAR_PREFIX.length));
@@ -357,7 +424,8 @@ export class AuthorizeService {
     if (target !== undefined && (!client || !client.post_logout_redirect_uris.includes(target))) {
       throw new FrontChannelError("invalid_request", "post_logout_redirect_uri is not registered for this client", { status: 400 });
     }
-    if (sub && client) await this.tokens.endGrants(tenant, sub, client.client_id);
+    // The idp knows the user by their own subject, not a pairwise one.
+    if (sub && client) sub = await this.tokens.endGrants(tenant, sub, client);
     const returnTo = target ? withParams(target, { state: q.get("state")?.slice(0, 2000) }) : undefined;
     if (sub) {
       // Front-channel hand-off: the browser carries a signed logout request to identity-idp,

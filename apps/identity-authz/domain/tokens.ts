@@ -21,6 +21,7 @@ import { oauthError } from "./oauth-error.ts";
 import { equalConstantTime, nowS, randomToken, sha256B64url, sha256Hex } from "./crypto.ts";
 import type { Form } from "./client-auth.ts";
 import type { ClientCertificate } from "../../../src/auth/client-cert.ts";
+import type { PairwiseSubjects } from "./pairwise.ts";
 
 export interface TokenResponse {
   access_token: string;
@@ -101,6 +102,7 @@ export class TokenService {
     private readonly dpop: DpopVerifier,
     private readonly cfg: AuthzConfig,
     private readonly issuer: (tenant: string) => string,
+    private readonly pairwise?: PairwiseSubjects,
   ) {}
 
   private audienceOf(client: RegisteredClient, resource: string | undefined): string {
@@ -174,7 +176,8 @@ export class TokenService {
       await this.store.insertRefresh({ hash: await sha256Hex(rt), tenant, grant_id: grant.id, client_id: client.client_id, created_at: nowS(), expires_at: grant.expires_at });
       res.refresh_token = rt;
     }
-    if (scopes.includes("openid")) res.id_token = await this.mintIdToken(tenant, client, data, scopes, nonce);
+    // The grant's subject is the one this client sees (pairwise or public), in every token.
+    if (scopes.includes("openid")) res.id_token = await this.mintIdToken(tenant, client, { ...data, sub: grant.subject }, scopes, nonce);
     return res;
   }
 
@@ -216,7 +219,7 @@ export class TokenService {
       id: grantId,
       tenant,
       client_id: client.client_id,
-      subject: facts.sub,
+      subject: this.pairwise ? await this.pairwise.subject(tenant, client, facts.sub) : facts.sub,
       scope,
       data: await this.protector.encrypt(enc.encode(JSON.stringify(gdata)), grantCtx(tenant, grantId)),
       // Public clients' refresh tokens are bound to their DPoP key (RFC 9449 5).
@@ -389,8 +392,17 @@ export class TokenService {
     return { sub: state.grant.subject, ...releasedClaims(data.claims, scopes, await this.registry.scopeClaims(tenant)) };
   }
 
-  /** RP-initiated logout: ends the grants of this user at this client. */
-  async endGrants(tenant: string, sub: string, clientId: string): Promise<void> {
-    await this.store.revokeGrantsOf(tenant, sub, clientId);
+  /**
+   * RP-initiated logout: ends the grants of this user (`sub` as the client sees it) at this
+   * client, and returns the user's own subject (a pairwise client's is found through its grant).
+   */
+  async endGrants(tenant: string, sub: string, client: RegisteredClient): Promise<string> {
+    let local = sub;
+    if (client.subject_type === "pairwise") {
+      const g = await this.store.grantBySubject(tenant, sub, client.client_id);
+      if (g) local = (JSON.parse(dec.decode(await this.protector.decrypt(g.data, grantCtx(tenant, g.id)))) as GrantData).sub;
+    }
+    await this.store.revokeGrantsOf(tenant, sub, client.client_id);
+    return local;
   }
 }

@@ -7,9 +7,10 @@ import { TENANT_ID, SIGNING_ALGS, AUTH_METHODS, MTLS_AUTH_METHODS } from "../../
 import type { Authz } from "../domain/authz.ts";
 import { oauthError } from "../domain/oauth-error.ts";
 import { DPOP_ALGS } from "../domain/dpop.ts";
-import { formPage, json, NO_STORE, oauthFailure, page, paramsOf, readForm, redirect } from "./protocol.ts";
+import { formPage, json, NO_STORE, oauthFailure, page, paramsOf, readForm, readJson, redirect } from "./protocol.ts";
 import { DEVICE_GRANT } from "../domain/tokens.ts";
 import { displayUserCode } from "../domain/device.ts";
+import { REQUEST_OBJECT_ALGS } from "../domain/authorize.ts";
 import { notFound } from "../../../src/service/errors.ts";
 import type { FastRoute } from "../../../src/service/context.ts";
 
@@ -113,6 +114,7 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
     const scopes = await authz.registry.scopeClaims(tenant);
     const claims = new Set(["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "azp", ...[...scopes.values()].flat()]);
     const mtls = authz.mtlsIssuerBase(tenant);
+    const registration = await authz.registration.enabled(tenant);
     return json(
       {
         issuer: iss,
@@ -125,10 +127,12 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
         revocation_endpoint: `${iss}/revoke`,
         end_session_endpoint: `${iss}/logout`,
         device_authorization_endpoint: `${iss}/device_authorization`,
+        // RFC 7591: only where the tenant turned registration on.
+        ...(registration ? { registration_endpoint: `${iss}/register` } : {}),
         response_types_supported: ["code"],
         response_modes_supported: ["query"],
         grant_types_supported: GRANTS,
-        subject_types_supported: ["public"],
+        subject_types_supported: ["public", "pairwise"],
         scopes_supported: [...scopes.keys()],
         claims_supported: [...claims],
         id_token_signing_alg_values_supported: [...SIGNING_ALGS],
@@ -143,7 +147,9 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
         authorization_response_iss_parameter_supported: true,
         require_pushed_authorization_requests: false,
         prompt_values_supported: ["none", "login", "consent", "select_account"],
-        request_parameter_supported: false,
+        request_parameter_supported: true,
+        request_object_signing_alg_values_supported: REQUEST_OBJECT_ALGS,
+        require_signed_request_object: false,
         request_uri_parameter_supported: false,
         claims_parameter_supported: false,
         // RFC 8705: certificate-bound tokens and client certificates, on the mTLS listener only
@@ -227,6 +233,29 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
         );
       }),
       { detail: { summary: "Return from identity-idp with a signed login verifier" } },
+    )
+    .post(
+      "/t/:tenant/register",
+      endpoint(async (tenant, c) => json(await authz.registration.register(tenant, c.request, await readJson(c.request)), 201, NO_STORE)),
+      { parse: "none", detail: { summary: "Dynamic client registration (RFC 7591), when the tenant enables it" } },
+    )
+    .get(
+      "/t/:tenant/register/:client_id",
+      endpoint(async (tenant, c) => json(await authz.registration.read(tenant, c.params.client_id ?? "", c.request), 200, NO_STORE)),
+      { detail: { summary: "Read a registered client's configuration (RFC 7592, registration access token)" } },
+    )
+    .put(
+      "/t/:tenant/register/:client_id",
+      endpoint(async (tenant, c) => json(await authz.registration.update(tenant, c.params.client_id ?? "", c.request, await readJson(c.request)), 200, NO_STORE)),
+      { parse: "none", detail: { summary: "Replace a registered client's metadata (RFC 7592, registration access token)" } },
+    )
+    .delete(
+      "/t/:tenant/register/:client_id",
+      endpoint(async (tenant, c) => {
+        await authz.registration.remove(tenant, c.params.client_id ?? "", c.request);
+        return new Response(null, { status: 204, headers: NO_STORE });
+      }),
+      { detail: { summary: "Delete a registered client (RFC 7592, registration access token)" } },
     )
     .post(
       "/t/:tenant/device_authorization",

@@ -43,6 +43,17 @@ export async function readForm(req: Request): Promise<Map<string, string>> {
   }
 }
 
+/** A JSON body (RFC 7591 registration requests); anything else is `invalid_client_metadata`. */
+export async function readJson(req: Request): Promise<unknown> {
+  const ct = req.headers.get("content-type") ?? "";
+  if (!/^application\/json\s*(;|$)/i.test(ct)) throw oauthError("invalid_client_metadata", "the body must be application/json");
+  try {
+    return JSON.parse(await req.text());
+  } catch {
+    throw oauthError("invalid_client_metadata", "the body is not valid JSON");
+  }
+}
+
 // The security headers go in when the response is made: setting them afterwards (as the
 // pipeline does for responses that lack them) costs a native call each, on the busiest route.
 export function json(body: unknown, status = 200, headers?: Record<string, string>): Response {
