@@ -7,8 +7,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import * as oauth from "oauth4webapi";
 import { exportJWK, SignJWT, type JWK } from "jose";
-import { startAuthz, type TestAuthz } from "./support/authz.ts";
+import { followToClient, startAuthz, type TestAuthz } from "./support/authz.ts";
 import type { TestEngine } from "../support/engine.ts";
+import { fuzz, rng } from "../support/fuzz.ts";
 
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
 
@@ -44,20 +45,8 @@ export function authzJarSuite(engine: TestEngine): void {
     await authz?.stop();
   });
 
-  const get = (url: string) => fetch(url, { redirect: "manual", tls: { ca: authz.caAll } } as RequestInit);
-
   /** Follows the browser from the authorization URL to the client's callback; or the page it stopped at. */
-  async function browse(url: string): Promise<{ callback?: URL; status: number; body: string }> {
-    for (let i = 0; i < 5; i++) {
-      const r = await get(url);
-      const loc = r.headers.get("location");
-      if (!loc) return { status: r.status, body: await r.text() };
-      await r.body?.cancel();
-      if (loc.startsWith(CB)) return { callback: new URL(loc), status: r.status, body: "" };
-      url = loc;
-    }
-    throw new Error("redirect loop");
-  }
+  const browse = (url: string) => followToClient(url, CB, authz.caAll);
 
   const authorizeUrl = (params: Record<string, string>) => `${as.authorization_endpoint}?${new URLSearchParams(params)}`;
 
@@ -167,6 +156,41 @@ export function authzJarSuite(engine: TestEngine): void {
     expect(r.status).toBe(400);
     expect(((await r.json()) as { error: string }).error).toBe("invalid_request_object");
   });
+
+  test("fuzz: mutated request objects at /authorize and /par never answer 5xx", async () => {
+    const { params } = await requestParams();
+    const c: oauth.Client = { client_id: loose.client_id };
+    const good = await oauth.issueRequestObject(as, c, params, { key: keys.ES256!.privateKey, kid: "ES256" });
+    const r = rng(9101);
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=%+/";
+    const mutate = (jwt: string) => {
+      let x = jwt;
+      for (let k = 0, n = 1 + r(4); k < n; k++) {
+        const i = r(x.length + 1);
+        switch (r(5)) {
+          case 0: x = x.slice(0, i); break;
+          case 1: x = x.slice(0, i) + alphabet[r(alphabet.length)] + x.slice(i + 1); break;
+          case 2: x = x.split(".").reverse().join("."); break;
+          case 3: x = `${b64({ alg: ["none", "HS256", "ES256", "RS1", ""][r(5)], kid: ["ES256", "nope", 7][r(3)] })}.${x.split(".")[1] ?? ""}.${x.split(".")[2] ?? ""}`; break;
+          default: x = x.slice(0, i) + x.slice(i, i + 1 + r(20)).repeat(1 + r(3)) + x.slice(i);
+        }
+      }
+      return x;
+    };
+    const cases = Array.from({ length: 160 }, (_, i) => ({ par: i % 2 === 0, request: mutate(good) }));
+    await fuzz(
+      cases,
+      (x) =>
+        x.par
+          ? authz.fetch(as.pushed_authorization_request_endpoint!, {
+              method: "POST",
+              headers: { "content-type": "application/x-www-form-urlencoded", authorization: `Basic ${btoa(`${loose.client_id}:${loose.client_secret}`)}` },
+              body: new URLSearchParams({ request: x.request }).toString(),
+            })
+          : authz.fetch(authorizeUrl({ client_id: loose.client_id, request: x.request }), { redirect: "manual" }),
+      { describe: (x) => `${x.par ? "par" : "authorize"} ${x.request}`, maxMs: 15_000, concurrency: 4 },
+    );
+  }, 60_000);
 
   test("registering require_signed_request_object needs keys", async () => {
     const r = await authz.adminApi("POST", `/tenants/${T}/clients`, { client_name: "x", grant_types: ["authorization_code"], redirect_uris: [CB], require_signed_request_object: true });

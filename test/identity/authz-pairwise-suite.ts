@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import * as oauth from "oauth4webapi";
 import { decodeJwt } from "jose";
-import { startAuthz, type TestAuthz } from "./support/authz.ts";
+import { followToClient, startAuthz, type TestAuthz } from "./support/authz.ts";
 import type { TestEngine } from "../support/engine.ts";
 
 type Registered = { client_id: string; client_secret: string };
@@ -46,15 +46,9 @@ export function authzPairwiseSuite(engine: TestEngine): void {
     authz.idp.nextLogin = { sub: user };
     const verifier = oauth.generateRandomCodeVerifier();
     const state = oauth.generateRandomState();
-    let url = `${as.authorization_endpoint}?${new URLSearchParams({ response_type: "code", client_id: c.client_id, redirect_uri: c.cb, scope: "openid profile", state, code_challenge: await oauth.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256" })}`;
-    let callback: URL | undefined;
-    for (let i = 0; i < 5 && !callback; i++) {
-      const r = await fetch(url, { redirect: "manual", tls: { ca: authz.caAll } } as RequestInit);
-      const loc = r.headers.get("location");
-      if (!loc) throw new Error(`stopped at ${r.status}: ${await r.text()}`);
-      if (loc.startsWith(c.cb)) callback = new URL(loc);
-      url = loc;
-    }
+    const url = `${as.authorization_endpoint}?${new URLSearchParams({ response_type: "code", client_id: c.client_id, redirect_uri: c.cb, scope: "openid profile", state, code_challenge: await oauth.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256" })}`;
+    const { callback, status, body } = await followToClient(url, c.cb, authz.caAll);
+    if (!callback) throw new Error(`stopped at ${status}: ${body}`);
     const client: oauth.Client = { client_id: c.client_id };
     const auth = oauth.ClientSecretBasic(c.client_secret);
     const p = oauth.validateAuthResponse(as, client, callback!, state);

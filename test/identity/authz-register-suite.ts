@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import * as oauth from "oauth4webapi";
 import { decodeJwt } from "jose";
-import { basic, form, startAuthz, type TestAuthz } from "./support/authz.ts";
+import { basic, followToClient, form, startAuthz, type TestAuthz } from "./support/authz.ts";
 import type { TestEngine } from "../support/engine.ts";
 import { fuzz, mutateJson, rng } from "../support/fuzz.ts";
 
@@ -59,15 +59,7 @@ export function authzRegisterSuite(engine: TestEngine): void {
     const state = oauth.generateRandomState();
     const u = new URL(as.authorization_endpoint!);
     u.search = new URLSearchParams({ response_type: "code", client_id: reg.client_id, redirect_uri: CB, scope: "openid pets:read", state, code_challenge: await oauth.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256" }).toString();
-    let url = u.toString();
-    let callback: URL | undefined;
-    for (let i = 0; i < 5 && !callback; i++) {
-      const r = await fetch(url, { redirect: "manual", tls: { ca: authz.caAll } } as RequestInit);
-      const loc = r.headers.get("location")!;
-      expect(r.status).toBe(303);
-      if (loc.startsWith(CB)) callback = new URL(loc);
-      url = loc;
-    }
+    const { callback } = await followToClient(u.toString(), CB, authz.caAll);
     const params = oauth.validateAuthResponse(as, client, callback!, state);
     const tokens = await oauth.processAuthorizationCodeResponse(
       as, client,
@@ -166,6 +158,14 @@ export function authzRegisterSuite(engine: TestEngine): void {
           ? authz.fetch(`${iss()}/register/${made.client_id}`, { method: "PUT", headers: { authorization: `Bearer ${made.registration_access_token}`, "content-type": "application/json" }, body: c.body })
           : register(c.body),
       { describe: (c) => `${c.put ? "PUT" : "POST"} ${c.body}`, maxMs: 15_000, concurrency: 4 },
+    );
+    // The admin API's settings endpoint too.
+    const settings = Array.from({ length: 80 }, () => mutateJson({ enabled: true, scopes: ["openid"], audiences: ["learn-ps"], require_initial_access_token: false }, r));
+    const token = await authz.adminBearer();
+    await fuzz(
+      settings,
+      (body) => authz.fetch(`${authz.publicUrl}/service/api/v1/tenants/${T}/registration`, { method: "PUT", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body }),
+      { describe: (b) => b, maxMs: 15_000, concurrency: 4 },
     );
   }, 60_000);
 }

@@ -265,3 +265,20 @@ export const form = (body: Record<string, string>, headers: Record<string, strin
 });
 
 export const basic = (id: string, secret: string) => `Basic ${btoa(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`)}`;
+
+/**
+ * The browser from an authorization URL on: follows redirects until one leaves for the client's
+ * `redirect` (its callback), or stops at a page (its status and body).
+ */
+export async function followToClient(start: string, redirect: string, ca: string): Promise<{ callback?: URL; status: number; body: string }> {
+  let url = start;
+  for (let i = 0; i < 6; i++) {
+    const r = await fetch(url, { redirect: "manual", tls: { ca } } as RequestInit);
+    const loc = r.headers.get("location");
+    if (!loc) return { status: r.status, body: await r.text() };
+    await r.body?.cancel();
+    if (loc.startsWith(redirect)) return { callback: new URL(loc), status: r.status, body: "" };
+    url = loc;
+  }
+  throw new Error("redirect loop");
+}
