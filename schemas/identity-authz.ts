@@ -6,7 +6,7 @@ const tenantId = v.pipe(v.string(), v.regex(TENANT_ID, "tenant ids are lowercase
 const clientId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "client ids are letters, digits, '.', '_' and '-' (max 128)"));
 const scopeToken = v.pipe(v.string(), v.regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/, "a scope is one RFC 6749 scope token"));
 /** Absolute https URL, or http on loopback (RFC 8252 native apps); never a fragment. */
-const redirectUri = v.pipe(
+export const redirectUri = v.pipe(
   v.string(),
   v.maxLength(2000),
   v.url(),
@@ -20,7 +20,7 @@ const redirectUri = v.pipe(
 export const AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth", "none"] as const;
 /** The RFC 8705 methods: the client authenticates with its TLS certificate, on the mTLS endpoints only. */
 export const MTLS_AUTH_METHODS: readonly string[] = ["tls_client_auth", "self_signed_tls_client_auth"];
-export const GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials"] as const;
+export const GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code"] as const;
 export const SIGNING_ALGS = ["ES256", "RS256", "PS256", "EdDSA"] as const;
 
 export const TenantParams = v.object({ tenant: tenantId });
@@ -70,6 +70,12 @@ const clientFields = {
    * only introspection (RFC 7662) resolves, revocable at once; client_credentials clients only.
    */
   access_token_format: v.picklist(["jwt", "opaque"]),
+  /** Authorization requests must come as a signed request object (RFC 9101), directly or through PAR. */
+  require_signed_request_object: v.boolean(),
+  /** OIDC Core §8: `pairwise` gives this client its own subject identifier for each user. */
+  subject_type: v.picklist(["public", "pairwise"]),
+  /** A pairwise client's sector (its host); the https JSON list of the client's redirect URIs (OIDC Core §8.1). */
+  sector_identifier_uri: v.nullable(v.pipe(v.string(), v.maxLength(2000), v.url(), v.startsWith("https://"))),
 };
 
 export const CreateClient = v.strictObject({
@@ -94,6 +100,9 @@ export const CreateClient = v.strictObject({
   tls_client_auth_san_email: v.optional(clientFields.tls_client_auth_san_email, null),
   tls_client_certificate_bound_access_tokens: v.optional(clientFields.tls_client_certificate_bound_access_tokens, false),
   access_token_format: v.optional(clientFields.access_token_format, "jwt"),
+  require_signed_request_object: v.optional(clientFields.require_signed_request_object, false),
+  subject_type: v.optional(clientFields.subject_type, "public"),
+  sector_identifier_uri: v.optional(clientFields.sector_identifier_uri, null),
 });
 
 export const UpdateClient = v.strictObject(Object.fromEntries(Object.entries(clientFields).map(([k, s]) => [k, v.optional(s)])) as {
@@ -146,3 +155,26 @@ export type ClientView = v.InferOutput<typeof Client>;
 export type ClientDoc = Omit<ClientView, "tenant" | "client_id" | "created_at" | "updated_at">;
 export type PutScopeInput = v.InferOutput<typeof PutScope>;
 export type SigningAlg = (typeof SIGNING_ALGS)[number];
+
+/** Dynamic client registration (RFC 7591/7592) of a tenant: off unless enabled here. */
+export const PutRegistrationSettings = v.strictObject({
+  enabled: v.boolean(),
+  /** The scopes a registered client may ask for (its `scope`; all of them when it names none). */
+  scopes: v.optional(clientFields.scopes, ["openid", "profile", "email"]),
+  /** The audiences every registered client gets. */
+  audiences: v.optional(clientFields.audiences, []),
+  /** Registration needs `Authorization: Bearer <initial access token>` (issue one with POST .../initial-access-token). */
+  require_initial_access_token: v.optional(v.boolean(), false),
+});
+export const RegistrationSettings = v.object({
+  tenant: v.string(),
+  enabled: v.boolean(),
+  scopes: v.array(v.string()),
+  audiences: v.array(v.string()),
+  require_initial_access_token: v.boolean(),
+  /** Whether an initial access token has been issued (it is shown once, never again). */
+  initial_access_token_issued: v.boolean(),
+  updated_at: v.nullable(v.string()),
+});
+export const InitialAccessToken = v.object({ initial_access_token: v.string() });
+export type PutRegistrationSettingsInput = v.InferOutput<typeof PutRegistrationSettings>;

@@ -18,6 +18,12 @@ export const AuthzAppConfig = v.strictObject({
   id_token_ttl_s: v.optional(ttl(30, 86_400), 600),
   refresh_token_ttl_s: v.optional(ttl(60, 365 * 86_400), 30 * 86_400),
   code_ttl_s: v.optional(ttl(10, 600), 60),
+  /** Device authorization grant (RFC 8628): lifetime of a device_code and its user_code. */
+  device_code_ttl_s: v.optional(ttl(5, 1800), 600),
+  /** The polling interval a device is told (and held to: a sooner poll gets `slow_down`). */
+  device_poll_interval_s: v.optional(ttl(1, 60), 5),
+  /** Wrong user codes accepted per tenant and client address in 10 minutes. */
+  device_max_failures: v.optional(ttl(1, 1000), 10),
   /** Signing keys older than this are rotated by the schedule. */
   key_rotation_days: v.optional(ttl(1, 3650), 90),
   key_rotation_check_s: v.optional(ttl(10, 86_400), 3600),

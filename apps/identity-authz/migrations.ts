@@ -135,4 +135,73 @@ export const migrations = [
         .execute();
     },
   },
+  {
+    version: 4,
+    name: "device authorization grant",
+    async up(db: Kysely<any>) {
+      // RFC 8628: one row per device_code (stored as SHA-256), found by the user_code the user types.
+      await db.schema
+        .createTable("device_codes")
+        .addColumn("hash", "text", (c) => c.primaryKey()) // SHA-256 hex of the device_code
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("client_id", "text", (c) => c.notNull())
+        .addColumn("user_code", "text", (c) => c.notNull()) // normalized: 8 letters of an unambiguous alphabet
+        .addColumn("params", "blob", (c) => c.notNull()) // barrier ciphertext: scope, resource
+        .addColumn("status", "text", (c) => c.notNull()) // pending | approved | denied | issued
+        .addColumn("login", "blob") // barrier ciphertext of the user's sign-in, once signed in
+        .addColumn("confirm_hash", "text") // SHA-256 of the one-time approval token shown after sign-in
+        .addColumn("poll_interval", "integer", (c) => c.notNull())
+        .addColumn("last_poll", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("grant_id", "text")
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .addColumn("expires_at", "integer", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("device_codes_user_code").on("device_codes").columns(["tenant", "user_code"]).unique().execute();
+      // Failed user_code entries per tenant and client address, in fixed windows (brute-force bound).
+      await db.schema
+        .createTable("device_attempts")
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("source", "text", (c) => c.notNull())
+        .addColumn("window_start", "integer", (c) => c.notNull())
+        .addColumn("failures", "integer", (c) => c.notNull())
+        .addPrimaryKeyConstraint("device_attempts_pk", ["tenant", "source"])
+        .execute();
+    },
+  },
+  {
+    version: 5,
+    name: "dynamic client registration",
+    async up(db: Kysely<any>) {
+      // RFC 7591 per tenant: off unless a row says so; the initial access token as SHA-256.
+      await db.schema
+        .createTable("registration_settings")
+        .addColumn("tenant", "text", (c) => c.primaryKey())
+        .addColumn("enabled", "integer", (c) => c.notNull())
+        .addColumn("doc", "text", (c) => c.notNull()) // JSON: scopes, audiences, require_initial_access_token
+        .addColumn("initial_token_hash", "text")
+        .addColumn("updated_at", "text", (c) => c.notNull())
+        .execute();
+      // RFC 7592: the registration access token of a dynamically registered client, as SHA-256.
+      await db.schema
+        .createTable("registration_tokens")
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("client_id", "text", (c) => c.notNull())
+        .addColumn("hash", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("registration_tokens_pk", ["tenant", "client_id"])
+        .execute();
+    },
+  },
+  {
+    version: 6,
+    name: "pairwise subject salt",
+    async up(db: Kysely<any>) {
+      // OIDC Core §8.1: the per-tenant salt of pairwise subject identifiers (barrier ciphertext).
+      await db.schema
+        .createTable("tenant_secrets")
+        .addColumn("tenant", "text", (c) => c.primaryKey())
+        .addColumn("pairwise_salt", "blob", (c) => c.notNull())
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .execute();
+    },
+  },
 ];

@@ -15,6 +15,14 @@ export interface GrantRow {
 }
 export interface RefreshRow { hash: string; tenant: string; grant_id: string; client_id: string; created_at: number; expires_at: number; used: number }
 
+export interface DeviceCodeRow {
+  hash: string; tenant: string; client_id: string; user_code: string; params: Uint8Array; status: string;
+  login: Uint8Array | null; confirm_hash: string | null; poll_interval: number; last_poll: number; grant_id: string | null;
+  created_at: number; expires_at: number;
+}
+
+export interface RegistrationSettingsRow { tenant: string; enabled: number; doc: string; initial_token_hash: string | null; updated_at: string }
+
 export interface ScopeRow { tenant: string; name: string; description: string; claims: string }
 
 export interface AuthzDb {
@@ -30,13 +38,19 @@ export interface AuthzDb {
   revoked_tokens: { jti: string; tenant: string; expires_at: number };
   used_jtis: { tenant: string; kind: string; jti: string; expires_at: number };
   opaque_tokens: { hash: string; tenant: string; claims: string; expires_at: number };
+  device_codes: DeviceCodeRow;
+  registration_settings: RegistrationSettingsRow;
+  registration_tokens: { tenant: string; client_id: string; hash: string };
+  tenant_secrets: { tenant: string; pairwise_salt: Uint8Array; created_at: number };
+  device_attempts: { tenant: string; source: string; window_start: number; failures: number };
 }
 
 const now = () => Math.floor(Date.now() / 1000);
 const bytes = (b: unknown) => (b instanceof Uint8Array ? b : new Uint8Array(b as ArrayBuffer));
+const deviceRow = (r: DeviceCodeRow): DeviceCodeRow => ({ ...r, params: bytes(r.params), login: r.login === null ? null : bytes(r.login), poll_interval: Number(r.poll_interval), last_poll: Number(r.last_poll), expires_at: Number(r.expires_at), created_at: Number(r.created_at) });
 
 /** The tables whose rows belong to one tenant (column `tenant`). */
-const TENANT_TABLES = ["clients", "signing_keys", "auth_requests", "codes", "grants", "refresh_tokens", "access_tokens", "revoked_tokens", "used_jtis", "tenant_scopes", "opaque_tokens"] as const;
+const TENANT_TABLES = ["clients", "signing_keys", "auth_requests", "codes", "grants", "refresh_tokens", "access_tokens", "revoked_tokens", "used_jtis", "tenant_scopes", "opaque_tokens", "device_codes", "device_attempts", "registration_settings", "registration_tokens", "tenant_secrets"] as const;
 
 export class AuthzStore {
   constructor(readonly db: Kysely<AuthzDb>) {}
@@ -79,7 +93,48 @@ export class AuthzStore {
   }
   async deleteClient(tenant: string, clientId: string): Promise<boolean> {
     const r = await this.db.deleteFrom("clients").where("tenant", "=", tenant).where("client_id", "=", clientId).executeTakeFirst();
+    // A later client of the same id is not managed by the old registration access token.
+    await this.db.deleteFrom("registration_tokens").where("tenant", "=", tenant).where("client_id", "=", clientId).execute();
     return r.numDeletedRows > 0n;
+  }
+
+  // pairwise subjects
+  async pairwiseSalt(tenant: string): Promise<Uint8Array | undefined> {
+    const r = await this.db.selectFrom("tenant_secrets").select("pairwise_salt").where("tenant", "=", tenant).executeTakeFirst();
+    return r ? bytes(r.pairwise_salt) : undefined;
+  }
+  /** Stores the tenant's salt unless another instance stored one first (then that one is read back). */
+  async insertPairwiseSalt(tenant: string, sealed: Uint8Array): Promise<void> {
+    await this.db.insertInto("tenant_secrets").values({ tenant, pairwise_salt: sealed, created_at: now() }).onConflict((oc) => oc.column("tenant").doNothing()).execute();
+  }
+  /** One grant of a client for a (client-facing) subject: where a pairwise subject's local one is found. */
+  async grantBySubject(tenant: string, subject: string, clientId: string): Promise<GrantRow | undefined> {
+    const r = await this.db.selectFrom("grants").selectAll().where("tenant", "=", tenant).where("subject", "=", subject).where("client_id", "=", clientId).executeTakeFirst();
+    return r ? { ...r, data: bytes(r.data) } : undefined;
+  }
+
+  // dynamic client registration (RFC 7591/7592)
+  getRegistrationSettings(tenant: string) {
+    return this.db.selectFrom("registration_settings").selectAll().where("tenant", "=", tenant).executeTakeFirst();
+  }
+  async putRegistrationSettings(row: RegistrationSettingsRow, keepToken: boolean): Promise<void> {
+    await this.db
+      .insertInto("registration_settings")
+      .values(row)
+      .onConflict((oc) =>
+        oc.column("tenant").doUpdateSet(keepToken ? { enabled: row.enabled, doc: row.doc, updated_at: row.updated_at } : { enabled: row.enabled, doc: row.doc, initial_token_hash: row.initial_token_hash, updated_at: row.updated_at }),
+      )
+      .execute();
+  }
+  async setRegistrationToken(tenant: string, clientId: string, hash: string): Promise<void> {
+    await this.db
+      .insertInto("registration_tokens")
+      .values({ tenant, client_id: clientId, hash })
+      .onConflict((oc) => oc.columns(["tenant", "client_id"]).doUpdateSet({ hash }))
+      .execute();
+  }
+  async registrationTokenHash(tenant: string, clientId: string): Promise<string | undefined> {
+    return (await this.db.selectFrom("registration_tokens").select("hash").where("tenant", "=", tenant).where("client_id", "=", clientId).executeTakeFirst())?.hash;
   }
 
   // scope definitions
@@ -195,6 +250,82 @@ export class AuthzStore {
     return this.db.selectFrom("opaque_tokens").selectAll().where("tenant", "=", tenant).where("hash", "=", hash).where("expires_at", ">=", now()).executeTakeFirst();
   }
 
+  // device authorization (RFC 8628)
+  /** Inserts a device request; false if its user_code is taken in this tenant (draw another). */
+  async insertDeviceCode(row: DeviceCodeRow): Promise<boolean> {
+    const r = await this.db.insertInto("device_codes").values(row).onConflict((oc) => oc.doNothing()).executeTakeFirst();
+    return (r.numInsertedOrUpdatedRows ?? 0n) > 0n;
+  }
+  async getDeviceCode(tenant: string, hash: string): Promise<DeviceCodeRow | undefined> {
+    const r = await this.db.selectFrom("device_codes").selectAll().where("tenant", "=", tenant).where("hash", "=", hash).executeTakeFirst();
+    return r ? deviceRow(r) : undefined;
+  }
+  /** The live, still pending request a user_code names. */
+  async pendingDeviceByUserCode(tenant: string, userCode: string): Promise<DeviceCodeRow | undefined> {
+    const r = await this.db
+      .selectFrom("device_codes").selectAll()
+      .where("tenant", "=", tenant).where("user_code", "=", userCode).where("status", "=", "pending").where("expires_at", ">=", now())
+      .executeTakeFirst();
+    return r ? deviceRow(r) : undefined;
+  }
+  /** Records the sign-in and the approval token's hash; only while pending. */
+  async signInDevice(tenant: string, hash: string, login: Uint8Array, confirmHash: string): Promise<boolean> {
+    const r = await this.db
+      .updateTable("device_codes").set({ login, confirm_hash: confirmHash })
+      .where("tenant", "=", tenant).where("hash", "=", hash).where("status", "=", "pending").where("expires_at", ">=", now())
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+  /** Approves or denies once, by the approval token: the first decision wins, on any instance. */
+  async decideDevice(tenant: string, confirmHash: string, status: "approved" | "denied"): Promise<DeviceCodeRow | undefined> {
+    const r = await this.db
+      .updateTable("device_codes").set({ status })
+      .where("tenant", "=", tenant).where("confirm_hash", "=", confirmHash).where("status", "=", "pending").where("expires_at", ">=", now())
+      .returningAll()
+      .executeTakeFirst();
+    return r ? deviceRow(r) : undefined;
+  }
+  /**
+   * A poll (RFC 8628 §3.5): recorded only if the last one was at least the interval ago; a poll
+   * too soon is refused (false) and lengthens the interval by 5 s.
+   */
+  async pollDevice(hash: string, t: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable("device_codes").set({ last_poll: t })
+      .where("hash", "=", hash).where(sql<boolean>`last_poll + poll_interval <= ${t}`)
+      .executeTakeFirst();
+    if (r.numUpdatedRows > 0n) return true;
+    await this.db.updateTable("device_codes").set({ last_poll: t, poll_interval: sql`poll_interval + 5` }).where("hash", "=", hash).where("poll_interval", "<", 60).execute();
+    return false;
+  }
+  /** Turns an approved request into a grant, once. */
+  async issueDevice(hash: string, grantId: string): Promise<boolean> {
+    const r = await this.db.updateTable("device_codes").set({ status: "issued", grant_id: grantId }).where("hash", "=", hash).where("status", "=", "approved").executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+  /**
+   * Counts a failed user_code entry of `source` (fixed windows of `windowS`); returns the
+   * failures in the current window, this one included.
+   */
+  async deviceFailure(tenant: string, source: string, windowS: number): Promise<number> {
+    const t = now();
+    const r = await this.db
+      .insertInto("device_attempts").values({ tenant, source, window_start: t, failures: 1 })
+      .onConflict((oc) =>
+        oc.columns(["tenant", "source"]).doUpdateSet({
+          failures: sql`CASE WHEN device_attempts.window_start <= ${t - windowS} THEN 1 ELSE device_attempts.failures + 1 END`,
+          window_start: sql`CASE WHEN device_attempts.window_start <= ${t - windowS} THEN ${t} ELSE device_attempts.window_start END`,
+        }),
+      )
+      .returning("failures")
+      .executeTakeFirst();
+    return Number(r?.failures ?? 1);
+  }
+  async deviceFailures(tenant: string, source: string, windowS: number): Promise<number> {
+    const r = await this.db.selectFrom("device_attempts").select("failures").where("tenant", "=", tenant).where("source", "=", source).where("window_start", ">", now() - windowS).executeTakeFirst();
+    return Number(r?.failures ?? 0);
+  }
+
   /** Records a single-use identifier; false if it was seen before (a replay). */
   async useJti(tenant: string, kind: string, jti: string, expiresAt: number): Promise<boolean> {
     const r = await this.db.insertInto("used_jtis").values({ tenant, kind, jti, expires_at: expiresAt }).onConflict((oc) => oc.columns(["tenant", "kind", "jti"]).doNothing()).executeTakeFirst();
@@ -210,6 +341,8 @@ export class AuthzStore {
     await this.db.deleteFrom("revoked_tokens").where("expires_at", "<", t).execute();
     await this.db.deleteFrom("access_tokens").where("expires_at", "<", t).execute();
     await this.db.deleteFrom("opaque_tokens").where("expires_at", "<", t).execute();
+    await this.db.deleteFrom("device_codes").where("expires_at", "<", t - 3600).execute();
+    await this.db.deleteFrom("device_attempts").where("window_start", "<", t - 86_400).execute();
     await this.db.deleteFrom("refresh_tokens").where("expires_at", "<", t).execute();
     await sql`DELETE FROM grants WHERE expires_at < ${t}`.execute(this.db);
   }

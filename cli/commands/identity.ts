@@ -57,6 +57,39 @@ function registerTenants(identity: Command): void {
     const t = checked(A.TenantParams, { tenant: id }, "tenant").tenant;
     emit(cmd, await Session.open(cmd).api(AUTHZ).api<Tenant>("GET", `/tenants/${t}`), (x) => fields({ id: x.id, "display name": x.display_name, created: x.created_at }));
   });
+  sub(tenant, "registration <id>", "Show or set a tenant's dynamic client registration (RFC 7591; off by default)", [
+    "identity tenant registration acme",
+    "identity tenant registration acme --enable --scope openid --scope profile --audience learn-ps",
+    "identity tenant registration acme --initial-token required --new-initial-token",
+    "identity tenant registration acme --disable",
+  ])
+    .option("--enable", "turn registration on")
+    .option("--disable", "turn registration off")
+    .option("--scope <scope>", "a scope registered clients may ask for (repeatable; replaces the list)", collect)
+    .option("--audience <name>", "an audience registered clients get (repeatable; replaces the list)", collect)
+    .option("--initial-token <mode>", "'required' (registration needs an initial access token) or 'none'")
+    .option("--new-initial-token", "issue a new initial access token (printed once; the previous one stops working)")
+    .action(async (id: string, o: { enable?: boolean; disable?: boolean; scope?: string[]; audience?: string[]; initialToken?: string; newInitialToken?: boolean }, cmd: Command) => {
+      const t = checked(A.TenantParams, { tenant: id }, "tenant").tenant;
+      if (o.enable && o.disable) throw new UsageError("give --enable or --disable, not both");
+      if (o.initialToken !== undefined && o.initialToken !== "required" && o.initialToken !== "none") throw new UsageError("--initial-token is 'required' or 'none'");
+      const api = Session.open(cmd).api(AUTHZ);
+      type Settings = { enabled: boolean; scopes: string[]; audiences: string[]; require_initial_access_token: boolean; initial_access_token_issued: boolean; initial_access_token?: string };
+      let r = await api.api<Settings>("GET", `/tenants/${t}/registration`);
+      if (o.enable || o.disable || o.scope || o.audience || o.initialToken) {
+        const body = checked(A.PutRegistrationSettings, {
+          enabled: o.enable ? true : o.disable ? false : r.enabled,
+          scopes: o.scope ?? r.scopes,
+          audiences: o.audience ?? r.audiences,
+          require_initial_access_token: o.initialToken ? o.initialToken === "required" : r.require_initial_access_token,
+        });
+        r = await api.api<Settings>("PUT", `/tenants/${t}/registration`, body);
+      }
+      if (o.newInitialToken) r = { ...r, initial_access_token_issued: true, ...(await api.api<{ initial_access_token: string }>("POST", `/tenants/${t}/registration/initial-access-token`)) };
+      emit(cmd, r, (x) =>
+        fields({ registration: x.enabled ? "on" : "off", scopes: x.scopes, audiences: x.audiences, "initial access token": x.require_initial_access_token ? (x.initial_access_token_issued ? "required" : "required (none issued yet)") : "not required", ...(x.initial_access_token ? { "new initial access token (shown once)": x.initial_access_token } : {}) }),
+      );
+    });
   sub(tenant, "delete <id>", "Delete a tenant with its clients, keys, grants and scopes (root admins)", ["identity tenant delete acme --context admin"]).action(async (id: string, _: unknown, cmd: Command) => {
     const t = checked(A.TenantParams, { tenant: id }, "tenant").tenant;
     await Session.open(cmd).api(AUTHZ).api<undefined>("DELETE", `/tenants/${t}`);

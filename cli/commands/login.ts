@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import * as oauth from "oauth4webapi";
 import { TokenSource, readCaFile } from "../auth.ts";
 import { browserLogin } from "../browser-login.ts";
+import { deviceLogin, headless } from "../device-login.ts";
 import { collect, emit, globals, sub, table } from "../command.ts";
 import { CONTEXT_NAME, forgetTokens, loadConfig, saveConfig, type Context } from "../config.ts";
 import { UsageError } from "../errors.ts";
@@ -26,6 +27,7 @@ interface LoginOpts {
   service?: string[];
   adminService?: string[];
   browser?: boolean;
+  device?: boolean;
   open: boolean;
   scope?: string;
 }
@@ -69,6 +71,10 @@ function explicitContext(o: LoginOpts, previous?: Context): Context {
 
 async function login(cmd: Command, o: LoginOpts): Promise<void> {
   const g = globals(cmd);
+  // A user login: --browser, or --device; --browser becomes --device on a machine without a
+  // display, unless --no-open says the URL is to be opened by hand (an SSH tunnel to the loopback port).
+  const device = !!o.device || (!!o.browser && o.open && headless());
+  if (device) o.browser = true;
   if (g.context !== undefined && !CONTEXT_NAME.test(g.context)) throw new UsageError("--context names are letters, digits, '.', '_' and '-'");
   const config = loadConfig();
   const explicit = o.issuer !== undefined || o.clientId !== undefined || o.clientSecretFile !== undefined || o.service !== undefined;
@@ -96,7 +102,12 @@ async function login(cmd: Command, o: LoginOpts): Promise<void> {
   }
   forgetTokens(name);
   const tokens = new TokenSource(name, ctx);
-  const t = ctx.auth.kind === "browser" ? await browserLogin(tokens, ctx.auth.client_id, o.scope ?? browserScope(ctx), { open: o.open }) : await tokens.clientCredentials();
+  const t =
+    ctx.auth.kind !== "browser"
+      ? await tokens.clientCredentials()
+      : device
+        ? await deviceLogin(tokens, ctx.auth.client_id, o.scope ?? browserScope(ctx))
+        : await browserLogin(tokens, ctx.auth.client_id, o.scope ?? browserScope(ctx), { open: o.open });
   if (ctx.auth.kind === "browser") {
     if (!t.refresh_token) throw new UsageError("the issuer returned no refresh token: the client needs the refresh_token grant");
     tokens.storeRefresh({ refresh_token: t.refresh_token, scope: t.scope ?? "" });
@@ -121,6 +132,7 @@ export function registerLogin(program: Command): void {
     "login                                  # reads ./data/suite.json (or $CRYPTOUTIL_SUITE); context 'demo'",
     "login --context admin                  # the suite's root-tenant admin context",
     "login --browser                        # authorization code + PKCE in your browser",
+    "login --device                         # a code to enter in a browser elsewhere (RFC 8628)",
     "login --context prod --issuer https://id.example.com/t/acme --client-id ci --client-secret-file ci.secret \\\n      --ca-file ca.pem --service sm-kms=https://kms.example.com",
   ])
     .option("--suite <path>", "the suite file written by npm start (default $CRYPTOUTIL_SUITE or ./data/suite.json)")
@@ -131,8 +143,9 @@ export function registerLogin(program: Command): void {
     .option("--service <name=url>", "a service's public URL (repeatable); its name is the token audience", collect)
     .option("--admin-service <name=url>", "a service's admin URL (repeatable)", collect)
     .option("--browser", "log in as a user in the browser (authorization code + PKCE, loopback redirect)")
+    .option("--device", "log in as a user with a code entered in a browser on any device (device grant, RFC 8628); what --browser does without DISPLAY/WAYLAND_DISPLAY unless --no-open is given")
     .option("--no-open", "print the login URL instead of opening a browser")
-    .option("--scope <scopes>", "scopes to ask for with --browser (default: openid profile and every service scope)")
+    .option("--scope <scopes>", "scopes to ask for with --browser or --device (default: openid profile and every service scope)")
     .action((o: LoginOpts, cmd: Command) => login(cmd, o));
 
   sub(program, "logout", "Forget the tokens of a context (and revoke its browser login's refresh token)", ["logout", "logout --context admin"]).action(async (_: unknown, cmd: Command) => {

@@ -131,12 +131,13 @@ export async function provisionClients(d: DemoInputs, rootToken: string): Promis
     ...services
       .filter((s) => SERVICE_SCOPES[s])
       .map((s) => ({ id: `demo-${s}`, doc: confidential(`${s} client (demo)`, [s], SERVICE_SCOPES[s]!), secret: true })),
-    // The CLI's browser login: a public native client on a loopback redirect (RFC 8252).
+    // The CLI's browser login: a public native client on a loopback redirect (RFC 8252), or
+    // the device grant (RFC 8628) on a machine without a display.
     {
       id: CLI_BROWSER_CLIENT,
       doc: {
         client_name: "cryptoutil CLI (browser login)",
-        grant_types: ["authorization_code", "refresh_token"],
+        grant_types: ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
         redirect_uris: ["http://127.0.0.1/callback"],
         audiences,
         scopes: ["openid", "profile", "offline_access", ...scopesOf(audiences)],

@@ -159,3 +159,49 @@ describe("login --browser", () => {
     expect(oneErrorLine(after.stderr)).toContain("login --browser");
   });
 });
+
+describe("login --device (RFC 8628)", () => {
+  test("the CLI prints a code; alice enters it, signs in at identity-idp and approves; the CLI gets her tokens", async () => {
+    const home = s.newHome();
+    const p = Bun.spawn([process.execPath, join(REPO, "cli/main.ts"), "login", "--device", "--json"], {
+      cwd: home,
+      env: { ...process.env, CRYPTOUTIL_HOME: home, CRYPTOUTIL_SUITE: s.suiteFile },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const reader = p.stderr.getReader();
+    let err = "";
+    while (!/Waiting up to/.test(err)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the CLI ended before printing a code: ${err}`);
+      err += new TextDecoder().decode(value);
+    }
+    reader.releaseLock();
+    const uri = /open (https:\/\/\S+) in a browser/.exec(err)![1]!;
+    expect(uri).toBe(`${s.authzUrl}/t/demo/device`);
+    const code = /^ {4}([A-Z]{4}-[A-Z]{4})$/m.exec(err)![1]!;
+
+    const b = new ScriptedBrowser(s.ca);
+    const entry = await b.get(uri);
+    let page = await b.submit(entry, "/device", { user_code: code });
+    expect(page.url).toContain("/login?login_challenge=");
+    page = await b.submit(page, "/login", { username: "alice", password: PASSWORD });
+    if (page.html.includes("/consent")) page = await b.submit(page, "/consent", { decision: "allow" });
+    expect(page.html).toContain(code);
+    const approved = await b.submit(page, "/device/confirm", { decision: "approve" });
+    expect(approved.html).toContain("Device approved");
+
+    const [stdout, exit] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+    expect(exit).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ context: "demo", auth: "browser", client_id: "cryptoutil-cli" });
+    const rt = join(home, "tokens", "demo", "refresh.json");
+    expect(statSync(rt).mode & 0o777).toBe(0o600);
+    // Per-service tokens come from the device grant's refresh token, as alice.
+    const keys = await s.cli(home, ["kms", "key", "list"]);
+    expect(keys.code).toBe(0);
+    const kmsToken = decodeJwt(JSON.parse(readFileSync(join(home, "tokens", "demo", "sm-kms.json"), "utf8")).access_token);
+    expect(kmsToken.client_id).toBe("cryptoutil-cli");
+    expect(kmsToken.sub).not.toBe("cryptoutil-cli");
+  });
+});

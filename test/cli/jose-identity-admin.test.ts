@@ -126,6 +126,21 @@ describe("identity", () => {
     expect(t.code).toBe(0);
     expect((await s.cli(other, ["identity", "tenant", "list"])).stdout).toContain("acme");
     expect(JSON.parse((await s.cli(other, ["identity", "tenant", "get", "acme", "--json"])).stdout).display_name).toBe("Acme");
+    // Dynamic client registration: off by default, then on with an initial access token.
+    const off = JSON.parse((await s.cli(other, ["identity", "tenant", "registration", "acme", "--json"])).stdout);
+    expect(off).toMatchObject({ enabled: false });
+    const on = await s.cli(other, ["identity", "tenant", "registration", "acme", "--enable", "--scope", "openid", "--initial-token", "required", "--new-initial-token", "--json"]);
+    expect(on.stderr).toBe("");
+    const settings = JSON.parse(on.stdout);
+    expect(settings).toMatchObject({ enabled: true, scopes: ["openid"], require_initial_access_token: true, initial_access_token_issued: true });
+    const registered = await fetch(`${s.authzUrl}/t/acme/register`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${settings.initial_access_token}` },
+      body: JSON.stringify({ redirect_uris: ["https://app.example/cb"] }),
+      tls: { ca: s.ca },
+    } as RequestInit);
+    expect(registered.status).toBe(201);
+    expect(JSON.parse((await s.cli(other, ["identity", "tenant", "registration", "acme", "--disable", "--json"])).stdout).enabled).toBe(false);
     const denied = await run(["identity", "tenant", "create", "evil"]);
     expect(denied.code).toBe(1);
     expect(oneErrorLine(denied.stderr)).toMatch(/^error: forbidden: /);

@@ -164,6 +164,7 @@ export function authzAdminSuite(engine: TestEngine): void {
       const doc = (await r.json()) as { paths: Record<string, unknown> };
       expect(Object.keys(doc.paths)).toContain("/service/api/v1/tenants/{tenant}/clients");
       expect(Object.keys(doc.paths)).toContain("/t/{tenant}/token");
+      expect(Object.keys(doc.paths)).toContain("/t/{tenant}/device_authorization");
     });
   });
 

@@ -16,10 +16,10 @@ import type { AuthzConfig } from "../config.ts";
 import type { AuthzStore } from "../store.ts";
 import type { KeyRing } from "./keys.ts";
 import type { RegisteredClient, Registry } from "./registry.ts";
-import { codeCtx, splitScope, type CodeData, type TokenService } from "./tokens.ts";
+import { codeCtx, splitScope, type CodeData, type LoginFacts, type TokenService } from "./tokens.ts";
 import { oauthError, type OAuthErrorCode } from "./oauth-error.ts";
 import { nowS, randomToken, sha256Hex } from "./crypto.ts";
-import type { Form } from "./client-auth.ts";
+import type { ClientAuthenticator, Form } from "./client-auth.ts";
 import { AppError } from "../../../src/service/errors.ts";
 import { runtime } from "../../../src/runtime/index.ts";
 import type { AuditSender } from "../../../src/audit/sender.ts";
@@ -31,6 +31,10 @@ const PENDING_TTL_S = 600;
 const LOGOUT_REQUEST_TTL_S = 120;
 const CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
 const PROMPTS = new Set(["none", "login", "consent", "select_account"]);
+/** RFC 9101 request objects: the signing algorithms accepted (never `none`), the longest lifetime, the claims that are not parameters. */
+export const REQUEST_OBJECT_ALGS = ["ES256", "RS256", "PS256", "EdDSA", "Ed25519"];
+const REQUEST_OBJECT_MAX_LIFETIME_S = 3600;
+const REQUEST_OBJECT_CLAIMS = new Set(["iss", "aud", "exp", "nbf", "iat", "jti", "sub"]);
 const IDP_ERRORS = new Set(["access_denied", "login_required", "consent_required", "interaction_required", "account_selection_required"]);
 
 export interface AuthParams {
@@ -47,6 +51,17 @@ export interface AuthParams {
   acr_values?: string;
   resource?: string;
   dpop_jkt?: string;
+  /** A device authorization request (RFC 8628): the SHA-256 of its device_code, and its user code. */
+  device?: { hash: string; user_code: string };
+}
+
+/** A device request's user signed in: the page that asks to approve it follows. */
+export interface DeviceSignIn {
+  hash: string;
+  user_code: string;
+  client_id: string;
+  scope: string;
+  login: LoginFacts & { scope: string };
 }
 
 /** An error shown to the user agent, never redirected: the redirect URI is not trusted (yet). */
@@ -103,6 +118,7 @@ export class AuthorizeService {
     private readonly issuer: (tenant: string) => string,
     private readonly caPem: () => string | undefined,
     private readonly audit?: AuditSender,
+    private readonly clientKeys?: ClientAuthenticator,
   ) {}
 
   private get idpUrl(): string {
@@ -128,7 +144,6 @@ export class AuthorizeService {
   private parse(client: RegisteredClient, q: Form, redirect: { redirect_uri: string; given: boolean }): AuthParams {
     if (!client.grant_types.includes("authorization_code")) throw oauthError("unauthorized_client", "this client may not use authorization_code");
     if (q.get("response_type") !== "code") throw oauthError("unsupported_response_type", "only response_type=code is supported");
-    if (q.has("request")) throw oauthError("invalid_request", "request objects are not supported; use PAR");
     const challenge = q.get("code_challenge");
     if (!challenge) throw oauthError("invalid_request", "code_challenge is required (PKCE)");
     if (q.get("code_challenge_method") !== "S256") throw oauthError("invalid_request", "code_challenge_method must be S256");
@@ -161,9 +176,58 @@ export class AuthorizeService {
     };
   }
 
+  /**
+   * RFC 9101: the authorization request's parameters from a signed request object. Verified with
+   * the client's registered keys (`jwks` or `jwks_uri`; ES256, RS256, PS256, EdDSA; never `none`),
+   * `iss` = the client, `aud` = this issuer, `exp` required and at most an hour after `nbf` (or
+   * now), `nbf` not in the future, `jti` used once. Only the object's parameters count.
+   */
+  private async requestObject(tenant: string, client: RegisteredClient, jwt: string): Promise<Form> {
+    const refuse = (d: string) => oauthError("invalid_request_object", d);
+    if (!this.clientKeys || (!client.jwks && !client.jwks_uri)) throw refuse("the client has no registered keys (jwks or jwks_uri) to verify a request object");
+    if (jwt.length > 16_384) throw refuse("the request object is too long");
+    let payload: JWTPayload;
+    let typ: string | undefined;
+    try {
+      const r = await jwtVerify(jwt, this.clientKeys.keySet(client), {
+        issuer: client.client_id,
+        audience: this.issuer(tenant),
+        algorithms: REQUEST_OBJECT_ALGS,
+        requiredClaims: ["exp", "jti"],
+        clockTolerance: 5,
+      });
+      payload = r.payload;
+      typ = r.protectedHeader.typ;
+    } catch {
+      throw refuse("the request object's signature, issuer, audience or lifetime is not valid");
+    }
+    if (typ !== undefined && !["oauth-authz-req+jwt", "JWT", "jwt"].includes(typ)) throw refuse("the request object's typ must be oauth-authz-req+jwt");
+    const t = nowS();
+    const exp = payload.exp!;
+    if (exp - (payload.nbf ?? t) > REQUEST_OBJECT_MAX_LIFETIME_S) throw refuse("the request object lives longer than an hour");
+    if (payload.client_id !== undefined && payload.client_id !== client.client_id) throw refuse("the request object's client_id differs from the request's");
+    if (typeof payload.jti !== "string" || payload.jti.length > 256) throw refuse("the request object's jti is not valid");
+    if (!(await this.store.useJti(tenant, `request:${client.client_id}`, payload.jti, exp + 10))) throw refuse("the request object was already used");
+    const form: Form = new Map();
+    for (const [k, v] of Object.entries(payload)) {
+      if (REQUEST_OBJECT_CLAIMS.has(k)) continue;
+      if (k === "request" || k === "request_uri") throw refuse(`a request object cannot hold ${k}`);
+      if (typeof v === "string") {
+        if (v.length > 16_384) throw refuse(`parameter '${k.slice(0, 64)}' is too long`);
+        if (v !== "") form.set(k, v);
+      } else if (typeof v === "number" && Number.isInteger(v)) form.set(k, String(v));
+      else throw refuse(`parameter '${k.slice(0, 64)}' must be a string`);
+    }
+    form.set("client_id", client.client_id);
+    return form;
+  }
+
   /** PAR (RFC 9126): the client is already authenticated; errors are JSON, not redirects. */
-  async par(tenant: string, client: RegisteredClient, form: Form, dpopJkt: string | null): Promise<{ request_uri: string; expires_in: number }> {
-    if (form.has("request_uri")) throw oauthError("invalid_request", "request_uri is not allowed in a pushed request");
+  async par(tenant: string, client: RegisteredClient, outer: Form, dpopJkt: string | null): Promise<{ request_uri: string; expires_in: number }> {
+    if (outer.has("request_uri")) throw oauthError("invalid_request", "request_uri is not allowed in a pushed request");
+    const jwt = outer.get("request");
+    if (jwt === undefined && client.require_signed_request_object) throw oauthError("invalid_request", "this client must send a signed request object (request)");
+    const form = jwt === undefined ? outer : await this.requestObject(tenant, client, jwt);
     let redirect;
     try {
       redirect = this.redirectOf(client, form);
@@ -188,13 +252,27 @@ export class AuthorizeService {
   }
 
   /** GET /authorize: validates, stores the pending request, and hands the browser to the idp. */
-  async authorize(tenant: string, q: Form): Promise<string> {
+  async authorize(tenant: string, query: Form): Promise<string> {
+    let q = query;
     const clientId = q.get("client_id");
     if (!clientId) throw new FrontChannelError("invalid_request", "client_id is required", { status: 400 });
     const client = await this.registry.client(tenant, clientId);
     if (!client) throw new FrontChannelError("invalid_client", "unknown client", { status: 400 });
     let params: AuthParams;
     const requestUri = q.get("request_uri");
+    const jwt = q.get("request");
+    if (jwt !== undefined) {
+      if (requestUri !== undefined) throw new FrontChannelError("invalid_request", "request and request_uri cannot both be given", { status: 400 });
+      try {
+        q = await this.requestObject(tenant, client, jwt);
+      } catch (e) {
+        // The redirect URI inside an unverified object is not trusted: shown, never redirected.
+        if (e instanceof AppError) throw new FrontChannelError(e.code, e.message, { status: 400 });
+        throw e;
+      }
+    } else if (requestUri === undefined && client.require_signed_request_object) {
+      throw new FrontChannelError("invalid_request", "this client must send a signed request object (request, or request_uri from PAR)", { status: 400 });
+    }
     if (requestUri !== undefined) {
       if (!requestUri.startsWith(PAR_PREFIX) || requestUri.length > 200) throw new FrontChannelError("invalid_request_uri", "request_uri is not valid", { status: 400 });
       const id = await sha256Hex(requestUri.slice(PAR_PREFIX.length));
@@ -212,6 +290,22 @@ export class AuthorizeService {
       }
     }
 
+    return this.handOff(tenant, client, params);
+  }
+
+  /**
+   * A device request's user code was entered: the same signed hand-off to the idp as an
+   * authorization request; the callback then returns the sign-in instead of a code.
+   */
+  async deviceHandOff(tenant: string, client: RegisteredClient, d: { hash: string; user_code: string; scope: string }): Promise<string> {
+    return this.handOff(tenant, client, {
+      client_id: client.client_id, redirect_uri: "", redirect_uri_given: false, code_challenge: "", scope: d.scope,
+      device: { hash: d.hash, user_code: d.user_code },
+    });
+  }
+
+  /** Stores the pending request and returns the idp's login URL with the signed challenge. */
+  private async handOff(tenant: string, client: RegisteredClient, params: AuthParams): Promise<string> {
     const id = randomToken(16); // 128-bit pending-request id, the challenge's jti
     const t = nowS();
     await this.store.insertAuthRequest({
@@ -254,7 +348,7 @@ export class AuthorizeService {
   }
 
   /** GET /login/callback: the idp's signed answer; issues the code and returns the client redirect. */
-  async callback(tenant: string, verifier: string | undefined): Promise<string> {
+  async callback(tenant: string, verifier: string | undefined): Promise<string | { device: DeviceSignIn }> {
     if (!verifier || verifier.length > 16_384) throw new FrontChannelError("invalid_request", "login_verifier is missing", { status: 400 });
     let v: JWTPayload;
     try {
@@ -274,7 +368,11 @@ export class AuthorizeService {
     const row = await this.store.takeAuthRequest(tenant, v.challenge, "pending");
     if (!row) throw new FrontChannelError("invalid_request", "the login request is unknown, expired or already completed", { status: 400 });
     const p = JSON.parse(dec.decode(await this.protector.decrypt(row.params, pendingCtx(tenant, row.id)))) as AuthParams;
-    const fail = (code: OAuthErrorCode, d: string) => withParams(p.redirect_uri, { error: code, error_description: d, state: p.state, iss: this.issuer(tenant) });
+    const fail = (code: OAuthErrorCode, d: string): string => {
+      // A device request has no redirect URI: the user is told on the page.
+      if (p.device) throw new FrontChannelError(code, d, { status: 400 });
+      return withParams(p.redirect_uri, { error: code, error_description: d, state: p.state, iss: this.issuer(tenant) });
+    };
 
     if (typeof v.error === "string") return fail(IDP_ERRORS.has(v.error) ? (v.error as OAuthErrorCode) : "access_denied", "the user did not complete the login");
     if (typeof v.sub !== "string" || !v.sub || v.sub.length > 255 || typeof v.auth_time !== "number") return fail("server_error", "the login verifier lacks the subject");
@@ -284,14 +382,17 @@ export class AuthorizeService {
     const granted = Array.isArray(v.granted_scope) ? v.granted_scope.map(String) : typeof v.granted_scope === "string" ? splitScope(v.granted_scope) : splitScope(p.scope);
     const scope = splitScope(p.scope).filter((s) => granted.includes(s)).join(" ");
     const claims = v.claims && typeof v.claims === "object" && !Array.isArray(v.claims) ? (v.claims as Record<string, unknown>) : {};
+    const amr = Array.isArray(v.amr) ? v.amr.map(String).slice(0, 10) : undefined;
+    const acr = typeof v.acr === "string" ? v.acr : undefined;
+    if (p.device) {
+      return { device: { ...p.device, client_id: p.client_id, scope, login: { sub: v.sub, auth_time: v.auth_time, amr, acr, claims, scope } } };
+    }
 
     const code = randomToken(32);
     const hash = await sha256Hex(code);
     const data: CodeData = {
       sub: v.sub, auth_time: v.auth_time,
-      amr: Array.isArray(v.amr) ? v.amr.map(String).slice(0, 10) : undefined,
-      acr: typeof v.acr === "string" ? v.acr : undefined,
-      claims, redirect_uri: p.redirect_uri, redirect_uri_given: p.redirect_uri_given, code_challenge: p.code_challenge,
+      amr, acr, claims, redirect_uri: p.redirect_uri, redirect_uri_given: p.redirect_uri_given, code_challenge: p.code_challenge,
       nonce: p.nonce, scope, resource: p.resource, dpop_jkt: p.dpop_jkt,
     };
     await this.store.insertCode({ hash, tenant, client_id: p.client_id, data: await this.protector.encrypt(enc.encode(JSON.stringify(data)), codeCtx(tenant, hash)), expires_at: t + this.cfg.code_ttl_s });
@@ -323,7 +424,8 @@ export class AuthorizeService {
     if (target !== undefined && (!client || !client.post_logout_redirect_uris.includes(target))) {
       throw new FrontChannelError("invalid_request", "post_logout_redirect_uri is not registered for this client", { status: 400 });
     }
-    if (sub && client) await this.tokens.endGrants(tenant, sub, client.client_id);
+    // The idp knows the user by their own subject, not a pairwise one.
+    if (sub && client) sub = await this.tokens.endGrants(tenant, sub, client);
     const returnTo = target ? withParams(target, { state: q.get("state")?.slice(0, 2000) }) : undefined;
     if (sub) {
       // Front-channel hand-off: the browser carries a signed logout request to identity-idp,

@@ -48,7 +48,8 @@ export class ClientAuthenticator {
     return (set.jwks()?.keys ?? []) as JWK[];
   }
 
-  private keySet(c: RegisteredClient) {
+  /** The client's registered public keys (`jwks` or `jwks_uri`), for jose's verify. */
+  keySet(c: RegisteredClient) {
     if (c.jwks) return createLocalJWKSet(c.jwks as unknown as JSONWebKeySet);
     return this.remoteSet(c.jwks_uri!);
   }

@@ -15,6 +15,7 @@ import type { AuthzStore, ClientRow, TenantRow } from "../store.ts";
 import type { ChangeFeed } from "../../../src/storage/change-feed.ts";
 import { equalConstantTime, randomId, randomToken, sha256Hex } from "./crypto.ts";
 import { subjectDnParses } from "./mtls-client-auth.ts";
+import { redirectHosts } from "./pairwise.ts";
 
 export interface RegisteredClient extends ClientView {
   secretHash: string | null;
@@ -36,6 +37,9 @@ const FIELD_DEFAULTS = {
   tls_client_auth_san_email: null,
   tls_client_certificate_bound_access_tokens: false,
   access_token_format: "jwt",
+  require_signed_request_object: false,
+  subject_type: "public",
+  sector_identifier_uri: null,
 } satisfies Partial<ClientDoc>;
 
 function check(doc: ClientDoc): void {
@@ -51,11 +55,16 @@ function check(doc: ClientDoc): void {
     if (doc.tls_client_auth_subject_dn && !subjectDnParses(doc.tls_client_auth_subject_dn)) throw new AppError("validation_failed", "tls_client_auth_subject_dn is not an RFC 4514 distinguished name");
   }
   if (doc.jwks && doc.jwks_uri) throw new AppError("validation_failed", "give jwks or jwks_uri, not both");
+  if (doc.require_signed_request_object && !doc.jwks && !doc.jwks_uri) throw new AppError("validation_failed", "require_signed_request_object needs jwks or jwks_uri (the keys request objects are signed with)");
   if (m === "none" && doc.grant_types.includes("client_credentials")) {
     throw new AppError("validation_failed", "a public client (auth method none) cannot use client_credentials");
   }
   if (doc.grant_types.includes("authorization_code") && doc.redirect_uris.length === 0) {
     throw new AppError("validation_failed", "authorization_code needs at least one redirect URI");
+  }
+  // OIDC Core §8.1: one sector per pairwise client; several redirect hosts need a sector_identifier_uri.
+  if (doc.subject_type === "pairwise" && !doc.sector_identifier_uri && redirectHosts(doc.redirect_uris).size > 1) {
+    throw new AppError("validation_failed", "a pairwise client with redirect URIs on several hosts needs a sector_identifier_uri");
   }
   for (const k of doc.jwks?.keys ?? []) {
     if ("d" in k || "p" in k || "k" in k) throw new AppError("validation_failed", "jwks must hold public keys only");
@@ -74,6 +83,8 @@ export class Registry {
     private readonly store: AuthzStore,
     private readonly changes: ChangeFeed,
     cacheS = 5,
+    /** Fetches a `sector_identifier_uri` document (HTTPS, the service's CA bundle). */
+    private readonly fetchJson?: (uri: string) => Promise<unknown>,
   ) {
     this.cacheMs = cacheS * 1000;
     changes.subscribe(REGISTRY_CHANNEL, (payload) => this.forget(payload), () => this.forgetAll());
@@ -150,6 +161,7 @@ export class Registry {
   }
 
   async client(tenant: string, clientId: string, fresh = false): Promise<RegisteredClient | null> {
+    if (clientId.length > 255 || clientId.includes("\u0000")) return null; // never a client id (Basic credentials are not form-checked)
     const key = clientKey(tenant, clientId);
     const hit = this.clients.get(key);
     if (hit && !fresh && Date.now() - hit.at < this.cacheMs) return hit.c;
@@ -186,6 +198,24 @@ export class Registry {
     return (await this.store.listClients(tenant)).map((r) => Registry.view(this.toClient(r)));
   }
 
+  /**
+   * OIDC Core §8.1: a registered `sector_identifier_uri` is fetched and must be a JSON array that
+   * holds every redirect URI of the client.
+   */
+  private async checkSector(doc: ClientDoc): Promise<void> {
+    if (!doc.sector_identifier_uri) return;
+    if (!this.fetchJson) throw new AppError("validation_failed", "sector_identifier_uri cannot be checked here");
+    let list: unknown;
+    try {
+      list = await this.fetchJson(doc.sector_identifier_uri);
+    } catch (e) {
+      throw new AppError("validation_failed", `sector_identifier_uri could not be fetched: ${(e as Error).message.slice(0, 200)}`);
+    }
+    if (!Array.isArray(list) || !list.every((u) => typeof u === "string")) throw new AppError("validation_failed", "sector_identifier_uri must hold a JSON array of URIs");
+    const missing = doc.redirect_uris.filter((u) => !list.includes(u));
+    if (missing.length) throw new AppError("validation_failed", `sector_identifier_uri does not list the redirect URI ${missing[0]}`);
+  }
+
   private static needsSecret(doc: ClientDoc) {
     return doc.token_endpoint_auth_method === "client_secret_basic" || doc.token_endpoint_auth_method === "client_secret_post";
   }
@@ -199,6 +229,7 @@ export class Registry {
     const { client_id, ...given } = input;
     const doc: ClientDoc = { ...FIELD_DEFAULTS, ...given };
     check(doc);
+    await this.checkSector(doc);
     const id = client_id ?? randomId(16);
     const secret = Registry.needsSecret(doc) ? randomToken(32) : null;
     const ts = new Date().toISOString();
@@ -214,6 +245,7 @@ export class Registry {
     const old = { ...FIELD_DEFAULTS, ...(JSON.parse(current.doc) as ClientDoc) };
     const doc: ClientDoc = { ...old, ...Object.fromEntries(Object.entries(patch).filter(([, x]) => x !== undefined)) };
     check(doc);
+    await this.checkSector(doc);
     let secretHash = current.secret_hash;
     if (!Registry.needsSecret(doc)) secretHash = null;
     else if (!secretHash) throw new AppError("validation_failed", "switching to a secret method: rotate the secret with POST .../secret");

@@ -21,6 +21,7 @@ import { oauthError } from "./oauth-error.ts";
 import { equalConstantTime, nowS, randomToken, sha256B64url, sha256Hex } from "./crypto.ts";
 import type { Form } from "./client-auth.ts";
 import type { ClientCertificate } from "../../../src/auth/client-cert.ts";
+import type { PairwiseSubjects } from "./pairwise.ts";
 
 export interface TokenResponse {
   access_token: string;
@@ -69,6 +70,14 @@ const RESERVED_CLAIMS = new Set(["iss", "sub", "aud", "exp", "iat", "nbf", "jti"
 const grantCtx = (tenant: string, id: string) => `identity-authz/grants/${tenant}/${id}`;
 export const codeCtx = (tenant: string, hash: string) => `identity-authz/codes/${tenant}/${hash}`;
 
+export const DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";
+/** What a device authorization request asked for (stored encrypted with the device code). */
+export interface DeviceParams {
+  scope: string;
+  resource?: string;
+}
+export const deviceCtx = (tenant: string, hash: string) => `identity-authz/device_codes/${tenant}/${hash}`;
+
 export const splitScope = (s: string | undefined) => (s ?? "").split(" ").filter(Boolean);
 
 /** Claims of the user that the granted scopes release (OIDC 5.4, plus the tenant's own scopes). */
@@ -93,6 +102,7 @@ export class TokenService {
     private readonly dpop: DpopVerifier,
     private readonly cfg: AuthzConfig,
     private readonly issuer: (tenant: string) => string,
+    private readonly pairwise?: PairwiseSubjects,
   ) {}
 
   private audienceOf(client: RegisteredClient, resource: string | undefined): string {
@@ -166,7 +176,8 @@ export class TokenService {
       await this.store.insertRefresh({ hash: await sha256Hex(rt), tenant, grant_id: grant.id, client_id: client.client_id, created_at: nowS(), expires_at: grant.expires_at });
       res.refresh_token = rt;
     }
-    if (scopes.includes("openid")) res.id_token = await this.mintIdToken(tenant, client, data, scopes, nonce);
+    // The grant's subject is the one this client sees (pairwise or public), in every token.
+    if (scopes.includes("openid")) res.id_token = await this.mintIdToken(tenant, client, { ...data, sub: grant.subject }, scopes, nonce);
     return res;
   }
 
@@ -193,18 +204,23 @@ export class TokenService {
     if (data.dpop_jkt && data.dpop_jkt !== jkt) throw oauthError("invalid_grant", "the code is bound to another DPoP key");
     const grantId = randomToken(16);
     if (!(await this.store.useCode(hash, grantId))) throw oauthError("invalid_grant", "the code was already used");
+    return this.newGrant(tenant, client, grantId, data, data.scope, data.resource, jkt, data.nonce, x5t);
+  }
+
+  /** A user grant (claims barrier-encrypted) and its first tokens. */
+  private async newGrant(tenant: string, client: RegisteredClient, grantId: string, facts: LoginFacts, scope: string, resource: string | undefined, jkt: string | null, nonce?: string, x5t?: string): Promise<TokenResponse> {
     const gdata: GrantData = {
-      sub: data.sub, auth_time: data.auth_time, amr: data.amr, acr: data.acr, claims: data.claims,
-      aud: this.audienceOf(client, data.resource),
-      audiences: data.resource !== undefined ? [data.resource] : [...client.audiences],
+      sub: facts.sub, auth_time: facts.auth_time, amr: facts.amr, acr: facts.acr, claims: facts.claims,
+      aud: this.audienceOf(client, resource),
+      audiences: resource !== undefined ? [resource] : [...client.audiences],
     };
     const t = nowS();
     const grant: GrantRow = {
       id: grantId,
       tenant,
       client_id: client.client_id,
-      subject: data.sub,
-      scope: data.scope,
+      subject: this.pairwise ? await this.pairwise.subject(tenant, client, facts.sub) : facts.sub,
+      scope,
       data: await this.protector.encrypt(enc.encode(JSON.stringify(gdata)), grantCtx(tenant, grantId)),
       // Public clients' refresh tokens are bound to their DPoP key (RFC 9449 5).
       dpop_jkt: client.token_endpoint_auth_method === "none" ? jkt : null,
@@ -213,7 +229,35 @@ export class TokenService {
       revoked: 0,
     };
     await this.store.insertGrant(grant);
-    return this.issueForGrant(tenant, client, grant, gdata, jkt, splitScope(data.scope), data.nonce, x5t);
+    return this.issueForGrant(tenant, client, grant, gdata, jkt, splitScope(scope), nonce, x5t);
+  }
+
+  /**
+   * The device grant (RFC 8628 §3.4-3.5): answers `authorization_pending` until the user decides,
+   * `slow_down` to a poll sooner than the interval, `access_denied`, `expired_token`; an approved
+   * request turns into a grant once (a conditional update), as a code does.
+   */
+  async deviceCode(tenant: string, client: RegisteredClient, form: Form, jkt: string | null, x5t?: string): Promise<TokenResponse> {
+    if (!client.grant_types.includes(DEVICE_GRANT)) throw oauthError("unauthorized_client", "this client may not use the device grant");
+    const code = form.get("device_code");
+    if (!code) throw oauthError("invalid_request", "device_code is missing");
+    const hash = await sha256Hex(code);
+    const row = code.length <= 512 ? await this.store.getDeviceCode(tenant, hash) : undefined;
+    if (!row || row.client_id !== client.client_id) throw oauthError("invalid_grant", "unknown device_code");
+    const t = nowS();
+    if (row.status === "issued") {
+      if (row.grant_id) await this.store.revokeGrant(tenant, row.grant_id);
+      throw oauthError("invalid_grant", "the device_code was already used; its tokens are revoked");
+    }
+    if (row.expires_at < t) throw oauthError("expired_token", "the device_code has expired; start again");
+    if (row.status === "denied") throw oauthError("access_denied", "the user denied the request");
+    if (!(await this.store.pollDevice(hash, t))) throw oauthError("slow_down", "polling too often; wait 5 s more between polls");
+    if (row.status !== "approved" || !row.login) throw oauthError("authorization_pending", "the user has not yet approved the request");
+    const params = JSON.parse(dec.decode(await this.protector.decrypt(row.params, deviceCtx(tenant, hash)))) as DeviceParams;
+    const facts = JSON.parse(dec.decode(await this.protector.decrypt(row.login, deviceCtx(tenant, hash)))) as LoginFacts & { scope: string };
+    const grantId = randomToken(16);
+    if (!(await this.store.issueDevice(hash, grantId))) throw oauthError("invalid_grant", "the device_code was already used");
+    return this.newGrant(tenant, client, grantId, facts, facts.scope, params.resource, jkt, undefined, x5t);
   }
 
   async refresh(tenant: string, client: RegisteredClient, form: Form, jkt: string | null, x5t?: string): Promise<TokenResponse> {
@@ -348,8 +392,17 @@ export class TokenService {
     return { sub: state.grant.subject, ...releasedClaims(data.claims, scopes, await this.registry.scopeClaims(tenant)) };
   }
 
-  /** RP-initiated logout: ends the grants of this user at this client. */
-  async endGrants(tenant: string, sub: string, clientId: string): Promise<void> {
-    await this.store.revokeGrantsOf(tenant, sub, clientId);
+  /**
+   * RP-initiated logout: ends the grants of this user (`sub` as the client sees it) at this
+   * client, and returns the user's own subject (a pairwise client's is found through its grant).
+   */
+  async endGrants(tenant: string, sub: string, client: RegisteredClient): Promise<string> {
+    let local = sub;
+    if (client.subject_type === "pairwise") {
+      const g = await this.store.grantBySubject(tenant, sub, client.client_id);
+      if (g) local = (JSON.parse(dec.decode(await this.protector.decrypt(g.data, grantCtx(tenant, g.id)))) as GrantData).sub;
+    }
+    await this.store.revokeGrantsOf(tenant, sub, client.client_id);
+    return local;
   }
 }

@@ -10,7 +10,7 @@ import { AppError } from "../../../src/service/errors.ts";
 import type { Principal } from "../../../src/auth/bearer.ts";
 import {
   Client, ClientList, ClientParams, ClientWithSecret, CreateClient, CreateTenant, PutScope, RotateKeys, ScopeDefinition, ScopeList, ScopeParams,
-  SigningKeyList, Tenant, TenantList, TenantParams, UpdateClient,
+  SigningKeyList, Tenant, TenantList, TenantParams, UpdateClient, PutRegistrationSettings, RegistrationSettings, InitialAccessToken,
 } from "../../../schemas/identity-authz.ts";
 import { ADMIN_SCOPE, ROOT_TENANT, type Authz } from "../domain/authz.ts";
 import { auditedRoutes } from "../../../src/audit/routes.ts";
@@ -34,6 +34,8 @@ const AUDITED: Record<string, string> = {
   "PUT /tenants/:tenant/scopes/:name": "scope.put",
   "DELETE /tenants/:tenant/scopes/:name": "scope.delete",
   "POST /tenants/:tenant/keys/rotate": "signing_key.rotate",
+  "PUT /tenants/:tenant/registration": "registration.settings",
+  "POST /tenants/:tenant/registration/initial-access-token": "registration.initial_access_token",
 };
 
 export function adminRoutes(authz: Authz) {
@@ -78,6 +80,7 @@ export function adminRoutes(authz: Authz) {
         await r.requireTenant(params.tenant);
         await authz.keys.destroyTenantKeys(params.tenant);
         await r.deleteTenant(params.tenant);
+        authz.pairwise.forget(params.tenant);
         set.status = 204;
       },
       { params: TenantParams, response: { 204: v.undefined() }, scopes: ADMIN, detail: { summary: "Delete a tenant with its clients, keys, grants and scopes (root admins)" } },
@@ -162,6 +165,30 @@ export function adminRoutes(authz: Authz) {
         set.status = 204;
       },
       { params: ScopeParams, response: { 204: v.undefined() }, scopes: ADMIN, detail: { summary: "Delete a scope definition" } },
+    )
+    .get(
+      "/tenants/:tenant/registration",
+      ({ request, params }) => {
+        mayManage(request, params.tenant);
+        return authz.registration.settings(params.tenant);
+      },
+      { params: TenantParams, response: RegistrationSettings, scopes: ADMIN, detail: { summary: "Dynamic client registration settings of a tenant (off by default)" } },
+    )
+    .put(
+      "/tenants/:tenant/registration",
+      ({ request, params, body }) => {
+        mayManage(request, params.tenant);
+        return authz.registration.putSettings(params.tenant, body);
+      },
+      { params: TenantParams, body: PutRegistrationSettings, response: RegistrationSettings, scopes: ADMIN, detail: { summary: "Turn dynamic client registration (RFC 7591) on or off; the scopes and audiences registered clients get" } },
+    )
+    .post(
+      "/tenants/:tenant/registration/initial-access-token",
+      async ({ request, params }) => {
+        mayManage(request, params.tenant);
+        return { initial_access_token: await authz.registration.newInitialToken(params.tenant) };
+      },
+      { params: TenantParams, response: InitialAccessToken, scopes: ADMIN, detail: { summary: "Issue a new initial access token for registration (shown once; the previous one stops working)" } },
     )
     .get(
       "/tenants/:tenant/keys",

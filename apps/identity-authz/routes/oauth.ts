@@ -7,12 +7,15 @@ import { TENANT_ID, SIGNING_ALGS, AUTH_METHODS, MTLS_AUTH_METHODS } from "../../
 import type { Authz } from "../domain/authz.ts";
 import { oauthError } from "../domain/oauth-error.ts";
 import { DPOP_ALGS } from "../domain/dpop.ts";
-import { json, oauthFailure, page, paramsOf, readForm, redirect } from "./protocol.ts";
+import { formPage, json, NO_STORE, oauthFailure, page, paramsOf, readForm, readJson, redirect } from "./protocol.ts";
+import { DEVICE_GRANT } from "../domain/tokens.ts";
+import { displayUserCode } from "../domain/device.ts";
+import { REQUEST_OBJECT_ALGS } from "../domain/authorize.ts";
 import { notFound } from "../../../src/service/errors.ts";
 import type { FastRoute } from "../../../src/service/context.ts";
 
 type Ctx = { request: Request; params: Record<string, string> };
-const GRANTS = ["authorization_code", "refresh_token", "client_credentials"];
+const GRANTS = ["authorization_code", "refresh_token", "client_credentials", DEVICE_GRANT];
 const ASSERTION_ALGS = ["ES256", "ES384", "PS256", "RS256", "EdDSA"];
 
 /** Every endpoint: tenant check, bootstrap done, errors as OAuth responses. */
@@ -65,6 +68,8 @@ function tokenEndpoint(authz: Authz, logger: Logger) {
           return json(await issued(await t.authorizationCode(tenant, client, form, jkt, x5t)));
         case "refresh_token":
           return json(await issued(await t.refresh(tenant, client, form, jkt, x5t)));
+        case DEVICE_GRANT:
+          return json(await issued(await t.deviceCode(tenant, client, form, jkt, x5t)));
         default:
           throw oauthError("unsupported_grant_type", "grant_type is not supported");
       }
@@ -109,6 +114,7 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
     const scopes = await authz.registry.scopeClaims(tenant);
     const claims = new Set(["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "azp", ...[...scopes.values()].flat()]);
     const mtls = authz.mtlsIssuerBase(tenant);
+    const registration = await authz.registration.enabled(tenant);
     return json(
       {
         issuer: iss,
@@ -120,10 +126,13 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
         introspection_endpoint: `${iss}/introspect`,
         revocation_endpoint: `${iss}/revoke`,
         end_session_endpoint: `${iss}/logout`,
+        device_authorization_endpoint: `${iss}/device_authorization`,
+        // RFC 7591: only where the tenant turned registration on.
+        ...(registration ? { registration_endpoint: `${iss}/register` } : {}),
         response_types_supported: ["code"],
         response_modes_supported: ["query"],
         grant_types_supported: GRANTS,
-        subject_types_supported: ["public"],
+        subject_types_supported: ["public", "pairwise"],
         scopes_supported: [...scopes.keys()],
         claims_supported: [...claims],
         id_token_signing_alg_values_supported: [...SIGNING_ALGS],
@@ -138,7 +147,9 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
         authorization_response_iss_parameter_supported: true,
         require_pushed_authorization_requests: false,
         prompt_values_supported: ["none", "login", "consent", "select_account"],
-        request_parameter_supported: false,
+        request_parameter_supported: true,
+        request_object_signing_alg_values_supported: REQUEST_OBJECT_ALGS,
+        require_signed_request_object: false,
         request_uri_parameter_supported: false,
         claims_parameter_supported: false,
         // RFC 8705: certificate-bound tokens and client certificates, on the mTLS listener only
@@ -204,8 +215,93 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
     )
     .get(
       "/t/:tenant/login/callback",
-      endpoint(async (tenant, c) => redirect(await authz.front.callback(tenant, new URL(c.request.url).searchParams.get("login_verifier") ?? undefined))),
+      endpoint(async (tenant, c) => {
+        const r = await authz.front.callback(tenant, new URL(c.request.url).searchParams.get("login_verifier") ?? undefined);
+        if (typeof r === "string") return redirect(r);
+        // A device request's user signed in: ask them to approve it, with a one-time token.
+        const d = r.device;
+        const confirmation = await authz.device.signedIn(tenant, d.hash, d.login);
+        const client = await authz.registry.client(tenant, d.client_id);
+        return formPage(
+          "Approve the device?",
+          [
+            `The application "${client?.client_name ?? d.client_id}" asks to act on your behalf on a device showing the code ${displayUserCode(d.user_code)}.`,
+            d.scope ? `It asks for: ${d.scope}.` : "It asks for no particular scope.",
+            "Approve only if you started this sign-in yourself on that device and it shows this code.",
+          ],
+          { action: `${authz.issuer(tenant)}/device/confirm`, hidden: { confirmation }, buttons: [{ name: "decision", value: "approve", label: "Approve" }, { name: "decision", value: "deny", label: "Deny" }] },
+        );
+      }),
       { detail: { summary: "Return from identity-idp with a signed login verifier" } },
+    )
+    .post(
+      "/t/:tenant/register",
+      endpoint(async (tenant, c) => json(await authz.registration.register(tenant, c.request, await readJson(c.request)), 201, NO_STORE)),
+      { parse: "none", detail: { summary: "Dynamic client registration (RFC 7591), when the tenant enables it" } },
+    )
+    .get(
+      "/t/:tenant/register/:client_id",
+      endpoint(async (tenant, c) => json(await authz.registration.read(tenant, c.params.client_id ?? "", c.request), 200, NO_STORE)),
+      { detail: { summary: "Read a registered client's configuration (RFC 7592, registration access token)" } },
+    )
+    .put(
+      "/t/:tenant/register/:client_id",
+      endpoint(async (tenant, c) => json(await authz.registration.update(tenant, c.params.client_id ?? "", c.request, await readJson(c.request)), 200, NO_STORE)),
+      { parse: "none", detail: { summary: "Replace a registered client's metadata (RFC 7592, registration access token)" } },
+    )
+    .delete(
+      "/t/:tenant/register/:client_id",
+      endpoint(async (tenant, c) => {
+        await authz.registration.remove(tenant, c.params.client_id ?? "", c.request);
+        return new Response(null, { status: 204, headers: NO_STORE });
+      }),
+      { detail: { summary: "Delete a registered client (RFC 7592, registration access token)" } },
+    )
+    .post(
+      "/t/:tenant/device_authorization",
+      endpoint(async (tenant, c) => {
+        const form = await readForm(c.request);
+        const client = await clientOf(tenant, c.request, form, "device_authorization");
+        return json(await authz.device.authorize(tenant, client, form), 200, NO_STORE);
+      }),
+      { parse: "none", detail: { summary: "Device authorization request (RFC 8628)" } },
+    )
+    .get(
+      "/t/:tenant/device",
+      endpoint(async (tenant, c) => {
+        const typed = new URL(c.request.url).searchParams.get("user_code") ?? "";
+        return formPage("Sign in a device", ["Enter the code your device shows, then sign in to approve it."], {
+          action: `${authz.issuer(tenant)}/device`,
+          input: { name: "user_code", label: "Code", value: typed.slice(0, 20) },
+          buttons: [{ name: "go", value: "1", label: "Continue" }],
+        });
+      }),
+      { detail: { summary: "Device sign-in: the page where the user enters the user code (RFC 8628)" } },
+    )
+    .post(
+      "/t/:tenant/device",
+      endpoint(async (tenant, c) => {
+        const form = await readForm(c.request);
+        const row = await authz.device.enter(tenant, form.get("user_code"), requestInfo(c.request).ip ?? "unknown");
+        const client = await authz.registry.client(tenant, row.client_id);
+        if (!client) throw notFound("client");
+        const scope = await authz.device.scopeOf(row);
+        return redirect(await authz.front.deviceHandOff(tenant, client, { hash: row.hash, user_code: row.user_code, scope }));
+      }),
+      { parse: "none", detail: { summary: "Device sign-in: the user code entered; hands off to identity-idp's sign-in" } },
+    )
+    .post(
+      "/t/:tenant/device/confirm",
+      endpoint(async (tenant, c) => {
+        const form = await readForm(c.request);
+        const decision = form.get("decision");
+        if (decision !== "approve" && decision !== "deny") throw oauthError("invalid_request", "decision must be approve or deny");
+        await authz.device.decide(tenant, form.get("confirmation"), decision === "approve");
+        return decision === "approve"
+          ? page("Device approved", "You can return to your device; it signs in within a few seconds.", 200)
+          : page("Device denied", "The device was not signed in.", 200);
+      }),
+      { parse: "none", detail: { summary: "Device sign-in: the signed-in user approves or denies the request" } },
     )
     .post(
       "/t/:tenant/token",

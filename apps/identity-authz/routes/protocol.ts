@@ -19,6 +19,8 @@ export function paramsOf(search: URLSearchParams): Map<string, string> {
   for (const [k, v] of search) {
     if (m.has(k)) throw oauthError("invalid_request", `parameter '${k.slice(0, 64)}' is repeated`);
     if (v.length > MAX_PARAM) throw oauthError("invalid_request", `parameter '${k.slice(0, 64)}' is too long`);
+    // No OAuth value holds a NUL, and PostgreSQL text cannot store one.
+    if (v.includes("\u0000") || k.includes("\u0000")) throw oauthError("invalid_request", `parameter '${k.slice(0, 64).replace(/\u0000/g, "")}' holds a NUL character`);
     if (v !== "") m.set(k, v);
   }
   return m;
@@ -41,6 +43,17 @@ export async function readForm(req: Request): Promise<Map<string, string>> {
   }
 }
 
+/** A JSON body (RFC 7591 registration requests); anything else is `invalid_client_metadata`. */
+export async function readJson(req: Request): Promise<unknown> {
+  const ct = req.headers.get("content-type") ?? "";
+  if (!/^application\/json\s*(;|$)/i.test(ct)) throw oauthError("invalid_client_metadata", "the body must be application/json");
+  try {
+    return JSON.parse(await req.text());
+  } catch {
+    throw oauthError("invalid_client_metadata", "the body is not valid JSON");
+  }
+}
+
 // The security headers go in when the response is made: setting them afterwards (as the
 // pipeline does for responses that lack them) costs a native call each, on the busiest route.
 export function json(body: unknown, status = 200, headers?: Record<string, string>): Response {
@@ -52,6 +65,28 @@ export function json(body: unknown, status = 200, headers?: Record<string, strin
 export function page(title: string, text: string, status: number, link?: { href: string; text: string }): Response {
   const a = link ? `<p><a href="${escapeHtml(link.href)}">${escapeHtml(link.text)}</a></p>` : "";
   const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><main><h1>${escapeHtml(title)}</h1><p>${escapeHtml(text)}</p>${a}</main></body></html>`;
+  return new Response(html, { status, headers: { "content-type": "text/html; charset=utf-8", ...NO_STORE } });
+}
+
+export interface PageForm {
+  action: string;
+  /** Hidden fields. */
+  hidden?: Record<string, string>;
+  /** One text input. */
+  input?: { name: string; label: string; value?: string };
+  /** Submit buttons: the one pressed sends its name=value. */
+  buttons: { name: string; value: string; label: string }[];
+}
+
+/** A page with one form that posts to this origin (the page CSP allows no script and `form-action 'self'`). */
+export function formPage(title: string, lines: string[], f: PageForm, status = 200): Response {
+  const hidden = Object.entries(f.hidden ?? {}).map(([k, v]) => `<input type="hidden" name="${escapeHtml(k)}" value="${escapeHtml(v)}">`).join("");
+  const input = f.input
+    ? `<p><label>${escapeHtml(f.input.label)} <input name="${escapeHtml(f.input.name)}" value="${escapeHtml(f.input.value ?? "")}" autocomplete="off" autocapitalize="characters" spellcheck="false" required></label></p>`
+    : "";
+  const buttons = f.buttons.map((b) => `<button type="submit" name="${escapeHtml(b.name)}" value="${escapeHtml(b.value)}">${escapeHtml(b.label)}</button>`).join(" ");
+  const text = lines.map((l) => `<p>${escapeHtml(l)}</p>`).join("");
+  const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><main><h1>${escapeHtml(title)}</h1>${text}<form method="post" action="${escapeHtml(f.action)}">${hidden}${input}<p>${buttons}</p></form></main></body></html>`;
   return new Response(html, { status, headers: { "content-type": "text/html; charset=utf-8", ...NO_STORE } });
 }
 

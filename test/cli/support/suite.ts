@@ -122,7 +122,7 @@ export async function startCliSuite(wanted: Optional[]): Promise<CliSuite> {
   await admin(`/tenants/${TENANT}/clients`, {
     client_id: "cryptoutil-cli",
     client_name: "cryptoutil CLI (browser login)",
-    grant_types: ["authorization_code", "refresh_token"],
+    grant_types: ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
     redirect_uris: ["http://127.0.0.1/callback"],
     scopes: ["openid", "profile", "offline_access", ...scopes],
     audiences,

@@ -60,6 +60,8 @@ export interface TestIdp {
   signVerifier(claims: JWTPayload, opts?: { key?: "idp" | "foreign"; typ?: string }): Promise<string>;
   /** Publishes a client JWKS at `{url}/clients/{name}/jwks`. */
   hostJwks(name: string, keys: JWK[]): string;
+  /** Publishes a JSON document at `{url}/docs/{name}` (a sector_identifier_uri, for instance). */
+  hostJson(name: string, doc: unknown): string;
   stop(): Promise<void>;
 }
 
@@ -69,6 +71,7 @@ export async function startTestIdp(dir: string, authzUrl: () => string, authzCa:
   const foreign = await generateKeyPair("ES256");
   const jwk = { ...(await exportJWK(publicKey)), kid: "idp-1", alg: "ES256", use: "sig" };
   const hosted = new Map<string, JWK[]>();
+  const docs = new Map<string, unknown>();
   const authzSets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
   const caPem = tlsId.caPem;
   mkdirSync(dir, { recursive: true });
@@ -94,6 +97,10 @@ export async function startTestIdp(dir: string, authzUrl: () => string, authzCa:
       hosted.set(name, keys);
       return `${idp.url}/clients/${name}/jwks`;
     },
+    hostJson(name, doc) {
+      docs.set(name, doc);
+      return `${idp.url}/docs/${name}`;
+    },
     async stop() {
       await server.stop(true);
     },
@@ -109,6 +116,8 @@ export async function startTestIdp(dir: string, authzUrl: () => string, authzCa:
       if (m) return Response.json({ keys: [jwk] });
       m = url.pathname.match(/^\/clients\/([A-Za-z0-9_-]+)\/jwks$/);
       if (m) return Response.json({ keys: hosted.get(m[1]!) ?? [] });
+      m = url.pathname.match(/^\/docs\/([A-Za-z0-9_-]+)$/);
+      if (m) return docs.has(m[1]!) ? Response.json(docs.get(m[1]!)) : new Response("not found", { status: 404 });
       const authzKeys = (issuer: string) => {
         let set = authzSets.get(issuer);
         if (!set) {
@@ -256,3 +265,20 @@ export const form = (body: Record<string, string>, headers: Record<string, strin
 });
 
 export const basic = (id: string, secret: string) => `Basic ${btoa(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`)}`;
+
+/**
+ * The browser from an authorization URL on: follows redirects until one leaves for the client's
+ * `redirect` (its callback), or stops at a page (its status and body).
+ */
+export async function followToClient(start: string, redirect: string, ca: string): Promise<{ callback?: URL; status: number; body: string }> {
+  let url = start;
+  for (let i = 0; i < 6; i++) {
+    const r = await fetch(url, { redirect: "manual", tls: { ca } } as RequestInit);
+    const loc = r.headers.get("location");
+    if (!loc) return { status: r.status, body: await r.text() };
+    await r.body?.cancel();
+    if (loc.startsWith(redirect)) return { callback: new URL(loc), status: r.status, body: "" };
+    url = loc;
+  }
+  throw new Error("redirect loop");
+}
