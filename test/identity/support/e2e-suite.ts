@@ -29,6 +29,8 @@ export interface IdentitySuite {
   webClient: { client_id: string; client_secret: string };
   cliClient: { client_id: string; client_secret: string };
   cliRedirect: string;
+  /** POSTs to identity-authz's admin API as the suite administrator (expects 201). */
+  authzAdmin(path: string, body: unknown): Promise<any>;
   /** Calls identity-idp's admin API with a token authz issued for it. */
   idpAdmin(method: string, path: string, body?: unknown): Promise<Response>;
   /** Creates an idp user with a confirmed TOTP factor; `nextCode()` gives a code not used before. */
@@ -117,6 +119,7 @@ export async function startIdentitySuite(opts: { tenant?: string } = {}): Promis
     webClient,
     cliClient,
     cliRedirect,
+    authzAdmin,
     async idpAdmin(method, path, body) {
       idpToken ??= await clientCredentials(tenant, idpAdminClient.client_id, idpAdminClient.client_secret);
       const headers: Record<string, string> = { authorization: `Bearer ${idpToken}` };
