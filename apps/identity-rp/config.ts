@@ -13,8 +13,8 @@ export const RpAppConfig = v.strictObject({
   scope: v.optional(v.pipe(v.string(), v.regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/)), "openid profile notes:read notes:write"),
   /** The audience asked for (RFC 8707 `resource`): the API behind `/api/`. */
   resource: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(300)), "identity-rs"),
-  /** Base URL `/api/*` is proxied to, e.g. `https://127.0.0.1:18200/service/api/v1`. */
-  api_url: v.pipe(v.string(), v.url(), v.startsWith("https://")),
+  /** Base URL `/api/*` is proxied to, e.g. `https://127.0.0.1:18200/service/api/v1`; unset: `/api/*` answers 503. */
+  api_url: v.optional(v.pipe(v.string(), v.url(), v.startsWith("https://"))),
   /** PEM bundle trusted for the issuer and the API. Default: this service's trust bundle (the suite CA). */
   ca_file: v.optional(v.pipe(v.string(), v.minLength(1))),
   /** Registered redirect URI. Default: `{this server's origin}/callback`. */
@@ -37,4 +37,11 @@ export const RpAppConfig = v.strictObject({
 });
 export type RpConfig = v.InferOutput<typeof RpAppConfig>;
 
-export const parseRpConfig = (app: unknown): RpConfig => parseAppSection(RpAppConfig, app);
+/**
+ * The checked section, or undefined when there is none: identity-rp then starts, warns, and
+ * answers 503 until configured (`npm start` configures it in development mode).
+ */
+export function parseRpConfig(app: unknown): RpConfig | undefined {
+  if (app === undefined || app === null || (typeof app === "object" && Object.keys(app).length === 0)) return undefined;
+  return parseAppSection(RpAppConfig, app);
+}

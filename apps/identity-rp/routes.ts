@@ -220,10 +220,11 @@ export function rpRoutes(d: RpDeps) {
       guarded(async (req) => {
         if (!["GET", "POST", "PUT", "PATCH", "DELETE"].includes(req.method)) throw new AppError("method_not_allowed", "method not allowed");
         if (UNSAFE.has(req.method)) await checkUnsafe(req);
-        const token = await sessions.accessToken(sid(req));
         const url = new URL(req.url);
         const rest = url.pathname.slice("/api".length);
         if (!API_PATH.test(rest) || rest.split("/").includes("..")) throw new AppError("validation_failed", "not an API path");
+        const token = await sessions.accessToken(sid(req));
+        if (!cfg.api_url) throw new AppError("unavailable", "no API is configured behind /api (app.api_url)");
         const target = cfg.api_url.replace(/\/+$/, "") + rest + url.search;
         const headers: Record<string, string> = { authorization: `Bearer ${token}`, accept: req.headers.get("accept") ?? "application/json" };
         const ct = req.headers.get("content-type");
@@ -251,3 +252,18 @@ export function rpRoutes(d: RpDeps) {
     );
 }
 
+
+/** The same paths while identity-rp has no `app` section: each answers 503 and says what to set. */
+export function unconfiguredRoutes() {
+  const refuse = () => {
+    throw new AppError("unavailable", "identity-rp is not configured: set app.issuer, app.client_id, app.client_secret_file and app.api_url");
+  };
+  return new Elysia({ name: "identity-rp.unconfigured" })
+    .use(appBase)
+    .get("/login", refuse)
+    .get("/callback", refuse)
+    .get("/session", refuse)
+    .post("/logout", refuse)
+    .post("/backchannel-logout", refuse)
+    .all("/api/*", refuse);
+}

@@ -14,12 +14,16 @@ import { parseRpConfig } from "./config.ts";
 import { IssuerClient } from "./issuer.ts";
 import { RpStore } from "./store.ts";
 import { RpSessions } from "./domain.ts";
-import { rpRoutes } from "./routes.ts";
+import { rpRoutes, unconfiguredRoutes } from "./routes.ts";
 
 const SWEEP_MS = 10 * 60_000;
 
 function rpOf(ctx: ServiceContext) {
   const cfg = parseRpConfig(ctx.config.app);
+  if (!cfg) {
+    ctx.logger.warn("identity-rp has no app section: sign-in and the API proxy answer 503 until app.issuer, app.client_id, app.client_secret_file and app.api_url are set");
+    return unconfiguredRoutes();
+  }
   const issuer = new IssuerClient(cfg, cfg.ca_file ?? join(resolve(ctx.config.data.dir), "trust-bundle.pem"));
   const tenant = cfg.issuer.match(/\/t\/([A-Za-z0-9._-]{1,64})$/)![1]!;
   const sessions = new RpSessions(
