@@ -9,7 +9,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { CONSOLE_SERVICES, DEMO_TENANT, IDENTITY_RP_CLIENT, IDENTITY_RS_INTROSPECTION_CLIENT, NOTES_SCOPE, KMS_GRPC_DEMO_CLIENT, SERVICE_SCOPES, consoleClient, consoleScope, demoFile, scopesOf } from "./manifest.ts";
+import { CONSOLE_SERVICES, DEMO_TENANT, IDENTITY_RP_CLIENT, IDENTITY_SPA_CLIENT, IDENTITY_RS_INTROSPECTION_CLIENT, NOTES_SCOPE, KMS_GRPC_DEMO_CLIENT, SERVICE_SCOPES, consoleClient, consoleScope, demoFile, scopesOf } from "./manifest.ts";
 import { DirectoryStore, issueLeaf, loadOrCreateSuiteCa, suiteCaSealerFromFiles, toPem } from "../../src/pki/index.ts";
 
 export const DEMO_USER = "demo";
@@ -186,6 +186,23 @@ export async function provisionClients(d: DemoInputs, rootToken: string): Promis
         require_par: true,
       },
       secret: true,
+    });
+  }
+  if (spa) {
+    // The single-page app's public-client mode: no secret, PKCE, tokens bound to its DPoP key.
+    clients.push({
+      id: IDENTITY_SPA_CLIENT,
+      doc: {
+        client_name: "identity-spa (public client)",
+        grant_types: ["authorization_code", "refresh_token"],
+        redirect_uris: [`${spa}/browser/`],
+        post_logout_redirect_uris: [`${spa}/`],
+        audiences: ["identity-rs"],
+        scopes: NOTES_SCOPE.split(" "),
+        token_endpoint_auth_method: "none",
+        dpop_bound_access_tokens: true,
+      },
+      secret: false,
     });
   }
 

@@ -110,6 +110,21 @@ export function suiteDefaults(service: string, s: SuiteLayout): Record<string, u
       ...(spa && { frontend_origins: [new URL(spa).origin], post_logout_redirect_uri: `${spa}/` }),
     };
   }
+  if (service === "identity-spa" && authz && s.demo) {
+    // BFF mode through identity-rp; the public-client mode at the demo tenant, calling identity-rs.
+    const rs = s.urls["identity-rs"];
+    out.app = {
+      ...(s.urls["identity-rp"] && { rp_url: s.urls["identity-rp"] }),
+      issuer: `${authz}/t/${DEMO_TENANT}`,
+      client_id: IDENTITY_SPA_CLIENT,
+      scope: NOTES_SCOPE,
+      ...(rs && { api_url: `${rs}/service/api/v1` }),
+    };
+  }
+  if (service === "identity-rs" && authz && s.urls["identity-spa"]) {
+    // identity-spa's public-client mode calls the API from its own origin with a DPoP-bound token.
+    out.auth = { ...out.auth, cors_origins: [new URL(s.urls["identity-spa"]).origin] };
+  }
   if (service === "sm-kms") {
     // The gRPC API; in the demo, a client certificate (written by the launcher) is the demo tenant.
     out.server = { grpc_port: KMS_GRPC_PORT };

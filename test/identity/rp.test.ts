@@ -7,60 +7,27 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { exportJWK, generateKeyPair, SignJWT, createLocalJWKSet, type CryptoKey as JoseKey } from "jose";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { identityRp } from "../../apps/identity-rp/service.ts";
-import { identityRs } from "../../apps/identity-rs/service.ts";
 import { BACKCHANNEL_LOGOUT_EVENT, verifyLogoutToken, type LogoutTokenChecks } from "../../apps/identity-rp/logout-token.ts";
 import { RpStore } from "../../apps/identity-rp/store.ts";
 import { DatabaseProofReplay } from "../../src/auth/proof-replay.ts";
 import { fuzz, mutateJson, mutateText, rng } from "../support/fuzz.ts";
-import { quiet, startTestService, trustIdentity, type TestService } from "../support/service.ts";
+import type { TestService } from "../support/service.ts";
 import { startIdentitySuite, type IdentitySuite } from "./support/e2e-suite.ts";
 import { ScriptedBrowser } from "./support/browser.ts";
-import { freePort } from "./support/authz.ts";
+import { startNotesRs, startRp } from "./support/notes-apps.ts";
 
 setDefaultTimeout(30_000);
 const PASSWORD = "cobalt harbour willow 311";
 let s: IdentitySuite;
 let rs: TestService;
 let rp: TestService;
-let rpClient: { client_id: string; client_secret: string };
 let alice: Awaited<ReturnType<IdentitySuite["userWithTotp"]>>;
 
 beforeAll(async () => {
   s = await startIdentitySuite();
   alice = await s.userWithTotp("alice", PASSWORD);
-  rs = await startTestService(identityRs, {
-    root: s.root,
-    overrides: (c) => {
-      quiet(c);
-      trustIdentity(c, s.authz.publicUrl, join(s.root, "identity-rs", "trust-bundle.pem"), "identity-rs");
-    },
-  });
-  const port = await freePort();
-  const url = `https://127.0.0.1:${port}`;
-  rpClient = await s.authzAdmin(`/tenants/${s.tenant}/clients`, {
-    client_id: "acme-rp",
-    client_name: "Notes (identity-rp)",
-    grant_types: ["authorization_code", "refresh_token"],
-    redirect_uris: [`${url}/callback`],
-    post_logout_redirect_uris: [`${url}/`],
-    scopes: ["openid", "profile", "notes:read", "notes:write"],
-    audiences: ["identity-rs"],
-    require_par: true,
-  });
-  const secretFile = join(s.root, "acme-rp.secret");
-  writeFileSync(secretFile, rpClient.client_secret + "\n", { mode: 0o600 });
-  rp = await startTestService(identityRp, {
-    root: s.root,
-    overrides: (c) => {
-      quiet(c);
-      trustIdentity(c, s.authz.publicUrl, join(s.root, "identity-rp", "trust-bundle.pem"), "identity-rp");
-      c.server.port = port;
-      (c as { app?: unknown }).app = { issuer: s.issuer, client_id: "acme-rp", client_secret_file: secretFile, api_url: `${rs.publicUrl}/service/api/v1`, frontend_origins: ["https://spa.example"] };
-    },
-  });
+  rs = await startNotesRs(s);
+  rp = await startRp(s, { apiUrl: `${rs.publicUrl}/service/api/v1`, frontends: ["https://spa.example"] });
 }, 90_000);
 
 afterAll(async () => {

@@ -45,7 +45,7 @@ export interface IdentitySuite {
   stop(): Promise<void>;
 }
 
-export async function startIdentitySuite(opts: { tenant?: string } = {}): Promise<IdentitySuite> {
+export async function startIdentitySuite(opts: { tenant?: string; corsOrigins?: string[] } = {}): Promise<IdentitySuite> {
   const tenant = opts.tenant ?? "acme";
   const root = tempDir("cryptoutil-e2e-");
   const [authzPort, idpPort, psPort] = [await freePort(), await freePort(), await freePort()];
@@ -56,7 +56,9 @@ export async function startIdentitySuite(opts: { tenant?: string } = {}): Promis
   const bundle = (svc: string) => join(root, svc, "trust-bundle.pem");
   const verifyTokensOf = (svc: string) => (c: ServiceConfig) => trustIdentity(c, authzUrl, bundle(svc), svc);
 
-  const { authz, ca, f, clientCredentials, authzAdmin } = await startAuthzForSuite(root, authzPort, idpUrl);
+  // Pages of `corsOrigins` may call the token, JWKS and discovery endpoints (a single-page app).
+  const cors = opts.corsOrigins && ((c: ServiceConfig) => void ((c as { app: Record<string, unknown> }).app.cors_origins = opts.corsOrigins));
+  const { authz, ca, f, clientCredentials, authzAdmin } = await startAuthzForSuite(root, authzPort, idpUrl, cors);
   await authzAdmin("/tenants", { id: tenant });
   const scopes = ["openid", "profile", "email", "pets:read", "pets:write"];
   const webClient = await authzAdmin(`/tenants/${tenant}/clients`, {
