@@ -45,7 +45,7 @@ export interface IdentitySuite {
   stop(): Promise<void>;
 }
 
-export async function startIdentitySuite(opts: { tenant?: string; corsOrigins?: string[] } = {}): Promise<IdentitySuite> {
+export async function startIdentitySuite(opts: { tenant?: string; corsOrigins?: string[]; idpOverrides?: (c: ServiceConfig) => void } = {}): Promise<IdentitySuite> {
   const tenant = opts.tenant ?? "acme";
   const root = tempDir("cryptoutil-e2e-");
   const [authzPort, idpPort, psPort] = [await freePort(), await freePort(), await freePort()];
@@ -91,6 +91,7 @@ export async function startIdentitySuite(opts: { tenant?: string; corsOrigins?: 
       verifyTokensOf("identity-idp")(c);
       c.server.port = idpPort;
       (c as { app?: unknown }).app = { authz_url: authzUrl, lockout_user_threshold: 3, lockout_ip_threshold: 10_000 };
+      opts.idpOverrides?.(c);
     },
   });
 
