@@ -231,6 +231,16 @@ describe("back-channel logout", () => {
   });
 });
 
+describe("API document", () => {
+  test("/docs/openapi.json lists the sign-in, session, logout, back-channel logout and proxy routes", async () => {
+    const res = await rp.call("/docs/openapi.json");
+    expect(res.status).toBe(200);
+    const paths = Object.keys(((await res.json()) as { paths: Record<string, unknown> }).paths);
+    for (const p of ["/login", "/callback", "/session", "/logout", "/backchannel-logout"]) expect(paths).toContain(p);
+    expect(paths.some((p) => p.startsWith("/api/"))).toBe(true);
+  });
+});
+
 describe("fuzz (no 5xx)", () => {
   test("mutated logout tokens, return_to values and API bodies get 4xx", async () => {
     const r = rng(0x18_0300);
