@@ -26,7 +26,7 @@ let alice: Awaited<ReturnType<IdentitySuite["userWithTotp"]>>;
 beforeAll(async () => {
   s = await startIdentitySuite();
   alice = await s.userWithTotp("alice", PASSWORD);
-  rs = await startNotesRs(s);
+  rs = await startNotesRs(s, { corsOrigins: ["https://spa.example"] });
   rp = await startRp(s, { apiUrl: `${rs.publicUrl}/service/api/v1`, frontends: ["https://spa.example"] });
 }, 90_000);
 
@@ -228,6 +228,24 @@ describe("back-channel logout", () => {
     expect((await post("logout_token=not.a.jwt")).status).toBe(400);
     expect((await post("nothing=here")).status).toBeGreaterThanOrEqual(400);
     expect((await post("")).status).toBeLessThan(500);
+  });
+});
+
+describe("identity-rs's auth.cors_origins", () => {
+  test("a listed origin may call /service/api with its own token (preflight, then the answer), without credentials; others get no CORS", async () => {
+    const f = (init: RequestInit & { headers: Record<string, string> }) => fetch(`${rs.publicUrl}/service/api/v1/profile`, { ...init, tls: { ca: s.ca } } as RequestInit);
+    const pre = await f({ method: "OPTIONS", headers: { origin: "https://spa.example", "access-control-request-method": "GET", "access-control-request-headers": "authorization, dpop" } });
+    expect(pre.status).toBe(204);
+    expect(pre.headers.get("access-control-allow-headers")).toBe("authorization, content-type, dpop");
+    expect(pre.headers.get("access-control-allow-credentials")).toBeNull();
+    const denied = await f({ method: "OPTIONS", headers: { origin: "https://evil.example" } });
+    expect(denied.status).toBe(403);
+    const unauthenticated = await f({ headers: { origin: "https://spa.example" } });
+    expect(unauthenticated.status).toBe(401);
+    expect(unauthenticated.headers.get("access-control-allow-origin")).toBe("https://spa.example");
+    expect(unauthenticated.headers.get("access-control-expose-headers")).toContain("www-authenticate");
+    const other = await f({ headers: { origin: "https://evil.example" } });
+    expect(other.headers.get("access-control-allow-origin")).toBeNull();
   });
 });
 
