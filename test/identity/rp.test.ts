@@ -3,13 +3,15 @@
  * identity-rs over HTTPS: sign-in through PAR + PKCE with a scripted password + TOTP login, the
  * session (an opaque cookie; tokens barrier-encrypted in the store), the API proxy to
  * identity-rs with CSRF on unsafe calls, refresh before expiry (one refresh for concurrent
- * calls), logout, the back-channel logout receiver's checks, and fuzzed inputs (no 5xx).
+ * calls), logout, the back-channel logout receiver (its checks, and over HTTP a token signed
+ * with identity-authz's own tenant key ending the session), and fuzzed inputs (no 5xx).
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { exportJWK, generateKeyPair, SignJWT, createLocalJWKSet, type CryptoKey as JoseKey } from "jose";
 import { BACKCHANNEL_LOGOUT_EVENT, verifyLogoutToken, type LogoutTokenChecks } from "../../apps/identity-rp/logout-token.ts";
 import { RpStore } from "../../apps/identity-rp/store.ts";
 import { DatabaseProofReplay } from "../../src/auth/proof-replay.ts";
+import { Authz } from "../../apps/identity-authz/domain/authz.ts";
 import { fuzz, mutateJson, mutateText, rng } from "../support/fuzz.ts";
 import type { TestService } from "../support/service.ts";
 import { startIdentitySuite, type IdentitySuite } from "./support/e2e-suite.ts";
@@ -216,6 +218,26 @@ describe("back-channel logout", () => {
     expect(await new RpStore(rp.ctx.db).deleteMatching(s.tenant, { sid: "someone-else" })).toBe(0);
     expect(await new RpStore(rp.ctx.db).deleteMatching(s.tenant, target)).toBeGreaterThan(0);
     expect((await b.request(`${rp.publicUrl}/session`)).status).toBe(401);
+  });
+
+  test("over HTTP, a logout token signed with the issuer's own key ends the user's sessions; its replay is refused", async () => {
+    const { b } = await signIn();
+    expect((await b.request(`${rp.publicUrl}/session`)).status).toBe(200);
+    // identity-authz's current signing key of the tenant signs it, as its back-channel logout does.
+    const signer = await Authz.of(s.authz.ctx).keys.signer(s.tenant);
+    const now = Math.floor(Date.now() / 1000);
+    const token = await signer.signJwt("logout+jwt", { iss: s.issuer, aud: "acme-rp", iat: now, exp: now + 120, jti: crypto.randomUUID(), sub: alice.id, events: { [BACKCHANNEL_LOGOUT_EVENT]: {} } });
+    const post = (t: string) => fetch(`${rp.publicUrl}/backchannel-logout`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ logout_token: t }), tls: { ca: s.ca } } as RequestInit);
+    const ok = await post(token);
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get("cache-control")).toBe("no-store");
+    expect((await b.request(`${rp.publicUrl}/session`)).status).toBe(401);
+    const replay = await post(token);
+    expect(replay.status).toBe(400);
+    expect(((await replay.json()) as { error_description: string }).error_description).toContain("used before");
+    // For another client: refused.
+    const other = await signer.signJwt("logout+jwt", { iss: s.issuer, aud: "someone-else", iat: now, exp: now + 120, jti: crypto.randomUUID(), sub: alice.id, events: { [BACKCHANNEL_LOGOUT_EVENT]: {} } });
+    expect((await post(other)).status).toBe(400);
   });
 
   test("the endpoint refuses what the issuer did not sign, in the protocol's error form", async () => {
