@@ -5,6 +5,10 @@
  * runs in its own process; the same load generator (wrk, with a Lua script for the
  * POST) measures both in the same run, alternating, several rounds; medians reported.
  *
+ * Then token introspections (RFC 7662) per second, the same way: an active opaque access token
+ * introspected by the client it was issued to (client_secret_basic), identity-authz next to
+ * oidc-provider in the same run, alternating.
+ *
  * Then passkey sign-ins per second at identity-idp (bench/passkeys.ts): the whole WebAuthn
  * ceremony over HTTPS with a software authenticator, no anchor.
  *
@@ -70,10 +74,16 @@ for (const rt of runtimes) {
 }
 
 const authzCa = readFileSync(authz.info.trust, "utf8");
-const targets: Record<string, { url: string; basic: string; ca: string }> = {
+type Target = { url: string; basic: string; ca: string; body?: string };
+const targets: Record<string, Target> = {
   "identity-authz": { url: authz.info.token_endpoint, basic: btoa(`${authz.info.client_id}:${authz.info.client_secret}`), ca: authzCa },
 };
 for (const [rt, a] of Object.entries(anchors)) targets[`oidc-provider (${rt})`] = { url: a.info.token_endpoint, basic: btoa(`bench:${anchorSecret}`), ca: anchorCa };
+// The introspection targets: each side's opaque-token client introspecting one of its own active tokens.
+const introspection: Record<string, Target> = {
+  "identity-authz": { url: authz.info.introspection_endpoint, basic: btoa(`${authz.info.opaque_client_id}:${authz.info.opaque_client_secret}`), ca: authzCa },
+};
+for (const [rt, a] of Object.entries(anchors)) introspection[`oidc-provider (${rt})`] = { url: a.info.introspection_endpoint, basic: btoa(`bench-opaque:${anchorSecret}`), ca: anchorCa };
 const BODY = "grant_type=client_credentials&scope=pets%3Aread";
 
 // Same grant on both sides: a 200 with an ES256 at+jwt for audience learn-ps.
@@ -92,11 +102,23 @@ for (const [name, t] of Object.entries(targets)) {
   console.error(`${name}: ${h.alg} ${h.typ} aud=${c.aud} scope=${c.scope}`);
 }
 
-async function load(t: { url: string; basic: string }, seconds: number): Promise<WrkResult> {
+for (const [name, t] of Object.entries(introspection)) {
+  const tokenUrl = name === "identity-authz" ? authz.info.token_endpoint : targets[name]!.url;
+  const r = await fetch(tokenUrl, { method: "POST", headers: { authorization: `Basic ${t.basic}`, "content-type": "application/x-www-form-urlencoded" }, body: BODY, tls: { ca: t.ca } } as RequestInit);
+  const tok = ((await r.json()) as { access_token?: string }).access_token;
+  if (r.status !== 200 || !tok || tok.split(".").length !== 1) throw new Error(`${name}: no opaque access token (${r.status})`);
+  t.body = `token=${encodeURIComponent(tok)}&token_type_hint=access_token`;
+  const i = await fetch(t.url, { method: "POST", headers: { authorization: `Basic ${t.basic}`, "content-type": "application/x-www-form-urlencoded" }, body: t.body, tls: { ca: t.ca } } as RequestInit);
+  const answer = (await i.json()) as { active?: boolean; aud?: unknown; scope?: string };
+  if (i.status !== 200 || answer.active !== true) throw new Error(`${name}: introspection did not answer active: ${i.status} ${JSON.stringify(answer)}`);
+  console.error(`${name}: introspection active, aud=${JSON.stringify(answer.aud)} scope=${answer.scope}`);
+}
+
+async function load(t: Target, seconds: number): Promise<WrkResult> {
   const script = join(dir, `post-${crypto.randomUUID()}.lua`);
   writeFileSync(
     script,
-    `wrk.method = "POST"\nwrk.body = "${BODY}"\nwrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\nwrk.headers["Authorization"] = "Basic ${t.basic}"\n`,
+    `wrk.method = "POST"\nwrk.body = "${t.body ?? BODY}"\nwrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\nwrk.headers["Authorization"] = "Basic ${t.basic}"\n`,
   );
   const p = Bun.spawn(["wrk", "-t1", `-c${CONNS}`, `-d${seconds}s`, "--latency", "-s", script, t.url], { stdout: "pipe", stderr: "pipe" });
   const out = await new Response(p.stdout).text();
@@ -105,41 +127,44 @@ async function load(t: { url: string; basic: string }, seconds: number): Promise
   return parseWrk(out);
 }
 
-const results: Record<string, WrkResult[]> = Object.fromEntries(Object.keys(targets).map((k) => [k, []]));
-try {
-  for (const t of Object.values(targets)) await load(t, 2); // warm-up
+/** Alternating rounds of every target, medians, the table and the per-round ratios to each anchor. */
+async function compare(set: Record<string, Target>, what: string, title: string) {
+  const results: Record<string, WrkResult[]> = Object.fromEntries(Object.keys(set).map((k) => [k, []]));
+  for (const t of Object.values(set)) await load(t, 2); // warm-up
   for (let r = 0; r < ROUNDS; r++) {
-    for (const [name, t] of Object.entries(targets)) {
+    for (const [name, t] of Object.entries(set)) {
       const res = await load(t, SECONDS);
       if (res.errors) throw new Error(`${name}: ${res.errors} errors during the run`);
       results[name]!.push(res);
-      console.error(`round ${r + 1} ${name}: ${res.rps.toFixed(0)} grants/s, p99 ${res.p99ms.toFixed(2)} ms`);
+      console.error(`round ${r + 1} ${name}: ${res.rps.toFixed(0)} ${what}/s, p99 ${res.p99ms.toFixed(2)} ms`);
     }
   }
+  const rows = Object.keys(set).map((name) => {
+    const rs = results[name]!;
+    return { name, rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50ms)), p99: median(rs.map((x) => x.p99ms)) };
+  });
+  const anchorRows = rows.slice(1);
+  console.log(`\n${title}, HTTPS keep-alive, ${CONNS} connections, wrk, median of ${ROUNDS} x ${SECONDS}s\n`);
+  console.log(`| target | ${what}/s | p50 ms | p99 ms | ${anchorRows.map((a) => `ratio to ${a.name}`).join(" | ")} |`);
+  console.log(`|---|---:|---:|---:|${anchorRows.map(() => "---:").join("|")}|`);
+  for (const x of rows) console.log(`| ${x.name} | ${x.rps.toFixed(0)} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${anchorRows.map((a) => (x.rps / a.rps).toFixed(2)).join(" | ")} |`);
+  // Load from other processes drifts between rounds: the ratios of each round's adjacent runs show it.
+  for (const a of anchorRows) {
+    const per = results[rows[0]!.name]!.map((x, i) => x.rps / results[a.name]![i]!.rps);
+    console.log(`per-round ratios to ${a.name}: ${per.map((r) => r.toFixed(2)).join(", ")} (median ${median(per).toFixed(2)})`);
+  }
+  return { ours: rows[0]!, best: anchorRows.reduce((a, b) => (b.rps > a.rps ? b : a)) };
+}
+
+try {
+  const { ours, best } = await compare(targets, "grants", "client_credentials grants, client_secret_basic, ES256 JWT access tokens");
+  const pass = ours.rps >= 2 * best.rps && ours.rps >= 2000;
+  console.log(`\ntarget: >= 2x oidc-provider (fastest run: ${best.name}) and >= 2,000 grants/s -> ${pass ? "met" : "NOT met"}`);
+  await compare(introspection, "introspections", "token introspection (RFC 7662) of an active opaque access token by its client, client_secret_basic");
 } finally {
   authz.proc.kill("SIGTERM");
   for (const a of Object.values(anchors)) a.proc.kill("SIGTERM");
 }
-
-const rows = Object.keys(targets).map((name) => {
-  const rs = results[name]!;
-  return { name, rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50ms)), p99: median(rs.map((x) => x.p99ms)) };
-});
-const ours = rows[0]!;
-const anchorRows = rows.slice(1);
-// The target is judged against the fastest anchor run, whatever its runtime.
-const best = anchorRows.reduce((a, b) => (b.rps > a.rps ? b : a));
-console.log(`\nclient_credentials grants, client_secret_basic, ES256 JWT access tokens, HTTPS keep-alive, ${CONNS} connections, wrk, median of ${ROUNDS} x ${SECONDS}s\n`);
-console.log(`| target | grants/s | p50 ms | p99 ms | ${anchorRows.map((a) => `ratio to ${a.name}`).join(" | ")} |`);
-console.log(`|---|---:|---:|---:|${anchorRows.map(() => "---:").join("|")}|`);
-for (const x of rows) console.log(`| ${x.name} | ${x.rps.toFixed(0)} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${anchorRows.map((a) => (x.rps / a.rps).toFixed(2)).join(" | ")} |`);
-// Load from other processes drifts between rounds: the ratios of each round's adjacent runs show it.
-for (const a of anchorRows) {
-  const per = results[rows[0]!.name]!.map((x, i) => x.rps / results[a.name]![i]!.rps);
-  console.log(`per-round ratios to ${a.name}: ${per.map((r) => r.toFixed(2)).join(", ")} (median ${median(per).toFixed(2)})`);
-}
-const pass = ours.rps >= 2 * best.rps && ours.rps >= 2000;
-console.log(`\ntarget: >= 2x oidc-provider (fastest run: ${best.name}) and >= 2,000 grants/s -> ${pass ? "met" : "NOT met"}`);
 
 const passkeys = await benchPasskeySignIns({ dir, seconds: SECONDS, concurrency: 16 });
 console.log(

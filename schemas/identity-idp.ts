@@ -69,6 +69,15 @@ export const PolicyUpdate = v.strictObject({ mfa: v.optional(mfaPolicy), self_re
 const modhex = (min: number, max: number) => v.pipe(v.string(), v.toLowerCase(), v.regex(new RegExp(`^[cbdefghijklnrtuv]{${min},${max}}$`), "modhex characters (cbdefghijklnrtuv)"));
 const hex = (n: number) => v.pipe(v.string(), v.toLowerCase(), v.regex(new RegExp(`^[0-9a-f]{${n}}$`), `${n} hexadecimal characters`));
 
+/** A client certificate (PEM) registered as a user's sign-in on the idp's mutual-TLS port. */
+export const RegisterCertificate = v.strictObject({
+  certificate: v.pipe(v.string(), v.maxLength(20_000), v.includes("-----BEGIN CERTIFICATE-----")),
+  name: v.optional(v.pipe(v.string(), v.trim(), v.minLength(1), v.maxLength(64)), "Certificate"),
+});
+export const UserCertificate = v.object({ id: v.string(), name: v.string(), x5t_s256: v.string(), subject: v.string(), not_after: v.number(), created_at: v.number(), last_used_at: v.nullable(v.number()) });
+export const UserCertificateList = v.object({ items: v.array(UserCertificate) });
+export const UserCertificateId = v.object({ id: v.pipe(v.string(), v.uuid()), cert_id: v.pipe(v.string(), v.uuid()) });
+
 /** A YubiKey's Yubico OTP credential as configured with ykpersonalize (or generated for it). */
 export const ImportYubiKey = v.strictObject({
   /** The public id the key types first, 2-16 modhex characters (12 on keys as shipped). */

@@ -167,4 +167,24 @@ export const migrations = [
       await db.schema.alterTable("tenant_policies").addColumn("user_verification", "text", (c) => c.notNull().defaultTo("preferred")).execute();
     },
   },
+  {
+    version: 5,
+    name: "client certificates registered for sign-in",
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("user_certificates")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("user_id", "text", (c) => c.notNull())
+        .addColumn("x5t_s256", "text", (c) => c.notNull()) // base64url SHA-256 of the certificate's DER
+        .addColumn("subject", "text", (c) => c.notNull())
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("not_after", "integer", (c) => c.notNull())
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .addColumn("last_used_at", "integer")
+        .execute();
+      await db.schema.createIndex("user_certificates_by_x5t").unique().on("user_certificates").columns(["tenant", "x5t_s256"]).execute();
+      await db.schema.createIndex("user_certificates_by_user").on("user_certificates").columns(["tenant", "user_id"]).execute();
+    },
+  },
 ];

@@ -19,6 +19,8 @@ import { adminRoutes } from "./routes/admin.ts";
 import { wsapiRoutes } from "./routes/wsapi.ts";
 import { passkeyRoutes } from "./routes/passkeys.ts";
 import { YubiKeys } from "./domain/yubikeys.ts";
+import { UserCertificates } from "./domain/certificates.ts";
+import { certificateRoutes } from "./routes/certificate.ts";
 import { Passkeys, type RelyingParty } from "./domain/passkeys.ts";
 import { AppError } from "../../src/service/errors.ts";
 import { DevOutbox, SmtpMailer, type Mailer } from "./domain/mailer.ts";
@@ -49,6 +51,7 @@ export function buildIdp(ctx: ServiceContext, opts: IdpOptions = {}) {
   const store = new IdpStore(ctx.db);
   const sessions = new IdpSessions(ctx.db, ctx.protector, ctx.sessions, { idleS: cfg.session_idle_s, absoluteS: cfg.session_absolute_s });
   const yubikeys = new YubiKeys(store, ctx.protector);
+  const certificates = new UserCertificates(store);
   const passkeys = new Passkeys(store);
   const factors = new SecondFactors(store, ctx.protector, { issuerName: cfg.display_name, driftSteps: cfg.totp_drift_steps, hotpLookAhead: cfg.hotp_look_ahead }, yubikeys, passkeys);
   const throttle = new LoginThrottle(ctx.db, { userThreshold: cfg.lockout_user_threshold, ipThreshold: cfg.lockout_ip_threshold, baseS: cfg.lockout_base_s, maxS: cfg.lockout_max_s });
@@ -95,7 +98,7 @@ export function buildIdp(ctx: ServiceContext, opts: IdpOptions = {}) {
         opts.now,
       )
     : undefined;
-  return { cfg, store, sessions, factors, throttle, users, keys, handoff, yubikeys, passkeys, relyingParty, email, outbox: mail instanceof DevOutbox ? mail : undefined };
+  return { cfg, store, sessions, factors, throttle, users, keys, handoff, yubikeys, certificates, passkeys, relyingParty, email, outbox: mail instanceof DevOutbox ? mail : undefined };
 }
 
 /**
@@ -132,7 +135,7 @@ export function identityIdpService(opts: IdpOptions = {}): ServiceDefinition {
     checkConfig: (c) => void parseAppConfig(c),
     api: (ctx) => {
       const b = idpOf(ctx);
-      return adminRoutes(b.users, b.sessions, b.keys, b.yubikeys);
+      return adminRoutes(b.users, b.sessions, b.keys, b.yubikeys, b.certificates);
     },
     pages: (ctx) => idpConsole(ctx, idpOf(ctx).users),
     routes: (ctx) => {
@@ -150,8 +153,10 @@ export function identityIdpService(opts: IdpOptions = {}): ServiceDefinition {
         development: ctx.development,
         email: b.email,
         outbox: b.outbox,
+        mtlsUrl: () => (ctx.config.server.mtls_port ? ctx.urls.mtls : undefined),
+        publicListenerUrl: () => ctx.urls.public,
       };
-      return idpPages(deps).use(passkeyRoutes(deps)).use(emailRoutes(deps)).use(wsapiRoutes(b.yubikeys));
+      return idpPages(deps).use(passkeyRoutes(deps)).use(emailRoutes(deps)).use(wsapiRoutes(b.yubikeys)).use(certificateRoutes(deps, b.certificates));
     },
   };
 }

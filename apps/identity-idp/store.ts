@@ -94,6 +94,18 @@ export interface TenantPolicyRow {
   updated_at: number;
 }
 
+export interface UserCertificateRow {
+  id: string;
+  tenant: string;
+  user_id: string;
+  x5t_s256: string;
+  subject: string;
+  name: string;
+  not_after: number;
+  created_at: number;
+  last_used_at: number | null;
+}
+
 export interface IdpDb {
   users: UserRow;
   otp_factors: FactorRow;
@@ -104,6 +116,7 @@ export interface IdpDb {
   tenant_policies: TenantPolicyRow;
   webauthn_credentials: WebAuthnCredentialRow;
   yubikeys: YubiKeyRow;
+  user_certificates: UserCertificateRow;
   yubico_clients: { id: number; tenant: string; key: Uint8Array; created_at: number };
   email_tokens: EmailTokenRow;
   idp_keys: { kid: string; status: string; public_jwk: string; private_jwk: Uint8Array; created_at: number; retired_at: number | null };
@@ -133,7 +146,7 @@ export class IdpStore {
   /** Deletes a user with everything kept for them (factors, recovery codes, consents, sessions), at once. */
   async deleteUser(tenant: string, id: string): Promise<boolean> {
     return this.db.transaction().execute(async (tx) => {
-      for (const table of ["otp_factors", "recovery_codes", "consents", "idp_sessions", "webauthn_credentials", "yubikeys", "email_tokens"] as const) {
+      for (const table of ["otp_factors", "recovery_codes", "consents", "idp_sessions", "webauthn_credentials", "yubikeys", "user_certificates", "email_tokens"] as const) {
         await tx.deleteFrom(table).where("tenant", "=", tenant).where("user_id", "=", id).execute();
       }
       const r = await tx.deleteFrom("users").where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
@@ -264,6 +277,24 @@ export class IdpStore {
   }
   async deleteCredential(tenant: string, userId: string, id: string): Promise<boolean> {
     const r = await this.db.deleteFrom("webauthn_credentials").where("tenant", "=", tenant).where("user_id", "=", userId).where("id", "=", id).executeTakeFirst();
+    return r.numDeletedRows > 0n;
+  }
+
+  // client certificates registered for sign-in (mTLS)
+  userCertificates(tenant: string, userId: string): Promise<UserCertificateRow[]> {
+    return this.db.selectFrom("user_certificates").selectAll().where("tenant", "=", tenant).where("user_id", "=", userId).orderBy("created_at").execute();
+  }
+  userCertificateByX5t(tenant: string, x5t: string): Promise<UserCertificateRow | undefined> {
+    return this.db.selectFrom("user_certificates").selectAll().where("tenant", "=", tenant).where("x5t_s256", "=", x5t).executeTakeFirst();
+  }
+  async insertUserCertificate(row: UserCertificateRow): Promise<void> {
+    await this.db.insertInto("user_certificates").values(row).execute();
+  }
+  async touchUserCertificate(tenant: string, id: string, at: number): Promise<void> {
+    await this.db.updateTable("user_certificates").set({ last_used_at: at }).where("tenant", "=", tenant).where("id", "=", id).execute();
+  }
+  async deleteUserCertificate(tenant: string, userId: string, id: string): Promise<boolean> {
+    const r = await this.db.deleteFrom("user_certificates").where("tenant", "=", tenant).where("user_id", "=", userId).where("id", "=", id).executeTakeFirst();
     return r.numDeletedRows > 0n;
   }
 

@@ -26,20 +26,34 @@ const s = await startService(identityAuthz, {
 const authz = Authz.of(s.ctx);
 await authz.ready;
 await authz.registry.createTenant({ id: "bench" });
-const client = await authz.registry.createClient("bench", {
+const common = () => ({
   client_name: "bench",
   redirect_uris: [],
   post_logout_redirect_uris: [],
-  grant_types: ["client_credentials"],
+  grant_types: ["client_credentials" as const],
   scopes: ["pets:read", "pets:write"],
   audiences: ["learn-ps"],
-  token_endpoint_auth_method: "client_secret_basic",
+  token_endpoint_auth_method: "client_secret_basic" as const,
   jwks: null,
   jwks_uri: null,
   require_par: false,
   dpop_bound_access_tokens: false,
-  id_token_signed_response_alg: "ES256",
+  id_token_signed_response_alg: "ES256" as const,
   access_token_ttl_s: null,
 });
-console.log(JSON.stringify({ url: s.publicUrl, token_endpoint: `${base}/t/bench/token`, trust: s.trustBundlePath, client_id: client.client_id, client_secret: client.client_secret }));
+const client = await authz.registry.createClient("bench", common());
+// For introspection: a client whose access tokens are opaque references (RFC 7662 resolves them).
+const opaque = await authz.registry.createClient("bench", { ...common(), client_name: "bench-opaque", access_token_format: "opaque" });
+console.log(
+  JSON.stringify({
+    url: s.publicUrl,
+    token_endpoint: `${base}/t/bench/token`,
+    introspection_endpoint: `${base}/t/bench/introspect`,
+    trust: s.trustBundlePath,
+    client_id: client.client_id,
+    client_secret: client.client_secret,
+    opaque_client_id: opaque.client_id,
+    opaque_client_secret: opaque.client_secret,
+  }),
+);
 process.on("SIGTERM", () => void s.stop().then(() => process.exit(0)));

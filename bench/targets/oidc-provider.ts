@@ -26,17 +26,31 @@ const provider = new Provider(issuer, {
       redirect_uris: [],
       token_endpoint_auth_method: "client_secret_basic",
     },
+    {
+      // Opaque access tokens, for the introspection benchmark.
+      client_id: "bench-opaque",
+      client_secret: secret,
+      grant_types: ["client_credentials"],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: "client_secret_basic",
+    },
   ],
   jwks: { keys: [{ ...es, kid: "es", alg: "ES256", use: "sig" }, { ...rs, kid: "rs", alg: "RS256", use: "sig" }] },
   scopes: ["pets:read", "pets:write"],
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    // A client may introspect the tokens it was issued (identity-authz's rule for confidential clients too).
+    introspection: { enabled: true, allowedPolicy: async (_ctx: unknown, client: { clientId: string }, token: { clientId?: string }) => token.clientId === client.clientId },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => "urn:learn-ps",
       useGrantedResource: () => true,
-      getResourceServerInfo: () => ({ scope: "pets:read pets:write", audience: "learn-ps", accessTokenTTL: 600, accessTokenFormat: "jwt", jwt: { sign: { alg: "ES256" } } }),
+      getResourceServerInfo: (_ctx: unknown, _resource: string, client: { clientId: string }) =>
+        client.clientId === "bench-opaque"
+          ? { scope: "pets:read pets:write", audience: "learn-ps", accessTokenTTL: 600, accessTokenFormat: "opaque" }
+          : { scope: "pets:read pets:write", audience: "learn-ps", accessTokenTTL: 600, accessTokenFormat: "jwt", jwt: { sign: { alg: "ES256" } } },
     },
   },
 });
@@ -48,6 +62,6 @@ const server = createServer(
 );
 server.keepAliveTimeout = 60_000;
 server.listen(Number(port), "127.0.0.1", () => {
-  console.log(JSON.stringify({ url: issuer, token_endpoint: `${issuer}/token` }));
+  console.log(JSON.stringify({ url: issuer, token_endpoint: `${issuer}/token`, introspection_endpoint: `${issuer}/token/introspection` }));
 });
 process.on("SIGTERM", () => server.close(() => process.exit(0)));

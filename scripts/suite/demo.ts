@@ -9,7 +9,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { CONSOLE_SERVICES, DEMO_TENANT, IDENTITY_RS_INTROSPECTION_CLIENT, KMS_GRPC_DEMO_CLIENT, SERVICE_SCOPES, consoleClient, consoleScope, demoFile, scopesOf } from "./manifest.ts";
+import { CONSOLE_SERVICES, DEMO_TENANT, IDENTITY_RP_CLIENT, IDENTITY_SPA_CLIENT, IDENTITY_RS_INTROSPECTION_CLIENT, NOTES_SCOPE, KMS_GRPC_DEMO_CLIENT, SERVICE_SCOPES, consoleClient, consoleScope, demoFile, scopesOf } from "./manifest.ts";
 import { DirectoryStore, issueLeaf, loadOrCreateSuiteCa, suiteCaSealerFromFiles, toPem } from "../../src/pki/index.ts";
 
 export const DEMO_USER = "demo";
@@ -168,6 +168,43 @@ export async function provisionClients(d: DemoInputs, rootToken: string): Promis
   if (d.urls["identity-rs"]) {
     // identity-rs's own credential for introspecting opaque tokens: no scope, no audience.
     clients.push({ id: IDENTITY_RS_INTROSPECTION_CLIENT, doc: confidential("identity-rs (token introspection)", [], []), secret: true });
+  }
+
+  const rp = d.urls["identity-rp"];
+  const spa = d.urls["identity-spa"];
+  if (rp) {
+    // The backend-for-frontend: confidential, pushed authorization requests only, tokens for identity-rs.
+    clients.push({
+      id: IDENTITY_RP_CLIENT,
+      doc: {
+        client_name: "identity-rp (backend-for-frontend)",
+        grant_types: ["authorization_code", "refresh_token"],
+        redirect_uris: [`${rp}/callback`],
+        post_logout_redirect_uris: [`${rp}/`, ...(spa ? [`${spa}/`] : [])],
+        audiences: ["identity-rs"],
+        scopes: NOTES_SCOPE.split(" "),
+        token_endpoint_auth_method: "client_secret_basic",
+        require_par: true,
+      },
+      secret: true,
+    });
+  }
+  if (spa) {
+    // The single-page app's public-client mode: no secret, PKCE, tokens bound to its DPoP key.
+    clients.push({
+      id: IDENTITY_SPA_CLIENT,
+      doc: {
+        client_name: "identity-spa (public client)",
+        grant_types: ["authorization_code", "refresh_token"],
+        redirect_uris: [`${spa}/browser/`],
+        post_logout_redirect_uris: [`${spa}/`],
+        audiences: ["identity-rs"],
+        scopes: NOTES_SCOPE.split(" "),
+        token_endpoint_auth_method: "none",
+        dpop_bound_access_tokens: true,
+      },
+      secret: false,
+    });
   }
 
   for (const c of clients) {

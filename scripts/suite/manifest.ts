@@ -25,6 +25,11 @@ export const consoleClient = (service: string) => `${service}-web`;
 export const consoleScope = (service: string) => ["openid", "profile", ...(SERVICE_SCOPES[service] ?? [])].join(" ");
 /** identity-rs's own client at identity-authz, for RFC 7662 introspection of opaque tokens. */
 export const IDENTITY_RS_INTROSPECTION_CLIENT = "identity-rs-introspection";
+/** identity-rp's confidential client (the backend-for-frontend) and identity-spa's public one. */
+export const IDENTITY_RP_CLIENT = "identity-rp";
+export const IDENTITY_SPA_CLIENT = "identity-spa";
+/** What the relying party and the single-page app ask for: who the user is and identity-rs's scopes. */
+export const NOTES_SCOPE = ["openid", "profile", ...(SERVICE_SCOPES["identity-rs"] ?? [])].join(" ");
 
 export interface SuiteLayout {
   dataRoot: string;
@@ -90,6 +95,35 @@ export function suiteDefaults(service: string, s: SuiteLayout): Record<string, u
         client_secret_file: demoFile(s.dataRoot, `${IDENTITY_RS_INTROSPECTION_CLIENT}.secret`),
       },
     };
+  }
+  if (service === "identity-rp" && authz && s.demo) {
+    // The backend-for-frontend signs the demo tenant's users in and proxies /api/* to identity-rs;
+    // identity-spa's pages may use its session (CORS with credentials) and come back after logout.
+    const rs = s.urls["identity-rs"];
+    const spa = s.urls["identity-spa"];
+    out.app = {
+      issuer: `${authz}/t/${DEMO_TENANT}`,
+      client_id: IDENTITY_RP_CLIENT,
+      client_secret_file: demoFile(s.dataRoot, `${IDENTITY_RP_CLIENT}.secret`),
+      scope: NOTES_SCOPE,
+      ...(rs && { api_url: `${rs}/service/api/v1` }),
+      ...(spa && { frontend_origins: [new URL(spa).origin], post_logout_redirect_uri: `${spa}/` }),
+    };
+  }
+  if (service === "identity-spa" && authz && s.demo) {
+    // BFF mode through identity-rp; the public-client mode at the demo tenant, calling identity-rs.
+    const rs = s.urls["identity-rs"];
+    out.app = {
+      ...(s.urls["identity-rp"] && { rp_url: s.urls["identity-rp"] }),
+      issuer: `${authz}/t/${DEMO_TENANT}`,
+      client_id: IDENTITY_SPA_CLIENT,
+      scope: NOTES_SCOPE,
+      ...(rs && { api_url: `${rs}/service/api/v1` }),
+    };
+  }
+  if (service === "identity-rs" && authz && s.urls["identity-spa"]) {
+    // identity-spa's public-client mode calls the API from its own origin with a DPoP-bound token.
+    out.auth = { ...out.auth, cors_origins: [new URL(s.urls["identity-spa"]).origin] };
   }
   if (service === "sm-kms") {
     // The gRPC API; in the demo, a client certificate (written by the launcher) is the demo tenant.

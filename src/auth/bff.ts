@@ -65,7 +65,8 @@ const dec = new TextDecoder();
 const b64url = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 const unb64url = (s: string) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
 
-interface LoginState {
+/** What a started login keeps, sealed in a short-lived cookie, until the callback. */
+export interface LoginState {
   state: string;
   nonce: string;
   verifier: string;

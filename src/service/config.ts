@@ -105,6 +105,11 @@ const sections = {
     algorithms: stringList,
     /** Accepted age of a DPoP proof (RFC 9449) sent with a DPoP-bound access token, in seconds. */
     dpop_proof_window_s: v.optional(v.pipe(v.number(), v.integer(), v.minValue(5), v.maxValue(600)), 60),
+    /**
+     * Origins whose pages may call /service/api/ with a token in the request (CORS without
+     * credentials: no cookie is ever accepted there), e.g. a single-page app holding a DPoP-bound token.
+     */
+    cors_origins: stringList,
   }),
   /** The API explorer at /docs. */
   explorer: v.strictObject({
@@ -212,6 +217,7 @@ export function defaultConfig(service: string, publicPort: number): ServiceConfi
       clock_tolerance_s: 30,
       algorithms: ["ES256", "ES384", "PS256", "RS256", "EdDSA"],
       dpop_proof_window_s: 60,
+      cors_origins: [],
     },
     explorer: {},
     browser: { cors_origins: [], session_idle_s: 1800, session_absolute_s: 12 * 3600, consoles: [] },

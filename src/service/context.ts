@@ -127,6 +127,11 @@ export interface ServiceDefinition {
    */
   protocolCors?(config: ServiceConfig): { paths: RegExp; origins: string[] } | undefined;
   /**
+   * Origins the service's own pages call (optional): added to `connect-src` of the page CSP,
+   * e.g. identity-spa calling identity-authz, identity-rp and identity-rs.
+   */
+  pageConnect?(config: ServiceConfig): string[];
+  /**
    * The app's gRPC API (optional), served on `server.grpc_port` when that is set, with mutual
    * TLS and the mTLS principals (see grpc-listener.ts). Called once, only when the port is set.
    */

@@ -169,8 +169,8 @@ const SECURITY_ENTRIES = Object.entries(SECURITY_HEADERS);
  * building them from an object per response.
  */
 export const JSON_HEADERS = new Headers({ ...SECURITY_HEADERS, "content-type": "application/json;charset=utf-8" });
-const PAGE_CSP =
-  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+const pageCsp = (connect: string[]) =>
+  `default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src ${["'self'", ...connect].join(" ")}; ` +
   "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'";
 // Scalar injects styles and uses workers; still no third-party origin anywhere, except the
 // token endpoint the explorer's OAuth flow calls (`explorer.token_url`).
@@ -252,6 +252,10 @@ export interface PipelineDeps {
   protocolCors?: { paths: RegExp; origins: string[] };
   /** Origins the API explorer may connect to besides its own (the token endpoint's). */
   docsConnect?: string[];
+  /** Origins the service's pages may connect to besides their own (the page CSP's connect-src). */
+  pageConnect?: string[];
+  /** Origins whose pages may call /service/api/ with a token in the request (CORS, no credentials). */
+  serviceCorsOrigins?: string[];
   /** While this says true (the barrier is sealed), every request but the API document is refused. */
   sealed?: () => boolean;
   /**
@@ -342,6 +346,8 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
   const cors = new Set(d.corsOrigins);
   const protocolOrigins = new Set(d.protocolCors?.origins ?? []);
   const DOCS_CSP = docsCsp(d.docsConnect ?? []);
+  const PAGE_CSP = pageCsp(d.pageConnect ?? []);
+  const serviceCors = new Set(d.serviceCorsOrigins ?? []);
   const fastRoutes = d.fastRoutes ?? [];
   for (const r of fastRoutes) {
     if (r.scopes) {
@@ -370,7 +376,8 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
     // Origin matters only on /browser/ (CORS and CSRF) and on protocol endpoints open to other
     // origins; each header read is a native call.
     const protocolCors = protocolOrigins.size > 0 && !isService && !isBrowser && d.protocolCors!.paths.test(path);
-    const origin = isBrowser || protocolCors ? req.headers.get("origin") : null;
+    const serviceCorsPath = serviceCors.size > 0 && path.startsWith("/service/api/");
+    const origin = isBrowser || protocolCors || serviceCorsPath ? req.headers.get("origin") : null;
     let res: Response;
     try {
       if (d.draining?.()) throw new AppError("shutting_down", "the service is shutting down; retry on another instance or later", { headers: { Connection: "close", "Retry-After": "1" } });
@@ -403,6 +410,18 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
           headers: {
             "access-control-allow-origin": origin,
             "access-control-allow-methods": "GET, POST",
+            "access-control-allow-headers": "authorization, content-type, dpop",
+            "access-control-max-age": "600",
+            vary: "Origin",
+          },
+        });
+      } else if (serviceCorsPath && req.method === "OPTIONS") {
+        if (!origin || !serviceCors.has(origin)) throw new AppError("forbidden", "origin not allowed");
+        res = new Response(null, {
+          status: 204,
+          headers: {
+            "access-control-allow-origin": origin,
+            "access-control-allow-methods": "GET, POST, PUT, PATCH, DELETE",
             "access-control-allow-headers": "authorization, content-type, dpop",
             "access-control-max-age": "600",
             vary: "Origin",
@@ -469,7 +488,7 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
       h.set("access-control-allow-origin", origin);
       h.set("access-control-allow-credentials", "true");
       h.append("vary", "Origin");
-    } else if (protocolCors && origin && protocolOrigins.has(origin) && req.method !== "OPTIONS") {
+    } else if (origin && req.method !== "OPTIONS" && ((protocolCors && protocolOrigins.has(origin)) || (serviceCorsPath && serviceCors.has(origin)))) {
       // No credentials: the caller authenticates in the request itself (client authentication).
       h.set("access-control-allow-origin", origin);
       h.set("access-control-expose-headers", "dpop-nonce, www-authenticate");

@@ -419,6 +419,8 @@ async function startOnDatabase(
       limiter: new RateLimiter(config.security.rate_limit_rps, config.security.rate_limit_burst),
       bodyLimit: config.server.body_limit,
       corsOrigins: config.browser.cors_origins,
+      serviceCorsOrigins: config.auth.cors_origins,
+      pageConnect: def.pageConnect?.(config),
       protocolCors: def.protocolCors?.(config),
       sealed: () => barrier.sealed,
       draining: () => draining,

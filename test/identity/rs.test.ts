@@ -11,7 +11,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { identityRs } from "../../apps/identity-rs/service.ts";
 import { accessTokenHash } from "../../src/auth/dpop.ts";
-import { fuzz, mutateJson, rng } from "../support/fuzz.ts";
+import { fuzz, mutateJson, mutateText, rng } from "../support/fuzz.ts";
 import { quiet, startTestService, trustIdentity, type TestService } from "../support/service.ts";
 import { startAuthz, type TestAuthz } from "./support/authz.ts";
 
@@ -162,15 +162,7 @@ describe("fuzz (no 5xx)", () => {
       .setProtectedHeader({ alg: "ES256", typ: "dpop+jwt", jwk: await exportJWK(keys.publicKey) })
       .sign(keys.privateKey);
     const r = rng(0x1d_0002);
-    const mutate = (s: string) => {
-      const b = [...s];
-      for (let k = 0; k < 1 + r(4); k++) {
-        const i = r(b.length);
-        if (r(2)) b[i] = String.fromCharCode(32 + r(95));
-        else b.splice(i, 1 + r(8));
-      }
-      return b.join("");
-    };
+    const mutate = (x: string) => mutateText(x, r);
     const cases = Array.from({ length: 400 }, (_, i) =>
       i % 2 ? { authorization: `DPoP ${alice}`, dpop: mutate(good) } : { authorization: mutate(`DPoP ${alice}`), dpop: good },
     );

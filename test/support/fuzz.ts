@@ -38,6 +38,17 @@ export function mutateDer(input: Uint8Array, r: Rng): Uint8Array {
   return new Uint8Array(b);
 }
 
+/** One to four text mutations: a printable character replaced, or up to eight removed. */
+export function mutateText(input: string, r: Rng): string {
+  const b = [...input];
+  for (let k = 0; k < 1 + r(4); k++) {
+    const i = r(b.length);
+    if (r(2)) b[i] = String.fromCharCode(32 + r(95));
+    else b.splice(i, 1 + r(8));
+  }
+  return b.join("");
+}
+
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 /** About the services' body limit (1 MiB): mutations grow bodies up to a little past it, not beyond. */

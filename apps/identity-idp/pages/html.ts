@@ -220,14 +220,27 @@ export function messagePage(title: string, message: string, link?: { href: strin
 }
 
 /** The links under the sign-in form: e-mail sign-in and password reset when mail works, sign-up when the tenant allows it. */
-export function loginLinks(p: { tenant: string; email: boolean; register: boolean }): string {
+export function loginLinks(p: { tenant: string; email: boolean; register: boolean; certificateUrl?: string }): string {
   const t = esc(p.tenant);
   const links = [
+    p.certificateUrl ? `<a href="${esc(p.certificateUrl)}">Sign in with a certificate</a>` : "",
     p.email ? `<a href="/t/${t}/magic">Email me a sign-in link</a>` : "",
     p.email ? `<a href="/t/${t}/password/forgot">Forgot your password?</a>` : "",
     p.register ? `<a href="/t/${t}/register">Create an account</a>` : "",
   ].filter(Boolean);
   return links.length ? `\n<p class="links">${links.join(" · ")}</p>` : "";
+}
+
+/** Confirms a sign-in with the client certificate the browser presented on the mTLS port. */
+export function certificatePage(p: { tenant: string; csrf: string; subject: string }): string {
+  return page(
+    "Sign in with a certificate",
+    `<p>Your browser presented the certificate <code id="certificate-subject">${esc(p.subject)}</code>.</p>
+<form method="post" action="/t/${esc(p.tenant)}/login/certificate">
+${csrf(p.csrf)}
+<button type="submit">Sign in with this certificate</button>
+</form>`,
+  );
 }
 
 /** One form asking for an e-mail address (magic link, password reset). */

@@ -4,6 +4,10 @@ import * as v from "valibot";
 import { appBase, principalOf } from "../../../src/service/http.ts";
 import {
   CreateUser,
+  RegisterCertificate,
+  UserCertificate,
+  UserCertificateId,
+  UserCertificateList,
   ImportYubiKey,
   ListUsersQuery,
   MfaPolicy,
@@ -21,6 +25,7 @@ import {
   YubiKeyList,
 } from "../../../schemas/identity-idp.ts";
 import type { YubiKeys } from "../domain/yubikeys.ts";
+import type { UserCertificates } from "../domain/certificates.ts";
 import type { UserService } from "../domain/users.ts";
 import type { IdpSessions } from "../domain/sessions.ts";
 import type { IdpKeys } from "../domain/handoff.ts";
@@ -28,7 +33,7 @@ import { AppError } from "../../../src/service/errors.ts";
 
 const ADMIN = ["identity:admin"];
 
-export function adminRoutes(users: UserService, sessions: IdpSessions, keys: IdpKeys, yubikeys: YubiKeys) {
+export function adminRoutes(users: UserService, sessions: IdpSessions, keys: IdpKeys, yubikeys: YubiKeys, certificates: UserCertificates) {
   const tenantOf = (req: Request) => principalOf(req).tenant;
   return new Elysia({ tags: ["users"] } as never)
     .use(appBase)
@@ -143,6 +148,39 @@ export function adminRoutes(users: UserService, sessions: IdpSessions, keys: Idp
         set.status = 204;
       },
       { params: YubiKeyId, response: { 204: v.undefined() }, scopes: ADMIN, detail: { summary: "Remove a user's YubiKey" } },
+    )
+    .post(
+      "/users/:id/certificates",
+      async ({ request, params, body, set }) => {
+        const tenant = tenantOf(request);
+        await users.row(tenant, params.id);
+        set.status = 201;
+        return certificates.register(tenant, params.id, body);
+      },
+      {
+        params: UserId,
+        body: RegisterCertificate,
+        response: { 201: UserCertificate },
+        scopes: ADMIN,
+        detail: { summary: "Register a client certificate (PEM) with which the user signs in on the idp's mTLS port" },
+      },
+    )
+    .get(
+      "/users/:id/certificates",
+      async ({ request, params }) => {
+        const tenant = tenantOf(request);
+        await users.row(tenant, params.id);
+        return { items: await certificates.list(tenant, params.id) };
+      },
+      { params: UserId, response: UserCertificateList, scopes: ADMIN, detail: { summary: "A user's sign-in certificates" } },
+    )
+    .delete(
+      "/users/:id/certificates/:cert_id",
+      async ({ request, params, set }) => {
+        await certificates.remove(tenantOf(request), params.id, params.cert_id);
+        set.status = 204;
+      },
+      { params: UserCertificateId, response: { 204: v.undefined() }, scopes: ADMIN, detail: { summary: "Remove a user's sign-in certificate" } },
     )
     .post(
       "/yubico-clients",

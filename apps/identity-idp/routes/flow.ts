@@ -36,6 +36,10 @@ export interface PageDeps {
   email?: EmailLinks;
   /** The development outbox (development without SMTP only). */
   outbox?: DevOutbox;
+  /** The mTLS port's URL (certificate sign-in), once the listener is up; undefined without one. */
+  mtlsUrl?: () => string | undefined;
+  /** The public listener's URL: the idp's name towards authz for logins finished on the mTLS port. */
+  publicListenerUrl?: () => string | undefined;
 }
 
 export const TenantParam = v.object({ tenant: v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,64}$/)) });
@@ -62,7 +66,8 @@ export function asPage<C>(fn: (c: C) => Promise<Response>) {
 /** The flow steps, bound to the service's dependencies. */
 export function loginFlow(d: PageDeps) {
   const now = d.now ?? (() => Math.floor(Date.now() / 1000));
-  const idpUrl = (req: Request) => d.publicUrl ?? new URL(req.url).origin;
+  // authz knows the idp by its public URL; a login finished on the mTLS port names that one too.
+  const idpUrl = (req: Request) => d.publicUrl ?? (requestInfo(req).mtls ? d.publicListenerUrl?.() : undefined) ?? new URL(req.url).origin;
   const ip = (req: Request) => requestInfo(req).ip;
   const cookie = (s: IdpSession) => ({ "set-cookie": d.sessions.cookie(s.id) });
 

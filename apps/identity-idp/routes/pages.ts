@@ -51,7 +51,13 @@ export function idpPages(d: PageDeps) {
         if (ch?.prompt.has("none")) return html(H.continuePage(await d.handoff.callbackUrl(ch, { error: "login_required" }, idpUrl(request))), 200);
         const { s, fresh } = existing ? { s: existing, fresh: false } : await sessionOf(request, tenant);
         await d.sessions.saveFlow(s, { challenge: query.login_challenge });
-        const links = H.loginLinks({ tenant, email: !!d.email, register: !!d.email && (await d.users.policy(tenant)).self_registration });
+        const mtls = d.mtlsUrl?.();
+        const links = H.loginLinks({
+          tenant,
+          email: !!d.email,
+          register: !!d.email && (await d.users.policy(tenant)).self_registration,
+          certificateUrl: mtls ? `${mtls.replace(/\/+$/, "")}/t/${tenant}/login/certificate` : undefined,
+        });
         return html(H.loginPage({ tenant, csrf: s.csrf, username: ch?.login_hint, clientName: ch?.client_name, links }), 200, fresh ? cookie(s) : {});
       }),
       { params: TenantParam, query: LoginQuery, detail: { hide: true } },

@@ -14,7 +14,11 @@ const unescapeHtml = (s: string) => s.replace(/&amp;/g, "&").replace(/&quot;/g, 
 
 export class ScriptedBrowser {
   readonly cookies = new Map<string, string>();
-  constructor(private readonly ca: string) {}
+  /** `clientCert`: a TLS client certificate (PEM chain and key) presented to every server that asks. */
+  constructor(
+    private readonly ca: string,
+    private readonly clientCert?: { cert: string; key: string },
+  ) {}
 
   private store(res: Response) {
     for (const c of res.headers.getSetCookie()) {
@@ -36,7 +40,7 @@ export class ScriptedBrowser {
   async request(url: string, init: RequestInit = {}): Promise<Page> {
     const headers = new Headers(init.headers);
     if (this.cookies.size) headers.set("cookie", this.cookieHeader());
-    const res = await fetch(url, { ...init, headers, redirect: "manual", tls: { ca: this.ca } } as RequestInit);
+    const res = await fetch(url, { ...init, headers, redirect: "manual", tls: { ca: this.ca, ...this.clientCert } } as RequestInit);
     this.store(res);
     return { status: res.status, url, html: await res.text(), headers: res.headers };
   }

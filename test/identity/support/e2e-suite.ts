@@ -29,6 +29,8 @@ export interface IdentitySuite {
   webClient: { client_id: string; client_secret: string };
   cliClient: { client_id: string; client_secret: string };
   cliRedirect: string;
+  /** POSTs to identity-authz's admin API as the suite administrator (expects 201). */
+  authzAdmin(path: string, body: unknown): Promise<any>;
   /** Calls identity-idp's admin API with a token authz issued for it. */
   idpAdmin(method: string, path: string, body?: unknown): Promise<Response>;
   /** Creates an idp user with a confirmed TOTP factor; `nextCode()` gives a code not used before. */
@@ -43,7 +45,7 @@ export interface IdentitySuite {
   stop(): Promise<void>;
 }
 
-export async function startIdentitySuite(opts: { tenant?: string } = {}): Promise<IdentitySuite> {
+export async function startIdentitySuite(opts: { tenant?: string; corsOrigins?: string[]; idpOverrides?: (c: ServiceConfig) => void } = {}): Promise<IdentitySuite> {
   const tenant = opts.tenant ?? "acme";
   const root = tempDir("cryptoutil-e2e-");
   const [authzPort, idpPort, psPort] = [await freePort(), await freePort(), await freePort()];
@@ -54,7 +56,9 @@ export async function startIdentitySuite(opts: { tenant?: string } = {}): Promis
   const bundle = (svc: string) => join(root, svc, "trust-bundle.pem");
   const verifyTokensOf = (svc: string) => (c: ServiceConfig) => trustIdentity(c, authzUrl, bundle(svc), svc);
 
-  const { authz, ca, f, clientCredentials, authzAdmin } = await startAuthzForSuite(root, authzPort, idpUrl);
+  // Pages of `corsOrigins` may call the token, JWKS and discovery endpoints (a single-page app).
+  const cors = opts.corsOrigins && ((c: ServiceConfig) => void ((c as { app: Record<string, unknown> }).app.cors_origins = opts.corsOrigins));
+  const { authz, ca, f, clientCredentials, authzAdmin } = await startAuthzForSuite(root, authzPort, idpUrl, cors);
   await authzAdmin("/tenants", { id: tenant });
   const scopes = ["openid", "profile", "email", "pets:read", "pets:write"];
   const webClient = await authzAdmin(`/tenants/${tenant}/clients`, {
@@ -87,6 +91,7 @@ export async function startIdentitySuite(opts: { tenant?: string } = {}): Promis
       verifyTokensOf("identity-idp")(c);
       c.server.port = idpPort;
       (c as { app?: unknown }).app = { authz_url: authzUrl, lockout_user_threshold: 3, lockout_ip_threshold: 10_000 };
+      opts.idpOverrides?.(c);
     },
   });
 
@@ -117,6 +122,7 @@ export async function startIdentitySuite(opts: { tenant?: string } = {}): Promis
     webClient,
     cliClient,
     cliRedirect,
+    authzAdmin,
     async idpAdmin(method, path, body) {
       idpToken ??= await clientCredentials(tenant, idpAdminClient.client_id, idpAdminClient.client_secret);
       const headers: Record<string, string> = { authorization: `Bearer ${idpToken}` };

@@ -1,0 +1,51 @@
+/**
+ * Sign-in with a client certificate, on the idp's mutual-TLS port (`server.mtls_port`): the
+ * login page links there; the page shows the certificate the browser presented and a form
+ * (same origin, the session's CSRF token) that signs in as the user it is registered to. It
+ * is a first factor (`amr` "swk": a key the browser holds): a user with a second factor is
+ * asked for it next. The session cookie is host-only, so the login started on the public port
+ * continues here.
+ */
+import { Elysia } from "elysia";
+import * as v from "valibot";
+import { AppError } from "../../../src/service/errors.ts";
+import { requestInfo } from "../../../src/service/http.ts";
+import type { UserCertificates } from "../domain/certificates.ts";
+import { asPage, html, loginFlow, TenantParam, type PageDeps } from "./flow.ts";
+import * as H from "../pages/html.ts";
+
+const Form = v.object({ csrf_token: v.optional(v.pipe(v.string(), v.maxLength(1024))) });
+
+const noCertificate = () =>
+  new AppError("certificate_required", "No client certificate was presented: certificate sign-in works on the identity service's mutual-TLS address, with a certificate your organisation issued.", { status: 400 });
+
+export function certificateRoutes(d: PageDeps, certificates: UserCertificates) {
+  const f = loginFlow(d);
+  return new Elysia({ name: "identity-idp.certificate" })
+    .get(
+      "/t/:tenant/login/certificate",
+      asPage(async ({ request, params }: { request: Request; params: { tenant: string } }) => {
+        const cert = requestInfo(request).clientCert;
+        if (!cert?.verified) throw noCertificate();
+        const { s, fresh } = await f.sessionOf(request, params.tenant);
+        return html(H.certificatePage({ tenant: params.tenant, csrf: s.csrf, subject: cert.subject }), 200, fresh ? f.cookie(s) : {});
+      }),
+      { params: TenantParam, detail: { hide: true } },
+    )
+    .post(
+      "/t/:tenant/login/certificate",
+      asPage(async ({ request, params, body }: { request: Request; params: { tenant: string }; body: v.InferOutput<typeof Form> }) => {
+        const tenant = params.tenant;
+        const s = await d.sessions.load(request, tenant);
+        d.sessions.verifyCsrf(s, body.csrf_token);
+        const cert = requestInfo(request).clientCert;
+        if (!cert?.verified) throw noCertificate();
+        const userId = await certificates.userOf(tenant, cert);
+        if (!userId) throw new AppError("certificate_not_registered", "This certificate is not registered to an account here.", { status: 401 });
+        const user = await d.users.row(tenant, userId);
+        if (user.disabled) throw new AppError("account_disabled", "This account is disabled.", { status: 403 });
+        return f.afterFirstFactor(request, s!, user, ["swk"]);
+      }),
+      { params: TenantParam, body: Form, detail: { hide: true } },
+    );
+}
