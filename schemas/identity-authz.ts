@@ -17,6 +17,17 @@ const redirectUri = v.pipe(
   }, "redirect URIs are https (or http on loopback) without a fragment"),
 );
 
+/** A back-channel logout URI: absolute https, no fragment (OIDC Back-Channel Logout 1.0 §2.2). */
+const backchannelUri = v.pipe(
+  v.string(),
+  v.maxLength(2000),
+  v.url(),
+  v.check((u) => {
+    const x = URL.canParse(u) ? new URL(u) : undefined;
+    return !!x && !x.hash && x.protocol === "https:";
+  }, "the back-channel logout URI is https without a fragment"),
+);
+
 export const AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth", "none"] as const;
 /** The RFC 8705 methods: the client authenticates with its TLS certificate, on the mTLS endpoints only. */
 export const MTLS_AUTH_METHODS: readonly string[] = ["tls_client_auth", "self_signed_tls_client_auth"];
@@ -70,6 +81,10 @@ const clientFields = {
    * only introspection (RFC 7662) resolves, revocable at once; client_credentials clients only.
    */
   access_token_format: v.picklist(["jwt", "opaque"]),
+  /** OIDC Back-Channel Logout 1.0: where logout tokens are POSTed when a user's session ends. */
+  backchannel_logout_uri: v.nullable(backchannelUri),
+  /** The client needs `sid` in logout tokens (always sent here, so this only records the client's wish). */
+  backchannel_logout_session_required: v.boolean(),
 };
 
 export const CreateClient = v.strictObject({
@@ -94,6 +109,8 @@ export const CreateClient = v.strictObject({
   tls_client_auth_san_email: v.optional(clientFields.tls_client_auth_san_email, null),
   tls_client_certificate_bound_access_tokens: v.optional(clientFields.tls_client_certificate_bound_access_tokens, false),
   access_token_format: v.optional(clientFields.access_token_format, "jwt"),
+  backchannel_logout_uri: v.optional(clientFields.backchannel_logout_uri, null),
+  backchannel_logout_session_required: v.optional(clientFields.backchannel_logout_session_required, false),
 });
 
 export const UpdateClient = v.strictObject(Object.fromEntries(Object.entries(clientFields).map(([k, s]) => [k, v.optional(s)])) as {

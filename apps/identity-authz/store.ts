@@ -15,6 +15,9 @@ export interface GrantRow {
 }
 export interface RefreshRow { hash: string; tenant: string; grant_id: string; client_id: string; created_at: number; expires_at: number; used: number }
 
+/** A client an idp session signed in to (back-channel logout). */
+export interface SessionClientRow { tenant: string; sid: string; client_id: string; subject: string; created_at: number; expires_at: number }
+
 export interface ScopeRow { tenant: string; name: string; description: string; claims: string }
 
 export interface AuthzDb {
@@ -30,13 +33,14 @@ export interface AuthzDb {
   revoked_tokens: { jti: string; tenant: string; expires_at: number };
   used_jtis: { tenant: string; kind: string; jti: string; expires_at: number };
   opaque_tokens: { hash: string; tenant: string; claims: string; expires_at: number };
+  session_clients: SessionClientRow;
 }
 
 const now = () => Math.floor(Date.now() / 1000);
 const bytes = (b: unknown) => (b instanceof Uint8Array ? b : new Uint8Array(b as ArrayBuffer));
 
 /** The tables whose rows belong to one tenant (column `tenant`). */
-const TENANT_TABLES = ["clients", "signing_keys", "auth_requests", "codes", "grants", "refresh_tokens", "access_tokens", "revoked_tokens", "used_jtis", "tenant_scopes", "opaque_tokens"] as const;
+const TENANT_TABLES = ["clients", "signing_keys", "auth_requests", "codes", "grants", "refresh_tokens", "access_tokens", "revoked_tokens", "used_jtis", "tenant_scopes", "opaque_tokens", "session_clients"] as const;
 
 export class AuthzStore {
   constructor(readonly db: Kysely<AuthzDb>) {}
@@ -201,10 +205,40 @@ export class AuthzStore {
     return (r.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
+  // back-channel logout: the clients each session signed in to
+  async joinSession(row: SessionClientRow): Promise<void> {
+    await this.db
+      .insertInto("session_clients")
+      .values(row)
+      .onConflict((oc) => oc.columns(["tenant", "sid", "client_id"]).doUpdateSet({ subject: row.subject, expires_at: row.expires_at }))
+      .execute();
+  }
+  /**
+   * Takes (reads and deletes) the clients of the ended sessions: one session by `sid`, or every
+   * session of `subject`. Two instances taking the same rows each delete what they read; a row
+   * read by both is notified twice, which the receiver's jti rule tolerates (each token is new).
+   */
+  async takeSessionClients(tenant: string, by: { sid: string } | { subject: string }): Promise<SessionClientRow[]> {
+    return this.db.transaction().execute(async (tx) => {
+      const rows = "sid" in by
+        ? await tx.selectFrom("session_clients").selectAll().where("tenant", "=", tenant).where("sid", "=", by.sid).execute()
+        : await tx.selectFrom("session_clients").selectAll().where("tenant", "=", tenant).where("subject", "=", by.subject).execute();
+      if (rows.length === 0) return rows;
+      const del = tx.deleteFrom("session_clients").where("tenant", "=", tenant);
+      await ("sid" in by ? del.where("sid", "=", by.sid) : del.where("subject", "=", by.subject)).execute();
+      return rows;
+    });
+  }
+  /** The sessions of a user still on record, newest first (the admin view). */
+  listSessionClients(tenant: string, subject: string) {
+    return this.db.selectFrom("session_clients").selectAll().where("tenant", "=", tenant).where("subject", "=", subject).where("expires_at", ">", now()).orderBy("created_at", "desc").execute();
+  }
+
   /** Deletes what has expired; run by the housekeeping timer. */
   async sweep(): Promise<void> {
     const t = now();
     await this.db.deleteFrom("used_jtis").where("expires_at", "<", t).execute();
+    await this.db.deleteFrom("session_clients").where("expires_at", "<", t).execute();
     await this.db.deleteFrom("auth_requests").where("expires_at", "<", t - 3600).execute();
     await this.db.deleteFrom("codes").where("expires_at", "<", t - 86_400).execute();
     await this.db.deleteFrom("revoked_tokens").where("expires_at", "<", t).execute();

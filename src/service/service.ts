@@ -32,7 +32,7 @@ import { DpopProofVerifier } from "../auth/dpop.ts";
 import { createProofReplayTable, DatabaseProofReplay } from "../auth/proof-replay.ts";
 import { checkFederationConfig, Federation, identityEndpoints, retryPolicy } from "../federation/index.ts";
 import { AuditSender, createAuditSpool } from "../audit/sender.ts";
-import { addSessionName, createSessionTable, SessionStore } from "../auth/session.ts";
+import { addSessionName, addSessionOpSid, createSessionTable, SessionStore } from "../auth/session.ts";
 import { browserLogin } from "../auth/bff.ts";
 import { createDispatcher, createWasmProvider, createWebCryptoProvider, openPkcs11Provider } from "../crypto/index.ts";
 import { openDatabase, ping, runMigrations, type Database } from "../storage/index.ts";
@@ -70,6 +70,7 @@ export const templateMigrations = [
   { version: 3, name: "session display names", up: addSessionName },
   { version: 4, name: "spent DPoP proofs", up: createProofReplayTable },
   { version: 5, name: "audit spool", up: createAuditSpool },
+  { version: 6, name: "session provider sid", up: addSessionOpSid },
 ];
 
 /** How often spent DPoP proof ids past their window are deleted. */

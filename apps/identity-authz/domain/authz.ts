@@ -11,6 +11,7 @@ import { ClientAuthenticator } from "./client-auth.ts";
 import { DpopVerifier } from "./dpop.ts";
 import { TokenService } from "./tokens.ts";
 import { AuthorizeService } from "./authorize.ts";
+import { BackchannelLogout } from "./backchannel-logout.ts";
 import type { AuditSender } from "../../../src/audit/sender.ts";
 
 export const ROOT_TENANT = "root";
@@ -29,6 +30,8 @@ export class Authz {
   readonly dpop: DpopVerifier;
   readonly tokens: TokenService;
   readonly front: AuthorizeService;
+  /** OIDC back-channel logout: the clients of each session, told when it ends. */
+  readonly backchannel: BackchannelLogout;
   /** The service's security events (token issuance, sign-ins, admin changes) to the audit service. */
   readonly audit: AuditSender;
   /** Resolves once the bootstrap has run; every endpoint awaits it. */
@@ -50,7 +53,8 @@ export class Authz {
     this.dpop = new DpopVerifier(this.store, this.cfg.proof_window_s);
     const issuer = (t: string) => this.issuer(t);
     this.tokens = new TokenService(this.store, this.registry, this.keys, ctx.protector, this.dpop, this.cfg, issuer);
-    this.front = new AuthorizeService(this.store, this.registry, this.keys, this.tokens, ctx.protector, this.cfg, issuer, caPem, ctx.audit);
+    this.backchannel = new BackchannelLogout(this.store, this.registry, this.keys, issuer, caPem, ctx.logger);
+    this.front = new AuthorizeService(this.store, this.registry, this.keys, this.tokens, ctx.protector, this.cfg, issuer, caPem, ctx.audit, this.backchannel);
     this.ready = this.bootstrap().catch((e) => {
       ctx.logger.error("bootstrap failed", { error: String(e) });
       throw e;

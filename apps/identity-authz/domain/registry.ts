@@ -36,6 +36,8 @@ const FIELD_DEFAULTS = {
   tls_client_auth_san_email: null,
   tls_client_certificate_bound_access_tokens: false,
   access_token_format: "jwt",
+  backchannel_logout_uri: null,
+  backchannel_logout_session_required: false,
 } satisfies Partial<ClientDoc>;
 
 function check(doc: ClientDoc): void {

@@ -38,6 +38,8 @@ export interface LoginFacts {
   amr?: string[];
   acr?: string;
   claims: Record<string, unknown>;
+  /** The idp session this login belongs to (OIDC `sid`, for back-channel logout). */
+  sid?: string;
 }
 
 export interface CodeData extends LoginFacts {
@@ -135,6 +137,7 @@ export class TokenService {
     if (nonce) claims.nonce = nonce;
     if (f.amr?.length) claims.amr = f.amr;
     if (f.acr) claims.acr = f.acr;
+    if (f.sid) claims.sid = f.sid;
     return signer.signJwt("JWT", {
       ...claims,
       iss: this.issuer(tenant),
@@ -194,7 +197,7 @@ export class TokenService {
     const grantId = randomToken(16);
     if (!(await this.store.useCode(hash, grantId))) throw oauthError("invalid_grant", "the code was already used");
     const gdata: GrantData = {
-      sub: data.sub, auth_time: data.auth_time, amr: data.amr, acr: data.acr, claims: data.claims,
+      sub: data.sub, auth_time: data.auth_time, amr: data.amr, acr: data.acr, claims: data.claims, sid: data.sid,
       aud: this.audienceOf(client, data.resource),
       audiences: data.resource !== undefined ? [data.resource] : [...client.audiences],
     };
