@@ -156,6 +156,16 @@ export const SigningKeyInfo = v.object({
 });
 export const SigningKeyList = v.object({ items: v.array(SigningKeyInfo) });
 
+/** A user's grants: the subject is the user's id at identity-idp. */
+export const SubjectParams = v.object({ tenant: tenantId, sub: v.pipe(v.string(), v.minLength(1), v.maxLength(255)) });
+export const GrantParams = v.object({ tenant: tenantId, grant_id: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{16,64}$/, "a grant id")) });
+/** A user's authorization at one client (its refresh tokens and the access tokens they issue). */
+export const Grant = v.object({ id: v.string(), client_id: v.string(), scope: v.string(), created_at: v.number(), expires_at: v.number() });
+export const GrantList = v.object({ items: v.array(Grant) });
+/** The clients a user's idp sessions signed in to (back-channel logout reaches these). */
+export const SessionClient = v.object({ sid: v.string(), client_id: v.string(), created_at: v.number() });
+export const SessionClientList = v.object({ items: v.array(SessionClient) });
+
 export type CreateTenantInput = v.InferOutput<typeof CreateTenant>;
 export type CreateClientInput = v.InferOutput<typeof CreateClient>;
 export type UpdateClientInput = v.InferOutput<typeof UpdateClient>;

@@ -162,6 +162,23 @@ export class AuthzStore {
     const r = await this.db.selectFrom("grants").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
     return r ? { ...r, data: bytes(r.data) } : undefined;
   }
+  /** The live grants of a user, newest first. */
+  listGrantsOf(tenant: string, subject: string) {
+    return this.db
+      .selectFrom("grants")
+      .select(["id", "client_id", "scope", "created_at", "expires_at"])
+      .where("tenant", "=", tenant)
+      .where("subject", "=", subject)
+      .where("revoked", "=", 0)
+      .where("expires_at", ">", now())
+      .orderBy("created_at", "desc")
+      .execute();
+  }
+  /** Revokes one grant of a user; false when it is not theirs or not live. */
+  async revokeGrantOf(tenant: string, subject: string, id: string): Promise<boolean> {
+    const r = await this.db.updateTable("grants").set({ revoked: 1 }).where("tenant", "=", tenant).where("subject", "=", subject).where("id", "=", id).where("revoked", "=", 0).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
   async revokeGrant(tenant: string, id: string): Promise<void> {
     await this.db.updateTable("grants").set({ revoked: 1 }).where("tenant", "=", tenant).where("id", "=", id).execute();
   }

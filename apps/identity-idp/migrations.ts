@@ -167,4 +167,11 @@ export const migrations = [
       await db.schema.alterTable("tenant_policies").addColumn("user_verification", "text", (c) => c.notNull().defaultTo("preferred")).execute();
     },
   },
+  {
+    version: 5,
+    name: "tenant password policy",
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable("tenant_policies").addColumn("password_min_length", "integer").execute();
+    },
+  },
 ];

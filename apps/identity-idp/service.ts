@@ -143,7 +143,7 @@ export function identityIdpService(opts: IdpOptions = {}): ServiceDefinition {
       const b = idpOf(ctx);
       return adminRoutes(b.users, b.sessions, b.keys, b.yubikeys);
     },
-    pages: (ctx) => idpConsole(ctx, idpOf(ctx).users),
+    pages: (ctx) => idpConsole(ctx, idpOf(ctx).users, idpOf(ctx).sessions),
     routes: (ctx) => {
       const b = idpOf(ctx);
       const deps = {

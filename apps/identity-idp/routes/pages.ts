@@ -256,7 +256,7 @@ export function idpPages(d: PageDeps) {
         const s = await authenticated(request, tenant);
         d.sessions.verifyCsrf(s, body.csrf_token);
         const user = await d.users.row(tenant, s!.row.user_id!);
-        const problem = passwordProblem(body.new_password ?? "", { minLength: d.cfg.password_min_length, maxLength: d.cfg.password_max_length }, [user.username, user.email ?? ""]);
+        const problem = passwordProblem(body.new_password ?? "", await d.users.passwordRules(tenant), [user.username, user.email ?? ""]);
         if (problem) return html(await accountView(s!, { passwordError: problem }), 400);
         if (!(await d.users.changePassword(tenant, user.id, body.current_password ?? "", body.new_password!, ip(request)))) {
           return html(await accountView(s!, { currentError: "The current password is wrong." }), 401);
