@@ -54,6 +54,7 @@ export class Authz {
     const issuer = (t: string) => this.issuer(t);
     this.tokens = new TokenService(this.store, this.registry, this.keys, ctx.protector, this.dpop, this.cfg, issuer);
     this.backchannel = new BackchannelLogout(this.store, this.registry, this.keys, issuer, caPem, ctx.logger);
+    ctx.onStop(() => this.backchannel.stop());
     this.front = new AuthorizeService(this.store, this.registry, this.keys, this.tokens, ctx.protector, this.cfg, issuer, caPem, ctx.audit, this.backchannel);
     this.ready = this.bootstrap().catch((e) => {
       ctx.logger.error("bootstrap failed", { error: String(e) });

@@ -124,6 +124,11 @@ export class BackchannelLogout {
     this.logger.info("back-channel logout delivered", { tenant: n.tenant, client_id: d.client_id });
   }
 
+  /** No new deliveries; those in flight stop retrying (the service is stopping). */
+  stop(): void {
+    this.notifier.stop();
+  }
+
   /** Waits for deliveries in flight (tests, graceful stop). */
   settle(): Promise<void> {
     return this.notifier.settle();
