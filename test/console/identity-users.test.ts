@@ -1,6 +1,6 @@
 /**
  * identity-idp's console for a user's sign-in state, in headless Chromium, with identity-authz's
- * console beside it: a locked user unlocked; a user's sessions listed and ended (the console the
+ * console beside it: a client's back-channel logout URI shown and edited; a locked user unlocked; a user's sessions listed and ended (the console the
  * user had open is signed out by back-channel logout); the user's grants at identity-authz
  * revoked; the tenant's password policy (minimum length, enforced on the next password set),
  * self-registration and passkey user verification; each page without console errors and without
@@ -80,6 +80,32 @@ describe("identity-idp console: a user's sign-in state", () => {
     await samContext.close();
 
     expect(await noSideScroll(context, [`${idp}users/${samId}`, `${authzUrl}tenants/${s.tenant}/users/${samId}`, `${idp}policy`])).toEqual({});
+    await context.close();
+  });
+
+  test("identity-authz's client page shows and edits the back-channel logout URI", async () => {
+    if (!browser) return;
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+    const page = await context.newPage();
+    const errors = watch(page);
+    await openConsole(page, `${authzUrl}tenants/${s.tenant}`, EVE);
+    await page.getByRole("link", { name: "identity-idp console" }).click();
+    await page.waitForURL((u) => u.pathname.includes("/clients/"));
+    const uri = `${s.urlOf("identity-idp")}/browser/backchannel-logout`;
+    expect(await page.locator("dl.details").textContent()).toContain(`${uri} (sid required)`);
+    const field = page.locator("#edit").getByLabel("Back-channel logout URI");
+    expect(await field.inputValue()).toBe(uri);
+    // Plain http is refused, beside the field.
+    await field.fill("http://app.example/logout");
+    await page.locator("#edit").getByRole("button", { name: "Save" }).click();
+    await page.locator("#edit-backchannel_logout_uri-error").waitFor({ state: "visible" });
+    errors.splice(0);
+    await field.fill(uri);
+    await page.locator("#edit").getByRole("button", { name: "Save" }).click();
+    await page.locator("#flash", { hasText: "Saved." }).waitFor();
+    expect(await page.locator("#edit").getByLabel("Logout tokens must carry sid").isChecked()).toBe(true);
+    expect(errors).toEqual([]);
+    expect(await noSideScroll(context, [page.url()])).toEqual({});
     await context.close();
   });
 
