@@ -83,7 +83,10 @@ export function adminRoutes(users: UserService, sessions: IdpSessions, keys: Idp
     .delete(
       "/users/:id",
       async ({ request, params, set }) => {
-        await users.delete(tenantOf(request), params.id);
+        const tenant = tenantOf(request);
+        // Ended (and reported for back-channel logout) before the rows go with the user.
+        await sessions.revokeUser(tenant, params.id);
+        await users.delete(tenant, params.id);
         set.status = 204;
       },
       { params: UserId, response: { 204: v.undefined() }, scopes: ADMIN, detail: { summary: "Delete a user with their factors, consents and sessions" } },
