@@ -118,6 +118,7 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
     return secret;
   };
   let clientAuth: oauth.ClientAuth | undefined = existsSync(cfg.client_secret_file) ? oauth.ClientSecretBasic(readSecret()) : undefined;
+  if (!clientAuth) ctx.logger.info("browser login: the client secret file does not exist yet; it is read at the first sign-in", { file: cfg.client_secret_file });
   const clientAuthOf = () => {
     if (clientAuth) return clientAuth;
     if (!existsSync(cfg.client_secret_file)) throw new AppError("unavailable", "this console's sign-in is not provisioned yet");
