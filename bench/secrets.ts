@@ -4,7 +4,8 @@
  * max_versions) of 256 secrets chosen at random per request, bearer token, keep-alive, 64
  * connections, measured by wrk. The anchor, in the same run and by the same wrk: learn-ps's
  * `GET /pets/{id}`, the template's hottest read (Vault, the product anchor, cannot be
- * installed here). Medians of several rounds.
+ * installed here). Medians of several rounds. Each row also gives the server's CPU time per
+ * request (from /proc), a figure a loaded machine skews far less than requests per second.
  *
  * Usage: npm run bench -- secrets [--seconds=6] [--rounds=2] [--connections=64]   (BENCH_PIN=1: see wrk.ts)
  */
@@ -12,7 +13,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestIssuer } from "../test/support/issuer.ts";
-import { createBenchPet, haveWrk, median, PIN, spawnTarget, wrk, type WrkResult } from "./wrk.ts";
+import { createBenchPet, haveWrk, median, PIN, processCpuMs, spawnTarget, wrk, type WrkResult } from "./wrk.ts";
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
 const SECONDS = arg("seconds", 6);
@@ -66,14 +67,21 @@ const runs = {
   anchor: () => wrk(`${learn.info.url}/service/api/v1/pets/${pet.id}`, { connections: CONNS, seconds: SECONDS, headers: { authorization: `Bearer ${petsToken}` } }),
 };
 const results: Record<keyof typeof runs, WrkResult[]> = { reads: [], writes: [], anchor: [] };
+/** Server CPU µs per request, per run. */
+const cpuPerReq: Record<keyof typeof runs, number[]> = { reads: [], writes: [], anchor: [] };
+const pidOf = { reads: secrets.proc.pid, writes: secrets.proc.pid, anchor: learn.proc.pid };
 try {
   await runs.reads(); // warm-up
   for (let r = 0; r < ROUNDS; r++) {
     for (const [name, run] of Object.entries(runs) as Array<[keyof typeof runs, () => Promise<WrkResult>]>) {
+      const c0 = processCpuMs(pidOf[name]);
+      const t0 = performance.now();
       const res = await run();
+      const requests = res.rps * ((performance.now() - t0) / 1000);
       if (res.errors) throw new Error(`${name}: ${res.errors} errors during the run`);
       results[name].push(res);
-      console.error(`round ${r + 1} ${name}: ${res.rps.toFixed(0)} req/s, p99 ${res.p99ms.toFixed(2)} ms`);
+      cpuPerReq[name].push(((processCpuMs(pidOf[name]) - c0) * 1000) / requests);
+      console.error(`round ${r + 1} ${name}: ${res.rps.toFixed(0)} req/s, p99 ${res.p99ms.toFixed(2)} ms, server CPU ${cpuPerReq[name].at(-1)!.toFixed(0)} µs/req`);
     }
   }
 } finally {
@@ -82,13 +90,13 @@ try {
   await issuer.stop();
 }
 
-const m = (k: keyof typeof runs) => ({ rps: median(results[k].map((x) => x.rps)), p50: median(results[k].map((x) => x.p50ms)), p99: median(results[k].map((x) => x.p99ms)) });
+const m = (k: keyof typeof runs) => ({ rps: median(results[k].map((x) => x.rps)), p50: median(results[k].map((x) => x.p50ms)), p99: median(results[k].map((x) => x.p99ms)), cpu: median(cpuPerReq[k]) });
 const [reads, writes, anchor] = [m("reads"), m("writes"), m("anchor")];
 console.log(`\nsm-secrets, ${PATHS} secrets chosen at random per request, HTTPS keep-alive, ${CONNS} connections, wrk, median of ${ROUNDS} x ${SECONDS}s; embedded database${PIN ? "; server pinned to core 0, wrk to core 1" : ""}\n`);
-console.log("| operation | req/s | p50 ms | p99 ms | anchor: learn-ps GET /pets/{id}, same run | ratio |");
-console.log("|---|---:|---:|---:|---:|---:|");
-console.log(`| read (current version) | ${reads.rps.toFixed(0)} | ${reads.p50.toFixed(2)} | ${reads.p99.toFixed(2)} | ${anchor.rps.toFixed(0)} (p99 ${anchor.p99.toFixed(2)} ms) | ${(reads.rps / anchor.rps).toFixed(2)} |`);
-console.log(`| write (new version) | ${writes.rps.toFixed(0)} | ${writes.p50.toFixed(2)} | ${writes.p99.toFixed(2)} | | ${(writes.rps / anchor.rps).toFixed(2)} |`);
+console.log("| operation | req/s | p50 ms | p99 ms | server CPU µs/req | anchor: learn-ps GET /pets/{id}, same run | ratio |");
+console.log("|---|---:|---:|---:|---:|---:|---:|");
+console.log(`| read (current version) | ${reads.rps.toFixed(0)} | ${reads.p50.toFixed(2)} | ${reads.p99.toFixed(2)} | ${reads.cpu.toFixed(0)} | ${anchor.rps.toFixed(0)} (p99 ${anchor.p99.toFixed(2)} ms, ${anchor.cpu.toFixed(0)} µs/req) | ${(reads.rps / anchor.rps).toFixed(2)} |`);
+console.log(`| write (new version) | ${writes.rps.toFixed(0)} | ${writes.p50.toFixed(2)} | ${writes.p99.toFixed(2)} | ${writes.cpu.toFixed(0)} | | ${(writes.rps / anchor.rps).toFixed(2)} |`);
 const met = (ok: boolean) => (ok ? "met" : "NOT met");
 console.log(`\ntargets: reads >= ${TARGETS.reads}/s -> ${met(reads.rps >= TARGETS.reads)}; writes >= ${TARGETS.writes}/s -> ${met(writes.rps >= TARGETS.writes)}; p99 < ${TARGETS.p99ms} ms -> ${met(reads.p99 < TARGETS.p99ms && writes.p99 < TARGETS.p99ms)}`);
 process.exit(0);

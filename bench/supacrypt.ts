@@ -1,10 +1,18 @@
 /**
- * Supacrypt: ES256 signs per second through sm-kms's gRPC API (mutual TLS, grpc-js client),
- * through its HTTPS API (bearer token, fetch with keep-alive), and directly on SoftHSM2
- * (pkcs11js, CKM_ECDSA over the SHA-256 digest), in the same run. sm-kms keeps its keys in a
- * SoftHSM2 token, so the three rows differ only by the path to the same kind of key. Every row
- * is a closed loop with the same number of operations in flight; rounds are interleaved
- * (gRPC, HTTPS, direct, gRPC, ...) so machine load hits all alike, and the medians are printed.
+ * Supacrypt: ES256 signs per second through sm-kms's gRPC API (mutual TLS) and through its
+ * HTTPS API (bearer token), and directly on SoftHSM2 (pkcs11js, CKM_ECDSA over the SHA-256
+ * digest), in the same run. sm-kms keeps its keys in a SoftHSM2 token, so the rows differ only by
+ * the path to the same kind of key. Every row is a closed loop with the same number of
+ * operations in flight; rounds are interleaved (gRPC, HTTPS, direct, gRPC, ...) so machine load
+ * hits all alike, and the medians are printed.
+ *
+ * The anchor comparison (gRPC against HTTPS, target >= 1) uses one client for both: curl-load
+ * (bench/tools/curl-load.c, libcurl, compiled here), in its own process, with the same requests
+ * in flight: gRPC over `--channels` HTTP/2 connections, HTTPS over HTTP/1.1 keep-alive
+ * connections (one per request in flight, as fetch uses). Clients that differ by more than the
+ * protocol are measured too, against the same HTTPS row of fetch: grpc-js in this process (its
+ * JavaScript HTTP/2 client costs about twice fetch's CPU per call, on the same 2 cores as the
+ * service) and Python's grpcio (gRPC's C core).
  *
  * The PKCS#11 module's row: `bench/supacrypt-pkcs11.ts`, when present, exports
  * `measurePkcs11Module(ctx: SupacryptBenchContext): Promise<number | undefined>` (signs/s) and is
@@ -14,6 +22,7 @@
  * Needs SoftHSM2 (Debian softhsm2).
  */
 import { pythonWith } from "../test/support/python.ts";
+import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mkdtempSync } from "node:fs";
@@ -136,6 +145,27 @@ async function grpcioRate(): Promise<number> {
   return Number(out.trim());
 }
 
+// --- gRPC and HTTPS with one C client (curl-load) ------------------------------------------------
+const curlLoad = join(dir, "curl-load");
+const built = spawnSync("cc", ["-O2", "-o", curlLoad, join(import.meta.dir, "tools", "curl-load.c"), "-lcurl", "-lpthread"], { encoding: "utf8" });
+const hasCurlLoad = built.status === 0;
+if (!hasCurlLoad) console.error(`curl-load not built (a C compiler and libcurl4-openssl-dev are needed): ${built.error?.message ?? built.stderr}`);
+/** The last run's calls, warm-up included, and its own CPU per call. */
+const curlRuns: Record<string, { total: number; clientUs: number[] }> = { "grpc-c": { total: 0, clientUs: [] }, "https-c": { total: 0, clientUs: [] } };
+async function curlRate(row: "grpc-c" | "https-c"): Promise<number> {
+  const args =
+    row === "grpc-c"
+      ? ["grpc", `https://${grpcAddress}/supacrypt.v1.KeyService/Sign`, String(SECONDS), String(CONCURRENCY), String(CHANNELS), signRequestHex, trust, client.certFile, client.keyFile]
+      : ["https", `${url}/service/api/v1/keys/${key.id}/sign`, String(SECONDS), String(CONCURRENCY), String(CHANNELS), Buffer.from(JSON.stringify({ payload: payloadB64u })).toString("hex"), trust, "-", "-", `authorization: Bearer ${token}`];
+  const proc = Bun.spawn([curlLoad, ...args], { stdout: "pipe", stderr: "inherit" });
+  const out = await new Response(proc.stdout).text();
+  const m = /^ops (\d+) seconds ([\d.]+) errors (\d+) cpu_us_per_op ([\d.]+) total (\d+)/.exec(out);
+  if ((await proc.exited) !== 0 || !m || Number(m[3]) > 0) throw new Error(`curl-load ${row}: ${out.trim()}`);
+  curlRuns[row]!.total = Number(m[5]);
+  curlRuns[row]!.clientUs.push(Number(m[4]));
+  return Number(m[1]) / Number(m[2]);
+}
+
 // --- HTTPS -----------------------------------------------------------------------------------
 const restSign = async () => {
   const j = await rest("POST", `/keys/${key.id}/sign`, { payload: payloadB64u });
@@ -183,7 +213,7 @@ function serviceCpuMs(): number {
   }
 }
 /** sm-kms's CPU time per operation (µs) while `measure` ran `ops/s` for about SECONDS. */
-const cpu: Record<string, number[]> = { grpc: [], grpcio: [], https: [] };
+const cpu: Record<string, number[]> = { grpc: [], grpcio: [], https: [], "grpc-c": [], "https-c": [] };
 /** This process's CPU time per operation (µs): the in-process clients' cost (grpc-js, fetch). */
 const clientCpu: Record<string, number[]> = { grpc: [], https: [] };
 async function withServiceCpu(row: string, measure: () => Promise<number>): Promise<number> {
@@ -191,7 +221,8 @@ async function withServiceCpu(row: string, measure: () => Promise<number>): Prom
   const u0 = process.cpuUsage();
   const t0 = performance.now();
   const rate = await measure();
-  const ops = rate * ((performance.now() - t0) / 1000);
+  // curl-load reports every call it made (warm-up included); elsewhere the rate stands for the whole run.
+  const ops = curlRuns[row] ? curlRuns[row].total : rate * ((performance.now() - t0) / 1000);
   cpu[row]!.push(((serviceCpuMs() - c0) * 1000) / ops);
   const u = process.cpuUsage(u0);
   clientCpu[row]?.push((u.user + u.system) / ops);
@@ -217,8 +248,13 @@ async function closedLoop(op: () => Promise<void>): Promise<number> {
 // Warm-up: connections, sessions and the service's key cache.
 for (const op of [grpcSign, restSign, directSign]) await closedLoop(op).catch((e) => Promise.reject(new Error(`warm-up failed: ${e}`)));
 
-const rates: Record<string, number[]> = { grpc: [], grpcio: [], https: [], direct: [], module: [] };
+const rates: Record<string, number[]> = { grpc: [], grpcio: [], https: [], direct: [], module: [], "grpc-c": [], "https-c": [] };
 for (let r = 0; r < ROUNDS; r++) {
+  if (hasCurlLoad) {
+    // The anchor pair, in alternating order from round to round.
+    const pair = r % 2 === 0 ? (["grpc-c", "https-c"] as const) : (["https-c", "grpc-c"] as const);
+    for (const row of pair) rates[row]!.push(await withServiceCpu(row, () => curlRate(row)));
+  }
   rates.grpc!.push(await withServiceCpu("grpc", () => closedLoop(grpcSign)));
   if (hasGrpcio) rates.grpcio!.push(await withServiceCpu("grpcio", grpcioRate));
   rates.https!.push(await withServiceCpu("https", () => closedLoop(restSign)));
@@ -232,10 +268,14 @@ for (let r = 0; r < ROUNDS; r++) {
 const g = median(rates.grpc!);
 const h = median(rates.https!);
 const d = median(rates.direct!);
+const gc = hasCurlLoad ? median(rates["grpc-c"]!) : NaN;
+const hc = hasCurlLoad ? median(rates["https-c"]!) : NaN;
 const rows: Row[] = [
-  { group: "ES256 sign", name: "sm-kms gRPC (mTLS, grpc-js client)", opsPerSec: g, anchor: "of HTTPS (target >= 1)", ratio: g / h },
+  { group: "ES256 sign", name: "sm-kms gRPC (mTLS, C client: libcurl, HTTP/2)", opsPerSec: gc, anchor: "of HTTPS, same client (target >= 1)", ratio: gc / hc },
+  { group: "ES256 sign", name: "sm-kms HTTPS API (bearer, C client: libcurl, HTTP/1.1)", opsPerSec: hc },
+  { group: "ES256 sign", name: "sm-kms gRPC (mTLS, grpc-js client)", opsPerSec: g, anchor: "of HTTPS (fetch)", ratio: g / h },
   hasGrpcio
-    ? { group: "ES256 sign", name: "sm-kms gRPC (mTLS, grpcio client)", opsPerSec: median(rates.grpcio!), anchor: "of HTTPS", ratio: median(rates.grpcio!) / h }
+    ? { group: "ES256 sign", name: "sm-kms gRPC (mTLS, grpcio client)", opsPerSec: median(rates.grpcio!), anchor: "of HTTPS (fetch)", ratio: median(rates.grpcio!) / h }
     : { group: "ES256 sign", name: "sm-kms gRPC (mTLS, grpcio client: python3-grpcio absent)", opsPerSec: NaN },
   { group: "ES256 sign", name: "sm-kms HTTPS API (bearer, fetch)", opsPerSec: h },
   { group: "ES256 sign", name: "SoftHSM2 directly (pkcs11js)", opsPerSec: d },
@@ -244,14 +284,17 @@ if (rates.module!.length > 0) {
   const m = median(rates.module!);
   rows.push({ group: "ES256 sign", name: "PKCS#11 module -> sm-kms", opsPerSec: m, anchor: "of 1,000/s target", ratio: m / 1000 });
 } else {
-  rows.push({ group: "ES256 sign", name: "PKCS#11 module -> sm-kms (bench/supacrypt-pkcs11.ts absent)", opsPerSec: NaN });
+  rows.push({ group: "ES256 sign", name: "PKCS#11 module -> sm-kms (no measurePkcs11Module hook: see bench supacrypt-pkcs11)", opsPerSec: NaN });
 }
 printTable(`Supacrypt: ES256 signs/s, ${CONCURRENCY} in flight, median of ${ROUNDS} rounds of ${SECONDS} s`, rows);
-console.log(`\ngRPC / HTTPS: ${(g / h).toFixed(2)}x; gRPC / SoftHSM2 direct: ${(g / d).toFixed(2)}x`);
+console.log(`\ngRPC / HTTPS, same C client: ${(gc / hc).toFixed(2)}x (per round: ${rates["grpc-c"]!.map((x, i) => (x / rates["https-c"]![i]!).toFixed(2)).join(", ")})`);
+console.log(`gRPC (grpc-js) / HTTPS (fetch): ${(g / h).toFixed(2)}x; gRPC (grpc-js) / SoftHSM2 direct: ${(g / d).toFixed(2)}x`);
 const us = (row: string) => (cpu[row]!.length > 0 ? `${median(cpu[row]!).toFixed(0)} µs` : "-");
-console.log(`sm-kms CPU per sign (median): gRPC ${us("grpc")} (grpc-js client), ${us("grpcio")} (grpcio client; includes its 1 s warm-up), HTTPS ${us("https")}`);
-const cu = (row: string) => `${median(clientCpu[row]!).toFixed(0)} µs`;
-console.log(`client CPU per sign (median): grpc-js ${cu("grpc")}, fetch ${cu("https")}`);
+console.log(
+  `sm-kms CPU per sign (median): gRPC ${us("grpc-c")} / HTTPS ${us("https-c")} with the C client; gRPC ${us("grpc")} (grpc-js client), ${us("grpcio")} (grpcio client; includes its 1 s warm-up), HTTPS ${us("https")} (fetch)`,
+);
+const cu = (rs: number[]) => (rs.length > 0 ? `${median(rs).toFixed(0)} µs` : "-");
+console.log(`client CPU per sign (median): curl-load gRPC ${cu(curlRuns["grpc-c"]!.clientUs)}, HTTPS ${cu(curlRuns["https-c"]!.clientUs)}; grpc-js ${cu(clientCpu.grpc!)}, fetch ${cu(clientCpu.https!)}`);
 
 for (const c of grpcClients) c.close();
 await hsm.close();

@@ -1,5 +1,5 @@
 /** Runs wrk (Debian package `wrk`) as the HTTP load generator and parses its report. */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 
 export interface WrkResult {
   rps: number;
@@ -109,4 +109,15 @@ export async function createBenchPet(baseUrl: string, token: string, ca: string)
   } as RequestInit);
   if (created.status !== 201) throw new Error(`create failed: ${created.status} ${await created.text()}`);
   return (await created.json()) as { id: string };
+}
+
+/** CPU time (user + system, ms) process `pid` has used so far, from /proc; NaN where there is none. */
+export function processCpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in clock ticks of 10 ms
+  } catch {
+    return NaN;
+  }
 }

@@ -21,9 +21,18 @@ export const DevicePublicKey = v.union(
 );
 export type DevicePublicKey = v.InferOutput<typeof DevicePublicKey>;
 
+/** The opt-in post-quantum hybrid's key management algorithm (a private name: not registered for JOSE). */
+export const HYBRID_ALG = "ECDH-ES+ML-KEM-768+A256KW";
+/** ML-KEM-768 sizes (FIPS 203): the encapsulation key and the ciphertext, in bytes. */
+export const ML_KEM_768_PUBLIC_KEY_BYTES = 1184;
+export const ML_KEM_768_CIPHERTEXT_BYTES = 1088;
+const b64uLength = (bytes: number) => Math.ceil((bytes * 4) / 3);
+
 export const RegisterDevice = v.strictObject({
   name: v.pipe(v.string(), v.trim(), v.minLength(1, "name is required"), v.maxLength(100, "name has at most 100 characters")),
   public_key: DevicePublicKey,
+  /** Optional: the device's ML-KEM-768 encapsulation key (base64url), so senders may use the hybrid. */
+  kem_public_key: v.optional(v.pipe(b64u(2048, "kem_public_key"), v.length(b64uLength(ML_KEM_768_PUBLIC_KEY_BYTES), `kem_public_key must be a ${ML_KEM_768_PUBLIC_KEY_BYTES}-byte ML-KEM-768 encapsulation key`))),
 });
 
 export const Device = v.object({
@@ -32,6 +41,9 @@ export const Device = v.object({
   /** The key management algorithm senders use with this device's key. */
   alg: v.literal("ECDH-ES+A256KW"),
   public_key: v.record(v.string(), v.string()),
+  /** Present when the device takes the hybrid: its ML-KEM-768 encapsulation key and the hybrid's alg. */
+  kem_public_key: v.optional(v.string()),
+  hybrid_alg: v.optional(v.literal(HYBRID_ALG)),
   created_at: v.string(),
 });
 export const DeviceList = v.object({ items: v.array(Device) });
@@ -48,15 +60,18 @@ export const EpkSchema = v.union([
 ], "epk must be a public P-256 or X25519 JWK");
 
 /**
- * One recipient entry of a JSON-serialized JWE (RFC 7516 §7.2.1): ECDH-ES+A256KW. Its alg,
- * kid and epk sit here, or (with a single recipient) in the protected header.
+ * One recipient entry of a JSON-serialized JWE (RFC 7516 §7.2.1): ECDH-ES+A256KW, or the opt-in
+ * hybrid that adds an ML-KEM-768 ciphertext `ek`. Its alg, kid, epk (and ek) sit here, or (with a
+ * single recipient) in the protected header.
  */
 const JweRecipient = v.strictObject({
   header: v.optional(v.strictObject({
-    alg: v.optional(v.literal("ECDH-ES+A256KW", "each recipient's alg must be ECDH-ES+A256KW")),
+    alg: v.optional(v.picklist(["ECDH-ES+A256KW", HYBRID_ALG], `each recipient's alg must be ECDH-ES+A256KW or ${HYBRID_ALG}`)),
     kid: v.optional(v.pipe(v.string(), v.maxLength(64))),
     epk: v.optional(EpkSchema),
-  }, "a recipient header holds alg, kid and epk only"), {}),
+    /** The hybrid's ML-KEM-768 ciphertext (base64url). */
+    ek: v.optional(b64u(2048, "ek")),
+  }, "a recipient header holds alg, kid, epk and (for the hybrid) ek only"), {}),
   encrypted_key: b64u(64, "encrypted_key"),
 });
 

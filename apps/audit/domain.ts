@@ -18,7 +18,8 @@ import { createHmac } from "node:crypto";
 import { AppError, notFound } from "../../src/service/errors.ts";
 import type { DataProtector } from "../../src/service/context.ts";
 import { leafHash, MerkleTree } from "../../src/audit/merkle.ts";
-import { checkpointText, NoteSigner } from "../../src/audit/note.ts";
+import { checkpointText, NoteError, NoteSigner } from "../../src/audit/note.ts";
+import { verifyExport, type VerifyResult } from "../../src/audit/verify.ts";
 import { decodePageToken, encodePageToken } from "../../src/storage/index.ts";
 import type { AuditEntry, AuditEventInput, EventsQuery } from "../../schemas/audit.ts";
 import type { AuditQueries, AuditStore, CheckpointRow, EventRow } from "./store.ts";
@@ -284,6 +285,27 @@ export class AuditLog {
       }
     })();
     return this.checkpointing;
+  }
+
+  /**
+   * The log checks itself: the latest signed checkpoint against the rows stored now, with the
+   * same verifier as `cryptoutil audit verify` (src/audit/verify.ts) over the log's own full
+   * export. A row changed, deleted or reordered behind the log's back (the triggers dropped)
+   * fails, naming the first bad entry. Undefined while there is no checkpoint yet.
+   */
+  async selfCheck(): Promise<VerifyResult | undefined> {
+    const latest = await this.store.latestCheckpoint();
+    if (!latest) return undefined;
+    const size = Number(latest.tree_size);
+    let text = "";
+    try {
+      for await (const chunk of this.export(size, { tenant: SUITE_TENANT, all: true })) text += chunk;
+      return verifyExport(text, latest.note, await this.verifierKey());
+    } catch (e) {
+      if (e instanceof NoteError) return { ok: false, treeSize: size, entriesChecked: 0, reason: `the latest checkpoint does not verify with the log's key: ${e.message}` };
+      if (e instanceof AppError && (e.code === "validation_failed" || e.code === "stored_material_corrupt")) return { ok: false, treeSize: size, entriesChecked: 0, reason: e.message };
+      throw e;
+    }
   }
 
   async latestCheckpoint(): Promise<CheckpointRow> {

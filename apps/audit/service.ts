@@ -9,7 +9,7 @@ import { parseAppSection } from "../../src/service/config.ts";
 import type { ServiceContext, ServiceDefinition } from "../../src/service/context.ts";
 import { migrations } from "./migrations.ts";
 import { AuditStore } from "./store.ts";
-import { AuditLog } from "./domain.ts";
+import { AuditLog, SUITE_TENANT } from "./domain.ts";
 import { auditRoutes } from "./routes.ts";
 
 /** Seven years, the retention CA/Browser Forum audit records need. */
@@ -23,6 +23,12 @@ export const AuditConfig = v.strictObject({
   retention_days: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(36_600)), DEFAULT_RETENTION_DAYS),
   /** How often a checkpoint is signed when there are new entries (0: only on demand). */
   checkpoint_interval_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(86_400_000)), 1000),
+  /**
+   * How often the log verifies its latest checkpoint against its stored rows (0: never); a
+   * failure is logged and sent as an `audit.chain_failure` notification (the template's
+   * `notifications` channels), once per distinct failure.
+   */
+  self_check_interval_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(7 * 86_400_000)), 3_600_000),
 });
 export type AuditConfig = v.InferOutput<typeof AuditConfig>;
 
@@ -42,8 +48,10 @@ export function createAuditService(opts: AuditOptions = {}): ServiceDefinition {
       log = new AuditLog(new AuditStore(ctx.db), ctx.protector, { origin: c.origin, retentionDays: c.retention_days, checkpointIntervalMs: c.checkpoint_interval_ms }, opts.now);
       instances.set(ctx, log);
       const started = log.start().catch((e) => ctx.logger.error("audit: the log could not start", { error: e }));
+      const selfCheck = c.self_check_interval_ms > 0 ? startSelfCheck(ctx, log, c.self_check_interval_ms) : undefined;
       ctx.onStop(async () => {
         await started;
+        await selfCheck?.();
         await log!.stop();
       });
     }
@@ -63,3 +71,37 @@ export function createAuditService(opts: AuditOptions = {}): ServiceDefinition {
 }
 
 export const auditService = createAuditService();
+
+/**
+ * The periodic self-check (`AuditLog.selfCheck`): a failure is logged as an error and notified
+ * as `audit.chain_failure` to the suite tenant, once until the log verifies again or fails
+ * differently. Returns the stop function (waits for a check in flight).
+ */
+function startSelfCheck(ctx: ServiceContext, log: AuditLog, everyMs: number): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  let reported: string | undefined;
+  const run = async () => {
+    const r = await log.selfCheck();
+    if (!r || r.ok) {
+      reported = undefined;
+      return;
+    }
+    const facts = { origin: log.settings.origin, tree_size: r.treeSize, first_bad: r.firstBad ?? null, bad_range: r.badRange ?? null, reason: r.reason ?? "the log does not match its checkpoint" };
+    if (reported === facts.reason) return;
+    reported = facts.reason;
+    ctx.logger.error("audit: the log does not verify against its latest checkpoint", facts);
+    ctx.notifier.emit("audit.chain_failure", SUITE_TENANT, facts);
+  };
+  const timer = setInterval(() => {
+    running ??= run()
+      .catch((e) => {
+        if ((e as { code?: string })?.code !== "sealed") ctx.logger.warn("audit: the self-check could not run", { error: e });
+      })
+      .finally(() => (running = undefined));
+  }, everyMs);
+  (timer as { unref?: () => void }).unref?.();
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
+}

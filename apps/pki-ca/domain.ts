@@ -10,7 +10,8 @@
  * certificate's CRLDP names the shard of its serial (decided at issuance and stored), and
  * each shard's CRL lists exactly the revoked certificates of that shard.
  */
-import type { WebhookEvent, WebhookNotifier } from "./webhooks.ts";
+import type { WebhookEvent } from "./webhooks.ts";
+import type { Notifier } from "../../src/notify/notifier.ts";
 import type { ChangeFeed } from "../../src/storage/change-feed.ts";
 import { x509Time } from "../../src/pki/time.ts";
 import { AppError, notFound } from "../../src/service/errors.ts";
@@ -153,17 +154,17 @@ export class PkiCa {
   unsubscribe?: () => void;
 
   /** Webhooks for state changes and expiry notices (none configured: events go nowhere). */
-  notifier?: WebhookNotifier;
+  notifier?: Notifier;
   /** The CA's schedules (CRL, OCSP refresh, peer revocations, expiry), ended by dispose(). */
   timers: Array<ReturnType<typeof setInterval>> = [];
 
-  /** Ends this CA's schedules and webhook deliveries and drops its caches (at seal and stop). */
+  /** Ends this CA's schedules and drops its caches (at seal and stop). */
   async dispose(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     this.unsubscribe?.();
     this.ocspCache.clear();
     this.extensionCache.clear();
-    await this.notifier?.stop();
+    // The notifier is the service's (it outlives a seal); the template stops it at shutdown.
   }
 
   constructor(

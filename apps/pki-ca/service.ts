@@ -11,7 +11,7 @@ import { PkiStore } from "./store.ts";
 import { loadOrCreateHierarchy, renewSigners, type CaUrls, type HierarchyOptions } from "./hierarchy.ts";
 import { loadExternalHierarchy } from "./ceremony/external.ts";
 import { PkiCa, REVOCATIONS_CHANNEL } from "./domain.ts";
-import { WebhookNotifier } from "./webhooks.ts";
+import { pkiCaChannels } from "./webhooks.ts";
 import { caApi, caPublicRoutes } from "./routes.ts";
 import { caPages } from "./console/index.ts";
 import { Elysia } from "elysia";
@@ -40,12 +40,14 @@ const instances = new WeakMap<ServiceContext, Promise<PkiCa>>();
 export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
   let p = instances.get(ctx);
   if (!p) {
+    const config = parsePkiCaConfig(ctx.config);
     if (!sealHooked.has(ctx)) {
       sealHooked.add(ctx);
       ctx.protector.onSeal(() => void dropCa(ctx));
       ctx.onStop(() => dropCa(ctx));
+      // pki-ca's own channels join the service's notifier once (it outlives a seal).
+      ctx.notifier.addChannels(pkiCaChannels(config));
     }
-    const config = parsePkiCaConfig(ctx.config);
     const store = new PkiStore(ctx.db);
     const timers: Array<ReturnType<typeof setInterval>> = [];
     p = (async () => {
@@ -79,10 +81,7 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
         if (i.crlShards !== config.crl_shards) ctx.logger.warn("issuing CA keeps the CRL shard count it was created with", { issuing_ca: t, crl_shards: i.crlShards, configured: config.crl_shards });
       }
       await ca.renewSigners();
-      if (config.webhooks.length || config.email.length || config.slack.length) {
-        const notifier = new WebhookNotifier(config.webhooks, ctx.logger, config.webhook_retry_seconds.map((s) => s * 1000), { email: config.email, slack: config.slack });
-        ca.notifier = notifier;
-      }
+      ca.notifier = ctx.notifier;
       // Cached OCSP answers are re-signed before they go stale (a quarter of their validity ahead);
       // responder and TSA certificates nearing expiry are renewed on the same schedule.
       const ocspRefresh = setInterval(() => {

@@ -9,9 +9,7 @@
  * URLs must be https, except on a loopback address.
  */
 import * as v from "valibot";
-import type { Logger } from "../../src/service/log.ts";
-import { Notifier } from "../../src/notify/notifier.ts";
-import { emailChannel, slackChannel, webhookChannel, webhookSignature, WebhookChannelSchema, type EmailChannelSchema, type SlackChannelSchema } from "../../src/notify/channels.ts";
+import { channelsOf, webhookSignature, WebhookChannelSchema, type Channel, type EmailChannelSchema, type SlackChannelSchema } from "../../src/notify/channels.ts";
 
 export const WEBHOOK_EVENTS = [
   "request.pending",
@@ -31,16 +29,15 @@ export type WebhookConfig = v.InferOutput<typeof WebhookSchema>;
 export const signature = webhookSignature;
 
 /**
- * pki-ca's notifications: its signed webhooks, and e-mail and Slack-compatible channels, on the
- * suite's `Notifier` (retries with backoff, then a dead-letter list).
+ * pki-ca's own channels (its `webhooks`, `email` and `slack` settings, retried after
+ * `webhook_retry_seconds`), added to the service's notifier (src/notify): retries with backoff,
+ * then the dead-letter list of the admin API, next to the template's `notifications` channels.
  */
-export class WebhookNotifier extends Notifier {
-  constructor(
-    hooks: WebhookConfig[],
-    logger: Logger,
-    retryDelaysMs: number[] = [1000, 4000, 16000],
-    more: { email?: v.InferOutput<typeof EmailChannelSchema>[]; slack?: v.InferOutput<typeof SlackChannelSchema>[] } = {},
-  ) {
-    super([...hooks.map(webhookChannel), ...(more.email ?? []).map(emailChannel), ...(more.slack ?? []).map(slackChannel)], { logger, retryDelaysMs });
-  }
+export function pkiCaChannels(config: {
+  webhooks: WebhookConfig[];
+  email: v.InferOutput<typeof EmailChannelSchema>[];
+  slack: v.InferOutput<typeof SlackChannelSchema>[];
+  webhook_retry_seconds: number[];
+}): Channel[] {
+  return channelsOf(config, config.webhook_retry_seconds.map((s) => s * 1000));
 }

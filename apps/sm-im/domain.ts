@@ -9,6 +9,11 @@
  *   header holds alg, kid and epk; the two never share a member (RFC 7516 §7.2.1).
  * - every kid is a device of the sender or of a listed recipient, at most once, with an epk on
  *   the device key's curve; every listed recipient gets at least one copy.
+ * The opt-in hybrid (`ECDH-ES+ML-KEM-768+A256KW`, a private name): a device that published an
+ * ML-KEM-768 encapsulation key may receive copies whose key-wrapping key comes from both the
+ * ECDH shared secret and an ML-KEM-768 shared secret (the recipient header's `ek` is the ML-KEM
+ * ciphertext); see the README for the key derivation. The service checks sizes and that the
+ * device has such a key; it cannot check the ciphertext itself.
  * A device sees only the copies wrapped for it: one registered after a message was sent has
  * none, so it cannot read earlier messages. Tampering shows on the device: the JWE's tag
  * covers the ciphertext, iv and protected header, and AES key wrap fails on a changed key.
@@ -21,7 +26,7 @@ import { AppError, notFound } from "../../src/service/errors.ts";
 import type { Principal } from "../../src/auth/bearer.ts";
 import { decodePageToken, encodePageToken } from "../../src/storage/index.ts";
 import * as v from "valibot";
-import { EpkSchema, MAX_DEVICES, type DevicePublicKey, type GeneralJwe } from "../../schemas/sm-im.ts";
+import { EpkSchema, HYBRID_ALG, MAX_DEVICES, ML_KEM_768_CIPHERTEXT_BYTES, ML_KEM_768_PUBLIC_KEY_BYTES, type DevicePublicKey, type GeneralJwe } from "../../schemas/sm-im.ts";
 import type { ImStore, DeviceRow, MessageSummaryRow, CopyRow } from "./store.ts";
 
 export interface ImSettings {
@@ -36,7 +41,8 @@ const DAY_MS = 86_400_000;
 const ALG = "ECDH-ES+A256KW" as const;
 const PROTECTED_MEMBERS = new Set(["enc", "cty"]);
 /** Members that name one recipient: in the protected header only when there is just one. */
-const SINGLE_RECIPIENT_MEMBERS = new Set(["kid", "epk"]);
+const SINGLE_RECIPIENT_MEMBERS = new Set(["kid", "epk", "ek"]);
+const KEY_MANAGEMENT_ALGS = new Set<unknown>([ALG, HYBRID_ALG]);
 
 const randomId = (prefix: string) => `${prefix}_${Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url")}`;
 
@@ -57,10 +63,19 @@ export interface DeviceView {
   name: string;
   alg: typeof ALG;
   public_key: Record<string, string>;
+  kem_public_key?: string;
+  hybrid_alg?: typeof HYBRID_ALG;
   created_at: string;
 }
 
-const deviceView = (d: DeviceRow): DeviceView => ({ id: d.id, name: d.name, alg: ALG, public_key: { ...JSON.parse(d.public_key), kid: d.id, alg: ALG, use: "enc" }, created_at: d.created_at });
+const deviceView = (d: DeviceRow): DeviceView => ({
+  id: d.id,
+  name: d.name,
+  alg: ALG,
+  public_key: { ...JSON.parse(d.public_key), kid: d.id, alg: ALG, use: "enc" },
+  ...(d.kem_public_key ? { kem_public_key: d.kem_public_key, hybrid_alg: HYBRID_ALG } : {}),
+  created_at: d.created_at,
+});
 
 export class Messenger {
   constructor(
@@ -71,9 +86,10 @@ export class Messenger {
 
   // --- devices ---
 
-  async registerDevice(p: Principal, name: string, key: DevicePublicKey): Promise<DeviceView> {
+  async registerDevice(p: Principal, name: string, key: DevicePublicKey, kemPublicKey?: string): Promise<DeviceView> {
     await checkPublicKey(key);
-    const row: DeviceRow = { tenant: p.tenant, id: randomId("dev"), subject: p.subject, subject_name: p.name ?? null, name, public_key: JSON.stringify(key), created_at: this.now().toISOString() };
+    if (kemPublicKey !== undefined) checkKemPublicKey(kemPublicKey);
+    const row: DeviceRow = { tenant: p.tenant, id: randomId("dev"), subject: p.subject, subject_name: p.name ?? null, name, public_key: JSON.stringify(key), kem_public_key: kemPublicKey ?? null, created_at: this.now().toISOString() };
     if (!(await this.store.insertDevice(row, MAX_DEVICES))) throw new AppError("conflict", `a user has at most ${MAX_DEVICES} devices; remove one first`);
     return deviceView(row);
   }
@@ -107,8 +123,8 @@ export class Messenger {
     if (header.enc !== "A256GCM") throw new AppError("malformed_jose", "the protected header must name enc A256GCM");
     const single = jwe.recipients.length === 1;
     for (const k of Object.keys(header)) {
-      if (!PROTECTED_MEMBERS.has(k) && !(single && SINGLE_RECIPIENT_MEMBERS.has(k)) && !(k === "alg" && header.alg === ALG)) {
-        throw new AppError("malformed_jose", `the protected header may hold enc, cty and alg (and kid and epk with one recipient), not ${k.slice(0, 32)}`);
+      if (!PROTECTED_MEMBERS.has(k) && !(single && SINGLE_RECIPIENT_MEMBERS.has(k)) && !(k === "alg" && KEY_MANAGEMENT_ALGS.has(header.alg))) {
+        throw new AppError("malformed_jose", `the protected header may hold enc, cty and alg (and kid, epk and ek with one recipient), not ${k.slice(0, 32)}`);
       }
     }
     if (byteLength(jwe.iv) !== 12 || byteLength(jwe.tag) !== 16) throw new AppError("malformed_jose", "A256GCM takes a 96-bit iv and a 128-bit tag");
@@ -125,14 +141,20 @@ export class Messenger {
     for (const entry of jwe.recipients) {
       // The recipient's JOSE header: the protected members and its own, which never overlap.
       for (const k of Object.keys(entry.header)) if (k in header) throw new AppError("malformed_jose", `${k} is in both the protected and a recipient header`);
-      const joined = { alg: header.alg ?? entry.header.alg, kid: header.kid ?? entry.header.kid, epk: header.epk ?? entry.header.epk } as { alg?: unknown; kid?: unknown; epk?: unknown };
-      if (joined.alg !== ALG) throw new AppError("malformed_jose", "each recipient's alg must be ECDH-ES+A256KW");
+      const joined = { alg: header.alg ?? entry.header.alg, kid: header.kid ?? entry.header.kid, epk: header.epk ?? entry.header.epk, ek: header.ek ?? entry.header.ek } as { alg?: unknown; kid?: unknown; epk?: unknown; ek?: unknown };
+      if (!KEY_MANAGEMENT_ALGS.has(joined.alg)) throw new AppError("malformed_jose", `each recipient's alg must be ${ALG} or ${HYBRID_ALG}`);
+      const hybrid = joined.alg === HYBRID_ALG;
+      if (hybrid !== (joined.ek !== undefined)) throw new AppError("malformed_jose", `ek (the ML-KEM-768 ciphertext) belongs to ${HYBRID_ALG} recipients, and each of them needs one`);
+      if (hybrid && (typeof joined.ek !== "string" || !/^[A-Za-z0-9_-]*$/.test(joined.ek) || joined.ek.length !== Math.ceil((ML_KEM_768_CIPHERTEXT_BYTES * 4) / 3))) {
+        throw new AppError("malformed_jose", `ek must be a ${ML_KEM_768_CIPHERTEXT_BYTES}-byte ML-KEM-768 ciphertext in base64url`);
+      }
       const epk = v.safeParse(EpkSchema, joined.epk);
       if (typeof joined.kid !== "string" || !epk.success) throw new AppError("malformed_jose", "each recipient needs a kid and a public P-256 or X25519 epk");
       const device = deviceById.get(joined.kid);
       if (!device) throw new AppError("validation_failed", "a recipient kid is not a device of the sender or of a listed recipient");
       if (seen.has(device.id)) throw new AppError("validation_failed", "a device appears twice among the recipients");
       seen.add(device.id);
+      if (hybrid && !device.kem_public_key) throw new AppError("validation_failed", `a ${HYBRID_ALG} copy is for a device that published no ML-KEM-768 key`);
       const key = JSON.parse(device.public_key) as DevicePublicKey;
       if (key.crv !== epk.output.crv) throw new AppError("malformed_jose", "an epk is not on its device key's curve");
       if (byteLength(entry.encrypted_key) !== 40) throw new AppError("malformed_jose", "an A256KW-wrapped content key is 40 bytes");
@@ -206,4 +228,19 @@ async function checkPublicKey(key: DevicePublicKey): Promise<void> {
   } catch {
     throw new AppError("malformed_key", "public_key is not a valid point of its curve");
   }
+}
+
+/**
+ * An ML-KEM-768 encapsulation key: 1184 bytes whose first 1152 encode 768 coefficients of 12
+ * bits, each below q = 3329 (the FIPS 203 §7.2 modulus check), then the 32-byte seed rho.
+ */
+function checkKemPublicKey(b64u: string): void {
+  const bytes = Buffer.from(b64u, "base64url");
+  let ok = bytes.length === ML_KEM_768_PUBLIC_KEY_BYTES;
+  for (let i = 0; ok && i < 1152; i += 3) {
+    const a = bytes[i]! | ((bytes[i + 1]! & 0x0f) << 8);
+    const b = (bytes[i + 1]! >> 4) | (bytes[i + 2]! << 4);
+    ok = a < 3329 && b < 3329;
+  }
+  if (!ok) throw new AppError("malformed_key", "kem_public_key is not an ML-KEM-768 encapsulation key");
 }

@@ -60,4 +60,11 @@ export const migrations = [
         .execute();
     },
   },
+  {
+    version: 2,
+    name: "devices may publish an ML-KEM-768 encapsulation key (the opt-in hybrid)",
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable("im_devices").addColumn("kem_public_key", "text").execute();
+    },
+  },
 ];

@@ -16,9 +16,9 @@ export function imRoutes(im: Messenger) {
       "/devices",
       async ({ request, body, set }) => {
         set.status = 201;
-        return im.registerDevice(principalOf(request), body.name, body.public_key);
+        return im.registerDevice(principalOf(request), body.name, body.public_key, body.kem_public_key);
       },
-      { body: RegisterDevice, response: { 201: Device }, scopes: WRITE, detail: { summary: "Register one of your devices: its public key agreement key (P-256 or X25519)" } },
+      { body: RegisterDevice, response: { 201: Device }, scopes: WRITE, detail: { summary: "Register one of your devices: its public key agreement key (P-256 or X25519), and optionally an ML-KEM-768 key for the hybrid" } },
     )
     .get("/devices", ({ request }) => im.devices(principalOf(request)), { response: DeviceList, scopes: READ, detail: { summary: "Your devices" } })
     .delete(

@@ -9,6 +9,8 @@ export interface DeviceRow {
   subject_name: string | null;
   name: string;
   public_key: string;
+  /** The device's ML-KEM-768 encapsulation key (base64url), for the hybrid; null without one. */
+  kem_public_key: string | null;
   created_at: string;
 }
 

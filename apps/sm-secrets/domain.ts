@@ -138,7 +138,7 @@ export class SecretKv {
   private async writeVersion(tenant: string, path: string, cas: number | undefined, derive: (current: { key: KeyRow; data: SecretData } | undefined) => SecretData, needsCurrent: boolean) {
     const now = this.now();
     const nowIso = now.toISOString();
-    return this.store.transaction(async (q) => {
+    return this.store.write(async (q) => {
       const cfg = await this.config(tenant, q);
       const key = await q.key(tenant, path);
       if ((cfg.cas_required || key?.cas_required === 1) && cas === undefined) throw casRequired();
@@ -163,7 +163,7 @@ export class SecretKv {
       const oldest = Math.max(key?.oldest_version || 1, version - maxVersions + 1);
       if (key) {
         if (oldest > (key.oldest_version || 1)) await q.pruneBelow(tenant, path, oldest);
-        await q.updateKey(tenant, path, { current_version: version, oldest_version: oldest, updated_time: nowIso });
+        await q.advance(tenant, path, version, oldest, nowIso);
       } else {
         await q.insertKey({ tenant, path, cas_required: 0, max_versions: 0, delete_version_after: 0, custom_metadata: null, current_version: version, oldest_version: oldest, created_time: nowIso, updated_time: nowIso });
       }

@@ -11,6 +11,7 @@ import { KvStore } from "./store.ts";
 import { SecretKv } from "./domain.ts";
 import { secretRoutes } from "./routes.ts";
 import { vaultRoutes } from "./vault/routes.ts";
+import { secretsPages } from "./console/index.ts";
 
 /** The `app` section of sm-secrets's config. */
 export const SecretsConfig = v.strictObject({
@@ -46,6 +47,7 @@ export function createSmSecrets(opts: SecretsOptions = {}): ServiceDefinition {
     checkConfig: (c) => void parseSecretsConfig(c.app),
     api: (ctx) => secretRoutes(kvOf(ctx)),
     routes: (ctx) => vaultRoutes(kvOf(ctx), ctx.bearer, parseSecretsConfig(ctx.config.app).vault_mount),
+    pages: (ctx) => secretsPages(ctx, kvOf(ctx)),
   };
 }
 

@@ -1,6 +1,6 @@
 /** Kysely queries of sm-secrets. Every query takes the tenant: there is no query without one. */
-import type { Kysely, Transaction } from "kysely";
-import { withTransaction } from "../../src/storage/index.ts";
+import { CompiledQuery, type Compilable, type Kysely, type Transaction } from "kysely";
+import { GroupTransaction, withTransaction } from "../../src/storage/index.ts";
 
 export interface KeyRow {
   tenant: string;
@@ -40,16 +40,54 @@ export interface SecretsDb {
 
 type Db = Kysely<SecretsDb> | Transaction<SecretsDb>;
 
+/**
+ * A query whose SQL is compiled once (building and compiling Kysely's tree is most of a small
+ * query's CPU) and then only bound, on whichever handle runs it: the store or a transaction's.
+ * The compiled parameters must be exactly the arguments, in order (checked once).
+ */
+function compiled<P extends unknown[]>(root: Kysely<SecretsDb>, build: (db: Kysely<SecretsDb>, ...params: P) => Compilable<unknown>, sample: P) {
+  const c = build(root, ...sample).compile();
+  if (c.parameters.length !== sample.length || !c.parameters.every((x, i) => Object.is(x, sample[i]))) throw new Error("compiled: each argument must be a query parameter, once, in order");
+  return async <R>(db: Db, ...params: P): Promise<R[]> => (await db.executeQuery<R>(CompiledQuery.raw(c.sql, params))).rows;
+}
+
+/** The queries of every version write, compiled for the store's database (see `compiled`). */
+function hotQueries(root: Kysely<SecretsDb>) {
+  const sample = new Uint8Array(1);
+  return {
+    key: compiled(root, (db, tenant: string, path: string) => db.selectFrom("kv_keys").selectAll().where("tenant", "=", tenant).where("path", "=", path), ["t", "p"]),
+    version: compiled(root, (db, tenant: string, path: string, version: number) => db.selectFrom("kv_versions").selectAll().where("tenant", "=", tenant).where("path", "=", path).where("version", "=", version), ["t", "p", 1]),
+    config: compiled(root, (db, tenant: string) => db.selectFrom("kv_config").selectAll().where("tenant", "=", tenant), ["t"]),
+    insertVersion: compiled(
+      root,
+      (db, tenant: string, path: string, version: number, data: Uint8Array | null, created_time: string, deletion_time: string | null, destroyed: number) =>
+        db.insertInto("kv_versions").values({ tenant, path, version, data, created_time, deletion_time, destroyed }),
+      ["t", "p", 1, sample, "c", "d", 0],
+    ),
+    advance: compiled(
+      root,
+      (db, current_version: number, oldest_version: number, updated_time: string, tenant: string, path: string) =>
+        db.updateTable("kv_keys").set({ current_version, oldest_version, updated_time }).where("tenant", "=", tenant).where("path", "=", path),
+      [2, 1, "u", "t", "p"],
+    ),
+    pruneBelow: compiled(root, (db, tenant: string, path: string, keepFrom: number) => db.deleteFrom("kv_versions").where("tenant", "=", tenant).where("path", "=", path).where("version", "<", keepFrom), ["t", "p", 3]),
+  };
+}
+type HotQueries = ReturnType<typeof hotQueries>;
+
 /** Queries on one database handle (the store itself, or a transaction's). */
 export class KvQueries {
-  constructor(protected readonly db: Db) {}
+  constructor(
+    protected readonly db: Db,
+    private readonly hot: HotQueries,
+  ) {}
 
-  key(tenant: string, path: string): Promise<KeyRow | undefined> {
-    return this.db.selectFrom("kv_keys").selectAll().where("tenant", "=", tenant).where("path", "=", path).executeTakeFirst();
+  async key(tenant: string, path: string): Promise<KeyRow | undefined> {
+    return (await this.hot.key<KeyRow>(this.db, tenant, path))[0];
   }
 
-  version(tenant: string, path: string, version: number): Promise<VersionRow | undefined> {
-    return this.db.selectFrom("kv_versions").selectAll().where("tenant", "=", tenant).where("path", "=", path).where("version", "=", version).executeTakeFirst();
+  async version(tenant: string, path: string, version: number): Promise<VersionRow | undefined> {
+    return (await this.hot.version<VersionRow>(this.db, tenant, path, version))[0];
   }
 
   /** Every version of a key without its data, oldest first. */
@@ -63,8 +101,8 @@ export class KvQueries {
       .execute();
   }
 
-  config(tenant: string): Promise<ConfigRow | undefined> {
-    return this.db.selectFrom("kv_config").selectAll().where("tenant", "=", tenant).executeTakeFirst();
+  async config(tenant: string): Promise<ConfigRow | undefined> {
+    return (await this.hot.config<ConfigRow>(this.db, tenant))[0];
   }
 
   async insertKey(row: KeyRow): Promise<void> {
@@ -75,13 +113,18 @@ export class KvQueries {
     await this.db.updateTable("kv_keys").set(set).where("tenant", "=", tenant).where("path", "=", path).execute();
   }
 
-  async insertVersion(row: VersionRow): Promise<void> {
-    await this.db.insertInto("kv_versions").values(row).execute();
+  async insertVersion(r: VersionRow): Promise<void> {
+    await this.hot.insertVersion(this.db, r.tenant, r.path, r.version, r.data, r.created_time, r.deletion_time, r.destroyed);
+  }
+
+  /** Makes `version` current after a write (and `oldest` the oldest kept). */
+  async advance(tenant: string, path: string, version: number, oldest: number, updatedTime: string): Promise<void> {
+    await this.hot.advance(this.db, version, oldest, updatedTime, tenant, path);
   }
 
   /** Removes the versions below `keepFrom` (max_versions pruning). */
   async pruneBelow(tenant: string, path: string, keepFrom: number): Promise<void> {
-    await this.db.deleteFrom("kv_versions").where("tenant", "=", tenant).where("path", "=", path).where("version", "<", keepFrom).execute();
+    await this.hot.pruneBelow(this.db, tenant, path, keepFrom);
   }
 
   /** Soft-deletes the listed versions that are live at `now` (not destroyed, not already deleted). */
@@ -136,13 +179,32 @@ export class KvQueries {
   }
 }
 
+/** Writes per group transaction at most, and how long the first waits for others (ms). */
+const WRITE_BATCH = 128;
+const WRITE_GATHER_MS = 0;
+
 export class KvStore extends KvQueries {
+  /** Concurrent version writes share one transaction and one WAL sync (see GroupTransaction). */
+  private readonly writes: GroupTransaction<SecretsDb, KvQueries>;
+  private readonly hotQueries: HotQueries;
+
   constructor(private readonly root: Kysely<SecretsDb>) {
-    super(root);
+    const hot = hotQueries(root);
+    super(root, hot);
+    this.writes = new GroupTransaction(root, (trx) => new KvQueries(trx, hot), { maxBatch: WRITE_BATCH, gatherMs: WRITE_GATHER_MS });
+    this.hotQueries = hot;
+  }
+
+  /**
+   * Runs one check-and-set write in a transaction shared with the writes that arrive meanwhile,
+   * each in its own savepoint (a refused one changes nothing); resolves once it is on disk.
+   */
+  write<T>(fn: (q: KvQueries) => Promise<T>): Promise<T> {
+    return this.writes.run(fn);
   }
 
   /** Runs `fn` in one read-write transaction: check-and-set and version numbering happen inside. */
   transaction<T>(fn: (q: KvQueries) => Promise<T>): Promise<T> {
-    return withTransaction(this.root, (trx) => fn(new KvQueries(trx)));
+    return withTransaction(this.root, (trx) => fn(new KvQueries(trx, this.hotQueries)));
   }
 }

@@ -141,6 +141,8 @@ export interface KeyringOptions {
   hsm?: Pkcs11Provider;
   /** With an HSM, whether algorithms it cannot hold may still have (barrier-sealed) software keys. */
   softwareFallback?: boolean;
+  /** Told of every completed rotation, on request (`scheduled` false) or by the sweep (true). */
+  onRotated?: (r: { tenant: string; key_id: string; name: string; algorithm: string; version: number; scheduled: boolean }) => void;
 }
 
 /** A sealed material row, and how to undo what was made for it outside the database. */
@@ -158,6 +160,7 @@ export class Keyring {
   /** The HSM as a key backend (backend.ts); software is the other. */
   private readonly tokenBackend?: KeyBackend;
   private readonly softwareFallback: boolean;
+  private readonly onRotated?: KeyringOptions["onRotated"];
 
   constructor(
     db: Kysely<any>,
@@ -172,6 +175,7 @@ export class Keyring {
     this.hsm = opts.hsm ? new KeyringHsm(new TokenKeyObjects(opts.hsm)) : undefined;
     this.tokenBackend = this.hsm && pkcs11Backend(this.hsm);
     this.softwareFallback = opts.softwareFallback ?? false;
+    this.onRotated = opts.onRotated;
   }
 
   private view(row: ElasticKeyRow, versions?: Array<Omit<MaterialKeyRow, "material">>): ElasticKey {
@@ -347,11 +351,11 @@ export class Keyring {
     const row = await this.row(tenant, id);
     if (row.status === "pending_deletion") throw keyPendingDeletion();
     if (imported && row.import_allowed !== 1) throw new AppError("import_not_allowed", "this key does not allow import", { status: 409 });
-    await this.rotateRow(row, imported);
+    await this.rotateRow(row, false, imported);
     return this.get(tenant, id);
   }
 
-  private async rotateRow(row: ElasticKeyRow, imported?: JWK): Promise<void> {
+  private async rotateRow(row: ElasticKeyRow, scheduled: boolean, imported?: JWK): Promise<void> {
     const now = this.now();
     const iso = now.toISOString();
     const version = row.current_version + 1;
@@ -366,6 +370,7 @@ export class Keyring {
       if (!ok) await material.discard().catch(() => undefined);
     }
     if (!ok) throw new AppError("conflict", "the key was rotated concurrently; retry");
+    this.onRotated?.({ tenant: row.tenant, key_id: row.id, name: row.name, algorithm: row.algorithm, version, scheduled });
   }
 
   /**
@@ -377,7 +382,7 @@ export class Keyring {
     let rotated = 0;
     for (const row of await this.store.dueForRotation(iso, batch)) {
       try {
-        await this.rotateRow(row);
+        await this.rotateRow(row, true);
         rotated++;
       } catch (e) {
         // Another instance rotated it; or the HSM cannot hold its algorithm (a fallback key after the fallback was turned off).

@@ -1,7 +1,7 @@
 /**
  * The keyring's background sweep for an app: every `periodS` seconds, rotates keys whose
  * rotation is due and purges keys past their deletion date (`Keyring.sweep`). One run at a
- * time; stopped with the service.
+ * time; stopped with the service. Every rotation is also a `key.rotated` notification.
  */
 import type { ServiceContext } from "../service/context.ts";
 import { Keyring } from "./keyring.ts";
@@ -15,7 +15,13 @@ export interface KeyringAppConfig {
 
 /** A service's keyring: on the service's database, barrier and HSM (if any), with its sweep running. */
 export function serviceKeyring(ctx: ServiceContext, cfg: KeyringAppConfig): Keyring {
-  const ring = new Keyring(ctx.db, ctx.protector, { cacheSize: cfg.key_cache_size, hsm: ctx.hsm, softwareFallback: cfg.keyring_software_fallback });
+  const ring = new Keyring(ctx.db, ctx.protector, {
+    cacheSize: cfg.key_cache_size,
+    hsm: ctx.hsm,
+    softwareFallback: cfg.keyring_software_fallback,
+    // Each rotation, requested or scheduled, is a `key.rotated` notification (src/notify).
+    onRotated: ({ tenant, ...data }) => ctx.notifier.emit("key.rotated", tenant, { service: ctx.name, ...data }),
+  });
   startKeyringSweep(ctx, ring, cfg.rotation_check_s);
   return ring;
 }

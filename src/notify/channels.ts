@@ -29,6 +29,8 @@ export interface Channel {
   name: string;
   /** The event types it takes; unset: all. */
   events?: string[];
+  /** Delays before each retry on this channel (default: the notifier's). */
+  retryDelaysMs?: number[];
   send(n: Notification): Promise<void>;
 }
 
@@ -64,6 +66,18 @@ export const EmailChannelSchema = v.strictObject({
   ca_file: v.optional(v.string()),
   events,
 });
+
+/** The template's `notifications` section: channels every service may notify over. */
+export const NotificationsConfig = v.optional(
+  v.strictObject({
+    webhooks: v.optional(v.array(WebhookChannelSchema), []),
+    email: v.optional(v.array(EmailChannelSchema), []),
+    slack: v.optional(v.array(SlackChannelSchema), []),
+    /** Delays before each retry of a failed delivery, then the dead-letter list. */
+    retry_seconds: v.optional(v.pipe(v.array(v.pipe(v.number(), v.minValue(0.01), v.maxValue(3600))), v.maxLength(10)), [1, 4, 16]),
+  }),
+  {},
+);
 
 /** The webhook signature header's value. */
 export function webhookSignature(secret: Uint8Array, timestamp: number, body: string): string {
@@ -143,4 +157,13 @@ export function emailChannel(c: v.InferOutput<typeof EmailChannelSchema>): Chann
       });
     },
   };
+}
+
+/** The channels of a `notifications`-shaped config (the template's, pki-ca's), each with its retry delays. */
+export function channelsOf(
+  c: { webhooks?: v.InferOutput<typeof WebhookChannelSchema>[]; email?: v.InferOutput<typeof EmailChannelSchema>[]; slack?: v.InferOutput<typeof SlackChannelSchema>[] },
+  retryDelaysMs?: number[],
+): Channel[] {
+  const all = [...(c.webhooks ?? []).map(webhookChannel), ...(c.email ?? []).map(emailChannel), ...(c.slack ?? []).map(slackChannel)];
+  return retryDelaysMs ? all.map((ch) => ({ ...ch, retryDelaysMs })) : all;
 }

@@ -17,6 +17,7 @@ import { BrowserLoginConfig } from "../auth/bff.ts";
 import { defaultFederationConfig, FederationConfig } from "../federation/config.ts";
 import { TelemetryConfig } from "../telemetry/config.ts";
 import { MtlsPrincipalConfig } from "../auth/client-cert.ts";
+import { NotificationsConfig } from "../notify/channels.ts";
 
 const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
 const positiveInt = v.pipe(v.number(), v.integer(), v.minValue(1));
@@ -163,6 +164,8 @@ const sections = {
   federation: FederationConfig,
   /** Tracing: OpenTelemetry spans exported over OTLP/HTTP when an endpoint is set (src/telemetry/config.ts). */
   telemetry: TelemetryConfig,
+  /** Channels the service's notifications go to (src/notify): signed webhooks, e-mail, Slack-compatible. */
+  notifications: NotificationsConfig,
   log: v.strictObject({
     level: v.picklist(["debug", "info", "warn", "error"]),
     /** One JSON line per request. */
@@ -217,6 +220,7 @@ export function defaultConfig(service: string, publicPort: number): ServiceConfi
     mtls: { principals: [], self_signed: false, client_validity_days: 30, renew_check_s: 3600 },
     federation: defaultFederationConfig(),
     telemetry: {},
+    notifications: { webhooks: [], email: [], slack: [], retry_seconds: [1, 4, 16] },
     log: { level: "info", access: true },
   };
 }

@@ -10,6 +10,7 @@ import type { ChangeFeed } from "../storage/change-feed.ts";
 import type { Federation } from "../federation/federation.ts";
 import type { BearerVerifier, VerifiedToken } from "../auth/bearer.ts";
 import type { AuditSender } from "../audit/sender.ts";
+import type { Notifier } from "../notify/notifier.ts";
 import type { GrpcApi } from "./grpc-listener.ts";
 
 /** Encrypts values at rest; the barrier implements it. `context` binds a ciphertext to its place. */
@@ -59,6 +60,12 @@ export interface ServiceContext {
   urls: { public?: string; mtls?: string };
   /** The service's security events to the audit service (a no-op unless `federation.audit.url` is set). */
   audit: AuditSender;
+  /**
+   * The service's notifications (key rotation, certificate expiry, audit-chain failure, ...) to
+   * the channels of the `notifications` config section; apps may add their own channels.
+   * Emitting with no channel configured does nothing.
+   */
+  notifier: Notifier;
   /** Registers work to run at graceful stop (timers, background jobs), before storage closes. */
   onStop(fn: () => void | Promise<void>): void;
   /**

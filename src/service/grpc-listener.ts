@@ -17,7 +17,17 @@
  *   `cryptoutil-error-code` and as a google.rpc.ErrorInfo in `grpc-status-details-bin`; a
  *   message that does not parse is INVALID_ARGUMENT `malformed_message`, one above
  *   `maxMessageBytes` RESOURCE_EXHAUSTED; a fault of the service is INTERNAL `internal`, logged.
+ *
+ * Unary calls of the app's service take a direct path (`unaryFastPath`): grpc-js's per-call
+ * machinery (interceptor chain, Metadata objects, a readable/writable call object, deadline
+ * timers, the decompression pipeline) costs more CPU on this runtime than the rest of the call,
+ * and a unary call needs none of it: one length-prefixed message in, one out, the status in
+ * trailers. The same handler runs on both paths, with the same checks and answers. Anything
+ * else (health, reflection, a compressed message, an unexpected content type) goes to grpc-js.
+ * On the direct path a call's `grpc-timeout` is the client's to enforce (the handlers are short
+ * and not cancellable); a stream the client resets gets no answer.
  */
+import type { Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
@@ -67,6 +77,8 @@ export interface GrpcListenerOptions {
 
 export interface GrpcListener {
   readonly port: number;
+  /** Whether unary calls of the app's service take the direct path (see `unaryFastPath`). */
+  readonly direct: boolean;
   /** Swaps the server certificate and trusted CAs for new connections. */
   setTls(tls: MtlsTls): void;
   /** Stops: at once (`force`), or once the calls in flight have finished. */
@@ -163,14 +175,19 @@ export async function startGrpcListener(opts: GrpcListenerOptions): Promise<Grpc
     "grpc.enable_channelz": 0,
   });
 
-  const fail = (e: unknown, callback: grpc.sendUnaryData<unknown>) => {
+  /** An error as its status: the gRPC code, the message, the stable code and its details (logged if the service's fault). */
+  const statusOf = (e: unknown) => {
     const err = toAppError(e);
     if (err.status >= 500 && err.code !== "sealed") logServerError(opts.logger, { request_id: "grpc", route: "grpc", status: err.status, failure: err });
     const code = grpcCodeOf(err);
+    return { code, message: err.message, errorCode: err.code, details: details(code, err.message, err.code) };
+  };
+  const fail = (e: unknown, callback: grpc.sendUnaryData<unknown>) => {
+    const st = statusOf(e);
     const metadata = new grpc.Metadata();
-    metadata.set(ERROR_CODE_METADATA, err.code);
-    metadata.set("grpc-status-details-bin", details(code, err.message, err.code));
-    callback({ code, details: err.message, metadata });
+    metadata.set(ERROR_CODE_METADATA, st.errorCode);
+    metadata.set("grpc-status-details-bin", st.details);
+    callback({ code: st.code, details: st.message, metadata });
   };
 
   // A connection's certificate is read and parsed once per connection. grpc-js's getAuthContext()
@@ -181,11 +198,12 @@ export async function startGrpcListener(opts: GrpcListenerOptions): Promise<Grpc
   // DER keys a bounded cache.
   const bySession = new WeakMap<object, Promise<ClientCertificate>>();
   const byDer = new Map<string, Promise<ClientCertificate>>();
-  const certificateOf = (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<ClientCertificate> => {
-    const session = sessionOf(call);
+  const certificateOf = (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<ClientCertificate> =>
+    certificateFor(sessionOf(call), () => call.getAuthContext?.()?.sslPeerCertificate?.raw);
+  const certificateFor = (session: object | undefined, peerDer: () => Buffer | undefined): Promise<ClientCertificate> => {
     const cached = session && bySession.get(session);
     if (cached) return cached;
-    const raw = call.getAuthContext?.()?.sslPeerCertificate?.raw;
+    const raw = peerDer();
     if (!raw || raw.length === 0) throw new AppError("unauthenticated", "a client certificate is required");
     const key = raw.toString("base64");
     let cert = byDer.get(key);
@@ -198,7 +216,20 @@ export async function startGrpcListener(opts: GrpcListenerOptions): Promise<Grpc
     if (session) bySession.set(session, cert);
     return cert;
   };
-  const principalOf = async (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<Principal> => opts.principals.authenticate(await certificateOf(call));
+
+  /** One call of `impl`, on either path: the message, the caller's certificate, the barrier, the scopes, the handler. */
+  const runCall = async (impl: GrpcMethod, request: unknown, certificate: () => Promise<ClientCertificate>): Promise<unknown> => {
+    if (request === MALFORMED) throw new AppError("malformed_message", "the request is not a valid protobuf message of this method", { status: 400 });
+    const principal = await opts.principals.authenticate(await certificate());
+    if (opts.sealed()) throw new AppError("sealed", "the service is sealed; an operator unseals it through the admin API");
+    if (impl.scopes && impl.scopes.length > 0) {
+      const ok = impl.anyOf ? impl.scopes.some((s) => principal.scopes.has(s)) : impl.scopes.every((s) => principal.scopes.has(s));
+      if (!ok) throw new AppError("insufficient_scope", `${impl.anyOf ? "one of these scopes is" : "these scopes are"} needed: ${impl.scopes.join(" ")}`);
+    }
+    return impl.handle(request, principal);
+  };
+  /** The app's unary methods by HTTP/2 path, for the direct path. */
+  const unary = new Map<string, { impl: GrpcMethod; decode: (b: Buffer) => unknown; encode: (v: unknown) => Buffer }>();
 
   const implementation: grpc.UntypedServiceImplementation = {};
   const serviceDefinition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
@@ -206,26 +237,18 @@ export async function startGrpcListener(opts: GrpcListenerOptions): Promise<Grpc
     const impl = opts.api.methods[name];
     if (!impl) throw new AppError("config_invalid", `${opts.api.service}.${name} has no handler`);
     if (method.requestStream || method.responseStream) throw new AppError("config_invalid", `${opts.api.service}.${name}: only unary methods are served`);
-    serviceDefinition[name] = {
-      ...method,
-      requestDeserialize: (bytes: Buffer) => {
-        try {
-          return method.requestDeserialize(bytes);
-        } catch {
-          return MALFORMED;
-        }
-      },
-    } as grpc.MethodDefinition<unknown, unknown>;
+    const decode = (bytes: Buffer) => {
+      try {
+        return method.requestDeserialize(bytes);
+      } catch {
+        return MALFORMED;
+      }
+    };
+    serviceDefinition[name] = { ...method, requestDeserialize: decode } as grpc.MethodDefinition<unknown, unknown>;
+    unary.set(method.path, { impl, decode, encode: method.responseSerialize as (v: unknown) => Buffer });
     implementation[name] = async (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       try {
-        if (call.request === MALFORMED) throw new AppError("malformed_message", "the request is not a valid protobuf message of this method", { status: 400 });
-        const principal = await principalOf(call);
-        if (opts.sealed()) throw new AppError("sealed", "the service is sealed; an operator unseals it through the admin API");
-        if (impl.scopes && impl.scopes.length > 0) {
-          const ok = impl.anyOf ? impl.scopes.some((s) => principal.scopes.has(s)) : impl.scopes.every((s) => principal.scopes.has(s));
-          if (!ok) throw new AppError("insufficient_scope", `${impl.anyOf ? "one of these scopes is" : "these scopes are"} needed: ${impl.scopes.join(" ")}`);
-        }
-        callback(null, await impl.handle(call.request, principal));
+        callback(null, await runCall(impl, call.request, () => certificateOf(call)));
       } catch (e) {
         fail(e, callback);
       }
@@ -235,21 +258,21 @@ export async function startGrpcListener(opts: GrpcListenerOptions): Promise<Grpc
 
   // Health: the API's service and "" (the server) serve while the barrier is open.
   const healthService = definition["grpc.health.v1.Health"] as grpc.ServiceDefinition;
-  const statusOf = (name: string) => {
+  const servingOf = (name: string) => {
     if (name !== "" && name !== opts.api.service) return undefined;
     return opts.sealed() ? "NOT_SERVING" : "SERVING";
   };
   const watchers = new Set<NodeJS.Timeout>();
   server.addService(healthService, {
     check: (call: grpc.ServerUnaryCall<{ service: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      const status = statusOf(call.request?.service ?? "");
+      const status = servingOf(call.request?.service ?? "");
       if (!status) return callback({ code: grpc.status.NOT_FOUND, details: "unknown service" });
       callback(null, { status });
     },
     watch: (call: grpc.ServerWritableStream<{ service: string }, unknown>) => {
       let last = "";
       const tick = () => {
-        const status = statusOf(call.request?.service ?? "") ?? "SERVICE_UNKNOWN";
+        const status = servingOf(call.request?.service ?? "") ?? "SERVICE_UNKNOWN";
         if (status !== last) call.write({ status });
         last = status;
       };
@@ -269,8 +292,15 @@ export async function startGrpcListener(opts: GrpcListenerOptions): Promise<Grpc
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host}:${opts.port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
   );
+  const direct = unaryFastPath(server, {
+    maxMessageBytes: opts.maxMessageBytes,
+    lookup: (path) => unary.get(path),
+    run: (m, request, session) => runCall(m.impl, request, () => certificateFor(session, () => (session as { socket?: { getPeerCertificate?(): { raw?: Buffer } } }).socket?.getPeerCertificate?.()?.raw)),
+    statusOf,
+  });
   return {
     port,
+    direct,
     setTls: (tls) => credentials.update(tls),
     async stop(force) {
       for (const t of watchers) clearInterval(t);
@@ -281,4 +311,135 @@ export async function startGrpcListener(opts: GrpcListenerOptions): Promise<Grpc
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     },
   };
+}
+
+interface FastMethod {
+  impl: GrpcMethod;
+  decode(bytes: Buffer): unknown;
+  encode(value: unknown): Buffer;
+}
+
+interface FastPathOptions {
+  maxMessageBytes: number;
+  lookup(path: string): FastMethod | undefined;
+  run(method: FastMethod, request: unknown, session: Http2Session): Promise<unknown>;
+  statusOf(e: unknown): { code: number; message: string; errorCode: string; details: Buffer };
+}
+
+/** grpc-message is percent-encoded (gRPC over HTTP/2: printable ASCII except `%` as is). */
+const grpcMessage = (s: string) => encodeURI(s);
+
+/**
+ * Serves unary calls of the app's methods straight on grpc-js's HTTP/2 server: its `stream`
+ * listener is wrapped so that a call to one of `lookup`'s paths, with a gRPC content type, no
+ * compression and a TLS-authorized session, is read, run and answered here; every other stream
+ * goes to grpc-js's own listener unchanged. Returns false (and changes nothing) when grpc-js's
+ * server does not have the shape this relies on (its HTTP/2 servers and their one `stream`
+ * listener), so an upgrade that changes it falls back to the ordinary path, and the listener's
+ * test sees it.
+ */
+function unaryFastPath(server: grpc.Server, opts: FastPathOptions): boolean {
+  const internals = server as unknown as { http2Servers?: Map<{ listeners(e: string): Function[]; removeAllListeners(e: string): void; on(e: string, f: Function): void }, unknown>; onStreamOpened?: (s: ServerHttp2Stream) => void };
+  const servers = internals.http2Servers instanceof Map ? [...internals.http2Servers.keys()] : [];
+  if (servers.length === 0 || servers.some((h) => h.listeners("stream").length !== 1)) return false;
+  const opened = typeof internals.onStreamOpened === "function" ? internals.onStreamOpened.bind(server) : undefined;
+  for (const h2 of servers) {
+    const grpcJs = h2.listeners("stream")[0]! as (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number) => void;
+    h2.removeAllListeners("stream");
+    h2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number) => {
+      const method = opts.lookup(String(headers[":path"]));
+      const type = headers["content-type"];
+      const encoding = headers["grpc-encoding"];
+      const session = stream.session;
+      const authorized = (session?.socket as { authorized?: boolean } | undefined)?.authorized === true;
+      if (!method || !session || !authorized || typeof type !== "string" || !type.startsWith("application/grpc") || (encoding !== undefined && encoding !== "identity")) {
+        grpcJs(stream, headers, flags);
+        return;
+      }
+      // grpc-js counts the session's open streams for its idle timeout (grpc.max_connection_idle_ms).
+      opened?.(stream);
+      unaryCall(stream, session, method, opts);
+    });
+  }
+  return true;
+}
+
+/** Reads one length-prefixed message, runs the method and answers with the message and an OK status, or an error status. */
+function unaryCall(stream: ServerHttp2Stream, session: Http2Session, method: FastMethod, opts: FastPathOptions): void {
+  // A reset or a broken connection: nothing to answer; the close event ends the call.
+  stream.on("error", () => {});
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let answered = false;
+  const answer = (body: Buffer | undefined, error?: unknown) => {
+    if (answered || stream.destroyed || stream.closed) return;
+    answered = true;
+    if (body) {
+      stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
+      stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0", "grpc-message": "OK" }));
+      const frame = Buffer.allocUnsafe(5 + body.length);
+      frame[0] = 0;
+      frame.writeUInt32BE(body.length, 1);
+      body.copy(frame, 5);
+      stream.end(frame);
+      return;
+    }
+    // A trailers-only answer, as grpc-js gives before any message.
+    const st = opts.statusOf(error);
+    stream.respond(
+      {
+        ":status": 200,
+        "content-type": "application/grpc+proto",
+        "grpc-status": String(st.code),
+        "grpc-message": grpcMessage(st.message),
+        [ERROR_CODE_METADATA]: st.errorCode,
+        "grpc-status-details-bin": st.details.toString("base64"),
+      },
+      { endStream: true },
+    );
+  };
+  stream.on("data", (chunk: Buffer) => {
+    if (answered) return;
+    size += chunk.length;
+    if (size > opts.maxMessageBytes + 5) {
+      chunks.length = 0;
+      answer(undefined, new AppError("payload_too_large", `the message is larger than ${opts.maxMessageBytes} bytes`, { status: 413 }));
+      return;
+    }
+    chunks.push(chunk);
+  });
+  stream.on("end", () => {
+    if (answered) return;
+    const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+    const length = data.length >= 5 ? data.readUInt32BE(1) : -1;
+    if (length < 0 || data.length !== 5 + length) {
+      // No message, a cut-off one, or more than one: not a unary request.
+      answer(undefined, new AppError("malformed_message", "a unary call carries exactly one length-prefixed message", { status: 400 }));
+      return;
+    }
+    if (data[0] !== 0) {
+      answer(undefined, new AppError("malformed_message", "a compressed message without a grpc-encoding", { status: 400 }));
+      return;
+    }
+    let request: unknown;
+    try {
+      request = method.decode(data.subarray(5));
+    } catch (e) {
+      answer(undefined, e);
+      return;
+    }
+    opts.run(method, request, session).then(
+      (value) => {
+        let body: Buffer;
+        try {
+          body = method.encode(value);
+        } catch (e) {
+          answer(undefined, e);
+          return;
+        }
+        answer(body);
+      },
+      (e) => answer(undefined, e),
+    );
+  });
 }

@@ -32,6 +32,10 @@ import { DpopProofVerifier } from "../auth/dpop.ts";
 import { createProofReplayTable, DatabaseProofReplay } from "../auth/proof-replay.ts";
 import { checkFederationConfig, Federation, identityEndpoints, retryPolicy } from "../federation/index.ts";
 import { AuditSender, createAuditSpool } from "../audit/sender.ts";
+import { Notifier } from "../notify/notifier.ts";
+import { createDeadLetterTable, DatabaseDeadLetters } from "../notify/dead-letters.ts";
+import { channelsOf } from "../notify/channels.ts";
+import { deadLetterRoutes } from "../notify/admin.ts";
 import { addSessionName, addSessionOpSid, createSessionTable, SessionStore } from "../auth/session.ts";
 import { browserLogin } from "../auth/bff.ts";
 import { createDispatcher, createWasmProvider, createWebCryptoProvider, openPkcs11Provider } from "../crypto/index.ts";
@@ -70,7 +74,8 @@ export const templateMigrations = [
   { version: 3, name: "session display names", up: addSessionName },
   { version: 4, name: "spent DPoP proofs", up: createProofReplayTable },
   { version: 5, name: "audit spool", up: createAuditSpool },
-  { version: 6, name: "session provider sid", up: addSessionOpSid },
+  { version: 6, name: "notification dead letters", up: createDeadLetterTable },
+  { version: 7, name: "session provider sid", up: addSessionOpSid },
 ];
 
 /** How often spent DPoP proof ids past their window are deleted. */
@@ -108,6 +113,8 @@ export interface RunningService {
   mtlsUrl?: string;
   /** The gRPC listener's `host:port`, when `server.grpc_port` is set. */
   grpcAddress?: string;
+  /** Whether the gRPC listener's unary calls take its direct path (see grpc-listener.ts). */
+  grpcDirect?: boolean;
   docsUrl: string;
   /** PEM file clients use to verify the servers (`curl --cacert`). */
   trustBundlePath: string;
@@ -366,6 +373,13 @@ async function startOnDatabase(
     pollMs: config.federation.audit.poll_ms,
   });
 
+  // Notifications to the configured channels, with retries and a dead-letter list (src/notify).
+  const notifier = new Notifier(channelsOf(config.notifications), {
+    logger,
+    retryDelaysMs: config.notifications.retry_seconds.map((s) => s * 1000),
+    deadLetters: new DatabaseDeadLetters(db),
+  });
+
   const stopHooks: Array<() => void | Promise<void>> = [];
   const clientCas = new ClientCaSet();
   const ctx: ServiceContext = {
@@ -383,6 +397,7 @@ async function startOnDatabase(
     bearer,
     urls,
     audit,
+    notifier,
     onStop: (fn) => void stopHooks.push(fn),
     addClientCa: (pem) => clientCas.add(pem),
   };
@@ -471,6 +486,7 @@ async function startOnDatabase(
     details: () => ({ runtime: runtime.name, barrier: barrier.status(), database: { mode: database.mode, location: database.location }, tls: material.leaf }),
     barrier,
     unsealFiles,
+    notifier,
     shutdown: () => void stop(),
   });
   const adminServer = await nodeListener("127.0.0.1", config.server.admin_port, 64 * 1024, adminHandler(admin, logger));
@@ -512,6 +528,9 @@ async function startOnDatabase(
       }
       // After the apps' hooks, which may still record events: what is not sent stays spooled.
       await audit.stop();
+      // Deliveries in flight stop retrying: what fails now is dead-lettered and logged.
+      notifier.stop();
+      await notifier.settle();
       await barrier.seal();
       await hsm?.close();
       await database.close();
@@ -539,6 +558,7 @@ async function startOnDatabase(
     adminUrl: serverUrl("127.0.0.1", adminServer.port!),
     mtlsUrl: urls.mtls,
     grpcAddress: grpcServer && `${serverUrl(config.server.bind, grpcServer.listener.port).replace(/^https:\/\//, "")}`,
+    grpcDirect: grpcServer?.listener.direct,
     docsUrl: `${publicUrl}${DOCS_PATH}`,
     trustBundlePath,
     adminToken,
@@ -716,6 +736,7 @@ interface AdminDeps {
   details(): Record<string, unknown>;
   barrier: Barrier;
   unsealFiles: string[];
+  notifier: Notifier;
   shutdown(): void;
 }
 
@@ -756,6 +777,7 @@ function adminApp(d: AdminDeps) {
       },
       { beforeHandle: requireAdmin },
     )
+    .use(deadLetterRoutes(d.notifier, requireAdmin))
     .post("/barrier/seal", () => d.barrier.seal(), { beforeHandle: requireAdmin })
     .post("/barrier/unseal", () => d.barrier.unsealFromFiles(d.unsealFiles), { beforeHandle: requireAdmin })
     .post(

@@ -8,8 +8,9 @@
  * offending `add` fails. Rows keep the order of their `add` calls within and across batches.
  */
 import { setImmediate } from "node:timers";
-import type { Kysely, Transaction } from "kysely";
+import { CompiledQuery, type Kysely, type Transaction } from "kysely";
 import { commitDeferred } from "./wal-sync.ts";
+import { mapStorageError } from "./errors.ts";
 
 export interface GroupCommitOptions {
   /** Rows per transaction at most (mind SQLite's bound-parameter limit). */
@@ -75,4 +76,90 @@ function settleOnDisk<T>(committed: { durable: Promise<void> }, batch: Pending<T
       for (const b of batch) b.done(e);
     },
   );
+}
+
+const SAVEPOINT = CompiledQuery.raw("SAVEPOINT group_unit");
+const RELEASE = CompiledQuery.raw("RELEASE SAVEPOINT group_unit");
+const ROLLBACK_TO = CompiledQuery.raw("ROLLBACK TO SAVEPOINT group_unit");
+
+interface PendingWork<Q, R> {
+  work: (q: Q) => Promise<R>;
+  done: (r: { ok: true; value: R } | { ok: false; error: unknown }) => void;
+}
+
+/**
+ * Group commit of read-modify-write units (a check-and-set write, say): the units that
+ * concurrent requests submit meanwhile run one after another in one transaction, each in its
+ * own SAVEPOINT, so one that throws is rolled back alone and fails alone while the others
+ * commit; each sees what the units before it wrote, as if the transactions had run in that
+ * order. The commit's WAL sync runs off the event loop (commitDeferred) and every unit's
+ * promise settles once its batch is durable. A batch whose transaction fails as a whole is
+ * run again unit by unit.
+ */
+export class GroupTransaction<DB, Q> {
+  private pending: PendingWork<Q, any>[] = [];
+  private flushing = false;
+
+  constructor(
+    private readonly db: Kysely<DB>,
+    /** The queries a unit runs on, over the batch's transaction. */
+    private readonly queries: (trx: Transaction<DB>) => Q,
+    private readonly opts: GroupCommitOptions,
+  ) {}
+
+  /** Runs `work` in a transaction shared with the units submitted meanwhile; resolves once durable. */
+  run<R>(work: (q: Q) => Promise<R>): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.pending.push({ work, done: (r) => (r.ok ? resolve(r.value) : reject(r.error)) });
+      if (this.flushing) return;
+      this.flushing = true;
+      const go = () => void this.flush();
+      if (this.opts.gatherMs > 0) setTimeout(go, this.opts.gatherMs);
+      else setImmediate(go);
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, this.opts.maxBatch);
+      try {
+        await this.commit(batch);
+      } catch {
+        for (const unit of batch) {
+          try {
+            await this.commit([unit]);
+          } catch (e) {
+            unit.done({ ok: false, error: mapStorageError(e) });
+          }
+        }
+      }
+    }
+    this.flushing = false;
+  }
+
+  /** One transaction for `batch`; each unit's outcome is settled once the commit is on disk. */
+  private async commit(batch: PendingWork<Q, any>[]): Promise<void> {
+    let outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    const committed = await commitDeferred(this.db, async (trx) => {
+      // commitDeferred may run this again (a busy lock): outcomes start over with it.
+      outcomes = [];
+      const q = this.queries(trx);
+      for (const unit of batch) {
+        await trx.executeQuery(SAVEPOINT);
+        try {
+          outcomes.push({ ok: true, value: await unit.work(q) });
+          await trx.executeQuery(RELEASE);
+        } catch (error) {
+          await trx.executeQuery(ROLLBACK_TO);
+          await trx.executeQuery(RELEASE);
+          outcomes.push({ ok: false, error: mapStorageError(error) });
+        }
+      }
+    });
+    const settled = outcomes;
+    committed.durable.then(
+      () => batch.forEach((unit, i) => unit.done(settled[i]!)),
+      (error: unknown) => batch.forEach((unit) => unit.done({ ok: false, error: mapStorageError(error) })),
+    );
+  }
 }

@@ -34,7 +34,8 @@ export interface ApiFormInput {
   id: string;
   /** The API URL, under /browser/api/v1. */
   action: string;
-  method: "POST" | "PUT" | "PATCH" | "DELETE";
+  /** GET: a read with no fields, shown in place (`then: "stay"`), e.g. revealing a secret. */
+  method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
   fields?: readonly Field[];
   submit: string;
   /** Legend shown above the fields. */

@@ -158,6 +158,18 @@ describe("admin", () => {
     expect(unknown.code).toBe(2);
     expect(oneErrorLine(unknown.stderr)).toContain("no service 'nope'");
   });
+
+  test("dead letters of a service's notifications: listed, and a missing one named", async () => {
+    const list = await run(["admin", "dead-letters", "list", "--service", "jose-ja", "--tenant", "demo", "--json"]);
+    expect(list.stderr).toBe("");
+    expect(list.code).toBe(0);
+    expect(JSON.parse(list.stdout)).toEqual({ dead_letters: [], next: null });
+    const missing = await run(["admin", "dead-letters", "retry", crypto.randomUUID(), "--service", "jose-ja"]);
+    expect(missing.code).toBe(1);
+    expect(oneErrorLine(missing.stderr)).toMatch(/^error: not_found: /);
+    const bad = await run(["admin", "dead-letters", "show", "not-an-id", "--service", "jose-ja"]);
+    expect(bad.code).toBe(2);
+  });
 });
 
 describe("completion", () => {

@@ -235,3 +235,10 @@ export async function tryIt(page: Page, id: string, fields: Record<string, strin
   await out.waitFor({ timeout: 15_000 });
   return (await out.textContent())!;
 }
+
+/** Confirms the console's confirmation dialog (destructive actions ask first). */
+export async function confirmDialog(page: Page): Promise<void> {
+  const dialog = page.getByRole("dialog");
+  await dialog.waitFor();
+  await dialog.getByRole("button", { name: "Confirm" }).click();
+}

@@ -12,7 +12,7 @@ import { smKms } from "../../apps/sm-kms/service.ts";
 import { chromiumPath } from "../support/chromium.ts";
 import { SESSION_COOKIE } from "../../src/auth/session.ts";
 import { fuzz, rng } from "../support/fuzz.ts";
-import { contextWithScopes, noSideScroll, openConsole, startConsoleSuite, tryIt, watch, type ConsoleSuite } from "./harness.ts";
+import { confirmDialog, contextWithScopes, noSideScroll, openConsole, startConsoleSuite, tryIt, watch, type ConsoleSuite } from "./harness.ts";
 
 setDefaultTimeout(90_000);
 const BEA = { username: "bea", password: "amber falcon orchard 7" };
@@ -42,12 +42,6 @@ async function createKey(page: Page, name: string, algorithm: string) {
   await form.getByRole("button", { name: "Create key" }).click();
   await page.waitForURL((u) => u.pathname.startsWith("/browser/keys/"));
   await page.locator("#flash", { hasText: `Created key ${name}.` }).waitFor();
-}
-
-async function confirmDialog(page: Page) {
-  const dialog = page.getByRole("dialog");
-  await dialog.waitFor();
-  await dialog.getByRole("button", { name: "Confirm" }).click();
 }
 
 describe("sm-kms console", () => {

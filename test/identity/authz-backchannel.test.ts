@@ -101,7 +101,7 @@ test("a client that never answers ends in the dead letters; the log names the cl
   // Every session of a user (a disabled user), here two.
   expect(await bl.sessionEnded(T, { subject: "user-3" })).toBe(2);
   await bl.settle();
-  const dead = bl.deadLetters();
+  const dead = await bl.deadLetters();
   expect(dead.length).toBe(2);
   expect(dead.every((d) => d.client_id === gone.client_id && d.attempts === 3)).toBe(true);
   const warned = lines.filter((l) => l.includes("dead-lettered"));

@@ -8,9 +8,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { SMTPServer } from "smtp-server";
 import { emailChannel, slackChannel, webhookChannel } from "../../src/notify/channels.ts";
 import { Notifier } from "../../src/notify/notifier.ts";
+import { startReceiver, startSmtp, type SmtpSink, type WebhookSink } from "./receivers.ts";
 import { tempDir } from "../support/service.ts";
 import { ed25519Csr, startCa } from "../pki-ca/helpers.ts";
 
@@ -18,49 +18,27 @@ const dir = tempDir("cryptoutil-notify-");
 const secret = crypto.getRandomValues(new Uint8Array(32));
 writeFileSync(join(dir, "hook.secret"), secret, { mode: 0o600 });
 
-const mails: Array<{ from: string; to: string[]; raw: string }> = [];
-let smtp: SMTPServer;
+let smtp: SmtpSink;
+let receiver: WebhookSink;
+let mails: SmtpSink["mails"];
 let smtpPort: number;
-const hits: Record<string, Array<{ headers: Headers; body: string }>> = { hook: [], slack: [], failing: [], flaky: [] };
-let receiver: ReturnType<typeof Bun.serve>;
 let flakyFailures = 2;
+const hits: Record<string, Array<{ headers: Headers; body: string }>> = { hook: [], slack: [], failing: [], flaky: [] };
 
 beforeAll(async () => {
-  smtp = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ["STARTTLS", "AUTH"],
-    onData(stream, session, cb) {
-      let raw = "";
-      stream.on("data", (c: Buffer) => (raw += c.toString("utf8")));
-      stream.on("end", () => {
-        // The body is quoted-printable: soft line breaks and "=" undone for the checks.
-        mails.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "", to: session.envelope.rcptTo.map((r) => r.address), raw: raw.replace(/=\r\n/g, "").replace(/=3D/g, "=") });
-        cb();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(0, "127.0.0.1", () => resolve()));
-  smtpPort = (smtp.server.address() as { port: number }).port;
-  receiver = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    async fetch(req) {
-      const path = new URL(req.url).pathname.slice(1);
-      const body = await req.text();
-      hits[path]?.push({ headers: req.headers, body });
-      if (path === "failing") return new Response("down", { status: 503 });
-      if (path === "flaky" && flakyFailures-- > 0) return new Response("down", { status: 502 });
-      return new Response(null, { status: 204 });
-    },
-  });
+  smtp = await startSmtp();
+  mails = smtp.mails;
+  smtpPort = smtp.port;
+  receiver = startReceiver((path) => (path === "failing" ? 503 : path === "flaky" && flakyFailures-- > 0 ? 502 : 204));
+  Object.assign(receiver.hits, hits);
 });
 
 afterAll(async () => {
-  receiver?.stop(true);
-  await new Promise<void>((resolve) => smtp?.close(() => resolve()));
+  receiver?.stop();
+  await smtp?.stop();
 });
 
-const url = (p: string) => `http://127.0.0.1:${receiver.port}/${p}`;
+const url = (p: string) => receiver.url(p);
 
 describe("channels", () => {
   test("expiry and revocation reach an SMTP server, a signed webhook and a Slack-compatible receiver", async () => {
@@ -87,7 +65,7 @@ describe("channels", () => {
       expect(timingSafeEqual(Buffer.from(v1!, "hex"), expected)).toBe(true);
     }
     expect(hits.slack!.map((h) => JSON.parse(h.body).text)).toEqual(["[acme] certificate.revoked: serial=0a1b, reason=keyCompromise"]);
-    expect(n.deadLetters()).toHaveLength(0);
+    expect(await n.deadLetters()).toHaveLength(0);
   });
 
   test("a failing receiver is retried with backoff, then dead-lettered; a flaky one is delivered on a retry", async () => {
@@ -104,7 +82,7 @@ describe("channels", () => {
     expect(hits.failing).toHaveLength(4); // the first attempt and three retries
     expect(hits.flaky).toHaveLength(3); // two refusals, then delivered
     expect(waits.sort((a, b) => a - b)).toEqual([10, 10, 40, 40, 160]);
-    const dead = n.deadLetters();
+    const dead = await n.deadLetters();
     expect(dead).toHaveLength(1);
     expect(dead[0]).toMatchObject({ channel: expect.stringContaining("slack"), attempts: 4, error: "status 503" });
     expect(dead[0]!.notification).toMatchObject({ type: "certificate.revoked", tenant: "acme", data: { serial: "ff" } });
@@ -114,7 +92,7 @@ describe("channels", () => {
     const n = new Notifier([emailChannel({ host: "127.0.0.1", port: 1, security: "none", from: "ca@example.test", to: ["ops@example.test"] })], { retryDelaysMs: [5] });
     n.emit("certificate.expiring", "acme", { serial: "01" });
     await n.settle();
-    expect(n.deadLetters()[0]).toMatchObject({ attempts: 2 });
+    expect((await n.deadLetters())[0]).toMatchObject({ attempts: 2 });
     expect(() => emailChannel({ host: "mail.example.test", port: 25, security: "none", from: "a@example.test", to: ["b@example.test"] })).toThrow(/loopback/);
     writeFileSync(join(dir, "short.secret"), "short");
     expect(() => webhookChannel({ url: url("hook"), secret_file: join(dir, "short.secret") })).toThrow(/32 bytes/);

@@ -51,6 +51,15 @@ describe.if(ready)("the module under threads", () => {
     expect(seen.size).toBe(320);
   }, 300_000);
 
+  test("threads listing the keys while others sign: a key that exists never looks gone (no CKR_KEY_HANDLE_INVALID)", async () => {
+    // Even threads find the key again (a new listing) before each signature, odd threads only
+    // sign: listings overlap each other and every signature.
+    const r = await run([driver, MODULE, "threads", PIN, "es256", "churn", "16", "10"], { env: b.env });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("churn ops 160 errors 0 first_error 0x0\n");
+    expect(r.status).toBe(0);
+  }, 300_000);
+
   test("misuse gets PKCS#11's own return values: bad handles, short buffers, order, sensitive attributes, logout, a wrong PIN, finalize", async () => {
     const r = await run([driver, MODULE, "threads", PIN, "es256", "errors", "1", "1"], { env: b.env });
     expect(r.stderr).toBe("");

@@ -20,6 +20,7 @@ setDefaultTimeout(120_000);
 const PASSWORD = "cobalt harbour willow 311";
 const SECRET_BODY = "meet at the north gate, 06:40, bring the blue folder";
 const ATTACHMENT = "quarterly numbers: 17, 23, 42";
+const PQ_BODY = "harvest now, decrypt later will not work on this one";
 let s: IdentitySuite;
 let im: TestService;
 let browser: Browser | undefined;
@@ -123,5 +124,48 @@ test("two users exchange an end-to-end encrypted message with an attachment", as
   expect(await b.page.locator("#reader-status").textContent()).toContain("altered or does not decrypt");
   expect(await b.page.locator("#reader-body").textContent()).toBe("");
 
+  expect(errors).toEqual([]);
+});
+
+test("an opt-in hybrid (ECDH + ML-KEM-768) message: each copy carries an ML-KEM ciphertext; altering it is refused", async () => {
+  if (!browser) return console.warn("skipped: chromium not installed (Debian package chromium)");
+  errors.length = 0;
+  const b = await signIn("bob", bob);
+  const a = await signIn("alice", alice);
+  await b.page.locator("#device", { hasText: "ML-KEM-768 key" }).waitFor();
+  // Every device in this file was made by the page, so each has published an ML-KEM-768 key.
+  await a.page.getByLabel("To").selectOption(bob.id);
+  await a.page.getByLabel("Subject").fill("post-quantum");
+  await a.page.getByLabel("Text", { exact: true }).fill(PQ_BODY);
+  await a.page.getByLabel(/Post-quantum hybrid/).check();
+  await a.page.getByRole("button", { name: "Encrypt and send" }).click();
+  await a.page.locator("#compose-status", { hasText: "(ECDH + ML-KEM-768)" }).waitFor();
+
+  const copies = (await im.ctx.db.selectFrom("im_copies" as never).select(["message_id", "device_id", "header"] as never).execute()) as Array<{ message_id: string; device_id: string; header: string }>;
+  const newest = copies.filter((c) => JSON.parse(c.header).alg === "ECDH-ES+ML-KEM-768+A256KW");
+  expect(newest.length).toBeGreaterThanOrEqual(2);
+  for (const c of newest) expect(Buffer.from(JSON.parse(c.header).ek, "base64url").length).toBe(1088);
+
+  await openFirst(b.page, "Inbox");
+  expect(await b.page.locator("#reader-status").textContent()).toBe("Decrypted on this device.");
+  expect(await b.page.locator("#reader-body").textContent()).toBe(PQ_BODY);
+
+  // Change one bit of the ML-KEM ciphertext in the copies: ML-KEM's implicit rejection gives
+  // another shared secret, so the key unwrap fails on the device.
+  for (const c of newest) {
+    const header = JSON.parse(c.header);
+    const ek = Buffer.from(header.ek, "base64url");
+    ek[100]! ^= 0x01;
+    await im.ctx.db
+      .updateTable("im_copies" as never)
+      .set({ header: JSON.stringify({ ...header, ek: ek.toString("base64url") }) } as never)
+      .where("message_id" as never, "=", c.message_id as never)
+      .where("device_id" as never, "=", c.device_id as never)
+      .execute();
+  }
+  await openFirst(b.page, "Inbox");
+  expect(await b.page.locator("#reader-status").textContent()).toContain("altered or does not decrypt");
+  expect(await b.page.locator("#reader-body").textContent()).toBe("");
+  for (const f of readdirSync(im.dataDir).filter((n) => n.includes(".db"))) expect(readFileSync(join(im.dataDir, f)).includes(Buffer.from(PQ_BODY))).toBe(false);
   expect(errors).toEqual([]);
 });

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { exportJWK, flattenedDecrypt, GeneralEncrypt, generateKeyPair, importJWK, type CryptoKey as JoseKey } from "jose";
+import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { createSmIm } from "../../apps/sm-im/service.ts";
 import { Messenger } from "../../apps/sm-im/domain.ts";
 import { ImStore } from "../../apps/sm-im/store.ts";
@@ -206,6 +207,48 @@ describe("sending and reading", () => {
     expect((await call(alice, "DELETE", `/messages/${messageId}`)).status).toBe(204);
     const rows = await svc.ctx.db.selectFrom("im_messages" as never).selectAll().where("id" as never, "=", messageId as never).execute();
     expect(rows).toEqual([]);
+  });
+});
+
+describe("the ML-KEM-768 hybrid (envelope checks; the browser test exchanges one for real)", () => {
+  test("a device publishes a checked ML-KEM-768 key; hybrid copies need it, and an ek of the right size", async () => {
+    const carol = await user("pq", "carol");
+    const dan = await user("pq", "dan");
+    const { publicKey } = ml_kem768.keygen();
+    const kemKey = Buffer.from(publicKey).toString("base64url");
+    const { kty, crv, x, y } = await exportJWK((await generateKeyPair("ECDH-ES+A256KW", { crv: "P-256" })).publicKey);
+    const ecKey = { kty, crv, x, y };
+
+    // Coefficients of 12 bits at or above q = 3329 fail the FIPS 203 modulus check; a short key fails the schema.
+    const badKey = Buffer.alloc(1184, 0xff).toString("base64url");
+    expect((await call(carol, "POST", "/devices", { name: "bad", public_key: ecKey, kem_public_key: badKey })).body.error.code).toBe("malformed_key");
+    expect((await call(carol, "POST", "/devices", { name: "bad", public_key: ecKey, kem_public_key: kemKey.slice(10) })).status).toBe(400);
+
+    const pqDevice = await call(carol, "POST", "/devices", { name: "pq", public_key: ecKey, kem_public_key: kemKey });
+    expect(pqDevice.status).toBe(201);
+    expect(pqDevice.body.kem_public_key).toBe(kemKey);
+    expect(pqDevice.body.hybrid_alg).toBe("ECDH-ES+ML-KEM-768+A256KW");
+    const plain = await device(dan);
+
+    const classic = await seal({ body: "x" }, [{ id: pqDevice.body.id, publicJwk: pqDevice.body.public_key }]);
+    const entry = classic.recipients![0]!;
+    const ek = Buffer.from(ml_kem768.encapsulate(publicKey).cipherText).toString("base64url");
+    const hybridEntry = { ...entry, header: { ...entry.header, alg: "ECDH-ES+ML-KEM-768+A256KW", ek } };
+    const send = (to: string, recipients: unknown[]) => call(dan, "POST", "/messages", { to: [to], jwe: { ...classic, recipients } });
+
+    expect((await send("carol", [hybridEntry])).status).toBe(201);
+    const noEk = await send("carol", [{ ...hybridEntry, header: { ...entry.header, alg: "ECDH-ES+ML-KEM-768+A256KW" } }]);
+    expect(noEk.body.error.code).toBe("malformed_jose");
+    const ekOnClassic = await send("carol", [{ ...entry, header: { ...entry.header, ek } }]);
+    expect(ekOnClassic.body.error.code).toBe("malformed_jose");
+    const shortEk = await send("carol", [{ ...hybridEntry, header: { ...hybridEntry.header, ek: ek.slice(4) } }]);
+    expect(shortEk.body.error.code).toBe("malformed_jose");
+    // Dan's own device published no ML-KEM key: a hybrid copy for it is refused.
+    const toPlain = await seal({ body: "x" }, [plain]);
+    const forPlain = { ...toPlain.recipients![0]!, header: { ...toPlain.recipients![0]!.header, alg: "ECDH-ES+ML-KEM-768+A256KW", ek } };
+    const r = await call(carol, "POST", "/messages", { to: ["dan"], jwe: { ...toPlain, recipients: [forPlain] } });
+    expect(r.status).toBe(400);
+    expect(r.body.error.code).toBe("validation_failed");
   });
 });
 

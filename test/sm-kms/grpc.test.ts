@@ -345,6 +345,86 @@ describe("bad messages", () => {
   });
 });
 
+/** An HTTP/2 connection to the gRPC port as tenant A, for requests framed by hand: each answer's gRPC status, error code and body. */
+async function h2Client() {
+  const { connect } = await import("node:http2");
+  const session = connect(`https://${address}`, { ca: kms.svc.ca, cert: certs.a.cert, key: certs.a.key, servername: "localhost" });
+  const call = (path: string, body: Buffer, headers: Record<string, string> = {}) =>
+    new Promise<{ grpcStatus?: string; errorCode?: string; body: Buffer }>((resolve, reject) => {
+      const req = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers });
+      const fields: Record<string, unknown> = {};
+      const chunks: Buffer[] = [];
+      req.on("response", (h) => Object.assign(fields, h));
+      req.on("trailers", (t) => Object.assign(fields, t));
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("error", reject);
+      req.on("end", () => resolve({ grpcStatus: fields["grpc-status"] as string | undefined, errorCode: fields["cryptoutil-error-code"] as string | undefined, body: Buffer.concat(chunks) }));
+      req.end(body);
+    });
+  return { call, close: () => session.close() };
+}
+/** A gRPC length-prefixed message: the compressed flag, the length (big-endian), the bytes. */
+function framed(msg: Buffer, flag = 0): Buffer {
+  const head = Buffer.alloc(5);
+  head[0] = flag;
+  head.writeUInt32BE(msg.length, 1);
+  return Buffer.concat([head, msg]);
+}
+
+describe("the direct path for unary calls", () => {
+  test("KeyService's unary calls take it; framing errors are INVALID_ARGUMENT malformed_message; the rest goes to grpc-js", async () => {
+    expect(kms.svc.grpcDirect).toBe(true);
+    const c = await h2Client();
+    const h2 = c.call;
+    const random = `/${SVC}/Random`;
+    // Random{bytes: 16}: the answer is one uncompressed message holding 16 bytes (field 1).
+    const ok = await h2(random, framed(Buffer.from([0x08, 0x10])));
+    expect(ok.grpcStatus).toBe("0");
+    expect([...ok.body.subarray(0, 7)]).toEqual([0, 0, 0, 0, 18, 0x0a, 16]);
+    expect(ok.body.length).toBe(5 + 18);
+    const malformed = { grpcStatus: "3", errorCode: "malformed_message" };
+    // No message, two messages, a length running past the end, the compressed flag without an encoding.
+    expect(await h2(random, Buffer.alloc(0))).toMatchObject(malformed);
+    expect(await h2(random, Buffer.concat([framed(Buffer.from([0x08, 0x10])), framed(Buffer.from([0x08, 0x10]))]))).toMatchObject(malformed);
+    expect(await h2(random, Buffer.from([0, 0, 0, 0, 10, 0x08]))).toMatchObject(malformed);
+    expect(await h2(random, Buffer.from([0, 0, 0]))).toMatchObject(malformed);
+    expect(await h2(random, framed(Buffer.from([0x08, 0x10]), 1))).toMatchObject(malformed);
+    // A gzip-compressed message is grpc-js's to decompress; health and unknown methods are grpc-js's too.
+    const { gzipSync } = await import("node:zlib");
+    expect((await h2(random, framed(gzipSync(Buffer.from([0x08, 0x10])), 1), { "grpc-encoding": "gzip" })).grpcStatus).toBe("0");
+    expect((await h2("/grpc.health.v1.Health/Check", framed(Buffer.alloc(0)))).grpcStatus).toBe("0");
+    expect((await h2(`/${SVC}/NoSuchMethod`, framed(Buffer.alloc(0)))).grpcStatus).toBe("12");
+    c.close();
+  });
+
+  test("600 mutated framings (prefix and message bytes alike) get a status with a stable code, never INTERNAL; the service stays up", async () => {
+    const { mutateDer, pool, rng } = await import("../support/fuzz.ts");
+    const r = rng(2121);
+    const seeds: Array<[string, Buffer]> = [
+      ["Random", framed(Buffer.from([0x08, 0x10]))],
+      ["Sign", framed(Buffer.concat([Buffer.from([0x0a, 0x03]), Buffer.from("abc"), Buffer.from([0x12, 0x01, 0x78])]))],
+      ["ListKeys", framed(Buffer.from([0x20, 0x05]))],
+    ];
+    const cases = Array.from({ length: 600 }, (_, i) => {
+      const [method, seed] = seeds[i % seeds.length]!;
+      return { method, bytes: Buffer.from(mutateDer(seed, r)) };
+    });
+    const c = await h2Client();
+    const bad: string[] = [];
+    try {
+      await pool(cases, async ({ method, bytes }) => {
+        const res = await c.call(`/${SVC}/${method}`, bytes);
+        const ok = res.grpcStatus === "0" || (res.grpcStatus !== undefined && !["2", "13"].includes(res.grpcStatus) && res.errorCode !== undefined);
+        if (!ok) bad.push(`${method} ${bytes.toString("hex")} -> ${res.grpcStatus} ${res.errorCode}`);
+      }, 8);
+      expect(bad).toEqual([]);
+      expect((await c.call(`/${SVC}/Random`, framed(Buffer.from([0x08, 0x10])))).grpcStatus).toBe("0");
+    } finally {
+      c.close();
+    }
+  });
+});
+
 const adminPost = () => ({ method: "POST", headers: { authorization: `Bearer ${kms.svc.adminToken}` } });
 
 describe("sealed barrier and health", () => {

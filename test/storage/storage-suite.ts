@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql, type Kysely } from "kysely";
 import { AppError } from "../../src/service/errors.ts";
-import { engineOf, GroupCommit, openDatabase, precompile, runMigrations, withTransaction, type Database, type Migration } from "../../src/storage/index.ts";
+import { engineOf, GroupCommit, GroupTransaction, openDatabase, precompile, runMigrations, withTransaction, type Database, type Migration } from "../../src/storage/index.ts";
 import { openRaceTarget } from "./fixtures/migrate-race-target.ts";
 import { openTestDatabase, type TestEngine } from "../support/engine.ts";
 
@@ -368,6 +368,40 @@ export function storageSuite(engine: TestEngine): void {
         expect(String((results[2] as PromiseRejectedResult).reason)).toMatch(/unique/i);
         expect(batches).toEqual([4, 1, 1, 1, 1]);
         expect((await db.selectFrom("log").select("k").orderBy("seq").execute()).map((r) => r.k)).toEqual(["taken", "a", "b", "c"]);
+      } finally {
+        await close();
+      }
+    });
+  });
+
+  describe("group transactions", () => {
+    interface Db {
+      counters: { name: string; value: number };
+    }
+    async function fileDb() {
+      const database =
+        engine.kind === "embedded" ? await openDatabase<Db>({ service: "t", url: `file:${join(await tempDir(), "g.db")}` }) : await openTestDatabase<Db>(engine, "gt");
+      await database.db.schema.createTable("counters").addColumn("name", "text", (c) => c.primaryKey()).addColumn("value", "integer", (c) => c.notNull()).execute();
+      await database.db.insertInto("counters").values({ name: "n", value: 0 }).execute();
+      return database;
+    }
+
+    test("units share a transaction, each sees the ones before it, and one that throws is undone alone", async () => {
+      const { db, close } = await fileDb();
+      try {
+        const g = new GroupTransaction<Db, Kysely<Db>>(db, (trx) => trx, { maxBatch: 100, gatherMs: 2 });
+        // A check-and-set increment: refused when the value is not the one the caller read.
+        const cas = (expected: number, fail = false) =>
+          g.run(async (q) => {
+            const { value } = await q.selectFrom("counters").select("value").where("name", "=", "n").executeTakeFirstOrThrow();
+            if (value !== expected) throw new AppError("conflict", `value is ${value}, not ${expected}`);
+            await q.updateTable("counters").set({ value: value + 1 }).where("name", "=", "n").execute();
+            if (fail) throw new AppError("bad_request", "refused after writing");
+            return value + 1;
+          });
+        const results = await Promise.allSettled([cas(0), cas(0), cas(1), cas(2, true), cas(2)]);
+        expect(results.map((r) => (r.status === "fulfilled" ? r.value : (r.reason as AppError).code))).toEqual([1, "conflict", 2, "bad_request", 3]);
+        expect((await db.selectFrom("counters").select("value").executeTakeFirstOrThrow()).value).toBe(3);
       } finally {
         await close();
       }

@@ -135,7 +135,7 @@ export class BackchannelLogout {
   }
 
   /** Deliveries that failed every attempt (client and session only). */
-  deadLetters() {
-    return this.notifier.deadLetters().map((x) => ({ client_id: x.notification.data.client_id, error: x.error, attempts: x.attempts, at: x.at }));
+  async deadLetters() {
+    return (await this.notifier.deadLetters()).map((x) => ({ client_id: x.notification.data.client_id, error: x.error, attempts: x.attempts, at: x.at }));
   }
 }

@@ -2,14 +2,18 @@
 // extractable, kept in IndexedDB) and does all encryption and decryption; the service sees
 // only ciphertext. A message is a General JSON JWE (RFC 7516): A256GCM content, its key
 // wrapped with ECDH-ES+A256KW (RFC 7518 §4.6, Concat KDF) for each recipient device and for
-// this user's own devices (the sent box).
+// this user's own devices (the sent box). Opt-in hybrid (HYBRID, a private name): the
+// key-wrapping key also takes an ML-KEM-768 shared secret (build/ml-kem.js, loaded before this
+// script), so recorded messages stay closed to a future quantum computer as long as ML-KEM holds.
 const $ = (id) => document.getElementById(id);
 const API = "/browser/api/v1";
 const utf8 = new TextEncoder();
 const ALG = "ECDH-ES+A256KW";
+const HYBRID = "ECDH-ES+ML-KEM-768+A256KW";
+const kem = globalThis.SmImKem; // undefined when the bundle was not built: no hybrid then
 let csrf = null;
 let me = null;
-let device = null; // { id, crv, privateKey }
+let device = null; // { id, crv, privateKey, kem?: { sealKey, iv, sealed } }
 let box = "inbox";
 let contacts = [];
 
@@ -43,15 +47,24 @@ const lengthPrefixed = (b) => concat(u32(b.length), b);
 const agreement = (crv) => (crv === "X25519" ? { name: "X25519" } : { name: "ECDH", namedCurve: "P-256" });
 const publicMembers = (jwk) => (jwk.crv === "X25519" ? { kty: "OKP", crv: "X25519", x: jwk.x } : { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y });
 
-/** RFC 7518 §4.6.2: one round of the Concat KDF (SHA-256) gives the 256-bit key-wrapping key. */
-async function keyWrappingKey(z, usage) {
-  const otherInfo = concat(lengthPrefixed(utf8.encode(ALG)), lengthPrefixed(new Uint8Array(0)), lengthPrefixed(new Uint8Array(0)), u32(256));
-  const derived = new Uint8Array(await crypto.subtle.digest("SHA-256", concat(u32(1), new Uint8Array(z), otherInfo)));
+/**
+ * RFC 7518 §4.6.2: one round of the Concat KDF (SHA-256) gives the 256-bit key-wrapping key.
+ * For the hybrid, Z is the ECDH secret then the ML-KEM-768 shared secret, and SHA-256 of the
+ * ML-KEM ciphertext follows the other info (as SuppPrivInfo), binding the copy to it.
+ */
+async function keyWrappingKey(z, usage, alg = ALG, hybrid = null) {
+  let otherInfo = concat(lengthPrefixed(utf8.encode(alg)), lengthPrefixed(new Uint8Array(0)), lengthPrefixed(new Uint8Array(0)), u32(256));
+  let secret = new Uint8Array(z);
+  if (hybrid) {
+    secret = concat(secret, hybrid.sharedSecret);
+    otherInfo = concat(otherInfo, new Uint8Array(await crypto.subtle.digest("SHA-256", hybrid.cipherText)));
+  }
+  const derived = new Uint8Array(await crypto.subtle.digest("SHA-256", concat(u32(1), secret, otherInfo)));
   return crypto.subtle.importKey("raw", derived, "AES-KW", false, [usage]);
 }
 
-/** Encrypts `plaintext` once and wraps its key for each device ({ id, public_key }). */
-async function encryptFor(devices, plaintext) {
+/** Encrypts `plaintext` once and wraps its key for each device ({ id, public_key, kem_public_key }). */
+async function encryptFor(devices, plaintext, hybrid) {
   const protectedHeader = b64u(utf8.encode(JSON.stringify({ enc: "A256GCM" })));
   const cek = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, true, ["encrypt"]);
   const iv = crypto.getRandomValues(new Uint8Array(12));
@@ -62,9 +75,12 @@ async function encryptFor(devices, plaintext) {
     const theirs = await crypto.subtle.importKey("jwk", publicMembers(d.public_key), alg, false, []);
     const ephemeral = await crypto.subtle.generateKey(alg, true, ["deriveBits"]);
     const z = await crypto.subtle.deriveBits({ name: alg.name, public: theirs }, ephemeral.privateKey, 256);
-    const wrapped = new Uint8Array(await crypto.subtle.wrapKey("raw", cek, await keyWrappingKey(z, "wrapKey"), "AES-KW"));
+    const encapsulated = hybrid ? kem.encapsulate(unb64u(d.kem_public_key)) : null;
+    const kwk = await keyWrappingKey(z, "wrapKey", hybrid ? HYBRID : ALG, encapsulated);
+    const wrapped = new Uint8Array(await crypto.subtle.wrapKey("raw", cek, kwk, "AES-KW"));
     const epk = publicMembers(await crypto.subtle.exportKey("jwk", ephemeral.publicKey));
-    recipients.push({ header: { alg: ALG, kid: d.id, epk }, encrypted_key: b64u(wrapped) });
+    const header = hybrid ? { alg: HYBRID, kid: d.id, epk, ek: b64u(encapsulated.cipherText) } : { alg: ALG, kid: d.id, epk };
+    recipients.push({ header, encrypted_key: b64u(wrapped) });
   }
   return { protected: protectedHeader, recipients, iv: b64u(iv), ciphertext: b64u(sealed.subarray(0, sealed.length - 16)), tag: b64u(sealed.subarray(sealed.length - 16)) };
 }
@@ -73,12 +89,19 @@ async function encryptFor(devices, plaintext) {
 async function decryptCopy(copy) {
   // The JOSE header: the protected members and the recipient's own (disjoint, RFC 7516 §7.2.1).
   const header = { ...JSON.parse(new TextDecoder().decode(unb64u(copy.protected))), ...copy.header };
-  if (header.alg !== ALG || header.kid !== device.id) throw new Error("not a copy for this device");
+  if ((header.alg !== ALG && header.alg !== HYBRID) || header.kid !== device.id) throw new Error("not a copy for this device");
   if (header.enc !== "A256GCM") throw new Error("unexpected enc");
   const alg = agreement(header.epk.crv);
   const epk = await crypto.subtle.importKey("jwk", publicMembers(header.epk), alg, false, []);
   const z = await crypto.subtle.deriveBits({ name: alg.name, public: epk }, device.privateKey, 256);
-  const cek = await crypto.subtle.unwrapKey("raw", unb64u(copy.encrypted_key), await keyWrappingKey(z, "unwrapKey"), "AES-KW", "AES-GCM", false, ["decrypt"]);
+  let hybrid = null;
+  if (header.alg === HYBRID) {
+    if (!kem || !device.kem) throw new Error("this device holds no ML-KEM key");
+    const cipherText = unb64u(header.ek);
+    hybrid = { cipherText, sharedSecret: kem.decapsulate(cipherText, await kemSecretKey(device.kem)) };
+  }
+  const kwk = await keyWrappingKey(z, "unwrapKey", header.alg, hybrid);
+  const cek = await crypto.subtle.unwrapKey("raw", unb64u(copy.encrypted_key), kwk, "AES-KW", "AES-GCM", false, ["decrypt"]);
   const plain = await crypto.subtle.decrypt(
     { name: "AES-GCM", iv: unb64u(copy.iv), additionalData: utf8.encode(copy.protected), tagLength: 128 },
     cek,
@@ -88,6 +111,20 @@ async function decryptCopy(copy) {
 }
 
 // --- the device key, kept in IndexedDB ---
+
+// WebCrypto has no ML-KEM, so the device's ML-KEM secret key is bytes. IndexedDB keeps it
+// sealed with a non-extractable AES-GCM key (stored beside it as a CryptoKey); it is opened
+// only for the moment a copy is decapsulated.
+async function sealKemSecret(secretKey) {
+  const sealKey = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"]);
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv }, sealKey, secretKey));
+  secretKey.fill(0);
+  return { sealKey, iv, sealed };
+}
+async function kemSecretKey(k) {
+  return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv: k.iv }, k.sealKey, k.sealed));
+}
 
 function idb() {
   return new Promise((resolve, reject) => {
@@ -125,8 +162,15 @@ async function ensureDevice() {
   const listed = await api("GET", "/devices");
   if (stored && listed.items.some((d) => d.id === stored.id)) return stored;
   const keys = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, false, ["deriveBits"]);
-  const made = await api("POST", "/devices", { name: `Browser ${new Date().toISOString().slice(0, 10)}`, public_key: publicMembers(await crypto.subtle.exportKey("jwk", keys.publicKey)) });
-  const record = { owner, id: made.id, crv: "P-256", privateKey: keys.privateKey };
+  const body = { name: `Browser ${new Date().toISOString().slice(0, 10)}`, public_key: publicMembers(await crypto.subtle.exportKey("jwk", keys.publicKey)) };
+  let kemRecord;
+  if (kem) {
+    const pair = kem.keygen();
+    body.kem_public_key = b64u(pair.publicKey);
+    kemRecord = await sealKemSecret(pair.secretKey);
+  }
+  const made = await api("POST", "/devices", body);
+  const record = { owner, id: made.id, crv: "P-256", privateKey: keys.privateKey, kem: kemRecord };
   await idbOp("readwrite", (s) => s.put(record));
   return record;
 }
@@ -233,9 +277,12 @@ async function send(form) {
     status.textContent = "Encrypting…";
     await loadContacts(); // the recipients' devices as of now
     const devices = contacts.filter((c) => to.includes(c.subject) || c.subject === me.subject).flatMap((c) => c.devices);
-    const jwe = await encryptFor(devices, utf8.encode(JSON.stringify(content)));
+    const hybrid = $("hybrid").checked;
+    if (hybrid && !kem) throw new Error("this page has no ML-KEM (the build step did not run)");
+    if (hybrid && devices.some((d) => !d.kem_public_key)) throw new Error("not every device of the recipients (and yours) has an ML-KEM-768 key; send without the hybrid");
+    const jwe = await encryptFor(devices, utf8.encode(JSON.stringify(content)), hybrid);
     const sent = await api("POST", "/messages", { to, jwe });
-    status.textContent = `Sent, encrypted for ${sent.copies} devices.`;
+    status.textContent = `Sent, encrypted for ${sent.copies} devices${hybrid ? " (ECDH + ML-KEM-768)" : ""}.`;
     form.reset();
     if (box === "sent") await loadBox();
   } catch (e) {
@@ -263,7 +310,8 @@ async function start() {
   $("app").hidden = false;
   try {
     device = await ensureDevice();
-    $("device").textContent = `This browser is device ${device.id}; its private key never leaves it.`;
+    $("device").textContent = `This browser is device ${device.id}; its private key never leaves it.${device.kem ? " It also holds an ML-KEM-768 key for the post-quantum hybrid." : ""}`;
+    $("hybrid").disabled = !kem || !device.kem;
     await loadContacts();
     await loadBox();
   } catch (e) {

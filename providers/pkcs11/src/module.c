@@ -52,12 +52,15 @@ typedef struct {
   size_t sig_len;           /* signature length for sign keys */
   int sign, encrypt;        /* purpose: sign/verify keys, or encrypt/decrypt keys */
   int present;              /* still an enabled key of the tenant at the last listing */
+  unsigned long seen;       /* the newest listing that saw it (see refresh) */
 } object;
 
 typedef struct {
   slot_config cfg;
   object *objects[1024];    /* handle = slot * 100000 + index + 1; never freed before C_Finalize */
   size_t n_objects;
+  unsigned long listings;   /* listings started (each gets the next number) */
+  unsigned long settled;    /* the newest listing that completed: older ones change nothing */
   char *pin;                /* the passphrase of an encrypted client key, after C_Login */
   int logged_in;
   unsigned generation;      /* bumped at login/logout: sessions drop their connections */
@@ -376,13 +379,18 @@ static object *object_of(CK_SLOT_ID sid, CK_OBJECT_HANDLE h) {
   return i < g_slots[sid].n_objects ? g_slots[sid].objects[i] : NULL;
 }
 
-/* Adds or updates the objects of one key (called with g_lock held); returns the index of the first. */
+/*
+ * Adds or updates the objects of one key (called with g_lock held); returns the index of the
+ * first. An object's `seen` only grows: a slower, older listing never takes it back.
+ */
 static long upsert(slot *sl, CK_OBJECT_CLASS cls, const object *proto) {
   for (size_t i = 0; i < sl->n_objects; i++) {
     object *o = sl->objects[i];
     if (o->cls == cls && !strcmp(o->key_id, proto->key_id)) {
+      unsigned long seen = o->seen > proto->seen ? o->seen : proto->seen;
       *o = *proto;
       o->cls = cls;
+      o->seen = seen;
       return (long)i;
     }
   }
@@ -395,8 +403,11 @@ static long upsert(slot *sl, CK_OBJECT_CLASS cls, const object *proto) {
   return (long)sl->n_objects++;
 }
 
-/* Builds the objects of one listed key (an ElasticKey), fetching its public key when it has one. */
-static CK_RV add_key(session *s, const jvalue *key, long *first_index) {
+/*
+ * Builds the objects of one listed key (an ElasticKey), fetching its public key when it has one.
+ * `listing` is the number of the listing that saw it, 0 for a key just created.
+ */
+static CK_RV add_key(session *s, const jvalue *key, long *first_index, unsigned long listing) {
   const char *id = json_str(key, "id"), *name = json_str(key, "name"), *alg = json_str(key, "algorithm");
   const char *status = json_str(key, "status");
   int kind = alg ? kind_of(alg) : 0;
@@ -441,6 +452,12 @@ static CK_RV add_key(session *s, const jvalue *key, long *first_index) {
     }
   }
   pthread_mutex_lock(&g_lock);
+  if (listing && listing < sl->settled) {
+    /* A newer listing has completed since this one started: its view of the key stands. */
+    pthread_mutex_unlock(&g_lock);
+    return CKR_OK;
+  }
+  proto.seen = listing ? listing : sl->listings;
   long first;
   if (kind == 4) first = upsert(sl, CKO_SECRET_KEY, &proto);
   else {
@@ -453,12 +470,20 @@ static CK_RV add_key(session *s, const jvalue *key, long *first_index) {
   return CKR_OK;
 }
 
-/* Lists the slot's keys (every page) and brings its objects up to date. */
+/*
+ * Lists the slot's keys (every page) and brings its objects up to date. Objects stay present
+ * while the listing runs, so operations on other threads never see a key vanish and come back;
+ * keys the listing did not see are retired only once it has completed, and only by the newest
+ * listing to complete. A listing cut short (the backend went away) changes nothing: other
+ * sessions' operations then fail with the backend's CKR_DEVICE_ERROR, not CKR_KEY_HANDLE_INVALID.
+ * Listings may overlap (one per session): each has a number, an object records the newest that
+ * saw it, and a completed listing retires exactly the objects no listing from it on has seen.
+ */
 static CK_RV refresh(session *s) {
   slot *sl = &g_slots[s->slot];
   char token[256] = "";
   pthread_mutex_lock(&g_lock);
-  for (size_t i = 0; i < sl->n_objects; i++) sl->objects[i]->present = 0;
+  unsigned long listing = ++sl->listings;
   pthread_mutex_unlock(&g_lock);
   for (int page = 0; page < 1000; page++) {
     char path[600];
@@ -473,7 +498,7 @@ static CK_RV refresh(session *s) {
     http_answer_free(&a);
     const jvalue *items = json_get(doc, "items");
     if (!items || items->type != J_ARR) { json_free(doc); return CKR_DEVICE_ERROR; }
-    for (size_t i = 0; rv == CKR_OK && i < items->n; i++) rv = add_key(s, items->items[i], NULL);
+    for (size_t i = 0; rv == CKR_OK && i < items->n; i++) rv = add_key(s, items->items[i], NULL, listing);
     const char *next = json_str(doc, "next_page_token");
     int more = next && *next && strlen(next) < sizeof token && strspn(next, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") == strlen(next);
     if (more) snprintf(token, sizeof token, "%s", next);
@@ -481,6 +506,13 @@ static CK_RV refresh(session *s) {
     if (rv != CKR_OK) return rv;
     if (!more) break;
   }
+  pthread_mutex_lock(&g_lock);
+  if (listing > sl->settled) {
+    sl->settled = listing;
+    for (size_t i = 0; i < sl->n_objects; i++)
+      if (sl->objects[i]->seen < listing) sl->objects[i]->present = 0;
+  }
+  pthread_mutex_unlock(&g_lock);
   return CKR_OK;
 }
 
@@ -977,7 +1009,7 @@ static CK_RV create_key(session *s, const char *name, const char *alg, long *fir
   jvalue *key = json_parse(a.body, a.len);
   http_answer_free(&a);
   *first = -1;
-  rv = key ? add_key(s, key, first) : CKR_DEVICE_ERROR;
+  rv = key ? add_key(s, key, first, 0) : CKR_DEVICE_ERROR;
   json_free(key);
   return rv == CKR_OK && *first < 0 ? CKR_DEVICE_ERROR : rv;
 }
@@ -1071,8 +1103,8 @@ static CK_RV op_init(CK_SESSION_HANDLE hSession, op_kind kind, CK_MECHANISM_PTR 
   CK_KEY_TYPE kt = o ? o->ktype : 0;
   CK_OBJECT_CLASS cls = o ? o->cls : 0;
   int is_sign = o ? o->sign : 0, is_enc = o ? o->encrypt : 0;
-  pthread_mutex_unlock(&g_lock);
   if (rv == CKR_OK && !logged_in_or_open(&g_slots[s->slot])) rv = CKR_USER_NOT_LOGGED_IN;
+  pthread_mutex_unlock(&g_lock);
   if (rv == CKR_OK) {
     int ok;
     switch (m->mechanism) {

@@ -15,6 +15,9 @@
  *   recover  each thread signs until a call fails, then retries every 100 ms until one works;
  *            prints "ready" once every thread has signed once, then per thread
  *            "<thread> failed 0x<rv> recovered <0|1>"; AMOUNT bounds the run in seconds;
+ *   churn    keys listed while others sign: each even thread finds the key again (a new listing)
+ *            before each of its AMOUNT signatures, each odd thread only signs; prints
+ *            "churn ops <n> errors <e> first_error 0x<rv>" (a key that exists never vanishes);
  *   gcm      AES-GCM: encrypts, decrypts, and checks a tampered tag fails; prints "gcm ok".
  *   errors   the return values of misuse (bad handles, short buffers, operations out of order,
  *            sensitive attributes, logout, a wrong PIN, finalize); prints "errors ok" (KEY: an
@@ -99,6 +102,14 @@ static void *thread_main(void *arg) {
   } else if (!strcmp(mode, "bench")) {
     double end = now() + (double)amount;
     for (long n = 0; now() < end; n++) {
+      snprintf(msg, sizeof msg, "t%d-%ld", w->index, n);
+      rv = sign_once(s, key, msg, sig, &sig_len);
+      if (rv == CKR_OK) w->ops++;
+      else if (w->errors++ == 0) w->failed = rv;
+    }
+  } else if (!strcmp(mode, "churn")) {
+    for (long n = 0; n < amount; n++) {
+      if (w->index % 2 == 0) key = find_key(s, CKO_PRIVATE_KEY);
       snprintf(msg, sizeof msg, "t%d-%ld", w->index, n);
       rv = sign_once(s, key, msg, sig, &sig_len);
       if (rv == CKR_OK) w->ops++;
@@ -297,6 +308,7 @@ int main(int argc, char **argv) {
   double elapsed = now() - started;
   CK_RV first_error = 0;
   for (int i = 0; i < n_threads && !first_error; i++) first_error = w[i].failed;
+  if (!strcmp(mode, "churn")) printf("churn ops %ld errors %ld first_error 0x%lx\n", ops, errors, (unsigned long)first_error);
   if (!strcmp(mode, "bench")) printf("ops %ld seconds %.3f errors %ld first_error 0x%lx\n", ops, elapsed, errors, (unsigned long)first_error);
   if (!strcmp(mode, "recover"))
     for (int i = 0; i < n_threads; i++) printf("%d failed 0x%lx recovered %d\n", i, (unsigned long)w[i].failed, w[i].recovered);
