@@ -17,6 +17,17 @@ export const redirectUri = v.pipe(
   }, "redirect URIs are https (or http on loopback) without a fragment"),
 );
 
+/** A back-channel logout URI: absolute https, no fragment (OIDC Back-Channel Logout 1.0 §2.2). */
+const backchannelUri = v.pipe(
+  v.string(),
+  v.maxLength(2000),
+  v.url(),
+  v.check((u) => {
+    const x = URL.canParse(u) ? new URL(u) : undefined;
+    return !!x && !x.hash && x.protocol === "https:";
+  }, "the back-channel logout URI is https without a fragment"),
+);
+
 export const AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth", "none"] as const;
 /** The RFC 8705 methods: the client authenticates with its TLS certificate, on the mTLS endpoints only. */
 export const MTLS_AUTH_METHODS: readonly string[] = ["tls_client_auth", "self_signed_tls_client_auth"];
@@ -76,6 +87,10 @@ const clientFields = {
   subject_type: v.picklist(["public", "pairwise"]),
   /** A pairwise client's sector (its host); the https JSON list of the client's redirect URIs (OIDC Core §8.1). */
   sector_identifier_uri: v.nullable(v.pipe(v.string(), v.maxLength(2000), v.url(), v.startsWith("https://"))),
+  /** OIDC Back-Channel Logout 1.0: where logout tokens are POSTed when a user's session ends. */
+  backchannel_logout_uri: v.nullable(backchannelUri),
+  /** The client needs `sid` in logout tokens (always sent here, so this only records the client's wish). */
+  backchannel_logout_session_required: v.boolean(),
 };
 
 export const CreateClient = v.strictObject({
@@ -103,6 +118,8 @@ export const CreateClient = v.strictObject({
   require_signed_request_object: v.optional(clientFields.require_signed_request_object, false),
   subject_type: v.optional(clientFields.subject_type, "public"),
   sector_identifier_uri: v.optional(clientFields.sector_identifier_uri, null),
+  backchannel_logout_uri: v.optional(clientFields.backchannel_logout_uri, null),
+  backchannel_logout_session_required: v.optional(clientFields.backchannel_logout_session_required, false),
 });
 
 export const UpdateClient = v.strictObject(Object.fromEntries(Object.entries(clientFields).map(([k, s]) => [k, v.optional(s)])) as {
@@ -147,6 +164,16 @@ export const SigningKeyInfo = v.object({
   publish_until: v.nullable(v.number()),
 });
 export const SigningKeyList = v.object({ items: v.array(SigningKeyInfo) });
+
+/** A user's grants: the subject is the user's id at identity-idp. */
+export const SubjectParams = v.object({ tenant: tenantId, sub: v.pipe(v.string(), v.minLength(1), v.maxLength(255)) });
+export const GrantParams = v.object({ tenant: tenantId, grant_id: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{16,64}$/, "a grant id")) });
+/** A user's authorization at one client (its refresh tokens and the access tokens they issue). */
+export const Grant = v.object({ id: v.string(), client_id: v.string(), scope: v.string(), created_at: v.number(), expires_at: v.number() });
+export const GrantList = v.object({ items: v.array(Grant) });
+/** The clients a user's idp sessions signed in to (back-channel logout reaches these). */
+export const SessionClient = v.object({ sid: v.string(), client_id: v.string(), created_at: v.number() });
+export const SessionClientList = v.object({ items: v.array(SessionClient) });
 
 export type CreateTenantInput = v.InferOutput<typeof CreateTenant>;
 export type CreateClientInput = v.InferOutput<typeof CreateClient>;

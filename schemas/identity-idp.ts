@@ -55,6 +55,8 @@ export const User = v.object({
   }),
   created_at: v.number(),
   updated_at: v.number(),
+  /** Until when (seconds since the epoch) failed sign-ins keep the username locked; null: not locked. */
+  locked_until: v.optional(v.nullable(v.number())),
 });
 
 export const UserList = v.object({ items: v.array(User), next_page_token: v.nullable(v.string()) });
@@ -63,8 +65,20 @@ const mfaPolicy = v.picklist(["optional", "required"]);
 const userVerification = v.picklist(["required", "preferred", "discouraged"]);
 
 /** The tenant's sign-in policy as read; PUT takes any subset of its fields. */
-export const MfaPolicy = v.object({ mfa: mfaPolicy, self_registration: v.boolean(), user_verification: userVerification });
-export const PolicyUpdate = v.strictObject({ mfa: v.optional(mfaPolicy), self_registration: v.optional(v.boolean()), user_verification: v.optional(userVerification) });
+/** The shortest password the tenant accepts (NIST 800-63B: at least 8). */
+const passwordMinLength = v.pipe(v.number(), v.integer(), v.minValue(8), v.maxValue(64));
+export const MfaPolicy = v.object({ mfa: mfaPolicy, self_registration: v.boolean(), user_verification: userVerification, password_min_length: v.optional(passwordMinLength) });
+export const PolicyUpdate = v.strictObject({
+  mfa: v.optional(mfaPolicy),
+  self_registration: v.optional(v.boolean()),
+  user_verification: v.optional(userVerification),
+  password_min_length: v.optional(passwordMinLength),
+});
+
+export const UserSessionParams = v.object({ id: v.pipe(v.string(), v.uuid()), sid: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/, "a session id")) });
+/** A user's signed-in session at the idp (no secret: `sid` only names it). */
+export const UserSession = v.object({ sid: v.string(), created_at: v.number(), last_seen_at: v.number(), expires_at: v.number(), amr: v.array(v.string()) });
+export const UserSessionList = v.object({ items: v.array(UserSession) });
 
 const modhex = (min: number, max: number) => v.pipe(v.string(), v.toLowerCase(), v.regex(new RegExp(`^[cbdefghijklnrtuv]{${min},${max}}$`), "modhex characters (cbdefghijklnrtuv)"));
 const hex = (n: number) => v.pipe(v.string(), v.toLowerCase(), v.regex(new RegExp(`^[0-9a-f]{${n}}$`), `${n} hexadecimal characters`));

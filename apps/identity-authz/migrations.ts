@@ -204,4 +204,22 @@ export const migrations = [
         .execute();
     },
   },
+  {
+    version: 7,
+    name: "back-channel logout sessions",
+    async up(db: Kysely<any>) {
+      // Which clients each idp session (`sid`) signed in to, for OIDC back-channel logout.
+      await db.schema
+        .createTable("session_clients")
+        .addColumn("tenant", "text", (c) => c.notNull())
+        .addColumn("sid", "text", (c) => c.notNull())
+        .addColumn("client_id", "text", (c) => c.notNull())
+        .addColumn("subject", "text", (c) => c.notNull())
+        .addColumn("created_at", "integer", (c) => c.notNull())
+        .addColumn("expires_at", "integer", (c) => c.notNull())
+        .addPrimaryKeyConstraint("session_clients_pk", ["tenant", "sid", "client_id"])
+        .execute();
+      await db.schema.createIndex("session_clients_by_subject").on("session_clients").columns(["tenant", "subject"]).execute();
+    },
+  },
 ];

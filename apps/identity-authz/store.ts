@@ -23,6 +23,9 @@ export interface DeviceCodeRow {
 
 export interface RegistrationSettingsRow { tenant: string; enabled: number; doc: string; initial_token_hash: string | null; updated_at: string }
 
+/** A client an idp session signed in to (back-channel logout). */
+export interface SessionClientRow { tenant: string; sid: string; client_id: string; subject: string; created_at: number; expires_at: number }
+
 export interface ScopeRow { tenant: string; name: string; description: string; claims: string }
 
 export interface AuthzDb {
@@ -43,6 +46,7 @@ export interface AuthzDb {
   registration_tokens: { tenant: string; client_id: string; hash: string };
   tenant_secrets: { tenant: string; pairwise_salt: Uint8Array; created_at: number };
   device_attempts: { tenant: string; source: string; window_start: number; failures: number };
+  session_clients: SessionClientRow;
 }
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -50,7 +54,7 @@ const bytes = (b: unknown) => (b instanceof Uint8Array ? b : new Uint8Array(b as
 const deviceRow = (r: DeviceCodeRow): DeviceCodeRow => ({ ...r, params: bytes(r.params), login: r.login === null ? null : bytes(r.login), poll_interval: Number(r.poll_interval), last_poll: Number(r.last_poll), expires_at: Number(r.expires_at), created_at: Number(r.created_at) });
 
 /** The tables whose rows belong to one tenant (column `tenant`). */
-const TENANT_TABLES = ["clients", "signing_keys", "auth_requests", "codes", "grants", "refresh_tokens", "access_tokens", "revoked_tokens", "used_jtis", "tenant_scopes", "opaque_tokens", "device_codes", "device_attempts", "registration_settings", "registration_tokens", "tenant_secrets"] as const;
+const TENANT_TABLES = ["clients", "signing_keys", "auth_requests", "codes", "grants", "refresh_tokens", "access_tokens", "revoked_tokens", "used_jtis", "tenant_scopes", "opaque_tokens", "device_codes", "device_attempts", "registration_settings", "registration_tokens", "tenant_secrets", "session_clients"] as const;
 
 export class AuthzStore {
   constructor(readonly db: Kysely<AuthzDb>) {}
@@ -213,6 +217,23 @@ export class AuthzStore {
     const r = await this.db.selectFrom("grants").selectAll().where("tenant", "=", tenant).where("id", "=", id).executeTakeFirst();
     return r ? { ...r, data: bytes(r.data) } : undefined;
   }
+  /** The live grants of a user, newest first. */
+  listGrantsOf(tenant: string, subject: string) {
+    return this.db
+      .selectFrom("grants")
+      .select(["id", "client_id", "scope", "created_at", "expires_at"])
+      .where("tenant", "=", tenant)
+      .where("subject", "=", subject)
+      .where("revoked", "=", 0)
+      .where("expires_at", ">", now())
+      .orderBy("created_at", "desc")
+      .execute();
+  }
+  /** Revokes one grant of a user; false when it is not theirs or not live. */
+  async revokeGrantOf(tenant: string, subject: string, id: string): Promise<boolean> {
+    const r = await this.db.updateTable("grants").set({ revoked: 1 }).where("tenant", "=", tenant).where("subject", "=", subject).where("id", "=", id).where("revoked", "=", 0).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
   async revokeGrant(tenant: string, id: string): Promise<void> {
     await this.db.updateTable("grants").set({ revoked: 1 }).where("tenant", "=", tenant).where("id", "=", id).execute();
   }
@@ -332,10 +353,40 @@ export class AuthzStore {
     return (r.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
+  // back-channel logout: the clients each session signed in to
+  async joinSession(row: SessionClientRow): Promise<void> {
+    await this.db
+      .insertInto("session_clients")
+      .values(row)
+      .onConflict((oc) => oc.columns(["tenant", "sid", "client_id"]).doUpdateSet({ subject: row.subject, expires_at: row.expires_at }))
+      .execute();
+  }
+  /**
+   * Takes (reads and deletes) the clients of the ended sessions: one session by `sid`, or every
+   * session of `subject`. Two instances taking the same rows each delete what they read; a row
+   * read by both is notified twice, which the receiver's jti rule tolerates (each token is new).
+   */
+  async takeSessionClients(tenant: string, by: { sid: string } | { subject: string }): Promise<SessionClientRow[]> {
+    return this.db.transaction().execute(async (tx) => {
+      const rows = "sid" in by
+        ? await tx.selectFrom("session_clients").selectAll().where("tenant", "=", tenant).where("sid", "=", by.sid).execute()
+        : await tx.selectFrom("session_clients").selectAll().where("tenant", "=", tenant).where("subject", "=", by.subject).execute();
+      if (rows.length === 0) return rows;
+      const del = tx.deleteFrom("session_clients").where("tenant", "=", tenant);
+      await ("sid" in by ? del.where("sid", "=", by.sid) : del.where("subject", "=", by.subject)).execute();
+      return rows;
+    });
+  }
+  /** The sessions of a user still on record, newest first (the admin view). */
+  listSessionClients(tenant: string, subject: string) {
+    return this.db.selectFrom("session_clients").selectAll().where("tenant", "=", tenant).where("subject", "=", subject).where("expires_at", ">", now()).orderBy("created_at", "desc").execute();
+  }
+
   /** Deletes what has expired; run by the housekeeping timer. */
   async sweep(): Promise<void> {
     const t = now();
     await this.db.deleteFrom("used_jtis").where("expires_at", "<", t).execute();
+    await this.db.deleteFrom("session_clients").where("expires_at", "<", t).execute();
     await this.db.deleteFrom("auth_requests").where("expires_at", "<", t - 3600).execute();
     await this.db.deleteFrom("codes").where("expires_at", "<", t - 86_400).execute();
     await this.db.deleteFrom("revoked_tokens").where("expires_at", "<", t).execute();

@@ -187,4 +187,11 @@ export const migrations = [
       await db.schema.createIndex("user_certificates_by_user").on("user_certificates").columns(["tenant", "user_id"]).execute();
     },
   },
+  {
+    version: 6,
+    name: "tenant password policy",
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable("tenant_policies").addColumn("password_min_length", "integer").execute();
+    },
+  },
 ];

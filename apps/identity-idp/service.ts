@@ -13,6 +13,7 @@ import { SecondFactors } from "./domain/factors.ts";
 import { LoginThrottle } from "./domain/throttle.ts";
 import { UserService } from "./domain/users.ts";
 import { IdpKeys, LoginHandoff } from "./domain/handoff.ts";
+import { Notifier } from "../../src/notify/notifier.ts";
 import { prepareDummy } from "./domain/password.ts";
 import { Argon2Pool } from "./domain/argon2-pool.ts";
 import { adminRoutes } from "./routes/admin.ts";
@@ -76,6 +77,14 @@ export function buildIdp(ctx: ServiceContext, opts: IdpOptions = {}) {
   ctx.onStop(() => clearInterval(rotation));
   const caFile = cfg.ca_file ?? join(resolve(ctx.config.data.dir), "trust-bundle.pem");
   const handoff = new LoginHandoff({ authzUrl: cfg.authz_url, authzJwksUrl: cfg.authz_jwks_url, caFile }, keys);
+  // Sessions ended here (revoked by an admin, the user disabled, signed out) are reported to
+  // identity-authz, which sends back-channel logout tokens to their clients; retried in the background.
+  const idpBase = () => (ctx.config.server.public_url ?? ctx.urls.public ?? "").replace(/\/+$/, "");
+  const reports = new Notifier([{ name: "session-ended report", send: async (n) => handoff.postReport(await handoff.sessionEndedReport(n.tenant, String(n.data.sid), idpBase())) }], { logger: ctx.logger });
+  sessions.onEnded = (tenant, sids) => {
+    for (const sid of sids) reports.emit("session_ended", tenant, { sid });
+  };
+  ctx.onStop(() => reports.stop());
   const relyingParty = relyingPartyOf(cfg, ctx.config.server.public_url, ctx.development);
   const mail = mailerOf(cfg, ctx.development);
   const email = mail
@@ -137,7 +146,7 @@ export function identityIdpService(opts: IdpOptions = {}): ServiceDefinition {
       const b = idpOf(ctx);
       return adminRoutes(b.users, b.sessions, b.keys, b.yubikeys, b.certificates);
     },
-    pages: (ctx) => idpConsole(ctx, idpOf(ctx).users),
+    pages: (ctx) => idpConsole(ctx, idpOf(ctx).users, idpOf(ctx).sessions),
     routes: (ctx) => {
       const b = idpOf(ctx);
       const deps = {

@@ -90,6 +90,8 @@ export interface TenantPolicyRow {
   tenant: string;
   mfa: string;
   self_registration: number;
+  /** The tenant's own minimum password length; null: the configured one. */
+  password_min_length?: number | null;
   user_verification: string;
   updated_at: number;
 }

@@ -9,7 +9,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { CONSOLE_SERVICES, DEMO_TENANT, IDENTITY_RP_CLIENT, IDENTITY_SPA_CLIENT, IDENTITY_RS_INTROSPECTION_CLIENT, NOTES_SCOPE, KMS_GRPC_DEMO_CLIENT, SERVICE_SCOPES, consoleClient, consoleScope, demoFile, scopesOf } from "./manifest.ts";
+import { CONSOLE_SERVICES, consoleBackchannelLogout, DEMO_TENANT, IDENTITY_RP_CLIENT, IDENTITY_SPA_CLIENT, IDENTITY_RS_INTROSPECTION_CLIENT, NOTES_SCOPE, KMS_GRPC_DEMO_CLIENT, SERVICE_SCOPES, consoleClient, consoleScope, demoFile, scopesOf } from "./manifest.ts";
 import { DirectoryStore, issueLeaf, loadOrCreateSuiteCa, suiteCaSealerFromFiles, toPem } from "../../src/pki/index.ts";
 
 export const DEMO_USER = "demo";
@@ -157,6 +157,9 @@ export async function provisionClients(d: DemoInputs, rootToken: string): Promis
         grant_types: ["authorization_code", "refresh_token"],
         redirect_uris: [`${url}/browser/callback`],
         post_logout_redirect_uris: [`${url}/browser/`],
+        // Signing out of one console ends the user's session in every console.
+        backchannel_logout_uri: consoleBackchannelLogout(url),
+        backchannel_logout_session_required: true,
         audiences: [service],
         scopes: consoleScope(service).split(" "),
         token_endpoint_auth_method: "client_secret_basic",
@@ -185,6 +188,9 @@ export async function provisionClients(d: DemoInputs, rootToken: string): Promis
         scopes: NOTES_SCOPE.split(" "),
         token_endpoint_auth_method: "client_secret_basic",
         require_par: true,
+        // identity-authz tells identity-rp when a user's session at the idp ends (OIDC back-channel logout).
+        backchannel_logout_uri: `${rp}/backchannel-logout`,
+        backchannel_logout_session_required: true,
       },
       secret: true,
     });

@@ -11,13 +11,20 @@
  * and checks the ID token's iss, aud, exp and nonce. `return_to` only accepts local
  * `/browser/` paths. Logout is POST only, same-origin, with the session's CSRF token.
  *
+ * Back-channel logout (OIDC Back-Channel Logout 1.0, the receiving side):
+ * `POST /browser/backchannel-logout` takes a `logout_token` from identity-authz and ends the
+ * sessions of its `sid` (or of its `sub`). The token must verify against the issuer's JWKS with
+ * the ID token algorithm, be `typ: logout+jwt`, name this issuer and this client, be issued
+ * within the last five minutes and not be expired, carry the back-channel logout event, sid or
+ * sub, and no nonce; its jti is spent in the service's database, so it works once across instances.
+ *
  * @example
  *   app.use(browserLogin(ctx, parseBrowserLoginConfig(raw)))
  */
 import { Elysia } from "elysia";
 import * as v from "valibot";
 import * as oauth from "oauth4webapi";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { AppError } from "../service/errors.ts";
 import { requestInfo, principalOf } from "../service/http.ts";
@@ -25,6 +32,8 @@ import type { ServiceContext } from "../service/context.ts";
 import { readCookie, sessionCookie } from "./session.ts";
 import { escapeHtml } from "../service/html.ts";
 import { runtime } from "../runtime/index.ts";
+import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify } from "jose";
+import { DatabaseProofReplay } from "./proof-replay.ts";
 
 /** `browser.login`: where and as whom an app logs its users in. */
 export const BrowserLoginConfig = v.strictObject({
@@ -86,25 +95,41 @@ function loginErrorPage(message: string, status: number): Response {
 }
 
 const ID_TOKEN_COOKIE = "__Host-cryptoutil_idt";
+export const BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout";
+/** How old a logout token may be (its iat), and the clock skew allowed on iat and exp. */
+const LOGOUT_TOKEN_MAX_AGE_S = 300;
+const LOGOUT_CLOCK_TOLERANCE_S = 30;
+const badLogoutToken = (why: string) => new AppError("invalid_logout_token", `the logout token is not valid: ${why}`, { status: 400 });
 
 /** A page that sends the browser on to `url` without script (meta refresh, plus a link). */
-function continuePage(url: string): string {
+function continuePage(url: string, what = "signing out"): string {
   const u = escapeHtml(url);
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${u}"><title>Signing out</title></head><body><p><a href="${u}">Continue signing out</a></p></body></html>`;
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${u}"><title>${what[0]!.toUpperCase()}${what.slice(1)}</title></head><body><p><a href="${u}">Continue ${what}</a></p></body></html>`;
 }
 
 /** The Elysia plugin: `/browser/login`, `/browser/callback`, `/browser/logout`, `/browser/api/v1/session`. */
 export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
   const tenant = cfg.issuer.match(TENANT_OF_ISSUER)?.[1];
   if (!tenant) throw new AppError("config_invalid", "browser.login.issuer: must end in /t/{tenant}", { status: 400 });
-  const secret = readFileSync(cfg.client_secret_file, "utf8").trim();
-  if (!secret) throw new AppError("config_invalid", "browser.login.client_secret_file: the file is empty", { status: 400 });
+  // identity-authz's own console signs in through itself: under `npm start` its client (and this
+  // file) is made once it runs, so a file missing at start is read at the first sign-in instead.
+  const readSecret = () => {
+    const secret = readFileSync(cfg.client_secret_file, "utf8").trim();
+    if (!secret) throw new AppError("config_invalid", "browser.login.client_secret_file: the file is empty", { status: 400 });
+    return secret;
+  };
+  let clientAuth: oauth.ClientAuth | undefined = existsSync(cfg.client_secret_file) ? oauth.ClientSecretBasic(readSecret()) : undefined;
+  if (!clientAuth) ctx.logger.info("browser login: the client secret file does not exist yet; it is read at the first sign-in", { file: cfg.client_secret_file });
+  const clientAuthOf = () => {
+    if (clientAuth) return clientAuth;
+    if (!existsSync(cfg.client_secret_file)) throw new AppError("unavailable", "this console's sign-in is not provisioned yet");
+    return (clientAuth = oauth.ClientSecretBasic(readSecret()));
+  };
   const caFile = cfg.ca_file ?? join(resolve(ctx.config.data.dir), "trust-bundle.pem");
   let ca: string | undefined;
   const tlsFetch = (url: string, init: RequestInit) => runtime.fetch(url, init, { ca: (ca ??= readFileSync(caFile, "utf8")) });
   const httpOpts = { [oauth.customFetch]: tlsFetch, signal: () => AbortSignal.timeout(10_000) };
   const client: oauth.Client = { client_id: cfg.client_id, id_token_signed_response_alg: cfg.id_token_alg };
-  const clientAuth = oauth.ClientSecretBasic(secret);
   const stateContext = `bff/login-state/${cfg.client_id}`;
   const sessionMaxAge = ctx.config.browser.session_absolute_s;
   const loginCookie = (value: string, maxAge: number) => `${LOGIN_COOKIE}=${value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=${maxAge}`;
@@ -123,6 +148,51 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
     });
     return discovered;
   };
+
+  let jwks: { uri: string; set: ReturnType<typeof createRemoteJWKSet> } | undefined;
+  const issuerKeys = async () => {
+    const as = await server();
+    if (!as.jwks_uri) throw new AppError("unavailable", "the identity service publishes no keys");
+    if (jwks?.uri !== as.jwks_uri) {
+      jwks = { uri: as.jwks_uri, set: createRemoteJWKSet(new URL(as.jwks_uri), { timeoutDuration: 5000, cooldownDuration: 30_000, [customFetch]: (u, init) => tlsFetch(String(u), init as RequestInit) }) };
+    }
+    return { as, set: jwks.set };
+  };
+  const spentLogoutTokens = new DatabaseProofReplay(ctx.db);
+
+  /** Checks a logout token; returns whose sessions it ends. Throws `invalid_logout_token` (400). */
+  async function verifyLogoutToken(token: unknown): Promise<{ sid?: string; sub?: string }> {
+    if (typeof token !== "string" || token.length > 8192 || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) throw badLogoutToken("missing or malformed");
+    const { as, set } = await issuerKeys();
+    let p: Record<string, unknown>;
+    try {
+      ({ payload: p } = await jwtVerify(token, set, {
+        issuer: as.issuer,
+        audience: cfg.client_id,
+        typ: "logout+jwt",
+        algorithms: [cfg.id_token_alg],
+        requiredClaims: ["iat", "exp", "jti"],
+        maxTokenAge: LOGOUT_TOKEN_MAX_AGE_S,
+        clockTolerance: LOGOUT_CLOCK_TOLERANCE_S,
+      }));
+    } catch (e) {
+      if (e instanceof joseErrors.JWKSTimeout || !(e instanceof joseErrors.JOSEError)) throw new AppError("unavailable", "the identity service's keys could not be fetched", { cause: e });
+      throw badLogoutToken(e instanceof joseErrors.JWTExpired ? "expired" : "its signature or claims do not verify");
+    }
+    const events = p.events;
+    if (!events || typeof events !== "object" || Array.isArray(events)) throw badLogoutToken("no events claim");
+    const ev = (events as Record<string, unknown>)[BACKCHANNEL_LOGOUT_EVENT];
+    if (!ev || typeof ev !== "object" || Array.isArray(ev)) throw badLogoutToken("not a back-channel logout event");
+    if ("nonce" in p) throw badLogoutToken("a logout token carries no nonce");
+    const sid = typeof p.sid === "string" && p.sid.length > 0 && p.sid.length <= 200 ? p.sid : undefined;
+    const sub = typeof p.sub === "string" && p.sub.length > 0 && p.sub.length <= 255 ? p.sub : undefined;
+    if (!sid && !sub) throw badLogoutToken("names neither sid nor sub");
+    const jti = p.jti;
+    if (typeof jti !== "string" || jti.length > 256) throw badLogoutToken("malformed jti");
+    const exp = p.exp as number;
+    if (!(await spentLogoutTokens.useOnce(`logout:${cfg.client_id}:${jti}`, exp + LOGOUT_CLOCK_TOLERANCE_S))) throw badLogoutToken("already used");
+    return { sid, sub };
+  }
 
   const idTokenContext = (sid: string) => `bff/${cfg.client_id}/id_token/${sid}`;
   const idTokenCookie = (value: string, maxAge: number) => `${ID_TOKEN_COOKIE}=${value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=${maxAge}`;
@@ -196,7 +266,7 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
         }
         let result: oauth.TokenEndpointResponse;
         try {
-          const res = await oauth.authorizationCodeGrantRequest(as, client, clientAuth, params, redirectUri(request), s.verifier, httpOpts);
+          const res = await oauth.authorizationCodeGrantRequest(as, client, clientAuthOf(), params, redirectUri(request), s.verifier, httpOpts);
           result = await oauth.processAuthorizationCodeResponse(as, client, res, { expectedNonce: s.nonce, requireIdToken: true });
         } catch (e) {
           ctx.logger.warn("browser login: code exchange failed", { request_id: requestInfo(request).id, error: e instanceof Error ? e.message : String(e) });
@@ -207,8 +277,13 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
         const claims = oauth.getValidatedIdTokenClaims(result)!;
         const scopes = (result.scope ?? cfg.scope).split(" ").filter(Boolean);
         const shown = [claims.preferred_username, claims.name, claims.email].find((x): x is string => typeof x === "string" && x.length > 0);
-        const session = await ctx.sessions.create({ tenant, subject: claims.sub, scopes, name: shown });
-        const headers = new Headers({ location: s.returnTo, "cache-control": "no-store" });
+        const opSid = typeof claims.sid === "string" ? claims.sid : undefined;
+        const session = await ctx.sessions.create({ tenant, subject: claims.sub, scopes, name: shown, opSid });
+        // A browser arriving from identity-authz on another site gets a page that moves on by
+        // itself: after a cross-site redirect chain the SameSite=Strict session cookie would not
+        // be sent with the next request, so the console would look signed out.
+        const crossSite = request.headers.get("sec-fetch-mode") === "navigate" && request.headers.get("sec-fetch-site") === "cross-site";
+        const headers = new Headers(crossSite ? { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } : { location: s.returnTo, "cache-control": "no-store" });
         headers.append("set-cookie", sessionCookie(session.id, sessionMaxAge));
         // The ID token, sealed and bound to this session, for the id_token_hint at logout.
         if (result.id_token) {
@@ -216,7 +291,7 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
           headers.append("set-cookie", idTokenCookie(sealed, sessionMaxAge));
         }
         headers.append("set-cookie", clear);
-        return new Response(null, { status: 303, headers });
+        return crossSite ? new Response(continuePage(s.returnTo, "signing in"), { status: 200, headers }) : new Response(null, { status: 303, headers });
       },
       { detail: { summary: "Finish a browser login: check state and iss, exchange the code, start the session", tags: ["browser"] } },
     )
@@ -253,6 +328,19 @@ export function browserLogin(ctx: ServiceContext, cfg: BrowserLoginSettings) {
         return navigate ? new Response(continuePage(location), { status: 200, headers }) : new Response(null, { status: 303, headers });
       },
       { body: v.optional(v.object({ csrf_token: v.optional(v.pipe(v.string(), v.maxLength(200))) })), detail: { summary: "End the browser session", tags: ["browser"] } },
+    )
+    .post(
+      "/browser/backchannel-logout",
+      async ({ body }) => {
+        const who = await verifyLogoutToken((body as { logout_token?: unknown } | undefined)?.logout_token);
+        const ended = await ctx.sessions.revokeByOp(tenant, { sid: who.sid, subject: who.sub });
+        ctx.logger.info("back-channel logout", { tenant, sessions_ended: ended });
+        return new Response(null, { status: 200, headers: { "cache-control": "no-store" } });
+      },
+      {
+        body: v.optional(v.object({ logout_token: v.optional(v.pipe(v.string(), v.maxLength(8192))) })),
+        detail: { summary: "OIDC back-channel logout: identity-authz ends the sessions of a signed-out user (form field logout_token)", tags: ["browser"] },
+      },
     )
     .get(
       "/browser/api/v1/session",

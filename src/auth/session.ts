@@ -20,6 +20,8 @@ export interface SessionTable {
   subject: string;
   /** The user's name for display ("signed in as"), from the ID token; null when it gave none. */
   name: string | null;
+  /** The identity provider's session id (OIDC `sid`) this session came from, for back-channel logout. */
+  op_sid: string | null;
   scopes: string;
   created_at: number;
   last_seen_at: number;
@@ -42,6 +44,12 @@ export async function createSessionTable(db: Kysely<any>): Promise<void> {
     .addColumn("revoked", "integer", (c) => c.notNull().defaultTo(0))
     .execute();
   await db.schema.createIndex("sessions_by_subject").ifNotExists().on("sessions").columns(["tenant", "subject"]).execute();
+}
+
+/** Migration adding the identity provider's session id to sessions (back-channel logout). */
+export async function addSessionOpSid(db: Kysely<any>): Promise<void> {
+  await db.schema.alterTable("sessions").addColumn("op_sid", "text").execute();
+  await db.schema.createIndex("sessions_by_op_sid").ifNotExists().on("sessions").columns(["tenant", "op_sid"]).execute();
 }
 
 /** Migration adding the display name to sessions. */
@@ -71,7 +79,7 @@ export class SessionStore {
   }
 
   /** Starts a session (a login); returns the cookie value and its CSRF token. */
-  async create(p: { tenant: string; subject: string; scopes: string[]; name?: string }): Promise<{ id: string; csrfToken: string }> {
+  async create(p: { tenant: string; subject: string; scopes: string[]; name?: string; opSid?: string }): Promise<{ id: string; csrfToken: string }> {
     const id = b64url(crypto.getRandomValues(new Uint8Array(32)));
     const t = this.now();
     await this.db
@@ -81,6 +89,7 @@ export class SessionStore {
         tenant: p.tenant,
         subject: p.subject,
         name: p.name?.slice(0, 200) ?? null,
+        op_sid: p.opSid?.slice(0, 200) ?? null,
         scopes: p.scopes.join(" "),
         created_at: t,
         last_seen_at: t,
@@ -95,7 +104,7 @@ export class SessionStore {
   async rotate(oldId: string): Promise<{ id: string; csrfToken: string }> {
     const row = await this.lookup(oldId);
     await this.revoke(oldId);
-    return this.create({ tenant: row.tenant, subject: row.subject, scopes: row.scopes.split(" ").filter(Boolean), name: row.name ?? undefined });
+    return this.create({ tenant: row.tenant, subject: row.subject, scopes: row.scopes.split(" ").filter(Boolean), name: row.name ?? undefined, opSid: row.op_sid ?? undefined });
   }
 
   async csrfToken(id: string): Promise<string> {
@@ -135,6 +144,19 @@ export class SessionStore {
   /** Ends every session of a user (server-side logout everywhere). */
   async revokeAll(tenant: string, subject: string): Promise<void> {
     await this.db.updateTable("sessions").set({ revoked: 1 }).where("tenant", "=", tenant).where("subject", "=", subject).execute();
+  }
+
+  /**
+   * Back-channel logout: ends the sessions that came from the identity provider's session `sid`
+   * (of `subject` too, when given), or with no `sid` every session of `subject`. Returns how many.
+   */
+  async revokeByOp(tenant: string, by: { sid?: string; subject?: string }): Promise<number> {
+    if (!by.sid && !by.subject) return 0;
+    let q = this.db.updateTable("sessions").set({ revoked: 1 }).where("tenant", "=", tenant).where("revoked", "=", 0);
+    if (by.sid) q = q.where("op_sid", "=", by.sid);
+    if (by.subject) q = q.where("subject", "=", by.subject);
+    const r = await q.executeTakeFirst();
+    return Number(r.numUpdatedRows);
   }
 
   /** Deletes ended sessions; run periodically. */

@@ -36,7 +36,7 @@ import { Notifier } from "../notify/notifier.ts";
 import { createDeadLetterTable, DatabaseDeadLetters } from "../notify/dead-letters.ts";
 import { channelsOf } from "../notify/channels.ts";
 import { deadLetterRoutes } from "../notify/admin.ts";
-import { addSessionName, createSessionTable, SessionStore } from "../auth/session.ts";
+import { addSessionName, addSessionOpSid, createSessionTable, SessionStore } from "../auth/session.ts";
 import { browserLogin } from "../auth/bff.ts";
 import { createDispatcher, createWasmProvider, createWebCryptoProvider, openPkcs11Provider } from "../crypto/index.ts";
 import { openDatabase, ping, runMigrations, type Database } from "../storage/index.ts";
@@ -75,6 +75,7 @@ export const templateMigrations = [
   { version: 4, name: "spent DPoP proofs", up: createProofReplayTable },
   { version: 5, name: "audit spool", up: createAuditSpool },
   { version: 6, name: "notification dead letters", up: createDeadLetterTable },
+  { version: 7, name: "session provider sid", up: addSessionOpSid },
 ];
 
 /** How often spent DPoP proof ids past their window are deleted. */

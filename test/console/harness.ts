@@ -25,13 +25,21 @@ export interface ConsoleSuite {
   idp: TestService;
   /** The services with consoles, by name. */
   svc: Record<string, TestService>;
+  /** The public URL of a console service, on the host name it was given (default 127.0.0.1). */
+  urlOf(name: string): string;
+  /** An access token for identity-idp's admin API (identity:admin) in the test tenant. */
+  idpAdminToken(): Promise<string>;
   /** Creates an idp user (password only; the tenant's MFA is optional). */
   user(username: string, password: string): Promise<string>;
   browser(): Promise<Browser>;
   stop(): Promise<void>;
 }
 
-export async function startConsoleSuite(defs: ServiceDefinition[], opts: { configure?: (name: string, c: ServiceConfig) => void; authzConsole?: boolean; idpConsole?: boolean } = {}): Promise<ConsoleSuite> {
+/**
+ * `hosts` puts a service's console on another host name (e.g. `localhost` beside the others'
+ * `127.0.0.1`): another origin and another cookie jar, as on separate machines.
+ */
+export async function startConsoleSuite(defs: ServiceDefinition[], opts: { configure?: (name: string, c: ServiceConfig) => void; authzConsole?: boolean; idpConsole?: boolean; hosts?: Record<string, string> } = {}): Promise<ConsoleSuite> {
   const tenant = "acme";
   const root = tempDir("cryptoutil-console-");
   const authzPort = await freePort();
@@ -40,7 +48,7 @@ export async function startConsoleSuite(defs: ServiceDefinition[], opts: { confi
   for (const d of defs) ports.set(d.name, await freePort());
   const authzUrl = `https://127.0.0.1:${authzPort}`;
   const idpUrl = `https://127.0.0.1:${idpPort}`;
-  const urlOf = (name: string) => `https://127.0.0.1:${ports.get(name)}`;
+  const urlOf = (name: string) => `https://${opts.hosts?.[name] ?? "127.0.0.1"}:${ports.get(name)}`;
   const issuer = `${authzUrl}/t/${tenant}`;
   const bundle = (svc: string) => join(root, svc, "trust-bundle.pem");
 
@@ -57,6 +65,8 @@ export async function startConsoleSuite(defs: ServiceDefinition[], opts: { confi
       grant_types: ["authorization_code", "refresh_token"],
       redirect_uris: [`${url}/browser/callback`],
       post_logout_redirect_uris: [`${url}/browser/`],
+      backchannel_logout_uri: `${url}/browser/backchannel-logout`,
+      backchannel_logout_session_required: true,
       scopes: scope,
       audiences: [name],
     });
@@ -113,6 +123,10 @@ export async function startConsoleSuite(defs: ServiceDefinition[], opts: { confi
     authz: authzService,
     idp,
     svc,
+    urlOf: (name) => (name === "identity-authz" ? authzUrl : name === "identity-idp" ? idpUrl : urlOf(name)),
+    async idpAdminToken() {
+      return (idpToken ??= await token(tenant, idpAdminClient.client_id, idpAdminClient.client_secret));
+    },
     async user(username, password) {
       idpToken ??= await token(tenant, idpAdminClient.client_id, idpAdminClient.client_secret);
       const r = await f(`${idpUrl}/service/api/v1/users`, {

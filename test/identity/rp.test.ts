@@ -18,7 +18,7 @@ import { startIdentitySuite, type IdentitySuite } from "./support/e2e-suite.ts";
 import { ScriptedBrowser } from "./support/browser.ts";
 import { startNotesRs, startRp } from "./support/notes-apps.ts";
 
-setDefaultTimeout(30_000);
+setDefaultTimeout(120_000); // each sign-in may wait up to 30 s for a fresh TOTP time step
 const PASSWORD = "cobalt harbour willow 311";
 let s: IdentitySuite;
 let rs: TestService;
@@ -239,6 +239,23 @@ describe("back-channel logout", () => {
     const other = await signer.signJwt("logout+jwt", { iss: s.issuer, aud: "someone-else", iat: now, exp: now + 120, jti: crypto.randomUUID(), sub: alice.id, events: { [BACKCHANNEL_LOGOUT_EVENT]: {} } });
     expect((await post(other)).status).toBe(400);
   });
+
+  test("end to end: the user's sessions ended at identity-idp by an admin, identity-authz sends identity-rp a logout token and its session ends", async () => {
+    const { b, session } = await signIn();
+    expect(session.subject).toBe(alice.id);
+    expect((await b.request(`${rp.publicUrl}/session`)).status).toBe(200);
+    const ended = await s.idpAdmin("POST", `/users/${alice.id}/sessions/revoke`, {});
+    expect(ended.status).toBeLessThan(300);
+    // Delivery runs in the background at identity-authz: wait for it.
+    const deadline = Date.now() + 45_000;
+    let status = 200;
+    while (status === 200 && Date.now() < deadline) {
+      await Bun.sleep(200);
+      status = (await b.request(`${rp.publicUrl}/session`)).status;
+    }
+    expect(status).toBe(401);
+    expect((await api(b, "/profile")).status).toBe(401);
+  }, 90_000);
 
   test("the endpoint refuses what the issuer did not sign, in the protocol's error form", async () => {
     const post = (body: string, ct = "application/x-www-form-urlencoded") => fetch(`${rp.publicUrl}/backchannel-logout`, { method: "POST", headers: { "content-type": ct }, body, tls: { ca: s.ca } } as RequestInit);

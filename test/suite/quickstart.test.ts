@@ -3,7 +3,8 @@
  * verbatim (CLI login, a key, encrypt and decrypt, a certificate checked by `openssl verify` and
  * `openssl ocsp` before and after revocation, a JWT verified by the `jose` library with the
  * service's JWKS), then headless Chromium signs into learn-ps through its "Sign in" link as the
- * demo user and adds a pet, and the sm-kms explorer's Test Request gets a 200.
+ * demo user, adds a pet and opens identity-authz's console from the navigation bar (the same
+ * sign-in), and the sm-kms explorer's Test Request gets a 200.
  *
  * Needs the Debian packages openssl (the quickstart's openssl lines) and chromium.
  */
@@ -137,7 +138,7 @@ describe("the README quickstart, verbatim", () => {
 });
 
 describe("headless Chromium", () => {
-  test("signs into learn-ps through its Sign in link as the demo user, sees who is signed in, adds a pet", async () => {
+  test("signs into learn-ps through its Sign in link as the demo user, sees who is signed in, adds a pet, reaches identity-authz's console", async () => {
     const exe = chromiumPath();
     if (!exe) return;
     const browser = await launchChromium(exe, await spkiPins(PORTS, ca));
@@ -175,6 +176,14 @@ describe("headless Chromium", () => {
       await page.locator("#flash", { hasText: "Added Biscuit." }).waitFor();
       await page.locator("#pets tbody tr", { hasText: "Biscuit" }).waitFor();
       expect(await page.locator("#pets tbody").textContent()).toContain("friendly, small");
+
+      // identity-authz's console from the navigation bar: the same sign-in (consent once).
+      await page.getByRole("navigation", { name: "Consoles" }).getByRole("link", { name: "identity-authz" }).click();
+      await page.waitForURL((u) => (u.port === "18000" && u.pathname === "/browser/") || u.pathname.endsWith("/consent"));
+      if (page.url().includes("/consent")) await page.getByRole("button", { name: "Allow" }).click();
+      await page.waitForURL("https://127.0.0.1:18000/browser/");
+      await page.locator("#who", { hasText: "Signed in as demo" }).waitFor();
+      expect(await page.locator("#tenants tbody").textContent()).toContain("demo");
       expect(errors).toEqual([]);
     } finally {
       await browser.close();

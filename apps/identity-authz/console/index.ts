@@ -1,11 +1,12 @@
 /**
  * identity-authz's console: tenants; a tenant's clients (register, edit redirect URIs,
- * scopes and audiences, rotate the secret, delete) and its signing keys (rotate). Reads call
+ * scopes and audiences, back-channel logout, rotate the secret, delete) and its signing keys
+ * (rotate); a user's grants (revoke), reached from identity-idp's user page. Reads call
  * the registry and key store after the API's scope and tenant rule (`requireManage`);
  * every change goes through /browser/api/v1.
  */
 import type { ServiceContext } from "../../../src/service/context.ts";
-import { consolePages, type ConsolePage } from "../../../src/ui/console.ts";
+import { consolePages, type ConsolePage, type Viewer } from "../../../src/ui/console.ts";
 import { html } from "../../../src/ui/html.ts";
 import { details, section } from "../../../src/ui/layout.ts";
 import { apiForm, type Field } from "../../../src/ui/form.ts";
@@ -25,6 +26,8 @@ const clientFields = (c?: ClientView): Field[] => [
   { name: "scopes", label: "Scopes", type: "list", value: c?.scopes, placeholder: "openid profile" },
   { name: "audiences", label: "Audiences", type: "list", value: c?.audiences, placeholder: "sm-kms" },
   { name: "token_endpoint_auth_method", label: "Client authentication", type: "select", options: AUTH_METHODS, value: c?.token_endpoint_auth_method ?? "client_secret_basic" },
+  { name: "backchannel_logout_uri", label: "Back-channel logout URI", value: c?.backchannel_logout_uri, placeholder: "https://app.example/backchannel-logout", empty: c ? "null" : "omit", hint: "Where logout tokens are sent when a user's session ends (OIDC Back-Channel Logout)" },
+  { name: "backchannel_logout_session_required", label: "Logout tokens must carry sid", type: "checkbox", value: c?.backchannel_logout_session_required ?? false },
 ];
 
 function tenantsPage(authz: Authz): ConsolePage {
@@ -54,6 +57,13 @@ function tenantsPage(authz: Authz): ConsolePage {
   };
 }
 
+/** The page's tenant, after the API's rule (an admin of it, or of root) and once it is known to exist. */
+async function managedTenant(authz: Authz, viewer: Viewer, tenant: string) {
+  requireManage(viewer.principal, tenant);
+  await authz.ready;
+  return authz.registry.requireTenant(tenant);
+}
+
 function tenantPage(authz: Authz): ConsolePage {
   return {
     path: "/tenants/:tenant",
@@ -61,9 +71,7 @@ function tenantPage(authz: Authz): ConsolePage {
     scopes: [ADMIN_SCOPE],
     async render({ viewer, params, query, path }) {
       const tenant = params.tenant!;
-      requireManage(viewer.principal, tenant);
-      await authz.ready;
-      const t = await authz.registry.requireTenant(tenant);
+      const t = await managedTenant(authz, viewer, tenant);
       const [clients, keys] = await Promise.all([authz.registry.listClients(tenant), authz.keys.list(tenant)]);
       return {
         title: `Tenant ${t.id}`,
@@ -124,6 +132,7 @@ ${details([
   ["Scopes", c.scopes.join(" ") || "none"],
   ["Audiences", c.audiences.join(", ") || "none"],
   ["Client authentication", c.token_endpoint_auth_method],
+  ["Back-channel logout", c.backchannel_logout_uri ? `${c.backchannel_logout_uri}${c.backchannel_logout_session_required ? " (sid required)" : ""}` : "none"],
   ["Changed", c.updated_at],
 ])}
 <div class="grid">
@@ -139,6 +148,42 @@ ${section("delete-title", "Delete", apiForm({ id: "delete", action: url, method:
   };
 }
 
+function userGrantsPage(authz: Authz): ConsolePage {
+  return {
+    path: "/tenants/:tenant/users/:sub",
+    title: "Grants of a user",
+    scopes: [ADMIN_SCOPE],
+    async render({ viewer, params, query, path }) {
+      const tenant = params.tenant!;
+      await managedTenant(authz, viewer, tenant);
+      const sub = params.sub!;
+      const [grants, clients] = await Promise.all([authz.store.listGrantsOf(tenant, sub), authz.registry.listClients(tenant)]);
+      const nameOf = new Map(clients.map((c) => [c.client_id, c.client_name]));
+      const url = `${API}/${tenant}/users/${encodeURIComponent(sub)}/grants`;
+      return {
+        title: `Grants of ${sub}`,
+        body: html`<p>Each grant is one sign-in of the user at an application; its refresh tokens hang on it. Revoking it signs the application out at its next refresh.</p>
+<div id="grants">${table({
+          caption: "Live grants",
+          path,
+          query,
+          rows: grants,
+          sort: { key: "created", dir: "desc" },
+          empty: "No live grant.",
+          columns: [
+            { key: "client", label: "Application", cell: (g) => nameOf.get(g.client_id) ?? g.client_id, sort: (g) => nameOf.get(g.client_id) ?? g.client_id },
+            { key: "scope", label: "Scope", cell: (g) => g.scope },
+            { key: "created", label: "Granted", cell: (g) => time(g.created_at), sort: (g) => g.created_at },
+            { key: "expires", label: "Expires", cell: (g) => time(g.expires_at), sort: (g) => g.expires_at },
+            { key: "revoke", label: "Revoke", cell: (g) => apiForm({ id: `revoke-${g.id}`, action: `${url}/${g.id}`, method: "DELETE", submit: "Revoke", inline: true, confirm: `Revoke the grant of ${nameOf.get(g.client_id) ?? g.client_id}?`, flash: "Grant revoked." }) },
+          ],
+        })}</div>
+<p><a href="/browser/tenants/${tenant}">Tenant ${tenant}</a></p>`,
+      };
+    },
+  };
+}
+
 export function authzPages(ctx: ServiceContext, authz: Authz) {
-  return consolePages(ctx, { title: "Identity: clients and keys", sections: [{ label: "Tenants", href: "/browser/" }], pages: [tenantsPage(authz), tenantPage(authz), clientPage(authz)] });
+  return consolePages(ctx, { title: "Identity: clients and keys", sections: [{ label: "Tenants", href: "/browser/" }], pages: [tenantsPage(authz), tenantPage(authz), clientPage(authz), userGrantsPage(authz)] });
 }

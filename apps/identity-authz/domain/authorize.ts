@@ -23,6 +23,7 @@ import type { ClientAuthenticator, Form } from "./client-auth.ts";
 import { AppError } from "../../../src/service/errors.ts";
 import { runtime } from "../../../src/runtime/index.ts";
 import type { AuditSender } from "../../../src/audit/sender.ts";
+import type { BackchannelLogout } from "./backchannel-logout.ts";
 
 export const PAR_PREFIX = "urn:ietf:params:oauth:request_uri:";
 const PAR_TTL_S = 60;
@@ -119,6 +120,7 @@ export class AuthorizeService {
     private readonly caPem: () => string | undefined,
     private readonly audit?: AuditSender,
     private readonly clientKeys?: ClientAuthenticator,
+    private readonly backchannel?: BackchannelLogout,
   ) {}
 
   private get idpUrl(): string {
@@ -388,10 +390,13 @@ export class AuthorizeService {
       return { device: { ...p.device, client_id: p.client_id, scope, login: { sub: v.sub, auth_time: v.auth_time, amr, acr, claims, scope } } };
     }
 
+    // The idp's session id (opaque, stable while its session lasts): ID tokens carry it as `sid`.
+    const sid = typeof v.sid === "string" && /^[A-Za-z0-9_-]{16,128}$/.test(v.sid) ? v.sid : undefined;
+    if (sid) await this.backchannel?.joined(tenant, sid, v.sub, p.client_id, t + this.cfg.refresh_token_ttl_s);
     const code = randomToken(32);
     const hash = await sha256Hex(code);
     const data: CodeData = {
-      sub: v.sub, auth_time: v.auth_time,
+      sub: v.sub, auth_time: v.auth_time, sid,
       amr, acr, claims, redirect_uri: p.redirect_uri, redirect_uri_given: p.redirect_uri_given, code_challenge: p.code_challenge,
       nonce: p.nonce, scope, resource: p.resource, dpop_jkt: p.dpop_jkt,
     };
@@ -401,11 +406,41 @@ export class AuthorizeService {
     return withParams(p.redirect_uri, { code, state: p.state, iss: this.issuer(tenant) });
   }
 
+  /**
+   * identity-idp's signed report that sessions ended there (an admin revoked them, the user was
+   * disabled, or signed out at the idp): one session (`sid`) or every session of `sub`. Signed
+   * with the idp's login-verifier keys, addressed to this tenant's issuer, fresh and used once.
+   */
+  async verifySessionEnded(tenant: string, jws: string | undefined): Promise<{ sid: string } | { subject: string }> {
+    const bad = (why: string) => oauthError("invalid_request", `session_ended is not valid: ${why}`);
+    if (!jws || jws.length > 8192) throw bad("missing or too long");
+    let v: JWTPayload;
+    try {
+      ({ payload: v } = await jwtVerify(jws, this.idpKeys(tenant), {
+        typ: "session-ended+jwt",
+        issuer: [this.idpUrl, this.idpUrl + "/"],
+        audience: this.issuer(tenant),
+        algorithms: ["ES256"],
+        requiredClaims: ["exp", "iat", "jti"],
+        maxTokenAge: 300,
+        clockTolerance: 5,
+      }));
+    } catch {
+      throw bad("its signature or claims do not verify");
+    }
+    if (typeof v.jti !== "string" || v.jti.length > 256) throw bad("malformed jti");
+    if (!(await this.store.useJti(tenant, "session-ended", v.jti, (v.exp ?? nowS()) + 10))) throw bad("already used");
+    if (typeof v.sid === "string" && /^[A-Za-z0-9_-]{16,128}$/.test(v.sid)) return { sid: v.sid };
+    if (typeof v.sub === "string" && v.sub.length > 0 && v.sub.length <= 255) return { subject: v.sub };
+    throw bad("names neither sid nor sub");
+  }
+
   /** RP-initiated logout: ends this client's grants for the user and returns to a registered URI. */
   async logout(tenant: string, q: Form): Promise<FrontResult> {
     const hint = q.get("id_token_hint");
     let clientId = q.get("client_id");
     let sub: string | undefined;
+    let sid: string | undefined;
     if (hint) {
       try {
         const set = createLocalJWKSet({ keys: await this.keys.publicKeys(tenant) } as never);
@@ -415,6 +450,7 @@ export class AuthorizeService {
         if (clientId && clientId !== aud) throw new Error("client_id differs");
         clientId = aud;
         sub = payload.sub;
+        if (typeof payload.sid === "string") sid = payload.sid;
       } catch {
         throw new FrontChannelError("invalid_request", "id_token_hint is not valid", { status: 400 });
       }
@@ -426,6 +462,8 @@ export class AuthorizeService {
     }
     // The idp knows the user by their own subject, not a pairwise one.
     if (sub && client) sub = await this.tokens.endGrants(tenant, sub, client);
+    // The session's other clients hear of it over the back channel, in the background.
+    if (sid) await this.backchannel?.sessionEnded(tenant, { sid });
     const returnTo = target ? withParams(target, { state: q.get("state")?.slice(0, 2000) }) : undefined;
     if (sub) {
       // Front-channel hand-off: the browser carries a signed logout request to identity-idp,

@@ -15,6 +15,7 @@ import { DeviceService } from "./device.ts";
 import { DynamicRegistration } from "./registration.ts";
 import { PairwiseSubjects } from "./pairwise.ts";
 import { runtime } from "../../../src/runtime/index.ts";
+import { BackchannelLogout } from "./backchannel-logout.ts";
 import type { AuditSender } from "../../../src/audit/sender.ts";
 
 export const ROOT_TENANT = "root";
@@ -36,6 +37,8 @@ export class Authz {
   readonly device: DeviceService;
   readonly registration: DynamicRegistration;
   readonly pairwise: PairwiseSubjects;
+  /** OIDC back-channel logout: the clients of each session, told when it ends. */
+  readonly backchannel: BackchannelLogout;
   /** The service's security events (token issuance, sign-ins, admin changes) to the audit service. */
   readonly audit: AuditSender;
   /** Resolves once the bootstrap has run; every endpoint awaits it. */
@@ -58,7 +61,9 @@ export class Authz {
     const issuer = (t: string) => this.issuer(t);
     this.pairwise = new PairwiseSubjects(this.store, ctx.protector);
     this.tokens = new TokenService(this.store, this.registry, this.keys, ctx.protector, this.dpop, this.cfg, issuer, this.pairwise);
-    this.front = new AuthorizeService(this.store, this.registry, this.keys, this.tokens, ctx.protector, this.cfg, issuer, caPem, ctx.audit, this.clientAuth);
+    this.backchannel = new BackchannelLogout(this.store, this.registry, this.keys, issuer, caPem, ctx.logger);
+    ctx.onStop(() => this.backchannel.stop());
+    this.front = new AuthorizeService(this.store, this.registry, this.keys, this.tokens, ctx.protector, this.cfg, issuer, caPem, ctx.audit, this.clientAuth, this.backchannel);
     this.device = new DeviceService(this.store, ctx.protector, this.cfg, issuer);
     this.registration = new DynamicRegistration(this.store, this.registry, this.keys, issuer);
     this.ready = this.bootstrap().catch((e) => {

@@ -40,6 +40,8 @@ const FIELD_DEFAULTS = {
   require_signed_request_object: false,
   subject_type: "public",
   sector_identifier_uri: null,
+  backchannel_logout_uri: null,
+  backchannel_logout_session_required: false,
 } satisfies Partial<ClientDoc>;
 
 function check(doc: ClientDoc): void {

@@ -39,6 +39,8 @@ export interface LoginFacts {
   amr?: string[];
   acr?: string;
   claims: Record<string, unknown>;
+  /** The idp session this login belongs to (OIDC `sid`, for back-channel logout). */
+  sid?: string;
 }
 
 export interface CodeData extends LoginFacts {
@@ -145,6 +147,7 @@ export class TokenService {
     if (nonce) claims.nonce = nonce;
     if (f.amr?.length) claims.amr = f.amr;
     if (f.acr) claims.acr = f.acr;
+    if (f.sid) claims.sid = f.sid;
     return signer.signJwt("JWT", {
       ...claims,
       iss: this.issuer(tenant),
@@ -210,7 +213,7 @@ export class TokenService {
   /** A user grant (claims barrier-encrypted) and its first tokens. */
   private async newGrant(tenant: string, client: RegisteredClient, grantId: string, facts: LoginFacts, scope: string, resource: string | undefined, jkt: string | null, nonce?: string, x5t?: string): Promise<TokenResponse> {
     const gdata: GrantData = {
-      sub: facts.sub, auth_time: facts.auth_time, amr: facts.amr, acr: facts.acr, claims: facts.claims,
+      sub: facts.sub, auth_time: facts.auth_time, amr: facts.amr, acr: facts.acr, claims: facts.claims, sid: facts.sid,
       aud: this.audienceOf(client, resource),
       audiences: resource !== undefined ? [resource] : [...client.audiences],
     };

@@ -10,7 +10,7 @@ import { AppError } from "../../../src/service/errors.ts";
 import type { Principal } from "../../../src/auth/bearer.ts";
 import {
   Client, ClientList, ClientParams, ClientWithSecret, CreateClient, CreateTenant, PutScope, RotateKeys, ScopeDefinition, ScopeList, ScopeParams,
-  SigningKeyList, Tenant, TenantList, TenantParams, UpdateClient, PutRegistrationSettings, RegistrationSettings, InitialAccessToken,
+  SigningKeyList, Tenant, TenantList, TenantParams, UpdateClient, PutRegistrationSettings, RegistrationSettings, InitialAccessToken, GrantList, GrantParams, SubjectParams,
 } from "../../../schemas/identity-authz.ts";
 import { ADMIN_SCOPE, ROOT_TENANT, type Authz } from "../domain/authz.ts";
 import { auditedRoutes } from "../../../src/audit/routes.ts";
@@ -36,6 +36,7 @@ const AUDITED: Record<string, string> = {
   "POST /tenants/:tenant/keys/rotate": "signing_key.rotate",
   "PUT /tenants/:tenant/registration": "registration.settings",
   "POST /tenants/:tenant/registration/initial-access-token": "registration.initial_access_token",
+  "DELETE /tenants/:tenant/users/:sub/grants/:grant_id": "grant.revoke",
 };
 
 export function adminRoutes(authz: Authz) {
@@ -189,6 +190,24 @@ export function adminRoutes(authz: Authz) {
         return { initial_access_token: await authz.registration.newInitialToken(params.tenant) };
       },
       { params: TenantParams, response: InitialAccessToken, scopes: ADMIN, detail: { summary: "Issue a new initial access token for registration (shown once; the previous one stops working)" } },
+    )
+    .get(
+      "/tenants/:tenant/users/:sub/grants",
+      async ({ request, params }) => {
+        mayManage(request, params.tenant);
+        await r.requireTenant(params.tenant);
+        return { items: await authz.store.listGrantsOf(params.tenant, params.sub) };
+      },
+      { params: SubjectParams, response: GrantList, scopes: ADMIN, detail: { summary: "A user's live grants (one per sign-in at a client; refresh tokens hang on them)" } },
+    )
+    .delete(
+      "/tenants/:tenant/users/:sub/grants/:grant_id",
+      async ({ request, params, set }) => {
+        mayManage(request, params.tenant);
+        if (!(await authz.store.revokeGrantOf(params.tenant, params.sub, params.grant_id))) throw new AppError("not_found", "grant not found");
+        set.status = 204;
+      },
+      { params: v.object({ ...SubjectParams.entries, ...GrantParams.entries }), response: { 204: v.undefined() }, scopes: ADMIN, detail: { summary: "Revoke a grant: its refresh tokens stop working and introspection reports its access tokens inactive" } },
     )
     .get(
       "/tenants/:tenant/keys",

@@ -112,7 +112,7 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
   const discovery = async (tenant: string) => {
     const iss = authz.issuer(tenant);
     const scopes = await authz.registry.scopeClaims(tenant);
-    const claims = new Set(["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "azp", ...[...scopes.values()].flat()]);
+    const claims = new Set(["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "azp", "sid", ...[...scopes.values()].flat()]);
     const mtls = authz.mtlsIssuerBase(tenant);
     const registration = await authz.registration.enabled(tenant);
     return json(
@@ -129,6 +129,8 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
         device_authorization_endpoint: `${iss}/device_authorization`,
         // RFC 7591: only where the tenant turned registration on.
         ...(registration ? { registration_endpoint: `${iss}/register` } : {}),
+        backchannel_logout_supported: true,
+        backchannel_logout_session_supported: true,
         response_types_supported: ["code"],
         response_modes_supported: ["query"],
         grant_types_supported: GRANTS,
@@ -329,6 +331,16 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
         return new Response(null, { status: 200, headers: { "cache-control": "no-store" } });
       }),
       { parse: "none", detail: { summary: "Token revocation (RFC 7009)" } },
+    )
+    .post(
+      "/t/:tenant/sessions/ended",
+      endpoint(async (tenant, c) => {
+        const form = await readForm(c.request);
+        const ended = await authz.front.verifySessionEnded(tenant, form.get("session_ended"));
+        const told = await authz.backchannel.sessionEnded(tenant, ended);
+        return json({ clients_notified: told });
+      }),
+      { parse: "none", detail: { summary: "identity-idp reports ended sessions (a signed JWT); their clients get back-channel logout tokens" } },
     )
     .get("/t/:tenant/logout", logout, { detail: { summary: "RP-initiated logout" } })
     .post("/t/:tenant/logout", logout, { parse: "none", detail: { summary: "RP-initiated logout" } });

@@ -141,8 +141,8 @@ export class EmailLinks {
   // self-registration
 
   /** Starts a sign-up: the account is created only when the link in the mail is opened. */
-  async requestRegistration(tenant: string, input: { username: string; email: string; name?: string; password: string }, ip: string | undefined, linkBase: string): Promise<void> {
-    assertPassword(input.password, this.rules.password, [input.username, input.email]);
+  async requestRegistration(tenant: string, input: { username: string; email: string; name?: string; password: string }, ip: string | undefined, linkBase: string, rules: PasswordRules = this.rules.password): Promise<void> {
+    assertPassword(input.password, rules, [input.username, input.email]);
     if (await this.store.userByName(tenant, input.username)) throw new AppError("conflict", "that username is taken; choose another");
     await this.take(tenant, input.email, ip);
     if (await this.store.userByVerifiedEmail(tenant, input.email)) {

@@ -29,7 +29,7 @@ export interface LoginChallenge {
 }
 
 export type VerifierResult =
-  | { sub: string; authTime: number; amr: string[]; grantedScopes: string[]; claims: Record<string, unknown> }
+  | { sub: string; authTime: number; amr: string[]; grantedScopes: string[]; claims: Record<string, unknown>; sid?: string }
   | { error: "access_denied" | "login_required" | "consent_required" | "interaction_required"; description?: string };
 
 const enc = new TextEncoder();
@@ -245,6 +245,7 @@ export class LoginHandoff {
         acr: isMultiFactor(result.amr) ? "urn:cryptoutil:acr:mfa" : "urn:cryptoutil:acr:pwd",
         granted_scope: result.grantedScopes.join(" "),
         claims: result.claims,
+        ...(result.sid ? { sid: result.sid } : {}),
       });
     }
     const jws = await new SignJWT(body)
@@ -256,5 +257,31 @@ export class LoginHandoff {
       .setExpirationTime("120s")
       .sign(key);
     return `${this.authzIssuer(ch.tenant)}/login/callback?login_verifier=${encodeURIComponent(jws)}`;
+  }
+
+  /**
+   * The signed report of ended sessions that identity-authz turns into back-channel logout
+   * tokens for their clients (`POST {issuer}/sessions/ended`): typ `session-ended+jwt`, signed
+   * with the verifier key, addressed to the tenant's issuer, two minutes, single use.
+   */
+  async sessionEndedReport(tenant: string, sid: string, idpUrl: string): Promise<{ url: string; body: string }> {
+    const { kid, key } = await this.keys.signingKey();
+    const jws = await new SignJWT({ sid })
+      .setProtectedHeader({ alg: "ES256", kid, typ: "session-ended+jwt" })
+      .setIssuer(idpUrl)
+      .setAudience(this.authzIssuer(tenant))
+      .setJti(crypto.randomUUID())
+      .setIssuedAt()
+      .setExpirationTime("120s")
+      .sign(key);
+    return { url: `${this.authzIssuer(tenant)}/sessions/ended`, body: new URLSearchParams({ session_ended: jws }).toString() };
+  }
+
+  /** POSTs one report to identity-authz (the trust bundle as for its keys); throws on a non-2xx answer. */
+  async postReport(r: { url: string; body: string }): Promise<void> {
+    this.ca ??= readFileSync(this.opts.caFile, "utf8");
+    const res = await runtime.fetch(r.url, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: r.body, signal: AbortSignal.timeout(10_000) }, { ca: this.ca });
+    await res.body?.cancel().catch(() => undefined);
+    if (!res.ok) throw new Error(`identity-authz answered ${res.status}`);
   }
 }

@@ -48,7 +48,21 @@ const flowCtx = (tenant: string, idHash: string) => `identity-idp/idp_sessions/$
 const b64url = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 const hashId = async (id: string) => Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", enc.encode(id))), (x) => x.toString(16).padStart(2, "0")).join("");
 
+/**
+ * The session id shown to identity-authz (OIDC `sid`): a hash of the row's id hash, so it names
+ * the session without being usable as its cookie or its database key.
+ */
+export async function sidOf(idHash: string): Promise<string> {
+  return b64url(new Uint8Array(await crypto.subtle.digest("SHA-256", enc.encode("sid:" + idHash))));
+}
+
+/** Told (in the background) of sessions ended by revocation, for back-channel logout. */
+export type SessionsEnded = (tenant: string, sids: string[]) => void;
+
 export class IdpSessions {
+  /** Set by the service: tells identity-authz which sessions ended. */
+  onEnded?: SessionsEnded;
+
   constructor(
     private readonly db: Kysely<IdpDb>,
     private readonly protector: DataProtector,
@@ -144,9 +158,40 @@ export class IdpSessions {
 
   /** Ends every session of a user, except `keep` (e.g. the one that changed the password). */
   async revokeUser(tenant: string, userId: string, keep?: IdpSession): Promise<void> {
+    let live = this.db.selectFrom("idp_sessions").select("id_hash").where("tenant", "=", tenant).where("user_id", "=", userId).where("revoked", "=", 0);
+    if (keep) live = live.where("id_hash", "!=", keep.row.id_hash);
+    const rows = await live.execute();
     let q = this.db.updateTable("idp_sessions").set({ revoked: 1 }).where("tenant", "=", tenant).where("user_id", "=", userId);
     if (keep) q = q.where("id_hash", "!=", keep.row.id_hash);
     await q.execute();
+    if (rows.length) this.onEnded?.(tenant, await Promise.all(rows.map((r) => sidOf(r.id_hash))));
+  }
+
+  /** Ends one session of a user by its `sid` (the admin view); false when none is live. */
+  async revokeSid(tenant: string, userId: string, sid: string): Promise<boolean> {
+    for (const s of await this.listUser(tenant, userId)) {
+      if (s.sid !== sid) continue;
+      await this.db.updateTable("idp_sessions").set({ revoked: 1 }).where("id_hash", "=", s.idHash).where("tenant", "=", tenant).execute();
+      this.onEnded?.(tenant, [sid]);
+      return true;
+    }
+    return false;
+  }
+
+  /** The live signed-in sessions of a user, newest first. */
+  async listUser(tenant: string, userId: string): Promise<{ sid: string; idHash: string; created_at: number; last_seen_at: number; expires_at: number; amr: string }[]> {
+    const t = this.now();
+    const rows = await this.db
+      .selectFrom("idp_sessions")
+      .select(["id_hash", "created_at", "last_seen_at", "expires_at", "amr"])
+      .where("tenant", "=", tenant)
+      .where("user_id", "=", userId)
+      .where("revoked", "=", 0)
+      .where("expires_at", ">", t)
+      .where("last_seen_at", ">", t - this.timeouts.idleS)
+      .orderBy("created_at", "desc")
+      .execute();
+    return Promise.all(rows.map(async (r) => ({ sid: await sidOf(r.id_hash), idHash: r.id_hash, created_at: r.created_at, last_seen_at: r.last_seen_at, expires_at: r.expires_at, amr: r.amr ?? "" })));
   }
 
   /** Throws `csrf_failed` unless `token` is this session's synchronizer token. */

@@ -21,6 +21,8 @@ export interface TenantPolicy {
   self_registration: boolean;
   /** WebAuthn user verification (PIN, biometrics) asked of passkeys. */
   user_verification: "required" | "preferred" | "discouraged";
+  /** The shortest password accepted in this tenant. */
+  password_min_length: number;
 }
 
 export type LoginResult = { ok: true; user: UserRow } | { ok: false; lockedForS: number };
@@ -49,12 +51,31 @@ export class UserService {
       mfa: { factors: await this.factors.list(row.tenant, row.id), recovery_codes_left: await this.factors.recoveryCodesLeft(row.tenant, row.id) },
       created_at: row.created_at,
       updated_at: row.updated_at,
+      locked_until: await this.lockedUntil(row.tenant, row.username),
     };
+  }
+
+  /** Until when failed sign-ins lock this username (null: not locked). */
+  async lockedUntil(tenant: string, username: string): Promise<number | null> {
+    const wait = await this.throttle.lockedFor([LoginThrottle.userKey(tenant, username)]);
+    return wait > 0 ? this.now() + wait : null;
+  }
+
+  /** Lifts the lock on a username (failed sign-ins forgotten); the client IP's own count stays. */
+  async unlock(tenant: string, id: string): Promise<UserView> {
+    const row = await this.row(tenant, id);
+    await this.throttle.reset(LoginThrottle.userKey(tenant, row.username));
+    return this.view(row);
+  }
+
+  /** The password rules of a tenant: its own minimum length, else the configured one. */
+  async passwordRules(tenant: string): Promise<PasswordRules> {
+    return { ...this.cfg.rules, minLength: (await this.policy(tenant)).password_min_length };
   }
 
   async create(tenant: string, input: CreateUserInput): Promise<UserView> {
     if (await this.store.userByName(tenant, input.username)) throw new AppError("conflict", "a user with that username exists");
-    if (input.password !== undefined) assertPassword(input.password, this.cfg.rules, [input.username, input.email ?? ""]);
+    if (input.password !== undefined) assertPassword(input.password, await this.passwordRules(tenant), [input.username, input.email ?? ""]);
     const t = this.now();
     const row = {
       id: crypto.randomUUID(),
@@ -113,7 +134,7 @@ export class UserService {
   /** Sets a new password (admin reset or self-service change). */
   async setPassword(tenant: string, id: string, password: string): Promise<void> {
     const row = await this.row(tenant, id);
-    assertPassword(password, this.cfg.rules, [row.username, row.email ?? ""]);
+    assertPassword(password, await this.passwordRules(tenant), [row.username, row.email ?? ""]);
     const t = this.now();
     await this.store.updateUser(tenant, id, { password_hash: await hashPassword(password, this.cfg.argon2, this.cfg.runner), password_changed_at: t, updated_at: t });
   }
@@ -134,6 +155,7 @@ export class UserService {
       mfa: (row?.mfa as TenantPolicy["mfa"] | undefined) ?? this.cfg.mfaDefault,
       self_registration: !!row?.self_registration,
       user_verification: (row?.user_verification as TenantPolicy["user_verification"] | undefined) ?? "preferred",
+      password_min_length: row?.password_min_length ?? this.cfg.rules.minLength,
     };
   }
 
@@ -144,7 +166,10 @@ export class UserService {
   /** Changes the given fields of the tenant's policy; the others keep their value. */
   async setPolicy(tenant: string, patch: Partial<TenantPolicy>): Promise<TenantPolicy> {
     const next = { ...(await this.policy(tenant)), ...patch };
-    await this.store.setPolicy({ tenant, mfa: next.mfa, self_registration: next.self_registration ? 1 : 0, user_verification: next.user_verification, updated_at: this.now() });
+    const row = await this.store.policyRow(tenant);
+    // A minimum equal to the configured one is not stored: the tenant then follows the configuration.
+    const ownMin = patch.password_min_length !== undefined ? (patch.password_min_length === this.cfg.rules.minLength ? null : patch.password_min_length) : (row?.password_min_length ?? null);
+    await this.store.setPolicy({ tenant, mfa: next.mfa, self_registration: next.self_registration ? 1 : 0, user_verification: next.user_verification, password_min_length: ownMin, updated_at: this.now() });
     return next;
   }
 

@@ -17,6 +17,8 @@ import {
   User,
   UserId,
   UserList,
+  UserSessionList,
+  UserSessionParams,
   YubicoClient,
   YubicoClientId,
   YubicoClientList,
@@ -29,7 +31,7 @@ import type { UserCertificates } from "../domain/certificates.ts";
 import type { UserService } from "../domain/users.ts";
 import type { IdpSessions } from "../domain/sessions.ts";
 import type { IdpKeys } from "../domain/handoff.ts";
-import { AppError } from "../../../src/service/errors.ts";
+import { AppError, notFound } from "../../../src/service/errors.ts";
 
 const ADMIN = ["identity:admin"];
 
@@ -86,7 +88,10 @@ export function adminRoutes(users: UserService, sessions: IdpSessions, keys: Idp
     .delete(
       "/users/:id",
       async ({ request, params, set }) => {
-        await users.delete(tenantOf(request), params.id);
+        const tenant = tenantOf(request);
+        // Ended (and reported for back-channel logout) before the rows go with the user.
+        await sessions.revokeUser(tenant, params.id);
+        await users.delete(tenant, params.id);
         set.status = 204;
       },
       { params: UserId, response: { 204: v.undefined() }, scopes: ADMIN, detail: { summary: "Delete a user with their factors, consents and sessions" } },
@@ -110,6 +115,41 @@ export function adminRoutes(users: UserService, sessions: IdpSessions, keys: Idp
         return users.get(tenant, params.id);
       },
       { params: UserId, response: User, scopes: ADMIN, detail: { summary: "Remove every second factor and recovery code of a user" } },
+    )
+    .post("/users/:id/unlock", ({ request, params }) => users.unlock(tenantOf(request), params.id), {
+      params: UserId,
+      response: User,
+      scopes: ADMIN,
+      detail: { summary: "Unlock a user locked out by failed sign-ins" },
+    })
+    .get(
+      "/users/:id/sessions",
+      async ({ request, params }) => {
+        const tenant = tenantOf(request);
+        await users.row(tenant, params.id);
+        return { items: (await sessions.listUser(tenant, params.id)).map(({ idHash: _, amr, ...s }) => ({ ...s, amr: amr.split(" ").filter(Boolean) })) };
+      },
+      { params: UserId, response: UserSessionList, scopes: ADMIN, detail: { summary: "A user's signed-in sessions" } },
+    )
+    .post(
+      "/users/:id/sessions/revoke",
+      async ({ request, params, set }) => {
+        const tenant = tenantOf(request);
+        await users.row(tenant, params.id);
+        await sessions.revokeUser(tenant, params.id);
+        set.status = 204;
+      },
+      { params: UserId, response: { 204: v.undefined() }, scopes: ADMIN, detail: { summary: "End every session of a user (their applications are told by back-channel logout)" } },
+    )
+    .delete(
+      "/users/:id/sessions/:sid",
+      async ({ request, params, set }) => {
+        const tenant = tenantOf(request);
+        await users.row(tenant, params.id);
+        if (!(await sessions.revokeSid(tenant, params.id, params.sid))) throw notFound("session");
+        set.status = 204;
+      },
+      { params: UserSessionParams, response: { 204: v.undefined() }, scopes: ADMIN, detail: { summary: "End one session of a user (its applications are told by back-channel logout)" } },
     )
     .get("/policy", ({ request }) => users.policy(tenantOf(request)), {
       response: MfaPolicy,

@@ -133,12 +133,12 @@ export function emailRoutes(d: PageDeps) {
         const errors = {
           username: USERNAME.test(username) ? undefined : "1-128 characters: letters, digits and . _ @ + -",
           email: EMAIL.test(email) ? undefined : "Enter an e-mail address.",
-          password: passwordProblem(password, { minLength: d.cfg.password_min_length, maxLength: d.cfg.password_max_length }, [username, email]),
+          password: passwordProblem(password, await d.users.passwordRules(tenant), [username, email]),
         };
         const again = (status: number) => html(H.registerPage({ tenant, csrf: s!.csrf, username, email, name, errors }), status);
         if (errors.username || errors.email || errors.password) return again(400);
         try {
-          await mail().requestRegistration(tenant, { username, email, name, password }, f.ip(request), linkBase(request));
+          await mail().requestRegistration(tenant, { username, email, name, password }, f.ip(request), linkBase(request), await d.users.passwordRules(tenant));
         } catch (e) {
           if (!(e instanceof AppError) || e.code !== "conflict") throw e;
           errors.username = e.message;
@@ -173,7 +173,7 @@ export function emailRoutes(d: PageDeps) {
         const s = await d.sessions.load(request, tenant);
         d.sessions.verifyCsrf(s, body.csrf_token);
         await mail().peekReset(tenant, body.token);
-        const problem = passwordProblem(body.new_password ?? "", { minLength: d.cfg.password_min_length, maxLength: d.cfg.password_max_length }, []);
+        const problem = passwordProblem(body.new_password ?? "", await d.users.passwordRules(tenant), []);
         if (problem) return html(H.resetPage({ tenant, csrf: s!.csrf, token: body.token!, error: problem }), 400);
         const userId = await mail().useReset(tenant, body.token);
         await d.users.setPassword(tenant, userId, body.new_password!);

@@ -9,7 +9,7 @@ import { AppError } from "../../../src/service/errors.ts";
 import { requestInfo } from "../../../src/service/http.ts";
 import type { IdpStore } from "../store.ts";
 import type { IdpConfig } from "../config.ts";
-import type { IdpSessions, IdpSession, LoginFlow } from "../domain/sessions.ts";
+import { sidOf, type IdpSessions, type IdpSession, type LoginFlow } from "../domain/sessions.ts";
 import type { LoginChallenge, LoginHandoff, IdpKeys } from "../domain/handoff.ts";
 import type { UserService } from "../domain/users.ts";
 import type { UserRow } from "../store.ts";
@@ -99,7 +99,7 @@ export function loginFlow(d: PageDeps) {
       claims.email = user.email;
       claims.email_verified = !!user.email_verified;
     }
-    const url = await d.handoff.callbackUrl(ch, { sub: user.id, authTime: s.row.auth_time!, amr: (s.row.amr ?? "pwd").split(" "), grantedScopes: granted, claims }, idpUrl(req));
+    const url = await d.handoff.callbackUrl(ch, { sub: user.id, authTime: s.row.auth_time!, amr: (s.row.amr ?? "pwd").split(" "), grantedScopes: granted, claims, sid: await sidOf(s.row.id_hash) }, idpUrl(req));
     await d.sessions.saveFlow(s, {});
     return html(H.continuePage(url), 200, extra);
   }

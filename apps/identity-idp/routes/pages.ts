@@ -11,7 +11,7 @@ import { Elysia } from "elysia";
 import * as v from "valibot";
 import { readFileSync } from "node:fs";
 import { AppError } from "../../../src/service/errors.ts";
-import { IdpSessions } from "../domain/sessions.ts";
+import { IdpSessions, sidOf } from "../domain/sessions.ts";
 import { lockedError } from "../domain/users.ts";
 import { passwordProblem } from "../domain/password.ts";
 import * as H from "../pages/html.ts";
@@ -222,6 +222,7 @@ export function idpPages(d: PageDeps) {
         const s = await d.sessions.load(request, params.tenant);
         d.sessions.verifyCsrf(s, body.csrf_token);
         await d.sessions.revoke(s!);
+        if (s!.row.user_id) d.sessions.onEnded?.(params.tenant, [await sidOf(s!.row.id_hash)]);
         return html(H.logoutPage({ tenant: params.tenant, done: true }), 200, { "set-cookie": IdpSessions.clearCookie() });
       }),
       { params: TenantParam, body: CsrfForm, detail: { hide: true } },
@@ -235,7 +236,10 @@ export function idpPages(d: PageDeps) {
         const r = await d.handoff.verifyLogoutRequest(params.tenant, query.logout_request);
         const s = await d.sessions.load(request, params.tenant);
         const ended = s !== undefined && s.row.user_id === r.sub;
-        if (ended) await d.sessions.revoke(s);
+        if (ended) {
+          await d.sessions.revoke(s);
+          d.sessions.onEnded?.(params.tenant, [await sidOf(s.row.id_hash)]);
+        }
         const cookie: Record<string, string> = ended ? { "set-cookie": IdpSessions.clearCookie() } : {};
         if (r.returnTo) return seeOther(r.returnTo, cookie);
         return html(H.logoutPage({ tenant: params.tenant, done: true }), 200, cookie);
@@ -258,7 +262,7 @@ export function idpPages(d: PageDeps) {
         const s = await authenticated(request, tenant);
         d.sessions.verifyCsrf(s, body.csrf_token);
         const user = await d.users.row(tenant, s!.row.user_id!);
-        const problem = passwordProblem(body.new_password ?? "", { minLength: d.cfg.password_min_length, maxLength: d.cfg.password_max_length }, [user.username, user.email ?? ""]);
+        const problem = passwordProblem(body.new_password ?? "", await d.users.passwordRules(tenant), [user.username, user.email ?? ""]);
         if (problem) return html(await accountView(s!, { passwordError: problem }), 400);
         if (!(await d.users.changePassword(tenant, user.id, body.current_password ?? "", body.new_password!, ip(request)))) {
           return html(await accountView(s!, { currentError: "The current password is wrong." }), 401);

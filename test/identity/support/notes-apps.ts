@@ -39,6 +39,9 @@ export async function startRp(s: IdentitySuite, opts: { apiUrl: string; port?: n
     scopes: NOTES_SCOPES,
     audiences: ["identity-rs"],
     require_par: true,
+    // identity-authz tells identity-rp when a user's session at the idp ends.
+    backchannel_logout_uri: `${url}/backchannel-logout`,
+    backchannel_logout_session_required: true,
   });
   const secretFile = join(s.root, "acme-rp.secret");
   writeFileSync(secretFile, client.client_secret + "\n", { mode: 0o600 });

@@ -1,0 +1,118 @@
+/**
+ * identity-authz's back-channel logout sender at the domain level, against a receiver run by the
+ * test: a session's clients are told once each (its rows are taken), a refused delivery is
+ * retried with a fresh token, the token verifies with the tenant's JWKS (typ logout+jwt, iss,
+ * aud, iat, exp, jti, sid, sub, the event, no nonce), a client that never answers ends in the dead
+ * letters, and no log line carries a token. (The receiver here speaks plain HTTP on loopback,
+ * which the admin API's schema would refuse: the schema is not under test, the delivery is.)
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { createLocalJWKSet, jwtVerify } from "jose";
+import { identityAuthz } from "../../apps/identity-authz/service.ts";
+import { Authz } from "../../apps/identity-authz/domain/authz.ts";
+import { BackchannelLogout, BACKCHANNEL_LOGOUT_EVENT } from "../../apps/identity-authz/domain/backchannel-logout.ts";
+import { createLogger } from "../../src/service/log.ts";
+import { quiet, startTestService, type TestService } from "../support/service.ts";
+
+setDefaultTimeout(60_000);
+const T = "bcl";
+let svc: TestService;
+let authz: Authz;
+let receiver: ReturnType<typeof Bun.serve>;
+const received: { status: number; form: URLSearchParams }[] = [];
+let answers: number[] = [];
+const lines: string[] = [];
+
+beforeAll(async () => {
+  svc = await startTestService(identityAuthz, { overrides: (c) => quiet(c) });
+  authz = Authz.of(svc.ctx);
+  await authz.ready;
+  await authz.registry.createTenant({ id: T });
+  receiver = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      const form = new URLSearchParams(await req.text());
+      const status = answers.shift() ?? 200;
+      received.push({ status, form });
+      return new Response(null, { status });
+    },
+  });
+});
+
+afterAll(async () => {
+  receiver?.stop(true);
+  await svc?.stop();
+});
+
+const client = (name: string, uri: string) =>
+  authz.registry.createClient(T, {
+    client_name: name,
+    grant_types: ["authorization_code"],
+    redirect_uris: ["https://app.example/cb"],
+    backchannel_logout_uri: uri,
+    backchannel_logout_session_required: true,
+  } as never);
+
+const sender = () =>
+  new BackchannelLogout(authz.store, authz.registry, authz.keys, (t) => authz.issuer(t), () => undefined, createLogger({ level: "debug", service: "test", sink: (l) => lines.push(l) }), [20, 20]);
+
+test("each client of the ended session gets one token, retried after a refusal with a fresh jti; the rows are taken", async () => {
+  const app = await client("app", `http://127.0.0.1:${receiver.port}/bcl`);
+  const other = await client("other", `http://127.0.0.1:${receiver.port}/bcl`);
+  const silent = await authz.registry.createClient(T, { client_name: "no uri", grant_types: ["authorization_code"], redirect_uris: ["https://x.example/cb"] } as never);
+  const bl = sender();
+  const sid = "S".repeat(43);
+  for (const c of [app, other, silent]) await bl.joined(T, sid, "user-1", c.client_id, Math.floor(Date.now() / 1000) + 600);
+  await bl.joined(T, "O".repeat(43), "user-2", app.client_id, Math.floor(Date.now() / 1000) + 600);
+
+  answers = [503];
+  expect(await bl.sessionEnded(T, { sid })).toBe(2);
+  await bl.settle();
+  expect(received.map((r) => r.status)).toEqual([503, 200, 200]);
+  // Nothing left of that session: a second end tells no one; the other session is untouched.
+  expect(await bl.sessionEnded(T, { sid })).toBe(0);
+  expect((await authz.store.listSessionClients(T, "user-2")).length).toBe(1);
+
+  const keys = createLocalJWKSet({ keys: await authz.keys.publicKeys(T) } as never);
+  const seen = new Set<string>();
+  for (const r of received) {
+    const token = r.form.get("logout_token")!;
+    const { payload, protectedHeader } = await jwtVerify(token, keys, { issuer: authz.issuer(T), typ: "logout+jwt", requiredClaims: ["iat", "exp", "jti"] });
+    expect(protectedHeader.typ).toBe("logout+jwt");
+    expect([app.client_id, other.client_id]).toContain(payload.aud as string);
+    expect(payload).toMatchObject({ sid, sub: "user-1", events: { [BACKCHANNEL_LOGOUT_EVENT]: {} } });
+    expect(payload.nonce).toBeUndefined();
+    expect(payload.exp! - payload.iat!).toBeLessThanOrEqual(120);
+    seen.add(payload.jti!);
+  }
+  expect(seen.size).toBe(3); // the retry was a new token
+  expect(lines.join("\n")).not.toContain(received[0]!.form.get("logout_token")!.split(".")[1]!);
+});
+
+test("a client that never answers ends in the dead letters; the log names the client, never the token", async () => {
+  const closed = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response(null, { status: 500 }) });
+  const uri = `http://127.0.0.1:${closed.port}/bcl`;
+  closed.stop(true);
+  const gone = await client("gone", uri);
+  const bl = sender();
+  await bl.joined(T, "G".repeat(43), "user-3", gone.client_id, Math.floor(Date.now() / 1000) + 600);
+  await bl.joined(T, "H".repeat(43), "user-3", gone.client_id, Math.floor(Date.now() / 1000) + 600);
+  // Every session of a user (a disabled user), here two.
+  expect(await bl.sessionEnded(T, { subject: "user-3" })).toBe(2);
+  await bl.settle();
+  const dead = await bl.deadLetters();
+  expect(dead.length).toBe(2);
+  expect(dead.every((d) => d.client_id === gone.client_id && d.attempts === 3)).toBe(true);
+  const warned = lines.filter((l) => l.includes("dead-lettered"));
+  expect(warned.length).toBe(2);
+  for (const l of warned) {
+    expect(l).toContain(gone.client_id);
+    expect(l).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/);
+  }
+});
+
+test("a session nobody signed in to tells no one", async () => {
+  expect(await sender().sessionEnded("nobody", { subject: "x" })).toBe(0);
+  expect(await sender().sessionEnded(T, { sid: "N".repeat(43) })).toBe(0);
+});
