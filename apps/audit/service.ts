@@ -11,6 +11,7 @@ import { migrations } from "./migrations.ts";
 import { AuditStore } from "./store.ts";
 import { AuditLog, SUITE_TENANT } from "./domain.ts";
 import { auditRoutes } from "./routes.ts";
+import { auditPages } from "./console/index.ts";
 
 /** Seven years, the retention CA/Browser Forum audit records need. */
 export const DEFAULT_RETENTION_DAYS = 2557;
@@ -67,6 +68,7 @@ export function createAuditService(opts: AuditOptions = {}): ServiceDefinition {
     migrations,
     checkConfig: (c) => void parseAuditConfig(c.app),
     api: (ctx) => auditRoutes(logOf(ctx)),
+    pages: (ctx) => auditPages(ctx, logOf(ctx)),
   };
 }
 

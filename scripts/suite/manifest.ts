@@ -18,7 +18,7 @@ export const KMS_GRPC_PORT = 8081;
 /** The URI SAN of the demo tenant's gRPC client certificate, which sm-kms maps to the demo tenant. */
 export const KMS_GRPC_DEMO_CLIENT = "spiffe://cryptoutil/demo/kms-grpc-client";
 /** The services that serve a console (or, for sm-im, its messaging page) under /browser/, each signing users in through the demo tenant. */
-export const CONSOLE_SERVICES = ["learn-ps", "sm-kms", "pki-ca", "jose-ja", "identity-authz", "identity-idp", "sm-im", "sm-secrets"];
+export const CONSOLE_SERVICES = ["learn-ps", "sm-kms", "pki-ca", "jose-ja", "identity-authz", "identity-idp", "sm-im", "sm-secrets", "audit"];
 /** The client a service's console signs users in with (authorization code + PKCE). */
 export const consoleClient = (service: string) => `${service}-web`;
 /** Where identity-authz sends a console's logout tokens (OIDC back-channel logout): ends its sessions of a signed-out user. */
