@@ -13,6 +13,7 @@ import { CA_TRUE, extensionOid } from "./policy.ts";
 import { AcmeConfigSchema, developmentAcme } from "./acme/config.ts";
 import { EstConfigSchema, developmentEst } from "./est/config.ts";
 import { ScepConfigSchema, developmentScep } from "./scep/config.ts";
+import { CmcConfigSchema, developmentCmc } from "./cmc/config.ts";
 
 export const KEY_USAGES = ["digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment", "keyAgreement"] as const;
 export const EXTENDED_KEY_USAGES = ["serverAuth", "clientAuth", "codeSigning", "emailProtection", "timeStamping"] as const;
@@ -119,6 +120,8 @@ export const PkiCaConfigSchema = v.strictObject({
   est: v.optional(EstConfigSchema),
   /** RFC 8894 SCEP under `/scep/` (see scep/config.ts); off unless a tenant is listed. */
   scep: v.optional(ScepConfigSchema),
+  /** RFC 5272-5274 CMC at `/cmc` (see cmc/config.ts); off unless a tenant is listed. */
+  cmc: v.optional(CmcConfigSchema),
 });
 
 export type Profile = v.InferOutput<typeof ProfileSchema>;
@@ -143,11 +146,12 @@ export function developmentProfiles(): Record<string, Profile> {
     "code-signing": { ...base, ...none, key_usage: ["digitalSignature"], extended_key_usage: ["codeSigning"], email_domains: DEV_EMAIL, uri: { allow: ["https://*.example.com/*", "https://*.example.org/*"] } },
   });
 }
-export type PkiCaConfig = Omit<v.InferOutput<typeof PkiCaConfigSchema>, "acme" | "est" | "scep"> & {
+export type PkiCaConfig = Omit<v.InferOutput<typeof PkiCaConfigSchema>, "acme" | "est" | "scep" | "cmc"> & {
   base_url: string;
   acme: v.InferOutput<typeof AcmeConfigSchema>;
   est: v.InferOutput<typeof EstConfigSchema>;
   scep: v.InferOutput<typeof ScepConfigSchema>;
+  cmc: v.InferOutput<typeof CmcConfigSchema>;
 };
 
 /** Validates the `app` section and resolves defaults; throws `config_invalid` naming the key. */
@@ -167,9 +171,11 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
   // ... and, without est and scep sections, EST and SCEP for tenant demo (est/config.ts, scep/config.ts).
   const est = out.est ?? (devProfiles ? developmentEst() : v.parse(EstConfigSchema, {}));
   const scep = out.scep ?? (devProfiles ? developmentScep() : v.parse(ScepConfigSchema, {}));
+  const cmc = out.cmc ?? (devProfiles ? developmentCmc() : v.parse(CmcConfigSchema, {}));
   const lists: Array<[string, Record<string, { profiles: string[] }>]> = [
     ["acme", acme.tenants],
     ["est", est.tenants],
+    ["cmc", cmc.tenants],
     ["scep", Object.fromEntries(Object.entries(scep.tenants).map(([k, t]) => [k, { profiles: Object.keys(t.profiles) }]))],
   ];
   for (const [section, tenants] of lists) {
@@ -190,5 +196,5 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
     if (both) throw new AppError("config_invalid", `app.profiles.${name}.required_extensions: ${both} is also forbidden`);
   }
   const base = (out.base_url ?? config.server.public_url ?? serverUrl(config.server.bind, config.server.port || 8443)).replace(/\/+$/, "");
-  return { ...out, base_url: base, acme, est, scep };
+  return { ...out, base_url: base, acme, est, scep, cmc };
 }

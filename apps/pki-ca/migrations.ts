@@ -3,6 +3,7 @@ import type { Kysely } from "kysely";
 import { addAcmeAuthorizationReuseValidity, addAcmeChallengesAriLimits, createAcmeTables } from "./acme/migrations.ts";
 import { createEstTables } from "./est/migrations.ts";
 import { createScepTables } from "./scep/migrations.ts";
+import { createCmcTables } from "./cmc/migrations.ts";
 
 export const migrations = [
   {
@@ -121,5 +122,10 @@ export const migrations = [
     version: 8,
     name: "ACME authorizations reused across orders, requested notBefore/notAfter",
     up: addAcmeAuthorizationReuseValidity,
+  },
+  {
+    version: 9,
+    name: "CMC credentials, transactions and senderNonces",
+    up: createCmcTables,
   },
 ];

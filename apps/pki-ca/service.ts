@@ -29,6 +29,9 @@ import { estAdminApi, estRoutes } from "./est/routes.ts";
 import { ScepAuthority } from "./scep/domain.ts";
 import { ScepStore } from "./scep/store.ts";
 import { scepAdminApi, scepRoutes } from "./scep/routes.ts";
+import { CmcAuthority } from "./cmc/domain.ts";
+import { CmcStore } from "./cmc/store.ts";
+import { cmcAdminApi, cmcRoutes } from "./cmc/routes.ts";
 
 const instances = new WeakMap<ServiceContext, Promise<PkiCa>>();
 
@@ -194,6 +197,19 @@ async function scepOf(ctx: ServiceContext): Promise<ScepAuthority> {
   return scep;
 }
 
+const cmcByCa = new WeakMap<PkiCa, CmcAuthority>();
+
+/** The CMC front end of a context's CA; its Full PKI Responses are signed by the issuing CA's RA (SCEP's). */
+async function cmcOf(ctx: ServiceContext): Promise<CmcAuthority> {
+  const ca = await pkiCaOf(ctx);
+  let cmc = cmcByCa.get(ca);
+  if (!cmc) {
+    cmc = new CmcAuthority(ca.config.cmc, ca, new CmcStore(ctx.db), ctx.protector, async (profile) => (await scepOf(ctx)).ra(profile));
+    cmcByCa.set(ca, cmc);
+  }
+  return cmc;
+}
+
 const sealHooked = new WeakSet<ServiceContext>();
 const httpListeners = new WeakSet<ServiceContext>();
 
@@ -238,7 +254,8 @@ export const pkiCa: ServiceDefinition = {
     caApi(() => pkiCaOf(ctx))
       .use(acmeAdminApi(() => acmeOf(ctx)))
       .use(estAdminApi(() => estOf(ctx)))
-      .use(scepAdminApi(() => scepOf(ctx))),
+      .use(scepAdminApi(() => scepOf(ctx)))
+      .use(cmcAdminApi(() => cmcOf(ctx))),
   pages: (ctx) => caPages(ctx, () => pkiCaOf(ctx)),
   routes: (ctx) => {
     void pkiCaOf(ctx);
@@ -246,6 +263,7 @@ export const pkiCa: ServiceDefinition = {
       .use(caPublicRoutes(() => pkiCaOf(ctx)))
       .use(acmeRoutes(() => acmeOf(ctx)))
       .use(estRoutes(() => estOf(ctx)))
-      .use(scepRoutes(() => scepOf(ctx)));
+      .use(scepRoutes(() => scepOf(ctx)))
+      .use(cmcRoutes(() => cmcOf(ctx)));
   },
 };

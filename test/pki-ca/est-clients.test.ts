@@ -9,14 +9,9 @@
  * with a printed reason when one is missing (fails under CI=true).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { haveOpenssl, startCa, write, type CaFixture } from "./helpers.ts";
+import { haveOpenssl, startCa, write, type CaFixture, haveTool, shIn } from "./helpers.ts";
 
-function have(tool: string, pkg: string): boolean {
-  const ok = Bun.which(tool) !== null;
-  if (!ok && process.env.CI === "true") throw new Error(`${tool} is required in CI (apt-get install -y ${pkg})`);
-  if (!ok) console.warn(`SKIPPED: ${tool} not installed (apt-get install -y ${pkg})`);
-  return ok;
-}
+const have = haveTool;
 const ok = haveOpenssl() && have("curl", "curl");
 
 let f: CaFixture;
@@ -37,12 +32,7 @@ afterAll(async () => {
   await f?.stop();
 }, 30_000);
 
-/** Runs a shell pipeline in the fixture's directory (asynchronously: the CA answers in this process). */
-async function sh(script: string): Promise<{ code: number; out: string }> {
-  const p = Bun.spawn(["sh", "-c", script], { cwd: f.dir, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-  const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
-  return { code: await p.exited, out: out + err };
-}
+const sh = (script: string) => shIn(f.dir, script);
 
 async function credential(profile: string): Promise<{ username: string; password: string }> {
   const r = await f.api("/est/credentials", await f.token("t1", "pki:admin"), { body: { profile } });

@@ -17,15 +17,10 @@ import { IssuerAndSerialNumber } from "@peculiar/asn1-cms";
 import { toPem } from "../../src/pki/keys.ts";
 import * as x509 from "../../src/pki/x509.ts";
 import { MESSAGE_TYPE } from "../../apps/pki-ca/scep/cms.ts";
-import { haveOpenssl, PROFILES, startCa, write, type CaFixture } from "./helpers.ts";
+import { haveOpenssl, PROFILES, startCa, write, type CaFixture, haveTool } from "./helpers.ts";
 import { certsOf, TestScepClient } from "./scep-helpers.ts";
 
-function have(tool: string, pkg: string): boolean {
-  const ok = Bun.which(tool) !== null;
-  if (!ok && process.env.CI === "true") throw new Error(`${tool} is required in CI (apt-get install -y ${pkg})`);
-  if (!ok) console.warn(`SKIPPED: ${tool} not installed (apt-get install -y ${pkg})`);
-  return ok;
-}
+const have = haveTool;
 const sslOk = haveOpenssl() && have("curl", "curl");
 const scepOk = have("scepclient", "scep") && sslOk;
 

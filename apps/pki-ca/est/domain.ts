@@ -20,6 +20,7 @@ import { parseCsr } from "../../../src/pki/csr.ts";
 import { pemOrBase64Der } from "../../../src/pki/codec.ts";
 import { certsOnlyPkcs7 } from "../../../src/pki/pkcs7.ts";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
+import { oidDer } from "../../../src/pki/der.ts";
 import * as x509 from "../../../src/pki/x509.ts";
 import { sansOf, type PkiCa } from "../domain.ts";
 import type { ClientCertificate } from "../../../src/auth/client-cert.ts";
@@ -40,19 +41,6 @@ export type EnrollOutcome = { status: "issued"; pkcs7: Uint8Array } | { status: 
 
 const sha256Hex = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
 const randomB64u = (n: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(n))).toString("base64url");
-
-/** DER of an OBJECT IDENTIFIER in dotted form. */
-function oidDer(oid: string): Uint8Array {
-  const parts = oid.split(".").map(Number);
-  const body: number[] = [];
-  for (const n of [parts[0]! * 40 + parts[1]!, ...parts.slice(2)]) {
-    const chunk = [n & 0x7f];
-    for (let x = Math.floor(n / 128); x > 0; x = Math.floor(x / 128)) chunk.unshift((x & 0x7f) | 0x80);
-    body.push(...chunk);
-  }
-  return derTlv(0x06, new Uint8Array(body));
-}
-
 
 const ECDSA_SHA256 = "1.2.840.10045.4.3.2";
 const ECDSA_SHA384 = "1.2.840.10045.4.3.3";
