@@ -16,7 +16,7 @@ import { Certificate } from "@peculiar/asn1-x509";
 import { IssuerAndSerialNumber } from "@peculiar/asn1-cms";
 import { toPem } from "../../src/pki/keys.ts";
 import * as x509 from "../../src/pki/x509.ts";
-import { MESSAGE_TYPE } from "../../apps/pki-ca/scep/cms.ts";
+import { MESSAGE_TYPE, openEnvelope, parsePkiMessage } from "../../apps/pki-ca/scep/cms.ts";
 import { haveOpenssl, PROFILES, startCa, write, type CaFixture, haveTool } from "./helpers.ts";
 import { certsOf, TestScepClient } from "./scep-helpers.ts";
 
@@ -97,7 +97,7 @@ describe.skipIf(!sslOk)("SCEP protocol (Debian packages openssl, curl)", () => {
     expect((await f.svc.call("/scep/nobody?operation=GetCACaps")).status).toBe(404);
   }, 60_000);
 
-  test("manual approval: PENDING, approved through the REST API, collected by CertPoll; GetCert for the key's holder", async () => {
+  test("manual approval: PENDING, approved through the REST API, collected by CertPoll; GetCert for the key's holder; GetCRL once revoked", async () => {
     const c = await TestScepClient.create("poll.example.com");
     const manualRa = certsOf(new Uint8Array(await (await f.svc.call("/scep/t1/scep-manual?operation=GetCACert")).arrayBuffer()))[0]!;
     const post = async (der: Uint8Array, path = "/scep/t1/scep-manual") =>
@@ -126,6 +126,19 @@ describe.skipIf(!sslOk)("SCEP protocol (Debian packages openssl, curl)", () => {
     const got = await c.reply(await post(await c.message(MESSAGE_TYPE.GetCert, ias, manualRa, "getcert-1")));
     expect(got.cert?.serialNumber).toBe(done.cert!.serialNumber);
     expect((await other.reply(await post(await other.message(MESSAGE_TYPE.GetCert, ias, manualRa, "getcert-2")))).msg.failInfo).toBe("4");
+
+    // GetCRL: revoked, the certificate is on the CRL the CertRep carries (a degenerate PKCS#7), which openssl reads and verifies.
+    expect((await f.api(`/certificates/${done.cert!.serialNumber.toLowerCase()}/revoke`, await f.token("t1", "pki:revoke"), { body: { reason: "keyCompromise" } })).status).toBe(200);
+    const crlRep = await parsePkiMessage(await post(await c.message(MESSAGE_TYPE.GetCRL, ias, manualRa, "getcrl-1")));
+    expect(crlRep.pkiStatus).toBe("0");
+    write(f.dir, "getcrl.p7", openEnvelope(crlRep.content, c.self, c.nodeKey));
+    const crl = await run(["sh", "-c", `openssl pkcs7 -inform DER -in getcrl.p7 -print_certs > getcrl.pem && openssl crl -in getcrl.pem -CAfile ${chainFile} -noout -text`]);
+    expect(crl.out).toContain("verify OK");
+    expect(crl.out.toUpperCase()).toContain(done.cert!.serialNumber.toUpperCase());
+    expect(crl.out).toContain("Key Compromise");
+    // An issuer that is not this CA's: badCertId.
+    const foreign = new Uint8Array(AsnConvert.serialize(new IssuerAndSerialNumber({ issuer: asn.tbsCertificate.subject, serialNumber: asn.tbsCertificate.serialNumber })));
+    expect((await c.reply(await post(await c.message(MESSAGE_TYPE.GetCRL, foreign, manualRa, "getcrl-2")))).msg.failInfo).toBe("4");
   }, 60_000);
 });
 
