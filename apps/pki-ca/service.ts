@@ -178,7 +178,7 @@ async function estOf(ctx: ServiceContext): Promise<EstAuthority> {
   const ca = await pkiCaOf(ctx);
   let est = estByCa.get(ca);
   if (!est) {
-    est = new EstAuthority(ca.config.est, ca, new EstStore(ctx.db));
+    est = new EstAuthority(ca.config.est, ca, new EstStore(ctx.db), async (profile) => (await scepOf(ctx)).ra(profile));
     estByCa.set(ca, est);
   }
   return est;

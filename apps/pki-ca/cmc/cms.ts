@@ -8,26 +8,13 @@
  * caller names; anything else is `malformed_input` or `signature_invalid`, both 4xx.
  */
 import { AsnConvert } from "@peculiar/asn1-schema";
-import { AlgorithmIdentifier, Certificate } from "@peculiar/asn1-x509";
-import {
-  Attribute,
-  CertificateChoices,
-  CertificateSet,
-  ContentInfo,
-  DigestAlgorithmIdentifiers,
-  EncapsulatedContent,
-  EncapsulatedContentInfo,
-  id_signedData,
-  SignedData,
-  SignerInfo,
-  SignerInfos,
-} from "@peculiar/asn1-cms";
-import { OctetString } from "@peculiar/asn1-schema";
+import type { Certificate } from "@peculiar/asn1-x509";
+import { ContentInfo, id_signedData, SignedData, type SignerInfo } from "@peculiar/asn1-cms";
 import { AppError } from "../../../src/service/errors.ts";
 import { verifyBySpki } from "../../../src/pki/csr.ts";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
 import { derBytes, derChildren, derContent, derOid, derRoot, derSmallInt, intDer, oidDer, utf8Der, type DerNode } from "../../../src/pki/der.ts";
-import { SHA256_ALGORITHM_OID, signerInfo, type SignedAttrsSigner } from "../../../src/pki/cms-signer.ts";
+import { signedContent, type ContentSigner } from "../../../src/pki/cms-signer.ts";
 import type * as x509 from "../../../src/pki/x509.ts";
 
 /** Content types and controls (RFC 5272 §3.2, §6). */
@@ -257,21 +244,7 @@ export function pkiResponse(f: ResponseFields): Uint8Array {
 }
 
 /** A Full PKI Response: the PKIResponse signed by `signer`, with `certs` (issued certificate and chain) in the SignedData. */
-export async function signedResponse(content: Uint8Array, signer: { cert: x509.X509Certificate; sign: SignedAttrsSigner }, certs: x509.X509Certificate[]): Promise<Uint8Array> {
-  const attrs = [
-    new Attribute({ attrType: ATTR_CONTENT_TYPE, attrValues: [ab(oidDer(CMC.pkiResponse))] }),
-    new Attribute({ attrType: ATTR_MESSAGE_DIGEST, attrValues: [ab(derTlv(0x04, new Uint8Array(await crypto.subtle.digest("SHA-256", ab(content)))))] }),
-  ];
-  const all = [...certs, signer.cert].filter((c, i, a) => a.findIndex((x) => Buffer.from(x.rawData).equals(Buffer.from(c.rawData))) === i);
-  const signed = new SignedData({
-    version: 3,
-    digestAlgorithms: new DigestAlgorithmIdentifiers([new AlgorithmIdentifier({ algorithm: SHA256_ALGORITHM_OID })]),
-    encapContentInfo: new EncapsulatedContentInfo({ eContentType: CMC.pkiResponse, eContent: new EncapsulatedContent({ single: new OctetString(content) }) }),
-    certificates: new CertificateSet(all.map((c) => new CertificateChoices({ certificate: AsnConvert.parse(c.rawData, Certificate) }))),
-    signerInfos: new SignerInfos([await signerInfo(attrs, signer.cert.rawData, signer.sign)]),
-  });
-  return new Uint8Array(AsnConvert.serialize(new ContentInfo({ contentType: id_signedData, content: AsnConvert.serialize(signed) })));
-}
+export const signedResponse = (content: Uint8Array, signer: ContentSigner, certs: x509.X509Certificate[]) => signedContent(CMC.pkiResponse, content, signer, certs);
 
 /** Reads a PKIResponse's statusInfoV2 (for tests and clients): status, body list, string, failInfo. */
 export function readStatusInfoV2(pkiResponseDer: Uint8Array): { status: number; bodyList: number[]; statusString?: string; failInfo?: number; controls: TaggedAttribute[] } {
