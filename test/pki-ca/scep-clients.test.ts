@@ -97,6 +97,26 @@ describe.skipIf(!sslOk)("SCEP protocol (Debian packages openssl, curl)", () => {
     expect((await f.svc.call("/scep/nobody?operation=GetCACaps")).status).toBe(404);
   }, 60_000);
 
+  test("RenewalReq: signed by the certificate being renewed, no challenge; refused once it is revoked, and for another identity", async () => {
+    const c = await TestScepClient.create("renewreq.example.com");
+    const post = async (der: Uint8Array) => new Uint8Array(await (await f.svc.call("/scep/t1/server?operation=PKIOperation", { method: "POST", body: der.slice().buffer as ArrayBuffer, headers: { "content-type": "application/x-pki-message" } })).arrayBuffer());
+    const issued = await c.reply(await post(await c.message(MESSAGE_TYPE.PKCSReq, await c.csr("renewreq.example.com", STATIC), ra)));
+    expect(issued.msg.pkiStatus).toBe("0");
+    const holder = c.withCertificate(issued.cert!);
+    const renewed = await holder.reply(await post(await holder.message(MESSAGE_TYPE.RenewalReq, await holder.csr("renewreq.example.com"), ra)));
+    expect(renewed.msg.pkiStatus).toBe("0");
+    expect(renewed.cert!.serialNumber).not.toBe(issued.cert!.serialNumber);
+    write(f.dir, "renewreq.pem", toPem("CERTIFICATE", renewed.cert!.rawData));
+    expect((await run(["openssl", "verify", "-CAfile", root, "-untrusted", chainFile, "renewreq.pem"])).out).toContain("renewreq.pem: OK");
+    // Another identity under the same certificate: FAILURE badRequest.
+    const other = holder.withCertificate(issued.cert!);
+    expect((await other.reply(await post(await other.message(MESSAGE_TYPE.RenewalReq, await other.csr("elsewhere.example.com"), ra)))).msg.failInfo).toBe("2");
+    // Revoked: FAILURE, nothing issued.
+    expect((await f.api(`/certificates/${issued.cert!.serialNumber.toLowerCase()}/revoke`, await f.token("t1", "pki:revoke"), { body: { reason: "superseded" } })).status).toBe(200);
+    const late = holder.withCertificate(issued.cert!);
+    expect((await late.reply(await post(await late.message(MESSAGE_TYPE.RenewalReq, await late.csr("renewreq.example.com"), ra)))).msg.pkiStatus).toBe("2");
+  }, 60_000);
+
   test("manual approval: PENDING, approved through the REST API, collected by CertPoll; GetCert for the key's holder; GetCRL once revoked", async () => {
     const c = await TestScepClient.create("poll.example.com");
     const manualRa = certsOf(new Uint8Array(await (await f.svc.call("/scep/t1/scep-manual?operation=GetCACert")).arrayBuffer()))[0]!;
@@ -151,6 +171,17 @@ describe.skipIf(!scepOk)("SCEP with scepclient (Debian packages scep, openssl, c
     const v = await run(["openssl", "verify", "-CAfile", root, "-untrusted", chainFile, r.cert]);
     expect(v.out).toContain(": OK");
     expect((await run(["openssl", "x509", "-in", r.cert, "-noout", "-subject", "-ext", "subjectAltName"])).out).toContain("DNS:dev1.example.com");
+  }, 60_000);
+
+  test("scepclient with its existing key and certificate resends its first transaction (key-derived transactionID, saved CSR) and gets the same certificate back", async () => {
+    await mkdir("r1");
+    const first = await scepclient("r1", "renew.example.com", await challenge("server"));
+    expect(first.code, first.out).toBe(0);
+    const serialOf = async (file: string) => (await run(["openssl", "x509", "-in", file, "-noout", "-serial"])).out.trim().split("=")[1]!.toLowerCase();
+    const old = await serialOf(first.cert);
+    const again = await run(["scepclient", "-server-url", url, "-private-key", `${f.dir}/r1/client.key`, "-certificate", `${f.dir}/r1/client.pem`, "-cn", "renew.example.com", "-ca-fingerprint", fingerprint(ra)], { SSL_CERT_FILE: trust });
+    expect(again.code, again.out).toBe(0);
+    expect(await serialOf(first.cert)).toBe(old);
   }, 60_000);
 
   test("a wrong or reused challenge: FAILURE badRequest, nothing issued", async () => {
