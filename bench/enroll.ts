@@ -13,7 +13,7 @@
  * certificate to its file depot. The rounds alternate targets (pki-ca SCEP, scepserver, pki-ca
  * EST) so a load change on the shared machine hits each.
  *
- * Usage: npm run bench -- enroll [--clients=32] [--seconds=5] [--rounds=3]
+ * Usage: npm run bench -- enroll [--clients=32] [--seconds=5] [--rounds=3] [--scep-rate=300]
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -96,11 +96,26 @@ async function scepMessages(ra: x509.X509Certificate, n: number): Promise<Uint8A
   return Promise.all(Array.from({ length: n }, (_, i) => scepClients[i % CLIENTS]!.message(MESSAGE_TYPE.PKCSReq, scepCsrs[i % CLIENTS]!, ra, `bench-${++tx}`)));
 }
 
-/** Runs `send(i)` from CLIENTS workers for SECONDS (or until `limit` requests); answers per second and failures. */
-async function drive(send: (i: number) => Promise<boolean>, limit = Infinity): Promise<{ rate: number; failed: number }> {
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); NaN elsewhere. */
+function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Runs `send(i)` from CLIENTS workers for SECONDS (or until `limit` requests): answers per
+ * second, failures, and the server process's CPU milliseconds per answer (robust to the
+ * machine's other load, which only stretches the wall clock).
+ */
+async function drive(send: (i: number) => Promise<boolean>, limit = Infinity, pid?: number): Promise<{ rate: number; failed: number; cpuPerOp: number }> {
   let next = 0;
   let done = 0;
   let failed = 0;
+  const cpu0 = pid ? cpuMs(pid) : NaN;
   const t0 = performance.now();
   const end = t0 + SECONDS * 1000;
   await Promise.all(
@@ -112,7 +127,7 @@ async function drive(send: (i: number) => Promise<boolean>, limit = Infinity): P
       }
     }),
   );
-  return { rate: done / ((performance.now() - t0) / 1000), failed };
+  return { rate: done / ((performance.now() - t0) / 1000), failed, cpuPerOp: pid ? (cpuMs(pid) - cpu0) / Math.max(1, done) : NaN };
 }
 
 const estSend = async (i: number) => {
@@ -129,26 +144,32 @@ const scepSend = (url: string, messages: Uint8Array[], init: RequestInit) => asy
   return (await parsePkiMessage(body)).pkiStatus === "0";
 };
 
-// Messages per window: enough for 1,000 answers/s, the most either server reaches here.
-const PER_WINDOW = Math.min(20_000, 1000 * SECONDS);
+// Messages per window (building them costs an RSA signature each): enough for `--scep-rate` answers/s
+// over the window; a server that answers faster ends its window early, and its rate is over the time used.
+const PER_WINDOW = Math.min(20_000, arg("scep-rate", 300) * SECONDS);
 const results: Record<string, number[]> = { est: [], scep: [], scepserver: [] };
+const cpu: Record<string, number[]> = { est: [], scep: [], scepserver: [] };
 const failures: Record<string, number> = { est: 0, scep: 0, scepserver: 0 };
 await drive(estSend, CLIENTS * 4); // warm-up: TLS sessions, the issuing path, the RA key
 for (let round = 0; round < ROUNDS; round++) {
   const caMessages = await scepMessages(caRa, PER_WINDOW);
-  const s = await drive(scepSend(caScep, caMessages, { tls } as RequestInit), caMessages.length);
+  const s = await drive(scepSend(caScep, caMessages, { tls } as RequestInit), caMessages.length, ca.proc.pid);
   results.scep!.push(s.rate);
+  cpu.scep!.push(s.cpuPerOp);
   failures.scep! += s.failed;
   if (scepserver && serverRa) {
     const serverMessages = await scepMessages(serverRa, PER_WINDOW);
-    const m = await drive(scepSend(scepserver.url, serverMessages, {}), serverMessages.length);
+    const m = await drive(scepSend(scepserver.url, serverMessages, {}), serverMessages.length, scepserver.proc.pid);
     results.scepserver!.push(m.rate);
+    cpu.scepserver!.push(m.cpuPerOp);
     failures.scepserver! += m.failed;
   }
-  const e = await drive(estSend);
+  const e = await drive(estSend, Infinity, ca.proc.pid);
   results.est!.push(e.rate);
+  cpu.est!.push(e.cpuPerOp);
   failures.est! += e.failed;
-  console.log(`round ${round + 1}: pki-ca SCEP ${s.rate.toFixed(0)}/s, scepserver ${results.scepserver!.at(-1)?.toFixed(0) ?? "-"}/s, pki-ca EST ${e.rate.toFixed(0)}/s`);
+  const ms = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? "-" : `${x.toFixed(1)} ms CPU`);
+  console.log(`round ${round + 1}: pki-ca SCEP ${s.rate.toFixed(0)}/s (${ms(s.cpuPerOp)}), scepserver ${results.scepserver!.at(-1)?.toFixed(0) ?? "-"}/s (${ms(cpu.scepserver!.at(-1))}), pki-ca EST ${e.rate.toFixed(0)}/s (${ms(e.cpuPerOp)}) per answer`);
 }
 
 const scep = median(results.scep!);
@@ -158,6 +179,11 @@ const rows: Row[] = [
 if (results.scepserver!.length) rows.push({ group: "SCEP PKCSReq", name: "scepserver (HTTP)", opsPerSec: median(results.scepserver!), anchor: "pki-ca / scepserver (target 2x)", ratio: scep / median(results.scepserver!) });
 const est = median(results.est!);
 rows.push({ group: "EST simpleenroll", name: "pki-ca (HTTPS)", opsPerSec: est, anchor: "target 500/s", ratio: est / 500 });
+// Server CPU per answer: what one core would answer per second with the machine to itself.
+const perCore = (k: string) => 1000 / median(cpu[k]!);
+rows.push({ group: "SCEP PKCSReq", name: "pki-ca, per core-second of CPU", opsPerSec: perCore("scep"), ...(cpu.scepserver!.length ? { anchor: "vs scepserver per core-second (target 2x)", ratio: perCore("scep") / perCore("scepserver") } : {}) });
+if (cpu.scepserver!.length) rows.push({ group: "SCEP PKCSReq", name: "scepserver, per core-second of CPU", opsPerSec: perCore("scepserver") });
+rows.push({ group: "EST simpleenroll", name: "pki-ca, per core-second of CPU", opsPerSec: perCore("est") });
 printTable(`Enrollment: answers/s at ${CLIENTS} clients, median of ${ROUNDS} rounds of ${SECONDS} s (failures: ${JSON.stringify(failures)})`, rows);
 
 ca.proc.kill();
