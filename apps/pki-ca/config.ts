@@ -14,6 +14,7 @@ import { AcmeConfigSchema, developmentAcme } from "./acme/config.ts";
 import { EstConfigSchema, developmentEst } from "./est/config.ts";
 import { ScepConfigSchema, developmentScep } from "./scep/config.ts";
 import { CmpConfigSchema, developmentCmp } from "./cmp/config.ts";
+import { CmcConfigSchema, developmentCmc } from "./cmc/config.ts";
 
 export const KEY_USAGES = ["digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment", "keyAgreement"] as const;
 export const EXTENDED_KEY_USAGES = ["serverAuth", "clientAuth", "codeSigning", "emailProtection", "timeStamping"] as const;
@@ -122,6 +123,8 @@ export const PkiCaConfigSchema = v.strictObject({
   scep: v.optional(ScepConfigSchema),
   /** RFC 9810 CMP under `/.well-known/cmp` (see cmp/config.ts); off unless a tenant is listed. */
   cmp: v.optional(CmpConfigSchema),
+  /** RFC 5272-5274 CMC at `/cmc` (see cmc/config.ts); off unless a tenant is listed. */
+  cmc: v.optional(CmcConfigSchema),
 });
 
 export type Profile = v.InferOutput<typeof ProfileSchema>;
@@ -146,12 +149,13 @@ export function developmentProfiles(): Record<string, Profile> {
     "code-signing": { ...base, ...none, key_usage: ["digitalSignature"], extended_key_usage: ["codeSigning"], email_domains: DEV_EMAIL, uri: { allow: ["https://*.example.com/*", "https://*.example.org/*"] } },
   });
 }
-export type PkiCaConfig = Omit<v.InferOutput<typeof PkiCaConfigSchema>, "acme" | "est" | "scep" | "cmp"> & {
+export type PkiCaConfig = Omit<v.InferOutput<typeof PkiCaConfigSchema>, "acme" | "est" | "scep" | "cmp" | "cmc"> & {
   base_url: string;
   acme: v.InferOutput<typeof AcmeConfigSchema>;
   est: v.InferOutput<typeof EstConfigSchema>;
   scep: v.InferOutput<typeof ScepConfigSchema>;
   cmp: v.InferOutput<typeof CmpConfigSchema>;
+  cmc: v.InferOutput<typeof CmcConfigSchema>;
 };
 
 /** Validates the `app` section and resolves defaults; throws `config_invalid` naming the key. */
@@ -172,10 +176,12 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
   const est = out.est ?? (devProfiles ? developmentEst() : v.parse(EstConfigSchema, {}));
   const scep = out.scep ?? (devProfiles ? developmentScep() : v.parse(ScepConfigSchema, {}));
   const cmp = out.cmp ?? (devProfiles ? developmentCmp() : v.parse(CmpConfigSchema, {}));
+  const cmc = out.cmc ?? (devProfiles ? developmentCmc() : v.parse(CmcConfigSchema, {}));
   const lists: Array<[string, Record<string, { profiles: string[] }>]> = [
     ["acme", acme.tenants],
     ["est", est.tenants],
     ["cmp", cmp.tenants],
+    ["cmc", cmc.tenants],
     ["scep", Object.fromEntries(Object.entries(scep.tenants).map(([k, t]) => [k, { profiles: Object.keys(t.profiles) }]))],
   ];
   for (const [section, tenants] of lists) {
@@ -199,5 +205,5 @@ export function parsePkiCaConfig(config: ServiceConfig): PkiCaConfig {
     if (both) throw new AppError("config_invalid", `app.profiles.${name}.required_extensions: ${both} is also forbidden`);
   }
   const base = (out.base_url ?? config.server.public_url ?? serverUrl(config.server.bind, config.server.port || 8443)).replace(/\/+$/, "");
-  return { ...out, base_url: base, acme, est, scep, cmp };
+  return { ...out, base_url: base, acme, est, scep, cmp, cmc };
 }

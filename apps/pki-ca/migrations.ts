@@ -4,6 +4,7 @@ import { addAcmeAuthorizationReuseValidity, addAcmeChallengesAriLimits, createAc
 import { createEstTables } from "./est/migrations.ts";
 import { createScepTables } from "./scep/migrations.ts";
 import { createCmpTables } from "./cmp/migrations.ts";
+import { createCmcTables } from "./cmc/migrations.ts";
 
 export const migrations = [
   {
@@ -127,5 +128,10 @@ export const migrations = [
     version: 9,
     name: "CMP shared secrets and transactions",
     up: createCmpTables,
+  },
+  {
+    version: 10,
+    name: "CMC credentials, transactions and senderNonces",
+    up: createCmcTables,
   },
 ];

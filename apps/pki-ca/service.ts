@@ -32,6 +32,9 @@ import { scepAdminApi, scepRoutes } from "./scep/routes.ts";
 import { CmpAuthority } from "./cmp/domain.ts";
 import { CmpStore } from "./cmp/store.ts";
 import { cmpAdminApi, cmpRoutes } from "./cmp/routes.ts";
+import { CmcAuthority } from "./cmc/domain.ts";
+import { CmcStore } from "./cmc/store.ts";
+import { cmcAdminApi, cmcRoutes } from "./cmc/routes.ts";
 
 const instances = new WeakMap<ServiceContext, Promise<PkiCa>>();
 
@@ -177,7 +180,7 @@ async function estOf(ctx: ServiceContext): Promise<EstAuthority> {
   const ca = await pkiCaOf(ctx);
   let est = estByCa.get(ca);
   if (!est) {
-    est = new EstAuthority(ca.config.est, ca, new EstStore(ctx.db));
+    est = new EstAuthority(ca.config.est, ca, new EstStore(ctx.db), async (profile) => (await scepOf(ctx)).ra(profile));
     estByCa.set(ca, est);
   }
   return est;
@@ -207,6 +210,19 @@ async function cmpOf(ctx: ServiceContext): Promise<CmpAuthority> {
     cmpByCa.set(ca, cmp);
   }
   return cmp;
+}
+
+const cmcByCa = new WeakMap<PkiCa, CmcAuthority>();
+
+/** The CMC front end of a context's CA; its Full PKI Responses are signed by the issuing CA's RA (SCEP's). */
+async function cmcOf(ctx: ServiceContext): Promise<CmcAuthority> {
+  const ca = await pkiCaOf(ctx);
+  let cmc = cmcByCa.get(ca);
+  if (!cmc) {
+    cmc = new CmcAuthority(ca.config.cmc, ca, new CmcStore(ctx.db), ctx.protector, async (profile) => (await scepOf(ctx)).ra(profile));
+    cmcByCa.set(ca, cmc);
+  }
+  return cmc;
 }
 
 const sealHooked = new WeakSet<ServiceContext>();
@@ -254,7 +270,8 @@ export const pkiCa: ServiceDefinition = {
       .use(acmeAdminApi(() => acmeOf(ctx)))
       .use(estAdminApi(() => estOf(ctx)))
       .use(scepAdminApi(() => scepOf(ctx)))
-      .use(cmpAdminApi(() => cmpOf(ctx))),
+      .use(cmpAdminApi(() => cmpOf(ctx)))
+      .use(cmcAdminApi(() => cmcOf(ctx))),
   pages: (ctx) => caPages(ctx, () => pkiCaOf(ctx)),
   routes: (ctx) => {
     void pkiCaOf(ctx);
@@ -263,6 +280,7 @@ export const pkiCa: ServiceDefinition = {
       .use(acmeRoutes(() => acmeOf(ctx)))
       .use(estRoutes(() => estOf(ctx)))
       .use(scepRoutes(() => scepOf(ctx)))
-      .use(cmpRoutes(() => cmpOf(ctx)));
+      .use(cmpRoutes(() => cmpOf(ctx)))
+      .use(cmcRoutes(() => cmcOf(ctx)));
   },
 };

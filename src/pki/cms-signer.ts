@@ -6,7 +6,24 @@
  */
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier, Certificate } from "@peculiar/asn1-x509";
-import { type Attribute, IssuerAndSerialNumber, SignerIdentifier, SignerInfo } from "@peculiar/asn1-cms";
+import {
+  Attribute,
+  CertificateChoices,
+  CertificateSet,
+  ContentInfo,
+  DigestAlgorithmIdentifiers,
+  EncapsulatedContent,
+  EncapsulatedContentInfo,
+  id_signedData,
+  IssuerAndSerialNumber,
+  SignedData,
+  SignerIdentifier,
+  SignerInfo,
+  SignerInfos,
+} from "@peculiar/asn1-cms";
+import { derTlv } from "./leaf-signer.ts";
+import { oidDer } from "./der.ts";
+import type * as x509 from "./x509.ts";
 
 export const SHA256_ALGORITHM_OID = "2.16.840.1.101.3.4.2.1";
 
@@ -46,4 +63,31 @@ export async function signerInfo(attributes: Attribute[], certDer: ArrayBuffer, 
     signatureAlgorithm: algorithm,
     signature: new OctetString(signature),
   });
+}
+
+/** A certificate and how its key signs: what `signedContent` signs with. */
+export interface ContentSigner {
+  cert: x509.X509Certificate;
+  sign: SignedAttrsSigner;
+}
+
+/**
+ * A ContentInfo of a SignedData over `content` of type `contentType` (signed contentType and
+ * messageDigest attributes, SHA-256), carrying `certs` and the signer's certificate once each.
+ */
+export async function signedContent(contentType: string, content: Uint8Array, signer: ContentSigner, certs: x509.X509Certificate[]): Promise<Uint8Array> {
+  const ab = (b: Uint8Array) => b.slice().buffer as ArrayBuffer;
+  const attrs = [
+    new Attribute({ attrType: "1.2.840.113549.1.9.3", attrValues: [ab(oidDer(contentType))] }),
+    new Attribute({ attrType: "1.2.840.113549.1.9.4", attrValues: [ab(derTlv(0x04, new Uint8Array(await crypto.subtle.digest("SHA-256", ab(content)))))] }),
+  ];
+  const all = [...certs, signer.cert].filter((c, i, a) => a.findIndex((x) => Buffer.from(x.rawData).equals(Buffer.from(c.rawData))) === i);
+  const signed = new SignedData({
+    version: 3,
+    digestAlgorithms: new DigestAlgorithmIdentifiers([new AlgorithmIdentifier({ algorithm: SHA256_ALGORITHM_OID })]),
+    encapContentInfo: new EncapsulatedContentInfo({ eContentType: contentType, eContent: new EncapsulatedContent({ single: new OctetString(content) }) }),
+    certificates: new CertificateSet(all.map((c) => new CertificateChoices({ certificate: AsnConvert.parse(c.rawData, Certificate) }))),
+    signerInfos: new SignerInfos([await signerInfo(attrs, signer.cert.rawData, signer.sign)]),
+  });
+  return new Uint8Array(AsnConvert.serialize(new ContentInfo({ contentType: id_signedData, content: AsnConvert.serialize(signed) })));
 }

@@ -1,12 +1,14 @@
 /**
- * Mutation fuzz of pki-ca's EST, SCEP and CMP endpoints: per endpoint, FUZZ_N (default 1,000)
+ * Mutation fuzz of pki-ca's EST, SCEP, CMP and CMC endpoints: per endpoint, FUZZ_N (default 1,000)
  * requests. EST simpleenroll and simplereenroll get mutated CSRs as base64 and as binary DER
  * (authenticated, so the CSR handling runs); SCEP PKIOperation gets mutated whole pkiMessages
  * by POST (DER) and GET (base64), and correctly signed and enveloped messages around mutated
  * CSRs (so decryption, challenge and RA checks run). CMP gets mutated whole PKIMessages (DER)
  * and correctly PBM-protected messages with fresh transaction ids around mutated CertReqMessages
- * (so the CRMF, POPO and RA checks run). Every answer must be a 2xx/4xx (the shared runner in
- * test/support/fuzz.ts fails on any 5xx), and every front end must still issue afterwards.
+ * (so the CRMF, POPO and RA checks run). CMC gets mutated Full PKI Requests (DER and base64),
+ * mutated PKIData signed correctly (so the PKIData reader runs behind a good signature), and
+ * mutated Simple PKI Requests (DER and base64). Every answer must be a 2xx/4xx (the shared runner
+ * in test/support/fuzz.ts fails on any 5xx), and every front end must still issue afterwards.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
@@ -17,6 +19,7 @@ import { ed25519Csr, startCa, type CaFixture } from "./helpers.ts";
 import { certsOf, TestScepClient } from "./scep-helpers.ts";
 import { buildIr, certificateOf, irBodyOf, pbmMessage } from "./cmp-helpers.ts";
 import { BODY } from "../../apps/pki-ca/cmp/message.ts";
+import { fullRequest, nonce, pkiData, pkijsCsr, spkiOf } from "./cmc-helpers.ts";
 
 const N = Number(process.env.FUZZ_N ?? 1000);
 const STATIC = "fuzz-static";
@@ -29,12 +32,17 @@ let scepCsr: Uint8Array;
 let scepMessage: Uint8Array;
 let cmpCred: { kid: string; secret: string };
 let cmpIr: Uint8Array;
+let cmcBasic: string;
+let cmcCsr: { keys: CryptoKeyPair; der: Uint8Array };
+let cmcCred: { identification: string; secret: string };
+let cmcFull: Uint8Array;
 
 beforeAll(async () => {
   f = await startCa({
     est: { tenants: { t1: { profiles: ["server"] } } },
     scep: { tenants: { t1: { profiles: { server: { challenge_sha256: createHash("sha256").update(STATIC).digest("hex") } } } } },
     cmp: { tenants: { t1: { profiles: ["server"] } } },
+    cmc: { tenants: { t1: { profiles: ["server"] } } },
   });
   cmpCred = (await (await f.api("/cmp/credentials", await f.token("t1", "pki:admin"), { body: { profile: "server" } })).json()) as { kid: string; secret: string };
   cmpIr = buildIr(cmpCred.kid, cmpCred.secret, "cmp-fuzz.example.com").der;
@@ -45,6 +53,10 @@ beforeAll(async () => {
   client = await TestScepClient.create("scep-fuzz.example.com");
   scepCsr = await client.csr("scep-fuzz.example.com", STATIC);
   scepMessage = await client.message(MESSAGE_TYPE.PKCSReq, scepCsr, ra, "fuzz-template");
+  cmcCred = (await (await f.api("/cmc/credentials", await f.token("t1", "pki:admin"), { body: { profile: "server" } })).json()) as { identification: string; secret: string };
+  cmcBasic = `Basic ${Buffer.from(`${cmcCred.identification}:${cmcCred.secret}`).toString("base64")}`;
+  cmcCsr = await pkijsCsr("cmc-fuzz.example.com");
+  cmcFull = await fullRequest(pkiData({ csr: cmcCsr.der, transactionId: 7, senderNonce: nonce(), identity: cmcCred }), cmcCsr.keys.privateKey, { spki: spkiOf(cmcCsr.der) });
 }, 120_000);
 afterAll(async () => {
   await f?.stop();
@@ -54,10 +66,16 @@ const estPost = (op: string, body: Uint8Array | string) =>
   f.svc.call(`/.well-known/est/${op}`, { method: "POST", body: typeof body === "string" ? body : (body.slice().buffer as ArrayBuffer), headers: { authorization: basic, "content-type": "application/pkcs10" } });
 const scepPost = (der: Uint8Array) => f.svc.call("/scep/t1/server?operation=PKIOperation", { method: "POST", body: der.slice().buffer as ArrayBuffer, headers: { "content-type": "application/x-pki-message" } });
 const cmpPost = (der: Uint8Array) => f.svc.call("/.well-known/cmp/p/server", { method: "POST", body: der.slice().buffer as ArrayBuffer, headers: { "content-type": "application/pkixcmp" } });
+const cmcPost = (body: Uint8Array | string, simple = false) =>
+  f.svc.call("/cmc", {
+    method: "POST",
+    body: typeof body === "string" ? body : (body.slice().buffer as ArrayBuffer),
+    headers: simple ? { authorization: cmcBasic, "content-type": "application/pkcs10" } : { "content-type": "application/pkcs7-mime; smime-type=CMC-request" },
+  });
 const hex = (b: Uint8Array | string) => (typeof b === "string" ? b : Buffer.from(b).toString("hex"));
 const opts = (maxMs = 5000) => ({ describe: hex, maxMs, concurrency: 8 });
 
-describe(`EST, SCEP and CMP mutation fuzz (${N} per endpoint)`, () => {
+describe(`EST, SCEP, CMP and CMC mutation fuzz (${N} per endpoint)`, () => {
   for (const op of ["simpleenroll", "simplereenroll"]) {
     test(`EST ${op}: mutated CSRs as base64 and as DER`, async () => {
       const r = rng(op.length * 7919);
@@ -105,6 +123,33 @@ describe(`EST, SCEP and CMP mutation fuzz (${N} per endpoint)`, () => {
     expect(out.statuses.get(200) ?? 0).toBeGreaterThan(N / 10);
   }, 300_000);
 
+  test("CMC Full PKI Request: mutated messages as DER and base64", async () => {
+    const r = rng(5272);
+    const cases = Array.from({ length: N }, (_, i) => {
+      const der = mutateDer(cmcFull, r);
+      return i % 2 === 0 ? Buffer.from(der).toString("base64") : der;
+    });
+    const out = await fuzz(cases, (c) => cmcPost(c), opts());
+    expect(out.statuses.get(200) ?? 0).toBeGreaterThan(0);
+  }, 300_000);
+
+  test("CMC Full PKI Request: mutated PKIData behind a good signature", async () => {
+    const r = rng(5273);
+    const template = pkiData({ csr: cmcCsr.der, transactionId: 8, senderNonce: nonce(), identity: cmcCred });
+    const cases = await Promise.all(Array.from({ length: N }, () => fullRequest(mutateDer(template, r), cmcCsr.keys.privateKey, { spki: spkiOf(cmcCsr.der) })));
+    const out = await fuzz(cases, (c) => cmcPost(c), opts());
+    expect(out.statuses.get(200)).toBe(N);
+  }, 300_000);
+
+  test("CMC Simple PKI Request: mutated CSRs as DER and base64", async () => {
+    const r = rng(5274);
+    const cases = Array.from({ length: N }, (_, i) => {
+      const der = mutateDer(cmcCsr.der, r);
+      return i % 2 === 0 ? Buffer.from(der).toString("base64") : der;
+    });
+    await fuzz(cases, (c) => cmcPost(c, true), opts());
+  }, 300_000);
+
   test("afterwards every front end still issues", async () => {
     const cmp = await cmpPost(buildIr(cmpCred.kid, cmpCred.secret, "cmp-final.example.com").der);
     expect(certificateOf(new Uint8Array(await cmp.arrayBuffer()))).toBeDefined();
@@ -112,5 +157,9 @@ describe(`EST, SCEP and CMP mutation fuzz (${N} per endpoint)`, () => {
     expect(est.status).toBe(200);
     const rep = await client.reply(new Uint8Array(await (await scepPost(await client.message(MESSAGE_TYPE.PKCSReq, scepCsr, ra, "fuzz-final"))).arrayBuffer()));
     expect(rep.msg.pkiStatus).toBe("0");
+    const fresh = await pkijsCsr("cmc-after.example.com");
+    const cmc = await cmcPost(fresh.der, true);
+    expect(cmc.status).toBe(200);
+    expect(cmc.headers.get("content-type")).toBe("application/pkcs7-mime; smime-type=certs-only");
   }, 60_000);
 });

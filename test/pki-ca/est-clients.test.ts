@@ -9,14 +9,14 @@
  * with a printed reason when one is missing (fails under CI=true).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { haveOpenssl, startCa, write, type CaFixture } from "./helpers.ts";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import * as x509 from "../../src/pki/x509.ts";
+import { derTlv } from "../../src/pki/leaf-signer.ts";
+import { oidDer } from "../../src/pki/der.ts";
+import { haveOpenssl, startCa, write, type CaFixture, haveTool, shIn } from "./helpers.ts";
 
-function have(tool: string, pkg: string): boolean {
-  const ok = Bun.which(tool) !== null;
-  if (!ok && process.env.CI === "true") throw new Error(`${tool} is required in CI (apt-get install -y ${pkg})`);
-  if (!ok) console.warn(`SKIPPED: ${tool} not installed (apt-get install -y ${pkg})`);
-  return ok;
-}
+const have = haveTool;
 const ok = haveOpenssl() && have("curl", "curl");
 
 let f: CaFixture;
@@ -37,12 +37,7 @@ afterAll(async () => {
   await f?.stop();
 }, 30_000);
 
-/** Runs a shell pipeline in the fixture's directory (asynchronously: the CA answers in this process). */
-async function sh(script: string): Promise<{ code: number; out: string }> {
-  const p = Bun.spawn(["sh", "-c", script], { cwd: f.dir, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-  const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
-  return { code: await p.exited, out: out + err };
-}
+const sh = (script: string) => shIn(f.dir, script);
 
 async function credential(profile: string): Promise<{ username: string; password: string }> {
   const r = await f.api("/est/credentials", await f.token("t1", "pki:admin"), { body: { profile } });
@@ -230,6 +225,53 @@ describe.skipIf(!ok)("EST with curl and openssl (Debian packages curl, openssl)"
     const m = await credential("manual");
     await csr("kgm", "/CN=kgm.example.com", "DNS:kgm.example.com");
     expect((await post("manual/serverkeygen", "kgm", m.username, m.password)).status).toBe(409);
+  }, 120_000);
+
+  test("serverkeygen encrypted to the client (AsymmetricDecryptKeyIdentifier): openssl cms verifies the signature and decrypts the key", async () => {
+    // An RSA client certificate, enrolled with Basic, then used on the mTLS port.
+    const c = await credential("server");
+    const made = await sh(`openssl req -new -newkey rsa:2048 -nodes -keyout ek.key -subj '/CN=ek.example.com' -addext 'subjectAltName=DNS:ek.example.com' -outform DER -out ek.der && openssl base64 -in ek.der -out ek.b64`);
+    expect(made.code).toBe(0);
+    expect((await post("simpleenroll", "ek", c.username, c.password)).status).toBe(200);
+    await verifyIssued("ek");
+    const ski = (await sh("openssl x509 -in ek.pem -noout -ext subjectKeyIdentifier")).out.split("\n")[1]!.trim().replace(/:/g, "");
+    expect(ski).toMatch(/^[0-9A-F]{40}$/);
+    // A serverkeygen CSR (its own key is not certified) naming that certificate's key.
+    const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+    const id = Buffer.from(ski, "hex");
+    const req = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: "CN=ek.example.com",
+      keys,
+      signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+      extensions: [new x509.SubjectAlternativeNameExtension([{ type: "dns", value: "ek.example.com" }])],
+      attributes: [new x509.Attribute("1.2.840.113549.1.9.16.2.54", [Buffer.concat([Buffer.from([0x04, id.length]), id])])],
+    });
+    write(f.dir, "ekg.b64", Buffer.from(req.rawData).toString("base64") + "\n");
+    const mtls = `${f.svc.mtlsUrl}/.well-known/est`;
+    const r = await sh(`curl -sS --cacert ${trust} --cert ek.pem --key ek.key -H 'Content-Type: application/pkcs10' --data-binary @ekg.b64 -D ekg.hdr -o ekg.out -w '%{http_code}' ${mtls}/serverkeygen`);
+    expect(r.out).toBe("200");
+    const boundary = /content-type: multipart\/mixed; boundary=([^\s;]+)/.exec((await sh("cat ekg.hdr")).out.toLowerCase())?.[1];
+    const parts = (await sh("cat ekg.out")).out.split(`--${boundary}`).slice(1, -1);
+    expect(parts[0]).toContain("Content-Type: application/pkcs7-mime; smime-type=server-generated-key");
+    const bodyOf = (p: string) => p.slice(p.indexOf("\r\n\r\n") + 4).trim();
+    write(f.dir, "ekg-key.b64", bodyOf(parts[0]!) + "\n");
+    write(f.dir, "ekg-p7.b64", bodyOf(parts[1]!) + "\n");
+    // The server's signature, to the root.
+    const verified = await sh(`openssl base64 -d -in ekg-key.b64 -out ekg-key.der && openssl cms -verify -inform DER -in ekg-key.der -CAfile ${root} -out ekg-env.der`);
+    expect(verified.out).toContain("Verification successful");
+    // The signed content is the EnvelopedData itself; openssl cms -decrypt reads a ContentInfo, so it is wrapped in one.
+    const env = new Uint8Array(readFileSync(join(f.dir, "ekg-env.der")));
+    write(f.dir, "ekg-env-ci.der", derTlv(0x30, oidDer("1.2.840.113549.1.7.3"), derTlv(0xa0, env)));
+    const dec = await sh("openssl cms -decrypt -inform DER -in ekg-env-ci.der -recip ek.pem -inkey ek.key -out ekg-priv.der && openssl pkey -inform DER -in ekg-priv.der -pubout");
+    expect(dec.code).toBe(0);
+    const cert = await sh("openssl base64 -d -in ekg-p7.b64 | openssl pkcs7 -inform DER -print_certs -out ekg.pem && openssl x509 -in ekg.pem -noout -pubkey");
+    expect(cert.out).toContain(dec.out.trim());
+    expect((await sh(`openssl verify -CAfile ${root} -untrusted chain.pem ekg.pem`)).out).toContain("ekg.pem: OK");
+    // With Basic there is no client certificate to encrypt to: 400, and a symmetric DecryptKeyIdentifier is refused too.
+    expect((await post("serverkeygen", "ekg", c.username, c.password)).status).toBe(400);
+    const sym = await x509.Pkcs10CertificateRequestGenerator.create({ name: "CN=ek.example.com", keys, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" }, attributes: [new x509.Attribute("1.2.840.113549.1.9.16.2.37", [Buffer.from([0x04, 0x01, 0x01])])] });
+    write(f.dir, "eks.b64", Buffer.from(sym.rawData).toString("base64") + "\n");
+    expect((await post("serverkeygen", "eks", c.username, c.password)).status).toBe(400);
   }, 120_000);
 
 });

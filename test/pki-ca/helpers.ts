@@ -162,3 +162,18 @@ export async function spawnPeer(a: CaFixture, app: Record<string, unknown>): Pro
     },
   };
 }
+
+/** True when a Debian tool is on PATH; missing, a printed skip locally and a failure under CI=true. */
+export function haveTool(tool: string, pkg: string): boolean {
+  const ok = Bun.which(tool) !== null;
+  if (!ok && process.env.CI === "true") throw new Error(`${tool} is required in CI (apt-get install -y ${pkg})`);
+  if (!ok) console.warn(`SKIPPED: ${tool} not installed (apt-get install -y ${pkg})`);
+  return ok;
+}
+
+/** Runs a shell pipeline in `dir`, asynchronously (the CA under test answers in this process); stdout then stderr. */
+export async function shIn(dir: string, script: string): Promise<{ code: number; out: string }> {
+  const p = Bun.spawn(["sh", "-c", script], { cwd: dir, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+  return { code: await p.exited, out: out + err };
+}

@@ -16,16 +16,11 @@ import { Certificate } from "@peculiar/asn1-x509";
 import { IssuerAndSerialNumber } from "@peculiar/asn1-cms";
 import { toPem } from "../../src/pki/keys.ts";
 import * as x509 from "../../src/pki/x509.ts";
-import { MESSAGE_TYPE } from "../../apps/pki-ca/scep/cms.ts";
-import { haveOpenssl, PROFILES, startCa, write, type CaFixture } from "./helpers.ts";
+import { MESSAGE_TYPE, openEnvelope, parsePkiMessage } from "../../apps/pki-ca/scep/cms.ts";
+import { haveOpenssl, PROFILES, startCa, write, type CaFixture, haveTool } from "./helpers.ts";
 import { certsOf, TestScepClient } from "./scep-helpers.ts";
 
-function have(tool: string, pkg: string): boolean {
-  const ok = Bun.which(tool) !== null;
-  if (!ok && process.env.CI === "true") throw new Error(`${tool} is required in CI (apt-get install -y ${pkg})`);
-  if (!ok) console.warn(`SKIPPED: ${tool} not installed (apt-get install -y ${pkg})`);
-  return ok;
-}
+const have = haveTool;
 const sslOk = haveOpenssl() && have("curl", "curl");
 const scepOk = have("scepclient", "scep") && sslOk;
 
@@ -102,7 +97,27 @@ describe.skipIf(!sslOk)("SCEP protocol (Debian packages openssl, curl)", () => {
     expect((await f.svc.call("/scep/nobody?operation=GetCACaps")).status).toBe(404);
   }, 60_000);
 
-  test("manual approval: PENDING, approved through the REST API, collected by CertPoll; GetCert for the key's holder", async () => {
+  test("RenewalReq: signed by the certificate being renewed, no challenge; refused once it is revoked, and for another identity", async () => {
+    const c = await TestScepClient.create("renewreq.example.com");
+    const post = async (der: Uint8Array) => new Uint8Array(await (await f.svc.call("/scep/t1/server?operation=PKIOperation", { method: "POST", body: der.slice().buffer as ArrayBuffer, headers: { "content-type": "application/x-pki-message" } })).arrayBuffer());
+    const issued = await c.reply(await post(await c.message(MESSAGE_TYPE.PKCSReq, await c.csr("renewreq.example.com", STATIC), ra)));
+    expect(issued.msg.pkiStatus).toBe("0");
+    const holder = c.withCertificate(issued.cert!);
+    const renewed = await holder.reply(await post(await holder.message(MESSAGE_TYPE.RenewalReq, await holder.csr("renewreq.example.com"), ra)));
+    expect(renewed.msg.pkiStatus).toBe("0");
+    expect(renewed.cert!.serialNumber).not.toBe(issued.cert!.serialNumber);
+    write(f.dir, "renewreq.pem", toPem("CERTIFICATE", renewed.cert!.rawData));
+    expect((await run(["openssl", "verify", "-CAfile", root, "-untrusted", chainFile, "renewreq.pem"])).out).toContain("renewreq.pem: OK");
+    // Another identity under the same certificate: FAILURE badRequest.
+    const other = holder.withCertificate(issued.cert!);
+    expect((await other.reply(await post(await other.message(MESSAGE_TYPE.RenewalReq, await other.csr("elsewhere.example.com"), ra)))).msg.failInfo).toBe("2");
+    // Revoked: FAILURE, nothing issued.
+    expect((await f.api(`/certificates/${issued.cert!.serialNumber.toLowerCase()}/revoke`, await f.token("t1", "pki:revoke"), { body: { reason: "superseded" } })).status).toBe(200);
+    const late = holder.withCertificate(issued.cert!);
+    expect((await late.reply(await post(await late.message(MESSAGE_TYPE.RenewalReq, await late.csr("renewreq.example.com"), ra)))).msg.pkiStatus).toBe("2");
+  }, 60_000);
+
+  test("manual approval: PENDING, approved through the REST API, collected by CertPoll; GetCert for the key's holder; GetCRL once revoked", async () => {
     const c = await TestScepClient.create("poll.example.com");
     const manualRa = certsOf(new Uint8Array(await (await f.svc.call("/scep/t1/scep-manual?operation=GetCACert")).arrayBuffer()))[0]!;
     const post = async (der: Uint8Array, path = "/scep/t1/scep-manual") =>
@@ -131,6 +146,19 @@ describe.skipIf(!sslOk)("SCEP protocol (Debian packages openssl, curl)", () => {
     const got = await c.reply(await post(await c.message(MESSAGE_TYPE.GetCert, ias, manualRa, "getcert-1")));
     expect(got.cert?.serialNumber).toBe(done.cert!.serialNumber);
     expect((await other.reply(await post(await other.message(MESSAGE_TYPE.GetCert, ias, manualRa, "getcert-2")))).msg.failInfo).toBe("4");
+
+    // GetCRL: revoked, the certificate is on the CRL the CertRep carries (a degenerate PKCS#7), which openssl reads and verifies.
+    expect((await f.api(`/certificates/${done.cert!.serialNumber.toLowerCase()}/revoke`, await f.token("t1", "pki:revoke"), { body: { reason: "keyCompromise" } })).status).toBe(200);
+    const crlRep = await parsePkiMessage(await post(await c.message(MESSAGE_TYPE.GetCRL, ias, manualRa, "getcrl-1")));
+    expect(crlRep.pkiStatus).toBe("0");
+    write(f.dir, "getcrl.p7", openEnvelope(crlRep.content, c.self, c.nodeKey));
+    const crl = await run(["sh", "-c", `openssl pkcs7 -inform DER -in getcrl.p7 -print_certs > getcrl.pem && openssl crl -in getcrl.pem -CAfile ${chainFile} -noout -text`]);
+    expect(crl.out).toContain("verify OK");
+    expect(crl.out.toUpperCase()).toContain(done.cert!.serialNumber.toUpperCase());
+    expect(crl.out).toContain("Key Compromise");
+    // An issuer that is not this CA's: badCertId.
+    const foreign = new Uint8Array(AsnConvert.serialize(new IssuerAndSerialNumber({ issuer: asn.tbsCertificate.subject, serialNumber: asn.tbsCertificate.serialNumber })));
+    expect((await c.reply(await post(await c.message(MESSAGE_TYPE.GetCRL, foreign, manualRa, "getcrl-2")))).msg.failInfo).toBe("4");
   }, 60_000);
 });
 
@@ -143,6 +171,17 @@ describe.skipIf(!scepOk)("SCEP with scepclient (Debian packages scep, openssl, c
     const v = await run(["openssl", "verify", "-CAfile", root, "-untrusted", chainFile, r.cert]);
     expect(v.out).toContain(": OK");
     expect((await run(["openssl", "x509", "-in", r.cert, "-noout", "-subject", "-ext", "subjectAltName"])).out).toContain("DNS:dev1.example.com");
+  }, 60_000);
+
+  test("scepclient with its existing key and certificate resends its first transaction (key-derived transactionID, saved CSR) and gets the same certificate back", async () => {
+    await mkdir("r1");
+    const first = await scepclient("r1", "renew.example.com", await challenge("server"));
+    expect(first.code, first.out).toBe(0);
+    const serialOf = async (file: string) => (await run(["openssl", "x509", "-in", file, "-noout", "-serial"])).out.trim().split("=")[1]!.toLowerCase();
+    const old = await serialOf(first.cert);
+    const again = await run(["scepclient", "-server-url", url, "-private-key", `${f.dir}/r1/client.key`, "-certificate", `${f.dir}/r1/client.pem`, "-cn", "renew.example.com", "-ca-fingerprint", fingerprint(ra)], { SSL_CERT_FILE: trust });
+    expect(again.code, again.out).toBe(0);
+    expect(await serialOf(first.cert)).toBe(old);
   }, 60_000);
 
   test("a wrong or reused challenge: FAILURE badRequest, nothing issued", async () => {

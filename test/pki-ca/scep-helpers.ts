@@ -27,6 +27,11 @@ export class TestScepClient {
     return new TestScepClient(keys, createPrivateKey({ key: Buffer.from(pkcs8), format: "der", type: "pkcs8" }), self, randomBytes(16).toString("hex"));
   }
 
+  /** The same key signing as `cert` (a certificate issued for it), in a new transaction: a RenewalReq sender. */
+  withCertificate(cert: x509.X509Certificate): TestScepClient {
+    return new TestScepClient(this.keys, this.nodeKey, cert, randomBytes(16).toString("hex"));
+  }
+
   async csr(cn: string, challenge?: string): Promise<Uint8Array> {
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({
       name: `CN=${cn}`,

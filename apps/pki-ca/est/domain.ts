@@ -16,7 +16,12 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { AppError, notFound } from "../../../src/service/errors.ts";
-import { parseCsr } from "../../../src/pki/csr.ts";
+import { parseCsr, type ParsedCsr } from "../../../src/pki/csr.ts";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
+import { ContentInfo, id_envelopedData } from "@peculiar/asn1-cms";
+import { signedContent, type ContentSigner } from "../../../src/pki/cms-signer.ts";
+import { sealEnvelope } from "../scep/cms.ts";
 import { pemOrBase64Der } from "../../../src/pki/codec.ts";
 import { certsOnlyPkcs7 } from "../../../src/pki/pkcs7.ts";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
@@ -34,7 +39,7 @@ export interface EstClient {
   tenant: string;
   profile: string;
   /** Set when the client authenticated with a TLS client certificate this CA issued. */
-  certificate?: { subject: string; sans: string[] };
+  certificate?: { subject: string; sans: string[]; der?: Uint8Array };
 }
 
 export type EnrollOutcome = { status: "issued"; pkcs7: Uint8Array } | { status: "pending"; retryAfter: number };
@@ -47,6 +52,9 @@ const ECDSA_SHA384 = "1.2.840.10045.4.3.3";
 const RSA_SHA256 = "1.2.840.113549.1.1.11";
 const ED25519 = "1.3.101.112";
 const EXTENSION_REQUEST = "1.2.840.113549.1.9.14";
+/** RFC 7030 §4.4.1.2 (id-aa-decryptKeyID, id-aa-asymmDecryptKeyID). */
+const DECRYPT_KEY_ID = "1.2.840.113549.1.9.16.2.37";
+const ASYMMETRIC_DECRYPT_KEY_ID = "1.2.840.113549.1.9.16.2.54";
 
 /** The key types serverkeygen makes, in order of preference, and how. */
 const SERVER_KEY_TYPES = ["P-256", "P-384", "Ed25519", "RSA-3072", "RSA-2048"] as const;
@@ -64,6 +72,8 @@ export class EstAuthority {
     readonly config: EstConfig,
     readonly ca: PkiCa,
     readonly store: EstStore,
+    /** What signs an encrypted serverkeygen key (RFC 7030 §4.4.2): the profile's issuing CA's RA. */
+    private readonly keySigner?: (profile: string) => Promise<ContentSigner>,
   ) {}
 
   /** The profile a label names (any tenant's), or the default profile without one; 404 otherwise. */
@@ -114,7 +124,7 @@ export class EstAuthority {
     const tenant = Object.hasOwn(this.config.tenants, row.tenant) ? this.config.tenants[row.tenant] : undefined;
     if (!tenant?.profiles.includes(row.profile)) throw refused("its tenant or profile does not serve EST");
     if (label !== undefined && label !== row.profile) throw refused(`it enrolls under label ${row.profile}, not ${label.slice(0, 64)}`);
-    return { username: `cert:${row.serial}`, tenant: row.tenant, profile: row.profile, certificate: { subject: row.subject, sans: JSON.parse(row.sans) as string[] } };
+    return { username: `cert:${row.serial}`, tenant: row.tenant, profile: row.profile, certificate: { subject: row.subject, sans: JSON.parse(row.sans) as string[], der: cert.der } };
   }
 
   /** The profile's issuing CA and the root, as a certs-only PKCS#7 (RFC 7030 §4.1.3). */
@@ -193,10 +203,11 @@ export class EstAuthority {
    * key type is the profile's first of P-256, P-384, Ed25519, RSA-3072, RSA-2048. A profile
    * that queues requests for approval is refused: the key would have to wait somewhere.
    */
-  async serverKeygen(client: EstClient, body: string): Promise<{ pkcs8: Uint8Array; pkcs7: Uint8Array }> {
+  async serverKeygen(client: EstClient, body: string): Promise<{ key: Uint8Array; keyType: string; pkcs7: Uint8Array }> {
     const der = pemOrBase64Der(body, "CERTIFICATE REQUEST", "CSR");
     const parsed = parseCsr(der);
     if (client.certificate) this.checkOwnIdentity(client.certificate, der);
+    const recipient = this.keyRecipient(client, parsed);
     const profile = this.ca.profile(client.profile);
     if (profile.approval === "manual") throw new AppError("conflict", "serverkeygen needs a profile that issues without approval", { status: 409 });
     const keyType = SERVER_KEY_TYPES.find((k) => profile.key_types.includes(k));
@@ -206,7 +217,42 @@ export class EstAuthority {
     const request = await x509.Pkcs10CertificateRequestGenerator.create({ name: parsed.subject, keys, signingAlgorithm: alg.sign, extensions: parsed.csr?.extensions ?? [] });
     const out = await this.ca.submit(client.tenant, { csr: Buffer.from(request.rawData).toString("base64"), profile: client.profile });
     if (out.status !== "issued") throw new AppError("conflict", "the request was queued for approval; serverkeygen needs one that issues at once", { status: 409 });
-    return { pkcs8: new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey)), pkcs7: this.pkcs7Of(out.certificate.certificate_pem) };
+    const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
+    const pkcs7 = this.pkcs7Of(out.certificate.certificate_pem);
+    if (!recipient || !this.keySigner) return { key: pkcs8, keyType: "application/pkcs8", pkcs7 };
+    try {
+      // RFC 7030 §4.4.2: the key enveloped to the client's certificate, then signed by the server.
+      const enveloped = AsnConvert.parse(sealEnvelope(pkcs8, recipient).slice().buffer as ArrayBuffer, ContentInfo).content;
+      const issuing = this.ca.hierarchy.issuing.get(profile.issuing_ca);
+      const signed = await signedContent(id_envelopedData, new Uint8Array(enveloped), await this.keySigner(client.profile), [...(issuing ? [issuing.cert] : []), this.ca.hierarchy.root.cert]);
+      return { key: signed, keyType: "application/pkcs7-mime; smime-type=server-generated-key", pkcs7 };
+    } finally {
+      pkcs8.fill(0);
+    }
+  }
+
+  /**
+   * The certificate to encrypt a serverkeygen key to (RFC 7030 §4.4.1.2), when the CSR asks for
+   * one: an AsymmetricDecryptKeyIdentifier naming (by subjectKeyIdentifier, or SHA-1 of the key
+   * bits) the RSA TLS client certificate this request came with. A DecryptKeyIdentifier (a
+   * symmetric key shared beforehand) is refused: no such keys are provisioned here.
+   */
+  private keyRecipient(client: EstClient, parsed: ParsedCsr): x509.X509Certificate | undefined {
+    const attr = (oid: string) => parsed.csr.attributes.find((a) => a.type === oid);
+    if (attr(DECRYPT_KEY_ID)) throw new AppError("bad_request", "DecryptKeyIdentifier (a symmetric key) is not supported: use AsymmetricDecryptKeyIdentifier with an RSA client certificate", { status: 400 });
+    const asym = attr(ASYMMETRIC_DECRYPT_KEY_ID);
+    if (!asym) return undefined;
+    const value = asym.values[0] ? new Uint8Array(asym.values[0]) : undefined;
+    const id = value && value[0] === 0x04 && value.length >= 2 && value[1]! < 0x80 && value[1]! + 2 === value.length ? value.subarray(2) : undefined;
+    if (!id) throw new AppError("malformed_input", "AsymmetricDecryptKeyIdentifier must be an OCTET STRING", { status: 400 });
+    if (!client.certificate?.der) throw new AppError("bad_request", "an encrypted serverkeygen key goes to the TLS client certificate: send the request on the mTLS port", { status: 400 });
+    const cert = new x509.X509Certificate(client.certificate.der.slice().buffer as ArrayBuffer);
+    const ski = cert.getExtension("2.5.29.14") as x509.SubjectKeyIdentifierExtension | null;
+    const keyBits = AsnConvert.parse(cert.publicKey.rawData, SubjectPublicKeyInfo).subjectPublicKey;
+    const named = Buffer.from(id).toString("hex") === ski?.keyId.toLowerCase() || Buffer.from(id).equals(createHash("sha1").update(new Uint8Array(keyBits)).digest());
+    if (!named) throw new AppError("bad_request", "AsymmetricDecryptKeyIdentifier does not name the TLS client certificate's key", { status: 400 });
+    if (!(cert.publicKey.algorithm.name ?? "").startsWith("RSA")) throw new AppError("bad_request", "an encrypted serverkeygen key is enveloped by RSA key transport: the client certificate must have an RSA key", { status: 400 });
+    return cert;
   }
 
   /** A certificate-authenticated client asks for its own subject and SANs, nothing else (RFC 7030 §4.2.2). */

@@ -33,12 +33,13 @@ function base64Response(status: number, der: Uint8Array, type: string, headers: 
 
 /**
  * serverkeygen's answer (RFC 7030 §4.4.2): multipart/mixed, the private key as
- * application/pkcs8 then the certificate as a certs-only PKCS#7, each base64.
+ * application/pkcs8 (or, encrypted to the client, as a SignedData around an EnvelopedData,
+ * smime-type=server-generated-key) then the certificate as a certs-only PKCS#7, each base64.
  */
-function serverKeygenResponse(pkcs8: Uint8Array, pkcs7: Uint8Array): Response {
+function serverKeygenResponse(key: Uint8Array, keyType: string, pkcs7: Uint8Array): Response {
   const boundary = `est-${Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("hex")}`;
   const part = (type: string, der: Uint8Array) => `--${boundary}\r\nContent-Type: ${type}\r\nContent-Transfer-Encoding: base64\r\n\r\n${base64Lines(der)}`;
-  const body = `${part("application/pkcs8", pkcs8)}${part("application/pkcs7-mime; smime-type=certs-only", pkcs7)}--${boundary}--\r\n`;
+  const body = `${part(keyType, key)}${part("application/pkcs7-mime; smime-type=certs-only", pkcs7)}--${boundary}--\r\n`;
   return new Response(body, { status: 200, headers: { "content-type": `multipart/mixed; boundary=${boundary}`, "cache-control": "no-store" } });
 }
 
@@ -78,9 +79,9 @@ export function estRoutes(authority: () => Promise<EstAuthority>) {
       if (op === "serverkeygen") {
         const made = await est.serverKeygen(client, text);
         try {
-          return serverKeygenResponse(made.pkcs8, made.pkcs7);
+          return serverKeygenResponse(made.key, made.keyType, made.pkcs7);
         } finally {
-          made.pkcs8.fill(0);
+          made.key.fill(0);
         }
       }
       const out = await est.enroll(client, text, op === "simplereenroll");

@@ -1,6 +1,6 @@
 /**
  * pki-ca's SCEP rules (RFC 8894): GetCACaps, GetCACert (the RA certificate and the chain),
- * PKIOperation with PKCSReq, RenewalReq, CertPoll and GetCert. No HTTP here: routes.ts reads
+ * PKIOperation with PKCSReq, RenewalReq, CertPoll, GetCert and GetCRL. No HTTP here: routes.ts reads
  * the message and writes the answer; this file answers with CertRep messages or throws
  * `AppError`s (4xx) for messages it cannot answer at all (not a verifiable pkiMessage).
  *
@@ -13,7 +13,7 @@
  * (used up by it); the CSR's key must be the key that signed the message. A RenewalReq must be
  * signed with a valid, unexpired certificate of the tenant and profile, and ask for its subject
  * and SANs. A resent PKCSReq or a CertPoll learns its transaction's state only when signed with
- * the same key. GetCert returns a certificate only to the holder of its key. Failures answer
+ * the same key. GetCert returns a certificate only to the holder of its key; GetCRL returns the complete CRL of the issuing CA named (CRLs are public). Failures answer
  * pkiStatus FAILURE with failInfo badRequest (badMessageCheck: the envelope does not open;
  * badCertId: no such certificate or transaction); nothing is issued then.
  */
@@ -25,7 +25,8 @@ import type { DataProtector } from "../../../src/service/context.ts";
 import { AppError } from "../../../src/service/errors.ts";
 import { parseCsr, type ParsedCsr } from "../../../src/pki/csr.ts";
 import { pemOrBase64Der } from "../../../src/pki/codec.ts";
-import { certsOnlyPkcs7 } from "../../../src/pki/pkcs7.ts";
+import { certsOnlyPkcs7, crlsOnlyPkcs7 } from "../../../src/pki/pkcs7.ts";
+import { Certificate } from "@peculiar/asn1-x509";
 import * as x509 from "../../../src/pki/x509.ts";
 import { sansOf, type PkiCa } from "../domain.ts";
 import type { ScepConfig } from "./config.ts";
@@ -42,7 +43,7 @@ export interface ScepTarget {
   profile: string;
 }
 
-type Outcome = { status: "issued"; cert: Uint8Array } | { status: "pending" } | { status: "failed"; failInfo: string };
+type Outcome = { status: "issued"; cert: Uint8Array } | { status: "crl"; crl: Uint8Array } | { status: "pending" } | { status: "failed"; failInfo: string };
 const fail = (failInfo: string): Outcome => ({ status: "failed", failInfo });
 
 export class ScepAuthority {
@@ -104,8 +105,9 @@ export class ScepAuthority {
       out = fail(e.code === "decryption_failed" || e.code === "malformed_input" ? FAIL_INFO.badMessageCheck : FAIL_INFO.badRequest);
       if (e.code === "policy_rejected" || e.code === "csr_signature_invalid" || e.code === "lint_failed") out = fail(FAIL_INFO.badRequest);
     }
-    const status = out.status === "issued" ? PKI_STATUS.SUCCESS : out.status === "pending" ? PKI_STATUS.PENDING : PKI_STATUS.FAILURE;
-    const content = out.status === "issued" ? sealEnvelope(certsOnlyPkcs7([new x509.X509Certificate(out.cert.slice().buffer as ArrayBuffer)]), msg.signer) : new Uint8Array(0);
+    const status = out.status === "issued" || out.status === "crl" ? PKI_STATUS.SUCCESS : out.status === "pending" ? PKI_STATUS.PENDING : PKI_STATUS.FAILURE;
+    const inner = out.status === "issued" ? certsOnlyPkcs7([new x509.X509Certificate(out.cert.slice().buffer as ArrayBuffer)]) : out.status === "crl" ? crlsOnlyPkcs7([out.crl]) : undefined;
+    const content = inner ? sealEnvelope(inner, msg.signer) : new Uint8Array(0);
     return signPkiMessage(
       ra,
       { messageType: MESSAGE_TYPE.CertRep, transactionId: msg.transactionId, senderNonce: randomBytes(16), recipientNonce: msg.senderNonce, pkiStatus: status, failInfo: out.status === "failed" ? out.failInfo : undefined },
@@ -132,8 +134,15 @@ export class ScepAuthority {
         if (sha256Hex(new Uint8Array(cert.publicKey.rawData)) !== signerKey) return fail(FAIL_INFO.badCertId);
         return { status: "issued", cert: row.cert_der };
       }
+      case MESSAGE_TYPE.GetCRL: {
+        // The issuing CA's complete CRL, for the issuer named (the serial only says which certificate asks).
+        const ias = this.issuerAndSerial(openEnvelope(msg.content, ra.cert, ra.decryptionKey));
+        const issuer = Buffer.from(AsnConvert.serialize(ias.issuer));
+        const ca = [...this.ca.hierarchy.issuing.values()].find((c) => Buffer.from(AsnConvert.serialize(AsnConvert.parse(c.cert.rawData, Certificate).tbsCertificate.subject)).equals(issuer));
+        if (!ca) return fail(FAIL_INFO.badCertId);
+        return { status: "crl", crl: await this.ca.currentCrl(ca.id) };
+      }
       default:
-        // GetCRL is not offered (CRLs are at each certificate's CRLDP); unknown types are refused.
         return fail(FAIL_INFO.badRequest);
     }
   }

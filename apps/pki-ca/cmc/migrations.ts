@@ -1,0 +1,37 @@
+/**
+ * The CMC tables, added to pki-ca's one migration history (migrations.ts).
+ * Certificates and RA requests stay in pki_certificates and pki_requests; these only point at them.
+ */
+import type { Kysely } from "kysely";
+
+export async function createCmcTables(db: Kysely<any>): Promise<void> {
+  // Identifications and their shared secrets (identityProofV2 keys on the secret itself, so it
+  // is kept barrier-encrypted rather than hashed).
+  await db.schema
+    .createTable("cmc_credentials")
+    .addColumn("identification", "text", (c) => c.primaryKey())
+    .addColumn("tenant", "text", (c) => c.notNull())
+    .addColumn("profile", "text", (c) => c.notNull())
+    .addColumn("secret_sealed", "blob", (c) => c.notNull())
+    .addColumn("created_at", "text", (c) => c.notNull())
+    .addColumn("last_used_at", "text")
+    .execute();
+  await db.schema.createIndex("cmc_credentials_by_tenant").on("cmc_credentials").columns(["tenant", "created_at"]).execute();
+  // A request's transaction: a request sent again (after pending) finds its RA request here.
+  await db.schema
+    .createTable("cmc_transactions")
+    .addColumn("tenant", "text", (c) => c.notNull())
+    .addColumn("transaction_id", "text", (c) => c.notNull())
+    .addColumn("client", "text", (c) => c.notNull()) // the identification or certificate serial that sent it
+    .addColumn("csr_sha256", "text", (c) => c.notNull())
+    .addColumn("request_id", "text", (c) => c.notNull())
+    .addColumn("created_at", "text", (c) => c.notNull())
+    .addPrimaryKeyConstraint("cmc_transactions_pk", ["tenant", "transaction_id"])
+    .execute();
+  // Every senderNonce accepted, so a replayed request is refused.
+  await db.schema
+    .createTable("cmc_nonces")
+    .addColumn("nonce_sha256", "text", (c) => c.primaryKey())
+    .addColumn("created_at", "text", (c) => c.notNull())
+    .execute();
+}

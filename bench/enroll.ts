@@ -1,0 +1,192 @@
+/**
+ * Enrollment throughput of pki-ca: EST simpleenroll and SCEP PKCSReq answered per second at
+ * `--clients` concurrent clients, and Debian's micromdm `scepserver` (package `scep`) for SCEP
+ * in the same run, the same client driver and the same messages' shape. One EST request = a
+ * base64 P-256 CSR with HTTP Basic, answered with a certs-only PKCS#7 (a certificate issued and
+ * stored). One SCEP request = a PKCSReq pkiMessage (RSA-2048 signer, CSR with the challenge,
+ * enveloped to the CA's RA certificate with AES-256-CBC) answered with a signed CertRep
+ * carrying the enveloped certificate. Messages are built before each measured window (a fresh
+ * transactionId each, so none is answered from a transaction seen before).
+ *
+ * Not alike: pki-ca answers over HTTPS (TLS 1.3) and stores every certificate in its database
+ * with the RA path's policy and lint; scepserver answers over plain HTTP and writes each
+ * certificate to its file depot. The rounds alternate targets (pki-ca SCEP, scepserver, pki-ca
+ * EST) so a load change on the shared machine hits each.
+ *
+ * Usage: npm run bench -- enroll [--clients=32] [--seconds=5] [--rounds=3] [--scep-rate=300]
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as x509 from "../src/pki/x509.ts";
+import { MESSAGE_TYPE, parsePkiMessage } from "../apps/pki-ca/scep/cms.ts";
+import { certsOf, TestScepClient } from "../test/pki-ca/scep-helpers.ts";
+import { startTestIssuer } from "../test/support/issuer.ts";
+import { freePort } from "../test/support/server-process.ts";
+import { median, spawnTarget } from "./wrk.ts";
+import { printTable, type Row } from "./lib.ts";
+
+const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
+const CLIENTS = arg("clients", 32);
+const SECONDS = arg("seconds", 5);
+const ROUNDS = arg("rounds", 3);
+const CHALLENGE = "bench-challenge";
+
+const dir = mkdtempSync(join(tmpdir(), "cryptoutil-bench-enroll-"));
+process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+
+// pki-ca in its own process.
+const issuer = await startTestIssuer({ audience: "pki-ca" });
+await Bun.write(join(dir, "issuer-ca.pem"), issuer.caPem);
+const ca = await spawnTarget([process.execPath, "run", join(import.meta.dir, "targets", "pki-ca-enroll.ts"), join(dir, "pki-ca"), issuer.issuer, issuer.jwksUrl, join(dir, "issuer-ca.pem")]);
+const trust = readFileSync(ca.info.trust, "utf8");
+const caUrl: string = ca.info.url;
+const tls = { ca: trust };
+
+// scepserver (Debian package scep) on its own depot, with the same static challenge.
+let scepserver: { url: string; proc: ReturnType<typeof Bun.spawn> } | undefined;
+if (Bun.which("scepserver")) {
+  const depot = join(dir, "depot");
+  const init = Bun.spawnSync(["scepserver", "ca", "-init", "-depot", depot], { stderr: "pipe", stdout: "pipe" });
+  if (init.exitCode !== 0) throw new Error(`scepserver ca -init failed: ${init.stderr.toString()}`);
+  const port = await freePort();
+  const proc = Bun.spawn(["scepserver", "-depot", depot, "-port", String(port), "-challenge", CHALLENGE, "-allowrenew", "0"], { stdout: "ignore", stderr: "ignore" });
+  const url = `http://127.0.0.1:${port}/scep`;
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(`${url}?operation=GetCACaps`).then((r) => r.ok, () => false)) break;
+    await Bun.sleep(100);
+  }
+  scepserver = { url, proc };
+  process.on("exit", () => proc.kill());
+} else {
+  console.warn("scepserver not installed (apt-get install -y scep): the SCEP anchor row is left out");
+}
+
+// An EST credential from the admin API.
+const admin = await issuer.mint({ tenant: "bench", scope: "pki:admin" });
+const cred = (await (await fetch(`${caUrl}/service/api/v1/est/credentials`, { method: "POST", tls, headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: JSON.stringify({ profile: "bench" }) })).json()) as { username: string; password: string };
+const basic = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString("base64")}`;
+
+// EST CSRs: a pool of P-256 requests, each sent many times (each issues a new certificate).
+const estCsrs: string[] = [];
+for (let i = 0; i < 64; i++) {
+  const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=e${i}.bench.test`, keys, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" }, extensions: [new x509.SubjectAlternativeNameExtension([{ type: "dns", value: `e${i}.bench.test` }])] });
+  estCsrs.push(Buffer.from(csr.rawData).toString("base64"));
+}
+
+// SCEP clients (one RSA-2048 key each) and the RA certificate of each server.
+const scepClients = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => TestScepClient.create(`s${i}.bench.test`)));
+const scepCsrs = await Promise.all(scepClients.map((c, i) => c.csr(`s${i}.bench.test`, CHALLENGE)));
+const raOf = async (url: string, init: RequestInit = {}) => {
+  const r = await fetch(`${url}?operation=GetCACert`, init);
+  const body = new Uint8Array(await r.arrayBuffer());
+  // One CA and no RA: a bare certificate (application/x-x509-ca-cert), as scepserver answers.
+  if (/x-x509-ca-cert/.test(r.headers.get("content-type") ?? "")) return new x509.X509Certificate(body.slice().buffer as ArrayBuffer);
+  const certs = certsOf(body);
+  // The certificate with keyEncipherment (pki-ca's RA), or the only one (scepserver's CA).
+  return certs.find((c) => ((c.getExtension("2.5.29.15") as x509.KeyUsagesExtension | null)?.usages ?? 0) & x509.KeyUsageFlags.keyEncipherment) ?? certs[0]!;
+};
+const caScep = `${caUrl}/scep/bench/bench`;
+const caRa = await raOf(caScep, { tls } as RequestInit);
+const serverRa = scepserver ? await raOf(scepserver.url) : undefined;
+
+let tx = 0;
+async function scepMessages(ra: x509.X509Certificate, n: number): Promise<Uint8Array[]> {
+  return Promise.all(Array.from({ length: n }, (_, i) => scepClients[i % CLIENTS]!.message(MESSAGE_TYPE.PKCSReq, scepCsrs[i % CLIENTS]!, ra, `bench-${++tx}`)));
+}
+
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); NaN elsewhere. */
+function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Runs `send(i)` from CLIENTS workers for SECONDS (or until `limit` requests): answers per
+ * second, failures, and the server process's CPU milliseconds per answer (robust to the
+ * machine's other load, which only stretches the wall clock).
+ */
+async function drive(send: (i: number) => Promise<boolean>, limit = Infinity, pid?: number): Promise<{ rate: number; failed: number; cpuPerOp: number }> {
+  let next = 0;
+  let done = 0;
+  let failed = 0;
+  const cpu0 = pid ? cpuMs(pid) : NaN;
+  const t0 = performance.now();
+  const end = t0 + SECONDS * 1000;
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async () => {
+      while (performance.now() < end && next < limit) {
+        const i = next++;
+        if (await send(i).catch(() => false)) done++;
+        else failed++;
+      }
+    }),
+  );
+  return { rate: done / ((performance.now() - t0) / 1000), failed, cpuPerOp: pid ? (cpuMs(pid) - cpu0) / Math.max(1, done) : NaN };
+}
+
+const estSend = async (i: number) => {
+  const r = await fetch(`${caUrl}/.well-known/est/simpleenroll`, { method: "POST", tls, headers: { authorization: basic, "content-type": "application/pkcs10" }, body: estCsrs[i % estCsrs.length] } as RequestInit);
+  await r.arrayBuffer();
+  return r.status === 200;
+};
+
+/** A PKCSReq answered SUCCESS (a CertRep with pkiStatus 0), checked on every answer. */
+const scepSend = (url: string, messages: Uint8Array[], init: RequestInit) => async (i: number) => {
+  const r = await fetch(`${url}?operation=PKIOperation`, { ...init, method: "POST", headers: { "content-type": "application/x-pki-message" }, body: messages[i]!.slice().buffer as ArrayBuffer });
+  const body = new Uint8Array(await r.arrayBuffer());
+  if (r.status !== 200) return false;
+  return (await parsePkiMessage(body)).pkiStatus === "0";
+};
+
+// Messages per window (building them costs an RSA signature each): enough for `--scep-rate` answers/s
+// over the window; a server that answers faster ends its window early, and its rate is over the time used.
+const PER_WINDOW = Math.min(20_000, arg("scep-rate", 300) * SECONDS);
+const results: Record<string, number[]> = { est: [], scep: [], scepserver: [] };
+const cpu: Record<string, number[]> = { est: [], scep: [], scepserver: [] };
+const failures: Record<string, number> = { est: 0, scep: 0, scepserver: 0 };
+await drive(estSend, CLIENTS * 4); // warm-up: TLS sessions, the issuing path, the RA key
+for (let round = 0; round < ROUNDS; round++) {
+  const caMessages = await scepMessages(caRa, PER_WINDOW);
+  const s = await drive(scepSend(caScep, caMessages, { tls } as RequestInit), caMessages.length, ca.proc.pid);
+  results.scep!.push(s.rate);
+  cpu.scep!.push(s.cpuPerOp);
+  failures.scep! += s.failed;
+  if (scepserver && serverRa) {
+    const serverMessages = await scepMessages(serverRa, PER_WINDOW);
+    const m = await drive(scepSend(scepserver.url, serverMessages, {}), serverMessages.length, scepserver.proc.pid);
+    results.scepserver!.push(m.rate);
+    cpu.scepserver!.push(m.cpuPerOp);
+    failures.scepserver! += m.failed;
+  }
+  const e = await drive(estSend, Infinity, ca.proc.pid);
+  results.est!.push(e.rate);
+  cpu.est!.push(e.cpuPerOp);
+  failures.est! += e.failed;
+  const ms = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? "-" : `${x.toFixed(1)} ms CPU`);
+  console.log(`round ${round + 1}: pki-ca SCEP ${s.rate.toFixed(0)}/s (${ms(s.cpuPerOp)}), scepserver ${results.scepserver!.at(-1)?.toFixed(0) ?? "-"}/s (${ms(cpu.scepserver!.at(-1))}), pki-ca EST ${e.rate.toFixed(0)}/s (${ms(e.cpuPerOp)}) per answer`);
+}
+
+const scep = median(results.scep!);
+const rows: Row[] = [
+  { group: "SCEP PKCSReq", name: "pki-ca (HTTPS)", opsPerSec: scep, anchor: "target 500/s", ratio: scep / 500 },
+];
+if (results.scepserver!.length) rows.push({ group: "SCEP PKCSReq", name: "scepserver (HTTP)", opsPerSec: median(results.scepserver!), anchor: "pki-ca / scepserver (target 2x)", ratio: scep / median(results.scepserver!) });
+const est = median(results.est!);
+rows.push({ group: "EST simpleenroll", name: "pki-ca (HTTPS)", opsPerSec: est, anchor: "target 500/s", ratio: est / 500 });
+// Server CPU per answer: what one core would answer per second with the machine to itself.
+const perCore = (k: string) => 1000 / median(cpu[k]!);
+rows.push({ group: "SCEP PKCSReq", name: "pki-ca, per core-second of CPU", opsPerSec: perCore("scep"), ...(cpu.scepserver!.length ? { anchor: "vs scepserver per core-second (target 2x)", ratio: perCore("scep") / perCore("scepserver") } : {}) });
+if (cpu.scepserver!.length) rows.push({ group: "SCEP PKCSReq", name: "scepserver, per core-second of CPU", opsPerSec: perCore("scepserver") });
+rows.push({ group: "EST simpleenroll", name: "pki-ca, per core-second of CPU", opsPerSec: perCore("est") });
+printTable(`Enrollment: answers/s at ${CLIENTS} clients, median of ${ROUNDS} rounds of ${SECONDS} s (failures: ${JSON.stringify(failures)})`, rows);
+
+ca.proc.kill();
+scepserver?.proc.kill();
+await issuer.stop();
+process.exit(0);
