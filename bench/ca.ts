@@ -88,7 +88,7 @@ async function profileIssuance(n: number): Promise<void> {
     await step("certificate build + sign", () => signLeaf(issuing, { serialHex: randomSerialHex(), csrDer: der, notBefore: new Date(), notAfter: new Date(Date.now() + 86_400_000), extensions: [san] }));
     const sample = (await ca.submit("bench", { csr: csrPem, profile: "bench" })) as { certificate: { serial: string } };
     const certRow = (await ca.store.certificateBySerial(sample.certificate.serial))!;
-    const reqRow = { id: "", tenant: "bench", profile: "bench", status: "issued" as const, subject: certRow.subject, sans: certRow.sans, validity_days: 30, csr_der: der, reasons: "[]", serial: "", decided_by: "policy", created_at: new Date().toISOString(), decided_at: null };
+    const reqRow = { id: "", tenant: "bench", profile: "bench", status: "issued" as const, subject: certRow.subject, sans: certRow.sans, validity_days: 30, csr_der: der, reasons: "[]", serial: "", decided_by: "policy", origin: "api", created_at: new Date().toISOString(), decided_at: null };
     await inFlight("store write (group commit, 64 in flight)", () => {
       const serial = randomSerialHex();
       return ca.store.insertIssued({ ...certRow, serial }, { ...reqRow, id: crypto.randomUUID(), serial });

@@ -14,8 +14,12 @@ export const SubmitCertificate = v.strictObject({
 
 export const Reason = v.object({ code: v.string(), message: v.string() });
 
+/** The front end a request came through: the REST API (`api`) or an enrollment protocol. */
+const origin = v.picklist(["api", "acme", "est", "scep", "cmp", "cmc"]);
+
 export const Certificate = v.object({
   serial: v.string(),
+  origin,
   subject: v.string(),
   sans: v.array(v.string()),
   profile: v.string(),
@@ -32,6 +36,7 @@ export const Certificate = v.object({
 
 export const CertificateRequest = v.object({
   id: v.string(),
+  origin,
   status: v.picklist(["pending", "issued", "rejected"]),
   profile: v.string(),
   subject: v.string(),

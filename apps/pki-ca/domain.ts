@@ -65,8 +65,12 @@ const EKU_OIDS: Record<string, string> = {
   timeStamping: x509.ExtendedKeyUsage.timeStamping,
 };
 
+/** The front end a request came through: the REST API, or an enrollment protocol. */
+export type Origin = "api" | "acme" | "est" | "scep" | "cmp" | "cmc";
+
 export interface CertificateView {
   serial: string;
+  origin: Origin;
   subject: string;
   sans: string[];
   profile: string;
@@ -83,6 +87,7 @@ export interface CertificateView {
 
 export interface RequestView {
   id: string;
+  origin: Origin;
   status: "pending" | "issued" | "rejected";
   profile: string;
   subject: string;
@@ -238,7 +243,7 @@ export class PkiCa {
   }
 
   /** RA entry point: checks the CSR and the policy, then issues, queues, or refuses with reasons. */
-  async submit(tenant: string, input: { csr: string; profile: string; validity_days?: number; window?: ValidityWindow }, opts: { possessionVerified?: boolean } = {}): Promise<SubmitOutcome> {
+  async submit(tenant: string, input: { csr: string; profile: string; validity_days?: number; window?: ValidityWindow }, opts: { possessionVerified?: boolean; origin?: Origin } = {}): Promise<SubmitOutcome> {
     const profile = this.profile(input.profile);
     const parsed = parseCsr(decodeCsr(input.csr));
     // A front end that proved possession another way (CMP's CRMF POPO) submits a request without a signature of its own.
@@ -269,6 +274,7 @@ export class PkiCa {
       reasons: "[]",
       serial: null,
       decided_by: null,
+      origin: opts.origin ?? "api",
       created_at: now,
       decided_at: null,
     };
@@ -277,7 +283,7 @@ export class PkiCa {
       await this.emit("request.pending", tenant, { request_id: row.id, subject: row.subject, sans: JSON.parse(row.sans), profile: row.profile });
       return { status: "pending", request: requestView(row) };
     }
-    const cert = await this.issue(tenant, row.id, input.profile, profile, parsed, validity, undefined, window);
+    const cert = await this.issue(tenant, row.id, row.origin, input.profile, profile, parsed, validity, undefined, window);
     await this.store.insertIssued(cert, { ...row, status: "issued", serial: cert.serial, decided_by: "policy", decided_at: now });
     await this.emit("certificate.issued", tenant, { ...this.certEvent(cert), decided_by: "policy" });
     return { status: "issued", request_id: row.id, certificate: this.view(cert) };
@@ -312,7 +318,7 @@ export class PkiCa {
       throw new AppError("conflict", "the request was decided concurrently");
     }
     try {
-      const cert = await this.issue(tenant, id, r.profile, profile, parsed, r.validity_days, serial);
+      const cert = await this.issue(tenant, id, r.origin, r.profile, profile, parsed, r.validity_days, serial);
       await this.store.insertCertificate(cert);
       await this.emit("certificate.issued", tenant, { ...this.certEvent(cert), decided_by: approver });
       return this.view(cert);
@@ -340,7 +346,7 @@ export class PkiCa {
   }
 
   /** Lints and signs; the caller stores the returned row (with its request, when new). */
-  private async issue(tenant: string, requestId: string, profileName: string, profile: Profile, p: ParsedCsr, validityDays: number, presetSerial?: string, window?: { notBefore: number; notAfter: number }): Promise<CertificateRow> {
+  private async issue(tenant: string, requestId: string, origin: string, profileName: string, profile: Profile, p: ParsedCsr, validityDays: number, presetSerial?: string, window?: { notBefore: number; notAfter: number }): Promise<CertificateRow> {
     const ca = this.issuer(profile.issuing_ca);
     // Whole seconds (x509Time), so the stored times are the certificate's.
     const now = x509Time(Date.now()).getTime();
@@ -386,6 +392,7 @@ export class PkiCa {
       revoked_at: null,
       revocation_reason: null,
       request_id: requestId,
+      origin,
       cert_der: der,
       created_at: new Date().toISOString(),
       crl_shard: shard ?? null,
@@ -427,6 +434,7 @@ export class PkiCa {
     const ca = [...this.hierarchy.issuing.values()].find((c) => c.id === r.ca_id);
     return {
       serial: r.serial,
+      origin: r.origin as Origin,
       subject: r.subject,
       sans: JSON.parse(r.sans),
       profile: r.profile,
@@ -739,6 +747,7 @@ export function sansOf(p: ParsedCsr): string[] {
 function requestView(r: RequestRow): RequestView {
   return {
     id: r.id,
+    origin: r.origin as Origin,
     status: r.status,
     profile: r.profile,
     subject: r.subject,

@@ -134,4 +134,13 @@ export const migrations = [
     name: "CMC credentials, transactions and senderNonces",
     up: createCmcTables,
   },
+  {
+    version: 11,
+    name: "the enrollment protocol each request and certificate came through",
+    async up(db: Kysely<any>) {
+      // api, acme, est, scep, cmp or cmc; rows made before this column came through the API or ACME, shown as api.
+      await db.schema.alterTable("pki_requests").addColumn("origin", "text", (c) => c.notNull().defaultTo("api")).execute();
+      await db.schema.alterTable("pki_certificates").addColumn("origin", "text", (c) => c.notNull().defaultTo("api")).execute();
+    },
+  },
 ];

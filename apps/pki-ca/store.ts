@@ -28,6 +28,8 @@ export interface CertificateRow {
   revoked_at: string | null;
   revocation_reason: number | null;
   request_id: string;
+  /** The enrollment protocol the request came through (see `Origin`). */
+  origin: string;
   cert_der: Uint8Array;
   created_at: string;
   /** The smallest expiry-notice threshold (days) already sent, or null. */
@@ -48,6 +50,8 @@ export interface RequestRow {
   reasons: string;
   serial: string | null;
   decided_by: string | null;
+  /** The enrollment protocol the request came through (see `Origin`). */
+  origin: string;
   created_at: string;
   decided_at: string | null;
 }

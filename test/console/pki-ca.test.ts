@@ -145,6 +145,11 @@ describe("pki-ca console", () => {
     await page.goto(`${url}?status=valid&profile=server`);
     expect(await page.locator("#certificates tbody").textContent()).toContain("www.example.com");
     expect(await page.locator("#certificates tbody tr").count()).toBe(1);
+    // Each certificate names the front end its request came through (these: the REST API).
+    expect(await page.locator("#certificates thead").textContent()).toContain("Came through");
+    expect(await page.locator("#certificates tbody").textContent()).toContain("REST API");
+    await page.goto(`${url}?origin=est`);
+    expect(await page.locator("main").textContent()).toContain("No certificates match.");
     await page.goto(`${url}?expires_before=2000-01-01`);
     expect(await page.locator("main").textContent()).toContain("No certificates match.");
     await page.goto(`${url}requests?status=rejected`);

@@ -127,8 +127,9 @@ describe.skipIf(!exe)("identity-spa in Chromium", () => {
     expect(cookies.find((c) => c.name === "__Host-rp_session")).toMatchObject({ httpOnly: true, secure: true, sameSite: "Strict" });
     expect(await page.evaluate(() => JSON.stringify(sessionStorage) + document.cookie)).not.toContain("eyJ");
 
+    const back = page.waitForEvent("framenavigated", { predicate: (f) => f === page.mainFrame() && f.url().startsWith(`${spa.publicUrl}/browser/`) });
     await page.getByRole("button", { name: "Sign out (BFF)" }).click();
-    await page.waitForURL(`${spa.publicUrl}/browser/`);
+    await back;
     await ready();
     await expect(page.locator("#bff-status").textContent()).resolves.toBe("Signed out.");
     expect(await rp.ctx.db.selectFrom("rp_sessions").select("id_hash").where("subject", "=", alice.id).execute()).toEqual([]);
@@ -162,8 +163,10 @@ describe.skipIf(!exe)("identity-spa in Chromium", () => {
     const stored = JSON.parse((await page.evaluate(() => sessionStorage.getItem("identity-spa.pub.tokens")))!);
     expect((await rs.call("/service/api/v1/profile", { headers: { authorization: `Bearer ${stored.access_token}` } })).status).toBe(401);
 
+    // Sign-out ends at identity-authz's logout and comes back: wait for that return, not the page it leaves.
+    const back = page.waitForEvent("framenavigated", { predicate: (f) => f === page.mainFrame() && f.url().startsWith(`${spa.publicUrl}/browser/`) });
     await page.getByRole("button", { name: "Sign out (public client)" }).click();
-    await page.waitForURL(`${spa.publicUrl}/browser/`);
+    await back;
     await ready();
     await expect(page.locator("#pub-status").textContent()).resolves.toBe("Signed out.");
     expect(await page.evaluate(() => sessionStorage.getItem("identity-spa.pub.tokens"))).toBeNull();

@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { haveOpenssl, startCa, write, type CaFixture, haveTool, shIn } from "./helpers.ts";
+import { haveOpenssl, startCa, write, type CaFixture, haveTool, shIn, expectOrigin } from "./helpers.ts";
 import { fullRequest, nonce, pkiData, pkijsCsr, spkiOf } from "./cmc-helpers.ts";
 import { CMC, CMC_FAIL, CMC_STATUS, readStatusInfoV2 } from "../../apps/pki-ca/cmc/cms.ts";
 
@@ -199,4 +199,8 @@ describe.skipIf(!ok)("CMC with pkijs requests, curl, and openssl cms -verify", (
     expect(info.status).toBe(CMC_STATUS.failed);
     expect(info.failInfo).toBe(CMC_FAIL.badRequest);
   }, 60_000);
+
+  test("the certificates say they came through CMC (the dashboard's origin)", async () => {
+    await expectOrigin(f, "t1", "cmc");
+  });
 });

@@ -16,7 +16,7 @@ import { children, intOf, namedBitsOf, oidOf, readTlv, topLevel } from "../../ap
 import { BODY, FAIL, parseMessage } from "../../apps/pki-ca/cmp/message.ts";
 import { toPem } from "../../src/pki/keys.ts";
 import { buildIr, certificateOf, pbmMessage } from "./cmp-helpers.ts";
-import { haveOpenssl, PROFILES, startCa, write, type CaFixture } from "./helpers.ts";
+import { haveOpenssl, PROFILES, startCa, write, type CaFixture, expectOrigin } from "./helpers.ts";
 
 const sslOk = haveOpenssl();
 let f: CaFixture;
@@ -244,4 +244,8 @@ describe.skipIf(!sslOk)("CMP with openssl cmp (Debian package openssl)", () => {
     expect(out.out).toMatch(/poll/i);
     await verify("poll.pem");
   }, 180_000);
+
+  test("the certificates say they came through CMP (the dashboard's origin)", async () => {
+    await expectOrigin(f, "t1", "cmp");
+  });
 });

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import * as x509 from "../../src/pki/x509.ts";
 import { derTlv } from "../../src/pki/leaf-signer.ts";
 import { oidDer } from "../../src/pki/der.ts";
-import { haveOpenssl, startCa, write, type CaFixture, haveTool, shIn } from "./helpers.ts";
+import { haveOpenssl, startCa, write, type CaFixture, haveTool, shIn, expectOrigin } from "./helpers.ts";
 
 const have = haveTool;
 const ok = haveOpenssl() && have("curl", "curl");
@@ -274,5 +274,7 @@ describe.skipIf(!ok)("EST with curl and openssl (Debian packages curl, openssl)"
     expect((await post("serverkeygen", "eks", c.username, c.password)).status).toBe(400);
   }, 120_000);
 
+  test("the certificates say they came through EST (the dashboard's origin)", async () => {
+    await expectOrigin(f, "t1", "est");
+  });
 });
-

@@ -177,3 +177,14 @@ export async function shIn(dir: string, script: string): Promise<{ code: number;
   const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
   return { code: await p.exited, out: out + err };
 }
+
+/**
+ * The certificates of `tenant` as the REST API (and the console's dashboard) shows them: at least
+ * one came through `origin`, and none through another front end than `origin` or the REST API.
+ */
+export async function expectOrigin(f: CaFixture, tenant: string, origin: string): Promise<void> {
+  const r = await f.api("/certificates?limit=500", await f.token(tenant, "pki:read"));
+  if (r.status !== 200) throw new Error(`certificate search: ${r.status}`);
+  const origins = new Set(((await r.json()) as { items: Array<{ origin: string }> }).items.map((c) => c.origin));
+  if (!origins.has(origin) || [...origins].some((o) => o !== origin && o !== "api")) throw new Error(`expected certificates from ${origin}, found ${[...origins].join(", ")}`);
+}

@@ -17,7 +17,7 @@ import { IssuerAndSerialNumber } from "@peculiar/asn1-cms";
 import { toPem } from "../../src/pki/keys.ts";
 import * as x509 from "../../src/pki/x509.ts";
 import { MESSAGE_TYPE, openEnvelope, parsePkiMessage } from "../../apps/pki-ca/scep/cms.ts";
-import { haveOpenssl, PROFILES, startCa, write, type CaFixture, haveTool } from "./helpers.ts";
+import { haveOpenssl, PROFILES, startCa, write, type CaFixture, haveTool, expectOrigin } from "./helpers.ts";
 import { certsOf, TestScepClient } from "./scep-helpers.ts";
 
 const have = haveTool;
@@ -206,4 +206,8 @@ describe.skipIf(!scepOk)("SCEP with scepclient (Debian packages scep, openssl, c
     expect(r.code, r.out).toBe(0);
     expect((await run(["openssl", "verify", "-CAfile", root, "-untrusted", chainFile, r.cert])).out).toContain(": OK");
   }, 60_000);
+
+  test("the certificates say they came through SCEP (the dashboard's origin)", async () => {
+    await expectOrigin(f, "t1", "scep");
+  });
 });

@@ -655,7 +655,7 @@ export class AcmeAuthority {
     let outcome;
     try {
       const window = o.not_before || o.not_after ? { not_before: o.not_before ?? undefined, not_after: o.not_after ?? undefined } : undefined;
-      outcome = await this.ca.submit(tenant, { csr: Buffer.from(der).toString("base64"), profile: o.profile, ...(window ? { window } : {}) });
+      outcome = await this.ca.submit(tenant, { csr: Buffer.from(der).toString("base64"), profile: o.profile, ...(window ? { window } : {}) }, { origin: "acme" });
     } catch (e) {
       const refused = e instanceof AppError && e.status < 500;
       // A CSR the RA refuses leaves the order ready for a better one; a fault of ours ends it.

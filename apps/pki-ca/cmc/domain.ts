@@ -251,7 +251,7 @@ export class CmcAuthority {
       if (known.client !== client.id || known.csr_sha256 !== csrHash) throw refuse(CMC_FAIL.badRequest, "this transactionId belongs to another request");
       return this.stateOf(client.tenant, known);
     }
-    const out = await this.ca.submit(client.tenant, { csr: Buffer.from(csrDer).toString("base64"), profile: client.profile });
+    const out = await this.ca.submit(client.tenant, { csr: Buffer.from(csrDer).toString("base64"), profile: client.profile }, { origin: "cmc" });
     const requestId = out.status === "issued" ? out.request_id : out.request.id;
     if (!(await this.store.insertTransaction({ tenant: client.tenant, transaction_id: transactionId, client: client.id, csr_sha256: csrHash, request_id: requestId, created_at: new Date().toISOString() }))) {
       throw refuse(CMC_FAIL.badRequest, "this transactionId was used concurrently");

@@ -263,7 +263,7 @@ export class CmpAuthority {
     const rep = REP_OF[msg.bodyType]!;
     let out;
     try {
-      out = await this.ca.submit(who.tenant, { csr: Buffer.from(csrDer).toString("base64"), profile: who.profile, window }, { possessionVerified: msg.bodyType !== BODY.p10cr });
+      out = await this.ca.submit(who.tenant, { csr: Buffer.from(csrDer).toString("base64"), profile: who.profile, window }, { possessionVerified: msg.bodyType !== BODY.p10cr, origin: "cmp" });
     } catch (e) {
       if (!(e instanceof AppError) || e.status >= 500) throw e;
       await this.store.advance(who.tenant, tid, "pending", { state: "rejected" });

@@ -27,6 +27,10 @@ const API = "/browser/api/v1";
 const day = (iso: string | null) => (iso ? iso.slice(0, 10) : "—");
 const status = (s: string) => html`<span class="status-${s}">${s}</span>`;
 const when = (t: number) => new Date(t).toISOString().slice(0, 10);
+/** The front ends a request may come through, as the dashboard names them. */
+const ORIGINS = ["api", "acme", "est", "scep", "cmp", "cmc"] as const;
+const ORIGIN_NAMES: Record<string, string> = { api: "REST API", acme: "ACME", est: "EST", scep: "SCEP", cmp: "CMP", cmc: "CMC" };
+const originName = (o: string) => ORIGIN_NAMES[o] ?? o;
 
 function dashboard(ca: () => Promise<PkiCa>): ConsolePage {
   return {
@@ -45,10 +49,11 @@ function dashboard(ca: () => Promise<PkiCa>): ConsolePage {
       if (expires) raw.expires_before = /^\d{4}-\d{2}-\d{2}$/.test(expires) ? `${expires}T23:59:59Z` : expires;
       const filter = v.safeParse(SearchCertificatesQuery, raw);
       const profile = profiles.find((p) => p === query.get("profile"));
+      const origin = ORIGINS.find((o) => o === query.get("origin"));
       const found = filter.success ? await c.search(viewer.tenant, { ...filter.output, limit: 500 }) : [];
-      const rows = profile ? found.filter((x) => x.profile === profile) : found;
+      const rows = found.filter((x) => (!profile || x.profile === profile) && (!origin || x.origin === origin));
       // The charts cover the tenant's certificates, not the filter's.
-      const all = Object.keys(raw).length || profile ? await c.search(viewer.tenant, { limit: 500 }) : found;
+      const all = Object.keys(raw).length || profile || origin ? await c.search(viewer.tenant, { limit: 500 }) : found;
       const now = Date.now();
       const issued = perDay(all.map((x) => Date.parse(x.not_before)), now, 30, "past");
       const expiring = perDay(all.filter((x) => x.status === "valid").map((x) => Date.parse(x.not_after)), now, 90, "future");
@@ -66,6 +71,7 @@ ${filterForm({ path, label: "Search certificates", query, fields: [
   { name: "san", label: "SAN contains", maxlength: 200 },
   { name: "status", label: "Status", type: "select", options: [{ value: "", label: "any" }, "valid", "revoked"] },
   { name: "profile", label: "Profile", type: "select", options: [{ value: "", label: "any" }, ...profiles] },
+  { name: "origin", label: "Came through", type: "select", options: [{ value: "", label: "any" }, ...ORIGINS] },
   { name: "expires_before", label: "Expires before", type: "date" },
 ] })}
 ${filter.success ? "" : html`<p class="flash error" role="alert">The search is not valid: ${filter.issues.map((i) => `${i.path?.map((p) => String(p.key)).join(".") ?? ""}: ${i.message.replace(/ but received[\s\S]*$/, "")}`).join("; ")}</p>`}
@@ -81,6 +87,7 @@ ${filter.success ? "" : html`<p class="flash error" role="alert">The search is n
             { key: "subject", label: "Subject", cell: (x) => x.subject, sort: (x) => x.subject },
             { key: "sans", label: "SANs", cell: (x) => x.sans.join(", ") },
             { key: "profile", label: "Profile", cell: (x) => x.profile, sort: (x) => x.profile },
+            { key: "origin", label: "Came through", cell: (x) => originName(x.origin), sort: (x) => x.origin },
             { key: "status", label: "Status", cell: (x) => status(x.status), sort: (x) => x.status },
             { key: "expires", label: "Expires", cell: (x) => day(x.not_after), sort: (x) => x.not_after },
           ],
@@ -126,6 +133,7 @@ ${details([
   ["Subject", x.subject],
   ["SANs", x.sans.join(", ") || "none"],
   ["Profile", x.profile],
+  ["Came through", originName(x.origin)],
   ["Issuing CA", x.issuing_ca],
   ["Key type", x.key_type],
   ["Valid", `${x.not_before} to ${x.not_after}`],
@@ -186,6 +194,7 @@ ${filterForm({ path, label: "Requests by status", query, fields: [{ name: "statu
             { key: "subject", label: "Subject", cell: (r) => r.subject, sort: (r) => r.subject },
             { key: "sans", label: "SANs", cell: (r) => r.sans.join(", ") },
             { key: "profile", label: "Profile", cell: (r) => r.profile, sort: (r) => r.profile },
+            { key: "origin", label: "Came through", cell: (r) => originName(r.origin), sort: (r) => r.origin },
             { key: "days", label: "Days", cell: (r) => r.validity_days },
             { key: "findings", label: "Policy findings", cell: (r) => (r.reasons.length ? html`<ul>${r.reasons.map((x) => html`<li><code>${x.code}</code> ${x.message}</li>`)}</ul>` : "none") },
             { key: "decision", label: "Decision", cell: decide },

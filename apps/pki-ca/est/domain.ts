@@ -165,7 +165,7 @@ export class EstAuthority {
     if (queued) return this.collect(client, queued.request_id, csrHash);
     if (client.certificate) this.checkOwnIdentity(client.certificate, der);
     else if (renew) await this.checkRenewal(client, der);
-    const out = await this.ca.submit(client.tenant, { csr: Buffer.from(der).toString("base64"), profile: client.profile });
+    const out = await this.ca.submit(client.tenant, { csr: Buffer.from(der).toString("base64"), profile: client.profile }, { origin: "est" });
     if (out.status === "issued") return { status: "issued", pkcs7: this.pkcs7Of(out.certificate.certificate_pem) };
     await this.store.insertRequest({ tenant: client.tenant, username: client.username, csr_sha256: csrHash, request_id: out.request.id, created_at: new Date().toISOString() });
     return { status: "pending", retryAfter: this.config.retry_after_seconds };
@@ -215,7 +215,7 @@ export class EstAuthority {
     const alg = SERVER_KEY_ALGORITHMS[keyType]!;
     const keys = (await crypto.subtle.generateKey(alg.generate, true, ["sign", "verify"])) as CryptoKeyPair;
     const request = await x509.Pkcs10CertificateRequestGenerator.create({ name: parsed.subject, keys, signingAlgorithm: alg.sign, extensions: parsed.csr?.extensions ?? [] });
-    const out = await this.ca.submit(client.tenant, { csr: Buffer.from(request.rawData).toString("base64"), profile: client.profile });
+    const out = await this.ca.submit(client.tenant, { csr: Buffer.from(request.rawData).toString("base64"), profile: client.profile }, { origin: "est" });
     if (out.status !== "issued") throw new AppError("conflict", "the request was queued for approval; serverkeygen needs one that issues at once", { status: 409 });
     const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
     const pkcs7 = this.pkcs7Of(out.certificate.certificate_pem);

@@ -165,7 +165,7 @@ export class ScepAuthority {
     if (sha256Hex(new Uint8Array(parsed.csr.publicKey.rawData)) !== signerKey) return fail(FAIL_INFO.badRequest);
     const allowed = msg.messageType === MESSAGE_TYPE.PKCSReq ? await this.checkChallenge(t, csrDer) : await this.checkRenewal(t, msg.signer, parsed);
     if (!allowed) return fail(FAIL_INFO.badRequest);
-    const out = await this.ca.submit(t.tenant, { csr: Buffer.from(csrDer).toString("base64"), profile: t.profile });
+    const out = await this.ca.submit(t.tenant, { csr: Buffer.from(csrDer).toString("base64"), profile: t.profile }, { origin: "scep" });
     const requestId = out.status === "issued" ? out.request_id : out.request.id;
     await this.store.insertTransaction({ tenant: t.tenant, transaction_id: msg.transactionId, profile: t.profile, key_sha256: signerKey, csr_sha256: csrHash, request_id: requestId, created_at: new Date().toISOString() });
     if (out.status === "pending") return { status: "pending" };
