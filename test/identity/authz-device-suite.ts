@@ -1,11 +1,13 @@
 /**
  * identity-authz, device authorization grant (RFC 8628), driven by oauth4webapi's device flow
- * functions against the real service over HTTPS. The user's side is plain HTTP: the user code
+ * functions, and by openid-client's (initiate, then poll until the user approves), against the
+ * real service over HTTPS. The user's side is plain HTTP: the user code
  * typed at `/device`, the sign-in hand-off to the scripted idp (support/authz.ts) and back, the
  * approval form.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import * as oauth from "oauth4webapi";
+import * as openid from "openid-client";
 import { decodeJwt } from "jose";
 import { startAuthz, form, basic, type TestAuthz } from "./support/authz.ts";
 import type { TestEngine } from "../support/engine.ts";
@@ -106,6 +108,21 @@ export function authzDeviceSuite(engine: TestEngine): void {
 
   const decide = (token: string, decision: string) => get(`${authz.publicUrl}/t/${T}/device/confirm`, form({ confirmation: token, decision }));
   const wait = (s: number) => new Promise((r) => setTimeout(r, s * 1000));
+
+  test("openid-client's device flow: it polls (at the server's interval) until the user approves on another screen", async () => {
+    const config = await openid.discovery(new URL(`${authz.publicUrl}/t/${T}`), cli.client_id, undefined, openid.None(), {
+      [openid.customFetch]: (url: string, init: openid.CustomFetchOptions) => fetch(url, { ...init, tls: { ca: authz.caAll } } as RequestInit),
+    });
+    const d = await openid.initiateDeviceAuthorization(config, { scope: "openid profile pets:read" });
+    expect(d.interval).toBe(INTERVAL);
+    const polled = openid.pollDeviceAuthorizationGrant(config, d);
+    // The user, meanwhile: types the code, signs in, approves.
+    const token = await signIn(d.user_code);
+    expect((await decide(token, "approve")).status).toBe(200);
+    const tokens = await polled;
+    expect(decodeJwt(tokens.access_token)).toMatchObject({ sub: "user-1", client_id: cli.client_id, aud: "learn-ps" });
+    expect(tokens.claims()).toMatchObject({ sub: "user-1", aud: cli.client_id });
+  });
 
   test("discovery advertises the device endpoint and grant", async () => {
     expect(as.device_authorization_endpoint).toBe(`${authz.publicUrl}/t/${T}/device_authorization`);
