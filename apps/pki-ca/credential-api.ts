@@ -1,6 +1,6 @@
 /**
  * The admin API shape every enrollment front end's per-profile credentials share (EST's Basic
- * credentials, CMP's PBM shared secrets): create one for a profile (the secret shown only in
+ * credentials, CMP's PBM shared secrets, CMC's identifications and shared secrets): create one for a profile (the secret shown only in
  * that answer), list the tenant's (never their secrets), delete one. The tenant always comes
  * from the token; `pki:admin` scope.
  */

@@ -3,20 +3,11 @@
  * Certificates and RA requests stay in pki_certificates and pki_requests; these only point at them.
  */
 import type { Kysely } from "kysely";
+import { createSealedCredentialTable } from "../credential-table.ts";
 
 export async function createCmcTables(db: Kysely<any>): Promise<void> {
-  // Identifications and their shared secrets (identityProofV2 keys on the secret itself, so it
-  // is kept barrier-encrypted rather than hashed).
-  await db.schema
-    .createTable("cmc_credentials")
-    .addColumn("identification", "text", (c) => c.primaryKey())
-    .addColumn("tenant", "text", (c) => c.notNull())
-    .addColumn("profile", "text", (c) => c.notNull())
-    .addColumn("secret_sealed", "blob", (c) => c.notNull())
-    .addColumn("created_at", "text", (c) => c.notNull())
-    .addColumn("last_used_at", "text")
-    .execute();
-  await db.schema.createIndex("cmc_credentials_by_tenant").on("cmc_credentials").columns(["tenant", "created_at"]).execute();
+  // Identifications and their shared secrets (identityProofV2 needs the secret itself).
+  await createSealedCredentialTable(db, "cmc_credentials", "identification");
   // A request's transaction: a request sent again (after pending) finds its RA request here.
   await db.schema
     .createTable("cmc_transactions")

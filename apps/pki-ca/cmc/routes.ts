@@ -10,7 +10,8 @@
  */
 import { Elysia } from "elysia";
 import * as v from "valibot";
-import { appBase, principalOf, requestInfo } from "../../../src/service/http.ts";
+import { appBase, requestInfo } from "../../../src/service/http.ts";
+import { credentialAdminApi } from "../credential-api.ts";
 import { AppError } from "../../../src/service/errors.ts";
 import { fromBase64 } from "../../../src/pki/codec.ts";
 import type { CmcAnswer, CmcAuthority } from "./domain.ts";
@@ -72,38 +73,21 @@ export function cmcRoutes(authority: () => Promise<CmcAuthority>) {
 
 const Credential = v.object({ identification: v.string(), secret: v.string(), profile: v.string(), created_at: v.string() });
 const CredentialInfo = v.object({ identification: v.string(), profile: v.string(), created_at: v.string(), last_used_at: v.nullable(v.string()) });
-const ADMIN = ["pki:admin"];
-
 /** The tenant's CMC credentials (the tenant comes from the token), on the authenticated API. */
 export function cmcAdminApi(authority: () => Promise<CmcAuthority>) {
-  return new Elysia({ tags: ["cmc"] } as never)
-    .use(appBase)
-    .post(
-      "/cmc/credentials",
-      async ({ request, body, set }) => {
-        const out = await (await authority()).createCredential(principalOf(request).tenant, body.profile);
-        set.status = 201;
-        return out;
-      },
-      {
-        body: v.strictObject({ profile: v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,63}$/)) }),
-        response: { 201: Credential },
-        scopes: ADMIN,
-        detail: { summary: "A new CMC credential (identification and shared secret, the secret shown only now) for one of this tenant's CMC profiles" },
-      },
-    )
-    .get("/cmc/credentials", async ({ request }) => ({ items: (await (await authority()).store.credentials(principalOf(request).tenant)).map(({ tenant: _t, ...c }) => c) }), {
-      response: v.object({ items: v.array(CredentialInfo) }),
-      scopes: ADMIN,
-      detail: { summary: "This tenant's CMC credentials (never their secrets)" },
-    })
-    .delete(
-      "/cmc/credentials/:identification",
-      async ({ request, params, set }) => {
-        await (await authority()).deleteCredential(principalOf(request).tenant, params.identification);
-        set.status = 204;
-        return undefined;
-      },
-      { params: v.object({ identification: v.pipe(v.string(), v.regex(/^cmc_[A-Za-z0-9_-]{1,64}$/)) }), scopes: ADMIN, detail: { summary: "Delete a CMC credential" } },
-    );
+  return credentialAdminApi({
+    tag: "cmc",
+    idParam: "identification",
+    idPattern: /^cmc_[A-Za-z0-9_-]{1,64}$/,
+    created: Credential,
+    listed: CredentialInfo,
+    create: async (tenant, profile) => (await authority()).createCredential(tenant, profile),
+    list: async (tenant) => (await authority()).store.credentials(tenant),
+    remove: async (tenant, id) => (await authority()).deleteCredential(tenant, id),
+    summaries: {
+      create: "A new CMC credential (identification and shared secret, the secret shown only now) for one of this tenant's CMC profiles",
+      list: "This tenant's CMC credentials (never their secrets)",
+      remove: "Delete a CMC credential",
+    },
+  });
 }

@@ -3,20 +3,11 @@
  * Certificates and RA requests stay in pki_certificates and pki_requests; these only point at them.
  */
 import type { Kysely } from "kysely";
+import { createSealedCredentialTable } from "../credential-table.ts";
 
 export async function createCmpTables(db: Kysely<any>): Promise<void> {
-  // PBM shared secrets, one profile each. The MAC needs the secret itself, so it is stored
-  // barrier-encrypted (never as plaintext), bound to its key id.
-  await db.schema
-    .createTable("cmp_credentials")
-    .addColumn("kid", "text", (c) => c.primaryKey())
-    .addColumn("tenant", "text", (c) => c.notNull())
-    .addColumn("profile", "text", (c) => c.notNull())
-    .addColumn("secret_sealed", "blob", (c) => c.notNull())
-    .addColumn("created_at", "text", (c) => c.notNull())
-    .addColumn("last_used_at", "text")
-    .execute();
-  await db.schema.createIndex("cmp_credentials_by_tenant").on("cmp_credentials").columns(["tenant", "created_at"]).execute();
+  // PBM shared secrets, one profile each (the MAC needs the secret itself).
+  await createSealedCredentialTable(db, "cmp_credentials", "kid");
   // Every transaction id seen (a new request reusing one is refused: transactionIdInUse), and
   // what certConf and pollReq continue: the RA request, the certificate, who may continue it.
   await db.schema
