@@ -22,7 +22,8 @@ import {
   SignerInfos,
 } from "@peculiar/asn1-cms";
 import { derTlv } from "./leaf-signer.ts";
-import { oidDer } from "./der.ts";
+import { derContent, derRoot, oidDer } from "./der.ts";
+import { verifyBySpki } from "./csr.ts";
 import type * as x509 from "./x509.ts";
 
 export const SHA256_ALGORITHM_OID = "2.16.840.1.101.3.4.2.1";
@@ -90,4 +91,67 @@ export async function signedContent(contentType: string, content: Uint8Array, si
     signerInfos: new SignerInfos([await signerInfo(attrs, signer.cert.rawData, signer.sign)]),
   });
   return new Uint8Array(AsnConvert.serialize(new ContentInfo({ contentType: id_signedData, content: AsnConvert.serialize(signed) })));
+}
+
+/** PKCS#9 signed attributes every SignedData with signed attributes carries (RFC 5652 §11). */
+export const ATTR_CONTENT_TYPE = "1.2.840.113549.1.9.3";
+export const ATTR_MESSAGE_DIGEST = "1.2.840.113549.1.9.4";
+/** Digest algorithm OIDs a received SignerInfo may name, as WebCrypto hashes. */
+export const CMS_DIGESTS: Record<string, string> = {
+  "1.3.14.3.2.26": "SHA-1",
+  "2.16.840.1.101.3.4.2.1": "SHA-256",
+  "2.16.840.1.101.3.4.2.2": "SHA-384",
+  "2.16.840.1.101.3.4.2.3": "SHA-512",
+};
+
+/** The content bytes of a signed attribute's single DER value with `tag`, or undefined. */
+export function signedAttrValue(si: SignerInfo, oid: string, tag: number): Uint8Array | undefined {
+  const v = si.signedAttrs?.find((a) => a.attrType === oid)?.attrValues;
+  if (!v || v.length !== 1) return undefined;
+  try {
+    return derContent(derRoot(new Uint8Array(v[0]!), tag, "a signed attribute"), "a signed attribute").slice();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why a received SignerInfo did not verify; each caller answers in its protocol's own form. */
+export type SignerInfoFailure = "unsupported_digest" | "no_signed_attributes" | "content_type" | "digest_mismatch" | "unsupported_signature" | "bad_signature";
+
+/**
+ * Verifies a received SignerInfo with signed attributes over `content` (RFC 5652 §5.4): a known
+ * digest algorithm, the signed contentType when `contentType` is given, messageDigest equal to
+ * the content's hash, and the signature over the DER SET OF the attributes as received (each
+ * re-encoded from its received values, which gives those bytes back). RSA signatures must name
+ * one of `rsaSignatureOids` (any PKCS#1 algorithm when not given). Returns the failure, or
+ * undefined when it verifies.
+ */
+export async function verifySignerInfo(
+  si: SignerInfo,
+  content: Uint8Array,
+  spki: ArrayBuffer,
+  keyAlg: Algorithm & { namedCurve?: string },
+  opts: { contentType?: string; rsaSignatureOids?: readonly string[] } = {},
+): Promise<SignerInfoFailure | undefined> {
+  const ab = (b: Uint8Array) => b.slice().buffer as ArrayBuffer;
+  const hash = CMS_DIGESTS[si.digestAlgorithm.algorithm];
+  if (!hash) return "unsupported_digest";
+  if (!si.signedAttrs?.length) return "no_signed_attributes";
+  if (opts.contentType !== undefined) {
+    const type = signedAttrValue(si, ATTR_CONTENT_TYPE, 0x06);
+    if (!type || !Buffer.from(derTlv(0x06, type)).equals(Buffer.from(oidDer(opts.contentType)))) return "content_type";
+  }
+  const digest = new Uint8Array(await crypto.subtle.digest(hash, ab(content)));
+  const claimed = signedAttrValue(si, ATTR_MESSAGE_DIGEST, 0x04);
+  if (!claimed || !Buffer.from(claimed).equals(Buffer.from(digest))) return "digest_mismatch";
+  const kind = keyAlg.name === "ECDSA" ? "ecdsa" : keyAlg.name === "Ed25519" ? "ed25519" : "rsa";
+  const sigAlg = si.signatureAlgorithm.algorithm;
+  if (kind === "rsa" && !(opts.rsaSignatureOids ? opts.rsaSignatureOids.includes(sigAlg) : sigAlg.startsWith("1.2.840.113549.1.1."))) return "unsupported_signature";
+  const signedAttrs = derTlv(0x31, ...si.signedAttrs.map((a) => new Uint8Array(AsnConvert.serialize(a))));
+  try {
+    if (await verifyBySpki(spki, keyAlg, { kind, hash }, ab(signedAttrs), ab(new Uint8Array(si.signature.buffer)))) return undefined;
+  } catch {
+    // a key or signature the runtime cannot read: not verified
+  }
+  return "bad_signature";
 }

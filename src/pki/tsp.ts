@@ -16,7 +16,7 @@ import { AlgorithmIdentifier } from "@peculiar/asn1-x509";
 import { AppError } from "../service/errors.ts";
 import { hashParametersOk, signDer, type CaKeyType } from "./signing.ts";
 import * as x509 from "./x509.ts";
-import { SHA256_ALGORITHM_OID, signerInfo } from "./cms-signer.ts";
+import { ATTR_CONTENT_TYPE, ATTR_MESSAGE_DIGEST, SHA256_ALGORITHM_OID, signerInfo } from "./cms-signer.ts";
 
 export const MAX_TSP_REQUEST_BYTES = 16 * 1024;
 const HASHES: Record<string, { name: string; length: number }> = {
@@ -24,8 +24,6 @@ const HASHES: Record<string, { name: string; length: number }> = {
   "2.16.840.1.101.3.4.2.2": { name: "SHA-384", length: 48 },
   "2.16.840.1.101.3.4.2.3": { name: "SHA-512", length: 64 },
 };
-const ATTR_CONTENT_TYPE = "1.2.840.113549.1.9.3";
-const ATTR_MESSAGE_DIGEST = "1.2.840.113549.1.9.4";
 const ATTR_SIGNING_CERT_V2 = "1.2.840.113549.1.9.16.2.47";
 /** DER of the OBJECT IDENTIFIER id-ct-TSTInfo (1.2.840.113549.1.9.16.1.4). */
 const TSTINFO_OID_DER = new Uint8Array([0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x04]);

@@ -11,10 +11,9 @@ import { AsnConvert } from "@peculiar/asn1-schema";
 import type { Certificate } from "@peculiar/asn1-x509";
 import { ContentInfo, id_signedData, SignedData, type SignerInfo } from "@peculiar/asn1-cms";
 import { AppError } from "../../../src/service/errors.ts";
-import { verifyBySpki } from "../../../src/pki/csr.ts";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
 import { derBytes, derChildren, derContent, derOid, derRoot, derSmallInt, intDer, oidDer, utf8Der, type DerNode } from "../../../src/pki/der.ts";
-import { signedContent, type ContentSigner } from "../../../src/pki/cms-signer.ts";
+import { CMS_DIGESTS, signedContent, verifySignerInfo, type ContentSigner } from "../../../src/pki/cms-signer.ts";
 import type * as x509 from "../../../src/pki/x509.ts";
 
 /** Content types and controls (RFC 5272 §3.2, §6). */
@@ -34,14 +33,8 @@ export const CMC_STATUS = { success: 0, failed: 2, pending: 3, noSupport: 4 } as
 /** CMCFailInfo (RFC 5272 §6.1.4). */
 export const CMC_FAIL = { badAlg: 0, badMessageCheck: 1, badRequest: 2, badTime: 3, badCertId: 4, unsupportedExt: 5, badIdentity: 7, popFailed: 9, internalCAError: 11, tryLater: 12, authDataFail: 13 } as const;
 
-const ATTR_CONTENT_TYPE = "1.2.840.113549.1.9.3";
-const ATTR_MESSAGE_DIGEST = "1.2.840.113549.1.9.4";
-const DIGESTS: Record<string, string> = {
-  "1.3.14.3.2.26": "SHA-1",
-  "2.16.840.1.101.3.4.2.1": "SHA-256",
-  "2.16.840.1.101.3.4.2.2": "SHA-384",
-  "2.16.840.1.101.3.4.2.3": "SHA-512",
-};
+/** RSA signatures a Full PKI Request may carry: rsaEncryption and PKCS#1 v1.5 with SHA-1/256/384/512. */
+const RSA_PKCS1_V15 = ["1.2.840.113549.1.1.1", "1.2.840.113549.1.1.5", "1.2.840.113549.1.1.11", "1.2.840.113549.1.1.12", "1.2.840.113549.1.1.13"];
 /** HMACs of identityProofV2's macAlgId (RFC 4231 / RFC 8018 OIDs), as WebCrypto hashes. */
 const HMACS: Record<string, string> = {
   "1.2.840.113549.2.7": "SHA-1",
@@ -117,7 +110,7 @@ export function readIdentityProofV2(n: DerNode): IdentityProofV2 {
   const [proofAlg, macAlg, witness, ...more] = derChildren(n, what);
   if (!proofAlg || !macAlg || !witness || more.length) throw malformed(`${what} is not as expected`);
   const algOid = (a: DerNode) => derOid(derChildren(a, what, undefined)[0] ?? a, what);
-  const proofHash = DIGESTS[algOid(proofAlg)];
+  const proofHash = CMS_DIGESTS[algOid(proofAlg)];
   const macHash = HMACS[algOid(macAlg)];
   if (!proofHash || !macHash) throw new AppError("unsupported_algorithm", "identityProofV2: unsupported hash or MAC algorithm");
   return { proofHash, macHash, witness: derContent(witness, what, 0x04) };
@@ -167,47 +160,18 @@ function octetStringValue(der: Uint8Array): Uint8Array {
   return new Uint8Array(Buffer.concat(derChildren(n, what, [0x04]).map((c) => derContent(c, what))));
 }
 
-/** The content bytes of a signed attribute's DER value with one of `tags`, or undefined. */
-function attrValue(si: SignerInfo, oid: string, tag: number): Uint8Array | undefined {
-  const v = si.signedAttrs?.find((a) => a.attrType === oid)?.attrValues;
-  if (!v || v.length !== 1) return undefined;
-  try {
-    const b = new Uint8Array(v[0]!);
-    const n = derRoot(b, tag, "a signed attribute");
-    return derContent(n, "a signed attribute").slice();
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Verifies the request's SignerInfo with a public key: signed attributes required, their
  * contentType id-cct-PKIData and messageDigest the content's hash, the signature over their
  * DER SET OF as received (RFC 5652 §5.4). Throws `signature_invalid` (400) when it does not verify.
  */
 export async function verifyRequestSignature(req: FullRequest, spki: ArrayBuffer, keyAlg: Algorithm & { namedCurve?: string }): Promise<void> {
-  const si = req.signer;
-  const hash = DIGESTS[si.digestAlgorithm.algorithm];
-  if (!hash) throw malformed("unsupported digest algorithm");
-  if (!si.signedAttrs?.length) throw malformed("the SignerInfo must sign attributes");
-  const type = attrValue(si, ATTR_CONTENT_TYPE, 0x06);
-  if (!type || !Buffer.from(derTlv(0x06, type)).equals(Buffer.from(oidDer(CMC.pkiData)))) throw malformed("the signed contentType must be id-cct-PKIData");
-  const digest = new Uint8Array(await crypto.subtle.digest(hash, ab(req.content)));
-  const claimed = attrValue(si, ATTR_MESSAGE_DIGEST, 0x04);
-  const invalid = () => new AppError("signature_invalid", "the Full PKI Request's signature does not verify", { status: 400 });
-  if (!claimed || !Buffer.from(claimed).equals(Buffer.from(digest))) throw invalid();
-  const signedAttrs = derTlv(0x31, ...si.signedAttrs.map((a) => new Uint8Array(AsnConvert.serialize(a))));
-  const kind = keyAlg.name === "ECDSA" ? "ecdsa" : keyAlg.name === "Ed25519" ? "ed25519" : "rsa";
-  const sigAlg = si.signatureAlgorithm.algorithm;
-  const rsaOk = sigAlg === "1.2.840.113549.1.1.1" || ["1.2.840.113549.1.1.5", "1.2.840.113549.1.1.11", "1.2.840.113549.1.1.12", "1.2.840.113549.1.1.13"].includes(sigAlg);
-  if (kind === "rsa" && !rsaOk) throw new AppError("unsupported_algorithm", "RSA signatures are PKCS#1 v1.5 here");
-  let ok = false;
-  try {
-    ok = await verifyBySpki(spki, keyAlg, { kind, hash }, ab(signedAttrs), ab(new Uint8Array(si.signature.buffer)));
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw invalid();
+  const failure = await verifySignerInfo(req.signer, req.content, spki, keyAlg, { contentType: CMC.pkiData, rsaSignatureOids: RSA_PKCS1_V15 });
+  if (failure === "unsupported_digest") throw malformed("unsupported digest algorithm");
+  if (failure === "no_signed_attributes") throw malformed("the SignerInfo must sign attributes");
+  if (failure === "content_type") throw malformed("the signed contentType must be id-cct-PKIData");
+  if (failure === "unsupported_signature") throw new AppError("unsupported_algorithm", "RSA signatures are PKCS#1 v1.5 here");
+  if (failure) throw new AppError("signature_invalid", "the Full PKI Request's signature does not verify", { status: 400 });
 }
 
 /** One TaggedAttribute's DER. */

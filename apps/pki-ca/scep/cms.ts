@@ -36,10 +36,9 @@ import {
   SignerInfos,
 } from "@peculiar/asn1-cms";
 import { AppError } from "../../../src/service/errors.ts";
-import { verifyBySpki } from "../../../src/pki/csr.ts";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
 import * as x509 from "../../../src/pki/x509.ts";
-import { signerInfo } from "../../../src/pki/cms-signer.ts";
+import { ATTR_CONTENT_TYPE, ATTR_MESSAGE_DIGEST, signerInfo, verifySignerInfo } from "../../../src/pki/cms-signer.ts";
 
 /** SCEP attribute OIDs (id-attributes, RFC 8894 §3.2.1). */
 export const SCEP_ATTR = {
@@ -54,15 +53,7 @@ export const MESSAGE_TYPE = { CertRep: "3", RenewalReq: "17", PKCSReq: "19", Cer
 export const PKI_STATUS = { SUCCESS: "0", FAILURE: "2", PENDING: "3" } as const;
 export const FAIL_INFO = { badAlg: "0", badMessageCheck: "1", badRequest: "2", badTime: "3", badCertId: "4" } as const;
 
-const ATTR_CONTENT_TYPE = "1.2.840.113549.1.9.3";
-const ATTR_MESSAGE_DIGEST = "1.2.840.113549.1.9.4";
 const RSA_ENCRYPTION = "1.2.840.113549.1.1.1";
-const DIGESTS: Record<string, string> = {
-  "1.3.14.3.2.26": "SHA-1",
-  "2.16.840.1.101.3.4.2.1": "SHA-256",
-  "2.16.840.1.101.3.4.2.2": "SHA-384",
-  "2.16.840.1.101.3.4.2.3": "SHA-512",
-};
 const SHA256_OID = "2.16.840.1.101.3.4.2.1";
 /** Content ciphers SCEP clients use, by OID: node cipher name and key length. */
 const CIPHERS: Record<string, { name: string; keyLength: number }> = {
@@ -137,33 +128,19 @@ export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
     throw malformed("the signer's certificate cannot be read", cause);
   }
   const attr = (oid: string) => si.signedAttrs!.find((a) => a.attrType === oid)?.attrValues[0];
-  const hash = DIGESTS[si.digestAlgorithm.algorithm];
-  if (!hash) throw malformed("unsupported digest algorithm");
   const eContent = signed.encapContentInfo.eContent;
   const content = eContent?.single ? new Uint8Array(eContent.single.buffer) : eContent?.any ? new Uint8Array(eContent.any) : new Uint8Array(0);
-  const md = attr(ATTR_MESSAGE_DIGEST);
-  const digest = new Uint8Array(await crypto.subtle.digest(hash, ab(content)));
-  const claimed = md ? primitive(md, [0x04]) : undefined;
-  if (!claimed || !Buffer.from(claimed).equals(Buffer.from(digest))) throw malformed("the messageDigest does not match the content");
-  // Signed over the DER SET OF the attributes as received (RFC 5652 §5.4): each attribute's
-  // values are kept as their received bytes, so re-encoding them in order gives those bytes.
-  const raw = tlv(0x31, Buffer.concat(si.signedAttrs.map((a) => Buffer.from(AsnConvert.serialize(a)))));
   let keyAlg: Algorithm & { namedCurve?: string };
   try {
     keyAlg = signer.publicKey.algorithm as Algorithm & { namedCurve?: string };
   } catch (cause) {
     throw malformed("the signer's public key cannot be read", cause);
   }
-  const kind = keyAlg.name === "ECDSA" ? "ecdsa" : keyAlg.name === "Ed25519" ? "ed25519" : "rsa";
-  const sigAlg = si.signatureAlgorithm.algorithm;
-  if (kind === "rsa" && sigAlg !== RSA_ENCRYPTION && !sigAlg.startsWith("1.2.840.113549.1.1.")) throw malformed("unsupported signature algorithm");
-  let ok = false;
-  try {
-    ok = await verifyBySpki(signer.publicKey.rawData, keyAlg, { kind, hash }, ab(raw), ab(new Uint8Array(si.signature.buffer)));
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw new AppError("signature_invalid", "the message signature does not verify", { status: 400 });
+  const failure = await verifySignerInfo(si, content, signer.publicKey.rawData, keyAlg);
+  if (failure === "unsupported_digest") throw malformed("unsupported digest algorithm");
+  if (failure === "digest_mismatch") throw malformed("the messageDigest does not match the content");
+  if (failure === "unsupported_signature") throw malformed("unsupported signature algorithm");
+  if (failure) throw new AppError("signature_invalid", "the message signature does not verify", { status: 400 });
   const text = (oid: string) => {
     const v = attr(oid);
     const b = v ? primitive(v, [0x13, 0x0c, 0x16]) : undefined;
