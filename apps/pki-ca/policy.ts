@@ -15,6 +15,7 @@
 import type { ParsedCsr } from "../../src/pki/csr.ts";
 import * as x509 from "../../src/pki/x509.ts";
 import type { Profile } from "./config.ts";
+import { ipBytes, ipInRange } from "../../src/net/addresses.ts";
 
 export interface Reason {
   code: string;
@@ -29,53 +30,8 @@ export function dnsMatches(pattern: string, name: string): boolean {
   return name === pattern;
 }
 
-/** Parses an IPv4 or IPv6 address to 4 or 16 bytes, or undefined. */
-export function ipBytes(ip: string): Uint8Array | undefined {
-  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(ip)) {
-    const parts = ip.split(".").map(Number);
-    return parts.every((p) => p <= 255) ? new Uint8Array(parts) : undefined;
-  }
-  if (!/^[0-9a-fA-F:.]+$/.test(ip) || ip.split("::").length > 2) return undefined;
-  let [head, tail] = ip.includes("::") ? ip.split("::") : [ip, undefined];
-  const parse = (s: string | undefined) => (s ? s.split(":") : []);
-  let h = parse(head);
-  let t = parse(tail);
-  const v4 = (arr: string[]) => {
-    const last = arr[arr.length - 1];
-    if (last?.includes(".")) {
-      const b = ipBytes(last);
-      if (!b || b.length !== 4) return undefined;
-      arr.splice(arr.length - 1, 1, ((b[0]! << 8) | b[1]!).toString(16), ((b[2]! << 8) | b[3]!).toString(16));
-    }
-    return arr;
-  };
-  if (tail === undefined) h = v4(h) ?? [];
-  else t = v4(t) ?? [];
-  const groups = tail === undefined ? h : [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill("0"), ...t];
-  if (groups.length !== 8 || (tail !== undefined && h.length + t.length > 7)) return undefined;
-  const out = new Uint8Array(16);
-  for (let i = 0; i < 8; i++) {
-    if (!/^[0-9a-fA-F]{1,4}$/.test(groups[i]!)) return undefined;
-    const n = parseInt(groups[i]!, 16);
-    out[i * 2] = n >> 8;
-    out[i * 2 + 1] = n & 0xff;
-  }
-  return out;
-}
-
-/** True when `ip` lies in the CIDR range. */
-export function ipInRange(range: string, ip: string): boolean {
-  const [base, bitsText] = range.split("/");
-  const a = ipBytes(base!);
-  const b = ipBytes(ip);
-  const bits = Number(bitsText);
-  if (!a || !b || a.length !== b.length || bits > a.length * 8) return false;
-  for (let i = 0; i < bits; i++) {
-    const mask = 0x80 >> i % 8;
-    if ((a[i >> 3]! & mask) !== (b[i >> 3]! & mask)) return false;
-  }
-  return true;
-}
+// IP parsing and ranges are the suite's (src/net), shared with outbound address checks.
+export { ipBytes, ipInRange };
 
 /** Well-known extension names accepted in `required_extensions` / `forbidden_extensions`. */
 export const EXTENSION_OIDS: Record<string, string> = {

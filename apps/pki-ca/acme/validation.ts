@@ -21,25 +21,14 @@ import { createHash } from "node:crypto";
 import { lookup, Resolver } from "node:dns/promises";
 import { connect, type TLSSocket } from "node:tls";
 import * as x509 from "../../../src/pki/x509.ts";
-import { ipBytes, ipInRange } from "../policy.ts";
+import { ipBytes } from "../policy.ts";
+import { isNonPublicAddress } from "../../../src/net/addresses.ts";
 import { AcmeProblem } from "./problem.ts";
 import type { AcmeConfig } from "./config.ts";
 
+export { isNonPublicAddress };
+
 const MAX_BODY = 8 * 1024;
-
-/** Ranges a validation never connects to unless private addresses are allowed. */
-const NON_PUBLIC = [
-  "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24",
-  "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-  "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "ff00::/8",
-];
-
-/** True when the address is loopback, private, link-local, reserved, documentation or multicast. */
-export function isNonPublicAddress(ip: string): boolean {
-  const b = ipBytes(ip);
-  if (!b) return true;
-  return NON_PUBLIC.some((r) => (r.includes(":") ? b.length === 16 : b.length === 4) && ipInRange(r, ip));
-}
 
 /** The acmeIdentifier extension of a tls-alpn-01 certificate (RFC 8737 §6.1). */
 const ACME_IDENTIFIER_OID = "1.3.6.1.5.5.7.1.31";
