@@ -29,6 +29,8 @@ export interface Channel {
   name: string;
   /** The event types it takes; unset: all. */
   events?: string[];
+  /** Takes only events emitted to it by name (`Notifier.emit(..., to)`), never the others. */
+  direct?: boolean;
   /** Delays before each retry on this channel (default: the notifier's). */
   retryDelaysMs?: number[];
   send(n: Notification): Promise<void>;

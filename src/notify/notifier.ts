@@ -68,17 +68,21 @@ export class Notifier {
     this.channels.push(...channels);
   }
 
-  /** Whether any channel is configured (an app may skip work whose only use is a notice). */
+  /** Whether any channel takes broadcast events (an app may skip work whose only use is a notice). */
   get active(): boolean {
-    return this.channels.length > 0;
+    return this.channels.some((c) => !c.direct);
   }
 
-  /** Queues `type` for every channel subscribed to it; returns at once. */
-  emit(type: string, tenant: string, data: Record<string, unknown>): void {
+  /**
+   * Queues `type` for every channel subscribed to it; returns at once. With `to`, for that one
+   * channel only: an app's own delivery (identity-authz's back-channel logout) whose data is for
+   * its recipient, not for the operators' channels, yet gets the same retries and dead letters.
+   */
+  emit(type: string, tenant: string, data: Record<string, unknown>, to?: string): void {
     if (this.stopped) return;
     const n: Notification = { id: crypto.randomUUID(), type, created_at: new Date().toISOString(), tenant, data };
     for (const c of this.channels) {
-      if (c.events && !c.events.includes(type)) continue;
+      if (to !== undefined ? c.name !== to : (c.direct || (c.events && !c.events.includes(type)))) continue;
       this.track(this.deliver(c, n));
     }
   }

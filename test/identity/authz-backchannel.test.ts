@@ -10,8 +10,9 @@ import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { createLocalJWKSet, jwtVerify } from "jose";
 import { identityAuthz } from "../../apps/identity-authz/service.ts";
 import { Authz } from "../../apps/identity-authz/domain/authz.ts";
-import { BackchannelLogout, BACKCHANNEL_LOGOUT_EVENT } from "../../apps/identity-authz/domain/backchannel-logout.ts";
+import { BackchannelLogout, BACKCHANNEL_LOGOUT_CHANNEL, BACKCHANNEL_LOGOUT_EVENT } from "../../apps/identity-authz/domain/backchannel-logout.ts";
 import { createLogger } from "../../src/service/log.ts";
+import { Notifier } from "../../src/notify/notifier.ts";
 import { quiet, startTestService, type TestService } from "../support/service.ts";
 
 setDefaultTimeout(60_000);
@@ -54,21 +55,25 @@ const client = (name: string, uri: string) =>
     backchannel_logout_session_required: true,
   } as never);
 
-const sender = () =>
-  new BackchannelLogout(authz.store, authz.registry, authz.keys, (t) => authz.issuer(t), () => undefined, createLogger({ level: "debug", service: "test", sink: (l) => lines.push(l) }), [20, 20]);
+/** A sender on a notifier of its own (dead letters in memory), retrying after 20 ms twice. */
+const sender = () => {
+  const logger = createLogger({ level: "debug", service: "test", sink: (l) => lines.push(l) });
+  const notifier = new Notifier([], { logger, retryDelaysMs: [20, 20] });
+  return { bl: new BackchannelLogout(authz.store, authz.registry, authz.keys, (t) => authz.issuer(t), () => undefined, logger, notifier), notifier };
+};
 
 test("each client of the ended session gets one token, retried after a refusal with a fresh jti; the rows are taken", async () => {
   const app = await client("app", `http://127.0.0.1:${receiver.port}/bcl`);
   const other = await client("other", `http://127.0.0.1:${receiver.port}/bcl`);
   const silent = await authz.registry.createClient(T, { client_name: "no uri", grant_types: ["authorization_code"], redirect_uris: ["https://x.example/cb"] } as never);
-  const bl = sender();
+  const { bl, notifier } = sender();
   const sid = "S".repeat(43);
   for (const c of [app, other, silent]) await bl.joined(T, sid, "user-1", c.client_id, Math.floor(Date.now() / 1000) + 600);
   await bl.joined(T, "O".repeat(43), "user-2", app.client_id, Math.floor(Date.now() / 1000) + 600);
 
   answers = [503];
   expect(await bl.sessionEnded(T, { sid })).toBe(2);
-  await bl.settle();
+  await notifier.settle();
   expect(received.map((r) => r.status)).toEqual([503, 200, 200]);
   // Nothing left of that session: a second end tells no one; the other session is untouched.
   expect(await bl.sessionEnded(T, { sid })).toBe(0);
@@ -95,15 +100,15 @@ test("a client that never answers ends in the dead letters; the log names the cl
   const uri = `http://127.0.0.1:${closed.port}/bcl`;
   closed.stop(true);
   const gone = await client("gone", uri);
-  const bl = sender();
+  const { bl, notifier } = sender();
   await bl.joined(T, "G".repeat(43), "user-3", gone.client_id, Math.floor(Date.now() / 1000) + 600);
   await bl.joined(T, "H".repeat(43), "user-3", gone.client_id, Math.floor(Date.now() / 1000) + 600);
   // Every session of a user (a disabled user), here two.
   expect(await bl.sessionEnded(T, { subject: "user-3" })).toBe(2);
-  await bl.settle();
-  const dead = await bl.deadLetters();
+  await notifier.settle();
+  const dead = await notifier.deadLetters();
   expect(dead.length).toBe(2);
-  expect(dead.every((d) => d.client_id === gone.client_id && d.attempts === 3)).toBe(true);
+  expect(dead.every((d) => d.notification.data.client_id === gone.client_id && d.attempts === 3 && d.channel === BACKCHANNEL_LOGOUT_CHANNEL)).toBe(true);
   const warned = lines.filter((l) => l.includes("dead-lettered"));
   expect(warned.length).toBe(2);
   for (const l of warned) {
@@ -113,6 +118,6 @@ test("a client that never answers ends in the dead letters; the log names the cl
 });
 
 test("a session nobody signed in to tells no one", async () => {
-  expect(await sender().sessionEnded("nobody", { subject: "x" })).toBe(0);
-  expect(await sender().sessionEnded(T, { sid: "N".repeat(43) })).toBe(0);
+  expect(await sender().bl.sessionEnded("nobody", { subject: "x" })).toBe(0);
+  expect(await sender().bl.sessionEnded(T, { sid: "N".repeat(43) })).toBe(0);
 });

@@ -97,6 +97,20 @@ describe("channels", () => {
     writeFileSync(join(dir, "short.secret"), "short");
     expect(() => webhookChannel({ url: url("hook"), secret_file: join(dir, "short.secret") })).toThrow(/32 bytes/);
   });
+
+  test("an event emitted to one channel by name reaches only it; a direct channel takes no broadcast event", async () => {
+    hits.hook!.length = 0;
+    const own: string[] = [];
+    const n = new Notifier([webhookChannel({ url: url("hook"), secret_file: join(dir, "hook.secret") })], { retryDelaysMs: [5] });
+    n.addChannels([{ name: "own", direct: true, send: async (x) => void own.push(x.type) }]);
+    expect(n.active).toBe(true);
+    n.emit("session.ended", "acme", { sid: "s1" }, "own");
+    n.emit("certificate.revoked", "acme", { serial: "02" });
+    await n.settle();
+    expect(own).toEqual(["session.ended"]);
+    expect(hits.hook!.map((h) => JSON.parse(h.body).type)).toEqual(["certificate.revoked"]);
+    expect(new Notifier([{ name: "own", direct: true, send: async () => {} }]).active).toBe(false);
+  });
 });
 
 describe("pki-ca's notifications run on it", () => {

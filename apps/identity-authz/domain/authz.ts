@@ -61,8 +61,8 @@ export class Authz {
     const issuer = (t: string) => this.issuer(t);
     this.pairwise = new PairwiseSubjects(this.store, ctx.protector);
     this.tokens = new TokenService(this.store, this.registry, this.keys, ctx.protector, this.dpop, this.cfg, issuer, this.pairwise);
-    this.backchannel = new BackchannelLogout(this.store, this.registry, this.keys, issuer, caPem, ctx.logger);
-    ctx.onStop(() => this.backchannel.stop());
+    // On the service's notifier: the template stops it at shutdown and keeps its dead letters.
+    this.backchannel = new BackchannelLogout(this.store, this.registry, this.keys, issuer, caPem, ctx.logger, ctx.notifier);
     this.front = new AuthorizeService(this.store, this.registry, this.keys, this.tokens, ctx.protector, this.cfg, issuer, caPem, ctx.audit, this.clientAuth, this.backchannel);
     this.device = new DeviceService(this.store, ctx.protector, this.cfg, issuer);
     this.registration = new DynamicRegistration(this.store, this.registry, this.keys, issuer);

@@ -6,12 +6,16 @@
  * Guarantees: a logout token is a JWT of `typ: logout+jwt` signed with the tenant's key for the
  * client's ID token algorithm, carrying iss, aud (the client id), iat, exp (two minutes), a fresh
  * jti, the back-channel logout event, sid and sub, and never a nonce. Delivery runs in the
- * background (src/notify: retried after 1, 4 and 16 s, then dead-lettered), so the logout that
- * caused it never waits; a token is minted per attempt and never logged or kept.
+ * background on the service's notifier (src/notify), on a channel of its own that takes no
+ * other event and whose events reach no other channel: retried after each of
+ * `notifications.retry_seconds` (1, 4 and 16 s by default), then dead-lettered in the service's
+ * database, where `/admin/v1/notifications/dead-letters` lists, retries and discards them across
+ * restarts and instances. The logout that caused it never waits; a token is minted per attempt
+ * and never logged or kept (a dead letter holds the client, sid and sub only).
  */
 import type { Logger } from "../../../src/service/log.ts";
-import { Notifier } from "../../../src/notify/notifier.ts";
-import type { Channel, Notification } from "../../../src/notify/channels.ts";
+import type { Notifier } from "../../../src/notify/notifier.ts";
+import type { Notification } from "../../../src/notify/channels.ts";
 import { runtime } from "../../../src/runtime/index.ts";
 import type { AuthzStore, SessionClientRow } from "../store.ts";
 import type { KeyRing } from "./keys.ts";
@@ -21,6 +25,9 @@ import { nowS, randomToken } from "./crypto.ts";
 export const BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout";
 const LOGOUT_TOKEN_TTL_S = 120;
 const SEND_TIMEOUT_MS = 10_000;
+/** The notifier channel of logout deliveries, as dead letters name it. */
+export const BACKCHANNEL_LOGOUT_CHANNEL = "backchannel-logout";
+const EVENT = "backchannel_logout";
 
 export interface LogoutTokenClaims {
   iss: string;
@@ -35,8 +42,6 @@ export interface LogoutTokenClaims {
 }
 
 export class BackchannelLogout {
-  private readonly notifier: Notifier;
-
   constructor(
     private readonly store: AuthzStore,
     private readonly registry: Registry,
@@ -44,10 +49,10 @@ export class BackchannelLogout {
     private readonly issuer: (tenant: string) => string,
     private readonly caPem: () => string | undefined,
     private readonly logger: Logger,
-    retryDelaysMs?: number[],
+    /** The service's notifier (`ServiceContext.notifier`): its retries and its dead letters. */
+    private readonly notifier: Notifier,
   ) {
-    const channel: Channel = { name: "backchannel-logout", send: (n) => this.deliver(n) };
-    this.notifier = new Notifier([channel], { logger, retryDelaysMs });
+    notifier.addChannels([{ name: BACKCHANNEL_LOGOUT_CHANNEL, direct: true, send: (n) => this.deliver(n) }]);
   }
 
   /** Records that session `sid` of `sub` signed in to `clientId` (kept until `expiresAt`). */
@@ -74,7 +79,7 @@ export class BackchannelLogout {
       const client = await this.registry.client(tenant, r.client_id);
       if (!client?.backchannel_logout_uri) continue;
       // A pairwise client knows the user by another subject: its token names the session (sid) only.
-      this.notifier.emit("backchannel_logout", tenant, { client_id: r.client_id, sid: r.sid, ...(client.subject_type === "pairwise" ? {} : { sub: r.subject }) });
+      this.notifier.emit(EVENT, tenant, { client_id: r.client_id, sid: r.sid, ...(client.subject_type === "pairwise" ? {} : { sub: r.subject }) }, BACKCHANNEL_LOGOUT_CHANNEL);
       told++;
     }
     return told;
@@ -124,20 +129,5 @@ export class BackchannelLogout {
     }
     if (status < 200 || status > 299) throw new Error(`client ${d.client_id}: its back-channel logout URI answered ${status}`);
     this.logger.info("back-channel logout delivered", { tenant: n.tenant, client_id: d.client_id });
-  }
-
-  /** No new deliveries; those in flight stop retrying (the service is stopping). */
-  stop(): void {
-    this.notifier.stop();
-  }
-
-  /** Waits for deliveries in flight (tests, graceful stop). */
-  settle(): Promise<void> {
-    return this.notifier.settle();
-  }
-
-  /** Deliveries that failed every attempt (client and session only). */
-  async deadLetters() {
-    return (await this.notifier.deadLetters()).map((x) => ({ client_id: x.notification.data.client_id, error: x.error, attempts: x.attempts, at: x.at }));
   }
 }
