@@ -28,6 +28,18 @@ const backchannelUri = v.pipe(
   }, "the back-channel logout URI is https without a fragment"),
 );
 
+/**
+ * A request_uri a client registers (OIDC Registration `request_uris`, RFC 9101 §5.2): absolute
+ * https, at most 512 characters (OIDC Core §6.2); a fragment (the SHA-256 of the content, for
+ * caches) is allowed and ignored when a request_uri is matched.
+ */
+const requestUri = v.pipe(
+  v.string(),
+  v.maxLength(512),
+  v.url(),
+  v.check((u) => URL.canParse(u) && new URL(u).protocol === "https:", "request URIs are https"),
+);
+
 export const AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth", "none"] as const;
 /** The RFC 8705 methods: the client authenticates with its TLS certificate, on the mTLS endpoints only. */
 export const MTLS_AUTH_METHODS: readonly string[] = ["tls_client_auth", "self_signed_tls_client_auth"];
@@ -91,6 +103,8 @@ const clientFields = {
   backchannel_logout_uri: v.nullable(backchannelUri),
   /** The client needs `sid` in logout tokens (always sent here, so this only records the client's wish). */
   backchannel_logout_session_required: v.boolean(),
+  /** Where this client serves request objects by reference: the only `request_uri` values (besides PAR's) it may send. */
+  request_uris: v.pipe(v.array(requestUri), v.maxLength(20)),
 };
 
 export const CreateClient = v.strictObject({
@@ -120,6 +134,7 @@ export const CreateClient = v.strictObject({
   sector_identifier_uri: v.optional(clientFields.sector_identifier_uri, null),
   backchannel_logout_uri: v.optional(clientFields.backchannel_logout_uri, null),
   backchannel_logout_session_required: v.optional(clientFields.backchannel_logout_session_required, false),
+  request_uris: v.optional(clientFields.request_uris, []),
 });
 
 export const UpdateClient = v.strictObject(Object.fromEntries(Object.entries(clientFields).map(([k, s]) => [k, v.optional(s)])) as {

@@ -42,6 +42,13 @@ export const AuthzAppConfig = v.strictObject({
    * (the suite's API explorers, single-page apps); exact `https://host:port` origins.
    */
   cors_origins: v.optional(v.array(v.pipe(v.string(), v.regex(/^https:\/\/[^/?#]+$/, "an https origin without a path"))), []),
+  /** How long fetching a client's request_uri may take (connect, answer and body). */
+  request_uri_timeout_ms: v.optional(ttl(100, 60_000), 5000),
+  /**
+   * Fetch request_uris on loopback, private, link-local and reserved addresses too. Off: a name
+   * that resolves to any such address is refused. For development and tests only.
+   */
+  request_uri_allow_private_addresses: v.optional(v.boolean(), false),
   /** Create tenant `root` and client `bootstrap-admin` on first start. */
   bootstrap: v.optional(v.boolean(), true),
 });

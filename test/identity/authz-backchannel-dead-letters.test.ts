@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { createLocalJWKSet, jwtVerify } from "jose";
 import { followToClient, startAuthz, type TestAuthz } from "./support/authz.ts";
 import { tempDir } from "../support/service.ts";
-import { throwawayTls } from "../support/tls.ts";
+import { serveHttps, type TestHttpsServer } from "../support/tls.ts";
 import { runCli } from "../cli/support/suite.ts";
 import { BACKCHANNEL_LOGOUT_EVENT } from "../../apps/identity-authz/domain/backchannel-logout.ts";
 
@@ -28,8 +28,7 @@ const root = tempDir("cryptoutil-authz-bcdl-");
 const hookSecret = join(root, "ops-hook.secret");
 writeFileSync(hookSecret, crypto.getRandomValues(new Uint8Array(32)), { mode: 0o600 });
 
-let receiver: ReturnType<typeof Bun.serve>;
-let receiverCa: string;
+let receiver: TestHttpsServer;
 /** What the receiver answers at /bcl (the client's logout URI). */
 let bclStatus = 503;
 const hits: { path: string; body: string }[] = [];
@@ -45,10 +44,10 @@ const start = () =>
     overrides: (c) => {
       const app = c.app as { ca_file: string };
       const both = join(root, "authz-trust.pem");
-      writeFileSync(both, readFileSync(app.ca_file, "utf8") + receiverCa);
+      writeFileSync(both, readFileSync(app.ca_file, "utf8") + receiver.caPem);
       app.ca_file = both;
       c.notifications = {
-        webhooks: [{ url: `https://127.0.0.1:${receiver.port}/ops`, secret_file: hookSecret, ca_file: both }],
+        webhooks: [{ url: `${receiver.url}/ops`, secret_file: hookSecret, ca_file: both }],
         email: [],
         slack: [],
         retry_seconds: [0.05, 0.2],
@@ -72,17 +71,10 @@ async function until<X>(what: string, f: () => Promise<X | undefined>): Promise<
 }
 
 beforeAll(async () => {
-  const tls = await throwawayTls("bcl-receiver");
-  receiverCa = tls.caPem;
-  receiver = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    tls: tls.serve,
-    async fetch(req) {
-      const path = new URL(req.url).pathname;
-      hits.push({ path, body: await req.text() });
-      return new Response(null, { status: path === "/bcl" ? bclStatus : 204 });
-    },
+  receiver = await serveHttps("bcl-receiver", async (req) => {
+    const path = new URL(req.url).pathname;
+    hits.push({ path, body: await req.text() });
+    return new Response(null, { status: path === "/bcl" ? bclStatus : 204 });
   });
   authz = await start();
   await authz.createTenant(T);
@@ -91,7 +83,7 @@ beforeAll(async () => {
     grant_types: ["authorization_code"],
     redirect_uris: [CB],
     scopes: ["openid"],
-    backchannel_logout_uri: `https://127.0.0.1:${receiver.port}/bcl`,
+    backchannel_logout_uri: `${receiver.url}/bcl`,
     backchannel_logout_session_required: true,
   });
   clientId = c.client_id;
@@ -99,7 +91,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await authz?.stop();
-  receiver?.stop(true);
+  receiver?.stop();
 });
 
 test("a logout the client never accepts is dead-lettered durably: listed, kept across a restart, shown by the CLI, retried once it works", async () => {

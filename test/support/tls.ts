@@ -48,3 +48,19 @@ export async function clientCertificate(ca: SuiteCa, dir: string, name: string, 
   writeFileSync(keyFile, key, { mode: 0o600 });
   return { cert, key, certFile, keyFile };
 }
+
+/** A loopback HTTPS server run by a test (a client's receiver or document host), with its CA. */
+export interface TestHttpsServer {
+  server: ReturnType<typeof Bun.serve>;
+  /** `https://127.0.0.1:<port>` */
+  url: string;
+  caPem: string;
+  stop(): void;
+}
+
+/** Serves `fetch` over TLS 1.3 on a free loopback port with a throwaway CA named after `name`. */
+export async function serveHttps(name: string, fetch: (req: Request) => Response | Promise<Response>): Promise<TestHttpsServer> {
+  const tls = await throwawayTls(name);
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: tls.serve, fetch });
+  return { server, url: `https://127.0.0.1:${server.port}`, caPem: tls.caPem, stop: () => void server.stop(true) };
+}

@@ -28,6 +28,7 @@ const clientFields = (c?: ClientView): Field[] => [
   { name: "token_endpoint_auth_method", label: "Client authentication", type: "select", options: AUTH_METHODS, value: c?.token_endpoint_auth_method ?? "client_secret_basic" },
   { name: "backchannel_logout_uri", label: "Back-channel logout URI", value: c?.backchannel_logout_uri, placeholder: "https://app.example/backchannel-logout", empty: c ? "null" : "omit", hint: "Where logout tokens are sent when a user's session ends (OIDC Back-Channel Logout)" },
   { name: "backchannel_logout_session_required", label: "Logout tokens must carry sid", type: "checkbox", value: c?.backchannel_logout_session_required ?? false },
+  { name: "request_uris", label: "Request URIs", type: "list", value: c?.request_uris, placeholder: "https://app.example/requests/1", hint: "Where the client serves signed request objects by reference (needs its jwks or jwks_uri)" },
 ];
 
 function tenantsPage(authz: Authz): ConsolePage {
@@ -129,6 +130,7 @@ ${details([
   ["Tenant", tenant],
   ["Grant types", c.grant_types.join(", ")],
   ["Redirect URIs", c.redirect_uris.join(", ") || "none"],
+  ["Request URIs", c.request_uris.join(", ") || "none"],
   ["Scopes", c.scopes.join(" ") || "none"],
   ["Audiences", c.audiences.join(", ") || "none"],
   ["Client authentication", c.token_endpoint_auth_method],

@@ -24,6 +24,7 @@ import { AppError } from "../../../src/service/errors.ts";
 import { runtime } from "../../../src/runtime/index.ts";
 import type { AuditSender } from "../../../src/audit/sender.ts";
 import type { BackchannelLogout } from "./backchannel-logout.ts";
+import { fetchSmallDocument, OutboundRefused } from "../../../src/net/small-document.ts";
 
 export const PAR_PREFIX = "urn:ietf:params:oauth:request_uri:";
 const PAR_TTL_S = 60;
@@ -35,6 +36,10 @@ const PROMPTS = new Set(["none", "login", "consent", "select_account"]);
 /** RFC 9101 request objects: the signing algorithms accepted (never `none`), the longest lifetime, the claims that are not parameters. */
 export const REQUEST_OBJECT_ALGS = ["ES256", "RS256", "PS256", "EdDSA", "Ed25519"];
 const REQUEST_OBJECT_MAX_LIFETIME_S = 3600;
+/** The longest request object, by value or fetched by reference. */
+const REQUEST_OBJECT_MAX_CHARS = 16_384;
+/** OIDC Core §6.2: a request_uri is at most 512 ASCII characters. */
+const REQUEST_URI_MAX_CHARS = 512;
 const REQUEST_OBJECT_CLAIMS = new Set(["iss", "aud", "exp", "nbf", "iat", "jti", "sub"]);
 const IDP_ERRORS = new Set(["access_denied", "login_required", "consent_required", "interaction_required", "account_selection_required"]);
 
@@ -187,7 +192,7 @@ export class AuthorizeService {
   private async requestObject(tenant: string, client: RegisteredClient, jwt: string): Promise<Form> {
     const refuse = (d: string) => oauthError("invalid_request_object", d);
     if (!this.clientKeys || (!client.jwks && !client.jwks_uri)) throw refuse("the client has no registered keys (jwks or jwks_uri) to verify a request object");
-    if (jwt.length > 16_384) throw refuse("the request object is too long");
+    if (jwt.length > REQUEST_OBJECT_MAX_CHARS) throw refuse("the request object is too long");
     let payload: JWTPayload;
     let typ: string | undefined;
     try {
@@ -222,6 +227,38 @@ export class AuthorizeService {
     }
     form.set("client_id", client.client_id);
     return form;
+  }
+
+  /**
+   * RFC 9101 §5.2 / OIDC Core §6.2: a request object by reference. Only a URI the client
+   * registered in `request_uris` (compared exactly, fragments left out), fetched once per use
+   * under src/net/small-document.ts's rules (https, no redirects, `app.request_uri_timeout_ms`,
+   * 16 KiB, public addresses unless `app.request_uri_allow_private_addresses`), then verified
+   * exactly as a `request` value. A URI or fetch that fails is `invalid_request_uri`; an object
+   * that fails is `invalid_request_object`.
+   */
+  private async requestObjectByReference(tenant: string, client: RegisteredClient, uri: string): Promise<Form> {
+    const refuse = (d: string) => oauthError("invalid_request_uri", d);
+    if (uri.length > REQUEST_URI_MAX_CHARS) throw refuse(`request_uri is longer than ${REQUEST_URI_MAX_CHARS} characters`);
+    if (!URL.canParse(uri) || new URL(uri).protocol !== "https:") throw refuse("request_uri must be an https URL (or PAR's urn)");
+    if (!client.request_uris.length) throw refuse("this client registered no request_uris");
+    const bare = (u: string) => u.split("#", 1)[0]!;
+    const target = bare(uri);
+    if (!client.request_uris.some((r) => bare(r) === target)) throw refuse("request_uri is not registered for this client");
+    let jwt: string;
+    try {
+      jwt = await fetchSmallDocument(target, {
+        timeoutMs: this.cfg.request_uri_timeout_ms,
+        maxBytes: REQUEST_OBJECT_MAX_CHARS,
+        allowPrivate: this.cfg.request_uri_allow_private_addresses,
+        ca: this.caPem(),
+        accept: "application/oauth-authz-req+jwt",
+      });
+    } catch (e) {
+      if (e instanceof OutboundRefused) throw refuse(`request_uri could not be fetched: ${e.message}`);
+      throw e;
+    }
+    return this.requestObject(tenant, client, jwt.trim());
   }
 
   /** PAR (RFC 9126): the client is already authenticated; errors are JSON, not redirects. */
@@ -263,20 +300,26 @@ export class AuthorizeService {
     let params: AuthParams;
     const requestUri = q.get("request_uri");
     const jwt = q.get("request");
-    if (jwt !== undefined) {
-      if (requestUri !== undefined) throw new FrontChannelError("invalid_request", "request and request_uri cannot both be given", { status: 400 });
+    const pushed = requestUri?.startsWith(PAR_PREFIX) ?? false;
+    // The redirect URI inside an unverified object is not trusted: its refusals are shown, never redirected.
+    const shown = async (object: () => Promise<Form>) => {
       try {
-        q = await this.requestObject(tenant, client, jwt);
+        return await object();
       } catch (e) {
-        // The redirect URI inside an unverified object is not trusted: shown, never redirected.
         if (e instanceof AppError) throw new FrontChannelError(e.code, e.message, { status: 400 });
         throw e;
       }
+    };
+    if (jwt !== undefined) {
+      if (requestUri !== undefined) throw new FrontChannelError("invalid_request", "request and request_uri cannot both be given", { status: 400 });
+      q = await shown(() => this.requestObject(tenant, client, jwt));
+    } else if (requestUri !== undefined && !pushed) {
+      q = await shown(() => this.requestObjectByReference(tenant, client, requestUri));
     } else if (requestUri === undefined && client.require_signed_request_object) {
-      throw new FrontChannelError("invalid_request", "this client must send a signed request object (request, or request_uri from PAR)", { status: 400 });
+      throw new FrontChannelError("invalid_request", "this client must send a signed request object (request, request_uri, or request_uri from PAR)", { status: 400 });
     }
-    if (requestUri !== undefined) {
-      if (!requestUri.startsWith(PAR_PREFIX) || requestUri.length > 200) throw new FrontChannelError("invalid_request_uri", "request_uri is not valid", { status: 400 });
+    if (requestUri !== undefined && pushed) {
+      if (requestUri.length > 200) throw new FrontChannelError("invalid_request_uri", "request_uri is not valid", { status: 400 });
       const id = await sha256Hex(requestUri.slice(PAR_PREFIX.length));
       const row = await this.store.takeAuthRequest(tenant, id, "par");
       if (!row || row.client_id !== client.client_id) throw new FrontChannelError("invalid_request_uri", "request_uri is unknown, expired or used", { status: 400 });

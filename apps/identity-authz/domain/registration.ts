@@ -159,6 +159,7 @@ export class DynamicRegistration {
       require_signed_request_object: bool(m.require_signed_request_object, "require_signed_request_object") ?? false,
       subject_type: str(m.subject_type, "subject_type", 16) ?? "public",
       sector_identifier_uri: str(m.sector_identifier_uri, "sector_identifier_uri", 2000) ?? null,
+      request_uris: strings(m.request_uris, "request_uris") ?? [],
     };
     const r = v.safeParse(CreateClient, input);
     if (!r.success) {
@@ -186,6 +187,7 @@ export class DynamicRegistration {
       require_signed_request_object: c.require_signed_request_object,
       subject_type: c.subject_type,
       ...(c.sector_identifier_uri ? { sector_identifier_uri: c.sector_identifier_uri } : {}),
+      ...(c.request_uris.length ? { request_uris: c.request_uris } : {}),
       ...(c.jwks ? { jwks: c.jwks } : {}),
       ...(c.jwks_uri ? { jwks_uri: c.jwks_uri } : {}),
       registration_client_uri: `${this.issuer(tenant)}/register/${c.client_id}`,

@@ -42,6 +42,7 @@ const FIELD_DEFAULTS = {
   sector_identifier_uri: null,
   backchannel_logout_uri: null,
   backchannel_logout_session_required: false,
+  request_uris: [],
 } satisfies Partial<ClientDoc>;
 
 function check(doc: ClientDoc): void {
@@ -58,6 +59,7 @@ function check(doc: ClientDoc): void {
   }
   if (doc.jwks && doc.jwks_uri) throw new AppError("validation_failed", "give jwks or jwks_uri, not both");
   if (doc.require_signed_request_object && !doc.jwks && !doc.jwks_uri) throw new AppError("validation_failed", "require_signed_request_object needs jwks or jwks_uri (the keys request objects are signed with)");
+  if (doc.request_uris.length && !doc.jwks && !doc.jwks_uri) throw new AppError("validation_failed", "request_uris needs jwks or jwks_uri (the keys request objects are signed with)");
   if (m === "none" && doc.grant_types.includes("client_credentials")) {
     throw new AppError("validation_failed", "a public client (auth method none) cannot use client_credentials");
   }

@@ -152,7 +152,9 @@ export function oauthRoutes(authz: Authz, logger: Logger) {
         request_parameter_supported: true,
         request_object_signing_alg_values_supported: REQUEST_OBJECT_ALGS,
         require_signed_request_object: false,
-        request_uri_parameter_supported: false,
+        // Remote request_uri values (RFC 9101 §5.2): only those the client registered in request_uris.
+        request_uri_parameter_supported: true,
+        require_request_uri_registration: true,
         claims_parameter_supported: false,
         // RFC 8705: certificate-bound tokens and client certificates, on the mTLS listener only
         // (the public listener cannot see client certificates).
