@@ -10,9 +10,10 @@
  * names under `localhost` count as loopback without a lookup. Failures are `OutboundRefused`
  * with a reason fit for the requester (no stack, no address).
  *
- * Not guaranteed: the connection goes through the runtime's fetch, which resolves the name once
- * more; a DNS answer that changes between the check and the connection (rebinding) is not
- * caught here.
+ * The connection goes to a checked address (`runtime.fetchAt`, the name kept for TLS and Host),
+ * the others tried in turn if it fails, so a DNS answer that changes after the check (rebinding)
+ * cannot redirect it. Not on Deno, whose fetch cannot choose the address
+ * (`runtime.pinsAddresses` false): there the name is resolved once more.
  */
 import { lookup } from "node:dns/promises";
 import { runtime } from "../runtime/index.ts";
@@ -36,11 +37,15 @@ export interface SmallDocumentOptions {
 
 const systemResolve = async (host: string) => (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
 
-/** Refuses `host` unless every address it has is public (or private ones are allowed). */
-async function checkHost(host: string, o: SmallDocumentOptions, deadline: AbortSignal): Promise<void> {
+/**
+ * The addresses of a host name (IPv4 first) once every one of them is public (or private ones
+ * are allowed); undefined for an IP literal that passes.
+ */
+async function checkHost(host: string, o: SmallDocumentOptions, deadline: AbortSignal): Promise<string[] | undefined> {
   const bare = host.startsWith("[") ? host.slice(1, -1) : host;
   let addresses: string[];
-  if (ipBytes(bare)) addresses = [bare];
+  const literal = ipBytes(bare) !== undefined;
+  if (literal) addresses = [bare];
   else if (bare === "localhost" || bare.endsWith(".localhost")) addresses = ["127.0.0.1"];
   else {
     try {
@@ -54,6 +59,7 @@ async function checkHost(host: string, o: SmallDocumentOptions, deadline: AbortS
     if (!addresses.length) throw new OutboundRefused(`${bare} does not resolve`);
   }
   if (!o.allowPrivate && addresses.some(isNonPublicAddress)) throw new OutboundRefused(`${bare} is a loopback, private or reserved address, which is not fetched`);
+  return literal ? undefined : [...addresses.filter((a) => !a.includes(":")), ...addresses.filter((a) => a.includes(":"))];
 }
 
 /** GETs `url` under the rules above; resolves to the body as text. */
@@ -67,16 +73,23 @@ export async function fetchSmallDocument(url: string, o: SmallDocumentOptions): 
   if (u.protocol !== "https:") throw new OutboundRefused("only https URLs are fetched");
   if (u.username || u.password) throw new OutboundRefused("URLs with credentials are not fetched");
   const deadline = AbortSignal.timeout(o.timeoutMs);
-  await checkHost(u.hostname, o, deadline);
-  let res: Response;
-  try {
-    res = await runtime.fetch(u, { headers: { accept: o.accept ?? "*/*" }, redirect: "manual", signal: deadline }, { ca: o.ca });
-  } catch (e) {
-    if (deadline.aborted) throw new OutboundRefused(`no answer within ${o.timeoutMs} ms`);
-    throw new OutboundRefused(`the connection failed (${e instanceof Error ? e.name : "error"})`);
+  const addresses = await checkHost(u.hostname, o, deadline);
+  const init: RequestInit = { headers: { accept: o.accept ?? "*/*" }, redirect: "manual", signal: deadline };
+  let res: Response | undefined;
+  let failure = "";
+  for (const address of addresses ?? [undefined]) {
+    try {
+      res = await (address === undefined ? runtime.fetch(u, init, { ca: o.ca }) : runtime.fetchAt(u, address, init, { ca: o.ca }));
+      break;
+    } catch (e) {
+      if (deadline.aborted) throw new OutboundRefused(`no answer within ${o.timeoutMs} ms`);
+      failure = e instanceof Error ? e.name : "error";
+    }
   }
+  if (!res) throw new OutboundRefused(`the connection failed (${failure})`);
+  const answer = res;
   const refuse = async (why: string): Promise<never> => {
-    await res.body?.cancel().catch(() => undefined);
+    await answer.body?.cancel().catch(() => undefined);
     throw new OutboundRefused(why);
   };
   if (res.status >= 300 && res.status < 400) return refuse(`the server answered a redirect (${res.status}), which is not followed`);

@@ -33,6 +33,16 @@ function fetchWith(url: string | URL, init?: RequestInit, tls?: FetchTls): Promi
   return fetch(url, { ...init, tls: { ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}) } } as RequestInit);
 }
 
+/** Bun's fetch takes the TLS server name per request: the URL names the address, the name stays the name. */
+function fetchAt(url: URL, address: string, init?: RequestInit, tls?: FetchTls): Promise<Response> {
+  const at = new URL(url);
+  at.hostname = address.includes(":") ? `[${address}]` : address;
+  const headers = new Headers(init?.headers);
+  headers.set("host", url.host);
+  const options = { ...(tls?.ca ? { ca: tls.ca } : {}), ...(tls?.cert ? { cert: tls.cert, key: tls.key } : {}), serverName: url.hostname.replace(/^\[|\]$/g, "") };
+  return fetch(at, { ...init, headers, tls: options } as RequestInit);
+}
+
 async function openSqlite(path: string): Promise<SqliteEngine> {
   const { Database } = await import("bun:sqlite");
   const db = new Database(path, { create: true, readwrite: true });
@@ -56,4 +66,4 @@ async function openSqlite(path: string): Promise<SqliteEngine> {
   };
 }
 
-export const bunRuntime: Runtime = { name: "bun", serve, fetch: fetchWith, openSqlite };
+export const bunRuntime: Runtime = { name: "bun", serve, fetch: fetchWith, fetchAt, pinsAddresses: true, openSqlite };

@@ -112,5 +112,8 @@ export const denoRuntime: Runtime = {
   name: "deno",
   serve: (o) => (o.tls ? serveTls(o as ServeOptions & { tls: { cert: string; key: string } }) : servePlain(o)),
   fetch: fetchWith,
+  // Deno's HTTP client takes no TLS server name apart from the URL: the name is resolved again.
+  fetchAt: (url, _address, init, tls) => fetchWith(url, init, tls),
+  pinsAddresses: false,
   openSqlite: openLibsql,
 };

@@ -55,6 +55,14 @@ export interface Runtime {
   serve(opts: ServeOptions): Promise<HttpServer>;
   /** `fetch`, verifying the server with `tls.ca` and presenting `tls.cert`/`tls.key` when asked. */
   fetch(url: string | URL, init?: RequestInit, tls?: FetchTls): Promise<Response>;
+  /**
+   * `fetch` of an https `url` over a connection to `address`, an IP the caller resolved and
+   * checked, with the URL's host name as TLS server name, certificate name and Host header: a
+   * second DNS answer cannot send the request elsewhere. `pinsAddresses` says whether this
+   * runtime does so; where it is false, the runtime resolves the name once more.
+   */
+  fetchAt(url: URL, address: string, init?: RequestInit, tls?: FetchTls): Promise<Response>;
+  readonly pinsAddresses: boolean;
   /** Opens an embedded SQLite-format database file (or ":memory:"). */
   openSqlite(path: string): Promise<SqliteEngine>;
 }

@@ -2,9 +2,11 @@
  * src/net/small-document.ts: which hosts are refused before any connection (loopback, private,
  * link-local, mapped and reserved addresses, names under localhost, names resolving to any such
  * address, http, credentials in the URL), and, against a real HTTPS server run by the test, the
- * body cap on a streamed answer without Content-Length.
+ * body cap on a streamed answer without Content-Length and, on Bun, a name fetched at the address
+ * that was checked (not one the system resolver would give), its name kept for TLS and Host.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { runtime } from "../../src/runtime/index.ts";
 import { fetchSmallDocument, OutboundRefused, type SmallDocumentOptions } from "../../src/net/small-document.ts";
 import { serveHttps, type TestHttpsServer } from "../support/tls.ts";
 
@@ -28,8 +30,9 @@ beforeAll(async () => {
         }),
       );
     }
+    if (new URL(req.url).pathname === "/host") return new Response(req.headers.get("host"));
     return new Response("eyJhbGciOiJFUzI1NiJ9.e30.sig");
-  });
+  }, ["localhost", "docs.invalid"]);
   ca = server.caPem;
 });
 
@@ -64,4 +67,13 @@ test("allowed private addresses are fetched; a streamed body over the cap is ref
   expect(await reason(`https://127.0.0.1:${server.server.port}/stream`, strict({ allowPrivate: true, maxBytes: 16_384 }))).toBe("the document is larger than 16384 bytes");
   // The server's certificate is verified against the given CA only.
   expect(await reason(`https://127.0.0.1:${server.server.port}/doc`, strict({ allowPrivate: true, ca: undefined }))).toMatch(/^the connection failed/);
+});
+
+test.if(runtime.pinsAddresses)("a name is fetched at the checked address, with the name for TLS and Host", async () => {
+  // `.invalid` never resolves (RFC 6761): the answer can only come from the address checked here.
+  const resolve = async (host: string) => (host === "docs.invalid" ? ["127.0.0.1"] : []);
+  const url = `https://docs.invalid:${server.server.port}/host`;
+  expect(await fetchSmallDocument(url, strict({ allowPrivate: true, resolve }))).toBe(`docs.invalid:${server.server.port}`);
+  // Checked first: the same name refused when private addresses are not allowed.
+  expect(await reason(url, strict({ resolve }))).toBe("docs.invalid is a loopback, private or reserved address, which is not fetched");
 });

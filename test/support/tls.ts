@@ -18,9 +18,9 @@ export interface ThrowawayTls {
   serve: { cert: string; key: string; secureOptions: number };
 }
 
-export async function throwawayTls(serviceName: string): Promise<ThrowawayTls> {
+export async function throwawayTls(serviceName: string, dnsNames = ["localhost"]): Promise<ThrowawayTls> {
   const ca = await createSuiteCa();
-  const leaf = await issueLeaf(ca, { serviceName, dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
+  const leaf = await issueLeaf(ca, { serviceName, dnsNames, ipAddresses: ["127.0.0.1"] });
   const keyPem = toPem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", leaf.keys.privateKey)));
   const certPem = toPem("CERTIFICATE", new Uint8Array(leaf.cert.rawData)) + toPem("CERTIFICATE", new Uint8Array(ca.intermediate.cert.rawData));
   return { certPem, keyPem, caPem: trustBundlePem(ca), serve: { cert: certPem, key: keyPem, secureOptions: TLS13_ONLY } };
@@ -58,9 +58,9 @@ export interface TestHttpsServer {
   stop(): void;
 }
 
-/** Serves `fetch` over TLS 1.3 on a free loopback port with a throwaway CA named after `name`. */
-export async function serveHttps(name: string, fetch: (req: Request) => Response | Promise<Response>): Promise<TestHttpsServer> {
-  const tls = await throwawayTls(name);
+/** Serves `fetch` over TLS 1.3 on a free loopback port with a throwaway CA named after `name` (certificate for `dnsNames` and 127.0.0.1). */
+export async function serveHttps(name: string, fetch: (req: Request) => Response | Promise<Response>, dnsNames?: string[]): Promise<TestHttpsServer> {
+  const tls = await throwawayTls(name, dnsNames);
   const server = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: tls.serve, fetch });
   return { server, url: `https://127.0.0.1:${server.port}`, caPem: tls.caPem, stop: () => void server.stop(true) };
 }
