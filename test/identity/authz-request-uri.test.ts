@@ -16,6 +16,7 @@ import * as oauth from "oauth4webapi";
 import { exportJWK, SignJWT } from "jose";
 import { followToClient, startAuthz, type TestAuthz } from "./support/authz.ts";
 import { serveHttps, type TestHttpsServer } from "../support/tls.ts";
+import { fuzz, mutateText, rng } from "../support/fuzz.ts";
 
 setDefaultTimeout(60_000);
 
@@ -179,6 +180,19 @@ describe("refused, shown and never redirected", () => {
     expect(hits.a ?? 0).toBe(before);
   });
 });
+
+test("fuzz: mutated request_uri values at /authorize answer 4xx, never 5xx", async () => {
+  const r = rng(9102);
+  const seeds = [`${base}/ro/a`, `${base}/ro/b#frag`, "urn:ietf:params:oauth:request_uri:abc", "https://", "https://[::1", `https://127.0.0.1:${ro.server.port}/ro/a?x=%00`, "javascript:alert(1)", `${base}/ro/../ro/a`];
+  const cases = Array.from({ length: 300 }, (_, i) => mutateText(seeds[i % seeds.length]!, r));
+  const out = await fuzz(cases, (uri) => authz.fetch(`${authz.publicUrl}/t/${T}/authorize?${new URLSearchParams({ client_id: byRef.client_id, request_uri: uri })}`, { redirect: "manual" }), {
+    describe: (uri) => uri,
+    maxMs: 15_000,
+    concurrency: 4,
+  });
+  expect(out.statuses.has(400)).toBe(true);
+  expect([...out.statuses.values()].reduce((a, b) => a + b, 0)).toBe(cases.length);
+}, 120_000);
 
 describe("registration", () => {
   test("admin API: request_uris are https and need the client's keys", async () => {
