@@ -19,6 +19,8 @@
  * measured in the same rounds; see "PKCS#11 module hook" below.
  *
  * Usage: npm run bench -- supacrypt [--seconds=4] [--rounds=3] [--concurrency=32] [--channels=4]
+ *   [--rows=grpc-c,https-c,...] (only these rows, e.g. to profile the service under one protocol
+ *   with BENCH_CPU_PROF; rows: grpc-c, https-c, grpc, grpcio, https, direct, module)
  * Needs SoftHSM2 (Debian softhsm2).
  */
 import { pythonWith } from "../test/support/python.ts";
@@ -35,13 +37,16 @@ import { clientCertificate } from "../test/support/tls.ts";
 import { DirectoryStore, loadOrCreateSuiteCa, suiteCaSealerFromFiles } from "../src/pki/index.ts";
 import { openPkcs11Provider } from "../src/crypto/index.ts";
 import { PROTO_ROOT } from "../src/service/grpc-listener.ts";
-import { cpuMsOf, median, spawnTarget } from "./wrk.ts";
+import { cpuMsOf, mainThreadCpuMsOf, median, spawnTarget } from "./wrk.ts";
 import { printTable, type Row } from "./lib.ts";
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
 const SECONDS = arg("seconds", 4);
 const ROUNDS = arg("rounds", 3);
 const CONCURRENCY = arg("concurrency", 32);
+const ROWS = new Set(
+  (process.argv.find((a) => a.startsWith("--rows="))?.slice("--rows=".length) ?? "grpc-c,https-c,grpc,grpcio,https,direct,module").split(","),
+);
 const CLIENT_URI = "spiffe://cryptoutil/bench/supacrypt";
 
 /** What a further row (the PKCS#11 module) gets to measure the same operation on the same service. */
@@ -206,16 +211,20 @@ const pkcs11Module: ((ctx: SupacryptBenchContext) => Promise<number | undefined>
 const serviceCpuMs = () => cpuMsOf(kms.proc.pid);
 /** sm-kms's CPU time per operation (µs) while `measure` ran `ops/s` for about SECONDS. */
 const cpu: Record<string, number[]> = { grpc: [], grpcio: [], https: [], "grpc-c": [], "https-c": [] };
+/** The same for sm-kms's main thread (its event loop) alone. */
+const mainCpu: Record<string, number[]> = { grpc: [], grpcio: [], https: [], "grpc-c": [], "https-c": [] };
 /** This process's CPU time per operation (µs): the in-process clients' cost (grpc-js, fetch). */
 const clientCpu: Record<string, number[]> = { grpc: [], https: [] };
 async function withServiceCpu(row: string, measure: () => Promise<number>): Promise<number> {
   const c0 = serviceCpuMs();
+  const m0 = mainThreadCpuMsOf(kms.proc.pid);
   const u0 = process.cpuUsage();
   const t0 = performance.now();
   const rate = await measure();
   // curl-load reports every call it made (warm-up included); elsewhere the rate stands for the whole run.
   const ops = curlRuns[row] ? curlRuns[row].total : rate * ((performance.now() - t0) / 1000);
   cpu[row]!.push(((serviceCpuMs() - c0) * 1000) / ops);
+  mainCpu[row]!.push(((mainThreadCpuMsOf(kms.proc.pid) - m0) * 1000) / ops);
   const u = process.cpuUsage(u0);
   clientCpu[row]?.push((u.user + u.system) / ops);
   return rate;
@@ -237,21 +246,25 @@ async function closedLoop(op: () => Promise<void>): Promise<number> {
   return (done * 1000) / (performance.now() - t0);
 }
 
-// Warm-up: connections, sessions and the service's key cache.
-for (const op of [grpcSign, restSign, directSign]) await closedLoop(op).catch((e) => Promise.reject(new Error(`warm-up failed: ${e}`)));
+// Warm-up: connections, sessions and the service's key cache, and each path's code through the
+// JIT's tiers (in a 4 s round right after start, sm-kms's JIT threads still take up to a sixth of
+// its CPU on the gRPC path's JavaScript), so that every round measures the steady state.
+for (const [row, op] of [["grpc", grpcSign], ["https", restSign], ["direct", directSign]] as const) if (ROWS.has(row)) await closedLoop(op).catch((e) => Promise.reject(new Error(`warm-up failed: ${e}`)));
+if (hasCurlLoad) for (const row of ["grpc-c", "https-c"] as const) if (ROWS.has(row)) await curlRate(row);
+for (const run of Object.values(curlRuns)) run.clientUs.length = 0;
 
 const rates: Record<string, number[]> = { grpc: [], grpcio: [], https: [], direct: [], module: [], "grpc-c": [], "https-c": [] };
 for (let r = 0; r < ROUNDS; r++) {
   if (hasCurlLoad) {
     // The anchor pair, in alternating order from round to round.
     const pair = r % 2 === 0 ? (["grpc-c", "https-c"] as const) : (["https-c", "grpc-c"] as const);
-    for (const row of pair) rates[row]!.push(await withServiceCpu(row, () => curlRate(row)));
+    for (const row of pair) if (ROWS.has(row)) rates[row]!.push(await withServiceCpu(row, () => curlRate(row)));
   }
-  rates.grpc!.push(await withServiceCpu("grpc", () => closedLoop(grpcSign)));
-  if (hasGrpcio) rates.grpcio!.push(await withServiceCpu("grpcio", grpcioRate));
-  rates.https!.push(await withServiceCpu("https", () => closedLoop(restSign)));
-  rates.direct!.push(await closedLoop(directSign));
-  if (pkcs11Module) {
+  if (ROWS.has("grpc")) rates.grpc!.push(await withServiceCpu("grpc", () => closedLoop(grpcSign)));
+  if (hasGrpcio && ROWS.has("grpcio")) rates.grpcio!.push(await withServiceCpu("grpcio", grpcioRate));
+  if (ROWS.has("https")) rates.https!.push(await withServiceCpu("https", () => closedLoop(restSign)));
+  if (ROWS.has("direct")) rates.direct!.push(await closedLoop(directSign));
+  if (pkcs11Module && ROWS.has("module")) {
     const m = await pkcs11Module(context);
     if (m !== undefined) rates.module!.push(m);
   }
@@ -285,6 +298,10 @@ const us = (row: string) => (cpu[row]!.length > 0 ? `${median(cpu[row]!).toFixed
 console.log(
   `sm-kms CPU per sign (median): gRPC ${us("grpc-c")} / HTTPS ${us("https-c")} with the C client; gRPC ${us("grpc")} (grpc-js client), ${us("grpcio")} (grpcio client; includes its 1 s warm-up), HTTPS ${us("https")} (fetch)`,
 );
+const mu = (row: string) => (mainCpu[row]!.length > 0 ? `${median(mainCpu[row]!).toFixed(0)} µs` : "-");
+const perRound = (a: number[], b: number[]) => a.map((x, i) => (x / b[i]!).toFixed(2)).join(", ");
+console.log(`  gRPC / HTTPS per round: ${perRound(cpu["grpc-c"]!, cpu["https-c"]!)} (process), ${perRound(mainCpu["grpc-c"]!, mainCpu["https-c"]!)} (main thread)`);
+console.log(`  of which its main thread (event loop): gRPC ${mu("grpc-c")} / HTTPS ${mu("https-c")} with the C client`);
 const cu = (rs: number[]) => (rs.length > 0 ? `${median(rs).toFixed(0)} µs` : "-");
 console.log(`client CPU per sign (median): curl-load gRPC ${cu(curlRuns["grpc-c"]!.clientUs)}, HTTPS ${cu(curlRuns["https-c"]!.clientUs)}; grpc-js ${cu(clientCpu.grpc!)}, fetch ${cu(clientCpu.https!)}`);
 

@@ -112,9 +112,9 @@ export async function createBenchPet(baseUrl: string, token: string, ca: string)
 }
 
 /** /proc/<pid>/stat fields after the command name: state is [0], ppid [1], utime [11], stime [12], cutime [13], cstime [14]. */
-function statFields(pid: number): string[] | undefined {
+function statFields(pid: number, thread?: number): string[] | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, "utf8");
     return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   } catch {
     return undefined;
@@ -125,6 +125,15 @@ function statFields(pid: number): string[] | undefined {
 export function cpuMsOf(pid: number): number {
   const f = statFields(pid);
   return f ? (Number(f[11]) + Number(f[12])) * 10 : NaN; // clock ticks of 10 ms
+}
+
+/**
+ * CPU time (ms) of process `pid`'s main thread alone: a JavaScript runtime's event loop, where
+ * one process's requests queue, without its JIT, GC and worker threads; NaN where /proc is not there.
+ */
+export function mainThreadCpuMsOf(pid: number): number {
+  const f = statFields(pid, pid);
+  return f ? (Number(f[11]) + Number(f[12])) * 10 : NaN;
 }
 
 /**

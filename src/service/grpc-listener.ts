@@ -27,7 +27,7 @@
  * On the direct path a call's `grpc-timeout` is the client's to enforce (the handlers are short
  * and not cancellable); a stream the client resets gets no answer.
  */
-import type { Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
+import type { Http2Session, IncomingHttpHeaders, ServerHttp2Stream, ServerStreamResponseOptions } from "node:http2";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
@@ -364,6 +364,17 @@ function unaryFastPath(server: grpc.Server, opts: FastPathOptions): boolean {
   return true;
 }
 
+/**
+ * An answer's headers and trailers: no `date` (gRPC has no use for it, and it would be encoded
+ * into every answer) and no `grpc-message` on success (optional in the protocol; an OK status
+ * has no message). The runtime copies them per answer.
+ */
+const OK_HEADERS = { ":status": 200, "content-type": "application/grpc+proto" } as const;
+const OK_TRAILERS = { "grpc-status": "0" } as const;
+// `sendDate` is the runtimes' respond() option (Node's and Bun's), not in @types/node.
+const ANSWER_OPTIONS: ServerStreamResponseOptions = { waitForTrailers: true, ...{ sendDate: false } };
+const ERROR_OPTIONS: ServerStreamResponseOptions = { endStream: true, ...{ sendDate: false } };
+
 /** Reads one length-prefixed message, runs the method and answers with the message and an OK status, or an error status. */
 function unaryCall(stream: ServerHttp2Stream, session: Http2Session, method: FastMethod, opts: FastPathOptions): void {
   // A reset or a broken connection: nothing to answer; the close event ends the call.
@@ -375,8 +386,8 @@ function unaryCall(stream: ServerHttp2Stream, session: Http2Session, method: Fas
     if (answered || stream.destroyed || stream.closed) return;
     answered = true;
     if (body) {
-      stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
-      stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0", "grpc-message": "OK" }));
+      stream.respond(OK_HEADERS, ANSWER_OPTIONS);
+      stream.on("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
       const frame = Buffer.allocUnsafe(5 + body.length);
       frame[0] = 0;
       frame.writeUInt32BE(body.length, 1);
@@ -395,7 +406,7 @@ function unaryCall(stream: ServerHttp2Stream, session: Http2Session, method: Fas
         [ERROR_CODE_METADATA]: st.errorCode,
         "grpc-status-details-bin": st.details.toString("base64"),
       },
-      { endStream: true },
+      ERROR_OPTIONS,
     );
   };
   stream.on("data", (chunk: Buffer) => {

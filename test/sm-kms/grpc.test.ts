@@ -350,7 +350,7 @@ async function h2Client() {
   const { connect } = await import("node:http2");
   const session = connect(`https://${address}`, { ca: kms.svc.ca, cert: certs.a.cert, key: certs.a.key, servername: "localhost" });
   const call = (path: string, body: Buffer, headers: Record<string, string> = {}) =>
-    new Promise<{ grpcStatus?: string; errorCode?: string; body: Buffer }>((resolve, reject) => {
+    new Promise<{ grpcStatus?: string; errorCode?: string; body: Buffer; fields: Record<string, unknown> }>((resolve, reject) => {
       const req = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers });
       const fields: Record<string, unknown> = {};
       const chunks: Buffer[] = [];
@@ -358,7 +358,7 @@ async function h2Client() {
       req.on("trailers", (t) => Object.assign(fields, t));
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("error", reject);
-      req.on("end", () => resolve({ grpcStatus: fields["grpc-status"] as string | undefined, errorCode: fields["cryptoutil-error-code"] as string | undefined, body: Buffer.concat(chunks) }));
+      req.on("end", () => resolve({ grpcStatus: fields["grpc-status"] as string | undefined, errorCode: fields["cryptoutil-error-code"] as string | undefined, body: Buffer.concat(chunks), fields }));
       req.end(body);
     });
   return { call, close: () => session.close() };
@@ -382,6 +382,10 @@ describe("the direct path for unary calls", () => {
     expect(ok.grpcStatus).toBe("0");
     expect([...ok.body.subarray(0, 7)]).toEqual([0, 0, 0, 0, 18, 0x0a, 16]);
     expect(ok.body.length).toBe(5 + 18);
+    // Only what gRPC needs: no date header, no message with an OK status.
+    expect(ok.fields["content-type"]).toBe("application/grpc+proto");
+    expect(ok.fields.date).toBeUndefined();
+    expect(ok.fields["grpc-message"]).toBeUndefined();
     const malformed = { grpcStatus: "3", errorCode: "malformed_message" };
     // No message, two messages, a length running past the end, the compressed flag without an encoding.
     expect(await h2(random, Buffer.alloc(0))).toMatchObject(malformed);
