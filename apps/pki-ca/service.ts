@@ -119,9 +119,9 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
       if (config.http_revocation && !httpListeners.has(ctx)) {
         const hostname = config.http_revocation.bind ?? ctx.config.server.bind;
         httpListeners.add(ctx);
-        const listener = await startHttpRevocationListener(ctx, hostname, config.http_revocation.port);
+        const listener = await startHttpRevocationListener(ctx, hostname, config.http_revocation.port, config.http_revocation.scep);
         ctx.onStop(() => listener.stop(true));
-        ctx.logger.info("plain-HTTP revocation listener", { url: `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${listener.port}` });
+        ctx.logger.info("plain-HTTP revocation listener", { url: `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${listener.port}`, scep: config.http_revocation.scep });
       }
       ctx.logger.info("pki-ca hierarchy ready", { issuing_cas: config.issuing_cas, base_url: config.base_url });
       return ca;
@@ -236,18 +236,21 @@ async function dropCa(ctx: ServiceContext): Promise<void> {
 }
 
 /**
- * The read-only plain-HTTP listener: GET (and POST for OCSP) on /pki/ca, /pki/crl and /pki/ocsp,
- * nothing else — no API, no docs, no time-stamping, no admin.
+ * The plain-HTTP listener: GET (and POST for OCSP) on /pki/ca, /pki/crl and /pki/ocsp, and
+ * with `scep`, SCEP under /scep (GET and POST); nothing else — no API, no docs, no
+ * time-stamping, no admin.
  */
-function startHttpRevocationListener(ctx: ServiceContext, hostname: string, port: number) {
-  const app = new Elysia().onError(mapError).use(caPublicRoutes(() => pkiCaOf(ctx), { revocationOnly: true }));
+function startHttpRevocationListener(ctx: ServiceContext, hostname: string, port: number, scep: boolean) {
+  const base = new Elysia().onError(mapError).use(caPublicRoutes(() => pkiCaOf(ctx), { revocationOnly: true }));
+  const app = scep ? base.use(scepRoutes(() => scepOf(ctx))) : base;
+  const postable = (path: string) => path === "/pki/ocsp" || (scep && (path === "/scep" || path.startsWith("/scep/")));
   return runtime.serve({
     hostname,
     port,
     maxRequestBodySize: 64 * 1024,
     fetch(req) {
       const path = new URL(req.url).pathname;
-      const allowed = req.method === "GET" || req.method === "HEAD" || (req.method === "POST" && path === "/pki/ocsp");
+      const allowed = req.method === "GET" || req.method === "HEAD" || (req.method === "POST" && postable(path));
       if (!allowed) return new Response(null, { status: 405, headers: { allow: "GET, HEAD, POST" } });
       if (ctx.protector.sealed) return errorResponse(new AppError("sealed", "the service is sealed"), "http-revocation");
       return app.handle(req);
