@@ -32,11 +32,13 @@ import { scepAdminApi, scepRoutes } from "./scep/routes.ts";
 import { CmpAuthority } from "./cmp/domain.ts";
 import { CmpStore } from "./cmp/store.ts";
 import { cmpAdminApi, cmpRoutes } from "./cmp/routes.ts";
-import { CmcAuthority } from "./cmc/domain.ts";
+import { CmcAuthority, sweepNonces } from "./cmc/domain.ts";
 import { CmcStore } from "./cmc/store.ts";
 import { cmcAdminApi, cmcRoutes } from "./cmc/routes.ts";
 
 const instances = new WeakMap<ServiceContext, Promise<PkiCa>>();
+/** How often each instance deletes CMC senderNonces past their retention. */
+const NONCE_SWEEP_MS = 60 * 60_000;
 
 /**
  * The CA of a service context, created on first use; also schedules CRL regeneration. A seal
@@ -110,6 +112,10 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
         ca.expirySweep().catch((e) => ctx.logger.warn("expiry notice sweep failed", { error: e }));
       }, config.expiry_check_minutes * 60_000);
       timers.push(expiry);
+      // CMC's senderNonce log keeps nonce_retention_hours: swept at load and hourly, by every instance.
+      const nonceSweep = () => void sweepNonces(new CmcStore(ctx.db), config.cmc).catch((e) => ctx.logger.warn("CMC nonce sweep failed", { error: e }));
+      nonceSweep();
+      timers.push(setInterval(nonceSweep, NONCE_SWEEP_MS));
       await ca.refreshCrls();
       const timer = setInterval(() => {
         ca.refreshCrls().catch((e) => ctx.logger.error("CRL refresh failed", { error: e }));
