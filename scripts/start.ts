@@ -30,6 +30,8 @@ interface Ready {
   trust_bundle: string;
   /** host:port of the gRPC API, when the service serves one. */
   grpc?: string;
+  /** Protocol endpoints to print (pki-ca's enrollment URLs per tenant). */
+  endpoints?: Array<{ name: string; tenant?: string; url: string }>;
 }
 
 interface Checked {
@@ -178,6 +180,20 @@ function rssMiB(pid: number): string {
 
 const rel = (p: string) => relative(dataRoot, p);
 
+/**
+ * A service's protocol endpoints, two aligned columns under a heading: in development mode the
+ * demo tenant's only (and those of no tenant), otherwise every tenant's, each URL once.
+ */
+function endpointLines(service: string, endpoints: NonNullable<Ready["endpoints"]>, demo: boolean): string[] {
+  const shown = endpoints.filter((e) => !demo || e.tenant === undefined || e.tenant === DEMO_TENANT);
+  const rows = demo ? shown.map((e) => [e.name, e.url]) : shown.map((e) => [e.tenant ? `${e.name}, tenant ${e.tenant}` : e.name, e.url]);
+  const unique = [...new Map(rows.map((r) => [r.join(" "), r])).values()];
+  if (unique.length === 0) return [];
+  const width = Math.max(...unique.map((r) => r[0]!.length));
+  const readme = existsSync(join(root, "apps", service, "README.md")) ? `; client commands in apps/${service}/README.md` : "";
+  return ["", `${service} endpoints${demo ? ` (tenant "${DEMO_TENANT}")` : ""}${readme}:`, ...unique.map(([name, url]) => `  ${name!.padEnd(width)}  ${url}`)];
+}
+
 try {
   const checked = await checkAll();
   const urls = Object.fromEntries(apps.map((a) => [a, checked.get(a)!.public]));
@@ -253,6 +269,7 @@ try {
     out.push(`sm-kms gRPC API (mutual TLS, supacrypt.v1.KeyService): ${kmsGrpc}`);
     if (grpcClient) out.push(`  demo tenant's client certificate: ${grpcClient.certFile} (key ${grpcClient.keyFile})`);
   }
+  for (const a of apps) out.push(...endpointLines(a, readies.get(a)!.endpoints ?? [], demo));
   if (demo) {
     const suiteFlag = suiteFile === resolve("data", "suite.json") ? "" : ` --suite ${suiteFile}`;
     const steps: string[] = [`npx cryptoutil login${suiteFlag}`];

@@ -106,7 +106,8 @@ export const PkiCaConfigSchema = v.strictObject({
        * Also serve SCEP (`/scep/...`, app.scep's tenants) on this port. SCEP protects its own
        * messages (signed; CSR and challenge enveloped to the RA, the certificate to the client),
        * and clients such as certmonger's scep-submit trust only the system's CA store for
-       * PKIOperation over https.
+       * PKIOperation over https. This port has no rate limit or IP allowlist: bind it where only
+       * the devices reach it.
        */
       scep: v.optional(v.boolean(), false),
     }),

@@ -35,6 +35,7 @@ import { cmpAdminApi, cmpRoutes } from "./cmp/routes.ts";
 import { CmcAuthority, sweepNonces } from "./cmc/domain.ts";
 import { CmcStore } from "./cmc/store.ts";
 import { cmcAdminApi, cmcRoutes } from "./cmc/routes.ts";
+import { enrollmentEndpoints } from "./endpoints.ts";
 
 const instances = new WeakMap<ServiceContext, Promise<PkiCa>>();
 /** How often each instance deletes CMC senderNonces past their retention. */
@@ -273,6 +274,7 @@ export const pkiCa: ServiceDefinition = {
   defaultPort: 8443,
   migrations,
   checkConfig: (c) => void parsePkiCaConfig(c),
+  endpoints: enrollmentEndpoints,
   // Validates the app section before anything starts: a bad profile stops the start.
   api: (ctx) =>
     caApi(() => pkiCaOf(ctx))

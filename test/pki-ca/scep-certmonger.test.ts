@@ -28,6 +28,7 @@ import { MESSAGE_TYPE } from "../../apps/pki-ca/scep/cms.ts";
 import { haveOpenssl, haveTool, PROFILES, shIn, startCa, write, expectOrigin, type CaFixture } from "./helpers.ts";
 import { certificateCount, certsOf, scepChallenge, TestScepClient } from "./scep-helpers.ts";
 import { freePort } from "../identity/support/authz.ts";
+import { enrollmentEndpoints } from "../../apps/pki-ca/endpoints.ts";
 
 /** Where Debian puts certmonger's helpers (Fedora: /usr/libexec/certmonger). */
 const SCEP_SUBMIT = ["/usr/lib/certmonger/scep-submit", "/usr/libexec/certmonger/scep-submit"].find((p) => existsSync(p));
@@ -210,6 +211,16 @@ describe.skipIf(!ok)("SCEP with certmonger's scep-submit (Debian packages certmo
     for (const path of ["/service/api/v1/scep/challenges", "/docs", "/.well-known/est/cacerts", "/acme/t1/directory"]) expect((await fetch(`${http}${path}`)).status).toBe(404);
     expect((await fetch(`${http}/service/api/v1/scep/challenges`, { method: "POST", body: "{}" })).status).toBe(405);
     expect((await fetch(`${http}/cmc`, { method: "POST", body: new Uint8Array(4) })).status).toBe(405);
+  });
+
+  test("the endpoints npm start prints name the plain-HTTP SCEP URLs next to the https ones", () => {
+    const scep = enrollmentEndpoints(f.svc.config, f.svc.publicUrl).filter((e) => e.name.startsWith("SCEP"));
+    expect(scep).toEqual([
+      { name: "SCEP (profile server)", tenant: "t1", url: `${f.svc.publicUrl}/scep/t1/server` },
+      { name: "SCEP over http (profile server)", tenant: "t1", url: `${http}/scep/t1/server` },
+      { name: "SCEP (profile scep-manual)", tenant: "t1", url: `${f.svc.publicUrl}/scep/t1/scep-manual` },
+      { name: "SCEP over http (profile scep-manual)", tenant: "t1", url: `${http}/scep/t1/scep-manual` },
+    ]);
   });
 
   test("the certificates say they came through SCEP (the dashboard's origin)", async () => {
