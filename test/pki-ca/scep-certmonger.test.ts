@@ -17,11 +17,17 @@
  * the certificate to the client). Over https, scep-submit works once the CA is in the system
  * store (`update-ca-certificates`), which a test must not change.
  *
- * Needs the Debian packages certmonger and openssl; skips with a printed reason when one is
- * missing (fails under CI=true).
+ * Then the certmonger daemon itself (`certmonger -s` on a private D-Bus session bus from
+ * dbus-run-session, its CAs, requests and lock under the test's directory through the
+ * CERTMONGER_*_DIR variables): `getcert add-scep-ca` and `getcert request` with a one-time
+ * challenge (the daemon makes key, CSR and pkiMessage), and a queued request that stays
+ * CA_WORKING until approved and is then collected by `getcert refresh`.
+ *
+ * Needs the Debian packages certmonger, openssl and dbus-daemon; skips with a printed reason
+ * when one is missing (fails under CI=true).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { toPem } from "../../src/pki/keys.ts";
 import type * as x509 from "../../src/pki/x509.ts";
 import { MESSAGE_TYPE } from "../../apps/pki-ca/scep/cms.ts";
@@ -227,3 +233,90 @@ describe.skipIf(!ok)("SCEP with certmonger's scep-submit (Debian packages certmo
     await expectOrigin(f, "t1", "scep");
   });
 });
+
+/** Debian package dbus-daemon: a private session bus for the certmonger daemon. */
+const daemonOk = ok && haveTool("certmonger", "certmonger") && haveTool("getcert", "certmonger") && haveTool("dbus-run-session", "dbus-daemon");
+
+describe.skipIf(!daemonOk)("the certmonger daemon (getcert) on a private session bus, its state in the test's directory", () => {
+  let cm: string;
+  let env: Record<string, string>;
+  let daemon: ReturnType<typeof Bun.spawn> | undefined;
+
+  beforeAll(async () => {
+    // certmonger keeps its CAs, requests and lock where these variables say, never in /var/lib.
+    cm = `${f.dir}/certmonger`;
+    for (const d of ["cas", "requests", "local", "tmp", "config"]) mkdirSync(`${cm}/${d}`, { recursive: true });
+    env = {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      HOME: cm,
+      CERTMONGER_CAS_DIR: `${cm}/cas`,
+      CERTMONGER_REQUESTS_DIR: `${cm}/requests`,
+      CERTMONGER_LOCAL_CA_DIR: `${cm}/local`,
+      CERTMONGER_TMPDIR: `${cm}/tmp`,
+      CERTMONGER_CONFIG_DIR: `${cm}/config`,
+      CERTMONGER_SYSTEM_LOCK_FILE: `${cm}/lock`,
+    };
+    // The daemon runs this script and stops when it ends: it hands out the bus address, then waits for the stop file.
+    write(cm, "hold.sh", `echo "$DBUS_SESSION_BUS_ADDRESS" > ${cm}/bus; while [ ! -e ${cm}/stop ]; do sleep 0.2; done\n`);
+    daemon = Bun.spawn(["dbus-run-session", "--", "certmonger", "-s", "-n", "-c", `sh ${cm}/hold.sh`], { env, stdout: "ignore", stderr: "ignore" });
+    for (let i = 0; i < 300 && !existsSync(`${cm}/bus`); i++) await Bun.sleep(100);
+    env.DBUS_SESSION_BUS_ADDRESS = readFileSync(`${cm}/bus`, "utf8").trim();
+  }, 60_000);
+  afterAll(async () => {
+    if (!daemon) return;
+    writeFileSync(`${cm}/stop`, "");
+    await daemon.exited;
+  }, 30_000);
+
+  async function getcert(...args: string[]): Promise<{ code: number; out: string }> {
+    const p = Bun.spawn(["getcert", ...args], { env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+    const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+    return { code: await p.exited, out: out + err };
+  }
+
+  /** The request's status once it leaves the daemon's own working states (key, CSR, SCEP data, submission). */
+  async function settled(id: string): Promise<string> {
+    let status = "";
+    for (let i = 0; i < 600; i++) {
+      status = /status: (\S+)/.exec((await getcert("list", "-s", "-i", id)).out)?.[1] ?? "";
+      if (["CA_WORKING", "MONITORING", "CA_REJECTED", "CA_UNREACHABLE", "CA_UNCONFIGURED"].includes(status)) return status;
+      await Bun.sleep(100);
+    }
+    return status;
+  }
+
+  async function verifyIssued(file: string, cn: string): Promise<void> {
+    const r = await shIn(f.dir, `openssl verify -CAfile root.pem -untrusted issuing.pem ${file} && openssl x509 -in ${file} -noout -subject`);
+    expect(r.out).toContain(`${file}: OK`);
+    expect(r.out).toContain(`CN = ${cn}`);
+  }
+
+  test("add-scep-ca, then a request with a one-time challenge: the daemon makes the key, CSR and pkiMessage, scep-submit sends it, the certificate is saved", async () => {
+    const added = await getcert("add-scep-ca", "-s", "-c", "pki", "-u", `${http}/scep/t1/server`);
+    expect(added.code, added.out).toBe(0);
+    const r = await getcert("request", "-s", "-c", "pki", "-I", "dev", "-f", `${f.dir}/daemon-dev.crt`, "-k", `${f.dir}/daemon-dev.key`, "-N", "CN=daemon.example.com", "-D", "daemon.example.com", "-L", await challenge("server"));
+    expect(r.code, r.out).toBe(0);
+    expect(await settled("dev")).toBe("MONITORING");
+    await verifyIssued("daemon-dev.crt", "daemon.example.com");
+  }, 90_000);
+
+  test("a queued request: CA_WORKING until an approver approves it, then `getcert refresh` polls and the certificate is saved", async () => {
+    expect((await getcert("add-scep-ca", "-s", "-c", "pki-manual", "-u", `${http}/scep/t1/scep-manual`)).code).toBe(0);
+    const r = await getcert("request", "-s", "-c", "pki-manual", "-I", "queued", "-f", `${f.dir}/daemon-queued.crt`, "-k", `${f.dir}/daemon-queued.key`, "-N", "CN=daemon-queued.example.com", "-D", "daemon-queued.example.com", "-L", await challenge("scep-manual"));
+    expect(r.code, r.out).toBe(0);
+    expect(await settled("queued")).toBe("CA_WORKING");
+    expect(existsSync(`${f.dir}/daemon-queued.crt`)).toBe(false);
+
+    const approver = await f.token("t1", "pki:approve");
+    const pending = (await (await f.api("/requests?status=pending", approver)).json()) as { items: Array<{ id: string; subject: string }> };
+    const req = pending.items.find((i) => i.subject === "CN=daemon-queued.example.com");
+    expect(req).toBeDefined();
+    expect((await f.api(`/requests/${req!.id}/approve`, approver, { method: "POST" })).status).toBe(201);
+
+    expect((await getcert("refresh", "-s", "-i", "queued")).code).toBe(0);
+    for (let i = 0; i < 600 && (await settled("queued")) !== "MONITORING"; i++) await Bun.sleep(100);
+    expect(await settled("queued")).toBe("MONITORING");
+    await verifyIssued("daemon-queued.crt", "daemon-queued.example.com");
+  }, 120_000);
+});
+
