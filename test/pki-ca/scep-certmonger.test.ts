@@ -1,12 +1,12 @@
 /**
- * SCEP (RFC 8894) against pki-ca with certmonger's `scep-submit` helper (Debian package
+ * SCEP (RFC 8894) against pki-ca with certmonger's SCEP submitter `scep-submit` (Debian package
  * certmonger), run directly with the arguments and CERTMONGER_* variables the certmonger daemon
  * gives it: GetCACaps (`-c`), GetCACert (`-C`), then SUBMIT of a PKCSReq with a challenge and
  * POLL of a queued request (certmonger 0.79 resends the PKCSReq) until an approver approves it
  * through the REST API, and a CertPoll (GetCertInitial) in `-g` mode. The daemon builds those
  * pkiMessages itself from its key and CSR; here the test builds them (test/pki-ca/scep-helpers.ts)
  * and `openssl cms` opens the envelope scep-submit hands back. Everything on the wire is sent and
- * checked by the real helper: it verifies the RA's signature on each CertRep up to the root,
+ * checked by scep-submit itself: it verifies the RA's signature on each CertRep up to the root,
  * the transactionID and the nonces.
  *
  * Why the plain-HTTP port: scep-submit (certmonger 0.79) passes its CA file (`-R`) to its first
@@ -36,11 +36,11 @@ import { certificateCount, certsOf, scepChallenge, TestScepClient } from "./scep
 import { freePort } from "../identity/support/authz.ts";
 import { enrollmentEndpoints } from "../../apps/pki-ca/endpoints.ts";
 
-/** Where Debian puts certmonger's helpers (Fedora: /usr/libexec/certmonger). */
+/** Where Debian puts scep-submit (Fedora: /usr/libexec/certmonger). */
 const SCEP_SUBMIT = ["/usr/lib/certmonger/scep-submit", "/usr/libexec/certmonger/scep-submit"].find((p) => existsSync(p));
 const ok = haveOpenssl() && (SCEP_SUBMIT !== undefined || haveTool("scep-submit", "certmonger"));
 
-/** certmonger's helper exit codes (certmonger's submit-e.h). */
+/** scep-submit's exit codes (certmonger's submit-e.h). */
 const ISSUED = 0;
 const WAIT = 1;
 const REJECTED = 2;
