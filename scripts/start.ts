@@ -20,6 +20,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { suiteDefaults, type SuiteLayout, DEMO_TENANT, demoFile } from "./suite/manifest.ts";
 import { forEachLine, RUNTIMES, serviceCommand, type ServiceRuntime } from "./suite/runtime.ts";
+import type { ServiceEndpoint } from "../src/service/context.ts";
 import { CLI_BROWSER_CLIENT, CLI_CLIENT, DEMO_USER, SUITE_ADMIN_CLIENT, provisionClients, provisionKmsGrpcClient, provisionSuiteAdmin, provisionUser } from "./suite/demo.ts";
 
 interface Ready {
@@ -31,7 +32,7 @@ interface Ready {
   /** host:port of the gRPC API, when the service serves one. */
   grpc?: string;
   /** Protocol endpoints to print (pki-ca's enrollment URLs per tenant). */
-  endpoints?: Array<{ name: string; tenant?: string; url: string }>;
+  endpoints?: ServiceEndpoint[];
 }
 
 interface Checked {
@@ -184,7 +185,7 @@ const rel = (p: string) => relative(dataRoot, p);
  * A service's protocol endpoints, two aligned columns under a heading: in development mode the
  * demo tenant's only (and those of no tenant), otherwise every tenant's, each URL once.
  */
-function endpointLines(service: string, endpoints: NonNullable<Ready["endpoints"]>, demo: boolean): string[] {
+function endpointLines(service: string, endpoints: ServiceEndpoint[], demo: boolean): string[] {
   const shown = endpoints.filter((e) => !demo || e.tenant === undefined || e.tenant === DEMO_TENANT);
   const rows = demo ? shown.map((e) => [e.name, e.url]) : shown.map((e) => [e.tenant ? `${e.name}, tenant ${e.tenant}` : e.name, e.url]);
   const unique = [...new Map(rows.map((r) => [r.join(" "), r])).values()];

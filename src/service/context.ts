@@ -82,7 +82,6 @@ export interface Migration {
   up(db: Kysely<any>): Promise<void>;
 }
 
-/** An app plugged into the template. */
 /** A protocol endpoint of an app, as the suite launcher prints it (`npm start`). */
 export interface ServiceEndpoint {
   /** What it is, e.g. "ACME directory" or "SCEP (profile tls-client)". */
@@ -92,6 +91,7 @@ export interface ServiceEndpoint {
   url: string;
 }
 
+/** An app plugged into the template. */
 export interface ServiceDefinition {
   name: string;
   title: string;
