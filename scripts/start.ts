@@ -20,6 +20,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { suiteDefaults, type SuiteLayout, DEMO_TENANT, demoFile } from "./suite/manifest.ts";
 import { forEachLine, RUNTIMES, serviceCommand, type ServiceRuntime } from "./suite/runtime.ts";
+import type { ServiceEndpoint } from "../src/service/context.ts";
 import { CLI_BROWSER_CLIENT, CLI_CLIENT, DEMO_USER, SUITE_ADMIN_CLIENT, provisionClients, provisionKmsGrpcClient, provisionSuiteAdmin, provisionUser } from "./suite/demo.ts";
 
 interface Ready {
@@ -30,6 +31,8 @@ interface Ready {
   trust_bundle: string;
   /** host:port of the gRPC API, when the service serves one. */
   grpc?: string;
+  /** Protocol endpoints to print (pki-ca's enrollment URLs per tenant). */
+  endpoints?: ServiceEndpoint[];
 }
 
 interface Checked {
@@ -178,6 +181,20 @@ function rssMiB(pid: number): string {
 
 const rel = (p: string) => relative(dataRoot, p);
 
+/**
+ * A service's protocol endpoints, two aligned columns under a heading: in development mode the
+ * demo tenant's only (and those of no tenant), otherwise every tenant's, each URL once.
+ */
+function endpointLines(service: string, endpoints: ServiceEndpoint[], demo: boolean): string[] {
+  const shown = endpoints.filter((e) => !demo || e.tenant === undefined || e.tenant === DEMO_TENANT);
+  const rows = demo ? shown.map((e) => [e.name, e.url]) : shown.map((e) => [e.tenant ? `${e.name}, tenant ${e.tenant}` : e.name, e.url]);
+  const unique = [...new Map(rows.map((r) => [r.join(" "), r])).values()];
+  if (unique.length === 0) return [];
+  const width = Math.max(...unique.map((r) => r[0]!.length));
+  const readme = existsSync(join(root, "apps", service, "README.md")) ? `; client commands in apps/${service}/README.md` : "";
+  return ["", `${service} endpoints${demo ? ` (tenant "${DEMO_TENANT}")` : ""}${readme}:`, ...unique.map(([name, url]) => `  ${name!.padEnd(width)}  ${url}`)];
+}
+
 try {
   const checked = await checkAll();
   const urls = Object.fromEntries(apps.map((a) => [a, checked.get(a)!.public]));
@@ -253,6 +270,7 @@ try {
     out.push(`sm-kms gRPC API (mutual TLS, supacrypt.v1.KeyService): ${kmsGrpc}`);
     if (grpcClient) out.push(`  demo tenant's client certificate: ${grpcClient.certFile} (key ${grpcClient.keyFile})`);
   }
+  for (const a of apps) out.push(...endpointLines(a, readies.get(a)!.endpoints ?? [], demo));
   if (demo) {
     const suiteFlag = suiteFile === resolve("data", "suite.json") ? "" : ` --suite ${suiteFile}`;
     const steps: string[] = [`npx cryptoutil login${suiteFlag}`];

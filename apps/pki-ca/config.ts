@@ -102,6 +102,14 @@ export const PkiCaConfigSchema = v.strictObject({
     v.strictObject({
       bind: v.optional(v.pipe(v.string(), v.minLength(1))),
       port: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535)),
+      /**
+       * Also serve SCEP (`/scep/...`, app.scep's tenants) on this port. SCEP protects its own
+       * messages (signed; CSR and challenge enveloped to the RA, the certificate to the client),
+       * and clients such as certmonger's scep-submit trust only the system's CA store for
+       * PKIOperation over https. This port has no rate limit or IP allowlist: bind it where only
+       * the devices reach it.
+       */
+      scep: v.optional(v.boolean(), false),
     }),
   ),
   /** Signed POSTs on request and certificate state changes and expiry notices. */

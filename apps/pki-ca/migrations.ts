@@ -4,7 +4,7 @@ import { addAcmeAuthorizationReuseValidity, addAcmeChallengesAriLimits, createAc
 import { createEstTables } from "./est/migrations.ts";
 import { createScepTables } from "./scep/migrations.ts";
 import { createCmpTables } from "./cmp/migrations.ts";
-import { createCmcTables } from "./cmc/migrations.ts";
+import { addCmcNonceAgeIndex, createCmcTables } from "./cmc/migrations.ts";
 
 export const migrations = [
   {
@@ -142,5 +142,10 @@ export const migrations = [
       await db.schema.alterTable("pki_requests").addColumn("origin", "text", (c) => c.notNull().defaultTo("api")).execute();
       await db.schema.alterTable("pki_certificates").addColumn("origin", "text", (c) => c.notNull().defaultTo("api")).execute();
     },
+  },
+  {
+    version: 12,
+    name: "CMC senderNonces by age (pruned by the sweep)",
+    up: addCmcNonceAgeIndex,
   },
 ];

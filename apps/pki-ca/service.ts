@@ -32,11 +32,14 @@ import { scepAdminApi, scepRoutes } from "./scep/routes.ts";
 import { CmpAuthority } from "./cmp/domain.ts";
 import { CmpStore } from "./cmp/store.ts";
 import { cmpAdminApi, cmpRoutes } from "./cmp/routes.ts";
-import { CmcAuthority } from "./cmc/domain.ts";
+import { CmcAuthority, sweepNonces } from "./cmc/domain.ts";
 import { CmcStore } from "./cmc/store.ts";
 import { cmcAdminApi, cmcRoutes } from "./cmc/routes.ts";
+import { enrollmentEndpoints } from "./endpoints.ts";
 
 const instances = new WeakMap<ServiceContext, Promise<PkiCa>>();
+/** How often each instance deletes CMC senderNonces past their retention. */
+const NONCE_SWEEP_MS = 60 * 60_000;
 
 /**
  * The CA of a service context, created on first use; also schedules CRL regeneration. A seal
@@ -110,6 +113,10 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
         ca.expirySweep().catch((e) => ctx.logger.warn("expiry notice sweep failed", { error: e }));
       }, config.expiry_check_minutes * 60_000);
       timers.push(expiry);
+      // CMC's senderNonce log keeps nonce_retention_hours: swept at load and hourly, by every instance.
+      const nonceSweep = () => void sweepNonces(new CmcStore(ctx.db), config.cmc).catch((e) => ctx.logger.warn("CMC nonce sweep failed", { error: e }));
+      nonceSweep();
+      timers.push(setInterval(nonceSweep, NONCE_SWEEP_MS));
       await ca.refreshCrls();
       const timer = setInterval(() => {
         ca.refreshCrls().catch((e) => ctx.logger.error("CRL refresh failed", { error: e }));
@@ -119,9 +126,9 @@ export function pkiCaOf(ctx: ServiceContext): Promise<PkiCa> {
       if (config.http_revocation && !httpListeners.has(ctx)) {
         const hostname = config.http_revocation.bind ?? ctx.config.server.bind;
         httpListeners.add(ctx);
-        const listener = await startHttpRevocationListener(ctx, hostname, config.http_revocation.port);
+        const listener = await startHttpRevocationListener(ctx, hostname, config.http_revocation.port, config.http_revocation.scep);
         ctx.onStop(() => listener.stop(true));
-        ctx.logger.info("plain-HTTP revocation listener", { url: `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${listener.port}` });
+        ctx.logger.info("plain-HTTP revocation listener", { url: `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${listener.port}`, scep: config.http_revocation.scep });
       }
       ctx.logger.info("pki-ca hierarchy ready", { issuing_cas: config.issuing_cas, base_url: config.base_url });
       return ca;
@@ -236,18 +243,21 @@ async function dropCa(ctx: ServiceContext): Promise<void> {
 }
 
 /**
- * The read-only plain-HTTP listener: GET (and POST for OCSP) on /pki/ca, /pki/crl and /pki/ocsp,
- * nothing else — no API, no docs, no time-stamping, no admin.
+ * The plain-HTTP listener: GET (and POST for OCSP) on /pki/ca, /pki/crl and /pki/ocsp, and
+ * with `scep`, SCEP under /scep (GET and POST); nothing else — no API, no docs, no
+ * time-stamping, no admin.
  */
-function startHttpRevocationListener(ctx: ServiceContext, hostname: string, port: number) {
-  const app = new Elysia().onError(mapError).use(caPublicRoutes(() => pkiCaOf(ctx), { revocationOnly: true }));
+function startHttpRevocationListener(ctx: ServiceContext, hostname: string, port: number, scep: boolean) {
+  const base = new Elysia().onError(mapError).use(caPublicRoutes(() => pkiCaOf(ctx), { revocationOnly: true }));
+  const app = scep ? base.use(scepRoutes(() => scepOf(ctx))) : base;
+  const postable = (path: string) => path === "/pki/ocsp" || (scep && (path === "/scep" || path.startsWith("/scep/")));
   return runtime.serve({
     hostname,
     port,
     maxRequestBodySize: 64 * 1024,
     fetch(req) {
       const path = new URL(req.url).pathname;
-      const allowed = req.method === "GET" || req.method === "HEAD" || (req.method === "POST" && path === "/pki/ocsp");
+      const allowed = req.method === "GET" || req.method === "HEAD" || (req.method === "POST" && postable(path));
       if (!allowed) return new Response(null, { status: 405, headers: { allow: "GET, HEAD, POST" } });
       if (ctx.protector.sealed) return errorResponse(new AppError("sealed", "the service is sealed"), "http-revocation");
       return app.handle(req);
@@ -264,6 +274,7 @@ export const pkiCa: ServiceDefinition = {
   defaultPort: 8443,
   migrations,
   checkConfig: (c) => void parsePkiCaConfig(c),
+  endpoints: enrollmentEndpoints,
   // Validates the app section before anything starts: a bad profile stops the start.
   api: (ctx) =>
     caApi(() => pkiCaOf(ctx))

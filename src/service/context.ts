@@ -82,6 +82,15 @@ export interface Migration {
   up(db: Kysely<any>): Promise<void>;
 }
 
+/** A protocol endpoint of an app, as the suite launcher prints it (`npm start`). */
+export interface ServiceEndpoint {
+  /** What it is, e.g. "ACME directory" or "SCEP (profile tls-client)". */
+  name: string;
+  /** The tenant it serves, when it serves one. */
+  tenant?: string;
+  url: string;
+}
+
 /** An app plugged into the template. */
 export interface ServiceDefinition {
   name: string;
@@ -131,6 +140,11 @@ export interface ServiceDefinition {
    * e.g. identity-spa calling identity-authz, identity-rp and identity-rs.
    */
   pageConnect?(config: ServiceConfig): string[];
+  /**
+   * Protocol endpoints a user points a client at (optional), e.g. pki-ca's enrollment URLs per
+   * tenant: from the checked configuration and the public URL; printed by the suite launcher.
+   */
+  endpoints?(config: ServiceConfig, publicUrl: string): ServiceEndpoint[];
   /**
    * The app's gRPC API (optional), served on `server.grpc_port` when that is set, with mutual
    * TLS and the mTLS principals (see grpc-listener.ts). Called once, only when the port is set.

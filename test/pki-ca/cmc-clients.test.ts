@@ -7,11 +7,14 @@
  * identityProofV2, and signed by a certificate this CA issued; a queued request approved and
  * collected by sending it again; refusals (bad signature, wrong identity proof, replayed
  * senderNonce, reused transactionId, a CSR the profile forbids), each a signed failed response
- * with its CMCFailInfo and nothing issued. Needs curl and openssl; skips with a printed reason
+ * with its CMCFailInfo and nothing issued; the senderNonce log swept by age at a restart.
+ * Needs curl and openssl; skips with a printed reason
  * when one is missing (fails under CI=true).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import type { Kysely } from "kysely";
 import { join } from "node:path";
 import { haveOpenssl, startCa, write, type CaFixture, haveTool, shIn, expectOrigin } from "./helpers.ts";
 import { fullRequest, nonce, pkiData, pkijsCsr, spkiOf } from "./cmc-helpers.ts";
@@ -25,9 +28,11 @@ let trust: string;
 let root: string;
 let seq = 0;
 
+const APP = { cmc: { tenants: { t1: { profiles: ["server", "manual"] } } } };
+
 beforeAll(async () => {
   if (!ok) return;
-  f = await startCa({ cmc: { tenants: { t1: { profiles: ["server", "manual"] } } } });
+  f = await startCa(APP);
   trust = write(f.dir, "trust.pem", f.svc.ca);
   root = write(f.dir, "root.pem", await (await f.svc.call("/pki/ca/root.pem")).text());
 }, 120_000);
@@ -203,4 +208,44 @@ describe.skipIf(!ok)("CMC with pkijs requests, curl, and openssl cms -verify", (
   test("the certificates say they came through CMC (the dashboard's origin)", async () => {
     await expectOrigin(f, "t1", "cmc");
   });
+
+  test("the senderNonce log is swept by age (at load, then hourly): an old nonce goes, recent ones stay; its request sent again answers its transaction, nothing new issued", async () => {
+    const cred = await credential("server");
+    const c = await pkijsCsr("swept.example.com");
+    const n = nonce();
+    const request = await fullRequest(pkiData({ csr: c.der, transactionId: 4001, senderNonce: n, identity: cred }), c.keys.privateKey, { spki: spkiOf(c.der) });
+    const first = await verifyFull((await post(request, FULL)).file, "swept.example.com");
+    expect(first.status).toBe(CMC_STATUS.success);
+    const issuedPem = readFileSync(join(f.dir, "swept.example.com.pem"), "utf8");
+    // A second request, whose nonce is recent.
+    const d = await pkijsCsr("kept.example.com");
+    expect((await verifyFull((await post(await fullRequest(pkiData({ csr: d.der, transactionId: 4002, senderNonce: nonce(), identity: cred }), d.keys.privateKey, { spki: spkiOf(d.der) }), FULL)).file)).status).toBe(CMC_STATUS.success);
+    const before = await certificateCount();
+
+    // This nonce was accepted longer ago than app.cmc.nonce_retention_hours (7 days by default).
+    const hash = createHash("sha256").update(n).digest("hex");
+    const db = () => f.svc.ctx.db as Kysely<any>;
+    const nonces = async () => (await db().selectFrom("cmc_nonces").select("nonce_sha256").execute()).map((r) => r.nonce_sha256 as string);
+    await db().updateTable("cmc_nonces").set({ created_at: new Date(Date.now() - 8 * 24 * 3_600_000).toISOString() }).where("nonce_sha256", "=", hash).execute();
+    const recent = (await nonces()).filter((h) => h !== hash);
+    expect(recent.length).toBeGreaterThan(0);
+
+    // A restart runs the sweep as the CA loads (the first request loads it).
+    await f.stop({ keep: true });
+    f = await startCa(APP, f.dir);
+    expect((await f.svc.call("/pki/ca/root.pem")).status).toBe(200);
+    for (let i = 0; i < 300 && (await nonces()).includes(hash); i++) await Bun.sleep(100);
+    expect((await nonces()).sort()).toEqual(recent.sort());
+
+    // The same request again: its nonce is forgotten, but its transaction is not, so it answers
+    // that transaction's certificate and issues nothing new.
+    const again = await verifyFull((await post(request, FULL)).file, "swept.example.com");
+    expect(again.status).toBe(CMC_STATUS.success);
+    expect(readFileSync(join(f.dir, "swept.example.com.pem"), "utf8")).toBe(issuedPem);
+    expect(await certificateCount()).toBe(before);
+    // ... and its nonce is remembered again: a third time is a replay.
+    const third = await verifyFull((await post(request, FULL)).file);
+    expect(third.status).toBe(CMC_STATUS.failed);
+    expect(third.statusString).toContain("replayed");
+  }, 120_000);
 });

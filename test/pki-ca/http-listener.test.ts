@@ -52,6 +52,9 @@ test("nothing but revocation data on the plain-HTTP port", async () => {
     expect((await fetch(`${http}${path}`)).status).toBe(404);
   }
   expect((await fetch(`${http}/pki/crl/x.crl`, { method: "DELETE" })).status).toBe(405);
+  // SCEP only with app.http_revocation.scep (test/pki-ca/scep-certmonger.test.ts).
+  expect((await fetch(`${http}/scep?operation=GetCACaps`)).status).toBe(404);
+  expect((await fetch(`${http}/scep?operation=PKIOperation`, { method: "POST", body: new Uint8Array(4) })).status).toBe(405);
   // The HTTPS server still serves everything, time-stamping included.
   expect((await f.svc.call("/docs")).status).toBe(200);
 });

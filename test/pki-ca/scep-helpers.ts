@@ -5,6 +5,7 @@ import { AlgorithmIdentifier, Certificate } from "@peculiar/asn1-x509";
 import { ContentInfo, IssuerAndSerialNumber, SignedData } from "@peculiar/asn1-cms";
 import * as x509 from "../../src/pki/x509.ts";
 import { MESSAGE_TYPE, openEnvelope, parsePkiMessage, sealEnvelope, signPkiMessage, type PkiMessage } from "../../apps/pki-ca/scep/cms.ts";
+import type { CaFixture } from "./helpers.ts";
 
 /** An RSA-2048 requester: key, self-signed certificate, and a CSR with an optional challenge. */
 export class TestScepClient {
@@ -70,4 +71,19 @@ export class TestScepClient {
 export function certsOf(der: Uint8Array): x509.X509Certificate[] {
   const signed = AsnConvert.parse(AsnConvert.parse(der.slice().buffer as ArrayBuffer, ContentInfo).content, SignedData);
   return (signed.certificates ?? []).map((c) => new x509.X509Certificate(AsnConvert.serialize(c.certificate!)));
+}
+
+/** A one-time SCEP challenge password of `tenant`'s `profile`, from the admin API. */
+export async function scepChallenge(f: CaFixture, tenant: string, profile: string): Promise<string> {
+  const r = await f.api("/scep/challenges", await f.token(tenant, "pki:admin"), { body: { profile } });
+  const body = (await r.json()) as { challenge?: string };
+  if (r.status !== 201 || !body.challenge) throw new Error(`SCEP challenge: ${r.status} ${JSON.stringify(body)}`);
+  return body.challenge;
+}
+
+/** How many certificates `tenant` has (up to 500), from the REST API. */
+export async function certificateCount(f: CaFixture, tenant: string): Promise<number> {
+  const r = await f.api("/certificates?limit=500", await f.token(tenant, "pki:read"));
+  if (r.status !== 200) throw new Error(`certificate search: ${r.status}`);
+  return ((await r.json()) as { items: unknown[] }).items.length;
 }

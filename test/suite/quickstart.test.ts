@@ -1,5 +1,6 @@
 /**
- * Day one, as a newcomer: `npm start` in a fresh project folder, then the README's quickstart
+ * Day one, as a newcomer: `npm start` in a fresh project folder (its table of services and
+ * pki-ca's enrollment endpoints of the demo tenant, each asked at its printed URL), then the README's quickstart
  * verbatim (CLI login, a key, encrypt and decrypt, a certificate checked by `openssl verify` and
  * `openssl ocsp` before and after revocation, a JWT verified by the `jose` library with the
  * service's JWKS), then headless Chromium signs into learn-ps through its "Sign in" link as the
@@ -56,6 +57,40 @@ test("npm start prints every service with its URLs and memory, then the next ste
   }
   expect(out).toContain("next steps:");
   expect(out).toContain("npx cryptoutil login");
+});
+
+test("npm start prints pki-ca's enrollment endpoints of the demo tenant, and each answers its protocol at the printed URL", async () => {
+  const out = suite.out();
+  const lines = out.split("\n");
+  const head = lines.findIndex((l) => l.startsWith('pki-ca endpoints (tenant "demo")'));
+  expect(head).toBeGreaterThan(0);
+  const printed = new Map<string, string>();
+  for (const l of lines.slice(head + 1)) {
+    const m = /^  (.+?)\s{2,}(https?:\/\/\S+)$/.exec(l);
+    if (!m) break;
+    printed.set(m[1]!, m[2]!);
+  }
+  const pki = "https://127.0.0.1:8443";
+  expect(Object.fromEntries(printed)).toEqual({
+    "ACME directory": `${pki}/acme/demo/directory`,
+    "EST (profile tls-client)": `${pki}/.well-known/est/tls-client`,
+    "EST (profile tls-server)": `${pki}/.well-known/est/tls-server`,
+    "SCEP (profile tls-client)": `${pki}/scep/demo/tls-client`,
+    "CMP (profile tls-client)": `${pki}/.well-known/cmp/p/tls-client`,
+    "CMP (profile tls-server)": `${pki}/.well-known/cmp/p/tls-server`,
+    CMC: `${pki}/cmc`,
+  });
+  const get = (url: string, init: RequestInit = {}) => fetch(url, { ...init, tls: { ca } } as RequestInit);
+  const directory = (await (await get(printed.get("ACME directory")!)).json()) as { newNonce?: string };
+  expect(directory.newNonce).toBe(`${pki}/acme/demo/new-nonce`);
+  const cacerts = await get(`${printed.get("EST (profile tls-client)")}/cacerts`);
+  expect([cacerts.status, cacerts.headers.get("content-type")]).toEqual([200, "application/pkcs7-mime"]);
+  expect(await (await get(`${printed.get("SCEP (profile tls-client)")}?operation=GetCACaps`)).text()).toContain("SCEPStandard");
+  // CMP and CMC refuse a body that is not theirs with their own 4xx: the paths exist.
+  const cmp = await get(printed.get("CMP (profile tls-server)")!, { method: "POST", headers: { "content-type": "application/pkixcmp" }, body: new Uint8Array([0x30, 0x00]) });
+  expect(cmp.status).toBe(400);
+  const cmc = await get(printed.get("CMC")!, { method: "POST", headers: { "content-type": "text/plain" }, body: "x" });
+  expect(cmc.status).toBe(415);
 });
 
 /** Resident memory (MiB) of the service process started with this data directory, from /proc. */

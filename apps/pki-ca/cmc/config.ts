@@ -16,6 +16,12 @@ export const CmcTenantSchema = v.strictObject({
 
 export const CmcConfigSchema = v.strictObject({
   tenants: v.optional(v.record(tenantName, CmcTenantSchema), {}),
+  /**
+   * How long an accepted senderNonce is remembered (a request carrying it again is a replay);
+   * older ones are deleted by the hourly sweep. A request replayed after that still finds its
+   * transaction, which is never deleted: it answers that request's state and issues nothing new.
+   */
+  nonce_retention_hours: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(365 * 24)), 7 * 24),
 });
 
 export type CmcConfig = v.InferOutput<typeof CmcConfigSchema>;

@@ -16,7 +16,8 @@
  *   signing a Full PKI Request for its own subject and SANs (re-enrollment).
  *
  * Guarantees: Full PKI Requests must carry transactionId and senderNonce; a senderNonce is
- * accepted once, and a transactionId names one request (sent again, by the same client with
+ * accepted once within app.cmc.nonce_retention_hours (`sweepNonces` forgets older ones), and a
+ * transactionId names one request, for ever (sent again, by the same client with
  * the same CSR and a new nonce, it answers that request's state: how a queued request is
  * collected). Every refusal is a signed Full PKI Response with CMCStatus failed and a
  * CMCFailInfo; nothing is issued then. Secrets are stored barrier-encrypted (identityProofV2
@@ -38,6 +39,14 @@ import { sansOf, type PkiCa } from "../domain.ts";
 import type { CmcConfig } from "./config.ts";
 import { CMC, CMC_FAIL, CMC_STATUS, control, identityWitness, parseFullRequest, pkiResponse, readIdentityProofV2, signedResponse, verifyRequestSignature, type FullRequest, type ResponseFields } from "./cms.ts";
 import type { CmcStore, CmcTransactionRow } from "./store.ts";
+
+/**
+ * Deletes the senderNonces older than `config.nonce_retention_hours`. Safe on any number of
+ * instances at once (a plain delete by age); returns how many went.
+ */
+export function sweepNonces(store: CmcStore, config: CmcConfig, now = new Date()): Promise<number> {
+  return store.pruneNonces(new Date(now.getTime() - config.nonce_retention_hours * 3_600_000).toISOString());
+}
 
 /** An answer: a Simple PKI Response (certs-only PKCS#7) or a Full PKI Response (signed). */
 export interface CmcAnswer {

@@ -26,3 +26,8 @@ export async function createCmcTables(db: Kysely<any>): Promise<void> {
     .addColumn("created_at", "text", (c) => c.notNull())
     .execute();
 }
+
+/** The senderNonce log by age, for the sweep that deletes nonces past app.cmc.nonce_retention_hours. */
+export async function addCmcNonceAgeIndex(db: Kysely<any>): Promise<void> {
+  await db.schema.createIndex("cmc_nonces_by_age").on("cmc_nonces").column("created_at").execute();
+}

@@ -59,6 +59,12 @@ export class CmcStore {
     return (r.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
+  /** Deletes the senderNonces recorded before `before` (ISO time); returns how many. */
+  async pruneNonces(before: string): Promise<number> {
+    const r = await this.db.deleteFrom("cmc_nonces").where("created_at", "<", before).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
   /** Records a senderNonce; false when it was seen before (a replay). */
   async useNonce(nonceSha256: string, at: string): Promise<boolean> {
     const r = await this.db.insertInto("cmc_nonces").values({ nonce_sha256: nonceSha256, created_at: at }).onConflict((oc) => oc.doNothing()).executeTakeFirst();
