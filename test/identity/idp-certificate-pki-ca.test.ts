@@ -4,7 +4,8 @@
  * — pki-ca starts after the idp here, so the trust arrives at run time. Keys and CSRs are made
  * with openssl, the certificates issued by pki-ca's API (profile tls-client). A certificate whose
  * e-mail SAN is a user's verified address signs that user in when the tenant's policy says so
- * (`certificate_email`), through the OAuth flow to the client with `amr: ["swk"]`; refused: the
+ * (`certificate_email`), through the OAuth flow to the client with `amr: ["swk"]`, and in headless
+ * Chromium (playwright-core presenting the certificate) from learn-ps's Sign in; refused: the
  * policy off, an address nobody verified, a certificate of another CA (the handshake), a revoked
  * certificate (pki-ca's OCSP responder, registered certificates too), and while pki-ca cannot
  * answer for the certificate's status (503).
@@ -20,6 +21,7 @@ import { startIdentitySuite, type IdentitySuite } from "./support/e2e-suite.ts";
 import { ScriptedBrowser } from "./support/browser.ts";
 import { discover, finishCliLogin, startCliLogin } from "./support/cli-login.ts";
 import { freePort } from "./support/authz.ts";
+import { chromiumPath, launchChromium } from "../support/chromium.ts";
 
 setDefaultTimeout(60_000);
 let s: IdentitySuite;
@@ -141,6 +143,31 @@ describe("certificate sign-in with pki-ca's certificates", () => {
     const id = await finishCliLogin(s, as, login, back.url);
     expect(id.sub).toBe(carol.id);
     expect(id.amr).toEqual(["swk"]);
+  });
+
+  test("Chromium: learn-ps's Sign in, the idp's 'Sign in with a certificate', the certificate picked for the mTLS origin, back at learn-ps as carol", async () => {
+    const exe = chromiumPath();
+    if (!exe) return;
+    const browser = await launchChromium(exe, await s.spkiPins());
+    try {
+      // Playwright presents client certificates from a TLS proxy of its own, which checks the server
+      // against the system's CAs only: the suite CA is unknown there, so that leg skips the check
+      // (every page of this test is one of the suite's own loopback servers).
+      const context = await browser.newContext({ ignoreHTTPSErrors: true, clientCertificates: [{ origin: mtlsUrl, cert: Buffer.from(carolCert.cert), key: Buffer.from(carolCert.key) }] });
+      const page = await context.newPage();
+      await page.goto(`${s.ps.publicUrl}/browser/`);
+      await page.getByRole("link", { name: "Sign in" }).click();
+      await page.getByRole("link", { name: "Sign in with a certificate" }).click();
+      await page.waitForURL((u) => u.origin === mtlsUrl);
+      await page.locator("#certificate-user", { hasText: "carol" }).waitFor();
+      await page.getByRole("button", { name: "Sign in with this certificate" }).click();
+      await page.waitForURL((u) => u.pathname.endsWith("/consent") || u.origin === s.ps.publicUrl);
+      if (page.url().includes("/consent")) await page.getByRole("button", { name: "Allow" }).click();
+      await page.waitForURL(`${s.ps.publicUrl}/browser/`);
+      await page.locator("#who", { hasText: "Signed in as carol" }).waitFor();
+    } finally {
+      await browser.close();
+    }
   });
 
   test("refused: an address nobody has, an address not verified, a certificate of another CA", async () => {
