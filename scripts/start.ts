@@ -20,7 +20,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { suiteDefaults, type SuiteLayout, DEMO_TENANT, demoFile } from "./suite/manifest.ts";
 import { forEachLine, RUNTIMES, serviceCommand, type ServiceRuntime } from "./suite/runtime.ts";
-import { CLI_BROWSER_CLIENT, CLI_CLIENT, DEMO_USER, SUITE_ADMIN_CLIENT, provisionClients, provisionKmsGrpcClient, provisionSuiteAdmin, provisionUser } from "./suite/demo.ts";
+import { CLI_BROWSER_CLIENT, CLI_CLIENT, DEMO_USER, DEMO_USER_EMAIL, SUITE_ADMIN_CLIENT, provisionClients, provisionKmsGrpcClient, provisionSuiteAdmin, provisionUser } from "./suite/demo.ts";
 
 interface Ready {
   service: string;
@@ -30,6 +30,8 @@ interface Ready {
   trust_bundle: string;
   /** host:port of the gRPC API, when the service serves one. */
   grpc?: string;
+  /** The mutual-TLS listener's URL, when the service has one. */
+  mtls?: string;
 }
 
 interface Checked {
@@ -249,6 +251,7 @@ try {
   const out: string[] = ["", `cryptoutil is running${runtime === "bun" ? "" : ` on ${runtime}`}:`, "", line(head), widths.map((w) => "-".repeat(w)).join("  ")];
   for (const r of rows) out.push(line(r));
   out.push("", `trust bundle (for curl --cacert): ${first.trust_bundle}`, `suite file (for the cryptoutil CLI): ${suiteFile}`);
+  if (idp?.mtls) out.push(`identity-idp certificate sign-in (mutual TLS): ${idp.mtls}/t/<tenant>/login/certificate`);
   if (kmsGrpc) {
     out.push(`sm-kms gRPC API (mutual TLS, supacrypt.v1.KeyService): ${kmsGrpc}`);
     if (grpcClient) out.push(`  demo tenant's client certificate: ${grpcClient.certFile} (key ${grpcClient.keyFile})`);
@@ -260,6 +263,12 @@ try {
       steps.push("npx cryptoutil kms key create demo-key", 'echo "hello, world" | npx cryptoutil kms encrypt demo-key -o hello.jwe', "npx cryptoutil kms decrypt demo-key hello.jwe");
     }
     if (readies.has("pki-ca")) steps.push("npx cryptoutil ca certificate localhost localhost.crt localhost.key --san localhost --san 127.0.0.1");
+    if (readies.has("pki-ca") && idp?.mtls) {
+      steps.push(
+        `npx cryptoutil ca certificate demo demo.crt demo.key --profile tls-client --san ${DEMO_USER_EMAIL}`,
+        `curl --cacert ${first.trust_bundle} --cert demo.crt --key demo.key ${idp.mtls}/t/${DEMO_TENANT}/login/certificate   # "It signs you in as demo"`,
+      );
+    }
     if (readies.has("jose-ja")) steps.push("npx cryptoutil jose jwk create demo-signer --alg ES256", "npx cryptoutil jose jwt sign demo-signer --sub alice --ttl 15m");
     if (readies.has("sm-secrets")) steps.push("npx cryptoutil secrets put demo/db user=demo password=s3cret", "npx cryptoutil secrets get demo/db --field password");
     if (readies.has("audit")) steps.push("npx cryptoutil audit query --limit 10");

@@ -46,6 +46,7 @@ export async function runMain(def: ServiceDefinition): Promise<void> {
       docs: running.docsUrl,
       trust_bundle: running.trustBundlePath,
       ...(running.grpcAddress ? { grpc: running.grpcAddress } : {}),
+      ...(running.mtlsUrl ? { mtls: running.mtlsUrl } : {}),
     }) + "\n",
   );
   watchSupervisor(onSignal);
