@@ -47,7 +47,8 @@ export async function ocspRequest(cert: x509.X509Certificate, issuer: x509.X509C
     hashAlgorithm: new AlgorithmIdentifier({ algorithm: SHA1, parameters: null }),
     issuerNameHash: new OctetString(Buffer.from(h.name, "hex")),
     issuerKeyHash: new OctetString(Buffer.from(h.key, "hex")),
-    serialNumber: Buffer.from(cert.serialNumber, "hex").buffer as ArrayBuffer,
+    // A copy: a small Buffer may be a view into a shared pool (Node, Deno), whose `.buffer` is the whole pool.
+    serialNumber: new Uint8Array(Buffer.from(cert.serialNumber, "hex")).buffer,
   });
   const nonce = AsnConvert.serialize(new OctetString(crypto.getRandomValues(new Uint8Array(16))));
   const req = new OCSPRequest({
