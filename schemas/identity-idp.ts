@@ -67,8 +67,17 @@ const userVerification = v.picklist(["required", "preferred", "discouraged"]);
 /** The tenant's sign-in policy as read; PUT takes any subset of its fields. */
 /** The shortest password the tenant accepts (NIST 800-63B: at least 8). */
 const passwordMinLength = v.pipe(v.number(), v.integer(), v.minValue(8), v.maxValue(64));
-export const MfaPolicy = v.object({ mfa: mfaPolicy, self_registration: v.boolean(), user_verification: userVerification, password_min_length: v.optional(passwordMinLength) });
+/** Whether a pki-ca client certificate signs in the user whose verified e-mail address is its e-mail SAN (default false). */
+const certificateEmail = v.boolean();
+export const MfaPolicy = v.object({
+  mfa: mfaPolicy,
+  self_registration: v.boolean(),
+  user_verification: userVerification,
+  password_min_length: v.optional(passwordMinLength),
+  certificate_email: certificateEmail,
+});
 export const PolicyUpdate = v.strictObject({
+  certificate_email: v.optional(certificateEmail),
   mfa: v.optional(mfaPolicy),
   self_registration: v.optional(v.boolean()),
   user_verification: v.optional(userVerification),

@@ -21,7 +21,7 @@ import { join, relative, resolve } from "node:path";
 import { suiteDefaults, type SuiteLayout, DEMO_TENANT, demoFile } from "./suite/manifest.ts";
 import { forEachLine, RUNTIMES, serviceCommand, type ServiceRuntime } from "./suite/runtime.ts";
 import type { ServiceEndpoint } from "../src/service/context.ts";
-import { CLI_BROWSER_CLIENT, CLI_CLIENT, DEMO_USER, SUITE_ADMIN_CLIENT, provisionClients, provisionKmsGrpcClient, provisionSuiteAdmin, provisionUser } from "./suite/demo.ts";
+import { CLI_BROWSER_CLIENT, CLI_CLIENT, DEMO_USER, DEMO_USER_EMAIL, SUITE_ADMIN_CLIENT, provisionClients, provisionKmsGrpcClient, provisionSuiteAdmin, provisionUser } from "./suite/demo.ts";
 
 interface Ready {
   service: string;
@@ -33,6 +33,8 @@ interface Ready {
   grpc?: string;
   /** Protocol endpoints to print (pki-ca's enrollment URLs per tenant). */
   endpoints?: ServiceEndpoint[];
+  /** The mutual-TLS listener's URL, when the service has one. */
+  mtls?: string;
 }
 
 interface Checked {
@@ -266,6 +268,7 @@ try {
   const out: string[] = ["", `cryptoutil is running${runtime === "bun" ? "" : ` on ${runtime}`}:`, "", line(head), widths.map((w) => "-".repeat(w)).join("  ")];
   for (const r of rows) out.push(line(r));
   out.push("", `trust bundle (for curl --cacert): ${first.trust_bundle}`, `suite file (for the cryptoutil CLI): ${suiteFile}`);
+  if (idp?.mtls) out.push(`identity-idp certificate sign-in (mutual TLS): ${idp.mtls}/t/<tenant>/login/certificate`);
   if (kmsGrpc) {
     out.push(`sm-kms gRPC API (mutual TLS, supacrypt.v1.KeyService): ${kmsGrpc}`);
     if (grpcClient) out.push(`  demo tenant's client certificate: ${grpcClient.certFile} (key ${grpcClient.keyFile})`);
@@ -278,6 +281,12 @@ try {
       steps.push("npx cryptoutil kms key create demo-key", 'echo "hello, world" | npx cryptoutil kms encrypt demo-key -o hello.jwe', "npx cryptoutil kms decrypt demo-key hello.jwe");
     }
     if (readies.has("pki-ca")) steps.push("npx cryptoutil ca certificate localhost localhost.crt localhost.key --san localhost --san 127.0.0.1");
+    if (readies.has("pki-ca") && idp?.mtls) {
+      steps.push(
+        `npx cryptoutil ca certificate demo demo.crt demo.key --profile tls-client --san ${DEMO_USER_EMAIL}`,
+        `curl --cacert ${first.trust_bundle} --cert demo.crt --key demo.key ${idp.mtls}/t/${DEMO_TENANT}/login/certificate   # "It signs you in as demo"`,
+      );
+    }
     if (readies.has("jose-ja")) steps.push("npx cryptoutil jose jwk create demo-signer --alg ES256", "npx cryptoutil jose jwt sign demo-signer --sub alice --ttl 15m");
     if (readies.has("sm-secrets")) steps.push("npx cryptoutil secrets put demo/db user=demo password=s3cret", "npx cryptoutil secrets get demo/db --field password");
     if (readies.has("audit")) steps.push("npx cryptoutil audit query --limit 10");

@@ -64,6 +64,15 @@ export const IdpAppConfig = v.strictObject({
   /** Mails asked for per address, and per client IP, in 15 minutes. */
   mail_per_address: v.optional(int(1, 100), 5),
   mail_per_ip: v.optional(int(1, 100_000), 30),
+  /**
+   * pki-ca's CAs whose client certificates sign users in on the mTLS port: their ids as in
+   * `/pki/ca/<id>.pem`, fetched from `federation.ca.url` (unset: none) at start and every
+   * `certificate_ca_refresh_s`, and trusted by the listener from then on. Their certificates are
+   * checked at pki-ca's OCSP responder at each sign-in, and may sign in by e-mail SAN where the
+   * tenant's policy says so (`certificate_email`).
+   */
+  certificate_cas: v.optional(v.array(v.pipe(v.string(), v.regex(/^[a-z0-9-]{1,40}$/, "a pki-ca CA id such as issuing-p-256"))), ["issuing-p-256"]),
+  certificate_ca_refresh_s: v.optional(int(60, 86_400), 3600),
   /** The signing key of login verifiers is replaced after this many days. */
   signing_key_rotation_days: v.optional(int(1, 3650), 90),
 });

@@ -194,4 +194,11 @@ export const migrations = [
       await db.schema.alterTable("tenant_policies").addColumn("password_min_length", "integer").execute();
     },
   },
+  {
+    version: 7,
+    name: "tenant policy: certificate sign-in by e-mail SAN",
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable("tenant_policies").addColumn("certificate_email", "integer", (c) => c.notNull().defaultTo(0)).execute();
+    },
+  },
 ];

@@ -22,6 +22,7 @@ import { passkeyRoutes } from "./routes/passkeys.ts";
 import { YubiKeys } from "./domain/yubikeys.ts";
 import { UserCertificates } from "./domain/certificates.ts";
 import { certificateRoutes } from "./routes/certificate.ts";
+import { CertificateIssuers } from "./domain/certificate-issuers.ts";
 import { Passkeys, type RelyingParty } from "./domain/passkeys.ts";
 import { AppError } from "../../src/service/errors.ts";
 import { DevOutbox, SmtpMailer, type Mailer } from "./domain/mailer.ts";
@@ -53,6 +54,10 @@ export function buildIdp(ctx: ServiceContext, opts: IdpOptions = {}) {
   const sessions = new IdpSessions(ctx.db, ctx.protector, ctx.sessions, { idleS: cfg.session_idle_s, absoluteS: cfg.session_absolute_s });
   const yubikeys = new YubiKeys(store, ctx.protector);
   const certificates = new UserCertificates(store);
+  // pki-ca's CAs, fetched over federation.ca and added to the mTLS listener's trust at run time.
+  const issuers = new CertificateIssuers({ ca: ctx.federation.client("ca"), ids: cfg.certificate_cas, refreshMs: cfg.certificate_ca_refresh_s * 1000, trust: (pem) => ctx.addClientCa(pem), logger: ctx.logger });
+  issuers.start();
+  ctx.onStop(() => issuers.stop());
   const passkeys = new Passkeys(store);
   const factors = new SecondFactors(store, ctx.protector, { issuerName: cfg.display_name, driftSteps: cfg.totp_drift_steps, hotpLookAhead: cfg.hotp_look_ahead }, yubikeys, passkeys);
   const throttle = new LoginThrottle(ctx.db, { userThreshold: cfg.lockout_user_threshold, ipThreshold: cfg.lockout_ip_threshold, baseS: cfg.lockout_base_s, maxS: cfg.lockout_max_s });
@@ -107,7 +112,7 @@ export function buildIdp(ctx: ServiceContext, opts: IdpOptions = {}) {
         opts.now,
       )
     : undefined;
-  return { cfg, store, sessions, factors, throttle, users, keys, handoff, yubikeys, certificates, passkeys, relyingParty, email, outbox: mail instanceof DevOutbox ? mail : undefined };
+  return { cfg, store, sessions, factors, throttle, users, keys, handoff, yubikeys, certificates, issuers, passkeys, relyingParty, email, outbox: mail instanceof DevOutbox ? mail : undefined };
 }
 
 /**
@@ -165,7 +170,7 @@ export function identityIdpService(opts: IdpOptions = {}): ServiceDefinition {
         mtlsUrl: () => (ctx.config.server.mtls_port ? ctx.urls.mtls : undefined),
         publicListenerUrl: () => ctx.urls.public,
       };
-      return idpPages(deps).use(passkeyRoutes(deps)).use(emailRoutes(deps)).use(wsapiRoutes(b.yubikeys)).use(certificateRoutes(deps, b.certificates));
+      return idpPages(deps).use(passkeyRoutes(deps)).use(emailRoutes(deps)).use(wsapiRoutes(b.yubikeys)).use(certificateRoutes(deps, b.certificates, b.issuers));
     },
   };
 }

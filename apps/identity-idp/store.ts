@@ -93,6 +93,8 @@ export interface TenantPolicyRow {
   /** The tenant's own minimum password length; null: the configured one. */
   password_min_length?: number | null;
   user_verification: string;
+  /** 1: a pki-ca certificate whose e-mail SAN is a user's verified address signs that user in. */
+  certificate_email?: number;
   updated_at: number;
 }
 

@@ -60,6 +60,7 @@ function defineCertificate(parent: Command, name: string, path: string): void {
       `${path} svc.example.com svc.crt svc.key`,
       `${path} api.example.com api.crt api.key --san api.example.com --san 10.0.0.5 --not-after 24h`,
       `${path} edge.example.com edge.crt edge.key --kty OKP --curve Ed25519 --profile tls-server`,
+      `${path} demo demo.crt demo.key --profile tls-client --san demo@example.com   # sign-in at identity-idp's mTLS port`,
     ]),
   )
     .option("--san <name>", "a DNS name, IP address, e-mail or URI (repeatable; default: the subject)", collect)

@@ -237,9 +237,14 @@ export async function provisionClients(d: DemoInputs, rootToken: string): Promis
 /** A password that passes identity-idp's rules: 24 random base64url characters. */
 const newPassword = () => Buffer.from(crypto.getRandomValues(new Uint8Array(18))).toString("base64url");
 
+/** The demo user's verified e-mail address: a pki-ca client certificate naming it signs the demo user in. */
+export const DEMO_USER_EMAIL = "demo@example.com";
+
 /**
  * The demo user in identity-idp, its password in `<data>/demo/user.password`. A user whose
- * password file is gone gets a new password. Call once identity-idp is ready.
+ * password file is gone gets a new password. The demo tenant lets a pki-ca client certificate
+ * with the user's verified e-mail address as its SAN sign in (policy `certificate_email`, off in
+ * every other tenant unless an administrator turns it on). Call once identity-idp is ready.
  */
 export async function provisionUser(d: Pick<DemoInputs, "dataRoot" | "ca" | "authz"> & { idp: string }): Promise<void> {
   const api = apiOver(d.ca);
@@ -256,7 +261,7 @@ export async function provisionUser(d: Pick<DemoInputs, "dataRoot" | "ca" | "aut
   }
   if (!found) {
     const password = newPassword();
-    const made = await api("POST", users, token, { username: DEMO_USER, password, name: "Demo User", email: "demo@example.com", email_verified: true });
+    const made = await api("POST", users, token, { username: DEMO_USER, password, name: "Demo User", email: DEMO_USER_EMAIL, email_verified: true });
     if (made.status !== 201) fail("creating the demo user", made);
     writeSecret(file, password);
   } else if (!existsSync(file)) {
@@ -265,6 +270,8 @@ export async function provisionUser(d: Pick<DemoInputs, "dataRoot" | "ca" | "aut
     if (reset.status >= 300) fail("resetting the demo user's password", reset);
     writeSecret(file, password);
   }
+  const policy = await api("PUT", `${d.idp}/service/api/v1/policy`, token, { certificate_email: true });
+  if (policy.status !== 200) fail("letting certificates sign in by e-mail in the demo tenant", policy);
 }
 
 /**

@@ -13,6 +13,8 @@ export { SERVICE_SCOPES, scopesOf } from "../../schemas/scopes.ts";
 export const DEMO_TENANT = "demo";
 /** The audit service's mutual-TLS port, where the other services send their events. */
 export const AUDIT_MTLS_PORT = 8801;
+/** identity-idp's mutual-TLS port under `npm start`: sign-in with a client certificate. */
+export const IDP_MTLS_PORT = 18101;
 /** sm-kms's gRPC port under `npm start` (mutual TLS). */
 export const KMS_GRPC_PORT = 8081;
 /** The URI SAN of the demo tenant's gRPC client certificate, which sm-kms maps to the demo tenant. */
@@ -75,6 +77,13 @@ export function suiteDefaults(service: string, s: SuiteLayout): Record<string, u
     out.app = { ...(idp && { idp_url: idp }), cors_origins: [...new Set(origins)] };
   }
   if (service === "identity-idp" && authz) out.app = { authz_url: authz };
+  if (service === "identity-idp") {
+    // Certificate sign-in: the mTLS port, trusting the client certificates of pki-ca's issuing CA,
+    // which the idp fetches from pki-ca itself (pki-ca may be ready after the idp).
+    out.server = { mtls_port: IDP_MTLS_PORT };
+    const ca = s.urls["pki-ca"];
+    if (ca) out.federation = { ...out.federation, ca: { url: ca, ca_file: join(s.dataRoot, service, "trust-bundle.pem") } };
+  }
   const audit = s.urls.audit;
   if (audit && service === "audit") {
     out.server = { mtls_port: AUDIT_MTLS_PORT };
@@ -86,7 +95,7 @@ export function suiteDefaults(service: string, s: SuiteLayout): Record<string, u
   } else if (audit) {
     const u = new URL(audit);
     u.port = String(AUDIT_MTLS_PORT);
-    out.federation = { audit: { url: u.origin, ca_file: join(s.dataRoot, service, "trust-bundle.pem") } };
+    out.federation = { ...out.federation, audit: { url: u.origin, ca_file: join(s.dataRoot, service, "trust-bundle.pem") } };
   }
   if (service === "pki-ca" && s.urls["pki-ca"]) out.app = { base_url: s.urls["pki-ca"] };
   if (service === "identity-rs" && authz && s.demo) {

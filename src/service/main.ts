@@ -47,6 +47,7 @@ export async function runMain(def: ServiceDefinition): Promise<void> {
       trust_bundle: running.trustBundlePath,
       ...(running.grpcAddress ? { grpc: running.grpcAddress } : {}),
       ...(def.endpoints ? { endpoints: def.endpoints(running.config, running.publicUrl) } : {}),
+      ...(running.mtlsUrl ? { mtls: running.mtlsUrl } : {}),
     }) + "\n",
   );
   watchSupervisor(onSignal);

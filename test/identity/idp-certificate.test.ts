@@ -7,7 +7,7 @@
  * CA (the handshake), a form without the CSRF token; fuzzed form bodies get 4xx.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import * as oauth from "oauth4webapi";
+import type * as oauth from "oauth4webapi";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createSuiteCa, trustBundlePem } from "../../src/pki/index.ts";
@@ -15,6 +15,7 @@ import { clientCertificate, type ClientCertificateFiles } from "../support/tls.t
 import { fuzz, mutateJson, mutateText, rng } from "../support/fuzz.ts";
 import { startIdentitySuite, type IdentitySuite } from "./support/e2e-suite.ts";
 import { ScriptedBrowser } from "./support/browser.ts";
+import { discover, finishCliLogin, startCliLogin } from "./support/cli-login.ts";
 import { freePort } from "./support/authz.ts";
 
 setDefaultTimeout(30_000);
@@ -25,7 +26,6 @@ let registered: ClientCertificateFiles;
 let unregistered: ClientCertificateFiles;
 let foreign: ClientCertificateFiles;
 let as: oauth.AuthorizationServer;
-const cf = () => ({ [oauth.customFetch]: (url: string, init: RequestInit) => fetch(url, { ...init, tls: { ca: s.ca } } as RequestInit) });
 
 beforeAll(async () => {
   const ca = await createSuiteCa();
@@ -44,8 +44,7 @@ beforeAll(async () => {
   foreign = await clientCertificate(await createSuiteCa(), s.root, "foreign", { dnsNames: ["carol.example"] });
   const made = await s.idpAdmin("POST", "/users", { username: "carol", password: "cobalt harbour willow 311", name: "Carol" });
   carol = (await made.json()) as { id: string };
-  const iss = new URL(s.issuer);
-  as = await oauth.processDiscoveryResponse(iss, await oauth.discoveryRequest(iss, { algorithm: "oidc", ...cf() }));
+  as = await discover(s);
 }, 90_000);
 
 afterAll(async () => {
@@ -55,13 +54,7 @@ afterAll(async () => {
 const atClient = (u: string) => u.startsWith(s.cliRedirect);
 
 /** Starts the CLI client's authorization request in `b`; returns the idp's login page and the PKCE state. */
-async function startLogin(b: ScriptedBrowser) {
-  const verifier = oauth.generateRandomCodeVerifier();
-  const state = oauth.generateRandomState();
-  const u = new URL(as.authorization_endpoint!);
-  u.search = new URLSearchParams({ response_type: "code", client_id: s.cliClient.client_id, redirect_uri: s.cliRedirect, scope: "openid profile", state, code_challenge: await oauth.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256" }).toString();
-  return { page: await b.get(u.toString(), atClient), verifier, state };
-}
+const startLogin = (b: ScriptedBrowser) => startCliLogin(s, as, b);
 
 describe("certificate sign-in", () => {
   test("an administrator registers a user's certificate; listing shows its fingerprint", async () => {
@@ -78,7 +71,8 @@ describe("certificate sign-in", () => {
 
   test("the login page links to the mTLS port; the certificate signs carol in through to the client, amr swk", async () => {
     const b = new ScriptedBrowser(s.ca, registered);
-    const { page, verifier, state } = await startLogin(b);
+    const login = await startLogin(b);
+    const page = login.page;
     const link = page.html.match(/<a href="([^"]+\/login\/certificate)">Sign in with a certificate<\/a>/)?.[1];
     expect(link).toBe(`${mtlsUrl}/t/${s.tenant}/login/certificate`);
     const confirm = await b.get(link!);
@@ -87,10 +81,7 @@ describe("certificate sign-in", () => {
     const consent = await b.submit(confirm, "/login/certificate", {}, atClient);
     const back = consent.url.includes("/consent") ? await b.submit(consent, "/consent", { decision: "allow" }, atClient) : consent;
     expect(back.status).toBe(0); // stopped at the client's redirect URI
-    const client: oauth.Client = { client_id: s.cliClient.client_id, id_token_signed_response_alg: "ES256" };
-    const params = oauth.validateAuthResponse(as, client, new URL(back.url), state);
-    const tokens = await oauth.processAuthorizationCodeResponse(as, client, await oauth.authorizationCodeGrantRequest(as, client, oauth.ClientSecretBasic(s.cliClient.client_secret), params, s.cliRedirect, verifier, cf()), { requireIdToken: true });
-    const id = oauth.getValidatedIdTokenClaims(tokens)!;
+    const id = await finishCliLogin(s, as, login, back.url);
     expect(id.sub).toBe(carol.id);
     expect(id.amr).toEqual(["swk"]);
   });

@@ -17,3 +17,19 @@ console.log(JSON.stringify({ first: a.outcome, second: b.outcome, same: a.materi
 `);
   expect(result).toEqual({ first: "absent", second: "loaded", same: true });
 }, 30_000);
+
+// The relying party's OCSP request (src/pki/ocsp-client.ts) names the certificate's own serial
+// on Deno too, whose small Buffers share a pool (a view's `.buffer` is the whole pool).
+test("src/pki/ocsp-client builds the request for the certificate's serial on Deno", async () => {
+  const result = await runOnDeno(["--allow-read", "--allow-env"], () => `import * as pki from ${moduleUrl("src/pki/index.ts")};
+import { ocspRequest, serialOf } from ${moduleUrl("src/pki/ocsp-client.ts")};
+const ca = await pki.createSuiteCa();
+const leaf = await pki.issueLeaf(ca, { serviceName: "ocsp-client", dnsNames: [], ipAddresses: [], uris: ["spiffe://cryptoutil/ocsp-client"], usage: "client", validityDays: 2 });
+const { der } = await ocspRequest(leaf.cert, ca.intermediate.cert);
+const asked = pki.parseOcspRequest(der).questions.map((q) => q.serialHex);
+console.log(JSON.stringify({ asked, serial: serialOf(leaf.cert) }));
+`);
+  const { asked, serial } = result as { asked: string[]; serial: string };
+  expect(serial).toMatch(/^[0-9a-f]+$/);
+  expect(asked).toEqual([serial]);
+}, 30_000);

@@ -17,7 +17,8 @@ const SERVICES = ["identity-authz", "identity-idp", "sm-kms"];
 test("the launcher runs the suite on Deno", async () => {
   const data = tempDir();
   const configDir = tempDir();
-  for (const s of SERVICES) writeFileSync(join(configDir, `${s}.yaml`), `server:\n  port: ${await freePort()}\n`);
+  // identity-idp's mTLS port too (18101 under npm start's wiring): every port a free one.
+  for (const s of SERVICES) writeFileSync(join(configDir, `${s}.yaml`), `server:\n  port: ${await freePort()}\n${s === "identity-idp" ? `  mtls_port: ${await freePort()}\n` : ""}`);
   const proc = Bun.spawn([process.execPath, "run", join(root, "scripts/start.ts"), "--runtime=deno", `--only=${SERVICES.join(",")}`, `--data=${data}`, `--config-dir=${configDir}`], {
     cwd: root,
     stdout: "pipe",

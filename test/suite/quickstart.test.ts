@@ -3,8 +3,9 @@
  * pki-ca's enrollment endpoints of the demo tenant, each asked at its printed URL), then the README's quickstart
  * verbatim (CLI login, a key, encrypt and decrypt, a certificate checked by `openssl verify` and
  * `openssl ocsp` before and after revocation, a JWT verified by the `jose` library with the
- * service's JWKS), then headless Chromium signs into learn-ps through its "Sign in" link as the
- * demo user, adds a pet and opens identity-authz's console from the navigation bar (the same
+ * service's JWKS), the README's certificate sign-in with curl (a pki-ca client certificate signs
+ * the demo user in at identity-idp's mTLS port, and no longer once revoked), then headless
+ * Chromium signs into learn-ps through its "Sign in" link as the demo user, adds a pet and opens identity-authz's console from the navigation bar (the same
  * sign-in), and the sm-kms explorer's Test Request gets a 200.
  *
  * Needs the Debian packages openssl (the quickstart's openssl lines) and chromium.
@@ -24,13 +25,16 @@ let ca: string;
 const SERVICES = ["identity-authz", "identity-idp", "jose-ja", "learn-ps", "pki-ca", "sm-kms", "sm-secrets"];
 const PORTS = [18000, 18100, 9443, 8888, 8443, 8080, 8090];
 
-/** The README's quickstart block, verbatim. */
-function quickstart(): string {
+/** A block of the README between `<!-- name:begin -->` and `<!-- name:end -->`, verbatim. */
+function readmeBlock(name: string): string {
   const readme = readFileSync(join(REPO, "README.md"), "utf8");
-  const block = /<!-- quickstart:begin -->\n```sh\n([\s\S]*?)```\n<!-- quickstart:end -->/.exec(readme);
-  if (!block) throw new Error("README.md has no quickstart block");
+  const block = new RegExp(`<!-- ${name}:begin -->\\n\`\`\`sh\\n([\\s\\S]*?)\`\`\`\\n<!-- ${name}:end -->`).exec(readme);
+  if (!block) throw new Error(`README.md has no ${name} block`);
   return block[1]!;
 }
+
+/** The README's quickstart block, verbatim. */
+const quickstart = () => readmeBlock("quickstart");
 
 beforeAll(async () => {
   if (!Bun.which("openssl") && process.env.CI === "true") throw new Error("the Debian package openssl is required");
@@ -169,6 +173,19 @@ describe("the README quickstart, verbatim", () => {
     const { payload, protectedHeader } = await jwtVerify(jwt, jwks);
     expect(payload.sub).toBe("alice");
     expect(protectedHeader.alg).toBe("ES256");
+  });
+});
+
+describe("the README's certificate sign-in, verbatim", () => {
+  test("pki-ca's certificate naming demo@example.com signs the demo user in at identity-idp's mTLS port; revoked, it is refused", async () => {
+    // The quickstart's `login` first (the block follows it in the README).
+    const run = await bash(dir, `set -euo pipefail\nnpx cryptoutil login >/dev/null\n${readmeBlock("certificate-login")}`, { CRYPTOUTIL_HOME: join(dir, ".cryptoutil-home") });
+    if (run.code !== 0) console.error(run.out.slice(-2000), run.err.slice(-2000));
+    expect(run.code).toBe(0);
+    expect(run.out).toMatch(/signs you in as <strong[^>]*>demo\n/);
+    expect(run.out).toMatch(/Signed in as <strong[^>]*>demo\n/);
+    expect(run.out).toContain("This certificate is revoked\n");
+    expect(suite.out()).toContain("identity-idp certificate sign-in (mutual TLS): https://127.0.0.1:18101/t/<tenant>/login/certificate");
   });
 });
 

@@ -125,6 +125,7 @@ function policyPage(users: UserService): ConsolePage {
           { name: "password_min_length", label: "Minimum password length", type: "number", min: 8, max: 64, required: true, value: p.password_min_length, hint: "8 to 64 characters; common and breached passwords are refused whatever the length" },
           { name: "self_registration", label: "People may create their own account (verified e-mail)", type: "checkbox", value: p.self_registration },
           { name: "user_verification", label: "Passkey user verification", type: "select", options: ["required", "preferred", "discouraged"], value: p.user_verification },
+          { name: "certificate_email", label: "A pki-ca client certificate signs in the user whose verified e-mail is its e-mail SAN (no registration)", type: "checkbox", value: p.certificate_email },
         ] }),
       };
     },

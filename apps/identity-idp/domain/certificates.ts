@@ -6,6 +6,7 @@
  * (`mtls.ca_file`: pki-ca's chain or another configured CA, by default the suite CA), the
  * validity period and possession of the key; certificates that did not chain (`mtls.self_signed`)
  * never sign anyone in. A fingerprint names one certificate, so a re-issued one must be registered again.
+ * A tenant may also let certificates of pki-ca's CAs sign in by their e-mail SAN (`userOf`).
  */
 import { randomUUID } from "node:crypto";
 import { AppError, notFound } from "../../../src/service/errors.ts";
@@ -59,12 +60,26 @@ export class UserCertificates {
     if (!(await this.store.deleteUserCertificate(tenant, userId, id))) throw notFound("certificate");
   }
 
-  /** The user a handshake-verified certificate signs in, or undefined. */
-  async userOf(tenant: string, cert: ClientCertificate | undefined): Promise<string | undefined> {
+  /**
+   * The user a handshake-verified certificate signs in, or undefined: the one it is registered
+   * to; else, with `byEmail` (the tenant's `certificate_email` policy, for a certificate of
+   * pki-ca's CAs), the one user whose verified e-mail address is an e-mail SAN of it. SANs
+   * naming two different users name nobody. `peek`: a look before signing in, the registered
+   * certificate's last use is not recorded.
+   */
+  async userOf(tenant: string, cert: ClientCertificate | undefined, opts: { byEmail?: boolean; peek?: boolean } = {}): Promise<string | undefined> {
     if (!cert?.verified) return undefined;
     const row = await this.store.userCertificateByX5t(tenant, cert.x5tS256);
-    if (!row) return undefined;
-    await this.store.touchUserCertificate(tenant, row.id, this.now());
-    return row.user_id;
+    if (row) {
+      if (!opts.peek) await this.store.touchUserCertificate(tenant, row.id, this.now());
+      return row.user_id;
+    }
+    if (!opts.byEmail) return undefined;
+    const found = new Set<string>();
+    for (const email of cert.emails.slice(0, 10)) {
+      const user = await this.store.userByVerifiedEmail(tenant, email);
+      if (user) found.add(user.id);
+    }
+    return found.size === 1 ? [...found][0] : undefined;
   }
 }

@@ -23,6 +23,11 @@ export interface TenantPolicy {
   user_verification: "required" | "preferred" | "discouraged";
   /** The shortest password accepted in this tenant. */
   password_min_length: number;
+  /**
+   * Whether a client certificate of pki-ca's CAs signs in the user whose verified e-mail address
+   * is its e-mail SAN, without being registered (default false: registered certificates only).
+   */
+  certificate_email: boolean;
 }
 
 export type LoginResult = { ok: true; user: UserRow } | { ok: false; lockedForS: number };
@@ -156,6 +161,7 @@ export class UserService {
       self_registration: !!row?.self_registration,
       user_verification: (row?.user_verification as TenantPolicy["user_verification"] | undefined) ?? "preferred",
       password_min_length: row?.password_min_length ?? this.cfg.rules.minLength,
+      certificate_email: !!row?.certificate_email,
     };
   }
 
@@ -169,7 +175,7 @@ export class UserService {
     const row = await this.store.policyRow(tenant);
     // A minimum equal to the configured one is not stored: the tenant then follows the configuration.
     const ownMin = patch.password_min_length !== undefined ? (patch.password_min_length === this.cfg.rules.minLength ? null : patch.password_min_length) : (row?.password_min_length ?? null);
-    await this.store.setPolicy({ tenant, mfa: next.mfa, self_registration: next.self_registration ? 1 : 0, user_verification: next.user_verification, password_min_length: ownMin, updated_at: this.now() });
+    await this.store.setPolicy({ tenant, mfa: next.mfa, self_registration: next.self_registration ? 1 : 0, user_verification: next.user_verification, password_min_length: ownMin, certificate_email: next.certificate_email ? 1 : 0, updated_at: this.now() });
     return next;
   }
 

@@ -232,10 +232,14 @@ export function loginLinks(p: { tenant: string; email: boolean; register: boolea
 }
 
 /** Confirms a sign-in with the client certificate the browser presented on the mTLS port. */
-export function certificatePage(p: { tenant: string; csrf: string; subject: string }): string {
+export function certificatePage(p: { tenant: string; csrf: string; subject: string; username?: string }): string {
+  const who = p.username
+    ? `<p>It signs you in as <strong id="certificate-user">${esc(p.username)}</strong>.</p>`
+    : `<p id="certificate-user-none">It is not registered to an account here.</p>`;
   return page(
     "Sign in with a certificate",
     `<p>Your browser presented the certificate <code id="certificate-subject">${esc(p.subject)}</code>.</p>
+${who}
 <form method="post" action="/t/${esc(p.tenant)}/login/certificate">
 ${csrf(p.csrf)}
 <button type="submit">Sign in with this certificate</button>
