@@ -113,6 +113,27 @@ const OID_CHALLENGE_PASSWORD = "2a864886f70d010907"; // 1.2.840.113549.1.9.7
 const KEY_OIDS: Record<string, "ec" | "rsa" | "ed25519"> = { "2a8648ce3d0201": "ec", "2a864886f70d010101": "rsa", "2b6570": "ed25519" };
 const CURVES: Record<string, SubjectKeyType> = { "2a8648ce3d030107": "P-256", "2b81040022": "P-384", "2b81040023": "P-521" };
 
+/**
+ * The WebCrypto algorithm of a SubjectPublicKeyInfo's key, read from its DER (what
+ * `verifyBySpki` needs: the name, and the curve of an EC key); undefined for other key types.
+ */
+export function spkiKeyAlgorithm(spki: Uint8Array): (Algorithm & { namedCurve?: string }) | undefined {
+  try {
+    const outer = tlv(spki, 0, spki.length, 0x30);
+    const alg = tlv(spki, outer.contentStart, outer.end, 0x30);
+    const oid = tlv(spki, alg.contentStart, alg.end, 0x06);
+    const kind = KEY_OIDS[hexOf(spki.subarray(oid.contentStart, oid.end))];
+    if (kind === "rsa") return { name: "RSASSA-PKCS1-v1_5" };
+    if (kind === "ed25519") return { name: "Ed25519" };
+    if (kind !== "ec") return undefined;
+    const curve = tlv(spki, oid.end, alg.end, 0x06);
+    const namedCurve = CURVES[hexOf(spki.subarray(curve.contentStart, curve.end))];
+    return namedCurve ? { name: "ECDSA", namedCurve } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 function hexOf(b: Uint8Array): string {
   let out = "";

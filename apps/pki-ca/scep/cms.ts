@@ -17,6 +17,7 @@ import { AppError } from "../../../src/service/errors.ts";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
 import { certificateFields, derBytes, derChildren, derContent, derOid, derRoot, intDer, oidDer, type DerNode } from "../../../src/pki/der.ts";
 import * as x509 from "../../../src/pki/x509.ts";
+import { spkiKeyAlgorithm } from "../../../src/pki/csr.ts";
 import { ATTR_CONTENT_TYPE, ATTR_MESSAGE_DIGEST, attributeDer, issuerAndSerialDer, signedDataDer, verifySignerInfo, type ContentSigner } from "../../../src/pki/cms-signer.ts";
 
 /** SCEP attribute OIDs (id-attributes, RFC 8894 §3.2.1). */
@@ -56,7 +57,11 @@ export interface PkiMessage {
   recipientNonce?: Uint8Array;
   pkiStatus?: string;
   failInfo?: string;
+  /** The signer's certificate (decoded when first read; `malformed_input` if it cannot be). */
   signer: x509.X509Certificate;
+  /** The DER of the signer's certificate and of its SubjectPublicKeyInfo. */
+  signerDer: Uint8Array;
+  signerSpki: Uint8Array;
   /** The DER of the content (an EnvelopedData ContentInfo), empty when absent. */
   content: Uint8Array;
 }
@@ -139,29 +144,22 @@ export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
   if (!sid || sid.tag !== 0x30 || !si.signedAttrs?.length) throw malformed("the signer must be named by issuer and serial and sign attributes");
   const [sidIssuer, sidSerial] = derChildren(sid, "the signer");
   const same = (a: DerNode | undefined, b: DerNode) => !!a && Buffer.from(derBytes(a)).equals(Buffer.from(derBytes(b)));
-  const signerDer = certs.map(derBytes).find((c) => {
+  let signerDer: Uint8Array | undefined;
+  let spki: Uint8Array | undefined;
+  for (const c of certs.map(derBytes)) {
     try {
       const f = certificateFields(c);
-      return same(sidIssuer, f.issuer) && same(sidSerial, f.serial);
+      if (same(sidIssuer, f.issuer) && same(sidSerial, f.serial)) [signerDer, spki] = [c.slice(), derBytes(f.spki).slice()];
     } catch {
-      return false;
+      // not a certificate this walk reads: not the signer's
     }
-  });
-  if (!signerDer) throw malformed("the signer's certificate is not in the message");
-  let signer: x509.X509Certificate;
-  try {
-    signer = new x509.X509Certificate(signerDer.slice());
-  } catch (cause) {
-    throw malformed("the signer's certificate cannot be read", cause);
+    if (signerDer) break;
   }
+  if (!signerDer || !spki) throw malformed("the signer's certificate is not in the message");
   const attr = (oid: string) => si.signedAttrs!.find((a) => a.attrType === oid)?.attrValues[0];
-  let keyAlg: Algorithm & { namedCurve?: string };
-  try {
-    keyAlg = signer.publicKey.algorithm as Algorithm & { namedCurve?: string };
-  } catch (cause) {
-    throw malformed("the signer's public key cannot be read", cause);
-  }
-  const failure = await verifySignerInfo(si, content, signer.publicKey.rawData, keyAlg);
+  const keyAlg = spkiKeyAlgorithm(spki);
+  if (!keyAlg) throw malformed("the signer's public key cannot be read");
+  const failure = await verifySignerInfo(si, content, spki.slice().buffer as ArrayBuffer, keyAlg);
   if (failure === "unsupported_digest") throw malformed("unsupported digest algorithm");
   if (failure === "digest_mismatch") throw malformed("the messageDigest does not match the content");
   if (failure === "unsupported_signature") throw malformed("unsupported signature algorithm");
@@ -178,7 +176,20 @@ export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
   const messageType = text(SCEP_ATTR.messageType);
   const transactionId = text(SCEP_ATTR.transactionID);
   if (!messageType || !transactionId || transactionId.length > 128) throw malformed("messageType and transactionID are required");
-  return { messageType, transactionId, senderNonce: bytes(SCEP_ATTR.senderNonce), recipientNonce: bytes(SCEP_ATTR.recipientNonce), pkiStatus: text(SCEP_ATTR.pkiStatus), failInfo: text(SCEP_ATTR.failInfo), signer, content };
+  const msg = { messageType, transactionId, senderNonce: bytes(SCEP_ATTR.senderNonce), recipientNonce: bytes(SCEP_ATTR.recipientNonce), pkiStatus: text(SCEP_ATTR.pkiStatus), failInfo: text(SCEP_ATTR.failInfo), signerDer, signerSpki: spki, content } as Omit<PkiMessage, "signer">;
+  // The library's view of the signer's certificate only for the messages that need it (RenewalReq).
+  let view: x509.X509Certificate | undefined;
+  const certDer = signerDer;
+  return Object.defineProperty(msg, "signer", {
+    enumerable: true,
+    get: () => {
+      try {
+        return (view ??= new x509.X509Certificate(certDer.slice()));
+      } catch (cause) {
+        throw malformed("the signer's certificate cannot be read", cause);
+      }
+    },
+  }) as PkiMessage;
 }
 
 /** RSAES-PKCS1-v1_5 decryption with implicit rejection: a bad padding gives `fallbackLength` random bytes. */
@@ -242,15 +253,16 @@ export function openEnvelope(der: Uint8Array, cert: x509.X509Certificate, key: K
 }
 
 /** An EnvelopedData ContentInfo of `content` for `recipient` (RSA key transport, AES-256-CBC by default). */
-export function sealEnvelope(content: Uint8Array, recipient: x509.X509Certificate, cipherOid: "2.16.840.1.101.3.4.1.2" | typeof AES_256_CBC = AES_256_CBC): Uint8Array {
+export function sealEnvelope(content: Uint8Array, recipient: x509.X509Certificate | Uint8Array, cipherOid: "2.16.840.1.101.3.4.1.2" | typeof AES_256_CBC = AES_256_CBC): Uint8Array {
   const cipher = CIPHERS[cipherOid]!;
   const cek = randomBytes(cipher.keyLength);
   const iv = randomBytes(cipher.name.startsWith("aes") ? 16 : 8);
   const c = createCipheriv(cipher.name, cek, iv);
   const encrypted = Buffer.concat([c.update(content), c.final()]);
-  const pub = createPublicKey({ key: Buffer.from(recipient.publicKey.rawData), format: "der", type: "spki" });
+  const recipientDer = recipient instanceof Uint8Array ? recipient : new Uint8Array(recipient.rawData);
+  const pub = createPublicKey({ key: Buffer.from(derBytes(certificateFields(recipientDer).spki)), format: "der", type: "spki" });
   const encryptedKey = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_PADDING }, cek);
-  const ktri = derTlv(0x30, intDer(0), issuerAndSerialDer(new Uint8Array(recipient.rawData)), derTlv(0x30, oidDer(RSA_ENCRYPTION), derTlv(0x05)), derTlv(0x04, encryptedKey));
+  const ktri = derTlv(0x30, intDer(0), issuerAndSerialDer(recipientDer), derTlv(0x30, oidDer(RSA_ENCRYPTION), derTlv(0x05)), derTlv(0x04, encryptedKey));
   const eci = derTlv(0x30, oidDer(id_data), derTlv(0x30, oidDer(cipherOid), derTlv(0x04, iv)), derTlv(0x80, encrypted));
   const env = derTlv(0x30, intDer(0), derTlv(0x31, ktri), eci);
   return derTlv(0x30, oidDer(id_envelopedData), derTlv(0xa0, env));

@@ -108,7 +108,7 @@ export class ScepAuthority {
     }
     const status = out.status === "issued" || out.status === "crl" ? PKI_STATUS.SUCCESS : out.status === "pending" ? PKI_STATUS.PENDING : PKI_STATUS.FAILURE;
     const inner = out.status === "issued" ? certsOnlyPkcs7([out.cert]) : out.status === "crl" ? crlsOnlyPkcs7([out.crl]) : undefined;
-    const content = inner ? sealEnvelope(inner, msg.signer) : new Uint8Array(0);
+    const content = inner ? sealEnvelope(inner, msg.signerDer) : new Uint8Array(0);
     return signPkiMessage(
       ra,
       { messageType: MESSAGE_TYPE.CertRep, transactionId: msg.transactionId, senderNonce: randomBytes(16), recipientNonce: msg.senderNonce, pkiStatus: status, failInfo: out.status === "failed" ? out.failInfo : undefined },
@@ -117,7 +117,7 @@ export class ScepAuthority {
   }
 
   private async answer(t: ScepTarget, ra: ScepRa, msg: PkiMessage): Promise<Outcome> {
-    const signerKey = sha256Hex(new Uint8Array(msg.signer.publicKey.rawData));
+    const signerKey = sha256Hex(msg.signerSpki);
     switch (msg.messageType) {
       case MESSAGE_TYPE.PKCSReq:
       case MESSAGE_TYPE.RenewalReq:
