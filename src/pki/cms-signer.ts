@@ -2,27 +2,14 @@
  * The one CMS SignerInfo builder (RFC 5652 §5.3) with signed attributes, for every SignedData the
  * suite writes (RFC 3161 time-stamp tokens, SCEP pkiMessages): the attributes are put in DER
  * SET OF order (ascending encodings), that SET is what gets signed, and the signer is named by
- * issuer and serial number with SHA-256 as the digest algorithm.
+ * issuer and serial number with SHA-256 as the digest algorithm. SignedData and SignerInfo are
+ * written from DER pieces (certificates copied verbatim), never through the generic serializer.
  */
-import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
-import { AlgorithmIdentifier, Certificate } from "@peculiar/asn1-x509";
-import {
-  Attribute,
-  CertificateChoices,
-  CertificateSet,
-  ContentInfo,
-  DigestAlgorithmIdentifiers,
-  EncapsulatedContent,
-  EncapsulatedContentInfo,
-  id_signedData,
-  IssuerAndSerialNumber,
-  SignedData,
-  SignerIdentifier,
-  SignerInfo,
-  SignerInfos,
-} from "@peculiar/asn1-cms";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { AlgorithmIdentifier } from "@peculiar/asn1-x509";
+import { Attribute, id_signedData, SignerInfo } from "@peculiar/asn1-cms";
 import { derTlv } from "./leaf-signer.ts";
-import { derContent, derRoot, oidDer } from "./der.ts";
+import { certificateFields, derBytes, derContent, derRoot, intDer, oidDer } from "./der.ts";
 import { verifyBySpki } from "./csr.ts";
 import type * as x509 from "./x509.ts";
 
@@ -36,34 +23,33 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-/** The DER of a SET OF from its (already encoded, sorted) elements. */
-function setOf(elements: Uint8Array[]): Uint8Array {
-  const n = elements.reduce((s, e) => s + e.length, 0);
-  const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : n < 0x10000 ? [0x82, n >> 8, n & 0xff] : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff];
-  const out = new Uint8Array(1 + len.length + n);
-  out.set([0x31, ...len]);
-  let o = 1 + len.length;
-  for (const e of elements) {
-    out.set(e, o);
-    o += e.length;
-  }
-  return out;
+const SHA256_ALGORITHM_DER = derTlv(0x30, oidDer(SHA256_ALGORITHM_OID));
+
+/** DER of an IssuerAndSerialNumber naming the certificate `certDer` (its issuer and serial, copied verbatim). */
+export function issuerAndSerialDer(certDer: Uint8Array): Uint8Array {
+  const { issuer, serial } = certificateFields(certDer);
+  return derTlv(0x30, derBytes(issuer), derBytes(serial));
 }
 
-/** A SignerInfo over `attributes` by the holder of `certDer`, signed by `sign`. */
-export async function signerInfo(attributes: Attribute[], certDer: ArrayBuffer, sign: SignedAttrsSigner): Promise<SignerInfo> {
+/** DER of an Attribute with one value (`value` is that value's DER). */
+export const attributeDer = (oid: string, value: Uint8Array): Uint8Array => derTlv(0x30, oidDer(oid), derTlv(0x31, value));
+
+/**
+ * DER of a SignerInfo over `attributes` (each an Attribute's DER) by the holder of `certDer`,
+ * signed by `sign`. Written from DER pieces: the generic ASN.1 serializer costs milliseconds per
+ * message on the enrollment paths.
+ */
+export async function signerInfoDer(attributes: Uint8Array[], certDer: Uint8Array, sign: SignedAttrsSigner): Promise<Uint8Array> {
   // DER SET OF: ascending order of the encodings; the SignerInfo lists them in that same order.
-  const encoded = attributes.map((a) => ({ a, d: new Uint8Array(AsnConvert.serialize(a)) })).sort((x, y) => compareBytes(x.d, y.d));
-  const { algorithm, signature } = await sign(setOf(encoded.map((e) => e.d)).slice().buffer as ArrayBuffer);
-  const cert = AsnConvert.parse(certDer, Certificate);
-  return new SignerInfo({
-    version: 1,
-    sid: new SignerIdentifier({ issuerAndSerialNumber: new IssuerAndSerialNumber({ issuer: cert.tbsCertificate.issuer, serialNumber: cert.tbsCertificate.serialNumber }) }),
-    digestAlgorithm: new AlgorithmIdentifier({ algorithm: SHA256_ALGORITHM_OID }),
-    signedAttrs: encoded.map((e) => e.a),
-    signatureAlgorithm: algorithm,
-    signature: new OctetString(signature),
-  });
+  const sorted = [...attributes].sort(compareBytes);
+  const { algorithm, signature } = await sign(derTlv(0x31, ...sorted).buffer as ArrayBuffer);
+  return derTlv(0x30, intDer(1), issuerAndSerialDer(certDer), SHA256_ALGORITHM_DER, derTlv(0xa0, ...sorted), new Uint8Array(AsnConvert.serialize(algorithm)), derTlv(0x04, new Uint8Array(signature)));
+}
+
+/** A SignerInfo over `attributes` by the holder of `certDer`, signed by `sign` (`signerInfoDer`, as an object). */
+export async function signerInfo(attributes: Attribute[], certDer: ArrayBuffer, sign: SignedAttrsSigner): Promise<SignerInfo> {
+  const der = await signerInfoDer(attributes.map((a) => new Uint8Array(AsnConvert.serialize(a))), new Uint8Array(certDer), sign);
+  return AsnConvert.parse(der.buffer as ArrayBuffer, SignerInfo);
 }
 
 /** A certificate and how its key signs: what `signedContent` signs with. */
@@ -73,24 +59,27 @@ export interface ContentSigner {
 }
 
 /**
+ * DER ContentInfo of a SignedData (RFC 5652 §5.1) of `version` over `content` of `contentType`
+ * (always present, possibly empty), with one signer over `attributes` and the certificates
+ * `certs` (DER, in the order given).
+ */
+export async function signedDataDer(o: { version: number; contentType: string; content: Uint8Array; certs: Uint8Array[]; attributes: Uint8Array[]; signer: ContentSigner }): Promise<Uint8Array> {
+  const si = await signerInfoDer(o.attributes, new Uint8Array(o.signer.cert.rawData), o.signer.sign);
+  const encap = derTlv(0x30, oidDer(o.contentType), derTlv(0xa0, derTlv(0x04, o.content)));
+  const certs = o.certs.length ? [derTlv(0xa0, ...o.certs)] : [];
+  const signed = derTlv(0x30, intDer(o.version), derTlv(0x31, SHA256_ALGORITHM_DER), encap, ...certs, derTlv(0x31, si));
+  return derTlv(0x30, oidDer(id_signedData), derTlv(0xa0, signed));
+}
+
+/**
  * A ContentInfo of a SignedData over `content` of type `contentType` (signed contentType and
  * messageDigest attributes, SHA-256), carrying `certs` and the signer's certificate once each.
  */
 export async function signedContent(contentType: string, content: Uint8Array, signer: ContentSigner, certs: x509.X509Certificate[]): Promise<Uint8Array> {
-  const ab = (b: Uint8Array) => b.slice().buffer as ArrayBuffer;
-  const attrs = [
-    new Attribute({ attrType: "1.2.840.113549.1.9.3", attrValues: [ab(oidDer(contentType))] }),
-    new Attribute({ attrType: "1.2.840.113549.1.9.4", attrValues: [ab(derTlv(0x04, new Uint8Array(await crypto.subtle.digest("SHA-256", ab(content)))))] }),
-  ];
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", content.slice().buffer as ArrayBuffer));
+  const attributes = [attributeDer(ATTR_CONTENT_TYPE, oidDer(contentType)), attributeDer(ATTR_MESSAGE_DIGEST, derTlv(0x04, digest))];
   const all = [...certs, signer.cert].filter((c, i, a) => a.findIndex((x) => Buffer.from(x.rawData).equals(Buffer.from(c.rawData))) === i);
-  const signed = new SignedData({
-    version: 3,
-    digestAlgorithms: new DigestAlgorithmIdentifiers([new AlgorithmIdentifier({ algorithm: SHA256_ALGORITHM_OID })]),
-    encapContentInfo: new EncapsulatedContentInfo({ eContentType: contentType, eContent: new EncapsulatedContent({ single: new OctetString(content) }) }),
-    certificates: new CertificateSet(all.map((c) => new CertificateChoices({ certificate: AsnConvert.parse(c.rawData, Certificate) }))),
-    signerInfos: new SignerInfos([await signerInfo(attrs, signer.cert.rawData, signer.sign)]),
-  });
-  return new Uint8Array(AsnConvert.serialize(new ContentInfo({ contentType: id_signedData, content: AsnConvert.serialize(signed) })));
+  return signedDataDer({ version: 3, contentType, content, certs: all.map((c) => new Uint8Array(c.rawData)), attributes, signer });
 }
 
 /** PKCS#9 signed attributes every SignedData with signed attributes carries (RFC 5652 §11). */

@@ -109,8 +109,30 @@ export function parseCsrGeneric(der: Uint8Array): ParsedCsr {
 
 const OID_EXTENSION_REQUEST = "2a864886f70d01090e"; // 1.2.840.113549.1.9.14
 const OID_SAN = "551d11"; // 2.5.29.17
+const OID_CHALLENGE_PASSWORD = "2a864886f70d010907"; // 1.2.840.113549.1.9.7
 const KEY_OIDS: Record<string, "ec" | "rsa" | "ed25519"> = { "2a8648ce3d0201": "ec", "2a864886f70d010101": "rsa", "2b6570": "ed25519" };
 const CURVES: Record<string, SubjectKeyType> = { "2a8648ce3d030107": "P-256", "2b81040022": "P-384", "2b81040023": "P-521" };
+
+/**
+ * The WebCrypto algorithm of a SubjectPublicKeyInfo's key, read from its DER (what
+ * `verifyBySpki` needs: the name, and the curve of an EC key); undefined for other key types.
+ */
+export function spkiKeyAlgorithm(spki: Uint8Array): (Algorithm & { namedCurve?: string }) | undefined {
+  try {
+    const outer = tlv(spki, 0, spki.length, 0x30);
+    const alg = tlv(spki, outer.contentStart, outer.end, 0x30);
+    const oid = tlv(spki, alg.contentStart, alg.end, 0x06);
+    const kind = KEY_OIDS[hexOf(spki.subarray(oid.contentStart, oid.end))];
+    if (kind === "rsa") return { name: "RSASSA-PKCS1-v1_5" };
+    if (kind === "ed25519") return { name: "Ed25519" };
+    if (kind !== "ec") return undefined;
+    const curve = tlv(spki, oid.end, alg.end, 0x06);
+    const namedCurve = CURVES[hexOf(spki.subarray(curve.contentStart, curve.end))];
+    return namedCurve ? { name: "ECDSA", namedCurve } : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 function hexOf(b: Uint8Array): string {
@@ -291,18 +313,29 @@ function parseCsrFast(der: Uint8Array): ParsedCsr | undefined {
     }
     if (!keyType) return undefined;
 
-    // Attributes: none, or one extensionRequest with one Extensions value.
+    // Attributes: at most one extensionRequest with one Extensions value, and at most one
+    // challengePassword (SCEP's; read by the front end that needs it, as the library leaves it).
     const extensions: RequestedExtension[] = [];
     let sanDer: Uint8Array | undefined;
-    if (attrs.contentStart !== attrs.end) {
-      const attr = tlv(der, attrs.contentStart, attrs.end, 0x30);
-      if (attr.end !== attrs.end) return undefined;
+    let exts: ReturnType<typeof tlv> | undefined;
+    let challenges = 0;
+    for (let at = attrs.contentStart; at < attrs.end; ) {
+      const attr = tlv(der, at, attrs.end, 0x30);
       const type = tlv(der, attr.contentStart, attr.end, 0x06);
-      if (hexOf(der.subarray(type.contentStart, type.end)) !== OID_EXTENSION_REQUEST) return undefined;
       const values = tlv(der, type.end, attr.end, 0x31);
       if (values.end !== attr.end) return undefined;
-      const exts = tlv(der, values.contentStart, values.end, 0x30);
-      if (exts.end !== values.end) return undefined;
+      const oid = hexOf(der.subarray(type.contentStart, type.end));
+      if (oid === OID_CHALLENGE_PASSWORD && challenges++ === 0) {
+        const tag = der[values.contentStart];
+        if (tag !== 0x13 && tag !== 0x0c && tag !== 0x16 && tag !== 0x14) return undefined;
+        if (tlv(der, values.contentStart, values.end, tag).end !== values.end) return undefined;
+      } else if (oid === OID_EXTENSION_REQUEST && !exts) {
+        exts = tlv(der, values.contentStart, values.end, 0x30);
+        if (exts.end !== values.end) return undefined;
+      } else return undefined;
+      at = attr.end;
+    }
+    if (exts) {
       for (let at = exts.contentStart; at < exts.end; ) {
         const ext = tlv(der, at, exts.end, 0x30);
         const oid = tlv(der, ext.contentStart, ext.end, 0x06);

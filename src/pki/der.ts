@@ -112,3 +112,17 @@ export function intDer(value: number): Uint8Array {
 
 /** DER of a UTF8String. */
 export const utf8Der = (s: string): Uint8Array => derTlv(0x0c, new TextEncoder().encode(s));
+
+/**
+ * The TBSCertificate fields a certificate is named and keyed by (RFC 5280 §4.1): serialNumber,
+ * issuer, subject and subjectPublicKeyInfo, as nodes of `der` (the whole certificate).
+ */
+export function certificateFields(der: Uint8Array, what = "the certificate"): { serial: DerNode; issuer: DerNode; subject: DerNode; spki: DerNode } {
+  const [tbs] = derChildren(derRoot(der, 0x30, what), what, [0x30, 0x03]);
+  if (tbs?.tag !== 0x30) throw malformed(what);
+  const fields = derChildren(tbs, what);
+  const at = fields[0]?.tag === 0xa0 ? 1 : 0; // [0] EXPLICIT version, absent for v1
+  const [serial, , issuer, , subject, spki] = fields.slice(at, at + 6);
+  if (serial?.tag !== 0x02 || issuer?.tag !== 0x30 || subject?.tag !== 0x30 || spki?.tag !== 0x30) throw malformed(what);
+  return { serial, issuer, subject, spki };
+}

@@ -11,34 +11,14 @@
  * not decrypt", never a distinct error.
  */
 import { createCipheriv, createDecipheriv, createHash, createPublicKey, privateDecrypt, publicEncrypt, randomBytes, constants, type KeyObject } from "node:crypto";
-import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
-import { AlgorithmIdentifier, Certificate } from "@peculiar/asn1-x509";
-import {
-  Attribute,
-  CertificateChoices,
-  CertificateSet,
-  ContentInfo,
-  DigestAlgorithmIdentifiers,
-  EncapsulatedContent,
-  EncapsulatedContentInfo,
-  EncryptedContent,
-  EncryptedContentInfo,
-  EnvelopedData,
-  id_data,
-  id_envelopedData,
-  id_signedData,
-  IssuerAndSerialNumber,
-  KeyTransRecipientInfo,
-  RecipientIdentifier,
-  RecipientInfo,
-  RecipientInfos,
-  SignedData,
-  SignerInfos,
-} from "@peculiar/asn1-cms";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { id_data, id_envelopedData, id_signedData, SignerInfo } from "@peculiar/asn1-cms";
 import { AppError } from "../../../src/service/errors.ts";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
+import { certificateFields, derBytes, derChildren, derContent, derOid, derRoot, intDer, oidDer, type DerNode } from "../../../src/pki/der.ts";
 import * as x509 from "../../../src/pki/x509.ts";
-import { ATTR_CONTENT_TYPE, ATTR_MESSAGE_DIGEST, signerInfo, verifySignerInfo } from "../../../src/pki/cms-signer.ts";
+import { spkiKeyAlgorithm } from "../../../src/pki/csr.ts";
+import { ATTR_CONTENT_TYPE, ATTR_MESSAGE_DIGEST, attributeDer, issuerAndSerialDer, signedDataDer, verifySignerInfo, type ContentSigner } from "../../../src/pki/cms-signer.ts";
 
 /** SCEP attribute OIDs (id-attributes, RFC 8894 §3.2.1). */
 export const SCEP_ATTR = {
@@ -77,15 +57,16 @@ export interface PkiMessage {
   recipientNonce?: Uint8Array;
   pkiStatus?: string;
   failInfo?: string;
+  /** The signer's certificate (decoded when first read; `malformed_input` if it cannot be). */
   signer: x509.X509Certificate;
+  /** The DER of the signer's certificate and of its SubjectPublicKeyInfo. */
+  signerDer: Uint8Array;
+  signerSpki: Uint8Array;
   /** The DER of the content (an EnvelopedData ContentInfo), empty when absent. */
   content: Uint8Array;
 }
 
 const tlv = (tag: number, content: Uint8Array) => derTlv(tag, content);
-const ab = (b: Uint8Array) => b.slice().buffer as ArrayBuffer;
-const printable = (s: string) => ab(tlv(0x13, new TextEncoder().encode(s)));
-const octets = (b: Uint8Array) => ab(tlv(0x04, b));
 
 /** The content bytes of a DER value with one of `tags` (PrintableString, OCTET STRING ...), or undefined. */
 function primitive(der: ArrayBuffer, tags: number[]): Uint8Array | undefined {
@@ -103,40 +84,82 @@ function primitive(der: ArrayBuffer, tags: number[]): Uint8Array | undefined {
   return off + len === b.length ? b.subarray(off) : undefined;
 }
 
-/** Parses and verifies a pkiMessage (DER ContentInfo of a SignedData). */
+/** The content of an OCTET STRING node, primitive or (BER) constructed of primitive chunks. */
+function octetsOf(n: DerNode, what: string): Uint8Array {
+  if (n.tag === 0x04 || n.tag === 0x80) return derContent(n, what);
+  if (n.tag !== 0x24 && n.tag !== 0xa0) throw malformed(what);
+  return Buffer.concat(derChildren(n, what, [0x04]).map((c) => derContent(c, what)));
+}
+
+/** The children of the single node `[0] EXPLICIT` wraps. */
+function explicit0(n: DerNode, what: string): DerNode {
+  const inner = n.tag === 0xa0 ? derChildren(n, what) : [];
+  if (inner.length !== 1) throw malformed(what);
+  return inner[0]!;
+}
+
+/** The fields of a ContentInfo of `contentType` (its `[0] EXPLICIT` content's children). */
+function contentInfo(der: Uint8Array, contentType: string, what: string): DerNode[] {
+  const ci = derChildren(derRoot(der, 0x30, what), what);
+  if (ci.length !== 2 || derOid(ci[0]!, what) !== contentType) throw malformed(what);
+  const content = explicit0(ci[1]!, what);
+  if (content.tag !== 0x30) throw malformed(what);
+  return derChildren(content, what);
+}
+
+/**
+ * Parses and verifies a pkiMessage (DER ContentInfo of a SignedData). The structure is walked
+ * in place (the certificates are not decoded, only the signer's); the generic ASN.1 parser
+ * cost milliseconds per message.
+ */
 export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
-  let signed: SignedData;
+  let content: Uint8Array;
+  let certs: DerNode[];
+  let signers: DerNode[];
   try {
-    const ci = AsnConvert.parse(ab(der), ContentInfo);
-    if (ci.contentType !== id_signedData) throw new Error("not SignedData");
-    signed = AsnConvert.parse(ci.content, SignedData);
+    const what = "the pkiMessage";
+    const fields = contentInfo(der, id_signedData, what);
+    // version, digestAlgorithms, encapContentInfo, [0] certificates, [1] crls, signerInfos
+    const last = fields.at(-1);
+    if (fields.length < 4 || fields[0]!.tag !== 0x02 || fields[1]!.tag !== 0x31 || fields[2]!.tag !== 0x30 || last!.tag !== 0x31) throw malformed(what);
+    const optional = fields.slice(3, -1);
+    if (optional.length > 2 || optional.some((f, i) => (f.tag !== 0xa0 && f.tag !== 0xa1) || (i > 0 && f.tag <= optional[i - 1]!.tag))) throw malformed(what);
+    const encap = derChildren(fields[2]!, what);
+    if (encap.length < 1 || encap.length > 2 || encap[0]!.tag !== 0x06) throw malformed(what);
+    content = encap[1] ? octetsOf(explicit0(encap[1], what), what) : new Uint8Array(0);
+    certs = optional[0]?.tag === 0xa0 ? derChildren(optional[0], what).filter((c) => c.tag === 0x30) : [];
+    signers = derChildren(last!, what, [0x30]);
   } catch (cause) {
     throw malformed("the message is not a CMS SignedData", cause);
   }
-  if (signed.signerInfos.length !== 1) throw malformed("the message must have exactly one signer");
-  const si = signed.signerInfos[0]!;
-  const sid = si.sid.issuerAndSerialNumber;
-  if (!sid || !si.signedAttrs?.length) throw malformed("the signer must be named by issuer and serial and sign attributes");
-  const certs = (signed.certificates ?? []).map((c) => c.certificate).filter((c): c is Certificate => !!c);
-  const sidSerial = Buffer.from(sid.serialNumber).toString("hex");
-  const signerAsn = certs.find((c) => Buffer.from(c.tbsCertificate.serialNumber).toString("hex") === sidSerial && Buffer.from(AsnConvert.serialize(c.tbsCertificate.issuer)).equals(Buffer.from(AsnConvert.serialize(sid.issuer))));
-  if (!signerAsn) throw malformed("the signer's certificate is not in the message");
-  let signer: x509.X509Certificate;
+  if (signers.length !== 1) throw malformed("the message must have exactly one signer");
+  let si: SignerInfo;
   try {
-    signer = new x509.X509Certificate(AsnConvert.serialize(signerAsn));
+    si = AsnConvert.parse(derBytes(signers[0]!).slice().buffer as ArrayBuffer, SignerInfo);
   } catch (cause) {
-    throw malformed("the signer's certificate cannot be read", cause);
+    throw malformed("the message is not a CMS SignedData", cause);
   }
+  // sid: IssuerAndSerialNumber, matched byte for byte against the certificates' issuer and serial.
+  const sid = derChildren(signers[0]!, "the signer")[1];
+  if (!sid || sid.tag !== 0x30 || !si.signedAttrs?.length) throw malformed("the signer must be named by issuer and serial and sign attributes");
+  const [sidIssuer, sidSerial] = derChildren(sid, "the signer");
+  const same = (a: DerNode | undefined, b: DerNode) => !!a && Buffer.from(derBytes(a)).equals(Buffer.from(derBytes(b)));
+  let signerDer: Uint8Array | undefined;
+  let spki: Uint8Array | undefined;
+  for (const c of certs.map(derBytes)) {
+    try {
+      const f = certificateFields(c);
+      if (same(sidIssuer, f.issuer) && same(sidSerial, f.serial)) [signerDer, spki] = [c.slice(), derBytes(f.spki).slice()];
+    } catch {
+      // not a certificate this walk reads: not the signer's
+    }
+    if (signerDer) break;
+  }
+  if (!signerDer || !spki) throw malformed("the signer's certificate is not in the message");
   const attr = (oid: string) => si.signedAttrs!.find((a) => a.attrType === oid)?.attrValues[0];
-  const eContent = signed.encapContentInfo.eContent;
-  const content = eContent?.single ? new Uint8Array(eContent.single.buffer) : eContent?.any ? new Uint8Array(eContent.any) : new Uint8Array(0);
-  let keyAlg: Algorithm & { namedCurve?: string };
-  try {
-    keyAlg = signer.publicKey.algorithm as Algorithm & { namedCurve?: string };
-  } catch (cause) {
-    throw malformed("the signer's public key cannot be read", cause);
-  }
-  const failure = await verifySignerInfo(si, content, signer.publicKey.rawData, keyAlg);
+  const keyAlg = spkiKeyAlgorithm(spki);
+  if (!keyAlg) throw malformed("the signer's public key cannot be read");
+  const failure = await verifySignerInfo(si, content, spki.slice().buffer as ArrayBuffer, keyAlg);
   if (failure === "unsupported_digest") throw malformed("unsupported digest algorithm");
   if (failure === "digest_mismatch") throw malformed("the messageDigest does not match the content");
   if (failure === "unsupported_signature") throw malformed("unsupported signature algorithm");
@@ -153,7 +176,20 @@ export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
   const messageType = text(SCEP_ATTR.messageType);
   const transactionId = text(SCEP_ATTR.transactionID);
   if (!messageType || !transactionId || transactionId.length > 128) throw malformed("messageType and transactionID are required");
-  return { messageType, transactionId, senderNonce: bytes(SCEP_ATTR.senderNonce), recipientNonce: bytes(SCEP_ATTR.recipientNonce), pkiStatus: text(SCEP_ATTR.pkiStatus), failInfo: text(SCEP_ATTR.failInfo), signer, content };
+  const msg = { messageType, transactionId, senderNonce: bytes(SCEP_ATTR.senderNonce), recipientNonce: bytes(SCEP_ATTR.recipientNonce), pkiStatus: text(SCEP_ATTR.pkiStatus), failInfo: text(SCEP_ATTR.failInfo), signerDer, signerSpki: spki, content } as Omit<PkiMessage, "signer">;
+  // The library's view of the signer's certificate only for the messages that need it (RenewalReq).
+  let view: x509.X509Certificate | undefined;
+  const certDer = signerDer;
+  return Object.defineProperty(msg, "signer", {
+    enumerable: true,
+    get: () => {
+      try {
+        return (view ??= new x509.X509Certificate(certDer.slice()));
+      } catch (cause) {
+        throw malformed("the signer's certificate cannot be read", cause);
+      }
+    },
+  }) as PkiMessage;
 }
 
 /** RSAES-PKCS1-v1_5 decryption with implicit rejection: a bad padding gives `fallbackLength` random bytes. */
@@ -174,30 +210,40 @@ function rsaPkcs1Decrypt(key: KeyObject, encrypted: Uint8Array, fallbackLength: 
 
 /** Decrypts an EnvelopedData ContentInfo addressed (by issuer and serial, RSA key transport) to `cert`. */
 export function openEnvelope(der: Uint8Array, cert: x509.X509Certificate, key: KeyObject): Uint8Array {
-  let env: EnvelopedData;
+  const what = "the message content";
+  let recipients: DerNode[];
+  let eci: DerNode[];
   try {
-    const ci = AsnConvert.parse(ab(der), ContentInfo);
-    if (ci.contentType !== id_envelopedData) throw new Error("not EnvelopedData");
-    env = AsnConvert.parse(ci.content, EnvelopedData);
+    // EnvelopedData: version, [0] originatorInfo, recipientInfos, encryptedContentInfo, [1] unprotectedAttrs
+    const fields = contentInfo(der, id_envelopedData, what).filter((f) => f.tag !== 0xa0 && f.tag !== 0xa1);
+    if (fields.length !== 3 || fields[0]!.tag !== 0x02 || fields[1]!.tag !== 0x31 || fields[2]!.tag !== 0x30) throw malformed(what);
+    recipients = derChildren(fields[1]!, what);
+    eci = derChildren(fields[2]!, what);
+    if (eci.length < 2 || eci.length > 3 || eci[0]!.tag !== 0x06 || eci[1]!.tag !== 0x30) throw malformed(what);
   } catch (cause) {
     throw malformed("the message content is not a CMS EnvelopedData", cause);
   }
+  // KeyTransRecipientInfo: version, rid (IssuerAndSerialNumber), keyEncryptionAlgorithm, encryptedKey.
   const serial = cert.serialNumber.toLowerCase().replace(/^0+/, "");
-  const ktri = env.recipientInfos
-    .map((r) => r.ktri)
-    .find((k) => k?.rid.issuerAndSerialNumber && Buffer.from(k.rid.issuerAndSerialNumber.serialNumber).toString("hex").replace(/^0+/, "") === serial);
+  const serialOf = (rid: DerNode) => {
+    const ias = rid.tag === 0x30 ? derChildren(rid, what) : [];
+    return ias[1]?.tag === 0x02 ? Buffer.from(derContent(ias[1], what)).toString("hex").replace(/^0+/, "") : undefined;
+  };
+  const ktri = recipients
+    .filter((r) => r.tag === 0x30)
+    .map((r) => derChildren(r, what))
+    .find((k) => k.length === 4 && serialOf(k[1]!) === serial);
   if (!ktri) throw malformed("the message is not encrypted to the SCEP RA certificate");
-  if (ktri.keyEncryptionAlgorithm.algorithm !== RSA_ENCRYPTION) throw malformed("key transport must be rsaEncryption");
-  const eci = env.encryptedContentInfo;
-  const cipher = CIPHERS[eci.contentEncryptionAlgorithm.algorithm];
+  const keyAlg = derChildren(ktri[2]!, what)[0];
+  if (!keyAlg || derOid(keyAlg, what) !== RSA_ENCRYPTION) throw malformed("key transport must be rsaEncryption");
+  const [algOid, params] = derChildren(eci[1]!, what);
+  const cipher = CIPHERS[derOid(algOid!, what)];
   if (!cipher) throw malformed("unsupported content encryption algorithm (AES-CBC, 3DES or DES expected)");
-  const params = eci.contentEncryptionAlgorithm.parameters;
-  const iv = params ? primitive(params, [0x04]) : undefined;
+  const iv = params?.tag === 0x04 ? derContent(params, what) : undefined;
   if (!iv || iv.length !== (cipher.name.startsWith("aes") ? 16 : 8)) throw malformed("the content encryption IV is missing or of the wrong length");
-  const ec = eci.encryptedContent;
-  const encrypted = ec?.value ? new Uint8Array(ec.value.buffer) : ec?.constructedValue ? Buffer.concat(ec.constructedValue.map((o) => Buffer.from(o.buffer))) : undefined;
+  const encrypted = eci[2] ? octetsOf(eci[2], what) : undefined;
   if (!encrypted || encrypted.length === 0) throw malformed("the envelope has no encrypted content");
-  const cek = rsaPkcs1Decrypt(key, new Uint8Array(ktri.encryptedKey.buffer), cipher.keyLength);
+  const cek = rsaPkcs1Decrypt(key, derContent(ktri[3]!, what, 0x04), cipher.keyLength);
   try {
     const d = createDecipheriv(cipher.name, cek, iv);
     return new Uint8Array(Buffer.concat([d.update(encrypted), d.final()]));
@@ -207,41 +253,23 @@ export function openEnvelope(der: Uint8Array, cert: x509.X509Certificate, key: K
 }
 
 /** An EnvelopedData ContentInfo of `content` for `recipient` (RSA key transport, AES-256-CBC by default). */
-export function sealEnvelope(content: Uint8Array, recipient: x509.X509Certificate, cipherOid: "2.16.840.1.101.3.4.1.2" | typeof AES_256_CBC = AES_256_CBC): Uint8Array {
+export function sealEnvelope(content: Uint8Array, recipient: x509.X509Certificate | Uint8Array, cipherOid: "2.16.840.1.101.3.4.1.2" | typeof AES_256_CBC = AES_256_CBC): Uint8Array {
   const cipher = CIPHERS[cipherOid]!;
   const cek = randomBytes(cipher.keyLength);
   const iv = randomBytes(cipher.name.startsWith("aes") ? 16 : 8);
   const c = createCipheriv(cipher.name, cek, iv);
   const encrypted = Buffer.concat([c.update(content), c.final()]);
-  const pub = createPublicKey({ key: Buffer.from(recipient.publicKey.rawData), format: "der", type: "spki" });
+  const recipientDer = recipient instanceof Uint8Array ? recipient : new Uint8Array(recipient.rawData);
+  const pub = createPublicKey({ key: Buffer.from(derBytes(certificateFields(recipientDer).spki)), format: "der", type: "spki" });
   const encryptedKey = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_PADDING }, cek);
-  const certAsn = AsnConvert.parse(recipient.rawData, Certificate);
-  const env = new EnvelopedData({
-    version: 0,
-    recipientInfos: new RecipientInfos([
-      new RecipientInfo({
-        ktri: new KeyTransRecipientInfo({
-          version: 0,
-          rid: new RecipientIdentifier({ issuerAndSerialNumber: new IssuerAndSerialNumber({ issuer: certAsn.tbsCertificate.issuer, serialNumber: certAsn.tbsCertificate.serialNumber }) }),
-          keyEncryptionAlgorithm: new AlgorithmIdentifier({ algorithm: RSA_ENCRYPTION, parameters: null }),
-          encryptedKey: new OctetString(encryptedKey),
-        }),
-      }),
-    ]),
-    encryptedContentInfo: new EncryptedContentInfo({
-      contentType: id_data,
-      contentEncryptionAlgorithm: new AlgorithmIdentifier({ algorithm: cipherOid, parameters: octets(iv) }),
-      encryptedContent: new EncryptedContent({ value: new OctetString(encrypted) }),
-    }),
-  });
-  return new Uint8Array(AsnConvert.serialize(new ContentInfo({ contentType: id_envelopedData, content: AsnConvert.serialize(env) })));
+  const ktri = derTlv(0x30, intDer(0), issuerAndSerialDer(recipientDer), derTlv(0x30, oidDer(RSA_ENCRYPTION), derTlv(0x05)), derTlv(0x04, encryptedKey));
+  const eci = derTlv(0x30, oidDer(id_data), derTlv(0x30, oidDer(cipherOid), derTlv(0x04, iv)), derTlv(0x80, encrypted));
+  const env = derTlv(0x30, intDer(0), derTlv(0x31, ktri), eci);
+  return derTlv(0x30, oidDer(id_envelopedData), derTlv(0xa0, env));
 }
 
 /** What signs a pkiMessage: a certificate, its key, and how the key signs. */
-export interface MessageSigner {
-  cert: x509.X509Certificate;
-  sign(data: ArrayBuffer): Promise<{ algorithm: AlgorithmIdentifier; signature: ArrayBuffer }>;
-}
+export type MessageSigner = ContentSigner;
 
 /** A signed pkiMessage: SCEP attributes (text values, nonces as bytes), content (may be empty) and the signer's certificate. */
 export async function signPkiMessage(
@@ -250,22 +278,17 @@ export async function signPkiMessage(
   content: Uint8Array,
   extraCerts: x509.X509Certificate[] = [],
 ): Promise<Uint8Array> {
-  const attrs = [
-    new Attribute({ attrType: ATTR_CONTENT_TYPE, attrValues: [ab(tlv(0x06, new Uint8Array([0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01])))] }),
-    new Attribute({ attrType: ATTR_MESSAGE_DIGEST, attrValues: [octets(new Uint8Array(createHash("sha256").update(content).digest()))] }),
-    new Attribute({ attrType: SCEP_ATTR.messageType, attrValues: [printable(fields.messageType)] }),
-    new Attribute({ attrType: SCEP_ATTR.transactionID, attrValues: [printable(fields.transactionId)] }),
-    new Attribute({ attrType: SCEP_ATTR.senderNonce, attrValues: [octets(fields.senderNonce)] }),
+  const text = (s: string) => tlv(0x13, new TextEncoder().encode(s));
+  const attributes = [
+    attributeDer(ATTR_CONTENT_TYPE, oidDer(id_data)),
+    attributeDer(ATTR_MESSAGE_DIGEST, tlv(0x04, new Uint8Array(createHash("sha256").update(content).digest()))),
+    attributeDer(SCEP_ATTR.messageType, text(fields.messageType)),
+    attributeDer(SCEP_ATTR.transactionID, text(fields.transactionId)),
+    attributeDer(SCEP_ATTR.senderNonce, tlv(0x04, fields.senderNonce)),
   ];
-  if (fields.recipientNonce) attrs.push(new Attribute({ attrType: SCEP_ATTR.recipientNonce, attrValues: [octets(fields.recipientNonce)] }));
-  if (fields.pkiStatus) attrs.push(new Attribute({ attrType: SCEP_ATTR.pkiStatus, attrValues: [printable(fields.pkiStatus)] }));
-  if (fields.failInfo) attrs.push(new Attribute({ attrType: SCEP_ATTR.failInfo, attrValues: [printable(fields.failInfo)] }));
-  const signed = new SignedData({
-    version: 1,
-    digestAlgorithms: new DigestAlgorithmIdentifiers([new AlgorithmIdentifier({ algorithm: SHA256_OID })]),
-    encapContentInfo: new EncapsulatedContentInfo({ eContentType: id_data, eContent: new EncapsulatedContent({ single: new OctetString(content) }) }),
-    certificates: new CertificateSet([signer.cert, ...extraCerts].map((c) => new CertificateChoices({ certificate: AsnConvert.parse(c.rawData, Certificate) }))),
-    signerInfos: new SignerInfos([await signerInfo(attrs, signer.cert.rawData, (signedAttrs) => signer.sign(signedAttrs))]),
-  });
-  return new Uint8Array(AsnConvert.serialize(new ContentInfo({ contentType: id_signedData, content: AsnConvert.serialize(signed) })));
+  if (fields.recipientNonce) attributes.push(attributeDer(SCEP_ATTR.recipientNonce, tlv(0x04, fields.recipientNonce)));
+  if (fields.pkiStatus) attributes.push(attributeDer(SCEP_ATTR.pkiStatus, text(fields.pkiStatus)));
+  if (fields.failInfo) attributes.push(attributeDer(SCEP_ATTR.failInfo, text(fields.failInfo)));
+  const certs = [signer.cert, ...extraCerts].map((c) => new Uint8Array(c.rawData));
+  return signedDataDer({ version: 1, contentType: id_data, content, certs, attributes, signer });
 }

@@ -20,11 +20,12 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { IssuerAndSerialNumber } from "@peculiar/asn1-cms";
-import { CertificationRequest } from "@peculiar/asn1-csr";
 import type { DataProtector } from "../../../src/service/context.ts";
 import { AppError } from "../../../src/service/errors.ts";
 import { parseCsr, type ParsedCsr } from "../../../src/pki/csr.ts";
 import { pemOrBase64Der } from "../../../src/pki/codec.ts";
+import { derChildren, derContent, derOid, derRoot } from "../../../src/pki/der.ts";
+import { csrParts } from "../../../src/pki/leaf-signer.ts";
 import { certsOnlyPkcs7, crlsOnlyPkcs7 } from "../../../src/pki/pkcs7.ts";
 import { Certificate } from "@peculiar/asn1-x509";
 import * as x509 from "../../../src/pki/x509.ts";
@@ -106,8 +107,8 @@ export class ScepAuthority {
       if (e.code === "policy_rejected" || e.code === "csr_signature_invalid" || e.code === "lint_failed") out = fail(FAIL_INFO.badRequest);
     }
     const status = out.status === "issued" || out.status === "crl" ? PKI_STATUS.SUCCESS : out.status === "pending" ? PKI_STATUS.PENDING : PKI_STATUS.FAILURE;
-    const inner = out.status === "issued" ? certsOnlyPkcs7([new x509.X509Certificate(out.cert.slice().buffer as ArrayBuffer)]) : out.status === "crl" ? crlsOnlyPkcs7([out.crl]) : undefined;
-    const content = inner ? sealEnvelope(inner, msg.signer) : new Uint8Array(0);
+    const inner = out.status === "issued" ? certsOnlyPkcs7([out.cert]) : out.status === "crl" ? crlsOnlyPkcs7([out.crl]) : undefined;
+    const content = inner ? sealEnvelope(inner, msg.signerDer) : new Uint8Array(0);
     return signPkiMessage(
       ra,
       { messageType: MESSAGE_TYPE.CertRep, transactionId: msg.transactionId, senderNonce: randomBytes(16), recipientNonce: msg.senderNonce, pkiStatus: status, failInfo: out.status === "failed" ? out.failInfo : undefined },
@@ -116,7 +117,7 @@ export class ScepAuthority {
   }
 
   private async answer(t: ScepTarget, ra: ScepRa, msg: PkiMessage): Promise<Outcome> {
-    const signerKey = sha256Hex(new Uint8Array(msg.signer.publicKey.rawData));
+    const signerKey = sha256Hex(msg.signerSpki);
     switch (msg.messageType) {
       case MESSAGE_TYPE.PKCSReq:
       case MESSAGE_TYPE.RenewalReq:
@@ -162,7 +163,7 @@ export class ScepAuthority {
     const known = await this.store.transaction(t.tenant, msg.transactionId);
     if (known) return known.key_sha256 === signerKey && known.csr_sha256 === csrHash ? this.stateOf(t, known) : fail(FAIL_INFO.badRequest);
     const parsed = parseCsr(csrDer);
-    if (sha256Hex(new Uint8Array(parsed.csr.publicKey.rawData)) !== signerKey) return fail(FAIL_INFO.badRequest);
+    if (sha256Hex(csrParts(csrDer).spki) !== signerKey) return fail(FAIL_INFO.badRequest);
     const allowed = msg.messageType === MESSAGE_TYPE.PKCSReq ? await this.checkChallenge(t, csrDer) : await this.checkRenewal(t, msg.signer, parsed);
     if (!allowed) return fail(FAIL_INFO.badRequest);
     const out = await this.ca.submit(t.tenant, { csr: Buffer.from(csrDer).toString("base64"), profile: t.profile }, { origin: "scep" });
@@ -219,17 +220,19 @@ export class ScepAuthority {
 
 /** The challengePassword attribute of a CSR (a DirectoryString), or undefined. */
 function challengeOf(csrDer: Uint8Array): string | undefined {
-  let req: CertificationRequest;
+  const what = "the CSR";
   try {
-    req = AsnConvert.parse(csrDer.slice().buffer as ArrayBuffer, CertificationRequest);
+    const [info] = derChildren(derRoot(csrDer, 0x30, what), what);
+    const attributes = info ? derChildren(info, what).find((n) => n.tag === 0xa0) : undefined;
+    for (const attr of attributes ? derChildren(attributes, what, [0x30]) : []) {
+      const [type, values] = derChildren(attr, what);
+      if (!type || values?.tag !== 0x31 || derOid(type, what) !== CHALLENGE_PASSWORD) continue;
+      // PrintableString, UTF8String, IA5String or T61String.
+      const [v] = derChildren(values, what, [0x13, 0x0c, 0x16, 0x14]);
+      return v ? new TextDecoder().decode(derContent(v, what)) : undefined;
+    }
   } catch {
-    return undefined;
+    // not a readable request: no challenge
   }
-  const attr = req.certificationRequestInfo.attributes.find((a) => a.type === CHALLENGE_PASSWORD);
-  const v = attr?.values[0];
-  if (!v) return undefined;
-  const b = new Uint8Array(v);
-  // PrintableString, UTF8String, IA5String or T61String with a short length.
-  if (![0x13, 0x0c, 0x16, 0x14].includes(b[0]!) || b.length < 2 || b[1]! >= 0x80 || b[1]! + 2 !== b.length) return undefined;
-  return new TextDecoder().decode(b.subarray(2));
+  return undefined;
 }
