@@ -3,7 +3,7 @@
  * submission, the OCSP responder (POST and GET) and the time-stamping authority. Every mutated request must get
  * a 2xx/4xx answer, never a 5xx, and the service must still work afterwards.
  * FUZZ_N overrides the number of mutations per endpoint (10,000 by default, the issue's target; about 10 s).
- * The mutators and the runner (no 5xx, no answer over a second) are the shared test/support/fuzz.ts.
+ * The mutators and the runner (no 5xx, no hang) are the shared test/support/fuzz.ts.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
