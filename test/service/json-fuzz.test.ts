@@ -1,7 +1,7 @@
 /**
  * Mutation fuzzing of one JSON endpoint per service (pki-ca's anonymous /pki/revoke included):
  * replaced and removed members, unknown members, long strings, broken text, nesting bombs and
- * array bombs of up to 12,000 items. Every answer is 2xx/4xx, none takes over a second, and
+ * array bombs of up to 12,000 items. Every answer is 2xx/4xx, none hangs, and
  * each service still serves a normal call afterwards. FUZZ_JSON_N overrides the number of
  * mutations per endpoint (2,000 by default).
  */
