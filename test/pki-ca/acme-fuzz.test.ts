@@ -1,5 +1,5 @@
 /**
- * Mutation fuzz of pki-ca's ACME endpoints: per endpoint, FUZZ_N (default 1,200) requests whose
+ * Mutation fuzz of pki-ca's ACME endpoints: per endpoint, FUZZ_N (default 10,000) requests whose
  * JWS is mutated in one of three places: the flattened JWS object itself; the protected header
  * (a fresh nonce, then mutated, then signed correctly so the checks after the signature run);
  * or the payload (correctly signed). Every answer must be a 2xx/4xx (the shared runner in
@@ -12,7 +12,7 @@ import type { CaFixture } from "./helpers.ts";
 import * as x509 from "../../src/pki/x509.ts";
 import { b64u, certIdOf, csrFor, startAcmeCa, startHttp01, TestAcme } from "./acme-helpers.ts";
 
-const N = Number(process.env.FUZZ_N ?? 1200);
+const N = Number(process.env.FUZZ_N ?? 10_000);
 /**
  * Mutations grow to about ACME's own body bound: whole-JWS cases land on both sides of it, and a
  * grown header or payload (base64url, a third longer) past it. Past the bound every case gets
