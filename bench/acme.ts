@@ -18,7 +18,11 @@
  * lock-order deadlock in its in-memory store (newOrder's FindValidAuthorization holds the store's
  * read lock and waits for an authorization's lock, which validation holds while it waits for the
  * store's write lock; seen in a SIGQUIT goroutine dump). A request that gets no answer in 20 s
- * fails its order (counted and shown), so the run ends and the pebble row shows what it completed.
+ * fails its order (counted and shown), so the round ends and the pebble row shows what it
+ * completed; the next round starts a fresh pebble.
+ *
+ * Besides orders/s: each server process's CPU time per order and per request over the window
+ * (from /proc), which the machine's other load changes far less than it changes the wall clock.
  *
  * Usage: npm run bench -- acme [--clients=32] [--seconds=10] [--rounds=3] [--poll-ms=10]
  */
@@ -224,7 +228,7 @@ let serial = 0;
 /**
  * Runs CLIENTS clients for SECONDS; orders completed in the window, requests made, per-order
  * latencies, and the CA process's CPU time over the window (ms; robust to the machine's other
- * load, which only stretches the wall clock).
+ * load, which mostly stretches the wall clock).
  */
 async function round(directoryUrl: string, trust: string, pid: number): Promise<{ orders: number; failures: number; requests: number; latencies: number[]; cpuMs: number }> {
   const clients = await Promise.all(Array.from({ length: CLIENTS }, () => Client.create(directoryUrl, trust)));
