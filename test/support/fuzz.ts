@@ -54,6 +54,16 @@ type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 /** About the services' body limit (1 MiB): mutations grow bodies up to a little past it, not beyond. */
 const MAX_TEXT = 1_100_000;
 
+export interface MutateJsonOptions {
+  /**
+   * The text size that bombs and repeated strings grow to (default: a little past the services'
+   * 1 MiB body limit). An endpoint with a lower limit of its own passes a little past that: past
+   * the limit one case is as good as another, and building, signing and sending 1 MiB cases would
+   * cost the run most of its time.
+   */
+  maxText?: number;
+}
+
 const ODD_STRINGS = ["", " ", "null", "-1", "0x10", "\u0000", "\ud800", "é".repeat(40), "a".repeat(5000), "https://", "../../etc/passwd", "<script>", "%00", "{}", "[]"];
 
 function randomScalar(r: Rng): Json {
@@ -93,7 +103,8 @@ function getAt(root: Json, path: (string | number)[]): Json {
  * byte level too): replaced values, removed and unknown members, long strings, nesting bombs
  * (wrapping a value in 2 to 120 arrays or objects) and array bombs (up to 12,000 items).
  */
-export function mutateJson(seed: unknown, r: Rng): string {
+export function mutateJson(seed: unknown, r: Rng, opts: MutateJsonOptions = {}): string {
+  const maxText = opts.maxText ?? MAX_TEXT;
   let v = structuredClone(seed) as Json;
   const rounds = 1 + r(4);
   for (let k = 0; k < rounds; k++) {
@@ -114,7 +125,7 @@ export function mutateJson(seed: unknown, r: Rng): string {
         const item = r(3) === 0 ? node : r(2) === 0 ? {} : randomScalar(r);
         // Item count of a bomb, kept to bodies around the 1 MiB limit (over it: 413).
         const size = (JSON.stringify(item) ?? "null").length + 1;
-        const n = Math.min([10, 100, 1000, 9000, 12_000][r(5)]!, Math.ceil(MAX_TEXT / size));
+        const n = Math.min([10, 100, 1000, 9000, 12_000][r(5)]!, Math.ceil(maxText / size));
         v = setAt(v, p, Array.from({ length: n }, () => item));
         break;
       }
@@ -125,7 +136,7 @@ export function mutateJson(seed: unknown, r: Rng): string {
           else node[`x${r(100)}`] = randomScalar(r);
         }
         break;
-      case 4: v = setAt(v, p, typeof node === "string" ? node.repeat(Math.min(2 + r(2000), Math.ceil(MAX_TEXT / (node.length + 1)))) : String(node)); break;
+      case 4: v = setAt(v, p, typeof node === "string" ? node.repeat(Math.min(2 + r(2000), Math.ceil(maxText / (node.length + 1)))) : String(node)); break;
       case 5: v = setAt(v, p, Array.isArray(node) ? { 0: node[0] ?? null } : [node]); break;
       case 6: v = setAt(v, p, JSON.parse('{"__proto__":{"polluted":true},"constructor":{"prototype":1}}') as Json); break;
       case 7: v = setAt(v, p, Array.isArray(node) ? [...node, ...node, randomScalar(r)] : node); break;
@@ -138,10 +149,10 @@ export function mutateJson(seed: unknown, r: Rng): string {
   } catch (e) {
     // Rounds that multiplied a bomb past the engine's string length: any body past the limit will do.
     if (!(e instanceof RangeError)) throw e;
-    text = `[${'"x",'.repeat(MAX_TEXT / 2)}"x"]`;
+    text = `[${'"x",'.repeat(Math.ceil(maxText / 2))}"x"]`;
   }
   // Several rounds can still multiply sizes: past the body limit one case is as good as another.
-  if (text.length > 2 * MAX_TEXT) text = text.slice(0, 2 * MAX_TEXT);
+  if (text.length > 2 * maxText) text = text.slice(0, 2 * maxText);
   // Some cases break the text itself: truncation, a stray byte, brackets left open.
   switch (r(12)) {
     case 0: text = text.slice(0, r(text.length + 1)); break;

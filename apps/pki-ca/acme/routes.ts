@@ -7,7 +7,6 @@
  */
 import { Elysia } from "elysia";
 import * as v from "valibot";
-import type { JWK } from "jose";
 import { appBase, principalOf, requestInfo } from "../../../src/service/http.ts";
 import { AppError, notFound } from "../../../src/service/errors.ts";
 import { AcmeProblem, malformed, unauthorized } from "./problem.ts";
@@ -16,7 +15,7 @@ import { verifyRequest, type VerifiedRequest } from "./jws.ts";
 import type { AccountRow } from "./store.ts";
 
 /** Bound on an ACME request body: a CSR or certificate in base64url inside a JWS is far below it. */
-const MAX_BODY = 64 * 1024;
+export const MAX_BODY = 64 * 1024;
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 interface Ctx {
@@ -71,7 +70,7 @@ export function acmeRoutes(authority: () => Promise<AcmeAuthority>) {
         accept,
         keyOf: async (kid) => {
           account = await acme.accountByKid(u, kid);
-          return JSON.parse(account.jwk) as JWK;
+          return account.jwk;
         },
       });
       return fn(c, acme, u, { ...r, account });
@@ -158,9 +157,8 @@ export function acmeRoutes(authority: () => Promise<AcmeAuthority>) {
       kid(async (c, acme, u, account, r) => {
         const id = pathId(c, "id");
         const type = c.params.type ?? "";
-        let a = r.postAsGet ? await acme.authorization(u.tenant, account, id) : await acme.respondToChallenge(u, account, id, type);
+        const a = r.postAsGet ? await acme.authorization(u.tenant, account, id) : await acme.respondToChallenge(u, account, id, type);
         const t = acme.challengeType(a, type);
-        if (r.postAsGet) a = await acme.authorization(u.tenant, account, id);
         return json(200, acme.challengeView(u, a, t), { link: `<${u.authz(a.id)}>;rel="up"`, ...(a.challenge_status === "processing" && a.challenge_type === t ? { "retry-after": "1" } : {}) });
       }),
       { parse: "none", detail: { summary: "A challenge (http-01, dns-01, tls-alpn-01): POST {} to have it validated, POST-as-GET to read it" } },
