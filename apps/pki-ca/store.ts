@@ -1,6 +1,6 @@
 /** Kysely queries of pki-ca. Certificates and requests are tenant-scoped; CA material and CRLs are instance-wide. */
 import { CompiledQuery, sql, type Kysely } from "kysely";
-import { directWriterOf, greatest, GroupCommit, likeIgnoringCase } from "../../src/storage/index.ts";
+import { directStatementOf, greatest, GroupCommit, likeIgnoringCase } from "../../src/storage/index.ts";
 
 export interface CaRow {
   id: string;
@@ -158,7 +158,7 @@ export class PkiStore {
     const params = rows.flatMap((r) => compiled.columns.map((c) => (r as unknown as Record<string, unknown>)[c]));
     // Embedded: straight to the connection Kysely holds for this transaction (Kysely's
     // CompiledQuery freezes the batch's parameter array, about 4% of an issuance's CPU).
-    const direct = directWriterOf(this.db);
+    const direct = directStatementOf(this.db);
     if (direct) direct(compiled.sql, params);
     else await trx.executeQuery(CompiledQuery.raw(compiled.sql, params));
   }

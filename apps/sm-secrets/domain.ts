@@ -74,6 +74,27 @@ export function subkeysOf(data: SecretData, depth: number, level = 1): Record<st
 
 const bytesOf = (x: Uint8Array | ArrayBuffer) => (x instanceof Uint8Array ? x : new Uint8Array(x));
 
+/** Ciphertexts compared as identities (not secrets: both sides are stored ciphertext). */
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
+  if (!a || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The tenant's defaults from their stored columns (absent: none set). */
+const configView = (maxVersions: number | null | undefined, casRequired: number | null | undefined, deleteAfter: number | null | undefined): KvConfigView => ({
+  max_versions: maxVersions ?? 0,
+  cas_required: casRequired === 1,
+  delete_version_after_s: deleteAfter ?? 0,
+});
+
+/** A new version's data sealed before its write: for the version after `base`, from the ciphertext `from` (patch). */
+interface SealedAhead {
+  base: number;
+  from: Uint8Array | undefined;
+  ciphertext: Uint8Array;
+}
+
 export class SecretKv {
   constructor(
     private readonly store: KvStore,
@@ -95,7 +116,7 @@ export class SecretKv {
 
   async config(tenant: string, q: KvQueries = this.store): Promise<KvConfigView> {
     const row = await q.config(tenant);
-    return { max_versions: row?.max_versions ?? 0, cas_required: row?.cas_required === 1, delete_version_after_s: row?.delete_version_after ?? 0 };
+    return configView(row?.max_versions, row?.cas_required, row?.delete_version_after);
   }
 
   async setConfig(tenant: string, input: WriteKvConfigInput): Promise<KvConfigView> {
@@ -124,8 +145,7 @@ export class SecretKv {
     if (!key || !row) throw notFound("secret version");
     const meta = { ...this.versionMeta(row), custom_metadata: this.customOf(key) };
     if (row.destroyed === 1 || !row.data || this.isDeleted(row, this.now().toISOString())) throw new VersionGone(meta);
-    const data = JSON.parse(dec.decode(await this.protector.decrypt(bytesOf(row.data), dataContext(tenant, path, v)))) as SecretData;
-    return { path, data, metadata: meta };
+    return { path, data: await this.open(tenant, path, row as VersionRow & { data: Uint8Array }), metadata: meta };
   }
 
   async subkeys(tenant: string, path: string, version: number | undefined, depth: number): Promise<{ path: string; subkeys: Record<string, unknown>; metadata: VersionMetaView }> {
@@ -134,31 +154,70 @@ export class SecretKv {
     return { path, subkeys: subkeysOf(r.data, depth), metadata };
   }
 
-  /** Writes a new version: `data`, or what `derive` makes of the current one, under check-and-set. */
-  private async writeVersion(tenant: string, path: string, cas: number | undefined, derive: (current: { key: KeyRow; data: SecretData } | undefined) => SecretData, needsCurrent: boolean) {
+  /** The current version's row of `key`, if it can be read; else not found or VersionGone. */
+  private async liveCurrentRow(tenant: string, path: string, key: KeyRow | undefined, q: KvQueries, nowIso: string): Promise<VersionRow & { data: Uint8Array }> {
+    const current = key?.current_version ?? 0;
+    const row = key && current > 0 ? await q.version(tenant, path, current) : undefined;
+    if (!key || !row) throw notFound("secret");
+    if (row.destroyed === 1 || !row.data || this.isDeleted(row, nowIso)) throw new VersionGone({ ...this.versionMeta(row), custom_metadata: this.customOf(key) });
+    return row as VersionRow & { data: Uint8Array };
+  }
+
+  private async open(tenant: string, path: string, row: VersionRow & { data: Uint8Array }): Promise<SecretData> {
+    return JSON.parse(dec.decode(await this.protector.decrypt(bytesOf(row.data), dataContext(tenant, path, row.version)))) as SecretData;
+  }
+
+  /** `data` encrypted as `version` of the secret; payload_too_large beyond the size limit. */
+  private async seal(tenant: string, path: string, version: number, data: SecretData): Promise<Uint8Array> {
+    const plain = enc.encode(JSON.stringify(data));
+    try {
+      if (plain.length > MAX_SECRET_BYTES) throw new AppError("payload_too_large", `a secret holds at most ${MAX_SECRET_BYTES} bytes of JSON`);
+      return await this.protector.encrypt(plain, dataContext(tenant, path, version));
+    } finally {
+      plain.fill(0);
+    }
+  }
+
+  /**
+   * The new value sealed ahead of its write, outside the write group's transaction, for the
+   * version after the one that is current now (a patch: merged into that version's data);
+   * undefined when that fails: the write then meets the reason inside, in the rules' order.
+   */
+  private async sealAhead(tenant: string, path: string, derive: (current: SecretData | undefined) => SecretData, needsCurrent: boolean, nowIso: string): Promise<SealedAhead | undefined> {
+    try {
+      const key = await this.store.key(tenant, path);
+      const base = key?.current_version ?? 0;
+      const from = needsCurrent ? await this.liveCurrentRow(tenant, path, key, this.store, nowIso) : undefined;
+      const ciphertext = await this.seal(tenant, path, base + 1, derive(from && (await this.open(tenant, path, from))));
+      return { base, from: from?.data, ciphertext };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Writes a new version: `data`, or what `derive` makes of the current one, under
+   * check-and-set. The write runs in a group transaction shared with concurrent writes, so it
+   * encrypts ahead (a round trip to the crypto thread pool inside would hold the whole group)
+   * and again inside only when another write took its version meanwhile.
+   */
+  private async writeVersion(tenant: string, path: string, cas: number | undefined, derive: (current: SecretData | undefined) => SecretData, needsCurrent: boolean) {
     const now = this.now();
     const nowIso = now.toISOString();
+    const ahead = await this.sealAhead(tenant, path, derive, needsCurrent, nowIso);
     return this.store.write(async (q) => {
-      const cfg = await this.config(tenant, q);
-      const key = await q.key(tenant, path);
+      const key = await q.keyWithConfig(tenant, path);
+      const cfg = key ? configView(key.tenant_max_versions, key.tenant_cas_required, key.tenant_delete_version_after) : await this.config(tenant, q);
       if ((cfg.cas_required || key?.cas_required === 1) && cas === undefined) throw casRequired();
       const current = key?.current_version ?? 0;
       if (cas !== undefined && cas !== current) throw casMismatch();
-      let currentData: { key: KeyRow; data: SecretData } | undefined;
-      if (needsCurrent) {
-        const row = key && current > 0 ? await q.version(tenant, path, current) : undefined;
-        if (!key || !row) throw notFound("secret");
-        if (row.destroyed === 1 || !row.data || this.isDeleted(row, nowIso)) throw new VersionGone({ ...this.versionMeta(row), custom_metadata: this.customOf(key) });
-        currentData = { key, data: JSON.parse(dec.decode(await this.protector.decrypt(bytesOf(row.data), dataContext(tenant, path, current)))) as SecretData };
-      }
-      const data = derive(currentData);
-      const plain = enc.encode(JSON.stringify(data));
-      if (plain.length > MAX_SECRET_BYTES) throw new AppError("payload_too_large", `a secret holds at most ${MAX_SECRET_BYTES} bytes of JSON`);
+      const from = needsCurrent ? await this.liveCurrentRow(tenant, path, key, q, nowIso) : undefined;
       const version = current + 1;
+      // A patch sealed ahead holds a merge of the very ciphertext that is current now (IVs are random).
+      const fresh = ahead !== undefined && ahead.base === current && (!from || sameBytes(ahead.from, from.data));
+      const ciphertext = fresh ? ahead.ciphertext : await this.seal(tenant, path, version, derive(from && (await this.open(tenant, path, from))));
       const { maxVersions, deleteAfter } = this.effective(key, cfg);
       const deletion = deleteAfter > 0 ? new Date(now.getTime() + deleteAfter * 1000).toISOString() : null;
-      const ciphertext = await this.protector.encrypt(plain, dataContext(tenant, path, version));
-      plain.fill(0);
       await q.insertVersion({ tenant, path, version, data: ciphertext, created_time: nowIso, deletion_time: deletion, destroyed: 0 });
       const oldest = Math.max(key?.oldest_version || 1, version - maxVersions + 1);
       if (key) {
@@ -177,7 +236,7 @@ export class SecretKv {
 
   /** JSON merge patch of the current version into a new one; 404 when there is no live current version. */
   patch(tenant: string, path: string, patch: SecretData, cas?: number) {
-    return this.writeVersion(tenant, path, cas, (cur) => mergePatch(cur!.data, patch) as SecretData, true);
+    return this.writeVersion(tenant, path, cas, (cur) => mergePatch(cur, patch) as SecretData, true);
   }
 
   /** Soft-deletes the current version (nothing to do when there is none). */

@@ -1,6 +1,6 @@
 /** Kysely queries of sm-secrets. Every query takes the tenant: there is no query without one. */
-import { CompiledQuery, type Compilable, type Kysely, type Transaction } from "kysely";
-import { GroupTransaction, withTransaction } from "../../src/storage/index.ts";
+import type { Kysely, Transaction } from "kysely";
+import { GroupTransaction, precompileStatement, withTransaction } from "../../src/storage/index.ts";
 
 export interface KeyRow {
   tenant: string;
@@ -40,37 +40,57 @@ export interface SecretsDb {
 
 type Db = Kysely<SecretsDb> | Transaction<SecretsDb>;
 
-/**
- * A query whose SQL is compiled once (building and compiling Kysely's tree is most of a small
- * query's CPU) and then only bound, on whichever handle runs it: the store or a transaction's.
- * The compiled parameters must be exactly the arguments, in order (checked once).
- */
-function compiled<P extends unknown[]>(root: Kysely<SecretsDb>, build: (db: Kysely<SecretsDb>, ...params: P) => Compilable<unknown>, sample: P) {
-  const c = build(root, ...sample).compile();
-  if (c.parameters.length !== sample.length || !c.parameters.every((x, i) => Object.is(x, sample[i]))) throw new Error("compiled: each argument must be a query parameter, once, in order");
-  return async <R>(db: Db, ...params: P): Promise<R[]> => (await db.executeQuery<R>(CompiledQuery.raw(c.sql, params))).rows;
+/** A key with its tenant's defaults (null where the tenant has set none), as a write needs them. */
+export interface KeyWithConfigRow extends KeyRow {
+  tenant_max_versions: number | null;
+  tenant_cas_required: number | null;
+  tenant_delete_version_after: number | null;
 }
 
-/** The queries of every version write, compiled for the store's database (see `compiled`). */
+/**
+ * The queries of every version write and read, compiled once for the store's database and
+ * bound on whichever handle runs them (the store, or a write group's transaction: see
+ * precompileStatement).
+ */
 function hotQueries(root: Kysely<SecretsDb>) {
   const sample = new Uint8Array(1);
   return {
-    key: compiled(root, (db, tenant: string, path: string) => db.selectFrom("kv_keys").selectAll().where("tenant", "=", tenant).where("path", "=", path), ["t", "p"]),
-    version: compiled(root, (db, tenant: string, path: string, version: number) => db.selectFrom("kv_versions").selectAll().where("tenant", "=", tenant).where("path", "=", path).where("version", "=", version), ["t", "p", 1]),
-    config: compiled(root, (db, tenant: string) => db.selectFrom("kv_config").selectAll().where("tenant", "=", tenant), ["t"]),
-    insertVersion: compiled(
+    key: precompileStatement(root, (tenant: string, path: string) => root.selectFrom("kv_keys").selectAll().where("tenant", "=", tenant).where("path", "=", path), ["t", "p"]),
+    // Scalar subqueries, not a join: bun:sqlite reads a joined row several times slower.
+    keyWithConfig: precompileStatement(
       root,
-      (db, tenant: string, path: string, version: number, data: Uint8Array | null, created_time: string, deletion_time: string | null, destroyed: number) =>
-        db.insertInto("kv_versions").values({ tenant, path, version, data, created_time, deletion_time, destroyed }),
+      (tenant: string, path: string) =>
+        root
+          .selectFrom("kv_keys")
+          .selectAll("kv_keys")
+          .select((eb) => {
+            const tenantDefault = (column: "max_versions" | "cas_required" | "delete_version_after") =>
+              eb.selectFrom("kv_config").select(column).whereRef("kv_config.tenant", "=", "kv_keys.tenant");
+            return [
+              tenantDefault("max_versions").as("tenant_max_versions"),
+              tenantDefault("cas_required").as("tenant_cas_required"),
+              tenantDefault("delete_version_after").as("tenant_delete_version_after"),
+            ];
+          })
+          .where("tenant", "=", tenant)
+          .where("path", "=", path),
+      ["t", "p"],
+    ),
+    version: precompileStatement(root, (tenant: string, path: string, version: number) => root.selectFrom("kv_versions").selectAll().where("tenant", "=", tenant).where("path", "=", path).where("version", "=", version), ["t", "p", 1]),
+    config: precompileStatement(root, (tenant: string) => root.selectFrom("kv_config").selectAll().where("tenant", "=", tenant), ["t"]),
+    insertVersion: precompileStatement(
+      root,
+      (tenant: string, path: string, version: number, data: Uint8Array | null, created_time: string, deletion_time: string | null, destroyed: number) =>
+        root.insertInto("kv_versions").values({ tenant, path, version, data, created_time, deletion_time, destroyed }),
       ["t", "p", 1, sample, "c", "d", 0],
     ),
-    advance: compiled(
+    advance: precompileStatement(
       root,
-      (db, current_version: number, oldest_version: number, updated_time: string, tenant: string, path: string) =>
-        db.updateTable("kv_keys").set({ current_version, oldest_version, updated_time }).where("tenant", "=", tenant).where("path", "=", path),
+      (current_version: number, oldest_version: number, updated_time: string, tenant: string, path: string) =>
+        root.updateTable("kv_keys").set({ current_version, oldest_version, updated_time }).where("tenant", "=", tenant).where("path", "=", path),
       [2, 1, "u", "t", "p"],
     ),
-    pruneBelow: compiled(root, (db, tenant: string, path: string, keepFrom: number) => db.deleteFrom("kv_versions").where("tenant", "=", tenant).where("path", "=", path).where("version", "<", keepFrom), ["t", "p", 3]),
+    pruneBelow: precompileStatement(root, (tenant: string, path: string, keepFrom: number) => root.deleteFrom("kv_versions").where("tenant", "=", tenant).where("path", "=", path).where("version", "<", keepFrom), ["t", "p", 3]),
   };
 }
 type HotQueries = ReturnType<typeof hotQueries>;
@@ -83,11 +103,16 @@ export class KvQueries {
   ) {}
 
   async key(tenant: string, path: string): Promise<KeyRow | undefined> {
-    return (await this.hot.key<KeyRow>(this.db, tenant, path))[0];
+    return (await this.hot.key<KeyRow>(this.db, tenant, path)).rows[0];
+  }
+
+  /** The key with its tenant's defaults, in one statement (undefined when there is no key). */
+  async keyWithConfig(tenant: string, path: string): Promise<KeyWithConfigRow | undefined> {
+    return (await this.hot.keyWithConfig<KeyWithConfigRow>(this.db, tenant, path)).rows[0];
   }
 
   async version(tenant: string, path: string, version: number): Promise<VersionRow | undefined> {
-    return (await this.hot.version<VersionRow>(this.db, tenant, path, version))[0];
+    return (await this.hot.version<VersionRow>(this.db, tenant, path, version)).rows[0];
   }
 
   /** Every version of a key without its data, oldest first. */
@@ -102,7 +127,7 @@ export class KvQueries {
   }
 
   async config(tenant: string): Promise<ConfigRow | undefined> {
-    return (await this.hot.config<ConfigRow>(this.db, tenant))[0];
+    return (await this.hot.config<ConfigRow>(this.db, tenant)).rows[0];
   }
 
   async insertKey(row: KeyRow): Promise<void> {

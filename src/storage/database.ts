@@ -174,7 +174,7 @@ export async function openDatabase<DB = unknown>(config: StorageConfig | Resolve
 }
 
 /** The direct paths of embedded databases (see native-dialect.ts), by their Kysely instance. */
-const directPaths = new WeakMap<Kysely<any>, Pick<EmbeddedDatabase, "readDirect" | "writeDirect">>();
+const directPaths = new WeakMap<Kysely<any>, Pick<EmbeddedDatabase, "readDirect" | "runInTransaction">>();
 
 /** The prepared-statement reads of PostgreSQL databases (see postgres.ts), by their Kysely instance. */
 const preparedReaders = new WeakMap<Kysely<any>, PreparedReader>();
@@ -190,11 +190,11 @@ export function directReaderOf(db: Kysely<any>) {
 }
 
 /**
- * The direct write path of an embedded database, if `db` is one: only for use inside the
- * caller's own `db.transaction()` callback (see `writeDirect` in native-dialect.ts).
+ * The direct statement path of an embedded database, if `db` is one: only for use inside the
+ * caller's own `db.transaction()` callback (see `runInTransaction` in native-dialect.ts).
  */
-export function directWriterOf(db: Kysely<any>) {
-  return directPaths.get(db)?.writeDirect;
+export function directStatementOf(db: Kysely<any>) {
+  return directPaths.get(db)?.runInTransaction;
 }
 
 async function openEmbedded<DB>(r: ResolvedStorage, opts: OpenOptions): Promise<Database<DB>> {
@@ -234,8 +234,8 @@ async function openEmbedded<DB>(r: ResolvedStorage, opts: OpenOptions): Promise<
   directPaths.set(
     db,
     tracer
-      ? { readDirect: tracedDirect(tracer, "sqlite", native.readDirect), writeDirect: tracedDirect(tracer, "sqlite", native.writeDirect) }
-      : { readDirect: native.readDirect, writeDirect: native.writeDirect },
+      ? { readDirect: tracedDirect(tracer, "sqlite", native.readDirect), runInTransaction: tracedDirect(tracer, "sqlite", native.runInTransaction) }
+      : { readDirect: native.readDirect, runInTransaction: native.runInTransaction },
   );
   if (r.mode === "file" && journalMode === "wal") {
     syncer = new WalSyncer(`${r.filePath}-wal`);

@@ -8,8 +8,9 @@
  * offending `add` fails. Rows keep the order of their `add` calls within and across batches.
  */
 import { setImmediate } from "node:timers";
-import { CompiledQuery, type Kysely, type Transaction } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import { commitDeferred } from "./wal-sync.ts";
+import { statementRunner } from "./precompiled.ts";
 import { mapStorageError } from "./errors.ts";
 
 export interface GroupCommitOptions {
@@ -78,9 +79,9 @@ function settleOnDisk<T>(committed: { durable: Promise<void> }, batch: Pending<T
   );
 }
 
-const SAVEPOINT = CompiledQuery.raw("SAVEPOINT group_unit");
-const RELEASE = CompiledQuery.raw("RELEASE SAVEPOINT group_unit");
-const ROLLBACK_TO = CompiledQuery.raw("ROLLBACK TO SAVEPOINT group_unit");
+const SAVEPOINT = "SAVEPOINT group_unit";
+const RELEASE = "RELEASE SAVEPOINT group_unit";
+const ROLLBACK_TO = "ROLLBACK TO SAVEPOINT group_unit";
 
 interface PendingWork<Q, R> {
   work: (q: Q) => Promise<R>;
@@ -99,13 +100,16 @@ interface PendingWork<Q, R> {
 export class GroupTransaction<DB, Q> {
   private pending: PendingWork<Q, any>[] = [];
   private flushing = false;
+  private readonly statement: ReturnType<typeof statementRunner<DB>>;
 
   constructor(
     private readonly db: Kysely<DB>,
     /** The queries a unit runs on, over the batch's transaction. */
     private readonly queries: (trx: Transaction<DB>) => Q,
     private readonly opts: GroupCommitOptions,
-  ) {}
+  ) {
+    this.statement = statementRunner(db);
+  }
 
   /** Runs `work` in a transaction shared with the units submitted meanwhile; resolves once durable. */
   run<R>(work: (q: Q) => Promise<R>): Promise<R> {
@@ -145,13 +149,13 @@ export class GroupTransaction<DB, Q> {
       outcomes = [];
       const q = this.queries(trx);
       for (const unit of batch) {
-        await trx.executeQuery(SAVEPOINT);
+        await this.statement(trx, SAVEPOINT, []);
         try {
           outcomes.push({ ok: true, value: await unit.work(q) });
-          await trx.executeQuery(RELEASE);
+          await this.statement(trx, RELEASE, []);
         } catch (error) {
-          await trx.executeQuery(ROLLBACK_TO);
-          await trx.executeQuery(RELEASE);
+          await this.statement(trx, ROLLBACK_TO, []);
+          await this.statement(trx, RELEASE, []);
           outcomes.push({ ok: false, error: mapStorageError(error) });
         }
       }

@@ -150,11 +150,18 @@ export interface EmbeddedDatabase {
    */
   readDirect(sql: string, params: readonly unknown[]): unknown[] | undefined;
   /**
-   * Runs a write statement directly on the connection, for callers inside one of their own
-   * Kysely transactions on it (Kysely holds the single connection for the transaction's
-   * callback, so nothing else runs in between). Throws when no transaction is open.
+   * Runs a statement directly on the connection, for callers inside one of their own Kysely
+   * transactions on it (Kysely holds the single connection for the transaction's callback,
+   * so nothing else runs in between): a read's rows, or how many rows a write changed.
+   * Throws when no transaction is open.
    */
-  writeDirect(sql: string, params: readonly unknown[]): void;
+  runInTransaction(sql: string, params: readonly unknown[]): DirectResult;
+}
+
+/** What a direct statement gives back: the rows it read, the number of rows it changed. */
+export interface DirectResult {
+  rows: unknown[];
+  changes: number;
 }
 
 /** Opens an embedded database (path or ":memory:") and returns it with its Kysely dialect. */
@@ -177,9 +184,10 @@ export async function openNative(path: string, onClose: () => void): Promise<Emb
     },
     dialect: new SqliteDialect({ database }),
     readDirect: (sql, params) => database.readShared(sql, params),
-    writeDirect: (sql, params) => {
-      if (!database.inTransaction) throw new Error("writeDirect needs an open transaction");
-      database.statement(sql).run(params);
+    runInTransaction: (sql, params) => {
+      if (!database.inTransaction) throw new Error("a direct statement needs an open transaction");
+      const st = database.statement(sql);
+      return st.reader ? { rows: st.all(params) as unknown[], changes: 0 } : { rows: [], changes: Number(st.run(params).changes) };
     },
   };
 }

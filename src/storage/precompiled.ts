@@ -4,32 +4,88 @@
  * once and then only binds new parameters; on an embedded database a precompiled SELECT
  * also skips Kysely's connection machinery (see `readDirect` in native-dialect.ts), and on
  * PostgreSQL it runs as a named prepared statement on the pool (`preparedReader` in postgres.ts).
+ * `precompileStatement` does the same for statements that also run inside transactions.
  *
  * @example
  *   const getPet = precompile(db, (tenant: string, id: string) =>
  *     db.selectFrom("pets").selectAll().where("tenant", "=", tenant).where("id", "=", id), ["t", "i"]);
  *   const rows = await getPet("acme", petId);
  */
-import { CompiledQuery, type Compilable, type Kysely } from "kysely";
-import { directReaderOf, preparedReaderOf } from "./database.ts";
+import { CompiledQuery, type Compilable, type Kysely, type Transaction } from "kysely";
+import { directReaderOf, directStatementOf, preparedReaderOf } from "./database.ts";
 
-export function precompile<P extends unknown[], R>(
-  db: Kysely<any>,
-  build: (...params: P) => Compilable<R>,
-  sample: P,
-): (...params: P) => Promise<R[]> {
+/** The SQL of `build(...sample)`, checked to take exactly the arguments as its parameters. */
+function compileChecked<P extends unknown[]>(build: (...params: P) => Compilable<unknown>, sample: P): { sql: string; select: boolean } {
   const compiled = build(...sample).compile();
   // The compiled parameters must be exactly the arguments, in order, each used once;
   // otherwise binding by position would put a value in the wrong place.
   const same = compiled.parameters.length === sample.length && compiled.parameters.every((p, i) => Object.is(p, sample[i]));
   if (!same) throw new Error("precompile: each argument must appear exactly once, in order, as a query parameter");
-  const sql = compiled.sql;
-  const viaKysely = async (params: P) => (await db.executeQuery<R>(CompiledQuery.raw(sql, params))).rows;
-  const select = compiled.query.kind === "SelectQueryNode";
+  return { sql: compiled.sql, select: compiled.query.kind === "SelectQueryNode" };
+}
+
+/** A precompiled read on `db` itself (outside any transaction). */
+function rootReader<R>(db: Kysely<any>, sql: string, select: boolean): (params: readonly unknown[]) => Promise<R[]> {
+  const viaKysely = async (params: readonly unknown[]) => (await db.executeQuery<R>(CompiledQuery.raw(sql, params as unknown[]))).rows;
   // PostgreSQL: a named prepared statement on the pool (see postgres.ts).
   const prepared = select ? preparedReaderOf(db) : undefined;
-  if (prepared) return (...params: P) => prepared(sql, params) as Promise<R[]>;
+  if (prepared) return (params) => prepared(sql, params) as Promise<R[]>;
   const direct = select ? directReaderOf(db) : undefined;
-  if (!direct) return (...params: P) => viaKysely(params);
-  return async (...params: P) => (direct(sql, params) as R[] | undefined) ?? viaKysely(params);
+  if (!direct) return viaKysely;
+  return async (params) => (direct(sql, params) as R[] | undefined) ?? viaKysely(params);
+}
+
+export function precompile<P extends unknown[], R>(db: Kysely<any>, build: (...params: P) => Compilable<R>, sample: P): (...params: P) => Promise<R[]> {
+  const { sql, select } = compileChecked(build, sample);
+  const read = rootReader<R>(db, sql, select);
+  return (...params: P) => read(params);
+}
+
+/** What a statement gives back: the rows it read, the number of rows it changed. */
+export interface StatementResult<R> {
+  rows: R[];
+  changes: number;
+}
+
+/** Where a statement runs: the database itself, or a transaction on it whose callback is running. */
+export type StatementHandle<DB> = Kysely<DB> | Transaction<DB>;
+
+/**
+ * Runs raw SQL on `on`, the database `db` or one of its transactions. Inside a transaction on
+ * an embedded database the statement goes straight to the connection Kysely holds for it
+ * (no query executor, no frozen CompiledQuery, no promise chain per statement), so a
+ * transaction of such statements runs in one event-loop turn; elsewhere through Kysely.
+ */
+export function statementRunner<DB>(db: Kysely<DB>): <R>(on: StatementHandle<DB>, sql: string, params: readonly unknown[]) => Promise<StatementResult<R>> {
+  const direct = directStatementOf(db);
+  return async <R>(on: StatementHandle<DB>, sql: string, params: readonly unknown[]) => {
+    if (direct && on.isTransaction) return direct(sql, params) as StatementResult<R>;
+    const r = await on.executeQuery<R>(CompiledQuery.raw(sql, params as unknown[]));
+    return { rows: r.rows, changes: Number(r.numAffectedRows ?? 0n) };
+  };
+}
+
+/**
+ * A statement compiled once (see `precompile`) that runs on the handle it is given: on `db`
+ * a SELECT takes the precompiled read path; in a transaction on an embedded database any
+ * statement goes straight to the connection (see `statementRunner`).
+ *
+ * @example
+ *   const advance = precompileStatement(db, (v: number, id: string) => db.updateTable("keys").set({ v }).where("id", "=", id), [1, "i"]);
+ *   await withTransaction(db, async (trx) => {
+ *     if ((await advance(trx, 2, id)).changes !== 1) throw notFound("key");
+ *   });
+ */
+export function precompileStatement<DB, P extends unknown[]>(
+  db: Kysely<DB>,
+  build: (...params: P) => Compilable<unknown>,
+  sample: P,
+): <R>(on: StatementHandle<DB>, ...params: P) => Promise<StatementResult<R>> {
+  const { sql, select } = compileChecked(build, sample);
+  const run = statementRunner(db);
+  const read = select ? rootReader<unknown>(db, sql, true) : undefined;
+  return async <R>(on: StatementHandle<DB>, ...params: P) => {
+    if (read && !on.isTransaction) return { rows: (await read(params)) as R[], changes: 0 };
+    return run<R>(on, sql, params);
+  };
 }

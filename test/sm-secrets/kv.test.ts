@@ -1,7 +1,8 @@
 /**
  * sm-secrets's KV v2 behaviours over real HTTPS on /service/api/v1/secrets: versions,
  * max_versions pruning, check-and-set (cas, cas 0, cas_required per key and per tenant), two
- * and ten concurrent CAS writers (exactly one wins), soft delete, undelete, destroy, metadata
+ * and ten concurrent CAS writers (exactly one wins), concurrent writes and patches of one key
+ * without cas (consecutive versions, none lost), soft delete, undelete, destroy, metadata
  * and custom_metadata, delete_version_after with an injected clock, merge patch, list by
  * prefix, subkeys, scopes restricted by path, tenant isolation (404), and a raw scan of the
  * database files and logs for a secret value.
@@ -120,6 +121,27 @@ describe("check-and-set", () => {
       expect(cur.body.metadata.version).toBe(round + 1);
       expect(cur.body.data).toEqual({ round, i: won });
     }
+  });
+});
+
+describe("concurrent writes without cas", () => {
+  // Writes that share a group transaction take consecutive versions of one key: each must be
+  // sealed for the version it got, and each patch merged into the version before it.
+  test("eight concurrent writers of one key: eight versions, each holding one writer's value", async () => {
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => put("burst/put", { i })));
+    expect(results.map((r) => r.status)).toEqual(Array(8).fill(200));
+    expect(results.map((r) => r.body.version).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    for (const r of results) expect((await get("burst/put", `?version=${r.body.version}`)).body.data).toEqual({ i: results.indexOf(r) });
+  });
+
+  test("eight concurrent patches of one key: each merged into the one before, none lost", async () => {
+    expect((await put("burst/patch", { base: true })).status).toBe(200);
+    const patch = (i: number) => s.req("PATCH", "/secrets/data/burst/patch", { data: { [`m${i}`]: i } });
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => patch(i)));
+    expect(results.map((r) => r.status)).toEqual(Array(8).fill(200));
+    const cur = await get("burst/patch");
+    expect(cur.body.metadata.version).toBe(9);
+    expect(cur.body.data).toEqual({ base: true, ...Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`m${i}`, i])) });
   });
 });
 

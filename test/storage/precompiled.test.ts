@@ -39,9 +39,9 @@ test("a read during another caller's open transaction waits and does not see its
   expect(await read).toEqual([]);
 });
 
-test("directWriterOf: refused outside a transaction; inside one it commits and rolls back with it", async () => {
-  const { directWriterOf } = await import("../../src/storage/index.ts");
-  const write = directWriterOf(d.db)!;
+test("directStatementOf: refused outside a transaction; inside one it commits and rolls back with it", async () => {
+  const { directStatementOf } = await import("../../src/storage/index.ts");
+  const write = directStatementOf(d.db)!;
   expect(write).toBeFunction();
   expect(() => write("insert into items (id, owner, data) values (?, ?, ?)", ["w0", "o9", null])).toThrow(/transaction/);
   await d.db.transaction().execute(async () => {

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql, type Kysely } from "kysely";
 import { AppError } from "../../src/service/errors.ts";
-import { engineOf, GroupCommit, GroupTransaction, openDatabase, precompile, runMigrations, withTransaction, type Database, type Migration } from "../../src/storage/index.ts";
+import { engineOf, GroupCommit, GroupTransaction, openDatabase, precompile, precompileStatement, runMigrations, withTransaction, type Database, type Migration } from "../../src/storage/index.ts";
 import { openRaceTarget } from "./fixtures/migrate-race-target.ts";
 import { openTestDatabase, type TestEngine } from "../support/engine.ts";
 
@@ -425,6 +425,30 @@ export function storageSuite(engine: TestEngine): void {
       expect(rows).toEqual(await d.db.selectFrom("items").selectAll().where("owner", "=", "o1").where("id", "=", "a").execute());
       expect(rows[0]!.data).toBeInstanceOf(Uint8Array);
       expect(await get("o2", "a")).toEqual([]);
+    });
+
+    test("precompileStatement: the same results on the database and in a transaction, writes counted, rolled back with it", async () => {
+      const get = precompileStatement(d.db, (id: string) => d.db.selectFrom("items").selectAll().where("id", "=", id), ["i"]);
+      const rename = precompileStatement(d.db, (owner: string, id: string) => d.db.updateTable("items").set({ owner }).where("id", "=", id), ["o", "i"]);
+      const outside = await get(d.db, "a");
+      expect(outside).toEqual({ rows: await d.db.selectFrom("items").selectAll().where("id", "=", "a").execute(), changes: 0 });
+      await withTransaction(d.db, async (trx) => {
+        expect(await get(trx, "a")).toEqual(outside);
+        expect((await rename(trx, "o1-renamed", "a")).changes).toBe(1);
+        expect((await rename(trx, "nobody", "missing")).changes).toBe(0);
+        // The transaction sees its own write.
+        expect((await get(trx, "a")).rows[0]).toMatchObject({ owner: "o1-renamed" });
+      });
+      expect((await get(d.db, "a")).rows[0]).toMatchObject({ owner: "o1-renamed" });
+      await expect(
+        withTransaction(d.db, async (trx) => {
+          await rename(trx, "lost", "a");
+          throw new AppError("conflict", "roll back");
+        }),
+      ).rejects.toThrow("roll back");
+      expect((await get(d.db, "a")).rows[0]).toMatchObject({ owner: "o1-renamed" });
+      expect((await rename(d.db, "o1", "a")).changes).toBe(1);
+      expect((await get<{ data: unknown }>(d.db, "a")).rows[0]!.data).toBeInstanceOf(Uint8Array);
     });
 
     test("refuses a builder whose parameters are not the arguments in order", () => {
