@@ -15,7 +15,7 @@
  * per request the database's commits and rollbacks (pg_stat_database, so a transaction that
  * PostgreSQL aborted for a conflict and that ran again shows as a rollback).
  *
- * Usage: npm run bench -- scale [--seconds=6] [--rounds=2] [--connections=64] [--pool=10]   (--pool: PostgreSQL connections per instance)
+ * Usage: npm run bench -- scale [--seconds=6] [--rounds=2] [--connections=64] [--pool=10] [--only=sm-kms|pki-ca]   (--pool: PostgreSQL connections per instance)
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,6 +31,8 @@ const ROUNDS = arg("rounds", 2);
 const CONNS = arg("connections", 64);
 const POOL = arg("pool", 10);
 const TARGET_P99_MS = 50;
+/** --only=sm-kms or --only=pki-ca: one operation. */
+const ONLY = process.argv.find((a) => a.startsWith("--only="))?.split("=")[1]?.split(",");
 
 const missing = [!haveWrk() && "wrk (Debian package wrk)", !Bun.which("openssl") && "openssl (Debian package openssl)", postgresMissing()].filter(Boolean);
 if (missing.length) {
@@ -124,7 +126,7 @@ try {
     { label: "PostgreSQL, 1 instance", instances: 1, postgres: true },
     { label: `PostgreSQL, 2 instances (${CONNS / 2} connections each)`, instances: 2, postgres: true },
   ];
-  for (const op of OPERATIONS) {
+  for (const op of OPERATIONS.filter((o) => !ONLY || ONLY.includes(o.service))) {
     const issuer = await startTestIssuer({ audience: op.service });
     issuers.push(issuer);
     const issuerCa = join(dir, `issuer-${op.service}.pem`);
@@ -186,7 +188,7 @@ try {
       const p99 = Math.max(...res.map((x) => x.p99ms));
       const errors = res.reduce((a, x) => a + x.errors, 0);
       console.error(
-        `round ${r + 1} ${d.op.name}, ${d.dep.label}: ${rps.toFixed(0)} req/s, p99 ${p99.toFixed(1)} ms, CPU ms/req service ${sample.serviceCpu.toFixed(3)} PostgreSQL ${sample.pgCpu.toFixed(3)}, commits/req ${sample.commits.toFixed(2)} rollbacks/req ${sample.rollbacks.toFixed(3)}${errors ? `, ${errors} errors (${res.map((x) => x.detail).join("; ")})` : ""}`,
+        `round ${r + 1} ${d.op.name}, ${d.dep.label}: ${rps.toFixed(0)} req/s, p99 ${p99.toFixed(1)} ms${res.length > 1 ? ` (per instance: ${res.map((x) => `${x.rps.toFixed(0)} req/s, p99 ${x.p99ms.toFixed(1)} ms`).join("; ")})` : ""}, CPU ms/req service ${sample.serviceCpu.toFixed(3)} PostgreSQL ${sample.pgCpu.toFixed(3)}, commits/req ${sample.commits.toFixed(2)} rollbacks/req ${sample.rollbacks.toFixed(3)}${errors ? `, ${errors} errors (${res.map((x) => x.detail).join("; ")})` : ""}`,
       );
     }
   }
