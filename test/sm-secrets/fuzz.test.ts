@@ -1,6 +1,6 @@
 /**
  * Mutation fuzz of sm-secrets's write endpoints: the API's `PUT /secrets/data/{path}` and the
- * Vault surface's `POST /v1/secret/data/{path}`, 2,000 mutated bodies each (FUZZ_JSON_N
+ * Vault surface's `POST /v1/secret/data/{path}`, 10,000 mutated bodies each (FUZZ_JSON_N
  * overrides): replaced and unknown members, long strings, broken text, nesting and array
  * bombs. No answer is a 5xx, and each endpoint still serves a normal write afterwards.
  */
