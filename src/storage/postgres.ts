@@ -213,7 +213,11 @@ export async function openPostgres(o: PostgresOptions): Promise<{ dialect: Diale
   // Parsed here rather than passed as `connectionString`: pg lets the url's (empty) password
   // override the one from the password file.
   const clientConfig: ClientConfig = { ...parseIntoClientConfig(o.url), password: o.password, connectionTimeoutMillis: o.connectTimeoutMs, types };
-  const pool = new pg.Pool({ ...clientConfig, max: o.poolSize });
+  // Connections once opened stay open (pg's default closes one idle for 10 s): a new one costs
+  // a server process fork, SCRAM's key derivation on both ends and its statements prepared
+  // again, and when load comes back after a pause every request at once waits for that.
+  // Kept-alive TCP finds one that a firewall or a dead server dropped while idle.
+  const pool = new pg.Pool({ ...clientConfig, max: o.poolSize, idleTimeoutMillis: 0, keepAlive: true });
   // An idle connection the server drops (restart, failover) is an 'error' event on the pool;
   // unhandled, it would end the process. The pool discards that connection by itself.
   pool.on("error", () => undefined);
