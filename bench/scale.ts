@@ -14,6 +14,12 @@
  * the service instances' processes, and the PostgreSQL server's (postmaster and backends); and
  * per request the database's commits and rollbacks (pg_stat_database, so a transaction that
  * PostgreSQL aborted for a conflict and that ran again shows as a rollback).
+ * Each service instance and each wrk runs in a session of its own, as separate containers or
+ * hosts would be scheduled apart: under the kernel's autogroup scheduling every PostgreSQL
+ * backend is a scheduling group of its own (the postmaster's children call setsid), and with both
+ * instances and both wrk processes in the bench's one group, PostgreSQL's backends sat runnable
+ * but unscheduled for 0.5-1 s at a time (/proc/<pid>/schedstat), all of them at once, which
+ * stalled the queries of both instances together (p99 of 0.6-1.2 s in some rounds).
  *
  * Usage: npm run bench -- scale [--seconds=6] [--rounds=2] [--connections=64] [--pool=10] [--only=sm-kms|pki-ca]   (--pool: PostgreSQL connections per instance)
  */
@@ -142,7 +148,7 @@ try {
         const t = await spawnTarget([
           process.execPath, "run", join(import.meta.dir, "targets", `${op.service}.ts`),
           join(root, `${op.service}-${i}`), issuer.issuer, issuer.jwksUrl, issuerCa, ...database,
-        ]);
+        ], undefined, { ownSession: true });
         dep.urls.push(t.info.url);
         dep.procs.push(t.proc);
         trust = readFileSync(t.info.trust, "utf8");
@@ -171,7 +177,7 @@ try {
     const per = Math.floor(CONNS / d.dep.urls.length);
     const serviceCpu = () => d.dep.procs.reduce((a, p) => a + cpuMsOf(p.pid), 0);
     const [s0, p0, x0] = [serviceCpu(), treeCpuMs(postmaster), await xacts(d.database)];
-    const res = await Promise.all(d.dep.urls.map((u) => wrk(u + d.path, { connections: per, seconds, script: d.script })));
+    const res = await Promise.all(d.dep.urls.map((u) => wrk(u + d.path, { connections: per, seconds, script: d.script, ownSession: true })));
     // Statistics reach pg_stat_database when a backend goes idle, within a second or so.
     await Bun.sleep(1000);
     const [s1, p1, x1] = [serviceCpu(), treeCpuMs(postmaster), await xacts(d.database)];

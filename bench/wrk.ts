@@ -38,6 +38,15 @@ export const PIN = process.env.BENCH_PIN === "1" && Bun.which("taskset") !== nul
 const pinned = (core: number, cmd: string[]) => (PIN ? ["taskset", "-c", String(core), ...cmd] : cmd);
 
 /**
+ * `cmd` in a session of its own (setsid, from util-linux; it execs in place, since a spawned
+ * child leads no process group, so the pid stays the command's own). With the kernel's autogroup
+ * scheduling (sched_autogroup_enabled=1) each session is one scheduling group: PostgreSQL's
+ * backends each get one (every child of the postmaster calls setsid), while service instances and
+ * wrk processes spawned here would otherwise all share the bench's. See bench/scale.ts.
+ */
+const ownSession = (on: boolean | undefined, cmd: string[]) => (on && Bun.which("setsid") ? ["setsid", ...cmd] : cmd);
+
+/**
  * Writes a wrk Lua script that sends `body` with `method` and `headers` on every request; returns its path.
  * Lua decimal escapes carry any bytes, binary DER included.
  */
@@ -50,9 +59,9 @@ export function wrkScript(file: string, method: string, body: string | Uint8Arra
 
 export async function wrk(
   url: string,
-  opts: { connections: number; seconds: number; threads?: number; headers?: Record<string, string>; script?: string },
+  opts: { connections: number; seconds: number; threads?: number; headers?: Record<string, string>; script?: string; ownSession?: boolean },
 ): Promise<WrkResult> {
-  const args = pinned(1, ["wrk", `-t${opts.threads ?? 1}`, `-c${opts.connections}`, `-d${opts.seconds}s`, "--latency"]);
+  const args = ownSession(opts.ownSession, pinned(1, ["wrk", `-t${opts.threads ?? 1}`, `-c${opts.connections}`, `-d${opts.seconds}s`, "--latency"]));
   for (const [k, v] of Object.entries(opts.headers ?? {})) args.push("-H", `${k}: ${v}`);
   if (opts.script) args.push("-s", opts.script);
   args.push(url);
@@ -77,11 +86,11 @@ process.on("exit", () => children.forEach((c) => c.kill("SIGTERM")));
  * BENCH_CPU_PROF=DIR, Bun targets write a CPU profile (and its markdown summary) to DIR
  * when they exit.
  */
-export async function spawnTarget(cmd: string[], env?: Record<string, string>): Promise<{ proc: ReturnType<typeof Bun.spawn>; info: any }> {
+export async function spawnTarget(cmd: string[], env?: Record<string, string>, opts: { ownSession?: boolean } = {}): Promise<{ proc: ReturnType<typeof Bun.spawn>; info: any }> {
   const prof = process.env.BENCH_CPU_PROF;
   if (prof && cmd[0] === process.execPath) cmd = [cmd[0], "--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${prof}`, ...cmd.slice(1)];
   // The environment as it is now (Bun.spawn's default is the one the process started with).
-  const p = Bun.spawn(pinned(0, cmd), { stdout: "pipe", stderr: "inherit", env: { ...process.env, ...env } });
+  const p = Bun.spawn(ownSession(opts.ownSession, pinned(0, cmd)), { stdout: "pipe", stderr: "inherit", env: { ...process.env, ...env } });
   children.push(p);
   const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
   let buf = "";
