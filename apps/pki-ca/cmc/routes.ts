@@ -9,7 +9,6 @@
  * CMC credentials on the authenticated API (`pki:admin`).
  */
 import { Elysia } from "elysia";
-import * as v from "valibot";
 import { appBase, requestInfo } from "../../../src/service/http.ts";
 import { credentialAdminApi } from "../credential-api.ts";
 import { AppError } from "../../../src/service/errors.ts";
@@ -71,23 +70,19 @@ export function cmcRoutes(authority: () => Promise<CmcAuthority>) {
   );
 }
 
-const Credential = v.object({ identification: v.string(), secret: v.string(), profile: v.string(), created_at: v.string() });
-const CredentialInfo = v.object({ identification: v.string(), profile: v.string(), created_at: v.string(), last_used_at: v.nullable(v.string()) });
 /** The tenant's CMC credentials (the tenant comes from the token), on the authenticated API. */
 export function cmcAdminApi(authority: () => Promise<CmcAuthority>) {
-  return credentialAdminApi({
-    tag: "cmc",
-    idParam: "identification",
-    idPattern: /^cmc_[A-Za-z0-9_-]{1,64}$/,
-    created: Credential,
-    listed: CredentialInfo,
-    create: async (tenant, profile) => (await authority()).createCredential(tenant, profile),
-    list: async (tenant) => (await authority()).store.credentials(tenant),
-    remove: async (tenant, id) => (await authority()).deleteCredential(tenant, id),
-    summaries: {
-      create: "A new CMC credential (identification and shared secret, the secret shown only now) for one of this tenant's CMC profiles",
-      list: "This tenant's CMC credentials (never their secrets)",
-      remove: "Delete a CMC credential",
+  return credentialAdminApi(
+    {
+      tag: "cmc",
+      idField: "identification",
+      secretField: "secret",
+      summaries: {
+        create: "A new CMC credential (identification and shared secret, the secret shown only now) for one of this tenant's CMC profiles",
+        list: "This tenant's CMC credentials (never their secrets)",
+        remove: "Delete a CMC credential",
+      },
     },
-  });
+    authority,
+  );
 }

@@ -8,7 +8,6 @@
  * `cmpAdminApi`: the tenant's PBM shared secrets on the authenticated API (`pki:admin`).
  */
 import { Elysia } from "elysia";
-import * as v from "valibot";
 import { appBase, requestInfo } from "../../../src/service/http.ts";
 import { credentialAdminApi } from "../credential-api.ts";
 import { AppError } from "../../../src/service/errors.ts";
@@ -53,24 +52,20 @@ export function cmpRoutes(authority: () => Promise<CmpAuthority>) {
     .get("/.well-known/cmp/p/:label", ({ request }) => notPost(request), detail("CMP answers POST only (405)"));
 }
 
-const Credential = v.object({ kid: v.string(), secret: v.string(), profile: v.string(), created_at: v.string() });
-const CredentialInfo = v.object({ kid: v.string(), profile: v.string(), created_at: v.string(), last_used_at: v.nullable(v.string()) });
 
 /** The tenant's CMP shared secrets (the tenant comes from the token), on the authenticated API. */
 export function cmpAdminApi(authority: () => Promise<CmpAuthority>) {
-  return credentialAdminApi({
-    tag: "cmp",
-    idParam: "kid",
-    idPattern: /^cmp_[A-Za-z0-9_-]{1,64}$/,
-    created: Credential,
-    listed: CredentialInfo,
-    create: async (tenant, profile) => (await authority()).createCredential(tenant, profile),
-    list: async (tenant) => (await authority()).store.credentials(tenant),
-    remove: async (tenant, id) => (await authority()).deleteCredential(tenant, id),
-    summaries: {
-      create: "A new CMP shared secret (key id for senderKID and the PBM secret, the secret shown only now) for one of this tenant's CMP profiles",
-      list: "This tenant's CMP shared secrets (never the secrets)",
-      remove: "Delete a CMP shared secret",
+  return credentialAdminApi(
+    {
+      tag: "cmp",
+      idField: "kid",
+      secretField: "secret",
+      summaries: {
+        create: "A new CMP shared secret (key id for senderKID and the PBM secret, the secret shown only now) for one of this tenant's CMP profiles",
+        list: "This tenant's CMP shared secrets (never the secrets)",
+        remove: "Delete a CMP shared secret",
+      },
     },
-  });
+    authority,
+  );
 }

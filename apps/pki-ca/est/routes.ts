@@ -10,7 +10,6 @@
  * for its own subject and SANs (`EstAuthority.authenticateCertificate`).
  */
 import { Elysia } from "elysia";
-import * as v from "valibot";
 import { appBase, requestInfo } from "../../../src/service/http.ts";
 import { credentialAdminApi } from "../credential-api.ts";
 import { AppError } from "../../../src/service/errors.ts";
@@ -101,24 +100,20 @@ export function estRoutes(authority: () => Promise<EstAuthority>) {
     .post("/.well-known/est/:first/:op", ({ request, params }) => handle(request, params.first, params.op), detail("EST simpleenroll and simplereenroll (HTTP Basic) under the label's profile"));
 }
 
-const Credential = v.object({ username: v.string(), password: v.string(), profile: v.string(), created_at: v.string() });
-const CredentialInfo = v.object({ username: v.string(), profile: v.string(), created_at: v.string(), last_used_at: v.nullable(v.string()) });
 
 /** The tenant's EST credentials (the tenant comes from the token), on the authenticated API. */
 export function estAdminApi(authority: () => Promise<EstAuthority>) {
-  return credentialAdminApi({
-    tag: "est",
-    idParam: "username",
-    idPattern: /^est_[A-Za-z0-9_-]{1,64}$/,
-    created: Credential,
-    listed: CredentialInfo,
-    create: async (tenant, profile) => (await authority()).createCredential(tenant, profile),
-    list: async (tenant) => (await authority()).store.credentials(tenant),
-    remove: async (tenant, id) => (await authority()).deleteCredential(tenant, id),
-    summaries: {
-      create: "A new EST credential (HTTP Basic username and password, the password shown only now) for one of this tenant's EST profiles",
-      list: "This tenant's EST credentials (never their passwords)",
-      remove: "Delete an EST credential",
+  return credentialAdminApi(
+    {
+      tag: "est",
+      idField: "username",
+      secretField: "password",
+      summaries: {
+        create: "A new EST credential (HTTP Basic username and password, the password shown only now) for one of this tenant's EST profiles",
+        list: "This tenant's EST credentials (never their passwords)",
+        remove: "Delete an EST credential",
+      },
     },
-  });
+    authority,
+  );
 }
