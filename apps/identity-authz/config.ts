@@ -45,9 +45,12 @@ export const AuthzAppConfig = v.strictObject({
   /** How long fetching a client's request_uri may take (connect, answer and body). */
   request_uri_timeout_ms: v.optional(ttl(100, 60_000), 5000),
   /**
-   * Fetch request_uris on loopback, private, link-local and reserved addresses too. Off: a name
-   * that resolves to any such address is refused. For development and tests only.
+   * Fetch the URLs clients register (request_uris, jwks_uri, sector_identifier_uri) on loopback,
+   * private, link-local and reserved addresses too. Off: a name that resolves to any such address
+   * is refused. For development and tests only.
    */
+  client_urls_allow_private_addresses: v.optional(v.boolean(), false),
+  /** The older name of `client_urls_allow_private_addresses` (either turns it on). */
   request_uri_allow_private_addresses: v.optional(v.boolean(), false),
   /** Create tenant `root` and client `bootstrap-admin` on first start. */
   bootstrap: v.optional(v.boolean(), true),

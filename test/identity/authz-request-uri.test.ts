@@ -6,7 +6,9 @@
  * redirected: an unregistered or http URI, a client without request_uris, a redirect, an
  * oversized or missing document, a server that does not answer in time (`invalid_request_uri`);
  * a bad signature, a wrong audience, a replayed object (`invalid_request_object`). A service
- * with the default settings refuses loopback addresses. Registration (admin API and RFC 7591)
+ * with the default settings fetches no client-chosen URL on a loopback address: not a
+ * request_uri, not a jwks_uri (its private_key_jwt assertions fail), not a
+ * sector_identifier_uri (its registration fails). Registration (admin API and RFC 7591)
  * keeps request_uris https and tied to registered keys.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
@@ -46,7 +48,7 @@ const start = (allowPrivate: boolean) =>
       const app = c.app as Record<string, unknown>;
       const both = join(String(app.ca_file) + ".with-ro.pem");
       writeFileSync(both, readFileSync(String(app.ca_file), "utf8") + ro.caPem);
-      Object.assign(app, { ca_file: both, request_uri_timeout_ms: FETCH_TIMEOUT_MS, ...(allowPrivate ? { request_uri_allow_private_addresses: true } : {}) });
+      Object.assign(app, { ca_file: both, request_uri_timeout_ms: FETCH_TIMEOUT_MS, client_urls_allow_private_addresses: allowPrivate });
     },
   });
 
@@ -64,6 +66,7 @@ beforeAll(async () => {
       return new Response(objects.get("a") ?? "", { headers: { "content-type": "application/oauth-authz-req+jwt" } });
     }
     const body = objects.get(name);
+    if (name === "jwks" || name === "sector") return new Response(body, { headers: { "content-type": "application/json" } });
     return body === undefined ? new Response("not found", { status: 404 }) : new Response(body, { headers: { "content-type": "application/oauth-authz-req+jwt" } });
   });
   base = ro.url;
@@ -193,6 +196,49 @@ test("fuzz: mutated request_uri values at /authorize answer 4xx, never 5xx", asy
   expect(out.statuses.has(400)).toBe(true);
   expect([...out.statuses.values()].reduce((a, b) => a + b, 0)).toBe(cases.length);
 }, 120_000);
+
+describe("other client-chosen URLs on a loopback address, with the default settings", () => {
+  const CC = "byref-cc";
+  let ccKey: CryptoKeyPair;
+  const ccClient = { client_id: CC, client_name: "Keys by URI", grant_types: ["client_credentials"], scopes: ["pets:read"], audiences: ["learn-ps"], token_endpoint_auth_method: "private_key_jwt", jwks_uri: "" };
+
+  beforeAll(async () => {
+    ccKey = await oauth.generateKeyPair("ES256");
+    objects.set("jwks", JSON.stringify({ keys: [{ ...(await exportJWK(ccKey.publicKey)), kid: "cc1", alg: "ES256" }] }));
+    for (const a of [authz, strictAuthz]) await a.createClient(T, { ...ccClient, jwks_uri: `${base}/ro/jwks` });
+  });
+
+  const grant = async (a: TestAuthz) => {
+    const iss = new URL(`${a.publicUrl}/t/${T}`);
+    const fetchOpts = { [oauth.customFetch]: (url: string, init: RequestInit) => fetch(url, { ...init, tls: { ca: a.caAll } } as RequestInit) };
+    const server = await oauth.processDiscoveryResponse(iss, await oauth.discoveryRequest(iss, fetchOpts));
+    return oauth.clientCredentialsGrantRequest(server, { client_id: CC }, oauth.PrivateKeyJwt({ key: ccKey.privateKey, kid: "cc1" }), { scope: "pets:read" }, fetchOpts);
+  };
+
+  test("a jwks_uri is not fetched: the client's assertions are refused (invalid_client); allowed, the same grant works", async () => {
+    const before = hits.jwks ?? 0;
+    const refused = await grant(strictAuthz);
+    expect(refused.status).toBe(401);
+    expect(((await refused.json()) as { error: string }).error).toBe("invalid_client");
+    expect(hits.jwks ?? 0).toBe(before);
+    const allowed = await grant(authz);
+    expect({ status: allowed.status, body: allowed.status === 200 ? "" : await allowed.text() }).toEqual({ status: 200, body: "" });
+    expect(hits.jwks).toBe(before + 1);
+  });
+
+  test("a sector_identifier_uri is not fetched: the registration is refused and names the address; allowed, it is accepted", async () => {
+    const cbs = ["https://one.example/cb", "https://two.example/cb"];
+    objects.set("sector", JSON.stringify(cbs));
+    const doc = { client_name: "pairwise", grant_types: ["authorization_code"], redirect_uris: cbs, scopes: ["openid"], subject_type: "pairwise", sector_identifier_uri: `${base}/ro/sector` };
+    const before = hits.sector ?? 0;
+    const refused = await strictAuthz.adminApi("POST", `/tenants/${T}/clients`, doc);
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).toContain("127.0.0.1 is a loopback, private or reserved address");
+    expect(hits.sector ?? 0).toBe(before);
+    expect((await authz.adminApi("POST", `/tenants/${T}/clients`, doc)).status).toBe(201);
+    expect(hits.sector).toBe(before + 1);
+  });
+});
 
 describe("registration", () => {
   test("admin API: request_uris are https and need the client's keys", async () => {

@@ -24,7 +24,8 @@ import { AppError } from "../../../src/service/errors.ts";
 import { runtime } from "../../../src/runtime/index.ts";
 import type { AuditSender } from "../../../src/audit/sender.ts";
 import type { BackchannelLogout } from "./backchannel-logout.ts";
-import { fetchSmallDocument, OutboundRefused } from "../../../src/net/small-document.ts";
+import { OutboundRefused } from "../../../src/net/small-document.ts";
+import type { ClientDocuments } from "./client-documents.ts";
 
 export const PAR_PREFIX = "urn:ietf:params:oauth:request_uri:";
 const PAR_TTL_S = 60;
@@ -123,6 +124,7 @@ export class AuthorizeService {
     private readonly cfg: AuthzConfig,
     private readonly issuer: (tenant: string) => string,
     private readonly caPem: () => string | undefined,
+    private readonly documents: ClientDocuments,
     private readonly audit?: AuditSender,
     private readonly clientKeys?: ClientAuthenticator,
     private readonly backchannel?: BackchannelLogout,
@@ -233,7 +235,7 @@ export class AuthorizeService {
    * RFC 9101 §5.2 / OIDC Core §6.2: a request object by reference. Only a URI the client
    * registered in `request_uris` (compared exactly, fragments left out), fetched once per use
    * under src/net/small-document.ts's rules (https, no redirects, `app.request_uri_timeout_ms`,
-   * 16 KiB, public addresses unless `app.request_uri_allow_private_addresses`), then verified
+   * 16 KiB, public addresses unless `app.client_urls_allow_private_addresses`), then verified
    * exactly as a `request` value. A URI or fetch that fails is `invalid_request_uri`; an object
    * that fails is `invalid_request_object`.
    */
@@ -247,13 +249,7 @@ export class AuthorizeService {
     if (!client.request_uris.some((r) => bare(r) === target)) throw refuse("request_uri is not registered for this client");
     let jwt: string;
     try {
-      jwt = await fetchSmallDocument(target, {
-        timeoutMs: this.cfg.request_uri_timeout_ms,
-        maxBytes: REQUEST_OBJECT_MAX_CHARS,
-        allowPrivate: this.cfg.request_uri_allow_private_addresses,
-        ca: this.caPem(),
-        accept: "application/oauth-authz-req+jwt",
-      });
+      jwt = await this.documents(target, { timeoutMs: this.cfg.request_uri_timeout_ms, maxBytes: REQUEST_OBJECT_MAX_CHARS, accept: "application/oauth-authz-req+jwt" });
     } catch (e) {
       if (e instanceof OutboundRefused) throw refuse(`request_uri could not be fetched: ${e.message}`);
       throw e;

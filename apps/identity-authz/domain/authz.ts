@@ -14,7 +14,7 @@ import { AuthorizeService } from "./authorize.ts";
 import { DeviceService } from "./device.ts";
 import { DynamicRegistration } from "./registration.ts";
 import { PairwiseSubjects } from "./pairwise.ts";
-import { runtime } from "../../../src/runtime/index.ts";
+import { clientDocuments, sectorDocument } from "./client-documents.ts";
 import { BackchannelLogout } from "./backchannel-logout.ts";
 import type { AuditSender } from "../../../src/audit/sender.ts";
 
@@ -53,17 +53,18 @@ export class Authz {
     if (s.public_url) this.base = s.public_url.replace(/\/+$/, "");
     else if (s.port !== 0) this.base = `https://${s.bind === "0.0.0.0" || s.bind === "::" ? "127.0.0.1" : s.bind.includes(":") ? `[${s.bind}]` : s.bind}:${s.port}`;
     this.store = new AuthzStore(ctx.db);
-    this.registry = new Registry(this.store, ctx.changes, this.cfg.registry_cache_s, (uri) => this.fetchJson(uri));
-    this.keys = new KeyRing(this.store, ctx.protector, this.cfg.max_token_ttl_s, ctx.changes, this.cfg.key_reload_s, ctx.hsm ? { provider: ctx.hsm, crypto: ctx.crypto } : undefined);
     const caPem = () => this.caPem();
-    this.clientAuth = new ClientAuthenticator(this.registry, this.store, caPem);
+    const documents = clientDocuments(this.cfg, caPem);
+    this.registry = new Registry(this.store, ctx.changes, this.cfg.registry_cache_s, (uri) => sectorDocument(documents, uri));
+    this.keys = new KeyRing(this.store, ctx.protector, this.cfg.max_token_ttl_s, ctx.changes, this.cfg.key_reload_s, ctx.hsm ? { provider: ctx.hsm, crypto: ctx.crypto } : undefined);
+    this.clientAuth = new ClientAuthenticator(this.registry, this.store, documents);
     this.dpop = new DpopVerifier(this.store, this.cfg.proof_window_s);
     const issuer = (t: string) => this.issuer(t);
     this.pairwise = new PairwiseSubjects(this.store, ctx.protector);
     this.tokens = new TokenService(this.store, this.registry, this.keys, ctx.protector, this.dpop, this.cfg, issuer, this.pairwise);
     // On the service's notifier: the template stops it at shutdown and keeps its dead letters.
     this.backchannel = new BackchannelLogout(this.store, this.registry, this.keys, issuer, caPem, ctx.logger, ctx.notifier);
-    this.front = new AuthorizeService(this.store, this.registry, this.keys, this.tokens, ctx.protector, this.cfg, issuer, caPem, ctx.audit, this.clientAuth, this.backchannel);
+    this.front = new AuthorizeService(this.store, this.registry, this.keys, this.tokens, ctx.protector, this.cfg, issuer, caPem, documents, ctx.audit, this.clientAuth, this.backchannel);
     this.device = new DeviceService(this.store, ctx.protector, this.cfg, issuer);
     this.registration = new DynamicRegistration(this.store, this.registry, this.keys, issuer);
     this.ready = this.bootstrap().catch((e) => {
@@ -98,15 +99,6 @@ export class Authz {
   /** The tenant's endpoints on the mTLS listener (RFC 8705 `mtls_endpoint_aliases`), when it runs. */
   mtlsIssuerBase(tenant: string): string | undefined {
     return this.ctx.urls.mtls && `${this.ctx.urls.mtls}/t/${tenant}`;
-  }
-
-  /** A small JSON document over HTTPS, trusting `app.ca_file` (a client's sector_identifier_uri). */
-  private async fetchJson(uri: string): Promise<unknown> {
-    const res = await runtime.fetch(uri, { signal: AbortSignal.timeout(5000), redirect: "error" }, { ca: this.caPem() });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const text = await res.text();
-    if (text.length > 65_536) throw new Error("the document is too large");
-    return JSON.parse(text);
   }
 
   private caPem(): string | undefined {

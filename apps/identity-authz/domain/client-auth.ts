@@ -14,7 +14,7 @@ import type { AuthzStore } from "../store.ts";
 import { oauthError } from "./oauth-error.ts";
 import { Registry, type RegisteredClient } from "./registry.ts";
 import { nowS } from "./crypto.ts";
-import { runtime } from "../../../src/runtime/index.ts";
+import { jwksFetch, type ClientDocuments } from "./client-documents.ts";
 
 export const JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const ASSERTION_ALGS = ["ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "EdDSA", "Ed25519"];
@@ -37,7 +37,8 @@ export class ClientAuthenticator {
   constructor(
     private readonly registry: Registry,
     private readonly store: AuthzStore,
-    private readonly caPem: () => string | undefined,
+    /** Fetches the client's jwks_uri under the client-document rules (client-documents.ts). */
+    private readonly documents: ClientDocuments,
   ) {}
 
   /** The client's registered public keys as a list (self_signed_tls_client_auth). */
@@ -57,11 +58,10 @@ export class ClientAuthenticator {
   private remoteSet(uri: string) {
     let set = this.remoteSets.get(uri);
     if (!set) {
-      const ca = this.caPem();
       set = createRemoteJWKSet(new URL(uri), {
         timeoutDuration: 5000,
         cooldownDuration: 30_000,
-        [customFetch]: (url, init) => runtime.fetch(url, init, { ca }),
+        [customFetch]: jwksFetch(this.documents),
       });
       if (this.remoteSets.size > 1000) this.remoteSets.clear();
       this.remoteSets.set(uri, set);

@@ -208,7 +208,8 @@ export async function startAuthz(opts: { overrides?: (c: ServiceConfig) => void;
       c.log.level = "warn";
       c.security.rate_limit_rps = 100_000;
       c.security.rate_limit_burst = 100_000;
-      (c as { app?: unknown }).app = { idp_url: idp.url, ca_file: idp.caFile };
+      // The tests serve clients' documents (jwks_uri, sector_identifier_uri) on loopback.
+      (c as { app?: unknown }).app = { idp_url: idp.url, ca_file: idp.caFile, client_urls_allow_private_addresses: true };
       opts.overrides?.(c);
     },
   });

@@ -1,0 +1,62 @@
+/**
+ * Documents at URLs a client chose when it registered: its `jwks_uri`, its
+ * `sector_identifier_uri` and its `request_uris`. Registration is open to anyone holding a
+ * registration token (RFC 7591), so each of these is an outbound request that a client, not the
+ * operator, aims: all go through src/net/small-document.ts's rules (https, no redirects, one
+ * deadline, a size bound, and no loopback, private, link-local or reserved address unless
+ * `app.client_urls_allow_private_addresses`), trusting `app.ca_file`.
+ */
+import { fetchSmallDocument, OutboundRefused } from "../../../src/net/small-document.ts";
+import type { AuthzConfig } from "../config.ts";
+
+/** A client's JWK Set: larger than any sane set of public keys. */
+export const JWKS_MAX_BYTES = 64 * 1024;
+/** A sector_identifier_uri's JSON array of redirect URIs. */
+export const SECTOR_MAX_BYTES = 64 * 1024;
+const DOCUMENT_TIMEOUT_MS = 5000;
+
+export interface ClientDocumentRequest {
+  accept: string;
+  maxBytes: number;
+  timeoutMs?: number;
+}
+
+/** GETs a client-chosen URL; failures are `OutboundRefused` with a reason fit for the client. */
+export type ClientDocuments = (url: string, r: ClientDocumentRequest) => Promise<string>;
+
+/** Private addresses allowed by either key (the second is the older name, for request_uris only). */
+export function allowsPrivateAddresses(cfg: Pick<AuthzConfig, "client_urls_allow_private_addresses" | "request_uri_allow_private_addresses">): boolean {
+  return cfg.client_urls_allow_private_addresses || cfg.request_uri_allow_private_addresses;
+}
+
+export function clientDocuments(cfg: AuthzConfig, caPem: () => string | undefined): ClientDocuments {
+  return (url, r) =>
+    fetchSmallDocument(url, {
+      timeoutMs: r.timeoutMs ?? DOCUMENT_TIMEOUT_MS,
+      maxBytes: r.maxBytes,
+      allowPrivate: allowsPrivateAddresses(cfg),
+      ca: caPem(),
+      accept: r.accept,
+    });
+}
+
+/**
+ * jose's `customFetch` for a client's `jwks_uri`: the document fetched under the rules above,
+ * handed to jose as a 200 JSON answer (jose checks the status and parses the set itself).
+ */
+export function jwksFetch(documents: ClientDocuments): (url: string) => Promise<Response> {
+  return async (url) => {
+    const body = await documents(url, { accept: "application/jwk-set+json, application/json", maxBytes: JWKS_MAX_BYTES });
+    return new Response(body, { status: 200, headers: { "content-type": "application/json" } });
+  };
+}
+
+/** A sector_identifier_uri's JSON, or an Error whose message says why it was not fetched. */
+export async function sectorDocument(documents: ClientDocuments, url: string): Promise<unknown> {
+  const text = await documents(url, { accept: "application/json", maxBytes: SECTOR_MAX_BYTES });
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new OutboundRefused("the document is not JSON");
+  }
+}
