@@ -170,3 +170,24 @@ export function compareRows(
   }
   return rows;
 }
+
+/** The cumulative bucket counts (`le` -> count) of one Prometheus histogram in an exposition text. */
+export function histogramBuckets(text: string, name: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"\\} (\\S+)$`, "gm"))) out.set(m[1]!, Number(m[2]));
+  return out;
+}
+
+/**
+ * The upper bound (in the histogram's unit) of the bucket holding quantile `q` of the
+ * observations made between two scrapes; undefined when there were none. "+Inf" means above
+ * the largest bound.
+ */
+export function histogramQuantile(before: Map<string, number>, after: Map<string, number>, q: number): { bound: string; count: number } | undefined {
+  const total = (after.get("+Inf") ?? 0) - (before.get("+Inf") ?? 0);
+  if (total <= 0) return undefined;
+  for (const [le, cum] of after) {
+    if (cum - (before.get(le) ?? 0) >= q * total) return { bound: le, count: total };
+  }
+  return { bound: "+Inf", count: total };
+}

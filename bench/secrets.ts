@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestIssuer } from "../test/support/issuer.ts";
 import { createBenchPet, haveWrk, median, PIN, cpuMsOf, spawnTarget, wrk, type WrkResult } from "./wrk.ts";
+import { histogramBuckets, histogramQuantile } from "./lib.ts";
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
 const SECONDS = arg("seconds", 6);
@@ -70,13 +71,27 @@ const results: Record<keyof typeof runs, WrkResult[]> = { reads: [], writes: [],
 /** Server CPU µs per request, per run. */
 const cpuPerReq: Record<keyof typeof runs, number[]> = { reads: [], writes: [], anchor: [] };
 const pidOf = { reads: secrets.proc.pid, writes: secrets.proc.pid, anchor: learn.proc.pid };
+/** sm-secrets's own record of its disk waits (storage_* histograms on /admin/v1/metrics), around each write round. */
+const scrapeMetrics = async () => (await fetch(`${secrets.info.admin}/admin/v1/metrics`, { tls } as RequestInit)).text();
+const DISK = ["storage_wal_fsync_duration_seconds", "storage_write_transaction_duration_seconds"] as const;
+const disk: Record<(typeof DISK)[number], string[]> = { storage_wal_fsync_duration_seconds: [], storage_write_transaction_duration_seconds: [] };
+const ms = (bound: string) => (bound === "+Inf" ? "> 2,500" : `<= ${Number(bound) * 1000}`);
 try {
   await runs.reads(); // warm-up
   for (let r = 0; r < ROUNDS; r++) {
     for (const [name, run] of Object.entries(runs) as Array<[keyof typeof runs, () => Promise<WrkResult>]>) {
+      const m0 = name === "writes" ? await scrapeMetrics() : "";
       const c0 = cpuMsOf(pidOf[name]);
       const t0 = performance.now();
       const res = await run();
+      if (name === "writes") {
+        const m1 = await scrapeMetrics();
+        for (const h of DISK) {
+          const [a, b] = [histogramBuckets(m0, h), histogramBuckets(m1, h)];
+          const [p50, p99] = [histogramQuantile(a, b, 0.5), histogramQuantile(a, b, 0.99)];
+          disk[h].push(p50 && p99 ? `p50 ${ms(p50.bound)} ms, p99 ${ms(p99.bound)} ms (${p99.count})` : "none");
+        }
+      }
       const requests = res.rps * ((performance.now() - t0) / 1000);
       if (res.errors) throw new Error(`${name}: ${res.errors} errors during the run`);
       results[name].push(res);
@@ -97,6 +112,7 @@ console.log("| operation | req/s | p50 ms | p99 ms | server CPU µs/req | anchor
 console.log("|---|---:|---:|---:|---:|---:|---:|");
 console.log(`| read (current version) | ${reads.rps.toFixed(0)} | ${reads.p50.toFixed(2)} | ${reads.p99.toFixed(2)} | ${reads.cpu.toFixed(0)} | ${anchor.rps.toFixed(0)} (p99 ${anchor.p99.toFixed(2)} ms, ${anchor.cpu.toFixed(0)} µs/req) | ${(reads.rps / anchor.rps).toFixed(2)} |`);
 console.log(`| write (new version) | ${writes.rps.toFixed(0)} | ${writes.p50.toFixed(2)} | ${writes.p99.toFixed(2)} | ${writes.cpu.toFixed(0)} | | ${(writes.rps / anchor.rps).toFixed(2)} |`);
+console.log(`\nthe disk during each write round, from sm-secrets's histograms (bucket bounds): WAL fsync (every write waits for one that starts after its commit): ${disk.storage_wal_fsync_duration_seconds.join("; ")}; write transaction on the event loop (BEGIN to COMMIT, checkpoints included): ${disk.storage_write_transaction_duration_seconds.join("; ")}`);
 const met = (ok: boolean) => (ok ? "met" : "NOT met");
 console.log(`\ntargets: reads >= ${TARGETS.reads}/s -> ${met(reads.rps >= TARGETS.reads)}; writes >= ${TARGETS.writes}/s -> ${met(writes.rps >= TARGETS.writes)}; p99 < ${TARGETS.p99ms} ms -> ${met(reads.p99 < TARGETS.p99ms && writes.p99 < TARGETS.p99ms)}`);
 process.exit(0);

@@ -1,7 +1,7 @@
 /**
  * Starts a real service as a benchmark target, in its own process, with the access log off,
  * the rate limit out of the way and tokens from the bench's issuer. Prints one JSON line with
- * the public URL, the trust bundle, the mTLS URL and gRPC address (if any) once it listens; stops on SIGTERM.
+ * the public URL, the admin URL (127.0.0.1: /admin/v1/metrics), the trust bundle, the mTLS URL and gRPC address (if any) once it listens; stops on SIGTERM.
  *
  * Args: <data dir> <issuer> <jwks url> <issuer CA file> [<postgres:// url> <password file> [<pool size>]]
  * Without a database url the service uses its embedded database in the data dir. Instances whose
@@ -51,6 +51,6 @@ export async function serveBenchTarget(
     },
   });
   await opts.ready?.(s);
-  console.log(JSON.stringify({ url: s.publicUrl, trust: s.trustBundlePath, mtls: s.mtlsUrl, grpc: s.grpcAddress, ...(await opts.info?.(s)) }));
+  console.log(JSON.stringify({ url: s.publicUrl, admin: s.adminUrl, trust: s.trustBundlePath, mtls: s.mtlsUrl, grpc: s.grpcAddress, ...(await opts.info?.(s)) }));
   process.on("SIGTERM", () => void s.stop().then(() => process.exit(0)));
 }

@@ -39,7 +39,7 @@ import { deadLetterRoutes } from "../notify/admin.ts";
 import { addSessionName, addSessionOpSid, createSessionTable, SessionStore } from "../auth/session.ts";
 import { browserLogin } from "../auth/bff.ts";
 import { createDispatcher, createWasmProvider, createWebCryptoProvider, openPkcs11Provider } from "../crypto/index.ts";
-import { openDatabase, ping, runMigrations, type Database } from "../storage/index.ts";
+import { openDatabase, ping, runMigrations, storageLatencyOf, type Database } from "../storage/index.ts";
 import { Barrier, pkcs11RootLayer } from "../barrier/index.ts";
 import { createTracing, type Tracing } from "../telemetry/index.ts";
 import {
@@ -408,6 +408,8 @@ async function startOnDatabase(
   let readyNow = false;
   metrics.gauge("service_ready", () => (readyNow ? 1 : 0));
   metrics.collector((service) => federation.metrics.render(service));
+  const storageLatency = storageLatencyOf(db);
+  if (storageLatency) metrics.collector((service) => storageLatency.render(service));
   if (tracing) metrics.collector((service) => tracing.exporter.metrics(service));
   // Set when a graceful stop begins: the pipeline answers new requests 503 + Connection: close.
   let draining = false;

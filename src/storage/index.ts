@@ -10,7 +10,7 @@ export {
 } from "./config.ts";
 export { openDatabase, ping, mapStorageError, libsqlCode, directStatementOf, type Database, type PingResult } from "./database.ts";
 export { LocalChangeFeed, type ChangeFeed } from "./change-feed.ts";
-export { commitDeferred } from "./wal-sync.ts";
+export { commitDeferred, storageLatencyOf } from "./wal-sync.ts";
 export { GroupCommit, GroupTransaction, type GroupCommitOptions } from "./group-commit.ts";
 export { runMigrations, ensureMigrationsTable, type Migration, type MigrationReport } from "./migrations.ts";
 export { withTransaction, type TransactionOptions } from "./transaction.ts";

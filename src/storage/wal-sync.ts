@@ -24,6 +24,7 @@
  */
 import { closeSync, fsync, openSync } from "node:fs";
 import { sql, type Kysely, type Transaction } from "kysely";
+import { StorageLatency } from "./latency.ts";
 
 /** The file operations a syncer uses (node:fs's, or a test's). */
 export interface SyncIo {
@@ -46,6 +47,8 @@ export class WalSyncer {
   constructor(
     readonly path: string,
     private readonly io: SyncIo = nodeIo,
+    /** Where each fsync's duration is recorded. */
+    readonly latency = new StorageLatency(),
   ) {}
 
   /** Resolves once an fsync of the file that started after this call has completed. */
@@ -72,7 +75,12 @@ export class WalSyncer {
       if (this.closed) return reject(new Error("the database is closed"));
       // Opened on first use: the -wal file exists once a transaction has committed.
       this.fd ??= this.io.open(this.path);
-      this.io.fsync(this.fd, (err) => (err ? reject(err) : resolve()));
+      const started = performance.now();
+      this.io.fsync(this.fd, (err) => {
+        this.latency.walFsync.observe((performance.now() - started) / 1000);
+        if (err) reject(err);
+        else resolve();
+      });
     });
     this.running = p;
     const clear = () => {
@@ -136,7 +144,11 @@ export async function commitDeferred<DB>(db: Kysely<DB>, work: (trx: Transaction
     if (relax) await sql`PRAGMA synchronous = NORMAL`.execute(conn);
     await sql`PRAGMA busy_timeout = 0`.execute(conn);
     try {
-      await retryWhileBusy(() => conn.transaction().execute(work), c.busyTimeoutMs);
+      await retryWhileBusy(async () => {
+        const started = performance.now();
+        await conn.transaction().execute(work);
+        c.syncer.latency.writeTransaction.observe((performance.now() - started) / 1000);
+      }, c.busyTimeoutMs);
     } finally {
       await sql.raw(`PRAGMA busy_timeout = ${c.busyTimeoutMs | 0}`).execute(conn);
       if (relax) await sql.raw(`PRAGMA synchronous = ${c.synchronous | 0}`).execute(conn);
@@ -149,6 +161,11 @@ export async function commitDeferred<DB>(db: Kysely<DB>, work: (trx: Transaction
 function isBusy(e: unknown): boolean {
   const code = (e as { code?: unknown } | null)?.code;
   return typeof code === "string" && code.startsWith("SQLITE_BUSY");
+}
+
+/** The disk latency histograms of `db`, if it is an embedded WAL-mode file database. */
+export function storageLatencyOf(db: Kysely<any>): StorageLatency | undefined {
+  return walConnections.get(db)?.syncer.latency;
 }
 
 /** The syncer registered for `db`, if it is an embedded WAL-mode file database (for tests). */

@@ -360,5 +360,10 @@ describe("values stay secret", () => {
     const metrics = await (await s.svc.admin("/admin/v1/metrics")).text();
     expect(metrics).not.toContain(value);
     expect(metrics).not.toContain("scan/k");
+    // The disk's latency for the writes above: each WAL fsync and each write transaction.
+    const count = (name: string) => Number(new RegExp(`^${name}_count\\{service="sm-secrets"\\} (\\d+)$`, "m").exec(metrics)?.[1] ?? -1);
+    expect(count("storage_wal_fsync_duration_seconds")).toBeGreaterThan(0);
+    expect(count("storage_write_transaction_duration_seconds")).toBeGreaterThan(0);
+    expect(metrics).toContain('storage_wal_fsync_duration_seconds_bucket{service="sm-secrets",le="+Inf"}');
   });
 });
