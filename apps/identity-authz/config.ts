@@ -50,6 +50,11 @@ export const AuthzAppConfig = v.strictObject({
    * is refused. For development and tests only.
    */
   client_urls_allow_private_addresses: v.optional(v.boolean(), false),
+  /**
+   * Origins (`https://host:port`) of clients' URLs that may be on such addresses even so: the
+   * operator's own services (the suite's consoles receiving back-channel logout, say).
+   */
+  client_urls_allowed_origins: v.optional(v.array(v.pipe(v.string(), v.regex(/^https:\/\/[^/?#]+$/, "an https origin without a path"))), []),
   /** The older name of `client_urls_allow_private_addresses` (either turns it on). */
   request_uri_allow_private_addresses: v.optional(v.boolean(), false),
   /** Create tenant `root` and client `bootstrap-admin` on first start. */

@@ -74,7 +74,10 @@ export function suiteDefaults(service: string, s: SuiteLayout): Record<string, u
     const origins = Object.entries(s.urls)
       .filter(([name, url]) => name !== service && url)
       .map(([, url]) => new URL(url!).origin);
-    out.app = { ...(idp && { idp_url: idp }), cors_origins: [...new Set(origins)] };
+    // The suite's own services (their consoles' back-channel logout) are on loopback or private
+    // addresses; clients' URLs elsewhere stay under the public-address rule.
+    const own = Object.values(s.urls).flatMap((url) => (url ? [new URL(url).origin] : []));
+    out.app = { ...(idp && { idp_url: idp }), cors_origins: [...new Set(origins)], client_urls_allowed_origins: [...new Set(own)] };
   }
   if (service === "identity-idp" && authz) out.app = { authz_url: authz };
   if (service === "identity-idp") {

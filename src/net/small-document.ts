@@ -62,8 +62,25 @@ async function checkHost(host: string, o: SmallDocumentOptions, deadline: AbortS
   return literal ? undefined : [...addresses.filter((a) => !a.includes(":")), ...addresses.filter((a) => a.includes(":"))];
 }
 
-/** GETs `url` under the rules above; resolves to the body as text. */
-export async function fetchSmallDocument(url: string, o: SmallDocumentOptions): Promise<string> {
+/** What a checked request sends (a GET without a body when absent). */
+export interface OutboundRequest {
+  method?: "GET" | "POST";
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+/**
+ * Sends one request to `url` under the rules above (https, no credentials in the URL, checked
+ * addresses, one deadline, no redirect followed) and resolves to its answer, whose status the
+ * caller judges; a 3xx is refused here, its body cancelled. The body of the answer must be read
+ * or cancelled by the caller.
+ */
+export async function fetchChecked(url: string, o: SmallDocumentOptions, req: OutboundRequest = {}): Promise<Response> {
+  return (await send(url, o, req)).res;
+}
+
+/** fetchChecked's work, with the deadline that also bounds reading the answer's body. */
+async function send(url: string, o: SmallDocumentOptions, req: OutboundRequest): Promise<{ res: Response; deadline: AbortSignal }> {
   let u: URL;
   try {
     u = new URL(url);
@@ -74,7 +91,7 @@ export async function fetchSmallDocument(url: string, o: SmallDocumentOptions): 
   if (u.username || u.password) throw new OutboundRefused("URLs with credentials are not fetched");
   const deadline = AbortSignal.timeout(o.timeoutMs);
   const addresses = await checkHost(u.hostname, o, deadline);
-  const init: RequestInit = { headers: { accept: o.accept ?? "*/*" }, redirect: "manual", signal: deadline };
+  const init: RequestInit = { method: req.method ?? "GET", headers: { accept: o.accept ?? "*/*", ...req.headers }, body: req.body, redirect: "manual", signal: deadline };
   let res: Response | undefined;
   let failure = "";
   for (const address of addresses ?? [undefined]) {
@@ -87,12 +104,21 @@ export async function fetchSmallDocument(url: string, o: SmallDocumentOptions): 
     }
   }
   if (!res) throw new OutboundRefused(`the connection failed (${failure})`);
+  if (res.status >= 300 && res.status < 400) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new OutboundRefused(`the server answered a redirect (${res.status}), which is not followed`);
+  }
+  return { res, deadline };
+}
+
+/** GETs `url` under the rules above; resolves to the body as text. */
+export async function fetchSmallDocument(url: string, o: SmallDocumentOptions): Promise<string> {
+  const { res, deadline } = await send(url, o, {});
   const answer = res;
   const refuse = async (why: string): Promise<never> => {
     await answer.body?.cancel().catch(() => undefined);
     throw new OutboundRefused(why);
   };
-  if (res.status >= 300 && res.status < 400) return refuse(`the server answered a redirect (${res.status}), which is not followed`);
   if (res.status !== 200) return refuse(`the server answered ${res.status}`);
   const declared = Number(res.headers.get("content-length") ?? "0");
   if (declared > o.maxBytes) return refuse(`the document is larger than ${o.maxBytes} bytes`);

@@ -52,7 +52,10 @@ export async function startConsoleSuite(defs: ServiceDefinition[], opts: { confi
   const issuer = `${authzUrl}/t/${tenant}`;
   const bundle = (svc: string) => join(root, svc, "trust-bundle.pem");
 
-  const { authz, ca, f, clientCredentials: token, authzAdmin } = await startAuthzForSuite(root, authzPort, idpUrl);
+  // As the launcher does: identity-authz may send logout tokens to the suite's own consoles, on loopback.
+  const suiteOrigins = [authzUrl, idpUrl, ...defs.map((d) => urlOf(d.name))];
+  const allowSuite = (c: ServiceConfig) => Object.assign((c as { app: Record<string, unknown> }).app, { client_urls_allowed_origins: suiteOrigins });
+  const { authz, ca, f, clientCredentials: token, authzAdmin } = await startAuthzForSuite(root, authzPort, idpUrl, allowSuite);
   await authzAdmin("/tenants", { id: tenant });
   const idpAdminClient = await authzAdmin(`/tenants/${tenant}/clients`, { client_name: "idp admin", grant_types: ["client_credentials"], scopes: ["identity:admin"], audiences: ["identity-idp"] });
   // The consoles of the suite, for every navigation bar; identity-idp's console signs in like the others.
@@ -97,6 +100,7 @@ export async function startConsoleSuite(defs: ServiceDefinition[], opts: { confi
     const login = await consoleLogin("identity-authz", authzUrl, ["openid", "profile", "identity:admin"]);
     await authz.stop();
     authzService = (await startAuthzForSuite(root, authzPort, idpUrl, (c) => {
+      allowSuite(c);
       c.browser.login = login;
       c.browser.consoles = consoles;
     })).authz;

@@ -11,6 +11,8 @@ import { identitySpa } from "../../apps/identity-spa/service.ts";
 import { identityRs } from "../../apps/identity-rs/service.ts";
 import { parseRpConfig } from "../../apps/identity-rp/config.ts";
 import { parseSpaConfig } from "../../apps/identity-spa/config.ts";
+import { identityAuthz } from "../../apps/identity-authz/service.ts";
+import { parseAppConfig as parseAuthzConfig } from "../../apps/identity-authz/config.ts";
 import { suiteDefaults, type SuiteLayout } from "../../scripts/suite/manifest.ts";
 
 const urls = {
@@ -20,7 +22,7 @@ const urls = {
   "identity-spa": "https://127.0.0.1:18400",
 };
 const layout = (demo: boolean): SuiteLayout => ({ dataRoot: "data", urls, demo });
-const configOf = (def: typeof identityRp, l: SuiteLayout) => {
+const configOf = (def: typeof identityRp | typeof identityAuthz, l: SuiteLayout) => {
   const c = resolveConfig(def, { argv: [], env: { CRYPTOUTIL_SUITE_DEFAULTS: JSON.stringify(suiteDefaults(def.name, l)) } });
   def.checkConfig?.(c);
   return c;
@@ -46,6 +48,12 @@ describe("npm start's wiring of the notes apps", () => {
     const rs = configOf(identityRs, layout(true));
     expect(rs.auth.cors_origins).toEqual(["https://127.0.0.1:18400"]);
     expect(rs.auth.issuer).toBe("https://127.0.0.1:18000/t/{tenant}");
+  });
+
+  test("identity-authz: the suite's own origins (itself included) may receive requests on loopback, nothing else", () => {
+    const authz = parseAuthzConfig(configOf(identityAuthz, layout(false)));
+    expect(authz.client_urls_allowed_origins.sort()).toEqual(Object.values(urls).sort());
+    expect(authz.client_urls_allow_private_addresses).toBe(false);
   });
 
   test("without the demo tenant (production mode) identity-rp and identity-spa are left unconfigured", () => {

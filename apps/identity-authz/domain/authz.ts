@@ -14,7 +14,7 @@ import { AuthorizeService } from "./authorize.ts";
 import { DeviceService } from "./device.ts";
 import { DynamicRegistration } from "./registration.ts";
 import { PairwiseSubjects } from "./pairwise.ts";
-import { clientDocuments, sectorDocument } from "./client-documents.ts";
+import { clientDocuments, clientRequests, sectorDocument } from "./client-documents.ts";
 import { BackchannelLogout } from "./backchannel-logout.ts";
 import type { AuditSender } from "../../../src/audit/sender.ts";
 
@@ -63,7 +63,7 @@ export class Authz {
     this.pairwise = new PairwiseSubjects(this.store, ctx.protector);
     this.tokens = new TokenService(this.store, this.registry, this.keys, ctx.protector, this.dpop, this.cfg, issuer, this.pairwise);
     // On the service's notifier: the template stops it at shutdown and keeps its dead letters.
-    this.backchannel = new BackchannelLogout(this.store, this.registry, this.keys, issuer, caPem, ctx.logger, ctx.notifier);
+    this.backchannel = new BackchannelLogout(this.store, this.registry, this.keys, issuer, clientRequests(this.cfg, caPem), ctx.logger, ctx.notifier);
     this.front = new AuthorizeService(this.store, this.registry, this.keys, this.tokens, ctx.protector, this.cfg, issuer, caPem, documents, ctx.audit, this.clientAuth, this.backchannel);
     this.device = new DeviceService(this.store, ctx.protector, this.cfg, issuer);
     this.registration = new DynamicRegistration(this.store, this.registry, this.keys, issuer);

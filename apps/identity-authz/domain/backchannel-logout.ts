@@ -16,7 +16,8 @@
 import type { Logger } from "../../../src/service/log.ts";
 import type { Notifier } from "../../../src/notify/notifier.ts";
 import type { Notification } from "../../../src/notify/channels.ts";
-import { runtime } from "../../../src/runtime/index.ts";
+import { OutboundRefused } from "../../../src/net/small-document.ts";
+import type { ClientRequests } from "./client-documents.ts";
 import type { AuthzStore, SessionClientRow } from "../store.ts";
 import type { KeyRing } from "./keys.ts";
 import type { Registry } from "./registry.ts";
@@ -47,7 +48,8 @@ export class BackchannelLogout {
     private readonly registry: Registry,
     private readonly keys: KeyRing,
     private readonly issuer: (tenant: string) => string,
-    private readonly caPem: () => string | undefined,
+    /** POSTs to the client's URI under the client-URL rules (client-documents.ts). */
+    private readonly send: ClientRequests,
     private readonly logger: Logger,
     /** The service's notifier (`ServiceContext.notifier`): its retries and its dead letters. */
     private readonly notifier: Notifier,
@@ -110,22 +112,17 @@ export class BackchannelLogout {
     const token = await signer.signJwt("logout+jwt", { ...this.claims(n.tenant, { client_id: d.client_id, sid: d.sid, subject: d.sub }) });
     let status: number;
     try {
-      const res = await runtime.fetch(
-        client.backchannel_logout_uri,
-        {
-          method: "POST",
-          headers: { "content-type": "application/x-www-form-urlencoded", "cache-control": "no-store" },
-          body: new URLSearchParams({ logout_token: token }).toString(),
-          redirect: "manual",
-          signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
-        },
-        { ca: this.caPem() },
-      );
+      const res = await this.send(client.backchannel_logout_uri, SEND_TIMEOUT_MS, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", "cache-control": "no-store" },
+        body: new URLSearchParams({ logout_token: token }).toString(),
+      });
       status = res.status;
       await res.body?.cancel().catch(() => undefined);
     } catch (e) {
       // The message names the client and the failure, never the token.
-      throw new Error(`client ${d.client_id}: ${e instanceof Error ? e.name : "error"} reaching its back-channel logout URI`);
+      const why = e instanceof OutboundRefused ? e.message : e instanceof Error ? e.name : "error";
+      throw new Error(`client ${d.client_id}: ${why} reaching its back-channel logout URI`);
     }
     if (status < 200 || status > 299) throw new Error(`client ${d.client_id}: its back-channel logout URI answered ${status}`);
     this.logger.info("back-channel logout delivered", { tenant: n.tenant, client_id: d.client_id });

@@ -1,12 +1,14 @@
 /**
- * Documents at URLs a client chose when it registered: its `jwks_uri`, its
- * `sector_identifier_uri` and its `request_uris`. Registration is open to anyone holding a
- * registration token (RFC 7591), so each of these is an outbound request that a client, not the
- * operator, aims: all go through src/net/small-document.ts's rules (https, no redirects, one
- * deadline, a size bound, and no loopback, private, link-local or reserved address unless
- * `app.client_urls_allow_private_addresses`), trusting `app.ca_file`.
+ * Requests to URLs a client chose when it registered: GETs of its `jwks_uri`, its
+ * `sector_identifier_uri` and its `request_uris`, and the POST of logout tokens to its
+ * `backchannel_logout_uri`. Registration can be open to anyone (RFC 7591), so each of these is
+ * an outbound request that a client, not the operator, aims: all go through
+ * src/net/small-document.ts's rules (https, no redirects, one deadline, a size bound for
+ * documents, and no loopback, private, link-local or reserved address unless
+ * `app.client_urls_allow_private_addresses`, or the URL's origin is one of
+ * `app.client_urls_allowed_origins`), trusting `app.ca_file`.
  */
-import { fetchSmallDocument, OutboundRefused } from "../../../src/net/small-document.ts";
+import { fetchChecked, fetchSmallDocument, OutboundRefused, type OutboundRequest } from "../../../src/net/small-document.ts";
 import type { AuthzConfig } from "../config.ts";
 
 /** A client's JWK Set: larger than any sane set of public keys. */
@@ -24,9 +26,14 @@ export interface ClientDocumentRequest {
 /** GETs a client-chosen URL; failures are `OutboundRefused` with a reason fit for the client. */
 export type ClientDocuments = (url: string, r: ClientDocumentRequest) => Promise<string>;
 
-/** Private addresses allowed by either key (the second is the older name, for request_uris only). */
-export function allowsPrivateAddresses(cfg: Pick<AuthzConfig, "client_urls_allow_private_addresses" | "request_uri_allow_private_addresses">): boolean {
-  return cfg.client_urls_allow_private_addresses || cfg.request_uri_allow_private_addresses;
+/** Sends one request to a client-chosen URL and resolves to the answer (its body for the caller to read or cancel). */
+export type ClientRequests = (url: string, timeoutMs: number, req: OutboundRequest) => Promise<Response>;
+
+/** Whether `url` may be on a private address: always (development, tests), or by its origin. */
+function allowsPrivate(cfg: AuthzConfig, url: string): boolean {
+  if (cfg.client_urls_allow_private_addresses || cfg.request_uri_allow_private_addresses) return true;
+  if (!cfg.client_urls_allowed_origins.length || !URL.canParse(url)) return false;
+  return cfg.client_urls_allowed_origins.includes(new URL(url).origin);
 }
 
 export function clientDocuments(cfg: AuthzConfig, caPem: () => string | undefined): ClientDocuments {
@@ -34,10 +41,14 @@ export function clientDocuments(cfg: AuthzConfig, caPem: () => string | undefine
     fetchSmallDocument(url, {
       timeoutMs: r.timeoutMs ?? DOCUMENT_TIMEOUT_MS,
       maxBytes: r.maxBytes,
-      allowPrivate: allowsPrivateAddresses(cfg),
+      allowPrivate: allowsPrivate(cfg, url),
       ca: caPem(),
       accept: r.accept,
     });
+}
+
+export function clientRequests(cfg: AuthzConfig, caPem: () => string | undefined): ClientRequests {
+  return (url, timeoutMs, req) => fetchChecked(url, { timeoutMs, maxBytes: 0, allowPrivate: allowsPrivate(cfg, url), ca: caPem() }, req);
 }
 
 /**

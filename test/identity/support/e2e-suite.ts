@@ -57,8 +57,13 @@ export async function startIdentitySuite(opts: { tenant?: string; corsOrigins?: 
   const verifyTokensOf = (svc: string) => (c: ServiceConfig) => trustIdentity(c, authzUrl, bundle(svc), svc);
 
   // Pages of `corsOrigins` may call the token, JWKS and discovery endpoints (a single-page app).
-  const cors = opts.corsOrigins && ((c: ServiceConfig) => void ((c as { app: Record<string, unknown> }).app.cors_origins = opts.corsOrigins));
-  const { authz, ca, f, clientCredentials, authzAdmin } = await startAuthzForSuite(root, authzPort, idpUrl, cors);
+  // The suite's relying parties (their back-channel logout URIs) run on loopback ports picked later.
+  const appConfig = (c: ServiceConfig) => {
+    const app = (c as { app: Record<string, unknown> }).app;
+    app.client_urls_allow_private_addresses = true;
+    if (opts.corsOrigins) app.cors_origins = opts.corsOrigins;
+  };
+  const { authz, ca, f, clientCredentials, authzAdmin } = await startAuthzForSuite(root, authzPort, idpUrl, appConfig);
   await authzAdmin("/tenants", { id: tenant });
   const scopes = ["openid", "profile", "email", "pets:read", "pets:write"];
   const webClient = await authzAdmin(`/tenants/${tenant}/clients`, {
