@@ -49,7 +49,7 @@ function environmentOf(name: string): Record<string, string> {
   if (s.environment.CRYPTOUTIL_SERVER_MTLS_PORT) env.CRYPTOUTIL_SERVER_MTLS_PORT = port(String(s.environment.CRYPTOUTIL_SERVER_MTLS_PORT));
   // Nothing of the container's is left: no compose name of a running service, no container path.
   for (const [k, v] of Object.entries(env)) {
-    expect({ k, v: /https:\/\/(identity-authz|sm-kms|audit|postgres):|(^|,)\/(data|suite-ca|run)\//.test(v) }).toEqual({ k, v: false });
+    expect({ k, v: /https:\/\/(identity-authz|identity-idp|sm-kms|audit|pki-ca|postgres):|(^|,)\/(data|suite-ca|run)\//.test(v) }).toEqual({ k, v: false });
   }
   return env;
 }
@@ -89,6 +89,8 @@ const json = (method: string, body: unknown, bearer: string): RequestInit => ({
 });
 
 let operator: { client_id: string; client_secret: string };
+let webClient: string;
+const CALLBACK = "https://app.example/callback";
 
 beforeAll(async () => {
   pgServer = await startPostgres();
@@ -106,7 +108,9 @@ beforeAll(async () => {
     await db.end();
   }
   hosts.set("postgres:5432", `127.0.0.1:${pgServer.port}`);
-  for (const [app, ports] of Object.entries({ "identity-authz": ["18000"], "sm-kms": ["8080"], audit: ["8800", "8801"] })) {
+  // pki-ca does not run here: identity-idp's federation.ca gets a closed local port (it starts
+  // anyway and fetches the issuing CA once pki-ca answers).
+  for (const [app, ports] of Object.entries({ "identity-authz": ["18000"], "sm-kms": ["8080"], audit: ["8800", "8801"], "identity-idp": ["18100", "18101"], "pki-ca": ["8443"] })) {
     for (const p of ports) hosts.set(`${app}:${p}`, `127.0.0.1:${await freePort()}`);
   }
   // The secrets compose mounts: the unseal files, and the database password.
@@ -126,13 +130,19 @@ beforeAll(async () => {
   );
   expect(client.status).toBe(201);
   operator = (await client.json()) as typeof operator;
+  const web = await authz().call(
+    `/service/api/v1/tenants/${TENANT}/clients`,
+    json("POST", { client_name: "Deployed web app", grant_types: ["authorization_code"], redirect_uris: [CALLBACK], scopes: ["openid"] }, admin),
+  );
+  expect(web.status).toBe(201);
+  webClient = ((await web.json()) as { client_id: string }).client_id;
   // audit before sm-kms; either order works (events wait in the sender's spool).
   await start("audit");
-  await start("sm-kms-1");
+  await Promise.all([start("sm-kms-1"), start("identity-idp")]);
 }, 240_000);
 
 afterAll(async () => {
-  for (const name of ["sm-kms-1", "audit", "identity-authz-1"]) await running[name]?.stop();
+  for (const name of ["identity-idp", "sm-kms-1", "audit", "identity-authz-1"]) await running[name]?.stop();
   await pgServer?.stop();
   if (root) rmSync(root, { recursive: true, force: true });
 });
@@ -166,4 +176,35 @@ describe("compose's environment, run as processes", () => {
     // The sender is the principal audit mapped sm-kms's certificate to; the tenant is the caller's.
     expect(entries.every((e) => e.service === "sm-kms" && e.tenant === TENANT)).toBe(true);
   }, 120_000);
+
+  test("identity-authz hands a browser's sign-in to identity-idp, which verifies the challenge with identity-authz's keys and offers certificate sign-in on its mTLS port", async () => {
+    if (!pgServer) return;
+    const verifier = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+    const challenge = Buffer.from(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier))).toString("base64url");
+    const query = new URLSearchParams({ response_type: "code", client_id: webClient, redirect_uri: CALLBACK, scope: "openid", state: "s1", code_challenge: challenge, code_challenge_method: "S256" });
+    const r = await authz().call(`/t/${TENANT}/authorize?${query}`, { redirect: "manual" });
+    expect([302, 303]).toContain(r.status);
+    const login = new URL(r.headers.get("location")!);
+    const idp = running["identity-idp"]!;
+    // The idp's public URL as compose gives it (CRYPTOUTIL_IDP_PUBLIC_URL's default, mapped here).
+    expect(login.origin).toBe(`https://${hosts.get("identity-idp:18100")}`);
+    expect(login.pathname).toBe(`/t/${TENANT}/login`);
+    const page = await idp.call(login.pathname + login.search);
+    const html = await page.text();
+    expect(page.status).toBe(200);
+    expect(html).toContain("Deployed web app");
+    expect(html).toContain(`https://${hosts.get("identity-idp:18101")}/t/${TENANT}/login/certificate`);
+    // A challenge identity-authz did not sign is refused.
+    const forged = new URLSearchParams({ login_challenge: login.searchParams.get("login_challenge")!.slice(0, -4) + "AAAA" });
+    const bad = await idp.call(`/t/${TENANT}/login?${forged}`);
+    await bad.arrayBuffer();
+    expect(bad.status).toBeGreaterThanOrEqual(400);
+    expect(bad.status).toBeLessThan(500);
+    // The mTLS port listens, and refuses a client without a certificate from the CA it trusts.
+    const mtls = await fetch(`https://${hosts.get("identity-idp:18101")}/t/${TENANT}/login/certificate`, { tls: { ca: idp.ca } } as RequestInit).then(
+      (res) => res.status,
+      () => "refused",
+    );
+    expect(mtls === "refused" || (typeof mtls === "number" && mtls >= 400 && mtls < 500)).toBe(true);
+  });
 });
