@@ -4,7 +4,8 @@
  * Precedence, lowest to highest: built-in defaults, the suite's wiring (JSON in
  * `CRYPTOUTIL_SUITE_DEFAULTS`, set by the `npm start` launcher), YAML files
  * (`CRYPTOUTIL_CONFIG`, then each `--config PATH` in order, each merged over the last),
- * environment variables `CRYPTOUTIL_<SECTION>_<KEY>`, then command-line flags
+ * environment variables `CRYPTOUTIL_<SECTION>_<KEY>` (`CRYPTOUTIL_APP_<KEY>` for a top-level
+ * key of the app's own section; JSON for a list of objects), then command-line flags
  * `--section.key=value`. The merged tree is validated
  * with valibot once at start; the first bad value stops start-up with one
  * message that names its key (`server.port: ...`).
@@ -277,9 +278,20 @@ function coerce(schema: v.GenericSchema, path: string[], raw: string): unknown {
     case "boolean":
       return raw === "true" || raw === "1" ? true : raw === "false" || raw === "0" ? false : raw;
     case "array":
+      // A list of objects (e.g. mtls.principals) is JSON; any other list is comma-separated.
+      if (node.item?.type === "object" || node.item?.type === "strict_object") return jsonOr(raw);
       return raw === "" ? [] : raw.split(",").map((s) => s.trim());
     default:
       return raw;
+  }
+}
+
+/** The value of a JSON text, or the text itself (which validation then refuses, naming the key). */
+function jsonOr(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
   }
 }
 
@@ -300,6 +312,9 @@ function setPath(tree: Tree, path: string[], value: unknown): void {
 function envPath(schema: v.GenericSchema, rest: string): string[] | undefined {
   const walk = (node: any, lower: string): string[] | undefined => {
     while (node?.type === "optional" || node?.type === "nullable") node = node.wrapped;
+    // A free-form section (the shared schema's `app`, which each app checks itself): the rest is
+    // one key, e.g. APP_AUTHZ_URL -> app.authz_url; its value stays a string, as from a flag.
+    if (node?.type === "record") return lower === "" ? undefined : [lower];
     if (node?.type !== "object" && node?.type !== "strict_object") return undefined;
     for (const key of Object.keys(node.entries)) {
       if (lower === key) return [key];

@@ -15,28 +15,113 @@ import { suiteCaSealerFromSecrets } from "../../src/pki/sealer.ts";
 import { createSuiteCa } from "../../src/pki/suite-ca.ts";
 import { barrierSealer, tempDir } from "../pki/helpers.ts";
 import { resolveConfig } from "../../src/service/service.ts";
+import type { ServiceConfig } from "../../src/service/config.ts";
 import type { ServiceDefinition } from "../../src/service/context.ts";
-import { smKms } from "../../apps/sm-kms/service.ts";
-import { pkiCa } from "../../apps/pki-ca/service.ts";
-import { identityAuthz } from "../../apps/identity-authz/service.ts";
+import { AUDIT_MTLS_PORT, IDP_MTLS_PORT, suiteDefaults } from "../../scripts/suite/manifest.ts";
 
 const DEPLOY = new URL("../../deploy/", import.meta.url).pathname;
+const APPS = new URL("../../apps/", import.meta.url).pathname;
 
-/** The suite and its default public ports (ARCHITECTURE.md). */
-const SUITE: Record<string, number> = {
-  "learn-ps": 8888,
-  "sm-kms": 8080,
-  "jose-ja": 9443,
-  "pki-ca": 8443,
-  "identity-authz": 18000,
-  "identity-idp": 18100,
-  "identity-rs": 18200,
-  "identity-rp": 18300,
-  "identity-spa": 18400,
-};
+/**
+ * The suite: what `npm start` runs (every app with a main.ts), each app's definition from its
+ * service.ts, and its default public port.
+ */
+const DEFS: Record<string, ServiceDefinition> = {};
+for (const app of (await readdir(APPS)).sort()) {
+  if (!(await Bun.file(join(APPS, app, "main.ts")).exists())) continue;
+  const mod = (await import(join(APPS, app, "service.ts"))) as Record<string, unknown>;
+  const def = Object.values(mod).find((x): x is ServiceDefinition => typeof x === "object" && x !== null && (x as Obj).name === app && typeof (x as Obj).defaultPort === "number");
+  if (!def) throw new Error(`apps/${app}/service.ts exports no service definition named ${app}`);
+  DEFS[app] = def;
+}
+const SUITE: Record<string, number> = Object.fromEntries(Object.entries(DEFS).map(([n, d]) => [n, d.defaultPort]));
 const NAMES = Object.keys(SUITE).sort();
+/** The mutual-TLS ports the deployment opens: audit's event intake, identity-idp's certificate sign-in. */
+const MTLS: Record<string, number> = { audit: AUDIT_MTLS_PORT, "identity-idp": IDP_MTLS_PORT };
+/** Where a service's own trust bundle (with the suite root) is written in the container. */
+const TRUST_BUNDLE = "/data/trust-bundle.pem";
 
 type Obj = Record<string, any>;
+
+/** The config path of an env name's rest (`database_password_file` -> database.password_file), found in `config`. */
+function lookup(node: any, lower: string): unknown {
+  for (const key of Object.keys(node ?? {})) {
+    if (lower === key) return node[key];
+    if (lower.startsWith(key + "_") && typeof node[key] === "object") {
+      const v = lookup(node[key], lower.slice(key.length + 1));
+      if (v !== undefined) return v;
+    }
+  }
+  return undefined;
+}
+
+/** Resolves a service's config from a container's environment and checks that every CRYPTOUTIL_ variable landed on its key. */
+function configOf(app: string, env: Record<string, string>): ServiceConfig {
+  const config = resolveConfig(DEFS[app]!, { argv: [], env });
+  for (const [k, v] of Object.entries(env)) {
+    if (!k.startsWith("CRYPTOUTIL_")) continue;
+    const got = lookup(config, k.slice("CRYPTOUTIL_".length).toLowerCase());
+    // A list of objects is JSON; other lists are comma-separated.
+    if (v.trimStart().startsWith("[")) expect({ k, got }).toEqual({ k, got: JSON.parse(v) });
+    else expect({ k, got: Array.isArray(got) ? got.join(",") : String(got) }).toEqual({ k, got: v });
+  }
+  return config;
+}
+
+/**
+ * The deployment wires a service as `npm start` does (scripts/suite/manifest.ts), with the
+ * services' addresses in the deployment (`urls`) and the container's own trust bundle as the CA
+ * file: /service trusts identity-authz's tokens (issuer `public`, keys in-network), events go to
+ * audit's mTLS port, audit maps every other service's client certificate, identity-idp has its
+ * mTLS port and pki-ca, identity-authz and identity-idp find each other, pki-ca knows its URL.
+ * `publicUrls` are the browser-facing URLs (identity-authz's issuer, identity-idp, pki-ca).
+ */
+function expectSuiteWiring(app: string, config: ServiceConfig, urls: Record<string, string>, publicUrls: Record<string, string>): void {
+  const want = suiteDefaults(app, { dataRoot: "/unused", urls: { ...urls, ...publicUrls }, demo: false }) as Obj;
+  const inNetwork = suiteDefaults(app, { dataRoot: "/unused", urls, demo: false }) as Obj;
+  const app_ = (config.app ?? {}) as Obj;
+  if (app === "identity-authz") {
+    // Its issuer (what the others expect) is its public URL; its admin API trusts its own tokens,
+    // with the keys fetched in-network like everyone else.
+    const issuer = publicUrls["identity-authz"] ?? urls["identity-authz"];
+    expect(config.server.public_url).toBe(issuer);
+    expect(config.auth.issuer).toBe(`${issuer}/t/{tenant}`);
+    expect(config.auth.jwks_url).toBe(`${urls["identity-authz"]}/t/{tenant}/jwks`);
+    expect(config.auth.ca_file).toBe(TRUST_BUNDLE);
+    expect(app_.idp_url).toBe(want.app.idp_url);
+    expect(app_.idp_jwks_url).toBe(`${urls["identity-idp"]}/t/{tenant}/jwks`);
+  } else {
+    expect({ app, issuer: config.auth.issuer }).toEqual({ app, issuer: want.auth.issuer });
+    expect({ app, jwks: config.auth.jwks_url }).toEqual({ app, jwks: inNetwork.auth.jwks_url });
+    expect({ app, ca: config.auth.ca_file }).toEqual({ app, ca: TRUST_BUNDLE });
+  }
+  if (app === "audit") {
+    expect(config.server.mtls_port).toBe(AUDIT_MTLS_PORT);
+    expect(config.federation.audit.url).toBeUndefined();
+    const byUri = (list: Obj[]) => [...list].sort((a, b) => String(a.uri).localeCompare(String(b.uri)));
+    expect(byUri(config.mtls.principals)).toEqual(byUri(want.mtls.principals));
+    expect(config.mtls.principals.map((p) => p.subject).sort()).toEqual(NAMES.filter((n) => n !== "audit"));
+  } else {
+    expect({ app, audit: config.federation.audit.url }).toEqual({ app, audit: want.federation.audit.url });
+    expect({ app, ca: config.federation.audit.ca_file }).toEqual({ app, ca: TRUST_BUNDLE });
+    expect(config.mtls.principals).toEqual([]);
+  }
+  if (app === "identity-idp") {
+    expect(config.server.mtls_port).toBe(IDP_MTLS_PORT);
+    expect(config.federation.ca.url).toBe(inNetwork.federation.ca.url);
+    expect(config.federation.ca.ca_file).toBe(TRUST_BUNDLE);
+    expect(app_.authz_url).toBe(want.app.authz_url);
+    expect(app_.authz_jwks_url).toBe(`${urls["identity-authz"]}/t/{tenant}/jwks`);
+    const idp = publicUrls["identity-idp"] ?? urls["identity-idp"]!;
+    expect(config.server.public_url).toBe(idp);
+    const mtls = new URL(config.server.mtls_public_url!);
+    expect([mtls.hostname, mtls.port]).toEqual([new URL(idp).hostname, String(IDP_MTLS_PORT)]);
+  } else if (app !== "audit") {
+    expect({ app, mtls: config.server.mtls_port }).toEqual({ app, mtls: undefined });
+  }
+  // pki-ca's base URL (in what it issues) defaults to its server.public_url.
+  if (app === "pki-ca") expect(config.server.public_url).toBe(publicUrls["pki-ca"] ?? want.app.base_url);
+}
 
 /**
  * The optional external validators: absent is a failure in CI, a printed skip elsewhere.
@@ -139,7 +224,7 @@ describe("Dockerfile", async () => {
     expect(ins.some((i) => i.op === "COPY" && i.args.includes("deploy/healthcheck.ts"))).toBe(true);
     expect(await Bun.file(join(DEPLOY, "healthcheck.ts")).exists()).toBe(true);
     const exposed = final.filter((i) => i.op === "EXPOSE").flatMap((i) => i.args.split(/\s+/)).map(Number).sort((a, b) => a - b);
-    expect(exposed).toEqual(Object.values(SUITE).sort((a, b) => a - b));
+    expect(exposed).toEqual([...Object.values(SUITE), ...Object.values(MTLS)].sort((a, b) => a - b));
   });
 
   test("the parser sees through continuations and comments", () => {
@@ -177,7 +262,8 @@ describe("compose.yml", async () => {
       expect(s.environment.CRYPTOUTIL_SERVER_PORT).toBe(String(SUITE[app]));
       // The first (or only) instance on the default host port, the second on the next one up.
       const hostPort = SUITE[app]! + (name.endsWith("-2") ? 1 : 0);
-      expect(s.ports).toEqual([`${hostPort}:${SUITE[app]}`]);
+      // identity-idp's certificate sign-in port too (browsers reach it); audit's mTLS port is for the other containers only.
+      expect(s.ports).toEqual([`${hostPort}:${SUITE[app]}`, ...(app === "identity-idp" ? [`${IDP_MTLS_PORT}:${IDP_MTLS_PORT}`] : [])]);
       expect(s.build.dockerfile).toBe("deploy/Dockerfile");
       expect(s.environment.CRYPTOUTIL_TLS_HOSTNAMES.split(",")).toContain(app);
     }
@@ -245,32 +331,47 @@ describe("compose.yml", async () => {
     for (const n of NAMES.filter((n) => !SCALED[n])) expect(doc.services[n].environment.CRYPTOUTIL_DATABASE_URL).toBeUndefined();
   });
 
-  test("the scaled instances' environment is config the services read: every CRYPTOUTIL_ variable lands on its key", () => {
-    const defs: Record<string, ServiceDefinition> = { "sm-kms": smKms, "pki-ca": pkiCa, "identity-authz": identityAuthz };
-    // Compose interpolation of `${NAME:-default}` with nothing set.
-    const interpolate = (v: unknown) => String(v).replace(/\$\{\w+:-([^}]*)\}/g, "$1");
-    /** The config path of an env name's rest (`database_password_file` -> database.password_file), found in `config`. */
-    const lookup = (node: any, lower: string): unknown => {
-      for (const key of Object.keys(node ?? {})) {
-        if (lower === key) return node[key];
-        if (lower.startsWith(key + "_") && typeof node[key] === "object") {
-          const v = lookup(node[key], lower.slice(key.length + 1));
-          if (v !== undefined) return v;
-        }
-      }
-      return undefined;
+  // Compose interpolation of `${NAME:-default}` with nothing set.
+  const interpolate = (v: unknown) => String(v).replace(/\$\{\w+:-([^}]*)\}/g, "$1");
+  const envOf = (name: string) => Object.fromEntries(Object.entries(doc.services[name].environment as Obj).map(([k, v]) => [k, interpolate(v)]));
+
+  test("every container's environment is config its service reads: each CRYPTOUTIL_ variable lands on its key", () => {
+    for (const [name, app] of apps) {
+      const config = configOf(app, envOf(name));
+      if (SCALED[app]) expect(config.database.url).toBe(`postgres://cryptoutil@postgres:5432/${SCALED[app]}`);
+      else expect(config.database.url).toBeUndefined();
+    }
+  });
+
+  test("the services are wired to each other by service name, as npm start wires them", () => {
+    const urls = Object.fromEntries(NAMES.map((n) => [n, `https://${n}:${SUITE[n]}`]));
+    for (const [name, app] of apps) expectSuiteWiring(app, configOf(app, envOf(name)), urls, {});
+    // The browser-facing URLs come from one variable each, the same in every container that uses them.
+    const raw = (name: string, k: string) => doc.services[name].environment[k];
+    for (const name of apps.keys()) expect(raw(name, "CRYPTOUTIL_AUTH_ISSUER")).toBe("${CRYPTOUTIL_AUTHZ_PUBLIC_URL:-https://identity-authz:18000}/t/{tenant}");
+    expect(raw("identity-idp", "CRYPTOUTIL_APP_AUTHZ_URL")).toBe("${CRYPTOUTIL_AUTHZ_PUBLIC_URL:-https://identity-authz:18000}");
+    expect(raw("identity-idp", "CRYPTOUTIL_SERVER_PUBLIC_URL")).toBe("${CRYPTOUTIL_IDP_PUBLIC_URL:-https://identity-idp:18100}");
+    expect(raw("identity-idp", "CRYPTOUTIL_SERVER_MTLS_PUBLIC_URL")).toBe("${CRYPTOUTIL_IDP_MTLS_PUBLIC_URL:-https://identity-idp:18101}");
+    for (const i of [1, 2]) {
+      expect(raw(`identity-authz-${i}`, "CRYPTOUTIL_APP_IDP_URL")).toBe("${CRYPTOUTIL_IDP_PUBLIC_URL:-https://identity-idp:18100}");
+      expect(raw(`pki-ca-${i}`, "CRYPTOUTIL_SERVER_PUBLIC_URL")).toBe("${CRYPTOUTIL_CA_PUBLIC_URL:-https://pki-ca:8443}");
+    }
+    // Set, they reach every container that uses them.
+    const publicUrls = {
+      "identity-authz": "https://auth.example.com:18000",
+      "identity-idp": "https://login.example.com:18100",
+      "pki-ca": "https://ca.example.com:8443",
     };
-    for (const [app, def] of Object.entries(defs)) {
-      for (const i of [1, 2]) {
-        const env = Object.fromEntries(Object.entries(doc.services[`${app}-${i}`].environment as Obj).map(([k, v]) => [k, interpolate(v)]));
-        const config = resolveConfig(def, { argv: [], env });
-        for (const [k, v] of Object.entries(env)) {
-          if (!k.startsWith("CRYPTOUTIL_")) continue;
-          const got = lookup(config, k.slice("CRYPTOUTIL_".length).toLowerCase());
-          expect({ k, got: Array.isArray(got) ? got.join(",") : String(got) }).toEqual({ k, got: v });
-        }
-        expect(config.database.url).toBe(`postgres://cryptoutil@postgres:5432/${SCALED[app]}`);
-      }
+    const set: Record<string, string> = {
+      CRYPTOUTIL_AUTHZ_PUBLIC_URL: publicUrls["identity-authz"],
+      CRYPTOUTIL_IDP_PUBLIC_URL: publicUrls["identity-idp"],
+      CRYPTOUTIL_IDP_MTLS_PUBLIC_URL: "https://login.example.com:18101",
+      CRYPTOUTIL_CA_PUBLIC_URL: publicUrls["pki-ca"],
+    };
+    const withSet = (v: unknown) => String(v).replace(/\$\{(\w+):-([^}]*)\}/g, (_, k: string, d: string) => set[k] ?? d);
+    for (const [name, app] of apps) {
+      const env = Object.fromEntries(Object.entries(doc.services[name].environment as Obj).map(([k, v]) => [k, withSet(v)]));
+      expectSuiteWiring(app, configOf(app, env), urls, publicUrls);
     }
   });
 
@@ -343,7 +444,8 @@ describe("Kubernetes manifests", async () => {
       expect(env.APP).toBe(n);
       expect(env.CRYPTOUTIL_SERVER_PORT).toBe(String(SUITE[n]));
       expect(env.CRYPTOUTIL_SERVER_ADMIN_PORT).toBe("9090");
-      expect(c.ports).toEqual([{ name: "https", containerPort: SUITE[n], protocol: "TCP" }]);
+      const mtlsPort = MTLS[n] === undefined ? [] : [{ name: "mtls", containerPort: MTLS[n], protocol: "TCP" }];
+      expect(c.ports).toEqual([{ name: "https", containerPort: SUITE[n], protocol: "TCP" }, ...mtlsPort]);
       expect(c.securityContext).toMatchObject({
         runAsNonRoot: true,
         allowPrivilegeEscalation: false,
@@ -360,7 +462,8 @@ describe("Kubernetes manifests", async () => {
       for (const f of env.CRYPTOUTIL_BARRIER_UNSEAL_FILES.split(",")) expect(f.startsWith(mount.mountPath + "/")).toBe(true);
       const svc = find("Service", n)!;
       expect(svc.spec.selector).toEqual({ "app.kubernetes.io/name": n });
-      expect(svc.spec.ports).toEqual([{ name: "https", port: SUITE[n], targetPort: "https", protocol: "TCP" }]);
+      const mtlsSvc = MTLS[n] === undefined ? [] : [{ name: "mtls", port: MTLS[n], targetPort: "mtls", protocol: "TCP" }];
+      expect(svc.spec.ports).toEqual([{ name: "https", port: SUITE[n], targetPort: "https", protocol: "TCP" }, ...mtlsSvc]);
       const data = pod.volumes.find((v: Obj) => v.name === c.volumeMounts.find((m: Obj) => m.mountPath === "/data").name);
       // Writable paths are volumes (the root file system is read-only).
       const mounts = c.volumeMounts.map((m: Obj) => m.mountPath).sort();
@@ -386,11 +489,70 @@ describe("Kubernetes manifests", async () => {
       expect(pgMount.readOnly).toBe(true);
       expect(env.CRYPTOUTIL_DATABASE_PASSWORD_FILE).toBe(`${pgMount.mountPath}/password`);
     }
-    expect(find("Deployment", "identity-authz")!.spec.template.spec.containers[0].env.find((e: Obj) => e.name === "CRYPTOUTIL_SERVER_PUBLIC_URL").value).toBe(
-      "https://identity-authz.cryptoutil.svc:18000",
-    );
+    expect(find("Deployment", "identity-authz")!.spec.template.spec.containers[0].env.find((e: Obj) => e.name === "CRYPTOUTIL_SERVER_PUBLIC_URL").valueFrom).toEqual({
+      configMapKeyRef: { name: "cryptoutil-urls", key: "authz-public-url" },
+    });
     expect(find("PersistentVolumeClaim", "cryptoutil-suite-ca")!.spec.accessModes).toEqual(["ReadWriteMany"]);
     expect(objects.filter((o) => o.kind === "Deployment").length).toBe(NAMES.length);
+  });
+
+  /** A generated ConfigMap's literals. */
+  const literals = (name: string): Record<string, string> => {
+    const gen = kustomization.configMapGenerator.find((g: Obj) => g.name === name);
+    return Object.fromEntries(gen.literals.map((l: string) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+  };
+  /**
+   * A container's environment as the kubelet gives it: values from the generated ConfigMaps,
+   * `$(NAME)` replaced by an earlier variable's value (dependent environment variables).
+   */
+  const podEnv = (n: string, urls: Record<string, string>): Record<string, string> => {
+    const maps: Record<string, Record<string, string>> = { "cryptoutil-database": literals("cryptoutil-database"), "cryptoutil-urls": urls };
+    const out: Record<string, string> = {};
+    for (const e of find("Deployment", n)!.spec.template.spec.containers[0].env as Obj[]) {
+      if (e.valueFrom) {
+        const ref = e.valueFrom.configMapKeyRef;
+        const v = maps[ref.name]?.[ref.key];
+        expect({ n, ref, v: typeof v }).toEqual({ n, ref, v: "string" });
+        out[e.name] = v!;
+      } else {
+        expect({ n, name: e.name, value: typeof e.value }).toEqual({ n, name: e.name, value: "string" });
+        out[e.name] = String(e.value).replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, k: string) => out[k] ?? m);
+        expect({ n, name: e.name, unresolved: /\$\(/.test(out[e.name]!) }).toEqual({ n, name: e.name, unresolved: false });
+      }
+    }
+    return out;
+  };
+
+  test("every Deployment's environment is config its service reads: each CRYPTOUTIL_ variable lands on its key", () => {
+    for (const n of NAMES) {
+      const config = configOf(n, podEnv(n, literals("cryptoutil-urls")));
+      if (SCALED[n]) expect(config.database.url).toBe(literals("cryptoutil-database")[n]);
+      else expect(config.database.url).toBeUndefined();
+    }
+  });
+
+  test("the services are wired to each other by their in-cluster names, as npm start wires them; the public URLs from one ConfigMap", () => {
+    const urls = Object.fromEntries(NAMES.map((n) => [n, `https://${n}.cryptoutil.svc:${SUITE[n]}`]));
+    const defaults = literals("cryptoutil-urls");
+    expect(defaults).toEqual({
+      "authz-public-url": urls["identity-authz"]!,
+      "idp-public-url": urls["identity-idp"]!,
+      "idp-mtls-public-url": `https://identity-idp.cryptoutil.svc:${IDP_MTLS_PORT}`,
+      "ca-public-url": urls["pki-ca"]!,
+    });
+    for (const n of NAMES) expectSuiteWiring(n, configOf(n, podEnv(n, defaults)), urls, {});
+    const publicUrls = {
+      "identity-authz": "https://auth.example.com",
+      "identity-idp": "https://login.example.com",
+      "pki-ca": "https://ca.example.com",
+    };
+    const set = {
+      "authz-public-url": publicUrls["identity-authz"],
+      "idp-public-url": publicUrls["identity-idp"],
+      "idp-mtls-public-url": `https://login.example.com:${IDP_MTLS_PORT}`,
+      "ca-public-url": publicUrls["pki-ca"],
+    };
+    for (const n of NAMES) expectSuiteWiring(n, configOf(n, podEnv(n, set)), urls, publicUrls);
   });
 
   test("kubectl kustomize renders the suite (with secret files present) and fails without them", async () => {
@@ -415,6 +577,8 @@ describe("Kubernetes manifests", async () => {
       expect(Buffer.from(pg.data.password, "base64").toString()).toBe("not-a-real-password\n");
       const urls = rendered.find((o) => o.kind === "ConfigMap" && o.metadata.name === "cryptoutil-database")!;
       expect(Object.keys(urls.data).sort()).toEqual(Object.keys(SCALED).sort());
+      const publicUrls = rendered.find((o) => o.kind === "ConfigMap" && o.metadata.name === "cryptoutil-urls")!;
+      expect(Object.keys(publicUrls.data).sort()).toEqual(["authz-public-url", "ca-public-url", "idp-mtls-public-url", "idp-public-url"]);
       expect(rendered.filter((o) => o.kind === "PodDisruptionBudget").map((o) => o.metadata.name).sort()).toEqual(NAMES);
       expect(rendered.filter((o) => o.kind === "Deployment").map((o) => o.metadata.name).sort()).toEqual(NAMES);
       expect(rendered.every((o) => o.kind === "Namespace" || o.metadata.namespace === "cryptoutil")).toBe(true);

@@ -66,6 +66,20 @@ test("nested env keys and app-section flags", () => {
   expect((c as { app?: Record<string, unknown> }).app).toEqual({ anything: "1" });
 });
 
+test("env reaches the app section's top-level keys (as strings) and lists of objects as JSON", () => {
+  const principals = [{ uri: "spiffe://cryptoutil/sm-kms", tenant: "root", subject: "sm-kms", scopes: ["audit:ingest"] }];
+  const c = load([], {
+    CRYPTOUTIL_APP_AUTHZ_URL: "https://identity-authz:18000",
+    CRYPTOUTIL_APP_IDP_JWKS_URL: "https://identity-idp:18100/t/{tenant}/jwks",
+    CRYPTOUTIL_MTLS_PRINCIPALS: JSON.stringify(principals),
+  });
+  expect((c as { app?: Record<string, unknown> }).app).toEqual({ authz_url: "https://identity-authz:18000", idp_jwks_url: "https://identity-idp:18100/t/{tenant}/jwks" });
+  expect(c.mtls.principals).toEqual(principals);
+  // A flag still wins over the environment, in the app section too.
+  const f = load(["--app.authz_url=https://a.example"], { CRYPTOUTIL_APP_AUTHZ_URL: "https://b.example" });
+  expect((f as { app?: Record<string, unknown> }).app).toEqual({ authz_url: "https://a.example" });
+});
+
 describe("bad config stops start-up with one message naming the key", () => {
   const cases: Array<[string, () => unknown, string]> = [
     ["port out of range (flag)", () => load(["--server.port=70000"]), "server.port"],
@@ -76,6 +90,8 @@ describe("bad config stops start-up with one message naming the key", () => {
     ["bad log level", () => load([], { CRYPTOUTIL_LOG_LEVEL: "loud" }), "log.level"],
     ["bad boolean", () => load([], { CRYPTOUTIL_LOG_ACCESS: "maybe" }), "log.access"],
     ["bad issuer URL", () => load(["--auth.issuer=not a url"]), "auth.issuer"],
+    ["list of objects not JSON (env)", () => load([], { CRYPTOUTIL_MTLS_PRINCIPALS: "[{uri: x}]" }), "mtls.principals"],
+    ["list of objects with a bad member (env)", () => load([], { CRYPTOUTIL_MTLS_PRINCIPALS: '[{"uri":"spiffe://x","tenant":"root"}]' }), "mtls.principals.0.scopes"],
   ];
   for (const [name, fn, key] of cases) {
     test(name, () => {
