@@ -5,7 +5,8 @@
  * `CRYPTOUTIL_SUITE_DEFAULTS`, set by the `npm start` launcher), YAML files
  * (`CRYPTOUTIL_CONFIG`, then each `--config PATH` in order, each merged over the last),
  * environment variables `CRYPTOUTIL_<SECTION>_<KEY>` (`CRYPTOUTIL_APP_<KEY>` for a top-level
- * key of the app's own section; JSON for a list of objects), then command-line flags
+ * key of the app's own section, a string unless it is a JSON list or object; JSON for a list of
+ * objects), then command-line flags
  * `--section.key=value`. The merged tree is validated
  * with valibot once at start; the first bad value stops start-up with one
  * message that names its key (`server.port: ...`).
@@ -282,6 +283,10 @@ function coerce(schema: v.GenericSchema, path: string[], raw: string): unknown {
       if (node.item?.type === "object" || node.item?.type === "strict_object") return jsonOr(raw);
       return raw === "" ? [] : raw.split(",").map((s) => s.trim());
     default:
+      // A key the shared schema does not know (the app's own section, which the app checks
+      // itself): a JSON list or object is parsed (e.g. app.client_urls_allowed_origins), anything
+      // else stays a string.
+      if (node === undefined && /^\s*[[{]/.test(raw)) return jsonOr(raw);
       return raw;
   }
 }

@@ -90,6 +90,8 @@ function expectSuiteWiring(app: string, config: ServiceConfig, urls: Record<stri
     expect(config.auth.ca_file).toBe(TRUST_BUNDLE);
     expect(app_.idp_url).toBe(want.app.idp_url);
     expect(app_.idp_jwks_url).toBe(`${urls["identity-idp"]}/t/{tenant}/jwks`);
+    // The suite's own services, in-network, may receive its requests (back-channel logout).
+    expect([...(app_.client_urls_allowed_origins as string[])].sort()).toEqual([...inNetwork.app.client_urls_allowed_origins].sort());
   } else {
     expect({ app, issuer: config.auth.issuer }).toEqual({ app, issuer: want.auth.issuer });
     expect({ app, jwks: config.auth.jwks_url }).toEqual({ app, jwks: inNetwork.auth.jwks_url });

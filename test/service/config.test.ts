@@ -72,8 +72,14 @@ test("env reaches the app section's top-level keys (as strings) and lists of obj
     CRYPTOUTIL_APP_AUTHZ_URL: "https://identity-authz:18000",
     CRYPTOUTIL_APP_IDP_JWKS_URL: "https://identity-idp:18100/t/{tenant}/jwks",
     CRYPTOUTIL_MTLS_PRINCIPALS: JSON.stringify(principals),
+    CRYPTOUTIL_APP_CLIENT_URLS_ALLOWED_ORIGINS: '["https://sm-kms:8080", "https://pki-ca:8443"]',
   });
-  expect((c as { app?: Record<string, unknown> }).app).toEqual({ authz_url: "https://identity-authz:18000", idp_jwks_url: "https://identity-idp:18100/t/{tenant}/jwks" });
+  expect((c as { app?: Record<string, unknown> }).app).toEqual({
+    authz_url: "https://identity-authz:18000",
+    idp_jwks_url: "https://identity-idp:18100/t/{tenant}/jwks",
+    // A JSON list (or object) in the app's section is parsed.
+    client_urls_allowed_origins: ["https://sm-kms:8080", "https://pki-ca:8443"],
+  });
   expect(c.mtls.principals).toEqual(principals);
   // A flag still wins over the environment, in the app section too.
   const f = load(["--app.authz_url=https://a.example"], { CRYPTOUTIL_APP_AUTHZ_URL: "https://b.example" });
