@@ -11,7 +11,7 @@ export {
 export { openDatabase, ping, mapStorageError, libsqlCode, directStatementOf, type Database, type PingResult } from "./database.ts";
 export { LocalChangeFeed, type ChangeFeed } from "./change-feed.ts";
 export { commitDeferred } from "./wal-sync.ts";
-export { GroupCommit, GroupTransaction, type GroupCommitOptions } from "./group-commit.ts";
+export { GroupCommit, GroupTransaction, type GroupCommitOptions, type GroupRunOptions } from "./group-commit.ts";
 export { runMigrations, ensureMigrationsTable, type Migration, type MigrationReport } from "./migrations.ts";
 export { withTransaction, type TransactionOptions } from "./transaction.ts";
 export { precompile, precompileStatement, statementRunner, type StatementHandle, type StatementResult } from "./precompiled.ts";

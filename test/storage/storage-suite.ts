@@ -406,6 +406,42 @@ export function storageSuite(engine: TestEngine): void {
         await close();
       }
     });
+
+    test("units without a savepoint share the batch; one that throws fails it, and the batch runs again unit by unit, so only that one fails", async () => {
+      const { db, close } = await fileDb();
+      try {
+        const g = new GroupTransaction<Db, Kysely<Db>>(db, (trx) => trx, { maxBatch: 100, gatherMs: 2 });
+        const runs = { a: 0, dup: 0, c: 0 };
+        const increment = (name: "a" | "c", durable: boolean) =>
+          g.run(
+            async (q) => {
+              runs[name]++;
+              await q.updateTable("counters").set((eb) => ({ value: eb("value", "+", 1) })).where("name", "=", "n").execute();
+              return (await q.selectFrom("counters").select("value").where("name", "=", "n").executeTakeFirstOrThrow()).value;
+            },
+            { savepoint: false, durable },
+          );
+        const results = await Promise.allSettled([
+          increment("a", true),
+          g.run(
+            async (q) => {
+              runs.dup++;
+              await q.insertInto("counters").values({ name: "n", value: 9 }).execute();
+            },
+            { savepoint: false },
+          ),
+          increment("c", false),
+        ]);
+        expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+        expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(AppError);
+        expect([(results[0] as PromiseFulfilledResult<number>).value, (results[2] as PromiseFulfilledResult<number>).value]).toEqual([1, 2]);
+        // a and dup ran in the shared batch (rolled back at dup's failure), then each unit alone.
+        expect(runs).toEqual({ a: 2, dup: 2, c: 1 });
+        expect((await db.selectFrom("counters").select("value").executeTakeFirstOrThrow()).value).toBe(2);
+      } finally {
+        await close();
+      }
+    });
   });
 
   describe("precompiled reads", () => {
