@@ -1,13 +1,15 @@
 /**
- * Kysely queries of pki-ca's ACME front end. Every query takes the tenant. Writes commit through
- * `commitDeferred`: an embedded database syncs its WAL off the event loop (coalesced across
- * concurrent requests) and the write resolves once durable, so a busy CA is not one fsync per
- * ACME request on the event loop. The point reads that every order's requests make (the
- * signing account, the order, its authorizations) are compiled once (`precompile`): building a
- * Kysely query tree for each was most of their cost.
+ * Kysely queries of pki-ca's ACME front end. Every query takes the tenant. Writes are units of
+ * one group transaction (`GroupTransaction`): the writes that concurrent requests make
+ * meanwhile (orders, challenge claims and results, order moves, spent nonces) share one
+ * transaction and one WAL sync, which runs off the event loop; each unit resolves once its
+ * batch is durable, or, for a claim or a derived state (`durable: false`), once it has
+ * committed and so is visible to every instance. The point reads that every order's requests
+ * make (the signing account, the order, its authorizations) are compiled once (`precompile`):
+ * building a Kysely query tree for each was most of their cost.
  */
 import type { Kysely, Transaction } from "kysely";
-import { commitDeferred, precompile } from "../../../src/storage/index.ts";
+import { GroupTransaction, precompile, precompileStatement } from "../../../src/storage/index.ts";
 
 export interface AccountRow {
   id: string;
@@ -83,21 +85,8 @@ export interface AcmeDb {
 
 export type RateKind = "account-orders" | "identifier-orders" | "ip-accounts";
 
-/**
- * Runs `work` in one transaction; resolves with its result once the commit is durable, or, with
- * `durable: false`, once it is committed (visible to every instance): for state that is derived
- * or claimed and made durable by the next durable commit anyway (a WAL sync covers every
- * earlier commit), whose loss in a crash only puts a step back.
- */
-export async function commitWrite<DB, T>(db: Kysely<DB>, work: (trx: Transaction<DB>) => Promise<T>, opts: { durable?: boolean } = {}): Promise<T> {
-  let out: T;
-  const { durable } = await commitDeferred(db, async (trx) => {
-    out = await work(trx);
-  });
-  if (opts.durable === false) durable.catch(() => undefined);
-  else await durable;
-  return out!;
-}
+/** Units per shared transaction at most. */
+const WRITE_BATCH = 256;
 
 export class AcmeStore {
   private readonly accountById: (tenant: string, id: string) => Promise<AccountRow[]>;
@@ -106,7 +95,13 @@ export class AcmeStore {
   private readonly authorizationById: (tenant: string, id: string) => Promise<AuthorizationRow[]>;
   private readonly authorizationsOfOrder: (tenant: string, orderId: string) => Promise<AuthorizationRow[]>;
 
+  /** Every write of this store, group-committed with the writes of concurrent requests. */
+  private readonly writes: GroupTransaction<AcmeDb, Transaction<AcmeDb>>;
+  private readonly insertNonce: ReturnType<typeof precompileStatement<AcmeDb, [string, number]>>;
+
   constructor(readonly db: Kysely<AcmeDb>) {
+    this.writes = new GroupTransaction(db, (trx) => trx, { maxBatch: WRITE_BATCH, gatherMs: 0 });
+    this.insertNonce = precompileStatement(db, (nonce: string, expires: number) => db.insertInto("acme_nonces_used").values({ nonce, expires }).onConflict((oc) => oc.column("nonce").doNothing()).returning("nonce"), ["n", 1]);
     this.accountById = precompile(db, (tenant: string, id: string) => db.selectFrom("acme_accounts").selectAll().where("tenant", "=", tenant).where("id", "=", id), ["t", "i"]);
     this.orderById = precompile(db, (tenant: string, id: string) => db.selectFrom("acme_orders").selectAll().where("tenant", "=", tenant).where("id", "=", id), ["t", "i"]);
     this.authorizationById = precompile(db, (tenant: string, id: string) => db.selectFrom("acme_authorizations").selectAll().where("tenant", "=", tenant).where("id", "=", id), ["t", "i"]);
@@ -126,7 +121,25 @@ export class AcmeStore {
   }
 
   private write<T>(work: (trx: Transaction<AcmeDb>) => Promise<T>, durable = true): Promise<T> {
-    return commitWrite(this.db, work, { durable });
+    return this.writes.run(work, { durable });
+  }
+
+  /** A write that is one statement (an UPDATE by key, an idempotent INSERT): no savepoint of its own. */
+  private writeOne<T>(work: (trx: Transaction<AcmeDb>) => Promise<T>, durable = true): Promise<T> {
+    return this.writes.run(work, { durable, savepoint: false });
+  }
+
+  /**
+   * Records a replay nonce as used; true when no instance had recorded it before. Committed
+   * (so every instance sees it used) before the request goes on; not awaited to disk: a crash
+   * could only forget nonces that expire within their lifetime anyway.
+   */
+  spendNonce(nonce: string, expires: number): Promise<boolean> {
+    return this.writeOne(async (trx) => (await this.insertNonce<{ nonce: string }>(trx, nonce, expires)).rows.length === 1, false);
+  }
+
+  async pruneNonces(before: number): Promise<void> {
+    await this.write((trx) => trx.deleteFrom("acme_nonces_used").where("expires", "<", before).execute(), false);
   }
 
   async account(tenant: string, id: string): Promise<AccountRow | undefined> {
@@ -159,7 +172,7 @@ export class AcmeStore {
   }
 
   async updateAccount(tenant: string, id: string, patch: Partial<Pick<AccountRow, "status" | "contact">>): Promise<void> {
-    await this.write((trx) => trx.updateTable("acme_accounts").set(patch).where("tenant", "=", tenant).where("id", "=", id).execute());
+    await this.writeOne((trx) => trx.updateTable("acme_accounts").set(patch).where("tenant", "=", tenant).where("id", "=", id).execute());
   }
 
   /** Key rollover: the account's key changes; false when another account of the tenant has that key (unique index). */
@@ -247,7 +260,45 @@ export class AcmeStore {
    * concurrent change). `durable: false` for a claim or a state derived again after a crash.
    */
   async moveOrder(tenant: string, id: string, from: OrderStatus[], patch: Partial<Pick<OrderRow, "status" | "error" | "request_id" | "serial">>, durable = true): Promise<boolean> {
-    const r = await this.write((trx) => trx.updateTable("acme_orders").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", from).executeTakeFirst(), durable);
+    const r = await this.writeOne((trx) => trx.updateTable("acme_orders").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", from).executeTakeFirst(), durable);
+    return r.numUpdatedRows > 0n;
+  }
+
+  /**
+   * Finalize's claim: the order moves to processing if it is ready, stored or derived (pending
+   * with every authorization valid, checked in the same statement); false otherwise. Committed,
+   * not awaited to disk: the issuance's own durable commit syncs it too.
+   */
+  async claimForFinalize(tenant: string, id: string): Promise<boolean> {
+    const r = await this.writeOne(
+      (trx) =>
+        trx
+          .updateTable("acme_orders")
+          .set({ status: "processing" })
+          .where("tenant", "=", tenant)
+          .where("id", "=", id)
+          .where((eb) =>
+            eb.or([
+              eb("status", "=", "ready"),
+              eb.and([
+                eb("status", "=", "pending"),
+                eb.not(
+                  eb.exists(
+                    eb
+                      .selectFrom("acme_order_authorizations as l")
+                      .innerJoin("acme_authorizations as a", (j) => j.onRef("a.id", "=", "l.authz_id").onRef("a.tenant", "=", "l.tenant"))
+                      .select("a.id")
+                      .whereRef("l.tenant", "=", "acme_orders.tenant")
+                      .whereRef("l.order_id", "=", "acme_orders.id")
+                      .where("a.status", "!=", "valid"),
+                  ),
+                ),
+              ]),
+            ]),
+          )
+          .executeTakeFirst(),
+      false,
+    );
     return r.numUpdatedRows > 0n;
   }
 
@@ -262,12 +313,12 @@ export class AcmeStore {
 
   /** Changes an authorization only while its challenge is in one of `from`; false otherwise. */
   async moveAuthorization(tenant: string, id: string, from: AuthorizationRow["challenge_status"][], patch: Partial<Pick<AuthorizationRow, "status" | "challenge_status" | "challenge_type" | "validated_at" | "error" | "expires">>, durable = true): Promise<boolean> {
-    const r = await this.write((trx) => trx.updateTable("acme_authorizations").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("challenge_status", "in", from).executeTakeFirst(), durable);
+    const r = await this.writeOne((trx) => trx.updateTable("acme_authorizations").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("challenge_status", "in", from).executeTakeFirst(), durable);
     return r.numUpdatedRows > 0n;
   }
 
   async deactivateAuthorization(tenant: string, id: string): Promise<void> {
-    await this.write((trx) => trx.updateTable("acme_authorizations").set({ status: "deactivated" }).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", ["pending", "valid"]).execute());
+    await this.writeOne((trx) => trx.updateTable("acme_authorizations").set({ status: "deactivated" }).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", ["pending", "valid"]).execute());
   }
 
   async insertEabKey(row: EabKeyRow): Promise<void> {
