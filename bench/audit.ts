@@ -4,6 +4,10 @@
  * and one event per request; `--workers` requests in flight (default 16). Target: 5,000
  * events/s. Afterwards the latest checkpoint must cover what was appended up to a second
  * before the end, and its signature and a consistency proof from the first checkpoint verify.
+ * The anchor, in the same run once the service has stopped (no transparency log service can be
+ * installed here): the same event documents stored with nothing else, in-process SQLite (WAL,
+ * synchronous FULL, as durable as the service's group commit), one transaction per batch — the
+ * floor of storing them at all, without HTTPS, tokens, hashing, a tree or signatures.
  *
  * Usage: npm run bench -- audit [--seconds=10] [--batch=100] [--workers=16]
  */
@@ -97,4 +101,27 @@ console.log(`  checkpoint after the run covers ${b.size.toLocaleString("en")} of
 target.proc.kill("SIGTERM");
 await target.proc.exited;
 await issuer.stop();
+
+/** The anchor: the same batches of events into a plain SQLite table, one durable transaction each. */
+async function plainStore(batch: number, seconds: number): Promise<number> {
+  const { Database } = await import("bun:sqlite");
+  const db = new Database(join(dir, "anchor.db"), { create: true });
+  db.exec("PRAGMA journal_mode = WAL");
+  db.exec("PRAGMA synchronous = FULL");
+  db.exec("CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, tenant TEXT NOT NULL, doc TEXT NOT NULL)");
+  const insert = db.prepare("INSERT INTO events (id, tenant, doc) VALUES (?, ?, ?)");
+  const append = db.transaction((events: ReturnType<typeof event>[]) => {
+    for (const e of events) insert.run(e.id, e.tenant, JSON.stringify(e));
+  });
+  const end = performance.now() + seconds * 1000;
+  let events = 0;
+  while (performance.now() < end) {
+    append(Array.from({ length: batch }, event));
+    events += batch;
+  }
+  db.close();
+  return events / seconds;
+}
+const anchor = await plainStore(BATCH, SECONDS);
+console.log(`  anchor, same run: the same batches of ${BATCH} into a plain SQLite table in-process (WAL, synchronous FULL, a transaction per batch): ${Math.round(anchor).toLocaleString("en")} events/s; ratio ${(batched.perSec / anchor).toFixed(2)}`);
 process.exit(b.size >= before && consistent ? 0 : 1);

@@ -85,7 +85,26 @@ const ROLLBACK_TO = "ROLLBACK TO SAVEPOINT group_unit";
 
 interface PendingWork<Q, R> {
   work: (q: Q) => Promise<R>;
+  /** Settled at the commit rather than once it is on disk. */
+  committedOnly: boolean;
+  /** Run in a SAVEPOINT of its own (see GroupRunOptions.savepoint). */
+  savepoint: boolean;
   done: (r: { ok: true; value: R } | { ok: false; error: unknown }) => void;
+}
+
+export interface GroupRunOptions {
+  /**
+   * false: the unit's promise settles once its batch has committed (visible to every reader),
+   * not once it is on disk; for state whose loss in a crash only puts a step back (a claim, a
+   * spent nonce, a derived state). Default true.
+   */
+  durable?: boolean;
+  /**
+   * false: the unit runs without a SAVEPOINT of its own (two statements fewer); if it throws,
+   * the whole batch is rolled back and run again unit by unit. For a unit that is one
+   * statement that only a broken database refuses. Default true.
+   */
+  savepoint?: boolean;
 }
 
 /**
@@ -94,7 +113,8 @@ interface PendingWork<Q, R> {
  * own SAVEPOINT, so one that throws is rolled back alone and fails alone while the others
  * commit; each sees what the units before it wrote, as if the transactions had run in that
  * order. The commit's WAL sync runs off the event loop (commitDeferred) and every unit's
- * promise settles once its batch is durable. A batch whose transaction fails as a whole is
+ * promise settles once its batch is durable (or, run with `durable: false`, once it has
+ * committed). A batch whose transaction fails as a whole is
  * run again unit by unit.
  */
 export class GroupTransaction<DB, Q> {
@@ -111,10 +131,10 @@ export class GroupTransaction<DB, Q> {
     this.statement = statementRunner(db);
   }
 
-  /** Runs `work` in a transaction shared with the units submitted meanwhile; resolves once durable. */
-  run<R>(work: (q: Q) => Promise<R>): Promise<R> {
+  /** Runs `work` in a transaction shared with the units submitted meanwhile; resolves once durable (or committed, with `durable: false`). */
+  run<R>(work: (q: Q) => Promise<R>, opts: GroupRunOptions = {}): Promise<R> {
     return new Promise<R>((resolve, reject) => {
-      this.pending.push({ work, done: (r) => (r.ok ? resolve(r.value) : reject(r.error)) });
+      this.pending.push({ work, committedOnly: opts.durable === false, savepoint: opts.savepoint !== false, done: (r) => (r.ok ? resolve(r.value) : reject(r.error)) });
       if (this.flushing) return;
       this.flushing = true;
       const go = () => void this.flush();
@@ -149,6 +169,11 @@ export class GroupTransaction<DB, Q> {
       outcomes = [];
       const q = this.queries(trx);
       for (const unit of batch) {
+        // Without a savepoint, a failure fails the batch (run again unit by unit, each with one).
+        if (!unit.savepoint && batch.length > 1) {
+          outcomes.push({ ok: true, value: await unit.work(q) });
+          continue;
+        }
         await this.statement(trx, SAVEPOINT, []);
         try {
           outcomes.push({ ok: true, value: await unit.work(q) });
@@ -161,9 +186,15 @@ export class GroupTransaction<DB, Q> {
       }
     });
     const settled = outcomes;
+    const onDisk: Array<[PendingWork<Q, any>, (typeof settled)[number]]> = [];
+    batch.forEach((unit, i) => {
+      if (unit.committedOnly) unit.done(settled[i]!);
+      else onDisk.push([unit, settled[i]!]);
+    });
+    if (onDisk.length === 0) return void committed.durable.catch(() => undefined);
     committed.durable.then(
-      () => batch.forEach((unit, i) => unit.done(settled[i]!)),
-      (error: unknown) => batch.forEach((unit) => unit.done({ ok: false, error: mapStorageError(error) })),
+      () => onDisk.forEach(([unit, outcome]) => unit.done(outcome)),
+      (error: unknown) => onDisk.forEach(([unit]) => unit.done({ ok: false, error: mapStorageError(error) })),
     );
   }
 }

@@ -89,3 +89,40 @@ export function precompileStatement<DB, P extends unknown[]>(
     return run<R>(on, sql, params);
   };
 }
+
+/** Shapes kept per runner at most (a handful in practice; past this, each call compiles). */
+const MAX_SHAPES = 256;
+
+/**
+ * Statements whose SQL depends on a shape (the columns an UPDATE sets, the rows an INSERT
+ * has, the values an IN list holds): `build` makes the statement on the handle from its
+ * parameter values, in the order they bind. Each shape is compiled once, with sentinel
+ * values, and kept only if the compiled parameters are exactly those sentinels in that order;
+ * later calls of the shape only bind (see `statementRunner`). A shape that does not compile
+ * that way runs through the query builder each time.
+ *
+ * @example
+ *   const shaped = shapedStatements(db);
+ *   const cols = Object.keys(patch);
+ *   await shaped(trx, `pets|${cols}`, [...Object.values(patch), id], (q, p) =>
+ *     q.updateTable("pets").set(Object.fromEntries(cols.map((c, i) => [c, p[i]]))).where("id", "=", p[cols.length]));
+ */
+export function shapedStatements<DB>(
+  db: Kysely<DB>,
+): <R>(on: StatementHandle<DB>, shape: string, params: readonly unknown[], build: (q: StatementHandle<DB>, p: readonly unknown[]) => Compilable<unknown>) => Promise<StatementResult<R>> {
+  const run = statementRunner(db);
+  const compiled = new Map<string, string | null>();
+  return async <R>(on: StatementHandle<DB>, shape: string, params: readonly unknown[], build: (q: StatementHandle<DB>, p: readonly unknown[]) => Compilable<unknown>) => {
+    let sql = compiled.get(shape);
+    if (sql === undefined) {
+      const sentinels = params.map((_, i) => ({ sentinel: i }));
+      const c = build(on, sentinels).compile();
+      const exact = c.parameters.length === sentinels.length && c.parameters.every((p, i) => p === sentinels[i]);
+      sql = exact ? c.sql : null;
+      if (compiled.size < MAX_SHAPES) compiled.set(shape, sql);
+    }
+    if (sql !== null) return run<R>(on, sql, params);
+    const r = await on.executeQuery<R>(build(on, params).compile());
+    return { rows: r.rows, changes: Number(r.numAffectedRows ?? 0n) };
+  };
+}

@@ -12,6 +12,7 @@ import type { CaFixture } from "./helpers.ts";
 import { acmeApp, startHttp01, TestAcme } from "./acme-helpers.ts";
 import { startCa } from "./helpers.ts";
 import { NonceStore } from "../../apps/pki-ca/acme/nonces.ts";
+import { AcmeStore } from "../../apps/pki-ca/acme/store.ts";
 
 const pg = await startPostgresEngine();
 afterAll(() => pg?.server.stop());
@@ -45,11 +46,11 @@ function acmeOn(name: string, engine: TestEngine | undefined): void {
     });
 
     test("one nonce spent 12 times in one turn (one batch): accepted once; then refused by a second store on the same database", async () => {
-      const store = new NonceStore(f.svc.ctx.db, f.svc.ctx.protector);
+      const store = new NonceStore(new AcmeStore(f.svc.ctx.db), f.svc.ctx.protector);
       const nonce = await store.issue();
       const spent = await Promise.all(Array.from({ length: 12 }, () => store.consume(nonce)));
       expect(spent.filter((ok) => ok)).toHaveLength(1);
-      const other = new NonceStore(f.svc.ctx.db, f.svc.ctx.protector);
+      const other = new NonceStore(new AcmeStore(f.svc.ctx.db), f.svc.ctx.protector);
       expect(await other.consume(nonce)).toBe(false);
       expect(await other.consume(await store.issue())).toBe(true);
     });

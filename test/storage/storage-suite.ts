@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql, type Kysely } from "kysely";
 import { AppError } from "../../src/service/errors.ts";
-import { engineOf, GroupCommit, GroupTransaction, openDatabase, precompile, precompileStatement, runMigrations, withTransaction, type Database, type Migration } from "../../src/storage/index.ts";
+import { engineOf, GroupCommit, GroupTransaction, openDatabase, precompile, precompileStatement, runMigrations, shapedStatements, withTransaction, type Database, type Migration } from "../../src/storage/index.ts";
 import { openRaceTarget } from "./fixtures/migrate-race-target.ts";
 import { openTestDatabase, type TestEngine } from "../support/engine.ts";
 
@@ -406,6 +406,42 @@ export function storageSuite(engine: TestEngine): void {
         await close();
       }
     });
+
+    test("units without a savepoint share the batch; one that throws fails it, and the batch runs again unit by unit, so only that one fails", async () => {
+      const { db, close } = await fileDb();
+      try {
+        const g = new GroupTransaction<Db, Kysely<Db>>(db, (trx) => trx, { maxBatch: 100, gatherMs: 2 });
+        const runs = { a: 0, dup: 0, c: 0 };
+        const increment = (name: "a" | "c", durable: boolean) =>
+          g.run(
+            async (q) => {
+              runs[name]++;
+              await q.updateTable("counters").set((eb) => ({ value: eb("value", "+", 1) })).where("name", "=", "n").execute();
+              return (await q.selectFrom("counters").select("value").where("name", "=", "n").executeTakeFirstOrThrow()).value;
+            },
+            { savepoint: false, durable },
+          );
+        const results = await Promise.allSettled([
+          increment("a", true),
+          g.run(
+            async (q) => {
+              runs.dup++;
+              await q.insertInto("counters").values({ name: "n", value: 9 }).execute();
+            },
+            { savepoint: false },
+          ),
+          increment("c", false),
+        ]);
+        expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+        expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(AppError);
+        expect([(results[0] as PromiseFulfilledResult<number>).value, (results[2] as PromiseFulfilledResult<number>).value]).toEqual([1, 2]);
+        // a and dup ran in the shared batch (rolled back at dup's failure), then each unit alone.
+        expect(runs).toEqual({ a: 2, dup: 2, c: 1 });
+        expect((await db.selectFrom("counters").select("value").executeTakeFirstOrThrow()).value).toBe(2);
+      } finally {
+        await close();
+      }
+    });
   });
 
   describe("precompiled reads", () => {
@@ -425,6 +461,38 @@ export function storageSuite(engine: TestEngine): void {
       expect(rows).toEqual(await d.db.selectFrom("items").selectAll().where("owner", "=", "o1").where("id", "=", "a").execute());
       expect(rows[0]!.data).toBeInstanceOf(Uint8Array);
       expect(await get("o2", "a")).toEqual([]);
+    });
+
+    test("shapedStatements: each shape is built once, later calls only bind; the same rows as the query builder", async () => {
+      const shaped = shapedStatements(d.db);
+      let builds = 0;
+      const insert = (on: Kysely<any>, rows: Array<{ id: string; owner: string }>) =>
+        shaped(on, `items|${rows.length}`, rows.flatMap((r) => [r.id, r.owner]), (q, p) => {
+          builds++;
+          return q.insertInto("items").values(rows.map((_, i) => ({ id: p[2 * i], owner: p[2 * i + 1] })) as never);
+        });
+      const move = (on: Kysely<any>, owner: string, from: string[]) =>
+        shaped(on, `move|${from.length}`, [owner, ...from], (q, p) => {
+          builds++;
+          return q.updateTable("items").set({ owner: p[0] } as never).where("owner", "in", p.slice(1) as never);
+        });
+      await withTransaction(d.db, async (trx) => {
+        await insert(trx, [{ id: "s1", owner: "x1" }, { id: "s2", owner: "x2" }]);
+        await insert(trx, [{ id: "s3", owner: "x3" }, { id: "s4", owner: "x1" }]);
+        expect((await move(trx, "y", ["x1", "x2"])).changes).toBe(3);
+        expect((await move(trx, "z", ["x3", "nobody"])).changes).toBe(1);
+      });
+      expect(await insert(d.db, [{ id: "s5", owner: "x5" }]).then((r) => r.changes)).toBe(1);
+      // Three shapes: two rows, two IN values, one row.
+      expect(builds).toBe(3);
+      const owners = await d.db.selectFrom("items").select(["id", "owner"]).where("id", "like", "s%").orderBy("id").execute();
+      expect(owners).toEqual([
+        { id: "s1", owner: "y" },
+        { id: "s2", owner: "y" },
+        { id: "s3", owner: "z" },
+        { id: "s4", owner: "y" },
+        { id: "s5", owner: "x5" },
+      ]);
     });
 
     test("precompileStatement: the same results on the database and in a transaction, writes counted, rolled back with it", async () => {

@@ -106,7 +106,7 @@ export class AcmeAuthority {
     private readonly protector: DataProtector,
     private readonly onValidationError: (e: unknown) => void = () => undefined,
   ) {
-    this.nonces = new NonceStore(store.db, protector);
+    this.nonces = new NonceStore(store, protector);
   }
 
   /** The tenant's ACME settings; an unconfigured tenant has no ACME (404). */
@@ -425,12 +425,15 @@ export class AcmeAuthority {
     if (o.status === "pending") {
       const authzs = await this.store.authorizationsOf(o.tenant, o.id);
       const failed = authzs.find((a) => a.status === "invalid" || a.status === "deactivated");
-      let next: Partial<OrderRow> | undefined;
-      if (failed) next = { status: "invalid", error: JSON.stringify(new AcmeProblem("unauthorized", `the authorization for ${failed.identifier_value} is ${failed.status}`).toJSON()) };
-      else if (expired) next = { status: "invalid", error: JSON.stringify(malformed("the order expired before it was ready").toJSON()) };
-      else if (authzs.every((a) => a.status === "valid")) next = { status: "ready" };
-      // Derived from the authorizations: derived again if a crash loses it.
-      if (next && (await this.store.moveOrder(o.tenant, o.id, ["pending"], next, false))) return { ...o, ...next };
+      const ready = !failed && authzs.every((a) => a.status === "valid");
+      // Ready is derived from the authorizations each time, not stored: finalize's claim checks
+      // them again in its UPDATE (see AcmeStore.claimForFinalize).
+      if (!failed && !expired) return ready ? { ...o, status: "ready" } : o;
+      const next: Partial<OrderRow> = failed
+        ? { status: "invalid", error: JSON.stringify(new AcmeProblem("unauthorized", `the authorization for ${failed.identifier_value} is ${failed.status}`).toJSON()) }
+        : { status: "invalid", error: JSON.stringify(malformed(`the order expired before it was ${ready ? "finalized" : "ready"}`).toJSON()) };
+      // Derived from the authorizations and the clock: derived again if a crash loses it.
+      if (await this.store.moveOrder(o.tenant, o.id, ["pending"], next, false)) return { ...o, ...next };
     } else if (o.status === "ready" && expired) {
       const next = { status: "invalid" as const, error: JSON.stringify(malformed("the order expired before it was finalized").toJSON()) };
       if (await this.store.moveOrder(o.tenant, o.id, ["ready"], next)) return { ...o, ...next };
@@ -651,7 +654,7 @@ export class AcmeAuthority {
     }
     // Claimed first, so two finalize requests cannot issue twice.
     // Committed, not awaited to disk: the issuance's own durable commit syncs it too.
-    if (!(await this.store.moveOrder(tenant, o.id, ["ready"], { status: "processing" }, false))) throw new AcmeProblem("orderNotReady", "the order is being finalized already");
+    if (!(await this.store.claimForFinalize(tenant, o.id))) throw new AcmeProblem("orderNotReady", "the order is being finalized already");
     let outcome;
     try {
       const window = o.not_before || o.not_after ? { not_before: o.not_before ?? undefined, not_after: o.not_after ?? undefined } : undefined;

@@ -3,42 +3,29 @@
  * `expiry ‖ random ‖ HMAC(key, expiry ‖ random)` (base64url), so issuing one stores nothing, and
  * using one inserts it into `acme_nonces_used`, whose primary key makes the second use fail on
  * any instance. The HMAC key is created once, stored barrier-encrypted in the database and read
- * by each instance at its first nonce; expired rows are deleted as new ones come. The nonces that
- * concurrent requests spend in one event-loop turn go into one multi-row INSERT in one
- * transaction (each request learns from `RETURNING` whether its row was new), instead of a
- * transaction each. Guarantees: a nonce is accepted at most once, only before its expiry, only
- * if this CA (any instance) made it; nothing about nonces is held in memory but the key and
- * the ones waiting for the current batch's commit.
+ * by each instance at its first nonce; expired rows are deleted as new ones come. A spent nonce
+ * is a unit of the ACME store's group transaction, so the nonces (and the other writes) of
+ * concurrent requests share one transaction instead of one each. Guarantees: a nonce is
+ * accepted at most once, only before its expiry, only if this CA (any instance) made it;
+ * nothing about nonces is held in memory but the key and the ones waiting for the current
+ * batch's commit.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { setImmediate } from "node:timers";
-import type { Kysely } from "kysely";
 import type { DataProtector } from "../../../src/service/context.ts";
-import { commitWrite, type AcmeDb } from "./store.ts";
+import type { AcmeStore } from "./store.ts";
 
 const TTL_MS = 15 * 60_000;
 const RAW_LEN = 8 + 16 + 16;
 const KEY_ID = "nonce-hmac";
 /** Expired used-nonce rows are deleted at most this often (per instance). */
 const PRUNE_EVERY_MS = 60_000;
-/** Used nonces per INSERT at most (two parameters each: far below either engine's limit). */
-const MAX_BATCH = 500;
-
-interface Spend {
-  id: string;
-  expires: number;
-  done: (fresh: boolean) => void;
-  fail: (e: unknown) => void;
-}
 
 export class NonceStore {
   private key: Promise<Uint8Array> | undefined;
   private lastPrune = 0;
-  private pending: Spend[] = [];
-  private flushing = false;
 
   constructor(
-    private readonly db: Kysely<AcmeDb>,
+    private readonly store: AcmeStore,
     private readonly protector: DataProtector,
     private readonly ttlMs = TTL_MS,
   ) {
@@ -63,44 +50,7 @@ export class NonceStore {
     if (!(expires > now) || expires > now + this.ttlMs) return false;
     if (!timingSafeEqual(this.mac(await this.hmacKey(), raw.subarray(0, 24)), raw.subarray(24))) return false;
     await this.prune(now);
-    return this.spend(Buffer.from(raw.subarray(8, 24)).toString("base64url"), expires);
-  }
-
-  /**
-   * Records a nonce as used; true when no instance had recorded it before. Committed (so every
-   * instance sees it used) before the request goes on, together with the nonces other requests
-   * spend meanwhile; not awaited to disk: a crash could only forget nonces that expire within
-   * the TTL anyway.
-   */
-  private spend(id: string, expires: number): Promise<boolean> {
-    return new Promise((done, fail) => {
-      this.pending.push({ id, expires, done, fail });
-      if (this.flushing) return;
-      this.flushing = true;
-      setImmediate(() => void this.flush());
-    });
-  }
-
-  private async flush(): Promise<void> {
-    while (this.pending.length > 0) {
-      const batch = this.pending.splice(0, MAX_BATCH);
-      // The same nonce twice in one batch: the first request spends it, the others are replays.
-      const first = new Map<string, Spend>();
-      for (const s of batch) if (!first.has(s.id)) first.set(s.id, s);
-      try {
-        const rows = [...first.values()].map((s) => ({ nonce: s.id, expires: s.expires }));
-        const inserted = await commitWrite(
-          this.db,
-          (trx) => trx.insertInto("acme_nonces_used").values(rows).onConflict((oc) => oc.column("nonce").doNothing()).returning("nonce").execute(),
-          { durable: false },
-        );
-        const fresh = new Set(inserted.map((r) => r.nonce));
-        for (const s of batch) s.done(first.get(s.id) === s && fresh.has(s.id));
-      } catch (e) {
-        for (const s of batch) s.fail(e);
-      }
-    }
-    this.flushing = false;
+    return this.store.spendNonce(Buffer.from(raw.subarray(8, 24)).toString("base64url"), expires);
   }
 
   private mac(key: Uint8Array, data: Uint8Array): Uint8Array {
@@ -112,8 +62,8 @@ export class NonceStore {
     this.key ??= (async () => {
       const context = `acme_nonce_keys/${KEY_ID}`;
       const sealed = await this.protector.encrypt(crypto.getRandomValues(new Uint8Array(32)), context);
-      await this.db.insertInto("acme_nonce_keys").values({ id: KEY_ID, key_sealed: sealed, created_at: new Date().toISOString() }).onConflict((oc) => oc.column("id").doNothing()).execute();
-      const row = await this.db.selectFrom("acme_nonce_keys").select("key_sealed").where("id", "=", KEY_ID).executeTakeFirstOrThrow();
+      await this.store.db.insertInto("acme_nonce_keys").values({ id: KEY_ID, key_sealed: sealed, created_at: new Date().toISOString() }).onConflict((oc) => oc.column("id").doNothing()).execute();
+      const row = await this.store.db.selectFrom("acme_nonce_keys").select("key_sealed").where("id", "=", KEY_ID).executeTakeFirstOrThrow();
       return this.protector.decrypt(row.key_sealed, context);
     })().catch((e) => {
       this.key = undefined;
@@ -125,6 +75,6 @@ export class NonceStore {
   private async prune(now: number): Promise<void> {
     if (now - this.lastPrune < PRUNE_EVERY_MS) return;
     this.lastPrune = now;
-    await commitWrite(this.db, (trx) => trx.deleteFrom("acme_nonces_used").where("expires", "<", now).execute(), { durable: false });
+    await this.store.pruneNonces(now);
   }
 }

@@ -1,13 +1,16 @@
 /**
- * Kysely queries of pki-ca's ACME front end. Every query takes the tenant. Writes commit through
- * `commitDeferred`: an embedded database syncs its WAL off the event loop (coalesced across
- * concurrent requests) and the write resolves once durable, so a busy CA is not one fsync per
- * ACME request on the event loop. The point reads that every order's requests make (the
- * signing account, the order, its authorizations) are compiled once (`precompile`): building a
- * Kysely query tree for each was most of their cost.
+ * Kysely queries of pki-ca's ACME front end. Every query takes the tenant. Writes are units of
+ * one group transaction (`GroupTransaction`): the writes that concurrent requests make
+ * meanwhile (orders, challenge claims and results, order moves, spent nonces) share one
+ * transaction and one WAL sync, which runs off the event loop; each unit resolves once its
+ * batch is durable, or, for a claim or a derived state (`durable: false`), once it has
+ * committed and so is visible to every instance. The point reads that every order's requests
+ * make (the signing account, the order, its authorizations) are compiled once (`precompile`):
+ * building a Kysely query tree for each was most of their cost; so are the writes of every
+ * order, once per shape (`shapedStatements`: the columns a move sets, the rows an insert has).
  */
-import type { Kysely, Transaction } from "kysely";
-import { commitDeferred, precompile } from "../../../src/storage/index.ts";
+import { sql, type Kysely, type Transaction } from "kysely";
+import { GroupTransaction, precompile, precompileStatement, shapedStatements, type StatementHandle } from "../../../src/storage/index.ts";
 
 export interface AccountRow {
   id: string;
@@ -83,21 +86,8 @@ export interface AcmeDb {
 
 export type RateKind = "account-orders" | "identifier-orders" | "ip-accounts";
 
-/**
- * Runs `work` in one transaction; resolves with its result once the commit is durable, or, with
- * `durable: false`, once it is committed (visible to every instance): for state that is derived
- * or claimed and made durable by the next durable commit anyway (a WAL sync covers every
- * earlier commit), whose loss in a crash only puts a step back.
- */
-export async function commitWrite<DB, T>(db: Kysely<DB>, work: (trx: Transaction<DB>) => Promise<T>, opts: { durable?: boolean } = {}): Promise<T> {
-  let out: T;
-  const { durable } = await commitDeferred(db, async (trx) => {
-    out = await work(trx);
-  });
-  if (opts.durable === false) durable.catch(() => undefined);
-  else await durable;
-  return out!;
-}
+/** Units per shared transaction at most. */
+const WRITE_BATCH = 256;
 
 export class AcmeStore {
   private readonly accountById: (tenant: string, id: string) => Promise<AccountRow[]>;
@@ -106,7 +96,64 @@ export class AcmeStore {
   private readonly authorizationById: (tenant: string, id: string) => Promise<AuthorizationRow[]>;
   private readonly authorizationsOfOrder: (tenant: string, orderId: string) => Promise<AuthorizationRow[]>;
 
+  /** Every write of this store, group-committed with the writes of concurrent requests. */
+  private readonly writes: GroupTransaction<AcmeDb, Transaction<AcmeDb>>;
+  private readonly insertNonce: ReturnType<typeof precompileStatement<AcmeDb, [string, number]>>;
+  private readonly shaped: ReturnType<typeof shapedStatements<AcmeDb>>;
+  private readonly claimOrder: ReturnType<typeof precompileStatement<AcmeDb, [string, string]>>;
+  private readonly reusable: (tenant: string, accountId: string, type: string, value: string, wildcard: number, valid: string, pending: string, after: string, limit: number) => Promise<AuthorizationRow[]>;
+
   constructor(readonly db: Kysely<AcmeDb>) {
+    this.writes = new GroupTransaction(db, (trx) => trx, { maxBatch: WRITE_BATCH, gatherMs: 0 });
+    this.shaped = shapedStatements(db);
+    this.claimOrder = precompileStatement(
+      db,
+      (tenant: string, id: string) =>
+        db
+          .updateTable("acme_orders")
+          .set({ status: sql.lit("processing") })
+          .where("tenant", "=", tenant)
+          .where("id", "=", id)
+          .where((eb) =>
+            eb.or([
+              eb("status", "=", sql.lit("ready")),
+              eb.and([
+                eb("status", "=", sql.lit("pending")),
+                eb.not(
+                  eb.exists(
+                    eb
+                      .selectFrom("acme_order_authorizations as l")
+                      .innerJoin("acme_authorizations as a", (j) => j.onRef("a.id", "=", "l.authz_id").onRef("a.tenant", "=", "l.tenant"))
+                      .select("a.id")
+                      .whereRef("l.tenant", "=", "acme_orders.tenant")
+                      .whereRef("l.order_id", "=", "acme_orders.id")
+                      .where("a.status", "!=", sql.lit("valid")),
+                  ),
+                ),
+              ]),
+            ]),
+          ),
+      ["t", "i"],
+    );
+    this.reusable = precompile(
+      db,
+      (tenant: string, accountId: string, type: string, value: string, wildcard: number, valid: string, pending: string, after: string, limit: number) =>
+        db
+          .selectFrom("acme_authorizations")
+          .selectAll()
+          .where("tenant", "=", tenant)
+          .where("account_id", "=", accountId)
+          .where("identifier_type", "=", type as AuthorizationRow["identifier_type"])
+          .where("identifier_value", "=", value)
+          .where("wildcard", "=", wildcard)
+          .where("status", "in", [valid, pending] as AuthorizationRow["status"][])
+          .where("expires", ">", after)
+          .orderBy("status", "desc") // valid before pending
+          .orderBy("expires", "desc")
+          .limit(limit),
+      ["t", "a", "dns", "v", 0, "valid", "pending", "e", 1],
+    );
+    this.insertNonce = precompileStatement(db, (nonce: string, expires: number) => db.insertInto("acme_nonces_used").values({ nonce, expires }).onConflict((oc) => oc.column("nonce").doNothing()).returning("nonce"), ["n", 1]);
     this.accountById = precompile(db, (tenant: string, id: string) => db.selectFrom("acme_accounts").selectAll().where("tenant", "=", tenant).where("id", "=", id), ["t", "i"]);
     this.orderById = precompile(db, (tenant: string, id: string) => db.selectFrom("acme_orders").selectAll().where("tenant", "=", tenant).where("id", "=", id), ["t", "i"]);
     this.authorizationById = precompile(db, (tenant: string, id: string) => db.selectFrom("acme_authorizations").selectAll().where("tenant", "=", tenant).where("id", "=", id), ["t", "i"]);
@@ -126,7 +173,25 @@ export class AcmeStore {
   }
 
   private write<T>(work: (trx: Transaction<AcmeDb>) => Promise<T>, durable = true): Promise<T> {
-    return commitWrite(this.db, work, { durable });
+    return this.writes.run(work, { durable });
+  }
+
+  /** A write that is one statement (an UPDATE by key, an idempotent INSERT): no savepoint of its own. */
+  private writeOne<T>(work: (trx: Transaction<AcmeDb>) => Promise<T>, durable = true): Promise<T> {
+    return this.writes.run(work, { durable, savepoint: false });
+  }
+
+  /**
+   * Records a replay nonce as used; true when no instance had recorded it before. Committed
+   * (so every instance sees it used) before the request goes on; not awaited to disk: a crash
+   * could only forget nonces that expire within their lifetime anyway.
+   */
+  spendNonce(nonce: string, expires: number): Promise<boolean> {
+    return this.writeOne(async (trx) => (await this.insertNonce<{ nonce: string }>(trx, nonce, expires)).rows.length === 1, false);
+  }
+
+  async pruneNonces(before: number): Promise<void> {
+    await this.write((trx) => trx.deleteFrom("acme_nonces_used").where("expires", "<", before).execute(), false);
   }
 
   async account(tenant: string, id: string): Promise<AccountRow | undefined> {
@@ -159,7 +224,7 @@ export class AcmeStore {
   }
 
   async updateAccount(tenant: string, id: string, patch: Partial<Pick<AccountRow, "status" | "contact">>): Promise<void> {
-    await this.write((trx) => trx.updateTable("acme_accounts").set(patch).where("tenant", "=", tenant).where("id", "=", id).execute());
+    await this.writeOne((trx) => trx.updateTable("acme_accounts").set(patch).where("tenant", "=", tenant).where("id", "=", id).execute());
   }
 
   /** Key rollover: the account's key changes; false when another account of the tenant has that key (unique index). */
@@ -201,11 +266,11 @@ export class AcmeStore {
    */
   async insertOrder(order: OrderRow, authzs: AuthorizationRow[], events: Array<{ tenant: string; kind: RateKind; subject: string; at: number }> = [], reused: string[] = []): Promise<void> {
     await this.write(async (trx) => {
-      if (events.length) await trx.insertInto("acme_rate_events").values(events).execute();
-      await trx.insertInto("acme_orders").values(order).execute();
-      if (authzs.length) await trx.insertInto("acme_authorizations").values(authzs).execute();
+      if (events.length) await this.insertRows(trx, "acme_rate_events", events);
+      await this.insertRows(trx, "acme_orders", [order]);
+      if (authzs.length) await this.insertRows(trx, "acme_authorizations", authzs);
       const links = [...authzs.map((a) => a.id), ...reused].map((authz_id) => ({ tenant: order.tenant, order_id: order.id, authz_id }));
-      if (links.length) await trx.insertInto("acme_order_authorizations").values(links).execute();
+      if (links.length) await this.insertRows(trx, "acme_order_authorizations", links);
     });
   }
 
@@ -214,20 +279,7 @@ export class AcmeStore {
    * expiring after `after` (ISO time); undefined when there is none.
    */
   reusableAuthorization(tenant: string, accountId: string, type: AuthorizationRow["identifier_type"], value: string, wildcard: number, after: string): Promise<AuthorizationRow | undefined> {
-    return this.db
-      .selectFrom("acme_authorizations")
-      .selectAll()
-      .where("tenant", "=", tenant)
-      .where("account_id", "=", accountId)
-      .where("identifier_type", "=", type)
-      .where("identifier_value", "=", value)
-      .where("wildcard", "=", wildcard)
-      .where("status", "in", ["valid", "pending"])
-      .where("expires", ">", after)
-      .orderBy("status", "desc") // valid before pending
-      .orderBy("expires", "desc")
-      .limit(1)
-      .executeTakeFirst();
+    return this.reusable(tenant, accountId, type, value, wildcard, "valid", "pending", after, 1).then((rows) => rows[0]);
   }
 
   async order(tenant: string, id: string): Promise<OrderRow | undefined> {
@@ -247,8 +299,16 @@ export class AcmeStore {
    * concurrent change). `durable: false` for a claim or a state derived again after a crash.
    */
   async moveOrder(tenant: string, id: string, from: OrderStatus[], patch: Partial<Pick<OrderRow, "status" | "error" | "request_id" | "serial">>, durable = true): Promise<boolean> {
-    const r = await this.write((trx) => trx.updateTable("acme_orders").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", from).executeTakeFirst(), durable);
-    return r.numUpdatedRows > 0n;
+    return this.writeOne(async (trx) => (await this.update(trx, "acme_orders", patch, tenant, id, "status", from)) > 0, durable);
+  }
+
+  /**
+   * Finalize's claim: the order moves to processing if it is ready, stored or derived (pending
+   * with every authorization valid, checked in the same statement); false otherwise. Committed,
+   * not awaited to disk: the issuance's own durable commit syncs it too.
+   */
+  claimForFinalize(tenant: string, id: string): Promise<boolean> {
+    return this.writeOne(async (trx) => (await this.claimOrder(trx, tenant, id)).changes > 0, false);
   }
 
   async authorization(tenant: string, id: string): Promise<AuthorizationRow | undefined> {
@@ -262,12 +322,36 @@ export class AcmeStore {
 
   /** Changes an authorization only while its challenge is in one of `from`; false otherwise. */
   async moveAuthorization(tenant: string, id: string, from: AuthorizationRow["challenge_status"][], patch: Partial<Pick<AuthorizationRow, "status" | "challenge_status" | "challenge_type" | "validated_at" | "error" | "expires">>, durable = true): Promise<boolean> {
-    const r = await this.write((trx) => trx.updateTable("acme_authorizations").set(patch).where("tenant", "=", tenant).where("id", "=", id).where("challenge_status", "in", from).executeTakeFirst(), durable);
-    return r.numUpdatedRows > 0n;
+    return this.writeOne(async (trx) => (await this.update(trx, "acme_authorizations", patch, tenant, id, "challenge_status", from)) > 0, durable);
   }
 
   async deactivateAuthorization(tenant: string, id: string): Promise<void> {
-    await this.write((trx) => trx.updateTable("acme_authorizations").set({ status: "deactivated" }).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", ["pending", "valid"]).execute());
+    await this.writeOne((trx) => trx.updateTable("acme_authorizations").set({ status: "deactivated" }).where("tenant", "=", tenant).where("id", "=", id).where("status", "in", ["pending", "valid"]).execute());
+  }
+
+  /** UPDATE `table` SET `patch` of one row (tenant, id) while `column` is one of `from`; the rows changed. */
+  private async update<T extends "acme_orders" | "acme_authorizations">(trx: StatementHandle<AcmeDb>, table: T, patch: object, tenant: string, id: string, column: "status" | "challenge_status", from: readonly string[]): Promise<number> {
+    const cols = Object.keys(patch).filter((c) => (patch as Record<string, unknown>)[c] !== undefined);
+    const params = [...cols.map((c) => (patch as Record<string, unknown>)[c]), tenant, id, ...from];
+    const n = cols.length;
+    const r = await this.shaped(trx, `${table}|${cols.join(",")}|${column}|${from.length}`, params, (q, p) =>
+      q
+        .updateTable(table as "acme_orders")
+        .set(Object.fromEntries(cols.map((c, i) => [c, p[i]])) as never)
+        .where("tenant", "=", p[n] as string)
+        .where("id", "=", p[n + 1] as string)
+        .where(column as "status", "in", p.slice(n + 2) as never),
+    );
+    return r.changes;
+  }
+
+  /** A multi-row INSERT of rows with the same columns in the same order. */
+  private async insertRows<T extends "acme_orders" | "acme_authorizations" | "acme_order_authorizations" | "acme_rate_events">(trx: StatementHandle<AcmeDb>, table: T, rows: ReadonlyArray<AcmeDb[T]>): Promise<void> {
+    const cols = Object.keys(rows[0]!);
+    const params = rows.flatMap((r) => cols.map((c) => (r as Record<string, unknown>)[c]));
+    await this.shaped(trx, `${table}|${cols.join(",")}|${rows.length}`, params, (q, p) =>
+      q.insertInto(table).values(rows.map((_, i) => Object.fromEntries(cols.map((c, j) => [c, p[i * cols.length + j]]))) as never),
+    );
   }
 
   async insertEabKey(row: EabKeyRow): Promise<void> {
