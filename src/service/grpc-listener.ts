@@ -30,6 +30,7 @@
  */
 import type { Http2Session, IncomingHttpHeaders, ServerHttp2Stream, ServerStreamResponseOptions } from "node:http2";
 import { dirname, join } from "node:path";
+import { setImmediate } from "node:timers";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
