@@ -25,10 +25,12 @@
  * trailers. The same handler runs on both paths, with the same checks and answers. Anything
  * else (health, reflection, a compressed message, an unexpected content type) goes to grpc-js.
  * On the direct path a call's `grpc-timeout` is the client's to enforce (the handlers are short
- * and not cancellable); a stream the client resets gets no answer.
+ * and not cancellable); a stream the client resets gets no answer. Successful answers that are
+ * ready in the same turn of the event loop leave together, per connection (`AnswerBatch`).
  */
 import type { Http2Session, IncomingHttpHeaders, ServerHttp2Stream, ServerStreamResponseOptions } from "node:http2";
 import { dirname, join } from "node:path";
+import { setImmediate } from "node:timers";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -343,6 +345,7 @@ function unaryFastPath(server: grpc.Server, opts: FastPathOptions): boolean {
   const servers = internals.http2Servers instanceof Map ? [...internals.http2Servers.keys()] : [];
   if (servers.length === 0 || servers.some((h) => h.listeners("stream").length !== 1)) return false;
   const opened = typeof internals.onStreamOpened === "function" ? internals.onStreamOpened.bind(server) : undefined;
+  const batch = new AnswerBatch();
   for (const h2 of servers) {
     const grpcJs = h2.listeners("stream")[0]! as (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number) => void;
     h2.removeAllListeners("stream");
@@ -358,7 +361,7 @@ function unaryFastPath(server: grpc.Server, opts: FastPathOptions): boolean {
       }
       // grpc-js counts the session's open streams for its idle timeout (grpc.max_connection_idle_ms).
       opened?.(stream);
-      unaryCall(stream, session, method, opts);
+      unaryCall(stream, session, method, opts, batch);
     });
   }
   return true;
@@ -375,8 +378,76 @@ const OK_TRAILERS = { "grpc-status": "0" } as const;
 const ANSWER_OPTIONS: ServerStreamResponseOptions = { waitForTrailers: true, ...{ sendDate: false } };
 const ERROR_OPTIONS: ServerStreamResponseOptions = { endStream: true, ...{ sendDate: false } };
 
+/**
+ * Answers leave together. Bun's HTTP/2 session buffers the frames of a connection and writes
+ * them to the socket when a stream that waits for trailers ends, so each answer written on its
+ * own costs one socket write and one TLS record (and the client one read). Here the answers that
+ * become ready in one turn of the event loop are written at its end, a connection's one after
+ * another, and all their trailers after them: two writes per connection and turn (headers and
+ * messages, then trailers) however many answers it carries. The answers themselves are the same.
+ */
+class AnswerBatch {
+  #answers = new Map<Http2Session, { stream: ServerHttp2Stream; frame: Buffer }[]>();
+  #trailers = new Map<Http2Session, ServerHttp2Stream[]>();
+  #trailersScheduled = false;
+
+  answer(session: Http2Session, stream: ServerHttp2Stream, frame: Buffer): void {
+    const list = this.#answers.get(session);
+    if (list) {
+      list.push({ stream, frame });
+      return;
+    }
+    if (this.#answers.size === 0) setImmediate(this.#write);
+    this.#answers.set(session, [{ stream, frame }]);
+  }
+
+  #write = () => {
+    const answers = this.#answers;
+    this.#answers = new Map();
+    for (const [session, list] of answers) {
+      for (const { stream, frame } of list) {
+        // A stream the client reset, or a connection that broke, meanwhile: nothing to answer.
+        if (stream.destroyed || stream.closed) continue;
+        try {
+          stream.respond(OK_HEADERS, ANSWER_OPTIONS);
+          stream.once("wantTrailers", () => this.#trailer(session, stream));
+          stream.end(frame);
+        } catch {
+          stream.destroy();
+        }
+      }
+    }
+  };
+
+  #trailer(session: Http2Session, stream: ServerHttp2Stream): void {
+    const list = this.#trailers.get(session);
+    if (list) list.push(stream);
+    else this.#trailers.set(session, [stream]);
+    if (!this.#trailersScheduled) {
+      this.#trailersScheduled = true;
+      queueMicrotask(this.#sendTrailers);
+    }
+  }
+
+  #sendTrailers = () => {
+    this.#trailersScheduled = false;
+    const trailers = this.#trailers;
+    this.#trailers = new Map();
+    for (const list of trailers.values()) {
+      for (const stream of list) {
+        if (stream.destroyed || stream.closed) continue;
+        try {
+          stream.sendTrailers(OK_TRAILERS);
+        } catch {
+          stream.destroy();
+        }
+      }
+    }
+  };
+}
+
 /** Reads one length-prefixed message, runs the method and answers with the message and an OK status, or an error status. */
-function unaryCall(stream: ServerHttp2Stream, session: Http2Session, method: FastMethod, opts: FastPathOptions): void {
+function unaryCall(stream: ServerHttp2Stream, session: Http2Session, method: FastMethod, opts: FastPathOptions, batch: AnswerBatch): void {
   // A reset or a broken connection: nothing to answer; the close event ends the call.
   stream.on("error", () => {});
   const chunks: Buffer[] = [];
@@ -386,13 +457,11 @@ function unaryCall(stream: ServerHttp2Stream, session: Http2Session, method: Fas
     if (answered || stream.destroyed || stream.closed) return;
     answered = true;
     if (body) {
-      stream.respond(OK_HEADERS, ANSWER_OPTIONS);
-      stream.on("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
       const frame = Buffer.allocUnsafe(5 + body.length);
       frame[0] = 0;
       frame.writeUInt32BE(body.length, 1);
       body.copy(frame, 5);
-      stream.end(frame);
+      batch.answer(session, stream, frame);
       return;
     }
     // A trailers-only answer, as grpc-js gives before any message.

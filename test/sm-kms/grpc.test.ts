@@ -361,7 +361,7 @@ async function h2Client() {
       req.on("end", () => resolve({ grpcStatus: fields["grpc-status"] as string | undefined, errorCode: fields["cryptoutil-error-code"] as string | undefined, body: Buffer.concat(chunks), fields }));
       req.end(body);
     });
-  return { call, close: () => session.close() };
+  return { call, session, close: () => session.close() };
 }
 /** A gRPC length-prefixed message: the compressed flag, the length (big-endian), the bytes. */
 function framed(msg: Buffer, flag = 0): Buffer {
@@ -399,6 +399,39 @@ describe("the direct path for unary calls", () => {
     expect((await h2("/grpc.health.v1.Health/Check", framed(Buffer.alloc(0)))).grpcStatus).toBe("0");
     expect((await h2(`/${SVC}/NoSuchMethod`, framed(Buffer.alloc(0)))).grpcStatus).toBe("12");
     c.close();
+  });
+
+  test("calls in flight together on one connection each get their own answer; calls the client cancels leave the others whole", async () => {
+    const c = await h2Client();
+    try {
+      // Random{bytes: n} for n = 1..64 at once: answers that leave together must each reach their own call.
+      const sizes = Array.from({ length: 64 }, (_, i) => i + 1);
+      const answers = await Promise.all(sizes.map((n) => c.call(`/${SVC}/Random`, framed(Buffer.from([0x08, n])))));
+      answers.forEach((a, i) => {
+        expect(a.grpcStatus).toBe("0");
+        expect([...a.body.subarray(0, 7)]).toEqual([0, 0, 0, 0, 2 + sizes[i]!, 0x0a, sizes[i]!]);
+        expect(a.body.length).toBe(7 + sizes[i]!);
+      });
+      // Every other call of a burst is reset by the client right after its request: the rest are answered, each its own.
+      const { constants } = await import("node:http2");
+      const kept: Promise<{ grpcStatus?: string; body: Buffer }>[] = [];
+      for (let n = 1; n <= 32; n++) {
+        if (n % 2 === 0) {
+          kept.push(c.call(`/${SVC}/Random`, framed(Buffer.from([0x08, n]))));
+          continue;
+        }
+        const req = c.session.request({ ":method": "POST", ":path": `/${SVC}/Random`, "content-type": "application/grpc", te: "trailers" });
+        req.on("error", () => {});
+        req.end(framed(Buffer.from([0x08, n])), () => req.close(constants.NGHTTP2_CANCEL));
+      }
+      (await Promise.all(kept)).forEach((r, i) => {
+        expect(r.grpcStatus).toBe("0");
+        expect(r.body.length).toBe(7 + 2 * (i + 1));
+      });
+      expect((await c.call(`/${SVC}/Random`, framed(Buffer.from([0x08, 0x10])))).grpcStatus).toBe("0");
+    } finally {
+      c.close();
+    }
   });
 
   test("600 mutated framings (prefix and message bytes alike) get a status with a stable code, never INTERNAL; the service stays up", async () => {
