@@ -28,7 +28,8 @@
  *
  * - Precompiled reads (`preparedReader`, used by precompile): straight to the pool as named
  *   prepared statements, so neither Kysely's per-query work nor the server's parse and plan
- *   run on every call (about half the client's CPU per point read, and less of the server's).
+ *   run on every call (about half the client's CPU per point read, and less of the server's);
+ *   concurrent identical reads share one query that starts after each call (`ReadCoalescer`).
  *
  * Not here: the embedded engine's shared read transaction, row cache and deferred WAL sync (see
  * precompiled.ts and wal-sync.ts); on PostgreSQL those fall back to plain Kysely queries and
