@@ -25,6 +25,11 @@ export interface GroupCommitOptions {
    * Embedded databases keep the transaction, which costs no round trip and defers the WAL sync.
    */
   singleStatement?: boolean;
+  /**
+   * Batches hold a power of two of rows (up to maxBatch; the rest form the next ones), so the
+   * batch statements come in a few shapes, which PostgreSQL can keep prepared (see runPrepared).
+   */
+  powerOfTwoBatches?: boolean;
 }
 
 interface Pending<T> {
@@ -64,7 +69,8 @@ export class GroupCommit<DB, T> {
 
   private async flush(): Promise<void> {
     while (this.pending.length > 0) {
-      const batch = this.pending.splice(0, this.opts.maxBatch);
+      const n = Math.min(this.pending.length, this.opts.maxBatch);
+      const batch = this.pending.splice(0, this.opts.powerOfTwoBatches ? 2 ** Math.floor(Math.log2(n)) : n);
       try {
         settleOnDisk(await this.commit(batch.map((b) => b.item)), batch);
       } catch {

@@ -14,7 +14,7 @@ export { commitDeferred } from "./wal-sync.ts";
 export { GroupCommit, GroupTransaction, type GroupCommitOptions } from "./group-commit.ts";
 export { runMigrations, ensureMigrationsTable, type Migration, type MigrationReport } from "./migrations.ts";
 export { withTransaction, type TransactionOptions } from "./transaction.ts";
-export { precompile, precompileStatement, statementRunner, type StatementHandle, type StatementResult } from "./precompiled.ts";
+export { precompile, precompileStatement, runPrepared, statementRunner, type StatementHandle, type StatementResult } from "./precompiled.ts";
 export { LibsqlClientDialect } from "./libsql-dialect.ts";
 export { encodePageToken, decodePageToken, nextSeq } from "./page-token.ts";
 export { engineOf, greatest, likeIgnoringCase, type Engine } from "./dialect.ts";

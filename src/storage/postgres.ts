@@ -26,7 +26,7 @@
  * - Change notices (`PostgresChangeFeed`): LISTEN on one connection of its own per instance,
  *   reconnected with backoff when it drops; NOTIFY through the pool.
  *
- * - Precompiled reads (`preparedReader`, used by precompile): straight to the pool as named
+ * - Precompiled reads (`preparedStatements`, used by precompile): straight to the pool as named
  *   prepared statements, so neither Kysely's per-query work nor the server's parse and plan
  *   run on every call (about half the client's CPU per point read, and less of the server's);
  *   concurrent identical reads share one query that starts after each call (`ReadCoalescer`).
@@ -456,32 +456,48 @@ function readKey(text: string, params: readonly unknown[]): string | undefined {
   return key;
 }
 
+/** Statements run as named prepared statements on the pool (see `preparedStatements`). */
+export interface PreparedStatements {
+  /** A SELECT's rows; concurrent identical reads share a query (see ReadCoalescer). */
+  read: PreparedReader;
+  /** Any statement, each call its own query: its rows and the number of rows it changed. */
+  run(sql: string, params: readonly unknown[]): Promise<{ rows: unknown[]; changes: number }>;
+}
+
 /**
- * Runs precompiled SELECTs as named prepared statements on the pool (each connection prepares a
- * statement at its first use), coalescing concurrent identical reads (see ReadCoalescer). A
- * statement whose result type a migration has changed since (SQLSTATE 0A000, "cached plan must
- * not change result type") runs unprepared from then on.
+ * Runs statements of a fixed set (precompiled ones, a handful of INSERT shapes) as named
+ * prepared statements on the pool: each connection parses and plans one at its first use
+ * only (about half the server's CPU of a batch INSERT, and of a point read). A statement whose
+ * result type a migration has changed since (SQLSTATE 0A000, "cached plan must not change
+ * result type") runs unprepared from then on.
  */
-export function preparedReader(pool: Pool): PreparedReader {
-  // Precompiled statements are made once per store, so this stays as small as the code's set.
+export function preparedStatements(pool: Pool): PreparedStatements {
+  // One name per statement text: the code's set of statements keeps this small.
   const names = new Map<string, string>();
   const unprepared = new Set<string>();
   const coalescer = new ReadCoalescer();
   const query = async (text: string, values: unknown[]) => {
-    if (unprepared.has(text)) return (await pool.query(text, values)).rows;
+    if (unprepared.has(text)) return pool.query(text, values);
     let name = names.get(text);
     if (!name) names.set(text, (name = `cryptoutil_${names.size + 1}`));
     try {
-      return (await pool.query({ name, text, values })).rows;
+      return await pool.query({ name, text, values });
     } catch (err) {
       if ((err as { code?: unknown }).code !== "0A000") throw err;
       unprepared.add(text);
-      return (await pool.query(text, values)).rows;
+      return pool.query(text, values);
     }
   };
-  return (text, params) => {
-    const values = params as unknown[];
-    const key = readKey(text, params);
-    return key === undefined ? query(text, values) : coalescer.read(key, () => query(text, values));
+  const rowsOf = async (text: string, values: unknown[]) => (await query(text, values)).rows;
+  return {
+    read: (text, params) => {
+      const values = params as unknown[];
+      const key = readKey(text, params);
+      return key === undefined ? rowsOf(text, values) : coalescer.read(key, () => rowsOf(text, values));
+    },
+    run: async (text, params) => {
+      const r = await query(text, params as unknown[]);
+      return { rows: r.rows, changes: r.rowCount ?? 0 };
+    },
   };
 }

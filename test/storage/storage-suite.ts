@@ -354,6 +354,23 @@ export function storageSuite(engine: TestEngine): void {
       }
     });
 
+    test("with powerOfTwoBatches, each batch holds a power of two of rows, the rest forming the next ones, in call order", async () => {
+      const { db, close } = await fileDb();
+      try {
+        const batches: number[] = [];
+        const g = new GroupCommit<Db, string>(db, async (on, ks) => {
+          batches.push(ks.length);
+          await on.insertInto("log").values(ks.map((k) => ({ k }))).execute();
+        }, { maxBatch: 20, gatherMs: 0, powerOfTwoBatches: true, singleStatement: true });
+        const keys = Array.from({ length: 51 }, (_, i) => `k${String(i).padStart(2, "0")}`);
+        await Promise.all(keys.map((k) => g.add(k)));
+        expect(batches).toEqual([16, 16, 16, 2, 1]);
+        expect((await db.selectFrom("log").select("k").orderBy("seq").execute()).map((r) => r.k)).toEqual(keys);
+      } finally {
+        await close();
+      }
+    });
+
     test.each([false, true])("a failing batch is retried row by row: only the offending call fails (single statement: %p)", async (singleStatement) => {
       const { db, close } = await fileDb();
       try {
