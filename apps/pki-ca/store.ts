@@ -1,6 +1,6 @@
 /** Kysely queries of pki-ca. Certificates and requests are tenant-scoped; CA material and CRLs are instance-wide. */
-import { CompiledQuery, sql, type Kysely } from "kysely";
-import { directStatementOf, greatest, GroupCommit, likeIgnoringCase } from "../../src/storage/index.ts";
+import { CompiledQuery, sql, type Compilable, type Kysely } from "kysely";
+import { directStatementOf, engineOf, greatest, GroupCommit, likeIgnoringCase, runPrepared } from "../../src/storage/index.ts";
 
 export interface CaRow {
   id: string;
@@ -107,60 +107,72 @@ export class PkiStore {
   private readonly issued: GroupCommit<PkiDb, { cert: CertificateRow; request: RequestRow }>;
 
   constructor(readonly db: Kysely<PkiDb>) {
+    const postgres = engineOf(db) === "postgres";
     this.issued = new GroupCommit(
       db,
-      async (trx, rows) => {
-        await this.insertRows(trx, "pki_certificates", rows.map((r) => r.cert));
-        await this.insertRows(trx, "pki_requests", rows.map((r) => r.request));
+      async (on, rows) => {
+        const certs = rows.map((r) => r.cert);
+        const requests = rows.map((r) => r.request);
+        // PostgreSQL: both tables in one statement (a data-modifying WITH), no transaction around it.
+        if (postgres) await this.insertRows(on, [certs, requests], ([c, r]) => on.with("c", (w) => w.insertInto("pki_certificates").values(c as never)).insertInto("pki_requests").values(r as never));
+        else {
+          await this.insertRows(on, [certs], ([c]) => on.insertInto("pki_certificates").values(c as never));
+          await this.insertRows(on, [requests], ([r]) => on.insertInto("pki_requests").values(r as never));
+        }
       },
-      { maxBatch: MAX_BATCH, gatherMs: GATHER_MS },
+      { maxBatch: MAX_BATCH, gatherMs: GATHER_MS, singleStatement: postgres, powerOfTwoBatches: postgres },
     );
   }
 
   /**
    * Stores an issued certificate and its request, together with those of concurrent calls
-   * (one transaction per batch instead of two commits per certificate); resolves once on
+   * (one transaction per batch, on PostgreSQL one statement, instead of two commits per
+   * certificate); resolves once on
    * disk. A failing batch (a duplicate serial, say) is retried row by row.
    */
   insertIssued(cert: CertificateRow, request: RequestRow): Promise<void> {
     return this.issued.add({ cert, request });
   }
 
-  /** Compiled multi-row INSERTs by table, columns and row count (a handful of shapes in practice). */
-  private readonly insertSql = new Map<string, { sql: string; columns: string[] } | null>();
+  /** Compiled multi-row INSERTs by tables, columns and row counts (a handful of shapes in practice). */
+  private readonly insertSql = new Map<string, string | null>();
 
   /**
-   * A multi-row INSERT whose SQL Kysely compiles once per shape; later batches only bind
-   * values. Used when every row has the same columns in the same order and the compiled
-   * parameters are exactly the row values in that order (checked once with sentinel
-   * values); otherwise the query builder runs as usual.
+   * A multi-row INSERT (of one table, or several in one statement) whose SQL Kysely compiles
+   * once per shape; later batches only bind values. Used when each table's rows have the same
+   * columns in the same order and the compiled parameters are exactly the row values in that
+   * order (checked once with sentinel values); otherwise the query builder runs as usual.
    */
-  private async insertRows<T extends "pki_certificates" | "pki_requests">(trx: Kysely<PkiDb>, table: T, rows: PkiDb[T][]): Promise<void> {
-    const columns = Object.keys(rows[0]!);
-    const sameShape = rows.every((r) => {
-      const k = Object.keys(r);
-      return k.length === columns.length && k.every((c, i) => c === columns[i]);
+  private async insertRows(on: Kysely<PkiDb>, tables: object[][], build: (tables: object[][]) => Compilable<unknown>): Promise<void> {
+    const shapes = tables.map((rows) => {
+      const columns = Object.keys(rows[0]!);
+      const same = rows.every((r) => {
+        const k = Object.keys(r);
+        return k.length === columns.length && k.every((c, i) => c === columns[i]);
+      });
+      return same ? columns : null;
     });
-    const key = `${table}|${rows.length}|${columns.join(",")}`;
-    let compiled = sameShape ? this.insertSql.get(key) : null;
+    const key = shapes.every((c) => c !== null) ? tables.map((rows, t) => `${rows.length}|${shapes[t]!.join(",")}`).join("|") : undefined;
+    let compiled = key === undefined ? null : this.insertSql.get(key);
     if (compiled === undefined) {
-      const sentinels = rows.map(() => Object.fromEntries(columns.map((c) => [c, { sentinel: c }])));
-      const c = trx.insertInto(table).values(sentinels as never).compile();
-      const expected = sentinels.flatMap((r) => columns.map((col) => r[col]));
-      const exact = c.parameters.length === expected.length && c.parameters.every((p, i) => Object.is(p, expected[i]));
-      compiled = exact ? { sql: c.sql, columns } : null;
-      if (this.insertSql.size < 4 * MAX_BATCH) this.insertSql.set(key, compiled);
+      const sentinels = tables.map((rows, t) => rows.map(() => Object.fromEntries(shapes[t]!.map((c) => [c, { sentinel: c }]))));
+      const c = build(sentinels).compile();
+      const expected = sentinels.flat().flatMap((r) => Object.values(r));
+      compiled = c.parameters.length === expected.length && c.parameters.every((p, i) => Object.is(p, expected[i])) ? c.sql : null;
+      if (this.insertSql.size < 8 * MAX_BATCH) this.insertSql.set(key!, compiled);
     }
-    if (!compiled) {
-      await trx.insertInto(table).values(rows as never).execute();
+    if (compiled === null) {
+      await on.executeQuery(build(tables).compile());
       return;
     }
-    const params = rows.flatMap((r) => compiled.columns.map((c) => (r as unknown as Record<string, unknown>)[c]));
+    const params = tables.flatMap((rows, t) => rows.flatMap((r) => shapes[t]!.map((c) => (r as Record<string, unknown>)[c])));
     // Embedded: straight to the connection Kysely holds for this transaction (Kysely's
     // CompiledQuery freezes the batch's parameter array, about 4% of an issuance's CPU).
-    const direct = directStatementOf(this.db);
-    if (direct) direct(compiled.sql, params);
-    else await trx.executeQuery(CompiledQuery.raw(compiled.sql, params));
+    // PostgreSQL: a prepared statement, one of a few shapes (batches of a power of two rows).
+    const direct = on.isTransaction ? directStatementOf(this.db) : undefined;
+    if (direct) direct(compiled, params);
+    else if (!on.isTransaction) await runPrepared(this.db, compiled, params);
+    else await on.executeQuery(CompiledQuery.raw(compiled, params));
   }
 
   async getCa(id: string): Promise<CaRow | undefined> {

@@ -33,7 +33,7 @@ import {
 } from "./config.ts";
 import { LocalChangeFeed, type ChangeFeed } from "./change-feed.ts";
 import { LibsqlClientDialect } from "./libsql-dialect.ts";
-import { openPostgres, PostgresKysely, preparedReader, type PreparedReader } from "./postgres.ts";
+import { openPostgres, PostgresKysely, preparedStatements, type PreparedReader, type PreparedStatements } from "./postgres.ts";
 import { credentialsRefused, libsqlCode, mapStorageError } from "./errors.ts";
 
 export { libsqlCode, mapStorageError };
@@ -176,12 +176,17 @@ export async function openDatabase<DB = unknown>(config: StorageConfig | Resolve
 /** The direct paths of embedded databases (see native-dialect.ts), by their Kysely instance. */
 const directPaths = new WeakMap<Kysely<any>, Pick<EmbeddedDatabase, "readDirect" | "runInTransaction">>();
 
-/** The prepared-statement reads of PostgreSQL databases (see postgres.ts), by their Kysely instance. */
-const preparedReaders = new WeakMap<Kysely<any>, PreparedReader>();
+/** The prepared statements of PostgreSQL databases (see postgres.ts), by their Kysely instance. */
+const prepared = new WeakMap<Kysely<any>, PreparedStatements>();
 
 /** How a PostgreSQL database runs precompiled SELECTs, if `db` is one (without a tracer: see openPostgresDatabase). */
 export function preparedReaderOf(db: Kysely<any>): PreparedReader | undefined {
-  return preparedReaders.get(db);
+  return prepared.get(db)?.read;
+}
+
+/** How a PostgreSQL database runs a statement as a prepared one, if `db` is one (without a tracer). */
+export function preparedRunnerOf(db: Kysely<any>): PreparedStatements["run"] | undefined {
+  return prepared.get(db)?.run;
 }
 
 /** The direct read path of an embedded database, if `db` is one. */
@@ -267,7 +272,7 @@ async function openPostgresDatabase<DB>(r: ResolvedStorage, opts: OpenOptions): 
   let closed = false;
   const db = new PostgresKysely<DB>({ dialect: opened.dialect, plugins: [opened.plugin], log: opts.tracer ? queryLogSpans(opts.tracer, "postgresql") : undefined });
   // With a tracer, precompiled reads go through Kysely, whose statements become spans.
-  if (!opts.tracer) preparedReaders.set(db, preparedReader(opened.pool));
+  if (!opts.tracer) prepared.set(db, preparedStatements(opened.pool));
   return {
     db,
     mode: r.mode,

@@ -14,7 +14,7 @@ export { commitDeferred, storageLatencyOf } from "./wal-sync.ts";
 export { GroupCommit, GroupTransaction, type GroupCommitOptions, type GroupRunOptions } from "./group-commit.ts";
 export { runMigrations, ensureMigrationsTable, type Migration, type MigrationReport } from "./migrations.ts";
 export { withTransaction, type TransactionOptions } from "./transaction.ts";
-export { precompile, precompileStatement, shapedStatements, statementRunner, type StatementHandle, type StatementResult } from "./precompiled.ts";
+export { precompile, precompileStatement, runPrepared, shapedStatements, statementRunner, type StatementHandle, type StatementResult } from "./precompiled.ts";
 export { LibsqlClientDialect } from "./libsql-dialect.ts";
 export { encodePageToken, decodePageToken, nextSeq } from "./page-token.ts";
 export { engineOf, greatest, likeIgnoringCase, type Engine } from "./dialect.ts";

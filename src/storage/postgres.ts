@@ -26,9 +26,10 @@
  * - Change notices (`PostgresChangeFeed`): LISTEN on one connection of its own per instance,
  *   reconnected with backoff when it drops; NOTIFY through the pool.
  *
- * - Precompiled reads (`preparedReader`, used by precompile): straight to the pool as named
+ * - Precompiled reads (`preparedStatements`, used by precompile): straight to the pool as named
  *   prepared statements, so neither Kysely's per-query work nor the server's parse and plan
- *   run on every call (about half the client's CPU per point read, and less of the server's).
+ *   run on every call (about half the client's CPU per point read, and less of the server's);
+ *   concurrent identical reads share one query that starts after each call (`ReadCoalescer`).
  *
  * Not here: the embedded engine's shared read transaction, row cache and deferred WAL sync (see
  * precompiled.ts and wal-sync.ts); on PostgreSQL those fall back to plain Kysely queries and
@@ -405,25 +406,98 @@ export class PostgresKysely<DB> extends Kysely<DB> {
 export type PreparedReader = (sql: string, params: readonly unknown[]) => Promise<unknown[]>;
 
 /**
- * Runs precompiled SELECTs as named prepared statements on the pool (each connection prepares a
- * statement at its first use). A statement whose result type a migration has changed since
- * (SQLSTATE 0A000, "cached plan must not change result type") runs unprepared from then on.
+ * Concurrent reads of one statement with the same parameters share a query, without ever
+ * answering a caller from a snapshot older than its call: one such query runs at a time, and
+ * the callers that arrive meanwhile wait for the next one, which starts when it ends and
+ * serves them all. Every caller thus gets rows that PostgreSQL read after the call began
+ * (READ COMMITTED: each statement sees what was committed before it started), as its own
+ * query would have; under load, a hot row (the key every encrypt reads) costs one query per
+ * round trip instead of one per request. Each caller gets its own copy of the rows.
  */
-export function preparedReader(pool: Pool): PreparedReader {
-  // Precompiled statements are made once per store, so this stays as small as the code's set.
+export class ReadCoalescer {
+  readonly #flights = new Map<string, { ended: Promise<void>; next?: Promise<unknown[]> }>();
+
+  read(key: string, run: () => Promise<unknown[]>): Promise<unknown[]> {
+    const flight = this.#flights.get(key);
+    if (!flight) return this.#start(key, run);
+    flight.next ??= flight.ended.then(() => this.#start(key, run));
+    return flight.next.then(copyRows);
+  }
+
+  #start(key: string, run: () => Promise<unknown[]>): Promise<unknown[]> {
+    const rows = run();
+    const ended = rows.then(
+      () => undefined,
+      () => undefined,
+    );
+    const flight: { ended: Promise<void>; next?: Promise<unknown[]> } = { ended };
+    this.#flights.set(key, flight);
+    // Runs before `next`'s start (registered first on the same promise chain): a flight with
+    // followers stays in the map until their query replaces it.
+    void ended.then(() => {
+      if (this.#flights.get(key) === flight && !flight.next) this.#flights.delete(key);
+    });
+    return rows;
+  }
+}
+
+const copyRows = (rows: unknown[]) => rows.map((r) => ({ ...(r as object) }));
+
+/** The coalescing key of a statement and its parameters; undefined when a parameter is not a plain scalar. */
+function readKey(text: string, params: readonly unknown[]): string | undefined {
+  let key = text;
+  for (const p of params) {
+    // Length-prefixed, so that no two lists of strings make the same key.
+    if (typeof p === "string") key += `\0s${p.length}:${p}`;
+    else if (typeof p === "number" || typeof p === "bigint") key += `\0n${p}`;
+    else if (p === null) key += "\0null";
+    else return undefined;
+  }
+  return key;
+}
+
+/** Statements run as named prepared statements on the pool (see `preparedStatements`). */
+export interface PreparedStatements {
+  /** A SELECT's rows; concurrent identical reads share a query (see ReadCoalescer). */
+  read: PreparedReader;
+  /** Any statement, each call its own query: its rows and the number of rows it changed. */
+  run(sql: string, params: readonly unknown[]): Promise<{ rows: unknown[]; changes: number }>;
+}
+
+/**
+ * Runs statements of a fixed set (precompiled ones, a handful of INSERT shapes) as named
+ * prepared statements on the pool: each connection parses and plans one at its first use
+ * only (about half the server's CPU of a batch INSERT, and of a point read). A statement whose
+ * result type a migration has changed since (SQLSTATE 0A000, "cached plan must not change
+ * result type") runs unprepared from then on.
+ */
+export function preparedStatements(pool: Pool): PreparedStatements {
+  // One name per statement text: the code's set of statements keeps this small.
   const names = new Map<string, string>();
   const unprepared = new Set<string>();
-  return async (text, params) => {
-    const values = params as unknown[];
-    if (unprepared.has(text)) return (await pool.query(text, values)).rows;
+  const coalescer = new ReadCoalescer();
+  const query = async (text: string, values: unknown[]) => {
+    if (unprepared.has(text)) return pool.query(text, values);
     let name = names.get(text);
     if (!name) names.set(text, (name = `cryptoutil_${names.size + 1}`));
     try {
-      return (await pool.query({ name, text, values })).rows;
+      return await pool.query({ name, text, values });
     } catch (err) {
       if ((err as { code?: unknown }).code !== "0A000") throw err;
       unprepared.add(text);
-      return (await pool.query(text, values)).rows;
+      return pool.query(text, values);
     }
+  };
+  const rowsOf = async (text: string, values: unknown[]) => (await query(text, values)).rows;
+  return {
+    read: (text, params) => {
+      const values = params as unknown[];
+      const key = readKey(text, params);
+      return key === undefined ? rowsOf(text, values) : coalescer.read(key, () => rowsOf(text, values));
+    },
+    run: async (text, params) => {
+      const r = await query(text, params as unknown[]);
+      return { rows: r.rows, changes: r.rowCount ?? 0 };
+    },
   };
 }

@@ -3,7 +3,7 @@
  * call; for a simple point read that is most of the request's cost. `precompile` compiles
  * once and then only binds new parameters; on an embedded database a precompiled SELECT
  * also skips Kysely's connection machinery (see `readDirect` in native-dialect.ts), and on
- * PostgreSQL it runs as a named prepared statement on the pool (`preparedReader` in postgres.ts).
+ * PostgreSQL it runs as a named prepared statement on the pool (`preparedStatements` in postgres.ts).
  * `precompileStatement` does the same for statements that also run inside transactions.
  *
  * @example
@@ -12,7 +12,7 @@
  *   const rows = await getPet("acme", petId);
  */
 import { CompiledQuery, type Compilable, type Kysely, type Transaction } from "kysely";
-import { directReaderOf, directStatementOf, preparedReaderOf } from "./database.ts";
+import { directReaderOf, directStatementOf, preparedReaderOf, preparedRunnerOf } from "./database.ts";
 
 /** The SQL of `build(...sample)`, checked to take exactly the arguments as its parameters. */
 function compileChecked<P extends unknown[]>(build: (...params: P) => Compilable<unknown>, sample: P): { sql: string; select: boolean } {
@@ -60,9 +60,13 @@ export function statementRunner<DB>(db: Kysely<DB>): <R>(on: StatementHandle<DB>
   const direct = directStatementOf(db);
   return async <R>(on: StatementHandle<DB>, sql: string, params: readonly unknown[]) => {
     if (direct && on.isTransaction) return direct(sql, params) as StatementResult<R>;
-    const r = await on.executeQuery<R>(CompiledQuery.raw(sql, params as unknown[]));
-    return { rows: r.rows, changes: Number(r.numAffectedRows ?? 0n) };
+    return throughKysely<R>(on, sql, params);
   };
+}
+
+async function throughKysely<R>(on: StatementHandle<any>, sql: string, params: readonly unknown[]): Promise<StatementResult<R>> {
+  const r = await on.executeQuery<R>(CompiledQuery.raw(sql, params as unknown[]));
+  return { rows: r.rows, changes: Number(r.numAffectedRows ?? 0n) };
 }
 
 /**
@@ -125,4 +129,14 @@ export function shapedStatements<DB>(
     const r = await on.executeQuery<R>(build(on, params).compile());
     return { rows: r.rows, changes: Number(r.numAffectedRows ?? 0n) };
   };
+}
+
+/**
+ * Runs one statement on `db` itself, outside any transaction: on PostgreSQL as a named prepared
+ * statement (parsed and planned once per pooled connection), elsewhere through Kysely. Only for
+ * statements of a few fixed shapes: every shape stays prepared on every pooled connection.
+ */
+export async function runPrepared<R>(db: Kysely<any>, sql: string, params: readonly unknown[]): Promise<StatementResult<R>> {
+  const run = preparedRunnerOf(db);
+  return run ? ((await run(sql, params)) as StatementResult<R>) : throughKysely<R>(db, sql, params);
 }

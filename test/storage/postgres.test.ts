@@ -150,13 +150,52 @@ describe("on PostgreSQL (Debian package postgresql)", () => {
 
   test("a precompiled read is a prepared statement, and still answers after a migration changes its table's columns", async () => {
     await sql`create table prep_t (id text primary key, v text)`.execute(d.db);
-    await d.db.insertInto("prep_t").values({ id: "a", v: "one" }).execute();
+    const ids = Array.from({ length: 8 }, (_, i) => `k${i}`);
+    await d.db.insertInto("prep_t").values(ids.map((id) => ({ id, v: "one" }))).execute();
     const get = precompile(d.db, (id: string) => d.db.selectFrom("prep_t" as any).selectAll().where("id", "=", id), ["i"]);
-    // Enough calls that every pooled connection has prepared it.
-    for (const rows of await Promise.all(Array.from({ length: 8 }, () => get("a")))) expect(rows).toEqual([{ id: "a", v: "one" }]);
+    // Enough calls (each its own: concurrent reads of one row would share a query) that every pooled connection has prepared it.
+    for (const [i, rows] of (await Promise.all(ids.map((id) => get(id)))).entries()) expect(rows).toEqual([{ id: ids[i], v: "one" }]);
     // Another instance's migration: SELECT * now has one more column (PostgreSQL refuses the cached plan, 0A000).
     await sql`alter table prep_t add column w bigint default 7`.execute(d.db);
-    for (const rows of await Promise.all(Array.from({ length: 8 }, () => get("a")))) expect(rows).toEqual([{ id: "a", v: "one", w: 7 }]);
+    for (const [i, rows] of (await Promise.all(ids.map((id) => get(id)))).entries()) expect(rows).toEqual([{ id: ids[i], v: "one", w: 7 }]);
+  });
+
+  test("concurrent precompiled reads of one row share a query that starts after each call, never one already running", async () => {
+    await sql`create table hot_t (id text primary key, v bigint not null)`.execute(d.db);
+    await sql`create sequence hot_reads`.execute(d.db);
+    await d.db.insertInto("hot_t" as any).values({ id: "k", v: 1 }).execute();
+    // n: which query answered (one nextval per execution); the shared advisory lock holds a query
+    // in flight, after its snapshot was taken, for as long as the test holds the lock exclusively.
+    const get = precompile(
+      d.db,
+      (id: string) =>
+        d.db
+          .selectFrom("hot_t" as any)
+          .select(["v", sql<number>`nextval('hot_reads')`.as("n"), sql`pg_advisory_xact_lock_shared(7007)`.as("held")])
+          .where("id", "=", id),
+      ["i"],
+    );
+    const first = await d.db.connection().execute(async (gate) => {
+      await sql`select pg_advisory_lock(7007)`.execute(gate);
+      const a = get("k");
+      // A waits for the lock, its snapshot taken: then another connection commits a change.
+      const waiting = async () => (await sql<{ n: number }>`select count(*) as n from pg_locks where locktype = 'advisory' and not granted`.execute(gate)).rows[0]!.n;
+      while ((await waiting()) === 0) await Bun.sleep(5);
+      await d.db.updateTable("hot_t" as any).set({ v: 2 }).where("id", "=", "k").execute();
+      // Called while A runs: they must not take its answer, and share the next query.
+      const later = Array.from({ length: 10 }, () => get("k"));
+      await sql`select pg_advisory_unlock(7007)`.execute(gate);
+      return { a: await a, later: await Promise.all(later) };
+    });
+    expect(first.a).toEqual([{ v: 1, n: expect.any(Number), held: expect.anything() }]);
+    const n = first.later.map((rows) => {
+      expect(rows).toEqual([{ v: 2, n: expect.any(Number), held: expect.anything() }]);
+      return rows[0]!.n;
+    });
+    expect(new Set(n).size).toBe(1);
+    expect(n[0]).not.toBe(first.a[0]!.n);
+    // Each caller has rows of its own.
+    expect(first.later[0]![0]).not.toBe(first.later[1]![0]);
   });
 
   test("a transaction that fails for another reason runs once, and its error is reported as before", async () => {

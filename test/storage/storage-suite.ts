@@ -354,19 +354,40 @@ export function storageSuite(engine: TestEngine): void {
       }
     });
 
-    test("a failing batch is retried row by row: only the offending call fails", async () => {
+    test("with powerOfTwoBatches, each batch holds a power of two of rows, the rest forming the next ones, in call order", async () => {
+      const { db, close } = await fileDb();
+      try {
+        const batches: number[] = [];
+        const g = new GroupCommit<Db, string>(db, async (on, ks) => {
+          batches.push(ks.length);
+          await on.insertInto("log").values(ks.map((k) => ({ k }))).execute();
+        }, { maxBatch: 20, gatherMs: 0, powerOfTwoBatches: true, singleStatement: true });
+        const keys = Array.from({ length: 51 }, (_, i) => `k${String(i).padStart(2, "0")}`);
+        await Promise.all(keys.map((k) => g.add(k)));
+        expect(batches).toEqual([16, 16, 16, 2, 1]);
+        expect((await db.selectFrom("log").select("k").orderBy("seq").execute()).map((r) => r.k)).toEqual(keys);
+      } finally {
+        await close();
+      }
+    });
+
+    test.each([false, true])("a failing batch is retried row by row: only the offending call fails (single statement: %p)", async (singleStatement) => {
       const { db, close } = await fileDb();
       try {
         await db.insertInto("log").values({ k: "taken" }).execute();
         const batches: number[] = [];
-        const g = new GroupCommit<Db, string>(db, async (trx, ks) => {
+        const inTransaction: boolean[] = [];
+        const g = new GroupCommit<Db, string>(db, async (on, ks) => {
           batches.push(ks.length);
-          await trx.insertInto("log").values(ks.map((k) => ({ k }))).execute();
-        }, { maxBatch: 100, gatherMs: 2 });
+          inTransaction.push(on.isTransaction);
+          await on.insertInto("log").values(ks.map((k) => ({ k }))).execute();
+        }, { maxBatch: 100, gatherMs: 2, singleStatement });
         const results = await Promise.allSettled(["a", "b", "taken", "c"].map((k) => g.add(k)));
         expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled", "rejected", "fulfilled"]);
         expect(String((results[2] as PromiseRejectedResult).reason)).toMatch(/unique/i);
         expect(batches).toEqual([4, 1, 1, 1, 1]);
+        // One statement needs no transaction on PostgreSQL; embedded keeps it (it defers the WAL sync).
+        expect(inTransaction).toEqual(batches.map(() => !(singleStatement && engine.kind === "postgres")));
         expect((await db.selectFrom("log").select("k").orderBy("seq").execute()).map((r) => r.k)).toEqual(["taken", "a", "b", "c"]);
       } finally {
         await close();
