@@ -18,6 +18,7 @@ const PRODUCTS: Record<string, RegExp> = {
   "jose-ja": /service="jose-ja"/,
   "pki-ca": /service="pki-ca"/,
   identity: /service=~"identity-\.\+"/,
+  secrets: /service=~"sm-secrets\|sm-im\|audit"/,
 };
 /** What the rules of every product watch: 5xx rate, p99 latency, the sealed barrier, the federation breaker, readiness. */
 const WATCHED = ["http_requests_total", "http_request_duration_seconds_bucket", "barrier_sealed", "federation_circuit_breaker_state", "service_ready"];
