@@ -23,7 +23,8 @@ const DEPLOY = new URL("../../deploy/", import.meta.url).pathname;
 const compose = parse(readFileSync(join(DEPLOY, "compose.yml"), "utf8"), { merge: true }) as { services: Record<string, any> };
 const TENANT = "deployed";
 
-let pgServer: PostgresServer | undefined;
+/** Missing PostgreSQL fails the file under CI; elsewhere startPostgres prints why and the tests are skipped. */
+const pgServer: PostgresServer | undefined = await startPostgres();
 let root = "";
 /** `host:port` on the compose network -> `127.0.0.1:<free port>` here. */
 const hosts = new Map<string, string>();
@@ -92,64 +93,62 @@ let operator: { client_id: string; client_secret: string };
 let webClient: string;
 const CALLBACK = "https://app.example/callback";
 
-beforeAll(async () => {
-  pgServer = await startPostgres();
-  if (!pgServer) return;
-  root = tempDir("cryptoutil-compose-");
-  // The databases init.sql creates, as compose's POSTGRES_USER (the test server's user is the same one).
-  expect(pgServer.user).toBe(compose.services.postgres.environment.POSTGRES_USER);
-  const db = new pg.Client({ host: "127.0.0.1", port: pgServer.port, user: pgServer.user, database: "postgres", password: readFileSync(pgServer.passwordFile, "utf8").trim() });
-  await db.connect();
-  try {
-    for (const statement of readFileSync(join(DEPLOY, "postgres", "init.sql"), "utf8").replace(/--.*$/gm, "").split(";")) {
-      if (statement.trim()) await db.query(statement);
+describe.skipIf(!pgServer)("compose's environment, run as processes", () => {
+  beforeAll(async () => {
+    const server = pgServer!;
+    root = tempDir("cryptoutil-compose-");
+    // The databases init.sql creates, as compose's POSTGRES_USER (the test server's user is the same one).
+    expect(server.user).toBe(compose.services.postgres.environment.POSTGRES_USER);
+    const db = new pg.Client({ host: "127.0.0.1", port: server.port, user: server.user, database: "postgres", password: readFileSync(server.passwordFile, "utf8").trim() });
+    await db.connect();
+    try {
+      for (const statement of readFileSync(join(DEPLOY, "postgres", "init.sql"), "utf8").replace(/--.*$/gm, "").split(";")) {
+        if (statement.trim()) await db.query(statement);
+      }
+    } finally {
+      await db.end();
     }
-  } finally {
-    await db.end();
-  }
-  hosts.set("postgres:5432", `127.0.0.1:${pgServer.port}`);
-  // pki-ca does not run here: identity-idp's federation.ca gets a closed local port (it starts
-  // anyway and fetches the issuing CA once pki-ca answers).
-  for (const [app, ports] of Object.entries({ "identity-authz": ["18000"], "sm-kms": ["8080"], audit: ["8800", "8801"], "identity-idp": ["18100", "18101"], "pki-ca": ["8443"] })) {
-    for (const p of ports) hosts.set(`${app}:${p}`, `127.0.0.1:${await freePort()}`);
-  }
-  // The secrets compose mounts: the unseal files, and the database password.
-  mkdirSync(join(root, "secrets"), { recursive: true });
-  for (const i of [1, 2]) writeFileSync(join(root, "secrets", `unseal_${i}`), crypto.getRandomValues(new Uint8Array(32)), { mode: 0o600 });
-  copyFileSync(pgServer.passwordFile, join(root, "secrets", "postgres_password"));
+    hosts.set("postgres:5432", `127.0.0.1:${server.port}`);
+    // pki-ca does not run here: identity-idp's federation.ca gets a closed local port (it starts
+    // anyway and fetches the issuing CA once pki-ca answers).
+    for (const [app, ports] of Object.entries({ "identity-authz": ["18000"], "sm-kms": ["8080"], audit: ["8800", "8801"], "identity-idp": ["18100", "18101"], "pki-ca": ["8443"] })) {
+      for (const p of ports) hosts.set(`${app}:${p}`, `127.0.0.1:${await freePort()}`);
+    }
+    // The secrets compose mounts: the unseal files, and the database password.
+    mkdirSync(join(root, "secrets"), { recursive: true });
+    for (const i of [1, 2]) writeFileSync(join(root, "secrets", `unseal_${i}`), crypto.getRandomValues(new Uint8Array(32)), { mode: 0o600 });
+    copyFileSync(server.passwordFile, join(root, "secrets", "postgres_password"));
 
-  await start("identity-authz-1");
-  const bootFile = join(root, "identity-authz-1", "bootstrap-admin.secret");
-  const bootSecret = await waitFor("the bootstrap admin", async () => (existsSync(bootFile) ? readFileSync(bootFile, "utf8").trim() : undefined));
-  const admin = await token("root", { client_id: "bootstrap-admin", client_secret: bootSecret }, "identity-authz");
-  const created = await authz().call("/service/api/v1/tenants", json("POST", { id: TENANT }, admin));
-  expect(created.status).toBe(201);
-  const client = await authz().call(
-    `/service/api/v1/tenants/${TENANT}/clients`,
-    json("POST", { client_name: "operator", grant_types: ["client_credentials"], audiences: ["sm-kms", "audit"], scopes: ["kms:admin", "kms:encrypt", "audit:read"] }, admin),
-  );
-  expect(client.status).toBe(201);
-  operator = (await client.json()) as typeof operator;
-  const web = await authz().call(
-    `/service/api/v1/tenants/${TENANT}/clients`,
-    json("POST", { client_name: "Deployed web app", grant_types: ["authorization_code"], redirect_uris: [CALLBACK], scopes: ["openid"] }, admin),
-  );
-  expect(web.status).toBe(201);
-  webClient = ((await web.json()) as { client_id: string }).client_id;
-  // audit before sm-kms; either order works (events wait in the sender's spool).
-  await start("audit");
-  await Promise.all([start("sm-kms-1"), start("identity-idp")]);
-}, 240_000);
+    await start("identity-authz-1");
+    const bootFile = join(root, "identity-authz-1", "bootstrap-admin.secret");
+    const bootSecret = await waitFor("the bootstrap admin", async () => (existsSync(bootFile) ? readFileSync(bootFile, "utf8").trim() : undefined));
+    const admin = await token("root", { client_id: "bootstrap-admin", client_secret: bootSecret }, "identity-authz");
+    const created = await authz().call("/service/api/v1/tenants", json("POST", { id: TENANT }, admin));
+    expect(created.status).toBe(201);
+    const client = await authz().call(
+      `/service/api/v1/tenants/${TENANT}/clients`,
+      json("POST", { client_name: "operator", grant_types: ["client_credentials"], audiences: ["sm-kms", "audit"], scopes: ["kms:admin", "kms:encrypt", "audit:read"] }, admin),
+    );
+    expect(client.status).toBe(201);
+    operator = (await client.json()) as typeof operator;
+    const web = await authz().call(
+      `/service/api/v1/tenants/${TENANT}/clients`,
+      json("POST", { client_name: "Deployed web app", grant_types: ["authorization_code"], redirect_uris: [CALLBACK], scopes: ["openid"] }, admin),
+    );
+    expect(web.status).toBe(201);
+    webClient = ((await web.json()) as { client_id: string }).client_id;
+    // audit before sm-kms; either order works (events wait in the sender's spool).
+    await start("audit");
+    await Promise.all([start("sm-kms-1"), start("identity-idp")]);
+  }, 240_000);
 
-afterAll(async () => {
-  for (const name of ["identity-idp", "sm-kms-1", "audit", "identity-authz-1"]) await running[name]?.stop();
-  await pgServer?.stop();
-  if (root) rmSync(root, { recursive: true, force: true });
-});
+  afterAll(async () => {
+    for (const name of ["identity-idp", "sm-kms-1", "audit", "identity-authz-1"]) await running[name]?.stop();
+    await pgServer?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
 
-describe("compose's environment, run as processes", () => {
   test("sm-kms (on PostgreSQL) accepts identity-authz's token and refuses a request without one", async () => {
-    if (!pgServer) return;
     const kms = running["sm-kms-1"]!;
     const bearer = await token(TENANT, operator, "sm-kms");
     const made = await kms.call("/service/api/v1/keys", json("POST", { name: "deployed-key", algorithm: "A256GCM" }, bearer));
@@ -165,7 +164,6 @@ describe("compose's environment, run as processes", () => {
   });
 
   test("sm-kms's events reach audit on its mTLS port, sent with sm-kms's client certificate", async () => {
-    if (!pgServer) return;
     const bearer = await token(TENANT, operator, "audit");
     const entries = await waitFor("sm-kms's events in audit's log", async () => {
       const r = await running.audit!.call("/service/api/v1/events?service=sm-kms&limit=100", { headers: { authorization: `Bearer ${bearer}` } });
@@ -178,7 +176,6 @@ describe("compose's environment, run as processes", () => {
   }, 120_000);
 
   test("identity-authz hands a browser's sign-in to identity-idp, which verifies the challenge with identity-authz's keys and offers certificate sign-in on its mTLS port", async () => {
-    if (!pgServer) return;
     const verifier = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
     const challenge = Buffer.from(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier))).toString("base64url");
     const query = new URLSearchParams({ response_type: "code", client_id: webClient, redirect_uri: CALLBACK, scope: "openid", state: "s1", code_challenge: challenge, code_challenge_method: "S256" });
