@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql, type Kysely } from "kysely";
 import { AppError } from "../../src/service/errors.ts";
-import { engineOf, GroupCommit, GroupTransaction, openDatabase, precompile, precompileStatement, runMigrations, shapedStatements, withTransaction, type Database, type Migration } from "../../src/storage/index.ts";
+import { engineOf, GroupCommit, GroupTransaction, openDatabase, precompile, precompileStatement, runMigrations, shapedStatements, withTransaction, type Database, type GroupCommitOptions, type Migration } from "../../src/storage/index.ts";
 import { openRaceTarget } from "./fixtures/migrate-race-target.ts";
 import { openTestDatabase, type TestEngine } from "../support/engine.ts";
 
@@ -332,15 +332,22 @@ export function storageSuite(engine: TestEngine): void {
       return database;
     }
 
+    /** A group commit of keys into `log` (at most 20 a batch) that records each batch's size. */
+    function loggingGroupCommit(db: Kysely<Db>, opts: Partial<GroupCommitOptions>) {
+      const batches: number[] = [];
+      const g = new GroupCommit<Db, string>(db, async (on, ks) => {
+        batches.push(ks.length);
+        await on.insertInto("log").values(ks.map((k) => ({ k }))).execute();
+      }, { maxBatch: 20, gatherMs: 0, ...opts });
+      return { g, batches };
+    }
+    const logKeys = (n: number) => Array.from({ length: n }, (_, i) => `k${String(i).padStart(2, "0")}`);
+
     test("the rows of one turn share a transaction, in batches of at most maxBatch, in call order", async () => {
       const { db, close } = await fileDb();
       try {
-        const batches: number[] = [];
-        const g = new GroupCommit<Db, string>(db, async (trx, ks) => {
-          batches.push(ks.length);
-          await trx.insertInto("log").values(ks.map((k) => ({ k }))).execute();
-        }, { maxBatch: 20, gatherMs: 0 });
-        const keys = Array.from({ length: 50 }, (_, i) => `k${String(i).padStart(2, "0")}`);
+        const { g, batches } = loggingGroupCommit(db, {});
+        const keys = logKeys(50);
         await Promise.all(keys.map((k) => g.add(k)));
         expect(batches).toEqual([20, 20, 10]);
         // Rows that arrive while a batch commits form the next one.
@@ -357,12 +364,8 @@ export function storageSuite(engine: TestEngine): void {
     test("with powerOfTwoBatches, each batch holds a power of two of rows, the rest forming the next ones, in call order", async () => {
       const { db, close } = await fileDb();
       try {
-        const batches: number[] = [];
-        const g = new GroupCommit<Db, string>(db, async (on, ks) => {
-          batches.push(ks.length);
-          await on.insertInto("log").values(ks.map((k) => ({ k }))).execute();
-        }, { maxBatch: 20, gatherMs: 0, powerOfTwoBatches: true, singleStatement: true });
-        const keys = Array.from({ length: 51 }, (_, i) => `k${String(i).padStart(2, "0")}`);
+        const { g, batches } = loggingGroupCommit(db, { powerOfTwoBatches: true, singleStatement: true });
+        const keys = logKeys(51);
         await Promise.all(keys.map((k) => g.add(k)));
         expect(batches).toEqual([16, 16, 16, 2, 1]);
         expect((await db.selectFrom("log").select("k").orderBy("seq").execute()).map((r) => r.k)).toEqual(keys);
