@@ -7,15 +7,13 @@
  */
 import { BREAKER_GAUGE, type BreakerState } from "./breaker.ts";
 import type { FailureReason } from "./errors.ts";
+import { escapeLabel as esc, Histogram } from "../service/histogram.ts";
 
 const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-const esc = (s: string) => s.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 
 interface PeerSeries {
-  count: number;
-  sum: number;
-  buckets: Float64Array;
+  duration: Histogram;
   failures: Map<FailureReason, number>;
   state: () => BreakerState;
 }
@@ -25,16 +23,11 @@ export class FederationMetrics {
 
   /** Registers a federated service; its breaker state is read at export time. */
   register(peer: string, state: () => BreakerState): void {
-    this.peers.set(peer, { count: 0, sum: 0, buckets: new Float64Array(BUCKETS.length), failures: new Map(), state });
+    this.peers.set(peer, { duration: new Histogram(BUCKETS), failures: new Map(), state });
   }
 
   observe(peer: string, seconds: number): void {
-    const s = this.peers.get(peer);
-    if (!s) return;
-    s.count++;
-    s.sum += seconds;
-    const i = BUCKETS.findIndex((b) => seconds <= b);
-    if (i >= 0) s.buckets[i]!++;
+    this.peers.get(peer)?.duration.observe(seconds);
   }
 
   fail(peer: string, reason: FailureReason): void {
@@ -49,16 +42,7 @@ export class FederationMetrics {
     const label = (peer: string) => `service="${esc(service)}",federated_service="${esc(peer)}"`;
     out.push("# HELP federation_request_duration_seconds Latency of each HTTP attempt to a federated service.");
     out.push("# TYPE federation_request_duration_seconds histogram");
-    for (const [peer, s] of this.peers) {
-      let cum = 0;
-      for (let i = 0; i < BUCKETS.length; i++) {
-        cum += s.buckets[i]!;
-        out.push(`federation_request_duration_seconds_bucket{${label(peer)},le="${BUCKETS[i]}"} ${cum}`);
-      }
-      out.push(`federation_request_duration_seconds_bucket{${label(peer)},le="+Inf"} ${s.count}`);
-      out.push(`federation_request_duration_seconds_sum{${label(peer)}} ${s.sum}`);
-      out.push(`federation_request_duration_seconds_count{${label(peer)}} ${s.count}`);
-    }
+    for (const [peer, s] of this.peers) out.push(...s.duration.render("federation_request_duration_seconds", label(peer)));
     out.push("# HELP federation_request_failures_total Failed attempts to reach a federated service, by reason.");
     out.push("# TYPE federation_request_failures_total counter");
     for (const [peer, s] of this.peers) {

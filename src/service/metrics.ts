@@ -2,6 +2,8 @@
  * Prometheus metrics: request counts and latency histograms per route and status.
  * Exposition in the Prometheus text format 0.0.4, served on the admin server.
  */
+import { escapeLabel as esc } from "./histogram.ts";
+
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 interface Series {
@@ -13,7 +15,6 @@ interface Series {
   buckets: Float64Array; // cumulative counts are computed on export
 }
 
-const esc = (s: string) => s.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 
 export class HttpMetrics {
   /** Series in the order they first appeared (the export order). */
