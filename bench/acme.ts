@@ -22,7 +22,9 @@
  * completed; the next round starts a fresh pebble.
  *
  * Besides orders/s: each server process's CPU time per order and per request over the window
- * (from /proc), which the machine's other load changes far less than it changes the wall clock.
+ * (from /proc), which the machine's other load changes far less than it changes the wall clock;
+ * each round's line also gives the part of it on the main thread (JavaScript's event loop; the
+ * rest is the runtime's other threads: disk syncs, garbage collection, the JIT).
  *
  * Usage: npm run bench -- acme [--clients=32] [--seconds=10] [--rounds=3] [--poll-ms=10]
  */
@@ -34,7 +36,7 @@ import * as x509 from "../src/pki/x509.ts";
 import { startTestIssuer } from "../test/support/issuer.ts";
 import { TestDns } from "../test/support/dns-server.ts";
 import { freePort } from "../test/support/server-process.ts";
-import { cpuMsOf, median, PIN, spawnTarget } from "./wrk.ts";
+import { cpuMsOf, mainThreadCpuMsOf, median, PIN, spawnTarget } from "./wrk.ts";
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
 const CLIENTS = arg("clients", 32);
@@ -230,13 +232,14 @@ let serial = 0;
  * latencies, and the CA process's CPU time over the window (ms; robust to the machine's other
  * load, which mostly stretches the wall clock).
  */
-async function round(directoryUrl: string, trust: string, pid: number): Promise<{ orders: number; failures: number; requests: number; latencies: number[]; cpuMs: number }> {
+async function round(directoryUrl: string, trust: string, pid: number): Promise<{ orders: number; failures: number; requests: number; latencies: number[]; cpuMs: number; mainCpuMs: number }> {
   const clients = await Promise.all(Array.from({ length: CLIENTS }, () => Client.create(directoryUrl, trust)));
   // A warm-up order each (connections, caches) outside the window; one that fails (a stalled
   // pebble) shows in the window's failures.
   await Promise.all(clients.map((c) => c.order(`w${serial++}.bench.test`, csrFor).catch(() => c.forgetNonce())));
   for (const c of clients) c.requests = 0;
   const cpu0 = cpuMsOf(pid);
+  const main0 = mainThreadCpuMsOf(pid);
   const latencies: number[] = [];
   const end = performance.now() + SECONDS * 1000;
   let orders = 0;
@@ -261,7 +264,7 @@ async function round(directoryUrl: string, trust: string, pid: number): Promise<
       }
     }),
   );
-  return { orders, failures, requests: clients.reduce((n, c) => n + c.requests, 0), latencies, cpuMs: cpuMsOf(pid) - cpu0 };
+  return { orders, failures, requests: clients.reduce((n, c) => n + c.requests, 0), latencies, cpuMs: cpuMsOf(pid) - cpu0, mainCpuMs: mainThreadCpuMsOf(pid) - main0 };
 }
 
 const targets = [
@@ -280,7 +283,7 @@ for (let r = 0; r < ROUNDS; r++) {
     results[i]!.cpuPerRequest.push(out.cpuMs / Math.max(out.requests, 1));
     results[i]!.reqRates.push(out.requests / SECONDS);
     results[i]!.p50.push(median(out.latencies));
-    console.error(`round ${r + 1}/${ROUNDS} ${t.name}: ${(out.orders / SECONDS).toFixed(1)} orders/s, ${(out.requests / SECONDS).toFixed(0)} requests/s, ${(out.cpuMs / Math.max(out.orders, 1)).toFixed(1)} ms CPU per order${out.failures ? `, ${out.failures} failed orders` : ""}`);
+    console.error(`round ${r + 1}/${ROUNDS} ${t.name}: ${(out.orders / SECONDS).toFixed(1)} orders/s, ${(out.requests / SECONDS).toFixed(0)} requests/s, ${(out.cpuMs / Math.max(out.orders, 1)).toFixed(1)} ms CPU per order (${(out.mainCpuMs / Math.max(out.orders, 1)).toFixed(1)} on the main thread)${out.failures ? `, ${out.failures} failed orders` : ""}`);
   }
 }
 
