@@ -449,13 +449,13 @@ export class AcmeAuthority {
   }
 
   async orderView(u: AcmeUrls, o: OrderRow): Promise<Record<string, unknown>> {
-    const authzs = await this.store.authorizationsOf(o.tenant, o.id);
+    const authzIds = await this.store.authorizationIdsOf(o.tenant, o.id);
     const out: Record<string, unknown> = {
       status: o.status,
       expires: o.expires,
       identifiers: JSON.parse(o.identifiers),
       profile: o.profile,
-      authorizations: authzs.map((a) => u.authz(a.id)),
+      authorizations: authzIds.map((id) => u.authz(id)),
       finalize: u.finalize(o.id),
     };
     if (o.serial && o.status === "valid") out.certificate = u.certificate(o.serial);
