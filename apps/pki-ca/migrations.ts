@@ -1,6 +1,6 @@
 /** pki-ca's schema, versioned. A new change is a new entry; never edit an applied one. */
 import type { Kysely } from "kysely";
-import { addAcmeAuthorizationReuseValidity, addAcmeChallengesAriLimits, createAcmeTables } from "./acme/migrations.ts";
+import { addAcmeAuthorizationReuseValidity, addAcmeChallengesAriLimits, createAcmeTables, keyAcmeNoncesByExpiry } from "./acme/migrations.ts";
 import { createEstTables } from "./est/migrations.ts";
 import { createScepTables } from "./scep/migrations.ts";
 import { createCmpTables } from "./cmp/migrations.ts";
@@ -147,5 +147,10 @@ export const migrations = [
     version: 12,
     name: "CMC senderNonces by age (pruned by the sweep)",
     up: addCmcNonceAgeIndex,
+  },
+  {
+    version: 13,
+    name: "ACME spent nonces keyed by expiry first",
+    up: keyAcmeNoncesByExpiry,
   },
 ];

@@ -3,7 +3,7 @@
  * builder, which compiles each query for its engine; use these where it cannot express the
  * query, instead of branching on the engine elsewhere.
  */
-import { PostgresAdapter, sql, type Expression, type Kysely, type RawBuilder } from "kysely";
+import { PostgresAdapter, sql, type CreateTableBuilder, type Expression, type Kysely, type RawBuilder } from "kysely";
 import { MIGRATION_LOCK_SQL } from "./postgres.ts";
 
 export type Engine = "sqlite" | "postgres";
@@ -21,6 +21,15 @@ export function greatest<T>(db: Kysely<any>, a: Expression<T>, b: Expression<T>)
 /** A LIKE that ignores ASCII case on both engines, as SQLite's LIKE does (PostgreSQL's does not). */
 export function likeIgnoringCase(db: Kysely<any>): "like" | "ilike" {
   return engineOf(db) === "postgres" ? "ilike" : "like";
+}
+
+/**
+ * A table stored as its primary key's B-tree alone: SQLite's WITHOUT ROWID (no rowid B-tree
+ * beside the key's index); on PostgreSQL, whose tables are heaps anyway, the table as built.
+ * For tables that are only ever reached by their key.
+ */
+export function clusteredByKey<T extends string, C extends string>(db: Kysely<any>, table: CreateTableBuilder<T, C>): CreateTableBuilder<T, C> {
+  return engineOf(db) === "postgres" ? table : table.modifyEnd(sql`without rowid`);
 }
 
 /**

@@ -7,7 +7,9 @@
  * Requests over HTTPS rarely land in one batch, so the store is also called directly, in one turn.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startPostgresEngine, EMBEDDED, type TestEngine } from "../support/engine.ts";
+import { openTestDatabase, startPostgresEngine, EMBEDDED, type TestEngine } from "../support/engine.ts";
+import { runMigrations } from "../../src/storage/index.ts";
+import { migrations } from "../../apps/pki-ca/migrations.ts";
 import type { CaFixture } from "./helpers.ts";
 import { acmeApp, startHttp01, TestAcme } from "./acme-helpers.ts";
 import { startCa } from "./helpers.ts";
@@ -59,6 +61,25 @@ function acmeOn(name: string, engine: TestEngine | undefined): void {
       const nonces = await Promise.all(Array.from({ length: 12 }, () => c.nonce()));
       expect(await Promise.all(nonces.map(postAsGet))).toEqual(nonces.map(() => 200));
       expect(await Promise.all(nonces.map(postAsGet))).toEqual(nonces.map(() => 400));
+    });
+
+    test("nonces spent before spent nonces were keyed by expiry are still refused after that migration", async () => {
+      const database = await openTestDatabase(engine!, "acme-nonce-upgrade");
+      try {
+        await runMigrations(database.db, "pki-ca", migrations.filter((m) => m.version < 13));
+        const later = Date.now() + 600_000;
+        await database.db.insertInto("acme_nonces_used").values([{ nonce: "spent-before", expires: later }, { nonce: "expired-before", expires: Date.now() - 1000 }]).execute();
+        await runMigrations(database.db, "pki-ca", migrations);
+        const store = new AcmeStore(database.db);
+        expect(await store.spendNonce("spent-before", later)).toBe(false);
+        expect(await store.spendNonce("fresh", later)).toBe(true);
+        expect(await store.spendNonce("fresh", later)).toBe(false);
+        // Pruning goes by expiry: the expired one goes, the live ones stay spent.
+        await store.pruneNonces(Date.now());
+        expect((await database.db.selectFrom("acme_nonces_spent").select("nonce").orderBy("nonce").execute()).map((r) => r.nonce)).toEqual(["fresh", "spent-before"]);
+      } finally {
+        await database.close();
+      }
     });
 
     test("a complete order: http-01, finalize, download", async () => {

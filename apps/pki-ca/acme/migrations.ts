@@ -3,6 +3,7 @@
  * Every row carries its tenant; certificates stay in pki_certificates, orders only point at them.
  */
 import type { Kysely } from "kysely";
+import { clusteredByKey } from "../../../src/storage/dialect.ts";
 
 export async function createAcmeTables(db: Kysely<any>): Promise<void> {
   await db.schema
@@ -116,4 +117,29 @@ export async function addAcmeAuthorizationReuseValidity(db: Kysely<any>): Promis
   await db.schema.createIndex("acme_authorizations_by_identifier").on("acme_authorizations").columns(["tenant", "account_id", "identifier_type", "identifier_value"]).execute();
   await db.schema.alterTable("acme_orders").addColumn("not_before", "text").execute(); // ISO time the order asked for, or null (the profile's)
   await db.schema.alterTable("acme_orders").addColumn("not_after", "text").execute();
+}
+
+/**
+ * Version 13: spent nonces keyed by (expires, nonce) in a table that is that key alone. The
+ * nonce part is random, so with it leading every insert landed on a random page of an index
+ * that holds up to a nonce lifetime of requests, and a table B-tree and an expiry index came on
+ * top; expiry first, the inserts of a moment share the key's last pages, and pruning deletes
+ * from its start. A nonce's expiry is part of what its HMAC covers, so (expires, nonce) is
+ * unique exactly when the nonce is. The nonces spent before are carried over (still refused).
+ */
+export async function keyAcmeNoncesByExpiry(db: Kysely<any>): Promise<void> {
+  await clusteredByKey(
+    db,
+    db.schema
+      .createTable("acme_nonces_spent")
+      .addColumn("expires", "integer", (c) => c.notNull()) // epoch ms, after which the row can go
+      .addColumn("nonce", "text", (c) => c.notNull())
+      .addPrimaryKeyConstraint("acme_nonces_spent_pk", ["expires", "nonce"]),
+  ).execute();
+  await db
+    .insertInto("acme_nonces_spent")
+    .columns(["expires", "nonce"])
+    .expression((eb: any) => eb.selectFrom("acme_nonces_used").select(["expires", "nonce"]))
+    .execute();
+  await db.schema.dropTable("acme_nonces_used").execute();
 }

@@ -1,7 +1,7 @@
 /**
  * Replay nonces (RFC 8555 §6.5) that every instance of pki-ca can check: a nonce is
  * `expiry ‖ random ‖ HMAC(key, expiry ‖ random)` (base64url), so issuing one stores nothing, and
- * using one inserts it into `acme_nonces_used`, whose primary key makes the second use fail on
+ * using one inserts it into `acme_nonces_spent`, whose primary key makes the second use fail on
  * any instance. The HMAC key is created once, stored barrier-encrypted in the database and read
  * by each instance at its first nonce; expired rows are deleted as new ones come. A spent nonce
  * is a unit of the ACME store's group transaction, so the nonces (and the other writes) of

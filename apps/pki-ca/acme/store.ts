@@ -80,7 +80,7 @@ export interface AcmeDb {
   acme_order_authorizations: { tenant: string; order_id: string; authz_id: string };
   acme_eab_keys: EabKeyRow;
   acme_nonce_keys: { id: string; key_sealed: Uint8Array; created_at: string };
-  acme_nonces_used: { nonce: string; expires: number };
+  acme_nonces_spent: { expires: number; nonce: string };
   acme_rate_events: { tenant: string; kind: string; subject: string; at: number };
 }
 
@@ -153,7 +153,11 @@ export class AcmeStore {
           .limit(limit),
       ["t", "a", "dns", "v", 0, "valid", "pending", "e", 1],
     );
-    this.insertNonce = precompileStatement(db, (nonce: string, expires: number) => db.insertInto("acme_nonces_used").values({ nonce, expires }).onConflict((oc) => oc.column("nonce").doNothing()).returning("nonce"), ["n", 1]);
+    this.insertNonce = precompileStatement(
+      db,
+      (nonce: string, expires: number) => db.insertInto("acme_nonces_spent").values({ nonce, expires }).onConflict((oc) => oc.columns(["expires", "nonce"]).doNothing()).returning("nonce"),
+      ["n", 1],
+    );
     this.accountById = precompile(db, (tenant: string, id: string) => db.selectFrom("acme_accounts").selectAll().where("tenant", "=", tenant).where("id", "=", id), ["t", "i"]);
     this.orderById = precompile(db, (tenant: string, id: string) => db.selectFrom("acme_orders").selectAll().where("tenant", "=", tenant).where("id", "=", id), ["t", "i"]);
     this.authorizationById = precompile(db, (tenant: string, id: string) => db.selectFrom("acme_authorizations").selectAll().where("tenant", "=", tenant).where("id", "=", id), ["t", "i"]);
@@ -187,7 +191,7 @@ export class AcmeStore {
   }
 
   async pruneNonces(before: number): Promise<void> {
-    await this.write((trx) => trx.deleteFrom("acme_nonces_used").where("expires", "<", before).execute(), false);
+    await this.write((trx) => trx.deleteFrom("acme_nonces_spent").where("expires", "<", before).execute(), false);
   }
 
   async account(tenant: string, id: string): Promise<AccountRow | undefined> {
