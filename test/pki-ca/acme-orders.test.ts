@@ -2,11 +2,13 @@
  * pki-ca's ACME orders beyond the basic flow: authorizations reused by the same account's later
  * orders while they live (RFC 8555 §7.1.4), never across accounts nor once deactivated; and the
  * validity an order asks for (`notBefore`/`notAfter`, RFC 8555 §7.4), within the profile's
- * maximum, carried into the issued certificate, refused as malformed otherwise.
+ * maximum, carried into the issued certificate, refused as malformed otherwise; and an order
+ * whose validated authorization is deactivated before finalize (RFC 8555 §7.5.2) is invalid and
+ * cannot be finalized.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { CaFixture } from "./helpers.ts";
-import { startAcmeCa, startHttp01, TestAcme } from "./acme-helpers.ts";
+import { csrFor, startAcmeCa, startHttp01, TestAcme } from "./acme-helpers.ts";
 
 let f: CaFixture;
 let http01: ReturnType<typeof startHttp01>;
@@ -92,6 +94,40 @@ describe("authorization reuse", () => {
     const after = await newOrder(c, { identifiers: [dns("mine.localhost")] });
     expect(after.body.authorizations[0]).not.toBe(authz);
     expect(((await (await c.post(after.body.authorizations[0], "")).json()) as any).status).toBe("pending");
+  });
+});
+
+describe("an authorization deactivated before finalize", () => {
+  test("the ready order becomes invalid, finalize is refused with orderNotReady (403), nothing is issued", async () => {
+    const c = await client();
+    const { url, order } = await c.orderReady([dns("deactivated-late.localhost")], http01);
+    expect(order.status).toBe("ready");
+    const authz = order.authorizations[0];
+    const d = await c.post(authz, { status: "deactivated" });
+    expect(d.status).toBe(200);
+    expect(((await d.json()) as any).status).toBe("deactivated");
+    const before = await issuedCount();
+
+    const now = (await (await c.post(url, "")).json()) as any;
+    expect(now.status).toBe("invalid");
+    expect(now.error.type).toBe("urn:ietf:params:acme:error:unauthorized");
+    expect(now.error.detail).toContain("deactivated");
+    expect(now.certificate).toBeUndefined();
+
+    const { der } = await csrFor(["deactivated-late.localhost"]);
+    const fr = await c.post(order.finalize, { csr: Buffer.from(der).toString("base64url") });
+    expect(fr.status).toBe(403);
+    expect(fr.headers.get("content-type")).toContain("application/problem+json");
+    expect(((await fr.json()) as any).type).toBe("urn:ietf:params:acme:error:orderNotReady");
+    // The order stays invalid, with no certificate, and the CA issued nothing.
+    const after = (await (await c.post(url, "")).json()) as any;
+    expect(after.status).toBe("invalid");
+    expect(after.certificate).toBeUndefined();
+    expect(await issuedCount()).toBe(before);
+    // The deactivated authorization is not reused: a new order for the name needs a new one.
+    const again = await newOrder(c, { identifiers: [dns("deactivated-late.localhost")] });
+    expect(again.body.authorizations[0]).not.toBe(authz);
+    expect(again.body.status).toBe("pending");
   });
 });
 
