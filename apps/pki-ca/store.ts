@@ -1,6 +1,6 @@
 /** Kysely queries of pki-ca. Certificates and requests are tenant-scoped; CA material and CRLs are instance-wide. */
 import { CompiledQuery, sql, type Compilable, type Kysely } from "kysely";
-import { directStatementOf, engineOf, greatest, GroupCommit, likeIgnoringCase, runPrepared } from "../../src/storage/index.ts";
+import { directStatementOf, engineOf, greatest, GroupCommit, likeIgnoringCase, precompile, runPrepared } from "../../src/storage/index.ts";
 
 export interface CaRow {
   id: string;
@@ -105,8 +105,11 @@ async function bumpCounter(db: Kysely<PkiDb>, name: string, floor: number): Prom
 export class PkiStore {
   /** Issued certificates and their requests, group-committed (see GroupCommit). */
   private readonly issued: GroupCommit<PkiDb, { cert: CertificateRow; request: RequestRow }>;
+  /** A certificate by tenant and serial: read by every ACME certificate download and by the protocols' revocations, so compiled once. */
+  private readonly certificateByKey: (tenant: string, serial: string) => Promise<CertificateRow[]>;
 
   constructor(readonly db: Kysely<PkiDb>) {
+    this.certificateByKey = precompile(db, (tenant: string, serial: string) => db.selectFrom("pki_certificates").selectAll().where("tenant", "=", tenant).where("serial", "=", serial), ["t", "s"]);
     const postgres = engineOf(db) === "postgres";
     this.issued = new GroupCommit(
       db,
@@ -201,7 +204,7 @@ export class PkiStore {
   }
 
   async certificate(tenant: string, serial: string): Promise<CertificateRow | undefined> {
-    return this.db.selectFrom("pki_certificates").selectAll().where("tenant", "=", tenant).where("serial", "=", serial).executeTakeFirst();
+    return (await this.certificateByKey(tenant, serial))[0];
   }
 
   searchCertificates(tenant: string, f: CertificateFilter): Promise<CertificateRow[]> {
