@@ -242,10 +242,14 @@ export class PkiCa {
     return ca;
   }
 
-  /** RA entry point: checks the CSR and the policy, then issues, queues, or refuses with reasons. */
-  async submit(tenant: string, input: { csr: string; profile: string; validity_days?: number; window?: ValidityWindow }, opts: { possessionVerified?: boolean; origin?: Origin } = {}): Promise<SubmitOutcome> {
+  /**
+   * RA entry point: checks the CSR and the policy, then issues, queues, or refuses with reasons.
+   * `csr` is the request as the API takes it (base64 DER or PEM), or one a front end has parsed
+   * already (`parseCsr`) to check it against its own rules first; its signature is verified here either way.
+   */
+  async submit(tenant: string, input: { csr: string | ParsedCsr; profile: string; validity_days?: number; window?: ValidityWindow }, opts: { possessionVerified?: boolean; origin?: Origin } = {}): Promise<SubmitOutcome> {
     const profile = this.profile(input.profile);
-    const parsed = parseCsr(decodeCsr(input.csr));
+    const parsed = typeof input.csr === "string" ? parseCsr(decodeCsr(input.csr)) : input.csr;
     // A front end that proved possession another way (CMP's CRMF POPO) submits a request without a signature of its own.
     if (!opts.possessionVerified && !(await verifyPossession(parsed))) {
       throw new AppError("csr_signature_invalid", "the CSR's signature does not verify: no proof of possession", {

@@ -658,7 +658,7 @@ export class AcmeAuthority {
     let outcome;
     try {
       const window = o.not_before || o.not_after ? { not_before: o.not_before ?? undefined, not_after: o.not_after ?? undefined } : undefined;
-      outcome = await this.ca.submit(tenant, { csr: Buffer.from(der).toString("base64"), profile: o.profile, ...(window ? { window } : {}) }, { origin: "acme" });
+      outcome = await this.ca.submit(tenant, { csr: parsed, profile: o.profile, ...(window ? { window } : {}) }, { origin: "acme" });
     } catch (e) {
       const refused = e instanceof AppError && e.status < 500;
       // A CSR the RA refuses leaves the order ready for a better one; a fault of ours ends it.
@@ -680,8 +680,16 @@ export class AcmeAuthority {
     const cert = o && o.account_id === account.id ? await this.ca.store.certificate(tenant, serial) : undefined;
     if (!cert) throw malformed("no such certificate for this account", 404);
     const issuing = [...this.ca.hierarchy.issuing.values()].find((c) => c.id === cert.ca_id);
-    return toPem("CERTIFICATE", cert.cert_der) + (issuing ? toPem("CERTIFICATE", issuing.cert.rawData) : "");
+    return toPem("CERTIFICATE", cert.cert_der) + (issuing ? this.issuerPem(issuing.cert) : "");
   }
+
+  /** An issuing CA's certificate in PEM, made once per certificate object (every download sends it). */
+  private issuerPem(cert: x509.X509Certificate): string {
+    let pem = this.issuerPems.get(cert);
+    if (pem === undefined) this.issuerPems.set(cert, (pem = toPem("CERTIFICATE", cert.rawData)));
+    return pem;
+  }
+  private readonly issuerPems = new WeakMap<x509.X509Certificate, string>();
 
   /**
    * revokeCert (RFC 8555 §7.6): by the account whose order issued the certificate, or by a JWS
