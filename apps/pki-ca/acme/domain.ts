@@ -585,7 +585,8 @@ export class AcmeAuthority {
     if (a.status !== "pending" || a.challenge_status !== "pending") return a;
     // A claim: lost in a crash, the challenge is pending again and can be answered again.
     if (!(await this.store.moveAuthorization(u.tenant, a.id, ["pending"], { challenge_status: "processing", challenge_type: t }, false))) return (await this.store.authorization(u.tenant, a.id))!;
-    const keyAuthorization = `${a.token}.${await calculateJwkThumbprint(JSON.parse(account.jwk) as JWK, "sha256")}`;
+    // The account's stored thumbprint is RFC 7638's of its key, set with the key (newAccount, keyChange).
+    const keyAuthorization = `${a.token}.${account.thumbprint}`;
     const run = this.validate(a, t, keyAuthorization, u.account(account.id)).catch(this.onValidationError);
     this.inFlight.add(run);
     void run.finally(() => this.inFlight.delete(run));
