@@ -41,6 +41,13 @@ const ACME_REASONS = new Map<number, RevocationReason>(
     .map(([name, code]) => [code, name as RevocationReason]),
 );
 
+/**
+ * An order as the domain hands it to the HTTP layer: its row, and the ids of its authorizations
+ * when they were read or made on the way (fixed when the order is made), so its view need not
+ * read them again.
+ */
+export type OrderState = OrderRow & { authorizationIds?: readonly string[] };
+
 export interface Identifier {
   type: "dns" | "ip";
   value: string;
@@ -278,7 +285,7 @@ export class AcmeAuthority {
 
   // --- orders ---
 
-  async newOrder(u: AcmeUrls, account: AccountRow, payload: unknown): Promise<OrderRow> {
+  async newOrder(u: AcmeUrls, account: AccountRow, payload: unknown): Promise<OrderState> {
     const t = this.tenant(u.tenant);
     const p = asObject(payload, "the newOrder payload");
     if (p.profile !== undefined && (typeof p.profile !== "string" || !t.profiles.includes(p.profile))) throw malformed(`profile must be one of ${t.profiles.join(", ")}`);
@@ -333,7 +340,7 @@ export class AcmeAuthority {
       error: null,
     }));
     await this.store.insertOrder(order, authzs, events, reused.map((a) => a.id));
-    return order;
+    return { ...order, authorizationIds: [...authzs, ...reused].map((a) => a.id) };
   }
 
   /**
@@ -414,16 +421,19 @@ export class AcmeAuthority {
   }
 
   /** An order of the account, its status brought up to date (authorizations, expiry, a queued RA request). */
-  async order(tenant: string, account: AccountRow, id: string): Promise<OrderRow> {
+  async order(tenant: string, account: AccountRow, id: string): Promise<OrderState> {
     const o = /^[A-Za-z0-9_-]{1,64}$/.test(id) ? await this.store.order(tenant, id) : undefined;
     if (!o || o.account_id !== account.id) throw malformed("no such order for this account", 404);
     return this.refresh(o);
   }
 
-  private async refresh(o: OrderRow): Promise<OrderRow> {
-    const expired = Date.parse(o.expires) <= Date.now();
+  private async refresh(row: OrderRow): Promise<OrderState> {
+    const expired = Date.parse(row.expires) <= Date.now();
+    let o: OrderState = row;
     if (o.status === "pending") {
-      const authzs = await this.store.authorizationsOf(o.tenant, o.id);
+      const authorizationIds = await this.store.authorizationIdsOf(o.tenant, o.id);
+      o = { ...o, authorizationIds };
+      const authzs = await this.store.authorizationsByIds(o.tenant, authorizationIds);
       const failed = authzs.find((a) => a.status === "invalid" || a.status === "deactivated");
       const ready = !failed && authzs.every((a) => a.status === "valid");
       // Ready is derived from the authorizations each time, not stored: finalize's claim checks
@@ -448,8 +458,9 @@ export class AcmeAuthority {
     return o;
   }
 
-  async orderView(u: AcmeUrls, o: OrderRow): Promise<Record<string, unknown>> {
-    const authzIds = await this.store.authorizationIdsOf(o.tenant, o.id);
+  async orderView(u: AcmeUrls, o: OrderState): Promise<Record<string, unknown>> {
+    // Sorted here, so the list reads the same whichever way the ids came and on either engine.
+    const authzIds = [...(o.authorizationIds ?? (await this.store.authorizationIdsOf(o.tenant, o.id)))].sort();
     const out: Record<string, unknown> = {
       status: o.status,
       expires: o.expires,
@@ -636,7 +647,7 @@ export class AcmeAuthority {
    * Finalize: the order must be ready, the CSR must name exactly the order's identifiers; then
    * the RA decides under the order's profile (issued now, or queued for an approver).
    */
-  async finalize(tenant: string, account: AccountRow, id: string, payload: unknown): Promise<OrderRow> {
+  async finalize(tenant: string, account: AccountRow, id: string, payload: unknown): Promise<OrderState> {
     const o = await this.order(tenant, account, id);
     if (o.status !== "ready") throw new AcmeProblem("orderNotReady", `the order is ${o.status}, not ready`);
     const p = asObject(payload, "the finalize payload");

@@ -320,9 +320,9 @@ export class AcmeStore {
     return (await this.authorizationIdsOfOrder(tenant, orderId)).map((l) => l.authz_id);
   }
 
-  /** The authorizations an order uses (its own and the reused ones), in id order. */
-  async authorizationsOf(tenant: string, orderId: string): Promise<AuthorizationRow[]> {
-    const rows = await Promise.all((await this.authorizationIdsOf(tenant, orderId)).map((id) => this.authorization(tenant, id)));
+  /** Authorizations by id (an order's, from `authorizationIdsOf`), in the order given; ids not found are left out. */
+  async authorizationsByIds(tenant: string, ids: readonly string[]): Promise<AuthorizationRow[]> {
+    const rows = await Promise.all(ids.map((id) => this.authorization(tenant, id)));
     return rows.filter((a): a is AuthorizationRow => a !== undefined);
   }
 
