@@ -11,14 +11,13 @@
  * not decrypt", never a distinct error.
  */
 import { createCipheriv, createDecipheriv, createHash, createPublicKey, privateDecrypt, publicEncrypt, randomBytes, constants, type KeyObject } from "node:crypto";
-import { AsnConvert } from "@peculiar/asn1-schema";
-import { id_data, id_envelopedData, id_signedData, SignerInfo } from "@peculiar/asn1-cms";
+import { id_data, id_envelopedData, id_signedData } from "@peculiar/asn1-cms";
 import { AppError } from "../../../src/service/errors.ts";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
 import { certificateFields, derBytes, derChildren, derContent, derOid, derRoot, intDer, oidDer, type DerNode } from "../../../src/pki/der.ts";
 import * as x509 from "../../../src/pki/x509.ts";
 import { spkiKeyAlgorithm } from "../../../src/pki/csr.ts";
-import { ATTR_CONTENT_TYPE, ATTR_MESSAGE_DIGEST, attributeDer, issuerAndSerialDer, signedDataDer, verifySignerInfo, type ContentSigner } from "../../../src/pki/cms-signer.ts";
+import { ATTR_CONTENT_TYPE, ATTR_MESSAGE_DIGEST, attributeDer, issuerAndSerialDer, signedDataDer, signerInfoParts, verifySignerInfo, type ContentSigner, type SignerInfoParts } from "../../../src/pki/cms-signer.ts";
 
 /** SCEP attribute OIDs (id-attributes, RFC 8894 §3.2.1). */
 export const SCEP_ATTR = {
@@ -69,8 +68,7 @@ export interface PkiMessage {
 const tlv = (tag: number, content: Uint8Array) => derTlv(tag, content);
 
 /** The content bytes of a DER value with one of `tags` (PrintableString, OCTET STRING ...), or undefined. */
-function primitive(der: ArrayBuffer, tags: number[]): Uint8Array | undefined {
-  const b = new Uint8Array(der);
+function primitive(b: Uint8Array, tags: number[]): Uint8Array | undefined {
   if (b.length < 2 || !tags.includes(b[0]!)) return undefined;
   let len = b[1]!;
   let off = 2;
@@ -133,15 +131,15 @@ export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
     throw malformed("the message is not a CMS SignedData", cause);
   }
   if (signers.length !== 1) throw malformed("the message must have exactly one signer");
-  let si: SignerInfo;
+  let si: SignerInfoParts;
   try {
-    si = AsnConvert.parse(derBytes(signers[0]!).slice().buffer as ArrayBuffer, SignerInfo);
+    si = signerInfoParts(signers[0]!);
   } catch (cause) {
     throw malformed("the message is not a CMS SignedData", cause);
   }
   // sid: IssuerAndSerialNumber, matched byte for byte against the certificates' issuer and serial.
   const sid = derChildren(signers[0]!, "the signer")[1];
-  if (!sid || sid.tag !== 0x30 || !si.signedAttrs?.length) throw malformed("the signer must be named by issuer and serial and sign attributes");
+  if (!sid || sid.tag !== 0x30 || !si.signedAttrs) throw malformed("the signer must be named by issuer and serial and sign attributes");
   const [sidIssuer, sidSerial] = derChildren(sid, "the signer");
   const same = (a: DerNode | undefined, b: DerNode) => !!a && Buffer.from(derBytes(a)).equals(Buffer.from(derBytes(b)));
   let signerDer: Uint8Array | undefined;
@@ -156,7 +154,6 @@ export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
     if (signerDer) break;
   }
   if (!signerDer || !spki) throw malformed("the signer's certificate is not in the message");
-  const attr = (oid: string) => si.signedAttrs!.find((a) => a.attrType === oid)?.attrValues[0];
   const keyAlg = spkiKeyAlgorithm(spki);
   if (!keyAlg) throw malformed("the signer's public key cannot be read");
   const failure = await verifySignerInfo(si, content, spki.slice().buffer as ArrayBuffer, keyAlg);
@@ -165,13 +162,13 @@ export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
   if (failure === "unsupported_signature") throw malformed("unsupported signature algorithm");
   if (failure) throw new AppError("signature_invalid", "the message signature does not verify", { status: 400 });
   const text = (oid: string) => {
-    const v = attr(oid);
+    const v = si.attrs.get(oid);
     const b = v ? primitive(v, [0x13, 0x0c, 0x16]) : undefined;
     return b ? new TextDecoder().decode(b) : undefined;
   };
   const bytes = (oid: string) => {
-    const v = attr(oid);
-    return v ? primitive(v, [0x04]) : undefined;
+    const v = si.attrs.get(oid);
+    return v ? primitive(v, [0x04])?.slice() : undefined;
   };
   const messageType = text(SCEP_ATTR.messageType);
   const transactionId = text(SCEP_ATTR.transactionID);
