@@ -20,7 +20,7 @@
  * of this driver: the server's is the figure to compare on a shared, loaded machine, and the
  * driver's shows it is not the bottleneck.
  *
- * Usage: npm run bench -- enroll [--clients=32] [--seconds=5] [--rounds=3] [--scep-rate=300]
+ * Usage: npm run bench -- enroll [--clients=32] [--seconds=5] [--rounds=3] [--scep-rate=800]
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -166,7 +166,7 @@ const scepSend = (url: string, messages: Uint8Array[], init: RequestInit) => asy
 
 // Messages per window (building them costs an RSA signature each): enough for `--scep-rate` answers/s
 // over the window; a server that answers faster ends its window early, and its rate is over the time used.
-const PER_WINDOW = Math.min(20_000, arg("scep-rate", 300) * SECONDS);
+const PER_WINDOW = Math.min(20_000, arg("scep-rate", 800) * SECONDS);
 const results: Record<string, number[]> = { est: [], scep: [], "scep-ec": [], scepserver: [] };
 const cpu: Record<string, number[]> = { est: [], scep: [], "scep-ec": [], scepserver: [] };
 const failures: Record<string, number> = { est: 0, scep: 0, "scep-ec": 0, scepserver: 0 };

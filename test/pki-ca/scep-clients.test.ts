@@ -142,7 +142,7 @@ describe.skipIf(!sslOk)("SCEP protocol (Debian packages openssl, curl)", () => {
     expect((await f.api(`/certificates/${done.cert!.serialNumber.toLowerCase()}/revoke`, await f.token("t1", "pki:revoke"), { body: { reason: "keyCompromise" } })).status).toBe(200);
     const crlRep = await parsePkiMessage(await post(await c.message(MESSAGE_TYPE.GetCRL, ias, manualRa, "getcrl-1")));
     expect(crlRep.pkiStatus).toBe("0");
-    write(f.dir, "getcrl.p7", openEnvelope(crlRep.content, c.self, c.nodeKey));
+    write(f.dir, "getcrl.p7", await openEnvelope(crlRep.content, c.self, c.nodeKey));
     const crl = await run(["sh", "-c", `openssl pkcs7 -inform DER -in getcrl.p7 -print_certs > getcrl.pem && openssl crl -in getcrl.pem -CAfile ${chainFile} -noout -text`]);
     expect(crl.out).toContain("verify OK");
     expect(crl.out.toUpperCase()).toContain(done.cert!.serialNumber.toUpperCase());

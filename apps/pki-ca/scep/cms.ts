@@ -10,13 +10,14 @@
  * random content key (implicit rejection), so a padding oracle only ever sees "the content does
  * not decrypt", never a distinct error.
  */
-import { createCipheriv, createDecipheriv, createHash, createPublicKey, privateDecrypt, publicEncrypt, randomBytes, constants, type KeyObject } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, createPublicKey, publicEncrypt, randomBytes, constants, type KeyObject } from "node:crypto";
 import { id_data, id_envelopedData, id_signedData } from "@peculiar/asn1-cms";
 import { AppError } from "../../../src/service/errors.ts";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
 import { certificateFields, derBytes, derChildren, derContent, derOid, derRoot, intDer, oidDer, type DerNode } from "../../../src/pki/der.ts";
 import * as x509 from "../../../src/pki/x509.ts";
 import { spkiKeyAlgorithm } from "../../../src/pki/csr.ts";
+import { inThreadRsa, type RawRsaDecrypt } from "./rsa-pool.ts";
 import { ATTR_CONTENT_TYPE, ATTR_MESSAGE_DIGEST, attributeDer, issuerAndSerialDer, signedDataDer, signerInfoParts, verifySignerInfo, type ContentSigner, type SignerInfoParts } from "../../../src/pki/cms-signer.ts";
 
 /** SCEP attribute OIDs (id-attributes, RFC 8894 §3.2.1). */
@@ -190,14 +191,10 @@ export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
 }
 
 /** RSAES-PKCS1-v1_5 decryption with implicit rejection: a bad padding gives `fallbackLength` random bytes. */
-function rsaPkcs1Decrypt(key: KeyObject, encrypted: Uint8Array, fallbackLength: number): Uint8Array {
+async function rsaPkcs1Decrypt(key: KeyObject | RawRsaDecrypt, encrypted: Uint8Array, fallbackLength: number): Promise<Uint8Array> {
   const fallback = randomBytes(fallbackLength);
-  let em: Buffer;
-  try {
-    em = privateDecrypt({ key, padding: constants.RSA_NO_PADDING }, encrypted);
-  } catch {
-    return fallback;
-  }
+  const em = await (typeof key === "function" ? key : inThreadRsa(key))(encrypted);
+  if (!em) return fallback;
   // EM = 0x00 || 0x02 || PS (>= 8 non-zero bytes) || 0x00 || M
   let sep = -1;
   for (let i = 2; i < em.length; i++) if (em[i] === 0 && sep < 0) sep = i;
@@ -205,8 +202,11 @@ function rsaPkcs1Decrypt(key: KeyObject, encrypted: Uint8Array, fallbackLength: 
   return good ? new Uint8Array(em.subarray(sep + 1)) : fallback;
 }
 
-/** Decrypts an EnvelopedData ContentInfo addressed (by issuer and serial, RSA key transport) to `cert`. */
-export function openEnvelope(der: Uint8Array, cert: x509.X509Certificate, key: KeyObject): Uint8Array {
+/**
+ * Decrypts an EnvelopedData ContentInfo addressed (by issuer and serial, RSA key transport) to
+ * `cert`, with its private key, or with raw RSA decryption that holds it (rsa-pool.ts).
+ */
+export async function openEnvelope(der: Uint8Array, cert: x509.X509Certificate, key: KeyObject | RawRsaDecrypt): Promise<Uint8Array> {
   const what = "the message content";
   let recipients: DerNode[];
   let eci: DerNode[];
@@ -240,7 +240,7 @@ export function openEnvelope(der: Uint8Array, cert: x509.X509Certificate, key: K
   if (!iv || iv.length !== (cipher.name.startsWith("aes") ? 16 : 8)) throw malformed("the content encryption IV is missing or of the wrong length");
   const encrypted = eci[2] ? octetsOf(eci[2], what) : undefined;
   if (!encrypted || encrypted.length === 0) throw malformed("the envelope has no encrypted content");
-  const cek = rsaPkcs1Decrypt(key, derContent(ktri[3]!, what, 0x04), cipher.keyLength);
+  const cek = await rsaPkcs1Decrypt(key, derContent(ktri[3]!, what, 0x04), cipher.keyLength);
   try {
     const d = createDecipheriv(cipher.name, cek, iv);
     return new Uint8Array(Buffer.concat([d.update(encrypted), d.final()]));

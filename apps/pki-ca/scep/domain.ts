@@ -81,14 +81,23 @@ export class ScepAuthority {
     const key = `${issuing.id}|${signingKey}`;
     let p = this.ras.get(key);
     if (!p) {
-      p = loadOrCreateRa(this.ca.store, this.protector, issuing, this.config.ra_validity_hours, signingKey);
+      p = loadOrCreateRa(this.ca.store, this.protector, issuing, this.config.ra_validity_hours, signingKey).then((ra) => this.held(ra));
       this.ras.set(key, p);
       p.catch(() => this.ras.delete(key));
     }
     const ra = await p;
     const renewed = await renewRaIfDue(this.ca.store, this.protector, ra, this.config.ra_validity_hours, this.ca.config.signer_renewal_fraction);
-    if (renewed) this.ras.set(key, Promise.resolve(renewed));
-    return renewed ?? ra;
+    if (!renewed) return ra;
+    // Calls still in the old RA's threads finish on this thread.
+    ra.close();
+    this.ras.set(key, Promise.resolve(this.held(renewed)));
+    return renewed;
+  }
+
+  /** `ra`, its decryption threads ended with the CA (at seal and stop). */
+  private held(ra: ScepRa): ScepRa {
+    this.ca.disposers.push(() => ra.close());
+    return ra;
   }
 
   /** The RA a SCEP path answers with: its profile's layout, else app.scep's. */
@@ -137,7 +146,7 @@ export class ScepAuthority {
         return this.stateOf(t, tx);
       }
       case MESSAGE_TYPE.GetCert: {
-        const ias = this.issuerAndSerial(openEnvelope(msg.content, ra.encryption.cert, ra.decryptionKey));
+        const ias = this.issuerAndSerial(await openEnvelope(msg.content, ra.encryption.cert, ra.decrypt));
         const row = await this.certificateBySerial(t.tenant, Buffer.from(ias.serialNumber).toString("hex"));
         if (!row) return fail(FAIL_INFO.badCertId);
         const cert = new x509.X509Certificate(row.cert_der.slice().buffer as ArrayBuffer);
@@ -146,7 +155,7 @@ export class ScepAuthority {
       }
       case MESSAGE_TYPE.GetCRL: {
         // The issuing CA's complete CRL, for the issuer named (the serial only says which certificate asks).
-        const ias = this.issuerAndSerial(openEnvelope(msg.content, ra.encryption.cert, ra.decryptionKey));
+        const ias = this.issuerAndSerial(await openEnvelope(msg.content, ra.encryption.cert, ra.decrypt));
         const issuer = Buffer.from(AsnConvert.serialize(ias.issuer));
         const ca = [...this.ca.hierarchy.issuing.values()].find((c) => Buffer.from(AsnConvert.serialize(AsnConvert.parse(c.cert.rawData, Certificate).tbsCertificate.subject)).equals(issuer));
         if (!ca) return fail(FAIL_INFO.badCertId);
@@ -166,7 +175,7 @@ export class ScepAuthority {
   }
 
   private async enroll(t: ScepTarget, ra: ScepRa, msg: PkiMessage, signerKey: string): Promise<Outcome> {
-    const csrDer = openEnvelope(msg.content, ra.encryption.cert, ra.decryptionKey);
+    const csrDer = await openEnvelope(msg.content, ra.encryption.cert, ra.decrypt);
     const csrHash = sha256Hex(csrDer);
     // A resent request (after PENDING, or a lost answer) learns its transaction's state.
     const known = await this.store.transaction(t.tenant, msg.transactionId);

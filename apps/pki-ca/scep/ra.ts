@@ -12,15 +12,16 @@
  *   stays the same size (the envelope's key transport needs RSA); only the signature on each
  *   answer moves from an RSA-3072 private-key operation (~2 ms) to a P-256 one (~0.02 ms).
  */
-import { createPrivateKey, type KeyObject } from "node:crypto";
+import { createPrivateKey } from "node:crypto";
 import type * as v from "valibot";
 import type { DataProtector } from "../../../src/service/context.ts";
-import { signDer } from "../../../src/pki/signing.ts";
+import { signatureAlgorithmId, signDer } from "../../../src/pki/signing.ts";
 import * as x509 from "../../../src/pki/x509.ts";
 import { delegatedCertificate, loadOrCreate, renewalDue, renewOne, sealContext, type IssuingCa, type Signer } from "../hierarchy.ts";
 import type { PkiStore } from "../store.ts";
 import type { MessageSigner } from "./cms.ts";
 import type { RaSigningKeySchema } from "./config.ts";
+import { RsaPool, type RawRsaDecrypt } from "./rsa-pool.ts";
 
 /** Which key signs the RA's messages: the RSA encryption key itself, or a P-256 key of its own. */
 export type RaSigningKey = v.InferOutput<typeof RaSigningKeySchema>;
@@ -38,8 +39,10 @@ export interface ScepRa extends MessageSigner {
   signer: Signer;
   /** The RSA certificate clients encrypt to (the signer's own in the RSA-3072 layout). */
   encryption: Signer;
-  /** The RSA key as a node KeyObject (RSA decryption has no WebCrypto form for PKCS#1 v1.5). */
-  decryptionKey: KeyObject;
+  /** Raw RSA decryption with the encryption key (PKCS#1 v1.5 has no WebCrypto form), on worker threads where there are cores for them. */
+  decrypt: RawRsaDecrypt;
+  /** Ends the decryption threads (the RA renewed, the CA sealed or stopped). */
+  close(): void;
   issuing: IssuingCa;
   /** What GetCACert lists before the chain: the encryption certificate first, then a separate signer's. */
   certs: x509.X509Certificate[];
@@ -56,9 +59,12 @@ async function toRa(store: PkiStore, protector: DataProtector, encryption: Signe
   const row = (await store.getCa(encryption.id))!;
   const pkcs8 = await protector.decrypt(row.key_sealed, sealContext(encryption.id));
   try {
-    const decryptionKey = createPrivateKey({ key: Buffer.from(pkcs8), format: "der", type: "pkcs8" });
+    const rsa = RsaPool.create(pkcs8, createPrivateKey({ key: Buffer.from(pkcs8), format: "der", type: "pkcs8" }));
     const certs = encryption === signer ? [encryption.cert] : [encryption.cert, signer.cert];
-    return { signer, encryption, decryptionKey, issuing, certs, cert: signer.cert, sign: (data) => signDer(signer.keyType, signer.key, data) };
+    // One RSA key for both: its signatures run on the RA's threads too, off the event loop.
+    const sign: ScepRa["sign"] =
+      encryption === signer ? async (data) => ({ algorithm: signatureAlgorithmId("RSA-3072"), signature: (await rsa.sign(new Uint8Array(data))).slice().buffer as ArrayBuffer }) : (data) => signDer(signer.keyType, signer.key, data);
+    return { signer, encryption, decrypt: rsa.decrypt, close: rsa.close, issuing, certs, cert: signer.cert, sign };
   } finally {
     pkcs8.fill(0);
   }
