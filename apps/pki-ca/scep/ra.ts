@@ -32,7 +32,7 @@ const signId = (ca: IssuingCa) => `scep-ra-sign-${ca.keyType.toLowerCase()}`;
 
 /**
  * A loaded RA: `cert` and `sign` sign CertReps (and EST's and CMC's signed answers);
- * `encryption` and `decryptionKey` open the envelopes sent to it. One signer in the RSA-3072
+ * `encryption` and `decrypt` open the envelopes sent to it. One signer in the RSA-3072
  * layout, two in the P-256 one.
  */
 export interface ScepRa extends MessageSigner {

@@ -15,7 +15,10 @@ export type RawRsaDecrypt = (data: Uint8Array) => Promise<Uint8Array | undefined
 /** An RSASSA-PKCS1-v1_5 SHA-256 signature of `data`. */
 export type RsaSign = (data: Uint8Array) => Promise<Uint8Array>;
 
-/** Workers an RA gets: every core but the event loop's, at most 3. */
+/**
+ * Workers an RA gets: one per core, at most 3. On 2 cores, two workers answered 620-670 SCEP
+ * requests/s where one (every core but the event loop's) answered 355-473 (npm run bench -- enroll).
+ */
 export const RSA_THREADS = Math.min(3, Math.max(0, (typeof availableParallelism === "function" ? availableParallelism() : 1)));
 
 /** The calling thread's raw RSA decryption (or, with `sign`, signature) with `key`. */
