@@ -163,9 +163,13 @@ export class PkiCa {
   /** The CA's schedules (CRL, OCSP refresh, peer revocations, expiry), ended by dispose(). */
   timers: Array<ReturnType<typeof setInterval>> = [];
 
+  /** What else ends with this CA (its front ends' key-holding threads, say), run by dispose(). */
+  readonly disposers: Array<() => void> = [];
+
   /** Ends this CA's schedules and drops its caches (at seal and stop). */
   async dispose(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    for (const d of this.disposers.splice(0)) d();
     this.unsubscribe?.();
     this.ocspCache.clear();
     this.extensionCache.clear();
