@@ -20,6 +20,7 @@ import * as x509 from "./x509.ts";
 import { derToRaw, EC_SIZES } from "./ecdsa-signature.ts";
 import { Buffer } from "node:buffer";
 import { createPublicKey, verify as nodeVerify } from "node:crypto";
+import { LoopContention } from "../service/cpu-contention.ts";
 
 const NODE_CURVE: Record<string, string> = { "P-256": "prime256v1", "P-384": "secp384r1", "P-521": "secp521r1" };
 const NODE_HASH: Record<string, string> = { "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512" };
@@ -485,7 +486,7 @@ export async function verifyBySpki(
 ): Promise<boolean> {
   if (sig.kind === "ecdsa") {
     if (keyAlg.name !== "ECDSA") return false;
-    return verifyEcdsaSpki(spki, keyAlg.namedCurve!, sig.hash!, data, signature, ECDSA_OFF_THREAD);
+    return verifyEcdsaSpki(spki, keyAlg.namedCurve!, sig.hash!, data, signature, ecdsaOffThread());
   }
   if (sig.kind === "rsa") {
     if (!keyAlg.name.startsWith("RSA")) return false;
@@ -503,8 +504,16 @@ export async function verifyBySpki(
  * With a core to spare (the process's CPU affinity allows more than one) the event loop's
  * time is the scarce one: `npm run bench -- ca` on 2 cores, unpinned, issued about 20% more
  * certificates per second with WebCrypto verifying the CSRs; confined to one core, less.
+ * But no core is to spare while the event loop itself waits for a CPU (more instances than
+ * cores, or other load; see LoopContention): the worker's CPU then comes out of the loop's
+ * share, so the cheaper synchronous call is used. With two instances on 2 cores
+ * (`npm run bench -- scale`), each event loop waited for a CPU 39-49% of the time with every
+ * verification on WebCrypto (p99 42.9-137.1 ms a round); switching while crowded: 23-31% (p99
+ * 25.7-52.0 ms). One instance alone stays below the threshold and keeps WebCrypto.
  */
 const ECDSA_OFF_THREAD = (globalThis.navigator?.hardwareConcurrency ?? 1) > 1;
+const contention = new LoopContention();
+const ecdsaOffThread = () => ECDSA_OFF_THREAD && !contention.crowded();
 
 /**
  * ECDSA verification of a DER signature over `data` with a SubjectPublicKeyInfo on `curve`,
