@@ -13,7 +13,11 @@
  * Next to the wall-clock figures (noisy on a shared machine), CPU time per request from /proc:
  * the service instances' processes, and the PostgreSQL server's (postmaster and backends); and
  * per request the database's commits and rollbacks (pg_stat_database, so a transaction that
- * PostgreSQL aborted for a conflict and that ran again shows as a rollback).
+ * PostgreSQL aborted for a conflict and that ran again shows as a rollback). And for the instance
+ * whose event loop waited most, from its main thread's /proc schedstat, the share of the round
+ * that thread ran and the share it was runnable but waiting for a CPU: every request that
+ * instance holds waits with its loop, so that share is where a p99 above the embedded one comes
+ * from when the cores are oversubscribed.
  * Each service instance and each wrk runs in a session of its own, as separate containers or
  * hosts would be scheduled apart: under the kernel's autogroup scheduling every PostgreSQL
  * backend is a scheduling group of its own (the postmaster's children call setsid), and with both
@@ -29,7 +33,7 @@ import { join } from "node:path";
 import { startTestIssuer, type TestIssuer } from "../test/support/issuer.ts";
 import { postgresMissing, startPostgres, type PostgresServer } from "../test/support/postgres.ts";
 import pgLib from "pg";
-import { cpuMsOf, haveWrk, median, spawnTarget, treeCpuMs, wrk, wrkScript, type WrkResult } from "./wrk.ts";
+import { cpuMsOf, haveWrk, mainThreadSchedMs, median, spawnTarget, treeCpuMs, wrk, wrkScript, type WrkResult } from "./wrk.ts";
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
 const SECONDS = arg("seconds", 6);
@@ -37,6 +41,8 @@ const ROUNDS = arg("rounds", 2);
 const CONNS = arg("connections", 64);
 const POOL = arg("pool", 10);
 const TARGET_P99_MS = 50;
+/** A share of the wall-clock time, as a percentage. */
+const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
 /** --only=sm-kms or --only=pki-ca: one operation. */
 const ONLY = process.argv.find((a) => a.startsWith("--only="))?.split("=")[1]?.split(",");
 
@@ -118,6 +124,9 @@ interface Sample {
   pgCpu: number;
   commits: number;
   rollbacks: number;
+  /** Of the instance whose event loop waited most: the share of the round its loop thread ran, and waited runnable for a CPU. */
+  loopRun: number;
+  loopWait: number;
 }
 const deployments: Array<{ op: Operation; dep: Deployment; database?: string; script: string; path: string; results: Sample[] }> = [];
 let admin: InstanceType<typeof pgLib.Client> | undefined;
@@ -176,13 +185,17 @@ try {
   const load = async (d: (typeof deployments)[number], seconds: number): Promise<Sample> => {
     const per = Math.floor(CONNS / d.dep.urls.length);
     const serviceCpu = () => d.dep.procs.reduce((a, p) => a + cpuMsOf(p.pid), 0);
-    const [s0, p0, x0] = [serviceCpu(), treeCpuMs(postmaster), await xacts(d.database)];
+    const loops = () => d.dep.procs.map((p) => mainThreadSchedMs(p.pid));
+    const [s0, p0, x0, l0] = [serviceCpu(), treeCpuMs(postmaster), await xacts(d.database), loops()];
     const res = await Promise.all(d.dep.urls.map((u) => wrk(u + d.path, { connections: per, seconds, script: d.script, ownSession: true })));
+    // Before the pause below: the loops' scheduling during the load only.
+    const l1 = loops();
+    const loop = l1.map((l, i) => ({ run: (l.run - l0[i]!.run) / (seconds * 1000), wait: (l.wait - l0[i]!.wait) / (seconds * 1000) })).reduce((a, b) => (b.wait > a.wait ? b : a));
     // Statistics reach pg_stat_database when a backend goes idle, within a second or so.
     await Bun.sleep(1000);
     const [s1, p1, x1] = [serviceCpu(), treeCpuMs(postmaster), await xacts(d.database)];
     const n = res.reduce((a, x) => a + x.rps, 0) * seconds;
-    return { wrk: res, serviceCpu: (s1 - s0) / n, pgCpu: d.database ? (p1 - p0) / n : 0, commits: (x1.commits - x0.commits) / n, rollbacks: (x1.rollbacks - x0.rollbacks) / n };
+    return { wrk: res, serviceCpu: (s1 - s0) / n, pgCpu: d.database ? (p1 - p0) / n : 0, commits: (x1.commits - x0.commits) / n, rollbacks: (x1.rollbacks - x0.rollbacks) / n, loopRun: loop.run, loopWait: loop.wait };
   };
   for (const d of deployments) await load(d, 2); // warm-up: JIT, pools, caches
   for (let r = 0; r < ROUNDS; r++) {
@@ -194,7 +207,7 @@ try {
       const p99 = Math.max(...res.map((x) => x.p99ms));
       const errors = res.reduce((a, x) => a + x.errors, 0);
       console.error(
-        `round ${r + 1} ${d.op.name}, ${d.dep.label}: ${rps.toFixed(0)} req/s, p99 ${p99.toFixed(1)} ms${res.length > 1 ? ` (per instance: ${res.map((x) => `${x.rps.toFixed(0)} req/s, p99 ${x.p99ms.toFixed(1)} ms`).join("; ")})` : ""}, CPU ms/req service ${sample.serviceCpu.toFixed(3)} PostgreSQL ${sample.pgCpu.toFixed(3)}, commits/req ${sample.commits.toFixed(2)} rollbacks/req ${sample.rollbacks.toFixed(3)}${errors ? `, ${errors} errors (${res.map((x) => x.detail).join("; ")})` : ""}`,
+        `round ${r + 1} ${d.op.name}, ${d.dep.label}: ${rps.toFixed(0)} req/s, p99 ${p99.toFixed(1)} ms${res.length > 1 ? ` (per instance: ${res.map((x) => `${x.rps.toFixed(0)} req/s, p99 ${x.p99ms.toFixed(1)} ms`).join("; ")})` : ""}, CPU ms/req service ${sample.serviceCpu.toFixed(3)} PostgreSQL ${sample.pgCpu.toFixed(3)}, commits/req ${sample.commits.toFixed(2)} rollbacks/req ${sample.rollbacks.toFixed(3)}, event loop ran ${pct(sample.loopRun)} waited for a CPU ${pct(sample.loopWait)}${errors ? `, ${errors} errors (${res.map((x) => x.detail).join("; ")})` : ""}`,
       );
     }
   }
@@ -210,8 +223,8 @@ try {
 console.log(
   `\nscale-out, HTTPS keep-alive, ${CONNS} connections in all, wrk, median of ${ROUNDS} x ${SECONDS}s; PostgreSQL: a pool of ${POOL} connections per instance${POOL === 10 ? " (the default)" : ""}, fsync on; ${navigator.hardwareConcurrency} cores shared by servers, database and wrk\n`,
 );
-console.log("| operation | deployment | req/s | p50 ms | p99 ms | errors | p99 < 50 ms | CPU ms/req: service | CPU ms/req: PostgreSQL | commits/req | rollbacks/req |");
-console.log("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|");
+console.log("| operation | deployment | req/s | p50 ms | p99 ms | errors | p99 < 50 ms | CPU ms/req: service | CPU ms/req: PostgreSQL | commits/req | rollbacks/req | event loop: ran | event loop: waited for a CPU |");
+console.log("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|");
 for (const d of deployments) {
   const rps = median(d.results.map((s) => s.wrk.reduce((a, x) => a + x.rps, 0)));
   const p50 = median(d.results.map((s) => Math.max(...s.wrk.map((x) => x.p50ms))));
@@ -219,7 +232,7 @@ for (const d of deployments) {
   const errors = d.results.reduce((a, s) => a + s.wrk.reduce((b, x) => b + x.errors, 0), 0);
   const m = (f: (s: Sample) => number, digits: number) => (d.database ? median(d.results.map(f)).toFixed(digits) : "-");
   console.log(
-    `| ${d.op.name} | ${d.dep.label} | ${rps.toFixed(0)} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${errors} | ${p99 < TARGET_P99_MS ? "met" : "NOT met"} | ${median(d.results.map((s) => s.serviceCpu)).toFixed(3)} | ${m((s) => s.pgCpu, 3)} | ${m((s) => s.commits, 2)} | ${m((s) => s.rollbacks, 3)} |`,
+    `| ${d.op.name} | ${d.dep.label} | ${rps.toFixed(0)} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${errors} | ${p99 < TARGET_P99_MS ? "met" : "NOT met"} | ${median(d.results.map((s) => s.serviceCpu)).toFixed(3)} | ${m((s) => s.pgCpu, 3)} | ${m((s) => s.commits, 2)} | ${m((s) => s.rollbacks, 3)} | ${pct(median(d.results.map((s) => s.loopRun)))} | ${pct(median(d.results.map((s) => s.loopWait)))} |`,
   );
 }
 process.exit(0);

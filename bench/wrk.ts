@@ -146,6 +146,20 @@ export function mainThreadCpuMsOf(pid: number): number {
 }
 
 /**
+ * Scheduler time (ms) of process `pid`'s main thread (its event loop) from /proc schedstat: how
+ * long it has run on a CPU, and how long it was runnable but waiting for one (the run queue);
+ * NaN where /proc is not there. A request whose event loop waits in the run queue waits with it.
+ */
+export function mainThreadSchedMs(pid: number): { run: number; wait: number } {
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ").map(Number);
+    return { run: run! / 1e6, wait: wait! / 1e6 };
+  } catch {
+    return { run: NaN, wait: NaN };
+  }
+}
+
+/**
  * CPU time (ms) of a process tree one level deep, as a PostgreSQL server is (the postmaster and
  * its backends): the parent's own and its waited-for children's, plus its live children's.
  */

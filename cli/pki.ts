@@ -55,12 +55,17 @@ export async function publicKeyPem(keys: CryptoKeyPair): Promise<string> {
   return toPem("PUBLIC KEY", new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey)));
 }
 
-/** A SAN by its look: an IP address, an e-mail address, a URI, else a DNS name. */
+/** A SAN by its look: `upn:name@domain` (a Microsoft UPN), an IP address, an e-mail address, a URI, else a DNS name. */
 export function sanOf(value: string): x509.JsonGeneralName {
+  const upn = /^upn:(.+)$/i.exec(value);
+  if (upn) {
+    if (!/^[^@\s]+@[^@\s]+$/.test(upn[1]!)) throw new UsageError(`'${value}' is not upn:name@domain`);
+    return { type: "upn", value: upn[1]! };
+  }
   if (canonicalIp(value)) return { type: "ip", value };
   if (/^[^@\s]+@[^@\s]+$/.test(value)) return { type: "email", value };
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return { type: "url", value };
-  if (!/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(value)) throw new UsageError(`'${value}' is not a DNS name, IP address, e-mail address or URI`);
+  if (!/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(value)) throw new UsageError(`'${value}' is not a DNS name, IP address, e-mail address, URI or upn:name@domain`);
   return { type: "dns", value };
 }
 

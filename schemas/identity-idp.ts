@@ -69,15 +69,19 @@ const userVerification = v.picklist(["required", "preferred", "discouraged"]);
 const passwordMinLength = v.pipe(v.number(), v.integer(), v.minValue(8), v.maxValue(64));
 /** Whether a pki-ca client certificate signs in the user whose verified e-mail address is its e-mail SAN (default false). */
 const certificateEmail = v.boolean();
+/** Whether a pki-ca client certificate signs in the user whose username is its UPN SAN, case-insensitively (default false). */
+const certificateUpn = v.boolean();
 export const MfaPolicy = v.object({
   mfa: mfaPolicy,
   self_registration: v.boolean(),
   user_verification: userVerification,
   password_min_length: v.optional(passwordMinLength),
   certificate_email: certificateEmail,
+  certificate_upn: certificateUpn,
 });
 export const PolicyUpdate = v.strictObject({
   certificate_email: v.optional(certificateEmail),
+  certificate_upn: v.optional(certificateUpn),
   mfa: v.optional(mfaPolicy),
   self_registration: v.optional(v.boolean()),
   user_verification: v.optional(userVerification),

@@ -94,6 +94,7 @@ export const ProfileList = v.object({
       dns_allow: v.array(v.string()),
       ip_ranges: v.array(v.string()),
       email_domains: v.array(v.string()),
+      upn_domains: v.array(v.string()),
       uri_allow: v.array(v.string()),
       approval: v.picklist(["auto", "manual"]),
     }),

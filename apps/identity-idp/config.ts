@@ -68,8 +68,8 @@ export const IdpAppConfig = v.strictObject({
    * pki-ca's CAs whose client certificates sign users in on the mTLS port: their ids as in
    * `/pki/ca/<id>.pem`, fetched from `federation.ca.url` (unset: none) at start and every
    * `certificate_ca_refresh_s`, and trusted by the listener from then on. Their certificates are
-   * checked at pki-ca's OCSP responder at each sign-in, and may sign in by e-mail SAN where the
-   * tenant's policy says so (`certificate_email`).
+   * checked at pki-ca's OCSP responder at each sign-in, and may sign in by e-mail or UPN SAN where
+   * the tenant's policy says so (`certificate_email`, `certificate_upn`).
    */
   certificate_cas: v.optional(v.array(v.pipe(v.string(), v.regex(/^[a-z0-9-]{1,40}$/, "a pki-ca CA id such as issuing-p-256"))), ["issuing-p-256"]),
   certificate_ca_refresh_s: v.optional(int(60, 86_400), 3600),

@@ -201,4 +201,11 @@ export const migrations = [
       await db.schema.alterTable("tenant_policies").addColumn("certificate_email", "integer", (c) => c.notNull().defaultTo(0)).execute();
     },
   },
+  {
+    version: 8,
+    name: "tenant policy: certificate sign-in by UPN SAN",
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable("tenant_policies").addColumn("certificate_upn", "integer", (c) => c.notNull().defaultTo(0)).execute();
+    },
+  },
 ];

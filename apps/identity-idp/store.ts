@@ -95,6 +95,8 @@ export interface TenantPolicyRow {
   user_verification: string;
   /** 1: a pki-ca certificate whose e-mail SAN is a user's verified address signs that user in. */
   certificate_email?: number;
+  /** 1: a pki-ca certificate whose UPN SAN is a user's username signs that user in. */
+  certificate_upn?: number;
   updated_at: number;
 }
 

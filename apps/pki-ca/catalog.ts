@@ -27,6 +27,7 @@ export function profileViews(c: PkiCa) {
       dns_allow: p.dns.allow,
       ip_ranges: p.ip_ranges,
       email_domains: p.email_domains,
+      upn_domains: p.upn_domains,
       uri_allow: p.uri.allow,
       approval: p.approval,
     }));

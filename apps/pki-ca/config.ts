@@ -44,6 +44,8 @@ export const ProfileSchema = v.strictObject({
   dns: v.strictObject({ allow: v.array(dnsPattern), deny: v.optional(v.array(dnsPattern), []) }),
   ip_ranges: v.optional(v.array(cidr), []),
   email_domains: v.optional(v.array(domain), []),
+  /** Domains of the UPN SANs (otherName `name@domain`, smart-card logon) admitted; none by default. */
+  upn_domains: v.optional(v.array(domain), []),
   /** URI SANs admitted by pattern, e.g. `spiffe://example.org/*`; none by default. */
   uri: v.optional(v.strictObject({ allow: v.array(uriPattern) }), { allow: [] }),
   /** Extensions the CSR must request (name or OID). */
@@ -152,7 +154,7 @@ export function developmentProfiles(): Record<string, Profile> {
   const none = { dns: { allow: [] } };
   return v.parse(v.record(v.string(), ProfileSchema), {
     "tls-server": { ...base, ...none, key_usage: ["digitalSignature", "keyEncipherment"], extended_key_usage: ["serverAuth"], dns: { allow: DEV_DNS, deny: [] }, ip_ranges: DEV_IPS },
-    "tls-client": { ...base, ...none, key_usage: ["digitalSignature"], extended_key_usage: ["clientAuth"], dns: { allow: DEV_DNS, deny: [] }, ip_ranges: DEV_IPS, email_domains: DEV_EMAIL, uri: { allow: ["spiffe://*.example.com/*", "spiffe://*.test/*"] } },
+    "tls-client": { ...base, ...none, key_usage: ["digitalSignature"], extended_key_usage: ["clientAuth"], dns: { allow: DEV_DNS, deny: [] }, ip_ranges: DEV_IPS, email_domains: DEV_EMAIL, upn_domains: DEV_EMAIL, uri: { allow: ["spiffe://*.example.com/*", "spiffe://*.test/*"] } },
     email: { ...base, ...none, key_usage: ["digitalSignature", "keyEncipherment"], extended_key_usage: ["emailProtection"], email_domains: DEV_EMAIL },
     "code-signing": { ...base, ...none, key_usage: ["digitalSignature"], extended_key_usage: ["codeSigning"], email_domains: DEV_EMAIL, uri: { allow: ["https://*.example.com/*", "https://*.example.org/*"] } },
   });

@@ -163,9 +163,13 @@ export class PkiCa {
   /** The CA's schedules (CRL, OCSP refresh, peer revocations, expiry), ended by dispose(). */
   timers: Array<ReturnType<typeof setInterval>> = [];
 
+  /** What else ends with this CA (its front ends' key-holding threads, say), run by dispose(). */
+  readonly disposers: Array<() => void> = [];
+
   /** Ends this CA's schedules and drops its caches (at seal and stop). */
   async dispose(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    for (const d of this.disposers.splice(0)) d();
     this.unsubscribe?.();
     this.ocspCache.clear();
     this.extensionCache.clear();
@@ -366,7 +370,7 @@ export class PkiCa {
       notBefore,
       notAfter,
       maxValidityDays: profile.max_validity_days,
-      sanCount: dns.length + p.ips.length + p.emails.length + p.uris.length,
+      sanCount: dns.length + p.ips.length + p.emails.length + p.uris.length + p.upns.length,
       commonName: p.commonName,
       isCa: false,
       keyType: p.keyType,
@@ -374,13 +378,13 @@ export class PkiCa {
     });
     if (violations.length > 0) throw new AppError("lint_failed", "the certificate failed lint and was not signed", { status: 422, details: { reasons: violations } });
 
-    const names: x509.JsonGeneralName[] = [...dns.map((value) => ({ type: "dns" as const, value })), ...p.ips.map((value) => ({ type: "ip" as const, value })), ...p.emails.map((value) => ({ type: "email" as const, value })), ...p.uris.map((value) => ({ type: "url" as const, value }))];
+    const names: x509.JsonGeneralName[] = [...dns.map((value) => ({ type: "dns" as const, value })), ...p.ips.map((value) => ({ type: "ip" as const, value })), ...p.emails.map((value) => ({ type: "email" as const, value })), ...p.uris.map((value) => ({ type: "url" as const, value })), ...p.upns.map((value) => ({ type: "upn" as const, value }))];
     const der = await signLeaf(ca, {
       serialHex: serial,
       csrDer: p.der,
       notBefore,
       notAfter,
-      extensions: [...(await this.fixedExtensions(ca, profileName, profile, keyUsage, shard)), subjectAltNameDer({ dns, ips: p.ips.map((ip) => ipBytes(ip)!), emails: p.emails, uris: p.uris })],
+      extensions: [...(await this.fixedExtensions(ca, profileName, profile, keyUsage, shard)), subjectAltNameDer({ dns, ips: p.ips.map((ip) => ipBytes(ip)!), emails: p.emails, uris: p.uris, upns: p.upns })],
     });
     const row: CertificateRow = {
       serial,
@@ -743,9 +747,9 @@ export async function timestamp(ca: PkiCa, der: Uint8Array): Promise<{ status: n
   return { status: 200, body: out.response };
 }
 
-/** A CSR's SANs as pki_certificates stores them (`dns:`, `ip:`, `email:`, `uri:`; CN-derived DNS names included). */
+/** A CSR's SANs as pki_certificates stores them (`dns:`, `ip:`, `email:`, `uri:`, `upn:`; CN-derived DNS names included). */
 export function sansOf(p: ParsedCsr): string[] {
-  return [...effectiveDnsNames(p).map((d) => `dns:${d}`), ...p.ips.map((i) => `ip:${i}`), ...p.emails.map((e) => `email:${e}`), ...p.uris.map((u) => `uri:${u}`)];
+  return [...effectiveDnsNames(p).map((d) => `dns:${d}`), ...p.ips.map((i) => `ip:${i}`), ...p.emails.map((e) => `email:${e}`), ...p.uris.map((u) => `uri:${u}`), ...p.upns.map((u) => `upn:${u}`)];
 }
 
 function requestView(r: RequestRow): RequestView {

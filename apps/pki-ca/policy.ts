@@ -6,7 +6,9 @@
  * allowed by the profile and none is denied (deny wins), the key type is allowed
  * (RSA below 2048 bits never), and the validity is within the cap. A URI SAN passes only
  * when it is printable ASCII without userinfo or fragment and matches one of the profile's
- * `uri.allow` patterns (scheme and host compared case-insensitively, the path glob exactly).
+ * `uri.allow` patterns (scheme and host compared case-insensitively, the path glob exactly). A UPN
+ * (SAN otherName, Microsoft's smart-card logon name) passes only when it is `name@domain` with
+ * the domain, compared case-insensitively, in the profile's `upn_domains`.
  * The CSR's requested extensions are checked against the profile's required and forbidden
  * lists (by OID). Every reason is reported, not only the first. Lint enforces RFC 5280 rules the
  * issuance code could get wrong: serial positive 1..20 octets, notBefore <
@@ -91,6 +93,22 @@ export function uriProblem(u: string): string | undefined {
   if (m[2]!.includes("@")) return "carries userinfo";
   const parts = splitUri(u);
   if (!parts || !HOST.test(parts.host)) return "has no valid host name";
+  return undefined;
+}
+
+const UPN_DOMAIN = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+
+/**
+ * Why a User Principal Name cannot be certified, or undefined: `name@domain`, one `@`, a name of
+ * 1..128 characters without spaces, controls or other invisible characters, a DNS domain.
+ */
+export function upnProblem(u: string): string | undefined {
+  if (u.length > 256) return "longer than 256 characters";
+  const at = u.indexOf("@");
+  if (at < 1 || at !== u.lastIndexOf("@")) return "not of the form name@domain";
+  const name = u.slice(0, at);
+  if ([...name].length > 128 || !/^[^\s\p{C}]+$/u.test(name)) return "a name with spaces, control characters or more than 128 characters";
+  if (!UPN_DOMAIN.test(u.slice(at + 1))) return "not in a valid DNS domain";
   return undefined;
 }
 
@@ -179,7 +197,7 @@ export function evaluate(profile: Profile, p: ParsedCsr, validityDays: number): 
 
   const dns = effectiveDnsNames(p);
   const cn = p.commonName;
-  if (cn !== undefined && !dns.includes(cn.toLowerCase()) && !p.emails.includes(cn) && !p.ips.includes(cn) && cn.length > 64) {
+  if (cn !== undefined && !dns.includes(cn.toLowerCase()) && !p.emails.includes(cn) && !p.upns.includes(cn) && !p.ips.includes(cn) && cn.length > 64) {
     reasons.push({ code: "subject_invalid", message: "the common name is longer than 64 characters" });
   }
   reasons.push(...nameReasons(profile, dns, p.ips));
@@ -194,7 +212,12 @@ export function evaluate(profile: Profile, p: ParsedCsr, validityDays: number): 
     if (problem) reasons.push({ code: "uri_invalid", message: `URI SAN ${JSON.stringify(u.slice(0, 200))} is ${problem}` });
     else if (!profile.uri.allow.some((a) => uriMatches(a, u))) reasons.push({ code: "uri_not_allowed", message: `URI SAN ${u} matches none of the profile's URI patterns` });
   }
-  if (dns.length + p.ips.length + p.emails.length + p.uris.length === 0) reasons.push({ code: "san_missing", message: "the request names no DNS name, IP address, email address or URI" });
+  for (const u of p.upns) {
+    const problem = upnProblem(u);
+    if (problem) reasons.push({ code: "upn_invalid", message: `UPN ${JSON.stringify(u.slice(0, 200))} is ${problem}` });
+    else if (!profile.upn_domains.includes(u.slice(u.lastIndexOf("@") + 1).toLowerCase())) reasons.push({ code: "upn_not_allowed", message: `UPN ${u} is not in an allowed UPN domain` });
+  }
+  if (dns.length + p.ips.length + p.emails.length + p.uris.length + p.upns.length === 0) reasons.push({ code: "san_missing", message: "the request names no DNS name, IP address, email address, URI or UPN" });
   reasons.push(...extensionReasons(profile, p));
   return reasons;
 }

@@ -63,7 +63,7 @@ function defineCertificate(parent: Command, name: string, path: string): void {
       `${path} demo demo.crt demo.key --profile tls-client --san demo@example.com   # sign-in at identity-idp's mTLS port`,
     ]),
   )
-    .option("--san <name>", "a DNS name, IP address, e-mail or URI (repeatable; default: the subject)", collect)
+    .option("--san <name>", "a DNS name, IP address, e-mail, URI or upn:name@domain (repeatable; default: the subject)", collect)
     .option("--profile <name>", "the CA's profile (cryptoutil ca profile list)", DEFAULT_PROFILE)
     .option("--not-after <when>", "24h, 30d or a date such as 2027-01-01 (default: the profile's)")
     .action(async (subject: string, crt: string, keyFile: string, o: KeyFlags & { san?: string[]; profile: string; notAfter?: string }, cmd: Command) => {

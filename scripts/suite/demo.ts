@@ -243,8 +243,9 @@ export const DEMO_USER_EMAIL = "demo@example.com";
 /**
  * The demo user in identity-idp, its password in `<data>/demo/user.password`. A user whose
  * password file is gone gets a new password. The demo tenant lets a pki-ca client certificate
- * with the user's verified e-mail address as its SAN sign in (policy `certificate_email`, off in
- * every other tenant unless an administrator turns it on). Call once identity-idp is ready.
+ * with the user's verified e-mail address as its SAN sign in (policy `certificate_email`), and
+ * one whose UPN SAN is a user's username (policy `certificate_upn`); both off in every other
+ * tenant unless an administrator turns them on. Call once identity-idp is ready.
  */
 export async function provisionUser(d: Pick<DemoInputs, "dataRoot" | "ca" | "authz"> & { idp: string }): Promise<void> {
   const api = apiOver(d.ca);
@@ -270,8 +271,8 @@ export async function provisionUser(d: Pick<DemoInputs, "dataRoot" | "ca" | "aut
     if (reset.status >= 300) fail("resetting the demo user's password", reset);
     writeSecret(file, password);
   }
-  const policy = await api("PUT", `${d.idp}/service/api/v1/policy`, token, { certificate_email: true });
-  if (policy.status !== 200) fail("letting certificates sign in by e-mail in the demo tenant", policy);
+  const policy = await api("PUT", `${d.idp}/service/api/v1/policy`, token, { certificate_email: true, certificate_upn: true });
+  if (policy.status !== 200) fail("letting certificates sign in by e-mail and UPN in the demo tenant", policy);
 }
 
 /**

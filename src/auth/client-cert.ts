@@ -53,6 +53,8 @@ export interface ClientCertificate {
   dnsNames: string[];
   ipAddresses: string[];
   emails: string[];
+  /** Microsoft User Principal Names (SAN otherName), as written. */
+  upns: string[];
   notBefore: Date;
   notAfter: Date;
   /** Whether the handshake chained it to the listener's CA (false: a self-signed certificate). */
@@ -77,6 +79,7 @@ export async function parseClientCertificate(der: Uint8Array, verified = true): 
     dnsNames: items.filter((n) => n.type === "dns").map((n) => n.value.toLowerCase()),
     ipAddresses: items.filter((n) => n.type === "ip").map((n) => n.value),
     emails: items.filter((n) => n.type === "email").map((n) => n.value),
+    upns: items.filter((n) => n.type === "upn").map((n) => n.value),
     notBefore: cert.notBefore,
     notAfter: cert.notAfter,
     verified,

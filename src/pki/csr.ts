@@ -11,6 +11,8 @@
  * its WebCrypto path it also requires strict DER lengths and a signature BIT STRING
  * with no unused bits, so it never accepts a CSR the library's verifier refuses.
  */
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { GeneralNames } from "@peculiar/asn1-x509";
 import { AppError } from "../service/errors.ts";
 import { pemOrBase64Der } from "./codec.ts";
 import { subjectKeyType, type SubjectKeyType } from "./signing.ts";
@@ -18,6 +20,7 @@ import * as x509 from "./x509.ts";
 import { derToRaw, EC_SIZES } from "./ecdsa-signature.ts";
 import { Buffer } from "node:buffer";
 import { createPublicKey, verify as nodeVerify } from "node:crypto";
+import { LoopContention } from "../service/cpu-contention.ts";
 
 const NODE_CURVE: Record<string, string> = { "P-256": "prime256v1", "P-384": "secp384r1", "P-521": "secp521r1" };
 const NODE_HASH: Record<string, string> = { "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512" };
@@ -36,6 +39,8 @@ export interface ParsedCsr {
   ips: string[];
   emails: string[];
   uris: string[];
+  /** Microsoft User Principal Names (SAN otherName 1.3.6.1.4.1.311.20.2.3), as written. */
+  upns: string[];
   /** The extensions the CSR requests (PKCS#9 extensionRequest), in order; each OID at most once. */
   extensions: RequestedExtension[];
 }
@@ -61,7 +66,8 @@ export function decodeCsr(text: string): Uint8Array {
 /**
  * Parses DER CSR bytes; throws `malformed_input` on anything that is not a PKCS#10 request.
  * The common shapes (EC P-256/384/521, rsaEncryption or Ed25519 keys; no attribute but one
- * extensionRequest; SANs of DNS, email, URI and IP names in printable ASCII) are read by a
+ * extensionRequest; SANs of DNS, email, URI and IP names in printable ASCII, and UPN otherNames
+ * in UTF8String) are read by a
  * strict DER walk, about 20 times faster than the library; anything else, or anything the
  * walk does not fully understand, is parsed by `@peculiar/x509` (`parseCsrGeneric`), so both
  * paths give the same answer (test/pki-ca/csr.test.ts compares them on mutated inputs).
@@ -81,7 +87,7 @@ export function parseCsrGeneric(der: Uint8Array): ParsedCsr {
   } catch (cause) {
     throw new AppError("malformed_input", "the CSR is not a valid PKCS#10 request", { cause });
   }
-  const out: ParsedCsr = { csr, der, subject: csr.subject, keyType: subjectKeyType(keyAlg as never), dns: [], ips: [], emails: [], uris: [], extensions: [] };
+  const out: ParsedCsr = { csr, der, subject: csr.subject, keyType: subjectKeyType(keyAlg as never), dns: [], ips: [], emails: [], uris: [], upns: [], extensions: [] };
   try {
     const cn = csr.subjectName.getField("CN");
     if (cn.length > 1) throw new AppError("malformed_input", "the CSR subject has more than one common name");
@@ -93,11 +99,18 @@ export function parseCsrGeneric(der: Uint8Array): ParsedCsr {
     }
     const ext = csr.getExtension("2.5.29.17");
     const san = ext ? new x509.SubjectAlternativeNameExtension(ext.rawData) : undefined;
+    // The library skips names it cannot read (an otherName of a type it does not know): a
+    // request for a name the CA would leave out is refused, not issued without it.
+    if (san && AsnConvert.parse(san.value, GeneralNames).length !== san.names.items.length) {
+      throw new AppError("malformed_input", "the CSR asks for a SAN of a type this CA does not issue");
+    }
     for (const n of san?.names.items ?? []) {
       if (n.type === "dns") out.dns.push(n.value.toLowerCase());
       else if (n.type === "ip") out.ips.push(n.value);
       else if (n.type === "email") out.emails.push(n.value);
       else if (n.type === "url") out.uris.push(n.value);
+      else if (n.type === "upn") out.upns.push(n.value);
+      // Any other otherName (GUID, or a type the library does not know) stays refused.
       else throw new AppError("malformed_input", `the CSR asks for an unsupported SAN type ${n.type}`);
     }
   } catch (cause) {
@@ -265,6 +278,27 @@ function subjectText(der: Uint8Array, subject: { contentStart: number; end: numb
   return { text: rdns.join(", "), cn };
 }
 
+const OID_UPN = "2b060104018237140203"; // 1.3.6.1.4.1.311.20.2.3
+
+/**
+ * The text of an otherName's content (`type-id OID, [0] EXPLICIT value`) when it is a UPN
+ * held in a UTF8String of valid UTF-8; undefined for anything else (the library then decides).
+ */
+function upnOf(b: Uint8Array): string | undefined {
+  const oid = tlv(b, 0, b.length, 0x06);
+  if (hexOf(b.subarray(oid.contentStart, oid.end)) !== OID_UPN) return undefined;
+  const wrap = tlv(b, oid.end, b.length, 0xa0);
+  if (wrap.end !== b.length) return undefined;
+  const str = tlv(b, wrap.contentStart, wrap.end, 0x0c);
+  // A leading byte order mark is left to the library, which keeps it in the text.
+  if (str.end !== wrap.end || (b[str.contentStart] === 0xef && b[str.contentStart + 1] === 0xbb)) return undefined;
+  try {
+    return strictUtf8.decode(b.subarray(str.contentStart, str.end));
+  } catch {
+    return undefined;
+  }
+}
+
 /** The strict DER walk of `parseCsr`; undefined when the request is outside its shapes. */
 function parseCsrFast(der: Uint8Array): ParsedCsr | undefined {
   try {
@@ -360,16 +394,20 @@ function parseCsrFast(der: Uint8Array): ParsedCsr | undefined {
       }
     }
 
-    const out: ParsedCsr = { der, subject: "", keyType, dns: [], ips: [], emails: [], uris: [], extensions } as unknown as ParsedCsr;
+    const out: ParsedCsr = { der, subject: "", keyType, dns: [], ips: [], emails: [], uris: [], upns: [], extensions } as unknown as ParsedCsr;
     if (sanDer) {
       const names = tlv(sanDer, 0, sanDer.length, 0x30);
       if (names.end !== sanDer.length) return undefined;
       for (let at = names.contentStart; at < names.end; ) {
         const tag = sanDer[at]!;
-        if (tag !== 0x81 && tag !== 0x82 && tag !== 0x86 && tag !== 0x87) return undefined;
+        if (tag !== 0xa0 && tag !== 0x81 && tag !== 0x82 && tag !== 0x86 && tag !== 0x87) return undefined;
         const n = tlv(sanDer, at, names.end, tag);
         const value = sanDer.subarray(n.contentStart, n.end);
-        if (tag === 0x87) {
+        if (tag === 0xa0) {
+          const upn = upnOf(value);
+          if (upn === undefined) return undefined;
+          out.upns.push(upn);
+        } else if (tag === 0x87) {
           if (value.length !== 4 && value.length !== 16) return undefined;
           out.ips.push(ipText(value));
         } else {
@@ -448,7 +486,7 @@ export async function verifyBySpki(
 ): Promise<boolean> {
   if (sig.kind === "ecdsa") {
     if (keyAlg.name !== "ECDSA") return false;
-    return verifyEcdsaSpki(spki, keyAlg.namedCurve!, sig.hash!, data, signature, ECDSA_OFF_THREAD);
+    return verifyEcdsaSpki(spki, keyAlg.namedCurve!, sig.hash!, data, signature, ecdsaOffThread());
   }
   if (sig.kind === "rsa") {
     if (!keyAlg.name.startsWith("RSA")) return false;
@@ -466,8 +504,16 @@ export async function verifyBySpki(
  * With a core to spare (the process's CPU affinity allows more than one) the event loop's
  * time is the scarce one: `npm run bench -- ca` on 2 cores, unpinned, issued about 20% more
  * certificates per second with WebCrypto verifying the CSRs; confined to one core, less.
+ * But no core is to spare while the event loop itself waits for a CPU (more instances than
+ * cores, or other load; see LoopContention): the worker's CPU then comes out of the loop's
+ * share, so the cheaper synchronous call is used. With two instances on 2 cores
+ * (`npm run bench -- scale`), each event loop waited for a CPU 39-49% of the time with every
+ * verification on WebCrypto (p99 42.9-137.1 ms a round); switching while crowded: 23-31% (p99
+ * 25.7-52.0 ms). One instance alone stays below the threshold and keeps WebCrypto.
  */
 const ECDSA_OFF_THREAD = (globalThis.navigator?.hardwareConcurrency ?? 1) > 1;
+const contention = new LoopContention();
+const ecdsaOffThread = () => ECDSA_OFF_THREAD && !contention.crowded();
 
 /**
  * ECDSA verification of a DER signature over `data` with a SubjectPublicKeyInfo on `curve`,

@@ -107,11 +107,13 @@ export function extensionDer(e: x509.Extension | Extension): Uint8Array {
 
 /**
  * DER of a non-critical subjectAltName Extension (RFC 5280 §4.2.1.6). Names must already be
- * validated: DNS names, emails and URIs are written as IA5String bytes, IPs as 4 or 16 octets.
+ * validated: DNS names, emails and URIs are written as IA5String bytes, IPs as 4 or 16 octets,
+ * UPNs as otherName `[0] { 1.3.6.1.4.1.311.20.2.3, [0] EXPLICIT UTF8String }`.
  */
-export function subjectAltNameDer(names: { dns: string[]; ips: Uint8Array[]; emails: string[]; uris?: string[] }): Uint8Array {
+export function subjectAltNameDer(names: { dns: string[]; ips: Uint8Array[]; emails: string[]; uris?: string[]; upns?: string[] }): Uint8Array {
   const enc = new TextEncoder();
   const general = [
+    ...(names.upns ?? []).map((u) => derTlv(0xa0, UPN_OID, derTlv(0xa0, derTlv(0x0c, enc.encode(u))))),
     ...names.emails.map((e) => derTlv(0x81, enc.encode(e))),
     ...names.dns.map((d) => derTlv(0x82, enc.encode(d))),
     ...(names.uris ?? []).map((u) => derTlv(0x86, enc.encode(u))),
@@ -120,6 +122,8 @@ export function subjectAltNameDer(names: { dns: string[]; ips: Uint8Array[]; ema
   return derTlv(0x30, SAN_OID, derTlv(0x04, derTlv(0x30, ...general)));
 }
 const SAN_OID = new Uint8Array([0x06, 0x03, 0x55, 0x1d, 0x11]);
+/** OBJECT IDENTIFIER 1.3.6.1.4.1.311.20.2.3 (Microsoft User Principal Name). */
+const UPN_OID = new Uint8Array([0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x14, 0x02, 0x03]);
 
 function time(d: Date): Uint8Array {
   const y = d.getUTCFullYear();

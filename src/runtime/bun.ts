@@ -66,4 +66,4 @@ async function openSqlite(path: string): Promise<SqliteEngine> {
   };
 }
 
-export const bunRuntime: Runtime = { name: "bun", serve, fetch: fetchWith, fetchAt, pinsAddresses: true, openSqlite };
+export const bunRuntime: Runtime = { name: "bun", serve, fetch: fetchWith, fetchAt, pinsAddresses: true, openSqlite, collectGarbage: () => Bun.gc(true) };

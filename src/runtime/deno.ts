@@ -116,4 +116,6 @@ export const denoRuntime: Runtime = {
   fetchAt: (url, _address, init, tls) => fetchWith(url, init, tls),
   pinsAddresses: false,
   openSqlite: openLibsql,
+  // Deno exposes a collection only under --v8-flags=--expose-gc.
+  collectGarbage: () => (globalThis as { gc?: () => void }).gc?.(),
 };

@@ -573,6 +573,8 @@ async function startOnDatabase(
     stop,
     stopped,
   };
+  // What starting allocated (migrations, bundles, key imports) is garbage now: give it back.
+  runtime.collectGarbage();
   logger.info("listening", { public: running.publicUrl, admin: running.adminUrl, mtls: running.mtlsUrl, grpc: running.grpcAddress, docs: running.docsUrl, trust_bundle: trustBundlePath });
   return running;
 }

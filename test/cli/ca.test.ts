@@ -96,6 +96,22 @@ describe("ca certificate, OCSP and revocation", () => {
     expect(oneErrorLine(exists.stderr)).toContain("already exists");
   });
 
+  test("--san upn:name@domain: a client certificate with the UPN as otherName (Debian openssl); a UPN outside the profile's domains is refused", async () => {
+    const r = await run(["ca", "certificate", "alice", f("alice.crt"), f("alice.key"), "--profile", "tls-client", "--san", "upn:alice@example.com", "--json"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect((JSON.parse(r.stdout) as { certificate: { sans: string[] } }).certificate.sans).toEqual(["upn:alice@example.com"]);
+    const refused = await run(["ca", "certificate", "mallory", f("mallory.crt"), f("mallory.key"), "--profile", "tls-client", "--san", "upn:mallory@evil.test"]);
+    expect(refused.code).toBe(1);
+    expect(oneErrorLine(refused.stderr)).toMatch(/^error: policy_rejected: /);
+    const usage = await run(["ca", "certificate", "x", f("x-upn.crt"), f("x-upn.key"), "--profile", "tls-client", "--san", "upn:no-domain"]);
+    expect(usage.code).toBe(2);
+    expect(oneErrorLine(usage.stderr)).toContain("upn:name@domain");
+    if (!haveOpenssl()) return;
+    const { leaf } = splitChain(f("alice.crt"));
+    expect(openssl(["x509", "-in", leaf, "-noout", "-ext", "subjectAltName"]).out).toContain("othername: UPN::alice@example.com");
+  });
+
   test("key generate and csr submit (aliases of ca key generate and ca csr submit; Debian openssl)", async () => {
     const k = await run(["key", "generate", f("own.key"), "--pub", f("own.pub")]);
     expect(k.code).toBe(0);

@@ -134,7 +134,7 @@ describe("identity-idp console: a user's sign-in state", () => {
     await context.close();
   });
 
-  test("the tenant's password policy, self-registration and passkey user verification", async () => {
+  test("the tenant's password policy, self-registration, passkey user verification and certificate sign-in by UPN", async () => {
     if (!browser) return;
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     const page = await context.newPage();
@@ -147,10 +147,12 @@ describe("identity-idp console: a user's sign-in state", () => {
     await page.getByLabel("Minimum password length").fill("20");
     await page.getByLabel(/create their own account/).check();
     await page.getByLabel("Passkey user verification").selectOption("required");
+    await page.getByLabel(/username is its UPN SAN/).check();
     await save();
     expect(await page.getByLabel("Minimum password length").inputValue()).toBe("20");
     expect(await page.getByLabel(/create their own account/).isChecked()).toBe(true);
-    expect(await policy()).toMatchObject({ password_min_length: 20, self_registration: true, user_verification: "required" });
+    expect(await page.getByLabel(/username is its UPN SAN/).isChecked()).toBe(true);
+    expect(await policy()).toMatchObject({ password_min_length: 20, self_registration: true, user_verification: "required", certificate_email: false, certificate_upn: true });
     // Out of range: the API's error beside the field.
     await page.getByLabel("Minimum password length").fill("4");
     await page.getByRole("button", { name: "Save policy" }).click();
@@ -171,8 +173,9 @@ describe("identity-idp console: a user's sign-in state", () => {
     await page.getByLabel("Minimum password length").fill("12");
     await page.getByLabel(/create their own account/).uncheck();
     await page.getByLabel("Passkey user verification").selectOption("preferred");
+    await page.getByLabel(/username is its UPN SAN/).uncheck();
     await save();
-    expect(await policy()).toMatchObject({ password_min_length: 12, self_registration: false, user_verification: "preferred" });
+    expect(await policy()).toMatchObject({ password_min_length: 12, self_registration: false, user_verification: "preferred", certificate_upn: false });
     expect(errors).toEqual([]);
     await context.close();
   });

@@ -1,13 +1,15 @@
 /**
- * The wiring of deploy/compose.yml, run: identity-authz, sm-kms and audit start as processes
+ * The wiring of deploy/compose.yml, run: identity-authz, sm-kms, audit, both pki-ca instances
+ * and identity-idp start as processes
  * (apps/<app>/main.ts, as the image's CMD runs them) with exactly the environment compose gives
  * their containers, but for what only a container has: the compose names of the services
  * (`https://identity-authz:18000`, `postgres:5432`, ...) become 127.0.0.1 and free ports, the
  * container paths (/data, /suite-ca, /run/secrets) folders of the test, the bind address
  * 127.0.0.1 and the admin port 0. PostgreSQL is a real server (Debian `postgresql`) on which
  * deploy/postgres/init.sql runs as the image would run it. Then a token that identity-authz
- * issues opens sm-kms's API, and sm-kms's events reach audit over its mTLS port with sm-kms's
- * client certificate. No container engine runs here.
+ * issues opens sm-kms's API, sm-kms's events reach audit over its mTLS port with sm-kms's
+ * client certificate, pki-ca issues under compose's profiles and revokes across its instances,
+ * and identity-idp's mTLS port trusts what pki-ca issues. No container engine runs here.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -18,6 +20,7 @@ import { startPostgres, type PostgresServer } from "../support/postgres.ts";
 import { freePort } from "../support/server-process.ts";
 import { startServiceProcess, type ServiceProcess } from "../support/service-process.ts";
 import { tempDir } from "../support/service.ts";
+import { apiOver, makeCsr, openssl, write } from "../pki-ca/helpers.ts";
 
 const DEPLOY = new URL("../../deploy/", import.meta.url).pathname;
 const compose = parse(readFileSync(join(DEPLOY, "compose.yml"), "utf8"), { merge: true }) as { services: Record<string, any> };
@@ -43,7 +46,8 @@ function environmentOf(name: string): Record<string, string> {
       .replace(/(^|,)\/run\/secrets\//g, `$1${join(root, "secrets")}/`);
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(s.environment as Record<string, unknown>)) env[k] = local(String(v));
-  const port = (containerPort: string) => hosts.get(`${app}:${containerPort}`)!.split(":")[1]!;
+  // An instance of a scaled service listens on its own port; the service's name reaches the first.
+  const port = (containerPort: string) => (hosts.get(`${name}:${containerPort}`) ?? hosts.get(`${app}:${containerPort}`))!.split(":")[1]!;
   env.CRYPTOUTIL_SERVER_BIND = "127.0.0.1";
   env.CRYPTOUTIL_SERVER_PORT = port(String(s.environment.CRYPTOUTIL_SERVER_PORT));
   env.CRYPTOUTIL_SERVER_ADMIN_PORT = "0";
@@ -93,6 +97,13 @@ let operator: { client_id: string; client_secret: string };
 let webClient: string;
 const CALLBACK = "https://app.example/callback";
 
+// After both groups below: they share the processes.
+afterAll(async () => {
+  for (const name of ["identity-idp", "pki-ca-2", "pki-ca-1", "sm-kms-1", "audit", "identity-authz-1"]) await running[name]?.stop();
+  await pgServer?.stop();
+  if (root) rmSync(root, { recursive: true, force: true });
+});
+
 describe.skipIf(!pgServer)("compose's environment, run as processes", () => {
   beforeAll(async () => {
     const server = pgServer!;
@@ -109,11 +120,11 @@ describe.skipIf(!pgServer)("compose's environment, run as processes", () => {
       await db.end();
     }
     hosts.set("postgres:5432", `127.0.0.1:${server.port}`);
-    // pki-ca does not run here: identity-idp's federation.ca gets a closed local port (it starts
-    // anyway and fetches the issuing CA once pki-ca answers).
-    for (const [app, ports] of Object.entries({ "identity-authz": ["18000"], "sm-kms": ["8080"], audit: ["8800", "8801"], "identity-idp": ["18100", "18101"], "pki-ca": ["8443"] })) {
+    for (const [app, ports] of Object.entries({ "identity-authz": ["18000"], "sm-kms": ["8080"], audit: ["8800", "8801"], "identity-idp": ["18100", "18101"], "pki-ca": ["8443"], "pki-ca-2": ["8443"] })) {
       for (const p of ports) hosts.set(`${app}:${p}`, `127.0.0.1:${await freePort()}`);
     }
+    // pki-ca's alias `pki-ca` (its public URL) reaches the first instance.
+    hosts.set("pki-ca-1:8443", hosts.get("pki-ca:8443")!);
     // The secrets compose mounts: the unseal files, and the database password.
     mkdirSync(join(root, "secrets"), { recursive: true });
     for (const i of [1, 2]) writeFileSync(join(root, "secrets", `unseal_${i}`), crypto.getRandomValues(new Uint8Array(32)), { mode: 0o600 });
@@ -127,7 +138,11 @@ describe.skipIf(!pgServer)("compose's environment, run as processes", () => {
     expect(created.status).toBe(201);
     const client = await authz().call(
       `/service/api/v1/tenants/${TENANT}/clients`,
-      json("POST", { client_name: "operator", grant_types: ["client_credentials"], audiences: ["sm-kms", "audit"], scopes: ["kms:admin", "kms:encrypt", "audit:read"] }, admin),
+      json(
+        "POST",
+        { client_name: "operator", grant_types: ["client_credentials"], audiences: ["sm-kms", "audit", "pki-ca"], scopes: ["kms:admin", "kms:encrypt", "audit:read", "pki:request", "pki:revoke", "pki:read"] },
+        admin,
+      ),
     );
     expect(client.status).toBe(201);
     operator = (await client.json()) as typeof operator;
@@ -137,16 +152,13 @@ describe.skipIf(!pgServer)("compose's environment, run as processes", () => {
     );
     expect(web.status).toBe(201);
     webClient = ((await web.json()) as { client_id: string }).client_id;
-    // audit before sm-kms; either order works (events wait in the sender's spool).
+    // audit before sm-kms; either order works (events wait in the sender's spool). pki-ca's
+    // instances start together on one database (the migrations' advisory lock), before
+    // identity-idp, which fetches pki-ca's issuing CA at start.
     await start("audit");
-    await Promise.all([start("sm-kms-1"), start("identity-idp")]);
+    await Promise.all([start("sm-kms-1"), start("pki-ca-1"), start("pki-ca-2")]);
+    await start("identity-idp");
   }, 240_000);
-
-  afterAll(async () => {
-    for (const name of ["identity-idp", "sm-kms-1", "audit", "identity-authz-1"]) await running[name]?.stop();
-    await pgServer?.stop();
-    if (root) rmSync(root, { recursive: true, force: true });
-  });
 
   test("sm-kms (on PostgreSQL) accepts identity-authz's token and refuses a request without one", async () => {
     const kms = running["sm-kms-1"]!;
@@ -204,4 +216,75 @@ describe.skipIf(!pgServer)("compose's environment, run as processes", () => {
     );
     expect(mtls === "refused" || (typeof mtls === "number" && mtls >= 400 && mtls < 500)).toBe(true);
   });
+});
+
+describe.skipIf(!pgServer)("compose's pki-ca, run as processes", () => {
+  const dir = () => {
+    const d = join(root, "certs");
+    mkdirSync(d, { recursive: true });
+    return d;
+  };
+
+  test("two instances on one database issue under compose's profiles; a revocation on one is in the other's OCSP; names outside the domain are refused", async () => {
+    const [ca1, ca2] = [running["pki-ca-1"]!, running["pki-ca-2"]!];
+    const bearer = await token(TENANT, operator, "pki-ca");
+    const d = dir();
+    const { csr } = makeCsr(d, "app", { subj: "/CN=app.internal", san: "DNS:app.internal" });
+    const issued = await apiOver(ca1.call)("/certificates", bearer, { body: { csr, profile: "tls-server" } });
+    expect(issued.status).toBe(201);
+    const cert = ((await issued.json()) as { certificate: { serial: string; certificate_pem: string; chain_pem: string } }).certificate;
+    // The profile admits names under the deployment's domain only (CRYPTOUTIL_CA_DOMAIN, default internal).
+    const { csr: outside } = makeCsr(d, "outside", { subj: "/CN=app.example.com", san: "DNS:app.example.com" });
+    const refused = await apiOver(ca2.call)("/certificates", bearer, { body: { csr: outside, profile: "tls-server" } });
+    expect(refused.status).toBeGreaterThanOrEqual(400);
+    expect(refused.status).toBeLessThan(500);
+
+    // One hierarchy for both instances; what is issued points at the public URL (the alias, instance 1 here).
+    const leaf = write(d, "leaf.pem", cert.certificate_pem);
+    const issuing = write(d, "issuing.pem", cert.chain_pem.split(/(?<=-----END CERTIFICATE-----\n)/)[0]!);
+    const rootPem = write(d, "root.pem", await (await ca2.call("/pki/ca/root.pem")).text());
+    expect(openssl(["verify", "-CAfile", rootPem, "-untrusted", issuing, leaf]).code).toBe(0);
+    expect(openssl(["x509", "-in", leaf, "-noout", "-ocsp_uri"]).out.trim()).toStartWith(`https://${hosts.get("pki-ca:8443")}/`);
+
+    const ocspReq = join(d, "leaf.req");
+    expect(openssl(["ocsp", "-issuer", issuing, "-cert", leaf, "-no_nonce", "-reqout", ocspReq]).code).toBe(0);
+    const status = async (svc: ServiceProcess) => {
+      const r = await svc.call("/pki/ocsp", { method: "POST", headers: { "content-type": "application/ocsp-request" }, body: readFileSync(ocspReq) });
+      const resp = write(d, `r-${crypto.randomUUID()}.resp`, new Uint8Array(await r.arrayBuffer()));
+      const out = openssl(["ocsp", "-issuer", issuing, "-reqin", ocspReq, "-respin", resp, "-CAfile", rootPem, "-resp_text"]).out;
+      expect(out).toContain("Response verify OK");
+      return /Cert Status: (\w+)/.exec(out)?.[1];
+    };
+    expect(await status(ca1)).toBe("good");
+    expect((await apiOver(ca2.call)(`/certificates/${cert.serial}/revoke`, bearer, { body: { reason: "keyCompromise" } })).status).toBe(200);
+    expect(await waitFor("the revocation in instance 1's OCSP", async () => ((await status(ca1)) === "revoked" ? true : undefined))).toBe(true);
+  }, 120_000);
+
+  test("identity-idp's mTLS port trusts what pki-ca issues (federation.ca) and nothing else", async () => {
+    const bearer = await token(TENANT, operator, "pki-ca");
+    const d = dir();
+    const { csr, keyFile } = makeCsr(d, "person", { subj: "/CN=person.internal", san: "DNS:person.internal" });
+    const issued = await running["pki-ca-1"]!.call("/service/api/v1/certificates", json("POST", { csr, profile: "tls-client" }, bearer));
+    expect(issued.status).toBe(201);
+    const cert = ((await issued.json()) as { certificate: { certificate_pem: string; chain_pem: string } }).certificate;
+    const idp = running["identity-idp"]!;
+    const url = `https://${hosts.get("identity-idp:18101")}/t/${TENANT}/login/certificate`;
+    const handshake = (tls: Record<string, unknown>) =>
+      fetch(url, { tls: { ca: idp.ca, ...tls } } as RequestInit).then(
+        async (r) => ({ status: r.status, page: await r.text() }),
+        () => "refused" as const,
+      );
+    // The issuing CA reaches identity-idp's trust at start (or at its next poll): the handshake
+    // completes and the page shows the certificate's subject (registered to nobody here).
+    const got = await waitFor("identity-idp to accept pki-ca's certificate", async () => {
+      const s = await handshake({ cert: cert.certificate_pem + cert.chain_pem, key: readFileSync(keyFile, "utf8") });
+      return s === "refused" ? undefined : s;
+    });
+    expect(got.status).toBe(200);
+    expect(got.page).toContain("person.internal");
+    // A certificate of a CA it does not trust is refused in the handshake.
+    const self = join(d, "self.pem");
+    expect(openssl(["req", "-x509", "-key", keyFile, "-subj", "/CN=person.internal", "-days", "1", "-out", self]).code).toBe(0);
+    expect(await handshake({ cert: readFileSync(self, "utf8"), key: readFileSync(keyFile, "utf8") })).toBe("refused");
+  }, 120_000);
 });

@@ -18,6 +18,7 @@ import { resolveConfig } from "../../src/service/service.ts";
 import type { ServiceConfig } from "../../src/service/config.ts";
 import type { ServiceDefinition } from "../../src/service/context.ts";
 import { AUDIT_MTLS_PORT, IDP_MTLS_PORT, suiteDefaults } from "../../scripts/suite/manifest.ts";
+import { parsePkiCaConfig } from "../../apps/pki-ca/config.ts";
 
 const DEPLOY = new URL("../../deploy/", import.meta.url).pathname;
 const APPS = new URL("../../apps/", import.meta.url).pathname;
@@ -61,8 +62,8 @@ function configOf(app: string, env: Record<string, string>): ServiceConfig {
   for (const [k, v] of Object.entries(env)) {
     if (!k.startsWith("CRYPTOUTIL_")) continue;
     const got = lookup(config, k.slice("CRYPTOUTIL_".length).toLowerCase());
-    // A list of objects is JSON; other lists are comma-separated.
-    if (v.trimStart().startsWith("[")) expect({ k, got }).toEqual({ k, got: JSON.parse(v) });
+    // A list of objects, or an object, is JSON; other lists are comma-separated.
+    if (/^\s*[[{]/.test(v)) expect({ k, got }).toEqual({ k, got: JSON.parse(v) });
     else expect({ k, got: Array.isArray(got) ? got.join(",") : String(got) }).toEqual({ k, got: v });
   }
   return config;
@@ -377,6 +378,19 @@ describe("compose.yml", async () => {
     }
   });
 
+  test("pki-ca's instances get the same profiles, for names under CRYPTOUTIL_CA_DOMAIN (default internal); pki-ca accepts them", () => {
+    const profilesOf = (env: Record<string, string>) => parsePkiCaConfig(configOf("pki-ca", env)).profiles;
+    const one = profilesOf(envOf("pki-ca-1"));
+    expect(profilesOf(envOf("pki-ca-2"))).toEqual(one);
+    expect(Object.keys(one).sort()).toEqual(["tls-client", "tls-server"]);
+    expect(one["tls-server"]!.dns.allow).toEqual(["internal", "*.internal"]);
+    expect(one["tls-client"]!.uri.allow).toEqual(["spiffe://internal/*"]);
+    const raw = String(doc.services["pki-ca-1"].environment.CRYPTOUTIL_APP_PROFILES).replace(/\$\{CRYPTOUTIL_CA_DOMAIN:-internal\}/g, "corp.example");
+    const set = profilesOf({ ...envOf("pki-ca-1"), CRYPTOUTIL_APP_PROFILES: raw });
+    expect(set["tls-server"]!.dns.allow).toEqual(["corp.example", "*.corp.example"]);
+    expect(set["tls-client"]!.dns.allow).toEqual(["*.corp.example"]);
+  });
+
   test("docker compose config accepts it and rejects a broken copy", async () => {
     const cli = tool([{ cmd: ["docker", "compose"], probe: ["version"] }, { cmd: ["docker-compose"] }], "docker compose (or docker-compose)");
     if (!cli) return;
@@ -508,7 +522,7 @@ describe("Kubernetes manifests", async () => {
    * `$(NAME)` replaced by an earlier variable's value (dependent environment variables).
    */
   const podEnv = (n: string, urls: Record<string, string>): Record<string, string> => {
-    const maps: Record<string, Record<string, string>> = { "cryptoutil-database": literals("cryptoutil-database"), "cryptoutil-urls": urls };
+    const maps: Record<string, Record<string, string>> = { "cryptoutil-database": literals("cryptoutil-database"), "cryptoutil-urls": urls, "cryptoutil-ca": literals("cryptoutil-ca") };
     const out: Record<string, string> = {};
     for (const e of find("Deployment", n)!.spec.template.spec.containers[0].env as Obj[]) {
       if (e.valueFrom) {
@@ -555,6 +569,14 @@ describe("Kubernetes manifests", async () => {
       "ca-public-url": publicUrls["pki-ca"],
     };
     for (const n of NAMES) expectSuiteWiring(n, configOf(n, podEnv(n, set)), urls, publicUrls);
+  });
+
+  test("pki-ca's profiles come from the cryptoutil-ca ConfigMap and equal compose's defaults", async () => {
+    const profiles = parsePkiCaConfig(configOf("pki-ca", podEnv("pki-ca", literals("cryptoutil-urls")))).profiles;
+    const compose = parse(await readFile(join(DEPLOY, "compose.yml"), "utf8"), { merge: true }) as Obj;
+    const composeRaw = String(compose.services["pki-ca-1"].environment.CRYPTOUTIL_APP_PROFILES).replace(/\$\{\w+:-([^}]*)\}/g, "$1");
+    expect(JSON.parse(literals("cryptoutil-ca").profiles!)).toEqual(JSON.parse(composeRaw));
+    expect(Object.keys(profiles).sort()).toEqual(["tls-client", "tls-server"]);
   });
 
   test("kubectl kustomize renders the suite (with secret files present) and fails without them", async () => {

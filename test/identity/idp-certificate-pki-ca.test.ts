@@ -8,7 +8,10 @@
  * Chromium (playwright-core presenting the certificate) from learn-ps's Sign in; refused: the
  * policy off, an address nobody verified, a certificate of another CA (the handshake), a revoked
  * certificate (pki-ca's OCSP responder, registered certificates too), and while pki-ca cannot
- * answer for the certificate's status (503).
+ * answer for the certificate's status (503). Likewise a certificate whose UPN SAN (Microsoft
+ * otherName) is a user's username, case-insensitively (`certificate_upn`); refused: that policy
+ * off, a UPN nobody has, UPN and e-mail naming two users; a UPN outside the profile's
+ * `upn_domains` is not even issued.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type * as oauth from "oauth4webapi";
@@ -29,6 +32,7 @@ let ca: TestService;
 let mtlsUrl: string;
 let pkiToken: string;
 let carol: { id: string };
+let alice: { id: string };
 let as: oauth.AuthorizationServer;
 
 function openssl(args: string[], cwd: string): string {
@@ -72,6 +76,16 @@ async function signIn(b: ScriptedBrowser) {
   return b.submit(confirm, "/login/certificate", {}, (u) => u.startsWith(s.cliRedirect));
 }
 
+/** The OAuth flow of the CLI client, signed in with `b`'s certificate as `username`: the ID token's claims. */
+async function signInThroughClient(b: ScriptedBrowser, username: string) {
+  const login = await startCliLogin(s, as, b);
+  const confirm = await b.get(`${mtlsUrl}/t/${s.tenant}/login/certificate`);
+  expect(confirm.html).toContain(`signs you in as <strong id="certificate-user">${username}</strong>`);
+  const consent = await b.submit(confirm, "/login/certificate", {}, (x) => x.startsWith(s.cliRedirect));
+  const back = consent.url.includes("/consent") ? await b.submit(consent, "/consent", { decision: "allow" }, (x) => x.startsWith(s.cliRedirect)) : consent;
+  return finishCliLogin(s, as, login, back.url);
+}
+
 beforeAll(async () => {
   if (!Bun.which("openssl")) throw new Error("the Debian package openssl is required");
   const [mtlsPort, pkiPort] = [await freePort(), await freePort()];
@@ -97,6 +111,8 @@ beforeAll(async () => {
   pkiToken = await clientToken(s.ca, s.issuer, client.client_id, client.client_secret, "pki-ca");
   carol = (await (await s.idpAdmin("POST", "/users", { username: "carol", password: "cobalt harbour willow 311", name: "Carol", email: "carol@example.com", email_verified: true })).json()) as { id: string };
   await s.idpAdmin("POST", "/users", { username: "dave", password: "saffron meadow quiver 82", name: "Dave", email: "dave@example.com", email_verified: false });
+  // A username in UPN form, and no e-mail address: only a UPN can name her.
+  alice = (await (await s.idpAdmin("POST", "/users", { username: "alice@example.com", password: "juniper lantern oxide 47", name: "Alice" })).json()) as { id: string };
   as = await discover(s);
 }, 120_000);
 
@@ -134,13 +150,7 @@ describe("certificate sign-in with pki-ca's certificates", () => {
     expect(put.status).toBe(200);
     expect(((await put.json()) as { certificate_email: boolean }).certificate_email).toBe(true);
 
-    const b = new ScriptedBrowser(s.ca, carolCert);
-    const login = await startCliLogin(s, as, b);
-    const confirm = await b.get(`${mtlsUrl}/t/${s.tenant}/login/certificate`);
-    expect(confirm.html).toMatch(/signs you in as <strong id="certificate-user">carol<\/strong>/);
-    const consent = await b.submit(confirm, "/login/certificate", {}, (x) => x.startsWith(s.cliRedirect));
-    const back = consent.url.includes("/consent") ? await b.submit(consent, "/consent", { decision: "allow" }, (x) => x.startsWith(s.cliRedirect)) : consent;
-    const id = await finishCliLogin(s, as, login, back.url);
+    const id = await signInThroughClient(new ScriptedBrowser(s.ca, carolCert), "carol");
     expect(id.sub).toBe(carol.id);
     expect(id.amr).toEqual(["swk"]);
   });
@@ -178,6 +188,32 @@ describe("certificate sign-in with pki-ca's certificates", () => {
     expect((await signIn(dave)).status).toBe(401);
     const foreign = new ScriptedBrowser(s.ca, foreignCertificate());
     await expect(page(foreign)).rejects.toThrow();
+  });
+
+  test("UPN, policy certificate_upn off (the default): a UPN SAN signs nobody in", async () => {
+    expect(((await (await s.idpAdmin("GET", "/policy")).json()) as { certificate_upn: boolean }).certificate_upn).toBe(false);
+    const b = new ScriptedBrowser(s.ca, await issue("alice-off", ["otherName:msUPN;UTF8:alice@example.com"]));
+    expect((await page(b)).html).toContain("not registered to an account");
+    expect((await signIn(b)).status).toBe(401);
+  });
+
+  test("UPN, policy on: the certificate whose UPN is alice's username, in any case, signs alice in through to the client, amr swk", async () => {
+    const put = await s.idpAdmin("PUT", "/policy", { certificate_upn: true });
+    expect(put.status).toBe(200);
+    expect(await put.json()).toMatchObject({ certificate_email: true, certificate_upn: true });
+    const aliceCert = await issue("alice", ["otherName:msUPN;UTF8:Alice@Example.COM"]);
+    const id = await signInThroughClient(new ScriptedBrowser(s.ca, aliceCert), "alice@example.com");
+    expect(id.sub).toBe(alice.id);
+    expect(id.amr).toEqual(["swk"]);
+  });
+
+  test("UPN refused: a UPN nobody has, UPN and e-mail naming two users, and a UPN outside upn_domains is not issued", async () => {
+    const nobody = new ScriptedBrowser(s.ca, await issue("upn-nobody", ["otherName:msUPN;UTF8:nobody@example.com"]));
+    expect((await page(nobody)).html).toContain("not registered to an account");
+    expect((await signIn(nobody)).status).toBe(401);
+    const two = new ScriptedBrowser(s.ca, await issue("upn-two", ["otherName:msUPN;UTF8:alice@example.com", "email:carol@example.com"]));
+    expect((await signIn(two)).status).toBe(401);
+    await expect(issue("upn-evil", ["otherName:msUPN;UTF8:alice@evil.test"])).rejects.toThrow(/422.*upn_not_allowed/);
   });
 
   test("a revoked certificate signs nobody in, by e-mail or registered", async () => {

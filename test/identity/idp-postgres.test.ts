@@ -58,7 +58,7 @@ describe("on PostgreSQL (Debian package postgresql)", () => {
     expect(account.url).toBe(`${h.idp.publicUrl}/t/${h.tenant}/account`);
     expect((await b.get(link!)).status).toBe(400);
 
-    expect(await (await h.admin("/policy", "PUT", { self_registration: true })).json()).toEqual({ mfa: "optional", self_registration: true, user_verification: "preferred", password_min_length: 12, certificate_email: false });
+    expect(await (await h.admin("/policy", "PUT", { self_registration: true })).json()).toEqual({ mfa: "optional", self_registration: true, user_verification: "preferred", password_min_length: 12, certificate_email: false, certificate_upn: false });
 
     const csrf = /data-csrf="([^"]+)"/.exec(account.html)![1]!;
     const options = await fetch(`${h.idp.publicUrl}/t/${h.tenant}/passkeys/register/options`, {

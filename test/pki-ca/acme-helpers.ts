@@ -191,10 +191,10 @@ export class TestAcme {
   }
 }
 
-/** A P-256 key and a DER CSR naming `dns` and `ips`. */
-export async function csrFor(dns: string[], ips: string[] = []): Promise<{ der: Uint8Array; keys: CryptoKeyPair }> {
+/** A P-256 key and a DER CSR naming `dns`, `ips` and UPNs `upns`. */
+export async function csrFor(dns: string[], ips: string[] = [], upns: string[] = []): Promise<{ der: Uint8Array; keys: CryptoKeyPair }> {
   const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
-  const names = [...dns.map((value) => ({ type: "dns" as const, value })), ...ips.map((value) => ({ type: "ip" as const, value }))];
+  const names = [...dns.map((value) => ({ type: "dns" as const, value })), ...ips.map((value) => ({ type: "ip" as const, value })), ...upns.map((value) => ({ type: "upn" as const, value }))];
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: `CN=${dns[0] ?? "ip-order"}`,
     keys,

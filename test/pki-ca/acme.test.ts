@@ -331,8 +331,8 @@ describe("refusals (nothing issued)", () => {
 
   test("a CSR whose names differ from the order: badCSR, and the order stays ready", async () => {
     const { c, url, order } = await readyOrder("csr.localhost");
-    for (const names of [["other.localhost"], ["csr.localhost", "extra.localhost"]]) {
-      const { der } = await csrFor(names);
+    for (const [names, upns] of [[["other.localhost"], []], [["csr.localhost", "extra.localhost"], []], [["csr.localhost"], ["ops@example.com"]]]) {
+      const { der } = await csrFor(names!, [], upns);
       const r = await c.post(order.finalize, { csr: b64u(der) });
       expect((await problem(r)).type).toBe("urn:ietf:params:acme:error:badCSR");
     }

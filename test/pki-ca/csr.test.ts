@@ -80,6 +80,7 @@ function outcome(parse: () => ParsedCsr): unknown {
       ips: p.ips,
       emails: p.emails,
       uris: p.uris,
+      upns: p.upns,
       extensions: p.extensions.map((e) => ({ oid: e.oid, critical: e.critical, der: Buffer.from(e.der).toString("hex") })),
     };
   } catch (e) {
@@ -101,6 +102,10 @@ describe.skipIf(!ok)("DER-walk parser against the library [needs Debian openssl]
     { name: "escapes", subj: "/DC=com/DC=example/CN=a\\, b \\+ c;\"q\"<x>/OU=#hash/OU= lead/emailAddress=a@example.com/2.5.4.5=1234", fast: true },
     { name: "two-cn", subj: "/CN=a.example.com/CN=b.example.com", fast: true },
     { name: "dirname", subj: "/CN=d.example.com", exts: ["subjectAltName=dirName:dir_sect"], fast: false },
+    { name: "upn", subj: "/CN=alice", exts: ["subjectAltName=otherName:msUPN;UTF8:alice@example.com,email:alice@example.com"], fast: true },
+    { name: "upn-unicode", key: "ed25519", subj: "/CN=jürgen", exts: ["subjectAltName=otherName:msUPN;UTF8:jürgen@example.com"], fast: true },
+    { name: "upn-ia5", subj: "/CN=bob", exts: ["subjectAltName=otherName:msUPN;IA5STRING:bob@example.com"], fast: false },
+    { name: "othername", subj: "/CN=o.example.com", exts: ["subjectAltName=DNS:o.example.com,otherName:1.2.3.4;UTF8:someone"], fast: false },
   ];
 
   for (const shape of shapes) {

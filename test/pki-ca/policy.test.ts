@@ -136,3 +136,35 @@ describe("URI and extension rules", () => {
     expect(message({ required_extensions: ["nameConstraints"], forbidden_extensions: ["2.5.29.30"] })).toContain("also forbidden");
   });
 });
+
+describe("UPN rules", () => {
+  test("a UPN is name@domain: one @, no spaces or controls, a DNS domain", async () => {
+    const { upnProblem } = await import("../../apps/pki-ca/policy.ts");
+    const cases: Array<[string, string | undefined]> = [
+      ["alice@example.com", undefined],
+      ["jürgen.o'neil@corp.example.org", undefined],
+      ["alice", "name@domain"],
+      ["@example.com", "name@domain"],
+      ["a@b@example.com", "name@domain"],
+      ["al ice@example.com", "spaces"],
+      ["al\u200bice@example.com", "control"],
+      ["alice@example.com.", "DNS domain"],
+      ["alice@-example.com", "DNS domain"],
+      [`${"a".repeat(129)}@example.com`, "128"],
+    ];
+    for (const [upn, problem] of cases) {
+      if (problem === undefined) expect(upnProblem(upn)).toBeUndefined();
+      else expect(upnProblem(upn)).toContain(problem);
+    }
+  });
+  test("config: upn_domains default to none, are lowercased, and must be domains; the development tls-client profile admits the e-mail domains", async () => {
+    const { developmentProfiles } = await import("../../apps/pki-ca/config.ts");
+    const cfg = (p: Record<string, unknown>) => ({ ...defaultConfig("pki-ca", 8443), app: { profiles: { x: { ...PROFILES.server, ...p } } } as Record<string, unknown> });
+    expect(parsePkiCaConfig(cfg({})).profiles.x!.upn_domains).toEqual([]);
+    expect(parsePkiCaConfig(cfg({ upn_domains: ["Corp.Example.COM"] })).profiles.x!.upn_domains).toEqual(["corp.example.com"]);
+    expect(() => parsePkiCaConfig(cfg({ upn_domains: ["*.example.com"] }))).toThrow("app.profiles.x.upn_domains.0");
+    const dev = developmentProfiles();
+    expect(dev["tls-client"]!.upn_domains).toEqual(dev["tls-client"]!.email_domains);
+    expect(dev["tls-server"]!.upn_domains).toEqual([]);
+  });
+});

@@ -23,14 +23,18 @@
  * challenge (the daemon makes key, CSR and pkiMessage), and a queued request that stays
  * CA_WORKING until approved and is then collected by `getcert refresh`.
  *
+ * Both also against a profile whose RA signs with a P-256 certificate of its own
+ * (`ra_signing_key: P-256`): scep-submit takes the RSA certificate as the one to encrypt to and
+ * verifies the ECDSA-signed CertRep.
+ *
  * Needs the Debian packages certmonger, openssl and dbus-daemon; skips with a printed reason
  * when one is missing (fails under CI=true).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { toPem } from "../../src/pki/keys.ts";
-import type * as x509 from "../../src/pki/x509.ts";
-import { MESSAGE_TYPE } from "../../apps/pki-ca/scep/cms.ts";
+import { KeyUsageFlags, KeyUsagesExtension, type X509Certificate } from "../../src/pki/x509.ts";
+import { MESSAGE_TYPE, parsePkiMessage } from "../../apps/pki-ca/scep/cms.ts";
 import { haveOpenssl, haveTool, PROFILES, shIn, startCa, write, expectOrigin, type CaFixture } from "./helpers.ts";
 import { certificateCount, certsOf, scepChallenge, TestScepClient } from "./scep-helpers.ts";
 import { freePort } from "../identity/support/authz.ts";
@@ -52,22 +56,22 @@ let trust: string;
 let root: string;
 let rootPem: string;
 let issuingFile: string;
-let ra: x509.X509Certificate;
-let issuing: x509.X509Certificate;
+let ra: X509Certificate;
+let issuing: X509Certificate;
 
 beforeAll(async () => {
   if (!ok) return;
   const port = await freePort();
   http = `http://127.0.0.1:${port}`;
   f = await startCa({
-    profiles: { ...PROFILES, "scep-manual": { ...PROFILES.manual, key_types: ["RSA-2048"] } },
-    scep: { tenants: { t1: { profiles: { server: {}, "scep-manual": {} } } } },
+    profiles: { ...PROFILES, "scep-manual": { ...PROFILES.manual, key_types: ["RSA-2048"] }, "server-ec": PROFILES.server },
+    scep: { tenants: { t1: { profiles: { server: {}, "scep-manual": {}, "server-ec": { ra_signing_key: "P-256" } } } } },
     http_revocation: { bind: "127.0.0.1", port, scep: true },
   });
   trust = write(f.dir, "trust.pem", f.svc.ca);
   rootPem = await (await f.svc.call("/pki/ca/root.pem")).text();
   root = write(f.dir, "root.pem", rootPem);
-  [ra, issuing] = certsOf(new Uint8Array(await (await f.svc.call("/scep/t1/server?operation=GetCACert")).arrayBuffer())) as [x509.X509Certificate, x509.X509Certificate];
+  [ra, issuing] = certsOf(new Uint8Array(await (await f.svc.call("/scep/t1/server?operation=GetCACert")).arrayBuffer())) as [X509Certificate, X509Certificate];
   issuingFile = write(f.dir, "issuing.pem", toPem("CERTIFICATE", issuing.rawData));
 }, 120_000);
 afterAll(async () => {
@@ -210,6 +214,34 @@ describe.skipIf(!ok)("SCEP with certmonger's scep-submit (Debian packages certmo
     expect(await openAndVerify("certpoll", c, polled.out)).toContain("CN = queued.example.com");
   }, 60_000);
 
+  test("an RA with a P-256 signing certificate of its own (ra_signing_key: P-256): -C takes the RSA encryption certificate as the RA, SUBMIT verifies the P-256 signature and is issued", async () => {
+    const url = `${http}/scep/t1/server-ec`;
+    const certs = certsOf(new Uint8Array(await (await fetch(`${url}?operation=GetCACert`)).arrayBuffer()));
+    const [enc, sign] = certs as [X509Certificate, X509Certificate];
+    expect(enc.getExtension(KeyUsagesExtension)!.usages).toBe(KeyUsageFlags.keyEncipherment);
+    expect(enc.publicKey.algorithm.name).toBe("RSASSA-PKCS1-v1_5");
+    expect(sign.getExtension(KeyUsagesExtension)!.usages).toBe(KeyUsageFlags.digitalSignature);
+    expect((sign.publicKey.algorithm as EcKeyAlgorithm).namedCurve).toBe("P-256");
+    expect(certs.slice(2).map((c) => c.subject)).toEqual([issuing.subject, issuing.issuer]);
+    write(f.dir, "ec-ra.pem", toPem("CERTIFICATE", enc.rawData) + toPem("CERTIFICATE", sign.rawData));
+    expect((await shIn(f.dir, "openssl verify -CAfile root.pem -untrusted issuing.pem ec-ra.pem")).out).toContain("ec-ra.pem: OK");
+    const ca = await scepSubmit(["-u", url, "-C"]);
+    expect(ca.code, ca.out + ca.err).toBe(ISSUED);
+    // scep-submit's RA is the certificate that can encrypt; the signing one is among the others.
+    const pems = ca.out.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g) ?? [];
+    expect(pems[0]).toBe(toPem("CERTIFICATE", enc.rawData));
+    expect(pems).toContain(toPem("CERTIFICATE", sign.rawData));
+    const c = await TestScepClient.create("cm-ec.example.com");
+    const msg = await c.message(MESSAGE_TYPE.PKCSReq, await c.csr("cm-ec.example.com", await challenge("server-ec")), enc);
+    const env = { ...daemonEnv("SUBMIT", msg, enc), CERTMONGER_SCEP_CERTIFICATES: pems.slice(2).join("") };
+    const r = await scepSubmit(["-u", url], env);
+    expect(r.code, r.out + r.err).toBe(ISSUED);
+    expect(await openAndVerify("cm-ec", c, r.out)).toContain("CN = cm-ec.example.com");
+    // The CertRep was signed by the P-256 certificate (scep-submit verified it up to the root).
+    const rep = await parsePkiMessage(new Uint8Array(await (await fetch(`${url}?operation=PKIOperation`, { method: "POST", body: msg.slice().buffer as ArrayBuffer })).arrayBuffer()));
+    expect(Buffer.from(rep.signerDer).equals(Buffer.from(sign.rawData))).toBe(true);
+  }, 60_000);
+
   test("the plain-HTTP port serves SCEP and revocation data, nothing else", async () => {
     expect((await fetch(`${http}/scep/t1/server?operation=GetCACaps`)).status).toBe(200);
     expect((await fetch(`${http}/scep/nobody?operation=GetCACaps`)).status).toBe(404);
@@ -226,6 +258,8 @@ describe.skipIf(!ok)("SCEP with certmonger's scep-submit (Debian packages certmo
       { name: "SCEP over http (profile server)", tenant: "t1", url: `${http}/scep/t1/server` },
       { name: "SCEP (profile scep-manual)", tenant: "t1", url: `${f.svc.publicUrl}/scep/t1/scep-manual` },
       { name: "SCEP over http (profile scep-manual)", tenant: "t1", url: `${http}/scep/t1/scep-manual` },
+      { name: "SCEP (profile server-ec)", tenant: "t1", url: `${f.svc.publicUrl}/scep/t1/server-ec` },
+      { name: "SCEP over http (profile server-ec)", tenant: "t1", url: `${http}/scep/t1/server-ec` },
     ]);
   });
 
@@ -298,6 +332,14 @@ describe.skipIf(!daemonOk)("the certmonger daemon (getcert) on a private session
     expect(r.code, r.out).toBe(0);
     expect(await settled("dev")).toBe("MONITORING");
     await verifyIssued("daemon-dev.crt", "daemon.example.com");
+  }, 90_000);
+
+  test("an RA with a P-256 signing certificate of its own (ra_signing_key: P-256): add-scep-ca and a request, the certificate is saved", async () => {
+    expect((await getcert("add-scep-ca", "-s", "-c", "pki-ec", "-u", `${http}/scep/t1/server-ec`)).code).toBe(0);
+    const r = await getcert("request", "-s", "-c", "pki-ec", "-I", "ec", "-f", `${f.dir}/daemon-ec.crt`, "-k", `${f.dir}/daemon-ec.key`, "-N", "CN=daemon-ec.example.com", "-D", "daemon-ec.example.com", "-L", await challenge("server-ec"));
+    expect(r.code, r.out).toBe(0);
+    expect(await settled("ec")).toBe("MONITORING");
+    await verifyIssued("daemon-ec.crt", "daemon-ec.example.com");
   }, 90_000);
 
   test("a queued request: CA_WORKING until an approver approves it, then `getcert refresh` polls and the certificate is saved", async () => {

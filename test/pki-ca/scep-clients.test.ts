@@ -4,7 +4,8 @@
  * static challenge passwords; openssl verifies what it gets. A wrong or reused challenge is a
  * FAILURE (badRequest) and nothing is issued. A request queued for approval answers PENDING; it
  * is approved through the REST API and collected by CertPoll (built in-process: scepclient only
- * resends its PKCSReq every 30 s), GetCert returns a certificate to its key's holder. Needs the
+ * resends its PKCSReq every 30 s), GetCert returns a certificate to its key's holder. scepclient
+ * refuses a CertRep signed by an RA's separate P-256 certificate (`ra_signing_key: P-256`). Needs the
  * Debian packages scep, openssl and curl; skips with a printed reason when one is missing
  * (fails under CI=true).
  */
@@ -36,8 +37,8 @@ let issuing: x509.X509Certificate;
 beforeAll(async () => {
   if (!sslOk) return;
   f = await startCa({
-    profiles: { ...PROFILES, "scep-manual": { ...PROFILES.manual, key_types: ["RSA-2048"] } },
-    scep: { tenants: { t1: { profiles: { server: { challenge_sha256: createHash("sha256").update(STATIC).digest("hex") }, "scep-manual": {} } } } },
+    profiles: { ...PROFILES, "scep-manual": { ...PROFILES.manual, key_types: ["RSA-2048"] }, "server-ec": PROFILES.server },
+    scep: { tenants: { t1: { profiles: { server: { challenge_sha256: createHash("sha256").update(STATIC).digest("hex") }, "scep-manual": {}, "server-ec": { ra_signing_key: "P-256" } } } } },
   });
   trust = write(f.dir, "trust.pem", f.svc.ca);
   root = write(f.dir, "root.pem", await (await f.svc.call("/pki/ca/root.pem")).text());
@@ -61,8 +62,8 @@ const challenge = (profile: string) => scepChallenge(f, "t1", profile);
 const fingerprint = (c: x509.X509Certificate) => createHash("sha256").update(new Uint8Array(c.rawData)).digest("hex");
 
 /** scepclient in a directory of its own (it keeps csr.pem and self.pem beside the key). */
-function scepclient(name: string, cn: string, secret: string) {
-  return run(["scepclient", "-server-url", url, "-private-key", `${f.dir}/${name}/client.key`, "-cn", cn, "-challenge", secret, "-ca-fingerprint", fingerprint(ra)], { SSL_CERT_FILE: trust }).then((r) => ({ ...r, cert: `${f.dir}/${name}/client.pem` }));
+function scepclient(name: string, cn: string, secret: string, at = url, recipient = ra) {
+  return run(["scepclient", "-server-url", at, "-private-key", `${f.dir}/${name}/client.key`, "-cn", cn, "-challenge", secret, "-ca-fingerprint", fingerprint(recipient)], { SSL_CERT_FILE: trust }).then((r) => ({ ...r, cert: `${f.dir}/${name}/client.pem` }));
 }
 
 async function mkdir(name: string) {
@@ -141,7 +142,7 @@ describe.skipIf(!sslOk)("SCEP protocol (Debian packages openssl, curl)", () => {
     expect((await f.api(`/certificates/${done.cert!.serialNumber.toLowerCase()}/revoke`, await f.token("t1", "pki:revoke"), { body: { reason: "keyCompromise" } })).status).toBe(200);
     const crlRep = await parsePkiMessage(await post(await c.message(MESSAGE_TYPE.GetCRL, ias, manualRa, "getcrl-1")));
     expect(crlRep.pkiStatus).toBe("0");
-    write(f.dir, "getcrl.p7", openEnvelope(crlRep.content, c.self, c.nodeKey));
+    write(f.dir, "getcrl.p7", await openEnvelope(crlRep.content, c.self, c.nodeKey));
     const crl = await run(["sh", "-c", `openssl pkcs7 -inform DER -in getcrl.p7 -print_certs > getcrl.pem && openssl crl -in getcrl.pem -CAfile ${chainFile} -noout -text`]);
     expect(crl.out).toContain("verify OK");
     expect(crl.out.toUpperCase()).toContain(done.cert!.serialNumber.toUpperCase());
@@ -195,6 +196,18 @@ describe.skipIf(!scepOk)("SCEP with scepclient (Debian packages scep, openssl, c
     const r = await scepclient("c5", "dev5.example.com", STATIC);
     expect(r.code, r.out).toBe(0);
     expect((await run(["openssl", "verify", "-CAfile", root, "-untrusted", chainFile, r.cert])).out).toContain(": OK");
+  }, 60_000);
+
+  test("why ra_signing_key P-256 is not the default: scepclient checks a CertRep only against the certificate it encrypted to, so it refuses one signed by the RA's separate P-256 certificate", async () => {
+    const ecUrl = `${f.svc.publicUrl}/scep/t1/server-ec`;
+    const [enc, sign] = certsOf(new Uint8Array(await (await f.svc.call("/scep/t1/server-ec?operation=GetCACert")).arrayBuffer())) as [x509.X509Certificate, x509.X509Certificate];
+    expect(enc.getExtension(x509.KeyUsagesExtension)!.usages).toBe(x509.KeyUsageFlags.keyEncipherment);
+    expect(sign.getExtension(x509.KeyUsagesExtension)!.usages).toBe(x509.KeyUsageFlags.digitalSignature);
+    await mkdir("ec1");
+    const r = await scepclient("ec1", "ec1.example.com", await challenge("server-ec"), ecUrl, enc);
+    expect(r.code).not.toBe(0);
+    expect(r.out).toContain("No certificate for signer");
+    expect(existsSync(r.cert)).toBe(false);
   }, 60_000);
 
   test("the certificates say they came through SCEP (the dashboard's origin)", async () => {

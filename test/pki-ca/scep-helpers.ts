@@ -60,7 +60,7 @@ export class TestScepClient {
   async reply(der: Uint8Array): Promise<{ msg: PkiMessage; cert?: x509.X509Certificate }> {
     const msg = await parsePkiMessage(der);
     if (msg.pkiStatus !== "0") return { msg };
-    const inner = openEnvelope(msg.content, this.self, this.nodeKey);
+    const inner = await openEnvelope(msg.content, this.self, this.nodeKey);
     const signed = AsnConvert.parse(AsnConvert.parse(inner.slice().buffer as ArrayBuffer, ContentInfo).content, SignedData);
     const first = signed.certificates![0]!.certificate!;
     return { msg, cert: new x509.X509Certificate(AsnConvert.serialize(first)) };

@@ -152,7 +152,7 @@ describe("the try blocks, verbatim, after npm start", () => {
     expect(renamed.name).toBe("Alice A. Example");
     expect(disabled.disabled).toBe(true);
     expect(enabled.disabled).toBe(false);
-    expect(policy).toEqual({ mfa: "optional", self_registration: false, user_verification: "preferred", password_min_length: 12, certificate_email: true });
+    expect(policy).toEqual({ mfa: "optional", self_registration: false, user_verification: "preferred", password_min_length: 12, certificate_email: true, certificate_upn: true });
     expect(yubikey).toMatchObject({ public_id: "vvccccdtbhrl", name: "Blue key", last_used_at: null });
 
     const again = await runBlock("identity-idp");

@@ -126,6 +126,7 @@ function policyPage(users: UserService): ConsolePage {
           { name: "self_registration", label: "People may create their own account (verified e-mail)", type: "checkbox", value: p.self_registration },
           { name: "user_verification", label: "Passkey user verification", type: "select", options: ["required", "preferred", "discouraged"], value: p.user_verification },
           { name: "certificate_email", label: "A pki-ca client certificate signs in the user whose verified e-mail is its e-mail SAN (no registration)", type: "checkbox", value: p.certificate_email },
+          { name: "certificate_upn", label: "A pki-ca client certificate signs in the user whose username is its UPN SAN (smart-card logon name; no registration)", type: "checkbox", value: p.certificate_upn },
         ] }),
       };
     },

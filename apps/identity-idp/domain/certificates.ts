@@ -6,7 +6,7 @@
  * (`mtls.ca_file`: pki-ca's chain or another configured CA, by default the suite CA), the
  * validity period and possession of the key; certificates that did not chain (`mtls.self_signed`)
  * never sign anyone in. A fingerprint names one certificate, so a re-issued one must be registered again.
- * A tenant may also let certificates of pki-ca's CAs sign in by their e-mail SAN (`userOf`).
+ * A tenant may also let certificates of pki-ca's CAs sign in by their e-mail or UPN SAN (`userOf`).
  */
 import { randomUUID } from "node:crypto";
 import { AppError, notFound } from "../../../src/service/errors.ts";
@@ -62,22 +62,27 @@ export class UserCertificates {
 
   /**
    * The user a handshake-verified certificate signs in, or undefined: the one it is registered
-   * to; else, with `byEmail` (the tenant's `certificate_email` policy, for a certificate of
-   * pki-ca's CAs), the one user whose verified e-mail address is an e-mail SAN of it. SANs
-   * naming two different users name nobody. `peek`: a look before signing in, the registered
+   * to; else, for a certificate of pki-ca's CAs, with `byEmail` (the tenant's `certificate_email`
+   * policy) the one user whose verified e-mail address is an e-mail SAN of it, and with `byUpn`
+   * (`certificate_upn`) the one user whose username is a UPN SAN of it, compared
+   * case-insensitively (usernames are stored in lower case and may contain `@`). SANs naming
+   * two different users name nobody. `peek`: a look before signing in, the registered
    * certificate's last use is not recorded.
    */
-  async userOf(tenant: string, cert: ClientCertificate | undefined, opts: { byEmail?: boolean; peek?: boolean } = {}): Promise<string | undefined> {
+  async userOf(tenant: string, cert: ClientCertificate | undefined, opts: { byEmail?: boolean; byUpn?: boolean; peek?: boolean } = {}): Promise<string | undefined> {
     if (!cert?.verified) return undefined;
     const row = await this.store.userCertificateByX5t(tenant, cert.x5tS256);
     if (row) {
       if (!opts.peek) await this.store.touchUserCertificate(tenant, row.id, this.now());
       return row.user_id;
     }
-    if (!opts.byEmail) return undefined;
     const found = new Set<string>();
-    for (const email of cert.emails.slice(0, 10)) {
+    for (const email of opts.byEmail ? cert.emails.slice(0, 10) : []) {
       const user = await this.store.userByVerifiedEmail(tenant, email);
+      if (user) found.add(user.id);
+    }
+    for (const upn of opts.byUpn ? cert.upns.slice(0, 10) : []) {
+      const user = upn.length <= 128 ? await this.store.userByName(tenant, upn.toLowerCase()) : undefined;
       if (user) found.add(user.id);
     }
     return found.size === 1 ? [...found][0] : undefined;

@@ -28,6 +28,11 @@ export interface TenantPolicy {
    * is its e-mail SAN, without being registered (default false: registered certificates only).
    */
   certificate_email: boolean;
+  /**
+   * Whether a client certificate of pki-ca's CAs signs in the user whose username is its UPN SAN
+   * (Microsoft otherName, smart-card logon), compared case-insensitively (default false).
+   */
+  certificate_upn: boolean;
 }
 
 export type LoginResult = { ok: true; user: UserRow } | { ok: false; lockedForS: number };
@@ -162,6 +167,7 @@ export class UserService {
       user_verification: (row?.user_verification as TenantPolicy["user_verification"] | undefined) ?? "preferred",
       password_min_length: row?.password_min_length ?? this.cfg.rules.minLength,
       certificate_email: !!row?.certificate_email,
+      certificate_upn: !!row?.certificate_upn,
     };
   }
 
@@ -175,7 +181,7 @@ export class UserService {
     const row = await this.store.policyRow(tenant);
     // A minimum equal to the configured one is not stored: the tenant then follows the configuration.
     const ownMin = patch.password_min_length !== undefined ? (patch.password_min_length === this.cfg.rules.minLength ? null : patch.password_min_length) : (row?.password_min_length ?? null);
-    await this.store.setPolicy({ tenant, mfa: next.mfa, self_registration: next.self_registration ? 1 : 0, user_verification: next.user_verification, password_min_length: ownMin, certificate_email: next.certificate_email ? 1 : 0, updated_at: this.now() });
+    await this.store.setPolicy({ tenant, mfa: next.mfa, self_registration: next.self_registration ? 1 : 0, user_verification: next.user_verification, password_min_length: ownMin, certificate_email: next.certificate_email ? 1 : 0, certificate_upn: next.certificate_upn ? 1 : 0, updated_at: this.now() });
     return next;
   }
 

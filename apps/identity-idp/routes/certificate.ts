@@ -4,8 +4,8 @@
  * (same origin, the session's CSRF token) that signs in as the user it is registered to. It
  * is a first factor (`amr` "swk": a key the browser holds): a user with a second factor is
  * asked for it next. The session cookie is host-only, so the login started on the public port
- * continues here. The certificate names its user by registration, or by its e-mail SAN when it
- * comes from pki-ca and the tenant allows it; one of pki-ca's must be good at its OCSP responder.
+ * continues here. The certificate names its user by registration, or by its e-mail or UPN SAN
+ * when it comes from pki-ca and the tenant allows it; one of pki-ca's must be good at its OCSP responder.
  */
 import { Elysia } from "elysia";
 import * as v from "valibot";
@@ -24,8 +24,12 @@ const noCertificate = () =>
 
 export function certificateRoutes(d: PageDeps, certificates: UserCertificates, issuers: CertificateIssuers) {
   const f = loginFlow(d);
-  const userOf = async (tenant: string, cert: ClientCertificate, peek = false) =>
-    certificates.userOf(tenant, cert, { byEmail: (await d.users.policy(tenant)).certificate_email && !!(await issuers.issuerOf(cert)), peek });
+  const userOf = async (tenant: string, cert: ClientCertificate, peek = false) => {
+    const policy = await d.users.policy(tenant);
+    // Names in the certificate count only when pki-ca's CA vouches for them.
+    const fromPkiCa = (policy.certificate_email || policy.certificate_upn) && !!(await issuers.issuerOf(cert));
+    return certificates.userOf(tenant, cert, { byEmail: policy.certificate_email && fromPkiCa, byUpn: policy.certificate_upn && fromPkiCa, peek });
+  };
   return new Elysia({ name: "identity-idp.certificate" })
     .get(
       "/t/:tenant/login/certificate",

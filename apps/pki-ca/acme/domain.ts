@@ -661,7 +661,7 @@ export class AcmeAuthority {
     }
     const want = new Set((JSON.parse(o.identifiers) as Identifier[]).map(identifierKey));
     const got = new Set([...effectiveDnsNames(parsed).map((d) => `dns:${d.toLowerCase()}`), ...parsed.ips.map((ip) => `ip:${ipBytes(ip) ? ipKey(ip) : ip}`)]);
-    if (parsed.emails.length || parsed.uris.length || got.size !== want.size || [...got].some((g) => !want.has(g))) {
+    if (parsed.emails.length || parsed.uris.length || parsed.upns.length || got.size !== want.size || [...got].some((g) => !want.has(g))) {
       throw new AcmeProblem("badCSR", "the CSR's names differ from the order's identifiers");
     }
     // Claimed first, so two finalize requests cannot issue twice.

@@ -266,7 +266,7 @@ function profilesPage(ca: () => Promise<PkiCa>): ConsolePage {
             { key: "validity", label: "Validity (days)", cell: (p) => `${p.default_validity_days} (max ${p.max_validity_days})`, sort: (p) => p.max_validity_days },
             { key: "keys", label: "Key types", cell: (p) => list(p.key_types) },
             { key: "usage", label: "Usage", cell: (p) => list([...p.key_usage, ...p.extended_key_usage]) },
-            { key: "names", label: "Names allowed", cell: (p) => list([...p.dns_allow, ...p.ip_ranges, ...p.email_domains.map((d) => `@${d}`), ...p.uri_allow]) },
+            { key: "names", label: "Names allowed", cell: (p) => list([...p.dns_allow, ...p.ip_ranges, ...p.email_domains.map((d) => `@${d}`), ...p.upn_domains.map((d) => `UPN @${d}`), ...p.uri_allow]) },
           ],
         }),
       };

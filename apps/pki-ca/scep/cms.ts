@@ -10,15 +10,15 @@
  * random content key (implicit rejection), so a padding oracle only ever sees "the content does
  * not decrypt", never a distinct error.
  */
-import { createCipheriv, createDecipheriv, createHash, createPublicKey, privateDecrypt, publicEncrypt, randomBytes, constants, type KeyObject } from "node:crypto";
-import { AsnConvert } from "@peculiar/asn1-schema";
-import { id_data, id_envelopedData, id_signedData, SignerInfo } from "@peculiar/asn1-cms";
+import { createCipheriv, createDecipheriv, createHash, createPublicKey, publicEncrypt, randomBytes, constants, type KeyObject } from "node:crypto";
+import { id_data, id_envelopedData, id_signedData } from "@peculiar/asn1-cms";
 import { AppError } from "../../../src/service/errors.ts";
 import { derTlv } from "../../../src/pki/leaf-signer.ts";
 import { certificateFields, derBytes, derChildren, derContent, derOid, derRoot, intDer, oidDer, type DerNode } from "../../../src/pki/der.ts";
 import * as x509 from "../../../src/pki/x509.ts";
 import { spkiKeyAlgorithm } from "../../../src/pki/csr.ts";
-import { ATTR_CONTENT_TYPE, ATTR_MESSAGE_DIGEST, attributeDer, issuerAndSerialDer, signedDataDer, verifySignerInfo, type ContentSigner } from "../../../src/pki/cms-signer.ts";
+import { inThreadRsa, type RawRsaDecrypt } from "./rsa-pool.ts";
+import { ATTR_CONTENT_TYPE, ATTR_MESSAGE_DIGEST, attributeDer, issuerAndSerialDer, signedDataDer, signerInfoParts, verifySignerInfo, type ContentSigner, type SignerInfoParts } from "../../../src/pki/cms-signer.ts";
 
 /** SCEP attribute OIDs (id-attributes, RFC 8894 §3.2.1). */
 export const SCEP_ATTR = {
@@ -69,8 +69,7 @@ export interface PkiMessage {
 const tlv = (tag: number, content: Uint8Array) => derTlv(tag, content);
 
 /** The content bytes of a DER value with one of `tags` (PrintableString, OCTET STRING ...), or undefined. */
-function primitive(der: ArrayBuffer, tags: number[]): Uint8Array | undefined {
-  const b = new Uint8Array(der);
+function primitive(b: Uint8Array, tags: number[]): Uint8Array | undefined {
   if (b.length < 2 || !tags.includes(b[0]!)) return undefined;
   let len = b[1]!;
   let off = 2;
@@ -133,15 +132,15 @@ export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
     throw malformed("the message is not a CMS SignedData", cause);
   }
   if (signers.length !== 1) throw malformed("the message must have exactly one signer");
-  let si: SignerInfo;
+  let si: SignerInfoParts;
   try {
-    si = AsnConvert.parse(derBytes(signers[0]!).slice().buffer as ArrayBuffer, SignerInfo);
+    si = signerInfoParts(signers[0]!);
   } catch (cause) {
     throw malformed("the message is not a CMS SignedData", cause);
   }
   // sid: IssuerAndSerialNumber, matched byte for byte against the certificates' issuer and serial.
   const sid = derChildren(signers[0]!, "the signer")[1];
-  if (!sid || sid.tag !== 0x30 || !si.signedAttrs?.length) throw malformed("the signer must be named by issuer and serial and sign attributes");
+  if (!sid || sid.tag !== 0x30 || !si.signedAttrs) throw malformed("the signer must be named by issuer and serial and sign attributes");
   const [sidIssuer, sidSerial] = derChildren(sid, "the signer");
   const same = (a: DerNode | undefined, b: DerNode) => !!a && Buffer.from(derBytes(a)).equals(Buffer.from(derBytes(b)));
   let signerDer: Uint8Array | undefined;
@@ -156,7 +155,6 @@ export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
     if (signerDer) break;
   }
   if (!signerDer || !spki) throw malformed("the signer's certificate is not in the message");
-  const attr = (oid: string) => si.signedAttrs!.find((a) => a.attrType === oid)?.attrValues[0];
   const keyAlg = spkiKeyAlgorithm(spki);
   if (!keyAlg) throw malformed("the signer's public key cannot be read");
   const failure = await verifySignerInfo(si, content, spki.slice().buffer as ArrayBuffer, keyAlg);
@@ -165,13 +163,13 @@ export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
   if (failure === "unsupported_signature") throw malformed("unsupported signature algorithm");
   if (failure) throw new AppError("signature_invalid", "the message signature does not verify", { status: 400 });
   const text = (oid: string) => {
-    const v = attr(oid);
+    const v = si.attrs.get(oid);
     const b = v ? primitive(v, [0x13, 0x0c, 0x16]) : undefined;
     return b ? new TextDecoder().decode(b) : undefined;
   };
   const bytes = (oid: string) => {
-    const v = attr(oid);
-    return v ? primitive(v, [0x04]) : undefined;
+    const v = si.attrs.get(oid);
+    return v ? primitive(v, [0x04])?.slice() : undefined;
   };
   const messageType = text(SCEP_ATTR.messageType);
   const transactionId = text(SCEP_ATTR.transactionID);
@@ -193,14 +191,10 @@ export async function parsePkiMessage(der: Uint8Array): Promise<PkiMessage> {
 }
 
 /** RSAES-PKCS1-v1_5 decryption with implicit rejection: a bad padding gives `fallbackLength` random bytes. */
-function rsaPkcs1Decrypt(key: KeyObject, encrypted: Uint8Array, fallbackLength: number): Uint8Array {
+async function rsaPkcs1Decrypt(key: KeyObject | RawRsaDecrypt, encrypted: Uint8Array, fallbackLength: number): Promise<Uint8Array> {
   const fallback = randomBytes(fallbackLength);
-  let em: Buffer;
-  try {
-    em = privateDecrypt({ key, padding: constants.RSA_NO_PADDING }, encrypted);
-  } catch {
-    return fallback;
-  }
+  const em = await (typeof key === "function" ? key : inThreadRsa(key))(encrypted);
+  if (!em) return fallback;
   // EM = 0x00 || 0x02 || PS (>= 8 non-zero bytes) || 0x00 || M
   let sep = -1;
   for (let i = 2; i < em.length; i++) if (em[i] === 0 && sep < 0) sep = i;
@@ -208,8 +202,11 @@ function rsaPkcs1Decrypt(key: KeyObject, encrypted: Uint8Array, fallbackLength: 
   return good ? new Uint8Array(em.subarray(sep + 1)) : fallback;
 }
 
-/** Decrypts an EnvelopedData ContentInfo addressed (by issuer and serial, RSA key transport) to `cert`. */
-export function openEnvelope(der: Uint8Array, cert: x509.X509Certificate, key: KeyObject): Uint8Array {
+/**
+ * Decrypts an EnvelopedData ContentInfo addressed (by issuer and serial, RSA key transport) to
+ * `cert`, with its private key, or with raw RSA decryption that holds it (rsa-pool.ts).
+ */
+export async function openEnvelope(der: Uint8Array, cert: x509.X509Certificate, key: KeyObject | RawRsaDecrypt): Promise<Uint8Array> {
   const what = "the message content";
   let recipients: DerNode[];
   let eci: DerNode[];
@@ -243,7 +240,7 @@ export function openEnvelope(der: Uint8Array, cert: x509.X509Certificate, key: K
   if (!iv || iv.length !== (cipher.name.startsWith("aes") ? 16 : 8)) throw malformed("the content encryption IV is missing or of the wrong length");
   const encrypted = eci[2] ? octetsOf(eci[2], what) : undefined;
   if (!encrypted || encrypted.length === 0) throw malformed("the envelope has no encrypted content");
-  const cek = rsaPkcs1Decrypt(key, derContent(ktri[3]!, what, 0x04), cipher.keyLength);
+  const cek = await rsaPkcs1Decrypt(key, derContent(ktri[3]!, what, 0x04), cipher.keyLength);
   try {
     const d = createDecipheriv(cipher.name, cek, iv);
     return new Uint8Array(Buffer.concat([d.update(encrypted), d.final()]));

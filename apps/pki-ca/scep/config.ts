@@ -9,9 +9,21 @@ import * as v from "valibot";
 const tenantName = v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "a tenant name"));
 const profileName = v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,63}$/, "a profile name"));
 
+/**
+ * What signs the RA's CertReps: `RSA-3072`, the RSA encryption key itself (one RA certificate
+ * with keyEncipherment and digitalSignature; what every client takes), or `P-256`, a signing
+ * certificate of its own next to the RSA-3072 encryption certificate (RFC 8894's separate RA
+ * certificates, chosen by keyUsage: one RSA private-key operation per answer instead of two).
+ * certmonger takes `P-256`; Debian's scepclient (micromdm 2.1) does not: it verifies CertReps
+ * only with the certificate it encrypted to (the one `-ca-fingerprint` selects).
+ */
+export const RaSigningKeySchema = v.picklist(["RSA-3072", "P-256"]);
+
 export const ScepProfileSchema = v.strictObject({
   /** SHA-256 (hex) of a static challenge password (`printf %s PASSWORD | sha256sum`); none: one-time challenges only. */
   challenge_sha256: v.optional(v.pipe(v.string(), v.toLowerCase(), v.regex(/^[0-9a-f]{64}$/, "64 hex digits (a SHA-256)"))),
+  /** This profile's RA layout; app.scep.ra_signing_key when absent. */
+  ra_signing_key: v.optional(RaSigningKeySchema),
 });
 
 export const ScepTenantSchema = v.strictObject({
@@ -27,6 +39,8 @@ export const ScepConfigSchema = v.strictObject({
   challenge_ttl_minutes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(30 * 24 * 60)), 60),
   /** Validity of the SCEP RA certificates (renewed as the OCSP responders are). */
   ra_validity_hours: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(5 * 365 * 24)), 365 * 24),
+  /** What signs the RA's CertReps on profiles that do not say (see RaSigningKeySchema); EST's and CMC's signed answers too. */
+  ra_signing_key: v.optional(RaSigningKeySchema, "RSA-3072"),
 });
 
 export type ScepConfig = v.InferOutput<typeof ScepConfigSchema>;

@@ -32,7 +32,7 @@ import * as x509 from "../../../src/pki/x509.ts";
 import { sansOf, type PkiCa } from "../domain.ts";
 import type { ScepConfig } from "./config.ts";
 import { FAIL_INFO, MESSAGE_TYPE, openEnvelope, parsePkiMessage, PKI_STATUS, sealEnvelope, signPkiMessage, type PkiMessage } from "./cms.ts";
-import { loadOrCreateRa, renewRaIfDue, type ScepRa } from "./ra.ts";
+import { loadOrCreateRa, renewRaIfDue, type RaSigningKey, type ScepRa } from "./ra.ts";
 import type { ScepStore, ScepTransactionRow } from "./store.ts";
 
 const CHALLENGE_PASSWORD = "1.2.840.113549.1.9.7";
@@ -71,31 +71,49 @@ export class ScepAuthority {
     return ["AES", "POSTPKIOperation", "Renewal", "SHA-256", "SCEPStandard"].join("\n") + "\n";
   }
 
-  /** The RA of a profile's issuing CA, renewed when due (on the responders' schedule fraction). */
-  async ra(profile: string): Promise<ScepRa> {
+  /**
+   * The RA of a profile's issuing CA in `signingKey`'s layout (app.scep.ra_signing_key by
+   * default: EST and CMC sign with it too), renewed when due (on the responders' schedule fraction).
+   */
+  async ra(profile: string, signingKey: RaSigningKey = this.config.ra_signing_key): Promise<ScepRa> {
     const issuing = this.ca.hierarchy.issuing.get(this.ca.profile(profile).issuing_ca);
     if (!issuing) throw new AppError("ca_not_ready", "the profile's issuing CA is not loaded", { status: 503 });
-    let p = this.ras.get(issuing.id);
+    const key = `${issuing.id}|${signingKey}`;
+    let p = this.ras.get(key);
     if (!p) {
-      p = loadOrCreateRa(this.ca.store, this.protector, issuing, this.config.ra_validity_hours);
-      this.ras.set(issuing.id, p);
-      p.catch(() => this.ras.delete(issuing.id));
+      p = loadOrCreateRa(this.ca.store, this.protector, issuing, this.config.ra_validity_hours, signingKey).then((ra) => this.held(ra));
+      this.ras.set(key, p);
+      p.catch(() => this.ras.delete(key));
     }
     const ra = await p;
     const renewed = await renewRaIfDue(this.ca.store, this.protector, ra, this.config.ra_validity_hours, this.ca.config.signer_renewal_fraction);
-    if (renewed) this.ras.set(issuing.id, Promise.resolve(renewed));
-    return renewed ?? ra;
+    if (!renewed) return ra;
+    // Calls still in the old RA's threads finish on this thread.
+    ra.close();
+    this.ras.set(key, Promise.resolve(this.held(renewed)));
+    return renewed;
   }
 
-  /** GetCACert: the RA certificate, the issuing CA and the root, as a degenerate PKCS#7. */
+  /** `ra`, its decryption threads ended with the CA (at seal and stop). */
+  private held(ra: ScepRa): ScepRa {
+    this.ca.disposers.push(() => ra.close());
+    return ra;
+  }
+
+  /** The RA a SCEP path answers with: its profile's layout, else app.scep's. */
+  private raOf(t: ScepTarget): Promise<ScepRa> {
+    return this.ra(t.profile, this.config.tenants[t.tenant]!.profiles[t.profile]!.ra_signing_key ?? this.config.ra_signing_key);
+  }
+
+  /** GetCACert: the RA certificates (encryption first, then a separate signer), the issuing CA and the root, as a degenerate PKCS#7. */
   async caCert(t: ScepTarget): Promise<Uint8Array> {
-    const ra = await this.ra(t.profile);
-    return certsOnlyPkcs7([ra.cert, ra.issuing.cert, this.ca.hierarchy.root.cert]);
+    const ra = await this.raOf(t);
+    return certsOnlyPkcs7([...ra.certs, ra.issuing.cert, this.ca.hierarchy.root.cert]);
   }
 
   /** PKIOperation: a CertRep for any verifiable pkiMessage (FAILURE included); 4xx for anything else. */
   async pkiOperation(t: ScepTarget, der: Uint8Array): Promise<Uint8Array> {
-    const ra = await this.ra(t.profile);
+    const ra = await this.raOf(t);
     const msg = await parsePkiMessage(der);
     let out: Outcome;
     try {
@@ -128,7 +146,7 @@ export class ScepAuthority {
         return this.stateOf(t, tx);
       }
       case MESSAGE_TYPE.GetCert: {
-        const ias = this.issuerAndSerial(openEnvelope(msg.content, ra.cert, ra.decryptionKey));
+        const ias = this.issuerAndSerial(await openEnvelope(msg.content, ra.encryption.cert, ra.decrypt));
         const row = await this.certificateBySerial(t.tenant, Buffer.from(ias.serialNumber).toString("hex"));
         if (!row) return fail(FAIL_INFO.badCertId);
         const cert = new x509.X509Certificate(row.cert_der.slice().buffer as ArrayBuffer);
@@ -137,7 +155,7 @@ export class ScepAuthority {
       }
       case MESSAGE_TYPE.GetCRL: {
         // The issuing CA's complete CRL, for the issuer named (the serial only says which certificate asks).
-        const ias = this.issuerAndSerial(openEnvelope(msg.content, ra.cert, ra.decryptionKey));
+        const ias = this.issuerAndSerial(await openEnvelope(msg.content, ra.encryption.cert, ra.decrypt));
         const issuer = Buffer.from(AsnConvert.serialize(ias.issuer));
         const ca = [...this.ca.hierarchy.issuing.values()].find((c) => Buffer.from(AsnConvert.serialize(AsnConvert.parse(c.cert.rawData, Certificate).tbsCertificate.subject)).equals(issuer));
         if (!ca) return fail(FAIL_INFO.badCertId);
@@ -157,7 +175,7 @@ export class ScepAuthority {
   }
 
   private async enroll(t: ScepTarget, ra: ScepRa, msg: PkiMessage, signerKey: string): Promise<Outcome> {
-    const csrDer = openEnvelope(msg.content, ra.cert, ra.decryptionKey);
+    const csrDer = await openEnvelope(msg.content, ra.encryption.cert, ra.decrypt);
     const csrHash = sha256Hex(csrDer);
     // A resent request (after PENDING, or a lost answer) learns its transaction's state.
     const known = await this.store.transaction(t.tenant, msg.transactionId);

@@ -1,5 +1,10 @@
-/** Kysely queries of pki-ca's SCEP front end. Every query takes the tenant. */
-import type { Kysely } from "kysely";
+/**
+ * Kysely queries of pki-ca's SCEP front end. Every query takes the tenant. The two a PKCSReq
+ * makes are compiled once (`precompile`), and its transaction record is group-committed with
+ * those of concurrent requests (`GroupTransaction`), not a write transaction of its own.
+ */
+import type { Kysely, Transaction } from "kysely";
+import { GroupTransaction, precompile, precompileStatement } from "../../../src/storage/index.ts";
 
 export interface ScepChallengeRow {
   secret_sha256: string;
@@ -25,8 +30,24 @@ export interface ScepDb {
   scep_transactions: ScepTransactionRow;
 }
 
+/** Transaction records committed together at most (concurrent PKCSReqs). */
+const WRITE_BATCH = 256;
+
 export class ScepStore {
-  constructor(readonly db: Kysely<ScepDb>) {}
+  private readonly writes: GroupTransaction<ScepDb, Transaction<ScepDb>>;
+  private readonly transactionById: (tenant: string, transactionId: string) => Promise<ScepTransactionRow[]>;
+  private readonly insert: ReturnType<typeof precompileStatement<ScepDb, [string, string, string, string, string, string, string]>>;
+
+  constructor(readonly db: Kysely<ScepDb>) {
+    this.writes = new GroupTransaction(db, (trx) => trx, { maxBatch: WRITE_BATCH, gatherMs: 0 });
+    this.transactionById = precompile(db, (tenant: string, id: string) => db.selectFrom("scep_transactions").selectAll().where("tenant", "=", tenant).where("transaction_id", "=", id), ["t", "i"]);
+    this.insert = precompileStatement(
+      db,
+      (tenant: string, transaction_id: string, profile: string, key_sha256: string, csr_sha256: string, request_id: string, created_at: string) =>
+        db.insertInto("scep_transactions").values({ tenant, transaction_id, profile, key_sha256, csr_sha256, request_id, created_at }).onConflict((oc) => oc.doNothing()).returning("transaction_id"),
+      ["t", "x", "p", "k", "c", "r", "a"],
+    );
+  }
 
   async insertChallenge(row: ScepChallengeRow): Promise<void> {
     await this.db.insertInto("scep_challenges").values(row).execute();
@@ -46,13 +67,12 @@ export class ScepStore {
     return r.numUpdatedRows > 0n;
   }
 
-  transaction(tenant: string, transactionId: string): Promise<ScepTransactionRow | undefined> {
-    return this.db.selectFrom("scep_transactions").selectAll().where("tenant", "=", tenant).where("transaction_id", "=", transactionId).executeTakeFirst();
+  async transaction(tenant: string, transactionId: string): Promise<ScepTransactionRow | undefined> {
+    return (await this.transactionById(tenant, transactionId))[0];
   }
 
-  /** Records a transaction; false when one with that id exists already (a concurrent duplicate). */
-  async insertTransaction(row: ScepTransactionRow): Promise<boolean> {
-    const r = await this.db.insertInto("scep_transactions").values(row).onConflict((oc) => oc.doNothing()).executeTakeFirst();
-    return (r.numInsertedOrUpdatedRows ?? 0n) > 0n;
+  /** Records a transaction, once on disk; false when one with that id exists already (a concurrent duplicate). */
+  insertTransaction(r: ScepTransactionRow): Promise<boolean> {
+    return this.writes.run(async (trx) => (await this.insert<{ transaction_id: string }>(trx, r.tenant, r.transaction_id, r.profile, r.key_sha256, r.csr_sha256, r.request_id, r.created_at)).rows.length === 1, { savepoint: false });
   }
 }

@@ -34,6 +34,9 @@ export const TLS_SERVER_PROFILE = {
   ip_ranges: ["10.0.0.0/8"],
 };
 
+/** A client certificate profile admitting e-mail and UPN names of example.com. */
+export const TLS_CLIENT_PROFILE = { ...TLS_SERVER_PROFILE, key_types: ["P-256"], key_usage: ["digitalSignature"], extended_key_usage: ["clientAuth"], dns: { allow: [] }, ip_ranges: [], email_domains: ["example.com"], upn_domains: ["example.com"] };
+
 type Optional = "sm-kms" | "sm-secrets" | "jose-ja" | "pki-ca" | "identity-idp";
 const DEFS: Record<Optional, ServiceDefinition> = { "sm-kms": smKms, "sm-secrets": smSecrets, "jose-ja": joseJa, "pki-ca": pkiCa, "identity-idp": identityIdp };
 
@@ -143,7 +146,7 @@ export async function startCliSuite(wanted: Optional[]): Promise<CliSuite> {
         }
         if (name === "pki-ca") {
           c.server.port = pkiPort;
-          c.app = { base_url: `https://127.0.0.1:${pkiPort}`, issuing_cas: ["P-256"], profiles: { "tls-server": TLS_SERVER_PROFILE } };
+          c.app = { base_url: `https://127.0.0.1:${pkiPort}`, issuing_cas: ["P-256"], profiles: { "tls-server": TLS_SERVER_PROFILE, "tls-client": TLS_CLIENT_PROFILE } };
         }
       },
     });
