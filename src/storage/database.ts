@@ -174,14 +174,6 @@ export async function openDatabase<DB = unknown>(config: StorageConfig | Resolve
 }
 
 /** The direct paths of embedded databases (see native-dialect.ts), by their Kysely instance. */
-/**
- * The page cache of an embedded database's connection, in KiB (SQLite's default is 2 MiB). A
- * service's point reads land on random pages (random ids, serials, nonces) of a file that
- * outgrows 2 MiB within minutes, and each page that fell out of the cache is a read system call
- * and a copy. Pages are only held as they are used, so a small database costs only its size.
- */
-const EMBEDDED_CACHE_KIB = 64 * 1024;
-
 const directPaths = new WeakMap<Kysely<any>, Pick<EmbeddedDatabase, "readDirect" | "runInTransaction">>();
 
 /** The prepared statements of PostgreSQL databases (see postgres.ts), by their Kysely instance. */
@@ -232,7 +224,6 @@ async function openEmbedded<DB>(r: ResolvedStorage, opts: OpenOptions): Promise<
     await retryWhileBusy(() => {
       native.exec("PRAGMA foreign_keys = ON");
       native.exec(`PRAGMA busy_timeout = ${r.busyTimeoutMs | 0}`);
-      if (r.mode === "file") native.exec(`PRAGMA cache_size = -${EMBEDDED_CACHE_KIB}`);
       journalMode = String(native.scalar(r.mode === "file" ? "PRAGMA journal_mode = WAL" : "PRAGMA journal_mode") ?? "").toLowerCase();
     }, r.busyTimeoutMs);
   } catch (err) {
