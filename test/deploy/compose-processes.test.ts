@@ -97,14 +97,14 @@ let operator: { client_id: string; client_secret: string };
 let webClient: string;
 const CALLBACK = "https://app.example/callback";
 
-// After both groups below: they share the processes.
+// After the group below, whether or not its setup completed.
 afterAll(async () => {
   for (const name of ["identity-idp", "pki-ca-2", "pki-ca-1", "sm-kms-1", "audit", "identity-authz-1"]) await running[name]?.stop();
   await pgServer?.stop();
   if (root) rmSync(root, { recursive: true, force: true });
 });
 
-describe.skipIf(!pgServer)("compose's environment, run as processes", () => {
+describe.skipIf(!pgServer)("compose's environment, run as processes [needs Debian postgresql]", () => {
   beforeAll(async () => {
     const server = pgServer!;
     root = tempDir("cryptoutil-compose-");
@@ -216,9 +216,8 @@ describe.skipIf(!pgServer)("compose's environment, run as processes", () => {
     );
     expect(mtls === "refused" || (typeof mtls === "number" && mtls >= 400 && mtls < 500)).toBe(true);
   });
-});
 
-describe.skipIf(!pgServer)("compose's pki-ca, run as processes", () => {
+  // pki-ca's two instances (and identity-idp's trust in what they issue).
   const dir = () => {
     const d = join(root, "certs");
     mkdirSync(d, { recursive: true });

@@ -1,5 +1,4 @@
 import { describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { LoopContention, readOwnLoop } from "../../src/service/cpu-contention.ts";
 
@@ -50,8 +49,13 @@ describe("LoopContention", () => {
     }
   });
 
-  test.skipIf(!existsSync(`/proc/self/task/${process.pid}/schedstat`))("reads this process's own loop thread on Linux: its running time grows with work", () => {
+  test("reads this process's own loop thread on Linux (its running time grows with work), and nothing elsewhere", () => {
     const before = readOwnLoop();
+    if (process.platform !== "linux") {
+      // No scheduler statistics to read: never crowded (the test above).
+      expect(before).toBeUndefined();
+      return;
+    }
     expect(before).toBeDefined();
     // Some CPU work on this thread (a hash chain), whatever the machine's load.
     let h = new Uint8Array(32);
