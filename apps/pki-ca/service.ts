@@ -21,6 +21,7 @@ import { toPem } from "../../src/pki/keys.ts";
 import { runtime } from "../../src/runtime/index.ts";
 import { AcmeAuthority } from "./acme/domain.ts";
 import { AcmeStore } from "./acme/store.ts";
+import type { NonceScope } from "./acme/nonces.ts";
 import { ValidationAuthority } from "./acme/validation.ts";
 import { acmeAdminApi, acmeRoutes } from "./acme/routes.ts";
 import { EstAuthority } from "./est/domain.ts";
@@ -164,6 +165,18 @@ function coalesced(fn: () => Promise<void>): () => void {
 const acmeByCa = new WeakMap<PkiCa, AcmeAuthority>();
 
 /**
+ * ACME's nonce scope: as configured, or for `auto` `instance` on a local embedded database
+ * (its one process checks its own nonces) and `shared` where instances may share the database
+ * (PostgreSQL, a remote libSQL server, an embedded replica).
+ */
+export function nonceScopeOf(configured: "auto" | NonceScope, database: { url?: string; sync_url?: string }): NonceScope {
+  if (configured !== "auto") return configured;
+  const url = database.url;
+  const local = (url === undefined || url === ":memory:" || url.startsWith("file:")) && database.sync_url === undefined;
+  return local ? "instance" : "shared";
+}
+
+/**
  * The ACME front end of a context's CA: a new one with each loaded CA (after an unseal too), so
  * it never holds a dropped one. Validations in progress finish before the service stops.
  */
@@ -172,7 +185,7 @@ async function acmeOf(ctx: ServiceContext): Promise<AcmeAuthority> {
   let acme = acmeByCa.get(ca);
   if (!acme) {
     const config = ca.config.acme;
-    acme = new AcmeAuthority(config, ca, new AcmeStore(ctx.db), new ValidationAuthority(config), ctx.protector, (e) => ctx.logger.warn("ACME validation failed", { error: e }));
+    acme = new AcmeAuthority(config, ca, new AcmeStore(ctx.db), new ValidationAuthority(config), ctx.protector, (e) => ctx.logger.warn("ACME validation failed", { error: e }), nonceScopeOf(config.nonce_scope, ctx.config.database));
     acmeByCa.set(ca, acme);
     const current = acme;
     ctx.onStop(() => current.dispose());

@@ -188,7 +188,8 @@ describe("two instances on one database", () => {
   let peer: Awaited<ReturnType<typeof spawnPeer>> | undefined;
   let bUrl: string;
   beforeAll(async () => {
-    const app = acmeApp(http01.port, { rate_limits: LIMITS, tenants: { acme: { profiles: ["acme-server"] }, iplimit: { profiles: ["acme-server"] } } });
+    // One embedded file for both: nonces are shared only when configured so (auto keeps them per process there).
+    const app = acmeApp(http01.port, { rate_limits: LIMITS, nonce_scope: "shared", tenants: { acme: { profiles: ["acme-server"] }, iplimit: { profiles: ["acme-server"] } } });
     a = await startCa(app);
     await pkiCaOf(a.svc.ctx);
     peer = await spawnPeer(a, app);
@@ -258,5 +259,35 @@ describe("two instances on one database", () => {
       }
     }
     expect(statuses).toEqual([201, 201, 201, 201, 201, 429]);
+  });
+});
+
+describe("two instances on one embedded database, nonces per instance (nonce_scope auto)", () => {
+  let a: CaFixture;
+  let peer: Awaited<ReturnType<typeof spawnPeer>> | undefined;
+  beforeAll(async () => {
+    const app = acmeApp(http01.port);
+    a = await startCa(app);
+    await pkiCaOf(a.svc.ctx);
+    peer = await spawnPeer(a, app);
+  }, 60_000);
+  afterAll(async () => {
+    await peer?.stop();
+    await a?.stop();
+  });
+
+  test("a nonce of one instance is badNonce on the other, whose problem carries a nonce it accepts; each accepts its own once", async () => {
+    const ca = await client(`${a.svc.publicUrl}/acme/acme/directory`, a.svc.ca);
+    const cb = await TestAcme.create(`${peer!.url}/acme/acme/directory`, a.svc.ca);
+    Object.assign(cb, { keys: ca.keys, jwk: ca.jwk, kid: ca.kid!.replace(a.svc.publicUrl, peer!.url) });
+    const fromA = await ca.nonce();
+    const onB = await cb.post(cb.kid!, "", { nonce: fromA });
+    expect(await problemType(onB)).toBe("badNonce");
+    const fromB = onB.headers.get("replay-nonce")!;
+    expect((await cb.post(cb.kid!, "", { nonce: fromB })).status).toBe(200);
+    expect(await problemType(await cb.post(cb.kid!, "", { nonce: fromB }))).toBe("badNonce");
+    // A's nonce was not spent by B's refusal: A still takes it, once.
+    expect((await ca.post(ca.kid!, "", { nonce: fromA })).status).toBe(200);
+    expect(await problemType(await ca.post(ca.kid!, "", { nonce: fromA }))).toBe("badNonce");
   });
 });

@@ -5,6 +5,8 @@
  * requests at once is accepted exactly once (within one batch and across batches), distinct
  * nonces sent at once are each accepted, and a complete order (http-01, finalize, download) works.
  * Requests over HTTPS rarely land in one batch, so the store is also called directly, in one turn.
+ * The service itself keeps its nonces in memory on embedded (`nonce_scope: auto`), and the
+ * instance scope is tested here on both engines as well.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { openTestDatabase, startPostgresEngine, EMBEDDED, type TestEngine } from "../support/engine.ts";
@@ -15,6 +17,7 @@ import { acmeApp, startHttp01, TestAcme } from "./acme-helpers.ts";
 import { startCa } from "./helpers.ts";
 import { NonceStore } from "../../apps/pki-ca/acme/nonces.ts";
 import { AcmeStore } from "../../apps/pki-ca/acme/store.ts";
+import { nonceScopeOf } from "../../apps/pki-ca/service.ts";
 
 const pg = await startPostgresEngine();
 afterAll(() => pg?.server.stop());
@@ -82,6 +85,53 @@ function acmeOn(name: string, engine: TestEngine | undefined): void {
       }
     });
 
+    test(`the service's nonces (nonce_scope auto): ${name === "embedded" ? "this process's, nothing written" : "spent in the database"}`, async () => {
+      const count = () => f.svc.ctx.db.selectFrom("acme_nonces_spent").select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow().then((r) => Number(r.n));
+      const before = await count();
+      const nonce = await c.nonce();
+      expect(await postAsGet(nonce)).toBe(200);
+      expect(await postAsGet(nonce)).toBe(400);
+      expect(await count()).toBe(name === "embedded" ? before : before + 1);
+    });
+
+    test("instance-scoped nonces: once each, never by another store, a restarted one, or a store of the other scope", async () => {
+      const spentRows = () => f.svc.ctx.db.selectFrom("acme_nonces_spent").select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow().then((r) => Number(r.n));
+      const before = await spentRows();
+      const acmeStore = new AcmeStore(f.svc.ctx.db);
+      const mine = new NonceStore(acmeStore, f.svc.ctx.protector, { scope: "instance" });
+      const nonce = await mine.issue();
+      const spent = await Promise.all(Array.from({ length: 12 }, () => mine.consume(nonce)));
+      expect(spent.filter((ok) => ok)).toHaveLength(1);
+      expect(await mine.consume(nonce)).toBe(false);
+      // Another process (or this one restarted) has another tag; a shared store checks another MAC.
+      const fresh = await mine.issue();
+      expect(await new NonceStore(acmeStore, f.svc.ctx.protector, { scope: "instance" }).consume(fresh)).toBe(false);
+      const shared = new NonceStore(acmeStore, f.svc.ctx.protector);
+      expect(await shared.consume(fresh)).toBe(false);
+      expect(await mine.consume(await shared.issue())).toBe(false);
+      // Refused by the others, still good here; a changed counter breaks the MAC.
+      const raw = Buffer.from(await mine.issue(), "base64url");
+      raw[23]! ^= 1;
+      expect(await mine.consume(raw.toString("base64url"))).toBe(false);
+      expect(await mine.consume(fresh)).toBe(true);
+      // Nothing was written for them.
+      expect(await spentRows()).toBe(before);
+    });
+
+    test("instance-scoped nonces: only the last `window` are accepted, and none after its expiry", async () => {
+      const store = new NonceStore(new AcmeStore(f.svc.ctx.db), f.svc.ctx.protector, { scope: "instance", window: 8 });
+      const first = await store.issue();
+      const kept = await store.issue();
+      for (let i = 0; i < 7; i++) await store.issue();
+      expect(await store.consume(first)).toBe(false);
+      expect(await store.consume(kept)).toBe(true);
+      const short = new NonceStore(new AcmeStore(f.svc.ctx.db), f.svc.ctx.protector, { scope: "instance", ttlMs: 1 });
+      const n = await short.issue();
+      await Bun.sleep(5);
+      expect(await short.consume(n)).toBe(false);
+      expect(() => new NonceStore(new AcmeStore(f.svc.ctx.db), f.svc.ctx.protector, { scope: "instance", window: 12 })).toThrow();
+    });
+
     test("a complete order: http-01, finalize, download", async () => {
       const { url, order } = await c.orderReady([{ type: "dns", value: "pg.localhost" }], http01);
       expect(order.status).toBe("ready");
@@ -90,6 +140,19 @@ function acmeOn(name: string, engine: TestEngine | undefined): void {
     }, 60_000);
   });
 }
+
+describe("ACME nonce scope", () => {
+  test("auto: this process on a local embedded database; the database where instances may share it; configured wins", () => {
+    expect(nonceScopeOf("auto", {})).toBe("instance");
+    expect(nonceScopeOf("auto", { url: "file:data/pki-ca.db" })).toBe("instance");
+    expect(nonceScopeOf("auto", { url: ":memory:" })).toBe("instance");
+    expect(nonceScopeOf("auto", { url: "file:replica.db", sync_url: "libsql://primary.example.test" })).toBe("shared");
+    expect(nonceScopeOf("auto", { url: "postgres://ca@db.example.test/ca" })).toBe("shared");
+    expect(nonceScopeOf("auto", { url: "https://libsql.example.test" })).toBe("shared");
+    expect(nonceScopeOf("shared", {})).toBe("shared");
+    expect(nonceScopeOf("instance", { url: "postgres://ca@db.example.test/ca" })).toBe("instance");
+  });
+});
 
 acmeOn("embedded", EMBEDDED);
 acmeOn("PostgreSQL", pg);

@@ -73,6 +73,13 @@ export const AcmeConfigSchema = v.strictObject({
    * for the same identifier (RFC 8555 §7.1.4); 0: never reused once its order is done.
    */
   authorization_lifetime_hours: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(24 * 30)), 24 * 7),
+  /**
+   * Where used nonces are recorded (nonces.ts): `shared`, in the database, so any instance
+   * accepts another's nonce; `instance`, in this process's memory, nothing written, a nonce
+   * accepted only by the instance that made it. `auto`: `instance` on a local embedded
+   * database, `shared` on PostgreSQL, a remote libSQL server or an embedded replica.
+   */
+  nonce_scope: v.optional(v.picklist(["auto", "shared", "instance"]), "auto"),
 });
 
 export type AcmeConfig = v.InferOutput<typeof AcmeConfigSchema>;

@@ -21,7 +21,7 @@ import { REVOCATION_REASONS, type PkiCa, type RevocationReason } from "../domain
 import type { CertificateRow } from "../store.ts";
 import { effectiveDnsNames, ipBytes, nameReasons } from "../policy.ts";
 import type { AcmeConfig, AcmeTenant } from "./config.ts";
-import { NonceStore } from "./nonces.ts";
+import { NonceStore, type NonceScope } from "./nonces.ts";
 import { AcmeProblem, malformed, unauthorized } from "./problem.ts";
 import type { AccountRow, AcmeStore, AuthorizationRow, OrderRow, RateKind } from "./store.ts";
 import { isNonPublicAddress, type ChallengeType, type ValidationAuthority } from "./validation.ts";
@@ -101,7 +101,7 @@ const RATE_PRUNE_MS = 10 * 60_000;
 export class AcmeAuthority {
   /** Validations started and not yet recorded (awaited at dispose). */
   private readonly inFlight = new Set<Promise<void>>();
-  /** Replay nonces any instance can check (database-backed). */
+  /** Replay nonces: checked by any instance (database) or by this one (memory), as configured. */
   readonly nonces: NonceStore;
   private lastRatePrune = 0;
 
@@ -112,8 +112,9 @@ export class AcmeAuthority {
     readonly va: ValidationAuthority,
     private readonly protector: DataProtector,
     private readonly onValidationError: (e: unknown) => void = () => undefined,
+    nonceScope: NonceScope = "shared",
   ) {
-    this.nonces = new NonceStore(store, protector);
+    this.nonces = new NonceStore(store, protector, { scope: nonceScope });
   }
 
   /** The tenant's ACME settings; an unconfigured tenant has no ACME (404). */

@@ -1,14 +1,24 @@
 /**
- * Replay nonces (RFC 8555 §6.5) that every instance of pki-ca can check: a nonce is
- * `expiry ‖ random ‖ HMAC(key, expiry ‖ random)` (base64url), so issuing one stores nothing, and
- * using one inserts it into `acme_nonces_spent`, whose primary key makes the second use fail on
- * any instance. The HMAC key is created once, stored barrier-encrypted in the database and read
- * by each instance at its first nonce; expired rows are deleted as new ones come. A spent nonce
- * is a unit of the ACME store's group transaction, so the nonces (and the other writes) of
- * concurrent requests share one transaction instead of one each. Guarantees: a nonce is
- * accepted at most once, only before its expiry, only if this CA (any instance) made it;
- * nothing about nonces is held in memory but the key and the ones waiting for the current
- * batch's commit.
+ * Replay nonces (RFC 8555 §6.5). A nonce is `expiry ‖ body ‖ HMAC(key, expiry ‖ body)`
+ * (base64url, 54 characters), so only this CA's nonces are ever looked up. Two scopes:
+ *
+ * - `shared` (every instance can check it): the body is 16 random bytes and issuing stores
+ *   nothing; using one inserts it into `acme_nonces_spent`, whose primary key makes the second
+ *   use fail on any instance. A spent nonce is a unit of the ACME store's group transaction, so
+ *   the nonces (and the other writes) of concurrent requests share one transaction. Expired rows
+ *   are deleted as new ones come.
+ * - `instance` (only this process checks it): the body is this store's random tag and a counter,
+ *   and a bitmap of the last `window` counters says which are issued and unused; using one
+ *   clears its bit. Nothing is written, a nonce of another process or of this one before a
+ *   restart has another tag and is refused (badNonce, which clients answer with the fresh nonce
+ *   the problem carries), and one older than the last `window` nonces is refused as expired.
+ *   Memory: window / 8 bytes (256 KiB for the default 2^21 nonces, about 17 minutes of nonces
+ *   at 2,000 requests a second).
+ *
+ * The HMAC key is created once, stored barrier-encrypted in the database and read by each
+ * instance at its first nonce; an `instance` nonce's MAC also covers a fixed prefix, so a store
+ * of the other scope on the same database refuses it. Guarantees in both scopes: a nonce is accepted at most once,
+ * only before its expiry, only if this CA made it.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { DataProtector } from "../../../src/service/context.ts";
@@ -16,6 +26,14 @@ import type { AcmeStore } from "./store.ts";
 
 const TTL_MS = 15 * 60_000;
 const RAW_LEN = 8 + 16 + 16;
+/** Nonces an `instance` store tells apart at once (a power of two). */
+const WINDOW = 1 << 21;
+
+/** What an `instance` nonce's MAC covers before the nonce: it is never valid in the `shared` scope, nor the reverse. */
+const INSTANCE_DOMAIN = "acme nonce of one instance\0";
+
+/** Which instances can check a nonce: any instance sharing the database, or only the one that made it. */
+export type NonceScope = "shared" | "instance";
 const KEY_ID = "nonce-hmac";
 /** Expired used-nonce rows are deleted at most this often (per instance). */
 const PRUNE_EVERY_MS = 60_000;
@@ -23,38 +41,71 @@ const PRUNE_EVERY_MS = 60_000;
 export class NonceStore {
   private key: Promise<Uint8Array> | undefined;
   private lastPrune = 0;
+  readonly scope: NonceScope;
+  private readonly ttlMs: number;
+  /** `instance` scope: this store's tag, the next counter, and one bit per counter of the window (1: issued, unused). */
+  private readonly tag = crypto.getRandomValues(new Uint8Array(8));
+  private next = 0;
+  private readonly window: number;
+  private readonly unused: Uint8Array | undefined;
 
   constructor(
     private readonly store: AcmeStore,
     private readonly protector: DataProtector,
-    private readonly ttlMs = TTL_MS,
+    opts: { scope?: NonceScope; ttlMs?: number; window?: number } = {},
   ) {
+    this.scope = opts.scope ?? "shared";
+    this.ttlMs = opts.ttlMs ?? TTL_MS;
+    this.window = opts.window ?? WINDOW;
+    if (!Number.isInteger(Math.log2(this.window)) || this.window < 8) throw new Error("the nonce window must be a power of two, at least 8");
+    this.unused = this.scope === "instance" ? new Uint8Array(this.window / 8) : undefined;
     protector.onSeal(() => (this.key = undefined));
   }
 
   async issue(): Promise<string> {
     const raw = new Uint8Array(RAW_LEN);
-    new DataView(raw.buffer).setBigUint64(0, BigInt(Date.now() + this.ttlMs));
-    raw.set(crypto.getRandomValues(new Uint8Array(16)), 8);
+    const view = new DataView(raw.buffer);
+    view.setBigUint64(0, BigInt(Date.now() + this.ttlMs));
+    if (this.unused) {
+      const n = this.next++;
+      raw.set(this.tag, 8);
+      view.setBigUint64(16, BigInt(n));
+      const bit = n % this.window;
+      this.unused[bit >> 3]! |= 1 << (bit & 7);
+    } else raw.set(crypto.getRandomValues(new Uint8Array(16)), 8);
     raw.set(this.mac(await this.hmacKey(), raw.subarray(0, 24)), 24);
     return Buffer.from(raw).toString("base64url");
   }
 
-  /** True once for a nonce this CA made and that has not expired; false ever after, on every instance. */
+  /** True once for a nonce this CA made and that has not expired; false ever after (on every instance, in `shared` scope). */
   async consume(n: unknown): Promise<boolean> {
     if (typeof n !== "string" || n.length !== 54 || !/^[A-Za-z0-9_-]+$/.test(n)) return false;
     const raw = new Uint8Array(Buffer.from(n, "base64url"));
     if (raw.length !== RAW_LEN) return false;
-    const expires = Number(new DataView(raw.buffer, raw.byteOffset).getBigUint64(0));
+    const view = new DataView(raw.buffer, raw.byteOffset);
+    const expires = Number(view.getBigUint64(0));
     const now = Date.now();
     if (!(expires > now) || expires > now + this.ttlMs) return false;
     if (!timingSafeEqual(this.mac(await this.hmacKey(), raw.subarray(0, 24)), raw.subarray(24))) return false;
+    if (this.unused) {
+      if (!timingSafeEqual(raw.subarray(8, 16), this.tag)) return false;
+      const c = Number(view.getBigUint64(16));
+      if (c >= this.next || c < this.next - this.window) return false;
+      const bit = c % this.window;
+      const mask = 1 << (bit & 7);
+      if (!(this.unused[bit >> 3]! & mask)) return false;
+      this.unused[bit >> 3]! &= ~mask;
+      return true;
+    }
     await this.prune(now);
     return this.store.spendNonce(Buffer.from(raw.subarray(8, 24)).toString("base64url"), expires);
   }
 
+  /** The MAC of a nonce; an `instance` nonce's is over a prefix too, so a store of the other scope refuses it. */
   private mac(key: Uint8Array, data: Uint8Array): Uint8Array {
-    return new Uint8Array(createHmac("sha256", key).update(data).digest().subarray(0, 16));
+    const h = createHmac("sha256", key);
+    if (this.unused) h.update(INSTANCE_DOMAIN);
+    return new Uint8Array(h.update(data).digest().subarray(0, 16));
   }
 
   /** The shared key: created by the first instance that needs it, read by the others. */
