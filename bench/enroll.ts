@@ -5,16 +5,19 @@
  * base64 P-256 CSR with HTTP Basic, answered with a certs-only PKCS#7 (a certificate issued and
  * stored). One SCEP request = a PKCSReq pkiMessage (RSA-2048 signer, CSR with the challenge,
  * enveloped to the CA's RA certificate with AES-256-CBC) answered with a signed CertRep
- * carrying the enveloped certificate. pki-ca's SCEP runs twice: with its default RA (one RSA-3072
- * certificate that opens the envelope and signs the CertRep: two RSA private-key operations an
- * answer) and with `ra_signing_key: P-256` (the CertRep signed by a P-256 certificate of its own:
- * one). Messages are built before each measured window (a fresh transactionId each, so none is
- * answered from a transaction seen before).
+ * carrying the enveloped certificate. pki-ca's SCEP runs three times: with its default RA (one
+ * RSA-3072 certificate that opens the envelope and signs the CertRep: two RSA-3072 private-key
+ * operations an answer), with `ra_key: RSA-2048` (the same layout with an RSA-2048 key: two
+ * RSA-2048 operations, each about 7 times cheaper) and with `ra_signing_key: P-256` (the CertRep
+ * signed by a P-256 certificate of its own: one RSA-3072 operation). Messages are built before
+ * each measured window (a fresh transactionId each, so none is answered from a transaction seen
+ * before).
  *
  * Not alike: pki-ca answers over HTTPS (TLS 1.3) and stores every certificate in its database
  * with the RA path's policy and lint; scepserver answers over plain HTTP and writes each
  * certificate to its file depot. The rounds alternate targets (pki-ca SCEP, pki-ca SCEP with the
- * P-256 signer, scepserver, pki-ca EST) so a load change on the shared machine hits each.
+ * RSA-2048 RA, pki-ca SCEP with the P-256 signer, scepserver, pki-ca EST) so a load change on
+ * the shared machine hits each.
  *
  * Each round prints, per target, the CPU time per answer of the server process (from /proc) and
  * of this driver: the server's is the figure to compare on a shared, loaded machine, and the
@@ -94,10 +97,17 @@ const raOf = async (url: string, init: RequestInit = {}) => {
   // The certificate with keyEncipherment (pki-ca's RA), or the only one (scepserver's CA).
   return certs.find((c) => ((c.getExtension("2.5.29.15") as x509.KeyUsagesExtension | null)?.usages ?? 0) & x509.KeyUsageFlags.keyEncipherment) ?? certs[0]!;
 };
-const caScep = `${caUrl}/scep/bench/bench`;
-const caRa = await raOf(caScep, { tls } as RequestInit);
-const caScepEc = `${caUrl}/scep/bench/bench-ec`;
-const caRaEc = await raOf(caScepEc, { tls } as RequestInit);
+/** pki-ca's SCEP targets: the key of each one's figures, its labels (round line, table rows), its path and its RA's encryption certificate. */
+const caTargets = await Promise.all(
+  [
+    { key: "scep", label: "pki-ca SCEP", path: "bench", row: "pki-ca (HTTPS)", perCoreRow: "pki-ca, per core-second of CPU" },
+    { key: "scep-2048", label: "pki-ca SCEP (RSA-2048 RA)", path: "bench-2048", row: "pki-ca (HTTPS), RSA-2048 RA", perCoreRow: "pki-ca, RSA-2048 RA, per core-second" },
+    { key: "scep-ec", label: "pki-ca SCEP (P-256 signer)", path: "bench-ec", row: "pki-ca (HTTPS), P-256 RA signer", perCoreRow: "pki-ca, P-256 RA signer, per core-second" },
+  ].map(async (t) => {
+    const url = `${caUrl}/scep/bench/${t.path}`;
+    return { ...t, url, ra: await raOf(url, { tls } as RequestInit) };
+  }),
+);
 const serverRa = scepserver ? await raOf(scepserver.url) : undefined;
 
 let tx = 0;
@@ -167,52 +177,47 @@ const scepSend = (url: string, messages: Uint8Array[], init: RequestInit) => asy
 // Messages per window (building them costs an RSA signature each): enough for `--scep-rate` answers/s
 // over the window; a server that answers faster ends its window early, and its rate is over the time used.
 const PER_WINDOW = Math.min(20_000, arg("scep-rate", 800) * SECONDS);
-const results: Record<string, number[]> = { est: [], scep: [], "scep-ec": [], scepserver: [] };
-const cpu: Record<string, number[]> = { est: [], scep: [], "scep-ec": [], scepserver: [] };
-const failures: Record<string, number> = { est: 0, scep: 0, "scep-ec": 0, scepserver: 0 };
-await drive(estSend, CLIENTS * 4); // warm-up: TLS sessions, the issuing path, the RA key
+const KEYS = [...caTargets.map((t) => t.key), "scepserver", "est"];
+const results: Record<string, number[]> = Object.fromEntries(KEYS.map((k) => [k, []]));
+const cpu: Record<string, number[]> = Object.fromEntries(KEYS.map((k) => [k, []]));
+const failures: Record<string, number> = Object.fromEntries(KEYS.map((k) => [k, 0]));
+type Drive = Awaited<ReturnType<typeof drive>>;
+const record = (key: string, r: Drive) => {
+  results[key]!.push(r.rate);
+  cpu[key]!.push(r.cpuPerOp);
+  failures[key]! += r.failed;
+};
+const ms = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(1));
+const line = (name: string, r: Drive | undefined) => (r ? `${name} ${r.rate.toFixed(0)}/s (CPU per answer: server ${ms(r.cpuPerOp)} ms, client ${ms(r.clientCpuPerOp)} ms)` : `${name} -`);
+await drive(estSend, CLIENTS * 4); // warm-up: TLS sessions, the issuing path, the RA keys
 for (let round = 0; round < ROUNDS; round++) {
-  const caMessages = await scepMessages(caRa, PER_WINDOW);
-  const s = await drive(scepSend(caScep, caMessages, { tls } as RequestInit), caMessages.length, ca.proc.pid);
-  results.scep!.push(s.rate);
-  cpu.scep!.push(s.cpuPerOp);
-  failures.scep! += s.failed;
-  const ecMessages = await scepMessages(caRaEc, PER_WINDOW);
-  const ec = await drive(scepSend(caScepEc, ecMessages, { tls } as RequestInit), ecMessages.length, ca.proc.pid);
-  results["scep-ec"]!.push(ec.rate);
-  cpu["scep-ec"]!.push(ec.cpuPerOp);
-  failures["scep-ec"]! += ec.failed;
-  let m: Awaited<ReturnType<typeof drive>> | undefined;
+  const parts: string[] = [];
+  for (const t of caTargets) {
+    const messages = await scepMessages(t.ra, PER_WINDOW);
+    const r = await drive(scepSend(t.url, messages, { tls } as RequestInit), messages.length, ca.proc.pid);
+    record(t.key, r);
+    parts.push(line(t.label, r));
+  }
+  let m: Drive | undefined;
   if (scepserver && serverRa) {
     const serverMessages = await scepMessages(serverRa, PER_WINDOW);
     m = await drive(scepSend(scepserver.url, serverMessages, {}), serverMessages.length, scepserver.proc.pid);
-    results.scepserver!.push(m.rate);
-    cpu.scepserver!.push(m.cpuPerOp);
-    failures.scepserver! += m.failed;
+    record("scepserver", m);
   }
   const e = await drive(estSend, Infinity, ca.proc.pid);
-  results.est!.push(e.rate);
-  cpu.est!.push(e.cpuPerOp);
-  failures.est! += e.failed;
-  const ms = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(1));
-  const line = (name: string, r: { rate: number; cpuPerOp: number; clientCpuPerOp: number } | undefined) => (r ? `${name} ${r.rate.toFixed(0)}/s (CPU per answer: server ${ms(r.cpuPerOp)} ms, client ${ms(r.clientCpuPerOp)} ms)` : `${name} -`);
-  console.log(`round ${round + 1}: ${line("pki-ca SCEP", s)}, ${line("pki-ca SCEP (P-256 signer)", ec)}, ${line("scepserver", m)}, ${line("pki-ca EST", e)}`);
+  record("est", e);
+  console.log(`round ${round + 1}: ${[...parts, line("scepserver", m), line("pki-ca EST", e)].join(", ")}`);
 }
 
-const scep = median(results.scep!);
-const scepEc = median(results["scep-ec"]!);
-const rows: Row[] = [
-  { group: "SCEP PKCSReq", name: "pki-ca (HTTPS)", opsPerSec: scep, anchor: "target 500/s", ratio: scep / 500 },
-  { group: "SCEP PKCSReq", name: "pki-ca (HTTPS), P-256 RA signer", opsPerSec: scepEc, anchor: "target 500/s", ratio: scepEc / 500 },
-];
-if (results.scepserver!.length) rows.push({ group: "SCEP PKCSReq", name: "scepserver (HTTP)", opsPerSec: median(results.scepserver!), anchor: "pki-ca / scepserver (target 2x)", ratio: scep / median(results.scepserver!) });
+const rows: Row[] = caTargets.map((t) => ({ group: "SCEP PKCSReq", name: t.row, opsPerSec: median(results[t.key]!), anchor: "target 500/s", ratio: median(results[t.key]!) / 500 }));
+const haveServer = results.scepserver!.length > 0;
+if (haveServer) rows.push({ group: "SCEP PKCSReq", name: "scepserver (HTTP)", opsPerSec: median(results.scepserver!), anchor: "pki-ca / scepserver (target 2x)", ratio: median(results.scep!) / median(results.scepserver!) });
 const est = median(results.est!);
 rows.push({ group: "EST simpleenroll", name: "pki-ca (HTTPS)", opsPerSec: est, anchor: "target 500/s", ratio: est / 500 });
 // Server CPU per answer: what one core would answer per second with the machine to itself.
 const perCore = (k: string) => 1000 / median(cpu[k]!);
-rows.push({ group: "SCEP PKCSReq", name: "pki-ca, per core-second of CPU", opsPerSec: perCore("scep"), ...(cpu.scepserver!.length ? { anchor: "vs scepserver per core-second (target 2x)", ratio: perCore("scep") / perCore("scepserver") } : {}) });
-rows.push({ group: "SCEP PKCSReq", name: "pki-ca, P-256 RA signer, per core-second", opsPerSec: perCore("scep-ec"), ...(cpu.scepserver!.length ? { anchor: "vs scepserver per core-second (target 2x)", ratio: perCore("scep-ec") / perCore("scepserver") } : {}) });
-if (cpu.scepserver!.length) rows.push({ group: "SCEP PKCSReq", name: "scepserver, per core-second of CPU", opsPerSec: perCore("scepserver") });
+for (const t of caTargets) rows.push({ group: "SCEP PKCSReq", name: t.perCoreRow, opsPerSec: perCore(t.key), ...(haveServer ? { anchor: "vs scepserver per core-second (target 2x)", ratio: perCore(t.key) / perCore("scepserver") } : {}) });
+if (haveServer) rows.push({ group: "SCEP PKCSReq", name: "scepserver, per core-second of CPU", opsPerSec: perCore("scepserver") });
 rows.push({ group: "EST simpleenroll", name: "pki-ca, per core-second of CPU", opsPerSec: perCore("est") });
 printTable(`Enrollment: answers/s at ${CLIENTS} clients, median of ${ROUNDS} rounds of ${SECONDS} s (failures: ${JSON.stringify(failures)})`, rows);
 

@@ -19,7 +19,7 @@ import { x509Time } from "../../src/pki/time.ts";
 import { AppError } from "../../src/service/errors.ts";
 import { randomSerialHex } from "../../src/pki/serial.ts";
 import { toPem } from "../../src/pki/keys.ts";
-import { generateCaKey, importCaKey, signingAlgorithm, type CaKeyType } from "../../src/pki/signing.ts";
+import { generateCaKey, importCaKey, signingAlgorithm, type CaKeyType, type SignerKeyType } from "../../src/pki/signing.ts";
 import { issuerHashes } from "../../src/pki/ocsp.ts";
 import * as x509 from "../../src/pki/x509.ts";
 import type { CaRow, PkiStore } from "./store.ts";
@@ -35,9 +35,10 @@ const ID_PKIX_OCSP_NOCHECK = "1.3.6.1.5.5.7.48.1.5";
 const CA_USAGE = x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign;
 
 /** A CA level that can sign: certificate, key and key type. */
-export interface Signer {
+/** A CA level or delegated signer: an issuing CA's key type, or (SCEP RA) any signer key type. */
+export interface Signer<K extends SignerKeyType = CaKeyType> {
   id: string;
-  keyType: CaKeyType;
+  keyType: K;
   cert: x509.X509Certificate;
   key: CryptoKey;
 }
@@ -253,7 +254,7 @@ export async function renewSigners(store: PkiStore, protector: DataProtector, h:
  * issuer's expiry would cap it where the old one ends; see renewSigners. Undefined when nothing
  * changed, else the current signer (this instance's renewal or another's).
  */
-export async function renewOne(store: PkiStore, protector: DataProtector, old: Signer, issuerNotAfter: Date, make: (keys: CryptoKeyPair) => Promise<x509.X509Certificate>): Promise<Signer | undefined> {
+export async function renewOne<K extends SignerKeyType>(store: PkiStore, protector: DataProtector, old: Signer<K>, issuerNotAfter: Date, make: (keys: CryptoKeyPair) => Promise<x509.X509Certificate>): Promise<Signer<K> | undefined> {
   // Nothing to gain when the issuer's own expiry caps the new certificate where the old one ends.
   if (issuerNotAfter.getTime() - old.cert.notAfter.getTime() < 60_000) return undefined;
   const keys = await generateCaKey(old.keyType);
@@ -280,15 +281,15 @@ export async function renewOne(store: PkiStore, protector: DataProtector, old: S
 
 const bytesEqual = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
-export async function loadOrCreate(
+export async function loadOrCreate<K extends SignerKeyType = CaKeyType>(
   store: PkiStore,
   protector: DataProtector,
   id: string,
-  keyType: CaKeyType,
+  keyType: K,
   make: (keys: CryptoKeyPair) => Promise<x509.X509Certificate>,
   parentId: string | null = null,
   crlShards: number | null = null,
-): Promise<Signer> {
+): Promise<Signer<K>> {
   let row = await store.getCa(id);
   // Rows of an externally rooted instance: a root without key, an issuing CA without certificate.
   if (row && (row.key_sealed.length === 0 || row.cert_der.length === 0)) throw new AppError("config_invalid", `CA ${id} belongs to an external root: set app.root: external`);
@@ -311,7 +312,7 @@ export async function loadOrCreate(
   }
   const pkcs8 = await protector.decrypt(row.key_sealed, sealContext(id));
   try {
-    return { id, keyType: row.key_type as CaKeyType, cert: new x509.X509Certificate(row.cert_der.slice().buffer as ArrayBuffer), key: await importCaKey(row.key_type as CaKeyType, pkcs8) };
+    return { id, keyType: row.key_type as K, cert: new x509.X509Certificate(row.cert_der.slice().buffer as ArrayBuffer), key: await importCaKey(row.key_type as K, pkcs8) };
   } finally {
     pkcs8.fill(0);
   }

@@ -30,30 +30,39 @@ export function hashParametersOk(alg: AlgorithmIdentifier): boolean {
 export const CA_KEY_TYPES = ["P-256", "P-384", "RSA-3072", "Ed25519"] as const;
 export type CaKeyType = (typeof CA_KEY_TYPES)[number];
 
+/**
+ * Key types of the CA's own signers: an issuing CA's, and RSA-2048 for delegated certificates
+ * that need no more (a SCEP RA that opens envelopes and signs answers verified at once), never
+ * for an issuing CA.
+ */
+export type SignerKeyType = CaKeyType | "RSA-2048";
+
 /** Key types a subject key may have (what a CSR can carry). */
 export const SUBJECT_KEY_TYPES = ["P-256", "P-384", "P-521", "RSA-2048", "RSA-3072", "RSA-4096", "Ed25519"] as const;
 export type SubjectKeyType = (typeof SUBJECT_KEY_TYPES)[number];
 
-/** WebCrypto generation parameters of a CA key type. */
-export function keyGenParams(t: CaKeyType): Algorithm {
+/** WebCrypto generation parameters of a signer key type. */
+export function keyGenParams(t: SignerKeyType): Algorithm {
   switch (t) {
     case "P-256":
     case "P-384":
       return { name: "ECDSA", namedCurve: t } as EcKeyGenParams;
+    case "RSA-2048":
     case "RSA-3072":
-      return { name: "RSASSA-PKCS1-v1_5", modulusLength: 3072, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" } as RsaHashedKeyGenParams;
+      return { name: "RSASSA-PKCS1-v1_5", modulusLength: t === "RSA-2048" ? 2048 : 3072, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" } as RsaHashedKeyGenParams;
     case "Ed25519":
       return { name: "Ed25519" };
   }
 }
 
-/** The signing algorithm (for `@peculiar/x509` and WebCrypto `sign`) of a CA key type. */
-export function signingAlgorithm(t: CaKeyType): Algorithm {
+/** The signing algorithm (for `@peculiar/x509` and WebCrypto `sign`) of a signer key type. */
+export function signingAlgorithm(t: SignerKeyType): Algorithm {
   switch (t) {
     case "P-256":
       return { name: "ECDSA", hash: "SHA-256" } as EcdsaParams;
     case "P-384":
       return { name: "ECDSA", hash: "SHA-384" } as EcdsaParams;
+    case "RSA-2048":
     case "RSA-3072":
       return { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } as Algorithm;
     case "Ed25519":
@@ -62,7 +71,7 @@ export function signingAlgorithm(t: CaKeyType): Algorithm {
 }
 
 /** A new key pair of the given type; extractable only so it can be sealed for storage. */
-export async function generateCaKey(t: CaKeyType): Promise<CryptoKeyPair> {
+export async function generateCaKey(t: SignerKeyType): Promise<CryptoKeyPair> {
   return (await crypto.subtle.generateKey(keyGenParams(t) as EcKeyGenParams, true, ["sign", "verify"])) as CryptoKeyPair;
 }
 
@@ -75,7 +84,7 @@ export async function generateCaKey(t: CaKeyType): Promise<CryptoKeyPair> {
 const nodeKeys = new WeakMap<CryptoKey, KeyObject>();
 
 /** Imports a stored PKCS#8 private key of a CA key type. */
-export async function importCaKey(t: CaKeyType, pkcs8: Uint8Array): Promise<CryptoKey> {
+export async function importCaKey(t: SignerKeyType, pkcs8: Uint8Array): Promise<CryptoKey> {
   const key = await crypto.subtle.importKey("pkcs8", pkcs8.slice().buffer as ArrayBuffer, keyGenParams(t) as EcKeyImportParams, false, ["sign"]);
   if (t === "P-256" || t === "P-384") nodeKeys.set(key, createPrivateKey({ key: Buffer.from(pkcs8), format: "der", type: "pkcs8" }));
   return key;
@@ -92,7 +101,7 @@ export function subjectKeyType(alg: Algorithm & { namedCurve?: string; modulusLe
 const algorithms = new x509.AlgorithmProvider();
 
 /** The AlgorithmIdentifier of a CA key type's signatures (the same value `signDer` returns). */
-export function signatureAlgorithmId(t: CaKeyType): AlgorithmIdentifier {
+export function signatureAlgorithmId(t: SignerKeyType): AlgorithmIdentifier {
   let id = algorithmIds.get(t);
   if (!id) {
     // Re-parsed so it is an instance of the @peculiar/asn1-x509 class every consumer shares.
@@ -101,10 +110,10 @@ export function signatureAlgorithmId(t: CaKeyType): AlgorithmIdentifier {
   }
   return id;
 }
-const algorithmIds = new Map<CaKeyType, AlgorithmIdentifier>();
+const algorithmIds = new Map<SignerKeyType, AlgorithmIdentifier>();
 
 /** Signs DER `tbs` with a CA key; returns the AlgorithmIdentifier and the X.509-form signature. */
-export async function signDer(t: CaKeyType, key: CryptoKey, tbs: ArrayBuffer): Promise<{ algorithm: AlgorithmIdentifier; signature: ArrayBuffer }> {
+export async function signDer(t: SignerKeyType, key: CryptoKey, tbs: ArrayBuffer): Promise<{ algorithm: AlgorithmIdentifier; signature: ArrayBuffer }> {
   const alg = signingAlgorithm(t);
   const nodeKey = nodeKeys.get(key);
   if (nodeKey) {

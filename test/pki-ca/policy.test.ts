@@ -89,6 +89,18 @@ describe("config", () => {
     expect(err({ profiles: { x: { ...PROFILES.server, surprise: 1 } } })).toContain("app.profiles.x");
     expect(err({ profiles: { x: { ...PROFILES.server, ip_ranges: ["not-a-range"] } } })).toContain("app.profiles.x.ip_ranges.0");
   });
+  test("SCEP RA key size: RSA-3072 unless app.scep or a SCEP profile says RSA-2048; other values name the key", () => {
+    const scep = (s: Record<string, unknown>) => ({ issuing_cas: ["P-256", "P-384"], profiles: PROFILES, scep: { tenants: { t: { profiles: { server: {} } } }, ...s } });
+    expect(parsePkiCaConfig(cfg(scep({}))).scep.ra_key).toBe("RSA-3072");
+    expect(parsePkiCaConfig(cfg(scep({ ra_key: "RSA-2048" }))).scep.ra_key).toBe("RSA-2048");
+    const own = parsePkiCaConfig(cfg(scep({ tenants: { t: { profiles: { server: { ra_key: "RSA-2048", ra_signing_key: "P-256" } } } } })));
+    expect(own.scep.tenants.t!.profiles.server).toEqual({ ra_key: "RSA-2048", ra_signing_key: "P-256" });
+    expect(own.scep.ra_key).toBe("RSA-3072");
+    for (const bad of ["RSA-1024", "RSA-4096", "P-256", "rsa-2048", 2048]) {
+      expect(err(scep({ ra_key: bad }))).toContain("app.scep.ra_key");
+      expect(err(scep({ tenants: { t: { profiles: { server: { ra_key: bad } } } } }))).toContain("app.scep.tenants.t.profiles.server.ra_key");
+    }
+  });
 });
 
 describe("URI and extension rules", () => {

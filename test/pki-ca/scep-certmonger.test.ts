@@ -25,7 +25,8 @@
  *
  * Both also against a profile whose RA signs with a P-256 certificate of its own
  * (`ra_signing_key: P-256`): scep-submit takes the RSA certificate as the one to encrypt to and
- * verifies the ECDSA-signed CertRep.
+ * verifies the ECDSA-signed CertRep; and against profiles whose RA key is RSA-2048 (`ra_key:
+ * RSA-2048`), alone (one certificate that decrypts and signs) and with the P-256 signer.
  *
  * Needs the Debian packages certmonger, openssl and dbus-daemon; skips with a printed reason
  * when one is missing (fails under CI=true).
@@ -64,8 +65,8 @@ beforeAll(async () => {
   const port = await freePort();
   http = `http://127.0.0.1:${port}`;
   f = await startCa({
-    profiles: { ...PROFILES, "scep-manual": { ...PROFILES.manual, key_types: ["RSA-2048"] }, "server-ec": PROFILES.server },
-    scep: { tenants: { t1: { profiles: { server: {}, "scep-manual": {}, "server-ec": { ra_signing_key: "P-256" } } } } },
+    profiles: { ...PROFILES, "scep-manual": { ...PROFILES.manual, key_types: ["RSA-2048"] }, "server-ec": PROFILES.server, "server-2048": PROFILES.server, "server-ec-2048": PROFILES.server },
+    scep: { tenants: { t1: { profiles: { server: {}, "scep-manual": {}, "server-ec": { ra_signing_key: "P-256" }, "server-2048": { ra_key: "RSA-2048" }, "server-ec-2048": { ra_signing_key: "P-256", ra_key: "RSA-2048" } } } } },
     http_revocation: { bind: "127.0.0.1", port, scep: true },
   });
   trust = write(f.dir, "trust.pem", f.svc.ca);
@@ -99,6 +100,9 @@ function daemonEnv(operation: "SUBMIT" | "POLL", message: Uint8Array, raCert = r
 }
 
 const challenge = (profile: string) => scepChallenge(f, "t1", profile);
+
+/** The PEM certificates scep-submit printed (-C), in its order. */
+const pemsOf = (out: string) => out.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g) ?? [];
 
 /**
  * Opens the pkcsPKIEnvelope scep-submit printed (PEM) with openssl and the client's key, then
@@ -140,7 +144,7 @@ describe.skipIf(!ok)("SCEP with certmonger's scep-submit (Debian packages certmo
   test("-C: GetCACert gives the RA certificate, the root and the issuing CA; openssl verifies the RA's chain", async () => {
     const r = await scepSubmit(["-u", `${http}/scep/t1/server`, "-C"]);
     expect(r.code, r.out + r.err).toBe(ISSUED);
-    const pems = r.out.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g) ?? [];
+    const pems = pemsOf(r.out);
     // scep-submit's order: the RA certificate (the one that can encrypt), the CA certificate it
     // settles on (the self-signed root), then the others (the issuing CA).
     expect(pems).toEqual([toPem("CERTIFICATE", ra.rawData), rootPem, toPem("CERTIFICATE", issuing.rawData)]);
@@ -228,7 +232,7 @@ describe.skipIf(!ok)("SCEP with certmonger's scep-submit (Debian packages certmo
     const ca = await scepSubmit(["-u", url, "-C"]);
     expect(ca.code, ca.out + ca.err).toBe(ISSUED);
     // scep-submit's RA is the certificate that can encrypt; the signing one is among the others.
-    const pems = ca.out.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g) ?? [];
+    const pems = pemsOf(ca.out);
     expect(pems[0]).toBe(toPem("CERTIFICATE", enc.rawData));
     expect(pems).toContain(toPem("CERTIFICATE", sign.rawData));
     const c = await TestScepClient.create("cm-ec.example.com");
@@ -240,6 +244,53 @@ describe.skipIf(!ok)("SCEP with certmonger's scep-submit (Debian packages certmo
     // The CertRep was signed by the P-256 certificate (scep-submit verified it up to the root).
     const rep = await parsePkiMessage(new Uint8Array(await (await fetch(`${url}?operation=PKIOperation`, { method: "POST", body: msg.slice().buffer as ArrayBuffer })).arrayBuffer()));
     expect(Buffer.from(rep.signerDer).equals(Buffer.from(sign.rawData))).toBe(true);
+  }, 60_000);
+
+  test("ra_key RSA-2048: -C gives the one RSA-2048 RA certificate (keyEncipherment + digitalSignature), SUBMIT is issued and the CertRep is signed by that certificate", async () => {
+    const url = `${http}/scep/t1/server-2048`;
+    const ca = await scepSubmit(["-u", url, "-C"]);
+    expect(ca.code, ca.out + ca.err).toBe(ISSUED);
+    const pems = pemsOf(ca.out);
+    expect(pems.slice(1)).toEqual([rootPem, toPem("CERTIFICATE", issuing.rawData)]);
+    const ra2048 = certsOf(new Uint8Array(await (await fetch(`${url}?operation=GetCACert`)).arrayBuffer()))[0]!;
+    expect(pems[0]).toBe(toPem("CERTIFICATE", ra2048.rawData));
+    expect((ra2048.publicKey.algorithm as RsaHashedKeyAlgorithm).modulusLength).toBe(2048);
+    expect(ra2048.getExtension(KeyUsagesExtension)!.usages).toBe(KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment);
+    expect(pems[0]).not.toBe(toPem("CERTIFICATE", ra.rawData));
+    write(f.dir, "ra-2048.pem", pems[0]!);
+    expect((await shIn(f.dir, "openssl verify -CAfile root.pem -untrusted issuing.pem ra-2048.pem")).out).toContain("ra-2048.pem: OK");
+
+    const c = await TestScepClient.create("cm-2048.example.com");
+    const msg = await c.message(MESSAGE_TYPE.PKCSReq, await c.csr("cm-2048.example.com", await challenge("server-2048")), ra2048);
+    const r = await scepSubmit(["-u", url], daemonEnv("SUBMIT", msg, ra2048));
+    expect(r.code, r.out + r.err).toBe(ISSUED);
+    expect(await openAndVerify("cm-2048", c, r.out)).toContain("CN = cm-2048.example.com");
+    // The same message again (its transaction's state): the CertRep's signer is the RSA-2048 certificate.
+    const rep = await parsePkiMessage(new Uint8Array(await (await fetch(`${url}?operation=PKIOperation`, { method: "POST", body: msg.slice().buffer as ArrayBuffer })).arrayBuffer()));
+    expect(rep.pkiStatus).toBe("0");
+    expect(Buffer.from(rep.signerDer).equals(Buffer.from(ra2048.rawData))).toBe(true);
+  }, 60_000);
+
+  test("ra_key RSA-2048 with ra_signing_key P-256: an RSA-2048 encryption certificate and the P-256 signer; SUBMIT is issued", async () => {
+    const url = `${http}/scep/t1/server-ec-2048`;
+    const [enc, sign] = certsOf(new Uint8Array(await (await fetch(`${url}?operation=GetCACert`)).arrayBuffer())) as [X509Certificate, X509Certificate];
+    expect(enc.getExtension(KeyUsagesExtension)!.usages).toBe(KeyUsageFlags.keyEncipherment);
+    expect((enc.publicKey.algorithm as RsaHashedKeyAlgorithm).modulusLength).toBe(2048);
+    expect((sign.publicKey.algorithm as EcKeyAlgorithm).namedCurve).toBe("P-256");
+    // The encryption certificate is not the RSA-3072 one of the P-256 layout; the P-256 signer is the issuing CA's one signer.
+    const [enc3072, sign3072] = certsOf(new Uint8Array(await (await fetch(`${http}/scep/t1/server-ec?operation=GetCACert`)).arrayBuffer())) as [X509Certificate, X509Certificate];
+    expect((enc3072.publicKey.algorithm as RsaHashedKeyAlgorithm).modulusLength).toBe(3072);
+    expect(enc.serialNumber).not.toBe(enc3072.serialNumber);
+    expect(sign.serialNumber).toBe(sign3072.serialNumber);
+    const ca = await scepSubmit(["-u", url, "-C"]);
+    expect(ca.code, ca.out + ca.err).toBe(ISSUED);
+    const pems = pemsOf(ca.out);
+    expect(pems[0]).toBe(toPem("CERTIFICATE", enc.rawData));
+    const c = await TestScepClient.create("cm-ec-2048.example.com");
+    const msg = await c.message(MESSAGE_TYPE.PKCSReq, await c.csr("cm-ec-2048.example.com", await challenge("server-ec-2048")), enc);
+    const r = await scepSubmit(["-u", url], { ...daemonEnv("SUBMIT", msg, enc), CERTMONGER_SCEP_CERTIFICATES: pems.slice(2).join("") });
+    expect(r.code, r.out + r.err).toBe(ISSUED);
+    expect(await openAndVerify("cm-ec-2048", c, r.out)).toContain("CN = cm-ec-2048.example.com");
   }, 60_000);
 
   test("the plain-HTTP port serves SCEP and revocation data, nothing else", async () => {
@@ -260,6 +311,10 @@ describe.skipIf(!ok)("SCEP with certmonger's scep-submit (Debian packages certmo
       { name: "SCEP over http (profile scep-manual)", tenant: "t1", url: `${http}/scep/t1/scep-manual` },
       { name: "SCEP (profile server-ec)", tenant: "t1", url: `${f.svc.publicUrl}/scep/t1/server-ec` },
       { name: "SCEP over http (profile server-ec)", tenant: "t1", url: `${http}/scep/t1/server-ec` },
+      { name: "SCEP (profile server-2048)", tenant: "t1", url: `${f.svc.publicUrl}/scep/t1/server-2048` },
+      { name: "SCEP over http (profile server-2048)", tenant: "t1", url: `${http}/scep/t1/server-2048` },
+      { name: "SCEP (profile server-ec-2048)", tenant: "t1", url: `${f.svc.publicUrl}/scep/t1/server-ec-2048` },
+      { name: "SCEP over http (profile server-ec-2048)", tenant: "t1", url: `${http}/scep/t1/server-ec-2048` },
     ]);
   });
 
@@ -340,6 +395,14 @@ describe.skipIf(!daemonOk)("the certmonger daemon (getcert) on a private session
     expect(r.code, r.out).toBe(0);
     expect(await settled("ec")).toBe("MONITORING");
     await verifyIssued("daemon-ec.crt", "daemon-ec.example.com");
+  }, 90_000);
+
+  test("an RA with an RSA-2048 key (ra_key: RSA-2048): add-scep-ca and a request, the certificate is saved", async () => {
+    expect((await getcert("add-scep-ca", "-s", "-c", "pki-2048", "-u", `${http}/scep/t1/server-2048`)).code).toBe(0);
+    const r = await getcert("request", "-s", "-c", "pki-2048", "-I", "k2048", "-f", `${f.dir}/daemon-2048.crt`, "-k", `${f.dir}/daemon-2048.key`, "-N", "CN=daemon-2048.example.com", "-D", "daemon-2048.example.com", "-L", await challenge("server-2048"));
+    expect(r.code, r.out).toBe(0);
+    expect(await settled("k2048")).toBe("MONITORING");
+    await verifyIssued("daemon-2048.crt", "daemon-2048.example.com");
   }, 90_000);
 
   test("a queued request: CA_WORKING until an approver approves it, then `getcert refresh` polls and the certificate is saved", async () => {

@@ -5,7 +5,9 @@
  * FAILURE (badRequest) and nothing is issued. A request queued for approval answers PENDING; it
  * is approved through the REST API and collected by CertPoll (built in-process: scepclient only
  * resends its PKCSReq every 30 s), GetCert returns a certificate to its key's holder. scepclient
- * refuses a CertRep signed by an RA's separate P-256 certificate (`ra_signing_key: P-256`). Needs the
+ * refuses a CertRep signed by an RA's separate P-256 certificate (`ra_signing_key: P-256`), and
+ * enrolls against a profile whose RA key is RSA-2048 (`ra_key: RSA-2048`: its own certificate,
+ * distinct from the RSA-3072 one of the same issuing CA). Needs the
  * Debian packages scep, openssl and curl; skips with a printed reason when one is missing
  * (fails under CI=true).
  */
@@ -37,8 +39,8 @@ let issuing: x509.X509Certificate;
 beforeAll(async () => {
   if (!sslOk) return;
   f = await startCa({
-    profiles: { ...PROFILES, "scep-manual": { ...PROFILES.manual, key_types: ["RSA-2048"] }, "server-ec": PROFILES.server },
-    scep: { tenants: { t1: { profiles: { server: { challenge_sha256: createHash("sha256").update(STATIC).digest("hex") }, "scep-manual": {}, "server-ec": { ra_signing_key: "P-256" } } } } },
+    profiles: { ...PROFILES, "scep-manual": { ...PROFILES.manual, key_types: ["RSA-2048"] }, "server-ec": PROFILES.server, "server-2048": PROFILES.server },
+    scep: { tenants: { t1: { profiles: { server: { challenge_sha256: createHash("sha256").update(STATIC).digest("hex") }, "scep-manual": {}, "server-ec": { ra_signing_key: "P-256" }, "server-2048": { ra_key: "RSA-2048" } } } } },
   });
   trust = write(f.dir, "trust.pem", f.svc.ca);
   root = write(f.dir, "root.pem", await (await f.svc.call("/pki/ca/root.pem")).text());
@@ -208,6 +210,29 @@ describe.skipIf(!scepOk)("SCEP with scepclient (Debian packages scep, openssl, c
     expect(r.code).not.toBe(0);
     expect(r.out).toContain("No certificate for signer");
     expect(existsSync(r.cert)).toBe(false);
+  }, 60_000);
+
+  test("ra_key RSA-2048: GetCACert gives one RSA-2048 RA certificate (keyEncipherment + digitalSignature) of its own; scepclient enrolls with it and openssl verifies the chain", async () => {
+    const url2048 = `${f.svc.publicUrl}/scep/t1/server-2048`;
+    const certs = certsOf(new Uint8Array(await (await f.svc.call("/scep/t1/server-2048?operation=GetCACert")).arrayBuffer()));
+    const ra2048 = certs[0]!;
+    expect(certs.slice(1).map((c) => c.subject)).toEqual([issuing.subject, issuing.issuer]);
+    expect((ra2048.publicKey.algorithm as RsaHashedKeyAlgorithm).modulusLength).toBe(2048);
+    expect((ra.publicKey.algorithm as RsaHashedKeyAlgorithm).modulusLength).toBe(3072);
+    expect(ra2048.getExtension(x509.KeyUsagesExtension)!.usages).toBe(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment);
+    expect(ra2048.issuer).toBe(issuing.subject);
+    // The same issuing CA's RSA-3072 RA is another certificate with another key.
+    expect(fingerprint(ra2048)).not.toBe(fingerprint(ra));
+    expect(Buffer.from(ra2048.publicKey.rawData).equals(Buffer.from(ra.publicKey.rawData))).toBe(false);
+    write(f.dir, "ra2048.pem", toPem("CERTIFICATE", ra2048.rawData));
+    expect((await run(["openssl", "verify", "-CAfile", root, "-untrusted", chainFile, "ra2048.pem"])).out).toContain("ra2048.pem: OK");
+    expect((await run(["openssl", "x509", "-in", "ra2048.pem", "-noout", "-text"])).out).toContain("Public-Key: (2048 bit)");
+
+    await mkdir("k1");
+    const r = await scepclient("k1", "k2048.example.com", await challenge("server-2048"), url2048, ra2048);
+    expect(r.code, r.out).toBe(0);
+    expect((await run(["openssl", "verify", "-CAfile", root, "-untrusted", chainFile, r.cert])).out).toContain(": OK");
+    expect((await run(["openssl", "x509", "-in", r.cert, "-noout", "-subject"])).out).toContain("k2048.example.com");
   }, 60_000);
 
   test("the certificates say they came through SCEP (the dashboard's origin)", async () => {

@@ -1,8 +1,9 @@
 /**
  * The SCEP RA's certificates renew before they expire (less than signer_renewal_fraction of
- * their validity left; here a one-hour validity and a clock moved ahead), in both layouts: the
- * single RSA-3072 certificate, and the P-256 signing certificate next to the RSA-3072
- * encryption one. Each renewed certificate has a new key, the same subject and key usage; the
+ * their validity left; here a one-hour validity and a clock moved ahead), in both layouts and
+ * both RSA key sizes: the single RSA certificate, and the P-256 signing certificate next to the
+ * RSA encryption one. Each renewed certificate has a new key of the same size, the same subject
+ * and key usage; the
  * renewed RA opens envelopes sent to its new encryption certificate (on its threads) and signs
  * CertReps that verify with its new signing certificate; a fresh RA renews nothing.
  */
@@ -24,15 +25,18 @@ afterAll(async () => {
 
 const usages = (c: x509.X509Certificate) => c.getExtension(x509.KeyUsagesExtension)!.usages;
 const spkiHex = (c: x509.X509Certificate) => Buffer.from(c.publicKey.rawData).toString("hex");
+/** An RSA key's modulus length, or the curve of an EC one. */
+const bits = (c: x509.X509Certificate) => (c.publicKey.algorithm as RsaHashedKeyAlgorithm).modulusLength ?? (c.publicKey.algorithm as EcKeyAlgorithm).namedCurve;
 
 describe("SCEP RA renewal", () => {
-  for (const layout of ["RSA-3072", "P-256"] as const) {
-    test(`${layout} signing: renewed near expiry with new keys, same subjects and key usages; the renewed RA decrypts and signs`, async () => {
+  for (const [layout, size] of [["RSA-3072", "RSA-3072"], ["P-256", "RSA-3072"], ["RSA-3072", "RSA-2048"], ["P-256", "RSA-2048"]] as const) {
+    test(`${layout === "P-256" ? "P-256" : "RSA"} signing, ${size} RA key: renewed near expiry with new keys, same subjects, key usages and sizes; the renewed RA decrypts and signs`, async () => {
       const ca = await pkiCaOf(f.svc.ctx);
       const issuing = ca.hierarchy.issuing.get(ca.profile("server").issuing_ca)!;
-      const ra = await loadOrCreateRa(ca.store, f.svc.ctx.protector, issuing, 1, layout);
+      const ra = await loadOrCreateRa(ca.store, f.svc.ctx.protector, issuing, 1, layout, size);
       try {
         expect(ra.certs.length).toBe(layout === "P-256" ? 2 : 1);
+        expect(bits(ra.encryption.cert)).toBe(size === "RSA-2048" ? 2048 : 3072);
         expect(await renewRaIfDue(ca.store, f.svc.ctx.protector, ra, 1, 0.25)).toBeUndefined();
         const later = Date.now() + 50 * 60_000;
         const renewed = (await renewRaIfDue(ca.store, f.svc.ctx.protector, ra, 1, 0.25, later))!;
@@ -44,6 +48,7 @@ describe("SCEP RA renewal", () => {
             expect(c.subject).toBe(old.subject);
             expect(usages(c)).toBe(usages(old));
             expect(spkiHex(c)).not.toBe(spkiHex(old));
+            expect(bits(c)).toBe(bits(old));
             expect(c.issuer).toBe(issuing.cert.subject);
           });
           const secret = randomBytes(40);

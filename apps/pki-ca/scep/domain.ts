@@ -32,7 +32,7 @@ import * as x509 from "../../../src/pki/x509.ts";
 import { sansOf, type PkiCa } from "../domain.ts";
 import type { ScepConfig } from "./config.ts";
 import { FAIL_INFO, MESSAGE_TYPE, openEnvelope, parsePkiMessage, PKI_STATUS, sealEnvelope, signPkiMessage, type PkiMessage } from "./cms.ts";
-import { loadOrCreateRa, renewRaIfDue, type RaSigningKey, type ScepRa } from "./ra.ts";
+import { loadOrCreateRa, renewRaIfDue, type RaKey, type RaSigningKey, type ScepRa } from "./ra.ts";
 import type { ScepStore, ScepTransactionRow } from "./store.ts";
 
 const CHALLENGE_PASSWORD = "1.2.840.113549.1.9.7";
@@ -72,16 +72,17 @@ export class ScepAuthority {
   }
 
   /**
-   * The RA of a profile's issuing CA in `signingKey`'s layout (app.scep.ra_signing_key by
-   * default: EST and CMC sign with it too), renewed when due (on the responders' schedule fraction).
+   * The RA of a profile's issuing CA in `signingKey`'s layout with an RSA key of `rsaKey`'s size
+   * (app.scep.ra_signing_key and app.scep.ra_key by default: EST and CMC sign with it too),
+   * renewed when due (on the responders' schedule fraction).
    */
-  async ra(profile: string, signingKey: RaSigningKey = this.config.ra_signing_key): Promise<ScepRa> {
+  async ra(profile: string, signingKey: RaSigningKey = this.config.ra_signing_key, rsaKey: RaKey = this.config.ra_key): Promise<ScepRa> {
     const issuing = this.ca.hierarchy.issuing.get(this.ca.profile(profile).issuing_ca);
     if (!issuing) throw new AppError("ca_not_ready", "the profile's issuing CA is not loaded", { status: 503 });
-    const key = `${issuing.id}|${signingKey}`;
+    const key = `${issuing.id}|${signingKey}|${rsaKey}`;
     let p = this.ras.get(key);
     if (!p) {
-      p = loadOrCreateRa(this.ca.store, this.protector, issuing, this.config.ra_validity_hours, signingKey).then((ra) => this.held(ra));
+      p = loadOrCreateRa(this.ca.store, this.protector, issuing, this.config.ra_validity_hours, signingKey, rsaKey).then((ra) => this.held(ra));
       this.ras.set(key, p);
       p.catch(() => this.ras.delete(key));
     }
@@ -100,9 +101,10 @@ export class ScepAuthority {
     return ra;
   }
 
-  /** The RA a SCEP path answers with: its profile's layout, else app.scep's. */
+  /** The RA a SCEP path answers with: its profile's layout and RSA key size, else app.scep's. */
   private raOf(t: ScepTarget): Promise<ScepRa> {
-    return this.ra(t.profile, this.config.tenants[t.tenant]!.profiles[t.profile]!.ra_signing_key ?? this.config.ra_signing_key);
+    const p = this.config.tenants[t.tenant]!.profiles[t.profile]!;
+    return this.ra(t.profile, p.ra_signing_key ?? this.config.ra_signing_key, p.ra_key ?? this.config.ra_key);
   }
 
   /** GetCACert: the RA certificates (encryption first, then a separate signer), the issuing CA and the root, as a degenerate PKCS#7. */

@@ -1,8 +1,8 @@
 /**
  * The RA's RSA private-key operations (opening each request's envelope; signing each CertRep
  * when the RSA key signs too) on worker threads: node:crypto's privateDecrypt is synchronous,
- * about 1-2 ms for RSA-3072, and on the event loop it caps a service at one core's worth of
- * SCEP answers. Each worker holds its own copy of the
+ * about 1-2 ms for RSA-3072 (0.3 ms for RSA-2048), and on the event loop it caps a service at one
+ * core's worth of SCEP answers. Any key size: the workers take whatever PKCS#8 they are given. Each worker holds its own copy of the
  * key (sent once as PKCS#8, never kept here); calls go to the least busy one; the workers do
  * not keep the process alive and end with `close()` (at seal and stop, with the CA). Without
  * Web Workers, or with one core, the call runs on the calling thread.
