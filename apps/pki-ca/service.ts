@@ -23,7 +23,7 @@ import { AcmeAuthority } from "./acme/domain.ts";
 import { AcmeStore } from "./acme/store.ts";
 import type { NonceScope } from "./acme/nonces.ts";
 import { ValidationAuthority } from "./acme/validation.ts";
-import { acmeAdminApi, acmeRoutes } from "./acme/routes.ts";
+import { acmeAdminApi, acmeFastRoutes, acmeRoutes } from "./acme/routes.ts";
 import { EstAuthority } from "./est/domain.ts";
 import { EstStore } from "./est/store.ts";
 import { estAdminApi, estRoutes } from "./est/routes.ts";
@@ -297,6 +297,8 @@ export const pkiCa: ServiceDefinition = {
       .use(cmpAdminApi(() => cmpOf(ctx)))
       .use(cmcAdminApi(() => cmcOf(ctx))),
   pages: (ctx) => caPages(ctx, () => pkiCaOf(ctx)),
+  // ACME's requests skip the router (its endpoints stay in routes for the API document and HEAD).
+  fastRoutes: (ctx) => acmeFastRoutes(() => acmeOf(ctx)),
   routes: (ctx) => {
     void pkiCaOf(ctx);
     return new Elysia()

@@ -244,7 +244,7 @@ async function openEmbedded<DB>(r: ResolvedStorage, opts: OpenOptions): Promise<
   );
   if (r.mode === "file" && journalMode === "wal") {
     syncer = new WalSyncer(`${r.filePath}-wal`);
-    registerWalSyncer(db, { syncer, synchronous: Number(native.scalar("PRAGMA synchronous")), busyTimeoutMs: r.busyTimeoutMs });
+    registerWalSyncer(db, { syncer, synchronous: Number(native.scalar("PRAGMA synchronous")), busyTimeoutMs: r.busyTimeoutMs, exec: (text) => native.exec(text) });
   }
   return {
     db,

@@ -10,6 +10,7 @@ import { FlattenedSign, generateKeyPair, exportJWK } from "jose";
 import * as x509 from "../../src/pki/x509.ts";
 import type { CaFixture } from "./helpers.ts";
 import { b64u, csrFor, startAcmeCa, startHttp01, TestAcme, type Alg } from "./acme-helpers.ts";
+import { acmeFastRoutes } from "../../apps/pki-ca/acme/routes.ts";
 
 let f: CaFixture;
 let http01: ReturnType<typeof startHttp01>;
@@ -43,6 +44,27 @@ async function readyOrder(name: string, alg: Alg = "ES256") {
   const { url, order } = await c.orderReady([{ type: "dns", value: name }], http01);
   return { c, url, order };
 }
+
+describe("routing", () => {
+  test("every ACME endpoint is in the API document, and the pipeline serves the same ones before the router", async () => {
+    const doc = (await (await fetch(`${f.svc.publicUrl}/docs/openapi.json`, { tls: { ca: f.svc.ca } } as RequestInit)).json()) as { paths: Record<string, Record<string, unknown>> };
+    const documented = Object.entries(doc.paths)
+      .filter(([path]) => path.startsWith("/acme/{tenant}/"))
+      .flatMap(([path, ops]) => Object.keys(ops).filter((m) => m === "get" || m === "post").map((m) => `${m.toUpperCase()} ${path}`))
+      .sort();
+    const fast = acmeFastRoutes(async () => {
+      throw new Error("not called");
+    })
+      .map((r) => `${r.method} ${r.route.replace(/:([a-z]+)/g, "{$1}")}`)
+      .sort();
+    expect(fast).toEqual(documented);
+    expect(fast.length).toBeGreaterThanOrEqual(14);
+    // Percent-encoded path parameters reach the handlers decoded, as through the router.
+    const encoded = await fetch(`${f.svc.publicUrl}/acme/%61cme/directory`, { tls: { ca: f.svc.ca } } as RequestInit);
+    expect(encoded.status).toBe(200);
+    expect(((await encoded.json()) as any).newOrder).toBe(`${f.svc.publicUrl}/acme/acme/new-order`);
+  });
+});
 
 describe("directory and nonces", () => {
   test("the directory names every resource and the meta", async () => {

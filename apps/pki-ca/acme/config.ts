@@ -55,6 +55,11 @@ export const AcmeConfigSchema = v.strictObject({
   validation_retries: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(5)), 2),
   validation_retry_delay_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(60_000)), 1000),
   /**
+   * How long the answer to a challenge waits for its validation: one that finishes sooner is
+   * answered valid or invalid, a slower one `processing` (RFC 8555 §7.5.1); 0: never waits.
+   */
+  challenge_wait_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(10_000)), 1000),
+  /**
    * Rate limits, counted in the database so every instance sees the same counts: new orders per
    * account, new orders naming an identifier (any account of the tenant), new accounts per client IP.
    */

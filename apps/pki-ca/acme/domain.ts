@@ -100,7 +100,7 @@ const RATE_PRUNE_MS = 10 * 60_000;
 
 export class AcmeAuthority {
   /** Validations started and not yet recorded (awaited at dispose). */
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly inFlight = new Set<Promise<unknown>>();
   /** Replay nonces: checked by any instance (database) or by this one (memory), as configured. */
   readonly nonces: NonceStore;
   private lastRatePrune = 0;
@@ -589,7 +589,10 @@ export class AcmeAuthority {
   /**
    * The client says a challenge is ready: the authorization's challenge moves to processing and
    * the validation authority checks it in the background; a repeat, or another challenge after
-   * one was answered, answers the current state.
+   * one was answered, answers the current state. The answer waits for the validation up to
+   * `challenge_wait_ms` (as step-ca answers after validating): one that finishes within it is
+   * answered valid or invalid, so the client's next poll finds the order decided; a slower one
+   * is answered `processing` and goes on.
    */
   async respondToChallenge(u: AcmeUrls, account: AccountRow, id: string, type: string): Promise<AuthorizationRow> {
     const a = await this.authorization(u.tenant, account, id);
@@ -599,17 +602,23 @@ export class AcmeAuthority {
     if (!(await this.store.moveAuthorization(u.tenant, a.id, ["pending"], { challenge_status: "processing", challenge_type: t }, false))) return (await this.store.authorization(u.tenant, a.id))!;
     // The account's stored thumbprint is RFC 7638's of its key, set with the key (newAccount, keyChange).
     const keyAuthorization = `${a.token}.${account.thumbprint}`;
-    const run = this.validate(a, t, keyAuthorization, u.account(account.id)).catch(this.onValidationError);
+    const run = this.validate(a, t, keyAuthorization, u.account(account.id)).catch((e) => void this.onValidationError(e));
     this.inFlight.add(run);
     void run.finally(() => this.inFlight.delete(run));
-    return { ...a, challenge_status: "processing", challenge_type: t };
+    const processing: AuthorizationRow = { ...a, challenge_status: "processing", challenge_type: t };
+    const wait = this.config.challenge_wait_ms;
+    if (wait === 0) return processing;
+    let timer: unknown;
+    const outcome = await Promise.race([run, new Promise<undefined>((r) => void (timer = setTimeout(r, wait)))]);
+    clearTimeout(timer as Parameters<typeof clearTimeout>[0]);
+    return outcome ? { ...processing, ...outcome } : processing;
   }
 
   /**
    * Validates, retrying what failed to connect or resolve (`validation_retries`, not a wrong
    * answer), then checks CAA for DNS names; records valid or invalid with the problem.
    */
-  private async validate(a: AuthorizationRow, type: ChallengeType, keyAuthorization: string, accountUri: string): Promise<void> {
+  private async validate(a: AuthorizationRow, type: ChallengeType, keyAuthorization: string, accountUri: string): Promise<Partial<AuthorizationRow> | undefined> {
     try {
       const target = { type: a.identifier_type, value: a.identifier_value, token: a.token, keyAuthorization };
       for (let attempt = 0; ; attempt++) {
@@ -623,11 +632,14 @@ export class AcmeAuthority {
         }
       }
       if (a.identifier_type === "dns") await this.va.caa(a.identifier_value, a.wildcard === 1, { method: type, accountUri });
-      await this.store.moveAuthorization(a.tenant, a.id, ["processing"], { challenge_status: "valid", status: "valid", validated_at: new Date().toISOString(), expires: this.validUntil(a) });
+      const valid = { challenge_status: "valid", status: "valid", validated_at: new Date().toISOString(), expires: this.validUntil(a) } as const;
+      return (await this.store.moveAuthorization(a.tenant, a.id, ["processing"], valid)) ? valid : undefined;
     } catch (e) {
       const problem = e instanceof AcmeProblem ? e : new AcmeProblem("connection", "the validation failed");
-      await this.store.moveAuthorization(a.tenant, a.id, ["processing"], { challenge_status: "invalid", status: "invalid", error: JSON.stringify(problem.toJSON()) });
+      const invalid = { challenge_status: "invalid", status: "invalid", error: JSON.stringify(problem.toJSON()) } as const;
+      const moved = await this.store.moveAuthorization(a.tenant, a.id, ["processing"], invalid);
       if (!(e instanceof AcmeProblem)) throw e;
+      return moved ? invalid : undefined;
     }
   }
 

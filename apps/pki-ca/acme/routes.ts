@@ -8,6 +8,7 @@
 import { Elysia } from "elysia";
 import * as v from "valibot";
 import { appBase, principalOf, requestInfo } from "../../../src/service/http.ts";
+import type { FastRoute } from "../../../src/service/context.ts";
 import { AppError, notFound } from "../../../src/service/errors.ts";
 import { AcmeProblem, malformed, unauthorized } from "./problem.ts";
 import { AcmeUrls, type AcmeAuthority } from "./domain.ts";
@@ -23,8 +24,16 @@ interface Ctx {
   params: Record<string, string>;
 }
 
-/** The protocol routes; `authority` resolves once pki-ca's hierarchy is loaded. */
-export function acmeRoutes(authority: () => Promise<AcmeAuthority>) {
+/** One ACME endpoint: served by Elysia (and so in the API document) and by the pipeline directly. */
+interface AcmeEndpoint {
+  method: "GET" | "POST";
+  path: string;
+  summary: string;
+  handle: (c: Ctx) => Promise<Response>;
+}
+
+/** The protocol's endpoints; `authority` resolves once pki-ca's hierarchy is loaded. */
+function acmeEndpoints(authority: () => Promise<AcmeAuthority>): AcmeEndpoint[] {
   const urlsOf = (request: Request, tenant: string) => new AcmeUrls(new URL(request.url).origin, tenant);
 
   /** Runs a handler, turning problems into problem documents; every answer carries a fresh nonce and the index link. */
@@ -88,111 +97,162 @@ export function acmeRoutes(authority: () => Promise<AcmeAuthority>) {
   // HEAD reaches the GET route too: 200 for HEAD, 204 for GET (RFC 8555 §7.2).
   const nonce = guarded(async (c) => new Response(null, { status: c.request.method === "HEAD" ? 200 : 204 }));
 
-  return new Elysia({ tags: ["acme"] } as never)
-    .use(appBase)
-    .get("/acme/:tenant/directory", guarded(async (_c, acme, u) => json(200, acme.directory(u), { "cache-control": "public, max-age=300" })), {
-      detail: { summary: "ACME directory (RFC 8555 §7.1.1) of a tenant: resource URLs and meta (termsOfService, website, caaIdentities, externalAccountRequired, profiles)" },
-    })
-    .get("/acme/:tenant/new-nonce", nonce, { detail: { summary: "A fresh Replay-Nonce (HEAD: 200, GET: 204)" } })
-    .post(
-      "/acme/:tenant/new-account",
-      signed("jwk", async (_c, acme, u, r) => {
+  return [
+    {
+      method: "GET",
+      path: "/acme/:tenant/directory",
+      summary: "ACME directory (RFC 8555 §7.1.1) of a tenant: resource URLs and meta (termsOfService, website, caaIdentities, externalAccountRequired, profiles)",
+      handle: guarded(async (_c, acme, u) => json(200, acme.directory(u), { "cache-control": "public, max-age=300" })),
+    },
+    {
+      method: "GET",
+      path: "/acme/:tenant/new-nonce",
+      summary: "A fresh Replay-Nonce (HEAD: 200, GET: 204)",
+      handle: nonce,
+    },
+    {
+      method: "POST",
+      path: "/acme/:tenant/new-account",
+      summary: "newAccount: JWS with jwk; onlyReturnExisting; externalAccountBinding (required when the tenant says so)",
+      handle: signed("jwk", async (_c, acme, u, r) => {
         const { account, created } = await acme.newAccount(u, r.jwk!, r.payload, requestInfo(_c.request).ip ?? "");
         return json(created ? 201 : 200, acme.accountView(u, account), { location: u.account(account.id) });
       }),
-      { parse: "none", detail: { summary: "newAccount: JWS with jwk; onlyReturnExisting; externalAccountBinding (required when the tenant says so)" } },
-    )
-    .post(
-      "/acme/:tenant/acct/:id",
-      kid(async (c, acme, u, account, r) => {
+    },
+    {
+      method: "POST",
+      path: "/acme/:tenant/acct/:id",
+      summary: "Account: POST-as-GET, contact update or deactivation",
+      handle: kid(async (c, acme, u, account, r) => {
         if (pathId(c, "id") !== account.id) throw unauthorized("the kid is not this account");
         const out = r.postAsGet ? account : await acme.updateAccount(u.tenant, account, r.payload);
         return json(200, acme.accountView(u, out), { location: u.account(account.id) });
       }),
-      { parse: "none", detail: { summary: "Account: POST-as-GET, contact update or deactivation" } },
-    )
-    .post(
-      "/acme/:tenant/acct/:id/orders",
-      kid(async (c, acme, u, account) => {
+    },
+    {
+      method: "POST",
+      path: "/acme/:tenant/acct/:id/orders",
+      summary: "The account's orders (newest first, at most 1000)",
+      handle: kid(async (c, acme, u, account) => {
         if (pathId(c, "id") !== account.id) throw unauthorized("the kid is not this account");
         return json(200, await acme.ordersList(u, account));
       }),
-      { parse: "none", detail: { summary: "The account's orders (newest first, at most 1000)" } },
-    )
-    .post(
-      "/acme/:tenant/new-order",
-      kid(async (_c, acme, u, account, r) => {
+    },
+    {
+      method: "POST",
+      path: "/acme/:tenant/new-order",
+      summary: "newOrder: dns (wildcards too) and ip identifiers, optional profile (the profiles draft) and replaces (ARI); rate limited per account and identifier",
+      handle: kid(async (_c, acme, u, account, r) => {
         const o = await acme.newOrder(u, account, r.payload);
         return json(201, await acme.orderView(u, o), { location: u.order(o.id) });
       }),
-      { parse: "none", detail: { summary: "newOrder: dns (wildcards too) and ip identifiers, optional profile (the profiles draft) and replaces (ARI); rate limited per account and identifier" } },
-    )
-    .post(
-      "/acme/:tenant/order/:id",
-      kid(async (c, acme, u, account) => {
+    },
+    {
+      method: "POST",
+      path: "/acme/:tenant/order/:id",
+      summary: "An order (POST-as-GET)",
+      handle: kid(async (c, acme, u, account) => {
         const o = await acme.order(u.tenant, account, pathId(c, "id"));
         return json(200, await acme.orderView(u, o), o.status === "processing" ? { "retry-after": "2" } : {});
       }),
-      { parse: "none", detail: { summary: "An order (POST-as-GET)" } },
-    )
-    .post(
-      "/acme/:tenant/order/:id/finalize",
-      kid(async (c, acme, u, account, r) => {
+    },
+    {
+      method: "POST",
+      path: "/acme/:tenant/order/:id/finalize",
+      summary: "Finalize with a CSR naming exactly the order's identifiers; the RA issues under the order's profile",
+      handle: kid(async (c, acme, u, account, r) => {
         const o = await acme.finalize(u.tenant, account, pathId(c, "id"), r.payload);
         return json(200, await acme.orderView(u, o), { location: u.order(o.id), ...(o.status === "processing" ? { "retry-after": "2" } : {}) });
       }),
-      { parse: "none", detail: { summary: "Finalize with a CSR naming exactly the order's identifiers; the RA issues under the order's profile" } },
-    )
-    .post(
-      "/acme/:tenant/authz/:id",
-      kid(async (c, acme, u, account, r) => {
+    },
+    {
+      method: "POST",
+      path: "/acme/:tenant/authz/:id",
+      summary: "An authorization (POST-as-GET) or its deactivation",
+      handle: kid(async (c, acme, u, account, r) => {
         const id = pathId(c, "id");
         const a = r.postAsGet ? await acme.authorization(u.tenant, account, id) : await acme.deactivateAuthorization(u.tenant, account, id, r.payload);
         return json(200, acme.authorizationView(u, a), a.challenge_status === "processing" ? { "retry-after": "1" } : {});
       }),
-      { parse: "none", detail: { summary: "An authorization (POST-as-GET) or its deactivation" } },
-    )
-    .post(
-      "/acme/:tenant/chall/:id/:type",
-      kid(async (c, acme, u, account, r) => {
+    },
+    {
+      method: "POST",
+      path: "/acme/:tenant/chall/:id/:type",
+      summary: "A challenge (http-01, dns-01, tls-alpn-01): POST {} to have it validated, POST-as-GET to read it",
+      handle: kid(async (c, acme, u, account, r) => {
         const id = pathId(c, "id");
         const type = c.params.type ?? "";
         const a = r.postAsGet ? await acme.authorization(u.tenant, account, id) : await acme.respondToChallenge(u, account, id, type);
         const t = acme.challengeType(a, type);
         return json(200, acme.challengeView(u, a, t), { link: `<${u.authz(a.id)}>;rel="up"`, ...(a.challenge_status === "processing" && a.challenge_type === t ? { "retry-after": "1" } : {}) });
       }),
-      { parse: "none", detail: { summary: "A challenge (http-01, dns-01, tls-alpn-01): POST {} to have it validated, POST-as-GET to read it" } },
-    )
-    .post(
-      "/acme/:tenant/cert/:serial",
-      kid(async (c, acme, u, account, r) => {
+    },
+    {
+      method: "POST",
+      path: "/acme/:tenant/cert/:serial",
+      summary: "The certificate of an order and its issuing CA (application/pem-certificate-chain)",
+      handle: kid(async (c, acme, u, account, r) => {
         if (!r.postAsGet) throw malformed("certificates are fetched with POST-as-GET");
         const pem = await acme.certificateChain(u.tenant, account, (c.params.serial ?? "").toLowerCase());
         return new Response(pem, { status: 200, headers: { "content-type": "application/pem-certificate-chain" } });
       }),
-      { parse: "none", detail: { summary: "The certificate of an order and its issuing CA (application/pem-certificate-chain)" } },
-    )
-    .post(
-      "/acme/:tenant/revoke-cert",
-      signed("either", async (_c, acme, u, r) => {
+    },
+    {
+      method: "POST",
+      path: "/acme/:tenant/revoke-cert",
+      summary: "revokeCert: signed by the ordering account (kid) or by the certificate's key (jwk), with an RFC 5280 reason",
+      handle: signed("either", async (_c, acme, u, r) => {
         await acme.revoke(u.tenant, r.account ? { account: r.account } : { jwk: r.jwk!, alg: r.header.alg! }, r.payload);
         return new Response(null, { status: 200 });
       }),
-      { parse: "none", detail: { summary: "revokeCert: signed by the ordering account (kid) or by the certificate's key (jwk), with an RFC 5280 reason" } },
-    )
-    .post(
-      "/acme/:tenant/key-change",
-      kid(async (c, acme, u, account, r) => {
+    },
+    {
+      method: "POST",
+      path: "/acme/:tenant/key-change",
+      summary: "keyChange (RFC 8555 §7.3.5): an inner JWS by the new key over {account, oldKey}; 409 with Location when another account has the new key",
+      handle: kid(async (c, acme, u, account, r) => {
         const out = await acme.keyChange(u, account, c.request.url, r.payload);
         return json(200, acme.accountView(u, out), { location: u.account(out.id) });
       }),
-      { parse: "none", detail: { summary: "keyChange (RFC 8555 §7.3.5): an inner JWS by the new key over {account, oldKey}; 409 with Location when another account has the new key" } },
-    )
-    .get(
-      "/acme/:tenant/renewal-info/:certid",
-      guarded(async (c, acme, u) => json(200, await acme.renewalInfo(u.tenant, c.params.certid ?? ""), { "retry-after": "21600" })),
-      { detail: { summary: "ARI (RFC 9773): the suggested renewal window of a certificate named by base64url(AKI).base64url(serial)" } },
-    );
+    },
+    {
+      method: "GET",
+      path: "/acme/:tenant/renewal-info/:certid",
+      summary: "ARI (RFC 9773): the suggested renewal window of a certificate named by base64url(AKI).base64url(serial)",
+      handle: guarded(async (c, acme, u) => json(200, await acme.renewalInfo(u.tenant, c.params.certid ?? ""), { "retry-after": "21600" })),
+    },
+  ];
+}
+
+/** The protocol routes for Elysia: the API document lists them; they serve HEAD (newNonce) and whatever the pipeline does not take first. */
+export function acmeRoutes(authority: () => Promise<AcmeAuthority>) {
+  let app = new Elysia({ tags: ["acme"] } as never).use(appBase);
+  for (const e of acmeEndpoints(authority)) {
+    const opts = { ...(e.method === "POST" ? { parse: "none" } : {}), detail: { summary: e.summary } } as never;
+    app = (e.method === "GET" ? app.get(e.path, e.handle, opts) : app.post(e.path, e.handle, opts)) as never;
+  }
+  return app;
+}
+
+/**
+ * The same endpoints dispatched by the pipeline itself (`ServiceDefinition.fastRoutes`), before
+ * Elysia: the same handlers without the router's per-request work. Path parameters come
+ * percent-decoded, as Elysia gives them.
+ */
+export function acmeFastRoutes(authority: () => Promise<AcmeAuthority>): FastRoute[] {
+  return acmeEndpoints(authority).map((e) => {
+    const names: string[] = [];
+    const source = e.path.replace(/:([a-z]+)/g, (_m, name: string) => {
+      names.push(name);
+      return "([^/]+)";
+    });
+    return {
+      method: e.method,
+      pattern: new RegExp(`^${source}$`),
+      route: e.path,
+      handle: (request: Request, values: string[]) => e.handle({ request, params: Object.fromEntries(names.map((n, i) => [n, values[i] ?? ""])) }),
+    };
+  });
 }
 
 function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
