@@ -5,7 +5,7 @@ import { AppError } from "../../src/service/errors.ts";
 import { createSuiteCa, type SuiteCa } from "../../src/pki/suite-ca.ts";
 import { issueLeaf, sansOf } from "../../src/pki/leaf.ts";
 import { serverSans } from "../../src/pki/sans.ts";
-import { randomSerialHex, uuidV7 } from "../../src/pki/serial.ts";
+import { randomSerialHex, timeOrderedId, uuidV7 } from "../../src/pki/serial.ts";
 import * as x509 from "../../src/pki/x509.ts";
 import { haveOpenssl, openssl, tempDir } from "./helpers.ts";
 
@@ -35,6 +35,24 @@ describe("suite CA and leaf", () => {
       expect(first).toBeLessThan(0x80);
     }
     for (const c of [ca.root.cert, ca.intermediate.cert, leaf.cert]) expect(c.serialNumber).toMatch(/^[0-7][0-9A-Fa-f]{31}$/);
+  });
+
+  test("time-ordered ids: 22 base64url characters, 48-bit ms time first, unique, sorting by time", () => {
+    const before = Date.now();
+    const ids = Array.from({ length: 2000 }, () => timeOrderedId());
+    const after = Date.now();
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const id of ids) {
+      expect(id).toMatch(/^[A-Za-z0-9_-]{22}$/);
+      const b = Buffer.from(id, "base64url");
+      expect(b.length).toBe(16);
+      const t = b.readUIntBE(0, 6);
+      expect(t).toBeGreaterThanOrEqual(before);
+      expect(t).toBeLessThanOrEqual(after);
+    }
+    const times = ids.map((id) => Buffer.from(id, "base64url").subarray(0, 6).toString("hex"));
+    expect([...times].sort()).toEqual(times);
+    expect(new Set(ids.map((id) => Buffer.from(id, "base64url").subarray(6).toString("hex"))).size).toBe(ids.length);
   });
 
   test("serials: 48-bit ms time, then 80 random bits (unique, time-ordered)", () => {
