@@ -19,7 +19,8 @@ let eabDirUrl: string;
 
 beforeAll(async () => {
   http01 = startHttp01();
-  f = await startAcmeCa(http01.port);
+  // Validations on loopback finish long before this; the challenge tests rely on it.
+  f = await startAcmeCa(http01.port, { challenge_wait_ms: 10_000 });
   dirUrl = `${f.svc.publicUrl}/acme/acme/directory`;
   eabDirUrl = `${f.svc.publicUrl}/acme/eab/directory`;
 });
@@ -44,6 +45,67 @@ async function readyOrder(name: string, alg: Alg = "ES256") {
   const { url, order } = await c.orderReady([{ type: "dns", value: name }], http01);
   return { c, url, order };
 }
+
+describe("challenge answers (challenge_wait_ms)", () => {
+  async function pendingChallenge(c: TestAcme, name: string) {
+    const r = await c.post(c.dir.newOrder!, { identifiers: [{ type: "dns", value: name }] });
+    expect(r.status).toBe(201);
+    const order = (await r.json()) as any;
+    const authz = (await (await c.post(order.authorizations[0], "")).json()) as any;
+    return { url: r.headers.get("location")!, ch: authz.challenges.find((x: any) => x.type === "http-01") };
+  }
+
+  test("the answer waits for the validation: valid, and the order's next read finds it ready", async () => {
+    const c = await TestAcme.create(dirUrl, f.svc.ca);
+    await c.register();
+    const { url, ch } = await pendingChallenge(c, "waited.localhost");
+    http01.tokens.set(ch.token, `${ch.token}.${await c.thumbprint()}`);
+    const answer = await c.post(ch.url, {});
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get("retry-after")).toBeNull();
+    const body = (await answer.json()) as any;
+    expect(body.status).toBe("valid");
+    expect(body.validated).toBeString();
+    expect(((await (await c.post(url, "")).json()) as any).status).toBe("ready");
+  });
+
+  test("a wrong key authorization: the answer is invalid with incorrectResponse, and so is the order", async () => {
+    const c = await TestAcme.create(dirUrl, f.svc.ca);
+    await c.register();
+    const { url, ch } = await pendingChallenge(c, "waited-wrong.localhost");
+    http01.tokens.set(ch.token, `${ch.token}.not-the-thumbprint`);
+    const body = (await (await c.post(ch.url, {})).json()) as any;
+    expect(body.status).toBe("invalid");
+    expect(body.error.type).toBe("urn:ietf:params:acme:error:incorrectResponse");
+    expect(((await (await c.post(url, "")).json()) as any).status).toBe("invalid");
+  });
+
+  test("a validation slower than challenge_wait_ms: processing with Retry-After, valid later", async () => {
+    const slow = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        const token = new URL(req.url).pathname.split("/").pop()!;
+        await Bun.sleep(2000);
+        return new Response(http01.tokens.get(token) ?? "", { status: http01.tokens.has(token) ? 200 : 404 });
+      },
+    });
+    const quick = await startAcmeCa(slow.port!, { challenge_wait_ms: 200 });
+    try {
+      const c = await TestAcme.create(`${quick.svc.publicUrl}/acme/acme/directory`, quick.svc.ca);
+      await c.register();
+      const { url, ch } = await pendingChallenge(c, "slow.localhost");
+      http01.tokens.set(ch.token, `${ch.token}.${await c.thumbprint()}`);
+      const answer = await c.post(ch.url, {});
+      expect(((await answer.json()) as any).status).toBe("processing");
+      expect(answer.headers.get("retry-after")).toBe("1");
+      expect((await c.poll(url, (o) => o.status !== "pending")).status).toBe("ready");
+    } finally {
+      await quick.stop();
+      slow.stop(true);
+    }
+  }, 60_000);
+});
 
 describe("routing", () => {
   test("every ACME endpoint is in the API document, and the pipeline serves the same ones before the router", async () => {
