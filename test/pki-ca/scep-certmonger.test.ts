@@ -380,29 +380,26 @@ describe.skipIf(!daemonOk)("the certmonger daemon (getcert) on a private session
     expect(r.out).toContain(`CN = ${cn}`);
   }
 
-  test("add-scep-ca, then a request with a one-time challenge: the daemon makes the key, CSR and pkiMessage, scep-submit sends it, the certificate is saved", async () => {
-    const added = await getcert("add-scep-ca", "-s", "-c", "pki", "-u", `${http}/scep/t1/server`);
+  /** The daemon enrolls through SCEP profile `profile`: add-scep-ca `ca`, request `id` with a one-time challenge, saved as `<file>.crt`. */
+  async function daemonEnrolls(ca: string, profile: string, id: string, file: string, cn: string) {
+    const added = await getcert("add-scep-ca", "-s", "-c", ca, "-u", `${http}/scep/t1/${profile}`);
     expect(added.code, added.out).toBe(0);
-    const r = await getcert("request", "-s", "-c", "pki", "-I", "dev", "-f", `${f.dir}/daemon-dev.crt`, "-k", `${f.dir}/daemon-dev.key`, "-N", "CN=daemon.example.com", "-D", "daemon.example.com", "-L", await challenge("server"));
+    const r = await getcert("request", "-s", "-c", ca, "-I", id, "-f", `${f.dir}/${file}.crt`, "-k", `${f.dir}/${file}.key`, "-N", `CN=${cn}`, "-D", cn, "-L", await challenge(profile));
     expect(r.code, r.out).toBe(0);
-    expect(await settled("dev")).toBe("MONITORING");
-    await verifyIssued("daemon-dev.crt", "daemon.example.com");
+    expect(await settled(id)).toBe("MONITORING");
+    await verifyIssued(`${file}.crt`, cn);
+  }
+
+  test("add-scep-ca, then a request with a one-time challenge: the daemon makes the key, CSR and pkiMessage, scep-submit sends it, the certificate is saved", async () => {
+    await daemonEnrolls("pki", "server", "dev", "daemon-dev", "daemon.example.com");
   }, 90_000);
 
   test("an RA with a P-256 signing certificate of its own (ra_signing_key: P-256): add-scep-ca and a request, the certificate is saved", async () => {
-    expect((await getcert("add-scep-ca", "-s", "-c", "pki-ec", "-u", `${http}/scep/t1/server-ec`)).code).toBe(0);
-    const r = await getcert("request", "-s", "-c", "pki-ec", "-I", "ec", "-f", `${f.dir}/daemon-ec.crt`, "-k", `${f.dir}/daemon-ec.key`, "-N", "CN=daemon-ec.example.com", "-D", "daemon-ec.example.com", "-L", await challenge("server-ec"));
-    expect(r.code, r.out).toBe(0);
-    expect(await settled("ec")).toBe("MONITORING");
-    await verifyIssued("daemon-ec.crt", "daemon-ec.example.com");
+    await daemonEnrolls("pki-ec", "server-ec", "ec", "daemon-ec", "daemon-ec.example.com");
   }, 90_000);
 
   test("an RA with an RSA-2048 key (ra_key: RSA-2048): add-scep-ca and a request, the certificate is saved", async () => {
-    expect((await getcert("add-scep-ca", "-s", "-c", "pki-2048", "-u", `${http}/scep/t1/server-2048`)).code).toBe(0);
-    const r = await getcert("request", "-s", "-c", "pki-2048", "-I", "k2048", "-f", `${f.dir}/daemon-2048.crt`, "-k", `${f.dir}/daemon-2048.key`, "-N", "CN=daemon-2048.example.com", "-D", "daemon-2048.example.com", "-L", await challenge("server-2048"));
-    expect(r.code, r.out).toBe(0);
-    expect(await settled("k2048")).toBe("MONITORING");
-    await verifyIssued("daemon-2048.crt", "daemon-2048.example.com");
+    await daemonEnrolls("pki-2048", "server-2048", "k2048", "daemon-2048", "daemon-2048.example.com");
   }, 90_000);
 
   test("a queued request: CA_WORKING until an approver approves it, then `getcert refresh` polls and the certificate is saved", async () => {
