@@ -79,12 +79,6 @@ export class AcmeUrls {
 }
 
 const randomToken = () => Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
-/**
- * Ids of accounts, orders and authorizations: time-ordered (48-bit ms time, 80 random bits), so
- * inserts into their primary keys and the indexes that carry them (an order's authorizations)
- * land on the pages of the moment, not a random page each. EAB key ids stay fully random.
- */
-const newId = timeOrderedId;
 
 /** An IP identifier's canonical key (its bytes), so 10.0.0.1 and ::ffff-free spellings compare by value. */
 const ipKey = (ip: string) => Buffer.from(ipBytes(ip)!).toString("hex");
@@ -121,6 +115,10 @@ export class AcmeAuthority {
   ) {
     this.nonces = new NonceStore(store, protector, { scope: nonceScope });
   }
+
+  // Accounts, orders and authorizations get time-ordered ids (timeOrderedId): inserts into their
+  // primary keys and the indexes that carry them land on the pages of the moment, not a random
+  // page each. EAB key ids stay fully random.
 
   /** The tenant's ACME settings; an unconfigured tenant has no ACME (404). */
   tenant(name: string): AcmeTenant {
@@ -175,7 +173,7 @@ export class AcmeAuthority {
     let eabKid: string | null = null;
     if (p.externalAccountBinding !== undefined) eabKid = await this.verifyEab(u, jwk, thumbprint, p.externalAccountBinding);
     else if (t.external_account_required) throw new AcmeProblem("externalAccountRequired", "this tenant requires an External Account Binding (ask its administrator for a key id and HMAC key)");
-    const row: AccountRow = { id: newId(), tenant: u.tenant, thumbprint, jwk: JSON.stringify(publicJwk(jwk)), status: "valid", contact: JSON.stringify(contact), eab_kid: eabKid, created_at: new Date().toISOString() };
+    const row: AccountRow = { id: timeOrderedId(), tenant: u.tenant, thumbprint, jwk: JSON.stringify(publicJwk(jwk)), status: "valid", contact: JSON.stringify(contact), eab_kid: eabKid, created_at: new Date().toISOString() };
     try {
       if (!(await this.store.insertAccount(row))) throw unauthorized("the external account key is already bound to another account");
     } catch (e) {
@@ -328,9 +326,9 @@ export class AcmeAuthority {
       else fresh.push(id);
     }
     for (const a of reused) if (a.expires < expires) expires = a.expires;
-    const order: OrderRow = { id: newId(), tenant: u.tenant, account_id: account.id, status: "pending", identifiers: JSON.stringify(identifiers), profile: profileName, expires, error: null, request_id: null, serial: null, created_at: now.toISOString(), replaces, not_before: validity.notBefore, not_after: validity.notAfter };
+    const order: OrderRow = { id: timeOrderedId(), tenant: u.tenant, account_id: account.id, status: "pending", identifiers: JSON.stringify(identifiers), profile: profileName, expires, error: null, request_id: null, serial: null, created_at: now.toISOString(), replaces, not_before: validity.notBefore, not_after: validity.notAfter };
     const authzs: AuthorizationRow[] = fresh.map((id) => ({
-      id: newId(),
+      id: timeOrderedId(),
       tenant: u.tenant,
       account_id: account.id,
       order_id: order.id,

@@ -17,8 +17,8 @@
  *
  * The HMAC key is created once, stored barrier-encrypted in the database and read by each
  * instance at its first nonce; an `instance` nonce's MAC also covers a fixed prefix, so a store
- * of the other scope on the same database refuses it. Guarantees in both scopes: a nonce is accepted at most once,
- * only before its expiry, only if this CA made it.
+ * of the other scope on the same database refuses it. Guarantees in both scopes: a nonce is
+ * accepted at most once, only before its expiry, only if this CA made it.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { DataProtector } from "../../../src/service/context.ts";
