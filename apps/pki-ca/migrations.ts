@@ -1,6 +1,6 @@
 /** pki-ca's schema, versioned. A new change is a new entry; never edit an applied one. */
 import type { Kysely } from "kysely";
-import { addAcmeAuthorizationReuseValidity, addAcmeChallengesAriLimits, createAcmeTables, keyAcmeNoncesByExpiry } from "./acme/migrations.ts";
+import { addAcmeAuthorizationReuseValidity, addAcmeChallengesAriLimits, createAcmeTables, keyAcmeNoncesByExpiry, narrowAcmeIndexes } from "./acme/migrations.ts";
 import { createEstTables } from "./est/migrations.ts";
 import { createScepTables } from "./scep/migrations.ts";
 import { createCmpTables } from "./cmp/migrations.ts";
@@ -152,5 +152,10 @@ export const migrations = [
     version: 13,
     name: "ACME spent nonces keyed by expiry first",
     up: keyAcmeNoncesByExpiry,
+  },
+  {
+    version: 14,
+    name: "ACME indexes: orders by serial and by replaces only where set; no authorizations by order",
+    up: narrowAcmeIndexes,
   },
 ];

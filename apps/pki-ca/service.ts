@@ -171,9 +171,22 @@ const acmeByCa = new WeakMap<PkiCa, AcmeAuthority>();
  */
 export function nonceScopeOf(configured: "auto" | NonceScope, database: { url?: string; sync_url?: string }): NonceScope {
   if (configured !== "auto") return configured;
+  return localEmbedded(database) ? "instance" : "shared";
+}
+
+/** A database only this machine's processes open: memory or a file, not a replica of a remote one. */
+function localEmbedded(database: { url?: string; sync_url?: string }): boolean {
   const url = database.url;
-  const local = (url === undefined || url === ":memory:" || url.startsWith("file:")) && database.sync_url === undefined;
-  return local ? "instance" : "shared";
+  return (url === undefined || url === ":memory:" || url.startsWith("file:")) && database.sync_url === undefined;
+}
+
+/**
+ * Whether ACME keeps account rows in the process (see `AcmeStoreOptions.cacheAccounts`): where
+ * its nonces are the process's own on a local embedded database, this process is that
+ * database's one ACME server, so no other process changes its accounts.
+ */
+export function cachesAcmeAccounts(scope: NonceScope, database: { url?: string; sync_url?: string }): boolean {
+  return scope === "instance" && localEmbedded(database);
 }
 
 /**
@@ -185,7 +198,9 @@ async function acmeOf(ctx: ServiceContext): Promise<AcmeAuthority> {
   let acme = acmeByCa.get(ca);
   if (!acme) {
     const config = ca.config.acme;
-    acme = new AcmeAuthority(config, ca, new AcmeStore(ctx.db), new ValidationAuthority(config), ctx.protector, (e) => ctx.logger.warn("ACME validation failed", { error: e }), nonceScopeOf(config.nonce_scope, ctx.config.database));
+    const scope = nonceScopeOf(config.nonce_scope, ctx.config.database);
+    const store = new AcmeStore(ctx.db, { cacheAccounts: cachesAcmeAccounts(scope, ctx.config.database) });
+    acme = new AcmeAuthority(config, ca, store, new ValidationAuthority(config), ctx.protector, (e) => ctx.logger.warn("ACME validation failed", { error: e }), scope);
     acmeByCa.set(ca, acme);
     const current = acme;
     ctx.onStop(() => current.dispose());

@@ -166,5 +166,10 @@ export interface FastRoute {
   route: string;
   /** Required scopes: set on, and only on, routes under /service/api/ (see `fastRoutes`). */
   scopes?: string[];
+  /**
+   * The handler reads a JSON body with `requestBodyText` (http.ts), not from the request: the
+   * pipeline hands over the text it read and checked instead of a copy of the request.
+   */
+  bodyText?: boolean;
   handle(req: Request, params: string[]): Promise<Response>;
 }

@@ -39,6 +39,8 @@ export interface RequestInfo {
   errorCode?: string;
   /** The request's trace, when tracing is on (in its log lines). */
   traceId?: string;
+  /** The JSON body the pipeline read, for a fast route that takes it (`FastRoute.bodyText`). */
+  bodyText?: string;
 }
 
 // Kept on the Request itself under a private symbol: a WeakMap keyed by every request
@@ -283,17 +285,28 @@ export interface PipelineDeps {
 
 type ClientIp = (req: Request) => string | undefined;
 
-/**
- * The request with its JSON body read and checked against the shape bounds (`checkJsonShape`),
- * as a new Request carrying the same text and the same RequestInfo for the app to parse.
- */
-async function boundedJsonRequest(req: Request, info: RequestInfo, bodyLimit: number): Promise<Request> {
+/** The request's JSON body, read and checked against the size limit and the shape bounds (`checkJsonShape`). */
+async function boundedJsonText(req: Request, bodyLimit: number): Promise<string> {
   const text = await req.text();
   if (text.length > bodyLimit || Buffer.byteLength(text) > bodyLimit) throw new AppError("payload_too_large", `request body exceeds ${bodyLimit} bytes`);
   checkJsonShape(text);
+  return text;
+}
+
+/** A new Request carrying `text` as its body and the same RequestInfo, for the app to parse. */
+function withBody(req: Request, info: RequestInfo, text: string): Request {
   const copy = new Request(req.url, { method: req.method, headers: req.headers, body: text }) as WithInfo;
   copy[INFO] = info;
   return copy;
+}
+
+/**
+ * The body text of a request a fast route with `bodyText` handles: what the pipeline read (a
+ * JSON body), else the request's own body.
+ */
+export function requestBodyText(req: Request): Promise<string> {
+  const text = (req as WithInfo)[INFO]?.bodyText;
+  return text !== undefined ? Promise.resolve(text) : req.text();
 }
 
 /**
@@ -400,8 +413,14 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
       if (UNSAFE.has(req.method) && (isService || isBrowser) && path.includes("/api/") && hasBody && !isJsonContentType(ct)) {
         throw new AppError("unsupported_media_type", "request bodies must be application/json");
       }
-      // Every JSON body, on any path, is bounded here before the app parses and validates it.
-      if (hasBody && isJsonContentType(ct)) req = await boundedJsonRequest(req, info, d.bodyLimit);
+      const fast = fastRoutes.length > 0 ? matchFast(fastRoutes, req.method, path) : undefined;
+      // Every JSON body, on any path, is bounded here before the app parses and validates it; a
+      // fast route that takes the text gets it as it is, the others a request carrying it.
+      if (hasBody && isJsonContentType(ct)) {
+        const text = await boundedJsonText(req, d.bodyLimit);
+        if (fast?.route.bodyText) info.bodyText = text;
+        else req = withBody(req, info, text);
+      }
 
       if (protocolCors && req.method === "OPTIONS") {
         if (!origin || !protocolOrigins.has(origin)) throw new AppError("forbidden", "origin not allowed");
@@ -461,7 +480,6 @@ export function publicHandler(d: PipelineDeps, clientIp: ClientIp) {
             await d.sessions.verifyCsrf(sid, req.headers.get("x-csrf-token"));
           }
         }
-        const fast = fastRoutes.length > 0 ? matchFast(fastRoutes, req.method, path) : undefined;
         if (fast) {
           info.route = fast.route.route;
           if (fast.route.scopes) requireScopes(principalOf(req), fast.route.scopes);

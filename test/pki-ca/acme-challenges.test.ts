@@ -280,3 +280,49 @@ describe("private addresses", () => {
     expect(((await ip.json()) as any).type).toBe("urn:ietf:params:acme:error:rejectedIdentifier");
   });
 });
+
+describe("address lookups through the resolver", () => {
+  let open: CaFixture;
+  beforeAll(async () => {
+    open = await startCa({
+      profiles: { "acme-any": { ...ACME_PROFILE, dns: { allow: ["*.example.test"] } } },
+      acme: { tenants: { acme: { profiles: ["acme-any"] } }, http01_port: http01.port, dns_resolvers: [dns.address], allow_private_addresses: true, validation_retries: 0 },
+    });
+  });
+  afterAll(async () => {
+    await open?.stop();
+  });
+
+  const asked = (name: string) => dns.queries.filter((q) => q.name === name).map((q) => q.type);
+
+  test("an IPv4 address that answers: validated after the A lookup alone (no AAAA query)", async () => {
+    dns.addA("v4.example.test", "127.0.0.1");
+    const c = await TestAcme.create(`${open.svc.publicUrl}/acme/acme/directory`, open.svc.ca);
+    expect((await c.register()).status).toBe(201);
+    const { order } = await c.orderWith([{ type: "dns", value: "v4.example.test" }], viaHttp);
+    expect(order.status).toBe("ready");
+    expect(asked("v4.example.test")).toContain(1);
+    expect(asked("v4.example.test")).not.toContain(28);
+  });
+
+  test("an IPv4 address that refuses the connection: the AAAA records are asked for next; none is a connection problem", async () => {
+    // The responder listens on 127.0.0.1 only: 127.0.0.2 refuses.
+    dns.addA("refused.example.test", "127.0.0.2");
+    const c = await TestAcme.create(`${open.svc.publicUrl}/acme/acme/directory`, open.svc.ca);
+    expect((await c.register()).status).toBe(201);
+    const { order } = await c.orderWith([{ type: "dns", value: "refused.example.test" }], viaHttp);
+    const p = await failure(c, order);
+    expect(p.type).toBe("urn:ietf:params:acme:error:connection");
+    const types = asked("refused.example.test");
+    expect(types.indexOf(1)).toBeGreaterThanOrEqual(0);
+    expect(types.indexOf(28)).toBeGreaterThan(types.indexOf(1));
+  });
+
+  test("a name with no address at all is a dns problem", async () => {
+    const c = await TestAcme.create(`${open.svc.publicUrl}/acme/acme/directory`, open.svc.ca);
+    expect((await c.register()).status).toBe(201);
+    const { order } = await c.orderWith([{ type: "dns", value: "nowhere.example.test" }], viaHttp);
+    expect((await failure(c, order)).type).toBe("urn:ietf:params:acme:error:dns");
+    expect(asked("nowhere.example.test")).toEqual(expect.arrayContaining([1, 28]));
+  });
+});

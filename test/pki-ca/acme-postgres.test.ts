@@ -17,7 +17,7 @@ import { acmeApp, startHttp01, TestAcme } from "./acme-helpers.ts";
 import { startCa } from "./helpers.ts";
 import { NonceStore } from "../../apps/pki-ca/acme/nonces.ts";
 import { AcmeStore } from "../../apps/pki-ca/acme/store.ts";
-import { nonceScopeOf } from "../../apps/pki-ca/service.ts";
+import { cachesAcmeAccounts, nonceScopeOf } from "../../apps/pki-ca/service.ts";
 
 const pg = await startPostgresEngine();
 afterAll(() => pg?.server.stop());
@@ -151,6 +151,15 @@ describe("ACME nonce scope", () => {
     expect(nonceScopeOf("auto", { url: "https://libsql.example.test" })).toBe("shared");
     expect(nonceScopeOf("shared", {})).toBe("shared");
     expect(nonceScopeOf("instance", { url: "postgres://ca@db.example.test/ca" })).toBe("instance");
+  });
+
+  test("account rows are kept in the process only where it is the database's one ACME server (instance scope on a local file)", () => {
+    expect(cachesAcmeAccounts("instance", {})).toBe(true);
+    expect(cachesAcmeAccounts("instance", { url: "file:data/pki-ca.db" })).toBe(true);
+    expect(cachesAcmeAccounts("shared", { url: "file:data/pki-ca.db" })).toBe(false);
+    expect(cachesAcmeAccounts("instance", { url: "postgres://ca@db.example.test/ca" })).toBe(false);
+    expect(cachesAcmeAccounts("instance", { url: "file:replica.db", sync_url: "libsql://primary.example.test" })).toBe(false);
+    expect(cachesAcmeAccounts("instance", { url: "https://libsql.example.test" })).toBe(false);
   });
 });
 

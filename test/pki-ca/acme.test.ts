@@ -199,6 +199,8 @@ describe("accounts", () => {
     await c.register();
     const u = await c.post(c.kid!, { contact: ["mailto:new@example.test"] });
     expect(((await u.json()) as any).contact).toEqual(["mailto:new@example.test"]);
+    // Read back: the account as stored now, not as it was when first read.
+    expect(((await (await c.post(c.kid!, "")).json()) as any).contact).toEqual(["mailto:new@example.test"]);
     const bad = await c.post(c.kid!, { contact: ["tel:+1555"] });
     expect((await problem(bad)).type).toBe("urn:ietf:params:acme:error:unsupportedContact");
     const d = await c.post(c.kid!, { status: "deactivated" });

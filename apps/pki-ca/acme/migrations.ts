@@ -2,7 +2,7 @@
  * The ACME tables, added to pki-ca's one migration history (migrations.ts, version 5).
  * Every row carries its tenant; certificates stay in pki_certificates, orders only point at them.
  */
-import type { Kysely } from "kysely";
+import { sql, type Kysely } from "kysely";
 import { clusteredByKey } from "../../../src/storage/dialect.ts";
 
 export async function createAcmeTables(db: Kysely<any>): Promise<void> {
@@ -142,4 +142,18 @@ export async function keyAcmeNoncesByExpiry(db: Kysely<any>): Promise<void> {
     .expression((eb: any) => eb.selectFrom("acme_nonces_used").select(["expires", "nonce"]))
     .execute();
   await db.schema.dropTable("acme_nonces_used").execute();
+}
+
+/**
+ * Version 14: fewer index entries per order. An order has a serial only once issued and names a
+ * certificate it replaces only for an ARI renewal, so both indexes hold only the rows where the
+ * column is set (every lookup is `column = ?`, which implies it); the authorizations' index by
+ * order has had no reader since the link table (version 8) carries an order's authorizations.
+ */
+export async function narrowAcmeIndexes(db: Kysely<any>): Promise<void> {
+  await db.schema.dropIndex("acme_authorizations_by_order").execute();
+  await db.schema.dropIndex("acme_orders_by_serial").execute();
+  await db.schema.createIndex("acme_orders_by_serial").on("acme_orders").columns(["tenant", "serial"]).where(sql.ref("serial"), "is not", null).execute();
+  await db.schema.dropIndex("acme_orders_by_replaces").execute();
+  await db.schema.createIndex("acme_orders_by_replaces").on("acme_orders").columns(["tenant", "replaces"]).where(sql.ref("replaces"), "is not", null).execute();
 }

@@ -7,7 +7,7 @@
  */
 import { Elysia } from "elysia";
 import * as v from "valibot";
-import { appBase, principalOf, requestInfo } from "../../../src/service/http.ts";
+import { appBase, principalOf, requestBodyText, requestInfo } from "../../../src/service/http.ts";
 import type { FastRoute } from "../../../src/service/context.ts";
 import { AppError, notFound } from "../../../src/service/errors.ts";
 import { AcmeProblem, malformed, unauthorized } from "./problem.ts";
@@ -64,7 +64,7 @@ function acmeEndpoints(authority: () => Promise<AcmeAuthority>): AcmeEndpoint[] 
     guarded(async (c, acme, u) => {
       const ct = c.request.headers.get("content-type") ?? "";
       if (!/^application\/jose\+json\s*(;|$)/i.test(ct)) throw malformed("ACME requests are application/jose+json", 415);
-      const text = await c.request.text();
+      const text = await requestBodyText(c.request);
       if (text.length > MAX_BODY) throw malformed(`the request is over ${MAX_BODY} bytes`, 413);
       let body: unknown;
       try {
@@ -250,6 +250,7 @@ export function acmeFastRoutes(authority: () => Promise<AcmeAuthority>): FastRou
       method: e.method,
       pattern: new RegExp(`^${source}$`),
       route: e.path,
+      bodyText: true,
       handle: (request: Request, values: string[]) => e.handle({ request, params: Object.fromEntries(names.map((n, i) => [n, values[i] ?? ""])) }),
     };
   });

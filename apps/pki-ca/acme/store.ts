@@ -88,6 +88,27 @@ export type RateKind = "account-orders" | "identifier-orders" | "ip-accounts";
 
 /** Units per shared transaction at most. */
 const WRITE_BATCH = 256;
+/** Entries kept at most by each of the in-process caches below (oldest dropped first). */
+const CACHE_ENTRIES = 8192;
+
+/** A bounded map that drops its oldest entry when full. */
+class BoundedMap<V> extends Map<string, V> {
+  override set(key: string, value: V): this {
+    if (!this.has(key) && this.size >= CACHE_ENTRIES) this.delete(this.keys().next().value!);
+    return super.set(key, value);
+  }
+}
+
+export interface AcmeStoreOptions {
+  /**
+   * Keep account rows in this process between requests (every request of an account reads
+   * its row). Only where this process is the only one that writes the accounts of its
+   * database: an embedded file that one pki-ca serves ACME from (`nonce_scope` resolved to
+   * `instance`). Each write of an account drops its entry before it starts and after it has
+   * committed, so no request sees a row older than the last committed write.
+   */
+  cacheAccounts?: boolean;
+}
 
 export class AcmeStore {
   private readonly accountById: (tenant: string, id: string) => Promise<AccountRow[]>;
@@ -101,9 +122,21 @@ export class AcmeStore {
   private readonly insertNonce: ReturnType<typeof precompileStatement<AcmeDb, [string, number]>>;
   private readonly shaped: ReturnType<typeof shapedStatements<AcmeDb>>;
   private readonly claimOrder: ReturnType<typeof precompileStatement<AcmeDb, [string, string]>>;
-  private readonly reusable: (tenant: string, accountId: string, type: string, value: string, wildcard: number, valid: string, pending: string, after: string, limit: number) => Promise<AuthorizationRow[]>;
+  private readonly reusable: (tenant: string, accountId: string, type: string, value: string, wildcard: number, valid: string, pending: string, after: string) => Promise<AuthorizationRow[]>;
 
-  constructor(readonly db: Kysely<AcmeDb>) {
+  /** Account rows by tenant and id (see `cacheAccounts`). */
+  private readonly accounts: BoundedMap<AccountRow> | undefined;
+  /**
+   * An order's authorization ids: fixed when the order is made (no statement changes or deletes
+   * an order's links), so kept whatever else writes the database.
+   */
+  private readonly orderAuthorizations = new BoundedMap<readonly string[]>();
+
+  constructor(
+    readonly db: Kysely<AcmeDb>,
+    opts: AcmeStoreOptions = {},
+  ) {
+    this.accounts = opts.cacheAccounts ? new BoundedMap() : undefined;
     this.writes = new GroupTransaction(db, (trx) => trx, { maxBatch: WRITE_BATCH, gatherMs: 0 });
     this.shaped = shapedStatements(db);
     this.claimOrder = precompileStatement(
@@ -137,7 +170,7 @@ export class AcmeStore {
     );
     this.reusable = precompile(
       db,
-      (tenant: string, accountId: string, type: string, value: string, wildcard: number, valid: string, pending: string, after: string, limit: number) =>
+      (tenant: string, accountId: string, type: string, value: string, wildcard: number, valid: string, pending: string, after: string) =>
         db
           .selectFrom("acme_authorizations")
           .selectAll()
@@ -147,11 +180,8 @@ export class AcmeStore {
           .where("identifier_value", "=", value)
           .where("wildcard", "=", wildcard)
           .where("status", "in", [valid, pending] as AuthorizationRow["status"][])
-          .where("expires", ">", after)
-          .orderBy("status", "desc") // valid before pending
-          .orderBy("expires", "desc")
-          .limit(limit),
-      ["t", "a", "dns", "v", 0, "valid", "pending", "e", 1],
+          .where("expires", ">", after),
+      ["t", "a", "dns", "v", 0, "valid", "pending", "e"],
     );
     this.insertNonce = precompileStatement(
       db,
@@ -195,7 +225,24 @@ export class AcmeStore {
   }
 
   async account(tenant: string, id: string): Promise<AccountRow | undefined> {
-    return (await this.accountById(tenant, id))[0];
+    if (!this.accounts) return (await this.accountById(tenant, id))[0];
+    const key = `${tenant}/${id}`;
+    const cached = this.accounts.get(key);
+    if (cached) return { ...cached };
+    const row = (await this.accountById(tenant, id))[0];
+    if (row) this.accounts.set(key, { ...row });
+    return row;
+  }
+
+  /** A write of the account `tenant`/`id`: its cached row is dropped before the write and again once it has committed. */
+  private async accountWrite<T>(tenant: string, id: string, write: () => Promise<T>): Promise<T> {
+    const key = `${tenant}/${id}`;
+    this.accounts?.delete(key);
+    try {
+      return await write();
+    } finally {
+      this.accounts?.delete(key);
+    }
   }
 
   accountByThumbprint(tenant: string, thumbprint: string): Promise<AccountRow | undefined> {
@@ -224,13 +271,13 @@ export class AcmeStore {
   }
 
   async updateAccount(tenant: string, id: string, patch: Partial<Pick<AccountRow, "status" | "contact">>): Promise<void> {
-    await this.writeOne((trx) => trx.updateTable("acme_accounts").set(patch).where("tenant", "=", tenant).where("id", "=", id).execute());
+    await this.accountWrite(tenant, id, () => this.writeOne((trx) => trx.updateTable("acme_accounts").set(patch).where("tenant", "=", tenant).where("id", "=", id).execute()));
   }
 
   /** Key rollover: the account's key changes; false when another account of the tenant has that key (unique index). */
   async changeAccountKey(tenant: string, id: string, jwk: string, thumbprint: string): Promise<boolean> {
     try {
-      const r = await this.write((trx) => trx.updateTable("acme_accounts").set({ jwk, thumbprint }).where("tenant", "=", tenant).where("id", "=", id).where("status", "=", "valid").executeTakeFirst());
+      const r = await this.accountWrite(tenant, id, () => this.write((trx) => trx.updateTable("acme_accounts").set({ jwk, thumbprint }).where("tenant", "=", tenant).where("id", "=", id).where("status", "=", "valid").executeTakeFirst()));
       return r.numUpdatedRows > 0n;
     } catch {
       return false;
@@ -265,21 +312,31 @@ export class AcmeStore {
    * ids), and the rate-limit events it counts as, in one durable commit.
    */
   async insertOrder(order: OrderRow, authzs: AuthorizationRow[], events: Array<{ tenant: string; kind: RateKind; subject: string; at: number }> = [], reused: string[] = []): Promise<void> {
-    await this.write(async (trx) => {
+    // Inserts of new ids only: nothing but a broken database refuses them, so no savepoint of
+    // their own (a batch that fails runs again unit by unit, each in one).
+    await this.writes.run(async (trx) => {
       if (events.length) await this.insertRows(trx, "acme_rate_events", events);
       await this.insertRows(trx, "acme_orders", [order]);
       if (authzs.length) await this.insertRows(trx, "acme_authorizations", authzs);
       const links = [...authzs.map((a) => a.id), ...reused].map((authz_id) => ({ tenant: order.tenant, order_id: order.id, authz_id }));
       if (links.length) await this.insertRows(trx, "acme_order_authorizations", links);
-    });
+    }, { savepoint: false });
+    // Kept only once committed; in id order, as the read below gives them.
+    this.orderAuthorizations.set(`${order.tenant}/${order.id}`, Object.freeze([...authzs.map((a) => a.id), ...reused].sort()));
   }
 
   /**
    * The account's newest authorization for an identifier that is still usable: valid or pending,
    * expiring after `after` (ISO time); undefined when there is none.
    */
-  reusableAuthorization(tenant: string, accountId: string, type: AuthorizationRow["identifier_type"], value: string, wildcard: number, after: string): Promise<AuthorizationRow | undefined> {
-    return this.reusable(tenant, accountId, type, value, wildcard, "valid", "pending", after, 1).then((rows) => rows[0]);
+  async reusableAuthorization(tenant: string, accountId: string, type: AuthorizationRow["identifier_type"], value: string, wildcard: number, after: string): Promise<AuthorizationRow | undefined> {
+    // Chosen here rather than by ORDER BY ... LIMIT 1, which made SQLite open a sorter on every
+    // newOrder, usually for no row at all: valid before pending, then the latest expiry.
+    let best: AuthorizationRow | undefined;
+    for (const a of await this.reusable(tenant, accountId, type, value, wildcard, "valid", "pending", after)) {
+      if (!best || (a.status === "valid" && best.status !== "valid") || (a.status === best.status && a.expires > best.expires)) best = a;
+    }
+    return best;
   }
 
   async order(tenant: string, id: string): Promise<OrderRow | undefined> {
@@ -317,7 +374,13 @@ export class AcmeStore {
 
   /** The ids of the authorizations an order uses (its own and the reused ones), in id order; fixed when the order is made. */
   async authorizationIdsOf(tenant: string, orderId: string): Promise<string[]> {
-    return (await this.authorizationIdsOfOrder(tenant, orderId)).map((l) => l.authz_id);
+    const key = `${tenant}/${orderId}`;
+    const cached = this.orderAuthorizations.get(key);
+    if (cached) return [...cached];
+    const ids = (await this.authorizationIdsOfOrder(tenant, orderId)).map((l) => l.authz_id);
+    // An order without links is one not found (every order has at least one): not kept.
+    if (ids.length) this.orderAuthorizations.set(key, Object.freeze([...ids]));
+    return ids;
   }
 
   /** Authorizations by id (an order's, from `authorizationIdsOf`), in the order given; ids not found are left out. */

@@ -91,10 +91,9 @@ export class ValidationAuthority {
   async tlsAlpn01(t: Http01Target): Promise<void> {
     const deadline = Date.now() + this.config.validation_timeout_ms;
     const servername = t.type === "ip" ? reverseName(t.value) : t.value;
-    const addrs = await this.addresses(t.value);
     let der: Uint8Array | undefined;
     let failure = "";
-    for (const addr of addrs) {
+    for await (const addr of this.addresses(t.value)) {
       // RFC 8737 sets no keyUsage, and some responders (lego's) mark their RSA certificate for
       // key encipherment only, which a TLS 1.3 client refuses: then once more with TLS 1.2 RSA key exchange.
       for (const rsaKeyExchange of [false, true]) {
@@ -225,33 +224,53 @@ export class ValidationAuthority {
     }
   }
 
-  /** The addresses a validation may connect to for `host` (a name or an IP literal). */
-  private async addresses(host: string): Promise<string[]> {
+  /**
+   * The addresses a validation may connect to for `host` (a name or an IP literal), in the order
+   * to try them: IPv4 first (the common case on the networks this runs on), the next one on
+   * failure. Through a configured resolver the AAAA records are asked for only once every IPv4
+   * address has been tried (or there was none), so a validation that the first address answers
+   * makes one lookup. Throws `dns` when the name has no address at all and `connection` when it
+   * has only ones this CA may not connect to.
+   */
+  private async *addresses(host: string): AsyncGenerator<string> {
     const bare = host.startsWith("[") ? host.slice(1, -1) : host;
-    let all: string[];
-    if (ipBytes(bare)) all = [bare];
-    else if (bare === "localhost" || bare.endsWith(".localhost")) all = ["127.0.0.1"];
+    const usable = (a: string) => this.config.allow_private_addresses || !isNonPublicAddress(a);
+    const lookups: Array<() => Promise<string[]>> = [];
+    if (ipBytes(bare)) lookups.push(async () => [bare]);
+    else if (bare === "localhost" || bare.endsWith(".localhost")) lookups.push(async () => ["127.0.0.1"]);
     else if (this.resolver) {
-      const [v4, v6] = await Promise.all([this.resolver.resolve4(bare).catch(() => []), this.resolver.resolve6(bare).catch(() => [])]);
-      all = [...v4, ...v6];
-      if (!all.length) throw new AcmeProblem("dns", `${bare} did not resolve`);
+      const resolver = this.resolver;
+      lookups.push(
+        () => resolver.resolve4(bare).catch(() => []),
+        () => resolver.resolve6(bare).catch(() => []),
+      );
     } else {
-      try {
-        all = (await lookup(bare, { all: true, verbatim: true })).map((a) => a.address);
-      } catch {
-        throw new AcmeProblem("dns", `${bare} did not resolve`);
+      lookups.push(async () => {
+        try {
+          const all = (await lookup(bare, { all: true, verbatim: true })).map((a) => a.address);
+          return [...all.filter((a) => !a.includes(":")), ...all.filter((a) => a.includes(":"))];
+        } catch {
+          return [];
+        }
+      });
+    }
+    let found = 0;
+    let allowed = 0;
+    for (const next of lookups) {
+      for (const a of await next()) {
+        found++;
+        if (!usable(a)) continue;
+        allowed++;
+        yield a;
       }
     }
-    const allowed = this.config.allow_private_addresses ? all : all.filter((a) => !isNonPublicAddress(a));
-    if (allowed.length === 0) throw new AcmeProblem("connection", `${bare} resolves only to loopback, private or reserved addresses, which this CA does not connect to`);
-    // IPv4 first: the common case on the networks this runs on; the next address is tried on failure.
-    return [...allowed.filter((a) => !a.includes(":")), ...allowed.filter((a) => a.includes(":"))];
+    if (found === 0) throw new AcmeProblem("dns", `${bare} did not resolve`);
+    if (allowed === 0) throw new AcmeProblem("connection", `${bare} resolves only to loopback, private or reserved addresses, which this CA does not connect to`);
   }
 
   private async get(url: URL, deadline: AbortSignal): Promise<{ status: number; location: string | null; body: string }> {
-    const addrs = await this.addresses(url.hostname);
     let failure = "";
-    for (const addr of addrs) {
+    for await (const addr of this.addresses(url.hostname)) {
       const target = `http://${addr.includes(":") ? `[${addr}]` : addr}:${url.port || 80}${url.pathname}${url.search}`;
       try {
         const res = await fetch(target, { headers: { host: url.host, accept: "*/*", "user-agent": "cryptoutil-pki-ca-acme" }, redirect: "manual", signal: deadline });
