@@ -1,6 +1,6 @@
 /** pki-ca's schema, versioned. A new change is a new entry; never edit an applied one. */
-import type { Kysely } from "kysely";
-import { addAcmeAuthorizationReuseValidity, addAcmeChallengesAriLimits, createAcmeTables, keyAcmeNoncesByExpiry, narrowAcmeIndexes } from "./acme/migrations.ts";
+import { sql, type Kysely } from "kysely";
+import { addAcmeAuthorizationReuseValidity, addAcmeChallengesAriLimits, createAcmeTables, keyAcmeNoncesByExpiry, clusterAcmeOrdersAuthorizations } from "./acme/migrations.ts";
 import { createEstTables } from "./est/migrations.ts";
 import { createScepTables } from "./scep/migrations.ts";
 import { createCmpTables } from "./cmp/migrations.ts";
@@ -155,7 +155,22 @@ export const migrations = [
   },
   {
     version: 14,
-    name: "ACME indexes: orders by serial and by replaces only where set; no authorizations by order",
-    up: narrowAcmeIndexes,
+    name: "ACME orders and authorizations clustered by id; orders by serial and by replaces only where set",
+    up: clusterAcmeOrdersAuthorizations,
+  },
+  {
+    version: 15,
+    name: "the CRL index holds revoked certificates only",
+    async up(db: Kysely<any>) {
+      // Read only for CRLs (status = 'revoked', by CA and shard, for deltas from a revocation
+      // time): valid certificates, nearly all of them, no longer add an entry at issuance.
+      await db.schema.dropIndex("pki_certificates_revoked").execute();
+      await db.schema
+        .createIndex("pki_certificates_revoked")
+        .on("pki_certificates")
+        .columns(["ca_id", "crl_shard", "revoked_at"])
+        .where(sql.ref("status"), "=", "revoked")
+        .execute();
+    },
   },
 ];

@@ -257,7 +257,9 @@ export class PkiStore {
   revokedOf(caId: string, opts: { shard?: number; since?: string } = {}): Promise<Array<Pick<CertificateRow, "serial" | "revoked_at" | "revocation_reason">>> {
     let q = this.db.selectFrom("pki_certificates").select(["serial", "revoked_at", "revocation_reason"]).where("ca_id", "=", caId);
     if (opts.shard !== undefined) q = q.where("crl_shard", "=", opts.shard);
-    q = q.where("status", "=", "revoked");
+    // A literal, not a parameter: the index holds only revoked rows (migration 15), which a
+    // plan made without the value (PostgreSQL's generic plans) could not know it may use.
+    q = q.where("status", "=", sql.lit("revoked"));
     if (opts.since !== undefined) q = q.where("revoked_at", ">=", opts.since);
     return q.execute();
   }

@@ -85,6 +85,39 @@ function acmeOn(name: string, engine: TestEngine | undefined): void {
       }
     });
 
+    test("orders and authorizations made before migration 14 (clustered by id on SQLite, narrower indexes) are found after it", async () => {
+      const database = await openTestDatabase(engine!, "acme-cluster-upgrade");
+      try {
+        await runMigrations(database.db, "pki-ca", migrations.filter((m) => m.version < 14));
+        const now = new Date().toISOString();
+        const later = new Date(Date.now() + 3_600_000).toISOString();
+        const order = { id: "o1", tenant: "t", account_id: "a1", status: "valid", identifiers: '[{"type":"dns","value":"up.localhost"}]', profile: "p", expires: later, error: null, request_id: "r1", serial: "0a1b", created_at: now, replaces: "aki.0a00", not_before: null, not_after: null };
+        const authz = { id: "z1", tenant: "t", account_id: "a1", order_id: "o1", identifier_type: "dns", identifier_value: "up.localhost", status: "valid", expires: later, token: "tok", challenge_status: "valid", validated_at: now, error: null, wildcard: 0, challenge_type: "http-01" };
+        await database.db.insertInto("acme_orders").values([order, { ...order, id: "o2", status: "pending", serial: null, replaces: null, request_id: null }]).execute();
+        await database.db.insertInto("acme_authorizations").values(authz).execute();
+        await database.db.insertInto("acme_order_authorizations").values({ tenant: "t", order_id: "o1", authz_id: "z1" }).execute();
+        await runMigrations(database.db, "pki-ca", migrations);
+        const store = new AcmeStore(database.db);
+        expect(await store.order("t", "o1")).toEqual(order as never);
+        expect((await store.order("t", "o2"))?.status).toBe("pending");
+        expect((await store.orderBySerial("t", "0a1b"))?.id).toBe("o1");
+        expect(await store.replacing("t", "aki.0a00")).toEqual([{ id: "o1", status: "valid" }]);
+        expect(await store.authorization("t", "z1")).toEqual(authz as never);
+        expect(await store.authorizationIdsOf("t", "o1")).toEqual(["z1"]);
+        expect((await store.reusableAuthorization("t", "a1", "dns", "up.localhost", 0, now))?.id).toBe("z1");
+        // A duplicate id is still refused (the primary key), and a new row goes in.
+        await expect(database.db.insertInto("acme_orders").values({ ...order, serial: null, replaces: null }).execute()).rejects.toThrow();
+        await database.db.insertInto("acme_orders").values({ ...order, id: "o3", serial: null, replaces: null }).execute();
+        expect((await store.order("t", "o3"))?.id).toBe("o3");
+        if (name === "embedded") {
+          const ddl = await database.db.selectFrom("sqlite_master" as never).select("sql" as never).where("name" as never, "in", ["acme_orders", "acme_authorizations"] as never).execute();
+          expect(ddl.map((r: any) => String(r.sql).toLowerCase())).toEqual([expect.stringContaining("without rowid"), expect.stringContaining("without rowid")]);
+        }
+      } finally {
+        await database.close();
+      }
+    });
+
     test(`the service's nonces (nonce_scope auto): ${name === "embedded" ? "this process's, nothing written" : "spent in the database"}`, async () => {
       const count = () => f.svc.ctx.db.selectFrom("acme_nonces_spent").select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow().then((r) => Number(r.n));
       const before = await count();
