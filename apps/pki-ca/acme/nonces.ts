@@ -16,9 +16,9 @@
  *   at 2,000 requests a second).
  *
  * The HMAC key is created once, stored barrier-encrypted in the database and read by each
- * instance at its first nonce; an `instance` nonce's MAC also covers a fixed prefix, so a store
- * of the other scope on the same database refuses it. Guarantees in both scopes: a nonce is
- * accepted at most once, only before its expiry, only if this CA made it.
+ * instance at its first nonce; an `instance` nonce is MACed under a key derived from it for that
+ * scope alone, so a store of the other scope on the same database refuses it. Guarantees in both
+ * scopes: a nonce is accepted at most once, only before its expiry, only if this CA made it.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { DataProtector } from "../../../src/service/context.ts";
@@ -29,8 +29,10 @@ const RAW_LEN = 8 + 16 + 16;
 /** Nonces an `instance` store tells apart at once (a power of two). */
 const WINDOW = 1 << 21;
 
-/** What an `instance` nonce's MAC covers before the nonce: it is never valid in the `shared` scope, nor the reverse. */
+/** What the `instance` scope's MAC key is derived for: its nonces are never valid in the `shared` scope, nor the reverse. */
 const INSTANCE_DOMAIN = "acme nonce of one instance\0";
+const NONCE_CHARS = /^[A-Za-z0-9_-]{54}$/;
+const TWO_32 = 2 ** 32;
 
 /** Which instances can check a nonce: any instance sharing the database, or only the one that made it. */
 export type NonceScope = "shared" | "instance";
@@ -40,6 +42,8 @@ const PRUNE_EVERY_MS = 60_000;
 
 export class NonceStore {
   private key: Promise<Uint8Array> | undefined;
+  /** The scope's MAC key once `key` has resolved, so a nonce is made and checked without waiting on a promise. */
+  private macKey: Uint8Array | undefined;
   private lastPrune = 0;
   readonly scope: NonceScope;
   private readonly ttlMs: number;
@@ -59,37 +63,44 @@ export class NonceStore {
     this.window = opts.window ?? WINDOW;
     if (!Number.isInteger(Math.log2(this.window)) || this.window < 8) throw new Error("the nonce window must be a power of two, at least 8");
     this.unused = this.scope === "instance" ? new Uint8Array(this.window / 8) : undefined;
-    protector.onSeal(() => (this.key = undefined));
+    protector.onSeal(() => {
+      this.key = undefined;
+      this.macKey = undefined;
+    });
   }
 
   async issue(): Promise<string> {
-    const raw = new Uint8Array(RAW_LEN);
-    const view = new DataView(raw.buffer);
-    view.setBigUint64(0, BigInt(Date.now() + this.ttlMs));
+    const key = this.macKey ?? (await this.loadMacKey());
+    const raw = Buffer.allocUnsafe(RAW_LEN);
+    // Big-endian 64-bit integers, written as two 32-bit halves (both stay below 2^53).
+    const expires = Date.now() + this.ttlMs;
+    raw.writeUInt32BE(Math.floor(expires / TWO_32), 0);
+    raw.writeUInt32BE(expires >>> 0, 4);
     if (this.unused) {
       const n = this.next++;
       raw.set(this.tag, 8);
-      view.setBigUint64(16, BigInt(n));
+      raw.writeUInt32BE(Math.floor(n / TWO_32), 16);
+      raw.writeUInt32BE(n >>> 0, 20);
       const bit = n % this.window;
       this.unused[bit >> 3]! |= 1 << (bit & 7);
     } else raw.set(crypto.getRandomValues(new Uint8Array(16)), 8);
-    raw.set(this.mac(await this.hmacKey(), raw.subarray(0, 24)), 24);
-    return Buffer.from(raw).toString("base64url");
+    this.mac(key, raw.subarray(0, 24)).copy(raw, 24, 0, 16);
+    return raw.toString("base64url");
   }
 
   /** True once for a nonce this CA made and that has not expired; false ever after (on every instance, in `shared` scope). */
   async consume(n: unknown): Promise<boolean> {
-    if (typeof n !== "string" || n.length !== 54 || !/^[A-Za-z0-9_-]+$/.test(n)) return false;
-    const raw = new Uint8Array(Buffer.from(n, "base64url"));
+    if (typeof n !== "string" || !NONCE_CHARS.test(n)) return false;
+    const raw = Buffer.from(n, "base64url");
     if (raw.length !== RAW_LEN) return false;
-    const view = new DataView(raw.buffer, raw.byteOffset);
-    const expires = Number(view.getBigUint64(0));
+    const expires = raw.readUInt32BE(0) * TWO_32 + raw.readUInt32BE(4);
     const now = Date.now();
     if (!(expires > now) || expires > now + this.ttlMs) return false;
-    if (!timingSafeEqual(this.mac(await this.hmacKey(), raw.subarray(0, 24)), raw.subarray(24))) return false;
+    const key = this.macKey ?? (await this.loadMacKey());
+    if (!timingSafeEqual(this.mac(key, raw.subarray(0, 24)).subarray(0, 16), raw.subarray(24))) return false;
     if (this.unused) {
       if (!timingSafeEqual(raw.subarray(8, 16), this.tag)) return false;
-      const c = Number(view.getBigUint64(16));
+      const c = raw.readUInt32BE(16) * TWO_32 + raw.readUInt32BE(20);
       if (c >= this.next || c < this.next - this.window) return false;
       const bit = c % this.window;
       const mask = 1 << (bit & 7);
@@ -98,14 +109,21 @@ export class NonceStore {
       return true;
     }
     await this.prune(now);
-    return this.store.spendNonce(Buffer.from(raw.subarray(8, 24)).toString("base64url"), expires);
+    return this.store.spendNonce(raw.subarray(8, 24).toString("base64url"), expires);
   }
 
-  /** The MAC of a nonce; an `instance` nonce's is over a prefix too, so a store of the other scope refuses it. */
-  private mac(key: Uint8Array, data: Uint8Array): Uint8Array {
-    const h = createHmac("sha256", key);
-    if (this.unused) h.update(INSTANCE_DOMAIN);
-    return new Uint8Array(h.update(data).digest().subarray(0, 16));
+  /** HMAC-SHA-256 of a nonce's first 24 bytes (the nonce keeps the first 16 bytes of it). */
+  private mac(key: Uint8Array, data: Uint8Array): Buffer {
+    return createHmac("sha256", key).update(data).digest();
+  }
+
+  /** This scope's MAC key: the shared key itself, or for `instance` one derived from it for that scope. */
+  private async loadMacKey(): Promise<Uint8Array> {
+    const shared = await this.hmacKey();
+    const key = this.unused ? new Uint8Array(createHmac("sha256", shared).update(INSTANCE_DOMAIN).digest()) : shared;
+    // Kept only while the key it came from is current (a seal drops both).
+    if (this.key) this.macKey = key;
+    return key;
   }
 
   /** The shared key: created by the first instance that needs it, read by the others. */
