@@ -31,7 +31,6 @@ export async function serveBenchTarget(
     overrides: (c) => {
       c.server.port = 0;
       c.data.dir = dataDir!;
-    c.data.suite_dir = dirname(dataDir!);
       c.data.suite_dir = dirname(dataDir!);
       c.auth.issuer = issuer;
       c.auth.jwks_url = jwksUrl;
