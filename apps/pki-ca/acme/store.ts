@@ -11,6 +11,7 @@
  */
 import { sql, type Kysely, type Transaction } from "kysely";
 import { GroupTransaction, precompile, precompileStatement, shapedStatements, type StatementHandle } from "../../../src/storage/index.ts";
+import { Lru } from "../../../src/keyring/lru.ts";
 
 export interface AccountRow {
   id: string;
@@ -88,16 +89,8 @@ export type RateKind = "account-orders" | "identifier-orders" | "ip-accounts";
 
 /** Units per shared transaction at most. */
 const WRITE_BATCH = 256;
-/** Entries kept at most by each of the in-process caches below (oldest dropped first). */
+/** Entries kept at most by each of the in-process caches below (least recently used dropped first). */
 const CACHE_ENTRIES = 8192;
-
-/** A bounded map that drops its oldest entry when full. */
-class BoundedMap<V> extends Map<string, V> {
-  override set(key: string, value: V): this {
-    if (!this.has(key) && this.size >= CACHE_ENTRIES) this.delete(this.keys().next().value!);
-    return super.set(key, value);
-  }
-}
 
 export interface AcmeStoreOptions {
   /**
@@ -125,18 +118,18 @@ export class AcmeStore {
   private readonly reusable: (tenant: string, accountId: string, type: string, value: string, wildcard: number, valid: string, pending: string, after: string) => Promise<AuthorizationRow[]>;
 
   /** Account rows by tenant and id (see `cacheAccounts`). */
-  private readonly accounts: BoundedMap<AccountRow> | undefined;
+  private readonly accounts: Lru<string, AccountRow> | undefined;
   /**
    * An order's authorization ids: fixed when the order is made (no statement changes or deletes
    * an order's links), so kept whatever else writes the database.
    */
-  private readonly orderAuthorizations = new BoundedMap<readonly string[]>();
+  private readonly orderAuthorizations = new Lru<string, readonly string[]>(CACHE_ENTRIES);
 
   constructor(
     readonly db: Kysely<AcmeDb>,
     opts: AcmeStoreOptions = {},
   ) {
-    this.accounts = opts.cacheAccounts ? new BoundedMap() : undefined;
+    this.accounts = opts.cacheAccounts ? new Lru(CACHE_ENTRIES) : undefined;
     this.writes = new GroupTransaction(db, (trx) => trx, { maxBatch: WRITE_BATCH, gatherMs: 0 });
     this.shaped = shapedStatements(db);
     this.claimOrder = precompileStatement(
