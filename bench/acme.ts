@@ -330,7 +330,7 @@ for (const t of targets.filter((t) => t.warm && WARMUP > 0)) {
   const out = await round(server.dir, t.trust, server.pid, WARMUP);
   console.error(`warm-up ${t.name}: ${WARMUP} s, ${(out.orders / WARMUP).toFixed(1)} orders/s (not counted)`);
 }
-const results = targets.map(() => ({ rates: [] as number[], reqRates: [] as number[], p50: [] as number[], requestsPerOrder: [] as number[], cpuPerOrder: [] as number[], cpuPerRequest: [] as number[], skipped: 0, failures: 0 }));
+const results = targets.map(() => ({ rates: [] as number[], reqRates: [] as number[], p50: [] as number[], requestsPerOrder: [] as number[], cpuPerOrder: [] as number[], cpuPerRequest: [] as number[], failures: 0 }));
 for (let r = 0; r < ROUNDS; r++) {
   for (const [i, t] of targets.entries()) {
     const server = await t.start();
@@ -348,7 +348,7 @@ for (let r = 0; r < ROUNDS; r++) {
       m.requestsPerOrder.push(out.requestsPerOrder);
       m.cpuPerRequest.push(perRequest);
       m.cpuPerOrder.push(perOrder);
-    } else m.skipped++;
+    }
     const main = (out.mainCpuMs / Math.max(out.requests, 1)) * out.requestsPerOrder;
     console.error(
       `round ${r + 1}/${ROUNDS} ${t.name}: ${(out.orders / SECONDS).toFixed(1)} orders/s, ${(out.requests / SECONDS).toFixed(0)} requests/s, ${out.requestsPerOrder.toFixed(2)} requests an order, ` +
